@@ -1,0 +1,6 @@
+/**
+ * troupe's machines: pure XState definitions and their typed events. Import as `troupe/machines`.
+ */
+export * from "./session.machine.js";
+export * from "./session-shard.machine.js";
+export * from "./supervisor.machine.js";

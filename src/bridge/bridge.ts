@@ -1,0 +1,183 @@
+/**
+ * The bridge: the eight tools as typed methods, as `call(toolName, args)`, and as a list with JSON Schemas.
+ * Every call is validated here, once; inside, data is trusted.
+ */
+import { z } from "zod";
+import { BridgeError, toBridgeError } from "../errors.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { toolArgumentSchemas, type ToolArguments, type ToolName, type ToolResults } from "./schemas.js";
+
+/** A tool as MCP and `runtime.bridge.tools` list it. */
+export interface ToolDescription {
+  name: ToolName;
+  description: string;
+  inputSchema: Record<string, unknown>;
+}
+
+const DESCRIPTIONS: Record<ToolName, string> = {
+  bridge_health: "Report whether the bridge is up, its executors, session counts and capacity.",
+  agents_discover: "List the agents sessions can be opened with, their capabilities, status and providers.",
+  sessions_create: "Open a session with an agent; metadata.provider binds it to one provider for its life.",
+  sessions_prompt: "Send a prompt to a session and wait for the reply; queued while the session is busy.",
+  sessions_status: "Show a session's status (active, busy, idle, failed), its queue, usage and expiry.",
+  sessions_close: "Close a session: it is deleted, and its pending prompts are cancelled.",
+  sessions_cancel: "Cancel the in-flight prompt of a session, or a queued one by requestId.",
+  tasks_delegate: "Create a session, send one prompt, close the session, and return the reply.",
+};
+
+/** Every tool name, in the order of SPEC §2.1. */
+export const TOOL_NAMES = Object.keys(toolArgumentSchemas) as ToolName[];
+
+function isToolName(name: string): name is ToolName {
+  return Object.hasOwn(toolArgumentSchemas, name);
+}
+
+function utf8Bytes(text: string): number {
+  return Buffer.byteLength(text, "utf8");
+}
+
+function configErrorOf(error: z.ZodError): BridgeError {
+  const issues = error.issues.map((issue) => {
+    const path = issue.path.join(".");
+    const field = issue.code === "unrecognized_keys" ? [path, ...issue.keys].filter(Boolean).join(".") : path;
+    return { field: field || "(arguments)", message: issue.message };
+  });
+  const first = issues[0] ?? { field: "(arguments)", message: "invalid" };
+  return new BridgeError("CONFIG", `${first.field}: ${first.message}`, { field: first.field, issues });
+}
+
+/** The eight tools of a runtime. Reach it as `runtime.bridge`. */
+export class Bridge {
+  /** The tools with their JSON Schemas, for MCP and HTTP clients. */
+  readonly tools: ToolDescription[];
+  private inFlight = 0;
+
+  constructor(private readonly runtime: Runtime) {
+    this.tools = TOOL_NAMES.map((name) => ({
+      name,
+      description: DESCRIPTIONS[name],
+      inputSchema: z.toJSONSchema(toolArgumentSchemas[name], { io: "input" }) as Record<string, unknown>,
+    }));
+  }
+
+  /** Calls a tool by its snake_case name with JSON arguments. An unknown name is NOT_FOUND. */
+  async call<T extends ToolName>(toolName: T, args?: unknown): Promise<ToolResults[T]>;
+  async call(toolName: string, args?: unknown): Promise<unknown>;
+  async call(toolName: string, args: unknown = {}): Promise<unknown> {
+    if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
+    const parsed = toolArgumentSchemas[toolName].safeParse(args ?? {});
+    if (!parsed.success) throw configErrorOf(parsed.error);
+    if (this.inFlight >= this.runtime.limits.maxConcurrentRequests) {
+      throw new BridgeError("CAPACITY", `Too many concurrent requests (maxConcurrentRequests ${this.runtime.limits.maxConcurrentRequests})`, {
+        maxConcurrentRequests: this.runtime.limits.maxConcurrentRequests,
+      });
+    }
+    this.inFlight += 1;
+    try {
+      return await this.run(toolName, parsed.data);
+    } catch (error) {
+      throw toBridgeError(error);
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+
+  /** `bridge_health` */
+  health(args: ToolArguments<"bridge_health"> = {}): Promise<ToolResults["bridge_health"]> {
+    return this.call("bridge_health", args);
+  }
+  /** `agents_discover` */
+  agentsDiscover(args: ToolArguments<"agents_discover"> = {}): Promise<ToolResults["agents_discover"]> {
+    return this.call("agents_discover", args);
+  }
+  /** `sessions_create` */
+  sessionsCreate(args: ToolArguments<"sessions_create"> = {}): Promise<ToolResults["sessions_create"]> {
+    return this.call("sessions_create", args);
+  }
+  /** `sessions_prompt` */
+  sessionsPrompt(args: ToolArguments<"sessions_prompt">): Promise<ToolResults["sessions_prompt"]> {
+    return this.call("sessions_prompt", args);
+  }
+  /** `sessions_status` */
+  sessionsStatus(args: ToolArguments<"sessions_status">): Promise<ToolResults["sessions_status"]> {
+    return this.call("sessions_status", args);
+  }
+  /** `sessions_close` */
+  sessionsClose(args: ToolArguments<"sessions_close">): Promise<ToolResults["sessions_close"]> {
+    return this.call("sessions_close", args);
+  }
+  /** `sessions_cancel` */
+  sessionsCancel(args: ToolArguments<"sessions_cancel">): Promise<ToolResults["sessions_cancel"]> {
+    return this.call("sessions_cancel", args);
+  }
+  /** `tasks_delegate` */
+  tasksDelegate(args: ToolArguments<"tasks_delegate">): Promise<ToolResults["tasks_delegate"]> {
+    return this.call("tasks_delegate", args);
+  }
+
+  private checkPrompt(prompt: string): void {
+    const { maxPromptBytes } = this.runtime.limits;
+    const bytes = utf8Bytes(prompt);
+    if (bytes > maxPromptBytes) {
+      throw new BridgeError("CONFIG", `prompt: ${bytes} bytes exceeds maxPromptBytes ${maxPromptBytes}`, {
+        field: "prompt",
+        limitBytes: maxPromptBytes,
+        actualBytes: bytes,
+      });
+    }
+  }
+
+  private checkMetadata(metadata: Record<string, unknown> | undefined): Record<string, unknown> {
+    if (metadata === undefined) return {};
+    const { maxMetadataBytes } = this.runtime.limits;
+    const bytes = utf8Bytes(JSON.stringify(metadata));
+    if (bytes > maxMetadataBytes) {
+      throw new BridgeError("CONFIG", `metadata: ${bytes} bytes exceeds maxMetadataBytes ${maxMetadataBytes}`, {
+        field: "metadata",
+        limitBytes: maxMetadataBytes,
+        actualBytes: bytes,
+      });
+    }
+    return metadata;
+  }
+
+  private async run(toolName: ToolName, args: Record<string, unknown>): Promise<unknown> {
+    const runtime = this.runtime;
+    switch (toolName) {
+      case "bridge_health":
+        return runtime.health();
+      case "agents_discover": {
+        const { capability } = args as z.output<(typeof toolArgumentSchemas)["agents_discover"]>;
+        return runtime.discoverAgents(capability);
+      }
+      case "sessions_create": {
+        const { agentId, metadata } = args as z.output<(typeof toolArgumentSchemas)["sessions_create"]>;
+        return runtime.createSession(agentId, this.checkMetadata(metadata));
+      }
+      case "sessions_prompt": {
+        const { sessionId, prompt, runtimeParams, requestId, timeout } = args as z.output<(typeof toolArgumentSchemas)["sessions_prompt"]>;
+        this.checkPrompt(prompt);
+        return runtime.promptSession(sessionId, { prompt, runtimeParams, requestId, timeoutMs: timeout });
+      }
+      case "sessions_status":
+        return runtime.sessionStatus((args as { sessionId: string }).sessionId);
+      case "sessions_close":
+        return runtime.closeSession((args as { sessionId: string }).sessionId);
+      case "sessions_cancel": {
+        const { sessionId, requestId } = args as z.output<(typeof toolArgumentSchemas)["sessions_cancel"]>;
+        return runtime.cancelPrompt(sessionId, requestId);
+      }
+      case "tasks_delegate": {
+        const { agentId, prompt, metadata, runtimeParams, timeout } = args as z.output<(typeof toolArgumentSchemas)["tasks_delegate"]>;
+        this.checkPrompt(prompt);
+        const { sessionId } = await runtime.createSession(agentId, this.checkMetadata(metadata));
+        try {
+          const reply = await runtime.promptSession(sessionId, { prompt, runtimeParams, timeoutMs: timeout });
+          return { sessionId, ...reply };
+        } finally {
+          await runtime.closeSession(sessionId).catch(() => undefined);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * `BridgeError`: the one error type of troupe, and its one mapping to HTTP.
+ */
+
+/** Every error category of the bridge (SPEC §2.3). */
+export const BRIDGE_ERROR_TYPES = [
+  "CONFIG",
+  "AUTH",
+  "UPSTREAM",
+  "TRANSPORT",
+  "TIMEOUT",
+  "NOT_FOUND",
+  "CAPACITY",
+  "BUSY",
+  "CANCELLED",
+  "INTERNAL",
+] as const;
+
+/** One error category. */
+export type BridgeErrorType = (typeof BRIDGE_ERROR_TYPES)[number];
+
+/** What every error carries besides its type and message. */
+export interface BridgeErrorDetails {
+  /** Trying the same call again later may succeed. */
+  retryable: boolean;
+  /** The session named in the call can still be used. */
+  sessionValid: boolean;
+  [key: string]: unknown;
+}
+
+const DEFAULTS: Record<BridgeErrorType, Pick<BridgeErrorDetails, "retryable" | "sessionValid">> = {
+  CONFIG: { retryable: false, sessionValid: true },
+  AUTH: { retryable: false, sessionValid: false },
+  UPSTREAM: { retryable: true, sessionValid: true },
+  TRANSPORT: { retryable: true, sessionValid: true },
+  TIMEOUT: { retryable: true, sessionValid: true },
+  NOT_FOUND: { retryable: false, sessionValid: false },
+  CAPACITY: { retryable: true, sessionValid: true },
+  BUSY: { retryable: true, sessionValid: true },
+  CANCELLED: { retryable: false, sessionValid: true },
+  INTERNAL: { retryable: false, sessionValid: true },
+};
+
+/** The error every bridge tool throws. `type` is the category; `details` says whether to retry. */
+export class BridgeError extends Error {
+  override readonly name = "BridgeError";
+  readonly type: BridgeErrorType;
+  readonly details: BridgeErrorDetails;
+
+  constructor(type: BridgeErrorType, message: string, details: Partial<BridgeErrorDetails> = {}) {
+    super(message);
+    this.type = type;
+    this.details = { ...DEFAULTS[type], ...details };
+  }
+
+  /** The JSON shape used on the wire: `{ type, message, details }`. */
+  toJSON(): { type: BridgeErrorType; message: string; details: BridgeErrorDetails } {
+    return { type: this.type, message: this.message, details: this.details };
+  }
+}
+
+/** Whether a value names an error category. */
+export function isBridgeErrorType(value: unknown): value is BridgeErrorType {
+  return typeof value === "string" && (BRIDGE_ERROR_TYPES as readonly string[]).includes(value);
+}
+
+/** The message of a missing session, exactly as the seed words it. */
+export const SESSION_NOT_FOUND = "Session not found";
+
+/** A NOT_FOUND for a session id. */
+export function sessionNotFound(sessionId: string): BridgeError {
+  return new BridgeError("NOT_FOUND", SESSION_NOT_FOUND, { sessionId });
+}
+
+/** Turns anything thrown into a BridgeError; unknown errors become `fallback` with their message. */
+export function toBridgeError(error: unknown, fallback: BridgeErrorType = "INTERNAL"): BridgeError {
+  if (error instanceof BridgeError) return error;
+  if (error instanceof Error) return new BridgeError(fallback, error.message);
+  return new BridgeError(fallback, String(error));
+}
+
+const HTTP_STATUS: Record<BridgeErrorType, number> = {
+  CONFIG: 400,
+  AUTH: 401,
+  NOT_FOUND: 404,
+  CANCELLED: 409,
+  CAPACITY: 429,
+  BUSY: 429,
+  UPSTREAM: 502,
+  TRANSPORT: 502,
+  TIMEOUT: 504,
+  INTERNAL: 500,
+};
+
+/** The HTTP status of an error: by type, and 413 for an argument over a size limit. */
+export function httpStatusOf(error: BridgeError): number {
+  if (error.type === "CONFIG" && typeof error.details.limitBytes === "number") return 413;
+  return HTTP_STATUS[error.type];
+}

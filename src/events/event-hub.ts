@@ -1,0 +1,81 @@
+/**
+ * The runtime's event stream in process: typed events, numbered, delivered to `runtime.on` listeners.
+ */
+import type { PromptError, PromptCancelCause, Usage } from "../../machines/session.machine.js";
+import type { Clock } from "../clock.js";
+
+/** Fields every event has. `seq` grows by one per event delivered by this runtime. */
+export interface EventBase {
+  seq: number;
+  ts: number;
+  actorId: string;
+}
+
+/** The events of the stream, by type (SPEC §5). */
+export interface RuntimeEventMap {
+  "actor.spawned": { parentId?: string; machine?: string };
+  "actor.transition": { from: string; to: string; event: string };
+  "actor.stopped": { reason: string };
+  "prompt.started": { sessionId: string; requestId: string };
+  "prompt.delta": { sessionId: string; requestId: string; delta: string };
+  "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage };
+  "prompt.failed": { sessionId: string; requestId: string; error: PromptError };
+  "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause };
+}
+
+/** An event type of the stream. */
+export type RuntimeEventType = keyof RuntimeEventMap;
+
+/** One event of the stream. */
+export type RuntimeEvent<T extends RuntimeEventType = RuntimeEventType> = {
+  [K in T]: EventBase & { type: K } & RuntimeEventMap[K];
+}[T];
+
+/** A listener of one type, or of every type with `"*"`. */
+export type RuntimeEventListener<T extends RuntimeEventType | "*"> = (
+  event: T extends RuntimeEventType ? RuntimeEvent<T> : RuntimeEvent,
+) => void;
+
+/** Delivers events to listeners; builds an event only when someone listens for its type. */
+export class EventHub {
+  private readonly listeners = new Map<string, Set<(event: RuntimeEvent) => void>>();
+  private seq = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** Adds a listener; returns the function that removes it. */
+  on<T extends RuntimeEventType | "*">(type: T, listener: RuntimeEventListener<T>): () => void {
+    let set = this.listeners.get(type);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(type, set);
+    }
+    const added = listener as (event: RuntimeEvent) => void;
+    set.add(added);
+    return () => {
+      set.delete(added);
+    };
+  }
+
+  /** Whether an event of this type would reach anyone. */
+  wants(type: RuntimeEventType): boolean {
+    return (this.listeners.get(type)?.size ?? 0) > 0 || (this.listeners.get("*")?.size ?? 0) > 0;
+  }
+
+  /** Delivers an event. A throwing listener is reported and does not stop the others. */
+  emit<T extends RuntimeEventType>(type: T, actorId: string, fields: RuntimeEventMap[T]): void {
+    if (!this.wants(type)) return;
+    const event = { ...fields, type, actorId, seq: ++this.seq, ts: this.clock.now() } as unknown as RuntimeEvent;
+    for (const key of [type, "*"]) {
+      for (const listener of this.listeners.get(key) ?? []) {
+        try {
+          listener(event);
+        } catch (error) {
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Turns XState's inspection stream into `actor.*` events, and tells the runtime about every actor's states.
+ */
+import type { AnyActor, InspectionEvent } from "xstate";
+import type { EventHub } from "./event-hub.js";
+
+/** What the runtime wants to know about actors besides the event stream. */
+export interface ActorObserver {
+  /** An actor was created (before it starts). */
+  created(actorRef: AnyActor): void;
+  /** A machine actor entered `to` (from `from`, undefined at start) or stopped (`to` undefined). */
+  stateChanged(actorRef: AnyActor, from: string | undefined, to: string | undefined): void;
+}
+
+interface InternalActorRef {
+  _parent?: AnyActor;
+  src?: unknown;
+}
+
+/** The parent of an actor. XState keeps it internal; troupe pins the XState version that has it. */
+export function parentOf(actorRef: AnyActor): AnyActor | undefined {
+  return (actorRef as unknown as InternalActorRef)._parent;
+}
+
+/** The logic name an actor was spawned or invoked from (`"session"`, `"runPrompt"`…), if any. */
+export function sourceOf(actorRef: AnyActor): string | undefined {
+  const src = (actorRef as unknown as InternalActorRef).src;
+  return typeof src === "string" ? src : undefined;
+}
+
+function isMachineActor(actorRef: AnyActor): boolean {
+  return "root" in actorRef.logic;
+}
+
+/**
+ * The id an actor has in events. troupe's machine actors have ids unique in a runtime (`supervisor`,
+ * `shard-0`, a session's id); other actors (a prompt run) are named under their parent: `<sessionId>/prompt`.
+ */
+export function actorIdOf(actorRef: AnyActor): string {
+  const parent = parentOf(actorRef);
+  return parent === undefined || isMachineActor(actorRef) ? actorRef.id : `${actorIdOf(parent)}/${actorRef.id}`;
+}
+
+function stateKey(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (value !== null && typeof value === "object") return JSON.stringify(value);
+  return undefined;
+}
+
+/** Creates the `inspect` callback of a runtime's root actor. */
+export function createInspector(hub: EventHub, observer: ActorObserver): (event: InspectionEvent) => void {
+  const lastState = new WeakMap<AnyActor, string>();
+  return (inspection) => {
+    const actorRef = inspection.actorRef as AnyActor;
+    if (inspection.type === "@xstate.actor") {
+      observer.created(actorRef);
+      if (hub.wants("actor.spawned")) {
+        const parent = parentOf(actorRef);
+        const machine = sourceOf(actorRef);
+        hub.emit("actor.spawned", actorIdOf(actorRef), {
+          ...(parent ? { parentId: actorIdOf(parent) } : {}),
+          ...(machine ? { machine } : {}),
+        });
+      }
+      return;
+    }
+    if (inspection.type !== "@xstate.snapshot") return;
+    const snapshot = inspection.snapshot as { status: string; value?: unknown; context?: { releaseReason?: string | null } };
+    const from = lastState.get(actorRef);
+    if (inspection.event.type === "xstate.stop" || snapshot.status === "done" || snapshot.status === "error") {
+      lastState.delete(actorRef);
+      observer.stateChanged(actorRef, from, undefined);
+      const reason = snapshot.context?.releaseReason ?? (inspection.event.type === "xstate.stop" ? "stopped" : snapshot.status);
+      hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
+      return;
+    }
+    const to = stateKey(snapshot.value);
+    if (to === undefined || to === from) return;
+    lastState.set(actorRef, to);
+    observer.stateChanged(actorRef, from, to);
+    if (from !== undefined) hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
+  };
+}

@@ -1,0 +1,34 @@
+/**
+ * The `Executor` interface: where agents run. The runtime owns sessions; an executor runs their prompts.
+ */
+import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
+
+/** An agent as `agents_discover` describes it. */
+export interface AgentDescriptor {
+  id: string;
+  name: string;
+  description: string;
+  capabilities: string[];
+  status: "ready" | "busy" | "unavailable";
+  providers?: Array<{ id: string; models: string[] }>;
+  defaultProvider?: string;
+}
+
+/** Runs the agents of one kind (in this process, or in worker processes). */
+export interface Executor {
+  /** Shown in `bridge_health`. */
+  readonly kind: string;
+  /** Whether this executor's sessions expire by TTL and idle time. */
+  readonly sessionsExpire: boolean;
+  hasAgent(agentId: string): boolean;
+  describeAgents(): AgentDescriptor[];
+  /** Called once a session exists; a throw fails `sessions_create`. */
+  openSession(session: SessionInfo): Promise<void>;
+  /** Answers one prompt; `signal` aborts it; `emitDelta` streams pieces of the answer. */
+  runPrompt(input: RunPromptInput, signal: AbortSignal, emitDelta: (delta: string) => void): Promise<PromptReply>;
+  /** Told after the in-flight prompt of a session was cancelled by `sessions_cancel`. */
+  promptCancelled(session: SessionInfo, requestId: string): void;
+  /** Called once per session when it is over. */
+  closeSession(session: SessionInfo, reason: SessionCloseReason): Promise<void>;
+  stop?(): Promise<void>;
+}

@@ -1,0 +1,85 @@
+/**
+ * `InProcessExecutor`: agents that run in this process. Its sessions expire (SPEC §2.2).
+ */
+import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
+import type { Agent } from "../agents/agent.js";
+import { BridgeError } from "../errors.js";
+import { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "../providers/params.js";
+import type { AgentDescriptor, Executor } from "./executor.js";
+
+function sessionRuntimeParams(session: SessionInfo): RuntimeParams | undefined {
+  const parsed = runtimeParamsSchema.safeParse(session.metadata.runtimeParams);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** Runs `Agent` objects in this process. */
+export class InProcessExecutor implements Executor {
+  readonly kind = "in-process";
+  readonly sessionsExpire = true;
+  private readonly agents = new Map<string, Agent>();
+  private readonly inFlightByAgent = new Map<string, number>();
+
+  constructor(agents: Agent[] = []) {
+    for (const agent of agents) this.register(agent);
+  }
+
+  /** Adds an agent; an id already registered is CONFIG. */
+  register(agent: Agent): void {
+    if (this.agents.has(agent.id)) throw new BridgeError("CONFIG", `agents: duplicate agent id ${agent.id}`, { field: "agents" });
+    this.agents.set(agent.id, agent);
+  }
+
+  hasAgent(agentId: string): boolean {
+    return this.agents.has(agentId);
+  }
+
+  describeAgents(): AgentDescriptor[] {
+    return [...this.agents.values()].map((agent) => ({
+      id: agent.id,
+      name: agent.name ?? agent.id,
+      description: agent.description ?? "",
+      capabilities: agent.capabilities ?? [],
+      status: (this.inFlightByAgent.get(agent.id) ?? 0) > 0 ? "busy" : "ready",
+      ...(agent.providers ? { providers: agent.providers } : {}),
+      ...(agent.defaultProviderId ? { defaultProvider: agent.defaultProviderId } : {}),
+    }));
+  }
+
+  async openSession(session: SessionInfo): Promise<void> {
+    await this.agentOf(session).onSessionOpen?.(session);
+  }
+
+  async runPrompt(input: RunPromptInput, signal: AbortSignal, emitDelta: (delta: string) => void): Promise<PromptReply> {
+    const { request, history, ...session } = input;
+    const agent = this.agentOf(session);
+    this.inFlightByAgent.set(agent.id, (this.inFlightByAgent.get(agent.id) ?? 0) + 1);
+    try {
+      const reply = await agent.prompt({
+        session,
+        prompt: request.prompt,
+        requestId: request.requestId,
+        runtimeParams: mergeRuntimeParams(sessionRuntimeParams(session), request.runtimeParams as RuntimeParams | undefined),
+        history,
+        signal,
+        emit: emitDelta,
+      });
+      return { text: reply.text, stopReason: reply.stopReason ?? "end_turn", ...(reply.usage ? { usage: reply.usage } : {}) };
+    } finally {
+      this.inFlightByAgent.set(agent.id, (this.inFlightByAgent.get(agent.id) ?? 1) - 1);
+    }
+  }
+
+  promptCancelled(session: SessionInfo, requestId: string): void {
+    this.agentOf(session).onCancel?.({ session, requestId });
+  }
+
+  async closeSession(session: SessionInfo, reason: SessionCloseReason): Promise<void> {
+    await this.agentOf(session).onSessionClose?.(session, reason);
+  }
+
+  private agentOf(session: SessionInfo): Agent {
+    const agent = this.agents.get(session.agentId);
+    if (agent === undefined) throw new BridgeError("NOT_FOUND", `Agent not found: ${session.agentId}`, { agentId: session.agentId });
+    return agent;
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * troupe's public surface.
+ */
+export { createRuntime, Runtime, type PromptRequest } from "./runtime/runtime.js";
+export type { RuntimeOptions } from "./runtime/options.js";
+export { Bridge, TOOL_NAMES, type ToolDescription } from "./bridge/bridge.js";
+export { toolArgumentSchemas } from "./bridge/schemas.js";
+export type * from "./bridge/schemas.js";
+export { BridgeError, BRIDGE_ERROR_TYPES, httpStatusOf, isBridgeErrorType, SESSION_NOT_FOUND } from "./errors.js";
+export type { BridgeErrorDetails, BridgeErrorType } from "./errors.js";
+export type { Agent, AgentReply, PromptContext, ProviderInfo, StopReason } from "./agents/agent.js";
+export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
+export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";
+export { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "./providers/params.js";
+export type { AgentDescriptor, Executor } from "./executors/executor.js";
+export { InProcessExecutor } from "./executors/in-process.js";
+export { systemClock, type Clock } from "./clock.js";
+export type { RuntimeEvent, RuntimeEventMap, RuntimeEventType, RuntimeEventListener } from "./events/event-hub.js";
+export { VERSION } from "./version.js";

@@ -1,0 +1,67 @@
+/**
+ * `RuntimeOptions`: what `createRuntime` accepts, their defaults (SPEC §2.1), and their validation.
+ */
+import { z } from "zod";
+import type { Agent } from "../agents/agent.js";
+import type { Clock } from "../clock.js";
+import { BridgeError } from "../errors.js";
+import type { Executor } from "../executors/executor.js";
+
+/** Options of `createRuntime`. Every limit has the default of SPEC §2.1. */
+export interface RuntimeOptions {
+  /** Agents run in this process by the `InProcessExecutor`. */
+  agents?: Agent[];
+  /** The agent used when a call names none. */
+  defaultAgentId?: string;
+  /** A further executor (its agents lose to in-process ones with the same id). */
+  executor?: Executor;
+  /** Lifetime of a session from its creation; 0 disables. Default 3,600,000. */
+  sessionTtlMs?: number;
+  /** Idle time after which a session expires; 0 disables. Default 600,000. */
+  sessionIdleMs?: number;
+  /** Sessions alive at once. Default 1000. */
+  maxSessions?: number;
+  /** Prompts waiting behind the in-flight one, per session. Default 8. */
+  maxQueuedPrompts?: number;
+  /** Bridge calls in progress at once. Default 50. */
+  maxConcurrentRequests?: number;
+  /** Largest prompt in UTF-8 bytes. Default 1 MiB. */
+  maxPromptBytes?: number;
+  /** Largest session metadata as JSON, in UTF-8 bytes. Default 64 KiB. */
+  maxMetadataBytes?: number;
+  /** Messages of history a session keeps for its agent. Default 30. */
+  historyWindow?: number;
+  /** The clock for timers and timestamps; XState's `SimulatedClock` works. Default: the system clock. */
+  clock?: Clock;
+  /** Sessions per supervisor shard (tuning; see docs/architecture.md). Default 128. */
+  shardSize?: number;
+}
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+
+const limitsSchema = z.object({
+  defaultAgentId: z.string().min(1).optional(),
+  sessionTtlMs: nonNegativeInt.default(3_600_000),
+  sessionIdleMs: nonNegativeInt.default(600_000),
+  maxSessions: positiveInt.default(1000),
+  maxQueuedPrompts: nonNegativeInt.default(8),
+  maxConcurrentRequests: positiveInt.default(50),
+  maxPromptBytes: positiveInt.default(1024 * 1024),
+  maxMetadataBytes: positiveInt.default(64 * 1024),
+  historyWindow: nonNegativeInt.default(30),
+  shardSize: positiveInt.default(128),
+});
+
+/** The options after defaults were applied. */
+export type ResolvedLimits = z.infer<typeof limitsSchema>;
+
+/** Applies defaults and validates; a bad option is CONFIG naming it. */
+export function resolveLimits(options: RuntimeOptions): ResolvedLimits {
+  const { agents: _agents, executor: _executor, clock: _clock, ...limits } = options;
+  const parsed = limitsSchema.safeParse(limits);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.join(".") ?? "options";
+  throw new BridgeError("CONFIG", `${field}: ${issue?.message ?? "invalid"}`, { field });
+}
