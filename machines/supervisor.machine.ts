@@ -107,11 +107,6 @@ export const supervisorMachine = setup({
         details: { maxSessions: context.maxSessions },
       },
     })),
-    rejectWhileStopping: emit(({ event }) => ({
-      type: "session.rejected" as const,
-      sessionId: event.type === "SESSION.CREATE" ? event.session.sessionId : "",
-      error: { type: "CAPACITY", message: "Runtime is shutting down", retryable: false, sessionValid: false },
-    })),
     countRelease: enqueueActions(({ context, event, enqueue }) => {
       const index = releasedShardIndex(context, event);
       const shard = context.shards[index];
@@ -157,9 +152,8 @@ export const supervisorMachine = setup({
       },
     },
     stopping: {
-      description: "Closes every session with reason shutdown; refuses new ones.",
+      description: "Closes every session with reason shutdown; the runtime sends no new ones.",
       on: {
-        "SESSION.CREATE": { actions: "rejectWhileStopping" },
         "SESSION.RELEASED": [
           { guard: "releasesLastSession", target: "stopped", actions: ["countRelease", "reapShard"] },
           { guard: "drainsSealedShard", actions: ["countRelease", "reapShard"] },

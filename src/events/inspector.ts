@@ -48,9 +48,14 @@ function stateKey(value: unknown): string | undefined {
 }
 
 /** Creates the `inspect` callback of a runtime's root actor. */
-export function createInspector(hub: EventHub, observer: ActorObserver): (event: InspectionEvent) => void {
+export function createInspector(
+  hub: EventHub,
+  userInspect: ((event: InspectionEvent) => void) | undefined,
+  observer: ActorObserver,
+): (event: InspectionEvent) => void {
   const lastState = new WeakMap<AnyActor, string>();
   return (inspection) => {
+    userInspect?.(inspection);
     const actorRef = inspection.actorRef as AnyActor;
     if (inspection.type === "@xstate.actor") {
       observer.created(actorRef);

@@ -1,6 +1,7 @@
 /**
  * `RuntimeOptions`: what `createRuntime` accepts, their defaults (SPEC §2.1), and their validation.
  */
+import type { InspectionEvent } from "xstate";
 import { z } from "zod";
 import type { Agent } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
@@ -33,6 +34,8 @@ export interface RuntimeOptions {
   historyWindow?: number;
   /** The clock for timers and timestamps; XState's `SimulatedClock` works. Default: the system clock. */
   clock?: Clock;
+  /** Observes XState's inspection stream of every actor of the runtime (devtools, coverage). */
+  inspect?: (event: InspectionEvent) => void;
   /** Sessions per supervisor shard (tuning; see docs/architecture.md). Default 128. */
   shardSize?: number;
 }
@@ -58,7 +61,7 @@ export type ResolvedLimits = z.infer<typeof limitsSchema>;
 
 /** Applies defaults and validates; a bad option is CONFIG naming it. */
 export function resolveLimits(options: RuntimeOptions): ResolvedLimits {
-  const { agents: _agents, executor: _executor, clock: _clock, ...limits } = options;
+  const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, ...limits } = options;
   const parsed = limitsSchema.safeParse(limits);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];

@@ -62,6 +62,7 @@ export class Runtime {
   readonly limits: ResolvedLimits;
   readonly clock: Clock;
   private readonly hub: EventHub;
+  private readonly inspectObserver: RuntimeOptions["inspect"];
   private readonly executors: Executor[];
   private readonly replies = new Replies();
   private readonly sessionCounts: Record<SessionStatus, number> = { active: 0, busy: 0, idle: 0, failed: 0 };
@@ -77,6 +78,7 @@ export class Runtime {
     this.limits = resolveLimits(options);
     this.clock = options.clock ?? systemClock;
     this.hub = new EventHub(this.clock);
+    this.inspectObserver = options.inspect;
     this.executors = [new InProcessExecutor(options.agents ?? [])];
     if (options.executor) this.executors.push(options.executor);
     const { defaultAgentId } = this.limits;
@@ -99,7 +101,7 @@ export class Runtime {
       systemId: "supervisor",
       clock: unrefClock(this.clock),
       input: { maxSessions: this.limits.maxSessions, shardSize: this.limits.shardSize },
-      inspect: createInspector(this.hub, {
+      inspect: createInspector(this.hub, this.inspectObserver, {
         created: (actorRef) => {
           if (sourceOf(actorRef) === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
         },
@@ -145,11 +147,12 @@ export class Runtime {
 
   /** `bridge_health`. */
   health(): HealthResult {
+    this.running();
     const { active, busy, idle, failed } = this.sessionCounts;
     return {
       status: "ok",
       version: VERSION,
-      uptimeMs: this.state === "new" ? 0 : this.clock.now() - this.startedAt,
+      uptimeMs: this.clock.now() - this.startedAt,
       executors: this.executors.map((executor) => executor.kind),
       sessions: { total: active + busy + idle + failed, active, busy, idle, failed, capacity: this.limits.maxSessions },
       agents: this.executors.reduce((count, executor) => count + executor.describeAgents().length, 0),
@@ -158,6 +161,7 @@ export class Runtime {
 
   /** `agents_discover`: every agent, the first executor winning an id, filtered by capability. */
   discoverAgents(capability?: string): DiscoverResult {
+    this.running();
     const seen = new Set<string>();
     const agents = this.executors.flatMap((executor) =>
       executor.describeAgents().filter((agent) => !seen.has(agent.id) && seen.add(agent.id)),
