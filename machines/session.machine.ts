@@ -168,6 +168,9 @@ function appendHistory(context: SessionContext, reply: PromptReply): HistoryMess
   return history.length > context.historyWindow ? history.slice(history.length - context.historyWindow) : history;
 }
 
+/** What an expiry does: cancel what is pending, then ask to be deleted. */
+const expire = [{ type: "release", params: { reason: "expired" } }, "askParentToDelete"] as const;
+
 /** The session machine. Provide `runPrompt` (a promise actor) before use. */
 export const sessionMachine = setup({
   types: {
@@ -309,10 +312,13 @@ export const sessionMachine = setup({
         }),
       );
       enqueue.assign({ inFlight: null, queue: [], releaseReason: params.reason });
-      enqueue(
-        sendParent({ type: "SESSION.RELEASE", session: infoOf(context), reason: params.reason } satisfies SessionReleaseEvent),
-      );
     }),
+    // Separate from `release` and named, so that a graph traversal without a parent can provide a no-op.
+    askParentToDelete: sendParent(({ context }) => ({
+      type: "SESSION.RELEASE" as const,
+      session: infoOf(context),
+      reason: context.releaseReason ?? "closed",
+    }) satisfies SessionReleaseEvent),
   },
 }).createMachine({
   id: "session",
@@ -328,10 +334,10 @@ export const sessionMachine = setup({
   }),
   initial: "active",
   on: {
-    CLOSE: { actions: { type: "release", params: ({ event }) => ({ reason: event.reason }) } },
+    CLOSE: { actions: [{ type: "release", params: ({ event }) => ({ reason: event.reason }) }, "askParentToDelete"] },
   },
   after: {
-    sessionTtl: { guard: "ttlEnabled", actions: { type: "release", params: { reason: "expired" } } },
+    sessionTtl: { guard: "ttlEnabled", actions: expire },
   },
   states: {
     active: {
@@ -341,7 +347,7 @@ export const sessionMachine = setup({
         CANCEL: { actions: "rejectCancel" },
       },
       after: {
-        sessionIdle: { guard: "idleEnabled", actions: { type: "release", params: { reason: "expired" } } },
+        sessionIdle: { guard: "idleEnabled", actions: expire },
       },
     },
     busy: {
@@ -386,7 +392,7 @@ export const sessionMachine = setup({
         CANCEL: { actions: "rejectCancel" },
       },
       after: {
-        sessionIdle: { guard: "idleEnabled", actions: { type: "release", params: { reason: "expired" } } },
+        sessionIdle: { guard: "idleEnabled", actions: expire },
       },
     },
     failed: {
@@ -396,7 +402,7 @@ export const sessionMachine = setup({
         CANCEL: { actions: "rejectCancel" },
       },
       after: {
-        sessionIdle: { guard: "idleEnabled", actions: { type: "release", params: { reason: "expired" } } },
+        sessionIdle: { guard: "idleEnabled", actions: expire },
       },
     },
   },

@@ -1,0 +1,269 @@
+/**
+ * Model-based tests of the session machine: @xstate/graph walks the bare machine; every path is then driven
+ * through the public bridge of a real runtime, and `sessions_status` and each prompt's outcome are checked
+ * after every step.
+ */
+import type { StatePath } from "@xstate/graph";
+import { afterAll, describe, expect, it } from "vitest";
+import { sessionMachine, type SessionEvent, type SessionInput } from "../../machines/index.js";
+import { sessionShardMachine, supervisorMachine } from "../../machines/index.js";
+import type { PromptError } from "../../machines/session.machine.js";
+import { startTestRuntime, settle, type TestRuntime } from "../support/runtime.js";
+import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
+import { generatePaths } from "./paths.js";
+
+const TTL_MS = 100_000;
+const IDLE_MS = 1_000;
+const MAX_QUEUED = 1;
+
+const modelInput: SessionInput = {
+  sessionId: "model",
+  agentId: "controlled",
+  shardId: "shard-0",
+  metadata: {},
+  createdAt: 0,
+  ttlMs: TTL_MS,
+  idleMs: IDLE_MS,
+  maxQueuedPrompts: MAX_QUEUED,
+  historyWindow: 30,
+};
+
+type SessionSnapshot = ReturnType<typeof sessionMachine.transition>;
+type SessionPath = StatePath<SessionSnapshot, SessionEvent>;
+
+const delays = delayedEventTypes(sessionMachine);
+const TTL_EVENT = delays["session"]!.find((type) => type.includes("sessionTtl"))!;
+const idleEventOf = (state: string): string => delays[`session.${state}`]!.find((type) => type.includes("sessionIdle"))!;
+
+const TRANSIENT: PromptError = { type: "UPSTREAM", message: "upstream 503", retryable: true, sessionValid: true };
+const FATAL: PromptError = { type: "AUTH", message: "invalid key", retryable: false, sessionValid: false };
+
+function pendingIds(snapshot: SessionSnapshot): string[] {
+  const { inFlight, queue } = snapshot.context;
+  return [...(inFlight ? [inFlight.requestId] : []), ...queue.map((queued) => queued.requestId)];
+}
+
+/** The events worth trying in a state; a released session takes none (it is deleted). */
+function eventsFor(snapshot: SessionSnapshot): SessionEvent[] {
+  const { context } = snapshot;
+  if (context.releaseReason !== null) return [];
+  const pending = pendingIds(snapshot);
+  const fresh = ["a", "b", "c"].find((id) => !pending.includes(id)) ?? "d";
+  const prompt = (requestId: string): SessionEvent => ({ type: "PROMPT", request: { requestId, commandId: requestId, prompt: `prompt ${requestId}` }, at: 0 });
+  const events: SessionEvent[] = [
+    prompt(fresh),
+    { type: "CANCEL", commandId: "cancel", at: 0 },
+    { type: "CANCEL", commandId: "cancel", requestId: "unknown", at: 0 },
+    { type: "CLOSE", reason: "closed" },
+    { type: "CLOSE", reason: "shutdown" },
+  ];
+  const state = snapshot.value as string;
+  if (state === "busy") {
+    const inFlight = context.inFlight!.requestId;
+    events.push(
+      prompt(inFlight),
+      { type: "CANCEL", commandId: "cancel", requestId: inFlight, at: 0 },
+      { type: "xstate.done.actor.prompt", actorId: "prompt", output: { reply: { text: `reply ${inFlight}`, stopReason: "end_turn" }, at: 0 } },
+      { type: "xstate.error.actor.prompt", actorId: "prompt", error: { ...TRANSIENT, at: 0 } },
+      { type: "xstate.error.actor.prompt", actorId: "prompt", error: { ...FATAL, at: 0 } },
+      { type: TTL_EVENT } as unknown as SessionEvent,
+    );
+    const queued = context.queue[0];
+    if (queued) events.push({ type: "CANCEL", commandId: "cancel", requestId: queued.requestId, at: 0 });
+  } else {
+    events.push({ type: idleEventOf(state) } as unknown as SessionEvent);
+  }
+  return events;
+}
+
+function serializeState(snapshot: SessionSnapshot): string {
+  const { context } = snapshot;
+  return JSON.stringify([snapshot.value, pendingIds(snapshot), context.error?.type ?? null, context.releaseReason]);
+}
+
+// The bare machine has no shard above it: asking to be deleted is the runtime's part, a no-op here.
+const graphMachine = sessionMachine.provide({ actions: { askParentToDelete: () => {} } });
+const traversal = { input: modelInput, events: eventsFor, serializeState, serializeEvent: (event: SessionEvent) => JSON.stringify(event) };
+const { shortest: shortestPaths, simple: simplePaths, edges: edgePaths } = generatePaths(graphMachine, traversal);
+
+interface Tracked {
+  state: "pending" | "fulfilled" | "rejected";
+  text?: string;
+  errorType?: string;
+}
+
+function track(promise: Promise<{ text: string }>): Tracked {
+  const tracked: Tracked = { state: "pending" };
+  promise.then(
+    (reply) => Object.assign(tracked, { state: "fulfilled", text: reply.text }),
+    (error: { type?: string }) => Object.assign(tracked, { state: "rejected", errorType: error.type }),
+  );
+  return tracked;
+}
+
+function describePath(path: SessionPath): string {
+  return path.steps
+    .slice(1)
+    .map(({ event }) => {
+      const { type } = event;
+      if (event.type === "PROMPT") return `PROMPT(${event.request.requestId})`;
+      if (event.type === "CANCEL") return `CANCEL(${event.requestId ?? "-"})`;
+      if (event.type === "CLOSE") return `CLOSE(${event.reason})`;
+      if (event.type === "xstate.error.actor.prompt") return `ERROR(${event.error.type})`;
+      if (type === "xstate.done.actor.prompt") return "DONE";
+      return type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)");
+    })
+    .join(" → ") || "(initial)";
+}
+
+/** What a pending prompt must have become when it left the session in `event`. */
+function expectedOutcome(event: SessionEvent): Tracked["state"] | string {
+  switch (event.type) {
+    case "xstate.done.actor.prompt":
+      return "fulfilled";
+    case "xstate.error.actor.prompt":
+      return event.error.type;
+    default:
+      return "CANCELLED";
+  }
+}
+
+const coverage = new TransitionCoverage();
+
+async function runPath(path: SessionPath): Promise<void> {
+  const test: TestRuntime = await startTestRuntime({
+    maxQueuedPrompts: MAX_QUEUED,
+    sessionTtlMs: TTL_MS,
+    sessionIdleMs: IDLE_MS,
+    inspect: coverage.inspect,
+  });
+  const { runtime, clock, controlled } = test;
+  const { sessionId } = await runtime.bridge.sessionsCreate({});
+  const { createdAt } = await runtime.bridge.sessionsStatus({ sessionId });
+  const prompts = new Map<string, Tracked>();
+  let stopped = false;
+
+  for (let index = 1; index < path.steps.length; index += 1) {
+    const before = path.steps[index - 1]!.state;
+    const { event, state: after } = path.steps[index]!;
+    const label = `step ${index} ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
+    let answer: Tracked | undefined;
+
+    switch (event.type) {
+      case "PROMPT": {
+        const { requestId } = event.request;
+        answer = track(runtime.bridge.sessionsPrompt({ sessionId, prompt: event.request.prompt, requestId }));
+        if (pendingIds(after).includes(requestId) && !pendingIds(before).includes(requestId)) prompts.set(requestId, answer);
+        break;
+      }
+      case "CANCEL": {
+        const args = event.requestId === undefined ? { sessionId } : { sessionId, requestId: event.requestId };
+        answer = track(runtime.bridge.sessionsCancel(args).then((result) => ({ text: result.requestId })));
+        break;
+      }
+      case "CLOSE":
+        if (event.reason === "closed") await runtime.bridge.sessionsClose({ sessionId });
+        else {
+          await runtime.stop();
+          stopped = true;
+        }
+        break;
+      case "xstate.done.actor.prompt":
+        controlled.current().reply({ text: event.output.reply.text });
+        break;
+      case "xstate.error.actor.prompt":
+        controlled.current().fail(event.error.type as "UPSTREAM", event.error.message, { sessionValid: event.error.sessionValid });
+        break;
+      default: {
+        // A delayed event (typed as none of the union): move the clock to the moment it is due.
+        const delayed = event as { type: string };
+        const dueAt = delayed.type === TTL_EVENT ? createdAt + TTL_MS : (await runtime.bridge.sessionsStatus({ sessionId })).expiresAt!;
+        clock.increment(dueAt - clock.now());
+      }
+    }
+    await settle();
+
+    // The direct answer to the step's own call.
+    if (event.type === "PROMPT") {
+      const { requestId } = event.request;
+      const accepted = pendingIds(after).length > pendingIds(before).length;
+      if (accepted) expect(answer?.state, label).toBe("pending");
+      else expect(answer, label).toMatchObject({ state: "rejected" });
+      if (!accepted) {
+        const expectedType = pendingIds(before).includes(requestId) ? "CONFIG" : before.value === "failed" ? before.context.error?.type : "BUSY";
+        expect(answer?.errorType, label).toBe(expectedType);
+      }
+    }
+    if (event.type === "CANCEL") {
+      const cancelled = pendingIds(before).filter((id) => !pendingIds(after).includes(id));
+      if (cancelled.length === 1) expect(answer, label).toMatchObject({ state: "fulfilled", text: cancelled[0] });
+      else expect(answer, label).toMatchObject({ state: "rejected", errorType: "NOT_FOUND" });
+    }
+
+    // Every prompt that left the session is settled as the machine says; the others are still pending.
+    for (const requestId of pendingIds(before)) {
+      const tracked = prompts.get(requestId)!;
+      if (pendingIds(after).includes(requestId) && after.context.releaseReason === null) {
+        expect(tracked.state, `${label}: ${requestId} still pending`).toBe("pending");
+        continue;
+      }
+      const outcome = expectedOutcome(event);
+      if (outcome === "fulfilled") expect(tracked, label).toMatchObject({ state: "fulfilled", text: `reply ${requestId}` });
+      else expect(tracked, label).toMatchObject({ state: "rejected", errorType: outcome });
+      prompts.delete(requestId);
+    }
+
+    // The session as the bridge shows it.
+    if (after.context.releaseReason !== null) {
+      if (!stopped) {
+        await expect(runtime.bridge.sessionsStatus({ sessionId }), label).rejects.toMatchObject({ type: "NOT_FOUND", message: "Session not found" });
+      }
+      const reason = after.context.releaseReason;
+      // A failed session's agent heard `failed` when it failed, and nothing more at deletion.
+      expect(controlled.closes.at(-1), label).toEqual({ sessionId, reason: after.context.error ? "failed" : reason });
+    } else {
+      const status = await runtime.bridge.sessionsStatus({ sessionId });
+      expect(status.status, label).toBe(after.value);
+      expect(status.queued, label).toBe(after.context.queue.length);
+      expect(status.activeRequestId, label).toBe(after.context.inFlight?.requestId);
+      expect(status.error?.type, label).toBe(after.context.error?.type);
+    }
+  }
+  if (!stopped) await runtime.stop();
+}
+
+describe("session machine, model-based", () => {
+  it("generates paths over every state", () => {
+    const reached = new Set(shortestPaths.map((path) => path.state.value as string));
+    expect([...reached].sort()).toEqual(["active", "busy", "failed", "idle"]);
+    expect(simplePaths.length).toBeGreaterThan(shortestPaths.length);
+  });
+
+  describe(`shortest paths (${shortestPaths.length})`, () => {
+    it.each(shortestPaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
+  });
+
+  describe(`simple paths (${simplePaths.length})`, () => {
+    it.each(simplePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
+  });
+
+  describe(`edge paths (${edgePaths.length})`, () => {
+    it.each(edgePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
+  });
+
+  afterAll(() => {
+    coverage.save("session", [sessionMachine, sessionShardMachine, supervisorMachine]);
+  });
+
+  it("covers every transition of the session machine on the real runtime", () => {
+    const report = coverage.report(sessionMachine);
+    expect(report.missing).toEqual([]);
+    expect(report.covered).toBe(report.total);
+  });
+});
