@@ -28,8 +28,8 @@ export interface SupervisorInput {
 /** The supervisor's state besides its state value. */
 export interface SupervisorContext extends SupervisorInput {
   live: number;
+  /** Live shards in creation order; the last one is where new sessions go. */
   shards: ShardLoad[];
-  shardSeq: number;
 }
 
 /** Events the supervisor accepts. */
@@ -47,6 +47,14 @@ export type SupervisorEmitted =
 
 function currentShard(context: SupervisorContext): ShardLoad | undefined {
   return context.shards[context.shards.length - 1];
+}
+
+/** The lowest `shard-N` no live shard uses: ids stay small and depend only on the live shards. */
+function freeShardId(context: SupervisorContext): string {
+  const used = new Set(context.shards.map((shard) => shard.shardId));
+  let index = 0;
+  while (used.has(`shard-${index}`)) index += 1;
+  return `shard-${index}`;
 }
 
 function releasedShardIndex(context: SupervisorContext, event: SupervisorEvent): number {
@@ -79,12 +87,9 @@ export const supervisorMachine = setup({
   },
   actions: {
     openShard: enqueueActions(({ context, enqueue }) => {
-      const shardId = `shard-${context.shardSeq}`;
+      const shardId = freeShardId(context);
       enqueue.spawnChild("sessionShard", { id: shardId });
-      enqueue.assign({
-        shards: [...context.shards, { shardId, spawned: 0, live: 0 }],
-        shardSeq: context.shardSeq + 1,
-      });
+      enqueue.assign({ shards: [...context.shards, { shardId, spawned: 0, live: 0 }] });
     }),
     placeSession: enqueueActions(({ context, event, enqueue }) => {
       const shard = currentShard(context);
@@ -130,7 +135,7 @@ export const supervisorMachine = setup({
   },
 }).createMachine({
   id: "supervisor",
-  context: ({ input }) => ({ ...input, live: 0, shards: [], shardSeq: 0 }),
+  context: ({ input }) => ({ ...input, live: 0, shards: [] }),
   initial: "running",
   states: {
     running: {
