@@ -17,3 +17,4 @@ export { InProcessExecutor } from "./executors/in-process.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { RuntimeEvent, RuntimeEventMap, RuntimeEventType, RuntimeEventListener } from "./events/event-hub.js";
 export { VERSION } from "./version.js";
+export { startHttpServer, type HttpServer, type HttpServerOptions } from "./server/http-server.js";

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+/**
+ * `troupe`: the command line. Exit codes: 0 done, 1 failed, 2 bad usage.
+ */
+import { toBridgeError } from "../errors.js";
+import { API_KEY_ENV, parseServeArgs, serve, type ServeOptions } from "./serve.js";
+
+const USAGE = `Usage: troupe <command> [options]
+
+Commands:
+  serve    Serve the bridge tools over HTTP (POST /bridge/:tool, GET /health)
+
+Options of serve:
+  --port <port>    Port to listen on; 0 picks a free one (default 8080)
+  --host <host>    Address to bind (default 127.0.0.1)
+  --api-key <key>  Require this key in the x-agent-api-key header on every route but GET /health
+                   (default: $${API_KEY_ENV}; none when unset)
+
+  -h, --help       Show this help
+`;
+
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+function isHelp(arg: string | undefined): boolean {
+  return arg === "--help" || arg === "-h" || arg === "help";
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  if (isHelp(command) || (command === "serve" && args.some(isHelp))) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (command !== "serve") {
+    const problem = command === undefined ? "no command given" : `unknown command ${JSON.stringify(command)}`;
+    process.stderr.write(`troupe: ${problem}\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  let options: ServeOptions;
+  try {
+    options = parseServeArgs(args, process.env);
+  } catch (error) {
+    process.stderr.write(`troupe serve: ${toBridgeError(error).message}\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  try {
+    await serve(options);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`troupe serve: ${toBridgeError(error).message}\n`);
+    return EXIT_FAILED;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

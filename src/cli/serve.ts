@@ -1,0 +1,78 @@
+/**
+ * `troupe serve`: a runtime with the default agents behind the HTTP server, until SIGINT or SIGTERM.
+ */
+import { parseArgs } from "node:util";
+import { BridgeError, toBridgeError } from "../errors.js";
+import { createRuntime } from "../runtime/runtime.js";
+import { API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT, startHttpServer } from "../server/http-server.js";
+import { defaultAgents, MOCK_AGENT_ID } from "./default-agents.js";
+
+/** The environment variable read when `--api-key` is not given. */
+export const API_KEY_ENV = "AGENT_BUS_API_KEY";
+
+/** Options of `troupe serve`, after parsing. */
+export interface ServeOptions {
+  port: number;
+  host: string;
+  apiKey?: string;
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65_535) {
+    throw new BridgeError("CONFIG", `--port: expected 0 to 65535, got ${JSON.stringify(text)}`, { field: "port" });
+  }
+  return port;
+}
+
+/** Parses the arguments after `serve`; a bad one is CONFIG. */
+export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: "string" },
+        host: { type: "string" },
+        "api-key": { type: "string" },
+      },
+    }));
+  } catch (error) {
+    throw toBridgeError(error, "CONFIG");
+  }
+  if (values.host === "") throw new BridgeError("CONFIG", "--host: must not be empty", { field: "host" });
+  if (values["api-key"] === "") throw new BridgeError("CONFIG", "--api-key: must not be empty", { field: "apiKey" });
+  // An empty AGENT_BUS_API_KEY counts as unset, as shells make it easy to export one by accident.
+  const apiKey = values["api-key"] ?? (env[API_KEY_ENV] || undefined);
+  return {
+    port: values.port === undefined ? DEFAULT_PORT : parsePort(values.port),
+    host: values.host ?? DEFAULT_HOST,
+    ...(apiKey === undefined ? {} : { apiKey }),
+  };
+}
+
+/** Runs the server until SIGINT or SIGTERM, then stops the server and the runtime. Resolves when both are stopped. */
+export async function serve(options: ServeOptions): Promise<void> {
+  const runtime = createRuntime(defaultAgents());
+  await runtime.start();
+  const server = await startHttpServer(runtime, options).catch(async (error: unknown) => {
+    await runtime.stop();
+    throw error;
+  });
+  const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
+  process.stdout.write(
+    `troupe listening on ${server.url} (${keyNote}); answering with the offline mock agent "${MOCK_AGENT_ID}": no provider API keys are wired yet\n`,
+  );
+  // After the first signal the handlers are gone, so a second Ctrl-C ends the process at once.
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+      resolve();
+    };
+    process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  });
+  await server.close();
+  await runtime.stop();
+}

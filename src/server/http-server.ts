@@ -1,0 +1,244 @@
+/**
+ * The HTTP server: `GET /health` and the eight bridge tools as `POST /bridge/:tool`, on `node:http` alone.
+ * Every answer is JSON; every error is `{ error: { type, message, details } }` with the status of `httpStatusOf`.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { TOOL_NAMES } from "../bridge/bridge.js";
+import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
+import type { Runtime } from "../runtime/runtime.js";
+
+/** The header that carries the API key. */
+export const API_KEY_HEADER = "x-agent-api-key";
+/** Port used when none is given. */
+export const DEFAULT_PORT = 8080;
+/** Address bound when none is given: loopback, so nothing is exposed by accident. */
+export const DEFAULT_HOST = "127.0.0.1";
+/** Largest request body accepted (1 MiB); a larger one is answered with 413. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** How long `close()` lets requests in flight finish before cutting their connections. */
+export const DEFAULT_CLOSE_GRACE_MS = 5_000;
+
+/** Options of `startHttpServer`. */
+export interface HttpServerOptions {
+  /** Port to listen on; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Address to bind. Default 127.0.0.1. */
+  host?: string;
+  /** When set, every route but `GET /health` needs it in the `x-agent-api-key` header. */
+  apiKey?: string;
+  /** Largest request body in bytes. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Time `close()` waits for requests in flight. Default 5000. */
+  closeGraceMs?: number;
+}
+
+/** A running server. */
+export interface HttpServer {
+  /** Where it listens, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  /** The port it listens on (the one picked, when 0 was asked for). */
+  readonly port: number;
+  /** Stops accepting, lets requests in flight finish (up to `closeGraceMs`) and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** What a route handler gets. */
+interface RouteRequest {
+  params: string[];
+  /** Reads and parses the JSON body; called only by routes that take one. */
+  readBody(): Promise<unknown>;
+}
+
+interface Route {
+  method: "GET" | "POST";
+  path: RegExp;
+  /** Answered without the API key. */
+  open?: boolean;
+  handle(request: RouteRequest): unknown;
+}
+
+type RouteMatch = { route: Route; params: string[] } | { allow: string[] } | undefined;
+
+function findRoute(routes: Route[], method: string, pathname: string): RouteMatch {
+  const matching = routes.flatMap((route) => {
+    const found = route.path.exec(pathname);
+    return found ? [{ route, params: found.slice(1) }] : [];
+  });
+  if (matching.length === 0) return undefined;
+  return matching.find(({ route }) => route.method === method) ?? { allow: matching.map(({ route }) => route.method) };
+}
+
+function sha256(value: string): Buffer {
+  return createHash("sha256").update(value, "utf8").digest();
+}
+
+/** Compares digests, so the comparison takes the same time whatever the key's length or content. */
+function checkApiKey(expectedDigest: Buffer, presented: string | string[] | undefined): void {
+  if (typeof presented !== "string" || presented === "") {
+    throw new BridgeError("AUTH", `Missing ${API_KEY_HEADER} header`);
+  }
+  if (!timingSafeEqual(sha256(presented), expectedDigest)) throw new BridgeError("AUTH", "Invalid API key");
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)" });
+  }
+}
+
+/** Reads the body up to `maxBodyBytes`; past that it stops reading and rejects with a CONFIG that maps to 413. */
+function readJsonBody(req: IncomingMessage, maxBodyBytes: number): Promise<unknown> {
+  const tooLarge = (): BridgeError =>
+    new BridgeError("CONFIG", `Request body exceeds maxBodyBytes ${maxBodyBytes}`, { field: "(body)", limitBytes: maxBodyBytes });
+  if (Number(req.headers["content-length"]) > maxBodyBytes) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let receivedBytes = 0;
+    const stopListening = (): void => {
+      req.off("data", onData).off("end", onEnd).off("error", onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      receivedBytes += chunk.length;
+      if (receivedBytes > maxBodyBytes) {
+        stopListening();
+        req.pause();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      stopListening();
+      try {
+        resolve(parseJson(Buffer.concat(chunks).toString("utf8")));
+      } catch (error) {
+        reject(error);
+      }
+    };
+    const onError = (error: Error): void => {
+      stopListening();
+      reject(new BridgeError("TRANSPORT", `Request body could not be read: ${error.message}`));
+    };
+    req.on("data", onData).on("end", onEnd).on("error", onError);
+  });
+}
+
+/** A body was announced and has not all arrived: answering now must close the connection, not drain the rest. */
+function bodyPending(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+}
+
+function urlOf(host: string, port: number): string {
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** Serves a runtime's bridge over HTTP. Resolves once it listens; a port in use rejects with CONFIG. */
+export async function startHttpServer(runtime: Runtime, options: HttpServerOptions = {}): Promise<HttpServer> {
+  const {
+    port = DEFAULT_PORT,
+    host = DEFAULT_HOST,
+    apiKey,
+    maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
+    closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
+  } = options;
+  if (apiKey === "") throw new BridgeError("CONFIG", "apiKey: must not be empty", { field: "apiKey" });
+  const apiKeyDigest = apiKey === undefined ? undefined : sha256(apiKey);
+  const startedAt = performance.now();
+  let closing: Promise<void> | undefined;
+
+  const routes: Route[] = [
+    {
+      method: "GET",
+      path: /^\/health$/,
+      open: true,
+      handle: () => ({ status: "healthy", uptime: Math.round(performance.now() - startedAt) / 1000, bridge: runtime.health() }),
+    },
+    {
+      method: "POST",
+      path: /^\/bridge\/([^/]+)$/,
+      handle: async ({ params: [toolName = ""], readBody }) => {
+        if (!(TOOL_NAMES as string[]).includes(toolName)) {
+          throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
+        }
+        return runtime.bridge.call(toolName, await readBody());
+      },
+    },
+  ];
+
+  /** Writes one JSON answer; the connection closes when the server is closing or a body is still arriving. */
+  function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    if (res.headersSent || res.destroyed) return;
+    const payload = JSON.stringify(body);
+    const connection = bodyPending(req) || closing !== undefined ? { connection: "close" } : {};
+    res.writeHead(status, {
+      ...headers,
+      ...connection,
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(payload),
+    });
+    res.end(payload);
+  }
+
+  /** The one mapping from an error to a response. */
+  function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, status?: number, headers?: Record<string, string>): void {
+    const bridgeError = toBridgeError(error);
+    send(req, res, status ?? httpStatusOf(bridgeError), { error: bridgeError.toJSON() }, headers);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? "GET";
+    const pathname = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    const match = findRoute(routes, method, pathname);
+    const open = match !== undefined && "route" in match && match.route.open === true;
+    if (apiKeyDigest !== undefined && !open) checkApiKey(apiKeyDigest, req.headers[API_KEY_HEADER]);
+    if (match === undefined) throw new BridgeError("NOT_FOUND", `No route: ${method} ${pathname}`, { method, path: pathname });
+    if ("allow" in match) {
+      const allow = match.allow.join(", ");
+      const error = new BridgeError("CONFIG", `Method ${method} not allowed on ${pathname}; use ${allow}`, { method, allow: match.allow });
+      return sendError(req, res, error, 405, { allow });
+    }
+    const result = await match.route.handle({ params: match.params, readBody: () => readJsonBody(req, maxBodyBytes) });
+    send(req, res, 200, result);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res)
+      .catch((error: unknown) => sendError(req, res, error))
+      // Not even the error could be written (e.g. a result that is not serializable): cutting the connection is the answer left.
+      .catch(() => res.destroy());
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  }).catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new BridgeError("CONFIG", `Cannot listen on ${urlOf(host, port)}: ${toBridgeError(error).message}`, { host, port, code });
+  });
+
+  const boundPort = (server.address() as AddressInfo).port;
+  return {
+    url: urlOf(host, boundPort),
+    port: boundPort,
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        const cutOff = setTimeout(() => server.closeAllConnections(), closeGraceMs);
+        server.close(() => {
+          clearTimeout(cutOff);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,141 @@
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+
+const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+const children: ChildProcessWithoutNullStreams[] = [];
+const closed = new WeakMap<ChildProcessWithoutNullStreams, Promise<number | null>>();
+
+afterEach(() => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+});
+
+function troupe(args: string[], env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
+  const { AGENT_BUS_API_KEY: _ignored, ...inherited } = process.env;
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+    cwd: projectRoot,
+    env: { ...inherited, ...env },
+  });
+  children.push(child);
+  closed.set(child, once(child, "close").then(([code]) => code as number | null));
+  return child;
+}
+
+/** Collects a stream's text; `until` resolves with the first match of a pattern, or rejects when the stream ends. */
+function collect(stream: NodeJS.ReadableStream): { text: () => string; until: (pattern: RegExp) => Promise<RegExpMatchArray> } {
+  let text = "";
+  let ended = false;
+  const waiters: (() => void)[] = [];
+  const wakeAll = (): void => {
+    for (const wake of waiters.splice(0)) wake();
+  };
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    text += chunk;
+    wakeAll();
+  });
+  stream.on("end", () => {
+    ended = true;
+    wakeAll();
+  });
+  return {
+    text: () => text,
+    until: async (pattern) => {
+      for (;;) {
+        const found = text.match(pattern);
+        if (found) return found;
+        if (ended) throw new Error(`stream ended without ${pattern}: ${text}`);
+        await new Promise<void>((resolve) => waiters.push(resolve));
+      }
+    },
+  };
+}
+
+/** The exit code, once the process has exited and its output is all read. */
+function exitCodeOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
+  return closed.get(child) ?? Promise.reject(new Error("not spawned by troupe()"));
+}
+
+async function serveOnFreePort(args: string[] = [], env: Record<string, string> = {}) {
+  const child = troupe(["serve", "--port", "0", "--host", "127.0.0.1", ...args], env);
+  const stdout = collect(child.stdout);
+  const [line = "", url = ""] = await stdout.until(/troupe listening on (http:\/\/\S+).*\n/);
+  return { child, url, line };
+}
+
+describe("troupe serve", () => {
+  it("serves the bridge with the offline mock agent and exits 0 on SIGTERM", async () => {
+    const { child, url, line } = await serveOnFreePort();
+    expect(line).toMatch(/mock/);
+
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 1 } });
+
+    const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+    expect(delegated.status).toBe(200);
+    expect(await delegated.json()).toMatchObject({ text: "Echo: hi", stopReason: "end_turn" });
+
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("requires the key from AGENT_BUS_API_KEY and exits 0 on SIGINT", async () => {
+    const { child, url } = await serveOnFreePort([], { AGENT_BUS_API_KEY: "from-env" });
+    expect((await fetch(`${url}/bridge/bridge_health`, { method: "POST" })).status).toBe(401);
+    const keyed = await fetch(`${url}/bridge/bridge_health`, { method: "POST", headers: { "x-agent-api-key": "from-env" } });
+    expect(keyed.status).toBe(200);
+    child.kill("SIGINT");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("prefers --api-key over the environment", async () => {
+    const { child, url } = await serveOnFreePort(["--api-key", "from-flag"], { AGENT_BUS_API_KEY: "from-env" });
+    const keyed = await fetch(`${url}/bridge/bridge_health`, { method: "POST", headers: { "x-agent-api-key": "from-flag" } });
+    expect(keyed.status).toBe(200);
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("exits 2 with usage on a bad --port", async () => {
+    const child = troupe(["serve", "--port", "http"]);
+    const stderr = collect(child.stderr);
+    expect(await exitCodeOf(child)).toBe(2);
+    expect(stderr.text()).toMatch(/--port/);
+    expect(stderr.text()).toMatch(/Usage: troupe/);
+  });
+
+  it("exits 1 when the port is taken", async () => {
+    const { child: first, url } = await serveOnFreePort();
+    const port = new URL(url).port;
+    const second = troupe(["serve", "--port", port]);
+    const stderr = collect(second.stderr);
+    expect(await exitCodeOf(second)).toBe(1);
+    expect(stderr.text()).toMatch(/EADDRINUSE/);
+    first.kill("SIGTERM");
+    expect(await exitCodeOf(first)).toBe(0);
+  });
+});
+
+describe("troupe", () => {
+  it("prints usage on --help and exits 0", async () => {
+    const child = troupe(["--help"]);
+    const stdout = collect(child.stdout);
+    expect(await exitCodeOf(child)).toBe(0);
+    expect(stdout.text()).toMatch(/^Usage: troupe <command>/);
+    expect(stdout.text()).toMatch(/serve/);
+  });
+
+  it("prints usage on stderr and exits 2 on an unknown command", async () => {
+    const child = troupe(["frobnicate"]);
+    const stdout = collect(child.stdout);
+    const stderr = collect(child.stderr);
+    expect(await exitCodeOf(child)).toBe(2);
+    expect(stderr.text()).toMatch(/unknown command "frobnicate"/);
+    expect(stderr.text()).toMatch(/Usage: troupe/);
+    expect(stdout.text()).toBe("");
+  });
+});
