@@ -69,6 +69,17 @@ export function createInspector(
       }
       return;
     }
+    if (inspection.type === "@xstate.microstep") {
+      // Microsteps are reported while the transition is taken, before its deferred effects (an invoked
+      // prompt starting, its deltas) run, so transitions come out in the order they happen.
+      const to = stateKey((inspection.snapshot as { value?: unknown }).value);
+      const from = lastState.get(actorRef);
+      if (to === undefined || from === undefined || to === from) return;
+      lastState.set(actorRef, to);
+      observer.stateChanged(actorRef, from, to);
+      hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
+      return;
+    }
     if (inspection.type !== "@xstate.snapshot") return;
     const snapshot = inspection.snapshot as { status: string; value?: unknown; context?: { releaseReason?: string | null } };
     const from = lastState.get(actorRef);
@@ -79,10 +90,11 @@ export function createInspector(
       hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
       return;
     }
-    const to = stateKey(snapshot.value);
-    if (to === undefined || to === from) return;
-    lastState.set(actorRef, to);
-    observer.stateChanged(actorRef, from, to);
-    if (from !== undefined) hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
+    // The first snapshot of a machine actor (its initial state).
+    const initial = stateKey(snapshot.value);
+    if (from === undefined && initial !== undefined) {
+      lastState.set(actorRef, initial);
+      observer.stateChanged(actorRef, undefined, initial);
+    }
   };
 }
