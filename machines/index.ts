@@ -4,3 +4,4 @@
 export * from "./session.machine.js";
 export * from "./session-shard.machine.js";
 export * from "./supervisor.machine.js";
+export * from "./worker.machine.js";

@@ -104,6 +104,8 @@ export type SessionEvent =
   | { type: "PROMPT"; request: PendingPrompt; at: number }
   | { type: "CANCEL"; commandId: string; requestId?: string; at: number }
   | { type: "CLOSE"; reason: "closed" | "shutdown" }
+  /** The agent's side of the session is gone (e.g. its worker process crashed): the session fails. */
+  | { type: "FAIL"; error: PromptError; at: number }
   | DoneActorEvent<RunPromptOutput, "prompt">
   | ErrorActorEvent<RunPromptFailure, "prompt">;
 
@@ -137,6 +139,13 @@ export const MAX_TIMER_DELAY_MS = 2_147_483_647;
 
 function rejection(type: string, message: string, sessionValid: boolean, retryable = false): PromptError {
   return { type, message, retryable, sessionValid };
+}
+
+/** The unrecoverable failure an event carries: a prompt's error, or a `FAIL` from the runtime. */
+function failureOf(event: SessionEvent): RunPromptFailure | undefined {
+  if (event.type === "xstate.error.actor.prompt") return event.error;
+  if (event.type === "FAIL") return { ...event.error, at: event.at };
+  return undefined;
 }
 
 function requestIdOf(event: SessionEvent): string {
@@ -238,11 +247,19 @@ export const sessionMachine = setup({
       enqueue.assign({ lastActivityAt: at, inFlight: null });
     }),
     failSession: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "xstate.error.actor.prompt" || context.inFlight === null) return;
-      const { at, ...error } = event.error;
-      const pending = [context.inFlight, ...context.queue];
+      const failure = failureOf(event);
+      if (failure === undefined) return;
+      const { at, ...error } = failure;
+      const pending = context.inFlight === null ? context.queue : [context.inFlight, ...context.queue];
       pending.forEach(({ requestId, commandId }, index) =>
-        enqueue.emit({ type: "prompt.failed", sessionId: context.sessionId, requestId, commandId, error, started: index === 0 }),
+        enqueue.emit({
+          type: "prompt.failed",
+          sessionId: context.sessionId,
+          requestId,
+          commandId,
+          error,
+          started: index === 0 && context.inFlight !== null,
+        }),
       );
       enqueue.emit({ type: "session.failed", session: infoOf(context), error });
       enqueue.assign({
@@ -345,6 +362,7 @@ export const sessionMachine = setup({
       on: {
         PROMPT: { target: "busy", actions: "accept" },
         CANCEL: { actions: "rejectCancel" },
+        FAIL: { target: "failed", actions: "failSession" },
       },
       after: {
         sessionIdle: { guard: "idleEnabled", actions: expire },
@@ -383,6 +401,7 @@ export const sessionMachine = setup({
           { guard: "targetsQueued", actions: "cancelQueued" },
           { actions: "rejectCancel" },
         ],
+        FAIL: { target: "failed", actions: "failSession" },
       },
     },
     idle: {
@@ -390,6 +409,7 @@ export const sessionMachine = setup({
       on: {
         PROMPT: { target: "busy", actions: "accept" },
         CANCEL: { actions: "rejectCancel" },
+        FAIL: { target: "failed", actions: "failSession" },
       },
       after: {
         sessionIdle: { guard: "idleEnabled", actions: expire },

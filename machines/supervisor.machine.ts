@@ -2,14 +2,15 @@
  * The supervisor: the one actor per runtime that owns every bridge session.
  *
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
- * sessions as they are released, reaps shards that are full and empty, and on `SHUTDOWN` closes everything
- * before reaching its final state. It tells the runtime what happened through emitted events:
+ * sessions as they are released, reaps shards that are full and empty, spawns one actor per worker process,
+ * and on `SHUTDOWN` closes every session before reaching its final state (which stops the workers). It tells the runtime what happened through emitted events:
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */
 import { assign, emit, enqueueActions, setup, stopChild } from "xstate";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
+import { workerMachine, type WorkerInput } from "./worker.machine.js";
 
 /** How full one shard is. A shard is sealed once `spawned` reaches `shardSize`. */
 export interface ShardLoad {
@@ -36,7 +37,14 @@ export interface SupervisorContext extends SupervisorInput {
 export type SupervisorEvent =
   | { type: "SESSION.CREATE"; session: SessionSpawnInput }
   | SessionReleasedEvent
+  /** Spawns the actor of a worker process (its system id is `worker:<workerId>`). */
+  | { type: "WORKER.REGISTER"; worker: WorkerInput }
   | { type: "SHUTDOWN" };
+
+/** The system id of a worker's actor. */
+export function workerSystemId(workerId: string): string {
+  return `worker:${workerId}`;
+}
 
 /** Events the supervisor emits. */
 export type SupervisorEmitted =
@@ -71,6 +79,7 @@ export const supervisorMachine = setup({
   },
   actors: {
     sessionShard: sessionShardMachine,
+    worker: workerMachine,
   },
   guards: {
     atCapacity: ({ context }) => context.live >= context.maxSessions,
@@ -128,6 +137,11 @@ export const supervisorMachine = setup({
       enqueue(stopChild(shard.shardId));
       enqueue.assign({ shards: context.shards.filter((_, position) => position !== index) });
     }),
+    spawnWorker: enqueueActions(({ event, enqueue }) => {
+      if (event.type !== "WORKER.REGISTER") return;
+      const id = workerSystemId(event.worker.workerId);
+      enqueue.spawnChild("worker", { id, systemId: id, input: event.worker });
+    }),
     broadcastShutdown: enqueueActions(({ context, enqueue }) => {
       for (const shard of context.shards) enqueue.sendTo(shard.shardId, { type: "SHUTDOWN" } satisfies SessionShardEvent);
     }),
@@ -150,6 +164,7 @@ export const supervisorMachine = setup({
           { guard: "drainsSealedShard", actions: ["countRelease", "reapShard"] },
           { actions: "countRelease" },
         ],
+        "WORKER.REGISTER": { actions: "spawnWorker" },
         SHUTDOWN: [
           { guard: "hasNoSessions", target: "stopped" },
           { target: "stopping", actions: "broadcastShutdown" },

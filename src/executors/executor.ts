@@ -2,6 +2,7 @@
  * The `Executor` interface: where agents run. The runtime owns sessions; an executor runs their prompts.
  */
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
+import type { BridgeError } from "../errors.js";
 
 /** An agent as `agents_discover` describes it. */
 export interface AgentDescriptor {
@@ -12,6 +13,12 @@ export interface AgentDescriptor {
   status: "ready" | "busy" | "unavailable";
   providers?: Array<{ id: string; models: string[] }>;
   defaultProvider?: string;
+}
+
+/** What the runtime offers an executor. */
+export interface ExecutorHost {
+  /** Fails a session because its agent's side is gone (e.g. its process crashed). Unknown ids are ignored. */
+  failSession(sessionId: string, error: BridgeError): void;
 }
 
 /** Runs the agents of one kind (in this process, or in worker processes). */
@@ -30,5 +37,7 @@ export interface Executor {
   promptCancelled(session: SessionInfo, requestId: string): void;
   /** Called once per session when it is over. */
   closeSession(session: SessionInfo, reason: SessionCloseReason): Promise<void>;
+  /** Called once by the runtime before it starts. */
+  attach?(host: ExecutorHost): void;
   stop?(): Promise<void>;
 }

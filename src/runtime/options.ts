@@ -7,6 +7,7 @@ import type { Agent } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Executor } from "../executors/executor.js";
+import type { WorkerConfig } from "../executors/worker.js";
 
 /** Options of `createRuntime`. Every limit has the default of SPEC §2.1. */
 export interface RuntimeOptions {
@@ -16,6 +17,12 @@ export interface RuntimeOptions {
   defaultAgentId?: string;
   /** A further executor (its agents lose to in-process ones with the same id). */
   executor?: Executor;
+  /** Agents run as ACP worker processes (SPEC §2.5); more with `runtime.registerWorker`. */
+  workers?: WorkerConfig[];
+  /** How long a worker process gets after SIGTERM before SIGKILL at shutdown. Default 2000. */
+  workerKillGraceMs?: number;
+  /** How long `sessions_create` waits for a (re)starting worker. Default 15000. */
+  workerStartTimeoutMs?: number;
   /** Lifetime of a session from its creation; 0 disables. Default 3,600,000. */
   sessionTtlMs?: number;
   /** Idle time after which a session expires; 0 disables. Default 600,000. */
@@ -54,6 +61,8 @@ const limitsSchema = z.object({
   maxMetadataBytes: positiveInt.default(64 * 1024),
   historyWindow: nonNegativeInt.default(30),
   shardSize: positiveInt.default(128),
+  workerKillGraceMs: nonNegativeInt.default(2_000),
+  workerStartTimeoutMs: positiveInt.default(15_000),
 });
 
 /** The options after defaults were applied. */
@@ -61,7 +70,7 @@ export type ResolvedLimits = z.infer<typeof limitsSchema>;
 
 /** Applies defaults and validates; a bad option is CONFIG naming it. */
 export function resolveLimits(options: RuntimeOptions): ResolvedLimits {
-  const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, ...limits } = options;
+  const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, workers: _workers, ...limits } = options;
   const parsed = limitsSchema.safeParse(limits);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];

@@ -2,7 +2,7 @@
  * The runtime: one supervisor actor and the effects its machines need (prompt runs, hooks, events).
  */
 import { randomUUID } from "node:crypto";
-import { createActor, fromPromise, type Actor, type AnyActor } from "xstate";
+import { createActor, fromCallback, fromPromise, type Actor, type AnyActor } from "xstate";
 import {
   sessionMachine,
   type PendingPrompt,
@@ -19,6 +19,7 @@ import {
 } from "../../machines/session.machine.js";
 import { sessionShardMachine } from "../../machines/session-shard.machine.js";
 import { supervisorMachine, type SupervisorEmitted } from "../../machines/supervisor.machine.js";
+import { workerMachine, type WorkerEmitted, type WorkerEvent, type WorkerProcessInput } from "../../machines/worker.machine.js";
 import { Bridge } from "../bridge/bridge.js";
 import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, CreateResult, PromptResult, DiscoverResult } from "../bridge/schemas.js";
 import { systemClock, unrefClock, type Clock } from "../clock.js";
@@ -27,6 +28,7 @@ import { createInspector, sourceOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
 import type { Executor } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
+import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
 import { indexScheduler } from "./indexed-scheduler.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
@@ -64,6 +66,7 @@ export class Runtime {
   private readonly hub: EventHub;
   private readonly inspectObserver: RuntimeOptions["inspect"];
   private readonly executors: Executor[];
+  private readonly workers: WorkerExecutor;
   private readonly replies = new Replies();
   private readonly sessionCounts: Record<SessionStatus, number> = { active: 0, busy: 0, idle: 0, failed: 0 };
   /** Sessions whose agent was already told `failed`; their deletion calls no second hook. */
@@ -79,8 +82,14 @@ export class Runtime {
     this.clock = options.clock ?? systemClock;
     this.hub = new EventHub(this.clock);
     this.inspectObserver = options.inspect;
-    this.executors = [new InProcessExecutor(options.agents ?? [])];
+    this.workers = new WorkerExecutor(options.workers ?? [], {
+      killGraceMs: this.limits.workerKillGraceMs,
+      startTimeoutMs: this.limits.workerStartTimeoutMs,
+    });
+    // Order is precedence: an in-process agent wins over a worker with the same id.
+    this.executors = [new InProcessExecutor(options.agents ?? []), this.workers];
     if (options.executor) this.executors.push(options.executor);
+    for (const executor of this.executors) executor.attach?.({ failSession: (sessionId, error) => this.failSession(sessionId, error) });
     const { defaultAgentId } = this.limits;
     if (defaultAgentId !== undefined && !this.executors.some((executor) => executor.hasAgent(defaultAgentId))) {
       throw new BridgeError("CONFIG", `defaultAgentId: no agent ${defaultAgentId}`, { field: "defaultAgentId" });
@@ -95,7 +104,14 @@ export class Runtime {
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });
     const shard = sessionShardMachine.provide({ actors: { session } });
-    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard } });
+    const worker = workerMachine.provide({
+      actors: {
+        workerProcess: fromCallback<WorkerEvent, WorkerProcessInput>(({ input, sendBack }) =>
+          this.workers.startProcess(input.workerId, input.generation, sendBack),
+        ),
+      },
+    });
+    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, worker } });
     const actor = createActor(supervisor, {
       id: "supervisor",
       systemId: "supervisor",
@@ -103,7 +119,9 @@ export class Runtime {
       input: { maxSessions: this.limits.maxSessions, shardSize: this.limits.shardSize },
       inspect: createInspector(this.hub, this.inspectObserver, {
         created: (actorRef) => {
-          if (sourceOf(actorRef) === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
+          const source = sourceOf(actorRef);
+          if (source === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
+          if (source === "worker") actorRef.on("*", (event) => this.onWorkerEmitted(event as WorkerEmitted));
         },
         stateChanged: (actorRef, from, to) => {
           if (sourceOf(actorRef) !== "session") return;
@@ -119,6 +137,13 @@ export class Runtime {
     this.startedAt = this.clock.now();
     this.state = "running";
     actor.start();
+    for (const worker of this.workers.actorInputs()) actor.send({ type: "WORKER.REGISTER", worker });
+  }
+
+  /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */
+  registerWorker(config: WorkerConfig): void {
+    const worker = this.workers.add(config);
+    if (this.state === "running") this.supervisor?.send({ type: "WORKER.REGISTER", worker });
   }
 
   /** Closes every session (reason `shutdown`), waits for agents' hooks, then stops executors. */
@@ -372,6 +397,22 @@ export class Runtime {
       case "supervisor.stopped":
         return;
     }
+  }
+
+  /** Fails a session whose agent's side is gone (an executor says so); a deleted session is left alone. */
+  private failSession(sessionId: string, error: BridgeError): void {
+    const session = this.supervisor?.system.get(sessionId) as Actor<typeof sessionMachine> | undefined;
+    if (session === undefined) return;
+    const { retryable, sessionValid: _sessionValid, ...details } = error.details;
+    session.send({
+      type: "FAIL",
+      error: { type: error.type, message: error.message, retryable, sessionValid: false, details },
+      at: this.clock.now(),
+    } satisfies SessionEvent);
+  }
+
+  private onWorkerEmitted(event: WorkerEmitted): void {
+    if (event.type === "worker.unavailable") this.workers.markUnavailable(event.workerId, event.crashes);
   }
 
   private notifyCancel(sessionId: string, requestId: string): void {

@@ -47,7 +47,7 @@ describe("bridge tools (SPEC §2.1)", () => {
       status: "ok",
       version: VERSION,
       uptimeMs: 1_500,
-      executors: ["in-process"],
+      executors: ["in-process", "worker", "probe"],
       sessions: { total: 2, active: 1, busy: 1, idle: 0, failed: 0, capacity: 10 },
       agents: 1,
     });

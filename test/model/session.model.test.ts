@@ -37,6 +37,7 @@ const idleEventOf = (state: string): string => delays[`session.${state}`]!.find(
 
 const TRANSIENT: PromptError = { type: "UPSTREAM", message: "upstream 503", retryable: true, sessionValid: true };
 const FATAL: PromptError = { type: "AUTH", message: "invalid key", retryable: false, sessionValid: false };
+const CRASH: PromptError = { type: "TRANSPORT", message: "worker exited", retryable: true, sessionValid: false };
 
 function pendingIds(snapshot: SessionSnapshot): string[] {
   const { inFlight, queue } = snapshot.context;
@@ -58,6 +59,7 @@ function eventsFor(snapshot: SessionSnapshot): SessionEvent[] {
     { type: "CLOSE", reason: "shutdown" },
   ];
   const state = snapshot.value as string;
+  if (state !== "failed") events.push({ type: "FAIL", error: CRASH, at: 0 });
   if (state === "busy") {
     const inFlight = context.inFlight!.requestId;
     events.push(
@@ -109,6 +111,7 @@ function describePath(path: SessionPath): string {
       if (event.type === "PROMPT") return `PROMPT(${event.request.requestId})`;
       if (event.type === "CANCEL") return `CANCEL(${event.requestId ?? "-"})`;
       if (event.type === "CLOSE") return `CLOSE(${event.reason})`;
+      if (event.type === "FAIL") return "FAIL";
       if (event.type === "xstate.error.actor.prompt") return `ERROR(${event.error.type})`;
       if (type === "xstate.done.actor.prompt") return "DONE";
       return type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)");
@@ -122,6 +125,7 @@ function expectedOutcome(event: SessionEvent): Tracked["state"] | string {
     case "xstate.done.actor.prompt":
       return "fulfilled";
     case "xstate.error.actor.prompt":
+    case "FAIL":
       return event.error.type;
     default:
       return "CANCELLED";
@@ -137,7 +141,7 @@ async function runPath(path: SessionPath): Promise<void> {
     sessionIdleMs: IDLE_MS,
     inspect: coverage.inspect,
   });
-  const { runtime, clock, controlled } = test;
+  const { runtime, clock, controlled, failSession } = test;
   const { sessionId } = await runtime.bridge.sessionsCreate({});
   const { createdAt } = await runtime.bridge.sessionsStatus({ sessionId });
   const prompts = new Map<string, Tracked>();
@@ -167,6 +171,9 @@ async function runPath(path: SessionPath): Promise<void> {
           await runtime.stop();
           stopped = true;
         }
+        break;
+      case "FAIL":
+        failSession(sessionId, event.error.message);
         break;
       case "xstate.done.actor.prompt":
         controlled.current().reply({ text: event.output.reply.text });

@@ -5,7 +5,9 @@
  */
 import type { StatePath } from "@xstate/graph";
 import { afterAll, describe, expect, it } from "vitest";
+import { DEFAULT_RESTART_POLICY } from "../../src/index.js";
 import { sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
+import { fixtureWorker } from "../support/workers.js";
 import { settle, startTestRuntime } from "../support/runtime.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
@@ -24,7 +26,13 @@ function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
     .filter((shard) => shard.live > 0)
     .map((shard) => ({ type: "SESSION.RELEASED", shardId: shard.shardId, session, reason: "closed" }));
   if (snapshot.value === "stopping") return releases;
+  // A worker is a real process: offered only where the runtime is empty, which keeps those paths few.
+  const register: SupervisorEvent[] =
+    snapshot.context.live === 0 && snapshot.context.shards.length === 0
+      ? [{ type: "WORKER.REGISTER", worker: { workerId: "w", ...DEFAULT_RESTART_POLICY } }]
+      : [];
   return [
+    ...register,
     {
       type: "SESSION.CREATE",
       session: { ...session, createdAt: 0, ttlMs: 0, idleMs: 0, maxQueuedPrompts: 1, historyWindow: 30 },
@@ -49,7 +57,7 @@ function describePath(path: SupervisorPath): string {
   return (
     path.steps
       .slice(1)
-      .map(({ event }) => (event.type === "SESSION.RELEASED" ? `RELEASE(${event.shardId})` : event.type.replace("SESSION.", "")))
+      .map(({ event }) => (event.type === "SESSION.RELEASED" ? `RELEASE(${event.shardId})` : event.type.replace(/^(SESSION|WORKER)\./, "")))
       .join(" → ") || "(initial)"
   );
 }
@@ -91,6 +99,12 @@ async function runPath(path: SupervisorPath): Promise<void> {
         const sessionId = [...shardOf].find(([, shardId]) => shardId === event.shardId)?.[0];
         expect(sessionId, `${label}: a live session in ${event.shardId}`).toBeDefined();
         await runtime.bridge.sessionsClose({ sessionId: sessionId! });
+        break;
+      }
+      case "WORKER.REGISTER": {
+        runtime.registerWorker(fixtureWorker(event.worker.workerId));
+        const { agents } = await runtime.bridge.agentsDiscover();
+        expect(agents.map((agent) => agent.id), label).toContain(event.worker.workerId);
         break;
       }
       case "SHUTDOWN":

@@ -3,7 +3,7 @@
  */
 import { afterEach } from "vitest";
 import { SimulatedClock } from "xstate";
-import { createRuntime, type Runtime, type RuntimeOptions } from "../../src/index.js";
+import { BridgeError, createRuntime, type Executor, type ExecutorHost, type Runtime, type RuntimeOptions } from "../../src/index.js";
 import { createControlledAgent, type ControlledAgent } from "./controlled-agent.js";
 
 const started: Runtime[] = [];
@@ -17,6 +17,30 @@ export interface TestRuntime {
   runtime: Runtime;
   clock: SimulatedClock;
   controlled: ControlledAgent;
+  /** Fails a session as an executor does when its agent's side dies (e.g. a worker crash). */
+  failSession(sessionId: string, message?: string): void;
+}
+
+/** An executor with no agents that only keeps the runtime's host, to fail sessions as a crashed worker would. */
+class HostProbe implements Executor {
+  readonly kind = "probe";
+  readonly sessionsExpire = true;
+  host: ExecutorHost | undefined;
+  attach(host: ExecutorHost): void {
+    this.host = host;
+  }
+  hasAgent(): boolean {
+    return false;
+  }
+  describeAgents(): [] {
+    return [];
+  }
+  async openSession(): Promise<void> {}
+  async runPrompt(): Promise<never> {
+    throw new Error("the probe runs no agent");
+  }
+  promptCancelled(): void {}
+  async closeSession(): Promise<void> {}
 }
 
 /** Starts a runtime whose default agent is a controlled one (id `controlled`), on a simulated clock. */
@@ -24,15 +48,19 @@ export async function startTestRuntime(options: RuntimeOptions = {}): Promise<Te
   const clock = new SimulatedClock();
   clock.set(1_700_000_000_000);
   const controlled = createControlledAgent();
+  const probe = new HostProbe();
   const runtime = createRuntime({
     clock,
     defaultAgentId: "controlled",
+    executor: probe,
     ...options,
     agents: [controlled.agent, ...(options.agents ?? [])],
   });
   await runtime.start();
   started.push(runtime);
-  return { runtime, clock, controlled };
+  const failSession = (sessionId: string, message = "worker exited (code null, signal SIGKILL)"): void =>
+    probe.host?.failSession(sessionId, new BridgeError("TRANSPORT", message, { sessionValid: false }));
+  return { runtime, clock, controlled, failSession };
 }
 
 /** Lets promise callbacks (agent replies reaching the actors) run. */

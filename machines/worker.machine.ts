@@ -1,0 +1,129 @@
+/**
+ * The worker machine: one agent process (an ACP agent) under the supervisor.
+ *
+ * While `running`, it invokes `workerProcess` (provided by the runtime: it spawns the process, speaks ACP,
+ * and reports `WORKER.READY` / `WORKER.EXITED`). An exit leads to `backoff` and a new process after an
+ * exponential delay; `maxCrashes` exits without a stable run in between make the worker `unavailable`.
+ * Leaving `running` stops the invoked actor, which ends the process.
+ */
+import { assign, emit, setup, type ActorRefFrom, type CallbackActorLogic, fromCallback } from "xstate";
+
+/** Restart policy of a worker. */
+export interface WorkerRestartPolicy {
+  /** Consecutive crashes (without `stableAfterMs` of running in between) that make a worker unavailable. */
+  maxCrashes: number;
+  /** First restart delay; doubles with each consecutive crash. */
+  backoffMs: number;
+  /** Longest restart delay. */
+  maxBackoffMs: number;
+  /** Running this long resets the crash count. */
+  stableAfterMs: number;
+}
+
+/** What the runtime gives a worker actor. */
+export interface WorkerInput extends WorkerRestartPolicy {
+  workerId: string;
+}
+
+/** The worker's state besides its state value. */
+export interface WorkerContext extends WorkerInput {
+  /** Consecutive crashes. */
+  crashes: number;
+  /** Increments with every process started, so reports of an old process are recognised. */
+  generation: number;
+}
+
+/** Input of the `workerProcess` actor. */
+export interface WorkerProcessInput {
+  workerId: string;
+  generation: number;
+}
+
+/** Events a worker accepts (the last two come from its `workerProcess`). */
+export type WorkerEvent =
+  | { type: "WORKER.READY"; generation: number }
+  | { type: "WORKER.EXITED"; generation: number; code: number | null; signal: string | null };
+
+/** Events a worker emits. */
+export type WorkerEmitted =
+  | { type: "worker.ready"; workerId: string; generation: number }
+  | { type: "worker.exited"; workerId: string; generation: number; code: number | null; signal: string | null; crashes: number }
+  | { type: "worker.unavailable"; workerId: string; crashes: number };
+
+/** A worker actor. */
+export type WorkerActorRef = ActorRefFrom<typeof workerMachine>;
+
+/** The worker machine. Provide `workerProcess` (a callback actor) before use. */
+export const workerMachine = setup({
+  types: {
+    context: {} as WorkerContext,
+    events: {} as WorkerEvent,
+    input: {} as WorkerInput,
+    emitted: {} as WorkerEmitted,
+  },
+  actors: {
+    // Replaced by the runtime through `provide`; this default starts nothing.
+    workerProcess: fromCallback<WorkerEvent, WorkerProcessInput>(() => undefined) as CallbackActorLogic<WorkerEvent, WorkerProcessInput>,
+  },
+  delays: {
+    restartDelay: ({ context }) => Math.min(context.backoffMs * 2 ** Math.max(0, context.crashes - 1), context.maxBackoffMs),
+    stableAfter: ({ context }) => context.stableAfterMs,
+  },
+  guards: {
+    isCurrent: ({ context, event }) => event.generation === context.generation,
+    crashesTooOften: ({ context, event }) => event.generation === context.generation && context.crashes + 1 >= context.maxCrashes,
+  },
+  actions: {
+    countCrash: assign({ crashes: ({ context }) => context.crashes + 1 }),
+    announceReady: emit(({ context }) => ({ type: "worker.ready" as const, workerId: context.workerId, generation: context.generation })),
+    announceExit: emit(({ context, event }) => ({
+      type: "worker.exited" as const,
+      workerId: context.workerId,
+      generation: context.generation,
+      code: event.type === "WORKER.EXITED" ? event.code : null,
+      signal: event.type === "WORKER.EXITED" ? event.signal : null,
+      crashes: context.crashes,
+    })),
+    announceUnavailable: emit(({ context }) => ({ type: "worker.unavailable" as const, workerId: context.workerId, crashes: context.crashes })),
+    nextGeneration: assign({ generation: ({ context }) => context.generation + 1 }),
+    forgetCrashes: assign({ crashes: 0 }),
+  },
+}).createMachine({
+  id: "worker",
+  context: ({ input }) => ({ ...input, crashes: 0, generation: 1 }),
+  initial: "running",
+  states: {
+    running: {
+      description: "A process is alive (starting or ready).",
+      invoke: {
+        id: "process",
+        src: "workerProcess",
+        input: ({ context }) => ({ workerId: context.workerId, generation: context.generation }),
+      },
+      initial: "starting",
+      states: {
+        starting: {
+          description: "Spawned; the ACP initialize handshake is under way.",
+          on: { "WORKER.READY": { guard: "isCurrent", target: "ready", actions: "announceReady" } },
+        },
+        ready: {
+          description: "Accepts sessions.",
+          after: { stableAfter: { actions: "forgetCrashes" } },
+        },
+      },
+      on: {
+        "WORKER.EXITED": [
+          { guard: "crashesTooOften", target: "unavailable", actions: ["countCrash", "announceExit", "announceUnavailable"] },
+          { guard: "isCurrent", target: "backoff", actions: ["countCrash", "announceExit"] },
+        ],
+      },
+    },
+    backoff: {
+      description: "The process exited; a new one starts after the restart delay.",
+      after: { restartDelay: { target: "running", actions: "nextGeneration" } },
+    },
+    unavailable: {
+      description: "The process crashed too often; the worker takes no sessions.",
+    },
+  },
+});

@@ -1,0 +1,223 @@
+/**
+ * One agent process spoken to over the Agent Client Protocol (JSON-RPC over stdio), client side.
+ *
+ * Starts the process, runs `initialize`, opens ACP sessions, sends prompts while collecting their
+ * `session/update` chunks, answers the agent's permission and file requests by policy, and ends the process
+ * (SIGTERM, then SIGKILL after a grace period).
+ */
+import * as acp from "@agentclientprotocol/sdk";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { isAbsolute, relative, resolve } from "node:path";
+import { Readable, Writable } from "node:stream";
+import { BridgeError } from "../errors.js";
+
+/** How a worker answers an agent's `session/request_permission`. Default `deny`. */
+export type PermissionPolicy =
+  | "allow"
+  | "deny"
+  | ((request: acp.RequestPermissionRequest) => "allow" | "deny" | Promise<"allow" | "deny">);
+
+/** What starting one process needs. */
+export interface AcpProcessOptions {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd: string | undefined;
+  permissions: PermissionPolicy;
+  /** File reads and writes are allowed only below this directory; none when undefined. */
+  fsRoot: string | undefined;
+}
+
+/** How a process ended. */
+export interface ProcessExit {
+  code: number | null;
+  signal: string | null;
+}
+
+const STDERR_TAIL_BYTES = 4096;
+const EXIT_REPORT_WAIT_MS = 200;
+
+function insideRoot(root: string, path: string): boolean {
+  if (!isAbsolute(path)) return false;
+  const fromRoot = relative(resolve(root), resolve(path));
+  return fromRoot === "" || (!fromRoot.startsWith("..") && !isAbsolute(fromRoot));
+}
+
+function pickOption(options: acp.PermissionOption[], decision: "allow" | "deny"): acp.RequestPermissionOutcome {
+  const kinds = decision === "allow" ? ["allow_once", "allow_always"] : ["reject_once", "reject_always"];
+  const option = options.find((candidate) => kinds.includes(candidate.kind));
+  return option === undefined ? { outcome: "cancelled" } : { outcome: "selected", optionId: option.optionId };
+}
+
+/** A running ACP agent process. */
+export class AcpProcess {
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<ProcessExit>;
+  private readonly child: ChildProcess;
+  private readonly connection: acp.ClientConnection;
+  private readonly chunkListeners = new Map<string, (text: string) => void>();
+  private stderrTail = "";
+  private exit: ProcessExit | undefined;
+
+  constructor(private readonly options: AcpProcessOptions) {
+    this.child = spawn(options.command, options.args, {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    this.exited = new Promise((resolveExit) => {
+      this.child.once("exit", (code, signal) => {
+        this.exit = { code, signal };
+        resolveExit(this.exit);
+      });
+      this.child.once("error", (error) => {
+        this.stderrTail += `\n${error.message}`;
+        if (this.child.exitCode === null && this.child.pid === undefined) {
+          this.exit = { code: null, signal: null };
+          resolveExit(this.exit);
+        }
+      });
+    });
+    this.child.stderr?.on("data", (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
+    });
+    const client = acp
+      .client({ name: "troupe" })
+      .onNotification(acp.methods.client.session.update, ({ params }) => {
+        const { update } = params;
+        if (update.sessionUpdate === "agent_message_chunk" && update.content.type === "text") {
+          this.chunkListeners.get(params.sessionId)?.(update.content.text);
+        }
+      })
+      .onRequest(acp.methods.client.session.requestPermission, async ({ params }) => {
+        const policy = this.options.permissions;
+        const decision = typeof policy === "function" ? await policy(params) : policy;
+        return { outcome: pickOption(params.options, decision) };
+      })
+      .onRequest(acp.methods.client.fs.readTextFile, async ({ params }) => {
+        const path = this.allowedPath(params.path);
+        const content = await readFile(path, "utf8");
+        if (params.line == null && params.limit == null) return { content };
+        const lines = content.split("\n");
+        const start = Math.max(0, (params.line ?? 1) - 1);
+        return { content: lines.slice(start, params.limit == null ? undefined : start + params.limit).join("\n") };
+      })
+      .onRequest(acp.methods.client.fs.writeTextFile, async ({ params }) => {
+        await writeFile(this.allowedPath(params.path), params.content, "utf8");
+        return {};
+      });
+    // A process that dies mid-write must not take the runtime down with EPIPE.
+    this.child.stdin?.on("error", () => undefined);
+    this.connection = client.connect(
+      acp.ndJsonStream(
+        Writable.toWeb(this.child.stdin!) as WritableStream<Uint8Array>,
+        Readable.toWeb(this.child.stdout!) as ReadableStream<Uint8Array>,
+      ),
+    );
+    void this.exited.then(() => this.connection.close());
+  }
+
+  /** The process id (undefined if it could not start). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Whether the process is still running. */
+  get alive(): boolean {
+    return this.exit === undefined;
+  }
+
+  /** The last lines the process wrote to stderr (for error messages). */
+  get stderr(): string {
+    return this.stderrTail.trim();
+  }
+
+  /** Runs the `initialize` handshake. */
+  async initialize(): Promise<acp.InitializeResponse> {
+    const fs = this.options.fsRoot !== undefined;
+    return this.call(() =>
+      this.connection.agent.request(acp.methods.agent.initialize, {
+        protocolVersion: acp.PROTOCOL_VERSION,
+        clientCapabilities: { fs: { readTextFile: fs, writeTextFile: fs } },
+      }),
+    );
+  }
+
+  /** Opens an ACP session and returns its id. */
+  async newSession(cwd: string): Promise<string> {
+    const response = await this.call(() => this.connection.agent.request(acp.methods.agent.session.new, { cwd, mcpServers: [] }));
+    return response.sessionId;
+  }
+
+  /** Sends one prompt; `onChunk` gets each text chunk the agent streams. `signal` sends `session/cancel`. */
+  async prompt(sessionId: string, text: string, signal: AbortSignal, onChunk: (text: string) => void): Promise<acp.PromptResponse> {
+    const onAbort = (): void => {
+      void this.connection.agent.notify(acp.methods.agent.session.cancel, { sessionId }).catch(() => undefined);
+    };
+    this.chunkListeners.set(sessionId, onChunk);
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await this.call(() =>
+        this.connection.agent.request(acp.methods.agent.session.prompt, { sessionId, prompt: [{ type: "text", text }] }),
+      );
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      // A cancelled turn may answer after the next prompt of the session took over its chunks.
+      if (this.chunkListeners.get(sessionId) === onChunk) this.chunkListeners.delete(sessionId);
+    }
+  }
+
+  /** Ends the process: SIGTERM, then SIGKILL if it is still alive after `graceMs`. */
+  async terminate(graceMs: number): Promise<ProcessExit> {
+    if (this.exit !== undefined) return this.exit;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Kills the process at once (used when the runtime must not wait). */
+  kill(): void {
+    if (this.exit === undefined) this.child.kill("SIGKILL");
+  }
+
+  private allowedPath(path: string): string {
+    const root = this.options.fsRoot;
+    if (root === undefined || !insideRoot(root, path)) {
+      throw acp.RequestError.invalidParams({ path }, `Access denied: ${path} is outside the worker's file root`);
+    }
+    return resolve(path);
+  }
+
+  /** Runs a request; maps a dead connection to TRANSPORT (session invalid) and an agent error to UPSTREAM. */
+  private async call<T>(request: () => Promise<T>): Promise<T> {
+    if (this.exit !== undefined) throw this.deadError();
+    try {
+      return await request();
+    } catch (error) {
+      if (this.exit !== undefined || !this.child.stdin?.writable) throw this.deadError();
+      if (error instanceof acp.RequestError) {
+        throw new BridgeError("UPSTREAM", `Worker agent error ${error.code}: ${error.message}`, {
+          code: error.code,
+          ...(error.data === undefined ? {} : { data: error.data }),
+        });
+      }
+      // The connection usually closes a moment before the exit is reported: give the exit a chance to explain.
+      await Promise.race([this.exited, new Promise((resolveSoon) => setTimeout(resolveSoon, EXIT_REPORT_WAIT_MS))]);
+      if (this.exit !== undefined) throw this.deadError();
+      throw new BridgeError("TRANSPORT", `Worker connection failed: ${error instanceof Error ? error.message : String(error)}`, {
+        sessionValid: false,
+      });
+    }
+  }
+
+  private deadError(): BridgeError {
+    const how = this.exit === undefined ? "closed its connection" : `exited (code ${this.exit.code}, signal ${this.exit.signal})`;
+    const tail = this.stderr === "" ? "" : `: ${this.stderr.split("\n").slice(-3).join(" | ")}`;
+    return new BridgeError("TRANSPORT", `Worker process ${how}${tail}`, { sessionValid: false });
+  }
+}
