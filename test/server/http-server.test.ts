@@ -59,7 +59,7 @@ describe("POST /bridge/:tool", () => {
     const server = await startServer();
 
     const health = await post(server, "/bridge/bridge_health");
-    expect(health).toMatchObject({ status: 200, body: { status: "ok", executors: ["in-process"] } });
+    expect(health).toMatchObject({ status: 200, body: { status: "ok", executors: ["in-process", "worker"] } });
 
     const discovered = await post(server, "/bridge/agents_discover", { capability: "chat" });
     expect(discovered.status).toBe(200);
