@@ -185,7 +185,15 @@ export class WorkerExecutor implements Executor {
     if (binding === undefined) throw new BridgeError("TRANSPORT", "Worker session is gone", { sessionValid: false });
     const slot = this.slot(binding.workerId);
     let text = "";
+    // The worker stops being busy with this prompt when it answers or when the prompt is cancelled,
+    // whichever comes first (a cancelled turn may take a moment to be acknowledged).
+    let counted = true;
+    const release = (): void => {
+      if (counted) slot.inFlight -= 1;
+      counted = false;
+    };
     slot.inFlight += 1;
+    signal.addEventListener("abort", release, { once: true });
     try {
       const response = await binding.process.prompt(binding.acpSessionId, input.request.prompt, signal, (chunk) => {
         text += chunk;
@@ -193,7 +201,8 @@ export class WorkerExecutor implements Executor {
       });
       return { text, stopReason: STOP_REASONS[response.stopReason] ?? "end_turn" };
     } finally {
-      slot.inFlight -= 1;
+      signal.removeEventListener("abort", release);
+      release();
     }
   }
 
