@@ -1,0 +1,171 @@
+/**
+ * Model-based tests of the worker machine: @xstate/graph walks the bare machine (maxCrashes 2); every path is
+ * driven on a real runtime with a real ACP agent process, whose readiness the test releases with SIGUSR1 and
+ * whose crashes are real SIGKILLs, on a simulated clock for the restart and stability delays.
+ */
+import type { StatePath } from "@xstate/graph";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { SimulatedClock } from "xstate";
+import { workerMachine, type WorkerEvent, type WorkerInput } from "../../machines/index.js";
+import { createRuntime, type Runtime, type RuntimeEvent } from "../../src/index.js";
+import { fixtureWorker, isAlive } from "../support/workers.js";
+import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
+import { generatePaths } from "./paths.js";
+
+const POLICY = { maxCrashes: 2, backoffMs: 100, maxBackoffMs: 1_000, stableAfterMs: 5_000 };
+const modelInput: WorkerInput = { workerId: "w", ...POLICY };
+
+type WorkerSnapshot = ReturnType<typeof workerMachine.transition>;
+type WorkerPath = StatePath<WorkerSnapshot, WorkerEvent>;
+
+const delays = delayedEventTypes(workerMachine);
+const STABLE_EVENT = delays["worker.running.ready"]![0]!;
+const RESTART_EVENT = delays["worker.backoff"]![0]!;
+
+function stateOf(snapshot: WorkerSnapshot): string {
+  return typeof snapshot.value === "string" ? snapshot.value : `running.${(snapshot.value as { running: string }).running}`;
+}
+
+function eventsFor(snapshot: WorkerSnapshot): WorkerEvent[] {
+  const { generation } = snapshot.context;
+  const exited: WorkerEvent = { type: "WORKER.EXITED", generation, code: null, signal: "SIGKILL" };
+  switch (stateOf(snapshot)) {
+    case "running.starting":
+      return [{ type: "WORKER.READY", generation }, exited];
+    case "running.ready":
+      return [exited, { type: STABLE_EVENT } as unknown as WorkerEvent];
+    case "backoff":
+      return [{ type: RESTART_EVENT } as unknown as WorkerEvent];
+    default:
+      return [];
+  }
+}
+
+const { shortest, simple, edges } = generatePaths(workerMachine, {
+  input: modelInput,
+  events: eventsFor,
+  serializeState: (snapshot) => JSON.stringify([snapshot.value, snapshot.context.crashes]),
+});
+
+function describePath(path: WorkerPath): string {
+  return (
+    path.steps
+      .slice(1)
+      .map(({ event }) => event.type.replace(/^WORKER\./, "").replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)"))
+      .join(" → ") || "(initial)"
+  );
+}
+
+const coverage = new TransitionCoverage();
+const pids = new Set<number>();
+
+function waitFor(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const off = runtime.on("*", (event) => {
+      if (predicate(event)) {
+        off();
+        resolve();
+      }
+    });
+  });
+}
+
+const transitionTo = (to: string) => (event: RuntimeEvent) =>
+  event.type === "actor.transition" && event.actorId === "worker:w" && event.to === to;
+
+/** Waits (on the real process, not on time) until the pid file names a process other than `previous`. */
+async function nextPid(pidFile: string, previous: number | undefined): Promise<number> {
+  for (let attempt = 0; attempt < 500; attempt += 1) {
+    try {
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      if (pid > 0 && pid !== previous) {
+        pids.add(pid);
+        return pid;
+      }
+    } catch {
+      // not written yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("the worker process did not start");
+}
+
+async function runPath(path: WorkerPath): Promise<void> {
+  const directory = mkdtempSync(join(tmpdir(), "troupe-worker-model-"));
+  const pidFile = join(directory, "pid");
+  const clock = new SimulatedClock();
+  clock.set(Date.now());
+  const runtime = createRuntime({
+    clock,
+    inspect: coverage.inspect,
+    workers: [fixtureWorker("w", { restart: POLICY, env: { ACP_FIXTURE_PID_FILE: pidFile, ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })],
+  });
+  try {
+    await runtime.start();
+    let pid = await nextPid(pidFile, undefined);
+    for (let index = 1; index < path.steps.length; index += 1) {
+      const { event, state: after } = path.steps[index]!;
+      const label = `step ${index}: ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
+      const expected = stateOf(after);
+      const reached = waitFor(runtime, transitionTo(expected.startsWith("running.") ? JSON.stringify({ running: expected.slice(8) }) : expected));
+      switch (event.type) {
+        case "WORKER.READY":
+          process.kill(pid, "SIGUSR1");
+          await reached;
+          break;
+        case "WORKER.EXITED":
+          process.kill(pid, "SIGKILL");
+          await reached;
+          break;
+        default:
+          if ((event as { type: string }).type === RESTART_EVENT) {
+            clock.increment(Math.min(POLICY.backoffMs * 2 ** Math.max(0, path.steps[index - 1]!.state.context.crashes - 1), POLICY.maxBackoffMs));
+            await reached;
+            pid = await nextPid(pidFile, pid);
+          } else {
+            clock.increment(POLICY.stableAfterMs);
+          }
+      }
+      const [agent] = (await runtime.bridge.agentsDiscover()).agents;
+      expect(agent?.status, label).toBe(expected === "running.ready" ? "ready" : "unavailable");
+      if (expected === "unavailable") {
+        await expect(runtime.bridge.sessionsCreate({ agentId: "w" }), label).rejects.toMatchObject({ type: "TRANSPORT" });
+      }
+    }
+  } finally {
+    await runtime.stop();
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+describe("worker machine, model-based", () => {
+  it("generates paths over every state", () => {
+    expect(new Set(shortest.map((path) => stateOf(path.state)))).toEqual(new Set(["running.starting", "running.ready", "backoff", "unavailable"]));
+  });
+
+  for (const [family, paths] of [
+    ["shortest", shortest],
+    ["simple", simple],
+    ["edge", edges],
+  ] as const) {
+    describe(`${family} paths (${paths.length})`, () => {
+      it.each(paths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+        await runPath(path);
+      });
+    });
+  }
+
+  afterAll(() => {
+    coverage.save("worker", [workerMachine]);
+    expect([...pids].filter(isAlive)).toEqual([]);
+  });
+
+  it("covers every transition of the worker machine on the real runtime", () => {
+    const report = coverage.report(workerMachine);
+    expect(report.missing).toEqual([]);
+    expect(report.covered).toBe(report.total);
+  });
+});
