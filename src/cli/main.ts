@@ -15,6 +15,7 @@ Options of serve:
   --host <host>    Address to bind (default 127.0.0.1)
   --api-key <key>  Require this key in the x-agent-api-key header on every route but GET /health
                    (default: $${API_KEY_ENV}; none when unset)
+  --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }] }
 
   -h, --help       Show this help
 `;

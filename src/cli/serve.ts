@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
 import { API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT, startHttpServer } from "../server/http-server.js";
+import { loadServerConfig, type ServerConfig } from "./config.js";
 import { defaultAgents, MOCK_AGENT_ID } from "./default-agents.js";
 
 /** The environment variable read when `--api-key` is not given. */
@@ -15,6 +16,8 @@ export interface ServeOptions {
   port: number;
   host: string;
   apiKey?: string;
+  /** From `--config <file.json>`: ACP workers to run. */
+  config?: ServerConfig;
 }
 
 function parsePort(text: string): number {
@@ -37,6 +40,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
         port: { type: "string" },
         host: { type: "string" },
         "api-key": { type: "string" },
+        config: { type: "string" },
       },
     }));
   } catch (error) {
@@ -50,12 +54,13 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     port: values.port === undefined ? DEFAULT_PORT : parsePort(values.port),
     host: values.host ?? DEFAULT_HOST,
     ...(apiKey === undefined ? {} : { apiKey }),
+    ...(values.config === undefined ? {} : { config: loadServerConfig(values.config) }),
   };
 }
 
 /** Runs the server until SIGINT or SIGTERM, then stops the server and the runtime. Resolves when both are stopped. */
 export async function serve(options: ServeOptions): Promise<void> {
-  const runtime = createRuntime(defaultAgents());
+  const runtime = createRuntime({ ...defaultAgents(), workers: options.config?.workers ?? [] });
   await runtime.start();
   const server = await startHttpServer(runtime, options).catch(async (error: unknown) => {
     await runtime.stop();

@@ -1,6 +1,10 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { FIXTURE_AGENT, isAlive } from "../support/workers.js";
 import { afterEach, describe, expect, it } from "vitest";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -106,6 +110,40 @@ describe("troupe serve", () => {
     expect(await exitCodeOf(child)).toBe(2);
     expect(stderr.text()).toMatch(/--port/);
     expect(stderr.text()).toMatch(/Usage: troupe/);
+  });
+
+  it("runs the ACP workers of --config and ends their processes on SIGTERM", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      const worker = { id: "acp", command: process.execPath, args: [FIXTURE_AGENT], capabilities: ["code"] };
+      writeFileSync(config, JSON.stringify({ workers: [worker] }));
+      const { child, url } = await serveOnFreePort(["--config", config]);
+      const discovered = await (await fetch(`${url}/bridge/agents_discover`, { method: "POST", body: JSON.stringify({ capability: "code" }) })).json();
+      expect(discovered).toMatchObject({ agents: [{ id: "acp", capabilities: ["code"] }] });
+      const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "acp", prompt: "pid" }) });
+      const pid = Number(((await delegated.json()) as { text: string }).text);
+      expect(isAlive(pid)).toBe(true);
+      child.kill("SIGTERM");
+      expect(await exitCodeOf(child)).toBe(0);
+      expect(isAlive(pid)).toBe(false);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("exits 2 naming the file and the field of a bad --config", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      writeFileSync(config, JSON.stringify({ workers: [{ id: "acp", args: [] }] }));
+      const child = troupe(["serve", "--config", config]);
+      const stderr = collect(child.stderr);
+      expect(await exitCodeOf(child)).toBe(2);
+      expect(stderr.text()).toContain(`${config}: workers.0.command:`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it("exits 1 when the port is taken", async () => {

@@ -1,0 +1,61 @@
+/**
+ * The server's configuration file (`troupe serve --config troupe.json`): JSON, validated at load.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { BridgeError } from "../errors.js";
+import type { WorkerConfig } from "../executors/worker.js";
+
+const workerSchema = z.strictObject({
+  id: z.string().min(1),
+  command: z.string().min(1),
+  args: z.array(z.string()).optional(),
+  env: z.record(z.string(), z.string()).optional(),
+  cwd: z.string().min(1).optional(),
+  name: z.string().optional(),
+  description: z.string().optional(),
+  capabilities: z.array(z.string()).optional(),
+  permissions: z.enum(["allow", "deny"]).optional(),
+  fsRoot: z.string().min(1).optional(),
+  restart: z
+    .strictObject({
+      maxCrashes: z.number().int().positive().optional(),
+      backoffMs: z.number().int().nonnegative().optional(),
+      maxBackoffMs: z.number().int().nonnegative().optional(),
+      stableAfterMs: z.number().int().positive().optional(),
+    })
+    .optional(),
+});
+
+const configSchema = z.strictObject({
+  workers: z.array(workerSchema).optional(),
+});
+
+/** What a configuration file may hold. */
+export interface ServerConfig {
+  workers?: WorkerConfig[];
+}
+
+/** Reads and validates a configuration file; a bad one is CONFIG naming the file and the field. */
+export function loadServerConfig(path: string): ServerConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new BridgeError("CONFIG", `${path}: cannot read: ${(error as Error).message}`, { file: path });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new BridgeError("CONFIG", `${path}: not valid JSON: ${(error as Error).message}`, { file: path });
+  }
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const keys = issue?.code === "unrecognized_keys" ? issue.keys : [];
+    const field = [...(issue?.path ?? []), ...keys].join(".") || "(root)";
+    throw new BridgeError("CONFIG", `${path}: ${field}: ${issue?.message ?? "invalid"}`, { file: path, field });
+  }
+  return parsed.data;
+}
