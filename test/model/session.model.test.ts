@@ -4,13 +4,14 @@
  * after every step.
  */
 import type { StatePath } from "@xstate/graph";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { sessionMachine, type SessionEvent, type SessionInput } from "../../machines/index.js";
 import { sessionShardMachine, supervisorMachine } from "../../machines/index.js";
 import type { PromptError } from "../../machines/session.machine.js";
 import { startTestRuntime, settle, type TestRuntime } from "../support/runtime.js";
 import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
+import { walkPaths } from "./suite.js";
 
 const TTL_MS = 100_000;
 const IDLE_MS = 1_000;
@@ -246,31 +247,13 @@ describe("session machine, model-based", () => {
     expect(simplePaths.length).toBeGreaterThan(shortestPaths.length);
   });
 
-  describe(`shortest paths (${shortestPaths.length})`, () => {
-    it.each(shortestPaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  describe(`simple paths (${simplePaths.length})`, () => {
-    it.each(simplePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  describe(`edge paths (${edgePaths.length})`, () => {
-    it.each(edgePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  afterAll(() => {
-    coverage.save("session", [sessionMachine, sessionShardMachine, supervisorMachine]);
-  });
-
-  it("covers every transition of the session machine on the real runtime", () => {
-    const report = coverage.report(sessionMachine);
-    expect(report.missing).toEqual([]);
-    expect(report.covered).toBe(report.total);
+  walkPaths({
+    families: { shortest: shortestPaths, simple: simplePaths, edges: edgePaths },
+    describePath,
+    runPath,
+    coverage,
+    name: "session",
+    covered: [sessionMachine],
+    reported: [sessionMachine, sessionShardMachine, supervisorMachine],
   });
 });

@@ -4,13 +4,14 @@
  * session count, the shards and each call's answer are checked after every step.
  */
 import type { StatePath } from "@xstate/graph";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DEFAULT_RESTART_POLICY } from "../../src/index.js";
 import { sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
 import { fixtureWorker } from "../support/workers.js";
 import { settle, startTestRuntime } from "../support/runtime.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
+import { walkPaths } from "./suite.js";
 
 const MAX_SESSIONS = 2;
 const SHARD_SIZE = 2;
@@ -136,27 +137,13 @@ describe("supervisor machine, model-based", () => {
     expect(new Set(shortest.map((path) => path.state.value))).toEqual(new Set(["running", "stopping", "stopped"]));
   });
 
-  for (const [family, paths] of [
-    ["shortest", shortest],
-    ["simple", simple],
-    ["edge", edges],
-  ] as const) {
-    describe(`${family} paths (${paths.length})`, () => {
-      it.each(paths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-        await runPath(path);
-      });
-    });
-  }
-
-  afterAll(() => {
-    coverage.save("supervisor", [supervisorMachine, sessionShardMachine, sessionMachine]);
-  });
-
-  it("covers every transition of the supervisor and shard machines on the real runtime", () => {
-    for (const machine of [supervisorMachine, sessionShardMachine]) {
-      const report = coverage.report(machine);
-      expect(report.missing, machine.id).toEqual([]);
-      expect(report.covered).toBe(report.total);
-    }
+  walkPaths({
+    families: { shortest, simple, edges },
+    describePath,
+    runPath,
+    coverage,
+    name: "supervisor",
+    covered: [supervisorMachine, sessionShardMachine],
+    reported: [supervisorMachine, sessionShardMachine, sessionMachine],
   });
 });

@@ -14,6 +14,7 @@ import { createRuntime, type Runtime, type RuntimeEvent } from "../../src/index.
 import { fixtureWorker, isAlive } from "../support/workers.js";
 import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
+import { walkPaths } from "./suite.js";
 
 const POLICY = { maxCrashes: 2, backoffMs: 100, maxBackoffMs: 1_000, stableAfterMs: 5_000 };
 const modelInput: WorkerInput = { workerId: "w", ...POLICY };
@@ -146,26 +147,9 @@ describe("worker machine, model-based", () => {
     expect(new Set(shortest.map((path) => stateOf(path.state)))).toEqual(new Set(["running.starting", "running.ready", "backoff", "unavailable"]));
   });
 
-  for (const [family, paths] of [
-    ["shortest", shortest],
-    ["simple", simple],
-    ["edge", edges],
-  ] as const) {
-    describe(`${family} paths (${paths.length})`, () => {
-      it.each(paths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-        await runPath(path);
-      });
-    });
-  }
+  walkPaths({ families: { shortest, simple, edges }, describePath, runPath, coverage, name: "worker", covered: [workerMachine] });
 
   afterAll(() => {
-    coverage.save("worker", [workerMachine]);
     expect([...pids].filter(isAlive)).toEqual([]);
-  });
-
-  it("covers every transition of the worker machine on the real runtime", () => {
-    const report = coverage.report(workerMachine);
-    expect(report.missing).toEqual([]);
-    expect(report.covered).toBe(report.total);
   });
 });
