@@ -1,6 +1,8 @@
 /**
- * `BridgeError`: the one error type of troupe, and its one mapping to HTTP.
+ * `BridgeError`: the one error type of troupe, its one mapping to HTTP, and the one way a schema error
+ * becomes CONFIG.
  */
+import type { z } from "zod";
 
 /** Every error category of the bridge (SPEC §2.3). */
 export const BRIDGE_ERROR_TYPES = [
@@ -77,6 +79,20 @@ export function toBridgeError(error: unknown, fallback: BridgeErrorType = "INTER
   if (error instanceof BridgeError) return error;
   if (error instanceof Error) return new BridgeError(fallback, error.message);
   return new BridgeError(fallback, String(error));
+}
+
+/**
+ * A CONFIG error from a zod validation failure: `<field>: <message>` for the first issue, with `details.field`
+ * and every issue in `details.issues`. `prefix` names where the validated value sits (`runtimeParams`).
+ */
+export function configErrorFromZod(error: z.ZodError, prefix: string[] = [], details: Record<string, unknown> = {}): BridgeError {
+  const issues = error.issues.map((issue) => {
+    const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
+    const field = [...prefix, ...issue.path.map(String), ...keys].join(".");
+    return { field: field || "(arguments)", message: issue.message };
+  });
+  const first = issues[0] ?? { field: prefix.join(".") || "(arguments)", message: "invalid" };
+  return new BridgeError("CONFIG", `${first.field}: ${first.message}`, { ...details, field: first.field, issues });
 }
 
 const HTTP_STATUS: Record<BridgeErrorType, number> = {

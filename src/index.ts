@@ -20,3 +20,18 @@ export { systemClock, type Clock } from "./clock.js";
 export type { RuntimeEvent, RuntimeEventMap, RuntimeEventType, RuntimeEventListener } from "./events/event-hub.js";
 export { VERSION } from "./version.js";
 export { startHttpServer, type HttpServer, type HttpServerOptions } from "./server/http-server.js";
+export { parseRuntimeParams } from "./providers/params.js";
+export type { Provider, ProviderOptions, ProviderWarning, ResolvedRuntimeParams } from "./providers/provider.js";
+export { BaseProvider, type ProviderCall, type ProviderIdentity } from "./providers/base-provider.js";
+export { ProviderRegistry } from "./providers/registry.js";
+export { OpenAIProvider, openAI, type OpenAIProviderOptions } from "./providers/openai.js";
+export { AnthropicProvider, anthropic, type AnthropicProviderOptions } from "./providers/anthropic.js";
+export { GeminiProvider, gemini, type GeminiProviderOptions } from "./providers/gemini.js";
+export { MockProvider, mock, type MockProviderOptions } from "./providers/mock-provider.js";
+export type { UpstreamFailure } from "./providers/upstream-errors.js";
+export {
+  MultiProviderCompanionAgent,
+  createMultiProviderAgent,
+  type MultiProviderAgentConfig,
+  type MultiProviderAgentOptions,
+} from "./agents/multi-provider-agent.js";

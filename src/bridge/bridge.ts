@@ -3,7 +3,7 @@
  * Every call is validated here, once; inside, data is trusted.
  */
 import { z } from "zod";
-import { BridgeError, toBridgeError } from "../errors.js";
+import { BridgeError, configErrorFromZod, toBridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { toolArgumentSchemas, type ToolArguments, type ToolName, type ToolResults } from "./schemas.js";
 
@@ -36,16 +36,6 @@ function utf8Bytes(text: string): number {
   return Buffer.byteLength(text, "utf8");
 }
 
-function configErrorOf(error: z.ZodError): BridgeError {
-  const issues = error.issues.map((issue) => {
-    const path = issue.path.join(".");
-    const field = issue.code === "unrecognized_keys" ? [path, ...issue.keys].filter(Boolean).join(".") : path;
-    return { field: field || "(arguments)", message: issue.message };
-  });
-  const first = issues[0] ?? { field: "(arguments)", message: "invalid" };
-  return new BridgeError("CONFIG", `${first.field}: ${first.message}`, { field: first.field, issues });
-}
-
 /** The eight tools of a runtime. Reach it as `runtime.bridge`. */
 export class Bridge {
   /** The tools with their JSON Schemas, for MCP and HTTP clients. */
@@ -66,7 +56,7 @@ export class Bridge {
   async call(toolName: string, args: unknown = {}): Promise<unknown> {
     if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
     const parsed = toolArgumentSchemas[toolName].safeParse(args ?? {});
-    if (!parsed.success) throw configErrorOf(parsed.error);
+    if (!parsed.success) throw configErrorFromZod(parsed.error);
     if (this.inFlight >= this.runtime.limits.maxConcurrentRequests) {
       throw new BridgeError("CAPACITY", `Too many concurrent requests (maxConcurrentRequests ${this.runtime.limits.maxConcurrentRequests})`, {
         maxConcurrentRequests: this.runtime.limits.maxConcurrentRequests,

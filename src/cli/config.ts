@@ -3,7 +3,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { BridgeError } from "../errors.js";
+import { BridgeError, configErrorFromZod } from "../errors.js";
 import type { WorkerConfig } from "../executors/worker.js";
 
 const workerSchema = z.strictObject({
@@ -52,10 +52,8 @@ export function loadServerConfig(path: string): ServerConfig {
   }
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const keys = issue?.code === "unrecognized_keys" ? issue.keys : [];
-    const field = [...(issue?.path ?? []), ...keys].join(".") || "(root)";
-    throw new BridgeError("CONFIG", `${path}: ${field}: ${issue?.message ?? "invalid"}`, { file: path, field });
+    const error = configErrorFromZod(parsed.error, [], { file: path });
+    throw new BridgeError("CONFIG", `${path}: ${error.message}`, error.details);
   }
   return parsed.data;
 }

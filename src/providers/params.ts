@@ -1,7 +1,15 @@
 /**
  * RuntimeParams: their schema (SPEC §2.4 ranges) and their merge across layers.
+ *
+ * The layers, lowest priority first, and where each is merged (always with `mergeRuntimeParams`):
+ * 1. `ProviderConfig.defaults`: added by the provider itself (`BaseProvider.resolveParams`);
+ * 2. the agent's own defaults (the `systemPrompt` of a `MultiProviderCompanionAgent`): added by the agent;
+ * 3. session `metadata.runtimeParams` < 4. the prompt's `runtimeParams`: merged by the executor into
+ *    `PromptContext.runtimeParams`.
+ * Merging is associative, so the provider merging its defaults under what it receives is the whole chain.
  */
 import { z } from "zod";
+import { BridgeError, configErrorFromZod } from "../errors.js";
 
 /** Generation parameters a session or a prompt may set. Unknown fields are refused. */
 export const runtimeParamsSchema = z.strictObject({
@@ -35,4 +43,19 @@ export function mergeRuntimeParams(...layers: Array<RuntimeParams | undefined>):
   }
   if (providerSpecific !== undefined) merged.providerSpecific = providerSpecific;
   return merged as RuntimeParams;
+}
+
+/**
+ * Validates RuntimeParams from any source other than a bridge call (provider defaults, agent config). A bad
+ * value is CONFIG naming the field under `field`, e.g. `defaults.temperature`.
+ */
+export function parseRuntimeParams(value: unknown, field: string): RuntimeParams {
+  const parsed = runtimeParamsSchema.safeParse(value ?? {});
+  if (parsed.success) return parsed.data;
+  throw configErrorFromZod(parsed.error, [field]);
+}
+
+/** Throws CONFIG for one field of RuntimeParams: `<field>: <message>`, with `details.field`. */
+export function configError(field: string, message: string, details: Record<string, unknown> = {}): never {
+  throw new BridgeError("CONFIG", `${field}: ${message}`, { ...details, field });
 }

@@ -5,7 +5,7 @@ import type { InspectionEvent } from "xstate";
 import { z } from "zod";
 import type { Agent } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
-import { BridgeError } from "../errors.js";
+import { configErrorFromZod } from "../errors.js";
 import type { Executor } from "../executors/executor.js";
 import type { WorkerConfig } from "../executors/worker.js";
 
@@ -73,7 +73,5 @@ export function resolveLimits(options: RuntimeOptions): ResolvedLimits {
   const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, workers: _workers, ...limits } = options;
   const parsed = limitsSchema.safeParse(limits);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.join(".") ?? "options";
-  throw new BridgeError("CONFIG", `${field}: ${issue?.message ?? "invalid"}`, { field });
+  throw configErrorFromZod(parsed.error);
 }

@@ -243,7 +243,7 @@ export class Runtime {
     const snapshot = this.sessionRef(sessionId).getSnapshot();
     const { context } = snapshot;
     const status = snapshot.value as SessionStatus;
-    const provider = typeof context.metadata.provider === "string" ? context.metadata.provider : undefined;
+    const provider = typeof context.metadata.provider === "string" ? context.metadata.provider : this.defaultProviderOf(context.agentId);
     const expiries: number[] = [];
     if (context.ttlMs > 0) expiries.push(context.createdAt + context.ttlMs);
     if (context.idleMs > 0 && status !== "busy") expiries.push(context.lastActivityAt + context.idleMs);
@@ -293,6 +293,11 @@ export class Runtime {
     const executor = this.executors.find((candidate) => candidate.hasAgent(agentId));
     if (executor === undefined) throw new BridgeError("NOT_FOUND", `Agent not found: ${agentId}`, { agentId, sessionValid: false });
     return executor;
+  }
+
+  /** The provider an agent binds sessions to when `metadata.provider` names none (its `defaultProvider`). */
+  private defaultProviderOf(agentId: string): string | undefined {
+    return this.executorFor(agentId).describeAgents().find((agent) => agent.id === agentId)?.defaultProvider;
   }
 
   private resolveAgentId(agentId: string | undefined): string {

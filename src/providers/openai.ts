@@ -1,0 +1,132 @@
+/**
+ * `OpenAIProvider` ("openai"): the Chat Completions API through the official `openai` SDK. With `baseURL` it
+ * talks to any OpenAI-compatible server (Ollama, vLLM, LM Studio).
+ */
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
+import type { AgentReply, StopReason } from "../agents/agent.js";
+import { BridgeError } from "../errors.js";
+import { BaseProvider, type ProviderCall } from "./base-provider.js";
+import { conversationOf } from "./conversation.js";
+import { readProviderEnv } from "./env.js";
+import type { ProviderOptions, ResolvedRuntimeParams } from "./provider.js";
+import { redactingLogger } from "./redact.js";
+import { classifyStainlessError } from "./stainless-errors.js";
+import type { UpstreamFailure } from "./upstream-errors.js";
+
+type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+type ChatRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
+type ChatStreamRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming;
+
+/** The OpenAI API's own address. */
+export const OPENAI_BASE_URL = "https://api.openai.com/v1";
+
+/**
+ * Sent as the key to a custom `baseURL` when none is configured: local servers need none, but the SDK
+ * refuses to start without one.
+ */
+const NO_KEY_FOR_LOCAL_SERVER = "no-key";
+
+/** Options of `OpenAIProvider`: the common ones. The key defaults to `OPENAI_API_KEY`, `baseURL` to `OPENAI_BASE_URL`. */
+export type OpenAIProviderOptions = ProviderOptions;
+
+const STOP_REASONS: Record<string, StopReason> = {
+  stop: "end_turn",
+  length: "max_tokens",
+  content_filter: "content_filter",
+  tool_calls: "tool_use",
+  function_call: "tool_use",
+};
+
+/** OpenAI `finish_reason` → troupe `stopReason`. */
+export function openAIStopReason(finishReason: string | null | undefined): StopReason {
+  return (finishReason && STOP_REASONS[finishReason]) || "end_turn";
+}
+
+function usageOf(usage: OpenAI.CompletionUsage | null | undefined): AgentReply["usage"] {
+  return usage ? { inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens } : undefined;
+}
+
+function reply(text: string, finishReason: string | null | undefined, usage: OpenAI.CompletionUsage | null | undefined): AgentReply {
+  const tokens = usageOf(usage);
+  return { text, stopReason: openAIStopReason(finishReason), ...(tokens ? { usage: tokens } : {}) };
+}
+
+/** Answers with OpenAI Chat Completions (SPEC §2.4 mapping). */
+export class OpenAIProvider extends BaseProvider {
+  private readonly client: OpenAI;
+
+  constructor(options: OpenAIProviderOptions = {}) {
+    const apiKey = options.credentials?.apiKey ?? readProviderEnv("OPENAI_API_KEY");
+    const baseURL = options.baseURL ?? readProviderEnv("OPENAI_BASE_URL");
+    super({ kind: "openai", defaultModel: "gpt-4o", secrets: [apiKey] }, options);
+    if (apiKey === undefined && baseURL === undefined) {
+      throw new BridgeError("CONFIG", `${this.id}: no API key: pass credentials.apiKey or set OPENAI_API_KEY`, { field: "credentials.apiKey" });
+    }
+    this.client = new OpenAI({
+      apiKey: apiKey ?? NO_KEY_FOR_LOCAL_SERVER,
+      baseURL: baseURL ?? OPENAI_BASE_URL,
+      maxRetries: 0,
+      timeout: this.timeoutMs,
+      logger: redactingLogger(console, this.redact),
+    });
+  }
+
+  protected override checkParams(params: ResolvedRuntimeParams): void {
+    if (params.topK !== undefined) this.warn("topK", "Chat Completions has no top_k: topK is not sent");
+  }
+
+  protected override classify(error: unknown): UpstreamFailure {
+    return classifyStainlessError(error, { APIError, APIConnectionError, APIConnectionTimeoutError }, this.clock.now());
+  }
+
+  protected override async send({ ctx, params, signal, emit }: ProviderCall): Promise<AgentReply> {
+    const body = this.requestBody(params, ctx.history, ctx.prompt);
+    const options = { signal, timeout: this.timeoutMs };
+    if (!this.streaming) {
+      const completion = await this.client.chat.completions.create({ ...body, stream: false }, options);
+      const choice = completion.choices[0];
+      const text = choice?.message.content ?? choice?.message.refusal ?? "";
+      emit(text);
+      return reply(text, choice?.finish_reason, completion.usage);
+    }
+    const request: ChatStreamRequest = { ...body, stream: true, stream_options: { include_usage: true } };
+    const stream = await this.client.chat.completions.create(request, options);
+    let text = "";
+    let finishReason: string | null | undefined;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      const delta = choice?.delta.content ?? "";
+      text += delta;
+      emit(delta);
+      finishReason = choice?.finish_reason ?? finishReason;
+      usage = chunk.usage ?? usage;
+    }
+    if (finishReason === undefined || finishReason === null) {
+      throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before a finish_reason`, { provider: this.id });
+    }
+    return reply(text, finishReason, usage);
+  }
+
+  /** The Chat Completions body: `providerSpecific` first, so that the mapped fields win over it. */
+  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string): Omit<ChatRequest, "stream"> {
+    const messages: ChatMessage[] = [
+      ...(params.systemPrompt !== undefined ? [{ role: "system" as const, content: params.systemPrompt }] : []),
+      ...conversationOf(history, prompt).map((turn) => ({ role: turn.role, content: turn.content })),
+    ];
+    return {
+      ...params.providerSpecific,
+      model: params.model,
+      messages,
+      ...(params.temperature !== undefined ? { temperature: params.temperature } : {}),
+      ...(params.maxTokens !== undefined ? { max_tokens: params.maxTokens } : {}),
+      ...(params.topP !== undefined ? { top_p: params.topP } : {}),
+      ...(params.stopSequences !== undefined ? { stop: params.stopSequences } : {}),
+    };
+  }
+}
+
+/** An `OpenAIProvider`, as `createMultiProviderAgent({ providers: [openAI({...})] })` takes it. */
+export function openAI(options: OpenAIProviderOptions = {}): OpenAIProvider {
+  return new OpenAIProvider(options);
+}

@@ -1,0 +1,81 @@
+/**
+ * A fake Gemini API: `POST /v1beta/models/<model>:generateContent` (JSON) and
+ * `POST /v1beta/models/<model>:streamGenerateContent?alt=sse` (SSE `data:` frames separated by CRLF pairs,
+ * each a whole GenerateContentResponse; the last carries `finishReason` and the final `usageMetadata`).
+ */
+import { FakeServer, type FakeResponse, type FakeScript, type RecordedRequest, type SseFrame } from "./fake-server.js";
+
+/** One scripted answer, rendered as JSON or SSE to match the request. */
+export interface ContentReply {
+  text?: string;
+  /** Streamed pieces; default: `text` in two halves. */
+  deltas?: string[];
+  finishReason?: string;
+  usage?: { promptTokenCount: number; candidatesTokenCount: number };
+  /** Pause before each streamed chunk. */
+  delayMs?: number;
+  /** Stream the deltas, then neither finish nor close: wait for the client to disconnect. */
+  hangAfterDeltas?: boolean;
+}
+
+const DEFAULT_USAGE = { promptTokenCount: 17, candidatesTokenCount: 5 };
+const ROUTE = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
+
+function halves(text: string): string[] {
+  const middle = Math.ceil(text.length / 2);
+  return [text.slice(0, middle), text.slice(middle)].filter((piece) => piece !== "");
+}
+
+/** The model named in a request's path. */
+export function modelOf(request: RecordedRequest): string | undefined {
+  return ROUTE.exec(request.path)?.[1];
+}
+
+/** Whether a request is `streamGenerateContent`. */
+export function isStreamRequest(request: RecordedRequest): boolean {
+  return ROUTE.exec(request.path)?.[2] === "streamGenerateContent";
+}
+
+/** A Gemini answer: JSON for generateContent, SSE chunks for streamGenerateContent. */
+export function contentReply(reply: ContentReply = {}): FakeScript {
+  const text = reply.text ?? "Hello from the Gemini fake";
+  const finishReason = reply.finishReason ?? "STOP";
+  const usage = reply.usage ?? DEFAULT_USAGE;
+  const usageMetadata = { ...usage, totalTokenCount: usage.promptTokenCount + usage.candidatesTokenCount };
+  return (request): FakeResponse => {
+    const modelVersion = modelOf(request) ?? "gemini-2.5-flash";
+    if (!isStreamRequest(request)) {
+      return {
+        kind: "json",
+        body: {
+          candidates: [{ content: { role: "model", parts: [{ text }] }, finishReason, index: 0 }],
+          usageMetadata,
+          modelVersion,
+          responseId: "resp-fake",
+        },
+      };
+    }
+    const chunk = (part: string, last: boolean): SseFrame => ({
+      data: {
+        candidates: [{ content: { role: "model", parts: [{ text: part }] }, index: 0, ...(last ? { finishReason } : {}) }],
+        usageMetadata: last ? usageMetadata : { promptTokenCount: usage.promptTokenCount, totalTokenCount: usage.promptTokenCount },
+        modelVersion,
+        responseId: "resp-fake",
+      },
+      ...(reply.delayMs !== undefined ? { delayMs: reply.delayMs } : {}),
+    });
+    const deltas = reply.deltas ?? halves(text);
+    if (reply.hangAfterDeltas) return { kind: "sse", separator: "\r\n\r\n", frames: deltas.map((delta) => chunk(delta, false)), hang: true };
+    return { kind: "sse", separator: "\r\n\r\n", frames: deltas.map((delta, index) => chunk(delta, index === deltas.length - 1)) };
+  };
+}
+
+/** A Google API error answer: `{ error: { code, message, status, details } }`. */
+export function googleError(status: number, message: string, statusName: string, details: unknown[] = [], headers: Record<string, string> = {}): FakeResponse {
+  return { kind: "json", status, headers, body: { error: { code: status, message, status: statusName, details } } };
+}
+
+/** Starts a fake Gemini API; point the SDK's `httpOptions.baseUrl` at `url`. */
+export async function startGeminiFake(): Promise<FakeServer> {
+  return new FakeServer((request) => request.method === "POST" && ROUTE.test(request.path), contentReply()).listen();
+}
