@@ -12,7 +12,7 @@ export type { Agent, AgentReply, PromptContext, ProviderInfo, StopReason } from 
 export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
 export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";
 export { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "./providers/params.js";
-export type { AgentDescriptor, Executor, ExecutorHost } from "./executors/executor.js";
+export type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
 export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./executors/worker.js";
 export type { PermissionPolicy } from "./executors/acp-process.js";
 export { InProcessExecutor } from "./executors/in-process.js";

@@ -23,6 +23,8 @@ export interface PromptContext {
   signal: AbortSignal;
   /** Streams a piece of the answer as a `prompt.delta` event. */
   emit(delta: string): void;
+  /** Reports what the operator should know (a parameter the provider cannot send) as a `prompt.warning` event. */
+  warn(message: string): void;
 }
 
 /** What an agent answers. `stopReason` defaults to `end_turn`. */

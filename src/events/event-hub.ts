@@ -18,6 +18,7 @@ export interface RuntimeEventMap {
   "actor.stopped": { reason: string };
   "prompt.started": { sessionId: string; requestId: string };
   "prompt.delta": { sessionId: string; requestId: string; delta: string };
+  "prompt.warning": { sessionId: string; requestId: string; message: string };
   "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage };
   "prompt.failed": { sessionId: string; requestId: string; error: PromptError };
   "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause };

@@ -21,6 +21,12 @@ export interface ExecutorHost {
   failSession(sessionId: string, error: BridgeError): void;
 }
 
+/** Where a running prompt reports what it streams: `prompt.delta` and `prompt.warning` events. */
+export interface PromptEmitter {
+  delta(text: string): void;
+  warning(message: string): void;
+}
+
 /** Runs the agents of one kind (in this process, or in worker processes). */
 export interface Executor {
   /** Shown in `bridge_health`. */
@@ -31,8 +37,8 @@ export interface Executor {
   describeAgents(): AgentDescriptor[];
   /** Called once a session exists; a throw fails `sessions_create`. */
   openSession(session: SessionInfo): Promise<void>;
-  /** Answers one prompt; `signal` aborts it; `emitDelta` streams pieces of the answer. */
-  runPrompt(input: RunPromptInput, signal: AbortSignal, emitDelta: (delta: string) => void): Promise<PromptReply>;
+  /** Answers one prompt; `signal` aborts it; `emit` streams pieces of the answer and warnings. */
+  runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply>;
   /** Told after the in-flight prompt of a session was cancelled by `sessions_cancel`. */
   promptCancelled(session: SessionInfo, requestId: string): void;
   /** Called once per session when it is over. */

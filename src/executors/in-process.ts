@@ -5,7 +5,7 @@ import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } fro
 import type { Agent } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
 import { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "../providers/params.js";
-import type { AgentDescriptor, Executor } from "./executor.js";
+import type { AgentDescriptor, Executor, PromptEmitter } from "./executor.js";
 
 function sessionRuntimeParams(session: SessionInfo): RuntimeParams | undefined {
   const parsed = runtimeParamsSchema.safeParse(session.metadata.runtimeParams);
@@ -49,7 +49,7 @@ export class InProcessExecutor implements Executor {
     await this.agentOf(session).onSessionOpen?.(session);
   }
 
-  async runPrompt(input: RunPromptInput, signal: AbortSignal, emitDelta: (delta: string) => void): Promise<PromptReply> {
+  async runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply> {
     const { request, history, ...session } = input;
     const agent = this.agentOf(session);
     this.inFlightByAgent.set(agent.id, (this.inFlightByAgent.get(agent.id) ?? 0) + 1);
@@ -61,7 +61,8 @@ export class InProcessExecutor implements Executor {
         runtimeParams: mergeRuntimeParams(sessionRuntimeParams(session), request.runtimeParams as RuntimeParams | undefined),
         history,
         signal,
-        emit: emitDelta,
+        emit: emit.delta,
+        warn: emit.warning,
       });
       return { text: reply.text, stopReason: reply.stopReason ?? "end_turn", ...(reply.usage ? { usage: reply.usage } : {}) };
     } finally {

@@ -9,7 +9,7 @@ import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } fro
 import type { WorkerEvent, WorkerInput, WorkerRestartPolicy } from "../../machines/worker.machine.js";
 import { BridgeError } from "../errors.js";
 import { AcpProcess, type PermissionPolicy } from "./acp-process.js";
-import type { AgentDescriptor, Executor, ExecutorHost } from "./executor.js";
+import type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 import type { StopReason } from "../agents/agent.js";
 
 /** A worker: an ACP agent program and how troupe runs it. */
@@ -180,7 +180,7 @@ export class WorkerExecutor implements Executor {
     this.sessions.set(session.sessionId, { workerId: slot.config.id, generation: slot.generation, process, acpSessionId });
   }
 
-  async runPrompt(input: RunPromptInput, signal: AbortSignal, emitDelta: (delta: string) => void): Promise<PromptReply> {
+  async runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply> {
     const binding = this.sessions.get(input.sessionId);
     if (binding === undefined) throw new BridgeError("TRANSPORT", "Worker session is gone", { sessionValid: false });
     const slot = this.slot(binding.workerId);
@@ -197,7 +197,7 @@ export class WorkerExecutor implements Executor {
     try {
       const response = await binding.process.prompt(binding.acpSessionId, input.request.prompt, signal, (chunk) => {
         text += chunk;
-        emitDelta(chunk);
+        emit.delta(chunk);
       });
       return { text, stopReason: STOP_REASONS[response.stopReason] ?? "end_turn" };
     } finally {

@@ -104,17 +104,21 @@ export abstract class BaseProvider implements Provider {
     return { id: this.id, models: [...this.models] };
   }
 
-  /** This provider's defaults under `params`, the model filled in, checked against the API's limits. */
-  resolveParams(params: RuntimeParams, field = "runtimeParams"): ResolvedRuntimeParams {
+  /**
+   * This provider's defaults under `params`, the model filled in, checked against the API's limits; what it
+   * cannot send goes to `report` (default: the `onWarning` option).
+   */
+  resolveParams(params: RuntimeParams, field = "runtimeParams", report: (warning: ProviderWarning) => void = this.onWarning): ResolvedRuntimeParams {
     const merged = mergeRuntimeParams(this.defaults, params);
     const resolved = { ...merged, model: merged.model ?? this.models[0] ?? "" };
-    this.checkParams(resolved, field);
+    this.checkParams(resolved, field, (warnedField, message) => report({ providerId: this.id, field: warnedField, message }));
     return resolved;
   }
 
   /** Answers one prompt with retries; see `Provider.complete`. */
   async complete(ctx: PromptContext): Promise<AgentReply> {
-    const params = this.resolveParams(ctx.runtimeParams);
+    // A prompt's warnings become its `prompt.warning` events.
+    const params = this.resolveParams(ctx.runtimeParams, "runtimeParams", ({ providerId, message }) => ctx.warn(`${providerId}: ${message}`));
     let streamed = false;
     const emit = (delta: string): void => {
       if (delta === "") return;
@@ -133,12 +137,7 @@ export abstract class BaseProvider implements Provider {
    * Throws CONFIG for a value this API refuses. The default accepts everything the schema does. The base
    * constructor calls it (to check `defaults`), so it must not read fields of the subclass.
    */
-  protected checkParams(_params: ResolvedRuntimeParams, _field: string): void {}
-
-  /** Reports a parameter this API cannot take. */
-  protected warn(field: string, message: string): void {
-    this.onWarning({ providerId: this.id, field, message });
-  }
+  protected checkParams(_params: ResolvedRuntimeParams, _field: string, _warn: (field: string, message: string) => void): void {}
 
   /** One call of the API. Errors may be anything the SDK throws; `classify` reads them. */
   protected abstract send(call: ProviderCall): Promise<AgentReply>;

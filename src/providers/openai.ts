@@ -71,8 +71,8 @@ export class OpenAIProvider extends BaseProvider {
     });
   }
 
-  protected override checkParams(params: ResolvedRuntimeParams): void {
-    if (params.topK !== undefined) this.warn("topK", "Chat Completions has no top_k: topK is not sent");
+  protected override checkParams(params: ResolvedRuntimeParams, _field: string, warn: (field: string, message: string) => void): void {
+    if (params.topK !== undefined) warn("topK", "Chat Completions has no top_k: topK is not sent");
   }
 
   protected override classify(error: unknown): UpstreamFailure {

@@ -26,7 +26,7 @@ import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { createInspector, sourceOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
-import type { Executor } from "../executors/executor.js";
+import type { Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
@@ -332,11 +332,15 @@ export class Runtime {
         reject(new BridgeError("TIMEOUT", `Prompt timed out after ${request.timeoutMs} ms`, { timeoutMs: request.timeoutMs }));
       }, request.timeoutMs);
     });
-    const emitDelta = (delta: string): void =>
-      this.hub.emit("prompt.delta", input.sessionId, { sessionId: input.sessionId, requestId: request.requestId, delta });
+    const { sessionId } = input;
+    const { requestId } = request;
+    const emit: PromptEmitter = {
+      delta: (delta) => this.hub.emit("prompt.delta", sessionId, { sessionId, requestId, delta }),
+      warning: (message) => this.hub.emit("prompt.warning", sessionId, { sessionId, requestId, message }),
+    };
     try {
       const executor = this.executorFor(input.agentId);
-      const reply = await Promise.race([executor.runPrompt(input, controller.signal, emitDelta), timedOut]);
+      const reply = await Promise.race([executor.runPrompt(input, controller.signal, emit), timedOut]);
       return { reply, at: this.clock.now() };
     } catch (error) {
       throw failure(toBridgeError(error, "UPSTREAM"), this.clock.now());

@@ -92,16 +92,38 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
     }
   });
 
-  it("does not send topK, and reports it to onWarning", async () => {
+  it("does not send topK, and reports it as a warning of that prompt", async () => {
     const fake = await startOpenAIFake();
-    const warnings: ProviderWarning[] = [];
-    const provider = openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL, onWarning: (warning) => warnings.push(warning) });
+    const provider = openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL });
 
-    await provider.complete(promptContext({ runtimeParams: { topK: 40, topP: 0.5 } }).ctx);
+    const { ctx, warnings } = promptContext({ runtimeParams: { topK: 40, topP: 0.5 } });
+    await provider.complete(ctx);
 
     expect(fake.lastRequest.body.top_k).toBeUndefined();
     expect(fake.lastRequest.body.top_p).toBe(0.5);
+    expect(warnings).toEqual([expect.stringContaining("openai: Chat Completions has no top_k: topK is not sent")]);
+  });
+
+  it("reports a topK among its defaults to onWarning when it is constructed", () => {
+    const warnings: ProviderWarning[] = [];
+    openAI({ credentials: { apiKey: API_KEY }, baseURL: "http://127.0.0.1:9/v1", defaults: { topK: 5 }, onWarning: (warning) => warnings.push(warning) });
     expect(warnings).toEqual([{ providerId: "openai", field: "topK", message: expect.stringContaining("topK is not sent") }]);
+  });
+
+  it("streams the topK warning as a prompt.warning event through the runtime", async () => {
+    const fake = await startOpenAIFake();
+    const { runtime, events } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { sessionId } = await runtime.bridge.sessionsCreate({});
+    const { requestId } = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "hi", runtimeParams: { topK: 3 } });
+    expect(events.filter((event) => event.type === "prompt.warning").map(({ seq: _seq, ts: _ts, ...rest }) => rest)).toEqual([
+      {
+        type: "prompt.warning",
+        actorId: sessionId,
+        sessionId,
+        requestId,
+        message: "openai: Chat Completions has no top_k: topK is not sent",
+      },
+    ]);
   });
 
   it("merges provider defaults < session metadata.runtimeParams < prompt runtimeParams on the wire", async () => {

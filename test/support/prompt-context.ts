@@ -8,6 +8,7 @@ import type { PromptContext, RuntimeParams } from "../../src/index.js";
 export interface TestPromptContext {
   ctx: PromptContext;
   deltas: string[];
+  warnings: string[];
   /** Aborts `ctx.signal`, as `sessions_cancel` would. */
   cancel(): void;
 }
@@ -18,6 +19,7 @@ export function promptContext(
 ): TestPromptContext {
   const controller = new AbortController();
   const deltas: string[] = [];
+  const warnings: string[] = [];
   return {
     ctx: {
       session: { sessionId: "session-1", agentId: "agent-1", metadata: options.metadata ?? {} },
@@ -27,8 +29,10 @@ export function promptContext(
       history: options.history ?? [],
       signal: controller.signal,
       emit: (delta) => deltas.push(delta),
+      warn: (message) => warnings.push(message),
     },
     deltas,
+    warnings,
     cancel: () => controller.abort(),
   };
 }
