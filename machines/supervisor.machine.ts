@@ -3,7 +3,8 @@
  *
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
  * sessions as they are released, reaps shards that are full and empty, spawns one actor per worker process,
- * and on `SHUTDOWN` closes every session before reaching its final state (which stops the workers). It tells the runtime what happened through emitted events:
+ * and on `SHUTDOWN` closes every session, one shard per `SHUTDOWN.NEXT`, before reaching its final state
+ * (which stops the workers). Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what happened through emitted events:
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */
@@ -29,8 +30,10 @@ export interface SupervisorInput {
 /** The supervisor's state besides its state value. */
 export interface SupervisorContext extends SupervisorInput {
   live: number;
-  /** Live shards in creation order; the last one is where new sessions go. */
-  shards: ShardLoad[];
+  /** The shard new sessions go to; creating a session touches only this, in O(1). */
+  current: ShardLoad | null;
+  /** Full shards that still hold sessions, oldest first. */
+  sealed: ShardLoad[];
 }
 
 /** Events the supervisor accepts. */
@@ -39,7 +42,9 @@ export type SupervisorEvent =
   | SessionReleasedEvent
   /** Spawns the actor of a worker process (its system id is `worker:<workerId>`). */
   | { type: "WORKER.REGISTER"; worker: WorkerInput }
-  | { type: "SHUTDOWN" };
+  | { type: "SHUTDOWN" }
+  /** While stopping: close the sessions of one more shard (the runtime paces these, yielding in between). */
+  | { type: "SHUTDOWN.NEXT" };
 
 /** The system id of a worker's actor. */
 export function workerSystemId(workerId: string): string {
@@ -53,20 +58,31 @@ export type SupervisorEmitted =
   | { type: "session.closed"; session: SessionInfo; reason: Exclude<SessionCloseReason, "failed"> }
   | { type: "supervisor.stopped" };
 
-function currentShard(context: SupervisorContext): ShardLoad | undefined {
-  return context.shards[context.shards.length - 1];
+/** Every live shard, oldest first (the current one last). */
+export function liveShards(context: SupervisorContext): ShardLoad[] {
+  return context.current === null ? context.sealed : [...context.sealed, context.current];
 }
 
 /** The lowest `shard-N` no live shard uses: ids stay small and depend only on the live shards. */
 function freeShardId(context: SupervisorContext): string {
-  const used = new Set(context.shards.map((shard) => shard.shardId));
+  const used = new Set(liveShards(context).map((shard) => shard.shardId));
   let index = 0;
   while (used.has(`shard-${index}`)) index += 1;
   return `shard-${index}`;
 }
 
-function releasedShardIndex(context: SupervisorContext, event: SupervisorEvent): number {
-  return event.type === "SESSION.RELEASED" ? context.shards.findIndex((shard) => shard.shardId === event.shardId) : -1;
+/** The load of the shard a release came from. */
+function releasedShard(context: SupervisorContext, event: SupervisorEvent): ShardLoad | undefined {
+  if (event.type !== "SESSION.RELEASED") return undefined;
+  if (context.current?.shardId === event.shardId) return context.current;
+  return context.sealed.find((shard) => shard.shardId === event.shardId);
+}
+
+/** The context with one shard's load replaced (or removed, with `null`). */
+function withShard(context: SupervisorContext, shardId: string, load: ShardLoad | null): Partial<SupervisorContext> {
+  if (context.current?.shardId === shardId) return { current: load };
+  const sealed = load === null ? context.sealed.filter((shard) => shard.shardId !== shardId) : context.sealed.map((shard) => (shard.shardId === shardId ? load : shard));
+  return { sealed };
 }
 
 /** The supervisor machine. */
@@ -83,14 +99,11 @@ export const supervisorMachine = setup({
   },
   guards: {
     atCapacity: ({ context }) => context.live >= context.maxSessions,
-    needsNewShard: ({ context }) => {
-      const shard = currentShard(context);
-      return shard === undefined || shard.spawned >= context.shardSize;
-    },
+    needsNewShard: ({ context }) => context.current === null || context.current.spawned >= context.shardSize,
     hasNoSessions: ({ context }) => context.live === 0,
     releasesLastSession: ({ context }) => context.live === 1,
-    drainsSealedShard: ({ context, event }) => {
-      const shard = context.shards[releasedShardIndex(context, event)];
+    drainsFullShard: ({ context, event }) => {
+      const shard = releasedShard(context, event);
       return shard !== undefined && shard.live === 1 && shard.spawned >= context.shardSize;
     },
   },
@@ -98,16 +111,15 @@ export const supervisorMachine = setup({
     openShard: enqueueActions(({ context, enqueue }) => {
       const shardId = freeShardId(context);
       enqueue.spawnChild("sessionShard", { id: shardId });
-      enqueue.assign({ shards: [...context.shards, { shardId, spawned: 0, live: 0 }] });
+      // The full current shard still holds sessions (it would have been reaped otherwise): it is sealed.
+      const sealed = context.current === null ? context.sealed : [...context.sealed, context.current];
+      enqueue.assign({ sealed, current: { shardId, spawned: 0, live: 0 } });
     }),
     placeSession: enqueueActions(({ context, event, enqueue }) => {
-      const shard = currentShard(context);
-      if (event.type !== "SESSION.CREATE" || shard === undefined) return;
+      const shard = context.current;
+      if (event.type !== "SESSION.CREATE" || shard === null) return;
       enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", session: event.session } satisfies SessionShardEvent);
-      enqueue.assign({
-        live: context.live + 1,
-        shards: [...context.shards.slice(0, -1), { ...shard, spawned: shard.spawned + 1, live: shard.live + 1 }],
-      });
+      enqueue.assign({ live: context.live + 1, current: { ...shard, spawned: shard.spawned + 1, live: shard.live + 1 } });
       enqueue.emit({ type: "session.created", sessionId: event.session.sessionId, shardId: shard.shardId });
     }),
     rejectAtCapacity: emit(({ context, event }) => ({
@@ -122,34 +134,31 @@ export const supervisorMachine = setup({
       },
     })),
     countRelease: enqueueActions(({ context, event, enqueue }) => {
-      const index = releasedShardIndex(context, event);
-      const shard = context.shards[index];
+      const shard = releasedShard(context, event);
       if (event.type !== "SESSION.RELEASED" || shard === undefined) return;
-      const shards = context.shards.slice();
-      shards[index] = { ...shard, live: shard.live - 1 };
-      enqueue.assign({ live: context.live - 1, shards });
+      enqueue.assign({ live: context.live - 1, ...withShard(context, shard.shardId, { ...shard, live: shard.live - 1 }) });
       enqueue.emit({ type: "session.closed", session: event.session, reason: event.reason });
     }),
     reapShard: enqueueActions(({ context, event, enqueue }) => {
-      const index = releasedShardIndex(context, event);
-      const shard = context.shards[index];
+      const shard = releasedShard(context, event);
       if (shard === undefined) return;
       enqueue(stopChild(shard.shardId));
-      enqueue.assign({ shards: context.shards.filter((_, position) => position !== index) });
+      enqueue.assign(withShard(context, shard.shardId, null));
     }),
     spawnWorker: enqueueActions(({ event, enqueue }) => {
       if (event.type !== "WORKER.REGISTER") return;
       const id = workerSystemId(event.worker.workerId);
       enqueue.spawnChild("worker", { id, systemId: id, input: event.worker });
     }),
-    broadcastShutdown: enqueueActions(({ context, enqueue }) => {
-      for (const shard of context.shards) enqueue.sendTo(shard.shardId, { type: "SHUTDOWN" } satisfies SessionShardEvent);
+    shutDownNextShard: enqueueActions(({ context, enqueue }) => {
+      const next = liveShards(context).find((shard) => shard.live > 0);
+      if (next !== undefined) enqueue.sendTo(next.shardId, { type: "SHUTDOWN" } satisfies SessionShardEvent);
     }),
     announceStopped: emit({ type: "supervisor.stopped" as const }),
   },
 }).createMachine({
   id: "supervisor",
-  context: ({ input }) => ({ ...input, live: 0, shards: [] }),
+  context: ({ input }) => ({ ...input, live: 0, current: null, sealed: [] }),
   initial: "running",
   states: {
     running: {
@@ -161,22 +170,21 @@ export const supervisorMachine = setup({
           { actions: "placeSession" },
         ],
         "SESSION.RELEASED": [
-          { guard: "drainsSealedShard", actions: ["countRelease", "reapShard"] },
+          { guard: "drainsFullShard", actions: ["countRelease", "reapShard"] },
           { actions: "countRelease" },
         ],
         "WORKER.REGISTER": { actions: "spawnWorker" },
-        SHUTDOWN: [
-          { guard: "hasNoSessions", target: "stopped" },
-          { target: "stopping", actions: "broadcastShutdown" },
-        ],
+        SHUTDOWN: [{ guard: "hasNoSessions", target: "stopped" }, { target: "stopping" }],
       },
     },
     stopping: {
-      description: "Closes every session with reason shutdown; the runtime sends no new ones.",
+      description:
+        "Closes the sessions one shard per SHUTDOWN.NEXT (reason shutdown), so the runtime can yield between shards; it sends no new sessions.",
       on: {
+        "SHUTDOWN.NEXT": { actions: "shutDownNextShard" },
         "SESSION.RELEASED": [
           { guard: "releasesLastSession", target: "stopped", actions: ["countRelease", "reapShard"] },
-          { guard: "drainsSealedShard", actions: ["countRelease", "reapShard"] },
+          { guard: "drainsFullShard", actions: ["countRelease", "reapShard"] },
           { actions: "countRelease" },
         ],
       },

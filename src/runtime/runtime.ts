@@ -2,6 +2,8 @@
  * The runtime: one supervisor actor and the effects its machines need (prompt runs, hooks, events).
  */
 import { randomUUID } from "node:crypto";
+// From node:timers/promises, which fake timers in tests leave alone: stopping must not wait on a fake clock.
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { createActor, fromCallback, fromPromise, type Actor, type AnyActor } from "xstate";
 import {
   sessionMachine,
@@ -156,6 +158,11 @@ export class Runtime {
       supervisor.subscribe({ complete: () => resolve(), error: () => resolve() });
     });
     supervisor.send({ type: "SHUTDOWN" });
+    // One shard at a time, yielding in between: a runtime of 100k sessions stays responsive while it stops.
+    while (supervisor.getSnapshot().status === "active") {
+      supervisor.send({ type: "SHUTDOWN.NEXT" });
+      await yieldToEventLoop();
+    }
     await stopped;
     while (this.pendingHooks.size > 0) await Promise.allSettled([...this.pendingHooks]);
     this.replies.rejectAll(new BridgeError("CANCELLED", "Runtime stopped"));

@@ -1,12 +1,12 @@
 /**
  * Model-based tests of the supervisor (and the shards under it): @xstate/graph walks the bare supervisor
- * machine with maxSessions 2 and shards of 2 (30 states); every path is driven through a real runtime's bridge, and the
+ * machine with maxSessions 2 and shards of 2; every path is driven through a real runtime's bridge, and the
  * session count, the shards and each call's answer are checked after every step.
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_RESTART_POLICY } from "../../src/index.js";
-import { sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
+import { liveShards, sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
 import { fixtureWorker } from "../support/workers.js";
 import { settle, startTestRuntime } from "../support/runtime.js";
 import { TransitionCoverage } from "./coverage.js";
@@ -23,13 +23,13 @@ const session = { sessionId: "s", agentId: "controlled", metadata: {} };
 
 function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
   if (snapshot.value === "stopped") return [];
-  const releases: SupervisorEvent[] = snapshot.context.shards
+  const releases: SupervisorEvent[] = liveShards(snapshot.context)
     .filter((shard) => shard.live > 0)
     .map((shard) => ({ type: "SESSION.RELEASED", shardId: shard.shardId, session, reason: "closed" }));
-  if (snapshot.value === "stopping") return releases;
+  if (snapshot.value === "stopping") return [{ type: "SHUTDOWN.NEXT" }, ...releases];
   // A worker is a real process: offered only where the runtime is empty, which keeps those paths few.
   const register: SupervisorEvent[] =
-    snapshot.context.live === 0 && snapshot.context.shards.length === 0
+    snapshot.context.live === 0 && liveShards(snapshot.context).length === 0
       ? [{ type: "WORKER.REGISTER", worker: { workerId: "w", ...DEFAULT_RESTART_POLICY } }]
       : [];
   return [
@@ -44,8 +44,8 @@ function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
 }
 
 function serializeState(snapshot: SupervisorSnapshot): string {
-  const { live, shards } = snapshot.context;
-  return JSON.stringify([snapshot.value, live, shards]);
+  const { live, current, sealed } = snapshot.context;
+  return JSON.stringify([snapshot.value, live, current, sealed]);
 }
 
 const { shortest, simple, edges } = generatePaths(supervisorMachine, {
@@ -68,13 +68,13 @@ const coverage = new TransitionCoverage();
 async function runPath(path: SupervisorPath): Promise<void> {
   const { runtime, controlled } = await startTestRuntime({ maxSessions: MAX_SESSIONS, shardSize: SHARD_SIZE, inspect: coverage.inspect });
   const shardOf = new Map<string, string>();
-  const liveShards = new Set<string>();
+  const realShards = new Set<string>();
   runtime.on("actor.spawned", (event) => {
-    if (event.machine === "sessionShard") liveShards.add(event.actorId);
+    if (event.machine === "sessionShard") realShards.add(event.actorId);
     if (event.machine === "session" && event.parentId) shardOf.set(event.actorId, event.parentId);
   });
   runtime.on("actor.stopped", (event) => {
-    liveShards.delete(event.actorId);
+    realShards.delete(event.actorId);
     shardOf.delete(event.actorId);
   });
   let aliveAtShutdown: string[] | undefined;
@@ -117,15 +117,15 @@ async function runPath(path: SupervisorPath): Promise<void> {
 
     if (aliveAtShutdown !== undefined) continue;
     expect((await runtime.bridge.health()).sessions.total, label).toBe(after.context.live);
-    const realLoads = [...liveShards].map((shardId) => [shardId, [...shardOf.values()].filter((owner) => owner === shardId).length]);
-    expect(realLoads, `${label}: sessions per shard`).toEqual(after.context.shards.map((shard) => [shard.shardId, shard.live]));
+    const realLoads = [...realShards].map((shardId) => [shardId, [...shardOf.values()].filter((owner) => owner === shardId).length]);
+    expect(realLoads, `${label}: sessions per shard`).toEqual(liveShards(after.context).map((shard) => [shard.shardId, shard.live]));
   }
 
   if (aliveAtShutdown !== undefined) {
     expect(path.state.value === "stopped" || path.state.value === "stopping", "the path shut down").toBe(true);
     const shutdowns = controlled.closes.filter((close) => close.reason === "shutdown").map((close) => close.sessionId);
     expect(shutdowns.sort()).toEqual(aliveAtShutdown.sort());
-    expect(liveShards.size).toBe(0);
+    expect(realShards.size).toBe(0);
     await expect(runtime.bridge.health()).rejects.toMatchObject({ type: "INTERNAL" });
   } else {
     await runtime.stop();
