@@ -6,7 +6,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
 import { API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT, startHttpServer } from "../server/http-server.js";
 import { loadServerConfig, type ServerConfig } from "./config.js";
-import { defaultAgents, MOCK_AGENT_ID } from "./default-agents.js";
+import { defaultAgents } from "./default-agents.js";
 
 /** The environment variable read when `--api-key` is not given. */
 export const API_KEY_ENV = "AGENT_BUS_API_KEY";
@@ -60,7 +60,12 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
 
 /** Runs the server until SIGINT or SIGTERM, then stops the server and the runtime. Resolves when both are stopped. */
 export async function serve(options: ServeOptions): Promise<void> {
-  const runtime = createRuntime({ ...defaultAgents(), workers: options.config?.workers ?? [] });
+  const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
+  const runtime = createRuntime({ agents, defaultAgentId, workers: options.config?.workers ?? [] });
+  const answering =
+    liveProviders.length === 0
+      ? `answering with the offline mock provider (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for real models)`
+      : `answering with ${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
   await runtime.start();
   const server = await startHttpServer(runtime, options).catch(async (error: unknown) => {
     await runtime.stop();
@@ -68,7 +73,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
   process.stdout.write(
-    `troupe listening on ${server.url} (${keyNote}); answering with the offline mock agent "${MOCK_AGENT_ID}": no provider API keys are wired yet\n`,
+    `troupe listening on ${server.url} (${keyNote}); agent "${defaultAgentId}" ${answering}\n`,
   );
   // After the first signal the handlers are gone, so a second Ctrl-C ends the process at once.
   await new Promise<void>((resolve) => {

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
 import { FIXTURE_AGENT, isAlive } from "../support/workers.js";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -18,7 +19,9 @@ afterEach(() => {
 });
 
 function troupe(args: string[], env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
-  const { AGENT_BUS_API_KEY: _ignored, ...inherited } = process.env;
+  // A developer's own keys must not make the server reach a real provider from a test.
+  const { AGENT_BUS_API_KEY: _key, OPENAI_API_KEY: _openai, OPENAI_BASE_URL: _base, ANTHROPIC_API_KEY: _anthropic, GEMINI_API_KEY: _gemini, ...inherited } =
+    process.env;
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
     cwd: projectRoot,
     env: { ...inherited, ...env },
@@ -71,18 +74,33 @@ async function serveOnFreePort(args: string[] = [], env: Record<string, string> 
 }
 
 describe("troupe serve", () => {
-  it("serves the bridge with the offline mock agent and exits 0 on SIGTERM", async () => {
+  it("serves the bridge with the offline mock provider when no provider key is set, and exits 0 on SIGTERM", async () => {
     const { child, url, line } = await serveOnFreePort();
-    expect(line).toMatch(/mock/);
+    expect(line).toMatch(/agent "assistant" answering with the offline mock provider/);
 
     const health = await fetch(`${url}/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 1 } });
+    expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 2 } });
+    const discovered = await (await fetch(`${url}/bridge/agents_discover`, { method: "POST" })).json();
+    expect(discovered).toMatchObject({ agents: [{ id: "assistant", defaultProvider: "mock", providers: [{ id: "mock" }] }, { id: "mock" }] });
 
     const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
     expect(delegated.status).toBe(200);
     expect(await delegated.json()).toMatchObject({ text: "Echo: hi", stopReason: "end_turn" });
 
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("answers with OpenAI when OPENAI_API_KEY and OPENAI_BASE_URL are set, never showing the key", async () => {
+    const fake = await startOpenAIFake();
+    fake.enqueue(chatReply({ text: "From the model" }));
+    const { child, url, line } = await serveOnFreePort([], { OPENAI_API_KEY: "sk-cli-secret-123", OPENAI_BASE_URL: fake.baseURL });
+    expect(line).toMatch(/agent "assistant" answering with openai \(providers: openai, mock\)/);
+    expect(line).not.toContain("sk-cli-secret-123");
+    const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+    expect(await delegated.json()).toMatchObject({ text: "From the model", stopReason: "end_turn" });
+    expect(fake.lastRequest.headers.authorization).toBe("Bearer sk-cli-secret-123");
     child.kill("SIGTERM");
     expect(await exitCodeOf(child)).toBe(0);
   });
