@@ -83,15 +83,19 @@ export function toBridgeError(error: unknown, fallback: BridgeErrorType = "INTER
 
 /**
  * A CONFIG error from a zod validation failure: `<field>: <message>` for the first issue, with `details.field`
- * and every issue in `details.issues`. `prefix` names where the validated value sits (`runtimeParams`).
+ * and every issue in `details.issues`. `prefix` names where the validated value sits (`runtimeParams`);
+ * `root` names the whole value when an issue has no path (`(arguments)`, `(body)`).
  */
-export function configErrorFromZod(error: z.ZodError, prefix: string[] = [], details: Record<string, unknown> = {}): BridgeError {
+export function configErrorFromZod(
+  error: z.ZodError,
+  { prefix = [], root = "(arguments)", details = {} }: { prefix?: string[]; root?: string; details?: Record<string, unknown> } = {},
+): BridgeError {
   const issues = error.issues.map((issue) => {
     const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
     const field = [...prefix, ...issue.path.map(String), ...keys].join(".");
-    return { field: field || "(arguments)", message: issue.message };
+    return { field: field || root, message: issue.message };
   });
-  const first = issues[0] ?? { field: prefix.join(".") || "(arguments)", message: "invalid" };
+  const first = issues[0] ?? { field: prefix.join(".") || root, message: "invalid" };
   return new BridgeError("CONFIG", `${first.field}: ${first.message}`, { ...details, field: first.field, issues });
 }
 
@@ -108,8 +112,14 @@ const HTTP_STATUS: Record<BridgeErrorType, number> = {
   INTERNAL: 500,
 };
 
-/** The HTTP status of an error: by type, and 413 for an argument over a size limit. */
+/**
+ * The HTTP status of an error: by type; 413 for an argument over a size limit; 403 for an AUTH error whose
+ * caller is known but may not act on what it names (`details.forbidden`); 409 for a CONFIG error about a
+ * resource that has ended (`details.conflict`).
+ */
 export function httpStatusOf(error: BridgeError): number {
   if (error.type === "CONFIG" && typeof error.details.limitBytes === "number") return 413;
+  if (error.type === "AUTH" && error.details.forbidden === true) return 403;
+  if (error.type === "CONFIG" && error.details.conflict === true) return 409;
   return HTTP_STATUS[error.type];
 }

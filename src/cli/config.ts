@@ -52,7 +52,7 @@ export function loadServerConfig(path: string): ServerConfig {
   }
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) {
-    const error = configErrorFromZod(parsed.error, [], { file: path });
+    const error = configErrorFromZod(parsed.error, { root: "(root)", details: { file: path } });
     throw new BridgeError("CONFIG", `${path}: ${error.message}`, error.details);
   }
   return parsed.data;

@@ -8,13 +8,15 @@ import { API_KEY_ENV, parseServeArgs, serve, type ServeOptions } from "./serve.j
 const USAGE = `Usage: troupe <command> [options]
 
 Commands:
-  serve    Serve the bridge tools over HTTP (POST /bridge/:tool, GET /health)
+  serve    Serve the communication bus (agents, messages, workflow sessions over HTTP and
+           WebSocket) and the bridge tools (POST /bridge/:tool, GET /health)
 
 Options of serve:
   --port <port>    Port to listen on; 0 picks a free one (default 8080)
   --host <host>    Address to bind (default 127.0.0.1)
-  --api-key <key>  Require this key in the x-agent-api-key header on every route but GET /health
-                   (default: $${API_KEY_ENV}; none when unset)
+  --api-key <key>  Require this key in the x-agent-api-key header on every route but GET /health and
+                   on agent WebSockets (default: $${API_KEY_ENV}; none when unset, which only a loopback
+                   --host allows; "dev-key" is refused on any other host)
   --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }] }
 
   -h, --help       Show this help

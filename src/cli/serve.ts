@@ -1,15 +1,18 @@
 /**
- * `troupe serve`: a runtime with the default agents behind the HTTP server, until SIGINT or SIGTERM.
+ * `troupe serve`: a runtime with the default agents behind the communication bus (its HTTP routes, agent
+ * WebSockets, `GET /health` and `POST /bridge/:tool`), until SIGINT or SIGTERM.
  */
 import { parseArgs } from "node:util";
+import { CommunicationBus } from "../bus/bus.js";
+import { BUS_API_KEY_ENV } from "../bus/options.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
-import { API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT, startHttpServer } from "../server/http-server.js";
+import { API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT } from "../server/http-server.js";
 import { loadServerConfig, type ServerConfig } from "./config.js";
 import { defaultAgents } from "./default-agents.js";
 
 /** The environment variable read when `--api-key` is not given. */
-export const API_KEY_ENV = "AGENT_BUS_API_KEY";
+export const API_KEY_ENV = BUS_API_KEY_ENV;
 
 /** Options of `troupe serve`, after parsing. */
 export interface ServeOptions {
@@ -58,7 +61,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   };
 }
 
-/** Runs the server until SIGINT or SIGTERM, then stops the server and the runtime. Resolves when both are stopped. */
+/**
+ * Runs the bus until SIGINT or SIGTERM, then stops the bus and the runtime. Resolves when both are stopped.
+ * `dev-key`, or no key at all, on a non-loopback host is CONFIG.
+ */
 export async function serve(options: ServeOptions): Promise<void> {
   const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
   const runtime = createRuntime({ agents, defaultAgentId, workers: options.config?.workers ?? [] });
@@ -67,13 +73,16 @@ export async function serve(options: ServeOptions): Promise<void> {
       ? `answering with the offline mock provider (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for real models)`
       : `answering with ${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
   await runtime.start();
-  const server = await startHttpServer(runtime, options).catch(async (error: unknown) => {
+  // parseServeArgs has read the environment already: the bus takes the key from the options only.
+  const bus = new CommunicationBus({ port: options.port, host: options.host, apiKey: options.apiKey, runtime, env: {} });
+  await bus.start().catch(async (error: unknown) => {
     await runtime.stop();
     throw error;
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
   process.stdout.write(
-    `troupe listening on ${server.url} (${keyNote}); agent "${defaultAgentId}" ${answering}\n`,
+    `troupe listening on ${bus.url} (${keyNote}); agent "${defaultAgentId}" ${answering}; ` +
+      `bus: POST /messages/send, agents on ws /agents/connect\n`,
   );
   // After the first signal the handlers are gone, so a second Ctrl-C ends the process at once.
   await new Promise<void>((resolve) => {
@@ -83,6 +92,6 @@ export async function serve(options: ServeOptions): Promise<void> {
     };
     process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   });
-  await server.close();
+  await bus.stop();
   await runtime.stop();
 }

@@ -52,7 +52,7 @@ export function mergeRuntimeParams(...layers: Array<RuntimeParams | undefined>):
 export function parseRuntimeParams(value: unknown, field: string): RuntimeParams {
   const parsed = runtimeParamsSchema.safeParse(value ?? {});
   if (parsed.success) return parsed.data;
-  throw configErrorFromZod(parsed.error, [field]);
+  throw configErrorFromZod(parsed.error, { prefix: [field] });
 }
 
 /** Throws CONFIG for one field of RuntimeParams: `<field>: <message>`, with `details.field`. */

@@ -1,10 +1,12 @@
 /**
  * The HTTP server: `GET /health` and the eight bridge tools as `POST /bridge/:tool`, on `node:http` alone.
  * Every answer is JSON; every error is `{ error: { type, message, details } }` with the status of `httpStatusOf`.
+ * Other parts (the communication bus) mount their routes and their WebSocket upgrades on the same server.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { TOOL_NAMES } from "../bridge/bridge.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
@@ -32,6 +34,10 @@ export interface HttpServerOptions {
   maxBodyBytes?: number;
   /** Time `close()` waits for requests in flight. Default 5000. */
   closeGraceMs?: number;
+  /** Further routes, matched after `GET /health` and `POST /bridge/:tool`, under the same key rules. */
+  routes?: HttpRoute[];
+  /** Handles WebSocket upgrades; without it an upgrade request is answered 404. */
+  onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 }
 
 /** A running server. */
@@ -45,23 +51,34 @@ export interface HttpServer {
 }
 
 /** What a route handler gets. */
-interface RouteRequest {
+export interface RouteRequest {
+  /** The path's capture groups, still URL-encoded. */
   params: string[];
+  query: URLSearchParams;
   /** Reads and parses the JSON body; called only by routes that take one. */
   readBody(): Promise<unknown>;
 }
 
-interface Route {
-  method: "GET" | "POST";
+/** One route. The handler's result is the JSON body of a 200, unless it is an `HttpAnswer`. */
+export interface HttpRoute {
+  method: "GET" | "POST" | "PATCH" | "DELETE";
   path: RegExp;
   /** Answered without the API key. */
   open?: boolean;
   handle(request: RouteRequest): unknown;
 }
 
-type RouteMatch = { route: Route; params: string[] } | { allow: string[] } | undefined;
+/** A route's answer with a status other than 200 (e.g. 201, 202). */
+export class HttpAnswer {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {}
+}
 
-function findRoute(routes: Route[], method: string, pathname: string): RouteMatch {
+type RouteMatch = { route: HttpRoute; params: string[] } | { allow: string[] } | undefined;
+
+function findRoute(routes: HttpRoute[], method: string, pathname: string): RouteMatch {
   const matching = routes.flatMap((route) => {
     const found = route.path.exec(pathname);
     return found ? [{ route, params: found.slice(1) }] : [];
@@ -74,12 +91,22 @@ function sha256(value: string): Buffer {
   return createHash("sha256").update(value, "utf8").digest();
 }
 
-/** Compares digests, so the comparison takes the same time whatever the key's length or content. */
-function checkApiKey(expectedDigest: Buffer, presented: string | string[] | undefined): void {
-  if (typeof presented !== "string" || presented === "") {
-    throw new BridgeError("AUTH", `Missing ${API_KEY_HEADER} header`);
-  }
-  if (!timingSafeEqual(sha256(presented), expectedDigest)) throw new BridgeError("AUTH", "Invalid API key");
+/** Checks a presented key; throws AUTH when it is missing or wrong. */
+export type ApiKeyCheck = (presented: string | string[] | undefined) => void;
+
+/**
+ * The key check for `apiKey` (none: every key passes). It compares SHA-256 digests with `timingSafeEqual`, so
+ * the comparison takes the same time whatever the key's length or content.
+ */
+export function createApiKeyCheck(apiKey: string | undefined): ApiKeyCheck {
+  if (apiKey === undefined) return () => {};
+  const expectedDigest = sha256(apiKey);
+  return (presented) => {
+    if (typeof presented !== "string" || presented === "") {
+      throw new BridgeError("AUTH", `Missing ${API_KEY_HEADER} header`);
+    }
+    if (!timingSafeEqual(sha256(presented), expectedDigest)) throw new BridgeError("AUTH", "Invalid API key");
+  };
 }
 
 function parseJson(text: string): unknown {
@@ -148,11 +175,11 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
   } = options;
   if (apiKey === "") throw new BridgeError("CONFIG", "apiKey: must not be empty", { field: "apiKey" });
-  const apiKeyDigest = apiKey === undefined ? undefined : sha256(apiKey);
+  const checkApiKey = createApiKeyCheck(apiKey);
   const startedAt = performance.now();
   let closing: Promise<void> | undefined;
 
-  const routes: Route[] = [
+  const routes: HttpRoute[] = [
     {
       method: "GET",
       path: /^\/health$/,
@@ -169,6 +196,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
         return runtime.bridge.call(toolName, await readBody());
       },
     },
+    ...(options.routes ?? []),
   ];
 
   /** Writes one JSON answer; the connection closes when the server is closing or a body is still arriving. */
@@ -193,18 +221,26 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
-    const pathname = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    const target = req.url ?? "/";
+    const queryAt = target.indexOf("?");
+    const pathname = queryAt < 0 ? target : target.slice(0, queryAt);
+    const search = queryAt < 0 ? "" : target.slice(queryAt + 1);
     const match = findRoute(routes, method, pathname);
     const open = match !== undefined && "route" in match && match.route.open === true;
-    if (apiKeyDigest !== undefined && !open) checkApiKey(apiKeyDigest, req.headers[API_KEY_HEADER]);
+    if (!open) checkApiKey(req.headers[API_KEY_HEADER]);
     if (match === undefined) throw new BridgeError("NOT_FOUND", `No route: ${method} ${pathname}`, { method, path: pathname });
     if ("allow" in match) {
       const allow = match.allow.join(", ");
       const error = new BridgeError("CONFIG", `Method ${method} not allowed on ${pathname}; use ${allow}`, { method, allow: match.allow });
       return sendError(req, res, error, 405, { allow });
     }
-    const result = await match.route.handle({ params: match.params, readBody: () => readJsonBody(req, maxBodyBytes) });
-    send(req, res, 200, result);
+    const result = await match.route.handle({
+      params: match.params,
+      query: new URLSearchParams(search),
+      readBody: () => readJsonBody(req, maxBodyBytes),
+    });
+    if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
+    else send(req, res, 200, result);
   }
 
   const server = createServer((req, res) => {
@@ -212,6 +248,10 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       .catch((error: unknown) => sendError(req, res, error))
       // Not even the error could be written (e.g. a result that is not serializable): cutting the connection is the answer left.
       .catch(() => res.destroy());
+  });
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (options.onUpgrade !== undefined && closing === undefined) return options.onUpgrade(req, socket, head);
+    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
   });
 
   await new Promise<void>((resolve, reject) => {

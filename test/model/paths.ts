@@ -21,10 +21,12 @@ export interface PathFamilies<M extends AnyStateMachine> {
 export function generatePaths<M extends AnyStateMachine>(
   machine: M,
   options: TraversalOptions<SnapshotOf<M>, EventFromLogic<M>, InputFrom<M>>,
+  /** `simple: false` skips simple paths, for graphs that have too many to enumerate. */
+  { simple: withSimple = true }: { simple?: boolean } = {},
 ): PathFamilies<M> {
   const stateKey = options.serializeState ?? ((snapshot: SnapshotOf<M>) => JSON.stringify(snapshot));
   const shortest = getShortestPaths(machine, options);
-  const simple = getSimplePaths(machine, options);
+  const simple = withSimple ? getSimplePaths(machine, options) : [];
   const toState = new Map(shortest.map((path) => [stateKey(path.state, undefined), path]));
   // getAdjacencyMap's declared types do not follow a generic machine; the map it returns does.
   const adjacency = getAdjacencyMap(machine, options as never) as AdjacencyMap<SnapshotOf<M>, EventFromLogic<M>>;

@@ -1,0 +1,201 @@
+/**
+ * The delivery machine: one bus message, from its acceptance until it is acknowledged or dead.
+ *
+ * `accepted` asks the bus to hand the message to its current target (the `dispatch` action, provided by the
+ * bus); the bus answers `SENT` (written to the target's socket) or `QUEUED` (the target is offline or its
+ * window is full). A `SENT` message waits for the agent's `ACK`. No ack within `ackTimeoutMs`, or the socket
+ * closing first (`SEND_FAILED`), fails the attempt: the message is retried after a linear or exponential
+ * backoff, then handed to each fallback agent in turn, and is `dead` when every target has used its retries.
+ * Whatever happens, it is `dead` once `timeoutMs` has passed since it was accepted. Time enters only through
+ * XState delays, so `@xstate/graph` can walk the machine.
+ */
+import { assign, emit, setup } from "xstate";
+
+/** How the wait between two attempts grows. */
+export type BackoffKind = "linear" | "exponential";
+
+/** The states of a delivery; `GET /messages/:id` reports them as `status`. */
+export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledged" | "retrying" | "dead";
+
+/** What the bus gives a new delivery. Durations are milliseconds. */
+export interface DeliveryInput {
+  messageId: string;
+  /** The recipient, then each fallback agent, in the order they are tried. */
+  targets: string[];
+  /** Retries per target after its first attempt. */
+  maxRetries: number;
+  backoff: BackoffKind;
+  /** The first retry waits this long; linear backoff adds it per retry, exponential doubles it. */
+  retryBaseMs: number;
+  /** How long a written message may wait for its ack before the attempt counts as failed. */
+  ackTimeoutMs: number;
+  /** From acceptance until the message is dead, whatever else happens. */
+  timeoutMs: number;
+}
+
+/** The delivery's whole state besides its state value. */
+export interface DeliveryContext extends DeliveryInput {
+  /** Index in `targets` of the agent being tried. */
+  targetIndex: number;
+  /** Retries used on the current target. */
+  retries: number;
+  /** Times the message was written to a socket, over every target. */
+  attempts: number;
+  lastError: string | null;
+}
+
+/** Events a delivery accepts. */
+export type DeliveryEvent =
+  /** The target cannot take the message now; it waits in the target's queue. */
+  | { type: "QUEUED" }
+  /** The message was written to the target's socket. */
+  | { type: "SENT"; agentId: string }
+  /** The agent acknowledged the message. */
+  | { type: "ACK"; agentId: string }
+  /** The socket closed before the ack came. */
+  | { type: "SEND_FAILED"; error: string };
+
+/** Events a delivery emits; the bus turns them into status, metrics and the event stream. */
+export type DeliveryEmitted =
+  | { type: "message.accepted"; messageId: string; target: string }
+  | { type: "message.queued"; messageId: string; target: string }
+  | { type: "message.delivered"; messageId: string; target: string; attempts: number }
+  | { type: "message.acknowledged"; messageId: string; target: string; attempts: number }
+  | { type: "message.retrying"; messageId: string; target: string; retries: number; delayMs: number; error: string }
+  | { type: "message.dead"; messageId: string; attempts: number; error: string };
+
+/** The wait before retry number `retry` (1-based). */
+export function retryDelayMs(backoff: BackoffKind, retryBaseMs: number, retry: number): number {
+  return backoff === "linear" ? retryBaseMs * retry : retryBaseMs * 2 ** (retry - 1);
+}
+
+function targetOf(context: DeliveryContext): string {
+  return context.targets[context.targetIndex] ?? "";
+}
+
+function failureOf(context: DeliveryContext, event: DeliveryEvent): string {
+  return event.type === "SEND_FAILED" ? event.error : `No ack from ${targetOf(context)} within ${context.ackTimeoutMs} ms`;
+}
+
+/** What a failed attempt leads to: a retry, the next fallback agent, or the end. */
+const failAttempt = [
+  { guard: "canRetry", target: "retrying", actions: ["recordFailure", "countRetry"] },
+  { guard: "hasFallback", target: "accepted", actions: ["recordFailure", "nextTarget"] },
+  { target: "dead", actions: ["recordFailure", "recordExhausted"] },
+] as const;
+
+/** The delivery machine. Provide `dispatch` (hand the message to `targets[targetIndex]`) before use. */
+export const deliveryMachine = setup({
+  types: {
+    context: {} as DeliveryContext,
+    events: {} as DeliveryEvent,
+    input: {} as DeliveryInput,
+    emitted: {} as DeliveryEmitted,
+  },
+  delays: {
+    ackTimeout: ({ context }) => context.ackTimeoutMs,
+    retryDelay: ({ context }) => retryDelayMs(context.backoff, context.retryBaseMs, context.retries),
+    messageTimeout: ({ context }) => context.timeoutMs,
+  },
+  guards: {
+    canRetry: ({ context }) => context.retries < context.maxRetries,
+    hasFallback: ({ context }) => context.targetIndex + 1 < context.targets.length,
+  },
+  actions: {
+    // Replaced by the bus through `provide`: it queues or writes the message, then sends QUEUED or SENT.
+    dispatch: () => {},
+    countAttempt: assign({ attempts: ({ context }) => context.attempts + 1 }),
+    recordFailure: assign({ lastError: ({ context, event }) => failureOf(context, event) }),
+    recordExhausted: assign({
+      lastError: ({ context }) => `Retries exhausted on ${context.targets.join(", ")}: ${context.lastError ?? "no ack"}`,
+    }),
+    recordTimeout: assign({
+      lastError: ({ context }) => `Not acknowledged within ${context.timeoutMs} ms${context.lastError ? ` (last error: ${context.lastError})` : ""}`,
+    }),
+    countRetry: assign({ retries: ({ context }) => context.retries + 1 }),
+    nextTarget: assign({ targetIndex: ({ context }) => context.targetIndex + 1, retries: 0 }),
+    announceAccepted: emit(({ context }) => ({ type: "message.accepted" as const, messageId: context.messageId, target: targetOf(context) })),
+    announceQueued: emit(({ context }) => ({ type: "message.queued" as const, messageId: context.messageId, target: targetOf(context) })),
+    announceDelivered: emit(({ context }) => ({
+      type: "message.delivered" as const,
+      messageId: context.messageId,
+      target: targetOf(context),
+      attempts: context.attempts,
+    })),
+    announceAcknowledged: emit(({ context }) => ({
+      type: "message.acknowledged" as const,
+      messageId: context.messageId,
+      target: targetOf(context),
+      attempts: context.attempts,
+    })),
+    announceRetrying: emit(({ context }) => ({
+      type: "message.retrying" as const,
+      messageId: context.messageId,
+      target: targetOf(context),
+      retries: context.retries,
+      delayMs: retryDelayMs(context.backoff, context.retryBaseMs, context.retries),
+      error: context.lastError ?? "",
+    })),
+    announceDead: emit(({ context }) => ({
+      type: "message.dead" as const,
+      messageId: context.messageId,
+      attempts: context.attempts,
+      error: context.lastError ?? "",
+    })),
+  },
+}).createMachine({
+  id: "delivery",
+  context: ({ input }) => ({ ...input, targetIndex: 0, retries: 0, attempts: 0, lastError: null }),
+  initial: "accepted",
+  after: {
+    messageTimeout: { target: ".dead", actions: "recordTimeout" },
+  },
+  states: {
+    accepted: {
+      description: "Handed to the current target's queue; the bus answers SENT or QUEUED.",
+      entry: ["announceAccepted", "dispatch"],
+      on: {
+        SENT: { target: "delivered", actions: "countAttempt" },
+        QUEUED: { target: "queued" },
+      },
+    },
+    queued: {
+      description: "Waiting for the target to connect or to make room in its window.",
+      entry: "announceQueued",
+      on: {
+        SENT: { target: "delivered", actions: "countAttempt" },
+      },
+    },
+    delivered: {
+      description: "Written to the target's socket; waiting for its ack.",
+      entry: "announceDelivered",
+      on: {
+        ACK: { target: "acknowledged" },
+        SEND_FAILED: [...failAttempt],
+      },
+      after: {
+        ackTimeout: [...failAttempt],
+      },
+    },
+    retrying: {
+      description: "The attempt failed; waiting out the backoff. A late ack still counts.",
+      entry: "announceRetrying",
+      on: {
+        ACK: { target: "acknowledged" },
+      },
+      after: {
+        retryDelay: { target: "accepted" },
+      },
+    },
+    acknowledged: {
+      description: "The agent has it.",
+      type: "final",
+      entry: "announceAcknowledged",
+    },
+    dead: {
+      description: "Every target failed, or the timeout passed; the sender gets a DELIVERY_FAILED error.",
+      type: "final",
+      entry: "announceDead",
+    },
+  },
+});

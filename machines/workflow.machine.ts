@@ -1,0 +1,329 @@
+/**
+ * The workflow machine: one bus workflow session, built from its steps.
+ *
+ * `createWorkflowMachine([{ name: "design", … }, { name: "implementation", … }, { name: "review", … }])` has one
+ * state per step, in order, then `completed` and `terminated` (both final). Tasks delegated while a step is
+ * current belong to that step; when every `required_agents` entry of the current step has answered one of
+ * its tasks, the workflow moves to the next step by itself. `WORKFLOW.UPDATE` moves it explicitly.
+ * Participants and the shared context live here too, so the session's whole state is the actor's snapshot.
+ * Times arrive as `at` fields of events; the machine itself does no I/O.
+ */
+import { assign, enqueueActions, setup } from "xstate";
+
+/** One step of a workflow: its name (a state of the machine) and the agents that must answer in it. */
+export interface WorkflowStep {
+  name: string;
+  required_agents: string[];
+}
+
+/** A participant of a workflow session. Participants enter `active`. */
+export interface WorkflowParticipant {
+  agent_id: string;
+  framework: string;
+  role: string;
+  status: "active";
+  joined_at: number;
+}
+
+/** Token counts an agent reported with its answer. */
+export interface TaskUsage {
+  input_tokens: number;
+  output_tokens: number;
+}
+
+/** How a task ended. */
+export type TaskOutcome =
+  | { status: "completed"; result: unknown; usage?: TaskUsage }
+  | { status: "failed"; error: { code: string; message: string } };
+
+/** A task delegated in a workflow session (a `task_request` naming the session). */
+export interface WorkflowTask {
+  task_id: string;
+  /** The `message_id` of the `task_request`. */
+  message_id: string;
+  /** The step that was current when the task was delegated. */
+  step: string;
+  from: string;
+  to: string;
+  status: "pending" | "completed" | "failed";
+  delegated_at: number;
+  answered_at?: number;
+  /** The agent that answered (the recipient, or one of its fallback agents). */
+  answered_by?: string;
+  result?: unknown;
+  error?: { code: string; message: string };
+  usage?: TaskUsage;
+}
+
+/** What the session manager gives a new workflow session. */
+export interface WorkflowInput {
+  sessionId: string;
+  initiator: string;
+  participants: WorkflowParticipant[];
+  sharedContext: Record<string, unknown>;
+  createdAt: number;
+}
+
+/** How a session ended, when it has. */
+export interface WorkflowEnding {
+  at: number;
+  summary?: string;
+  artifacts?: unknown[];
+  reason?: string;
+  details?: unknown;
+}
+
+/** The session's whole state besides its state value (the current step, `completed` or `terminated`). */
+export interface WorkflowContext extends WorkflowInput {
+  steps: WorkflowStep[];
+  /** The step the workflow is at; once it has ended, the step it ended at. */
+  currentStep: string;
+  completedSteps: string[];
+  pendingSteps: string[];
+  tasks: WorkflowTask[];
+  updatedAt: number;
+  completion: WorkflowEnding | null;
+  termination: WorkflowEnding | null;
+}
+
+/** Events a workflow session accepts. */
+export type WorkflowEvent =
+  | { type: "TASK.DELEGATED"; taskId: string; messageId: string; from: string; to: string; at: number }
+  | { type: "TASK.ANSWERED"; taskId: string; from: string; outcome: TaskOutcome; at: number }
+  | { type: "WORKFLOW.UPDATE"; currentStep: string; completedSteps?: string[]; pendingSteps?: string[]; at: number }
+  | { type: "PARTICIPANT.ADD"; participant: WorkflowParticipant; at: number }
+  | { type: "PARTICIPANT.REMOVE"; agentId: string; at: number }
+  | { type: "CONTEXT.UPDATE"; sharedContext: Record<string, unknown>; at: number }
+  | { type: "COMPLETE"; summary: string; artifacts: unknown[]; at: number }
+  | { type: "TERMINATE"; reason: string; details?: unknown; at: number };
+
+/** The workflow as the session manager shows it. */
+export interface WorkflowView {
+  current_step: string | null;
+  completed_steps: string[];
+  pending_steps: string[];
+}
+
+/** Events a workflow session emits: the session manager's events (SPEC §3.4) besides `session_created`. */
+export type WorkflowEmitted =
+  | { type: "participant_added"; sessionId: string; participant: WorkflowParticipant }
+  | { type: "participant_removed"; sessionId: string; agentId: string }
+  | { type: "workflow_updated"; sessionId: string; previous_step: string; workflow: WorkflowView; cause: "update" | "advance" }
+  | { type: "context_updated"; sessionId: string; shared_context: Record<string, unknown> }
+  | { type: "task_delegated"; sessionId: string; task: WorkflowTask }
+  | { type: "task_completed"; sessionId: string; task: WorkflowTask }
+  | { type: "session_completed"; sessionId: string; summary: string; artifacts: unknown[] }
+  | { type: "session_terminated"; sessionId: string; reason: string; details?: unknown };
+
+/** State names a step may not take: the final states. */
+export const RESERVED_STEP_NAMES = ["completed", "terminated"] as const;
+
+/** The task an event answers, while it is still pending. */
+function pendingTask(context: WorkflowContext, taskId: string): WorkflowTask | undefined {
+  return context.tasks.find((task) => task.task_id === taskId && task.status === "pending");
+}
+
+/** The agents that completed a task of `step`. */
+function answeredAgents(context: WorkflowContext, step: string): Set<string> {
+  return new Set(context.tasks.filter((task) => task.step === step && task.status === "completed").map((task) => task.answered_by ?? task.to));
+}
+
+function stepAfter(steps: WorkflowStep[], name: string): string | undefined {
+  return steps[steps.findIndex((step) => step.name === name) + 1]?.name;
+}
+
+/** The workflow view of a snapshot's state value and context. */
+export function workflowViewOf(value: unknown, context: WorkflowContext): WorkflowView {
+  const current = typeof value === "string" && context.steps.some((step) => step.name === value) ? value : null;
+  return { current_step: current, completed_steps: context.completedSteps, pending_steps: context.pendingSteps };
+}
+
+const workflowSetup = setup({
+  types: {
+    context: {} as WorkflowContext,
+    events: {} as WorkflowEvent,
+    input: {} as WorkflowInput,
+    emitted: {} as WorkflowEmitted,
+  },
+  guards: {
+    isPendingTask: ({ context, event }) => event.type === "TASK.ANSWERED" && pendingTask(context, event.taskId) !== undefined,
+    /** The answer completes a task of `step` and, with it, every required agent of `step` has answered. */
+    completesStep: ({ context, event }, params: { step: string }) => {
+      if (event.type !== "TASK.ANSWERED" || event.outcome.status !== "completed") return false;
+      const task = pendingTask(context, event.taskId);
+      if (task === undefined || task.step !== params.step) return false;
+      const required = context.steps.find((step) => step.name === params.step)?.required_agents ?? [];
+      const answered = answeredAgents(context, params.step).add(event.from);
+      return required.length > 0 && required.every((agentId) => answered.has(agentId));
+    },
+    targetsStep: ({ event }, params: { step: string }) => event.type === "WORKFLOW.UPDATE" && event.currentStep === params.step,
+  },
+  actions: {
+    enterStep: assign((_, params: { step: string }) => ({ currentStep: params.step })),
+    delegate: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "TASK.DELEGATED") return;
+      const task: WorkflowTask = {
+        task_id: event.taskId,
+        message_id: event.messageId,
+        step: context.currentStep,
+        from: event.from,
+        to: event.to,
+        status: "pending",
+        delegated_at: event.at,
+      };
+      enqueue.assign({ tasks: [...context.tasks, task], updatedAt: event.at });
+      enqueue.emit({ type: "task_delegated", sessionId: context.sessionId, task });
+    }),
+    answer: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "TASK.ANSWERED") return;
+      const task = pendingTask(context, event.taskId);
+      if (task === undefined) return;
+      const { outcome } = event;
+      const answered: WorkflowTask = {
+        ...task,
+        status: outcome.status,
+        answered_at: event.at,
+        answered_by: event.from,
+        ...(outcome.status === "completed"
+          ? { result: outcome.result, ...(outcome.usage ? { usage: outcome.usage } : {}) }
+          : { error: outcome.error }),
+      };
+      enqueue.assign({ tasks: context.tasks.map((each) => (each === task ? answered : each)), updatedAt: event.at });
+      enqueue.emit({ type: "task_completed", sessionId: context.sessionId, task: answered });
+    }),
+    advance: enqueueActions(({ context, event, enqueue }, params: { from: string; to: string }) => {
+      const at = "at" in event ? event.at : context.updatedAt;
+      const completedSteps = context.completedSteps.includes(params.from) ? context.completedSteps : [...context.completedSteps, params.from];
+      const pendingSteps = context.pendingSteps.filter((step) => step !== params.to);
+      enqueue.assign({ completedSteps, pendingSteps, updatedAt: at });
+      enqueue.emit({
+        type: "workflow_updated",
+        sessionId: context.sessionId,
+        previous_step: params.from,
+        workflow: { current_step: params.to, completed_steps: completedSteps, pending_steps: pendingSteps },
+        cause: "advance",
+      });
+    }),
+    moveTo: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "WORKFLOW.UPDATE") return;
+      const names = context.steps.map((step) => step.name);
+      const index = names.indexOf(event.currentStep);
+      const completedSteps = event.completedSteps ?? names.slice(0, index);
+      const pendingSteps = event.pendingSteps ?? names.slice(index + 1);
+      enqueue.assign({ completedSteps, pendingSteps, updatedAt: event.at });
+      enqueue.emit({
+        type: "workflow_updated",
+        sessionId: context.sessionId,
+        previous_step: context.currentStep,
+        workflow: { current_step: event.currentStep, completed_steps: completedSteps, pending_steps: pendingSteps },
+        cause: "update",
+      });
+    }),
+    addParticipant: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "PARTICIPANT.ADD") return;
+      const others = context.participants.filter((participant) => participant.agent_id !== event.participant.agent_id);
+      enqueue.assign({ participants: [...others, event.participant], updatedAt: event.at });
+      enqueue.emit({ type: "participant_added", sessionId: context.sessionId, participant: event.participant });
+    }),
+    removeParticipant: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "PARTICIPANT.REMOVE") return;
+      enqueue.assign({
+        participants: context.participants.filter((participant) => participant.agent_id !== event.agentId),
+        updatedAt: event.at,
+      });
+      enqueue.emit({ type: "participant_removed", sessionId: context.sessionId, agentId: event.agentId });
+    }),
+    updateContext: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "CONTEXT.UPDATE") return;
+      enqueue.assign({ sharedContext: event.sharedContext, updatedAt: event.at });
+      enqueue.emit({ type: "context_updated", sessionId: context.sessionId, shared_context: event.sharedContext });
+    }),
+    complete: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "COMPLETE") return;
+      enqueue.assign({ completion: { at: event.at, summary: event.summary, artifacts: event.artifacts }, updatedAt: event.at });
+      enqueue.emit({ type: "session_completed", sessionId: context.sessionId, summary: event.summary, artifacts: event.artifacts });
+    }),
+    terminate: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "TERMINATE") return;
+      const ending = { at: event.at, reason: event.reason, ...(event.details === undefined ? {} : { details: event.details }) };
+      enqueue.assign({ termination: ending, updatedAt: event.at });
+      enqueue.emit({
+        type: "session_terminated",
+        sessionId: context.sessionId,
+        reason: event.reason,
+        ...(event.details === undefined ? {} : { details: event.details }),
+      });
+    }),
+  },
+});
+
+/**
+ * Builds the machine of a workflow session from its steps: one state per step, in order, then `completed`
+ * and `terminated`. Step names must be unique, non-empty, without `.` or `#`, and not reserved; the session
+ * manager checks that, and that there is at least one step, before calling.
+ */
+export function createWorkflowMachine(steps: WorkflowStep[]) {
+  const names = steps.map((step) => step.name);
+  const stepStates = Object.fromEntries(
+    steps.map((step) => {
+      const next = stepAfter(steps, step.name);
+      const onAnswer =
+        next === undefined
+          ? {}
+          : {
+              on: {
+                "TASK.ANSWERED": {
+                  guard: { type: "completesStep" as const, params: { step: step.name } },
+                  target: next,
+                  actions: ["answer" as const, { type: "advance" as const, params: { from: step.name, to: next } }],
+                },
+              },
+            };
+      return [
+        step.name,
+        {
+          description: `Step ${step.name}: waiting for ${step.required_agents.join(", ") || "an explicit update"}.`,
+          entry: { type: "enterStep" as const, params: { step: step.name } },
+          ...onAnswer,
+        },
+      ];
+    }),
+  );
+  return workflowSetup.createMachine({
+    id: "workflow",
+    context: ({ input }) => ({
+      ...input,
+      steps,
+      currentStep: names[0] as string,
+      completedSteps: [],
+      pendingSteps: names.slice(1),
+      tasks: [],
+      updatedAt: input.createdAt,
+      completion: null,
+      termination: null,
+    }),
+    initial: names[0] as string,
+    on: {
+      "TASK.DELEGATED": { actions: "delegate" },
+      "TASK.ANSWERED": { guard: "isPendingTask", actions: "answer" },
+      "WORKFLOW.UPDATE": steps.map((step) => ({
+        guard: { type: "targetsStep" as const, params: { step: step.name } },
+        target: `.${step.name}`,
+        actions: "moveTo" as const,
+      })),
+      "PARTICIPANT.ADD": { actions: "addParticipant" },
+      "PARTICIPANT.REMOVE": { actions: "removeParticipant" },
+      "CONTEXT.UPDATE": { actions: "updateContext" },
+      COMPLETE: { target: ".completed", actions: "complete" },
+      TERMINATE: { target: ".terminated", actions: "terminate" },
+    },
+    states: {
+      ...stepStates,
+      completed: { type: "final", description: "Completed with a summary and artifacts." },
+      terminated: { type: "final", description: "Ended early, with a reason." },
+    },
+  });
+}
+
+/** A workflow machine, whatever its steps. */
+export type WorkflowMachine = ReturnType<typeof createWorkflowMachine>;

@@ -1,0 +1,241 @@
+/**
+ * Agent connections: the `ws` server behind `ws://host:port/agents/connect?agent_id=…`, one socket per agent,
+ * its key check, `maxConnections`, and the heartbeat that terminates a socket after two missed pongs.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { Clock } from "../clock.js";
+import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
+import { API_KEY_HEADER, type ApiKeyCheck } from "../server/http-server.js";
+import { AGENT_ID_PATTERN } from "./envelope.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, KEY_PROTOCOL_PREFIX, type SendAnswerFrame } from "./frames.js";
+
+/** Pongs a socket may miss before it is terminated. */
+export const MAX_MISSED_PONGS = 2;
+
+/** One agent's socket, and the messages written to it that wait for their ack. */
+export class AgentConnection {
+  /** Ids of messages written to this socket and not yet acknowledged (bookkept by the deliveries). */
+  readonly inFlight = new Set<string>();
+  /** Pings sent since the last pong. */
+  missedPongs = 0;
+  private corked = false;
+
+  constructor(
+    readonly agentId: string,
+    readonly socket: WebSocket,
+    /** The TCP socket under the WebSocket: frames written in one tick leave it in one write. */
+    private readonly transport: Duplex,
+  ) {}
+
+  /** Whether frames can be written. */
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  /** Writes one text frame. */
+  send(frame: string): void {
+    this.batch();
+    this.socket.send(frame);
+  }
+
+  /** Writes one control frame. */
+  answer(frame: SendAnswerFrame): void {
+    if (!this.open) return;
+    this.batch();
+    this.socket.send(JSON.stringify(frame));
+  }
+
+  /**
+   * Holds the TCP socket's writes until the I/O callbacks of this turn of the event loop are done. Without it
+   * every frame costs a system call, and a busy bus spends most of its time in `writev`.
+   */
+  private batch(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.transport.cork();
+    setImmediate(() => {
+      this.corked = false;
+      this.transport.uncork();
+    });
+  }
+}
+
+/** What the connections tell the bus. */
+export interface ConnectionEvents {
+  /** Registered, or a participant of a workflow session: may connect. */
+  isKnown(agentId: string): boolean;
+  connected(connection: AgentConnection): void;
+  disconnected(connection: AgentConnection): void;
+  /** A parsed JSON frame from the agent. */
+  frame(connection: AgentConnection, frame: unknown): void;
+  /** A pong: the agent is alive. */
+  alive(connection: AgentConnection): void;
+}
+
+/** Options of the agent connections. */
+export interface AgentConnectionsOptions {
+  maxConnections: number;
+  heartbeatIntervalMs: number;
+  maxPayloadBytes: number;
+  checkApiKey: ApiKeyCheck;
+  clock: Clock;
+}
+
+/** The key a browser offers as the subprotocol `key.<key>`. */
+function keyFromProtocols(header: string | undefined): string | undefined {
+  const offered = (header ?? "").split(",").map((protocol) => protocol.trim());
+  return offered.find((protocol) => protocol.startsWith(KEY_PROTOCOL_PREFIX))?.slice(KEY_PROTOCOL_PREFIX.length);
+}
+
+const REASONS: Record<number, string> = { 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable" };
+
+/** Answers an upgrade request with an HTTP error and closes the socket. */
+function refuseUpgrade(socket: Duplex, status: number, error: BridgeError): void {
+  const body = JSON.stringify({ error: error.toJSON() });
+  socket.end(
+    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+/** The agent sockets of one bus. */
+export class AgentConnections {
+  private readonly server: WebSocketServer;
+  private readonly byAgent = new Map<string, AgentConnection>();
+  private heartbeat: unknown;
+  private stopping = false;
+
+  constructor(
+    private readonly options: AgentConnectionsOptions,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.server = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxPayloadBytes,
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => [...protocols].find((protocol) => protocol.startsWith(KEY_PROTOCOL_PREFIX)) ?? false,
+    });
+  }
+
+  /** Sockets open now (also those being closed for a policy reason). */
+  get count(): number {
+    return this.server.clients.size;
+  }
+
+  /** The agent's socket, when it is connected. */
+  get(agentId: string): AgentConnection | undefined {
+    return this.byAgent.get(agentId);
+  }
+
+  /** Handles an HTTP upgrade: path, key, agent id and capacity, then the WebSocket handshake. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      const url = new URL(req.url ?? "/", "http://bus");
+      if (url.pathname !== AGENT_CONNECT_PATH) throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
+      const headerKey = req.headers[API_KEY_HEADER];
+      this.options.checkApiKey(headerKey ?? keyFromProtocols(req.headers["sec-websocket-protocol"]));
+      const agentId = url.searchParams.get("agent_id") ?? "";
+      if (!AGENT_ID_PATTERN.test(agentId)) {
+        throw new BridgeError("CONFIG", 'agent_id: expected an agent id such as "claude-code://orchestrator" in the query', { field: "agent_id" });
+      }
+      if (this.stopping || this.count >= this.options.maxConnections) {
+        refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${this.options.maxConnections})`));
+        return;
+      }
+      this.server.handleUpgrade(req, socket, head, (ws) => this.accept(agentId, ws, socket));
+    } catch (error) {
+      const bridgeError = toBridgeError(error);
+      refuseUpgrade(socket, httpStatusOf(bridgeError), bridgeError);
+    }
+  }
+
+  private accept(agentId: string, ws: WebSocket, transport: Duplex): void {
+    if (!this.events.isKnown(agentId)) {
+      ws.close(CLOSE_CODES.policy, `Agent not registered: ${agentId}`.slice(0, 123));
+      return;
+    }
+    const previous = this.byAgent.get(agentId);
+    const connection = new AgentConnection(agentId, ws, transport);
+    this.byAgent.set(agentId, connection);
+    if (previous !== undefined) {
+      this.events.disconnected(previous);
+      previous.socket.close(CLOSE_CODES.replaced, "Replaced by a newer connection");
+    }
+    ws.on("message", (data: RawData, isBinary: boolean) => this.receive(connection, data, isBinary));
+    ws.on("pong", () => {
+      connection.missedPongs = 0;
+      this.events.alive(connection);
+    });
+    // A socket error is followed by 'close', where the connection is dropped; nothing else to do here.
+    ws.on("error", () => {});
+    ws.on("close", () => {
+      if (this.byAgent.get(agentId) !== connection) return;
+      this.byAgent.delete(agentId);
+      this.events.disconnected(connection);
+    });
+    this.events.connected(connection);
+  }
+
+  private receive(connection: AgentConnection, data: RawData, isBinary: boolean): void {
+    let frame: unknown;
+    try {
+      if (isBinary) throw new Error("binary frames are not accepted; send JSON text frames");
+      frame = JSON.parse(data.toString());
+    } catch (error) {
+      connection.answer({ type: "rejected", error: new BridgeError("CONFIG", `Malformed frame: ${toBridgeError(error).message}`, { field: "(frame)" }).toJSON() });
+      return;
+    }
+    this.events.frame(connection, frame);
+  }
+
+  /** Closes an agent's socket, e.g. when it is deregistered. */
+  disconnect(agentId: string, code: number, reason: string): void {
+    this.byAgent.get(agentId)?.socket.close(code, reason);
+  }
+
+  /** Pings every socket each `heartbeatIntervalMs`; a socket that missed two pongs is terminated instead. */
+  startHeartbeat(): void {
+    const tick = (): void => {
+      for (const connection of [...this.byAgent.values()]) {
+        if (connection.missedPongs >= MAX_MISSED_PONGS) {
+          connection.socket.terminate();
+          continue;
+        }
+        connection.missedPongs += 1;
+        connection.socket.ping();
+      }
+      this.heartbeat = this.options.clock.setTimeout(tick, this.options.heartbeatIntervalMs);
+    };
+    this.heartbeat = this.options.clock.setTimeout(tick, this.options.heartbeatIntervalMs);
+  }
+
+  /** Refuses new sockets and stops the heartbeat. */
+  stopAccepting(): void {
+    this.stopping = true;
+    if (this.heartbeat !== undefined) this.options.clock.clearTimeout(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  /** Closes every socket with `code` (1001 at shutdown); sockets that do not finish the close in `graceMs` are cut. */
+  async closeAll(code: number, reason: string, graceMs: number): Promise<void> {
+    this.stopAccepting();
+    const sockets = [...this.server.clients];
+    await Promise.all(
+      sockets.map(
+        (ws) =>
+          new Promise<void>((resolve) => {
+            if (ws.readyState === ws.CLOSED) return resolve();
+            const cut = setTimeout(() => ws.terminate(), graceMs);
+            ws.once("close", () => {
+              clearTimeout(cut);
+              resolve();
+            });
+            ws.close(code, reason);
+          }),
+      ),
+    );
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

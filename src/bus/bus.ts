@@ -1,0 +1,341 @@
+/**
+ * The CommunicationBus of SPEC §3: agents register, connect over WebSocket and exchange envelopes through it;
+ * workflow sessions follow their messages. It serves its routes on the same `node:http` server as
+ * `GET /health` and `POST /bridge/:tool`.
+ */
+import { randomUUID } from "node:crypto";
+import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
+import { systemClock, type Clock } from "../clock.js";
+import { BridgeError } from "../errors.js";
+import { createRuntime, type Runtime } from "../runtime/runtime.js";
+import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
+import { AgentConnections, type AgentConnection } from "./agent-connections.js";
+import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
+import { ResultAggregator } from "./aggregator.js";
+import { Deliveries, type MessageRecord, type MessageStatusView } from "./delivery.js";
+import { formatDuration, parseDuration } from "./durations.js";
+import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "./envelope.js";
+import { CLOSE_CODES, isAckFrame } from "./frames.js";
+import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
+import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
+import { busRoutes } from "./routes.js";
+import { SessionManager } from "./session-manager.js";
+import { SyncReplies } from "./sync-replies.js";
+
+/** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */
+export const BUS_AGENT_ID = "troupe://bus";
+
+/** What sending a message answers (`POST /messages/send` sends it with status 202). */
+export interface SendResult {
+  success: true;
+  message_id: string;
+  /** `accepted`; `delivered` for `delivery_mode: "sync"`; `duplicate` for a `message_id` already accepted. */
+  status: "accepted" | "delivered" | "duplicate";
+  /** The recipient's reply, for `delivery_mode: "sync"`. */
+  response?: MessageEnvelope;
+}
+
+type BusState = "new" | "starting" | "running" | "stopping" | "stopped";
+
+/** How often `stop()` looks whether every written message has been acknowledged. */
+const DRAIN_POLL_MS = 10;
+
+/** An HTTP + WebSocket message bus between agents, with workflow sessions. */
+export class CommunicationBus {
+  /** Workflow sessions (SPEC §3.4). `bus["sessionManager"]` works too, as in the seed. */
+  readonly sessionManager: SessionManager;
+  /** Summaries of workflow sessions. */
+  readonly aggregator: ResultAggregator;
+  /** The options with their defaults. */
+  readonly options: ResolvedBusOptions;
+  readonly clock: Clock;
+  private readonly registry: AgentRegistry;
+  private readonly connections: AgentConnections;
+  private readonly deliveries: Deliveries;
+  private readonly syncReplies: SyncReplies;
+  private readonly metrics = new BusMetrics();
+  private readonly runtime: Runtime;
+  private readonly ownsRuntime: boolean;
+  private http: HttpServer | undefined;
+  private state: BusState = "new";
+  private stopping: Promise<void> | undefined;
+  private startedAt = 0;
+
+  constructor(options: BusOptions = {}) {
+    this.options = resolveBusOptions(options);
+    this.clock = options.clock ?? systemClock;
+    this.ownsRuntime = options.runtime === undefined;
+    this.runtime = options.runtime ?? createRuntime({ clock: this.clock });
+    this.sessionManager = new SessionManager({ clock: this.clock, inspect: options.inspect });
+    this.aggregator = new ResultAggregator(this.sessionManager);
+    this.registry = new AgentRegistry(this.sessionManager);
+    this.syncReplies = new SyncReplies(this.clock);
+    this.connections = new AgentConnections(
+      {
+        maxConnections: this.options.maxConnections,
+        heartbeatIntervalMs: this.options.heartbeatInterval,
+        maxPayloadBytes: this.options.maxBodyBytes,
+        checkApiKey: createApiKeyCheck(this.options.apiKey),
+        clock: this.clock,
+      },
+      {
+        isKnown: (agentId) => this.registry.isKnown(agentId),
+        connected: (connection) => this.onConnected(connection),
+        disconnected: (connection) => this.onDisconnected(connection),
+        frame: (connection, frame) => this.onFrame(connection, frame),
+        alive: (connection) => this.registry.heartbeat(connection.agentId, this.clock.now()),
+      },
+    );
+    this.deliveries = new Deliveries({
+      clock: this.clock,
+      inspect: options.inspect,
+      connection: (agentId) => this.connections.get(agentId),
+      ackTimeoutMs: this.options.ackTimeout,
+      retryBaseMs: this.options.retryDelay,
+      maxInFlightPerAgent: this.options.maxInFlightPerAgent,
+      maxQueuedPerAgent: this.options.maxQueuedPerAgent,
+      maxRetainedMessages: this.options.maxRetainedMessages,
+      onStatus: (record, event) => this.onStatus(record, event),
+    });
+  }
+
+  /** Where the bus listens, e.g. `http://127.0.0.1:8080` (after `start()`). */
+  get url(): string {
+    return this.listening().url;
+  }
+
+  /** The port it listens on (the one picked, when 0 was asked for). */
+  get port(): number {
+    return this.listening().port;
+  }
+
+  /**
+   * Checks the key rules (`dev-key` or no key on a non-loopback host is CONFIG), starts the runtime it owns
+   * and listens. A port in use is CONFIG.
+   */
+  async start(): Promise<void> {
+    if (this.state !== "new") throw new BridgeError("INTERNAL", `The bus cannot start: it is ${this.state}`);
+    checkStartRules(this.options);
+    this.state = "starting";
+    if (this.ownsRuntime) await this.runtime.start();
+    try {
+      this.http = await startHttpServer(this.runtime, {
+        port: this.options.port,
+        host: this.options.host,
+        ...(this.options.apiKey === undefined ? {} : { apiKey: this.options.apiKey }),
+        maxBodyBytes: this.options.maxBodyBytes,
+        closeGraceMs: this.options.closeGraceMs,
+        routes: busRoutes(this),
+        onUpgrade: (req, socket, head) => this.connections.handleUpgrade(req, socket, head),
+      });
+    } catch (error) {
+      this.state = "stopped";
+      if (this.ownsRuntime) await this.runtime.stop();
+      throw error;
+    }
+    this.startedAt = this.clock.now();
+    this.connections.startHeartbeat();
+    this.state = "running";
+  }
+
+  /**
+   * Stops gracefully: refuses new sockets, waits up to `closeGraceMs` for written messages to be acknowledged,
+   * fails sync senders still waiting, closes every agent socket with 1001, lets HTTP requests in flight finish,
+   * then stops every actor (and the runtime it owns). Messages still queued are dropped: persistence is not
+   * available yet.
+   */
+  stop(): Promise<void> {
+    if (this.state === "starting") return Promise.reject(new BridgeError("INTERNAL", "The bus is still starting: await start() first"));
+    if (this.stopping === undefined && (this.state === "new" || this.state === "stopped")) {
+      this.state = "stopped";
+      return Promise.resolve();
+    }
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  /** Sends a message as `POST /messages/send` does; see `SendResult`. */
+  send(envelope: unknown): Promise<SendResult> {
+    return this.accept(envelope, undefined);
+  }
+
+  /** A message's status, as `GET /messages/:id` answers it; NOT_FOUND when it is not (or no longer) known. */
+  messageStatus(messageId: string): MessageStatusView {
+    const status = this.deliveries.status(messageId);
+    if (status === undefined) throw new BridgeError("NOT_FOUND", `Message not found: ${messageId}`, { messageId });
+    return status;
+  }
+
+  /** Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. */
+  registerAgent(body: unknown): AgentDescriptor {
+    return this.registry.register(parseRegistration(body), this.clock.now());
+  }
+
+  /** Forgets an agent's registration and closes its socket with 1008 unless it still takes part in a session. */
+  deregisterAgent(agentId: string): void {
+    if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
+    if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, "Agent deregistered");
+  }
+
+  /** Every known agent with `online` and `last_heartbeat`. */
+  listAgents(): AgentListing[] {
+    return this.registry.list();
+  }
+
+  /** The counters of `GET /metrics`. */
+  metricsSnapshot(): BusMetricsSnapshot {
+    const sessions = { total: 0, active: 0, completed: 0, terminated: 0 };
+    for (const session of this.sessionManager.listSessions()) {
+      sessions.total += 1;
+      sessions[session.status] += 1;
+    }
+    return this.metrics.snapshot({
+      uptimeSeconds: this.state === "new" ? 0 : (this.clock.now() - this.startedAt) / 1000,
+      byStatus: this.deliveries.countsByStatus(),
+      sessions,
+      agents: { known: this.registry.list().length, online: this.registry.onlineCount(), connections: this.connections.count },
+    });
+  }
+
+  private listening(): HttpServer {
+    if (this.http === undefined) throw new BridgeError("INTERNAL", "The bus is not listening: call start() first");
+    return this.http;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.state = "stopping";
+    const graceMs = this.options.closeGraceMs;
+    this.connections.stopAccepting();
+    const deadline = performance.now() + graceMs;
+    while (this.deliveries.unacknowledged > 0 && performance.now() < deadline) {
+      await new Promise<void>((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    }
+    this.syncReplies.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
+    await this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs);
+    await this.http?.close();
+    this.deliveries.stop();
+    this.sessionManager.stop();
+    if (this.ownsRuntime) await this.runtime.stop();
+    this.state = "stopped";
+  }
+
+  /** Validates, dedupes, checks recipients and the session, then starts the delivery. */
+  private async accept(input: unknown, origin: AgentConnection | undefined): Promise<SendResult> {
+    if (this.state !== "running") throw new BridgeError("INTERNAL", `The bus is not running (it is ${this.state})`);
+    const envelope = parseEnvelope(input, this.options.messageTimeout);
+    const messageId = envelope.message_id;
+    if (origin !== undefined && envelope.sender.agent_id !== origin.agentId) {
+      throw new BridgeError("AUTH", `sender.agent_id: this socket belongs to ${origin.agentId}`, { forbidden: true, field: "sender.agent_id" });
+    }
+    if (this.deliveries.get(messageId) !== undefined) {
+      this.metrics.countDuplicate();
+      return { success: true, message_id: messageId, status: "duplicate" };
+    }
+    const targets: Array<[string, string]> = [
+      ["recipient.agent_id", envelope.recipient.agent_id],
+      ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
+    ];
+    for (const [field, agentId] of targets) {
+      if (!this.registry.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
+    }
+    this.sessionManager.checkSender(envelope);
+    const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
+    const inReplyTo = inReplyToOf(envelope);
+    const waiting = inReplyTo !== undefined && this.syncReplies.isWaiting(inReplyTo);
+    this.deliveries.accept(envelope, {
+      timeoutMs,
+      ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(inReplyTo, reply) } : {}),
+    });
+    this.metrics.countAccepted();
+    this.sessionManager.observe(envelope);
+    if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
+    const response = await this.syncReplies.wait(messageId, timeoutMs);
+    return { success: true, message_id: messageId, status: "delivered", response };
+  }
+
+  private onConnected(connection: AgentConnection): void {
+    this.registry.setOnline(connection.agentId, true, this.clock.now());
+    this.deliveries.connected(connection);
+  }
+
+  private onDisconnected(connection: AgentConnection): void {
+    // A connection replaced by a newer one leaves its agent online.
+    const current = this.connections.get(connection.agentId);
+    if (current === undefined || current === connection) this.registry.setOnline(connection.agentId, false, this.clock.now());
+    this.deliveries.disconnected(connection);
+  }
+
+  private onFrame(connection: AgentConnection, frame: unknown): void {
+    this.registry.heartbeat(connection.agentId, this.clock.now());
+    if (isAckFrame(frame)) {
+      this.deliveries.acknowledge(connection, frame.message_id);
+      return;
+    }
+    const messageId = typeof frame === "object" && frame !== null ? (frame as { message_id?: unknown }).message_id : undefined;
+    const echoId = typeof messageId === "string" ? { message_id: messageId } : {};
+    this.accept(frame, connection).then(
+      (result) => connection.answer({ type: "accepted", message_id: result.message_id, status: result.status }),
+      (error: unknown) => connection.answer({ type: "rejected", ...echoId, error: (error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error))).toJSON() }),
+    );
+  }
+
+  private onStatus(record: MessageRecord, event: DeliveryEmitted): void {
+    switch (event.type) {
+      case "message.retrying":
+        this.metrics.countRetry();
+        return;
+      case "message.acknowledged":
+        this.metrics.countAcknowledged(this.clock.now() - record.acceptedAt);
+        return;
+      case "message.dead":
+        this.metrics.countDead();
+        this.onDead(record.envelope, event);
+        return;
+      default:
+    }
+  }
+
+  /** A dead message: its sync sender, its workflow task and its sender hear of it. */
+  private onDead(envelope: MessageEnvelope, event: Extract<DeliveryEmitted, { type: "message.dead" }>): void {
+    const messageId = envelope.message_id;
+    const timedOut = event.error.startsWith("Not acknowledged within");
+    this.syncReplies.reject(
+      messageId,
+      timedOut
+        ? new BridgeError("TIMEOUT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" })
+        : new BridgeError("TRANSPORT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" }),
+    );
+    this.sessionManager.deliveryFailed(envelope, event.error);
+    // The bus's own errors are not answered with errors, and a sender nobody knows cannot receive one.
+    if (envelope.sender.agent_id === BUS_AGENT_ID || !this.registry.isKnown(envelope.sender.agent_id)) return;
+    const taskId = taskIdOf(envelope);
+    const deadLetter: MessageEnvelope = {
+      message_id: `err_${randomUUID()}`,
+      timestamp: new Date(this.clock.now()).toISOString(),
+      sender: { agent_id: BUS_AGENT_ID, framework: "troupe" },
+      recipient: { agent_id: envelope.sender.agent_id, framework: envelope.sender.framework },
+      message_type: "error",
+      priority: "high",
+      payload: {
+        code: "DELIVERY_FAILED",
+        in_reply_to: messageId,
+        message: event.error,
+        recipient: envelope.recipient.agent_id,
+        attempts: event.attempts,
+      },
+      routing: {
+        timeout: formatDuration(this.options.messageTimeout),
+        retry_policy: { max_retries: DEFAULT_MAX_RETRIES, backoff: DEFAULT_BACKOFF },
+        delivery_mode: "async",
+      },
+      metadata: { in_reply_to: messageId, ...(taskId === undefined ? {} : { task_id: taskId }) },
+    };
+    try {
+      this.deliveries.accept(deadLetter, { timeoutMs: this.options.messageTimeout });
+      this.metrics.countAccepted();
+    } catch (error) {
+      // The sender's queue is full: the dead message itself still says what happened (GET /messages/:id).
+      process.emitWarning(`DELIVERY_FAILED for ${messageId} not queued: ${String(error)}`, "TroupeBusWarning");
+    }
+  }
+}

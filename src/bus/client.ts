@@ -1,0 +1,261 @@
+/**
+ * `connectAgent`: a small agent for Node on the bus's WebSocket. It acknowledges every message, hands each
+ * `message_id` to `onMessage` once (the bus delivers at least once), sends envelopes with their defaults
+ * filled in, and reconnects with exponential backoff when the connection drops.
+ */
+import { randomUUID } from "node:crypto";
+import WebSocket from "ws";
+import { BridgeError, isBridgeErrorType } from "../errors.js";
+import { API_KEY_HEADER } from "../server/http-server.js";
+import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "./envelope.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "./frames.js";
+
+/** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
+export interface ReconnectOptions {
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  factor?: number;
+}
+
+/** What `onMessage` gets besides the envelope. */
+export interface MessageContext {
+  /**
+   * Answers the message: by default a `task_response` to its sender, with `metadata.in_reply_to` (and the
+   * request's `task_id` and `session_id`) filled in.
+   */
+  reply(payload: Record<string, unknown>, options?: ReplyOptions): Promise<SendAnswer>;
+}
+
+/** Options of `reply`. */
+export interface ReplyOptions {
+  message_type?: MessageType;
+  priority?: Priority;
+  metadata?: Record<string, unknown>;
+}
+
+/** A message as `send` takes it: `message_id`, `timestamp` and `sender` are filled in when omitted. */
+export type OutgoingMessage = Omit<EnvelopeInput, "message_id" | "timestamp" | "sender" | "recipient"> & {
+  message_id?: string;
+  timestamp?: string;
+  /** An agent id, or `{ agent_id, framework }`. */
+  recipient: string | { agent_id: string; framework: string };
+  /** Names the workflow session the message belongs to (`sender.session_id`). */
+  session_id?: string;
+};
+
+/** The bus's answer to a sent message. */
+export interface SendAnswer {
+  message_id: string;
+  status: string;
+}
+
+/** Options of `connectAgent`. */
+export interface ConnectAgentOptions {
+  /** The bus: `http://host:port`, `ws://host:port`, or the full `ws://host:port/agents/connect` URL. */
+  url: string;
+  /** This agent's id (`framework://name`); it must be registered or take part in a workflow session. */
+  agentId: string;
+  /** The bus's key, sent as the `x-agent-api-key` header. */
+  apiKey?: string;
+  /** Called once per `message_id`, after the message is acknowledged. */
+  onMessage(envelope: MessageEnvelope, context: MessageContext): void | Promise<void>;
+  /** Errors that have no caller to go to: a failing `onMessage`, a refused connection, a frame the bus rejected. */
+  onError?(error: BridgeError): void;
+  /** Reconnection backoff; `false` never reconnects. Default 100 ms doubling up to 10 s. */
+  reconnect?: ReconnectOptions | false;
+  /** How many recent `message_id`s are remembered to drop redeliveries. Default 10,000. */
+  dedupeWindow?: number;
+}
+
+/** A connected agent. */
+export interface AgentClient {
+  readonly agentId: string;
+  /** Whether the socket is open now. */
+  readonly connected: boolean;
+  /** Resolves when the socket is open; a refused connection rejects it. */
+  ready(): Promise<void>;
+  /** Sends an envelope over the socket; resolves with the bus's answer, rejects with its error. */
+  send(message: OutgoingMessage): Promise<SendAnswer>;
+  /** Closes the socket for good (no reconnection). */
+  close(): Promise<void>;
+}
+
+function connectUrlOf(url: string, agentId: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = AGENT_CONNECT_PATH;
+  parsed.searchParams.set("agent_id", agentId);
+  return parsed.toString();
+}
+
+function errorOf(frame: Extract<SendAnswerFrame, { type: "rejected" }>): BridgeError {
+  const { type, message, details } = frame.error;
+  return new BridgeError(isBridgeErrorType(type) ? type : "INTERNAL", message, details);
+}
+
+/** A bounded set of recent ids: the oldest is forgotten first. */
+class RecentIds {
+  private readonly ids = new Set<string>();
+
+  constructor(private readonly capacity: number) {}
+
+  /** Adds an id; false when it was already there. */
+  add(id: string): boolean {
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value as string);
+    return true;
+  }
+}
+
+/** Connects an agent to the bus. The socket opens in the background; await `ready()` to know it is open. */
+export function connectAgent(options: ConnectAgentOptions): AgentClient {
+  const { agentId, apiKey, onMessage } = options;
+  const reconnect = options.reconnect === false ? undefined : { initialDelayMs: 100, maxDelayMs: 10_000, factor: 2, ...options.reconnect };
+  const reportError = (error: BridgeError): void => options.onError?.(error);
+  const seen = new RecentIds(options.dedupeWindow ?? 10_000);
+  const pending = new Map<string, { resolve(answer: SendAnswer): void; reject(error: BridgeError): void }>();
+  const target = connectUrlOf(options.url, agentId);
+  const framework = frameworkOf(agentId);
+  let socket: WebSocket | undefined;
+  let closed = false;
+  let failedTries = 0;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let readyWaiters: Array<{ resolve(): void; reject(error: BridgeError): void }> = [];
+
+  const settleReady = (error?: BridgeError): void => {
+    for (const waiter of readyWaiters.splice(0)) {
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
+  };
+
+  const giveUp = (error: BridgeError): void => {
+    closed = true;
+    reportError(error);
+    settleReady(error);
+  };
+
+  const transmit = (frame: AckFrame | MessageEnvelope): void => {
+    if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  };
+
+  const send = (message: OutgoingMessage): Promise<SendAnswer> => {
+    const { session_id, recipient, ...rest } = message;
+    const envelope = {
+      ...rest,
+      message_id: message.message_id ?? randomUUID(),
+      timestamp: message.timestamp ?? new Date().toISOString(),
+      sender: { agent_id: agentId, framework, ...(session_id === undefined ? {} : { session_id }) },
+      recipient: typeof recipient === "string" ? { agent_id: recipient, framework: frameworkOf(recipient) } : recipient,
+    } as MessageEnvelope;
+    if (socket?.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new BridgeError("TRANSPORT", `${agentId} is not connected to the bus`));
+    }
+    return new Promise<SendAnswer>((resolve, reject) => {
+      pending.set(envelope.message_id, { resolve, reject });
+      transmit(envelope);
+    });
+  };
+
+  const contextOf = (envelope: MessageEnvelope): MessageContext => ({
+    reply: (payload, replyOptions = {}) => {
+      const taskId = envelope.metadata?.["task_id"];
+      return send({
+        recipient: { agent_id: envelope.sender.agent_id, framework: envelope.sender.framework },
+        message_type: replyOptions.message_type ?? "task_response",
+        priority: replyOptions.priority ?? envelope.priority,
+        payload,
+        metadata: { ...replyOptions.metadata, in_reply_to: envelope.message_id, ...(typeof taskId === "string" ? { task_id: taskId } : {}) },
+        ...(envelope.sender.session_id === undefined ? {} : { session_id: envelope.sender.session_id }),
+      });
+    },
+  });
+
+  const receive = (data: WebSocket.RawData): void => {
+    let frame: MessageEnvelope | SendAnswerFrame;
+    try {
+      frame = JSON.parse(data.toString()) as MessageEnvelope | SendAnswerFrame;
+    } catch {
+      reportError(new BridgeError("TRANSPORT", "The bus sent a frame that is not JSON"));
+      return;
+    }
+    if ("message_type" in frame) {
+      transmit({ type: "ack", message_id: frame.message_id });
+      if (!seen.add(frame.message_id)) return;
+      Promise.resolve()
+        .then(() => onMessage(frame as MessageEnvelope, contextOf(frame as MessageEnvelope)))
+        .catch((error: unknown) => reportError(new BridgeError("UPSTREAM", `onMessage failed for ${frame.message_id}: ${String(error)}`)));
+      return;
+    }
+    const waiter = frame.message_id === undefined ? undefined : pending.get(frame.message_id);
+    if (frame.message_id !== undefined) pending.delete(frame.message_id);
+    if (frame.type === "accepted") waiter?.resolve({ message_id: frame.message_id, status: frame.status });
+    else if (waiter !== undefined) waiter.reject(errorOf(frame));
+    else reportError(errorOf(frame));
+  };
+
+  const open = (): void => {
+    const ws = new WebSocket(target, { headers: apiKey === undefined ? {} : { [API_KEY_HEADER]: apiKey } });
+    socket = ws;
+    ws.on("open", () => {
+      failedTries = 0;
+      settleReady();
+    });
+    ws.on("message", receive);
+    ws.on("unexpected-response", (_request, response) => {
+      const status = response.statusCode ?? 0;
+      response.resume();
+      ws.terminate();
+      // A wrong key or a bad agent id will not get better by trying again.
+      if (status === 401 || status === 400 || status === 404) giveUp(new BridgeError(status === 401 ? "AUTH" : "CONFIG", `The bus refused ${agentId}: HTTP ${status}`));
+    });
+    // Every error is followed by 'close', which decides about reconnecting.
+    ws.on("error", () => {});
+    ws.on("close", (code, reason) => {
+      for (const [messageId, waiter] of pending) {
+        waiter.reject(new BridgeError("TRANSPORT", `Connection closed before the bus answered ${messageId}`));
+      }
+      pending.clear();
+      if (code === CLOSE_CODES.policy) giveUp(new BridgeError("AUTH", `The bus closed ${agentId}: ${reason.toString() || "policy violation"}`));
+      if (closed || reconnect === undefined || code === CLOSE_CODES.replaced) {
+        if (code === CLOSE_CODES.replaced) closed = true;
+        return;
+      }
+      const delayMs = Math.min(reconnect.maxDelayMs, reconnect.initialDelayMs * reconnect.factor ** failedTries);
+      failedTries += 1;
+      retryTimer = setTimeout(open, delayMs);
+    });
+  };
+
+  open();
+
+  return {
+    agentId,
+    get connected() {
+      return socket?.readyState === WebSocket.OPEN;
+    },
+    ready: () => {
+      if (socket?.readyState === WebSocket.OPEN) return Promise.resolve();
+      if (closed) return Promise.reject(new BridgeError("TRANSPORT", `${agentId} is closed`));
+      return new Promise<void>((resolve, reject) => {
+        readyWaiters.push({ resolve, reject });
+      });
+    },
+    send,
+    close: async () => {
+      closed = true;
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
+      settleReady(new BridgeError("TRANSPORT", `${agentId} was closed`));
+      readyWaiters = [];
+      const ws = socket;
+      if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
+      await new Promise<void>((resolve) => {
+        ws.once("close", () => resolve());
+        if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+        else ws.close(CLOSE_CODES.normal, "Agent closing");
+      });
+    },
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * The WebSocket protocol between the bus and its agents: the path, the key, the frames and the close codes.
+ *
+ * The bus sends each message as its envelope (a JSON text frame with `message_type`); the agent answers
+ * `{ type: "ack", message_id }`. An agent sends envelopes back over the same socket; the bus answers each
+ * with `{ type: "accepted", message_id, status }` or `{ type: "rejected", message_id?, error }`.
+ */
+import type { BridgeError } from "../errors.js";
+
+/** Where agents connect: `ws://host:port/agents/connect?agent_id=…`. */
+export const AGENT_CONNECT_PATH = "/agents/connect";
+/** Browsers cannot set headers: they offer the key as the subprotocol `key.<key>`. */
+export const KEY_PROTOCOL_PREFIX = "key.";
+
+/** Close codes the bus uses. */
+export const CLOSE_CODES = {
+  /** The agent closed, or the client's `close()`. */
+  normal: 1000,
+  /** The bus is stopping. */
+  goingAway: 1001,
+  /** The agent is not registered (nor a participant of a session), or was deregistered. */
+  policy: 1008,
+  /** A newer connection of the same agent took over. */
+  replaced: 4000,
+} as const;
+
+/** The agent's acknowledgement of one message. */
+export interface AckFrame {
+  type: "ack";
+  message_id: string;
+}
+
+/** The bus's answer to an envelope an agent sent. */
+export type SendAnswerFrame =
+  | { type: "accepted"; message_id: string; status: string }
+  | { type: "rejected"; message_id?: string; error: ReturnType<BridgeError["toJSON"]> };
+
+/** Whether a parsed frame is an ack. */
+export function isAckFrame(frame: unknown): frame is AckFrame {
+  return (
+    typeof frame === "object" &&
+    frame !== null &&
+    (frame as { type?: unknown }).type === "ack" &&
+    typeof (frame as { message_id?: unknown }).message_id === "string"
+  );
+}

@@ -1,0 +1,112 @@
+/**
+ * `BusOptions`: what `new CommunicationBus(options)` accepts, their defaults and the key rules of SPEC §3.
+ */
+import type { InspectionEvent } from "xstate";
+import { z } from "zod";
+import type { Clock } from "../clock.js";
+import { BridgeError } from "../errors.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { MAX_DURATION_MS } from "./durations.js";
+import { parseWith } from "./validation.js";
+
+/** The environment variable read when `apiKey` is not given. */
+export const BUS_API_KEY_ENV = "AGENT_BUS_API_KEY";
+/** The key of the tutorials: accepted on a loopback host only. */
+export const DEV_KEY = "dev-key";
+
+/** Options of the communication bus. Durations are milliseconds. */
+export interface BusOptions {
+  /** Port to listen on; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Address to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Agent WebSocket connections at once; past it the upgrade is answered 503. Default 1000. */
+  maxConnections?: number;
+  /** Ping period; a socket that misses two pongs is terminated. Default 30,000. */
+  heartbeatInterval?: number;
+  /** A message's timeout when its `routing.timeout` is omitted. Default 300,000. */
+  messageTimeout?: number;
+  /** Keeps sessions and messages in SQLite across restarts (SPEC §3.5). Not available yet: `true` is CONFIG at start. */
+  persistenceEnabled?: boolean;
+  /** Encrypts payloads at rest (SPEC §3.5). Not available yet: `true` is CONFIG at start. */
+  encryptionEnabled?: boolean;
+  /** The key every route but `GET /health` needs. Default: `$AGENT_BUS_API_KEY`; none (open) when both are unset. */
+  apiKey?: string;
+  /** Largest request body or WebSocket frame in bytes. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** How long a written message waits for its ack before the attempt counts as failed. Default 30,000. */
+  ackTimeout?: number;
+  /** The first retry's wait; linear backoff adds it per retry, exponential doubles it. Default 1,000. */
+  retryDelay?: number;
+  /** Unacknowledged messages written to one agent at once; the rest wait in its priority queue. Default 100. */
+  maxInFlightPerAgent?: number;
+  /** Messages waiting for one agent; past it sends to that agent fail with CAPACITY (429). Default 10,000. */
+  maxQueuedPerAgent?: number;
+  /** Finished messages remembered for `GET /messages/:id` and for dedupe by `message_id`. Default 100,000. */
+  maxRetainedMessages?: number;
+  /** How long `stop()` waits for written messages to be acknowledged and requests to finish. Default 5,000. */
+  closeGraceMs?: number;
+  /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
+  runtime?: Runtime;
+  /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
+  clock?: Clock;
+  /** Receives XState's inspection events of every delivery and workflow actor. */
+  inspect?: (event: InspectionEvent) => void;
+  /** Where `AGENT_BUS_API_KEY` is read. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+}
+
+const positiveInt = z.number().int().positive();
+const delay = positiveInt.max(MAX_DURATION_MS);
+
+const optionsSchema = z.object({
+  port: z.number().int().min(0).max(65_535).default(8080),
+  host: z.string().min(1).default("127.0.0.1"),
+  maxConnections: positiveInt.default(1_000),
+  heartbeatInterval: delay.default(30_000),
+  messageTimeout: delay.default(300_000),
+  persistenceEnabled: z.boolean().default(false),
+  encryptionEnabled: z.boolean().default(false),
+  apiKey: z.string().min(1, "must not be empty").optional(),
+  maxBodyBytes: positiveInt.default(1024 * 1024),
+  ackTimeout: delay.default(30_000),
+  retryDelay: delay.default(1_000),
+  maxInFlightPerAgent: positiveInt.default(100),
+  maxQueuedPerAgent: positiveInt.default(10_000),
+  maxRetainedMessages: positiveInt.default(100_000),
+  closeGraceMs: z.number().int().min(0).default(5_000),
+});
+
+/** The options with every default applied. */
+export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey"> & { apiKey: string | undefined };
+
+/** Validates the options and applies defaults; the key comes from `apiKey`, then `$AGENT_BUS_API_KEY`. */
+export function resolveBusOptions(options: BusOptions): ResolvedBusOptions {
+  const { runtime: _runtime, clock: _clock, inspect: _inspect, env = process.env, ...plain } = options;
+  const resolved = parseWith(optionsSchema, plain, "(options)");
+  // An empty AGENT_BUS_API_KEY counts as unset, as shells make it easy to export one by accident.
+  return { ...resolved, apiKey: resolved.apiKey ?? (env[BUS_API_KEY_ENV] || undefined) };
+}
+
+/** Whether a host name or address only reaches this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return bare === "localhost" || bare === "::1" || bare === "ip6-localhost" || /^127\.\d+\.\d+\.\d+$/.test(bare) || bare === "::ffff:127.0.0.1";
+}
+
+/** The rules checked by `start()`: no `dev-key` and no missing key off loopback, no unavailable feature. */
+export function checkStartRules(options: ResolvedBusOptions): void {
+  const loopback = isLoopbackHost(options.host);
+  if (options.apiKey === DEV_KEY && !loopback) {
+    throw new BridgeError("CONFIG", `apiKey: "${DEV_KEY}" is refused on the non-loopback host ${options.host}; set a real key`, { field: "apiKey" });
+  }
+  if (options.apiKey === undefined && !loopback) {
+    throw new BridgeError("CONFIG", `apiKey: a key is required on the non-loopback host ${options.host} (apiKey or $${BUS_API_KEY_ENV})`, { field: "apiKey" });
+  }
+  if (options.persistenceEnabled) {
+    throw new BridgeError("CONFIG", "persistenceEnabled: persistence is not available in this version of the bus", { field: "persistenceEnabled" });
+  }
+  if (options.encryptionEnabled) {
+    throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest is not available in this version of the bus", { field: "encryptionEnabled" });
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * A recipient's queue: critical > high > medium > low, first in first out inside one priority.
+ */
+import { PRIORITIES, type Priority } from "./envelope.js";
+
+/** A first-in first-out list whose `shift` is O(1): a head index, compacted once half the array is consumed. */
+export class Fifo<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.head += 1;
+    if (this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let index = this.head; index < this.items.length; index += 1) yield this.items[index] as T;
+  }
+}
+
+/** Items by priority; `shift` takes the oldest item of the most urgent non-empty priority. */
+export class PriorityQueue<T> {
+  private readonly lanes = new Map<Priority, Fifo<T>>(PRIORITIES.map((priority) => [priority, new Fifo<T>()]));
+  private count = 0;
+
+  /** Items waiting. */
+  get size(): number {
+    return this.count;
+  }
+
+  push(item: T, priority: Priority): void {
+    this.lanes.get(priority)?.push(item);
+    this.count += 1;
+  }
+
+  shift(): T | undefined {
+    for (const lane of this.lanes.values()) {
+      if (lane.size === 0) continue;
+      this.count -= 1;
+      return lane.shift();
+    }
+    return undefined;
+  }
+
+  /** Every item, in the order `shift` would return them. */
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (const lane of this.lanes.values()) yield* lane;
+  }
+}

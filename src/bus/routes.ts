@@ -1,0 +1,145 @@
+/**
+ * The bus's HTTP routes (SPEC §3.1), mounted on the server of `GET /health` and `POST /bridge/:tool`.
+ * Bodies are validated where they are used; every error is a `BridgeError` answered by the server.
+ */
+import { z } from "zod";
+import { BridgeError, sessionNotFound } from "../errors.js";
+import { HttpAnswer, type HttpRoute } from "../server/http-server.js";
+import type { CommunicationBus } from "./bus.js";
+import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "./session-manager.js";
+import { parseWith } from "./validation.js";
+
+const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
+const summaryFormatSchema = z.enum(["json", "markdown"]);
+
+/** A path parameter, URL-decoded; a malformed escape is CONFIG. */
+function decoded(param: string | undefined, field: string): string {
+  try {
+    return decodeURIComponent(param ?? "");
+  } catch {
+    throw new BridgeError("CONFIG", `${field}: malformed URL escape in ${JSON.stringify(param)}`, { field });
+  }
+}
+
+/** Every route of the bus. Agent ids in paths may be URL-encoded (`claude-code%3A%2F%2Fqa`) or not. */
+export function busRoutes(bus: CommunicationBus): HttpRoute[] {
+  const sessions = bus.sessionManager;
+  return [
+    {
+      method: "POST",
+      path: /^\/messages\/send$/,
+      handle: async ({ readBody }) => new HttpAnswer(202, await bus.send(await readBody())),
+    },
+    {
+      method: "GET",
+      path: /^\/messages\/(.+)$/,
+      handle: ({ params: [messageId] }) => bus.messageStatus(decoded(messageId, "message_id")),
+    },
+    {
+      method: "POST",
+      path: /^\/agents\/register$/,
+      handle: async ({ readBody }) => new HttpAnswer(201, { success: true, agent: bus.registerAgent(await readBody()) }),
+    },
+    {
+      method: "GET",
+      path: /^\/agents$/,
+      handle: () => ({ agents: bus.listAgents() }),
+    },
+    {
+      method: "DELETE",
+      path: /^\/agents\/(.+)$/,
+      handle: ({ params: [agentId] }) => {
+        const id = decoded(agentId, "agent_id");
+        bus.deregisterAgent(id);
+        return { success: true, agent_id: id };
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/sessions$/,
+      handle: async ({ readBody }) => {
+        const body = parseWith(createSessionSchema, await readBody());
+        const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context);
+        return new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) });
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/sessions$/,
+      handle: () => ({ sessions: sessions.listSessions() }),
+    },
+    {
+      method: "GET",
+      path: /^\/sessions\/([^/]+)$/,
+      handle: ({ params: [sessionId] }) => {
+        const id = decoded(sessionId, "session_id");
+        const session = sessions.getSession(id);
+        if (session === undefined) throw sessionNotFound(id);
+        return session;
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/sessions\/([^/]+)\/participants$/,
+      handle: async ({ params: [sessionId], readBody }) => ({
+        success: true,
+        session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())),
+      }),
+    },
+    {
+      method: "DELETE",
+      path: /^\/sessions\/([^/]+)\/participants\/(.+)$/,
+      handle: ({ params: [sessionId, agentId] }) => ({
+        success: true,
+        session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")),
+      }),
+    },
+    {
+      method: "PATCH",
+      path: /^\/sessions\/([^/]+)\/workflow$/,
+      handle: async ({ params: [sessionId], readBody }) => ({
+        success: true,
+        session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())),
+      }),
+    },
+    {
+      method: "PATCH",
+      path: /^\/sessions\/([^/]+)\/context$/,
+      handle: async ({ params: [sessionId], readBody }) => {
+        const { shared_context } = parseWith(contextBodySchema, await readBody());
+        return { success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) };
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/sessions\/([^/]+)\/complete$/,
+      handle: async ({ params: [sessionId], readBody }) => ({
+        success: true,
+        session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())),
+      }),
+    },
+    {
+      method: "POST",
+      path: /^\/sessions\/([^/]+)\/terminate$/,
+      handle: async ({ params: [sessionId], readBody }) => ({
+        success: true,
+        session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())),
+      }),
+    },
+    {
+      method: "GET",
+      path: /^\/sessions\/([^/]+)\/summary$/,
+      handle: ({ params: [sessionId], query }) => {
+        const format = parseWith(summaryFormatSchema, query.get("format") ?? "json", "format");
+        const id = decoded(sessionId, "session_id");
+        if (format === "json") return bus.aggregator.summarize(id, { format });
+        return { session_id: id, format, markdown: bus.aggregator.summarize(id, { format }) };
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/metrics$/,
+      handle: () => bus.metricsSnapshot(),
+    },
+  ];
+}

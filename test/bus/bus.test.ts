@@ -1,0 +1,193 @@
+/**
+ * The CommunicationBus itself: options and defaults, the key rules of SPEC §3, start and stop, the routes it
+ * shares with the bridge server, agent registration, metrics and durations.
+ */
+import { describe, expect, it } from "vitest";
+import { CommunicationBus, createMockAgent, createRuntime, formatDuration, isLoopbackHost, parseDuration } from "../../src/index.js";
+import { createApiKeyCheck } from "../../src/server/http-server.js";
+import { call, connect, envelope, register, startBus, TEST_KEY, until } from "./support.js";
+
+async function rejectionOf(promise: Promise<unknown>): Promise<{ type?: string; message: string; details?: Record<string, unknown> }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as { type?: string; message: string };
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("options", () => {
+  it("applies the defaults of the seed's options", () => {
+    const bus = new CommunicationBus({ env: {} });
+    expect(bus.options).toMatchObject({
+      port: 8080,
+      host: "127.0.0.1",
+      maxConnections: 1_000,
+      heartbeatInterval: 30_000,
+      messageTimeout: 300_000,
+      persistenceEnabled: false,
+      encryptionEnabled: false,
+      apiKey: undefined,
+      maxBodyBytes: 1024 * 1024,
+    });
+  });
+
+  it("reads AGENT_BUS_API_KEY when apiKey is not given, and prefers apiKey", () => {
+    expect(new CommunicationBus({ env: { AGENT_BUS_API_KEY: "from-env" } }).options.apiKey).toBe("from-env");
+    expect(new CommunicationBus({ apiKey: "given", env: { AGENT_BUS_API_KEY: "from-env" } }).options.apiKey).toBe("given");
+    expect(new CommunicationBus({ env: { AGENT_BUS_API_KEY: "" } }).options.apiKey).toBeUndefined();
+  });
+
+  it("refuses bad option values with CONFIG naming the option", () => {
+    expect(() => new CommunicationBus({ maxConnections: 0 })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "maxConnections" }) }));
+    expect(() => new CommunicationBus({ port: 70_000 })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "port" }) }));
+    expect(() => new CommunicationBus({ apiKey: "" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "apiKey" }) }));
+  });
+
+  it.each([
+    ["localhost", true],
+    ["127.0.0.1", true],
+    ["127.1.2.3", true],
+    ["::1", true],
+    ["[::1]", true],
+    ["0.0.0.0", false],
+    ["::", false],
+    ["10.0.0.5", false],
+    ["bus.example.com", false],
+  ] as const)("treats %s as loopback: %s", (host, loopback) => {
+    expect(isLoopbackHost(host)).toBe(loopback);
+  });
+});
+
+describe("key rules at start", () => {
+  it("refuses dev-key on a non-loopback host with CONFIG, without listening", async () => {
+    const bus = new CommunicationBus({ host: "0.0.0.0", port: 0, apiKey: "dev-key", env: {} });
+    const error = await rejectionOf(bus.start());
+    expect(error).toMatchObject({ type: "CONFIG", details: { field: "apiKey" } });
+    expect(error.message).toMatch(/dev-key/);
+    expect(() => bus.url).toThrow();
+  });
+
+  it("refuses a non-loopback host without any key", async () => {
+    const bus = new CommunicationBus({ host: "0.0.0.0", port: 0, env: {} });
+    expect(await rejectionOf(bus.start())).toMatchObject({ type: "CONFIG", details: { field: "apiKey" } });
+  });
+
+  it("accepts dev-key on loopback, and a real key anywhere", async () => {
+    const local = await startBus({ apiKey: "dev-key" });
+    expect((await call(local, "GET", "/agents", undefined, { "x-agent-api-key": "dev-key" })).status).toBe(200);
+    const open = await startBus({ host: "0.0.0.0", apiKey: "a-real-key" });
+    expect(open.url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+  });
+
+  it("refuses persistence and encryption, which this version does not have, with CONFIG", async () => {
+    expect(await rejectionOf(new CommunicationBus({ port: 0, persistenceEnabled: true, env: {} }).start())).toMatchObject({ type: "CONFIG", details: { field: "persistenceEnabled" } });
+    expect(await rejectionOf(new CommunicationBus({ port: 0, encryptionEnabled: true, env: {} }).start())).toMatchObject({ type: "CONFIG", details: { field: "encryptionEnabled" } });
+  });
+
+  it("compares keys by digest, so keys of any length are simply refused", () => {
+    const check = createApiKeyCheck("s3cret");
+    expect(() => check("s3cret")).not.toThrow();
+    for (const presented of ["s3cre", "s3cret!", "x".repeat(10_000), ["s3cret"], undefined, ""]) {
+      expect(() => check(presented as string)).toThrow(expect.objectContaining({ type: "AUTH" }));
+    }
+  });
+});
+
+describe("lifecycle", () => {
+  it("serves GET /health without a key and the bridge tools with one, on the same server", async () => {
+    const runtime = createRuntime({ agents: [createMockAgent({ id: "echo" })], defaultAgentId: "echo" });
+    await runtime.start();
+    const bus = await startBus({ runtime });
+    const health = await fetch(`${bus.url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "healthy", uptime: expect.any(Number) });
+    const delegated = await call(bus, "POST", "/bridge/tasks_delegate", { prompt: "hi" });
+    expect(delegated).toMatchObject({ status: 200, body: { text: "Echo: hi" } });
+    await bus.stop();
+    // A runtime given to the bus is the caller's: it is still running.
+    expect((await runtime.bridge.tasksDelegate({ prompt: "still" })).text).toBe("Echo: still");
+    await runtime.stop();
+  });
+
+  it("refuses a second start with INTERNAL, stops once however often it is asked, and rejects a busy port with CONFIG", async () => {
+    const bus = await startBus();
+    expect(await rejectionOf(bus.start())).toMatchObject({ type: "INTERNAL" });
+    const sameStop = bus.stop();
+    expect(bus.stop()).toBe(sameStop);
+    await sameStop;
+    await new CommunicationBus({ env: {} }).stop();
+
+    const first = await startBus();
+    const second = new CommunicationBus({ port: first.port, host: "127.0.0.1", apiKey: TEST_KEY, env: {} });
+    expect(await rejectionOf(second.start())).toMatchObject({ type: "CONFIG", details: { code: "EADDRINUSE" } });
+  });
+
+  it("refuses to send before start and after stop with INTERNAL", async () => {
+    const bus = new CommunicationBus({ port: 0, apiKey: TEST_KEY, env: {} });
+    expect(await rejectionOf(bus.send(envelope("codex://a", "codex://b")))).toMatchObject({ type: "INTERNAL" });
+  });
+});
+
+describe("agents", () => {
+  it("registers a wrapped or a bare descriptor, lists it with presence, and deregisters it", async () => {
+    const bus = await startBus();
+    const wrapped = await call(bus, "POST", "/agents/register", { agent_descriptor: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } } });
+    expect(wrapped).toEqual({ status: 201, body: { success: true, agent: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } } } });
+    const bare = await call(bus, "POST", "/agents/register", { agent_id: "opencode://b" });
+    expect(bare.body.agent).toEqual({ agent_id: "opencode://b", framework: "opencode", capabilities: [], metadata: {} });
+    await connect(bus, "codex://a");
+    const listed = (await call(bus, "GET", "/agents")).body.agents;
+    expect(listed).toEqual([
+      expect.objectContaining({ agent_id: "codex://a", online: true, last_heartbeat: expect.any(Number), source: "registered" }),
+      expect.objectContaining({ agent_id: "opencode://b", online: false, last_heartbeat: null, source: "registered" }),
+    ]);
+    expect((await call(bus, "DELETE", "/agents/opencode%3A%2F%2Fb")).body).toEqual({ success: true, agent_id: "opencode://b" });
+    expect((await call(bus, "GET", "/agents")).body.agents).toHaveLength(1);
+  });
+});
+
+describe("metrics", () => {
+  it("counts messages by status and in total, sessions, agents, and acknowledgement latency", async () => {
+    const bus = await startBus();
+    await register(bus, "codex://a", "codex://b", "codex://c");
+    await connect(bus, "codex://b");
+    for (let index = 0; index < 5; index += 1) await bus.send(envelope("codex://a", "codex://b"));
+    await bus.send(envelope("codex://a", "codex://c"));
+    bus.sessionManager.createSession("codex://a", [], [{ name: "one", required_agents: [] }]);
+    await until(() => bus.metricsSnapshot().messages.acknowledged_total === 5);
+    const metrics = (await call(bus, "GET", "/metrics")).body;
+    expect(metrics).toMatchObject({
+      uptime: expect.any(Number),
+      messages: { by_status: { accepted: 0, queued: 1, delivered: 0, acknowledged: 5, retrying: 0, dead: 0 }, accepted_total: 6, acknowledged_total: 5, dead_total: 0, retries_total: 0, duplicates_total: 0 },
+      sessions: { total: 1, active: 1, completed: 0, terminated: 0 },
+      agents: { known: 3, online: 1, connections: 1 },
+    });
+    const latency = metrics.latency_ms.accepted_to_acknowledged;
+    expect(latency.samples).toBe(5);
+    expect(latency.p50).toBeLessThanOrEqual(latency.p95);
+    expect(latency.p95).toBeLessThanOrEqual(latency.p99);
+    expect(latency.p99).toBeLessThanOrEqual(latency.max);
+  });
+});
+
+describe("durations", () => {
+  it.each([
+    ["1500ms", 1_500],
+    ["300s", 300_000],
+    ["5m", 300_000],
+    ["1h", 3_600_000],
+    ["0.5s", 500],
+  ] as const)("parses %s as %i ms", (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+
+  it.each(["", "5", "5x", "-5s", "0s", "5 m", "1.s", "1000h", "five minutes"])("refuses %j with CONFIG", (text) => {
+    expect(() => parseDuration(text, "routing.timeout")).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "routing.timeout" }) }));
+  });
+
+  it("writes milliseconds back as a duration", () => {
+    expect(formatDuration(300_000)).toBe("300000ms");
+    expect(parseDuration(formatDuration(1_234))).toBe(1_234);
+  });
+});

@@ -1,0 +1,280 @@
+/**
+ * The SessionManager (SPEC §3.4): its positional API and events, task correlation, automatic advance,
+ * participant checks, closed sessions, its HTTP routes, and the result aggregator.
+ */
+import { describe, expect, it } from "vitest";
+import type { CommunicationBus, SessionManagerEvent } from "../../src/index.js";
+import { call, connect, envelope, flush, register, startBus, startSimulatedBus, until } from "./support.js";
+
+const LEAD = "claude-code://lead";
+const DEV = "opencode://dev";
+const WEB = "codex://web";
+const QA = "claude-code://qa";
+
+const STEPS = [
+  { name: "design", required_agents: [LEAD] },
+  { name: "implementation", required_agents: [DEV, WEB] },
+  { name: "review", required_agents: [QA] },
+];
+const PARTICIPANTS = [
+  { agent_id: DEV, role: "implementer" },
+  { agent_id: WEB, role: "implementer" },
+  { agent_id: QA, role: "reviewer" },
+];
+
+function record(bus: CommunicationBus): SessionManagerEvent[] {
+  const events: SessionManagerEvent[] = [];
+  const types = ["session_created", "participant_added", "participant_removed", "workflow_updated", "context_updated", "task_delegated", "task_completed", "session_completed", "session_terminated"] as const;
+  for (const type of types) bus.sessionManager.on(type, (event) => events.push(event));
+  return events;
+}
+
+/** Sends a task from `from` to `to` in a session, and its answer; returns the request's message id. */
+async function task(bus: CommunicationBus, sessionId: string, from: string, to: string, taskId: string): Promise<string> {
+  const request = envelope(from, to, { metadata: { task_id: taskId } });
+  (request["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+  expect((await bus.send(request)).status).toBe("accepted");
+  return request["message_id"] as string;
+}
+
+async function answer(bus: CommunicationBus, sessionId: string | undefined, from: string, to: string, metadata: Record<string, unknown>, overrides: Record<string, unknown> = {}) {
+  const response = envelope(from, to, { message_type: "task_response", metadata, payload: { ok: true, usage: { input_tokens: 10, output_tokens: 4 } }, ...overrides });
+  if (sessionId !== undefined) (response["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+  return bus.send(response);
+}
+
+describe("SessionManager API", () => {
+  it("creates a session whose participants, the initiator first, are active, at the first step", async () => {
+    const bus = await startBus();
+    const events = record(bus);
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS, { project: "x" });
+    const session = bus.sessionManager.getSession(sessionId)!;
+    expect(session).toMatchObject({
+      session_id: sessionId,
+      status: "active",
+      initiator: LEAD,
+      workflow: { current_step: "design", completed_steps: [], pending_steps: ["implementation", "review"] },
+      shared_context: { project: "x" },
+      tasks: [],
+    });
+    expect(session.participants.map((participant) => [participant.agent_id, participant.framework, participant.role, participant.status])).toEqual([
+      [LEAD, "claude-code", "initiator", "active"],
+      [DEV, "opencode", "implementer", "active"],
+      [WEB, "codex", "implementer", "active"],
+      [QA, "claude-code", "reviewer", "active"],
+    ]);
+    expect(events).toEqual([{ type: "session_created", sessionId, session }]);
+    expect(bus.sessionManager.listSessions().map((each) => each.session_id)).toEqual([sessionId]);
+    expect(bus.sessionManager.getSession("sess_unknown")).toBeUndefined();
+  });
+
+  it("adds and removes participants, with events, and refuses to remove the initiator or a required agent", async () => {
+    const bus = await startBus();
+    const events = record(bus);
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.addParticipant(sessionId, { agent_id: "opencode://security", role: "reviewer" });
+    expect(bus.sessionManager.getSession(sessionId)?.participants.at(-1)).toMatchObject({ agent_id: "opencode://security", framework: "opencode", status: "active" });
+    bus.sessionManager.removeParticipant(sessionId, "opencode://security");
+    expect(events.slice(1).map((event) => [event.type, "participant" in event ? event.participant.agent_id : "agentId" in event ? event.agentId : ""])).toEqual([
+      ["participant_added", "opencode://security"],
+      ["participant_removed", "opencode://security"],
+    ]);
+    expect(() => bus.sessionManager.removeParticipant(sessionId, LEAD)).toThrow(expect.objectContaining({ type: "CONFIG" }));
+    expect(() => bus.sessionManager.removeParticipant(sessionId, DEV)).toThrow(expect.objectContaining({ type: "CONFIG", message: `agent_id: ${DEV} is required by the step implementation` }));
+    expect(() => bus.sessionManager.addParticipant(sessionId, { agent_id: DEV, role: "again" })).toThrow(expect.objectContaining({ type: "CONFIG" }));
+  });
+
+  it("moves the workflow explicitly, deriving completed and pending steps when they are omitted", async () => {
+    const bus = await startBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.updateWorkflow(sessionId, { current_step: "review" });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "review", completed_steps: ["design", "implementation"], pending_steps: [] });
+    bus.sessionManager.updateWorkflow(sessionId, { current_step: "design", completed_steps: [], pending_steps: ["review"] });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "design", completed_steps: [], pending_steps: ["review"] });
+    expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "deploy" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "current_step" }) }));
+    expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "design", completed_steps: ["deploy"] })).toThrow(expect.objectContaining({ type: "CONFIG" }));
+  });
+
+  it("replaces the shared context, as the seed's spread expects", async () => {
+    const bus = await startBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS, { a: 1, b: 2 });
+    bus.sessionManager.updateSharedContext(sessionId, { a: 3 });
+    expect(bus.sessionManager.getSession(sessionId)?.shared_context).toEqual({ a: 3 });
+  });
+
+  it("refuses changes to an ended session with a 409 conflict, and leaves ending it again without effect", async () => {
+    const bus = await startBus();
+    const events = record(bus);
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.terminateSession(sessionId, { reason: "timeout", details: "Frontend agent offline" });
+    expect(bus.sessionManager.getSession(sessionId)).toMatchObject({ status: "terminated", termination: { reason: "timeout", details: "Frontend agent offline" } });
+    expect(() => bus.sessionManager.addParticipant(sessionId, { agent_id: "codex://late", role: "x" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ conflict: true }) }));
+    expect(bus.sessionManager.completeSession(sessionId, { summary: "no" }).status).toBe("terminated");
+    expect(events.map((event) => event.type)).toEqual(["session_created", "session_terminated"]);
+    expect(() => bus.sessionManager.completeSession("sess_missing", {})).toThrow(expect.objectContaining({ type: "NOT_FOUND", message: "Session not found" }));
+  });
+
+  it("reports a listener that throws as a warning and still calls the others", async () => {
+    const bus = await startBus();
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.message);
+    process.on("warning", onWarning);
+    const heard: string[] = [];
+    bus.sessionManager.on("session_created", () => {
+      throw new Error("listener bug");
+    });
+    bus.sessionManager.on("session_created", (event) => heard.push(event.sessionId));
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    await until(() => warnings.length === 1);
+    process.off("warning", onWarning);
+    expect(heard).toEqual([sessionId]);
+    expect(warnings[0]).toMatch(/listener bug/);
+  });
+});
+
+describe("task correlation and automatic advance", () => {
+  it("delegates tasks, records answers by task_id or in_reply_to, and advances once every required agent has answered", async () => {
+    const bus = await startBus();
+    const events = record(bus);
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    const design = await task(bus, sessionId, LEAD, LEAD, "t-design");
+    await answer(bus, undefined, LEAD, LEAD, { in_reply_to: design });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow.current_step).toBe("implementation");
+
+    await task(bus, sessionId, LEAD, DEV, "t-dev");
+    const web = await task(bus, sessionId, LEAD, WEB, "t-web");
+    await answer(bus, sessionId, DEV, LEAD, { task_id: "t-dev" });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow.current_step).toBe("implementation");
+    // An error answer is a failure: it does not count for the step.
+    await answer(bus, sessionId, WEB, LEAD, { in_reply_to: web }, { message_type: "error", payload: { code: "BUILD_FAILED", message: "tsc failed" } });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow.current_step).toBe("implementation");
+    await task(bus, sessionId, LEAD, WEB, "t-web-2");
+    await answer(bus, sessionId, WEB, LEAD, { task_id: "t-web-2" });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "review", completed_steps: ["design", "implementation"], pending_steps: [] });
+
+    // A second answer to an answered task changes nothing.
+    await answer(bus, sessionId, DEV, LEAD, { task_id: "t-dev" });
+    const completed = events.filter((event) => event.type === "task_completed");
+    expect(completed.map((event) => [event.task.task_id, event.task.status, event.task.step])).toEqual([
+      ["t-design", "completed", "design"],
+      ["t-dev", "completed", "implementation"],
+      ["t-web", "failed", "implementation"],
+      ["t-web-2", "completed", "implementation"],
+    ]);
+    expect(completed[2]!.task.error).toEqual({ code: "BUILD_FAILED", message: "tsc failed" });
+    expect(events.filter((event) => event.type === "workflow_updated").map((event) => event.cause)).toEqual(["advance", "advance"]);
+  });
+
+  it("stays at the last step when its agents have answered: completing is explicit", async () => {
+    const bus = await startBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.updateWorkflow(sessionId, { current_step: "review" });
+    await task(bus, sessionId, LEAD, QA, "t-qa");
+    await answer(bus, sessionId, QA, LEAD, { task_id: "t-qa" });
+    expect(bus.sessionManager.getSession(sessionId)).toMatchObject({ status: "active", workflow: { current_step: "review" } });
+  });
+
+  it("fails a task whose request dies, with DELIVERY_FAILED", async () => {
+    const { bus, clock } = await startSimulatedBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    const request = envelope(LEAD, DEV, { metadata: { task_id: "t-1" }, routing: { timeout: "10s" } });
+    (request["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+    await bus.send(request);
+    clock.increment(10_000);
+    expect(bus.sessionManager.getSession(sessionId)?.tasks[0]).toMatchObject({ task_id: "t-1", status: "failed", error: { code: "DELIVERY_FAILED" } });
+  });
+
+  it("refuses a sender that is not a participant (403) and a message to an ended session (409)", async () => {
+    const bus = await startBus();
+    await register(bus, "codex://outsider");
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    const outsider = envelope("codex://outsider", DEV);
+    (outsider["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+    const refused = await call(bus, "POST", "/messages/send", outsider);
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toMatchObject({ type: "AUTH", message: `codex://outsider is not a participant of session ${sessionId}` });
+    bus.sessionManager.completeSession(sessionId, { summary: "done", artifacts: [] });
+    const late = envelope(LEAD, DEV);
+    (late["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+    expect((await call(bus, "POST", "/messages/send", late)).status).toBe(409);
+  });
+});
+
+describe("sessions over HTTP", () => {
+  it("serves the SessionManager: create, list, get, participants, workflow, context, complete, summary", async () => {
+    const bus = await startBus();
+    const created = await call(bus, "POST", "/sessions", { initiator: LEAD, participants: PARTICIPANTS, steps: STEPS, shared_context: { project: "p" } });
+    expect(created.status).toBe(201);
+    const sessionId = created.body.session_id as string;
+    expect(created.body).toMatchObject({ success: true, session: { session_id: sessionId, workflow: { current_step: "design" } } });
+    expect((await call(bus, "GET", "/sessions")).body.sessions).toHaveLength(1);
+    expect((await call(bus, "GET", `/sessions/${sessionId}`)).body.status).toBe("active");
+
+    const added = await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "opencode://security", role: "reviewer" });
+    expect(added.body.session.participants).toHaveLength(5);
+    // The agent id in the path may be sent as is or URL-encoded.
+    const removed = await call(bus, "DELETE", `/sessions/${sessionId}/participants/opencode://security`);
+    expect(removed.status).toBe(200);
+    expect(removed.body.session.participants).toHaveLength(4);
+
+    const moved = await call(bus, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: "implementation", completed_steps: ["design"], pending_steps: ["review"] });
+    expect(moved.body.session.workflow).toMatchObject({ current_step: "implementation" });
+    const context = await call(bus, "PATCH", `/sessions/${sessionId}/context`, { shared_context: { project: "p", branch: "b" } });
+    expect(context.body.session.shared_context).toEqual({ project: "p", branch: "b" });
+    const done = await call(bus, "POST", `/sessions/${sessionId}/complete`, { summary: "ok", artifacts: ["a.zip"] });
+    expect(done.body.session).toMatchObject({ status: "completed", completion: { summary: "ok", artifacts: ["a.zip"] } });
+    const summary = await call(bus, "GET", `/sessions/${sessionId}/summary`);
+    expect(summary.body).toMatchObject({ session_id: sessionId, status: "completed", completion: { summary: "ok" } });
+
+    const other = (await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps: [{ name: "only", required_agents: [] }] })).body.session_id as string;
+    const terminated = await call(bus, "POST", `/sessions/${other}/terminate`, { reason: "timeout", details: { agent: WEB } });
+    expect(terminated.body.session).toMatchObject({ status: "terminated", termination: { reason: "timeout", details: { agent: WEB } } });
+  });
+
+  it("lists workflow participants among the agents, as registered", async () => {
+    const bus = await startBus();
+    await register(bus, DEV);
+    bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    const agents = (await call(bus, "GET", "/agents")).body.agents as Array<{ agent_id: string; source: string; online: boolean }>;
+    expect(agents.map((agent) => [agent.agent_id, agent.source])).toEqual([
+      [DEV, "registered"],
+      [LEAD, "participant"],
+      [WEB, "participant"],
+      [QA, "participant"],
+    ]);
+    const web = await connect(bus, WEB);
+    expect(web.client.connected).toBe(true);
+  });
+});
+
+describe("result aggregator", () => {
+  it("sums tasks, results, failures, durations and tokens per step and agent", async () => {
+    const { bus, clock } = await startSimulatedBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.updateWorkflow(sessionId, { current_step: "implementation" });
+    const dev = await task(bus, sessionId, LEAD, DEV, "t-dev");
+    const web = await task(bus, sessionId, LEAD, WEB, "t-web");
+    clock.increment(1_500);
+    await answer(bus, sessionId, DEV, LEAD, { in_reply_to: dev });
+    clock.increment(500);
+    await answer(bus, sessionId, WEB, LEAD, { in_reply_to: web }, { message_type: "error", payload: { code: "E", message: "broken" } });
+    await flush();
+
+    const summary = bus.aggregator.summarize(sessionId);
+    expect(summary.steps.map((step) => [step.name, step.status])).toEqual([
+      ["design", "completed"],
+      ["implementation", "current"],
+      ["review", "pending"],
+    ]);
+    expect(summary.steps[1]!.agents).toEqual([
+      { agent_id: DEV, tasks: 1, completed: 1, failed: 0, pending: 0, results: [{ task_id: "t-dev", result: { ok: true, usage: { input_tokens: 10, output_tokens: 4 } } }], failures: [], duration_ms: 1_500, usage: { input_tokens: 10, output_tokens: 4 } },
+      { agent_id: WEB, tasks: 1, completed: 0, failed: 1, pending: 0, results: [], failures: [{ task_id: "t-web", code: "E", message: "broken" }], duration_ms: 2_000, usage: { input_tokens: 0, output_tokens: 0 } },
+    ]);
+    expect(summary.totals).toEqual({ tasks: 2, completed: 1, failed: 1, pending: 0, duration_ms: 3_500, usage: { input_tokens: 10, output_tokens: 4 } });
+    const markdown = bus.aggregator.summarize(sessionId, { format: "markdown" });
+    expect(markdown).toContain("### implementation (current)");
+    expect(markdown).toContain(`| ${WEB} | 1 | 0 | 1 | 0 | 2000 | 0 | 0 |`);
+    expect(markdown).toContain(`- ${WEB}, task t-web: E broken`);
+    expect(() => bus.aggregator.summarize("sess_missing")).toThrow(expect.objectContaining({ type: "NOT_FOUND" }));
+  });
+});

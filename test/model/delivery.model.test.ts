@@ -1,0 +1,250 @@
+/**
+ * Model-based tests of the delivery machine: @xstate/graph walks the bare machine (one recipient, one
+ * fallback agent, one retry each); every path is then driven against a real running bus on a simulated clock,
+ * through real sockets, and the message's status, attempts and effects are checked after every step.
+ *
+ * How each event is produced for real: `SENT` and `QUEUED` are the bus's own answer when it dispatches, so
+ * the target is connected or not before the step that dispatches (look-ahead); a `SENT` from `queued` is the
+ * target connecting; `ACK` is the target's ack frame; `SEND_FAILED` is the target's socket closing; the
+ * delays are the simulated clock moved to the moment they are due.
+ */
+import type { StatePath } from "@xstate/graph";
+import { afterAll, describe, expect, it } from "vitest";
+import { deliveryMachine, retryDelayMs, type DeliveryEvent, type DeliveryInput } from "../../machines/index.js";
+import type { CommunicationBus } from "../../src/index.js";
+import { connect, envelope, rawConnect, register, startSimulatedBus, statusOf, until, type RawAgent, type TestAgent } from "../bus/support.js";
+import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
+import { generatePaths } from "./paths.js";
+
+const SENDER = "codex://sender";
+const RECIPIENT = "opencode://recipient";
+const FALLBACK = "claude-code://fallback";
+const ACK_TIMEOUT_MS = 1_000;
+const RETRY_BASE_MS = 100;
+/** A timeout no path reaches, for paths that do not end by it. */
+const NEVER_MS = 3_600_000;
+
+const modelInput: DeliveryInput = {
+  messageId: "model",
+  targets: [RECIPIENT, FALLBACK],
+  maxRetries: 1,
+  backoff: "linear",
+  retryBaseMs: RETRY_BASE_MS,
+  ackTimeoutMs: ACK_TIMEOUT_MS,
+  timeoutMs: NEVER_MS,
+};
+
+type DeliverySnapshot = ReturnType<typeof deliveryMachine.transition>;
+type DeliveryPath = StatePath<DeliverySnapshot, DeliveryEvent>;
+
+const delays = delayedEventTypes(deliveryMachine);
+const TIMEOUT_EVENT = delays["delivery"]![0]!;
+const ACK_TIMEOUT_EVENT = delays["delivery.delivered"]![0]!;
+const RETRY_EVENT = delays["delivery.retrying"]![0]!;
+
+function eventsFor(snapshot: DeliverySnapshot): DeliveryEvent[] {
+  if (snapshot.status !== "active") return [];
+  const target = snapshot.context.targets[snapshot.context.targetIndex]!;
+  const timeout = { type: TIMEOUT_EVENT } as unknown as DeliveryEvent;
+  switch (snapshot.value) {
+    case "accepted":
+      return [{ type: "SENT", agentId: target }, { type: "QUEUED" }, timeout];
+    case "queued":
+      return [{ type: "SENT", agentId: target }, timeout];
+    case "delivered":
+      return [{ type: "ACK", agentId: target }, { type: "SEND_FAILED", error: "closed" }, { type: ACK_TIMEOUT_EVENT } as unknown as DeliveryEvent, timeout];
+    case "retrying":
+      return [{ type: "ACK", agentId: target }, { type: RETRY_EVENT } as unknown as DeliveryEvent, timeout];
+    default:
+      return [];
+  }
+}
+
+function serializeState(snapshot: DeliverySnapshot): string {
+  const { context } = snapshot;
+  return JSON.stringify([snapshot.value, context.targetIndex, context.retries, context.attempts]);
+}
+
+// The bare machine has no bus: dispatching is the bus's part, a no-op here.
+const graphMachine = deliveryMachine.provide({ actions: { dispatch: () => {} } });
+const traversal = { input: modelInput, events: eventsFor, serializeState, serializeEvent: (event: DeliveryEvent) => JSON.stringify(event) };
+const { shortest: shortestPaths, simple: allSimplePaths, edges: edgePaths } = generatePaths(graphMachine, traversal);
+
+/** Simple paths without those that are a prefix of a longer one: the longer path checks every step of it. */
+function withoutPrefixes(paths: DeliveryPath[]): DeliveryPath[] {
+  const keys = paths.map((path) => path.steps.map(({ event }) => JSON.stringify(event)).join("|"));
+  return paths.filter((_path, index) => !keys.some((other, otherIndex) => otherIndex !== index && other.startsWith(`${keys[index]}|`)));
+}
+const simplePaths = withoutPrefixes(allSimplePaths);
+
+function describePath(path: DeliveryPath): string {
+  return (
+    path.steps
+      .slice(1)
+      .map(({ event }) => event.type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)"))
+      .join(" → ") || "(initial)"
+  );
+}
+
+/**
+ * The simulated time of each step, from acceptance at 0: only the delays move time. A path that ends with the
+ * message timeout gets a timeout 1 ms after the moment of its last step, so that it is the next timer due.
+ */
+function timelineOf(path: DeliveryPath): { times: number[]; timeoutMs: number } {
+  const times = [0];
+  let now = 0;
+  let sentAt = 0;
+  for (let index = 1; index < path.steps.length; index += 1) {
+    const { event, state } = path.steps[index]!;
+    const before = path.steps[index - 1]!.state;
+    if (event.type === "SENT") sentAt = now;
+    if (event.type === ACK_TIMEOUT_EVENT) now = sentAt + ACK_TIMEOUT_MS;
+    if (event.type === RETRY_EVENT) now += retryDelayMs(before.context.backoff, RETRY_BASE_MS, before.context.retries);
+    if (event.type === TIMEOUT_EVENT) now += 1;
+    times.push(now);
+    if (event.type === TIMEOUT_EVENT) return { times, timeoutMs: now };
+    void state;
+  }
+  return { times, timeoutMs: now + NEVER_MS };
+}
+
+/** What the bus shows for a graph state: `accepted` never rests, it is dispatched at once. */
+function expectedStatus(state: DeliverySnapshot, next: DeliveryEvent | undefined): string {
+  if (state.value !== "accepted") return state.value as string;
+  return next?.type === "SENT" ? "delivered" : "queued";
+}
+
+const coverage = new TransitionCoverage();
+
+class Agents {
+  private readonly sockets = new Map<string, RawAgent>();
+
+  constructor(private readonly bus: CommunicationBus) {}
+
+  socket(agentId: string): RawAgent | undefined {
+    return this.sockets.get(agentId);
+  }
+
+  /** Connects or disconnects an agent and waits until the bus has seen it. */
+  async ensure(agentId: string, online: boolean): Promise<void> {
+    const current = this.sockets.get(agentId);
+    if (online && current === undefined) {
+      this.sockets.set(agentId, await rawConnect(this.bus, agentId));
+    }
+    if (!online && current !== undefined) {
+      this.sockets.delete(agentId);
+      current.socket.close();
+      await current.closed;
+    }
+    await until(() => this.bus.listAgents().some((agent) => agent.agent_id === agentId && agent.online === online));
+  }
+}
+
+async function runPath(path: DeliveryPath): Promise<void> {
+  const { bus, clock } = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect });
+  await register(bus, SENDER, RECIPIENT, FALLBACK);
+  const sender: TestAgent = await connect(bus, SENDER);
+  const agents = new Agents(bus);
+  const { times, timeoutMs } = timelineOf(path);
+  const startedAt = clock.now();
+  const targetAfter = (index: number): string => {
+    const { context } = path.steps[index]!.state;
+    return context.targets[context.targetIndex]!;
+  };
+  /** Before a step that dispatches (its state is `accepted`), connect its target iff the next event is SENT. */
+  const prepareDispatch = async (index: number): Promise<void> => {
+    if (path.steps[index]!.state.value !== "accepted") return;
+    await agents.ensure(targetAfter(index), path.steps[index + 1]?.event.type === "SENT");
+  };
+
+  await prepareDispatch(0);
+  const message = envelope(SENDER, RECIPIENT, {
+    message_id: "model",
+    routing: { timeout: `${timeoutMs}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK], delivery_mode: "async" },
+  });
+  expect((await bus.send(message)).status).toBe("accepted");
+
+  for (let index = 0; index < path.steps.length; index += 1) {
+    const { event, state: after } = path.steps[index]!;
+    const before = index > 0 ? path.steps[index - 1]!.state : undefined;
+    const label = `step ${index} ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
+    if (index > 0 && before !== undefined) {
+      const target = before.context.targets[before.context.targetIndex]!;
+      await prepareDispatch(index);
+      switch (event.type) {
+        case "QUEUED":
+          break;
+        case "SENT":
+          if (before.value === "queued") await agents.ensure(target, true);
+          break;
+        case "ACK":
+          await agents.ensure(target, true);
+          agents.socket(target)!.ack("model");
+          break;
+        case "SEND_FAILED": {
+          const socket = agents.socket(target)!;
+          socket.socket.close();
+          await socket.closed;
+          await agents.ensure(target, false);
+          break;
+        }
+        default:
+          // A delay: move the clock to the moment it is due.
+          clock.increment(startedAt + times[index]! - clock.now());
+      }
+    }
+    const expected = expectedStatus(after, path.steps[index + 1]?.event);
+    await until(() => statusOf(bus, "model") === expected).catch(() => {
+      throw new Error(`${label}: expected ${expected}, the bus says ${statusOf(bus, "model")}`);
+    });
+    const status = bus.messageStatus("model");
+    // An `accepted` that the bus writes at once has made its attempt already.
+    expect(status.attempts, label).toBe(after.context.attempts + (expected === "delivered" && after.value === "accepted" ? 1 : 0));
+    if (after.value === "delivered") {
+      const socket = agents.socket(after.context.targets[after.context.targetIndex]!)!;
+      await until(() => socket.frames.filter((frame) => frame.message_id === "model").length > 0);
+    }
+    if (after.value === "dead") {
+      expect(status.last_error, label).toBeDefined();
+      await until(() => sender.received.length === 1);
+      expect(sender.received[0], label).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: "model" } });
+    }
+    if (after.value === "retrying") expect(status.last_error, label).toBeDefined();
+  }
+}
+
+describe("delivery machine, model-based", () => {
+  it("generates paths over every state", () => {
+    const reached = new Set(shortestPaths.map((path) => path.state.value as string));
+    expect([...reached].sort()).toEqual(["accepted", "acknowledged", "dead", "delivered", "queued", "retrying"]);
+    expect(allSimplePaths.length).toBeGreaterThan(shortestPaths.length);
+  });
+
+  describe(`shortest paths (${shortestPaths.length})`, () => {
+    it.each(shortestPaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
+  });
+
+  describe(`simple paths (${simplePaths.length})`, () => {
+    it.each(simplePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
+  });
+
+  describe(`edge paths (${edgePaths.length})`, () => {
+    it.each(edgePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
+  });
+
+  afterAll(() => {
+    coverage.save("delivery", [deliveryMachine]);
+  });
+
+  it("covers every transition of the delivery machine on the real bus", () => {
+    const report = coverage.report(deliveryMachine);
+    expect(report.missing).toEqual([]);
+    expect(report.covered).toBe(report.total);
+  });
+});
