@@ -1,0 +1,170 @@
+/**
+ * Messages per second through the communication bus, on loopback, with the load in a second process (the
+ * bus in this one), as the `ws` and `node:http` baselines of PROVIDER-NOTES.md were measured:
+ *
+ * - `ws → bus → ws`: one agent sends envelopes over its socket with a window of in-flight sends; another
+ *   agent receives and acknowledges each. A message counts when the recipient has acknowledged it.
+ * - `HTTP → bus → ws`: keep-alive clients POST `/messages/send` (202), an agent receives and acknowledges.
+ *
+ * Every message is a delivery actor; payloads are ~1 KB. Run alone: `node --import tsx bench/bus.bench.ts`.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { Agent as HttpAgent, request } from "node:http";
+import { fileURLToPath } from "node:url";
+import { CommunicationBus, connectAgent, type AgentClient } from "../src/index.js";
+
+const API_KEY = "bench-key";
+const SENDER = "bench://sender";
+const RECIPIENT = "bench://recipient";
+/** Messages per run, after a warm-up run of a tenth of that. */
+const MESSAGES = 20_000;
+/** Sends in flight at once from the sending agent (the `ws` baseline's window). */
+const WINDOW = 100;
+/** Concurrent keep-alive HTTP clients (the `node:http` baseline's). */
+const HTTP_CLIENTS = 50;
+const PAYLOAD = { text: "x".repeat(900) };
+
+/** One measured run. */
+export interface BusThroughput {
+  path: "ws → bus → ws" | "HTTP → bus → ws";
+  messages: number;
+  seconds: number;
+  messagesPerSecond: number;
+  /** Accepted to acknowledged, from the bus's own metrics. */
+  latencyMs: { p50: number; p99: number };
+}
+
+type Command = { run: "ws" | "http"; url: string; messages: number; offset: number };
+
+function envelopeOf(index: number): Record<string, unknown> {
+  return {
+    message_id: `bench-${index}`,
+    timestamp: new Date().toISOString(),
+    sender: { agent_id: SENDER, framework: "bench" },
+    recipient: { agent_id: RECIPIENT, framework: "bench" },
+    message_type: "task_request",
+    priority: "medium",
+    payload: PAYLOAD,
+  };
+}
+
+// ---- the load generator (child process) ----
+
+async function sendOverWebSocket(client: AgentClient, messages: number, offset: number): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < messages) {
+      const index = offset + next;
+      next += 1;
+      await client.send({ message_id: `bench-${index}`, recipient: RECIPIENT, message_type: "task_request", priority: "medium", payload: PAYLOAD });
+    }
+  };
+  await Promise.all(Array.from({ length: WINDOW }, worker));
+}
+
+async function sendOverHttp(url: string, messages: number, offset: number): Promise<void> {
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: HTTP_CLIENTS });
+  const target = new URL("/messages/send", url);
+  let next = 0;
+  const post = (body: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const req = request(target, { method: "POST", agent, headers: { "content-type": "application/json", "x-agent-api-key": API_KEY, "content-length": Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.on("end", () => (res.statusCode === 202 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  const worker = async (): Promise<void> => {
+    while (next < messages) {
+      const index = offset + next;
+      next += 1;
+      await post(JSON.stringify(envelopeOf(index)));
+    }
+  };
+  await Promise.all(Array.from({ length: HTTP_CLIENTS }, worker));
+  agent.destroy();
+}
+
+async function loadGenerator(): Promise<void> {
+  let sender: AgentClient | undefined;
+  let recipient: AgentClient | undefined;
+  process.on("message", (command: Command) => {
+    void (async () => {
+      if (sender === undefined || recipient === undefined) {
+        recipient = connectAgent({ url: command.url, agentId: RECIPIENT, apiKey: API_KEY, onMessage: () => {} });
+        sender = connectAgent({ url: command.url, agentId: SENDER, apiKey: API_KEY, onMessage: () => {} });
+        await Promise.all([recipient.ready(), sender.ready()]);
+      }
+      if (command.run === "ws") await sendOverWebSocket(sender, command.messages, command.offset);
+      else await sendOverHttp(command.url, command.messages, command.offset);
+      process.send?.({ sent: command.messages });
+    })().catch((error: unknown) => {
+      process.send?.({ error: String(error) });
+    });
+  });
+  process.on("disconnect", () => {
+    void Promise.all([sender?.close(), recipient?.close()]).then(() => process.exit(0));
+  });
+}
+
+// ---- the bus (this process) ----
+
+async function waitForAcknowledged(bus: CommunicationBus, total: number): Promise<void> {
+  while (bus.metricsSnapshot().messages.acknowledged_total < total) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+async function command(child: ChildProcess, message: Command): Promise<void> {
+  child.send(message);
+  const [answer] = (await once(child, "message")) as [{ sent?: number; error?: string }];
+  if (answer.error !== undefined) throw new Error(answer.error);
+}
+
+/** Runs both paths and returns their throughput. */
+export async function runBusBench(): Promise<BusThroughput[]> {
+  const bus = new CommunicationBus({ port: 0, host: "127.0.0.1", apiKey: API_KEY, maxRetainedMessages: 10_000, maxQueuedPerAgent: 100_000, env: {} });
+  await bus.start();
+  bus.registerAgent({ agent_id: SENDER });
+  bus.registerAgent({ agent_id: RECIPIENT });
+  const child = fork(fileURLToPath(import.meta.url), ["--load"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const results: BusThroughput[] = [];
+  let offset = 0;
+  try {
+    for (const [run, path] of [
+      ["ws", "ws → bus → ws"],
+      ["http", "HTTP → bus → ws"],
+    ] as const) {
+      for (const [messages, measured] of [
+        [MESSAGES / 10, false],
+        [MESSAGES, true],
+      ] as const) {
+        const before = bus.metricsSnapshot().messages.acknowledged_total;
+        const startedAt = performance.now();
+        await command(child, { run, url: bus.url, messages, offset });
+        await waitForAcknowledged(bus, before + messages);
+        const seconds = (performance.now() - startedAt) / 1000;
+        offset += messages;
+        if (!measured) continue;
+        const latency = bus.metricsSnapshot().latency_ms.accepted_to_acknowledged;
+        results.push({ path, messages, seconds, messagesPerSecond: messages / seconds, latencyMs: { p50: latency.p50, p99: latency.p99 } });
+      }
+    }
+  } finally {
+    child.disconnect();
+    await once(child, "exit");
+    await bus.stop();
+  }
+  return results;
+}
+
+if (process.argv.includes("--load")) {
+  await loadGenerator();
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const result of await runBusBench()) {
+    process.stdout.write(
+      `${result.path.padEnd(16)} ${Math.round(result.messagesPerSecond).toLocaleString("en-US").padStart(7)} msgs/s ` +
+        `(${result.messages.toLocaleString("en-US")} in ${result.seconds.toFixed(2)} s; accepted → acknowledged p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms)\n`,
+    );
+  }
+}

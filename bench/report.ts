@@ -1,0 +1,190 @@
+/**
+ * The bench results as Markdown tables: printed by `npm run bench` and pasted into docs/benchmarks.md.
+ */
+import { CONSTANT_COST_MAX_RATIO, formatCount, type ComparedCost, type Cost } from "./measure.js";
+import type { BusThroughput } from "./bus.bench.js";
+import type { RootActorCost } from "./root-actors.bench.js";
+import type { SessionsBenchResult } from "./sessions.bench.js";
+import type { ShardingBenchResult } from "./sharding.bench.js";
+import type { WorkerBenchResult } from "./worker.bench.js";
+
+/** Where and when the benches ran: numbers only compare within one environment. */
+export interface BenchEnvironment {
+  generatedAt: string;
+  /** The commit measured; `+changes` when machines/ or src/ had uncommitted changes. */
+  commit: string;
+  node: string;
+  xstate: string;
+  cpus: number;
+  /** 1-minute load average when the benches started and ended; other processes skew absolute numbers. */
+  loadAverage: { start: number; end: number };
+  durationSeconds: number;
+}
+
+/** Everything `npm run bench` measures, as written to bench/results/latest.json. */
+export interface BenchResults {
+  environment: BenchEnvironment;
+  sessions: SessionsBenchResult;
+  sharding: ShardingBenchResult;
+  rootActors: RootActorCost[];
+  worker: WorkerBenchResult;
+  bus: BusThroughput[];
+}
+
+function table(header: string[], rows: string[][]): string {
+  const lines = [header, header.map(() => "---"), ...rows].map((cells) => `| ${cells.join(" | ")} |`);
+  return lines.join("\n");
+}
+
+function micros(value: number): string {
+  return value >= 100 ? value.toFixed(0) : value.toFixed(1);
+}
+
+function ratio(value: number): string {
+  return value.toFixed(2);
+}
+
+function kib(bytes: number): string {
+  return (bytes / 1024).toFixed(2);
+}
+
+function verdict(cost: ComparedCost, index: number): string {
+  if (index === 0) return "baseline";
+  return cost.ratio <= CONSTANT_COST_MAX_RATIO ? "yes" : `**no** (> ${CONSTANT_COST_MAX_RATIO})`;
+}
+
+function comparedTable(unit: string, costs: ComparedCost[]): string {
+  return table(
+    ["live sessions", `median µs/${unit}`, `mean µs/${unit}`, "of which GC", `${unit}s/s`, "ratio", "mean ratio", "constant?"],
+    costs.map((cost, index) => [
+      formatCount(cost.live),
+      micros(cost.medianMicros),
+      micros(cost.meanMicros),
+      micros(cost.gcMicros),
+      formatCount(Math.round(cost.operationsPerSecond)),
+      ratio(cost.ratio),
+      ratio(cost.meanRatio),
+      verdict(cost, index),
+    ]),
+  );
+}
+
+function costAt(costs: Cost[], live: number): string {
+  const cost = costs.find((candidate) => candidate.live === live);
+  return cost === undefined ? "—" : micros(cost.medianMicros);
+}
+
+function shardingTable(sharding: ShardingBenchResult, sessions: SessionsBenchResult): string {
+  const sizes = [...new Set([...sharding.direct, ...sharding.sharded, ...sessions.creation].map((cost) => cost.live))]
+    .filter((live) => live > 0)
+    .sort((left, right) => left - right);
+  const extrapolated = sharding.directExtrapolated;
+  return table(
+    ["children / live sessions", "one parent, every session a direct child", `supervisor, shards of ${sharding.shardSize}`, "runtime, through the bridge"],
+    sizes.map((live) => [
+      formatCount(live),
+      live === extrapolated.live ? `${micros(extrapolated.medianMicros)} (extrapolated)` : costAt(sharding.direct, live),
+      costAt(sharding.sharded, live),
+      costAt(sessions.creation, live),
+    ]),
+  );
+}
+
+function heapTable(sessions: SessionsBenchResult, rootActors: RootActorCost[]): string {
+  return table(
+    ["idle actors", "KiB per session (runtime)", "KiB per bare root actor (4 states)", "session ÷ root actor"],
+    sessions.heap.map((heap) => {
+      const root = rootActors.find((cost) => cost.actors === heap.sessions);
+      return [
+        formatCount(heap.sessions),
+        kib(heap.bytesPerSession),
+        root === undefined ? "—" : kib(root.bytesPerActor),
+        root === undefined ? "—" : ratio(heap.bytesPerSession / root.bytesPerActor),
+      ];
+    }),
+  );
+}
+
+function fillTable(sessions: SessionsBenchResult): string {
+  const first = sessions.fill[0];
+  const baselineWithoutGc = first === undefined ? Number.NaN : first.meanMicros - first.gcMicros;
+  return table(
+    ["sessions at block start", "µs/session", "of which GC", "ratio to first block", "ratio without GC"],
+    sessions.fill.map((block) => [
+      formatCount(block.live),
+      micros(block.meanMicros),
+      micros(block.gcMicros),
+      ratio(block.meanRatio),
+      ratio((block.meanMicros - block.gcMicros) / baselineWithoutGc),
+    ]),
+  );
+}
+
+function workerTable(worker: WorkerBenchResult): string {
+  return table(
+    ["executor", "median µs/prompt", "p99 µs/prompt", "prompts/s"],
+    [worker.inProcess, worker.worker].map((trip) => [trip.executor, micros(trip.medianMicros), micros(trip.p99Micros), formatCount(Math.round(trip.promptsPerSecond))]),
+  );
+}
+
+function busTable(bus: BusThroughput[]): string {
+  return table(
+    ["path", "messages/s", "messages", "accepted → acknowledged p50 ms", "p99 ms"],
+    bus.map((run) => [run.path, formatCount(Math.round(run.messagesPerSecond)), formatCount(run.messages), String(run.latencyMs.p50), String(run.latencyMs.p99)]),
+  );
+}
+
+/** The whole report, in Markdown. */
+export function renderReport(results: BenchResults): string {
+  const { environment, sessions, sharding, rootActors, worker, bus } = results;
+  const rootCreation = rootActors.at(-1);
+  return [
+    `troupe benchmarks, ${environment.generatedAt}, commit ${environment.commit}: node ${environment.node}, xstate ${environment.xstate}, ` +
+      `${environment.cpus} CPUs, load average ${environment.loadAverage.start.toFixed(2)} → ${environment.loadAverage.end.toFixed(2)}, ` +
+      `${environment.durationSeconds.toFixed(0)} s`,
+    "",
+    "Session creation (`sessions_create`, awaited one at a time): windows of 1,000 creations from each size, timed in interleaved batches of 50; " +
+      "ratio = median ÷ median at 0 live",
+    "",
+    comparedTable("session", sessions.creation),
+    "",
+    "Prompt round trip (`sessions_prompt`, mock echo agent); ratio = median ÷ median at 1,000 live",
+    "",
+    comparedTable("prompt", sessions.prompt),
+    "",
+    "Close (`sessions_close` of each creation window's sessions, in creation order, interleaved batches of 50); ratio = median ÷ median at 1,000 live",
+    "",
+    comparedTable("close", sessions.close),
+    "",
+    "Shutdown (`runtime.stop()`, every session closed with reason `shutdown`), per session; median over " +
+      `${sessions.shutdown.map((cost) => Math.round(cost.operations / cost.live)).join(", ")} stops`,
+    "",
+    comparedTable("session", sessions.shutdown),
+    "",
+    "Heap per idle session",
+    "",
+    heapTable(sessions, rootActors),
+    "",
+    rootCreation === undefined
+      ? ""
+      : `A bare root actor takes ${micros(rootCreation.microsPerCreation)} µs to create and start (mean over ${formatCount(rootCreation.actors)}).`,
+    "",
+    "Why shards: median µs to spawn one session machine",
+    "",
+    shardingTable(sharding, sessions),
+    "",
+    `Sustained creation while filling one runtime to ${formatCount((sessions.fill.at(-1)?.live ?? 0) + (sessions.fill.at(-1)?.operations ?? 0))}, ` +
+      "per block of 10,000 (not interleaved: a trend, exposed to load and to the growing heap)",
+    "",
+    fillTable(sessions),
+    "",
+    `Prompt round trip through an ACP worker process against the same agent in process (bench/worker.bench.ts); ratio of medians ${worker.ratio.toFixed(1)}`,
+    "",
+    workerTable(worker),
+    "",
+    "Messages through the communication bus, load from a second process (bench/bus.bench.ts)",
+    "",
+    busTable(bus),
+    "",
+  ].join("\n");
+}
