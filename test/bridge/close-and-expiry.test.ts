@@ -113,10 +113,10 @@ describe("closing and expiry (SPEC §2.2)", () => {
   it("closes every session with reason shutdown when the runtime stops, cancelling their prompts", async () => {
     const { runtime, controlled } = await startTestRuntime();
     const sessions = await Promise.all([1, 2, 3].map(() => runtime.bridge.sessionsCreate({})));
-    const pending = runtime.bridge.sessionsPrompt({ sessionId: sessions[0]!.sessionId, prompt: "x" });
+    const pending = rejectionOf(runtime.bridge.sessionsPrompt({ sessionId: sessions[0]!.sessionId, prompt: "x" }));
     await settle();
     await runtime.stop();
-    expect(await rejectionOf(pending)).toMatchObject({ type: "CANCELLED", details: { cause: "shutdown" } });
+    expect(await pending).toMatchObject({ type: "CANCELLED", details: { cause: "shutdown" } });
     expect(controlled.closes.map((close) => close.reason)).toEqual(["shutdown", "shutdown", "shutdown"]);
     expect(new Set(controlled.closes.map((close) => close.sessionId))).toEqual(new Set(sessions.map((session) => session.sessionId)));
     expect(await rejectionOf(runtime.bridge.health())).toMatchObject({ type: "INTERNAL", message: "Runtime is stopped" });
