@@ -9,12 +9,13 @@
  * delays are the simulated clock moved to the moment they are due.
  */
 import type { StatePath } from "@xstate/graph";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { deliveryMachine, retryDelayMs, type DeliveryEvent, type DeliveryInput } from "../../machines/index.js";
 import type { CommunicationBus } from "../../src/index.js";
 import { connect, envelope, rawConnect, register, startSimulatedBus, statusOf, until, type RawAgent, type TestAgent } from "../bus/support.js";
 import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
+import { walkPaths } from "./suite.js";
 
 const SENDER = "codex://sender";
 const RECIPIENT = "opencode://recipient";
@@ -220,31 +221,5 @@ describe("delivery machine, model-based", () => {
     expect(allSimplePaths.length).toBeGreaterThan(shortestPaths.length);
   });
 
-  describe(`shortest paths (${shortestPaths.length})`, () => {
-    it.each(shortestPaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  describe(`simple paths (${simplePaths.length})`, () => {
-    it.each(simplePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  describe(`edge paths (${edgePaths.length})`, () => {
-    it.each(edgePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  afterAll(() => {
-    coverage.save("delivery", [deliveryMachine]);
-  });
-
-  it("covers every transition of the delivery machine on the real bus", () => {
-    const report = coverage.report(deliveryMachine);
-    expect(report.missing).toEqual([]);
-    expect(report.covered).toBe(report.total);
-  });
+  walkPaths({ families: { shortest: shortestPaths, simple: simplePaths, edges: edgePaths }, describePath, runPath, coverage, name: "delivery", covered: [deliveryMachine] });
 });

@@ -9,13 +9,14 @@
  * run into the millions; the edge paths already take every transition from every state.
  */
 import type { StatePath } from "@xstate/graph";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createActor } from "xstate";
 import { createWorkflowMachine, type WorkflowEvent, type WorkflowInput, type WorkflowParticipant, type WorkflowStep } from "../../machines/index.js";
 import type { CommunicationBus } from "../../src/index.js";
 import { call, envelope, startSuiteBus } from "../bus/support.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
+import { walkPaths } from "./suite.js";
 
 const LEAD = "claude-code://orchestrator";
 const DEV = "opencode://backend";
@@ -226,25 +227,5 @@ describe("workflow machine, model-based", () => {
     expect([...reached].sort()).toEqual(["completed", "design", "implementation", "review", "terminated"]);
   });
 
-  describe(`shortest paths (${shortestPaths.length})`, () => {
-    it.each(shortestPaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  describe(`edge paths (${edgePaths.length})`, () => {
-    it.each(edgePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
-      await runPath(path);
-    });
-  });
-
-  afterAll(() => {
-    coverage.save("workflow", [workflowMachine]);
-  });
-
-  it("covers every transition of the workflow machine on the real bus", () => {
-    const report = coverage.report(workflowMachine);
-    expect(report.missing).toEqual([]);
-    expect(report.covered).toBe(report.total);
-  });
+  walkPaths({ families: { shortest: shortestPaths, simple: [], edges: edgePaths }, describePath, runPath, coverage, name: "workflow", covered: [workflowMachine] });
 });
