@@ -52,6 +52,8 @@ export interface PendingPrompt {
   prompt: string;
   runtimeParams?: Record<string, unknown>;
   timeoutMs?: number;
+  /** When the prompt times out (epoch ms), counted from its acceptance: time spent queued counts. */
+  deadlineAt?: number;
 }
 
 /** The identity of a session, as handed to agents and hooks. */

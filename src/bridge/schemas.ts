@@ -8,7 +8,9 @@ import type { AgentDescriptor } from "../executors/executor.js";
 import { runtimeParamsSchema } from "../providers/params.js";
 
 const id = z.string().min(1);
-const timeout = z.number().int().positive().describe("Milliseconds before the prompt fails with TIMEOUT");
+/** The longest delay a Node timer honours (about 24.8 days); longer ones would fire at once. */
+const MAX_DELAY_MS = 2_147_483_647;
+const timeout = z.number().int().positive().max(MAX_DELAY_MS).describe("Milliseconds before the prompt fails with TIMEOUT (queued time counts)");
 const metadata = z
   .looseObject({
     provider: z.string().min(1).optional().describe("Provider the session is bound to for its life"),

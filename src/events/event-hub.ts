@@ -63,7 +63,7 @@ export class EventHub {
     return (this.listeners.get(type)?.size ?? 0) > 0 || (this.listeners.get("*")?.size ?? 0) > 0;
   }
 
-  /** Delivers an event. A throwing listener is reported and does not stop the others. */
+  /** Delivers an event. A throwing listener is reported as a process warning and does not stop the others. */
   emit<T extends RuntimeEventType>(type: T, actorId: string, fields: RuntimeEventMap[T]): void {
     if (!this.wants(type)) return;
     const event = { ...fields, type, actorId, seq: ++this.seq, ts: this.clock.now() } as unknown as RuntimeEvent;
@@ -72,8 +72,9 @@ export class EventHub {
         try {
           listener(event);
         } catch (error) {
-          queueMicrotask(() => {
-            throw error;
+          // A listener's bug must not take the runtime (and every session) down with an uncaught exception.
+          process.emitWarning(`troupe: a ${type} listener threw: ${error instanceof Error ? error.message : String(error)}`, {
+            code: "TROUPE_LISTENER",
           });
         }
       }

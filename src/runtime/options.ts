@@ -5,6 +5,7 @@ import type { InspectionEvent } from "xstate";
 import { z } from "zod";
 import type { Agent } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
+import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { configErrorFromZod } from "../errors.js";
 import type { Executor } from "../executors/executor.js";
 import type { WorkerConfig } from "../executors/worker.js";
@@ -52,8 +53,8 @@ const nonNegativeInt = z.number().int().nonnegative();
 
 const limitsSchema = z.object({
   defaultAgentId: z.string().min(1).optional(),
-  sessionTtlMs: nonNegativeInt.default(3_600_000),
-  sessionIdleMs: nonNegativeInt.default(600_000),
+  sessionTtlMs: nonNegativeInt.max(MAX_TIMER_DELAY_MS).default(3_600_000),
+  sessionIdleMs: nonNegativeInt.max(MAX_TIMER_DELAY_MS).default(600_000),
   maxSessions: positiveInt.default(1000),
   maxQueuedPrompts: nonNegativeInt.default(8),
   maxConcurrentRequests: positiveInt.default(50),

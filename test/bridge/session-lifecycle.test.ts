@@ -196,6 +196,38 @@ describe("session lifecycle (SPEC §2.2)", () => {
       },
     );
 
+    it("counts the time a prompt waits in the queue against its timeout, and drops it from the queue", async () => {
+      const { runtime, clock, controlled } = await startTestRuntime();
+      const { sessionId } = await runtime.bridge.sessionsCreate({});
+      const first = runtime.bridge.sessionsPrompt({ sessionId, prompt: "hangs", requestId: "r1" });
+      const queued = runtime.bridge.sessionsPrompt({ sessionId, prompt: "queued", requestId: "r2", timeout: 1_000 });
+      await settle();
+      clock.increment(1_000);
+      expect(await rejectionOf(queued)).toMatchObject({ type: "TIMEOUT", details: { timeoutMs: 1_000, sessionValid: true } });
+      expect(await runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({ status: "busy", activeRequestId: "r1", queued: 0 });
+      controlled.current().reply({ text: "first" });
+      expect((await first).text).toBe("first");
+      expect(controlled.prompts.map((held) => held.ctx.prompt)).toEqual(["hangs"]);
+    });
+
+    it("gives a prompt that leaves the queue only the rest of its timeout", async () => {
+      const { runtime, clock, controlled } = await startTestRuntime();
+      const { sessionId } = await runtime.bridge.sessionsCreate({});
+      const first = runtime.bridge.sessionsPrompt({ sessionId, prompt: "first" });
+      const second = runtime.bridge.sessionsPrompt({ sessionId, prompt: "second", timeout: 1_000 });
+      await settle();
+      clock.increment(600);
+      controlled.current().reply();
+      await first;
+      await settle();
+      expect(controlled.current().ctx.prompt).toBe("second");
+      clock.increment(399);
+      await settle();
+      expect(controlled.current().ctx.signal.aborted).toBe(false);
+      clock.increment(1);
+      expect(await rejectionOf(second)).toMatchObject({ type: "TIMEOUT" });
+    });
+
     it("fails a prompt that outlives its timeout with TIMEOUT and aborts the agent's signal", async () => {
       const { runtime, clock, controlled } = await startTestRuntime();
       const { sessionId } = await runtime.bridge.sessionsCreate({});

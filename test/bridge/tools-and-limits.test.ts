@@ -167,6 +167,7 @@ describe("errors and limits (SPEC §2.3)", () => {
     ["sessions_prompt", { sessionId: "s", prompt: "x", runtimeParams: { stopSequences: "END" } }, "runtimeParams.stopSequences"],
     ["sessions_prompt", { sessionId: "s", prompt: "x", runtimeParams: { temprature: 1 } }, "runtimeParams.temprature"],
     ["sessions_prompt", { sessionId: "s", prompt: "x", timeout: -5 }, "timeout"],
+    ["sessions_prompt", { sessionId: "s", prompt: "x", timeout: 3_000_000_000 }, "timeout"],
     ["sessions_status", {}, "sessionId"],
     ["sessions_create", { metadata: "team-a" }, "metadata"],
     ["sessions_create", { metadata: { provider: 7 } }, "metadata.provider"],
@@ -220,6 +221,7 @@ describe("errors and limits (SPEC §2.3)", () => {
   it.each([
     [{ maxSessions: 0 }, "maxSessions"],
     [{ sessionTtlMs: -1 }, "sessionTtlMs"],
+    [{ sessionIdleMs: 30 * 24 * 3_600_000 }, "sessionIdleMs"],
     [{ maxQueuedPrompts: 1.5 }, "maxQueuedPrompts"],
     [{ defaultAgentId: "nobody" }, "defaultAgentId"],
   ])("refuses bad runtime options %j with CONFIG naming %s", (options, field) => {
