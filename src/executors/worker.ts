@@ -7,7 +7,7 @@
  */
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
 import type { WorkerEvent, WorkerInput, WorkerRestartPolicy } from "../../machines/worker.machine.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, sessionNotFound } from "../errors.js";
 import { AcpProcess, type PermissionPolicy } from "./acp-process.js";
 import type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 import type { StopReason } from "../agents/agent.js";
@@ -77,6 +77,9 @@ export class WorkerExecutor implements Executor {
   private readonly workers = new Map<string, WorkerSlot>();
   private readonly sessions = new Map<string, SessionBinding>();
   private readonly exiting = new Set<Promise<unknown>>();
+  /** Sessions whose `openSession` is under way, and those of them closed meanwhile. */
+  private readonly opening = new Set<string>();
+  private readonly closedWhileOpening = new Set<string>();
   private host: ExecutorHost | undefined;
 
   constructor(
@@ -136,9 +139,13 @@ export class WorkerExecutor implements Executor {
     slot.generation = generation;
     slot.ready = false;
     slot.unavailable = false;
+    // A process that never answers `initialize` is ended, so the worker actor restarts it.
+    const initializing = setTimeout(() => process.kill(), this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+    void process.exited.then(() => clearTimeout(initializing));
     process
       .initialize()
       .then(() => {
+        clearTimeout(initializing);
         if (slot.process !== process || !process.alive) return;
         slot.ready = true;
         sendBack({ type: "WORKER.READY", generation });
@@ -173,11 +180,20 @@ export class WorkerExecutor implements Executor {
   }
 
   async openSession(session: SessionInfo): Promise<void> {
+    const { sessionId } = session;
     const slot = this.slot(session.agentId);
-    await this.whenReady(slot);
-    const process = slot.process!;
-    const acpSessionId = await process.newSession(slot.config.cwd ?? globalThis.process.cwd());
-    this.sessions.set(session.sessionId, { workerId: slot.config.id, generation: slot.generation, process, acpSessionId });
+    this.opening.add(sessionId);
+    try {
+      await this.whenReady(slot);
+      const process = slot.process!;
+      const acpSessionId = await process.newSession(slot.config.cwd ?? globalThis.process.cwd());
+      // Closed (e.g. by shutdown) while this was under way: bind nothing that would never be released.
+      if (this.closedWhileOpening.has(sessionId)) throw sessionNotFound(sessionId);
+      this.sessions.set(sessionId, { workerId: slot.config.id, generation: slot.generation, process, acpSessionId });
+    } finally {
+      this.opening.delete(sessionId);
+      this.closedWhileOpening.delete(sessionId);
+    }
   }
 
   async runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply> {
@@ -210,12 +226,24 @@ export class WorkerExecutor implements Executor {
   promptCancelled(): void {}
 
   async closeSession(session: SessionInfo, _reason: SessionCloseReason): Promise<void> {
+    if (this.opening.has(session.sessionId)) this.closedWhileOpening.add(session.sessionId);
     this.sessions.delete(session.sessionId);
   }
 
   /** Waits for every process ended by the runtime's shutdown (SIGTERM, then SIGKILL after the grace). */
   async stop(): Promise<void> {
+    this.rejectWaiters(new BridgeError("CANCELLED", "Runtime stopped", { sessionValid: false }));
     while (this.exiting.size > 0) await Promise.allSettled([...this.exiting]);
+  }
+
+  /** Kills every process at once: the runtime failed and cannot stop its worker actors in order. */
+  killAll(): void {
+    this.rejectWaiters(new BridgeError("INTERNAL", "Runtime failed", { sessionValid: false }));
+    for (const slot of this.workers.values()) slot.process?.kill();
+  }
+
+  private rejectWaiters(error: BridgeError): void {
+    for (const slot of this.workers.values()) for (const waiter of slot.waiters.splice(0)) waiter.reject(error);
   }
 
   private slot(workerId: string): WorkerSlot {

@@ -243,7 +243,7 @@ export class Runtime {
     const pending: PendingPrompt = { requestId, commandId, prompt: request.prompt };
     if (request.runtimeParams !== undefined) pending.runtimeParams = request.runtimeParams;
     const at = this.clock.now();
-    const reply = this.replies.wait<PromptReply>(commandId);
+    const reply = this.replies.wait<PromptReply>(commandId, sessionId);
     let queuedTimer: unknown;
     if (request.timeoutMs !== undefined) {
       const { timeoutMs } = request;
@@ -308,7 +308,7 @@ export class Runtime {
   async cancelPrompt(sessionId: string, requestId: string | undefined): Promise<CancelResult> {
     const session = this.sessionRef(sessionId);
     const commandId = randomUUID();
-    const cancelled = this.replies.wait<string>(commandId);
+    const cancelled = this.replies.wait<string>(commandId, sessionId);
     const event: SessionEvent = { type: "CANCEL", commandId, at: this.clock.now() };
     if (requestId !== undefined) event.requestId = requestId;
     session.send(event);
@@ -430,6 +430,8 @@ export class Runtime {
         return;
       case "session.closed": {
         const { sessionId } = event.session;
+        // A command that reached the session while it was being deleted was dropped with its mailbox.
+        this.replies.rejectGroup(sessionId, sessionNotFound(sessionId));
         const alreadyTold = this.failedSessions.delete(sessionId);
         const hook = alreadyTold ? Promise.resolve() : this.runHook(event.session, event.reason);
         void hook.then(() => this.replies.resolve(`close:${sessionId}`, undefined));
@@ -483,6 +485,8 @@ export class Runtime {
 
   private onSupervisorError(error: unknown): void {
     this.state = "stopped";
+    // The supervisor cannot stop its worker actors any more: end their processes here, none may outlive us.
+    this.workers.killAll();
     this.replies.rejectAll(new BridgeError("INTERNAL", `Supervisor failed: ${toBridgeError(error).message}`));
   }
 }

@@ -36,6 +36,20 @@ describe("closing and expiry (SPEC §2.2)", () => {
     expect(controlled.cancels).toEqual([]);
   });
 
+  it("answers NOT_FOUND to a prompt that reaches a session while it is being deleted", async () => {
+    const { runtime } = await startTestRuntime();
+    const { sessionId } = await runtime.bridge.sessionsCreate({});
+    runtime.bridge.sessionsPrompt({ sessionId, prompt: "in flight" }).catch(() => undefined);
+    await settle();
+    let late: Promise<Error> | undefined;
+    // A listener reacting to the cancellation sends while the session is between its release and its stop.
+    runtime.on("prompt.cancelled", () => {
+      late ??= rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "too late" }));
+    });
+    await runtime.bridge.sessionsClose({ sessionId });
+    expect(await late).toMatchObject({ type: "NOT_FOUND", message: "Session not found" });
+  });
+
   it("expires a session at its TTL, calls onSessionClose('expired') and deletes it", async () => {
     const { runtime, clock, controlled } = await startTestRuntime({ sessionTtlMs: 10_000, sessionIdleMs: 0 });
     const { sessionId } = await runtime.bridge.sessionsCreate({});

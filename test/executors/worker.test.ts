@@ -116,6 +116,22 @@ describe("WorkerExecutor", () => {
     expect((await runtime.bridge.health()).sessions.total).toBe(0);
   });
 
+  it("ends a process that never answers initialize, so the worker restarts it and finally gives up", async () => {
+    const runtime = await start({
+      workerStartTimeoutMs: 150,
+      workers: [fixtureWorker("mute", { env: { ACP_FIXTURE_INIT_ON_SIGUSR1: "1" }, restart: { maxCrashes: 2, backoffMs: 5 } })],
+    });
+    await waitFor(runtime, (event) => event.type === "actor.transition" && event.actorId === "worker:mute" && event.to === "unavailable");
+    expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "mute" }))).toMatchObject({ type: "TRANSPORT" });
+  });
+
+  it("fails a sessions_create still waiting for its worker when the runtime stops", async () => {
+    const runtime = await start({ workers: [fixtureWorker("slow", { env: { ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })] });
+    const creating = rejectionOf(runtime.bridge.sessionsCreate({ agentId: "slow" }));
+    await runtime.stop();
+    expect(await creating).toMatchObject({ type: "CANCELLED", message: "Runtime stopped" });
+  });
+
   it("waits for a starting worker before opening a session on it", async () => {
     const runtime = await start({ workers: [] });
     runtime.registerWorker(fixtureWorker("late"));
