@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { anthropic, AnthropicProvider, createMultiProviderAgent, type RuntimeEvent } from "../../src/index.js";
 import { messageError, messageReply, startAnthropicFake } from "../fakes/anthropic-fake.js";
 import { promptContext } from "../support/prompt-context.js";
-import { rejectionOf, startTestRuntime } from "../support/runtime.js";
+import { rejectionOf, startProviderRuntime, startTestRuntime } from "../support/runtime.js";
 
 const API_KEY = "sk-ant-test-0123456789abcdef";
 const MODEL = "claude-sonnet-4-6";
@@ -10,14 +10,6 @@ const MODEL = "claude-sonnet-4-6";
 afterEach(() => {
   vi.unstubAllEnvs();
 });
-
-async function runtimeWith(provider: AnthropicProvider) {
-  const agent = createMultiProviderAgent({ id: "companion", providers: [provider] });
-  const { runtime } = await startTestRuntime({ agents: [agent], defaultAgentId: "companion" });
-  const events: RuntimeEvent[] = [];
-  runtime.on("*", (event) => events.push(event));
-  return { runtime, events };
-}
 
 describe("AnthropicProvider against a fake Messages API", () => {
   it("maps every RuntimeParam onto the JSON request and answers text, stop reason and usage", async () => {
@@ -91,7 +83,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
 
   it("fails sessions_create with CONFIG when the session's runtimeParams exceed what Anthropic accepts", async () => {
     const fake = await startAnthropicFake();
-    const { runtime } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
 
     const error = await rejectionOf(runtime.bridge.sessionsCreate({ metadata: { provider: "anthropic", runtimeParams: { temperature: 1.2 } } }));
 
@@ -102,7 +94,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
   it("streams the SSE event sequence into deltas and reads usage from message_start and message_delta", async () => {
     const fake = await startAnthropicFake();
     fake.enqueue(messageReply({ deltas: ["Two ", "plus ", "two"], stopReason: "max_tokens", usage: { input_tokens: 21, output_tokens: 3 } }));
-    const { runtime, events } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime, events } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { provider: "anthropic" } });
 
     const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "2+2?" });
@@ -151,7 +143,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
   it("closes the HTTP connection when the prompt is cancelled mid-stream", async () => {
     const fake = await startAnthropicFake();
     fake.enqueue(messageReply({ deltas: ["Once upon "], hangAfterDeltas: true }));
-    const { runtime } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const firstDelta = new Promise<void>((resolve) => runtime.on("prompt.delta", () => resolve()));
 
@@ -171,7 +163,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
       messageError(529, "Overloaded", { "retry-after": "0" }, "overloaded_error"),
       messageReply({ text: "made it" }),
     );
-    const { runtime } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url, maxRetries: 2 }));
+    const { runtime } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url, maxRetries: 2 }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     expect((await runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" })).text).toBe("made it");
@@ -181,7 +173,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
   it("fails the session with AUTH on a 401 and keeps the key out of the error", async () => {
     const fake = await startAnthropicFake();
     fake.enqueue(messageError(401, `invalid x-api-key: ${API_KEY}`, {}, "authentication_error"));
-    const { runtime, events } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime, events } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -195,7 +187,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
   it("rejects with UPSTREAM after retrying a 500 and leaves the session valid (idle)", async () => {
     const fake = await startAnthropicFake();
     fake.enqueue(messageError(500, "Internal server error", {}, "api_error"), messageError(500, "Internal server error", {}, "api_error"));
-    const { runtime } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url, maxRetries: 1, retryBaseDelayMs: 1 }));
+    const { runtime } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url, maxRetries: 1, retryBaseDelayMs: 1 }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -207,7 +199,7 @@ describe("AnthropicProvider against a fake Messages API", () => {
   it("fails the session with CONFIG on a 404 for an unknown model", async () => {
     const fake = await startAnthropicFake();
     fake.enqueue(messageError(404, "model: claude-nonexistent", {}, "not_found_error"));
-    const { runtime } = await runtimeWith(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime } = await startProviderRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { runtimeParams: { model: "claude-nonexistent" } } });
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));

@@ -2,21 +2,13 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createMultiProviderAgent, gemini, GeminiProvider, type RuntimeEvent } from "../../src/index.js";
 import { contentReply, googleError, isStreamRequest, modelOf, startGeminiFake } from "../fakes/gemini-fake.js";
 import { promptContext } from "../support/prompt-context.js";
-import { rejectionOf, startTestRuntime } from "../support/runtime.js";
+import { rejectionOf, startProviderRuntime, startTestRuntime } from "../support/runtime.js";
 
 const API_KEY = "AIzaSy-test-0123456789abcdef";
 
 afterEach(() => {
   vi.unstubAllEnvs();
 });
-
-async function runtimeWith(provider: GeminiProvider) {
-  const agent = createMultiProviderAgent({ id: "companion", providers: [provider] });
-  const { runtime } = await startTestRuntime({ agents: [agent], defaultAgentId: "companion" });
-  const events: RuntimeEvent[] = [];
-  runtime.on("*", (event) => events.push(event));
-  return { runtime, events };
-}
 
 const RETRY_NOW = [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "0s" }];
 
@@ -73,7 +65,7 @@ describe("GeminiProvider against a fake Gemini API", () => {
   it("streams streamGenerateContent?alt=sse into deltas and takes usage from the last chunk", async () => {
     const fake = await startGeminiFake();
     fake.enqueue(contentReply({ deltas: ["Light ", "is ", "fast"], usage: { promptTokenCount: 9, candidatesTokenCount: 3 } }));
-    const { runtime, events } = await runtimeWith(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime, events } = await startProviderRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { provider: "gemini" } });
 
     const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "Speed of light?" });
@@ -127,7 +119,7 @@ describe("GeminiProvider against a fake Gemini API", () => {
   it("closes the HTTP connection when the prompt is cancelled mid-stream", async () => {
     const fake = await startGeminiFake();
     fake.enqueue(contentReply({ deltas: ["Chapter one"], hangAfterDeltas: true }));
-    const { runtime } = await runtimeWith(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime } = await startProviderRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const firstDelta = new Promise<void>((resolve) => runtime.on("prompt.delta", () => resolve()));
 
@@ -156,7 +148,7 @@ describe("GeminiProvider against a fake Gemini API", () => {
         { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "API_KEY_INVALID", domain: "googleapis.com" },
       ]),
     );
-    const { runtime, events } = await runtimeWith(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime, events } = await startProviderRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -170,7 +162,7 @@ describe("GeminiProvider against a fake Gemini API", () => {
   it("fails the session with AUTH on a 403 PERMISSION_DENIED", async () => {
     const fake = await startGeminiFake();
     fake.enqueue(googleError(403, "Method doesn't allow unregistered callers.", "PERMISSION_DENIED"));
-    const { runtime } = await runtimeWith(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime } = await startProviderRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     expect(await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }))).toMatchObject({ type: "AUTH" });
@@ -180,7 +172,7 @@ describe("GeminiProvider against a fake Gemini API", () => {
   it("fails the session with CONFIG on a 404 for an unknown model", async () => {
     const fake = await startGeminiFake();
     fake.enqueue(googleError(404, "models/gemini-0 is not found for API version v1beta", "NOT_FOUND"));
-    const { runtime } = await runtimeWith(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
+    const { runtime } = await startProviderRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url }));
     const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { runtimeParams: { model: "gemini-0" } } });
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -192,7 +184,7 @@ describe("GeminiProvider against a fake Gemini API", () => {
   it("rejects with UPSTREAM after retrying a 500 and leaves the session valid (idle)", async () => {
     const fake = await startGeminiFake();
     fake.enqueue(googleError(500, "An internal error has occurred.", "INTERNAL"), googleError(500, "An internal error has occurred.", "INTERNAL"));
-    const { runtime } = await runtimeWith(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url, maxRetries: 1, retryBaseDelayMs: 1 }));
+    const { runtime } = await startProviderRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url, maxRetries: 1, retryBaseDelayMs: 1 }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));

@@ -3,21 +3,13 @@ import { BridgeError, createMultiProviderAgent, openAI, OpenAIProvider, type Pro
 import { chatError, chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
 import { promptContext } from "../support/prompt-context.js";
 import { recordingClock } from "../support/recording-clock.js";
-import { rejectionOf, startTestRuntime } from "../support/runtime.js";
+import { rejectionOf, startProviderRuntime, startTestRuntime } from "../support/runtime.js";
 
 const API_KEY = "sk-test-0123456789abcdef";
 
 afterEach(() => {
   vi.unstubAllEnvs();
 });
-
-async function runtimeWith(provider: OpenAIProvider, systemPrompt?: string) {
-  const agent = createMultiProviderAgent({ id: "companion", providers: [provider], ...(systemPrompt ? { systemPrompt } : {}) });
-  const { runtime } = await startTestRuntime({ agents: [agent], defaultAgentId: "companion" });
-  const events: RuntimeEvent[] = [];
-  runtime.on("*", (event) => events.push(event));
-  return { runtime, events };
-}
 
 describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("maps every RuntimeParam onto the JSON request and answers text, stop reason and usage", async () => {
@@ -112,7 +104,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
 
   it("streams the topK warning as a prompt.warning event through the runtime", async () => {
     const fake = await startOpenAIFake();
-    const { runtime, events } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { runtime, events } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const { requestId } = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "hi", runtimeParams: { topK: 3 } });
     expect(events.filter((event) => event.type === "prompt.warning").map(({ seq: _seq, ts: _ts, ...rest }) => rest)).toEqual([
@@ -134,7 +126,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
       models: ["gpt-4o", "gpt-4o-mini"],
       defaults: { temperature: 0.1, maxTokens: 100, topP: 0.5, providerSpecific: { seed: 1, user: "default", presence_penalty: 0.1 } },
     });
-    const { runtime } = await runtimeWith(provider, "You are the agent.");
+    const { runtime } = await startProviderRuntime(provider, "You are the agent.");
     const { sessionId } = await runtime.bridge.sessionsCreate({
       metadata: { provider: "openai", runtimeParams: { temperature: 0.7, model: "gpt-4o-mini", providerSpecific: { user: "session", frequency_penalty: 0.2 } } },
     });
@@ -162,7 +154,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("sends the session's history with each prompt, after the system prompt", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatReply({ text: "Paris" }), chatReply({ text: "About 2.1 million" }));
-    const { runtime } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }), "Be brief.");
+    const { runtime } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }), "Be brief.");
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     await runtime.bridge.sessionsPrompt({ sessionId, prompt: "Capital of France?" });
@@ -180,7 +172,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("surfaces streamed deltas as prompt.delta events through the runtime", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatReply({ deltas: ["Hel", "lo"], delayMs: 10 }));
-    const { runtime, events } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { runtime, events } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const statusAtFirstDelta = new Promise((resolve) => runtime.on("prompt.delta", () => resolve(runtime.bridge.sessionsStatus({ sessionId }))));
 
@@ -195,7 +187,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("closes the HTTP connection when the prompt is cancelled mid-stream", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatReply({ deltas: ["partial "], hangAfterDeltas: true }));
-    const { runtime } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { runtime } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const firstDelta = new Promise<void>((resolve) => runtime.on("prompt.delta", () => resolve()));
 
@@ -212,7 +204,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("retries a 429 after its retry-after and answers", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatError(429, "Rate limit reached", { "retry-after": "0" }, "requests", "rate_limit_exceeded"), chatReply({ text: "finally" }));
-    const { runtime } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL, maxRetries: 2 }));
+    const { runtime } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL, maxRetries: 2 }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" });
@@ -241,7 +233,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("fails the session with AUTH on a 401, without retrying", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatError(401, "Invalid authentication", {}, "invalid_request_error", "invalid_api_key"));
-    const { runtime } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { runtime } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -257,7 +249,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("fails the session with CONFIG on a 404 for an unknown model", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatError(404, "The model `gpt-9` does not exist", {}, "invalid_request_error", "model_not_found"));
-    const { runtime } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { runtime } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
     const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { runtimeParams: { model: "gpt-9" } } });
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -270,7 +262,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("rejects with UPSTREAM after retrying a 500 and leaves the session valid (idle)", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatError(500, "The server had an error", {}, "server_error"), chatError(500, "The server had an error", {}, "server_error"));
-    const { runtime } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL, maxRetries: 1, retryBaseDelayMs: 1 }));
+    const { runtime } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL, maxRetries: 1, retryBaseDelayMs: 1 }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
@@ -285,7 +277,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("never lets the key reach an error message, a status or an event, even when the API echoes it", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatError(401, `Incorrect API key provided: ${API_KEY}. You can find your API key at https://platform.openai.com`));
-    const { runtime, events } = await runtimeWith(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
+    const { runtime, events } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
     const { sessionId } = await runtime.bridge.sessionsCreate({});
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));

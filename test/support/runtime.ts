@@ -3,7 +3,17 @@
  */
 import { afterEach } from "vitest";
 import { SimulatedClock } from "xstate";
-import { BridgeError, createRuntime, type Executor, type ExecutorHost, type Runtime, type RuntimeOptions } from "../../src/index.js";
+import {
+  BridgeError,
+  createMultiProviderAgent,
+  createRuntime,
+  type Executor,
+  type ExecutorHost,
+  type Provider,
+  type Runtime,
+  type RuntimeEvent,
+  type RuntimeOptions,
+} from "../../src/index.js";
 import { createControlledAgent, type ControlledAgent } from "./controlled-agent.js";
 
 const started: Runtime[] = [];
@@ -76,4 +86,16 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { 
     return error as Error & { type?: string; details?: Record<string, unknown> };
   }
   throw new Error("expected a rejection, got a result");
+}
+
+/** A started runtime whose default agent (`companion`) answers with `provider`, and every event it emits. */
+export async function startProviderRuntime(
+  provider: Provider,
+  systemPrompt?: string,
+): Promise<{ runtime: Runtime; events: RuntimeEvent[] }> {
+  const agent = createMultiProviderAgent({ id: "companion", providers: [provider], ...(systemPrompt ? { systemPrompt } : {}) });
+  const { runtime } = await startTestRuntime({ agents: [agent], defaultAgentId: "companion" });
+  const events: RuntimeEvent[] = [];
+  runtime.on("*", (event) => events.push(event));
+  return { runtime, events };
 }
