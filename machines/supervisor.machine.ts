@@ -8,7 +8,7 @@
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */
-import { assign, emit, enqueueActions, setup, stopChild } from "xstate";
+import { emit, enqueueActions, setup, stopChild } from "xstate";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
 import { workerMachine, type WorkerInput } from "./worker.machine.js";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { anthropic, AnthropicProvider, createMultiProviderAgent, type RuntimeEvent } from "../../src/index.js";
+import { anthropic, createMultiProviderAgent } from "../../src/index.js";
 import { messageError, messageReply, startAnthropicFake } from "../fakes/anthropic-fake.js";
 import { promptContext } from "../support/prompt-context.js";
 import { rejectionOf, startProviderRuntime, startTestRuntime } from "../support/runtime.js";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createMultiProviderAgent, gemini, GeminiProvider, type RuntimeEvent } from "../../src/index.js";
+import { createMultiProviderAgent, gemini, GeminiProvider } from "../../src/index.js";
 import { contentReply, googleError, isStreamRequest, modelOf, startGeminiFake } from "../fakes/gemini-fake.js";
 import { promptContext } from "../support/prompt-context.js";
 import { rejectionOf, startProviderRuntime, startTestRuntime } from "../support/runtime.js";

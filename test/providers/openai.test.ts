@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { BridgeError, createMultiProviderAgent, openAI, OpenAIProvider, type ProviderWarning, type RuntimeEvent } from "../../src/index.js";
+import { BridgeError, openAI, OpenAIProvider, type ProviderWarning } from "../../src/index.js";
 import { chatError, chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
 import { promptContext } from "../support/prompt-context.js";
 import { recordingClock } from "../support/recording-clock.js";
-import { rejectionOf, startProviderRuntime, startTestRuntime } from "../support/runtime.js";
+import { rejectionOf, startProviderRuntime } from "../support/runtime.js";
 
 const API_KEY = "sk-test-0123456789abcdef";
 
