@@ -128,6 +128,24 @@ function answeredAgents(context: WorkflowContext, step: string): Set<string> {
   return new Set(context.tasks.filter((task) => task.step === step && task.status === "completed").map((task) => task.answered_by ?? task.to));
 }
 
+/** A move of the workflow, explicit (`update`) or automatic (`advance`): the context change and its event. */
+function workflowUpdate(
+  context: WorkflowContext,
+  move: { previous: string; current: string; completedSteps: string[]; pendingSteps: string[]; at: number; cause: "update" | "advance" },
+) {
+  const { previous, current, completedSteps, pendingSteps, at, cause } = move;
+  return {
+    assign: { completedSteps, pendingSteps, updatedAt: at },
+    emit: {
+      type: "workflow_updated" as const,
+      sessionId: context.sessionId,
+      previous_step: previous,
+      workflow: { current_step: current, completed_steps: completedSteps, pending_steps: pendingSteps },
+      cause,
+    },
+  };
+}
+
 function stepAfter(steps: WorkflowStep[], name: string): string | undefined {
   return steps[steps.findIndex((step) => step.name === name) + 1]?.name;
 }
@@ -195,14 +213,9 @@ const workflowSetup = setup({
       const at = "at" in event ? event.at : context.updatedAt;
       const completedSteps = context.completedSteps.includes(params.from) ? context.completedSteps : [...context.completedSteps, params.from];
       const pendingSteps = context.pendingSteps.filter((step) => step !== params.to);
-      enqueue.assign({ completedSteps, pendingSteps, updatedAt: at });
-      enqueue.emit({
-        type: "workflow_updated",
-        sessionId: context.sessionId,
-        previous_step: params.from,
-        workflow: { current_step: params.to, completed_steps: completedSteps, pending_steps: pendingSteps },
-        cause: "advance",
-      });
+      const update = workflowUpdate(context, { previous: params.from, current: params.to, completedSteps, pendingSteps, at, cause: "advance" });
+      enqueue.assign(update.assign);
+      enqueue.emit(update.emit);
     }),
     moveTo: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "WORKFLOW.UPDATE") return;
@@ -210,14 +223,16 @@ const workflowSetup = setup({
       const index = names.indexOf(event.currentStep);
       const completedSteps = event.completedSteps ?? names.slice(0, index);
       const pendingSteps = event.pendingSteps ?? names.slice(index + 1);
-      enqueue.assign({ completedSteps, pendingSteps, updatedAt: event.at });
-      enqueue.emit({
-        type: "workflow_updated",
-        sessionId: context.sessionId,
-        previous_step: context.currentStep,
-        workflow: { current_step: event.currentStep, completed_steps: completedSteps, pending_steps: pendingSteps },
+      const update = workflowUpdate(context, {
+        previous: context.currentStep,
+        current: event.currentStep,
+        completedSteps,
+        pendingSteps,
+        at: event.at,
         cause: "update",
       });
+      enqueue.assign(update.assign);
+      enqueue.emit(update.emit);
     }),
     addParticipant: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "PARTICIPANT.ADD") return;

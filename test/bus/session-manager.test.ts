@@ -4,23 +4,11 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CommunicationBus, SessionManagerEvent } from "../../src/index.js";
-import { call, connect, envelope, flush, register, startBus, startSimulatedBus, until } from "./support.js";
+import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "./support.js";
 
-const LEAD = "claude-code://lead";
-const DEV = "opencode://dev";
-const WEB = "codex://web";
-const QA = "claude-code://qa";
-
-const STEPS = [
-  { name: "design", required_agents: [LEAD] },
-  { name: "implementation", required_agents: [DEV, WEB] },
-  { name: "review", required_agents: [QA] },
-];
-const PARTICIPANTS = [
-  { agent_id: DEV, role: "implementer" },
-  { agent_id: WEB, role: "implementer" },
-  { agent_id: QA, role: "reviewer" },
-];
+const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
+const STEPS = SEED_STEPS;
+const PARTICIPANTS = SEED_PARTICIPANTS;
 
 function record(bus: CommunicationBus): SessionManagerEvent[] {
   const events: SessionManagerEvent[] = [];

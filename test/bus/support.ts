@@ -168,3 +168,23 @@ export async function until(condition: () => boolean, timeoutMs = 3_000): Promis
 export async function flush(): Promise<void> {
   for (let turn = 0; turn < 5; turn += 1) await new Promise<void>((resolve) => setImmediate(resolve));
 }
+
+/** The agents of the seed tutorial (communication-bus-sessions.txt). */
+export const SEED_AGENTS = {
+  lead: "claude-code://orchestrator",
+  backend: "opencode://backend",
+  frontend: "codex://frontend",
+  qa: "claude-code://qa",
+} as const;
+
+/** The seed tutorial's workflow: its three steps and the participants besides the initiator. */
+export const SEED_STEPS = [
+  { name: "design", required_agents: [SEED_AGENTS.lead] },
+  { name: "implementation", required_agents: [SEED_AGENTS.backend, SEED_AGENTS.frontend] },
+  { name: "review", required_agents: [SEED_AGENTS.qa] },
+];
+export const SEED_PARTICIPANTS = [
+  { agent_id: SEED_AGENTS.backend, role: "implementer" },
+  { agent_id: SEED_AGENTS.frontend, role: "implementer" },
+  { agent_id: SEED_AGENTS.qa, role: "reviewer" },
+];

@@ -13,27 +13,15 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createActor } from "xstate";
 import { createWorkflowMachine, type WorkflowEvent, type WorkflowInput, type WorkflowParticipant, type WorkflowStep } from "../../machines/index.js";
 import type { CommunicationBus } from "../../src/index.js";
-import { call, envelope, startSuiteBus } from "../bus/support.js";
+import { call, envelope, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startSuiteBus } from "../bus/support.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
 
-const LEAD = "claude-code://orchestrator";
-const DEV = "opencode://backend";
-const WEB = "codex://frontend";
-const QA = "claude-code://qa";
+const LEAD = SEED_AGENTS.lead;
 const SECURITY = "opencode://security";
-
-const STEPS: WorkflowStep[] = [
-  { name: "design", required_agents: [LEAD] },
-  { name: "implementation", required_agents: [DEV, WEB] },
-  { name: "review", required_agents: [QA] },
-];
-const PARTICIPANTS = [
-  { agent_id: DEV, role: "implementer" },
-  { agent_id: WEB, role: "implementer" },
-  { agent_id: QA, role: "reviewer" },
-];
+const STEPS: WorkflowStep[] = SEED_STEPS;
+const PARTICIPANTS = SEED_PARTICIPANTS;
 
 function participant(agentId: string, role: string): WorkflowParticipant {
   return { agent_id: agentId, framework: agentId.split("://")[0]!, role, status: "active", joined_at: 0 };
