@@ -90,10 +90,14 @@ export function configErrorFromZod(
   error: z.ZodError,
   { prefix = [], root = "(arguments)", details = {} }: { prefix?: string[]; root?: string; details?: Record<string, unknown> } = {},
 ): BridgeError {
-  const issues = error.issues.map((issue) => {
-    const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
-    const field = [...prefix, ...issue.path.map(String), ...keys].join(".");
-    return { field: field || root, message: issue.message };
+  // An object with several unknown keys is one zod issue; each key is its own failing field.
+  const issues = error.issues.flatMap((issue) => {
+    const path = [...prefix, ...issue.path.map(String)];
+    const keys = issue.code === "unrecognized_keys" ? issue.keys : [undefined];
+    return keys.map((key) => {
+      const field = (key === undefined ? path : [...path, key]).join(".");
+      return { field: field || root, message: key === undefined ? issue.message : `unrecognized key ${JSON.stringify(key)}` };
+    });
   });
   const first = issues[0] ?? { field: prefix.join(".") || root, message: "invalid" };
   return new BridgeError("CONFIG", `${first.field}: ${first.message}`, { ...details, field: first.field, issues });

@@ -37,12 +37,12 @@ export {
 } from "./agents/multi-provider-agent.js";
 export { CommunicationBus, BUS_AGENT_ID, type SendResult } from "./bus/bus.js";
 export { BUS_API_KEY_ENV, DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
-export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate } from "./bus/session-manager.js";
-export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./bus/aggregator.js";
-export { connectAgent, type AgentClient, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./bus/client.js";
-export { envelopeSchema, parseEnvelope, MESSAGE_TYPES, PRIORITIES, DELIVERY_MODES, type MessageEnvelope, type EnvelopeInput, type MessageType, type Priority } from "./bus/envelope.js";
-export { parseDuration, formatDuration } from "./bus/durations.js";
-export { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "./bus/frames.js";
+export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate } from "./workflows/session-manager.js";
+export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./workflows/aggregator.js";
+export { connectAgent, type AgentClient, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./client/connect-agent.js";
+export { envelopeSchema, parseEnvelope, MESSAGE_TYPES, PRIORITIES, DELIVERY_MODES, type MessageEnvelope, type EnvelopeInput, type MessageType, type Priority } from "./protocol/envelope.js";
+export { parseDuration, formatDuration } from "./protocol/durations.js";
+export { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "./protocol/frames.js";
 export type { AgentDescriptor as BusAgentDescriptor, AgentListing } from "./bus/agent-registry.js";
 export type { MessageStatusView } from "./bus/delivery.js";
 export type { BusMetricsSnapshot, LatencyPercentiles } from "./bus/metrics.js";

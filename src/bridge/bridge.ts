@@ -3,7 +3,8 @@
  * Every call is validated here, once; inside, data is trusted.
  */
 import { z } from "zod";
-import { BridgeError, configErrorFromZod, toBridgeError } from "../errors.js";
+import { BridgeError, toBridgeError } from "../errors.js";
+import { parseWith } from "../validation.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { toolArgumentSchemas, type ToolArguments, type ToolName, type ToolResults } from "./schemas.js";
 
@@ -55,8 +56,7 @@ export class Bridge {
   async call(toolName: string, args?: unknown): Promise<unknown>;
   async call(toolName: string, args: unknown = {}): Promise<unknown> {
     if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
-    const parsed = toolArgumentSchemas[toolName].safeParse(args ?? {});
-    if (!parsed.success) throw configErrorFromZod(parsed.error);
+    const parsed = { data: parseWith(toolArgumentSchemas[toolName], args ?? {}, "(arguments)") };
     if (this.inFlight >= this.runtime.limits.maxConcurrentRequests) {
       throw new BridgeError("CAPACITY", `Too many concurrent requests (maxConcurrentRequests ${this.runtime.limits.maxConcurrentRequests})`, {
         maxConcurrentRequests: this.runtime.limits.maxConcurrentRequests,

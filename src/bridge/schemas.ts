@@ -2,15 +2,13 @@
  * The eight bridge tools' argument schemas (zod, validated at the edge) and result types (SPEC §2.1).
  */
 import { z } from "zod";
-import type { Usage } from "../../machines/session.machine.js";
+import { MAX_TIMER_DELAY_MS, type Usage } from "../../machines/session.machine.js";
 import type { StopReason } from "../agents/agent.js";
 import type { AgentDescriptor } from "../executors/executor.js";
 import { runtimeParamsSchema } from "../providers/params.js";
 
 const id = z.string().min(1);
-/** The longest delay a Node timer honours (about 24.8 days); longer ones would fire at once. */
-const MAX_DELAY_MS = 2_147_483_647;
-const timeout = z.number().int().positive().max(MAX_DELAY_MS).describe("Milliseconds before the prompt fails with TIMEOUT (queued time counts)");
+const timeout = z.number().int().positive().max(MAX_TIMER_DELAY_MS).describe("Milliseconds before the prompt fails with TIMEOUT (queued time counts)");
 const metadata = z
   .looseObject({
     provider: z.string().min(1).optional().describe("Provider the session is bound to for its life"),

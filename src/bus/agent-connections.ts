@@ -7,9 +7,10 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
-import { API_KEY_HEADER, type ApiKeyCheck } from "../server/http-server.js";
-import { AGENT_ID_PATTERN } from "./envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, KEY_PROTOCOL_PREFIX, type SendAnswerFrame } from "./frames.js";
+import { API_KEY_HEADER } from "../protocol/headers.js";
+import type { ApiKeyCheck } from "../server/http-server.js";
+import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, KEY_PROTOCOL_PREFIX, type SendAnswerFrame } from "../protocol/frames.js";
 
 /** Pongs a socket may miss before it is terminated. */
 export const MAX_MISSED_PONGS = 2;

@@ -3,8 +3,8 @@
  * The participants of workflow sessions count as registered (SPEC §3.1).
  */
 import { z } from "zod";
-import { agentIdSchema, frameworkOf } from "./envelope.js";
-import { parseWith } from "./validation.js";
+import { agentIdSchema, frameworkOf } from "../protocol/envelope.js";
+import { parseWith } from "../validation.js";
 
 /** What an agent says about itself when it registers. */
 export interface AgentDescriptor {

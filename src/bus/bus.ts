@@ -11,15 +11,15 @@ import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
-import { ResultAggregator } from "./aggregator.js";
+import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type MessageRecord, type MessageStatusView } from "./delivery.js";
-import { formatDuration, parseDuration } from "./durations.js";
-import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "./envelope.js";
-import { CLOSE_CODES, isAckFrame } from "./frames.js";
+import { formatDuration, parseDuration } from "../protocol/durations.js";
+import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { CLOSE_CODES, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
 import { busRoutes } from "./routes.js";
-import { SessionManager } from "./session-manager.js";
+import { SessionManager } from "../workflows/session-manager.js";
 import { SyncReplies } from "./sync-replies.js";
 
 /** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */

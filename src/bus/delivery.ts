@@ -7,7 +7,7 @@ import { deliveryMachine, type DeliveryEmitted, type DeliveryStatus } from "../.
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { AgentConnection } from "./agent-connections.js";
-import type { MessageEnvelope } from "./envelope.js";
+import type { MessageEnvelope } from "../protocol/envelope.js";
 import { Fifo, PriorityQueue } from "./priority-queue.js";
 
 type DeliveryActor = Actor<typeof deliveryMachine>;

@@ -6,8 +6,8 @@ import { z } from "zod";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
-import { MAX_DURATION_MS } from "./durations.js";
-import { parseWith } from "./validation.js";
+import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
+import { parseWith } from "../validation.js";
 
 /** The environment variable read when `apiKey` is not given. */
 export const BUS_API_KEY_ENV = "AGENT_BUS_API_KEY";
@@ -57,7 +57,7 @@ export interface BusOptions {
 }
 
 const positiveInt = z.number().int().positive();
-const delay = positiveInt.max(MAX_DURATION_MS);
+const delay = positiveInt.max(MAX_TIMER_DELAY_MS);
 
 const optionsSchema = z.object({
   port: z.number().int().min(0).max(65_535).default(8080),

@@ -1,7 +1,7 @@
 /**
  * A recipient's queue: critical > high > medium > low, first in first out inside one priority.
  */
-import { PRIORITIES, type Priority } from "./envelope.js";
+import { PRIORITIES, type Priority } from "../protocol/envelope.js";
 
 /** A first-in first-out list whose `shift` is O(1): a head index, compacted once half the array is consumed. */
 export class Fifo<T> {

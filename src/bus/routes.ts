@@ -6,8 +6,8 @@ import { z } from "zod";
 import { BridgeError, sessionNotFound } from "../errors.js";
 import { HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import type { CommunicationBus } from "./bus.js";
-import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "./session-manager.js";
-import { parseWith } from "./validation.js";
+import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "../workflows/session-manager.js";
+import { parseWith } from "../validation.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);

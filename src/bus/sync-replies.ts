@@ -4,7 +4,7 @@
  */
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
-import type { MessageEnvelope } from "./envelope.js";
+import type { MessageEnvelope } from "../protocol/envelope.js";
 
 interface Waiter {
   resolve(envelope: MessageEnvelope): void;

@@ -3,7 +3,8 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { BridgeError, configErrorFromZod } from "../errors.js";
+import { BridgeError } from "../errors.js";
+import { parseWith } from "../validation.js";
 import type { WorkerConfig } from "../executors/worker.js";
 
 const workerSchema = z.strictObject({
@@ -50,10 +51,10 @@ export function loadServerConfig(path: string): ServerConfig {
   } catch (error) {
     throw new BridgeError("CONFIG", `${path}: not valid JSON: ${(error as Error).message}`, { file: path });
   }
-  const parsed = configSchema.safeParse(json);
-  if (!parsed.success) {
-    const error = configErrorFromZod(parsed.error, { root: "(root)", details: { file: path } });
-    throw new BridgeError("CONFIG", `${path}: ${error.message}`, error.details);
+  try {
+    return parseWith(configSchema, json, { root: "(root)", details: { file: path } });
+  } catch (error) {
+    const configError = error as BridgeError;
+    throw new BridgeError("CONFIG", `${path}: ${configError.message}`, configError.details);
   }
-  return parsed.data;
 }

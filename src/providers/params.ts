@@ -9,7 +9,8 @@
  * Merging is associative, so the provider merging its defaults under what it receives is the whole chain.
  */
 import { z } from "zod";
-import { BridgeError, configErrorFromZod } from "../errors.js";
+import { BridgeError } from "../errors.js";
+import { parseWith } from "../validation.js";
 
 /** Generation parameters a session or a prompt may set. Unknown fields are refused. */
 export const runtimeParamsSchema = z.strictObject({
@@ -50,9 +51,7 @@ export function mergeRuntimeParams(...layers: Array<RuntimeParams | undefined>):
  * value is CONFIG naming the field under `field`, e.g. `defaults.temperature`.
  */
 export function parseRuntimeParams(value: unknown, field: string): RuntimeParams {
-  const parsed = runtimeParamsSchema.safeParse(value ?? {});
-  if (parsed.success) return parsed.data;
-  throw configErrorFromZod(parsed.error, { prefix: [field] });
+  return parseWith(runtimeParamsSchema, value ?? {}, { prefix: [field] });
 }
 
 /** Throws CONFIG for one field of RuntimeParams: `<field>: <message>`, with `details.field`. */

@@ -6,7 +6,7 @@ import { z } from "zod";
 import type { Agent } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
-import { configErrorFromZod } from "../errors.js";
+import { parseWith } from "../validation.js";
 import type { Executor } from "../executors/executor.js";
 import type { WorkerConfig } from "../executors/worker.js";
 
@@ -72,7 +72,5 @@ export type ResolvedLimits = z.infer<typeof limitsSchema>;
 /** Applies defaults and validates; a bad option is CONFIG naming it. */
 export function resolveLimits(options: RuntimeOptions): ResolvedLimits {
   const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, workers: _workers, ...limits } = options;
-  const parsed = limitsSchema.safeParse(limits);
-  if (parsed.success) return parsed.data;
-  throw configErrorFromZod(parsed.error);
+  return parseWith(limitsSchema, limits, "(arguments)");
 }

@@ -6,9 +6,9 @@
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
-import { API_KEY_HEADER } from "../server/http-server.js";
-import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "./envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "./frames.js";
+import { API_KEY_HEADER } from "../protocol/headers.js";
+import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 
 /** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
 export interface ReconnectOptions {

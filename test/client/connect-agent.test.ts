@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { CommunicationBus, connectAgent, type BridgeError, type MessageEnvelope } from "../../src/index.js";
-import { connect, envelope, flush, rawConnect, register, startBus, TEST_KEY, until } from "./support.js";
+import { connect, envelope, flush, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
 
 const A = "codex://alpha";
 const B = "opencode://beta";

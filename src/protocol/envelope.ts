@@ -4,7 +4,7 @@
 import { z } from "zod";
 import type { BackoffKind } from "../../machines/delivery.machine.js";
 import { formatDuration, isDuration } from "./durations.js";
-import { parseWith } from "./validation.js";
+import { parseWith } from "../validation.js";
 
 /** What a message is for. */
 export const MESSAGE_TYPES = ["task_request", "task_response", "status_update", "error", "heartbeat"] as const;

@@ -23,9 +23,9 @@ import {
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
-import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type MessageEnvelope } from "./envelope.js";
-import { Listeners, type Listener } from "./listeners.js";
-import { parseWith } from "./validation.js";
+import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { Listeners, type Listener } from "../bus/listeners.js";
+import { parseWith } from "../validation.js";
 
 /** A session's lifecycle as the manager shows it. */
 export type WorkflowSessionStatus = "active" | "completed" | "terminated";

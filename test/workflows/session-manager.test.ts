@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CommunicationBus, SessionManagerEvent } from "../../src/index.js";
-import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "./support.js";
+import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
 const STEPS = SEED_STEPS;
