@@ -135,7 +135,7 @@ function directParent(): SpawningActor {
 
 function shardedSupervisor(): SpawningActor {
   const clock = new CancellableClock();
-  const actor = startActor(createActor(supervisorMachine, { clock, input: { maxSessions: 200_000, shardSize: limits.shardSize } }));
+  const actor = startActor(createActor(supervisorMachine, { clock, input: { maxSessions: 200_000, shardSize: limits.shardSize, maxWorkflows: 0 } }));
   const target: SpawningActor = {
     clock,
     spawned: 0,

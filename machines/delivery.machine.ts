@@ -20,6 +20,12 @@ export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledged
 /** What the bus gives a new delivery. Durations are milliseconds. */
 export interface DeliveryInput {
   messageId: string;
+  /** The envelope itself: it lives (and is released) with the delivery. The machine never looks inside. */
+  envelope: unknown;
+  /** The envelope as the JSON text frame written to sockets, serialized once. */
+  frame: string;
+  /** When the bus accepted the message (epoch ms). */
+  acceptedAt: number;
   /** The recipient, then each fallback agent, in the order they are tried. */
   targets: string[];
   /** Retries per target after its first attempt. */

@@ -2,13 +2,15 @@
  * The supervisor: the one actor per runtime that owns every bridge session.
  *
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
- * sessions as they are released, reaps shards that are full and empty, spawns one actor per worker process,
+ * sessions as they are released, reaps shards that are full and empty, spawns one actor per worker process
+ * and the two pools that own workflow sessions and message deliveries (`pool:workflow`, `pool:delivery`),
  * and on `SHUTDOWN` closes every session, one shard per `SHUTDOWN.NEXT`, before reaching its final state
  * (which stops the workers). Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what happened through emitted events:
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */
-import { emit, enqueueActions, setup, stopChild } from "xstate";
+import { emit, enqueueActions, setup, spawnChild, stopChild } from "xstate";
+import { poolMachine, poolSystemId } from "./pool.machine.js";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
 import { workerMachine, type WorkerInput } from "./worker.machine.js";
@@ -23,8 +25,10 @@ export interface ShardLoad {
 /** What the runtime gives the supervisor. */
 export interface SupervisorInput {
   maxSessions: number;
-  /** Sessions per shard; bounds what one spawn costs. */
+  /** Sessions per shard; bounds what one spawn costs (pools of workflows and deliveries use it too). */
   shardSize: number;
+  /** Workflow sessions alive at once, ended-but-retained ones included; 0 is unbounded. */
+  maxWorkflows: number;
 }
 
 /** The supervisor's state besides its state value. */
@@ -96,6 +100,7 @@ export const supervisorMachine = setup({
   actors: {
     sessionShard: sessionShardMachine,
     worker: workerMachine,
+    pool: poolMachine,
   },
   guards: {
     atCapacity: ({ context }) => context.live >= context.maxSessions,
@@ -159,6 +164,19 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: "supervisor",
   context: ({ input }) => ({ ...input, live: 0, current: null, sealed: [] }),
+  // Workflow sessions and message deliveries live in two pools, sharded like sessions (see pool.machine.ts).
+  entry: [
+    spawnChild("pool", {
+      id: poolSystemId("workflow"),
+      systemId: poolSystemId("workflow"),
+      input: ({ context }) => ({ kind: "workflow" as const, shardSize: context.shardSize, capacity: context.maxWorkflows }),
+    }),
+    spawnChild("pool", {
+      id: poolSystemId("delivery"),
+      systemId: poolSystemId("delivery"),
+      input: ({ context }) => ({ kind: "delivery" as const, shardSize: context.shardSize, capacity: 0 }),
+    }),
+  ],
   initial: "running",
   states: {
     running: {

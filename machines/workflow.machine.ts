@@ -62,6 +62,8 @@ export interface WorkflowInput {
   participants: WorkflowParticipant[];
   sharedContext: Record<string, unknown>;
   createdAt: number;
+  /** How long the session stays readable once it has ended; its owner evicts it then (0: at once). */
+  retentionMs: number;
 }
 
 /** How a session ended, when it has. */
@@ -306,6 +308,8 @@ export function createWorkflowMachine(steps: WorkflowStep[]) {
   );
   return workflowSetup.createMachine({
     id: "workflow",
+    // Once ended (completed or terminated), the session asks its pool to keep it this long (PoolChildOutput).
+    output: ({ context }) => ({ retainMs: context.retentionMs }),
     context: ({ input }) => ({
       ...input,
       steps,

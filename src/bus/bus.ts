@@ -12,7 +12,7 @@ import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/h
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
-import { Deliveries, type MessageRecord, type MessageStatusView } from "./delivery.js";
+import { Deliveries, type DeliveryNotice, type MessageStatusView } from "./delivery.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import { CLOSE_CODES, isAckFrame } from "../protocol/frames.js";
@@ -65,8 +65,10 @@ export class CommunicationBus {
     this.options = resolveBusOptions(options);
     this.clock = options.clock ?? systemClock;
     this.ownsRuntime = options.runtime === undefined;
-    this.runtime = options.runtime ?? createRuntime({ clock: this.clock });
-    this.sessionManager = new SessionManager({ clock: this.clock, inspect: options.inspect });
+    this.runtime =
+      options.runtime ??
+      createRuntime({ clock: this.clock, maxWorkflowSessions: this.options.maxWorkflowSessions, ...(options.inspect ? { inspect: options.inspect } : {}) });
+    this.sessionManager = new SessionManager({ clock: this.clock, runtime: this.runtime, retentionMs: this.options.workflowRetentionMs });
     this.aggregator = new ResultAggregator(this.sessionManager);
     this.registry = new AgentRegistry(this.sessionManager);
     this.syncReplies = new SyncReplies(this.clock);
@@ -87,15 +89,15 @@ export class CommunicationBus {
       },
     );
     this.deliveries = new Deliveries({
+      runtime: this.runtime,
       clock: this.clock,
-      inspect: options.inspect,
       connection: (agentId) => this.connections.get(agentId),
       ackTimeoutMs: this.options.ackTimeout,
       retryBaseMs: this.options.retryDelay,
       maxInFlightPerAgent: this.options.maxInFlightPerAgent,
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
       maxRetainedMessages: this.options.maxRetainedMessages,
-      onStatus: (record, event) => this.onStatus(record, event),
+      onStatus: (notice) => this.onStatus(notice),
     });
   }
 
@@ -227,7 +229,7 @@ export class CommunicationBus {
     if (origin !== undefined && envelope.sender.agent_id !== origin.agentId) {
       throw new BridgeError("AUTH", `sender.agent_id: this socket belongs to ${origin.agentId}`, { forbidden: true, field: "sender.agent_id" });
     }
-    if (this.deliveries.get(messageId) !== undefined) {
+    if (this.deliveries.has(messageId)) {
       this.metrics.countDuplicate();
       return { success: true, message_id: messageId, status: "duplicate" };
     }
@@ -279,17 +281,17 @@ export class CommunicationBus {
     );
   }
 
-  private onStatus(record: MessageRecord, event: DeliveryEmitted): void {
+  private onStatus({ event, envelope, acceptedAt }: DeliveryNotice): void {
     switch (event.type) {
       case "message.retrying":
         this.metrics.countRetry();
         return;
       case "message.acknowledged":
-        this.metrics.countAcknowledged(this.clock.now() - record.acceptedAt);
+        this.metrics.countAcknowledged(this.clock.now() - acceptedAt);
         return;
       case "message.dead":
         this.metrics.countDead();
-        this.onDead(record.envelope, event);
+        this.onDead(envelope, event);
         return;
       default:
     }

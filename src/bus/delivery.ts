@@ -1,16 +1,19 @@
 /**
- * Deliveries: one delivery actor per accepted message, the per-recipient priority queues, the window of
- * unacknowledged messages per socket, dedupe by `message_id`, and the memory of finished messages.
+ * Deliveries: the bus's side of the delivery actors. Each accepted message is a delivery actor in the
+ * supervisor's delivery pool (machines/pool.machine.ts); this performs what the machine decides (write to a
+ * socket, or queue), keeps the per-recipient priority queues and the window of unacknowledged messages per
+ * socket, and keeps of each finished message only its status record. A message's status, attempts and
+ * last error are read from its actor while it lives.
  */
-import { createActor, type Actor, type InspectionEvent } from "xstate";
-import { deliveryMachine, type DeliveryEmitted, type DeliveryStatus } from "../../machines/delivery.machine.js";
+import type { AnyActorRef } from "xstate";
+import type { DeliveryContext, DeliveryEmitted, DeliveryEvent, DeliveryInput, DeliveryStatus } from "../../machines/delivery.machine.js";
+import type { PoolChildEnding } from "../../machines/pool-shard.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
-import type { AgentConnection } from "./agent-connections.js";
 import type { MessageEnvelope } from "../protocol/envelope.js";
-import { Fifo, PriorityQueue } from "./priority-queue.js";
-
-type DeliveryActor = Actor<typeof deliveryMachine>;
+import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
+import type { AgentConnection } from "./agent-connections.js";
+import { PriorityQueue } from "./priority-queue.js";
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {
@@ -20,37 +23,25 @@ export interface MessageStatusView {
   last_error?: string;
 }
 
-/** One accepted message. */
-export interface MessageRecord {
-  readonly envelope: MessageEnvelope;
-  /** The envelope as the JSON text frame written to sockets, serialized once. */
-  readonly frame: string;
-  readonly acceptedAt: number;
-  status: DeliveryStatus;
-  attempts: number;
-  lastError: string | null;
-  /** The agent being tried. */
-  target: string;
-  /** The socket the message was last written to, while it waits for the ack there. */
-  connection: AgentConnection | undefined;
-  /** Receives the message in this process instead of a socket (a sync sender waiting for this reply). */
-  localSink: ((envelope: MessageEnvelope) => void) | undefined;
-  /** Dropped once the delivery is final. */
-  actor: DeliveryActor | undefined;
+/** What the bus hears about a message besides its status: the event, and the envelope it concerns. */
+export interface DeliveryNotice {
+  event: DeliveryEmitted;
+  envelope: MessageEnvelope;
+  acceptedAt: number;
 }
 
 /** What the deliveries need from the bus. */
 export interface DeliveriesOptions {
+  runtime: Runtime;
   clock: Clock;
-  inspect: ((event: InspectionEvent) => void) | undefined;
   connection(agentId: string): AgentConnection | undefined;
   ackTimeoutMs: number;
   retryBaseMs: number;
   maxInFlightPerAgent: number;
   maxQueuedPerAgent: number;
   maxRetainedMessages: number;
-  /** Every status change, after the record is updated. */
-  onStatus(record: MessageRecord, event: DeliveryEmitted): void;
+  /** Every event a delivery emits, after it took effect here. */
+  onStatus(notice: DeliveryNotice): void;
 }
 
 /** What `accept` needs besides the envelope. */
@@ -59,57 +50,66 @@ export interface AcceptOptions {
   localSink?: (envelope: MessageEnvelope) => void;
 }
 
-const STATUS_OF: Record<DeliveryEmitted["type"], DeliveryStatus> = {
-  "message.accepted": "accepted",
-  "message.queued": "queued",
-  "message.delivered": "delivered",
-  "message.acknowledged": "acknowledged",
-  "message.retrying": "retrying",
-  "message.dead": "dead",
-};
+type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
 
-/** Every message of one bus, from acceptance until it is forgotten. */
-export class Deliveries {
-  private readonly records = new Map<string, MessageRecord>();
-  private readonly queues = new Map<string, PriorityQueue<MessageRecord>>();
-  /** Finished messages, oldest first: forgotten beyond `maxRetainedMessages`. */
-  private readonly finished = new Fifo<string>();
+const FINAL_STATUSES: ReadonlySet<string> = new Set<DeliveryStatus>(["acknowledged", "dead"]);
+
+/** The id of a message's delivery actor (ids share the system's namespace with sessions and workflows). */
+export function deliveryChildId(messageId: string): string {
+  return `message:${messageId}`;
+}
+
+function contextOf(child: AnyActorRef): DeliveryContext {
+  return (child.getSnapshot() as { context: DeliveryContext }).context;
+}
+
+function statusViewOf(messageId: string, status: DeliveryStatus, context: DeliveryContext): MessageStatusView {
+  return { message_id: messageId, status, attempts: context.attempts, ...(context.lastError === null ? {} : { last_error: context.lastError }) };
+}
+
+/** A recipient's waiting messages: an order (priority, then FIFO) and the set of those still waiting. */
+class RecipientQueue {
+  readonly order = new PriorityQueue<string>();
+  readonly waiting = new Set<string>();
+}
+
+/** Every message of one bus, from acceptance until its status record is forgotten. */
+export class Deliveries implements DeliveryPoolHost {
+  private readonly queues = new Map<string, RecipientQueue>();
+  /** The socket each message was last written to, while it waits for its ack there. */
+  private readonly writtenTo = new Map<string, AgentConnection>();
+  /** Receives a message in this process instead of a socket (a sync sender waiting for this reply). */
+  private readonly localSinks = new Map<string, (envelope: MessageEnvelope) => void>();
+  /** Status records of finished messages, oldest first; forgotten beyond `maxRetainedMessages`. */
+  private readonly finished = new Map<string, MessageStatusView>();
+  /** Live deliveries by state, counted from their transitions; finished ones by their record. */
   private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledged: 0, retrying: 0, dead: 0 };
-  private readonly machine: typeof deliveryMachine;
 
   constructor(private readonly options: DeliveriesOptions) {
-    this.machine = deliveryMachine.provide({
-      actions: {
-        dispatch: ({ context, self }) => this.dispatch(context.messageId, context.targets[context.targetIndex] ?? "", self),
-      },
-    });
+    options.runtime.attachPool("delivery", this);
   }
 
-  /** The record of a message, while it is remembered. */
-  get(messageId: string): MessageRecord | undefined {
-    return this.records.get(messageId);
+  /** Whether a message id is known (alive, or finished and still remembered). */
+  has(messageId: string): boolean {
+    return this.finished.has(messageId) || this.options.runtime.pooledChild(deliveryChildId(messageId)) !== undefined;
   }
 
-  /** A message's status, while it is remembered. */
+  /** A message's status, while it is remembered: from its actor while it lives, then from its record. */
   status(messageId: string): MessageStatusView | undefined {
-    const record = this.records.get(messageId);
-    if (record === undefined) return undefined;
-    return {
-      message_id: messageId,
-      status: record.status,
-      attempts: record.attempts,
-      ...(record.lastError === null ? {} : { last_error: record.lastError }),
-    };
+    const child = this.options.runtime.pooledChild(deliveryChildId(messageId));
+    if (child === undefined) return this.finished.get(messageId);
+    const snapshot = child.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext };
+    return statusViewOf(messageId, snapshot.value, snapshot.context);
   }
 
-  /** Messages remembered, by status. Finished ones count until they are forgotten. */
+  /** Messages by status: live ones and the finished ones still remembered. */
   countsByStatus(): Record<DeliveryStatus, number> {
     return { ...this.counts };
   }
 
-  /** Messages waiting in an agent's queue. */
+  /** Messages waiting in an agent's queue (a message that left the queue, e.g. dead, no longer counts). */
   queuedFor(agentId: string): number {
-    return this.queues.get(agentId)?.size ?? 0;
+    return this.queues.get(agentId)?.waiting.size ?? 0;
   }
 
   /** Messages written to a socket and not yet acknowledged. */
@@ -118,49 +118,37 @@ export class Deliveries {
   }
 
   /** Starts the delivery of a validated, new message. A full recipient queue is CAPACITY. */
-  accept(envelope: MessageEnvelope, { timeoutMs, localSink }: AcceptOptions): MessageRecord {
+  accept(envelope: MessageEnvelope, { timeoutMs, localSink }: AcceptOptions): void {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
       throw new BridgeError("CAPACITY", `The queue of ${recipient} is full (${this.options.maxQueuedPerAgent} messages)`, { agentId: recipient });
     }
-    const record: MessageRecord = {
+    const messageId = envelope.message_id;
+    if (localSink !== undefined) this.localSinks.set(messageId, localSink);
+    const { routing } = envelope;
+    const input: DeliveryInput = {
+      messageId,
       envelope,
       frame: JSON.stringify(envelope),
       acceptedAt: this.options.clock.now(),
-      status: "accepted",
-      attempts: 0,
-      lastError: null,
-      target: recipient,
-      connection: undefined,
-      localSink,
-      actor: undefined,
+      targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
+      maxRetries: routing.retry_policy.max_retries,
+      backoff: routing.retry_policy.backoff,
+      retryBaseMs: this.options.retryBaseMs,
+      ackTimeoutMs: this.options.ackTimeoutMs,
+      timeoutMs,
     };
-    this.records.set(envelope.message_id, record);
-    this.counts.accepted += 1;
-    const { routing } = envelope;
-    const actor = createActor(this.machine, {
-      id: `message:${envelope.message_id}`,
-      clock: this.options.clock,
-      ...(this.options.inspect ? { inspect: this.options.inspect } : {}),
-      input: {
-        messageId: envelope.message_id,
-        targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
-        maxRetries: routing.retry_policy.max_retries,
-        backoff: routing.retry_policy.backoff,
-        retryBaseMs: this.options.retryBaseMs,
-        ackTimeoutMs: this.options.ackTimeoutMs,
-        timeoutMs,
-      },
-    });
-    record.actor = actor;
-    actor.on("*", (event) => this.onEmitted(record, event));
-    actor.start();
-    return record;
+    try {
+      this.options.runtime.spawnPooled("delivery", deliveryChildId(messageId), "delivery", input);
+    } catch (error) {
+      this.localSinks.delete(messageId);
+      throw error;
+    }
   }
 
   /** An agent acknowledged a message. Unknown and finished messages are ignored: acks may repeat. */
   acknowledge(connection: AgentConnection, messageId: string): void {
-    this.records.get(messageId)?.actor?.send({ type: "ACK", agentId: connection.agentId });
+    this.childOf(messageId)?.send({ type: "ACK", agentId: connection.agentId });
   }
 
   /** An agent connected: its queue is served. */
@@ -171,60 +159,112 @@ export class Deliveries {
   /** An agent's socket closed: every message waiting for its ack there failed this attempt. */
   disconnected(connection: AgentConnection): void {
     for (const messageId of [...connection.inFlight]) {
-      this.records.get(messageId)?.actor?.send({ type: "SEND_FAILED", error: `Connection of ${connection.agentId} closed before the ack` });
+      this.childOf(messageId)?.send({ type: "SEND_FAILED", error: `Connection of ${connection.agentId} closed before the ack` });
     }
     connection.inFlight.clear();
   }
 
-  /** Stops every delivery actor and empties the queues (the bus is stopping). */
+  /** Reaps every delivery actor and empties the queues (the bus is stopping). */
   stop(): void {
-    for (const record of this.records.values()) {
-      record.actor?.stop();
-      record.actor = undefined;
-    }
+    this.options.runtime.clearPool("delivery");
     this.queues.clear();
   }
 
-  /** The machine's `dispatch`: write the message to its target now, or queue it. */
-  private dispatch(messageId: string, target: string, self: { send(event: { type: "SENT"; agentId: string } | { type: "QUEUED" } | { type: "ACK"; agentId: string }): void }): void {
-    const record = this.records.get(messageId);
-    if (record === undefined) return;
-    this.release(record);
-    record.target = target;
-    if (record.localSink !== undefined) {
-      self.send({ type: "SENT", agentId: target });
-      record.localSink(record.envelope);
-      self.send({ type: "ACK", agentId: target });
+  // ---- DeliveryPoolHost: what the runtime tells the owner of the delivery actors ----
+
+  /** The machine's `dispatch`: write the message to its current target now, or queue it. */
+  dispatch(context: DeliveryContext, self: AnyActorRef): void {
+    const { messageId } = context;
+    const target = context.targets[context.targetIndex] as string;
+    this.release(messageId);
+    const localSink = this.localSinks.get(messageId);
+    if (localSink !== undefined) {
+      self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
+      localSink(context.envelope as MessageEnvelope);
+      self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
       return;
     }
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
-    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.size === 0)) {
-      this.write(record, connection);
-      self.send({ type: "SENT", agentId: target });
+    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0)) {
+      this.write(messageId, context.frame, connection);
+      self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       return;
     }
-    this.queueOf(target).push(record, record.envelope.priority);
-    self.send({ type: "QUEUED" });
+    this.enqueue(target, messageId, (context.envelope as MessageEnvelope).priority);
+    self.send({ type: "QUEUED" } satisfies DeliveryEvent);
   }
 
-  private queueOf(agentId: string): PriorityQueue<MessageRecord> {
+  /** Counts transitions; a message that leaves `queued` leaves its queue. */
+  stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined): void {
+    if (from !== undefined && !FINAL_STATUSES.has(from)) this.counts[from as DeliveryStatus] -= 1;
+    if (to !== undefined && !FINAL_STATUSES.has(to)) this.counts[to as DeliveryStatus] += 1;
+    const { messageId, targets } = contextOf(child);
+    if (from === "queued" && to !== "queued") {
+      for (const target of targets) this.dequeue(target, messageId);
+    }
+  }
+
+  /** A delivery's emitted event: a final one leaves the status record; the bus hears of each. */
+  emitted(child: AnyActorRef, event: { type: string }): void {
+    const emitted = event as DeliveryEmitted;
+    const context = contextOf(child);
+    // Emitted events arrive after the transition's own effects: a new attempt's write is not undone here.
+    if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(context.messageId);
+    if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
+      this.remember(statusViewOf(context.messageId, emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
+    }
+    this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
+  }
+
+  /** A delivery actor was reaped: nothing of it stays but its status record. */
+  released(childId: string, _ending: PoolChildEnding): void {
+    const messageId = childId.slice(deliveryChildId("").length);
+    this.localSinks.delete(messageId);
+    this.release(messageId);
+  }
+
+  // ---- queues and windows ----
+
+  private childOf(messageId: string): DeliveryActor | undefined {
+    return this.options.runtime.pooledChild(deliveryChildId(messageId)) as DeliveryActor | undefined;
+  }
+
+  private remember(record: MessageStatusView): void {
+    this.finished.set(record.message_id, record);
+    this.counts[record.status] += 1;
+    while (this.finished.size > this.options.maxRetainedMessages) {
+      const [oldestId, oldest] = this.finished.entries().next().value as [string, MessageStatusView];
+      this.finished.delete(oldestId);
+      this.counts[oldest.status] -= 1;
+    }
+  }
+
+  private enqueue(agentId: string, messageId: string, priority: MessageEnvelope["priority"]): void {
     let queue = this.queues.get(agentId);
     if (queue === undefined) {
-      queue = new PriorityQueue();
+      queue = new RecipientQueue();
       this.queues.set(agentId, queue);
     }
-    return queue;
+    queue.order.push(messageId, priority);
+    queue.waiting.add(messageId);
+  }
+
+  private dequeue(agentId: string, messageId: string): void {
+    const queue = this.queues.get(agentId);
+    if (queue === undefined || !queue.waiting.delete(messageId)) return;
+    // Its entry in `order` is skipped when reached; an empty queue is dropped with its stale entries.
+    if (queue.waiting.size === 0) this.queues.delete(agentId);
   }
 
   private hasRoom(connection: AgentConnection): boolean {
     return connection.open && connection.inFlight.size < this.options.maxInFlightPerAgent;
   }
 
-  private write(record: MessageRecord, connection: AgentConnection): void {
-    connection.send(record.frame);
-    connection.inFlight.add(record.envelope.message_id);
-    record.connection = connection;
+  private write(messageId: string, frame: string, connection: AgentConnection): void {
+    connection.send(frame);
+    connection.inFlight.add(messageId);
+    this.writtenTo.set(messageId, connection);
   }
 
   /** Writes queued messages to the agent's socket while its window has room, most urgent first. */
@@ -232,47 +272,23 @@ export class Deliveries {
     const connection = this.options.connection(agentId);
     const queue = this.queues.get(agentId);
     if (connection === undefined || queue === undefined) return;
-    while (queue.size > 0 && this.hasRoom(connection)) {
-      const record = queue.shift() as MessageRecord;
-      // Entries go stale when the message was acknowledged late or timed out while it waited.
-      if (record.status !== "queued" || record.target !== agentId || record.actor === undefined) continue;
-      this.write(record, connection);
-      record.actor.send({ type: "SENT", agentId });
+    while (queue.waiting.size > 0 && this.hasRoom(connection)) {
+      const messageId = queue.order.shift() as string;
+      if (!queue.waiting.has(messageId)) continue;
+      const child = this.childOf(messageId);
+      if (child === undefined) continue;
+      this.write(messageId, contextOf(child).frame, connection);
+      // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
+      child.send({ type: "SENT", agentId });
     }
-    if (queue.size === 0) this.queues.delete(agentId);
   }
 
-  /** Emitted events reach this after the transition (XState defers `emit`), so `dispatch` may have run already. */
-  private onEmitted(record: MessageRecord, event: DeliveryEmitted): void {
-    const status = STATUS_OF[event.type];
-    this.counts[record.status] -= 1;
-    this.counts[status] += 1;
-    record.status = status;
-    if (event.type === "message.delivered") record.attempts = event.attempts;
-    if (event.type === "message.retrying" || event.type === "message.dead") record.lastError = event.error;
-    if (status === "retrying" || status === "acknowledged" || status === "dead") this.release(record);
-    if (status === "acknowledged" || status === "dead") this.finish(record);
-    this.options.onStatus(record, event);
-  }
-
-  /** The attempt on `record.connection` is over: its window gets the room back. */
-  private release(record: MessageRecord): void {
-    const { connection } = record;
+  /** The attempt on the socket a message was written to is over: its window gets the room back. */
+  private release(messageId: string): void {
+    const connection = this.writtenTo.get(messageId);
     if (connection === undefined) return;
-    connection.inFlight.delete(record.envelope.message_id);
-    record.connection = undefined;
+    this.writtenTo.delete(messageId);
+    connection.inFlight.delete(messageId);
     if (connection.open) this.pump(connection.agentId);
-  }
-
-  private finish(record: MessageRecord): void {
-    record.actor = undefined;
-    record.localSink = undefined;
-    this.finished.push(record.envelope.message_id);
-    while (this.finished.size > this.options.maxRetainedMessages) {
-      const messageId = this.finished.shift() as string;
-      const forgotten = this.records.get(messageId);
-      if (forgotten !== undefined) this.counts[forgotten.status] -= 1;
-      this.records.delete(messageId);
-    }
   }
 }

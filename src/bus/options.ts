@@ -44,13 +44,17 @@ export interface BusOptions {
   maxQueuedPerAgent?: number;
   /** Finished messages remembered for `GET /messages/:id` and for dedupe by `message_id`. Default 100,000. */
   maxRetainedMessages?: number;
+  /** How long an ended workflow session stays readable before it is evicted (then 404); 0 evicts at once. Default 3,600,000. */
+  workflowRetentionMs?: number;
+  /** Workflow sessions alive at once (ended, not yet evicted ones included), for the runtime the bus creates. Default 10,000. */
+  maxWorkflowSessions?: number;
   /** How long `stop()` waits for written messages to be acknowledged and requests to finish. Default 5,000. */
   closeGraceMs?: number;
   /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
   runtime?: Runtime;
   /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
   clock?: Clock;
-  /** Receives XState's inspection events of every delivery and workflow actor. */
+  /** Receives XState's inspection events of every actor of the runtime the bus creates (with `runtime`, give it to that runtime). */
   inspect?: (event: InspectionEvent) => void;
   /** Where `AGENT_BUS_API_KEY` is read. Default `process.env`. */
   env?: NodeJS.ProcessEnv;
@@ -74,6 +78,8 @@ const optionsSchema = z.object({
   maxInFlightPerAgent: positiveInt.default(100),
   maxQueuedPerAgent: positiveInt.default(10_000),
   maxRetainedMessages: positiveInt.default(100_000),
+  workflowRetentionMs: z.number().int().min(0).max(MAX_TIMER_DELAY_MS).default(3_600_000),
+  maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),
 });
 

@@ -69,6 +69,15 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       handle: () => ({ sessions: sessions.listSessions() }),
     },
     {
+      method: "DELETE",
+      path: /^\/sessions\/([^/]+)$/,
+      handle: ({ params: [sessionId] }) => {
+        const id = decoded(sessionId, "session_id");
+        sessions.deleteSession(id);
+        return { success: true, session_id: id };
+      },
+    },
+    {
       method: "GET",
       path: /^\/sessions\/([^/]+)$/,
       handle: ({ params: [sessionId] }) => {

@@ -28,6 +28,13 @@ export function sourceOf(actorRef: AnyActor): string | undefined {
   return typeof src === "string" ? src : undefined;
 }
 
+/** The machine an actor runs: its source name, else the id of the machine logic (a workflow is built per session). */
+export function machineOf(actorRef: AnyActor): string | undefined {
+  const source = sourceOf(actorRef);
+  if (source !== undefined) return source;
+  return isMachineActor(actorRef) ? (actorRef.logic as { id?: string }).id : undefined;
+}
+
 function isMachineActor(actorRef: AnyActor): boolean {
   return "root" in actorRef.logic;
 }

@@ -44,8 +44,10 @@ export interface RuntimeOptions {
   clock?: Clock;
   /** Observes XState's inspection stream of every actor of the runtime (devtools, coverage). */
   inspect?: (event: InspectionEvent) => void;
-  /** Sessions per supervisor shard (tuning; see docs/architecture.md). Default 128. */
+  /** Sessions per supervisor shard, and children per pool shard (tuning; see docs/architecture.md). Default 128. */
   shardSize?: number;
+  /** Bus workflow sessions alive at once, ended ones still retained included; past it CAPACITY. Default 10,000. */
+  maxWorkflowSessions?: number;
 }
 
 const positiveInt = z.number().int().positive();
@@ -62,6 +64,7 @@ const limitsSchema = z.object({
   maxMetadataBytes: positiveInt.default(64 * 1024),
   historyWindow: nonNegativeInt.default(30),
   shardSize: positiveInt.default(128),
+  maxWorkflowSessions: positiveInt.default(10_000),
   workerKillGraceMs: nonNegativeInt.default(2_000),
   workerStartTimeoutMs: positiveInt.default(15_000),
 });

@@ -4,7 +4,10 @@
 import { randomUUID } from "node:crypto";
 // From node:timers/promises, which fake timers in tests leave alone: stopping must not wait on a fake clock.
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { createActor, fromCallback, fromPromise, type Actor, type AnyActor } from "xstate";
+import { createActor, fromCallback, fromPromise, type Actor, type AnyActor, type AnyActorRef } from "xstate";
+import { deliveryMachine, type DeliveryContext } from "../../machines/delivery.machine.js";
+import { poolShardMachine, type PoolChildEnding, type PoolChildSource } from "../../machines/pool-shard.machine.js";
+import { poolMachine, poolSystemId, type PoolEmitted, type PoolKind } from "../../machines/pool.machine.js";
 import {
   sessionMachine,
   type PendingPrompt,
@@ -26,7 +29,7 @@ import { Bridge } from "../bridge/bridge.js";
 import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, CreateResult, PromptResult, DiscoverResult } from "../bridge/schemas.js";
 import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
-import { createInspector, sourceOf } from "../events/inspector.js";
+import { createInspector, machineOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
 import type { Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
@@ -37,6 +40,29 @@ import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./optio
 import { Replies } from "./replies.js";
 
 type SupervisorActor = Actor<typeof supervisorMachine>;
+type PoolActor = Actor<typeof poolMachine>;
+
+/**
+ * The owner of one kind of pooled children (the bus's session manager for workflows, its deliveries for
+ * messages): it is told what its children emit, how their states change, and when one is released.
+ */
+export interface PoolHost {
+  /** An event a child of this kind emitted. */
+  emitted?(child: AnyActorRef, event: { type: string }): void;
+  /** A child entered `to` from `from` (undefined when it starts or stops). */
+  stateChanged?(child: AnyActorRef, from: string | undefined, to: string | undefined): void;
+  /** The child was reaped; `ending` is all that is left of it. */
+  released(childId: string, ending: PoolChildEnding): void;
+}
+
+/** The owner of message deliveries: it also performs the delivery machine's `dispatch`. */
+export interface DeliveryPoolHost extends PoolHost {
+  /** The delivery machine's `dispatch` action: hand the message to its current target. */
+  dispatch(context: DeliveryContext, self: AnyActorRef): void;
+}
+
+/** The machine a pooled kind's children run: what the inspector recognises them by. */
+const POOL_KIND_OF_MACHINE: Record<string, PoolKind> = { workflow: "workflow", delivery: "delivery" };
 
 /** What a prompt carries besides its text. */
 export interface PromptRequest {
@@ -79,6 +105,9 @@ export class Runtime {
   private readonly failedSessions = new Set<string>();
   private readonly pendingHooks = new Set<Promise<void>>();
   private readonly closeWaiters = new Map<string, Promise<void>>();
+  private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost } = {};
+  /** The child a pool refused while `spawnPooled` was sending it (pools answer synchronously when idle). */
+  private refusedSpawn: string | undefined;
   private supervisor: SupervisorActor | undefined;
   private state: "new" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
@@ -117,20 +146,30 @@ export class Runtime {
         ),
       },
     });
-    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, worker } });
+    const delivery = deliveryMachine.provide({ actions: { dispatch: ({ context, self }) => this.poolHosts.delivery?.dispatch(context, self) } });
+    const pool = poolMachine.provide({ actors: { poolShard: poolShardMachine.provide({ actors: { delivery } }) } });
+    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, worker, pool } });
     const actor = createActor(supervisor, {
       id: "supervisor",
       systemId: "supervisor",
       clock: unrefClock(this.clock),
-      input: { maxSessions: this.limits.maxSessions, shardSize: this.limits.shardSize },
+      input: { maxSessions: this.limits.maxSessions, shardSize: this.limits.shardSize, maxWorkflows: this.limits.maxWorkflowSessions },
       inspect: createInspector(this.hub, this.inspectObserver, {
         created: (actorRef) => {
-          const source = sourceOf(actorRef);
-          if (source === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
-          if (source === "worker") actorRef.on("*", (event) => this.onWorkerEmitted(event as WorkerEmitted));
+          const machine = machineOf(actorRef);
+          if (machine === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
+          else if (machine === "worker") actorRef.on("*", (event) => this.onWorkerEmitted(event as WorkerEmitted));
+          else if (machine === "pool") actorRef.on("*", (event) => this.onPoolEmitted(event as PoolEmitted));
+          else if (machine !== undefined && POOL_KIND_OF_MACHINE[machine] !== undefined) {
+            const kind = POOL_KIND_OF_MACHINE[machine];
+            actorRef.on("*", (event) => this.poolHosts[kind]?.emitted?.(actorRef, event));
+          }
         },
         stateChanged: (actorRef, from, to) => {
-          if (sourceOf(actorRef) !== "session") return;
+          const machine = machineOf(actorRef);
+          const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
+          if (kind !== undefined) this.poolHosts[kind]?.stateChanged?.(actorRef, from, to);
+          if (machine !== "session") return;
           if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
           if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
         },
@@ -177,6 +216,66 @@ export class Runtime {
   /** Listens to the event stream (SPEC §5); `"*"` for every type. Returns the function that unsubscribes. */
   on<T extends RuntimeEventType | "*">(type: T, listener: RuntimeEventListener<T>): () => void {
     return this.hub.on(type, listener);
+  }
+
+  // ---- the pools: workflow sessions and message deliveries, owned by the supervisor (for the bus) ----
+
+  /** Makes `host` the owner of one kind of pooled children. The bus calls this; one owner per kind. */
+  attachPool(kind: "delivery", host: DeliveryPoolHost): void;
+  attachPool(kind: "workflow", host: PoolHost): void;
+  attachPool(kind: PoolKind, host: PoolHost | DeliveryPoolHost): void {
+    if (kind === "delivery") this.poolHosts.delivery = host as DeliveryPoolHost;
+    else this.poolHosts.workflow = host;
+  }
+
+  /**
+   * Spawns a child in the pool of its kind, with `childId` as its id and system id. A full pool is CAPACITY
+   * (retryable). Returns the child's actor.
+   */
+  spawnPooled(kind: PoolKind, childId: string, src: PoolChildSource, input: unknown): AnyActorRef {
+    const pool = this.poolOf(kind);
+    this.refusedSpawn = undefined;
+    pool.send({ type: "POOL.SPAWN", childId, src, input });
+    const child = this.pooledChild(childId);
+    if (this.refusedSpawn === childId || child === undefined) {
+      const { capacity } = pool.getSnapshot().context;
+      throw new BridgeError("CAPACITY", `The ${kind} pool is full (${capacity} alive)`, { retryable: true, limit: capacity, kind });
+    }
+    return child;
+  }
+
+  /** A pooled child that is alive (ended children are no longer in the system: keep their ref while they are retained). */
+  pooledChild(childId: string): AnyActorRef | undefined {
+    return this.supervisor?.system.get(childId) as AnyActorRef | undefined;
+  }
+
+  /** Reaps a pooled child now, ended or not; its owner hears `released`. */
+  evictPooled(kind: PoolKind, childId: string): void {
+    this.poolOf(kind).send({ type: "POOL.EVICT", childId });
+  }
+
+  /** Reaps every child of a kind (their owner stops). */
+  clearPool(kind: PoolKind): void {
+    if (this.state === "running") this.poolOf(kind).send({ type: "POOL.CLEAR" });
+  }
+
+  /** Children of a kind alive now (ended-but-retained ones count), read from the pool. */
+  pooledCount(kind: PoolKind): number {
+    return this.state === "running" ? this.poolOf(kind).getSnapshot().context.live : 0;
+  }
+
+  private poolOf(kind: PoolKind): PoolActor {
+    const pool = this.running().system.get(poolSystemId(kind)) as PoolActor | undefined;
+    if (pool === undefined) throw new BridgeError("INTERNAL", `No ${kind} pool: the supervisor has stopped`);
+    return pool;
+  }
+
+  private onPoolEmitted(event: PoolEmitted): void {
+    if (event.type === "child.rejected") {
+      this.refusedSpawn = event.childId;
+      return;
+    }
+    this.poolHosts[event.kind]?.released(event.childId, event.ending);
   }
 
   // ---- the operations behind the bridge tools (arguments are already validated) ----

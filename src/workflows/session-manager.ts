@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { createActor, type Actor, type InspectionEvent } from "xstate";
+import type { Actor, AnyActorRef } from "xstate";
 import {
   createWorkflowMachine,
   RESERVED_STEP_NAMES,
@@ -15,6 +15,7 @@ import {
   type WorkflowContext,
   type WorkflowEmitted,
   type WorkflowEvent,
+  type WorkflowInput,
   type WorkflowMachine,
   type WorkflowParticipant,
   type WorkflowStep,
@@ -25,6 +26,7 @@ import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
 import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import { Listeners, type Listener } from "../bus/listeners.js";
+import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { parseWith } from "../validation.js";
 
 /** A session's lifecycle as the manager shows it. */
@@ -102,15 +104,18 @@ export const terminationSchema = z.strictObject({ reason: z.string().min(1).max(
 
 type WorkflowActor = Actor<WorkflowMachine>;
 
+/** A workflow session's actor. Kept by reference while the session lives or is retained after it ended. */
 interface SessionEntry {
   actor: WorkflowActor;
-  status: WorkflowSessionStatus;
 }
 
 /** Options of the session manager. */
 export interface SessionManagerOptions {
   clock: Clock;
-  inspect?: ((event: InspectionEvent) => void) | undefined;
+  /** The runtime whose supervisor owns the workflow actors (in its workflow pool). */
+  runtime: Runtime;
+  /** How long an ended session stays readable before it is evicted; 0 evicts at once. */
+  retentionMs: number;
 }
 
 function usageOf(value: unknown): TaskUsage | undefined {
@@ -127,7 +132,7 @@ function stringOf(value: unknown, fallback: string): string {
 }
 
 /** Workflow sessions of one bus. Reach it as `bus.sessionManager`. */
-export class SessionManager {
+export class SessionManager implements PoolHost {
   private readonly sessions = new Map<string, SessionEntry>();
   private readonly listeners = new Listeners<SessionManagerEvent>();
   /** How many sessions each agent takes part in: they count as registered. */
@@ -135,7 +140,9 @@ export class SessionManager {
   /** Pending tasks by the `message_id` of their `task_request`, to correlate replies without `session_id`. */
   private readonly tasksByMessage = new Map<string, { sessionId: string; taskId: string }>();
 
-  constructor(private readonly options: SessionManagerOptions) {}
+  constructor(private readonly options: SessionManagerOptions) {
+    options.runtime.attachPool("workflow", this);
+  }
 
   /**
    * Creates a workflow session and returns its id (`sess_…`). The initiator is a participant too, with the
@@ -156,17 +163,18 @@ export class SessionManager {
     }
     this.checkSteps(input.steps, members);
     const sessionId = `sess_${randomUUID().replaceAll("-", "")}`;
-    const actor = createActor(createWorkflowMachine(input.steps), {
-      id: sessionId,
-      clock: this.options.clock,
-      ...(this.options.inspect ? { inspect: this.options.inspect } : {}),
-      input: { sessionId, initiator: input.initiator, participants: members, sharedContext: input.shared_context, createdAt: at },
-    });
-    const entry: SessionEntry = { actor, status: "active" };
+    const workflowInput: WorkflowInput = {
+      sessionId,
+      initiator: input.initiator,
+      participants: members,
+      sharedContext: input.shared_context,
+      createdAt: at,
+      retentionMs: this.options.retentionMs,
+    };
+    // The supervisor's workflow pool spawns it; a full pool is CAPACITY.
+    const actor = this.options.runtime.spawnPooled("workflow", sessionId, createWorkflowMachine(input.steps), workflowInput) as WorkflowActor;
+    const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
-    actor.on("*", (event) => this.onEmitted(entry, event));
-    actor.subscribe({ error: (error) => process.emitWarning(`Workflow session ${sessionId} failed: ${String(error)}`, "TroupeWorkflowWarning") });
-    actor.start();
     for (const member of members) this.join(member);
     this.listeners.emit({ type: "session_created", sessionId, session: this.viewOf(sessionId, entry) });
     return sessionId;
@@ -250,7 +258,7 @@ export class SessionManager {
   completeSession(sessionId: string, completion: { summary?: string; artifacts?: unknown[] } = {}): WorkflowSession {
     const parsed = parseWith(completionSchema, completion, "(completion)");
     const entry = this.existing(sessionId);
-    if (entry.status !== "active") return this.viewOf(sessionId, entry);
+    if (this.statusOf(entry) !== "active") return this.viewOf(sessionId, entry);
     this.send(entry, { type: "COMPLETE", summary: parsed.summary, artifacts: parsed.artifacts, at: this.options.clock.now() });
     return this.viewOf(sessionId, entry);
   }
@@ -259,7 +267,7 @@ export class SessionManager {
   terminateSession(sessionId: string, termination: { reason: string; details?: unknown }): WorkflowSession {
     const parsed = parseWith(terminationSchema, termination, "(termination)");
     const entry = this.existing(sessionId);
-    if (entry.status !== "active") return this.viewOf(sessionId, entry);
+    if (this.statusOf(entry) !== "active") return this.viewOf(sessionId, entry);
     this.send(entry, {
       type: "TERMINATE",
       reason: parsed.reason,
@@ -315,7 +323,7 @@ export class SessionManager {
     const sessionId = envelope.sender.session_id;
     if (envelope.message_type === "task_request" && sessionId !== undefined) {
       const entry = this.sessions.get(sessionId);
-      if (entry === undefined || entry.status !== "active") return;
+      if (entry === undefined || this.statusOf(entry) !== "active") return;
       const taskId = taskIdOf(envelope) ?? envelope.message_id;
       this.tasksByMessage.set(envelope.message_id, { sessionId, taskId });
       this.send(entry, { type: "TASK.DELEGATED", taskId, messageId: envelope.message_id, from: envelope.sender.agent_id, to: envelope.recipient.agent_id, at });
@@ -339,9 +347,34 @@ export class SessionManager {
     this.answer(task, envelope.recipient.agent_id, { status: "failed", error: { code: "DELIVERY_FAILED", message: error } }, this.options.clock.now());
   }
 
-  /** Stops every session's actor (the bus is stopping). */
+  /**
+   * Ends a session at once and forgets it (`DELETE /sessions/:id`): an active one is terminated with the reason
+   * `deleted` (its events go out), then it is evicted; `getSession` answers `undefined` from then on.
+   */
+  deleteSession(sessionId: string): void {
+    const entry = this.existing(sessionId);
+    if (this.statusOf(entry) === "active") this.send(entry, { type: "TERMINATE", reason: "deleted", at: this.options.clock.now() });
+    this.options.runtime.evictPooled("workflow", sessionId);
+  }
+
+  /** Evicts every session (the bus is stopping). */
   stop(): void {
-    for (const { actor } of this.sessions.values()) actor.stop();
+    this.options.runtime.clearPool("workflow");
+  }
+
+  /** A workflow actor's emitted event (the runtime relays it: the actor is the supervisor's). */
+  emitted(_child: AnyActorRef, event: { type: string }): void {
+    this.listeners.emit(event as WorkflowEmitted);
+  }
+
+  /** A workflow actor was evicted (its retention ran out, `DELETE`, or the bus stopped): it is forgotten. */
+  released(childId: string): void {
+    const entry = this.sessions.get(childId);
+    if (entry === undefined) return;
+    this.sessions.delete(childId);
+    const { participants, tasks } = entry.actor.getSnapshot().context;
+    for (const participant of participants) this.leave(participant.agent_id);
+    for (const task of tasks) this.tasksByMessage.delete(task.message_id);
   }
 
   private usageField(envelope: MessageEnvelope): { usage?: TaskUsage } {
@@ -361,7 +394,7 @@ export class SessionManager {
 
   private answer(task: { sessionId: string; taskId: string }, from: string, outcome: TaskOutcome, at: number): void {
     const entry = this.sessions.get(task.sessionId);
-    if (entry === undefined || entry.status !== "active") return;
+    if (entry === undefined || this.statusOf(entry) !== "active") return;
     const pending = this.contextOf(entry).tasks.find((each) => each.task_id === task.taskId && each.status === "pending");
     if (pending === undefined) return;
     this.tasksByMessage.delete(pending.message_id);
@@ -417,8 +450,9 @@ export class SessionManager {
   /** The session, when it exists (404) and is still active (409). */
   private open(sessionId: string): SessionEntry {
     const entry = this.existing(sessionId);
-    if (entry.status !== "active") {
-      throw new BridgeError("CONFIG", `Session ${sessionId} is ${entry.status}`, { conflict: true, sessionId, status: entry.status });
+    const status = this.statusOf(entry);
+    if (status !== "active") {
+      throw new BridgeError("CONFIG", `Session ${sessionId} is ${status}`, { conflict: true, sessionId, status });
     }
     return entry;
   }
@@ -431,10 +465,10 @@ export class SessionManager {
     entry.actor.send(event);
   }
 
-  private onEmitted(entry: SessionEntry, event: WorkflowEmitted): void {
-    if (event.type === "session_completed") entry.status = "completed";
-    if (event.type === "session_terminated") entry.status = "terminated";
-    this.listeners.emit(event);
+  /** `active` while the actor runs; once it is done, the final state it reached. */
+  private statusOf(entry: SessionEntry): WorkflowSessionStatus {
+    const snapshot = entry.actor.getSnapshot();
+    return snapshot.status === "done" ? (snapshot.value as WorkflowSessionStatus) : "active";
   }
 
   private viewOf(sessionId: string, entry: SessionEntry): WorkflowSession {
@@ -442,7 +476,7 @@ export class SessionManager {
     const { completion, termination } = context;
     return {
       session_id: sessionId,
-      status: entry.status,
+      status: this.statusOf(entry),
       initiator: context.initiator,
       participants: context.participants,
       workflow: { steps: context.steps, ...workflowViewOf(value, context) },

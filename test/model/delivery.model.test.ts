@@ -27,6 +27,9 @@ const NEVER_MS = 3_600_000;
 
 const modelInput: DeliveryInput = {
   messageId: "model",
+  envelope: {},
+  frame: "{}",
+  acceptedAt: 0,
   targets: [RECIPIENT, FALLBACK],
   maxRetries: 1,
   backoff: "linear",

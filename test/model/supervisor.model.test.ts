@@ -49,7 +49,7 @@ function serializeState(snapshot: SupervisorSnapshot): string {
 }
 
 const { shortest, simple, edges } = generatePaths(supervisorMachine, {
-  input: { maxSessions: MAX_SESSIONS, shardSize: SHARD_SIZE },
+  input: { maxSessions: MAX_SESSIONS, shardSize: SHARD_SIZE, maxWorkflows: 0 },
   events: eventsFor,
   serializeState,
 });
