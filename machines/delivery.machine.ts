@@ -61,6 +61,9 @@ export type DeliveryEvent =
   /** The socket closed before the ack came. */
   | { type: "SEND_FAILED"; error: string };
 
+/** Why a message is dead: its `timeoutMs` passed, or every target used its retries. */
+export type DeadCause = "timeout" | "exhausted";
+
 /** Events a delivery emits; the bus turns them into status, metrics and the event stream. */
 export type DeliveryEmitted =
   | { type: "message.accepted"; messageId: string; target: string }
@@ -68,7 +71,7 @@ export type DeliveryEmitted =
   | { type: "message.delivered"; messageId: string; target: string; attempts: number }
   | { type: "message.acknowledged"; messageId: string; target: string; attempts: number }
   | { type: "message.retrying"; messageId: string; target: string; retries: number; delayMs: number; error: string }
-  | { type: "message.dead"; messageId: string; attempts: number; error: string };
+  | { type: "message.dead"; messageId: string; attempts: number; error: string; cause: DeadCause };
 
 /** The wait before retry number `retry` (1-based). */
 export function retryDelayMs(backoff: BackoffKind, retryBaseMs: number, retry: number): number {
@@ -79,16 +82,16 @@ function targetOf(context: DeliveryContext): string {
   return context.targets[context.targetIndex] ?? "";
 }
 
-function failureOf(context: DeliveryContext, event: DeliveryEvent): string {
-  return event.type === "SEND_FAILED" ? event.error : `No ack from ${targetOf(context)} within ${context.ackTimeoutMs} ms`;
-}
+type SendFailedEvent = Extract<DeliveryEvent, { type: "SEND_FAILED" }>;
 
-/** What a failed attempt leads to: a retry, the next fallback agent, or the end. */
-const failAttempt = [
-  { guard: "canRetry", target: "retrying", actions: ["recordFailure", "countRetry"] },
-  { guard: "hasFallback", target: "accepted", actions: ["recordFailure", "nextTarget"] },
-  { target: "dead", actions: ["recordFailure", "recordExhausted"] },
-] as const;
+/** What a failed attempt leads to: a retry, the next fallback agent, or the end. `failure` records why it failed. */
+function failAttempt<const TFailure>(failure: TFailure) {
+  return [
+    { guard: "canRetry", target: "retrying", actions: [failure, "countRetry"] },
+    { guard: "hasFallback", target: "accepted", actions: [failure, "nextTarget"] },
+    { target: "dead", actions: [failure, "recordExhausted", { type: "announceDead", params: { cause: "exhausted" } }] },
+  ] as const;
+}
 
 /** The delivery machine. Provide `dispatch` (hand the message to `targets[targetIndex]`) before use. */
 export const deliveryMachine = setup({
@@ -111,7 +114,8 @@ export const deliveryMachine = setup({
     // Replaced by the bus through `provide`: it queues or writes the message, then sends QUEUED or SENT.
     dispatch: () => {},
     countAttempt: assign({ attempts: ({ context }) => context.attempts + 1 }),
-    recordFailure: assign({ lastError: ({ context, event }) => failureOf(context, event) }),
+    recordSendFailure: assign((_, { error }: { error: string }) => ({ lastError: error })),
+    recordAckTimeout: assign({ lastError: ({ context }) => `No ack from ${targetOf(context)} within ${context.ackTimeoutMs} ms` }),
     recordExhausted: assign({
       lastError: ({ context }) => `Retries exhausted on ${context.targets.join(", ")}: ${context.lastError ?? "no ack"}`,
     }),
@@ -142,11 +146,12 @@ export const deliveryMachine = setup({
       delayMs: retryDelayMs(context.backoff, context.retryBaseMs, context.retries),
       error: context.lastError ?? "",
     })),
-    announceDead: emit(({ context }) => ({
+    announceDead: emit(({ context }, { cause }: { cause: DeadCause }) => ({
       type: "message.dead" as const,
       messageId: context.messageId,
       attempts: context.attempts,
       error: context.lastError ?? "",
+      cause,
     })),
   },
 }).createMachine({
@@ -154,7 +159,7 @@ export const deliveryMachine = setup({
   context: ({ input }) => ({ ...input, targetIndex: 0, retries: 0, attempts: 0, lastError: null }),
   initial: "accepted",
   after: {
-    messageTimeout: { target: ".dead", actions: "recordTimeout" },
+    messageTimeout: { target: ".dead", actions: ["recordTimeout", { type: "announceDead", params: { cause: "timeout" } }] },
   },
   states: {
     accepted: {
@@ -177,10 +182,10 @@ export const deliveryMachine = setup({
       entry: "announceDelivered",
       on: {
         ACK: { target: "acknowledged" },
-        SEND_FAILED: [...failAttempt],
+        SEND_FAILED: [...failAttempt({ type: "recordSendFailure", params: ({ event }: { event: SendFailedEvent }) => ({ error: event.error }) })],
       },
       after: {
-        ackTimeout: [...failAttempt],
+        ackTimeout: [...failAttempt("recordAckTimeout")],
       },
     },
     retrying: {
@@ -199,9 +204,9 @@ export const deliveryMachine = setup({
       entry: "announceAcknowledged",
     },
     dead: {
+      // `message.dead` is emitted by the transitions that lead here: each knows the cause.
       description: "Every target failed, or the timeout passed; the sender gets a DELIVERY_FAILED error.",
       type: "final",
-      entry: "announceDead",
     },
   },
 });

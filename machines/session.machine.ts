@@ -4,8 +4,9 @@
  * States are exactly `active` (created, nothing sent), `busy` (a prompt in flight), `idle` (ready) and
  * `failed` (unrecoverable). Closing or expiring a session is not a state: the session cancels what it still
  * holds and asks its parent to delete it (`SESSION.RELEASE`). The prompt itself runs in the `runPrompt`
- * actor that the runtime provides; time enters only through events (`at`) and XState delays, so the machine
- * stays pure and walkable by `@xstate/graph`.
+ * actor that the runtime provides. A prompt's timeout is the session's own rule: accepting a prompt with a
+ * `timeoutMs` raises a delayed `PROMPT.DEADLINE` to itself, cancelled when the prompt ends first. Time enters
+ * only through events (`at`) and XState delays, so the machine stays pure and walkable by `@xstate/graph`.
  */
 import { and, assign, emit, enqueueActions, fromPromise, sendParent, setup, type DoneActorEvent, type ErrorActorEvent } from "xstate";
 
@@ -51,9 +52,8 @@ export interface PendingPrompt {
   commandId: string;
   prompt: string;
   runtimeParams?: Record<string, unknown>;
+  /** Fails the prompt with TIMEOUT this long after the session accepted it: time spent queued counts. */
   timeoutMs?: number;
-  /** When the prompt times out (epoch ms), counted from its acceptance: time spent queued counts. */
-  deadlineAt?: number;
 }
 
 /** The identity of a session, as handed to agents and hooks. */
@@ -108,6 +108,8 @@ export type SessionEvent =
   | { type: "CLOSE"; reason: "closed" | "shutdown" }
   /** The agent's side of the session is gone (e.g. its worker process crashed): the session fails. */
   | { type: "FAIL"; error: PromptError; at: number }
+  /** A prompt's timeout has passed (`at` is that moment). The session raises it to itself, delayed, on accepting the prompt. */
+  | { type: "PROMPT.DEADLINE"; commandId: string; timeoutMs: number; at: number }
   | DoneActorEvent<RunPromptOutput, "prompt">
   | ErrorActorEvent<RunPromptFailure, "prompt">;
 
@@ -143,26 +145,39 @@ function rejection(type: string, message: string, sessionValid: boolean, retryab
   return { type, message, retryable, sessionValid };
 }
 
-/** The unrecoverable failure an event carries: a prompt's error, or a `FAIL` from the runtime. */
-function failureOf(event: SessionEvent): RunPromptFailure | undefined {
-  if (event.type === "xstate.error.actor.prompt") return event.error;
-  if (event.type === "FAIL") return { ...event.error, at: event.at };
-  return undefined;
+/** The TIMEOUT a prompt fails with at its deadline: transient, the session stays valid. */
+function timeoutError(timeoutMs: number): PromptError {
+  return { type: "TIMEOUT", message: `Prompt timed out after ${timeoutMs} ms`, retryable: true, sessionValid: true, details: { timeoutMs } };
 }
 
-function requestIdOf(event: SessionEvent): string {
-  return event.type === "PROMPT" ? event.request.requestId : "";
-}
-
-function rejectPrompt(context: SessionContext, event: SessionEvent, error: PromptError) {
+/** The `prompt.failed` of a prompt the session refused: it never started. */
+function rejectPrompt(context: SessionContext, request: PendingPrompt, error: PromptError) {
   return {
     type: "prompt.failed" as const,
     sessionId: context.sessionId,
-    requestId: requestIdOf(event),
-    commandId: event.type === "PROMPT" ? event.request.commandId : "",
+    requestId: request.requestId,
+    commandId: request.commandId,
     started: false,
     error,
   };
+}
+
+/** The id of a prompt's delayed `PROMPT.DEADLINE`, unique per prompt so each one can be cancelled alone. */
+function deadlineIdOf(request: PendingPrompt): string {
+  return `deadline:${request.commandId}`;
+}
+
+/**
+ * Cancels the deadlines of prompts that leave the session. A deadline that already fired is cancelled too:
+ * that is a no-op for XState and lets the runtime's scheduler index forget its id.
+ */
+function disarmDeadlines(enqueue: { cancel(id: string): void }, requests: PendingPrompt[]): void {
+  for (const request of requests) if (request.timeoutMs !== undefined) enqueue.cancel(deadlineIdOf(request));
+}
+
+/** Every prompt the session holds, the one in flight first. */
+function pendingOf(context: SessionContext): PendingPrompt[] {
+  return context.inFlight === null ? context.queue : [context.inFlight, ...context.queue];
 }
 
 function infoOf(context: SessionContext): SessionInfo {
@@ -170,17 +185,31 @@ function infoOf(context: SessionContext): SessionInfo {
 }
 
 function isPending(context: SessionContext, requestId: string): boolean {
-  return context.inFlight?.requestId === requestId || context.queue.some((queued) => queued.requestId === requestId);
+  return pendingOf(context).some((pending) => pending.requestId === requestId);
 }
 
-function appendHistory(context: SessionContext, reply: PromptReply): HistoryMessage[] {
-  const prompt = context.inFlight?.prompt ?? "";
+function appendHistory(context: SessionContext, prompt: string, reply: PromptReply): HistoryMessage[] {
   const history = [...context.history, { role: "user" as const, content: prompt }, { role: "assistant" as const, content: reply.text }];
   return history.length > context.historyWindow ? history.slice(history.length - context.historyWindow) : history;
 }
 
 /** What an expiry does: cancel what is pending, then ask to be deleted. */
 const expire = [{ type: "release", params: { reason: "expired" } }, "askParentToDelete"] as const;
+
+type PromptEvent = Extract<SessionEvent, { type: "PROMPT" }>;
+type CancelEvent = Extract<SessionEvent, { type: "CANCEL" }>;
+type DeadlineEvent = Extract<SessionEvent, { type: "PROMPT.DEADLINE" }>;
+
+/** Params of the actions that take in or refuse a prompt. */
+const promptOf = ({ event }: { event: PromptEvent }) => ({ request: event.request, at: event.at });
+/** Params of the actions that answer a cancel. */
+const cancelOf = ({ event }: { event: CancelEvent }) => ({ cancelCommandId: event.commandId, requestId: event.requestId, at: event.at });
+/** Params of the actions that fail on a `FAIL`. */
+const failureOf = ({ event }: { event: Extract<SessionEvent, { type: "FAIL" }> }): RunPromptFailure => ({ ...event.error, at: event.at });
+/** Params of the actions that fail on a prompt's error: XState types it `unknown`, the runtime rejects only with this. */
+const promptFailureOf = ({ event }: { event: { error: unknown } }) => event.error as RunPromptFailure;
+/** Params of the actions that time a prompt out. */
+const deadlineOf = ({ event }: { event: DeadlineEvent }) => ({ commandId: event.commandId, timeoutMs: event.timeoutMs, at: event.at });
 
 /** The session machine. Provide `runPrompt` (a promise actor) before use. */
 export const sessionMachine = setup({
@@ -198,6 +227,7 @@ export const sessionMachine = setup({
     sessionTtl: ({ context }) => Math.min(context.ttlMs, MAX_TIMER_DELAY_MS),
     sessionIdle: ({ context }) => Math.min(context.idleMs, MAX_TIMER_DELAY_MS),
   },
+  // Guards read the event the transition narrowed: `and([...])` does not type parameterized guards (xstate 5.33).
   guards: {
     ttlEnabled: ({ context }) => context.ttlMs > 0,
     idleEnabled: ({ context }) => context.idleMs > 0,
@@ -209,15 +239,20 @@ export const sessionMachine = setup({
     targetsQueued: ({ context, event }) =>
       event.type === "CANCEL" && context.queue.some((queued) => queued.requestId === event.requestId),
     isUnrecoverable: ({ event }) => event.type === "xstate.error.actor.prompt" && event.error.sessionValid === false,
+    inFlightIsDue: ({ context, event }) => event.type === "PROMPT.DEADLINE" && event.commandId === context.inFlight?.commandId,
+    queuedIsDue: ({ context, event }) =>
+      event.type === "PROMPT.DEADLINE" && context.queue.some((queued) => queued.commandId === event.commandId),
   },
   actions: {
-    accept: assign(({ event }) => {
-      if (event.type !== "PROMPT") return {};
-      return { inFlight: event.request, lastActivityAt: event.at };
-    }),
-    enqueue: assign(({ context, event }) => {
-      if (event.type !== "PROMPT") return {};
-      return { queue: [...context.queue, event.request], lastActivityAt: event.at };
+    accept: assign((_, { request, at }: { request: PendingPrompt; at: number }) => ({ inFlight: request, lastActivityAt: at })),
+    enqueue: assign(({ context }, { request, at }: { request: PendingPrompt; at: number }) => ({
+      queue: [...context.queue, request],
+      lastActivityAt: at,
+    })),
+    armDeadline: enqueueActions(({ enqueue }, { request, at }: { request: PendingPrompt; at: number }) => {
+      const { commandId, timeoutMs } = request;
+      if (timeoutMs === undefined) return;
+      enqueue.raise({ type: "PROMPT.DEADLINE", commandId, timeoutMs, at: at + timeoutMs }, { id: deadlineIdOf(request), delay: timeoutMs });
     }),
     startNext: assign(({ context }) => ({ inFlight: context.queue[0] ?? null, queue: context.queue.slice(1) })),
     announceStart: emit(({ context }) => ({
@@ -226,13 +261,13 @@ export const sessionMachine = setup({
       requestId: context.inFlight?.requestId ?? "",
       commandId: context.inFlight?.commandId ?? "",
     })),
-    complete: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "xstate.done.actor.prompt" || context.inFlight === null) return;
-      const { reply, at } = event.output;
-      const { requestId, commandId } = context.inFlight;
+    complete: enqueueActions(({ context, enqueue }, { reply, at }: RunPromptOutput) => {
+      if (context.inFlight === null) return;
+      const { requestId, commandId, prompt } = context.inFlight;
       enqueue.emit({ type: "prompt.completed", sessionId: context.sessionId, requestId, commandId, reply });
+      disarmDeadlines(enqueue, [context.inFlight]);
       enqueue.assign({
-        history: appendHistory(context, reply),
+        history: appendHistory(context, prompt, reply),
         usage: {
           inputTokens: context.usage.inputTokens + (reply.usage?.inputTokens ?? 0),
           outputTokens: context.usage.outputTokens + (reply.usage?.outputTokens ?? 0),
@@ -241,18 +276,15 @@ export const sessionMachine = setup({
         inFlight: null,
       });
     }),
-    failTransiently: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "xstate.error.actor.prompt" || context.inFlight === null) return;
-      const { at, ...error } = event.error;
+    failTransiently: enqueueActions(({ context, enqueue }, { at, ...error }: RunPromptFailure) => {
+      if (context.inFlight === null) return;
       const { requestId, commandId } = context.inFlight;
       enqueue.emit({ type: "prompt.failed", sessionId: context.sessionId, requestId, commandId, error, started: true });
+      disarmDeadlines(enqueue, [context.inFlight]);
       enqueue.assign({ lastActivityAt: at, inFlight: null });
     }),
-    failSession: enqueueActions(({ context, event, enqueue }) => {
-      const failure = failureOf(event);
-      if (failure === undefined) return;
-      const { at, ...error } = failure;
-      const pending = context.inFlight === null ? context.queue : [context.inFlight, ...context.queue];
+    failSession: enqueueActions(({ context, enqueue }, { at, ...error }: RunPromptFailure) => {
+      const pending = pendingOf(context);
       pending.forEach(({ requestId, commandId }, index) =>
         enqueue.emit({
           type: "prompt.failed",
@@ -264,6 +296,7 @@ export const sessionMachine = setup({
         }),
       );
       enqueue.emit({ type: "session.failed", session: infoOf(context), error });
+      disarmDeadlines(enqueue, pending);
       enqueue.assign({
         lastActivityAt: at,
         inFlight: null,
@@ -271,15 +304,31 @@ export const sessionMachine = setup({
         error: { type: error.type, message: error.message },
       });
     }),
-    rejectDuplicate: emit(({ context, event }) => rejectPrompt(context, event, rejection("CONFIG", `requestId: ${requestIdOf(event)} is already pending in this session`, true))),
-    rejectBusy: emit(({ context, event }) =>
-      rejectPrompt(context, event, rejection("BUSY", `Session is busy: ${context.maxQueuedPrompts} prompts already queued`, true, true)),
+    timeOutInFlight: enqueueActions(({ context, enqueue }, { timeoutMs, at }: { commandId: string; timeoutMs: number; at: number }) => {
+      if (context.inFlight === null) return;
+      const { requestId, commandId } = context.inFlight;
+      enqueue.emit({ type: "prompt.failed", sessionId: context.sessionId, requestId, commandId, error: timeoutError(timeoutMs), started: true });
+      disarmDeadlines(enqueue, [context.inFlight]);
+      enqueue.assign({ lastActivityAt: at, inFlight: null });
+    }),
+    timeOutQueued: enqueueActions(({ context, enqueue }, { commandId, timeoutMs }: { commandId: string; timeoutMs: number; at: number }) => {
+      const due = context.queue.find((queued) => queued.commandId === commandId);
+      if (due === undefined) return;
+      enqueue.emit({ type: "prompt.failed", sessionId: context.sessionId, requestId: due.requestId, commandId, error: timeoutError(timeoutMs), started: false });
+      disarmDeadlines(enqueue, [due]);
+      enqueue.assign({ queue: context.queue.filter((queued) => queued !== due) });
+    }),
+    rejectDuplicate: emit(({ context }, { request }: { request: PendingPrompt }) =>
+      rejectPrompt(context, request, rejection("CONFIG", `requestId: ${request.requestId} is already pending in this session`, true)),
     ),
-    rejectOnFailedSession: emit(({ context, event }) =>
-      rejectPrompt(context, event, rejection(context.error?.type ?? "INTERNAL", context.error?.message ?? "Session failed", false)),
+    rejectBusy: emit(({ context }, { request }: { request: PendingPrompt }) =>
+      rejectPrompt(context, request, rejection("BUSY", `Session is busy: ${context.maxQueuedPrompts} prompts already queued`, true, true)),
     ),
-    cancelInFlight: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "CANCEL" || context.inFlight === null) return;
+    rejectOnFailedSession: emit(({ context }, { request }: { request: PendingPrompt }) =>
+      rejectPrompt(context, request, rejection(context.error?.type ?? "INTERNAL", context.error?.message ?? "Session failed", false)),
+    ),
+    cancelInFlight: enqueueActions(({ context, enqueue }, { cancelCommandId, at }: { cancelCommandId: string; at: number }) => {
+      if (context.inFlight === null) return;
       enqueue.emit({
         type: "prompt.cancelled",
         sessionId: context.sessionId,
@@ -287,13 +336,13 @@ export const sessionMachine = setup({
         commandId: context.inFlight.commandId,
         cause: "cancel",
         inFlight: true,
-        cancelCommandId: event.commandId,
+        cancelCommandId,
       });
-      enqueue.assign({ inFlight: null, lastActivityAt: event.at });
+      disarmDeadlines(enqueue, [context.inFlight]);
+      enqueue.assign({ inFlight: null, lastActivityAt: at });
     }),
-    cancelQueued: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "CANCEL" || event.requestId === undefined) return;
-      const cancelled = context.queue.find((queued) => queued.requestId === event.requestId);
+    cancelQueued: enqueueActions(({ context, enqueue }, { cancelCommandId, requestId }: { cancelCommandId: string; requestId?: string }) => {
+      const cancelled = context.queue.find((queued) => queued.requestId === requestId);
       if (cancelled === undefined) return;
       enqueue.emit({
         type: "prompt.cancelled",
@@ -302,24 +351,20 @@ export const sessionMachine = setup({
         commandId: cancelled.commandId,
         cause: "cancel",
         inFlight: false,
-        cancelCommandId: event.commandId,
+        cancelCommandId,
       });
+      disarmDeadlines(enqueue, [cancelled]);
       enqueue.assign({ queue: context.queue.filter((queued) => queued !== cancelled) });
     }),
-    rejectCancel: emit(({ context, event }) => {
-      const cancel = event.type === "CANCEL" ? event : { commandId: "", requestId: undefined };
-      const message =
-        cancel.requestId === undefined ? "No prompt in flight" : `Request not found: ${cancel.requestId}`;
-      return {
-        type: "cancel.rejected" as const,
-        sessionId: context.sessionId,
-        commandId: cancel.commandId,
-        error: rejection("NOT_FOUND", message, context.error === null),
-      };
-    }),
+    rejectCancel: emit(({ context }, { cancelCommandId, requestId }: { cancelCommandId: string; requestId?: string }) => ({
+      type: "cancel.rejected" as const,
+      sessionId: context.sessionId,
+      commandId: cancelCommandId,
+      error: rejection("NOT_FOUND", requestId === undefined ? "No prompt in flight" : `Request not found: ${requestId}`, context.error === null),
+    })),
     release: enqueueActions(({ context, enqueue }, params: { reason: Exclude<SessionCloseReason, "failed"> }) => {
       const cause = params.reason;
-      const pending = context.inFlight === null ? context.queue : [context.inFlight, ...context.queue];
+      const pending = pendingOf(context);
       pending.forEach((request, index) =>
         enqueue.emit({
           type: "prompt.cancelled",
@@ -330,6 +375,7 @@ export const sessionMachine = setup({
           inFlight: index === 0 && context.inFlight !== null,
         }),
       );
+      disarmDeadlines(enqueue, pending);
       enqueue.assign({ inFlight: null, queue: [], releaseReason: params.reason });
     }),
     // Separate from `release` and named, so that a graph traversal without a parent can provide a no-op.
@@ -362,16 +408,16 @@ export const sessionMachine = setup({
     active: {
       description: "Created; no prompt sent yet.",
       on: {
-        PROMPT: { target: "busy", actions: "accept" },
-        CANCEL: { actions: "rejectCancel" },
-        FAIL: { target: "failed", actions: "failSession" },
+        PROMPT: { target: "busy", actions: [{ type: "accept", params: promptOf }, { type: "armDeadline", params: promptOf }] },
+        CANCEL: { actions: { type: "rejectCancel", params: cancelOf } },
+        FAIL: { target: "failed", actions: { type: "failSession", params: failureOf } },
       },
       after: {
         sessionIdle: { guard: "idleEnabled", actions: expire },
       },
     },
     busy: {
-      description: "A prompt is in flight; more prompts queue up.",
+      description: "A prompt is in flight; more prompts queue up. A prompt whose deadline comes fails with TIMEOUT.",
       entry: "announceStart",
       invoke: {
         id: "prompt",
@@ -382,36 +428,57 @@ export const sessionMachine = setup({
           history: context.history,
         }),
         onDone: [
-          { guard: "hasQueued", target: "busy", reenter: true, actions: ["complete", "startNext"] },
-          { target: "idle", actions: "complete" },
+          { guard: "hasQueued", target: "busy", reenter: true, actions: [{ type: "complete", params: ({ event }) => event.output }, "startNext"] },
+          { target: "idle", actions: { type: "complete", params: ({ event }) => event.output } },
         ],
         onError: [
-          { guard: "isUnrecoverable", target: "failed", actions: "failSession" },
-          { guard: "hasQueued", target: "busy", reenter: true, actions: ["failTransiently", "startNext"] },
-          { target: "idle", actions: "failTransiently" },
+          { guard: "isUnrecoverable", target: "failed", actions: { type: "failSession", params: promptFailureOf } },
+          {
+            guard: "hasQueued",
+            target: "busy",
+            reenter: true,
+            actions: [{ type: "failTransiently", params: promptFailureOf }, "startNext"],
+          },
+          { target: "idle", actions: { type: "failTransiently", params: promptFailureOf } },
         ],
       },
       on: {
         PROMPT: [
-          { guard: "isDuplicateRequest", actions: "rejectDuplicate" },
-          { guard: "queueFull", actions: "rejectBusy" },
-          { actions: "enqueue" },
+          { guard: "isDuplicateRequest", actions: { type: "rejectDuplicate", params: promptOf } },
+          { guard: "queueFull", actions: { type: "rejectBusy", params: promptOf } },
+          { actions: [{ type: "enqueue", params: promptOf }, { type: "armDeadline", params: promptOf }] },
         ],
         CANCEL: [
-          { guard: and(["targetsInFlight", "hasQueued"]), target: "busy", reenter: true, actions: ["cancelInFlight", "startNext"] },
-          { guard: "targetsInFlight", target: "idle", actions: "cancelInFlight" },
-          { guard: "targetsQueued", actions: "cancelQueued" },
-          { actions: "rejectCancel" },
+          {
+            guard: and(["targetsInFlight", "hasQueued"]),
+            target: "busy",
+            reenter: true,
+            actions: [{ type: "cancelInFlight", params: cancelOf }, "startNext"],
+          },
+          { guard: "targetsInFlight", target: "idle", actions: { type: "cancelInFlight", params: cancelOf } },
+          { guard: "targetsQueued", actions: { type: "cancelQueued", params: cancelOf } },
+          { actions: { type: "rejectCancel", params: cancelOf } },
         ],
-        FAIL: { target: "failed", actions: "failSession" },
+        // Leaving `busy` stops the invoked prompt, whose signal aborts: the agent stops, and its answer is dropped.
+        "PROMPT.DEADLINE": [
+          {
+            guard: and(["inFlightIsDue", "hasQueued"]),
+            target: "busy",
+            reenter: true,
+            actions: [{ type: "timeOutInFlight", params: deadlineOf }, "startNext"],
+          },
+          { guard: "inFlightIsDue", target: "idle", actions: { type: "timeOutInFlight", params: deadlineOf } },
+          { guard: "queuedIsDue", actions: { type: "timeOutQueued", params: deadlineOf } },
+        ],
+        FAIL: { target: "failed", actions: { type: "failSession", params: failureOf } },
       },
     },
     idle: {
       description: "The last prompt is done; ready for the next.",
       on: {
-        PROMPT: { target: "busy", actions: "accept" },
-        CANCEL: { actions: "rejectCancel" },
-        FAIL: { target: "failed", actions: "failSession" },
+        PROMPT: { target: "busy", actions: [{ type: "accept", params: promptOf }, { type: "armDeadline", params: promptOf }] },
+        CANCEL: { actions: { type: "rejectCancel", params: cancelOf } },
+        FAIL: { target: "failed", actions: { type: "failSession", params: failureOf } },
       },
       after: {
         sessionIdle: { guard: "idleEnabled", actions: expire },
@@ -420,8 +487,8 @@ export const sessionMachine = setup({
     failed: {
       description: "An unrecoverable error; every prompt fails with it until the session is closed.",
       on: {
-        PROMPT: { actions: "rejectOnFailedSession" },
-        CANCEL: { actions: "rejectCancel" },
+        PROMPT: { actions: { type: "rejectOnFailedSession", params: promptOf } },
+        CANCEL: { actions: { type: "rejectCancel", params: cancelOf } },
       },
       after: {
         sessionIdle: { guard: "idleEnabled", actions: expire },

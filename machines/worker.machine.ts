@@ -53,6 +53,9 @@ export type WorkerEmitted =
 /** A worker actor. */
 export type WorkerActorRef = ActorRefFrom<typeof workerMachine>;
 
+/** Params of the action that reports an exit: how the process ended. */
+const exitOf = ({ event }: { event: Extract<WorkerEvent, { type: "WORKER.EXITED" }> }) => ({ code: event.code, signal: event.signal });
+
 /** The worker machine. Provide `workerProcess` (a callback actor) before use. */
 export const workerMachine = setup({
   types: {
@@ -76,12 +79,12 @@ export const workerMachine = setup({
   actions: {
     countCrash: assign({ crashes: ({ context }) => context.crashes + 1 }),
     announceReady: emit(({ context }) => ({ type: "worker.ready" as const, workerId: context.workerId, generation: context.generation })),
-    announceExit: emit(({ context, event }) => ({
+    announceExit: emit(({ context }, { code, signal }: { code: number | null; signal: string | null }) => ({
       type: "worker.exited" as const,
       workerId: context.workerId,
       generation: context.generation,
-      code: event.type === "WORKER.EXITED" ? event.code : null,
-      signal: event.type === "WORKER.EXITED" ? event.signal : null,
+      code,
+      signal,
       crashes: context.crashes,
     })),
     announceUnavailable: emit(({ context }) => ({ type: "worker.unavailable" as const, workerId: context.workerId, crashes: context.crashes })),
@@ -113,8 +116,8 @@ export const workerMachine = setup({
       },
       on: {
         "WORKER.EXITED": [
-          { guard: "crashesTooOften", target: "unavailable", actions: ["countCrash", "announceExit", "announceUnavailable"] },
-          { guard: "isCurrent", target: "backoff", actions: ["countCrash", "announceExit"] },
+          { guard: "crashesTooOften", target: "unavailable", actions: ["countCrash", { type: "announceExit", params: exitOf }, "announceUnavailable"] },
+          { guard: "isCurrent", target: "backoff", actions: ["countCrash", { type: "announceExit", params: exitOf }] },
         ],
       },
     },

@@ -300,7 +300,7 @@ export class CommunicationBus {
   /** A dead message: its sync sender, its workflow task and its sender hear of it. */
   private onDead(envelope: MessageEnvelope, event: Extract<DeliveryEmitted, { type: "message.dead" }>): void {
     const messageId = envelope.message_id;
-    const timedOut = event.error.startsWith("Not acknowledged within");
+    const timedOut = event.cause === "timeout";
     this.syncReplies.reject(
       messageId,
       timedOut

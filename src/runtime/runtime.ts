@@ -77,10 +77,6 @@ function failure(error: BridgeError, at: number): RunPromptFailure {
   return { type: error.type, message: error.message, retryable, sessionValid, details, at };
 }
 
-function timeoutError(timeoutMs: number): BridgeError {
-  return new BridgeError("TIMEOUT", `Prompt timed out after ${timeoutMs} ms`, { timeoutMs });
-}
-
 function bridgeErrorOf(error: PromptError): BridgeError {
   return new BridgeError(error.type as BridgeError["type"], error.message, {
     ...error.details,
@@ -341,27 +337,13 @@ export class Runtime {
     const commandId = randomUUID();
     const pending: PendingPrompt = { requestId, commandId, prompt: request.prompt };
     if (request.runtimeParams !== undefined) pending.runtimeParams = request.runtimeParams;
+    // The session times the prompt out itself (PROMPT.DEADLINE), counting from now: queued time counts.
+    if (request.timeoutMs !== undefined) pending.timeoutMs = request.timeoutMs;
     const at = this.clock.now();
     const reply = this.replies.wait<PromptReply>(commandId, sessionId);
-    let queuedTimer: unknown;
-    if (request.timeoutMs !== undefined) {
-      const { timeoutMs } = request;
-      pending.timeoutMs = timeoutMs;
-      pending.deadlineAt = at + timeoutMs;
-      // A prompt still queued at its deadline is dropped here; one in flight is timed out by runPrompt.
-      queuedTimer = this.clock.setTimeout(() => {
-        if (!session.getSnapshot().context.queue.some((queued) => queued.commandId === commandId)) return;
-        this.replies.reject(commandId, timeoutError(timeoutMs));
-        session.send({ type: "CANCEL", commandId: randomUUID(), requestId, at: this.clock.now() } satisfies SessionEvent);
-      }, timeoutMs);
-    }
     session.send({ type: "PROMPT", request: pending, at } satisfies SessionEvent);
-    try {
-      const { text, stopReason, usage } = await reply;
-      return { text, stopReason, requestId, ...(usage ? { usage } : {}) };
-    } finally {
-      if (queuedTimer !== undefined) this.clock.clearTimeout(queuedTimer);
-    }
+    const { text, stopReason, usage } = await reply;
+    return { text, stopReason, requestId, ...(usage ? { usage } : {}) };
   }
 
   /** `sessions_status`. */
@@ -447,22 +429,6 @@ export class Runtime {
 
   private async runPrompt(input: RunPromptInput, signal: AbortSignal): Promise<RunPromptOutput> {
     const { request } = input;
-    const controller = new AbortController();
-    const abort = (): void => controller.abort();
-    signal.addEventListener("abort", abort, { once: true });
-    let timer: unknown;
-    const timedOut = new Promise<never>((_, reject) => {
-      const { timeoutMs, deadlineAt } = request;
-      if (timeoutMs === undefined || deadlineAt === undefined) return;
-      timer = this.clock.setTimeout(
-        () => {
-          // Reject before aborting: an agent that rejects at once on abort must not win the race with UPSTREAM.
-          reject(timeoutError(timeoutMs));
-          controller.abort();
-        },
-        Math.max(0, deadlineAt - this.clock.now()),
-      );
-    });
     const { sessionId } = input;
     const { requestId } = request;
     const emit: PromptEmitter = {
@@ -471,13 +437,10 @@ export class Runtime {
     };
     try {
       const executor = this.executorFor(input.agentId);
-      const reply = await Promise.race([executor.runPrompt(input, controller.signal, emit), timedOut]);
+      const reply = await executor.runPrompt(input, signal, emit);
       return { reply, at: this.clock.now() };
     } catch (error) {
       throw failure(toBridgeError(error, "UPSTREAM"), this.clock.now());
-    } finally {
-      if (timer !== undefined) this.clock.clearTimeout(timer);
-      signal.removeEventListener("abort", abort);
     }
   }
 

@@ -242,5 +242,61 @@ describe("session lifecycle (SPEC §2.2)", () => {
       expect(signal.aborted).toBe(true);
       expect((await runtime.bridge.sessionsStatus({ sessionId })).status).toBe("idle");
     });
+
+    it("reports a queued prompt that times out as prompt.failed TIMEOUT, not as a cancel", async () => {
+      const { runtime, clock, controlled } = await startTestRuntime();
+      const { sessionId } = await runtime.bridge.sessionsCreate({});
+      const outcomes: string[] = [];
+      runtime.on("prompt.failed", (event) => outcomes.push(`${event.requestId} failed ${event.error.type}`));
+      runtime.on("prompt.cancelled", (event) => outcomes.push(`${event.requestId} cancelled`));
+      const first = runtime.bridge.sessionsPrompt({ sessionId, prompt: "hangs", requestId: "r1" });
+      const queued = runtime.bridge.sessionsPrompt({ sessionId, prompt: "queued", requestId: "r2", timeout: 1_000 });
+      await settle();
+      clock.increment(1_000);
+      expect(await rejectionOf(queued)).toMatchObject({ type: "TIMEOUT", message: "Prompt timed out after 1000 ms" });
+      expect(outcomes).toEqual(["r2 failed TIMEOUT"]);
+      expect(controlled.cancels).toEqual([]);
+      controlled.current().reply();
+      await first;
+    });
+
+    it("starts the next queued prompt when the one in flight times out; the next keeps its own deadline", async () => {
+      const { runtime, clock, controlled } = await startTestRuntime();
+      const { sessionId } = await runtime.bridge.sessionsCreate({});
+      const first = runtime.bridge.sessionsPrompt({ sessionId, prompt: "first", requestId: "r1", timeout: 1_000 });
+      const second = runtime.bridge.sessionsPrompt({ sessionId, prompt: "second", requestId: "r2", timeout: 3_000 });
+      await settle();
+      clock.increment(1_000);
+      expect(await rejectionOf(first)).toMatchObject({ type: "TIMEOUT", details: { timeoutMs: 1_000, sessionValid: true, retryable: true } });
+      await settle();
+      expect(await runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({ status: "busy", activeRequestId: "r2", queued: 0 });
+      const { signal } = controlled.current().ctx;
+      clock.increment(1_999);
+      await settle();
+      expect(signal.aborted).toBe(false);
+      clock.increment(1);
+      expect(await rejectionOf(second)).toMatchObject({ type: "TIMEOUT", details: { timeoutMs: 3_000 } });
+      expect(signal.aborted).toBe(true);
+      expect(await runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({ status: "idle", lastActivityAt: clock.now() });
+    });
+
+    it("lets a prompt answered within its timeout end there: its deadline does not touch the next prompt", async () => {
+      const { runtime, clock, controlled } = await startTestRuntime();
+      const { sessionId } = await runtime.bridge.sessionsCreate({});
+      const answered = runtime.bridge.sessionsPrompt({ sessionId, prompt: "quick", timeout: 1_000 });
+      await settle();
+      clock.increment(500);
+      controlled.current().reply({ text: "in time" });
+      expect((await answered).text).toBe("in time");
+      const next = runtime.bridge.sessionsPrompt({ sessionId, prompt: "no timeout" });
+      await settle();
+      const { signal } = controlled.current().ctx;
+      clock.increment(1_000);
+      await settle();
+      expect(signal.aborted).toBe(false);
+      expect((await runtime.bridge.sessionsStatus({ sessionId })).status).toBe("busy");
+      controlled.current().reply();
+      await next;
+    });
   });
 });

@@ -259,6 +259,30 @@ describe("sync delivery", () => {
     expect(answer.status).toBe(504);
     expect(answer.body.error).toMatchObject({ type: "TIMEOUT", message: "No reply to q1 within 3000 ms" });
   });
+
+  it("answers 504 TIMEOUT with DELIVERY_FAILED when the request itself dies unacknowledged at routing.timeout", async () => {
+    const { bus, clock } = await startSimulatedBus();
+    await register(bus, A, B);
+    const pending = call(bus, "POST", "/messages/send", envelope(A, B, { message_id: "q1", routing: { delivery_mode: "sync", timeout: "3s" } }));
+    await until(() => statusOf(bus, "q1") === "queued");
+    clock.increment(3_000);
+    const answer = await pending;
+    expect(answer.status).toBe(504);
+    expect(answer.body.error).toMatchObject({ type: "TIMEOUT", message: "q1: Not acknowledged within 3000 ms", details: { code: "DELIVERY_FAILED" } });
+  });
+
+  it("answers 502 TRANSPORT with DELIVERY_FAILED when the request dies with every retry used", async () => {
+    const { bus, clock } = await startSimulatedBus({ ackTimeout: 1_000 });
+    await register(bus, A, B);
+    await rawConnect(bus, B);
+    const routing = { delivery_mode: "sync", timeout: "30s", retry_policy: { max_retries: 0, backoff: "linear" } };
+    const pending = call(bus, "POST", "/messages/send", envelope(A, B, { message_id: "q1", routing }));
+    await until(() => statusOf(bus, "q1") === "delivered");
+    clock.increment(1_000);
+    const answer = await pending;
+    expect(answer.status).toBe(502);
+    expect(answer.body.error).toMatchObject({ type: "TRANSPORT", message: expect.stringContaining("Retries exhausted"), details: { code: "DELIVERY_FAILED" } });
+  });
 });
 
 describe("heartbeat", () => {

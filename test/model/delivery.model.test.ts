@@ -6,7 +6,8 @@
  * How each event is produced for real: `SENT` and `QUEUED` are the bus's own answer when it dispatches, so
  * the target is connected or not before the step that dispatches (look-ahead); a `SENT` from `queued` is the
  * target connecting; `ACK` is the target's ack frame; `SEND_FAILED` is the target's socket closing; the
- * delays are the simulated clock moved to the moment they are due.
+ * delays are the simulated clock moved to the moment they are due. The message is sent `sync`, so that its
+ * sender waits and hears why it died: TIMEOUT after the message timeout, TRANSPORT once the retries are used.
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
@@ -164,9 +165,14 @@ async function runPath(path: DeliveryPath): Promise<void> {
   await prepareDispatch(0);
   const message = envelope(SENDER, RECIPIENT, {
     message_id: "model",
-    routing: { timeout: `${timeoutMs}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK], delivery_mode: "async" },
+    routing: { timeout: `${timeoutMs}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK], delivery_mode: "sync" },
   });
-  expect((await bus.send(message)).status).toBe("accepted");
+  // Nobody replies: the sync sender waits until the message is dead, or until the bus stops after the test.
+  const answer: { errorType?: string; message?: string } = {};
+  bus.send(message).then(
+    () => Object.assign(answer, { errorType: "none" }),
+    (error: { type?: string; message: string }) => Object.assign(answer, { errorType: error.type, message: error.message }),
+  );
 
   for (let index = 0; index < path.steps.length; index += 1) {
     const { event, state: after } = path.steps[index]!;
@@ -210,10 +216,14 @@ async function runPath(path: DeliveryPath): Promise<void> {
     }
     if (after.value === "dead") {
       expect(status.last_error, label).toBeDefined();
+      await until(() => answer.errorType !== undefined);
+      // The dead message's own error, not the sync sender's timer that falls due at the same moment.
+      expect(answer, label).toEqual({ errorType: event.type === TIMEOUT_EVENT ? "TIMEOUT" : "TRANSPORT", message: `model: ${status.last_error}` });
       await until(() => sender.received.length === 1);
       expect(sender.received[0], label).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: "model" } });
     }
     if (after.value === "retrying") expect(status.last_error, label).toBeDefined();
+    if (after.value !== "dead") expect(answer.errorType, label).toBeUndefined();
   }
 }
 

@@ -2,6 +2,10 @@
  * Model-based tests of the session machine: @xstate/graph walks the bare machine; every path is then driven
  * through the public bridge of a real runtime, and `sessions_status` and each prompt's outcome are checked
  * after every step.
+ *
+ * A `PROMPT.DEADLINE` is a prompt's timeout passing on the simulated clock. Which prompts time out, and in
+ * which order, is read ahead from the path: only those prompts are sent with a `timeout`, chosen so that
+ * their deadlines fall in the path's order, and the step moves the clock to the deadline it names.
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
@@ -13,9 +17,12 @@ import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
 
-const TTL_MS = 100_000;
+/** Longer than every deadline a path sets (DEADLINE_STEP_MS apart), so that it never fires before them. */
+const TTL_MS = 10_000_000;
 const IDLE_MS = 1_000;
 const MAX_QUEUED = 1;
+/** The k-th deadline of a path falls k times this long after the session's creation. */
+const DEADLINE_STEP_MS = 10_000;
 
 const modelInput: SessionInput = {
   sessionId: "model",
@@ -70,6 +77,7 @@ function eventsFor(snapshot: SessionSnapshot): SessionEvent[] {
       { type: "xstate.error.actor.prompt", actorId: "prompt", error: { ...TRANSIENT, at: 0 } },
       { type: "xstate.error.actor.prompt", actorId: "prompt", error: { ...FATAL, at: 0 } },
       { type: TTL_EVENT } as unknown as SessionEvent,
+      ...pendingIds(snapshot).map((requestId): SessionEvent => ({ type: "PROMPT.DEADLINE", commandId: requestId, timeoutMs: DEADLINE_STEP_MS, at: 0 })),
     );
     const queued = context.queue[0];
     if (queued) events.push({ type: "CANCEL", commandId: "cancel", requestId: queued.requestId, at: 0 });
@@ -114,6 +122,7 @@ function describePath(path: SessionPath): string {
       if (event.type === "CLOSE") return `CLOSE(${event.reason})`;
       if (event.type === "FAIL") return "FAIL";
       if (event.type === "xstate.error.actor.prompt") return `ERROR(${event.error.type})`;
+      if (event.type === "PROMPT.DEADLINE") return `DEADLINE(${event.commandId})`;
       if (type === "xstate.done.actor.prompt") return "DONE";
       return type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)");
     })
@@ -128,9 +137,43 @@ function expectedOutcome(event: SessionEvent): Tracked["state"] | string {
     case "xstate.error.actor.prompt":
     case "FAIL":
       return event.error.type;
+    case "PROMPT.DEADLINE":
+      return "TIMEOUT";
     default:
       return "CANCELLED";
   }
+}
+
+/** Whether the PROMPT of a step was accepted (in flight or queued), not refused. */
+function accepts(path: SessionPath, index: number): boolean {
+  const { event, state } = path.steps[index]!;
+  if (event.type !== "PROMPT") return false;
+  const { requestId } = event.request;
+  return pendingIds(state).includes(requestId) && !pendingIds(path.steps[index - 1]!.state).includes(requestId);
+}
+
+/**
+ * The deadlines of a path, as milliseconds after the session's creation: the k-th `PROMPT.DEADLINE` step
+ * falls at k × DEADLINE_STEP_MS, and so does the deadline of the prompt it names (by the step that accepted
+ * that prompt). The clock moves only at deadlines while prompts are pending (an expiry ends the path), so a
+ * prompt is always sent before its deadline, and no other prompt's deadline comes first.
+ */
+function deadlinesOf(path: SessionPath): { byPrompt: Map<number, number>; byStep: Map<number, number> } {
+  const byPrompt = new Map<number, number>();
+  const byStep = new Map<number, number>();
+  path.steps.forEach(({ event }, index) => {
+    if (event.type !== "PROMPT.DEADLINE") return;
+    const dueMs = (byStep.size + 1) * DEADLINE_STEP_MS;
+    byStep.set(index, dueMs);
+    for (let earlier = index - 1; earlier > 0; earlier -= 1) {
+      const { event: sent } = path.steps[earlier]!;
+      if (sent.type === "PROMPT" && sent.request.requestId === event.commandId && accepts(path, earlier)) {
+        byPrompt.set(earlier, dueMs);
+        return;
+      }
+    }
+  });
+  return { byPrompt, byStep };
 }
 
 const coverage = new TransitionCoverage();
@@ -146,6 +189,7 @@ async function runPath(path: SessionPath): Promise<void> {
   const { sessionId } = await runtime.bridge.sessionsCreate({});
   const { createdAt } = await runtime.bridge.sessionsStatus({ sessionId });
   const prompts = new Map<string, Tracked>();
+  const deadlines = deadlinesOf(path);
   let stopped = false;
 
   for (let index = 1; index < path.steps.length; index += 1) {
@@ -157,8 +201,14 @@ async function runPath(path: SessionPath): Promise<void> {
     switch (event.type) {
       case "PROMPT": {
         const { requestId } = event.request;
-        answer = track(runtime.bridge.sessionsPrompt({ sessionId, prompt: event.request.prompt, requestId }));
-        if (pendingIds(after).includes(requestId) && !pendingIds(before).includes(requestId)) prompts.set(requestId, answer);
+        const dueMs = deadlines.byPrompt.get(index);
+        const timeout = dueMs === undefined ? {} : { timeout: createdAt + dueMs - clock.now() };
+        answer = track(runtime.bridge.sessionsPrompt({ sessionId, prompt: event.request.prompt, requestId, ...timeout }));
+        if (accepts(path, index)) prompts.set(requestId, answer);
+        break;
+      }
+      case "PROMPT.DEADLINE": {
+        clock.increment(createdAt + deadlines.byStep.get(index)! - clock.now());
         break;
       }
       case "CANCEL": {
