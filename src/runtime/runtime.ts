@@ -210,6 +210,7 @@ export class Runtime {
     const supervisor = this.running();
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
+    this.checkProvider(executor, resolvedAgentId, metadata.provider);
     const sessionId = randomUUID();
     const created = this.replies.wait<void>(sessionId);
     supervisor.send({
@@ -320,6 +321,21 @@ export class Runtime {
     const executor = this.executors.find((candidate) => candidate.hasAgent(agentId));
     if (executor === undefined) throw new BridgeError("NOT_FOUND", `Agent not found: ${agentId}`, { agentId, sessionValid: false });
     return executor;
+  }
+
+  /**
+   * `metadata.provider` must name one of the agent's providers (CONFIG otherwise, before any session exists).
+   * An agent that lists no providers has none to bind a session to, so naming one is CONFIG too.
+   */
+  private checkProvider(executor: Executor, agentId: string, provider: unknown): void {
+    if (typeof provider !== "string") return;
+    const providers = executor.describeAgents().find((agent) => agent.id === agentId)?.providers ?? [];
+    if (providers.some((each) => each.id === provider)) return;
+    const registered = providers.length === 0 ? "it lists no providers" : `registered: ${providers.map((each) => each.id).join(", ")}`;
+    throw new BridgeError("CONFIG", `metadata.provider: no provider ${provider} is registered with agent ${agentId} (${registered})`, {
+      field: "metadata.provider",
+      provider,
+    });
   }
 
   /** The provider an agent binds sessions to when `metadata.provider` names none (its `defaultProvider`). */
