@@ -122,6 +122,13 @@ function usageOf(value: unknown): TaskUsage | undefined {
   return { input_tokens: input, output_tokens: output };
 }
 
+/** Where a pending task is, and who may answer it: its recipient, then its fallback agents. */
+interface PendingTaskRef {
+  sessionId: string;
+  taskId: string;
+  targets: string[];
+}
+
 function stringOf(value: unknown, fallback: string): string {
   return typeof value === "string" && value !== "" ? value : fallback;
 }
@@ -133,7 +140,9 @@ export class SessionManager {
   /** How many sessions each agent takes part in: they count as registered. */
   private readonly participation = new Map<string, { framework: string; sessions: number }>();
   /** Pending tasks by the `message_id` of their `task_request`, to correlate replies without `session_id`. */
-  private readonly tasksByMessage = new Map<string, { sessionId: string; taskId: string }>();
+  private readonly tasksByMessage = new Map<string, PendingTaskRef>();
+  /** The `message_id`s of pending tasks by task id: a reply may name its task only by `metadata.task_id`. */
+  private readonly messagesByTask = new Map<string, Set<string>>();
 
   constructor(private readonly options: SessionManagerOptions) {}
 
@@ -317,7 +326,9 @@ export class SessionManager {
       const entry = this.sessions.get(sessionId);
       if (entry === undefined || entry.status !== "active") return;
       const taskId = taskIdOf(envelope) ?? envelope.message_id;
-      this.tasksByMessage.set(envelope.message_id, { sessionId, taskId });
+      const targets = [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])];
+      this.tasksByMessage.set(envelope.message_id, { sessionId, taskId, targets });
+      this.messagesByTask.set(taskId, (this.messagesByTask.get(taskId) ?? new Set()).add(envelope.message_id));
       this.send(entry, { type: "TASK.DELEGATED", taskId, messageId: envelope.message_id, from: envelope.sender.agent_id, to: envelope.recipient.agent_id, at });
       return;
     }
@@ -355,8 +366,23 @@ export class SessionManager {
     if (byMessage !== undefined) return byMessage;
     const sessionId = envelope.sender.session_id;
     const taskId = taskIdOf(envelope);
-    if (sessionId === undefined || taskId === undefined) return undefined;
-    return { sessionId, taskId };
+    if (taskId === undefined) return undefined;
+    if (sessionId !== undefined) return { sessionId, taskId };
+    return this.pendingTaskOf(taskId, envelope.sender.agent_id, envelope.recipient.session_id);
+  }
+
+  /**
+   * A task named only by its id: among the sessions where it is pending for this responder (its recipient or a
+   * fallback agent), the one the reply names in `recipient.session_id`, else the one sent to the responder
+   * itself, else the oldest.
+   */
+  private pendingTaskOf(taskId: string, responder: string, sessionHint: string | undefined): PendingTaskRef | undefined {
+    const candidates: PendingTaskRef[] = [];
+    for (const messageId of this.messagesByTask.get(taskId) ?? []) {
+      const task = this.tasksByMessage.get(messageId);
+      if (task?.targets.includes(responder)) candidates.push(task);
+    }
+    return candidates.find((task) => task.sessionId === sessionHint) ?? candidates.find((task) => task.targets[0] === responder) ?? candidates[0];
   }
 
   private answer(task: { sessionId: string; taskId: string }, from: string, outcome: TaskOutcome, at: number): void {
@@ -364,8 +390,18 @@ export class SessionManager {
     if (entry === undefined || entry.status !== "active") return;
     const pending = this.contextOf(entry).tasks.find((each) => each.task_id === task.taskId && each.status === "pending");
     if (pending === undefined) return;
-    this.tasksByMessage.delete(pending.message_id);
+    this.forgetTask(pending.message_id);
     this.send(entry, { type: "TASK.ANSWERED", taskId: task.taskId, from, outcome, at });
+  }
+
+  /** Drops an answered task from both indexes. */
+  private forgetTask(messageId: string): void {
+    const task = this.tasksByMessage.get(messageId);
+    if (task === undefined) return;
+    this.tasksByMessage.delete(messageId);
+    const messages = this.messagesByTask.get(task.taskId);
+    messages?.delete(messageId);
+    if (messages?.size === 0) this.messagesByTask.delete(task.taskId);
   }
 
   private participantOf(participant: ParticipantInput, at: number): WorkflowParticipant {
