@@ -204,7 +204,7 @@ describe("errors and limits (SPEC §2.3)", () => {
     const { runtime } = await startTestRuntime();
     const error = await rejectionOf(runtime.bridge.call("sessions_create", { foo: 1, bar: 2 }));
     expect(error).toMatchObject({ type: "CONFIG", message: 'foo: unrecognized key "foo"', details: { field: "foo" } });
-    expect(error.details.issues).toEqual([
+    expect(error.details?.["issues"]).toEqual([
       { field: "foo", message: 'unrecognized key "foo"' },
       { field: "bar", message: 'unrecognized key "bar"' },
     ]);
