@@ -7,7 +7,7 @@ import { deliveryMachine, type DeliveryEmitted, type DeliveryStatus } from "../.
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { AgentConnection } from "./agent-connections.js";
-import type { MessageEnvelope } from "../protocol/envelope.js";
+import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import { Fifo, PriorityQueue } from "./priority-queue.js";
 
 type DeliveryActor = Actor<typeof deliveryMachine>;
@@ -44,6 +44,8 @@ export interface DeliveriesOptions {
   clock: Clock;
   inspect: ((event: InspectionEvent) => void) | undefined;
   connection(agentId: string): AgentConnection | undefined;
+  /** False for an agent registered with `metadata.acks: false`: a message written to it counts as acknowledged. */
+  sendsAcks(agentId: string): boolean;
   ackTimeoutMs: number;
   retryBaseMs: number;
   maxInFlightPerAgent: number;
@@ -68,12 +70,19 @@ const STATUS_OF: Record<DeliveryEmitted["type"], DeliveryStatus> = {
   "message.dead": "dead",
 };
 
+/** The task a `task_request` carries: its `metadata.task_id`, else its `message_id`; other messages carry none. */
+function requestTaskIdOf(envelope: MessageEnvelope): string | undefined {
+  return envelope.message_type === "task_request" ? (taskIdOf(envelope) ?? envelope.message_id) : undefined;
+}
+
 /** Every message of one bus, from acceptance until it is forgotten. */
 export class Deliveries {
   private readonly records = new Map<string, MessageRecord>();
   private readonly queues = new Map<string, PriorityQueue<MessageRecord>>();
   /** Finished messages, oldest first: forgotten beyond `maxRetainedMessages`. */
   private readonly finished = new Fifo<string>();
+  /** Unfinished `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
+  private readonly requestsByTask = new Map<string, Set<string>>();
   private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledged: 0, retrying: 0, dead: 0 };
   private readonly machine: typeof deliveryMachine;
 
@@ -137,6 +146,8 @@ export class Deliveries {
     };
     this.records.set(envelope.message_id, record);
     this.counts.accepted += 1;
+    const taskId = requestTaskIdOf(envelope);
+    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(envelope.message_id));
     const { routing } = envelope;
     const actor = createActor(this.machine, {
       id: `message:${envelope.message_id}`,
@@ -161,6 +172,24 @@ export class Deliveries {
   /** An agent acknowledged a message. Unknown and finished messages are ignored: acks may repeat. */
   acknowledge(connection: AgentConnection, messageId: string): void {
     this.records.get(messageId)?.actor?.send({ type: "ACK", agentId: connection.agentId });
+  }
+
+  /**
+   * An agent answered (SPEC §3.9): a `task_response` or `error` naming a message by `metadata.in_reply_to`, or a
+   * `task_request` by its task id in `metadata.task_id`, is the ack of that message by its current target, so
+   * an agent that never sends `ack` frames is not sent the message again. Another agent's answer acks nothing.
+   */
+  acknowledgeByAnswer(answer: MessageEnvelope): void {
+    if (answer.message_type !== "task_response" && answer.message_type !== "error") return;
+    const responder = answer.sender.agent_id;
+    const inReplyTo = inReplyToOf(answer);
+    const taskId = taskIdOf(answer);
+    const byTask = taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
+    const answered = inReplyTo === undefined ? byTask : [inReplyTo, ...byTask];
+    for (const messageId of answered) {
+      const record = this.records.get(messageId);
+      if (record?.target === responder) record.actor?.send({ type: "ACK", agentId: responder });
+    }
   }
 
   /** An agent connected: its queue is served. */
@@ -200,8 +229,9 @@ export class Deliveries {
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
     if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.size === 0)) {
-      this.write(record, connection);
+      const awaitsAck = this.write(record, connection);
       self.send({ type: "SENT", agentId: target });
+      if (!awaitsAck) self.send({ type: "ACK", agentId: target });
       return;
     }
     this.queueOf(target).push(record, record.envelope.priority);
@@ -221,10 +251,13 @@ export class Deliveries {
     return connection.open && connection.inFlight.size < this.options.maxInFlightPerAgent;
   }
 
-  private write(record: MessageRecord, connection: AgentConnection): void {
+  /** Writes the message; false when its agent sends no acks (at-most-once: written counts as acknowledged). */
+  private write(record: MessageRecord, connection: AgentConnection): boolean {
     connection.send(record.frame);
+    if (!this.options.sendsAcks(connection.agentId)) return false;
     connection.inFlight.add(record.envelope.message_id);
     record.connection = connection;
+    return true;
   }
 
   /** Writes queued messages to the agent's socket while its window has room, most urgent first. */
@@ -236,8 +269,9 @@ export class Deliveries {
       const record = queue.shift() as MessageRecord;
       // Entries go stale when the message was acknowledged late or timed out while it waited.
       if (record.status !== "queued" || record.target !== agentId || record.actor === undefined) continue;
-      this.write(record, connection);
+      const awaitsAck = this.write(record, connection);
       record.actor.send({ type: "SENT", agentId });
+      if (!awaitsAck) record.actor?.send({ type: "ACK", agentId });
     }
     if (queue.size === 0) this.queues.delete(agentId);
   }
@@ -267,6 +301,10 @@ export class Deliveries {
   private finish(record: MessageRecord): void {
     record.actor = undefined;
     record.localSink = undefined;
+    const taskId = requestTaskIdOf(record.envelope);
+    const requests = taskId === undefined ? undefined : this.requestsByTask.get(taskId);
+    requests?.delete(record.envelope.message_id);
+    if (taskId !== undefined && requests?.size === 0) this.requestsByTask.delete(taskId);
     this.finished.push(record.envelope.message_id);
     while (this.finished.size > this.options.maxRetainedMessages) {
       const messageId = this.finished.shift() as string;
