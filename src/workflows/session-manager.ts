@@ -372,15 +372,15 @@ export class SessionManager {
   }
 
   /**
-   * A task named only by its id: among the sessions where it is pending for this responder (its recipient or a
-   * fallback agent), the one the reply names in `recipient.session_id`, else the one sent to the responder
-   * itself, else the oldest.
+   * A task named only by its id: among the active sessions where it is pending for this responder (its
+   * recipient or a fallback agent), the one the reply names in `recipient.session_id`, else the one sent to
+   * the responder itself, else the oldest.
    */
   private pendingTaskOf(taskId: string, responder: string, sessionHint: string | undefined): PendingTaskRef | undefined {
     const candidates: PendingTaskRef[] = [];
     for (const messageId of this.messagesByTask.get(taskId) ?? []) {
       const task = this.tasksByMessage.get(messageId);
-      if (task?.targets.includes(responder)) candidates.push(task);
+      if (task?.targets.includes(responder) && this.sessions.get(task.sessionId)?.status === "active") candidates.push(task);
     }
     return candidates.find((task) => task.sessionId === sessionHint) ?? candidates.find((task) => task.targets[0] === responder) ?? candidates[0];
   }

@@ -171,6 +171,10 @@ describe("task correlation and automatic advance", () => {
 
   it("finds a task id pending in several sessions in the one sent to the responder, or the one its reply names", async () => {
     const bus = await startBus();
+    // A session that ended with the task still pending is passed over.
+    const ended = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    await task(bus, ended, LEAD, DEV, "t-1");
+    bus.sessionManager.terminateSession(ended, { reason: "cancelled" });
     const first = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
     const second = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
     const statuses = (): string[][] => [first, second].map((sessionId) => bus.sessionManager.getSession(sessionId)!.tasks.map((each) => `${each.to} ${each.status}`));
@@ -188,6 +192,7 @@ describe("task correlation and automatic advance", () => {
     expect(statuses()).toEqual([[`${DEV} pending`], [`${WEB} completed`, `${DEV} completed`]]);
     await answer(bus, undefined, DEV, LEAD, { task_id: "t-1" });
     expect(statuses()).toEqual([[`${DEV} completed`], [`${WEB} completed`, `${DEV} completed`]]);
+    expect(bus.sessionManager.getSession(ended)!.tasks.map((each) => each.status)).toEqual(["pending"]);
   });
 
   it("stays at the last step when its agents have answered: completing is explicit", async () => {
