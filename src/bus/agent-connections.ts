@@ -1,6 +1,7 @@
 /**
- * Agent connections: the `ws` server behind `ws://host:port/agents/connect?agent_id=…`, one socket per agent,
- * its key check, `maxConnections`, and the heartbeat that terminates a socket after two missed pongs.
+ * Agent connections: the `ws` server behind `ws://host:port/agents/connect?agent_id=…` (and `/?agent_id=…`
+ * for the seed project's adapters), one socket per agent, its key check, `maxConnections`, and the heartbeat
+ * that terminates a socket after two missed pongs.
  */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -10,7 +11,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, KEY_PROTOCOL_PREFIX, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, type SendAnswerFrame } from "../protocol/frames.js";
 
 /** Pongs a socket may miss before it is terminated. */
 export const MAX_MISSED_PONGS = 2;
@@ -28,6 +29,8 @@ export class AgentConnection {
     readonly socket: WebSocket,
     /** The TCP socket under the WebSocket: frames written in one tick leave it in one write. */
     private readonly transport: Duplex,
+    /** Whether the socket asked for control frames (`?control=1`); others never get `accepted` or `rejected`. */
+    readonly control: boolean,
   ) {}
 
   /** Whether frames can be written. */
@@ -41,9 +44,9 @@ export class AgentConnection {
     this.socket.send(frame);
   }
 
-  /** Writes one control frame. */
+  /** Writes one control frame, when the socket asked for them. */
   answer(frame: SendAnswerFrame): void {
-    if (!this.open) return;
+    if (!this.open || !this.control) return;
     this.batch();
     this.socket.send(JSON.stringify(frame));
   }
@@ -134,7 +137,9 @@ export class AgentConnections {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     try {
       const url = new URL(req.url ?? "/", "http://bus");
-      if (url.pathname !== AGENT_CONNECT_PATH) throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
+      if (url.pathname !== AGENT_CONNECT_PATH && url.pathname !== ROOT_CONNECT_PATH) {
+        throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
+      }
       const headerKey = req.headers[API_KEY_HEADER];
       this.options.checkApiKey(headerKey ?? keyFromProtocols(req.headers["sec-websocket-protocol"]));
       const agentId = url.searchParams.get("agent_id") ?? "";
@@ -145,20 +150,21 @@ export class AgentConnections {
         refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${this.options.maxConnections})`));
         return;
       }
-      this.server.handleUpgrade(req, socket, head, (ws) => this.accept(agentId, ws, socket));
+      const control = ["1", "true"].includes(url.searchParams.get(CONTROL_PARAM) ?? "");
+      this.server.handleUpgrade(req, socket, head, (ws) => this.accept(agentId, ws, socket, control));
     } catch (error) {
       const bridgeError = toBridgeError(error);
       refuseUpgrade(socket, httpStatusOf(bridgeError), bridgeError);
     }
   }
 
-  private accept(agentId: string, ws: WebSocket, transport: Duplex): void {
+  private accept(agentId: string, ws: WebSocket, transport: Duplex, control: boolean): void {
     if (!this.events.isKnown(agentId)) {
       ws.close(CLOSE_CODES.policy, `Agent not registered: ${agentId}`.slice(0, 123));
       return;
     }
     const previous = this.byAgent.get(agentId);
-    const connection = new AgentConnection(agentId, ws, transport);
+    const connection = new AgentConnection(agentId, ws, transport, control);
     this.byAgent.set(agentId, connection);
     if (previous !== undefined) {
       this.events.disconnected(previous);

@@ -6,12 +6,24 @@ import { z } from "zod";
 import { agentIdSchema, frameworkOf } from "../protocol/envelope.js";
 import { parseWith } from "../validation.js";
 
-/** What an agent says about itself when it registers. */
+/** A capability as the seed project's adapters describe it: a name, and whatever else they say about it. */
+export type CapabilityDetail = { name: string } & Record<string, unknown>;
+
+/** What an agent says about itself when it registers. The optional fields are the seed project's (SPEC §3.9). */
 export interface AgentDescriptor {
   agent_id: string;
   framework: string;
+  /** Capability names: the strings given, or the `name` of each capability given as an object. */
   capabilities: string[];
+  /** Free-form; `acks: false` asks for at-most-once delivery (the agent never sends `ack` frames). */
   metadata: Record<string, unknown>;
+  /** Every capability as given, strings as `{ name }`; present when any was given as an object. */
+  capability_details?: CapabilityDetail[];
+  endpoints?: Record<string, unknown> | unknown[];
+  health_check_url?: string;
+  status_endpoint?: string;
+  /** The adapter's declared authentication, every value but `type` redacted (troupe authenticates with its own key). */
+  authentication?: string | Record<string, unknown>;
 }
 
 /** An agent as `GET /agents` lists it. Times are epoch milliseconds. */
@@ -23,21 +35,59 @@ export interface AgentListing extends AgentDescriptor {
   source: "registered" | "participant";
 }
 
+/** What replaces a credential the seed project's `authentication` block carries. */
+const REDACTED = "[REDACTED]";
+
+const capabilityName = z.string().min(1).max(256);
+const url = z.string().min(1).max(2_048);
+
 const descriptorSchema = z.strictObject({
   agent_id: agentIdSchema,
   framework: z.string().min(1).max(256).optional(),
-  capabilities: z.array(z.string().min(1).max(256)).max(256).default([]),
-  metadata: z.record(z.string(), z.unknown()).default({}),
+  capabilities: z.array(z.union([capabilityName, z.looseObject({ name: capabilityName })])).max(256).default([]),
+  metadata: z.looseObject({ acks: z.boolean().optional() }).default({}),
+  endpoints: z.union([z.record(z.string(), z.unknown()), z.array(z.unknown()).max(256)]).optional(),
 });
 
-const wrappedSchema = z.strictObject({ agent_descriptor: descriptorSchema });
+/** What the seed project's adapters send beside the descriptor (or in it, for a bare one). */
+const seedFields = {
+  health_check_url: url.optional(),
+  status_endpoint: url.optional(),
+  authentication: z.union([z.string().max(256), z.record(z.string(), z.unknown())]).optional(),
+};
 
-/** Validates a registration body, `{ agent_descriptor: {...} }` or the bare descriptor; the framework defaults to the id's prefix. */
+const bareSchema = descriptorSchema.extend(seedFields);
+const wrappedSchema = z.strictObject({ agent_descriptor: descriptorSchema, ...seedFields });
+
+/**
+ * Validates a registration body, `{ agent_descriptor: {...} }` or the bare descriptor; the framework defaults
+ * to the id's prefix. The seed project's body (capabilities as objects, `endpoints`, `health_check_url`,
+ * `status_endpoint`, `authentication`) is accepted and kept.
+ */
 export function parseRegistration(body: unknown): AgentDescriptor {
   const wrapped = typeof body === "object" && body !== null && "agent_descriptor" in body;
-  const descriptor = wrapped ? parseWith(wrappedSchema, body).agent_descriptor : parseWith(descriptorSchema, body);
-  const { agent_id, capabilities, metadata } = descriptor;
-  return { agent_id, framework: descriptor.framework ?? frameworkOf(agent_id), capabilities, metadata };
+  const parsed = wrapped ? parseWith(wrappedSchema, body) : parseWith(bareSchema, body);
+  const descriptor = "agent_descriptor" in parsed ? parsed.agent_descriptor : parsed;
+  const { health_check_url, status_endpoint, authentication } = parsed;
+  const { agent_id, capabilities, metadata, endpoints } = descriptor;
+  const details = capabilities.map((capability): CapabilityDetail => (typeof capability === "string" ? { name: capability } : capability));
+  return {
+    agent_id,
+    framework: descriptor.framework ?? frameworkOf(agent_id),
+    capabilities: details.map((capability) => capability.name),
+    metadata,
+    ...(capabilities.some((capability) => typeof capability !== "string") ? { capability_details: details } : {}),
+    ...(endpoints === undefined ? {} : { endpoints }),
+    ...(health_check_url === undefined ? {} : { health_check_url }),
+    ...(status_endpoint === undefined ? {} : { status_endpoint }),
+    ...(authentication === undefined ? {} : { authentication: redactedAuthentication(authentication) }),
+  };
+}
+
+/** A scheme name is kept as it is; in an object only `type` is: the rest may be credentials. */
+function redactedAuthentication(authentication: string | Record<string, unknown>): string | Record<string, unknown> {
+  if (typeof authentication === "string") return authentication;
+  return Object.fromEntries(Object.entries(authentication).map(([key, value]) => [key, key === "type" ? value : REDACTED]));
 }
 
 /** Participants of workflow sessions, as the registry needs to see them. */

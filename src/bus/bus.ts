@@ -54,6 +54,8 @@ export class CommunicationBus {
   private readonly deliveries: Deliveries;
   private readonly syncReplies: SyncReplies;
   private readonly metrics = new BusMetrics();
+  /** Agents registered with `metadata.acks: false`: they get at-most-once delivery (SPEC §3.9). */
+  private readonly withoutAcks = new Set<string>();
   private readonly runtime: Runtime;
   private readonly ownsRuntime: boolean;
   private http: HttpServer | undefined;
@@ -92,6 +94,7 @@ export class CommunicationBus {
       runtime: this.runtime,
       clock: this.clock,
       connection: (agentId) => this.connections.get(agentId),
+      sendsAcks: (agentId) => !this.withoutAcks.has(agentId),
       ackTimeoutMs: this.options.ackTimeout,
       retryBaseMs: this.options.retryDelay,
       maxInFlightPerAgent: this.options.maxInFlightPerAgent,
@@ -170,12 +173,16 @@ export class CommunicationBus {
 
   /** Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. */
   registerAgent(body: unknown): AgentDescriptor {
-    return this.registry.register(parseRegistration(body), this.clock.now());
+    const descriptor = this.registry.register(parseRegistration(body), this.clock.now());
+    if (descriptor.metadata["acks"] === false) this.withoutAcks.add(descriptor.agent_id);
+    else this.withoutAcks.delete(descriptor.agent_id);
+    return descriptor;
   }
 
   /** Forgets an agent's registration and closes its socket with 1008 unless it still takes part in a session. */
   deregisterAgent(agentId: string): void {
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
+    this.withoutAcks.delete(agentId);
     if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, "Agent deregistered");
   }
 
@@ -249,6 +256,7 @@ export class CommunicationBus {
       ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(inReplyTo, reply) } : {}),
     });
     this.metrics.countAccepted();
+    this.deliveries.acknowledgeByAnswer(envelope);
     this.sessionManager.observe(envelope);
     if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
     const response = await this.syncReplies.wait(messageId, timeoutMs);

@@ -10,7 +10,7 @@ import type { DeliveryContext, DeliveryEmitted, DeliveryEvent, DeliveryInput, De
 import type { PoolChildEnding } from "../../machines/pool-shard.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
-import type { MessageEnvelope } from "../protocol/envelope.js";
+import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
 import type { AgentConnection } from "./agent-connections.js";
 import { PriorityQueue } from "./priority-queue.js";
@@ -35,6 +35,8 @@ export interface DeliveriesOptions {
   runtime: Runtime;
   clock: Clock;
   connection(agentId: string): AgentConnection | undefined;
+  /** False for an agent registered with `metadata.acks: false`: a message written to it counts as acknowledged. */
+  sendsAcks(agentId: string): boolean;
   ackTimeoutMs: number;
   retryBaseMs: number;
   maxInFlightPerAgent: number;
@@ -67,6 +69,11 @@ function statusViewOf(messageId: string, status: DeliveryStatus, context: Delive
   return { message_id: messageId, status, attempts: context.attempts, ...(context.lastError === null ? {} : { last_error: context.lastError }) };
 }
 
+/** The task a `task_request` carries: its `metadata.task_id`, else its `message_id`; other messages carry none. */
+function requestTaskIdOf(envelope: MessageEnvelope): string | undefined {
+  return envelope.message_type === "task_request" ? (taskIdOf(envelope) ?? envelope.message_id) : undefined;
+}
+
 /** A recipient's waiting messages: an order (priority, then FIFO) and the set of those still waiting. */
 class RecipientQueue {
   readonly order = new PriorityQueue<string>();
@@ -84,6 +91,8 @@ export class Deliveries implements DeliveryPoolHost {
   private readonly finished = new Map<string, MessageStatusView>();
   /** Live deliveries by state, counted from their transitions; finished ones by their record. */
   private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledged: 0, retrying: 0, dead: 0 };
+  /** Live `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
+  private readonly requestsByTask = new Map<string, Set<string>>();
 
   constructor(private readonly options: DeliveriesOptions) {
     options.runtime.attachPool("delivery", this);
@@ -144,6 +153,27 @@ export class Deliveries implements DeliveryPoolHost {
       this.localSinks.delete(messageId);
       throw error;
     }
+    const taskId = requestTaskIdOf(envelope);
+    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(messageId));
+  }
+
+  /**
+   * An agent answered (SPEC §3.9): a `task_response` or `error` naming a message by `metadata.in_reply_to`, or a
+   * `task_request` by its task id in `metadata.task_id`, is the ack of that message by its current target, so
+   * an agent that never sends `ack` frames is not sent the message again. Another agent's answer acks nothing.
+   */
+  acknowledgeByAnswer(answer: MessageEnvelope): void {
+    if (answer.message_type !== "task_response" && answer.message_type !== "error") return;
+    const responder = answer.sender.agent_id;
+    const inReplyTo = inReplyToOf(answer);
+    const taskId = taskIdOf(answer);
+    const byTask = taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
+    for (const messageId of inReplyTo === undefined ? byTask : [inReplyTo, ...byTask]) {
+      const child = this.childOf(messageId);
+      if (child === undefined) continue;
+      const { targets, targetIndex } = contextOf(child);
+      if (targets[targetIndex] === responder) child.send({ type: "ACK", agentId: responder });
+    }
   }
 
   /** An agent acknowledged a message. Unknown and finished messages are ignored: acks may repeat. */
@@ -187,8 +217,9 @@ export class Deliveries implements DeliveryPoolHost {
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
     if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0)) {
-      this.write(messageId, context.frame, connection);
+      const awaitsAck = this.write(messageId, context.frame, connection);
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
+      if (!awaitsAck) self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
       return;
     }
     this.enqueue(target, messageId, (context.envelope as MessageEnvelope).priority);
@@ -213,6 +244,7 @@ export class Deliveries implements DeliveryPoolHost {
     if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(context.messageId);
     if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
       this.remember(statusViewOf(context.messageId, emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
+      this.forgetRequest(context.envelope as MessageEnvelope);
     }
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }
@@ -228,6 +260,15 @@ export class Deliveries implements DeliveryPoolHost {
 
   private childOf(messageId: string): DeliveryActor | undefined {
     return this.options.runtime.pooledChild(deliveryChildId(messageId)) as DeliveryActor | undefined;
+  }
+
+  /** A finished `task_request` can no longer be acknowledged by an answer. */
+  private forgetRequest(envelope: MessageEnvelope): void {
+    const taskId = requestTaskIdOf(envelope);
+    const requests = taskId === undefined ? undefined : this.requestsByTask.get(taskId);
+    if (taskId === undefined || requests === undefined) return;
+    requests.delete(envelope.message_id);
+    if (requests.size === 0) this.requestsByTask.delete(taskId);
   }
 
   private remember(record: MessageStatusView): void {
@@ -261,10 +302,13 @@ export class Deliveries implements DeliveryPoolHost {
     return connection.open && connection.inFlight.size < this.options.maxInFlightPerAgent;
   }
 
-  private write(messageId: string, frame: string, connection: AgentConnection): void {
+  /** Writes the message; false when its agent sends no acks (at-most-once: written counts as acknowledged). */
+  private write(messageId: string, frame: string, connection: AgentConnection): boolean {
     connection.send(frame);
+    if (!this.options.sendsAcks(connection.agentId)) return false;
     connection.inFlight.add(messageId);
     this.writtenTo.set(messageId, connection);
+    return true;
   }
 
   /** Writes queued messages to the agent's socket while its window has room, most urgent first. */
@@ -277,9 +321,10 @@ export class Deliveries implements DeliveryPoolHost {
       if (!queue.waiting.has(messageId)) continue;
       const child = this.childOf(messageId);
       if (child === undefined) continue;
-      this.write(messageId, contextOf(child).frame, connection);
+      const awaitsAck = this.write(messageId, contextOf(child).frame, connection);
       // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
       child.send({ type: "SENT", agentId });
+      if (!awaitsAck) child.send({ type: "ACK", agentId });
     }
   }
 

@@ -8,7 +8,7 @@ import WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 
 /** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
 export interface ReconnectOptions {
@@ -86,12 +86,30 @@ function connectUrlOf(url: string, agentId: string): string {
   if (parsed.protocol === "https:") parsed.protocol = "wss:";
   if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = AGENT_CONNECT_PATH;
   parsed.searchParams.set("agent_id", agentId);
+  // `send` waits for the bus's accepted / rejected frames, which it writes only to sockets that ask.
+  parsed.searchParams.set(CONTROL_PARAM, "1");
   return parsed.toString();
 }
 
 function errorOf(frame: Extract<SendAnswerFrame, { type: "rejected" }>): BridgeError {
   const { type, message, details } = frame.error;
   return new BridgeError(isBridgeErrorType(type) ? type : "INTERNAL", message, details);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** What a frame from the bus is: a message, the answer to a sent envelope, or something this client cannot read. */
+type IncomingFrame = { kind: "message"; envelope: MessageEnvelope } | { kind: "answer"; answer: SendAnswerFrame } | { kind: "unreadable" };
+
+/** Sorts a parsed frame; only its shape is checked (the bus validated the envelope it sends). */
+function classify(frame: unknown): IncomingFrame {
+  if (!isRecord(frame) || (frame["message_id"] !== undefined && typeof frame["message_id"] !== "string")) return { kind: "unreadable" };
+  if (typeof frame["message_type"] === "string" && typeof frame["message_id"] === "string") return { kind: "message", envelope: frame as unknown as MessageEnvelope };
+  if (frame["type"] === "accepted" && typeof frame["message_id"] === "string") return { kind: "answer", answer: frame as unknown as SendAnswerFrame };
+  if (frame["type"] === "rejected" && isRecord(frame["error"])) return { kind: "answer", answer: frame as unknown as SendAnswerFrame };
+  return { kind: "unreadable" };
 }
 
 /** A bounded set of recent ids: the oldest is forgotten first. */
@@ -174,21 +192,28 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   });
 
   const receive = (data: WebSocket.RawData): void => {
-    let frame: MessageEnvelope | SendAnswerFrame;
+    let parsed: unknown;
     try {
-      frame = JSON.parse(data.toString()) as MessageEnvelope | SendAnswerFrame;
+      parsed = JSON.parse(data.toString());
     } catch {
       reportError(new BridgeError("TRANSPORT", "The bus sent a frame that is not JSON"));
       return;
     }
-    if ("message_type" in frame) {
-      transmit({ type: "ack", message_id: frame.message_id });
-      if (!seen.add(frame.message_id)) return;
-      Promise.resolve()
-        .then(() => onMessage(frame as MessageEnvelope, contextOf(frame as MessageEnvelope)))
-        .catch((error: unknown) => reportError(new BridgeError("UPSTREAM", `onMessage failed for ${frame.message_id}: ${String(error)}`)));
+    const incoming = classify(parsed);
+    if (incoming.kind === "unreadable") {
+      reportError(new BridgeError("TRANSPORT", `The bus sent a frame that is neither a message nor an answer: ${JSON.stringify(parsed).slice(0, 200)}`));
       return;
     }
+    if (incoming.kind === "message") {
+      const { envelope } = incoming;
+      transmit({ type: "ack", message_id: envelope.message_id });
+      if (!seen.add(envelope.message_id)) return;
+      Promise.resolve()
+        .then(() => onMessage(envelope, contextOf(envelope)))
+        .catch((error: unknown) => reportError(new BridgeError("UPSTREAM", `onMessage failed for ${envelope.message_id}: ${String(error)}`)));
+      return;
+    }
+    const frame = incoming.answer;
     const waiter = frame.message_id === undefined ? undefined : pending.get(frame.message_id);
     if (frame.message_id !== undefined) pending.delete(frame.message_id);
     if (frame.type === "accepted") waiter?.resolve({ message_id: frame.message_id, status: frame.status });

@@ -55,7 +55,8 @@ export const envelopeSchema = z.strictObject({
   message_id: id,
   timestamp: z.iso.datetime({ offset: true }),
   sender: z.strictObject({ agent_id: agentIdSchema, framework, session_id: id.optional() }),
-  recipient: z.strictObject({ agent_id: agentIdSchema, framework }),
+  // The seed project's adapters name the session of a reply on its recipient (SPEC §3.9).
+  recipient: z.strictObject({ agent_id: agentIdSchema, framework, session_id: id.optional() }),
   message_type: z.enum(MESSAGE_TYPES),
   priority: z.enum(PRIORITIES).default("medium"),
   payload: z.record(z.string(), z.unknown()),

@@ -3,12 +3,17 @@
  *
  * The bus sends each message as its envelope (a JSON text frame with `message_type`); the agent answers
  * `{ type: "ack", message_id }`. An agent sends envelopes back over the same socket; the bus answers each
- * with `{ type: "accepted", message_id, status }` or `{ type: "rejected", message_id?, error }`.
+ * with `{ type: "accepted", message_id, status }` or `{ type: "rejected", message_id?, error }` when the
+ * socket asked for these control frames with `?control=1` (the seed project's adapters do not expect them).
  */
 import type { BridgeError } from "../errors.js";
 
 /** Where agents connect: `ws://host:port/agents/connect?agent_id=…`. */
 export const AGENT_CONNECT_PATH = "/agents/connect";
+/** The seed project's adapters connect at the root: `ws://host:port/?agent_id=…` (SPEC §3.9). */
+export const ROOT_CONNECT_PATH = "/";
+/** The query parameter by which a socket asks for the bus's control frames (`?control=1`). */
+export const CONTROL_PARAM = "control";
 /** Browsers cannot set headers: they offer the key as the subprotocol `key.<key>`. */
 export const KEY_PROTOCOL_PREFIX = "key.";
 

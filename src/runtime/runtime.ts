@@ -226,18 +226,18 @@ export class Runtime {
 
   /**
    * Spawns a child in the pool of its kind, with `childId` as its id and system id. A full pool is CAPACITY
-   * (retryable). Returns the child's actor.
+   * (retryable). Returns the child's actor; `undefined` when it already ended while it was spawned (a message
+   * acknowledged at once).
    */
-  spawnPooled(kind: PoolKind, childId: string, src: PoolChildSource, input: unknown): AnyActorRef {
+  spawnPooled(kind: PoolKind, childId: string, src: PoolChildSource, input: unknown): AnyActorRef | undefined {
     const pool = this.poolOf(kind);
     this.refusedSpawn = undefined;
     pool.send({ type: "POOL.SPAWN", childId, src, input });
-    const child = this.pooledChild(childId);
-    if (this.refusedSpawn === childId || child === undefined) {
+    if (this.refusedSpawn === childId) {
       const { capacity } = pool.getSnapshot().context;
       throw new BridgeError("CAPACITY", `The ${kind} pool is full (${capacity} alive)`, { retryable: true, limit: capacity, kind });
     }
-    return child;
+    return this.pooledChild(childId);
   }
 
   /** A pooled child that is alive (ended children are no longer in the system: keep their ref while they are retained). */
@@ -305,6 +305,7 @@ export class Runtime {
     const supervisor = this.running();
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
+    this.checkProvider(executor, resolvedAgentId, metadata.provider);
     const sessionId = randomUUID();
     const created = this.replies.wait<void>(sessionId);
     supervisor.send({
@@ -401,6 +402,21 @@ export class Runtime {
     const executor = this.executors.find((candidate) => candidate.hasAgent(agentId));
     if (executor === undefined) throw new BridgeError("NOT_FOUND", `Agent not found: ${agentId}`, { agentId, sessionValid: false });
     return executor;
+  }
+
+  /**
+   * `metadata.provider` must name one of the agent's providers (CONFIG otherwise, before any session exists).
+   * An agent that lists no providers has none to bind a session to, so naming one is CONFIG too.
+   */
+  private checkProvider(executor: Executor, agentId: string, provider: unknown): void {
+    if (typeof provider !== "string") return;
+    const providers = executor.describeAgents().find((agent) => agent.id === agentId)?.providers ?? [];
+    if (providers.some((each) => each.id === provider)) return;
+    const registered = providers.length === 0 ? "it lists no providers" : `registered: ${providers.map((each) => each.id).join(", ")}`;
+    throw new BridgeError("CONFIG", `metadata.provider: no provider ${provider} is registered with agent ${agentId} (${registered})`, {
+      field: "metadata.provider",
+      provider,
+    });
   }
 
   /** The provider an agent binds sessions to when `metadata.provider` names none (its `defaultProvider`). */

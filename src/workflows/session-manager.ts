@@ -127,6 +127,13 @@ function usageOf(value: unknown): TaskUsage | undefined {
   return { input_tokens: input, output_tokens: output };
 }
 
+/** Where a pending task is, and who may answer it: its recipient, then its fallback agents. */
+interface PendingTaskRef {
+  sessionId: string;
+  taskId: string;
+  targets: string[];
+}
+
 function stringOf(value: unknown, fallback: string): string {
   return typeof value === "string" && value !== "" ? value : fallback;
 }
@@ -138,7 +145,9 @@ export class SessionManager implements PoolHost {
   /** How many sessions each agent takes part in: they count as registered. */
   private readonly participation = new Map<string, { framework: string; sessions: number }>();
   /** Pending tasks by the `message_id` of their `task_request`, to correlate replies without `session_id`. */
-  private readonly tasksByMessage = new Map<string, { sessionId: string; taskId: string }>();
+  private readonly tasksByMessage = new Map<string, PendingTaskRef>();
+  /** The `message_id`s of pending tasks by task id: a reply may name its task only by `metadata.task_id`. */
+  private readonly messagesByTask = new Map<string, Set<string>>();
 
   constructor(private readonly options: SessionManagerOptions) {
     options.runtime.attachPool("workflow", this);
@@ -172,6 +181,7 @@ export class SessionManager implements PoolHost {
       retentionMs: this.options.retentionMs,
     };
     // The supervisor's workflow pool spawns it; a full pool is CAPACITY.
+    // A workflow never ends while it is spawned: it starts at its first step.
     const actor = this.options.runtime.spawnPooled("workflow", sessionId, createWorkflowMachine(input.steps), workflowInput) as WorkflowActor;
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
@@ -325,7 +335,9 @@ export class SessionManager implements PoolHost {
       const entry = this.sessions.get(sessionId);
       if (entry === undefined || this.statusOf(entry) !== "active") return;
       const taskId = taskIdOf(envelope) ?? envelope.message_id;
-      this.tasksByMessage.set(envelope.message_id, { sessionId, taskId });
+      const targets = [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])];
+      this.tasksByMessage.set(envelope.message_id, { sessionId, taskId, targets });
+      this.messagesByTask.set(taskId, (this.messagesByTask.get(taskId) ?? new Set()).add(envelope.message_id));
       this.send(entry, { type: "TASK.DELEGATED", taskId, messageId: envelope.message_id, from: envelope.sender.agent_id, to: envelope.recipient.agent_id, at });
       return;
     }
@@ -374,7 +386,7 @@ export class SessionManager implements PoolHost {
     this.sessions.delete(childId);
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);
-    for (const task of tasks) this.tasksByMessage.delete(task.message_id);
+    for (const task of tasks) this.forgetTask(task.message_id);
   }
 
   private usageField(envelope: MessageEnvelope): { usage?: TaskUsage } {
@@ -388,8 +400,24 @@ export class SessionManager implements PoolHost {
     if (byMessage !== undefined) return byMessage;
     const sessionId = envelope.sender.session_id;
     const taskId = taskIdOf(envelope);
-    if (sessionId === undefined || taskId === undefined) return undefined;
-    return { sessionId, taskId };
+    if (taskId === undefined) return undefined;
+    if (sessionId !== undefined) return { sessionId, taskId };
+    return this.pendingTaskOf(taskId, envelope.sender.agent_id, envelope.recipient.session_id);
+  }
+
+  /**
+   * A task named only by its id: among the active sessions where it is pending for this responder (its
+   * recipient or a fallback agent), the one the reply names in `recipient.session_id`, else the one sent to
+   * the responder itself, else the oldest.
+   */
+  private pendingTaskOf(taskId: string, responder: string, sessionHint: string | undefined): PendingTaskRef | undefined {
+    const candidates: PendingTaskRef[] = [];
+    for (const messageId of this.messagesByTask.get(taskId) ?? []) {
+      const task = this.tasksByMessage.get(messageId);
+      const entry = task === undefined ? undefined : this.sessions.get(task.sessionId);
+      if (task?.targets.includes(responder) && entry !== undefined && this.statusOf(entry) === "active") candidates.push(task);
+    }
+    return candidates.find((task) => task.sessionId === sessionHint) ?? candidates.find((task) => task.targets[0] === responder) ?? candidates[0];
   }
 
   private answer(task: { sessionId: string; taskId: string }, from: string, outcome: TaskOutcome, at: number): void {
@@ -397,8 +425,18 @@ export class SessionManager implements PoolHost {
     if (entry === undefined || this.statusOf(entry) !== "active") return;
     const pending = this.contextOf(entry).tasks.find((each) => each.task_id === task.taskId && each.status === "pending");
     if (pending === undefined) return;
-    this.tasksByMessage.delete(pending.message_id);
+    this.forgetTask(pending.message_id);
     this.send(entry, { type: "TASK.ANSWERED", taskId: task.taskId, from, outcome, at });
+  }
+
+  /** Drops an answered task from both indexes. */
+  private forgetTask(messageId: string): void {
+    const task = this.tasksByMessage.get(messageId);
+    if (task === undefined) return;
+    this.tasksByMessage.delete(messageId);
+    const messages = this.messagesByTask.get(task.taskId);
+    messages?.delete(messageId);
+    if (messages?.size === 0) this.messagesByTask.delete(task.taskId);
   }
 
   private participantOf(participant: ParticipantInput, at: number): WorkflowParticipant {

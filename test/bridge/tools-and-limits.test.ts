@@ -89,9 +89,27 @@ describe("bridge tools (SPEC §2.1)", () => {
 
   it("opens the agent's side of a session with onSessionOpen, getting the metadata", async () => {
     const { runtime, controlled } = await startTestRuntime();
-    const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { provider: "mock", team: "a" } });
-    expect(controlled.opened).toEqual([{ sessionId, agentId: "controlled", metadata: { provider: "mock", team: "a" } }]);
+    const { sessionId } = await runtime.bridge.sessionsCreate({ metadata: { team: "a", runtimeParams: { temperature: 0 } } });
+    expect(controlled.opened).toEqual([{ sessionId, agentId: "controlled", metadata: { team: "a", runtimeParams: { temperature: 0 } } }]);
+    expect((await runtime.bridge.sessionsStatus({ sessionId })).provider).toBeUndefined();
+  });
+
+  it("binds a session to a provider the agent lists, and refuses one it does not list with CONFIG before any session exists", async () => {
+    const { runtime, controlled } = await startTestRuntime({ agents: [createMockAgent({ id: "coder" })] });
+    const { sessionId } = await runtime.bridge.sessionsCreate({ agentId: "coder", metadata: { provider: "mock" } });
     expect((await runtime.bridge.sessionsStatus({ sessionId })).provider).toBe("mock");
+
+    const unknown = await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "coder", metadata: { provider: "openai" } }));
+    expect(unknown).toMatchObject({
+      type: "CONFIG",
+      message: "metadata.provider: no provider openai is registered with agent coder (registered: mock)",
+      details: { field: "metadata.provider", provider: "openai", retryable: false },
+    });
+    // An agent without providers cannot bind a session to one either.
+    const none = await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "controlled", prompt: "x", metadata: { provider: "mock" } }));
+    expect(none).toMatchObject({ type: "CONFIG", message: "metadata.provider: no provider mock is registered with agent controlled (it lists no providers)" });
+    expect(controlled.opened).toEqual([]);
+    expect((await runtime.bridge.health()).sessions.total).toBe(1);
   });
 
   it("merges session runtimeParams under the prompt's own", async () => {
@@ -180,6 +198,16 @@ describe("errors and limits (SPEC §2.3)", () => {
     const error = await rejectionOf(runtime.bridge.call(tool, args));
     expect(error).toMatchObject({ type: "CONFIG", details: { field, retryable: false } });
     expect(error.message.startsWith(`${field}: `)).toBe(true);
+  });
+
+  it("names every unknown key as its own issue", async () => {
+    const { runtime } = await startTestRuntime();
+    const error = await rejectionOf(runtime.bridge.call("sessions_create", { foo: 1, bar: 2 }));
+    expect(error).toMatchObject({ type: "CONFIG", message: 'foo: unrecognized key "foo"', details: { field: "foo" } });
+    expect(error.details?.["issues"]).toEqual([
+      { field: "foo", message: 'unrecognized key "foo"' },
+      { field: "bar", message: 'unrecognized key "bar"' },
+    ]);
   });
 
   it("refuses a prompt over maxPromptBytes, counting UTF-8 bytes", async () => {

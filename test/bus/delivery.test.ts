@@ -370,7 +370,7 @@ describe("connections", () => {
   it("routes envelopes an agent sends over its socket, and refuses one sent in another agent's name", async () => {
     const bus = await startBus();
     await register(bus, A, B);
-    const alpha = await rawConnect(bus, A);
+    const alpha = await rawConnect(bus, A, undefined, { control: true });
     const beta = await connect(bus, B);
     alpha.socket.send(JSON.stringify(envelope(A, B, { message_id: "over-ws" })));
     await until(() => alpha.frames.length === 1);

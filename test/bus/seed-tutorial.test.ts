@@ -1,11 +1,12 @@
 /**
  * The seed's tutorial (shared/seeds/communication-bus-sessions.txt), end to end: its code as written (on a
  * free loopback port), its exact curl body sent with fetch, the backend receiving it on its WebSocket and
- * answering, the workflow advancing design → implementation → review, completion, and the summary.
+ * answering, the workflow advancing design → implementation → review, completion, and the summary. Then the
+ * same task answered by a backend written as the seed project's adapters are (SPEC §3.9).
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { CommunicationBus, connectAgent, type AgentClient, type MessageEnvelope, type SessionManagerEvent } from "../../src/index.js";
-import { until } from "./support.js";
+import { connect, flush, rawConnect, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startSimulatedBus, TEST_KEY, until } from "./support.js";
 
 const clients: AgentClient[] = [];
 let running: CommunicationBus | undefined;
@@ -249,5 +250,75 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
 
     await bus.stop();
     running = undefined;
+  });
+});
+
+describe("the seed tutorial with a seed project's adapter as its backend (SPEC §3.9)", () => {
+  it("serves it unchanged but for the URL and key: its registration, its socket at /, no acks, a reply naming the task and recipient.session_id", async () => {
+    const { bus, clock } = await startSimulatedBus({ heartbeatInterval: 3_600_000 });
+    const sessionManager = bus["sessionManager"];
+    const sessionId = sessionManager.createSession(SEED_AGENTS.lead, SEED_PARTICIPANTS, SEED_STEPS);
+    sessionManager.updateWorkflow(sessionId, { current_step: "implementation" });
+
+    // The adapter registers with its own body, connects at / and answers tasks without ever sending an ack.
+    const registration = await fetch(`${bus.url}/agents/register`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "x-agent-api-key": TEST_KEY },
+      body: JSON.stringify({
+        agent_descriptor: {
+          agent_id: SEED_AGENTS.backend,
+          framework: "opencode",
+          capabilities: [{ name: "implementation", description: "Backend services" }],
+          endpoints: { websocket: "ws://localhost:8080/" },
+          metadata: { adapter: "opencode" },
+        },
+        health_check_url: "http://localhost:4001/health",
+        status_endpoint: "http://localhost:4001/status",
+        authentication: { type: "api_key" },
+      }),
+    });
+    expect(registration.status).toBe(201);
+    const backend = await rawConnect(bus, SEED_AGENTS.backend, undefined, { path: "/" });
+    backend.socket.on("message", (data) => {
+      const request = JSON.parse(data.toString()) as MessageEnvelope;
+      if (request.message_type !== "task_request") return;
+      const reply = {
+        message_id: `resp_${request.message_id}`,
+        timestamp: "2025-02-02T11:05:00Z",
+        sender: { agent_id: SEED_AGENTS.backend, framework: "opencode" },
+        recipient: { agent_id: request.sender.agent_id, framework: request.sender.framework, session_id: request.sender.session_id },
+        message_type: "task_response",
+        priority: "high",
+        payload: { status: "done", files: ["notification-service.ts"] },
+        metadata: { task_id: request.message_id },
+      };
+      backend.socket.send(JSON.stringify(reply));
+    });
+    const orchestrator = await connect(bus, SEED_AGENTS.lead);
+
+    const response = await fetch(`${bus.url}/messages/send`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "x-agent-api-key": TEST_KEY },
+      body: curlBody(sessionId),
+    });
+    expect(response.status).toBe(202);
+
+    await until(() => orchestrator.received.length === 1);
+    expect(orchestrator.received[0]).toMatchObject({
+      message_type: "task_response",
+      recipient: { agent_id: SEED_AGENTS.lead, session_id: sessionId },
+      metadata: { task_id: "task_impl_backend" },
+    });
+    expect(sessionManager.getSession(sessionId)?.tasks).toEqual([
+      expect.objectContaining({ task_id: "task_impl_backend", status: "completed", answered_by: SEED_AGENTS.backend, result: { status: "done", files: ["notification-service.ts"] } }),
+    ]);
+
+    // Its answer was its ack: past every ack timeout and retry, it has seen the task once, and nothing else.
+    for (let step = 0; step < 12; step += 1) {
+      clock.increment(30_000);
+      await flush();
+    }
+    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", status: "acknowledged", attempts: 1 });
+    expect(backend.frames.map((frame) => frame.message_id)).toEqual(["task_impl_backend"]);
   });
 });

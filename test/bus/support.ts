@@ -118,9 +118,21 @@ export interface RawAgent {
   closed: Promise<{ code: number; reason: string }>;
 }
 
+/** How a raw socket connects: `control` asks for the bus's accepted / rejected frames; `path` is where it connects. */
+export interface RawConnectOptions {
+  control?: boolean;
+  path?: "/agents/connect" | "/";
+}
+
 /** Opens a raw socket for `agentId`; resolves once the handshake is done. */
-export async function rawConnect(bus: CommunicationBus, agentId: string, headers: Record<string, string> = { "x-agent-api-key": TEST_KEY }): Promise<RawAgent> {
-  const socket = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(agentId)}`, { headers, autoPong: false });
+export async function rawConnect(
+  bus: CommunicationBus,
+  agentId: string,
+  headers: Record<string, string> = { "x-agent-api-key": TEST_KEY },
+  { control = false, path = "/agents/connect" }: RawConnectOptions = {},
+): Promise<RawAgent> {
+  const query = `agent_id=${encodeURIComponent(agentId)}${control ? "&control=1" : ""}`;
+  const socket = new WebSocket(`${bus.url.replace("http", "ws")}${path}?${query}`, { headers, autoPong: false });
   sockets.push(socket);
   const frames: any[] = [];
   socket.on("message", (data) => frames.push(JSON.parse(data.toString())));

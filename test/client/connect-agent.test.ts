@@ -42,6 +42,37 @@ describe("connectAgent", () => {
     expect(received).toEqual(["twice", "once"]);
   });
 
+  it("reports frames it cannot read (valid JSON that is not a message or an answer) through onError and keeps going", async () => {
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    track({ close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
+    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    const urls: string[] = [];
+    const unreadable = ["42", "null", '"x"', "[]", "{}", '{"type":"rejected"}', '{"message_type":"task_request","message_id":7}'];
+    server.on("connection", (socket, request) => {
+      urls.push(request.url ?? "");
+      for (const frame of unreadable) socket.send(frame);
+      socket.send(JSON.stringify(envelope(B, A, { message_id: "after" })));
+    });
+    const errors: BridgeError[] = [];
+    const received: string[] = [];
+    const client = track(
+      connectAgent({
+        url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        agentId: A,
+        onMessage: (message) => void received.push(message.message_id),
+        onError: (error) => errors.push(error),
+      }),
+    );
+    await client.ready();
+    await until(() => received.length === 1);
+    expect(received).toEqual(["after"]);
+    expect(errors.map((error) => error.type)).toEqual(unreadable.map(() => "TRANSPORT"));
+    expect(errors[0]!.message).toBe("The bus sent a frame that is neither a message nor an answer: 42");
+    expect(client.connected).toBe(true);
+    // It asks for the bus's control frames: its sends wait for them.
+    expect(new URL(urls[0]!, "ws://bus").searchParams.get("control")).toBe("1");
+  });
+
   it("sends envelopes with their defaults filled in, and rejects what the bus refuses with its error", async () => {
     const bus = await startBus();
     await register(bus, A, B);

@@ -153,6 +153,48 @@ describe("task correlation and automatic advance", () => {
     expect(events.filter((event) => event.type === "workflow_updated").map((event) => event.cause)).toEqual(["advance", "advance"]);
   });
 
+  it("completes a task answered only by its metadata.task_id, without session_id or in_reply_to", async () => {
+    const bus = await startBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.updateWorkflow(sessionId, { current_step: "implementation" });
+    await task(bus, sessionId, LEAD, DEV, "t-dev");
+    await task(bus, sessionId, LEAD, WEB, "t-web");
+    await answer(bus, undefined, DEV, LEAD, { task_id: "t-dev" });
+    await answer(bus, undefined, WEB, LEAD, { task_id: "t-web" });
+    const session = bus.sessionManager.getSession(sessionId)!;
+    expect(session.tasks.map((each) => [each.task_id, each.status, each.answered_by])).toEqual([
+      ["t-dev", "completed", DEV],
+      ["t-web", "completed", WEB],
+    ]);
+    expect(session.workflow.current_step).toBe("review");
+  });
+
+  it("finds a task id pending in several sessions in the one sent to the responder, or the one its reply names", async () => {
+    const bus = await startBus();
+    // A session that ended with the task still pending is passed over.
+    const ended = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    await task(bus, ended, LEAD, DEV, "t-1");
+    bus.sessionManager.terminateSession(ended, { reason: "cancelled" });
+    const first = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    const second = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    const statuses = (): string[][] => [first, second].map((sessionId) => bus.sessionManager.getSession(sessionId)!.tasks.map((each) => `${each.to} ${each.status}`));
+    await task(bus, first, LEAD, DEV, "t-1");
+    await task(bus, second, LEAD, WEB, "t-1");
+    await answer(bus, undefined, WEB, LEAD, { task_id: "t-1" });
+    expect(statuses()).toEqual([[`${DEV} pending`], [`${WEB} completed`]]);
+    // An agent the task was not sent to answers nothing.
+    await answer(bus, undefined, QA, LEAD, { task_id: "t-1" });
+    expect(statuses()).toEqual([[`${DEV} pending`], [`${WEB} completed`]]);
+
+    // The same task sent to the same agent in both sessions: its reply's recipient.session_id decides.
+    await task(bus, second, LEAD, DEV, "t-1");
+    await answer(bus, undefined, DEV, LEAD, { task_id: "t-1" }, { recipient: { agent_id: LEAD, framework: "claude-code", session_id: second } });
+    expect(statuses()).toEqual([[`${DEV} pending`], [`${WEB} completed`, `${DEV} completed`]]);
+    await answer(bus, undefined, DEV, LEAD, { task_id: "t-1" });
+    expect(statuses()).toEqual([[`${DEV} completed`], [`${WEB} completed`, `${DEV} completed`]]);
+    expect(bus.sessionManager.getSession(ended)!.tasks.map((each) => each.status)).toEqual(["pending"]);
+  });
+
   it("stays at the last step when its agents have answered: completing is explicit", async () => {
     const bus = await startBus();
     const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
