@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
+import type { RuntimeEventListener, RuntimeEventType } from "../events/event-hub.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
@@ -157,6 +158,14 @@ export class CommunicationBus {
     }
     this.stopping ??= this.shutdown();
     return this.stopping;
+  }
+
+  /**
+   * Listens to the event stream (SPEC §5): the same hub as `runtime.on`, bus and bridge alike (`message.*`,
+   * `workflow.*`, `agent.*`, `prompt.*`, `actor.*`); `"*"` for every type. Returns the function that unsubscribes.
+   */
+  on<T extends RuntimeEventType | "*">(type: T, listener: RuntimeEventListener<T>): () => void {
+    return this.runtime.on(type, listener);
   }
 
   /** Sends a message as `POST /messages/send` does; see `SendResult`. */

@@ -246,6 +246,8 @@ export class Deliveries implements DeliveryPoolHost {
       this.remember(statusViewOf(context.messageId, emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
       this.forgetRequest(context.envelope as MessageEnvelope);
     }
+    const { type, ...fields } = emitted;
+    this.options.runtime.hub.emit(type, child.id, fields as never);
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }
 

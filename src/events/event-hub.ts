@@ -1,7 +1,9 @@
 /**
  * The runtime's event stream in process: typed events, numbered, delivered to `runtime.on` listeners.
  */
+import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import type { PromptError, PromptCancelCause, Usage } from "../../machines/session.machine.js";
+import type { WorkflowEmitted } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
 
 /** Fields every event has. `seq` grows by one per event delivered by this runtime. */
@@ -10,6 +12,22 @@ export interface EventBase {
   ts: number;
   actorId: string;
 }
+
+/** The fields of one emitted event of a machine, without its `type`. */
+type FieldsOf<E extends { type: string }, T extends E["type"]> = Omit<Extract<E, { type: T }>, "type">;
+
+/** A workflow session's events as the stream names them (SPEC §5), and the seed's names they come from (§3.4). */
+export const WORKFLOW_EVENT_TYPES = {
+  session_created: "workflow.created",
+  participant_added: "workflow.participant_added",
+  participant_removed: "workflow.participant_removed",
+  workflow_updated: "workflow.step",
+  context_updated: "workflow.context_updated",
+  task_delegated: "workflow.task_delegated",
+  task_completed: "workflow.task_completed",
+  session_completed: "workflow.completed",
+  session_terminated: "workflow.terminated",
+} as const;
 
 /** The events of the stream, by type (SPEC §5). */
 export interface RuntimeEventMap {
@@ -22,6 +40,24 @@ export interface RuntimeEventMap {
   "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage };
   "prompt.failed": { sessionId: string; requestId: string; error: PromptError };
   "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause };
+  "message.accepted": FieldsOf<DeliveryEmitted, "message.accepted">;
+  "message.queued": FieldsOf<DeliveryEmitted, "message.queued">;
+  "message.delivered": FieldsOf<DeliveryEmitted, "message.delivered">;
+  "message.acknowledged": FieldsOf<DeliveryEmitted, "message.acknowledged">;
+  "message.retrying": FieldsOf<DeliveryEmitted, "message.retrying">;
+  "message.dead": FieldsOf<DeliveryEmitted, "message.dead">;
+  /** A workflow session was created; `session` is what `GET /sessions/:id` answers. */
+  "workflow.created": { sessionId: string; session: unknown };
+  "workflow.participant_added": FieldsOf<WorkflowEmitted, "participant_added">;
+  "workflow.participant_removed": FieldsOf<WorkflowEmitted, "participant_removed">;
+  "workflow.step": FieldsOf<WorkflowEmitted, "workflow_updated">;
+  "workflow.context_updated": FieldsOf<WorkflowEmitted, "context_updated">;
+  "workflow.task_delegated": FieldsOf<WorkflowEmitted, "task_delegated">;
+  "workflow.task_completed": FieldsOf<WorkflowEmitted, "task_completed">;
+  "workflow.completed": FieldsOf<WorkflowEmitted, "session_completed">;
+  "workflow.terminated": FieldsOf<WorkflowEmitted, "session_terminated">;
+  /** An ended (or deleted) workflow session was evicted: it is 404 from now on. */
+  "workflow.evicted": { sessionId: string };
 }
 
 /** An event type of the stream. */

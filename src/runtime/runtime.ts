@@ -91,7 +91,8 @@ export class Runtime {
   readonly bridge: Bridge;
   readonly limits: ResolvedLimits;
   readonly clock: Clock;
-  private readonly hub: EventHub;
+  /** The one event hub of this actor system: `runtime.on` and `bus.on` read it; the bus publishes its events here. */
+  readonly hub: EventHub;
   private readonly inspectObserver: RuntimeOptions["inspect"];
   private readonly executors: Executor[];
   private readonly workers: WorkerExecutor;

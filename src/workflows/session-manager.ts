@@ -25,7 +25,7 @@ import {
 import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
 import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
-import { Listeners, type Listener } from "../bus/listeners.js";
+import { WORKFLOW_EVENT_TYPES, type RuntimeEvent } from "../events/event-hub.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { parseWith } from "../validation.js";
 
@@ -47,11 +47,20 @@ export interface WorkflowSession {
   termination?: { reason: string; details?: unknown; terminated_at: number };
 }
 
-/** Every event the session manager emits. */
+/** Every event the session manager emits, with the seed's names (the event stream names them `workflow.*`). */
 export type SessionManagerEvent = { type: "session_created"; sessionId: string; session: WorkflowSession } | WorkflowEmitted;
 
 /** The name of one session manager event. */
 export type SessionManagerEventType = SessionManagerEvent["type"];
+
+/** A listener of one session manager event type. */
+export type SessionManagerListener<T extends SessionManagerEventType> = (event: Extract<SessionManagerEvent, { type: T }>) => void;
+
+/** The seed's event of a stream event: the seed's name, without the stream's `seq`, `ts` and `actorId`. */
+function seedEventOf(type: SessionManagerEventType, event: RuntimeEvent): SessionManagerEvent {
+  const { seq: _seq, ts: _ts, actorId: _actorId, type: _type, ...fields } = event as RuntimeEvent & Record<string, unknown>;
+  return { type, ...fields } as SessionManagerEvent;
+}
 
 /** A participant as `createSession` and `addParticipant` take it. */
 export interface ParticipantInput {
@@ -141,7 +150,8 @@ function stringOf(value: unknown, fallback: string): string {
 /** Workflow sessions of one bus. Reach it as `bus.sessionManager`. */
 export class SessionManager implements PoolHost {
   private readonly sessions = new Map<string, SessionEntry>();
-  private readonly listeners = new Listeners<SessionManagerEvent>();
+  /** How to stop each listener added with `on`, for `off`. */
+  private readonly unsubscribers = new Map<(event: never) => void, Map<SessionManagerEventType, () => void>>();
   /** How many sessions each agent takes part in: they count as registered. */
   private readonly participation = new Map<string, { framework: string; sessions: number }>();
   /** Pending tasks by the `message_id` of their `task_request`, to correlate replies without `session_id`. */
@@ -186,7 +196,8 @@ export class SessionManager implements PoolHost {
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
     for (const member of members) this.join(member);
-    this.listeners.emit({ type: "session_created", sessionId, session: this.viewOf(sessionId, entry) });
+    const { hub } = this.options.runtime;
+    if (hub.wants("workflow.created")) hub.emit("workflow.created", sessionId, { sessionId, session: this.viewOf(sessionId, entry) });
     return sessionId;
   }
 
@@ -287,14 +298,28 @@ export class SessionManager implements PoolHost {
     return this.viewOf(sessionId, entry);
   }
 
-  /** Listens to one event type; returns the function that stops listening. */
-  on<T extends SessionManagerEventType>(type: T, listener: Listener<SessionManagerEvent, T>): () => void {
-    return this.listeners.on(type, listener);
+  /**
+   * Listens to one event type by the seed's name (the runtime's event stream, `runtime.on("workflow.*")`,
+   * carries the same events); returns the function that stops listening.
+   */
+  on<T extends SessionManagerEventType>(type: T, listener: SessionManagerListener<T>): () => void {
+    const unsubscribe = this.options.runtime.on(WORKFLOW_EVENT_TYPES[type], (event) => listener(seedEventOf(type, event) as Extract<SessionManagerEvent, { type: T }>));
+    let byType = this.unsubscribers.get(listener);
+    if (byType === undefined) {
+      byType = new Map();
+      this.unsubscribers.set(listener, byType);
+    }
+    byType.get(type)?.();
+    byType.set(type, unsubscribe);
+    return () => this.off(type, listener);
   }
 
   /** Stops listening. */
-  off<T extends SessionManagerEventType>(type: T, listener: Listener<SessionManagerEvent, T>): void {
-    this.listeners.off(type, listener);
+  off<T extends SessionManagerEventType>(type: T, listener: SessionManagerListener<T>): void {
+    const byType = this.unsubscribers.get(listener);
+    byType?.get(type)?.();
+    byType?.delete(type);
+    if (byType?.size === 0) this.unsubscribers.delete(listener);
   }
 
   // ---- what the bus asks while it routes messages ----
@@ -375,8 +400,10 @@ export class SessionManager implements PoolHost {
   }
 
   /** A workflow actor's emitted event (the runtime relays it: the actor is the supervisor's). */
-  emitted(_child: AnyActorRef, event: { type: string }): void {
-    this.listeners.emit(event as WorkflowEmitted);
+  emitted(child: AnyActorRef, event: { type: string }): void {
+    const { type, ...fields } = event as WorkflowEmitted;
+    const streamType = WORKFLOW_EVENT_TYPES[type];
+    this.options.runtime.hub.emit(streamType, child.id, fields as never);
   }
 
   /** A workflow actor was evicted (its retention ran out, `DELETE`, or the bus stopped): it is forgotten. */
@@ -387,6 +414,7 @@ export class SessionManager implements PoolHost {
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);
     for (const task of tasks) this.forgetTask(task.message_id);
+    this.options.runtime.hub.emit("workflow.evicted", childId, { sessionId: childId });
   }
 
   private usageField(envelope: MessageEnvelope): { usage?: TaskUsage } {

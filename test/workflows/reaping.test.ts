@@ -162,3 +162,37 @@ describe("message deliveries under the supervisor", () => {
     expect(runtime.pooledCount("delivery")).toBe(0);
   });
 });
+
+describe("one event hub", () => {
+  it("delivers message.* and workflow.* events to runtime.on and bus.on alike, numbered in one sequence", async () => {
+    const { bus, runtime } = await startOwnedBus();
+    const fromRuntime: Array<{ seq: number; type: string }> = [];
+    const fromBus: Array<{ seq: number; type: string }> = [];
+    runtime.on("*", (event) => {
+      if (/^(message|workflow)\./.test(event.type)) fromRuntime.push({ seq: event.seq, type: event.type });
+    });
+    bus.on("*", (event) => {
+      if (/^(message|workflow)\./.test(event.type)) fromBus.push({ seq: event.seq, type: event.type });
+    });
+    await register(bus, LEAD, DEV);
+    const sessionId = createWorkflow(bus);
+    const agent = await rawConnect(bus, DEV);
+    const message = envelope(LEAD, DEV);
+    await call(bus, "POST", "/messages/send", message);
+    await until(() => agent.frames.length === 1);
+    agent.ack(message["message_id"] as string);
+    await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
+    await call(bus, "DELETE", `/sessions/${sessionId}`);
+    expect(fromBus).toEqual(fromRuntime);
+    expect(fromBus.map((event) => event.type)).toEqual([
+      "workflow.created",
+      "message.accepted",
+      "message.delivered",
+      "message.acknowledged",
+      "workflow.terminated",
+      "workflow.evicted",
+    ]);
+    const seqs = fromBus.map((event) => event.seq);
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+  });
+});
