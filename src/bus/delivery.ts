@@ -6,11 +6,14 @@ import { createActor, type Actor, type InspectionEvent } from "xstate";
 import { deliveryMachine, type DeliveryEmitted, type DeliveryStatus } from "../../machines/delivery.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
-import type { AgentConnection } from "./agent-connections.js";
+import type { AgentConnection as SocketConnection } from "./agent-connections.js";
 import type { MessageEnvelope } from "../protocol/envelope.js";
 import { Fifo, PriorityQueue } from "./priority-queue.js";
 
 type DeliveryActor = Actor<typeof deliveryMachine>;
+
+/** What a delivery writes to: an agent's socket, or a runtime agent's in-process endpoint (always open). */
+export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send">;
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {

@@ -9,6 +9,7 @@ import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import { RecentIds } from "../protocol/recent-ids.js";
 
 /** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
 export interface ReconnectOptions {
@@ -92,21 +93,6 @@ function connectUrlOf(url: string, agentId: string): string {
 function errorOf(frame: Extract<SendAnswerFrame, { type: "rejected" }>): BridgeError {
   const { type, message, details } = frame.error;
   return new BridgeError(isBridgeErrorType(type) ? type : "INTERNAL", message, details);
-}
-
-/** A bounded set of recent ids: the oldest is forgotten first. */
-class RecentIds {
-  private readonly ids = new Set<string>();
-
-  constructor(private readonly capacity: number) {}
-
-  /** Adds an id; false when it was already there. */
-  add(id: string): boolean {
-    if (this.ids.has(id)) return false;
-    this.ids.add(id);
-    if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value as string);
-    return true;
-  }
 }
 
 /** Connects an agent to the bus. The socket opens in the background; await `ready()` to know it is open. */

@@ -13,6 +13,7 @@ import {
   type TaskOutcome,
   type TaskUsage,
   type WorkflowContext,
+  type WorkflowDispatch,
   type WorkflowEmitted,
   type WorkflowEvent,
   type WorkflowMachine,
@@ -23,9 +24,11 @@ import {
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
-import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
+import { isDuration, parseDuration } from "../protocol/durations.js";
 import { Listeners, type Listener } from "../bus/listeners.js";
 import { parseWith } from "../validation.js";
+import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
 
 /** A session's lifecycle as the manager shows it. */
 export type WorkflowSessionStatus = "active" | "completed" | "terminated";
@@ -37,6 +40,8 @@ export interface WorkflowSession {
   initiator: string;
   participants: WorkflowParticipant[];
   workflow: WorkflowView & { steps: WorkflowStep[] };
+  /** `auto`: troupe sends the steps' tasks and ends the workflow itself (SPEC §3.7). */
+  dispatch: WorkflowDispatch;
   shared_context: Record<string, unknown>;
   tasks: WorkflowTask[];
   created_at: number;
@@ -45,8 +50,8 @@ export interface WorkflowSession {
   termination?: { reason: string; details?: unknown; terminated_at: number };
 }
 
-/** Every event the session manager emits. */
-export type SessionManagerEvent = { type: "session_created"; sessionId: string; session: WorkflowSession } | WorkflowEmitted;
+/** Every event the session manager emits (a workflow's `tasks_dispatch` becomes messages instead). */
+export type SessionManagerEvent = { type: "session_created"; sessionId: string; session: WorkflowSession } | Exclude<WorkflowEmitted, TasksDispatch>;
 
 /** The name of one session manager event. */
 export type SessionManagerEventType = SessionManagerEvent["type"];
@@ -60,6 +65,12 @@ export interface ParticipantInput {
 
 /** A step as `createSession` takes it. */
 export type StepInput = WorkflowStep;
+
+/** The options of `createSession` after the seed's four arguments. */
+export interface CreateSessionOptions {
+  /** `"auto"`: troupe sends each step's `task` to its required agents and ends the workflow itself. Default `"manual"`. */
+  dispatch?: WorkflowDispatch;
+}
 
 /** What `updateWorkflow` takes. */
 export interface WorkflowUpdate {
@@ -80,7 +91,12 @@ export const participantSchema = z.strictObject({
   framework: z.string().min(1).max(256).optional(),
   role: z.string().min(1).max(128),
 });
-const stepSchema = z.strictObject({ name: stepName, required_agents: z.array(agentIdSchema).max(256) });
+const stepSchema = z.strictObject({
+  name: stepName,
+  required_agents: z.array(agentIdSchema).max(256),
+  task: z.union([z.string().min(1).max(65_536), z.record(z.string(), z.unknown())]).optional(),
+  timeout: z.string().refine(isDuration, 'expected a duration such as "1500ms", "30s" or "5m"').optional(),
+});
 const sharedContextSchema = z.record(z.string(), z.unknown());
 /** The arguments of `createSession`, as `POST /sessions` takes them. */
 export const createSessionSchema = z.strictObject({
@@ -88,6 +104,7 @@ export const createSessionSchema = z.strictObject({
   participants: z.array(participantSchema).max(1_000),
   steps: z.array(stepSchema).min(1).max(256),
   shared_context: sharedContextSchema.default({}),
+  dispatch: z.enum(["auto", "manual"]).default("manual"),
 });
 /** What `updateWorkflow` and `PATCH /sessions/:id/workflow` take. */
 export const workflowUpdateSchema = z.strictObject({
@@ -111,6 +128,8 @@ interface SessionEntry {
 export interface SessionManagerOptions {
   clock: Clock;
   inspect?: ((event: InspectionEvent) => void) | undefined;
+  /** Sends an envelope through the bus: how an auto workflow's tasks leave. Without it, `dispatch: "auto"` is CONFIG. */
+  send?: (envelope: EnvelopeInput) => Promise<unknown>;
 }
 
 function usageOf(value: unknown): TaskUsage | undefined {
@@ -139,10 +158,24 @@ export class SessionManager {
 
   /**
    * Creates a workflow session and returns its id (`sess_…`). The initiator is a participant too, with the
-   * role `initiator`; every participant enters `active`. The session starts at the first step.
+   * role `initiator`; every participant enters `active`. The session starts at the first step; with
+   * `{ dispatch: "auto" }` troupe sends that step's task at once (SPEC §3.7).
    */
-  createSession(initiatorAgentId: string, participants: ParticipantInput[], steps: StepInput[], sharedContext: Record<string, unknown> = {}): string {
-    const input = parseWith(createSessionSchema, { initiator: initiatorAgentId, participants, steps, shared_context: sharedContext }, "(arguments)");
+  createSession(
+    initiatorAgentId: string,
+    participants: ParticipantInput[],
+    steps: StepInput[],
+    sharedContext: Record<string, unknown> = {},
+    options: CreateSessionOptions = {},
+  ): string {
+    const input = parseWith(
+      createSessionSchema,
+      { initiator: initiatorAgentId, participants, steps, shared_context: sharedContext, ...(options.dispatch === undefined ? {} : { dispatch: options.dispatch }) },
+      "(arguments)",
+    );
+    if (input.dispatch === "auto" && this.options.send === undefined) {
+      throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
+    }
     const at = this.options.clock.now();
     const members: WorkflowParticipant[] = [
       { agent_id: input.initiator, framework: frameworkOf(input.initiator), role: "initiator", status: "active", joined_at: at },
@@ -156,11 +189,14 @@ export class SessionManager {
     }
     this.checkSteps(input.steps, members);
     const sessionId = `sess_${randomUUID().replaceAll("-", "")}`;
-    const actor = createActor(createWorkflowMachine(input.steps), {
+    const stepTimeoutsMs = Object.fromEntries(
+      input.steps.flatMap((step, index) => (step.timeout === undefined ? [] : [[step.name, parseDuration(step.timeout, `steps.${index}.timeout`)]])),
+    );
+    const actor = createActor(createWorkflowMachine(input.steps, { stepTimeoutsMs }), {
       id: sessionId,
       clock: this.options.clock,
       ...(this.options.inspect ? { inspect: this.options.inspect } : {}),
-      input: { sessionId, initiator: input.initiator, participants: members, sharedContext: input.shared_context, createdAt: at },
+      input: { sessionId, initiator: input.initiator, participants: members, sharedContext: input.shared_context, createdAt: at, dispatch: input.dispatch },
     });
     const entry: SessionEntry = { actor, status: "active" };
     this.sessions.set(sessionId, entry);
@@ -385,6 +421,11 @@ export class SessionManager {
         throw new BridgeError("CONFIG", `steps.${index}.name: the step ${JSON.stringify(step.name)} is listed twice`, { field: `steps.${index}.name` });
       }
       seen.add(step.name);
+      for (const field of ["task", "timeout"] as const) {
+        if (step[field] !== undefined && step.required_agents.length === 0) {
+          throw new BridgeError("CONFIG", `steps.${index}.${field}: a step with a ${field} needs required_agents`, { field: `steps.${index}.${field}` });
+        }
+      }
       for (const [agentIndex, agentId] of step.required_agents.entries()) {
         if (!members.some((member) => member.agent_id === agentId)) {
           const field = `steps.${index}.required_agents.${agentIndex}`;
@@ -432,9 +473,33 @@ export class SessionManager {
   }
 
   private onEmitted(entry: SessionEntry, event: WorkflowEmitted): void {
+    if (event.type === "tasks_dispatch") {
+      // Sent once the transition and the call that caused it are over: the first step's tasks leave after
+      // createSession has registered the participants, and no send re-enters the actor mid-transition.
+      queueMicrotask(() => this.dispatch(entry, event));
+      return;
+    }
     if (event.type === "session_completed") entry.status = "completed";
     if (event.type === "session_terminated") entry.status = "terminated";
     this.listeners.emit(event);
+  }
+
+  /** Sends an auto workflow's tasks; a task the bus refuses (a full queue, a stopped bus) fails at once. */
+  private dispatch(entry: SessionEntry, dispatch: TasksDispatch): void {
+    const send = this.options.send;
+    if (send === undefined || entry.status !== "active") return;
+    const { participants } = this.contextOf(entry);
+    const frameworkOfAgent = (agentId: string): string => participants.find((each) => each.agent_id === agentId)?.framework ?? frameworkOf(agentId);
+    const requests = taskRequestsOf(dispatch, { at: this.options.clock.now(), frameworkOf: frameworkOfAgent });
+    for (const [index, request] of requests.entries()) {
+      const { task_id: taskId, to } = dispatch.tasks[index]!;
+      send(request).catch((error: unknown) => {
+        // A bus that stopped meanwhile has stopped the workflow too: nothing left to fail.
+        if (entry.actor.getSnapshot().status !== "active") return;
+        const failure = error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error));
+        this.answer({ sessionId: dispatch.sessionId, taskId }, to, { status: "failed", error: { code: failure.type, message: failure.message } }, this.options.clock.now());
+      });
+    }
   }
 
   private viewOf(sessionId: string, entry: SessionEntry): WorkflowSession {
@@ -446,6 +511,7 @@ export class SessionManager {
       initiator: context.initiator,
       participants: context.participants,
       workflow: { steps: context.steps, ...workflowViewOf(value, context) },
+      dispatch: context.dispatch,
       shared_context: context.sharedContext,
       tasks: context.tasks,
       created_at: context.createdAt,

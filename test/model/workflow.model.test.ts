@@ -33,6 +33,7 @@ const modelInput: WorkflowInput = {
   participants: [participant(LEAD, "initiator"), ...PARTICIPANTS.map(({ agent_id, role }) => participant(agent_id, role))],
   sharedContext: {},
   createdAt: 0,
+  dispatch: "manual",
 };
 
 const workflowMachine = createWorkflowMachine(STEPS);
