@@ -221,10 +221,16 @@ export class RuntimeAgents implements Messenger {
     this.stopDeltas = undefined;
   }
 
+  /**
+   * Takes a message once the delivery that wrote it has finished its transition: an ack inside the write would
+   * reach the delivery before its SENT, and the agent's work must not run inside the delivery's action.
+   */
   private receive(endpoint: AgentEndpoint, frame: string): void {
-    const envelope = JSON.parse(frame) as MessageEnvelope;
-    // After the delivery has taken SENT: an ack inside the write would reach it before.
-    queueMicrotask(() => this.host.acknowledge(endpoint, envelope.message_id));
+    queueMicrotask(() => this.handle(endpoint, JSON.parse(frame) as MessageEnvelope));
+  }
+
+  private handle(endpoint: AgentEndpoint, envelope: MessageEnvelope): void {
+    this.host.acknowledge(endpoint, envelope.message_id);
     if (!this.seen.add(`${endpoint.agentId}\n${envelope.sender.agent_id}\n${envelope.message_id}`)) return;
     switch (envelope.message_type) {
       case "task_request":
