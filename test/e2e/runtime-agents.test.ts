@@ -158,6 +158,55 @@ describe("runtime agents on the bus", () => {
     expect(ofType(client.received, "error")[0]!.payload).toMatchObject({ code: "CANCELLED" });
   });
 
+  it("opens one bridge session per (sender, workflow session) pair, closed when the workflow ends or the bus stops", async () => {
+    const planner = createControlledAgent("planner");
+    const { bus } = await startRuntimeBus({ agents: [planner.agent] });
+    await register(bus, CLIENT);
+    const client = await connect(bus, CLIENT);
+    const steps = [{ name: "plan", required_agents: ["troupe://planner"] }];
+    const first = bus.sessionManager.createSession(CLIENT, [{ agent_id: "troupe://planner", role: "planner" }], steps);
+    const second = bus.sessionManager.createSession(CLIENT, [{ agent_id: "troupe://planner", role: "planner" }], steps);
+
+    for (const sessionId of [first, first, second, undefined]) {
+      await client.client.send({ recipient: "troupe://planner", message_type: "task_request", payload: { prompt: "plan" }, ...(sessionId ? { session_id: sessionId } : {}) });
+      await until(() => planner.prompts.some((prompt) => !prompt.settled));
+      planner.current().reply({ text: "planned" });
+      await until(() => planner.prompts.every((prompt) => prompt.settled));
+    }
+    await until(() => ofType(client.received, "task_response").length === 4);
+
+    const sessions = planner.prompts.map((prompt) => prompt.ctx.session.sessionId);
+    expect(sessions[1]).toBe(sessions[0]);
+    expect(new Set(sessions).size).toBe(3);
+    expect(planner.opened.map((session) => session.metadata)).toEqual([
+      { bus: { sender: CLIENT, session_id: first } },
+      { bus: { sender: CLIENT, session_id: second } },
+      { bus: { sender: CLIENT } },
+    ]);
+    expect(ofType(client.received, "task_response").map((answer) => answer.sender.session_id)).toEqual([first, first, second, undefined]);
+
+    expect((await call(bus, "POST", `/sessions/${first}/terminate`, { reason: "done" })).status).toBe(200);
+    await until(() => planner.closes.length === 1);
+    expect(planner.closes).toEqual([{ sessionId: sessions[0], reason: "closed" }]);
+
+    await bus.stop();
+    expect(planner.closes.map((close) => close.sessionId).sort()).toEqual([...new Set(sessions)].sort());
+  });
+
+  it("answers a task of a workflow it does not take part in outside the session, still recorded by in_reply_to", async () => {
+    const writer = createMultiProviderAgent({ id: "writer", providers: [mock({ script: [{ text: "drafted" }] })] });
+    const { bus } = await startRuntimeBus({ agents: [writer] });
+    await register(bus, CLIENT);
+    const client = await connect(bus, CLIENT);
+    const sessionId = bus.sessionManager.createSession(CLIENT, [], [{ name: "draft", required_agents: [] }]);
+
+    await client.client.send({ recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "draft" }, session_id: sessionId, metadata: { task_id: "draft-1" } });
+    await until(() => ofType(client.received, "task_response").length === 1);
+
+    expect(ofType(client.received, "task_response")[0]!.sender.session_id).toBeUndefined();
+    expect(bus.sessionManager.getSession(sessionId)!.tasks).toMatchObject([{ task_id: "draft-1", status: "completed", answered_by: "troupe://writer", result: { text: "drafted" } }]);
+  });
+
   it("uses an id that has a framework prefix as it is", async () => {
     const { agent, prompts } = createControlledAgent("opencode://backend");
     const { bus } = await startRuntimeBus({ agents: [agent] });
