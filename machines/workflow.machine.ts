@@ -419,12 +419,13 @@ export interface WorkflowMachineOptions {
 }
 
 type StepEvent = { context: WorkflowContext; event: WorkflowEvent };
+type AnswerEvent = { event: Extract<WorkflowEvent, { type: "TASK.ANSWERED" }> };
 
 /** How a failed answer ends an auto workflow: `task_failed`, naming the agent and its error. */
-function taskFailureEnding(step: string, { event }: StepEvent): { reason: string; details: TaskFailure; at: number } {
-  const answer = event as Extract<WorkflowEvent, { type: "TASK.ANSWERED" }>;
-  const error = answer.outcome.status === "failed" ? answer.outcome.error : { code: "ERROR", message: "The task failed" };
-  return { reason: "task_failed", details: { step, agent: answer.from, error }, at: answer.at };
+function taskFailureEnding(step: string, { event }: AnswerEvent): { reason: string; details: TaskFailure; at: number } {
+  // The guard `failsTask` lets failed outcomes through only.
+  const { error } = event.outcome as Extract<TaskOutcome, { status: "failed" }>;
+  return { reason: "task_failed", details: { step, agent: event.from, error }, at: event.at };
 }
 
 /**
@@ -476,7 +477,7 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
               {
                 guard: and(["dispatchesTasks" as const, { type: "failsTask" as const, params }]),
                 target: "terminated",
-                actions: ["answer" as const, { type: "terminate" as const, params: (args: StepEvent) => taskFailureEnding(step.name, args) }],
+                actions: ["answer" as const, { type: "terminate" as const, params: (args: AnswerEvent) => taskFailureEnding(step.name, args) }],
               },
               onAllAnswered,
             ],

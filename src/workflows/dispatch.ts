@@ -2,7 +2,7 @@
  * Auto-dispatched tasks (SPEC §3.7): the `task_request` envelopes that a workflow machine's `tasks_dispatch`
  * asks for, one per required agent of the step it entered, sent from the initiator in the workflow session.
  */
-import type { StepResults, WorkflowEmitted } from "../../machines/workflow.machine.js";
+import type { DispatchedTask, StepResults, WorkflowEmitted } from "../../machines/workflow.machine.js";
 import { formatDuration } from "../protocol/durations.js";
 import type { EnvelopeInput } from "../protocol/envelope.js";
 
@@ -32,21 +32,27 @@ export function taskPrompt(dispatch: Pick<TasksDispatch, "step" | "shared_contex
 }
 
 /**
- * The requests of one dispatch. Payload `{ step, task, shared_context, results }`, plus `prompt` (see
- * `taskPrompt`) when the task is text; `metadata.task_id` names the task; a step timeout bounds the delivery.
+ * The request of each task of one dispatch. Payload `{ step, task, shared_context, results }`, plus `prompt`
+ * (see `taskPrompt`) when the task is text; `metadata.task_id` names the task; a step timeout bounds the delivery.
  */
-export function taskRequestsOf(dispatch: TasksDispatch, options: { at: number; frameworkOf(agentId: string): string }): EnvelopeInput[] {
+export function taskRequestsOf(
+  dispatch: TasksDispatch,
+  options: { at: number; frameworkOf(agentId: string): string },
+): Array<{ task: DispatchedTask; request: EnvelopeInput }> {
   const { sessionId, from, step, task, shared_context, results, timeoutMs } = dispatch;
   const payload = { step, task, shared_context, results, ...(typeof task === "string" ? { prompt: taskPrompt(dispatch, task) } : {}) };
   return dispatch.tasks.map((each) => ({
-    message_id: each.message_id,
-    timestamp: new Date(options.at).toISOString(),
-    sender: { agent_id: from, framework: options.frameworkOf(from), session_id: sessionId },
-    recipient: { agent_id: each.to, framework: options.frameworkOf(each.to) },
-    message_type: "task_request",
-    priority: "medium",
-    payload,
-    ...(timeoutMs === undefined ? {} : { routing: { timeout: formatDuration(timeoutMs) } }),
-    metadata: { task_id: each.task_id },
+    task: each,
+    request: {
+      message_id: each.message_id,
+      timestamp: new Date(options.at).toISOString(),
+      sender: { agent_id: from, framework: options.frameworkOf(from), session_id: sessionId },
+      recipient: { agent_id: each.to, framework: options.frameworkOf(each.to) },
+      message_type: "task_request",
+      priority: "medium",
+      payload,
+      ...(timeoutMs === undefined ? {} : { routing: { timeout: formatDuration(timeoutMs) } }),
+      metadata: { task_id: each.task_id },
+    },
   }));
 }

@@ -490,14 +490,12 @@ export class SessionManager {
     if (send === undefined || entry.status !== "active") return;
     const { participants } = this.contextOf(entry);
     const frameworkOfAgent = (agentId: string): string => participants.find((each) => each.agent_id === agentId)?.framework ?? frameworkOf(agentId);
-    const requests = taskRequestsOf(dispatch, { at: this.options.clock.now(), frameworkOf: frameworkOfAgent });
-    for (const [index, request] of requests.entries()) {
-      const { task_id: taskId, to } = dispatch.tasks[index]!;
+    for (const { task, request } of taskRequestsOf(dispatch, { at: this.options.clock.now(), frameworkOf: frameworkOfAgent })) {
       send(request).catch((error: unknown) => {
         // A bus that stopped meanwhile has stopped the workflow too: nothing left to fail.
         if (entry.actor.getSnapshot().status !== "active") return;
         const failure = error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error));
-        this.answer({ sessionId: dispatch.sessionId, taskId }, to, { status: "failed", error: { code: failure.type, message: failure.message } }, this.options.clock.now());
+        this.answer({ sessionId: dispatch.sessionId, taskId: task.task_id }, task.to, { status: "failed", error: { code: failure.type, message: failure.message } }, this.options.clock.now());
       });
     }
   }

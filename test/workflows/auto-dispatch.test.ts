@@ -90,6 +90,20 @@ describe("auto-dispatched workflows", () => {
     expect(requests(dev).map((message) => message.metadata?.["task_id"])).toEqual([`implementation/1/${DEV}`, `implementation/2/${DEV}`]);
   });
 
+  it("terminates with task_failed when the bus refuses a task (a full queue)", async () => {
+    const { bus } = await startSimulatedBus({ maxQueuedPerAgent: 1 });
+    await register(bus, QA);
+    await bus.send({ message_id: "filler", timestamp: "2025-02-02T11:00:00Z", sender: { agent_id: LEAD, framework: "claude-code" }, recipient: { agent_id: QA, framework: "claude-code" }, message_type: "status_update", payload: {} });
+
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "review", required_agents: [QA], task: "review" }], {}, { dispatch: "auto" });
+    await until(() => bus.sessionManager.getSession(sessionId)!.status !== "active");
+
+    expect(bus.sessionManager.getSession(sessionId)!.termination).toMatchObject({
+      reason: "task_failed",
+      details: { step: "review", agent: QA, error: { code: "CAPACITY", message: expect.stringContaining("queue") } },
+    });
+  });
+
   it("ends a manual workflow too when a step with a timeout waits too long for its agents", async () => {
     const { bus, clock } = await startSimulatedBus();
     const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "implementation", required_agents: [DEV], timeout: "2m" }]);
