@@ -317,5 +317,7 @@ describe("workflow machine, model-based", () => {
     coverage,
     name: "workflow",
     covered: [workflowMachine, autoMachine],
+    // The auto machine has every transition of the manual one, and its steps' timeouts besides.
+    reported: [autoMachine],
   });
 });
