@@ -38,7 +38,8 @@ export {
 } from "./agents/multi-provider-agent.js";
 export { CommunicationBus, BUS_AGENT_ID, type SendResult } from "./bus/bus.js";
 export { BUS_API_KEY_ENV, DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
-export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate } from "./workflows/session-manager.js";
+export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate, type CreateSessionOptions } from "./workflows/session-manager.js";
+export { ORCHESTRATOR_AGENT_ID, busAgentIdOf } from "./bus/runtime-agents.js";
 export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./workflows/aggregator.js";
 export { connectAgent, type AgentClient, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./client/connect-agent.js";
 export { envelopeSchema, parseEnvelope, MESSAGE_TYPES, PRIORITIES, DELIVERY_MODES, type MessageEnvelope, type EnvelopeInput, type MessageType, type Priority } from "./protocol/envelope.js";

@@ -24,8 +24,8 @@ import {
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
-import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
-import { isDuration, parseDuration } from "../protocol/durations.js";
+import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
+import { parseDuration } from "../protocol/durations.js";
 import { Listeners, type Listener } from "../bus/listeners.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
@@ -95,7 +95,7 @@ const stepSchema = z.strictObject({
   name: stepName,
   required_agents: z.array(agentIdSchema).max(256),
   task: z.union([z.string().min(1).max(65_536), z.record(z.string(), z.unknown())]).optional(),
-  timeout: z.string().refine(isDuration, 'expected a duration such as "1500ms", "30s" or "5m"').optional(),
+  timeout: durationSchema.optional(),
 });
 const sharedContextSchema = z.record(z.string(), z.unknown());
 /** The arguments of `createSession`, as `POST /sessions` takes them. */
