@@ -19,6 +19,7 @@
  * workflow, it acknowledges the answers (the workflow has recorded them already) so none waits in a queue.
  */
 import { randomUUID } from "node:crypto";
+import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
@@ -166,6 +167,9 @@ export class RuntimeAgents implements Messenger {
     const asker = busAgentIdOf(request.from);
     const recipient = busAgentIdOf(request.agentId);
     const timeoutMs = request.timeoutMs ?? this.host.messageTimeoutMs;
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_DELAY_MS) {
+      return Promise.reject(new BridgeError("CONFIG", `timeoutMs: expected a whole number of milliseconds from 1 to ${MAX_TIMER_DELAY_MS}`, { field: "timeoutMs" }));
+    }
     const messageId = `ask_${randomUUID()}`;
     return new Promise<AskReply>((resolve, reject) => {
       const timer = this.host.clock.setTimeout(() => {
@@ -174,7 +178,8 @@ export class RuntimeAgents implements Messenger {
       }, timeoutMs);
       const onAbort = (): void => {
         settle({ error: new BridgeError("CANCELLED", `The ask to ${recipient} was cancelled with the asking prompt`, { agentId: recipient, messageId }) });
-        this.cancelAsk(asker, recipient, messageId, "cancelled");
+        // The signal aborts while the asking session's actor leaves `busy`: send once that transition is over.
+        queueMicrotask(() => this.cancelAsk(asker, recipient, messageId, "cancelled"));
       };
       const settle = (outcome: { reply: AskReply } | { error: BridgeError }): void => {
         if (!this.asks.delete(messageId)) return;

@@ -92,6 +92,13 @@ describe("ctx.ask", () => {
     expect(error).toMatchObject({ type: "AUTH", message: "no access", details: expect.objectContaining({ code: "AUTH", agentId: QA }) });
   });
 
+  it("rejects a timeoutMs that is not a positive whole number of milliseconds with CONFIG", async () => {
+    const lead = askingAgent("lead", async (ctx) => (await ctx.ask("lead", "hi", { timeoutMs: 0 })).text);
+    const { runtime } = await startRuntimeBus({ agents: [lead] });
+
+    expect(await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }))).toMatchObject({ type: "CONFIG", details: expect.objectContaining({ field: "timeoutMs" }) });
+  });
+
   it("rejects with TIMEOUT when no answer comes within timeoutMs", async () => {
     const clock = new SimulatedClock();
     clock.set(CLOCK_START);
