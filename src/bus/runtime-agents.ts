@@ -30,7 +30,7 @@ import type { AskRequest, Messenger } from "../runtime/messenger.js";
 import type { Runtime } from "../runtime/runtime.js";
 
 /** The framework of the bus ids of runtime agents. */
-export const TROUPE_FRAMEWORK = "troupe";
+const TROUPE_FRAMEWORK = "troupe";
 /** The initiator an auto workflow can name when no agent of its own should receive the answers. */
 export const ORCHESTRATOR_AGENT_ID = "troupe://orchestrator";
 /** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */

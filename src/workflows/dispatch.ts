@@ -23,7 +23,7 @@ function resultLines(results: StepResults): string[] {
  * The prompt of a task given as text: the task, then the step, the shared context and the earlier results,
  * so that an agent answering text (an LLM, an ACP coding agent) gets the whole job in one prompt.
  */
-export function taskPrompt(dispatch: Pick<TasksDispatch, "step" | "shared_context" | "results">, task: string): string {
+function taskPrompt(dispatch: Pick<TasksDispatch, "step" | "shared_context" | "results">, task: string): string {
   const lines = [task, "", `Workflow step: ${dispatch.step}`];
   if (Object.keys(dispatch.shared_context).length > 0) lines.push(`Shared context: ${JSON.stringify(dispatch.shared_context)}`);
   const results = resultLines(dispatch.results);
