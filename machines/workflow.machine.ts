@@ -7,13 +7,43 @@
  * its tasks, the workflow moves to the next step by itself. `WORKFLOW.UPDATE` moves it explicitly.
  * Participants and the shared context live here too, so the session's whole state is the actor's snapshot.
  * Times arrive as `at` fields of events; the machine itself does no I/O.
+ *
+ * A workflow created with `dispatch: "auto"` runs itself (SPEC §3.7): entering a step that has a `task`
+ * records one pending task per required agent and emits `tasks_dispatch`, which the session manager turns into
+ * `task_request` envelopes; a failed task of the current step ends it as `terminated` (`task_failed`); the
+ * last step's answers end it as `completed`, with a summary of every step's results. In any workflow, a step
+ * with a timeout that is still waiting for answers that long after it was entered ends it (`task_failed`).
  */
-import { assign, enqueueActions, setup } from "xstate";
+import { and, assign, enqueueActions, setup } from "xstate";
 
 /** One step of a workflow: its name (a state of the machine) and the agents that must answer in it. */
 export interface WorkflowStep {
   name: string;
   required_agents: string[];
+  /** What a `dispatch: "auto"` workflow asks each required agent to do when it enters the step. */
+  task?: string | Record<string, unknown>;
+  /** How long the step may wait for answers, as envelopes write durations (`"30s"`); then the workflow ends (`task_failed`). */
+  timeout?: string;
+}
+
+/** `auto`: troupe sends each step's task and ends the workflow by itself (SPEC §3.7); `manual`: the agents' messages drive it. */
+export type WorkflowDispatch = "auto" | "manual";
+
+/** What a step's timeout or a failed task leaves in `termination.details`, with the reason `task_failed`. */
+export interface TaskFailure {
+  step: string;
+  agent: string;
+  error: { code: string; message: string };
+}
+
+/** The answers of earlier steps handed to a dispatched task: `{ [step]: { [agentId]: result } }`. */
+export type StepResults = Record<string, Record<string, unknown>>;
+
+/** One `task_request` the session manager sends for `tasks_dispatch`; the machine picks the ids, so a model can name them. */
+export interface DispatchedTask {
+  task_id: string;
+  message_id: string;
+  to: string;
 }
 
 /** A participant of a workflow session. Participants enter `active`. */
@@ -64,6 +94,7 @@ export interface WorkflowInput {
   createdAt: number;
   /** How long the session stays readable once it has ended; its owner evicts it then (0: at once). */
   retentionMs: number;
+  dispatch: WorkflowDispatch;
 }
 
 /** How a session ended, when it has. */
@@ -80,6 +111,10 @@ export interface WorkflowContext extends WorkflowInput {
   steps: WorkflowStep[];
   /** The step the workflow is at; once it has ended, the step it ended at. */
   currentStep: string;
+  /** When the current step was entered: its timeout counts from there. */
+  stepEnteredAt: number;
+  /** How many times each step's task was dispatched: the round number in the ids of its tasks. */
+  dispatchRounds: Record<string, number>;
   completedSteps: string[];
   pendingSteps: string[];
   tasks: WorkflowTask[];
@@ -115,7 +150,20 @@ export type WorkflowEmitted =
   | { type: "task_delegated"; sessionId: string; task: WorkflowTask }
   | { type: "task_completed"; sessionId: string; task: WorkflowTask }
   | { type: "session_completed"; sessionId: string; summary: string; artifacts: unknown[] }
-  | { type: "session_terminated"; sessionId: string; reason: string; details?: unknown };
+  | { type: "session_terminated"; sessionId: string; reason: string; details?: unknown }
+  /** An auto workflow entered a step with a task: send `task_request`s `from` the initiator for `tasks`. */
+  | {
+      type: "tasks_dispatch";
+      sessionId: string;
+      from: string;
+      step: string;
+      task: string | Record<string, unknown>;
+      tasks: DispatchedTask[];
+      shared_context: Record<string, unknown>;
+      results: StepResults;
+      /** The step's timeout: the requests need not outlive it. */
+      timeoutMs?: number;
+    };
 
 /** State names a step may not take: the final states. */
 export const RESERVED_STEP_NAMES = ["completed", "terminated"] as const;
@@ -148,6 +196,65 @@ function workflowUpdate(
   };
 }
 
+/** The time an event carries; events without one (the start, a delay) count from the last change. */
+function atOf(context: WorkflowContext, event: { type: string }): number {
+  return "at" in event && typeof event.at === "number" ? event.at : context.updatedAt;
+}
+
+function requiredAgentsOf(context: WorkflowContext, step: string): string[] {
+  return context.steps.find((each) => each.name === step)?.required_agents ?? [];
+}
+
+/** The required agents of `step` that have not completed a task of it yet, in their order. */
+function unansweredAgents(context: WorkflowContext, step: string): string[] {
+  const answered = answeredAgents(context, step);
+  return requiredAgentsOf(context, step).filter((agentId) => !answered.has(agentId));
+}
+
+/** The completed answers of the steps before `step`, by step and agent (an agent's latest answer wins). */
+function resultsBefore(context: WorkflowContext, step: string): StepResults {
+  const index = context.steps.findIndex((each) => each.name === step);
+  const earlier = new Set(context.steps.slice(0, index).map((each) => each.name));
+  const results: StepResults = {};
+  for (const task of context.tasks) {
+    if (task.status !== "completed" || !earlier.has(task.step)) continue;
+    results[task.step] = { ...results[task.step], [task.answered_by ?? task.to]: task.result };
+  }
+  return results;
+}
+
+/** A result as one line of a summary: its `text` when it has one, else its JSON, cut at `maxLength`. */
+function resultLine(result: unknown, maxLength = 200): string {
+  const text = (result as { text?: unknown } | null)?.text;
+  const line = (typeof text === "string" ? text : (JSON.stringify(result) ?? "")).replace(/\s+/g, " ").trim();
+  return line.length > maxLength ? `${line.slice(0, maxLength - 1)}…` : line;
+}
+
+/** How an auto workflow completes: a summary line per answer, and every answer as an artifact, in step order. */
+function completionOf(context: WorkflowContext, at: number): { summary: string; artifacts: unknown[]; at: number } {
+  const lines = [`Completed ${context.steps.map((step) => step.name).join(" → ")}.`];
+  const artifacts: unknown[] = [];
+  for (const step of context.steps) {
+    for (const task of context.tasks) {
+      if (task.step !== step.name || task.status !== "completed") continue;
+      const agentId = task.answered_by ?? task.to;
+      lines.push(`- ${step.name}, ${agentId}: ${resultLine(task.result)}`);
+      artifacts.push({ step: step.name, agent_id: agentId, task_id: task.task_id, result: task.result });
+    }
+  }
+  return { summary: lines.join("\n"), artifacts, at };
+}
+
+/** How a step that outlived its timeout ends the workflow: `task_failed`, naming the first agent still owing an answer. */
+function stepTimeoutEnding(context: WorkflowContext, step: string, timeoutMs: number): { reason: string; details: TaskFailure; at: number } {
+  const agent = unansweredAgents(context, step)[0] ?? "";
+  return {
+    reason: "task_failed",
+    details: { step, agent, error: { code: "TIMEOUT", message: `${agent} did not answer within ${timeoutMs} ms` } },
+    at: context.stepEnteredAt + timeoutMs,
+  };
+}
+
 function stepAfter(steps: WorkflowStep[], name: string): string | undefined {
   return steps[steps.findIndex((step) => step.name === name) + 1]?.name;
 }
@@ -177,9 +284,48 @@ const workflowSetup = setup({
       return required.length > 0 && required.every((agentId) => answered.has(agentId));
     },
     targetsStep: ({ event }, params: { step: string }) => event.type === "WORKFLOW.UPDATE" && event.currentStep === params.step,
+    /** A task delegated by a message that troupe did not dispatch itself (a dispatched one is recorded already). */
+    isNewTask: ({ context, event }) => event.type === "TASK.DELEGATED" && pendingTask(context, event.taskId) === undefined,
+    /** An auto workflow: troupe dispatches the tasks and ends the workflow itself. */
+    dispatchesTasks: ({ context }) => context.dispatch === "auto",
+    /** The answer fails a pending task of `step`. */
+    failsTask: ({ context, event }, params: { step: string }) =>
+      event.type === "TASK.ANSWERED" && event.outcome.status === "failed" && pendingTask(context, event.taskId)?.step === params.step,
+    /** A required agent of `step` still owes its answer. */
+    awaitsAnswers: ({ context }, params: { step: string }) => unansweredAgents(context, params.step).length > 0,
   },
   actions: {
-    enterStep: assign((_, params: { step: string }) => ({ currentStep: params.step })),
+    enterStep: assign((_, params: { step: string; at: number }) => ({ currentStep: params.step, stepEnteredAt: params.at })),
+    /** In an auto workflow, records one pending task per required agent of a step with a task, and asks for them to be sent. */
+    dispatchTasks: enqueueActions(({ context, enqueue }, params: { step: string; at: number; timeoutMs: number | undefined }) => {
+      const step = context.steps.find((each) => each.name === params.step);
+      if (context.dispatch !== "auto" || step?.task === undefined) return;
+      const round = (context.dispatchRounds[step.name] ?? 0) + 1;
+      const tasks = step.required_agents.map(
+        (to, index): WorkflowTask => ({
+          task_id: `${step.name}/${round}/${to}`,
+          message_id: `${context.sessionId}/${step.name}/${round}/${index}`,
+          step: step.name,
+          from: context.initiator,
+          to,
+          status: "pending",
+          delegated_at: params.at,
+        }),
+      );
+      enqueue.assign({ tasks: [...context.tasks, ...tasks], dispatchRounds: { ...context.dispatchRounds, [step.name]: round }, updatedAt: params.at });
+      for (const task of tasks) enqueue.emit({ type: "task_delegated", sessionId: context.sessionId, task });
+      enqueue.emit({
+        type: "tasks_dispatch",
+        sessionId: context.sessionId,
+        from: context.initiator,
+        step: step.name,
+        task: step.task,
+        tasks: tasks.map(({ task_id, message_id, to }) => ({ task_id, message_id, to })),
+        shared_context: context.sharedContext,
+        results: resultsBefore(context, step.name),
+        ...(params.timeoutMs === undefined ? {} : { timeoutMs: params.timeoutMs }),
+      });
+    }),
     delegate: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "TASK.DELEGATED") return;
       const task: WorkflowTask = {
@@ -255,44 +401,68 @@ const workflowSetup = setup({
       enqueue.assign({ sharedContext: event.sharedContext, updatedAt: event.at });
       enqueue.emit({ type: "context_updated", sessionId: context.sessionId, shared_context: event.sharedContext });
     }),
-    complete: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "COMPLETE") return;
-      enqueue.assign({ completion: { at: event.at, summary: event.summary, artifacts: event.artifacts }, updatedAt: event.at });
-      enqueue.emit({ type: "session_completed", sessionId: context.sessionId, summary: event.summary, artifacts: event.artifacts });
+    complete: enqueueActions(({ context, enqueue }, params: { summary: string; artifacts: unknown[]; at: number }) => {
+      const { summary, artifacts, at } = params;
+      enqueue.assign({ completion: { at, summary, artifacts }, updatedAt: at });
+      enqueue.emit({ type: "session_completed", sessionId: context.sessionId, summary, artifacts });
     }),
-    terminate: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "TERMINATE") return;
-      const ending = { at: event.at, reason: event.reason, ...(event.details === undefined ? {} : { details: event.details }) };
-      enqueue.assign({ termination: ending, updatedAt: event.at });
-      enqueue.emit({
-        type: "session_terminated",
-        sessionId: context.sessionId,
-        reason: event.reason,
-        ...(event.details === undefined ? {} : { details: event.details }),
-      });
+    terminate: enqueueActions(({ context, enqueue }, params: { reason: string; details?: unknown; at: number }) => {
+      const { reason, details, at } = params;
+      enqueue.assign({ termination: { at, reason, ...(details === undefined ? {} : { details }) }, updatedAt: at });
+      enqueue.emit({ type: "session_terminated", sessionId: context.sessionId, reason, ...(details === undefined ? {} : { details }) });
     }),
   },
 });
+
+/** What a workflow machine needs besides its steps. */
+export interface WorkflowMachineOptions {
+  /** Each step's `timeout` in milliseconds, by step name (the session manager parses the durations). */
+  stepTimeoutsMs?: Record<string, number>;
+}
+
+type StepEvent = { context: WorkflowContext; event: WorkflowEvent };
+type AnswerEvent = { event: Extract<WorkflowEvent, { type: "TASK.ANSWERED" }> };
+
+/** How a failed answer ends an auto workflow: `task_failed`, naming the agent and its error. */
+function taskFailureEnding(step: string, { event }: AnswerEvent): { reason: string; details: TaskFailure; at: number } {
+  // The guard `failsTask` lets failed outcomes through only.
+  const { error } = event.outcome as Extract<TaskOutcome, { status: "failed" }>;
+  return { reason: "task_failed", details: { step, agent: event.from, error }, at: event.at };
+}
 
 /**
  * Builds the machine of a workflow session from its steps: one state per step, in order, then `completed`
  * and `terminated`. Step names must be unique, non-empty, without `.` or `#`, and not reserved; the session
  * manager checks that, and that there is at least one step, before calling.
  */
-export function createWorkflowMachine(steps: WorkflowStep[]) {
+export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMachineOptions = {}) {
   const names = steps.map((step) => step.name);
   const stepStates = Object.fromEntries(
     steps.map((step) => {
       const next = stepAfter(steps, step.name);
-      const onAnswer =
+      const timeoutMs = options.stepTimeoutsMs?.[step.name];
+      const params = { step: step.name };
+      const onAllAnswered =
         next === undefined
+          ? {
+              guard: and([{ type: "completesStep" as const, params }, "dispatchesTasks" as const]),
+              target: "completed",
+              actions: ["answer" as const, { type: "complete" as const, params: ({ context, event }: StepEvent) => completionOf(context, atOf(context, event)) }],
+            }
+          : {
+              guard: { type: "completesStep" as const, params },
+              target: next,
+              actions: ["answer" as const, { type: "advance" as const, params: { from: step.name, to: next } }],
+            };
+      const onTimeout =
+        timeoutMs === undefined
           ? {}
           : {
-              on: {
-                "TASK.ANSWERED": {
-                  guard: { type: "completesStep" as const, params: { step: step.name } },
-                  target: next,
-                  actions: ["answer" as const, { type: "advance" as const, params: { from: step.name, to: next } }],
+              after: {
+                [timeoutMs]: {
+                  guard: { type: "awaitsAnswers" as const, params },
+                  target: "terminated",
+                  actions: { type: "terminate" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
                 },
               },
             };
@@ -300,8 +470,21 @@ export function createWorkflowMachine(steps: WorkflowStep[]) {
         step.name,
         {
           description: `Step ${step.name}: waiting for ${step.required_agents.join(", ") || "an explicit update"}.`,
-          entry: { type: "enterStep" as const, params: { step: step.name } },
-          ...onAnswer,
+          entry: [
+            { type: "enterStep" as const, params: ({ context, event }: StepEvent) => ({ step: step.name, at: atOf(context, event) }) },
+            { type: "dispatchTasks" as const, params: ({ context, event }: StepEvent) => ({ step: step.name, at: atOf(context, event), timeoutMs }) },
+          ],
+          on: {
+            "TASK.ANSWERED": [
+              {
+                guard: and(["dispatchesTasks" as const, { type: "failsTask" as const, params }]),
+                target: "terminated",
+                actions: ["answer" as const, { type: "terminate" as const, params: (args: AnswerEvent) => taskFailureEnding(step.name, args) }],
+              },
+              onAllAnswered,
+            ],
+          },
+          ...onTimeout,
         },
       ];
     }),
@@ -314,6 +497,8 @@ export function createWorkflowMachine(steps: WorkflowStep[]) {
       ...input,
       steps,
       currentStep: names[0] as string,
+      stepEnteredAt: input.createdAt,
+      dispatchRounds: {},
       completedSteps: [],
       pendingSteps: names.slice(1),
       tasks: [],
@@ -323,7 +508,7 @@ export function createWorkflowMachine(steps: WorkflowStep[]) {
     }),
     initial: names[0] as string,
     on: {
-      "TASK.DELEGATED": { actions: "delegate" },
+      "TASK.DELEGATED": { guard: "isNewTask", actions: "delegate" },
       "TASK.ANSWERED": { guard: "isPendingTask", actions: "answer" },
       "WORKFLOW.UPDATE": steps.map((step) => ({
         guard: { type: "targetsStep" as const, params: { step: step.name } },
@@ -333,8 +518,11 @@ export function createWorkflowMachine(steps: WorkflowStep[]) {
       "PARTICIPANT.ADD": { actions: "addParticipant" },
       "PARTICIPANT.REMOVE": { actions: "removeParticipant" },
       "CONTEXT.UPDATE": { actions: "updateContext" },
-      COMPLETE: { target: ".completed", actions: "complete" },
-      TERMINATE: { target: ".terminated", actions: "terminate" },
+      COMPLETE: { target: ".completed", actions: { type: "complete", params: ({ event }) => ({ summary: event.summary, artifacts: event.artifacts, at: event.at }) } },
+      TERMINATE: {
+        target: ".terminated",
+        actions: { type: "terminate", params: ({ event }) => ({ reason: event.reason, ...(event.details === undefined ? {} : { details: event.details }), at: event.at }) },
+      },
     },
     states: {
       ...stepStates,

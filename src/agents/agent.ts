@@ -25,6 +25,26 @@ export interface PromptContext {
   emit(delta: string): void;
   /** Reports what the operator should know (a parameter the provider cannot send) as a `prompt.warning` event. */
   warn(message: string): void;
+  /**
+   * Asks another agent (a runtime id such as `writer`, or a bus id such as `claude-code://qa`) through the bus:
+   * a `task_request` from `troupe://<this agent>`, answered by the recipient's `task_response`. A string is
+   * sent as `payload.prompt`. Rejects with the answer's error, TIMEOUT, CANCELLED when this prompt is
+   * aborted, and CONFIG when the runtime has no bus (SPEC §3.6).
+   */
+  ask(agentId: string, message: string | Record<string, unknown>, options?: AskOptions): Promise<AskReply>;
+}
+
+/** Options of `ctx.ask`. */
+export interface AskOptions {
+  /** How long to wait for the answer. Default: the bus's `messageTimeout`. */
+  timeoutMs?: number;
+}
+
+/** What `ctx.ask` resolves with: the answer's `text` (or its payload as JSON), its usage, and the whole payload. */
+export interface AskReply {
+  text: string;
+  usage?: Usage;
+  payload: Record<string, unknown>;
 }
 
 /** What an agent answers. `stopReason` defaults to `end_turn`. */

@@ -22,9 +22,9 @@ import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOp
 import { busRoutes } from "./routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
 import { SyncReplies } from "./sync-replies.js";
+import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 
-/** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */
-export const BUS_AGENT_ID = "troupe://bus";
+export { BUS_AGENT_ID };
 
 /** What sending a message answers (`POST /messages/send` sends it with status 202). */
 export interface SendResult {
@@ -59,6 +59,9 @@ export class CommunicationBus {
   private readonly withoutAcks = new Set<string>();
   private readonly runtime: Runtime;
   private readonly ownsRuntime: boolean;
+  /** The runtime's agents as bus agents `troupe://<id>` (SPEC §3.6). */
+  private readonly runtimeAgents: RuntimeAgents;
+  private detachMessenger: (() => void) | undefined;
   private http: HttpServer | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
@@ -71,7 +74,12 @@ export class CommunicationBus {
     this.runtime =
       options.runtime ??
       createRuntime({ clock: this.clock, maxWorkflowSessions: this.options.maxWorkflowSessions, ...(options.inspect ? { inspect: options.inspect } : {}) });
-    this.sessionManager = new SessionManager({ clock: this.clock, runtime: this.runtime, retentionMs: this.options.workflowRetentionMs });
+    this.sessionManager = new SessionManager({
+      clock: this.clock,
+      runtime: this.runtime,
+      retentionMs: this.options.workflowRetentionMs,
+      send: (envelope) => this.send(envelope),
+    });
     this.aggregator = new ResultAggregator(this.sessionManager);
     this.registry = new AgentRegistry(this.sessionManager);
     this.syncReplies = new SyncReplies(this.clock);
@@ -94,7 +102,7 @@ export class CommunicationBus {
     this.deliveries = new Deliveries({
       runtime: this.runtime,
       clock: this.clock,
-      connection: (agentId) => this.connections.get(agentId),
+      connection: (agentId) => this.runtimeAgents.endpoint(agentId) ?? this.connections.get(agentId),
       sendsAcks: (agentId) => !this.withoutAcks.has(agentId),
       ackTimeoutMs: this.options.ackTimeout,
       retryBaseMs: this.options.retryDelay,
@@ -103,6 +111,16 @@ export class CommunicationBus {
       maxRetainedMessages: this.options.maxRetainedMessages,
       onStatus: (notice) => this.onStatus(notice),
     });
+    this.runtimeAgents = new RuntimeAgents({
+      runtime: this.runtime,
+      clock: this.clock,
+      messageTimeoutMs: this.options.messageTimeout,
+      send: (envelope) => this.send(envelope),
+      acknowledge: (endpoint, messageId) => this.deliveries.acknowledge(endpoint, messageId),
+    });
+    for (const type of ["session_completed", "session_terminated"] as const) {
+      this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
+    }
   }
 
   /** Where the bus listens, e.g. `http://127.0.0.1:8080` (after `start()`). */
@@ -140,6 +158,7 @@ export class CommunicationBus {
       throw error;
     }
     this.startedAt = this.clock.now();
+    this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
   }
@@ -224,6 +243,8 @@ export class CommunicationBus {
     this.state = "stopping";
     const graceMs = this.options.closeGraceMs;
     this.connections.stopAccepting();
+    this.detachMessenger?.();
+    const runtimeAgentsStopped = this.runtimeAgents.stop();
     const deadline = performance.now() + graceMs;
     while (this.deliveries.unacknowledged > 0 && performance.now() < deadline) {
       await new Promise<void>((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
@@ -231,6 +252,7 @@ export class CommunicationBus {
     this.syncReplies.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
     await this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs);
     await this.http?.close();
+    await runtimeAgentsStopped;
     this.deliveries.stop();
     this.sessionManager.stop();
     if (this.ownsRuntime) await this.runtime.stop();
@@ -254,7 +276,7 @@ export class CommunicationBus {
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
     ];
     for (const [field, agentId] of targets) {
-      if (!this.registry.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
+      if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
     this.sessionManager.checkSender(envelope);
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
@@ -270,6 +292,11 @@ export class CommunicationBus {
     if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
     const response = await this.syncReplies.wait(messageId, timeoutMs);
     return { success: true, message_id: messageId, status: "delivered", response };
+  }
+
+  /** Registered, a participant of a workflow session, or one of the runtime's agents (`troupe://<id>`). */
+  private isKnown(agentId: string): boolean {
+    return this.registry.isKnown(agentId) || this.runtimeAgents.endpoint(agentId) !== undefined;
   }
 
   private onConnected(connection: AgentConnection): void {
@@ -326,7 +353,7 @@ export class CommunicationBus {
     );
     this.sessionManager.deliveryFailed(envelope, event.error);
     // The bus's own errors are not answered with errors, and a sender nobody knows cannot receive one.
-    if (envelope.sender.agent_id === BUS_AGENT_ID || !this.registry.isKnown(envelope.sender.agent_id)) return;
+    if (envelope.sender.agent_id === BUS_AGENT_ID || !this.isKnown(envelope.sender.agent_id)) return;
     const taskId = taskIdOf(envelope);
     const deadLetter: MessageEnvelope = {
       message_id: `err_${randomUUID()}`,

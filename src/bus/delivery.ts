@@ -12,8 +12,11 @@ import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
-import type { AgentConnection } from "./agent-connections.js";
+import type { AgentConnection as SocketConnection } from "./agent-connections.js";
 import { PriorityQueue } from "./priority-queue.js";
+
+/** What a delivery writes to: an agent's socket, or a runtime agent's in-process endpoint (always open). */
+export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send">;
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {

@@ -59,7 +59,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       path: /^\/sessions$/,
       handle: async ({ readBody }) => {
         const body = parseWith(createSessionSchema, await readBody());
-        const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context);
+        const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context, { dispatch: body.dispatch });
         return new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) });
       },
     },

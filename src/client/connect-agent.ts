@@ -9,6 +9,7 @@ import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import { RecentIds } from "../protocol/recent-ids.js";
 
 /** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
 export interface ReconnectOptions {
@@ -110,21 +111,6 @@ function classify(frame: unknown): IncomingFrame {
   if (frame["type"] === "accepted" && typeof frame["message_id"] === "string") return { kind: "answer", answer: frame as unknown as SendAnswerFrame };
   if (frame["type"] === "rejected" && isRecord(frame["error"])) return { kind: "answer", answer: frame as unknown as SendAnswerFrame };
   return { kind: "unreadable" };
-}
-
-/** A bounded set of recent ids: the oldest is forgotten first. */
-class RecentIds {
-  private readonly ids = new Set<string>();
-
-  constructor(private readonly capacity: number) {}
-
-  /** Adds an id; false when it was already there. */
-  add(id: string): boolean {
-    if (this.ids.has(id)) return false;
-    this.ids.add(id);
-    if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value as string);
-    return true;
-  }
 }
 
 /** Connects an agent to the bus. The socket opens in the background; await `ready()` to know it is open. */

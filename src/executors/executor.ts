@@ -2,7 +2,9 @@
  * The `Executor` interface: where agents run. The runtime owns sessions; an executor runs their prompts.
  */
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
+import type { AskReply } from "../agents/agent.js";
 import type { BridgeError } from "../errors.js";
+import type { AskRequest } from "../runtime/messenger.js";
 
 /** An agent as `agents_discover` describes it. */
 export interface AgentDescriptor {
@@ -19,6 +21,8 @@ export interface AgentDescriptor {
 export interface ExecutorHost {
   /** Fails a session because its agent's side is gone (e.g. its process crashed). Unknown ids are ignored. */
   failSession(sessionId: string, error: BridgeError): void;
+  /** Sends an agent's `ctx.ask` through the bus the runtime is attached to (CONFIG without one). */
+  ask(request: AskRequest): Promise<AskReply>;
 }
 
 /** Where a running prompt reports what it streams: `prompt.delta` and `prompt.warning` events. */

@@ -5,7 +5,7 @@ import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } fro
 import type { Agent } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
 import { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "../providers/params.js";
-import type { AgentDescriptor, Executor, PromptEmitter } from "./executor.js";
+import type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 
 function sessionRuntimeParams(session: SessionInfo): RuntimeParams | undefined {
   const parsed = runtimeParamsSchema.safeParse(session.metadata.runtimeParams);
@@ -18,6 +18,7 @@ export class InProcessExecutor implements Executor {
   readonly sessionsExpire = true;
   private readonly agents = new Map<string, Agent>();
   private readonly inFlightByAgent = new Map<string, number>();
+  private host: ExecutorHost | undefined;
 
   constructor(agents: Agent[] = []) {
     for (const agent of agents) this.register(agent);
@@ -27,6 +28,10 @@ export class InProcessExecutor implements Executor {
   register(agent: Agent): void {
     if (this.agents.has(agent.id)) throw new BridgeError("CONFIG", `agents: duplicate agent id ${agent.id}`, { field: "agents" });
     this.agents.set(agent.id, agent);
+  }
+
+  attach(host: ExecutorHost): void {
+    this.host = host;
   }
 
   hasAgent(agentId: string): boolean {
@@ -63,6 +68,10 @@ export class InProcessExecutor implements Executor {
         signal,
         emit: emit.delta,
         warn: emit.warning,
+        ask: (agentId, message, options = {}) => {
+          if (this.host === undefined) return Promise.reject(new BridgeError("CONFIG", "ctx.ask needs a runtime attached to a CommunicationBus"));
+          return this.host.ask({ from: agent.id, agentId, message, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }), signal });
+        },
       });
       return { text: reply.text, stopReason: reply.stopReason ?? "end_turn", ...(reply.usage ? { usage: reply.usage } : {}) };
     } finally {

@@ -36,10 +36,11 @@ const id = z.string().min(1).max(MAX_ID_LENGTH);
 /** An agent id (`framework://name`). */
 export const agentIdSchema = id.regex(AGENT_ID_PATTERN, 'expected an agent id such as "claude-code://orchestrator"');
 const framework = z.string().min(1).max(MAX_ID_LENGTH);
-const duration = z.string().refine(isDuration, 'expected a duration such as "1500ms", "300s" or "5m"');
+/** A duration as envelopes write it (`"1500ms"`, `"300s"`, `"5m"`). */
+export const durationSchema = z.string().refine(isDuration, 'expected a duration such as "1500ms", "300s" or "5m"');
 
 const routingSchema = z.strictObject({
-  timeout: duration.optional(),
+  timeout: durationSchema.optional(),
   retry_policy: z
     .strictObject({
       max_retries: z.number().int().min(0).max(MAX_RETRIES_LIMIT).default(DEFAULT_MAX_RETRIES),

@@ -32,10 +32,12 @@ import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { createInspector, machineOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
 import type { Executor, PromptEmitter } from "../executors/executor.js";
+import type { AskReply } from "../agents/agent.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
 import { indexScheduler } from "./indexed-scheduler.js";
+import type { AskRequest, Messenger } from "./messenger.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
 import { Replies } from "./replies.js";
 
@@ -105,6 +107,8 @@ export class Runtime {
   private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost } = {};
   /** The child a pool refused while `spawnPooled` was sending it (pools answer synchronously when idle). */
   private refusedSpawn: string | undefined;
+  /** The bus that carries `ctx.ask`, once one is attached. */
+  private messenger: Messenger | undefined;
   private supervisor: SupervisorActor | undefined;
   private state: "new" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
@@ -121,7 +125,9 @@ export class Runtime {
     // Order is precedence: an in-process agent wins over a worker with the same id.
     this.executors = [new InProcessExecutor(options.agents ?? []), this.workers];
     if (options.executor) this.executors.push(options.executor);
-    for (const executor of this.executors) executor.attach?.({ failSession: (sessionId, error) => this.failSession(sessionId, error) });
+    for (const executor of this.executors) {
+      executor.attach?.({ failSession: (sessionId, error) => this.failSession(sessionId, error), ask: (request) => this.ask(request) });
+    }
     const { defaultAgentId } = this.limits;
     if (defaultAgentId !== undefined && !this.executors.some((executor) => executor.hasAgent(defaultAgentId))) {
       throw new BridgeError("CONFIG", `defaultAgentId: no agent ${defaultAgentId}`, { field: "defaultAgentId" });
@@ -208,6 +214,22 @@ export class Runtime {
     this.replies.rejectAll(new BridgeError("CANCELLED", "Runtime stopped"));
     await Promise.allSettled(this.executors.map((executor) => executor.stop?.()));
     this.state = "stopped";
+  }
+
+  /** Whether an executor runs an agent with this id. */
+  hasAgent(agentId: string): boolean {
+    return this.executors.some((executor) => executor.hasAgent(agentId));
+  }
+
+  /**
+   * Lets the agents' `ctx.ask` go through `messenger` (the `CommunicationBus` calls this on `start()`).
+   * Returns the function that detaches it again.
+   */
+  attachMessenger(messenger: Messenger): () => void {
+    this.messenger = messenger;
+    return () => {
+      if (this.messenger === messenger) this.messenger = undefined;
+    };
   }
 
   /** Listens to the event stream (SPEC §5); `"*"` for every type. Returns the function that unsubscribes. */
@@ -519,6 +541,18 @@ export class Runtime {
       case "supervisor.stopped":
         return;
     }
+  }
+
+  /** An agent's `ctx.ask`: through the attached bus; a runtime without one cannot reach other agents. */
+  private ask(request: AskRequest): Promise<AskReply> {
+    if (this.messenger === undefined) {
+      return Promise.reject(
+        new BridgeError("CONFIG", `${request.from} cannot ask ${request.agentId}: ctx.ask needs a CommunicationBus on this runtime (new CommunicationBus({ runtime }))`, {
+          agentId: request.agentId,
+        }),
+      );
+    }
+    return this.messenger.ask(request);
   }
 
   /** Fails a session whose agent's side is gone (an executor says so); a deleted session is left alone. */

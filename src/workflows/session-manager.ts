@@ -13,6 +13,7 @@ import {
   type TaskOutcome,
   type TaskUsage,
   type WorkflowContext,
+  type WorkflowDispatch,
   type WorkflowEmitted,
   type WorkflowEvent,
   type WorkflowInput,
@@ -24,10 +25,12 @@ import {
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
-import { agentIdSchema, frameworkOf, inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
+import { parseDuration } from "../protocol/durations.js";
 import { WORKFLOW_EVENT_TYPES, type RuntimeEvent } from "../events/event-hub.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { parseWith } from "../validation.js";
+import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
 
 /** A session's lifecycle as the manager shows it. */
 export type WorkflowSessionStatus = "active" | "completed" | "terminated";
@@ -39,6 +42,8 @@ export interface WorkflowSession {
   initiator: string;
   participants: WorkflowParticipant[];
   workflow: WorkflowView & { steps: WorkflowStep[] };
+  /** `auto`: troupe sends the steps' tasks and ends the workflow itself (SPEC §3.7). */
+  dispatch: WorkflowDispatch;
   shared_context: Record<string, unknown>;
   tasks: WorkflowTask[];
   created_at: number;
@@ -47,8 +52,8 @@ export interface WorkflowSession {
   termination?: { reason: string; details?: unknown; terminated_at: number };
 }
 
-/** Every event the session manager emits, with the seed's names (the event stream names them `workflow.*`). */
-export type SessionManagerEvent = { type: "session_created"; sessionId: string; session: WorkflowSession } | WorkflowEmitted;
+/** Every event the session manager emits, with the seed's names (the event stream names them `workflow.*`); a workflow's `tasks_dispatch` becomes messages instead. */
+export type SessionManagerEvent = { type: "session_created"; sessionId: string; session: WorkflowSession } | Exclude<WorkflowEmitted, TasksDispatch>;
 
 /** The name of one session manager event. */
 export type SessionManagerEventType = SessionManagerEvent["type"];
@@ -72,6 +77,12 @@ export interface ParticipantInput {
 /** A step as `createSession` takes it. */
 export type StepInput = WorkflowStep;
 
+/** The options of `createSession` after the seed's four arguments. */
+export interface CreateSessionOptions {
+  /** `"auto"`: troupe sends each step's `task` to its required agents and ends the workflow itself. Default `"manual"`. */
+  dispatch?: WorkflowDispatch;
+}
+
 /** What `updateWorkflow` takes. */
 export interface WorkflowUpdate {
   current_step: string;
@@ -91,7 +102,12 @@ export const participantSchema = z.strictObject({
   framework: z.string().min(1).max(256).optional(),
   role: z.string().min(1).max(128),
 });
-const stepSchema = z.strictObject({ name: stepName, required_agents: z.array(agentIdSchema).max(256) });
+const stepSchema = z.strictObject({
+  name: stepName,
+  required_agents: z.array(agentIdSchema).max(256),
+  task: z.union([z.string().min(1).max(65_536), z.record(z.string(), z.unknown())]).optional(),
+  timeout: durationSchema.optional(),
+});
 const sharedContextSchema = z.record(z.string(), z.unknown());
 /** The arguments of `createSession`, as `POST /sessions` takes them. */
 export const createSessionSchema = z.strictObject({
@@ -99,6 +115,7 @@ export const createSessionSchema = z.strictObject({
   participants: z.array(participantSchema).max(1_000),
   steps: z.array(stepSchema).min(1).max(256),
   shared_context: sharedContextSchema.default({}),
+  dispatch: z.enum(["auto", "manual"]).default("manual"),
 });
 /** What `updateWorkflow` and `PATCH /sessions/:id/workflow` take. */
 export const workflowUpdateSchema = z.strictObject({
@@ -125,6 +142,8 @@ export interface SessionManagerOptions {
   runtime: Runtime;
   /** How long an ended session stays readable before it is evicted; 0 evicts at once. */
   retentionMs: number;
+  /** Sends an envelope through the bus: how an auto workflow's tasks leave. Without it, `dispatch: "auto"` is CONFIG. */
+  send?: (envelope: EnvelopeInput) => Promise<unknown>;
 }
 
 function usageOf(value: unknown): TaskUsage | undefined {
@@ -165,10 +184,24 @@ export class SessionManager implements PoolHost {
 
   /**
    * Creates a workflow session and returns its id (`sess_…`). The initiator is a participant too, with the
-   * role `initiator`; every participant enters `active`. The session starts at the first step.
+   * role `initiator`; every participant enters `active`. The session starts at the first step; with
+   * `{ dispatch: "auto" }` troupe sends that step's task at once (SPEC §3.7).
    */
-  createSession(initiatorAgentId: string, participants: ParticipantInput[], steps: StepInput[], sharedContext: Record<string, unknown> = {}): string {
-    const input = parseWith(createSessionSchema, { initiator: initiatorAgentId, participants, steps, shared_context: sharedContext }, "(arguments)");
+  createSession(
+    initiatorAgentId: string,
+    participants: ParticipantInput[],
+    steps: StepInput[],
+    sharedContext: Record<string, unknown> = {},
+    options: CreateSessionOptions = {},
+  ): string {
+    const input = parseWith(
+      createSessionSchema,
+      { initiator: initiatorAgentId, participants, steps, shared_context: sharedContext, ...(options.dispatch === undefined ? {} : { dispatch: options.dispatch }) },
+      "(arguments)",
+    );
+    if (input.dispatch === "auto" && this.options.send === undefined) {
+      throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
+    }
     const at = this.options.clock.now();
     const members: WorkflowParticipant[] = [
       { agent_id: input.initiator, framework: frameworkOf(input.initiator), role: "initiator", status: "active", joined_at: at },
@@ -182,6 +215,9 @@ export class SessionManager implements PoolHost {
     }
     this.checkSteps(input.steps, members);
     const sessionId = `sess_${randomUUID().replaceAll("-", "")}`;
+    const stepTimeoutsMs = Object.fromEntries(
+      input.steps.flatMap((step, index) => (step.timeout === undefined ? [] : [[step.name, parseDuration(step.timeout, `steps.${index}.timeout`)]])),
+    );
     const workflowInput: WorkflowInput = {
       sessionId,
       initiator: input.initiator,
@@ -189,10 +225,12 @@ export class SessionManager implements PoolHost {
       sharedContext: input.shared_context,
       createdAt: at,
       retentionMs: this.options.retentionMs,
+      dispatch: input.dispatch,
     };
     // The supervisor's workflow pool spawns it; a full pool is CAPACITY.
     // A workflow never ends while it is spawned: it starts at its first step.
-    const actor = this.options.runtime.spawnPooled("workflow", sessionId, createWorkflowMachine(input.steps), workflowInput) as WorkflowActor;
+    const machine = createWorkflowMachine(input.steps, { stepTimeoutsMs });
+    const actor = this.options.runtime.spawnPooled("workflow", sessionId, machine, workflowInput) as WorkflowActor;
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
     for (const member of members) this.join(member);
@@ -401,7 +439,14 @@ export class SessionManager implements PoolHost {
 
   /** A workflow actor's emitted event (the runtime relays it: the actor is the supervisor's). */
   emitted(child: AnyActorRef, event: { type: string }): void {
-    const { type, ...fields } = event as WorkflowEmitted;
+    const emitted = event as WorkflowEmitted;
+    if (emitted.type === "tasks_dispatch") {
+      // Sent once the transition and the call that caused it are over: the first step's tasks leave after
+      // createSession has registered the session and its participants, and no send re-enters the actor mid-transition.
+      queueMicrotask(() => this.dispatch(child.id, emitted));
+      return;
+    }
+    const { type, ...fields } = emitted;
     const streamType = WORKFLOW_EVENT_TYPES[type];
     this.options.runtime.hub.emit(streamType, child.id, fields as never);
   }
@@ -484,6 +529,11 @@ export class SessionManager implements PoolHost {
         throw new BridgeError("CONFIG", `steps.${index}.name: the step ${JSON.stringify(step.name)} is listed twice`, { field: `steps.${index}.name` });
       }
       seen.add(step.name);
+      for (const field of ["task", "timeout"] as const) {
+        if (step[field] !== undefined && step.required_agents.length === 0) {
+          throw new BridgeError("CONFIG", `steps.${index}.${field}: a step with a ${field} needs required_agents`, { field: `steps.${index}.${field}` });
+        }
+      }
       for (const [agentIndex, agentId] of step.required_agents.entries()) {
         if (!members.some((member) => member.agent_id === agentId)) {
           const field = `steps.${index}.required_agents.${agentIndex}`;
@@ -537,6 +587,23 @@ export class SessionManager implements PoolHost {
     return snapshot.status === "done" ? (snapshot.value as WorkflowSessionStatus) : "active";
   }
 
+  /** Sends an auto workflow's tasks; a task the bus refuses (a full queue, a stopped bus) fails at once. */
+  private dispatch(sessionId: string, dispatch: TasksDispatch): void {
+    const send = this.options.send;
+    const entry = this.sessions.get(sessionId);
+    if (send === undefined || entry === undefined || this.statusOf(entry) !== "active") return;
+    const { participants } = this.contextOf(entry);
+    const frameworkOfAgent = (agentId: string): string => participants.find((each) => each.agent_id === agentId)?.framework ?? frameworkOf(agentId);
+    for (const { task, request } of taskRequestsOf(dispatch, { at: this.options.clock.now(), frameworkOf: frameworkOfAgent })) {
+      send(request).catch((error: unknown) => {
+        // A bus that stopped meanwhile has stopped the workflow too: nothing left to fail.
+        if (entry.actor.getSnapshot().status !== "active") return;
+        const failure = error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error));
+        this.answer({ sessionId: dispatch.sessionId, taskId: task.task_id }, task.to, { status: "failed", error: { code: failure.type, message: failure.message } }, this.options.clock.now());
+      });
+    }
+  }
+
   private viewOf(sessionId: string, entry: SessionEntry): WorkflowSession {
     const { value, context } = entry.actor.getSnapshot();
     const { completion, termination } = context;
@@ -546,6 +613,7 @@ export class SessionManager implements PoolHost {
       initiator: context.initiator,
       participants: context.participants,
       workflow: { steps: context.steps, ...workflowViewOf(value, context) },
+      dispatch: context.dispatch,
       shared_context: context.sharedContext,
       tasks: context.tasks,
       created_at: context.createdAt,

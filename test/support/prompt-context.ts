@@ -2,7 +2,7 @@
  * Prompt contexts for calling a provider directly, without a runtime, and what it streamed.
  */
 import type { HistoryMessage } from "../../machines/index.js";
-import type { PromptContext, RuntimeParams } from "../../src/index.js";
+import { BridgeError, type PromptContext, type RuntimeParams } from "../../src/index.js";
 
 /** A context for one prompt and the deltas the provider emitted into it. */
 export interface TestPromptContext {
@@ -30,6 +30,7 @@ export function promptContext(
       signal: controller.signal,
       emit: (delta) => deltas.push(delta),
       warn: (message) => warnings.push(message),
+      ask: () => Promise.reject(new BridgeError("CONFIG", "this prompt context has no bus")),
     },
     deltas,
     warnings,

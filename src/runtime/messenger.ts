@@ -1,0 +1,22 @@
+/**
+ * How an in-process agent reaches other agents: `ctx.ask` goes through the runtime's messenger, which a
+ * `CommunicationBus` attaches (`runtime.attachMessenger`), so that asking a local agent, a worker or a remote
+ * WebSocket agent is the same bus delivery (SPEC §3.6). A runtime without a bus has no messenger.
+ */
+import type { AskReply } from "../agents/agent.js";
+
+/** One `ctx.ask`, from the asking agent (its runtime id) to `agentId` (a runtime id or a bus id). */
+export interface AskRequest {
+  from: string;
+  agentId: string;
+  /** A prompt (sent as `payload.prompt`) or a whole payload. */
+  message: string | Record<string, unknown>;
+  timeoutMs?: number;
+  /** The asking prompt's signal: when it aborts, the ask is cancelled. */
+  signal: AbortSignal;
+}
+
+/** What carries asks between agents: the bus the runtime is attached to. */
+export interface Messenger {
+  ask(request: AskRequest): Promise<AskReply>;
+}
