@@ -8,6 +8,7 @@ import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { RuntimeEventListener, RuntimeEventType } from "../events/event-hub.js";
+import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
@@ -21,7 +22,6 @@ import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
 import { busRoutes } from "./routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
-import { SyncReplies } from "./sync-replies.js";
 import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 
 export { BUS_AGENT_ID };
@@ -53,7 +53,8 @@ export class CommunicationBus {
   private readonly registry: AgentRegistry;
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
-  private readonly syncReplies: SyncReplies;
+  /** Sync senders waiting for the envelope that answers their message, by its `message_id`. */
+  private readonly syncReplies: Replies;
   private readonly metrics = new BusMetrics();
   /** Agents registered with `metadata.acks: false`: they get at-most-once delivery (SPEC §3.9). */
   private readonly withoutAcks = new Set<string>();
@@ -82,7 +83,7 @@ export class CommunicationBus {
     });
     this.aggregator = new ResultAggregator(this.sessionManager);
     this.registry = new AgentRegistry(this.sessionManager);
-    this.syncReplies = new SyncReplies(this.clock);
+    this.syncReplies = new Replies(this.clock);
     this.connections = new AgentConnections(
       {
         maxConnections: this.options.maxConnections,
@@ -281,7 +282,7 @@ export class CommunicationBus {
     this.sessionManager.checkSender(envelope);
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
     const inReplyTo = inReplyToOf(envelope);
-    const waiting = inReplyTo !== undefined && this.syncReplies.isWaiting(inReplyTo);
+    const waiting = inReplyTo !== undefined && this.syncReplies.has(inReplyTo);
     this.deliveries.accept(envelope, {
       timeoutMs,
       ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(inReplyTo, reply) } : {}),
@@ -290,7 +291,10 @@ export class CommunicationBus {
     this.deliveries.acknowledgeByAnswer(envelope);
     this.sessionManager.observe(envelope);
     if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
-    const response = await this.syncReplies.wait(messageId, timeoutMs);
+    const response = await this.syncReplies.wait<MessageEnvelope>(messageId, {
+      timeoutMs,
+      onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
+    });
     return { success: true, message_id: messageId, status: "delivered", response };
   }
 

@@ -27,6 +27,7 @@ import { formatDuration } from "../protocol/durations.js";
 import { AGENT_ID_PATTERN, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
+import { Replies } from "../runtime/replies.js";
 import type { Runtime } from "../runtime/runtime.js";
 
 /** The framework of the bus ids of runtime agents. */
@@ -101,7 +102,6 @@ interface RunningTask {
 interface PendingAsk {
   asker: string;
   recipient: string;
-  settle(outcome: { reply: AskReply } | { error: BridgeError }): void;
 }
 
 /** The usage an answer reports, in either spelling the bus sees. */
@@ -142,11 +142,14 @@ export class RuntimeAgents implements Messenger {
   private readonly running = new Map<string, RunningTask>();
   /** Requests whose deltas stream to their sender, by `bridge session \n request id`. */
   private readonly streams = new Map<string, MessageEnvelope>();
-  private readonly asks = new Map<string, PendingAsk>();
+  /** Asks waiting for their answer, by the `message_id` of their `task_request`. */
+  private readonly asks: Replies<PendingAsk>;
   private stopDeltas: (() => void) | undefined;
   private stopped = false;
 
-  constructor(private readonly host: RuntimeAgentsHost) {}
+  constructor(private readonly host: RuntimeAgentsHost) {
+    this.asks = new Replies(host.clock);
+  }
 
   /** The endpoint of a bus id: a runtime agent's (`troupe://writer`), `troupe://orchestrator`'s, or none. */
   endpoint(busAgentId: string): AgentEndpoint | undefined {
@@ -171,38 +174,34 @@ export class RuntimeAgents implements Messenger {
       return Promise.reject(new BridgeError("CONFIG", `timeoutMs: expected a whole number of milliseconds from 1 to ${MAX_TIMER_DELAY_MS}`, { field: "timeoutMs" }));
     }
     const messageId = `ask_${randomUUID()}`;
-    return new Promise<AskReply>((resolve, reject) => {
-      const timer = this.host.clock.setTimeout(() => {
-        settle({ error: new BridgeError("TIMEOUT", `${recipient} did not answer within ${timeoutMs} ms`, { agentId: recipient, timeoutMs, messageId }) });
+    const answered = this.asks.wait<AskReply>(messageId, {
+      meta: { asker, recipient },
+      timeoutMs,
+      onTimeout: () => {
         this.cancelAsk(asker, recipient, messageId, "timeout");
-      }, timeoutMs);
-      const onAbort = (): void => {
-        settle({ error: new BridgeError("CANCELLED", `The ask to ${recipient} was cancelled with the asking prompt`, { agentId: recipient, messageId }) });
-        // The signal aborts while the asking session's actor leaves `busy`: send once that transition is over.
-        queueMicrotask(() => this.cancelAsk(asker, recipient, messageId, "cancelled"));
-      };
-      const settle = (outcome: { reply: AskReply } | { error: BridgeError }): void => {
-        if (!this.asks.delete(messageId)) return;
-        this.host.clock.clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        if ("reply" in outcome) resolve(outcome.reply);
-        else reject(outcome.error);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.asks.set(messageId, { asker, recipient, settle });
-      this.host
-        .send({
-          message_id: messageId,
-          timestamp: new Date(this.host.clock.now()).toISOString(),
-          sender: { agent_id: asker, framework: frameworkOf(asker) },
-          recipient: { agent_id: recipient, framework: frameworkOf(recipient) },
-          message_type: "task_request",
-          payload: typeof request.message === "string" ? { prompt: request.message } : request.message,
-          routing: { timeout: formatDuration(timeoutMs) },
-          metadata: { task_id: messageId },
-        })
-        .catch((error: unknown) => settle({ error: toBridgeError(error) }));
+        return new BridgeError("TIMEOUT", `${recipient} did not answer within ${timeoutMs} ms`, { agentId: recipient, timeoutMs, messageId });
+      },
     });
+    const onAbort = (): void => {
+      if (!this.asks.has(messageId)) return;
+      this.asks.reject(messageId, new BridgeError("CANCELLED", `The ask to ${recipient} was cancelled with the asking prompt`, { agentId: recipient, messageId }));
+      // The signal aborts while the asking session's actor leaves `busy`: send once that transition is over.
+      queueMicrotask(() => this.cancelAsk(asker, recipient, messageId, "cancelled"));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    this.host
+      .send({
+        message_id: messageId,
+        timestamp: new Date(this.host.clock.now()).toISOString(),
+        sender: { agent_id: asker, framework: frameworkOf(asker) },
+        recipient: { agent_id: recipient, framework: frameworkOf(recipient) },
+        message_type: "task_request",
+        payload: typeof request.message === "string" ? { prompt: request.message } : request.message,
+        routing: { timeout: formatDuration(timeoutMs) },
+        metadata: { task_id: messageId },
+      })
+      .catch((error: unknown) => this.asks.reject(messageId, toBridgeError(error)));
+    return answered.finally(() => signal.removeEventListener("abort", onAbort));
   }
 
   /** A workflow session ended: the bridge sessions that answered its tasks are closed. */
@@ -218,7 +217,7 @@ export class RuntimeAgents implements Messenger {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const endpoint of this.endpoints.values()) endpoint.open = false;
-    for (const ask of [...this.asks.values()]) ask.settle({ error: new BridgeError("TRANSPORT", "The bus is stopping") });
+    this.asks.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
     const sessions = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all(sessions.map((session) => this.close(session)));
@@ -254,17 +253,17 @@ export class RuntimeAgents implements Messenger {
 
   private answerAsk(endpoint: AgentEndpoint, answer: MessageEnvelope): void {
     const inReplyTo = inReplyToOf(answer);
-    const ask = inReplyTo === undefined ? undefined : this.asks.get(inReplyTo);
-    if (ask === undefined || ask.asker !== endpoint.agentId) return;
+    const ask = inReplyTo === undefined ? undefined : this.asks.metaOf(inReplyTo);
+    if (inReplyTo === undefined || ask === undefined || ask.asker !== endpoint.agentId) return;
     const from = answer.sender.agent_id;
     if (from !== ask.recipient && from !== BUS_AGENT_ID) return;
     if (answer.message_type === "error") {
-      ask.settle({ error: errorOfAnswer(answer, ask.recipient) });
+      this.asks.reject(inReplyTo, errorOfAnswer(answer, ask.recipient));
       return;
     }
     const { text } = answer.payload;
     const usage = usageOf(answer.payload["usage"]);
-    ask.settle({ reply: { text: typeof text === "string" ? text : JSON.stringify(answer.payload), ...(usage ? { usage } : {}), payload: answer.payload } });
+    this.asks.resolve(inReplyTo, { text: typeof text === "string" ? text : JSON.stringify(answer.payload), ...(usage ? { usage } : {}), payload: answer.payload });
   }
 
   /** Tells the asked agent that nobody waits for the answer any more, through the bus like any message. */
