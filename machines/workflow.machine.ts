@@ -326,8 +326,7 @@ const workflowSetup = setup({
         ...(params.timeoutMs === undefined ? {} : { timeoutMs: params.timeoutMs }),
       });
     }),
-    delegate: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "TASK.DELEGATED") return;
+    delegate: enqueueActions(({ context, enqueue }, event: Extract<WorkflowEvent, { type: "TASK.DELEGATED" }>) => {
       const task: WorkflowTask = {
         task_id: event.taskId,
         message_id: event.messageId,
@@ -340,8 +339,7 @@ const workflowSetup = setup({
       enqueue.assign({ tasks: [...context.tasks, task], updatedAt: event.at });
       enqueue.emit({ type: "task_delegated", sessionId: context.sessionId, task });
     }),
-    answer: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "TASK.ANSWERED") return;
+    answer: enqueueActions(({ context, enqueue }, event: Extract<WorkflowEvent, { type: "TASK.ANSWERED" }>) => {
       const task = pendingTask(context, event.taskId);
       if (task === undefined) return;
       const { outcome } = event;
@@ -365,8 +363,7 @@ const workflowSetup = setup({
       enqueue.assign(update.assign);
       enqueue.emit(update.emit);
     }),
-    moveTo: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "WORKFLOW.UPDATE") return;
+    moveTo: enqueueActions(({ context, enqueue }, event: Extract<WorkflowEvent, { type: "WORKFLOW.UPDATE" }>) => {
       const names = context.steps.map((step) => step.name);
       const index = names.indexOf(event.currentStep);
       const completedSteps = event.completedSteps ?? names.slice(0, index);
@@ -382,22 +379,19 @@ const workflowSetup = setup({
       enqueue.assign(update.assign);
       enqueue.emit(update.emit);
     }),
-    addParticipant: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "PARTICIPANT.ADD") return;
+    addParticipant: enqueueActions(({ context, enqueue }, event: Extract<WorkflowEvent, { type: "PARTICIPANT.ADD" }>) => {
       const others = context.participants.filter((participant) => participant.agent_id !== event.participant.agent_id);
       enqueue.assign({ participants: [...others, event.participant], updatedAt: event.at });
       enqueue.emit({ type: "participant_added", sessionId: context.sessionId, participant: event.participant });
     }),
-    removeParticipant: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "PARTICIPANT.REMOVE") return;
+    removeParticipant: enqueueActions(({ context, enqueue }, event: Extract<WorkflowEvent, { type: "PARTICIPANT.REMOVE" }>) => {
       enqueue.assign({
         participants: context.participants.filter((participant) => participant.agent_id !== event.agentId),
         updatedAt: event.at,
       });
       enqueue.emit({ type: "participant_removed", sessionId: context.sessionId, agentId: event.agentId });
     }),
-    updateContext: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "CONTEXT.UPDATE") return;
+    updateContext: enqueueActions(({ context, enqueue }, event: Extract<WorkflowEvent, { type: "CONTEXT.UPDATE" }>) => {
       enqueue.assign({ sharedContext: event.sharedContext, updatedAt: event.at });
       enqueue.emit({ type: "context_updated", sessionId: context.sessionId, shared_context: event.sharedContext });
     }),
@@ -447,12 +441,12 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
           ? {
               guard: and([{ type: "completesStep" as const, params }, "dispatchesTasks" as const]),
               target: "completed",
-              actions: ["answer" as const, { type: "complete" as const, params: ({ context, event }: StepEvent) => completionOf(context, atOf(context, event)) }],
+              actions: [{ type: "answer" as const, params: ({ event }: AnswerEvent) => event }, { type: "complete" as const, params: ({ context, event }: StepEvent) => completionOf(context, atOf(context, event)) }],
             }
           : {
               guard: { type: "completesStep" as const, params },
               target: next,
-              actions: ["answer" as const, { type: "advance" as const, params: { from: step.name, to: next } }],
+              actions: [{ type: "answer" as const, params: ({ event }: AnswerEvent) => event }, { type: "advance" as const, params: { from: step.name, to: next } }],
             };
       const onTimeout =
         timeoutMs === undefined
@@ -479,7 +473,7 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
               {
                 guard: and(["dispatchesTasks" as const, { type: "failsTask" as const, params }]),
                 target: "terminated",
-                actions: ["answer" as const, { type: "terminate" as const, params: (args: AnswerEvent) => taskFailureEnding(step.name, args) }],
+                actions: [{ type: "answer" as const, params: ({ event }: AnswerEvent) => event }, { type: "terminate" as const, params: (args: AnswerEvent) => taskFailureEnding(step.name, args) }],
               },
               onAllAnswered,
             ],
@@ -508,16 +502,16 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
     }),
     initial: names[0] as string,
     on: {
-      "TASK.DELEGATED": { guard: "isNewTask", actions: "delegate" },
-      "TASK.ANSWERED": { guard: "isPendingTask", actions: "answer" },
+      "TASK.DELEGATED": { guard: "isNewTask", actions: { type: "delegate", params: ({ event }) => event } },
+      "TASK.ANSWERED": { guard: "isPendingTask", actions: { type: "answer", params: ({ event }) => event } },
       "WORKFLOW.UPDATE": steps.map((step) => ({
         guard: { type: "targetsStep" as const, params: { step: step.name } },
         target: `.${step.name}`,
-        actions: "moveTo" as const,
+        actions: { type: "moveTo" as const, params: ({ event }: { event: Extract<WorkflowEvent, { type: "WORKFLOW.UPDATE" }> }) => event },
       })),
-      "PARTICIPANT.ADD": { actions: "addParticipant" },
-      "PARTICIPANT.REMOVE": { actions: "removeParticipant" },
-      "CONTEXT.UPDATE": { actions: "updateContext" },
+      "PARTICIPANT.ADD": { actions: { type: "addParticipant", params: ({ event }) => event } },
+      "PARTICIPANT.REMOVE": { actions: { type: "removeParticipant", params: ({ event }) => event } },
+      "CONTEXT.UPDATE": { actions: { type: "updateContext", params: ({ event }) => event } },
       COMPLETE: { target: ".completed", actions: { type: "complete", params: ({ event }) => ({ summary: event.summary, artifacts: event.artifacts, at: event.at }) } },
       TERMINATE: {
         target: ".terminated",
