@@ -1,6 +1,7 @@
 /**
  * The runtime's event stream in process: typed events, numbered, delivered to `runtime.on` listeners.
  */
+import type { AgentKind } from "../../machines/agent.machine.js";
 import type { PromptError, PromptCancelCause, Usage } from "../../machines/session.machine.js";
 import type { Clock } from "../clock.js";
 
@@ -22,6 +23,11 @@ export interface RuntimeEventMap {
   "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage };
   "prompt.failed": { sessionId: string; requestId: string; error: PromptError };
   "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause };
+  "agent.online": { agentId: string; kind: AgentKind };
+  /** `unavailable`: it will not come back (a worker that crashed too often). */
+  "agent.offline": { agentId: string; kind: AgentKind; unavailable: boolean };
+  "agent.busy": { agentId: string; kind: AgentKind };
+  "agent.ready": { agentId: string; kind: AgentKind };
 }
 
 /** An event type of the stream. */

@@ -1,10 +1,11 @@
 /**
  * The `Executor` interface: where agents run. The runtime owns sessions; an executor runs their prompts.
  */
+import type { AgentActorRef } from "../../machines/agent.machine.js";
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
 import type { BridgeError } from "../errors.js";
 
-/** An agent as `agents_discover` describes it. */
+/** An agent as `agents_discover` describes it; `status` comes from the agent's actor. */
 export interface AgentDescriptor {
   id: string;
   name: string;
@@ -15,10 +16,15 @@ export interface AgentDescriptor {
   defaultProvider?: string;
 }
 
+/** An agent as its executor describes it: everything but its status, which is its actor's. */
+export type AgentDescription = Omit<AgentDescriptor, "status">;
+
 /** What the runtime offers an executor. */
 export interface ExecutorHost {
   /** Fails a session because its agent's side is gone (e.g. its process crashed). Unknown ids are ignored. */
   failSession(sessionId: string, error: BridgeError): void;
+  /** The actor of an agent (`agent:<id>`), whose state says whether it is online; undefined while the runtime is not running. */
+  agentActor(agentId: string): AgentActorRef | undefined;
 }
 
 /** Where a running prompt reports what it streams: `prompt.delta` and `prompt.warning` events. */
@@ -34,7 +40,7 @@ export interface Executor {
   /** Whether this executor's sessions expire by TTL and idle time. */
   readonly sessionsExpire: boolean;
   hasAgent(agentId: string): boolean;
-  describeAgents(): AgentDescriptor[];
+  describeAgents(): AgentDescription[];
   /** Called once a session exists; a throw fails `sessions_create`. */
   openSession(session: SessionInfo): Promise<void>;
   /** Answers one prompt; `signal` aborts it; `emit` streams pieces of the answer and warnings. */

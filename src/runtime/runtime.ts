@@ -6,6 +6,15 @@ import { randomUUID } from "node:crypto";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { createActor, fromCallback, fromPromise, type Actor, type AnyActor } from "xstate";
 import {
+  agentMachine,
+  agentSystemId,
+  type AgentActorRef,
+  type AgentEmitted,
+  type AgentEvent,
+  type AgentInput,
+  type AgentState,
+} from "../../machines/agent.machine.js";
+import {
   sessionMachine,
   type PendingPrompt,
   type PromptError,
@@ -21,7 +30,7 @@ import {
 } from "../../machines/session.machine.js";
 import { sessionShardMachine } from "../../machines/session-shard.machine.js";
 import { supervisorMachine, type SupervisorEmitted } from "../../machines/supervisor.machine.js";
-import { workerMachine, type WorkerEmitted, type WorkerEvent, type WorkerProcessInput } from "../../machines/worker.machine.js";
+import { workerMachine, type WorkerEvent, type WorkerProcessInput } from "../../machines/worker.machine.js";
 import { Bridge } from "../bridge/bridge.js";
 import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, CreateResult, PromptResult, DiscoverResult } from "../bridge/schemas.js";
 import { systemClock, unrefClock, type Clock } from "../clock.js";
@@ -32,6 +41,7 @@ import type { Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
+import { busAgentIdOf, discoverStatusOf, runtimeAgentIdCandidates, type RuntimeBusAgent } from "./bus-agents.js";
 import { indexScheduler } from "./indexed-scheduler.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
 import { Replies } from "./replies.js";
@@ -95,7 +105,9 @@ export class Runtime {
     // Order is precedence: an in-process agent wins over a worker with the same id.
     this.executors = [new InProcessExecutor(options.agents ?? []), this.workers];
     if (options.executor) this.executors.push(options.executor);
-    for (const executor of this.executors) executor.attach?.({ failSession: (sessionId, error) => this.failSession(sessionId, error) });
+    for (const executor of this.executors) {
+      executor.attach?.({ failSession: (sessionId, error) => this.failSession(sessionId, error), agentActor: (agentId) => this.agentActor(agentId) });
+    }
     const { defaultAgentId } = this.limits;
     if (defaultAgentId !== undefined && !this.executors.some((executor) => executor.hasAgent(defaultAgentId))) {
       throw new BridgeError("CONFIG", `defaultAgentId: no agent ${defaultAgentId}`, { field: "defaultAgentId" });
@@ -117,7 +129,8 @@ export class Runtime {
         ),
       },
     });
-    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, worker } });
+    const agent = agentMachine.provide({ actors: { worker } });
+    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, agent } });
     const actor = createActor(supervisor, {
       id: "supervisor",
       systemId: "supervisor",
@@ -127,12 +140,17 @@ export class Runtime {
         created: (actorRef) => {
           const source = sourceOf(actorRef);
           if (source === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
-          if (source === "worker") actorRef.on("*", (event) => this.onWorkerEmitted(event as WorkerEmitted));
+          if (source === "agent") actorRef.on("*", (event) => this.onAgentEmitted(event as AgentEmitted));
         },
         stateChanged: (actorRef, from, to) => {
           if (sourceOf(actorRef) !== "session") return;
           if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
           if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
+          // A session in `busy` runs one prompt of its agent: the agent's actor counts them.
+          if ((from === "busy") !== (to === "busy")) {
+            const { agentId } = (actorRef.getSnapshot() as { context: SessionInfo }).context;
+            this.agentActor(agentId)?.send({ type: to === "busy" ? "WORK.STARTED" : "WORK.FINISHED" } satisfies AgentEvent);
+          }
         },
       }),
     });
@@ -143,13 +161,63 @@ export class Runtime {
     this.startedAt = this.clock.now();
     this.state = "running";
     actor.start();
-    for (const worker of this.workers.actorInputs()) actor.send({ type: "WORKER.REGISTER", worker });
+    for (const agent of this.agentInputs()) actor.send({ type: "AGENT.REGISTER", agent });
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */
   registerWorker(config: WorkerConfig): void {
-    const worker = this.workers.add(config);
-    if (this.state === "running") this.supervisor?.send({ type: "WORKER.REGISTER", worker });
+    const agent = this.workers.add(config);
+    // An in-process agent of the same id keeps its actor: it wins the id.
+    if (this.state === "running" && this.agentActor(config.id) === undefined) this.supervisor?.send({ type: "AGENT.REGISTER", agent });
+  }
+
+  /**
+   * Spawns the actor of a remote bus agent (`claude-code://qa`), offline until `setRemoteAgentOnline`. Nothing
+   * happens when an actor of that id exists, or while the runtime is not running (it has no actors then).
+   */
+  registerRemoteAgent(agentId: string): void {
+    if (this.state !== "running" || this.agentActor(agentId) !== undefined) return;
+    this.supervisor?.send({ type: "AGENT.REGISTER", agent: { agentId, kind: "remote" } });
+  }
+
+  /** Stops a remote agent's actor (it deregistered); the runtime's own agents are never removed. */
+  removeRemoteAgent(agentId: string): void {
+    if (this.agentActor(agentId)?.getSnapshot().context.kind !== "remote") return;
+    this.supervisor?.send({ type: "AGENT.REMOVE", agentId });
+  }
+
+  /** Tells a remote agent's actor that its WebSocket connected (`true`) or is gone (`false`). */
+  setRemoteAgentOnline(agentId: string, online: boolean): void {
+    const agent = this.agentActor(agentId);
+    if (agent?.getSnapshot().context.kind !== "remote") return;
+    agent.send({ type: online ? "AGENT.ONLINE" : "AGENT.OFFLINE" } satisfies AgentEvent);
+  }
+
+  /** The state of an agent's actor (a runtime agent by its id, a remote agent by its bus id); undefined without one. */
+  agentState(agentId: string): AgentState | undefined {
+    return this.agentActor(agentId)?.getSnapshot().value;
+  }
+
+  /** The runtime agent a bus agent id names (`troupe://<id>`, or an id with a framework of its own), if any. */
+  agentIdOfBusAgent(busAgentId: string): string | undefined {
+    return runtimeAgentIdCandidates(busAgentId).find((agentId) => this.executors.some((executor) => executor.hasAgent(agentId)));
+  }
+
+  /** Every agent of the runtime as a bus agent, online while the runtime runs. */
+  busAgents(): RuntimeBusAgent[] {
+    return this.agentInputs().map(({ agentId, kind }) => {
+      const description = this.executorFor(agentId).describeAgents().find((agent) => agent.id === agentId);
+      return {
+        busAgentId: busAgentIdOf(agentId),
+        agentId,
+        kind,
+        name: description?.name ?? agentId,
+        description: description?.description ?? "",
+        capabilities: description?.capabilities ?? [],
+        state: this.agentState(agentId) ?? "offline",
+        online: this.state === "running",
+      };
+    });
   }
 
   /** Closes every session (reason `shutdown`), waits for agents' hooks, then stops executors. */
@@ -195,14 +263,16 @@ export class Runtime {
     };
   }
 
-  /** `agents_discover`: every agent, the first executor winning an id, filtered by capability. */
+  /** `agents_discover`: every agent, the first executor winning an id, filtered by capability; status from its actor. */
   discoverAgents(capability?: string): DiscoverResult {
     this.running();
     const seen = new Set<string>();
-    const agents = this.executors.flatMap((executor) =>
-      executor.describeAgents().filter((agent) => !seen.has(agent.id) && seen.add(agent.id)),
-    );
-    return { agents: capability === undefined ? agents : agents.filter((agent) => agent.capabilities.includes(capability)) };
+    const agents = this.executors
+      .flatMap((executor) => executor.describeAgents().filter((agent) => !seen.has(agent.id) && seen.add(agent.id)))
+      .filter((agent) => capability === undefined || agent.capabilities.includes(capability))
+      // An agent a custom executor added after start() has no actor; like an in-process agent, it is ready.
+      .map((agent) => ({ ...agent, status: discoverStatusOf(this.agentState(agent.id) ?? "ready") }));
+    return { agents };
   }
 
   /** `sessions_create`. */
@@ -454,8 +524,26 @@ export class Runtime {
     } satisfies SessionEvent);
   }
 
-  private onWorkerEmitted(event: WorkerEmitted): void {
-    if (event.type === "worker.unavailable") this.workers.markUnavailable(event.workerId, event.crashes);
+  /** An agent actor's `agent.*` event, into the event stream under the actor's id. */
+  private onAgentEmitted(event: AgentEmitted): void {
+    const { type, ...fields } = event;
+    if (type === "agent.offline") this.hub.emit(type, agentSystemId(event.agentId), { ...fields, unavailable: event.unavailable });
+    else this.hub.emit(type, agentSystemId(event.agentId), fields);
+  }
+
+  /** One actor per agent id, the first executor winning an id (as `agents_discover` lists them). */
+  private agentInputs(): AgentInput[] {
+    const seen = new Set<string>();
+    return this.executors.flatMap((executor) =>
+      executor
+        .describeAgents()
+        .filter((agent) => !seen.has(agent.id) && seen.add(agent.id))
+        .map((agent): AgentInput => (executor === this.workers ? this.workers.agentInput(agent.id) : { agentId: agent.id, kind: "in-process" })),
+    );
+  }
+
+  private agentActor(agentId: string): AgentActorRef | undefined {
+    return this.supervisor?.system.get(agentSystemId(agentId)) as AgentActorRef | undefined;
   }
 
   private notifyCancel(sessionId: string, requestId: string): void {

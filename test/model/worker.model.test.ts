@@ -45,7 +45,10 @@ function eventsFor(snapshot: WorkerSnapshot): WorkerEvent[] {
   }
 }
 
-const { shortest, simple, edges } = generatePaths(workerMachine, {
+/** The bare machine has no parent agent to tell: its reports go nowhere while the graph is walked. */
+const graphMachine = workerMachine.provide({ actions: { tellAgent: () => {} } });
+
+const { shortest, simple, edges } = generatePaths(graphMachine, {
   input: modelInput,
   events: eventsFor,
   serializeState: (snapshot) => JSON.stringify([snapshot.value, snapshot.context.crashes]),
