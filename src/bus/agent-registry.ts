@@ -95,6 +95,11 @@ export class AgentRegistry {
     return this.registered.has(agentId) || this.participants.hasParticipant(agentId) || this.isRuntimeAgent(agentId);
   }
 
+  /** Registered, or a participant of a workflow session, and not one of the runtime's agents (which have no socket). */
+  mayConnect(agentId: string): boolean {
+    return (this.registered.has(agentId) || this.participants.hasParticipant(agentId)) && !this.isRuntimeAgent(agentId);
+  }
+
   /** One of the runtime's own agents (`troupe://<id>`). */
   isRuntimeAgent(agentId: string): boolean {
     return this.agents.agentIdOfBusAgent(agentId) !== undefined;

@@ -79,7 +79,7 @@ export class CommunicationBus {
         clock: this.clock,
       },
       {
-        isKnown: (agentId) => this.registry.isKnown(agentId),
+        isKnown: (agentId) => this.registry.mayConnect(agentId),
         connected: (connection) => this.onConnected(connection),
         disconnected: (connection) => this.onDisconnected(connection),
         frame: (connection, frame) => this.onFrame(connection, frame),
