@@ -3,6 +3,7 @@
  */
 export { createRuntime, Runtime, type PromptRequest } from "./runtime/runtime.js";
 export type { RuntimeOptions } from "./runtime/options.js";
+export { busAgentIdOf, RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "./runtime/bus-agents.js";
 export { Bridge, TOOL_NAMES, type ToolDescription } from "./bridge/bridge.js";
 export { toolArgumentSchemas } from "./bridge/schemas.js";
 export type * from "./bridge/schemas.js";
@@ -12,7 +13,7 @@ export type { Agent, AgentReply, PromptContext, ProviderInfo, StopReason } from 
 export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
 export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";
 export { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "./providers/params.js";
-export type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
+export type { AgentDescription, AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
 export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./executors/worker.js";
 export type { PermissionPolicy } from "./executors/acp-process.js";
 export { InProcessExecutor } from "./executors/in-process.js";
