@@ -4,7 +4,9 @@
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
  * sessions as they are released, reaps shards that are full and empty, spawns one actor per agent
  * (`agent:<id>`, see `agent.machine.ts`), and on `SHUTDOWN` closes every session, one shard per
- * `SHUTDOWN.NEXT`, before reaching its final state (which stops the agents and their workers). Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what happened through emitted events:
+ * `SHUTDOWN.NEXT`, before reaching its final state (which stops the agents and their workers). Creating a
+ * session costs O(1) here: only the current shard's load changes. It tells the runtime what happened through
+ * emitted events:
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */

@@ -37,7 +37,7 @@ import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { createInspector, sourceOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
-import type { Executor, PromptEmitter } from "../executors/executor.js";
+import type { AgentDescription, Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
@@ -161,7 +161,7 @@ export class Runtime {
     this.startedAt = this.clock.now();
     this.state = "running";
     actor.start();
-    for (const agent of this.agentInputs()) actor.send({ type: "AGENT.REGISTER", agent });
+    for (const { input } of this.describedAgents()) actor.send({ type: "AGENT.REGISTER", agent: input });
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */
@@ -205,19 +205,16 @@ export class Runtime {
 
   /** Every agent of the runtime as a bus agent, online while the runtime runs. */
   busAgents(): RuntimeBusAgent[] {
-    return this.agentInputs().map(({ agentId, kind }) => {
-      const description = this.executorFor(agentId).describeAgents().find((agent) => agent.id === agentId);
-      return {
-        busAgentId: busAgentIdOf(agentId),
-        agentId,
-        kind,
-        name: description?.name ?? agentId,
-        description: description?.description ?? "",
-        capabilities: description?.capabilities ?? [],
-        state: this.agentState(agentId) ?? "offline",
-        online: this.state === "running",
-      };
-    });
+    return this.describedAgents().map(({ agent, input }) => ({
+      busAgentId: busAgentIdOf(agent.id),
+      agentId: agent.id,
+      kind: input.kind,
+      name: agent.name,
+      description: agent.description,
+      capabilities: agent.capabilities,
+      state: this.agentState(agent.id) ?? "offline",
+      online: this.state === "running",
+    }));
   }
 
   /** Closes every session (reason `shutdown`), waits for agents' hooks, then stops executors. */
@@ -266,9 +263,8 @@ export class Runtime {
   /** `agents_discover`: every agent, the first executor winning an id, filtered by capability; status from its actor. */
   discoverAgents(capability?: string): DiscoverResult {
     this.running();
-    const seen = new Set<string>();
-    const agents = this.executors
-      .flatMap((executor) => executor.describeAgents().filter((agent) => !seen.has(agent.id) && seen.add(agent.id)))
+    const agents = this.describedAgents()
+      .map(({ agent }) => agent)
       .filter((agent) => capability === undefined || agent.capabilities.includes(capability))
       // An agent a custom executor added after start() has no actor; like an in-process agent, it is ready.
       .map((agent) => ({ ...agent, status: discoverStatusOf(this.agentState(agent.id) ?? "ready") }));
@@ -531,14 +527,20 @@ export class Runtime {
     else this.hub.emit(type, agentSystemId(event.agentId), fields);
   }
 
-  /** One actor per agent id, the first executor winning an id (as `agents_discover` lists them). */
-  private agentInputs(): AgentInput[] {
+  /**
+   * Every agent once, the first executor winning an id, with the input of its actor (a custom executor's
+   * agents run in this process as far as their actors can tell).
+   */
+  private describedAgents(): Array<{ agent: AgentDescription; input: AgentInput }> {
     const seen = new Set<string>();
     return this.executors.flatMap((executor) =>
       executor
         .describeAgents()
         .filter((agent) => !seen.has(agent.id) && seen.add(agent.id))
-        .map((agent): AgentInput => (executor === this.workers ? this.workers.agentInput(agent.id) : { agentId: agent.id, kind: "in-process" })),
+        .map((agent) => ({
+          agent,
+          input: executor === this.workers ? this.workers.agentInput(agent.id) : { agentId: agent.id, kind: "in-process" as const },
+        })),
     );
   }
 
