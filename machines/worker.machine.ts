@@ -110,7 +110,8 @@ export const workerMachine = setup({
             target: "unavailable",
             actions: [
               "countCrash",
-              { type: "tellAgent", params: ({ context }) => ({ type: "AGENT.UNAVAILABLE", reason: `it crashed ${context.crashes + 1} times in a row` }) },
+              // Resolved after countCrash: `crashes` already counts this exit.
+              { type: "tellAgent", params: ({ context }) => ({ type: "AGENT.UNAVAILABLE", reason: `it crashed ${context.crashes} times in a row` }) },
             ],
           },
           { guard: "isCurrent", target: "backoff", actions: ["countCrash", { type: "tellAgent", params: { type: "AGENT.OFFLINE" } }] },

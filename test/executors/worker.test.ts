@@ -124,6 +124,17 @@ describe("WorkerExecutor", () => {
     expect((await runtime.bridge.health()).sessions.total).toBe(0);
   });
 
+  it("fails a sessions_create waiting for a worker that gives up, saying why", async () => {
+    const runtime = await start({
+      workers: [fixtureWorker("broken", { env: { ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { maxCrashes: 3, backoffMs: 5 } })],
+    });
+    expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "broken" }))).toMatchObject({
+      type: "TRANSPORT",
+      message: "Worker broken is unavailable: it crashed 3 times in a row",
+      details: { sessionValid: false, workerId: "broken" },
+    });
+  });
+
   it("reports a worker's agent offline while its process restarts and online again after, under its agent's actor", async () => {
     const runtime = createRuntime({ workers: [fixtureWorker("w", { restart: { backoffMs: 10 } })] });
     runtimes.push(runtime);
