@@ -30,7 +30,7 @@ const AGENT_ID = "a";
 const REMOTE_ID = "codex://remote";
 /** Every restart of the worker comes this long after its crash. */
 const BACKOFF_MS = 100;
-/** Prompts running at once that the in-process paths reach (the worker's reach one). */
+/** Prompts running at once that the paths of each kind reach. */
 const MAX_WORK: Record<AgentKind, number> = { "in-process": 2, worker: 1, remote: 0 };
 
 type AgentSnapshot = ReturnType<typeof agentMachine.transition>;
@@ -46,13 +46,15 @@ function inputOf(kind: AgentKind): AgentInput {
 const ONLINE: AgentEvent = { type: "AGENT.ONLINE" };
 const OFFLINE: AgentEvent = { type: "AGENT.OFFLINE" };
 const UNAVAILABLE: AgentEvent = { type: "AGENT.UNAVAILABLE", reason: "it crashed too often" };
+const WORK_STARTED: AgentEvent = { type: "WORK.STARTED" };
+const WORK_FINISHED: AgentEvent = { type: "WORK.FINISHED" };
 
 /** The events each kind of agent can really be sent in a state. */
 function eventsFor(kind: AgentKind) {
   return (snapshot: AgentSnapshot): AgentEvent[] => {
     const { workInFlight } = snapshot.context;
-    const started: AgentEvent[] = workInFlight < MAX_WORK[kind] ? [{ type: "WORK.STARTED" }] : [];
-    const finished: AgentEvent[] = workInFlight > 0 ? [{ type: "WORK.FINISHED" }] : [];
+    const started = workInFlight < MAX_WORK[kind] ? [WORK_STARTED] : [];
+    const finished = workInFlight > 0 ? [WORK_FINISHED] : [];
     const state = snapshot.value as AgentState;
     if (kind === "in-process") return [...started, ...finished];
     if (kind === "remote") return state === "offline" ? [ONLINE] : [OFFLINE];
@@ -93,8 +95,6 @@ const families = {
 };
 
 /** Paths through states the graph merges: a worker's restarts (twice, losing work once) and a reconnect. */
-const WORK_STARTED: AgentEvent = { type: "WORK.STARTED" };
-const WORK_FINISHED: AgentEvent = { type: "WORK.FINISHED" };
 const scripted: Array<[AgentKind, AgentEvent[]]> = [
   ["worker", [ONLINE, OFFLINE, ONLINE, WORK_STARTED, OFFLINE, WORK_FINISHED, ONLINE, WORK_STARTED, WORK_FINISHED, UNAVAILABLE]],
   ["worker", [ONLINE, OFFLINE, UNAVAILABLE]],
