@@ -5,5 +5,6 @@ export * from "./session.machine.js";
 export * from "./session-shard.machine.js";
 export * from "./supervisor.machine.js";
 export * from "./worker.machine.js";
+export * from "./agent.machine.js";
 export * from "./delivery.machine.js";
 export * from "./workflow.machine.js";

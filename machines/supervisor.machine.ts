@@ -2,18 +2,20 @@
  * The supervisor: the one actor per runtime that owns every bridge session.
  *
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
- * sessions as they are released, reaps shards that are full and empty, spawns one actor per worker process
- * and the two pools that own workflow sessions and message deliveries (`pool:workflow`, `pool:delivery`),
- * and on `SHUTDOWN` closes every session, one shard per `SHUTDOWN.NEXT`, before reaching its final state
- * (which stops the workers). Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what happened through emitted events:
+ * sessions as they are released, reaps shards that are full and empty, spawns one actor per agent
+ * (`agent:<id>`, see `agent.machine.ts`) and the two pools that own workflow sessions and message deliveries
+ * (`pool:workflow`, `pool:delivery`, see `pool.machine.ts`), and on `SHUTDOWN` closes every session, one shard
+ * per `SHUTDOWN.NEXT`, before reaching its final state (which stops the agents, their workers and the pools).
+ * Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what
+ * happened through emitted events:
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */
 import { emit, enqueueActions, setup, spawnChild, stopChild } from "xstate";
+import { agentMachine, agentSystemId, type AgentInput } from "./agent.machine.js";
 import { poolMachine, poolSystemId } from "./pool.machine.js";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
-import { workerMachine, type WorkerInput } from "./worker.machine.js";
 
 /** How full one shard is. A shard is sealed once `spawned` reaches `shardSize`. */
 export interface ShardLoad {
@@ -44,16 +46,13 @@ export interface SupervisorContext extends SupervisorInput {
 export type SupervisorEvent =
   | { type: "SESSION.CREATE"; session: SessionSpawnInput }
   | SessionReleasedEvent
-  /** Spawns the actor of a worker process (its system id is `worker:<workerId>`). */
-  | { type: "WORKER.REGISTER"; worker: WorkerInput }
+  /** Spawns the actor of an agent (its system id is `agent:<agentId>`); the runtime never registers an id twice. */
+  | { type: "AGENT.REGISTER"; agent: AgentInput }
+  /** Stops an agent's actor (a remote agent that deregistered). */
+  | { type: "AGENT.REMOVE"; agentId: string }
   | { type: "SHUTDOWN" }
   /** While stopping: close the sessions of one more shard (the runtime paces these, yielding in between). */
   | { type: "SHUTDOWN.NEXT" };
-
-/** The system id of a worker's actor. */
-export function workerSystemId(workerId: string): string {
-  return `worker:${workerId}`;
-}
 
 /** Events the supervisor emits. */
 export type SupervisorEmitted =
@@ -99,7 +98,7 @@ export const supervisorMachine = setup({
   },
   actors: {
     sessionShard: sessionShardMachine,
-    worker: workerMachine,
+    agent: agentMachine,
     pool: poolMachine,
   },
   guards: {
@@ -150,11 +149,12 @@ export const supervisorMachine = setup({
       enqueue(stopChild(shard.shardId));
       enqueue.assign(withShard(context, shard.shardId, null));
     }),
-    spawnWorker: enqueueActions(({ event, enqueue }) => {
-      if (event.type !== "WORKER.REGISTER") return;
-      const id = workerSystemId(event.worker.workerId);
-      enqueue.spawnChild("worker", { id, systemId: id, input: event.worker });
+    // Every agent actor is spawned and stopped here, and only here.
+    spawnAgent: enqueueActions(({ enqueue }, params: { agent: AgentInput }) => {
+      const id = agentSystemId(params.agent.agentId);
+      enqueue.spawnChild("agent", { id, systemId: id, input: params.agent });
     }),
+    stopAgent: stopChild((_, params: { agentId: string }) => agentSystemId(params.agentId)),
     shutDownNextShard: enqueueActions(({ context, enqueue }) => {
       const next = liveShards(context).find((shard) => shard.live > 0);
       if (next !== undefined) enqueue.sendTo(next.shardId, { type: "SHUTDOWN" } satisfies SessionShardEvent);
@@ -191,7 +191,8 @@ export const supervisorMachine = setup({
           { guard: "drainsFullShard", actions: ["countRelease", "reapShard"] },
           { actions: "countRelease" },
         ],
-        "WORKER.REGISTER": { actions: "spawnWorker" },
+        "AGENT.REGISTER": { actions: { type: "spawnAgent", params: ({ event }) => ({ agent: event.agent }) } },
+        "AGENT.REMOVE": { actions: { type: "stopAgent", params: ({ event }) => ({ agentId: event.agentId }) } },
         SHUTDOWN: [{ guard: "hasNoSessions", target: "stopped" }, { target: "stopping" }],
       },
     },

@@ -1,12 +1,14 @@
 /**
- * The worker machine: one agent process (an ACP agent) under the supervisor.
+ * The worker machine: one agent process (an ACP agent) under its agent's actor (`agent.machine.ts`).
  *
  * While `running`, it invokes `workerProcess` (provided by the runtime: it spawns the process, speaks ACP,
  * and reports `WORKER.READY` / `WORKER.EXITED`). An exit leads to `backoff` and a new process after an
  * exponential delay; `maxCrashes` exits without a stable run in between make the worker `unavailable`.
- * Leaving `running` stops the invoked actor, which ends the process.
+ * Leaving `running` stops the invoked actor, which ends the process. It tells its parent, the agent, what
+ * that means for the agent: `AGENT.ONLINE`, `AGENT.OFFLINE` or `AGENT.UNAVAILABLE`.
  */
-import { assign, emit, setup, type ActorRefFrom, type CallbackActorLogic, fromCallback } from "xstate";
+import { assign, sendParent, setup, type ActorRefFrom, type CallbackActorLogic, fromCallback } from "xstate";
+import type { AgentPresenceEvent } from "./agent.machine.js";
 
 /** Restart policy of a worker. */
 export interface WorkerRestartPolicy {
@@ -44,17 +46,13 @@ export type WorkerEvent =
   | { type: "WORKER.READY"; generation: number }
   | { type: "WORKER.EXITED"; generation: number; code: number | null; signal: string | null };
 
-/** Events a worker emits. */
-export type WorkerEmitted =
-  | { type: "worker.ready"; workerId: string; generation: number }
-  | { type: "worker.exited"; workerId: string; generation: number; code: number | null; signal: string | null; crashes: number }
-  | { type: "worker.unavailable"; workerId: string; crashes: number };
-
 /** A worker actor. */
 export type WorkerActorRef = ActorRefFrom<typeof workerMachine>;
 
-/** Params of the action that reports an exit: how the process ended. */
-const exitOf = ({ event }: { event: Extract<WorkerEvent, { type: "WORKER.EXITED" }> }) => ({ code: event.code, signal: event.signal });
+/** The system id (and actor id) of a worker's actor. */
+export function workerSystemId(workerId: string): string {
+  return `worker:${workerId}`;
+}
 
 /** The worker machine. Provide `workerProcess` (a callback actor) before use. */
 export const workerMachine = setup({
@@ -62,7 +60,6 @@ export const workerMachine = setup({
     context: {} as WorkerContext,
     events: {} as WorkerEvent,
     input: {} as WorkerInput,
-    emitted: {} as WorkerEmitted,
   },
   actors: {
     // Replaced by the runtime through `provide`; this default starts nothing.
@@ -78,16 +75,8 @@ export const workerMachine = setup({
   },
   actions: {
     countCrash: assign({ crashes: ({ context }) => context.crashes + 1 }),
-    announceReady: emit(({ context }) => ({ type: "worker.ready" as const, workerId: context.workerId, generation: context.generation })),
-    announceExit: emit(({ context }, { code, signal }: { code: number | null; signal: string | null }) => ({
-      type: "worker.exited" as const,
-      workerId: context.workerId,
-      generation: context.generation,
-      code,
-      signal,
-      crashes: context.crashes,
-    })),
-    announceUnavailable: emit(({ context }) => ({ type: "worker.unavailable" as const, workerId: context.workerId, crashes: context.crashes })),
+    // Named, so that a graph traversal without a parent can provide a no-op.
+    tellAgent: sendParent((_, params: AgentPresenceEvent) => params),
     nextGeneration: assign({ generation: ({ context }) => context.generation + 1 }),
     forgetCrashes: assign({ crashes: 0 }),
   },
@@ -107,7 +96,7 @@ export const workerMachine = setup({
       states: {
         starting: {
           description: "Spawned; the ACP initialize handshake is under way.",
-          on: { "WORKER.READY": { guard: "isCurrent", target: "ready", actions: "announceReady" } },
+          on: { "WORKER.READY": { guard: "isCurrent", target: "ready", actions: { type: "tellAgent", params: { type: "AGENT.ONLINE" } } } },
         },
         ready: {
           description: "Accepts sessions.",
@@ -116,8 +105,16 @@ export const workerMachine = setup({
       },
       on: {
         "WORKER.EXITED": [
-          { guard: "crashesTooOften", target: "unavailable", actions: ["countCrash", { type: "announceExit", params: exitOf }, "announceUnavailable"] },
-          { guard: "isCurrent", target: "backoff", actions: ["countCrash", { type: "announceExit", params: exitOf }] },
+          {
+            guard: "crashesTooOften",
+            target: "unavailable",
+            actions: [
+              "countCrash",
+              // Resolved after countCrash: `crashes` already counts this exit.
+              { type: "tellAgent", params: ({ context }) => ({ type: "AGENT.UNAVAILABLE", reason: `it crashed ${context.crashes} times in a row` }) },
+            ],
+          },
+          { guard: "isCurrent", target: "backoff", actions: ["countCrash", { type: "tellAgent", params: { type: "AGENT.OFFLINE" } }] },
         ],
       },
     },

@@ -3,6 +3,7 @@
  */
 export { createRuntime, Runtime, type PromptRequest } from "./runtime/runtime.js";
 export type { RuntimeOptions } from "./runtime/options.js";
+export { busAgentIdOf, RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "./runtime/bus-agents.js";
 export { Bridge, TOOL_NAMES, type ToolDescription } from "./bridge/bridge.js";
 export { toolArgumentSchemas } from "./bridge/schemas.js";
 export type * from "./bridge/schemas.js";
@@ -13,7 +14,7 @@ export type { AskRequest, Messenger } from "./runtime/messenger.js";
 export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
 export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";
 export { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "./providers/params.js";
-export type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
+export type { AgentDescription, AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
 export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./executors/worker.js";
 export type { PermissionPolicy } from "./executors/acp-process.js";
 export { InProcessExecutor } from "./executors/in-process.js";
@@ -39,7 +40,7 @@ export {
 export { CommunicationBus, BUS_AGENT_ID, type SendResult } from "./bus/bus.js";
 export { BUS_API_KEY_ENV, DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
 export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate, type CreateSessionOptions } from "./workflows/session-manager.js";
-export { ORCHESTRATOR_AGENT_ID, busAgentIdOf } from "./bus/runtime-agents.js";
+export { ORCHESTRATOR_AGENT_ID } from "./bus/runtime-agents.js";
 export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./workflows/aggregator.js";
 export { connectAgent, type AgentClient, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./client/connect-agent.js";
 export { envelopeSchema, parseEnvelope, MESSAGE_TYPES, PRIORITIES, DELIVERY_MODES, type MessageEnvelope, type EnvelopeInput, type MessageType, type Priority } from "./protocol/envelope.js";

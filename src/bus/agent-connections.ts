@@ -68,7 +68,7 @@ export class AgentConnection {
 
 /** What the connections tell the bus. */
 export interface ConnectionEvents {
-  /** Registered, or a participant of a workflow session: may connect. */
+  /** Registered, or a participant of a workflow session (and not one of the runtime's own agents): may connect. */
   isKnown(agentId: string): boolean;
   connected(connection: AgentConnection): void;
   disconnected(connection: AgentConnection): void;

@@ -1,9 +1,12 @@
 /**
- * The agents the bus knows: registered descriptors, and whether each is online and when it last answered a ping.
- * The participants of workflow sessions count as registered (SPEC §3.1).
+ * The agents the bus knows: the runtime's own agents (`troupe://<id>`), registered descriptors, and whether each
+ * is online and when it last answered a ping. The participants of workflow sessions count as registered
+ * (SPEC §3.1). Each agent's `status` is its actor's state (SPEC §3.6).
  */
 import { z } from "zod";
+import type { AgentState } from "../../machines/agent.machine.js";
 import { agentIdSchema, frameworkOf } from "../protocol/envelope.js";
+import { RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "../runtime/bus-agents.js";
 import { parseWith } from "../validation.js";
 
 /** A capability as the seed project's adapters describe it: a name, and whatever else they say about it. */
@@ -31,8 +34,13 @@ export interface AgentListing extends AgentDescriptor {
   online: boolean;
   last_heartbeat: number | null;
   registered_at: number | null;
-  /** `registered` through `POST /agents/register`, or known as a `participant` of a workflow session only. */
-  source: "registered" | "participant";
+  /**
+   * One of the `runtime`'s own agents, `registered` through `POST /agents/register`, or known as a
+   * `participant` of a workflow session only.
+   */
+  source: "runtime" | "registered" | "participant";
+  /** Its actor's state; a participant that never registered has no actor: `ready` while connected, else `offline`. */
+  status: AgentState;
 }
 
 /** What replaces a credential the seed project's `authentication` block carries. */
@@ -96,6 +104,16 @@ export interface ParticipantDirectory {
   participantAgents(): Array<{ agent_id: string; framework: string }>;
 }
 
+/** The runtime's agent actors, as the registry needs to see them. */
+export interface AgentDirectory {
+  /** The runtime agent a bus agent id names, if any. */
+  agentIdOfBusAgent(busAgentId: string): string | undefined;
+  /** The runtime's own agents as bus agents. */
+  busAgents(): RuntimeBusAgent[];
+  /** The state of an agent's actor (a remote agent's by its bus id); undefined without one. */
+  agentState(agentId: string): AgentState | undefined;
+}
+
 interface Presence {
   online: boolean;
   lastHeartbeat: number | null;
@@ -106,7 +124,10 @@ export class AgentRegistry {
   private readonly registered = new Map<string, { descriptor: AgentDescriptor; registeredAt: number }>();
   private readonly presence = new Map<string, Presence>();
 
-  constructor(private readonly participants: ParticipantDirectory) {}
+  constructor(
+    private readonly participants: ParticipantDirectory,
+    private readonly agents: AgentDirectory,
+  ) {}
 
   /** Registers (or re-registers) an agent. */
   register(descriptor: AgentDescriptor, at: number): AgentDescriptor {
@@ -119,9 +140,19 @@ export class AgentRegistry {
     return this.registered.delete(agentId);
   }
 
-  /** Registered, or a participant of a workflow session. */
+  /** One of the runtime's agents, registered, or a participant of a workflow session. */
   isKnown(agentId: string): boolean {
-    return this.registered.has(agentId) || this.participants.hasParticipant(agentId);
+    return this.registered.has(agentId) || this.participants.hasParticipant(agentId) || this.isRuntimeAgent(agentId);
+  }
+
+  /** Registered, or a participant of a workflow session, and not one of the runtime's agents (which have no socket). */
+  mayConnect(agentId: string): boolean {
+    return (this.registered.has(agentId) || this.participants.hasParticipant(agentId)) && !this.isRuntimeAgent(agentId);
+  }
+
+  /** One of the runtime's own agents (`troupe://<id>`). */
+  isRuntimeAgent(agentId: string): boolean {
+    return this.agents.agentIdOfBusAgent(agentId) !== undefined;
   }
 
   /** Registered through `POST /agents/register`. */
@@ -144,32 +175,47 @@ export class AgentRegistry {
     if (presence !== undefined) presence.lastHeartbeat = at;
   }
 
-  /** Agents currently connected. */
+  /** Agents online: the runtime's while it runs, and those connected. */
   onlineCount(): number {
-    let online = 0;
+    let online = this.agents.busAgents().filter((agent) => agent.online).length;
     for (const presence of this.presence.values()) if (presence.online) online += 1;
     return online;
   }
 
-  /** Every known agent: registered ones, then participants that never registered. */
+  /** Every known agent: the runtime's own, registered ones, then participants that never registered. */
   list(): AgentListing[] {
     const listing = (descriptor: AgentDescriptor, registeredAt: number | null, source: AgentListing["source"]): AgentListing => {
       const presence = this.presence.get(descriptor.agent_id);
+      const online = presence?.online ?? false;
       return {
         ...descriptor,
-        online: presence?.online ?? false,
+        online,
         last_heartbeat: presence?.lastHeartbeat ?? null,
         registered_at: registeredAt,
         source,
+        status: this.agents.agentState(descriptor.agent_id) ?? (online ? "ready" : "offline"),
       };
     };
+    const runtime = this.agents.busAgents().map(
+      (agent): AgentListing => ({
+        agent_id: agent.busAgentId,
+        framework: RUNTIME_FRAMEWORK,
+        capabilities: agent.capabilities,
+        metadata: { name: agent.name, description: agent.description, kind: agent.kind },
+        online: agent.online,
+        last_heartbeat: null,
+        registered_at: null,
+        source: "runtime",
+        status: agent.state,
+      }),
+    );
     const registered = [...this.registered.values()].map(({ descriptor, registeredAt }) => listing(descriptor, registeredAt, "registered"));
     const participants = new Map<string, AgentDescriptor>();
     for (const { agent_id, framework } of this.participants.participantAgents()) {
-      if (!this.registered.has(agent_id) && !participants.has(agent_id)) {
+      if (!this.registered.has(agent_id) && !participants.has(agent_id) && !this.isRuntimeAgent(agent_id)) {
         participants.set(agent_id, { agent_id, framework, capabilities: [], metadata: {} });
       }
     }
-    return [...registered, ...[...participants.values()].map((descriptor) => listing(descriptor, null, "participant"))];
+    return [...runtime, ...registered, ...[...participants.values()].map((descriptor) => listing(descriptor, null, "participant"))];
   }
 }

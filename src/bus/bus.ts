@@ -82,7 +82,7 @@ export class CommunicationBus {
       send: (envelope) => this.send(envelope),
     });
     this.aggregator = new ResultAggregator(this.sessionManager);
-    this.registry = new AgentRegistry(this.sessionManager);
+    this.registry = new AgentRegistry(this.sessionManager, this.runtime);
     this.syncReplies = new Replies(this.clock);
     this.connections = new AgentConnections(
       {
@@ -93,7 +93,7 @@ export class CommunicationBus {
         clock: this.clock,
       },
       {
-        isKnown: (agentId) => this.registry.isKnown(agentId),
+        isKnown: (agentId) => this.registry.mayConnect(agentId),
         connected: (connection) => this.onConnected(connection),
         disconnected: (connection) => this.onDisconnected(connection),
         frame: (connection, frame) => this.onFrame(connection, frame),
@@ -200,22 +200,33 @@ export class CommunicationBus {
     return status;
   }
 
-  /** Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. */
+  /**
+   * Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. It gets an actor in the runtime,
+   * online while its socket is. The id of one of the runtime's own agents is CONFIG: no one may stand in for it.
+   */
   registerAgent(body: unknown): AgentDescriptor {
-    const descriptor = this.registry.register(parseRegistration(body), this.clock.now());
-    if (descriptor.metadata["acks"] === false) this.withoutAcks.add(descriptor.agent_id);
-    else this.withoutAcks.delete(descriptor.agent_id);
+    const descriptor = parseRegistration(body);
+    const agentId = descriptor.agent_id;
+    if (this.registry.isRuntimeAgent(agentId)) {
+      throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents`, { field: "agent_id", agentId });
+    }
+    this.registry.register(descriptor, this.clock.now());
+    this.runtime.registerRemoteAgent(agentId);
+    if (this.connections.get(agentId) !== undefined) this.runtime.setRemoteAgentOnline(agentId, true);
+    if (descriptor.metadata["acks"] === false) this.withoutAcks.add(agentId);
+    else this.withoutAcks.delete(agentId);
     return descriptor;
   }
 
-  /** Forgets an agent's registration and closes its socket with 1008 unless it still takes part in a session. */
+  /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
   deregisterAgent(agentId: string): void {
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
     this.withoutAcks.delete(agentId);
+    this.runtime.removeRemoteAgent(agentId);
     if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, "Agent deregistered");
   }
 
-  /** Every known agent with `online` and `last_heartbeat`. */
+  /** Every known agent with `online`, `last_heartbeat` and `status` (its actor's state), the runtime's own first. */
   listAgents(): AgentListing[] {
     return this.registry.list();
   }
@@ -252,6 +263,8 @@ export class CommunicationBus {
     }
     this.syncReplies.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
     await this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs);
+    // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
+    for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
     await this.http?.close();
     await runtimeAgentsStopped;
     this.deliveries.stop();
@@ -305,13 +318,17 @@ export class CommunicationBus {
 
   private onConnected(connection: AgentConnection): void {
     this.registry.setOnline(connection.agentId, true, this.clock.now());
+    this.runtime.setRemoteAgentOnline(connection.agentId, true);
     this.deliveries.connected(connection);
   }
 
   private onDisconnected(connection: AgentConnection): void {
     // A connection replaced by a newer one leaves its agent online.
     const current = this.connections.get(connection.agentId);
-    if (current === undefined || current === connection) this.registry.setOnline(connection.agentId, false, this.clock.now());
+    if (current === undefined || current === connection) {
+      this.registry.setOnline(connection.agentId, false, this.clock.now());
+      this.runtime.setRemoteAgentOnline(connection.agentId, false);
+    }
     this.deliveries.disconnected(connection);
   }
 

@@ -24,35 +24,20 @@ import type { AskReply } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
 import { formatDuration } from "../protocol/durations.js";
-import { AGENT_ID_PATTERN, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
+import { frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
+import { busAgentIdOf } from "../runtime/bus-agents.js";
 import { Replies } from "../runtime/replies.js";
 import type { Runtime } from "../runtime/runtime.js";
 
-/** The framework of the bus ids of runtime agents. */
-const TROUPE_FRAMEWORK = "troupe";
 /** The initiator an auto workflow can name when no agent of its own should receive the answers. */
 export const ORCHESTRATOR_AGENT_ID = "troupe://orchestrator";
 /** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */
 export const BUS_AGENT_ID = "troupe://bus";
 
-const TROUPE_PREFIX = `${TROUPE_FRAMEWORK}://`;
 /** How many recent (sender, message id) pairs the endpoints remember to drop redeliveries. */
 const DEDUPE_WINDOW = 10_000;
-
-/** The bus id of a runtime agent: `writer` → `troupe://writer`; `opencode://backend` stays as it is. */
-export function busAgentIdOf(runtimeAgentId: string): string {
-  return AGENT_ID_PATTERN.test(runtimeAgentId) ? runtimeAgentId : `${TROUPE_PREFIX}${runtimeAgentId}`;
-}
-
-/** The runtime agent a bus id names, when `hasAgent` knows it: `troupe://writer` → `writer`; a prefixed id as it is. */
-export function runtimeAgentIdOf(busAgentId: string, hasAgent: (agentId: string) => boolean): string | undefined {
-  if (hasAgent(busAgentId)) return busAgentId;
-  if (!busAgentId.startsWith(TROUPE_PREFIX)) return undefined;
-  const name = busAgentId.slice(TROUPE_PREFIX.length);
-  return !AGENT_ID_PATTERN.test(name) && hasAgent(name) ? name : undefined;
-}
 
 /** An in-process endpoint: what the deliveries write a runtime agent's messages to, as to a socket that is always open. */
 export class AgentEndpoint {
@@ -155,7 +140,7 @@ export class RuntimeAgents implements Messenger {
   endpoint(busAgentId: string): AgentEndpoint | undefined {
     const known = this.endpoints.get(busAgentId);
     if (known !== undefined) return known;
-    const runtimeAgentId = runtimeAgentIdOf(busAgentId, (agentId) => this.host.runtime.hasAgent(agentId));
+    const runtimeAgentId = this.host.runtime.agentIdOfBusAgent(busAgentId);
     if (runtimeAgentId === undefined && busAgentId !== ORCHESTRATOR_AGENT_ID) return undefined;
     const endpoint = new AgentEndpoint(busAgentId, runtimeAgentId, (target, frame) => this.receive(target, frame));
     this.endpoints.set(busAgentId, endpoint);

@@ -2,6 +2,7 @@
  * The runtime's event stream in process: typed events, numbered, delivered to `runtime.on` listeners.
  */
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
+import type { AgentKind } from "../../machines/agent.machine.js";
 import type { PromptError, PromptCancelCause, Usage } from "../../machines/session.machine.js";
 import type { WorkflowEmitted } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
@@ -58,6 +59,11 @@ export interface RuntimeEventMap {
   "workflow.terminated": FieldsOf<WorkflowEmitted, "session_terminated">;
   /** An ended (or deleted) workflow session was evicted: it is 404 from now on. */
   "workflow.evicted": { sessionId: string };
+  "agent.online": { agentId: string; kind: AgentKind };
+  /** `unavailable`: it will not come back (a worker that crashed too often). */
+  "agent.offline": { agentId: string; kind: AgentKind; unavailable: boolean };
+  "agent.busy": { agentId: string; kind: AgentKind };
+  "agent.ready": { agentId: string; kind: AgentKind };
 }
 
 /** An event type of the stream. */

@@ -1,12 +1,13 @@
 /**
  * The `Executor` interface: where agents run. The runtime owns sessions; an executor runs their prompts.
  */
+import type { AgentActorRef } from "../../machines/agent.machine.js";
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { BridgeError } from "../errors.js";
 import type { AskRequest } from "../runtime/messenger.js";
 
-/** An agent as `agents_discover` describes it. */
+/** An agent as `agents_discover` describes it; `status` comes from the agent's actor. */
 export interface AgentDescriptor {
   id: string;
   name: string;
@@ -17,12 +18,17 @@ export interface AgentDescriptor {
   defaultProvider?: string;
 }
 
+/** An agent as its executor describes it: everything but its status, which is its actor's. */
+export type AgentDescription = Omit<AgentDescriptor, "status">;
+
 /** What the runtime offers an executor. */
 export interface ExecutorHost {
   /** Fails a session because its agent's side is gone (e.g. its process crashed). Unknown ids are ignored. */
   failSession(sessionId: string, error: BridgeError): void;
   /** Sends an agent's `ctx.ask` through the bus the runtime is attached to (CONFIG without one). */
   ask(request: AskRequest): Promise<AskReply>;
+  /** The actor of an agent (`agent:<id>`), whose state says whether it is online; undefined while the runtime is not running. */
+  agentActor(agentId: string): AgentActorRef | undefined;
 }
 
 /** Where a running prompt reports what it streams: `prompt.delta` and `prompt.warning` events. */
@@ -38,7 +44,7 @@ export interface Executor {
   /** Whether this executor's sessions expire by TTL and idle time. */
   readonly sessionsExpire: boolean;
   hasAgent(agentId: string): boolean;
-  describeAgents(): AgentDescriptor[];
+  describeAgents(): AgentDescription[];
   /** Called once a session exists; a throw fails `sessions_create`. */
   openSession(session: SessionInfo): Promise<void>;
   /** Answers one prompt; `signal` aborts it; `emit` streams pieces of the answer and warnings. */

@@ -5,7 +5,7 @@ import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } fro
 import type { Agent } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
 import { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "../providers/params.js";
-import type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
+import type { AgentDescription, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 
 function sessionRuntimeParams(session: SessionInfo): RuntimeParams | undefined {
   const parsed = runtimeParamsSchema.safeParse(session.metadata.runtimeParams);
@@ -17,7 +17,6 @@ export class InProcessExecutor implements Executor {
   readonly kind = "in-process";
   readonly sessionsExpire = true;
   private readonly agents = new Map<string, Agent>();
-  private readonly inFlightByAgent = new Map<string, number>();
   private host: ExecutorHost | undefined;
 
   constructor(agents: Agent[] = []) {
@@ -38,13 +37,12 @@ export class InProcessExecutor implements Executor {
     return this.agents.has(agentId);
   }
 
-  describeAgents(): AgentDescriptor[] {
+  describeAgents(): AgentDescription[] {
     return [...this.agents.values()].map((agent) => ({
       id: agent.id,
       name: agent.name ?? agent.id,
       description: agent.description ?? "",
       capabilities: agent.capabilities ?? [],
-      status: (this.inFlightByAgent.get(agent.id) ?? 0) > 0 ? "busy" : "ready",
       ...(agent.providers ? { providers: agent.providers } : {}),
       ...(agent.defaultProviderId ? { defaultProvider: agent.defaultProviderId } : {}),
     }));
@@ -57,26 +55,21 @@ export class InProcessExecutor implements Executor {
   async runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply> {
     const { request, history, ...session } = input;
     const agent = this.agentOf(session);
-    this.inFlightByAgent.set(agent.id, (this.inFlightByAgent.get(agent.id) ?? 0) + 1);
-    try {
-      const reply = await agent.prompt({
-        session,
-        prompt: request.prompt,
-        requestId: request.requestId,
-        runtimeParams: mergeRuntimeParams(sessionRuntimeParams(session), request.runtimeParams as RuntimeParams | undefined),
-        history,
-        signal,
-        emit: emit.delta,
-        warn: emit.warning,
-        ask: (agentId, message, options = {}) => {
-          if (this.host === undefined) return Promise.reject(new BridgeError("CONFIG", "ctx.ask needs a runtime attached to a CommunicationBus"));
-          return this.host.ask({ from: agent.id, agentId, message, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }), signal });
-        },
-      });
-      return { text: reply.text, stopReason: reply.stopReason ?? "end_turn", ...(reply.usage ? { usage: reply.usage } : {}) };
-    } finally {
-      this.inFlightByAgent.set(agent.id, (this.inFlightByAgent.get(agent.id) ?? 1) - 1);
-    }
+    const reply = await agent.prompt({
+      session,
+      prompt: request.prompt,
+      requestId: request.requestId,
+      runtimeParams: mergeRuntimeParams(sessionRuntimeParams(session), request.runtimeParams as RuntimeParams | undefined),
+      history,
+      signal,
+      emit: emit.delta,
+      warn: emit.warning,
+      ask: (agentId, message, options = {}) => {
+        if (this.host === undefined) return Promise.reject(new BridgeError("CONFIG", "ctx.ask needs a runtime attached to a CommunicationBus"));
+        return this.host.ask({ from: agent.id, agentId, message, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }), signal });
+      },
+    });
+    return { text: reply.text, stopReason: reply.stopReason ?? "end_turn", ...(reply.usage ? { usage: reply.usage } : {}) };
   }
 
   promptCancelled(session: SessionInfo, requestId: string): void {

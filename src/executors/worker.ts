@@ -1,15 +1,18 @@
 /**
  * `WorkerExecutor`: agents that run as separate processes speaking the Agent Client Protocol (SPEC §2.5).
  *
- * Each worker's process lives under a worker actor (`machines/worker.machine.ts`), which restarts it with
- * backoff; this executor provides that actor's `workerProcess`, maps bridge sessions onto ACP sessions, and
- * fails every session of a process that exits. Worker sessions never expire.
+ * Each worker's process lives under a worker actor (`machines/worker.machine.ts`), the child of the worker's
+ * agent actor (`machines/agent.machine.ts`); the worker actor restarts the process with backoff. This executor
+ * provides the worker actor's `workerProcess`, maps bridge sessions onto ACP sessions, and fails every session
+ * of a process that exits. Whether a worker is ready or unavailable is its agent actor's state, read from its
+ * snapshots. Worker sessions never expire.
  */
+import type { AgentInput, AgentActorRef } from "../../machines/agent.machine.js";
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
-import type { WorkerEvent, WorkerInput, WorkerRestartPolicy } from "../../machines/worker.machine.js";
+import type { WorkerEvent, WorkerRestartPolicy } from "../../machines/worker.machine.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
 import { AcpProcess, type PermissionPolicy } from "./acp-process.js";
-import type { AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
+import type { AgentDescription, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 import type { StopReason } from "../agents/agent.js";
 
 /** A worker: an ACP agent program and how troupe runs it. */
@@ -52,30 +55,27 @@ const STOP_REASONS: Record<string, StopReason> = {
   cancelled: "cancelled",
 };
 
-interface WorkerSlot {
-  config: WorkerConfig;
-  process: AcpProcess | undefined;
-  generation: number;
-  ready: boolean;
-  unavailable: boolean;
-  inFlight: number;
-  /** Waiters for the next ready process. */
-  waiters: Array<{ resolve(): void; reject(error: BridgeError): void }>;
-}
-
 interface SessionBinding {
-  workerId: string;
-  generation: number;
   process: AcpProcess;
   acpSessionId: string;
+}
+
+/** Whether an agent actor's snapshot says it is online (its worker's process answered `initialize`). */
+function isOnline(agent: AgentActorRef): boolean {
+  const { value } = agent.getSnapshot();
+  return value === "ready" || value === "busy";
 }
 
 /** Runs agents as ACP worker processes. */
 export class WorkerExecutor implements Executor {
   readonly kind = "worker";
   readonly sessionsExpire = false;
-  private readonly workers = new Map<string, WorkerSlot>();
+  private readonly configs = new Map<string, WorkerConfig>();
+  /** The current process of each worker, while it has one. */
+  private readonly processes = new Map<string, AcpProcess>();
   private readonly sessions = new Map<string, SessionBinding>();
+  /** `sessions_create` calls waiting for a worker to be online; each entry fails its wait. */
+  private readonly waiting = new Set<(error: BridgeError) => void>();
   private readonly exiting = new Set<Promise<unknown>>();
   /** Sessions whose `openSession` is under way, and those of them closed meanwhile. */
   private readonly opening = new Set<string>();
@@ -89,17 +89,18 @@ export class WorkerExecutor implements Executor {
     for (const config of configs) this.add(config);
   }
 
-  /** Adds a worker; returns the input of its actor. A duplicate id is CONFIG. */
-  add(config: WorkerConfig): WorkerInput {
-    if (this.workers.has(config.id)) throw new BridgeError("CONFIG", `workers: duplicate worker id ${config.id}`, { field: "workers" });
+  /** Adds a worker; returns the input of its agent's actor. A duplicate id is CONFIG. */
+  add(config: WorkerConfig): AgentInput {
+    if (this.configs.has(config.id)) throw new BridgeError("CONFIG", `workers: duplicate worker id ${config.id}`, { field: "workers" });
     if (!config.command) throw new BridgeError("CONFIG", `workers.${config.id}.command: required`, { field: "command" });
-    this.workers.set(config.id, { config, process: undefined, generation: 0, ready: false, unavailable: false, inFlight: 0, waiters: [] });
-    return { workerId: config.id, ...DEFAULT_RESTART_POLICY, ...config.restart };
+    this.configs.set(config.id, config);
+    return this.agentInput(config.id);
   }
 
-  /** The inputs of every worker's actor. */
-  actorInputs(): WorkerInput[] {
-    return [...this.workers.values()].map(({ config }) => ({ workerId: config.id, ...DEFAULT_RESTART_POLICY, ...config.restart }));
+  /** The input of a worker's agent actor, which spawns the worker actor with this restart policy. */
+  agentInput(workerId: string): AgentInput {
+    const { id, restart } = this.config(workerId);
+    return { agentId: id, kind: "worker", worker: { workerId: id, ...DEFAULT_RESTART_POLICY, ...restart } };
   }
 
   attach(host: ExecutorHost): void {
@@ -107,16 +108,15 @@ export class WorkerExecutor implements Executor {
   }
 
   hasAgent(agentId: string): boolean {
-    return this.workers.has(agentId);
+    return this.configs.has(agentId);
   }
 
-  describeAgents(): AgentDescriptor[] {
-    return [...this.workers.values()].map((slot) => ({
-      id: slot.config.id,
-      name: slot.config.name ?? slot.config.id,
-      description: slot.config.description ?? `ACP worker: ${slot.config.command}`,
-      capabilities: slot.config.capabilities ?? [],
-      status: !slot.ready ? "unavailable" : slot.inFlight > 0 ? "busy" : "ready",
+  describeAgents(): AgentDescription[] {
+    return [...this.configs.values()].map((config) => ({
+      id: config.id,
+      name: config.name ?? config.id,
+      description: config.description ?? `ACP worker: ${config.command}`,
+      capabilities: config.capabilities ?? [],
     }));
   }
 
@@ -125,8 +125,7 @@ export class WorkerExecutor implements Executor {
    * when it ends; the returned function (run when the actor leaves `running`) ends the process.
    */
   startProcess(workerId: string, generation: number, sendBack: (event: WorkerEvent) => void): () => void {
-    const slot = this.slot(workerId);
-    const { config } = slot;
+    const config = this.config(workerId);
     const process = new AcpProcess({
       command: config.command,
       args: config.args ?? [],
@@ -135,10 +134,7 @@ export class WorkerExecutor implements Executor {
       permissions: config.permissions ?? "deny",
       fsRoot: config.fsRoot,
     });
-    slot.process = process;
-    slot.generation = generation;
-    slot.ready = false;
-    slot.unavailable = false;
+    this.processes.set(workerId, process);
     // A process that never answers `initialize` is ended, so the worker actor restarts it.
     const initializing = setTimeout(() => process.kill(), this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
     void process.exited.then(() => clearTimeout(initializing));
@@ -146,19 +142,15 @@ export class WorkerExecutor implements Executor {
       .initialize()
       .then(() => {
         clearTimeout(initializing);
-        if (slot.process !== process || !process.alive) return;
-        slot.ready = true;
+        if (this.processes.get(workerId) !== process || !process.alive) return;
         sendBack({ type: "WORKER.READY", generation });
-        for (const waiter of slot.waiters.splice(0)) waiter.resolve();
       })
       .catch(() => process.kill());
     void process.exited.then(({ code, signal }) => {
-      if (slot.process === process) {
-        slot.process = undefined;
-        slot.ready = false;
-      }
-      this.failSessionsOf(process, workerId, code, signal);
+      if (this.processes.get(workerId) === process) this.processes.delete(workerId);
+      // The agent goes offline first: its sessions fail after it, as the work they were running is lost.
       sendBack({ type: "WORKER.EXITED", generation, code, signal });
+      this.failSessionsOf(process, workerId, code, signal);
     });
     return () => {
       const ended = process.terminate(this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
@@ -167,29 +159,16 @@ export class WorkerExecutor implements Executor {
     };
   }
 
-  /** Told by the runtime when a worker's actor gives up on it. */
-  markUnavailable(workerId: string, crashes: number): void {
-    const slot = this.slot(workerId);
-    slot.unavailable = true;
-    const error = new BridgeError("TRANSPORT", `Worker ${workerId} is unavailable: it crashed ${crashes} times in a row`, {
-      sessionValid: false,
-      retryable: false,
-      workerId,
-    });
-    for (const waiter of slot.waiters.splice(0)) waiter.reject(error);
-  }
-
   async openSession(session: SessionInfo): Promise<void> {
     const { sessionId } = session;
-    const slot = this.slot(session.agentId);
+    const config = this.config(session.agentId);
     this.opening.add(sessionId);
     try {
-      await this.whenReady(slot);
-      const process = slot.process!;
-      const acpSessionId = await process.newSession(slot.config.cwd ?? globalThis.process.cwd());
+      const process = await this.whenOnline(config.id);
+      const acpSessionId = await process.newSession(config.cwd ?? globalThis.process.cwd());
       // Closed (e.g. by shutdown) while this was under way: bind nothing that would never be released.
       if (this.closedWhileOpening.has(sessionId)) throw sessionNotFound(sessionId);
-      this.sessions.set(sessionId, { workerId: slot.config.id, generation: slot.generation, process, acpSessionId });
+      this.sessions.set(sessionId, { process, acpSessionId });
     } finally {
       this.opening.delete(sessionId);
       this.closedWhileOpening.delete(sessionId);
@@ -199,27 +178,12 @@ export class WorkerExecutor implements Executor {
   async runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply> {
     const binding = this.sessions.get(input.sessionId);
     if (binding === undefined) throw new BridgeError("TRANSPORT", "Worker session is gone", { sessionValid: false });
-    const slot = this.slot(binding.workerId);
     let text = "";
-    // The worker stops being busy with this prompt when it answers or when the prompt is cancelled,
-    // whichever comes first (a cancelled turn may take a moment to be acknowledged).
-    let counted = true;
-    const release = (): void => {
-      if (counted) slot.inFlight -= 1;
-      counted = false;
-    };
-    slot.inFlight += 1;
-    signal.addEventListener("abort", release, { once: true });
-    try {
-      const response = await binding.process.prompt(binding.acpSessionId, input.request.prompt, signal, (chunk) => {
-        text += chunk;
-        emit.delta(chunk);
-      });
-      return { text, stopReason: STOP_REASONS[response.stopReason] ?? "end_turn" };
-    } finally {
-      signal.removeEventListener("abort", release);
-      release();
-    }
+    const response = await binding.process.prompt(binding.acpSessionId, input.request.prompt, signal, (chunk) => {
+      text += chunk;
+      emit.delta(chunk);
+    });
+    return { text, stopReason: STOP_REASONS[response.stopReason] ?? "end_turn" };
   }
 
   /** Cancellation already went out as `session/cancel` when the prompt's signal aborted. */
@@ -232,50 +196,70 @@ export class WorkerExecutor implements Executor {
 
   /** Waits for every process ended by the runtime's shutdown (SIGTERM, then SIGKILL after the grace). */
   async stop(): Promise<void> {
-    this.rejectWaiters(new BridgeError("CANCELLED", "Runtime stopped", { sessionValid: false }));
+    this.failWaiting(new BridgeError("CANCELLED", "Runtime stopped", { sessionValid: false }));
     while (this.exiting.size > 0) await Promise.allSettled([...this.exiting]);
   }
 
   /** Kills every process at once: the runtime failed and cannot stop its worker actors in order. */
   killAll(): void {
-    this.rejectWaiters(new BridgeError("INTERNAL", "Runtime failed", { sessionValid: false }));
-    for (const slot of this.workers.values()) slot.process?.kill();
+    this.failWaiting(new BridgeError("INTERNAL", "Runtime failed", { sessionValid: false }));
+    for (const process of this.processes.values()) process.kill();
   }
 
-  private rejectWaiters(error: BridgeError): void {
-    for (const slot of this.workers.values()) for (const waiter of slot.waiters.splice(0)) waiter.reject(error);
+  private failWaiting(error: BridgeError): void {
+    for (const fail of [...this.waiting]) fail(error);
   }
 
-  private slot(workerId: string): WorkerSlot {
-    const slot = this.workers.get(workerId);
-    if (slot === undefined) throw new BridgeError("NOT_FOUND", `Agent not found: ${workerId}`, { agentId: workerId });
-    return slot;
+  private config(workerId: string): WorkerConfig {
+    const config = this.configs.get(workerId);
+    if (config === undefined) throw new BridgeError("NOT_FOUND", `Agent not found: ${workerId}`, { agentId: workerId });
+    return config;
   }
 
-  private whenReady(slot: WorkerSlot): Promise<void> {
-    if (slot.ready && slot.process?.alive) return Promise.resolve();
-    if (slot.unavailable) {
-      return Promise.reject(
-        new BridgeError("TRANSPORT", `Worker ${slot.config.id} is unavailable`, { sessionValid: false, retryable: false }),
-      );
-    }
+  /** The worker's process once its agent actor is online (waiting up to `startTimeoutMs` while it starts). */
+  private whenOnline(workerId: string): Promise<AcpProcess> {
+    const agent = this.host?.agentActor(workerId);
+    // Its actor is gone only once the runtime is stopping (sessions are never opened before it runs).
+    if (agent === undefined) return Promise.reject(new BridgeError("CANCELLED", "Runtime stopped", { sessionValid: false }));
+    const ready = (): AcpProcess | undefined => {
+      const process = this.processes.get(workerId);
+      // Online with a process that is already gone: its exit is on its way to the actor; wait for the next one.
+      return isOnline(agent) && process?.alive ? process : undefined;
+    };
+    const unavailable = (reason?: string): BridgeError =>
+      new BridgeError("TRANSPORT", `Worker ${workerId} is unavailable${reason === undefined ? "" : `: ${reason}`}`, {
+        sessionValid: false,
+        retryable: false,
+        workerId,
+      });
+    const process = ready();
+    if (process !== undefined) return Promise.resolve(process);
+    if (agent.getSnapshot().value === "unavailable") return Promise.reject(unavailable());
     const timeoutMs = this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        slot.waiters = slot.waiters.filter((candidate) => candidate !== waiter);
-        reject(new BridgeError("TIMEOUT", `Worker ${slot.config.id} did not start within ${timeoutMs} ms`, { sessionValid: false }));
-      }, timeoutMs);
-      const waiter = {
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        reject: (error: BridgeError) => {
-          clearTimeout(timer);
-          reject(error);
-        },
+    return new Promise<AcpProcess>((resolve, reject) => {
+      const settle = (): void => {
+        clearTimeout(timer);
+        subscription.unsubscribe();
+        this.waiting.delete(fail);
       };
-      slot.waiters.push(waiter);
+      const fail = (error: BridgeError): void => {
+        settle();
+        reject(error);
+      };
+      const timer = setTimeout(
+        () => fail(new BridgeError("TIMEOUT", `Worker ${workerId} did not start within ${timeoutMs} ms`, { sessionValid: false })),
+        timeoutMs,
+      );
+      const subscription = agent.subscribe((snapshot) => {
+        const online = ready();
+        if (online !== undefined) {
+          settle();
+          resolve(online);
+        } else if (snapshot.value === "unavailable") {
+          fail(unavailable(snapshot.context.unavailableReason ?? undefined));
+        }
+      });
+      this.waiting.add(fail);
     });
   }
 

@@ -9,6 +9,15 @@ import { deliveryMachine, type DeliveryContext } from "../../machines/delivery.m
 import { poolShardMachine, type PoolChildEnding, type PoolChildSource } from "../../machines/pool-shard.machine.js";
 import { poolMachine, poolSystemId, type PoolEmitted, type PoolKind } from "../../machines/pool.machine.js";
 import {
+  agentMachine,
+  agentSystemId,
+  type AgentActorRef,
+  type AgentEmitted,
+  type AgentEvent,
+  type AgentInput,
+  type AgentState,
+} from "../../machines/agent.machine.js";
+import {
   sessionMachine,
   type PendingPrompt,
   type PromptError,
@@ -24,18 +33,19 @@ import {
 } from "../../machines/session.machine.js";
 import { sessionShardMachine } from "../../machines/session-shard.machine.js";
 import { supervisorMachine, type SupervisorEmitted } from "../../machines/supervisor.machine.js";
-import { workerMachine, type WorkerEmitted, type WorkerEvent, type WorkerProcessInput } from "../../machines/worker.machine.js";
+import { workerMachine, type WorkerEvent, type WorkerProcessInput } from "../../machines/worker.machine.js";
 import { Bridge } from "../bridge/bridge.js";
 import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, CreateResult, PromptResult, DiscoverResult } from "../bridge/schemas.js";
 import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { createInspector, machineOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
-import type { Executor, PromptEmitter } from "../executors/executor.js";
 import type { AskReply } from "../agents/agent.js";
+import type { AgentDescription, Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
+import { busAgentIdOf, discoverStatusOf, runtimeAgentIdCandidates, type RuntimeBusAgent } from "./bus-agents.js";
 import { indexScheduler } from "./indexed-scheduler.js";
 import type { AskRequest, Messenger } from "./messenger.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
@@ -126,7 +136,11 @@ export class Runtime {
     this.executors = [new InProcessExecutor(options.agents ?? []), this.workers];
     if (options.executor) this.executors.push(options.executor);
     for (const executor of this.executors) {
-      executor.attach?.({ failSession: (sessionId, error) => this.failSession(sessionId, error), ask: (request) => this.ask(request) });
+      executor.attach?.({
+        failSession: (sessionId, error) => this.failSession(sessionId, error),
+        ask: (request) => this.ask(request),
+        agentActor: (agentId) => this.agentActor(agentId),
+      });
     }
     const { defaultAgentId } = this.limits;
     if (defaultAgentId !== undefined && !this.executors.some((executor) => executor.hasAgent(defaultAgentId))) {
@@ -151,7 +165,8 @@ export class Runtime {
     });
     const delivery = deliveryMachine.provide({ actions: { dispatch: ({ context, self }) => this.poolHosts.delivery?.dispatch(context, self) } });
     const pool = poolMachine.provide({ actors: { poolShard: poolShardMachine.provide({ actors: { delivery } }) } });
-    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, worker, pool } });
+    const agent = agentMachine.provide({ actors: { worker } });
+    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, agent, pool } });
     const actor = createActor(supervisor, {
       id: "supervisor",
       systemId: "supervisor",
@@ -161,7 +176,7 @@ export class Runtime {
         created: (actorRef) => {
           const machine = machineOf(actorRef);
           if (machine === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
-          else if (machine === "worker") actorRef.on("*", (event) => this.onWorkerEmitted(event as WorkerEmitted));
+          else if (machine === "agent") actorRef.on("*", (event) => this.onAgentEmitted(event as AgentEmitted));
           else if (machine === "pool") actorRef.on("*", (event) => this.onPoolEmitted(event as PoolEmitted));
           else if (machine !== undefined && POOL_KIND_OF_MACHINE[machine] !== undefined) {
             const kind = POOL_KIND_OF_MACHINE[machine];
@@ -175,6 +190,11 @@ export class Runtime {
           if (machine !== "session") return;
           if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
           if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
+          // A session in `busy` runs one prompt of its agent: the agent's actor counts them.
+          if ((from === "busy") !== (to === "busy")) {
+            const { agentId } = (actorRef.getSnapshot() as { context: SessionInfo }).context;
+            this.agentActor(agentId)?.send({ type: to === "busy" ? "WORK.STARTED" : "WORK.FINISHED" } satisfies AgentEvent);
+          }
         },
       }),
     });
@@ -185,13 +205,60 @@ export class Runtime {
     this.startedAt = this.clock.now();
     this.state = "running";
     actor.start();
-    for (const worker of this.workers.actorInputs()) actor.send({ type: "WORKER.REGISTER", worker });
+    for (const { input } of this.describedAgents()) actor.send({ type: "AGENT.REGISTER", agent: input });
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */
   registerWorker(config: WorkerConfig): void {
-    const worker = this.workers.add(config);
-    if (this.state === "running") this.supervisor?.send({ type: "WORKER.REGISTER", worker });
+    const agent = this.workers.add(config);
+    // An in-process agent of the same id keeps its actor: it wins the id.
+    if (this.state === "running" && this.agentActor(config.id) === undefined) this.supervisor?.send({ type: "AGENT.REGISTER", agent });
+  }
+
+  /**
+   * Spawns the actor of a remote bus agent (`claude-code://qa`), offline until `setRemoteAgentOnline`. Nothing
+   * happens when an actor of that id exists, or while the runtime is not running (it has no actors then).
+   */
+  registerRemoteAgent(agentId: string): void {
+    if (this.state !== "running" || this.agentActor(agentId) !== undefined) return;
+    this.supervisor?.send({ type: "AGENT.REGISTER", agent: { agentId, kind: "remote" } });
+  }
+
+  /** Stops a remote agent's actor (it deregistered); the runtime's own agents are never removed. */
+  removeRemoteAgent(agentId: string): void {
+    if (this.agentActor(agentId)?.getSnapshot().context.kind !== "remote") return;
+    this.supervisor?.send({ type: "AGENT.REMOVE", agentId });
+  }
+
+  /** Tells a remote agent's actor that its WebSocket connected (`true`) or is gone (`false`). */
+  setRemoteAgentOnline(agentId: string, online: boolean): void {
+    const agent = this.agentActor(agentId);
+    if (agent?.getSnapshot().context.kind !== "remote") return;
+    agent.send({ type: online ? "AGENT.ONLINE" : "AGENT.OFFLINE" } satisfies AgentEvent);
+  }
+
+  /** The state of an agent's actor (a runtime agent by its id, a remote agent by its bus id); undefined without one. */
+  agentState(agentId: string): AgentState | undefined {
+    return this.agentActor(agentId)?.getSnapshot().value;
+  }
+
+  /** The runtime agent a bus agent id names (`troupe://<id>`, or an id with a framework of its own), if any. */
+  agentIdOfBusAgent(busAgentId: string): string | undefined {
+    return runtimeAgentIdCandidates(busAgentId).find((agentId) => this.hasAgent(agentId));
+  }
+
+  /** Every agent of the runtime as a bus agent, online while the runtime runs. */
+  busAgents(): RuntimeBusAgent[] {
+    return this.describedAgents().map(({ agent, input }) => ({
+      busAgentId: busAgentIdOf(agent.id),
+      agentId: agent.id,
+      kind: input.kind,
+      name: agent.name,
+      description: agent.description,
+      capabilities: agent.capabilities,
+      state: this.agentState(agent.id) ?? "offline",
+      online: this.state === "running",
+    }));
   }
 
   /** Closes every session (reason `shutdown`), waits for agents' hooks, then stops executors. */
@@ -313,14 +380,15 @@ export class Runtime {
     };
   }
 
-  /** `agents_discover`: every agent, the first executor winning an id, filtered by capability. */
+  /** `agents_discover`: every agent, the first executor winning an id, filtered by capability; status from its actor. */
   discoverAgents(capability?: string): DiscoverResult {
     this.running();
-    const seen = new Set<string>();
-    const agents = this.executors.flatMap((executor) =>
-      executor.describeAgents().filter((agent) => !seen.has(agent.id) && seen.add(agent.id)),
-    );
-    return { agents: capability === undefined ? agents : agents.filter((agent) => agent.capabilities.includes(capability)) };
+    const agents = this.describedAgents()
+      .map(({ agent }) => agent)
+      .filter((agent) => capability === undefined || agent.capabilities.includes(capability))
+      // An agent a custom executor added after start() has no actor; like an in-process agent, it is ready.
+      .map((agent) => ({ ...agent, status: discoverStatusOf(this.agentState(agent.id) ?? "ready") }));
+    return { agents };
   }
 
   /** `sessions_create`. */
@@ -567,8 +635,32 @@ export class Runtime {
     } satisfies SessionEvent);
   }
 
-  private onWorkerEmitted(event: WorkerEmitted): void {
-    if (event.type === "worker.unavailable") this.workers.markUnavailable(event.workerId, event.crashes);
+  /** An agent actor's `agent.*` event, into the event stream under the actor's id. */
+  private onAgentEmitted(event: AgentEmitted): void {
+    const { type, ...fields } = event;
+    if (type === "agent.offline") this.hub.emit(type, agentSystemId(event.agentId), { ...fields, unavailable: event.unavailable });
+    else this.hub.emit(type, agentSystemId(event.agentId), fields);
+  }
+
+  /**
+   * Every agent once, the first executor winning an id, with the input of its actor (a custom executor's
+   * agents run in this process as far as their actors can tell).
+   */
+  private describedAgents(): Array<{ agent: AgentDescription; input: AgentInput }> {
+    const seen = new Set<string>();
+    return this.executors.flatMap((executor) =>
+      executor
+        .describeAgents()
+        .filter((agent) => !seen.has(agent.id) && seen.add(agent.id))
+        .map((agent) => ({
+          agent,
+          input: executor === this.workers ? this.workers.agentInput(agent.id) : { agentId: agent.id, kind: "in-process" as const },
+        })),
+    );
+  }
+
+  private agentActor(agentId: string): AgentActorRef | undefined {
+    return this.supervisor?.system.get(agentSystemId(agentId)) as AgentActorRef | undefined;
   }
 
   private notifyCancel(sessionId: string, requestId: string): void {

@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { CommunicationBus, createMockAgent, createRuntime, formatDuration, isLoopbackHost, parseDuration } from "../../src/index.js";
 import { createApiKeyCheck } from "../../src/server/http-server.js";
-import { call, connect, envelope, register, startBus, TEST_KEY, until } from "./support.js";
+import { createControlledAgent } from "../support/controlled-agent.js";
+import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "./support.js";
 
 async function rejectionOf(promise: Promise<unknown>): Promise<{ type?: string; message: string; details?: Record<string, unknown> }> {
   try {
@@ -144,6 +145,75 @@ describe("agents", () => {
     ]);
     expect((await call(bus, "DELETE", "/agents/opencode%3A%2F%2Fb")).body).toEqual({ success: true, agent_id: "opencode://b" });
     expect((await call(bus, "GET", "/agents")).body.agents).toHaveLength(1);
+  });
+
+  it("lists the runtime's agents as troupe://<id>, online while the runtime runs, with their actor's status", async () => {
+    const writer = createControlledAgent("writer", ["prose"]);
+    const runtime = createRuntime({ agents: [writer.agent, createMockAgent({ id: "claude-code://reviewer" })] });
+    await runtime.start();
+    const bus = await startBus({ runtime });
+    try {
+      const listed = async (agentId: string) => ((await call(bus, "GET", "/agents")).body.agents as Array<{ agent_id: string }>).find((agent) => agent.agent_id === agentId);
+      expect((await call(bus, "GET", "/agents")).body.agents).toEqual([
+        {
+          agent_id: "troupe://writer",
+          framework: "troupe",
+          capabilities: ["prose"],
+          metadata: { name: "writer", description: "", kind: "in-process" },
+          online: true,
+          last_heartbeat: null,
+          registered_at: null,
+          source: "runtime",
+          status: "ready",
+        },
+        expect.objectContaining({ agent_id: "claude-code://reviewer", framework: "troupe", source: "runtime", status: "ready" }),
+      ]);
+
+      const { sessionId } = await runtime.bridge.sessionsCreate({ agentId: "writer" });
+      const started = new Promise<void>((resolve) => runtime.on("prompt.started", () => resolve()));
+      const reply = runtime.bridge.sessionsPrompt({ sessionId, prompt: "draft" });
+      await started;
+      expect(await listed("troupe://writer")).toMatchObject({ online: true, status: "busy" });
+      writer.current().reply();
+      await reply;
+      expect(await listed("troupe://writer")).toMatchObject({ status: "ready" });
+
+      // They are known recipients, but no socket may stand in for them, nor a registration.
+      expect((await call(bus, "POST", "/messages/send", envelope("codex://sender", "troupe://writer"))).status).toBe(202);
+      expect(await (await rawConnect(bus, "troupe://writer")).closed).toMatchObject({ code: 1008 });
+      expect(await call(bus, "POST", "/agents/register", { agent_id: "troupe://writer" })).toMatchObject({
+        status: 400,
+        body: { error: { type: "CONFIG", details: { field: "agent_id" } } },
+      });
+    } finally {
+      await bus.stop();
+      await runtime.stop();
+    }
+    expect(bus.listAgents().find((agent) => agent.agent_id === "troupe://writer")).toMatchObject({ online: false, status: "offline" });
+  });
+
+  it("reports a remote agent's status from its actor: offline until its socket connects, ready while connected, gone once deregistered", async () => {
+    const bus = await startBus();
+    const statusOf = async (agentId: string) =>
+      ((await call(bus, "GET", "/agents")).body.agents as Array<{ agent_id: string; status: string }>).find((agent) => agent.agent_id === agentId)?.status;
+    await register(bus, "codex://a");
+    expect(await statusOf("codex://a")).toBe("offline");
+    const agent = await connect(bus, "codex://a");
+    expect(await statusOf("codex://a")).toBe("ready");
+    await agent.client.close();
+    await until(() => bus.listAgents().some((listed) => listed.agent_id === "codex://a" && !listed.online));
+    expect(await statusOf("codex://a")).toBe("offline");
+    await call(bus, "DELETE", "/agents/codex%3A%2F%2Fa");
+    expect(await statusOf("codex://a")).toBeUndefined();
+  });
+
+  it("brings an agent that registers while connected (as a workflow participant) online at once", async () => {
+    const bus = await startBus();
+    bus.sessionManager.createSession("claude-code://lead", [{ agent_id: "codex://web", role: "implementer" }], [{ name: "build", required_agents: ["codex://web"] }]);
+    await connect(bus, "codex://web");
+    expect(bus.listAgents().find((agent) => agent.agent_id === "codex://web")).toMatchObject({ source: "participant", online: true, status: "ready" });
+    await register(bus, "codex://web");
+    expect(bus.listAgents().find((agent) => agent.agent_id === "codex://web")).toMatchObject({ source: "registered", online: true, status: "ready" });
   });
 });
 

@@ -57,7 +57,7 @@ describe("the seed project's registration body", () => {
     };
     expect(registered).toEqual({ status: 201, body: { success: true, agent: expected } });
     const listed = (await call(bus, "GET", "/agents")).body.agents;
-    expect(listed).toEqual([{ ...expected, online: false, last_heartbeat: null, registered_at: expect.any(Number), source: "registered" }]);
+    expect(listed).toEqual([{ ...expected, online: false, last_heartbeat: null, registered_at: expect.any(Number), source: "registered", status: "offline" }]);
 
     // The bare form takes the same fields; a list of strings stays as it was.
     const bare = await call(bus, "POST", "/agents/register", { agent_id: C, capabilities: ["review"], health_check_url: "http://localhost:3002/health", authentication: "api_key" });

@@ -104,16 +104,67 @@ describe("WorkerExecutor", () => {
   });
 
   it("marks a worker that keeps crashing unavailable and refuses its sessions", async () => {
-    const runtime = await start({
+    const runtime = createRuntime({
       workers: [fixtureWorker("broken", { env: { ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { maxCrashes: 3, backoffMs: 5 } })],
     });
+    runtimes.push(runtime);
+    const offline: Array<RuntimeEvent<"agent.offline">> = [];
+    runtime.on("agent.offline", (event) => offline.push(event));
+    await runtime.start();
+    expect(runtime.agentState("broken")).toBe("offline");
     await waitFor(runtime, (event) => event.type === "actor.transition" && event.actorId === "worker:broken" && event.to === "unavailable");
     expect((await runtime.bridge.agentsDiscover()).agents).toEqual([expect.objectContaining({ id: "broken", status: "unavailable" })]);
+    expect(runtime.agentState("broken")).toBe("unavailable");
+    // It never came online: the one agent.offline says it will not come back.
+    expect(offline).toEqual([expect.objectContaining({ actorId: "agent:broken", agentId: "broken", kind: "worker", unavailable: true })]);
     expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "broken" }))).toMatchObject({
       type: "TRANSPORT",
       message: "Worker broken is unavailable",
     });
     expect((await runtime.bridge.health()).sessions.total).toBe(0);
+  });
+
+  it("fails a sessions_create waiting for a worker that gives up, saying why", async () => {
+    const runtime = await start({
+      workers: [fixtureWorker("broken", { env: { ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { maxCrashes: 3, backoffMs: 5 } })],
+    });
+    expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "broken" }))).toMatchObject({
+      type: "TRANSPORT",
+      message: "Worker broken is unavailable: it crashed 3 times in a row",
+      details: { sessionValid: false, workerId: "broken" },
+    });
+  });
+
+  it("reports a worker's agent offline while its process restarts and online again after, under its agent's actor", async () => {
+    const runtime = createRuntime({ workers: [fixtureWorker("w", { restart: { backoffMs: 10 } })] });
+    runtimes.push(runtime);
+    const tree: Array<[string, string | undefined]> = [];
+    runtime.on("actor.spawned", (event) => tree.push([event.actorId, event.parentId]));
+    const changes: string[] = [];
+    runtime.on("agent.online", () => changes.push("online"));
+    runtime.on("agent.offline", (event) => changes.push(event.unavailable ? "unavailable" : "offline"));
+    await runtime.start();
+    // supervisor → agent:w → worker:w → its process
+    expect(tree).toEqual(
+      expect.arrayContaining([
+        ["agent:w", "supervisor"],
+        ["worker:w", "agent:w"],
+        ["worker:w/process", "worker:w"],
+      ]),
+    );
+    const { sessionId } = await runtime.bridge.sessionsCreate({ agentId: "w" });
+    const pid = await pidOf(runtime, sessionId);
+    expect((await runtime.bridge.agentsDiscover()).agents[0]?.status).toBe("ready");
+
+    const offline = waitFor(runtime, (event) => event.type === "agent.offline");
+    const restarted = waitFor(runtime, workerReady("w"));
+    process.kill(pid, "SIGKILL");
+    await offline;
+    expect(runtime.agentState("w")).toBe("offline");
+    expect((await runtime.bridge.agentsDiscover()).agents[0]?.status).toBe("unavailable");
+    await restarted;
+    expect(runtime.agentState("w")).toBe("ready");
+    expect(changes).toEqual(["online", "offline", "online"]);
   });
 
   it("ends a process that never answers initialize, so the worker restarts it and finally gives up", async () => {

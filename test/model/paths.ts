@@ -5,7 +5,7 @@
  * state only appear in the edge paths.
  */
 import { getAdjacencyMap, getShortestPaths, getSimplePaths, type AdjacencyMap, type StatePath, type TraversalOptions } from "@xstate/graph";
-import type { AnyStateMachine, EventFromLogic, InputFrom } from "xstate";
+import { initialTransition, transition, type AnyStateMachine, type EventFromLogic, type InputFrom, type SnapshotFrom } from "xstate";
 
 type SnapshotOf<M extends AnyStateMachine> = ReturnType<M["transition"]>;
 type PathOf<M extends AnyStateMachine> = StatePath<SnapshotOf<M>, EventFromLogic<M>>;
@@ -39,4 +39,16 @@ export function generatePaths<M extends AnyStateMachine>(
     }
   }
   return { shortest, simple, edges };
+}
+
+/** The path a machine takes through `events`, for sequences the families above merge away (e.g. restarts). */
+export function pathFromEvents<M extends AnyStateMachine>(machine: M, events: Array<EventFromLogic<M>>, input: InputFrom<M>): PathOf<M> {
+  // Pure transitions: the machine's actions are resolved, never executed.
+  const [initial] = initialTransition(machine, input);
+  const steps: PathOf<M>["steps"] = [{ event: { type: "xstate.init" } as EventFromLogic<M>, state: initial as SnapshotOf<M> }];
+  for (const event of events) {
+    const [state] = transition(machine, steps[steps.length - 1]!.state as SnapshotFrom<M>, event);
+    steps.push({ event, state: state as SnapshotOf<M> });
+  }
+  return { state: steps[steps.length - 1]!.state, steps, weight: events.length };
 }

@@ -5,9 +5,7 @@
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_RESTART_POLICY } from "../../src/index.js";
-import { liveShards, sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
-import { fixtureWorker } from "../support/workers.js";
+import { agentSystemId, liveShards, sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
 import { settle, startTestRuntime } from "../support/runtime.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
@@ -20,6 +18,13 @@ type SupervisorSnapshot = ReturnType<typeof supervisorMachine.transition>;
 type SupervisorPath = StatePath<SupervisorSnapshot, SupervisorEvent>;
 
 const session = { sessionId: "s", agentId: "controlled", metadata: {} };
+/** A remote bus agent: registering one costs no process. */
+const REMOTE = "codex://remote";
+
+/** Whether the model spawned the remote agent's actor (and has not stopped it). */
+function hasRemoteAgent(snapshot: SupervisorSnapshot): boolean {
+  return agentSystemId(REMOTE) in snapshot.children;
+}
 
 function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
   if (snapshot.value === "stopped") return [];
@@ -27,10 +32,11 @@ function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
     .filter((shard) => shard.live > 0)
     .map((shard) => ({ type: "SESSION.RELEASED", shardId: shard.shardId, session, reason: "closed" }));
   if (snapshot.value === "stopping") return [{ type: "SHUTDOWN.NEXT" }, ...releases];
-  // A worker is a real process: offered only where the runtime is empty, which keeps those paths few.
+  // The remote agent comes (only where the runtime is empty) and goes, with nothing in between: few paths.
+  if (hasRemoteAgent(snapshot)) return [{ type: "AGENT.REMOVE", agentId: REMOTE }, { type: "SHUTDOWN" }];
   const register: SupervisorEvent[] =
     snapshot.context.live === 0 && liveShards(snapshot.context).length === 0
-      ? [{ type: "WORKER.REGISTER", worker: { workerId: "w", ...DEFAULT_RESTART_POLICY } }]
+      ? [{ type: "AGENT.REGISTER", agent: { agentId: REMOTE, kind: "remote" } }]
       : [];
   return [
     ...register,
@@ -45,7 +51,7 @@ function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
 
 function serializeState(snapshot: SupervisorSnapshot): string {
   const { live, current, sealed } = snapshot.context;
-  return JSON.stringify([snapshot.value, live, current, sealed]);
+  return JSON.stringify([snapshot.value, live, current, sealed, hasRemoteAgent(snapshot)]);
 }
 
 const { shortest, simple, edges } = generatePaths(supervisorMachine, {
@@ -58,7 +64,7 @@ function describePath(path: SupervisorPath): string {
   return (
     path.steps
       .slice(1)
-      .map(({ event }) => (event.type === "SESSION.RELEASED" ? `RELEASE(${event.shardId})` : event.type.replace(/^(SESSION|WORKER)\./, "")))
+      .map(({ event }) => (event.type === "SESSION.RELEASED" ? `RELEASE(${event.shardId})` : event.type.replace(/^(SESSION|AGENT)\./, "")))
       .join(" → ") || "(initial)"
   );
 }
@@ -102,12 +108,12 @@ async function runPath(path: SupervisorPath): Promise<void> {
         await runtime.bridge.sessionsClose({ sessionId: sessionId! });
         break;
       }
-      case "WORKER.REGISTER": {
-        runtime.registerWorker(fixtureWorker(event.worker.workerId));
-        const { agents } = await runtime.bridge.agentsDiscover();
-        expect(agents.map((agent) => agent.id), label).toContain(event.worker.workerId);
+      case "AGENT.REGISTER":
+        runtime.registerRemoteAgent(event.agent.agentId);
         break;
-      }
+      case "AGENT.REMOVE":
+        runtime.removeRemoteAgent(event.agentId);
+        break;
       case "SHUTDOWN":
         aliveAtShutdown = [...shardOf.keys()];
         await runtime.stop();
@@ -117,6 +123,7 @@ async function runPath(path: SupervisorPath): Promise<void> {
 
     if (aliveAtShutdown !== undefined) continue;
     expect((await runtime.bridge.health()).sessions.total, label).toBe(after.context.live);
+    expect(runtime.agentState(REMOTE), `${label}: the remote agent's actor`).toBe(hasRemoteAgent(after) ? "offline" : undefined);
     const realLoads = [...realShards].map((shardId) => [shardId, [...shardOf.values()].filter((owner) => owner === shardId).length]);
     expect(realLoads, `${label}: sessions per shard`).toEqual(liveShards(after.context).map((shard) => [shard.shardId, shard.live]));
   }

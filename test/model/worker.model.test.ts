@@ -4,14 +4,14 @@
  * whose crashes are real SIGKILLs, on a simulated clock for the restart and stability delays.
  */
 import type { StatePath } from "@xstate/graph";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
 import { workerMachine, type WorkerEvent, type WorkerInput } from "../../machines/index.js";
 import { createRuntime, type Runtime, type RuntimeEvent } from "../../src/index.js";
-import { fixtureWorker, isAlive } from "../support/workers.js";
+import { fixtureWorker, isAlive, nextPid } from "../support/workers.js";
 import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
@@ -45,7 +45,10 @@ function eventsFor(snapshot: WorkerSnapshot): WorkerEvent[] {
   }
 }
 
-const { shortest, simple, edges } = generatePaths(workerMachine, {
+/** The bare machine has no parent agent to tell: its reports go nowhere while the graph is walked. */
+const graphMachine = workerMachine.provide({ actions: { tellAgent: () => {} } });
+
+const { shortest, simple, edges } = generatePaths(graphMachine, {
   input: modelInput,
   events: eventsFor,
   serializeState: (snapshot) => JSON.stringify([snapshot.value, snapshot.context.crashes]),
@@ -77,21 +80,11 @@ function waitFor(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean):
 const transitionTo = (to: string) => (event: RuntimeEvent) =>
   event.type === "actor.transition" && event.actorId === "worker:w" && event.to === to;
 
-/** Waits (on the real process, not on time) until the pid file names a process other than `previous`. */
-async function nextPid(pidFile: string, previous: number | undefined): Promise<number> {
-  for (let attempt = 0; attempt < 500; attempt += 1) {
-    try {
-      const pid = Number(readFileSync(pidFile, "utf8"));
-      if (pid > 0 && pid !== previous) {
-        pids.add(pid);
-        return pid;
-      }
-    } catch {
-      // not written yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error("the worker process did not start");
+/** The next worker process, remembered for the check that none outlives the suite. */
+async function nextWorkerPid(pidFile: string, previous: number | undefined): Promise<number> {
+  const pid = await nextPid(pidFile, previous);
+  pids.add(pid);
+  return pid;
 }
 
 async function runPath(path: WorkerPath): Promise<void> {
@@ -106,7 +99,7 @@ async function runPath(path: WorkerPath): Promise<void> {
   });
   try {
     await runtime.start();
-    let pid = await nextPid(pidFile, undefined);
+    let pid = await nextWorkerPid(pidFile, undefined);
     for (let index = 1; index < path.steps.length; index += 1) {
       const { event, state: after } = path.steps[index]!;
       const label = `step ${index}: ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
@@ -125,7 +118,7 @@ async function runPath(path: WorkerPath): Promise<void> {
           if ((event as { type: string }).type === RESTART_EVENT) {
             clock.increment(Math.min(POLICY.backoffMs * 2 ** Math.max(0, path.steps[index - 1]!.state.context.crashes - 1), POLICY.maxBackoffMs));
             await reached;
-            pid = await nextPid(pidFile, pid);
+            pid = await nextWorkerPid(pidFile, pid);
           } else {
             clock.increment(POLICY.stableAfterMs);
           }

@@ -2,6 +2,7 @@
  * Worker configurations of the test ACP agent (test/fixtures/acp-agent.mjs), and a check that no process
  * a test started is left alive.
  */
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { WorkerConfig } from "../../src/index.js";
 
@@ -21,4 +22,21 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The pid the fixture wrote to `pidFile` (ACP_FIXTURE_PID_FILE) once it names a process other than `previous`:
+ * waits on the real process starting, not on time.
+ */
+export async function nextPid(pidFile: string, previous: number | undefined): Promise<number> {
+  for (let attempt = 0; attempt < 500; attempt += 1) {
+    try {
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      if (pid > 0 && pid !== previous) return pid;
+    } catch {
+      // not written yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("the worker process did not start");
 }
