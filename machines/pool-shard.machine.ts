@@ -1,5 +1,5 @@
 /**
- * A pool shard: a container of at most `shardSize` children of one kind (workflows, deliveries) under a pool.
+ * A pool shard: a container of at most `shardSize` children of one kind (workflows, deliveries, agents) under a pool.
  *
  * Like the session shard, it exists because XState copies a parent's `children` record on every spawn and
  * stop: a few children per shard keep every spawn cheap. A child that reaches a final state is reaped here:
@@ -10,10 +10,11 @@
  * runtime keeps of it.
  */
 import { cancel, enqueueActions, setup, stopChild, type AnyActorLogic, type AnyActorRef } from "xstate";
+import { agentMachine, type AgentInput } from "./agent.machine.js";
 import { deliveryMachine, type DeliveryInput } from "./delivery.machine.js";
 
-/** The logic a pool child is spawned from: a name registered in the shard (`"delivery"`), or logic built per child (a workflow). */
-export type PoolChildSource = "delivery" | AnyActorLogic;
+/** The logic a pool child is spawned from: a name registered in the shard (`"delivery"`, `"agent"`), or logic built per child (a workflow). */
+export type PoolChildSource = "delivery" | "agent" | AnyActorLogic;
 
 /** What a child's final output may say about itself. */
 export interface PoolChildOutput {
@@ -65,12 +66,14 @@ export const poolShardMachine = setup({
   },
   actors: {
     delivery: deliveryMachine,
+    agent: agentMachine,
   },
   actions: {
     spawn: enqueueActions(({ enqueue }, params: { childId: string; src: PoolChildSource; input: unknown }) => {
       const options = { id: params.childId, systemId: params.childId };
       // A name is spawned from the logic registered above (restorable); built logic (a workflow) as it is.
       if (params.src === "delivery") enqueue.spawnChild("delivery", { ...options, input: params.input as DeliveryInput });
+      else if (params.src === "agent") enqueue.spawnChild("agent", { ...options, input: params.input as AgentInput });
       else (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, { ...options, input: params.input });
     }),
     /** Reaps one child (`childId`), or every child without it; the ending defaults to the child's own. */

@@ -1,6 +1,6 @@
 /**
  * A pool: the supervisor's child that owns every actor of one kind besides sessions (workflow sessions,
- * message deliveries), spread over pool shards so that spawning stays flat.
+ * message deliveries, agents), spread over pool shards so that spawning stays flat.
  *
  * It places each new child in its current shard, opens a new shard every `shardSize` children, counts the
  * children alive (ended-but-retained ones included), refuses a child past `capacity` (0: unbounded), reaps
@@ -12,10 +12,10 @@ import { enqueueActions, setup, stopChild } from "xstate";
 import { poolShardMachine, type ChildReleasedEvent, type PoolChildEnding, type PoolChildSource, type PoolShardEvent } from "./pool-shard.machine.js";
 
 /** The kinds of pooled children. */
-export type PoolKind = "workflow" | "delivery";
+export type PoolKind = "workflow" | "delivery" | "agent";
 
 /** The shards of a pool are named `<prefix>-N`. */
-const SHARD_PREFIX: Record<PoolKind, string> = { workflow: "workflows", delivery: "deliveries" };
+const SHARD_PREFIX: Record<PoolKind, string> = { workflow: "workflows", delivery: "deliveries", agent: "agents" };
 
 /** How full one pool shard is. A shard is sealed once `spawned` reaches `shardSize`. */
 export interface PoolShardLoad {

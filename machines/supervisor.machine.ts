@@ -2,17 +2,16 @@
  * The supervisor: the one actor per runtime that owns every bridge session.
  *
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
- * sessions as they are released, reaps shards that are full and empty, spawns one actor per agent
- * (`agent:<id>`, see `agent.machine.ts`) and the two pools that own workflow sessions and message deliveries
- * (`pool:workflow`, `pool:delivery`, see `pool.machine.ts`), and on `SHUTDOWN` closes every session, one shard
- * per `SHUTDOWN.NEXT`, before reaching its final state (which stops the agents, their workers and the pools).
+ * sessions as they are released, reaps shards that are full and empty, spawns the three pools that own workflow
+ * sessions, message deliveries and agents (`pool:workflow`, `pool:delivery`, `pool:agent`, see `pool.machine.ts`;
+ * one actor `agent:<id>` per agent, see `agent.machine.ts`), and on `SHUTDOWN` closes every session, one shard
+ * per `SHUTDOWN.NEXT`, before reaching its final state (which stops the pools, the agents and their workers).
  * Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what
  * happened through emitted events:
  * `session.created`, `session.rejected`, `session.closed` (with the reason the agent's `onSessionClose`
  * hook receives).
  */
 import { emit, enqueueActions, setup, spawnChild, stopChild } from "xstate";
-import { agentMachine, agentSystemId, type AgentInput } from "./agent.machine.js";
 import { poolMachine, poolSystemId } from "./pool.machine.js";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
@@ -46,10 +45,6 @@ export interface SupervisorContext extends SupervisorInput {
 export type SupervisorEvent =
   | { type: "SESSION.CREATE"; session: SessionSpawnInput }
   | SessionReleasedEvent
-  /** Spawns the actor of an agent (its system id is `agent:<agentId>`); the runtime never registers an id twice. */
-  | { type: "AGENT.REGISTER"; agent: AgentInput }
-  /** Stops an agent's actor (a remote agent that deregistered). */
-  | { type: "AGENT.REMOVE"; agentId: string }
   | { type: "SHUTDOWN" }
   /** While stopping: close the sessions of one more shard (the runtime paces these, yielding in between). */
   | { type: "SHUTDOWN.NEXT" };
@@ -74,12 +69,14 @@ function freeShardId(context: SupervisorContext): string {
   return `shard-${index}`;
 }
 
-/** The load of the shard a release came from. */
-function releasedShard(context: SupervisorContext, event: SupervisorEvent): ShardLoad | undefined {
-  if (event.type !== "SESSION.RELEASED") return undefined;
-  if (context.current?.shardId === event.shardId) return context.current;
-  return context.sealed.find((shard) => shard.shardId === event.shardId);
+/** The load of a live shard. */
+function shardOf(context: SupervisorContext, shardId: string): ShardLoad | undefined {
+  if (context.current?.shardId === shardId) return context.current;
+  return context.sealed.find((shard) => shard.shardId === shardId);
 }
+
+/** What a release tells the actions that count it. */
+type ReleaseParams = Omit<SessionReleasedEvent, "type">;
 
 /** The context with one shard's load replaced (or removed, with `null`). */
 function withShard(context: SupervisorContext, shardId: string, load: ShardLoad | null): Partial<SupervisorContext> {
@@ -87,6 +84,10 @@ function withShard(context: SupervisorContext, shardId: string, load: ShardLoad 
   const sealed = load === null ? context.sealed.filter((shard) => shard.shardId !== shardId) : context.sealed.map((shard) => (shard.shardId === shardId ? load : shard));
   return { sealed };
 }
+
+/** The params of the actions that take a release: the event without its type. */
+const countRelease = { type: "countRelease", params: ({ event }: { event: SessionReleasedEvent }) => ({ session: event.session, reason: event.reason, shardId: event.shardId }) } as const;
+const reapShard = { type: "reapShard", params: ({ event }: { event: SessionReleasedEvent }) => ({ shardId: event.shardId }) } as const;
 
 /** The supervisor machine. */
 export const supervisorMachine = setup({
@@ -98,7 +99,6 @@ export const supervisorMachine = setup({
   },
   actors: {
     sessionShard: sessionShardMachine,
-    agent: agentMachine,
     pool: poolMachine,
   },
   guards: {
@@ -106,8 +106,8 @@ export const supervisorMachine = setup({
     needsNewShard: ({ context }) => context.current === null || context.current.spawned >= context.shardSize,
     hasNoSessions: ({ context }) => context.live === 0,
     releasesLastSession: ({ context }) => context.live === 1,
-    drainsFullShard: ({ context, event }) => {
-      const shard = releasedShard(context, event);
+    drainsFullShard: ({ context }, params: { shardId: string }) => {
+      const shard = shardOf(context, params.shardId);
       return shard !== undefined && shard.live === 1 && shard.spawned >= context.shardSize;
     },
   },
@@ -119,16 +119,17 @@ export const supervisorMachine = setup({
       const sealed = context.current === null ? context.sealed : [...context.sealed, context.current];
       enqueue.assign({ sealed, current: { shardId, spawned: 0, live: 0 } });
     }),
-    placeSession: enqueueActions(({ context, event, enqueue }) => {
+    placeSession: enqueueActions(({ context, enqueue }, params: { session: SessionSpawnInput }) => {
       const shard = context.current;
-      if (event.type !== "SESSION.CREATE" || shard === null) return;
-      enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", session: event.session } satisfies SessionShardEvent);
+      // openShard runs first whenever there is no current shard.
+      if (shard === null) return;
+      enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", session: params.session } satisfies SessionShardEvent);
       enqueue.assign({ live: context.live + 1, current: { ...shard, spawned: shard.spawned + 1, live: shard.live + 1 } });
-      enqueue.emit({ type: "session.created", sessionId: event.session.sessionId, shardId: shard.shardId });
+      enqueue.emit({ type: "session.created", sessionId: params.session.sessionId, shardId: shard.shardId });
     }),
-    rejectAtCapacity: emit(({ context, event }) => ({
+    rejectAtCapacity: emit(({ context }, params: { sessionId: string }) => ({
       type: "session.rejected" as const,
-      sessionId: event.type === "SESSION.CREATE" ? event.session.sessionId : "",
+      sessionId: params.sessionId,
       error: {
         type: "CAPACITY",
         message: `Session capacity reached (maxSessions ${context.maxSessions})`,
@@ -137,24 +138,16 @@ export const supervisorMachine = setup({
         details: { maxSessions: context.maxSessions },
       },
     })),
-    countRelease: enqueueActions(({ context, event, enqueue }) => {
-      const shard = releasedShard(context, event);
-      if (event.type !== "SESSION.RELEASED" || shard === undefined) return;
-      enqueue.assign({ live: context.live - 1, ...withShard(context, shard.shardId, { ...shard, live: shard.live - 1 }) });
-      enqueue.emit({ type: "session.closed", session: event.session, reason: event.reason });
-    }),
-    reapShard: enqueueActions(({ context, event, enqueue }) => {
-      const shard = releasedShard(context, event);
+    countRelease: enqueueActions(({ context, enqueue }, params: ReleaseParams) => {
+      const shard = shardOf(context, params.shardId);
       if (shard === undefined) return;
-      enqueue(stopChild(shard.shardId));
-      enqueue.assign(withShard(context, shard.shardId, null));
+      enqueue.assign({ live: context.live - 1, ...withShard(context, shard.shardId, { ...shard, live: shard.live - 1 }) });
+      enqueue.emit({ type: "session.closed", session: params.session, reason: params.reason });
     }),
-    // Every agent actor is spawned and stopped here, and only here.
-    spawnAgent: enqueueActions(({ enqueue }, params: { agent: AgentInput }) => {
-      const id = agentSystemId(params.agent.agentId);
-      enqueue.spawnChild("agent", { id, systemId: id, input: params.agent });
+    reapShard: enqueueActions(({ context, enqueue }, params: { shardId: string }) => {
+      enqueue(stopChild(params.shardId));
+      enqueue.assign(withShard(context, params.shardId, null));
     }),
-    stopAgent: stopChild((_, params: { agentId: string }) => agentSystemId(params.agentId)),
     shutDownNextShard: enqueueActions(({ context, enqueue }) => {
       const next = liveShards(context).find((shard) => shard.live > 0);
       if (next !== undefined) enqueue.sendTo(next.shardId, { type: "SHUTDOWN" } satisfies SessionShardEvent);
@@ -164,7 +157,7 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: "supervisor",
   context: ({ input }) => ({ ...input, live: 0, current: null, sealed: [] }),
-  // Workflow sessions and message deliveries live in two pools, sharded like sessions (see pool.machine.ts).
+  // Workflow sessions, message deliveries and agents live in three pools, sharded like sessions (see pool.machine.ts).
   entry: [
     spawnChild("pool", {
       id: poolSystemId("workflow"),
@@ -176,6 +169,11 @@ export const supervisorMachine = setup({
       systemId: poolSystemId("delivery"),
       input: ({ context }) => ({ kind: "delivery" as const, shardSize: context.shardSize, capacity: 0 }),
     }),
+    spawnChild("pool", {
+      id: poolSystemId("agent"),
+      systemId: poolSystemId("agent"),
+      input: ({ context }) => ({ kind: "agent" as const, shardSize: context.shardSize, capacity: 0 }),
+    }),
   ],
   initial: "running",
   states: {
@@ -183,16 +181,14 @@ export const supervisorMachine = setup({
       description: "Accepts new sessions up to maxSessions.",
       on: {
         "SESSION.CREATE": [
-          { guard: "atCapacity", actions: "rejectAtCapacity" },
-          { guard: "needsNewShard", actions: ["openShard", "placeSession"] },
-          { actions: "placeSession" },
+          { guard: "atCapacity", actions: { type: "rejectAtCapacity", params: ({ event }) => ({ sessionId: event.session.sessionId }) } },
+          { guard: "needsNewShard", actions: ["openShard", { type: "placeSession", params: ({ event }) => ({ session: event.session }) }] },
+          { actions: { type: "placeSession", params: ({ event }) => ({ session: event.session }) } },
         ],
         "SESSION.RELEASED": [
-          { guard: "drainsFullShard", actions: ["countRelease", "reapShard"] },
-          { actions: "countRelease" },
+          { guard: { type: "drainsFullShard", params: ({ event }) => ({ shardId: event.shardId }) }, actions: [countRelease, reapShard] },
+          { actions: countRelease },
         ],
-        "AGENT.REGISTER": { actions: { type: "spawnAgent", params: ({ event }) => ({ agent: event.agent }) } },
-        "AGENT.REMOVE": { actions: { type: "stopAgent", params: ({ event }) => ({ agentId: event.agentId }) } },
         SHUTDOWN: [{ guard: "hasNoSessions", target: "stopped" }, { target: "stopping" }],
       },
     },
@@ -202,9 +198,9 @@ export const supervisorMachine = setup({
       on: {
         "SHUTDOWN.NEXT": { actions: "shutDownNextShard" },
         "SESSION.RELEASED": [
-          { guard: "releasesLastSession", target: "stopped", actions: ["countRelease", "reapShard"] },
-          { guard: "drainsFullShard", actions: ["countRelease", "reapShard"] },
-          { actions: "countRelease" },
+          { guard: "releasesLastSession", target: "stopped", actions: [countRelease, reapShard] },
+          { guard: { type: "drainsFullShard", params: ({ event }) => ({ shardId: event.shardId }) }, actions: [countRelease, reapShard] },
+          { actions: countRelease },
         ],
       },
     },

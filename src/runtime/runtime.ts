@@ -114,7 +114,7 @@ export class Runtime {
   private readonly failedSessions = new Set<string>();
   private readonly pendingHooks = new Set<Promise<void>>();
   private readonly closeWaiters = new Map<string, Promise<void>>();
-  private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost } = {};
+  private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost; agent?: PoolHost } = {};
   /** The child a pool refused while `spawnPooled` was sending it (pools answer synchronously when idle). */
   private refusedSpawn: string | undefined;
   /** The bus that carries `ctx.ask`, once one is attached. */
@@ -164,9 +164,9 @@ export class Runtime {
       },
     });
     const delivery = deliveryMachine.provide({ actions: { dispatch: ({ context, self }) => this.poolHosts.delivery?.dispatch(context, self) } });
-    const pool = poolMachine.provide({ actors: { poolShard: poolShardMachine.provide({ actors: { delivery } }) } });
     const agent = agentMachine.provide({ actors: { worker } });
-    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, agent, pool } });
+    const pool = poolMachine.provide({ actors: { poolShard: poolShardMachine.provide({ actors: { delivery, agent } }) } });
+    const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, pool } });
     const actor = createActor(supervisor, {
       id: "supervisor",
       systemId: "supervisor",
@@ -205,14 +205,14 @@ export class Runtime {
     this.startedAt = this.clock.now();
     this.state = "running";
     actor.start();
-    for (const { input } of this.describedAgents()) actor.send({ type: "AGENT.REGISTER", agent: input });
+    for (const { input } of this.describedAgents()) this.spawnAgent(input);
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */
   registerWorker(config: WorkerConfig): void {
     const agent = this.workers.add(config);
     // An in-process agent of the same id keeps its actor: it wins the id.
-    if (this.state === "running" && this.agentActor(config.id) === undefined) this.supervisor?.send({ type: "AGENT.REGISTER", agent });
+    if (this.state === "running" && this.agentActor(config.id) === undefined) this.spawnAgent(agent);
   }
 
   /**
@@ -221,13 +221,13 @@ export class Runtime {
    */
   registerRemoteAgent(agentId: string): void {
     if (this.state !== "running" || this.agentActor(agentId) !== undefined) return;
-    this.supervisor?.send({ type: "AGENT.REGISTER", agent: { agentId, kind: "remote" } });
+    this.spawnAgent({ agentId, kind: "remote" });
   }
 
   /** Stops a remote agent's actor (it deregistered); the runtime's own agents are never removed. */
   removeRemoteAgent(agentId: string): void {
     if (this.agentActor(agentId)?.getSnapshot().context.kind !== "remote") return;
-    this.supervisor?.send({ type: "AGENT.REMOVE", agentId });
+    this.evictPooled("agent", agentSystemId(agentId));
   }
 
   /** Tells a remote agent's actor that its WebSocket connected (`true`) or is gone (`false`). */
@@ -309,7 +309,7 @@ export class Runtime {
   /** Makes `host` the owner of one kind of pooled children. The bus calls this; one owner per kind. */
   attachPool(kind: "delivery", host: DeliveryPoolHost): void;
   attachPool(kind: "workflow", host: PoolHost): void;
-  attachPool(kind: PoolKind, host: PoolHost | DeliveryPoolHost): void {
+  attachPool(kind: "workflow" | "delivery", host: PoolHost | DeliveryPoolHost): void {
     if (kind === "delivery") this.poolHosts.delivery = host as DeliveryPoolHost;
     else this.poolHosts.workflow = host;
   }
@@ -657,6 +657,11 @@ export class Runtime {
           input: executor === this.workers ? this.workers.agentInput(agent.id) : { agentId: agent.id, kind: "in-process" as const },
         })),
     );
+  }
+
+  /** Every agent actor is spawned here, in the supervisor's agent pool (sharded: registering the 10,000th costs what the 100th does). */
+  private spawnAgent(agent: AgentInput): void {
+    this.spawnPooled("agent", agentSystemId(agent.agentId), "agent", agent);
   }
 
   private agentActor(agentId: string): AgentActorRef | undefined {

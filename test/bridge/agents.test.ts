@@ -90,7 +90,7 @@ describe("agent actors", () => {
     expect(await statusOf(runtime)).toBe("ready");
   });
 
-  it("brings every in-process agent online at start, each an actor agent:<id> under the supervisor", async () => {
+  it("brings every in-process agent online at start, each an actor agent:<id> in a shard of the supervisor's agent pool", async () => {
     const runtime = createRuntime({ agents: [createControlledAgent("writer").agent, createControlledAgent("reviewer").agent] });
     const online: string[] = [];
     const spawned: Array<[string, string | undefined]> = [];
@@ -102,8 +102,8 @@ describe("agent actors", () => {
     try {
       expect(online).toEqual(["writer", "reviewer"]);
       expect(spawned).toEqual([
-        ["agent:writer", "supervisor"],
-        ["agent:reviewer", "supervisor"],
+        ["agent:writer", "agents-0"],
+        ["agent:reviewer", "agents-0"],
       ]);
       expect((await runtime.bridge.agentsDiscover()).agents.map((agent) => [agent.id, agent.status])).toEqual([
         ["writer", "ready"],

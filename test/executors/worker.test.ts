@@ -144,10 +144,10 @@ describe("WorkerExecutor", () => {
     runtime.on("agent.online", () => changes.push("online"));
     runtime.on("agent.offline", (event) => changes.push(event.unavailable ? "unavailable" : "offline"));
     await runtime.start();
-    // supervisor → agent:w → worker:w → its process
+    // supervisor → pool:agent → agents-0 → agent:w → worker:w → its process
     expect(tree).toEqual(
       expect.arrayContaining([
-        ["agent:w", "supervisor"],
+        ["agent:w", "agents-0"],
         ["worker:w", "agent:w"],
         ["worker:w/process", "worker:w"],
       ]),

@@ -5,7 +5,7 @@
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
-import { agentSystemId, liveShards, sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
+import { liveShards, sessionMachine, sessionShardMachine, supervisorMachine, type SupervisorEvent } from "../../machines/index.js";
 import { settle, startTestRuntime } from "../support/runtime.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
@@ -18,28 +18,13 @@ type SupervisorSnapshot = ReturnType<typeof supervisorMachine.transition>;
 type SupervisorPath = StatePath<SupervisorSnapshot, SupervisorEvent>;
 
 const session = { sessionId: "s", agentId: "controlled", metadata: {} };
-/** A remote bus agent: registering one costs no process. */
-const REMOTE = "codex://remote";
-
-/** Whether the model spawned the remote agent's actor (and has not stopped it). */
-function hasRemoteAgent(snapshot: SupervisorSnapshot): boolean {
-  return agentSystemId(REMOTE) in snapshot.children;
-}
-
 function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
   if (snapshot.value === "stopped") return [];
   const releases: SupervisorEvent[] = liveShards(snapshot.context)
     .filter((shard) => shard.live > 0)
     .map((shard) => ({ type: "SESSION.RELEASED", shardId: shard.shardId, session, reason: "closed" }));
   if (snapshot.value === "stopping") return [{ type: "SHUTDOWN.NEXT" }, ...releases];
-  // The remote agent comes (only where the runtime is empty) and goes, with nothing in between: few paths.
-  if (hasRemoteAgent(snapshot)) return [{ type: "AGENT.REMOVE", agentId: REMOTE }, { type: "SHUTDOWN" }];
-  const register: SupervisorEvent[] =
-    snapshot.context.live === 0 && liveShards(snapshot.context).length === 0
-      ? [{ type: "AGENT.REGISTER", agent: { agentId: REMOTE, kind: "remote" } }]
-      : [];
   return [
-    ...register,
     {
       type: "SESSION.CREATE",
       session: { ...session, createdAt: 0, ttlMs: 0, idleMs: 0, maxQueuedPrompts: 1, historyWindow: 30 },
@@ -51,7 +36,7 @@ function eventsFor(snapshot: SupervisorSnapshot): SupervisorEvent[] {
 
 function serializeState(snapshot: SupervisorSnapshot): string {
   const { live, current, sealed } = snapshot.context;
-  return JSON.stringify([snapshot.value, live, current, sealed, hasRemoteAgent(snapshot)]);
+  return JSON.stringify([snapshot.value, live, current, sealed]);
 }
 
 const { shortest, simple, edges } = generatePaths(supervisorMachine, {
@@ -64,7 +49,7 @@ function describePath(path: SupervisorPath): string {
   return (
     path.steps
       .slice(1)
-      .map(({ event }) => (event.type === "SESSION.RELEASED" ? `RELEASE(${event.shardId})` : event.type.replace(/^(SESSION|AGENT)\./, "")))
+      .map(({ event }) => (event.type === "SESSION.RELEASED" ? `RELEASE(${event.shardId})` : event.type.replace(/^SESSION\./, "")))
       .join(" → ") || "(initial)"
   );
 }
@@ -108,12 +93,6 @@ async function runPath(path: SupervisorPath): Promise<void> {
         await runtime.bridge.sessionsClose({ sessionId: sessionId! });
         break;
       }
-      case "AGENT.REGISTER":
-        runtime.registerRemoteAgent(event.agent.agentId);
-        break;
-      case "AGENT.REMOVE":
-        runtime.removeRemoteAgent(event.agentId);
-        break;
       case "SHUTDOWN":
         aliveAtShutdown = [...shardOf.keys()];
         await runtime.stop();
@@ -123,7 +102,6 @@ async function runPath(path: SupervisorPath): Promise<void> {
 
     if (aliveAtShutdown !== undefined) continue;
     expect((await runtime.bridge.health()).sessions.total, label).toBe(after.context.live);
-    expect(runtime.agentState(REMOTE), `${label}: the remote agent's actor`).toBe(hasRemoteAgent(after) ? "offline" : undefined);
     const realLoads = [...realShards].map((shardId) => [shardId, [...shardOf.values()].filter((owner) => owner === shardId).length]);
     expect(realLoads, `${label}: sessions per shard`).toEqual(liveShards(after.context).map((shard) => [shard.shardId, shard.live]));
   }
