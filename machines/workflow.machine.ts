@@ -395,9 +395,22 @@ const workflowSetup = setup({
       enqueue.assign({ sharedContext: event.sharedContext, updatedAt: event.at });
       enqueue.emit({ type: "context_updated", sessionId: context.sessionId, shared_context: event.sharedContext });
     }),
+    /** A step's timeout passed: its tasks still pending fail with TIMEOUT (`task_completed`, status failed). */
+    expireTasks: enqueueActions(({ context, enqueue }, params: { details: TaskFailure; at: number }) => {
+      const { step, error } = params.details;
+      const failed = new Map<WorkflowTask, WorkflowTask>();
+      for (const task of context.tasks) {
+        if (task.step === step && task.status === "pending") failed.set(task, { ...task, status: "failed", answered_at: params.at, error });
+      }
+      enqueue.assign({ tasks: context.tasks.map((task) => failed.get(task) ?? task), updatedAt: params.at });
+      for (const task of failed.values()) enqueue.emit({ type: "task_completed", sessionId: context.sessionId, task });
+    }),
     complete: enqueueActions(({ context, enqueue }, params: { summary: string; artifacts: unknown[]; at: number }) => {
       const { summary, artifacts, at } = params;
-      enqueue.assign({ completion: { at, summary, artifacts }, updatedAt: at });
+      // The step the workflow completes at is done too (its state is left for `completed`).
+      const completedSteps = context.completedSteps.includes(context.currentStep) ? context.completedSteps : [...context.completedSteps, context.currentStep];
+      const pendingSteps = context.pendingSteps.filter((step) => step !== context.currentStep);
+      enqueue.assign({ completion: { at, summary, artifacts }, completedSteps, pendingSteps, updatedAt: at });
       enqueue.emit({ type: "session_completed", sessionId: context.sessionId, summary, artifacts });
     }),
     terminate: enqueueActions(({ context, enqueue }, params: { reason: string; details?: unknown; at: number }) => {
@@ -456,7 +469,10 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
                 [timeoutMs]: {
                   guard: { type: "awaitsAnswers" as const, params },
                   target: "terminated",
-                  actions: { type: "terminate" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
+                  actions: [
+                    { type: "expireTasks" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
+                    { type: "terminate" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
+                  ],
                 },
               },
             };

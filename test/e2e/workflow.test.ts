@@ -67,7 +67,7 @@ async function ended(bus: CommunicationBus, sessionId: string): Promise<any> {
 async function expectCompleted(bus: CommunicationBus, sessionId: string, reviewer: TestAgent, designText: string): Promise<void> {
   const session = await ended(bus, sessionId);
   expect(session.status).toBe("completed");
-  expect(session.workflow).toMatchObject({ current_step: null, completed_steps: ["design", "implementation"], pending_steps: [] });
+  expect(session.workflow).toMatchObject({ current_step: null, completed_steps: ["design", "implementation", "review"], pending_steps: [] });
 
   const summary = (await call(bus, "GET", `/sessions/${sessionId}/summary`)).body;
   expect(summary.status).toBe("completed");
@@ -182,6 +182,11 @@ describe("an auto-dispatched workflow", () => {
       details: { step: "review", agent: QA, error: { code: "TIMEOUT", message: `${QA} did not answer within 30000 ms` } },
       terminated_at: clock.now(),
     });
+    // The task that was never answered failed with the step, as its summary says.
+    expect(session.tasks.filter((task) => task.step === "review")).toEqual([
+      expect.objectContaining({ to: QA, status: "failed", answered_at: clock.now(), error: { code: "TIMEOUT", message: `${QA} did not answer within 30000 ms` } }),
+    ]);
+    expect(session.tasks.some((task) => task.status === "pending")).toBe(false);
   });
 
   it("terminates with task_failed (DELIVERY_FAILED) when a task cannot be delivered", async () => {
