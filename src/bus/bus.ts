@@ -220,6 +220,9 @@ export class CommunicationBus {
 
   /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
   deregisterAgent(agentId: string): void {
+    if (this.registry.isRuntimeAgent(agentId)) {
+      throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents: it cannot be deregistered`, { field: "agent_id", agentId });
+    }
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
     this.withoutAcks.delete(agentId);
     this.runtime.removeRemoteAgent(agentId);
@@ -285,8 +288,11 @@ export class CommunicationBus {
       this.metrics.countDuplicate();
       return { success: true, message_id: messageId, status: "duplicate" };
     }
+    const inReplyTo = inReplyToOf(envelope);
+    // A reply to a sync sender still waiting is handed to it here: that sender need not be registered.
+    const waiting = inReplyTo !== undefined && this.syncReplies.has(inReplyTo);
     const targets: Array<[string, string]> = [
-      ["recipient.agent_id", envelope.recipient.agent_id],
+      ...(waiting ? [] : [["recipient.agent_id", envelope.recipient.agent_id] as [string, string]]),
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
     ];
     for (const [field, agentId] of targets) {
@@ -294,8 +300,6 @@ export class CommunicationBus {
     }
     this.sessionManager.checkSender(envelope);
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
-    const inReplyTo = inReplyToOf(envelope);
-    const waiting = inReplyTo !== undefined && this.syncReplies.has(inReplyTo);
     this.deliveries.accept(envelope, {
       timeoutMs,
       ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(inReplyTo, reply) } : {}),

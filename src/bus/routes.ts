@@ -32,7 +32,8 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     },
     {
       method: "GET",
-      path: /^\/messages\/(.+)$/,
+      // `send` is the POST route's: another method there is 405, not a message id.
+      path: /^\/messages\/(?!send$)(.+)$/,
       handle: ({ params: [messageId] }) => bus.messageStatus(decoded(messageId, "message_id")),
     },
     {

@@ -27,14 +27,11 @@ import { formatDuration } from "../protocol/durations.js";
 import { frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
-import { busAgentIdOf } from "../runtime/bus-agents.js";
+import { BUS_AGENT_ID, busAgentIdOf, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
 import { Replies } from "../runtime/replies.js";
 import type { Runtime } from "../runtime/runtime.js";
 
-/** The initiator an auto workflow can name when no agent of its own should receive the answers. */
-export const ORCHESTRATOR_AGENT_ID = "troupe://orchestrator";
-/** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */
-export const BUS_AGENT_ID = "troupe://bus";
+export { BUS_AGENT_ID, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
 
 /** How many recent (sender, message id) pairs the endpoints remember to drop redeliveries. */
 const DEDUPE_WINDOW = 10_000;

@@ -8,6 +8,15 @@ import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 
 /** The framework of the runtime's own agents on the bus. */
 export const RUNTIME_FRAMEWORK = "troupe";
+/** The initiator an auto workflow can name when no agent of its own should receive the answers (the bus plays it). */
+export const ORCHESTRATOR_AGENT_ID = "troupe://orchestrator";
+/** The sender of the messages the bus writes itself (the `DELIVERY_FAILED` errors). */
+export const BUS_AGENT_ID = "troupe://bus";
+
+/** Whether an id is in the runtime's own framework (`troupe://…`): only its agents and the bus's endpoints are. */
+export function isRuntimeFramework(agentId: string): boolean {
+  return agentId.startsWith(`${RUNTIME_FRAMEWORK}://`);
+}
 
 /** The bus id of a runtime agent: `writer` → `troupe://writer`; `opencode://backend` stays as it is. */
 export function busAgentIdOf(agentId: string): string {

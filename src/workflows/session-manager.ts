@@ -28,6 +28,7 @@ import { BridgeError, sessionNotFound } from "../errors.js";
 import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
 import { parseDuration } from "../protocol/durations.js";
 import { WORKFLOW_EVENT_TYPES, type RuntimeEvent } from "../events/event-hub.js";
+import { BUS_AGENT_ID, isRuntimeFramework, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
@@ -213,6 +214,7 @@ export class SessionManager implements PoolHost {
       }
       members.push(this.participantOf(participant, at));
     }
+    members.forEach((member, index) => this.checkAgentExists(member.agent_id, index === 0 ? "initiator" : `participants.${index - 1}.agent_id`));
     this.checkSteps(input.steps, members);
     const sessionId = `sess_${randomUUID().replaceAll("-", "")}`;
     const stepTimeoutsMs = Object.fromEntries(
@@ -246,6 +248,7 @@ export class SessionManager implements PoolHost {
     if (this.contextOf(entry).participants.some((member) => member.agent_id === parsed.agent_id)) {
       throw new BridgeError("CONFIG", `agent_id: ${parsed.agent_id} is already a participant of ${sessionId}`, { field: "agent_id" });
     }
+    this.checkAgentExists(parsed.agent_id, "agent_id");
     const member = this.participantOf(parsed, this.options.clock.now());
     this.send(entry, { type: "PARTICIPANT.ADD", participant: member, at: this.options.clock.now() });
     this.join(member);
@@ -510,6 +513,16 @@ export class SessionManager implements PoolHost {
     const messages = this.messagesByTask.get(task.taskId);
     messages?.delete(messageId);
     if (messages?.size === 0) this.messagesByTask.delete(task.taskId);
+  }
+
+  /**
+   * A `troupe://` id names one of the runtime's agents or the bus's own endpoints and nothing else: no socket
+   * may take such an id, so a workflow naming another would wait for an answer that can never come.
+   */
+  private checkAgentExists(agentId: string, field: string): void {
+    if (!isRuntimeFramework(agentId) || agentId === ORCHESTRATOR_AGENT_ID || agentId === BUS_AGENT_ID) return;
+    if (this.options.runtime.agentIdOfBusAgent(agentId) !== undefined) return;
+    throw new BridgeError("NOT_FOUND", `${field}: ${agentId} is not an agent of this runtime`, { field, agentId });
   }
 
   private participantOf(participant: ParticipantInput, at: number): WorkflowParticipant {

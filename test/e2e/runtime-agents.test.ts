@@ -128,6 +128,43 @@ describe("runtime agents on the bus", () => {
     expect(answer.body).toMatchObject({ status: "delivered", response: { message_type: "task_response", payload: { status: "completed", text: "synced" } } });
   });
 
+  it("answers a sync task_request from a sender that never registered: the reply goes to the waiting POST", async () => {
+    const writer = createMultiProviderAgent({ id: "writer", providers: [mock({ script: [{ text: "synced" }] })] });
+    const { bus } = await startRuntimeBus({ agents: [writer] });
+
+    const answer = await call(bus, "POST", "/messages/send", envelope("cli://stranger", "troupe://writer", { payload: { prompt: "now" }, routing: { delivery_mode: "sync", timeout: "10s" } }));
+
+    expect(answer.status).toBe(202);
+    expect(answer.body).toMatchObject({ status: "delivered", response: { recipient: { agent_id: "cli://stranger" }, payload: { text: "synced" } } });
+  });
+
+  it("refuses a workflow naming a troupe:// agent the runtime does not have, and the deregistration of a runtime agent", async () => {
+    const writer = createMultiProviderAgent({ id: "writer", providers: [mock()] });
+    const { bus } = await startRuntimeBus({ agents: [writer] });
+    const steps = [{ name: "write", required_agents: ["troupe://ghost"], task: "t" }];
+
+    const ghost = await call(bus, "POST", "/sessions", { initiator: "troupe://orchestrator", participants: [{ agent_id: "troupe://ghost", role: "writer" }], steps, dispatch: "auto" });
+    expect(ghost.status).toBe(404);
+    expect(ghost.body.error).toMatchObject({ type: "NOT_FOUND", details: { field: "participants.0.agent_id", agentId: "troupe://ghost" } });
+    // Nothing was created: the id stays unknown to the bus.
+    expect((await call(bus, "POST", "/messages/send", envelope(CLIENT, "troupe://ghost"))).status).toBe(404);
+    const real = await call(bus, "POST", "/sessions", { initiator: "troupe://orchestrator", participants: [{ agent_id: "troupe://writer", role: "writer" }], steps: [{ name: "write", required_agents: ["troupe://writer"] }] });
+    expect(real.status).toBe(201);
+    const added = await call(bus, "POST", `/sessions/${real.body.session_id}/participants`, { agent_id: "troupe://ghost", role: "x" });
+    expect(added.status).toBe(404);
+
+    const deregistered = await call(bus, "DELETE", `/agents/${encodeURIComponent("troupe://writer")}`);
+    expect(deregistered.status).toBe(400);
+    expect(deregistered.body.error.message).toContain("one of the runtime's own agents");
+  });
+
+  it("answers another method on /messages/send with 405, not as a message id", async () => {
+    const { bus } = await startRuntimeBus();
+    const answer = await fetch(`${bus.url}/messages/send`, { headers: { "x-agent-api-key": "test-key" } });
+    expect(answer.status).toBe(405);
+    expect(answer.headers.get("allow")).toBe("POST");
+  });
+
   it("acknowledges and ignores messages of other types", async () => {
     const { agent, prompts } = createControlledAgent("planner");
     const { bus } = await startRuntimeBus({ agents: [agent] });

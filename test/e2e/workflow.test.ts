@@ -183,10 +183,10 @@ describe("an auto-dispatched workflow", () => {
       terminated_at: clock.now(),
     });
     // The task that was never answered failed with the step, as its summary says.
-    expect(session.tasks.filter((task) => task.step === "review")).toEqual([
+    expect(session.tasks.filter((task: { step: string }) => task.step === "review")).toEqual([
       expect.objectContaining({ to: QA, status: "failed", answered_at: clock.now(), error: { code: "TIMEOUT", message: `${QA} did not answer within 30000 ms` } }),
     ]);
-    expect(session.tasks.some((task) => task.status === "pending")).toBe(false);
+    expect(session.tasks.some((task: { status: string }) => task.status === "pending")).toBe(false);
   });
 
   it("terminates with task_failed (DELIVERY_FAILED) when a task cannot be delivered", async () => {
