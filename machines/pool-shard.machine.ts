@@ -24,7 +24,8 @@ export interface PoolChildOutput {
 
 /** Events a pool shard accepts. */
 export type PoolShardEvent =
-  | { type: "SHARD.SPAWN"; childId: string; src: PoolChildSource; input: unknown }
+  /** `slot`: the child's place in this shard (0 to shardSize - 1), its local id. */
+  | { type: "SHARD.SPAWN"; childId: string; slot: number; src: PoolChildSource; input: unknown }
   | { type: "SHARD.EVICT"; childId: string }
   | { type: "SHARD.CLEAR" }
   | { type: "xstate.done.actor.*"; actorId: string; output: unknown }
@@ -54,6 +55,31 @@ function endingOf(child: AnyActorRef): PoolChildEnding {
   return { status: "stopped" };
 }
 
+/**
+ * A child's local id is its slot, not its system id: XState memoizes, per state node, the transitions of every
+ * event type it has seen, and a child that ends sends `xstate.done.actor.<its id>`. With unique ids every
+ * message and workflow would add an entry to the shard machine's memo for the life of the process; with
+ * slots there are at most `shardSize` such types.
+ */
+function slotIdOf(slot: number): string {
+  return `slot-${slot}`;
+}
+
+/** The id the runtime knows a child by: its system id. */
+function childIdOf(child: AnyActorRef): string {
+  return (child as AnyActorRef & { systemId?: string }).systemId ?? child.id;
+}
+
+/** The children of a shard by slot; `select` picks them by slot, by child id, or all. */
+function childrenOf(self: AnyActorRef, select: { slot?: string; childId?: string }): Array<[string, AnyActorRef]> {
+  const children = Object.entries(self.getSnapshot().children as Record<string, AnyActorRef | undefined>).filter(
+    (entry): entry is [string, AnyActorRef] => entry[1] !== undefined,
+  );
+  if (select.slot !== undefined) return children.filter(([slot]) => slot === select.slot);
+  if (select.childId !== undefined) return children.filter(([, child]) => childIdOf(child) === select.childId);
+  return children;
+}
+
 function retainMsOf(output: unknown): number {
   const retainMs = (output as PoolChildOutput | undefined)?.retainMs;
   return typeof retainMs === "number" && retainMs > 0 ? retainMs : 0;
@@ -69,28 +95,27 @@ export const poolShardMachine = setup({
     agent: agentMachine,
   },
   actions: {
-    spawn: enqueueActions(({ enqueue }, params: { childId: string; src: PoolChildSource; input: unknown }) => {
-      const options = { id: params.childId, systemId: params.childId };
+    spawn: enqueueActions(({ enqueue }, params: { childId: string; slot: number; src: PoolChildSource; input: unknown }) => {
+      const options = { id: slotIdOf(params.slot), systemId: params.childId };
       // A name is spawned from the logic registered above (restorable); built logic (a workflow) as it is.
       if (params.src === "delivery") enqueue.spawnChild("delivery", { ...options, input: params.input as DeliveryInput });
       else if (params.src === "agent") enqueue.spawnChild("agent", { ...options, input: params.input as AgentInput });
       else (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, { ...options, input: params.input });
     }),
-    /** Reaps one child (`childId`), or every child without it; the ending defaults to the child's own. */
-    reap: enqueueActions(({ enqueue, self }, params: { childId?: string; ending?: PoolChildEnding }) => {
-      const children = self.getSnapshot().children as Record<string, AnyActorRef | undefined>;
-      const childIds = params.childId === undefined ? Object.keys(children) : [params.childId];
-      for (const childId of childIds) {
-        const child = children[childId];
-        if (child === undefined) continue;
-        const ending = params.ending ?? endingOf(child);
+    /** Reaps the child in `slot`, or the child `childId`, or every child; the ending defaults to the child's own. */
+    reap: enqueueActions(({ enqueue, self }, params: { slot?: string; childId?: string; ending?: PoolChildEnding }) => {
+      for (const [slot, child] of childrenOf(self, params)) {
+        const childId = childIdOf(child);
         enqueue(cancel(retentionEvictId(childId)));
-        enqueue(stopChild(childId));
-        enqueue.sendParent({ type: "CHILD.RELEASED", shardId: self.id, childId, ending } satisfies ChildReleasedEvent);
+        enqueue(stopChild(slot));
+        enqueue.sendParent({ type: "CHILD.RELEASED", shardId: self.id, childId, ending: params.ending ?? endingOf(child) } satisfies ChildReleasedEvent);
       }
     }),
-    retain: enqueueActions(({ enqueue }, params: { childId: string; retainMs: number }) => {
-      enqueue.raise({ type: "SHARD.EVICT", childId: params.childId }, { id: retentionEvictId(params.childId), delay: params.retainMs });
+    retain: enqueueActions(({ enqueue, self }, params: { slot: string; retainMs: number }) => {
+      for (const [, child] of childrenOf(self, { slot: params.slot })) {
+        const childId = childIdOf(child);
+        enqueue.raise({ type: "SHARD.EVICT", childId }, { id: retentionEvictId(childId), delay: params.retainMs });
+      }
     }),
   },
   guards: {
@@ -104,17 +129,17 @@ export const poolShardMachine = setup({
       description: "Spawns the children its pool places here and reaps them when they end or are evicted.",
       on: {
         "SHARD.SPAWN": {
-          actions: { type: "spawn", params: ({ event }) => ({ childId: event.childId, src: event.src, input: event.input }) },
+          actions: { type: "spawn", params: ({ event }) => ({ childId: event.childId, slot: event.slot, src: event.src, input: event.input }) },
         },
         "xstate.done.actor.*": [
           {
             guard: { type: "asksToBeRetained", params: ({ event }) => ({ output: event.output }) },
-            actions: { type: "retain", params: ({ event }) => ({ childId: event.actorId, retainMs: retainMsOf(event.output) }) },
+            actions: { type: "retain", params: ({ event }) => ({ slot: event.actorId, retainMs: retainMsOf(event.output) }) },
           },
-          { actions: { type: "reap", params: ({ event }) => ({ childId: event.actorId, ending: { status: "done" as const, output: event.output } }) } },
+          { actions: { type: "reap", params: ({ event }) => ({ slot: event.actorId, ending: { status: "done" as const, output: event.output } }) } },
         ],
         "xstate.error.actor.*": {
-          actions: { type: "reap", params: ({ event }) => ({ childId: event.actorId, ending: { status: "error" as const, error: event.error } }) },
+          actions: { type: "reap", params: ({ event }) => ({ slot: event.actorId, ending: { status: "error" as const, error: event.error } }) },
         },
         "SHARD.EVICT": { actions: { type: "reap", params: ({ event }) => ({ childId: event.childId }) } },
         "SHARD.CLEAR": { actions: { type: "reap", params: {} } },

@@ -110,7 +110,7 @@ export const poolMachine = setup({
     place: enqueueActions(({ context, enqueue }, params: { childId: string; src: PoolChildSource; input: unknown }) => {
       const shard = context.current;
       if (shard === null) return;
-      enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", ...params } satisfies PoolShardEvent);
+      enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", ...params, slot: shard.spawned } satisfies PoolShardEvent);
       enqueue.assign({ live: context.live + 1, current: { ...shard, spawned: shard.spawned + 1, live: shard.live + 1 } });
     }),
     reject: enqueueActions(({ context, enqueue }, params: { childId: string }) => {

@@ -8,6 +8,7 @@ import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { RuntimeEventListener, RuntimeEventType } from "../events/event-hub.js";
+import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
@@ -207,8 +208,8 @@ export class CommunicationBus {
   registerAgent(body: unknown): AgentDescriptor {
     const descriptor = parseRegistration(body);
     const agentId = descriptor.agent_id;
-    if (this.registry.isRuntimeAgent(agentId)) {
-      throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents`, { field: "agent_id", agentId });
+    if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
+      throw new BridgeError("CONFIG", `agent_id: ${agentId} is in the runtime's own framework (troupe://): only its agents and the bus use it`, { field: "agent_id", agentId });
     }
     this.registry.register(descriptor, this.clock.now());
     this.runtime.registerRemoteAgent(agentId);

@@ -250,7 +250,7 @@ export class Deliveries implements DeliveryPoolHost {
       this.forgetRequest(context.envelope as MessageEnvelope);
     }
     const { type, ...fields } = emitted;
-    this.options.runtime.hub.emit(type, child.id, fields as never);
+    this.options.runtime.hub.emit(type, deliveryChildId(context.messageId), fields as never);
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }
 

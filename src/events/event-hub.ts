@@ -79,6 +79,16 @@ export type RuntimeEventListener<T extends RuntimeEventType | "*"> = (
   event: T extends RuntimeEventType ? RuntimeEvent<T> : RuntimeEvent,
 ) => void;
 
+/** What a listener threw, as text; anything may be thrown, even a value that cannot become a string. */
+function describeThrown(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  try {
+    return String(error);
+  } catch {
+    return Object.prototype.toString.call(error);
+  }
+}
+
 /** Delivers events to listeners; builds an event only when someone listens for its type. */
 export class EventHub {
   private readonly listeners = new Map<string, Set<(event: RuntimeEvent) => void>>();
@@ -115,9 +125,7 @@ export class EventHub {
           listener(event);
         } catch (error) {
           // A listener's bug must not take the runtime (and every session) down with an uncaught exception.
-          process.emitWarning(`troupe: a ${type} listener threw: ${error instanceof Error ? error.message : String(error)}`, {
-            code: "TROUPE_LISTENER",
-          });
+          process.emitWarning(`troupe: a ${type} listener threw: ${describeThrown(error)}`, { code: "TROUPE_LISTENER" });
         }
       }
     }

@@ -40,10 +40,15 @@ function isMachineActor(actorRef: AnyActor): boolean {
 }
 
 /**
- * The id an actor has in events. troupe's machine actors have ids unique in a runtime (`supervisor`,
- * `shard-0`, a session's id); other actors (a prompt run) are named under their parent: `<sessionId>/prompt`.
+ * The id an actor has in events: its system id when it has one (`supervisor`, a session's id, `message:<id>`,
+ * `agent:<id>`); else its id for machine actors (`shard-0`), or its id under its parent for others (a prompt
+ * run: `<sessionId>/prompt`).
  */
 export function actorIdOf(actorRef: AnyActor): string {
+  // A pooled child's local id is its slot in its shard; the system knows it by its system id.
+  // Read from its options: XState sets `systemId` only after it reports the actor's creation.
+  const systemId = (actorRef as unknown as { options?: { systemId?: string } }).options?.systemId ?? actorRef.systemId;
+  if (systemId !== undefined) return systemId;
   const parent = parentOf(actorRef);
   return parent === undefined || isMachineActor(actorRef) ? actorRef.id : `${actorIdOf(parent)}/${actorRef.id}`;
 }

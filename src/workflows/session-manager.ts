@@ -441,17 +441,17 @@ export class SessionManager implements PoolHost {
   }
 
   /** A workflow actor's emitted event (the runtime relays it: the actor is the supervisor's). */
-  emitted(child: AnyActorRef, event: { type: string }): void {
+  emitted(_child: AnyActorRef, event: { type: string }): void {
     const emitted = event as WorkflowEmitted;
     if (emitted.type === "tasks_dispatch") {
       // Sent once the transition and the call that caused it are over: the first step's tasks leave after
       // createSession has registered the session and its participants, and no send re-enters the actor mid-transition.
-      queueMicrotask(() => this.dispatch(child.id, emitted));
+      queueMicrotask(() => this.dispatch(emitted.sessionId, emitted));
       return;
     }
     const { type, ...fields } = emitted;
     const streamType = WORKFLOW_EVENT_TYPES[type];
-    this.options.runtime.hub.emit(streamType, child.id, fields as never);
+    this.options.runtime.hub.emit(streamType, emitted.sessionId, fields as never);
   }
 
   /** A workflow actor was evicted (its retention ran out, `DELETE`, or the bus stopped): it is forgotten. */

@@ -69,6 +69,8 @@ describe("the seed project's registration body", () => {
     ["acks that is not a boolean", { agent_descriptor: { agent_id: B, metadata: { acks: "no" } } }, "agent_descriptor.metadata.acks"],
     ["a numeric health_check_url", { agent_descriptor: { agent_id: B }, health_check_url: 8080 }, "health_check_url"],
     ["an unknown top-level field", { agent_descriptor: { agent_id: B }, helth_check_url: "http://x" }, "helth_check_url"],
+    ["an id in the runtime's own framework (the bus's endpoint)", { agent_descriptor: { agent_id: "troupe://orchestrator" } }, "agent_id"],
+    ["an id in the runtime's own framework (the bus itself)", { agent_descriptor: { agent_id: "troupe://bus" } }, "agent_id"],
   ])("refuses %s with CONFIG naming it", async (_name, body, field) => {
     const bus = await startBus();
     const refused = await call(bus, "POST", "/agents/register", body);

@@ -96,6 +96,26 @@ describe("event stream (SPEC §5)", () => {
     ]);
   });
 
+  it("survives a listener that throws a value with no string form", async () => {
+    const { runtime } = await startTestRuntime({ agents: [createMockAgent({ id: "echo" })] });
+    runtime.on("*", () => {
+      throw Object.create(null);
+    });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning.message);
+    };
+    process.on("warning", onWarning);
+    try {
+      expect((await runtime.bridge.tasksDelegate({ agentId: "echo", prompt: "one" })).text).toBe("Echo: one");
+      expect((await runtime.bridge.tasksDelegate({ agentId: "echo", prompt: "two" })).text).toBe("Echo: two");
+      await settle();
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toContain("troupe: a prompt.completed listener threw: [object Object]");
+  });
+
   it("reports expiry as the reason a session stopped", async () => {
     const { runtime, clock } = await startTestRuntime({ sessionIdleMs: 500 });
     const stopped: Array<{ actorId: string; reason: string }> = [];
