@@ -170,6 +170,8 @@ function stringOf(value: unknown, fallback: string): string {
 /** Workflow sessions of one bus. Reach it as `bus.sessionManager`. */
 export class SessionManager implements PoolHost {
   private readonly sessions = new Map<string, SessionEntry>();
+  /** The events of workflows being spawned, held back until `workflow.created` is out. */
+  private readonly creating = new Map<string, Array<Exclude<WorkflowEmitted, TasksDispatch>>>();
   /** How to stop each listener added with `on`, for `off`. */
   private readonly unsubscribers = new Map<(event: never) => void, Map<SessionManagerEventType, () => void>>();
   /** How many sessions each agent takes part in: they count as registered. */
@@ -232,12 +234,21 @@ export class SessionManager implements PoolHost {
     // The supervisor's workflow pool spawns it; a full pool is CAPACITY.
     // A workflow never ends while it is spawned: it starts at its first step.
     const machine = createWorkflowMachine(input.steps, { stepTimeoutsMs });
-    const actor = this.options.runtime.spawnPooled("workflow", sessionId, machine, workflowInput) as WorkflowActor;
+    // What the workflow emits while it is spawned (its first step's tasks) follows `workflow.created`.
+    const heldBack: Array<Exclude<WorkflowEmitted, TasksDispatch>> = [];
+    this.creating.set(sessionId, heldBack);
+    let actor: WorkflowActor;
+    try {
+      actor = this.options.runtime.spawnPooled("workflow", sessionId, machine, workflowInput) as WorkflowActor;
+    } finally {
+      this.creating.delete(sessionId);
+    }
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
     for (const member of members) this.join(member);
     const { hub } = this.options.runtime;
     if (hub.wants("workflow.created")) hub.emit("workflow.created", sessionId, { sessionId, session: this.viewOf(sessionId, entry) });
+    for (const event of heldBack) this.publish(event);
     return sessionId;
   }
 
@@ -449,9 +460,15 @@ export class SessionManager implements PoolHost {
       queueMicrotask(() => this.dispatch(emitted.sessionId, emitted));
       return;
     }
-    const { type, ...fields } = emitted;
-    const streamType = WORKFLOW_EVENT_TYPES[type];
-    this.options.runtime.hub.emit(streamType, emitted.sessionId, fields as never);
+    const heldBack = this.creating.get(emitted.sessionId);
+    if (heldBack !== undefined) heldBack.push(emitted);
+    else this.publish(emitted);
+  }
+
+  /** A workflow's event on the hub, by its `workflow.*` name. */
+  private publish(event: Exclude<WorkflowEmitted, TasksDispatch>): void {
+    const { type, ...fields } = event;
+    this.options.runtime.hub.emit(WORKFLOW_EVENT_TYPES[type], event.sessionId, fields as never);
   }
 
   /** A workflow actor was evicted (its retention ran out, `DELETE`, or the bus stopped): it is forgotten. */

@@ -33,6 +33,20 @@ function requests(agent: TestAgent): MessageEnvelope[] {
 }
 
 describe("auto-dispatched workflows", () => {
+  it("announce the session before its first step's tasks: workflow.created comes first", async () => {
+    const { bus } = await startSimulatedBus();
+    await worker(bus, DEV, "built");
+    const order: string[] = [];
+    bus.on("*", (event) => {
+      if (event.type.startsWith("workflow.")) order.push(event.type);
+    });
+
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS, {}, { dispatch: "auto" });
+    await until(() => bus.sessionManager.getSession(sessionId)!.tasks[0]?.status === "completed");
+
+    expect(order.slice(0, 3)).toEqual(["workflow.created", "workflow.task_delegated", "workflow.task_completed"]);
+  });
+
   it("take the seed's positional arguments with options last, and send the first step's task at once", async () => {
     const { bus } = await startSimulatedBus();
     const dev = await worker(bus, DEV, "built");
