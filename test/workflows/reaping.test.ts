@@ -4,7 +4,7 @@
  * once, and a finished delivery keeps only its status record.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { SimulatedClock } from "xstate";
+import { createMachine, SimulatedClock } from "xstate";
 import { createRuntime, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
 
@@ -91,6 +91,29 @@ describe("workflow sessions under the supervisor", () => {
     expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 2, retryable: true } });
     clock.increment(RETENTION_MS);
     expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(201);
+  });
+
+  it("reports a pooled child that fails as stopped (reason error) and reaps it", async () => {
+    const { runtime, childrenOf } = await startOwnedBus();
+    const stopped: Array<{ actorId: string; reason: string }> = [];
+    runtime.on("actor.stopped", ({ actorId, reason }) => stopped.push({ actorId, reason }));
+    // No workflow or delivery can fail; the pool takes any logic, and reaps a child that fails at once.
+    const failing = createMachine({
+      id: "failing",
+      on: {
+        FAIL: {
+          actions: () => {
+            throw new Error("the child failed");
+          },
+        },
+      },
+    });
+    runtime.spawnPooled("workflow", "failing-child", failing, undefined);
+    expect(childrenOf("workflows-")).toEqual(["failing-child"]);
+    runtime.pooledChild("failing-child")!.send({ type: "FAIL" });
+    expect(stopped).toEqual([{ actorId: "failing-child", reason: "error" }]);
+    expect(childrenOf("workflows-")).toEqual([]);
+    expect(runtime.pooledCount("workflow")).toBe(0);
   });
 
   it("reaps 10,000 ended workflows after their retention: no actor, shard or session is left", async () => {
