@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { createMachine, SimulatedClock } from "xstate";
-import { createRuntime, type CommunicationBus, type Runtime } from "../../src/index.js";
+import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, qa: QA } = SEED_AGENTS;
@@ -91,6 +91,28 @@ describe("workflow sessions under the supervisor", () => {
     expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 2, retryable: true } });
     clock.increment(RETENTION_MS);
     expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(201);
+  });
+
+  it("refuses a workflow created inside the pool's own release (a workflow.evicted listener) with BUSY, and keeps nothing of it", async () => {
+    const { bus, runtime, childrenOf } = await startOwnedBus();
+    const outcomes: string[] = [];
+    bus.on("workflow.evicted", () => {
+      try {
+        createWorkflow(bus);
+        outcomes.push("created");
+      } catch (error) {
+        outcomes.push((error as BridgeError).type);
+        // Once the pool's event is over, the same call succeeds.
+        queueMicrotask(() => outcomes.push(createWorkflow(bus)));
+      }
+    });
+    const first = createWorkflow(bus);
+    expect((await call(bus, "DELETE", `/sessions/${first}`)).status).toBe(200);
+    await flush();
+    expect(outcomes.slice(0, 1)).toEqual(["BUSY"]);
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(outcomes.slice(1));
+    expect(runtime.pooledCount("workflow")).toBe(1);
+    expect(childrenOf("workflows-")).toEqual(outcomes.slice(1));
   });
 
   it("reports a pooled child that fails as stopped (reason error) and reaps it", async () => {
