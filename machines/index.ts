@@ -8,3 +8,5 @@ export * from "./worker.machine.js";
 export * from "./agent.machine.js";
 export * from "./delivery.machine.js";
 export * from "./workflow.machine.js";
+export * from "./pool.machine.js";
+export * from "./pool-shard.machine.js";

@@ -66,9 +66,26 @@ export function createInspector(
   observer: ActorObserver,
 ): (event: InspectionEvent) => void {
   const lastState = new WeakMap<AnyActor, string>();
+  /** Actors reported stopped: a failed one can be seen both by its error event and by its snapshot. */
+  const stopped = new WeakSet<AnyActor>();
+  const reportStopped = (actorRef: AnyActor, reason: string): void => {
+    if (stopped.has(actorRef)) return;
+    stopped.add(actorRef);
+    const from = lastState.get(actorRef);
+    lastState.delete(actorRef);
+    observer.stateChanged(actorRef, from, undefined);
+    hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
+  };
   return (inspection) => {
     userInspect?.(inspection);
     const actorRef = inspection.actorRef as AnyActor;
+    if (inspection.type === "@xstate.event") {
+      // A machine actor that throws while it takes a transition fails without a snapshot: XState only sends
+      // its parent `xstate.error.actor.<id>`, which is where it is seen to stop.
+      const source = inspection.sourceRef as AnyActor | undefined;
+      if (source !== undefined && lastState.has(source) && inspection.event.type === `xstate.error.actor.${source.id}`) reportStopped(source, "error");
+      return;
+    }
     if (inspection.type === "@xstate.actor") {
       observer.created(actorRef);
       if (hub.wants("actor.spawned")) {
@@ -96,10 +113,7 @@ export function createInspector(
     const snapshot = inspection.snapshot as { status: string; value?: unknown; context?: { releaseReason?: string | null } };
     const from = lastState.get(actorRef);
     if (inspection.event.type === "xstate.stop" || snapshot.status === "done" || snapshot.status === "error") {
-      lastState.delete(actorRef);
-      observer.stateChanged(actorRef, from, undefined);
-      const reason = snapshot.context?.releaseReason ?? (inspection.event.type === "xstate.stop" ? "stopped" : snapshot.status);
-      hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
+      reportStopped(actorRef, snapshot.context?.releaseReason ?? (inspection.event.type === "xstate.stop" ? "stopped" : snapshot.status));
       return;
     }
     // The first snapshot of a machine actor (its initial state).

@@ -117,6 +117,8 @@ export class Runtime {
   private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost; agent?: PoolHost } = {};
   /** The child a pool refused while `spawnPooled` was sending it (pools answer synchronously when idle). */
   private refusedSpawn: string | undefined;
+  /** How deep each pool's own processing is on the stack (a spawn it is making, a release it tells its owner). */
+  private readonly poolDepth: Record<PoolKind, number> = { workflow: 0, delivery: 0, agent: 0 };
   /** The bus that carries `ctx.ask`, once one is attached. */
   private messenger: Messenger | undefined;
   private supervisor: SupervisorActor | undefined;
@@ -317,14 +319,27 @@ export class Runtime {
   /**
    * Spawns a child in the pool of its kind, with `childId` as its id and system id. A full pool is CAPACITY
    * (retryable). Returns the child's actor; `undefined` when it already ended while it was spawned (a message
-   * acknowledged at once).
+   * acknowledged at once), or when an unbounded pool was busy (see below) and spawns it once its current event is over.
    */
   spawnPooled(kind: PoolKind, childId: string, src: PoolChildSource, input: unknown): AnyActorRef | undefined {
     const pool = this.poolOf(kind);
+    // Called from inside the pool's own processing (a listener of a release, or of a child being spawned),
+    // the spawn would wait in the pool's mailbox until the current event is over: a bounded pool could not
+    // answer now whether the child fits, nor hand its actor back. BUSY (retryable) instead of a half-made child.
+    const { capacity } = pool.getSnapshot().context;
+    if (this.poolDepth[kind] > 0 && capacity > 0) {
+      throw new BridgeError("BUSY", `The ${kind} pool is busy: a ${kind} cannot be created while the pool handles one of its own events (retry after it, e.g. from a microtask)`, {
+        kind,
+      });
+    }
     this.refusedSpawn = undefined;
-    pool.send({ type: "POOL.SPAWN", childId, src, input });
+    this.poolDepth[kind] += 1;
+    try {
+      pool.send({ type: "POOL.SPAWN", childId, src, input });
+    } finally {
+      this.poolDepth[kind] -= 1;
+    }
     if (this.refusedSpawn === childId) {
-      const { capacity } = pool.getSnapshot().context;
       throw new BridgeError("CAPACITY", `The ${kind} pool is full (${capacity} alive)`, { retryable: true, limit: capacity, kind });
     }
     return this.pooledChild(childId);
@@ -361,7 +376,12 @@ export class Runtime {
       this.refusedSpawn = event.childId;
       return;
     }
-    this.poolHosts[event.kind]?.released(event.childId, event.ending);
+    this.poolDepth[event.kind] += 1;
+    try {
+      this.poolHosts[event.kind]?.released(event.childId, event.ending);
+    } finally {
+      this.poolDepth[event.kind] -= 1;
+    }
   }
 
   // ---- the operations behind the bridge tools (arguments are already validated) ----

@@ -4,8 +4,8 @@
  * once, and a finished delivery keeps only its status record.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { SimulatedClock } from "xstate";
-import { createRuntime, type CommunicationBus, type Runtime } from "../../src/index.js";
+import { createMachine, SimulatedClock } from "xstate";
+import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, qa: QA } = SEED_AGENTS;
@@ -91,6 +91,51 @@ describe("workflow sessions under the supervisor", () => {
     expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 2, retryable: true } });
     clock.increment(RETENTION_MS);
     expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(201);
+  });
+
+  it("refuses a workflow created inside the pool's own release (a workflow.evicted listener) with BUSY, and keeps nothing of it", async () => {
+    const { bus, runtime, childrenOf } = await startOwnedBus();
+    const outcomes: string[] = [];
+    bus.on("workflow.evicted", () => {
+      try {
+        createWorkflow(bus);
+        outcomes.push("created");
+      } catch (error) {
+        outcomes.push((error as BridgeError).type);
+        // Once the pool's event is over, the same call succeeds.
+        queueMicrotask(() => outcomes.push(createWorkflow(bus)));
+      }
+    });
+    const first = createWorkflow(bus);
+    expect((await call(bus, "DELETE", `/sessions/${first}`)).status).toBe(200);
+    await flush();
+    expect(outcomes.slice(0, 1)).toEqual(["BUSY"]);
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(outcomes.slice(1));
+    expect(runtime.pooledCount("workflow")).toBe(1);
+    expect(childrenOf("workflows-")).toEqual(outcomes.slice(1));
+  });
+
+  it("reports a pooled child that fails as stopped (reason error) and reaps it", async () => {
+    const { runtime, childrenOf } = await startOwnedBus();
+    const stopped: Array<{ actorId: string; reason: string }> = [];
+    runtime.on("actor.stopped", ({ actorId, reason }) => stopped.push({ actorId, reason }));
+    // No workflow or delivery can fail; the pool takes any logic, and reaps a child that fails at once.
+    const failing = createMachine({
+      id: "failing",
+      on: {
+        FAIL: {
+          actions: () => {
+            throw new Error("the child failed");
+          },
+        },
+      },
+    });
+    runtime.spawnPooled("workflow", "failing-child", failing, undefined);
+    expect(childrenOf("workflows-")).toEqual(["failing-child"]);
+    runtime.pooledChild("failing-child")!.send({ type: "FAIL" });
+    expect(stopped).toEqual([{ actorId: "failing-child", reason: "error" }]);
+    expect(childrenOf("workflows-")).toEqual([]);
+    expect(runtime.pooledCount("workflow")).toBe(0);
   });
 
   it("reaps 10,000 ended workflows after their retention: no actor, shard or session is left", async () => {
