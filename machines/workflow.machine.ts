@@ -303,7 +303,7 @@ const workflowSetup = setup({
       const round = (context.dispatchRounds[step.name] ?? 0) + 1;
       const tasks = step.required_agents.map(
         (to, index): WorkflowTask => ({
-          task_id: `${step.name}/${round}/${to}`,
+          task_id: `${context.sessionId}/${step.name}/${round}/${to}`,
           message_id: `${context.sessionId}/${step.name}/${round}/${index}`,
           step: step.name,
           from: context.initiator,

@@ -117,8 +117,18 @@ export class CommunicationBus {
       runtime: this.runtime,
       clock: this.clock,
       messageTimeoutMs: this.options.messageTimeout,
+      maxAskBytes: this.options.maxBodyBytes,
+      maxAskDepth: this.options.maxAskDepth,
+      maxBusSessions: this.options.maxBusSessions ?? Math.max(1, Math.floor(this.runtime.limits.maxSessions / 2)),
       send: (envelope) => this.send(envelope),
       acknowledge: (endpoint, messageId) => this.deliveries.acknowledge(endpoint, messageId),
+      workflowActive: (workflowId) => this.sessionManager.getSession(workflowId)?.status === "active",
+      // Deltas are best effort: they never take the half of a queue that answers need.
+      hasRoomFor: (agentId) => this.deliveries.queuedFor(agentId) < this.options.maxQueuedPerAgent / 2,
+      isWaiting: (messageId) => {
+        const status = this.deliveries.status(messageId)?.status;
+        return status === "accepted" || status === "queued";
+      },
     });
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
@@ -160,6 +170,7 @@ export class CommunicationBus {
       throw error;
     }
     this.startedAt = this.clock.now();
+    this.runtimeAgents.start();
     this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
@@ -299,6 +310,7 @@ export class CommunicationBus {
     for (const [field, agentId] of targets) {
       if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
+    this.checkAnswerable(envelope);
     this.sessionManager.checkSender(envelope);
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
     this.deliveries.accept(envelope, {
@@ -314,6 +326,20 @@ export class CommunicationBus {
       onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
     });
     return { success: true, message_id: messageId, status: "delivered", response };
+  }
+
+  /**
+   * A runtime agent answers every task it is sent: an async `task_request` to it from a sender that could not
+   * receive the answer (unknown to the bus) would only open a bridge session for nobody.
+   */
+  private checkAnswerable(envelope: MessageEnvelope): void {
+    if (envelope.message_type !== "task_request" || envelope.routing.delivery_mode !== "async") return;
+    const sender = envelope.sender.agent_id;
+    if (this.runtimeAgents.endpoint(envelope.recipient.agent_id)?.runtimeAgentId === undefined || this.isKnown(sender)) return;
+    throw new BridgeError("NOT_FOUND", `sender.agent_id: ${sender} could not receive the answer: register it or send with delivery_mode sync`, {
+      field: "sender.agent_id",
+      agentId: sender,
+    });
   }
 
   /** Registered, a participant of a workflow session, or one of the runtime's agents (`troupe://<id>`). */

@@ -161,17 +161,19 @@ export class Deliveries implements DeliveryPoolHost {
   }
 
   /**
-   * An agent answered (SPEC §3.9): a `task_response` or `error` naming a message by `metadata.in_reply_to`, or a
-   * `task_request` by its task id in `metadata.task_id`, is the ack of that message by its current target, so
-   * an agent that never sends `ack` frames is not sent the message again. Another agent's answer acks nothing.
+   * An agent answered (SPEC §3.9): a `task_response` or `error` naming a message by `metadata.in_reply_to`, or,
+   * without one, a `task_request` by its task id in `metadata.task_id`, is the ack of that message by its
+   * current target, so an agent that never sends `ack` frames is not sent the message again. Another agent's
+   * answer acks nothing. `in_reply_to` names one message; a task id may be the same in several workflows, so
+   * it is only the fallback of the seed project's adapters, which name tasks by it alone.
    */
   acknowledgeByAnswer(answer: MessageEnvelope): void {
     if (answer.message_type !== "task_response" && answer.message_type !== "error") return;
     const responder = answer.sender.agent_id;
     const inReplyTo = inReplyToOf(answer);
     const taskId = taskIdOf(answer);
-    const byTask = taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
-    for (const messageId of inReplyTo === undefined ? byTask : [inReplyTo, ...byTask]) {
+    const answered = inReplyTo !== undefined ? [inReplyTo] : taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
+    for (const messageId of answered) {
       const child = this.childOf(messageId);
       if (child === undefined) continue;
       const { targets, targetIndex } = contextOf(child);

@@ -50,6 +50,14 @@ export interface BusOptions {
   maxWorkflowSessions?: number;
   /** How long `stop()` waits for written messages to be acknowledged and requests to finish. Default 5,000. */
   closeGraceMs?: number;
+  /** The longest chain of `ctx.ask`s (an agent asking one that asks …); the next ask is CONFIG. Default 8. */
+  maxAskDepth?: number;
+  /**
+   * Bridge sessions the runtime's agents may hold for the bus's senders at once; past it their tasks are
+   * answered CAPACITY, so that bus traffic never takes every session from the bridge. Default: half the
+   * runtime's `maxSessions`.
+   */
+  maxBusSessions?: number;
   /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
   runtime?: Runtime;
   /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
@@ -81,6 +89,8 @@ const optionsSchema = z.object({
   workflowRetentionMs: z.number().int().min(0).max(MAX_TIMER_DELAY_MS).default(3_600_000),
   maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),
+  maxAskDepth: positiveInt.default(8),
+  maxBusSessions: positiveInt.optional(),
 });
 
 /** The options with every default applied. */

@@ -5,15 +5,21 @@
  * deliveries treat as a connection that is always open. The endpoint acknowledges each message, sees each
  * `message_id` of a sender once, and:
  *
- * - answers a `task_request` through a bridge session of that agent, one per (sender, workflow session) pair,
- *   reused by the pair's later tasks and closed when the workflow ends or the bus stops: a `task_response`
- *   `{ status: "completed", text, usage, stop_reason }` or an `error` `{ code: <BridgeError type>, message }`,
- *   with `metadata.in_reply_to` and `task_id`; with `metadata.stream: true`, the prompt's deltas first, as
- *   `status_update` envelopes `{ status: "in_progress", delta }`;
+ * - answers a `task_request` through a bridge session of that agent (see bus-sessions.ts: one per sender and
+ *   workflow session, and per asking session for a runtime agent's ask), prompted through `runtime.bridge` so
+ *   that the bridge's limits hold for the bus too: a `task_response` `{ status: "completed", text, usage,
+ *   stop_reason }` or an `error` `{ code: <BridgeError type>, message }`, with `metadata.in_reply_to` and
+ *   `task_id`; with `metadata.stream: true`, the prompt's deltas first, as `status_update` envelopes
+ *   `{ status: "in_progress", delta }` (best effort, see delta-stream.ts);
  * - cancels that task's prompt on a `status_update` `{ status: "cancelled" }` from the same sender naming it
  *   in `metadata.in_reply_to` (what an abandoned `ctx.ask` sends);
  * - hands a `task_response` or `error` that answers one of its agent's `ctx.ask`s to that ask;
  * - acknowledges and otherwise ignores everything else.
+ *
+ * An ask carries the asking prompt's session (`metadata.ask_session`) and how deep in a chain of asks it is
+ * (`metadata.ask_depth`); past `maxAskDepth` it is refused, so a cycle of agents asking each other ends at
+ * once with CONFIG instead of running until its timeouts. Each message is handled in a later turn of the event
+ * loop, never in a chain of microtasks: agents asking each other in a loop cannot starve timers and I/O.
  *
  * `troupe://orchestrator` is an endpoint of the same kind without an agent: the default initiator of an auto
  * workflow, it acknowledges the answers (the workflow has recorded them already) so none waits in a queue.
@@ -21,6 +27,7 @@
 import { randomUUID } from "node:crypto";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
+import type { PromptResult } from "../bridge/schemas.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
 import { formatDuration } from "../protocol/durations.js";
@@ -30,6 +37,8 @@ import type { AskRequest, Messenger } from "../runtime/messenger.js";
 import { BUS_AGENT_ID, busAgentIdOf, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
 import { Replies } from "../runtime/replies.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { BusSessions, type BusSessionOwner } from "./bus-sessions.js";
+import { DeltaStream } from "./delta-stream.js";
 
 export { BUS_AGENT_ID, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
 
@@ -62,28 +71,46 @@ export interface RuntimeAgentsHost {
   clock: Clock;
   /** The default wait of an ask without `timeoutMs` (the bus's `messageTimeout`). */
   messageTimeoutMs: number;
+  /** The largest ask payload as JSON, in UTF-8 bytes (the bus's `maxBodyBytes`: no sender may send more). */
+  maxAskBytes: number;
+  /** The longest chain of asks (`maxAskDepth`). */
+  maxAskDepth: number;
+  /** Bridge sessions the endpoints may hold at once (`maxBusSessions`). */
+  maxBusSessions: number;
   /** Sends an envelope through the bus: validation, dedupe, recipient checks, delivery. */
   send(envelope: EnvelopeInput): Promise<unknown>;
   /** Acknowledges a message written to an endpoint. */
   acknowledge(endpoint: AgentEndpoint, messageId: string): void;
+  /** Whether a workflow session is still active. */
+  workflowActive(workflowId: string): boolean;
+  /** Whether an agent's queue has room for best-effort messages (streamed deltas). */
+  hasRoomFor(agentId: string): boolean;
+  /** Whether a message still waits to be written to its recipient. */
+  isWaiting(messageId: string): boolean;
 }
 
-/** A bridge session answering one (sender, workflow session) pair's tasks. */
-interface BridgeSession {
-  sessionId: Promise<string>;
-  workflowId: string | undefined;
-}
-
-/** A task being answered: its session once known, and whether its sender cancelled it. */
+/** A task being answered: its session once known, whether its sender cancelled it, and whether a lost answer was reported. */
 interface RunningTask {
   sessionId: string | undefined;
   cancelled: boolean;
+  warned: boolean;
+}
+
+/** A prompt of a task in flight: how deep in a chain of asks it is, and its deltas when they stream. */
+interface BusPrompt {
+  askDepth: number;
+  stream: DeltaStream | undefined;
 }
 
 /** An ask waiting for its answer. */
 interface PendingAsk {
   asker: string;
   recipient: string;
+}
+
+/** The key of a prompt in flight, as `prompt.delta` events and asks name it. */
+function promptKey(sessionId: string, requestId: string): string {
+  return `${sessionId}\n${requestId}`;
 }
 
 /** The usage an answer reports, in either spelling the bus sees. */
@@ -101,6 +128,12 @@ function promptOf(request: MessageEnvelope): string {
   return typeof prompt === "string" ? prompt : JSON.stringify(request.payload);
 }
 
+/** How many asks led to a request (`metadata.ask_depth`); 0 for a request that is no ask. */
+function askDepthOf(request: MessageEnvelope): number {
+  const depth = request.metadata?.["ask_depth"];
+  return typeof depth === "number" && Number.isInteger(depth) && depth >= 0 ? depth : 0;
+}
+
 /** The error an `error` answer stands for: its code when it is a BridgeError type; a dead request is TRANSPORT. */
 function errorOfAnswer(answer: MessageEnvelope, agentId: string): BridgeError {
   const code = typeof answer.payload["code"] === "string" ? answer.payload["code"] : "UPSTREAM";
@@ -109,21 +142,31 @@ function errorOfAnswer(answer: MessageEnvelope, agentId: string): BridgeError {
   return new BridgeError(type, message, { code, agentId, messageId: inReplyToOf(answer) });
 }
 
-/** Whether the bus refused an answer only because of its `sender.session_id` (not a participant, or the session ended). */
-function refusedForSession(error: unknown): boolean {
-  return error instanceof BridgeError && (error.details["forbidden"] === true || error.details["conflict"] === true);
+/**
+ * Whether the bus refused an answer only because of its `sender.session_id`: this agent is not a participant
+ * (403), the workflow has ended (409), or it was evicted meanwhile (404 naming it).
+ */
+function refusedForSession(error: unknown, workflowId: string): boolean {
+  if (!(error instanceof BridgeError)) return false;
+  return error.details["forbidden"] === true || error.details["conflict"] === true || (error.type === "NOT_FOUND" && error.details["sessionId"] === workflowId);
+}
+
+/** A new message id for an answer of this type. */
+function answerIdOf(type: MessageType): string {
+  return `${type === "error" ? "err" : type === "status_update" ? "upd" : "res"}_${randomUUID()}`;
 }
 
 /** The runtime agents of one bus: their endpoints, the bridge sessions answering their tasks, and their asks. */
 export class RuntimeAgents implements Messenger {
   private readonly endpoints = new Map<string, AgentEndpoint>();
   private readonly seen = new RecentIds(DEDUPE_WINDOW);
-  /** Bridge sessions by `agent \n sender \n workflow`. */
-  private readonly sessions = new Map<string, BridgeSession>();
+  private readonly sessions: BusSessions;
   /** Tasks being answered, by `sender \n message id`. */
   private readonly running = new Map<string, RunningTask>();
-  /** Requests whose deltas stream to their sender, by `bridge session \n request id`. */
-  private readonly streams = new Map<string, MessageEnvelope>();
+  /** Prompts of tasks in flight, by `bridge session \n request id`. */
+  private readonly prompts = new Map<string, BusPrompt>();
+  /** How many of them stream their deltas: the `prompt.delta` listener lives while any does. */
+  private streaming = 0;
   /** Asks waiting for their answer, by the `message_id` of their `task_request`. */
   private readonly asks: Replies<PendingAsk>;
   private stopDeltas: (() => void) | undefined;
@@ -131,6 +174,7 @@ export class RuntimeAgents implements Messenger {
 
   constructor(private readonly host: RuntimeAgentsHost) {
     this.asks = new Replies(host.clock);
+    this.sessions = new BusSessions({ runtime: host.runtime, maxSessions: host.maxBusSessions, workflowActive: (workflowId) => host.workflowActive(workflowId) });
   }
 
   /** The endpoint of a bus id: a runtime agent's (`troupe://writer`), `troupe://orchestrator`'s, or none. */
@@ -144,16 +188,37 @@ export class RuntimeAgents implements Messenger {
     return endpoint;
   }
 
-  /** `ctx.ask`: a `task_request` from `troupe://<asker>` through the bus, resolved by the recipient's answer. */
-  ask(request: AskRequest): Promise<AskReply> {
+  /** The bus started: bridge sessions follow the runtime's events from now on. */
+  start(): void {
+    this.sessions.start();
+  }
+
+  /**
+   * `ctx.ask`: a `task_request` from `troupe://<asker>` through the bus, resolved by the recipient's answer. It
+   * carries the asking session and the depth of the chain of asks; the payload must be JSON of at most
+   * `maxBodyBytes`, as any message a sender posts.
+   */
+  async ask(request: AskRequest): Promise<AskReply> {
     const { signal } = request;
-    if (signal.aborted) return Promise.reject(new BridgeError("CANCELLED", "The asking prompt was cancelled"));
-    if (this.stopped) return Promise.reject(new BridgeError("TRANSPORT", "The bus is stopping"));
+    if (signal.aborted) throw new BridgeError("CANCELLED", "The asking prompt was cancelled");
+    if (this.stopped) throw new BridgeError("TRANSPORT", "The bus is stopping");
     const asker = busAgentIdOf(request.from);
     const recipient = busAgentIdOf(request.agentId);
+    if (this.endpoint(recipient)?.runtimeAgentId === undefined && (recipient === ORCHESTRATOR_AGENT_ID || recipient === BUS_AGENT_ID)) {
+      throw new BridgeError("CONFIG", `${recipient} is an endpoint of the bus itself: it answers no task`, { field: "agentId", agentId: recipient });
+    }
     const timeoutMs = request.timeoutMs ?? this.host.messageTimeoutMs;
     if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_DELAY_MS) {
-      return Promise.reject(new BridgeError("CONFIG", `timeoutMs: expected a whole number of milliseconds from 1 to ${MAX_TIMER_DELAY_MS}`, { field: "timeoutMs" }));
+      throw new BridgeError("CONFIG", `timeoutMs: expected a whole number of milliseconds from 1 to ${MAX_TIMER_DELAY_MS}`, { field: "timeoutMs" });
+    }
+    const payload = this.askPayload(request.message);
+    const askDepth = (this.prompts.get(promptKey(request.sessionId, request.requestId))?.askDepth ?? 0) + 1;
+    if (askDepth > this.host.maxAskDepth) {
+      throw new BridgeError("CONFIG", `ask depth exceeded: ${asker} asking ${recipient} would be ask ${askDepth} of one chain (maxAskDepth ${this.host.maxAskDepth}); do agents ask each other in a cycle?`, {
+        agentId: recipient,
+        askDepth,
+        limit: this.host.maxAskDepth,
+      });
     }
     const messageId = `ask_${randomUUID()}`;
     const answered = this.asks.wait<AskReply>(messageId, {
@@ -178,9 +243,9 @@ export class RuntimeAgents implements Messenger {
         sender: { agent_id: asker, framework: frameworkOf(asker) },
         recipient: { agent_id: recipient, framework: frameworkOf(recipient) },
         message_type: "task_request",
-        payload: typeof request.message === "string" ? { prompt: request.message } : request.message,
+        payload,
         routing: { timeout: formatDuration(timeoutMs) },
-        metadata: { task_id: messageId },
+        metadata: { task_id: messageId, ask_session: request.sessionId, ask_depth: askDepth },
       })
       .catch((error: unknown) => this.asks.reject(messageId, toBridgeError(error)));
     return answered.finally(() => signal.removeEventListener("abort", onAbort));
@@ -188,11 +253,7 @@ export class RuntimeAgents implements Messenger {
 
   /** A workflow session ended: the bridge sessions that answered its tasks are closed. */
   workflowEnded(workflowId: string): void {
-    for (const [key, session] of this.sessions) {
-      if (session.workflowId !== workflowId) continue;
-      this.sessions.delete(key);
-      this.close(session);
-    }
+    this.sessions.workflowEnded(workflowId);
   }
 
   /** The bus is stopping: endpoints close, asks fail with TRANSPORT, and every bridge session is closed. */
@@ -200,23 +261,44 @@ export class RuntimeAgents implements Messenger {
     this.stopped = true;
     for (const endpoint of this.endpoints.values()) endpoint.open = false;
     this.asks.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
-    const sessions = [...this.sessions.values()];
-    this.sessions.clear();
-    await Promise.all(sessions.map((session) => this.close(session)));
+    await this.sessions.stop();
     this.stopDeltas?.();
     this.stopDeltas = undefined;
   }
 
+  /** An ask's payload: a string as `{ prompt }`; CONFIG for what is no JSON object or is over `maxAskBytes`. */
+  private askPayload(message: string | Record<string, unknown>): Record<string, unknown> {
+    const payload: unknown = typeof message === "string" ? { prompt: message } : message;
+    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+      throw new BridgeError("CONFIG", "message: expected a prompt (string) or a payload (object)", { field: "message" });
+    }
+    let json: string;
+    try {
+      json = JSON.stringify(payload);
+    } catch (error) {
+      throw new BridgeError("CONFIG", `message: not JSON-serializable (${toBridgeError(error).message})`, { field: "message" });
+    }
+    const bytes = Buffer.byteLength(json, "utf8");
+    const limit = this.host.maxAskBytes;
+    if (bytes > limit) {
+      throw new BridgeError("CONFIG", `message: ${bytes} bytes exceeds maxBodyBytes ${limit}`, { field: "message", limitBytes: limit, actualBytes: bytes });
+    }
+    return payload as Record<string, unknown>;
+  }
+
   /**
-   * Takes a message once the delivery that wrote it has finished its transition: an ack inside the write would
-   * reach the delivery before its SENT, and the agent's work must not run inside the delivery's action.
+   * Takes a message in a later turn of the event loop: an ack inside the write would reach the delivery before
+   * its SENT, the agent's work must not run inside the delivery's action, and agents asking each other must
+   * leave room for timers and I/O between hops.
    */
   private receive(endpoint: AgentEndpoint, frame: string): void {
-    queueMicrotask(() => this.handle(endpoint, JSON.parse(frame) as MessageEnvelope));
+    setImmediate(() => this.handle(endpoint, JSON.parse(frame) as MessageEnvelope));
   }
 
   private handle(endpoint: AgentEndpoint, envelope: MessageEnvelope): void {
     this.host.acknowledge(endpoint, envelope.message_id);
+    // Written before the bus stopped: acknowledged so that stopping does not wait for it, and left alone.
+    if (this.stopped) return;
     if (!this.seen.add(`${endpoint.agentId}\n${envelope.sender.agent_id}\n${envelope.message_id}`)) return;
     switch (envelope.message_type) {
       case "task_request":
@@ -276,101 +358,102 @@ export class RuntimeAgents implements Messenger {
 
   private async runTask(endpoint: AgentEndpoint, agentId: string, request: MessageEnvelope): Promise<void> {
     const taskKey = `${request.sender.agent_id}\n${request.message_id}`;
-    const task: RunningTask = { sessionId: undefined, cancelled: false };
+    const task: RunningTask = { sessionId: undefined, cancelled: false, warned: false };
     this.running.set(taskKey, task);
     try {
-      const reply = await this.prompt(agentId, request, task);
+      const reply = await this.prompt(endpoint, this.ownerOf(agentId, request), request, task);
       const usage = reply.usage ? { usage: { input_tokens: reply.usage.inputTokens, output_tokens: reply.usage.outputTokens } } : {};
-      await this.answer(endpoint, request, "task_response", { status: "completed", text: reply.text, stop_reason: reply.stopReason, ...usage });
+      await this.answer(endpoint, request, task, "task_response", { status: "completed", text: reply.text, stop_reason: reply.stopReason, ...usage });
     } catch (error) {
       const failure = toBridgeError(error, "UPSTREAM");
-      await this.answer(endpoint, request, "error", { code: failure.type, message: failure.message });
+      await this.answer(endpoint, request, task, "error", { code: failure.type, message: failure.message });
     } finally {
       this.running.delete(taskKey);
     }
   }
 
-  /** Prompts the pair's bridge session; one that expired or failed meanwhile is replaced once. */
-  private async prompt(agentId: string, request: MessageEnvelope, task: RunningTask): Promise<{ text: string; stopReason: string; usage?: AskReply["usage"] }> {
+  /**
+   * Whose session answers a request: the agent, the sender, its workflow, and the asking session when a runtime
+   * agent asks (anyone else's `ask_session` names nothing of this runtime and is ignored).
+   */
+  private ownerOf(agentId: string, request: MessageEnvelope): BusSessionOwner {
+    const sender = request.sender.agent_id;
+    const askSession = request.metadata?.["ask_session"];
+    const asked = typeof askSession === "string" && this.endpoint(sender)?.runtimeAgentId !== undefined;
+    return { agentId, sender, workflowId: request.sender.session_id, askSession: asked ? askSession : undefined };
+  }
+
+  /** Prompts the owner's bridge session through the bridge; one that expired meanwhile is replaced once. */
+  private async prompt(endpoint: AgentEndpoint, owner: BusSessionOwner, request: MessageEnvelope, task: RunningTask): Promise<PromptResult> {
+    // A sync sender waits for one envelope, the answer: deltas would take its place.
+    const streams = request.metadata?.["stream"] === true && request.routing.delivery_mode === "async";
     for (let attempt = 1; ; attempt += 1) {
-      const { key, session } = this.sessionFor(agentId, request);
+      const session = this.sessions.sessionFor(owner);
       const sessionId = await session.sessionId;
       if (task.cancelled) throw new BridgeError("CANCELLED", "The sender cancelled the task");
       task.sessionId = sessionId;
-      const stream = request.metadata?.["stream"] === true ? `${sessionId}\n${request.message_id}` : undefined;
-      if (stream !== undefined) this.streamTo(stream, request);
+      const key = promptKey(sessionId, request.message_id);
+      this.prompts.set(key, { askDepth: askDepthOf(request), stream: streams ? this.streamTo(endpoint, request, task) : undefined });
       try {
-        return await this.host.runtime.promptSession(sessionId, { prompt: promptOf(request), requestId: request.message_id });
+        return await this.host.runtime.bridge.sessionsPrompt({ sessionId, prompt: promptOf(request), requestId: request.message_id });
       } catch (error) {
         const failure = toBridgeError(error, "UPSTREAM");
-        // A session that is gone (expired) or unusable (its worker crashed) answers no later task: forget it.
-        if (failure.details.sessionValid === false && this.sessions.get(key) === session) {
-          this.sessions.delete(key);
-          this.close(session);
+        // A session that is gone or unusable (its worker crashed) answers no later task: forget it.
+        if (failure.details.sessionValid === false && this.sessions.isCurrent(session)) {
+          void this.sessions.drop(session);
           if (failure.type === "NOT_FOUND" && attempt === 1) continue;
         }
         throw failure;
       } finally {
-        if (stream !== undefined) this.endStream(stream);
+        this.endPrompt(key);
       }
     }
   }
 
-  /** The bridge session of the (sender, workflow session) pair for this agent, opened on first use. */
-  private sessionFor(agentId: string, request: MessageEnvelope): { key: string; session: BridgeSession } {
-    const workflowId = request.sender.session_id;
-    const key = `${agentId}\n${request.sender.agent_id}\n${workflowId ?? ""}`;
-    let session = this.sessions.get(key);
-    if (session === undefined) {
-      const metadata = { bus: { sender: request.sender.agent_id, ...(workflowId === undefined ? {} : { session_id: workflowId }) } };
-      const created: BridgeSession = { sessionId: this.host.runtime.createSession(agentId, metadata).then((result) => result.sessionId), workflowId };
-      session = created;
-      this.sessions.set(key, created);
-      created.sessionId.catch(() => {
-        if (this.sessions.get(key) === created) this.sessions.delete(key);
-      });
-    }
-    return { key, session };
-  }
-
-  private close(session: BridgeSession): Promise<void> {
-    return session.sessionId
-      .then((sessionId) => this.host.runtime.closeSession(sessionId))
-      .then(
-        () => undefined,
-        // A session that was never opened, or is gone already (expired, runtime stopped), needs no closing.
-        () => undefined,
-      );
-  }
-
-  private streamTo(stream: string, request: MessageEnvelope): void {
-    this.streams.set(stream, request);
-    this.stopDeltas ??= this.host.runtime.on("prompt.delta", (event) => {
-      const streaming = this.streams.get(`${event.sessionId}\n${event.requestId}`);
-      if (streaming === undefined) return;
-      // The request was addressed to the endpoint that streams its deltas.
-      const endpoint = this.endpoints.get(streaming.recipient.agent_id);
-      if (endpoint !== undefined) void this.answer(endpoint, streaming, "status_update", { status: "in_progress", delta: event.delta });
+  /** A stream of the request's deltas to its sender, as `status_update`s. */
+  private streamTo(endpoint: AgentEndpoint, request: MessageEnvelope, task: RunningTask): DeltaStream {
+    this.streaming += 1;
+    this.stopDeltas ??= this.host.runtime.on("prompt.delta", (event) => this.prompts.get(promptKey(event.sessionId, event.requestId))?.stream?.push(event.delta));
+    return new DeltaStream({
+      send: (delta) => {
+        const messageId = answerIdOf("status_update");
+        void this.answer(endpoint, request, task, "status_update", { status: "in_progress", delta }, messageId);
+        return messageId;
+      },
+      hasRoom: () => this.host.hasRoomFor(request.sender.agent_id),
+      isWaiting: (messageId) => this.host.isWaiting(messageId),
     });
   }
 
-  private endStream(stream: string): void {
-    this.streams.delete(stream);
-    if (this.streams.size > 0) return;
+  private endPrompt(key: string): void {
+    const stream = this.prompts.get(key)?.stream;
+    this.prompts.delete(key);
+    if (stream === undefined) return;
+    stream.end();
+    this.streaming -= 1;
+    if (this.streaming > 0) return;
     this.stopDeltas?.();
     this.stopDeltas = undefined;
   }
 
   /**
    * Sends an answer to the request's sender, in the request's workflow session when it names one. The bus
-   * refuses that when this agent is not a participant or the session has ended; the answer then goes without
-   * the session (its `in_reply_to` still ties it to the task).
+   * refuses that when this agent is not a participant or the session has ended or is gone; the answer then
+   * goes without the session (its `in_reply_to` still ties it to the task). An answer that cannot be sent at
+   * all is reported once per task.
    */
-  private async answer(endpoint: AgentEndpoint, request: MessageEnvelope, type: MessageType, payload: Record<string, unknown>): Promise<void> {
+  private async answer(
+    endpoint: AgentEndpoint,
+    request: MessageEnvelope,
+    task: RunningTask,
+    type: MessageType,
+    payload: Record<string, unknown>,
+    messageId = answerIdOf(type),
+  ): Promise<void> {
     const taskId = taskIdOf(request);
     const workflowId = request.sender.session_id;
     const envelope = (inSession: boolean): EnvelopeInput => ({
-      message_id: `${type === "error" ? "err" : type === "status_update" ? "upd" : "res"}_${randomUUID()}`,
+      message_id: messageId,
       timestamp: new Date(this.host.clock.now()).toISOString(),
       sender: { agent_id: endpoint.agentId, framework: frameworkOf(endpoint.agentId), ...(inSession && workflowId !== undefined ? { session_id: workflowId } : {}) },
       recipient: { agent_id: request.sender.agent_id, framework: request.sender.framework },
@@ -381,12 +464,14 @@ export class RuntimeAgents implements Messenger {
     });
     try {
       await this.host.send(envelope(true)).catch((error: unknown) => {
-        if (workflowId === undefined || !refusedForSession(error)) throw error;
+        if (workflowId === undefined || !refusedForSession(error, workflowId)) throw error;
         return this.host.send(envelope(false));
       });
     } catch (error) {
-      // While the bus stops, answers have nowhere to go; otherwise the operator should hear of a lost one.
-      if (!this.stopped) process.emitWarning(`${endpoint.agentId} could not answer ${request.message_id}: ${toBridgeError(error).message}`, "TroupeBusWarning");
+      // While the bus stops, answers have nowhere to go; otherwise the operator should hear of a lost one, once.
+      if (this.stopped || task.warned) return;
+      task.warned = true;
+      process.emitWarning(`${endpoint.agentId} could not answer ${request.message_id}: ${toBridgeError(error).message}`, "TroupeBusWarning");
     }
   }
 }

@@ -66,7 +66,15 @@ export class InProcessExecutor implements Executor {
       warn: emit.warning,
       ask: (agentId, message, options = {}) => {
         if (this.host === undefined) return Promise.reject(new BridgeError("CONFIG", "ctx.ask needs a runtime attached to a CommunicationBus"));
-        return this.host.ask({ from: agent.id, agentId, message, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }), signal });
+        return this.host.ask({
+          from: agent.id,
+          sessionId: session.sessionId,
+          requestId: request.requestId,
+          agentId,
+          message,
+          ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+          signal,
+        });
       },
     });
     return { text: reply.text, stopReason: reply.stopReason ?? "end_turn", ...(reply.usage ? { usage: reply.usage } : {}) };

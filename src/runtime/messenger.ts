@@ -8,6 +8,10 @@ import type { AskReply } from "../agents/agent.js";
 /** One `ctx.ask`, from the asking agent (its runtime id) to `agentId` (a runtime id or a bus id). */
 export interface AskRequest {
   from: string;
+  /** The bridge session of the asking prompt: the asked agent answers its asks in a session of their own. */
+  sessionId: string;
+  /** The asking prompt's request id (with `sessionId`, it tells how deep in a chain of asks the prompt is). */
+  requestId: string;
   agentId: string;
   /** A prompt (sent as `payload.prompt`) or a whole payload. */
   message: string | Record<string, unknown>;

@@ -482,6 +482,12 @@ export class Runtime {
     };
   }
 
+  /** Whether a bridge session exists (closing and expiry delete it). */
+  hasSession(sessionId: string): boolean {
+    const actor = this.supervisor?.system.get(sessionId) as AnyActor | undefined;
+    return actor !== undefined && machineOf(actor) === "session";
+  }
+
   /** `sessions_close`: resolves once the session is deleted and its agent's hook has run. */
   async closeSession(sessionId: string): Promise<CloseResult> {
     const pending = this.closeWaiters.get(sessionId);

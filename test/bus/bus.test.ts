@@ -179,7 +179,7 @@ describe("agents", () => {
       expect(await listed("troupe://writer")).toMatchObject({ status: "ready" });
 
       // They are known recipients, but no socket may stand in for them, nor a registration.
-      expect((await call(bus, "POST", "/messages/send", envelope("codex://sender", "troupe://writer"))).status).toBe(202);
+      expect((await call(bus, "POST", "/messages/send", envelope("codex://sender", "troupe://writer", { message_type: "status_update" }))).status).toBe(202);
       expect(await (await rawConnect(bus, "troupe://writer")).closed).toMatchObject({ code: 1008 });
       expect(await call(bus, "POST", "/agents/register", { agent_id: "troupe://writer" })).toMatchObject({
         status: 400,

@@ -162,6 +162,22 @@ describe("an agent that never sends ack frames", () => {
     await until(() => beta.frames.length === 2);
     expect(copiesOf(beta, "for-beta")).toHaveLength(2);
   });
+
+  it("is acknowledged by in_reply_to alone when the answer has it: another request with the same task id is sent again", async () => {
+    const { bus, clock } = await startSimulatedBus({ heartbeatInterval: 3_600_000, ackTimeout: 1_000, retryDelay: 100 });
+    await register(bus, A, B);
+    const beta = await rawConnect(bus, B);
+    await bus.send(envelope(A, B, { message_id: "first", metadata: { task_id: "t-same" } }));
+    await bus.send(envelope(A, B, { message_id: "second", metadata: { task_id: "t-same" } }));
+    await until(() => beta.frames.length === 2);
+    beta.socket.send(JSON.stringify(envelope(B, A, { message_type: "task_response", payload: {}, metadata: { in_reply_to: "first", task_id: "t-same" } })));
+    await until(() => statusOf(bus, "first") === "acknowledged");
+
+    expect(statusOf(bus, "second")).toBe("delivered");
+    clock.increment(1_000);
+    clock.increment(100);
+    await until(() => copiesOf(beta, "second").length === 2);
+  });
 });
 
 describe("an agent registered with metadata.acks: false", () => {

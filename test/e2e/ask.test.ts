@@ -99,6 +99,36 @@ describe("ctx.ask", () => {
     expect(await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }))).toMatchObject({ type: "CONFIG", details: expect.objectContaining({ field: "timeoutMs" }) });
   });
 
+  it.each([
+    ["a BigInt", { n: 1n }, "not JSON-serializable"],
+    ["a circular object", (() => {
+      const circular: Record<string, unknown> = {};
+      circular["self"] = circular;
+      return circular;
+    })(), "not JSON-serializable"],
+    ["a payload over maxBodyBytes", { prompt: "x".repeat(2_000) }, "exceeds maxBodyBytes 1000"],
+  ])("rejects %s with CONFIG before sending anything", async (_name, message, text) => {
+    const writer = createControlledAgent("writer");
+    const lead = askingAgent("lead", async (ctx) => (await ctx.ask("writer", message as Record<string, unknown>)).text);
+    const { runtime } = await startRuntimeBus({ agents: [lead, writer.agent] }, { maxBodyBytes: 1_000 });
+
+    const error = await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }));
+
+    expect(error).toMatchObject({ type: "CONFIG", message: expect.stringContaining(text), details: expect.objectContaining({ field: "message" }) });
+    expect(writer.prompts).toEqual([]);
+  });
+
+  it.each(["troupe://orchestrator", "troupe://bus"])("refuses an ask to %s, an endpoint of the bus that answers nothing, at once with CONFIG", async (agentId) => {
+    const clock = new SimulatedClock();
+    clock.set(CLOCK_START);
+    const lead = askingAgent("lead", async (ctx) => (await ctx.ask(agentId, "hi")).text);
+    const { runtime } = await startRuntimeBus({ agents: [lead] }, { clock });
+
+    const error = await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }));
+
+    expect(error).toMatchObject({ type: "CONFIG", message: `${agentId} is an endpoint of the bus itself: it answers no task` });
+  });
+
   it("rejects with TIMEOUT when no answer comes within timeoutMs", async () => {
     const clock = new SimulatedClock();
     clock.set(CLOCK_START);

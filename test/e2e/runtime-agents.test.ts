@@ -3,7 +3,7 @@
  * agent or over HTTP, goes through the bus's delivery and is answered through a bridge session.
  */
 import { describe, expect, it } from "vitest";
-import { createMultiProviderAgent, mock, type MessageEnvelope } from "../../src/index.js";
+import { createMultiProviderAgent, mock, type Agent, type MessageEnvelope } from "../../src/index.js";
 import { call, connect, envelope, register, statusOf, until } from "../bus/support.js";
 import { createControlledAgent } from "../support/controlled-agent.js";
 import { startRuntimeBus } from "./support.js";
@@ -77,6 +77,26 @@ describe("runtime agents on the bus", () => {
     });
   });
 
+  it("holds tasks to the bridge's limits: a prompt over maxPromptBytes is CONFIG, and past maxConcurrentRequests CAPACITY", async () => {
+    const planner = createControlledAgent("planner");
+    const writer = createMultiProviderAgent({ id: "writer", providers: [mock()] });
+    const { bus, runtime } = await startRuntimeBus({ agents: [planner.agent, writer], maxPromptBytes: 100, maxConcurrentRequests: 1 });
+    await register(bus, CLIENT);
+    const client = await connect(bus, CLIENT);
+
+    await client.client.send({ message_id: "too-big", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "x".repeat(200) } });
+    await until(() => ofType(client.received, "error").length === 1);
+    expect(ofType(client.received, "error")[0]).toMatchObject({ payload: { code: "CONFIG", message: "prompt: 200 bytes exceeds maxPromptBytes 100" }, metadata: { in_reply_to: "too-big" } });
+
+    const held = runtime.bridge.tasksDelegate({ agentId: "planner", prompt: "hold" });
+    await until(() => planner.prompts.length === 1);
+    await client.client.send({ message_id: "one-too-many", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "hi" } });
+    await until(() => ofType(client.received, "error").length === 2);
+    expect(ofType(client.received, "error")[1]).toMatchObject({ payload: { code: "CAPACITY", message: expect.stringContaining("maxConcurrentRequests") }, metadata: { in_reply_to: "one-too-many" } });
+    planner.current().reply();
+    await held;
+  });
+
   it("refuses a message to a troupe:// agent the runtime does not have as an unknown recipient", async () => {
     const { bus } = await startRuntimeBus({ agents: [createControlledAgent("planner").agent] });
 
@@ -87,7 +107,17 @@ describe("runtime agents on the bus", () => {
   });
 
   it("streams the prompt's deltas as status_update envelopes before the answer when metadata.stream is true", async () => {
-    const writer = createMultiProviderAgent({ id: "writer", providers: [mock({ script: [{ text: "one two three", deltas: ["one ", "two ", "three"] }] })] });
+    // Each delta in a turn of the event loop of its own, as a model streaming over the network emits them.
+    const writer: Agent = {
+      id: "writer",
+      prompt: async (ctx) => {
+        for (const delta of ["one ", "two ", "three"]) {
+          ctx.emit(delta);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        return { text: "one two three" };
+      },
+    };
     const { bus } = await startRuntimeBus({ agents: [writer] });
     await register(bus, CLIENT);
     const client = await connect(bus, CLIENT);

@@ -97,7 +97,7 @@ async function expectCompleted(bus: CommunicationBus, sessionId: string, reviewe
       shared_context: { project: "feature/notifications" },
       results: { design: { "troupe://designer": { text: designText } }, implementation: { "troupe://coder": { status: "completed" } } },
     },
-    metadata: { task_id: "review/1/claude-code://qa" },
+    metadata: { task_id: `${sessionId}/review/1/claude-code://qa` },
   });
   // The answers to troupe://orchestrator were taken by the bus itself: nothing waits in a queue.
   await until(() => bus.metricsSnapshot().messages.by_status.queued === 0 && bus.metricsSnapshot().messages.by_status.delivered === 0);

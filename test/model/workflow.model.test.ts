@@ -248,6 +248,16 @@ async function drive(model: Model, sessionId: string, event: WorkflowEvent): Pro
 }
 
 /**
+ * An event of a path as it reads in the real session: an auto task's id begins with its session's id, which is
+ * `model` in the graph.
+ */
+function inSession(event: WorkflowEvent, sessionId: string): WorkflowEvent {
+  const prefix = `${modelInput.sessionId}/`;
+  if (event.type !== "TASK.ANSWERED" || !event.taskId.startsWith(prefix)) return event;
+  return { ...event, taskId: `${sessionId}/${event.taskId.slice(prefix.length)}` };
+}
+
+/**
  * What the session must look like after each step: the path's events replayed on the pure machine, with the
  * real session's id (the ids of dispatched messages contain it). (The graph's own snapshots come from
  * whichever path first reached a state, and may differ in what `serializeState` leaves out, such as the order
@@ -258,7 +268,7 @@ function replay(model: Model, path: WorkflowPath, sessionId: string): WorkflowSn
   actor.start();
   const snapshots = [actor.getSnapshot()];
   for (const { event } of path.steps.slice(1)) {
-    actor.send(event);
+    actor.send(inSession(event, sessionId));
     snapshots.push(actor.getSnapshot());
   }
   actor.stop();
@@ -276,7 +286,7 @@ async function runPath(path: WorkflowPath): Promise<void> {
     const state = expected[index]!;
     expect(serializeState(state), "the replay reaches the graph's state").toBe(serializeState(path.steps[index]!.state));
     const label = `step ${index} ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
-    if (index > 0) await drive(model, sessionId, event);
+    if (index > 0) await drive(model, sessionId, inSession(event, sessionId));
     const session = (await call(model.bus, "GET", `/sessions/${sessionId}`)).body;
     const { context } = state;
     const ended = state.value === "completed" || state.value === "terminated";

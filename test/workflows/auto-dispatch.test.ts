@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { createRuntime, SessionManager, systemClock, type MessageEnvelope } from "../../src/index.js";
-import { call, connect, register, SEED_AGENTS, startSimulatedBus, until, type TestAgent } from "../bus/support.js";
+import { call, connect, rawConnect, register, SEED_AGENTS, startSimulatedBus, statusOf, until, type TestAgent } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, qa: QA } = SEED_AGENTS;
 const PARTICIPANTS = [
@@ -67,7 +67,7 @@ describe("auto-dispatched workflows", () => {
         results: {},
         prompt: 'Build the service\n\nWorkflow step: implementation\nShared context: {"project":"notifications"}',
       },
-      metadata: { task_id: `implementation/1/${DEV}` },
+      metadata: { task_id: `${sessionId}/implementation/1/${DEV}` },
     });
     expect(requests(qa)[0]!.payload).toEqual({ step: "review", task: { checklist: ["tests"] }, shared_context: { project: "notifications" }, results: { implementation: { [DEV]: { text: "built" } } } });
     expect(bus.sessionManager.getSession(sessionId)!.completion?.summary).toBe(`Completed implementation → review.\n- implementation, ${DEV}: built\n- review, ${QA}: approved`);
@@ -90,6 +90,36 @@ describe("auto-dispatched workflows", () => {
     expect(bus.sessionManager.getSession(sessionId)!.status).toBe("completed");
   });
 
+  it("gives tasks ids unique to their workflow: an answer in one workflow acknowledges nothing of another", async () => {
+    const { bus, clock } = await startSimulatedBus({ heartbeatInterval: 3_600_000, ackTimeout: 1_000, retryDelay: 100 });
+    await register(bus, DEV, QA);
+    const dev = await rawConnect(bus, DEV);
+
+    const first = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS, {}, { dispatch: "auto" });
+    const second = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS, {}, { dispatch: "auto" });
+    await until(() => dev.frames.length === 2);
+    const [request, other] = dev.frames as MessageEnvelope[];
+    expect(request!.metadata?.["task_id"]).toBe(`${first}/implementation/1/${DEV}`);
+    expect(other!.metadata?.["task_id"]).toBe(`${second}/implementation/1/${DEV}`);
+    dev.socket.send(
+      JSON.stringify({
+        message_id: "done-1",
+        timestamp: "2025-02-02T11:00:00Z",
+        sender: { agent_id: DEV, framework: "opencode", session_id: first },
+        recipient: { agent_id: LEAD, framework: "claude-code" },
+        message_type: "task_response",
+        payload: { text: "built" },
+        metadata: { in_reply_to: request!.message_id, task_id: request!.metadata?.["task_id"] },
+      }),
+    );
+    await until(() => statusOf(bus, request!.message_id) === "acknowledged");
+
+    expect(statusOf(bus, other!.message_id)).toBe("delivered");
+    clock.increment(1_000);
+    clock.increment(100);
+    await until(() => dev.frames.filter((frame) => frame.message_id === other!.message_id).length === 2);
+  });
+
   it("sends the step's tasks again, in a new round, when an explicit update moves into it", async () => {
     const { bus } = await startSimulatedBus();
     await register(bus, DEV, QA);
@@ -101,7 +131,7 @@ describe("auto-dispatched workflows", () => {
     expect(moved.status).toBe(200);
     await until(() => requests(dev).length === 2);
 
-    expect(requests(dev).map((message) => message.metadata?.["task_id"])).toEqual([`implementation/1/${DEV}`, `implementation/2/${DEV}`]);
+    expect(requests(dev).map((message) => message.metadata?.["task_id"])).toEqual([`${sessionId}/implementation/1/${DEV}`, `${sessionId}/implementation/2/${DEV}`]);
   });
 
   it("terminates with task_failed when the bus refuses a task (a full queue)", async () => {
