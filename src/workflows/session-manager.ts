@@ -130,6 +130,18 @@ export const terminationSchema = z.strictObject({ reason: z.string().min(1).max(
 
 type WorkflowActor = Actor<WorkflowMachine>;
 
+/** Distinct step lists whose machine is kept for the next workflow with the same steps. */
+const MACHINE_CACHE_SIZE = 64;
+
+/** Freezes a value parsed from JSON, all the way down. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const nested of Object.values(value)) deepFreeze(nested);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /** A workflow session's actor. Kept by reference while the session lives or is retained after it ended. */
 interface SessionEntry {
   actor: WorkflowActor;
@@ -177,6 +189,8 @@ export class SessionManager implements PoolHost {
   private readonly tasksByMessage = new Map<string, PendingTaskRef>();
   /** The `message_id`s of pending tasks by task id: a reply may name its task only by `metadata.task_id`. */
   private readonly messagesByTask = new Map<string, Set<string>>();
+  /** Workflow machines by the JSON of their steps, least recently used first. */
+  private readonly machines = new Map<string, WorkflowMachine>();
 
   constructor(private readonly options: SessionManagerOptions) {
     options.runtime.attachPool("workflow", this);
@@ -229,7 +243,7 @@ export class SessionManager implements PoolHost {
     };
     // The supervisor's workflow pool spawns it; a full pool is CAPACITY.
     // A workflow never ends while it is spawned: it starts at its first step.
-    const machine = createWorkflowMachine(input.steps, { stepTimeoutsMs });
+    const machine = this.machineFor(input.steps, stepTimeoutsMs);
     const actor = this.options.runtime.spawnPooled("workflow", sessionId, machine, workflowInput) as WorkflowActor;
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
@@ -510,6 +524,27 @@ export class SessionManager implements PoolHost {
     const messages = this.messagesByTask.get(task.taskId);
     messages?.delete(messageId);
     if (messages?.size === 0) this.messagesByTask.delete(task.taskId);
+  }
+
+  /**
+   * The machine of a workflow with these steps, built once per distinct steps (for the last
+   * `MACHINE_CACHE_SIZE`): building one costs several times what spawning it does, and each machine holds
+   * about 20 KiB. It is built from a frozen copy of the steps, which its workflows share as `context.steps`:
+   * no caller's object is shared, and none can change the steps of another workflow.
+   */
+  private machineFor(steps: WorkflowStep[], stepTimeoutsMs: Record<string, number>): WorkflowMachine {
+    let key: string;
+    try {
+      key = JSON.stringify(steps);
+    } catch {
+      // A task that is not JSON (a cycle, a BigInt): its workflow gets a machine of its own, as before.
+      return createWorkflowMachine(steps, { stepTimeoutsMs });
+    }
+    const machine = this.machines.get(key) ?? createWorkflowMachine(deepFreeze(JSON.parse(key) as WorkflowStep[]), { stepTimeoutsMs });
+    this.machines.delete(key);
+    this.machines.set(key, machine);
+    if (this.machines.size > MACHINE_CACHE_SIZE) this.machines.delete(this.machines.keys().next().value as string);
+    return machine;
   }
 
   private participantOf(participant: ParticipantInput, at: number): WorkflowParticipant {
