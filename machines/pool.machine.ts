@@ -8,7 +8,7 @@
  * runtime as the emitted `child.released`, with the child's ending (its final output), which is all that is
  * kept of it.
  */
-import { enqueueActions, setup, stopChild } from "xstate";
+import { enqueueActions, setup, stopChild, type AnyActor, type AnyActorLogic, type AnyActorRef, type AnyStateMachine } from "xstate";
 import { poolShardMachine, type ChildReleasedEvent, type PoolChildEnding, type PoolChildSource, type PoolShardEvent } from "./pool-shard.machine.js";
 
 /** The kinds of pooled children. */
@@ -76,6 +76,18 @@ function shardOf(context: PoolContext, shardId: string): PoolShardLoad | undefin
   return context.current?.shardId === shardId ? context.current : context.sealed.find((shard) => shard.shardId === shardId);
 }
 
+/**
+ * A copy of the shard logic the pool was given (`actors.poolShard`), for one shard. XState caches its
+ * transition lookup per event type on each state node, for as long as the machine lives, and every child
+ * that ends sends its shard an event type of its own (`xstate.done.actor.<childId>`): shards sharing one
+ * logic would keep one entry, 300 to 500 bytes, per workflow or message that ever ended. A shard's own copy
+ * goes, with its cache, when the shard is reaped.
+ */
+function shardLogicOf(pool: AnyActorRef): AnyActorLogic {
+  const logic = (pool as AnyActor).logic as AnyStateMachine;
+  return (logic.implementations.actors["poolShard"] as AnyStateMachine).provide({});
+}
+
 /** The pool machine. */
 export const poolMachine = setup({
   types: {
@@ -96,14 +108,14 @@ export const poolMachine = setup({
     },
   },
   actions: {
-    openShard: enqueueActions(({ context, enqueue }) => {
+    openShard: enqueueActions(({ context, enqueue, self }) => {
       // Ids stay small and depend only on the live shards: the lowest free number.
       const used = new Set(livePoolShards(context).map((shard) => shard.shardId));
       let index = 0;
       const prefix = SHARD_PREFIX[context.kind];
       while (used.has(`${prefix}-${index}`)) index += 1;
       const shardId = `${prefix}-${index}`;
-      enqueue.spawnChild("poolShard", { id: shardId });
+      (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string }) => void)(shardLogicOf(self), { id: shardId });
       const sealed = context.current === null ? context.sealed : [...context.sealed, context.current];
       enqueue.assign({ sealed, current: { shardId, spawned: 0, live: 0 } });
     }),

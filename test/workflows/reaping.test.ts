@@ -4,7 +4,7 @@
  * once, and a finished delivery keeps only its status record.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { SimulatedClock } from "xstate";
+import { SimulatedClock, type AnyActor, type InspectionEvent } from "xstate";
 import { createRuntime, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
 
@@ -17,11 +17,16 @@ afterEach(async () => {
 });
 
 /** A bus on a simulated clock over a runtime of the test's own, whose actors the test can count. */
-async function startOwnedBus(options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number } = {}) {
+async function startOwnedBus(options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number; shardSize?: number; inspect?: (event: InspectionEvent) => void } = {}) {
   const clock = new SimulatedClock();
   clock.set(CLOCK_START);
   const live = new Map<string, string | undefined>();
-  const runtime = createRuntime({ clock, ...(options.maxWorkflowSessions ? { maxWorkflowSessions: options.maxWorkflowSessions } : {}) });
+  const runtime = createRuntime({
+    clock,
+    ...(options.maxWorkflowSessions ? { maxWorkflowSessions: options.maxWorkflowSessions } : {}),
+    ...(options.shardSize ? { shardSize: options.shardSize } : {}),
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
   runtime.on("actor.spawned", (event) => live.set(event.actorId, event.parentId));
   runtime.on("actor.stopped", (event) => live.delete(event.actorId));
   await runtime.start();
@@ -91,6 +96,31 @@ describe("workflow sessions under the supervisor", () => {
     expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 2, retryable: true } });
     clock.increment(RETENTION_MS);
     expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(201);
+  });
+
+  it("gives each pool shard a logic of its own, so that XState's transition cache per event type goes with the shard", async () => {
+    // Each ended child sends its shard an event type of its own (xstate.done.actor.<id>), which XState caches
+    // on the state nodes of the shard's logic for as long as that logic lives.
+    const shards = new Map<string, AnyActor>();
+    const { bus, clock, runtime } = await startOwnedBus({
+      shardSize: 2,
+      inspect: (inspection) => {
+        const actor = inspection.actorRef as AnyActor;
+        if (inspection.type === "@xstate.actor" && /^(workflows|deliveries)-/.test(actor.id)) shards.set(actor.id, actor);
+      },
+    });
+    const sessionIds = Array.from({ length: 4 }, () => createWorkflow(bus));
+    await register(bus, DEV);
+    // From an unregistered sender, which is told nothing when they die.
+    for (let index = 0; index < 3; index += 1) await call(bus, "POST", "/messages/send", envelope("test://outsider", DEV, { routing: { timeout: "1s" } }));
+    expect([...shards.keys()].sort()).toEqual(["deliveries-0", "deliveries-1", "workflows-0", "workflows-1"]);
+    const logics = new Set([...shards.values()].map((shard) => shard.logic));
+    expect(logics.size).toBe(4);
+    // Every shard still does its work: ended workflows are evicted, dead messages reaped.
+    for (const sessionId of sessionIds) bus.sessionManager.completeSession(sessionId, { summary: "ok" });
+    clock.increment(RETENTION_MS);
+    expect(runtime.pooledCount("workflow")).toBe(0);
+    expect(runtime.pooledCount("delivery")).toBe(0);
   });
 
   it("reaps 10,000 ended workflows after their retention: no actor, shard or session is left", async () => {
