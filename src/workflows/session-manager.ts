@@ -443,7 +443,7 @@ export class SessionManager implements PoolHost {
   deleteSession(sessionId: string): void {
     const entry = this.existing(sessionId);
     if (this.statusOf(entry) === "active") this.send(entry, { type: "TERMINATE", reason: "deleted", at: this.options.clock.now() });
-    this.options.runtime.evictPooled("workflow", sessionId);
+    this.options.runtime.evictPooled("workflow", sessionId, entry.actor);
   }
 
   /** Evicts every session (the bus is stopping). */

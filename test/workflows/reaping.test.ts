@@ -98,6 +98,30 @@ describe("workflow sessions under the supervisor", () => {
     expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(201);
   });
 
+  it("asks only the shard that holds a workflow to evict it, active or ended, however many shards there are", async () => {
+    const evicts: Array<{ shardId: string; childId: string }> = [];
+    const { bus, clock, runtime } = await startOwnedBus({
+      shardSize: 2,
+      inspect: (inspection) => {
+        if (inspection.type === "@xstate.event" && inspection.event.type === "SHARD.EVICT") evicts.push({ shardId: (inspection.actorRef as AnyActor).id, childId: inspection.event["childId"] as string });
+      },
+    });
+    const sessionIds = Array.from({ length: 6 }, () => createWorkflow(bus));
+    const [first, , third, , , last] = sessionIds as [string, string, string, string, string, string];
+    bus.sessionManager.completeSession(third, { summary: "ended, retained" });
+    for (const sessionId of [first, third, last]) expect((await call(bus, "DELETE", `/sessions/${sessionId}`)).status).toBe(200);
+    expect(evicts).toEqual([
+      { shardId: "workflows-0", childId: first },
+      { shardId: "workflows-1", childId: third },
+      { shardId: "workflows-2", childId: last },
+    ]);
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(sessionIds.filter((sessionId) => ![first, third, last].includes(sessionId)));
+    expect(runtime.pooledCount("workflow")).toBe(3);
+    // Their retention timers are gone with them: nothing else is evicted later.
+    clock.increment(RETENTION_MS);
+    expect(runtime.pooledCount("workflow")).toBe(3);
+  });
+
   it("gives each pool shard a logic of its own, so that XState's transition cache per event type goes with the shard", async () => {
     // Each ended child sends its shard an event type of its own (xstate.done.actor.<id>), which XState caches
     // on the state nodes of the shard's logic for as long as that logic lives.
