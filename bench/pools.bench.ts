@@ -4,8 +4,9 @@
  *
  * Each size has its own bus, over its own runtime on its own `SimulatedClock` (no timer fires unless the bench
  * moves that clock), started on 127.0.0.1 port 0. A window of creations is timed on every bus, in batches taken
- * from each in turn (in reverse order every other round), then the window's actors are removed, untimed, which
- * returns every bus to its size: the "100 live" bus never holds more than 200. The bus at 100 is the baseline.
+ * from each in turn (in a random order every round), then the window's actors are removed, which returns every
+ * bus to its size: the "100 live" bus never holds more than 200. The bus at 100 is the baseline. Workflow
+ * deletions are timed the same way; the messages of a window are removed untimed, by timing them out.
  *
  * Workflows are also compared with root actors of the same workflow machine and input, created in the same
  * rounds: what `createSession` adds to XState's own cost (validation, ids, the pool and its shard, inspection).
@@ -19,7 +20,7 @@ import { Batches, compareToFirst, costsOf, formatCount, heapUsedAfterGc, progres
 const SIZES = [100, 10_000];
 /** Creations timed per window on each bus (then removed), per batch, and windows per bus. */
 const WINDOW = 100;
-const BATCH = 20;
+const BATCH = 10;
 const CYCLES = 20;
 /** Workflows created, ended and evicted for the heap figures, twice over on the same bus. */
 const HEAP_WORKFLOWS = 10_000;
@@ -157,17 +158,31 @@ function workflowInput(index: number): WorkflowInput {
   return { sessionId: `root-${index}`, initiator: LEAD, participants, sharedContext: {}, createdAt: START_MS, retentionMs: RETENTION_MS, dispatch: "manual" };
 }
 
+/** A seeded pseudo-random source in [0, 1) (mulberry32): runs shuffle alike. */
+function seededRandom(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let mixed = Math.imul(state ^ (state >>> 15), 1 | state);
+    mixed = (mixed + Math.imul(mixed ^ (mixed >>> 7), 61 | mixed)) ^ mixed;
+    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+const random = seededRandom(8);
+
 /**
- * Runs `step` for each of `count` targets in turn, `rounds` times, in reverse order every other round so
- * that no target always follows the same neighbour. Rounds are counted from `firstRound`: with an odd number
- * of rounds per window, consecutive windows start with a different target, so that the batch right after
- * `settle()`, which runs slower, is not always the same target's.
+ * Runs `step` for each of `count` targets, `rounds` times, in a new random order every round. A fixed order
+ * would not do here: the windows allocate alike, so a young-generation collection falls at the same point of
+ * every window, and in a fixed order always in the same target's batch.
  */
-async function interleave(count: number, rounds: number, firstRound: number, step: (index: number) => Promise<void>): Promise<void> {
-  await settle();
-  for (let round = firstRound; round < firstRound + rounds; round += 1) {
+async function interleave(count: number, rounds: number, step: (index: number) => Promise<void>): Promise<void> {
+  for (let round = 0; round < rounds; round += 1) {
     const order = Array.from({ length: count }, (_, index) => index);
-    if (round % 2 === 1) order.reverse();
+    for (let last = count - 1; last > 0; last -= 1) {
+      const pick = Math.floor(random() * (last + 1));
+      [order[last], order[pick]] = [order[pick] as number, order[last] as number];
+    }
     for (const index of order) await step(index);
   }
 }
@@ -197,12 +212,13 @@ async function timeWorkflows(buses: PooledBus[]): Promise<Pick<PoolsBenchResult,
   ];
   const batches = targets.map((_, index) => new Batches(buses[index]?.runtime.pooledCount("workflow") ?? 0));
   const deletions = buses.map((pooled) => new Batches(pooled.runtime.pooledCount("workflow")));
+  await settle();
   for (let cycle = 0; cycle < CYCLES; cycle += 1) {
-    await interleave(targets.length, WINDOW / BATCH, cycle * (WINDOW / BATCH), async (index) => {
+    await interleave(targets.length, WINDOW / BATCH, async (index) => {
       const create = targets[index];
       if (create !== undefined) await batches[index]?.time(BATCH, create);
     });
-    await interleave(buses.length, WINDOW / BATCH, cycle * (WINDOW / BATCH), async (index) => {
+    await interleave(buses.length, WINDOW / BATCH, async (index) => {
       const pooled = buses[index];
       if (pooled !== undefined) await deletions[index]?.time(BATCH, () => pooled.deleteOne());
     });
@@ -225,8 +241,9 @@ async function timeWorkflows(buses: PooledBus[]): Promise<Pick<PoolsBenchResult,
 /** Delivery creation on a bus per size. Each window's messages time out (the clock moves past them), untimed. */
 async function timeDeliveryCreation(buses: PooledBus[]): Promise<ComparedCost[]> {
   const batches = buses.map((pooled) => new Batches(pooled.runtime.pooledCount("delivery")));
+  await settle();
   for (let cycle = 0; cycle < CYCLES; cycle += 1) {
-    await interleave(buses.length, WINDOW / BATCH, cycle * (WINDOW / BATCH), async (index) => {
+    await interleave(buses.length, WINDOW / BATCH, async (index) => {
       const pooled = buses[index];
       if (pooled !== undefined) await batches[index]?.time(BATCH, () => pooled.bus.send(message(WINDOW_TIMEOUT)));
     });

@@ -212,7 +212,7 @@ export function renderReport(results: BenchResults): string {
     fillTable(sessions),
     "",
     "Workflow creation (`sessionManager.createSession`, the seed's 3-step workflow) on a bus over its own runtime (bench/pools.bench.ts): " +
-      "20 windows of 100 creations at each size, interleaved batches of 20, each window deleted after; ratio = median ÷ median at 100 live",
+      "20 windows of 100 creations at each size, batches of 10 interleaved in random order, each window deleted after; ratio = median ÷ median at 100 live",
     "",
     comparedTable("workflow", pools.workflowCreation, "live workflows"),
     "",
@@ -220,12 +220,12 @@ export function renderReport(results: BenchResults): string {
     "",
     workflowBaselineTable(pools),
     "",
-    "Workflow deletion (`sessionManager.deleteSession` of an active workflow: terminated, then evicted at once), each window's workflows oldest first, interleaved batches of 20",
+    "Workflow deletion (`sessionManager.deleteSession` of an active workflow: terminated, then evicted at once), each window's workflows oldest first, batches of 10 interleaved in random order",
     "",
     comparedTable("deletion", pools.workflowDeletion, "live workflows"),
     "",
     "Delivery creation (`bus.send` of an async `task_request` to a registered, offline agent: the message stays queued), " +
-      "20 windows of 100 at each size, interleaved batches of 20, each window timed out after; ratio = median ÷ median at 100 live",
+      "20 windows of 100 at each size, batches of 10 interleaved in random order, each window timed out after; ratio = median ÷ median at 100 live",
     "",
     comparedTable("message", pools.deliveryCreation, "live deliveries"),
     "",
