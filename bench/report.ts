@@ -3,6 +3,7 @@
  */
 import { CONSTANT_COST_MAX_RATIO, formatCount, type ComparedCost, type Cost } from "./measure.js";
 import type { BusThroughput } from "./bus.bench.js";
+import type { PoolsBenchResult } from "./pools.bench.js";
 import type { RootActorCost } from "./root-actors.bench.js";
 import type { SessionsBenchResult } from "./sessions.bench.js";
 import type { ShardingBenchResult } from "./sharding.bench.js";
@@ -26,6 +27,7 @@ export interface BenchResults {
   environment: BenchEnvironment;
   sessions: SessionsBenchResult;
   sharding: ShardingBenchResult;
+  pools: PoolsBenchResult;
   rootActors: RootActorCost[];
   worker: WorkerBenchResult;
   bus: BusThroughput[];
@@ -53,9 +55,9 @@ function verdict(cost: ComparedCost, index: number): string {
   return cost.ratio <= CONSTANT_COST_MAX_RATIO ? "yes" : `**no** (> ${CONSTANT_COST_MAX_RATIO})`;
 }
 
-function comparedTable(unit: string, costs: ComparedCost[]): string {
+function comparedTable(unit: string, costs: ComparedCost[], live = "live sessions"): string {
   return table(
-    ["live sessions", `median µs/${unit}`, `mean µs/${unit}`, "of which GC", `${unit}s/s`, "ratio", "mean ratio", "constant?"],
+    [live, `median µs/${unit}`, `mean µs/${unit}`, "of which GC", `${unit}s/s`, "ratio", "mean ratio", "constant?"],
     costs.map((cost, index) => [
       formatCount(cost.live),
       micros(cost.medianMicros),
@@ -120,6 +122,37 @@ function fillTable(sessions: SessionsBenchResult): string {
   );
 }
 
+function workflowBaselineTable(pools: PoolsBenchResult): string {
+  const { prebuiltMachine, machinePerWorkflow } = pools.workflowRootActor;
+  const pooled = pools.workflowCreation[0];
+  const rows: Array<[string, Cost | undefined]> = [
+    ["root actor of the workflow machine, built once", prebuiltMachine],
+    ["root actor, `createWorkflowMachine(steps)` per workflow", machinePerWorkflow],
+    [`\`createSession\` in the pool, ${formatCount(pooled?.live ?? 0)} live`, pooled],
+  ];
+  return table(
+    ["creation", "median µs/workflow", "mean µs/workflow", "÷ root actor (median)"],
+    rows.map(([label, cost]) => [
+      label,
+      cost === undefined ? "—" : micros(cost.medianMicros),
+      cost === undefined ? "—" : micros(cost.meanMicros),
+      cost === undefined ? "—" : ratio(cost.medianMicros / prebuiltMachine.medianMicros),
+    ]),
+  );
+}
+
+function workflowHeapTable(pools: PoolsBenchResult): string {
+  return table(
+    ["round", "workflows", "KiB per live workflow", "bytes per ended-then-evicted workflow"],
+    pools.workflowHeap.map((round, index) => [
+      String(index + 1),
+      formatCount(round.workflows),
+      kib(round.bytesPerLiveWorkflow),
+      round.bytesPerEvictedWorkflow.toFixed(0),
+    ]),
+  );
+}
+
 function workerTable(worker: WorkerBenchResult): string {
   return table(
     ["executor", "median µs/prompt", "p99 µs/prompt", "prompts/s"],
@@ -136,7 +169,7 @@ function busTable(bus: BusThroughput[]): string {
 
 /** The whole report, in Markdown. */
 export function renderReport(results: BenchResults): string {
-  const { environment, sessions, sharding, rootActors, worker, bus } = results;
+  const { environment, sessions, sharding, pools, rootActors, worker, bus } = results;
   const rootCreation = rootActors.at(-1);
   return [
     `troupe benchmarks, ${environment.generatedAt}, commit ${environment.commit}: node ${environment.node}, xstate ${environment.xstate}, ` +
@@ -177,6 +210,28 @@ export function renderReport(results: BenchResults): string {
       "per block of 10,000 (not interleaved: a trend, exposed to load and to the growing heap)",
     "",
     fillTable(sessions),
+    "",
+    "Workflow creation (`sessionManager.createSession`, the seed's 3-step workflow) on a bus over its own runtime (bench/pools.bench.ts): " +
+      "20 windows of 100 creations at each size, batches of 10 interleaved in random order, each window deleted after; ratio = median ÷ median at 100 live",
+    "",
+    comparedTable("workflow", pools.workflowCreation, "live workflows"),
+    "",
+    "The same workflow without the pool: root actors created in the same rounds",
+    "",
+    workflowBaselineTable(pools),
+    "",
+    "Workflow deletion (`sessionManager.deleteSession` of an active workflow: terminated, then evicted at once), each window's workflows oldest first, batches of 10 interleaved in random order",
+    "",
+    comparedTable("deletion", pools.workflowDeletion, "live workflows"),
+    "",
+    "Delivery creation (`bus.send` of an async `task_request` to a registered, offline agent: the message stays queued), " +
+      "20 windows of 100 at each size, batches of 10 interleaved in random order, each window timed out after; ratio = median ÷ median at 100 live",
+    "",
+    comparedTable("message", pools.deliveryCreation, "live deliveries"),
+    "",
+    "Heap per workflow: created, then completed and evicted after `workflowRetentionMs`, on one bus, after a full collection each time",
+    "",
+    workflowHeapTable(pools),
     "",
     `Prompt round trip through an ACP worker process against the same agent in process (bench/worker.bench.ts); ratio of medians ${worker.ratio.toFixed(1)}`,
     "",

@@ -10,6 +10,7 @@ import { createRequire } from "node:module";
 import { availableParallelism, loadavg } from "node:os";
 import { runBusBench } from "./bus.bench.js";
 import { progress, stopRecordingGc } from "./measure.js";
+import { runPoolsBench } from "./pools.bench.js";
 import { renderReport, type BenchResults } from "./report.js";
 import { runRootActorsBench } from "./root-actors.bench.js";
 import { runSessionsBench } from "./sessions.bench.js";
@@ -42,6 +43,7 @@ progress("bus: messages per second through the communication bus, load from a se
 const bus = await runBusBench();
 const rootActors = runRootActorsBench();
 const sharding = await runShardingBench();
+const pools = await runPoolsBench();
 const sessions = await runSessionsBench();
 stopRecordingGc();
 
@@ -57,6 +59,7 @@ const results: BenchResults = {
   },
   sessions,
   sharding,
+  pools,
   rootActors,
   worker,
   bus,

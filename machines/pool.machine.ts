@@ -45,8 +45,11 @@ export interface PoolContext extends PoolInput {
 /** Events a pool accepts. */
 export type PoolEvent =
   | { type: "POOL.SPAWN"; childId: string; src: PoolChildSource; input: unknown }
-  /** Reaps a child now, ended or not (its shard reports `stopped` for a live one). */
-  | { type: "POOL.EVICT"; childId: string }
+  /**
+   * Reaps a child now, ended or not (its shard reports `stopped` for a live one). `shardId`, the shard that
+   * holds it, when the sender knows it: only that shard is asked, instead of every live one.
+   */
+  | { type: "POOL.EVICT"; childId: string; shardId?: string }
   /** Reaps every child (the owner of this kind of children stops). */
   | { type: "POOL.CLEAR" }
   | ChildReleasedEvent;
@@ -90,6 +93,7 @@ export const poolMachine = setup({
   guards: {
     atCapacity: ({ context }) => context.capacity > 0 && context.live >= context.capacity,
     needsNewShard: ({ context }) => context.current === null || context.current.spawned >= context.shardSize,
+    holdsShard: ({ context }, params: { shardId: string | undefined }) => params.shardId !== undefined && shardOf(context, params.shardId) !== undefined,
     drainsFullShard: ({ context }, params: { shardId: string }) => {
       const shard = shardOf(context, params.shardId);
       return shard !== undefined && shard.live === 1 && shard.spawned >= context.shardSize;
@@ -126,7 +130,10 @@ export const poolMachine = setup({
       enqueue(stopChild(params.shardId));
       enqueue.assign(withShard(context, params.shardId, null));
     }),
-    /** The pool does not know which shard holds a child: it asks every live shard (a few dozen at most). */
+    sendToShard: enqueueActions(({ enqueue }, params: { shardId: string; event: PoolShardEvent }) => {
+      enqueue.sendTo(params.shardId, params.event);
+    }),
+    /** When the pool is not told which shard holds a child, it asks every live shard. */
     broadcast: enqueueActions(({ context, enqueue }, params: { event: PoolShardEvent }) => {
       for (const shard of livePoolShards(context)) enqueue.sendTo(shard.shardId, params.event);
     }),
@@ -157,7 +164,13 @@ export const poolMachine = setup({
           },
           { actions: { type: "countRelease", params: ({ event }) => ({ shardId: event.shardId, childId: event.childId, ending: event.ending }) } },
         ],
-        "POOL.EVICT": { actions: { type: "broadcast", params: ({ event }) => ({ event: { type: "SHARD.EVICT", childId: event.childId } as const }) } },
+        "POOL.EVICT": [
+          {
+            guard: { type: "holdsShard", params: ({ event }) => ({ shardId: event.shardId }) },
+            actions: { type: "sendToShard", params: ({ event }) => ({ shardId: event.shardId ?? "", event: { type: "SHARD.EVICT", childId: event.childId } as const }) },
+          },
+          { actions: { type: "broadcast", params: ({ event }) => ({ event: { type: "SHARD.EVICT", childId: event.childId } as const }) } },
+        ],
         "POOL.CLEAR": { actions: { type: "broadcast", params: { event: { type: "SHARD.CLEAR" } } } },
       },
     },

@@ -38,7 +38,7 @@ import { Bridge } from "../bridge/bridge.js";
 import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, CreateResult, PromptResult, DiscoverResult } from "../bridge/schemas.js";
 import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
-import { createInspector, machineOf } from "../events/inspector.js";
+import { createInspector, machineOf, parentOf } from "../events/inspector.js";
 import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
 import type { AskReply } from "../agents/agent.js";
 import type { AgentDescription, Executor, PromptEmitter } from "../executors/executor.js";
@@ -350,9 +350,14 @@ export class Runtime {
     return this.supervisor?.system.get(childId) as AnyActorRef | undefined;
   }
 
-  /** Reaps a pooled child now, ended or not; its owner hears `released`. */
-  evictPooled(kind: PoolKind, childId: string): void {
-    this.poolOf(kind).send({ type: "POOL.EVICT", childId });
+  /**
+   * Reaps a pooled child now, ended or not; its owner hears `released`. An ended child is no longer in the
+   * system: pass its actor as `child`, so that only its shard is asked rather than every shard of the pool.
+   */
+  evictPooled(kind: PoolKind, childId: string, child?: AnyActorRef): void {
+    const actor = child ?? this.pooledChild(childId);
+    const shardId = actor === undefined ? undefined : parentOf(actor as AnyActor)?.id;
+    this.poolOf(kind).send({ type: "POOL.EVICT", childId, ...(shardId === undefined ? {} : { shardId }) });
   }
 
   /** Reaps every child of a kind (their owner stops). */

@@ -131,6 +131,18 @@ export const terminationSchema = z.strictObject({ reason: z.string().min(1).max(
 
 type WorkflowActor = Actor<WorkflowMachine>;
 
+/** Distinct step lists whose machine is kept for the next workflow with the same steps. */
+const MACHINE_CACHE_SIZE = 64;
+
+/** Freezes a value parsed from JSON, all the way down. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const nested of Object.values(value)) deepFreeze(nested);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /** A workflow session's actor. Kept by reference while the session lives or is retained after it ended. */
 interface SessionEntry {
   actor: WorkflowActor;
@@ -180,6 +192,8 @@ export class SessionManager implements PoolHost {
   private readonly tasksByMessage = new Map<string, PendingTaskRef>();
   /** The `message_id`s of pending tasks by task id: a reply may name its task only by `metadata.task_id`. */
   private readonly messagesByTask = new Map<string, Set<string>>();
+  /** Workflow machines by the JSON of their steps, least recently used first. */
+  private readonly machines = new Map<string, WorkflowMachine>();
 
   constructor(private readonly options: SessionManagerOptions) {
     options.runtime.attachPool("workflow", this);
@@ -233,7 +247,7 @@ export class SessionManager implements PoolHost {
     };
     // The supervisor's workflow pool spawns it; a full pool is CAPACITY.
     // A workflow never ends while it is spawned: it starts at its first step.
-    const machine = createWorkflowMachine(input.steps, { stepTimeoutsMs });
+    const machine = this.machineFor(input.steps, stepTimeoutsMs);
     // What the workflow emits while it is spawned (its first step's tasks) follows `workflow.created`.
     const heldBack: Array<Exclude<WorkflowEmitted, TasksDispatch>> = [];
     this.creating.set(sessionId, heldBack);
@@ -443,7 +457,7 @@ export class SessionManager implements PoolHost {
   deleteSession(sessionId: string): void {
     const entry = this.existing(sessionId);
     if (this.statusOf(entry) === "active") this.send(entry, { type: "TERMINATE", reason: "deleted", at: this.options.clock.now() });
-    this.options.runtime.evictPooled("workflow", sessionId);
+    this.options.runtime.evictPooled("workflow", sessionId, entry.actor);
   }
 
   /** Evicts every session (the bus is stopping). */
@@ -540,6 +554,27 @@ export class SessionManager implements PoolHost {
     if (!isRuntimeFramework(agentId) || agentId === ORCHESTRATOR_AGENT_ID || agentId === BUS_AGENT_ID) return;
     if (this.options.runtime.agentIdOfBusAgent(agentId) !== undefined) return;
     throw new BridgeError("NOT_FOUND", `${field}: ${agentId} is not an agent of this runtime`, { field, agentId });
+  }
+
+  /**
+   * The machine of a workflow with these steps, built once per distinct steps (for the last
+   * `MACHINE_CACHE_SIZE`): building one costs several times what spawning it does, and each machine holds
+   * about 20 KiB. It is built from a frozen copy of the steps, which its workflows share as `context.steps`:
+   * no caller's object is shared, and none can change the steps of another workflow.
+   */
+  private machineFor(steps: WorkflowStep[], stepTimeoutsMs: Record<string, number>): WorkflowMachine {
+    let key: string;
+    try {
+      key = JSON.stringify(steps);
+    } catch {
+      // A task that is not JSON (a cycle, a BigInt): its workflow gets a machine of its own, as before.
+      return createWorkflowMachine(steps, { stepTimeoutsMs });
+    }
+    const machine = this.machines.get(key) ?? createWorkflowMachine(deepFreeze(JSON.parse(key) as WorkflowStep[]), { stepTimeoutsMs });
+    this.machines.delete(key);
+    this.machines.set(key, machine);
+    if (this.machines.size > MACHINE_CACHE_SIZE) this.machines.delete(this.machines.keys().next().value as string);
+    return machine;
   }
 
   private participantOf(participant: ParticipantInput, at: number): WorkflowParticipant {

@@ -4,7 +4,7 @@
  * once, and a finished delivery keeps only its status record.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createMachine, SimulatedClock } from "xstate";
+import { createMachine, SimulatedClock, type AnyActor, type InspectionEvent } from "xstate";
 import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
 
@@ -17,11 +17,16 @@ afterEach(async () => {
 });
 
 /** A bus on a simulated clock over a runtime of the test's own, whose actors the test can count. */
-async function startOwnedBus(options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number } = {}) {
+async function startOwnedBus(options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number; shardSize?: number; inspect?: (event: InspectionEvent) => void } = {}) {
   const clock = new SimulatedClock();
   clock.set(CLOCK_START);
   const live = new Map<string, string | undefined>();
-  const runtime = createRuntime({ clock, ...(options.maxWorkflowSessions ? { maxWorkflowSessions: options.maxWorkflowSessions } : {}) });
+  const runtime = createRuntime({
+    clock,
+    ...(options.maxWorkflowSessions ? { maxWorkflowSessions: options.maxWorkflowSessions } : {}),
+    ...(options.shardSize ? { shardSize: options.shardSize } : {}),
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
   runtime.on("actor.spawned", (event) => live.set(event.actorId, event.parentId));
   runtime.on("actor.stopped", (event) => live.delete(event.actorId));
   await runtime.start();
@@ -136,6 +141,47 @@ describe("workflow sessions under the supervisor", () => {
     expect(stopped).toEqual([{ actorId: "failing-child", reason: "error" }]);
     expect(childrenOf("workflows-")).toEqual([]);
     expect(runtime.pooledCount("workflow")).toBe(0);
+  });
+
+  it("asks only the shard that holds a workflow to evict it, active or ended, however many shards there are", async () => {
+    const evicts: Array<{ shardId: string; childId: string }> = [];
+    const { bus, clock, runtime } = await startOwnedBus({
+      shardSize: 2,
+      inspect: (inspection) => {
+        if (inspection.type === "@xstate.event" && inspection.event.type === "SHARD.EVICT") evicts.push({ shardId: (inspection.actorRef as AnyActor).id, childId: inspection.event["childId"] as string });
+      },
+    });
+    const sessionIds = Array.from({ length: 6 }, () => createWorkflow(bus));
+    const [first, , third, , , last] = sessionIds as [string, string, string, string, string, string];
+    bus.sessionManager.completeSession(third, { summary: "ended, retained" });
+    for (const sessionId of [first, third, last]) expect((await call(bus, "DELETE", `/sessions/${sessionId}`)).status).toBe(200);
+    expect(evicts).toEqual([
+      { shardId: "workflows-0", childId: first },
+      { shardId: "workflows-1", childId: third },
+      { shardId: "workflows-2", childId: last },
+    ]);
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(sessionIds.filter((sessionId) => ![first, third, last].includes(sessionId)));
+    expect(runtime.pooledCount("workflow")).toBe(3);
+    // Their retention timers are gone with them: nothing else is evicted later.
+    clock.increment(RETENTION_MS);
+    expect(runtime.pooledCount("workflow")).toBe(3);
+  });
+
+  it("names pooled children by their slot in the shard, so the shard machine sees at most shardSize kinds of done events", async () => {
+    // XState memoizes a state node's transitions per event type; a child that ends sends its parent
+    // xstate.done.actor.<its id>. Slot ids keep those types few, however many children ever end.
+    const doneTypes = new Set<string>();
+    const { bus, clock, runtime } = await startOwnedBus({
+      shardSize: 2,
+      inspect: (inspection) => {
+        if (inspection.type === "@xstate.event" && inspection.event.type.startsWith("xstate.done.actor.")) doneTypes.add(inspection.event.type);
+      },
+    });
+    const sessionIds = Array.from({ length: 6 }, () => createWorkflow(bus));
+    for (const sessionId of sessionIds) bus.sessionManager.completeSession(sessionId, { summary: "ok" });
+    clock.increment(RETENTION_MS);
+    expect(runtime.pooledCount("workflow")).toBe(0);
+    expect([...doneTypes].sort()).toEqual(["xstate.done.actor.0", "xstate.done.actor.1"]);
   });
 
   it("reaps 10,000 ended workflows after their retention: no actor, shard or session is left", async () => {

@@ -3,7 +3,7 @@
  * participant checks, closed sessions, its HTTP routes, and the result aggregator.
  */
 import { describe, expect, it } from "vitest";
-import type { CommunicationBus, SessionManagerEvent } from "../../src/index.js";
+import type { CommunicationBus, SessionManagerEvent, StepInput } from "../../src/index.js";
 import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
@@ -81,6 +81,49 @@ describe("SessionManager API", () => {
     expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "design", completed_steps: [], pending_steps: ["review"] });
     expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "deploy" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "current_step" }) }));
     expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "design", completed_steps: ["deploy"] })).toThrow(expect.objectContaining({ type: "CONFIG" }));
+  });
+
+  it("runs workflows with the same steps apart, and no later change to the caller's steps reaches them", async () => {
+    const bus = await startBus();
+    const task: Record<string, unknown> = { brief: "sketch it" };
+    const steps: StepInput[] = [
+      { name: "design", required_agents: [LEAD], task },
+      { name: "implementation", required_agents: [DEV, WEB] },
+    ];
+    const first = bus.sessionManager.createSession(LEAD, PARTICIPANTS, steps);
+    const second = bus.sessionManager.createSession(LEAD, PARTICIPANTS, steps);
+    bus.sessionManager.updateWorkflow(first, { current_step: "implementation" });
+    bus.sessionManager.updateSharedContext(first, { only: "first" });
+    expect(bus.sessionManager.getSession(first)).toMatchObject({ workflow: { current_step: "implementation" }, shared_context: { only: "first" } });
+    expect(bus.sessionManager.getSession(second)).toMatchObject({ workflow: { current_step: "design" }, shared_context: {} });
+
+    task["brief"] = "changed";
+    const third = bus.sessionManager.createSession(LEAD, PARTICIPANTS, steps);
+    steps.push({ name: "review", required_agents: [QA] });
+    const fourth = bus.sessionManager.createSession(LEAD, PARTICIPANTS, steps);
+    const original = [
+      { name: "design", required_agents: [LEAD], task: { brief: "sketch it" } },
+      { name: "implementation", required_agents: [DEV, WEB] },
+    ];
+    expect(bus.sessionManager.getSession(first)?.workflow.steps).toEqual(original);
+    expect(bus.sessionManager.getSession(second)?.workflow.steps).toEqual(original);
+    expect(bus.sessionManager.getSession(third)?.workflow.steps).toEqual(steps.slice(0, 2));
+    expect(bus.sessionManager.getSession(third)?.workflow.steps[0]?.task).toEqual({ brief: "changed" });
+    expect(bus.sessionManager.getSession(fourth)?.workflow).toMatchObject({ steps, pending_steps: ["implementation", "review"] });
+    // The steps a session shows are its own to read, not to change: others may share them.
+    expect(() => bus.sessionManager.getSession(second)!.workflow.steps.push({ name: "extra", required_agents: [] })).toThrow(TypeError);
+    expect(bus.sessionManager.getSession(first)?.workflow.steps).toEqual(original);
+  });
+
+  it("times out workflows whose steps differ only in their timeout apart", async () => {
+    const { bus, clock } = await startSimulatedBus();
+    const timed = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "implementation", required_agents: [DEV], timeout: "1m" }]);
+    const longer = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "implementation", required_agents: [DEV], timeout: "2m" }]);
+    const untimed = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "implementation", required_agents: [DEV] }]);
+    clock.increment(60_000);
+    expect([timed, longer, untimed].map((sessionId) => bus.sessionManager.getSession(sessionId)?.status)).toEqual(["terminated", "active", "active"]);
+    clock.increment(60_000);
+    expect([timed, longer, untimed].map((sessionId) => bus.sessionManager.getSession(sessionId)?.status)).toEqual(["terminated", "terminated", "active"]);
   });
 
   it("replaces the shared context, as the seed's spread expects", async () => {
