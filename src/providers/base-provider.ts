@@ -11,6 +11,7 @@ import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "./pa
 import type { Provider, ProviderOptions, ProviderWarning, ResolvedRuntimeParams } from "./provider.js";
 import { createRedactor, type Redactor } from "./redact.js";
 import { runWithRetries, type RetryPolicy } from "./retry.js";
+import { parseWith } from "../validation.js";
 import { upstreamError, type UpstreamFailure } from "./upstream-errors.js";
 
 /** What a provider class tells its base: its kind, its fallbacks, and the secrets to keep out of messages. */
@@ -51,11 +52,7 @@ const optionsSchema = z.object({
 });
 
 function checkOptions(options: ProviderOptions): void {
-  const parsed = optionsSchema.safeParse(options);
-  if (parsed.success) return;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.map(String).join(".") || "(options)";
-  throw new BridgeError("CONFIG", `${field}: ${issue?.message ?? "invalid"}`, { field });
+  parseWith(optionsSchema, options, "(options)");
 }
 
 function defaultWarningSink(): (warning: ProviderWarning) => void {
