@@ -396,13 +396,15 @@ const workflowSetup = setup({
       enqueue.emit({ type: "context_updated", sessionId: context.sessionId, shared_context: event.sharedContext });
     }),
     /** A step's timeout passed: its tasks still pending fail with TIMEOUT (`task_completed`, status failed). */
-    expireTasks: enqueueActions(({ context, enqueue }, params: { details: TaskFailure; at: number }) => {
-      const { step, error } = params.details;
+    expireTasks: enqueueActions(({ context, enqueue }, params: { step: string; timeoutMs: number; at: number }) => {
+      const { step, timeoutMs, at } = params;
       const failed = new Map<WorkflowTask, WorkflowTask>();
       for (const task of context.tasks) {
-        if (task.step === step && task.status === "pending") failed.set(task, { ...task, status: "failed", answered_at: params.at, error });
+        if (task.step !== step || task.status !== "pending") continue;
+        const error = { code: "TIMEOUT", message: `${task.to} did not answer within ${timeoutMs} ms` };
+        failed.set(task, { ...task, status: "failed", answered_at: at, error });
       }
-      enqueue.assign({ tasks: context.tasks.map((task) => failed.get(task) ?? task), updatedAt: params.at });
+      enqueue.assign({ tasks: context.tasks.map((task) => failed.get(task) ?? task), updatedAt: at });
       for (const task of failed.values()) enqueue.emit({ type: "task_completed", sessionId: context.sessionId, task });
     }),
     complete: enqueueActions(({ context, enqueue }, params: { summary: string; artifacts: unknown[]; at: number }) => {
@@ -470,7 +472,7 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
                   guard: { type: "awaitsAnswers" as const, params },
                   target: "terminated",
                   actions: [
-                    { type: "expireTasks" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
+                    { type: "expireTasks" as const, params: ({ context }: StepEvent) => ({ step: step.name, timeoutMs, at: context.stepEnteredAt + timeoutMs }) },
                     { type: "terminate" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
                   ],
                 },

@@ -160,6 +160,22 @@ describe("auto-dispatched workflows", () => {
     });
   });
 
+  it("fails each task a timed-out step still waits for with its own agent's TIMEOUT", async () => {
+    const { bus, clock } = await startSimulatedBus();
+    await register(bus, DEV, QA);
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "build", required_agents: [DEV, QA], task: "do it", timeout: "1s" }], {}, { dispatch: "auto" });
+    await until(() => bus.sessionManager.getSession(sessionId)!.tasks.length === 2);
+
+    clock.increment(1_000);
+
+    const session = bus.sessionManager.getSession(sessionId)!;
+    expect(session.status).toBe("terminated");
+    expect(session.tasks.map((task) => [task.to, task.status, task.error])).toEqual([
+      [DEV, "failed", { code: "TIMEOUT", message: `${DEV} did not answer within 1000 ms` }],
+      [QA, "failed", { code: "TIMEOUT", message: `${QA} did not answer within 1000 ms` }],
+    ]);
+  });
+
   it("leaves a manual workflow active when an agent answers with an error: its orchestrator decides", async () => {
     const { bus } = await startSimulatedBus();
     await register(bus, DEV);
