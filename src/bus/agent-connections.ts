@@ -12,6 +12,7 @@ import { API_KEY_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, type SendAnswerFrame } from "../protocol/frames.js";
+import { checkJsonDepth } from "../protocol/json-depth.js";
 
 /** Pongs a socket may miss before it is terminated. */
 export const MAX_MISSED_PONGS = 2;
@@ -192,6 +193,12 @@ export class AgentConnections {
       frame = JSON.parse(data.toString());
     } catch (error) {
       connection.answer({ type: "rejected", error: new BridgeError("CONFIG", `Malformed frame: ${toBridgeError(error).message}`, { field: "(frame)" }).toJSON() });
+      return;
+    }
+    try {
+      checkJsonDepth(frame, "(frame)");
+    } catch (error) {
+      connection.answer({ type: "rejected", error: toBridgeError(error).toJSON() });
       return;
     }
     this.events.frame(connection, frame);

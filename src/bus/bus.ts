@@ -161,6 +161,7 @@ export class CommunicationBus {
         ...(this.options.apiKey === undefined ? {} : { apiKey: this.options.apiKey }),
         maxBodyBytes: this.options.maxBodyBytes,
         closeGraceMs: this.options.closeGraceMs,
+        connectionIdleMs: this.options.connectionIdleMs,
         routes: busRoutes(this),
         onUpgrade: (req, socket, head) => this.connections.handleUpgrade(req, socket, head),
       });

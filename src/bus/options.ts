@@ -50,6 +50,8 @@ export interface BusOptions {
   maxWorkflowSessions?: number;
   /** How long `stop()` waits for written messages to be acknowledged and requests to finish. Default 5,000. */
   closeGraceMs?: number;
+  /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
+  connectionIdleMs?: number;
   /** The longest chain of `ctx.ask`s (an agent asking one that asks …); the next ask is CONFIG. Default 8. */
   maxAskDepth?: number;
   /**
@@ -89,6 +91,7 @@ const optionsSchema = z.object({
   workflowRetentionMs: z.number().int().min(0).max(MAX_TIMER_DELAY_MS).default(3_600_000),
   maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),
+  connectionIdleMs: delay.default(30_000),
   maxAskDepth: positiveInt.default(8),
   maxBusSessions: positiveInt.optional(),
 });

@@ -5,10 +5,11 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
+import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { Runtime } from "../runtime/runtime.js";
 
 export { API_KEY_HEADER };
@@ -20,6 +21,8 @@ export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** How long `close()` lets requests in flight finish before cutting their connections. */
 export const DEFAULT_CLOSE_GRACE_MS = 5_000;
+/** How long a connection may stay open without sending its first byte. */
+export const DEFAULT_CONNECTION_IDLE_MS = 30_000;
 
 /** Options of `startHttpServer`. */
 export interface HttpServerOptions {
@@ -37,6 +40,8 @@ export interface HttpServerOptions {
   routes?: HttpRoute[];
   /** Handles WebSocket upgrades; without it an upgrade request is answered 404. */
   onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** A connection that has sent nothing this long after it opened is closed. Default 30,000. */
+  connectionIdleMs?: number;
 }
 
 /** A running server. */
@@ -110,11 +115,14 @@ export function createApiKeyCheck(apiKey: string | undefined): ApiKeyCheck {
 
 function parseJson(text: string): unknown {
   if (text.trim() === "") return {};
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch (error) {
     throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)" });
   }
+  checkJsonDepth(value, "(body)");
+  return value;
 }
 
 /** Reads the body up to `maxBodyBytes`; past that it stops reading and rejects with a CONFIG that maps to 413. */
@@ -244,7 +252,20 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       // Not even the error could be written (e.g. a result that is not serializable): cutting the connection is the answer left.
       .catch(() => res.destroy());
   });
+  // Node leaves a connection that never sends a byte open for ever (headersTimeout starts at the first byte):
+  // without this, idle connections would take every file descriptor.
+  const idleMs = options.connectionIdleMs ?? DEFAULT_CONNECTION_IDLE_MS;
+  server.on("connection", (socket: Socket) => {
+    // Read from the byte count, not a 'data' listener, which would change how the HTTP parser reads the socket.
+    const idle = setTimeout(() => {
+      if (socket.bytesRead === 0) socket.destroy();
+    }, idleMs).unref();
+    socket.once("close", () => clearTimeout(idle));
+  });
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node stops handling this socket's errors once it hands it over: a reset during the refusal or the
+    // handshake would be an uncaught exception. A reset is a closed connection, nothing more.
+    socket.on("error", () => socket.destroy());
     if (options.onUpgrade !== undefined && closing === undefined) return options.onUpgrade(req, socket, head);
     socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
   });
