@@ -14,6 +14,9 @@ import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 
+/** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
+const CLOSE_WAIT_MS = 5_000;
+
 /** Pongs a socket may miss before it is terminated. */
 export const MAX_MISSED_PONGS = 2;
 
@@ -32,6 +35,8 @@ export class AgentConnection {
     private readonly transport: Duplex,
     /** Whether the socket asked for control frames (`?control=1`); others never get `accepted` or `rejected`. */
     readonly control: boolean,
+    /** What may wait to be written to this socket; past it the socket is closed with 1013. */
+    private readonly maxBufferBytes: number,
   ) {}
 
   /** Whether frames can be written. */
@@ -39,17 +44,32 @@ export class AgentConnection {
     return this.socket.readyState === this.socket.OPEN;
   }
 
-  /** Writes one text frame. */
+  /** Writes one text frame (a message: closing the socket instead fails its attempt, it is not lost). */
   send(frame: string): void {
-    this.batch();
-    this.socket.send(frame);
+    this.write(frame);
   }
 
   /** Writes one control frame, when the socket asked for them. */
   answer(frame: SendAnswerFrame): void {
     if (!this.open || !this.control) return;
+    this.write(JSON.stringify(frame));
+  }
+
+  /**
+   * Writes a frame unless the agent has stopped reading: memory held for a socket is bounded by
+   * `maxBufferBytes`, not by what a client chooses not to read. Past it the socket is closed with 1013; its
+   * unacknowledged messages fail their attempt and are delivered again when it reconnects.
+   */
+  private write(frame: string): void {
+    if (!this.open) return;
+    if (this.socket.bufferedAmount + Buffer.byteLength(frame) > this.maxBufferBytes) {
+      this.socket.close(CLOSE_CODES.tryAgainLater, "Socket buffer full: read your socket");
+      // The close frame waits behind what the agent does not read: cut the connection if it never gets there.
+      setTimeout(() => this.socket.terminate(), CLOSE_WAIT_MS).unref();
+      return;
+    }
     this.batch();
-    this.socket.send(JSON.stringify(frame));
+    this.socket.send(frame);
   }
 
   /**
@@ -84,6 +104,8 @@ export interface AgentConnectionsOptions {
   maxConnections: number;
   heartbeatIntervalMs: number;
   maxPayloadBytes: number;
+  /** What may wait to be written to one agent's socket before it is closed with 1013. */
+  maxSocketBufferBytes: number;
   checkApiKey: ApiKeyCheck;
   clock: Clock;
 }
@@ -165,7 +187,7 @@ export class AgentConnections {
       return;
     }
     const previous = this.byAgent.get(agentId);
-    const connection = new AgentConnection(agentId, ws, transport, control);
+    const connection = new AgentConnection(agentId, ws, transport, control, this.options.maxSocketBufferBytes);
     this.byAgent.set(agentId, connection);
     if (previous !== undefined) {
       this.events.disconnected(previous);

@@ -90,6 +90,7 @@ export class CommunicationBus {
         maxConnections: this.options.maxConnections,
         heartbeatIntervalMs: this.options.heartbeatInterval,
         maxPayloadBytes: this.options.maxBodyBytes,
+        maxSocketBufferBytes: this.options.maxSocketBufferBytes,
         checkApiKey: createApiKeyCheck(this.options.apiKey),
         clock: this.clock,
       },

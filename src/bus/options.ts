@@ -52,6 +52,8 @@ export interface BusOptions {
   closeGraceMs?: number;
   /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
+  /** What may wait to be written to one agent's socket; an agent that does not read past it is closed with 1013. Default 8 MiB. */
+  maxSocketBufferBytes?: number;
   /** The longest chain of `ctx.ask`s (an agent asking one that asks …); the next ask is CONFIG. Default 8. */
   maxAskDepth?: number;
   /**
@@ -92,6 +94,7 @@ const optionsSchema = z.object({
   maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),
   connectionIdleMs: delay.default(30_000),
+  maxSocketBufferBytes: positiveInt.default(8 * 1024 * 1024),
   maxAskDepth: positiveInt.default(8),
   maxBusSessions: positiveInt.optional(),
 });

@@ -30,9 +30,16 @@ export const MAX_RETRIES_LIMIT = 100;
 export const MAX_ID_LENGTH = 256;
 
 /** Agent ids look like `claude-code://orchestrator`: a framework, `://`, a name. */
-export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*:\/\/\S+$/;
+export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*:\/\/[^\s\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]+$/;
 
-const id = z.string().min(1).max(MAX_ID_LENGTH);
+/** Control characters and bidirectional overrides: refused in every id, where they would disguise one id as another in logs and listings. */
+const DISGUISING_CHARACTERS = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
+
+const id = z
+  .string()
+  .min(1)
+  .max(MAX_ID_LENGTH)
+  .refine((value) => !DISGUISING_CHARACTERS.test(value), "must not contain control characters or bidirectional overrides");
 /** An agent id (`framework://name`). */
 export const agentIdSchema = id.regex(AGENT_ID_PATTERN, 'expected an agent id such as "claude-code://orchestrator"');
 const framework = z.string().min(1).max(MAX_ID_LENGTH);

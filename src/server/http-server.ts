@@ -228,7 +228,8 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     const queryAt = target.indexOf("?");
     const pathname = queryAt < 0 ? target : target.slice(0, queryAt);
     const search = queryAt < 0 ? "" : target.slice(queryAt + 1);
-    const match = findRoute(routes, method, pathname);
+    // HEAD is GET without the body (Node leaves the body out of a HEAD response by itself).
+    const match = findRoute(routes, method === "HEAD" ? "GET" : method, pathname);
     const open = match !== undefined && "route" in match && match.route.open === true;
     if (!open) checkApiKey(req.headers[API_KEY_HEADER]);
     if (match === undefined) throw new BridgeError("NOT_FOUND", `No route: ${method} ${pathname}`, { method, path: pathname });

@@ -103,4 +103,44 @@ describe("a hostile client", () => {
     await until(() => agent.frames.some((frame) => frame.type === "rejected"));
     expect(agent.frames.find((frame) => frame.type === "rejected").error).toMatchObject({ type: "CONFIG", details: { limit: MAX_JSON_DEPTH } });
   });
+
+  it("closes a socket whose agent stops reading with 1013 once maxSocketBufferBytes wait, and loses none of its messages", async () => {
+    const bus = await startBus({ maxSocketBufferBytes: 64 * 1024, maxInFlightPerAgent: 1_000, maxQueuedPerAgent: 10_000 });
+    await register(bus, "cc://sender", "cc://sink");
+    const sink = await rawConnect(bus, "cc://sink");
+    // The client stops reading: the kernel's buffers fill, then the bus's.
+    (sink.socket as unknown as { _socket: Socket })._socket.pause();
+    const payload = { blob: "x".repeat(32 * 1024) };
+    const messageIds: string[] = [];
+    // 19 MB: more than loopback's kernel buffers hold, so the bus's own buffer for this socket passes 64 KiB.
+    for (let index = 0; index < 600; index += 1) {
+      const message = envelope("cc://sender", "cc://sink", { payload });
+      messageIds.push(message["message_id"] as string);
+      expect((await call(bus, "POST", "/messages/send", message)).status).toBe(202);
+    }
+    (sink.socket as unknown as { _socket: Socket })._socket.resume();
+    expect((await sink.closed).code).toBe(1013);
+    await until(() => !bus.listAgents().find((agent) => agent.agent_id === "cc://sink")!.online);
+    // Nothing accepted is lost: every message is still on its way (queued or retrying), none dead.
+    const statuses = new Set(messageIds.map((messageId) => bus.messageStatus(messageId).status));
+    expect(statuses.has("dead")).toBe(false);
+  });
+
+  it("answers HEAD like GET without a body, and refuses ids with control characters or bidirectional overrides", async () => {
+    const bus = await startBus();
+    const head = await fetch(`${bus.url}/health`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toContain("application/json");
+    expect(await head.text()).toBe("");
+    expect((await fetch(`${bus.url}/agents`, { method: "HEAD", headers: { "x-agent-api-key": "test-key" } })).status).toBe(200);
+
+    for (const disguised of ["cc://adm\u202Enimda", "cc://a\u0000b", "cc://x\u2066y"]) {
+      const refused = await call(bus, "POST", "/agents/register", { agent_id: disguised });
+      expect(refused.status, JSON.stringify(disguised)).toBe(400);
+    }
+    await register(bus, "cc://a", "cc://b");
+    const message = await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b", { message_id: "m\u202E1" }));
+    expect(message.status).toBe(400);
+    expect(message.body.error.details.field).toBe("message_id");
+  });
 });
