@@ -123,6 +123,8 @@ interface Presence {
 export class AgentRegistry {
   private readonly registered = new Map<string, { descriptor: AgentDescriptor; registeredAt: number }>();
   private readonly presence = new Map<string, Presence>();
+  /** Agents whose presence is online: `onlineCount` without a scan. */
+  private connected = 0;
 
   constructor(
     private readonly participants: ParticipantDirectory,
@@ -163,6 +165,7 @@ export class AgentRegistry {
   /** Marks an agent online (connected) or offline. */
   setOnline(agentId: string, online: boolean, at: number): void {
     const presence = this.presence.get(agentId) ?? { online: false, lastHeartbeat: null };
+    if (presence.online !== online) this.connected += online ? 1 : -1;
     presence.online = online;
     if (online) presence.lastHeartbeat = at;
     if (!online && !this.isKnown(agentId)) this.presence.delete(agentId);
@@ -177,9 +180,16 @@ export class AgentRegistry {
 
   /** Agents online: the runtime's while it runs, and those connected. */
   onlineCount(): number {
-    let online = this.agents.busAgents().filter((agent) => agent.online).length;
-    for (const presence of this.presence.values()) if (presence.online) online += 1;
-    return online;
+    return this.agents.busAgents().filter((agent) => agent.online).length + this.connected;
+  }
+
+  /** How many agents `list()` would list, without building it. */
+  knownCount(): number {
+    let participantsOnly = 0;
+    for (const { agent_id } of this.participants.participantAgents()) {
+      if (!this.registered.has(agent_id) && !this.isRuntimeAgent(agent_id)) participantsOnly += 1;
+    }
+    return this.agents.busAgents().length + this.registered.size + participantsOnly;
   }
 
   /** Every known agent: the runtime's own, registered ones, then participants that never registered. */

@@ -250,16 +250,11 @@ export class CommunicationBus {
 
   /** The counters of `GET /metrics`. */
   metricsSnapshot(): BusMetricsSnapshot {
-    const sessions = { total: 0, active: 0, completed: 0, terminated: 0 };
-    for (const session of this.sessionManager.listSessions()) {
-      sessions.total += 1;
-      sessions[session.status] += 1;
-    }
     return this.metrics.snapshot({
       uptimeSeconds: this.state === "new" ? 0 : (this.clock.now() - this.startedAt) / 1000,
       byStatus: this.deliveries.countsByStatus(),
-      sessions,
-      agents: { known: this.registry.list().length, online: this.registry.onlineCount(), connections: this.connections.count },
+      sessions: this.sessionManager.sessionCounts(),
+      agents: { known: this.registry.knownCount(), online: this.registry.onlineCount(), connections: this.connections.count },
     });
   }
 

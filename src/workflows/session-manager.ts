@@ -182,6 +182,8 @@ function stringOf(value: unknown, fallback: string): string {
 /** Workflow sessions of one bus. Reach it as `bus.sessionManager`. */
 export class SessionManager implements PoolHost {
   private readonly sessions = new Map<string, SessionEntry>();
+  /** Sessions by status, counted from their machines' events, so `GET /metrics` costs O(1). */
+  private readonly counts: Record<WorkflowSessionStatus, number> = { active: 0, completed: 0, terminated: 0 };
   /** The events of workflows being spawned, held back until `workflow.created` is out. */
   private readonly creating = new Map<string, Array<Exclude<WorkflowEmitted, TasksDispatch>>>();
   /** How to stop each listener added with `on`, for `off`. */
@@ -259,6 +261,7 @@ export class SessionManager implements PoolHost {
     }
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
+    this.counts.active += 1;
     for (const member of members) this.join(member);
     const { hub } = this.options.runtime;
     if (hub.wants("workflow.created")) hub.emit("workflow.created", sessionId, { sessionId, session: this.viewOf(sessionId, entry) });
@@ -390,6 +393,12 @@ export class SessionManager implements PoolHost {
 
   // ---- what the bus asks while it routes messages ----
 
+  /** Sessions by status, and their total (ended ones until they are evicted). O(1). */
+  sessionCounts(): { total: number; active: number; completed: number; terminated: number } {
+    const { active, completed, terminated } = this.counts;
+    return { total: active + completed + terminated, active, completed, terminated };
+  }
+
   /** Whether an agent takes part in any session: such agents count as registered. */
   hasParticipant(agentId: string): boolean {
     return this.participation.has(agentId);
@@ -474,6 +483,11 @@ export class SessionManager implements PoolHost {
       queueMicrotask(() => this.dispatch(emitted.sessionId, emitted));
       return;
     }
+    // Metrics follow the machine's own events: an ended session moves from active to how it ended.
+    if (emitted.type === "session_completed" || emitted.type === "session_terminated") {
+      this.counts.active -= 1;
+      this.counts[emitted.type === "session_completed" ? "completed" : "terminated"] += 1;
+    }
     const heldBack = this.creating.get(emitted.sessionId);
     if (heldBack !== undefined) heldBack.push(emitted);
     else this.publish(emitted);
@@ -490,6 +504,7 @@ export class SessionManager implements PoolHost {
     const entry = this.sessions.get(childId);
     if (entry === undefined) return;
     this.sessions.delete(childId);
+    this.counts[this.statusOf(entry)] -= 1;
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);
     for (const task of tasks) this.forgetTask(task.message_id);

@@ -254,6 +254,29 @@ describe("message deliveries under the supervisor", () => {
   });
 });
 
+describe("metrics without a scan", () => {
+  it("counts sessions by status and agents as the listings do, through completion, termination and eviction", async () => {
+    const { bus, clock } = await startOwnedBus();
+    await register(bus, DEV);
+    const [first, second, third] = [createWorkflow(bus), createWorkflow(bus), createWorkflow(bus)] as [string, string, string];
+    bus.sessionManager.completeSession(first, { summary: "ok" });
+    bus.sessionManager.terminateSession(second, { reason: "no" });
+    await rawConnect(bus, DEV);
+    const byStatus = (status: string) => bus.sessionManager.listSessions().filter((session) => session.status === status).length;
+    const expectCounts = async (): Promise<void> => {
+      const metrics = (await call(bus, "GET", "/metrics")).body;
+      expect(metrics.sessions).toEqual({ total: bus.sessionManager.listSessions().length, active: byStatus("active"), completed: byStatus("completed"), terminated: byStatus("terminated") });
+      expect(metrics.agents.known).toBe(bus.listAgents().length);
+      expect(metrics.agents.online).toBe(bus.listAgents().filter((agent) => agent.online).length);
+    };
+    await expectCounts();
+    clock.increment(RETENTION_MS);
+    await call(bus, "DELETE", `/sessions/${third}`);
+    await expectCounts();
+    expect((await call(bus, "GET", "/metrics")).body.sessions.total).toBe(0);
+  });
+});
+
 describe("one event hub", () => {
   it("delivers message.* and workflow.* events to runtime.on and bus.on alike, numbered in one sequence", async () => {
     const { bus, runtime } = await startOwnedBus();
