@@ -157,6 +157,11 @@ export class AgentRegistry {
     return this.agents.agentIdOfBusAgent(agentId) !== undefined;
   }
 
+  /** Agents registered through `POST /agents/register`. */
+  registeredCount(): number {
+    return this.registered.size;
+  }
+
   /** Registered through `POST /agents/register`. */
   isRegistered(agentId: string): boolean {
     return this.registered.has(agentId);

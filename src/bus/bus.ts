@@ -80,6 +80,7 @@ export class CommunicationBus {
       clock: this.clock,
       runtime: this.runtime,
       retentionMs: this.options.workflowRetentionMs,
+      maxSharedContextBytes: this.options.maxSharedContextBytes,
       send: (envelope) => this.send(envelope),
     });
     this.aggregator = new ResultAggregator(this.sessionManager);
@@ -111,6 +112,7 @@ export class CommunicationBus {
       retryBaseMs: this.options.retryDelay,
       maxInFlightPerAgent: this.options.maxInFlightPerAgent,
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
+      maxQueuedBytes: this.options.maxQueuedBytes,
       maxRetainedMessages: this.options.maxRetainedMessages,
       onStatus: (notice) => this.onStatus(notice),
     });
@@ -223,6 +225,10 @@ export class CommunicationBus {
     const agentId = descriptor.agent_id;
     if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is in the runtime's own framework (troupe://): only its agents and the bus use it`, { field: "agent_id", agentId });
+    }
+    const { maxAgents } = this.options;
+    if (!this.registry.isRegistered(agentId) && this.registry.registeredCount() >= maxAgents) {
+      throw new BridgeError("CAPACITY", `The bus has reached maxAgents (${maxAgents} registered)`, { retryable: true, limit: maxAgents });
     }
     this.registry.register(descriptor, this.clock.now());
     this.runtime.registerRemoteAgent(agentId);

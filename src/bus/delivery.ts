@@ -44,6 +44,8 @@ export interface DeliveriesOptions {
   retryBaseMs: number;
   maxInFlightPerAgent: number;
   maxQueuedPerAgent: number;
+  /** Bytes of all live messages together (their frames). */
+  maxQueuedBytes: number;
   maxRetainedMessages: number;
   /** Every event a delivery emits, after it took effect here. */
   onStatus(notice: DeliveryNotice): void;
@@ -94,6 +96,8 @@ export class Deliveries implements DeliveryPoolHost {
   private readonly finished = new Map<string, MessageStatusView>();
   /** Live deliveries by state, counted from their transitions; finished ones by their record. */
   private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledged: 0, retrying: 0, dead: 0 };
+  /** Bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
+  private liveBytes = 0;
   /** Live `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
   private readonly requestsByTask = new Map<string, Set<string>>();
 
@@ -136,12 +140,17 @@ export class Deliveries implements DeliveryPoolHost {
       throw new BridgeError("CAPACITY", `The queue of ${recipient} is full (${this.options.maxQueuedPerAgent} messages)`, { agentId: recipient });
     }
     const messageId = envelope.message_id;
+    const frame = JSON.stringify(envelope);
+    const { maxQueuedBytes } = this.options;
+    if (this.liveBytes + frame.length > maxQueuedBytes) {
+      throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
+    }
     if (localSink !== undefined) this.localSinks.set(messageId, localSink);
     const { routing } = envelope;
     const input: DeliveryInput = {
       messageId,
       envelope,
-      frame: JSON.stringify(envelope),
+      frame,
       acceptedAt: this.options.clock.now(),
       targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
       maxRetries: routing.retry_policy.max_retries,
@@ -151,8 +160,10 @@ export class Deliveries implements DeliveryPoolHost {
       timeoutMs,
     };
     try {
+      this.liveBytes += frame.length;
       this.options.runtime.spawnPooled("delivery", deliveryChildId(messageId), "delivery", input);
     } catch (error) {
+      this.liveBytes -= frame.length;
       this.localSinks.delete(messageId);
       throw error;
     }
@@ -202,6 +213,7 @@ export class Deliveries implements DeliveryPoolHost {
   /** Reaps every delivery actor and empties the queues (the bus is stopping). */
   stop(): void {
     this.options.runtime.clearPool("delivery");
+    this.liveBytes = 0;
     this.queues.clear();
   }
 
@@ -250,6 +262,7 @@ export class Deliveries implements DeliveryPoolHost {
     if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
       this.remember(statusViewOf(context.messageId, emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
       this.forgetRequest(context.envelope as MessageEnvelope);
+      this.liveBytes -= context.frame.length;
     }
     const { type, ...fields } = emitted;
     this.options.runtime.hub.emit(type, deliveryChildId(context.messageId), fields as never);

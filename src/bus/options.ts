@@ -54,6 +54,12 @@ export interface BusOptions {
   connectionIdleMs?: number;
   /** What may wait to be written to one agent's socket; an agent that does not read past it is closed with 1013. Default 8 MiB. */
   maxSocketBufferBytes?: number;
+  /** Bytes of all messages not yet acknowledged or dead, together; past it sends are 429 CAPACITY. Default 256 MiB. */
+  maxQueuedBytes?: number;
+  /** Agents registered at once; past it registration is 429 CAPACITY. Default 10,000. */
+  maxAgents?: number;
+  /** Largest `shared_context` of a workflow session, as JSON in UTF-8 bytes; past it 413. Default 64 KiB. */
+  maxSharedContextBytes?: number;
   /** The longest chain of `ctx.ask`s (an agent asking one that asks …); the next ask is CONFIG. Default 8. */
   maxAskDepth?: number;
   /**
@@ -95,6 +101,9 @@ const optionsSchema = z.object({
   closeGraceMs: z.number().int().min(0).default(5_000),
   connectionIdleMs: delay.default(30_000),
   maxSocketBufferBytes: positiveInt.default(8 * 1024 * 1024),
+  maxQueuedBytes: positiveInt.default(256 * 1024 * 1024),
+  maxAgents: positiveInt.default(10_000),
+  maxSharedContextBytes: positiveInt.default(64 * 1024),
   maxAskDepth: positiveInt.default(8),
   maxBusSessions: positiveInt.optional(),
 });

@@ -155,6 +155,8 @@ export interface SessionManagerOptions {
   runtime: Runtime;
   /** How long an ended session stays readable before it is evicted; 0 evicts at once. */
   retentionMs: number;
+  /** Largest shared context, as JSON in UTF-8 bytes (unbounded without). */
+  maxSharedContextBytes?: number;
   /** Sends an envelope through the bus: how an auto workflow's tasks leave. Without it, `dispatch: "auto"` is CONFIG. */
   send?: (envelope: EnvelopeInput) => Promise<unknown>;
 }
@@ -221,6 +223,7 @@ export class SessionManager implements PoolHost {
     if (input.dispatch === "auto" && this.options.send === undefined) {
       throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
     }
+    this.checkSharedContextSize(input.shared_context);
     const at = this.options.clock.now();
     const members: WorkflowParticipant[] = [
       { agent_id: input.initiator, framework: frameworkOf(input.initiator), role: "initiator", status: "active", joined_at: at },
@@ -326,6 +329,7 @@ export class SessionManager implements PoolHost {
   updateSharedContext(sessionId: string, sharedContext: Record<string, unknown>): WorkflowSession {
     const entry = this.open(sessionId);
     const parsed = parseWith(sharedContextSchema, sharedContext, "shared_context");
+    this.checkSharedContextSize(parsed);
     this.send(entry, { type: "CONTEXT.UPDATE", sharedContext: parsed, at: this.options.clock.now() });
     return this.viewOf(sessionId, entry);
   }
@@ -559,6 +563,14 @@ export class SessionManager implements PoolHost {
     const messages = this.messagesByTask.get(task.taskId);
     messages?.delete(messageId);
     if (messages?.size === 0) this.messagesByTask.delete(task.taskId);
+  }
+
+  /** A shared context is kept with its session until eviction: its size is bounded (413 past it). */
+  private checkSharedContextSize(sharedContext: Record<string, unknown>): void {
+    const limit = this.options.maxSharedContextBytes;
+    if (limit === undefined) return;
+    const bytes = Buffer.byteLength(JSON.stringify(sharedContext));
+    if (bytes > limit) throw new BridgeError("CONFIG", `shared_context: ${bytes} bytes exceed maxSharedContextBytes ${limit}`, { field: "shared_context", limitBytes: limit, limit });
   }
 
   /**

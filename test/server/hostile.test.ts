@@ -143,4 +143,41 @@ describe("a hostile client", () => {
     expect(message.status).toBe(400);
     expect(message.body.error.details.field).toBe("message_id");
   });
+
+  it("bounds registered agents, the bytes of undelivered messages and a workflow's shared context, each with a clear error, and recovers", async () => {
+    const bus = await startBus({ maxAgents: 2, maxQueuedBytes: 4_096, maxSharedContextBytes: 1_024 });
+    await register(bus, "cc://a", "cc://b");
+    const third = await call(bus, "POST", "/agents/register", { agent_id: "cc://c" });
+    expect(third.status).toBe(429);
+    expect(third.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 2 } });
+    expect((await call(bus, "POST", "/agents/register", { agent_id: "cc://a" })).status).toBe(201);
+
+    // cc://b is offline: its messages wait, and their bytes count until they are delivered.
+    const big = { blob: "x".repeat(1_500) };
+    const accepted: string[] = [];
+    let refused: { status: number; body: any } | undefined;
+    for (let index = 0; index < 10 && refused === undefined; index += 1) {
+      const message = envelope("cc://a", "cc://b", { payload: big });
+      const answer = await call(bus, "POST", "/messages/send", message);
+      if (answer.status === 202) accepted.push(message["message_id"] as string);
+      else refused = answer;
+    }
+    expect(accepted.length).toBeGreaterThan(0);
+    expect(refused?.status).toBe(429);
+    expect(refused?.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 4_096 } });
+    const agent = await rawConnect(bus, "cc://b");
+    await until(() => agent.frames.length === accepted.length);
+    for (const messageId of accepted) agent.ack(messageId);
+    await until(() => accepted.every((messageId) => bus.messageStatus(messageId).status === "acknowledged"));
+    expect((await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b", { payload: big }))).status).toBe(202);
+
+    const steps = [{ name: "only", required_agents: ["cc://a"] }];
+    const tooBig = await call(bus, "POST", "/sessions", { initiator: "cc://a", participants: [], steps, shared_context: { blob: "x".repeat(2_000) } });
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.error.details).toMatchObject({ field: "shared_context", limitBytes: 1_024 });
+    const created = await call(bus, "POST", "/sessions", { initiator: "cc://a", participants: [], steps, shared_context: { small: true } });
+    expect(created.status).toBe(201);
+    const patched = await call(bus, "PATCH", `/sessions/${created.body.session_id}/context`, { shared_context: { blob: "x".repeat(2_000) } });
+    expect(patched.status).toBe(413);
+  });
 });
