@@ -199,6 +199,11 @@ export class AgentRegistry {
 
   /** Every known agent: the runtime's own, registered ones, then participants that never registered. */
   list(): AgentListing[] {
+    return [...this.listings()].map((make) => make());
+  }
+
+  /** The listings, in `list()` order, each built only when called (a page builds its own alone). */
+  *listings(): Generator<() => AgentListing> {
     const listing = (descriptor: AgentDescriptor, registeredAt: number | null, source: AgentListing["source"]): AgentListing => {
       const presence = this.presence.get(descriptor.agent_id);
       const online = presence?.online ?? false;
@@ -211,8 +216,8 @@ export class AgentRegistry {
         status: this.agents.agentState(descriptor.agent_id) ?? (online ? "ready" : "offline"),
       };
     };
-    const runtime = this.agents.busAgents().map(
-      (agent): AgentListing => ({
+    for (const agent of this.agents.busAgents()) {
+      yield (): AgentListing => ({
         agent_id: agent.busAgentId,
         framework: RUNTIME_FRAMEWORK,
         capabilities: agent.capabilities,
@@ -222,15 +227,12 @@ export class AgentRegistry {
         registered_at: null,
         source: "runtime",
         status: agent.state,
-      }),
-    );
-    const registered = [...this.registered.values()].map(({ descriptor, registeredAt }) => listing(descriptor, registeredAt, "registered"));
-    const participants = new Map<string, AgentDescriptor>();
-    for (const { agent_id, framework } of this.participants.participantAgents()) {
-      if (!this.registered.has(agent_id) && !participants.has(agent_id) && !this.isRuntimeAgent(agent_id)) {
-        participants.set(agent_id, { agent_id, framework, capabilities: [], metadata: {} });
-      }
+      });
     }
-    return [...runtime, ...registered, ...[...participants.values()].map((descriptor) => listing(descriptor, null, "participant"))];
+    for (const { descriptor, registeredAt } of this.registered.values()) yield () => listing(descriptor, registeredAt, "registered");
+    for (const { agent_id, framework } of this.participants.participantAgents()) {
+      if (this.registered.has(agent_id) || this.isRuntimeAgent(agent_id)) continue;
+      yield () => listing({ agent_id, framework, capabilities: [], metadata: {} }, null, "participant");
+    }
   }
 }

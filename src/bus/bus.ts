@@ -254,6 +254,11 @@ export class CommunicationBus {
     return this.registry.list();
   }
 
+  /** The listings of `listAgents`, each built only when called: what `GET /agents` pages through. */
+  agentListings(): Iterable<() => AgentListing> {
+    return this.registry.listings();
+  }
+
   /** The counters of `GET /metrics`. */
   metricsSnapshot(): BusMetricsSnapshot {
     return this.metrics.snapshot({

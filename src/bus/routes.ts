@@ -8,6 +8,7 @@ import { HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import type { CommunicationBus } from "./bus.js";
 import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "../workflows/session-manager.js";
 import { parseWith } from "../validation.js";
+import { pageOf, pageRequestOf } from "./pagination.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
@@ -44,7 +45,10 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/agents$/,
-      handle: () => ({ agents: bus.listAgents() }),
+      handle: ({ query }) => {
+        const { items, next_cursor } = pageOf(bus.agentListings(), pageRequestOf(query));
+        return { agents: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
+      },
     },
     {
       method: "DELETE",
@@ -67,7 +71,10 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/sessions$/,
-      handle: () => ({ sessions: sessions.listSessions() }),
+      handle: ({ query }) => {
+        const { items, next_cursor } = pageOf(sessions.sessionViews(), pageRequestOf(query));
+        return { sessions: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
+      },
     },
     {
       method: "DELETE",

@@ -342,7 +342,12 @@ export class SessionManager implements PoolHost {
 
   /** Every session, oldest first. */
   listSessions(): WorkflowSession[] {
-    return [...this.sessions].map(([sessionId, entry]) => this.viewOf(sessionId, entry));
+    return [...this.sessionViews()].map((make) => make());
+  }
+
+  /** The sessions, oldest first, each view built only when called (a page builds its own alone). */
+  *sessionViews(): Generator<() => WorkflowSession> {
+    for (const [sessionId, entry] of this.sessions) yield () => this.viewOf(sessionId, entry);
   }
 
   /**

@@ -180,4 +180,36 @@ describe("a hostile client", () => {
     const patched = await call(bus, "PATCH", `/sessions/${created.body.session_id}/context`, { shared_context: { blob: "x".repeat(2_000) } });
     expect(patched.status).toBe(413);
   });
+
+  it("pages GET /agents and GET /sessions with limit and cursor, so no listing answers with everything at once", async () => {
+    const bus = await startBus();
+    const agentIds = Array.from({ length: 5 }, (_, index) => `cc://agent-${index}`);
+    await register(bus, ...agentIds);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await call(bus, "GET", `/agents?limit=2${cursor === undefined ? "" : `&cursor=${cursor}`}`);
+      expect(page.status).toBe(200);
+      expect(page.body.agents.length).toBeLessThanOrEqual(2);
+      seen.push(...page.body.agents.map((agent: { agent_id: string }) => agent.agent_id));
+      cursor = page.body.next_cursor;
+    } while (cursor !== undefined);
+    expect(seen).toEqual(bus.listAgents().map((agent) => agent.agent_id));
+    expect(seen).toEqual(agentIds);
+
+    const steps = [{ name: "only", required_agents: ["cc://agent-0"] }];
+    for (let index = 0; index < 3; index += 1) await call(bus, "POST", "/sessions", { initiator: "cc://agent-0", participants: [], steps });
+    const first = await call(bus, "GET", "/sessions?limit=2");
+    expect(first.body.sessions).toHaveLength(2);
+    const second = await call(bus, "GET", `/sessions?limit=2&cursor=${first.body.next_cursor}`);
+    expect(second.body.sessions).toHaveLength(1);
+    expect(second.body.next_cursor).toBeUndefined();
+    expect([...first.body.sessions, ...second.body.sessions].map((session: { session_id: string }) => session.session_id)).toEqual(
+      bus.sessionManager.listSessions().map((session) => session.session_id),
+    );
+
+    expect((await call(bus, "GET", "/agents?limit=0")).status).toBe(400);
+    expect((await call(bus, "GET", "/agents?limit=1001")).status).toBe(400);
+    expect((await call(bus, "GET", "/sessions?cursor=not%20a%20cursor")).body.error).toMatchObject({ type: "CONFIG", details: { field: "cursor" } });
+  });
 });
