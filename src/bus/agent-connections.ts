@@ -11,7 +11,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 
 /** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
@@ -142,7 +142,7 @@ export class AgentConnections {
       noServer: true,
       maxPayload: options.maxPayloadBytes,
       perMessageDeflate: false,
-      handleProtocols: (protocols) => [...protocols].find((protocol) => protocol.startsWith(KEY_PROTOCOL_PREFIX)) ?? false,
+      handleProtocols: (protocols) => (protocols.has(TROUPE_PROTOCOL) ? TROUPE_PROTOCOL : false),
     });
   }
 

@@ -16,6 +16,11 @@ export const ROOT_CONNECT_PATH = "/";
 export const CONTROL_PARAM = "control";
 /** Browsers cannot set headers: they offer the key as the subprotocol `key.<key>`. */
 export const KEY_PROTOCOL_PREFIX = "key.";
+/**
+ * The subprotocol the bus answers with when it is offered. The key's subprotocol is never echoed (a response
+ * header is no place for a secret); a client that needs a subprotocol back (Node's `ws`) offers this one too.
+ */
+export const TROUPE_PROTOCOL = "troupe";
 
 /** Close codes the bus uses. */
 export const CLOSE_CODES = {

@@ -334,16 +334,18 @@ describe("connections", () => {
     expect(await upgradeStatus(bus, "")).toBe(400);
   });
 
-  it("accepts the key as the Sec-WebSocket-Protocol value key.<key>, as browsers send it", async () => {
+  it("accepts the key as the Sec-WebSocket-Protocol value key.<key>, as browsers send it, and never echoes it back", async () => {
     const bus = await startBus();
     await register(bus, A);
     const { default: WebSocket } = await import("ws");
-    const socket = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(A)}`, [`key.${TEST_KEY}`]);
+    const socket = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(A)}`, ["troupe", `key.${TEST_KEY}`]);
+    const upgraded = new Promise<string | undefined>((resolve) => socket.once("upgrade", (response) => resolve(response.headers["sec-websocket-protocol"] as string | undefined)));
     await new Promise<void>((resolve, reject) => {
       socket.once("open", () => resolve());
       socket.once("error", reject);
     });
-    expect(socket.protocol).toBe(`key.${TEST_KEY}`);
+    expect(socket.protocol).toBe("troupe");
+    expect(await upgraded).toBe("troupe");
     socket.close();
   });
 
