@@ -8,10 +8,10 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
-import { API_KEY_HEADER } from "../protocol/headers.js";
+import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 
 /** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
@@ -91,6 +91,8 @@ export class AgentConnection {
 export interface ConnectionEvents {
   /** Registered, or a participant of a workflow session (and not one of the runtime's own agents): may connect. */
   isKnown(agentId: string): boolean;
+  /** Checks the token an upgrade presents for `agentId` (`agentAuth: "token"`); throws AUTH when it is wrong. */
+  authorize(agentId: string, token: string | undefined): void;
   connected(connection: AgentConnection): void;
   disconnected(connection: AgentConnection): void;
   /** A parsed JSON frame from the agent. */
@@ -110,10 +112,10 @@ export interface AgentConnectionsOptions {
   clock: Clock;
 }
 
-/** The key a browser offers as the subprotocol `key.<key>`. */
-function keyFromProtocols(header: string | undefined): string | undefined {
+/** What a browser offers as the subprotocol `<prefix><value>` (`key.`, `token.`). */
+function fromProtocols(header: string | undefined, prefix: string): string | undefined {
   const offered = (header ?? "").split(",").map((protocol) => protocol.trim());
-  return offered.find((protocol) => protocol.startsWith(KEY_PROTOCOL_PREFIX))?.slice(KEY_PROTOCOL_PREFIX.length);
+  return offered.find((protocol) => protocol.startsWith(prefix))?.slice(prefix.length);
 }
 
 const REASONS: Record<number, string> = { 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable" };
@@ -164,11 +166,13 @@ export class AgentConnections {
         throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
       }
       const headerKey = req.headers[API_KEY_HEADER];
-      this.options.checkApiKey(headerKey ?? keyFromProtocols(req.headers["sec-websocket-protocol"]));
+      this.options.checkApiKey(headerKey ?? fromProtocols(req.headers["sec-websocket-protocol"], KEY_PROTOCOL_PREFIX));
       const agentId = url.searchParams.get("agent_id") ?? "";
       if (!AGENT_ID_PATTERN.test(agentId)) {
         throw new BridgeError("CONFIG", 'agent_id: expected an agent id such as "claude-code://orchestrator" in the query', { field: "agent_id" });
       }
+      const headerToken = req.headers[AGENT_TOKEN_HEADER];
+      this.events.authorize(agentId, (Array.isArray(headerToken) ? headerToken[0] : headerToken) ?? fromProtocols(req.headers["sec-websocket-protocol"], TOKEN_PROTOCOL_PREFIX));
       if (this.stopping || this.count >= this.options.maxConnections) {
         refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${this.options.maxConnections})`));
         return;

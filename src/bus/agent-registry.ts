@@ -3,6 +3,7 @@
  * is online and when it last answered a ping. The participants of workflow sessions count as registered
  * (SPEC §3.1). Each agent's `status` is its actor's state (SPEC §3.6).
  */
+import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { AgentState } from "../../machines/agent.machine.js";
 import { agentIdSchema, frameworkOf } from "../protocol/envelope.js";
@@ -51,6 +52,8 @@ const url = z.string().min(1).max(2_048);
 
 const descriptorSchema = z.strictObject({
   agent_id: agentIdSchema,
+  /** The agent's own token, when it chooses it; otherwise the bus makes one. Never listed. */
+  agent_token: z.string().min(16).max(256).regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces").optional(),
   framework: z.string().min(1).max(256).optional(),
   capabilities: z.array(z.union([capabilityName, z.looseObject({ name: capabilityName })])).max(256).default([]),
   metadata: z.looseObject({ acks: z.boolean().optional() }).default({}),
@@ -72,14 +75,14 @@ const wrappedSchema = z.strictObject({ agent_descriptor: descriptorSchema, ...se
  * to the id's prefix. The seed project's body (capabilities as objects, `endpoints`, `health_check_url`,
  * `status_endpoint`, `authentication`) is accepted and kept.
  */
-export function parseRegistration(body: unknown): AgentDescriptor {
+export function parseRegistration(body: unknown): { descriptor: AgentDescriptor; agentToken: string | undefined } {
   const wrapped = typeof body === "object" && body !== null && "agent_descriptor" in body;
   const parsed = wrapped ? parseWith(wrappedSchema, body) : parseWith(bareSchema, body);
   const descriptor = "agent_descriptor" in parsed ? parsed.agent_descriptor : parsed;
   const { health_check_url, status_endpoint, authentication } = parsed;
-  const { agent_id, capabilities, metadata, endpoints } = descriptor;
+  const { agent_id, capabilities, metadata, endpoints, agent_token } = descriptor;
   const details = capabilities.map((capability): CapabilityDetail => (typeof capability === "string" ? { name: capability } : capability));
-  return {
+  return { agentToken: agent_token, descriptor: {
     agent_id,
     framework: descriptor.framework ?? frameworkOf(agent_id),
     capabilities: details.map((capability) => capability.name),
@@ -89,13 +92,17 @@ export function parseRegistration(body: unknown): AgentDescriptor {
     ...(health_check_url === undefined ? {} : { health_check_url }),
     ...(status_endpoint === undefined ? {} : { status_endpoint }),
     ...(authentication === undefined ? {} : { authentication: redactedAuthentication(authentication) }),
-  };
+  } };
 }
 
 /** A scheme name is kept as it is; in an object only `type` is: the rest may be credentials. */
 function redactedAuthentication(authentication: string | Record<string, unknown>): string | Record<string, unknown> {
   if (typeof authentication === "string") return authentication;
   return Object.fromEntries(Object.entries(authentication).map(([key, value]) => [key, key === "type" ? value : REDACTED]));
+}
+
+function hashToken(token: string): Buffer {
+  return createHash("sha256").update(token, "utf8").digest();
 }
 
 /** Participants of workflow sessions, as the registry needs to see them. */
@@ -123,6 +130,8 @@ interface Presence {
 export class AgentRegistry {
   private readonly registered = new Map<string, { descriptor: AgentDescriptor; registeredAt: number }>();
   private readonly presence = new Map<string, Presence>();
+  /** Each registered agent's token, hashed (`agentAuth: "token"`). */
+  private readonly tokens = new Map<string, Buffer>();
   /** Agents whose presence is online: `onlineCount` without a scan. */
   private connected = 0;
 
@@ -139,7 +148,19 @@ export class AgentRegistry {
 
   /** Forgets a registration; false when the agent was not registered. */
   deregister(agentId: string): boolean {
+    this.tokens.delete(agentId);
     return this.registered.delete(agentId);
+  }
+
+  /** Sets an agent's token (kept hashed). */
+  setToken(agentId: string, token: string): void {
+    this.tokens.set(agentId, hashToken(token));
+  }
+
+  /** Whether `presented` is the agent's token (constant time); false for an agent without one. */
+  tokenMatches(agentId: string, presented: string | undefined): boolean {
+    const expected = this.tokens.get(agentId);
+    return expected !== undefined && presented !== undefined && timingSafeEqual(expected, hashToken(presented));
   }
 
   /** One of the runtime's agents, registered, or a participant of a workflow session. */

@@ -3,12 +3,13 @@
  * workflow sessions follow their messages. It serves its routes on the same `node:http` server as
  * `GET /health` and `POST /bridge/:tool`.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { RuntimeEventListener, RuntimeEventType } from "../events/event-hub.js";
 import { isRuntimeFramework } from "../runtime/bus-agents.js";
+import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
@@ -97,6 +98,11 @@ export class CommunicationBus {
       },
       {
         isKnown: (agentId) => this.registry.mayConnect(agentId),
+        authorize: (agentId, token) => {
+          if (this.options.agentAuth === "token" && !this.registry.tokenMatches(agentId, token)) {
+            throw new BridgeError("AUTH", `${agentId}: its ${AGENT_TOKEN_HEADER} (or the subprotocol token.<token>) is needed`, { agentId });
+          }
+        },
         connected: (connection) => this.onConnected(connection),
         disconnected: (connection) => this.onDisconnected(connection),
         frame: (connection, frame) => this.onFrame(connection, frame),
@@ -204,6 +210,16 @@ export class CommunicationBus {
     return this.runtime.on(type, listener);
   }
 
+  /**
+   * `POST /messages/send`: with `agentAuth: "token"`, a registered sender's token must come with it (no
+   * client may send as another agent); code that embeds the bus sends with `send`.
+   */
+  sendOverHttp(envelope: unknown, presentedToken: string | undefined): Promise<SendResult> {
+    const sender = (envelope as { sender?: { agent_id?: unknown } } | null)?.sender?.agent_id;
+    if (this.options.agentAuth === "token" && typeof sender === "string" && this.registry.isRegistered(sender)) this.checkAgentToken(sender, presentedToken);
+    return this.send(envelope);
+  }
+
   /** Sends a message as `POST /messages/send` does; see `SendResult`. */
   send(envelope: unknown): Promise<SendResult> {
     return this.accept(envelope, undefined);
@@ -220,8 +236,8 @@ export class CommunicationBus {
    * Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. It gets an actor in the runtime,
    * online while its socket is. The id of one of the runtime's own agents is CONFIG: no one may stand in for it.
    */
-  registerAgent(body: unknown): AgentDescriptor {
-    const descriptor = parseRegistration(body);
+  registerAgent(body: unknown, presentedToken?: string): AgentDescriptor & { agent_token?: string } {
+    const { descriptor, agentToken } = parseRegistration(body);
     const agentId = descriptor.agent_id;
     if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is in the runtime's own framework (troupe://): only its agents and the bus use it`, { field: "agent_id", agentId });
@@ -230,19 +246,25 @@ export class CommunicationBus {
     if (!this.registry.isRegistered(agentId) && this.registry.registeredCount() >= maxAgents) {
       throw new BridgeError("CAPACITY", `The bus has reached maxAgents (${maxAgents} registered)`, { retryable: true, limit: maxAgents });
     }
+    // In token mode, an agent registered already is re-registered only with its token: the key alone cannot take it over.
+    const renewing = this.registry.isRegistered(agentId);
+    if (this.options.agentAuth === "token" && renewing) this.checkAgentToken(agentId, presentedToken);
     this.registry.register(descriptor, this.clock.now());
+    const token = agentToken ?? (renewing ? undefined : randomBytes(24).toString("base64url"));
+    if (token !== undefined) this.registry.setToken(agentId, token);
     this.runtime.registerRemoteAgent(agentId);
     if (this.connections.get(agentId) !== undefined) this.runtime.setRemoteAgentOnline(agentId, true);
     if (descriptor.metadata["acks"] === false) this.withoutAcks.add(agentId);
     else this.withoutAcks.delete(agentId);
-    return descriptor;
+    return token === undefined ? descriptor : { ...descriptor, agent_token: token };
   }
 
   /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
-  deregisterAgent(agentId: string): void {
+  deregisterAgent(agentId: string, presentedToken?: string): void {
     if (this.registry.isRuntimeAgent(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents: it cannot be deregistered`, { field: "agent_id", agentId });
     }
+    if (this.options.agentAuth === "token" && this.registry.isRegistered(agentId)) this.checkAgentToken(agentId, presentedToken);
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
     this.withoutAcks.delete(agentId);
     this.runtime.removeRemoteAgent(agentId);
@@ -267,6 +289,13 @@ export class CommunicationBus {
       sessions: this.sessionManager.sessionCounts(),
       agents: { known: this.registry.knownCount(), online: this.registry.onlineCount(), connections: this.connections.count },
     });
+  }
+
+  /** `agentAuth: "token"`: the agent's own token, or AUTH (403). */
+  private checkAgentToken(agentId: string, presented: string | undefined): void {
+    if (!this.registry.tokenMatches(agentId, presented)) {
+      throw new BridgeError("AUTH", `${agentId} is registered: its ${AGENT_TOKEN_HEADER} is needed`, { forbidden: true, agentId });
+    }
   }
 
   private listening(): HttpServer {

@@ -56,6 +56,12 @@ export interface BusOptions {
   maxSocketBufferBytes?: number;
   /** Bytes of all messages not yet acknowledged or dead, together; past it sends are 429 CAPACITY. Default 256 MiB. */
   maxQueuedBytes?: number;
+  /**
+   * `"token"`: an agent's own token (from its registration) is needed to connect as it, replace its socket,
+   * deregister it or send as it; `"shared"`: the bus key alone does (the seed project's model). Default
+   * `"shared"` on a loopback host, `"token"` on any other.
+   */
+  agentAuth?: "token" | "shared";
   /** Agents registered at once; past it registration is 429 CAPACITY. Default 10,000. */
   maxAgents?: number;
   /** Largest `shared_context` of a workflow session, as JSON in UTF-8 bytes; past it 413. Default 64 KiB. */
@@ -103,20 +109,23 @@ const optionsSchema = z.object({
   maxSocketBufferBytes: positiveInt.default(8 * 1024 * 1024),
   maxQueuedBytes: positiveInt.default(256 * 1024 * 1024),
   maxAgents: positiveInt.default(10_000),
+  agentAuth: z.enum(["token", "shared"]).optional(),
   maxSharedContextBytes: positiveInt.default(64 * 1024),
   maxAskDepth: positiveInt.default(8),
   maxBusSessions: positiveInt.optional(),
 });
 
 /** The options with every default applied. */
-export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey"> & { apiKey: string | undefined };
+export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey" | "agentAuth"> & { apiKey: string | undefined; agentAuth: "token" | "shared" };
 
 /** Validates the options and applies defaults; the key comes from `apiKey`, then `$AGENT_BUS_API_KEY`. */
 export function resolveBusOptions(options: BusOptions): ResolvedBusOptions {
   const { runtime: _runtime, clock: _clock, inspect: _inspect, env = process.env, ...plain } = options;
   const resolved = parseWith(optionsSchema, plain, "(options)");
   // An empty AGENT_BUS_API_KEY counts as unset, as shells make it easy to export one by accident.
-  return { ...resolved, apiKey: resolved.apiKey ?? (env[BUS_API_KEY_ENV] || undefined) };
+  // A broker's guest account is local-only: the shared key is the model on loopback, tokens anywhere else.
+  const agentAuth = resolved.agentAuth ?? (isLoopbackHost(resolved.host) ? "shared" : "token");
+  return { ...resolved, agentAuth, apiKey: resolved.apiKey ?? (env[BUS_API_KEY_ENV] || undefined) };
 }
 
 /** Whether a host name or address only reaches this machine. */

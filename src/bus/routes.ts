@@ -7,6 +7,7 @@ import { BridgeError, sessionNotFound } from "../errors.js";
 import { HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import type { CommunicationBus } from "./bus.js";
 import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "../workflows/session-manager.js";
+import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { parseWith } from "../validation.js";
 import { pageOf, pageRequestOf } from "./pagination.js";
 
@@ -29,7 +30,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "POST",
       path: /^\/messages\/send$/,
-      handle: async ({ readBody }) => new HttpAnswer(202, await bus.send(await readBody())),
+      handle: async ({ readBody, header }) => new HttpAnswer(202, await bus.sendOverHttp(await readBody(), header(AGENT_TOKEN_HEADER))),
     },
     {
       method: "GET",
@@ -40,7 +41,10 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "POST",
       path: /^\/agents\/register$/,
-      handle: async ({ readBody }) => new HttpAnswer(201, { success: true, agent: bus.registerAgent(await readBody()) }),
+      handle: async ({ readBody, header }) => {
+        const { agent_token, ...agent } = bus.registerAgent(await readBody(), header(AGENT_TOKEN_HEADER));
+        return new HttpAnswer(201, { success: true, agent, ...(agent_token === undefined ? {} : { agent_token }) });
+      },
     },
     {
       method: "GET",
@@ -53,9 +57,9 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "DELETE",
       path: /^\/agents\/(.+)$/,
-      handle: ({ params: [agentId] }) => {
+      handle: ({ params: [agentId], header }) => {
         const id = decoded(agentId, "agent_id");
-        bus.deregisterAgent(id);
+        bus.deregisterAgent(id, header(AGENT_TOKEN_HEADER));
         return { success: true, agent_id: id };
       },
     },

@@ -17,6 +17,10 @@ Options of serve:
   --api-key <key>  Require this key in the x-agent-api-key header on every route but GET /health and
                    on agent WebSockets (default: $${API_KEY_ENV}; none when unset, which only a loopback
                    --host allows; "dev-key" is refused on any other host)
+  --agent-auth <token|shared>
+                   token: an agent needs its own agent_token (answered by POST /agents/register) to connect,
+                   send, re-register or deregister as itself; shared: the key alone does (the seed's model).
+                   Default: shared on a loopback --host, token on any other
   --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }] }
 
   -h, --help       Show this help

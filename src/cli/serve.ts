@@ -19,6 +19,8 @@ export interface ServeOptions {
   port: number;
   host: string;
   apiKey?: string;
+  /** `--agent-auth token|shared`; default: shared on a loopback host, token on any other. */
+  agentAuth?: "token" | "shared";
   /** From `--config <file.json>`: ACP workers to run. */
   config?: ServerConfig;
 }
@@ -43,6 +45,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
         port: { type: "string" },
         host: { type: "string" },
         "api-key": { type: "string" },
+        "agent-auth": { type: "string" },
         config: { type: "string" },
       },
     }));
@@ -51,12 +54,17 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   if (values.host === "") throw new BridgeError("CONFIG", "--host: must not be empty", { field: "host" });
   if (values["api-key"] === "") throw new BridgeError("CONFIG", "--api-key: must not be empty", { field: "apiKey" });
+  const agentAuth = values["agent-auth"];
+  if (agentAuth !== undefined && agentAuth !== "token" && agentAuth !== "shared") {
+    throw new BridgeError("CONFIG", `--agent-auth: expected token or shared, got ${JSON.stringify(agentAuth)}`, { field: "agentAuth" });
+  }
   // An empty AGENT_BUS_API_KEY counts as unset, as shells make it easy to export one by accident.
   const apiKey = values["api-key"] ?? (env[API_KEY_ENV] || undefined);
   return {
     port: values.port === undefined ? DEFAULT_PORT : parsePort(values.port),
     host: values.host ?? DEFAULT_HOST,
     ...(apiKey === undefined ? {} : { apiKey }),
+    ...(agentAuth === undefined ? {} : { agentAuth }),
     ...(values.config === undefined ? {} : { config: loadServerConfig(values.config) }),
   };
 }
@@ -74,14 +82,22 @@ export async function serve(options: ServeOptions): Promise<void> {
       : `answering with ${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
   await runtime.start();
   // parseServeArgs has read the environment already: the bus takes the key from the options only.
-  const bus = new CommunicationBus({ port: options.port, host: options.host, apiKey: options.apiKey, runtime, env: {} });
+  const bus = new CommunicationBus({
+    port: options.port,
+    host: options.host,
+    apiKey: options.apiKey,
+    ...(options.agentAuth === undefined ? {} : { agentAuth: options.agentAuth }),
+    runtime,
+    env: {},
+  });
   await bus.start().catch(async (error: unknown) => {
     await runtime.stop();
     throw error;
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
+  const authNote = bus.options.agentAuth === "token" ? "agent auth: token (each agent's own agent_token)" : "agent auth: shared (the key alone)";
   process.stdout.write(
-    `troupe listening on ${bus.url} (${keyNote}); agent "${defaultAgentId}" ${answering}; ` +
+    `troupe listening on ${bus.url} (${keyNote}; ${authNote}); agent "${defaultAgentId}" ${answering}; ` +
       `bus: POST /messages/send, agents on ws /agents/connect\n`,
   );
   // After the first signal the handlers are gone, so a second Ctrl-C ends the process at once.

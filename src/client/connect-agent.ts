@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
-import { API_KEY_HEADER } from "../protocol/headers.js";
+import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 import { RecentIds } from "../protocol/recent-ids.js";
@@ -58,6 +58,8 @@ export interface ConnectAgentOptions {
   agentId: string;
   /** The bus's key, sent as the `x-agent-api-key` header. */
   apiKey?: string;
+  /** This agent's own token (the `agent_token` its registration answered), sent as `x-agent-token`: needed with `agentAuth: "token"`. */
+  token?: string;
   /** Called once per `message_id`, after the message is acknowledged. */
   onMessage(envelope: MessageEnvelope, context: MessageContext): void | Promise<void>;
   /** Errors that have no caller to go to: a failing `onMessage`, a refused connection, a frame the bus rejected. */
@@ -115,7 +117,7 @@ function classify(frame: unknown): IncomingFrame {
 
 /** Connects an agent to the bus. The socket opens in the background; await `ready()` to know it is open. */
 export function connectAgent(options: ConnectAgentOptions): AgentClient {
-  const { agentId, apiKey, onMessage } = options;
+  const { agentId, apiKey, token, onMessage } = options;
   const reconnect = options.reconnect === false ? undefined : { initialDelayMs: 100, maxDelayMs: 10_000, factor: 2, ...options.reconnect };
   const reportError = (error: BridgeError): void => options.onError?.(error);
   const seen = new RecentIds(options.dedupeWindow ?? 10_000);
@@ -208,7 +210,9 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   };
 
   const open = (): void => {
-    const ws = new WebSocket(target, { headers: apiKey === undefined ? {} : { [API_KEY_HEADER]: apiKey } });
+    const ws = new WebSocket(target, {
+      headers: { ...(apiKey === undefined ? {} : { [API_KEY_HEADER]: apiKey }), ...(token === undefined ? {} : { [AGENT_TOKEN_HEADER]: token }) },
+    });
     socket = ws;
     ws.on("open", () => {
       failedTries = 0;

@@ -21,6 +21,8 @@ export const KEY_PROTOCOL_PREFIX = "key.";
  * header is no place for a secret); a client that needs a subprotocol back (Node's `ws`) offers this one too.
  */
 export const TROUPE_PROTOCOL = "troupe";
+/** Browsers offer an agent's token as the subprotocol `token.<token>` (never echoed either). */
+export const TOKEN_PROTOCOL_PREFIX = "token.";
 
 /** Close codes the bus uses. */
 export const CLOSE_CODES = {

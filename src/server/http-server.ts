@@ -61,6 +61,8 @@ export interface RouteRequest {
   query: URLSearchParams;
   /** Reads and parses the JSON body; called only by routes that take one. */
   readBody(): Promise<unknown>;
+  /** A request header's value (the first, when repeated). */
+  header(name: string): string | undefined;
 }
 
 /** One route. The handler's result is the JSON body of a 200, unless it is an `HttpAnswer`. */
@@ -242,6 +244,10 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       params: match.params,
       query: new URLSearchParams(search),
       readBody: () => readJsonBody(req, maxBodyBytes),
+      header: (name) => {
+        const value = req.headers[name.toLowerCase()];
+        return Array.isArray(value) ? value[0] : value;
+      },
     });
     if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
     else send(req, res, 200, result);

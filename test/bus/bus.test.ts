@@ -134,7 +134,10 @@ describe("agents", () => {
   it("registers a wrapped or a bare descriptor, lists it with presence, and deregisters it", async () => {
     const bus = await startBus();
     const wrapped = await call(bus, "POST", "/agents/register", { agent_descriptor: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } } });
-    expect(wrapped).toEqual({ status: 201, body: { success: true, agent: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } } } });
+    expect(wrapped).toEqual({
+      status: 201,
+      body: { success: true, agent: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } }, agent_token: expect.stringMatching(/^[\w-]{32}$/) },
+    });
     const bare = await call(bus, "POST", "/agents/register", { agent_id: "opencode://b" });
     expect(bare.body.agent).toEqual({ agent_id: "opencode://b", framework: "opencode", capabilities: [], metadata: {} });
     await connect(bus, "codex://a");

@@ -55,7 +55,7 @@ describe("the seed project's registration body", () => {
       // Its credentials are not handed to every agent that lists agents: troupe authenticates with its own key.
       authentication: { type: "api_key", key: "[REDACTED]" },
     };
-    expect(registered).toEqual({ status: 201, body: { success: true, agent: expected } });
+    expect(registered).toEqual({ status: 201, body: { success: true, agent: expected, agent_token: expect.any(String) } });
     const listed = (await call(bus, "GET", "/agents")).body.agents;
     expect(listed).toEqual([{ ...expected, online: false, last_heartbeat: null, registered_at: expect.any(Number), source: "registered", status: "offline" }]);
 

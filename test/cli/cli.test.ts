@@ -122,6 +122,22 @@ describe("troupe serve", () => {
     expect(await exitCodeOf(child)).toBe(0);
   });
 
+  it("says which agent auth is on: shared by default on loopback, token with --agent-auth token", async () => {
+    const shared = await serveOnFreePort();
+    expect(shared.line).toContain("agent auth: shared");
+    shared.child.kill("SIGTERM");
+    expect(await exitCodeOf(shared.child)).toBe(0);
+    const token = await serveOnFreePort(["--agent-auth", "token"]);
+    expect(token.line).toContain("agent auth: token");
+    const registered = await fetch(`${token.url}/agents/register`, { method: "POST", body: JSON.stringify({ agent_id: "cc://a" }) });
+    const { agent_token } = (await registered.json()) as { agent_token: string };
+    const forged = await fetch(`${token.url}/agents/cc%3A%2F%2Fa`, { method: "DELETE" });
+    expect(forged.status).toBe(403);
+    expect((await fetch(`${token.url}/agents/cc%3A%2F%2Fa`, { method: "DELETE", headers: { "x-agent-token": agent_token } })).status).toBe(200);
+    token.child.kill("SIGTERM");
+    expect(await exitCodeOf(token.child)).toBe(0);
+  });
+
   it("exits 2 with usage on a bad --port", async () => {
     const child = troupe(["serve", "--port", "http"]);
     const stderr = collect(child.stderr);
