@@ -109,6 +109,8 @@ export const deliveryMachine = setup({
   guards: {
     canRetry: ({ context }) => context.retries < context.maxRetries,
     hasFallback: ({ context }) => context.targetIndex + 1 < context.targets.length,
+    /** An ack counts only from the agent the message was given to: no agent acknowledges another's message. */
+    isFromTarget: ({ context, event }) => event.type === "ACK" && event.agentId === context.targets[context.targetIndex],
   },
   actions: {
     // Replaced by the bus through `provide`: it queues or writes the message, then sends QUEUED or SENT.
@@ -182,7 +184,7 @@ export const deliveryMachine = setup({
       description: "Written to the target's socket; waiting for its ack.",
       entry: "announceDelivered",
       on: {
-        ACK: { target: "acknowledged" },
+        ACK: { guard: "isFromTarget", target: "acknowledged" },
         SEND_FAILED: [...failAttempt({ type: "recordSendFailure", params: ({ event }: { event: SendFailedEvent }) => ({ error: event.error }) })],
       },
       after: {
@@ -193,7 +195,7 @@ export const deliveryMachine = setup({
       description: "The attempt failed; waiting out the backoff. A late ack still counts.",
       entry: "announceRetrying",
       on: {
-        ACK: { target: "acknowledged" },
+        ACK: { guard: "isFromTarget", target: "acknowledged" },
       },
       after: {
         retryDelay: { target: "accepted" },

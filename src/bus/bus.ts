@@ -56,7 +56,7 @@ export class CommunicationBus {
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
   /** Sync senders waiting for the envelope that answers their message, by its `message_id`. */
-  private readonly syncReplies: Replies;
+  private readonly syncReplies: Replies<{ answerers: string[] }>;
   private readonly metrics = new BusMetrics();
   /** Agents registered with `metadata.acks: false`: they get at-most-once delivery (SPEC §3.9). */
   private readonly withoutAcks = new Set<string>();
@@ -339,7 +339,8 @@ export class CommunicationBus {
     }
     const inReplyTo = inReplyToOf(envelope);
     // A reply to a sync sender still waiting is handed to it here: that sender need not be registered.
-    const waiting = inReplyTo !== undefined && this.syncReplies.has(inReplyTo);
+    // Only the request's recipient (or a fallback agent it went to) answers a sync sender.
+    const waiting = inReplyTo !== undefined && (this.syncReplies.metaOf(inReplyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
     const targets: Array<[string, string]> = [
       ...(waiting ? [] : [["recipient.agent_id", envelope.recipient.agent_id] as [string, string]]),
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
@@ -359,6 +360,7 @@ export class CommunicationBus {
     this.sessionManager.observe(envelope);
     if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
     const response = await this.syncReplies.wait<MessageEnvelope>(messageId, {
+      meta: { answerers: [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])] },
       timeoutMs,
       onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
     });

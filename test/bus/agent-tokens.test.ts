@@ -1,10 +1,11 @@
 /**
  * Agent identity with `agentAuth: "token"` (SPEC §3.8): registration answers an `agent_token`, and the bus key
- * alone cannot connect as, take over, deregister, re-register or send as another agent.
+ * alone cannot connect as, take over, deregister, re-register or send as another agent; and acks and replies
+ * count only from the agent a message went to.
  */
 import { describe, expect, it } from "vitest";
 import { resolveBusOptions } from "../../src/bus/options.js";
-import { call, connect, envelope, startBus, TEST_KEY, until, upgradeStatus } from "./support.js";
+import { call, connect, envelope, flush, rawConnect, startBus, statusOf, TEST_KEY, until, upgradeStatus } from "./support.js";
 
 const A = "codex://alice";
 const B = "opencode://bob";
@@ -63,5 +64,36 @@ describe("agent tokens", () => {
     expect(answer.body.agent).not.toHaveProperty("agent_token");
     expect(JSON.stringify((await call(bus, "GET", "/agents")).body)).not.toContain(chosen);
     await connect(bus, B, { token: chosen });
+  });
+});
+
+describe("acks and replies count only from the agent a message went to", () => {
+  it("ignores another agent's ack of a message delivered to someone else", async () => {
+    const bus = await startBus();
+    await call(bus, "POST", "/agents/register", { agent_id: A });
+    await call(bus, "POST", "/agents/register", { agent_id: B });
+    const alice = await rawConnect(bus, A);
+    const bob = await rawConnect(bus, B);
+    const message = envelope(B, A);
+    await call(bus, "POST", "/messages/send", message);
+    await until(() => alice.frames.length === 1);
+    bob.ack(message["message_id"] as string);
+    await flush();
+    expect(statusOf(bus, message["message_id"] as string)).toBe("delivered");
+    alice.ack(message["message_id"] as string);
+    await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
+  });
+
+  it("answers a sync request only with its recipient's reply, not with a third agent's", async () => {
+    const bus = await startBus();
+    for (const agentId of [A, B, "cc://mallory"]) await call(bus, "POST", "/agents/register", { agent_id: agentId });
+    const bob = await rawConnect(bus, B);
+    const request = envelope(A, B, { routing: { delivery_mode: "sync", timeout: "10s" } });
+    const answered = call(bus, "POST", "/messages/send", request);
+    await until(() => bob.frames.length === 1);
+    const reply = (from: string, text: string) => envelope(from, A, { message_type: "task_response", payload: { text }, metadata: { in_reply_to: request["message_id"] } });
+    expect((await call(bus, "POST", "/messages/send", reply("cc://mallory", "forged"))).status).toBe(202);
+    expect((await call(bus, "POST", "/messages/send", reply(B, "real"))).status).toBe(202);
+    expect((await answered).body.response.payload).toEqual({ text: "real" });
   });
 });
