@@ -4,8 +4,8 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
-import { createRuntime, type Runtime, type RuntimeEvent, type RuntimeOptions } from "../../src/index.js";
-import { rejectionOf } from "../support/runtime.js";
+import { createRuntime, type Runtime, type RuntimeOptions } from "../../src/index.js";
+import { nextEvent, rejectionOf } from "../support/runtime.js";
 import { createScriptedAgent } from "../support/scripted-agent.js";
 import { fixtureWorker } from "../support/workers.js";
 
@@ -20,17 +20,6 @@ const runtimes: Runtime[] = [];
 afterEach(async () => {
   await Promise.all(runtimes.splice(0).map((runtime) => runtime.stop()));
 });
-
-/** Resolves when the stream delivers an event matching `predicate`. */
-function nextEvent(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean): Promise<RuntimeEvent> {
-  return new Promise((resolve) => {
-    const off = runtime.on("*", (event) => {
-      if (!predicate(event)) return;
-      off();
-      resolve(event);
-    });
-  });
-}
 
 describe.each(executors)("bridge rules on the %s executor", (kind, configure) => {
   async function start(options: RuntimeOptions = {}): Promise<Runtime> {

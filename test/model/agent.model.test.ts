@@ -21,6 +21,7 @@ import { agentMachine, type AgentEvent, type AgentInput, type AgentKind, type Ag
 import { createRuntime, type CommunicationBus, type Runtime, type RuntimeEvent } from "../../src/index.js";
 import { call, rawConnect, register, startBus, until, type RawAgent } from "../bus/support.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
+import { nextEvent } from "../support/runtime.js";
 import { fixtureWorker, isAlive, nextPid } from "../support/workers.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths, pathFromEvents } from "./paths.js";
@@ -113,17 +114,6 @@ function describePath(path: AgentPath): string {
 
 const coverage = new TransitionCoverage();
 const pids = new Set<number>();
-
-/** Resolves with the next event of the stream that matches. */
-function nextEvent(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean): Promise<RuntimeEvent> {
-  return new Promise((resolve) => {
-    const off = runtime.on("*", (event) => {
-      if (!predicate(event)) return;
-      off();
-      resolve(event);
-    });
-  });
-}
 
 const agentEnters = (state: AgentState) => (event: RuntimeEvent) =>
   event.type === "actor.transition" && event.actorId === `agent:${AGENT_ID}` && event.to === state;

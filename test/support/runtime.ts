@@ -99,3 +99,14 @@ export async function startProviderRuntime(
   runtime.on("*", (event) => events.push(event));
   return { runtime, events };
 }
+
+/** Resolves with the next event of the stream that matches `predicate`. */
+export function nextEvent(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean): Promise<RuntimeEvent> {
+  return new Promise((resolve) => {
+    const off = runtime.on("*", (event) => {
+      if (!predicate(event)) return;
+      off();
+      resolve(event);
+    });
+  });
+}
