@@ -96,18 +96,20 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
   const authNote = bus.options.agentAuth === "token" ? "agent auth: token (each agent's own agent_token)" : "agent auth: shared (the key alone)";
-  process.stdout.write(
-    `troupe listening on ${bus.url} (${keyNote}; ${authNote}); agent "${defaultAgentId}" ${answering}; ` +
-      `bus: POST /messages/send, agents on ws /agents/connect\n`,
-  );
-  // After the first signal the handlers are gone, so a second Ctrl-C ends the process at once.
-  await new Promise<void>((resolve) => {
+  // After the first signal the handlers are gone, so a second Ctrl-C ends the process at once. They are in place
+  // before the line below is printed: whoever waits for it may signal at once.
+  const signalled = new Promise<void>((resolve) => {
     const onSignal = (): void => {
       process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
       resolve();
     };
     process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   });
+  process.stdout.write(
+    `troupe listening on ${bus.url} (${keyNote}; ${authNote}); agent "${defaultAgentId}" ${answering}; ` +
+      `bus: POST /messages/send, agents on ws /agents/connect\n`,
+  );
+  await signalled;
   await bus.stop();
   await runtime.stop();
 }
