@@ -9,6 +9,7 @@
  * kept of it.
  */
 import { enqueueActions, setup, stopChild } from "xstate";
+import { drainsFullShard, liveShards, needsNewShard, openShard, placeChild, releaseChild, shardLoadOf, withoutShard, type ShardLoad } from "./shard-loads.js";
 import { poolShardMachine, type ChildReleasedEvent, type PoolChildEnding, type PoolChildSource, type PoolShardEvent } from "./pool-shard.machine.js";
 
 /** The kinds of pooled children. */
@@ -17,12 +18,8 @@ export type PoolKind = "workflow" | "delivery" | "agent";
 /** The shards of a pool are named `<prefix>-N`. */
 const SHARD_PREFIX: Record<PoolKind, string> = { workflow: "workflows", delivery: "deliveries", agent: "agents" };
 
-/** How full one pool shard is. A shard is sealed once `spawned` reaches `shardSize`. */
-export interface PoolShardLoad {
-  shardId: string;
-  spawned: number;
-  live: number;
-}
+/** How full one pool shard is. */
+export type PoolShardLoad = ShardLoad;
 
 /** What the runtime gives a pool. */
 export interface PoolInput {
@@ -65,19 +62,7 @@ export function poolSystemId(kind: PoolKind): string {
 }
 
 /** Every live shard of a pool, oldest first (the current one last). */
-export function livePoolShards(context: PoolContext): PoolShardLoad[] {
-  return context.current === null ? context.sealed : [...context.sealed, context.current];
-}
-
-function withShard(context: PoolContext, shardId: string, load: PoolShardLoad | null): Partial<PoolContext> {
-  if (context.current?.shardId === shardId) return { current: load };
-  const sealed = load === null ? context.sealed.filter((shard) => shard.shardId !== shardId) : context.sealed.map((shard) => (shard.shardId === shardId ? load : shard));
-  return { sealed };
-}
-
-function shardOf(context: PoolContext, shardId: string): PoolShardLoad | undefined {
-  return context.current?.shardId === shardId ? context.current : context.sealed.find((shard) => shard.shardId === shardId);
-}
+export const livePoolShards: (context: PoolContext) => PoolShardLoad[] = liveShards;
 
 /** The pool machine. */
 export const poolMachine = setup({
@@ -92,43 +77,33 @@ export const poolMachine = setup({
   },
   guards: {
     atCapacity: ({ context }) => context.capacity > 0 && context.live >= context.capacity,
-    needsNewShard: ({ context }) => context.current === null || context.current.spawned >= context.shardSize,
-    holdsShard: ({ context }, params: { shardId: string | undefined }) => params.shardId !== undefined && shardOf(context, params.shardId) !== undefined,
-    drainsFullShard: ({ context }, params: { shardId: string }) => {
-      const shard = shardOf(context, params.shardId);
-      return shard !== undefined && shard.live === 1 && shard.spawned >= context.shardSize;
-    },
+    needsNewShard: ({ context }) => needsNewShard(context, context.shardSize),
+    holdsShard: ({ context }, params: { shardId: string | undefined }) => params.shardId !== undefined && shardLoadOf(context, params.shardId) !== undefined,
+    drainsFullShard: ({ context }, params: { shardId: string }) => drainsFullShard(context, params.shardId, context.shardSize),
   },
   actions: {
     openShard: enqueueActions(({ context, enqueue }) => {
-      // Ids stay small and depend only on the live shards: the lowest free number.
-      const used = new Set(livePoolShards(context).map((shard) => shard.shardId));
-      let index = 0;
-      const prefix = SHARD_PREFIX[context.kind];
-      while (used.has(`${prefix}-${index}`)) index += 1;
-      const shardId = `${prefix}-${index}`;
-      enqueue.spawnChild("poolShard", { id: shardId });
-      const sealed = context.current === null ? context.sealed : [...context.sealed, context.current];
-      enqueue.assign({ sealed, current: { shardId, spawned: 0, live: 0 } });
+      const opened = openShard(context, SHARD_PREFIX[context.kind]);
+      enqueue.spawnChild("poolShard", { id: (opened.current as ShardLoad).shardId });
+      enqueue.assign(opened);
     }),
     place: enqueueActions(({ context, enqueue }, params: { childId: string; src: PoolChildSource; input: unknown }) => {
       const shard = context.current;
       if (shard === null) return;
       enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", ...params, slot: shard.spawned } satisfies PoolShardEvent);
-      enqueue.assign({ live: context.live + 1, current: { ...shard, spawned: shard.spawned + 1, live: shard.live + 1 } });
+      enqueue.assign({ live: context.live + 1, ...placeChild(context) });
     }),
     reject: enqueueActions(({ context, enqueue }, params: { childId: string }) => {
       enqueue.emit({ type: "child.rejected", kind: context.kind, childId: params.childId, capacity: context.capacity });
     }),
     countRelease: enqueueActions(({ context, enqueue }, params: { shardId: string; childId: string; ending: PoolChildEnding }) => {
-      const shard = shardOf(context, params.shardId);
-      if (shard === undefined) return;
-      enqueue.assign({ live: context.live - 1, ...withShard(context, shard.shardId, { ...shard, live: shard.live - 1 }) });
+      if (shardLoadOf(context, params.shardId) === undefined) return;
+      enqueue.assign({ live: context.live - 1, ...releaseChild(context, params.shardId) });
       enqueue.emit({ type: "child.released", kind: context.kind, childId: params.childId, ending: params.ending });
     }),
     reapShard: enqueueActions(({ context, enqueue }, params: { shardId: string }) => {
       enqueue(stopChild(params.shardId));
-      enqueue.assign(withShard(context, params.shardId, null));
+      enqueue.assign(withoutShard(context, params.shardId));
     }),
     sendToShard: enqueueActions(({ enqueue }, params: { shardId: string; event: PoolShardEvent }) => {
       enqueue.sendTo(params.shardId, params.event);

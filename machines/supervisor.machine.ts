@@ -15,13 +15,7 @@ import { emit, enqueueActions, setup, spawnChild, stopChild } from "xstate";
 import { poolMachine, poolSystemId } from "./pool.machine.js";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
-
-/** How full one shard is. A shard is sealed once `spawned` reaches `shardSize`. */
-export interface ShardLoad {
-  shardId: string;
-  spawned: number;
-  live: number;
-}
+import { drainsFullShard, liveShards, needsNewShard, openShard, placeChild, releaseChild, shardLoadOf, withoutShard, type ShardLoad } from "./shard-loads.js";
 
 /** What the runtime gives the supervisor. */
 export interface SupervisorInput {
@@ -56,34 +50,8 @@ export type SupervisorEmitted =
   | { type: "session.closed"; session: SessionInfo; reason: Exclude<SessionCloseReason, "failed"> }
   | { type: "supervisor.stopped" };
 
-/** Every live shard, oldest first (the current one last). */
-export function liveShards(context: SupervisorContext): ShardLoad[] {
-  return context.current === null ? context.sealed : [...context.sealed, context.current];
-}
-
-/** The lowest `shard-N` no live shard uses: ids stay small and depend only on the live shards. */
-function freeShardId(context: SupervisorContext): string {
-  const used = new Set(liveShards(context).map((shard) => shard.shardId));
-  let index = 0;
-  while (used.has(`shard-${index}`)) index += 1;
-  return `shard-${index}`;
-}
-
-/** The load of a live shard. */
-function shardOf(context: SupervisorContext, shardId: string): ShardLoad | undefined {
-  if (context.current?.shardId === shardId) return context.current;
-  return context.sealed.find((shard) => shard.shardId === shardId);
-}
-
 /** What a release tells the actions that count it. */
 type ReleaseParams = Omit<SessionReleasedEvent, "type">;
-
-/** The context with one shard's load replaced (or removed, with `null`). */
-function withShard(context: SupervisorContext, shardId: string, load: ShardLoad | null): Partial<SupervisorContext> {
-  if (context.current?.shardId === shardId) return { current: load };
-  const sealed = load === null ? context.sealed.filter((shard) => shard.shardId !== shardId) : context.sealed.map((shard) => (shard.shardId === shardId ? load : shard));
-  return { sealed };
-}
 
 /** The params of the actions that take a release: the event without its type. */
 const countRelease = { type: "countRelease", params: ({ event }: { event: SessionReleasedEvent }) => ({ session: event.session, reason: event.reason, shardId: event.shardId }) } as const;
@@ -103,28 +71,23 @@ export const supervisorMachine = setup({
   },
   guards: {
     atCapacity: ({ context }) => context.live >= context.maxSessions,
-    needsNewShard: ({ context }) => context.current === null || context.current.spawned >= context.shardSize,
+    needsNewShard: ({ context }) => needsNewShard(context, context.shardSize),
     hasNoSessions: ({ context }) => context.live === 0,
     releasesLastSession: ({ context }) => context.live === 1,
-    drainsFullShard: ({ context }, params: { shardId: string }) => {
-      const shard = shardOf(context, params.shardId);
-      return shard !== undefined && shard.live === 1 && shard.spawned >= context.shardSize;
-    },
+    drainsFullShard: ({ context }, params: { shardId: string }) => drainsFullShard(context, params.shardId, context.shardSize),
   },
   actions: {
     openShard: enqueueActions(({ context, enqueue }) => {
-      const shardId = freeShardId(context);
-      enqueue.spawnChild("sessionShard", { id: shardId });
-      // The full current shard still holds sessions (it would have been reaped otherwise): it is sealed.
-      const sealed = context.current === null ? context.sealed : [...context.sealed, context.current];
-      enqueue.assign({ sealed, current: { shardId, spawned: 0, live: 0 } });
+      const opened = openShard(context, "shard");
+      enqueue.spawnChild("sessionShard", { id: (opened.current as ShardLoad).shardId });
+      enqueue.assign(opened);
     }),
     placeSession: enqueueActions(({ context, enqueue }, params: { session: SessionSpawnInput }) => {
       const shard = context.current;
       // openShard runs first whenever there is no current shard.
       if (shard === null) return;
       enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", session: params.session } satisfies SessionShardEvent);
-      enqueue.assign({ live: context.live + 1, current: { ...shard, spawned: shard.spawned + 1, live: shard.live + 1 } });
+      enqueue.assign({ live: context.live + 1, ...placeChild(context) });
       enqueue.emit({ type: "session.created", sessionId: params.session.sessionId, shardId: shard.shardId });
     }),
     rejectAtCapacity: emit(({ context }, params: { sessionId: string }) => ({
@@ -139,14 +102,13 @@ export const supervisorMachine = setup({
       },
     })),
     countRelease: enqueueActions(({ context, enqueue }, params: ReleaseParams) => {
-      const shard = shardOf(context, params.shardId);
-      if (shard === undefined) return;
-      enqueue.assign({ live: context.live - 1, ...withShard(context, shard.shardId, { ...shard, live: shard.live - 1 }) });
+      if (shardLoadOf(context, params.shardId) === undefined) return;
+      enqueue.assign({ live: context.live - 1, ...releaseChild(context, params.shardId) });
       enqueue.emit({ type: "session.closed", session: params.session, reason: params.reason });
     }),
     reapShard: enqueueActions(({ context, enqueue }, params: { shardId: string }) => {
       enqueue(stopChild(params.shardId));
-      enqueue.assign(withShard(context, params.shardId, null));
+      enqueue.assign(withoutShard(context, params.shardId));
     }),
     shutDownNextShard: enqueueActions(({ context, enqueue }) => {
       const next = liveShards(context).find((shard) => shard.live > 0);
