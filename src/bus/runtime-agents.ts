@@ -31,7 +31,7 @@ import type { PromptResult } from "../bridge/schemas.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
 import { formatDuration } from "../protocol/durations.js";
-import { frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
+import { frameworkOf, inReplyToOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
 import { BUS_AGENT_ID, busAgentIdOf, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
@@ -111,15 +111,6 @@ interface PendingAsk {
 /** The key of a prompt in flight, as `prompt.delta` events and asks name it. */
 function promptKey(sessionId: string, requestId: string): string {
   return `${sessionId}\n${requestId}`;
-}
-
-/** The usage an answer reports, in either spelling the bus sees. */
-function usageOf(value: unknown): AskReply["usage"] {
-  if (typeof value !== "object" || value === null) return undefined;
-  const usage = value as Record<string, unknown>;
-  const inputTokens = usage["input_tokens"] ?? usage["inputTokens"];
-  const outputTokens = usage["output_tokens"] ?? usage["outputTokens"];
-  return typeof inputTokens === "number" && typeof outputTokens === "number" ? { inputTokens, outputTokens } : undefined;
 }
 
 /** The prompt of a `task_request`: `payload.prompt` when it is text, else the payload as JSON. */

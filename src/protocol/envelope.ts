@@ -89,6 +89,15 @@ export function parseEnvelope(value: unknown, defaultTimeoutMs: number): Message
   return { ...parsed, routing: { ...parsed.routing, timeout: parsed.routing.timeout ?? formatDuration(defaultTimeoutMs) } };
 }
 
+/** Token usage an envelope reports (`payload.usage`, `metadata.usage`), in either spelling agents use: `input_tokens` or `inputTokens`. */
+export function usageOf(value: unknown): { inputTokens: number; outputTokens: number } | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const usage = value as Record<string, unknown>;
+  const inputTokens = usage["input_tokens"] ?? usage["inputTokens"];
+  const outputTokens = usage["output_tokens"] ?? usage["outputTokens"];
+  return typeof inputTokens === "number" && typeof outputTokens === "number" ? { inputTokens, outputTokens } : undefined;
+}
+
 /** The framework part of an agent id (`claude-code` of `claude-code://orchestrator`). */
 export function frameworkOf(agentId: string): string {
   return agentId.slice(0, Math.max(0, agentId.indexOf("://")));

@@ -25,7 +25,7 @@ import {
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
-import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
+import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
 import { parseDuration } from "../protocol/durations.js";
 import { WORKFLOW_EVENT_TYPES, type RuntimeEvent } from "../events/event-hub.js";
 import { BUS_AGENT_ID, isRuntimeFramework, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
@@ -159,15 +159,6 @@ export interface SessionManagerOptions {
   maxSharedContextBytes?: number;
   /** Sends an envelope through the bus: how an auto workflow's tasks leave. Without it, `dispatch: "auto"` is CONFIG. */
   send?: (envelope: EnvelopeInput) => Promise<unknown>;
-}
-
-function usageOf(value: unknown): TaskUsage | undefined {
-  if (typeof value !== "object" || value === null) return undefined;
-  const usage = value as Record<string, unknown>;
-  const input = usage["input_tokens"] ?? usage["inputTokens"];
-  const output = usage["output_tokens"] ?? usage["outputTokens"];
-  if (typeof input !== "number" || typeof output !== "number") return undefined;
-  return { input_tokens: input, output_tokens: output };
 }
 
 /** Where a pending task is, and who may answer it: its recipient, then its fallback agents. */
@@ -521,7 +512,8 @@ export class SessionManager implements PoolHost {
   }
 
   private usageField(envelope: MessageEnvelope): { usage?: TaskUsage } {
-    const usage = usageOf(envelope.payload["usage"]) ?? usageOf(envelope.metadata?.["usage"]);
+    const reported = usageOf(envelope.payload["usage"]) ?? usageOf(envelope.metadata?.["usage"]);
+    const usage: TaskUsage | undefined = reported === undefined ? undefined : { input_tokens: reported.inputTokens, output_tokens: reported.outputTokens };
     return usage === undefined ? {} : { usage };
   }
 
