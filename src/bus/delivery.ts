@@ -264,8 +264,12 @@ export class Deliveries implements DeliveryPoolHost {
       this.forgetRequest(context.envelope as MessageEnvelope);
       this.liveBytes -= context.frame.length;
     }
-    const { type, ...fields } = emitted;
-    this.options.runtime.hub.emit(type, deliveryChildId(context.messageId), fields as never);
+    const { hub } = this.options.runtime;
+    // Every message passes here several times: build the stream's event only for a listener.
+    if (hub.wants(emitted.type)) {
+      const { type, ...fields } = emitted;
+      hub.emit(type, deliveryChildId(context.messageId), fields as never);
+    }
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }
 
