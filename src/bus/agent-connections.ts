@@ -22,7 +22,7 @@ export const MAX_MISSED_PONGS = 2;
 
 /** One agent's socket, and the messages written to it that wait for their ack. */
 export class AgentConnection {
-  /** Ids of messages written to this socket and not yet acknowledged (bookkept by the deliveries). */
+  /** Keys (sender and message id) of messages written to this socket and not yet acknowledged (bookkept by the deliveries). */
   readonly inFlight = new Set<string>();
   /** Pings sent since the last pong. */
   missedPongs = 0;

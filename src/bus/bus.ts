@@ -18,7 +18,7 @@ import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListi
 import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type DeliveryNotice, type MessageStatusView } from "./delivery.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
-import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import { CLOSE_CODES, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
@@ -134,8 +134,8 @@ export class CommunicationBus {
       workflowActive: (workflowId) => this.sessionManager.getSession(workflowId)?.status === "active",
       // Deltas are best effort: they never take the half of a queue that answers need.
       hasRoomFor: (agentId) => this.deliveries.queuedFor(agentId) < this.options.maxQueuedPerAgent / 2,
-      isWaiting: (messageId) => {
-        const status = this.deliveries.status(messageId)?.status;
+      isWaiting: (senderId, messageId) => {
+        const status = this.deliveries.status(messageId, senderId)?.status;
         return status === "accepted" || status === "queued";
       },
     });
@@ -226,9 +226,9 @@ export class CommunicationBus {
   }
 
   /** A message's status, as `GET /messages/:id` answers it; NOT_FOUND when it is not (or no longer) known. */
-  messageStatus(messageId: string): MessageStatusView {
-    const status = this.deliveries.status(messageId);
-    if (status === undefined) throw new BridgeError("NOT_FOUND", `Message not found: ${messageId}`, { messageId });
+  messageStatus(messageId: string, sender?: string): MessageStatusView {
+    const status = this.deliveries.status(messageId, sender);
+    if (status === undefined) throw new BridgeError("NOT_FOUND", `Message not found: ${messageId}`, { messageId, ...(sender === undefined ? {} : { sender }) });
     return status;
   }
 
@@ -333,14 +333,17 @@ export class CommunicationBus {
     if (origin !== undefined && envelope.sender.agent_id !== origin.agentId) {
       throw new BridgeError("AUTH", `sender.agent_id: this socket belongs to ${origin.agentId}`, { forbidden: true, field: "sender.agent_id" });
     }
-    if (this.deliveries.has(messageId)) {
+    const key = messageKeyOf(envelope);
+    if (this.deliveries.has(key)) {
       this.metrics.countDuplicate();
       return { success: true, message_id: messageId, status: "duplicate" };
     }
     const inReplyTo = inReplyToOf(envelope);
     // A reply to a sync sender still waiting is handed to it here: that sender need not be registered.
     // Only the request's recipient (or a fallback agent it went to) answers a sync sender.
-    const waiting = inReplyTo !== undefined && (this.syncReplies.metaOf(inReplyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
+    // It answers the message of the sync sender it is sent to: that sender's key of the id in `in_reply_to`.
+    const replyTo = inReplyTo === undefined ? undefined : messageKey(envelope.recipient.agent_id, inReplyTo);
+    const waiting = replyTo !== undefined && (this.syncReplies.metaOf(replyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
     const targets: Array<[string, string]> = [
       ...(waiting ? [] : [["recipient.agent_id", envelope.recipient.agent_id] as [string, string]]),
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
@@ -353,13 +356,13 @@ export class CommunicationBus {
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
     this.deliveries.accept(envelope, {
       timeoutMs,
-      ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(inReplyTo, reply) } : {}),
+      ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) } : {}),
     });
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
     this.sessionManager.observe(envelope);
     if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
-    const response = await this.syncReplies.wait<MessageEnvelope>(messageId, {
+    const response = await this.syncReplies.wait<MessageEnvelope>(key, {
       meta: { answerers: [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])] },
       timeoutMs,
       onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
@@ -437,7 +440,7 @@ export class CommunicationBus {
     const messageId = envelope.message_id;
     const timedOut = event.cause === "timeout";
     this.syncReplies.reject(
-      messageId,
+      messageKeyOf(envelope),
       timedOut
         ? new BridgeError("TIMEOUT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" })
         : new BridgeError("TRANSPORT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" }),

@@ -10,7 +10,7 @@ import type { DeliveryContext, DeliveryEmitted, DeliveryEvent, DeliveryInput, De
 import type { PoolChildEnding } from "../../machines/pool-shard.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
-import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
 import type { AgentConnection as SocketConnection } from "./agent-connections.js";
 import { PriorityQueue } from "./priority-queue.js";
@@ -21,6 +21,8 @@ export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "o
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {
   message_id: string;
+  /** The sender's agent id: a `message_id` names a message together with it. */
+  sender: string;
   status: DeliveryStatus;
   attempts: number;
   last_error?: string;
@@ -61,17 +63,33 @@ type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
 
 const FINAL_STATUSES: ReadonlySet<string> = new Set<DeliveryStatus>(["acknowledged", "dead"]);
 
+/** The sender's id in a message key. */
+function senderOfKey(key: string): string {
+  return key.slice(0, key.indexOf(MESSAGE_KEY_SEPARATOR));
+}
+
 /** The id of a message's delivery actor (ids share the system's namespace with sessions and workflows). */
-export function deliveryChildId(messageId: string): string {
-  return `message:${messageId}`;
+export function deliveryChildId(key: string): string {
+  return `message:${key}`;
 }
 
 function contextOf(child: AnyActorRef): DeliveryContext {
   return (child.getSnapshot() as { context: DeliveryContext }).context;
 }
 
-function statusViewOf(messageId: string, status: DeliveryStatus, context: DeliveryContext): MessageStatusView {
-  return { message_id: messageId, status, attempts: context.attempts, ...(context.lastError === null ? {} : { last_error: context.lastError }) };
+function keyOfContext(context: DeliveryContext): string {
+  return messageKeyOf(context.envelope as MessageEnvelope);
+}
+
+function statusViewOf(status: DeliveryStatus, context: DeliveryContext): MessageStatusView {
+  const { sender } = context.envelope as MessageEnvelope;
+  return {
+    message_id: context.messageId,
+    sender: sender.agent_id,
+    status,
+    attempts: context.attempts,
+    ...(context.lastError === null ? {} : { last_error: context.lastError }),
+  };
 }
 
 /** The task a `task_request` carries: its `metadata.task_id`, else its `message_id`; other messages carry none. */
@@ -85,9 +103,15 @@ class RecipientQueue {
   readonly waiting = new Set<string>();
 }
 
-/** Every message of one bus, from acceptance until its status record is forgotten. */
+/**
+ * Every message of one bus, from acceptance until its status record is forgotten. Messages are named by their
+ * key (`messageKey`): queues, windows and records hold keys; `keysById` finds them from a bare `message_id`
+ * (an ack frame, `GET /messages/:id`), usually one key, several when senders chose the same id.
+ */
 export class Deliveries implements DeliveryPoolHost {
   private readonly queues = new Map<string, RecipientQueue>();
+  /** The keys of every live or remembered message, by `message_id`. */
+  private readonly keysById = new Map<string, string | string[]>();
   /** The socket each message was last written to, while it waits for its ack there. */
   private readonly writtenTo = new Map<string, AgentConnection>();
   /** Receives a message in this process instead of a socket (a sync sender waiting for this reply). */
@@ -105,17 +129,31 @@ export class Deliveries implements DeliveryPoolHost {
     options.runtime.attachPool("delivery", this);
   }
 
-  /** Whether a message id is known (alive, or finished and still remembered). */
-  has(messageId: string): boolean {
-    return this.finished.has(messageId) || this.options.runtime.pooledChild(deliveryChildId(messageId)) !== undefined;
+  /** Whether a message key is known (alive, or finished and still remembered). */
+  has(key: string): boolean {
+    return this.finished.has(key) || this.childOf(key) !== undefined;
   }
 
-  /** A message's status, while it is remembered: from its actor while it lives, then from its record. */
-  status(messageId: string): MessageStatusView | undefined {
-    const child = this.options.runtime.pooledChild(deliveryChildId(messageId));
-    if (child === undefined) return this.finished.get(messageId);
+  /**
+   * A message's status, while it is remembered: from its actor while it lives, then from its record. Without a
+   * sender, the `message_id` must name one message; when several senders used it, CONFIG asks for the sender.
+   */
+  status(messageId: string, sender?: string): MessageStatusView | undefined {
+    let key: string | undefined;
+    if (sender !== undefined) key = messageKey(sender, messageId);
+    else {
+      const keys = this.keysOf(messageId);
+      if (keys.length > 1) {
+        const senders = keys.map(senderOfKey);
+        throw new BridgeError("CONFIG", `message_id ${messageId} was used by ${keys.length} senders: name one with ?sender=`, { field: "sender", senders });
+      }
+      key = keys[0];
+    }
+    if (key === undefined) return undefined;
+    const child = this.childOf(key);
+    if (child === undefined) return this.finished.get(key);
     const snapshot = child.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext };
-    return statusViewOf(messageId, snapshot.value, snapshot.context);
+    return statusViewOf(snapshot.value, snapshot.context);
   }
 
   /** Messages by status: live ones and the finished ones still remembered. */
@@ -140,12 +178,13 @@ export class Deliveries implements DeliveryPoolHost {
       throw new BridgeError("CAPACITY", `The queue of ${recipient} is full (${this.options.maxQueuedPerAgent} messages)`, { agentId: recipient });
     }
     const messageId = envelope.message_id;
+    const key = messageKeyOf(envelope);
     const frame = JSON.stringify(envelope);
     const { maxQueuedBytes } = this.options;
     if (this.liveBytes + frame.length > maxQueuedBytes) {
       throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
     }
-    if (localSink !== undefined) this.localSinks.set(messageId, localSink);
+    if (localSink !== undefined) this.localSinks.set(key, localSink);
     const { routing } = envelope;
     const input: DeliveryInput = {
       messageId,
@@ -161,14 +200,15 @@ export class Deliveries implements DeliveryPoolHost {
     };
     try {
       this.liveBytes += frame.length;
-      this.options.runtime.spawnPooled("delivery", deliveryChildId(messageId), "delivery", input);
+      this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", input);
     } catch (error) {
       this.liveBytes -= frame.length;
-      this.localSinks.delete(messageId);
+      this.localSinks.delete(key);
       throw error;
     }
+    this.indexKey(messageId, key);
     const taskId = requestTaskIdOf(envelope);
-    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(messageId));
+    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(key));
   }
 
   /**
@@ -183,18 +223,22 @@ export class Deliveries implements DeliveryPoolHost {
     const responder = answer.sender.agent_id;
     const inReplyTo = inReplyToOf(answer);
     const taskId = taskIdOf(answer);
-    const answered = inReplyTo !== undefined ? [inReplyTo] : taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
-    for (const messageId of answered) {
-      const child = this.childOf(messageId);
+    const answered = inReplyTo !== undefined ? this.keysOf(inReplyTo) : taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
+    for (const key of answered) {
+      const child = this.childOf(key);
       if (child === undefined) continue;
       const { targets, targetIndex } = contextOf(child);
       if (targets[targetIndex] === responder) child.send({ type: "ACK", agentId: responder });
     }
   }
 
-  /** An agent acknowledged a message. Unknown and finished messages are ignored: acks may repeat. */
+  /**
+   * An agent acknowledged a message by its `message_id`. Unknown and finished messages are ignored: acks may
+   * repeat. The delivery machine takes it only from the message's current target; two messages of different
+   * senders with the same id, both written to this agent, are both acknowledged by it.
+   */
   acknowledge(connection: AgentConnection, messageId: string): void {
-    this.childOf(messageId)?.send({ type: "ACK", agentId: connection.agentId });
+    for (const key of this.keysOf(messageId)) this.childOf(key)?.send({ type: "ACK", agentId: connection.agentId });
   }
 
   /** An agent connected: its queue is served. */
@@ -204,8 +248,8 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** An agent's socket closed: every message waiting for its ack there failed this attempt. */
   disconnected(connection: AgentConnection): void {
-    for (const messageId of [...connection.inFlight]) {
-      this.childOf(messageId)?.send({ type: "SEND_FAILED", error: `Connection of ${connection.agentId} closed before the ack` });
+    for (const key of [...connection.inFlight]) {
+      this.childOf(key)?.send({ type: "SEND_FAILED", error: `Connection of ${connection.agentId} closed before the ack` });
     }
     connection.inFlight.clear();
   }
@@ -221,10 +265,10 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** The machine's `dispatch`: write the message to its current target now, or queue it. */
   dispatch(context: DeliveryContext, self: AnyActorRef): void {
-    const { messageId } = context;
+    const key = keyOfContext(context);
     const target = context.targets[context.targetIndex] as string;
-    this.release(messageId);
-    const localSink = this.localSinks.get(messageId);
+    this.release(key);
+    const localSink = this.localSinks.get(key);
     if (localSink !== undefined) {
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       localSink(context.envelope as MessageEnvelope);
@@ -234,12 +278,12 @@ export class Deliveries implements DeliveryPoolHost {
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
     if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0)) {
-      const awaitsAck = this.write(messageId, context.frame, connection);
+      const awaitsAck = this.write(key, context.frame, connection);
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       if (!awaitsAck) self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
       return;
     }
-    this.enqueue(target, messageId, (context.envelope as MessageEnvelope).priority);
+    this.enqueue(target, key, (context.envelope as MessageEnvelope).priority);
     self.send({ type: "QUEUED" } satisfies DeliveryEvent);
   }
 
@@ -247,9 +291,10 @@ export class Deliveries implements DeliveryPoolHost {
   stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined): void {
     if (from !== undefined && !FINAL_STATUSES.has(from)) this.counts[from as DeliveryStatus] -= 1;
     if (to !== undefined && !FINAL_STATUSES.has(to)) this.counts[to as DeliveryStatus] += 1;
-    const { messageId, targets } = contextOf(child);
     if (from === "queued" && to !== "queued") {
-      for (const target of targets) this.dequeue(target, messageId);
+      const context = contextOf(child);
+      const key = keyOfContext(context);
+      for (const target of context.targets) this.dequeue(target, key);
     }
   }
 
@@ -257,10 +302,11 @@ export class Deliveries implements DeliveryPoolHost {
   emitted(child: AnyActorRef, event: { type: string }): void {
     const emitted = event as DeliveryEmitted;
     const context = contextOf(child);
+    const key = keyOfContext(context);
     // Emitted events arrive after the transition's own effects: a new attempt's write is not undone here.
-    if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(context.messageId);
+    if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(key);
     if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
-      this.remember(statusViewOf(context.messageId, emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
+      this.remember(key, statusViewOf(emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
       this.forgetRequest(context.envelope as MessageEnvelope);
       this.liveBytes -= context.frame.length;
     }
@@ -268,22 +314,48 @@ export class Deliveries implements DeliveryPoolHost {
     // Every message passes here several times: build the stream's event only for a listener.
     if (hub.wants(emitted.type)) {
       const { type, ...fields } = emitted;
-      hub.emit(type, deliveryChildId(context.messageId), fields as never);
+      hub.emit(type, deliveryChildId(key), fields as never);
     }
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }
 
   /** A delivery actor was reaped: nothing of it stays but its status record. */
   released(childId: string, _ending: PoolChildEnding): void {
-    const messageId = childId.slice(deliveryChildId("").length);
-    this.localSinks.delete(messageId);
-    this.release(messageId);
+    const key = childId.slice(deliveryChildId("").length);
+    this.localSinks.delete(key);
+    this.release(key);
+    // A delivery reaped before it finished (the bus stopping) leaves no record to find by its id.
+    if (!this.finished.has(key)) this.unindexKey(key);
   }
 
   // ---- queues and windows ----
 
-  private childOf(messageId: string): DeliveryActor | undefined {
-    return this.options.runtime.pooledChild(deliveryChildId(messageId)) as DeliveryActor | undefined;
+  private childOf(key: string): DeliveryActor | undefined {
+    return this.options.runtime.pooledChild(deliveryChildId(key)) as DeliveryActor | undefined;
+  }
+
+  private keysOf(messageId: string): string[] {
+    const keys = this.keysById.get(messageId);
+    return keys === undefined ? [] : typeof keys === "string" ? [keys] : keys;
+  }
+
+  private indexKey(messageId: string, key: string): void {
+    const keys = this.keysById.get(messageId);
+    if (keys === undefined) this.keysById.set(messageId, key);
+    else if (typeof keys === "string") this.keysById.set(messageId, [keys, key]);
+    else keys.push(key);
+  }
+
+  private unindexKey(key: string): void {
+    const messageId = key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1);
+    const keys = this.keysById.get(messageId);
+    if (typeof keys === "string") {
+      if (keys === key) this.keysById.delete(messageId);
+      return;
+    }
+    const rest = (keys ?? []).filter((other) => other !== key);
+    if (rest.length === 0) this.keysById.delete(messageId);
+    else this.keysById.set(messageId, rest.length === 1 ? (rest[0] as string) : rest);
   }
 
   /** A finished `task_request` can no longer be acknowledged by an answer. */
@@ -291,33 +363,34 @@ export class Deliveries implements DeliveryPoolHost {
     const taskId = requestTaskIdOf(envelope);
     const requests = taskId === undefined ? undefined : this.requestsByTask.get(taskId);
     if (taskId === undefined || requests === undefined) return;
-    requests.delete(envelope.message_id);
+    requests.delete(messageKeyOf(envelope));
     if (requests.size === 0) this.requestsByTask.delete(taskId);
   }
 
-  private remember(record: MessageStatusView): void {
-    this.finished.set(record.message_id, record);
+  private remember(key: string, record: MessageStatusView): void {
+    this.finished.set(key, record);
     this.counts[record.status] += 1;
     while (this.finished.size > this.options.maxRetainedMessages) {
-      const [oldestId, oldest] = this.finished.entries().next().value as [string, MessageStatusView];
-      this.finished.delete(oldestId);
+      const [oldestKey, oldest] = this.finished.entries().next().value as [string, MessageStatusView];
+      this.finished.delete(oldestKey);
+      this.unindexKey(oldestKey);
       this.counts[oldest.status] -= 1;
     }
   }
 
-  private enqueue(agentId: string, messageId: string, priority: MessageEnvelope["priority"]): void {
+  private enqueue(agentId: string, key: string, priority: MessageEnvelope["priority"]): void {
     let queue = this.queues.get(agentId);
     if (queue === undefined) {
       queue = new RecipientQueue();
       this.queues.set(agentId, queue);
     }
-    queue.order.push(messageId, priority);
-    queue.waiting.add(messageId);
+    queue.order.push(key, priority);
+    queue.waiting.add(key);
   }
 
-  private dequeue(agentId: string, messageId: string): void {
+  private dequeue(agentId: string, key: string): void {
     const queue = this.queues.get(agentId);
-    if (queue === undefined || !queue.waiting.delete(messageId)) return;
+    if (queue === undefined || !queue.waiting.delete(key)) return;
     // Its entry in `order` is skipped when reached; an empty queue is dropped with its stale entries.
     if (queue.waiting.size === 0) this.queues.delete(agentId);
   }
@@ -327,11 +400,11 @@ export class Deliveries implements DeliveryPoolHost {
   }
 
   /** Writes the message; false when its agent sends no acks (at-most-once: written counts as acknowledged). */
-  private write(messageId: string, frame: string, connection: AgentConnection): boolean {
+  private write(key: string, frame: string, connection: AgentConnection): boolean {
     connection.send(frame);
     if (!this.options.sendsAcks(connection.agentId)) return false;
-    connection.inFlight.add(messageId);
-    this.writtenTo.set(messageId, connection);
+    connection.inFlight.add(key);
+    this.writtenTo.set(key, connection);
     return true;
   }
 
@@ -341,11 +414,11 @@ export class Deliveries implements DeliveryPoolHost {
     const queue = this.queues.get(agentId);
     if (connection === undefined || queue === undefined) return;
     while (queue.waiting.size > 0 && this.hasRoom(connection)) {
-      const messageId = queue.order.shift() as string;
-      if (!queue.waiting.has(messageId)) continue;
-      const child = this.childOf(messageId);
+      const key = queue.order.shift() as string;
+      if (!queue.waiting.has(key)) continue;
+      const child = this.childOf(key);
       if (child === undefined) continue;
-      const awaitsAck = this.write(messageId, contextOf(child).frame, connection);
+      const awaitsAck = this.write(key, contextOf(child).frame, connection);
       // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
       child.send({ type: "SENT", agentId });
       if (!awaitsAck) child.send({ type: "ACK", agentId });
@@ -353,11 +426,11 @@ export class Deliveries implements DeliveryPoolHost {
   }
 
   /** The attempt on the socket a message was written to is over: its window gets the room back. */
-  private release(messageId: string): void {
-    const connection = this.writtenTo.get(messageId);
+  private release(key: string): void {
+    const connection = this.writtenTo.get(key);
     if (connection === undefined) return;
-    this.writtenTo.delete(messageId);
-    connection.inFlight.delete(messageId);
+    this.writtenTo.delete(key);
+    connection.inFlight.delete(key);
     if (connection.open) this.pump(connection.agentId);
   }
 }

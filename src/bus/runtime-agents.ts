@@ -31,7 +31,7 @@ import type { PromptResult } from "../bridge/schemas.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
 import { formatDuration } from "../protocol/durations.js";
-import { frameworkOf, inReplyToOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
+import { frameworkOf, inReplyToOf, messageKeyOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
 import { BUS_AGENT_ID, busAgentIdOf, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
@@ -47,7 +47,7 @@ const DEDUPE_WINDOW = 10_000;
 
 /** An in-process endpoint: what the deliveries write a runtime agent's messages to, as to a socket that is always open. */
 export class AgentEndpoint {
-  /** Ids of messages written here and not yet acknowledged (bookkept by the deliveries). */
+  /** Keys (sender and message id) of messages written here and not yet acknowledged (bookkept by the deliveries). */
   readonly inFlight = new Set<string>();
   /** False once the bus stops: messages then wait in the queue like those of an offline agent. */
   open = true;
@@ -86,7 +86,7 @@ export interface RuntimeAgentsHost {
   /** Whether an agent's queue has room for best-effort messages (streamed deltas). */
   hasRoomFor(agentId: string): boolean;
   /** Whether a message still waits to be written to its recipient. */
-  isWaiting(messageId: string): boolean;
+  isWaiting(senderId: string, messageId: string): boolean;
 }
 
 /** A task being answered: its session once known, whether its sender cancelled it, and whether a lost answer was reported. */
@@ -290,7 +290,7 @@ export class RuntimeAgents implements Messenger {
     this.host.acknowledge(endpoint, envelope.message_id);
     // Written before the bus stopped: acknowledged so that stopping does not wait for it, and left alone.
     if (this.stopped) return;
-    if (!this.seen.add(`${endpoint.agentId}\n${envelope.sender.agent_id}\n${envelope.message_id}`)) return;
+    if (!this.seen.add(`${endpoint.agentId}\n${messageKeyOf(envelope)}`)) return;
     switch (envelope.message_type) {
       case "task_request":
         if (endpoint.runtimeAgentId !== undefined) void this.runTask(endpoint, endpoint.runtimeAgentId, envelope);
@@ -412,7 +412,7 @@ export class RuntimeAgents implements Messenger {
         return messageId;
       },
       hasRoom: () => this.host.hasRoomFor(request.sender.agent_id),
-      isWaiting: (messageId) => this.host.isWaiting(messageId),
+      isWaiting: (messageId) => this.host.isWaiting(endpoint.agentId, messageId),
     });
   }
 

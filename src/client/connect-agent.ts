@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
-import { frameworkOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
+import { frameworkOf, messageKeyOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 
@@ -195,7 +195,8 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
     if (incoming.kind === "message") {
       const { envelope } = incoming;
       transmit({ type: "ack", message_id: envelope.message_id });
-      if (!seen.add(envelope.message_id)) return;
+      // De-duplication is per sender, as on the bus: two senders may use the same id.
+      if (!seen.add(messageKeyOf(envelope))) return;
       Promise.resolve()
         .then(() => onMessage(envelope, contextOf(envelope)))
         .catch((error: unknown) => reportError(new BridgeError("UPSTREAM", `onMessage failed for ${envelope.message_id}: ${String(error)}`)));

@@ -114,3 +114,19 @@ export function taskIdOf(envelope: MessageEnvelope): string | undefined {
   const taskId = envelope.metadata?.["task_id"];
   return typeof taskId === "string" ? taskId : undefined;
 }
+
+/** Between the sender and the `message_id` in a message key: refused in every id, so keys never collide. */
+export const MESSAGE_KEY_SEPARATOR = "\u001f";
+
+/**
+ * What names a message on the bus: its sender and its `message_id` (de-duplication is per sender, so one sender
+ * cannot squat an id another will use). The separator, U+001F, is refused in every id: no two pairs collide.
+ */
+export function messageKey(senderId: string, messageId: string): string {
+  return `${senderId}${MESSAGE_KEY_SEPARATOR}${messageId}`;
+}
+
+/** The key of an envelope: its sender's id and its `message_id`. */
+export function messageKeyOf(envelope: MessageEnvelope): string {
+  return messageKey(envelope.sender.agent_id, envelope.message_id);
+}

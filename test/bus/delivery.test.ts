@@ -25,7 +25,7 @@ describe("priority queues", () => {
     for (const [messageId, priority] of sent) {
       const answer = await call(bus, "POST", "/messages/send", envelope(A, B, { message_id: messageId, priority }));
       expect(answer).toEqual({ status: 202, body: { success: true, message_id: messageId, status: "accepted" } });
-      expect((await call(bus, "GET", `/messages/${messageId}`)).body).toEqual({ message_id: messageId, status: "queued", attempts: 0 });
+      expect((await call(bus, "GET", `/messages/${messageId}`)).body).toEqual({ message_id: messageId, sender: A, status: "queued", attempts: 0 });
     }
     const beta = await connect(bus, B);
     await until(() => beta.received.length === sent.length);
@@ -66,10 +66,10 @@ describe("acknowledgement, retries and backoff", () => {
     const beta = await rawConnect(bus, B);
     await bus.send(envelope(A, B, { message_id: "m1" }));
     await until(() => beta.frames.length === 1);
-    expect(bus.messageStatus("m1")).toEqual({ message_id: "m1", status: "delivered", attempts: 1 });
+    expect(bus.messageStatus("m1")).toEqual({ message_id: "m1", sender: A, status: "delivered", attempts: 1 });
     beta.ack("m1");
     await until(() => bus.messageStatus("m1").status === "acknowledged");
-    expect(bus.messageStatus("m1")).toEqual({ message_id: "m1", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("m1")).toEqual({ message_id: "m1", sender: A, status: "acknowledged", attempts: 1 });
     beta.ack("m1");
     await flush();
     expect(bus.messageStatus("m1").status).toBe("acknowledged");
@@ -187,7 +187,7 @@ describe("fallback agents and dead letters", () => {
     clock.increment(4_999);
     expect(bus.messageStatus("m1").status).toBe("queued");
     clock.increment(1);
-    expect(bus.messageStatus("m1")).toEqual({ message_id: "m1", status: "dead", attempts: 0, last_error: "Not acknowledged within 5000 ms" });
+    expect(bus.messageStatus("m1")).toEqual({ message_id: "m1", sender: A, status: "dead", attempts: 0, last_error: "Not acknowledged within 5000 ms" });
     await until(() => alpha.received.length === 1);
     expect(alpha.received[0]).toMatchObject({
       sender: { agent_id: BUS_AGENT_ID },
@@ -224,6 +224,47 @@ describe("dedupe", () => {
     await flush();
     expect(beta.received).toHaveLength(1);
     expect((await call(bus, "GET", "/metrics")).body.messages.duplicates_total).toBe(2);
+  });
+});
+
+describe("dedupe is per sender", () => {
+  it("delivers the same message_id from two senders, each once, and tells their statuses apart", async () => {
+    const bus = await startBus();
+    await register(bus, A, B, C);
+    const beta = await rawConnect(bus, B);
+    // C squats the id A will use: A's message is still its own, and is delivered.
+    expect((await call(bus, "POST", "/messages/send", envelope(C, B, { message_id: "shared-id", payload: { from: "c" } }))).body.status).toBe("accepted");
+    expect((await call(bus, "POST", "/messages/send", envelope(A, B, { message_id: "shared-id", payload: { from: "a" } }))).body.status).toBe("accepted");
+    expect((await call(bus, "POST", "/messages/send", envelope(A, B, { message_id: "shared-id", payload: { from: "a" } }))).body.status).toBe("duplicate");
+    await until(() => beta.frames.length === 2);
+    expect(beta.frames.map((frame) => frame.payload.from).sort()).toEqual(["a", "c"]);
+
+    const ambiguous = await call(bus, "GET", "/messages/shared-id");
+    expect(ambiguous.status).toBe(400);
+    expect(ambiguous.body.error.details).toMatchObject({ field: "sender", senders: expect.arrayContaining([A, C]) });
+    expect((await call(bus, "GET", `/messages/shared-id?sender=${encodeURIComponent(A)}`)).body).toEqual({ message_id: "shared-id", sender: A, status: "delivered", attempts: 1 });
+
+    // An ack names a message_id: both copies written to this agent are acknowledged by it.
+    beta.ack("shared-id");
+    await until(() => bus.messageStatus("shared-id", A).status === "acknowledged" && bus.messageStatus("shared-id", C).status === "acknowledged");
+    expect((await call(bus, "GET", "/messages/shared-id?sender=nobody%3A%2F%2Fx")).status).toBe(404);
+  });
+
+  it("hands each sync sender the reply to its own message when two use the same id", async () => {
+    const bus = await startBus();
+    await register(bus, A, B, C);
+    await connect(bus, B, {
+      onMessage: async (message, context) => {
+        await context.reply({ echo: message.payload["asker"] });
+      },
+    });
+    const sync = { routing: { delivery_mode: "sync", timeout: "5s" } };
+    const [fromA, fromC] = await Promise.all([
+      call(bus, "POST", "/messages/send", envelope(A, B, { message_id: "q", payload: { asker: "a" }, ...sync })),
+      call(bus, "POST", "/messages/send", envelope(C, B, { message_id: "q", payload: { asker: "c" }, ...sync })),
+    ]);
+    expect(fromA.body.response).toMatchObject({ recipient: { agent_id: A }, payload: { echo: "a" }, metadata: { in_reply_to: "q" } });
+    expect(fromC.body.response).toMatchObject({ recipient: { agent_id: C }, payload: { echo: "c" }, metadata: { in_reply_to: "q" } });
   });
 });
 

@@ -131,7 +131,7 @@ describe("an agent that never sends ack frames", () => {
     await until(() => statusOf(bus, "task-1") === "acknowledged");
     await pastEveryRetry(clock);
     expect(copiesOf(beta, "task-1")).toHaveLength(1);
-    expect(bus.messageStatus("task-1")).toEqual({ message_id: "task-1", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("task-1")).toEqual({ message_id: "task-1", sender: A, status: "acknowledged", attempts: 1 });
   });
 
   it("acknowledges by an error answer naming the request in in_reply_to, also after a first retry", async () => {
@@ -189,7 +189,7 @@ describe("an agent registered with metadata.acks: false", () => {
     await until(() => bus.listAgents().some((agent) => agent.agent_id === B && agent.online));
     await bus.send(envelope(A, B, { message_id: "once" }));
     await until(() => first.frames.length === 1);
-    expect(bus.messageStatus("once")).toEqual({ message_id: "once", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("once")).toEqual({ message_id: "once", sender: A, status: "acknowledged", attempts: 1 });
 
     // Queued while it is away, written once when it is back.
     first.socket.close();

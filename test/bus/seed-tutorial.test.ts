@@ -161,7 +161,7 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
       metadata: { in_reply_to: "task_impl_backend" },
     });
     expect((await bus.send({ ...JSON.parse(curlBody(sessionId)) })).status).toBe("duplicate");
-    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", sender: "claude-code://orchestrator", status: "acknowledged", attempts: 1 });
 
     const delegated = events.filter((event) => event.type === "task_delegated");
     expect(delegated).toEqual([expect.objectContaining({ sessionId, task: expect.objectContaining({ task_id: "task_impl_backend", step: "implementation", to: "opencode://backend" }) })]);
@@ -318,7 +318,7 @@ describe("the seed tutorial with a seed project's adapter as its backend (SPEC Â
       clock.increment(30_000);
       await flush();
     }
-    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", sender: "claude-code://orchestrator", status: "acknowledged", attempts: 1 });
     expect(backend.frames.map((frame) => frame.message_id)).toEqual(["task_impl_backend"]);
   });
 });

@@ -37,6 +37,8 @@ import { call, CLOCK_START, envelope, rawConnect, register, SEED_AGENTS, SEED_PA
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
+import { deliveryChildId } from "../../src/bus/delivery.js";
+import { messageKey } from "../../src/protocol/envelope.js";
 
 const SHARD_SIZE = 2;
 const CAPACITY = 3;
@@ -270,7 +272,7 @@ async function spawn(rig: Rig, step: number, failing: boolean, refused: boolean,
     await register(bus, recipient);
     const message = envelope(SENDER, recipient);
     expect((await call(bus, "POST", "/messages/send", message)).status, label).toBe(202);
-    return `message:${message["message_id"]}`;
+    return deliveryChildId(messageKey(SENDER, message["message_id"] as string));
   }
   if (failing) {
     runtime.spawnPooled("workflow", `failing-${step}`, failingChild, undefined);
@@ -289,7 +291,7 @@ async function spawn(rig: Rig, step: number, failing: boolean, refused: boolean,
 async function release(rig: Rig, child: LiveChild, ending: PoolChildEnding["status"], label: string): Promise<void> {
   const { bus, runtime, clock } = rig;
   if (rig.kind === "delivery") {
-    const messageId = child.childId.slice("message:".length);
+    const messageId = child.childId.slice(deliveryChildId(messageKey(SENDER, "")).length);
     const agent = await rawConnect(bus, child.recipient!);
     await until(() => agent.frames.some((frame) => frame.message_id === messageId));
     agent.ack(messageId);

@@ -7,6 +7,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createMachine, SimulatedClock, type AnyActor, type InspectionEvent } from "xstate";
 import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
+import { deliveryChildId } from "../../src/bus/delivery.js";
+import { messageKey } from "../../src/protocol/envelope.js";
 
 const { lead: LEAD, backend: DEV, qa: QA } = SEED_AGENTS;
 const RETENTION_MS = 60_000;
@@ -210,12 +212,12 @@ describe("message deliveries under the supervisor", () => {
     await call(bus, "POST", "/messages/send", message);
     await until(() => agent.frames.length === 1);
     expect(runtime.pooledCount("delivery")).toBe(1);
-    expect(childrenOf("deliveries-")).toEqual([`message:${message["message_id"]}`]);
+    expect(childrenOf("deliveries-")).toEqual([deliveryChildId(messageKey(LEAD, message["message_id"] as string))]);
     agent.ack(message["message_id"] as string);
     await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
     expect(runtime.pooledCount("delivery")).toBe(0);
     expect(childrenOf("deliveries-")).toEqual([]);
-    expect((await call(bus, "GET", `/messages/${message["message_id"]}`)).body).toEqual({ message_id: message["message_id"], status: "acknowledged", attempts: 1 });
+    expect((await call(bus, "GET", `/messages/${message["message_id"]}`)).body).toEqual({ message_id: message["message_id"], sender: LEAD, status: "acknowledged", attempts: 1 });
     // A repeated id is still recognised from the record alone.
     expect((await call(bus, "POST", "/messages/send", message)).body).toMatchObject({ status: "duplicate" });
   });
