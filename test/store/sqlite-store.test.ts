@@ -96,16 +96,18 @@ describe("the SQLite store's file", () => {
     await open({ dir });
   });
 
-  it("refuses a file that is not a SQLite database, and a database troupe did not make, with CONFIG", async () => {
+  it("refuses a file that is not a SQLite database, and a database troupe did not make (left untouched), with CONFIG", async () => {
     const dir = await temporaryDir();
     await writeFile(join(dir, "garbage.db"), "this is not a database, it is text".repeat(100));
     expect((await openError({ path: join(dir, "garbage.db") })).message).toMatch(/not a SQLite database/);
     const foreign = new Database(join(dir, "foreign.db"));
     foreign.exec("CREATE TABLE users (name TEXT)");
     foreign.close();
+    const before = await readFile(join(dir, "foreign.db"));
     const error = await openError({ path: join(dir, "foreign.db") });
     expect(error.type).toBe("CONFIG");
     expect(error.message).toMatch(/not a troupe store.*users/);
+    expect((await readFile(join(dir, "foreign.db"))).equals(before)).toBe(true);
   });
 
   it("is loaded only when a store opens: importing troupe does not load better-sqlite3", async () => {
