@@ -283,9 +283,12 @@ async function runCrashWriter(spec: CrashWriterSpec, round: number, killDelayMs:
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (errors += chunk));
   try {
     await new Promise<void>((resolve, reject) => {
+      let killScheduled = false;
       child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
         output += chunk;
-        if (/^flushed 20$/m.test(output)) setTimeout(resolve, killDelayMs);
+        if (killScheduled || !/^flushed 20$/m.test(output)) return;
+        killScheduled = true;
+        setTimeout(resolve, killDelayMs);
       });
       child.on("exit", (code) => reject(new Error(`crash writer exited (${code}) before 20 batches: ${errors}`)));
     });
