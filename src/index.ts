@@ -49,3 +49,7 @@ export { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } 
 export type { AgentDescriptor as BusAgentDescriptor, AgentListing } from "./bus/agent-registry.js";
 export type { MessageStatusView } from "./bus/delivery.js";
 export type { BusMetricsSnapshot, LatencyPercentiles } from "./bus/metrics.js";
+export { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord, type ListOptions } from "./store/store.js";
+export { createMemoryStore } from "./store/memory-store.js";
+export { openSqliteStore, SQLITE_STORE_FILE, type SqliteStoreOptions } from "./store/sqlite-store.js";
+export { ENCRYPTION_KEY_ENV } from "./store/encryption.js";

@@ -1,0 +1,52 @@
+/**
+ * Record keys: which collections and ids a store accepts, and the one order in which every store lists them.
+ */
+import { BridgeError } from "../errors.js";
+import { STORE_COLLECTIONS, type StoreCollection } from "./store.js";
+
+// Lone surrogates would not survive the UTF-8 of a database: an id must read back as it was written.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Throws INTERNAL unless `collection` is one of `STORE_COLLECTIONS` (a caller outside TypeScript may pass anything). */
+export function checkCollection(collection: string): asserts collection is StoreCollection {
+  if (!(STORE_COLLECTIONS as readonly string[]).includes(collection)) {
+    throw new BridgeError("INTERNAL", `Unknown store collection ${JSON.stringify(collection)}`, { collection });
+  }
+}
+
+/** Throws INTERNAL unless `collection` is a store collection and `id` a non-empty, well-formed string. */
+export function checkRecordKey(collection: string, id: string): void {
+  checkCollection(collection);
+  if (typeof id !== "string" || id.length === 0 || LONE_SURROGATE.test(id)) {
+    throw new BridgeError("INTERNAL", `Invalid store id in ${collection}: ids are non-empty well-formed strings`, { collection });
+  }
+}
+
+/** Throws INTERNAL unless a `list` prefix is a well-formed string (the empty one lists everything). */
+export function checkPrefix(collection: string, prefix: string | undefined): void {
+  checkCollection(collection);
+  if (prefix !== undefined && (typeof prefix !== "string" || LONE_SURROGATE.test(prefix))) {
+    throw new BridgeError("INTERNAL", `Invalid store prefix in ${collection}: prefixes are well-formed strings`, { collection });
+  }
+}
+
+/**
+ * Orders strings by code point, as databases order UTF-8 text (JavaScript's `<` orders UTF-16 units, which
+ * puts U+E000…U+FFFF after the characters beyond U+FFFF).
+ */
+export function compareCodePoints(left: string, right: string): number {
+  const length = Math.min(left.length, right.length);
+  for (let index = 0; index < length; index++) {
+    const leftUnit = left.charCodeAt(index);
+    const rightUnit = right.charCodeAt(index);
+    if (leftUnit !== rightUnit) return codePointRank(leftUnit) - codePointRank(rightUnit);
+  }
+  return left.length - right.length;
+}
+
+// Moves surrogates (U+D800…U+DFFF, which only start characters beyond U+FFFF) above U+E000…U+FFFF.
+function codePointRank(unit: number): number {
+  if (unit >= 0xd800 && unit <= 0xdfff) return unit + 0x2000;
+  if (unit >= 0xe000) return unit - 0x800;
+  return unit;
+}

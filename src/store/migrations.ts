@@ -1,0 +1,119 @@
+/**
+ * The SQLite store's schema and its history. Each migration moves a database up one version; `migrate`
+ * applies the missing ones in order, in one transaction, when a store opens. A migration, once released, is
+ * never edited: a later change is a new migration (test/fixtures/store-v1.db holds a database of version 1).
+ */
+import type BetterSqlite3 from "better-sqlite3";
+import { BridgeError } from "../errors.js";
+
+/** What a migration may use besides the database. */
+export interface MigrationContext {
+  /** The time of the migration, ms since the epoch. */
+  nowMs: number;
+}
+
+/** One step of the schema's history: from `version - 1` to `version`. */
+export interface Migration {
+  version: number;
+  description: string;
+  up(db: BetterSqlite3.Database, context: MigrationContext): void;
+}
+
+/** Every migration, in order. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "one table of JSON records keyed by collection and id, and the store's own metadata",
+    up(db) {
+      db.exec(`
+        CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE records (
+          collection TEXT NOT NULL,
+          id TEXT NOT NULL,
+          value TEXT NOT NULL,
+          PRIMARY KEY (collection, id)
+        );
+      `);
+    },
+  },
+  {
+    version: 2,
+    description: "encryption at rest (ciphertext, iv, auth_tag beside a nullable value) and each record's updated_at",
+    up(db, { nowMs }) {
+      // SQLite cannot drop a NOT NULL or add a CHECK in place: the table is rebuilt. Records of version 1 were
+      // written before updated_at existed; they get the time of the migration.
+      db.exec(`
+        CREATE TABLE records_v2 (
+          collection TEXT NOT NULL,
+          id TEXT NOT NULL,
+          value TEXT,
+          ciphertext BLOB,
+          iv BLOB,
+          auth_tag BLOB,
+          updated_at INTEGER NOT NULL,
+          PRIMARY KEY (collection, id),
+          CHECK ((value IS NULL) = (ciphertext IS NOT NULL)),
+          CHECK ((ciphertext IS NULL) = (iv IS NULL) AND (iv IS NULL) = (auth_tag IS NULL))
+        );
+      `);
+      db.prepare("INSERT INTO records_v2 (collection, id, value, updated_at) SELECT collection, id, value, ? FROM records").run(nowMs);
+      db.exec("DROP TABLE records; ALTER TABLE records_v2 RENAME TO records;");
+    },
+  },
+];
+
+/** The schema version this version of troupe writes. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** The key of `store_meta` that holds the schema version. */
+const VERSION_KEY = "schema_version";
+
+/** The schema version of a database: 0 for an empty one; CONFIG for one that troupe did not make. */
+function readSchemaVersion(db: BetterSqlite3.Database, where: string): number {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+  if (tables.length === 0) return 0;
+  if (!tables.includes("store_meta")) throw new BridgeError("CONFIG", `${where} is not a troupe store: it holds other tables (${tables.join(", ")})`);
+  const stored = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(VERSION_KEY);
+  const version = Number(stored);
+  if (typeof stored !== "string" || !Number.isSafeInteger(version) || version < 1) {
+    throw new BridgeError("CONFIG", `${where} is not a troupe store: it has no schema version`);
+  }
+  return version;
+}
+
+/**
+ * The schema version of a database (0 for an empty one), read without changing anything: CONFIG for a
+ * database troupe did not make, or one of a newer version than this troupe knows.
+ */
+export function checkSchemaVersion(db: BetterSqlite3.Database, where: string): number {
+  const version = readSchemaVersion(db, where);
+  if (version > SCHEMA_VERSION) {
+    throw new BridgeError(
+      "CONFIG",
+      `${where} has schema version ${version}, newer than this version of troupe supports (${SCHEMA_VERSION}): upgrade troupe, or use another data directory`,
+      { schemaVersion: version, supportedSchemaVersion: SCHEMA_VERSION },
+    );
+  }
+  return version;
+}
+
+/**
+ * Brings a database to `target` (default: `SCHEMA_VERSION`) in one transaction, and returns the version it
+ * had. CONFIG (see `checkSchemaVersion`) leaves the database as it was.
+ */
+export function migrate(db: BetterSqlite3.Database, { where, nowMs, target = SCHEMA_VERSION }: MigrationContext & { where: string; target?: number }): number {
+  return db
+    .transaction(() => {
+      const from = checkSchemaVersion(db, where);
+      for (const migration of MIGRATIONS) {
+        if (migration.version <= from || migration.version > target) continue;
+        migration.up(db, { nowMs });
+        db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(
+          VERSION_KEY,
+          String(migration.version),
+        );
+      }
+      return from;
+    })
+    .immediate();
+}

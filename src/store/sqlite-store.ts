@@ -1,0 +1,243 @@
+/**
+ * The SQLite store: one database file (`troupe.db`) in WAL mode, held exclusively by one process, each batch of
+ * writes one transaction. better-sqlite3 is loaded when the first store opens, so importing troupe does not
+ * load a native module.
+ */
+import { mkdir, open } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import type BetterSqlite3 from "better-sqlite3";
+import { systemClock, type Clock } from "../clock.js";
+import { BridgeError, toBridgeError } from "../errors.js";
+import { createEncryption, parseEncryptionHeader, recordContext, unlockEncryption, type ValueCipher } from "./encryption.js";
+import { checkPrefix, checkRecordKey } from "./keys.js";
+import { checkSchemaVersion, migrate } from "./migrations.js";
+import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
+import { WriteBatcher, type WriteOp } from "./write-batch.js";
+
+/** The name of the database file in a store's directory. */
+export const SQLITE_STORE_FILE = "troupe.db";
+
+/** Where and how to open a SQLite store. Give `dir` or `path`, not both. */
+export interface SqliteStoreOptions {
+  /** The directory of the store, created (mode 0700) when missing; the database is `<dir>/troupe.db`. */
+  dir?: string;
+  /** The database file itself; its directory is created when missing. */
+  path?: string;
+  /**
+   * Encrypts every record value (AES-256-GCM): 64 hex characters (a raw 32-byte key) or a passphrase of 16+
+   * characters. A database created with a key needs the same key at every open (CONFIG otherwise).
+   */
+  encryptionKey?: string;
+  /**
+   * `"normal"` (default): a commit survives a crash of the process (`kill -9`), and may be lost, never
+   * corrupted, at a power loss or an OS crash. `"full"`: it survives those too, for an fsync per commit.
+   */
+  synchronous?: "normal" | "full";
+  /** The clock of each record's `updated_at`. */
+  clock?: Pick<Clock, "now">;
+}
+
+/** The key of `store_meta` that holds the encryption header of an encrypted database. */
+const ENCRYPTION_KEY = "encryption";
+
+/** A row of `records` as read. */
+interface RecordRow {
+  id: string;
+  value: string | null;
+  ciphertext: Buffer | null;
+  iv: Buffer | null;
+  auth_tag: Buffer | null;
+}
+
+/**
+ * Opens (creating it when missing) the SQLite store at `dir` or `path`, migrating an older database to the
+ * current schema. CONFIG for bad options, a file that is not a troupe store, a database of a newer schema
+ * version, one that another process holds, and a missing or wrong encryption key.
+ */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  const path = databasePath(options);
+  const where = `the store at ${path}`;
+  const Database = await loadDriver();
+  await createPrivateFile(path, where);
+  let db: BetterSqlite3.Database;
+  try {
+    // No busy timeout: the one other holder there could be is another process that owns the store.
+    db = new Database(path, { timeout: 0 });
+  } catch (error) {
+    throw openError(error, where);
+  }
+  try {
+    // Exclusive locking: the first read takes the lock and no other process can open the store until this
+    // one closes it or dies (the OS releases it). It also keeps WAL's index in memory: no -shm file.
+    db.pragma("locking_mode = EXCLUSIVE");
+    // Before anything is written (WAL mode itself is written in the file): a file that is not ours stays as it was.
+    checkSchemaVersion(db, where);
+    db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    const clock = options.clock ?? systemClock;
+    migrate(db, { where, nowMs: clock.now() });
+    const cipher = await encryptionOf(db, options.encryptionKey, where);
+    return new SqliteStore(db, cipher, clock);
+  } catch (error) {
+    db.close();
+    throw openError(error, where);
+  }
+}
+
+function databasePath({ dir, path }: SqliteStoreOptions): string {
+  if ((dir === undefined) === (path === undefined)) throw new BridgeError("CONFIG", "A SQLite store needs either dir or path (exactly one)");
+  const given = dir ?? path!;
+  if (given.length === 0) throw new BridgeError("CONFIG", `The SQLite store's ${dir === undefined ? "path" : "dir"} is empty`);
+  return resolve(dir === undefined ? given : join(given, SQLITE_STORE_FILE));
+}
+
+async function loadDriver(): Promise<typeof BetterSqlite3> {
+  try {
+    return (await import("better-sqlite3")).default;
+  } catch (error) {
+    throw new BridgeError("CONFIG", `The SQLite store needs the better-sqlite3 package, which could not be loaded: ${toBridgeError(error).message}`);
+  }
+}
+
+/** Creates the store's directory (0700) and file (0600) when missing: they hold tokens' hashes and payloads. */
+async function createPrivateFile(path: string, where: string): Promise<void> {
+  try {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await (await open(path, "a", 0o600)).close();
+  } catch (error) {
+    throw new BridgeError("CONFIG", `Cannot create ${where}: ${toBridgeError(error).message}`);
+  }
+}
+
+function openError(error: unknown, where: string): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  if (code === "SQLITE_BUSY") return new BridgeError("CONFIG", `${where} is in use by another process: one process at a time owns a store`, { code });
+  if (code === "SQLITE_NOTADB") return new BridgeError("CONFIG", `${where} is not a SQLite database`, { code });
+  return new BridgeError("CONFIG", `Cannot open ${where}: ${toBridgeError(error).message}`, code === undefined ? {} : { code });
+}
+
+/** The cipher of the store, or `undefined` for a plaintext one; CONFIG when the key and the database disagree. */
+async function encryptionOf(db: BetterSqlite3.Database, key: string | undefined, where: string): Promise<ValueCipher | undefined> {
+  const header = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(ENCRYPTION_KEY) as string | undefined;
+  if (header !== undefined) {
+    if (key === undefined) throw new BridgeError("CONFIG", `${where} is encrypted: give its encryption key (encryptionKey or TROUPE_ENCRYPTION_KEY)`);
+    return unlockEncryption(key, parseEncryptionHeader(header, where), where);
+  }
+  if (key === undefined) return undefined;
+  // A database that already holds plaintext records stays plaintext: encrypting only some records would
+  // promise what the file does not keep.
+  const records = db.prepare("SELECT count(*) FROM records").pluck().get() as number;
+  if (records > 0) {
+    throw new BridgeError(
+      "CONFIG",
+      `${where} holds ${records} unencrypted records and cannot be opened with an encryption key: open it without one, or use another data directory`,
+    );
+  }
+  const created = await createEncryption(key, where);
+  db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?)").run(ENCRYPTION_KEY, JSON.stringify(created.header));
+  return created.cipher;
+}
+
+class SqliteStore implements Store {
+  readonly #db: BetterSqlite3.Database;
+  readonly #cipher: ValueCipher | undefined;
+  readonly #batcher: WriteBatcher;
+  readonly #selectOne: BetterSqlite3.Statement<[string, string], RecordRow>;
+  readonly #selectAll: BetterSqlite3.Statement<[string], RecordRow>;
+  readonly #selectFrom: BetterSqlite3.Statement<[string, string], RecordRow>;
+
+  constructor(db: BetterSqlite3.Database, cipher: ValueCipher | undefined, clock: Pick<Clock, "now">) {
+    this.#db = db;
+    this.#cipher = cipher;
+    const columns = "id, value, ciphertext, iv, auth_tag";
+    this.#selectOne = db.prepare(`SELECT ${columns} FROM records WHERE collection = ? AND id = ?`);
+    this.#selectAll = db.prepare(`SELECT ${columns} FROM records WHERE collection = ? ORDER BY id`);
+    // Ids order by their UTF-8 bytes, so the ids that start with a prefix follow it in one run.
+    this.#selectFrom = db.prepare(`SELECT ${columns} FROM records WHERE collection = ? AND id >= ? ORDER BY id`);
+    const upsert = db.prepare<[string, string, string | null, Buffer | null, Buffer | null, Buffer | null, number]>(
+      `INSERT INTO records (collection, id, value, ciphertext, iv, auth_tag, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (collection, id) DO UPDATE SET value = excluded.value, ciphertext = excluded.ciphertext, iv = excluded.iv,
+         auth_tag = excluded.auth_tag, updated_at = excluded.updated_at`,
+    );
+    const remove = db.prepare<[string, string]>("DELETE FROM records WHERE collection = ? AND id = ?");
+    const commit = db.transaction((ops: readonly WriteOp[]) => {
+      const updatedAt = clock.now();
+      for (const { collection, id, json } of ops) {
+        if (json === undefined) remove.run(collection, id);
+        else if (cipher === undefined) upsert.run(collection, id, json, null, null, null, updatedAt);
+        else {
+          const sealed = cipher.seal(json, recordContext(collection, id));
+          upsert.run(collection, id, null, sealed.ciphertext, sealed.iv, sealed.authTag, updatedAt);
+        }
+      }
+    });
+    this.#batcher = new WriteBatcher(async (ops) => commit.immediate(ops));
+  }
+
+  put(collection: StoreCollection, id: string, value: unknown): void {
+    this.#batcher.put(collection, id, value);
+  }
+
+  delete(collection: StoreCollection, id: string): void {
+    this.#batcher.delete(collection, id);
+  }
+
+  flush(): Promise<void> {
+    return this.#batcher.flush();
+  }
+
+  async get(collection: StoreCollection, id: string): Promise<unknown> {
+    checkRecordKey(collection, id);
+    await this.#batcher.beforeRead();
+    const row = this.#selectOne.get(collection, id);
+    return row === undefined ? undefined : this.#decode(collection, row);
+  }
+
+  async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
+    checkPrefix(collection, prefix);
+    await this.#batcher.beforeRead();
+    const records: StoreRecord[] = [];
+    const rows = prefix === undefined ? this.#selectAll.iterate(collection) : this.#selectFrom.iterate(collection, prefix);
+    for (const row of rows) {
+      if (prefix !== undefined && !row.id.startsWith(prefix)) break;
+      records.push({ id: row.id, value: this.#decode(collection, row) });
+    }
+    return records;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#batcher.close();
+    } finally {
+      if (this.#db.open) this.#db.close();
+    }
+  }
+
+
+  #decode(collection: StoreCollection, row: RecordRow): unknown {
+    let json: string;
+    if (row.value !== null) {
+      if (this.#cipher !== undefined) throw recordError(collection, row.id, "it is not encrypted, in an encrypted store");
+      json = row.value;
+    } else {
+      if (this.#cipher === undefined || row.ciphertext === null || row.iv === null || row.auth_tag === null) {
+        throw recordError(collection, row.id, "it is encrypted, in a store opened without a key");
+      }
+      try {
+        json = this.#cipher.open({ ciphertext: row.ciphertext, iv: row.iv, authTag: row.auth_tag }, recordContext(collection, row.id));
+      } catch {
+        throw recordError(collection, row.id, "it fails its authentication (changed, or moved from another record)");
+      }
+    }
+    try {
+      return JSON.parse(json);
+    } catch {
+      throw recordError(collection, row.id, "its value is not JSON");
+    }
+  }
+}
+
+function recordError(collection: StoreCollection, id: string, reason: string): BridgeError {
+  return new BridgeError("INTERNAL", `Store record ${collection}/${id} cannot be read: ${reason}`, { collection, id });
+}

@@ -1,0 +1,57 @@
+/**
+ * The store: what troupe keeps across restarts, as collections of JSON records keyed by id. One interface for
+ * every backend (memory, SQLite, and later PostgreSQL), so that the bus and the runtime never name an engine.
+ */
+
+/**
+ * The collections a store holds. Each is a set of JSON records keyed by a string id:
+ * - `agents`: registrations, with the hash of each agent's token;
+ * - `messages`: the envelope and delivery state of every message not yet finished;
+ * - `message_status`: the small status record of a finished message;
+ * - `workflows`: XState persisted snapshots of workflow sessions;
+ * - `bridge_sessions`: bridge sessions (status, metadata, history, usage, timestamps);
+ * - `memory`: the conversation memory of agent.yaml agents (ids share prefixes: list them with `prefix`);
+ * - `meta`: anything else the server keeps about itself.
+ */
+export const STORE_COLLECTIONS = ["agents", "messages", "message_status", "workflows", "bridge_sessions", "memory", "meta"] as const;
+
+/** One collection of a store. */
+export type StoreCollection = (typeof STORE_COLLECTIONS)[number];
+
+/** One record, as `list` returns it. */
+export interface StoreRecord {
+  id: string;
+  /** The value as it was put: a fresh copy, parsed from its JSON. */
+  value: unknown;
+}
+
+/** What `list` returns. */
+export interface ListOptions {
+  /** Only the records whose id starts with this string. */
+  prefix?: string;
+}
+
+/**
+ * A durable home for troupe's state.
+ *
+ * Writes are enqueued synchronously (`put`, `delete`), so callers keep their order without awaiting between
+ * writes; every write enqueued in one event-loop turn is committed in one transaction at the end of that turn.
+ * `flush()` resolves once every write enqueued before it is durable, and rejects with a `BridgeError` when
+ * their commit failed: the writes of a failed commit are kept and go first in the next one, never dropped.
+ * Values are JSON: a value is serialized when it is put, so the caller may change its object afterwards, and
+ * every read returns a fresh copy. Reads see every write enqueued before them (they wait for its commit).
+ */
+export interface Store {
+  /** Sets a record (enqueued; durable at the next `flush()`). Throws INTERNAL for a value that is not JSON. */
+  put(collection: StoreCollection, id: string, value: unknown): void;
+  /** Removes a record, if there is one (enqueued; durable at the next `flush()`). */
+  delete(collection: StoreCollection, id: string): void;
+  /** Resolves once every write enqueued so far is durable; rejects with a `BridgeError` if it could not be. */
+  flush(): Promise<void>;
+  /** One record's value, or `undefined` when there is none. */
+  get(collection: StoreCollection, id: string): Promise<unknown>;
+  /** Every record of a collection (or those whose id starts with `prefix`), ordered by id in code-point order. */
+  list(collection: StoreCollection, options?: ListOptions): Promise<StoreRecord[]>;
+  /** Flushes, then releases the store; it rejects if the last writes could not be made durable. Idempotent. */
+  close(): Promise<void>;
+}

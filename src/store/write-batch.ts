@@ -1,0 +1,197 @@
+/**
+ * The write path every store shares: writes are checked and serialized when they are enqueued, gathered for
+ * the rest of the event-loop turn, and committed by the backend in one transaction per batch.
+ */
+import { BridgeError, toBridgeError } from "../errors.js";
+import { checkRecordKey } from "./keys.js";
+import type { StoreCollection } from "./store.js";
+
+/** One write of a batch: `json` is the serialized value, `undefined` for a delete. */
+export interface WriteOp {
+  collection: StoreCollection;
+  id: string;
+  json: string | undefined;
+}
+
+/**
+ * Commits one batch atomically (all of it, or nothing). A batch holds at most one write per record, the last
+ * one enqueued, so the order of its writes does not matter.
+ */
+export type CommitBatch = (ops: readonly WriteOp[]) => Promise<void>;
+
+interface Waiter {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: BridgeError): void;
+}
+
+interface Batch {
+  /** The last write to each record, keyed by `collection \0 id` (no collection name holds a NUL). */
+  ops: Map<string, WriteOp>;
+  /** Made by the first `flush()` that waits for this batch, so that a failure nobody waits for is not an unhandled rejection. */
+  waiter: Waiter | undefined;
+}
+
+function waiter(): Waiter {
+  let resolve!: () => void;
+  let reject!: (error: BridgeError) => void;
+  const promise = new Promise<void>((resolvePromise, rejectPromise) => {
+    resolve = resolvePromise;
+    reject = rejectPromise;
+  });
+  return { promise, resolve, reject };
+}
+
+function emptyBatch(): Batch {
+  return { ops: new Map(), waiter: undefined };
+}
+
+/** The JSON of a value to store; INTERNAL for one that has none (undefined, a function, a BigInt, a cycle). */
+export function serializeValue(collection: StoreCollection, id: string, value: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (error) {
+    throw new BridgeError("INTERNAL", `Store value ${collection}/${id} is not JSON: ${toBridgeError(error).message}`, { collection, id });
+  }
+  if (json === undefined) throw new BridgeError("INTERNAL", `Store value ${collection}/${id} is not JSON: ${typeof value}`, { collection, id });
+  return json;
+}
+
+/**
+ * Gathers the writes of each event-loop turn into one batch and hands it to `commit`, one batch at a time.
+ *
+ * The first write of a turn schedules the commit with `setImmediate`, so every write made in the same turn
+ * (and in the microtasks that follow it) joins the same transaction. While a commit is in flight, new writes
+ * gather into the next batch. A failed commit rejects the `flush()` promises waiting for it and keeps its
+ * writes in front of the next batch (later writes to the same record replace them); they are tried again at
+ * the next write or `flush()`, not in a loop of their own.
+ */
+export class WriteBatcher {
+  readonly #commit: CommitBatch;
+  #open: Batch = emptyBatch();
+  #inFlight: Batch | undefined;
+  /** A commit of `#open` was asked for (a write, or a flush): writes carried over from a failure alone do not ask. */
+  #wanted = false;
+  #scheduled = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(commit: CommitBatch) {
+    this.#commit = commit;
+  }
+
+  /** Enqueues the write of `value` to a record (serialized now). */
+  put(collection: StoreCollection, id: string, value: unknown): void {
+    this.#checkOpen();
+    checkRecordKey(collection, id);
+    this.#enqueue({ collection, id, json: serializeValue(collection, id, value) });
+  }
+
+  /** Enqueues the removal of a record. */
+  delete(collection: StoreCollection, id: string): void {
+    this.#checkOpen();
+    checkRecordKey(collection, id);
+    this.#enqueue({ collection, id, json: undefined });
+  }
+
+  /** Resolves once every write enqueued so far is committed; rejects with the commit's error otherwise. */
+  flush(): Promise<void> {
+    if (this.#open.ops.size > 0) {
+      this.#wanted = true;
+      this.#schedule();
+      return this.#waitFor(this.#open);
+    }
+    if (this.#inFlight !== undefined) return this.#waitFor(this.#inFlight);
+    return Promise.resolve();
+  }
+
+  /** Waits for the commit of every write enqueued so far, so that a read sees them; INTERNAL once closed. */
+  async beforeRead(): Promise<void> {
+    if (this.#closing !== undefined) throw new BridgeError("INTERNAL", "Store is closed");
+    await this.flush();
+  }
+
+  /**
+   * Takes no more writes, then commits what is enqueued. Rejects if that commit fails: those writes are lost,
+   * and the error says how many.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.flush().catch((error: unknown) => {
+      const cause = toBridgeError(error);
+      throw new BridgeError(cause.type, `Store closed with ${plural(this.#open.ops.size, "write", "writes")} that could not be made durable: ${cause.message}`, {
+        ...cause.details,
+        lostWrites: this.#open.ops.size,
+      });
+    });
+    return this.#closing;
+  }
+
+  #checkOpen(): void {
+    if (this.#closing !== undefined) throw new BridgeError("INTERNAL", "Store is closed");
+  }
+
+  #enqueue(op: WriteOp): void {
+    const key = `${op.collection}\u0000${op.id}`;
+    // Re-inserting keeps the batch in the order of each record's last write.
+    this.#open.ops.delete(key);
+    this.#open.ops.set(key, op);
+    this.#wanted = true;
+    this.#schedule();
+  }
+
+  #waitFor(batch: Batch): Promise<void> {
+    batch.waiter ??= waiter();
+    return batch.waiter.promise;
+  }
+
+  #schedule(): void {
+    // A commit in flight schedules the next one when it ends.
+    if (this.#scheduled || this.#inFlight !== undefined) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#commitOpen();
+    });
+  }
+
+  async #commitOpen(): Promise<void> {
+    const batch = this.#open;
+    this.#open = emptyBatch();
+    this.#wanted = false;
+    this.#inFlight = batch;
+    try {
+      await this.#commit([...batch.ops.values()]);
+      batch.waiter?.resolve();
+    } catch (error) {
+      this.#carryOver(batch);
+      batch.waiter?.reject(commitError(error, batch.ops.size));
+    } finally {
+      this.#inFlight = undefined;
+      if (this.#wanted) this.#schedule();
+    }
+  }
+
+  /** Puts the writes of a failed batch in front of the open one, whose own writes to the same records win. */
+  #carryOver(failed: Batch): void {
+    const ops = new Map(failed.ops);
+    for (const [key, op] of this.#open.ops) {
+      ops.delete(key);
+      ops.set(key, op);
+    }
+    this.#open.ops = ops;
+  }
+}
+
+function commitError(error: unknown, writes: number): BridgeError {
+  const cause = toBridgeError(error, "INTERNAL");
+  const code = error instanceof Error && "code" in error && typeof error.code === "string" ? { code: error.code } : {};
+  return new BridgeError(cause.type, `Store commit failed (its ${plural(writes, "write is", "writes are")} kept for the next commit): ${cause.message}`, {
+    ...cause.details,
+    ...code,
+    retryable: true,
+  });
+}
+
+function plural(count: number, one: string, many: string): string {
+  return `${count} ${count === 1 ? one : many}`;
+}

@@ -1,0 +1,301 @@
+/**
+ * The behaviour every store keeps, as one suite that each store's test file runs with its own harness: the
+ * memory store, the SQLite store (plain and encrypted), and later PostgreSQL.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BridgeError, type Store } from "../../src/index.js";
+import type { CrashWriterSpec } from "./crash-writer.js";
+
+/** What the suite needs of a store under test. */
+export interface StoreHarness {
+  /** Opens the test's store: on fresh state at the first call; on the same state at later calls when durable. */
+  open(): Promise<Store>;
+  /** Durable stores: how test/store/crash-writer.ts opens the same state in another process. */
+  crashWriter?: CrashWriterSpec;
+  /** Removes what the harness made (temporary directories); the suite closes the stores it opened. */
+  cleanup(): Promise<void>;
+}
+
+const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+/** UTF-8 byte order: the order a store lists ids in, computed independently of the stores' own comparison. */
+function byUtf8(left: string, right: string): number {
+  return Buffer.compare(Buffer.from(left, "utf8"), Buffer.from(right, "utf8"));
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
+}
+
+function thrownBy(action: () => unknown): unknown {
+  try {
+    action();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a throw");
+}
+
+/**
+ * Runs the store contract against the stores `createHarness` makes (one harness per test). A `durable` store
+ * must also keep its flushed writes across close, reopen and SIGKILL (its harness names a `crashWriter`).
+ */
+export function describeStoreContract(name: string, { durable, createHarness }: { durable: boolean; createHarness: () => Promise<StoreHarness> }): void {
+  describe(`${name} keeps the store contract`, () => {
+    let harness: StoreHarness;
+    const opened: Store[] = [];
+
+    async function open(): Promise<Store> {
+      const store = await harness.open();
+      opened.push(store);
+      return store;
+    }
+
+    beforeEach(async () => {
+      harness = await createHarness();
+    });
+
+    afterEach(async () => {
+      await Promise.allSettled(opened.splice(0).map((store) => store.close()));
+      await harness.cleanup();
+    });
+
+    it("answers undefined for a record it does not hold, and an empty list for an empty collection", async () => {
+      const store = await open();
+      expect(await store.get("agents", "nobody")).toBeUndefined();
+      expect(await store.list("agents")).toEqual([]);
+    });
+
+    it("returns what was put, for every kind of JSON value", async () => {
+      const store = await open();
+      const values: Record<string, unknown> = {
+        object: { agent_id: "opencode://backend", nested: { list: [1, "two", null, true, { deep: [] }] } },
+        array: [1, 2.5, -3e-7, "x"],
+        string: "plain",
+        number: 42,
+        boolean: false,
+        null: null,
+        empty: {},
+      };
+      for (const [id, value] of Object.entries(values)) store.put("meta", id, value);
+      await store.flush();
+      for (const [id, value] of Object.entries(values)) expect(await store.get("meta", id)).toEqual(value);
+    });
+
+    it("stores a copy: changing the object after put, or a value read, changes nothing stored", async () => {
+      const store = await open();
+      const value = { status: "queued", attempts: [1] };
+      store.put("messages", "m1", value);
+      value.status = "changed after put";
+      value.attempts.push(2);
+      const read = (await store.get("messages", "m1")) as { status: string; attempts: number[] };
+      expect(read).toEqual({ status: "queued", attempts: [1] });
+      read.attempts.push(3);
+      expect(await store.get("messages", "m1")).toEqual({ status: "queued", attempts: [1] });
+    });
+
+    it("lets a read see the writes enqueued before it, without a flush", async () => {
+      const store = await open();
+      store.put("agents", "a", { n: 1 });
+      store.delete("agents", "gone");
+      expect(await store.get("agents", "a")).toEqual({ n: 1 });
+      expect(await store.list("agents")).toEqual([{ id: "a", value: { n: 1 } }]);
+    });
+
+    it("applies the writes of one batch in the order they were made", async () => {
+      const store = await open();
+      store.put("workflows", "kept", { version: 1 });
+      store.put("workflows", "doomed", { version: 1 });
+      await store.flush();
+      store.put("workflows", "kept", { version: 2 });
+      store.put("workflows", "kept", { version: 3 });
+      store.delete("workflows", "doomed");
+      store.put("workflows", "reborn", { version: 1 });
+      store.delete("workflows", "reborn");
+      store.put("workflows", "reborn", { version: 2 });
+      store.put("workflows", "never", { version: 1 });
+      store.delete("workflows", "never");
+      store.delete("workflows", "not-there");
+      await store.flush();
+      expect(await store.list("workflows")).toEqual([
+        { id: "kept", value: { version: 3 } },
+        { id: "reborn", value: { version: 2 } },
+      ]);
+    });
+
+    it("keeps collections apart: one id in two collections is two records", async () => {
+      const store = await open();
+      store.put("messages", "same-id", { in: "messages" });
+      store.put("message_status", "same-id", { in: "message_status" });
+      store.delete("agents", "same-id");
+      await store.flush();
+      expect(await store.get("messages", "same-id")).toEqual({ in: "messages" });
+      expect(await store.get("message_status", "same-id")).toEqual({ in: "message_status" });
+      store.delete("messages", "same-id");
+      expect(await store.get("messages", "same-id")).toBeUndefined();
+      expect(await store.get("message_status", "same-id")).toEqual({ in: "message_status" });
+    });
+
+    it("lists a collection ordered by id in code-point order, and by prefix", async () => {
+      const store = await open();
+      const ids = ["writer/2", "writer/10", "writer/😀", "writer/\uE000", "writer2/x", "writes", "w", "Writer/1", "writer/é", "a", "writer/"];
+      for (const id of ids) store.put("memory", id, { id });
+      await store.flush();
+      const listed = await store.list("memory");
+      expect(listed.map((record) => record.id)).toEqual([...ids].sort(byUtf8));
+      expect(listed.every((record) => (record.value as { id: string }).id === record.id)).toBe(true);
+      expect((await store.list("memory", { prefix: "writer/" })).map((record) => record.id)).toEqual(
+        ["writer/", "writer/10", "writer/2", "writer/é", "writer/\uE000", "writer/😀"],
+      );
+      expect((await store.list("memory", { prefix: "writer/😀" })).map((record) => record.id)).toEqual(["writer/😀"]);
+      expect((await store.list("memory", { prefix: "nothing" }))).toEqual([]);
+      expect(await store.list("memory", { prefix: "" })).toHaveLength(ids.length);
+    });
+
+    it("keeps unicode ids and values exactly, NUL and astral characters included", async () => {
+      const store = await open();
+      const text = "héllo wörld ✓ 😀 中文 עברית \u0000 \u2028 \uFEFF \"quoted\" \\ back";
+      const ids = ["claude-code://qa", "中文/会话", "emoji-😀-id", "\u200Bzero-width"];
+      for (const id of ids) store.put("bridge_sessions", id, { text, id });
+      await store.flush();
+      for (const id of ids) expect(await store.get("bridge_sessions", id)).toEqual({ text, id });
+    });
+
+    it("stores a large value (8 MiB of text)", async () => {
+      const store = await open();
+      const large = "history line with ünïcödé and 😀\n".repeat(256 * 1024);
+      store.put("bridge_sessions", "long-session", { history: large });
+      await store.flush();
+      expect(((await store.get("bridge_sessions", "long-session")) as { history: string }).history).toBe(large);
+    });
+
+    it("commits 20,000 records written in one turn, and many small batches", async () => {
+      const store = await open();
+      for (let index = 0; index < 20_000; index++) store.put("message_status", `m-${String(index).padStart(5, "0")}`, { index });
+      await store.flush();
+      for (let batch = 0; batch < 200; batch++) {
+        store.put("agents", `agent-${String(batch).padStart(3, "0")}`, { batch });
+        await store.flush();
+      }
+      const statuses = await store.list("message_status");
+      expect(statuses).toHaveLength(20_000);
+      expect(statuses[12_345]).toEqual({ id: "m-12345", value: { index: 12_345 } });
+      expect((await store.list("agents")).map((record) => (record.value as { batch: number }).batch)).toEqual(Array.from({ length: 200 }, (_, batch) => batch));
+    });
+
+    it("refuses, at once and with INTERNAL, a value that is not JSON, an empty or malformed id, and an unknown collection", async () => {
+      const store = await open();
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      for (const value of [undefined, () => 1, 10n, cyclic]) {
+        const error = thrownBy(() => store.put("meta", "bad", value));
+        expect(error).toBeInstanceOf(BridgeError);
+        expect((error as BridgeError).type).toBe("INTERNAL");
+      }
+      for (const id of ["", "lone-\uD800-surrogate"]) expect((thrownBy(() => store.put("meta", id, 1)) as BridgeError).type).toBe("INTERNAL");
+      expect((thrownBy(() => store.put("nowhere" as "meta", "id", 1)) as BridgeError).type).toBe("INTERNAL");
+      expect((thrownBy(() => store.delete("meta", "")) as BridgeError).type).toBe("INTERNAL");
+      expect(((await rejectionOf(store.get("nowhere" as "meta", "id"))) as BridgeError).type).toBe("INTERNAL");
+      await store.flush();
+      expect(await store.list("meta")).toEqual([]);
+    });
+
+    it("refuses writes and reads once closed, and closes twice without complaint", async () => {
+      const store = await open();
+      store.put("meta", "before-close", true);
+      await store.close();
+      await store.close();
+      expect((thrownBy(() => store.put("meta", "after-close", true)) as BridgeError).type).toBe("INTERNAL");
+      expect(((await rejectionOf(store.get("meta", "before-close"))) as BridgeError).type).toBe("INTERNAL");
+      expect(((await rejectionOf(store.list("meta"))) as BridgeError).type).toBe("INTERNAL");
+    });
+
+    if (!durable) {
+      it("starts empty at every open: it promises no durability", async () => {
+        const first = await open();
+        first.put("meta", "volatile", true);
+        await first.close();
+        expect(await (await open()).get("meta", "volatile")).toBeUndefined();
+      });
+      return;
+    }
+
+    it("keeps flushed writes across close and reopen", async () => {
+      const first = await open();
+      first.put("agents", "flushed", { n: 1 });
+      first.put("agents", "deleted-later", { n: 2 });
+      await first.flush();
+      first.delete("agents", "deleted-later");
+      await first.flush();
+      await first.close();
+      expect(await (await open()).list("agents")).toEqual([{ id: "flushed", value: { n: 1 } }]);
+    });
+
+    it("commits at close what was enqueued without a flush", async () => {
+      const first = await open();
+      first.put("agents", "enqueued-before-close", { n: 3 });
+      first.delete("agents", "never-there");
+      await first.close();
+      expect(await (await open()).list("agents")).toEqual([{ id: "enqueued-before-close", value: { n: 3 } }]);
+    });
+
+    it("keeps every flushed batch, whole, when its process is killed with SIGKILL at any moment", async () => {
+      // Three kills, each a different time after the 20th flush: while writing, committing or printing.
+      for (const [round, killDelayMs] of [5, 25, 60].entries()) {
+        const lastFlushed = await runCrashWriter(harness.crashWriter!, round, killDelayMs);
+        const store = await open();
+        const batches = new Map<number, number>();
+        for (const { id } of await store.list("messages", { prefix: `crash-${round}-` })) {
+          const batch = Number(id.split("-")[2]);
+          batches.set(batch, (batches.get(batch) ?? 0) + 1);
+        }
+        await store.close();
+        // Every batch reported flushed is there, each batch is whole or absent, and the batches present form a prefix.
+        const present = [...batches.keys()].sort((left, right) => left - right);
+        expect(present.length).toBeGreaterThan(lastFlushed);
+        expect(present).toEqual(Array.from({ length: present.length }, (_, batch) => batch));
+        expect([...batches.values()].every((count) => count === CRASH_BATCH_SIZE)).toBe(true);
+      }
+    });
+  });
+}
+
+/** Records per batch of crash-writer.ts. */
+const CRASH_BATCH_SIZE = 50;
+
+/**
+ * Runs crash-writer.ts until it has reported 20 flushed batches, kills it with SIGKILL `killDelayMs` later while
+ * it keeps writing, and answers the last batch it reported flushed.
+ */
+async function runCrashWriter(spec: CrashWriterSpec, round: number, killDelayMs: number): Promise<number> {
+  const child = spawn(process.execPath, ["--import", "tsx", "test/store/crash-writer.ts", JSON.stringify({ spec, round, batchSize: CRASH_BATCH_SIZE })], { cwd: projectRoot });
+  const exited = once(child, "exit");
+  let output = "";
+  let errors = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (errors += chunk));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let killScheduled = false;
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+        output += chunk;
+        if (killScheduled || !/^flushed 20$/m.test(output)) return;
+        killScheduled = true;
+        setTimeout(resolve, killDelayMs);
+      });
+      child.on("exit", (code) => reject(new Error(`crash writer exited (${code}) before 20 batches: ${errors}`)));
+    });
+  } finally {
+    child.kill("SIGKILL");
+    await exited;
+  }
+  const flushed = [...output.matchAll(/^flushed (\d+)$/gm)].map((match) => Number(match[1]));
+  return Math.max(...flushed);
+}
