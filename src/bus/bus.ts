@@ -17,6 +17,8 @@ import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type DeliveryNotice, type MessageStatusView } from "./delivery.js";
+import { openSqliteStore } from "../store/sqlite-store.js";
+import type { Store } from "../store/store.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import { CLOSE_CODES, isAckFrame } from "../protocol/frames.js";
@@ -66,6 +68,7 @@ export class CommunicationBus {
   private readonly runtimeAgents: RuntimeAgents;
   private detachMessenger: (() => void) | undefined;
   private http: HttpServer | undefined;
+  private readonly tls: BusOptions["tls"];
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -74,9 +77,21 @@ export class CommunicationBus {
     this.options = resolveBusOptions(options);
     this.clock = options.clock ?? systemClock;
     this.ownsRuntime = options.runtime === undefined;
+    if (!this.ownsRuntime && (options.store !== undefined || this.options.persistenceEnabled)) {
+      throw new BridgeError("CONFIG", "store, persistenceEnabled: the bus uses the store of the runtime it is given; give the store to createRuntime", {
+        field: options.store === undefined ? "persistenceEnabled" : "store",
+      });
+    }
+    const store = options.store ?? (this.options.persistenceEnabled ? () => this.openStore() : undefined);
     this.runtime =
       options.runtime ??
-      createRuntime({ clock: this.clock, maxWorkflowSessions: this.options.maxWorkflowSessions, ...(options.inspect ? { inspect: options.inspect } : {}) });
+      createRuntime({
+        clock: this.clock,
+        maxWorkflowSessions: this.options.maxWorkflowSessions,
+        ...(options.inspect ? { inspect: options.inspect } : {}),
+        ...(store === undefined ? {} : { store }),
+      });
+    this.tls = options.tls;
     this.sessionManager = new SessionManager({
       clock: this.clock,
       runtime: this.runtime,
@@ -144,6 +159,12 @@ export class CommunicationBus {
     }
   }
 
+  /** The SQLite store of `persistenceEnabled`, in `dataDir`, encrypted with `encryptionKey` when `encryptionEnabled`. */
+  private openStore(): Promise<Store> {
+    const { dataDir, encryptionEnabled, encryptionKey } = this.options;
+    return openSqliteStore({ dir: dataDir, ...(encryptionEnabled && encryptionKey !== undefined ? { encryptionKey } : {}) });
+  }
+
   /** Where the bus listens, e.g. `http://127.0.0.1:8080` (after `start()`). */
   get url(): string {
     return this.listening().url;
@@ -168,6 +189,7 @@ export class CommunicationBus {
         port: this.options.port,
         host: this.options.host,
         ...(this.options.apiKey === undefined ? {} : { apiKey: this.options.apiKey }),
+        ...(this.tls === undefined ? {} : { tls: this.tls }),
         maxBodyBytes: this.options.maxBodyBytes,
         closeGraceMs: this.options.closeGraceMs,
         connectionIdleMs: this.options.connectionIdleMs,

@@ -8,9 +8,14 @@ import { BridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { parseWith } from "../validation.js";
+import { ENCRYPTION_KEY_ENV } from "../store/encryption.js";
+import type { Store } from "../store/store.js";
+import type { TlsOptions } from "../server/http-server.js";
 
 /** The environment variable read when `apiKey` is not given. */
 export const BUS_API_KEY_ENV = "AGENT_BUS_API_KEY";
+/** Where `persistenceEnabled` keeps its SQLite store unless `dataDir` says otherwise. */
+export const DEFAULT_DATA_DIR = "./.troupe";
 /** The key of the tutorials: accepted on a loopback host only. */
 export const DEV_KEY = "dev-key";
 
@@ -26,10 +31,21 @@ export interface BusOptions {
   heartbeatInterval?: number;
   /** A message's timeout when its `routing.timeout` is omitted. Default 300,000. */
   messageTimeout?: number;
-  /** Keeps sessions and messages in SQLite across restarts (SPEC §3.5). Not available yet: `true` is CONFIG at start. */
+  /**
+   * Keeps registrations, messages, workflows and bridge sessions in SQLite under `dataDir` across restarts
+   * (SPEC §3.5, docs/durability.md). Default false: the runtime the bus creates keeps them in memory.
+   */
   persistenceEnabled?: boolean;
-  /** Encrypts payloads at rest (SPEC §3.5). Not available yet: `true` is CONFIG at start. */
+  /** The directory of the SQLite store when `persistenceEnabled`. Default `./.troupe`. */
+  dataDir?: string;
+  /** Encrypts what the store holds with AES-256-GCM (needs `persistenceEnabled` and a key). Default false. */
   encryptionEnabled?: boolean;
+  /** The key of `encryptionEnabled`: 64 hex characters or a passphrase of 16+. Default `$TROUPE_ENCRYPTION_KEY`. */
+  encryptionKey?: string;
+  /** The store of the runtime the bus creates (instead of `persistenceEnabled`); with `runtime`, give it to that runtime. */
+  store?: Store | (() => Promise<Store>);
+  /** Serves HTTPS and WSS with this key and certificate (PEM). */
+  tls?: TlsOptions;
   /** The key every route but `GET /health` needs. Default: `$AGENT_BUS_API_KEY`; none (open) when both are unset. */
   apiKey?: string;
   /** Largest request body or WebSocket frame in bytes. Default 1 MiB. */
@@ -94,7 +110,9 @@ const optionsSchema = z.object({
   heartbeatInterval: delay.default(30_000),
   messageTimeout: delay.default(300_000),
   persistenceEnabled: z.boolean().default(false),
+  dataDir: z.string().min(1).default(DEFAULT_DATA_DIR),
   encryptionEnabled: z.boolean().default(false),
+  encryptionKey: z.string().min(1, "must not be empty").optional(),
   apiKey: z.string().min(1, "must not be empty").optional(),
   maxBodyBytes: positiveInt.default(1024 * 1024),
   ackTimeout: delay.default(30_000),
@@ -116,16 +134,25 @@ const optionsSchema = z.object({
 });
 
 /** The options with every default applied. */
-export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey" | "agentAuth"> & { apiKey: string | undefined; agentAuth: "token" | "shared" };
+export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey" | "agentAuth" | "encryptionKey"> & {
+  apiKey: string | undefined;
+  agentAuth: "token" | "shared";
+  encryptionKey: string | undefined;
+};
 
 /** Validates the options and applies defaults; the key comes from `apiKey`, then `$AGENT_BUS_API_KEY`. */
 export function resolveBusOptions(options: BusOptions): ResolvedBusOptions {
-  const { runtime: _runtime, clock: _clock, inspect: _inspect, env = process.env, ...plain } = options;
+  const { runtime: _runtime, clock: _clock, inspect: _inspect, store: _store, tls: _tls, env = process.env, ...plain } = options;
   const resolved = parseWith(optionsSchema, plain, "(options)");
   // An empty AGENT_BUS_API_KEY counts as unset, as shells make it easy to export one by accident.
   // A broker's guest account is local-only: the shared key is the model on loopback, tokens anywhere else.
   const agentAuth = resolved.agentAuth ?? (isLoopbackHost(resolved.host) ? "shared" : "token");
-  return { ...resolved, agentAuth, apiKey: resolved.apiKey ?? (env[BUS_API_KEY_ENV] || undefined) };
+  return {
+    ...resolved,
+    agentAuth,
+    apiKey: resolved.apiKey ?? (env[BUS_API_KEY_ENV] || undefined),
+    encryptionKey: resolved.encryptionKey ?? (env[ENCRYPTION_KEY_ENV] || undefined),
+  };
 }
 
 /** Whether a host name or address only reaches this machine. */
@@ -143,10 +170,10 @@ export function checkStartRules(options: ResolvedBusOptions): void {
   if (options.apiKey === undefined && !loopback) {
     throw new BridgeError("CONFIG", `apiKey: a key is required on the non-loopback host ${options.host} (apiKey or $${BUS_API_KEY_ENV})`, { field: "apiKey" });
   }
-  if (options.persistenceEnabled) {
-    throw new BridgeError("CONFIG", "persistenceEnabled: persistence is not available in this version of the bus", { field: "persistenceEnabled" });
+  if (options.encryptionEnabled && !options.persistenceEnabled) {
+    throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest needs persistenceEnabled (memory holds nothing at rest)", { field: "encryptionEnabled" });
   }
-  if (options.encryptionEnabled) {
-    throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest is not available in this version of the bus", { field: "encryptionEnabled" });
+  if (options.encryptionEnabled && options.encryptionKey === undefined) {
+    throw new BridgeError("CONFIG", `encryptionEnabled: a key is needed (encryptionKey or $${ENCRYPTION_KEY_ENV})`, { field: "encryptionKey" });
   }
 }

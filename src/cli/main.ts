@@ -22,6 +22,11 @@ Options of serve:
                    send, re-register or deregister as itself; shared: the key alone does (the seed's model).
                    Default: shared on a loopback --host, token on any other
   --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }] }
+  --data <dir>     Where the SQLite store keeps registrations, messages, workflows and sessions across
+                   restarts (default ./.troupe); encrypted at rest when $TROUPE_ENCRYPTION_KEY is set
+  --in-memory      Keep everything in memory instead: nothing survives a restart
+  --tls-key <file>, --tls-cert <file>
+                   Serve HTTPS and WSS with this PEM key and certificate
 
   -h, --help       Show this help
 `;

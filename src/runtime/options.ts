@@ -9,6 +9,7 @@ import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { parseWith } from "../validation.js";
 import type { Executor } from "../executors/executor.js";
 import type { WorkerConfig } from "../executors/worker.js";
+import type { Store } from "../store/store.js";
 
 /** Options of `createRuntime`. Every limit has the default of SPEC §2.1. */
 export interface RuntimeOptions {
@@ -48,6 +49,12 @@ export interface RuntimeOptions {
   shardSize?: number;
   /** Bus workflow sessions alive at once, ended ones still retained included; past it CAPACITY. Default 10,000. */
   maxWorkflowSessions?: number;
+  /**
+   * Where the runtime keeps what must outlive the process (docs/durability.md): a store, or a function that
+   * opens one at `start()` (e.g. `() => openSqliteStore({ dir })`). A store given here is flushed by `stop()`
+   * and left open for its owner; one the runtime opened (or its default, an in-memory store) it closes.
+   */
+  store?: Store | (() => Promise<Store>);
 }
 
 const positiveInt = z.number().int().positive();

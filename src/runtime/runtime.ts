@@ -50,6 +50,8 @@ import { indexScheduler } from "./indexed-scheduler.js";
 import type { AskRequest, Messenger } from "./messenger.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
 import { Replies } from "./replies.js";
+import { createMemoryStore } from "../store/memory-store.js";
+import type { Store } from "../store/store.js";
 
 type SupervisorActor = Actor<typeof supervisorMachine>;
 type PoolActor = Actor<typeof poolMachine>;
@@ -122,7 +124,9 @@ export class Runtime {
   /** The bus that carries `ctx.ask`, once one is attached. */
   private messenger: Messenger | undefined;
   private supervisor: SupervisorActor | undefined;
-  private state: "new" | "running" | "stopping" | "stopped" = "new";
+  private readonly storeOption: RuntimeOptions["store"];
+  private openedStore: Store | undefined;
+  private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
 
   constructor(options: RuntimeOptions = {}) {
@@ -130,6 +134,7 @@ export class Runtime {
     this.clock = options.clock ?? systemClock;
     this.hub = new EventHub(this.clock);
     this.inspectObserver = options.inspect;
+    this.storeOption = options.store;
     this.workers = new WorkerExecutor(options.workers ?? [], {
       killGraceMs: this.limits.workerKillGraceMs,
       startTimeoutMs: this.limits.workerStartTimeoutMs,
@@ -151,9 +156,23 @@ export class Runtime {
     this.bridge = new Bridge(this);
   }
 
-  /** Starts the supervisor. Calls before `start()` fail with INTERNAL. */
+  /** Where this runtime keeps what must outlive it (docs/durability.md); there once `start()` resolved. */
+  get store(): Store {
+    if (this.openedStore === undefined) throw new BridgeError("INTERNAL", "The runtime's store is open only once the runtime started");
+    return this.openedStore;
+  }
+
+  /** Opens the store, then starts the supervisor. Calls before `start()` fail with INTERNAL. */
   async start(): Promise<void> {
     if (this.state !== "new") throw new BridgeError("INTERNAL", `Runtime cannot start: it is ${this.state}`);
+    this.state = "starting";
+    try {
+      const option = this.storeOption;
+      this.openedStore = option === undefined ? createMemoryStore() : typeof option === "function" ? await option() : option;
+    } catch (error) {
+      this.state = "new";
+      throw error;
+    }
     const session = sessionMachine.provide({
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });
@@ -283,6 +302,9 @@ export class Runtime {
     this.replies.rejectAll(new BridgeError("CANCELLED", "Runtime stopped"));
     await Promise.allSettled(this.executors.map((executor) => executor.stop?.()));
     this.state = "stopped";
+    // A store given as an instance belongs to the caller: it is only flushed. The runtime closes the one it opened.
+    const store = this.openedStore;
+    if (store !== undefined) await (typeof this.storeOption === "object" ? store.flush() : store.close());
   }
 
   /** Whether an executor runs an agent with this id. */
@@ -554,7 +576,7 @@ export class Runtime {
 
   private running(): SupervisorActor {
     if (this.state !== "running" || this.supervisor === undefined) {
-      throw new BridgeError("INTERNAL", this.state === "new" ? "Runtime is not started" : "Runtime is stopped", { retryable: false });
+      throw new BridgeError("INTERNAL", this.state === "new" || this.state === "starting" ? "Runtime is not started" : "Runtime is stopped", { retryable: false });
     }
     return this.supervisor;
   }

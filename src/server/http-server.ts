@@ -5,6 +5,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
@@ -24,8 +25,16 @@ export const DEFAULT_CLOSE_GRACE_MS = 5_000;
 /** How long a connection may stay open without sending its first byte. */
 export const DEFAULT_CONNECTION_IDLE_MS = 30_000;
 
+/** A key and certificate (PEM) to serve HTTPS and WSS with. */
+export interface TlsOptions {
+  key: string | Buffer;
+  cert: string | Buffer;
+}
+
 /** Options of `startHttpServer`. */
 export interface HttpServerOptions {
+  /** Serves HTTPS (and WSS upgrades) instead of plain HTTP. */
+  tls?: TlsOptions;
   /** Port to listen on; 0 picks a free one. Default 8080. */
   port?: number;
   /** Address to bind. Default 127.0.0.1. */
@@ -170,8 +179,8 @@ function bodyPending(req: IncomingMessage): boolean {
   return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
 }
 
-function urlOf(host: string, port: number): string {
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+function urlOf(host: string, port: number, secure = false): string {
+  return `${secure ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
 /** Serves a runtime's bridge over HTTP. Resolves once it listens; a port in use rejects with CONFIG. */
@@ -253,12 +262,21 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     else send(req, res, 200, result);
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res)
       .catch((error: unknown) => sendError(req, res, error))
       // Not even the error could be written (e.g. a result that is not serializable): cutting the connection is the answer left.
       .catch(() => res.destroy());
-  });
+  };
+  const { tls } = options;
+  let server;
+  try {
+    server = tls === undefined ? createServer(onRequest) : createTlsServer({ key: tls.key, cert: tls.cert }, onRequest);
+  } catch (error) {
+    throw new BridgeError("CONFIG", `tls: the key and certificate cannot be used: ${toBridgeError(error).message}`, { field: "tls" });
+  }
+  // A handshake that fails (a client that is not TLS, a reset) is that connection's end, nothing more.
+  server.on("tlsClientError", (_error: Error, socket: Duplex) => socket.destroy());
   // Node leaves a connection that never sends a byte open for ever (headersTimeout starts at the first byte):
   // without this, idle connections would take every file descriptor.
   const idleMs = options.connectionIdleMs ?? DEFAULT_CONNECTION_IDLE_MS;
@@ -290,7 +308,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
 
   const boundPort = (server.address() as AddressInfo).port;
   return {
-    url: urlOf(host, boundPort),
+    url: urlOf(host, boundPort, tls !== undefined),
     port: boundPort,
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {

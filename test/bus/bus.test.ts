@@ -2,11 +2,27 @@
  * The CommunicationBus itself: options and defaults, the key rules of SPEC §3, start and stop, the routes it
  * shares with the bridge server, agent registration, metrics and durations.
  */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpsGet } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { CommunicationBus, createMockAgent, createRuntime, formatDuration, isLoopbackHost, parseDuration } from "../../src/index.js";
 import { createApiKeyCheck } from "../../src/server/http-server.js";
 import { createControlledAgent } from "../support/controlled-agent.js";
 import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "./support.js";
+
+/** `GET /health` over HTTPS, trusting `ca`. */
+function httpsHealth(url: string, ca: Buffer): Promise<{ status: number | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpsGet(`${url}/health`, { ca }, (response) => {
+      let body = "";
+      response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => resolve({ status: response.statusCode, body }));
+    }).on("error", reject);
+  });
+}
 
 async function rejectionOf(promise: Promise<unknown>): Promise<{ type?: string; message: string; details?: Record<string, unknown> }> {
   try {
@@ -81,9 +97,50 @@ describe("key rules at start", () => {
     expect(open.url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
   });
 
-  it("refuses persistence and encryption, which this version does not have, with CONFIG", async () => {
-    expect(await rejectionOf(new CommunicationBus({ port: 0, persistenceEnabled: true, env: {} }).start())).toMatchObject({ type: "CONFIG", details: { field: "persistenceEnabled" } });
-    expect(await rejectionOf(new CommunicationBus({ port: 0, encryptionEnabled: true, env: {} }).start())).toMatchObject({ type: "CONFIG", details: { field: "encryptionEnabled" } });
+  it("keeps its store in dataDir with persistenceEnabled, and says what is missing for encryption", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "troupe-bus-data-"));
+    try {
+      expect(await rejectionOf(new CommunicationBus({ port: 0, encryptionEnabled: true, env: {} }).start())).toMatchObject({ type: "CONFIG", details: { field: "encryptionEnabled" } });
+      expect(await rejectionOf(new CommunicationBus({ port: 0, persistenceEnabled: true, dataDir, encryptionEnabled: true, env: {} }).start())).toMatchObject({
+        type: "CONFIG",
+        details: { field: "encryptionKey" },
+      });
+      expect(() => new CommunicationBus({ port: 0, persistenceEnabled: true, runtime: createRuntime(), env: {} })).toThrow(expect.objectContaining({ type: "CONFIG" }));
+      const bus = await startBus({ persistenceEnabled: true, dataDir, encryptionEnabled: true, env: { TROUPE_ENCRYPTION_KEY: "a passphrase of some length" } });
+      expect(existsSync(join(dataDir, "troupe.db"))).toBe(true);
+      await bus.stop();
+      // The database was made with a key: opening it without one is CONFIG, never garbage.
+      expect(await rejectionOf(new CommunicationBus({ port: 0, persistenceEnabled: true, dataDir, env: {} }).start())).toMatchObject({ type: "CONFIG" });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("serves HTTPS and WSS with tls", async () => {
+    const cert = readFileSync(new URL("../fixtures/tls/cert.pem", import.meta.url));
+    const bus = await startBus({ tls: { key: readFileSync(new URL("../fixtures/tls/key.pem", import.meta.url)), cert } });
+    expect(bus.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const health = await httpsHealth(bus.url, cert);
+    expect(health.status).toBe(200);
+    expect(JSON.parse(health.body)).toMatchObject({ status: "healthy" });
+    for (const agentId of ["codex://secure", "codex://sender"]) bus.registerAgent({ agent_descriptor: { agent_id: agentId, framework: "codex", capabilities: [], metadata: {} } });
+    const received: string[] = [];
+    const socket = new WebSocket(`${bus.url.replace("https", "wss")}/agents/connect?agent_id=${encodeURIComponent("codex://secure")}`, {
+      headers: { "x-agent-api-key": TEST_KEY },
+      ca: cert,
+    });
+    socket.on("message", (data) => received.push(JSON.parse(data.toString()).message_id));
+    await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
+    await bus.send(envelope("codex://sender", "codex://secure", { message_id: "over-tls" }));
+    await until(() => received.includes("over-tls"));
+    socket.close();
+    // A client that does not speak TLS is a closed connection, and the server goes on.
+    const plain = await fetch(bus.url.replace("https", "http") + "/health").then(
+      () => "answered",
+      () => "refused",
+    );
+    expect(plain).toBe("refused");
+    expect((await httpsHealth(bus.url, cert)).status).toBe(200);
   });
 
   it("compares keys by digest, so keys of any length are simply refused", () => {

@@ -29,7 +29,7 @@ function troupe(args: string[]): { child: ChildProcessWithoutNullStreams; output
 
 describe("troupe serve runs the bus", () => {
   it("registers agents, delivers a message to an agent's socket, and stops on SIGTERM", async () => {
-    const { child, output, exited } = troupe(["serve", "--port", "0", "--host", "127.0.0.1", "--api-key", "s3cret"]);
+    const { child, output, exited } = troupe(["serve", "--port", "0", "--host", "127.0.0.1", "--api-key", "s3cret", "--in-memory"]);
     await until(() => /troupe listening on (http:\/\/\S+)/.test(output()), 15_000);
     const url = /troupe listening on (http:\/\/\S+)/.exec(output())![1]!;
     const headers = { "content-type": "application/json", "x-agent-api-key": "s3cret" };
@@ -53,7 +53,7 @@ describe("troupe serve runs the bus", () => {
   });
 
   it("refuses dev-key on a non-loopback host and exits 1", async () => {
-    const { output, exited } = troupe(["serve", "--port", "0", "--host", "0.0.0.0", "--api-key", "dev-key"]);
+    const { output, exited } = troupe(["serve", "--port", "0", "--host", "0.0.0.0", "--api-key", "dev-key", "--in-memory"]);
     expect(await exited).toBe(1);
     expect(output()).toMatch(/dev-key.*non-loopback/);
   });

@@ -67,7 +67,7 @@ function exitCodeOf(child: ChildProcessWithoutNullStreams): Promise<number | nul
 }
 
 async function serveOnFreePort(args: string[] = [], env: Record<string, string> = {}) {
-  const child = troupe(["serve", "--port", "0", "--host", "127.0.0.1", ...args], env);
+  const child = troupe(["serve", "--port", "0", "--host", "127.0.0.1", "--in-memory", ...args], env);
   const stdout = collect(child.stdout);
   const [line = "", url = ""] = await stdout.until(/troupe listening on (http:\/\/\S+).*\n/);
   return { child, url, line };
@@ -183,7 +183,7 @@ describe("troupe serve", () => {
   it("exits 1 when the port is taken", async () => {
     const { child: first, url } = await serveOnFreePort();
     const port = new URL(url).port;
-    const second = troupe(["serve", "--port", port]);
+    const second = troupe(["serve", "--port", port, "--in-memory"]);
     const stderr = collect(second.stderr);
     expect(await exitCodeOf(second)).toBe(1);
     expect(stderr.text()).toMatch(/EADDRINUSE/);

@@ -23,7 +23,7 @@ afterEach(() => {
 /** Starts `troupe serve` on a free port with a key; resolves with its URL. */
 async function serve(): Promise<{ child: ChildProcessWithoutNullStreams; url: string; output: () => string }> {
   const { AGENT_BUS_API_KEY: _ignored, ...env } = process.env;
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", "--api-key", "s3cret"], { cwd: projectRoot, env });
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", "--api-key", "s3cret", "--in-memory"], { cwd: projectRoot, env });
   children.push(child);
   let output = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
