@@ -6,13 +6,14 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import type { Clock } from "../clock.js";
+import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
+import type { RateLimiter } from "../server/quotas.js";
 
 /** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
 const CLOSE_WAIT_MS = 5_000;
@@ -27,6 +28,8 @@ export class AgentConnection {
   /** Pings sent since the last pong. */
   missedPongs = 0;
   private corked = false;
+  /** Not read until its frame rate allows again. */
+  paused = false;
 
   constructor(
     readonly agentId: string,
@@ -38,6 +41,16 @@ export class AgentConnection {
     /** What may wait to be written to this socket; past it the socket is closed with 1013. */
     private readonly maxBufferBytes: number,
   ) {}
+
+  /** Stops reading the socket for `ms` (the agent is over its frame rate); TCP holds back what it sends. */
+  pause(ms: number, clock: Clock): void {
+    this.paused = true;
+    this.socket.pause();
+    clock.setTimeout(() => {
+      this.paused = false;
+      this.socket.resume();
+    }, ms);
+  }
 
   /** Whether frames can be written. */
   get open(): boolean {
@@ -108,6 +121,8 @@ export interface AgentConnectionsOptions {
   maxPayloadBytes: number;
   /** What may wait to be written to one agent's socket before it is closed with 1013. */
   maxSocketBufferBytes: number;
+  /** Frames a second each agent may send: past it its socket is not read until its rate allows. */
+  frameRate: RateLimiter;
   checkApiKey: ApiKeyCheck;
   clock: Clock;
 }
@@ -213,6 +228,7 @@ export class AgentConnections {
   }
 
   private receive(connection: AgentConnection, data: RawData, isBinary: boolean): void {
+    this.throttle(connection);
     let frame: unknown;
     try {
       if (isBinary) throw new Error("binary frames are not accepted; send JSON text frames");
@@ -228,6 +244,16 @@ export class AgentConnections {
       return;
     }
     this.events.frame(connection, frame);
+  }
+
+  /**
+   * Takes the frame's token of the agent's rate; past its rate, its socket is not read again until a token is
+   * there. Backpressure, not refusal: TCP makes the agent wait, and nothing it sent is lost.
+   */
+  private throttle(connection: AgentConnection): void {
+    const waitMs = this.options.frameRate.take(connection.agentId);
+    if (waitMs === 0 || connection.paused) return;
+    connection.pause(waitMs, unrefClock(this.options.clock));
   }
 
   /** Closes an agent's socket, e.g. when it is deregistered. */

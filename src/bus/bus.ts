@@ -18,6 +18,7 @@ import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListi
 import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type DeliveryNotice, type MessageStatusView } from "./delivery.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
+import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
@@ -49,6 +50,8 @@ const DRAIN_POLL_MS = 10;
 export class CommunicationBus {
   /** Workflow sessions (SPEC §3.4). `bus["sessionManager"]` works too, as in the seed. */
   readonly sessionManager: SessionManager;
+  /** The workflow sessions each client created, for its quota (`maxWorkflowSessionsPerClient`). */
+  readonly workflowOwners: OwnedSessions;
   /** Summaries of workflow sessions. */
   readonly aggregator: ResultAggregator;
   /** The options with their defaults. */
@@ -100,6 +103,11 @@ export class CommunicationBus {
       send: (envelope) => this.send(envelope),
     });
     this.aggregator = new ResultAggregator(this.sessionManager);
+    this.workflowOwners = new OwnedSessions(
+      "workflow sessions",
+      this.options.maxWorkflowSessionsPerClient ?? Math.max(1, Math.floor(this.options.maxWorkflowSessions / 4)),
+      (sessionId) => this.sessionManager.getSession(sessionId) !== undefined,
+    );
     this.registry = new AgentRegistry(this.sessionManager, this.runtime);
     this.syncReplies = new Replies(this.clock);
     this.connections = new AgentConnections(
@@ -108,6 +116,11 @@ export class CommunicationBus {
         heartbeatIntervalMs: this.options.heartbeatInterval,
         maxPayloadBytes: this.options.maxBodyBytes,
         maxSocketBufferBytes: this.options.maxSocketBufferBytes,
+        frameRate: new RateLimiter(
+          this.options.requestsPerSecondPerClient,
+          this.options.requestBurstPerClient ?? 2 * this.options.requestsPerSecondPerClient,
+          this.clock,
+        ),
         checkApiKey: createApiKeyCheck(this.options.apiKey),
         clock: this.clock,
       },
@@ -193,6 +206,12 @@ export class CommunicationBus {
         maxBodyBytes: this.options.maxBodyBytes,
         closeGraceMs: this.options.closeGraceMs,
         connectionIdleMs: this.options.connectionIdleMs,
+        quotas: {
+          maxConnectionsPerClient: this.options.maxConnectionsPerClient,
+          requestsPerSecondPerClient: this.options.requestsPerSecondPerClient,
+          ...(this.options.requestBurstPerClient === undefined ? {} : { requestBurstPerClient: this.options.requestBurstPerClient }),
+          ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
+        },
         routes: busRoutes(this),
         onUpgrade: (req, socket, head) => this.connections.handleUpgrade(req, socket, head),
       });

@@ -10,7 +10,7 @@ import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { parseWith } from "../validation.js";
 import { ENCRYPTION_KEY_ENV } from "../store/encryption.js";
 import type { Store } from "../store/store.js";
-import type { TlsOptions } from "../server/http-server.js";
+import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT, type TlsOptions } from "../server/http-server.js";
 
 /** The environment variable read when `apiKey` is not given. */
 export const BUS_API_KEY_ENV = "AGENT_BUS_API_KEY";
@@ -90,6 +90,23 @@ export interface BusOptions {
    * runtime's `maxSessions`.
    */
   maxBusSessions?: number;
+  /**
+   * Connections one client (a remote address) may hold open at once, HTTP and WebSocket together; past it a
+   * new connection is answered 429 (`retry-after`) and closed. Default 256.
+   */
+  maxConnectionsPerClient?: number;
+  /**
+   * Requests a second one client may make on average, and the frames a second one agent may send over its
+   * socket (token bucket; `GET /health` is free). Past it an HTTP request is 429 with `retry-after`; an
+   * agent's socket is read again once its rate allows (nothing is refused or lost). 0 turns it off. Default 1,000.
+   */
+  requestsPerSecondPerClient?: number;
+  /** Requests (or frames) at once before the rate applies. Default twice `requestsPerSecondPerClient`. */
+  requestBurstPerClient?: number;
+  /** Bridge sessions one client may hold open. Default a quarter of the runtime's `maxSessions`. */
+  maxBridgeSessionsPerClient?: number;
+  /** Workflow sessions one client may hold (ended ones count until evicted). Default a quarter of `maxWorkflowSessions`. */
+  maxWorkflowSessionsPerClient?: number;
   /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
   runtime?: Runtime;
   /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
@@ -131,6 +148,11 @@ const optionsSchema = z.object({
   maxSharedContextBytes: positiveInt.default(64 * 1024),
   maxAskDepth: positiveInt.default(8),
   maxBusSessions: positiveInt.optional(),
+  maxConnectionsPerClient: positiveInt.default(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+  requestsPerSecondPerClient: z.number().int().min(0).default(DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT),
+  requestBurstPerClient: positiveInt.optional(),
+  maxBridgeSessionsPerClient: positiveInt.optional(),
+  maxWorkflowSessionsPerClient: positiveInt.optional(),
 });
 
 /** The options with every default applied. */

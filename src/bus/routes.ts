@@ -66,9 +66,11 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "POST",
       path: /^\/sessions$/,
-      handle: async ({ readBody }) => {
+      handle: async ({ readBody, client }) => {
         const body = parseWith(createSessionSchema, await readBody());
+        bus.workflowOwners.check(client);
         const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context, { dispatch: body.dispatch });
+        bus.workflowOwners.add(client, sessionId);
         return new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) });
       },
     },

@@ -12,6 +12,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { clientOf, ConnectionCounts, OwnedSessions, quotaExceeded, RateLimiter } from "./quotas.js";
 
 export { API_KEY_HEADER };
 /** Port used when none is given. */
@@ -24,6 +25,22 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_CLOSE_GRACE_MS = 5_000;
 /** How long a connection may stay open without sending its first byte. */
 export const DEFAULT_CONNECTION_IDLE_MS = 30_000;
+/** Connections one client (remote address) may hold open at once. */
+export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256;
+/** Requests a second one client may make on average (a burst of twice as many passes). */
+export const DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT = 1_000;
+
+/** What one client (a remote address) may take (SPEC §3.8); each past it is 429 with `retry-after`. */
+export interface ClientQuotaOptions {
+  /** Connections open at once; past it a new one is answered 429 and closed. Default 256. */
+  maxConnectionsPerClient?: number;
+  /** Requests a second on average (token bucket; `GET /health` is free); 0 turns the limit off. Default 1,000. */
+  requestsPerSecondPerClient?: number;
+  /** Requests at once before the rate applies. Default twice `requestsPerSecondPerClient`. */
+  requestBurstPerClient?: number;
+  /** Bridge sessions one client may hold open (`POST /bridge/sessions_create`). Default a quarter of the runtime's `maxSessions`. */
+  maxBridgeSessionsPerClient?: number;
+}
 
 /** A key and certificate (PEM) to serve HTTPS and WSS with. */
 export interface TlsOptions {
@@ -51,6 +68,8 @@ export interface HttpServerOptions {
   onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** A connection that has sent nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
+  /** What one client may take. */
+  quotas?: ClientQuotaOptions;
 }
 
 /** A running server. */
@@ -72,6 +91,8 @@ export interface RouteRequest {
   readBody(): Promise<unknown>;
   /** A request header's value (the first, when repeated). */
   header(name: string): string | undefined;
+  /** Who asks, for quotas: the remote address. */
+  client: string;
 }
 
 /** One route. The handler's result is the JSON body of a 200, unless it is an `HttpAnswer`. */
@@ -179,6 +200,24 @@ function bodyPending(req: IncomingMessage): boolean {
   return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
 }
 
+/**
+ * Refuses a connection past its client's quota: 429 and close (over TLS, where nothing can be written before
+ * the handshake, the connection is only closed).
+ */
+function refuseConnection(socket: Socket, secure: boolean, limit: number, client: string): void {
+  socket.on("error", () => socket.destroy());
+  if (secure) {
+    socket.destroy();
+    return;
+  }
+  const error = quotaExceeded(`${client} holds ${limit} connections, its quota`, limit, 1_000);
+  const body = JSON.stringify({ error: error.toJSON() });
+  socket.end(
+    `HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
 function urlOf(host: string, port: number, secure = false): string {
   return `${secure ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
@@ -194,6 +233,15 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   } = options;
   if (apiKey === "") throw new BridgeError("CONFIG", "apiKey: must not be empty", { field: "apiKey" });
   const checkApiKey = createApiKeyCheck(apiKey);
+  const quotas = options.quotas ?? {};
+  const connections = new ConnectionCounts(quotas.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+  const rate = quotas.requestsPerSecondPerClient ?? DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT;
+  const requestRate = new RateLimiter(rate, quotas.requestBurstPerClient ?? 2 * rate, runtime.clock);
+  const bridgeSessions = new OwnedSessions(
+    "bridge sessions",
+    quotas.maxBridgeSessionsPerClient ?? Math.max(1, Math.floor(runtime.limits.maxSessions / 4)),
+    (sessionId) => runtime.hasSession(sessionId),
+  );
   const startedAt = performance.now();
   let closing: Promise<void> | undefined;
 
@@ -208,7 +256,13 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       method: "POST",
       path: /^\/bridge\/([^/]+)$/,
       // The bridge answers an unknown tool with NOT_FOUND, as it does for every caller.
-      handle: async ({ params: [toolName = ""], readBody }) => runtime.bridge.call(toolName, await readBody()),
+      handle: async ({ params: [toolName = ""], readBody, client }) => {
+        if (toolName !== "sessions_create") return runtime.bridge.call(toolName, await readBody());
+        bridgeSessions.check(client);
+        const created = await runtime.bridge.call("sessions_create", await readBody());
+        bridgeSessions.add(client, created.sessionId);
+        return created;
+      },
     },
     ...(options.routes ?? []),
   ];
@@ -227,10 +281,12 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     res.end(payload);
   }
 
-  /** The one mapping from an error to a response. */
-  function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, status?: number, headers?: Record<string, string>): void {
+  /** The one mapping from an error to a response; a quota's CAPACITY says when to come back (`retry-after`, seconds). */
+  function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, status?: number, headers: Record<string, string> = {}): void {
     const bridgeError = toBridgeError(error);
-    send(req, res, status ?? httpStatusOf(bridgeError), { error: bridgeError.toJSON() }, headers);
+    const { retryAfterMs } = bridgeError.details;
+    const retryAfter: Record<string, string> = typeof retryAfterMs === "number" ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
+    send(req, res, status ?? httpStatusOf(bridgeError), { error: bridgeError.toJSON() }, { ...headers, ...retryAfter });
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -242,7 +298,15 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     // HEAD is GET without the body (Node leaves the body out of a HEAD response by itself).
     const match = findRoute(routes, method === "HEAD" ? "GET" : method, pathname);
     const open = match !== undefined && "route" in match && match.route.open === true;
-    if (!open) checkApiKey(req.headers[API_KEY_HEADER]);
+    const client = clientOf(req.socket.remoteAddress);
+    if (!open) {
+      const waitMs = requestRate.take(client);
+      if (waitMs > 0) {
+        const { ratePerSecond } = requestRate;
+        throw quotaExceeded(`${client} is over its quota of ${ratePerSecond} requests a second`, ratePerSecond, waitMs);
+      }
+      checkApiKey(req.headers[API_KEY_HEADER]);
+    }
     if (match === undefined) throw new BridgeError("NOT_FOUND", `No route: ${method} ${pathname}`, { method, path: pathname });
     if ("allow" in match) {
       const allow = match.allow.join(", ");
@@ -257,6 +321,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
         const value = req.headers[name.toLowerCase()];
         return Array.isArray(value) ? value[0] : value;
       },
+      client,
     });
     if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
     else send(req, res, 200, result);
@@ -281,6 +346,12 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   // without this, idle connections would take every file descriptor.
   const idleMs = options.connectionIdleMs ?? DEFAULT_CONNECTION_IDLE_MS;
   server.on("connection", (socket: Socket) => {
+    const client = clientOf(socket.remoteAddress);
+    if (!connections.open(client)) {
+      refuseConnection(socket, tls !== undefined, connections.limit, client);
+      return;
+    }
+    socket.once("close", () => connections.close(client));
     // Read from the byte count, not a 'data' listener, which would change how the HTTP parser reads the socket.
     const idle = setTimeout(() => {
       if (socket.bytesRead === 0) socket.destroy();
