@@ -115,6 +115,18 @@ const optionsSchema = z.object({
   maxBusSessions: positiveInt.optional(),
 });
 
+/**
+ * The bus's limits and timings, each optional, unknown keys refused: what the `bus` section of
+ * `troupe serve --config` may set. Where it listens, its key and its agent auth are flags, not in here.
+ */
+export const busLimitsSchema = optionsSchema
+  .omit({ port: true, host: true, apiKey: true, agentAuth: true, persistenceEnabled: true, encryptionEnabled: true })
+  .partial()
+  .strict();
+
+/** What `busLimitsSchema` accepts. */
+export type BusLimits = z.output<typeof busLimitsSchema>;
+
 /** The options with every default applied. */
 export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey" | "agentAuth"> & { apiKey: string | undefined; agentAuth: "token" | "shared" };
 

@@ -21,7 +21,7 @@ export interface ServeOptions {
   apiKey?: string;
   /** `--agent-auth token|shared`; default: shared on a loopback host, token on any other. */
   agentAuth?: "token" | "shared";
-  /** From `--config <file.json>`: ACP workers to run. */
+  /** From `--config <file.json>`: ACP workers to run and the bus's limits. */
   config?: ServerConfig;
 }
 
@@ -75,7 +75,14 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
  */
 export async function serve(options: ServeOptions): Promise<void> {
   const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
-  const runtime = createRuntime({ agents, defaultAgentId, workers: options.config?.workers ?? [] });
+  const limits = options.config?.bus ?? {};
+  // The bus bounds the workflows of a runtime it creates; this one is created here, so it takes the bound itself.
+  const runtime = createRuntime({
+    agents,
+    defaultAgentId,
+    workers: options.config?.workers ?? [],
+    ...(limits.maxWorkflowSessions === undefined ? {} : { maxWorkflowSessions: limits.maxWorkflowSessions }),
+  });
   const answering =
     liveProviders.length === 0
       ? `answering with the offline mock provider (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for real models)`
@@ -83,6 +90,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   await runtime.start();
   // parseServeArgs has read the environment already: the bus takes the key from the options only.
   const bus = new CommunicationBus({
+    ...limits,
     port: options.port,
     host: options.host,
     apiKey: options.apiKey,
