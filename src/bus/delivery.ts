@@ -16,7 +16,7 @@ import type { AgentConnection as SocketConnection } from "./agent-connections.js
 import { PriorityQueue } from "./priority-queue.js";
 
 /** What a delivery writes to: an agent's socket, or a runtime agent's in-process endpoint (always open). */
-export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send">;
+export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send" | "canWrite">;
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {
@@ -202,6 +202,11 @@ export class Deliveries implements DeliveryPoolHost {
     this.pump(connection.agentId);
   }
 
+  /** An agent's socket wrote out what waited: its queue is served again. */
+  drained(connection: AgentConnection): void {
+    this.pump(connection.agentId);
+  }
+
   /** An agent's socket closed: every message waiting for its ack there failed this attempt. */
   disconnected(connection: AgentConnection): void {
     for (const messageId of [...connection.inFlight]) {
@@ -233,7 +238,7 @@ export class Deliveries implements DeliveryPoolHost {
     }
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
-    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0)) {
+    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0) && connection.canWrite(context.frame)) {
       const awaitsAck = this.write(messageId, context.frame, connection);
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       if (!awaitsAck) self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
@@ -335,17 +340,25 @@ export class Deliveries implements DeliveryPoolHost {
     return true;
   }
 
-  /** Writes queued messages to the agent's socket while its window has room, most urgent first. */
+  /**
+   * Writes queued messages to the agent's socket while its window has room and its buffer takes them, most
+   * urgent first; what is left waits for the next ack or the socket's 'drain'.
+   */
   private pump(agentId: string): void {
     const connection = this.options.connection(agentId);
     const queue = this.queues.get(agentId);
     if (connection === undefined || queue === undefined) return;
     while (queue.waiting.size > 0 && this.hasRoom(connection)) {
-      const messageId = queue.order.shift() as string;
-      if (!queue.waiting.has(messageId)) continue;
-      const child = this.childOf(messageId);
-      if (child === undefined) continue;
-      const awaitsAck = this.write(messageId, contextOf(child).frame, connection);
+      const messageId = queue.order.peek() as string;
+      const child = queue.waiting.has(messageId) ? this.childOf(messageId) : undefined;
+      if (child === undefined) {
+        queue.order.shift();
+        continue;
+      }
+      const { frame } = contextOf(child);
+      if (!connection.canWrite(frame)) return;
+      queue.order.shift();
+      const awaitsAck = this.write(messageId, frame, connection);
       // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
       child.send({ type: "SENT", agentId });
       if (!awaitsAck) child.send({ type: "ACK", agentId });

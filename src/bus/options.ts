@@ -52,7 +52,7 @@ export interface BusOptions {
   closeGraceMs?: number;
   /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
-  /** What may wait to be written to one agent's socket; an agent that does not read past it is closed with 1013. Default 8 MiB. */
+  /** What may wait to be written to one agent's socket: messages past it wait in its queue; an answer past it closes it with 1013. Default 8 MiB. */
   maxSocketBufferBytes?: number;
   /** Bytes of all messages not yet acknowledged or dead, together; past it sends are 429 CAPACITY. Default 256 MiB. */
   maxQueuedBytes?: number;
