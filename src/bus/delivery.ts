@@ -137,7 +137,8 @@ export class Deliveries implements DeliveryPoolHost {
   accept(envelope: MessageEnvelope, { timeoutMs, localSink }: AcceptOptions): void {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
-      throw new BridgeError("CAPACITY", `The queue of ${recipient} is full (${this.options.maxQueuedPerAgent} messages)`, { agentId: recipient });
+      const limit = this.options.maxQueuedPerAgent;
+      throw new BridgeError("CAPACITY", `The queue of ${recipient} holds maxQueuedPerAgent (${limit}) messages`, { retryable: true, limit, agentId: recipient });
     }
     const messageId = envelope.message_id;
     const frame = JSON.stringify(envelope);

@@ -173,6 +173,15 @@ describe("a hostile client", () => {
     expect(patched.status).toBe(413);
   });
 
+  it("refuses a message past maxQueuedPerAgent with 429 CAPACITY naming the limit and the agent", async () => {
+    const bus = await startBus({ maxQueuedPerAgent: 2 });
+    await register(bus, "cc://a", "cc://b");
+    for (let index = 0; index < 2; index += 1) expect((await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b"))).status).toBe(202);
+    const full = await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b"));
+    expect(full.status).toBe(429);
+    expect(full.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 2, agentId: "cc://b", retryable: true } });
+  });
+
   it("pages GET /agents and GET /sessions with limit and cursor, so no listing answers with everything at once", async () => {
     const bus = await startBus();
     const agentIds = Array.from({ length: 5 }, (_, index) => `cc://agent-${index}`);
