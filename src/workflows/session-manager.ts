@@ -97,6 +97,9 @@ const stepName = z
   .max(128)
   .regex(/^[^.#]+$/, 'must not contain "." or "#"')
   .refine((name) => !(RESERVED_STEP_NAMES as readonly string[]).includes(name), `must not be ${RESERVED_STEP_NAMES.join(" or ")}`);
+/** Participants of one session besides its initiator: the most `createSession` takes, and `addParticipant` keeps to. */
+export const MAX_PARTICIPANTS = 1_000;
+
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
   agent_id: agentIdSchema,
@@ -113,7 +116,7 @@ const sharedContextSchema = z.record(z.string(), z.unknown());
 /** The arguments of `createSession`, as `POST /sessions` takes them. */
 export const createSessionSchema = z.strictObject({
   initiator: agentIdSchema,
-  participants: z.array(participantSchema).max(1_000),
+  participants: z.array(participantSchema).max(MAX_PARTICIPANTS),
   steps: z.array(stepSchema).min(1).max(256),
   shared_context: sharedContextSchema.default({}),
   dispatch: z.enum(["auto", "manual"]).default("manual"),
@@ -263,12 +266,17 @@ export class SessionManager implements PoolHost {
     return sessionId;
   }
 
-  /** Adds a participant (it enters `active`). A participant already there is CONFIG. */
+  /** Adds a participant (it enters `active`). A participant already there is CONFIG; one past `MAX_PARTICIPANTS` is CAPACITY. */
   addParticipant(sessionId: string, participant: ParticipantInput): WorkflowSession {
     const entry = this.open(sessionId);
     const parsed = parseWith(participantSchema, participant, "(participant)");
-    if (this.contextOf(entry).participants.some((member) => member.agent_id === parsed.agent_id)) {
+    const members = this.contextOf(entry).participants;
+    if (members.some((member) => member.agent_id === parsed.agent_id)) {
       throw new BridgeError("CONFIG", `agent_id: ${parsed.agent_id} is already a participant of ${sessionId}`, { field: "agent_id" });
+    }
+    // The initiator is a member too: the bound counts the others, as at creation.
+    if (members.length > MAX_PARTICIPANTS) {
+      throw new BridgeError("CAPACITY", `${sessionId} has ${MAX_PARTICIPANTS} participants besides its initiator, the most a session takes`, { limit: MAX_PARTICIPANTS, sessionId });
     }
     this.checkAgentExists(parsed.agent_id, "agent_id");
     const member = this.participantOf(parsed, this.options.clock.now());

@@ -56,6 +56,17 @@ describe("SessionManager API", () => {
     expect(bus.sessionManager.getSession("sess_unknown")).toBeUndefined();
   });
 
+  it("keeps a session to 1,000 participants besides its initiator: adding one more is 429 CAPACITY", async () => {
+    const bus = await startBus();
+    const participants = Array.from({ length: 1_000 }, (_, index) => ({ agent_id: `cc://member-${index}`, role: "member" }));
+    const sessionId = bus.sessionManager.createSession(LEAD, participants, [{ name: "only", required_agents: [LEAD] }]);
+    const full = await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "cc://one-more", role: "member" });
+    expect(full.status).toBe(429);
+    expect(full.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 1_000, sessionId } });
+    bus.sessionManager.removeParticipant(sessionId, "cc://member-0");
+    expect((await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "cc://one-more", role: "member" })).status).toBe(200);
+  });
+
   it("adds and removes participants, with events, and refuses to remove the initiator or a required agent", async () => {
     const bus = await startBus();
     const events = record(bus);
