@@ -100,6 +100,12 @@ const stepName = z
 /** Participants of one session besides its initiator: the most `createSession` takes, and `addParticipant` keeps to. */
 export const MAX_PARTICIPANTS = 1_000;
 
+/**
+ * Tasks one session records, each with its answer: a task_request that would delegate one more is CAPACITY,
+ * and so is a move of an auto workflow into a step that would dispatch past it. Start another session then.
+ */
+export const MAX_SESSION_TASKS = 1_000;
+
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
   agent_id: agentIdSchema,
@@ -314,6 +320,9 @@ export class SessionManager implements PoolHost {
       const bad = parsed[field]?.find(unknown);
       if (bad !== undefined) throw new BridgeError("CONFIG", `${field}: unknown step ${JSON.stringify(bad)}`, { field });
     }
+    const { dispatch, steps } = this.contextOf(entry);
+    const target = steps.find((step) => step.name === parsed.current_step);
+    if (dispatch === "auto" && target?.task !== undefined) this.checkRoomForTasks(sessionId, entry, target.required_agents.length);
     this.send(entry, {
       type: "WORKFLOW.UPDATE",
       currentStep: parsed.current_step,
@@ -418,8 +427,8 @@ export class SessionManager implements PoolHost {
   }
 
   /**
-   * Checks a message that names `sender.session_id`: the session exists (404), is open (409), and the sender
-   * takes part in it (403).
+   * Checks a message that names `sender.session_id`: the session exists (404), is open (409), the sender
+   * takes part in it (403), and a `task_request` for a new task finds the session below `MAX_SESSION_TASKS` (429).
    */
   checkSender(envelope: MessageEnvelope): void {
     const sessionId = envelope.sender.session_id;
@@ -429,6 +438,19 @@ export class SessionManager implements PoolHost {
     if (!this.contextOf(entry).participants.some((participant) => participant.agent_id === agentId)) {
       throw new BridgeError("AUTH", `${agentId} is not a participant of session ${sessionId}`, { forbidden: true, sessionId, agentId });
     }
+    if (envelope.message_type !== "task_request") return;
+    const taskId = taskIdOf(envelope) ?? envelope.message_id;
+    const pending = this.contextOf(entry).tasks.some((task) => task.task_id === taskId && task.status === "pending");
+    if (!pending) this.checkRoomForTasks(sessionId, entry, 1);
+  }
+
+  /** A session records at most `MAX_SESSION_TASKS` tasks: `count` more past it is CAPACITY (429). */
+  private checkRoomForTasks(sessionId: string, entry: SessionEntry, count: number): void {
+    if (this.contextOf(entry).tasks.length + count <= MAX_SESSION_TASKS) return;
+    throw new BridgeError("CAPACITY", `${sessionId} has recorded ${MAX_SESSION_TASKS} tasks, the most a session keeps: start another session`, {
+      limit: MAX_SESSION_TASKS,
+      sessionId,
+    });
   }
 
   /**

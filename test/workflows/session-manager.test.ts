@@ -67,6 +67,35 @@ describe("SessionManager API", () => {
     expect((await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "cc://one-more", role: "member" })).status).toBe(200);
   });
 
+  it("keeps a session to 1,000 tasks: a new task past it is 429 CAPACITY and not accepted, and no move dispatches more", async () => {
+    const bus = await startBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, [{ agent_id: DEV, role: "dev" }, { agent_id: QA, role: "qa" }], [{ name: "only", required_agents: [QA] }]);
+    for (let index = 0; index < 1_000; index += 1) await task(bus, sessionId, LEAD, DEV, `t-${index}`);
+    const past = envelope(LEAD, DEV, { metadata: { task_id: "t-past" } });
+    (past["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+    const refused = await call(bus, "POST", "/messages/send", past);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: 1_000, sessionId } });
+    expect((await call(bus, "GET", `/messages/${past["message_id"]}`)).status).toBe(404);
+    // A request for a task still pending is no new task: it goes through.
+    await task(bus, sessionId, LEAD, DEV, "t-0");
+    expect(bus.sessionManager.getSession(sessionId)!.tasks).toHaveLength(1_000);
+
+    // An auto workflow dispatches a task each time it enters a step: moving it back and forth cannot pass the bound either.
+    const auto = bus.sessionManager.createSession(LEAD, [{ agent_id: DEV, role: "dev" }], [
+      { name: "a", required_agents: [DEV], task: "do a" },
+      { name: "b", required_agents: [DEV], task: "do b" },
+    ], {}, { dispatch: "auto" });
+    let moves = 0;
+    const move = () => bus.sessionManager.updateWorkflow(auto, { current_step: moves++ % 2 === 0 ? "b" : "a" });
+    while (bus.sessionManager.getSession(auto)!.tasks.length < 1_000) {
+      move();
+      await flush();
+    }
+    expect(move).toThrow(expect.objectContaining({ type: "CAPACITY", details: expect.objectContaining({ limit: 1_000, sessionId: auto }) }));
+    expect(bus.sessionManager.getSession(auto)!.tasks).toHaveLength(1_000);
+  }, 30_000);
+
   it("adds and removes participants, with events, and refuses to remove the initiator or a required agent", async () => {
     const bus = await startBus();
     const events = record(bus);
