@@ -85,6 +85,8 @@ export async function startServeProcess({ bus, agentAuth }: ServeProcessOptions 
   const found = listening.exec(output);
   if (found === null) throw new Error(`troupe serve did not start: ${output}`);
   const url = found[1]!;
+  // The first answer of a fresh process compiles its code: the health check after an attack measures a warm one.
+  await (await fetch(`${url}/health`)).arrayBuffer();
   return {
     url,
     child,
