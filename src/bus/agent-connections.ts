@@ -62,6 +62,17 @@ export class AgentConnection {
     this.write(frame);
   }
 
+  /**
+   * Whether `frame` fits in what may wait to be written (`maxBufferBytes`). The deliveries write a message only
+   * when it does and leave the rest in the agent's queue until the socket drains, so an agent that reads is
+   * never closed for a backlog its senders built up. An empty buffer takes any frame; so does one below the
+   * stream's high-water mark, as no 'drain' would come to say it emptied.
+   */
+  canWrite(frame: string): boolean {
+    const buffered = this.socket.bufferedAmount;
+    return buffered === 0 || !this.transport.writableNeedDrain || buffered + Buffer.byteLength(frame) <= this.maxBufferBytes;
+  }
+
   /** Writes one control frame, when the socket asked for them. */
   answer(frame: SendAnswerFrame): void {
     if (!this.open || !this.control) return;
@@ -70,12 +81,13 @@ export class AgentConnection {
 
   /**
    * Writes a frame unless the agent has stopped reading: memory held for a socket is bounded by
-   * `maxBufferBytes`, not by what a client chooses not to read. Past it the socket is closed with 1013; its
-   * unacknowledged messages fail their attempt and are delivered again when it reconnects.
+   * `maxBufferBytes`, not by what a client chooses not to read. A frame that does not fit (an answer to the
+   * agent's own frames: messages wait until `canWrite`) closes the socket with 1013; its unacknowledged
+   * messages fail their attempt and are delivered again when it reconnects.
    */
   private write(frame: string): void {
     if (!this.open) return;
-    if (this.socket.bufferedAmount + Buffer.byteLength(frame) > this.maxBufferBytes) {
+    if (!this.canWrite(frame)) {
       this.socket.close(CLOSE_CODES.tryAgainLater, "Socket buffer full: read your socket");
       // The close frame waits behind what the agent does not read: cut the connection if it never gets there.
       setTimeout(() => this.socket.terminate(), CLOSE_WAIT_MS).unref();
@@ -112,6 +124,8 @@ export interface ConnectionEvents {
   frame(connection: AgentConnection, frame: unknown): void;
   /** A pong: the agent is alive. */
   alive(connection: AgentConnection): void;
+  /** What waited to be written to the socket is written: it can take more. */
+  drained(connection: AgentConnection): void;
 }
 
 /** Options of the agent connections. */
@@ -213,6 +227,9 @@ export class AgentConnections {
       previous.socket.close(CLOSE_CODES.replaced, "Replaced by a newer connection");
     }
     ws.on("message", (data: RawData, isBinary: boolean) => this.receive(connection, data, isBinary));
+    transport.on("drain", () => {
+      if (this.byAgent.get(agentId) === connection) this.events.drained(connection);
+    });
     ws.on("pong", () => {
       connection.missedPongs = 0;
       this.events.alive(connection);

@@ -135,6 +135,7 @@ export class CommunicationBus {
         disconnected: (connection) => this.onDisconnected(connection),
         frame: (connection, frame) => this.onFrame(connection, frame),
         alive: (connection) => this.registry.heartbeat(connection.agentId, this.clock.now()),
+        drained: (connection) => this.deliveries.drained(connection),
       },
     );
     this.deliveries = new Deliveries({

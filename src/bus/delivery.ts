@@ -16,7 +16,7 @@ import type { AgentConnection as SocketConnection } from "./agent-connections.js
 import { PriorityQueue } from "./priority-queue.js";
 
 /** What a delivery writes to: an agent's socket, or a runtime agent's in-process endpoint (always open). */
-export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send">;
+export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send" | "canWrite">;
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {
@@ -175,7 +175,8 @@ export class Deliveries implements DeliveryPoolHost {
   accept(envelope: MessageEnvelope, { timeoutMs, localSink }: AcceptOptions): void {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
-      throw new BridgeError("CAPACITY", `The queue of ${recipient} is full (${this.options.maxQueuedPerAgent} messages)`, { agentId: recipient });
+      const limit = this.options.maxQueuedPerAgent;
+      throw new BridgeError("CAPACITY", `The queue of ${recipient} holds maxQueuedPerAgent (${limit}) messages`, { retryable: true, limit, agentId: recipient });
     }
     const messageId = envelope.message_id;
     const key = messageKeyOf(envelope);
@@ -246,6 +247,11 @@ export class Deliveries implements DeliveryPoolHost {
     this.pump(connection.agentId);
   }
 
+  /** An agent's socket wrote out what waited: its queue is served again. */
+  drained(connection: AgentConnection): void {
+    this.pump(connection.agentId);
+  }
+
   /** An agent's socket closed: every message waiting for its ack there failed this attempt. */
   disconnected(connection: AgentConnection): void {
     for (const key of [...connection.inFlight]) {
@@ -277,7 +283,7 @@ export class Deliveries implements DeliveryPoolHost {
     }
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
-    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0)) {
+    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0) && connection.canWrite(context.frame)) {
       const awaitsAck = this.write(key, context.frame, connection);
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       if (!awaitsAck) self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
@@ -408,17 +414,25 @@ export class Deliveries implements DeliveryPoolHost {
     return true;
   }
 
-  /** Writes queued messages to the agent's socket while its window has room, most urgent first. */
+  /**
+   * Writes queued messages to the agent's socket while its window has room and its buffer takes them, most
+   * urgent first; what is left waits for the next ack or the socket's 'drain'.
+   */
   private pump(agentId: string): void {
     const connection = this.options.connection(agentId);
     const queue = this.queues.get(agentId);
     if (connection === undefined || queue === undefined) return;
     while (queue.waiting.size > 0 && this.hasRoom(connection)) {
-      const key = queue.order.shift() as string;
-      if (!queue.waiting.has(key)) continue;
-      const child = this.childOf(key);
-      if (child === undefined) continue;
-      const awaitsAck = this.write(key, contextOf(child).frame, connection);
+      const key = queue.order.peek() as string;
+      const child = queue.waiting.has(key) ? this.childOf(key) : undefined;
+      if (child === undefined) {
+        queue.order.shift();
+        continue;
+      }
+      const { frame } = contextOf(child);
+      if (!connection.canWrite(frame)) return;
+      queue.order.shift();
+      const awaitsAck = this.write(key, frame, connection);
       // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
       child.send({ type: "SENT", agentId });
       if (!awaitsAck) child.send({ type: "ACK", agentId });

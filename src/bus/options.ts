@@ -68,7 +68,7 @@ export interface BusOptions {
   closeGraceMs?: number;
   /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
-  /** What may wait to be written to one agent's socket; an agent that does not read past it is closed with 1013. Default 8 MiB. */
+  /** What may wait to be written to one agent's socket: messages past it wait in its queue; an answer past it closes it with 1013. Default 8 MiB. */
   maxSocketBufferBytes?: number;
   /** Bytes of all messages not yet acknowledged or dead, together; past it sends are 429 CAPACITY. Default 256 MiB. */
   maxQueuedBytes?: number;
@@ -154,6 +154,18 @@ const optionsSchema = z.object({
   maxBridgeSessionsPerClient: positiveInt.optional(),
   maxWorkflowSessionsPerClient: positiveInt.optional(),
 });
+
+/**
+ * The bus's limits and timings, each optional, unknown keys refused: what the `bus` section of
+ * `troupe serve --config` may set. Where it listens, its key and its agent auth are flags, not in here.
+ */
+export const busLimitsSchema = optionsSchema
+  .omit({ port: true, host: true, apiKey: true, agentAuth: true, persistenceEnabled: true, encryptionEnabled: true })
+  .partial()
+  .strict();
+
+/** What `busLimitsSchema` accepts. */
+export type BusLimits = z.output<typeof busLimitsSchema>;
 
 /** The options with every default applied. */
 export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey" | "agentAuth" | "encryptionKey"> & {

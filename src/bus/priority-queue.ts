@@ -16,6 +16,11 @@ export class Fifo<T> {
     this.items.push(item);
   }
 
+  /** The item `shift` would return, left in place. */
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head];
@@ -53,6 +58,12 @@ export class PriorityQueue<T> {
       this.count -= 1;
       return lane.shift();
     }
+    return undefined;
+  }
+
+  /** The item `shift` would return, left in place. */
+  peek(): T | undefined {
+    for (const lane of this.lanes.values()) if (lane.size > 0) return lane.peek();
     return undefined;
   }
 

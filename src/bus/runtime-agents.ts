@@ -63,6 +63,11 @@ export class AgentEndpoint {
   send(frame: string): void {
     this.receive(this, frame);
   }
+
+  /** Takes any message at once: nothing waits to be written. */
+  canWrite(): boolean {
+    return true;
+  }
 }
 
 /** What the runtime agents need from the bus. */

@@ -1,9 +1,11 @@
 /**
- * The server's configuration file (`troupe serve --config troupe.json`): JSON, validated at load.
+ * The server's configuration file (`troupe serve --config troupe.json`): JSON, validated at load. It holds the
+ * ACP workers to run (`workers`) and the bus's limits and timings (`bus`).
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
+import { busLimitsSchema, type BusLimits } from "../bus/options.js";
 import { parseWith } from "../validation.js";
 import type { WorkerConfig } from "../executors/worker.js";
 
@@ -30,11 +32,14 @@ const workerSchema = z.strictObject({
 
 const configSchema = z.strictObject({
   workers: z.array(workerSchema).optional(),
+  bus: busLimitsSchema.optional(),
 });
 
 /** What a configuration file may hold. */
 export interface ServerConfig {
   workers?: WorkerConfig[];
+  /** The bus's limits and timings (`BusOptions` without where it listens, its key and its agent auth). */
+  bus?: BusLimits;
 }
 
 /** Reads and validates a configuration file; a bad one is CONFIG naming the file and the field. */

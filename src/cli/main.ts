@@ -21,7 +21,9 @@ Options of serve:
                    token: an agent needs its own agent_token (answered by POST /agents/register) to connect,
                    send, re-register or deregister as itself; shared: the key alone does (the seed's model).
                    Default: shared on a loopback --host, token on any other
-  --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }] }
+  --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }],
+                   "bus": { "maxQueuedBytes", "maxAgents", "connectionIdleMs", ... } } (the bus's limits:
+                   docs/security.md)
   --data <dir>     Where the SQLite store keeps registrations, messages, workflows and sessions across
                    restarts (default ./.troupe); encrypted at rest when $TROUPE_ENCRYPTION_KEY is set
   --in-memory      Keep everything in memory instead: nothing survives a restart

@@ -25,7 +25,7 @@ export interface ServeOptions {
   apiKey?: string;
   /** `--agent-auth token|shared`; default: shared on a loopback host, token on any other. */
   agentAuth?: "token" | "shared";
-  /** From `--config <file.json>`: ACP workers to run. */
+  /** From `--config <file.json>`: ACP workers to run and the bus's limits. */
   config?: ServerConfig;
   /** `--data DIR` (default `./.troupe`): where the SQLite store lives; `undefined` with `--in-memory`. */
   dataDir?: string;
@@ -114,11 +114,14 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
 export async function serve(options: ServeOptions): Promise<void> {
   const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
   const { dataDir, encryptionKey } = options;
+  const limits = options.config?.bus ?? {};
+  // The bus bounds the workflows of a runtime it creates; this one is created here, so it takes the bound itself.
   const runtime = createRuntime({
     agents,
     defaultAgentId,
     workers: options.config?.workers ?? [],
     ...(dataDir === undefined ? {} : { store: () => openSqliteStore({ dir: dataDir, ...(encryptionKey === undefined ? {} : { encryptionKey }) }) }),
+    ...(limits.maxWorkflowSessions === undefined ? {} : { maxWorkflowSessions: limits.maxWorkflowSessions }),
   });
   const answering =
     liveProviders.length === 0
@@ -127,6 +130,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   await runtime.start();
   // parseServeArgs has read the environment already: the bus takes the key from the options only.
   const bus = new CommunicationBus({
+    ...limits,
     port: options.port,
     host: options.host,
     apiKey: options.apiKey,

@@ -32,7 +32,7 @@ export const CLOSE_CODES = {
   goingAway: 1001,
   /** The agent is not registered (nor a participant of a session), or was deregistered. */
   policy: 1008,
-  /** The agent does not read its socket: what waits to be written to it passed `maxSocketBufferBytes`. */
+  /** The agent does not read its socket: an answer to its frames would pass `maxSocketBufferBytes`. */
   tryAgainLater: 1013,
   /** A newer connection of the same agent took over. */
   replaced: 4000,

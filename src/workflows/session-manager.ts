@@ -97,6 +97,15 @@ const stepName = z
   .max(128)
   .regex(/^[^.#]+$/, 'must not contain "." or "#"')
   .refine((name) => !(RESERVED_STEP_NAMES as readonly string[]).includes(name), `must not be ${RESERVED_STEP_NAMES.join(" or ")}`);
+/** Participants of one session besides its initiator: the most `createSession` takes, and `addParticipant` keeps to. */
+export const MAX_PARTICIPANTS = 1_000;
+
+/**
+ * Tasks one session records, each with its answer: a task_request that would delegate one more is CAPACITY,
+ * and so is a move of an auto workflow into a step that would dispatch past it. Start another session then.
+ */
+export const MAX_SESSION_TASKS = 1_000;
+
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
   agent_id: agentIdSchema,
@@ -113,7 +122,7 @@ const sharedContextSchema = z.record(z.string(), z.unknown());
 /** The arguments of `createSession`, as `POST /sessions` takes them. */
 export const createSessionSchema = z.strictObject({
   initiator: agentIdSchema,
-  participants: z.array(participantSchema).max(1_000),
+  participants: z.array(participantSchema).max(MAX_PARTICIPANTS),
   steps: z.array(stepSchema).min(1).max(256),
   shared_context: sharedContextSchema.default({}),
   dispatch: z.enum(["auto", "manual"]).default("manual"),
@@ -263,12 +272,17 @@ export class SessionManager implements PoolHost {
     return sessionId;
   }
 
-  /** Adds a participant (it enters `active`). A participant already there is CONFIG. */
+  /** Adds a participant (it enters `active`). A participant already there is CONFIG; one past `MAX_PARTICIPANTS` is CAPACITY. */
   addParticipant(sessionId: string, participant: ParticipantInput): WorkflowSession {
     const entry = this.open(sessionId);
     const parsed = parseWith(participantSchema, participant, "(participant)");
-    if (this.contextOf(entry).participants.some((member) => member.agent_id === parsed.agent_id)) {
+    const members = this.contextOf(entry).participants;
+    if (members.some((member) => member.agent_id === parsed.agent_id)) {
       throw new BridgeError("CONFIG", `agent_id: ${parsed.agent_id} is already a participant of ${sessionId}`, { field: "agent_id" });
+    }
+    // The initiator is a member too: the bound counts the others, as at creation.
+    if (members.length > MAX_PARTICIPANTS) {
+      throw new BridgeError("CAPACITY", `${sessionId} has ${MAX_PARTICIPANTS} participants besides its initiator, the most a session takes`, { limit: MAX_PARTICIPANTS, sessionId });
     }
     this.checkAgentExists(parsed.agent_id, "agent_id");
     const member = this.participantOf(parsed, this.options.clock.now());
@@ -306,6 +320,9 @@ export class SessionManager implements PoolHost {
       const bad = parsed[field]?.find(unknown);
       if (bad !== undefined) throw new BridgeError("CONFIG", `${field}: unknown step ${JSON.stringify(bad)}`, { field });
     }
+    const { dispatch, steps } = this.contextOf(entry);
+    const target = steps.find((step) => step.name === parsed.current_step);
+    if (dispatch === "auto" && target?.task !== undefined) this.checkRoomForTasks(sessionId, entry, target.required_agents.length);
     this.send(entry, {
       type: "WORKFLOW.UPDATE",
       currentStep: parsed.current_step,
@@ -410,8 +427,8 @@ export class SessionManager implements PoolHost {
   }
 
   /**
-   * Checks a message that names `sender.session_id`: the session exists (404), is open (409), and the sender
-   * takes part in it (403).
+   * Checks a message that names `sender.session_id`: the session exists (404), is open (409), the sender
+   * takes part in it (403), and a `task_request` for a new task finds the session below `MAX_SESSION_TASKS` (429).
    */
   checkSender(envelope: MessageEnvelope): void {
     const sessionId = envelope.sender.session_id;
@@ -421,6 +438,19 @@ export class SessionManager implements PoolHost {
     if (!this.contextOf(entry).participants.some((participant) => participant.agent_id === agentId)) {
       throw new BridgeError("AUTH", `${agentId} is not a participant of session ${sessionId}`, { forbidden: true, sessionId, agentId });
     }
+    if (envelope.message_type !== "task_request") return;
+    const taskId = taskIdOf(envelope) ?? envelope.message_id;
+    const pending = this.contextOf(entry).tasks.some((task) => task.task_id === taskId && task.status === "pending");
+    if (!pending) this.checkRoomForTasks(sessionId, entry, 1);
+  }
+
+  /** A session records at most `MAX_SESSION_TASKS` tasks: `count` more past it is CAPACITY (429). */
+  private checkRoomForTasks(sessionId: string, entry: SessionEntry, count: number): void {
+    if (this.contextOf(entry).tasks.length + count <= MAX_SESSION_TASKS) return;
+    throw new BridgeError("CAPACITY", `${sessionId} has recorded ${MAX_SESSION_TASKS} tasks, the most a session keeps: start another session`, {
+      limit: MAX_SESSION_TASKS,
+      sessionId,
+    });
   }
 
   /**

@@ -180,6 +180,45 @@ describe("troupe serve", () => {
     }
   });
 
+  it("takes the bus's limits from the bus section of --config", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      writeFileSync(config, JSON.stringify({ bus: { maxAgents: 1, maxWorkflowSessions: 1 } }));
+      const { child, url } = await serveOnFreePort(["--config", config]);
+      const register = (agentId: string) => fetch(`${url}/agents/register`, { method: "POST", body: JSON.stringify({ agent_id: agentId }) });
+      expect((await register("cc://a")).status).toBe(201);
+      const refused = await register("cc://b");
+      expect(refused.status).toBe(429);
+      expect(await refused.json()).toMatchObject({ error: { type: "CAPACITY", details: { limit: 1 } } });
+      // The workflow bound reaches the runtime serve creates, not only the bus.
+      const session = { initiator: "cc://a", participants: [], steps: [{ name: "only", required_agents: ["cc://a"] }] };
+      const create = () => fetch(`${url}/sessions`, { method: "POST", body: JSON.stringify(session) });
+      expect((await create()).status).toBe(201);
+      const full = await create();
+      expect(full.status).toBe(429);
+      expect(await full.json()).toMatchObject({ error: { type: "CAPACITY", details: { limit: 1 } } });
+      child.kill("SIGTERM");
+      expect(await exitCodeOf(child)).toBe(0);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("exits 2 naming the file and the key of an unknown bus limit in --config", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      writeFileSync(config, JSON.stringify({ bus: { maxAgent: 1 } }));
+      const child = troupe(["serve", "--config", config]);
+      const stderr = collect(child.stderr);
+      expect(await exitCodeOf(child)).toBe(2);
+      expect(stderr.text()).toContain(`${config}: bus.maxAgent: unrecognized key "maxAgent"`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it("exits 1 when the port is taken", async () => {
     const { child: first, url } = await serveOnFreePort();
     const port = new URL(url).port;

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CommunicationBus, SessionManagerEvent, StepInput } from "../../src/index.js";
+import { MAX_PARTICIPANTS, MAX_SESSION_TASKS } from "../../src/workflows/session-manager.js";
 import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
@@ -55,6 +56,46 @@ describe("SessionManager API", () => {
     expect(bus.sessionManager.listSessions().map((each) => each.session_id)).toEqual([sessionId]);
     expect(bus.sessionManager.getSession("sess_unknown")).toBeUndefined();
   });
+
+  it(`keeps a session to ${MAX_PARTICIPANTS} participants besides its initiator: adding one more is 429 CAPACITY`, async () => {
+    const bus = await startBus();
+    const participants = Array.from({ length: MAX_PARTICIPANTS }, (_, index) => ({ agent_id: `cc://member-${index}`, role: "member" }));
+    const sessionId = bus.sessionManager.createSession(LEAD, participants, [{ name: "only", required_agents: [LEAD] }]);
+    const full = await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "cc://one-more", role: "member" });
+    expect(full.status).toBe(429);
+    expect(full.body.error).toMatchObject({ type: "CAPACITY", details: { limit: MAX_PARTICIPANTS, sessionId } });
+    bus.sessionManager.removeParticipant(sessionId, "cc://member-0");
+    expect((await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "cc://one-more", role: "member" })).status).toBe(200);
+  });
+
+  it(`keeps a session to ${MAX_SESSION_TASKS} tasks: a new task past it is 429 CAPACITY and not accepted, and no move dispatches more`, async () => {
+    const bus = await startBus();
+    const sessionId = bus.sessionManager.createSession(LEAD, [{ agent_id: DEV, role: "dev" }, { agent_id: QA, role: "qa" }], [{ name: "only", required_agents: [QA] }]);
+    for (let index = 0; index < MAX_SESSION_TASKS; index += 1) await task(bus, sessionId, LEAD, DEV, `t-${index}`);
+    const past = envelope(LEAD, DEV, { metadata: { task_id: "t-past" } });
+    (past["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+    const refused = await call(bus, "POST", "/messages/send", past);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: MAX_SESSION_TASKS, sessionId } });
+    expect((await call(bus, "GET", `/messages/${past["message_id"]}`)).status).toBe(404);
+    // A request for a task still pending is no new task: it goes through.
+    await task(bus, sessionId, LEAD, DEV, "t-0");
+    expect(bus.sessionManager.getSession(sessionId)!.tasks).toHaveLength(MAX_SESSION_TASKS);
+
+    // An auto workflow dispatches a task each time it enters a step: moving it back and forth cannot pass the bound either.
+    const auto = bus.sessionManager.createSession(LEAD, [{ agent_id: DEV, role: "dev" }], [
+      { name: "a", required_agents: [DEV], task: "do a" },
+      { name: "b", required_agents: [DEV], task: "do b" },
+    ], {}, { dispatch: "auto" });
+    let moves = 0;
+    const move = () => bus.sessionManager.updateWorkflow(auto, { current_step: moves++ % 2 === 0 ? "b" : "a" });
+    while (bus.sessionManager.getSession(auto)!.tasks.length < MAX_SESSION_TASKS) {
+      move();
+      await flush();
+    }
+    expect(move).toThrow(expect.objectContaining({ type: "CAPACITY", details: expect.objectContaining({ limit: MAX_SESSION_TASKS, sessionId: auto }) }));
+    expect(bus.sessionManager.getSession(auto)!.tasks).toHaveLength(MAX_SESSION_TASKS);
+  }, 30_000);
 
   it("adds and removes participants, with events, and refuses to remove the initiator or a required agent", async () => {
     const bus = await startBus();

@@ -1,0 +1,63 @@
+/**
+ * The configuration file of `troupe serve --config`: its `bus` section takes the bus's limits and timings,
+ * validated by the bus's own schema, and refuses anything else naming the file and the field.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadServerConfig } from "../../src/cli/config.js";
+import { BridgeError } from "../../src/errors.js";
+
+const directories: string[] = [];
+
+afterEach(() => {
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+function configFile(content: unknown): string {
+  const directory = mkdtempSync(join(tmpdir(), "troupe-config-"));
+  directories.push(directory);
+  const path = join(directory, "troupe.json");
+  writeFileSync(path, JSON.stringify(content));
+  return path;
+}
+
+function errorOf(path: string): BridgeError {
+  try {
+    loadServerConfig(path);
+  } catch (error) {
+    return error as BridgeError;
+  }
+  throw new Error(`${path} was accepted`);
+}
+
+describe("the bus section of a configuration file", () => {
+  it("takes the bus's limits and timings", () => {
+    const path = configFile({ bus: { maxQueuedBytes: 65_536, maxAgents: 3, connectionIdleMs: 250, maxBusSessions: 4 } });
+    expect(loadServerConfig(path).bus).toMatchObject({ maxQueuedBytes: 65_536, maxAgents: 3, connectionIdleMs: 250, maxBusSessions: 4 });
+  });
+
+  it("refuses an unknown key with CONFIG naming the file and the field", () => {
+    const path = configFile({ bus: { maxQueuedBytes: 65_536, maxQueueBytes: 1 } });
+    const error = errorOf(path);
+    expect(error).toBeInstanceOf(BridgeError);
+    expect(error.type).toBe("CONFIG");
+    expect(error.message).toBe(`${path}: bus.maxQueueBytes: unrecognized key "maxQueueBytes"`);
+    expect(error.details).toMatchObject({ file: path, field: "bus.maxQueueBytes" });
+  });
+
+  it("refuses where the bus listens, its key and its agent auth, which are flags", () => {
+    for (const flag of ["port", "host", "apiKey", "agentAuth"]) {
+      const error = errorOf(configFile({ bus: { [flag]: flag === "port" ? 8080 : "x" } }));
+      expect(error.details, flag).toMatchObject({ field: `bus.${flag}` });
+    }
+  });
+
+  it("refuses a value the bus would refuse, naming the field", () => {
+    const error = errorOf(configFile({ bus: { maxAgents: 0 } }));
+    expect(error.type).toBe("CONFIG");
+    expect(error.details).toMatchObject({ field: "bus.maxAgents" });
+    expect(errorOf(configFile({ bus: { ackTimeout: "30s" } })).details).toMatchObject({ field: "bus.ackTimeout" });
+  });
+});
