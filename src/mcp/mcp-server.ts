@@ -1,0 +1,59 @@
+/**
+ * The MCP server of a runtime: the eight bridge tools (SPEC §7), listed with the bridge's own JSON Schemas and
+ * called through `runtime.bridge.call`, which validates the arguments (a bad one is a CONFIG result naming the
+ * field). MCP cancellation aborts the call, which cancels its prompt through `sessions_cancel`; a call whose
+ * client sent a `progressToken` reports the prompt's streamed text as progress notifications.
+ */
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import type { RequestId, Tool } from "@modelcontextprotocol/sdk/types.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { VERSION } from "../version.js";
+import { reportProgress } from "./progress.js";
+import { errorResult, toolResult } from "./results.js";
+
+/** What the server tells a client about itself at `initialize`. */
+const INSTRUCTIONS =
+  "troupe runs AI agents as sessions. agents_discover lists them; sessions_create opens a session, " +
+  "sessions_prompt talks to it (progress notifications carry the streamed text), sessions_close deletes it; " +
+  "tasks_delegate does all three in one call. Cancelling a call cancels its prompt. Failed calls are isError " +
+  "results carrying { type, message, details }.";
+
+/** Options of `createMcpServer`. */
+export interface McpServerOptions {
+  /** Told when a call was cancelled by its client, once it has ended (e.g. to end the HTTP stream that waited for it). */
+  onCancelled?: (requestId: RequestId) => void;
+}
+
+/** Creates an MCP server (not yet connected to a transport) for a runtime's bridge. Loads the MCP SDK. */
+export async function createMcpServer(runtime: Runtime, options: McpServerOptions = {}): Promise<Server> {
+  const [{ Server }, { CallToolRequestSchema, ListToolsRequestSchema }] = await Promise.all([
+    import("@modelcontextprotocol/sdk/server/index.js"),
+    import("@modelcontextprotocol/sdk/types.js"),
+  ]);
+  // The low-level `Server`, not `McpServer`: the tools keep the bridge's JSON Schemas and its validation, so
+  // that MCP, HTTP and in-process callers get the same arguments checked the same way.
+  const server = new Server({ name: "troupe", version: VERSION }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
+  // `z.toJSONSchema` of an object schema is always `{ type: "object", ... }`, the shape MCP asks for.
+  const tools = runtime.bridge.tools.map(({ name, description, inputSchema }) => ({ name, description, inputSchema: inputSchema as Tool["inputSchema"] }));
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const { name, arguments: args = {} } = request.params;
+    const progressToken = request.params._meta?.progressToken;
+    const progress = progressToken === undefined ? undefined : reportProgress(progressToken, extra.sendNotification);
+    try {
+      const result = await runtime.bridge.call(name, args, {
+        signal: extra.signal,
+        ...(progress === undefined ? {} : { onDelta: (delta: string) => progress.push(delta) }),
+      });
+      progress?.end();
+      return toolResult(result as object);
+    } catch (error) {
+      progress?.end();
+      return errorResult(error);
+    } finally {
+      // The SDK answers nothing to a cancelled request: whoever waits for its answer may stop waiting.
+      if (extra.signal.aborted) options.onCancelled?.(extra.requestId);
+    }
+  });
+  return server;
+}
