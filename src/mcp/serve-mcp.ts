@@ -19,24 +19,25 @@ export interface ServeMcpOptions {
 export interface McpService {
   /** Resolves when the connection ends: the client closed stdin (or the transport), or `close()` was called. */
   readonly closed: Promise<void>;
-  /** Ends the connection; calls in flight are cancelled (their prompts with them). */
+  /** Cancels the calls in flight (their prompts with them), lets their answers go out, and ends the connection. */
   close(): Promise<void>;
 }
 
 /** Serves a started runtime's eight bridge tools to one MCP client. Resolves once it listens. */
 export async function serveMcp(runtime: Runtime, options: ServeMcpOptions): Promise<McpService> {
-  const server = await createMcpServer(runtime);
+  const { server, close } = await createMcpServer(runtime);
   const closed = new Promise<void>((resolve) => {
     server.onclose = resolve;
   });
   if (options.transport !== "stdio") {
     await server.connect(options.transport);
-    return { closed, close: () => server.close() };
+    return { closed, close };
   }
   const { StdioServerTransport } = await import("@modelcontextprotocol/sdk/server/stdio.js");
   const { stdin, stdout } = process;
   // The SDK's stdio transport reads until told to stop: the end of stdin (the client went away) is that sign.
   // A write to a client that has gone (EPIPE) ends the connection too, rather than the process.
+  // Both mean the client cannot hear anything more: there is nobody to answer.
   const end = (): void => void server.close();
   stdin.once("end", end);
   stdout.on("error", end);
@@ -45,5 +46,5 @@ export async function serveMcp(runtime: Runtime, options: ServeMcpOptions): Prom
     stdout.off("error", end);
   });
   await server.connect(new StdioServerTransport(stdin, stdout));
-  return { closed, close: () => server.close() };
+  return { closed, close };
 }

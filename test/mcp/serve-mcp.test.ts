@@ -138,6 +138,22 @@ describe("serveMcp", () => {
     expect(controlled.prompts[0]?.ctx.signal.aborted).toBe(true);
   });
 
+  it("answers the calls in flight with CANCELLED when the server closes, then ends the connection", async () => {
+    const { runtime, controlled } = await startTestRuntime();
+    const { client, service } = await connectInMemory(runtime);
+    const started = nextEvent(runtime, (event) => event.type === "prompt.started");
+    const call = client.callTool({ name: "tasks_delegate", arguments: { prompt: "at shutdown" } });
+    await started;
+
+    await service.close();
+
+    const answer = await call;
+    expect(answer.isError).toBe(true);
+    expect(structured(answer)).toMatchObject({ type: "CANCELLED" });
+    expect(controlled.prompts[0]?.ctx.signal.aborted).toBe(true);
+    await service.closed;
+  });
+
   it("sends the streamed text as progress notifications, in order, before the result", async () => {
     const { runtime, controlled } = await startTestRuntime();
     const { client } = await connectInMemory(runtime);
