@@ -2,6 +2,7 @@
  * `troupe mcp`: the bridge tools of a runtime with the default agents, served to one MCP client over stdio,
  * until the client closes stdin or the process gets SIGINT or SIGTERM. stdout carries MCP alone.
  */
+import { Console } from "node:console";
 import { parseArgs } from "node:util";
 import { toBridgeError } from "../errors.js";
 import { serveMcp } from "../mcp/serve-mcp.js";
@@ -38,10 +39,8 @@ export async function runMcp(args: string[]): Promise<number> {
     process.stderr.write(`troupe mcp: ${toBridgeError(error, "CONFIG").message}\n\n${MCP_USAGE}`);
     return EXIT_USAGE;
   }
-  // stdout is the protocol's: a stray console.log from any agent or library would corrupt it.
-  console.log = console.error;
-  console.info = console.error;
-  console.debug = console.error;
+  // stdout is the protocol's: a stray console.log (or table, dir, …) from any agent or library would corrupt it.
+  globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
   const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
   const runtime = createRuntime({ agents, defaultAgentId, workers: config?.workers ?? [] });
   try {
