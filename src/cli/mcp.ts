@@ -43,20 +43,21 @@ export async function runMcp(args: string[]): Promise<number> {
   globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
   const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
   const runtime = createRuntime({ agents, defaultAgentId, workers: config?.workers ?? [] });
+  // From the start: a signal that comes while the runtime starts ends it as cleanly as one that comes later.
+  const signal = untilSignal();
   try {
     await runtime.start();
     const service = await serveMcp(runtime, { transport: "stdio" });
     const answering = liveProviders.length === 0 ? "the offline mock provider" : `${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
     process.stderr.write(`troupe mcp: serving the bridge tools on stdio; agent "${defaultAgentId}" answering with ${answering}\n`);
-    const signal = untilSignal();
     await Promise.race([service.closed, signal.received]);
-    signal.stopListening();
     await service.close();
     return 0;
   } catch (error) {
     process.stderr.write(`troupe mcp: ${toBridgeError(error).message}\n`);
     return EXIT_FAILED;
   } finally {
+    signal.stopListening();
     await runtime.stop();
     // The transport only pauses stdin; a client that keeps it open must not keep this process alive.
     process.stdin.destroy();
