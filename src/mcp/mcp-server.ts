@@ -63,12 +63,12 @@ export async function createMcpServer(runtime: Runtime, options: McpServerOption
         signal: AbortSignal.any([extra.signal, closing.signal]),
         ...(progress === undefined ? {} : { onDelta: (delta: string) => progress.push(delta) }),
       });
-      progress?.end();
       return toolResult(result as object);
     } catch (error) {
-      progress?.end();
       return errorResult(error);
     } finally {
+      // What the prompt streamed goes out before its answer, which the SDK sends once this handler returns.
+      progress?.end();
       // The SDK answers nothing to a cancelled request: whoever waits for its answer may stop waiting.
       if (extra.signal.aborted) options.onCancelled?.(extra.requestId);
       callsInFlight -= 1;
