@@ -4,7 +4,7 @@
 export { createRuntime, Runtime, type PromptRequest } from "./runtime/runtime.js";
 export type { RuntimeOptions } from "./runtime/options.js";
 export { busAgentIdOf, RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "./runtime/bus-agents.js";
-export { Bridge, TOOL_NAMES, type ToolDescription } from "./bridge/bridge.js";
+export { Bridge, TOOL_NAMES, type CallOptions, type ToolDescription } from "./bridge/bridge.js";
 export { toolArgumentSchemas } from "./bridge/schemas.js";
 export type * from "./bridge/schemas.js";
 export { BridgeError, BRIDGE_ERROR_TYPES, httpStatusOf, isBridgeErrorType, SESSION_NOT_FOUND } from "./errors.js";
@@ -22,6 +22,7 @@ export { systemClock, type Clock } from "./clock.js";
 export type { RuntimeEvent, RuntimeEventMap, RuntimeEventType, RuntimeEventListener } from "./events/event-hub.js";
 export { VERSION } from "./version.js";
 export { startHttpServer, type HttpServer, type HttpServerOptions } from "./server/http-server.js";
+export { serveMcp, type McpService, type ServeMcpOptions } from "./mcp/serve-mcp.js";
 export { parseRuntimeParams } from "./providers/params.js";
 export type { Provider, ProviderOptions, ProviderWarning, ResolvedRuntimeParams } from "./providers/provider.js";
 export { BaseProvider, type ProviderCall, type ProviderIdentity } from "./providers/base-provider.js";

@@ -2,11 +2,12 @@
  * The bridge: the eight tools as typed methods, as `call(toolName, args)`, and as a list with JSON Schemas.
  * Every call is validated here, once; inside, data is trusted.
  */
+import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { parseWith } from "../validation.js";
-import type { Runtime } from "../runtime/runtime.js";
-import { toolArgumentSchemas, type ToolArguments, type ToolName, type ToolResults } from "./schemas.js";
+import type { PromptRequest, Runtime } from "../runtime/runtime.js";
+import { toolArgumentSchemas, type PromptResult, type ToolArguments, type ToolName, type ToolResults } from "./schemas.js";
 
 /** A tool as MCP and `runtime.bridge.tools` list it. */
 export interface ToolDescription {
@@ -25,6 +26,18 @@ const DESCRIPTIONS: Record<ToolName, string> = {
   sessions_cancel: "Cancel the in-flight prompt of a session, or a queued one by requestId.",
   tasks_delegate: "Create a session, send one prompt, close the session, and return the reply.",
 };
+
+/**
+ * What a caller may add to a call of `sessions_prompt` or `tasks_delegate` (other tools ignore it): a way to
+ * cancel the prompt and a listener of its streamed text. MCP maps `notifications/cancelled` and progress
+ * notifications onto these; a terminal's Ctrl-C can use the same.
+ */
+export interface CallOptions {
+  /** Aborting cancels the prompt through `sessions_cancel` (the provider call stops); the call rejects with CANCELLED. */
+  signal?: AbortSignal;
+  /** Receives each piece of text the agent streams for the prompt, as the runtime's `prompt.delta` events carry it. */
+  onDelta?: (delta: string) => void;
+}
 
 /** Every tool name, in the order of SPEC §2.1. */
 export const TOOL_NAMES = Object.keys(toolArgumentSchemas) as ToolName[];
@@ -52,9 +65,9 @@ export class Bridge {
   }
 
   /** Calls a tool by its snake_case name with JSON arguments. An unknown name is NOT_FOUND. */
-  async call<T extends ToolName>(toolName: T, args?: unknown): Promise<ToolResults[T]>;
-  async call(toolName: string, args?: unknown): Promise<unknown>;
-  async call(toolName: string, args: unknown = {}): Promise<unknown> {
+  async call<T extends ToolName>(toolName: T, args?: unknown, options?: CallOptions): Promise<ToolResults[T]>;
+  async call(toolName: string, args?: unknown, options?: CallOptions): Promise<unknown>;
+  async call(toolName: string, args: unknown = {}, options: CallOptions = {}): Promise<unknown> {
     if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
     const parsed = { data: parseWith(toolArgumentSchemas[toolName], args ?? {}, "(arguments)") };
     if (this.inFlight >= this.runtime.limits.maxConcurrentRequests) {
@@ -64,7 +77,7 @@ export class Bridge {
     }
     this.inFlight += 1;
     try {
-      return await this.run(toolName, parsed.data);
+      return await this.run(toolName, parsed.data, options);
     } catch (error) {
       throw toBridgeError(error);
     } finally {
@@ -85,8 +98,8 @@ export class Bridge {
     return this.call("sessions_create", args);
   }
   /** `sessions_prompt` */
-  sessionsPrompt(args: ToolArguments<"sessions_prompt">): Promise<ToolResults["sessions_prompt"]> {
-    return this.call("sessions_prompt", args);
+  sessionsPrompt(args: ToolArguments<"sessions_prompt">, options?: CallOptions): Promise<ToolResults["sessions_prompt"]> {
+    return this.call("sessions_prompt", args, options);
   }
   /** `sessions_status` */
   sessionsStatus(args: ToolArguments<"sessions_status">): Promise<ToolResults["sessions_status"]> {
@@ -101,8 +114,8 @@ export class Bridge {
     return this.call("sessions_cancel", args);
   }
   /** `tasks_delegate` */
-  tasksDelegate(args: ToolArguments<"tasks_delegate">): Promise<ToolResults["tasks_delegate"]> {
-    return this.call("tasks_delegate", args);
+  tasksDelegate(args: ToolArguments<"tasks_delegate">, options?: CallOptions): Promise<ToolResults["tasks_delegate"]> {
+    return this.call("tasks_delegate", args, options);
   }
 
   private checkPrompt(prompt: string): void {
@@ -131,7 +144,31 @@ export class Bridge {
     return metadata;
   }
 
-  private async run(toolName: ToolName, args: Record<string, unknown>): Promise<unknown> {
+  /**
+   * Sends a prompt with a known `requestId`, so that an abort of `signal` can cancel exactly it (queued or in
+   * flight) and `onDelta` hears only its deltas.
+   */
+  private async prompt(sessionId: string, request: PromptRequest, { signal, onDelta }: CallOptions): Promise<PromptResult> {
+    if (signal?.aborted) throw new BridgeError("CANCELLED", "Prompt cancelled by the caller", { sessionId });
+    const requestId = request.requestId ?? randomUUID();
+    const stopListening =
+      onDelta === undefined
+        ? () => undefined
+        : this.runtime.on("prompt.delta", (event) => {
+            if (event.sessionId === sessionId && event.requestId === requestId) onDelta(event.delta);
+          });
+    // The prompt may have ended (or its session closed) just before the abort: then there is nothing to cancel.
+    const cancel = (): void => void this.runtime.cancelPrompt(sessionId, requestId).catch(() => undefined);
+    signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      return await this.runtime.promptSession(sessionId, { ...request, requestId });
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+      stopListening();
+    }
+  }
+
+  private async run(toolName: ToolName, args: Record<string, unknown>, options: CallOptions): Promise<unknown> {
     const runtime = this.runtime;
     switch (toolName) {
       case "bridge_health":
@@ -147,7 +184,7 @@ export class Bridge {
       case "sessions_prompt": {
         const { sessionId, prompt, runtimeParams, requestId, timeout } = args as z.output<(typeof toolArgumentSchemas)["sessions_prompt"]>;
         this.checkPrompt(prompt);
-        return runtime.promptSession(sessionId, { prompt, runtimeParams, requestId, timeoutMs: timeout });
+        return this.prompt(sessionId, { prompt, runtimeParams, requestId, timeoutMs: timeout }, options);
       }
       case "sessions_status":
         return runtime.sessionStatus((args as { sessionId: string }).sessionId);
@@ -162,7 +199,7 @@ export class Bridge {
         this.checkPrompt(prompt);
         const { sessionId } = await runtime.createSession(agentId, this.checkMetadata(metadata));
         try {
-          const reply = await runtime.promptSession(sessionId, { prompt, runtimeParams, timeoutMs: timeout });
+          const reply = await this.prompt(sessionId, { prompt, runtimeParams, timeoutMs: timeout }, options);
           return { sessionId, ...reply };
         } finally {
           await runtime.closeSession(sessionId).catch(() => undefined);

@@ -28,6 +28,7 @@ import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOp
 import { busRoutes } from "./routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
 import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
+import { McpHttpEndpoint } from "../mcp/streamable-http.js";
 
 export { BUS_AGENT_ID };
 
@@ -71,6 +72,8 @@ export class CommunicationBus {
   private readonly runtimeAgents: RuntimeAgents;
   private detachMessenger: (() => void) | undefined;
   private http: HttpServer | undefined;
+  /** `/mcp`: the bridge tools over MCP's Streamable HTTP. */
+  private readonly mcp: McpHttpEndpoint;
   private readonly tls: BusOptions["tls"];
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
@@ -168,6 +171,7 @@ export class CommunicationBus {
         return status === "accepted" || status === "queued";
       },
     });
+    this.mcp = new McpHttpEndpoint(this.runtime, { maxSessions: this.options.maxMcpSessions, sessionIdleMs: this.options.mcpSessionIdleMs });
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
     }
@@ -213,7 +217,7 @@ export class CommunicationBus {
           ...(this.options.requestBurstPerClient === undefined ? {} : { requestBurstPerClient: this.options.requestBurstPerClient }),
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
-        routes: busRoutes(this),
+        routes: [...busRoutes(this), ...this.mcp.routes()],
         onUpgrade: (req, socket, head) => this.connections.handleUpgrade(req, socket, head),
       });
     } catch (error) {
@@ -359,6 +363,8 @@ export class CommunicationBus {
     await this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs);
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
+    // MCP clients keep streams open; their sessions end here, so that closing the server need not wait for them.
+    await this.mcp.close();
     await this.http?.close();
     await runtimeAgentsStopped;
     this.deliveries.stop();

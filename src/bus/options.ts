@@ -10,6 +10,7 @@ import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { parseWith } from "../validation.js";
 import { ENCRYPTION_KEY_ENV } from "../store/encryption.js";
 import type { Store } from "../store/store.js";
+import { DEFAULT_MAX_MCP_SESSIONS, DEFAULT_MCP_SESSION_IDLE_MS } from "../mcp/streamable-http.js";
 import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT, type TlsOptions } from "../server/http-server.js";
 
 /** The environment variable read when `apiKey` is not given. */
@@ -107,6 +108,10 @@ export interface BusOptions {
   maxBridgeSessionsPerClient?: number;
   /** Workflow sessions one client may hold (ended ones count until evicted). Default a quarter of `maxWorkflowSessions`. */
   maxWorkflowSessionsPerClient?: number;
+  /** MCP sessions open at once on `/mcp` (Streamable HTTP); past it an `initialize` is 429. Default 100. */
+  maxMcpSessions?: number;
+  /** An MCP session on `/mcp` without a request in flight this long is closed. Default 600,000. */
+  mcpSessionIdleMs?: number;
   /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
   runtime?: Runtime;
   /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
@@ -153,6 +158,8 @@ const optionsSchema = z.object({
   requestBurstPerClient: positiveInt.optional(),
   maxBridgeSessionsPerClient: positiveInt.optional(),
   maxWorkflowSessionsPerClient: positiveInt.optional(),
+  maxMcpSessions: positiveInt.default(DEFAULT_MAX_MCP_SESSIONS),
+  mcpSessionIdleMs: delay.default(DEFAULT_MCP_SESSION_IDLE_MS),
 });
 
 /**

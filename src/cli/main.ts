@@ -3,13 +3,15 @@
  * `troupe`: the command line. Exit codes: 0 done, 1 failed, 2 bad usage.
  */
 import { toBridgeError } from "../errors.js";
+import { runMcp } from "./mcp.js";
 import { API_KEY_ENV, parseServeArgs, serve, type ServeOptions } from "./serve.js";
 
 const USAGE = `Usage: troupe <command> [options]
 
 Commands:
   serve    Serve the communication bus (agents, messages, workflow sessions over HTTP and
-           WebSocket) and the bridge tools (POST /bridge/:tool, GET /health)
+           WebSocket) and the bridge tools (POST /bridge/:tool, GET /health, MCP on /mcp)
+  mcp      Serve the bridge tools to an MCP client over stdio (troupe mcp --help)
 
 Options of serve:
   --port <port>    Port to listen on; 0 picks a free one (default 8080)
@@ -42,6 +44,7 @@ function isHelp(arg: string | undefined): boolean {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
+  if (command === "mcp") return runMcp(args);
   if (isHelp(command) || (command === "serve" && args.some(isHelp))) {
     process.stdout.write(USAGE);
     return 0;

@@ -1,7 +1,8 @@
 /**
  * The HTTP server: `GET /health` and the eight bridge tools as `POST /bridge/:tool`, on `node:http` alone.
- * Every answer is JSON; every error is `{ error: { type, message, details } }` with the status of `httpStatusOf`.
- * Other parts (the communication bus) mount their routes and their WebSocket upgrades on the same server.
+ * Every answer is JSON (but a raw route's own); every error is `{ error: { type, message, details } }` with the
+ * status of `httpStatusOf`. Other parts (the communication bus, MCP) mount their routes and their WebSocket
+ * upgrades on the same server.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -63,7 +64,7 @@ export interface HttpServerOptions {
   /** Time `close()` waits for requests in flight. Default 5000. */
   closeGraceMs?: number;
   /** Further routes, matched after `GET /health` and `POST /bridge/:tool`, under the same key rules. */
-  routes?: HttpRoute[];
+  routes?: Array<HttpRoute | RawHttpRoute>;
   /** Handles WebSocket upgrades; without it an upgrade request is answered 404. */
   onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** A connection that has sent nothing this long after it opened is closed. Default 30,000. */
@@ -104,6 +105,18 @@ export interface HttpRoute {
   handle(request: RouteRequest): unknown;
 }
 
+/**
+ * A route that writes its own answer on the raw response: a stream, or another protocol's framing (MCP's
+ * Streamable HTTP). Key, quota and method rules are the same as any route's; what it throws before it has
+ * written anything is answered as JSON like any route's error.
+ */
+export interface RawHttpRoute {
+  method: HttpRoute["method"];
+  path: RegExp;
+  open?: boolean;
+  serve(request: RouteRequest, req: IncomingMessage, res: ServerResponse): Promise<void>;
+}
+
 /** A route's answer with a status other than 200 (e.g. 201, 202). */
 export class HttpAnswer {
   constructor(
@@ -112,9 +125,9 @@ export class HttpAnswer {
   ) {}
 }
 
-type RouteMatch = { route: HttpRoute; params: string[] } | { allow: string[] } | undefined;
+type RouteMatch = { route: HttpRoute | RawHttpRoute; params: string[] } | { allow: string[] } | undefined;
 
-function findRoute(routes: HttpRoute[], method: string, pathname: string): RouteMatch {
+function findRoute(routes: Array<HttpRoute | RawHttpRoute>, method: string, pathname: string): RouteMatch {
   const matching = routes.flatMap((route) => {
     const found = route.path.exec(pathname);
     return found ? [{ route, params: found.slice(1) }] : [];
@@ -245,7 +258,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   const startedAt = performance.now();
   let closing: Promise<void> | undefined;
 
-  const routes: HttpRoute[] = [
+  const routes: Array<HttpRoute | RawHttpRoute> = [
     {
       method: "GET",
       path: /^\/health$/,
@@ -313,7 +326,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       const error = new BridgeError("CONFIG", `Method ${method} not allowed on ${pathname}; use ${allow}`, { method, allow: match.allow });
       return sendError(req, res, error, 405, { allow });
     }
-    const result = await match.route.handle({
+    const request: RouteRequest = {
       params: match.params,
       query: new URLSearchParams(search),
       readBody: () => readJsonBody(req, maxBodyBytes),
@@ -322,7 +335,9 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
         return Array.isArray(value) ? value[0] : value;
       },
       client,
-    });
+    };
+    if ("serve" in match.route) return match.route.serve(request, req, res);
+    const result = await match.route.handle(request);
     if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
     else send(req, res, 200, result);
   }

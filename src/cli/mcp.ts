@@ -1,0 +1,81 @@
+/**
+ * `troupe mcp`: the bridge tools of a runtime with the default agents, served to one MCP client over stdio,
+ * until the client closes stdin or the process gets SIGINT or SIGTERM. stdout carries MCP alone.
+ */
+import { Console } from "node:console";
+import { parseArgs } from "node:util";
+import { toBridgeError } from "../errors.js";
+import { serveMcp } from "../mcp/serve-mcp.js";
+import { createRuntime } from "../runtime/runtime.js";
+import { loadServerConfig } from "./config.js";
+import { defaultAgents } from "./default-agents.js";
+
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+/** `troupe mcp --help`. */
+export const MCP_USAGE = `Usage: troupe mcp [options]
+
+Serves the eight bridge tools (sessions_create, sessions_prompt, tasks_delegate, ...) to an MCP client over
+stdio: JSON-RPC on stdin and stdout, messages about the server on stderr. The agents are those of troupe serve
+("assistant", "mock"); the client's configuration runs: npx troupe mcp
+
+Options:
+  --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", ... }] }
+  -h, --help       Show this help
+`;
+
+/** Runs `troupe mcp` with the arguments after `mcp`; resolves with the exit code. */
+export async function runMcp(args: string[]): Promise<number> {
+  let config;
+  try {
+    const { values } = parseArgs({ args, strict: true, allowPositionals: false, options: { config: { type: "string" }, help: { type: "boolean", short: "h" } } });
+    if (values.help === true) {
+      process.stdout.write(MCP_USAGE);
+      return 0;
+    }
+    config = values.config === undefined ? undefined : loadServerConfig(values.config);
+  } catch (error) {
+    process.stderr.write(`troupe mcp: ${toBridgeError(error, "CONFIG").message}\n\n${MCP_USAGE}`);
+    return EXIT_USAGE;
+  }
+  // stdout is the protocol's: a stray console.log (or table, dir, …) from any agent or library would corrupt it.
+  globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
+  const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
+  const runtime = createRuntime({ agents, defaultAgentId, workers: config?.workers ?? [] });
+  // From the start: a signal that comes while the runtime starts ends it as cleanly as one that comes later.
+  const signal = untilSignal();
+  try {
+    await runtime.start();
+    const service = await serveMcp(runtime, { transport: "stdio" });
+    const answering = liveProviders.length === 0 ? "the offline mock provider" : `${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
+    process.stderr.write(`troupe mcp: serving the bridge tools on stdio; agent "${defaultAgentId}" answering with ${answering}\n`);
+    await Promise.race([service.closed, signal.received]);
+    await service.close();
+    return 0;
+  } catch (error) {
+    process.stderr.write(`troupe mcp: ${toBridgeError(error).message}\n`);
+    return EXIT_FAILED;
+  } finally {
+    signal.stopListening();
+    await runtime.stop();
+    // The transport only pauses stdin; a client that keeps it open must not keep this process alive.
+    process.stdin.destroy();
+  }
+}
+
+/** The first SIGINT or SIGTERM; after it the handlers are gone, so a second one ends the process at once. */
+function untilSignal(): { received: Promise<void>; stopListening(): void } {
+  let onSignal = (): void => undefined;
+  const stopListening = (): void => {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+  };
+  const received = new Promise<void>((resolve) => {
+    onSignal = () => {
+      stopListening();
+      resolve();
+    };
+    process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  });
+  return { received, stopListening };
+}
