@@ -1,0 +1,32 @@
+/**
+ * What every WebSocket endpoint of the server does before its handshake: read the key a client presents (a
+ * header, or a subprotocol for browsers, which cannot set headers) and refuse an upgrade with an HTTP answer.
+ */
+import { STATUS_CODES, type IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { BridgeError } from "../errors.js";
+import { API_KEY_HEADER } from "../protocol/headers.js";
+import { KEY_PROTOCOL_PREFIX } from "../protocol/frames.js";
+
+/** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
+export const CLOSE_HANDSHAKE_WAIT_MS = 5_000;
+
+/** What a browser offers as the subprotocol `<prefix><value>` (`key.`, `token.`). */
+export function offeredProtocolValue(req: IncomingMessage, prefix: string): string | undefined {
+  const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((protocol) => protocol.trim());
+  return offered.find((protocol) => protocol.startsWith(prefix))?.slice(prefix.length);
+}
+
+/** The API key an upgrade presents: the `x-agent-api-key` header, else the subprotocol `key.<key>`. */
+export function presentedUpgradeKey(req: IncomingMessage): string | string[] | undefined {
+  return req.headers[API_KEY_HEADER] ?? offeredProtocolValue(req, KEY_PROTOCOL_PREFIX);
+}
+
+/** Answers an upgrade request with an HTTP error (`{ error }`, as every route answers) and closes the socket. */
+export function refuseUpgrade(socket: Duplex, status: number, error: BridgeError): void {
+  const body = JSON.stringify({ error: error.toJSON() });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
