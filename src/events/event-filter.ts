@@ -52,13 +52,16 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set(RUNTIME_EVENT_TYPES);
 /** The suffix of the actor that runs an ACP worker's process, under its worker (`worker:<id>/process`). */
 const WORKER_PROCESS_SUFFIX = "/process";
 
-function stringField(event: RuntimeEvent, field: string): string | undefined {
-  const value = (event as unknown as Record<string, unknown>)[field];
-  return typeof value === "string" ? value : undefined;
+/** The fields of events that name an agent: `agent.*`, `prompt.*`, `workflow.participant_removed` (`agentId`), `message.*`. */
+const AGENT_FIELDS = ["agentId", "from", "target"] as const;
+/** The fields of a workflow's task that name an agent. */
+const TASK_AGENT_FIELDS = ["from", "to", "answered_by"] as const;
+
+function pushString(into: string[], value: unknown): void {
+  if (typeof value === "string") into.push(value);
 }
 
-function objectField(event: RuntimeEvent, field: string): Record<string, unknown> | undefined {
-  const value = (event as unknown as Record<string, unknown>)[field];
+function objectOf(value: unknown): Record<string, unknown> | undefined {
   return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
 }
 
@@ -70,31 +73,18 @@ function agentOfActor(actorId: string): string | undefined {
   return workerId.endsWith(WORKER_PROCESS_SUFFIX) ? workerId.slice(0, -WORKER_PROCESS_SUFFIX.length) : workerId;
 }
 
-/** The keys of an event: read once, when the stream records it. */
+/** The keys of an event: read once, when the stream records it (every event passes here: no closure, no copy). */
 export function keysOf(event: RuntimeEvent): EventKeys {
+  const fields = event as unknown as Record<string, unknown>;
   const agentIds: string[] = [];
-  const add = (agentId: unknown): void => {
-    if (typeof agentId === "string") agentIds.push(agentId);
-  };
-  add(agentOfActor(event.actorId));
-  add(stringField(event, "agentId"));
-  add(stringField(event, "from"));
-  add(stringField(event, "target"));
-  add(objectField(event, "participant")?.["agent_id"]);
-  const task = objectField(event, "task");
-  if (task !== undefined) {
-    add(task["from"]);
-    add(task["to"]);
-    add(task["answered_by"]);
-  }
-  const sessionId = stringField(event, "sessionId");
-  return {
-    type: event.type,
-    actorId: event.actorId,
-    sessionId,
-    workflowId: event.type.startsWith("workflow.") ? sessionId : stringField(event, "workflowId"),
-    agentIds,
-  };
+  pushString(agentIds, agentOfActor(event.actorId));
+  for (const field of AGENT_FIELDS) pushString(agentIds, fields[field]);
+  pushString(agentIds, objectOf(fields["participant"])?.["agent_id"]);
+  const task = objectOf(fields["task"]);
+  if (task !== undefined) for (const field of TASK_AGENT_FIELDS) pushString(agentIds, task[field]);
+  const sessionId = typeof fields["sessionId"] === "string" ? fields["sessionId"] : undefined;
+  const workflowId = event.type.startsWith("workflow.") ? sessionId : typeof fields["workflowId"] === "string" ? fields["workflowId"] : undefined;
+  return { type: event.type, actorId: event.actorId, sessionId, workflowId, agentIds };
 }
 
 function anyOf(values: ReadonlySet<string>, candidates: ReadonlyArray<string | undefined>): boolean {
