@@ -14,10 +14,8 @@ import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { RateLimiter } from "../server/quotas.js";
-import { CLOSE_HANDSHAKE_WAIT_MS, offeredProtocolValue, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
-
-/** Pongs a socket may miss before it is terminated. */
-export const MAX_MISSED_PONGS = 2;
+import { TurnCork } from "../server/turn-cork.js";
+import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, offeredProtocolValue, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
 
 /** One agent's socket, and the messages written to it that wait for their ack. */
 export class AgentConnection {
@@ -25,7 +23,8 @@ export class AgentConnection {
   readonly inFlight = new Set<string>();
   /** Pings sent since the last pong. */
   missedPongs = 0;
-  private corked = false;
+  /** Frames written in one turn of the event loop leave the TCP socket in one write. */
+  private readonly cork: TurnCork;
   /** Not read until its frame rate allows again. */
   paused = false;
 
@@ -33,12 +32,14 @@ export class AgentConnection {
     readonly agentId: string,
     readonly socket: WebSocket,
     /** The TCP socket under the WebSocket: frames written in one tick leave it in one write. */
-    private readonly transport: Duplex,
+    transport: Duplex,
     /** Whether the socket asked for control frames (`?control=1`); others never get `accepted` or `rejected`. */
     readonly control: boolean,
     /** What may wait to be written to this socket; past it the socket is closed with 1013. */
     private readonly maxBufferBytes: number,
-  ) {}
+  ) {
+    this.cork = new TurnCork(transport);
+  }
 
   /** Stops reading the socket for `ms` (the agent is over its frame rate); TCP holds back what it sends. */
   pause(ms: number, clock: Clock): void {
@@ -79,22 +80,8 @@ export class AgentConnection {
       setTimeout(() => this.socket.terminate(), CLOSE_HANDSHAKE_WAIT_MS).unref();
       return;
     }
-    this.batch();
+    this.cork.hold();
     this.socket.send(frame);
-  }
-
-  /**
-   * Holds the TCP socket's writes until the I/O callbacks of this turn of the event loop are done. Without it
-   * every frame costs a system call, and a busy bus spends most of its time in `writev`.
-   */
-  private batch(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.transport.cork();
-    setImmediate(() => {
-      this.corked = false;
-      this.transport.uncork();
-    });
   }
 }
 

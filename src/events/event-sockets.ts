@@ -10,15 +10,14 @@ import { httpStatusOf, toBridgeError } from "../errors.js";
 import { EVENTS_PATH, type EventStreamControlFrame } from "../protocol/event-frames.js";
 import { CLOSE_CODES, TROUPE_PROTOCOL } from "../protocol/frames.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
-import { CLOSE_HANDSHAKE_WAIT_MS, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
+import { TurnCork } from "../server/turn-cork.js";
+import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
 import { parseEventQuery, type EventStreamRequest } from "./event-filter.js";
 import type { RecordedEvent } from "./event-ring.js";
 import type { EventSink, EventStream } from "./event-stream.js";
 
 /** Clients of the stream have nothing to say: a larger frame is closed with 1009. */
 const MAX_CLIENT_FRAME_BYTES = 4_096;
-/** Pings a subscriber may leave unanswered before its socket is terminated (as for agents). */
-const MAX_MISSED_PONGS = 2;
 
 /** Whether an upgrade request is for the event stream. */
 export function isEventStreamUpgrade(req: IncomingMessage): boolean {
@@ -30,15 +29,17 @@ export function isEventStreamUpgrade(req: IncomingMessage): boolean {
 /** One subscriber's WebSocket. */
 class WebSocketSink implements EventSink {
   private missedPongs = 0;
-  private corked = false;
+  /** Frames written in one turn of the event loop leave the TCP socket in one write. */
+  private readonly cork: TurnCork;
   private readonly gone: Promise<void>;
 
   constructor(
     private readonly socket: WebSocket,
-    /** The TCP socket under the WebSocket: frames written in one tick leave it in one write. */
+    /** The TCP socket under the WebSocket, where the encoded frames are written. */
     private readonly transport: Duplex,
     private readonly closeGraceMs: number,
   ) {
+    this.cork = new TurnCork(transport);
     this.gone = new Promise((resolve) => socket.once("close", () => resolve()));
     socket.on("pong", () => {
       this.missedPongs = 0;
@@ -56,21 +57,10 @@ class WebSocketSink implements EventSink {
   writeEvent(event: RecordedEvent, flushed?: () => void): void {
     // A socket that is going away is not written to; its close removes the subscriber.
     if (!this.open) return;
-    this.batch();
+    this.cork.hold();
     // The frame is encoded already (websocket-frame.ts): `ws` writes only pings and the close frame here, and
     // nothing of it is queued (no compression), so frames written beside it never interleave with its own.
     this.transport.write(event.frame, flushed === undefined ? undefined : () => flushed());
-  }
-
-  /** Holds the TCP socket's writes until this turn of the event loop is done (as agent sockets do): one system call, not one per frame. */
-  private batch(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.transport.cork();
-    setImmediate(() => {
-      this.corked = false;
-      this.transport.uncork();
-    });
   }
 
   writeControl(frame: EventStreamControlFrame): void {

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { EventStreamControlFrame } from "../protocol/event-frames.js";
 import { toBridgeError } from "../errors.js";
 import { HttpAnswer, HttpStream } from "../server/http-server.js";
+import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS } from "../server/upgrades.js";
 import type { EventStreamRequest } from "./event-filter.js";
 import type { RecordedEvent } from "./event-ring.js";
@@ -18,13 +19,15 @@ const EVENT_END = "\n\n";
 
 /** One subscriber's response. */
 class ServerSentEventsSink implements EventSink {
-  private corked = false;
+  /** The writes of one turn of the event loop leave in one system call. */
+  private readonly cork: TurnCork;
   private readonly gone: Promise<void>;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly closeGraceMs: number,
   ) {
+    this.cork = new TurnCork(res);
     this.gone = new Promise((resolve) => res.once("close", () => resolve()));
   }
 
@@ -38,23 +41,12 @@ class ServerSentEventsSink implements EventSink {
 
   writeEvent(event: RecordedEvent, flushed?: () => void): void {
     if (!this.open) return;
-    this.batch();
+    this.cork.hold();
     // The JSON is shared by every subscriber, so it is written between the lines around it, not copied into
     // them; JSON.stringify escapes line breaks, so it is one `data:` line.
     this.res.write(`id: ${event.seq}\ndata: `);
     this.res.write(event.frame.subarray(event.jsonStart));
     this.res.write(EVENT_END, flushed === undefined ? undefined : () => flushed());
-  }
-
-  /** Holds the writes of this turn of the event loop, so they leave in one system call. */
-  private batch(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.res.cork();
-    setImmediate(() => {
-      this.corked = false;
-      this.res.uncork();
-    });
   }
 
   writeControl(frame: EventStreamControlFrame): void {

@@ -1,12 +1,16 @@
 /**
- * What every WebSocket endpoint of the server does before its handshake: read the key a client presents (a
- * header, or a subprotocol for browsers, which cannot set headers) and refuse an upgrade with an HTTP answer.
+ * What every WebSocket endpoint of the server shares: reading the key a client presents (a header, or a
+ * subprotocol for browsers, which cannot set headers), refusing an upgrade with an HTTP answer, and the
+ * bounds on a socket's liveness and its closing.
  */
 import { STATUS_CODES, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { BridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import { KEY_PROTOCOL_PREFIX } from "../protocol/frames.js";
+
+/** Pongs a WebSocket (an agent's, a subscriber's) may miss before it is terminated. */
+export const MAX_MISSED_PONGS = 2;
 
 /** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
 export const CLOSE_HANDSHAKE_WAIT_MS = 5_000;

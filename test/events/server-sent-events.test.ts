@@ -10,7 +10,7 @@ import { SimulatedClock } from "xstate";
 import { createMockAgent, type BusOptions, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, flush, TEST_KEY, until } from "../bus/support.js";
 import { startRuntimeBus } from "../e2e/support.js";
-import { readServerSentEvents, SseParser, type Frame } from "./support.js";
+import { createEchoWorkflow, readServerSentEvents, SseParser, type Frame } from "./support.js";
 
 const sources: EventSource[] = [];
 
@@ -121,7 +121,7 @@ describe("GET /events (server-sent events)", () => {
       req.end();
     });
     response.pause();
-    const workflowId = bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: "troupe://echo", role: "worker" }], [{ name: "greet", required_agents: ["troupe://echo"] }], {});
+    const workflowId = createEchoWorkflow(bus);
     const bulk = "x".repeat(60_000);
     for (let update = 0; bus.events.stats().overflows === 0 && update < 5_000; update += 1) {
       bus.sessionManager.updateSharedContext(workflowId, { bulk, update });

@@ -9,7 +9,7 @@ import { SimulatedClock } from "xstate";
 import { createMockAgent, type BusOptions, type CommunicationBus, type Runtime, type RuntimeEvent } from "../../src/index.js";
 import { call, CLOCK_START, flush, TEST_KEY, until } from "../bus/support.js";
 import { startRuntimeBus } from "../e2e/support.js";
-import { openEventSocket, refusedUpgrade, type Frame } from "./support.js";
+import { createEchoWorkflow, openEventSocket, refusedUpgrade, type EventSocket, type Frame } from "./support.js";
 
 const ECHO = "troupe://echo";
 
@@ -54,6 +54,16 @@ async function caughtUp(runtime: Runtime, subscriber: { until(condition: (frames
   const last = runtime.hub.lastSeq;
   await subscriber.until((frames) => frames.some((frame) => frame.seq === last));
   return last;
+}
+
+/** A subscriber that watches one prompt of `echo`, then disconnects; returns it and the last seq it received. */
+async function watchOnePrompt(bus: CommunicationBus, runtime: Runtime): Promise<{ first: EventSocket; lastSeen: number }> {
+  const first = await openEventSocket(bus);
+  await promptOnce(runtime, "echo", "one");
+  await caughtUp(runtime, first);
+  first.socket.close();
+  await first.closed;
+  return { first, lastSeen: seqsOf(first.frames).at(-1) ?? 0 };
 }
 
 /** Whether seqs follow each other by one, without a gap or a repeat. */
@@ -177,12 +187,7 @@ describe("ws://…/events", () => {
 
   it("replays from ?since= after a reconnect: nothing missed, nothing twice", async () => {
     const { bus, runtime } = await startEventBus();
-    const first = await openEventSocket(bus);
-    await promptOnce(runtime, "echo", "one");
-    await caughtUp(runtime, first);
-    first.socket.close();
-    await first.closed;
-    const lastSeen = seqsOf(first.frames).at(-1) ?? 0;
+    const { first, lastSeen } = await watchOnePrompt(bus, runtime);
 
     // While nobody is connected, the buffer keeps recording (eventBuffer "watched": its idle window).
     await promptOnce(runtime, "echo", "two");
@@ -200,12 +205,7 @@ describe("ws://…/events", () => {
 
   it("tells a client whose ?since= is older than the buffer what it missed, then replays the oldest held", async () => {
     const { bus, runtime } = await startEventBus({ eventBufferSize: 5 });
-    const first = await openEventSocket(bus);
-    await promptOnce(runtime, "echo", "one");
-    await caughtUp(runtime, first);
-    first.socket.close();
-    await first.closed;
-    const lastSeen = seqsOf(first.frames).at(-1) ?? 0;
+    const { lastSeen } = await watchOnePrompt(bus, runtime);
     await promptOnce(runtime, "echo", "two");
     await flush();
     const newest = runtime.hub.lastSeq;
@@ -277,7 +277,7 @@ describe("ws://…/events", () => {
     const slow = await openEventSocket(bus, "?types=workflow.context_updated");
     const reader = await openEventSocket(bus, "?types=workflow.created");
     slow.socket.pause();
-    const workflowId = bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: ECHO, role: "worker" }], [{ name: "greet", required_agents: [ECHO] }], {});
+    const workflowId = createEchoWorkflow(bus);
     const bulk = "x".repeat(60_000);
     let updates = 0;
     while (bus.events.stats().overflows === 0 && updates < 5_000) {
@@ -304,7 +304,7 @@ describe("ws://…/events", () => {
   it("sends large events as text frames a WebSocket client reads (16- and 64-bit lengths; agent.* events use 7 bits)", async () => {
     const { bus } = await startEventBus({ maxSharedContextBytes: 400_000 });
     const subscriber = await openEventSocket(bus, "?types=workflow.context_updated");
-    const workflowId = bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: ECHO, role: "worker" }], [{ name: "greet", required_agents: [ECHO] }], {});
+    const workflowId = createEchoWorkflow(bus);
     const sizes = [0, 200, 70_000, 150_000];
     for (const size of sizes) bus.sessionManager.updateSharedContext(workflowId, { text: "é".repeat(size) });
     await subscriber.until((frames) => frames.length === sizes.length);

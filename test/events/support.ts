@@ -16,6 +16,14 @@ afterEach(() => {
   for (const reader of readers.splice(0)) reader.abort();
 });
 
+/**
+ * A manual workflow whose one participant is the runtime agent `troupe://echo`: its `shared_context` updates
+ * are the large events the tests stream. Returns its id.
+ */
+export function createEchoWorkflow(bus: CommunicationBus): string {
+  return bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: "troupe://echo", role: "worker" }], [{ name: "greet", required_agents: ["troupe://echo"] }], {});
+}
+
 /** A frame of the stream as the tests read it (an event, or `missed` / `overflow`). */
 export type Frame = Record<string, any>;
 
