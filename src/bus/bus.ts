@@ -178,6 +178,7 @@ export class CommunicationBus {
       bufferMode: this.options.eventBuffer,
       bufferIdleMs: this.options.eventBufferIdleMs,
       maxSubscribers: this.options.maxEventSubscribers,
+      maxSubscribersPerClient: this.options.maxEventSubscribersPerClient ?? Math.max(1, Math.floor(this.options.maxEventSubscribers / 4)),
       maxBufferedBytes: this.options.maxSocketBufferBytes,
       heartbeatMs: this.options.heartbeatInterval,
       clock: this.clock,

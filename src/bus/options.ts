@@ -128,6 +128,8 @@ export interface BusOptions {
   eventBufferIdleMs?: number;
   /** Subscribers of `/events` (WebSocket and SSE together) at once; past it 503. Default 100. */
   maxEventSubscribers?: number;
+  /** Subscribers of `/events` one client may hold at once; past it 429. Default a quarter of `maxEventSubscribers`. */
+  maxEventSubscribersPerClient?: number;
   /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
   runtime?: Runtime;
   /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
@@ -179,6 +181,7 @@ const optionsSchema = z.object({
   eventBuffer: z.enum(["always", "watched"]).default("watched"),
   eventBufferIdleMs: delay.default(300_000),
   maxEventSubscribers: positiveInt.default(100),
+  maxEventSubscribersPerClient: positiveInt.optional(),
 });
 
 /** The options with every default applied. */

@@ -1,7 +1,8 @@
 /**
  * The event stream over WebSocket: `ws://host:port/events?types=…&session=…&since=…`, one JSON text frame per
  * event. The key rules are the agent sockets': the `x-agent-api-key` header or the subprotocol `key.<key>`;
- * a refused upgrade is answered as theirs are (401 without the key, 400 for a bad query, 503 when full).
+ * a refused upgrade is answered as theirs are (401 without the key, 400 for a bad query, 503 when full, 429
+ * past the client's own quota).
  */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -10,11 +11,12 @@ import { httpStatusOf, toBridgeError } from "../errors.js";
 import { EVENTS_PATH, type EventStreamControlFrame } from "../protocol/event-frames.js";
 import { CLOSE_CODES, TROUPE_PROTOCOL } from "../protocol/frames.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
+import { clientOf } from "../server/quotas.js";
 import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
 import { parseEventQuery, type EventStreamRequest } from "./event-filter.js";
 import type { RecordedEvent } from "./event-ring.js";
-import type { EventSink, EventStream } from "./event-stream.js";
+import { refusalStatus, type EventSink, type EventStream } from "./event-stream.js";
 
 /** Clients of the stream have nothing to say: a larger frame is closed with 1009. */
 const MAX_CLIENT_FRAME_BYTES = 4_096;
@@ -114,27 +116,28 @@ export class EventSockets {
     try {
       this.options.checkApiKey(presentedUpgradeKey(req));
       const request = parseEventQuery(new URL(req.url ?? "/", "http://bus").searchParams);
+      const client = clientOf(req.socket.remoteAddress);
       try {
-        this.stream.admit();
+        this.stream.admit(client);
       } catch (error) {
-        // The server is full (or stopping), as for agent sockets past maxConnections: 503, not a client's quota.
-        refuseUpgrade(socket, 503, toBridgeError(error));
+        const bridgeError = toBridgeError(error);
+        refuseUpgrade(socket, refusalStatus(bridgeError), bridgeError);
         return;
       }
-      this.server.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, request));
+      this.server.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, request, client));
     } catch (error) {
       const bridgeError = toBridgeError(error);
       refuseUpgrade(socket, httpStatusOf(bridgeError), bridgeError);
     }
   }
 
-  private accept(ws: WebSocket, transport: Duplex, request: EventStreamRequest): void {
+  private accept(ws: WebSocket, transport: Duplex, request: EventStreamRequest, client: string): void {
     // A socket error is followed by 'close', where the subscriber is removed; nothing else to do here.
     ws.on("error", () => {});
     const sink = new WebSocketSink(ws, transport, this.options.closeGraceMs);
     let unsubscribe: () => void;
     try {
-      unsubscribe = this.stream.subscribe(request, sink);
+      unsubscribe = this.stream.subscribe(request, sink, client);
     } catch (error) {
       ws.close(CLOSE_CODES.tryAgainLater, toBridgeError(error).message.slice(0, 120));
       return;

@@ -11,6 +11,7 @@
  */
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
+import { ConnectionCounts, quotaExceeded } from "../server/quotas.js";
 import type { EventStreamControlFrame } from "../protocol/event-frames.js";
 import type { EventHub, RuntimeEvent } from "./event-hub.js";
 import { keysOf, matchesFilter, type EventFilter, type EventStreamRequest } from "./event-filter.js";
@@ -34,6 +35,8 @@ export interface EventStreamOptions {
   bufferIdleMs: number;
   /** Subscribers at once, over every transport; past it a new one is refused (503). */
   maxSubscribers: number;
+  /** Subscribers one client (a remote address) may hold at once; past it a new one is refused (429). */
+  maxSubscribersPerClient: number;
   /** What may wait to be written to one subscriber before it waits for its connection to drain. */
   maxBufferedBytes: number;
   /** Period of the heartbeat each transport sends (a ping, an SSE comment). */
@@ -80,7 +83,17 @@ class Subscriber {
   constructor(
     readonly filter: EventFilter,
     readonly sink: EventSink,
+    /** Who it is, for its quota. */
+    readonly client: string,
   ) {}
+}
+
+/**
+ * The HTTP status that refuses a subscriber `admit` turned away: 429 (with `retry-after`) for a client over its
+ * own quota, 503 when the server is full or stopping, as for agent sockets past `maxConnections`.
+ */
+export function refusalStatus(error: BridgeError): 429 | 503 {
+  return typeof error.details.retryAfterMs === "number" ? 429 : 503;
 }
 
 /** An event as JSON; an event whose fields JSON cannot encode (a BigInt in an error's details) says so instead. */
@@ -97,6 +110,7 @@ function jsonOf(event: RuntimeEvent): string {
 export class EventStream {
   private readonly ring: EventRing;
   private readonly subscribers = new Set<Subscriber>();
+  private readonly perClient: ConnectionCounts;
   private readonly clock: Clock;
   /** Unsubscribes the stream from the hub; set while it listens. */
   private detach: (() => void) | undefined;
@@ -116,6 +130,7 @@ export class EventStream {
     private readonly options: EventStreamOptions,
   ) {
     this.ring = new EventRing(options.bufferSize, options.bufferBytes);
+    this.perClient = new ConnectionCounts(options.maxSubscribersPerClient);
     this.clock = unrefClock(options.clock);
   }
 
@@ -135,11 +150,16 @@ export class EventStream {
     };
   }
 
-  /** Throws CAPACITY when no subscriber can be added now (full, or stopping): checked before a handshake. */
-  admit(): void {
+  /**
+   * Throws CAPACITY when `client` cannot subscribe now: the server is full or stopping, or the client holds its
+   * quota of subscribers (`refusalStatus` tells them apart). Checked before a handshake, and again by `subscribe`.
+   */
+  admit(client: string): void {
     if (!this.accepting) throw new BridgeError("CAPACITY", "The bus is stopping", { retryable: true });
     const limit = this.options.maxSubscribers;
     if (this.subscribers.size >= limit) throw new BridgeError("CAPACITY", `The bus has reached maxEventSubscribers (${limit})`, { retryable: true, limit });
+    const quota = this.perClient.limit;
+    if (this.perClient.of(client) >= quota) throw quotaExceeded(`${client} holds ${quota} event streams, its quota (maxEventSubscribersPerClient)`, quota, 1_000);
   }
 
   /**
@@ -147,12 +167,13 @@ export class EventStream {
    * any more), then every event that passes its filter, in `seq` order. Returns the function its transport
    * calls when the connection is gone.
    */
-  subscribe(request: EventStreamRequest, sink: EventSink): () => void {
-    this.admit();
+  subscribe(request: EventStreamRequest, sink: EventSink, client: string): () => void {
+    this.admit(client);
     this.listen();
     this.record();
     this.cancelIdle();
-    const subscriber = new Subscriber(request.filter, sink);
+    this.perClient.open(client);
+    const subscriber = new Subscriber(request.filter, sink, client);
     subscriber.cursor = this.replayStart(request.since, sink);
     this.subscribers.add(subscriber);
     if (this.subscribers.size === 1) this.scheduleHeartbeat();
@@ -165,6 +186,7 @@ export class EventStream {
     this.accepting = false;
     const closing = [...this.subscribers].map((subscriber) => {
       subscriber.closed = true;
+      this.perClient.close(subscriber.client);
       return subscriber.sink.close("stopping");
     });
     this.subscribers.clear();
@@ -190,7 +212,9 @@ export class EventStream {
 
   private remove(subscriber: Subscriber): void {
     subscriber.closed = true;
-    if (!this.subscribers.delete(subscriber) || this.subscribers.size > 0) return;
+    if (!this.subscribers.delete(subscriber)) return;
+    this.perClient.close(subscriber.client);
+    if (this.subscribers.size > 0) return;
     this.stopHeartbeat();
     if (!this.recording) this.stopListening();
     else if (this.options.bufferMode === "watched") this.idleTimer = this.clock.setTimeout(() => this.stopRecording(), this.options.bufferIdleMs);

@@ -12,7 +12,7 @@ import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS } from "../server/upgrades.js";
 import type { EventStreamRequest } from "./event-filter.js";
 import type { RecordedEvent } from "./event-ring.js";
-import type { EventSink, EventStream } from "./event-stream.js";
+import { refusalStatus, type EventSink, type EventStream } from "./event-stream.js";
 
 /** What ends an event's `data:` line and the event. */
 const EVENT_END = "\n\n";
@@ -68,14 +68,16 @@ class ServerSentEventsSink implements EventSink {
 }
 
 /**
- * The answer of `GET /events` (the route has checked the key and parsed the query): the stream, or 503 when
- * no subscriber can be added now, as for a WebSocket.
+ * The answer of `GET /events` (the route has checked the key and parsed the query): the stream; 503 when the
+ * server is full, as for a WebSocket; CAPACITY (429, `retry-after`) past the client's quota.
  */
-export function serverSentEvents(stream: EventStream, request: EventStreamRequest, closeGraceMs: number): HttpStream | HttpAnswer {
+export function serverSentEvents(stream: EventStream, request: EventStreamRequest, client: string, closeGraceMs: number): HttpStream | HttpAnswer {
   try {
-    stream.admit();
+    stream.admit(client);
   } catch (error) {
-    return new HttpAnswer(503, { error: toBridgeError(error).toJSON() });
+    const bridgeError = toBridgeError(error);
+    if (refusalStatus(bridgeError) === 429) throw bridgeError;
+    return new HttpAnswer(503, { error: bridgeError.toJSON() });
   }
   return new HttpStream((req: IncomingMessage, res: ServerResponse) => {
     // A reset is the end of this stream, nothing more; 'close' removes the subscriber.
@@ -96,7 +98,7 @@ export function serverSentEvents(stream: EventStream, request: EventStreamReques
     const sink = new ServerSentEventsSink(res, closeGraceMs);
     let unsubscribe: () => void;
     try {
-      unsubscribe = stream.subscribe(request, sink);
+      unsubscribe = stream.subscribe(request, sink, client);
     } catch {
       // Full since the route admitted it (another subscriber came in between): the client will retry.
       res.end();

@@ -26,11 +26,16 @@ export function presentedUpgradeKey(req: IncomingMessage): string | string[] | u
   return req.headers[API_KEY_HEADER] ?? offeredProtocolValue(req, KEY_PROTOCOL_PREFIX);
 }
 
-/** Answers an upgrade request with an HTTP error (`{ error }`, as every route answers) and closes the socket. */
+/**
+ * Answers an upgrade request with an HTTP error (`{ error }`, as every route answers) and closes the socket; a
+ * quota's CAPACITY says when to come back (`retry-after`, seconds), as the routes' answers do.
+ */
 export function refuseUpgrade(socket: Duplex, status: number, error: BridgeError): void {
   const body = JSON.stringify({ error: error.toJSON() });
+  const { retryAfterMs } = error.details;
+  const retryAfter = typeof retryAfterMs === "number" ? `Retry-After: ${Math.max(1, Math.ceil(retryAfterMs / 1000))}\r\n` : "";
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nConnection: close\r\n${retryAfter}Content-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }

@@ -9,7 +9,7 @@ import { SimulatedClock } from "xstate";
 import { createMockAgent, type BusOptions, type CommunicationBus, type Runtime, type RuntimeEvent } from "../../src/index.js";
 import { call, CLOCK_START, flush, TEST_KEY, until } from "../bus/support.js";
 import { startRuntimeBus } from "../e2e/support.js";
-import { createEchoWorkflow, openEventSocket, refusedUpgrade, type EventSocket, type Frame } from "./support.js";
+import { createEchoWorkflow, openEventSocket, readServerSentEvents, refusedUpgrade, type EventSocket, type Frame } from "./support.js";
 
 const ECHO = "troupe://echo";
 
@@ -327,6 +327,24 @@ describe("ws://…/events", () => {
     browser.socket.close();
     await browser.closed;
     await until(() => bus.events.stats().subscribers === 0);
+    await openEventSocket(bus);
+  });
+
+  it("answers a client past its own quota of streams 429 with retry-after, and takes it back when one closes", async () => {
+    const { bus } = await startEventBus({ maxEventSubscribersPerClient: 2 });
+    const first = await openEventSocket(bus);
+    await readServerSentEvents(bus);
+    await until(() => bus.events.stats().subscribers === 2);
+    expect(await refusedUpgrade(bus)).toEqual({
+      status: 429,
+      retryAfter: "1",
+      body: { error: expect.objectContaining({ type: "CAPACITY", details: expect.objectContaining({ limit: 2, retryAfterMs: 1_000 }) }) },
+    });
+    const refused = await fetch(`${bus.url}/events`, { headers: { "x-agent-api-key": TEST_KEY } });
+    expect([refused.status, refused.headers.get("retry-after")]).toEqual([429, "1"]);
+    first.socket.close();
+    await first.closed;
+    await until(() => bus.events.stats().subscribers === 1);
     await openEventSocket(bus);
   });
 

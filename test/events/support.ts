@@ -63,15 +63,19 @@ export async function openEventSocket(bus: CommunicationBus, query = "", options
   return { socket, frames, closed, until: (condition) => until(() => condition(frames)) };
 }
 
-/** The HTTP status an upgrade to `/events` is refused with, and its JSON body. */
-export function refusedUpgrade(bus: CommunicationBus, query = "", headers: Record<string, string> = { "x-agent-api-key": TEST_KEY }): Promise<{ status: number; body: any }> {
+/** The HTTP status an upgrade to `/events` is refused with, its JSON body and its `retry-after` header. */
+export function refusedUpgrade(
+  bus: CommunicationBus,
+  query = "",
+  headers: Record<string, string> = { "x-agent-api-key": TEST_KEY },
+): Promise<{ status: number; body: any; retryAfter: string | undefined }> {
   const socket = new WebSocket(eventsUrl(bus, query, "ws"), { headers });
   sockets.push(socket);
   return new Promise((resolve, reject) => {
     socket.once("unexpected-response", (_request, response) => {
       let text = "";
       response.on("data", (chunk: Buffer) => (text += chunk.toString()));
-      response.on("end", () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text), retryAfter: response.headers["retry-after"] }));
     });
     socket.once("open", () => reject(new Error("the upgrade was accepted")));
     socket.once("error", () => {});
