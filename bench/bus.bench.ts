@@ -7,12 +7,17 @@
  * - `HTTP → bus → ws`: keep-alive clients POST `/messages/send` (202), an agent receives and acknowledges.
  *
  * Every message is a delivery actor; payloads are ~1 KB. Run alone: `node --import tsx bench/bus.bench.ts`.
+ *
+ * `runEventStreamBench` measures what the event stream (`/events`, SPEC §5) costs the `ws → bus → ws` path:
+ * a bus that never builds an event for it, a bus whose ring buffer records every event, and that bus with
+ * subscribers of every event connected over WebSocket (in the load generator's process), in alternating runs.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { Agent as HttpAgent, request } from "node:http";
 import { fileURLToPath } from "node:url";
-import { CommunicationBus, connectAgent, type AgentClient } from "../src/index.js";
+import WebSocket from "ws";
+import { CommunicationBus, connectAgent, type AgentClient, type BusOptions } from "../src/index.js";
 
 const API_KEY = "bench-key";
 const SENDER = "bench://sender";
@@ -35,7 +40,7 @@ export interface BusThroughput {
   latencyMs: { p50: number; p99: number };
 }
 
-type Command = { run: "ws" | "http"; url: string; messages: number; offset: number };
+type Command = { run: "ws" | "http"; url: string; messages: number; offset: number } | { subscribers: number; url: string };
 
 function envelopeOf(index: number): Record<string, unknown> {
   return {
@@ -87,17 +92,42 @@ async function sendOverHttp(url: string, messages: number, offset: number): Prom
   agent.destroy();
 }
 
+/** Subscribers of every event of a bus: they count frames and parse none, as a forwarding proxy would. */
+async function setSubscribers(sockets: WebSocket[], url: string, count: number): Promise<void> {
+  while (sockets.length > count) {
+    const socket = sockets.pop();
+    socket?.close();
+    if (socket !== undefined) await once(socket, "close");
+  }
+  while (sockets.length < count) {
+    const socket = new WebSocket(`${url.replace("http", "ws")}/events`, { headers: { "x-agent-api-key": API_KEY } });
+    socket.on("message", () => {});
+    await once(socket, "open");
+    sockets.push(socket);
+  }
+}
+
 async function loadGenerator(): Promise<void> {
-  let sender: AgentClient | undefined;
-  let recipient: AgentClient | undefined;
+  const agents = new Map<string, { sender: AgentClient; recipient: AgentClient }>();
+  const subscribers = new Map<string, WebSocket[]>();
   process.on("message", (command: Command) => {
     void (async () => {
-      if (sender === undefined || recipient === undefined) {
-        recipient = connectAgent({ url: command.url, agentId: RECIPIENT, apiKey: API_KEY, onMessage: () => {} });
-        sender = connectAgent({ url: command.url, agentId: SENDER, apiKey: API_KEY, onMessage: () => {} });
-        await Promise.all([recipient.ready(), sender.ready()]);
+      if ("subscribers" in command) {
+        const sockets = subscribers.get(command.url) ?? [];
+        subscribers.set(command.url, sockets);
+        await setSubscribers(sockets, command.url, command.subscribers);
+        process.send?.({ sent: 0 });
+        return;
       }
-      if (command.run === "ws") await sendOverWebSocket(sender, command.messages, command.offset);
+      let pair = agents.get(command.url);
+      if (pair === undefined) {
+        const recipient = connectAgent({ url: command.url, agentId: RECIPIENT, apiKey: API_KEY, onMessage: () => {} });
+        const sender = connectAgent({ url: command.url, agentId: SENDER, apiKey: API_KEY, onMessage: () => {} });
+        await Promise.all([recipient.ready(), sender.ready()]);
+        pair = { sender, recipient };
+        agents.set(command.url, pair);
+      }
+      if (command.run === "ws") await sendOverWebSocket(pair.sender, command.messages, command.offset);
       else await sendOverHttp(command.url, command.messages, command.offset);
       process.send?.({ sent: command.messages });
     })().catch((error: unknown) => {
@@ -105,7 +135,8 @@ async function loadGenerator(): Promise<void> {
     });
   });
   process.on("disconnect", () => {
-    void Promise.all([sender?.close(), recipient?.close()]).then(() => process.exit(0));
+    for (const sockets of subscribers.values()) for (const socket of sockets) socket.terminate();
+    void Promise.all([...agents.values()].flatMap(({ sender, recipient }) => [sender.close(), recipient.close()])).then(() => process.exit(0));
   });
 }
 
@@ -121,13 +152,28 @@ async function command(child: ChildProcess, message: Command): Promise<void> {
   if (answer.error !== undefined) throw new Error(answer.error);
 }
 
-/** Runs both paths and returns their throughput. */
-export async function runBusBench(): Promise<BusThroughput[]> {
+/** A started bus for the benches, with the sender and the recipient registered. */
+async function startBenchBus(options: BusOptions = {}): Promise<CommunicationBus> {
   // The per-client request rate is a policy, not a cost of the bus: it is off here (one client sends everything).
-  const bus = new CommunicationBus({ port: 0, host: "127.0.0.1", apiKey: API_KEY, maxRetainedMessages: 10_000, maxQueuedPerAgent: 100_000, requestsPerSecondPerClient: 0, env: {} });
+  const bus = new CommunicationBus({
+    port: 0,
+    host: "127.0.0.1",
+    apiKey: API_KEY,
+    maxRetainedMessages: 10_000,
+    maxQueuedPerAgent: 100_000,
+    requestsPerSecondPerClient: 0,
+    env: {},
+    ...options,
+  });
   await bus.start();
   bus.registerAgent({ agent_id: SENDER });
   bus.registerAgent({ agent_id: RECIPIENT });
+  return bus;
+}
+
+/** Runs both paths and returns their throughput. */
+export async function runBusBench(): Promise<BusThroughput[]> {
+  const bus = await startBenchBus();
   const child = fork(fileURLToPath(import.meta.url), ["--load"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const results: BusThroughput[] = [];
   let offset = 0;
@@ -159,8 +205,86 @@ export async function runBusBench(): Promise<BusThroughput[]> {
   return results;
 }
 
+/** What the event stream costs the `ws → bus → ws` path in one configuration. */
+export interface EventStreamCost {
+  setup: "nothing built for the stream" | "ring buffer recording" | `${number} subscribers`;
+  subscribers: number;
+  /** Median over the rounds. */
+  messagesPerSecond: number;
+  /** CPU time of the bus's process per message (user + system), median over the rounds: steadier than the rate on a busy machine. */
+  cpuMicrosPerMessage: number;
+  /** `messagesPerSecond` over the first setup's. */
+  throughputRatio: number;
+}
+
+/** Event stream runs: messages per run, rounds (each setup once per round, in turn). */
+const EVENT_RUN_MESSAGES = 10_000;
+const EVENT_ROUNDS = 3;
+const EVENT_SUBSCRIBERS = 10;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
+/**
+ * The `ws → bus → ws` path on a bus whose stream builds nothing (`eventBuffer: "watched"`, nobody subscribes),
+ * on one whose ring buffer records every event (`"always"`), and on that one with
+ * `EVENT_SUBSCRIBERS` subscribers of every event; the setups take turns, round after round.
+ */
+export async function runEventStreamBench(): Promise<EventStreamCost[]> {
+  const quiet = await startBenchBus({ eventBuffer: "watched" });
+  const recording = await startBenchBus({ eventBuffer: "always" });
+  const child = fork(fileURLToPath(import.meta.url), ["--load"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const setups = [
+    { setup: "nothing built for the stream", bus: quiet, subscribers: 0 },
+    { setup: "ring buffer recording", bus: recording, subscribers: 0 },
+    { setup: `${EVENT_SUBSCRIBERS} subscribers`, bus: recording, subscribers: EVENT_SUBSCRIBERS },
+  ] as const;
+  const rates = setups.map((): number[] => []);
+  const cpu = setups.map((): number[] => []);
+  let offset = 0;
+  try {
+    for (let round = -1; round < EVENT_ROUNDS; round += 1) {
+      for (const [index, { bus, subscribers }] of setups.entries()) {
+        await command(child, { subscribers, url: bus.url });
+        // Round -1 warms every setup up (the JIT, the sockets), and is not counted.
+        const messages = round < 0 ? EVENT_RUN_MESSAGES / 10 : EVENT_RUN_MESSAGES;
+        const before = bus.metricsSnapshot().messages.acknowledged_total;
+        const cpuBefore = process.cpuUsage();
+        const startedAt = performance.now();
+        await command(child, { run: "ws", url: bus.url, messages, offset });
+        await waitForAcknowledged(bus, before + messages);
+        const seconds = (performance.now() - startedAt) / 1000;
+        const used = process.cpuUsage(cpuBefore);
+        offset += messages;
+        if (round < 0) continue;
+        rates[index]?.push(messages / seconds);
+        cpu[index]?.push((used.user + used.system) / messages);
+      }
+    }
+  } finally {
+    child.disconnect();
+    await once(child, "exit");
+    await Promise.all([quiet.stop(), recording.stop()]);
+  }
+  const baseline = median(rates[0] ?? []);
+  return setups.map(({ setup, subscribers }, index) => {
+    const messagesPerSecond = median(rates[index] ?? []);
+    return { setup, subscribers, messagesPerSecond, cpuMicrosPerMessage: median(cpu[index] ?? []), throughputRatio: messagesPerSecond / baseline };
+  });
+}
+
 if (process.argv.includes("--load")) {
   await loadGenerator();
+} else if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes("--events")) {
+  for (const cost of await runEventStreamBench()) {
+    process.stdout.write(
+      `${cost.setup.padEnd(30)} ${Math.round(cost.messagesPerSecond).toLocaleString("en-US").padStart(7)} msgs/s ` +
+        `(${cost.throughputRatio.toFixed(2)} ×), bus CPU ${cost.cpuMicrosPerMessage.toFixed(0)} µs/message\n`,
+    );
+  }
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const result of await runBusBench()) {
     process.stdout.write(

@@ -2,7 +2,7 @@
  * The bench results as Markdown tables: printed by `npm run bench` and pasted into docs/benchmarks.md.
  */
 import { CONSTANT_COST_MAX_RATIO, formatCount, type ComparedCost, type Cost } from "./measure.js";
-import type { BusThroughput } from "./bus.bench.js";
+import type { BusThroughput, EventStreamCost } from "./bus.bench.js";
 import type { PoolsBenchResult } from "./pools.bench.js";
 import type { RootActorCost } from "./root-actors.bench.js";
 import type { SessionsBenchResult } from "./sessions.bench.js";
@@ -31,6 +31,8 @@ export interface BenchResults {
   rootActors: RootActorCost[];
   worker: WorkerBenchResult;
   bus: BusThroughput[];
+  /** What `/events` costs the `ws → bus → ws` path (issue 13: 10 subscribers ≤ 20 % of throughput). */
+  events: EventStreamCost[];
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -167,9 +169,16 @@ function busTable(bus: BusThroughput[]): string {
   );
 }
 
+function eventsTable(events: EventStreamCost[]): string {
+  return table(
+    ["setup", "messages/s", "× nothing built", "bus CPU µs/message"],
+    events.map((cost) => [cost.setup, formatCount(Math.round(cost.messagesPerSecond)), ratio(cost.throughputRatio), micros(cost.cpuMicrosPerMessage)]),
+  );
+}
+
 /** The whole report, in Markdown. */
 export function renderReport(results: BenchResults): string {
-  const { environment, sessions, sharding, pools, rootActors, worker, bus } = results;
+  const { environment, sessions, sharding, pools, rootActors, worker, bus, events } = results;
   const rootCreation = rootActors.at(-1);
   return [
     `troupe benchmarks, ${environment.generatedAt}, commit ${environment.commit}: node ${environment.node}, xstate ${environment.xstate}, ` +
@@ -240,6 +249,10 @@ export function renderReport(results: BenchResults): string {
     "Messages through the communication bus, load from a second process (bench/bus.bench.ts)",
     "",
     busTable(bus),
+    "",
+    "What the event stream costs that path (`ws → bus → ws`, rounds of 10,000 messages, setups in turn, medians; subscribers of every event over WebSocket in the load's process)",
+    "",
+    eventsTable(events),
     "",
   ].join("\n");
 }

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { availableParallelism, loadavg } from "node:os";
-import { runBusBench } from "./bus.bench.js";
+import { runBusBench, runEventStreamBench } from "./bus.bench.js";
 import { progress, stopRecordingGc } from "./measure.js";
 import { runPoolsBench } from "./pools.bench.js";
 import { renderReport, type BenchResults } from "./report.js";
@@ -41,6 +41,8 @@ progress("worker: prompt round trips through an ACP worker process and in proces
 const worker = await runWorkerBench();
 progress("bus: messages per second through the communication bus, load from a second process");
 const bus = await runBusBench();
+progress("events: what /events subscribers cost the bus");
+const events = await runEventStreamBench();
 const rootActors = runRootActorsBench();
 const sharding = await runShardingBench();
 const pools = await runPoolsBench();
@@ -63,6 +65,7 @@ const results: BenchResults = {
   rootActors,
   worker,
   bus,
+  events,
 };
 await mkdir(new URL("./", RESULTS_FILE), { recursive: true });
 await writeFile(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);

@@ -19,7 +19,9 @@ export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./exe
 export type { PermissionPolicy } from "./executors/acp-process.js";
 export { InProcessExecutor } from "./executors/in-process.js";
 export { systemClock, type Clock } from "./clock.js";
-export type { RuntimeEvent, RuntimeEventMap, RuntimeEventType, RuntimeEventListener } from "./events/event-hub.js";
+export { RUNTIME_EVENT_TYPES, type MessageOrigin, type PromptOrigin, type RuntimeEvent, type RuntimeEventMap, type RuntimeEventType, type RuntimeEventListener } from "./events/event-hub.js";
+export type { EventStream, EventStreamStats } from "./events/event-stream.js";
+export { EVENTS_PATH, LAST_EVENT_ID_HEADER, type EventStreamControlFrame, type MissedFrame, type OverflowFrame } from "./protocol/event-frames.js";
 export { VERSION } from "./version.js";
 export { startHttpServer, type HttpServer, type HttpServerOptions } from "./server/http-server.js";
 export { serveMcp, type McpService, type ServeMcpOptions } from "./mcp/serve-mcp.js";

@@ -8,18 +8,14 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
-import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
+import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { RateLimiter } from "../server/quotas.js";
-
-/** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
-const CLOSE_WAIT_MS = 5_000;
-
-/** Pongs a socket may miss before it is terminated. */
-export const MAX_MISSED_PONGS = 2;
+import { TurnCork } from "../server/turn-cork.js";
+import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, offeredProtocolValue, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
 
 /** One agent's socket, and the messages written to it that wait for their ack. */
 export class AgentConnection {
@@ -27,7 +23,8 @@ export class AgentConnection {
   readonly inFlight = new Set<string>();
   /** Pings sent since the last pong. */
   missedPongs = 0;
-  private corked = false;
+  /** Frames written in one turn of the event loop leave the TCP socket in one write. */
+  private readonly cork: TurnCork;
   /** Not read until its frame rate allows again. */
   paused = false;
 
@@ -40,7 +37,9 @@ export class AgentConnection {
     readonly control: boolean,
     /** What may wait to be written to this socket; past it the socket is closed with 1013. */
     private readonly maxBufferBytes: number,
-  ) {}
+  ) {
+    this.cork = new TurnCork(transport);
+  }
 
   /** Stops reading the socket for `ms` (the agent is over its frame rate); TCP holds back what it sends. */
   pause(ms: number, clock: Clock): void {
@@ -90,25 +89,11 @@ export class AgentConnection {
     if (!this.canWrite(frame)) {
       this.socket.close(CLOSE_CODES.tryAgainLater, "Socket buffer full: read your socket");
       // The close frame waits behind what the agent does not read: cut the connection if it never gets there.
-      setTimeout(() => this.socket.terminate(), CLOSE_WAIT_MS).unref();
+      setTimeout(() => this.socket.terminate(), CLOSE_HANDSHAKE_WAIT_MS).unref();
       return;
     }
-    this.batch();
+    this.cork.hold();
     this.socket.send(frame);
-  }
-
-  /**
-   * Holds the TCP socket's writes until the I/O callbacks of this turn of the event loop are done. Without it
-   * every frame costs a system call, and a busy bus spends most of its time in `writev`.
-   */
-  private batch(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.transport.cork();
-    setImmediate(() => {
-      this.corked = false;
-      this.transport.uncork();
-    });
   }
 }
 
@@ -139,23 +124,6 @@ export interface AgentConnectionsOptions {
   frameRate: RateLimiter;
   checkApiKey: ApiKeyCheck;
   clock: Clock;
-}
-
-/** What a browser offers as the subprotocol `<prefix><value>` (`key.`, `token.`). */
-function fromProtocols(header: string | undefined, prefix: string): string | undefined {
-  const offered = (header ?? "").split(",").map((protocol) => protocol.trim());
-  return offered.find((protocol) => protocol.startsWith(prefix))?.slice(prefix.length);
-}
-
-const REASONS: Record<number, string> = { 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable" };
-
-/** Answers an upgrade request with an HTTP error and closes the socket. */
-function refuseUpgrade(socket: Duplex, status: number, error: BridgeError): void {
-  const body = JSON.stringify({ error: error.toJSON() });
-  socket.end(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
 }
 
 /** The agent sockets of one bus. */
@@ -194,14 +162,13 @@ export class AgentConnections {
       if (url.pathname !== AGENT_CONNECT_PATH && url.pathname !== ROOT_CONNECT_PATH) {
         throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
       }
-      const headerKey = req.headers[API_KEY_HEADER];
-      this.options.checkApiKey(headerKey ?? fromProtocols(req.headers["sec-websocket-protocol"], KEY_PROTOCOL_PREFIX));
+      this.options.checkApiKey(presentedUpgradeKey(req));
       const agentId = url.searchParams.get("agent_id") ?? "";
       if (!AGENT_ID_PATTERN.test(agentId)) {
         throw new BridgeError("CONFIG", 'agent_id: expected an agent id such as "claude-code://orchestrator" in the query', { field: "agent_id" });
       }
       const headerToken = req.headers[AGENT_TOKEN_HEADER];
-      this.events.authorize(agentId, (Array.isArray(headerToken) ? headerToken[0] : headerToken) ?? fromProtocols(req.headers["sec-websocket-protocol"], TOKEN_PROTOCOL_PREFIX));
+      this.events.authorize(agentId, (Array.isArray(headerToken) ? headerToken[0] : headerToken) ?? offeredProtocolValue(req, TOKEN_PROTOCOL_PREFIX));
       if (this.stopping || this.count >= this.options.maxConnections) {
         refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${this.options.maxConnections})`));
         return;

@@ -29,6 +29,8 @@ import { busRoutes } from "./routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
 import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 import { McpHttpEndpoint } from "../mcp/streamable-http.js";
+import { EventStream } from "../events/event-stream.js";
+import { EventSockets, isEventStreamUpgrade } from "../events/event-sockets.js";
 
 export { BUS_AGENT_ID };
 
@@ -58,6 +60,9 @@ export class CommunicationBus {
   /** The options with their defaults. */
   readonly options: ResolvedBusOptions;
   readonly clock: Clock;
+  /** The hub's events over the wire (SPEC §5): `ws://…/events` and `GET /events`. */
+  readonly events: EventStream;
+  private readonly eventSockets: EventSockets;
   private readonly registry: AgentRegistry;
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
@@ -172,6 +177,18 @@ export class CommunicationBus {
       },
     });
     this.mcp = new McpHttpEndpoint(this.runtime, { maxSessions: this.options.maxMcpSessions, sessionIdleMs: this.options.mcpSessionIdleMs });
+    this.events = new EventStream(this.runtime.hub, {
+      bufferSize: this.options.eventBufferSize,
+      bufferBytes: this.options.eventBufferBytes,
+      bufferMode: this.options.eventBuffer,
+      bufferIdleMs: this.options.eventBufferIdleMs,
+      maxSubscribers: this.options.maxEventSubscribers,
+      maxSubscribersPerClient: this.options.maxEventSubscribersPerClient ?? Math.max(1, Math.floor(this.options.maxEventSubscribers / 4)),
+      maxBufferedBytes: this.options.maxSocketBufferBytes,
+      heartbeatMs: this.options.heartbeatInterval,
+      clock: this.clock,
+    });
+    this.eventSockets = new EventSockets(this.events, { checkApiKey: createApiKeyCheck(this.options.apiKey), closeGraceMs: this.options.closeGraceMs });
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
     }
@@ -218,7 +235,8 @@ export class CommunicationBus {
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
         routes: [...busRoutes(this), ...this.mcp.routes()],
-        onUpgrade: (req, socket, head) => this.connections.handleUpgrade(req, socket, head),
+        onUpgrade: (req, socket, head) =>
+          isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.connections.handleUpgrade(req, socket, head),
       });
     } catch (error) {
       this.state = "stopped";
@@ -226,6 +244,7 @@ export class CommunicationBus {
       throw error;
     }
     this.startedAt = this.clock.now();
+    this.events.start();
     this.runtimeAgents.start();
     this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
@@ -360,7 +379,7 @@ export class CommunicationBus {
       await new Promise<void>((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
     }
     this.syncReplies.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
-    await this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs);
+    await Promise.all([this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs), this.events.close(), this.eventSockets.close()]);
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
     // MCP clients keep streams open; their sessions end here, so that closing the server need not wait for them.

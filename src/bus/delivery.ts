@@ -320,7 +320,9 @@ export class Deliveries implements DeliveryPoolHost {
     // Every message passes here several times: build the stream's event only for a listener.
     if (hub.wants(emitted.type)) {
       const { type, ...fields } = emitted;
-      hub.emit(type, deliveryChildId(key), fields as never);
+      const { sender } = context.envelope as MessageEnvelope;
+      const origin = sender.session_id === undefined ? { from: sender.agent_id } : { from: sender.agent_id, workflowId: sender.session_id };
+      hub.emit(type, deliveryChildId(key), { ...fields, ...origin } as never);
     }
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }

@@ -69,7 +69,11 @@ export interface BusOptions {
   closeGraceMs?: number;
   /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
-  /** What may wait to be written to one agent's socket: messages past it wait in its queue; an answer past it closes it with 1013. Default 8 MiB. */
+  /**
+   * What may wait to be written to one agent's socket: messages past it wait in its queue; an answer past it
+   * closes it with 1013. Also what may wait for one subscriber of `/events`: past it, its events wait in the
+   * event buffer. Default 8 MiB.
+   */
   maxSocketBufferBytes?: number;
   /** Bytes of all messages not yet acknowledged or dead, together; past it sends are 429 CAPACITY. Default 256 MiB. */
   maxQueuedBytes?: number;
@@ -112,6 +116,26 @@ export interface BusOptions {
   maxMcpSessions?: number;
   /** An MCP session on `/mcp` without a request in flight this long is closed. Default 600,000. */
   mcpSessionIdleMs?: number;
+  /**
+   * Events the event stream keeps for `?since=<seq>` (SPEC §5, docs/events.md); 0 keeps none, and a
+   * reconnecting client is then only told what it missed. Default 10,000.
+   */
+  eventBufferSize?: number;
+  /** Length of the JSON of the kept events, together; the oldest go first past it. Default 16 MiB. */
+  eventBufferBytes?: number;
+  /**
+   * When the event stream keeps events for replay: `"watched"` from the first subscriber of `/events` until
+   * `eventBufferIdleMs` after the last one left (nothing is built for the stream while nobody watches), or
+   * `"always"` from the bus's start (a first client can replay what happened before it came, at a cost:
+   * docs/events.md). Default `"watched"`.
+   */
+  eventBuffer?: "always" | "watched";
+  /** How long the event buffer keeps recording after the last subscriber left (`eventBuffer: "watched"`). Default 300,000. */
+  eventBufferIdleMs?: number;
+  /** Subscribers of `/events` (WebSocket and SSE together) at once; past it 503. Default 100. */
+  maxEventSubscribers?: number;
+  /** Subscribers of `/events` one client may hold at once; past it 429. Default a quarter of `maxEventSubscribers`. */
+  maxEventSubscribersPerClient?: number;
   /** The runtime behind `POST /bridge/:tool`. Default: a runtime without agents, started and stopped with the bus. */
   runtime?: Runtime;
   /** The clock of every timer and timestamp; XState's `SimulatedClock` drives it in tests. */
@@ -160,6 +184,12 @@ const optionsSchema = z.object({
   maxWorkflowSessionsPerClient: positiveInt.optional(),
   maxMcpSessions: positiveInt.default(DEFAULT_MAX_MCP_SESSIONS),
   mcpSessionIdleMs: delay.default(DEFAULT_MCP_SESSION_IDLE_MS),
+  eventBufferSize: z.number().int().min(0).default(10_000),
+  eventBufferBytes: positiveInt.default(16 * 1024 * 1024),
+  eventBuffer: z.enum(["always", "watched"]).default("watched"),
+  eventBufferIdleMs: delay.default(300_000),
+  maxEventSubscribers: positiveInt.default(100),
+  maxEventSubscribersPerClient: positiveInt.optional(),
 });
 
 /**

@@ -10,6 +10,9 @@ import { completionSchema, createSessionSchema, participantSchema, terminationSc
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { parseWith } from "../validation.js";
 import { pageOf, pageRequestOf } from "./pagination.js";
+import { parseEventQuery } from "../events/event-filter.js";
+import { serverSentEvents } from "../events/server-sent-events.js";
+import { LAST_EVENT_ID_HEADER } from "../protocol/event-frames.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
@@ -163,6 +166,11 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       method: "GET",
       path: /^\/metrics$/,
       handle: () => bus.metricsSnapshot(),
+    },
+    {
+      method: "GET",
+      path: /^\/events$/,
+      handle: ({ query, header, client }) => serverSentEvents(bus.events, parseEventQuery(query, header(LAST_EVENT_ID_HEADER)), client, bus.options.closeGraceMs),
     },
   ];
 }

@@ -30,23 +30,44 @@ export const WORKFLOW_EVENT_TYPES = {
   session_terminated: "workflow.terminated",
 } as const;
 
+/**
+ * What a prompt's events say besides the prompt: the agent that answers it, and the workflow session whose task
+ * it runs when the bus opened its session for one (`metadata.bus.session_id`).
+ */
+export interface PromptOrigin {
+  agentId: string;
+  workflowId?: string;
+}
+
+/**
+ * What a message's events say besides the delivery: its sender, and the workflow session it belongs to
+ * (`sender.session_id`).
+ */
+export interface MessageOrigin {
+  from: string;
+  workflowId?: string;
+}
+
+/** The fields of a delivery's event on the stream. */
+type MessageFields<T extends DeliveryEmitted["type"]> = FieldsOf<DeliveryEmitted, T> & MessageOrigin;
+
 /** The events of the stream, by type (SPEC §5). */
 export interface RuntimeEventMap {
   "actor.spawned": { parentId?: string; machine?: string };
   "actor.transition": { from: string; to: string; event: string };
   "actor.stopped": { reason: string };
-  "prompt.started": { sessionId: string; requestId: string };
-  "prompt.delta": { sessionId: string; requestId: string; delta: string };
-  "prompt.warning": { sessionId: string; requestId: string; message: string };
-  "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage };
-  "prompt.failed": { sessionId: string; requestId: string; error: PromptError };
-  "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause };
-  "message.accepted": FieldsOf<DeliveryEmitted, "message.accepted">;
-  "message.queued": FieldsOf<DeliveryEmitted, "message.queued">;
-  "message.delivered": FieldsOf<DeliveryEmitted, "message.delivered">;
-  "message.acknowledged": FieldsOf<DeliveryEmitted, "message.acknowledged">;
-  "message.retrying": FieldsOf<DeliveryEmitted, "message.retrying">;
-  "message.dead": FieldsOf<DeliveryEmitted, "message.dead">;
+  "prompt.started": { sessionId: string; requestId: string } & PromptOrigin;
+  "prompt.delta": { sessionId: string; requestId: string; delta: string } & PromptOrigin;
+  "prompt.warning": { sessionId: string; requestId: string; message: string } & PromptOrigin;
+  "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage } & PromptOrigin;
+  "prompt.failed": { sessionId: string; requestId: string; error: PromptError } & PromptOrigin;
+  "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause } & PromptOrigin;
+  "message.accepted": MessageFields<"message.accepted">;
+  "message.queued": MessageFields<"message.queued">;
+  "message.delivered": MessageFields<"message.delivered">;
+  "message.acknowledged": MessageFields<"message.acknowledged">;
+  "message.retrying": MessageFields<"message.retrying">;
+  "message.dead": MessageFields<"message.dead">;
   /** A workflow session was created; `session` is what `GET /sessions/:id` answers. */
   "workflow.created": { sessionId: string; session: unknown };
   "workflow.participant_added": FieldsOf<WorkflowEmitted, "participant_added">;
@@ -69,6 +90,39 @@ export interface RuntimeEventMap {
 /** An event type of the stream. */
 export type RuntimeEventType = keyof RuntimeEventMap;
 
+/** Every event type, in the order of `RuntimeEventMap` (the record makes the compiler check that none is missing). */
+export const RUNTIME_EVENT_TYPES = Object.keys({
+  "actor.spawned": true,
+  "actor.transition": true,
+  "actor.stopped": true,
+  "prompt.started": true,
+  "prompt.delta": true,
+  "prompt.warning": true,
+  "prompt.completed": true,
+  "prompt.failed": true,
+  "prompt.cancelled": true,
+  "message.accepted": true,
+  "message.queued": true,
+  "message.delivered": true,
+  "message.acknowledged": true,
+  "message.retrying": true,
+  "message.dead": true,
+  "workflow.created": true,
+  "workflow.participant_added": true,
+  "workflow.participant_removed": true,
+  "workflow.step": true,
+  "workflow.context_updated": true,
+  "workflow.task_delegated": true,
+  "workflow.task_completed": true,
+  "workflow.completed": true,
+  "workflow.terminated": true,
+  "workflow.evicted": true,
+  "agent.online": true,
+  "agent.offline": true,
+  "agent.busy": true,
+  "agent.ready": true,
+} satisfies Record<RuntimeEventType, true>) as RuntimeEventType[];
+
 /** One event of the stream. */
 export type RuntimeEvent<T extends RuntimeEventType = RuntimeEventType> = {
   [K in T]: EventBase & { type: K } & RuntimeEventMap[K];
@@ -89,12 +143,24 @@ function describeThrown(error: unknown): string {
   }
 }
 
-/** Delivers events to listeners; builds an event only when someone listens for its type. */
+/**
+ * Delivers events to listeners; builds an event only when someone listens for its type. Every listener sees
+ * events in `seq` order: an event emitted while listeners are being called (a listener that causes another
+ * event) is delivered once the current one has reached every listener.
+ */
 export class EventHub {
   private readonly listeners = new Map<string, Set<(event: RuntimeEvent) => void>>();
   private seq = 0;
+  /** Events emitted during a delivery, waiting for it to finish. */
+  private readonly pending: RuntimeEvent[] = [];
+  private delivering = false;
 
   constructor(private readonly clock: Clock) {}
+
+  /** The `seq` of the last event built (0 before the first). */
+  get lastSeq(): number {
+    return this.seq;
+  }
 
   /** Adds a listener; returns the function that removes it. */
   on<T extends RuntimeEventType | "*">(type: T, listener: RuntimeEventListener<T>): () => void {
@@ -118,14 +184,28 @@ export class EventHub {
   /** Delivers an event. A throwing listener is reported as a process warning and does not stop the others. */
   emit<T extends RuntimeEventType>(type: T, actorId: string, fields: RuntimeEventMap[T]): void {
     if (!this.wants(type)) return;
-    const event = { ...fields, type, actorId, seq: ++this.seq, ts: this.clock.now() } as unknown as RuntimeEvent;
-    for (const key of [type, "*"]) {
+    const event = { seq: ++this.seq, ts: this.clock.now(), type, actorId, ...fields } as unknown as RuntimeEvent;
+    if (this.delivering) {
+      this.pending.push(event);
+      return;
+    }
+    this.delivering = true;
+    try {
+      this.deliver(event);
+      for (let next = this.pending.shift(); next !== undefined; next = this.pending.shift()) this.deliver(next);
+    } finally {
+      this.delivering = false;
+    }
+  }
+
+  private deliver(event: RuntimeEvent): void {
+    for (const key of [event.type, "*"]) {
       for (const listener of this.listeners.get(key) ?? []) {
         try {
           listener(event);
         } catch (error) {
           // A listener's bug must not take the runtime (and every session) down with an uncaught exception.
-          process.emitWarning(`troupe: a ${type} listener threw: ${describeThrown(error)}`, { code: "TROUPE_LISTENER" });
+          process.emitWarning(`troupe: a ${event.type} listener threw: ${describeThrown(error)}`, { code: "TROUPE_LISTENER" });
         }
       }
     }

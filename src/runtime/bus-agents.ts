@@ -50,3 +50,14 @@ export interface RuntimeBusAgent {
 export function discoverStatusOf(state: AgentState): AgentDescriptor["status"] {
   return state === "offline" ? "unavailable" : state;
 }
+
+/**
+ * The workflow session whose tasks a bridge session answers: the bus opens those sessions with
+ * `metadata.bus.session_id` (src/bus/bus-sessions.ts). Prompts' events name it as their `workflowId`.
+ */
+export function workflowOfSession(metadata: Record<string, unknown>): string | undefined {
+  const bus = metadata["bus"];
+  if (typeof bus !== "object" || bus === null) return undefined;
+  const workflowId = (bus as { session_id?: unknown }).session_id;
+  return typeof workflowId === "string" ? workflowId : undefined;
+}

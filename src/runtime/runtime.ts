@@ -39,13 +39,13 @@ import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, Crea
 import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { createInspector, machineOf, parentOf } from "../events/inspector.js";
-import { EventHub, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
+import { EventHub, type PromptOrigin, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
 import type { AskReply } from "../agents/agent.js";
 import type { AgentDescription, Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { VERSION } from "../version.js";
-import { busAgentIdOf, discoverStatusOf, runtimeAgentIdCandidates, type RuntimeBusAgent } from "./bus-agents.js";
+import { busAgentIdOf, discoverStatusOf, runtimeAgentIdCandidates, workflowOfSession, type RuntimeBusAgent } from "./bus-agents.js";
 import { indexScheduler } from "./indexed-scheduler.js";
 import type { AskRequest, Messenger } from "./messenger.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
@@ -196,7 +196,7 @@ export class Runtime {
       inspect: createInspector(this.hub, this.inspectObserver, {
         created: (actorRef) => {
           const machine = machineOf(actorRef);
-          if (machine === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted));
+          if (machine === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted, actorRef));
           else if (machine === "agent") actorRef.on("*", (event) => this.onAgentEmitted(event as AgentEmitted));
           else if (machine === "pool") actorRef.on("*", (event) => this.onPoolEmitted(event as PoolEmitted));
           else if (machine !== undefined && POOL_KIND_OF_MACHINE[machine] !== undefined) {
@@ -591,9 +591,10 @@ export class Runtime {
     const { request } = input;
     const { sessionId } = input;
     const { requestId } = request;
+    const origin = promptOriginOf(input);
     const emit: PromptEmitter = {
-      delta: (delta) => this.hub.emit("prompt.delta", sessionId, { sessionId, requestId, delta }),
-      warning: (message) => this.hub.emit("prompt.warning", sessionId, { sessionId, requestId, message }),
+      delta: (delta) => this.hub.emit("prompt.delta", sessionId, { sessionId, requestId, delta, ...origin }),
+      warning: (message) => this.hub.emit("prompt.warning", sessionId, { sessionId, requestId, message, ...origin }),
     };
     try {
       const executor = this.executorFor(input.agentId);
@@ -604,32 +605,36 @@ export class Runtime {
     }
   }
 
-  private onSessionEmitted(event: SessionEmitted): void {
+  private onSessionEmitted(event: SessionEmitted, sessionRef: AnyActorRef): void {
+    // Read only for the stream: a prompt's events name the session's agent (and workflow) for its filters.
+    const origin = (): PromptOrigin => promptOriginOf((sessionRef.getSnapshot() as { context: SessionInfo }).context);
     switch (event.type) {
       case "prompt.started":
-        this.hub.emit("prompt.started", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId });
+        if (this.hub.wants(event.type)) this.hub.emit("prompt.started", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, ...origin() });
         return;
       case "prompt.completed": {
         const { reply } = event;
         this.replies.resolve(event.commandId, reply);
+        if (!this.hub.wants(event.type)) return;
         this.hub.emit("prompt.completed", event.sessionId, {
           sessionId: event.sessionId,
           requestId: event.requestId,
           stopReason: reply.stopReason,
           ...(reply.usage ? { usage: reply.usage } : {}),
+          ...origin(),
         });
         return;
       }
       case "prompt.failed":
         this.replies.reject(event.commandId, bridgeErrorOf(event.error));
-        this.hub.emit("prompt.failed", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, error: event.error });
+        if (this.hub.wants(event.type)) this.hub.emit("prompt.failed", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, error: event.error, ...origin() });
         return;
       case "prompt.cancelled": {
         const message = event.cause === "cancel" ? "Prompt cancelled" : `Prompt cancelled: session ${event.cause}`;
         this.replies.reject(event.commandId, new BridgeError("CANCELLED", message, { requestId: event.requestId, cause: event.cause }));
         if (event.cancelCommandId !== undefined) this.replies.resolve(event.cancelCommandId, event.requestId);
         if (event.cause === "cancel" && event.inFlight) this.notifyCancel(event.sessionId, event.requestId);
-        this.hub.emit("prompt.cancelled", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, cause: event.cause });
+        if (this.hub.wants(event.type)) this.hub.emit("prompt.cancelled", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, cause: event.cause, ...origin() });
         return;
       }
       case "cancel.rejected":
@@ -757,4 +762,10 @@ export class Runtime {
 /** Creates a runtime; call `await runtime.start()` before using `runtime.bridge`. */
 export function createRuntime(options: RuntimeOptions = {}): Runtime {
   return new Runtime(options);
+}
+
+/** The agent a session's prompts go to, and the workflow whose tasks they run (when the bus opened it for one). */
+function promptOriginOf(session: SessionInfo): PromptOrigin {
+  const workflowId = workflowOfSession(session.metadata);
+  return workflowId === undefined ? { agentId: session.agentId } : { agentId: session.agentId, workflowId };
 }

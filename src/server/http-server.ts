@@ -1,8 +1,8 @@
 /**
  * The HTTP server: `GET /health` and the eight bridge tools as `POST /bridge/:tool`, on `node:http` alone.
- * Every answer is JSON (but a raw route's own); every error is `{ error: { type, message, details } }` with the
- * status of `httpStatusOf`. Other parts (the communication bus, MCP) mount their routes and their WebSocket
- * upgrades on the same server.
+ * Every answer is JSON (but a raw route's own, or a route's `HttpStream` such as `GET /events`); every error is
+ * `{ error: { type, message, details } }` with the status of `httpStatusOf`. Other parts (the communication bus,
+ * MCP) mount their routes and their WebSocket upgrades on the same server.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -96,7 +96,7 @@ export interface RouteRequest {
   client: string;
 }
 
-/** One route. The handler's result is the JSON body of a 200, unless it is an `HttpAnswer`. */
+/** One route. The handler's result is the JSON body of a 200, unless it is an `HttpAnswer` or an `HttpStream`. */
 export interface HttpRoute {
   method: "GET" | "POST" | "PATCH" | "DELETE";
   path: RegExp;
@@ -123,6 +123,15 @@ export class HttpAnswer {
     readonly status: number,
     readonly body: unknown,
   ) {}
+}
+
+/**
+ * A route's answer that takes the response over instead of a JSON body: a stream of server-sent events (or any
+ * answer written as it comes). It gets the response once the route has matched and the key was checked;
+ * from then on it writes the status, the headers and the body itself.
+ */
+export class HttpStream {
+  constructor(readonly open: (req: IncomingMessage, res: ServerResponse) => void) {}
 }
 
 type RouteMatch = { route: HttpRoute | RawHttpRoute; params: string[] } | { allow: string[] } | undefined;
@@ -338,7 +347,8 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     };
     if ("serve" in match.route) return match.route.serve(request, req, res);
     const result = await match.route.handle(request);
-    if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
+    if (result instanceof HttpStream) result.open(req, res);
+    else if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
     else send(req, res, 200, result);
   }
 

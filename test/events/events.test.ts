@@ -22,11 +22,11 @@ describe("event stream (SPEC §5)", () => {
     expect(collect(events, sessionId)).toEqual([
       { type: "actor.spawned", actorId: sessionId, parentId: "shard-0", machine: "session" },
       { type: "actor.transition", actorId: sessionId, from: "active", to: "busy", event: "PROMPT" },
-      { type: "prompt.started", actorId: sessionId, sessionId, requestId },
-      { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "two " },
-      { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "words" },
+      { type: "prompt.started", actorId: sessionId, sessionId, requestId, agentId: "echo" },
+      { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "two ", agentId: "echo" },
+      { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "words", agentId: "echo" },
       { type: "actor.transition", actorId: sessionId, from: "busy", to: "idle", event: "xstate.done.actor.prompt" },
-      { type: "prompt.completed", actorId: sessionId, sessionId, requestId, stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 2 } },
+      { type: "prompt.completed", actorId: sessionId, sessionId, requestId, stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 2 }, agentId: "echo" },
       { type: "actor.stopped", actorId: sessionId, reason: "closed" },
     ]);
     const seqs = events.map((event) => event.seq);
@@ -60,9 +60,10 @@ describe("event stream (SPEC §5)", () => {
         sessionId,
         requestId: "r1",
         error: { type: "UPSTREAM", message: "503", retryable: true, sessionValid: true, details: {} },
+        agentId: "controlled",
       },
       { type: "actor.spawned", actorId: promptActorId, parentId: sessionId, machine: "runPrompt" },
-      { type: "prompt.cancelled", actorId: sessionId, sessionId, requestId: "r2", cause: "cancel" },
+      { type: "prompt.cancelled", actorId: sessionId, sessionId, requestId: "r2", cause: "cancel", agentId: "controlled" },
     ]);
   });
 

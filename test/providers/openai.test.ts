@@ -105,7 +105,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
   it("streams the topK warning as a prompt.warning event through the runtime", async () => {
     const fake = await startOpenAIFake();
     const { runtime, events } = await startProviderRuntime(openAI({ credentials: { apiKey: API_KEY }, baseURL: fake.baseURL }));
-    const { sessionId } = await runtime.bridge.sessionsCreate({});
+    const { sessionId, agentId } = await runtime.bridge.sessionsCreate({});
     const { requestId } = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "hi", runtimeParams: { topK: 3 } });
     expect(events.filter((event) => event.type === "prompt.warning").map(({ seq: _seq, ts: _ts, ...rest }) => rest)).toEqual([
       {
@@ -114,6 +114,7 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
         sessionId,
         requestId,
         message: "openai: Chat Completions has no top_k: topK is not sent",
+        agentId,
       },
     ]);
   });
