@@ -147,6 +147,7 @@ export class Runtime {
         failSession: (sessionId, error) => this.failSession(sessionId, error),
         ask: (request) => this.ask(request),
         agentActor: (agentId) => this.agentActor(agentId),
+        emit: (type, actorId, fields) => this.hub.emit(type, actorId, fields),
       });
     }
     const { defaultAgentId } = this.limits;
