@@ -70,9 +70,10 @@ export interface RuntimeEventMap {
   "worker.stderr": { workerId: string; line: string };
   /**
    * An ACP worker's process ended, or its command could not be run (`spawnError`: the OS error code, e.g.
-   * `ENOENT`). `reason` says which, for people; `stderr` is the last 4 KiB it wrote there.
+   * `ENOENT`). `reason` says which, for people; `stderr` is the last 4 KiB it wrote there; `stopped` is true
+   * when troupe ended it (shutdown), false when it failed.
    */
-  "worker.exited": { workerId: string; code: number | null; signal: string | null; reason: string; stderr: string; spawnError?: string };
+  "worker.exited": { workerId: string; code: number | null; signal: string | null; reason: string; stopped: boolean; stderr: string; spawnError?: string };
 }
 
 /** An event type of the stream. */

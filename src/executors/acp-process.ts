@@ -71,12 +71,16 @@ export class AcpProcess {
   private stderrTail = "";
   private stderrLine = "";
   private exit: ProcessExit | undefined;
+  private terminating = false;
 
   constructor(private readonly options: AcpProcessOptions) {
     this.child = spawn(options.command, options.args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
+      // Its own process group: a Ctrl-C in troupe's terminal reaches troupe, which stops its workers in order,
+      // rather than killing them mid-prompt. Should troupe itself die, the agent reads the end of its stdin.
+      detached: true,
     });
     const stderrClosed = new Promise<void>((resolveClosed) => {
       if (this.child.stderr === null) resolveClosed();
@@ -142,6 +146,11 @@ export class AcpProcess {
     return this.child.pid;
   }
 
+  /** Whether `terminate()` was called: the process ends because it was asked to, not because it failed. */
+  get terminated(): boolean {
+    return this.terminating;
+  }
+
   /** Whether the process is still running. */
   get alive(): boolean {
     return this.exit === undefined;
@@ -193,6 +202,7 @@ export class AcpProcess {
    */
   async terminate(graceMs: number): Promise<ProcessExit> {
     if (this.exit !== undefined) return this.exited;
+    this.terminating = true;
     this.child.kill("SIGTERM");
     const timers: NodeJS.Timeout[] = [];
     const givenUp = new Promise<ProcessExit>((resolveGivenUp) => {

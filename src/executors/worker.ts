@@ -168,6 +168,7 @@ export class WorkerExecutor implements Executor {
         code,
         signal,
         reason,
+        stopped: process.terminated,
         stderr: process.stderr,
         ...(spawnFailure === undefined ? {} : { spawnError: spawnFailure.code }),
       });
@@ -189,6 +190,7 @@ export class WorkerExecutor implements Executor {
       code: null,
       signal: null,
       reason: failure.reason,
+      stopped: false,
       stderr: "",
       spawnError: failure.code,
     });
