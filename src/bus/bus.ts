@@ -63,6 +63,8 @@ export class CommunicationBus {
   /** Sync senders waiting for the envelope that answers their message, by its `message_id`. */
   private readonly syncReplies: Replies<{ answerers: string[] }>;
   private readonly metrics = new BusMetrics();
+  /** Stops counting the runtime's events, which may outlive this bus. */
+  private readonly stopCounting: () => void;
   /** Agents registered with `metadata.acks: false`: they get at-most-once delivery (SPEC §3.9). */
   private readonly withoutAcks = new Set<string>();
   private readonly runtime: Runtime;
@@ -167,6 +169,7 @@ export class CommunicationBus {
         return status === "accepted" || status === "queued";
       },
     });
+    this.stopCounting = this.metrics.observe(this.runtime);
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
     }
@@ -329,6 +332,7 @@ export class CommunicationBus {
       byStatus: this.deliveries.countsByStatus(),
       sessions: this.sessionManager.sessionCounts(),
       agents: { known: this.registry.knownCount(), online: this.registry.onlineCount(), connections: this.connections.count },
+      bridgeSessions: this.runtime.sessionCountsByStatus(),
     });
   }
 
@@ -363,6 +367,7 @@ export class CommunicationBus {
     this.deliveries.stop();
     this.sessionManager.stop();
     if (this.ownsRuntime) await this.runtime.stop();
+    this.stopCounting();
     this.state = "stopped";
   }
 

@@ -10,9 +10,11 @@ import { completionSchema, createSessionSchema, participantSchema, terminationSc
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { parseWith } from "../validation.js";
 import { pageOf, pageRequestOf } from "./pagination.js";
+import { prometheusText, wantsPrometheus } from "./prometheus.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
+const metricsFormatSchema = z.enum(["json", "prometheus"]);
 
 /** A path parameter, URL-decoded; a malformed escape is CONFIG. */
 function decoded(param: string | undefined, field: string): string {
@@ -162,7 +164,13 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/metrics$/,
-      handle: () => bus.metricsSnapshot(),
+      handle: async ({ query, header }) => {
+        const format = query.get("format");
+        const snapshot = bus.metricsSnapshot();
+        if (!wantsPrometheus(format === null ? null : parseWith(metricsFormatSchema, format, "format"), header("accept"))) return snapshot;
+        const { text, contentType } = await prometheusText(snapshot);
+        return new HttpAnswer(200, text, contentType);
+      },
     },
   ];
 }

@@ -428,6 +428,11 @@ export class Runtime {
     };
   }
 
+  /** Bridge sessions by state, counted as they move (O(1): what `GET /metrics` reads). */
+  sessionCountsByStatus(): Record<SessionStatus, number> {
+    return { ...this.sessionCounts };
+  }
+
   /** `agents_discover`: every agent, the first executor winning an id, filtered by capability; status from its actor. */
   discoverAgents(capability?: string): DiscoverResult {
     this.running();

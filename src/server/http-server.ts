@@ -104,11 +104,12 @@ export interface HttpRoute {
   handle(request: RouteRequest): unknown;
 }
 
-/** A route's answer with a status other than 200 (e.g. 201, 202). */
+/** A route's answer with a status other than 200 (e.g. 201, 202), or a body that is not JSON (`contentType` set, `body` the text). */
 export class HttpAnswer {
   constructor(
     readonly status: number,
     readonly body: unknown,
+    readonly contentType?: string,
   ) {}
 }
 
@@ -268,14 +269,14 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   ];
 
   /** Writes one JSON answer; the connection closes when the server is closing or a body is still arriving. */
-  function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string): void {
     if (res.headersSent || res.destroyed) return;
-    const payload = JSON.stringify(body);
+    const payload = contentType === undefined ? JSON.stringify(body) : String(body);
     const connection = bodyPending(req) || closing !== undefined ? { connection: "close" } : {};
     res.writeHead(status, {
       ...headers,
       ...connection,
-      "content-type": "application/json; charset=utf-8",
+      "content-type": contentType ?? "application/json; charset=utf-8",
       "content-length": Buffer.byteLength(payload),
     });
     res.end(payload);
@@ -323,7 +324,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       },
       client,
     });
-    if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
+    if (result instanceof HttpAnswer) send(req, res, result.status, result.body, {}, result.contentType);
     else send(req, res, 200, result);
   }
 
