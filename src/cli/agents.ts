@@ -1,14 +1,13 @@
 /**
  * `troupe agents`: the agents `troupe serve` would run, with where each runs and the providers it answers
  * with, without starting any of them. (agent.yaml files and their routing decisions join this list later.)
+ * Its options are defined in `agents-command.ts`.
  */
-import type { Command } from "commander";
 import type { AgentDescription } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor } from "../executors/worker.js";
-import { configOption, loadServerConfig } from "./config.js";
+import { loadServerConfig } from "./config.js";
 import { defaultAgents } from "./default-agents.js";
-import { asUsage } from "./exit-codes.js";
 
 /** One agent as `troupe agents` shows it. */
 export interface AgentRow extends AgentDescription {
@@ -71,18 +70,4 @@ export function formatAgents(listing: AgentsListing): string {
       ? "No provider key is set: the assistant answers with the offline mock provider (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY)."
       : `Providers from the environment: ${listing.liveProviders.join(", ")}; * marks each agent's default.`;
   return `${[line(header), ...rows.map(line)].join("\n")}\n\n${providers}\n`;
-}
-
-/** Adds `troupe agents` to the program. */
-export function registerAgentsCommand(program: Command): void {
-  program
-    .command("agents")
-    .summary("list the agents troupe serve would run")
-    .description("List the agents troupe serve would run with these options, where each runs, and the providers it answers with (* the default). Starts nothing.")
-    .addOption(configOption())
-    .option("--json", "print the list as JSON")
-    .action((flags: { config?: string; json?: boolean }) => {
-      const listing = asUsage(() => listAgents(flags.config));
-      process.stdout.write(flags.json === true ? `${JSON.stringify(listing, null, 2)}\n` : formatAgents(listing));
-    });
 }

@@ -4,7 +4,6 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { Option } from "commander";
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
 import { parseWith } from "../validation.js";
@@ -38,15 +37,6 @@ const configSchema = z.strictObject({
 /** What a configuration file may hold. */
 export interface ServerConfig {
   workers?: WorkerConfig[];
-}
-
-/** `--config <file>`: the option of every command that runs the server's agents. */
-export function configOption(): Option {
-  return new Option(
-    "--config <file>",
-    'a JSON configuration: { "workers": [{ "id", "command", "args", "env", "cwd", "capabilities", ... }] }; ' +
-      "relative paths in it are relative to the file's folder",
-  );
 }
 
 /** An argument that reads as a relative path: it starts with `./` or `../`. */

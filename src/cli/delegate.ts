@@ -2,33 +2,21 @@
  * `troupe delegate <agentId> <prompt>`: one prompt to one of the agents `troupe serve` would run, in this
  * process: the answer is streamed to stdout as it comes, a spinner waits for the first token on a terminal,
  * the usage follows on stderr. Ctrl-C cancels the prompt (its provider request really stops) and exits 130.
+ * Its options are defined in `delegate-command.ts`.
  */
 import { randomUUID } from "node:crypto";
-import type { Command } from "commander";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { logRuntimeEvents } from "../events/event-log.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import type { PromptResult } from "../bridge/schemas.js";
-import { configOption, loadServerConfig } from "./config.js";
+import { loadServerConfig } from "./config.js";
 import { defaultAgents } from "./default-agents.js";
 import { asUsage, CliFailure, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
-import { createCliLogger, type CliLogLevel } from "./logger.js";
-import { logLevelOption, numberBetween, positiveInteger } from "./options.js";
+import type { DelegateFlags } from "./delegate-command.js";
+import { createCliLogger } from "./logger.js";
 import { agentOfSession } from "./serve.js";
 import { handleSignals } from "./signals.js";
 import { startSpinner } from "./spinner.js";
-
-/** The flags of `troupe delegate` as commander parses them. */
-export interface DelegateFlags {
-  provider?: string;
-  model?: string;
-  temperature?: number;
-  maxTokens?: number;
-  /** `--no-stream` sets it to false; undefined means the default, streaming. */
-  stream?: boolean;
-  config?: string;
-  logLevel: CliLogLevel;
-}
 
 /** What `troupe delegate` was asked. */
 export interface DelegateRequest {
@@ -145,30 +133,4 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
     await runtime.stop();
     stopHandling();
   }
-}
-
-/** Adds `troupe delegate` to the program. */
-export function registerDelegateCommand(program: Command): void {
-  program
-    .command("delegate")
-    .summary("send one prompt to an agent and stream its answer")
-    .description(
-      "Send one prompt to one of the agents troupe serve runs (in this process, no server needed) and print the answer " +
-        "as it streams; the usage follows on stderr. Provider keys come from OPENAI_API_KEY (and OPENAI_BASE_URL), " +
-        "ANTHROPIC_API_KEY and GEMINI_API_KEY; with none, the assistant answers with the offline mock provider. " +
-        "Ctrl-C cancels the prompt and exits 130.",
-    )
-    .argument("<agentId>", "the agent to ask (troupe agents lists them)")
-    .argument("<prompt>", 'the prompt; "-" reads it from stdin')
-    .option("--provider <id>", "the provider to answer with (default: the agent's; troupe agents lists them)")
-    .option("--model <model>", "the model to use (default: the provider's)")
-    .option("--temperature <number>", "sampling temperature, 0 to 2", numberBetween(0, 2))
-    .option("--max-tokens <count>", "the most tokens the answer may take", positiveInteger)
-    .option("--stream", "print the answer as it comes (the default)")
-    .option("--no-stream", "print the answer only once it is complete")
-    .addOption(configOption())
-    .addOption(logLevelOption("error"))
-    .action(async (agentId: string, prompt: string, flags: DelegateFlags) => {
-      process.exitCode = await delegate({ agentId, prompt, flags }, { stdout: process.stdout, stderr: process.stderr });
-    });
 }

@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 /**
- * `troupe`: the command line. Each command lives in its own file and adds itself to the program with its
- * `register…Command(program)`. Exit codes: 0 done, 1 failed, 2 bad usage, 130 interrupted.
+ * `troupe`: the command line. Each command's definition (`<name>-command.ts`) adds it to the program with its
+ * `register…Command(program)` and loads what the command runs only when it runs, so that `troupe --version`
+ * and `--help` stay quick. Exit codes: 0 done, 1 failed, 2 bad usage, 130 interrupted.
  */
 import { Command, CommanderError } from "commander";
 import { toBridgeError } from "../errors.js";
 import { VERSION } from "../version.js";
-import { registerAgentsCommand } from "./agents.js";
-import { registerDelegateCommand } from "./delegate.js";
+import { registerAgentsCommand } from "./agents-command.js";
+import { registerDelegateCommand } from "./delegate-command.js";
 import { CliFailure, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 import { registerGraphCommand } from "./graph.js";
-import { registerServeCommand } from "./serve.js";
+import { registerServeCommand } from "./serve-command.js";
 
 /** The program with every command; commander's own exits become thrown `CommanderError`s. */
 function createProgram(): Command {

@@ -28,6 +28,15 @@ export function positiveInteger(text: string): number {
   return value;
 }
 
+/** `--config <file>`: the option of every command that runs the server's agents. */
+export function configOption(): Option {
+  return new Option(
+    "--config <file>",
+    'a JSON configuration: { "workers": [{ "id", "command", "args", "env", "cwd", "capabilities", ... }] }; ' +
+      "relative paths in it are relative to the file's folder",
+  );
+}
+
 /** `--log-level <level>` with this default. */
 export function logLevelOption(defaultLevel: CliLogLevel): Option {
   return new Option("--log-level <level>", "what to log on stderr (JSON lines; readable ones in a terminal)").choices(CLI_LOG_LEVELS).default(defaultLevel);

@@ -68,7 +68,8 @@ export function toMermaid(graph: StateGraph): string {
       if (state.type === "final") lines.push(`${indent}${id} --> [*]`);
     }
     for (const edge of edgesByScope.get(scope) ?? []) {
-      lines.push(`${indent}${idOf(edge.source)} --> ${idOf(edge.target)} : ${safeText(edge.labels.join(", "))}`);
+      // One line per event and guard: `<br/>` is how Mermaid breaks a label.
+      lines.push(`${indent}${idOf(edge.source)} --> ${idOf(edge.target)} : ${edge.labels.map(safeText).join("<br/>")}`);
     }
   };
 
