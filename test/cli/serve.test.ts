@@ -1,0 +1,164 @@
+/**
+ * `troupe serve` run as a person does: its flags, its key, its workers, its logs and its exit codes.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
+import { FIXTURE_AGENT, isAlive } from "../support/workers.js";
+import { collect, exitCodeOf, logLines, projectRoot, run, serveOnFreePort, troupe } from "./support.js";
+
+describe("troupe serve", () => {
+  it("serves the bridge with the offline mock provider when no provider key is set, and exits 0 on SIGTERM", async () => {
+    const { child, url, line } = await serveOnFreePort();
+    expect(line).toMatch(/agent "assistant" answering with the offline mock provider/);
+
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 2 } });
+    const discovered = await (await fetch(`${url}/bridge/agents_discover`, { method: "POST" })).json();
+    expect(discovered).toMatchObject({ agents: [{ id: "assistant", defaultProvider: "mock", providers: [{ id: "mock" }] }, { id: "mock" }] });
+
+    const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+    expect(delegated.status).toBe(200);
+    expect(await delegated.json()).toMatchObject({ text: "Echo: hi", stopReason: "end_turn" });
+
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("answers with OpenAI when OPENAI_API_KEY and OPENAI_BASE_URL are set, never showing the key", async () => {
+    const fake = await startOpenAIFake();
+    fake.enqueue(chatReply({ text: "From the model" }));
+    const { child, url, line } = await serveOnFreePort([], { OPENAI_API_KEY: "sk-cli-secret-123", OPENAI_BASE_URL: fake.baseURL });
+    expect(line).toMatch(/agent "assistant" answering with openai \(providers: openai, mock\)/);
+    expect(line).not.toContain("sk-cli-secret-123");
+    const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+    expect(await delegated.json()).toMatchObject({ text: "From the model", stopReason: "end_turn" });
+    expect(fake.lastRequest.headers.authorization).toBe("Bearer sk-cli-secret-123");
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("requires the key from AGENT_BUS_API_KEY and exits 0 on SIGINT", async () => {
+    const { child, url } = await serveOnFreePort([], { AGENT_BUS_API_KEY: "from-env" });
+    expect((await fetch(`${url}/bridge/bridge_health`, { method: "POST" })).status).toBe(401);
+    const keyed = await fetch(`${url}/bridge/bridge_health`, { method: "POST", headers: { "x-agent-api-key": "from-env" } });
+    expect(keyed.status).toBe(200);
+    child.kill("SIGINT");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("prefers --api-key over the environment", async () => {
+    const { child, url } = await serveOnFreePort(["--api-key", "from-flag"], { AGENT_BUS_API_KEY: "from-env" });
+    const keyed = await fetch(`${url}/bridge/bridge_health`, { method: "POST", headers: { "x-agent-api-key": "from-flag" } });
+    expect(keyed.status).toBe(200);
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("says which agent auth is on: shared by default on loopback, token with --agent-auth token", async () => {
+    const shared = await serveOnFreePort();
+    expect(shared.line).toContain("agent auth: shared");
+    shared.child.kill("SIGTERM");
+    expect(await exitCodeOf(shared.child)).toBe(0);
+    const token = await serveOnFreePort(["--agent-auth", "token"]);
+    expect(token.line).toContain("agent auth: token");
+    const registered = await fetch(`${token.url}/agents/register`, { method: "POST", body: JSON.stringify({ agent_id: "cc://a" }) });
+    const { agent_token } = (await registered.json()) as { agent_token: string };
+    const forged = await fetch(`${token.url}/agents/cc%3A%2F%2Fa`, { method: "DELETE" });
+    expect(forged.status).toBe(403);
+    expect((await fetch(`${token.url}/agents/cc%3A%2F%2Fa`, { method: "DELETE", headers: { "x-agent-token": agent_token } })).status).toBe(200);
+    token.child.kill("SIGTERM");
+    expect(await exitCodeOf(token.child)).toBe(0);
+  });
+
+  it("exits 2 naming the option on a bad --port, --log-level, or --data with --in-memory", async () => {
+    const [port, level, data] = await Promise.all([
+      run(["serve", "--port", "http"]),
+      run(["serve", "--log-level", "loud"]),
+      run(["serve", "--data", "here", "--in-memory"]),
+    ]);
+    expect(port).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--port <port>' argument 'http' is invalid. expected a port from 0 to 65535.") });
+    expect(port.stderr).toMatch(/add --help for usage/);
+    expect(level).toMatchObject({ code: 2, stderr: expect.stringMatching(/'--log-level <level>' argument 'loud' is invalid.*trace, debug, info, warn, error, silent/) });
+    expect(data).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--data <dir>' cannot be used with option '--in-memory'") });
+  });
+
+  it("logs JSON lines on stderr at --log-level, with the session, request and agent of each prompt", async () => {
+    const { child, url, stderr } = await serveOnFreePort(["--log-level", "debug"]);
+    const delegated = (await (await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "mock", prompt: "hi" }) })).json()) as {
+      sessionId: string;
+      requestId: string;
+    };
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+    const lines = logLines(stderr);
+    expect(lines.find((line) => line.msg === "troupe listening")).toMatchObject({ level: 30, url });
+    expect(lines.find((line) => line.event === "prompt.started")).toMatchObject({ level: 20, sessionId: delegated.sessionId, requestId: delegated.requestId, agentId: "mock" });
+    expect(lines.find((line) => line.event === "prompt.completed")).toMatchObject({ level: 30, sessionId: delegated.sessionId, requestId: delegated.requestId, agentId: "mock" });
+    expect(lines.at(-1)).toMatchObject({ msg: "stopped" });
+    // Deltas are trace: not at debug.
+    expect(lines.some((line) => line.event === "prompt.delta")).toBe(false);
+  });
+
+  it("runs the README's example ACP agent from examples/troupe.json, started from another folder, and logs its stderr under its id", async () => {
+    const elsewhere = mkdtempSync(join(tmpdir(), "troupe-cli-cwd-"));
+    try {
+      const { child, url, stderr } = await serveOnFreePort(["--config", join(projectRoot, "examples/troupe.json")], {}, elsewhere);
+      const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "echo-agent", prompt: "hello worker" }) });
+      expect(await delegated.json()).toMatchObject({ text: "Echo: hello worker", stopReason: "end_turn" });
+      child.kill("SIGTERM");
+      expect(await exitCodeOf(child)).toBe(0);
+      expect(logLines(stderr).find((line) => line.event === "worker.stderr")).toMatchObject({ worker: "echo-agent", agentId: "echo-agent", msg: "echo-agent: session 1 opened" });
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  it("runs the ACP workers of --config and ends their processes on SIGTERM", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      const worker = { id: "acp", command: process.execPath, args: [FIXTURE_AGENT], capabilities: ["code"] };
+      writeFileSync(config, JSON.stringify({ workers: [worker] }));
+      const { child, url } = await serveOnFreePort(["--config", config]);
+      const discovered = await (await fetch(`${url}/bridge/agents_discover`, { method: "POST", body: JSON.stringify({ capability: "code" }) })).json();
+      expect(discovered).toMatchObject({ agents: [{ id: "acp", capabilities: ["code"] }] });
+      const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "acp", prompt: "pid" }) });
+      const pid = Number(((await delegated.json()) as { text: string }).text);
+      expect(isAlive(pid)).toBe(true);
+      child.kill("SIGTERM");
+      expect(await exitCodeOf(child)).toBe(0);
+      expect(isAlive(pid)).toBe(false);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("exits 2 naming the file and the field of a bad --config", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      writeFileSync(config, JSON.stringify({ workers: [{ id: "acp", args: [] }] }));
+      const child = troupe(["serve", "--config", config]);
+      const stderr = collect(child.stderr);
+      expect(await exitCodeOf(child)).toBe(2);
+      expect(stderr.text()).toContain(`${config}: workers.0.command:`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("exits 1 when the port is taken", async () => {
+    const { child: first, url } = await serveOnFreePort();
+    const port = new URL(url).port;
+    const second = troupe(["serve", "--port", port, "--in-memory"]);
+    const stderr = collect(second.stderr);
+    expect(await exitCodeOf(second)).toBe(1);
+    expect(stderr.text()).toMatch(/EADDRINUSE/);
+    first.kill("SIGTERM");
+    expect(await exitCodeOf(first)).toBe(0);
+  });
+});
