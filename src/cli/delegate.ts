@@ -6,15 +6,13 @@
  */
 import { randomUUID } from "node:crypto";
 import { BridgeError, toBridgeError } from "../errors.js";
-import { logRuntimeEvents } from "../events/event-log.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import type { PromptResult } from "../bridge/schemas.js";
 import { loadServerConfig } from "./config.js";
 import { defaultAgents } from "./default-agents.js";
 import { asUsage, CliFailure, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 import type { DelegateFlags } from "./delegate-command.js";
-import { createCliLogger } from "./logger.js";
-import { agentOfSession } from "./serve.js";
+import { logRuntimeToStderr } from "./logger.js";
 import { handleSignals } from "./signals.js";
 import { startSpinner } from "./spinner.js";
 
@@ -77,8 +75,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
   const runtime = createRuntime({ agents, defaultAgentId, workers });
   checkAgent(runtime, agentId, [...agents, ...workers].map((agent) => agent.id));
   const prompt = request.prompt === "-" ? await readStdin() : request.prompt;
-  const logger = await createCliLogger(flags.logLevel);
-  logRuntimeEvents(runtime, logger, { agentOfSession: (sessionId) => agentOfSession(runtime, sessionId) });
+  await logRuntimeToStderr(runtime, flags.logLevel);
   const stream = flags.stream !== false;
   const requestId = randomUUID();
   let sessionId: string | undefined;

@@ -5,13 +5,12 @@
  */
 import { join } from "node:path";
 import { CommunicationBus } from "../bus/bus.js";
-import { logRuntimeEvents } from "../events/event-log.js";
-import { createRuntime, type Runtime } from "../runtime/runtime.js";
+import { createRuntime } from "../runtime/runtime.js";
 import { API_KEY_HEADER } from "../server/http-server.js";
 import { openSqliteStore, SQLITE_STORE_FILE } from "../store/sqlite-store.js";
 import type { ServerConfig } from "./config.js";
 import { defaultAgents } from "./default-agents.js";
-import { createCliLogger, type CliLogLevel } from "./logger.js";
+import { logRuntimeToStderr, type CliLogLevel } from "./logger.js";
 import { handleSignals } from "./signals.js";
 
 /** Options of `troupe serve`, after parsing. */
@@ -46,15 +45,14 @@ export async function serve(options: ServeOptions): Promise<void> {
     workers: options.config?.workers ?? [],
     ...(dataDir === undefined ? {} : { store: () => openSqliteStore({ dir: dataDir, ...(encryptionKey === undefined ? {} : { encryptionKey }) }) }),
   });
-  const logger = await createCliLogger(options.logLevel);
   // Listening before start: the workers' first lines (a command that cannot run) are events of the start.
-  logRuntimeEvents(runtime, logger, { agentOfSession: (sessionId) => agentOfSession(runtime, sessionId) });
+  const logger = await logRuntimeToStderr(runtime, options.logLevel);
   const answering =
     liveProviders.length === 0
       ? `answering with the offline mock provider (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for real models)`
       : `answering with ${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
   await runtime.start();
-  // parseServeArgs has read the environment already: the bus takes the key from the options only.
+  // serveOptionsFrom has read the environment already: the bus takes the key from the options only.
   const bus = new CommunicationBus({
     port: options.port,
     host: options.host,
@@ -89,9 +87,4 @@ export async function serve(options: ServeOptions): Promise<void> {
   await runtime.stop();
   stopHandling();
   logger.info("stopped");
-}
-
-/** The agent of a bridge session, while it exists: the `agentId` of its prompts' log lines. */
-export function agentOfSession(runtime: Runtime, sessionId: string): string | undefined {
-  return runtime.hasSession(sessionId) ? runtime.sessionStatus(sessionId).agentId : undefined;
 }
