@@ -3,7 +3,8 @@
  *
  * While `running`, it invokes `workerProcess` (provided by the runtime: it spawns the process, speaks ACP,
  * and reports `WORKER.READY` / `WORKER.EXITED`). An exit leads to `backoff` and a new process after an
- * exponential delay; `maxCrashes` exits without a stable run in between make the worker `unavailable`.
+ * exponential delay; `maxCrashes` exits without a stable run in between make the worker `unavailable`, and so
+ * does a command that cannot be spawned at all (`WORKER.SPAWN_FAILED`: it would fail the same way every time).
  * Leaving `running` stops the invoked actor, which ends the process. It tells its parent, the agent, what
  * that means for the agent: `AGENT.ONLINE`, `AGENT.OFFLINE` or `AGENT.UNAVAILABLE`.
  */
@@ -41,10 +42,12 @@ export interface WorkerProcessInput {
   generation: number;
 }
 
-/** Events a worker accepts (the last two come from its `workerProcess`). */
+/** Events a worker accepts, all from its `workerProcess`; `reason` says what happened, for people. */
 export type WorkerEvent =
   | { type: "WORKER.READY"; generation: number }
-  | { type: "WORKER.EXITED"; generation: number; code: number | null; signal: string | null };
+  | { type: "WORKER.EXITED"; generation: number; code: number | null; signal: string | null; reason: string }
+  /** The command could not be run at all (ENOENT, EACCES…): no process exists. */
+  | { type: "WORKER.SPAWN_FAILED"; generation: number; reason: string };
 
 /** A worker actor. */
 export type WorkerActorRef = ActorRefFrom<typeof workerMachine>;
@@ -96,7 +99,14 @@ export const workerMachine = setup({
       states: {
         starting: {
           description: "Spawned; the ACP initialize handshake is under way.",
-          on: { "WORKER.READY": { guard: "isCurrent", target: "ready", actions: { type: "tellAgent", params: { type: "AGENT.ONLINE" } } } },
+          on: {
+            "WORKER.READY": { guard: "isCurrent", target: "ready", actions: { type: "tellAgent", params: { type: "AGENT.ONLINE" } } },
+            "WORKER.SPAWN_FAILED": {
+              guard: "isCurrent",
+              target: "#worker.unavailable",
+              actions: { type: "tellAgent", params: ({ event }) => ({ type: "AGENT.UNAVAILABLE", reason: event.reason }) },
+            },
+          },
         },
         ready: {
           description: "Accepts sessions.",
@@ -111,7 +121,10 @@ export const workerMachine = setup({
             actions: [
               "countCrash",
               // Resolved after countCrash: `crashes` already counts this exit.
-              { type: "tellAgent", params: ({ context }) => ({ type: "AGENT.UNAVAILABLE", reason: `it crashed ${context.crashes} times in a row` }) },
+              {
+                type: "tellAgent",
+                params: ({ context, event }) => ({ type: "AGENT.UNAVAILABLE", reason: `it crashed ${context.crashes} times in a row; the last time it ${event.reason}` }),
+              },
             ],
           },
           { guard: "isCurrent", target: "backoff", actions: ["countCrash", { type: "tellAgent", params: { type: "AGENT.OFFLINE" } }] },
@@ -123,7 +136,7 @@ export const workerMachine = setup({
       after: { restartDelay: { target: "running", actions: "nextGeneration" } },
     },
     unavailable: {
-      description: "The process crashed too often; the worker takes no sessions.",
+      description: "The process crashed too often, or its command cannot be run; the worker takes no sessions.",
     },
   },
 });

@@ -69,6 +69,8 @@ export class CommunicationBus {
   /** Sync senders waiting for the envelope that answers their message, by its `message_id`. */
   private readonly syncReplies: Replies<{ answerers: string[] }>;
   private readonly metrics = new BusMetrics();
+  /** Stops counting the runtime's events, which may outlive this bus. */
+  private readonly stopCounting: () => void;
   /** Agents registered with `metadata.acks: false`: they get at-most-once delivery (SPEC §3.9). */
   private readonly withoutAcks = new Set<string>();
   private readonly runtime: Runtime;
@@ -189,6 +191,7 @@ export class CommunicationBus {
       clock: this.clock,
     });
     this.eventSockets = new EventSockets(this.events, { checkApiKey: createApiKeyCheck(this.options.apiKey), closeGraceMs: this.options.closeGraceMs });
+    this.stopCounting = this.metrics.observe(this.runtime);
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
     }
@@ -353,6 +356,7 @@ export class CommunicationBus {
       byStatus: this.deliveries.countsByStatus(),
       sessions: this.sessionManager.sessionCounts(),
       agents: { known: this.registry.knownCount(), online: this.registry.onlineCount(), connections: this.connections.count },
+      bridgeSessions: this.runtime.sessionCountsByStatus(),
     });
   }
 
@@ -389,6 +393,7 @@ export class CommunicationBus {
     this.deliveries.stop();
     this.sessionManager.stop();
     if (this.ownsRuntime) await this.runtime.stop();
+    this.stopCounting();
     this.state = "stopped";
   }
 

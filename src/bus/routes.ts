@@ -13,9 +13,11 @@ import { pageOf, pageRequestOf } from "./pagination.js";
 import { parseEventQuery } from "../events/event-filter.js";
 import { serverSentEvents } from "../events/server-sent-events.js";
 import { LAST_EVENT_ID_HEADER } from "../protocol/event-frames.js";
+import { prometheusText, wantsPrometheus } from "./prometheus.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
+const metricsFormatSchema = z.enum(["json", "prometheus"]);
 
 /** A path parameter, URL-decoded; a malformed escape is CONFIG. */
 function decoded(param: string | undefined, field: string): string {
@@ -165,7 +167,13 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/metrics$/,
-      handle: () => bus.metricsSnapshot(),
+      handle: async ({ query, header }) => {
+        const format = query.get("format");
+        const snapshot = bus.metricsSnapshot();
+        if (!wantsPrometheus(format === null ? null : parseWith(metricsFormatSchema, format, "format"), header("accept"))) return snapshot;
+        const { text, contentType } = await prometheusText(snapshot);
+        return new HttpAnswer(200, text, contentType);
+      },
     },
     {
       method: "GET",

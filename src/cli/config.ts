@@ -1,8 +1,10 @@
 /**
  * The server's configuration file (`troupe serve --config troupe.json`): JSON, validated at load. It holds the
- * ACP workers to run (`workers`) and the bus's limits and timings (`bus`).
+ * ACP workers to run (`workers`) and the bus's limits and timings (`bus`). Paths in it are relative to the
+ * file's folder, so a configuration works from wherever the server is started.
  */
 import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
 import { busLimitsSchema, type BusLimits } from "../bus/options.js";
@@ -42,6 +44,26 @@ export interface ServerConfig {
   bus?: BusLimits;
 }
 
+/** An argument that reads as a relative path: it starts with `./` or `../`. */
+function isRelativePath(arg: string): boolean {
+  return arg.startsWith("./") || arg.startsWith("../");
+}
+
+/**
+ * Resolves a worker's paths against the configuration file's folder: a `command` with a `/` in it (a bare
+ * name such as `node` is looked up on the PATH), arguments that start with `./` or `../`, `cwd` and `fsRoot`.
+ */
+export function resolveWorkerPaths(worker: WorkerConfig, folder: string): WorkerConfig {
+  const against = (path: string): string => (isAbsolute(path) ? path : resolve(folder, path));
+  return {
+    ...worker,
+    command: worker.command.includes("/") ? against(worker.command) : worker.command,
+    ...(worker.args === undefined ? {} : { args: worker.args.map((arg) => (isRelativePath(arg) ? against(arg) : arg)) }),
+    ...(worker.cwd === undefined ? {} : { cwd: against(worker.cwd) }),
+    ...(worker.fsRoot === undefined ? {} : { fsRoot: against(worker.fsRoot) }),
+  };
+}
+
 /** Reads and validates a configuration file; a bad one is CONFIG naming the file and the field. */
 export function loadServerConfig(path: string): ServerConfig {
   let text: string;
@@ -56,10 +78,16 @@ export function loadServerConfig(path: string): ServerConfig {
   } catch (error) {
     throw new BridgeError("CONFIG", `${path}: not valid JSON: ${(error as Error).message}`, { file: path });
   }
+  let config: z.infer<typeof configSchema>;
   try {
-    return parseWith(configSchema, json, { root: "(root)", details: { file: path } });
+    config = parseWith(configSchema, json, { root: "(root)", details: { file: path } });
   } catch (error) {
     const configError = error as BridgeError;
     throw new BridgeError("CONFIG", `${path}: ${configError.message}`, configError.details);
   }
+  const folder = dirname(resolve(path));
+  return {
+    ...(config.workers === undefined ? {} : { workers: config.workers.map((worker) => resolveWorkerPaths(worker, folder)) }),
+    ...(config.bus === undefined ? {} : { bus: config.bus }),
+  };
 }

@@ -1,71 +1,61 @@
 #!/usr/bin/env node
 /**
- * `troupe`: the command line. Exit codes: 0 done, 1 failed, 2 bad usage.
+ * `troupe`: the command line. Each command's definition (`<name>-command.ts`) adds it to the program with its
+ * `register…Command(program)` and loads what the command runs only when it runs, so that `troupe --version`
+ * and `--help` stay quick. Exit codes: 0 done, 1 failed, 2 bad usage, 130 interrupted.
  */
+import { Command, CommanderError } from "commander";
 import { toBridgeError } from "../errors.js";
-import { runMcp } from "./mcp.js";
-import { API_KEY_ENV, parseServeArgs, serve, type ServeOptions } from "./serve.js";
+import { VERSION } from "../version.js";
+import { registerAgentsCommand } from "./agents-command.js";
+import { registerDelegateCommand } from "./delegate-command.js";
+import { CliFailure, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
+import { registerGraphCommand } from "./graph.js";
+import { registerServeCommand } from "./serve-command.js";
 
-const USAGE = `Usage: troupe <command> [options]
-
-Commands:
-  serve    Serve the communication bus (agents, messages, workflow sessions over HTTP and
-           WebSocket) and the bridge tools (POST /bridge/:tool, GET /health, MCP on /mcp)
-  mcp      Serve the bridge tools to an MCP client over stdio (troupe mcp --help)
-
-Options of serve:
-  --port <port>    Port to listen on; 0 picks a free one (default 8080)
-  --host <host>    Address to bind (default 127.0.0.1)
-  --api-key <key>  Require this key in the x-agent-api-key header on every route but GET /health and
-                   on agent WebSockets (default: $${API_KEY_ENV}; none when unset, which only a loopback
-                   --host allows; "dev-key" is refused on any other host)
-  --agent-auth <token|shared>
-                   token: an agent needs its own agent_token (answered by POST /agents/register) to connect,
-                   send, re-register or deregister as itself; shared: the key alone does (the seed's model).
-                   Default: shared on a loopback --host, token on any other
-  --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", "env", "capabilities", ... }],
-                   "bus": { "maxQueuedBytes", "maxAgents", "connectionIdleMs", ... } } (the bus's limits:
-                   docs/security.md)
-  --data <dir>     Where the SQLite store keeps registrations, messages, workflows and sessions across
-                   restarts (default ./.troupe); encrypted at rest when $TROUPE_ENCRYPTION_KEY is set
-  --in-memory      Keep everything in memory instead: nothing survives a restart
-  --tls-key <file>, --tls-cert <file>
-                   Serve HTTPS and WSS with this PEM key and certificate
-
-  -h, --help       Show this help
-`;
-
-const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
-
-function isHelp(arg: string | undefined): boolean {
-  return arg === "--help" || arg === "-h" || arg === "help";
+/** The program with every command; commander's own exits become thrown `CommanderError`s. */
+function createProgram(): Command {
+  const program = new Command("troupe")
+    .description("An actor-model runtime for AI agents, on XState v5: serve the bus and the bridge tools, delegate a prompt, list agents, draw state machines.")
+    .version(VERSION, "-v, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .helpCommand("help [command]", "show help for a command")
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)")
+    .addHelpText("after", "\nExit codes: 0 done, 1 failed, 2 bad usage, 130 interrupted (Ctrl-C).\nDocs: docs/cli.md");
+  registerServeCommand(program);
+  registerDelegateCommand(program);
+  registerAgentsCommand(program);
+  registerGraphCommand(program);
+  // `troupe mcp` parses its own options (src/cli/mcp.ts): stdout carries nothing but MCP.
+  program
+    .command("mcp")
+    .description("serve the bridge tools to an MCP client over stdio (troupe mcp --help)")
+    .helpOption(false)
+    .allowUnknownOption()
+    .argument("[options...]")
+    .action(async (options: string[]) => {
+      const { runMcp } = await import("./mcp.js");
+      process.exitCode = await runMcp(options);
+    });
+  return program;
 }
 
+/** Runs `troupe` with these arguments; resolves with the exit code (an action may have set `process.exitCode`). */
 async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
-  if (command === "mcp") return runMcp(args);
-  if (isHelp(command) || (command === "serve" && args.some(isHelp))) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (command !== "serve") {
-    const problem = command === undefined ? "no command given" : `unknown command ${JSON.stringify(command)}`;
-    process.stderr.write(`troupe: ${problem}\n\n${USAGE}`);
-    return EXIT_USAGE;
-  }
-  let options: ServeOptions;
+  const program = createProgram();
   try {
-    options = parseServeArgs(args, process.env);
+    await program.parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : EXIT_OK;
   } catch (error) {
-    process.stderr.write(`troupe serve: ${toBridgeError(error).message}\n\n${USAGE}`);
-    return EXIT_USAGE;
-  }
-  try {
-    await serve(options);
-    return 0;
-  } catch (error) {
-    process.stderr.write(`troupe serve: ${toBridgeError(error).message}\n`);
+    // Commander has printed its message (and help) already: only its exit code is left to choose.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    const command = program.args[0] === undefined ? "troupe" : `troupe ${program.args[0]}`;
+    if (error instanceof CliFailure) {
+      process.stderr.write(`${command}: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`${command}: ${toBridgeError(error).message}\n`);
     return EXIT_FAILED;
   }
 }

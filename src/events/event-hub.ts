@@ -85,6 +85,16 @@ export interface RuntimeEventMap {
   "agent.offline": { agentId: string; kind: AgentKind; unavailable: boolean };
   "agent.busy": { agentId: string; kind: AgentKind };
   "agent.ready": { agentId: string; kind: AgentKind };
+  /** An ACP worker's process started. */
+  "worker.started": { workerId: string; pid: number };
+  /** One line an ACP worker's process wrote to stderr. */
+  "worker.stderr": { workerId: string; line: string };
+  /**
+   * An ACP worker's process ended, or its command could not be run (`spawnError`: the OS error code, e.g.
+   * `ENOENT`). `reason` says which, for people; `stderr` is the last 4 KiB it wrote there; `stopped` is true
+   * when troupe ended it (shutdown), false when it failed.
+   */
+  "worker.exited": { workerId: string; code: number | null; signal: string | null; reason: string; stopped: boolean; stderr: string; spawnError?: string };
 }
 
 /** An event type of the stream. */
@@ -121,6 +131,9 @@ export const RUNTIME_EVENT_TYPES = Object.keys({
   "agent.offline": true,
   "agent.busy": true,
   "agent.ready": true,
+  "worker.started": true,
+  "worker.stderr": true,
+  "worker.exited": true,
 } satisfies Record<RuntimeEventType, true>) as RuntimeEventType[];
 
 /** One event of the stream. */

@@ -11,6 +11,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { isAbsolute, relative, resolve } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { BridgeError } from "../errors.js";
+import { describeExit, describeSpawnFailure, withStderr, type SpawnFailure } from "./process-exits.js";
 
 /** How a worker answers an agent's `session/request_permission`. Default `deny`. */
 export type PermissionPolicy =
@@ -27,15 +28,22 @@ export interface AcpProcessOptions {
   permissions: PermissionPolicy;
   /** File reads and writes are allowed only below this directory; none when undefined. */
   fsRoot: string | undefined;
+  /** Gets each line the process writes to stderr (a line longer than the tail is cut into pieces). */
+  onStderr?: (line: string) => void;
 }
 
 /** How a process ended. */
 export interface ProcessExit {
   code: number | null;
   signal: string | null;
+  /** Set when the command could not be run at all: no process ever existed. */
+  spawnFailure?: SpawnFailure;
 }
 
-const STDERR_TAIL_BYTES = 4096;
+/** How much of a process's stderr is kept for error messages and the log (characters, about 4 KiB). */
+export const STDERR_TAIL_CHARS = 4096;
+/** How long an exit waits for the rest of the process's stderr (a grandchild may hold the pipe open). */
+const STDERR_DRAIN_MS = 200;
 const EXIT_REPORT_WAIT_MS = 200;
 
 function insideRoot(root: string, path: string): boolean {
@@ -50,38 +58,53 @@ function pickOption(options: acp.PermissionOption[], decision: "allow" | "deny")
   return option === undefined ? { outcome: "cancelled" } : { outcome: "selected", optionId: option.optionId };
 }
 
-/** A running ACP agent process. */
+/**
+ * A running ACP agent process. The constructor throws what `spawn` throws synchronously (e.g. ENOTDIR for a
+ * cwd that is a file); a command that cannot be found or run ends `exited` with a `spawnFailure` instead.
+ */
 export class AcpProcess {
-  /** Resolves when the process has exited. */
+  /** Resolves when the process has exited and its stderr is read (or never started: see `spawnFailure`). */
   readonly exited: Promise<ProcessExit>;
   private readonly child: ChildProcess;
   private readonly connection: acp.ClientConnection;
   private readonly chunkListeners = new Map<string, (text: string) => void>();
   private stderrTail = "";
+  private stderrLine = "";
   private exit: ProcessExit | undefined;
+  private terminating = false;
 
   constructor(private readonly options: AcpProcessOptions) {
     this.child = spawn(options.command, options.args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
+      // Its own process group: a Ctrl-C in troupe's terminal reaches troupe, which stops its workers in order,
+      // rather than killing them mid-prompt. Should troupe itself die, the agent reads the end of its stdin.
+      detached: true,
+    });
+    const stderrClosed = new Promise<void>((resolveClosed) => {
+      if (this.child.stderr === null) resolveClosed();
+      else this.child.stderr.once("close", resolveClosed);
     });
     this.exited = new Promise((resolveExit) => {
-      this.child.once("exit", (code, signal) => {
-        this.exit = { code, signal };
-        resolveExit(this.exit);
-      });
+      const report = (exit: ProcessExit): void => {
+        this.exit = exit;
+        let drained: NodeJS.Timeout | undefined;
+        void Promise.race([stderrClosed, new Promise<void>((resolveSoon) => (drained = setTimeout(resolveSoon, STDERR_DRAIN_MS)))]).then(() => {
+          clearTimeout(drained);
+          this.flushStderrLine();
+          resolveExit(exit);
+        });
+      };
+      this.child.once("exit", (code, signal) => report({ code, signal }));
       this.child.once("error", (error) => {
-        this.stderrTail += `\n${error.message}`;
-        if (this.child.exitCode === null && this.child.pid === undefined) {
-          this.exit = { code: null, signal: null };
-          resolveExit(this.exit);
+        // Without a pid the process never existed (the command is missing or not executable): no exit follows.
+        if (this.child.pid === undefined && this.exit === undefined) {
+          report({ code: null, signal: null, spawnFailure: describeSpawnFailure(error, options.command, options.cwd) });
         }
       });
     });
-    this.child.stderr?.on("data", (chunk: Buffer) => {
-      this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
-    });
+    this.child.stderr?.setEncoding("utf8").on("data", (chunk: string) => this.takeStderr(chunk));
     const client = acp
       .client({ name: "troupe" })
       .onNotification(acp.methods.client.session.update, ({ params }) => {
@@ -123,12 +146,17 @@ export class AcpProcess {
     return this.child.pid;
   }
 
+  /** Whether `terminate()` was called: the process ends because it was asked to, not because it failed. */
+  get terminated(): boolean {
+    return this.terminating;
+  }
+
   /** Whether the process is still running. */
   get alive(): boolean {
     return this.exit === undefined;
   }
 
-  /** The last lines the process wrote to stderr (for error messages). */
+  /** The last `STDERR_TAIL_CHARS` the process wrote to stderr (for error messages and the log). */
   get stderr(): string {
     return this.stderrTail.trim();
   }
@@ -168,21 +196,50 @@ export class AcpProcess {
     }
   }
 
-  /** Ends the process: SIGTERM, then SIGKILL if it is still alive after `graceMs`. */
+  /**
+   * Ends the process: SIGTERM, then SIGKILL if it is still alive after `graceMs`. Resolves once it exited, or
+   * `graceMs` after the SIGKILL at the latest (a process stuck in the kernel must not hold the runtime's stop).
+   */
   async terminate(graceMs: number): Promise<ProcessExit> {
-    if (this.exit !== undefined) return this.exit;
+    if (this.exit !== undefined) return this.exited;
+    this.terminating = true;
     this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    const timers: NodeJS.Timeout[] = [];
+    const givenUp = new Promise<ProcessExit>((resolveGivenUp) => {
+      timers.push(setTimeout(() => this.child.kill("SIGKILL"), graceMs));
+      timers.push(setTimeout(() => resolveGivenUp({ code: null, signal: null }), 2 * graceMs));
+    });
     try {
-      return await this.exited;
+      return await Promise.race([this.exited, givenUp]);
     } finally {
-      clearTimeout(timer);
+      for (const timer of timers) clearTimeout(timer);
     }
   }
 
   /** Kills the process at once (used when the runtime must not wait). */
   kill(): void {
     if (this.exit === undefined) this.child.kill("SIGKILL");
+  }
+
+  /** Keeps the bounded tail and hands lines to `onStderr`, cut into pieces of at most the tail's size. */
+  private takeStderr(chunk: string): void {
+    this.stderrTail = (this.stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+    if (this.options.onStderr === undefined) return;
+    const lines = (this.stderrLine + chunk).split("\n");
+    // A process that writes without newlines must not grow the buffer without bound.
+    this.stderrLine = lines.pop() ?? "";
+    if (this.stderrLine.length >= STDERR_TAIL_CHARS) {
+      lines.push(this.stderrLine);
+      this.stderrLine = "";
+    }
+    for (const line of lines) {
+      for (let at = 0; at < Math.max(1, line.length); at += STDERR_TAIL_CHARS) this.options.onStderr(line.slice(at, at + STDERR_TAIL_CHARS).replace(/\r$/, ""));
+    }
+  }
+
+  private flushStderrLine(): void {
+    if (this.stderrLine !== "") this.options.onStderr?.(this.stderrLine);
+    this.stderrLine = "";
   }
 
   private allowedPath(path: string): string {
@@ -216,8 +273,8 @@ export class AcpProcess {
   }
 
   private deadError(): BridgeError {
-    const how = this.exit === undefined ? "closed its connection" : `exited (code ${this.exit.code}, signal ${this.exit.signal})`;
-    const tail = this.stderr === "" ? "" : `: ${this.stderr.split("\n").slice(-3).join(" | ")}`;
-    return new BridgeError("TRANSPORT", `Worker process ${how}${tail}`, { sessionValid: false });
+    const { exit } = this;
+    const how = exit === undefined ? "closed its connection" : (exit.spawnFailure?.reason ?? describeExit(exit.code, exit.signal));
+    return new BridgeError("TRANSPORT", `Worker process ${withStderr(how, this.stderr)}`, { sessionValid: false, ...(this.stderr === "" ? {} : { stderr: this.stderr }) });
   }
 }

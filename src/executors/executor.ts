@@ -5,6 +5,7 @@ import type { AgentActorRef } from "../../machines/agent.machine.js";
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { BridgeError } from "../errors.js";
+import type { RuntimeEventMap, RuntimeEventType } from "../events/event-hub.js";
 import type { AskRequest } from "../runtime/messenger.js";
 
 /** An agent as `agents_discover` describes it; `status` comes from the agent's actor. */
@@ -29,6 +30,8 @@ export interface ExecutorHost {
   ask(request: AskRequest): Promise<AskReply>;
   /** The actor of an agent (`agent:<id>`), whose state says whether it is online; undefined while the runtime is not running. */
   agentActor(agentId: string): AgentActorRef | undefined;
+  /** Publishes an event on the runtime's hub (what a worker's process does: it starts, writes to stderr, exits). */
+  emit<T extends RuntimeEventType>(type: T, actorId: string, fields: RuntimeEventMap[T]): void;
 }
 
 /** Where a running prompt reports what it streams: `prompt.delta` and `prompt.warning` events. */

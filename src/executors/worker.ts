@@ -9,9 +9,10 @@
  */
 import type { AgentInput, AgentActorRef } from "../../machines/agent.machine.js";
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
-import type { WorkerEvent, WorkerRestartPolicy } from "../../machines/worker.machine.js";
+import { workerSystemId, type WorkerEvent, type WorkerRestartPolicy } from "../../machines/worker.machine.js";
 import { BridgeError, sessionNotFound } from "../errors.js";
 import { AcpProcess, type PermissionPolicy } from "./acp-process.js";
+import { describeExit, describeSpawnFailure, withStderr, type SpawnFailure } from "./process-exits.js";
 import type { AgentDescription, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 import type { StopReason } from "../agents/agent.js";
 
@@ -122,19 +123,31 @@ export class WorkerExecutor implements Executor {
 
   /**
    * The `workerProcess` of a worker actor: starts the process, reports READY after `initialize` and EXITED
-   * when it ends; the returned function (run when the actor leaves `running`) ends the process.
+   * when it ends, or SPAWN_FAILED when its command cannot be run; the returned function (run when the actor
+   * leaves `running`) ends the process. What the process does is published as `worker.*` events.
    */
   startProcess(workerId: string, generation: number, sendBack: (event: WorkerEvent) => void): () => void {
     const config = this.config(workerId);
-    const process = new AcpProcess({
-      command: config.command,
-      args: config.args ?? [],
-      env: config.env ?? {},
-      cwd: config.cwd,
-      permissions: config.permissions ?? "deny",
-      fsRoot: config.fsRoot,
-    });
+    const actorId = workerSystemId(workerId);
+    let process: AcpProcess;
+    try {
+      process = new AcpProcess({
+        command: config.command,
+        args: config.args ?? [],
+        env: config.env ?? {},
+        cwd: config.cwd,
+        permissions: config.permissions ?? "deny",
+        fsRoot: config.fsRoot,
+        onStderr: (line) => this.host?.emit("worker.stderr", actorId, { workerId, line }),
+      });
+    } catch (error) {
+      // spawn() throws some errors at once (a cwd that is a file): the same answer as one reported later.
+      const failure = describeSpawnFailure(error, config.command, config.cwd);
+      queueMicrotask(() => this.reportSpawnFailure(workerId, generation, failure, sendBack));
+      return () => undefined;
+    }
     this.processes.set(workerId, process);
+    if (process.pid !== undefined) this.host?.emit("worker.started", actorId, { workerId, pid: process.pid });
     // A process that never answers `initialize` is ended, so the worker actor restarts it.
     const initializing = setTimeout(() => process.kill(), this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
     void process.exited.then(() => clearTimeout(initializing));
@@ -146,17 +159,42 @@ export class WorkerExecutor implements Executor {
         sendBack({ type: "WORKER.READY", generation });
       })
       .catch(() => process.kill());
-    void process.exited.then(({ code, signal }) => {
+    void process.exited.then(({ code, signal, spawnFailure }) => {
       if (this.processes.get(workerId) === process) this.processes.delete(workerId);
+      if (spawnFailure !== undefined && spawnFailure.permanent) return this.reportSpawnFailure(workerId, generation, spawnFailure, sendBack);
+      const reason = withStderr(spawnFailure?.reason ?? describeExit(code, signal), process.stderr);
+      this.host?.emit("worker.exited", actorId, {
+        workerId,
+        code,
+        signal,
+        reason,
+        stopped: process.terminated,
+        stderr: process.stderr,
+        ...(spawnFailure === undefined ? {} : { spawnError: spawnFailure.code }),
+      });
       // The agent goes offline first: its sessions fail after it, as the work they were running is lost.
-      sendBack({ type: "WORKER.EXITED", generation, code, signal });
-      this.failSessionsOf(process, workerId, code, signal);
+      sendBack({ type: "WORKER.EXITED", generation, code, signal, reason });
+      this.failSessionsOf(process, workerId, { code, signal, reason, stderr: process.stderr });
     });
     return () => {
       const ended = process.terminate(this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
       this.exiting.add(ended);
       void ended.finally(() => this.exiting.delete(ended));
     };
+  }
+
+  /** A command that cannot be run: the worker gives up at once (its agent's unavailable reason says why). */
+  private reportSpawnFailure(workerId: string, generation: number, failure: SpawnFailure, sendBack: (event: WorkerEvent) => void): void {
+    this.host?.emit("worker.exited", workerSystemId(workerId), {
+      workerId,
+      code: null,
+      signal: null,
+      reason: failure.reason,
+      stopped: false,
+      stderr: "",
+      spawnError: failure.code,
+    });
+    sendBack({ type: "WORKER.SPAWN_FAILED", generation, reason: failure.reason });
   }
 
   async openSession(session: SessionInfo): Promise<void> {
@@ -234,7 +272,8 @@ export class WorkerExecutor implements Executor {
       });
     const process = ready();
     if (process !== undefined) return Promise.resolve(process);
-    if (agent.getSnapshot().value === "unavailable") return Promise.reject(unavailable());
+    const { value, context } = agent.getSnapshot();
+    if (value === "unavailable") return Promise.reject(unavailable(context.unavailableReason ?? undefined));
     const timeoutMs = this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     return new Promise<AcpProcess>((resolve, reject) => {
       const settle = (): void => {
@@ -263,10 +302,13 @@ export class WorkerExecutor implements Executor {
     });
   }
 
-  private failSessionsOf(process: AcpProcess, workerId: string, code: number | null, signal: string | null): void {
-    const error = new BridgeError("TRANSPORT", `Worker ${workerId} exited (code ${code}, signal ${signal})`, {
+  private failSessionsOf(process: AcpProcess, workerId: string, exit: { code: number | null; signal: string | null; reason: string; stderr: string }): void {
+    const error = new BridgeError("TRANSPORT", `Worker ${workerId} ${exit.reason}`, {
       sessionValid: false,
       workerId,
+      code: exit.code,
+      signal: exit.signal,
+      ...(exit.stderr === "" ? {} : { stderr: exit.stderr }),
     });
     for (const [sessionId, binding] of this.sessions) {
       if (binding.process === process) this.host?.failSession(sessionId, error);

@@ -147,6 +147,7 @@ export class Runtime {
         failSession: (sessionId, error) => this.failSession(sessionId, error),
         ask: (request) => this.ask(request),
         agentActor: (agentId) => this.agentActor(agentId),
+        emit: (type, actorId, fields) => this.hub.emit(type, actorId, fields),
       });
     }
     const { defaultAgentId } = this.limits;
@@ -425,6 +426,11 @@ export class Runtime {
       sessions: { total: active + busy + idle + failed, active, busy, idle, failed, capacity: this.limits.maxSessions },
       agents: this.executors.reduce((count, executor) => count + executor.describeAgents().length, 0),
     };
+  }
+
+  /** Bridge sessions by state, counted as they move (O(1): what `GET /metrics` reads). */
+  sessionCountsByStatus(): Record<SessionStatus, number> {
+    return { ...this.sessionCounts };
   }
 
   /** `agents_discover`: every agent, the first executor winning an id, filtered by capability; status from its actor. */

@@ -117,11 +117,12 @@ export interface RawHttpRoute {
   serve(request: RouteRequest, req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
-/** A route's answer with a status other than 200 (e.g. 201, 202). */
+/** A route's answer with a status other than 200 (e.g. 201, 202), or a body that is not JSON (`contentType` set, `body` the text). */
 export class HttpAnswer {
   constructor(
     readonly status: number,
     readonly body: unknown,
+    readonly contentType?: string,
   ) {}
 }
 
@@ -290,14 +291,14 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   ];
 
   /** Writes one JSON answer; the connection closes when the server is closing or a body is still arriving. */
-  function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string): void {
     if (res.headersSent || res.destroyed) return;
-    const payload = JSON.stringify(body);
+    const payload = contentType === undefined ? JSON.stringify(body) : String(body);
     const connection = bodyPending(req) || closing !== undefined ? { connection: "close" } : {};
     res.writeHead(status, {
       ...headers,
       ...connection,
-      "content-type": "application/json; charset=utf-8",
+      "content-type": contentType ?? "application/json; charset=utf-8",
       "content-length": Buffer.byteLength(payload),
     });
     res.end(payload);
@@ -348,7 +349,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     if ("serve" in match.route) return match.route.serve(request, req, res);
     const result = await match.route.handle(request);
     if (result instanceof HttpStream) result.open(req, res);
-    else if (result instanceof HttpAnswer) send(req, res, result.status, result.body);
+    else if (result instanceof HttpAnswer) send(req, res, result.status, result.body, {}, result.contentType);
     else send(req, res, 200, result);
   }
 

@@ -1,7 +1,7 @@
 /**
  * The WorkerExecutor with real ACP agent processes (test/fixtures/acp-agent.mjs).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -33,6 +33,11 @@ async function pidOf(runtime: Runtime, sessionId: string): Promise<number> {
   const pid = Number((await runtime.bridge.sessionsPrompt({ sessionId, prompt: "pid" })).text);
   pids.add(pid);
   return pid;
+}
+
+/** The next event of a type. */
+function nextEventOf<T extends RuntimeEvent["type"]>(runtime: Runtime, type: T): Promise<RuntimeEvent<T>> {
+  return waitFor(runtime, (event) => event.type === type) as Promise<RuntimeEvent<T>>;
 }
 
 function waitFor(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean): Promise<RuntimeEvent> {
@@ -87,7 +92,7 @@ describe("WorkerExecutor", () => {
     for (const sessionId of [a1, a2]) {
       expect(await runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({
         status: "failed",
-        error: { type: "TRANSPORT", message: expect.stringContaining("Worker a exited (code null, signal SIGKILL)") },
+        error: { type: "TRANSPORT", message: "Worker a was killed by SIGKILL" },
       });
       expect(await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "x" }))).toMatchObject({
         type: "TRANSPORT",
@@ -119,7 +124,7 @@ describe("WorkerExecutor", () => {
     expect(offline).toEqual([expect.objectContaining({ actorId: "agent:broken", agentId: "broken", kind: "worker", unavailable: true })]);
     expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "broken" }))).toMatchObject({
       type: "TRANSPORT",
-      message: "Worker broken is unavailable",
+      message: "Worker broken is unavailable: it crashed 3 times in a row; the last time it exited with code 3; its stderr ends: fixture: crashing at start",
     });
     expect((await runtime.bridge.health()).sessions.total).toBe(0);
   });
@@ -130,7 +135,7 @@ describe("WorkerExecutor", () => {
     });
     expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "broken" }))).toMatchObject({
       type: "TRANSPORT",
-      message: "Worker broken is unavailable: it crashed 3 times in a row",
+      message: expect.stringMatching(/^Worker broken is unavailable: it crashed 3 times in a row; the last time it exited with code 3/),
       details: { sessionValid: false, workerId: "broken" },
     });
   });
@@ -274,6 +279,154 @@ describe("WorkerExecutor", () => {
       const pid = await pidOf(runtime, sessionId);
       await runtime.stop();
       expect(isAlive(pid)).toBe(false);
+    });
+  });
+
+  describe("workers that fail say why", () => {
+    // A start timeout far beyond the test's own: only an answer that does not wait for the worker can pass.
+    const patient = { workerStartTimeoutMs: 120_000 };
+
+    it("fails sessions_create at once with TRANSPORT naming a command that does not exist", async () => {
+      const exits: Array<RuntimeEvent<"worker.exited">> = [];
+      const runtime = createRuntime({ ...patient, workers: [{ id: "ghost", command: "/nonexistent/acp-agent" }] });
+      runtimes.push(runtime);
+      runtime.on("worker.exited", (event) => exits.push(event));
+      await runtime.start();
+      expect(await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "ghost" }))).toMatchObject({
+        type: "TRANSPORT",
+        message: 'Worker ghost is unavailable: cannot run "/nonexistent/acp-agent": no such file (ENOENT)',
+        details: { sessionValid: false, retryable: false, workerId: "ghost" },
+      });
+      expect(runtime.agentState("ghost")).toBe("unavailable");
+      expect(exits).toEqual([expect.objectContaining({ actorId: "worker:ghost", workerId: "ghost", spawnError: "ENOENT", code: null })]);
+    });
+
+    it("names a command missing from the PATH, one that is not executable, and a cwd that is missing or a file", async () => {
+      const directory = mkdtempSync(join(tmpdir(), "troupe-worker-spawn-"));
+      try {
+        const notExecutable = join(directory, "agent.sh");
+        writeFileSync(notExecutable, "#!/bin/sh\n");
+        chmodSync(notExecutable, 0o644);
+        const runtime = await start({
+          ...patient,
+          workers: [
+            { id: "nopath", command: "troupe-no-such-acp-agent" },
+            { id: "noexec", command: notExecutable },
+            { id: "nocwd", command: process.execPath, cwd: join(directory, "missing") },
+            { id: "filecwd", command: process.execPath, cwd: notExecutable },
+          ],
+        });
+        const messageOf = async (agentId: string) => (await rejectionOf(runtime.bridge.sessionsCreate({ agentId }))).message;
+        expect(await messageOf("nopath")).toBe('Worker nopath is unavailable: cannot run "troupe-no-such-acp-agent": no such command on the PATH (ENOENT)');
+        expect(await messageOf("noexec")).toMatch(/^Worker noexec is unavailable: cannot run ".*agent\.sh": permission denied \(EACCES\)/);
+        expect(await messageOf("nocwd")).toBe(`Worker nocwd is unavailable: cannot run ${JSON.stringify(process.execPath)}: its cwd ${join(directory, "missing")} does not exist (ENOENT)`);
+        expect(await messageOf("filecwd")).toMatch(/^Worker filecwd is unavailable: cannot run .*: its cwd .*agent\.sh is not a directory.*\(ENOTDIR\)$/);
+      } finally {
+        rmSync(directory, { recursive: true, force: true });
+      }
+    });
+
+    it("shows the tail of a crashed worker's stderr in its sessions' errors, and publishes every stderr line under its id", async () => {
+      const runtime = createRuntime({ workers: [fixtureWorker("noisy", { env: { ACP_FIXTURE_STDERR: "warming up\nready soon\n" } })] });
+      runtimes.push(runtime);
+      const lines: Array<RuntimeEvent<"worker.stderr">> = [];
+      const exits: Array<RuntimeEvent<"worker.exited">> = [];
+      runtime.on("worker.stderr", (event) => lines.push(event));
+      runtime.on("worker.exited", (event) => exits.push(event));
+      await runtime.start();
+      const { sessionId } = await runtime.bridge.sessionsCreate({ agentId: "noisy" });
+      pids.add(await pidOf(runtime, sessionId));
+      const crashed = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "crash" }));
+      expect(crashed).toMatchObject({ type: "TRANSPORT", details: { sessionValid: false } });
+      expect((await runtime.bridge.sessionsStatus({ sessionId })).error).toMatchObject({
+        type: "TRANSPORT",
+        message: "Worker noisy exited with code 70; its stderr ends: warming up | ready soon | fixture: crashing as asked",
+      });
+      expect(lines.map((event) => [event.actorId, event.line])).toEqual(
+        expect.arrayContaining([
+          ["worker:noisy", "warming up"],
+          ["worker:noisy", "ready soon"],
+          ["worker:noisy", "fixture: crashing as asked"],
+        ]),
+      );
+      expect(exits[0]).toMatchObject({ workerId: "noisy", code: 70, signal: null, stderr: "warming up\nready soon\nfixture: crashing as asked" });
+    });
+
+    it("keeps only the last 4 KiB of a worker's stderr, and cuts a line that never ends", async () => {
+      const runtime = createRuntime({
+        workers: [fixtureWorker("flood", { env: { ACP_FIXTURE_STDERR: `${"x".repeat(10_000)}\nlast words`, ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { maxCrashes: 1 } })],
+      });
+      runtimes.push(runtime);
+      const lines: string[] = [];
+      runtime.on("worker.stderr", (event) => lines.push(event.line));
+      const exited = nextEventOf(runtime, "worker.exited");
+      await runtime.start();
+      const { stderr } = await exited;
+      expect(stderr.length).toBeLessThanOrEqual(4096);
+      expect(stderr.endsWith("last words" + "fixture: crashing at start")).toBe(true);
+      expect(Math.max(...lines.map((line) => line.length))).toBeLessThanOrEqual(4096);
+      expect(lines.join("")).toBe(`${"x".repeat(10_000)}last wordsfixture: crashing at start`);
+    });
+  });
+
+  describe("runtime.stop() returns whatever state a worker is in", () => {
+    const workerIn = (state: string) => (event: RuntimeEvent) => event.type === "actor.transition" && event.actorId === "worker:w" && event.to === state;
+    const cases: Array<[string, () => Promise<Runtime>]> = [
+      [
+        "running.starting (initialize not answered yet)",
+        async () => start({ workers: [fixtureWorker("w", { env: { ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })] }),
+      ],
+      [
+        "running.ready, with a prompt in flight",
+        async () => {
+          const runtime = await start({ workers: [fixtureWorker("w")] });
+          const { sessionId } = await runtime.bridge.sessionsCreate({ agentId: "w" });
+          pids.add(await pidOf(runtime, sessionId));
+          const delta = waitFor(runtime, (event) => event.type === "prompt.delta");
+          runtime.bridge.sessionsPrompt({ sessionId, prompt: "wait" }).catch(() => undefined);
+          await delta;
+          return runtime;
+        },
+      ],
+      [
+        "backoff (waiting a minute to restart)",
+        async () => {
+          const runtime = createRuntime({ workers: [fixtureWorker("w", { env: { ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { backoffMs: 60_000 } })] });
+          runtimes.push(runtime);
+          const inBackoff = waitFor(runtime, workerIn("backoff"));
+          await runtime.start();
+          await inBackoff;
+          return runtime;
+        },
+      ],
+      [
+        "unavailable (crashed too often)",
+        async () => {
+          const runtime = createRuntime({ workers: [fixtureWorker("w", { env: { ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { maxCrashes: 1 } })] });
+          runtimes.push(runtime);
+          const unavailable = waitFor(runtime, workerIn("unavailable"));
+          await runtime.start();
+          await unavailable;
+          return runtime;
+        },
+      ],
+      [
+        "unavailable (its command does not exist), with a sessions_create that failed on it",
+        async () => {
+          const runtime = await start({ workers: [{ id: "w", command: "/nonexistent/acp-agent" }] });
+          await rejectionOf(runtime.bridge.sessionsCreate({ agentId: "w" }));
+          return runtime;
+        },
+      ],
+    ];
+
+    it.each(cases)("with the worker in %s", async (_state, bringUp) => {
+      const runtime = await bringUp();
+      const processes = new Set<number>();
+      runtime.on("worker.started", (event) => processes.add(event.pid));
+      await runtime.stop();
+      expect(runtime.agentState("w")).toBeUndefined();
+      expect([...pids, ...processes].filter(isAlive)).toEqual([]);
     });
   });
 });

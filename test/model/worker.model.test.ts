@@ -1,10 +1,11 @@
 /**
  * Model-based tests of the worker machine: @xstate/graph walks the bare machine (maxCrashes 2); every path is
  * driven on a real runtime with a real ACP agent process, whose readiness the test releases with SIGUSR1 and
- * whose crashes are real SIGKILLs, on a simulated clock for the restart and stability delays.
+ * whose crashes are real SIGKILLs, on a simulated clock for the restart and stability delays. A spawn that
+ * fails is real too: the worker's cwd is removed before the process of that step starts.
  */
 import type { StatePath } from "@xstate/graph";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -32,10 +33,10 @@ function stateOf(snapshot: WorkerSnapshot): string {
 
 function eventsFor(snapshot: WorkerSnapshot): WorkerEvent[] {
   const { generation } = snapshot.context;
-  const exited: WorkerEvent = { type: "WORKER.EXITED", generation, code: null, signal: "SIGKILL" };
+  const exited: WorkerEvent = { type: "WORKER.EXITED", generation, code: null, signal: "SIGKILL", reason: "was killed by SIGKILL" };
   switch (stateOf(snapshot)) {
     case "running.starting":
-      return [{ type: "WORKER.READY", generation }, exited];
+      return [{ type: "WORKER.READY", generation }, exited, { type: "WORKER.SPAWN_FAILED", generation, reason: "cannot run" }];
     case "running.ready":
       return [exited, { type: STABLE_EVENT } as unknown as WorkerEvent];
     case "backoff":
@@ -90,35 +91,47 @@ async function nextWorkerPid(pidFile: string, previous: number | undefined): Pro
 async function runPath(path: WorkerPath): Promise<void> {
   const directory = mkdtempSync(join(tmpdir(), "troupe-worker-model-"));
   const pidFile = join(directory, "pid");
+  // The worker's cwd: removed before a process that the path says fails to spawn.
+  const workDirectory = join(directory, "work");
+  const spawnFailsAt = (index: number): boolean => path.steps[index]?.event.type === "WORKER.SPAWN_FAILED";
+  if (!spawnFailsAt(1)) mkdirSync(workDirectory);
   const clock = new SimulatedClock();
   clock.set(Date.now());
   const runtime = createRuntime({
     clock,
     inspect: coverage.inspect,
-    workers: [fixtureWorker("w", { restart: POLICY, env: { ACP_FIXTURE_PID_FILE: pidFile, ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })],
+    workers: [
+      fixtureWorker("w", { cwd: workDirectory, restart: POLICY, env: { ACP_FIXTURE_PID_FILE: pidFile, ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } }),
+    ],
   });
+  const unavailable = waitFor(runtime, transitionTo("unavailable"));
   try {
     await runtime.start();
-    let pid = await nextWorkerPid(pidFile, undefined);
+    let pid = spawnFailsAt(1) ? undefined : await nextWorkerPid(pidFile, undefined);
     for (let index = 1; index < path.steps.length; index += 1) {
       const { event, state: after } = path.steps[index]!;
       const label = `step ${index}: ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
       const expected = stateOf(after);
       const reached = waitFor(runtime, transitionTo(expected.startsWith("running.") ? JSON.stringify({ running: expected.slice(8) }) : expected));
       switch (event.type) {
+        case "WORKER.SPAWN_FAILED":
+          // The failure was reported as soon as that process was due: the transition may be behind us already.
+          await unavailable;
+          break;
         case "WORKER.READY":
-          process.kill(pid, "SIGUSR1");
+          process.kill(pid!, "SIGUSR1");
           await reached;
           break;
         case "WORKER.EXITED":
-          process.kill(pid, "SIGKILL");
+          process.kill(pid!, "SIGKILL");
           await reached;
           break;
         default:
           if ((event as { type: string }).type === RESTART_EVENT) {
+            if (spawnFailsAt(index + 1)) rmSync(workDirectory, { recursive: true, force: true });
             clock.increment(Math.min(POLICY.backoffMs * 2 ** Math.max(0, path.steps[index - 1]!.state.context.crashes - 1), POLICY.maxBackoffMs));
             await reached;
-            pid = await nextWorkerPid(pidFile, pid);
+            if (!spawnFailsAt(index + 1)) pid = await nextWorkerPid(pidFile, pid);
           } else {
             clock.increment(POLICY.stableAfterMs);
           }
@@ -126,7 +139,8 @@ async function runPath(path: WorkerPath): Promise<void> {
       const [agent] = (await runtime.bridge.agentsDiscover()).agents;
       expect(agent?.status, label).toBe(expected === "running.ready" ? "ready" : "unavailable");
       if (expected === "unavailable") {
-        await expect(runtime.bridge.sessionsCreate({ agentId: "w" }), label).rejects.toMatchObject({ type: "TRANSPORT" });
+        const why = event.type === "WORKER.SPAWN_FAILED" ? /is unavailable: cannot run .*its cwd .* does not exist \(ENOENT\)/ : /is unavailable: it crashed/;
+        await expect(runtime.bridge.sessionsCreate({ agentId: "w" }), label).rejects.toMatchObject({ type: "TRANSPORT", message: expect.stringMatching(why) });
       }
     }
   } finally {

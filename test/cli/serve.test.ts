@@ -1,77 +1,13 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { once } from "node:events";
+/**
+ * `troupe serve` run as a person does: its flags, its key, its workers, its logs and its exit codes.
+ */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
 import { chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
 import { FIXTURE_AGENT, isAlive } from "../support/workers.js";
-import { afterEach, describe, expect, it } from "vitest";
-
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
-const children: ChildProcessWithoutNullStreams[] = [];
-const closed = new WeakMap<ChildProcessWithoutNullStreams, Promise<number | null>>();
-
-afterEach(() => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
-});
-
-function troupe(args: string[], env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
-  // A developer's own keys must not make the server reach a real provider from a test.
-  const { AGENT_BUS_API_KEY: _key, OPENAI_API_KEY: _openai, OPENAI_BASE_URL: _base, ANTHROPIC_API_KEY: _anthropic, GEMINI_API_KEY: _gemini, ...inherited } =
-    process.env;
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-    cwd: projectRoot,
-    env: { ...inherited, ...env },
-  });
-  children.push(child);
-  closed.set(child, once(child, "close").then(([code]) => code as number | null));
-  return child;
-}
-
-/** Collects a stream's text; `until` resolves with the first match of a pattern, or rejects when the stream ends. */
-function collect(stream: NodeJS.ReadableStream): { text: () => string; until: (pattern: RegExp) => Promise<RegExpMatchArray> } {
-  let text = "";
-  let ended = false;
-  const waiters: (() => void)[] = [];
-  const wakeAll = (): void => {
-    for (const wake of waiters.splice(0)) wake();
-  };
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk: string) => {
-    text += chunk;
-    wakeAll();
-  });
-  stream.on("end", () => {
-    ended = true;
-    wakeAll();
-  });
-  return {
-    text: () => text,
-    until: async (pattern) => {
-      for (;;) {
-        const found = text.match(pattern);
-        if (found) return found;
-        if (ended) throw new Error(`stream ended without ${pattern}: ${text}`);
-        await new Promise<void>((resolve) => waiters.push(resolve));
-      }
-    },
-  };
-}
-
-/** The exit code, once the process has exited and its output is all read. */
-function exitCodeOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
-  return closed.get(child) ?? Promise.reject(new Error("not spawned by troupe()"));
-}
-
-async function serveOnFreePort(args: string[] = [], env: Record<string, string> = {}) {
-  const child = troupe(["serve", "--port", "0", "--host", "127.0.0.1", "--in-memory", ...args], env);
-  const stdout = collect(child.stdout);
-  const [line = "", url = ""] = await stdout.until(/troupe listening on (http:\/\/\S+).*\n/);
-  return { child, url, line };
-}
+import { collect, exitCodeOf, logLines, projectRoot, run, serveOnFreePort, troupe } from "./support.js";
 
 describe("troupe serve", () => {
   it("serves the bridge with the offline mock provider when no provider key is set, and exits 0 on SIGTERM", async () => {
@@ -138,12 +74,47 @@ describe("troupe serve", () => {
     expect(await exitCodeOf(token.child)).toBe(0);
   });
 
-  it("exits 2 with usage on a bad --port", async () => {
-    const child = troupe(["serve", "--port", "http"]);
-    const stderr = collect(child.stderr);
-    expect(await exitCodeOf(child)).toBe(2);
-    expect(stderr.text()).toMatch(/--port/);
-    expect(stderr.text()).toMatch(/Usage: troupe/);
+  it("exits 2 naming the option on a bad --port, --log-level, or --data with --in-memory", async () => {
+    const [port, level, data] = await Promise.all([
+      run(["serve", "--port", "http"]),
+      run(["serve", "--log-level", "loud"]),
+      run(["serve", "--data", "here", "--in-memory"]),
+    ]);
+    expect(port).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--port <port>' argument 'http' is invalid. expected a port from 0 to 65535.") });
+    expect(port.stderr).toMatch(/add --help for usage/);
+    expect(level).toMatchObject({ code: 2, stderr: expect.stringMatching(/'--log-level <level>' argument 'loud' is invalid.*trace, debug, info, warn, error, silent/) });
+    expect(data).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--data <dir>' cannot be used with option '--in-memory'") });
+  });
+
+  it("logs JSON lines on stderr at --log-level, with the session, request and agent of each prompt", async () => {
+    const { child, url, stderr } = await serveOnFreePort(["--log-level", "debug"]);
+    const delegated = (await (await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "mock", prompt: "hi" }) })).json()) as {
+      sessionId: string;
+      requestId: string;
+    };
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+    const lines = logLines(stderr);
+    expect(lines.find((line) => line.msg === "troupe listening")).toMatchObject({ level: 30, url });
+    expect(lines.find((line) => line.event === "prompt.started")).toMatchObject({ level: 20, sessionId: delegated.sessionId, requestId: delegated.requestId, agentId: "mock" });
+    expect(lines.find((line) => line.event === "prompt.completed")).toMatchObject({ level: 30, sessionId: delegated.sessionId, requestId: delegated.requestId, agentId: "mock" });
+    expect(lines.at(-1)).toMatchObject({ msg: "stopped" });
+    // Deltas are trace: not at debug.
+    expect(lines.some((line) => line.event === "prompt.delta")).toBe(false);
+  });
+
+  it("runs the README's example ACP agent from examples/troupe.json, started from another folder, and logs its stderr under its id", async () => {
+    const elsewhere = mkdtempSync(join(tmpdir(), "troupe-cli-cwd-"));
+    try {
+      const { child, url, stderr } = await serveOnFreePort(["--config", join(projectRoot, "examples/troupe.json")], {}, elsewhere);
+      const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "echo-agent", prompt: "hello worker" }) });
+      expect(await delegated.json()).toMatchObject({ text: "Echo: hello worker", stopReason: "end_turn" });
+      child.kill("SIGTERM");
+      expect(await exitCodeOf(child)).toBe(0);
+      expect(logLines(stderr).find((line) => line.event === "worker.stderr")).toMatchObject({ worker: "echo-agent", agentId: "echo-agent", msg: "echo-agent: session 1 opened" });
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it("runs the ACP workers of --config and ends their processes on SIGTERM", async () => {
@@ -228,25 +199,5 @@ describe("troupe serve", () => {
     expect(stderr.text()).toMatch(/EADDRINUSE/);
     first.kill("SIGTERM");
     expect(await exitCodeOf(first)).toBe(0);
-  });
-});
-
-describe("troupe", () => {
-  it("prints usage on --help and exits 0", async () => {
-    const child = troupe(["--help"]);
-    const stdout = collect(child.stdout);
-    expect(await exitCodeOf(child)).toBe(0);
-    expect(stdout.text()).toMatch(/^Usage: troupe <command>/);
-    expect(stdout.text()).toMatch(/serve/);
-  });
-
-  it("prints usage on stderr and exits 2 on an unknown command", async () => {
-    const child = troupe(["frobnicate"]);
-    const stdout = collect(child.stdout);
-    const stderr = collect(child.stderr);
-    expect(await exitCodeOf(child)).toBe(2);
-    expect(stderr.text()).toMatch(/unknown command "frobnicate"/);
-    expect(stderr.text()).toMatch(/Usage: troupe/);
-    expect(stdout.text()).toBe("");
   });
 });
