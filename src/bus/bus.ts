@@ -185,6 +185,8 @@ export class CommunicationBus {
     this.state = "starting";
     if (this.ownsRuntime) await this.runtime.start();
     try {
+      // The workflow sessions of the runtime's store come back before anyone can ask for them.
+      await this.sessionManager.restore();
       this.http = await startHttpServer(this.runtime, {
         port: this.options.port,
         host: this.options.host,
@@ -206,6 +208,8 @@ export class CommunicationBus {
     this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
+    // Restored auto workflows send their pending tasks again (the bus drops those it already has).
+    this.sessionManager.resume();
   }
 
   /**

@@ -26,6 +26,11 @@ function decoded(param: string | undefined, field: string): string {
 /** Every route of the bus. Agent ids in paths may be URL-encoded (`claude-code%3A%2F%2Fqa`) or not. */
 export function busRoutes(bus: CommunicationBus): HttpRoute[] {
   const sessions = bus.sessionManager;
+  /** A workflow session's change is answered once it is durable (docs/durability.md). */
+  const durable = async <T>(answer: T): Promise<T> => {
+    await sessions.whenDurable();
+    return answer;
+  };
   return [
     {
       method: "POST",
@@ -69,7 +74,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       handle: async ({ readBody }) => {
         const body = parseWith(createSessionSchema, await readBody());
         const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context, { dispatch: body.dispatch });
-        return new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) });
+        return durable(new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) }));
       },
     },
     {
@@ -86,7 +91,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       handle: ({ params: [sessionId] }) => {
         const id = decoded(sessionId, "session_id");
         sessions.deleteSession(id);
-        return { success: true, session_id: id };
+        return durable({ success: true, session_id: id });
       },
     },
     {
@@ -102,50 +107,40 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "POST",
       path: /^\/sessions\/([^/]+)\/participants$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())) }),
     },
     {
       method: "DELETE",
       path: /^\/sessions\/([^/]+)\/participants\/(.+)$/,
-      handle: ({ params: [sessionId, agentId] }) => ({
-        success: true,
-        session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")),
-      }),
+      handle: ({ params: [sessionId, agentId] }) =>
+        durable({ success: true, session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")) }),
     },
     {
       method: "PATCH",
       path: /^\/sessions\/([^/]+)\/workflow$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())) }),
     },
     {
       method: "PATCH",
       path: /^\/sessions\/([^/]+)\/context$/,
       handle: async ({ params: [sessionId], readBody }) => {
         const { shared_context } = parseWith(contextBodySchema, await readBody());
-        return { success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) };
+        return durable({ success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) });
       },
     },
     {
       method: "POST",
       path: /^\/sessions\/([^/]+)\/complete$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())) }),
     },
     {
       method: "POST",
       path: /^\/sessions\/([^/]+)\/terminate$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())) }),
     },
     {
       method: "GET",

@@ -41,6 +41,11 @@ export interface RuntimeEventMap {
   "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage };
   "prompt.failed": { sessionId: string; requestId: string; error: PromptError };
   "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause };
+  /**
+   * A prompt that was in flight or queued when the process ended, reported when `start()` restores its session:
+   * it failed unanswered (TRANSPORT, `sessionValid: true`); the session came back idle.
+   */
+  "prompt.interrupted": { sessionId: string; requestId: string; error: PromptError };
   "message.accepted": FieldsOf<DeliveryEmitted, "message.accepted">;
   "message.queued": FieldsOf<DeliveryEmitted, "message.queued">;
   "message.delivered": FieldsOf<DeliveryEmitted, "message.delivered">;
