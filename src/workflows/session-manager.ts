@@ -571,13 +571,19 @@ export class SessionManager implements PoolHost {
     const machine = this.machineFor(context.steps, stepTimeoutsMs);
     // An ended workflow asks its shard to keep it for what is left of its retention.
     const snapshot = record.evictAt === undefined ? persisted : { ...persisted, output: { ...(persisted.output as object), retainMs: record.evictAt - now } };
+    // The actor as it is made: an ended one is no longer in the system once it has started, and its ref is what keeps it readable.
+    let actor: WorkflowActor | undefined;
     const logic = restorableLogic(
       machine,
-      (_input, actorScope) => ({ snapshot: machine.restoreSnapshot(snapshot as never, actorScope as never), dueAt: (delay) => workflowDelayDueAt(context, delay) }),
+      (_input, actorScope) => {
+        actor = actorScope.self as WorkflowActor;
+        return { snapshot: machine.restoreSnapshot(snapshot as never, actorScope as never), dueAt: (delay) => workflowDelayDueAt(context, delay) };
+      },
       this.options.clock,
     );
     if (record.evictAt !== undefined) this.evictAt.set(sessionId, record.evictAt);
-    const actor = this.options.runtime.spawnPooled("workflow", sessionId, logic, undefined) as WorkflowActor;
+    this.options.runtime.spawnPooled("workflow", sessionId, logic, undefined);
+    if (actor === undefined) throw new BridgeError("INTERNAL", `Workflow ${sessionId} was not spawned`, { sessionId });
     const entry: SessionEntry = { actor };
     this.sessions.set(sessionId, entry);
     this.counts[this.statusOf(entry)] += 1;
