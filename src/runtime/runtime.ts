@@ -202,11 +202,14 @@ export class Runtime {
       this.state = "new";
       throw error;
     }
-    this.sessionRecords = new SessionRecords(this.openedStore);
+    // The in-memory store the runtime makes for itself dies with it: no session could ever be restored from it.
+    if (this.storeOption !== undefined) this.sessionRecords = new SessionRecords(this.openedStore);
     const providedSession = sessionMachine.provide({
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });
-    const session = restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock);
+    // Sessions are restored only now, at start: without stored ones, sessions spawn from the machine itself.
+    const session =
+      storedSessions.length === 0 ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock);
     const shard = sessionShardMachine.provide({ actors: { session } });
     const worker = workerMachine.provide({
       actors: {
@@ -281,7 +284,8 @@ export class Runtime {
    * from the store with a warning.
    */
   private async restoreSessions(supervisor: SupervisorActor, stored: LoadedSession[]): Promise<void> {
-    const records = this.sessionRecords as SessionRecords;
+    const records = this.sessionRecords;
+    if (records === undefined) return;
     const reopening: Array<Promise<void>> = [];
     for (const loaded of [...stored].sort((left, right) => left.session.createdAt - right.session.createdAt)) {
       const { session, interrupted } = loaded;
