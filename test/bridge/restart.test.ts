@@ -274,7 +274,7 @@ describe("bridge sessions across a crash", () => {
     await settle();
     process.off("warning", onWarning);
     expect(sessionIds.map((sessionId) => second.runtime.hasSession(sessionId))).toEqual([true, true, false]);
-    expect(warnings).toEqual([expect.stringContaining(`stored session ${sessionIds[2]} is not restored: Session capacity reached`)]);
+    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([expect.stringContaining(`stored session ${sessionIds[2]} is not restored: Session capacity reached`)]);
     expect(await rejectionOf(second.runtime.bridge.sessionsCreate({}))).toMatchObject({ type: "CAPACITY" });
     await second.store.flush();
     expect(await second.store.get("bridge_sessions", sessionIds[2]!)).toBeUndefined();
@@ -324,7 +324,7 @@ describe("bridge sessions across a crash", () => {
     await settle();
     process.off("warning", onWarning);
     expect(second.runtime.hasSession(sessionId)).toBe(false);
-    expect(warnings).toEqual([`troupe: stored session ${sessionId} is not restored: its agent other is not configured`]);
+    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([`troupe: stored session ${sessionId} is not restored: its agent other is not configured`]);
     await second.store.flush();
     expect(await second.store.list("bridge_sessions")).toEqual([]);
     await second.runtime.stop();
