@@ -208,7 +208,9 @@ export class CommunicationBus {
     this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
-    // Restored auto workflows send their pending tasks again (the bus drops those it already has).
+    // After a restart: tasks whose prompts it interrupted are answered with an error, then restored auto
+    // workflows still running send their pending tasks again (the bus drops those it already has).
+    this.runtimeAgents.answerInterrupted();
     this.sessionManager.resume();
   }
 

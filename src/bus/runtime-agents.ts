@@ -24,7 +24,7 @@
  * `troupe://orchestrator` is an endpoint of the same kind without an agent: the default initiator of an auto
  * workflow, it acknowledges the answers (the workflow has recorded them already) so none waits in a queue.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { PromptResult } from "../bridge/schemas.js";
@@ -240,6 +240,31 @@ export class RuntimeAgents implements Messenger {
       })
       .catch((error: unknown) => this.asks.reject(messageId, toBridgeError(error)));
     return answered.finally(() => signal.removeEventListener("abort", onAbort));
+  }
+
+  /**
+   * After a restart: each task whose prompt the restart interrupted (the runtime restored its bridge session
+   * idle) is answered with an error (TRANSPORT), so that its sender, a workflow above all, is not left waiting
+   * for an answer that will never come: its request was acknowledged when the endpoint took it. The answer's id
+   * is derived from the task, so a bus started again over the same runtime sends it once.
+   */
+  answerInterrupted(): void {
+    for (const { sessionId, agentId, metadata, requestId } of this.host.runtime.interruptedPrompts()) {
+      const bus = metadata["bus"] as { sender?: unknown; session_id?: unknown } | undefined;
+      const endpoint = this.endpoint(busAgentIdOf(agentId));
+      if (typeof bus?.sender !== "string" || endpoint === undefined) continue;
+      const workflowId = typeof bus.session_id === "string" ? bus.session_id : undefined;
+      // The request itself is gone with the process; what the answer needs of it is in the session's metadata.
+      const request = {
+        message_id: requestId,
+        sender: { agent_id: bus.sender, framework: frameworkOf(bus.sender), ...(workflowId === undefined ? {} : { session_id: workflowId }) },
+        priority: "high",
+      } as MessageEnvelope;
+      const answerId = `err_${createHash("sha256").update(`${sessionId}
+${requestId}`).digest("hex").slice(0, 32)}`;
+      const task: RunningTask = { sessionId, cancelled: false, warned: false };
+      void this.answer(endpoint, request, task, "error", { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" }, answerId);
+    }
   }
 
   /** A workflow session ended: the bridge sessions that answered its tasks are closed. */

@@ -85,6 +85,11 @@ export interface DeliveryPoolHost extends PoolHost {
 /** The machine a pooled kind's children run: what the inspector recognises them by. */
 const POOL_KIND_OF_MACHINE: Record<string, PoolKind> = { workflow: "workflow", delivery: "delivery" };
 
+/** A prompt that was pending in a session when the process ended, found by `start()` when it restored the session. */
+export interface InterruptedPrompt extends SessionInfo {
+  requestId: string;
+}
+
 /** What a prompt carries besides its text. */
 export interface PromptRequest {
   prompt: string;
@@ -146,6 +151,8 @@ export class Runtime {
   private sessionRecords: SessionRecords | undefined;
   /** Stored sessions being restored, by id, until their actor takes them (see `sessionRestorationOf`). */
   private readonly restoringSessions = new Map<string, LoadedSession>();
+  /** The prompts `start()` found interrupted. */
+  private interrupted: InterruptedPrompt[] = [];
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
 
@@ -320,6 +327,7 @@ export class Runtime {
         this.restoringSessions.delete(sessionId);
       }
       for (const requestId of interrupted) {
+        this.interrupted.push({ sessionId, agentId, metadata: session.metadata, requestId });
         this.hub.emit("prompt.interrupted", sessionId, { sessionId, requestId, error: INTERRUPTED_PROMPT_ERROR });
       }
       // Its agent was told `failed` before the restart: deleting it calls no hook again.
@@ -365,6 +373,14 @@ export class Runtime {
       const cause = toBridgeError(error, "UPSTREAM");
       this.failSession(session.sessionId, new BridgeError(cause.type, cause.message, { ...cause.details, sessionValid: false }));
     }
+  }
+
+  /**
+   * The prompts that were pending (in flight or queued) in restored sessions when the process ended, as
+   * `start()` found them (also reported as `prompt.interrupted`): the bus answers the tasks behind them.
+   */
+  interruptedPrompts(): readonly InterruptedPrompt[] {
+    return this.interrupted;
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */

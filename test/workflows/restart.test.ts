@@ -8,8 +8,9 @@ import { getShortestPaths, type StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
 import { createWorkflowMachine, type WorkflowEvent, type WorkflowParticipant, type WorkflowStep } from "../../machines/index.js";
-import { CommunicationBus, createRuntime, type Runtime, type RuntimeEvent } from "../../src/index.js";
-import { call, CLOCK_START, connect, envelope, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, TEST_KEY } from "../bus/support.js";
+import { CommunicationBus, createRuntime, type Agent, type Runtime, type RuntimeEvent } from "../../src/index.js";
+import { call, CLOCK_START, connect, envelope, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, TEST_KEY, until } from "../bus/support.js";
+import { createControlledAgent } from "../support/controlled-agent.js";
 import { CrashableStore, temporaryDataDir } from "../support/crashable-store.js";
 
 const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
@@ -73,7 +74,7 @@ interface Life {
   events: RuntimeEvent[];
 }
 
-async function live(dir: string, now: number, options: { maxWorkflowSessions?: number } = {}): Promise<Life> {
+async function live(dir: string, now: number, options: { maxWorkflowSessions?: number; agents?: Agent[] } = {}): Promise<Life> {
   const clock = new SimulatedClock();
   clock.set(now);
   const store = await CrashableStore.open(dir);
@@ -357,6 +358,29 @@ describe("workflows in the store", () => {
     expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([`troupe: workflow ${ended} is not restored: maxWorkflowSessions (2) is reached`]);
     expect((await call(second.bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(429);
     expect(second.bus.metricsSnapshot().sessions).toMatchObject({ total: 2, active: 2 });
+    await stopGracefully(second);
+  });
+
+  it("end task_failed when the crash interrupted the prompt of a runtime agent's task: the task is answered with an error, not waited for", async () => {
+    const dir = await temporaryDataDir();
+    const writer = "troupe://writer";
+    const steps = [{ name: "draft", required_agents: [writer], task: "Write the release notes" }];
+    const first = await live(dir, CLOCK_START, { agents: [createControlledAgent("writer").agent] });
+    const created = await call(first.bus, "POST", "/sessions", { initiator: INITIATOR, participants: [{ agent_id: writer, role: "writer" }], steps, dispatch: "auto" });
+    const sessionId = created.body.session_id as string;
+    await until(() => first.events.some((event) => event.type === "prompt.started"));
+    await settled(first);
+    await crash(first);
+
+    const second = await live(dir, CLOCK_START + 1_000, { agents: [createControlledAgent("writer").agent] });
+    expect(second.events.filter((event) => event.type === "prompt.interrupted")).toEqual([
+      expect.objectContaining({ requestId: `${sessionId}/draft/1/0`, error: expect.objectContaining({ type: "TRANSPORT", sessionValid: true }) }),
+    ]);
+    await until(() => second.bus.sessionManager.getSession(sessionId)?.status === "terminated");
+    expect(second.bus.sessionManager.getSession(sessionId)?.termination).toMatchObject({
+      reason: "task_failed",
+      details: { step: "draft", agent: writer, error: { code: "TRANSPORT" } },
+    });
     await stopGracefully(second);
   });
 });
