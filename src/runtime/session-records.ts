@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import type { HistoryMessage, SessionContext, SessionStatus, Usage } from "../../machines/session.machine.js";
+import { toBridgeError } from "../errors.js";
 import type { Store } from "../store/store.js";
 
 /** The id of a session's pending prompts record. */
@@ -88,7 +89,10 @@ export class SessionRecords {
 
   constructor(private readonly store: Store) {}
 
-  /** Reads every stored session; a record troupe cannot read is reported and left as it is. */
+  /**
+   * Reads every stored session; a record troupe cannot read is reported and left as it is, and pending prompts
+   * left without their session are removed.
+   */
   static async load(store: Store): Promise<LoadedSession[]> {
     const records = await store.list("bridge_sessions");
     const pending = new Map<string, string[]>();
@@ -103,11 +107,29 @@ export class SessionRecords {
       if (parsed.success && parsed.data.sessionId === id) sessions.push(parsed.data);
       else process.emitWarning(`troupe: bridge session ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
     }
-    return sessions.map((session) => ({ session, interrupted: pending.get(pendingRecordId(session.sessionId)) ?? [] }));
+    const loaded = sessions.map((session) => {
+      const id = pendingRecordId(session.sessionId);
+      const interrupted = pending.get(id) ?? [];
+      pending.delete(id);
+      return { session, interrupted };
+    });
+    for (const orphan of pending.keys()) store.delete("bridge_sessions", orphan);
+    return loaded;
   }
 
-  /** A session's new snapshot: writes the session when it changed, and its pending prompts when they changed. */
+  /**
+   * A session's new snapshot: writes the session when it changed, and its pending prompts when they changed. A
+   * write the store refuses is reported, never thrown: this runs inside the actor system's inspection.
+   */
   changed(status: SessionStatus, context: SessionContext): void {
+    try {
+      this.write(status, context);
+    } catch (error) {
+      reportWriteError(context.sessionId, error);
+    }
+  }
+
+  private write(status: SessionStatus, context: SessionContext): void {
     const { sessionId } = context;
     const last = this.written.get(sessionId);
     // While busy, the session is stored as it will come back after a restart: idle.
@@ -159,14 +181,23 @@ export class SessionRecords {
     const last = this.written.get(sessionId);
     this.written.delete(sessionId);
     if (keep) return;
-    this.store.delete("bridge_sessions", sessionId);
-    if (last === undefined || last.pending !== "") this.store.delete("bridge_sessions", pendingRecordId(sessionId));
+    try {
+      this.store.delete("bridge_sessions", sessionId);
+      if (last === undefined || last.pending !== "") this.store.delete("bridge_sessions", pendingRecordId(sessionId));
+    } catch (error) {
+      reportWriteError(sessionId, error);
+    }
   }
 
   /** Removes a stored session that cannot be restored (its agent is gone, or there is no room for it). */
   drop(sessionId: string): void {
     this.gone(sessionId, false);
   }
+}
+
+/** A session the store could not take (a value that is not JSON, a closed store): it is not durable, and the operator hears so. */
+function reportWriteError(sessionId: string, error: unknown): void {
+  process.emitWarning(`troupe: bridge session ${sessionId} could not be written to the store: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
 }
 
 function storedSessionOf(status: StoredSessionStatus, context: SessionContext): StoredSession {

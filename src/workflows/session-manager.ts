@@ -26,7 +26,7 @@ import {
   type WorkflowView,
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
-import { BridgeError, sessionNotFound } from "../errors.js";
+import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
 import { parseDuration } from "../protocol/durations.js";
 import { WORKFLOW_EVENT_TYPES, type RuntimeEvent } from "../events/event-hub.js";
@@ -34,6 +34,7 @@ import { BUS_AGENT_ID, isRuntimeFramework, ORCHESTRATOR_AGENT_ID } from "../runt
 import { restorableLogic } from "../runtime/restore.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { Outbox } from "../store/outbox.js";
+import type { Store } from "../store/store.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
 import { loadWorkflows, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
@@ -596,7 +597,10 @@ export class SessionManager implements PoolHost {
     }
   }
 
-  /** A workflow's new snapshot: its record is written now, in the batch its events wait for. */
+  /**
+   * A workflow's new snapshot: its record is written now, in the batch its events wait for. A write the store
+   * refuses (a shared context that is not JSON) is reported, never thrown into the actor system.
+   */
   snapshot(child: AnyActorRef, snapshot: { status: string }): void {
     const sessionId = (child as AnyActorRef & { systemId?: string }).systemId ?? child.id;
     let evictAt = this.evictAt.get(sessionId);
@@ -604,7 +608,16 @@ export class SessionManager implements PoolHost {
       evictAt = this.options.clock.now() + this.options.retentionMs;
       this.evictAt.set(sessionId, evictAt);
     }
-    this.options.runtime.store.put("workflows", sessionId, workflowRecordOf(child, evictAt));
+    this.writing(sessionId, (store) => store.put("workflows", sessionId, workflowRecordOf(child, evictAt)));
+  }
+
+  /** Runs a write of one session's record; the store's refusal is reported as a process warning. */
+  private writing(sessionId: string, write: (store: Store) => void): void {
+    try {
+      write(this.options.runtime.store);
+    } catch (error) {
+      process.emitWarning(`troupe: workflow ${sessionId} could not be written to the store: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
+    }
   }
 
   /** A workflow actor's emitted event (the runtime relays it: the actor is the supervisor's). */
@@ -639,7 +652,7 @@ export class SessionManager implements PoolHost {
     if (entry === undefined) return;
     this.sessions.delete(childId);
     this.evictAt.delete(childId);
-    if (!this.stopping) this.options.runtime.store.delete("workflows", childId);
+    if (!this.stopping) this.writing(childId, (store) => store.delete("workflows", childId));
     this.counts[this.statusOf(entry)] -= 1;
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
-import { createRuntime, type Agent, type Executor, type Runtime, type RuntimeEvent, type RuntimeOptions } from "../../src/index.js";
+import { BridgeError, createRuntime, type Agent, type Executor, type Runtime, type RuntimeEvent, type RuntimeOptions } from "../../src/index.js";
 import { CrashableStore, temporaryDataDir } from "../support/crashable-store.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
 import { rejectionOf, settle } from "../support/runtime.js";
@@ -359,4 +359,25 @@ describe("what a session costs the store", () => {
     expect(writes).toEqual([`${sessionId}/pending`, sessionId, `${sessionId}/pending`, sessionId, `${sessionId}/pending`, sessionId]);
     await life.runtime.stop();
   });
+
+  it("reports a write the store refuses as a warning, and the session goes on", async () => {
+    const dir = await temporaryDataDir();
+    const life = await live(dir, CLOCK_START);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.message);
+    process.on("warning", onWarning);
+    life.store.put = () => {
+      throw new BridgeError("INTERNAL", "disk full");
+    };
+    const { sessionId } = await life.runtime.bridge.sessionsCreate({});
+    const reply = life.runtime.bridge.sessionsPrompt({ sessionId, prompt: "still there?" });
+    await settle();
+    life.controlled.current().reply({ text: "yes" });
+    expect(await reply).toMatchObject({ text: "yes" });
+    await settle();
+    process.off("warning", onWarning);
+    expect(warnings).toContain(`troupe: bridge session ${sessionId} could not be written to the store: disk full`);
+    await life.runtime.stop();
+  });
 });
+
