@@ -5,11 +5,15 @@
  * process (see crashable-store.ts): the file keeps what was committed, nothing the dying runtime does after
  * reaches it, and a new runtime opens the same directory on a clock that went on meanwhile.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
-import { BridgeError, createRuntime, type Agent, type Executor, type Runtime, type RuntimeEvent, type RuntimeOptions } from "../../src/index.js";
+import { BridgeError, CommunicationBus, createRuntime, openSqliteStore, type Agent, type Executor, type Runtime, type RuntimeEvent, type RuntimeOptions } from "../../src/index.js";
 import { CrashableStore, temporaryDataDir } from "../support/crashable-store.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
+import { KILLED_SESSION_TTL_MS, steadyAgent } from "../support/steady-agent.js";
 import { rejectionOf, settle } from "../support/runtime.js";
 
 const CLOCK_START = 1_700_000_000_000;
@@ -378,6 +382,49 @@ describe("what a session costs the store", () => {
     process.off("warning", onWarning);
     expect(warnings).toContain(`troupe: bridge session ${sessionId} could not be written to the store: disk full`);
     await life.runtime.stop();
+  });
+});
+
+describe("a real kill -9", () => {
+  it("brings back the bridge sessions and workflows of a process killed with SIGKILL, a prompt of it interrupted", async () => {
+    const dir = await temporaryDataDir();
+    const child = spawn(process.execPath, ["--import", "tsx", "test/support/killed-server.ts", dir], { cwd: fileURLToPath(new URL("../..", import.meta.url)) });
+    const exited = once(child, "exit");
+    let output = "";
+    let errors = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (errors += chunk));
+    let ready: { sessionId: string; workflowId: string; status: Record<string, unknown> };
+    try {
+      ready = await new Promise((resolve, reject) => {
+        child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+          output += chunk;
+          const line = /^ready (.*)$/m.exec(output);
+          if (line !== null) resolve(JSON.parse(line[1]!));
+        });
+        child.on("exit", (code) => reject(new Error(`the server exited (${code}) before it was ready: ${errors}`)));
+      });
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+
+    const events: RuntimeEvent[] = [];
+    const runtime = createRuntime({ agents: [steadyAgent], defaultAgentId: "steady", store: () => openSqliteStore({ dir }), sessionTtlMs: KILLED_SESSION_TTL_MS });
+    runtime.on("prompt.interrupted", (event) => void events.push(event));
+    await runtime.start();
+    const bus = new CommunicationBus({ runtime, host: "127.0.0.1", port: 0, apiKey: "test-key", env: {} });
+    await bus.start();
+    try {
+      const { sessionId, workflowId } = ready;
+      expect(events).toEqual([expect.objectContaining({ sessionId, requestId: "hanging", error: expect.objectContaining({ type: "TRANSPORT", sessionValid: true }) })]);
+      const status = await runtime.bridge.sessionsStatus({ sessionId });
+      expect(status).toMatchObject({ sessionId, status: "idle", createdAt: ready.status["createdAt"], expiresAt: ready.status["expiresAt"], queued: 0 });
+      expect(await runtime.bridge.sessionsPrompt({ sessionId, prompt: "after" })).toMatchObject({ text: "noted: after" });
+      expect(bus.sessionManager.getSession(workflowId)?.workflow).toMatchObject({ current_step: "implementation", completed_steps: ["design"] });
+    } finally {
+      await bus.stop();
+      await runtime.stop();
+    }
   });
 });
 
