@@ -349,6 +349,8 @@ export class CommunicationBus {
     await runtimeAgentsStopped;
     this.deliveries.stop();
     this.sessionManager.stop();
+    // Their events (workflow.evicted) go out once the store has the change: before the bus is stopped.
+    await this.sessionManager.whenSettled();
     if (this.ownsRuntime) await this.runtime.stop();
     this.state = "stopped";
   }

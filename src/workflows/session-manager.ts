@@ -555,7 +555,9 @@ export class SessionManager implements PoolHost {
       const dispatch = pendingDispatchOf(context);
       if (dispatch === undefined) continue;
       const timeout = context.steps.find((step) => step.name === context.currentStep)?.timeout;
-      const timeoutMs = timeout === undefined ? undefined : Math.max(1, workflowDelayDueAt(context, parseDuration(timeout, "timeout")) - now);
+      const timeoutMs = timeout === undefined ? undefined : workflowDelayDueAt(context, parseDuration(timeout, "timeout")) - now;
+      // A step whose time ran out while the process was down ends at once: its tasks are not sent again.
+      if (timeoutMs !== undefined && timeoutMs <= 0) continue;
       this.dispatch(sessionId, { ...dispatch, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
     }
   }
