@@ -105,6 +105,30 @@ export class BusSessions {
     return session;
   }
 
+  /**
+   * Takes back a session the runtime restored for this owner (after a restart), so that the owner's next task
+   * goes on in it, with its history. One that nothing will use any more (its workflow or asking session has
+   * ended, another session has the owner, or `maxBusSessions` is reached) is closed.
+   */
+  adopt(sessionId: string, owner: BusSessionOwner): void {
+    const key = keyOf(owner);
+    const usable =
+      !this.stopped &&
+      !this.byKey.has(key) &&
+      this.byKey.size < this.host.maxSessions &&
+      (owner.workflowId === undefined || this.host.workflowActive(owner.workflowId)) &&
+      (owner.askSession === undefined || this.host.runtime.hasSession(owner.askSession));
+    if (!usable) {
+      // A session that is gone or failed meanwhile needs no closing.
+      this.host.runtime.closeSession(sessionId).catch(() => undefined);
+      return;
+    }
+    const session: BusSession = { key, owner, sessionId: Promise.resolve(sessionId), openedAs: sessionId };
+    this.byKey.set(key, session);
+    this.byId.set(sessionId, session);
+    if (owner.askSession !== undefined) this.byAskSession.set(owner.askSession, (this.byAskSession.get(owner.askSession) ?? new Set()).add(session));
+  }
+
   /** Whether later tasks of its owner still go to this session. */
   isCurrent(session: BusSession): boolean {
     return this.byKey.get(session.key) === session;

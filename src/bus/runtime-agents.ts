@@ -108,6 +108,18 @@ interface PendingAsk {
   recipient: string;
 }
 
+/** Whose task a bridge session of the bus answers, from the `metadata.bus` it was opened with; none for other sessions. */
+function busOwnerOf(agentId: string, metadata: Record<string, unknown>): BusSessionOwner | undefined {
+  const bus = metadata["bus"] as { sender?: unknown; session_id?: unknown; ask_session?: unknown } | undefined;
+  if (typeof bus?.sender !== "string") return undefined;
+  return {
+    agentId,
+    sender: bus.sender,
+    workflowId: typeof bus.session_id === "string" ? bus.session_id : undefined,
+    askSession: typeof bus.ask_session === "string" ? bus.ask_session : undefined,
+  };
+}
+
 /** The key of a prompt in flight, as `prompt.delta` events and asks name it. */
 function promptKey(sessionId: string, requestId: string): string {
   return `${sessionId}\n${requestId}`;
@@ -179,9 +191,16 @@ export class RuntimeAgents implements Messenger {
     return endpoint;
   }
 
-  /** The bus started: bridge sessions follow the runtime's events from now on. */
+  /**
+   * The bus started: bridge sessions follow the runtime's events from now on, and those the runtime restored
+   * for this bus's tasks answer them again.
+   */
   start(): void {
     this.sessions.start();
+    for (const session of this.host.runtime.restoredSessions()) {
+      const owner = busOwnerOf(session.agentId, session.metadata);
+      if (owner !== undefined && this.host.runtime.hasSession(session.sessionId)) this.sessions.adopt(session.sessionId, owner);
+    }
   }
 
   /**
@@ -249,21 +268,21 @@ export class RuntimeAgents implements Messenger {
    * is derived from the task, so a bus started again over the same runtime sends it once.
    */
   answerInterrupted(): void {
-    for (const { sessionId, agentId, metadata, requestId } of this.host.runtime.interruptedPrompts()) {
-      const bus = metadata["bus"] as { sender?: unknown; session_id?: unknown } | undefined;
+    for (const { sessionId, agentId, metadata, interrupted } of this.host.runtime.restoredSessions()) {
+      const owner = busOwnerOf(agentId, metadata);
       const endpoint = this.endpoint(busAgentIdOf(agentId));
-      if (typeof bus?.sender !== "string" || endpoint === undefined) continue;
-      const workflowId = typeof bus.session_id === "string" ? bus.session_id : undefined;
-      // The request itself is gone with the process; what the answer needs of it is in the session's metadata.
-      const request = {
-        message_id: requestId,
-        sender: { agent_id: bus.sender, framework: frameworkOf(bus.sender), ...(workflowId === undefined ? {} : { session_id: workflowId }) },
-        priority: "high",
-      } as MessageEnvelope;
-      const answerId = `err_${createHash("sha256").update(`${sessionId}
-${requestId}`).digest("hex").slice(0, 32)}`;
-      const task: RunningTask = { sessionId, cancelled: false, warned: false };
-      void this.answer(endpoint, request, task, "error", { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" }, answerId);
+      if (owner === undefined || endpoint === undefined) continue;
+      for (const requestId of interrupted) {
+        // The request itself is gone with the process; what the answer needs of it is in the session's metadata.
+        const request = {
+          message_id: requestId,
+          sender: { agent_id: owner.sender, framework: frameworkOf(owner.sender), ...(owner.workflowId === undefined ? {} : { session_id: owner.workflowId }) },
+          priority: "high",
+        } as MessageEnvelope;
+        const answerId = `err_${createHash("sha256").update(`${sessionId}\n${requestId}`).digest("hex").slice(0, 32)}`;
+        const task: RunningTask = { sessionId, cancelled: false, warned: false };
+        void this.answer(endpoint, request, task, "error", { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" }, answerId);
+      }
     }
   }
 

@@ -85,9 +85,10 @@ export interface DeliveryPoolHost extends PoolHost {
 /** The machine a pooled kind's children run: what the inspector recognises them by. */
 const POOL_KIND_OF_MACHINE: Record<string, PoolKind> = { workflow: "workflow", delivery: "delivery" };
 
-/** A prompt that was pending in a session when the process ended, found by `start()` when it restored the session. */
-export interface InterruptedPrompt extends SessionInfo {
-  requestId: string;
+/** A bridge session that `start()` restored from the store. */
+export interface RestoredSession extends SessionInfo {
+  /** The request ids of its prompts in flight or queued when the process ended: they failed unanswered (`prompt.interrupted`). */
+  interrupted: string[];
 }
 
 /** What a prompt carries besides its text. */
@@ -151,8 +152,8 @@ export class Runtime {
   private sessionRecords: SessionRecords | undefined;
   /** Stored sessions being restored, by id, until their actor takes them (see `sessionRestorationOf`). */
   private readonly restoringSessions = new Map<string, LoadedSession>();
-  /** The prompts `start()` found interrupted. */
-  private interrupted: InterruptedPrompt[] = [];
+  /** The sessions `start()` restored. */
+  private restored: RestoredSession[] = [];
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
 
@@ -326,10 +327,8 @@ export class Runtime {
       } finally {
         this.restoringSessions.delete(sessionId);
       }
-      for (const requestId of interrupted) {
-        this.interrupted.push({ sessionId, agentId, metadata: session.metadata, requestId });
-        this.hub.emit("prompt.interrupted", sessionId, { sessionId, requestId, error: INTERRUPTED_PROMPT_ERROR });
-      }
+      this.restored.push({ sessionId, agentId, metadata: session.metadata, interrupted });
+      for (const requestId of interrupted) this.hub.emit("prompt.interrupted", sessionId, { sessionId, requestId, error: INTERRUPTED_PROMPT_ERROR });
       // Its agent was told `failed` before the restart: deleting it calls no hook again.
       if (session.status === "failed") this.failedSessions.add(sessionId);
       else reopening.push(this.reopenSession({ sessionId, agentId, metadata: session.metadata }));
@@ -376,11 +375,12 @@ export class Runtime {
   }
 
   /**
-   * The prompts that were pending (in flight or queued) in restored sessions when the process ended, as
-   * `start()` found them (also reported as `prompt.interrupted`): the bus answers the tasks behind them.
+   * The bridge sessions `start()` restored from the store, with the prompts each held when the process ended
+   * (also reported as `prompt.interrupted`): the bus takes back its own sessions and answers the tasks behind
+   * those prompts.
    */
-  interruptedPrompts(): readonly InterruptedPrompt[] {
-    return this.interrupted;
+  restoredSessions(): readonly RestoredSession[] {
+    return this.restored;
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */

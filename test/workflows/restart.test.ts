@@ -383,4 +383,39 @@ describe("workflows in the store", () => {
     });
     await stopGracefully(second);
   });
+
+  it("answer a workflow's next task to a runtime agent in the bridge session it had before the restart, and close it when the workflow ends", async () => {
+    const dir = await temporaryDataDir();
+    const writer = "troupe://writer";
+    const histories: string[][] = [];
+    const agent: Agent = {
+      id: "writer",
+      prompt: async (ctx) => {
+        histories.push(ctx.history.map((message) => message.content));
+        return { text: `wrote: ${ctx.prompt}` };
+      },
+    };
+    const task = (sessionId: string, prompt: string) => {
+      const request = envelope(LEAD, writer, { payload: { prompt } });
+      (request["sender"] as Record<string, unknown>)["session_id"] = sessionId;
+      return request;
+    };
+    const first = await live(dir, CLOCK_START, { agents: [agent] });
+    const sessionId = first.bus.sessionManager.createSession(LEAD, [{ agent_id: writer, role: "writer" }], [{ name: "draft", required_agents: [writer] }]);
+    await first.bus.send(task(sessionId, "the outline"));
+    await until(() => histories.length === 1 && first.runtime.health().sessions.idle === 1);
+    await settled(first);
+    await crash(first);
+
+    const second = await live(dir, CLOCK_START, { agents: [agent] });
+    expect(second.runtime.health().sessions.total).toBe(1);
+    await second.bus.send(task(sessionId, "the first chapter"));
+    await until(() => histories.length === 2);
+    expect(histories[1]).toEqual(["the outline", "wrote: the outline"]);
+    expect(second.runtime.health().sessions.total).toBe(1);
+    second.bus.sessionManager.completeSession(sessionId, {});
+    await until(() => second.runtime.health().sessions.total === 0);
+    await stopGracefully(second);
+  });
 });
+
