@@ -191,6 +191,14 @@ export class Runtime {
   }
 
   /**
+   * Whether sessions and workflows are written to the store: only to one given to the runtime. The in-memory
+   * store the runtime makes for itself when given none dies with it, and nothing could be restored from it.
+   */
+  get persistent(): boolean {
+    return this.storeOption !== undefined;
+  }
+
+  /**
    * Opens the store, starts the supervisor, then restores the bridge sessions the store holds (docs/durability.md):
    * each comes back in its state with its history, usage and remaining TTL and idle time; one that was busy
    * comes back idle, its interrupted prompts reported as `prompt.interrupted`. Calls before `start()` fail with
@@ -210,8 +218,7 @@ export class Runtime {
       this.state = "new";
       throw error;
     }
-    // The in-memory store the runtime makes for itself dies with it: no session could ever be restored from it.
-    if (this.storeOption !== undefined) this.sessionRecords = new SessionRecords(this.openedStore);
+    if (this.persistent) this.sessionRecords = new SessionRecords(this.openedStore);
     const providedSession = sessionMachine.provide({
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });

@@ -604,6 +604,7 @@ export class SessionManager implements PoolHost {
    * refuses (a shared context that is not JSON) is reported, never thrown into the actor system.
    */
   snapshot(child: AnyActorRef, snapshot: { status: string }): void {
+    if (!this.options.runtime.persistent) return;
     const sessionId = (child as AnyActorRef & { systemId?: string }).systemId ?? child.id;
     let evictAt = this.evictAt.get(sessionId);
     if (snapshot.status !== "active" && evictAt === undefined) {
@@ -654,7 +655,7 @@ export class SessionManager implements PoolHost {
     if (entry === undefined) return;
     this.sessions.delete(childId);
     this.evictAt.delete(childId);
-    if (!this.stopping) this.writing(childId, (store) => store.delete("workflows", childId));
+    if (!this.stopping && this.options.runtime.persistent) this.writing(childId, (store) => store.delete("workflows", childId));
     this.counts[this.statusOf(entry)] -= 1;
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);
