@@ -8,10 +8,11 @@ import type { Store } from "./store.js";
 /**
  * Runs effects after a flush of the store, in the order they were queued.
  *
- * The writer puts its records synchronously, as the change happens, and queues the effects that report it.
- * Queued effects wait for the end of the current synchronous work (a microtask), so that every write of the
- * change is enqueued, then for one `flush()` of the store, and run after it. A change and its events thus
- * share the store's batch: one commit per event-loop turn, however many changes and effects it holds.
+ * The writer puts its records as the change happens, or at the latest in `beforeFlush` (a writer that
+ * coalesces several changes of a record into one write), and queues the effects that report it. Queued effects
+ * wait for the end of the current synchronous work (a microtask), then `beforeFlush` runs, then one `flush()`
+ * of the store, and the effects run after it. A change and its events thus share the store's batch: one commit
+ * per event-loop turn, however many changes and effects it holds.
  *
  * A flush that fails is reported (a process warning) and the effects still run: the store keeps the writes and
  * retries them at its next commit, and holding the events back for good would stall every workflow.
@@ -22,7 +23,11 @@ export class Outbox {
   /** The effects of each flush run after those of the flush before. */
   #chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly storeOf: () => Store) {}
+  /** `beforeFlush` puts what its writer still holds back, just before each flush. */
+  constructor(
+    private readonly storeOf: () => Store,
+    private readonly beforeFlush: () => void = () => undefined,
+  ) {}
 
   /** Queues an effect to run once every write enqueued so far (and in this synchronous run) is durable. */
   run(effect: () => void): void {
@@ -47,6 +52,7 @@ export class Outbox {
     this.#scheduled = false;
     const effects = this.#queued;
     this.#queued = [];
+    this.beforeFlush();
     const durable = this.storeOf()
       .flush()
       .catch((error: unknown) => {

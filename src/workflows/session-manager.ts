@@ -189,6 +189,11 @@ export class SessionManager implements PoolHost {
   private readonly outbox: Outbox;
   /** When each ended session is evicted (epoch ms), as its record says. */
   private readonly evictAt = new Map<string, number>();
+  /**
+   * Workflows changed in this synchronous run and not written yet: each is written once, at the end of the run
+   * (several transitions in one turn cost one serialization), and always before the flush its events wait for.
+   */
+  private readonly unwritten = new Map<string, AnyActorRef>();
   /** The bus is stopping: its sessions are evicted from memory, and stay in the store for the next start. */
   private stopping = false;
   /** How to stop each listener added with `on`, for `off`. */
@@ -204,7 +209,10 @@ export class SessionManager implements PoolHost {
 
   constructor(private readonly options: SessionManagerOptions) {
     options.runtime.attachPool("workflow", this);
-    this.outbox = new Outbox(() => options.runtime.store);
+    this.outbox = new Outbox(
+      () => options.runtime.store,
+      () => this.writeChanged(),
+    );
   }
 
   /**
@@ -500,6 +508,7 @@ export class SessionManager implements PoolHost {
 
   /** Resolves once every change made so far to the sessions is durable (what an HTTP answer waits for). */
   whenDurable(): Promise<void> {
+    this.writeChanged();
     return this.options.runtime.store.flush();
   }
 
@@ -600,18 +609,26 @@ export class SessionManager implements PoolHost {
   }
 
   /**
-   * A workflow's new snapshot: its record is written now, in the batch its events wait for. A write the store
-   * refuses (a shared context that is not JSON) is reported, never thrown into the actor system.
+   * A workflow's new snapshot: its record is written at the end of this synchronous run (or before, when
+   * something flushes the store), in the batch its events wait for. The bus's acceptance of a message that
+   * moved it flushes after that too: the record joins the turn's batch, committed only after the run.
    */
   snapshot(child: AnyActorRef, snapshot: { status: string }): void {
     if (!this.options.runtime.persistent) return;
     const sessionId = (child as AnyActorRef & { systemId?: string }).systemId ?? child.id;
-    let evictAt = this.evictAt.get(sessionId);
-    if (snapshot.status !== "active" && evictAt === undefined) {
-      evictAt = this.options.clock.now() + this.options.retentionMs;
-      this.evictAt.set(sessionId, evictAt);
+    if (snapshot.status !== "active" && !this.evictAt.has(sessionId)) this.evictAt.set(sessionId, this.options.clock.now() + this.options.retentionMs);
+    if (this.unwritten.size === 0) queueMicrotask(() => this.writeChanged());
+    this.unwritten.set(sessionId, child);
+  }
+
+  /** Writes each workflow changed since the last write, once. A write the store refuses (a shared context that is not JSON) is reported. */
+  private writeChanged(): void {
+    for (const [sessionId, child] of this.unwritten) {
+      this.writing(sessionId, (store) => store.put("workflows", sessionId, workflowRecordOf(child, this.evictAt.get(sessionId))));
+      // Evicted as the bus stopped: written a last time, and forgotten.
+      if (!this.sessions.has(sessionId)) this.evictAt.delete(sessionId);
     }
-    this.writing(sessionId, (store) => store.put("workflows", sessionId, workflowRecordOf(child, evictAt)));
+    this.unwritten.clear();
   }
 
   /** Runs a write of one session's record; the store's refusal is reported as a process warning. */
@@ -654,8 +671,11 @@ export class SessionManager implements PoolHost {
     const entry = this.sessions.get(childId);
     if (entry === undefined) return;
     this.sessions.delete(childId);
-    this.evictAt.delete(childId);
-    if (!this.stopping && this.options.runtime.persistent) this.writing(childId, (store) => store.delete("workflows", childId));
+    if (!this.stopping && this.options.runtime.persistent) {
+      this.unwritten.delete(childId);
+      this.evictAt.delete(childId);
+      this.writing(childId, (store) => store.delete("workflows", childId));
+    }
     this.counts[this.statusOf(entry)] -= 1;
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);
