@@ -269,10 +269,10 @@ export class Runtime {
           if (machine !== "session") return;
           if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
           if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
-          if (to === undefined) {
+          if (to === undefined && this.sessionRecords !== undefined) {
             const { sessionId, releaseReason } = (actorRef.getSnapshot() as { context: SessionContext }).context;
             // Closed and expired sessions leave the store; those the runtime stopped with it come back at the next start.
-            this.sessionRecords?.gone(sessionId, releaseReason !== "closed" && releaseReason !== "expired");
+            this.sessionRecords.gone(sessionId, releaseReason !== "closed" && releaseReason !== "expired");
           }
           // A session in `busy` runs one prompt of its agent: the agent's actor counts them.
           if ((from === "busy") !== (to === "busy")) {
