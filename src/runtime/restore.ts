@@ -15,8 +15,8 @@ import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 /** A restored snapshot, and when each of its active states' `after` delays falls due (epoch ms). */
 export interface Restoration {
   snapshot: AnyMachineSnapshot;
-  /** The due time of the delay `delay` (a delay name, or milliseconds) of the active state node `stateNode`. */
-  dueAt(delay: string | number, stateNode: AnyStateNode): number;
+  /** The due time of the delay `delay` (a delay name, or milliseconds) armed in one of the active states. */
+  dueAt(delay: string | number): number;
 }
 
 /** The state nodes a snapshot's value makes active, the root first. */
@@ -36,21 +36,24 @@ function activeStateNodes(node: AnyStateNode, value: unknown): AnyStateNode[] {
 
 /**
  * Schedules the `after` delays of a restored actor's active states, each with what is left of it (0 when it is
- * overdue: it fires at once). Call it once the actor runs (XState's scheduler needs it registered).
+ * overdue: it fires at once), in the order they fall due, so that overdue ones fire in the order they would
+ * have. Call it once the actor runs (XState's scheduler needs it registered).
  */
 export function resumeDelays(actorScope: AnyActorScope, machine: AnyStateMachine, restoration: Restoration, clock: Clock): void {
   const { snapshot } = restoration;
   if (snapshot.status !== "active") return;
-  const now = clock.now();
+  const due: Array<{ eventType: string; dueAt: number }> = [];
   for (const stateNode of activeStateNodes(machine.root, snapshot.value)) {
-    for (const transition of stateNode.after) {
-      const delay = transition.delay;
-      if (typeof delay !== "string" && typeof delay !== "number") continue;
-      const remainingMs = Math.min(MAX_TIMER_DELAY_MS, Math.max(0, restoration.dueAt(delay, stateNode) - now));
-      const { self, system } = actorScope;
-      // XState arms an `after` delay as a `raise` of this event with this id, and its state's exit cancels that id.
-      system.scheduler.schedule(self, self, { type: transition.eventType }, remainingMs, transition.eventType);
+    for (const { delay, eventType } of stateNode.after) {
+      if (typeof delay === "string" || typeof delay === "number") due.push({ eventType, dueAt: restoration.dueAt(delay) });
     }
+  }
+  const now = clock.now();
+  const { self, system } = actorScope;
+  for (const { eventType, dueAt } of due.sort((left, right) => left.dueAt - right.dueAt)) {
+    const remainingMs = Math.min(MAX_TIMER_DELAY_MS, Math.max(0, dueAt - now));
+    // XState arms an `after` delay as a `raise` of this event with this id, and its state's exit cancels that id.
+    system.scheduler.schedule(self, self, { type: eventType }, remainingMs, eventType);
   }
 }
 
