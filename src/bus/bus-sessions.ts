@@ -151,11 +151,18 @@ export class BusSessions {
     for (const session of this.byKey.values()) if (session.owner.workflowId === workflowId) void this.drop(session);
   }
 
-  /** The bus is stopping: every session is closed, and none opens any more. */
+  /** The bus is stopping: none opens any more, and every session is closed, unless the runtime keeps them in a store. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
-    await Promise.all([...this.byKey.values()].map((session) => this.drop(session)));
+    const sessions = [...this.byKey.values()];
+    // A runtime that keeps its sessions in a store keeps these too: the next start brings them back to the bus
+    // that then runs (with their history); a runtime that goes on without a bus lets them expire.
+    if (this.host.runtime.persistent) {
+      for (const session of sessions) this.forget(session);
+      return;
+    }
+    await Promise.all(sessions.map((session) => this.drop(session)));
   }
 
   private checkOpenable(owner: BusSessionOwner): void {

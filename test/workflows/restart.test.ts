@@ -384,7 +384,10 @@ describe("workflows in the store", () => {
     await stopGracefully(second);
   });
 
-  it("answer a workflow's next task to a runtime agent in the bridge session it had before the restart, and close it when the workflow ends", async () => {
+  it.each([
+    ["a crash", crash],
+    ["a graceful stop", stopGracefully],
+  ])("answer a workflow's next task to a runtime agent in the bridge session it had before %s, and close it when the workflow ends", async (_how, end) => {
     const dir = await temporaryDataDir();
     const writer = "troupe://writer";
     const histories: string[][] = [];
@@ -405,7 +408,7 @@ describe("workflows in the store", () => {
     await first.bus.send(task(sessionId, "the outline"));
     await until(() => histories.length === 1 && first.runtime.health().sessions.idle === 1);
     await settled(first);
-    await crash(first);
+    await end(first);
 
     const second = await live(dir, CLOCK_START, { agents: [agent] });
     expect(second.runtime.health().sessions.total).toBe(1);
