@@ -145,6 +145,18 @@ function rejection(type: string, message: string, sessionValid: boolean, retryab
   return { type, message, retryable, sessionValid };
 }
 
+/**
+ * When a delay the session arms falls due, as an absolute time (epoch ms) read from its context: the TTL from
+ * `createdAt`, the idle expiry from `lastActivityAt` (the moment it entered the state that armed it). A
+ * session restored from the store resumes its delays from these, so a restart does not reset them.
+ */
+export function sessionDelayDueAt(context: Pick<SessionContext, "createdAt" | "ttlMs" | "lastActivityAt" | "idleMs">, delay: string | number): number {
+  // The machine's only `after` delays are these two.
+  return delay === "sessionTtl"
+    ? context.createdAt + Math.min(context.ttlMs, MAX_TIMER_DELAY_MS)
+    : context.lastActivityAt + Math.min(context.idleMs, MAX_TIMER_DELAY_MS);
+}
+
 /** The TIMEOUT a prompt fails with at its deadline: transient, the session stays valid. */
 function timeoutError(timeoutMs: number): PromptError {
   return { type: "TIMEOUT", message: `Prompt timed out after ${timeoutMs} ms`, retryable: true, sessionValid: true, details: { timeoutMs } };

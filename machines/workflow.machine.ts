@@ -259,6 +259,41 @@ function stepAfter(steps: WorkflowStep[], name: string): string | undefined {
   return steps[steps.findIndex((step) => step.name === name) + 1]?.name;
 }
 
+/**
+ * When a delay armed in the workflow's current step falls due, as an absolute time (epoch ms): a step's
+ * timeout (its only delay, in milliseconds) counts from `stepEnteredAt`. A workflow restored from the store
+ * resumes the timeout from this, so a restart does not reset it.
+ */
+export function workflowDelayDueAt(context: Pick<WorkflowContext, "stepEnteredAt">, delay: string | number): number {
+  return context.stepEnteredAt + Number(delay);
+}
+
+/**
+ * The `tasks_dispatch` of the tasks that an auto workflow dispatched in its current step (its latest round) and
+ * that are still pending, or `undefined` when there are none: what to send again after a restart, under the
+ * same ids, so that the bus drops the ones it has already (they were sent before the process ended).
+ */
+export function pendingDispatchOf(context: WorkflowContext): Omit<Extract<WorkflowEmitted, { type: "tasks_dispatch" }>, "timeoutMs"> | undefined {
+  const step = context.steps.find((each) => each.name === context.currentStep);
+  const round = context.dispatchRounds[context.currentStep];
+  if (context.dispatch !== "auto" || step?.task === undefined || round === undefined) return undefined;
+  const prefix = `${context.sessionId}/${step.name}/${round}/`;
+  const tasks = context.tasks
+    .filter((task) => task.step === step.name && task.status === "pending" && task.message_id.startsWith(prefix))
+    .map(({ task_id, message_id, to }) => ({ task_id, message_id, to }));
+  if (tasks.length === 0) return undefined;
+  return {
+    type: "tasks_dispatch",
+    sessionId: context.sessionId,
+    from: context.initiator,
+    step: step.name,
+    task: step.task,
+    tasks,
+    shared_context: context.sharedContext,
+    results: resultsBefore(context, step.name),
+  };
+}
+
 /** The workflow view of a snapshot's state value and context. */
 export function workflowViewOf(value: unknown, context: WorkflowContext): WorkflowView {
   const current = typeof value === "string" && context.steps.some((step) => step.name === value) ? value : null;

@@ -1,7 +1,7 @@
 /**
  * troupe's public surface.
  */
-export { createRuntime, Runtime, type PromptRequest } from "./runtime/runtime.js";
+export { createRuntime, Runtime, type PromptRequest, type RestoredSession } from "./runtime/runtime.js";
 export type { RuntimeOptions } from "./runtime/options.js";
 export { busAgentIdOf, RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "./runtime/bus-agents.js";
 export { Bridge, TOOL_NAMES, type CallOptions, type ToolDescription } from "./bridge/bridge.js";

@@ -105,6 +105,30 @@ export class BusSessions {
     return session;
   }
 
+  /**
+   * Takes back a session the runtime restored for this owner (after a restart), so that the owner's next task
+   * goes on in it, with its history. One that nothing will use any more (its workflow or asking session has
+   * ended, another session has the owner, or `maxBusSessions` is reached) is closed.
+   */
+  adopt(sessionId: string, owner: BusSessionOwner): void {
+    const key = keyOf(owner);
+    const usable =
+      !this.stopped &&
+      !this.byKey.has(key) &&
+      this.byKey.size < this.host.maxSessions &&
+      (owner.workflowId === undefined || this.host.workflowActive(owner.workflowId)) &&
+      (owner.askSession === undefined || this.host.runtime.hasSession(owner.askSession));
+    if (!usable) {
+      // A session that is gone or failed meanwhile needs no closing.
+      this.host.runtime.closeSession(sessionId).catch(() => undefined);
+      return;
+    }
+    const session: BusSession = { key, owner, sessionId: Promise.resolve(sessionId), openedAs: sessionId };
+    this.byKey.set(key, session);
+    this.byId.set(sessionId, session);
+    if (owner.askSession !== undefined) this.byAskSession.set(owner.askSession, (this.byAskSession.get(owner.askSession) ?? new Set()).add(session));
+  }
+
   /** Whether later tasks of its owner still go to this session. */
   isCurrent(session: BusSession): boolean {
     return this.byKey.get(session.key) === session;
@@ -127,11 +151,18 @@ export class BusSessions {
     for (const session of this.byKey.values()) if (session.owner.workflowId === workflowId) void this.drop(session);
   }
 
-  /** The bus is stopping: every session is closed, and none opens any more. */
+  /** The bus is stopping: none opens any more, and every session is closed, unless the runtime keeps them in a store. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
-    await Promise.all([...this.byKey.values()].map((session) => this.drop(session)));
+    const sessions = [...this.byKey.values()];
+    // A runtime that keeps its sessions in a store keeps these too: the next start brings them back to the bus
+    // that then runs (with their history); a runtime that goes on without a bus lets them expire.
+    if (this.host.runtime.persistent) {
+      for (const session of sessions) this.forget(session);
+      return;
+    }
+    await Promise.all(sessions.map((session) => this.drop(session)));
   }
 
   private checkOpenable(owner: BusSessionOwner): void {

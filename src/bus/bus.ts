@@ -223,6 +223,8 @@ export class CommunicationBus {
     this.state = "starting";
     if (this.ownsRuntime) await this.runtime.start();
     try {
+      // The workflow sessions of the runtime's store come back before anyone can ask for them.
+      await this.sessionManager.restore();
       this.http = await startHttpServer(this.runtime, {
         port: this.options.port,
         host: this.options.host,
@@ -252,6 +254,10 @@ export class CommunicationBus {
     this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
+    // After a restart: tasks whose prompts it interrupted are answered with an error, then restored auto
+    // workflows still running send their pending tasks again (the bus drops those it already has).
+    this.runtimeAgents.answerInterrupted();
+    this.sessionManager.resume();
   }
 
   /**
@@ -392,6 +398,8 @@ export class CommunicationBus {
     await runtimeAgentsStopped;
     this.deliveries.stop();
     this.sessionManager.stop();
+    // Their events (workflow.evicted) go out once the store has the change: before the bus is stopped.
+    await this.sessionManager.whenSettled();
     if (this.ownsRuntime) await this.runtime.stop();
     this.stopCounting();
     this.state = "stopped";

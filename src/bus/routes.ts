@@ -31,6 +31,11 @@ function decoded(param: string | undefined, field: string): string {
 /** Every route of the bus. Agent ids in paths may be URL-encoded (`claude-code%3A%2F%2Fqa`) or not. */
 export function busRoutes(bus: CommunicationBus): HttpRoute[] {
   const sessions = bus.sessionManager;
+  /** A workflow session's change is answered once it is durable (docs/durability.md). */
+  const durable = async <T>(answer: T): Promise<T> => {
+    await sessions.whenDurable();
+    return answer;
+  };
   return [
     {
       method: "POST",
@@ -76,7 +81,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
         bus.workflowOwners.check(client);
         const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context, { dispatch: body.dispatch });
         bus.workflowOwners.add(client, sessionId);
-        return new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) });
+        return durable(new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) }));
       },
     },
     {
@@ -93,7 +98,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       handle: ({ params: [sessionId] }) => {
         const id = decoded(sessionId, "session_id");
         sessions.deleteSession(id);
-        return { success: true, session_id: id };
+        return durable({ success: true, session_id: id });
       },
     },
     {
@@ -109,50 +114,40 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "POST",
       path: /^\/sessions\/([^/]+)\/participants$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())) }),
     },
     {
       method: "DELETE",
       path: /^\/sessions\/([^/]+)\/participants\/(.+)$/,
-      handle: ({ params: [sessionId, agentId] }) => ({
-        success: true,
-        session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")),
-      }),
+      handle: ({ params: [sessionId, agentId] }) =>
+        durable({ success: true, session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")) }),
     },
     {
       method: "PATCH",
       path: /^\/sessions\/([^/]+)\/workflow$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())) }),
     },
     {
       method: "PATCH",
       path: /^\/sessions\/([^/]+)\/context$/,
       handle: async ({ params: [sessionId], readBody }) => {
         const { shared_context } = parseWith(contextBodySchema, await readBody());
-        return { success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) };
+        return durable({ success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) });
       },
     },
     {
       method: "POST",
       path: /^\/sessions\/([^/]+)\/complete$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())) }),
     },
     {
       method: "POST",
       path: /^\/sessions\/([^/]+)\/terminate$/,
-      handle: async ({ params: [sessionId], readBody }) => ({
-        success: true,
-        session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())),
-      }),
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable({ success: true, session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())) }),
     },
     {
       method: "GET",

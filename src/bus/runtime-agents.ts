@@ -24,7 +24,7 @@
  * `troupe://orchestrator` is an endpoint of the same kind without an agent: the default initiator of an auto
  * workflow, it acknowledges the answers (the workflow has recorded them already) so none waits in a queue.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { PromptResult } from "../bridge/schemas.js";
@@ -113,6 +113,18 @@ interface PendingAsk {
   recipient: string;
 }
 
+/** Whose task a bridge session of the bus answers, from the `metadata.bus` it was opened with; none for other sessions. */
+function busOwnerOf(agentId: string, metadata: Record<string, unknown>): BusSessionOwner | undefined {
+  const bus = metadata["bus"] as { sender?: unknown; session_id?: unknown; ask_session?: unknown } | undefined;
+  if (typeof bus?.sender !== "string") return undefined;
+  return {
+    agentId,
+    sender: bus.sender,
+    workflowId: typeof bus.session_id === "string" ? bus.session_id : undefined,
+    askSession: typeof bus.ask_session === "string" ? bus.ask_session : undefined,
+  };
+}
+
 /** The key of a prompt in flight, as `prompt.delta` events and asks name it. */
 function promptKey(sessionId: string, requestId: string): string {
   return `${sessionId}\n${requestId}`;
@@ -184,9 +196,16 @@ export class RuntimeAgents implements Messenger {
     return endpoint;
   }
 
-  /** The bus started: bridge sessions follow the runtime's events from now on. */
+  /**
+   * The bus started: bridge sessions follow the runtime's events from now on, and those the runtime restored
+   * for this bus's tasks answer them again.
+   */
   start(): void {
     this.sessions.start();
+    for (const session of this.host.runtime.restoredSessions()) {
+      const owner = busOwnerOf(session.agentId, session.metadata);
+      if (owner !== undefined && this.host.runtime.hasSession(session.sessionId)) this.sessions.adopt(session.sessionId, owner);
+    }
   }
 
   /**
@@ -245,6 +264,31 @@ export class RuntimeAgents implements Messenger {
       })
       .catch((error: unknown) => this.asks.reject(messageId, toBridgeError(error)));
     return answered.finally(() => signal.removeEventListener("abort", onAbort));
+  }
+
+  /**
+   * After a restart: each task whose prompt the restart interrupted (the runtime restored its bridge session
+   * idle) is answered with an error (TRANSPORT), so that its sender, a workflow above all, is not left waiting
+   * for an answer that will never come: its request was acknowledged when the endpoint took it. The answer's id
+   * is derived from the task, so a bus started again over the same runtime sends it once.
+   */
+  answerInterrupted(): void {
+    for (const { sessionId, agentId, metadata, interrupted } of this.host.runtime.restoredSessions()) {
+      const owner = busOwnerOf(agentId, metadata);
+      const endpoint = this.endpoint(busAgentIdOf(agentId));
+      if (owner === undefined || endpoint === undefined) continue;
+      for (const requestId of interrupted) {
+        // The request itself is gone with the process; what the answer needs of it is in the session's metadata.
+        const request = {
+          message_id: requestId,
+          sender: { agent_id: owner.sender, framework: frameworkOf(owner.sender), ...(owner.workflowId === undefined ? {} : { session_id: owner.workflowId }) },
+          priority: "high",
+        } as MessageEnvelope;
+        const answerId = `err_${createHash("sha256").update(`${sessionId}\n${requestId}`).digest("hex").slice(0, 32)}`;
+        const task: RunningTask = { sessionId, cancelled: false, warned: false };
+        void this.answer(endpoint, request, task, "error", { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" }, answerId);
+      }
+    }
   }
 
   /** A workflow session ended: the bridge sessions that answered its tasks are closed. */

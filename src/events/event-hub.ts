@@ -62,6 +62,11 @@ export interface RuntimeEventMap {
   "prompt.completed": { sessionId: string; requestId: string; stopReason: string; usage?: Usage } & PromptOrigin;
   "prompt.failed": { sessionId: string; requestId: string; error: PromptError } & PromptOrigin;
   "prompt.cancelled": { sessionId: string; requestId: string; cause: PromptCancelCause } & PromptOrigin;
+  /**
+   * A prompt that was in flight or queued when the process ended, reported when `start()` restores its session:
+   * it failed unanswered (TRANSPORT, `sessionValid: true`); the session came back idle.
+   */
+  "prompt.interrupted": { sessionId: string; requestId: string; error: PromptError } & PromptOrigin;
   "message.accepted": MessageFields<"message.accepted">;
   "message.queued": MessageFields<"message.queued">;
   "message.delivered": MessageFields<"message.delivered">;
@@ -111,6 +116,7 @@ export const RUNTIME_EVENT_TYPES = Object.keys({
   "prompt.completed": true,
   "prompt.failed": true,
   "prompt.cancelled": true,
+  "prompt.interrupted": true,
   "message.accepted": true,
   "message.queued": true,
   "message.delivered": true,

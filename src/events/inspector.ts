@@ -10,6 +10,12 @@ export interface ActorObserver {
   created(actorRef: AnyActor): void;
   /** A machine actor entered `to` (from `from`, undefined at start) or stopped (`to` undefined). */
   stateChanged(actorRef: AnyActor, from: string | undefined, to: string | undefined): void;
+  /**
+   * A machine actor has a new snapshot (after each transition, at its start, and at its end when it is done
+   * or failed; not when it is stopped): what the store writes from. Its actions, emitted events and delays of
+   * that transition have run.
+   */
+  snapshot?(actorRef: AnyActor, snapshot: { status: string; value?: unknown; context?: unknown }): void;
 }
 
 interface InternalActorRef {
@@ -112,6 +118,7 @@ export function createInspector(
     if (inspection.type !== "@xstate.snapshot") return;
     const snapshot = inspection.snapshot as { status: string; value?: unknown; context?: { releaseReason?: string | null } };
     const from = lastState.get(actorRef);
+    if (inspection.event.type !== "xstate.stop" && snapshot.value !== undefined) observer.snapshot?.(actorRef, snapshot);
     if (inspection.event.type === "xstate.stop" || snapshot.status === "done" || snapshot.status === "error") {
       reportStopped(actorRef, snapshot.context?.releaseReason ?? (inspection.event.type === "xstate.stop" ? "stopped" : snapshot.status));
       return;

@@ -50,6 +50,12 @@ export interface Executor {
   describeAgents(): AgentDescription[];
   /** Called once a session exists; a throw fails `sessions_create`. */
   openSession(session: SessionInfo): Promise<void>;
+  /**
+   * Called at `runtime.start()` for each session restored from the store (it was opened by an earlier
+   * process). Without it, or when it throws, the restored session fails (`sessionValid: false`): an executor
+   * whose sessions live in something that died with the process (an ACP worker's) cannot take them back.
+   */
+  reopenSession?(session: SessionInfo): Promise<void>;
   /** Answers one prompt; `signal` aborts it; `emit` streams pieces of the answer and warnings. */
   runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply>;
   /** Told after the in-flight prompt of a session was cancelled by `sessions_cancel`. */

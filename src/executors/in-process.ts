@@ -52,6 +52,11 @@ export class InProcessExecutor implements Executor {
     await this.agentOf(session).onSessionOpen?.(session);
   }
 
+  /** A restored session is opened again in this process: its agent's `onSessionOpen` runs as for a new one. */
+  async reopenSession(session: SessionInfo): Promise<void> {
+    await this.openSession(session);
+  }
+
   async runPrompt(input: RunPromptInput, signal: AbortSignal, emit: PromptEmitter): Promise<PromptReply> {
     const { request, history, ...session } = input;
     const agent = this.agentOf(session);

@@ -18,6 +18,7 @@ import {
   type AgentState,
 } from "../../machines/agent.machine.js";
 import {
+  sessionDelayDueAt,
   sessionMachine,
   type PendingPrompt,
   type PromptError,
@@ -26,9 +27,11 @@ import {
   type RunPromptInput,
   type RunPromptOutput,
   type SessionCloseReason,
+  type SessionContext,
   type SessionEmitted,
   type SessionEvent,
   type SessionInfo,
+  type SessionInput,
   type SessionStatus,
 } from "../../machines/session.machine.js";
 import { sessionShardMachine } from "../../machines/session-shard.machine.js";
@@ -52,6 +55,8 @@ import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./optio
 import { Replies } from "./replies.js";
 import { createMemoryStore } from "../store/memory-store.js";
 import type { Store } from "../store/store.js";
+import { restorableLogic, type Restoration } from "./restore.js";
+import { SessionRecords, type LoadedSession } from "./session-records.js";
 
 type SupervisorActor = Actor<typeof supervisorMachine>;
 type PoolActor = Actor<typeof poolMachine>;
@@ -65,6 +70,8 @@ export interface PoolHost {
   emitted?(child: AnyActorRef, event: { type: string }): void;
   /** A child entered `to` from `from` (undefined when it starts or stops). */
   stateChanged?(child: AnyActorRef, from: string | undefined, to: string | undefined): void;
+  /** A child has a new snapshot (each transition, its start, its end; not its stop): what its owner stores. */
+  snapshot?(child: AnyActorRef, snapshot: { status: string; value?: unknown; context?: unknown }): void;
   /** The child was reaped; `ending` is all that is left of it. */
   released(childId: string, ending: PoolChildEnding): void;
 }
@@ -78,6 +85,12 @@ export interface DeliveryPoolHost extends PoolHost {
 /** The machine a pooled kind's children run: what the inspector recognises them by. */
 const POOL_KIND_OF_MACHINE: Record<string, PoolKind> = { workflow: "workflow", delivery: "delivery" };
 
+/** A bridge session that `start()` restored from the store. */
+export interface RestoredSession extends SessionInfo {
+  /** The request ids of its prompts in flight or queued when the process ended: they failed unanswered (`prompt.interrupted`). */
+  interrupted: string[];
+}
+
 /** What a prompt carries besides its text. */
 export interface PromptRequest {
   prompt: string;
@@ -90,6 +103,15 @@ function failure(error: BridgeError, at: number): RunPromptFailure {
   const { retryable, sessionValid, ...details } = error.details;
   return { type: error.type, message: error.message, retryable, sessionValid, details, at };
 }
+
+/** How a prompt fails that was in flight or queued when the process ended: it was never answered; its session lives on. */
+const INTERRUPTED_PROMPT_ERROR: PromptError = Object.freeze({
+  type: "TRANSPORT",
+  message: "The runtime restarted while the prompt was pending: it was not answered",
+  retryable: true,
+  sessionValid: true,
+  details: Object.freeze({ interrupted: true }),
+});
 
 function bridgeErrorOf(error: PromptError): BridgeError {
   return new BridgeError(error.type as BridgeError["type"], error.message, {
@@ -126,6 +148,12 @@ export class Runtime {
   private supervisor: SupervisorActor | undefined;
   private readonly storeOption: RuntimeOptions["store"];
   private openedStore: Store | undefined;
+  /** Keeps the store's bridge sessions in step with the session actors; there once the store is open. */
+  private sessionRecords: SessionRecords | undefined;
+  /** Stored sessions being restored, by id, until their actor takes them (see `sessionRestorationOf`). */
+  private readonly restoringSessions = new Map<string, LoadedSession>();
+  /** The sessions `start()` restored. */
+  private restored: RestoredSession[] = [];
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
 
@@ -163,20 +191,41 @@ export class Runtime {
     return this.openedStore;
   }
 
-  /** Opens the store, then starts the supervisor. Calls before `start()` fail with INTERNAL. */
+  /**
+   * Whether sessions and workflows are written to the store: only to one given to the runtime. The in-memory
+   * store the runtime makes for itself when given none dies with it, and nothing could be restored from it.
+   */
+  get persistent(): boolean {
+    return this.storeOption !== undefined;
+  }
+
+  /**
+   * Opens the store, starts the supervisor, then restores the bridge sessions the store holds (docs/durability.md):
+   * each comes back in its state with its history, usage and remaining TTL and idle time; one that was busy
+   * comes back idle, its interrupted prompts reported as `prompt.interrupted`. Calls before `start()` fail with
+   * INTERNAL.
+   */
   async start(): Promise<void> {
     if (this.state !== "new") throw new BridgeError("INTERNAL", `Runtime cannot start: it is ${this.state}`);
     this.state = "starting";
+    let storedSessions: LoadedSession[];
     try {
       const option = this.storeOption;
       this.openedStore = option === undefined ? createMemoryStore() : typeof option === "function" ? await option() : option;
+      storedSessions = await SessionRecords.load(this.openedStore);
     } catch (error) {
+      if (this.openedStore !== undefined && typeof this.storeOption !== "object") await this.openedStore.close().catch(() => undefined);
+      this.openedStore = undefined;
       this.state = "new";
       throw error;
     }
-    const session = sessionMachine.provide({
+    if (this.persistent) this.sessionRecords = new SessionRecords(this.openedStore);
+    const providedSession = sessionMachine.provide({
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });
+    // Sessions are restored only now, at start: without stored ones, sessions spawn from the machine itself.
+    const session =
+      storedSessions.length === 0 ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock);
     const shard = sessionShardMachine.provide({ actors: { session } });
     const worker = workerMachine.provide({
       actors: {
@@ -205,6 +254,15 @@ export class Runtime {
             actorRef.on("*", (event) => this.poolHosts[kind]?.emitted?.(actorRef, event));
           }
         },
+        snapshot: (actorRef, snapshot) => {
+          const machine = machineOf(actorRef);
+          if (machine === "session") {
+            this.sessionRecords?.changed(snapshot.value as SessionStatus, snapshot.context as SessionContext);
+            return;
+          }
+          const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
+          if (kind !== undefined) this.poolHosts[kind]?.snapshot?.(actorRef, snapshot);
+        },
         stateChanged: (actorRef, from, to) => {
           const machine = machineOf(actorRef);
           const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
@@ -212,6 +270,11 @@ export class Runtime {
           if (machine !== "session") return;
           if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
           if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
+          if (to === undefined && this.sessionRecords !== undefined) {
+            const { sessionId, releaseReason } = (actorRef.getSnapshot() as { context: SessionContext }).context;
+            // Closed and expired sessions leave the store; those the runtime stopped with it come back at the next start.
+            this.sessionRecords.gone(sessionId, releaseReason !== "closed" && releaseReason !== "expired");
+          }
           // A session in `busy` runs one prompt of its agent: the agent's actor counts them.
           if ((from === "busy") !== (to === "busy")) {
             const { agentId } = (actorRef.getSnapshot() as { context: SessionInfo }).context;
@@ -228,6 +291,105 @@ export class Runtime {
     this.state = "running";
     actor.start();
     for (const { input } of this.describedAgents()) this.spawnAgent(input);
+    await this.restoreSessions(actor, storedSessions);
+  }
+
+  /**
+   * Brings back the stored sessions, oldest first, through the supervisor like new ones (so `maxSessions` holds),
+   * then tells their agents (`reopenSession`). A session whose agent is gone, or that finds no room, is dropped
+   * from the store with a warning.
+   */
+  private async restoreSessions(supervisor: SupervisorActor, stored: LoadedSession[]): Promise<void> {
+    const records = this.sessionRecords;
+    if (records === undefined) return;
+    const reopening: Array<Promise<void>> = [];
+    for (const loaded of [...stored].sort((left, right) => left.session.createdAt - right.session.createdAt)) {
+      const { session, interrupted } = loaded;
+      const { sessionId, agentId } = session;
+      if (!this.hasAgent(agentId)) {
+        process.emitWarning(`troupe: stored session ${sessionId} is not restored: its agent ${agentId} is not configured`, { code: "TROUPE_RESTORE" });
+        records.drop(sessionId);
+        continue;
+      }
+      const placed = this.replies.wait<void>(sessionId);
+      this.restoringSessions.set(sessionId, loaded);
+      supervisor.send({
+        type: "SESSION.CREATE",
+        session: {
+          sessionId,
+          agentId,
+          metadata: session.metadata,
+          createdAt: session.createdAt,
+          ttlMs: session.ttlMs,
+          idleMs: session.idleMs,
+          maxQueuedPrompts: session.maxQueuedPrompts,
+          historyWindow: session.historyWindow,
+        },
+      });
+      try {
+        await placed;
+      } catch (error) {
+        process.emitWarning(`troupe: stored session ${sessionId} is not restored: ${toBridgeError(error).message}`, { code: "TROUPE_RESTORE" });
+        records.drop(sessionId);
+        continue;
+      } finally {
+        this.restoringSessions.delete(sessionId);
+      }
+      this.restored.push({ sessionId, agentId, metadata: session.metadata, interrupted });
+      const origin = promptOriginOf({ agentId, metadata: session.metadata });
+      for (const requestId of interrupted) this.hub.emit("prompt.interrupted", sessionId, { sessionId, requestId, error: INTERRUPTED_PROMPT_ERROR, ...origin });
+      // Its agent was told `failed` before the restart: deleting it calls no hook again.
+      if (session.status === "failed") this.failedSessions.add(sessionId);
+      else reopening.push(this.reopenSession({ sessionId, agentId, metadata: session.metadata }));
+    }
+    await Promise.all(reopening);
+  }
+
+  /** The restoration of a session being restored, when `input` is one (the shard spawns restored sessions like new ones). */
+  private sessionRestorationOf(machine: typeof sessionMachine, input: SessionInput): Restoration | undefined {
+    const loaded = this.restoringSessions.size === 0 ? undefined : this.restoringSessions.get(input.sessionId);
+    if (loaded === undefined) return undefined;
+    const { session, interrupted } = loaded;
+    // A session that was busy comes back idle: its prompts failed with the restart, now.
+    const wasBusy = interrupted.length > 0 && session.status !== "failed";
+    const context: SessionContext = {
+      lastActivityAt: wasBusy ? this.clock.now() : session.lastActivityAt,
+      inFlight: null,
+      queue: [],
+      history: session.history,
+      usage: session.usage,
+      error: session.error,
+      releaseReason: null,
+      ...input,
+    };
+    this.sessionRecords?.restored(loaded, context);
+    return {
+      snapshot: machine.resolveState({ value: wasBusy ? "idle" : session.status, context }),
+      dueAt: (delay) => sessionDelayDueAt(context, delay),
+    };
+  }
+
+  /** Tells a restored session's executor it is back; one that cannot take it back (or fails to) fails the session. */
+  private async reopenSession(session: SessionInfo): Promise<void> {
+    try {
+      const executor = this.executorFor(session.agentId);
+      if (executor.reopenSession === undefined) {
+        throw new BridgeError("TRANSPORT", `Session ${session.sessionId} ended with the restart: the ${executor.kind} executor cannot restore sessions`, { sessionValid: false });
+      }
+      await executor.reopenSession(session);
+    } catch (error) {
+      const cause = toBridgeError(error, "UPSTREAM");
+      this.failSession(session.sessionId, new BridgeError(cause.type, cause.message, { ...cause.details, sessionValid: false }));
+    }
+  }
+
+  /**
+   * The bridge sessions `start()` restored from the store, with the prompts each held when the process ended
+   * (also reported as `prompt.interrupted`): the bus takes back its own sessions and answers the tasks behind
+   * those prompts.
+   */
+  restoredSessions(): readonly RestoredSession[] {
+    return this.restored;
   }
 
   /** Adds an ACP worker (SPEC §2.5); its process starts at once when the runtime runs. */
@@ -771,7 +933,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
 }
 
 /** The agent a session's prompts go to, and the workflow whose tasks they run (when the bus opened it for one). */
-function promptOriginOf(session: SessionInfo): PromptOrigin {
+function promptOriginOf(session: Pick<SessionInfo, "agentId" | "metadata">): PromptOrigin {
   const workflowId = workflowOfSession(session.metadata);
   return workflowId === undefined ? { agentId: session.agentId } : { agentId: session.agentId, workflowId };
 }

@@ -8,7 +8,9 @@ import { z } from "zod";
 import type { Actor, AnyActorRef } from "xstate";
 import {
   createWorkflowMachine,
+  pendingDispatchOf,
   RESERVED_STEP_NAMES,
+  workflowDelayDueAt,
   workflowViewOf,
   type TaskOutcome,
   type TaskUsage,
@@ -24,14 +26,18 @@ import {
   type WorkflowView,
 } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
-import { BridgeError, sessionNotFound } from "../errors.js";
+import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { agentIdSchema, durationSchema, frameworkOf, inReplyToOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope } from "../protocol/envelope.js";
 import { parseDuration } from "../protocol/durations.js";
 import { WORKFLOW_EVENT_TYPES, type RuntimeEvent } from "../events/event-hub.js";
 import { BUS_AGENT_ID, isRuntimeFramework, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
+import { restorableLogic } from "../runtime/restore.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
+import { Outbox } from "../store/outbox.js";
+import type { Store } from "../store/store.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
+import { loadWorkflows, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
 
 /** A session's lifecycle as the manager shows it. */
 export type WorkflowSessionStatus = "active" | "completed" | "terminated";
@@ -186,8 +192,19 @@ export class SessionManager implements PoolHost {
   private readonly sessions = new Map<string, SessionEntry>();
   /** Sessions by status, counted from their machines' events, so `GET /metrics` costs O(1). */
   private readonly counts: Record<WorkflowSessionStatus, number> = { active: 0, completed: 0, terminated: 0 };
-  /** The events of workflows being spawned, held back until `workflow.created` is out. */
-  private readonly creating = new Map<string, Array<Exclude<WorkflowEmitted, TasksDispatch>>>();
+  /** What workflows being spawned emit (events, their first tasks), held back until `workflow.created` is out. */
+  private readonly creating = new Map<string, Array<() => void>>();
+  /** Events and tasks wait here until the change they come from is durable. */
+  private readonly outbox: Outbox;
+  /** When each ended session is evicted (epoch ms), as its record says. */
+  private readonly evictAt = new Map<string, number>();
+  /**
+   * Workflows changed in this synchronous run and not written yet: each is written once, at the end of the run
+   * (several transitions in one turn cost one serialization), and always before the flush its events wait for.
+   */
+  private readonly unwritten = new Map<string, AnyActorRef>();
+  /** The bus is stopping: its sessions are evicted from memory, and stay in the store for the next start. */
+  private stopping = false;
   /** How to stop each listener added with `on`, for `off`. */
   private readonly unsubscribers = new Map<(event: never) => void, Map<SessionManagerEventType, () => void>>();
   /** How many sessions each agent takes part in: they count as registered. */
@@ -201,6 +218,10 @@ export class SessionManager implements PoolHost {
 
   constructor(private readonly options: SessionManagerOptions) {
     options.runtime.attachPool("workflow", this);
+    this.outbox = new Outbox(
+      () => options.runtime.store,
+      () => this.writeChanged(),
+    );
   }
 
   /**
@@ -254,7 +275,7 @@ export class SessionManager implements PoolHost {
     // A workflow never ends while it is spawned: it starts at its first step.
     const machine = this.machineFor(input.steps, stepTimeoutsMs);
     // What the workflow emits while it is spawned (its first step's tasks) follows `workflow.created`.
-    const heldBack: Array<Exclude<WorkflowEmitted, TasksDispatch>> = [];
+    const heldBack: Array<() => void> = [];
     this.creating.set(sessionId, heldBack);
     let actor: WorkflowActor;
     try {
@@ -267,8 +288,11 @@ export class SessionManager implements PoolHost {
     this.counts.active += 1;
     for (const member of members) this.join(member);
     const { hub } = this.options.runtime;
-    if (hub.wants("workflow.created")) hub.emit("workflow.created", sessionId, { sessionId, session: this.viewOf(sessionId, entry) });
-    for (const event of heldBack) this.publish(event);
+    if (hub.wants("workflow.created")) {
+      const session = this.viewOf(sessionId, entry);
+      this.outbox.run(() => hub.emit("workflow.created", sessionId, { sessionId, session }));
+    }
+    for (const effect of heldBack) this.outbox.run(effect);
     return sessionId;
   }
 
@@ -499,28 +523,168 @@ export class SessionManager implements PoolHost {
     this.options.runtime.evictPooled("workflow", sessionId, entry.actor);
   }
 
-  /** Evicts every session (the bus is stopping). */
+  /**
+   * Evicts every session from memory (the bus is stopping). They stay in the store: the next `start()` of a bus
+   * on the same store restores them.
+   */
   stop(): void {
-    this.options.runtime.clearPool("workflow");
+    this.stopping = true;
+    try {
+      this.options.runtime.clearPool("workflow");
+    } finally {
+      this.stopping = false;
+    }
+  }
+
+  /** Resolves once every change made so far to the sessions is durable (what an HTTP answer waits for). */
+  whenDurable(): Promise<void> {
+    this.writeChanged();
+    return this.options.runtime.store.flush();
+  }
+
+  /**
+   * Resolves once every change made so far is durable and its events and tasks have gone out: events follow
+   * their change once it is in the store (docs/durability.md), so a listener hears of `createSession` after it
+   * returned, not during it.
+   */
+  whenSettled(): Promise<void> {
+    return this.outbox.drained();
+  }
+
+  /**
+   * Restores the workflow sessions of the runtime's store (the bus calls this at `start()`): each continues in
+   * its step, with what is left of its step's timeout, or, ended, stays readable for what is left of its
+   * retention. Ended ones past their retention are removed from the store; `maxWorkflowSessions` still holds
+   * (active sessions first, then the ended ones evicted last; the rest are removed with a warning). Call
+   * `resume()` once the bus takes messages.
+   */
+  async restore(): Promise<void> {
+    const { runtime, clock } = this.options;
+    const { store } = runtime;
+    const now = clock.now();
+    const records: Array<{ sessionId: string; record: WorkflowRecord }> = [];
+    for (const loaded of await loadWorkflows(store)) {
+      const { evictAt } = loaded.record;
+      if (loaded.record.snapshot.status === "active" || (evictAt !== undefined && evictAt > now)) records.push(loaded);
+      else store.delete("workflows", loaded.sessionId);
+    }
+    const room = Math.max(0, runtime.limits.maxWorkflowSessions - runtime.pooledCount("workflow"));
+    const evictsLast = (entry: { record: WorkflowRecord }): number => entry.record.evictAt ?? Number.POSITIVE_INFINITY;
+    const kept = new Set([...records].sort((left, right) => evictsLast(right) - evictsLast(left)).slice(0, room));
+    for (const loaded of records.sort((left, right) => left.record.snapshot.context.createdAt - right.record.snapshot.context.createdAt)) {
+      if (kept.has(loaded)) this.restoreOne(loaded.sessionId, loaded.record, now);
+      else {
+        process.emitWarning(`troupe: workflow ${loaded.sessionId} is not restored: maxWorkflowSessions (${runtime.limits.maxWorkflowSessions}) is reached`, { code: "TROUPE_RESTORE" });
+        store.delete("workflows", loaded.sessionId);
+      }
+    }
+    await store.flush();
+  }
+
+  /**
+   * Sends again, under their ids, the tasks that restored auto workflows had dispatched in their current step
+   * and that are still pending: the bus drops those it accepted before the restart (same `message_id`), so a
+   * task is sent once whether or not its message was durable when the process ended.
+   */
+  resume(): void {
+    const now = this.options.clock.now();
+    for (const [sessionId, entry] of this.sessions) {
+      if (this.statusOf(entry) !== "active") continue;
+      const context = this.contextOf(entry);
+      const dispatch = pendingDispatchOf(context);
+      if (dispatch === undefined) continue;
+      const timeout = context.steps.find((step) => step.name === context.currentStep)?.timeout;
+      const timeoutMs = timeout === undefined ? undefined : workflowDelayDueAt(context, parseDuration(timeout, "timeout")) - now;
+      // A step whose time ran out while the process was down ends at once: its tasks are not sent again.
+      if (timeoutMs !== undefined && timeoutMs <= 0) continue;
+      this.dispatch(sessionId, { ...dispatch, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+    }
+  }
+
+  /** Spawns one stored workflow in its state, and rebuilds what the manager indexes about it. */
+  private restoreOne(sessionId: string, record: WorkflowRecord, now: number): void {
+    const persisted = record.snapshot;
+    const context = persisted.context;
+    // Shared like those of new sessions: frozen, so no caller changes the steps of another workflow.
+    deepFreeze(context.steps);
+    const stepTimeoutsMs = Object.fromEntries(
+      context.steps.flatMap((step, index) => (step.timeout === undefined ? [] : [[step.name, parseDuration(step.timeout, `steps.${index}.timeout`)]])),
+    );
+    const machine = this.machineFor(context.steps, stepTimeoutsMs);
+    // An ended workflow asks its shard to keep it for what is left of its retention.
+    const snapshot = record.evictAt === undefined ? persisted : { ...persisted, output: { ...(persisted.output as object), retainMs: record.evictAt - now } };
+    // The actor as it is made: an ended one is no longer in the system once it has started, and its ref is what keeps it readable.
+    let actor: WorkflowActor | undefined;
+    const logic = restorableLogic(
+      machine,
+      (_input, actorScope) => {
+        actor = actorScope.self as WorkflowActor;
+        return { snapshot: machine.restoreSnapshot(snapshot as never, actorScope as never), dueAt: (delay) => workflowDelayDueAt(context, delay) };
+      },
+      this.options.clock,
+    );
+    if (record.evictAt !== undefined) this.evictAt.set(sessionId, record.evictAt);
+    this.options.runtime.spawnPooled("workflow", sessionId, logic, undefined);
+    if (actor === undefined) throw new BridgeError("INTERNAL", `Workflow ${sessionId} was not spawned`, { sessionId });
+    const entry: SessionEntry = { actor };
+    this.sessions.set(sessionId, entry);
+    this.counts[this.statusOf(entry)] += 1;
+    for (const member of context.participants) this.join(member);
+    for (const task of context.tasks) {
+      if (task.status !== "pending") continue;
+      // The fallback agents of its request are not kept: the recipient (or an answer naming the request) answers it.
+      this.tasksByMessage.set(task.message_id, { sessionId, taskId: task.task_id, targets: [task.to] });
+      this.messagesByTask.set(task.task_id, (this.messagesByTask.get(task.task_id) ?? new Set()).add(task.message_id));
+    }
+  }
+
+  /**
+   * A workflow's new snapshot: its record is written at the end of this synchronous run (or before, when
+   * something flushes the store), in the batch its events wait for. The bus's acceptance of a message that
+   * moved it flushes after that too: the record joins the turn's batch, committed only after the run.
+   */
+  snapshot(child: AnyActorRef, snapshot: { status: string }): void {
+    if (!this.options.runtime.persistent) return;
+    const sessionId = (child as AnyActorRef & { systemId?: string }).systemId ?? child.id;
+    if (snapshot.status !== "active" && !this.evictAt.has(sessionId)) this.evictAt.set(sessionId, this.options.clock.now() + this.options.retentionMs);
+    if (this.unwritten.size === 0) queueMicrotask(() => this.writeChanged());
+    this.unwritten.set(sessionId, child);
+  }
+
+  /** Writes each workflow changed since the last write, once. A write the store refuses (a shared context that is not JSON) is reported. */
+  private writeChanged(): void {
+    for (const [sessionId, child] of this.unwritten) {
+      this.writing(sessionId, (store) => store.put("workflows", sessionId, workflowRecordOf(child, this.evictAt.get(sessionId))));
+      // Evicted as the bus stopped: written a last time, and forgotten.
+      if (!this.sessions.has(sessionId)) this.evictAt.delete(sessionId);
+    }
+    this.unwritten.clear();
+  }
+
+  /** Runs a write of one session's record; the store's refusal is reported as a process warning. */
+  private writing(sessionId: string, write: (store: Store) => void): void {
+    try {
+      write(this.options.runtime.store);
+    } catch (error) {
+      process.emitWarning(`troupe: workflow ${sessionId} could not be written to the store: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
+    }
   }
 
   /** A workflow actor's emitted event (the runtime relays it: the actor is the supervisor's). */
   emitted(_child: AnyActorRef, event: { type: string }): void {
     const emitted = event as WorkflowEmitted;
-    if (emitted.type === "tasks_dispatch") {
-      // Sent once the transition and the call that caused it are over: the first step's tasks leave after
-      // createSession has registered the session and its participants, and no send re-enters the actor mid-transition.
-      queueMicrotask(() => this.dispatch(emitted.sessionId, emitted));
-      return;
-    }
     // Metrics follow the machine's own events: an ended session moves from active to how it ended.
     if (emitted.type === "session_completed" || emitted.type === "session_terminated") {
       this.counts.active -= 1;
       this.counts[emitted.type === "session_completed" ? "completed" : "terminated"] += 1;
     }
+    // Events and tasks leave once the change is durable, after the transition and the call that caused it:
+    // the first step's tasks leave after createSession has registered the session and its participants,
+    // and no send re-enters the actor mid-transition.
+    const effect = emitted.type === "tasks_dispatch" ? () => this.dispatch(emitted.sessionId, emitted) : () => this.publish(emitted);
     const heldBack = this.creating.get(emitted.sessionId);
-    if (heldBack !== undefined) heldBack.push(emitted);
-    else this.publish(emitted);
+    if (heldBack !== undefined) heldBack.push(effect);
+    else this.outbox.run(effect);
   }
 
   /** A workflow's event on the hub, by its `workflow.*` name. */
@@ -529,16 +693,25 @@ export class SessionManager implements PoolHost {
     this.options.runtime.hub.emit(WORKFLOW_EVENT_TYPES[type], event.sessionId, fields as never);
   }
 
-  /** A workflow actor was evicted (its retention ran out, `DELETE`, or the bus stopped): it is forgotten. */
+  /**
+   * A workflow actor was evicted (its retention ran out, `DELETE`, or the bus stopped): it is forgotten, and
+   * removed from the store unless the bus is stopping.
+   */
   released(childId: string): void {
     const entry = this.sessions.get(childId);
     if (entry === undefined) return;
     this.sessions.delete(childId);
+    if (!this.stopping && this.options.runtime.persistent) {
+      this.unwritten.delete(childId);
+      this.evictAt.delete(childId);
+      this.writing(childId, (store) => store.delete("workflows", childId));
+    }
     this.counts[this.statusOf(entry)] -= 1;
     const { participants, tasks } = entry.actor.getSnapshot().context;
     for (const participant of participants) this.leave(participant.agent_id);
     for (const task of tasks) this.forgetTask(task.message_id);
-    this.options.runtime.hub.emit("workflow.evicted", childId, { sessionId: childId });
+    const { hub } = this.options.runtime;
+    this.outbox.run(() => hub.emit("workflow.evicted", childId, { sessionId: childId }));
   }
 
   private usageField(envelope: MessageEnvelope): { usage?: TaskUsage } {

@@ -103,11 +103,15 @@ describe("GET /metrics in Prometheus text", () => {
   it("moves a workflow's count from step to step and drops it when it is evicted", async () => {
     const { bus } = await startRuntimeBus();
     const manager = bus.sessionManager;
+    // Workflow events go out once their change is durable (docs/durability.md): the counts follow them.
     const sessionId = manager.createSession("codex://a", [], [{ name: "plan", required_agents: [] }, { name: "build", required_agents: [] }]);
+    await manager.whenSettled();
     expect(bus.metricsSnapshot().workflows_by_step).toEqual({ plan: 1 });
     manager.updateWorkflow(sessionId, { current_step: "build" });
+    await manager.whenSettled();
     expect(bus.metricsSnapshot().workflows_by_step).toEqual({ build: 1 });
     manager.terminateSession(sessionId, { reason: "stopped" });
+    await manager.whenSettled();
     expect(bus.metricsSnapshot().workflows_by_step).toEqual({ terminated: 1 });
     manager.deleteSession(sessionId);
     await until(() => Object.keys(bus.metricsSnapshot().workflows_by_step).length === 0);

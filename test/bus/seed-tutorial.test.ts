@@ -125,6 +125,8 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
       latestCommit: "abc123",
     });
 
+    // Events go out once their change is durable, after the call that made it: wait for them before listening.
+    await sessionManager.whenSettled();
     const logged: string[] = [];
     sessionManager.on("session_created", (event) => logged.push(`Session created ${event.sessionId}`));
     sessionManager.on("task_delegated", (event) => logged.push(`Task delegated ${event.task.task_id}`));
@@ -194,6 +196,7 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
       details: "Frontend agent offline",
     });
     expect(sessionManager.getSession(sessionId)?.status).toBe("completed");
+    await sessionManager.whenSettled();
     expect(logged).toEqual(["Task delegated task_impl_backend", "Task delegated task_impl_frontend", `Session done ${sessionId}`]);
     expect(events.map((event) => event.type)).toEqual([
       "session_created",

@@ -73,6 +73,7 @@ describe("logRuntimeEvents", () => {
     expect(linesOf(logger, "message.accepted")[0]!.fields).toMatchObject({ message_id: "m-1", agentId: "codex://b" });
     const workflow = bus.sessionManager.createSession("codex://a", [], [{ name: "plan", required_agents: [] }]);
     bus.sessionManager.terminateSession(workflow, { reason: "changed our minds" });
+    await bus.sessionManager.whenSettled();
     expect(linesOf(logger, "workflow.created")[0]!.fields).toMatchObject({ workflow });
     expect(linesOf(logger, "workflow.terminated")[0]).toMatchObject({ level: "warn", message: "workflow terminated: changed our minds", fields: { workflow } });
   });

@@ -100,13 +100,13 @@ describe("workflow sessions under the supervisor", () => {
     expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(201);
   });
 
-  it("refuses a workflow created inside the pool's own release (a workflow.evicted listener) with BUSY, and keeps nothing of it", async () => {
+  it("refuses a workflow created inside the pool's own event (a listener of a workflow being spawned) with BUSY, and keeps nothing of it", async () => {
     const { bus, runtime, childrenOf } = await startOwnedBus();
     const outcomes: string[] = [];
-    bus.on("workflow.evicted", () => {
+    bus.on("actor.spawned", (event) => {
+      if (event.parentId?.startsWith("workflows-") !== true || outcomes.length > 0) return;
       try {
-        createWorkflow(bus);
-        outcomes.push("created");
+        outcomes.push(createWorkflow(bus));
       } catch (error) {
         outcomes.push((error as BridgeError).type);
         // Once the pool's event is over, the same call succeeds.
@@ -114,12 +114,23 @@ describe("workflow sessions under the supervisor", () => {
       }
     });
     const first = createWorkflow(bus);
-    expect((await call(bus, "DELETE", `/sessions/${first}`)).status).toBe(200);
     await flush();
     expect(outcomes.slice(0, 1)).toEqual(["BUSY"]);
-    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(outcomes.slice(1));
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual([first, ...outcomes.slice(1)]);
+    expect(runtime.pooledCount("workflow")).toBe(2);
+    expect(childrenOf("workflows-")).toEqual([first, ...outcomes.slice(1)]);
+  });
+
+  it("lets a workflow.evicted listener create a workflow: the event goes out after the pool's release, once the store has it", async () => {
+    const { bus, runtime } = await startOwnedBus();
+    const created: string[] = [];
+    bus.on("workflow.evicted", () => void created.push(createWorkflow(bus)));
+    const first = createWorkflow(bus);
+    expect((await call(bus, "DELETE", `/sessions/${first}`)).status).toBe(200);
+    await bus.sessionManager.whenSettled();
+    expect(created).toHaveLength(1);
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(created);
     expect(runtime.pooledCount("workflow")).toBe(1);
-    expect(childrenOf("workflows-")).toEqual(outcomes.slice(1));
   });
 
   it("reports a pooled child that fails as stopped (reason error) and reaps it", async () => {

@@ -52,6 +52,9 @@ describe("SessionManager API", () => {
       [WEB, "codex", "implementer", "active"],
       [QA, "claude-code", "reviewer", "active"],
     ]);
+    // Events go out once the change is durable: after createSession returned.
+    expect(events).toEqual([]);
+    await bus.sessionManager.whenSettled();
     expect(events).toEqual([{ type: "session_created", sessionId, session }]);
     expect(bus.sessionManager.listSessions().map((each) => each.session_id)).toEqual([sessionId]);
     expect(bus.sessionManager.getSession("sess_unknown")).toBeUndefined();
@@ -104,6 +107,7 @@ describe("SessionManager API", () => {
     bus.sessionManager.addParticipant(sessionId, { agent_id: "opencode://security", role: "reviewer" });
     expect(bus.sessionManager.getSession(sessionId)?.participants.at(-1)).toMatchObject({ agent_id: "opencode://security", framework: "opencode", status: "active" });
     bus.sessionManager.removeParticipant(sessionId, "opencode://security");
+    await bus.sessionManager.whenSettled();
     expect(events.slice(1).map((event) => [event.type, "participant" in event ? event.participant.agent_id : "agentId" in event ? event.agentId : ""])).toEqual([
       ["participant_added", "opencode://security"],
       ["participant_removed", "opencode://security"],
@@ -182,6 +186,7 @@ describe("SessionManager API", () => {
     expect(bus.sessionManager.getSession(sessionId)).toMatchObject({ status: "terminated", termination: { reason: "timeout", details: "Frontend agent offline" } });
     expect(() => bus.sessionManager.addParticipant(sessionId, { agent_id: "codex://late", role: "x" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ conflict: true }) }));
     expect(bus.sessionManager.completeSession(sessionId, { summary: "no" }).status).toBe("terminated");
+    await bus.sessionManager.whenSettled();
     expect(events.map((event) => event.type)).toEqual(["session_created", "session_terminated"]);
     expect(() => bus.sessionManager.completeSession("sess_missing", {})).toThrow(expect.objectContaining({ type: "NOT_FOUND", message: "Session not found" }));
   });
@@ -226,6 +231,7 @@ describe("task correlation and automatic advance", () => {
 
     // A second answer to an answered task changes nothing.
     await answer(bus, sessionId, DEV, LEAD, { task_id: "t-dev" });
+    await bus.sessionManager.whenSettled();
     const completed = events.filter((event) => event.type === "task_completed");
     expect(completed.map((event) => [event.task.task_id, event.task.status, event.task.step])).toEqual([
       ["t-design", "completed", "design"],

@@ -1,0 +1,65 @@
+/**
+ * Workflow sessions in the store (`workflows`): one record per session, its XState persisted snapshot (state,
+ * participants, shared context, every task with its result and usage: what the aggregator summarizes), and,
+ * once it has ended, when its retention runs out.
+ */
+import { z } from "zod";
+import type { AnyActorRef } from "xstate";
+import type { WorkflowContext } from "../../machines/workflow.machine.js";
+import type { Store } from "../store/store.js";
+
+/** A workflow session as the store keeps it. */
+export interface WorkflowRecord {
+  /** The record's format. */
+  v: 1;
+  /** `actor.getPersistedSnapshot()`: restored with `machine.restoreSnapshot`. */
+  snapshot: PersistedWorkflow;
+  /** When an ended session is evicted (epoch ms); absent while it runs. */
+  evictAt?: number;
+}
+
+/** The parts of a persisted workflow snapshot that troupe reads; XState reads the rest. */
+export interface PersistedWorkflow {
+  status: "active" | "done" | "error";
+  value: unknown;
+  context: WorkflowContext;
+  output?: unknown;
+  [key: string]: unknown;
+}
+
+const recordSchema = z.object({
+  v: z.literal(1),
+  snapshot: z
+    .object({
+      status: z.enum(["active", "done", "error"]),
+      value: z.string(),
+      context: z.object({
+        sessionId: z.string().min(1),
+        steps: z.array(z.object({ name: z.string(), required_agents: z.array(z.string()) }).passthrough()).min(1),
+        participants: z.array(z.object({ agent_id: z.string(), framework: z.string() }).passthrough()),
+        tasks: z.array(z.object({ task_id: z.string(), message_id: z.string(), status: z.string(), to: z.string() }).passthrough()),
+        createdAt: z.number(),
+        stepEnteredAt: z.number(),
+      }).passthrough(),
+    })
+    .passthrough(),
+  evictAt: z.number().optional(),
+});
+
+/** The record of a workflow actor's snapshot; an ended one is kept until `evictAt`. */
+export function workflowRecordOf(child: AnyActorRef, evictAt: number | undefined): WorkflowRecord {
+  const snapshot = child.getPersistedSnapshot() as unknown as PersistedWorkflow;
+  return evictAt === undefined ? { v: 1, snapshot } : { v: 1, snapshot, evictAt };
+}
+
+/** Every stored workflow, keyed by session id; a record troupe cannot read is reported and left as it is. */
+export async function loadWorkflows(store: Store): Promise<Array<{ sessionId: string; record: WorkflowRecord }>> {
+  const loaded: Array<{ sessionId: string; record: WorkflowRecord }> = [];
+  for (const { id, value } of await store.list("workflows")) {
+    const parsed = recordSchema.safeParse(value);
+    if (parsed.success && parsed.data.snapshot.context.sessionId === id) loaded.push({ sessionId: id, record: value as WorkflowRecord });
+    else process.emitWarning(`troupe: workflow ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
+  }
+  return loaded;
+}
+
