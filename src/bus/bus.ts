@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, toBridgeError } from "../errors.js";
 import type { RuntimeEventListener, RuntimeEventType } from "../events/event-hub.js";
 import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
@@ -100,7 +100,7 @@ export class CommunicationBus {
       send: (envelope) => this.send(envelope),
     });
     this.aggregator = new ResultAggregator(this.sessionManager);
-    this.registry = new AgentRegistry(this.sessionManager, this.runtime);
+    this.registry = new AgentRegistry(this.sessionManager, this.runtime, () => this.runtime.store);
     this.syncReplies = new Replies(this.clock);
     this.connections = new AgentConnections(
       {
@@ -135,6 +135,7 @@ export class CommunicationBus {
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
       maxQueuedBytes: this.options.maxQueuedBytes,
       maxRetainedMessages: this.options.maxRetainedMessages,
+      store: () => this.runtime.store,
       onStatus: (notice) => this.onStatus(notice),
     });
     this.runtimeAgents = new RuntimeAgents({
@@ -176,8 +177,9 @@ export class CommunicationBus {
   }
 
   /**
-   * Checks the key rules (`dev-key` or no key on a non-loopback host is CONFIG), starts the runtime it owns
-   * and listens. A port in use is CONFIG.
+   * Checks the key rules (`dev-key` or no key on a non-loopback host is CONFIG), starts the runtime it owns,
+   * restores what the runtime's store holds (registrations and agent tokens, then every message not yet
+   * finished, see docs/durability.md) and listens. A port in use is CONFIG.
    */
   async start(): Promise<void> {
     if (this.state !== "new") throw new BridgeError("INTERNAL", `The bus cannot start: it is ${this.state}`);
@@ -185,6 +187,11 @@ export class CommunicationBus {
     this.state = "starting";
     if (this.ownsRuntime) await this.runtime.start();
     try {
+      for (const descriptor of await this.registry.restore()) this.giveActor(descriptor);
+      this.runtimeAgents.start();
+      this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
+      // Before the bus listens: restored messages go into their queues before any new one.
+      await this.deliveries.restore();
       this.http = await startHttpServer(this.runtime, {
         port: this.options.port,
         host: this.options.host,
@@ -198,21 +205,24 @@ export class CommunicationBus {
       });
     } catch (error) {
       this.state = "stopped";
+      this.detachMessenger?.();
+      await this.runtimeAgents.stop();
+      this.deliveries.stop();
       if (this.ownsRuntime) await this.runtime.stop();
       throw error;
     }
     this.startedAt = this.clock.now();
-    this.runtimeAgents.start();
-    this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
   }
 
   /**
    * Stops gracefully: refuses new sockets, waits up to `closeGraceMs` for written messages to be acknowledged,
-   * fails sync senders still waiting, closes every agent socket with 1001, lets HTTP requests in flight finish,
-   * then stops every actor (and the runtime it owns). Messages still queued are dropped: persistence is not
-   * available yet.
+   * fails sync senders still waiting, closes every agent socket with 1001 (which fails no message's attempt),
+   * lets HTTP requests in flight finish, then stops every actor (and the runtime it owns). Messages not yet
+   * acknowledged stay in the store as they were (queued, waiting for an ack, or between retries) and resolves
+   * once that is durable: the next `start()` on the same store delivers them. With the default memory store
+   * they are gone with the process.
    */
   stop(): Promise<void> {
     if (this.state === "starting") return Promise.reject(new BridgeError("INTERNAL", "The bus is still starting: await start() first"));
@@ -242,6 +252,15 @@ export class CommunicationBus {
     return this.send(envelope);
   }
 
+  /**
+   * Resolves once everything the bus has written to its store so far is durable; rejects with a `BridgeError`
+   * when the store could not commit it. The bus awaits it before it answers a message, a registration or a
+   * deregistration; code that calls `registerAgent` directly may await it too.
+   */
+  persisted(): Promise<void> {
+    return this.runtime.store.flush();
+  }
+
   /** Sends a message as `POST /messages/send` does; see `SendResult`. */
   send(envelope: unknown): Promise<SendResult> {
     return this.accept(envelope, undefined);
@@ -257,6 +276,8 @@ export class CommunicationBus {
   /**
    * Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. It gets an actor in the runtime,
    * online while its socket is. The id of one of the runtime's own agents is CONFIG: no one may stand in for it.
+   * The registration and the hash of its token are written to the store (durable once `persisted()` resolves,
+   * which `POST /agents/register` awaits before it answers).
    */
   registerAgent(body: unknown, presentedToken?: string): AgentDescriptor & { agent_token?: string } {
     const { descriptor, agentToken } = parseRegistration(body);
@@ -274,11 +295,17 @@ export class CommunicationBus {
     this.registry.register(descriptor, this.clock.now());
     const token = agentToken ?? (renewing ? undefined : randomBytes(24).toString("base64url"));
     if (token !== undefined) this.registry.setToken(agentId, token);
+    this.giveActor(descriptor);
+    return token === undefined ? descriptor : { ...descriptor, agent_token: token };
+  }
+
+  /** A registered agent's actor (online when its socket is) and its delivery mode. */
+  private giveActor(descriptor: AgentDescriptor): void {
+    const agentId = descriptor.agent_id;
     this.runtime.registerRemoteAgent(agentId);
     if (this.connections.get(agentId) !== undefined) this.runtime.setRemoteAgentOnline(agentId, true);
     if (descriptor.metadata["acks"] === false) this.withoutAcks.add(agentId);
     else this.withoutAcks.delete(agentId);
-    return token === undefined ? descriptor : { ...descriptor, agent_token: token };
   }
 
   /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
@@ -336,6 +363,8 @@ export class CommunicationBus {
       await new Promise<void>((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
     }
     this.syncReplies.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
+    // What is still unacknowledged keeps its state in the store for the next start.
+    this.deliveries.suspend();
     await this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs);
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
@@ -343,6 +372,12 @@ export class CommunicationBus {
     await runtimeAgentsStopped;
     this.deliveries.stop();
     this.sessionManager.stop();
+    try {
+      await this.persisted();
+    } catch (error) {
+      // The runtime's own stop tries once more when it closes the store, and says what it lost.
+      process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
+    }
     if (this.ownsRuntime) await this.runtime.stop();
     this.state = "stopped";
   }
@@ -383,13 +418,26 @@ export class CommunicationBus {
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
     this.sessionManager.observe(envelope);
-    if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
-    const response = await this.syncReplies.wait<MessageEnvelope>(key, {
+    // Write before answer: the message (and the ack an answer carries) is durable before its 202.
+    if (envelope.routing.delivery_mode === "async") {
+      await this.persisted();
+      return { success: true, message_id: messageId, status: "accepted" };
+    }
+    // The sync sender waits from now on: a reply that comes while the store commits finds it.
+    const reply = this.syncReplies.wait<MessageEnvelope>(key, {
       meta: { answerers: [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])] },
       timeoutMs,
       onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
     });
-    return { success: true, message_id: messageId, status: "delivered", response };
+    // It may fail (the message died) before it is awaited below: that is its answer, not an unhandled rejection.
+    reply.catch(() => undefined);
+    try {
+      await this.persisted();
+    } catch (error) {
+      this.syncReplies.reject(key, toBridgeError(error));
+      throw error;
+    }
+    return { success: true, message_id: messageId, status: "delivered", response: await reply };
   }
 
   /**
