@@ -11,7 +11,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, KEY_PROTOCOL_PREFIX, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 
 /** How long a socket closed for a full buffer gets to finish the close handshake before it is cut. */
@@ -187,7 +187,7 @@ export class AgentConnections {
 
   private accept(agentId: string, ws: WebSocket, transport: Duplex, control: boolean): void {
     if (!this.events.isKnown(agentId)) {
-      ws.close(CLOSE_CODES.policy, `Agent not registered: ${agentId}`.slice(0, 123));
+      ws.close(CLOSE_CODES.policy, `${CLOSE_REASONS.notRegistered}: ${agentId}`.slice(0, 123));
       return;
     }
     const previous = this.byAgent.get(agentId);

@@ -21,7 +21,7 @@ import { openSqliteStore } from "../store/sqlite-store.js";
 import type { Store } from "../store/store.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
-import { CLOSE_CODES, isAckFrame } from "../protocol/frames.js";
+import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
 import { busRoutes } from "./routes.js";
@@ -317,7 +317,7 @@ export class CommunicationBus {
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
     this.withoutAcks.delete(agentId);
     this.runtime.removeRemoteAgent(agentId);
-    if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, "Agent deregistered");
+    if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, CLOSE_REASONS.deregistered);
   }
 
   /** Every known agent with `online`, `last_heartbeat` and `status` (its actor's state), the runtime's own first. */
