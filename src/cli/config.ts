@@ -6,6 +6,7 @@ import { z } from "zod";
 import { BridgeError } from "../errors.js";
 import { parseWith } from "../validation.js";
 import type { WorkerConfig } from "../executors/worker.js";
+import type { BusOptions } from "../bus/options.js";
 
 const workerSchema = z.strictObject({
   id: z.string().min(1),
@@ -28,13 +29,37 @@ const workerSchema = z.strictObject({
     .optional(),
 });
 
+/** The bus's delivery timings and bounds a file may set; the bus checks their ranges, naming the option. */
+const BUS_CONFIG_KEYS = [
+  "ackTimeout",
+  "retryDelay",
+  "messageTimeout",
+  "heartbeatInterval",
+  "maxConnections",
+  "maxInFlightPerAgent",
+  "maxQueuedPerAgent",
+  "maxQueuedBytes",
+  "maxRetainedMessages",
+  "maxAgents",
+  "closeGraceMs",
+  "workflowRetentionMs",
+] as const;
+
+/** The options of the bus a configuration file may set (`"bus": { "ackTimeout": 5000 }`). */
+export type ServerBusConfig = Partial<Pick<BusOptions, (typeof BUS_CONFIG_KEYS)[number]>>;
+
+const busSchema = z.strictObject(Object.fromEntries(BUS_CONFIG_KEYS.map((key) => [key, z.number().optional()])) as Record<(typeof BUS_CONFIG_KEYS)[number], z.ZodOptional<z.ZodNumber>>);
+
 const configSchema = z.strictObject({
   workers: z.array(workerSchema).optional(),
+  bus: busSchema.optional(),
 });
 
 /** What a configuration file may hold. */
 export interface ServerConfig {
   workers?: WorkerConfig[];
+  /** Delivery timings and bounds of the bus (durations in ms); see docs/bus.md for each. */
+  bus?: ServerBusConfig;
 }
 
 /** Reads and validates a configuration file; a bad one is CONFIG naming the file and the field. */

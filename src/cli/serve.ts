@@ -127,6 +127,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   await runtime.start();
   // parseServeArgs has read the environment already: the bus takes the key from the options only.
   const bus = new CommunicationBus({
+    ...options.config?.bus,
     port: options.port,
     host: options.host,
     apiKey: options.apiKey,

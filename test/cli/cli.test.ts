@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
 import { FIXTURE_AGENT, isAlive } from "../support/workers.js";
+import { loadServerConfig } from "../../src/cli/config.js";
 import { afterEach, describe, expect, it } from "vitest";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -175,6 +176,19 @@ describe("troupe serve", () => {
       const stderr = collect(child.stderr);
       expect(await exitCodeOf(child)).toBe(2);
       expect(stderr.text()).toContain(`${config}: workers.0.command:`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("takes the bus's delivery timings and bounds from --config, and refuses a bus option it does not know", () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-config-"));
+    try {
+      const config = join(directory, "troupe.json");
+      writeFileSync(config, JSON.stringify({ bus: { ackTimeout: 2_000, retryDelay: 100, maxRetainedMessages: 50 } }));
+      expect(loadServerConfig(config)).toEqual({ bus: { ackTimeout: 2_000, retryDelay: 100, maxRetainedMessages: 50 } });
+      writeFileSync(config, JSON.stringify({ bus: { apiKey: "in-a-file" } }));
+      expect(() => loadServerConfig(config)).toThrow(expect.objectContaining({ type: "CONFIG", message: expect.stringContaining(`${config}: bus`) }));
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }
