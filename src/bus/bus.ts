@@ -277,9 +277,10 @@ export class CommunicationBus {
    * Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. It gets an actor in the runtime,
    * online while its socket is. The id of one of the runtime's own agents is CONFIG: no one may stand in for it.
    * The registration and the hash of its token are written to the store (durable once `persisted()` resolves,
-   * which `POST /agents/register` awaits before it answers).
+   * which `POST /agents/register` awaits before it answers), so the bus must be running (INTERNAL otherwise).
    */
   registerAgent(body: unknown, presentedToken?: string): AgentDescriptor & { agent_token?: string } {
+    this.checkRunning();
     const { descriptor, agentToken } = parseRegistration(body);
     const agentId = descriptor.agent_id;
     if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
@@ -310,6 +311,7 @@ export class CommunicationBus {
 
   /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
   deregisterAgent(agentId: string, presentedToken?: string): void {
+    this.checkRunning();
     if (this.registry.isRuntimeAgent(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents: it cannot be deregistered`, { field: "agent_id", agentId });
     }
@@ -383,8 +385,13 @@ export class CommunicationBus {
   }
 
   /** Validates, dedupes, checks recipients and the session, then starts the delivery. */
-  private async accept(input: unknown, origin: AgentConnection | undefined): Promise<SendResult> {
+  /** What changes the bus's state needs it running: its store is open only then. */
+  private checkRunning(): void {
     if (this.state !== "running") throw new BridgeError("INTERNAL", `The bus is not running (it is ${this.state})`);
+  }
+
+  private async accept(input: unknown, origin: AgentConnection | undefined): Promise<SendResult> {
+    this.checkRunning();
     const envelope = parseEnvelope(input, this.options.messageTimeout);
     const messageId = envelope.message_id;
     if (origin !== undefined && envelope.sender.agent_id !== origin.agentId) {
