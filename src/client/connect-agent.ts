@@ -134,7 +134,7 @@ function registerUrlOf(url: string): string {
 }
 
 /** The bus's error answer to a request, as a `BridgeError` (a body that is not one says what the status was). */
-function errorOfAnswer(status: number, body: unknown): BridgeError {
+function errorOfResponse(status: number, body: unknown): BridgeError {
   const error = isRecord(body) && isRecord(body["error"]) ? body["error"] : undefined;
   const type = typeof error?.["type"] === "string" && isBridgeErrorType(error["type"]) ? error["type"] : status >= 500 ? "UPSTREAM" : "CONFIG";
   const message = typeof error?.["message"] === "string" ? error["message"] : `HTTP ${status}`;
@@ -314,7 +314,7 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
       throw new BridgeError("TRANSPORT", `the bus did not answer: ${String(error)}`);
     }
     const body: unknown = await response.json().catch(() => undefined);
-    if (response.status !== 201) throw errorOfAnswer(response.status, body);
+    if (response.status !== 201) throw errorOfResponse(response.status, body);
     const answered = isRecord(body) ? body["agent_token"] : undefined;
     if (typeof answered === "string") token = answered;
   };
