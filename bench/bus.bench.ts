@@ -6,17 +6,19 @@
  *   agent receives and acknowledges each. A message counts when the recipient has acknowledged it.
  * - `HTTP → bus → ws`: keep-alive clients POST `/messages/send` (202), an agent receives and acknowledges.
  *
- * Every message is a delivery actor; payloads are ~1 KB. Run alone: `node --import tsx bench/bus.bench.ts`.
- *
- * `runEventStreamBench` measures what the event stream (`/events`, SPEC §5) costs the `ws → bus → ws` path:
- * a bus that never builds an event for it, a bus whose ring buffer records every event, and that bus with
- * subscribers of every event connected over WebSocket (in the load generator's process), in alternating runs.
+ * Every message is a delivery actor; payloads are ~1 KB. Each path runs on a bus with the memory store and on
+ * one with the SQLite store (`persistenceEnabled`, in a temporary directory), in the same run: the cost of
+ * durability (every message written before its 202, every ack before it counts). Run alone:
+ * `node --import tsx bench/bus.bench.ts`.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
 import { Agent as HttpAgent, request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import WebSocket from "ws";
+import { WebSocket } from "ws";
 import { CommunicationBus, connectAgent, type AgentClient, type BusOptions } from "../src/index.js";
 
 const API_KEY = "bench-key";
@@ -30,12 +32,18 @@ const WINDOW = 100;
 const HTTP_CLIENTS = 50;
 const PAYLOAD = { text: "x".repeat(900) };
 
+/** Where the bus keeps its messages. */
+export type BusStoreKind = "memory" | "sqlite";
+
 /** One measured run. */
 export interface BusThroughput {
   path: "ws → bus → ws" | "HTTP → bus → ws";
+  store: BusStoreKind;
   messages: number;
   seconds: number;
   messagesPerSecond: number;
+  /** CPU time of the bus's process (user + system) per message: less sensitive than wall time to a busy machine. */
+  cpuMicrosPerMessage: number;
   /** Accepted to acknowledged, from the bus's own metrics. */
   latencyMs: { p50: number; p99: number };
 }
@@ -108,6 +116,7 @@ async function setSubscribers(sockets: WebSocket[], url: string, count: number):
 }
 
 async function loadGenerator(): Promise<void> {
+  /** The sending and the receiving agent of each bus, by its URL. */
   const agents = new Map<string, { sender: AgentClient; recipient: AgentClient }>();
   const subscribers = new Map<string, WebSocket[]>();
   process.on("message", (command: Command) => {
@@ -121,11 +130,12 @@ async function loadGenerator(): Promise<void> {
       }
       let pair = agents.get(command.url);
       if (pair === undefined) {
-        const recipient = connectAgent({ url: command.url, agentId: RECIPIENT, apiKey: API_KEY, onMessage: () => {} });
-        const sender = connectAgent({ url: command.url, agentId: SENDER, apiKey: API_KEY, onMessage: () => {} });
-        await Promise.all([recipient.ready(), sender.ready()]);
-        pair = { sender, recipient };
+        pair = {
+          recipient: connectAgent({ url: command.url, agentId: RECIPIENT, apiKey: API_KEY, onMessage: () => {} }),
+          sender: connectAgent({ url: command.url, agentId: SENDER, apiKey: API_KEY, onMessage: () => {} }),
+        };
         agents.set(command.url, pair);
+        await Promise.all([pair.recipient.ready(), pair.sender.ready()]);
       }
       if (command.run === "ws") await sendOverWebSocket(pair.sender, command.messages, command.offset);
       else await sendOverHttp(command.url, command.messages, command.offset);
@@ -152,28 +162,30 @@ async function command(child: ChildProcess, message: Command): Promise<void> {
   if (answer.error !== undefined) throw new Error(answer.error);
 }
 
-/** A started bus for the benches, with the sender and the recipient registered. */
-async function startBenchBus(options: BusOptions = {}): Promise<CommunicationBus> {
-  // The per-client request rate is a policy, not a cost of the bus: it is off here (one client sends everything).
+async function startBenchBus(dataDir: string | undefined, options: BusOptions = {}): Promise<CommunicationBus> {
   const bus = new CommunicationBus({
     port: 0,
     host: "127.0.0.1",
     apiKey: API_KEY,
     maxRetainedMessages: 10_000,
     maxQueuedPerAgent: 100_000,
+    // The per-client request rate is a policy, not a cost of the bus: it is off here (one client sends everything).
     requestsPerSecondPerClient: 0,
     env: {},
+    ...(dataDir === undefined ? {} : { persistenceEnabled: true, dataDir }),
     ...options,
   });
   await bus.start();
   bus.registerAgent({ agent_id: SENDER });
   bus.registerAgent({ agent_id: RECIPIENT });
+  await bus.persisted();
   return bus;
 }
 
-/** Runs both paths and returns their throughput. */
+/** Runs both paths, each on the memory store then on SQLite, and returns their throughput. */
 export async function runBusBench(): Promise<BusThroughput[]> {
-  const bus = await startBenchBus();
+  const dataDir = await mkdtemp(join(tmpdir(), "troupe-bench-bus-"));
+  const buses: Record<BusStoreKind, CommunicationBus> = { memory: await startBenchBus(undefined), sqlite: await startBenchBus(dataDir) };
   const child = fork(fileURLToPath(import.meta.url), ["--load"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const results: BusThroughput[] = [];
   let offset = 0;
@@ -182,27 +194,50 @@ export async function runBusBench(): Promise<BusThroughput[]> {
       ["ws", "ws → bus → ws"],
       ["http", "HTTP → bus → ws"],
     ] as const) {
-      for (const [messages, measured] of [
-        [MESSAGES / 10, false],
-        [MESSAGES, true],
-      ] as const) {
-        const before = bus.metricsSnapshot().messages.acknowledged_total;
-        const startedAt = performance.now();
-        await command(child, { run, url: bus.url, messages, offset });
-        await waitForAcknowledged(bus, before + messages);
-        const seconds = (performance.now() - startedAt) / 1000;
-        offset += messages;
-        if (!measured) continue;
-        const latency = bus.metricsSnapshot().latency_ms.accepted_to_acknowledged;
-        results.push({ path, messages, seconds, messagesPerSecond: messages / seconds, latencyMs: { p50: latency.p50, p99: latency.p99 } });
+      for (const store of ["memory", "sqlite"] as const) {
+        const bus = buses[store];
+        for (const [messages, measured] of [
+          [MESSAGES / 10, false],
+          [MESSAGES, true],
+        ] as const) {
+          const before = bus.metricsSnapshot().messages.acknowledged_total;
+          const startedAt = performance.now();
+          const cpuBefore = process.cpuUsage();
+          await command(child, { run, url: bus.url, messages, offset });
+          await waitForAcknowledged(bus, before + messages);
+          const seconds = (performance.now() - startedAt) / 1000;
+          const cpu = process.cpuUsage(cpuBefore);
+          offset += messages;
+          if (!measured) continue;
+          const latency = bus.metricsSnapshot().latency_ms.accepted_to_acknowledged;
+          results.push({
+            path,
+            store,
+            messages,
+            seconds,
+            messagesPerSecond: messages / seconds,
+            cpuMicrosPerMessage: (cpu.user + cpu.system) / messages,
+            latencyMs: { p50: latency.p50, p99: latency.p99 },
+          });
+        }
       }
     }
   } finally {
     child.disconnect();
     await once(child, "exit");
-    await bus.stop();
+    await Promise.all(Object.values(buses).map((bus) => bus.stop()));
+    await rm(dataDir, { recursive: true, force: true });
   }
   return results;
+}
+
+/** SQLite throughput ÷ memory throughput, per path. */
+export function durabilityRatios(results: BusThroughput[]): Array<{ path: BusThroughput["path"]; ratio: number }> {
+  return [...new Set(results.map((run) => run.path))].flatMap((path) => {
+    const memory = results.find((run) => run.path === path && run.store === "memory");
+    const sqlite = results.find((run) => run.path === path && run.store === "sqlite");
+    return memory === undefined || sqlite === undefined ? [] : [{ path, ratio: sqlite.messagesPerSecond / memory.messagesPerSecond }];
+  });
 }
 
 /** What the event stream costs the `ws → bus → ws` path in one configuration. */
@@ -234,8 +269,8 @@ function median(values: number[]): number {
  * `EVENT_SUBSCRIBERS` subscribers of every event; the setups take turns, round after round.
  */
 export async function runEventStreamBench(): Promise<EventStreamCost[]> {
-  const quiet = await startBenchBus({ eventBuffer: "watched" });
-  const recording = await startBenchBus({ eventBuffer: "always" });
+  const quiet = await startBenchBus(undefined, { eventBuffer: "watched" });
+  const recording = await startBenchBus(undefined, { eventBuffer: "always" });
   const child = fork(fileURLToPath(import.meta.url), ["--load"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const setups = [
     { setup: "nothing built for the stream", bus: quiet, subscribers: 0 },
@@ -286,10 +321,13 @@ if (process.argv.includes("--load")) {
     );
   }
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const result of await runBusBench()) {
+  const results = await runBusBench();
+  for (const result of results) {
     process.stdout.write(
-      `${result.path.padEnd(16)} ${Math.round(result.messagesPerSecond).toLocaleString("en-US").padStart(7)} msgs/s ` +
+      `${result.path.padEnd(16)} ${result.store.padEnd(7)} ${Math.round(result.messagesPerSecond).toLocaleString("en-US").padStart(7)} msgs/s ` +
+        `${result.cpuMicrosPerMessage.toFixed(0).padStart(4)} µs CPU/msg ` +
         `(${result.messages.toLocaleString("en-US")} in ${result.seconds.toFixed(2)} s; accepted → acknowledged p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms)\n`,
     );
   }
+  for (const { path, ratio } of durabilityRatios(results)) process.stdout.write(`${path}: SQLite ÷ memory ${ratio.toFixed(2)}\n`);
 }

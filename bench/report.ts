@@ -2,7 +2,7 @@
  * The bench results as Markdown tables: printed by `npm run bench` and pasted into docs/benchmarks.md.
  */
 import { CONSTANT_COST_MAX_RATIO, formatCount, type ComparedCost, type Cost } from "./measure.js";
-import type { BusThroughput, EventStreamCost } from "./bus.bench.js";
+import { durabilityRatios, type BusThroughput, type EventStreamCost } from "./bus.bench.js";
 import type { PoolsBenchResult } from "./pools.bench.js";
 import type { RootActorCost } from "./root-actors.bench.js";
 import type { SessionsBenchResult } from "./sessions.bench.js";
@@ -163,9 +163,19 @@ function workerTable(worker: WorkerBenchResult): string {
 }
 
 function busTable(bus: BusThroughput[]): string {
+  const ratios = new Map(durabilityRatios(bus).map(({ path, ratio }) => [path, ratio]));
   return table(
-    ["path", "messages/s", "messages", "accepted → acknowledged p50 ms", "p99 ms"],
-    bus.map((run) => [run.path, formatCount(Math.round(run.messagesPerSecond)), formatCount(run.messages), String(run.latencyMs.p50), String(run.latencyMs.p99)]),
+    ["path", "store", "messages/s", "SQLite ÷ memory", "bus CPU µs/message", "messages", "accepted → acknowledged p50 ms", "p99 ms"],
+    bus.map((run) => [
+      run.path,
+      run.store,
+      formatCount(Math.round(run.messagesPerSecond)),
+      run.store === "sqlite" ? (ratios.get(run.path)?.toFixed(2) ?? "—") : "",
+      run.cpuMicrosPerMessage.toFixed(0),
+      formatCount(run.messages),
+      String(run.latencyMs.p50),
+      String(run.latencyMs.p99),
+    ]),
   );
 }
 

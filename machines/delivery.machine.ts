@@ -6,16 +6,39 @@
  * window is full). A `SENT` message waits for the agent's `ACK`. No ack within `ackTimeoutMs`, or the socket
  * closing first (`SEND_FAILED`), fails the attempt: the message is retried after a linear or exponential
  * backoff, then handed to each fallback agent in turn, and is `dead` when every target has used its retries.
- * Whatever happens, it is `dead` once `timeoutMs` has passed since it was accepted. Time enters only through
- * XState delays, so `@xstate/graph` can walk the machine.
+ * Whatever happens, it is `dead` once `timeoutMs` has passed since it was accepted. An `ACK` counts only once
+ * the bus has made it durable (`acknowledging`, then `ACK_DURABLE`): a message acknowledged is never
+ * delivered again, even after a crash. Time enters only through XState delays, so `@xstate/graph` can walk
+ * the machine.
+ *
+ * A delivery restored after a restart (`input.resume`) starts in the state it was stored in, with its
+ * counters, and its delays resume with what was left of them: the machine is restored from data, never from
+ * an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
  */
-import { assign, emit, setup } from "xstate";
+import { assign, emit, not, setup, stateIn } from "xstate";
 
 /** How the wait between two attempts grows. */
 export type BackoffKind = "linear" | "exponential";
 
 /** The states of a delivery; `GET /messages/:id` reports them as `status`. */
-export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledged" | "retrying" | "dead";
+export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledging" | "acknowledged" | "retrying" | "dead";
+
+/**
+ * Where a delivery restored after a restart resumes: the state it was stored in, its counters, and what was
+ * left of its delays (the bus computes them from the absolute deadlines it stored and its clock).
+ */
+export interface DeliveryResume {
+  /** `accepted` (stored `accepted` or `queued`) is dispatched again; the others wait where they were. */
+  status: "accepted" | "delivered" | "retrying";
+  targetIndex: number;
+  retries: number;
+  attempts: number;
+  lastError: string | null;
+  /** What was left of the message's timeout (0: it passed while the bus was down; it dies at once). */
+  timeoutLeftMs: number;
+  /** What was left of the ack timeout (`delivered`) or of the backoff (`retrying`); 0 for `accepted`. */
+  phaseLeftMs: number;
+}
 
 /** What the bus gives a new delivery. Durations are milliseconds. */
 export interface DeliveryInput {
@@ -37,6 +60,8 @@ export interface DeliveryInput {
   ackTimeoutMs: number;
   /** From acceptance until the message is dead, whatever else happens. */
   timeoutMs: number;
+  /** A delivery restored after a restart: where it resumes. Absent for a new message. */
+  resume?: DeliveryResume;
 }
 
 /** The delivery's whole state besides its state value. */
@@ -58,6 +83,8 @@ export type DeliveryEvent =
   | { type: "SENT"; agentId: string }
   /** The agent acknowledged the message. */
   | { type: "ACK"; agentId: string }
+  /** The bus has made the ack durable: the message counts as acknowledged. */
+  | { type: "ACK_DURABLE" }
   /** The socket closed before the ack came. */
   | { type: "SEND_FAILED"; error: string };
 
@@ -82,6 +109,31 @@ function targetOf(context: DeliveryContext): string {
   return context.targets[context.targetIndex] ?? "";
 }
 
+/**
+ * What is left of the delay of the state a restored delivery resumed in, while it is still in that state's
+ * first visit: the counters change with every attempt, retry and target, so a later visit of the same state
+ * has other counters and gets its full delay. Undefined for a new delivery and for any later visit.
+ */
+export function resumedDelayMs(context: DeliveryContext, status: "delivered" | "retrying"): number | undefined {
+  const { resume } = context;
+  if (resume === undefined || resume.status !== status) return undefined;
+  const samePhase = resume.attempts === context.attempts && resume.retries === context.retries && resume.targetIndex === context.targetIndex;
+  return samePhase ? resume.phaseLeftMs : undefined;
+}
+
+/** The backoff of the retry the delivery waits for in `retrying`. */
+function backoffMs(context: DeliveryContext): number {
+  return resumedDelayMs(context, "retrying") ?? retryDelayMs(context.backoff, context.retryBaseMs, context.retries);
+}
+
+/** A new delivery starts with its counters at zero; a restored one with those it was stored with. */
+function initialContext(input: DeliveryInput): DeliveryContext {
+  const { resume } = input;
+  // The input is spread last: V8 makes a literal that starts with a spread slow to build (about 6 µs here).
+  if (resume === undefined) return { targetIndex: 0, retries: 0, attempts: 0, lastError: null, ...input };
+  return { ...input, targetIndex: resume.targetIndex, retries: resume.retries, attempts: resume.attempts, lastError: resume.lastError };
+}
+
 type SendFailedEvent = Extract<DeliveryEvent, { type: "SEND_FAILED" }>;
 
 /** What a failed attempt leads to: a retry, the next fallback agent, or the end. `failure` records why it failed. */
@@ -102,11 +154,15 @@ export const deliveryMachine = setup({
     emitted: {} as DeliveryEmitted,
   },
   delays: {
-    ackTimeout: ({ context }) => context.ackTimeoutMs,
-    retryDelay: ({ context }) => retryDelayMs(context.backoff, context.retryBaseMs, context.retries),
-    messageTimeout: ({ context }) => context.timeoutMs,
+    ackTimeout: ({ context }) => resumedDelayMs(context, "delivered") ?? context.ackTimeoutMs,
+    retryDelay: ({ context }) => backoffMs(context),
+    messageTimeout: ({ context }) => context.resume?.timeoutLeftMs ?? context.timeoutMs,
   },
   guards: {
+    resumesDelivered: ({ context }) => context.resume?.status === "delivered",
+    resumesRetrying: ({ context }) => context.resume?.status === "retrying",
+    /** A durable ack is final: the timeout no longer applies to a message whose ack is being written. */
+    isAcknowledging: stateIn("#delivery.acknowledging"),
     canRetry: ({ context }) => context.retries < context.maxRetries,
     hasFallback: ({ context }) => context.targetIndex + 1 < context.targets.length,
     /** An ack counts only from the agent the message was given to: no agent acknowledges another's message. */
@@ -145,7 +201,7 @@ export const deliveryMachine = setup({
       messageId: context.messageId,
       target: targetOf(context),
       retries: context.retries,
-      delayMs: retryDelayMs(context.backoff, context.retryBaseMs, context.retries),
+      delayMs: backoffMs(context),
       error: context.lastError ?? "",
     })),
     announceDead: emit(({ context }, { cause }: { cause: DeadCause }) => ({
@@ -158,13 +214,20 @@ export const deliveryMachine = setup({
   },
 }).createMachine({
   id: "delivery",
-  // The input is spread last: V8 makes a literal that starts with a spread slow to build (about 6 µs here).
-  context: ({ input }) => ({ targetIndex: 0, retries: 0, attempts: 0, lastError: null, ...input }),
-  initial: "accepted",
+  context: ({ input }) => initialContext(input),
+  initial: "starting",
   after: {
-    messageTimeout: { target: ".dead", actions: ["recordTimeout", { type: "announceDead", params: { cause: "timeout" } }] },
+    messageTimeout: {
+      guard: not("isAcknowledging"),
+      target: ".dead",
+      actions: ["recordTimeout", { type: "announceDead", params: { cause: "timeout" } }],
+    },
   },
   states: {
+    starting: {
+      description: "A new message is dispatched; one restored after a restart resumes in the state it was stored in.",
+      always: [{ guard: "resumesDelivered", target: "delivered" }, { guard: "resumesRetrying", target: "retrying" }, { target: "accepted" }],
+    },
     accepted: {
       description: "Handed to the current target's queue; the bus answers SENT or QUEUED.",
       entry: ["announceAccepted", "dispatch"],
@@ -184,7 +247,7 @@ export const deliveryMachine = setup({
       description: "Written to the target's socket; waiting for its ack.",
       entry: "announceDelivered",
       on: {
-        ACK: { guard: "isFromTarget", target: "acknowledged" },
+        ACK: { guard: "isFromTarget", target: "acknowledging" },
         SEND_FAILED: [...failAttempt({ type: "recordSendFailure", params: ({ event }: { event: SendFailedEvent }) => ({ error: event.error }) })],
       },
       after: {
@@ -195,14 +258,20 @@ export const deliveryMachine = setup({
       description: "The attempt failed; waiting out the backoff. A late ack still counts.",
       entry: "announceRetrying",
       on: {
-        ACK: { guard: "isFromTarget", target: "acknowledged" },
+        ACK: { guard: "isFromTarget", target: "acknowledging" },
       },
       after: {
         retryDelay: { target: "accepted" },
       },
     },
+    acknowledging: {
+      description: "The target acknowledged; the bus writes that to its store and answers ACK_DURABLE once it is durable.",
+      on: {
+        ACK_DURABLE: { target: "acknowledged" },
+      },
+    },
     acknowledged: {
-      description: "The agent has it.",
+      description: "The agent has it, and the bus will not deliver it again, even after a crash.",
       type: "final",
       entry: "announceAcknowledged",
     },

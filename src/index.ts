@@ -45,10 +45,10 @@ export { BUS_API_KEY_ENV, DEV_KEY, isLoopbackHost, type BusOptions, type Resolve
 export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate, type CreateSessionOptions } from "./workflows/session-manager.js";
 export { ORCHESTRATOR_AGENT_ID } from "./bus/runtime-agents.js";
 export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./workflows/aggregator.js";
-export { connectAgent, type AgentClient, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./client/connect-agent.js";
+export { connectAgent, type AgentClient, type AgentRegistration, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./client/connect-agent.js";
 export { envelopeSchema, parseEnvelope, MESSAGE_TYPES, PRIORITIES, DELIVERY_MODES, type MessageEnvelope, type EnvelopeInput, type MessageType, type Priority } from "./protocol/envelope.js";
 export { parseDuration, formatDuration } from "./protocol/durations.js";
-export { AGENT_CONNECT_PATH, CLOSE_CODES, type AckFrame, type SendAnswerFrame } from "./protocol/frames.js";
+export { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, type AckFrame, type SendAnswerFrame } from "./protocol/frames.js";
 export type { AgentDescriptor as BusAgentDescriptor, AgentListing } from "./bus/agent-registry.js";
 export type { MessageStatusView } from "./bus/delivery.js";
 export type { BusMetricsSnapshot, LatencyPercentiles } from "./bus/metrics.js";

@@ -11,7 +11,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { RateLimiter } from "../server/quotas.js";
 import { TurnCork } from "../server/turn-cork.js";
@@ -183,7 +183,7 @@ export class AgentConnections {
 
   private accept(agentId: string, ws: WebSocket, transport: Duplex, control: boolean): void {
     if (!this.events.isKnown(agentId)) {
-      ws.close(CLOSE_CODES.policy, `Agent not registered: ${agentId}`.slice(0, 123));
+      ws.close(CLOSE_CODES.policy, `${CLOSE_REASONS.notRegistered}: ${agentId}`.slice(0, 123));
       return;
     }
     const previous = this.byAgent.get(agentId);

@@ -2,12 +2,16 @@
  * The agents the bus knows: the runtime's own agents (`troupe://<id>`), registered descriptors, and whether each
  * is online and when it last answered a ping. The participants of workflow sessions count as registered
  * (SPEC §3.1). Each agent's `status` is its actor's state (SPEC §3.6).
+ *
+ * Registrations and the hashes of agent tokens are kept in the store (`agents/<agent_id>`), written when they
+ * change and read back by `restore()` after a restart; presence is not (every agent starts offline).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { AgentState } from "../../machines/agent.machine.js";
 import { agentIdSchema, frameworkOf } from "../protocol/envelope.js";
 import { RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "../runtime/bus-agents.js";
+import type { Store } from "../store/store.js";
 import { parseWith } from "../validation.js";
 
 /** A capability as the seed project's adapters describe it: a name, and whatever else they say about it. */
@@ -126,6 +130,13 @@ interface Presence {
   lastHeartbeat: number | null;
 }
 
+/** A registration as the store keeps it: the token only as its SHA-256 (hex), never the token. */
+interface StoredRegistration {
+  descriptor: AgentDescriptor;
+  registeredAt: number;
+  tokenSha256: string | null;
+}
+
 /** Registered agents and their presence. */
 export class AgentRegistry {
   private readonly registered = new Map<string, { descriptor: AgentDescriptor; registeredAt: number }>();
@@ -138,23 +149,50 @@ export class AgentRegistry {
   constructor(
     private readonly participants: ParticipantDirectory,
     private readonly agents: AgentDirectory,
+    /** The runtime's store (open once the runtime has started). */
+    private readonly store: () => Store,
   ) {}
 
-  /** Registers (or re-registers) an agent. */
+  /** Registers (or re-registers) an agent; the store gets it (durable at its next flush). */
   register(descriptor: AgentDescriptor, at: number): AgentDescriptor {
     this.registered.set(descriptor.agent_id, { descriptor, registeredAt: at });
+    this.persist(descriptor.agent_id);
     return descriptor;
   }
 
-  /** Forgets a registration; false when the agent was not registered. */
+  /** Forgets a registration, here and in the store; false when the agent was not registered. */
   deregister(agentId: string): boolean {
     this.tokens.delete(agentId);
-    return this.registered.delete(agentId);
+    if (!this.registered.delete(agentId)) return false;
+    this.store().delete("agents", agentId);
+    return true;
   }
 
-  /** Sets an agent's token (kept hashed). */
+  /** Sets a registered agent's token (kept hashed, here and in the store). */
   setToken(agentId: string, token: string): void {
     this.tokens.set(agentId, hashToken(token));
+    this.persist(agentId);
+  }
+
+  /**
+   * Reads the registrations back from the store (after a restart), oldest first; each agent starts offline
+   * with the token it had. Returns the descriptors, for the bus to give each its actor.
+   */
+  async restore(): Promise<AgentDescriptor[]> {
+    const records = (await this.store().list("agents")).map(({ value }) => value as StoredRegistration);
+    records.sort((left, right) => left.registeredAt - right.registeredAt);
+    for (const { descriptor, registeredAt, tokenSha256 } of records) {
+      this.registered.set(descriptor.agent_id, { descriptor, registeredAt });
+      if (tokenSha256 !== null) this.tokens.set(descriptor.agent_id, Buffer.from(tokenSha256, "hex"));
+    }
+    return records.map(({ descriptor }) => descriptor);
+  }
+
+  private persist(agentId: string): void {
+    const registration = this.registered.get(agentId);
+    if (registration === undefined) return;
+    const record: StoredRegistration = { ...registration, tokenSha256: this.tokens.get(agentId)?.toString("hex") ?? null };
+    this.store().put("agents", agentId, record);
   }
 
   /** Whether `presented` is the agent's token (constant time); false for an agent without one. */

@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, toBridgeError } from "../errors.js";
 import type { RuntimeEventListener, RuntimeEventType } from "../events/event-hub.js";
 import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
@@ -22,7 +22,7 @@ import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
-import { CLOSE_CODES, isAckFrame } from "../protocol/frames.js";
+import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
 import { busRoutes } from "./routes.js";
@@ -118,7 +118,7 @@ export class CommunicationBus {
       this.options.maxWorkflowSessionsPerClient ?? Math.max(1, Math.floor(this.options.maxWorkflowSessions / 4)),
       (sessionId) => this.sessionManager.getSession(sessionId) !== undefined,
     );
-    this.registry = new AgentRegistry(this.sessionManager, this.runtime);
+    this.registry = new AgentRegistry(this.sessionManager, this.runtime, () => this.runtime.store);
     this.syncReplies = new Replies(this.clock);
     this.connections = new AgentConnections(
       {
@@ -159,6 +159,7 @@ export class CommunicationBus {
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
       maxQueuedBytes: this.options.maxQueuedBytes,
       maxRetainedMessages: this.options.maxRetainedMessages,
+      store: () => this.runtime.store,
       onStatus: (notice) => this.onStatus(notice),
     });
     this.runtimeAgents = new RuntimeAgents({
@@ -214,8 +215,9 @@ export class CommunicationBus {
   }
 
   /**
-   * Checks the key rules (`dev-key` or no key on a non-loopback host is CONFIG), starts the runtime it owns
-   * and listens. A port in use is CONFIG.
+   * Checks the key rules (`dev-key` or no key on a non-loopback host is CONFIG), starts the runtime it owns,
+   * restores what the runtime's store holds (registrations and agent tokens, then every message not yet
+   * finished, see docs/durability.md) and listens. A port in use is CONFIG.
    */
   async start(): Promise<void> {
     if (this.state !== "new") throw new BridgeError("INTERNAL", `The bus cannot start: it is ${this.state}`);
@@ -225,6 +227,11 @@ export class CommunicationBus {
     try {
       // The workflow sessions of the runtime's store come back before anyone can ask for them.
       await this.sessionManager.restore();
+      for (const descriptor of await this.registry.restore()) this.giveActor(descriptor);
+      this.runtimeAgents.start();
+      this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
+      // Before the bus listens: restored messages go into their queues before any new one.
+      await this.deliveries.restore();
       this.http = await startHttpServer(this.runtime, {
         port: this.options.port,
         host: this.options.host,
@@ -245,13 +252,14 @@ export class CommunicationBus {
       });
     } catch (error) {
       this.state = "stopped";
+      this.detachMessenger?.();
+      await this.runtimeAgents.stop();
+      this.deliveries.stop();
       if (this.ownsRuntime) await this.runtime.stop();
       throw error;
     }
     this.startedAt = this.clock.now();
     this.events.start();
-    this.runtimeAgents.start();
-    this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
     this.connections.startHeartbeat();
     this.state = "running";
     // After a restart: tasks whose prompts it interrupted are answered with an error, then restored auto
@@ -262,9 +270,11 @@ export class CommunicationBus {
 
   /**
    * Stops gracefully: refuses new sockets, waits up to `closeGraceMs` for written messages to be acknowledged,
-   * fails sync senders still waiting, closes every agent socket with 1001, lets HTTP requests in flight finish,
-   * then stops every actor (and the runtime it owns). Messages still queued are dropped: persistence is not
-   * available yet.
+   * fails sync senders still waiting, closes every agent socket with 1001 (which fails no message's attempt),
+   * lets HTTP requests in flight finish, then stops every actor (and the runtime it owns). Messages not yet
+   * acknowledged stay in the store as they were (queued, waiting for an ack, or between retries) and resolves
+   * once that is durable: the next `start()` on the same store delivers them. With the default memory store
+   * they are gone with the process.
    */
   stop(): Promise<void> {
     if (this.state === "starting") return Promise.reject(new BridgeError("INTERNAL", "The bus is still starting: await start() first"));
@@ -294,6 +304,15 @@ export class CommunicationBus {
     return this.send(envelope);
   }
 
+  /**
+   * Resolves once everything the bus has written to its store so far is durable; rejects with a `BridgeError`
+   * when the store could not commit it. The bus awaits it before it answers a message, a registration or a
+   * deregistration; code that calls `registerAgent` directly may await it too.
+   */
+  persisted(): Promise<void> {
+    return this.runtime.store.flush();
+  }
+
   /** Sends a message as `POST /messages/send` does; see `SendResult`. */
   send(envelope: unknown): Promise<SendResult> {
     return this.accept(envelope, undefined);
@@ -309,8 +328,11 @@ export class CommunicationBus {
   /**
    * Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. It gets an actor in the runtime,
    * online while its socket is. The id of one of the runtime's own agents is CONFIG: no one may stand in for it.
+   * The registration and the hash of its token are written to the store (durable once `persisted()` resolves,
+   * which `POST /agents/register` awaits before it answers), so the bus must be running (INTERNAL otherwise).
    */
   registerAgent(body: unknown, presentedToken?: string): AgentDescriptor & { agent_token?: string } {
+    this.checkRunning();
     const { descriptor, agentToken } = parseRegistration(body);
     const agentId = descriptor.agent_id;
     if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
@@ -326,15 +348,22 @@ export class CommunicationBus {
     this.registry.register(descriptor, this.clock.now());
     const token = agentToken ?? (renewing ? undefined : randomBytes(24).toString("base64url"));
     if (token !== undefined) this.registry.setToken(agentId, token);
+    this.giveActor(descriptor);
+    return token === undefined ? descriptor : { ...descriptor, agent_token: token };
+  }
+
+  /** A registered agent's actor (online when its socket is) and its delivery mode. */
+  private giveActor(descriptor: AgentDescriptor): void {
+    const agentId = descriptor.agent_id;
     this.runtime.registerRemoteAgent(agentId);
     if (this.connections.get(agentId) !== undefined) this.runtime.setRemoteAgentOnline(agentId, true);
     if (descriptor.metadata["acks"] === false) this.withoutAcks.add(agentId);
     else this.withoutAcks.delete(agentId);
-    return token === undefined ? descriptor : { ...descriptor, agent_token: token };
   }
 
   /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
   deregisterAgent(agentId: string, presentedToken?: string): void {
+    this.checkRunning();
     if (this.registry.isRuntimeAgent(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents: it cannot be deregistered`, { field: "agent_id", agentId });
     }
@@ -342,7 +371,7 @@ export class CommunicationBus {
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
     this.withoutAcks.delete(agentId);
     this.runtime.removeRemoteAgent(agentId);
-    if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, "Agent deregistered");
+    if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, CLOSE_REASONS.deregistered);
   }
 
   /** Every known agent with `online`, `last_heartbeat` and `status` (its actor's state), the runtime's own first. */
@@ -389,6 +418,8 @@ export class CommunicationBus {
       await new Promise<void>((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
     }
     this.syncReplies.rejectAll(new BridgeError("TRANSPORT", "The bus is stopping"));
+    // What is still unacknowledged keeps its state in the store for the next start.
+    this.deliveries.suspend();
     await Promise.all([this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs), this.events.close(), this.eventSockets.close()]);
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
@@ -400,14 +431,25 @@ export class CommunicationBus {
     this.sessionManager.stop();
     // Their events (workflow.evicted) go out once the store has the change: before the bus is stopped.
     await this.sessionManager.whenSettled();
+    try {
+      await this.persisted();
+    } catch (error) {
+      // The runtime's own stop tries once more when it closes the store, and says what it lost.
+      process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
+    }
     if (this.ownsRuntime) await this.runtime.stop();
     this.stopCounting();
     this.state = "stopped";
   }
 
   /** Validates, dedupes, checks recipients and the session, then starts the delivery. */
-  private async accept(input: unknown, origin: AgentConnection | undefined): Promise<SendResult> {
+  /** What changes the bus's state needs it running: its store is open only then. */
+  private checkRunning(): void {
     if (this.state !== "running") throw new BridgeError("INTERNAL", `The bus is not running (it is ${this.state})`);
+  }
+
+  private async accept(input: unknown, origin: AgentConnection | undefined): Promise<SendResult> {
+    this.checkRunning();
     const envelope = parseEnvelope(input, this.options.messageTimeout);
     const messageId = envelope.message_id;
     if (origin !== undefined && envelope.sender.agent_id !== origin.agentId) {
@@ -441,13 +483,26 @@ export class CommunicationBus {
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
     this.sessionManager.observe(envelope);
-    if (envelope.routing.delivery_mode === "async") return { success: true, message_id: messageId, status: "accepted" };
-    const response = await this.syncReplies.wait<MessageEnvelope>(key, {
+    // Write before answer: the message (and the ack an answer carries) is durable before its 202.
+    if (envelope.routing.delivery_mode === "async") {
+      await this.persisted();
+      return { success: true, message_id: messageId, status: "accepted" };
+    }
+    // The sync sender waits from now on: a reply that comes while the store commits finds it.
+    const reply = this.syncReplies.wait<MessageEnvelope>(key, {
       meta: { answerers: [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])] },
       timeoutMs,
       onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
     });
-    return { success: true, message_id: messageId, status: "delivered", response };
+    // It may fail (the message died) before it is awaited below: that is its answer, not an unhandled rejection.
+    reply.catch(() => undefined);
+    try {
+      await this.persisted();
+    } catch (error) {
+      this.syncReplies.reject(key, toBridgeError(error));
+      throw error;
+    }
+    return { success: true, message_id: messageId, status: "delivered", response: await reply };
   }
 
   /**

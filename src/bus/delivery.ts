@@ -4,14 +4,30 @@
  * socket, or queue), keeps the per-recipient priority queues and the window of unacknowledged messages per
  * socket, and keeps of each finished message only its status record. A message's status, attempts and
  * last error are read from its actor while it lives.
+ *
+ * It also keeps every message in the store (docs/durability.md): the envelope and its state at acceptance
+ * (`messages/<key>`, written in the turn it is accepted, durable before the bus answers), each later state
+ * with the absolute deadline of its delay (`message_status/<key>`, at most one write per message per turn,
+ * never awaited), and each ack before it counts. `restore()` spawns the deliveries of a store again after a
+ * restart, each in its state, its delays resuming with what was left of them.
  */
 import type { AnyActorRef } from "xstate";
-import type { DeliveryContext, DeliveryEmitted, DeliveryEvent, DeliveryInput, DeliveryStatus } from "../../machines/delivery.machine.js";
+import {
+  resumedDelayMs,
+  retryDelayMs,
+  type DeliveryContext,
+  type DeliveryEmitted,
+  type DeliveryEvent,
+  type DeliveryInput,
+  type DeliveryResume,
+  type DeliveryStatus,
+} from "../../machines/delivery.machine.js";
 import type { PoolChildEnding } from "../../machines/pool-shard.machine.js";
 import type { Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
+import type { Store } from "../store/store.js";
 import type { AgentConnection as SocketConnection } from "./agent-connections.js";
 import { PriorityQueue } from "./priority-queue.js";
 
@@ -49,6 +65,8 @@ export interface DeliveriesOptions {
   /** Bytes of all live messages together (their frames). */
   maxQueuedBytes: number;
   maxRetainedMessages: number;
+  /** The runtime's store (open once the runtime has started). */
+  store(): Store;
   /** Every event a delivery emits, after it took effect here. */
   onStatus(notice: DeliveryNotice): void;
 }
@@ -62,6 +80,58 @@ export interface AcceptOptions {
 type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
 
 const FINAL_STATUSES: ReadonlySet<string> = new Set<DeliveryStatus>(["acknowledged", "dead"]);
+
+/** The states a live delivery is stored in (`acknowledging` is stored as `acknowledged` at once). */
+type StoredLiveStatus = "accepted" | "queued" | "delivered" | "retrying";
+
+const STORED_LIVE_STATUSES: ReadonlySet<string> = new Set<StoredLiveStatus>(["accepted", "queued", "delivered", "retrying"]);
+
+/** How long a failed commit of an ack waits before the ack is tried again (the store keeps its writes). */
+const ACK_COMMIT_RETRY_MS = 1_000;
+
+/** Where a live delivery stands, as the store keeps it. */
+interface StoredDeliveryState {
+  status: StoredLiveStatus;
+  targetIndex: number;
+  retries: number;
+  attempts: number;
+  lastError: string | null;
+  /** When the ack timeout (`delivered`) or the backoff (`retrying`) ends, in epoch ms; null in other states. */
+  phaseDeadline: number | null;
+}
+
+/**
+ * A message not yet finished, as `messages/<key>` keeps it: written once, when it is accepted, with its state
+ * then; each later state goes to `message_status/<key>`, so that the envelope is serialized once.
+ */
+interface StoredMessage {
+  envelope: MessageEnvelope;
+  acceptedAt: number;
+  timeoutMs: number;
+  /** Acceptance order over the bus's whole life, restarts included: restored queues keep it. */
+  order: number;
+  state: StoredDeliveryState;
+}
+
+/** What a finished message leaves in `message_status/<key>` (its status record; no payload). */
+interface StoredFinished extends MessageStatusView {
+  status: "acknowledged" | "dead";
+  /** The order it finished in: the oldest records are forgotten first, beyond `maxRetainedMessages`. */
+  order: number;
+}
+
+/** The state of a message whose actor is not spawned yet. */
+const NEW_STATE: StoredDeliveryState = { status: "accepted", targetIndex: 0, retries: 0, attempts: 0, lastError: null, phaseDeadline: null };
+
+function isFinishedRecord(value: unknown): value is StoredFinished {
+  const status = (value as { status?: unknown } | null)?.status;
+  return status === "acknowledged" || status === "dead";
+}
+
+function isLiveState(value: unknown): value is StoredDeliveryState {
+  const status = (value as { status?: unknown } | null)?.status;
+  return typeof status === "string" && STORED_LIVE_STATUSES.has(status);
+}
 
 /** The sender's id in a message key. */
 function senderOfKey(key: string): string {
@@ -119,11 +189,24 @@ export class Deliveries implements DeliveryPoolHost {
   /** Status records of finished messages, oldest first; forgotten beyond `maxRetainedMessages`. */
   private readonly finished = new Map<string, MessageStatusView>();
   /** Live deliveries by state, counted from their transitions; finished ones by their record. */
-  private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledged: 0, retrying: 0, dead: 0 };
+  private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledging: 0, acknowledged: 0, retrying: 0, dead: 0 };
   /** Bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
   private liveBytes = 0;
   /** Live `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
   private readonly requestsByTask = new Map<string, Set<string>>();
+  /** Keys whose state changed this turn: written once, in a microtask, whatever the number of transitions. */
+  private readonly changed = new Set<string>();
+  private changesScheduled = false;
+  /** What a message acknowledged without an ack of its agent gets once that is durable: its frame written, or its local sink called. */
+  private readonly handoffs = new Map<string, () => void>();
+  /** The key being accepted: its state goes into its `messages` record, written when the spawn returns. */
+  private accepting: string | undefined;
+  /** True while `restore()` spawns: restored states are in the store already, and their events are not news. */
+  private restoring = false;
+  /** The bus is stopping: closing sockets no longer fail attempts, so messages keep their stored state for the next start. */
+  private suspended = false;
+  /** The next `order` of a stored record (acceptance of a message, end of a finished one). */
+  private nextOrder = 0;
 
   constructor(private readonly options: DeliveriesOptions) {
     options.runtime.attachPool("delivery", this);
@@ -166,19 +249,21 @@ export class Deliveries implements DeliveryPoolHost {
     return this.queues.get(agentId)?.waiting.size ?? 0;
   }
 
-  /** Messages written to a socket and not yet acknowledged. */
+  /** Messages written to a socket and not yet acknowledged, or whose ack is being made durable. */
   get unacknowledged(): number {
-    return this.counts.delivered;
+    return this.counts.delivered + this.counts.acknowledging;
   }
 
-  /** Starts the delivery of a validated, new message. A full recipient queue is CAPACITY. */
+  /**
+   * Starts the delivery of a validated, new message and enqueues its record in the store (durable at the
+   * store's next `flush()`, which the bus awaits before it answers). A full recipient queue is CAPACITY.
+   */
   accept(envelope: MessageEnvelope, { timeoutMs, localSink }: AcceptOptions): void {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
       const limit = this.options.maxQueuedPerAgent;
       throw new BridgeError("CAPACITY", `The queue of ${recipient} holds maxQueuedPerAgent (${limit}) messages`, { retryable: true, limit, agentId: recipient });
     }
-    const messageId = envelope.message_id;
     const key = messageKeyOf(envelope);
     const frame = JSON.stringify(envelope);
     const { maxQueuedBytes } = this.options;
@@ -186,30 +271,65 @@ export class Deliveries implements DeliveryPoolHost {
       throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
     }
     if (localSink !== undefined) this.localSinks.set(key, localSink);
-    const { routing } = envelope;
-    const input: DeliveryInput = {
-      messageId,
-      envelope,
-      frame,
-      acceptedAt: this.options.clock.now(),
-      targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
-      maxRetries: routing.retry_policy.max_retries,
-      backoff: routing.retry_policy.backoff,
-      retryBaseMs: this.options.retryBaseMs,
-      ackTimeoutMs: this.options.ackTimeoutMs,
-      timeoutMs,
-    };
+    const acceptedAt = this.options.clock.now();
+    const input = this.inputOf(envelope, frame, acceptedAt, timeoutMs);
+    let child: AnyActorRef | undefined;
     try {
       this.liveBytes += frame.length;
-      this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", input);
+      this.accepting = key;
+      child = this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", input);
     } catch (error) {
       this.liveBytes -= frame.length;
       this.localSinks.delete(key);
       throw error;
+    } finally {
+      this.accepting = undefined;
     }
-    this.indexKey(messageId, key);
-    const taskId = requestTaskIdOf(envelope);
-    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(key));
+    this.track(key, envelope);
+    const snapshot = child?.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext } | undefined;
+    // Acknowledged while it was spawned (a local sink, an agent without acks): its end is written already.
+    if (snapshot !== undefined && !STORED_LIVE_STATUSES.has(snapshot.value)) return;
+    // No actor yet: the pool spawns it after its current event, and its states are written as they come.
+    const state = snapshot === undefined ? NEW_STATE : this.storedState(snapshot.value as StoredLiveStatus, snapshot.context);
+    const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state };
+    this.options.store().put("messages", key, record);
+  }
+
+  /**
+   * Spawns the deliveries the store holds, after a restart (before the bus takes any message): finished
+   * messages come back as status records, live ones as delivery actors in the state they were stored in, in
+   * the order they were accepted (so each recipient's queue keeps its order), their delays resuming with what
+   * is left of them by the clock: a delay that ran out while the bus was down fires at once.
+   */
+  async restore(): Promise<void> {
+    const store = this.options.store();
+    const [messages, statuses] = await Promise.all([store.list("messages"), store.list("message_status")]);
+    const states = new Map<string, unknown>(statuses.map(({ id, value }) => [id, value]));
+    const finished = statuses.filter((record): record is { id: string; value: StoredFinished } => isFinishedRecord(record.value));
+    finished.sort((left, right) => left.value.order - right.value.order);
+    for (const { id, value } of finished) {
+      this.indexKey(value.message_id, id);
+      const { order, ...view } = value;
+      this.remember(id, view);
+      this.nextOrder = Math.max(this.nextOrder, order + 1);
+    }
+    const live = messages.map(({ id, value }) => ({ key: id, record: value as StoredMessage }));
+    live.sort((left, right) => left.record.order - right.record.order);
+    this.restoring = true;
+    try {
+      for (const { key, record } of live) {
+        this.nextOrder = Math.max(this.nextOrder, record.order + 1);
+        const state = states.get(key);
+        // Its ack was written with its end, in the same commit: it is finished.
+        if (isFinishedRecord(state)) {
+          store.delete("messages", key);
+          continue;
+        }
+        this.respawn(key, record, isLiveState(state) ? state : record.state);
+      }
+    } finally {
+      this.restoring = false;
+    }
   }
 
   /**
@@ -252,15 +372,27 @@ export class Deliveries implements DeliveryPoolHost {
     this.pump(connection.agentId);
   }
 
-  /** An agent's socket closed: every message waiting for its ack there failed this attempt. */
+  /** An agent's socket closed: every message waiting for its ack there failed this attempt (unless the bus is stopping). */
   disconnected(connection: AgentConnection): void {
+    if (this.suspended) {
+      connection.inFlight.clear();
+      return;
+    }
     for (const key of [...connection.inFlight]) {
       this.childOf(key)?.send({ type: "SEND_FAILED", error: `Connection of ${connection.agentId} closed before the ack` });
     }
     connection.inFlight.clear();
   }
 
-  /** Reaps every delivery actor and empties the queues (the bus is stopping). */
+  /**
+   * The bus is stopping: sockets it closes from now on fail no attempt. Messages waiting for their ack stay
+   * `delivered` in the store, their ack timeout running on from there at the next start.
+   */
+  suspend(): void {
+    this.suspended = true;
+  }
+
+  /** Reaps every delivery actor and empties the queues (the bus is stopping). The store keeps every live message. */
   stop(): void {
     this.options.runtime.clearPool("delivery");
     this.liveBytes = 0;
@@ -276,8 +408,9 @@ export class Deliveries implements DeliveryPoolHost {
     this.release(key);
     const localSink = this.localSinks.get(key);
     if (localSink !== undefined) {
+      // Handed over once its end is durable, as a message to an agent without acks.
+      this.handoffs.set(key, () => localSink(context.envelope as MessageEnvelope));
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
-      localSink(context.envelope as MessageEnvelope);
       self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
       return;
     }
@@ -293,7 +426,11 @@ export class Deliveries implements DeliveryPoolHost {
     self.send({ type: "QUEUED" } satisfies DeliveryEvent);
   }
 
-  /** Counts transitions; a message that leaves `queued` leaves its queue. */
+  /**
+   * Counts transitions; a message that leaves `queued` leaves its queue; a new state is written to the store
+   * (once per turn), and an ack is written before it counts. Called while the transition is taken: the
+   * child's snapshot is still the one before it (its context is the same for the transitions read here).
+   */
   stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined): void {
     if (from !== undefined && !FINAL_STATUSES.has(from)) this.counts[from as DeliveryStatus] -= 1;
     if (to !== undefined && !FINAL_STATUSES.has(to)) this.counts[to as DeliveryStatus] += 1;
@@ -302,6 +439,11 @@ export class Deliveries implements DeliveryPoolHost {
       const key = keyOfContext(context);
       for (const target of context.targets) this.dequeue(target, key);
     }
+    if (to === undefined || FINAL_STATUSES.has(to)) return;
+    const context = contextOf(child);
+    const key = keyOfContext(context);
+    if (to === "acknowledging") this.persistAck(key, context);
+    else if (from !== undefined && !this.restoring && key !== this.accepting) this.stateWritten(key);
   }
 
   /** A delivery's emitted event: a final one leaves the status record; the bus hears of each. */
@@ -312,7 +454,10 @@ export class Deliveries implements DeliveryPoolHost {
     // Emitted events arrive after the transition's own effects: a new attempt's write is not undone here.
     if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(key);
     if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
-      this.remember(key, statusViewOf(emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context));
+      const view = statusViewOf(emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context);
+      // An ack was written when it came (persistAck); a death is written now.
+      if (emitted.type === "message.dead") this.writeFinished(key, view);
+      this.remember(key, view);
       this.forgetRequest(context.envelope as MessageEnvelope);
       this.liveBytes -= context.frame.length;
     }
@@ -324,16 +469,143 @@ export class Deliveries implements DeliveryPoolHost {
       const origin = sender.session_id === undefined ? { from: sender.agent_id } : { from: sender.agent_id, workflowId: sender.session_id };
       hub.emit(type, deliveryChildId(key), { ...fields, ...origin } as never);
     }
+    // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).
+    if (this.restoring) return;
     this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
   }
 
-  /** A delivery actor was reaped: nothing of it stays but its status record. */
+  /** A delivery actor was reaped: nothing of it stays but its status record (and, when it did not finish, its record in the store). */
   released(childId: string, _ending: PoolChildEnding): void {
     const key = childId.slice(deliveryChildId("").length);
     this.localSinks.delete(key);
+    this.handoffs.delete(key);
     this.release(key);
     // A delivery reaped before it finished (the bus stopping) leaves no record to find by its id.
     if (!this.finished.has(key)) this.unindexKey(key);
+  }
+
+  // ---- the store ----
+
+  /** What a delivery actor starts from: a new message, or (with `resume`) one restored after a restart. */
+  private inputOf(envelope: MessageEnvelope, frame: string, acceptedAt: number, timeoutMs: number, resume?: DeliveryResume): DeliveryInput {
+    const recipient = envelope.recipient.agent_id;
+    const { routing } = envelope;
+    return {
+      messageId: envelope.message_id,
+      envelope,
+      frame,
+      acceptedAt,
+      targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
+      maxRetries: routing.retry_policy.max_retries,
+      backoff: routing.retry_policy.backoff,
+      retryBaseMs: this.options.retryBaseMs,
+      ackTimeoutMs: this.options.ackTimeoutMs,
+      timeoutMs,
+      ...(resume === undefined ? {} : { resume }),
+    };
+  }
+
+  /** Indexes a live message by its id, and a `task_request` by its task id. */
+  private track(key: string, envelope: MessageEnvelope): void {
+    this.indexKey(envelope.message_id, key);
+    const taskId = requestTaskIdOf(envelope);
+    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(key));
+  }
+
+  /** Spawns a stored message's delivery again, where it stood, with what is left of its delays. */
+  private respawn(key: string, record: StoredMessage, state: StoredDeliveryState): void {
+    const { envelope, acceptedAt, timeoutMs } = record;
+    const now = this.options.clock.now();
+    const status = state.status === "delivered" || state.status === "retrying" ? state.status : "accepted";
+    const fullPhaseMs =
+      status === "delivered" ? this.options.ackTimeoutMs : status === "retrying" ? retryDelayMs(envelope.routing.retry_policy.backoff, this.options.retryBaseMs, state.retries) : 0;
+    // A clock set back (or a delay shortened) never makes a delay longer than it was.
+    const left = (deadline: number, fullMs: number): number => Math.min(fullMs, Math.max(0, deadline - now));
+    const resume: DeliveryResume = {
+      status,
+      targetIndex: state.targetIndex,
+      retries: state.retries,
+      attempts: state.attempts,
+      lastError: state.lastError,
+      timeoutLeftMs: left(acceptedAt + timeoutMs, timeoutMs),
+      phaseLeftMs: state.phaseDeadline === null ? 0 : left(state.phaseDeadline, fullPhaseMs),
+    };
+    const frame = JSON.stringify(envelope);
+    this.liveBytes += frame.length;
+    this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", this.inputOf(envelope, frame, acceptedAt, timeoutMs, resume));
+    this.track(key, envelope);
+  }
+
+  /** A live state as the store keeps it, with the absolute deadline of its delay (it was entered now). */
+  private storedState(status: StoredLiveStatus, context: DeliveryContext): StoredDeliveryState {
+    const { targetIndex, retries, attempts, lastError } = context;
+    const now = this.options.clock.now();
+    const phaseDeadline =
+      status === "delivered"
+        ? now + (resumedDelayMs(context, "delivered") ?? context.ackTimeoutMs)
+        : status === "retrying"
+          ? now + (resumedDelayMs(context, "retrying") ?? retryDelayMs(context.backoff, context.retryBaseMs, retries))
+          : null;
+    return { status, targetIndex, retries, attempts, lastError, phaseDeadline };
+  }
+
+  /** Writes a message's new state in a microtask: several transitions of one turn make one write. */
+  private stateWritten(key: string): void {
+    this.changed.add(key);
+    if (this.changesScheduled) return;
+    this.changesScheduled = true;
+    queueMicrotask(() => {
+      this.changesScheduled = false;
+      const store = this.options.store();
+      for (const changedKey of this.changed) {
+        const snapshot = this.childOf(changedKey)?.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext } | undefined;
+        // Ended meanwhile (its end is written by then), or being acknowledged: nothing to add.
+        if (snapshot === undefined || !STORED_LIVE_STATUSES.has(snapshot.value)) continue;
+        store.put("message_status", changedKey, this.storedState(snapshot.value as StoredLiveStatus, snapshot.context));
+      }
+      this.changed.clear();
+    });
+  }
+
+  /**
+   * The target acknowledged: its end is written (status record, envelope removed), and the message counts as
+   * acknowledged (`ACK_DURABLE`) once that is durable; a message handed over without an ack is handed over then.
+   */
+  private persistAck(key: string, context: DeliveryContext): void {
+    this.changed.delete(key);
+    this.writeFinished(key, statusViewOf("acknowledged", context));
+    this.awaitDurableAck(key);
+  }
+
+  private awaitDurableAck(key: string): void {
+    this.options
+      .store()
+      .flush()
+      .then(
+        () => {
+          const child = this.childOf(key);
+          // Reaped meanwhile (the bus stopped): the ack is in the store all the same.
+          if (child === undefined) return;
+          const handoff = this.handoffs.get(key);
+          this.handoffs.delete(key);
+          child.send({ type: "ACK_DURABLE" });
+          handoff?.();
+        },
+        (error: unknown) => {
+          if (this.childOf(key) === undefined) return;
+          // The store keeps the writes of a failed commit for its next one: the ack waits for that.
+          process.emitWarning(`The ack of ${key} is not durable yet, trying again in ${ACK_COMMIT_RETRY_MS} ms: ${String(error)}`, "TroupeBusWarning");
+          this.options.clock.setTimeout(() => this.awaitDurableAck(key), ACK_COMMIT_RETRY_MS);
+        },
+      );
+  }
+
+  /** A finished message's status record replaces its record in the store. */
+  private writeFinished(key: string, view: MessageStatusView): void {
+    const store = this.options.store();
+    const record: StoredFinished = { ...view, status: view.status as StoredFinished["status"], order: this.nextOrder++ };
+    store.put("message_status", key, record);
+    store.delete("messages", key);
   }
 
   // ---- queues and windows ----
@@ -375,6 +647,7 @@ export class Deliveries implements DeliveryPoolHost {
     if (requests.size === 0) this.requestsByTask.delete(taskId);
   }
 
+  /** Keeps a finished message's status record, forgetting the oldest (here and in the store) beyond `maxRetainedMessages`. */
   private remember(key: string, record: MessageStatusView): void {
     this.finished.set(key, record);
     this.counts[record.status] += 1;
@@ -383,6 +656,7 @@ export class Deliveries implements DeliveryPoolHost {
       this.finished.delete(oldestKey);
       this.unindexKey(oldestKey);
       this.counts[oldest.status] -= 1;
+      this.options.store().delete("message_status", oldestKey);
     }
   }
 
@@ -407,10 +681,16 @@ export class Deliveries implements DeliveryPoolHost {
     return connection.open && connection.inFlight.size < this.options.maxInFlightPerAgent;
   }
 
-  /** Writes the message; false when its agent sends no acks (at-most-once: written counts as acknowledged). */
+  /**
+   * Writes the message; false when its agent sends no acks (at-most-once: the message counts as acknowledged,
+   * and is written once that is durable, so that a crash can lose it but never deliver it twice).
+   */
   private write(key: string, frame: string, connection: AgentConnection): boolean {
+    if (!this.options.sendsAcks(connection.agentId)) {
+      this.handoffs.set(key, () => connection.send(frame));
+      return false;
+    }
     connection.send(frame);
-    if (!this.options.sendsAcks(connection.agentId)) return false;
     connection.inFlight.add(key);
     this.writtenTo.set(key, connection);
     return true;

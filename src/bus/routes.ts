@@ -53,6 +53,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       path: /^\/agents\/register$/,
       handle: async ({ readBody, header }) => {
         const { agent_token, ...agent } = bus.registerAgent(await readBody(), header(AGENT_TOKEN_HEADER));
+        await bus.persisted();
         return new HttpAnswer(201, { success: true, agent, ...(agent_token === undefined ? {} : { agent_token }) });
       },
     },
@@ -67,9 +68,10 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "DELETE",
       path: /^\/agents\/(.+)$/,
-      handle: ({ params: [agentId], header }) => {
+      handle: async ({ params: [agentId], header }) => {
         const id = decoded(agentId, "agent_id");
         bus.deregisterAgent(id, header(AGENT_TOKEN_HEADER));
+        await bus.persisted();
         return { success: true, agent_id: id };
       },
     },

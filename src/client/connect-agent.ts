@@ -1,14 +1,16 @@
 /**
  * `connectAgent`: a small agent for Node on the bus's WebSocket. It acknowledges every message, hands each
  * `message_id` to `onMessage` once (the bus delivers at least once), sends envelopes with their defaults
- * filled in, and reconnects with exponential backoff when the connection drops.
+ * filled in, and reconnects with exponential backoff when the connection drops. When the bus does not know
+ * the agent (a bus that lost its registrations), it registers itself again if it was given its descriptor,
+ * and otherwise says so on `onError` and keeps trying: it never gives up silently.
  */
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, messageKeyOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 
 /** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
@@ -50,6 +52,17 @@ export interface SendAnswer {
   status: string;
 }
 
+/**
+ * What `connectAgent` registers the agent with when the bus does not know it: the descriptor of
+ * `POST /agents/register`, without `agent_id` (the agent's own) and `agent_token` (its `token`, when it has one).
+ */
+export interface AgentRegistration {
+  framework?: string;
+  capabilities?: Array<string | ({ name: string } & Record<string, unknown>)>;
+  metadata?: Record<string, unknown>;
+  endpoints?: Record<string, unknown> | unknown[];
+}
+
 /** Options of `connectAgent`. */
 export interface ConnectAgentOptions {
   /** The bus: `http://host:port`, `ws://host:port`, or the full `ws://host:port/agents/connect` URL. */
@@ -60,6 +73,13 @@ export interface ConnectAgentOptions {
   apiKey?: string;
   /** This agent's own token (the `agent_token` its registration answered), sent as `x-agent-token`: needed with `agentAuth: "token"`. */
   token?: string;
+  /**
+   * Registers the agent (`POST /agents/register`, with `token` as its `agent_token`) whenever the bus closes
+   * its socket because it does not know it: at the first connection, or after a restart of a bus that lost
+   * its registrations. The token the bus answers is used from then on. Without it, such a refusal is reported
+   * to `onError` (NOT_FOUND) and the connection is tried again with backoff, until someone registers the agent.
+   */
+  register?: AgentRegistration;
   /** Called once per `message_id`, after the message is acknowledged. */
   onMessage(envelope: MessageEnvelope, context: MessageContext): void | Promise<void>;
   /** Errors that have no caller to go to: a failing `onMessage`, a refused connection, a frame the bus rejected. */
@@ -103,6 +123,24 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** Where the bus takes registrations: `POST /agents/register` on its HTTP side. */
+function registerUrlOf(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol === "ws:") parsed.protocol = "http:";
+  if (parsed.protocol === "wss:") parsed.protocol = "https:";
+  parsed.pathname = AGENT_REGISTER_PATH;
+  parsed.search = "";
+  return parsed.toString();
+}
+
+/** The bus's error answer to a request, as a `BridgeError` (a body that is not one says what the status was). */
+function errorOfResponse(status: number, body: unknown): BridgeError {
+  const error = isRecord(body) && isRecord(body["error"]) ? body["error"] : undefined;
+  const type = typeof error?.["type"] === "string" && isBridgeErrorType(error["type"]) ? error["type"] : status >= 500 ? "UPSTREAM" : "CONFIG";
+  const message = typeof error?.["message"] === "string" ? error["message"] : `HTTP ${status}`;
+  return new BridgeError(type, message, isRecord(error?.["details"]) ? error["details"] : {});
+}
+
 /** What a frame from the bus is: a message, the answer to a sent envelope, or something this client cannot read. */
 type IncomingFrame = { kind: "message"; envelope: MessageEnvelope } | { kind: "answer"; answer: SendAnswerFrame } | { kind: "unreadable" };
 
@@ -117,7 +155,9 @@ function classify(frame: unknown): IncomingFrame {
 
 /** Connects an agent to the bus. The socket opens in the background; await `ready()` to know it is open. */
 export function connectAgent(options: ConnectAgentOptions): AgentClient {
-  const { agentId, apiKey, token, onMessage } = options;
+  const { agentId, apiKey, onMessage } = options;
+  /** The token the socket presents: the one given, then the one a registration of this client answered. */
+  let token = options.token;
   const reconnect = options.reconnect === false ? undefined : { initialDelayMs: 100, maxDelayMs: 10_000, factor: 2, ...options.reconnect };
   const reportError = (error: BridgeError): void => options.onError?.(error);
   const seen = new RecentIds(options.dedupeWindow ?? 10_000);
@@ -128,6 +168,8 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   let closed = false;
   let failedTries = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A registration is under way: the socket it replaces decides nothing when it closes. */
+  let registering = false;
   let readyWaiters: Array<{ resolve(): void; reject(error: BridgeError): void }> = [];
 
   const settleReady = (error?: BridgeError): void => {
@@ -210,6 +252,73 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
     else reportError(errorOf(frame));
   };
 
+  /** Schedules the next try, after the backoff. */
+  const retryLater = (): number | undefined => {
+    if (closed || reconnect === undefined) return undefined;
+    const delayMs = Math.min(reconnect.maxDelayMs, reconnect.initialDelayMs * reconnect.factor ** failedTries);
+    failedTries += 1;
+    retryTimer = setTimeout(open, delayMs);
+    return delayMs;
+  };
+
+  /** The bus does not know this agent: register it when we can, then connect again at once; else say so and try later. */
+  const unknownToBus = (reason: string): void => {
+    const registration = options.register;
+    if (registration === undefined) {
+      if (reconnect === undefined) {
+        giveUp(new BridgeError("NOT_FOUND", `The bus does not know ${agentId} (${reason}): register it with POST /agents/register, or give connectAgent its descriptor as \`register\``, { agentId }));
+        return;
+      }
+      const delayMs = retryLater();
+      reportError(
+        new BridgeError("NOT_FOUND", `The bus does not know ${agentId} (${reason}): register it with POST /agents/register, or give connectAgent its descriptor as \`register\`; trying again in ${delayMs} ms`, {
+          agentId,
+          retryable: true,
+        }),
+      );
+      return;
+    }
+    registering = true;
+    void registerSelf(registration).then(
+      () => {
+        registering = false;
+        failedTries = 0;
+        if (!closed) open();
+      },
+      (error: BridgeError) => {
+        registering = false;
+        // A descriptor the bus refuses, or a token it does not take, will not get better by trying again.
+        if (error.type === "CONFIG" || error.type === "AUTH") {
+          giveUp(new BridgeError(error.type, `The bus refused to register ${agentId}: ${error.message}`, error.details));
+          return;
+        }
+        const delayMs = retryLater();
+        reportError(new BridgeError(error.type, `Registering ${agentId} failed: ${error.message}${delayMs === undefined ? "" : `; trying again in ${delayMs} ms`}`, error.details));
+      },
+    );
+  };
+
+  const registerSelf = async (registration: AgentRegistration): Promise<void> => {
+    let response: Response;
+    try {
+      response = await fetch(registerUrlOf(options.url), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(apiKey === undefined ? {} : { [API_KEY_HEADER]: apiKey }),
+          ...(token === undefined ? {} : { [AGENT_TOKEN_HEADER]: token }),
+        },
+        body: JSON.stringify({ ...registration, agent_id: agentId, ...(token === undefined ? {} : { agent_token: token }) }),
+      });
+    } catch (error) {
+      throw new BridgeError("TRANSPORT", `the bus did not answer: ${String(error)}`);
+    }
+    const body: unknown = await response.json().catch(() => undefined);
+    if (response.status !== 201) throw errorOfResponse(response.status, body);
+    const answered = isRecord(body) ? body["agent_token"] : undefined;
+    if (typeof answered === "string") token = answered;
+  };
+
   const open = (): void => {
     const ws = new WebSocket(target, {
       headers: { ...(apiKey === undefined ? {} : { [API_KEY_HEADER]: apiKey }), ...(token === undefined ? {} : { [AGENT_TOKEN_HEADER]: token }) },
@@ -224,6 +333,11 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
       const status = response.statusCode ?? 0;
       response.resume();
       ws.terminate();
+      // With agentAuth "token", a bus answers 401 to an agent it does not know: one that can register does.
+      if (status === 401 && options.register !== undefined && !closed) {
+        unknownToBus(`HTTP ${status}`);
+        return;
+      }
       // A wrong key or a bad agent id will not get better by trying again.
       if (status === 401 || status === 400 || status === 404) giveUp(new BridgeError(status === 401 ? "AUTH" : "CONFIG", `The bus refused ${agentId}: HTTP ${status}`));
     });
@@ -234,14 +348,15 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
         waiter.reject(new BridgeError("TRANSPORT", `Connection closed before the bus answered ${messageId}`));
       }
       pending.clear();
-      if (code === CLOSE_CODES.policy) giveUp(new BridgeError("AUTH", `The bus closed ${agentId}: ${reason.toString() || "policy violation"}`));
-      if (closed || reconnect === undefined || code === CLOSE_CODES.replaced) {
-        if (code === CLOSE_CODES.replaced) closed = true;
+      if (closed || registering) return;
+      const why = reason.toString();
+      if (code === CLOSE_CODES.policy && why.startsWith(CLOSE_REASONS.notRegistered)) {
+        unknownToBus(why);
         return;
       }
-      const delayMs = Math.min(reconnect.maxDelayMs, reconnect.initialDelayMs * reconnect.factor ** failedTries);
-      failedTries += 1;
-      retryTimer = setTimeout(open, delayMs);
+      if (code === CLOSE_CODES.policy) giveUp(new BridgeError("AUTH", `The bus closed ${agentId}: ${why || "policy violation"}`));
+      if (code === CLOSE_CODES.replaced) closed = true;
+      if (!closed) retryLater();
     });
   };
 

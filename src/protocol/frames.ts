@@ -10,6 +10,8 @@ import type { BridgeError } from "../errors.js";
 
 /** Where agents connect: `ws://host:port/agents/connect?agent_id=…`. */
 export const AGENT_CONNECT_PATH = "/agents/connect";
+/** Where agents register (HTTP `POST`): what `connectAgent` calls when the bus does not know its agent. */
+export const AGENT_REGISTER_PATH = "/agents/register";
 /** The seed project's adapters connect at the root: `ws://host:port/?agent_id=…` (SPEC §3.9). */
 export const ROOT_CONNECT_PATH = "/";
 /** The query parameter by which a socket asks for the bus's control frames (`?control=1`). */
@@ -36,6 +38,16 @@ export const CLOSE_CODES = {
   tryAgainLater: 1013,
   /** A newer connection of the same agent took over. */
   replaced: 4000,
+} as const;
+
+/**
+ * The reasons that come with `CLOSE_CODES.policy`: a client tells "the bus does not know me" (register, then
+ * connect again) from "I was deregistered" (stop) by them.
+ */
+export const CLOSE_REASONS = {
+  /** Followed by `: <agent_id>`. */
+  notRegistered: "Agent not registered",
+  deregistered: "Agent deregistered",
 } as const;
 
 /** The agent's acknowledgement of one message. */

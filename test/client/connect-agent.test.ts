@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { CommunicationBus, connectAgent, type BridgeError, type MessageEnvelope } from "../../src/index.js";
-import { connect, envelope, flush, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
+import { call, connect, envelope, flush, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
 
 const A = "codex://alpha";
 const B = "opencode://beta";
@@ -102,17 +102,89 @@ describe("connectAgent", () => {
     await expect(client.send({ recipient: B, message_type: "heartbeat", payload: {} })).rejects.toMatchObject({ type: "TRANSPORT" });
   });
 
-  it("gives up on a wrong key (AUTH) and on an unregistered agent closed with 1008", async () => {
+  it("gives up on a wrong key (AUTH), saying so on onError", async () => {
     const bus = await startBus();
     await register(bus, A);
     const errors: BridgeError[] = [];
     const wrongKey = track(connectAgent({ url: bus.url, agentId: A, apiKey: "wrong", onMessage: () => {}, onError: (error) => errors.push(error) }));
     await expect(wrongKey.ready()).rejects.toMatchObject({ type: "AUTH" });
-    const stranger = track(connectAgent({ url: bus.url, agentId: "codex://stranger", apiKey: TEST_KEY, onMessage: () => {}, onError: (error) => errors.push(error) }));
-    await until(() => errors.length === 2);
-    expect(errors.map((error) => error.type)).toEqual(["AUTH", "AUTH"]);
-    expect(errors[1]!.message).toMatch(/Agent not registered/);
-    expect(stranger.connected).toBe(false);
+    expect(errors.map((error) => error.type)).toEqual(["AUTH"]);
+  });
+
+  it("says on onError that the bus does not know it, and keeps trying with backoff until it is registered", async () => {
+    const bus = await startBus();
+    const stranger = "codex://stranger";
+    const errors: BridgeError[] = [];
+    const received: MessageEnvelope[] = [];
+    const client = track(
+      connectAgent({
+        url: bus.url,
+        agentId: stranger,
+        apiKey: TEST_KEY,
+        onMessage: (message) => void received.push(message),
+        onError: (error) => errors.push(error),
+        reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
+      }),
+    );
+    await until(() => errors.length >= 2);
+    expect(errors[0]).toMatchObject({ type: "NOT_FOUND", details: { agentId: stranger, retryable: true } });
+    expect(errors[0]!.message).toMatch(/^The bus does not know codex:\/\/stranger \(Agent not registered: codex:\/\/stranger\): register it .* or give connectAgent its descriptor as `register`; trying again in 10 ms$/);
+    expect(client.connected).toBe(false);
+    await register(bus, A, stranger);
+    await client.ready();
+    await bus.send(envelope(A, stranger, { message_id: "at-last" }));
+    await until(() => received.length === 1);
+  });
+
+  it("registers itself with its descriptor when the bus does not know it, keeping the token it has (agentAuth token)", async () => {
+    const first = await startBus({ agentAuth: "token" });
+    const port = first.port;
+    const token = "the-agents-own-token-0123";
+    const errors: BridgeError[] = [];
+    const received: MessageEnvelope[] = [];
+    const client = track(
+      connectAgent({
+        url: first.url,
+        agentId: B,
+        apiKey: TEST_KEY,
+        token,
+        register: { capabilities: ["review"], metadata: { team: "qa" } },
+        onMessage: (message) => void received.push(message),
+        onError: (error) => errors.push(error),
+        reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
+      }),
+    );
+    // Unknown at its first connection: it registers, with its own token.
+    await client.ready();
+    expect(first.listAgents().find((agent) => agent.agent_id === B)).toMatchObject({ capabilities: ["review"], metadata: { team: "qa" }, online: true });
+    await first.stop();
+    await until(() => !client.connected);
+
+    // A bus in memory restarted on the same port knows nobody: the agent registers again and comes back.
+    const second = new CommunicationBus({ host: "127.0.0.1", port, apiKey: TEST_KEY, agentAuth: "token", closeGraceMs: 50, env: {} });
+    track({ close: () => second.stop() });
+    await second.start();
+    await until(() => second.listAgents().some((agent) => agent.agent_id === B && agent.online), 5_000);
+    second.registerAgent({ agent_id: A });
+    await second.send(envelope(A, B, { message_id: "after-restart" }));
+    await until(() => received.length === 1);
+    // Its token is still its own: the key alone cannot take its registration over.
+    expect((await call(second, "POST", "/agents/register", { agent_id: B })).status).toBe(403);
+    expect(errors).toEqual([]);
+  });
+
+  it("gives up, saying so, once it is deregistered", async () => {
+    const bus = await startBus();
+    await register(bus, A);
+    const errors: BridgeError[] = [];
+    const client = track(connectAgent({ url: bus.url, agentId: A, apiKey: TEST_KEY, register: {}, onMessage: () => {}, onError: (error) => errors.push(error) }));
+    await client.ready();
+    bus.deregisterAgent(A);
+    await until(() => errors.length === 1);
+    expect(errors[0]).toMatchObject({ type: "AUTH", message: `The bus closed ${A}: Agent deregistered` });
+    await flush();
+    expect(client.connected).toBe(false);
+    expect(bus.listAgents().some((agent) => agent.agent_id === A)).toBe(false);
   });
 
   it("stops reconnecting once a newer connection of the same agent took over", async () => {

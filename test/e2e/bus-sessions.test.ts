@@ -106,8 +106,10 @@ describe("the bus's bridge sessions", () => {
     const listener = await connect(bus, client);
     const workflowId = bus.sessionManager.createSession(client, [{ agent_id: "troupe://planner", role: "planner" }], [{ name: "plan", required_agents: ["troupe://planner"] }]);
 
-    await bus.send(envelope(client, "troupe://planner", { sender: { agent_id: client, framework: "codex", session_id: workflowId }, payload: { prompt: "plan" } }));
+    // Ended as soon as the task is accepted: the bus answers a send once it is durable, a turn later.
+    const sent = bus.send(envelope(client, "troupe://planner", { sender: { agent_id: client, framework: "codex", session_id: workflowId }, payload: { prompt: "plan" } }));
     bus.sessionManager.deleteSession(workflowId);
+    await sent;
     await until(() => answers(listener.received).length === 1);
 
     expect(answers(listener.received)[0]).toMatchObject({ message_type: "error", payload: { code: "CANCELLED", message: expect.stringContaining("has ended") } });

@@ -8,12 +8,19 @@
  * target connecting; `ACK` is the target's ack frame; `SEND_FAILED` is the target's socket closing; the
  * delays are the simulated clock moved to the moment they are due. The message is sent `sync`, so that its
  * sender waits and hears why it died: TIMEOUT after the message timeout, TRANSPORT once the retries are used.
+ * `ACK_DURABLE` is the store committing the ack, within a turn: `acknowledging` never rests either.
+ *
+ * Restored paths start where a delivery restored after a restart starts (`delivered` waiting for the rest of
+ * its ack timeout, `retrying` for the rest of its backoff): a first bus brings the message there and crashes,
+ * a second bus restores it from the same store with a clock moved on, and the path is walked from there.
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
-import { deliveryMachine, retryDelayMs, type DeliveryEvent, type DeliveryInput } from "../../machines/index.js";
-import type { CommunicationBus } from "../../src/index.js";
-import { connect, envelope, rawConnect, register, startSimulatedBus, statusOf, until, type RawAgent, type TestAgent } from "../bus/support.js";
+import { SimulatedClock } from "xstate";
+import { deliveryMachine, resumedDelayMs, retryDelayMs, type DeliveryEvent, type DeliveryInput, type DeliveryResume } from "../../machines/index.js";
+import { createMemoryStore, type CommunicationBus } from "../../src/index.js";
+import { CLOCK_START, connect, envelope, rawConnect, register, startBus, startSimulatedBus, statusOf, until, type RawAgent, type TestAgent } from "../bus/support.js";
+import { ControlledStore } from "../support/controlled-store.js";
 import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
@@ -56,10 +63,16 @@ function eventsFor(snapshot: DeliverySnapshot): DeliveryEvent[] {
       return [{ type: "SENT", agentId: target }, { type: "QUEUED" }, timeout];
     case "queued":
       return [{ type: "SENT", agentId: target }, timeout];
-    case "delivered":
-      return [{ type: "ACK", agentId: target }, { type: "SEND_FAILED", error: "closed" }, { type: ACK_TIMEOUT_EVENT } as unknown as DeliveryEvent, timeout];
+    case "delivered": {
+      const events: DeliveryEvent[] = [{ type: "ACK", agentId: target }, { type: ACK_TIMEOUT_EVENT } as unknown as DeliveryEvent, timeout];
+      // A restored message was written to a socket of the bus before the restart: no socket of this one can fail it.
+      return resumedDelayMs(snapshot.context, "delivered") === undefined ? [...events, { type: "SEND_FAILED", error: "closed" }] : events;
+    }
     case "retrying":
       return [{ type: "ACK", agentId: target }, { type: RETRY_EVENT } as unknown as DeliveryEvent, timeout];
+    case "acknowledging":
+      // The message timeout does not apply any more: the ack only waits for its commit.
+      return [{ type: "ACK_DURABLE" }];
     default:
       return [];
   }
@@ -82,6 +95,38 @@ function withoutPrefixes(paths: DeliveryPath[]): DeliveryPath[] {
 }
 const simplePaths = withoutPrefixes(allSimplePaths);
 
+/**
+ * How the restored paths get their start: the first bus sends the message at 0, crashes at `crashAt`, and the
+ * second bus starts at `restartAt`; what is left of the phase is the model's `phaseLeftMs`.
+ */
+const RESTARTS = {
+  // Written at 0, its ack timeout due at 1,000: 600 ms are left at the restart.
+  delivered: { crashAt: 300, restartAt: 400, phaseLeftMs: ACK_TIMEOUT_MS - 400, retries: 0, lastError: null },
+  // Its ack timeout at 1,000 starts a backoff of 100 (linear, first retry), due at 1,100: 60 ms are left.
+  retrying: {
+    crashAt: 1_030,
+    restartAt: 1_040,
+    phaseLeftMs: ACK_TIMEOUT_MS + RETRY_BASE_MS - 1_040,
+    retries: 1,
+    lastError: `No ack from ${RECIPIENT} within ${ACK_TIMEOUT_MS} ms`,
+  },
+} as const;
+
+function restoredInput(status: keyof typeof RESTARTS): DeliveryInput {
+  const { phaseLeftMs, retries, lastError } = RESTARTS[status];
+  const resume: DeliveryResume = { status, targetIndex: 0, retries, attempts: 1, lastError, timeoutLeftMs: NEVER_MS, phaseLeftMs };
+  return { ...modelInput, resume };
+}
+
+/**
+ * Every path of one or two events from each restored start: its restored phase, and what follows it. Past
+ * that, a restored delivery is in a state the fresh paths walk already.
+ */
+const restoredPaths = (["delivered", "retrying"] as const).flatMap((status) => {
+  const { edges } = generatePaths(graphMachine, { ...traversal, input: restoredInput(status) }, { simple: false });
+  return edges.filter((path) => path.steps.length <= 3).map((path) => ({ status, path }));
+});
+
 function describePath(path: DeliveryPath): string {
   return (
     path.steps
@@ -103,8 +148,9 @@ function timelineOf(path: DeliveryPath): { times: number[]; timeoutMs: number } 
     const { event, state } = path.steps[index]!;
     const before = path.steps[index - 1]!.state;
     if (event.type === "SENT") sentAt = now;
-    if (event.type === ACK_TIMEOUT_EVENT) now = sentAt + ACK_TIMEOUT_MS;
-    if (event.type === RETRY_EVENT) now += retryDelayMs(before.context.backoff, RETRY_BASE_MS, before.context.retries);
+    // A restored phase ends when what was left of it has passed since the restart (0 here).
+    if (event.type === ACK_TIMEOUT_EVENT) now = sentAt + (resumedDelayMs(before.context, "delivered") ?? ACK_TIMEOUT_MS);
+    if (event.type === RETRY_EVENT) now += resumedDelayMs(before.context, "retrying") ?? retryDelayMs(before.context.backoff, RETRY_BASE_MS, before.context.retries);
     if (event.type === TIMEOUT_EVENT) now += 1;
     times.push(now);
     if (event.type === TIMEOUT_EVENT) return { times, timeoutMs: now };
@@ -113,8 +159,12 @@ function timelineOf(path: DeliveryPath): { times: number[]; timeoutMs: number } 
   return { times, timeoutMs: now + NEVER_MS };
 }
 
-/** What the bus shows for a graph state: `accepted` never rests, it is dispatched at once. */
+/**
+ * What the bus shows for a graph state: `accepted` never rests, it is dispatched at once; `acknowledging`
+ * neither, the store commits the ack within a turn.
+ */
 function expectedStatus(state: DeliverySnapshot, next: DeliveryEvent | undefined): string {
+  if (state.value === "acknowledging") return "acknowledged";
   if (state.value !== "accepted") return state.value as string;
   return next?.type === "SENT" ? "delivered" : "queued";
 }
@@ -145,24 +195,25 @@ class Agents {
   }
 }
 
+/** A bus, its clock and the agents a path is walked with; `answer` is the sync sender's, when it waits. */
+interface Rig {
+  bus: CommunicationBus;
+  clock: SimulatedClock;
+  sender: TestAgent;
+  agents: Agents;
+  /** Time 0 of the path's timeline. */
+  startedAt: number;
+  answer: { errorType?: string; message?: string } | undefined;
+}
+
 async function runPath(path: DeliveryPath): Promise<void> {
   const { bus, clock } = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect });
   await register(bus, SENDER, RECIPIENT, FALLBACK);
   const sender: TestAgent = await connect(bus, SENDER);
   const agents = new Agents(bus);
-  const { times, timeoutMs } = timelineOf(path);
+  const { timeoutMs } = timelineOf(path);
   const startedAt = clock.now();
-  const targetAfter = (index: number): string => {
-    const { context } = path.steps[index]!.state;
-    return context.targets[context.targetIndex]!;
-  };
-  /** Before a step that dispatches (its state is `accepted`), connect its target iff the next event is SENT. */
-  const prepareDispatch = async (index: number): Promise<void> => {
-    if (path.steps[index]!.state.value !== "accepted") return;
-    await agents.ensure(targetAfter(index), path.steps[index + 1]?.event.type === "SENT");
-  };
-
-  await prepareDispatch(0);
+  if (path.steps[0]!.state.value === "accepted") await agents.ensure(RECIPIENT, path.steps[1]?.event.type === "SENT");
   const message = envelope(SENDER, RECIPIENT, {
     message_id: "model",
     routing: { timeout: `${timeoutMs}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK], delivery_mode: "sync" },
@@ -173,6 +224,56 @@ async function runPath(path: DeliveryPath): Promise<void> {
     () => Object.assign(answer, { errorType: "none" }),
     (error: { type?: string; message: string }) => Object.assign(answer, { errorType: error.type, message: error.message }),
   );
+  await walk(path, { bus, clock, sender, agents, startedAt, answer });
+}
+
+/**
+ * A restored path: a first bus writes the message to the recipient (and lets its ack timeout pass, for
+ * `retrying`), crashes, and a second bus on the same store and a clock moved on restores it.
+ */
+async function runRestoredPath(status: keyof typeof RESTARTS, path: DeliveryPath): Promise<void> {
+  const { crashAt, restartAt } = RESTARTS[status];
+  const inner = createMemoryStore();
+  const store = new ControlledStore(inner);
+  const first = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, store });
+  await register(first.bus, SENDER, RECIPIENT, FALLBACK);
+  await rawConnect(first.bus, RECIPIENT);
+  const { timeoutMs } = timelineOf(path);
+  await first.bus.send(
+    envelope(SENDER, RECIPIENT, {
+      message_id: "model",
+      routing: { timeout: `${restartAt + timeoutMs}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK] },
+    }),
+  );
+  await until(() => statusOf(first.bus, "model") === "delivered");
+  // A simulated clock fires timers at the time it is moved to: move it to the ack timeout first, exactly.
+  if (status === "retrying") {
+    first.clock.increment(ACK_TIMEOUT_MS);
+    await until(() => statusOf(first.bus, "model") === "retrying");
+  }
+  first.clock.increment(crashAt - (first.clock.now() - CLOCK_START));
+  await first.bus.persisted();
+  store.crash();
+  await first.bus.stop();
+  const clock = new SimulatedClock();
+  clock.set(CLOCK_START + restartAt);
+  const bus = await startBus({ clock, ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect, store: inner });
+  const sender: TestAgent = await connect(bus, SENDER);
+  await walk(path, { bus, clock, sender, agents: new Agents(bus), startedAt: clock.now(), answer: undefined });
+}
+
+/** Drives the real bus through a path's events and checks it after every step. */
+async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt, answer }: Rig): Promise<void> {
+  const { times } = timelineOf(path);
+  const targetAfter = (index: number): string => {
+    const { context } = path.steps[index]!.state;
+    return context.targets[context.targetIndex]!;
+  };
+  /** Before a step that dispatches (its state is `accepted`), connect its target iff the next event is SENT. */
+  const prepareDispatch = async (index: number): Promise<void> => {
+    if (path.steps[index]!.state.value !== "accepted") return;
+    await agents.ensure(targetAfter(index), path.steps[index + 1]?.event.type === "SENT");
+  };
 
   for (let index = 0; index < path.steps.length; index += 1) {
     const { event, state: after } = path.steps[index]!;
@@ -210,28 +311,38 @@ async function runPath(path: DeliveryPath): Promise<void> {
     const status = bus.messageStatus("model");
     // An `accepted` that the bus writes at once has made its attempt already.
     expect(status.attempts, label).toBe(after.context.attempts + (expected === "delivered" && after.value === "accepted" ? 1 : 0));
-    if (after.value === "delivered") {
+    // A restored message was written by the bus before the restart, to a socket that is gone.
+    if (after.value === "delivered" && resumedDelayMs(after.context, "delivered") === undefined) {
       const socket = agents.socket(after.context.targets[after.context.targetIndex]!)!;
       await until(() => socket.frames.filter((frame) => frame.message_id === "model").length > 0);
     }
     if (after.value === "dead") {
       expect(status.last_error, label).toBeDefined();
-      await until(() => answer.errorType !== undefined);
-      // The dead message's own error, not the sync sender's timer that falls due at the same moment.
-      expect(answer, label).toEqual({ errorType: event.type === TIMEOUT_EVENT ? "TIMEOUT" : "TRANSPORT", message: `model: ${status.last_error}` });
+      if (answer !== undefined) {
+        await until(() => answer.errorType !== undefined);
+        // The dead message's own error, not the sync sender's timer that falls due at the same moment.
+        expect(answer, label).toEqual({ errorType: event.type === TIMEOUT_EVENT ? "TIMEOUT" : "TRANSPORT", message: `model: ${status.last_error}` });
+      }
       await until(() => sender.received.length === 1);
       expect(sender.received[0], label).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: "model" } });
     }
     if (after.value === "retrying") expect(status.last_error, label).toBeDefined();
-    if (after.value !== "dead") expect(answer.errorType, label).toBeUndefined();
+    if (after.value !== "dead" && answer !== undefined) expect(answer.errorType, label).toBeUndefined();
   }
 }
 
 describe("delivery machine, model-based", () => {
   it("generates paths over every state", () => {
     const reached = new Set(shortestPaths.map((path) => path.state.value as string));
-    expect([...reached].sort()).toEqual(["accepted", "acknowledged", "dead", "delivered", "queued", "retrying"]);
+    expect([...reached].sort()).toEqual(["accepted", "acknowledged", "acknowledging", "dead", "delivered", "queued", "retrying"]);
     expect(allSimplePaths.length).toBeGreaterThan(shortestPaths.length);
+    expect(new Set(restoredPaths.map(({ path }) => path.steps[0]!.state.value))).toEqual(new Set(["delivered", "retrying"]));
+  });
+
+  describe(`restored paths (${restoredPaths.length})`, () => {
+    it.each(restoredPaths.map(({ status, path }) => [`restored ${status}: ${describePath(path)}`, status, path] as const))("%s", async (_name, status, path) => {
+      await runRestoredPath(status, path);
+    });
   });
 
   walkPaths({ families: { shortest: shortestPaths, simple: simplePaths, edges: edgePaths }, describePath, runPath, coverage, name: "delivery", covered: [deliveryMachine] });
