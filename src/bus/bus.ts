@@ -138,7 +138,7 @@ export class CommunicationBus {
         isKnown: (agentId) => this.registry.mayConnect(agentId),
         authorize: (agentId, token) => {
           if (this.options.agentAuth === "token" && !this.registry.tokenMatches(agentId, token)) {
-            throw new BridgeError("AUTH", `${agentId}: its ${AGENT_TOKEN_HEADER} (or the subprotocol token.<token>) is needed`, { agentId });
+            throw new BridgeError("AUTH", `${agentId}: its ${AGENT_TOKEN_HEADER} (or the subprotocol token.<token>) is missing or wrong`, { agentId });
           }
         },
         connected: (connection) => this.onConnected(connection),
@@ -398,7 +398,7 @@ export class CommunicationBus {
   /** `agentAuth: "token"`: the agent's own token, or AUTH (403). */
   private checkAgentToken(agentId: string, presented: string | undefined): void {
     if (!this.registry.tokenMatches(agentId, presented)) {
-      throw new BridgeError("AUTH", `${agentId} is registered: its ${AGENT_TOKEN_HEADER} is needed`, { forbidden: true, agentId });
+      throw new BridgeError("AUTH", `${agentId} is registered: its ${AGENT_TOKEN_HEADER} is missing or wrong`, { forbidden: true, agentId });
     }
   }
 
