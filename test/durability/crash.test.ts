@@ -159,6 +159,8 @@ describe("troupe serve killed with SIGKILL under load", () => {
     const ackedBy = new Map<string, number>();
     let sent = 0;
     let workflowTasks = 0;
+    /** The task messages each workflow session was sent and accepted: its record must hold every one. */
+    const acceptedTasks = new Map<string, string[]>();
     /** Sends of the current life answered. */
     let answered = 0;
     /** Sends the bus refused (none should be), and sends the kill left without an answer. */
@@ -174,7 +176,9 @@ describe("troupe serve killed with SIGKILL under load", () => {
         body: JSON.stringify({ initiator: HTTP_SENDERS[0], participants, steps: [{ name: "work", required_agents: [RECEIVERS[0]] }] }),
       });
       expect(answer.status).toBe(201);
-      return ((await answer.json()) as { session_id: string }).session_id;
+      const { session_id: sessionId } = (await answer.json()) as { session_id: string };
+      acceptedTasks.set(sessionId, []);
+      return sessionId;
     }
 
     /** Sends this life's share of the load; resolves when every send is answered or failed (the server died). */
@@ -205,12 +209,16 @@ describe("troupe serve killed with SIGKILL under load", () => {
           if (client === undefined) {
             const answer = await fetch(`${url}/messages/send`, { method: "POST", headers, body: JSON.stringify(body) });
             const text = await answer.text();
-            if (answer.status === 202) accepted.set(messageKey(sender, messageId), life);
+            if (answer.status === 202) {
+              accepted.set(messageKey(sender, messageId), life);
+              if (task) acceptedTasks.get(sessionId)?.push(messageId);
+            }
             else refused.push(`${messageId}: HTTP ${answer.status} ${text}`);
           } else {
             const { sender: _sender, recipient: _recipient, ...rest } = body;
             await client.send({ ...rest, recipient, ...(task ? { session_id: sessionId } : {}) });
             accepted.set(messageKey(sender, messageId), life);
+            if (task) acceptedTasks.get(sessionId)?.push(messageId);
           }
           answered += 1;
         } catch (error) {
@@ -252,6 +260,15 @@ describe("troupe serve killed with SIGKILL under load", () => {
       await store.close();
       life += 1;
       server = await serve(port, join(dir, "data"), config);
+      // Every workflow came back, and its record holds every task the bus accepted for it (an accepted task is
+      // durable with its workflow's change before its 202).
+      for (const [sessionId, taskIds] of acceptedTasks) {
+        const answer = await fetch(`${url}/sessions/${sessionId}`, { headers });
+        expect(answer.status, sessionId).toBe(200);
+        const { tasks } = (await answer.json()) as { tasks: Array<{ message_id: string }> };
+        const recorded = new Set(tasks.map((task) => task.message_id));
+        expect(taskIds.filter((taskId) => !recorded.has(taskId)), sessionId).toEqual([]);
+      }
     }
 
     await until(() => deliveredSoFar(life + 1), 30_000);
@@ -273,7 +290,7 @@ describe("troupe serve killed with SIGKILL under load", () => {
         duplicatesBeforeAck += lives.length - 1 - afterAck;
       }
     }
-    const figures = { kills: KILLS, sent, workflowTasks, accepted: accepted.size, unanswered, uniqueDelivered, deliveries, duplicatesAfterAck, duplicatesBeforeAck };
+    const figures = { kills: KILLS, sent, workflowTasks, workflows: acceptedTasks.size, acceptedTasks: [...acceptedTasks.values()].flat().length, accepted: accepted.size, unanswered, uniqueDelivered, deliveries, duplicatesAfterAck, duplicatesBeforeAck };
     process.stdout.write(`crash test: ${JSON.stringify(figures)}\n`);
     expect(refused).toEqual([]);
     expect(accepted.size).toBeGreaterThan(KILLS * MESSAGES_PER_LIFE * 0.3);
