@@ -10,7 +10,7 @@ import type { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/se
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
-import type { RawHttpRoute, RouteRequest } from "../server/http-server.js";
+import { HttpStream, type HttpRoute, type RouteRequest } from "../server/http-server.js";
 import { createMcpServer, type BridgeMcpServer } from "./mcp-server.js";
 
 /** Where the endpoint is mounted. */
@@ -58,11 +58,11 @@ export class McpHttpEndpoint {
   }
 
   /** `GET`, `POST` and `DELETE /mcp`, for `startHttpServer`'s `routes`. */
-  routes(): RawHttpRoute[] {
+  routes(): HttpRoute[] {
     return (["GET", "POST", "DELETE"] as const).map((method) => ({
       method,
       path: /^\/mcp$/,
-      serve: (request, req, res) => this.serve(request, req, res),
+      handle: (request) => new HttpStream((req, res) => this.serve(request, req, res)),
     }));
   }
 

@@ -1,6 +1,6 @@
 /**
  * The HTTP server: `GET /health` and the eight bridge tools as `POST /bridge/:tool`, on `node:http` alone.
- * Every answer is JSON (but a raw route's own, or a route's `HttpStream` such as `GET /events`); every error is
+ * Every answer is JSON (but a route's `HttpStream`: `GET /events`, MCP's `/mcp`); every error is
  * `{ error: { type, message, details } }` with the status of `httpStatusOf`. Other parts (the communication bus,
  * MCP) mount their routes and their WebSocket upgrades on the same server.
  */
@@ -64,7 +64,7 @@ export interface HttpServerOptions {
   /** Time `close()` waits for requests in flight. Default 5000. */
   closeGraceMs?: number;
   /** Further routes, matched after `GET /health` and `POST /bridge/:tool`, under the same key rules. */
-  routes?: Array<HttpRoute | RawHttpRoute>;
+  routes?: HttpRoute[];
   /** Handles WebSocket upgrades; without it an upgrade request is answered 404. */
   onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** A connection that has sent nothing this long after it opened is closed. Default 30,000. */
@@ -105,18 +105,6 @@ export interface HttpRoute {
   handle(request: RouteRequest): unknown;
 }
 
-/**
- * A route that writes its own answer on the raw response: a stream, or another protocol's framing (MCP's
- * Streamable HTTP). Key, quota and method rules are the same as any route's; what it throws before it has
- * written anything is answered as JSON like any route's error.
- */
-export interface RawHttpRoute {
-  method: HttpRoute["method"];
-  path: RegExp;
-  open?: boolean;
-  serve(request: RouteRequest, req: IncomingMessage, res: ServerResponse): Promise<void>;
-}
-
 /** A route's answer with a status other than 200 (e.g. 201, 202), or a body that is not JSON (`contentType` set, `body` the text). */
 export class HttpAnswer {
   constructor(
@@ -127,17 +115,18 @@ export class HttpAnswer {
 }
 
 /**
- * A route's answer that takes the response over instead of a JSON body: a stream of server-sent events (or any
- * answer written as it comes). It gets the response once the route has matched and the key was checked;
- * from then on it writes the status, the headers and the body itself.
+ * A route's answer that takes the response over instead of a JSON body: a stream of server-sent events, or
+ * another protocol's framing (MCP's Streamable HTTP). It gets the response once the route has matched and the
+ * key and quotas were checked; from then on it writes the status, the headers and the body itself. What it
+ * throws (or rejects with) before it has written anything is answered as JSON like any route's error.
  */
 export class HttpStream {
-  constructor(readonly open: (req: IncomingMessage, res: ServerResponse) => void) {}
+  constructor(readonly open: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>) {}
 }
 
-type RouteMatch = { route: HttpRoute | RawHttpRoute; params: string[] } | { allow: string[] } | undefined;
+type RouteMatch = { route: HttpRoute; params: string[] } | { allow: string[] } | undefined;
 
-function findRoute(routes: Array<HttpRoute | RawHttpRoute>, method: string, pathname: string): RouteMatch {
+function findRoute(routes: HttpRoute[], method: string, pathname: string): RouteMatch {
   const matching = routes.flatMap((route) => {
     const found = route.path.exec(pathname);
     return found ? [{ route, params: found.slice(1) }] : [];
@@ -268,7 +257,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   const startedAt = performance.now();
   let closing: Promise<void> | undefined;
 
-  const routes: Array<HttpRoute | RawHttpRoute> = [
+  const routes: HttpRoute[] = [
     {
       method: "GET",
       path: /^\/health$/,
@@ -346,9 +335,9 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       },
       client,
     };
-    if ("serve" in match.route) return match.route.serve(request, req, res);
     const result = await match.route.handle(request);
-    if (result instanceof HttpStream) result.open(req, res);
+    // What it throws before it has written anything is answered as JSON like any route's error.
+    if (result instanceof HttpStream) await result.open(req, res);
     else if (result instanceof HttpAnswer) send(req, res, result.status, result.body, {}, result.contentType);
     else send(req, res, 200, result);
   }
