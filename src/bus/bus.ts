@@ -20,6 +20,7 @@ import { Deliveries, type DeliveryNotice, type MessageStatusView } from "./deliv
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
+import { DISCARDING_STORE } from "../store/discarding-store.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
@@ -118,7 +119,9 @@ export class CommunicationBus {
       this.options.maxWorkflowSessionsPerClient ?? Math.max(1, Math.floor(this.options.maxWorkflowSessions / 4)),
       (sessionId) => this.sessionManager.getSession(sessionId) !== undefined,
     );
-    this.registry = new AgentRegistry(this.sessionManager, this.runtime, () => this.runtime.store);
+    // A runtime that keeps nothing across restarts is written nothing (its own memory store would only cost).
+    const busStore = (): Store => (this.runtime.persistent ? this.runtime.store : DISCARDING_STORE);
+    this.registry = new AgentRegistry(this.sessionManager, this.runtime, busStore);
     this.syncReplies = new Replies(this.clock);
     this.connections = new AgentConnections(
       {
@@ -159,7 +162,7 @@ export class CommunicationBus {
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
       maxQueuedBytes: this.options.maxQueuedBytes,
       maxRetainedMessages: this.options.maxRetainedMessages,
-      store: () => this.runtime.store,
+      store: busStore,
       onStatus: (notice) => this.onStatus(notice),
     });
     this.runtimeAgents = new RuntimeAgents({
@@ -310,7 +313,7 @@ export class CommunicationBus {
    * deregistration; code that calls `registerAgent` directly may await it too.
    */
   persisted(): Promise<void> {
-    return this.runtime.store.flush();
+    return this.runtime.persistent ? this.runtime.store.flush() : Promise.resolve();
   }
 
   /** Sends a message as `POST /messages/send` does; see `SendResult`. */

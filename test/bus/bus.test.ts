@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { CommunicationBus, createMockAgent, createRuntime, formatDuration, isLoopbackHost, parseDuration } from "../../src/index.js";
+import { CommunicationBus, createMemoryStore, createMockAgent, createRuntime, formatDuration, isLoopbackHost, parseDuration } from "../../src/index.js";
 import { createApiKeyCheck } from "../../src/server/http-server.js";
 import { createControlledAgent } from "../support/controlled-agent.js";
 import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "./support.js";
@@ -319,5 +319,23 @@ describe("durations", () => {
   it("writes milliseconds back as a duration", () => {
     expect(formatDuration(300_000)).toBe("300000ms");
     expect(parseDuration(formatDuration(1_234))).toBe(1_234);
+  });
+});
+
+describe("what the bus writes to its runtime's store", () => {
+  it("writes nothing to the memory store a runtime makes for itself, and every message to a store it was given", async () => {
+    const sendOne = async (runtime: ReturnType<typeof createRuntime>): Promise<number> => {
+      await runtime.start();
+      const bus = await startBus({ runtime });
+      await register(bus, "codex://from", "codex://to");
+      await bus.send(envelope("codex://from", "codex://to", { message_id: "kept-or-not" }));
+      const kept = (await runtime.store.list("messages")).length + (await runtime.store.list("agents")).length;
+      await bus.stop();
+      await runtime.stop();
+      return kept;
+    };
+    // Nothing could be restored from a store that dies with the process: writing to it would only cost.
+    expect(await sendOne(createRuntime())).toBe(0);
+    expect(await sendOne(createRuntime({ store: createMemoryStore() }))).toBe(3);
   });
 });
