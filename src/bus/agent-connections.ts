@@ -170,7 +170,8 @@ export class AgentConnections {
       const headerToken = req.headers[AGENT_TOKEN_HEADER];
       this.events.authorize(agentId, (Array.isArray(headerToken) ? headerToken[0] : headerToken) ?? offeredProtocolValue(req, TOKEN_PROTOCOL_PREFIX));
       if (this.stopping || this.count >= this.options.maxConnections) {
-        refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${this.options.maxConnections})`));
+        const limit = this.options.maxConnections;
+        refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${limit})`, { limit }));
         return;
       }
       const control = ["1", "true"].includes(url.searchParams.get(CONTROL_PARAM) ?? "");

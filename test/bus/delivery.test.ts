@@ -2,7 +2,10 @@
  * Delivery behaviours of the bus over real sockets: priority queues, acks, retries and backoff under
  * simulated time, fallback agents, dead letters, the offline queue, dedupe, sync mode, heartbeats and limits.
  */
+import { once } from "node:events";
+import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { BUS_AGENT_ID, CLOSE_CODES } from "../../src/index.js";
 import { call, connect, envelope, flush, rawConnect, register, startBus, startSimulatedBus, statusOf, TEST_KEY, until, upgradeStatus } from "./support.js";
 
@@ -357,6 +360,14 @@ describe("connections", () => {
     await rawConnect(bus, A);
     await rawConnect(bus, B);
     expect(await upgradeStatus(bus, `?agent_id=${encodeURIComponent(C)}`)).toBe(503);
+    // The refusal says which bound it hit, as every bound does.
+    const refusal = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(C)}`, { headers: { "x-agent-api-key": TEST_KEY } });
+    refusal.on("error", () => {});
+    const [, response] = (await once(refusal, "unexpected-response")) as [unknown, IncomingMessage];
+    let body = "";
+    for await (const chunk of response) body += String(chunk);
+    refusal.terminate();
+    expect(JSON.parse(body).error).toMatchObject({ type: "CAPACITY", details: { limit: 2 } });
     expect((await call(bus, "GET", "/health")).status).toBe(200);
   });
 
