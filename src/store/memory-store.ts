@@ -3,51 +3,31 @@
  * every other store (batches per event-loop turn, JSON copies in and out), so code written against it behaves
  * the same on a durable one.
  */
-import { STORE_COLLECTIONS, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "./store.js";
-import { checkPrefix, checkRecordKey, compareCodePoints } from "./keys.js";
-import { WriteBatcher, type WriteOp } from "./write-batch.js";
+import { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord } from "./store.js";
+import { compareCodePoints } from "./keys.js";
+import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
 /** Creates an empty in-memory store. */
 export function createMemoryStore(): Store {
   return new MemoryStore();
 }
 
-class MemoryStore implements Store {
+class MemoryStore extends BatchedStore {
   /** Each collection's records as JSON text, so that no caller holds a stored object. */
   readonly #records = new Map<StoreCollection, Map<string, string>>(STORE_COLLECTIONS.map((collection) => [collection, new Map()]));
-  readonly #batcher = new WriteBatcher(async (ops) => this.#apply(ops));
+  protected readonly batcher = new WriteBatcher(async (ops) => this.#apply(ops));
 
-  put(collection: StoreCollection, id: string, value: unknown): void {
-    this.#batcher.put(collection, id, value);
-  }
-
-  delete(collection: StoreCollection, id: string): void {
-    this.#batcher.delete(collection, id);
-  }
-
-  flush(): Promise<void> {
-    return this.#batcher.flush();
-  }
-
-  async get(collection: StoreCollection, id: string): Promise<unknown> {
-    checkRecordKey(collection, id);
-    await this.#batcher.beforeRead();
+  protected read(collection: StoreCollection, id: string): unknown {
     const json = this.#collection(collection).get(id);
     return json === undefined ? undefined : JSON.parse(json);
   }
 
-  async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
-    checkPrefix(collection, prefix);
-    await this.#batcher.beforeRead();
+  protected readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] {
     const records: StoreRecord[] = [];
     for (const [id, json] of this.#collection(collection)) {
       if (prefix === undefined || id.startsWith(prefix)) records.push({ id, value: JSON.parse(json) });
     }
     return records.sort((left, right) => compareCodePoints(left.id, right.id));
-  }
-
-  close(): Promise<void> {
-    return this.#batcher.close();
   }
 
   #collection(collection: StoreCollection): Map<string, string> {

@@ -9,10 +9,9 @@ import type BetterSqlite3 from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { createEncryption, parseEncryptionHeader, recordContext, unlockEncryption, type ValueCipher } from "./encryption.js";
-import { checkPrefix, checkRecordKey } from "./keys.js";
 import { checkSchemaVersion, migrate } from "./migrations.js";
-import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
-import { WriteBatcher, type WriteOp } from "./write-batch.js";
+import type { Store, StoreCollection, StoreRecord } from "./store.js";
+import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
 /** The name of the database file in a store's directory. */
 export const SQLITE_STORE_FILE = "troupe.db";
@@ -139,15 +138,16 @@ async function encryptionOf(db: BetterSqlite3.Database, key: string | undefined,
   return created.cipher;
 }
 
-class SqliteStore implements Store {
+class SqliteStore extends BatchedStore {
   readonly #db: BetterSqlite3.Database;
   readonly #cipher: ValueCipher | undefined;
-  readonly #batcher: WriteBatcher;
+  protected readonly batcher: WriteBatcher;
   readonly #selectOne: BetterSqlite3.Statement<[string, string], RecordRow>;
   readonly #selectAll: BetterSqlite3.Statement<[string], RecordRow>;
   readonly #selectFrom: BetterSqlite3.Statement<[string, string], RecordRow>;
 
   constructor(db: BetterSqlite3.Database, cipher: ValueCipher | undefined, clock: Pick<Clock, "now">) {
+    super();
     this.#db = db;
     this.#cipher = cipher;
     const columns = "id, value, ciphertext, iv, auth_tag";
@@ -172,31 +172,15 @@ class SqliteStore implements Store {
         }
       }
     });
-    this.#batcher = new WriteBatcher(async (ops) => commit.immediate(ops));
+    this.batcher = new WriteBatcher(async (ops) => commit.immediate(ops));
   }
 
-  put(collection: StoreCollection, id: string, value: unknown): void {
-    this.#batcher.put(collection, id, value);
-  }
-
-  delete(collection: StoreCollection, id: string): void {
-    this.#batcher.delete(collection, id);
-  }
-
-  flush(): Promise<void> {
-    return this.#batcher.flush();
-  }
-
-  async get(collection: StoreCollection, id: string): Promise<unknown> {
-    checkRecordKey(collection, id);
-    await this.#batcher.beforeRead();
+  protected read(collection: StoreCollection, id: string): unknown {
     const row = this.#selectOne.get(collection, id);
     return row === undefined ? undefined : this.#decode(collection, row);
   }
 
-  async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
-    checkPrefix(collection, prefix);
-    await this.#batcher.beforeRead();
+  protected readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] {
     const records: StoreRecord[] = [];
     const rows = prefix === undefined ? this.#selectAll.iterate(collection) : this.#selectFrom.iterate(collection, prefix);
     for (const row of rows) {
@@ -206,9 +190,9 @@ class SqliteStore implements Store {
     return records;
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     try {
-      await this.#batcher.close();
+      await super.close();
     } finally {
       if (this.#db.open) this.#db.close();
     }

@@ -3,8 +3,8 @@
  * the rest of the event-loop turn, and committed by the backend in one transaction per batch.
  */
 import { BridgeError, toBridgeError } from "../errors.js";
-import { checkRecordKey } from "./keys.js";
-import type { StoreCollection } from "./store.js";
+import { checkPrefix, checkRecordKey } from "./keys.js";
+import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
 
 /** One write of a batch: `json` is the serialized value, `undefined` for a delete. */
 export interface WriteOp {
@@ -194,4 +194,45 @@ function commitError(error: unknown, writes: number): BridgeError {
 
 function plural(count: number, one: string, many: string): string {
   return `${count} ${count === 1 ? one : many}`;
+}
+
+/**
+ * What every store shares: writes go through its `WriteBatcher`, and reads check their arguments and wait for
+ * the writes enqueued before them. A backend gives the batcher (its commit) and its two reads.
+ */
+export abstract class BatchedStore implements Store {
+  protected abstract readonly batcher: WriteBatcher;
+
+  /** One record's value as stored, or `undefined`; every write enqueued before has been committed. */
+  protected abstract read(collection: StoreCollection, id: string): unknown;
+  /** The records of a collection (those whose id starts with `prefix`), ordered by id in code-point order. */
+  protected abstract readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[];
+
+  put(collection: StoreCollection, id: string, value: unknown): void {
+    this.batcher.put(collection, id, value);
+  }
+
+  delete(collection: StoreCollection, id: string): void {
+    this.batcher.delete(collection, id);
+  }
+
+  flush(): Promise<void> {
+    return this.batcher.flush();
+  }
+
+  async get(collection: StoreCollection, id: string): Promise<unknown> {
+    checkRecordKey(collection, id);
+    await this.batcher.beforeRead();
+    return this.read(collection, id);
+  }
+
+  async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
+    checkPrefix(collection, prefix);
+    await this.batcher.beforeRead();
+    return this.readAll(collection, prefix);
+  }
+
+  close(): Promise<void> {
+    return this.batcher.close();
+  }
 }
