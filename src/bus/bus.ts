@@ -123,6 +123,8 @@ export class CommunicationBus {
     const busStore = (): Store => (this.runtime.persistent ? this.runtime.store : DISCARDING_STORE);
     this.registry = new AgentRegistry(this.sessionManager, this.runtime, busStore);
     this.syncReplies = new Replies(this.clock);
+    // One check of the bus key for every socket: agents' and the event stream's.
+    const checkApiKey = createApiKeyCheck(this.options.apiKey);
     this.connections = new AgentConnections(
       {
         maxConnections: this.options.maxConnections,
@@ -134,7 +136,7 @@ export class CommunicationBus {
           this.options.requestBurstPerClient ?? 2 * this.options.requestsPerSecondPerClient,
           this.clock,
         ),
-        checkApiKey: createApiKeyCheck(this.options.apiKey),
+        checkApiKey,
         clock: this.clock,
       },
       {
@@ -194,7 +196,7 @@ export class CommunicationBus {
       heartbeatMs: this.options.heartbeatInterval,
       clock: this.clock,
     });
-    this.eventSockets = new EventSockets(this.events, { checkApiKey: createApiKeyCheck(this.options.apiKey), closeGraceMs: this.options.closeGraceMs });
+    this.eventSockets = new EventSockets(this.events, { checkApiKey, closeGraceMs: this.options.closeGraceMs });
     this.stopCounting = this.metrics.observe(this.runtime);
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));

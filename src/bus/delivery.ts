@@ -434,14 +434,13 @@ export class Deliveries implements DeliveryPoolHost {
   stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined): void {
     if (from !== undefined && !FINAL_STATUSES.has(from)) this.counts[from as DeliveryStatus] -= 1;
     if (to !== undefined && !FINAL_STATUSES.has(to)) this.counts[to as DeliveryStatus] += 1;
-    if (from === "queued" && to !== "queued") {
-      const context = contextOf(child);
-      const key = keyOfContext(context);
-      for (const target of context.targets) this.dequeue(target, key);
-    }
-    if (to === undefined || FINAL_STATUSES.has(to)) return;
+    const leftQueue = from === "queued" && to !== "queued";
+    const live = to !== undefined && !FINAL_STATUSES.has(to);
+    if (!leftQueue && !live) return;
     const context = contextOf(child);
     const key = keyOfContext(context);
+    if (leftQueue) for (const target of context.targets) this.dequeue(target, key);
+    if (!live) return;
     if (to === "acknowledging") this.persistAck(key, context);
     else if (from !== undefined && !this.restoring && key !== this.accepting) this.stateWritten(key);
   }

@@ -14,6 +14,7 @@ import { API_KEY_HEADER } from "../protocol/headers.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { clientOf, ConnectionCounts, OwnedSessions, quotaExceeded, RateLimiter } from "./quotas.js";
+import { refuseUpgrade } from "./upgrades.js";
 
 export { API_KEY_HEADER };
 /** Port used when none is given. */
@@ -222,12 +223,7 @@ function refuseConnection(socket: Socket, secure: boolean, limit: number, client
     socket.destroy();
     return;
   }
-  const error = quotaExceeded(`${client} holds ${limit} connections, its quota`, limit, 1_000);
-  const body = JSON.stringify({ error: error.toJSON() });
-  socket.end(
-    `HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
+  refuseUpgrade(socket, 429, quotaExceeded(`${client} holds ${limit} connections, its quota`, limit, 1_000));
 }
 
 function urlOf(host: string, port: number, secure = false): string {

@@ -27,8 +27,9 @@ export function presentedUpgradeKey(req: IncomingMessage): string | string[] | u
 }
 
 /**
- * Answers an upgrade request with an HTTP error (`{ error }`, as every route answers) and closes the socket; a
- * quota's CAPACITY says when to come back (`retry-after`, seconds), as the routes' answers do.
+ * Answers an upgrade request (or a connection past its quota) with an HTTP error (`{ error }`, as every route
+ * answers) and closes the socket; a quota's CAPACITY says when to come back (`retry-after`, seconds), as the
+ * routes' answers do.
  */
 export function refuseUpgrade(socket: Duplex, status: number, error: BridgeError): void {
   const body = JSON.stringify({ error: error.toJSON() });
