@@ -57,6 +57,19 @@ export interface AgentReply {
 /** Why a model stopped. */
 export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" | "content_filter" | "cancelled";
 
+/**
+ * How conversations (`runtime.converse`, SPEC §4) use an agent: agent.yaml's `session:` block. Defaults:
+ * trigger `mention`, isolation `shared`, 30 minutes idle, a window of 30 messages.
+ */
+export interface ConversationSettings {
+  /** `mention`: a conversation starts only when a message names `@<agent>`; follow-ups in its thread continue it. */
+  trigger?: "mention" | "always";
+  /** `shared`: one session per user and agent across threads; `per_thread`: one per thread. */
+  isolation?: "shared" | "per_thread";
+  idleTimeoutMinutes?: number;
+  historyWindow?: number;
+}
+
 /** An agent the runtime can delegate to. */
 export interface Agent {
   id: string;
@@ -69,4 +82,6 @@ export interface Agent {
   onSessionOpen?(session: SessionInfo): void | Promise<void>;
   onCancel?(ctx: { session: SessionInfo; requestId: string }): void;
   onSessionClose?(session: SessionInfo, reason: SessionCloseReason): void | Promise<void>;
+  /** How conversations use this agent (agent.yaml `session:`). */
+  conversation?: ConversationSettings;
 }

@@ -7,7 +7,8 @@ import { BridgeError } from "../errors.js";
 import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "../providers/params.js";
 import type { Provider } from "../providers/provider.js";
 import { ProviderRegistry } from "../providers/registry.js";
-import type { Agent, AgentReply, PromptContext, ProviderInfo } from "./agent.js";
+import type { Tool } from "../tools/tool.js";
+import type { Agent, AgentReply, ConversationSettings, PromptContext, ProviderInfo } from "./agent.js";
 
 /** Configuration of a `MultiProviderCompanionAgent`. */
 export interface MultiProviderAgentConfig {
@@ -24,6 +25,14 @@ export interface MultiProviderAgentConfig {
    * (an agent is more specific than a provider that several agents share).
    */
   systemPrompt?: string;
+  /** The model of this agent's sessions (agent.yaml `model`): above the providers' defaults, like `systemPrompt`. */
+  model?: string;
+  /** Tools its model may call (SPEC §4); the loop runs behind every bridge tool. */
+  tools?: Tool[];
+  /** Most rounds of tool calls in one prompt before the model must answer. */
+  maxToolRounds?: number;
+  /** How conversations use this agent (agent.yaml `session:`). */
+  conversation?: ConversationSettings;
 }
 
 /** `createMultiProviderAgent`'s configuration: providers given as a list instead of a registry. */
