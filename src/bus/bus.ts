@@ -27,6 +27,7 @@ import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
 import { busRoutes } from "./routes.js";
+import { uiRoutes } from "../ui/routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
 import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 import { McpHttpEndpoint } from "../mcp/streamable-http.js";
@@ -251,7 +252,7 @@ export class CommunicationBus {
           ...(this.options.requestBurstPerClient === undefined ? {} : { requestBurstPerClient: this.options.requestBurstPerClient }),
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
-        routes: [...busRoutes(this), ...this.mcp.routes()],
+        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime)],
         onUpgrade: (req, socket, head) =>
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.connections.handleUpgrade(req, socket, head),
       });

@@ -3,8 +3,8 @@
  * Bodies are validated where they are used; every error is a `BridgeError` answered by the server.
  */
 import { z } from "zod";
-import { BridgeError, sessionNotFound } from "../errors.js";
-import { HttpAnswer, type HttpRoute } from "../server/http-server.js";
+import { sessionNotFound } from "../errors.js";
+import { decoded, HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import type { CommunicationBus } from "./bus.js";
 import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "../workflows/session-manager.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
@@ -18,15 +18,6 @@ import { prometheusText, wantsPrometheus } from "./prometheus.js";
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
 const metricsFormatSchema = z.enum(["json", "prometheus"]);
-
-/** A path parameter, URL-decoded; a malformed escape is CONFIG. */
-function decoded(param: string | undefined, field: string): string {
-  try {
-    return decodeURIComponent(param ?? "");
-  } catch {
-    throw new BridgeError("CONFIG", `${field}: malformed URL escape in ${JSON.stringify(param)}`, { field });
-  }
-}
 
 /** Every route of the bus. Agent ids in paths may be URL-encoded (`claude-code%3A%2F%2Fqa`) or not. */
 export function busRoutes(bus: CommunicationBus): HttpRoute[] {

@@ -17,7 +17,7 @@ export const GRAPH_FORMATS = ["json", "mermaid", "svg"] as const;
 export type GraphFormat = (typeof GRAPH_FORMATS)[number];
 
 /** The text of a machine's graph in a format (`steps` build the workflow machine). */
-export function renderGraph(machineName: string, format: GraphFormat, steps: string[] = EXAMPLE_WORKFLOW_STEPS): string {
+export async function renderGraph(machineName: string, format: GraphFormat, steps: string[] = EXAMPLE_WORKFLOW_STEPS): Promise<string> {
   const graph = stateGraphOf(MACHINES[machineName]!(steps));
   if (format === "json") return `${JSON.stringify(graph, null, 2)}\n`;
   return format === "mermaid" ? toMermaid(graph) : toSvg(graph);
@@ -33,13 +33,13 @@ export function registerGraphCommand(program: Command): void {
   program
     .command("graph")
     .summary("export a state machine as JSON, Mermaid or SVG")
-    .description("Print one of troupe's state machines (machines/) offline: its states and transitions as JSON, a Mermaid stateDiagram-v2, or an SVG.")
+    .description("Print one of troupe's state machines (machines/) offline: its states and transitions as JSON, a Mermaid stateDiagram-v2, or an SVG laid out by ELK.")
     .addArgument(program.createArgument("<machine>", "the machine").choices(MACHINE_NAMES))
     .addOption(new Option("--format <format>", "what to print").choices(GRAPH_FORMATS).default("json"))
     .option("--steps <names>", `the workflow machine's steps, comma-separated (default: ${EXAMPLE_WORKFLOW_STEPS.join(",")})`, parseSteps)
     .option("-o, --output <file>", "write to this file instead of stdout")
-    .action((machine: string, flags: { format: GraphFormat; steps?: string[]; output?: string }) => {
-      const text = renderGraph(machine, flags.format, flags.steps);
+    .action(async (machine: string, flags: { format: GraphFormat; steps?: string[]; output?: string }) => {
+      const text = await renderGraph(machine, flags.format, flags.steps);
       if (flags.output === undefined) {
         process.stdout.write(text);
         return;

@@ -53,7 +53,7 @@ type MessageFields<T extends DeliveryEmitted["type"]> = FieldsOf<DeliveryEmitted
 
 /** The events of the stream, by type (SPEC §5). */
 export interface RuntimeEventMap {
-  "actor.spawned": { parentId?: string; machine?: string };
+  "actor.spawned": { parentId?: string; machine?: string; state?: string };
   "actor.transition": { from: string; to: string; event: string };
   "actor.stopped": { reason: string };
   "prompt.started": { sessionId: string; requestId: string } & PromptOrigin;

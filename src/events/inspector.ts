@@ -59,10 +59,37 @@ export function actorIdOf(actorRef: AnyActor): string {
   return parent === undefined || isMachineActor(actorRef) ? actorRef.id : `${actorIdOf(parent)}/${actorRef.id}`;
 }
 
-function stateKey(value: unknown): string | undefined {
+/** A machine actor's state as events carry it: its name, or JSON for nested or parallel states. */
+export function stateKeyOf(value: unknown): string | undefined {
   if (typeof value === "string") return value;
   if (value !== null && typeof value === "object") return JSON.stringify(value);
   return undefined;
+}
+
+interface StateNodeView {
+  key: string;
+  type: string;
+  states: Record<string, StateNodeView>;
+  initial?: { target: StateNodeView[] };
+}
+
+/** The value a state node starts in: the chain of initial states below it (every region of a parallel one). */
+function initialValueOf(node: StateNodeView): unknown {
+  if (node.type === "parallel") return Object.fromEntries(Object.values(node.states).map((child) => [child.key, initialValueOf(child)]));
+  const child = node.initial?.target[0];
+  if (child === undefined) return undefined;
+  const inner = Object.keys(child.states).length === 0 ? undefined : initialValueOf(child);
+  return inner === undefined ? child.key : { [child.key]: inner };
+}
+
+/**
+ * The state a machine actor will start in, known when it is created (before its first snapshot): the state
+ * it is restored in, else its machine's initial state. Undefined for actors that are not machines.
+ */
+function initialStateOf(actorRef: AnyActor): string | undefined {
+  const restored = (actorRef as unknown as { options?: { snapshot?: { value?: unknown } } }).options?.snapshot?.value;
+  if (restored !== undefined) return stateKeyOf(restored);
+  return isMachineActor(actorRef) ? stateKeyOf(initialValueOf((actorRef.logic as unknown as { root: StateNodeView }).root)) : undefined;
 }
 
 /** Creates the `inspect` callback of a runtime's root actor. */
@@ -72,6 +99,8 @@ export function createInspector(
   observer: ActorObserver,
 ): (event: InspectionEvent) => void {
   const lastState = new WeakMap<AnyActor, string>();
+  /** The state `actor.spawned` said a machine actor starts in, until its first snapshot confirms or corrects it. */
+  const announcedState = new WeakMap<AnyActor, string>();
   /** Actors reported stopped: a failed one can be seen both by its error event and by its snapshot. */
   const stopped = new WeakSet<AnyActor>();
   const reportStopped = (actorRef: AnyActor, reason: string): void => {
@@ -96,10 +125,13 @@ export function createInspector(
       observer.created(actorRef);
       if (hub.wants("actor.spawned")) {
         const parent = parentOf(actorRef);
-        const machine = sourceOf(actorRef);
+        const machine = machineOf(actorRef);
+        const state = initialStateOf(actorRef);
+        if (state !== undefined) announcedState.set(actorRef, state);
         hub.emit("actor.spawned", actorIdOf(actorRef), {
           ...(parent ? { parentId: actorIdOf(parent) } : {}),
           ...(machine ? { machine } : {}),
+          ...(state === undefined ? {} : { state }),
         });
       }
       return;
@@ -107,7 +139,7 @@ export function createInspector(
     if (inspection.type === "@xstate.microstep") {
       // Microsteps are reported while the transition is taken, before its deferred effects (an invoked
       // prompt starting, its deltas) run, so transitions come out in the order they happen.
-      const to = stateKey((inspection.snapshot as { value?: unknown }).value);
+      const to = stateKeyOf((inspection.snapshot as { value?: unknown }).value);
       const from = lastState.get(actorRef);
       if (to === undefined || from === undefined || to === from) return;
       lastState.set(actorRef, to);
@@ -124,10 +156,14 @@ export function createInspector(
       return;
     }
     // The first snapshot of a machine actor (its initial state).
-    const initial = stateKey(snapshot.value);
+    const initial = stateKeyOf(snapshot.value);
     if (from === undefined && initial !== undefined) {
       lastState.set(actorRef, initial);
       observer.stateChanged(actorRef, undefined, initial);
+      // Eventless transitions at start can leave a machine elsewhere than its initial state: say where.
+      const announced = announcedState.get(actorRef);
+      announcedState.delete(actorRef);
+      if (announced !== undefined && announced !== initial) hub.emit("actor.transition", actorIdOf(actorRef), { from: announced, to: initial, event: "xstate.init" });
     }
   };
 }

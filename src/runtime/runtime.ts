@@ -42,6 +42,8 @@ import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, Crea
 import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
 import { createInspector, machineOf, parentOf } from "../events/inspector.js";
+import { actorViews, findActor, machineLogicOf, type ActorView } from "../events/actor-tree.js";
+import { stateGraphOf, type StateGraph } from "../graph/state-graph.js";
 import { EventHub, type PromptOrigin, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
 import type { AskReply } from "../agents/agent.js";
 import type { AgentDescription, Executor, PromptEmitter } from "../executors/executor.js";
@@ -740,6 +742,23 @@ export class Runtime {
     const resolved = agentId ?? this.limits.defaultAgentId;
     if (resolved === undefined) throw new BridgeError("CONFIG", "agentId: required (the runtime has no defaultAgentId)", { field: "agentId" });
     return resolved;
+  }
+
+  /**
+   * The live actor tree, parents first (lazily: a page of `GET /actors` builds only its own views). Empty
+   * before `start()` and after `stop()`.
+   */
+  actors(): Iterable<() => ActorView> {
+    const supervisor = this.state === "running" ? this.supervisor : undefined;
+    return supervisor === undefined ? [] : actorViews(supervisor);
+  }
+
+  /** The state graph of a live machine actor (by its event id), or `undefined` when there is none. */
+  actorGraph(actorId: string): StateGraph | undefined {
+    const supervisor = this.state === "running" ? this.supervisor : undefined;
+    const actorRef = supervisor === undefined ? undefined : findActor(supervisor, actorId);
+    const machine = actorRef === undefined ? undefined : machineLogicOf(actorRef);
+    return machine === undefined ? undefined : stateGraphOf(machine);
   }
 
   private running(): SupervisorActor {

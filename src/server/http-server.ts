@@ -97,6 +97,15 @@ export interface RouteRequest {
   client: string;
 }
 
+/** A path parameter, URL-decoded; a malformed escape is CONFIG. */
+export function decoded(param: string | undefined, field: string): string {
+  try {
+    return decodeURIComponent(param ?? "");
+  } catch {
+    throw new BridgeError("CONFIG", `${field}: malformed URL escape in ${JSON.stringify(param)}`, { field });
+  }
+}
+
 /** One route. The handler's result is the JSON body of a 200, unless it is an `HttpAnswer` or an `HttpStream`. */
 export interface HttpRoute {
   method: "GET" | "POST" | "PATCH" | "DELETE";
@@ -106,12 +115,16 @@ export interface HttpRoute {
   handle(request: RouteRequest): unknown;
 }
 
-/** A route's answer with a status other than 200 (e.g. 201, 202), or a body that is not JSON (`contentType` set, `body` the text). */
+/**
+ * A route's answer with a status other than 200 (e.g. 201, 202), or a body that is not JSON (`contentType` set,
+ * `body` the text), or headers of its own (a redirect's `location`, a page's `content-security-policy`).
+ */
 export class HttpAnswer {
   constructor(
     readonly status: number,
     readonly body: unknown,
     readonly contentType?: string,
+    readonly headers: Record<string, string> = {},
   ) {}
 }
 
@@ -334,7 +347,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     const result = await match.route.handle(request);
     // What it throws before it has written anything is answered as JSON like any route's error.
     if (result instanceof HttpStream) await result.open(req, res);
-    else if (result instanceof HttpAnswer) send(req, res, result.status, result.body, {}, result.contentType);
+    else if (result instanceof HttpAnswer) send(req, res, result.status, result.body, result.headers, result.contentType);
     else send(req, res, 200, result);
   }
 

@@ -20,7 +20,7 @@ describe("event stream (SPEC §5)", () => {
     await runtime.bridge.sessionsClose({ sessionId });
 
     expect(collect(events, sessionId)).toEqual([
-      { type: "actor.spawned", actorId: sessionId, parentId: "shard-0", machine: "session" },
+      { type: "actor.spawned", actorId: sessionId, parentId: "shard-0", machine: "session", state: "active" },
       { type: "actor.transition", actorId: sessionId, from: "active", to: "busy", event: "PROMPT" },
       { type: "prompt.started", actorId: sessionId, sessionId, requestId, agentId: "echo" },
       { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "two ", agentId: "echo" },
@@ -52,7 +52,7 @@ describe("event stream (SPEC §5)", () => {
 
     const promptActorId = `${sessionId}/prompt`;
     expect(events.filter((event) => event.actorId === sessionId || event.actorId === promptActorId).map(({ seq: _seq, ts: _ts, ...rest }) => rest)).toEqual([
-      { type: "actor.spawned", actorId: sessionId, parentId: "shard-0", machine: "session" },
+      { type: "actor.spawned", actorId: sessionId, parentId: "shard-0", machine: "session", state: "active" },
       { type: "actor.spawned", actorId: promptActorId, parentId: sessionId, machine: "runPrompt" },
       {
         type: "prompt.failed",

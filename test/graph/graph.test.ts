@@ -61,18 +61,18 @@ function graphOf(machine: string): StateGraph {
 describe.each(MACHINE_NAMES)("troupe graph %s", (machine) => {
   const graph = graphOf(machine);
 
-  it("has states and transitions to draw", () => {
+  it("has states and transitions to draw", async () => {
     expect(graph.states.length).toBeGreaterThan(0);
     expect(graph.transitions.length).toBeGreaterThan(0);
     expect(graph.states.map((state) => state.id)).toContain(graph.initial);
   });
 
-  it("prints the machine's states and transitions as JSON", () => {
-    expect(JSON.parse(renderGraph(machine, "json"))).toEqual(JSON.parse(JSON.stringify(graph)));
+  it("prints the machine's states and transitions as JSON", async () => {
+    expect(JSON.parse(await renderGraph(machine, "json"))).toEqual(JSON.parse(JSON.stringify(graph)));
   });
 
-  it("prints Mermaid that parses, with every state nested as in the machine and every transition", () => {
-    const diagram = parseMermaid(renderGraph(machine, "mermaid"));
+  it("prints Mermaid that parses, with every state nested as in the machine and every transition", async () => {
+    const diagram = parseMermaid(await renderGraph(machine, "mermaid"));
     // Each state once, under the Mermaid id of its parent, labelled with its own name.
     const mermaidId = new Map<string, string>();
     for (const state of graph.states) {
@@ -98,8 +98,8 @@ describe.each(MACHINE_NAMES)("troupe graph %s", (machine) => {
     }
   });
 
-  it("draws an SVG with one node per state", () => {
-    const svg = renderGraph(machine, "svg");
+  it("draws an SVG with one node per state", async () => {
+    const svg = await renderGraph(machine, "svg");
     expect(svg).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     expect(svg.trimEnd().endsWith("</svg>")).toBe(true);
     const nodes = [...svg.matchAll(/<g class="state[^"]*" data-state="([^"]*)"/g)].map((match) => match[1]);
@@ -113,9 +113,9 @@ describe.each(MACHINE_NAMES)("troupe graph %s", (machine) => {
 });
 
 describe("troupe graph workflow", () => {
-  it("builds the workflow machine from the steps it is given", () => {
+  it("builds the workflow machine from the steps it is given", async () => {
     const graph = stateGraphOf(MACHINES.workflow!(["plan", "ship"]));
     expect(graph.states.map((state) => state.id)).toEqual(["plan", "ship", "completed", "terminated"]);
-    expect(renderGraph("workflow", "mermaid", ["plan", "ship"])).toContain("plan --> ship : TASK.ANSWERED [completesStep]");
+    expect(await renderGraph("workflow", "mermaid", ["plan", "ship"])).toContain("plan --> ship : TASK.ANSWERED [completesStep]");
   });
 });

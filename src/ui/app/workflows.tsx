@@ -1,0 +1,91 @@
+/**
+ * The workflow view: the bus's workflow sessions (`GET /sessions`), and the chosen one's steps in order with
+ * their agents and tasks, done, current or pending; read again at each `workflow.*` event.
+ */
+import { useEffect, useState } from "preact/hooks";
+import { api } from "./api.js";
+import type { Model } from "./model.js";
+
+interface WorkflowTask {
+  task_id: string;
+  step: string;
+  agent_id: string;
+  status: string;
+}
+
+export interface WorkflowSession {
+  session_id: string;
+  status: string;
+  initiator: string;
+  dispatch: string;
+  workflow: { current_step: string | null; completed_steps: string[]; pending_steps: string[]; steps: Array<{ name: string; required_agents: string[] }> };
+  tasks: WorkflowTask[];
+  created_at: number;
+}
+
+/** Workflows the view lists (the newest). */
+const LISTED = 30;
+
+function stepStatus(session: WorkflowSession, step: string): string {
+  if (session.workflow.completed_steps.includes(step)) return "done";
+  if (session.workflow.current_step === step) return session.status === "active" ? "current" : session.status;
+  return session.status === "active" ? "pending" : "skipped";
+}
+
+export function Workflows({ model, selected, onSelect }: { model: Model; selected: string | undefined; onSelect(id: string): void }) {
+  const [sessions, setSessions] = useState<WorkflowSession[]>([]);
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = (): void => {
+      timer = undefined;
+      api<{ sessions: WorkflowSession[] }>("GET", "/sessions?limit=1000").then(
+        (answer) => {
+          setSessions(answer.sessions.slice(-LISTED).reverse());
+          setError(undefined);
+        },
+        (failure: Error) => setError(failure.message),
+      );
+    };
+    load();
+    const stop = model.onEvent((frame) => {
+      if (frame.type.startsWith("workflow.") && timer === undefined) timer = setTimeout(load, 150);
+    });
+    return () => {
+      stop();
+      if (timer !== undefined) clearTimeout(timer);
+    };
+  }, [model]);
+  const shown = sessions.find((session) => session.session_id === selected) ?? sessions[0];
+  return (
+    <section class="panel workflows" aria-label="Workflows">
+      <header>
+        <h2>Workflows</h2>
+        {error === undefined ? null : <span class="error">{error}</span>}
+      </header>
+      {sessions.length === 0 ? <p class="hint">No workflow yet: start one from the playground.</p> : null}
+      <ul class="workflow-list">
+        {sessions.map((session) => (
+          <li key={session.session_id} class={session === shown ? "selected" : ""} onClick={() => onSelect(session.session_id)} data-workflow-id={session.session_id}>
+            <span class={`badge status-${session.status}`}>{session.status}</span> {session.session_id.slice(0, 8)} · {session.workflow.current_step ?? "—"}
+          </li>
+        ))}
+      </ul>
+      {shown === undefined ? null : (
+        <ol class="steps" data-testid="workflow-steps" data-workflow-id={shown.session_id} data-status={shown.status}>
+          {shown.workflow.steps.map((step) => {
+            const tasks = shown.tasks.filter((task) => task.step === step.name);
+            const status = stepStatus(shown, step.name);
+            return (
+              <li key={step.name} class={`step step-${status}`} data-step={step.name} data-step-status={status}>
+                <strong>{step.name}</strong>
+                <span class="agents">{step.required_agents.join(", ") || "no agent"}</span>
+                <span class="tasks">{tasks.length === 0 ? status : tasks.map((task) => task.status).join(", ")}</span>
+              </li>
+            );
+          })}
+        </ol>
+      )}
+    </section>
+  );
+}

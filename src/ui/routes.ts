@@ -1,0 +1,60 @@
+/**
+ * The visualizer and playground (SPEC §6): `GET /` → `/ui`, the page and its bundle (open: the page asks for
+ * the key itself), and the two keyed routes only it needs: `GET /actors` (the live actor tree, paged, with the
+ * `seq` it was read at) and `GET /actors/:id/graph` (the state graph of a live machine actor). Everything else
+ * the page reads is the bus's own API: `/events`, `/bridge/*`, `/sessions`, `/agents`.
+ */
+import { BridgeError } from "../errors.js";
+import { pageOf, pageRequestOf } from "../bus/pagination.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { decoded, HttpAnswer, type HttpRoute } from "../server/http-server.js";
+import { uiAsset } from "./assets.js";
+
+/** What the page may load and reach: itself and this server, nothing outside. */
+const PAGE_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-cache",
+};
+
+function assetAnswer(name: string, ifNoneMatch: string | undefined): HttpAnswer {
+  const asset = uiAsset(name);
+  if (ifNoneMatch === asset.etag) return new HttpAnswer(304, "", "text/plain", { etag: asset.etag, ...PAGE_HEADERS });
+  return new HttpAnswer(200, asset.body, asset.contentType, { etag: asset.etag, ...PAGE_HEADERS });
+}
+
+/** The routes of `/ui` on a runtime's server. */
+export function uiRoutes(runtime: Runtime): HttpRoute[] {
+  return [
+    { method: "GET", path: /^\/$/, open: true, handle: () => new HttpAnswer(302, "", "text/plain", { location: "/ui/" }) },
+    { method: "GET", path: /^\/ui\/?$/, open: true, handle: ({ header }) => assetAnswer("index.html", header("if-none-match")) },
+    {
+      method: "GET",
+      path: /^\/ui\/assets\/([a-z]+\.[a-z]+)$/,
+      open: true,
+      handle: ({ params: [name = ""], header }) => assetAnswer(name, header("if-none-match")),
+    },
+    {
+      method: "GET",
+      path: /^\/actors$/,
+      handle: ({ query }) => {
+        // The seq first: a client replaying `/events?since=seq` then sees every change after this listing.
+        const seq = runtime.hub.lastSeq;
+        const { items, next_cursor } = pageOf(runtime.actors(), pageRequestOf(query));
+        return { seq, actors: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/actors\/(.+)\/graph$/,
+      handle: ({ params: [encoded = ""] }) => {
+        const actorId = decoded(encoded, "actorId");
+        const graph = runtime.actorGraph(actorId);
+        if (graph === undefined) throw new BridgeError("NOT_FOUND", `No live machine actor ${actorId}`, { actorId });
+        return graph;
+      },
+    },
+  ];
+}
