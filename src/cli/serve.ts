@@ -82,7 +82,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   process.stdout.write(
     `troupe listening on ${bus.url} (${keyNote}; ${authNote}; ${storeNote}); agent "${defaultAgentId}" ${answering}; ` +
-      `bus: POST /messages/send, agents on ws /agents/connect\n`,
+      `bus: POST /messages/send, agents on ws /agents/connect; visualizer and playground: ${bus.url}/ui\n`,
   );
   logger.info({ url: bus.url, agentAuth: bus.options.agentAuth, store: dataDir ?? "memory", defaultAgentId, defaultProvider }, "troupe listening");
   const signal = await signalled;
