@@ -117,7 +117,7 @@ export interface HttpRoute {
 
 /**
  * A route's answer with a status other than 200 (e.g. 201, 202), or a body that is not JSON (`contentType` set,
- * `body` the text), or headers of its own (a redirect's `location`, a page's `content-security-policy`).
+ * `body` the text or a Buffer), or headers of its own (a redirect's `location`, a page's `content-security-policy`).
  */
 export class HttpAnswer {
   constructor(
@@ -291,7 +291,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   /** Writes one JSON answer; the connection closes when the server is closing or a body is still arriving. */
   function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string): void {
     if (res.headersSent || res.destroyed) return;
-    const payload = contentType === undefined ? JSON.stringify(body) : String(body);
+    const payload = contentType === undefined ? JSON.stringify(body) : Buffer.isBuffer(body) ? body : String(body);
     const connection = bodyPending(req) || closing !== undefined ? { connection: "close" } : {};
     res.writeHead(status, {
       ...headers,

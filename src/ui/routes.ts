@@ -19,22 +19,24 @@ const PAGE_HEADERS = {
   "cache-control": "no-cache",
 };
 
-function assetAnswer(name: string, ifNoneMatch: string | undefined): HttpAnswer {
+function assetAnswer(name: string, header: (name: string) => string | undefined): HttpAnswer {
   const asset = uiAsset(name);
-  if (ifNoneMatch === asset.etag) return new HttpAnswer(304, "", "text/plain", { etag: asset.etag, ...PAGE_HEADERS });
-  return new HttpAnswer(200, asset.body, asset.contentType, { etag: asset.etag, ...PAGE_HEADERS });
+  const headers = { etag: asset.etag, vary: "accept-encoding", ...PAGE_HEADERS };
+  if (header("if-none-match") === asset.etag) return new HttpAnswer(304, "", "text/plain", headers);
+  if (/\bgzip\b/.test(header("accept-encoding") ?? "")) return new HttpAnswer(200, asset.gzipped, asset.contentType, { ...headers, "content-encoding": "gzip" });
+  return new HttpAnswer(200, asset.body, asset.contentType, headers);
 }
 
 /** The routes of `/ui` on a runtime's server. */
 export function uiRoutes(runtime: Runtime): HttpRoute[] {
   return [
     { method: "GET", path: /^\/$/, open: true, handle: () => new HttpAnswer(302, "", "text/plain", { location: "/ui/" }) },
-    { method: "GET", path: /^\/ui\/?$/, open: true, handle: ({ header }) => assetAnswer("index.html", header("if-none-match")) },
+    { method: "GET", path: /^\/ui\/?$/, open: true, handle: ({ header }) => assetAnswer("index.html", header) },
     {
       method: "GET",
       path: /^\/ui\/assets\/([a-z]+\.[a-z]+)$/,
       open: true,
-      handle: ({ params: [name = ""], header }) => assetAnswer(name, header("if-none-match")),
+      handle: ({ params: [name = ""], header }) => assetAnswer(name, header),
     },
     {
       method: "GET",

@@ -27,9 +27,23 @@ describe("the routes of /ui", () => {
     const script = await fetch(`${bus.url}/ui/assets/app.js`);
     expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
     const etag = script.headers.get("etag")!;
-    expect((await script.text()).length).toBeGreaterThan(10_000);
+    const bundleLength = (await script.text()).length;
+    expect(bundleLength).toBeGreaterThan(10_000);
     const again = await fetch(`${bus.url}/ui/assets/app.js`, { headers: { "if-none-match": etag } });
     expect(again.status).toBe(304);
+    // Compressed for a client that takes gzip (fetch asks for it and unpacks it).
+    const { request } = await import("node:http");
+    const compressed = await new Promise<{ encoding?: string; bytes: number }>((resolve, reject) => {
+      request(`${bus.url}/ui/assets/app.js`, { headers: { "accept-encoding": "gzip" } }, (response) => {
+        let bytes = 0;
+        response.on("data", (chunk: Buffer) => (bytes += chunk.length));
+        response.on("end", () => resolve({ encoding: response.headers["content-encoding"], bytes }));
+      })
+        .on("error", reject)
+        .end();
+    });
+    expect(compressed.encoding).toBe("gzip");
+    expect(compressed.bytes).toBeLessThan(bundleLength / 2);
     // Only the built files are served; any other path is the API's (the key first, then 404).
     expect((await fetch(`${bus.url}/ui/assets/secret.js`)).status).toBe(404);
     expect((await fetch(`${bus.url}/ui/assets/..%2Fpackage.json`)).status).toBe(401);

@@ -72,7 +72,7 @@ beforeAll(async () => {
   page.on("console", (message) => {
     if (message.type() === "error") pageErrors.push(message.text());
   });
-  page.setDefaultTimeout(15_000);
+  page.setDefaultTimeout(30_000);
 }, 60_000);
 
 afterAll(async () => {
@@ -89,7 +89,7 @@ afterEach(async (context) => {
 
 const row = (actorId: string) => page.locator(`.tree .row[data-actor-id="${actorId}"]`);
 
-describe("/ui in Chromium", () => {
+describe("/ui in Chromium", { timeout: 60_000 }, () => {
   it("asks for the key, then shows the live actor tree", async () => {
     const answer = await page.goto(`${url}/`);
     expect(page.url()).toBe(`${url}/ui/`);
