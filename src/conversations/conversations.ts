@@ -372,6 +372,9 @@ export class Conversations implements PoolHost, CapabilityStates {
     const cancel = (): void => void this.runtime.cancelPrompt(sessionId, requestId).catch(() => undefined);
     signal.addEventListener("abort", cancel, { once: true });
     try {
+      // The prompt starts once the step of the conversation that started it is over (it would start inside it,
+      // synchronously): its tools then read and write the conversation's capability state at once, in order.
+      await Promise.resolve();
       const { text } = await this.runtime.promptSession(sessionId, { prompt: turn.text, requestId });
       return { text, handoffs: [...handoffs], at: this.runtime.clock.now() };
     } catch (error) {
