@@ -56,7 +56,7 @@ export interface ConversationInput {
   maxQueuedTurns: number;
   /** Threads it remembers (the oldest is forgotten past it). */
   maxThreads: number;
-  /** The turn that started it. */
+  /** The turn that started it: in flight while the session opens. */
   firstTurn: ConversationTurn;
   createdAt: number;
 }
@@ -223,12 +223,13 @@ export const conversationMachine = setup({
   },
 }).createMachine({
   id: "conversation",
-  // The input is spread first here: `firstTurn` is not context, it is the first queued turn.
+  // The input is spread first here: `firstTurn` is not context, it is the turn in flight.
   context: ({ input: { firstTurn, ...input } }) => ({
     ...input,
     sessionId: null,
-    inFlight: null,
-    queue: [firstTurn],
+    // The turn the session is opened for is the one in flight: `queue` holds only turns waiting behind it.
+    inFlight: firstTurn,
+    queue: [],
     threads: [{ threadId: firstTurn.threadId, sequence: firstTurn.sequence }],
     capabilityState: {},
     lastActivityAt: input.createdAt,
@@ -238,7 +239,7 @@ export const conversationMachine = setup({
   output: ({ context }) => ({ reason: context.endReason ?? "idle" }),
   states: {
     opening: {
-      description: "Opens the bridge session the conversation talks through; turns wait in the queue.",
+      description: "Opens the bridge session the conversation talks through, for the turn in flight; later turns queue up.",
       invoke: {
         id: "open",
         src: "openSession",
@@ -249,7 +250,7 @@ export const conversationMachine = setup({
           threadId: context.threadId,
           historyWindow: context.historyWindow,
         }),
-        onDone: { target: "answering", actions: [{ type: "recordSession", params: ({ event }) => event.output }, "startNext"] },
+        onDone: { target: "answering", actions: { type: "recordSession", params: ({ event }) => event.output } },
         onError: { target: "ended", actions: { type: "failAll", params: failureOf } },
       },
       on: { TURN: queueTurn },
@@ -294,7 +295,7 @@ export const conversationMachine = setup({
         id: "close",
         src: "closeSession",
         input: ({ context }) => ({ sessionId: context.sessionId }),
-        onDone: [{ guard: "hasQueued", target: "opening", actions: "startOver" }, { target: "ended" }],
+        onDone: [{ guard: "hasQueued", target: "opening", actions: ["startOver", "startNext"] }, { target: "ended" }],
       },
       on: { TURN: queueTurn },
     },
