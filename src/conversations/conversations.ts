@@ -50,12 +50,12 @@ export const MAX_CAPABILITY_STATE_BYTES = 64 * 1024;
 /** The thread of a message that names none. */
 export const DEFAULT_THREAD_ID = "default";
 
-const conversationId = z.string().min(1).max(MAX_ID_LENGTH);
+const userOrThreadId = z.string().min(1).max(MAX_ID_LENGTH);
 
 /** What `converse` takes (validated: CONFIG naming the field). */
 export const converseRequestSchema = z.strictObject({
-  userId: conversationId.describe("Who writes: memory and shared conversations are per user"),
-  threadId: conversationId.optional().describe(`The thread the message is in; default "${DEFAULT_THREAD_ID}"`),
+  userId: userOrThreadId.describe("Who writes: memory and shared conversations are per user"),
+  threadId: userOrThreadId.optional().describe(`The thread the message is in; default "${DEFAULT_THREAD_ID}"`),
   text: z.string().min(1).describe("The message; `@<agentId>` addresses an agent"),
 });
 

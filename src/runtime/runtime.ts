@@ -189,7 +189,7 @@ export class Runtime {
     this.conversations = new Conversations(this, {
       settings: checkConversationSettings(options.agents ?? []),
       agentIds: () => this.describedAgents().map(({ agent }) => agent.id),
-      sessionMetadata: (sessionId) => (this.supervisor?.system.get(sessionId) as Actor<typeof sessionMachine> | undefined)?.getSnapshot().context.metadata,
+      sessionMetadata: (sessionId) => (this.hasSession(sessionId) ? this.sessionRef(sessionId).getSnapshot().context.metadata : undefined),
     });
     this.poolHosts.conversation = this.conversations;
   }

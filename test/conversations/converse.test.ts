@@ -413,6 +413,8 @@ describe("capability state", () => {
       { type: "CONFIG", details: { field: "capability" } },
     ]);
     expect(() => readCapabilityState(outside)).toThrow(expect.objectContaining({ type: "CONFIG", message: expect.stringContaining("inside a prompt") }));
+    expect(runtime.conversation(sessionId)).toBeUndefined();
+    expect(runtime.conversation("supervisor")).toBeUndefined();
   });
 
   it("is refused for a bridge session that belongs to no conversation", async () => {
