@@ -141,9 +141,9 @@ export class Runtime {
   private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost; agent?: PoolHost; conversation?: PoolHost } = {};
   /** The child a pool refused while `spawnPooled` was sending it (pools answer synchronously when idle). */
   private refusedSpawn: string | undefined;
-  /** How deep each pool's own processing is on the stack (a spawn it is making, a release it tells its owner). */
   /** The owner of the conversation actors (`converse`). */
   private readonly conversations: Conversations;
+  /** How deep each pool's own processing is on the stack (a spawn it is making, a release it tells its owner). */
   private readonly poolDepth: Record<PoolKind, number> = { workflow: 0, delivery: 0, agent: 0, conversation: 0 };
   /** The bus that carries `ctx.ask`, once one is attached. */
   private messenger: Messenger | undefined;
