@@ -10,4 +10,5 @@ export * from "./delivery.machine.js";
 export * from "./workflow.machine.js";
 export * from "./pool.machine.js";
 export * from "./pool-shard.machine.js";
+export * from "./conversation.machine.js";
 export * from "./shard-loads.js";

@@ -1,6 +1,6 @@
 /**
  * A pool: the supervisor's child that owns every actor of one kind besides sessions (workflow sessions,
- * message deliveries, agents), spread over pool shards so that spawning stays flat.
+ * message deliveries, agents, conversations), spread over pool shards so that spawning stays flat.
  *
  * It places each new child in its current shard, opens a new shard every `shardSize` children, counts the
  * children alive (ended-but-retained ones included), refuses a child past `capacity` (0: unbounded), reaps
@@ -13,10 +13,10 @@ import { drainsFullShard, liveShards, needsNewShard, openShard, placeChild, rele
 import { poolShardMachine, type ChildReleasedEvent, type PoolChildEnding, type PoolChildSource, type PoolShardEvent } from "./pool-shard.machine.js";
 
 /** The kinds of pooled children. */
-export type PoolKind = "workflow" | "delivery" | "agent";
+export type PoolKind = "workflow" | "delivery" | "agent" | "conversation";
 
 /** The shards of a pool are named `<prefix>-N`. */
-const SHARD_PREFIX: Record<PoolKind, string> = { workflow: "workflows", delivery: "deliveries", agent: "agents" };
+const SHARD_PREFIX: Record<PoolKind, string> = { workflow: "workflows", delivery: "deliveries", agent: "agents", conversation: "conversations" };
 
 /** How full one pool shard is. */
 export type PoolShardLoad = ShardLoad;

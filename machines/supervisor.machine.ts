@@ -2,9 +2,10 @@
  * The supervisor: the one actor per runtime that owns every bridge session.
  *
  * It enforces `maxSessions`, places each new session in a shard (see `session-shard.machine.ts`), counts
- * sessions as they are released, reaps shards that are full and empty, spawns the three pools that own workflow
- * sessions, message deliveries and agents (`pool:workflow`, `pool:delivery`, `pool:agent`, see `pool.machine.ts`;
- * one actor `agent:<id>` per agent, see `agent.machine.ts`), and on `SHUTDOWN` closes every session, one shard
+ * sessions as they are released, reaps shards that are full and empty, spawns the four pools that own workflow
+ * sessions, message deliveries, agents and conversations (`pool:workflow`, `pool:delivery`, `pool:agent`,
+ * `pool:conversation`, see `pool.machine.ts`; one actor `agent:<id>` per agent, see `agent.machine.ts`; one
+ * `conversation:…` per conversation, see `conversation.machine.ts`), and on `SHUTDOWN` closes every session, one shard
  * per `SHUTDOWN.NEXT`, before reaching its final state (which stops the pools, the agents and their workers).
  * Creating a session costs O(1) here: only the current shard's load changes. It tells the runtime what
  * happened through emitted events:
@@ -119,7 +120,7 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: "supervisor",
   context: ({ input }) => ({ ...input, live: 0, current: null, sealed: [] }),
-  // Workflow sessions, message deliveries and agents live in three pools, sharded like sessions (see pool.machine.ts).
+  // Workflow sessions, message deliveries, agents and conversations live in four pools, sharded like sessions (see pool.machine.ts).
   entry: [
     spawnChild("pool", {
       id: poolSystemId("workflow"),
@@ -135,6 +136,12 @@ export const supervisorMachine = setup({
       id: poolSystemId("agent"),
       systemId: poolSystemId("agent"),
       input: ({ context }) => ({ kind: "agent" as const, shardSize: context.shardSize, capacity: 0 }),
+    }),
+    // Unbounded here: each conversation holds a bridge session, which maxSessions bounds.
+    spawnChild("pool", {
+      id: poolSystemId("conversation"),
+      systemId: poolSystemId("conversation"),
+      input: ({ context }) => ({ kind: "conversation" as const, shardSize: context.shardSize, capacity: 0 }),
     }),
   ],
   initial: "running",

@@ -1,7 +1,21 @@
 /**
  * troupe's public surface.
  */
-export { createRuntime, Runtime, type PromptRequest, type RestoredSession } from "./runtime/runtime.js";
+export { createRuntime, Runtime, type PromptRequest, type RestoredSession, type SessionLifetime } from "./runtime/runtime.js";
+export {
+  conversationIdOf,
+  converseRequestSchema,
+  DEFAULT_THREAD_ID,
+  type ConversationOwner,
+  type ConversationView,
+  type ConverseOptions,
+  type ConverseRequest,
+  type ConverseResult,
+} from "./conversations/conversations.js";
+export { conversationTools } from "./conversations/conversation-tools.js";
+export { capabilityStateGet, capabilityStateSet, capabilityStateTools, readCapabilityState, writeCapabilityState } from "./conversations/capability-tools.js";
+export { MemoryBook, DEFAULT_MEMORY_LIMITS, type Memory, type MemoryLimits, type MemoryMatch, type MemoryScope } from "./memory/memory-book.js";
+export { memoryDelete, memoryList, memorySave, memorySearch, memoryTools } from "./memory/memory-tools.js";
 export type { RuntimeOptions } from "./runtime/options.js";
 export { busAgentIdOf, RUNTIME_FRAMEWORK, type RuntimeBusAgent } from "./runtime/bus-agents.js";
 export { Bridge, TOOL_NAMES, type CallOptions, type ToolDescription } from "./bridge/bridge.js";
@@ -9,7 +23,7 @@ export { toolArgumentSchemas } from "./bridge/schemas.js";
 export type * from "./bridge/schemas.js";
 export { BridgeError, BRIDGE_ERROR_TYPES, httpStatusOf, isBridgeErrorType, SESSION_NOT_FOUND } from "./errors.js";
 export type { BridgeErrorDetails, BridgeErrorType } from "./errors.js";
-export type { Agent, AgentReply, AskOptions, AskReply, PromptContext, ProviderInfo, StopReason } from "./agents/agent.js";
+export type { Agent, AgentReply, AskOptions, AskReply, ConversationSettings, PromptContext, ProviderInfo, StopReason } from "./agents/agent.js";
 export type { AskRequest, Messenger } from "./runtime/messenger.js";
 export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
 export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";

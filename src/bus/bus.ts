@@ -33,6 +33,7 @@ import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 import { McpHttpEndpoint } from "../mcp/streamable-http.js";
 import { EventStream } from "../events/event-stream.js";
 import { EventSockets, isEventStreamUpgrade } from "../events/event-sockets.js";
+import type { ConverseRequest, ConverseResult } from "../conversations/conversations.js";
 
 export { BUS_AGENT_ID };
 
@@ -57,6 +58,8 @@ export class CommunicationBus {
   readonly sessionManager: SessionManager;
   /** The workflow sessions each client created, for its quota (`maxWorkflowSessionsPerClient`). */
   readonly workflowOwners: OwnedSessions;
+  /** The conversations each client started over `POST /converse`, for its quota (`maxConversationsPerClient`). */
+  readonly conversationOwners: OwnedSessions;
   /** Summaries of workflow sessions. */
   readonly aggregator: ResultAggregator;
   /** The options with their defaults. */
@@ -119,6 +122,11 @@ export class CommunicationBus {
       "workflow sessions",
       this.options.maxWorkflowSessionsPerClient ?? Math.max(1, Math.floor(this.options.maxWorkflowSessions / 4)),
       (sessionId) => this.sessionManager.getSession(sessionId) !== undefined,
+    );
+    this.conversationOwners = new OwnedSessions(
+      "conversations",
+      this.options.maxConversationsPerClient ?? Math.max(1, Math.floor(this.runtime.limits.maxSessions / 4)),
+      (conversationId) => this.runtime.hasConversation(conversationId),
     );
     // A runtime that keeps nothing across restarts is written nothing (its own memory store would only cost).
     const busStore = (): Store => (this.runtime.persistent ? this.runtime.store : DISCARDING_STORE);
@@ -202,6 +210,17 @@ export class CommunicationBus {
     for (const type of ["session_completed", "session_terminated"] as const) {
       this.sessionManager.on(type, ({ sessionId }) => this.runtimeAgents.workflowEnded(sessionId));
     }
+  }
+
+  /**
+   * `POST /converse`: a user's message to the runtime's agents (`runtime.converse`, SPEC §4); the body is
+   * validated there. A client may start at most `maxConversationsPerClient` live conversations (429 past it);
+   * messages to conversations already alive are not counted.
+   */
+  converse(body: unknown, client: string): Promise<ConverseResult> {
+    return this.runtime.converse(body as ConverseRequest, {
+      owner: { mayStart: () => this.conversationOwners.check(client), started: (conversationId) => this.conversationOwners.add(client, conversationId) },
+    });
   }
 
   /** The SQLite store of `persistenceEnabled`, in `dataDir`, encrypted with `encryptionKey` when `encryptionEnabled`. */

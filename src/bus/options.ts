@@ -112,6 +112,8 @@ export interface BusOptions {
   maxBridgeSessionsPerClient?: number;
   /** Workflow sessions one client may hold (ended ones count until evicted). Default a quarter of `maxWorkflowSessions`. */
   maxWorkflowSessionsPerClient?: number;
+  /** Conversations one client may have started and alive (`POST /converse`). Default a quarter of the runtime's `maxSessions`. */
+  maxConversationsPerClient?: number;
   /** MCP sessions open at once on `/mcp` (Streamable HTTP); past it an `initialize` is 429. Default 100. */
   maxMcpSessions?: number;
   /** An MCP session on `/mcp` without a request in flight this long is closed. Default 600,000. */
@@ -182,6 +184,7 @@ const optionsSchema = z.object({
   requestBurstPerClient: positiveInt.optional(),
   maxBridgeSessionsPerClient: positiveInt.optional(),
   maxWorkflowSessionsPerClient: positiveInt.optional(),
+  maxConversationsPerClient: positiveInt.optional(),
   maxMcpSessions: positiveInt.default(DEFAULT_MAX_MCP_SESSIONS),
   mcpSessionIdleMs: delay.default(DEFAULT_MCP_SESSION_IDLE_MS),
   eventBufferSize: z.number().int().min(0).default(10_000),

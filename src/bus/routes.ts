@@ -153,6 +153,11 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       },
     },
     {
+      method: "POST",
+      path: /^\/converse$/,
+      handle: async ({ readBody, client }) => bus.converse(await readBody(), client),
+    },
+    {
       method: "GET",
       path: /^\/metrics$/,
       handle: async ({ query, header }) => {

@@ -5,6 +5,7 @@
 import type { AnyStateMachine } from "xstate";
 import {
   agentMachine,
+  conversationMachine,
   createWorkflowMachine,
   deliveryMachine,
   poolMachine,
@@ -29,6 +30,7 @@ export const MACHINES: Record<string, (steps: string[]) => AnyStateMachine> = {
   workflow: (steps) => createWorkflowMachine(steps.map((name) => ({ name, required_agents: [] }))),
   pool: () => poolMachine,
   "pool-shard": () => poolShardMachine,
+  conversation: () => conversationMachine,
 };
 
 /** The names of the machines, in the order `troupe graph --help` lists them. */

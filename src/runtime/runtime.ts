@@ -23,7 +23,6 @@ import {
   type PendingPrompt,
   type PromptError,
   type PromptReply,
-  type RunPromptFailure,
   type RunPromptInput,
   type RunPromptOutput,
   type SessionCloseReason,
@@ -59,6 +58,11 @@ import { createMemoryStore } from "../store/memory-store.js";
 import type { Store } from "../store/store.js";
 import { restorableLogic, type Restoration } from "./restore.js";
 import { SessionRecords, type LoadedSession } from "./session-records.js";
+import { bridgeErrorOf, failure } from "./prompt-errors.js";
+import { runInPromptScope } from "./prompt-scope.js";
+import { Conversations, type ConversationView, type ConverseOptions, type ConverseRequest, type ConverseResult } from "../conversations/conversations.js";
+import { checkConversationSettings } from "../conversations/settings.js";
+import { MemoryBook } from "../memory/memory-book.js";
 
 type SupervisorActor = Actor<typeof supervisorMachine>;
 type PoolActor = Actor<typeof poolMachine>;
@@ -85,12 +89,19 @@ export interface DeliveryPoolHost extends PoolHost {
 }
 
 /** The machine a pooled kind's children run: what the inspector recognises them by. */
-const POOL_KIND_OF_MACHINE: Record<string, PoolKind> = { workflow: "workflow", delivery: "delivery" };
+const POOL_KIND_OF_MACHINE: Record<string, PoolKind> = { workflow: "workflow", delivery: "delivery", conversation: "conversation" };
 
 /** A bridge session that `start()` restored from the store. */
 export interface RestoredSession extends SessionInfo {
   /** The request ids of its prompts in flight or queued when the process ended: they failed unanswered (`prompt.interrupted`). */
   interrupted: string[];
+}
+
+/** What a session's own lifetime and window may be, instead of the runtime's (a conversation's session: it ends it itself). */
+export interface SessionLifetime {
+  ttlMs?: number;
+  idleMs?: number;
+  historyWindow?: number;
 }
 
 /** What a prompt carries besides its text. */
@@ -99,11 +110,6 @@ export interface PromptRequest {
   requestId?: string;
   runtimeParams?: Record<string, unknown>;
   timeoutMs?: number;
-}
-
-function failure(error: BridgeError, at: number): RunPromptFailure {
-  const { retryable, sessionValid, ...details } = error.details;
-  return { type: error.type, message: error.message, retryable, sessionValid, details, at };
 }
 
 /** How a prompt fails that was in flight or queued when the process ended: it was never answered; its session lives on. */
@@ -115,18 +121,12 @@ const INTERRUPTED_PROMPT_ERROR: PromptError = Object.freeze({
   details: Object.freeze({ interrupted: true }),
 });
 
-function bridgeErrorOf(error: PromptError): BridgeError {
-  return new BridgeError(error.type as BridgeError["type"], error.message, {
-    ...error.details,
-    retryable: error.retryable,
-    sessionValid: error.sessionValid,
-  });
-}
-
 /** An actor-model runtime of agent sessions. Create it with `createRuntime`. */
 export class Runtime {
   /** The eight bridge tools (SPEC §2.1). */
   readonly bridge: Bridge;
+  /** Long-term memory of the agents about their users, in the store (SPEC §4): what the `memory_*` tools use. */
+  readonly memory: MemoryBook;
   readonly limits: ResolvedLimits;
   readonly clock: Clock;
   /** The one event hub of this actor system: `runtime.on` and `bus.on` read it; the bus publishes its events here. */
@@ -140,11 +140,13 @@ export class Runtime {
   private readonly failedSessions = new Set<string>();
   private readonly pendingHooks = new Set<Promise<void>>();
   private readonly closeWaiters = new Map<string, Promise<void>>();
-  private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost; agent?: PoolHost } = {};
+  private readonly poolHosts: { workflow?: PoolHost; delivery?: DeliveryPoolHost; agent?: PoolHost; conversation?: PoolHost } = {};
   /** The child a pool refused while `spawnPooled` was sending it (pools answer synchronously when idle). */
   private refusedSpawn: string | undefined;
+  /** The owner of the conversation actors (`converse`). */
+  private readonly conversations: Conversations;
   /** How deep each pool's own processing is on the stack (a spawn it is making, a release it tells its owner). */
-  private readonly poolDepth: Record<PoolKind, number> = { workflow: 0, delivery: 0, agent: 0 };
+  private readonly poolDepth: Record<PoolKind, number> = { workflow: 0, delivery: 0, agent: 0, conversation: 0 };
   /** The bus that carries `ctx.ask`, once one is attached. */
   private messenger: Messenger | undefined;
   private supervisor: SupervisorActor | undefined;
@@ -185,6 +187,13 @@ export class Runtime {
       throw new BridgeError("CONFIG", `defaultAgentId: no agent ${defaultAgentId}`, { field: "defaultAgentId" });
     }
     this.bridge = new Bridge(this);
+    this.memory = new MemoryBook(() => this.store, this.clock);
+    this.conversations = new Conversations(this, {
+      settings: checkConversationSettings(options.agents ?? []),
+      agentIds: () => this.describedAgents().map(({ agent }) => agent.id),
+      sessionMetadata: (sessionId) => (this.hasSession(sessionId) ? this.sessionRef(sessionId).getSnapshot().context.metadata : undefined),
+    });
+    this.poolHosts.conversation = this.conversations;
   }
 
   /** Where this runtime keeps what must outlive it (docs/durability.md); there once `start()` resolved. */
@@ -294,6 +303,7 @@ export class Runtime {
     actor.start();
     for (const { input } of this.describedAgents()) this.spawnAgent(input);
     await this.restoreSessions(actor, storedSessions);
+    await this.conversations.closeRestored(this.restored);
   }
 
   /**
@@ -465,6 +475,7 @@ export class Runtime {
     await stopped;
     while (this.pendingHooks.size > 0) await Promise.allSettled([...this.pendingHooks]);
     this.replies.rejectAll(new BridgeError("CANCELLED", "Runtime stopped"));
+    this.conversations.stop();
     await Promise.allSettled(this.executors.map((executor) => executor.stop?.()));
     this.state = "stopped";
     // A store given as an instance belongs to the caller: it is only flushed. The runtime closes the one it opened.
@@ -608,8 +619,28 @@ export class Runtime {
     return { agents };
   }
 
+  // ---- conversations (SPEC §4, docs/conversations.md) ----
+
+  /**
+   * A user's message to the runtime's agents: routed to the agent it mentions (`@<agentId>`), else to the
+   * conversation the thread follows up, else to the default agent; answered through that agent's conversation.
+   */
+  converse(request: ConverseRequest, options?: ConverseOptions): Promise<ConverseResult> {
+    return this.conversations.converse(request, options);
+  }
+
+  /** The live conversation a bridge session belongs to (its state, threads and capability state), if any. */
+  conversation(sessionId: string): ConversationView | undefined {
+    return this.conversations.view(sessionId);
+  }
+
+  /** Whether a conversation is alive, by its id. */
+  hasConversation(conversationId: string): boolean {
+    return this.conversations.has(conversationId);
+  }
+
   /** `sessions_create`. */
-  async createSession(agentId: string | undefined, metadata: Record<string, unknown>): Promise<CreateResult> {
+  async createSession(agentId: string | undefined, metadata: Record<string, unknown>, lifetime: SessionLifetime = {}): Promise<CreateResult> {
     const supervisor = this.running();
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
@@ -623,10 +654,10 @@ export class Runtime {
         agentId: resolvedAgentId,
         metadata,
         createdAt: this.clock.now(),
-        ttlMs: executor.sessionsExpire ? this.limits.sessionTtlMs : 0,
-        idleMs: executor.sessionsExpire ? this.limits.sessionIdleMs : 0,
+        ttlMs: executor.sessionsExpire ? (lifetime.ttlMs ?? this.limits.sessionTtlMs) : 0,
+        idleMs: executor.sessionsExpire ? (lifetime.idleMs ?? this.limits.sessionIdleMs) : 0,
         maxQueuedPrompts: this.limits.maxQueuedPrompts,
-        historyWindow: this.limits.historyWindow,
+        historyWindow: lifetime.historyWindow ?? this.limits.historyWindow,
       },
     });
     await created;
@@ -785,7 +816,8 @@ export class Runtime {
     };
     try {
       const executor = this.executorFor(input.agentId);
-      const reply = await executor.runPrompt(input, signal, emit);
+      // Built-in tools (memory, capability state) reach this runtime through the prompt's scope.
+      const reply = await runInPromptScope({ memory: this.memory, capabilities: this.conversations }, () => executor.runPrompt(input, signal, emit));
       return { reply, at: this.clock.now() };
     } catch (error) {
       throw failure(toBridgeError(error, "UPSTREAM"), this.clock.now());
@@ -865,7 +897,10 @@ export class Runtime {
         }),
       );
     }
-    return this.messenger.ask(request);
+    return this.messenger.ask(request).then((reply) => {
+      this.conversations.answeredAsk(request.requestId, request.agentId);
+      return reply;
+    });
   }
 
   /** Fails a session whose agent's side is gone (an executor says so); a deleted session is left alone. */

@@ -48,8 +48,8 @@ const RETENTION_MS = 60_000;
 const SENDER = "codex://sender";
 
 type PoolSnapshot = ReturnType<typeof poolMachine.transition>;
-/** The kinds walked here; the agent pool runs the same machine (its agents are walked by agent.model.test.ts). */
-type WalkedKind = Exclude<PoolKind, "agent">;
+/** The kinds walked here; the agent and conversation pools run the same machine (their children are walked by agent.model.test.ts and conversation.model.test.ts). */
+type WalkedKind = Exclude<PoolKind, "agent" | "conversation">;
 type PoolPath = StatePath<PoolSnapshot, PoolEvent>;
 
 /** What the model spawns: the logic the real bus spawns for each kind. */
