@@ -12,7 +12,7 @@ export type { BridgeErrorDetails, BridgeErrorType } from "./errors.js";
 export type { Agent, AgentReply, AskOptions, AskReply, PromptContext, ProviderInfo, StopReason } from "./agents/agent.js";
 export type { AskRequest, Messenger } from "./runtime/messenger.js";
 export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
-export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";
+export { playMockStep, type MockScript, type MockStep, type MockToolCall } from "./providers/mock.js";
 export { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "./providers/params.js";
 export type { AgentDescription, AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
 export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./executors/worker.js";

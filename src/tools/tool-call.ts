@@ -19,6 +19,19 @@ export interface ToolCall {
   argumentsJson: string;
 }
 
+/**
+ * A call's arguments as the object that Anthropic (`tool_use.input`) and Gemini (`functionCall.args`) take
+ * back in the next round: `{}` when the model's JSON was broken or not an object (the loop told it so).
+ */
+export function argumentsObjectOf(call: Pick<ToolCall, "argumentsJson">): Record<string, unknown> {
+  try {
+    const value: unknown = call.argumentsJson.trim() === "" ? {} : JSON.parse(call.argumentsJson);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 /** What a call gave, as the model reads it. */
 export interface ToolResult {
   callId: string;
