@@ -128,14 +128,21 @@ describe("the tool loop with the mock provider", () => {
     ]);
   });
 
-  it("sends what a tool returns as JSON, a string as it is, and nothing as null", async () => {
+  it("sends what a tool returns as JSON, a string as it is, nothing as null, and what is not JSON as an error", async () => {
     const returning = (name: string, value: unknown) => defineTool({ name, description: name, parameters: z.object({}), execute: () => value });
-    const { provider, seen } = scriptedMock([{ toolCalls: [{ name: "text" }, { name: "list" }, { name: "nothing" }] }, { text: "Done." }]);
-    const { runtime } = await startToolRuntime(provider, [returning("text", "plain words"), returning("list", [1, 2]), returning("nothing", undefined)]);
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    const { provider, seen } = scriptedMock([{ toolCalls: [{ name: "text" }, { name: "list" }, { name: "nothing" }, { name: "cycle" }] }, { text: "Done." }]);
+    const { runtime } = await startToolRuntime(provider, [returning("text", "plain words"), returning("list", [1, 2]), returning("nothing", undefined), returning("cycle", cycle)]);
 
     await runtime.bridge.tasksDelegate({ prompt: "Go" });
 
-    expect(seen[1]?.tools?.rounds[0]?.results.map(({ content }) => content)).toEqual(["plain words", "[1,2]", "null"]);
+    expect(seen[1]?.tools?.rounds[0]?.results.map(({ content, isError }) => [content, isError])).toEqual([
+      ["plain words", false],
+      ["[1,2]", false],
+      ["null", false],
+      [expect.stringMatching(/^the result is not JSON: .*circular/i), true],
+    ]);
   });
 
   it("after maxToolRounds, makes one last call in which the model may call no tool, and warns", async () => {
@@ -239,6 +246,22 @@ describe("the tool loop with the mock provider", () => {
     expect(seen).toHaveLength(1);
     expect(eventsOf("tool.completed")).toEqual([expect.objectContaining({ ok: false, error: { kind: "cancelled", message: "Prompt cancelled" } })]);
     expect((await runtime.bridge.sessionsStatus({ sessionId })).status).toBe("idle");
+  });
+
+  it("aborts a running tool when the prompt's timeout passes, and fails the prompt with TIMEOUT", async () => {
+    const { tool, started, aborted } = slowTool();
+    const { provider, seen } = scriptedMock([{ toolCalls: [{ name: "slow_search" }] }, { text: "never" }]);
+    const { runtime, clock } = await startToolRuntime(provider, [tool]);
+    const { sessionId } = await runtime.bridge.sessionsCreate({});
+
+    const prompt = runtime.bridge.sessionsPrompt({ sessionId, prompt: "Search", timeout: 5000 });
+    await started;
+    clock.increment(5000);
+
+    expect(await rejectionOf(prompt)).toMatchObject({ type: "TIMEOUT" });
+    await aborted;
+    await settle();
+    expect(seen).toHaveLength(1);
   });
 
   it("ends a cancelled prompt even when the tool ignores its signal", async () => {
