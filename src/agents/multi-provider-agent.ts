@@ -9,9 +9,9 @@ import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "../p
 import type { Provider } from "../providers/provider.js";
 import { ProviderRegistry } from "../providers/registry.js";
 import type { Tool } from "../tools/tool.js";
+import type { Agent, AgentReply, ConversationSettings, PromptContext, ProviderInfo } from "./agent.js";
 import { checkMaxToolRounds, runToolLoop } from "../tools/tool-loop.js";
 import { ToolRegistry } from "../tools/tool-registry.js";
-import type { Agent, AgentReply, ConversationSettings, PromptContext, ProviderInfo } from "./agent.js";
 
 /** Configuration of a `MultiProviderCompanionAgent`. */
 export interface MultiProviderAgentConfig {
@@ -77,6 +77,9 @@ export class MultiProviderCompanionAgent implements Agent {
     this.description = config.description ?? "Answers with one of several AI providers, chosen per session";
     this.capabilities = config.capabilities ?? [];
     this.registry = config.registry;
+    this.tools = new ToolRegistry(config.tools);
+    this.maxToolRounds = checkMaxToolRounds(config.maxToolRounds);
+    this.clock = config.clock ?? systemClock;
     const defaultProviderId = config.defaultProviderId ?? config.registry.ids()[0];
     if (defaultProviderId === undefined) {
       throw new BridgeError("CONFIG", `providers: agent ${config.id} needs at least one provider`, { field: "providers" });
@@ -88,9 +91,6 @@ export class MultiProviderCompanionAgent implements Agent {
     }
     this.defaultProviderId = defaultProviderId;
     this.agentParams = parseRuntimeParams(config.systemPrompt === undefined ? {} : { systemPrompt: config.systemPrompt }, "systemPrompt");
-    this.tools = new ToolRegistry(config.tools);
-    this.maxToolRounds = checkMaxToolRounds(config.maxToolRounds);
-    this.clock = config.clock ?? systemClock;
   }
 
   /** The registry's providers, read at each `agents_discover`. */

@@ -31,7 +31,7 @@ export interface ToolLoopOptions {
 }
 
 /** Usage of several calls, summed; `undefined` only when no call reported any. */
-export function addUsage(total: Usage | undefined, more: Usage | undefined): Usage | undefined {
+function addUsage(total: Usage | undefined, more: Usage | undefined): Usage | undefined {
   if (more === undefined) return total;
   if (total === undefined) return { ...more };
   return { inputTokens: total.inputTokens + more.inputTokens, outputTokens: total.outputTokens + more.outputTokens };
