@@ -26,7 +26,7 @@ export type { BridgeErrorDetails, BridgeErrorType } from "./errors.js";
 export type { Agent, AgentReply, AskOptions, AskReply, ConversationSettings, PromptContext, ProviderInfo, StopReason } from "./agents/agent.js";
 export type { AskRequest, Messenger } from "./runtime/messenger.js";
 export { createMockAgent, type MockAgentOptions } from "./agents/mock-agent.js";
-export { playMockStep, type MockScript, type MockStep } from "./providers/mock.js";
+export { playMockStep, type MockScript, type MockStep, type MockToolCall } from "./providers/mock.js";
 export { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "./providers/params.js";
 export type { AgentDescription, AgentDescriptor, Executor, ExecutorHost, PromptEmitter } from "./executors/executor.js";
 export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./executors/worker.js";
@@ -54,6 +54,12 @@ export {
   type MultiProviderAgentConfig,
   type MultiProviderAgentOptions,
 } from "./agents/multi-provider-agent.js";
+export type { JsonSchema, Tool, ToolContext, ToolDefinition } from "./tools/tool.js";
+export { defineTool } from "./tools/define-tool.js";
+export { ToolRegistry } from "./tools/tool-registry.js";
+export { runToolLoop, DEFAULT_MAX_TOOL_ROUNDS, type ToolLoopOptions } from "./tools/tool-loop.js";
+export type * from "./tools/tool-call.js";
+export type { ProviderReply } from "./providers/provider.js";
 export { CommunicationBus, BUS_AGENT_ID, type SendResult } from "./bus/bus.js";
 export { BUS_API_KEY_ENV, DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
 export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate, type CreateSessionOptions } from "./workflows/session-manager.js";

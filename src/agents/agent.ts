@@ -3,6 +3,7 @@
  */
 import type { HistoryMessage, SessionCloseReason, SessionInfo, Usage } from "../../machines/session.machine.js";
 import type { RuntimeParams } from "../providers/params.js";
+import type { ToolReport } from "../tools/tool-call.js";
 
 /** A provider an agent can answer with, as `agents_discover` lists it. */
 export interface ProviderInfo {
@@ -25,6 +26,12 @@ export interface PromptContext {
   emit(delta: string): void;
   /** Reports what the operator should know (a parameter the provider cannot send) as a `prompt.warning` event. */
   warn(message: string): void;
+  /**
+   * Reports a tool call of this prompt's model as a `tool.called` or `tool.completed` event; the runtime adds
+   * the session, request and agent. The tool loop of `MultiProviderCompanionAgent` calls it; an agent that
+   * runs tools of its own may too.
+   */
+  reportTool(report: ToolReport): void;
   /**
    * Asks another agent (a runtime id such as `writer`, or a bus id such as `claude-code://qa`) through the bus:
    * a `task_request` from `troupe://<this agent>`, answered by the recipient's `task_response`. A string is

@@ -3,12 +3,15 @@
  * per session, chosen by `metadata.provider` at `sessions_create` (SPEC §2.4).
  */
 import type { SessionInfo } from "../../machines/session.machine.js";
+import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "../providers/params.js";
 import type { Provider } from "../providers/provider.js";
 import { ProviderRegistry } from "../providers/registry.js";
 import type { Tool } from "../tools/tool.js";
 import type { Agent, AgentReply, ConversationSettings, PromptContext, ProviderInfo } from "./agent.js";
+import { checkMaxToolRounds, runToolLoop } from "../tools/tool-loop.js";
+import { ToolRegistry } from "../tools/tool-registry.js";
 
 /** Configuration of a `MultiProviderCompanionAgent`. */
 export interface MultiProviderAgentConfig {
@@ -27,10 +30,18 @@ export interface MultiProviderAgentConfig {
   systemPrompt?: string;
   /** The model of this agent's sessions (agent.yaml `model`): above the providers' defaults, like `systemPrompt`. */
   model?: string;
-  /** Tools its model may call (SPEC §4); the loop runs behind every bridge tool. */
+  /**
+   * Tools its model may call (SPEC §4), sent in each provider's native format; the loop runs behind every
+   * bridge tool. Two of one name are CONFIG.
+   */
   tools?: Tool[];
-  /** Most rounds of tool calls in one prompt before the model must answer. */
+  /**
+   * Most rounds of tool calls in one prompt before the model must answer: after them, one last call in
+   * which it may call no tool (docs/tools.md). A positive integer; default 8.
+   */
   maxToolRounds?: number;
+  /** Times tool calls (`tool.completed`'s `durationMs`). Default: the system clock. */
+  clock?: Clock;
   /** How conversations use this agent (agent.yaml `session:`). */
   conversation?: ConversationSettings;
 }
@@ -54,6 +65,9 @@ export class MultiProviderCompanionAgent implements Agent {
   readonly defaultProviderId: string;
   private readonly registry: ProviderRegistry;
   private readonly agentParams: RuntimeParams;
+  private readonly tools: ToolRegistry;
+  private readonly maxToolRounds: number;
+  private readonly clock: Clock;
   /** The provider each open session is bound to. */
   private readonly bindings = new Map<string, Provider>();
 
@@ -63,6 +77,9 @@ export class MultiProviderCompanionAgent implements Agent {
     this.description = config.description ?? "Answers with one of several AI providers, chosen per session";
     this.capabilities = config.capabilities ?? [];
     this.registry = config.registry;
+    this.tools = new ToolRegistry(config.tools);
+    this.maxToolRounds = checkMaxToolRounds(config.maxToolRounds);
+    this.clock = config.clock ?? systemClock;
     const defaultProviderId = config.defaultProviderId ?? config.registry.ids()[0];
     if (defaultProviderId === undefined) {
       throw new BridgeError("CONFIG", `providers: agent ${config.id} needs at least one provider`, { field: "providers" });
@@ -92,10 +109,13 @@ export class MultiProviderCompanionAgent implements Agent {
     this.bindings.set(session.sessionId, provider);
   }
 
-  /** Answers with the session's provider. */
+  /** Answers with the session's provider, running the tools its model calls (`runToolLoop`). */
   prompt(ctx: PromptContext): Promise<AgentReply> {
     const provider = this.bindings.get(ctx.session.sessionId) ?? this.providerFor(ctx.session);
-    return provider.complete({ ...ctx, runtimeParams: mergeRuntimeParams(this.agentParams, ctx.runtimeParams) });
+    return runToolLoop(
+      { ...ctx, runtimeParams: mergeRuntimeParams(this.agentParams, ctx.runtimeParams) },
+      { complete: (callCtx, tools) => provider.complete(callCtx, tools), tools: this.tools, maxToolRounds: this.maxToolRounds, clock: this.clock },
+    );
   }
 
   /** Forgets the session's binding. */

@@ -6,6 +6,7 @@ import type { AgentKind } from "../../machines/agent.machine.js";
 import type { PromptError, PromptCancelCause, Usage } from "../../machines/session.machine.js";
 import type { WorkflowEmitted } from "../../machines/workflow.machine.js";
 import type { Clock } from "../clock.js";
+import type { ToolCalledReport, ToolCompletedReport } from "../tools/tool-call.js";
 
 /** Fields every event has. `seq` grows by one per event delivered by this runtime. */
 export interface EventBase {
@@ -67,6 +68,10 @@ export interface RuntimeEventMap {
    * it failed unanswered (TRANSPORT, `sessionValid: true`); the session came back idle.
    */
   "prompt.interrupted": { sessionId: string; requestId: string; error: PromptError } & PromptOrigin;
+  /** A prompt's model asked for a tool (`tool`, `callId`, `round`, `args`); the tool loop runs it next. */
+  "tool.called": { sessionId: string; requestId: string } & Omit<ToolCalledReport, "type"> & PromptOrigin;
+  /** A tool call ended: `ok`, or `error: { kind, message }` (what the model was told instead), and `durationMs`. */
+  "tool.completed": { sessionId: string; requestId: string } & Omit<ToolCompletedReport, "type"> & PromptOrigin;
   "message.accepted": MessageFields<"message.accepted">;
   "message.queued": MessageFields<"message.queued">;
   "message.delivered": MessageFields<"message.delivered">;
@@ -117,6 +122,8 @@ export const RUNTIME_EVENT_TYPES = Object.keys({
   "prompt.failed": true,
   "prompt.cancelled": true,
   "prompt.interrupted": true,
+  "tool.called": true,
+  "tool.completed": true,
   "message.accepted": true,
   "message.queued": true,
   "message.delivered": true,

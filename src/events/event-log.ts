@@ -68,6 +68,18 @@ const RULES: Rules = {
     fields: { ...promptFields(event, options), error: { type: event.error.type, message: event.error.message, sessionValid: event.error.sessionValid } },
   })),
   "prompt.cancelled": at("info", (event, options) => ({ message: `prompt cancelled (${event.cause})`, fields: { ...promptFields(event, options), cause: event.cause } })),
+  "tool.called": at("debug", (event) => ({
+    message: `tool ${event.tool} called`,
+    fields: { sessionId: event.sessionId, requestId: event.requestId, agentId: event.agentId, tool: event.tool, callId: event.callId, round: event.round },
+  })),
+  "tool.completed": {
+    level: "info",
+    line: (event) => ({
+      level: event.ok || event.error?.kind === "cancelled" ? "info" : "warn",
+      message: event.ok ? `tool ${event.tool} completed` : `tool ${event.tool} failed (${event.error?.kind}): ${event.error?.message}`,
+      fields: { sessionId: event.sessionId, requestId: event.requestId, agentId: event.agentId, tool: event.tool, callId: event.callId, ok: event.ok, durationMs: event.durationMs },
+    }),
+  },
   "message.accepted": at("debug", (event) => ({ message: "message accepted", fields: { message_id: event.messageId, agentId: event.target } })),
   "message.queued": at("debug", (event) => ({ message: "message queued until its recipient connects", fields: { message_id: event.messageId, agentId: event.target } })),
   "message.delivered": at("debug", (event) => ({ message: "message delivered", fields: { message_id: event.messageId, agentId: event.target, attempts: event.attempts } })),

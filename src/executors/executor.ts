@@ -7,6 +7,7 @@ import type { AskReply } from "../agents/agent.js";
 import type { BridgeError } from "../errors.js";
 import type { RuntimeEventMap, RuntimeEventType } from "../events/event-hub.js";
 import type { AskRequest } from "../runtime/messenger.js";
+import type { ToolReport } from "../tools/tool-call.js";
 
 /** An agent as `agents_discover` describes it; `status` comes from the agent's actor. */
 export interface AgentDescriptor {
@@ -34,10 +35,11 @@ export interface ExecutorHost {
   emit<T extends RuntimeEventType>(type: T, actorId: string, fields: RuntimeEventMap[T]): void;
 }
 
-/** Where a running prompt reports what it streams: `prompt.delta` and `prompt.warning` events. */
+/** Where a running prompt reports what it streams: `prompt.delta`, `prompt.warning`, `tool.called` and `tool.completed` events. */
 export interface PromptEmitter {
   delta(text: string): void;
   warning(message: string): void;
+  tool(report: ToolReport): void;
 }
 
 /** Runs the agents of one kind (in this process, or in worker processes). */

@@ -69,6 +69,7 @@ export class InProcessExecutor implements Executor {
       signal,
       emit: emit.delta,
       warn: emit.warning,
+      reportTool: emit.tool,
       ask: (agentId, message, options = {}) => {
         if (this.host === undefined) return Promise.reject(new BridgeError("CONFIG", "ctx.ask needs a runtime attached to a CommunicationBus"));
         return this.host.ask({

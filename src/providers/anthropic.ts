@@ -2,18 +2,22 @@
  * `AnthropicProvider` ("anthropic"): the Messages API through the official `@anthropic-ai/sdk`.
  */
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError } from "@anthropic-ai/sdk";
-import type { AgentReply, StopReason } from "../agents/agent.js";
+import type { StopReason } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
+import { argumentsObjectOf, type ToolCall, type ToolRequest } from "../tools/tool-call.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
 import { configError } from "./params.js";
-import type { ProviderOptions, ResolvedRuntimeParams } from "./provider.js";
+import type { ProviderOptions, ProviderReply, ResolvedRuntimeParams } from "./provider.js";
 import { redactingLogger } from "./redact.js";
 import { classifyStainlessError } from "./stainless-errors.js";
 import type { UpstreamFailure } from "./upstream-errors.js";
 
 type MessageRequest = Anthropic.Messages.MessageCreateParamsNonStreaming;
+type MessageParam = Anthropic.Messages.MessageParam;
+type ContentBlockParam = Anthropic.Messages.ContentBlockParam;
+type ContentBlock = Anthropic.Messages.ContentBlock;
 
 /** The Anthropic API's own address. */
 export const ANTHROPIC_BASE_URL = "https://api.anthropic.com";
@@ -42,9 +46,121 @@ export function anthropicStopReason(stopReason: string | null | undefined): Stop
   return (stopReason && STOP_REASONS[stopReason]) || "end_turn";
 }
 
-function reply(text: string, stopReason: string | null | undefined, inputTokens: number | undefined, outputTokens: number | undefined): AgentReply {
-  const usage = inputTokens !== undefined && outputTokens !== undefined ? { usage: { inputTokens, outputTokens } } : {};
-  return { text, stopReason: anthropicStopReason(stopReason), ...usage };
+/** One block of the model's turn, as troupe keeps it: a `tool_use` keeps its input as JSON text while it streams. */
+type TurnBlock =
+  | { type: "text"; text: string }
+  | { type: "tool_use"; id: string; name: string; inputJson: string }
+  | { type: "thinking"; thinking: string; signature: string }
+  | { type: "redacted_thinking"; data: string };
+
+/**
+ * The model's turn, block by block (`index`), from a whole message or from its stream: its text, its
+ * `tool_use` calls, and the turn to send back in the next round (thinking blocks included: the API wants
+ * them back with tool results).
+ */
+class AnthropicTurn {
+  private readonly blocks = new Map<number, TurnBlock>();
+
+  /** A block as the API gave it (whole, or as `content_block_start`); kinds troupe does not use are left out. */
+  start(index: number, block: ContentBlock): void {
+    switch (block.type) {
+      case "text":
+        this.blocks.set(index, { type: "text", text: block.text });
+        return;
+      case "tool_use": {
+        // A streamed tool_use starts with `input: {}` and its JSON follows in input_json_delta events.
+        const input = block.input as Record<string, unknown> | undefined;
+        const whole = input !== undefined && Object.keys(input).length > 0;
+        this.blocks.set(index, { type: "tool_use", id: block.id, name: block.name, inputJson: whole ? JSON.stringify(input) : "" });
+        return;
+      }
+      case "thinking":
+        this.blocks.set(index, { type: "thinking", thinking: block.thinking, signature: block.signature });
+        return;
+      case "redacted_thinking":
+        this.blocks.set(index, { type: "redacted_thinking", data: block.data });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** A streamed piece of block `index`. */
+  delta(index: number, delta: Anthropic.Messages.RawContentBlockDelta): void {
+    const block = this.blocks.get(index);
+    if (block === undefined) return;
+    if (delta.type === "text_delta" && block.type === "text") block.text += delta.text;
+    else if (delta.type === "input_json_delta" && block.type === "tool_use") block.inputJson += delta.partial_json;
+    else if (delta.type === "thinking_delta" && block.type === "thinking") block.thinking += delta.thinking;
+    else if (delta.type === "signature_delta" && block.type === "thinking") block.signature += delta.signature;
+  }
+
+  private ordered(): TurnBlock[] {
+    return [...this.blocks.entries()].sort(([a], [b]) => a - b).map(([, block]) => block);
+  }
+
+  /** The reply: the text blocks joined, the calls, and the turn for the next round. */
+  reply(stopReason: string | null | undefined, inputTokens: number | undefined, outputTokens: number | undefined): ProviderReply {
+    const blocks = this.ordered();
+    const text = blocks.map((block) => (block.type === "text" ? block.text : "")).join("");
+    const toolCalls: ToolCall[] = blocks.flatMap((block) => (block.type === "tool_use" ? [{ callId: block.id, name: block.name, argumentsJson: block.inputJson }] : []));
+    const usage = inputTokens !== undefined && outputTokens !== undefined ? { usage: { inputTokens, outputTokens } } : {};
+    return {
+      text,
+      stopReason: anthropicStopReason(stopReason),
+      ...usage,
+      ...(toolCalls.length > 0 ? { toolCalls, modelTurn: blocks.flatMap(blockParamOf) } : {}),
+    };
+  }
+}
+
+/** A block of the model's turn as a request block; empty text is left out (the API refuses it). */
+function blockParamOf(block: TurnBlock): ContentBlockParam[] {
+  switch (block.type) {
+    case "text":
+      return block.text === "" ? [] : [{ type: "text", text: block.text }];
+    case "tool_use":
+      return [{ type: "tool_use", id: block.id, name: block.name, input: argumentsObjectOf({ argumentsJson: block.inputJson }) }];
+    case "thinking":
+      return [{ type: "thinking", thinking: block.thinking, signature: block.signature }];
+    case "redacted_thinking":
+      return [{ type: "redacted_thinking", data: block.data }];
+  }
+}
+
+/** The model's turn of a round: the one it sent (`modelTurn`), or, for rounds troupe did not get from it, its text and calls. */
+function assistantContentOf(round: ToolRequest["rounds"][number]): ContentBlockParam[] {
+  if (Array.isArray(round.modelTurn)) return round.modelTurn as ContentBlockParam[];
+  return [
+    ...(round.text === "" ? [] : [{ type: "text" as const, text: round.text }]),
+    ...round.calls.map((call): ContentBlockParam => ({ type: "tool_use", id: call.callId, name: call.name, input: argumentsObjectOf(call) })),
+  ];
+}
+
+/** Each round as the assistant's turn with its `tool_use` blocks, then a user turn of `tool_result` blocks. */
+function roundMessages(tools: ToolRequest | undefined): MessageParam[] {
+  return (tools?.rounds ?? []).flatMap((round): MessageParam[] => [
+    { role: "assistant", content: assistantContentOf(round) },
+    {
+      role: "user",
+      content: round.results.map((result) => ({
+        type: "tool_result" as const,
+        tool_use_id: result.callId,
+        // An empty content is left out rather than sent as an empty text.
+        ...(result.content === "" ? {} : { content: result.content }),
+        ...(result.isError ? { is_error: true } : {}),
+      })),
+    },
+  ]);
+}
+
+/** The tools as Messages `tools` (`input_schema`), and `tool_choice: { type: "none" }` for the loop's last call. */
+function toolFields(tools: ToolRequest | undefined): Pick<MessageRequest, "tools" | "tool_choice"> {
+  if (tools === undefined) return {};
+  return {
+    tools: tools.tools.map((tool) => ({ name: tool.name, description: tool.description, input_schema: tool.inputSchema as Anthropic.Messages.Tool.InputSchema })),
+    ...(tools.choice === "none" ? { tool_choice: { type: "none" as const } } : {}),
+  };
 }
 
 /** Answers with the Anthropic Messages API (SPEC §2.4 mapping). */
@@ -76,17 +192,18 @@ export class AnthropicProvider extends BaseProvider {
     return classifyStainlessError(error, { APIError, APIConnectionError, APIConnectionTimeoutError }, this.clock.now());
   }
 
-  protected override async send({ ctx, params, signal, emit }: ProviderCall): Promise<AgentReply> {
-    const body = this.requestBody(params, ctx.history, ctx.prompt);
+  protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
+    const body = this.requestBody(params, ctx.history, ctx.prompt, tools);
     const options = { signal, timeout: this.timeoutMs };
+    const turn = new AnthropicTurn();
     if (!this.streaming) {
       const message = await this.client.messages.create({ ...body, stream: false }, options);
-      const text = message.content.map((block) => (block.type === "text" ? block.text : "")).join("");
-      emit(text);
-      return reply(text, message.stop_reason, message.usage.input_tokens, message.usage.output_tokens);
+      message.content.forEach((block, index) => turn.start(index, block));
+      const answer = turn.reply(message.stop_reason, message.usage.input_tokens, message.usage.output_tokens);
+      emit(answer.text);
+      return answer;
     }
     const stream = await this.client.messages.create({ ...body, stream: true }, options);
-    let text = "";
     let stopReason: string | null | undefined;
     let inputTokens: number | undefined;
     let outputTokens: number | undefined;
@@ -97,11 +214,12 @@ export class AnthropicProvider extends BaseProvider {
           inputTokens = event.message.usage.input_tokens;
           outputTokens = event.message.usage.output_tokens;
           break;
+        case "content_block_start":
+          turn.start(event.index, event.content_block);
+          break;
         case "content_block_delta":
-          if (event.delta.type === "text_delta") {
-            text += event.delta.text;
-            emit(event.delta.text);
-          }
+          turn.delta(event.index, event.delta);
+          if (event.delta.type === "text_delta") emit(event.delta.text);
           break;
         case "message_delta":
           stopReason = event.delta.stop_reason ?? stopReason;
@@ -116,21 +234,22 @@ export class AnthropicProvider extends BaseProvider {
       }
     }
     if (!stopped) throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before message_stop`, { provider: this.id });
-    return reply(text, stopReason, inputTokens, outputTokens);
+    return turn.reply(stopReason, inputTokens, outputTokens);
   }
 
   /** The Messages body: `providerSpecific` first, so that the mapped fields win over it. */
-  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string): Omit<MessageRequest, "stream"> {
+  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string, tools: ToolRequest | undefined): Omit<MessageRequest, "stream"> {
     return {
       ...params.providerSpecific,
       model: params.model,
       max_tokens: params.maxTokens ?? ANTHROPIC_DEFAULT_MAX_TOKENS,
-      messages: conversationOf(history, prompt).map((turn) => ({ role: turn.role, content: turn.content })),
+      messages: [...conversationOf(history, prompt).map((turn): MessageParam => ({ role: turn.role, content: turn.content })), ...roundMessages(tools)],
       ...(params.systemPrompt !== undefined ? { system: params.systemPrompt } : {}),
       ...(params.temperature !== undefined ? { temperature: params.temperature } : {}),
       ...(params.topP !== undefined ? { top_p: params.topP } : {}),
       ...(params.topK !== undefined ? { top_k: params.topK } : {}),
       ...(params.stopSequences !== undefined ? { stop_sequences: params.stopSequences } : {}),
+      ...toolFields(tools),
     };
   }
 }

@@ -3,12 +3,13 @@
  * a timeout per attempt, retries, cancellation, and errors mapped to `BridgeError` with keys redacted.
  */
 import { z } from "zod";
-import type { AgentReply, PromptContext, ProviderInfo } from "../agents/agent.js";
+import type { PromptContext, ProviderInfo } from "../agents/agent.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { attemptSignal } from "./attempt-signal.js";
 import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "./params.js";
-import type { Provider, ProviderOptions, ProviderWarning, ResolvedRuntimeParams } from "./provider.js";
+import type { ToolRequest } from "../tools/tool-call.js";
+import type { Provider, ProviderOptions, ProviderReply, ProviderWarning, ResolvedRuntimeParams } from "./provider.js";
 import { createRedactor, type Redactor } from "./redact.js";
 import { runWithRetries, type RetryPolicy } from "./retry.js";
 import { parseWith } from "../validation.js";
@@ -34,6 +35,8 @@ export interface ProviderCall {
   signal: AbortSignal;
   /** Streams a piece of the answer. */
   emit(delta: string): void;
+  /** The tools the model may call and the prompt's earlier rounds; absent when the agent has no tools. */
+  tools: ToolRequest | undefined;
 }
 
 const DEFAULT_TIMEOUT_MS = 600_000;
@@ -112,8 +115,8 @@ export abstract class BaseProvider implements Provider {
     return resolved;
   }
 
-  /** Answers one prompt with retries; see `Provider.complete`. */
-  async complete(ctx: PromptContext): Promise<AgentReply> {
+  /** Answers one prompt (one round of it) with retries; see `Provider.complete`. */
+  async complete(ctx: PromptContext, tools?: ToolRequest): Promise<ProviderReply> {
     // A prompt's warnings become its `prompt.warning` events.
     const params = this.resolveParams(ctx.runtimeParams, "runtimeParams", ({ providerId, message }) => ctx.warn(`${providerId}: ${message}`));
     let streamed = false;
@@ -122,7 +125,7 @@ export abstract class BaseProvider implements Provider {
       streamed = true;
       ctx.emit(delta);
     };
-    return runWithRetries(() => this.attempt({ ctx, params, signal: ctx.signal, emit }), {
+    return runWithRetries(() => this.attempt({ ctx, params, signal: ctx.signal, emit, tools }), {
       policy: this.retryPolicy,
       clock: this.clock,
       signal: ctx.signal,
@@ -137,12 +140,12 @@ export abstract class BaseProvider implements Provider {
   protected checkParams(_params: ResolvedRuntimeParams, _field: string, _warn: (field: string, message: string) => void): void {}
 
   /** One call of the API. Errors may be anything the SDK throws; `classify` reads them. */
-  protected abstract send(call: ProviderCall): Promise<AgentReply>;
+  protected abstract send(call: ProviderCall): Promise<ProviderReply>;
 
   /** Reads an SDK error that is not a cancellation or this base's timeout. */
   protected abstract classify(error: unknown): UpstreamFailure;
 
-  private async attempt(call: ProviderCall): Promise<AgentReply> {
+  private async attempt(call: ProviderCall): Promise<ProviderReply> {
     const attempt = attemptSignal(call.ctx.signal, this.timeoutMs, this.clock);
     try {
       const reply = await this.send({ ...call, signal: attempt.signal });

@@ -2,13 +2,14 @@
  * `GeminiProvider` ("gemini"): the Gemini API's generateContent / streamGenerateContent through the
  * official `@google/genai` SDK.
  */
-import { ApiError, GoogleGenAI, type Content, type GenerateContentConfig, type GenerateContentResponse } from "@google/genai";
+import { ApiError, FunctionCallingConfigMode, GoogleGenAI, type Content, type GenerateContentConfig, type GenerateContentResponse, type Part } from "@google/genai";
 import type { AgentReply, StopReason } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
+import { argumentsObjectOf, type ToolCall, type ToolRequest, type ToolRound } from "../tools/tool-call.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
-import type { ProviderOptions, ResolvedRuntimeParams } from "./provider.js";
+import type { ProviderOptions, ProviderReply, ResolvedRuntimeParams } from "./provider.js";
 import { isConnectionError, messageOf, type UpstreamFailure } from "./upstream-errors.js";
 
 /** The Gemini API's own address (the SDK adds the API version, `v1beta`). */
@@ -30,6 +31,8 @@ export function geminiStopReason(finishReason: string | undefined, calledFunctio
 /** What one response (or one streamed chunk) adds to the answer. */
 interface ResponsePiece {
   text: string;
+  /** The candidate's parts as they came (function calls, thought signatures and all), for the next round. */
+  parts: Part[];
   finishReason: string | undefined;
   calledFunction: boolean;
   blocked: boolean;
@@ -42,6 +45,7 @@ function pieceOf(response: GenerateContentResponse): ResponsePiece {
   const metadata = response.usageMetadata;
   return {
     text: parts.map((part) => (typeof part.text === "string" && !part.thought ? part.text : "")).join(""),
+    parts,
     finishReason: candidate?.finishReason,
     calledFunction: parts.some((part) => part.functionCall !== undefined),
     blocked: response.promptFeedback?.blockReason !== undefined,
@@ -77,6 +81,58 @@ function classifyApiError(error: ApiError): UpstreamFailure {
   };
 }
 
+/** The function calls among the model's parts; a call without an id (the Gemini API gives none) gets `call_<round>_<n>`. */
+function toolCallsOf(parts: readonly Part[], round: number): ToolCall[] {
+  return parts
+    .flatMap((part) => (part.functionCall === undefined ? [] : [part.functionCall]))
+    .map((call, index) => ({ callId: call.id ?? `call_${round}_${index + 1}`, name: call.name ?? "", argumentsJson: JSON.stringify(call.args ?? {}) }));
+}
+
+/** The model's turn of a round: the one it sent (`modelTurn`), or, for rounds troupe did not get from it, its text and calls. */
+function modelContentOf(round: ToolRound): Content {
+  if (typeof round.modelTurn === "object" && round.modelTurn !== null) return round.modelTurn as Content;
+  return {
+    role: "model",
+    parts: [
+      ...(round.text === "" ? [] : [{ text: round.text }]),
+      ...round.calls.map((call) => ({ functionCall: { id: call.callId, name: call.name, args: argumentsObjectOf(call) } })),
+    ],
+  };
+}
+
+/**
+ * Each round as the model's turn (its parts as they came: Gemini wants thought signatures back), then a user
+ * turn of `functionResponse` parts: `{ output }` or `{ error }`, with the call's id when the model gave one.
+ */
+function roundContents(tools: ToolRequest | undefined): Content[] {
+  return (tools?.rounds ?? []).flatMap((round): Content[] => {
+    const model = modelContentOf(round);
+    const modelIds = new Set((model.parts ?? []).flatMap((part) => (part.functionCall?.id === undefined ? [] : [part.functionCall.id])));
+    return [
+      model,
+      {
+        role: "user",
+        parts: round.results.map((result) => ({
+          functionResponse: {
+            ...(modelIds.has(result.callId) ? { id: result.callId } : {}),
+            name: result.name,
+            response: result.isError ? { error: result.content } : { output: result.content },
+          },
+        })),
+      },
+    ];
+  });
+}
+
+/** The tools as one `functionDeclarations` tool (parameters as JSON Schema), and mode `NONE` for the loop's last call. */
+function toolConfigOf(tools: ToolRequest | undefined): Pick<GenerateContentConfig, "tools" | "toolConfig"> {
+  if (tools === undefined) return {};
+  return {
+    tools: [{ functionDeclarations: tools.tools.map((tool) => ({ name: tool.name, description: tool.description, parametersJsonSchema: tool.inputSchema })) }],
+    ...(tools.choice === "none" ? { toolConfig: { functionCallingConfig: { mode: FunctionCallingConfigMode.NONE } } } : {}),
+  };
+}
+
 /** Answers with the Gemini API (SPEC §2.4 mapping). */
 export class GeminiProvider extends BaseProvider {
   private readonly client: GoogleGenAI;
@@ -96,20 +152,23 @@ export class GeminiProvider extends BaseProvider {
     return { kind: "other", message: messageOf(error) };
   }
 
-  protected override async send({ ctx, params, signal, emit }: ProviderCall): Promise<AgentReply> {
-    const request = { model: params.model, contents: this.contents(ctx.history, ctx.prompt), config: this.config(params, signal) };
+  protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
+    const request = { model: params.model, contents: [...this.contents(ctx.history, ctx.prompt), ...roundContents(tools)], config: this.config(params, signal, tools) };
+    const round = (tools?.rounds.length ?? 0) + 1;
     if (!this.streaming) {
       const piece = pieceOf(await this.client.models.generateContent(request));
       emit(piece.text);
-      return this.reply(piece.text, piece);
+      return this.reply(piece.text, piece, round);
     }
     let text = "";
+    const parts: Part[] = [];
     let last: ResponsePiece | undefined;
     let calledFunction = false;
     let usage: AgentReply["usage"];
     for await (const chunk of await this.client.models.generateContentStream(request)) {
       const piece = pieceOf(chunk);
       text += piece.text;
+      parts.push(...piece.parts);
       emit(piece.text);
       calledFunction ||= piece.calledFunction;
       usage = piece.usage ?? usage;
@@ -118,12 +177,18 @@ export class GeminiProvider extends BaseProvider {
     if (last?.finishReason === undefined && !last?.blocked) {
       throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before a finishReason`, { provider: this.id });
     }
-    return this.reply(text, { ...last, calledFunction, usage });
+    return this.reply(text, { ...last, parts, calledFunction, usage }, round);
   }
 
-  private reply(text: string, piece: ResponsePiece): AgentReply {
+  private reply(text: string, piece: ResponsePiece, round: number): ProviderReply {
     const stopReason = piece.blocked ? "content_filter" : geminiStopReason(piece.finishReason, piece.calledFunction);
-    return { text, stopReason, ...(piece.usage ? { usage: piece.usage } : {}) };
+    const toolCalls = toolCallsOf(piece.parts, round);
+    return {
+      text,
+      stopReason,
+      ...(piece.usage ? { usage: piece.usage } : {}),
+      ...(toolCalls.length > 0 ? { toolCalls, modelTurn: { role: "model", parts: piece.parts } satisfies Content } : {}),
+    };
   }
 
   private contents(history: ProviderCall["ctx"]["history"], prompt: string): Content[] {
@@ -131,7 +196,7 @@ export class GeminiProvider extends BaseProvider {
   }
 
   /** The request `config`: `providerSpecific` first, so that the mapped fields win over it. */
-  private config(params: ResolvedRuntimeParams, signal: AbortSignal): GenerateContentConfig {
+  private config(params: ResolvedRuntimeParams, signal: AbortSignal, tools: ToolRequest | undefined): GenerateContentConfig {
     return {
       ...params.providerSpecific,
       ...(params.systemPrompt !== undefined ? { systemInstruction: params.systemPrompt } : {}),
@@ -140,6 +205,7 @@ export class GeminiProvider extends BaseProvider {
       ...(params.topP !== undefined ? { topP: params.topP } : {}),
       ...(params.topK !== undefined ? { topK: params.topK } : {}),
       ...(params.stopSequences !== undefined ? { stopSequences: params.stopSequences } : {}),
+      ...toolConfigOf(tools),
       abortSignal: signal,
     };
   }

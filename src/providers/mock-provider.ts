@@ -2,10 +2,10 @@
  * `MockProvider` ("mock"): the offline, scriptable engine of `mock.ts` behind the `Provider` interface, with
  * the same defaults, retries, timeouts and cancellation as the real providers.
  */
-import type { AgentReply } from "../agents/agent.js";
+import type { ToolRequest } from "../tools/tool-call.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { mockStepPicker, playMockStep, type MockScript, type MockStep } from "./mock.js";
-import type { ProviderOptions } from "./provider.js";
+import type { ProviderOptions, ProviderReply } from "./provider.js";
 import type { UpstreamFailure } from "./upstream-errors.js";
 import { messageOf } from "./upstream-errors.js";
 
@@ -15,9 +15,9 @@ export interface MockProviderOptions extends Omit<ProviderOptions, "credentials"
   script?: MockScript;
 }
 
-/** Answers from a script: fixed replies, deltas, delays, hangs, errors and token counts. */
+/** Answers from a script: fixed replies, deltas, delays, hangs, errors, token counts and tool calls. */
 export class MockProvider extends BaseProvider {
-  private readonly pickStep: (ctx: ProviderCall["ctx"]) => MockStep;
+  private readonly pickStep: (ctx: ProviderCall["ctx"], tools?: ToolRequest) => MockStep;
 
   constructor(options: MockProviderOptions = {}) {
     const { script, ...common } = options;
@@ -25,9 +25,9 @@ export class MockProvider extends BaseProvider {
     this.pickStep = mockStepPicker(script);
   }
 
-  protected override send({ ctx, params, signal, emit }: ProviderCall): Promise<AgentReply> {
+  protected override send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
     const attemptCtx = { ...ctx, runtimeParams: params, signal, emit };
-    return playMockStep(this.pickStep(attemptCtx), attemptCtx, this.clock);
+    return playMockStep(this.pickStep(attemptCtx, tools), attemptCtx, this.clock, tools);
   }
 
   protected override classify(error: unknown): UpstreamFailure {

@@ -3,12 +3,13 @@
  * talks to any OpenAI-compatible server (Ollama, vLLM, LM Studio).
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
-import type { AgentReply, StopReason } from "../agents/agent.js";
+import type { StopReason } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
+import type { ToolCall, ToolRequest } from "../tools/tool-call.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
-import type { ProviderOptions, ResolvedRuntimeParams } from "./provider.js";
+import type { ProviderOptions, ProviderReply, ResolvedRuntimeParams } from "./provider.js";
 import { redactingLogger } from "./redact.js";
 import { classifyStainlessError } from "./stainless-errors.js";
 import type { UpstreamFailure } from "./upstream-errors.js";
@@ -16,6 +17,8 @@ import type { UpstreamFailure } from "./upstream-errors.js";
 type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 type ChatRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
 type ChatStreamRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming;
+type ChatTool = OpenAI.Chat.Completions.ChatCompletionFunctionTool;
+type StreamedToolCall = OpenAI.Chat.Completions.ChatCompletionChunk.Choice.Delta.ToolCall;
 
 /** The OpenAI API's own address. */
 export const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -42,13 +45,61 @@ export function openAIStopReason(finishReason: string | null | undefined): StopR
   return (finishReason && STOP_REASONS[finishReason]) || "end_turn";
 }
 
-function usageOf(usage: OpenAI.CompletionUsage | null | undefined): AgentReply["usage"] {
+function usageOf(usage: OpenAI.CompletionUsage | null | undefined): ProviderReply["usage"] {
   return usage ? { inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens } : undefined;
 }
 
-function reply(text: string, finishReason: string | null | undefined, usage: OpenAI.CompletionUsage | null | undefined): AgentReply {
+function reply(text: string, finishReason: string | null | undefined, usage: OpenAI.CompletionUsage | null | undefined, toolCalls: ToolCall[]): ProviderReply {
   const tokens = usageOf(usage);
-  return { text, stopReason: openAIStopReason(finishReason), ...(tokens ? { usage: tokens } : {}) };
+  return { text, stopReason: openAIStopReason(finishReason), ...(tokens ? { usage: tokens } : {}), ...(toolCalls.length > 0 ? { toolCalls } : {}) };
+}
+
+/** The function calls of a whole answer (custom tool calls, which troupe never declares, are left out). */
+function toolCallsOf(calls: OpenAI.Chat.Completions.ChatCompletionMessageToolCall[] | undefined): ToolCall[] {
+  return (calls ?? []).flatMap((call) => (call.type === "function" ? [{ callId: call.id, name: call.function.name, argumentsJson: call.function.arguments }] : []));
+}
+
+/** Streamed tool calls, assembled by `index`: the first delta of a call has its id and name, later ones add to its arguments. */
+class StreamedToolCalls {
+  private readonly calls = new Map<number, ToolCall>();
+
+  add(deltas: StreamedToolCall[] | undefined): void {
+    for (const delta of deltas ?? []) {
+      const call = this.calls.get(delta.index) ?? { callId: "", name: "", argumentsJson: "" };
+      if (delta.id) call.callId = delta.id;
+      if (delta.function?.name) call.name = delta.function.name;
+      call.argumentsJson += delta.function?.arguments ?? "";
+      this.calls.set(delta.index, call);
+    }
+  }
+
+  /** The calls in index order; a call a compatible server sent without an id gets `call_<index>`. */
+  list(): ToolCall[] {
+    return [...this.calls.entries()].sort(([a], [b]) => a - b).map(([index, call]) => ({ ...call, callId: call.callId || `call_${index}` }));
+  }
+}
+
+/** The tools as Chat Completions `tools`, and `tool_choice: "none"` for the loop's last call. */
+function toolFields(tools: ToolRequest | undefined): Pick<ChatRequest, "tools" | "tool_choice"> {
+  if (tools === undefined) return {};
+  const declared: ChatTool[] = tools.tools.map((tool) => ({
+    type: "function",
+    function: { name: tool.name, description: tool.description, parameters: tool.inputSchema },
+  }));
+  return { tools: declared, ...(tools.choice === "none" ? { tool_choice: "none" as const } : {}) };
+}
+
+/** Each round as an assistant message with its `tool_calls`, then one `tool` message per result. */
+function roundMessages(tools: ToolRequest | undefined): ChatMessage[] {
+  return (tools?.rounds ?? []).flatMap((round): ChatMessage[] => [
+    {
+      role: "assistant",
+      content: round.text === "" ? null : round.text,
+      tool_calls: round.calls.map((call) => ({ id: call.callId, type: "function", function: { name: call.name, arguments: call.argumentsJson } })),
+    },
+    // Chat Completions has no error flag on a tool message: the text says it.
+    ...round.results.map((result): ChatMessage => ({ role: "tool", tool_call_id: result.callId, content: result.isError ? `Error: ${result.content}` : result.content })),
+  ]);
 }
 
 /** Answers with OpenAI Chat Completions (SPEC §2.4 mapping). */
@@ -79,40 +130,43 @@ export class OpenAIProvider extends BaseProvider {
     return classifyStainlessError(error, { APIError, APIConnectionError, APIConnectionTimeoutError }, this.clock.now());
   }
 
-  protected override async send({ ctx, params, signal, emit }: ProviderCall): Promise<AgentReply> {
-    const body = this.requestBody(params, ctx.history, ctx.prompt);
+  protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
+    const body = this.requestBody(params, ctx.history, ctx.prompt, tools);
     const options = { signal, timeout: this.timeoutMs };
     if (!this.streaming) {
       const completion = await this.client.chat.completions.create({ ...body, stream: false }, options);
       const choice = completion.choices[0];
       const text = choice?.message.content ?? choice?.message.refusal ?? "";
       emit(text);
-      return reply(text, choice?.finish_reason, completion.usage);
+      return reply(text, choice?.finish_reason, completion.usage, toolCallsOf(choice?.message.tool_calls));
     }
     const request: ChatStreamRequest = { ...body, stream: true, stream_options: { include_usage: true } };
     const stream = await this.client.chat.completions.create(request, options);
     let text = "";
     let finishReason: string | null | undefined;
     let usage: OpenAI.CompletionUsage | null | undefined;
+    const toolCalls = new StreamedToolCalls();
     for await (const chunk of stream) {
       const choice = chunk.choices[0];
       const delta = choice?.delta.content ?? "";
       text += delta;
       emit(delta);
+      toolCalls.add(choice?.delta.tool_calls);
       finishReason = choice?.finish_reason ?? finishReason;
       usage = chunk.usage ?? usage;
     }
     if (finishReason === undefined || finishReason === null) {
       throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before a finish_reason`, { provider: this.id });
     }
-    return reply(text, finishReason, usage);
+    return reply(text, finishReason, usage, toolCalls.list());
   }
 
   /** The Chat Completions body: `providerSpecific` first, so that the mapped fields win over it. */
-  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string): Omit<ChatRequest, "stream"> {
+  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string, tools: ToolRequest | undefined): Omit<ChatRequest, "stream"> {
     const messages: ChatMessage[] = [
       ...(params.systemPrompt !== undefined ? [{ role: "system" as const, content: params.systemPrompt }] : []),
       ...conversationOf(history, prompt).map((turn) => ({ role: turn.role, content: turn.content })),
+      ...roundMessages(tools),
     ];
     return {
       ...params.providerSpecific,
@@ -122,6 +176,7 @@ export class OpenAIProvider extends BaseProvider {
       ...(params.maxTokens !== undefined ? { max_tokens: params.maxTokens } : {}),
       ...(params.topP !== undefined ? { top_p: params.topP } : {}),
       ...(params.stopSequences !== undefined ? { stop: params.stopSequences } : {}),
+      ...toolFields(tools),
     };
   }
 }

@@ -3,10 +3,21 @@
  */
 import type { AgentReply, PromptContext, ProviderInfo } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
+import type { ToolCall, ToolRequest } from "../tools/tool-call.js";
 import type { RuntimeParams } from "./params.js";
 
 /** RuntimeParams after a provider's defaults were applied: the model is always known. */
 export type ResolvedRuntimeParams = RuntimeParams & { model: string };
+
+/**
+ * What a provider answers to one call: the agent's reply, and the tools the model asked for, if any. With
+ * `toolCalls`, `stopReason` is `tool_use` and `text` what the model wrote before its calls.
+ */
+export interface ProviderReply extends AgentReply {
+  toolCalls?: ToolCall[];
+  /** The model's turn in this API's own format, for the next round (`ToolRound.modelTurn`). */
+  modelTurn?: unknown;
+}
 
 /** A model API behind a common shape: validate parameters, then answer a prompt. */
 export interface Provider {
@@ -23,9 +34,11 @@ export interface Provider {
   resolveParams(params: RuntimeParams, field?: string): ResolvedRuntimeParams;
   /**
    * Answers one prompt: `ctx.runtimeParams` are the layers above this provider's defaults, `ctx.signal`
-   * aborts the HTTP request, `ctx.emit` receives streamed text. Failures are `BridgeError`s.
+   * aborts the HTTP request, `ctx.emit` receives streamed text. With `tools`, the model may call them (in
+   * the API's native format) and the earlier rounds of the prompt follow the prompt. Failures are `BridgeError`s.
+   * The tool loop (`runToolLoop`) calls it once per round; a provider never runs tools itself.
    */
-  complete(ctx: PromptContext): Promise<AgentReply>;
+  complete(ctx: PromptContext, tools?: ToolRequest): Promise<ProviderReply>;
 }
 
 /** Something a provider wants its operator to know, e.g. a parameter it cannot send. */

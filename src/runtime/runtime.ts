@@ -813,6 +813,7 @@ export class Runtime {
     const emit: PromptEmitter = {
       delta: (delta) => this.hub.emit("prompt.delta", sessionId, { sessionId, requestId, delta, ...origin }),
       warning: (message) => this.hub.emit("prompt.warning", sessionId, { sessionId, requestId, message, ...origin }),
+      tool: ({ type, ...fields }) => this.hub.emit(type, sessionId, { sessionId, requestId, ...fields, ...origin }),
     };
     try {
       const executor = this.executorFor(input.agentId);

@@ -30,7 +30,7 @@ export interface ToolContext {
 
 /** What `defineTool` takes. `parameters` is a zod schema (its output typed) or a JSON Schema object. */
 export interface ToolDefinition<Args> {
-  /** The name the model calls and agent.yaml names: letters, digits, `_` and `-`, at most 64. */
+  /** The name the model calls and agent.yaml names: letters, digits, `_` and `-`, at most 64, a letter or `_` first (Gemini's rule). */
   name: string;
   description: string;
   parameters: ZodType<Args> | JsonSchema;

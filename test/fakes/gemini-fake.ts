@@ -2,12 +2,24 @@
  * A fake Gemini API: `POST /v1beta/models/<model>:generateContent` (JSON) and
  * `POST /v1beta/models/<model>:streamGenerateContent?alt=sse` (SSE `data:` frames separated by CRLF pairs,
  * each a whole GenerateContentResponse; the last carries `finishReason` and the final `usageMetadata`).
+ * Function calls come whole, as `functionCall` parts of the last chunk (the Gemini API does not stream
+ * arguments), with no `id` unless one is scripted (the Gemini API gives none).
  */
 import { FakeServer, type FakeResponse, type FakeScript, type RecordedRequest, type SseFrame } from "./fake-server.js";
 
+/** A `functionCall` part of the fake model, with the `thoughtSignature` Gemini's thinking models attach. */
+export interface ContentFunctionCall {
+  name: string;
+  args: Record<string, unknown>;
+  id?: string;
+  thoughtSignature?: string;
+}
+
 /** One scripted answer, rendered as JSON or SSE to match the request. */
 export interface ContentReply {
+  /** Default: a greeting, or no text when the answer calls functions. */
   text?: string;
+  functionCalls?: ContentFunctionCall[];
   /** Streamed pieces; default: `text` in two halves. */
   deltas?: string[];
   finishReason?: string;
@@ -38,7 +50,12 @@ export function isStreamRequest(request: RecordedRequest): boolean {
 
 /** A Gemini answer: JSON for generateContent, SSE chunks for streamGenerateContent. */
 export function contentReply(reply: ContentReply = {}): FakeScript {
-  const text = reply.text ?? "Hello from the Gemini fake";
+  const functionCalls = reply.functionCalls ?? [];
+  const callParts = functionCalls.map(({ name, args, id, thoughtSignature }) => ({
+    functionCall: { name, args, ...(id === undefined ? {} : { id }) },
+    ...(thoughtSignature === undefined ? {} : { thoughtSignature }),
+  }));
+  const text = reply.text ?? (functionCalls.length > 0 ? "" : "Hello from the Gemini fake");
   const finishReason = reply.finishReason ?? "STOP";
   const usage = reply.usage ?? DEFAULT_USAGE;
   const usageMetadata = { ...usage, totalTokenCount: usage.promptTokenCount + usage.candidatesTokenCount };
@@ -48,7 +65,7 @@ export function contentReply(reply: ContentReply = {}): FakeScript {
       return {
         kind: "json",
         body: {
-          candidates: [{ content: { role: "model", parts: [{ text }] }, finishReason, index: 0 }],
+          candidates: [{ content: { role: "model", parts: [...(text === "" ? [] : [{ text }]), ...callParts] }, finishReason, index: 0 }],
           usageMetadata,
           modelVersion,
           responseId: "resp-fake",
@@ -57,14 +74,14 @@ export function contentReply(reply: ContentReply = {}): FakeScript {
     }
     const chunk = (part: string, last: boolean): SseFrame => ({
       data: {
-        candidates: [{ content: { role: "model", parts: [{ text: part }] }, index: 0, ...(last ? { finishReason } : {}) }],
+        candidates: [{ content: { role: "model", parts: [...(part === "" ? [] : [{ text: part }]), ...(last ? callParts : [])] }, index: 0, ...(last ? { finishReason } : {}) }],
         usageMetadata: last ? usageMetadata : { promptTokenCount: usage.promptTokenCount, totalTokenCount: usage.promptTokenCount },
         modelVersion,
         responseId: "resp-fake",
       },
       ...(reply.delayMs !== undefined ? { delayMs: reply.delayMs } : {}),
     });
-    const deltas = reply.deltas ?? halves(text);
+    const deltas = reply.deltas ?? (text === "" ? [""] : halves(text));
     if (reply.hangAfterDeltas) return { kind: "sse", separator: "\r\n\r\n", frames: deltas.map((delta) => chunk(delta, false)), hang: true };
     return { kind: "sse", separator: "\r\n\r\n", frames: deltas.map((delta, index) => chunk(delta, index === deltas.length - 1)) };
   };

@@ -1,12 +1,24 @@
 /**
  * A fake OpenAI Chat Completions API: `POST /v1/chat/completions`, answering JSON or, for `stream: true`,
  * SSE `data:` chunks (usage in the last one when `stream_options.include_usage`) ending in `data: [DONE]`.
+ * Tool calls come as `message.tool_calls`, or streamed as the API streams them: per call, a first delta with
+ * its `index`, `id`, `type` and name, then its `arguments` in pieces.
  */
 import { FakeServer, type FakeResponse, type FakeScript, type SseFrame } from "./fake-server.js";
 
+/** A function call the fake model makes; `arguments` is the JSON text as the API sends it (it may be broken). */
+export interface ChatToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
 /** One scripted answer, rendered as JSON or SSE to match the request. */
 export interface ChatReply {
+  /** Default: a greeting, or no content when the answer calls tools. */
   text?: string;
+  /** Function calls; `finishReason` then defaults to `tool_calls`. */
+  toolCalls?: ChatToolCall[];
   /** Streamed pieces; default: `text` in two halves. */
   deltas?: string[];
   finishReason?: string;
@@ -31,8 +43,9 @@ function usageOf(usage: ChatReply["usage"]): Record<string, number> {
 
 /** A Chat Completions answer: JSON for a plain request, SSE chunks for `stream: true`. */
 export function chatReply(reply: ChatReply = {}): FakeScript {
-  const text = reply.text ?? "Hello from the OpenAI fake";
-  const finishReason = reply.finishReason ?? "stop";
+  const toolCalls = reply.toolCalls ?? [];
+  const text = reply.text ?? (toolCalls.length > 0 ? "" : "Hello from the OpenAI fake");
+  const finishReason = reply.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop");
   return (request): FakeResponse => {
     const model = request.body?.model ?? "gpt-4o";
     const base = { id: "chatcmpl-fake", created: 1_700_000_000, model, system_fingerprint: "fp_fake" };
@@ -42,7 +55,19 @@ export function chatReply(reply: ChatReply = {}): FakeScript {
         body: {
           ...base,
           object: "chat.completion",
-          choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: finishReason }],
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: "assistant",
+                content: text === "" && toolCalls.length > 0 ? null : text,
+                refusal: null,
+                ...(toolCalls.length > 0 ? { tool_calls: toolCalls.map(({ id, name, arguments: args }) => ({ id, type: "function", function: { name, arguments: args } })) } : {}),
+              },
+              logprobs: null,
+              finish_reason: finishReason,
+            },
+          ],
           usage: usageOf(reply.usage),
         },
       };
@@ -54,6 +79,10 @@ export function chatReply(reply: ChatReply = {}): FakeScript {
     const frames: SseFrame[] = [
       chunk([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]),
       ...(reply.deltas ?? halves(text)).map((delta) => chunk([{ index: 0, delta: { content: delta }, logprobs: null, finish_reason: null }])),
+      ...toolCalls.flatMap((call, index) => [
+        chunk([{ index: 0, delta: { tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }, logprobs: null, finish_reason: null }]),
+        ...halves(call.arguments).map((piece) => chunk([{ index: 0, delta: { tool_calls: [{ index, function: { arguments: piece } }] }, logprobs: null, finish_reason: null }])),
+      ]),
     ];
     if (reply.hangAfterDeltas) return { kind: "sse", frames, hang: true };
     frames.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }]));
