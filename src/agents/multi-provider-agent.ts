@@ -63,6 +63,8 @@ export class MultiProviderCompanionAgent implements Agent {
   readonly description: string;
   readonly capabilities: string[];
   readonly defaultProviderId: string;
+  /** How conversations use this agent (agent.yaml `session:`). */
+  readonly conversation?: ConversationSettings;
   private readonly registry: ProviderRegistry;
   private readonly agentParams: RuntimeParams;
   private readonly tools: ToolRegistry;
@@ -76,6 +78,7 @@ export class MultiProviderCompanionAgent implements Agent {
     this.name = config.name ?? config.id;
     this.description = config.description ?? "Answers with one of several AI providers, chosen per session";
     this.capabilities = config.capabilities ?? [];
+    if (config.conversation !== undefined) this.conversation = config.conversation;
     this.registry = config.registry;
     this.tools = new ToolRegistry(config.tools);
     this.maxToolRounds = checkMaxToolRounds(config.maxToolRounds);

@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { promptServices } from "../runtime/prompt-scope.js";
-import { builtinTool } from "../tools/builtin-tool.js";
+import { defineTool } from "../tools/define-tool.js";
 import type { Tool, ToolContext } from "../tools/tool.js";
 
 const capabilityName = z.string().min(1).max(64);
@@ -27,7 +27,7 @@ export function writeCapabilityState(ctx: Pick<ToolContext, "session">, capabili
 }
 
 /** `capability_state_get`: where a multi-step capability stands in this conversation. */
-export const capabilityStateGet = builtinTool({
+export const capabilityStateGet = defineTool({
   name: "capability_state_get",
   description: "Read the state a multi-step capability kept in this conversation (all capabilities when none is named).",
   parameters: z.strictObject({ capability: capabilityName.optional().describe("The capability, e.g. deploy") }),
@@ -38,7 +38,7 @@ export const capabilityStateGet = builtinTool({
 });
 
 /** `capability_state_set`: records where a multi-step capability stands, for the next turns. */
-export const capabilityStateSet = builtinTool({
+export const capabilityStateSet = defineTool({
   name: "capability_state_set",
   description:
     "Record the state of a multi-step capability in this conversation (what was gathered, which step is next), for the next turns; null clears it when the flow is done.",

@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
 import { promptServices } from "../runtime/prompt-scope.js";
-import { builtinTool } from "../tools/builtin-tool.js";
+import { defineTool } from "../tools/define-tool.js";
 import type { Tool, ToolContext } from "../tools/tool.js";
 import { DEFAULT_MEMORY_LIMITS, type MemoryBook, type MemoryScope } from "./memory-book.js";
 
@@ -27,7 +27,7 @@ function scopeOf(tool: string, ctx: ToolContext): { memory: MemoryBook; scope: M
 }
 
 /** `memory_save`: keeps a fact about the user for later conversations. */
-export const memorySave = builtinTool({
+export const memorySave = defineTool({
   name: "memory_save",
   description:
     "Save a fact about the user to long-term memory (kept across conversations and restarts): preferences, decisions, names, anything worth recalling later.",
@@ -42,7 +42,7 @@ export const memorySave = builtinTool({
 });
 
 /** `memory_search`: finds memories by words. */
-export const memorySearch = builtinTool({
+export const memorySearch = defineTool({
   name: "memory_search",
   description: "Search long-term memory about the user by words; the memories holding most of them come first.",
   parameters: z.strictObject({
@@ -56,7 +56,7 @@ export const memorySearch = builtinTool({
 });
 
 /** `memory_list`: the newest memories, optionally by tag. */
-export const memoryList = builtinTool({
+export const memoryList = defineTool({
   name: "memory_list",
   description: "List long-term memories about the user, newest first, optionally only those with a tag.",
   parameters: z.strictObject({
@@ -70,7 +70,7 @@ export const memoryList = builtinTool({
 });
 
 /** `memory_delete`: forgets one memory. */
-export const memoryDelete = builtinTool({
+export const memoryDelete = defineTool({
   name: "memory_delete",
   description: "Delete one long-term memory about the user by its id (when it is wrong or the user asks to forget it).",
   parameters: z.strictObject({ id: memoryId.describe("The memory's id") }),
