@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { buildTeam, loadAgentTeam, mock, utilityTools, type PromptContext, type RuntimeParams } from "../../../src/index.js";
+import { call, connect, envelope, register, until } from "../../bus/support.js";
 import { startRuntimeBus } from "../../e2e/support.js";
 
 const BUNDLED_TEAM = fileURLToPath(new URL("../../../agents", import.meta.url));
@@ -43,6 +44,36 @@ describe("the bundled team (agents/)", () => {
     ]);
     // The orchestrator offers what it merged: its own planning and frontend's ui-copy.
     expect(built.agents[0]!.capabilities).toEqual(["planning", "ui-copy"]);
+  });
+});
+
+describe("the bundled team on a bus", () => {
+  it("takes troupe://orchestrator, the initiator auto workflows default to: such a workflow still completes, and a task to it is answered by the agent", async () => {
+    const team = loadAgentTeam(BUNDLED_TEAM, { toolNames: TOOL_NAMES, providerIds: ["mock"] });
+    const built = buildTeam(team, { providers: [mock()], tools: TOOLS });
+    const { bus } = await startRuntimeBus({ agents: built.agents, defaultAgentId: built.defaultAgentId });
+
+    const created = await call(bus, "POST", "/sessions", {
+      initiator: "troupe://orchestrator",
+      participants: [{ agent_id: "troupe://backend", role: "worker" }],
+      steps: [{ name: "design", required_agents: ["troupe://backend"], task: "Design POST /login" }],
+      dispatch: "auto",
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const workflowId = created.body.session_id as string;
+    await until(() => bus.sessionManager.getSession(workflowId)?.status !== "active");
+    const summary = (await call(bus, "GET", `/sessions/${workflowId}/summary`)).body;
+    expect(summary).toMatchObject({ status: "completed", totals: { tasks: 1, completed: 1, failed: 0 } });
+
+    await register(bus, "cc://user");
+    const user = await connect(bus, "cc://user");
+    const sent = await call(bus, "POST", "/messages/send", envelope("cc://user", "troupe://orchestrator", { message_type: "task_request", payload: { prompt: "plan it" } }));
+    expect(sent.status, JSON.stringify(sent.body)).toBe(202);
+    await until(() => user.received.some((message) => message.message_type === "task_response"));
+    expect(user.received.find((message) => message.message_type === "task_response")).toMatchObject({
+      sender: { agent_id: "troupe://orchestrator" },
+      payload: { status: "completed", text: "Echo: plan it" },
+    });
   });
 });
 
