@@ -34,13 +34,14 @@ describe("troupe", () => {
     ]);
     expect(helps.map(({ code }) => code)).toEqual([0, 0, 0, 0, 0]);
     const [serve, delegate, agents, graph, helpDelegate] = helps.map(({ stdout }) => stdout);
-    for (const option of ["--port", "--host", "--api-key", "--agent-auth", "--config", "--data", "--in-memory", "--tls-key", "--tls-cert", "--log-level"]) {
+    for (const option of ["--port", "--host", "--api-key", "--agent-auth", "--config", "--agents <dir>", "--no-agents", "--data", "--in-memory", "--tls-key", "--tls-cert", "--log-level"]) {
       expect(serve).toContain(option);
     }
     expect(delegate).toMatch(/^Usage: troupe delegate \[options\] <agentId> <prompt>/);
     for (const option of ["--provider", "--model", "--temperature", "--max-tokens", "--stream", "--no-stream"]) expect(delegate).toContain(option);
     expect(helpDelegate).toBe(delegate);
     expect(agents).toMatch(/^Usage: troupe agents/);
+    for (const option of ["--agents <dir>", "--no-agents", "--json"]) expect(agents).toContain(option);
     expect(graph).toMatch(/^Usage: troupe graph \[options\] <machine>/);
   });
 
