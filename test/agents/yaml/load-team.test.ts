@@ -2,24 +2,11 @@
  * Loading a folder of agent.yaml files: every field checked, and every problem a CONFIG error naming its file,
  * line and field, as a person fixing the file needs it.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BridgeError, loadAgentTeam, MAX_AGENT_FILE_BYTES, type LoadTeamOptions } from "../../../src/index.js";
-
-const folders: string[] = [];
-afterEach(() => {
-  for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-});
-
-/** A temporary folder holding these files. */
-function folderWith(files: Record<string, string>): string {
-  const folder = mkdtempSync(join(tmpdir(), "troupe-agents-"));
-  folders.push(folder);
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(folder, name), text);
-  return folder;
-}
+import { folderWith } from "./support.js";
 
 const OPTIONS: LoadTeamOptions = { toolNames: ["calculate", "word_count", "current_time"], providerIds: ["mock", "openai"] };
 

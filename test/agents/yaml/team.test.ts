@@ -3,30 +3,16 @@
  * its own and the inlined agents' capability prompts, a delegated agent its own system prompt, model and
  * provider, each answering through a runtime.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { buildTeam, loadAgentTeam, mock, utilityTools, type PromptContext, type RuntimeParams } from "../../../src/index.js";
 import { call, connect, envelope, register, until } from "../../bus/support.js";
 import { startRuntimeBus } from "../../e2e/support.js";
+import { folderWith } from "./support.js";
 
 const BUNDLED_TEAM = fileURLToPath(new URL("../../../agents", import.meta.url));
 const TOOLS = utilityTools();
 const TOOL_NAMES = TOOLS.map((tool) => tool.name);
-
-const folders: string[] = [];
-afterEach(() => {
-  for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-});
-
-function folderWith(files: Record<string, string>): string {
-  const folder = mkdtempSync(join(tmpdir(), "troupe-team-"));
-  folders.push(folder);
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(folder, name), text);
-  return folder;
-}
 
 describe("the bundled team (agents/)", () => {
   it("loads with the utility tools and the mock provider alone, and routes every mode as documented", () => {
