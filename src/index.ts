@@ -76,3 +76,9 @@ export { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord, 
 export { createMemoryStore } from "./store/memory-store.js";
 export { openSqliteStore, SQLITE_STORE_FILE, type SqliteStoreOptions } from "./store/sqlite-store.js";
 export { ENCRYPTION_KEY_ENV } from "./store/encryption.js";
+export { loadAgentTeam, parseAgentFile, formatIssue, MAX_AGENT_FILE_BYTES, type AgentTeam, type AgentSpec, type CapabilitySpec, type AgentFileIssue, type LoadTeamOptions, type ParsedAgentFile } from "./agents/yaml/load-team.js";
+export { AGENT_NAME_PATTERN, ROUTING_MODES, type AgentFileContext, type RoutingSetting } from "./agents/yaml/agent-file.js";
+export { decideRouting, INLINE_PROMPT_CHARACTER_LIMIT, MAX_INLINE_TOOLS, type RoutingDecision, type RoutingMode } from "./agents/yaml/routing.js";
+export { buildTeam, type BuildTeamOptions, type BuiltTeam, type TeamRoute } from "./agents/yaml/team.js";
+export { delegateToAgentTool, DELEGATE_TOOL_NAME, type DelegateArgs, type DelegateTarget, type DelegateToolOptions } from "./tools/delegate-to-agent.js";
+export { utilityTools, currentTimeTool, calculateTool, wordCountTool, jsonCheckTool, diffStatsTool } from "./tools/utility-tools.js";

@@ -5,10 +5,11 @@
 import type { SessionInfo } from "../../machines/session.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
-import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "../providers/params.js";
+import { mergeRuntimeParams, parseRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "../providers/params.js";
 import type { Provider } from "../providers/provider.js";
 import { ProviderRegistry } from "../providers/registry.js";
 import type { Tool } from "../tools/tool.js";
+import { parseWith } from "../validation.js";
 import type { Agent, AgentReply, ConversationSettings, PromptContext, ProviderInfo } from "./agent.js";
 import { checkMaxToolRounds, runToolLoop } from "../tools/tool-loop.js";
 import { ToolRegistry } from "../tools/tool-registry.js";
@@ -93,7 +94,15 @@ export class MultiProviderCompanionAgent implements Agent {
       });
     }
     this.defaultProviderId = defaultProviderId;
-    this.agentParams = parseRuntimeParams(config.systemPrompt === undefined ? {} : { systemPrompt: config.systemPrompt }, "systemPrompt");
+    // Checked under the config's own names (`model: …`), as the agent's layer of RuntimeParams.
+    this.agentParams = parseWith(
+      runtimeParamsSchema,
+      {
+        ...(config.systemPrompt === undefined ? {} : { systemPrompt: config.systemPrompt }),
+        ...(config.model === undefined ? {} : { model: config.model }),
+      },
+      { root: "(agent)", details: { agentId: config.id } },
+    );
   }
 
   /** The registry's providers, read at each `agents_discover`. */

@@ -1,5 +1,5 @@
 /**
- * The agents `troupe serve` runs until agent.yaml loading replaces them: `assistant`, a
+ * The built-in agents of `troupe serve` (next to a team of agent.yaml files, see server-agents.ts): `assistant`, a
  * `MultiProviderCompanionAgent` over every provider whose key is set (and the offline mock), and `mock`, an
  * echoing agent that never leaves the machine.
  */
@@ -23,6 +23,8 @@ export interface DefaultAgents extends Required<Pick<RuntimeOptions, "agents" | 
   /** Ids of the real providers found in the environment (empty: the assistant answers with `mock`). */
   liveProviders: string[];
   defaultProvider: string;
+  /** The assistant's providers (the live ones, then `mock`), which agent.yaml agents answer with too. */
+  providers: Provider[];
 }
 
 /** Builds the default agents from the provider keys in the environment (OPENAI_API_KEY, OPENAI_BASE_URL, …). */
@@ -32,12 +34,13 @@ export function defaultAgents(): DefaultAgents {
   if (readProviderEnv("ANTHROPIC_API_KEY") !== undefined) live.push(anthropic());
   if (readProviderEnv("GEMINI_API_KEY") !== undefined) live.push(gemini());
   const defaultProvider = live[0]?.id ?? "mock";
+  const providers = [...live, mock()];
   const assistant = createMultiProviderAgent({
     id: ASSISTANT_AGENT_ID,
     name: "Assistant",
     description: `Answers with ${defaultProvider} by default; metadata.provider picks another of its providers`,
     capabilities: ["chat"],
-    providers: [...live, mock()],
+    providers,
     defaultProviderId: defaultProvider,
   });
   const echo = createMockAgent({
@@ -51,5 +54,6 @@ export function defaultAgents(): DefaultAgents {
     defaultAgentId: ASSISTANT_AGENT_ID,
     liveProviders: live.map((provider) => provider.id),
     defaultProvider,
+    providers,
   };
 }

@@ -4,7 +4,7 @@
  */
 import type { Command } from "commander";
 import type { CliLogLevel } from "./logger.js";
-import { configOption, logLevelOption, numberBetween, positiveInteger } from "./options.js";
+import { agentsOption, configOption, logLevelOption, noAgentsOption, numberBetween, positiveInteger } from "./options.js";
 
 /** The flags of `troupe delegate` as commander parses them. */
 export interface DelegateFlags {
@@ -15,6 +15,8 @@ export interface DelegateFlags {
   /** `--no-stream` sets it to false; undefined means the default, streaming. */
   stream?: boolean;
   config?: string;
+  /** `--agents DIR`, or false for `--no-agents`. */
+  agents?: string | false;
   logLevel: CliLogLevel;
 }
 
@@ -38,6 +40,8 @@ export function registerDelegateCommand(program: Command): void {
     .option("--stream", "print the answer as it comes (the default)")
     .option("--no-stream", "print the answer only once it is complete")
     .addOption(configOption())
+    .addOption(agentsOption())
+    .addOption(noAgentsOption())
     .addOption(logLevelOption("error"))
     .action(async (agentId: string, prompt: string, flags: DelegateFlags) => {
       const { delegate } = await import("./delegate.js");

@@ -9,7 +9,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import type { PromptResult } from "../bridge/schemas.js";
 import { loadServerConfig } from "./config.js";
-import { defaultAgents } from "./default-agents.js";
+import { serverAgents } from "./server-agents.js";
 import { asUsage, CliFailure, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 import type { DelegateFlags } from "./delegate-command.js";
 import { logRuntimeToStderr } from "./logger.js";
@@ -70,8 +70,8 @@ function checkAgent(runtime: Runtime, agentId: string, known: string[]): void {
 export async function delegate(request: DelegateRequest, io: DelegateIo): Promise<number> {
   const { agentId, flags } = request;
   const config = flags.config === undefined ? {} : asUsage(() => loadServerConfig(flags.config!));
-  const { agents, defaultAgentId } = defaultAgents();
   const workers = config.workers ?? [];
+  const { agents, defaultAgentId } = asUsage(() => serverAgents(flags.agents, workers));
   const runtime = createRuntime({ agents, defaultAgentId, workers });
   checkAgent(runtime, agentId, [...agents, ...workers].map((agent) => agent.id));
   const prompt = request.prompt === "-" ? await readStdin() : request.prompt;

@@ -41,3 +41,16 @@ export function configOption(): Option {
 export function logLevelOption(defaultLevel: CliLogLevel): Option {
   return new Option("--log-level <level>", "what to log on stderr (JSON lines; readable ones in a terminal)").choices(CLI_LOG_LEVELS).default(defaultLevel);
 }
+
+/** `--agents <dir>`: the folder of agent.yaml files; without it, `./agents` when it holds any. */
+export function agentsOption(): Option {
+  return new Option(
+    "--agents <dir>",
+    "a folder of agent.yaml files to run as a team next to the built-in agents (default: ./agents when it holds any; docs/agents.md)",
+  );
+}
+
+/** `--no-agents`: the built-in agents only, even where `./agents` holds a team. */
+export function noAgentsOption(): Option {
+  return new Option("--no-agents", "run the built-in agents only, even where ./agents holds agent.yaml files");
+}

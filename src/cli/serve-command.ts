@@ -11,7 +11,7 @@ import { ENCRYPTION_KEY_ENV } from "../store/encryption.js";
 import { loadServerConfig } from "./config.js";
 import { asUsage } from "./exit-codes.js";
 import type { CliLogLevel } from "./logger.js";
-import { configOption, logLevelOption, parsePort } from "./options.js";
+import { agentsOption, configOption, logLevelOption, noAgentsOption, parsePort } from "./options.js";
 import type { ServeOptions } from "./serve.js";
 
 /** The environment variable read when `--api-key` is not given. */
@@ -24,6 +24,8 @@ export interface ServeFlags {
   apiKey?: string;
   agentAuth?: "token" | "shared";
   config?: string;
+  /** `--agents DIR`, or false for `--no-agents`. */
+  agents?: string | false;
   data?: string;
   inMemory?: boolean;
   tlsKey?: string;
@@ -62,6 +64,7 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
     ...(apiKey === undefined ? {} : { apiKey }),
     ...(flags.agentAuth === undefined ? {} : { agentAuth: flags.agentAuth }),
     ...(flags.config === undefined ? {} : { config: loadServerConfig(flags.config) }),
+    ...(flags.agents === undefined ? {} : { agents: flags.agents }),
     logLevel: flags.logLevel,
   };
 }
@@ -90,6 +93,8 @@ export function registerServeCommand(program: Command): void {
       ).choices(["token", "shared"]),
     )
     .addOption(configOption())
+    .addOption(agentsOption())
+    .addOption(noAgentsOption())
     .addOption(
       new Option(
         "--data <dir>",

@@ -1,7 +1,7 @@
 /**
- * `troupe serve`: a runtime with the default agents behind the communication bus (its HTTP routes, agent
- * WebSockets, `GET /health` and `POST /bridge/:tool`), until SIGINT or SIGTERM. It logs the hub's events.
- * Its options are defined in `serve-command.ts`.
+ * `troupe serve`: a runtime with the built-in agents and an agent.yaml team (server-agents.ts) behind the
+ * communication bus (its HTTP routes, agent WebSockets, `GET /health` and `POST /bridge/:tool`), until SIGINT
+ * or SIGTERM. It logs the hub's events. Its options are defined in `serve-command.ts`.
  */
 import { join } from "node:path";
 import { CommunicationBus } from "../bus/bus.js";
@@ -9,8 +9,9 @@ import { createRuntime } from "../runtime/runtime.js";
 import { API_KEY_HEADER } from "../server/http-server.js";
 import { openSqliteStore, SQLITE_STORE_FILE } from "../store/sqlite-store.js";
 import type { ServerConfig } from "./config.js";
-import { defaultAgents } from "./default-agents.js";
+import { asUsage } from "./exit-codes.js";
 import { logRuntimeToStderr, type CliLogLevel } from "./logger.js";
+import { describeTeam, serverAgents, type AgentsOption } from "./server-agents.js";
 import { handleSignals } from "./signals.js";
 
 /** Options of `troupe serve`, after parsing. */
@@ -22,6 +23,8 @@ export interface ServeOptions {
   agentAuth?: "token" | "shared";
   /** From `--config <file.json>`: ACP workers to run and the bus's limits. */
   config?: ServerConfig;
+  /** `--agents DIR` or `--no-agents` (false); default: `./agents` when it holds agent.yaml files. */
+  agents?: AgentsOption;
   /** `--data DIR` (default `./.troupe`): where the SQLite store lives; `undefined` with `--in-memory`. */
   dataDir?: string;
   /** `$TROUPE_ENCRYPTION_KEY`: encrypts the store at rest. */
@@ -37,14 +40,15 @@ export interface ServeOptions {
  * `dev-key`, or no key at all, on a non-loopback host is CONFIG.
  */
 export async function serve(options: ServeOptions): Promise<void> {
-  const { agents, defaultAgentId, liveProviders, defaultProvider } = defaultAgents();
+  const workers = options.config?.workers ?? [];
+  const { agents, defaultAgentId, liveProviders, defaultProvider, team } = asUsage(() => serverAgents(options.agents, workers));
   const { dataDir, encryptionKey } = options;
   const limits = options.config?.bus ?? {};
   // The bus bounds the workflows of a runtime it creates; this one is created here, so it takes the bound itself.
   const runtime = createRuntime({
     agents,
     defaultAgentId,
-    workers: options.config?.workers ?? [],
+    workers,
     ...(dataDir === undefined ? {} : { store: () => openSqliteStore({ dir: dataDir, ...(encryptionKey === undefined ? {} : { encryptionKey }) }) }),
     ...(limits.maxWorkflowSessions === undefined ? {} : { maxWorkflowSessions: limits.maxWorkflowSessions }),
   });
@@ -80,11 +84,15 @@ export async function serve(options: ServeOptions): Promise<void> {
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     stopHandling = handleSignals(["SIGINT", "SIGTERM"], resolve);
   });
+  if (team !== undefined) process.stdout.write(`troupe: agents from ${describeTeam(team)}\n`);
   process.stdout.write(
     `troupe listening on ${bus.url} (${keyNote}; ${authNote}; ${storeNote}); agent "${defaultAgentId}" ${answering}; ` +
       `bus: POST /messages/send, agents on ws /agents/connect; visualizer and playground: ${bus.url}/ui\n`,
   );
-  logger.info({ url: bus.url, agentAuth: bus.options.agentAuth, store: dataDir ?? "memory", defaultAgentId, defaultProvider }, "troupe listening");
+  logger.info(
+    { url: bus.url, agentAuth: bus.options.agentAuth, store: dataDir ?? "memory", defaultAgentId, defaultProvider, ...(team === undefined ? {} : { agentsDir: team.dir }) },
+    "troupe listening",
+  );
   const signal = await signalled;
   logger.info({ signal }, "stopping: the bus, then the runtime");
   await bus.stop();

@@ -1,7 +1,7 @@
 /**
  * `troupe serve` run as a person does: its flags, its key, its workers, its logs and its exit codes.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -10,15 +10,17 @@ import { FIXTURE_AGENT, isAlive } from "../support/workers.js";
 import { collect, exitCodeOf, logLines, projectRoot, run, serveOnFreePort, troupe } from "./support.js";
 
 describe("troupe serve", () => {
-  it("serves the bridge with the offline mock provider when no provider key is set, and exits 0 on SIGTERM", async () => {
-    const { child, url, line } = await serveOnFreePort();
-    expect(line).toMatch(/agent "assistant" answering with the offline mock provider/);
+  it("serves the bundled team of ./agents and the built-in agents with the offline mock provider when no provider key is set, and exits 0 on SIGTERM", async () => {
+    const { child, url, line, stdout } = await serveOnFreePort();
+    expect(line).toMatch(/agent "orchestrator" answering with the offline mock provider/);
+    expect(stdout.text()).toContain("troupe: agents from agents/: orchestrator (default), backend (delegate), frontend (inline), reviewer (delegate)\n");
 
     const health = await fetch(`${url}/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 2 } });
-    const discovered = await (await fetch(`${url}/bridge/agents_discover`, { method: "POST" })).json();
-    expect(discovered).toMatchObject({ agents: [{ id: "assistant", defaultProvider: "mock", providers: [{ id: "mock" }] }, { id: "mock" }] });
+    expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 5 } });
+    const discovered = (await (await fetch(`${url}/bridge/agents_discover`, { method: "POST" })).json()) as { agents: Array<{ id: string }> };
+    expect(discovered.agents.map((agent) => agent.id)).toEqual(["orchestrator", "backend", "reviewer", "assistant", "mock"]);
+    expect(discovered.agents[0]).toMatchObject({ id: "orchestrator", defaultProvider: "mock", providers: [{ id: "mock" }], capabilities: ["planning", "ui-copy"] });
 
     const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
     expect(delegated.status).toBe(200);
@@ -28,17 +30,79 @@ describe("troupe serve", () => {
     expect(await exitCodeOf(child)).toBe(0);
   });
 
+  it("serves the built-in agents alone with --no-agents, the assistant the default", async () => {
+    const { child, url, line, stdout } = await serveOnFreePort(["--no-agents"]);
+    expect(line).toMatch(/agent "assistant" answering with the offline mock provider/);
+    expect(stdout.text()).not.toContain("agents from");
+    const discovered = await (await fetch(`${url}/bridge/agents_discover`, { method: "POST" })).json();
+    expect(discovered).toMatchObject({ agents: [{ id: "assistant", defaultProvider: "mock", providers: [{ id: "mock" }] }, { id: "mock" }] });
+    const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+    expect(await delegated.json()).toMatchObject({ text: "Echo: hi", stopReason: "end_turn", sessionId: expect.any(String) });
+    child.kill("SIGTERM");
+    expect(await exitCodeOf(child)).toBe(0);
+  });
+
   it("answers with OpenAI when OPENAI_API_KEY and OPENAI_BASE_URL are set, never showing the key", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatReply({ text: "From the model" }));
     const { child, url, line } = await serveOnFreePort([], { OPENAI_API_KEY: "sk-cli-secret-123", OPENAI_BASE_URL: fake.baseURL });
-    expect(line).toMatch(/agent "assistant" answering with openai \(providers: openai, mock\)/);
+    expect(line).toMatch(/agent "orchestrator" answering with openai \(providers: openai, mock\)/);
     expect(line).not.toContain("sk-cli-secret-123");
     const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
     expect(await delegated.json()).toMatchObject({ text: "From the model", stopReason: "end_turn" });
     expect(fake.lastRequest.headers.authorization).toBe("Bearer sk-cli-secret-123");
+    // The orchestrator's own system prompt, then its planning and the inlined frontend's capability prompts.
+    const system = fake.lastRequest.body.messages[0];
+    expect(system.role).toBe("system");
+    expect(system.content).toMatch(/^You lead a small software team\.[\s\S]*## Capability: planning\n[\s\S]*## Capability: ui-copy \(from frontend: /);
     child.kill("SIGTERM");
     expect(await exitCodeOf(child)).toBe(0);
+  });
+
+  it("serves the team of --agents DIR, relative to where it starts: a session with a delegated agent answers with its own system prompt and model", async () => {
+    const elsewhere = mkdtempSync(join(tmpdir(), "troupe-cli-team-"));
+    try {
+      mkdirSync(join(elsewhere, "team"));
+      writeFileSync(join(elsewhere, "team", "lead.yaml"), "name: lead\ndefault: true\nsystem_prompt: You lead.\n");
+      writeFileSync(join(elsewhere, "team", "api.yaml"), "name: api\nrouting: delegate\nmodel: gpt-4o-mini\nsystem_prompt: You design APIs.\n");
+      const fake = await startOpenAIFake();
+      fake.enqueue(chatReply({ text: "POST /login" }));
+      const { child, url, line, stdout } = await serveOnFreePort(["--agents", "team"], { OPENAI_API_KEY: "sk-team", OPENAI_BASE_URL: fake.baseURL }, elsewhere);
+      expect(line).toMatch(/agent "lead" answering with openai/);
+      expect(stdout.text()).toContain("troupe: agents from team/: lead (default), api (delegate)\n");
+
+      const created = await fetch(`${url}/bridge/sessions_create`, { method: "POST", body: JSON.stringify({ agentId: "api" }) });
+      expect(created.status).toBe(200);
+      const { sessionId } = (await created.json()) as { sessionId: string };
+      const prompted = await fetch(`${url}/bridge/sessions_prompt`, { method: "POST", body: JSON.stringify({ sessionId, prompt: "Design the login endpoint" }) });
+      expect(await prompted.json()).toMatchObject({ text: "POST /login", stopReason: "end_turn" });
+      expect(fake.lastRequest.body).toMatchObject({
+        model: "gpt-4o-mini",
+        messages: [
+          { role: "system", content: "You design APIs." },
+          { role: "user", content: "Design the login endpoint" },
+        ],
+      });
+      child.kill("SIGTERM");
+      expect(await exitCodeOf(child)).toBe(0);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  it("exits 2 naming the file, line and field of a broken agent.yaml, before listening", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "troupe-cli-team-"));
+    try {
+      writeFileSync(join(directory, "lead.yaml"), "name: lead\nrouting: sideways\n");
+      const child = troupe(["serve", "--port", "0", "--in-memory", "--agents", directory]);
+      const stdout = collect(child.stdout);
+      const stderr = collect(child.stderr);
+      expect(await exitCodeOf(child)).toBe(2);
+      expect(stderr.text()).toContain(`troupe serve: ${join(directory, "lead.yaml")}:2: routing: expected one of auto, inline, delegate (got "sideways")\n`);
+      expect(stdout.text()).toBe("");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it("requires the key from AGENT_BUS_API_KEY and exits 0 on SIGINT", async () => {

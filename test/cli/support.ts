@@ -82,7 +82,7 @@ export async function serveOnFreePort(args: string[] = [], env: Record<string, s
   const stdout = collect(child.stdout);
   const stderr = collect(child.stderr);
   const [line = "", url = ""] = await stdout.until(/troupe listening on (http:\/\/\S+).*\n/);
-  return { child, url, line, stderr };
+  return { child, url, line, stdout, stderr };
 }
 
 /** The JSON log lines written so far (stderr is not a terminal here, so pino writes JSON). */

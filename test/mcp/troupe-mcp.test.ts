@@ -116,7 +116,9 @@ describe("troupe mcp", () => {
     const delegated = structured(await client.callTool({ name: "tasks_delegate", arguments: { agentId: "mock", prompt: "done?" } }));
     expect(delegated).toMatchObject({ text: "Echo: done?", stopReason: "end_turn", sessionId: expect.any(String) });
 
-    expect(stderr()).toMatch(/troupe mcp: serving the bridge tools on stdio; agent "assistant" answering with openai/);
+    // Run from the project's folder, whose ./agents team makes its orchestrator the default agent.
+    expect(stderr()).toMatch(/troupe mcp: agents from agents\/: orchestrator \(default\), backend \(delegate\), frontend \(inline\), reviewer \(delegate\)\n/);
+    expect(stderr()).toMatch(/troupe mcp: serving the bridge tools on stdio; agent "orchestrator" answering with openai/);
     expect(transportErrors).toEqual([]);
   });
 
@@ -141,6 +143,16 @@ describe("troupe mcp", () => {
     child.kill("SIGTERM");
 
     expect(await exited).toEqual([0, null]);
+  });
+
+  it("exits 2 saying so when --agents names no folder", async () => {
+    const child = spawnTroupeMcp(["--agents", "no-such-team"]);
+    const exited = once(child, "close");
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+
+    expect(await exited).toEqual([2, null]);
+    expect(stderr).toBe("troupe mcp: --agents no-such-team: no such folder (name a folder of agent.yaml files, or give --no-agents for the built-in agents only)\n");
   });
 
   it("answers a bad flag with exit code 2 and the usage", async () => {

@@ -332,8 +332,10 @@ describe("troupe serve under attack", () => {
     const started = performance.now();
     const metrics = await served.call("GET", "/metrics");
     expect(performance.now() - started).toBeLessThan(HEALTH_WITHIN_MS);
-    // The runtime's two agents, the witness and the registered ones.
-    expect(metrics.body.agents.known).toBe(agentCount + 3);
+    // The runtime's agents (the built-in ones and the bundled team's, served from the project's folder), the witness and the registered ones.
+    const runtimeAgents = (await served.call("GET", "/health")).body.bridge.agents as number;
+    const known = runtimeAgents + 1 + agentCount;
+    expect(metrics.body.agents.known).toBe(known);
     const firstPage = await served.call("GET", "/agents");
     expect(firstPage.body.agents).toHaveLength(100);
     expect(firstPage.body.next_cursor).toBeDefined();
@@ -345,7 +347,7 @@ describe("troupe serve under attack", () => {
       for (const agent of page.body.agents) seen.add(agent.agent_id);
       cursor = page.body.next_cursor;
     } while (cursor !== undefined);
-    expect(seen.size).toBe(agentCount + 3);
+    expect(seen.size).toBe(known);
     await expectStillServing(served);
     await witness.expectKept();
   }, 30_000);
