@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
 import type { Tool } from "./tool.js";
-import { zodTool } from "./zod-tool.js";
+import { defineTool } from "./define-tool.js";
 
 /** The tool's name, as the model calls it. */
 export const DELEGATE_TOOL_NAME = "delegate_to_agent";
@@ -38,7 +38,7 @@ export function delegateToAgentTool(targets: readonly DelegateTarget[], options:
   const repeated = ids.find((id, index) => ids.indexOf(id) !== index);
   if (repeated !== undefined) throw new BridgeError("CONFIG", `${DELEGATE_TOOL_NAME}: agent ${repeated} is listed twice`, { field: "targets" });
   const roster = targets.map((target) => `${target.id}${target.description === undefined ? "" : `: ${target.description}`}`).join("; ");
-  return zodTool({
+  return defineTool({
     name: DELEGATE_TOOL_NAME,
     description: `Hand a task to another agent and get its answer. Write the task so that it stands alone: the agent sees nothing else of this conversation. Agents: ${roster}.`,
     parameters: z.strictObject({

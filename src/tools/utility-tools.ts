@@ -7,7 +7,7 @@ import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { evaluateArithmetic, MAX_EXPRESSION_LENGTH } from "./arithmetic.js";
 import type { Tool } from "./tool.js";
-import { zodTool } from "./zod-tool.js";
+import { defineTool } from "./define-tool.js";
 
 /** The longest text `word_count`, `json_check` and `diff_stats` take, in characters. */
 export const MAX_TOOL_TEXT_LENGTH = 1_000_000;
@@ -18,7 +18,7 @@ const text = (what: string) => z.string().max(MAX_TOOL_TEXT_LENGTH).describe(wha
 
 /** `current_time`: the time now, in UTC and, with `timeZone`, in that IANA zone. */
 export function currentTimeTool(clock: Clock = systemClock): Tool {
-  return zodTool({
+  return defineTool({
     name: "current_time",
     description: "The current date and time: ISO 8601 in UTC, and written out in a time zone (default UTC).",
     parameters: z.strictObject({ timeZone: z.string().min(1).max(64).optional().describe('an IANA time zone, e.g. "Europe/Paris"') }),
@@ -37,7 +37,7 @@ export function currentTimeTool(clock: Clock = systemClock): Tool {
 
 /** `calculate`: an arithmetic expression's value. */
 export function calculateTool(): Tool {
-  return zodTool({
+  return defineTool({
     name: "calculate",
     description: "Evaluate an arithmetic expression exactly as written: + - * / % ^, parentheses, pi, e, sqrt, abs, round, floor, ceil, min, max.",
     parameters: z.strictObject({ expression: z.string().min(1).max(MAX_EXPRESSION_LENGTH).describe('e.g. "(1200 * 0.15) / 4"') }),
@@ -47,7 +47,7 @@ export function calculateTool(): Tool {
 
 /** `word_count`: words, characters and lines of a text. */
 export function wordCountTool(): Tool {
-  return zodTool({
+  return defineTool({
     name: "word_count",
     description: "Count the words, characters and lines of a text (e.g. to keep copy within a length).",
     parameters: z.strictObject({ text: text("the text to count") }),
@@ -68,7 +68,7 @@ function jsonTypeOf(value: unknown): string {
 
 /** `json_check`: whether a text is JSON, and its shape. */
 export function jsonCheckTool(): Tool {
-  return zodTool({
+  return defineTool({
     name: "json_check",
     description: "Check that a text is valid JSON; say where it is not, or what its top-level value is (type, keys or length).",
     parameters: z.strictObject({ text: text("the JSON text to check") }),
@@ -89,7 +89,7 @@ export function jsonCheckTool(): Tool {
 
 /** `diff_stats`: the files of a unified diff and the lines each adds and removes. */
 export function diffStatsTool(): Tool {
-  return zodTool({
+  return defineTool({
     name: "diff_stats",
     description: "Summarise a unified diff (git diff): the files it changes and the lines each adds and removes.",
     parameters: z.strictObject({ diff: text("the unified diff") }),
