@@ -9,6 +9,7 @@ import { listAgentFiles, loadAgentTeam } from "../agents/yaml/load-team.js";
 import { BridgeError } from "../errors.js";
 import type { WorkerConfig } from "../executors/worker.js";
 import { utilityTools } from "../tools/utility-tools.js";
+import { conversationTools } from "../conversations/conversation-tools.js";
 import { defaultAgents, type DefaultAgents } from "./default-agents.js";
 
 /** The folder read when `--agents` is not given, relative to the working directory. */
@@ -61,7 +62,8 @@ export function serverAgents(option: AgentsOption, workers: readonly WorkerConfi
   const builtIn = defaultAgents();
   const dir = teamFolder(option);
   if (dir === undefined) return builtIn;
-  const tools = utilityTools();
+  // Files may name the utility tools and the conversation tools (every agent has the latter anyway).
+  const tools = [...utilityTools(), ...conversationTools];
   const takenIds = new Map<string, string>([
     ...builtIn.agents.map((agent): [string, string] => [agent.id, "a built-in agent"]),
     ...workers.map((worker): [string, string] => [worker.id, "a worker of --config"]),

@@ -117,7 +117,7 @@ describe("troupe agents", () => {
 
       expect(broken).toMatchObject({ code: 2, stdout: "" });
       expect(broken.stderr).toBe(
-        `troupe agents: ${join(team, "backend.yaml")}:4: capabilities[0].tools[1]: unknown tool "deploy" (known: calculate, current_time, diff_stats, json_check, word_count)\n`,
+        `troupe agents: ${join(team, "backend.yaml")}:4: capabilities[0].tools[1]: unknown tool "deploy" (known: calculate, capability_state_get, capability_state_set, current_time, diff_stats, json_check, memory_delete, memory_list, memory_save, memory_search, word_count)\n`,
       );
       expect(missing).toMatchObject({ code: 2, stdout: "" });
       expect(missing.stderr).toBe(

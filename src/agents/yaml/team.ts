@@ -6,6 +6,7 @@
 import { BridgeError } from "../../errors.js";
 import type { Provider } from "../../providers/provider.js";
 import { ProviderRegistry } from "../../providers/registry.js";
+import { conversationTools } from "../../conversations/conversation-tools.js";
 import { delegateToAgentTool, type DelegateTarget } from "../../tools/delegate-to-agent.js";
 import type { Tool } from "../../tools/tool.js";
 import { MultiProviderCompanionAgent } from "../multi-provider-agent.js";
@@ -106,7 +107,10 @@ export function buildTeam(team: AgentTeam, options: BuildTeamOptions): BuiltTeam
     ...(options.delegateTargets ?? []),
   ];
   const defaultTools = [...toolsFor([defaultSpec, ...inlined]), ...(targets.length === 0 ? [] : [delegateToAgentTool(targets)])];
-  const agentOf = (spec: AgentSpec, merged: readonly AgentSpec[], tools: Tool[]): MultiProviderCompanionAgent => {
+  // Long-term memory and capability state are always there (SPEC §4), besides the tools the files name.
+  const withConversationTools = (tools: Tool[]): Tool[] => [...tools, ...conversationTools.filter((tool) => !tools.some((named) => named.name === tool.name))];
+  const agentOf = (spec: AgentSpec, merged: readonly AgentSpec[], named: Tool[]): MultiProviderCompanionAgent => {
+    const tools = withConversationTools(named);
     const systemPrompt = systemPromptOf(spec, merged);
     const defaultProviderId = spec.provider ?? options.defaultProviderId;
     return new MultiProviderCompanionAgent({
