@@ -33,13 +33,11 @@ export function heard(agentId: string, prompt: string, historyLength: number): s
 
 /** An agent answering with the mock provider: `heard(...)`, unless a script is given. */
 export function teamAgent(id: string, conversation?: ConversationSettings, script?: MockScript): Agent {
-  const agent: Agent = createMultiProviderAgent({
+  return createMultiProviderAgent({
     id,
     providers: [mock({ script: script ?? ((ctx: PromptContext) => ({ text: heard(id, ctx.prompt, ctx.history.length) })) })],
+    ...(conversation === undefined ? {} : { conversation }),
   });
-  // Set on the agent itself: `MultiProviderCompanionAgent` does not keep its config's `conversation` yet (see the report of issue 12).
-  if (conversation !== undefined) agent.conversation = conversation;
-  return agent;
 }
 
 /** A started runtime on a simulated clock, stopped after the test. */
