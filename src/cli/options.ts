@@ -46,7 +46,7 @@ export function logLevelOption(defaultLevel: CliLogLevel): Option {
 export function agentsOption(): Option {
   return new Option(
     "--agents <dir>",
-    "a folder of agent.yaml files to run as a team next to the built-in agents (default: ./agents when it holds any; docs/agents.md)",
+    "a folder of agent.yaml files to run as a team next to the built-in agents (default: ./agents when it holds any; docs/agent-yaml.md)",
   );
 }
 

@@ -160,6 +160,16 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     for (const name of ["design", "implementation", "review"]) expect(await stepStatus(name)).toBe("done");
   });
 
+  it("talks to the agents as a user does, through POST /converse", async () => {
+    const conversation = page.getByTestId("conversation");
+    await conversation.getByLabel("Message").fill("@echo hello there");
+    await page.getByTestId("send-message").click();
+    await expect.poll(() => conversation.getByTestId("turn-agent").last().textContent()).toBe("echo");
+    expect(await conversation.getByTestId("turn-text").last().textContent()).toContain("hello there");
+    // Its session is selected: the tree and the chart show it, idle.
+    await page.locator('.chart .drawing g.state.active[data-state="idle"]').waitFor();
+  });
+
   it("stays usable with 1,000 live sessions (timings printed)", async () => {
     const bridge = bridgeOf();
     const started = performance.now();

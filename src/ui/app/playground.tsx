@@ -1,5 +1,5 @@
 /**
- * The playground: pick an agent, open a session, prompt it and watch the answer stream (its `prompt.delta`
+ * The playground: talk to the team as a user does (`POST /converse`), or pick an agent, open a session, prompt it and watch the answer stream (its `prompt.delta`
  * events) while its actor moves busy → idle in the tree and the chart; start a workflow from a form.
  * Everything goes through the bus's own API: `POST /bridge/*` and `POST /sessions`.
  */
@@ -191,6 +191,82 @@ function WorkflowForm({ agents, onStarted }: { agents: AgentDescriptor[]; onStar
   );
 }
 
+interface ConverseResult {
+  agentId: string;
+  sessionId: string;
+  text: string;
+  handoffs: string[];
+}
+
+interface Turn {
+  text: string;
+  threadId: string;
+  answer?: ConverseResult;
+  error?: string;
+}
+
+/** A conversation as a person has it (`POST /converse`): `@agent` addresses an agent, threads keep their own. */
+function ConversationPanel({ onSelect }: { onSelect(id: string): void }) {
+  const [userId, setUserId] = useState("you");
+  const [threadId, setThreadId] = useState("main");
+  const [text, setText] = useState("");
+  const [turns, setTurns] = useState<Turn[]>([]);
+  const pending = turns.some((turn) => turn.answer === undefined && turn.error === undefined);
+  const send = (event: Event): void => {
+    event.preventDefault();
+    if (text.trim() === "") return;
+    const turn: Turn = { text, threadId };
+    setTurns((all) => [...all, turn]);
+    setText("");
+    const settle = (change: Partial<Turn>): void => setTurns((all) => all.map((each) => (each === turn ? { ...each, ...change } : each)));
+    api<ConverseResult>("POST", "/converse", { userId, threadId, text }).then(
+      (answer) => {
+        settle({ answer });
+        onSelect(answer.sessionId);
+      },
+      (failure: Error) => settle({ error: failure.message }),
+    );
+  };
+  return (
+    <form class="card conversation" onSubmit={send} data-testid="conversation">
+      <h3>Conversation</h3>
+      <div class="line">
+        <label>
+          User <input value={userId} size={8} onInput={(event) => setUserId(event.currentTarget.value)} aria-label="User" />
+        </label>
+        <label>
+          Thread <input value={threadId} size={8} onInput={(event) => setThreadId(event.currentTarget.value)} aria-label="Thread" />
+        </label>
+      </div>
+      <ol class="turns">
+        {turns.map((turn) => (
+          <li class="turn" data-testid="turn">
+            <p class="said">
+              <span class="hint">{turn.threadId} ›</span> {turn.text}
+            </p>
+            {turn.answer !== undefined ? (
+              <p class="answered">
+                <strong data-testid="turn-agent">{turn.answer.agentId}</strong>
+                {turn.answer.handoffs.length === 0 ? "" : <span class="hint"> (asked {turn.answer.handoffs.join(", ")})</span>}: <span data-testid="turn-text">{turn.answer.text}</span>
+              </p>
+            ) : turn.error !== undefined ? (
+              <p class="error">{turn.error}</p>
+            ) : (
+              <p class="hint">…</p>
+            )}
+          </li>
+        ))}
+      </ol>
+      <div class="line">
+        <input class="grow" value={text} onInput={(event) => setText(event.currentTarget.value)} placeholder="Message; @agent to address one" aria-label="Message" />
+        <button type="submit" disabled={pending || text.trim() === ""} data-testid="send-message">
+          Send
+        </button>
+      </div>
+    </form>
+  );
+}
+
 export function Playground({ model, onSelect, onWorkflow }: { model: Model; onSelect(id: string): void; onWorkflow(id: string): void }) {
   const [agents, setAgents] = useState<AgentDescriptor[]>([]);
   const [error, setError] = useState<string>();
@@ -206,6 +282,7 @@ export function Playground({ model, onSelect, onWorkflow }: { model: Model; onSe
         <h2>Playground</h2>
         {error === undefined ? null : <span class="error">{error}</span>}
       </header>
+      <ConversationPanel onSelect={onSelect} />
       <SessionPanel model={model} agents={agents} onSelect={onSelect} />
       <WorkflowForm agents={agents} onStarted={onWorkflow} />
     </section>

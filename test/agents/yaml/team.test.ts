@@ -1,5 +1,5 @@
 /**
- * A loaded team made into agents: the bundled team routes as docs/agents.md says, the default agent carries
+ * A loaded team made into agents: the bundled team routes as docs/agent-yaml.md says, the default agent carries
  * its own and the inlined agents' capability prompts, a delegated agent its own system prompt, model and
  * provider, each answering through a runtime.
  */
