@@ -20,7 +20,7 @@ export interface ServeOptions {
   apiKey?: string;
   /** `--agent-auth token|shared`; default: shared on a loopback host, token on any other. */
   agentAuth?: "token" | "shared";
-  /** From `--config <file.json>`: ACP workers to run and the bus's limits. */
+  /** From `--config <file.json>`: ACP workers to run, remote A2A agents to use and the bus's limits. */
   config?: ServerConfig;
   /** `--data DIR` (default `./.troupe`): where the SQLite store lives; `undefined` with `--in-memory`. */
   dataDir?: string;
@@ -45,6 +45,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     agents,
     defaultAgentId,
     workers: options.config?.workers ?? [],
+    a2aAgents: options.config?.a2aAgents ?? [],
     ...(dataDir === undefined ? {} : { store: () => openSqliteStore({ dir: dataDir, ...(encryptionKey === undefined ? {} : { encryptionKey }) }) }),
     ...(limits.maxWorkflowSessions === undefined ? {} : { maxWorkflowSessions: limits.maxWorkflowSessions }),
   });
