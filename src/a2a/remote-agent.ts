@@ -13,14 +13,12 @@ import type { PromptReply } from "../../machines/session.machine.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import type { A2aAgentConfig } from "./config.js";
 import { textMessage, textOfParts } from "./parts.js";
+import { INPUT_REQUIRED_STOP_REASON } from "./stop-reasons.js";
 
 /** How long a cancelled prompt keeps reading its stream for the id of the task to cancel, when it had none yet. */
 const CANCEL_GRACE_MS = 5_000;
 /** How long `tasks/cancel` may take before troupe stops waiting for it. */
 const CANCEL_TIMEOUT_MS = 5_000;
-
-/** The stop reason of a reply whose task waits for the user's input (A2A's `input-required`). */
-export const INPUT_REQUIRED_STOP_REASON = "input_required";
 
 /** Where a session is in its A2A context: the context the agent gave it, and the task that waits for input. */
 export interface ContextBinding {
