@@ -25,7 +25,7 @@ import {
 } from "@a2a-js/sdk/server";
 import type { CommunicationBus } from "../bus/bus.js";
 import { pageOf, pageRequestOf } from "../bus/pagination.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, toBridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { HttpAnswer, type RouteRequest } from "../server/http-server.js";
 import { agentCardOf, agentUrlOf, type CardSubject } from "./agent-cards.js";
@@ -130,9 +130,12 @@ export class A2aServer {
     try {
       body = await request.readBody();
     } catch (error) {
-      // A body over the size limit is refused as every route refuses one (413); a malformed one as JSON-RPC does.
-      if (error instanceof BridgeError && error.details["limitBytes"] !== undefined) throw error;
-      return writeJson(res, 200, this.errorEnvelope(null, new RequestMalformedError(error instanceof Error ? error.message : String(error))));
+      // A body over the size limit is refused as every route refuses one (413); one that is no JSON, or nested
+      // too deep, as the SDK's Express adapter answers a body it cannot parse.
+      const failure = toBridgeError(error);
+      if (failure.details["limitBytes"] !== undefined) throw failure;
+      const invalid = failure.details["limit"] === undefined ? { code: A2A_ERROR_CODE.PARSE_ERROR, message: `Invalid JSON payload: ${failure.message}` } : undefined;
+      return writeJson(res, 200, invalid === undefined ? this.errorEnvelope(null, new RequestMalformedError(failure.message)) : { jsonrpc: "2.0", id: null, error: invalid });
     }
     const version = request.header(A2A_VERSION_HEADER);
     const legacy = (version || A2A_LEGACY_PROTOCOL_VERSION) === A2A_LEGACY_PROTOCOL_VERSION;
