@@ -26,12 +26,21 @@ function textOfPart(part: Part): string {
   }
 }
 
-/** The text of a list of parts, one part a line. */
+/**
+ * The text of a list of parts: text parts run on (an artifact streamed in pieces is one part per piece once
+ * stored), other parts each on a line of their own.
+ */
 export function textOfParts(parts: readonly Part[]): string {
-  return parts
-    .map(textOfPart)
-    .filter((text) => text !== "")
-    .join("\n");
+  let text = "";
+  let previousWasText = true;
+  for (const part of parts) {
+    const isText = part.content?.$case === "text";
+    const piece = textOfPart(part);
+    if (piece === "") continue;
+    text += text === "" || (isText && previousWasText) ? piece : `\n${piece}`;
+    previousWasText = isText;
+  }
+  return text;
 }
 
 /** Whether any part carries text a prompt can be made of (text or data). */
