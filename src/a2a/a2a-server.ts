@@ -166,14 +166,16 @@ export class A2aServer {
   }
 
   /**
-   * Refuses new requests, ends the streams being written and closes every context's session: the prompts still
-   * running are cancelled, and their tasks end `canceled`.
+   * Refuses new requests and closes every context's session: the prompts still running are cancelled, and their
+   * tasks end `canceled` (their streams say so, then end); streams still open after that are ended.
    */
   async close(): Promise<void> {
     this.closed = true;
+    await this.contexts.closeAll();
+    // The cancelled tasks' last events are written in the turns that follow.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     for (const res of this.streams) res.end();
     this.streams.clear();
-    await this.contexts.closeAll();
   }
 
   /**

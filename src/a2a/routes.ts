@@ -1,8 +1,9 @@
 /**
  * The A2A routes of the bus (docs/a2a.md): `GET /a2a` (a directory of the agents served, with their cards),
  * each agent's card at `GET /a2a/<agentId>/.well-known/agent-card.json`, and its JSON-RPC endpoint at
- * `POST /a2a/<agentId>/`. Cards are open, as A2A discovery expects; every call needs the bus key, as the
- * cards declare. The SDK is loaded with the first A2A request (./a2a-server.ts), not with the bus.
+ * `POST /a2a/<agentId>/`. Every one needs the bus key, as every route but `GET /health` does and as the cards
+ * declare (docs/a2a.md says why cards are not public). The SDK is loaded with the first A2A request
+ * (./a2a-server.ts), not with the bus.
  */
 import type { CommunicationBus } from "../bus/bus.js";
 import { BridgeError } from "../errors.js";
@@ -36,13 +37,11 @@ export class A2aEndpoint {
       {
         method: "GET",
         path: /^\/a2a\/?$/,
-        open: true,
         handle: async (request) => (await this.served()).directory(request),
       },
       {
         method: "GET",
         path: /^\/a2a\/([^/]+)\/\.well-known\/agent-card\.json$/,
-        open: true,
         handle: async (request) => (await this.served()).card(decoded(request.params[0], "agentId"), request),
       },
       {

@@ -3,7 +3,7 @@
  * URL (with the bus key, or without), messages, and reading tasks and streams.
  */
 import { AgentCard, Role, TaskState, type Part, type SendMessageRequest, type StreamResponse, type Task } from "@a2a-js/sdk";
-import { ClientFactory, JsonRpcTransportFactory, type Client } from "@a2a-js/sdk/client";
+import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from "@a2a-js/sdk/client";
 import { TEST_KEY } from "../bus/support.js";
 
 /** A fetch that sends `headers` with every request. */
@@ -18,7 +18,10 @@ export function fetchWith(headers: Record<string, string>): typeof fetch {
 /** A client for the agent at `url` (its card is read from it), sending the test key unless `key` says otherwise. */
 export async function clientFor(url: string, { key = TEST_KEY, legacy = false }: { key?: string | null; legacy?: boolean } = {}): Promise<Client> {
   const fetchImpl = key === null ? fetch : fetchWith({ "x-agent-api-key": key });
-  const factory = new ClientFactory({ transports: [new JsonRpcTransportFactory({ fetchImpl, legacyCompat: { enabled: legacy } })] });
+  const factory = new ClientFactory({
+    transports: [new JsonRpcTransportFactory({ fetchImpl, legacyCompat: { enabled: legacy } })],
+    cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
+  });
   if (!legacy) return factory.createFromUrl(url);
   // The card lists v1.0 first: keeping only its v0.3 interface makes the client speak v0.3.
   const card = AgentCard.fromJSON(await (await fetchImpl(new URL(".well-known/agent-card.json", url))).json());

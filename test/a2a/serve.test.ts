@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { createMultiProviderAgent, openAI, type Agent, type RuntimeEvent } from "../../src/index.js";
 import { AGENT_CARD_PATH } from "../../src/a2a/routes.js";
 import { chatReply, startOpenAIFake } from "../fakes/openai-fake.js";
-import { call, connect, register, until } from "../bus/support.js";
+import { call, connect, register, TEST_KEY, until } from "../bus/support.js";
 import { createControlledAgent } from "../support/controlled-agent.js";
 import { rejectionOf } from "../support/runtime.js";
 import { fixtureWorker } from "../support/workers.js";
@@ -51,12 +51,13 @@ function nextEvent(on: (listener: (event: RuntimeEvent) => void) => () => void, 
 }
 
 describe("troupe serving A2A", () => {
-  it("serves each agent's card at its well-known path and a directory of them at /a2a, both without the key", async () => {
+  it("serves each agent's card at its well-known path and a directory of them at /a2a, behind the key", async () => {
     const { bus } = await startRuntimeBus({ agents: [countingAgent("writer", ["writing", "editing"])], workers: [fixtureWorker("coder")] });
     await register(bus, QA);
+    const withKey = { headers: { "x-agent-api-key": TEST_KEY } };
 
-    const card = await fetch(`${bus.url}/a2a/writer/${AGENT_CARD_PATH}`);
-    const directory = await fetch(`${bus.url}/a2a`);
+    const card = await fetch(`${bus.url}/a2a/writer/${AGENT_CARD_PATH}`, withKey);
+    const directory = await fetch(`${bus.url}/a2a`, withKey);
 
     expect(AGENT_CARD_PATH).toBe(SDK_AGENT_CARD_PATH);
     expect(card.status).toBe(200);
@@ -88,7 +89,9 @@ describe("troupe serving A2A", () => {
       [QA, `${bus.url}/a2a/${encodeURIComponent(QA)}/`],
     ]);
     expect(agents[2]!.card.name).toBe(QA);
-    expect((await fetch(`${bus.url}/a2a/nobody/${AGENT_CARD_PATH}`)).status).toBe(404);
+    expect((await fetch(`${bus.url}/a2a/nobody/${AGENT_CARD_PATH}`, withKey)).status).toBe(404);
+    expect((await fetch(`${bus.url}/a2a/writer/${AGENT_CARD_PATH}`)).status).toBe(401);
+    expect((await fetch(`${bus.url}/a2a`)).status).toBe(401);
   });
 
   it("answers a message with a completed task whose artifact is the answer, as the SDK's client reads it", async () => {
@@ -237,18 +240,19 @@ describe("troupe serving A2A", () => {
     expect(controlled.prompts[1]!.ctx.session.sessionId).toBe(controlled.prompts[0]!.ctx.session.sessionId);
   });
 
-  it("refuses a client without the key, as the card declares, with 401", async () => {
+  it("refuses a client without the key, or with a wrong one, with 401, as the card declares", async () => {
     const { bus } = await startRuntimeBus({ agents: [countingAgent("writer")] });
-    const client = await clientFor(`${bus.url}/a2a/writer/`, { key: null });
-    const wrongKey = await clientFor(`${bus.url}/a2a/writer/`, { key: "wrong-key" });
+    const client = await clientFor(`${bus.url}/a2a/writer/`);
 
-    const refused = await rejectionOf(client.sendMessage(message("Let me in")));
-    const refusedAgain = await rejectionOf(wrongKey.sendMessage(message("Let me in")));
+    const withoutKey = await rejectionOf(clientFor(`${bus.url}/a2a/writer/`, { key: null }));
+    const wrongKey = await rejectionOf(clientFor(`${bus.url}/a2a/writer/`, { key: "wrong-key" }));
+    const sent = await call(bus, "POST", "/a2a/writer/", { jsonrpc: "2.0", id: 1, method: "SendMessage", params: {} }, { "x-agent-api-key": "" });
 
-    expect(refused.message).toContain("Status: 401");
-    expect(refusedAgain.message).toContain("Status: 401");
-    const raw = await call(bus, "POST", "/a2a/writer/", { jsonrpc: "2.0", id: 1, method: "SendMessage", params: {} }, { "x-agent-api-key": "" });
-    expect(raw).toMatchObject({ status: 401, body: { error: { type: "AUTH" } } });
+    expect(withoutKey.message).toMatch(/Failed to fetch Agent Card .*: 401/);
+    expect(wrongKey.message).toMatch(/Failed to fetch Agent Card .*: 401/);
+    expect(sent).toMatchObject({ status: 401, body: { error: { type: "AUTH" } } });
+    const card = await client.getAgentCard();
+    expect(card.securityRequirements).toEqual([{ schemes: { troupeBusKey: { list: [] } } }]);
   });
 
   it("speaks v0.3 through the SDK's compatibility layer", async () => {
@@ -334,5 +338,48 @@ describe("A2A contexts", () => {
 
     expect(answerOf(next)).toBe("B: turn 1");
     expect(runtime.health().sessions.total).toBe(1);
+  });
+});
+
+describe("A2A task states", () => {
+  it("follow the session: a task queued behind another of its context stays submitted until its prompt starts", async () => {
+    const controlled = createControlledAgent("slow");
+    const { bus, runtime } = await startRuntimeBus({ agents: [controlled.agent] });
+    const client = await clientFor(`${bus.url}/a2a/slow/`);
+    const first = client.sendMessageStream(message("first"));
+    const { value: opened } = await first.next();
+    const contextId = (opened as StreamResponse).payload?.$case === "task" ? ((opened as StreamResponse).payload!.value as { contextId: string }).contextId : "";
+
+    const second = client.sendMessageStream(message("second", { contextId }));
+    const { value: queued } = await second.next();
+    const queuedTask = (queued as StreamResponse).payload!.value as { id: string };
+    await until(() => controlled.prompts.length === 1);
+    const whileQueued = await client.getTask({ tenant: "", id: queuedTask.id, historyLength: undefined });
+    const sessionId = controlled.prompts[0]!.ctx.session.sessionId;
+    expect((await runtime.bridge.sessionsStatus({ sessionId })).queued).toBe(1);
+    controlled.current().reply({ text: "one" });
+    await until(() => controlled.prompts.length === 2);
+    controlled.current().reply({ text: "two" });
+    const rest = await collect(second);
+    await collect(first);
+
+    expect(describeEvent(queued as StreamResponse)).toBe("task:submitted");
+    expect(stateName(whileQueued.status?.state)).toBe("submitted");
+    expect(rest.map(describeEvent)).toEqual(["status:working", "artifact:replace:two", "status:completed"]);
+  });
+
+  it("end canceled when the bus stops: the contexts' sessions close, and the open streams end", async () => {
+    const controlled = createControlledAgent("slow");
+    const { bus, runtime } = await startRuntimeBus({ agents: [controlled.agent] });
+    const client = await clientFor(`${bus.url}/a2a/slow/`);
+    const stream = client.sendMessageStream(message("never answered"));
+    await stream.next();
+    await until(() => controlled.prompts.length === 1);
+
+    await bus.stop();
+    const rest = await collect(stream);
+
+    expect(rest.map(describeEvent)).toEqual(["status:working", "status:canceled"]);
+    expect(runtime.health().sessions.total).toBe(0);
   });
 });
