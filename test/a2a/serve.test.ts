@@ -151,6 +151,8 @@ describe("troupe serving A2A", () => {
     expect(got).toMatchObject({ id: sent.id, contextId: sent.contextId, status: { state: TaskState.TASK_STATE_COMPLETED } });
     expect(answerOf(got)).toBe("Keep this: turn 1");
     expect(unknown.name).toBe("TaskNotFoundError");
+    const listed = await client.listTasks({ tenant: "", contextId: sent.contextId, status: TaskState.TASK_STATE_UNSPECIFIED, pageToken: "", statusTimestampAfter: undefined });
+    expect(listed.tasks.map((each) => each.id)).toEqual([sent.id]);
   });
 
   it("cancels a task through sessions_cancel: the provider's HTTP connection closes and the task ends canceled", async () => {
@@ -291,6 +293,24 @@ describe("troupe serving A2A", () => {
       message_type: "task_request",
       payload: { prompt: "the patch", a2a: { context_id: reviewed.contextId, task_id: reviewed.id } },
     });
+  });
+
+  it("cancels a remote WebSocket agent's task: the agent is told, the task ends canceled", async () => {
+    const { bus } = await startRuntimeBus();
+    await register(bus, QA);
+    const qa = await connect(bus, QA, { onMessage: (envelope) => void qa.received.push(envelope) });
+    const remote = await clientFor(`${bus.url}/a2a/${encodeURIComponent(QA)}/`);
+
+    const stream = remote.sendMessageStream(message("a long review"));
+    const { value: opened } = await stream.next();
+    const taskId = ((opened as StreamResponse).payload!.value as { id: string }).id;
+    await until(() => qa.received.length === 1);
+    const cancelled = await remote.cancelTask({ tenant: "", id: taskId, metadata: undefined });
+    await until(() => qa.received.length === 2);
+
+    expect(stateName(cancelled.status?.state)).toBe("canceled");
+    expect(qa.received[1]).toMatchObject({ message_type: "status_update", payload: { status: "cancelled" }, metadata: { in_reply_to: qa.received[0]!.message_id } });
+    expect((await collect(stream)).map(describeEvent)).toEqual(["status:working", "status:canceled"]);
   });
 
   it("answers an agent it does not serve with 404", async () => {
