@@ -134,8 +134,8 @@ export class A2aServer {
       // too deep, as the SDK's Express adapter answers a body it cannot parse.
       const failure = toBridgeError(error);
       if (failure.details["limitBytes"] !== undefined) throw failure;
-      const invalid = failure.details["limit"] === undefined ? { code: A2A_ERROR_CODE.PARSE_ERROR, message: `Invalid JSON payload: ${failure.message}` } : undefined;
-      return writeJson(res, 200, invalid === undefined ? this.errorEnvelope(null, new RequestMalformedError(failure.message)) : { jsonrpc: "2.0", id: null, error: invalid });
+      if (failure.details["limit"] !== undefined) return writeJson(res, 200, this.errorEnvelope(null, new RequestMalformedError(failure.message)));
+      return writeJson(res, 200, { jsonrpc: "2.0", id: null, error: { code: A2A_ERROR_CODE.PARSE_ERROR, message: `Invalid JSON payload: ${failure.message}` } });
     }
     const version = request.header(A2A_VERSION_HEADER);
     const legacy = (version || A2A_LEGACY_PROTOCOL_VERSION) === A2A_LEGACY_PROTOCOL_VERSION;

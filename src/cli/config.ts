@@ -1,7 +1,8 @@
 /**
  * The server's configuration file (`troupe serve --config troupe.json`): JSON, validated at load. It holds the
- * ACP workers to run (`workers`), the remote A2A agents to use (`a2aAgents`) and the bus's limits and timings (`bus`). Paths in it are relative to the
- * file's folder, so a configuration works from wherever the server is started.
+ * ACP workers to run (`workers`), the remote A2A agents to use (`a2aAgents`) and the bus's limits and timings
+ * (`bus`). Paths in it are relative to the file's folder, so a configuration works from wherever the server is
+ * started.
  */
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
