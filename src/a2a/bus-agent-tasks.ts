@@ -27,9 +27,9 @@ interface PendingRequest {
   cancelled: boolean;
 }
 
-/** The requests of running tasks, by agent and task. */
+/** The requests of running tasks, by agent and task (a client may send more than one message into a task). */
 export class BusAgentTasks {
-  private readonly running = new Map<string, PendingRequest>();
+  private readonly running = new Map<string, Set<PendingRequest>>();
 
   constructor(
     private readonly bus: CommunicationBus,
@@ -51,7 +51,8 @@ export class BusAgentTasks {
     if (!hasPromptText(userMessage.parts)) return events.status(TaskState.TASK_STATE_REJECTED, "The message has no text: this agent reads text (or JSON data)");
     const key = `${agentId}\n${taskId}`;
     const request: PendingRequest = { messageId: `a2a_${randomUUID()}`, events, cancelled: false };
-    this.running.set(key, request);
+    const requests = this.running.get(key) ?? new Set<PendingRequest>();
+    this.running.set(key, requests.add(request));
     events.status(TaskState.TASK_STATE_WORKING);
     try {
       const sent = await this.bus.send(
@@ -75,20 +76,23 @@ export class BusAgentTasks {
       const failure = toBridgeError(error, "UPSTREAM");
       events.status(TaskState.TASK_STATE_FAILED, failure.message, { error: failure.toJSON() });
     } finally {
-      this.running.delete(key);
+      requests.delete(request);
+      if (requests.size === 0) this.running.delete(key);
     }
   }
 
-  /** Tells the agent nobody waits for its answer any more, and ends the task. */
+  /** Tells the agent nobody waits for its answers any more, and ends the task. */
   private cancel(agentId: string, taskId: string, bus: ExecutionEventBus): void {
-    const request = this.running.get(`${agentId}\n${taskId}`);
-    if (request === undefined) return new TaskEvents(bus, taskId, "", this.clock).status(TaskState.TASK_STATE_CANCELED);
-    request.cancelled = true;
-    this.bus
-      .send(this.envelope(agentId, `cancel_${randomUUID()}`, "status_update", { status: "cancelled", reason: "cancelled by the A2A client" }, request.messageId))
-      // The task is cancelled whatever the bus says (it may be stopping): the agent only misses the news.
-      .catch(() => undefined);
-    request.events.status(TaskState.TASK_STATE_CANCELED, "Cancelled by the client");
+    const requests = [...(this.running.get(`${agentId}\n${taskId}`) ?? [])];
+    if (requests.length === 0) return new TaskEvents(bus, taskId, "", this.clock).status(TaskState.TASK_STATE_CANCELED);
+    for (const request of requests) {
+      request.cancelled = true;
+      this.bus
+        .send(this.envelope(agentId, `cancel_${randomUUID()}`, "status_update", { status: "cancelled", reason: "cancelled by the A2A client" }, request.messageId))
+        // The task is cancelled whatever the bus says (it may be stopping): the agent only misses the news.
+        .catch(() => undefined);
+    }
+    requests[0]!.events.status(TaskState.TASK_STATE_CANCELED, "Cancelled by the client");
   }
 
   private envelope(agentId: string, messageId: string, type: "task_request" | "status_update", payload: Record<string, unknown>, inReplyTo?: string): EnvelopeInput {

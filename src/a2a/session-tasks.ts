@@ -22,9 +22,15 @@ import { TaskEvents } from "./task-events.js";
 /** Where the transport notes that the client streams (`SendStreamingMessage`): only then are deltas sent. */
 export const STREAMING_STATE_KEY = "troupe.a2a.streaming";
 
+/** A running task: what aborts its prompts, and how many of its messages run (a client may send more into it). */
+interface RunningTask {
+  cancel: AbortController;
+  turns: number;
+}
+
 /** The prompts of running tasks, by agent and task: what `tasks/cancel` aborts. */
 export class SessionTasks {
-  private readonly running = new Map<string, { cancel: AbortController; events: TaskEvents }>();
+  private readonly running = new Map<string, RunningTask>();
 
   constructor(
     private readonly runtime: Runtime,
@@ -48,8 +54,9 @@ export class SessionTasks {
     const { taskId, contextId, userMessage } = context;
     const events = new TaskEvents(bus, taskId, contextId, this.runtime.clock);
     const key = `${agentId}\n${taskId}`;
-    const cancel = new AbortController();
-    this.running.set(key, { cancel, events });
+    const running = this.running.get(key) ?? { cancel: new AbortController(), turns: 0 };
+    running.turns += 1;
+    this.running.set(key, running);
     events.submitted(context.task, userMessage);
     try {
       if (!hasPromptText(userMessage.parts)) return events.status(TaskState.TASK_STATE_REJECTED, "The message has no text: this agent reads text (or JSON data)");
@@ -67,7 +74,7 @@ export class SessionTasks {
       try {
         const reply = await this.runtime.bridge.sessionsPrompt(
           { sessionId, prompt: textOfParts(userMessage.parts), requestId },
-          { signal: cancel.signal, ...(context.context.state.get(STREAMING_STATE_KEY) === true ? { onDelta } : {}) },
+          { signal: running.cancel.signal, ...(context.context.state.get(STREAMING_STATE_KEY) === true ? { onDelta } : {}) },
         );
         if (reply.stopReason === INPUT_REQUIRED_STOP_REASON) return events.status(TaskState.TASK_STATE_INPUT_REQUIRED, reply.text);
         events.artifact(requestId, reply.text, false, true);
@@ -83,7 +90,8 @@ export class SessionTasks {
       if (failure.details.sessionValid === false) this.contexts.drop(agentId, contextId);
       events.status(TaskState.TASK_STATE_FAILED, failure.message, { error: failure.toJSON() });
     } finally {
-      this.running.delete(key);
+      running.turns -= 1;
+      if (running.turns === 0) this.running.delete(key);
     }
   }
 
