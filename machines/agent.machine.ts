@@ -7,7 +7,9 @@
  *   `AGENT.ONLINE` once its process answered `initialize`, `AGENT.OFFLINE` when the process exited and will
  *   restart, and `AGENT.UNAVAILABLE` when it crashed too often;
  * - a **remote** bus agent is told `AGENT.ONLINE` / `AGENT.OFFLINE` by the bus as its WebSocket connects and
- *   disconnects.
+ *   disconnects;
+ * - a remote **A2A** agent is told `AGENT.ONLINE` by its executor once its agent card was fetched, and
+ *   `AGENT.OFFLINE` when it cannot be reached.
  * The runtime tells it `WORK.STARTED` / `WORK.FINISHED` as each of its sessions starts and stops running a
  * prompt; it counts them and is `busy` while any runs. Every change is emitted as an `agent.*` event.
  */
@@ -15,7 +17,7 @@ import { assign, emit, enqueueActions, setup, type ActorRefFrom } from "xstate";
 import { workerMachine, workerSystemId, type WorkerInput } from "./worker.machine.js";
 
 /** Where an agent runs, which decides who tells it it is online. */
-export type AgentKind = "in-process" | "worker" | "remote";
+export type AgentKind = "in-process" | "worker" | "remote" | "a2a";
 
 /** The states of an agent. */
 export type AgentState = "offline" | "ready" | "busy" | "unavailable";
@@ -119,7 +121,7 @@ export const agentMachine = setup({
   },
   states: {
     offline: {
-      description: "Cannot be reached: a worker whose process is starting or restarting, a remote agent without a socket.",
+      description: "Cannot be reached: a worker whose process is starting or restarting, a remote agent without a socket, an A2A agent not reached.",
       always: { guard: "runsInProcess", target: "ready", actions: { type: "announce", params: { type: "agent.online" } } },
       on: {
         "AGENT.ONLINE": { target: "ready", actions: { type: "announce", params: { type: "agent.online" } } },

@@ -61,8 +61,8 @@ export interface AgentReply {
   usage?: Usage;
 }
 
-/** Why a model stopped. */
-export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" | "content_filter" | "cancelled";
+/** Why a model stopped; `input_required`: the agent asks something back, and the session's next prompt answers it (docs/a2a.md). */
+export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" | "content_filter" | "cancelled" | "input_required";
 
 /**
  * How conversations (`runtime.converse`, SPEC §4) use an agent: agent.yaml's `session:` block. Defaults:

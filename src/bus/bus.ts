@@ -31,6 +31,7 @@ import { uiRoutes } from "../ui/routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
 import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 import { McpHttpEndpoint } from "../mcp/streamable-http.js";
+import { A2aEndpoint } from "../a2a/routes.js";
 import { EventStream } from "../events/event-stream.js";
 import { EventSockets, isEventStreamUpgrade } from "../events/event-sockets.js";
 import type { ConverseRequest, ConverseResult } from "../conversations/conversations.js";
@@ -86,6 +87,8 @@ export class CommunicationBus {
   private http: HttpServer | undefined;
   /** `/mcp`: the bridge tools over MCP's Streamable HTTP. */
   private readonly mcp: McpHttpEndpoint;
+  /** `/a2a`: every agent as an A2A agent (docs/a2a.md). */
+  private readonly a2a: A2aEndpoint;
   private readonly tls: BusOptions["tls"];
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
@@ -194,6 +197,7 @@ export class CommunicationBus {
       },
     });
     this.mcp = new McpHttpEndpoint(this.runtime, { maxSessions: this.options.maxMcpSessions, sessionIdleMs: this.options.mcpSessionIdleMs });
+    this.a2a = new A2aEndpoint(this, this.runtime);
     this.events = new EventStream(this.runtime.hub, {
       bufferSize: this.options.eventBufferSize,
       bufferBytes: this.options.eventBufferBytes,
@@ -271,7 +275,7 @@ export class CommunicationBus {
           ...(this.options.requestBurstPerClient === undefined ? {} : { requestBurstPerClient: this.options.requestBurstPerClient }),
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
-        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime)],
+        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime), ...this.a2a.routes()],
         onUpgrade: (req, socket, head) =>
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.connections.handleUpgrade(req, socket, head),
       });
@@ -449,7 +453,7 @@ export class CommunicationBus {
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
     // MCP clients keep streams open; their sessions end here, so that closing the server need not wait for them.
-    await this.mcp.close();
+    await Promise.all([this.mcp.close(), this.a2a.close()]);
     await this.http?.close();
     await runtimeAgentsStopped;
     this.deliveries.stop();

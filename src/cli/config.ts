@@ -1,7 +1,8 @@
 /**
  * The server's configuration file (`troupe serve --config troupe.json`): JSON, validated at load. It holds the
- * ACP workers to run (`workers`) and the bus's limits and timings (`bus`). Paths in it are relative to the
- * file's folder, so a configuration works from wherever the server is started.
+ * ACP workers to run (`workers`), the remote A2A agents to use (`a2aAgents`) and the bus's limits and timings
+ * (`bus`). Paths in it are relative to the file's folder, so a configuration works from wherever the server is
+ * started.
  */
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
@@ -10,6 +11,7 @@ import { BridgeError } from "../errors.js";
 import { busLimitsSchema, type BusLimits } from "../bus/options.js";
 import { parseWith } from "../validation.js";
 import type { WorkerConfig } from "../executors/worker.js";
+import { a2aAgentSchema, type A2aAgentConfig } from "../a2a/config.js";
 
 const workerSchema = z.strictObject({
   id: z.string().min(1),
@@ -34,12 +36,15 @@ const workerSchema = z.strictObject({
 
 const configSchema = z.strictObject({
   workers: z.array(workerSchema).optional(),
+  a2aAgents: z.array(a2aAgentSchema).optional(),
   bus: busLimitsSchema.optional(),
 });
 
 /** What a configuration file may hold. */
 export interface ServerConfig {
   workers?: WorkerConfig[];
+  /** Remote A2A agents used as agents of the server (docs/a2a.md). */
+  a2aAgents?: A2aAgentConfig[];
   /** The bus's limits and timings (`BusOptions` without where it listens, its key and its agent auth). */
   bus?: BusLimits;
 }
@@ -88,6 +93,7 @@ export function loadServerConfig(path: string): ServerConfig {
   const folder = dirname(resolve(path));
   return {
     ...(config.workers === undefined ? {} : { workers: config.workers.map((worker) => resolveWorkerPaths(worker, folder)) }),
+    ...(config.a2aAgents === undefined ? {} : { a2aAgents: config.a2aAgents }),
     ...(config.bus === undefined ? {} : { bus: config.bus }),
   };
 }

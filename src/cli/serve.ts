@@ -21,7 +21,7 @@ export interface ServeOptions {
   apiKey?: string;
   /** `--agent-auth token|shared`; default: shared on a loopback host, token on any other. */
   agentAuth?: "token" | "shared";
-  /** From `--config <file.json>`: ACP workers to run and the bus's limits. */
+  /** From `--config <file.json>`: ACP workers to run, remote A2A agents to use and the bus's limits. */
   config?: ServerConfig;
   /** `--agents DIR` or `--no-agents` (false); default: `./agents` when it holds agent.yaml files. */
   agents?: AgentsOption;
@@ -49,6 +49,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     agents,
     defaultAgentId,
     workers,
+    a2aAgents: options.config?.a2aAgents ?? [],
     ...(dataDir === undefined ? {} : { store: () => openSqliteStore({ dir: dataDir, ...(encryptionKey === undefined ? {} : { encryptionKey }) }) }),
     ...(limits.maxWorkflowSessions === undefined ? {} : { maxWorkflowSessions: limits.maxWorkflowSessions }),
   });

@@ -1,7 +1,7 @@
 /**
  * The `Executor` interface: where agents run. The runtime owns sessions; an executor runs their prompts.
  */
-import type { AgentActorRef } from "../../machines/agent.machine.js";
+import type { AgentActorRef, AgentInput } from "../../machines/agent.machine.js";
 import type { PromptReply, RunPromptInput, SessionCloseReason, SessionInfo } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { BridgeError } from "../errors.js";
@@ -18,6 +18,8 @@ export interface AgentDescriptor {
   status: "ready" | "busy" | "unavailable";
   providers?: Array<{ id: string; models: string[] }>;
   defaultProvider?: string;
+  /** A remote A2A agent: where it is, and its agent card as fetched (none until it was reached). */
+  a2a?: { url: string; card?: Record<string, unknown> };
 }
 
 /** An agent as its executor describes it: everything but its status, which is its actor's. */
@@ -50,6 +52,8 @@ export interface Executor {
   readonly sessionsExpire: boolean;
   hasAgent(agentId: string): boolean;
   describeAgents(): AgentDescription[];
+  /** The input of an agent's actor (what kind it is, who tells it it is online); without it, an in-process agent's. */
+  agentInput?(agentId: string): AgentInput;
   /** Called once a session exists; a throw fails `sessions_create`. */
   openSession(session: SessionInfo): Promise<void>;
   /**
@@ -66,5 +70,7 @@ export interface Executor {
   closeSession(session: SessionInfo, reason: SessionCloseReason): Promise<void>;
   /** Called once by the runtime before it starts. */
   attach?(host: ExecutorHost): void;
+  /** Called once by `runtime.start()` once every agent's actor exists (to reach remote agents); never throws: what it cannot reach stays offline. */
+  start?(): Promise<void>;
   stop?(): Promise<void>;
 }

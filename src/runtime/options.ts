@@ -3,6 +3,7 @@
  */
 import type { InspectionEvent } from "xstate";
 import { z } from "zod";
+import type { A2aAgentConfig } from "../a2a/config.js";
 import type { Agent } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
@@ -21,6 +22,8 @@ export interface RuntimeOptions {
   executor?: Executor;
   /** Agents run as ACP worker processes (SPEC §2.5); more with `runtime.registerWorker`. */
   workers?: WorkerConfig[];
+  /** Remote A2A agents used as agents of this runtime (docs/a2a.md): their cards are fetched at `start()`. */
+  a2aAgents?: A2aAgentConfig[];
   /** How long a worker process gets after SIGTERM before SIGKILL at shutdown. Default 2000. */
   workerKillGraceMs?: number;
   /** How long `sessions_create` waits for a (re)starting worker. Default 15000. */
@@ -81,6 +84,6 @@ export type ResolvedLimits = z.infer<typeof limitsSchema>;
 
 /** Applies defaults and validates; a bad option is CONFIG naming it. */
 export function resolveLimits(options: RuntimeOptions): ResolvedLimits {
-  const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, workers: _workers, ...limits } = options;
+  const { agents: _agents, executor: _executor, clock: _clock, inspect: _inspect, workers: _workers, a2aAgents: _a2aAgents, ...limits } = options;
   return parseWith(limitsSchema, limits, "(arguments)");
 }

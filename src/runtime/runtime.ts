@@ -48,6 +48,7 @@ import type { AskReply } from "../agents/agent.js";
 import type { AgentDescription, Executor, PromptEmitter } from "../executors/executor.js";
 import { InProcessExecutor } from "../executors/in-process.js";
 import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
+import { A2aExecutor } from "../a2a/a2a-executor.js";
 import { VERSION } from "../version.js";
 import { busAgentIdOf, discoverStatusOf, runtimeAgentIdCandidates, workflowOfSession, type RuntimeBusAgent } from "./bus-agents.js";
 import { indexScheduler } from "./indexed-scheduler.js";
@@ -171,8 +172,9 @@ export class Runtime {
       killGraceMs: this.limits.workerKillGraceMs,
       startTimeoutMs: this.limits.workerStartTimeoutMs,
     });
-    // Order is precedence: an in-process agent wins over a worker with the same id.
+    // Order is precedence: an in-process agent wins over a worker with the same id, a worker over an A2A agent.
     this.executors = [new InProcessExecutor(options.agents ?? []), this.workers];
+    if (options.a2aAgents !== undefined && options.a2aAgents.length > 0) this.executors.push(new A2aExecutor(options.a2aAgents));
     if (options.executor) this.executors.push(options.executor);
     for (const executor of this.executors) {
       executor.attach?.({
@@ -302,6 +304,7 @@ export class Runtime {
     this.state = "running";
     actor.start();
     for (const { input } of this.describedAgents()) this.spawnAgent(input);
+    await Promise.all(this.executors.map((executor) => executor.start?.()));
     await this.restoreSessions(actor, storedSessions);
     await this.conversations.closeRestored(this.restored);
   }
@@ -924,8 +927,8 @@ export class Runtime {
   }
 
   /**
-   * Every agent once, the first executor winning an id, with the input of its actor (a custom executor's
-   * agents run in this process as far as their actors can tell).
+   * Every agent once, the first executor winning an id, with the input of its actor (the executor's, else an
+   * in-process agent's: a custom executor's agents run in this process as far as their actors can tell).
    */
   private describedAgents(): Array<{ agent: AgentDescription; input: AgentInput }> {
     const seen = new Set<string>();
@@ -935,7 +938,7 @@ export class Runtime {
         .filter((agent) => !seen.has(agent.id) && seen.add(agent.id))
         .map((agent) => ({
           agent,
-          input: executor === this.workers ? this.workers.agentInput(agent.id) : { agentId: agent.id, kind: "in-process" as const },
+          input: executor.agentInput?.(agent.id) ?? { agentId: agent.id, kind: "in-process" as const },
         })),
     );
   }

@@ -32,7 +32,7 @@ const REMOTE_ID = "codex://remote";
 /** Every restart of the worker comes this long after its crash. */
 const BACKOFF_MS = 100;
 /** Prompts running at once that the paths of each kind reach. */
-const MAX_WORK: Record<AgentKind, number> = { "in-process": 2, worker: 1, remote: 0 };
+const MAX_WORK: Record<AgentKind, number> = { "in-process": 2, worker: 1, remote: 0, a2a: 0 };
 
 type AgentSnapshot = ReturnType<typeof agentMachine.transition>;
 type AgentPath = StatePath<AgentSnapshot, AgentEvent>;
@@ -314,7 +314,7 @@ async function runPath(path: AgentPath): Promise<void> {
 
 describe("agent machine, model-based", () => {
   it("generates paths over every state of each kind of agent", () => {
-    const states = (kind: AgentKind) => new Set(byKind[kind].shortest.map((path) => path.state.value));
+    const states = (kind: keyof typeof byKind) => new Set(byKind[kind].shortest.map((path) => path.state.value));
     expect(states("in-process")).toEqual(new Set(["ready", "busy"]));
     expect(states("worker")).toEqual(new Set(["offline", "ready", "busy", "unavailable"]));
     expect(states("remote")).toEqual(new Set(["offline", "ready"]));
