@@ -37,6 +37,7 @@ import { bridgeErrorOf, failure } from "../runtime/prompt-errors.js";
 import type { CapabilityStates } from "../runtime/prompt-scope.js";
 import { Replies } from "../runtime/replies.js";
 import type { PoolHost, RestoredSession, Runtime } from "../runtime/runtime.js";
+import { DISGUISING_CHARACTERS } from "../protocol/envelope.js";
 import { parseWith } from "../validation.js";
 import { firstMention } from "./mentions.js";
 import { resolveSettings, type ResolvedConversationSettings } from "./settings.js";
@@ -50,7 +51,13 @@ export const MAX_CAPABILITY_STATE_BYTES = 64 * 1024;
 /** The thread of a message that names none. */
 export const DEFAULT_THREAD_ID = "default";
 
-const userOrThreadId = z.string().min(1).max(MAX_ID_LENGTH);
+// Like every other id: control characters and bidirectional overrides would disguise one user as another in
+// listings, logs and the memory tools (which key on userId).
+const userOrThreadId = z
+  .string()
+  .min(1)
+  .max(MAX_ID_LENGTH)
+  .refine((value) => !DISGUISING_CHARACTERS.test(value), "must not contain control characters or bidirectional overrides");
 
 /** What `converse` takes (validated: CONFIG naming the field). */
 export const converseRequestSchema = z.strictObject({

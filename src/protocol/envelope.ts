@@ -33,7 +33,7 @@ export const MAX_ID_LENGTH = 256;
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*:\/\/[^\s\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]+$/;
 
 /** Control characters and bidirectional overrides: refused in every id, where they would disguise one id as another in logs and listings. */
-const DISGUISING_CHARACTERS = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
+export const DISGUISING_CHARACTERS = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
 
 const id = z
   .string()

@@ -260,6 +260,8 @@ describe("turns", () => {
     await expect(runtime.converse({ userId: "ada", text: "" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "text" } });
     await expect(runtime.converse({ userId: "ada", text: "hi", extra: 1 } as never)).rejects.toMatchObject({ type: "CONFIG", details: { field: "extra" } });
     await expect(runtime.converse({ userId: "a".repeat(257), text: "hi" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "userId" } });
+    await expect(runtime.converse({ userId: "ada\u202Emallory", text: "hi" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "userId" } });
+    await expect(runtime.converse({ userId: "ada", threadId: "t\u0000", text: "hi" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "threadId" } });
     await expect(runtime.converse({ userId: "ada", text: "far too long" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "text", limitBytes: 8 } });
   });
 
