@@ -28,8 +28,9 @@ export function pageRequestOf(query: URLSearchParams): PageRequest {
   const limit = parseWith(limitSchema, query.get("limit") ?? undefined, "limit");
   const cursor = query.get("cursor");
   if (cursor === null) return { offset: 0, limit };
-  const offset = Number(Buffer.from(cursor, "base64url").toString("utf8").replace(/^o:/, ""));
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor) || !Number.isSafeInteger(offset) || offset < 0) {
+  const decoded = /^[A-Za-z0-9_-]+$/.test(cursor) ? /^o:(\d{1,15})$/.exec(Buffer.from(cursor, "base64url").toString("utf8")) : null;
+  const offset = decoded === null ? Number.NaN : Number(decoded[1]);
+  if (!Number.isSafeInteger(offset)) {
     throw new BridgeError("CONFIG", "cursor: not a cursor this server gave (use next_cursor as it is)", { field: "cursor" });
   }
   return { offset, limit };

@@ -54,7 +54,8 @@ export function uiAsset(name: string): UiAsset {
   try {
     body = readFileSync(path, "utf8");
   } catch {
-    throw new BridgeError("INTERNAL", `The UI is not built (${path} is missing): run \`npm run build\``, { path });
+    // Said to whoever asks, keyed or not: the fix, not the server's folders.
+    throw new BridgeError("INTERNAL", "The UI is not built: run `npm run build` in troupe's folder");
   }
   const asset = { body, gzipped: gzipSync(body), contentType, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"` };
   cache.set(name, asset);

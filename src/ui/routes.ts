@@ -6,6 +6,7 @@
  */
 import { BridgeError } from "../errors.js";
 import { pageOf, pageRequestOf } from "../bus/pagination.js";
+import type { ActorView } from "../events/actor-tree.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { decoded, HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import { uiAsset } from "./assets.js";
@@ -27,8 +28,32 @@ function assetAnswer(name: string, header: (name: string) => string | undefined)
   return new HttpAnswer(200, asset.body, asset.contentType, headers);
 }
 
+/** How long a walk of the actor tree serves the pages that follow it (same `seq`). */
+const LISTING_REUSE_MS = 1_000;
+
+/**
+ * The actor tree flattened once and reused by the pages read right after it (while nothing was emitted, for at
+ * most a second): paging through it costs each page its own items, not a walk of every actor before its offset.
+ * Each item is still read live when its page is built.
+ */
+class ActorListing {
+  private cached: { seq: number; at: number; items: Array<() => ActorView> } | undefined;
+
+  constructor(private readonly runtime: Runtime) {}
+
+  of(seq: number): Array<() => ActorView> {
+    const now = this.runtime.clock.now();
+    const { cached } = this;
+    if (cached !== undefined && cached.seq === seq && now - cached.at < LISTING_REUSE_MS && now >= cached.at) return cached.items;
+    const items = [...this.runtime.actors()];
+    this.cached = { seq, at: now, items };
+    return items;
+  }
+}
+
 /** The routes of `/ui` on a runtime's server. */
 export function uiRoutes(runtime: Runtime): HttpRoute[] {
+  const listing = new ActorListing(runtime);
   return [
     { method: "GET", path: /^\/$/, open: true, handle: () => new HttpAnswer(302, "", "text/plain", { location: "/ui/" }) },
     { method: "GET", path: /^\/ui\/?$/, open: true, handle: ({ header }) => assetAnswer("index.html", header) },
@@ -44,7 +69,7 @@ export function uiRoutes(runtime: Runtime): HttpRoute[] {
       handle: ({ query }) => {
         // The seq first: a client replaying `/events?since=seq` then sees every change after this listing.
         const seq = runtime.hub.lastSeq;
-        const { items, next_cursor } = pageOf(runtime.actors(), pageRequestOf(query));
+        const { items, next_cursor } = pageOf(listing.of(seq), pageRequestOf(query));
         return { seq, actors: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },
     },

@@ -212,5 +212,10 @@ describe("a hostile client", () => {
     expect((await call(bus, "GET", "/agents?limit=0")).status).toBe(400);
     expect((await call(bus, "GET", "/agents?limit=1001")).status).toBe(400);
     expect((await call(bus, "GET", "/sessions?cursor=not%20a%20cursor")).body.error).toMatchObject({ type: "CONFIG", details: { field: "cursor" } });
+    // Only what the server writes (`o:<digits>`, base64url) is a cursor: not another number's spelling, not blanks.
+    for (const text of ["o:1e9", "o:0x10", "  ", "o:-1", "o:1.5"]) {
+      const answer = await call(bus, "GET", `/sessions?cursor=${Buffer.from(text, "utf8").toString("base64url")}`);
+      expect(answer.status, text).toBe(400);
+    }
   });
 });
