@@ -20,12 +20,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { CommunicationBus, connectAgent, type AgentClient, type BusOptions } from "../src/index.js";
+import { fullOrQuick } from "./measure.js";
 
 const API_KEY = "bench-key";
 const SENDER = "bench://sender";
 const RECIPIENT = "bench://recipient";
 /** Messages per run, after a warm-up run of a tenth of that. */
-const MESSAGES = 20_000;
+const MESSAGES = fullOrQuick(20_000, 500);
 /** Sends in flight at once from the sending agent (the `ws` baseline's window). */
 const WINDOW = 100;
 /** Concurrent keep-alive HTTP clients (the `node:http` baseline's). */
@@ -253,8 +254,8 @@ export interface EventStreamCost {
 }
 
 /** Event stream runs: messages per run, rounds (each setup once per round, in turn). */
-const EVENT_RUN_MESSAGES = 10_000;
-const EVENT_ROUNDS = 3;
+const EVENT_RUN_MESSAGES = fullOrQuick(10_000, 300);
+const EVENT_ROUNDS = fullOrQuick(3, 1);
 const EVENT_SUBSCRIBERS = 10;
 
 function median(values: number[]): number {

@@ -12,6 +12,17 @@ import { setImmediate as nextMacrotask, setTimeout as sleep } from "node:timers/
 /** A ratio to the baseline above this means the cost is not constant (the issue's "about the same"). */
 export const CONSTANT_COST_MAX_RATIO = 1.5;
 
+/**
+ * `--quick`: every bench at a small fraction of its sizes, in well under a minute, so that a test can check that
+ * the benches still run and report every figure. Its numbers say nothing about costs.
+ */
+export const QUICK = process.argv.includes("--quick");
+
+/** `full`, or `quick` under `--quick`: how a bench states each of its sizes. */
+export function fullOrQuick<T>(full: T, quick: T): T {
+  return QUICK ? quick : full;
+}
+
 /** What one operation costs at one size, from batches of operations. */
 export interface Cost {
   /** How many of the measured things were live (sessions, children) while the batches ran. */

@@ -14,18 +14,18 @@
 import { createActor, SimulatedClock, type AnyActor } from "xstate";
 import { createWorkflowMachine, type WorkflowInput, type WorkflowParticipant } from "../machines/workflow.machine.js";
 import { CommunicationBus, createRuntime, type Runtime } from "../src/index.js";
-import { Batches, compareToFirst, costsOf, formatCount, heapUsedAfterGc, progress, settle, type ComparedCost, type Cost } from "./measure.js";
+import { Batches, compareToFirst, costsOf, formatCount, fullOrQuick, heapUsedAfterGc, progress, settle, type ComparedCost, type Cost } from "./measure.js";
 
 /** Live workflows or deliveries of the buses compared; the first is the baseline. */
-const SIZES = [100, 10_000];
+const SIZES = fullOrQuick([100, 10_000], [10, 100]);
 /** Creations timed per window on each bus (then removed), per batch, and windows per bus. */
-const WINDOW = 100;
+const WINDOW = fullOrQuick(100, 20);
 const BATCH = 10;
-const CYCLES = 20;
+const CYCLES = fullOrQuick(20, 1);
 /** Workflows created, ended and evicted for the heap figures, twice over on the same bus. */
-const HEAP_WORKFLOWS = 10_000;
+const HEAP_WORKFLOWS = fullOrQuick(10_000, 100);
 const HEAP_ROUNDS = 2;
-const WARMUP = 1_000;
+const WARMUP = fullOrQuick(1_000, 100);
 const RETENTION_MS = 60_000;
 const START_MS = 1_700_000_000_000;
 /** A window's messages die after `WINDOW_TIMEOUT` of simulated time; the bus's standing messages live far longer. */

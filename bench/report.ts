@@ -3,6 +3,7 @@
  */
 import { CONSTANT_COST_MAX_RATIO, formatCount, type ComparedCost, type Cost } from "./measure.js";
 import { durabilityRatios, type BusThroughput, type EventStreamCost } from "./bus.bench.js";
+import type { ColdStartResult } from "./cold-start.bench.js";
 import type { PoolsBenchResult } from "./pools.bench.js";
 import type { RootActorCost } from "./root-actors.bench.js";
 import type { SessionsBenchResult } from "./sessions.bench.js";
@@ -20,11 +21,15 @@ export interface BenchEnvironment {
   /** 1-minute load average when the benches started and ended; other processes skew absolute numbers. */
   loadAverage: { start: number; end: number };
   durationSeconds: number;
+  /** A `--quick` run: every bench at a fraction of its sizes, to check that they run; its numbers mean nothing. */
+  quick: boolean;
 }
 
 /** Everything `npm run bench` measures, as written to bench/results/latest.json. */
 export interface BenchResults {
   environment: BenchEnvironment;
+  /** `import "troupe"`, `troupe --version` and `troupe mcp` from a fresh process, beside Node and XState alone (issue 13). */
+  coldStart: ColdStartResult;
   sessions: SessionsBenchResult;
   sharding: ShardingBenchResult;
   pools: PoolsBenchResult;
@@ -186,14 +191,41 @@ function eventsTable(events: EventStreamCost[]): string {
   );
 }
 
+function seconds(value: number): string {
+  return value.toFixed(3);
+}
+
+function coldStartTable(coldStart: ColdStartResult): string {
+  return table(
+    ["start", "median s", "min s", "target s", "met?", "over `node -e \"\"` s", "CPU s", "peak RSS MiB"],
+    coldStart.figures.map((figure) => [
+      `\`${figure.command}\`${figure.until === "initialize" ? " until it answers `initialize`" : ""}`,
+      seconds(figure.medianSeconds),
+      seconds(figure.minSeconds),
+      figure.targetSeconds === undefined ? "baseline" : `≤ ${figure.targetSeconds}`,
+      figure.targetSeconds === undefined ? "" : figure.medianSeconds <= figure.targetSeconds ? "yes" : "**no**",
+      seconds(figure.overNodeSeconds),
+      seconds(figure.cpuSeconds),
+      figure.peakRssMiB.toFixed(0),
+    ]),
+  );
+}
+
 /** The whole report, in Markdown. */
 export function renderReport(results: BenchResults): string {
-  const { environment, sessions, sharding, pools, rootActors, worker, bus, events } = results;
+  const { environment, coldStart, sessions, sharding, pools, rootActors, worker, bus, events } = results;
   const rootCreation = rootActors.at(-1);
   return [
-    `troupe benchmarks, ${environment.generatedAt}, commit ${environment.commit}: node ${environment.node}, xstate ${environment.xstate}, ` +
+    `troupe benchmarks${environment.quick ? " (QUICK RUN: the numbers mean nothing)" : ""}, ${environment.generatedAt}, commit ${environment.commit}: ` +
+      `node ${environment.node}, xstate ${environment.xstate}, ` +
       `${environment.cpus} CPUs, load average ${environment.loadAverage.start.toFixed(2)} → ${environment.loadAverage.end.toFixed(2)}, ` +
       `${environment.durationSeconds.toFixed(0)} s`,
+    "",
+    `Cold start: a fresh process of ${coldStart.measured === "dist" ? "the compiled package (dist/)" : "the sources through tsx (a quick run's stand-in)"}, spawn to exit (\`troupe mcp\`: to its answer to \`initialize\`), ` +
+      `${coldStart.rounds} rounds taken in turn; "met?" compares the median with the target; CPU s (user + system until ready) and ` +
+      `peak RSS from ${coldStart.resourceRounds} more round${coldStart.resourceRounds === 1 ? "" : "s"}: on a busy machine the wall time is mostly waiting for a core, the CPU time is not`,
+    "",
+    coldStartTable(coldStart),
     "",
     "Session creation (`sessions_create`, awaited one at a time): windows of 1,000 creations from each size, timed in interleaved batches of 50; " +
       "ratio = median ÷ median at 0 live",

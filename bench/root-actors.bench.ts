@@ -5,11 +5,12 @@
  * XState itself costs; a session's figures divided by these say what troupe adds on top.
  */
 import { createActor, createMachine, type AnyActor } from "xstate";
-import { formatCount, heapUsedAfterGc, progress } from "./measure.js";
+import { formatCount, fullOrQuick, heapUsedAfterGc, progress } from "./measure.js";
 
 /** How many root actors are created for each measurement. */
-const ROOT_ACTOR_COUNTS = [10_000, 100_000];
-const WARMUP_ACTORS = 2_000;
+/** The same counts as the sessions bench's heap sizes, so that the report sets them side by side. */
+const ROOT_ACTOR_COUNTS = fullOrQuick([10_000, 100_000], [200, 400]);
+const WARMUP_ACTORS = fullOrQuick(2_000, 200);
 
 /** Heap and creation time per root actor, over `actors` created and held at once. */
 export interface RootActorCost {

@@ -10,30 +10,40 @@
  * the shutdowns are timed one after another instead: they are trends, exposed to load and to heap size.
  */
 import { createMockAgent, createRuntime, type Runtime } from "../src/index.js";
-import { Batches, compareToFirst, costsOf, formatCount, heapUsedAfterGc, progress, settle, type ComparedCost, type Cost } from "./measure.js";
+import { Batches, compareToFirst, costsOf, formatCount, fullOrQuick, heapUsedAfterGc, progress, settle, type ComparedCost, type Cost } from "./measure.js";
 
 /** Live sessions of the runtimes whose creation cost is compared; the first is the baseline. */
-const CREATION_SIZES = [0, 1_000, 10_000, 100_000];
+const CREATION_SIZES = fullOrQuick([0, 1_000, 10_000, 100_000], [0, 100, 200, 400]);
 /** Live sessions at which prompt, close and shutdown costs are compared; the first is the baseline. */
-const OPERATION_SIZES = [1_000, 10_000, 100_000];
+const OPERATION_SIZES = fullOrQuick([1_000, 10_000, 100_000], [100, 200, 400]);
 /** Sizes at which the heap per idle session is taken, each over the sessions of one fresh runtime. */
-const HEAP_SIZES = [10_000, 100_000];
+const HEAP_SIZES = fullOrQuick([10_000, 100_000], [200, 400]);
 /** Operations per timed batch; batches of each size are interleaved. */
-const BATCH = 50;
+const BATCH = fullOrQuick(50, 10);
 /** Creations timed per window at each size, and windows per size (each followed by closing its sessions). */
-const WINDOW = 1_000;
-const CYCLES = 3;
+const WINDOW = fullOrQuick(1_000, 20);
+const CYCLES = fullOrQuick(3, 1);
 /** Batches of prompts timed at each size. */
-const PROMPT_ROUNDS = 60;
+const PROMPT_ROUNDS = fullOrQuick(60, 2);
 /** Stops timed at each size. */
-const SHUTDOWN_SAMPLES = new Map([
-  [1_000, 5],
-  [10_000, 3],
-  [100_000, 1],
-]);
+const SHUTDOWN_SAMPLES = new Map(
+  fullOrQuick(
+    [
+      [1_000, 5],
+      [10_000, 3],
+      [100_000, 1],
+    ],
+    [
+      [100, 1],
+      [200, 1],
+      [400, 1],
+    ],
+  ),
+);
 /** While filling the largest runtime, the creation cost is reported per block of this many sessions. */
-const FILL_BLOCK = 10_000;
-const WARMUP_SESSIONS = 2_000;
+const FILL_BLOCK = fullOrQuick(10_000, 100);
+/** At least the 200 sessions the warm-up prompts and closes. */
+const WARMUP_SESSIONS = fullOrQuick(2_000, 400);
 
 /** Heap held per idle session, measured over `sessions` created into an empty runtime. */
 export interface HeapPerSession {

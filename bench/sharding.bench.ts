@@ -14,19 +14,19 @@ import { supervisorMachine } from "../machines/supervisor.machine.js";
 import { systemClock, unrefClock, type Clock } from "../src/clock.js";
 import { indexScheduler } from "../src/runtime/indexed-scheduler.js";
 import { resolveLimits } from "../src/runtime/options.js";
-import { Batches, compareToFirst, costsOf, formatCount, progress, settle, type ComparedCost, type Cost } from "./measure.js";
+import { Batches, compareToFirst, costsOf, formatCount, fullOrQuick, progress, settle, type ComparedCost, type Cost } from "./measure.js";
 
 /** Children of the direct parent at which a spawn is timed; the first is the baseline. */
-const DIRECT_SIZES = [1_000, 5_000];
+const DIRECT_SIZES = fullOrQuick([1_000, 5_000], [100, 200]);
 /** Live sessions of the supervisor at which a spawn is timed; the first is the baseline. */
-const SHARDED_SIZES = [1_000, 10_000, 100_000];
+const SHARDED_SIZES = fullOrQuick([1_000, 10_000, 100_000], [100, 200, 400]);
 /** The size the direct parent's cost is extrapolated to, to set it beside the supervisor's. */
-const EXTRAPOLATED_SIZE = 10_000;
+const EXTRAPOLATED_SIZE = fullOrQuick(10_000, 400);
 /** Spawns timed per size, and per batch. */
-const DIRECT_WINDOW = 200;
-const DIRECT_BATCH = 20;
-const SHARDED_WINDOW = 2_000;
-const SHARDED_BATCH = 50;
+const DIRECT_WINDOW = fullOrQuick(200, 20);
+const DIRECT_BATCH = fullOrQuick(20, 10);
+const SHARDED_WINDOW = fullOrQuick(2_000, 20);
+const SHARDED_BATCH = fullOrQuick(50, 10);
 
 /** Everything the sharding bench measures. */
 export interface ShardingBenchResult {

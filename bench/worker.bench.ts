@@ -8,6 +8,7 @@
 import { createRuntime, type Runtime } from "../src/index.js";
 import { createScriptedAgent } from "../test/support/scripted-agent.js";
 import { fixtureWorker } from "../test/support/workers.js";
+import { fullOrQuick } from "./measure.js";
 
 /** Medians of one executor's round trips. */
 export interface RoundTrip {
@@ -25,8 +26,8 @@ export interface WorkerBenchResult {
   ratio: number;
 }
 
-const BATCHES = 20;
-const PROMPTS_PER_BATCH = 25;
+const BATCHES = fullOrQuick(20, 2);
+const PROMPTS_PER_BATCH = fullOrQuick(25, 5);
 
 function percentile(sorted: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? 0;

@@ -61,7 +61,8 @@ export { runToolLoop, DEFAULT_MAX_TOOL_ROUNDS, type ToolLoopOptions } from "./to
 export type * from "./tools/tool-call.js";
 export type { ProviderReply } from "./providers/provider.js";
 export { CommunicationBus, BUS_AGENT_ID, type SendResult } from "./bus/bus.js";
-export { BUS_API_KEY_ENV, DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
+export { DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
+export { BUS_API_KEY_ENV, ENCRYPTION_KEY_ENV } from "./server/defaults.js";
 export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate, type CreateSessionOptions } from "./workflows/session-manager.js";
 export { ORCHESTRATOR_AGENT_ID } from "./bus/runtime-agents.js";
 export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./workflows/aggregator.js";
@@ -75,7 +76,6 @@ export type { BusMetricsSnapshot, LatencyPercentiles } from "./bus/metrics.js";
 export { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord, type ListOptions } from "./store/store.js";
 export { createMemoryStore } from "./store/memory-store.js";
 export { openSqliteStore, SQLITE_STORE_FILE, type SqliteStoreOptions } from "./store/sqlite-store.js";
-export { ENCRYPTION_KEY_ENV } from "./store/encryption.js";
 export { loadAgentTeam, parseAgentFile, formatIssue, MAX_AGENT_FILE_BYTES, type AgentTeam, type AgentSpec, type CapabilitySpec, type AgentFileIssue, type LoadTeamOptions, type ParsedAgentFile } from "./agents/yaml/load-team.js";
 export { AGENT_NAME_PATTERN, ROUTING_MODES, type AgentFileContext, type RoutingSetting } from "./agents/yaml/agent-file.js";
 export { decideRouting, INLINE_PROMPT_CHARACTER_LIMIT, MAX_INLINE_TOOLS, type RoutingDecision, type RoutingMode } from "./agents/yaml/routing.js";

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { RawData, WebSocket, WebSocketServer } from "ws";
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
@@ -13,6 +13,7 @@ import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
+import { wsPackage } from "../protocol/ws-package.js";
 import type { RateLimiter } from "../server/quotas.js";
 import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, offeredProtocolValue, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
@@ -137,7 +138,7 @@ export class AgentConnections {
     private readonly options: AgentConnectionsOptions,
     private readonly events: ConnectionEvents,
   ) {
-    this.server = new WebSocketServer({
+    this.server = new (wsPackage().WebSocketServer)({
       noServer: true,
       maxPayload: options.maxPayloadBytes,
       perMessageDeflate: false,

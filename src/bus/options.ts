@@ -8,15 +8,11 @@ import { BridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { parseWith } from "../validation.js";
-import { ENCRYPTION_KEY_ENV } from "../store/encryption.js";
 import type { Store } from "../store/store.js";
 import { DEFAULT_MAX_MCP_SESSIONS, DEFAULT_MCP_SESSION_IDLE_MS } from "../mcp/streamable-http.js";
+import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
 import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT, type TlsOptions } from "../server/http-server.js";
 
-/** The environment variable read when `apiKey` is not given. */
-export const BUS_API_KEY_ENV = "AGENT_BUS_API_KEY";
-/** Where `persistenceEnabled` keeps its SQLite store unless `dataDir` says otherwise. */
-export const DEFAULT_DATA_DIR = "./.troupe";
 /** The key of the tutorials: accepted on a loopback host only. */
 export const DEV_KEY = "dev-key";
 

@@ -1,10 +1,10 @@
 /**
  * `troupe graph <machine>`: a machine of `machines/` offline, as JSON (its states and transitions), a
- * Mermaid `stateDiagram-v2`, or a standalone SVG.
+ * Mermaid `stateDiagram-v2`, or a standalone SVG. The machines (and XState) load when the command runs.
  */
 import { writeFileSync } from "node:fs";
 import { Option, type Command } from "commander";
-import { EXAMPLE_WORKFLOW_STEPS, MACHINE_NAMES, MACHINES } from "../graph/machines.js";
+import { EXAMPLE_WORKFLOW_STEPS, MACHINE_NAMES } from "../graph/machine-names.js";
 import { toMermaid } from "../graph/mermaid.js";
 import { stateGraphOf } from "../graph/state-graph.js";
 import { toSvg } from "../graph/svg.js";
@@ -18,6 +18,7 @@ export type GraphFormat = (typeof GRAPH_FORMATS)[number];
 
 /** The text of a machine's graph in a format (`steps` build the workflow machine). */
 export async function renderGraph(machineName: string, format: GraphFormat, steps: string[] = EXAMPLE_WORKFLOW_STEPS): Promise<string> {
+  const { MACHINES } = await import("../graph/machines.js");
   const graph = stateGraphOf(MACHINES[machineName]!(steps));
   if (format === "json") return `${JSON.stringify(graph, null, 2)}\n`;
   return format === "mermaid" ? toMermaid(graph) : toSvg(graph);

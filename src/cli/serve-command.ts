@@ -1,18 +1,14 @@
 /**
- * `troupe serve`'s definition: its options, their help and their checks. What it runs is in `serve.ts`,
- * loaded only when the command runs (the SDKs it pulls in are not `troupe --version`'s to pay for).
+ * `troupe serve`'s definition: its options and their help. What it runs, and the checks of its options that
+ * read files and schemas, are in `serve.ts`, loaded only when the command runs: the server, zod and the SDKs
+ * are not `troupe --version`'s to pay for (test/cold-start.test.ts).
  */
-import { readFileSync } from "node:fs";
 import { Option, type Command } from "commander";
-import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR } from "../bus/options.js";
-import { BridgeError } from "../errors.js";
-import { API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT } from "../server/http-server.js";
-import { ENCRYPTION_KEY_ENV } from "../store/encryption.js";
-import { loadServerConfig } from "./config.js";
+import { API_KEY_HEADER } from "../protocol/headers.js";
+import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
 import { asUsage } from "./exit-codes.js";
 import type { CliLogLevel } from "./logger.js";
 import { agentsOption, configOption, logLevelOption, noAgentsOption, parsePort } from "./options.js";
-import type { ServeOptions } from "./serve.js";
 
 /** The environment variable read when `--api-key` is not given. */
 export const API_KEY_ENV = BUS_API_KEY_ENV;
@@ -31,42 +27,6 @@ export interface ServeFlags {
   tlsKey?: string;
   tlsCert?: string;
   logLevel: CliLogLevel;
-}
-
-function readPem(path: string, field: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new BridgeError("CONFIG", `--${field}: cannot read ${path}: ${(error as Error).message}`, { field });
-  }
-}
-
-/** Checks what commander cannot check alone and reads the files and the environment; a bad one is CONFIG. */
-export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): ServeOptions {
-  if (flags.host === "") throw new BridgeError("CONFIG", "--host: must not be empty", { field: "host" });
-  if (flags.apiKey === "") throw new BridgeError("CONFIG", "--api-key: must not be empty", { field: "apiKey" });
-  if (flags.data === "") throw new BridgeError("CONFIG", "--data: must not be empty", { field: "data" });
-  if ((flags.tlsKey === undefined) !== (flags.tlsCert === undefined)) {
-    throw new BridgeError("CONFIG", "--tls-key and --tls-cert: give both, or neither", { field: flags.tlsKey === undefined ? "tls-key" : "tls-cert" });
-  }
-  // An empty AGENT_BUS_API_KEY (or TROUPE_ENCRYPTION_KEY) counts as unset, as shells make it easy to export one by accident.
-  const apiKey = flags.apiKey ?? (env[API_KEY_ENV] || undefined);
-  const encryptionKey = env[ENCRYPTION_KEY_ENV] || undefined;
-  if (encryptionKey !== undefined && flags.inMemory === true) {
-    throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
-  }
-  return {
-    ...(flags.inMemory === true ? {} : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
-    ...(encryptionKey === undefined ? {} : { encryptionKey }),
-    ...(flags.tlsKey === undefined || flags.tlsCert === undefined ? {} : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
-    port: flags.port,
-    host: flags.host,
-    ...(apiKey === undefined ? {} : { apiKey }),
-    ...(flags.agentAuth === undefined ? {} : { agentAuth: flags.agentAuth }),
-    ...(flags.config === undefined ? {} : { config: loadServerConfig(flags.config) }),
-    ...(flags.agents === undefined ? {} : { agents: flags.agents }),
-    logLevel: flags.logLevel,
-  };
 }
 
 /** Adds `troupe serve` to the program. */
@@ -107,8 +67,8 @@ export function registerServeCommand(program: Command): void {
     .option("--tls-cert <file>", "the PEM certificate of --tls-key")
     .addOption(logLevelOption("info"))
     .action(async (flags: ServeFlags) => {
+      const { serve, serveOptionsFrom } = await import("./serve.js");
       const options = asUsage(() => serveOptionsFrom(flags, process.env));
-      const { serve } = await import("./serve.js");
       await serve(options);
     });
 }

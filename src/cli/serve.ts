@@ -3,14 +3,18 @@
  * communication bus (its HTTP routes, agent WebSockets, `GET /health` and `POST /bridge/:tool`), until SIGINT
  * or SIGTERM. It logs the hub's events. Its options are defined in `serve-command.ts`.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CommunicationBus } from "../bus/bus.js";
+import { BridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
+import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
 import { API_KEY_HEADER } from "../server/http-server.js";
 import { openSqliteStore, SQLITE_STORE_FILE } from "../store/sqlite-store.js";
-import type { ServerConfig } from "./config.js";
+import { loadServerConfig, type ServerConfig } from "./config.js";
 import { asUsage } from "./exit-codes.js";
 import { logRuntimeToStderr, type CliLogLevel } from "./logger.js";
+import type { ServeFlags } from "./serve-command.js";
 import { describeTeam, serverAgents, type AgentsOption } from "./server-agents.js";
 import { handleSignals } from "./signals.js";
 
@@ -33,6 +37,42 @@ export interface ServeOptions {
   tls?: { key: Buffer; cert: Buffer };
   /** `--log-level` (default `info`): what goes to stderr. */
   logLevel: CliLogLevel;
+}
+
+function readPem(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new BridgeError("CONFIG", `--${field}: cannot read ${path}: ${(error as Error).message}`, { field });
+  }
+}
+
+/** Checks what commander cannot check alone and reads the files and the environment; a bad one is CONFIG. */
+export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): ServeOptions {
+  if (flags.host === "") throw new BridgeError("CONFIG", "--host: must not be empty", { field: "host" });
+  if (flags.apiKey === "") throw new BridgeError("CONFIG", "--api-key: must not be empty", { field: "apiKey" });
+  if (flags.data === "") throw new BridgeError("CONFIG", "--data: must not be empty", { field: "data" });
+  if ((flags.tlsKey === undefined) !== (flags.tlsCert === undefined)) {
+    throw new BridgeError("CONFIG", "--tls-key and --tls-cert: give both, or neither", { field: flags.tlsKey === undefined ? "tls-key" : "tls-cert" });
+  }
+  // An empty AGENT_BUS_API_KEY (or TROUPE_ENCRYPTION_KEY) counts as unset, as shells make it easy to export one by accident.
+  const apiKey = flags.apiKey ?? (env[BUS_API_KEY_ENV] || undefined);
+  const encryptionKey = env[ENCRYPTION_KEY_ENV] || undefined;
+  if (encryptionKey !== undefined && flags.inMemory === true) {
+    throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
+  }
+  return {
+    ...(flags.inMemory === true ? {} : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
+    ...(encryptionKey === undefined ? {} : { encryptionKey }),
+    ...(flags.tlsKey === undefined || flags.tlsCert === undefined ? {} : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
+    port: flags.port,
+    host: flags.host,
+    ...(apiKey === undefined ? {} : { apiKey }),
+    ...(flags.agentAuth === undefined ? {} : { agentAuth: flags.agentAuth }),
+    ...(flags.config === undefined ? {} : { config: loadServerConfig(flags.config) }),
+    ...(flags.agents === undefined ? {} : { agents: flags.agents }),
+    logLevel: flags.logLevel,
+  };
 }
 
 /**

@@ -6,12 +6,13 @@
  * and otherwise says so on `onError` and keeps trying: it never gives up silently.
  */
 import { randomUUID } from "node:crypto";
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, messageKeyOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 import { RecentIds } from "../protocol/recent-ids.js";
+import { wsPackage } from "../protocol/ws-package.js";
 
 /** Reconnection delays: `initialDelayMs`, multiplied by `factor` after each failed try, at most `maxDelayMs`. */
 export interface ReconnectOptions {
@@ -155,6 +156,7 @@ function classify(frame: unknown): IncomingFrame {
 
 /** Connects an agent to the bus. The socket opens in the background; await `ready()` to know it is open. */
 export function connectAgent(options: ConnectAgentOptions): AgentClient {
+  const WebSocketClient = wsPackage();
   const { agentId, apiKey, onMessage } = options;
   /** The token the socket presents: the one given, then the one a registration of this client answered. */
   let token = options.token;
@@ -186,7 +188,7 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   };
 
   const transmit = (frame: AckFrame | MessageEnvelope): void => {
-    if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+    if (socket?.readyState === WebSocketClient.OPEN) socket.send(JSON.stringify(frame));
   };
 
   const send = (message: OutgoingMessage): Promise<SendAnswer> => {
@@ -198,7 +200,7 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
       sender: { agent_id: agentId, framework, ...(session_id === undefined ? {} : { session_id }) },
       recipient: typeof recipient === "string" ? { agent_id: recipient, framework: frameworkOf(recipient) } : recipient,
     } as MessageEnvelope;
-    if (socket?.readyState !== WebSocket.OPEN) {
+    if (socket?.readyState !== WebSocketClient.OPEN) {
       return Promise.reject(new BridgeError("TRANSPORT", `${agentId} is not connected to the bus`));
     }
     return new Promise<SendAnswer>((resolve, reject) => {
@@ -320,7 +322,7 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   };
 
   const open = (): void => {
-    const ws = new WebSocket(target, {
+    const ws = new WebSocketClient(target, {
       headers: { ...(apiKey === undefined ? {} : { [API_KEY_HEADER]: apiKey }), ...(token === undefined ? {} : { [AGENT_TOKEN_HEADER]: token }) },
     });
     socket = ws;
@@ -365,10 +367,10 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   return {
     agentId,
     get connected() {
-      return socket?.readyState === WebSocket.OPEN;
+      return socket?.readyState === WebSocketClient.OPEN;
     },
     ready: () => {
-      if (socket?.readyState === WebSocket.OPEN) return Promise.resolve();
+      if (socket?.readyState === WebSocketClient.OPEN) return Promise.resolve();
       if (closed) return Promise.reject(new BridgeError("TRANSPORT", `${agentId} is closed`));
       return new Promise<void>((resolve, reject) => {
         readyWaiters.push({ resolve, reject });
@@ -381,10 +383,10 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
       settleReady(new BridgeError("TRANSPORT", `${agentId} was closed`));
       readyWaiters = [];
       const ws = socket;
-      if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
+      if (ws === undefined || ws.readyState === WebSocketClient.CLOSED) return;
       await new Promise<void>((resolve) => {
         ws.once("close", () => resolve());
-        if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+        if (ws.readyState === WebSocketClient.CONNECTING) ws.terminate();
         else ws.close(CLOSE_CODES.normal, "Agent closing");
       });
     },

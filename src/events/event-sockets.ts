@@ -6,10 +6,11 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket } from "ws";
+import type { WebSocket, WebSocketServer } from "ws";
 import { httpStatusOf, toBridgeError } from "../errors.js";
 import { EVENTS_PATH, type EventStreamControlFrame } from "../protocol/event-frames.js";
 import { CLOSE_CODES, TROUPE_PROTOCOL } from "../protocol/frames.js";
+import { wsPackage } from "../protocol/ws-package.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { clientOf } from "../server/quotas.js";
 import { TurnCork } from "../server/turn-cork.js";
@@ -103,7 +104,7 @@ export class EventSockets {
     private readonly stream: EventStream,
     private readonly options: EventSocketsOptions,
   ) {
-    this.server = new WebSocketServer({
+    this.server = new (wsPackage().WebSocketServer)({
       noServer: true,
       maxPayload: MAX_CLIENT_FRAME_BYTES,
       perMessageDeflate: false,

@@ -3,14 +3,15 @@
  *
  * Starts the process, runs `initialize`, opens ACP sessions, sends prompts while collecting their
  * `session/update` chunks, answers the agent's permission and file requests by policy, and ends the process
- * (SIGTERM, then SIGKILL after a grace period).
+ * (SIGTERM, then SIGKILL after a grace period). The ACP SDK loads when the first process starts.
  */
-import * as acp from "@agentclientprotocol/sdk";
+import type * as acp from "@agentclientprotocol/sdk";
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { isAbsolute, relative, resolve } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { BridgeError } from "../errors.js";
+import { lazyImport } from "../lazy-modules.js";
 import { describeExit, describeSpawnFailure, withStderr, type SpawnFailure } from "./process-exits.js";
 
 /** How a worker answers an agent's `session/request_permission`. Default `deny`. */
@@ -46,6 +47,17 @@ export const STDERR_TAIL_CHARS = 4096;
 const STDERR_DRAIN_MS = 200;
 const EXIT_REPORT_WAIT_MS = 200;
 
+const acpSdk = lazyImport("@agentclientprotocol/sdk", "An ACP worker", () => import("@agentclientprotocol/sdk"));
+
+/** The loaded ACP SDK. */
+type AcpSdk = typeof acp;
+
+/** A process's ACP connection and the SDK it was made with. */
+interface AcpConnection {
+  sdk: AcpSdk;
+  connection: acp.ClientConnection;
+}
+
 function insideRoot(root: string, path: string): boolean {
   if (!isAbsolute(path)) return false;
   const fromRoot = relative(resolve(root), resolve(path));
@@ -66,7 +78,8 @@ export class AcpProcess {
   /** Resolves when the process has exited and its stderr is read (or never started: see `spawnFailure`). */
   readonly exited: Promise<ProcessExit>;
   private readonly child: ChildProcess;
-  private readonly connection: acp.ClientConnection;
+  /** Made once the SDK has loaded; until then the process's stdout waits in its pipe. */
+  private readonly connected: Promise<AcpConnection>;
   private readonly chunkListeners = new Map<string, (text: string) => void>();
   private stderrTail = "";
   private stderrLine = "";
@@ -105,40 +118,47 @@ export class AcpProcess {
       });
     });
     this.child.stderr?.setEncoding("utf8").on("data", (chunk: string) => this.takeStderr(chunk));
-    const client = acp
+    // A process that dies mid-write must not take the runtime down with EPIPE.
+    this.child.stdin?.on("error", () => undefined);
+    this.connected = acpSdk().then((sdk) => ({ sdk, connection: this.connect(sdk) }));
+    // An SDK that cannot load fails every request (`call`), and `initialize` first: not an unhandled rejection.
+    this.connected.catch(() => undefined);
+    void this.exited.then(() => this.connected.then(({ connection }) => connection.close(), () => undefined));
+  }
+
+  /** The client side of ACP over the process's stdio: chunks to their listeners, permission and file requests answered. */
+  private connect(sdk: AcpSdk): acp.ClientConnection {
+    const client = sdk
       .client({ name: "troupe" })
-      .onNotification(acp.methods.client.session.update, ({ params }) => {
+      .onNotification(sdk.methods.client.session.update, ({ params }) => {
         const { update } = params;
         if (update.sessionUpdate === "agent_message_chunk" && update.content.type === "text") {
           this.chunkListeners.get(params.sessionId)?.(update.content.text);
         }
       })
-      .onRequest(acp.methods.client.session.requestPermission, async ({ params }) => {
+      .onRequest(sdk.methods.client.session.requestPermission, async ({ params }) => {
         const policy = this.options.permissions;
         const decision = typeof policy === "function" ? await policy(params) : policy;
         return { outcome: pickOption(params.options, decision) };
       })
-      .onRequest(acp.methods.client.fs.readTextFile, async ({ params }) => {
-        const path = this.allowedPath(params.path);
+      .onRequest(sdk.methods.client.fs.readTextFile, async ({ params }) => {
+        const path = this.allowedPath(sdk, params.path);
         const content = await readFile(path, "utf8");
         if (params.line == null && params.limit == null) return { content };
         const lines = content.split("\n");
         const start = Math.max(0, (params.line ?? 1) - 1);
         return { content: lines.slice(start, params.limit == null ? undefined : start + params.limit).join("\n") };
       })
-      .onRequest(acp.methods.client.fs.writeTextFile, async ({ params }) => {
-        await writeFile(this.allowedPath(params.path), params.content, "utf8");
+      .onRequest(sdk.methods.client.fs.writeTextFile, async ({ params }) => {
+        await writeFile(this.allowedPath(sdk, params.path), params.content, "utf8");
         return {};
       });
-    // A process that dies mid-write must not take the runtime down with EPIPE.
-    this.child.stdin?.on("error", () => undefined);
-    this.connection = client.connect(
-      acp.ndJsonStream(
+    return client.connect(
+      sdk.ndJsonStream(
         Writable.toWeb(this.child.stdin!) as WritableStream<Uint8Array>,
         Readable.toWeb(this.child.stdout!) as ReadableStream<Uint8Array>,
       ),
     );
-    void this.exited.then(() => this.connection.close());
   }
 
   /** The process id (undefined if it could not start). */
@@ -164,9 +184,9 @@ export class AcpProcess {
   /** Runs the `initialize` handshake. */
   async initialize(): Promise<acp.InitializeResponse> {
     const fs = this.options.fsRoot !== undefined;
-    return this.call(() =>
-      this.connection.agent.request(acp.methods.agent.initialize, {
-        protocolVersion: acp.PROTOCOL_VERSION,
+    return this.call(({ sdk, connection }) =>
+      connection.agent.request(sdk.methods.agent.initialize, {
+        protocolVersion: sdk.PROTOCOL_VERSION,
         clientCapabilities: { fs: { readTextFile: fs, writeTextFile: fs } },
       }),
     );
@@ -174,20 +194,20 @@ export class AcpProcess {
 
   /** Opens an ACP session and returns its id. */
   async newSession(cwd: string): Promise<string> {
-    const response = await this.call(() => this.connection.agent.request(acp.methods.agent.session.new, { cwd, mcpServers: [] }));
+    const response = await this.call(({ sdk, connection }) => connection.agent.request(sdk.methods.agent.session.new, { cwd, mcpServers: [] }));
     return response.sessionId;
   }
 
   /** Sends one prompt; `onChunk` gets each text chunk the agent streams. `signal` sends `session/cancel`. */
   async prompt(sessionId: string, text: string, signal: AbortSignal, onChunk: (text: string) => void): Promise<acp.PromptResponse> {
     const onAbort = (): void => {
-      void this.connection.agent.notify(acp.methods.agent.session.cancel, { sessionId }).catch(() => undefined);
+      void this.connected.then(({ sdk, connection }) => connection.agent.notify(sdk.methods.agent.session.cancel, { sessionId })).catch(() => undefined);
     };
     this.chunkListeners.set(sessionId, onChunk);
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      return await this.call(() =>
-        this.connection.agent.request(acp.methods.agent.session.prompt, { sessionId, prompt: [{ type: "text", text }] }),
+      return await this.call(({ sdk, connection }) =>
+        connection.agent.request(sdk.methods.agent.session.prompt, { sessionId, prompt: [{ type: "text", text }] }),
       );
     } finally {
       signal.removeEventListener("abort", onAbort);
@@ -242,22 +262,23 @@ export class AcpProcess {
     this.stderrLine = "";
   }
 
-  private allowedPath(path: string): string {
+  private allowedPath(sdk: AcpSdk, path: string): string {
     const root = this.options.fsRoot;
     if (root === undefined || !insideRoot(root, path)) {
-      throw acp.RequestError.invalidParams({ path }, `Access denied: ${path} is outside the worker's file root`);
+      throw sdk.RequestError.invalidParams({ path }, `Access denied: ${path} is outside the worker's file root`);
     }
     return resolve(path);
   }
 
   /** Runs a request; maps a dead connection to TRANSPORT (session invalid) and an agent error to UPSTREAM. */
-  private async call<T>(request: () => Promise<T>): Promise<T> {
+  private async call<T>(request: (connected: AcpConnection) => Promise<T>): Promise<T> {
     if (this.exit !== undefined) throw this.deadError();
     try {
-      return await request();
+      return await request(await this.connected);
     } catch (error) {
       if (this.exit !== undefined || !this.child.stdin?.writable) throw this.deadError();
-      if (error instanceof acp.RequestError) {
+      const sdk = acpSdk.loaded;
+      if (sdk !== undefined && error instanceof sdk.RequestError) {
         throw new BridgeError("UPSTREAM", `Worker agent error ${error.code}: ${error.message}`, {
           code: error.code,
           ...(error.data === undefined ? {} : { data: error.data }),

@@ -1,9 +1,11 @@
 /**
  * A state graph laid out by ELK (`elkjs`, the layered algorithm Stately's tools use): nested states as boxes
  * inside their parents, transitions as routed edges with their labels placed clear of the boxes. What `/ui`
- * draws and `troupe graph --format svg` writes; coordinates are absolute, in pixels.
+ * draws and `troupe graph --format svg` writes; coordinates are absolute, in pixels. ELK (1.5 MB of
+ * JavaScript) loads with the first layout. This module is also bundled into the browser's `/ui`, so it uses
+ * no Node API.
  */
-import elkExports, { type ELK, type ElkExtendedEdge, type ElkNode } from "elkjs/lib/elk.bundled.js";
+import type { ELK, ElkExtendedEdge, ElkNode } from "elkjs/lib/elk.bundled.js";
 import { edgesOf } from "./edges.js";
 import type { GraphState, StateGraph } from "./state-graph.js";
 
@@ -44,10 +46,16 @@ const STATE_HEIGHT = 32;
 const LABEL_HEIGHT = 16;
 const COMPOUND_TOP = 30;
 
-/** ELK's constructor: a CommonJS module, its default export as Node and bundlers each see it. */
-const ElkLayout = ((elkExports as unknown as { default?: new () => ELK }).default ?? elkExports) as unknown as new () => ELK;
+let elk: Promise<ELK> | undefined;
 
-let elk: ELK | undefined;
+/** ELK, loaded and made by the first call. */
+function loadElk(): Promise<ELK> {
+  return (elk ??= import("elkjs/lib/elk.bundled.js").then(({ default: elkExports }) => {
+    // A CommonJS module: its constructor is its default export or that export's `default`, as Node and bundlers each see it.
+    const ElkLayout = ((elkExports as unknown as { default?: new () => ELK }).default ?? elkExports) as unknown as new () => ELK;
+    return new ElkLayout();
+  }));
+}
 
 function textWidth(text: string): number {
   return text.length * CHAR_WIDTH;
@@ -55,7 +63,7 @@ function textWidth(text: string): number {
 
 /** Lays a state graph out. */
 export async function layoutGraph(graph: StateGraph): Promise<GraphLayout> {
-  elk ??= new ElkLayout();
+  const layout = await loadElk();
   const childrenOf = new Map<string | null, GraphState[]>();
   for (const state of graph.states) childrenOf.set(state.parent, [...(childrenOf.get(state.parent) ?? []), state]);
   const initials = new Set<string>([...(graph.initial === null ? [] : [graph.initial]), ...graph.states.flatMap((state) => (state.initial === null ? [] : [state.initial]))]);
@@ -75,7 +83,7 @@ export async function layoutGraph(graph: StateGraph): Promise<GraphLayout> {
     const width = Math.max(...edge.labels.map(textWidth)) + 6;
     return { id: `e${index}`, sources: [edge.source], targets: [edge.target], labels: [{ text: label, width, height: LABEL_HEIGHT * edge.labels.length }] };
   });
-  const root: ElkNode = await elk.layout({
+  const root: ElkNode = await layout.layout({
     id: "(machine)",
     layoutOptions: {
       "elk.algorithm": "layered",

@@ -15,11 +15,11 @@ import {
   supervisorMachine,
   workerMachine,
 } from "../../machines/index.js";
+import type { MachineName } from "./machine-names.js";
 
-/** The steps of the workflow machine drawn when no others are given: the seed's pipeline. */
-export const EXAMPLE_WORKFLOW_STEPS = ["design", "implementation", "review"];
+export { EXAMPLE_WORKFLOW_STEPS, MACHINE_NAMES } from "./machine-names.js";
 
-/** Every machine `troupe graph` knows, by name. `workflow` is built from `steps`. */
+/** Every machine `troupe graph` knows, by name (each of `MACHINE_NAMES`). `workflow` is built from `steps`. */
 export const MACHINES: Record<string, (steps: string[]) => AnyStateMachine> = {
   session: () => sessionMachine,
   "session-shard": () => sessionShardMachine,
@@ -31,7 +31,4 @@ export const MACHINES: Record<string, (steps: string[]) => AnyStateMachine> = {
   pool: () => poolMachine,
   "pool-shard": () => poolShardMachine,
   conversation: () => conversationMachine,
-};
-
-/** The names of the machines, in the order `troupe graph --help` lists them. */
-export const MACHINE_NAMES = Object.keys(MACHINES);
+} satisfies Record<MachineName, (steps: string[]) => AnyStateMachine>;

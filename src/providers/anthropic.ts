@@ -1,10 +1,13 @@
 /**
- * `AnthropicProvider` ("anthropic"): the Messages API through the official `@anthropic-ai/sdk`.
+ * `AnthropicProvider` ("anthropic"): the Messages API through the official `@anthropic-ai/sdk`, which loads at
+ * the first request.
  */
-import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError } from "@anthropic-ai/sdk";
+import type Anthropic from "@anthropic-ai/sdk";
+import type { ClientOptions } from "@anthropic-ai/sdk";
 import type { StopReason } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
 import { argumentsObjectOf, type ToolCall, type ToolRequest } from "../tools/tool-call.js";
+import { lazyImport } from "../lazy-modules.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
@@ -18,6 +21,8 @@ type MessageRequest = Anthropic.Messages.MessageCreateParamsNonStreaming;
 type MessageParam = Anthropic.Messages.MessageParam;
 type ContentBlockParam = Anthropic.Messages.ContentBlockParam;
 type ContentBlock = Anthropic.Messages.ContentBlock;
+
+const anthropicSdk = lazyImport("@anthropic-ai/sdk", "The Anthropic provider", () => import("@anthropic-ai/sdk"));
 
 /** The Anthropic API's own address. */
 export const ANTHROPIC_BASE_URL = "https://api.anthropic.com";
@@ -165,7 +170,9 @@ function toolFields(tools: ToolRequest | undefined): Pick<MessageRequest, "tools
 
 /** Answers with the Anthropic Messages API (SPEC §2.4 mapping). */
 export class AnthropicProvider extends BaseProvider {
-  private readonly client: Anthropic;
+  private readonly clientOptions: ClientOptions;
+  /** Made at the first request, when the SDK has loaded. */
+  private client: Anthropic | undefined;
 
   constructor(options: AnthropicProviderOptions = {}) {
     const apiKey = options.credentials?.apiKey ?? readProviderEnv("ANTHROPIC_API_KEY");
@@ -173,13 +180,13 @@ export class AnthropicProvider extends BaseProvider {
     if (apiKey === undefined) {
       throw new BridgeError("CONFIG", `${this.id}: no API key: pass credentials.apiKey or set ANTHROPIC_API_KEY`, { field: "credentials.apiKey" });
     }
-    this.client = new Anthropic({
+    this.clientOptions = {
       apiKey,
       baseURL: options.baseURL ?? ANTHROPIC_BASE_URL,
       maxRetries: 0,
       timeout: this.timeoutMs,
       logger: redactingLogger(console, this.redact),
-    });
+    };
   }
 
   protected override checkParams(params: ResolvedRuntimeParams, field: string): void {
@@ -189,21 +196,23 @@ export class AnthropicProvider extends BaseProvider {
   }
 
   protected override classify(error: unknown): UpstreamFailure {
-    return classifyStainlessError(error, { APIError, APIConnectionError, APIConnectionTimeoutError }, this.clock.now());
+    // Before the SDK has loaded, no error can be one of its own.
+    return classifyStainlessError(error, anthropicSdk.loaded, this.clock.now());
   }
 
   protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
     const body = this.requestBody(params, ctx.history, ctx.prompt, tools);
     const options = { signal, timeout: this.timeoutMs };
     const turn = new AnthropicTurn();
+    const client = this.client ?? (await this.openClient());
     if (!this.streaming) {
-      const message = await this.client.messages.create({ ...body, stream: false }, options);
+      const message = await client.messages.create({ ...body, stream: false }, options);
       message.content.forEach((block, index) => turn.start(index, block));
       const answer = turn.reply(message.stop_reason, message.usage.input_tokens, message.usage.output_tokens);
       emit(answer.text);
       return answer;
     }
-    const stream = await this.client.messages.create({ ...body, stream: true }, options);
+    const stream = await client.messages.create({ ...body, stream: true }, options);
     let stopReason: string | null | undefined;
     let inputTokens: number | undefined;
     let outputTokens: number | undefined;
@@ -235,6 +244,12 @@ export class AnthropicProvider extends BaseProvider {
     }
     if (!stopped) throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before message_stop`, { provider: this.id });
     return turn.reply(stopReason, inputTokens, outputTokens);
+  }
+
+  /** The SDK's client: the SDK loads at the first request, so that importing troupe does not load it. */
+  private async openClient(): Promise<Anthropic> {
+    const { default: AnthropicClient } = await anthropicSdk();
+    return (this.client ??= new AnthropicClient(this.clientOptions));
   }
 
   /** The Messages body: `providerSpecific` first, so that the mapped fields win over it. */

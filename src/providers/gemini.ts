@@ -1,16 +1,19 @@
 /**
  * `GeminiProvider` ("gemini"): the Gemini API's generateContent / streamGenerateContent through the
- * official `@google/genai` SDK.
+ * official `@google/genai` SDK, which loads at the first request.
  */
-import { ApiError, FunctionCallingConfigMode, GoogleGenAI, type Content, type GenerateContentConfig, type GenerateContentResponse, type Part } from "@google/genai";
+import type { ApiError, Content, FunctionCallingConfigMode, GenerateContentConfig, GenerateContentResponse, GoogleGenAI, GoogleGenAIOptions, Part } from "@google/genai";
 import type { AgentReply, StopReason } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
 import { argumentsObjectOf, type ToolCall, type ToolRequest, type ToolRound } from "../tools/tool-call.js";
+import { lazyImport } from "../lazy-modules.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
 import type { ProviderOptions, ProviderReply, ResolvedRuntimeParams } from "./provider.js";
 import { isConnectionError, messageOf, type UpstreamFailure } from "./upstream-errors.js";
+
+const geminiSdk = lazyImport("@google/genai", "The Gemini provider", () => import("@google/genai"));
 
 /** The Gemini API's own address (the SDK adds the API version, `v1beta`). */
 export const GEMINI_BASE_URL = "https://generativelanguage.googleapis.com";
@@ -124,18 +127,23 @@ function roundContents(tools: ToolRequest | undefined): Content[] {
   });
 }
 
-/** The tools as one `functionDeclarations` tool (parameters as JSON Schema), and mode `NONE` for the loop's last call. */
-function toolConfigOf(tools: ToolRequest | undefined): Pick<GenerateContentConfig, "tools" | "toolConfig"> {
+/**
+ * The tools as one `functionDeclarations` tool (parameters as JSON Schema), and mode `NONE` for the loop's
+ * last call (`modes`: the SDK's enum, which exists once the SDK has loaded).
+ */
+function toolConfigOf(tools: ToolRequest | undefined, modes: typeof FunctionCallingConfigMode): Pick<GenerateContentConfig, "tools" | "toolConfig"> {
   if (tools === undefined) return {};
   return {
     tools: [{ functionDeclarations: tools.tools.map((tool) => ({ name: tool.name, description: tool.description, parametersJsonSchema: tool.inputSchema })) }],
-    ...(tools.choice === "none" ? { toolConfig: { functionCallingConfig: { mode: FunctionCallingConfigMode.NONE } } } : {}),
+    ...(tools.choice === "none" ? { toolConfig: { functionCallingConfig: { mode: modes.NONE } } } : {}),
   };
 }
 
 /** Answers with the Gemini API (SPEC §2.4 mapping). */
 export class GeminiProvider extends BaseProvider {
-  private readonly client: GoogleGenAI;
+  private readonly clientOptions: GoogleGenAIOptions;
+  /** Made at the first request, when the SDK has loaded. */
+  private client: GoogleGenAI | undefined;
 
   constructor(options: GeminiProviderOptions = {}) {
     const apiKey = options.credentials?.apiKey ?? readProviderEnv("GEMINI_API_KEY");
@@ -143,20 +151,26 @@ export class GeminiProvider extends BaseProvider {
     if (apiKey === undefined) {
       throw new BridgeError("CONFIG", `${this.id}: no API key: pass credentials.apiKey or set GEMINI_API_KEY`, { field: "credentials.apiKey" });
     }
-    this.client = new GoogleGenAI({ apiKey, vertexai: false, httpOptions: { baseUrl: options.baseURL ?? GEMINI_BASE_URL } });
+    this.clientOptions = { apiKey, vertexai: false, httpOptions: { baseUrl: options.baseURL ?? GEMINI_BASE_URL } };
   }
 
   protected override classify(error: unknown): UpstreamFailure {
-    if (error instanceof ApiError) return classifyApiError(error);
+    // Before the SDK has loaded, no error can be one of its own.
+    const sdk = geminiSdk.loaded;
+    if (sdk !== undefined && error instanceof sdk.ApiError) return classifyApiError(error);
     if (isConnectionError(error)) return { kind: "connection", message: messageOf(error) };
     return { kind: "other", message: messageOf(error) };
   }
 
   protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
-    const request = { model: params.model, contents: [...this.contents(ctx.history, ctx.prompt), ...roundContents(tools)], config: this.config(params, signal, tools) };
+    // The SDK loads at the first request, so that importing troupe does not load it.
+    const sdk = geminiSdk.loaded ?? (await geminiSdk());
+    const client = (this.client ??= new sdk.GoogleGenAI(this.clientOptions));
+    const config = this.config(params, signal, toolConfigOf(tools, sdk.FunctionCallingConfigMode));
+    const request = { model: params.model, contents: [...this.contents(ctx.history, ctx.prompt), ...roundContents(tools)], config };
     const round = (tools?.rounds.length ?? 0) + 1;
     if (!this.streaming) {
-      const piece = pieceOf(await this.client.models.generateContent(request));
+      const piece = pieceOf(await client.models.generateContent(request));
       emit(piece.text);
       return this.reply(piece.text, piece, round);
     }
@@ -165,7 +179,7 @@ export class GeminiProvider extends BaseProvider {
     let last: ResponsePiece | undefined;
     let calledFunction = false;
     let usage: AgentReply["usage"];
-    for await (const chunk of await this.client.models.generateContentStream(request)) {
+    for await (const chunk of await client.models.generateContentStream(request)) {
       const piece = pieceOf(chunk);
       text += piece.text;
       parts.push(...piece.parts);
@@ -196,7 +210,7 @@ export class GeminiProvider extends BaseProvider {
   }
 
   /** The request `config`: `providerSpecific` first, so that the mapped fields win over it. */
-  private config(params: ResolvedRuntimeParams, signal: AbortSignal, tools: ToolRequest | undefined): GenerateContentConfig {
+  private config(params: ResolvedRuntimeParams, signal: AbortSignal, toolConfig: Pick<GenerateContentConfig, "tools" | "toolConfig">): GenerateContentConfig {
     return {
       ...params.providerSpecific,
       ...(params.systemPrompt !== undefined ? { systemInstruction: params.systemPrompt } : {}),
@@ -205,7 +219,7 @@ export class GeminiProvider extends BaseProvider {
       ...(params.topP !== undefined ? { topP: params.topP } : {}),
       ...(params.topK !== undefined ? { topK: params.topK } : {}),
       ...(params.stopSequences !== undefined ? { stopSequences: params.stopSequences } : {}),
-      ...toolConfigOf(tools),
+      ...toolConfig,
       abortSignal: signal,
     };
   }

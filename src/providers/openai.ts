@@ -1,11 +1,13 @@
 /**
  * `OpenAIProvider` ("openai"): the Chat Completions API through the official `openai` SDK. With `baseURL` it
- * talks to any OpenAI-compatible server (Ollama, vLLM, LM Studio).
+ * talks to any OpenAI-compatible server (Ollama, vLLM, LM Studio). The SDK loads at the first request.
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
+import type OpenAI from "openai";
+import type { ClientOptions } from "openai";
 import type { StopReason } from "../agents/agent.js";
 import { BridgeError } from "../errors.js";
 import type { ToolCall, ToolRequest } from "../tools/tool-call.js";
+import { lazyImport } from "../lazy-modules.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
@@ -19,6 +21,8 @@ type ChatRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreamin
 type ChatStreamRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming;
 type ChatTool = OpenAI.Chat.Completions.ChatCompletionFunctionTool;
 type StreamedToolCall = OpenAI.Chat.Completions.ChatCompletionChunk.Choice.Delta.ToolCall;
+
+const openAISdk = lazyImport("openai", "The OpenAI provider", () => import("openai"));
 
 /** The OpenAI API's own address. */
 export const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -104,7 +108,9 @@ function roundMessages(tools: ToolRequest | undefined): ChatMessage[] {
 
 /** Answers with OpenAI Chat Completions (SPEC §2.4 mapping). */
 export class OpenAIProvider extends BaseProvider {
-  private readonly client: OpenAI;
+  private readonly clientOptions: ClientOptions;
+  /** Made at the first request, when the SDK has loaded. */
+  private client: OpenAI | undefined;
 
   constructor(options: OpenAIProviderOptions = {}) {
     const apiKey = options.credentials?.apiKey ?? readProviderEnv("OPENAI_API_KEY");
@@ -113,13 +119,13 @@ export class OpenAIProvider extends BaseProvider {
     if (apiKey === undefined && baseURL === undefined) {
       throw new BridgeError("CONFIG", `${this.id}: no API key: pass credentials.apiKey or set OPENAI_API_KEY`, { field: "credentials.apiKey" });
     }
-    this.client = new OpenAI({
+    this.clientOptions = {
       apiKey: apiKey ?? NO_KEY_FOR_LOCAL_SERVER,
       baseURL: baseURL ?? OPENAI_BASE_URL,
       maxRetries: 0,
       timeout: this.timeoutMs,
       logger: redactingLogger(console, this.redact),
-    });
+    };
   }
 
   protected override checkParams(params: ResolvedRuntimeParams, _field: string, warn: (field: string, message: string) => void): void {
@@ -127,21 +133,23 @@ export class OpenAIProvider extends BaseProvider {
   }
 
   protected override classify(error: unknown): UpstreamFailure {
-    return classifyStainlessError(error, { APIError, APIConnectionError, APIConnectionTimeoutError }, this.clock.now());
+    // Before the SDK has loaded, no error can be one of its own.
+    return classifyStainlessError(error, openAISdk.loaded, this.clock.now());
   }
 
   protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
     const body = this.requestBody(params, ctx.history, ctx.prompt, tools);
     const options = { signal, timeout: this.timeoutMs };
+    const client = this.client ?? (await this.openClient());
     if (!this.streaming) {
-      const completion = await this.client.chat.completions.create({ ...body, stream: false }, options);
+      const completion = await client.chat.completions.create({ ...body, stream: false }, options);
       const choice = completion.choices[0];
       const text = choice?.message.content ?? choice?.message.refusal ?? "";
       emit(text);
       return reply(text, choice?.finish_reason, completion.usage, toolCallsOf(choice?.message.tool_calls));
     }
     const request: ChatStreamRequest = { ...body, stream: true, stream_options: { include_usage: true } };
-    const stream = await this.client.chat.completions.create(request, options);
+    const stream = await client.chat.completions.create(request, options);
     let text = "";
     let finishReason: string | null | undefined;
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -159,6 +167,12 @@ export class OpenAIProvider extends BaseProvider {
       throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before a finish_reason`, { provider: this.id });
     }
     return reply(text, finishReason, usage, toolCalls.list());
+  }
+
+  /** The SDK's client: the SDK loads at the first request, so that importing troupe does not load it. */
+  private async openClient(): Promise<OpenAI> {
+    const { default: OpenAIClient } = await openAISdk();
+    return (this.client ??= new OpenAIClient(this.clientOptions));
   }
 
   /** The Chat Completions body: `providerSpecific` first, so that the mapped fields win over it. */

@@ -27,8 +27,8 @@ function apiMessageOf(error: StainlessApiError): string {
   return error.message.replace(/^\d{3}\s+/, "");
 }
 
-/** Classifies anything a Stainless SDK threw (after cancellation and troupe's own timeout were ruled out). */
-export function classifyStainlessError(error: unknown, classes: StainlessErrorClasses, now: number): UpstreamFailure {
+/** Reads an error that is one of the SDK's own; undefined for anything else. */
+function classifySdkError(error: unknown, classes: StainlessErrorClasses, now: number): UpstreamFailure | undefined {
   if (error instanceof classes.APIConnectionTimeoutError) return { kind: "timeout" };
   if (error instanceof classes.APIConnectionError) return { kind: "connection", message: messageOf(error.cause ?? error) };
   if (error instanceof classes.APIError && error.status !== undefined) {
@@ -42,6 +42,16 @@ export function classifyStainlessError(error: unknown, classes: StainlessErrorCl
       ...(shouldRetry !== undefined ? { shouldRetry } : {}),
     };
   }
+  return undefined;
+}
+
+/**
+ * Classifies anything a Stainless SDK threw (after cancellation and troupe's own timeout were ruled out);
+ * `classes` is undefined while the SDK is not loaded, when nothing thrown can be one of its errors.
+ */
+export function classifyStainlessError(error: unknown, classes: StainlessErrorClasses | undefined, now: number): UpstreamFailure {
+  const sdkFailure = classes === undefined ? undefined : classifySdkError(error, classes, now);
+  if (sdkFailure !== undefined) return sdkFailure;
   if (isConnectionError(error)) return { kind: "connection", message: messageOf(error) };
   return { kind: "other", message: messageOf(error) };
 }

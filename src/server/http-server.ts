@@ -14,13 +14,10 @@ import { API_KEY_HEADER } from "../protocol/headers.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { clientOf, ConnectionCounts, OwnedSessions, quotaExceeded, RateLimiter } from "./quotas.js";
+import { DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { refuseUpgrade } from "./upgrades.js";
 
 export { API_KEY_HEADER };
-/** Port used when none is given. */
-export const DEFAULT_PORT = 8080;
-/** Address bound when none is given: loopback, so nothing is exposed by accident. */
-export const DEFAULT_HOST = "127.0.0.1";
 /** Largest request body accepted (1 MiB); a larger one is answered with 413. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** How long `close()` lets requests in flight finish before cutting their connections. */

@@ -8,9 +8,6 @@ import { createCipheriv, createDecipheriv, randomBytes, scrypt, type ScryptOptio
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
 
-/** The environment variable that holds the encryption key; the caller reads it and passes `encryptionKey`. */
-export const ENCRYPTION_KEY_ENV = "TROUPE_ENCRYPTION_KEY";
-
 /** The shortest passphrase accepted (a raw key is exactly 64 hex characters). */
 export const MIN_PASSPHRASE_LENGTH = 16;
 

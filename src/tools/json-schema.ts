@@ -1,11 +1,13 @@
 /**
  * Tool parameters given as JSON Schema: compiled once with `ajv` when the tool is defined, and the model's
- * arguments checked against them at each call, failures named by field as zod's are.
+ * arguments checked against them at each call, failures named by field as zod's are. ajv loads with the first
+ * JSON Schema tool.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
-import { Ajv2019 } from "ajv/dist/2019.js";
-import { Ajv2020 } from "ajv/dist/2020.js";
+import type { Ajv, ErrorObject, ValidateFunction } from "ajv";
+import type { Ajv2019 } from "ajv/dist/2019.js";
+import type { Ajv2020 } from "ajv/dist/2020.js";
 import { BridgeError } from "../errors.js";
+import { lazyRequire } from "../lazy-modules.js";
 import type { JsonSchema } from "./tool.js";
 
 /**
@@ -15,6 +17,11 @@ import type { JsonSchema } from "./tool.js";
  * `addUsedSchema: false`: two tools whose schemas share an `$id` do not collide in the shared validator.
  */
 const OPTIONS = { allErrors: true, strict: false, validateFormats: false, useDefaults: true, addUsedSchema: false } as const;
+
+const USED_FOR = "A tool with a JSON Schema";
+const draft7Module = lazyRequire<typeof import("ajv")>("ajv", USED_FOR);
+const draft2019Module = lazyRequire<typeof import("ajv/dist/2019.js")>("ajv/dist/2019.js", USED_FOR);
+const draft2020Module = lazyRequire<typeof import("ajv/dist/2020.js")>("ajv/dist/2020.js", USED_FOR);
 
 /** One validator per draft, made when first needed. */
 const validators = {
@@ -29,9 +36,9 @@ const validators = {
  */
 function validatorFor(schema: JsonSchema): Ajv | Ajv2019 | Ajv2020 {
   const draft = typeof schema.$schema === "string" ? schema.$schema : "";
-  if (draft.includes("2020-12")) return (validators.draft2020 ??= new Ajv2020(OPTIONS));
-  if (draft.includes("2019-09")) return (validators.draft2019 ??= new Ajv2019(OPTIONS));
-  return (validators.draft7 ??= new Ajv(OPTIONS));
+  if (draft.includes("2020-12")) return (validators.draft2020 ??= new (draft2020Module().Ajv2020)(OPTIONS));
+  if (draft.includes("2019-09")) return (validators.draft2019 ??= new (draft2019Module().Ajv2019)(OPTIONS));
+  return (validators.draft7 ??= new (draft7Module().Ajv)(OPTIONS));
 }
 
 /** The field an ajv error is about, as a dotted path (`address.city`, `items.0`); a missing property names itself. */

@@ -6,12 +6,12 @@
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
 import { BridgeError } from "../../errors.js";
 import type { ConversationSettings } from "../agent.js";
 import { agentFileSchema, fieldsAt, type AgentFile, type AgentFileContext, type RoutingSetting } from "./agent-file.js";
 import { positionOf } from "./source-positions.js";
+import { yamlPackage } from "./yaml-package.js";
 
 /** The largest agent.yaml read, in bytes: a prompt is text, not a data set. */
 export const MAX_AGENT_FILE_BYTES = 256 * 1024;
@@ -171,6 +171,7 @@ export type ParsedAgentFile =
 
 /** Parses and checks the text of one agent.yaml; `file` is how its problems name it. */
 export function parseAgentFile(file: string, text: string, context: AgentFileContext): ParsedAgentFile {
+  const { LineCounter, parseDocument } = yamlPackage();
   const lines = new LineCounter();
   const document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (document.errors.length > 0) {

@@ -2,7 +2,8 @@
  * Where a field of a YAML document is written: the line and column an error names, found from the field's
  * path in the parsed document.
  */
-import { isMap, isScalar, isSeq, type Document, type LineCounter, type Node } from "yaml";
+import type { Document, LineCounter, Node } from "yaml";
+import { yamlPackage } from "./yaml-package.js";
 
 /** A place in a file, both counted from 1. */
 export interface SourcePosition {
@@ -12,6 +13,7 @@ export interface SourcePosition {
 
 /** The child of `node` at one step of a path, if it is there. */
 function childOf(node: unknown, step: PropertyKey): { key?: Node; value: unknown } | undefined {
+  const { isMap, isScalar, isSeq } = yamlPackage();
   if (isMap(node)) {
     const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(step));
     return pair === undefined ? undefined : { key: pair.key as Node, value: pair.value };
