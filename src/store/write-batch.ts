@@ -203,10 +203,10 @@ function plural(count: number, one: string, many: string): string {
 export abstract class BatchedStore implements Store {
   protected abstract readonly batcher: WriteBatcher;
 
-  /** One record's value as stored, or `undefined`; every write enqueued before has been committed. */
+  /** One record's value as stored, or `undefined` (or a promise of it); every write enqueued before has been committed. */
   protected abstract read(collection: StoreCollection, id: string): unknown;
   /** The records of a collection (those whose id starts with `prefix`), ordered by id in code-point order. */
-  protected abstract readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[];
+  protected abstract readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] | Promise<StoreRecord[]>;
 
   put(collection: StoreCollection, id: string, value: unknown): void {
     this.batcher.put(collection, id, value);
@@ -223,13 +223,13 @@ export abstract class BatchedStore implements Store {
   async get(collection: StoreCollection, id: string): Promise<unknown> {
     checkRecordKey(collection, id);
     await this.batcher.beforeRead();
-    return this.read(collection, id);
+    return await this.read(collection, id);
   }
 
   async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
     checkPrefix(collection, prefix);
     await this.batcher.beforeRead();
-    return this.readAll(collection, prefix);
+    return await this.readAll(collection, prefix);
   }
 
   close(): Promise<void> {
