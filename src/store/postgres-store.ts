@@ -8,7 +8,7 @@ import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { migratePostgres, quoteIdentifier } from "./postgres-migrations.js";
-import { postgresError, postgresOpenError } from "./postgres-errors.js";
+import { isUnavailable, postgresError, postgresOpenError } from "./postgres-errors.js";
 import { decodeValue, encodeValue, type StoredValue } from "./record-codec.js";
 import type { Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
@@ -261,21 +261,44 @@ class PostgresStore extends BatchedStore {
     }
   }
 
-  /** Commits one batch in one transaction on the writing connection; a failure drops that connection. */
+  /**
+   * Commits one batch in one transaction on the writing connection; a failure drops that connection. A
+   * connection that broke while idle (found at BEGIN, before anything of the batch was sent) is replaced at
+   * once, so that a server restart or a cut connection costs no failed flush.
+   */
   async #commit(ops: readonly WriteOp[]): Promise<void> {
-    const writer = this.#writer ?? (await this.#reconnect());
+    const idle = this.#writer;
+    if (idle !== undefined) {
+      try {
+        await idle.query("BEGIN");
+      } catch (error) {
+        this.#dropWriter(idle);
+        if (!isUnavailable(error)) throw postgresError(error, this.#options.where, "a commit");
+        return this.#commitOn(await this.#reconnect(), ops);
+      }
+      return this.#commitOn(idle, ops, { begun: true });
+    }
+    return this.#commitOn(await this.#reconnect(), ops);
+  }
+
+  async #commitOn(writer: pg.Client, ops: readonly WriteOp[], { begun = false } = {}): Promise<void> {
     this.#writer = writer;
     try {
-      await writer.query("BEGIN");
+      if (!begun) await writer.query("BEGIN");
       await this.#writeAll(writer, ops);
       await writer.query("COMMIT");
     } catch (error) {
       // The connection may be broken, or busy with a query that timed out: a new one serves the next commit.
       // A COMMIT whose answer was lost may have landed; the batch is written again, to the same effect.
-      this.#writer = undefined;
-      await writer.end().catch(() => undefined);
+      this.#dropWriter(writer);
       throw postgresError(error, this.#options.where, "a commit");
     }
+  }
+
+  #dropWriter(writer: pg.Client): void {
+    if (this.#writer === writer) this.#writer = undefined;
+    // Ending a connection releases its lock; it is not awaited, as a broken one may never answer.
+    writer.end().catch(() => undefined);
   }
 
   async #reconnect(): Promise<pg.Client> {
