@@ -27,6 +27,8 @@ export interface ServeFlags {
   /** `--agents DIR`, or false for `--no-agents`. */
   agents?: string | false;
   data?: string;
+  /** `--store postgres://…`: the PostgreSQL store instead of SQLite. */
+  store?: string;
   inMemory?: boolean;
   tlsKey?: string;
   tlsCert?: string;
@@ -46,6 +48,9 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   if (flags.host === "") throw new BridgeError("CONFIG", "--host: must not be empty", { field: "host" });
   if (flags.apiKey === "") throw new BridgeError("CONFIG", "--api-key: must not be empty", { field: "apiKey" });
   if (flags.data === "") throw new BridgeError("CONFIG", "--data: must not be empty", { field: "data" });
+  if (flags.store !== undefined && !/^postgres(ql)?:\/\/./.test(flags.store)) {
+    throw new BridgeError("CONFIG", "--store: give a postgres:// (or postgresql://) URL; the SQLite store is --data DIR", { field: "store" });
+  }
   if ((flags.tlsKey === undefined) !== (flags.tlsCert === undefined)) {
     throw new BridgeError("CONFIG", "--tls-key and --tls-cert: give both, or neither", { field: flags.tlsKey === undefined ? "tls-key" : "tls-cert" });
   }
@@ -56,7 +61,7 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
     throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
   }
   return {
-    ...(flags.inMemory === true ? {} : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
+    ...(flags.inMemory === true ? {} : flags.store !== undefined ? { storeUrl: flags.store } : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
     ...(encryptionKey === undefined ? {} : { encryptionKey }),
     ...(flags.tlsKey === undefined || flags.tlsCert === undefined ? {} : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
     port: flags.port,
@@ -101,6 +106,13 @@ export function registerServeCommand(program: Command): void {
         `where the SQLite store keeps registrations, messages, workflows and sessions across restarts (default: ${DEFAULT_DATA_DIR}); ` +
           `encrypted at rest when $${ENCRYPTION_KEY_ENV} is set`,
       ).conflicts("inMemory"),
+    )
+    .addOption(
+      new Option(
+        "--store <url>",
+        "keep them in PostgreSQL instead (postgres://user:password@host:port/database; tables in its schema troupe, created when missing); " +
+          `encrypted at rest when $${ENCRYPTION_KEY_ENV} is set`,
+      ).conflicts(["inMemory", "data"]),
     )
     .option("--in-memory", "keep everything in memory instead: nothing survives a restart")
     .option("--tls-key <file>", "serve HTTPS and WSS with this PEM key (and --tls-cert)")

@@ -117,8 +117,6 @@ function resolveOptions(options: PostgresStoreOptions): ResolvedOptions {
   for (const [field, value] of Object.entries(counts)) {
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw new BridgeError("CONFIG", `The PostgreSQL store's ${field} must be a positive integer`, { field });
   }
-  // The password never appears in a message.
-  parsed.password = "";
   return {
     url,
     schemaName,
@@ -126,8 +124,22 @@ function resolveOptions(options: PostgresStoreOptions): ResolvedOptions {
     maxReadConnections: options.maxReadConnections ?? DEFAULTS.maxReadConnections,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     queryTimeoutMs: options.queryTimeoutMs ?? DEFAULTS.queryTimeoutMs,
-    where: `the PostgreSQL store at ${parsed.protocol}//${parsed.username === "" ? "" : `${parsed.username}@`}${parsed.host}${parsed.pathname} (schema ${schemaName})`,
+    where: `the PostgreSQL store at ${redactedPostgresUrl(parsed)} (schema ${schemaName})`,
   };
+}
+
+/**
+ * A PostgreSQL URL as troupe shows it in messages and logs: scheme, user, host and database, never the password
+ * nor the query (which may hold one too). A string that is not a URL is shown as `(not a URL)`.
+ */
+export function redactedPostgresUrl(url: string | URL): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "(not a URL)";
+  }
+  return `${parsed.protocol}//${parsed.username === "" ? "" : `${parsed.username}@`}${parsed.host}${parsed.pathname}`;
 }
 
 async function loadDriver(): Promise<Pg> {
