@@ -24,7 +24,8 @@ export interface PostgresMigration {
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
     version: 1,
-    description: "the store's metadata, and one table of records keyed by collection and id, plaintext JSON or sealed, with each record's updated_at",
+    description:
+      "the store's metadata; one table of records keyed by collection and id, plaintext JSON or sealed, with each record's updated_at; the newest fencing token of each resource",
     async up(client, { schema }) {
       // `id` collates as "C": UTF-8 bytes, which is code-point order (the order every store lists in), and
       // the primary key's index then serves `LIKE 'prefix%'`.
@@ -42,6 +43,7 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
           CHECK ((value IS NULL) = (ciphertext IS NOT NULL)),
           CHECK ((ciphertext IS NULL) = (iv IS NULL) AND (iv IS NULL) = (auth_tag IS NULL))
         );
+        CREATE TABLE ${schema}.fences (resource text PRIMARY KEY, token bigint NOT NULL);
       `);
     },
   },

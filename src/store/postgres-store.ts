@@ -7,6 +7,7 @@ import type pg from "pg";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { resolveEncryption, type ValueCipher } from "./encryption.js";
+import { batchTokens, splitByFence } from "./fences.js";
 import { migratePostgres, quoteIdentifier } from "./postgres-migrations.js";
 import { isUnavailable, postgresError, postgresOpenError } from "./postgres-errors.js";
 import { decodeValue, encodeValue, type StoredValue } from "./record-codec.js";
@@ -36,6 +37,12 @@ export interface PostgresStoreOptions {
    * and no write is made on a connection that does not hold the lock. false lets several processes share it.
    */
   exclusive?: boolean;
+  /**
+   * How long an exclusive store waits at open for the lock of a previous owner (default 10 s): one killed a moment
+   * ago holds it until PostgreSQL notices its connection's end (at once for a process killed on a running host,
+   * about 25 s for a host that vanished). CONFIG "in use by another process" after it.
+   */
+  lockWaitMs?: number;
   /** Connections of the read pool (default 4); writes have one connection of their own. */
   maxReadConnections?: number;
   /** How long a connection may take to open (default 10 s). */
@@ -54,7 +61,9 @@ const WRITER_LOCK_CLASS = 0x74727573;
 /** Rows per statement of a commit: a batch of 20,000 writes is a few statements in one transaction. */
 const ROWS_PER_STATEMENT = 5_000;
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-const DEFAULTS = { schema: DEFAULT_POSTGRES_SCHEMA, exclusive: true, maxReadConnections: 4, connectTimeoutMs: 10_000, queryTimeoutMs: 30_000 };
+const DEFAULTS = { schema: DEFAULT_POSTGRES_SCHEMA, exclusive: true, lockWaitMs: 10_000, maxReadConnections: 4, connectTimeoutMs: 10_000, queryTimeoutMs: 30_000 };
+/** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
+const LOCK_NOT_AVAILABLE = "55P03";
 
 /** A row of `records` as read. */
 interface RecordRow extends StoredValue {
@@ -68,6 +77,7 @@ interface ResolvedOptions {
   url: string;
   schemaName: string;
   exclusive: boolean;
+  lockWaitMs: number;
   maxReadConnections: number;
   connectTimeoutMs: number;
   queryTimeoutMs: number;
@@ -113,7 +123,7 @@ function resolveOptions(options: PostgresStoreOptions): ResolvedOptions {
   if (!SCHEMA_NAME.test(schemaName)) {
     throw new BridgeError("CONFIG", `The PostgreSQL store's schema ${JSON.stringify(schemaName)} is not a name of letters, digits and _ (63 at most, not starting with a digit)`, { field: "schema" });
   }
-  const counts = { maxReadConnections: options.maxReadConnections, connectTimeoutMs: options.connectTimeoutMs, queryTimeoutMs: options.queryTimeoutMs };
+  const counts = { lockWaitMs: options.lockWaitMs, maxReadConnections: options.maxReadConnections, connectTimeoutMs: options.connectTimeoutMs, queryTimeoutMs: options.queryTimeoutMs };
   for (const [field, value] of Object.entries(counts)) {
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw new BridgeError("CONFIG", `The PostgreSQL store's ${field} must be a positive integer`, { field });
   }
@@ -121,6 +131,7 @@ function resolveOptions(options: PostgresStoreOptions): ResolvedOptions {
     url,
     schemaName,
     exclusive: options.exclusive ?? DEFAULTS.exclusive,
+    lockWaitMs: options.lockWaitMs ?? DEFAULTS.lockWaitMs,
     maxReadConnections: options.maxReadConnections ?? DEFAULTS.maxReadConnections,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     queryTimeoutMs: options.queryTimeoutMs ?? DEFAULTS.queryTimeoutMs,
@@ -177,20 +188,30 @@ async function connectWriter(driver: Pg, options: ResolvedOptions): Promise<pg.C
     if (rows[0]?.server_encoding !== "UTF8") {
       throw new BridgeError("CONFIG", `${options.where} is in a database of encoding ${rows[0]?.server_encoding}: troupe needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')`);
     }
-    if (options.exclusive) {
-      const locked = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked", [WRITER_LOCK_CLASS, options.schemaName]);
-      if (locked.rows[0]?.locked !== true) {
-        throw new BridgeError(
-          "CONFIG",
-          `${options.where} is in use by another process: one process at a time owns an exclusive store (another troupe serve? give each its own schema or database)`,
-        );
-      }
-    }
+    // PostgreSQL notices a client that vanished without closing its connection by these keepalives (about
+    // 25 s), and only then releases the store's lock; its default is the system's (often two hours).
+    await client.query("SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)");
+    if (options.exclusive) await takeWriterLock(client, options);
     return client;
   } catch (error) {
     await client.end().catch(() => undefined);
     throw postgresOpenError(error, options.where);
   }
+}
+
+/** Takes the exclusive store's lock, waiting up to `lockWaitMs` for a previous owner's to go; CONFIG if it does not. */
+async function takeWriterLock(client: pg.Client, options: ResolvedOptions): Promise<void> {
+  await client.query("SELECT set_config('lock_timeout', $1, false)", [`${options.lockWaitMs}ms`]);
+  try {
+    await client.query("SELECT pg_advisory_lock($1, hashtext($2))", [WRITER_LOCK_CLASS, options.schemaName]);
+  } catch (error) {
+    if (!(error instanceof Error && "code" in error && error.code === LOCK_NOT_AVAILABLE)) throw error;
+    throw new BridgeError(
+      "CONFIG",
+      `${options.where} is in use by another process: one process at a time owns an exclusive store (another troupe serve? give each its own schema or database)`,
+    );
+  }
+  await client.query("SELECT set_config('lock_timeout', '0', false)");
 }
 
 /**
@@ -222,6 +243,7 @@ class PostgresStore extends BatchedStore {
   readonly #cipher: ValueCipher | undefined;
   readonly #clock: Pick<Clock, "now">;
   readonly #records: string;
+  readonly #fences: string;
   /** The writing connection; `undefined` after a commit failed on it, until the next commit opens another. */
   #writer: pg.Client | undefined;
   protected readonly batcher: WriteBatcher;
@@ -235,6 +257,7 @@ class PostgresStore extends BatchedStore {
     this.#cipher = cipher;
     this.#clock = clock;
     this.#records = `${quoteIdentifier(options.schemaName)}.records`;
+    this.#fences = `${quoteIdentifier(options.schemaName)}.fences`;
     this.batcher = new WriteBatcher((ops) => this.#commit(ops));
   }
 
@@ -278,7 +301,7 @@ class PostgresStore extends BatchedStore {
    * connection that broke while idle (found at BEGIN, before anything of the batch was sent) is replaced at
    * once, so that a server restart or a cut connection costs no failed flush.
    */
-  async #commit(ops: readonly WriteOp[]): Promise<void> {
+  async #commit(ops: readonly WriteOp[]): Promise<readonly WriteOp[]> {
     const idle = this.#writer;
     if (idle !== undefined) {
       try {
@@ -293,12 +316,14 @@ class PostgresStore extends BatchedStore {
     return this.#commitOn(await this.#reconnect(), ops);
   }
 
-  async #commitOn(writer: pg.Client, ops: readonly WriteOp[], { begun = false } = {}): Promise<void> {
+  async #commitOn(writer: pg.Client, ops: readonly WriteOp[], { begun = false } = {}): Promise<readonly WriteOp[]> {
     this.#writer = writer;
     try {
       if (!begun) await writer.query("BEGIN");
-      await this.#writeAll(writer, ops);
+      const { admitted, refused } = await this.#admit(writer, ops);
+      await this.#writeAll(writer, admitted);
       await writer.query("COMMIT");
+      return refused;
     } catch (error) {
       // The connection may be broken, or busy with a query that timed out: a new one serves the next commit.
       // A COMMIT whose answer was lost may have landed; the batch is written again, to the same effect.
@@ -321,6 +346,23 @@ class PostgresStore extends BatchedStore {
       // Another process took the store while this one was disconnected: its writes must not land.
       throw new BridgeError("TRANSPORT", cause.message, cause.details);
     }
+  }
+
+  /**
+   * The fenced writes of the batch that their fences admit: each resource's greatest token in the batch is
+   * recorded as its newest unless a greater one is there already. The fence rows stay locked until the commit, so
+   * two processes' batches for one resource are admitted one after the other.
+   */
+  async #admit(writer: pg.Client, ops: readonly WriteOp[]): Promise<{ admitted: WriteOp[]; refused: WriteOp[] }> {
+    const tokens = batchTokens(ops);
+    if (tokens.size === 0) return { admitted: [...ops], refused: [] };
+    const { rows } = await writer.query<{ resource: string }>(
+      `INSERT INTO ${this.#fences} (resource, token) SELECT * FROM unnest($1::text[], $2::bigint[])
+       ON CONFLICT (resource) DO UPDATE SET token = excluded.token WHERE ${this.#fences}.token <= excluded.token
+       RETURNING resource`,
+      [[...tokens.keys()], [...tokens.values()]],
+    );
+    return splitByFence(ops, tokens, new Set(rows.map((row) => row.resource)));
   }
 
   async #writeAll(writer: pg.Client, ops: readonly WriteOp[]): Promise<void> {

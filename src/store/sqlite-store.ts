@@ -9,6 +9,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { resolveEncryption, type ValueCipher } from "./encryption.js";
+import { LocalFences } from "./fences.js";
 import { checkSchemaVersion, migrate } from "./migrations.js";
 import { decodeValue, encodeValue, type StoredValue } from "./record-codec.js";
 import type { Store, StoreCollection, StoreRecord } from "./store.js";
@@ -145,6 +146,7 @@ class SqliteStore extends BatchedStore {
          auth_tag = excluded.auth_tag, updated_at = excluded.updated_at`,
     );
     const remove = db.prepare<[string, string]>("DELETE FROM records WHERE collection = ? AND id = ?");
+    const fences = new LocalFences();
     const commit = db.transaction((ops: readonly WriteOp[]) => {
       const updatedAt = clock.now();
       for (const { collection, id, json } of ops) {
@@ -155,7 +157,12 @@ class SqliteStore extends BatchedStore {
         }
       }
     });
-    this.batcher = new WriteBatcher(async (ops) => commit.immediate(ops));
+    this.batcher = new WriteBatcher(async (ops) => {
+      const { admitted, refused } = fences.admit(ops);
+      commit.immediate(admitted);
+      fences.commit(admitted);
+      return refused;
+    });
   }
 
   protected read(collection: StoreCollection, id: string): unknown {

@@ -55,15 +55,18 @@ function freshSchema(): string {
   return `own_${++schemas}`;
 }
 
+/** Stores that find another holder give up quickly here: every test that meets one expects it. */
+const SHORT_LOCK_WAIT_MS = 200;
+
 async function open(options: Omit<PostgresStoreOptions, "url"> & { url?: string }): Promise<Store> {
-  const store = await openPostgresStore({ url: server.url(), ...options });
+  const store = await openPostgresStore({ url: server.url(), lockWaitMs: SHORT_LOCK_WAIT_MS, ...options });
   openStores.push(store);
   return store;
 }
 
 async function openError(options: Omit<PostgresStoreOptions, "url"> & { url?: string }): Promise<BridgeError> {
   try {
-    openStores.push(await openPostgresStore({ url: server.url(), ...options }));
+    openStores.push(await openPostgresStore({ url: server.url(), lockWaitMs: SHORT_LOCK_WAIT_MS, ...options }));
   } catch (error) {
     expect(error).toBeInstanceOf(BridgeError);
     return error as BridgeError;
@@ -181,6 +184,17 @@ describe("the PostgreSQL store's options and connections", () => {
     expect(await shared[1].get("meta", "seen")).toBe(true);
   });
 
+  it("waits at open for the lock of a previous owner that is going away", async () => {
+    const schema = freshSchema();
+    const first = await open({ schema });
+    first.put("meta", "owner", "first");
+    const second = openPostgresStore({ url: server.url(), schema, lockWaitMs: 10_000 });
+    await first.close();
+    const store = await second;
+    openStores.push(store);
+    expect(await store.get("meta", "owner")).toBe("first");
+  });
+
   it("is loaded only when a store opens: importing troupe does not load pg", async () => {
     const script = [
       'import { createRequire } from "node:module";',
@@ -281,6 +295,44 @@ describe("the PostgreSQL store when the server fails", () => {
     }
     await store.flush();
     expect(await store.get("meta", "blocked")).toBe(true);
+  });
+});
+
+describe("the PostgreSQL store's fences", () => {
+  it("refuses, across processes sharing the store and across reopens, the writes of a tenure older than one already written", async () => {
+    const schema = freshSchema();
+    const [nodeA, nodeB] = await Promise.all([open({ schema, exclusive: false }), open({ schema, exclusive: false })]);
+    const refused: string[] = [];
+    nodeA.put("workflows", "sess_1", { by: "A" }, { fence: { resource: "workflow:sess_1", token: 5 } });
+    await nodeA.flush();
+    nodeB.put("workflows", "sess_1", { by: "B" }, { fence: { resource: "workflow:sess_1", token: 9 } });
+    await nodeB.flush();
+    nodeA.put("workflows", "sess_1", { by: "A, after losing it" }, { fence: { resource: "workflow:sess_1", token: 5, onRefused: () => refused.push("A") } });
+    await nodeA.flush();
+    expect(refused).toEqual(["A"]);
+    expect(await nodeA.get("workflows", "sess_1")).toEqual({ by: "B" });
+    await nodeB.close();
+    const reopened = await open({ schema, exclusive: false });
+    reopened.put("workflows", "sess_1", { by: "stale" }, { fence: { resource: "workflow:sess_1", token: 8, onRefused: () => refused.push("reopened") } });
+    await reopened.flush();
+    expect(refused).toEqual(["A", "reopened"]);
+    expect(await server.query(`SELECT resource, token FROM "${schema}".fences`)).toEqual([{ resource: "workflow:sess_1", token: "9" }]);
+  });
+
+  it("admits two processes' racing writes for one resource one after the other, the newer tenure last", async () => {
+    const schema = freshSchema();
+    const nodes = await Promise.all(Array.from({ length: 4 }, () => open({ schema, exclusive: false })));
+    const stored: unknown[] = [];
+    for (let round = 0; round < 20; round++) {
+      // The four commits race; whichever order they take, the newest tenure's write is the one that stays.
+      nodes.forEach((node, index) => {
+        const token = round * nodes.length + index;
+        node.put("workflows", "contested", { token }, { fence: { resource: "contested", token } });
+      });
+      await Promise.all(nodes.map((node) => node.flush()));
+      stored.push(await nodes[0]!.get("workflows", "contested"));
+    }
+    expect(stored).toEqual(Array.from({ length: 20 }, (_, round) => ({ token: round * nodes.length + nodes.length - 1 })));
   });
 });
 

@@ -221,6 +221,54 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect(await store.list("meta")).toEqual([]);
     });
 
+    it("commits a fenced write while its token is the newest of its resource, and drops an older tenure's, telling its writer", async () => {
+      const store = await open();
+      const refused: string[] = [];
+      const fence = (token: number, name: string) => ({ resource: "workflow:sess_1", token, onRefused: () => refused.push(name) });
+      store.put("workflows", "sess_1", { step: "design" }, { fence: fence(5, "first") });
+      await store.flush();
+      store.put("workflows", "sess_1", { step: "stale" }, { fence: fence(3, "older") });
+      store.delete("workflows", "sess_1", { fence: fence(4, "older delete") });
+      store.put("workflows", "sess_1/tasks", { n: 1 }, { fence: fence(5, "same tenure") });
+      store.put("messages", "unfenced", { n: 2 });
+      await store.flush();
+      expect(refused).toEqual(["older delete"]);
+      expect(await store.get("workflows", "sess_1")).toEqual({ step: "design" });
+      expect(await store.get("workflows", "sess_1/tasks")).toEqual({ n: 1 });
+      store.put("workflows", "sess_1", { step: "review" }, { fence: fence(8, "newer") });
+      await store.flush();
+      store.put("workflows", "sess_1", { step: "lost" }, { fence: fence(5, "after takeover") });
+      store.put("workflows", "sess_2", { step: "design" }, { fence: { resource: "workflow:sess_2", token: 1 } });
+      await store.flush();
+      expect(refused).toEqual(["older delete", "after takeover"]);
+      expect(await store.list("workflows")).toEqual([
+        { id: "sess_1", value: { step: "review" } },
+        { id: "sess_1/tasks", value: { n: 1 } },
+        { id: "sess_2", value: { step: "design" } },
+      ]);
+      expect(await store.get("messages", "unfenced")).toEqual({ n: 2 });
+    });
+
+    it("admits, in one batch, only the writes of a resource's greatest token", async () => {
+      const store = await open();
+      const refused: string[] = [];
+      store.put("workflows", "a", 1, { fence: { resource: "r", token: 2, onRefused: () => refused.push("a") } });
+      store.put("workflows", "b", 1, { fence: { resource: "r", token: 7 } });
+      store.put("workflows", "c", 1, { fence: { resource: "other", token: 1 } });
+      await store.flush();
+      expect(refused).toEqual(["a"]);
+      expect((await store.list("workflows")).map((record) => record.id)).toEqual(["b", "c"]);
+    });
+
+    it("refuses a malformed fence at once with INTERNAL", async () => {
+      const store = await open();
+      for (const fence of [{ resource: "", token: 1 }, { resource: "r", token: -1 }, { resource: "r", token: 1.5 }, { resource: "nul\u0000", token: 1 }]) {
+        expect((thrownBy(() => store.put("meta", "x", 1, { fence })) as BridgeError).type).toBe("INTERNAL");
+      }
+      await store.flush();
+      expect(await store.list("meta")).toEqual([]);
+    });
+
     it("refuses writes and reads once closed, and closes twice without complaint", async () => {
       const store = await open();
       store.put("meta", "before-close", true);
