@@ -38,15 +38,18 @@ function binary(): string {
 /** The line nats-server prints once it takes client connections, with its address. */
 const LISTENING = /Listening for client connections on 127\.0\.0\.1:(\d+)[\s\S]*Server is ready/;
 
-/** Starts a JetStream server in a new temporary directory; `stop()` removes everything. */
-export async function startNats(): Promise<NatsServer> {
+/** Starts a JetStream server (a plain one with `jetstream: false`) in a new temporary directory; `stop()` removes everything. */
+export async function startNats({ jetstream = true }: { jetstream?: boolean } = {}): Promise<NatsServer> {
   const command = binary();
   const dir = await mkdtemp(join(tmpdir(), "troupe-nats-"));
   let engine: EngineProcess | undefined;
   let stopped = false;
   // Port -1: the server binds a free port itself, so no other process can take it between a check and the bind.
   const run = (port: number): Promise<EngineProcess> =>
-    startEngineProcess(command, ["-js", "-sd", join(dir, "jetstream"), "-a", "127.0.0.1", "-p", String(port), "-n", `troupe-test-${process.pid}`], { ready: LISTENING, runAs: undefined });
+    startEngineProcess(command, [...(jetstream ? ["-js", "-sd", join(dir, "jetstream")] : []), "-a", "127.0.0.1", "-p", String(port), "-n", `troupe-test-${process.pid}`], {
+      ready: LISTENING,
+      runAs: undefined,
+    });
   try {
     engine = await run(-1);
     const port = Number(LISTENING.exec(engine.output())![1]);
