@@ -6,7 +6,9 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { delimiter, join } from "node:path";
 
@@ -16,13 +18,38 @@ export interface RunAs {
   gid: number;
 }
 
-/** Every engine process still running, killed with SIGKILL if the test process exits without stopping it. */
+/**
+ * Every engine process still running and every engine directory not yet removed: if the test process exits
+ * without stopping them (a crash, `process.exit`), the processes are killed with SIGKILL and the directories
+ * removed as it exits.
+ */
 const running = new Set<ChildProcess>();
+const directories = new Set<string>();
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
+  for (const dir of directories) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // A killed engine may still be writing its last file; the directory is in the system's temporary directory.
+    }
+  }
 });
 
-/** The first of `names` found on PATH or in `dirs` (in that order of `dirs` first), or `undefined`. */
+/** Makes a temporary directory for an engine, removed at the exit of the test process if `removeEngineDir` was not called. */
+export async function makeEngineDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  directories.add(dir);
+  return dir;
+}
+
+/** Removes an engine's directory. */
+export async function removeEngineDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  directories.delete(dir);
+}
+
+/** `name` found in `dirs` (first) or on PATH, or `undefined`. */
 export function findBinary(name: string, dirs: readonly string[] = []): string | undefined {
   for (const dir of [...dirs, ...(process.env.PATH ?? "").split(delimiter)]) {
     if (dir === "") continue;

@@ -4,10 +4,8 @@
  * `stop()`. The binary is Debian's `/usr/sbin/nats-server` or the one on PATH (`apt-get install nats-server`,
  * as `.ci/run` does).
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findBinary, startEngineProcess, stopEngineProcess, type EngineProcess } from "./engine-process.js";
+import { findBinary, makeEngineDir, removeEngineDir, startEngineProcess, stopEngineProcess, type EngineProcess } from "./engine-process.js";
 
 /** A running test server. */
 export interface NatsServer {
@@ -23,6 +21,8 @@ export interface NatsServer {
   start(): Promise<void>;
   /** Whether the server process is running. */
   running(): boolean;
+  /** The server process's id while it runs. */
+  pid(): number | undefined;
   /** What it printed since its last start. */
   output(): string;
   /** Stops the server (if running) and removes its directory. Idempotent. */
@@ -41,7 +41,7 @@ const LISTENING = /Listening for client connections on 127\.0\.0\.1:(\d+)[\s\S]*
 /** Starts a JetStream server (a plain one with `jetstream: false`) in a new temporary directory; `stop()` removes everything. */
 export async function startNats({ jetstream = true }: { jetstream?: boolean } = {}): Promise<NatsServer> {
   const command = binary();
-  const dir = await mkdtemp(join(tmpdir(), "troupe-nats-"));
+  const dir = await makeEngineDir("troupe-nats-");
   let engine: EngineProcess | undefined;
   let stopped = false;
   // Port -1: the server binds a free port itself, so no other process can take it between a check and the bind.
@@ -65,6 +65,7 @@ export async function startNats({ jetstream = true }: { jetstream?: boolean } = 
         engine = await run(port);
       },
       running: () => engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null,
+      pid: () => engine?.child.pid,
       output: () => engine?.output() ?? "",
       async stop() {
         if (stopped) return;
@@ -72,13 +73,13 @@ export async function startNats({ jetstream = true }: { jetstream?: boolean } = 
         try {
           if (engine !== undefined) await stopEngineProcess(engine, "SIGKILL");
         } finally {
-          await rm(dir, { recursive: true, force: true });
+          await removeEngineDir(dir);
         }
       },
     };
   } catch (error) {
     if (engine !== undefined) await stopEngineProcess(engine, "SIGKILL");
-    await rm(dir, { recursive: true, force: true });
+    await removeEngineDir(dir);
     throw error;
   }
 }

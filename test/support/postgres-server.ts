@@ -7,11 +7,23 @@
  * which is all the tests kill, and costs no disk flush. Binaries come from Debian's
  * `/usr/lib/postgresql/<version>/bin` or PATH (`apt-get install postgresql`, as `.ci/run` does).
  */
-import { chown, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chown } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { debianPostgresBinDirs, EngineStartError, findBinary, freePort, runAsFor, runToEnd, startEngineProcess, stopEngineProcess, type EngineProcess, type RunAs } from "./engine-process.js";
+import {
+  debianPostgresBinDirs,
+  EngineStartError,
+  findBinary,
+  freePort,
+  makeEngineDir,
+  removeEngineDir,
+  runAsFor,
+  runToEnd,
+  startEngineProcess,
+  stopEngineProcess,
+  type EngineProcess,
+  type RunAs,
+} from "./engine-process.js";
 
 /** The superuser of every test server (trust authentication on 127.0.0.1: no password). */
 export const POSTGRES_TEST_USER = "troupe";
@@ -36,6 +48,8 @@ export interface PostgresServer {
   start(): Promise<void>;
   /** Whether the server process is running. */
   running(): boolean;
+  /** The server process's id while it runs. */
+  pid(): number | undefined;
   /** What the server printed since its last start. */
   output(): string;
   /** Stops the server (if running) and removes its directory. Idempotent. */
@@ -64,7 +78,7 @@ const PORT_ATTEMPTS = 5;
 export async function startPostgres(): Promise<PostgresServer> {
   const { initdb, postgres } = binaries();
   const runAs = runAsFor("postgres");
-  const dir = await mkdtemp(join(tmpdir(), "troupe-pg-"));
+  const dir = await makeEngineDir("troupe-pg-");
   let engine: EngineProcess | undefined;
   let stopped = false;
   try {
@@ -110,6 +124,7 @@ export async function startPostgres(): Promise<PostgresServer> {
         engine = await startServer(postgres, dataDir, dir, serverPort, runAs);
       },
       running: () => engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null,
+      pid: () => engine?.child.pid,
       output: () => engine?.output() ?? "",
       async stop() {
         if (stopped) return;
@@ -117,14 +132,14 @@ export async function startPostgres(): Promise<PostgresServer> {
         try {
           if (engine !== undefined) await stopEngineProcess(engine, "SIGQUIT");
         } finally {
-          await rm(dir, { recursive: true, force: true });
+          await removeEngineDir(dir);
         }
       },
     };
     return server;
   } catch (error) {
     if (engine !== undefined) await stopEngineProcess(engine, "SIGQUIT");
-    await rm(dir, { recursive: true, force: true });
+    await removeEngineDir(dir);
     throw error;
   }
 }
