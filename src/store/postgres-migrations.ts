@@ -86,7 +86,10 @@ export async function migratePostgres(
 ): Promise<number> {
   const from = await readPostgresSchemaVersion(client, schemaName, where);
   const schema = quoteIdentifier(schemaName);
-  if (from < target) await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  // A schema made beforehand for a role without CREATE on the database is used as it is (even IF NOT EXISTS needs that privilege).
+  if (from < target && (await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schemaName])).rowCount === 0) {
+    await client.query(`CREATE SCHEMA ${schema}`);
+  }
   for (const migration of POSTGRES_MIGRATIONS) {
     if (migration.version <= from || migration.version > target) continue;
     await migration.up(client, { schema });

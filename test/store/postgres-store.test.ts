@@ -139,6 +139,19 @@ describe("the PostgreSQL store's schema", () => {
     expect((await stores[0]!.list("meta")).map((record) => record.value)).toEqual([0, 1, 2, 3]);
   });
 
+  it("uses a schema made beforehand for a role that may not create schemas, and is CONFIG naming the permission otherwise", async () => {
+    await server.createDatabase("restricted_db");
+    await server.query("CREATE ROLE restricted_app LOGIN");
+    await server.query("REVOKE CREATE ON DATABASE restricted_db FROM PUBLIC", [], "restricted_db");
+    await server.query("CREATE SCHEMA granted AUTHORIZATION restricted_app", [], "restricted_db");
+    const url = `postgres://restricted_app@127.0.0.1:${server.port}/restricted_db`;
+    const store = await open({ url, schema: "granted" });
+    store.put("meta", "written", true);
+    expect(await store.get("meta", "written")).toBe(true);
+    const error = await openError({ url, schema: "not_granted" });
+    expect([error.type, error.message]).toEqual(["CONFIG", expect.stringMatching(/permission denied for database restricted_db/)]);
+  });
+
   it("is CONFIG in a database that is not UTF-8", async () => {
     const url = await server.createDatabase("latin1_db", { encoding: "LATIN1" });
     const error = await openError({ url });

@@ -3,8 +3,8 @@
  * free port (its socket in that directory too), a superuser `troupe` that needs no password, and everything
  * removed at `stop()`. It runs as the `postgres` user when the tests run as root (`initdb` refuses root).
  *
- * PostgreSQL runs with `fsync=off`: a commit survives the death of any process (the kernel holds the pages),
- * which is all the tests kill, and costs no disk flush. Binaries come from Debian's
+ * PostgreSQL runs with `fsync=off` unless asked otherwise: a commit survives the death of any process (the
+ * kernel holds the pages), which is all the tests kill, and costs no disk flush. Binaries come from Debian's
  * `/usr/lib/postgresql/<version>/bin` or PATH (`apt-get install postgresql`, as `.ci/run` does).
  */
 import { chown } from "node:fs/promises";
@@ -74,8 +74,11 @@ function binaries(): Binaries {
 /** Attempts at a free port: another process may take the port between its check and the server's bind. */
 const PORT_ATTEMPTS = 5;
 
-/** Initializes a cluster in a new temporary directory and starts it; `stop()` removes everything. */
-export async function startPostgres(): Promise<PostgresServer> {
+/**
+ * Initializes a cluster in a new temporary directory and starts it; `stop()` removes everything. `fsync: true`
+ * makes every commit wait for the disk, as a production server does (for measurements; tests do not need it).
+ */
+export async function startPostgres({ fsync = false }: { fsync?: boolean } = {}): Promise<PostgresServer> {
   const { initdb, postgres } = binaries();
   const runAs = runAsFor("postgres");
   const dir = await makeEngineDir("troupe-pg-");
@@ -89,7 +92,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     for (let attempt = 1; engine === undefined; attempt++) {
       port = await freePort();
       try {
-        engine = await startServer(postgres, dataDir, dir, port, runAs);
+        engine = await startServer(postgres, dataDir, dir, port, runAs, fsync);
       } catch (error) {
         const portTaken = error instanceof EngineStartError && /could not bind|Address already in use/.test(error.output);
         if (!portTaken || attempt === PORT_ATTEMPTS) throw error;
@@ -121,7 +124,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       },
       async start() {
         if (engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null) return;
-        engine = await startServer(postgres, dataDir, dir, serverPort, runAs);
+        engine = await startServer(postgres, dataDir, dir, serverPort, runAs, fsync);
       },
       running: () => engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null,
       pid: () => engine?.child.pid,
@@ -144,12 +147,12 @@ export async function startPostgres(): Promise<PostgresServer> {
   }
 }
 
-function startServer(postgres: string, dataDir: string, socketDir: string, port: number, runAs: RunAs | undefined): Promise<EngineProcess> {
+function startServer(postgres: string, dataDir: string, socketDir: string, port: number, runAs: RunAs | undefined, fsync: boolean): Promise<EngineProcess> {
   const settings = {
     listen_addresses: "127.0.0.1",
     unix_socket_directories: socketDir,
-    fsync: "off",
-    full_page_writes: "off",
+    fsync: fsync ? "on" : "off",
+    full_page_writes: fsync ? "on" : "off",
     shared_buffers: "16MB",
     max_connections: "60",
     logging_collector: "off",
