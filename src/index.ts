@@ -76,6 +76,7 @@ export type { BusMetricsSnapshot, LatencyPercentiles } from "./bus/metrics.js";
 export { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord, type ListOptions } from "./store/store.js";
 export { createMemoryStore } from "./store/memory-store.js";
 export { openSqliteStore, SQLITE_STORE_FILE, type SqliteStoreOptions } from "./store/sqlite-store.js";
+export { openPostgresStore, DEFAULT_POSTGRES_SCHEMA, type PostgresStoreOptions } from "./store/postgres-store.js";
 export { loadAgentTeam, parseAgentFile, formatIssue, MAX_AGENT_FILE_BYTES, type AgentTeam, type AgentSpec, type CapabilitySpec, type AgentFileIssue, type LoadTeamOptions, type ParsedAgentFile } from "./agents/yaml/load-team.js";
 export { AGENT_NAME_PATTERN, ROUTING_MODES, type AgentFileContext, type RoutingSetting } from "./agents/yaml/agent-file.js";
 export { decideRouting, INLINE_PROMPT_CHARACTER_LIMIT, MAX_INLINE_TOOLS, type RoutingDecision, type RoutingMode } from "./agents/yaml/routing.js";

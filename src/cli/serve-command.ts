@@ -23,6 +23,8 @@ export interface ServeFlags {
   /** `--agents DIR`, or false for `--no-agents`. */
   agents?: string | false;
   data?: string;
+  /** `--store postgres://…`: the PostgreSQL store instead of SQLite. */
+  store?: string;
   inMemory?: boolean;
   tlsKey?: string;
   tlsCert?: string;
@@ -61,6 +63,13 @@ export function registerServeCommand(program: Command): void {
         `where the SQLite store keeps registrations, messages, workflows and sessions across restarts (default: ${DEFAULT_DATA_DIR}); ` +
           `encrypted at rest when $${ENCRYPTION_KEY_ENV} is set`,
       ).conflicts("inMemory"),
+    )
+    .addOption(
+      new Option(
+        "--store <url>",
+        "keep them in PostgreSQL instead (postgres://user:password@host:port/database; tables in its schema troupe, created when missing); " +
+          `encrypted at rest when $${ENCRYPTION_KEY_ENV} is set`,
+      ).conflicts(["inMemory", "data"]),
     )
     .option("--in-memory", "keep everything in memory instead: nothing survives a restart")
     .option("--tls-key <file>", "serve HTTPS and WSS with this PEM key (and --tls-cert)")

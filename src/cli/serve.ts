@@ -10,7 +10,9 @@ import { BridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
 import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
 import { API_KEY_HEADER } from "../server/http-server.js";
+import { openPostgresStore, redactedPostgresUrl } from "../store/postgres-store.js";
 import { openSqliteStore, SQLITE_STORE_FILE } from "../store/sqlite-store.js";
+import type { Store } from "../store/store.js";
 import { loadServerConfig, type ServerConfig } from "./config.js";
 import { asUsage } from "./exit-codes.js";
 import { logRuntimeToStderr, type CliLogLevel } from "./logger.js";
@@ -29,8 +31,10 @@ export interface ServeOptions {
   config?: ServerConfig;
   /** `--agents DIR` or `--no-agents` (false); default: `./agents` when it holds agent.yaml files. */
   agents?: AgentsOption;
-  /** `--data DIR` (default `./.troupe`): where the SQLite store lives; `undefined` with `--in-memory`. */
+  /** `--data DIR` (default `./.troupe`): where the SQLite store lives; `undefined` with `--in-memory` or `--store`. */
   dataDir?: string;
+  /** `--store postgres://…`: the PostgreSQL store, instead of SQLite. */
+  storeUrl?: string;
   /** `$TROUPE_ENCRYPTION_KEY`: encrypts the store at rest. */
   encryptionKey?: string;
   /** `--tls-key` and `--tls-cert`: PEM files, read at start, for HTTPS and WSS. */
@@ -52,6 +56,9 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   if (flags.host === "") throw new BridgeError("CONFIG", "--host: must not be empty", { field: "host" });
   if (flags.apiKey === "") throw new BridgeError("CONFIG", "--api-key: must not be empty", { field: "apiKey" });
   if (flags.data === "") throw new BridgeError("CONFIG", "--data: must not be empty", { field: "data" });
+  if (flags.store !== undefined && !/^postgres(ql)?:\/\/./.test(flags.store)) {
+    throw new BridgeError("CONFIG", "--store: give a postgres:// (or postgresql://) URL; the SQLite store is --data DIR", { field: "store" });
+  }
   if ((flags.tlsKey === undefined) !== (flags.tlsCert === undefined)) {
     throw new BridgeError("CONFIG", "--tls-key and --tls-cert: give both, or neither", { field: flags.tlsKey === undefined ? "tls-key" : "tls-cert" });
   }
@@ -62,7 +69,7 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
     throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
   }
   return {
-    ...(flags.inMemory === true ? {} : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
+    ...(flags.inMemory === true ? {} : flags.store !== undefined ? { storeUrl: flags.store } : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
     ...(encryptionKey === undefined ? {} : { encryptionKey }),
     ...(flags.tlsKey === undefined || flags.tlsCert === undefined ? {} : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
     port: flags.port,
@@ -82,7 +89,11 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
 export async function serve(options: ServeOptions): Promise<void> {
   const workers = options.config?.workers ?? [];
   const { agents, defaultAgentId, liveProviders, defaultProvider, team } = asUsage(() => serverAgents(options.agents, workers));
-  const { dataDir, encryptionKey } = options;
+  const { dataDir, storeUrl, encryptionKey } = options;
+  const keyOption = encryptionKey === undefined ? {} : { encryptionKey };
+  const openStore: (() => Promise<Store>) | undefined =
+    storeUrl !== undefined ? () => openPostgresStore({ url: storeUrl, ...keyOption }) : dataDir !== undefined ? () => openSqliteStore({ dir: dataDir, ...keyOption }) : undefined;
+  const storeName = storeUrl !== undefined ? `PostgreSQL at ${redactedPostgresUrl(storeUrl)}` : dataDir !== undefined ? join(dataDir, SQLITE_STORE_FILE) : undefined;
   const limits = options.config?.bus ?? {};
   // The bus bounds the workflows of a runtime it creates; this one is created here, so it takes the bound itself.
   const runtime = createRuntime({
@@ -90,7 +101,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     defaultAgentId,
     workers,
     a2aAgents: options.config?.a2aAgents ?? [],
-    ...(dataDir === undefined ? {} : { store: () => openSqliteStore({ dir: dataDir, ...(encryptionKey === undefined ? {} : { encryptionKey }) }) }),
+    ...(openStore === undefined ? {} : { store: openStore }),
     ...(limits.maxWorkflowSessions === undefined ? {} : { maxWorkflowSessions: limits.maxWorkflowSessions }),
   });
   // Listening before start: the workers' first lines (a command that cannot run) are events of the start.
@@ -116,8 +127,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     throw error;
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
-  const storeNote =
-    dataDir === undefined ? "store: memory, nothing survives a restart" : `store: ${join(dataDir, SQLITE_STORE_FILE)}${encryptionKey === undefined ? "" : " (encrypted)"}`;
+  const storeNote = storeName === undefined ? "store: memory, nothing survives a restart" : `store: ${storeName}${encryptionKey === undefined ? "" : " (encrypted)"}`;
   const authNote = bus.options.agentAuth === "token" ? "agent auth: token (each agent's own agent_token)" : "agent auth: shared (the key alone)";
   // In place before the line below is printed: whoever waits for it may signal at once. A second Ctrl-C (not the
   // same one seen twice through npm) ends the process without waiting for the stop.
@@ -131,7 +141,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       `bus: POST /messages/send, agents on ws /agents/connect; visualizer and playground: ${bus.url}/ui\n`,
   );
   logger.info(
-    { url: bus.url, agentAuth: bus.options.agentAuth, store: dataDir ?? "memory", defaultAgentId, defaultProvider, ...(team === undefined ? {} : { agentsDir: team.dir }) },
+    { url: bus.url, agentAuth: bus.options.agentAuth, store: storeName ?? "memory", defaultAgentId, defaultProvider, ...(team === undefined ? {} : { agentsDir: team.dir }) },
     "troupe listening",
   );
   const signal = await signalled;

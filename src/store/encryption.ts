@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, scrypt, type ScryptOptions } from "node:crypto";
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
+import { ENCRYPTION_KEY_ENV } from "../server/defaults.js";
 
 /** The shortest passphrase accepted (a raw key is exactly 64 hex characters). */
 export const MIN_PASSPHRASE_LENGTH = 16;
@@ -109,7 +110,7 @@ function decodeSealed(sealed: EncryptionHeader["check"]): SealedValue {
  * Sets up encryption for a new database: derives its key from `key` (with a fresh salt for a passphrase)
  * and returns the cipher and the header to store with the database.
  */
-export async function createEncryption(key: string, where: string): Promise<{ cipher: ValueCipher; header: EncryptionHeader }> {
+async function createEncryption(key: string, where: string): Promise<{ cipher: ValueCipher; header: EncryptionHeader }> {
   checkKeyText(key, where);
   let kdf: EncryptionHeader["kdf"];
   let keyBytes: Buffer;
@@ -127,7 +128,7 @@ export async function createEncryption(key: string, where: string): Promise<{ ci
 }
 
 /** Parses a stored header; CONFIG if it is not one this version of troupe reads. */
-export function parseEncryptionHeader(json: string, where: string): EncryptionHeader {
+function parseEncryptionHeader(json: string, where: string): EncryptionHeader {
   let value: unknown;
   try {
     value = JSON.parse(json);
@@ -140,7 +141,7 @@ export function parseEncryptionHeader(json: string, where: string): EncryptionHe
 }
 
 /** The cipher of an existing encrypted database; CONFIG if `key` is not the key it was created with. */
-export async function unlockEncryption(key: string, header: EncryptionHeader, where: string): Promise<ValueCipher> {
+async function unlockEncryption(key: string, header: EncryptionHeader, where: string): Promise<ValueCipher> {
   checkKeyText(key, where);
   let keyBytes: Buffer;
   if (header.kdf.name === "raw") {
@@ -159,4 +160,39 @@ export async function unlockEncryption(key: string, header: EncryptionHeader, wh
     // A GCM authentication failure: the key is not this database's, which is the error below.
   }
   throw new BridgeError("CONFIG", `Wrong encryption key for ${where}: it is not the key this database was created with`);
+}
+
+/** What a database store knows at open about its encryption, to decide it with `resolveEncryption`. */
+export interface EncryptionState {
+  /** The key given to the store, if any. */
+  key: string | undefined;
+  /** The stored encryption header (its JSON), if the database is encrypted. */
+  header: string | undefined;
+  /** How many records the database holds (asked only when a key is given to a database without a header). */
+  countRecords(): Promise<number>;
+  /** Where the store is, for messages. */
+  where: string;
+}
+
+/**
+ * The cipher of a store, or `undefined` for a plaintext one, and the header to save when the store becomes
+ * encrypted now; CONFIG when the key and the database disagree: an encrypted database without its key (or with
+ * another one), or a key for a database that already holds plaintext records (encrypting only some records
+ * would promise what the database does not keep). A plaintext database with no record yet becomes encrypted.
+ */
+export async function resolveEncryption({ key, header, countRecords, where }: EncryptionState): Promise<{ cipher: ValueCipher | undefined; newHeader?: EncryptionHeader }> {
+  if (header !== undefined) {
+    if (key === undefined) throw new BridgeError("CONFIG", `${where} is encrypted: give its encryption key (encryptionKey or ${ENCRYPTION_KEY_ENV})`);
+    return { cipher: await unlockEncryption(key, parseEncryptionHeader(header, where), where) };
+  }
+  if (key === undefined) return { cipher: undefined };
+  const records = await countRecords();
+  if (records > 0) {
+    throw new BridgeError(
+      "CONFIG",
+      `${where} holds ${records} unencrypted records and cannot be opened with an encryption key: open it without one, or use another data directory`,
+    );
+  }
+  const created = await createEncryption(key, where);
+  return { cipher: created.cipher, newHeader: created.header };
 }

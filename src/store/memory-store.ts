@@ -4,6 +4,7 @@
  * the same on a durable one.
  */
 import { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord } from "./store.js";
+import { LocalFences } from "./fences.js";
 import { compareCodePoints } from "./keys.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
@@ -15,6 +16,7 @@ export function createMemoryStore(): Store {
 class MemoryStore extends BatchedStore {
   /** Each collection's records as JSON text, so that no caller holds a stored object. */
   readonly #records = new Map<StoreCollection, Map<string, string>>(STORE_COLLECTIONS.map((collection) => [collection, new Map()]));
+  readonly #fences = new LocalFences();
   protected readonly batcher = new WriteBatcher(async (ops) => this.#apply(ops));
 
   protected read(collection: StoreCollection, id: string): unknown {
@@ -34,10 +36,13 @@ class MemoryStore extends BatchedStore {
     return this.#records.get(collection)!;
   }
 
-  #apply(ops: readonly WriteOp[]): void {
-    for (const { collection, id, json } of ops) {
+  #apply(ops: readonly WriteOp[]): WriteOp[] {
+    const { admitted, refused } = this.#fences.admit(ops);
+    for (const { collection, id, json } of admitted) {
       if (json === undefined) this.#collection(collection).delete(id);
       else this.#collection(collection).set(id, json);
     }
+    this.#fences.commit(admitted);
+    return refused;
   }
 }

@@ -87,14 +87,17 @@ function readSchemaVersion(db: BetterSqlite3.Database, where: string): number {
  */
 export function checkSchemaVersion(db: BetterSqlite3.Database, where: string): number {
   const version = readSchemaVersion(db, where);
-  if (version > SCHEMA_VERSION) {
-    throw new BridgeError(
-      "CONFIG",
-      `${where} has schema version ${version}, newer than this version of troupe supports (${SCHEMA_VERSION}): upgrade troupe, or use another data directory`,
-      { schemaVersion: version, supportedSchemaVersion: SCHEMA_VERSION },
-    );
-  }
+  if (version > SCHEMA_VERSION) throw newerSchemaError(where, version, SCHEMA_VERSION);
   return version;
+}
+
+/** The CONFIG error of every store for a database made by a newer troupe: it names both versions. */
+export function newerSchemaError(where: string, version: number, supported: number): BridgeError {
+  return new BridgeError(
+    "CONFIG",
+    `${where} has schema version ${version}, newer than this version of troupe supports (${supported}): upgrade troupe, or use another data directory`,
+    { schemaVersion: version, supportedSchemaVersion: supported },
+  );
 }
 
 /**

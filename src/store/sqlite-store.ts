@@ -8,8 +8,10 @@ import { dirname, join, resolve } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
-import { createEncryption, parseEncryptionHeader, recordContext, unlockEncryption, type ValueCipher } from "./encryption.js";
+import { resolveEncryption, type ValueCipher } from "./encryption.js";
+import { LocalFences } from "./fences.js";
 import { checkSchemaVersion, migrate } from "./migrations.js";
+import { decodeValue, encodeValue, type StoredValue } from "./record-codec.js";
 import type { Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
@@ -40,12 +42,8 @@ export interface SqliteStoreOptions {
 const ENCRYPTION_KEY = "encryption";
 
 /** A row of `records` as read. */
-interface RecordRow {
+interface RecordRow extends StoredValue {
   id: string;
-  value: string | null;
-  ciphertext: Buffer | null;
-  iv: Buffer | null;
-  auth_tag: Buffer | null;
 }
 
 /**
@@ -119,23 +117,10 @@ function openError(error: unknown, where: string): BridgeError {
 /** The cipher of the store, or `undefined` for a plaintext one; CONFIG when the key and the database disagree. */
 async function encryptionOf(db: BetterSqlite3.Database, key: string | undefined, where: string): Promise<ValueCipher | undefined> {
   const header = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(ENCRYPTION_KEY) as string | undefined;
-  if (header !== undefined) {
-    if (key === undefined) throw new BridgeError("CONFIG", `${where} is encrypted: give its encryption key (encryptionKey or TROUPE_ENCRYPTION_KEY)`);
-    return unlockEncryption(key, parseEncryptionHeader(header, where), where);
-  }
-  if (key === undefined) return undefined;
-  // A database that already holds plaintext records stays plaintext: encrypting only some records would
-  // promise what the file does not keep.
-  const records = db.prepare("SELECT count(*) FROM records").pluck().get() as number;
-  if (records > 0) {
-    throw new BridgeError(
-      "CONFIG",
-      `${where} holds ${records} unencrypted records and cannot be opened with an encryption key: open it without one, or use another data directory`,
-    );
-  }
-  const created = await createEncryption(key, where);
-  db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?)").run(ENCRYPTION_KEY, JSON.stringify(created.header));
-  return created.cipher;
+  const countRecords = async (): Promise<number> => db.prepare("SELECT count(*) FROM records").pluck().get() as number;
+  const { cipher, newHeader } = await resolveEncryption({ key, header, countRecords, where });
+  if (newHeader !== undefined) db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?)").run(ENCRYPTION_KEY, JSON.stringify(newHeader));
+  return cipher;
 }
 
 class SqliteStore extends BatchedStore {
@@ -161,23 +146,28 @@ class SqliteStore extends BatchedStore {
          auth_tag = excluded.auth_tag, updated_at = excluded.updated_at`,
     );
     const remove = db.prepare<[string, string]>("DELETE FROM records WHERE collection = ? AND id = ?");
+    const fences = new LocalFences();
     const commit = db.transaction((ops: readonly WriteOp[]) => {
       const updatedAt = clock.now();
       for (const { collection, id, json } of ops) {
         if (json === undefined) remove.run(collection, id);
-        else if (cipher === undefined) upsert.run(collection, id, json, null, null, null, updatedAt);
         else {
-          const sealed = cipher.seal(json, recordContext(collection, id));
-          upsert.run(collection, id, null, sealed.ciphertext, sealed.iv, sealed.authTag, updatedAt);
+          const { value, ciphertext, iv, auth_tag } = encodeValue(cipher, collection, id, json);
+          upsert.run(collection, id, value, ciphertext, iv, auth_tag, updatedAt);
         }
       }
     });
-    this.batcher = new WriteBatcher(async (ops) => commit.immediate(ops));
+    this.batcher = new WriteBatcher(async (ops) => {
+      const { admitted, refused } = fences.admit(ops);
+      commit.immediate(admitted);
+      fences.commit(admitted);
+      return refused;
+    });
   }
 
   protected read(collection: StoreCollection, id: string): unknown {
     const row = this.#selectOne.get(collection, id);
-    return row === undefined ? undefined : this.#decode(collection, row);
+    return row === undefined ? undefined : decodeValue(this.#cipher, collection, row.id, row);
   }
 
   protected readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] {
@@ -185,7 +175,7 @@ class SqliteStore extends BatchedStore {
     const rows = prefix === undefined ? this.#selectAll.iterate(collection) : this.#selectFrom.iterate(collection, prefix);
     for (const row of rows) {
       if (prefix !== undefined && !row.id.startsWith(prefix)) break;
-      records.push({ id: row.id, value: this.#decode(collection, row) });
+      records.push({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) });
     }
     return records;
   }
@@ -197,31 +187,4 @@ class SqliteStore extends BatchedStore {
       if (this.#db.open) this.#db.close();
     }
   }
-
-
-  #decode(collection: StoreCollection, row: RecordRow): unknown {
-    let json: string;
-    if (row.value !== null) {
-      if (this.#cipher !== undefined) throw recordError(collection, row.id, "it is not encrypted, in an encrypted store");
-      json = row.value;
-    } else {
-      if (this.#cipher === undefined || row.ciphertext === null || row.iv === null || row.auth_tag === null) {
-        throw recordError(collection, row.id, "it is encrypted, in a store opened without a key");
-      }
-      try {
-        json = this.#cipher.open({ ciphertext: row.ciphertext, iv: row.iv, authTag: row.auth_tag }, recordContext(collection, row.id));
-      } catch {
-        throw recordError(collection, row.id, "it fails its authentication (changed, or moved from another record)");
-      }
-    }
-    try {
-      return JSON.parse(json);
-    } catch {
-      throw recordError(collection, row.id, "its value is not JSON");
-    }
-  }
-}
-
-function recordError(collection: StoreCollection, id: string, reason: string): BridgeError {
-  return new BridgeError("INTERNAL", `Store record ${collection}/${id} cannot be read: ${reason}`, { collection, id });
 }

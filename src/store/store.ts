@@ -32,6 +32,26 @@ export interface ListOptions {
 }
 
 /**
+ * The fencing token of a write: the writer's claim to `resource` (a lease it holds, e.g. on a workflow), with
+ * the token of its tenure (`token` grows with each new holder: src/cluster/leases.ts uses the lease's revision).
+ * A store commits a fenced write only if no write with a greater token for the same resource came before it;
+ * otherwise the write is dropped, never committed, and `onRefused` is called: its writer has lost the resource
+ * to a newer holder and must stop acting for it.
+ */
+export interface Fence {
+  resource: string;
+  token: number;
+  /** Called (once per refused write, after the commit of its batch) when the write was refused. */
+  onRefused?: () => void;
+}
+
+/** How a write is made. */
+export interface WriteOptions {
+  /** Commits the write only while its writer's claim is the newest (see `Fence`). */
+  fence?: Fence;
+}
+
+/**
  * A durable home for troupe's state.
  *
  * Writes are enqueued synchronously (`put`, `delete`), so callers keep their order without awaiting between
@@ -42,10 +62,10 @@ export interface ListOptions {
  * every read returns a fresh copy. Reads see every write enqueued before them (they wait for its commit).
  */
 export interface Store {
-  /** Sets a record (enqueued; durable at the next `flush()`). Throws INTERNAL for a value that is not JSON. */
-  put(collection: StoreCollection, id: string, value: unknown): void;
+  /** Sets a record (enqueued; durable at the next `flush()`). Throws INTERNAL for a value that is not JSON, or a malformed fence. */
+  put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void;
   /** Removes a record, if there is one (enqueued; durable at the next `flush()`). */
-  delete(collection: StoreCollection, id: string): void;
+  delete(collection: StoreCollection, id: string, options?: WriteOptions): void;
   /** Resolves once every write enqueued so far is durable; rejects with a `BridgeError` if it could not be. */
   flush(): Promise<void>;
   /** One record's value, or `undefined` when there is none. */

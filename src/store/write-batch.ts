@@ -3,21 +3,23 @@
  * the rest of the event-loop turn, and committed by the backend in one transaction per batch.
  */
 import { BridgeError, toBridgeError } from "../errors.js";
+import { checkFence } from "./fences.js";
 import { checkPrefix, checkRecordKey } from "./keys.js";
-import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
+import type { Fence, ListOptions, Store, StoreCollection, StoreRecord, WriteOptions } from "./store.js";
 
-/** One write of a batch: `json` is the serialized value, `undefined` for a delete. */
+/** One write of a batch: `json` is the serialized value, `undefined` for a delete; `fence` its writer's claim, if any. */
 export interface WriteOp {
   collection: StoreCollection;
   id: string;
   json: string | undefined;
+  fence?: Fence;
 }
 
 /**
- * Commits one batch atomically (all of it, or nothing). A batch holds at most one write per record, the last
- * one enqueued, so the order of its writes does not matter.
+ * Commits one batch atomically (all of it, or nothing), and answers the fenced writes it refused (src/store/fences.ts),
+ * if any. A batch holds at most one write per record, the last one enqueued, so the order of its writes does not matter.
  */
-export type CommitBatch = (ops: readonly WriteOp[]) => Promise<void>;
+export type CommitBatch = (ops: readonly WriteOp[]) => Promise<readonly WriteOp[] | void>;
 
 interface Waiter {
   promise: Promise<void>;
@@ -81,17 +83,19 @@ export class WriteBatcher {
   }
 
   /** Enqueues the write of `value` to a record (serialized now). */
-  put(collection: StoreCollection, id: string, value: unknown): void {
+  put(collection: StoreCollection, id: string, value: unknown, { fence }: WriteOptions = {}): void {
     this.#checkOpen();
     checkRecordKey(collection, id);
-    this.#enqueue({ collection, id, json: serializeValue(collection, id, value) });
+    checkFence(collection, fence);
+    this.#enqueue({ collection, id, json: serializeValue(collection, id, value), ...(fence === undefined ? {} : { fence }) });
   }
 
   /** Enqueues the removal of a record. */
-  delete(collection: StoreCollection, id: string): void {
+  delete(collection: StoreCollection, id: string, { fence }: WriteOptions = {}): void {
     this.#checkOpen();
     checkRecordKey(collection, id);
-    this.#enqueue({ collection, id, json: undefined });
+    checkFence(collection, fence);
+    this.#enqueue({ collection, id, json: undefined, ...(fence === undefined ? {} : { fence }) });
   }
 
   /** Resolves once every write enqueued so far is committed; rejects with the commit's error otherwise. */
@@ -160,7 +164,8 @@ export class WriteBatcher {
     this.#wanted = false;
     this.#inFlight = batch;
     try {
-      await this.#commit([...batch.ops.values()]);
+      const refused = await this.#commit([...batch.ops.values()]);
+      if (refused !== undefined) for (const op of refused) tellRefused(op);
       batch.waiter?.resolve();
     } catch (error) {
       this.#carryOver(batch);
@@ -179,6 +184,15 @@ export class WriteBatcher {
       ops.set(key, op);
     }
     this.#open.ops = ops;
+  }
+}
+
+/** Tells a refused write's writer; a listener that throws is a process warning, never the store's failure. */
+function tellRefused({ collection, id, fence }: WriteOp): void {
+  try {
+    fence?.onRefused?.();
+  } catch (error) {
+    process.emitWarning(`A store fence's onRefused threw (write to ${collection}/${id}): ${toBridgeError(error).message}`);
   }
 }
 
@@ -203,17 +217,17 @@ function plural(count: number, one: string, many: string): string {
 export abstract class BatchedStore implements Store {
   protected abstract readonly batcher: WriteBatcher;
 
-  /** One record's value as stored, or `undefined`; every write enqueued before has been committed. */
+  /** One record's value as stored, or `undefined` (or a promise of it); every write enqueued before has been committed. */
   protected abstract read(collection: StoreCollection, id: string): unknown;
   /** The records of a collection (those whose id starts with `prefix`), ordered by id in code-point order. */
-  protected abstract readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[];
+  protected abstract readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] | Promise<StoreRecord[]>;
 
-  put(collection: StoreCollection, id: string, value: unknown): void {
-    this.batcher.put(collection, id, value);
+  put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void {
+    this.batcher.put(collection, id, value, options);
   }
 
-  delete(collection: StoreCollection, id: string): void {
-    this.batcher.delete(collection, id);
+  delete(collection: StoreCollection, id: string, options?: WriteOptions): void {
+    this.batcher.delete(collection, id, options);
   }
 
   flush(): Promise<void> {
@@ -223,13 +237,13 @@ export abstract class BatchedStore implements Store {
   async get(collection: StoreCollection, id: string): Promise<unknown> {
     checkRecordKey(collection, id);
     await this.batcher.beforeRead();
-    return this.read(collection, id);
+    return await this.read(collection, id);
   }
 
   async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
     checkPrefix(collection, prefix);
     await this.batcher.beforeRead();
-    return this.readAll(collection, prefix);
+    return await this.readAll(collection, prefix);
   }
 
   close(): Promise<void> {

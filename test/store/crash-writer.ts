@@ -3,15 +3,17 @@
  * `batchSize` records (ids `crash-<round>-<batch>-<index>`) for ever, one batch per event-loop turn, and
  * prints `flushed <batch>` once each batch is durable.
  */
-import { openSqliteStore, type SqliteStoreOptions, type Store } from "../../src/index.js";
+import { openPostgresStore, openSqliteStore, type PostgresStoreOptions, type SqliteStoreOptions, type Store } from "../../src/index.js";
 
 /** How the crash writer opens the store under test. */
-export type CrashWriterSpec = { kind: "sqlite"; options: SqliteStoreOptions };
+export type CrashWriterSpec = { kind: "sqlite"; options: SqliteStoreOptions } | { kind: "postgres"; options: PostgresStoreOptions };
 
 async function openStore(spec: CrashWriterSpec): Promise<Store> {
   switch (spec.kind) {
     case "sqlite":
       return openSqliteStore(spec.options);
+    case "postgres":
+      return openPostgresStore(spec.options);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The behaviour every store keeps, as one suite that each store's test file runs with its own harness: the
- * memory store, the SQLite store (plain and encrypted), and later PostgreSQL.
+ * memory store, the SQLite store and the PostgreSQL store (both plain and encrypted).
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -160,7 +160,19 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect(await store.list("memory", { prefix: "" })).toHaveLength(ids.length);
     });
 
-    it("keeps unicode ids and values exactly, NUL and astral characters included", async () => {
+    it("takes a prefix literally: %, _ and \\ are characters like any other", async () => {
+      const store = await open();
+      const ids = ["100%/a", "1000/b", "100_/c", "100x/d", "a\\b/e", "a\\\\b/f", "ab/g"];
+      for (const id of ids) store.put("memory", id, true);
+      await store.flush();
+      const listed = async (prefix: string): Promise<string[]> => (await store.list("memory", { prefix })).map((record) => record.id);
+      expect(await listed("100%")).toEqual(["100%/a"]);
+      expect(await listed("100_")).toEqual(["100_/c"]);
+      expect(await listed("a\\b")).toEqual(["a\\b/e"]);
+      expect(await listed("a\\")).toEqual(["a\\\\b/f", "a\\b/e"]);
+    });
+
+    it("keeps unicode ids and values exactly, astral characters included, and NUL in values", async () => {
       const store = await open();
       const text = "héllo wörld ✓ 😀 中文 עברית \u0000 \u2028 \uFEFF \"quoted\" \\ back";
       const ids = ["claude-code://qa", "中文/会话", "emoji-😀-id", "\u200Bzero-width"];
@@ -191,7 +203,7 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect((await store.list("agents")).map((record) => (record.value as { batch: number }).batch)).toEqual(Array.from({ length: 200 }, (_, batch) => batch));
     });
 
-    it("refuses, at once and with INTERNAL, a value that is not JSON, an empty or malformed id, and an unknown collection", async () => {
+    it("refuses, at once and with INTERNAL, a value that is not JSON, an empty or malformed id (a lone surrogate, a NUL), and an unknown collection", async () => {
       const store = await open();
       const cyclic: Record<string, unknown> = {};
       cyclic.self = cyclic;
@@ -200,10 +212,59 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
         expect(error).toBeInstanceOf(BridgeError);
         expect((error as BridgeError).type).toBe("INTERNAL");
       }
-      for (const id of ["", "lone-\uD800-surrogate"]) expect((thrownBy(() => store.put("meta", id, 1)) as BridgeError).type).toBe("INTERNAL");
+      for (const id of ["", "lone-\uD800-surrogate", "nul-\u0000-inside"]) expect((thrownBy(() => store.put("meta", id, 1)) as BridgeError).type).toBe("INTERNAL");
+      expect(((await rejectionOf(store.list("meta", { prefix: "nul-\u0000" }))) as BridgeError).type).toBe("INTERNAL");
       expect((thrownBy(() => store.put("nowhere" as "meta", "id", 1)) as BridgeError).type).toBe("INTERNAL");
       expect((thrownBy(() => store.delete("meta", "")) as BridgeError).type).toBe("INTERNAL");
       expect(((await rejectionOf(store.get("nowhere" as "meta", "id"))) as BridgeError).type).toBe("INTERNAL");
+      await store.flush();
+      expect(await store.list("meta")).toEqual([]);
+    });
+
+    it("commits a fenced write while its token is the newest of its resource, and drops an older tenure's, telling its writer", async () => {
+      const store = await open();
+      const refused: string[] = [];
+      const fence = (token: number, name: string) => ({ resource: "workflow:sess_1", token, onRefused: () => refused.push(name) });
+      store.put("workflows", "sess_1", { step: "design" }, { fence: fence(5, "first") });
+      await store.flush();
+      store.put("workflows", "sess_1", { step: "stale" }, { fence: fence(3, "older") });
+      store.delete("workflows", "sess_1", { fence: fence(4, "older delete") });
+      store.put("workflows", "sess_1/tasks", { n: 1 }, { fence: fence(5, "same tenure") });
+      store.put("messages", "unfenced", { n: 2 });
+      await store.flush();
+      expect(refused).toEqual(["older delete"]);
+      expect(await store.get("workflows", "sess_1")).toEqual({ step: "design" });
+      expect(await store.get("workflows", "sess_1/tasks")).toEqual({ n: 1 });
+      store.put("workflows", "sess_1", { step: "review" }, { fence: fence(8, "newer") });
+      await store.flush();
+      store.put("workflows", "sess_1", { step: "lost" }, { fence: fence(5, "after takeover") });
+      store.put("workflows", "sess_2", { step: "design" }, { fence: { resource: "workflow:sess_2", token: 1 } });
+      await store.flush();
+      expect(refused).toEqual(["older delete", "after takeover"]);
+      expect(await store.list("workflows")).toEqual([
+        { id: "sess_1", value: { step: "review" } },
+        { id: "sess_1/tasks", value: { n: 1 } },
+        { id: "sess_2", value: { step: "design" } },
+      ]);
+      expect(await store.get("messages", "unfenced")).toEqual({ n: 2 });
+    });
+
+    it("admits, in one batch, only the writes of a resource's greatest token", async () => {
+      const store = await open();
+      const refused: string[] = [];
+      store.put("workflows", "a", 1, { fence: { resource: "r", token: 2, onRefused: () => refused.push("a") } });
+      store.put("workflows", "b", 1, { fence: { resource: "r", token: 7 } });
+      store.put("workflows", "c", 1, { fence: { resource: "other", token: 1 } });
+      await store.flush();
+      expect(refused).toEqual(["a"]);
+      expect((await store.list("workflows")).map((record) => record.id)).toEqual(["b", "c"]);
+    });
+
+    it("refuses a malformed fence at once with INTERNAL", async () => {
+      const store = await open();
+      for (const fence of [{ resource: "", token: 1 }, { resource: "r", token: -1 }, { resource: "r", token: 1.5 }, { resource: "nul\u0000", token: 1 }]) {
+        expect((thrownBy(() => store.put("meta", "x", 1, { fence })) as BridgeError).type).toBe("INTERNAL");
+      }
       await store.flush();
       expect(await store.list("meta")).toEqual([]);
     });

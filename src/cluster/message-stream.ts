@@ -1,0 +1,196 @@
+/**
+ * The cluster's message stream: bus messages between nodes on a JetStream stream, so that a message accepted by
+ * one node reaches its recipient connected to another, and survives the death of either.
+ *
+ * Each message goes to the subject `<prefix>.<recipient>.<priority>` (the recipient in base64url), under its key
+ * as JetStream's message id, so that the same message published twice within the duplicate window is stored
+ * once. The stream is a work queue: a message stays until its recipient's node acknowledges it, and then it is
+ * gone. Each recipient has one durable pull consumer with explicit acks, shared by every node: whichever node the
+ * recipient is connected to pulls its messages, and one that is not acknowledged within the ack wait (its node
+ * died, or lost the recipient) is delivered again, to whichever node pulls next. A node orders what it pulled
+ * by priority in its own queue, as a single node does.
+ */
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { BridgeError } from "../errors.js";
+import { PRIORITIES, type Priority } from "../protocol/envelope.js";
+import { natsError, type ClusterConnection } from "./nats-connection.js";
+
+/** The stream and subjects messages use unless told otherwise. */
+export const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
+const DEFAULT_SUBJECT_PREFIX = "troupe.messages";
+const NANOS_PER_MS = 1_000_000;
+
+/** How the message stream is set up. */
+export interface MessageStreamOptions {
+  /** The JetStream stream (default `TROUPE_MESSAGES`), created when missing. */
+  stream?: string;
+  /** The subjects' prefix (default `troupe.messages`). */
+  subjectPrefix?: string;
+  /** How long a message id is remembered to drop a second publish of it (default 2 minutes). */
+  duplicateWindowMs?: number;
+  /** How long a pulled message may stay unacknowledged before it is delivered again (default 30 s). */
+  ackWaitMs?: number;
+}
+
+/** A message to publish. */
+export interface OutgoingMessage {
+  recipient: string;
+  /** Unique per message (the bus's `<sender> U+001F <message_id>`): a second publish within the duplicate window is dropped. */
+  key: string;
+  priority: Priority;
+  /** The message, as the bus serialized it. */
+  data: string;
+}
+
+/** What a publish did. */
+export interface Published {
+  /** The message's sequence in the stream. */
+  sequence: number;
+  /** Whether the stream already held this key (and kept the first). */
+  duplicate: boolean;
+}
+
+/** A message pulled for a recipient. */
+export interface StreamedMessage {
+  recipient: string;
+  key: string;
+  priority: Priority;
+  data: string;
+  /** 1 at the first delivery; more when it was delivered before and not acknowledged. */
+  deliveryCount: number;
+  /** Acknowledges it, and resolves once the server has it: it is then never delivered again. */
+  ack(): Promise<void>;
+  /** Gives it back, to be delivered again after `delayMs`. */
+  retryAfter(delayMs: number): void;
+  /** Keeps it for another ack wait (a delivery still in progress). */
+  working(): void;
+}
+
+/** A running pull of one recipient's messages. */
+export interface MessageSubscription {
+  /** Stops pulling; messages pulled and not acknowledged are delivered again after their ack wait. */
+  stop(): Promise<void>;
+}
+
+/** The cluster's stream of bus messages. */
+export class ClusterMessageStream {
+  readonly #connection: ClusterConnection;
+  readonly #stream: string;
+  readonly #prefix: string;
+  readonly #ackWaitMs: number;
+
+  private constructor(connection: ClusterConnection, stream: string, prefix: string, ackWaitMs: number) {
+    this.#connection = connection;
+    this.#stream = stream;
+    this.#prefix = prefix;
+    this.#ackWaitMs = ackWaitMs;
+  }
+
+  /** Opens the stream, creating it when missing (file storage, work-queue retention). */
+  static async open(connection: ClusterConnection, options: MessageStreamOptions = {}): Promise<ClusterMessageStream> {
+    const stream = options.stream ?? DEFAULT_MESSAGE_STREAM;
+    const prefix = options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX;
+    const duplicateWindowMs = options.duplicateWindowMs ?? 120_000;
+    const ackWaitMs = options.ackWaitMs ?? 30_000;
+    for (const [field, value] of Object.entries({ duplicateWindowMs, ackWaitMs })) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new BridgeError("CONFIG", `${field} must be a positive integer`, { field });
+    }
+    const { RetentionPolicy, StorageType } = await import("@nats-io/jetstream");
+    try {
+      await connection.manager.streams.info(stream);
+    } catch (error) {
+      if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
+      try {
+        await connection.manager.streams.add({
+          name: stream,
+          subjects: [`${prefix}.>`],
+          retention: RetentionPolicy.Workqueue,
+          storage: StorageType.File,
+          duplicate_window: duplicateWindowMs * NANOS_PER_MS,
+        });
+      } catch (addError) {
+        throw natsError(addError, connection.where, `creating the stream ${stream}`);
+      }
+    }
+    return new ClusterMessageStream(connection, stream, prefix, ackWaitMs);
+  }
+
+  /** Stores a message in the stream; resolves once JetStream has it (durable on the server's disk). TRANSPORT when NATS does not answer. */
+  async publish({ recipient, key, priority, data }: OutgoingMessage): Promise<Published> {
+    if (!PRIORITIES.includes(priority)) throw new BridgeError("INTERNAL", `Unknown priority ${JSON.stringify(priority)}`);
+    try {
+      const ack = await this.#connection.jetstream.publish(`${this.#recipientSubject(recipient)}.${priority}`, data, { msgID: key, expect: { streamName: this.#stream } });
+      return { sequence: ack.seq, duplicate: ack.duplicate };
+    } catch (error) {
+      throw natsError(error, this.#connection.where, `publishing ${key}`);
+    }
+  }
+
+  /**
+   * Pulls `recipient`'s messages, at most `maxInFlight` unacknowledged at a time, and hands each to `onMessage`
+   * in the order the stream holds them. Creates the recipient's durable consumer when missing.
+   */
+  async subscribe(recipient: string, onMessage: (message: StreamedMessage) => void, { maxInFlight = 100 } = {}): Promise<MessageSubscription> {
+    const { AckPolicy, DeliverPolicy } = await import("@nats-io/jetstream");
+    const durable = `troupe_${encode(recipient)}`;
+    let messages: ConsumerMessages;
+    try {
+      await this.#connection.manager.consumers.add(this.#stream, {
+        durable_name: durable,
+        filter_subject: `${this.#recipientSubject(recipient)}.*`,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: this.#ackWaitMs * NANOS_PER_MS,
+        max_ack_pending: maxInFlight,
+      });
+      const consumer = await this.#connection.jetstream.consumers.get(this.#stream, durable);
+      messages = await consumer.consume({ max_messages: maxInFlight });
+    } catch (error) {
+      throw natsError(error, this.#connection.where, `subscribing to ${recipient}'s messages`);
+    }
+    const pulling = (async () => {
+      for await (const message of messages) onMessage(this.#streamed(recipient, message));
+    })();
+    return {
+      stop: async () => {
+        await messages.close();
+        await pulling;
+      },
+    };
+  }
+
+  #recipientSubject(recipient: string): string {
+    return `${this.#prefix}.${encode(recipient)}`;
+  }
+
+  #streamed(recipient: string, message: JsMsg): StreamedMessage {
+    const priority = message.subject.slice(message.subject.lastIndexOf(".") + 1) as Priority;
+    const where = this.#connection.where;
+    return {
+      recipient,
+      key: message.headers?.get("Nats-Msg-Id") ?? "",
+      priority,
+      data: message.string(),
+      deliveryCount: message.info.deliveryCount,
+      async ack() {
+        try {
+          await message.ackAck();
+        } catch (error) {
+          throw natsError(error, where, `acknowledging a message to ${recipient}`);
+        }
+      },
+      retryAfter: (delayMs) => message.nak(delayMs),
+      working: () => message.working(),
+    };
+  }
+}
+
+/** A recipient as one subject token (and durable name): its UTF-8 in base64url, since agent ids hold `.` and `:`. */
+function encode(recipient: string): string {
+  if (typeof recipient !== "string" || recipient.length === 0) throw new BridgeError("INTERNAL", "A message needs a recipient");
+  return Buffer.from(recipient, "utf8").toString("base64url");
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && /not found/i.test(error.message);
+}

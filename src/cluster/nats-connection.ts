@@ -1,0 +1,200 @@
+/**
+ * A troupe node's connection to NATS with JetStream: what the cluster's message stream and leases run on.
+ * The NATS client packages (`@nats-io/transport-node`, `@nats-io/jetstream`, `@nats-io/kv`) are loaded when the
+ * first connection opens, so importing troupe loads none of them.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { KV, KvOptions } from "@nats-io/kv";
+import type { NatsConnection, Status } from "@nats-io/transport-node";
+import { BridgeError, toBridgeError } from "../errors.js";
+
+/** Where and how to connect. */
+export interface NatsConnectionOptions {
+  /** `nats://host:4222` (or `tls://`), credentials in the URL if the server wants them; several, comma-separated, for a NATS cluster. */
+  url: string;
+  /** The connection's name as the server shows it (`troupe` by default; a node gives its id). */
+  name?: string;
+  /** How long the first connection may take (default 5 s). */
+  connectTimeoutMs?: number;
+  /** How long a JetStream request (a publish, a KV write) may wait for its answer (default 5 s). */
+  requestTimeoutMs?: number;
+}
+
+/** Whether the node can reach NATS now. */
+export type NatsConnectionState = "connected" | "disconnected" | "closed";
+
+/** An open connection to NATS with JetStream. */
+export interface ClusterConnection {
+  /** The core connection. */
+  readonly nats: NatsConnection;
+  /** Publishes to streams and reads their consumers. */
+  readonly jetstream: JetStreamClient;
+  /** Creates and inspects streams and consumers. */
+  readonly manager: JetStreamManager;
+  /** The server's URL without credentials, for messages. */
+  readonly where: string;
+  /** Opens (creating it when missing) a key-value bucket. */
+  openBucket(name: string, options?: Partial<KvOptions>): Promise<KV>;
+  /** Whether the connection is up now: it reconnects by itself after a server restart or a network cut. */
+  state(): NatsConnectionState;
+  /** Calls `listener` at each change of `state()`; answers a function that stops the calls. */
+  onStateChange(listener: (state: NatsConnectionState) => void): () => void;
+  /** Flushes what was published, then closes. Idempotent. */
+  close(): Promise<void>;
+}
+
+const SCHEMES = new Set(["nats:", "tls:"]);
+const DEFAULTS = { name: "troupe", connectTimeoutMs: 5_000, requestTimeoutMs: 5_000 };
+
+/**
+ * Connects to the NATS server(s) at `url` and checks that JetStream is enabled. CONFIG for a bad URL, a server
+ * without JetStream, or refused credentials; TRANSPORT when no server can be reached. Once connected, the
+ * connection reconnects by itself for as long as it is open (`state()` says when it is down).
+ */
+export async function connectNats(options: NatsConnectionOptions): Promise<ClusterConnection> {
+  const servers = parseServers(options.url);
+  const where = `NATS at ${servers.map(redactedNatsUrl).join(",")}`;
+  const { connect, jetstream, jetstreamManager, Kvm } = await loadClient();
+  let nats: NatsConnection;
+  try {
+    nats = await connect({
+      servers,
+      name: options.name ?? DEFAULTS.name,
+      timeout: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      // A node stays a node: it reconnects for as long as it runs, and says it is disconnected meanwhile.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+  } catch (error) {
+    throw natsOpenError(error, where);
+  }
+  try {
+    if (nats.info?.jetstream !== true) throw new BridgeError("CONFIG", `The server of ${where} has no JetStream: start nats-server with -js (and a store directory, -sd)`);
+    const timeout = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+    const manager = await jetstreamManager(nats, { timeout });
+    const client = jetstream(nats, { timeout });
+    const kvm = new Kvm(client);
+    return new NatsClusterConnection(nats, client, manager, kvm, where);
+  } catch (error) {
+    await nats.close().catch(() => undefined);
+    throw natsOpenError(error, where);
+  }
+}
+
+type Client = {
+  connect: typeof import("@nats-io/transport-node").connect;
+  jetstream: typeof import("@nats-io/jetstream").jetstream;
+  jetstreamManager: typeof import("@nats-io/jetstream").jetstreamManager;
+  Kvm: typeof import("@nats-io/kv").Kvm;
+};
+
+async function loadClient(): Promise<Client> {
+  try {
+    const [transport, jetstreamModule, kv] = await Promise.all([import("@nats-io/transport-node"), import("@nats-io/jetstream"), import("@nats-io/kv")]);
+    return { connect: transport.connect, jetstream: jetstreamModule.jetstream, jetstreamManager: jetstreamModule.jetstreamManager, Kvm: kv.Kvm };
+  } catch (error) {
+    throw new BridgeError("CONFIG", `The cluster needs the @nats-io/transport-node, @nats-io/jetstream and @nats-io/kv packages, which could not be loaded: ${toBridgeError(error).message}`);
+  }
+}
+
+function parseServers(url: string): string[] {
+  if (typeof url !== "string" || url.trim() === "") throw new BridgeError("CONFIG", "The cluster needs a NATS url (nats://host:4222)", { field: "url" });
+  return url.split(",").map((server) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(server.trim());
+    } catch {
+      throw new BridgeError("CONFIG", `The NATS url ${JSON.stringify(redactedNatsUrl(server.trim()))} is not a URL (nats://host:4222)`, { field: "url" });
+    }
+    if (!SCHEMES.has(parsed.protocol)) throw new BridgeError("CONFIG", `A NATS url starts with nats:// or tls://, not ${parsed.protocol}//`, { field: "url" });
+    return server.trim();
+  });
+}
+
+/** A NATS URL without its credentials (user and password, or token), as troupe shows it. */
+export function redactedNatsUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}`;
+  } catch {
+    return "(not a URL)";
+  }
+}
+
+function natsOpenError(error: unknown, where: string): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const cause = toBridgeError(error);
+  const name = error instanceof Error ? error.name : "";
+  if (name === "AuthorizationError" || name === "UserAuthenticationExpiredError" || /authoriz|authenticat/i.test(cause.message)) {
+    return new BridgeError("CONFIG", `${where} refused the connection's credentials: ${cause.message}`);
+  }
+  return new BridgeError("TRANSPORT", `Cannot reach ${where}: ${cause.message}`);
+}
+
+class NatsClusterConnection implements ClusterConnection {
+  readonly #listeners = new Set<(state: NatsConnectionState) => void>();
+  readonly #kvm: InstanceType<Client["Kvm"]>;
+  #state: NatsConnectionState = "connected";
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly nats: NatsConnection,
+    readonly jetstream: JetStreamClient,
+    readonly manager: JetStreamManager,
+    kvm: InstanceType<Client["Kvm"]>,
+    readonly where: string,
+  ) {
+    this.#kvm = kvm;
+    void this.#followStatus();
+    void nats.closed().then(() => this.#setState("closed"));
+  }
+
+  async openBucket(name: string, options: Partial<KvOptions> = {}): Promise<KV> {
+    try {
+      return await this.#kvm.create(name, options);
+    } catch (error) {
+      throw natsError(error, this.where, `opening the bucket ${name}`);
+    }
+  }
+
+  state(): NatsConnectionState {
+    return this.#state;
+  }
+
+  onStateChange(listener: (state: NatsConnectionState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.nats
+      .drain()
+      .catch(() => this.nats.close())
+      .then(() => this.#setState("closed"));
+    return this.#closing;
+  }
+
+  async #followStatus(): Promise<void> {
+    for await (const status of this.nats.status()) this.#onStatus(status);
+  }
+
+  #onStatus(status: Status): void {
+    if (status.type === "disconnect") this.#setState("disconnected");
+    else if (status.type === "reconnect") this.#setState("connected");
+  }
+
+  #setState(state: NatsConnectionState): void {
+    if (this.#state === state || this.#state === "closed") return;
+    this.#state = state;
+    for (const listener of this.#listeners) listener(state);
+  }
+}
+
+/** The BridgeError of a failed NATS or JetStream request: TRANSPORT when the server could not answer, INTERNAL otherwise. */
+export function natsError(error: unknown, where: string, doing: string): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const cause = toBridgeError(error);
+  const name = error instanceof Error ? error.name : "";
+  const unavailable = ["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError"].includes(name);
+  return new BridgeError(unavailable ? "TRANSPORT" : "INTERNAL", `${where}: ${doing} failed: ${cause.message}`, name === "" ? {} : { cause: name });
+}

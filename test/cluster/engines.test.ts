@@ -1,0 +1,88 @@
+/**
+ * The real-engine harness itself (test/support/postgres-server.ts, nats-server.ts): engines on 127.0.0.1 in
+ * temporary directories, restartable with their data, and gone after, even when the test process dies first.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { startNats } from "../support/nats-server.js";
+import { startPostgres } from "../support/postgres-server.js";
+
+const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `pid` is gone: a killed process leaves the process table once its new parent reaps it. */
+async function gone(pid: number): Promise<boolean> {
+  for (let attempt = 0; attempt < 100 && alive(pid); attempt++) await delay(50);
+  return !alive(pid);
+}
+
+describe("the real-engine harness", () => {
+  it("runs PostgreSQL 15 or later on 127.0.0.1 in a temporary directory, brings it back with its data, and removes it all at stop", async () => {
+    const server = await startPostgres();
+    try {
+      expect(existsSync(server.dir)).toBe(true);
+      const [settings] = await server.query<{ address: string; version: number }>(
+        "SELECT host(inet_server_addr()) AS address, current_setting('server_version_num')::int AS version",
+      );
+      expect(settings!.address).toBe("127.0.0.1");
+      expect(settings!.version).toBeGreaterThanOrEqual(150_000);
+      await server.query("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)");
+      await server.halt("immediate");
+      expect(server.running()).toBe(false);
+      await server.start();
+      expect(await server.query("SELECT n FROM kept")).toEqual([{ n: 42 }]);
+    } finally {
+      await server.stop();
+    }
+    expect(server.running()).toBe(false);
+    expect(existsSync(server.dir)).toBe(false);
+  }, 30_000);
+
+  it("runs nats-server with JetStream on 127.0.0.1, on the same port after a restart, and removes its directory at stop", async () => {
+    const server = await startNats();
+    try {
+      expect(server.url).toBe(`nats://127.0.0.1:${server.port}`);
+      expect(server.output()).toMatch(/Starting JetStream/);
+      await server.halt("SIGKILL");
+      await server.start();
+      expect(server.output()).toContain(`Listening for client connections on 127.0.0.1:${server.port}`);
+    } finally {
+      await server.stop();
+    }
+    expect(server.running()).toBe(false);
+    expect(existsSync(server.dir)).toBe(false);
+  });
+
+  it("kills the engines and removes their directories when the test process exits without stopping them", async () => {
+    const script = [
+      'import { startPostgres } from "./test/support/postgres-server.ts";',
+      'import { startNats } from "./test/support/nats-server.ts";',
+      "const [postgres, nats] = await Promise.all([startPostgres(), startNats()]);",
+      'const [{ pid }] = await postgres.query("SELECT pid FROM pg_stat_activity WHERE backend_type = \'checkpointer\'");',
+      "console.log(JSON.stringify({ dirs: [postgres.dir, nats.dir], pids: [postgres.pid(), nats.pid(), pid] }));",
+      "process.exit(0);",
+    ].join("\n");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: projectRoot });
+    let output = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+    await once(child, "exit");
+    const { dirs, pids } = JSON.parse(output) as { dirs: string[]; pids: number[] };
+    // The postmaster and nats-server were killed; the checkpointer leaves once it notices, as every PostgreSQL child does.
+    expect(pids).toHaveLength(3);
+    for (const pid of pids) expect(await gone(pid)).toBe(true);
+    expect(dirs.filter((dir) => existsSync(dir))).toEqual([]);
+  }, 30_000);
+});
