@@ -17,7 +17,7 @@ import type { Fence } from "../store/store.js";
 import { natsError, type ClusterConnection } from "./nats-connection.js";
 
 /** The bucket leases live in unless told otherwise. */
-export const DEFAULT_LEASE_BUCKET = "troupe_leases";
+const DEFAULT_LEASE_BUCKET = "troupe_leases";
 
 /** JetStream's error code for a write whose expected last revision is not the key's. */
 const WRONG_LAST_SEQUENCE = 10071;

@@ -16,7 +16,7 @@ import { PRIORITIES, type Priority } from "../protocol/envelope.js";
 import { natsError, type ClusterConnection } from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
-export const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
+const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
 const DEFAULT_SUBJECT_PREFIX = "troupe.messages";
 const NANOS_PER_MS = 1_000_000;
 

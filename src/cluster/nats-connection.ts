@@ -112,7 +112,7 @@ function parseServers(url: string): string[] {
 }
 
 /** A NATS URL without its credentials (user and password, or token), as troupe shows it. */
-export function redactedNatsUrl(url: string): string {
+function redactedNatsUrl(url: string): string {
   try {
     const parsed = new URL(url);
     return `${parsed.protocol}//${parsed.host}`;

@@ -169,7 +169,7 @@ export interface EncryptionState {
   /** The stored encryption header (its JSON), if the database is encrypted. */
   header: string | undefined;
   /** How many records the database holds (asked only when a key is given to a database without a header). */
-  countRecords(): Promise<number>;
+  countRecords: () => Promise<number>;
   /** Where the store is, for messages. */
   where: string;
 }

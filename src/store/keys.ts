@@ -6,7 +6,11 @@ import { STORE_COLLECTIONS, type StoreCollection } from "./store.js";
 
 // Lone surrogates would not survive the UTF-8 of a database, and PostgreSQL's text holds no NUL: an id must
 // read back as it was written, in every store.
-const UNSTORABLE = /[\p{Cs}\u0000]/u;
+const LONE_SURROGATE = /\p{Cs}/u;
+
+function unstorable(text: string): boolean {
+  return LONE_SURROGATE.test(text) || text.includes("\u0000");
+}
 
 /** Throws INTERNAL unless `collection` is one of `STORE_COLLECTIONS` (a caller outside TypeScript may pass anything). */
 export function checkCollection(collection: string): asserts collection is StoreCollection {
@@ -18,7 +22,7 @@ export function checkCollection(collection: string): asserts collection is Store
 /** Throws INTERNAL unless `collection` is a store collection and `id` a non-empty, well-formed string without NUL. */
 export function checkRecordKey(collection: string, id: string): void {
   checkCollection(collection);
-  if (typeof id !== "string" || id.length === 0 || UNSTORABLE.test(id)) {
+  if (typeof id !== "string" || id.length === 0 || unstorable(id)) {
     throw new BridgeError("INTERNAL", `Invalid store id in ${collection}: ids are non-empty well-formed strings`, { collection });
   }
 }
@@ -26,7 +30,7 @@ export function checkRecordKey(collection: string, id: string): void {
 /** Throws INTERNAL unless a `list` prefix is a well-formed string without NUL (the empty one lists everything). */
 export function checkPrefix(collection: string, prefix: string | undefined): void {
   checkCollection(collection);
-  if (prefix !== undefined && (typeof prefix !== "string" || UNSTORABLE.test(prefix))) {
+  if (prefix !== undefined && (typeof prefix !== "string" || unstorable(prefix))) {
     throw new BridgeError("INTERNAL", `Invalid store prefix in ${collection}: prefixes are well-formed strings`, { collection });
   }
 }

@@ -8,20 +8,20 @@ import { BridgeError } from "../errors.js";
 import { newerSchemaError } from "./migrations.js";
 
 /** What a migration may use besides the connection. */
-export interface PostgresMigrationContext {
+interface PostgresMigrationContext {
   /** The store's schema, quoted, ready to prefix a table name. */
   schema: string;
 }
 
 /** One step of the schema's history: from `version - 1` to `version`. */
-export interface PostgresMigration {
+interface PostgresMigration {
   version: number;
   description: string;
   up(client: pg.ClientBase, context: PostgresMigrationContext): Promise<void>;
 }
 
 /** Every migration, in order. */
-export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
     version: 1,
     description:
@@ -59,7 +59,7 @@ const VERSION_KEY = "schema_version";
  * The schema version of the store in `schemaName` (0 when the schema is missing or empty), read without
  * changing anything: CONFIG for a schema holding tables troupe did not make, or one of a newer version.
  */
-export async function readPostgresSchemaVersion(client: pg.ClientBase, schemaName: string, where: string): Promise<number> {
+async function readPostgresSchemaVersion(client: pg.ClientBase, schemaName: string, where: string): Promise<number> {
   const { rows: tables } = await client.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname`,

@@ -117,7 +117,7 @@ function openError(error: unknown, where: string): BridgeError {
 /** The cipher of the store, or `undefined` for a plaintext one; CONFIG when the key and the database disagree. */
 async function encryptionOf(db: BetterSqlite3.Database, key: string | undefined, where: string): Promise<ValueCipher | undefined> {
   const header = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(ENCRYPTION_KEY) as string | undefined;
-  const countRecords = async (): Promise<number> => db.prepare("SELECT count(*) FROM records").pluck().get() as number;
+  const countRecords = (): Promise<number> => Promise.resolve(db.prepare("SELECT count(*) FROM records").pluck().get() as number);
   const { cipher, newHeader } = await resolveEncryption({ key, header, countRecords, where });
   if (newHeader !== undefined) db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?)").run(ENCRYPTION_KEY, JSON.stringify(newHeader));
   return cipher;

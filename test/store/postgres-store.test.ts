@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 /** A store in a schema of its own, so that every test starts on fresh state in the file's one server. */
-async function postgresHarness(extra: Omit<PostgresStoreOptions, "url" | "schema"> = {}): Promise<StoreHarness> {
+function postgresHarness(extra: Omit<PostgresStoreOptions, "url" | "schema"> = {}): StoreHarness {
   const options: PostgresStoreOptions = { url: server.url(), schema: `contract_${++schemas}`, ...extra };
   return {
     open: () => openPostgresStore(options),
@@ -40,8 +40,8 @@ async function postgresHarness(extra: Omit<PostgresStoreOptions, "url" | "schema
   };
 }
 
-describeStoreContract("the PostgreSQL store", { durable: true, createHarness: () => postgresHarness() });
-describeStoreContract("the encrypted PostgreSQL store", { durable: true, createHarness: () => postgresHarness({ encryptionKey: RAW_KEY }) });
+describeStoreContract("the PostgreSQL store", { durable: true, createHarness: () => Promise.resolve(postgresHarness()) });
+describeStoreContract("the encrypted PostgreSQL store", { durable: true, createHarness: () => Promise.resolve(postgresHarness({ encryptionKey: RAW_KEY })) });
 
 const OTHER_RAW_KEY = "f".repeat(64);
 const openStores: Store[] = [];

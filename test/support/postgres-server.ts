@@ -26,10 +26,10 @@ import {
 } from "./engine-process.js";
 
 /** The superuser of every test server (trust authentication on 127.0.0.1: no password). */
-export const POSTGRES_TEST_USER = "troupe";
+const POSTGRES_TEST_USER = "troupe";
 
 /** How the server is stopped: `fast` (SIGINT, a clean shutdown) or `immediate` (SIGQUIT, as a crash: recovery at the next start). */
-export type PostgresStopMode = "fast" | "immediate";
+type PostgresStopMode = "fast" | "immediate";
 
 /** A running test server. */
 export interface PostgresServer {
