@@ -4,6 +4,7 @@
  */
 import { afterEach } from "vitest";
 import WebSocket from "ws";
+import { refusedUpgradeStatus } from "../support/refused-upgrade.js";
 import { SimulatedClock } from "xstate";
 import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope } from "../../src/index.js";
 
@@ -146,16 +147,7 @@ export async function rawConnect(
 
 /** The status code an upgrade is refused with. */
 export function upgradeStatus(bus: CommunicationBus, query: string, headers: Record<string, string> = { "x-agent-api-key": TEST_KEY }): Promise<number> {
-  const socket = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect${query}`, { headers });
-  sockets.push(socket);
-  return new Promise((resolve, reject) => {
-    socket.once("unexpected-response", (_request, response) => {
-      resolve(response.statusCode ?? 0);
-      socket.terminate();
-    });
-    socket.once("open", () => reject(new Error("the upgrade was accepted")));
-    socket.once("error", () => {});
-  });
+  return refusedUpgradeStatus(`${bus.url.replace("http", "ws")}/agents/connect${query}`, headers, sockets);
 }
 
 /** A message's status, or undefined while the bus does not know it (yet). */

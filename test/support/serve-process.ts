@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterEach, expect } from "vitest";
 import WebSocket from "ws";
+import { refusedUpgradeStatus } from "./refused-upgrade.js";
 
 /** The key every spawned server requires. */
 export const SERVE_KEY = "attack-test-key";
@@ -162,16 +163,7 @@ export async function connectSocket(served: ServeProcess, agentId: string, { tok
 
 /** The status an upgrade for `agentId` is refused with (it must be refused). */
 export function upgradeStatus(served: ServeProcess, agentId: string, headers: Record<string, string>): Promise<number> {
-  const socket = new WebSocket(`${served.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(agentId)}`, { headers });
-  sockets.push(socket);
-  return new Promise((resolve, reject) => {
-    socket.once("unexpected-response", (_request, response) => {
-      resolve(response.statusCode ?? 0);
-      socket.terminate();
-    });
-    socket.once("open", () => reject(new Error("the upgrade was accepted")));
-    socket.once("error", () => {});
-  });
+  return refusedUpgradeStatus(`${served.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(agentId)}`, headers, sockets);
 }
 
 let sequence = 0;
