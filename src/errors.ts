@@ -74,6 +74,21 @@ export function sessionNotFound(sessionId: string): BridgeError {
   return new BridgeError("NOT_FOUND", SESSION_NOT_FOUND, { sessionId });
 }
 
+/** A prompt aborted by its signal: what every provider, tool and remote agent throws then. */
+export function promptCancelled(): BridgeError {
+  return new BridgeError("CANCELLED", "Prompt cancelled");
+}
+
+/** The message of anything thrown (an object whose `toString` throws gives its tag). */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  try {
+    return String(error);
+  } catch {
+    return Object.prototype.toString.call(error);
+  }
+}
+
 /** Turns anything thrown into a BridgeError; unknown errors become `fallback` with their message. */
 export function toBridgeError(error: unknown, fallback: BridgeErrorType = "INTERNAL"): BridgeError {
   if (error instanceof BridgeError) return error;

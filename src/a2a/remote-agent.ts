@@ -10,7 +10,7 @@ import { AgentCard, Role, TaskState, type Artifact, type StreamResponse, type Ta
 import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, RestTransportFactory, type Client } from "@a2a-js/sdk/client";
 import { A2AError } from "@a2a-js/sdk/errors";
 import type { PromptReply } from "../../machines/session.machine.js";
-import { BridgeError, toBridgeError } from "../errors.js";
+import { BridgeError, promptCancelled, toBridgeError } from "../errors.js";
 import type { A2aAgentConfig } from "./config.js";
 import { textMessage, textOfParts } from "./parts.js";
 import { INPUT_REQUIRED_STOP_REASON } from "./stop-reasons.js";
@@ -162,12 +162,12 @@ export class RemoteA2aAgent {
       }
     } catch (error) {
       if (!signal.aborted && binding.inputTaskId !== undefined && error instanceof A2AError) binding.inputTaskId = undefined;
-      throw signal.aborted ? new BridgeError("CANCELLED", "Prompt cancelled") : failureOf(error, this.config.id, "its answer failed");
+      throw signal.aborted ? promptCancelled() : failureOf(error, this.config.id, "its answer failed");
     } finally {
       signal.removeEventListener("abort", onAbort);
       clearTimeout(graceTimer);
     }
-    if (signal.aborted) throw new BridgeError("CANCELLED", "Prompt cancelled");
+    if (signal.aborted) throw promptCancelled();
     return this.replyOf(outcome, binding);
   }
 

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import type { PromptContext, ProviderInfo } from "../agents/agent.js";
 import { systemClock, type Clock } from "../clock.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, promptCancelled } from "../errors.js";
 import { attemptSignal } from "./attempt-signal.js";
 import { mergeRuntimeParams, parseRuntimeParams, type RuntimeParams } from "./params.js";
 import type { ToolRequest } from "../tools/tool-call.js";
@@ -153,7 +153,7 @@ export abstract class BaseProvider implements Provider {
       if (attempt.signal.aborted) throw attempt.signal.reason;
       return reply;
     } catch (error) {
-      if (call.ctx.signal.aborted) throw new BridgeError("CANCELLED", "Prompt cancelled");
+      if (call.ctx.signal.aborted) throw promptCancelled();
       if (attempt.timedOut()) {
         throw new BridgeError("TIMEOUT", `${this.id}: no answer within timeoutMs ${this.timeoutMs}`, {
           provider: this.id,

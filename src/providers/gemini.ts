@@ -4,14 +4,14 @@
  */
 import type { ApiError, Content, FunctionCallingConfigMode, GenerateContentConfig, GenerateContentResponse, GoogleGenAI, GoogleGenAIOptions, Part } from "@google/genai";
 import type { AgentReply, StopReason } from "../agents/agent.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, messageOf } from "../errors.js";
 import { argumentsObjectOf, type ToolCall, type ToolRequest, type ToolRound } from "../tools/tool-call.js";
 import { lazyImport } from "../lazy-modules.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
 import { readProviderEnv } from "./env.js";
 import type { ProviderOptions, ProviderReply, ResolvedRuntimeParams } from "./provider.js";
-import { isConnectionError, messageOf, type UpstreamFailure } from "./upstream-errors.js";
+import { isConnectionError, type UpstreamFailure } from "./upstream-errors.js";
 
 const geminiSdk = lazyImport("@google/genai", "The Gemini provider", () => import("@google/genai"));
 

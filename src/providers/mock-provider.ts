@@ -7,7 +7,7 @@ import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { mockStepPicker, playMockStep, type MockScript, type MockStep } from "./mock.js";
 import type { ProviderOptions, ProviderReply } from "./provider.js";
 import type { UpstreamFailure } from "./upstream-errors.js";
-import { messageOf } from "./upstream-errors.js";
+import { messageOf } from "../errors.js";
 
 /** Options of `MockProvider`: the common ones that apply offline, and the script. `maxRetries` defaults to 0. */
 export interface MockProviderOptions extends Omit<ProviderOptions, "credentials" | "baseURL" | "stream"> {

@@ -4,7 +4,7 @@
 import type { Usage } from "../../machines/session.machine.js";
 import type { PromptContext, StopReason } from "../agents/agent.js";
 import { systemClock, type Clock } from "../clock.js";
-import { BridgeError, type BridgeErrorDetails, type BridgeErrorType } from "../errors.js";
+import { BridgeError, promptCancelled, type BridgeErrorDetails, type BridgeErrorType } from "../errors.js";
 import type { ToolCall, ToolRequest } from "../tools/tool-call.js";
 import type { ProviderReply } from "./provider.js";
 
@@ -54,17 +54,13 @@ function splitIntoDeltas(text: string): string[] {
   return text.match(/\S+\s*/g) ?? [];
 }
 
-function cancelled(): BridgeError {
-  return new BridgeError("CANCELLED", "Prompt cancelled");
-}
-
 /** Resolves after `delayMs` on `clock`, or rejects with CANCELLED as soon as `signal` aborts. */
 export function waitOrAbort(clock: Clock, delayMs: number | undefined, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(cancelled());
+    if (signal.aborted) return reject(promptCancelled());
     const onAbort = (): void => {
       if (handle !== undefined) clock.clearTimeout(handle);
-      reject(cancelled());
+      reject(promptCancelled());
     };
     const handle =
       delayMs === undefined
@@ -94,7 +90,7 @@ function inputWords(ctx: PromptContext, tools: ToolRequest | undefined): number 
 export async function playMockStep(step: MockStep, ctx: PromptContext, clock: Clock = systemClock, tools?: ToolRequest): Promise<ProviderReply> {
   if (step.hang) await waitOrAbort(clock, undefined, ctx.signal);
   if (step.delayMs !== undefined && step.delayMs > 0) await waitOrAbort(clock, step.delayMs, ctx.signal);
-  if (ctx.signal.aborted) throw cancelled();
+  if (ctx.signal.aborted) throw promptCancelled();
   if (step.error) throw new BridgeError(step.error.type, step.error.message ?? `Mock ${step.error.type} error`, step.error.details);
   const toolCalls = toolCallsOf(step.toolCalls ?? [], tools);
   const text = step.text ?? (toolCalls.length > 0 ? "" : `Echo: ${ctx.prompt}`);

@@ -3,7 +3,8 @@
  * `APIError` with `status`, `headers` and the parsed body in `error`; connection, timeout and abort subclasses.
  */
 import { retryAfterMsOf } from "./retry.js";
-import { isConnectionError, messageOf, shouldRetryHeader, type UpstreamFailure } from "./upstream-errors.js";
+import { isConnectionError, shouldRetryHeader, type UpstreamFailure } from "./upstream-errors.js";
+import { messageOf } from "../errors.js";
 
 /** The fields of a Stainless `APIError` this module reads. */
 export interface StainlessApiError extends Error {

@@ -83,11 +83,6 @@ export function isConnectionError(error: unknown): boolean {
   return false;
 }
 
-/** The message of anything thrown. */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** Reads `x-should-retry: true|false`, which the OpenAI and Anthropic APIs may send to override the status. */
 export function shouldRetryHeader(headers: Headers | undefined): boolean | undefined {
   const value = headers?.get("x-should-retry");

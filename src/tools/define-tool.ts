@@ -3,7 +3,7 @@
  * CONFIG here, at definition, never at the model's first call.
  */
 import { z, type ZodType } from "zod";
-import { BridgeError } from "../errors.js";
+import { BridgeError, messageOf } from "../errors.js";
 import { parseWith } from "../validation.js";
 import { compileJsonSchema, type JsonSchemaValidator } from "./json-schema.js";
 import type { JsonSchema, Tool, ToolDefinition } from "./tool.js";
@@ -24,10 +24,6 @@ type Fail = (field: string, message: string) => never;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The schema providers are sent: without `$schema`, which no API wants, and always an object. */

@@ -5,7 +5,7 @@
  */
 import type { PromptContext } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
-import { BridgeError } from "../errors.js";
+import { messageOf, promptCancelled } from "../errors.js";
 import type { ToolCall, ToolFailure, ToolFailureKind, ToolResult } from "./tool-call.js";
 import type { ToolRegistry } from "./tool-registry.js";
 import type { ToolContext } from "./tool.js";
@@ -22,19 +22,6 @@ export interface ToolRoundContext {
 }
 
 type ParsedArguments = { ok: true; value: unknown } | { ok: false; message: string };
-
-function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  try {
-    return String(error);
-  } catch {
-    return Object.prototype.toString.call(error);
-  }
-}
-
-function cancelled(): BridgeError {
-  return new BridgeError("CANCELLED", "Prompt cancelled");
-}
 
 /** The model's arguments as a value. No arguments at all (`""`, as OpenAI sends for a tool without parameters) is `{}`. */
 function parseArguments(argumentsJson: string): ParsedArguments {
@@ -57,10 +44,10 @@ function resultContent(value: unknown): string {
  * cannot hold the prompt. Its own later outcome is dropped (the race has already subscribed to it).
  */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(cancelled());
+  if (signal.aborted) return Promise.reject(promptCancelled());
   let onAbort = (): void => undefined;
   const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(cancelled());
+    onAbort = () => reject(promptCancelled());
     signal.addEventListener("abort", onAbort, { once: true });
   });
   return Promise.race([work, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
@@ -112,7 +99,7 @@ async function runToolCall(call: ToolCall, { ctx, tools, round, clock }: ToolRou
   } catch (error) {
     if (ctx.signal.aborted) {
       complete("", { kind: "cancelled", message: "Prompt cancelled" });
-      throw cancelled();
+      throw promptCancelled();
     }
     return fail("threw", messageOf(error));
   }
@@ -131,6 +118,6 @@ async function runToolCall(call: ToolCall, { ctx, tools, round, clock }: ToolRou
  * aborts every running tool (through `ctx.signal`) and rejects with CANCELLED at once.
  */
 export async function runToolCalls(calls: readonly ToolCall[], round: ToolRoundContext): Promise<ToolResult[]> {
-  if (round.ctx.signal.aborted) throw cancelled();
+  if (round.ctx.signal.aborted) throw promptCancelled();
   return Promise.all(calls.map((call) => runToolCall(call, round)));
 }
