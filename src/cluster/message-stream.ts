@@ -13,7 +13,7 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { BridgeError } from "../errors.js";
 import { PRIORITIES, type Priority } from "../protocol/envelope.js";
-import { natsError, type ClusterConnection } from "./nats-connection.js";
+import { natsError, natsJetstream, type ClusterConnection } from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
 const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
@@ -95,7 +95,7 @@ export class ClusterMessageStream {
     for (const [field, value] of Object.entries({ duplicateWindowMs, ackWaitMs })) {
       if (!Number.isSafeInteger(value) || value < 1) throw new BridgeError("CONFIG", `${field} must be a positive integer`, { field });
     }
-    const { RetentionPolicy, StorageType } = await import("@nats-io/jetstream");
+    const { RetentionPolicy, StorageType } = await natsJetstream();
     try {
       await connection.manager.streams.info(stream);
     } catch (error) {
@@ -131,7 +131,7 @@ export class ClusterMessageStream {
    * in the order the stream holds them. Creates the recipient's durable consumer when missing.
    */
   async subscribe(recipient: string, onMessage: (message: StreamedMessage) => void, { maxInFlight = 100 } = {}): Promise<MessageSubscription> {
-    const { AckPolicy, DeliverPolicy } = await import("@nats-io/jetstream");
+    const { AckPolicy, DeliverPolicy } = await natsJetstream();
     const durable = `troupe_${encode(recipient)}`;
     let messages: ConsumerMessages;
     try {

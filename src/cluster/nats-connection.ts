@@ -3,8 +3,9 @@
  * The NATS client packages (`@nats-io/transport-node`, `@nats-io/jetstream`, `@nats-io/kv`) are loaded when the
  * first connection opens, so importing troupe loads none of them.
  */
+import { lazyImport } from "../lazy-modules.js";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { KV, KvOptions } from "@nats-io/kv";
+import type { KV, Kvm, KvOptions } from "@nats-io/kv";
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 import { BridgeError, toBridgeError } from "../errors.js";
 
@@ -54,7 +55,7 @@ const DEFAULTS = { name: "troupe", connectTimeoutMs: 5_000, requestTimeoutMs: 5_
 export async function connectNats(options: NatsConnectionOptions): Promise<ClusterConnection> {
   const servers = parseServers(options.url);
   const where = `NATS at ${servers.map(redactedNatsUrl).join(",")}`;
-  const { connect, jetstream, jetstreamManager, Kvm } = await loadClient();
+  const [{ connect }, { jetstream, jetstreamManager }, { Kvm }] = await Promise.all([natsTransport(), natsJetstream(), natsKv()]);
   let nats: NatsConnection;
   try {
     nats = await connect({
@@ -81,21 +82,10 @@ export async function connectNats(options: NatsConnectionOptions): Promise<Clust
   }
 }
 
-type Client = {
-  connect: typeof import("@nats-io/transport-node").connect;
-  jetstream: typeof import("@nats-io/jetstream").jetstream;
-  jetstreamManager: typeof import("@nats-io/jetstream").jetstreamManager;
-  Kvm: typeof import("@nats-io/kv").Kvm;
-};
-
-async function loadClient(): Promise<Client> {
-  try {
-    const [transport, jetstreamModule, kv] = await Promise.all([import("@nats-io/transport-node"), import("@nats-io/jetstream"), import("@nats-io/kv")]);
-    return { connect: transport.connect, jetstream: jetstreamModule.jetstream, jetstreamManager: jetstreamModule.jetstreamManager, Kvm: kv.Kvm };
-  } catch (error) {
-    throw new BridgeError("CONFIG", `The cluster needs the @nats-io/transport-node, @nats-io/jetstream and @nats-io/kv packages, which could not be loaded: ${toBridgeError(error).message}`);
-  }
-}
+const natsTransport = lazyImport("@nats-io/transport-node", "The cluster", () => import("@nats-io/transport-node"));
+/** JetStream's client, shared with message-stream.ts. */
+export const natsJetstream = lazyImport("@nats-io/jetstream", "The cluster", () => import("@nats-io/jetstream"));
+const natsKv = lazyImport("@nats-io/kv", "The cluster", () => import("@nats-io/kv"));
 
 function parseServers(url: string): string[] {
   if (typeof url !== "string" || url.trim() === "") throw new BridgeError("CONFIG", "The cluster needs a NATS url (nats://host:4222)", { field: "url" });
@@ -133,7 +123,7 @@ function natsOpenError(error: unknown, where: string): BridgeError {
 
 class NatsClusterConnection implements ClusterConnection {
   readonly #listeners = new Set<(state: NatsConnectionState) => void>();
-  readonly #kvm: InstanceType<Client["Kvm"]>;
+  readonly #kvm: Kvm;
   #state: NatsConnectionState = "connected";
   #closing: Promise<void> | undefined;
 
@@ -141,7 +131,7 @@ class NatsClusterConnection implements ClusterConnection {
     readonly nats: NatsConnection,
     readonly jetstream: JetStreamClient,
     readonly manager: JetStreamManager,
-    kvm: InstanceType<Client["Kvm"]>,
+    kvm: Kvm,
     readonly where: string,
   ) {
     this.#kvm = kvm;

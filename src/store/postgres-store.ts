@@ -3,6 +3,7 @@
  * `troupe`), each batch of writes one transaction on the store's one writing connection, reads on a small pool.
  * `pg` is loaded when the first store opens, so importing troupe does not load it.
  */
+import { lazyImport } from "../lazy-modules.js";
 import type pg from "pg";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
@@ -93,7 +94,7 @@ interface ResolvedOptions {
  */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
   const resolved = resolveOptions(options);
-  const driver = await loadDriver();
+  const driver: Pg = (await pgModule()).default;
   const writer = await connectWriter(driver, resolved);
   try {
     const cipher = await prepareSchema(writer, resolved, options.encryptionKey);
@@ -153,13 +154,7 @@ export function redactedPostgresUrl(url: string | URL): string {
   return `${parsed.protocol}//${parsed.username === "" ? "" : `${parsed.username}@`}${parsed.host}${parsed.pathname}`;
 }
 
-async function loadDriver(): Promise<Pg> {
-  try {
-    return (await import("pg")).default;
-  } catch (error) {
-    throw new BridgeError("CONFIG", `The PostgreSQL store needs the pg package, which could not be loaded: ${toBridgeError(error).message}`);
-  }
-}
+const pgModule = lazyImport("pg", "The PostgreSQL store", () => import("pg"));
 
 function connectionConfig(options: ResolvedOptions): pg.ClientConfig {
   return {

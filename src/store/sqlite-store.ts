@@ -3,6 +3,7 @@
  * writes one transaction. better-sqlite3 is loaded when the first store opens, so importing troupe does not
  * load a native module.
  */
+import { lazyImport } from "../lazy-modules.js";
 import { mkdir, open } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
@@ -54,7 +55,7 @@ interface RecordRow extends StoredValue {
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
   const path = databasePath(options);
   const where = `the store at ${path}`;
-  const Database = await loadDriver();
+  const Database: typeof BetterSqlite3 = (await sqliteModule()).default;
   await createPrivateFile(path, where);
   let db: BetterSqlite3.Database;
   try {
@@ -88,13 +89,7 @@ function databasePath({ dir, path }: SqliteStoreOptions): string {
   return resolve(dir === undefined ? given : join(given, SQLITE_STORE_FILE));
 }
 
-async function loadDriver(): Promise<typeof BetterSqlite3> {
-  try {
-    return (await import("better-sqlite3")).default;
-  } catch (error) {
-    throw new BridgeError("CONFIG", `The SQLite store needs the better-sqlite3 package, which could not be loaded: ${toBridgeError(error).message}`);
-  }
-}
+const sqliteModule = lazyImport("better-sqlite3", "The SQLite store", () => import("better-sqlite3"));
 
 /** Creates the store's directory (0700) and file (0600) when missing: they hold tokens' hashes and payloads. */
 async function createPrivateFile(path: string, where: string): Promise<void> {
