@@ -939,6 +939,8 @@ export class Runtime {
 
   /** An agent actor's `agent.*` event, into the event stream under the actor's id. */
   private onAgentEmitted(event: AgentEmitted): void {
+    // Every prompt makes its agent busy and ready again: build the events only for someone listening.
+    if (!this.hub.wants(event.type)) return;
     const { type, ...fields } = event;
     if (type === "agent.offline") this.hub.emit(type, agentSystemId(event.agentId), { ...fields, unavailable: event.unavailable });
     else this.hub.emit(type, agentSystemId(event.agentId), fields);
