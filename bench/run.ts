@@ -9,9 +9,10 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { availableParallelism, loadavg } from "node:os";
 import { runBusBench, runEventStreamBench } from "./bus.bench.js";
+import { runDelegationBench } from "./delegation.bench.js";
 import { progress, stopRecordingGc } from "./measure.js";
 import { runPoolsBench } from "./pools.bench.js";
-import { renderReport, type BenchResults } from "./report.js";
+import { issueTargets, renderReport, type BenchResults } from "./report.js";
 import { runRootActorsBench } from "./root-actors.bench.js";
 import { runSessionsBench } from "./sessions.bench.js";
 import { runShardingBench } from "./sharding.bench.js";
@@ -39,6 +40,7 @@ const xstateVersion = (createRequire(import.meta.url)("xstate/package.json") as 
 progress(`benches start: node ${process.version}, xstate ${xstateVersion}, load average ${loadAtStart.toFixed(2)}`);
 progress("worker: prompt round trips through an ACP worker process and in process");
 const worker = await runWorkerBench();
+const delegation = await runDelegationBench();
 progress("bus: messages per second through the communication bus, load from a second process");
 const bus = await runBusBench();
 progress("events: what /events subscribers cost the bus");
@@ -64,6 +66,8 @@ const results: BenchResults = {
   pools,
   rootActors,
   worker,
+  delegation,
+  targets: issueTargets({ sessions, delegation }),
   bus,
   events,
 };
