@@ -21,6 +21,7 @@ import {
   shardSpawnOptions,
   withoutShard,
   type ShardLoad,
+  type ShardLoads,
 } from "./shard-loads.js";
 import { poolShardMachine, type ChildReleasedEvent, type PoolChildEnding, type PoolChildSource, type PoolShardEvent } from "./pool-shard.machine.js";
 
@@ -48,7 +49,7 @@ export interface PoolContext extends PoolInput {
   /** The shard new children go to. */
   current: PoolShardLoad | null;
   /** Full shards that still hold children, each at the index of its number (see `ShardLoads`). */
-  sealed: Array<PoolShardLoad | null>;
+  sealed: ShardLoads["sealed"];
 }
 
 /** Events a pool accepts. */

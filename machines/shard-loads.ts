@@ -11,20 +11,28 @@ export interface ShardLoad {
   live: number;
 }
 
+/** Sealed loads by number, `SEALED_CHUNK` to a chunk: `null` where no sealed shard has that number. */
+export type SealedChunk = Array<ShardLoad | null>;
+
 /**
- * The shards of one parent: the one new children go to, and the full ones that still hold children, each at
- * the index of its number (`sealed[3]` is `shard-3`; `null` where no sealed shard has that number). Found by
- * number, a release costs the copy of an array of pointers, not a search through hundreds of shards (at 782
- * shards, 100,000 sessions, three searches per release cost more than the rest of a close).
+ * The shards of one parent: the one new children go to, and the full ones that still hold children, each by
+ * its number: shard N's load is `sealed[N / 32][N % 32]` (a chunk or a load is `null` where there is none).
+ * Found by number, a release neither searches hundreds of shards (at 782 shards, 100,000 sessions, the three
+ * searches of a release cost more than the rest of a close) nor copies them all: it copies one chunk and the
+ * list of chunks.
  */
 export interface ShardLoads {
   current: ShardLoad | null;
-  sealed: Array<ShardLoad | null>;
+  sealed: Array<SealedChunk | null>;
 }
+
+/** Loads per chunk of `ShardLoads.sealed`. */
+const SEALED_CHUNK = 32;
 
 /** Every live shard: the sealed ones by number, then the current one. */
 export function liveShards(loads: ShardLoads): ShardLoad[] {
-  const live = loads.sealed.filter((shard): shard is ShardLoad => shard !== null);
+  const live: ShardLoad[] = [];
+  for (const chunk of loads.sealed) for (const shard of chunk ?? []) if (shard !== null) live.push(shard);
   if (loads.current !== null) live.push(loads.current);
   return live;
 }
@@ -55,10 +63,33 @@ function shardNumberOf(shardId: string): number {
   return Number(shardLocalId(shardId));
 }
 
+/** The sealed load of shard `number`, if any. */
+function sealedLoad(loads: ShardLoads, number: number): ShardLoad | null {
+  return loads.sealed[Math.floor(number / SEALED_CHUNK)]?.[number % SEALED_CHUNK] ?? null;
+}
+
+/**
+ * The sealed loads with shard `number`'s set to `load` (`null` takes it out), copying one chunk and the list of
+ * chunks (the context is never changed in place). Trailing nulls are left out, and so are empty chunks, so that
+ * the same shards always make the same value.
+ */
+function withSealed(sealed: ShardLoads["sealed"], number: number, load: ShardLoad | null): ShardLoads["sealed"] {
+  const chunkIndex = Math.floor(number / SEALED_CHUNK);
+  const chunk = (sealed[chunkIndex] ?? []).slice();
+  while (chunk.length < number % SEALED_CHUNK) chunk.push(null);
+  chunk[number % SEALED_CHUNK] = load;
+  while (chunk.length > 0 && chunk[chunk.length - 1] === null) chunk.pop();
+  const chunks = sealed.slice();
+  while (chunks.length < chunkIndex) chunks.push(null);
+  chunks[chunkIndex] = chunk.length === 0 ? null : chunk;
+  while (chunks.length > 0 && chunks[chunks.length - 1] === null) chunks.pop();
+  return chunks;
+}
+
 /** The load of a live shard. */
 export function shardLoadOf(loads: ShardLoads, shardId: string): ShardLoad | undefined {
   if (loads.current?.shardId === shardId) return loads.current;
-  const sealed = loads.sealed[shardNumberOf(shardId)];
+  const sealed = sealedLoad(loads, shardNumberOf(shardId));
   return sealed?.shardId === shardId ? sealed : undefined;
 }
 
@@ -78,12 +109,9 @@ export function drainsFullShard(loads: ShardLoads, shardId: string, shardSize: n
  * shards); the full current one, which still holds children (it would have been reaped otherwise), is sealed.
  */
 export function openShard(loads: ShardLoads, prefix: string): ShardLoads {
-  const sealed = loads.sealed.slice();
-  if (loads.current !== null) sealed[shardNumberOf(loads.current.shardId)] = loads.current;
+  const sealed = loads.current === null ? loads.sealed : withSealed(loads.sealed, shardNumberOf(loads.current.shardId), loads.current);
   let number = 0;
-  while (number < sealed.length && sealed[number] != null) number += 1;
-  // `slice` of a shorter array leaves holes: every index of the context holds a load or null.
-  for (let index = 0; index < sealed.length; index += 1) sealed[index] ??= null;
+  while (sealedLoad({ current: null, sealed }, number) !== null) number += 1;
   return { sealed, current: { shardId: `${prefix}-${number}`, spawned: 0, live: 0 } };
 }
 
@@ -107,9 +135,5 @@ export function withoutShard(loads: ShardLoads, shardId: string): Partial<ShardL
 function withShard(loads: ShardLoads, shardId: string, load: ShardLoad | null): Partial<ShardLoads> {
   if (loads.current?.shardId === shardId) return { current: load };
   if (shardLoadOf(loads, shardId) === undefined) return {};
-  // A copy with one load changed or taken out (the context is never changed in place), without trailing nulls.
-  const sealed = loads.sealed.slice();
-  sealed[shardNumberOf(shardId)] = load;
-  while (sealed.length > 0 && sealed[sealed.length - 1] === null) sealed.pop();
-  return { sealed };
+  return { sealed: withSealed(loads.sealed, shardNumberOf(shardId), load) };
 }

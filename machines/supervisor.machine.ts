@@ -28,6 +28,7 @@ import {
   shardSpawnOptions,
   withoutShard,
   type ShardLoad,
+  type ShardLoads,
 } from "./shard-loads.js";
 
 /** What the runtime gives the supervisor. */
@@ -45,7 +46,7 @@ export interface SupervisorContext extends SupervisorInput {
   /** The shard new sessions go to; creating a session touches only this, in O(1). */
   current: ShardLoad | null;
   /** Full shards that still hold sessions, each at the index of its number (see `ShardLoads`). */
-  sealed: Array<ShardLoad | null>;
+  sealed: ShardLoads["sealed"];
 }
 
 /** Events the supervisor accepts. */
