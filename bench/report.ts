@@ -9,6 +9,7 @@ import type { RootActorCost } from "./root-actors.bench.js";
 import type { SessionsBenchResult } from "./sessions.bench.js";
 import type { ShardingBenchResult } from "./sharding.bench.js";
 import type { WorkerBenchResult } from "./worker.bench.js";
+import { DELEGATION_MAX_RATIO, type DelegationBenchResult } from "./delegation.bench.js";
 
 /** Where and when the benches ran: numbers only compare within one environment. */
 export interface BenchEnvironment {
@@ -35,9 +36,103 @@ export interface BenchResults {
   pools: PoolsBenchResult;
   rootActors: RootActorCost[];
   worker: WorkerBenchResult;
+  /** `tasks_delegate` against the same model call made directly (issue 13: ≤ 1.05). */
+  delegation: DelegationBenchResult;
+  /** The targets of issue 13 parts 1 and 2, with what this run measured (`issueTargets`). */
+  targets: TargetCheck[];
   bus: BusThroughput[];
   /** What `/events` costs the `ws → bus → ws` path (issue 13: 10 subscribers ≤ 20 % of throughput). */
   events: EventStreamCost[];
+}
+
+/** One target of issue 13 beside what this run measured. */
+export interface TargetCheck {
+  what: string;
+  measured: string;
+  target: string;
+  met: boolean;
+}
+
+/** Heap per idle session at 100,000 live (issue 13), in bytes: an Erlang process is about 2.6 KB. */
+const MAX_SESSION_HEAP_BYTES = 3 * 1024;
+/** Shutdown per session at 100k over 1k (issue 13). */
+const MAX_SHUTDOWN_RATIO = 1.2;
+/** Sessions created per second at 100k over 1k live (issue 13). */
+const MIN_CREATION_RATE_RATIO = 0.8;
+
+function medianAt(costs: Cost[], live: number): number | undefined {
+  return costs.find((cost) => cost.live === live)?.medianMicros;
+}
+
+/** Every target of issue 13 parts 1 and 2 that this run measures, each a ratio within the run (or a heap size). */
+export function issueTargets(results: Pick<BenchResults, "sessions" | "delegation">): TargetCheck[] {
+  const { sessions, delegation } = results;
+  const checks: TargetCheck[] = delegation.map((path) => ({
+    what: `\`tasks_delegate\` ÷ the direct call, ${path.path} (median)`,
+    measured: `${ratio(path.ratio)} (${micros(path.troupe.medianMicros)} against ${micros(path.direct.medianMicros)} µs, +${micros(path.overheadMicros)})`,
+    target: `≤ ${DELEGATION_MAX_RATIO.toFixed(2)}`,
+    met: path.ratio <= DELEGATION_MAX_RATIO,
+  }));
+  const largestHeap = sessions.heap.at(-1);
+  if (largestHeap !== undefined) {
+    checks.push({
+      what: `heap per idle session at ${formatCount(largestHeap.sessions)} live`,
+      measured: `${kib(largestHeap.bytesPerSession)} KiB`,
+      target: `≤ ${kib(MAX_SESSION_HEAP_BYTES)} KiB`,
+      met: largestHeap.bytesPerSession <= MAX_SESSION_HEAP_BYTES,
+    });
+  }
+  for (const close of sessions.close) {
+    const create = medianAt(sessions.creation, close.live);
+    if (create === undefined) continue;
+    checks.push({
+      what: `close ÷ create at ${formatCount(close.live)} live (medians)`,
+      measured: `${ratio(close.medianMicros / create)} (${micros(close.medianMicros)} against ${micros(create)} µs)`,
+      target: "≤ 1.00",
+      met: close.medianMicros <= create,
+    });
+  }
+  const shutdown = sessions.shutdown.at(-1);
+  if (shutdown !== undefined) {
+    checks.push({
+      what: `shutdown per session, ${formatCount(shutdown.live)} ÷ ${formatCount(sessions.shutdown[0]?.live ?? 0)} (medians)`,
+      measured: ratio(shutdown.ratio),
+      target: `≤ ${MAX_SHUTDOWN_RATIO.toFixed(1)}`,
+      met: shutdown.ratio <= MAX_SHUTDOWN_RATIO,
+    });
+  }
+  const [small, large] = [medianAt(sessions.creation, 1_000), medianAt(sessions.creation, 100_000)];
+  if (small !== undefined && large !== undefined) {
+    checks.push({
+      what: "sessions created per second at 100,000 ÷ at 1,000 live (medians)",
+      measured: ratio(small / large),
+      target: `≥ ${MIN_CREATION_RATE_RATIO.toFixed(1)}`,
+      met: small / large >= MIN_CREATION_RATE_RATIO,
+    });
+  }
+  return checks;
+}
+
+function targetsTable(checks: TargetCheck[]): string {
+  return table(
+    ["issue 13", "measured", "target", "met?"],
+    checks.map((check) => [check.what, check.measured, check.target, check.met ? "yes" : "**no**"]),
+  );
+}
+
+function delegationTable(delegation: DelegationBenchResult): string {
+  return table(
+    ["path", "direct median µs", "`tasks_delegate` median µs", "troupe adds µs", "ratio", "direct mean µs", "`tasks_delegate` mean µs"],
+    delegation.map((path) => [
+      path.path,
+      micros(path.direct.medianMicros),
+      micros(path.troupe.medianMicros),
+      micros(path.overheadMicros),
+      ratio(path.ratio),
+      micros(path.direct.meanMicros),
+      micros(path.troupe.meanMicros),
+    ]),
+  );
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -213,7 +308,7 @@ function coldStartTable(coldStart: ColdStartResult): string {
 
 /** The whole report, in Markdown. */
 export function renderReport(results: BenchResults): string {
-  const { environment, coldStart, sessions, sharding, pools, rootActors, worker, bus, events } = results;
+  const { environment, coldStart, sessions, sharding, pools, rootActors, worker, delegation, bus, events } = results;
   const rootCreation = rootActors.at(-1);
   return [
     `troupe benchmarks${environment.quick ? " (QUICK RUN: the numbers mean nothing)" : ""}, ${environment.generatedAt}, commit ${environment.commit}: ` +
@@ -221,11 +316,21 @@ export function renderReport(results: BenchResults): string {
       `${environment.cpus} CPUs, load average ${environment.loadAverage.start.toFixed(2)} → ${environment.loadAverage.end.toFixed(2)}, ` +
       `${environment.durationSeconds.toFixed(0)} s`,
     "",
+    "Issue 13 (parts 1 and 2): each figure of this run beside its target",
+    "",
+    targetsTable(results.targets),
+    "",
     `Cold start: a fresh process of ${coldStart.measured === "dist" ? "the compiled package (dist/)" : "the sources through tsx (a quick run's stand-in)"}, spawn to exit (\`troupe mcp\`: to its answer to \`initialize\`), ` +
       `${coldStart.rounds} rounds taken in turn; "met?" compares the median with the target; CPU s (user + system until ready) and ` +
       `peak RSS from ${coldStart.resourceRounds} more round${coldStart.resourceRounds === 1 ? "" : "s"}: on a busy machine the wall time is mostly waiting for a core, the CPU time is not`,
     "",
     coldStartTable(coldStart),
+    "",
+    "Delegation (bench/delegation.bench.ts): `tasks_delegate` (create a session, one prompt, close it) against the same call made directly, " +
+      "batches of 20 interleaved, medians over 40 batches; OpenAI through `openAI()` and the `openai` SDK on a fake Chat Completions server in " +
+      "a process of its own, the ACP worker against the ACP SDK's client calling `session/new` and `session/prompt` on the same agent program",
+    "",
+    delegationTable(delegation),
     "",
     "Session creation (`sessions_create`, awaited one at a time): windows of 1,000 creations from each size, timed in interleaved batches of 50; " +
       "ratio = median ÷ median at 0 live",

@@ -16,9 +16,10 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runBusBench, runEventStreamBench } from "./bus.bench.js";
 import { runColdStartBench } from "./cold-start.bench.js";
+import { runDelegationBench } from "./delegation.bench.js";
 import { progress, QUICK, stopRecordingGc } from "./measure.js";
 import { runPoolsBench } from "./pools.bench.js";
-import { renderReport, type BenchResults } from "./report.js";
+import { issueTargets, renderReport, type BenchResults } from "./report.js";
 import { runRootActorsBench } from "./root-actors.bench.js";
 import { runSessionsBench } from "./sessions.bench.js";
 import { runShardingBench } from "./sharding.bench.js";
@@ -49,6 +50,7 @@ progress(`benches start${QUICK ? " (quick: numbers mean nothing)" : ""}: node ${
 const coldStart = await runColdStartBench();
 progress("worker: prompt round trips through an ACP worker process and in process");
 const worker = await runWorkerBench();
+const delegation = await runDelegationBench();
 progress("bus: messages per second through the communication bus, load from a second process");
 const bus = await runBusBench();
 progress("events: what /events subscribers cost the bus");
@@ -76,6 +78,8 @@ const results: BenchResults = {
   pools,
   rootActors,
   worker,
+  delegation,
+  targets: issueTargets({ sessions, delegation }),
   bus,
   events,
 };

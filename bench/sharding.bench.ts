@@ -12,7 +12,7 @@ import type { SessionSpawnInput } from "../machines/session-shard.machine.js";
 import { sessionMachine, type SessionInput } from "../machines/session.machine.js";
 import { supervisorMachine } from "../machines/supervisor.machine.js";
 import { systemClock, unrefClock, type Clock } from "../src/clock.js";
-import { indexScheduler } from "../src/runtime/indexed-scheduler.js";
+import { useDelayQueue } from "../src/runtime/delay-queue.js";
 import { resolveLimits } from "../src/runtime/options.js";
 import { Batches, compareToFirst, costsOf, formatCount, fullOrQuick, progress, settle, type ComparedCost, type Cost } from "./measure.js";
 
@@ -114,14 +114,15 @@ interface SpawningActor {
   spawn(): void;
 }
 
-function startActor<TActor extends AnyActor>(actor: TActor): TActor {
-  indexScheduler(actor.system);
+/** Starts an actor with the runtime's scheduler of delays, as the runtime does. */
+function startActor<TActor extends AnyActor>(actor: TActor, clock: Clock): TActor {
+  useDelayQueue(actor.system, clock, { shareTimer: true });
   return actor.start();
 }
 
 function directParent(): SpawningActor {
   const clock = new CancellableClock();
-  const actor = startActor(createActor(directParentMachine, { clock }));
+  const actor = startActor(createActor(directParentMachine, { clock }), clock);
   const target: SpawningActor = {
     clock,
     spawned: 0,
@@ -135,7 +136,7 @@ function directParent(): SpawningActor {
 
 function shardedSupervisor(): SpawningActor {
   const clock = new CancellableClock();
-  const actor = startActor(createActor(supervisorMachine, { clock, input: { maxSessions: 200_000, shardSize: limits.shardSize, maxWorkflows: 0 } }));
+  const actor = startActor(createActor(supervisorMachine, { clock, input: { maxSessions: 200_000, shardSize: limits.shardSize, maxWorkflows: 0 } }), clock);
   const target: SpawningActor = {
     clock,
     spawned: 0,

@@ -12,6 +12,7 @@
 import { cancel, enqueueActions, setup, stopChild, type AnyActorLogic, type AnyActorRef } from "xstate";
 import { agentMachine, type AgentInput } from "./agent.machine.js";
 import { deliveryMachine, type DeliveryInput } from "./delivery.machine.js";
+import type { ShardInput } from "./shard-loads.js";
 
 /** The logic a pool child is spawned from: a name registered in the shard (`"delivery"`, `"agent"`), or logic built per child (a workflow). */
 export type PoolChildSource = "delivery" | "agent" | AnyActorLogic;
@@ -89,7 +90,9 @@ function retainMsOf(output: unknown): number {
 /** The pool shard machine. */
 export const poolShardMachine = setup({
   types: {
+    context: {} as ShardInput,
     events: {} as PoolShardEvent,
+    input: {} as ShardInput,
   },
   actors: {
     delivery: deliveryMachine,
@@ -104,12 +107,12 @@ export const poolShardMachine = setup({
       else (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, { ...options, input: params.input });
     }),
     /** Reaps the child in `slot`, or the child `childId`, or every child; the ending defaults to the child's own. */
-    reap: enqueueActions(({ enqueue, self }, params: { slot?: string; childId?: string; ending?: PoolChildEnding }) => {
+    reap: enqueueActions(({ context, enqueue, self }, params: { slot?: string; childId?: string; ending?: PoolChildEnding }) => {
       for (const [slot, child] of childrenOf(self, params)) {
         const childId = childIdOf(child);
         enqueue(cancel(retentionEvictId(childId)));
         enqueue(stopChild(slot));
-        enqueue.sendParent({ type: "CHILD.RELEASED", shardId: self.id, childId, ending: params.ending ?? endingOf(child) } satisfies ChildReleasedEvent);
+        enqueue.sendParent({ type: "CHILD.RELEASED", shardId: context.shardId, childId, ending: params.ending ?? endingOf(child) } satisfies ChildReleasedEvent);
       }
     }),
     retain: enqueueActions(({ enqueue, self }, params: { slot: string; retainMs: number }) => {
@@ -124,6 +127,7 @@ export const poolShardMachine = setup({
   },
 }).createMachine({
   id: "poolShard",
+  context: ({ input }) => ({ shardId: input.shardId }),
   initial: "serving",
   states: {
     serving: {

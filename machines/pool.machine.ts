@@ -9,7 +9,20 @@
  * kept of it.
  */
 import { enqueueActions, setup, stopChild } from "xstate";
-import { drainsFullShard, liveShards, needsNewShard, openShard, placeChild, releaseChild, shardLoadOf, withoutShard, type ShardLoad } from "./shard-loads.js";
+import {
+  drainsFullShard,
+  liveShards,
+  needsNewShard,
+  openShard,
+  placeChild,
+  releaseChild,
+  shardLoadOf,
+  shardLocalId,
+  shardSpawnOptions,
+  withoutShard,
+  type ShardLoad,
+  type ShardLoads,
+} from "./shard-loads.js";
 import { poolShardMachine, type ChildReleasedEvent, type PoolChildEnding, type PoolChildSource, type PoolShardEvent } from "./pool-shard.machine.js";
 
 /** The kinds of pooled children. */
@@ -35,8 +48,8 @@ export interface PoolContext extends PoolInput {
   live: number;
   /** The shard new children go to. */
   current: PoolShardLoad | null;
-  /** Full shards that still hold children, oldest first. */
-  sealed: PoolShardLoad[];
+  /** Full shards that still hold children, each at the index of its number (see `ShardLoads`). */
+  sealed: ShardLoads["sealed"];
 }
 
 /** Events a pool accepts. */
@@ -61,7 +74,7 @@ export function poolSystemId(kind: PoolKind): string {
   return `pool:${kind}`;
 }
 
-/** Every live shard of a pool, oldest first (the current one last). */
+/** Every live shard of a pool: the sealed ones by number, then the current one. */
 export const livePoolShards: (context: PoolContext) => PoolShardLoad[] = liveShards;
 
 /** The pool machine. */
@@ -84,13 +97,14 @@ export const poolMachine = setup({
   actions: {
     openShard: enqueueActions(({ context, enqueue }) => {
       const opened = openShard(context, SHARD_PREFIX[context.kind]);
-      enqueue.spawnChild("poolShard", { id: (opened.current as ShardLoad).shardId });
+      const { shardId } = opened.current as ShardLoad;
+      enqueue.spawnChild("poolShard", shardSpawnOptions(shardId));
       enqueue.assign(opened);
     }),
     place: enqueueActions(({ context, enqueue }, params: { childId: string; src: PoolChildSource; input: unknown }) => {
       const shard = context.current;
       if (shard === null) return;
-      enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", ...params, slot: shard.spawned } satisfies PoolShardEvent);
+      enqueue.sendTo(shardLocalId(shard.shardId), { type: "SHARD.SPAWN", ...params, slot: shard.spawned } satisfies PoolShardEvent);
       enqueue.assign({ live: context.live + 1, ...placeChild(context) });
     }),
     reject: enqueueActions(({ context, enqueue }, params: { childId: string }) => {
@@ -102,15 +116,15 @@ export const poolMachine = setup({
       enqueue.emit({ type: "child.released", kind: context.kind, childId: params.childId, ending: params.ending });
     }),
     reapShard: enqueueActions(({ context, enqueue }, params: { shardId: string }) => {
-      enqueue(stopChild(params.shardId));
+      enqueue(stopChild(shardLocalId(params.shardId)));
       enqueue.assign(withoutShard(context, params.shardId));
     }),
     sendToShard: enqueueActions(({ enqueue }, params: { shardId: string; event: PoolShardEvent }) => {
-      enqueue.sendTo(params.shardId, params.event);
+      enqueue.sendTo(shardLocalId(params.shardId), params.event);
     }),
     /** When the pool is not told which shard holds a child, it asks every live shard. */
     broadcast: enqueueActions(({ context, enqueue }, params: { event: PoolShardEvent }) => {
-      for (const shard of livePoolShards(context)) enqueue.sendTo(shard.shardId, params.event);
+      for (const shard of livePoolShards(context)) enqueue.sendTo(shardLocalId(shard.shardId), params.event);
     }),
   },
 }).createMachine({

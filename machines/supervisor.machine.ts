@@ -16,7 +16,20 @@ import { emit, enqueueActions, setup, spawnChild, stopChild } from "xstate";
 import { poolMachine, poolSystemId } from "./pool.machine.js";
 import { sessionShardMachine, type SessionReleasedEvent, type SessionShardEvent, type SessionSpawnInput } from "./session-shard.machine.js";
 import type { PromptError, SessionCloseReason, SessionInfo } from "./session.machine.js";
-import { drainsFullShard, liveShards, needsNewShard, openShard, placeChild, releaseChild, shardLoadOf, withoutShard, type ShardLoad } from "./shard-loads.js";
+import {
+  drainsFullShard,
+  liveShards,
+  needsNewShard,
+  openShard,
+  placeChild,
+  releaseChild,
+  shardLoadOf,
+  shardLocalId,
+  shardSpawnOptions,
+  withoutShard,
+  type ShardLoad,
+  type ShardLoads,
+} from "./shard-loads.js";
 
 /** What the runtime gives the supervisor. */
 export interface SupervisorInput {
@@ -32,8 +45,8 @@ export interface SupervisorContext extends SupervisorInput {
   live: number;
   /** The shard new sessions go to; creating a session touches only this, in O(1). */
   current: ShardLoad | null;
-  /** Full shards that still hold sessions, oldest first. */
-  sealed: ShardLoad[];
+  /** Full shards that still hold sessions, each at the index of its number (see `ShardLoads`). */
+  sealed: ShardLoads["sealed"];
 }
 
 /** Events the supervisor accepts. */
@@ -80,14 +93,15 @@ export const supervisorMachine = setup({
   actions: {
     openShard: enqueueActions(({ context, enqueue }) => {
       const opened = openShard(context, "shard");
-      enqueue.spawnChild("sessionShard", { id: (opened.current as ShardLoad).shardId });
+      const { shardId } = opened.current as ShardLoad;
+      enqueue.spawnChild("sessionShard", shardSpawnOptions(shardId));
       enqueue.assign(opened);
     }),
     placeSession: enqueueActions(({ context, enqueue }, params: { session: SessionSpawnInput }) => {
       const shard = context.current;
       // openShard runs first whenever there is no current shard.
       if (shard === null) return;
-      enqueue.sendTo(shard.shardId, { type: "SHARD.SPAWN", session: params.session } satisfies SessionShardEvent);
+      enqueue.sendTo(shardLocalId(shard.shardId), { type: "SHARD.SPAWN", session: params.session, slot: shard.spawned } satisfies SessionShardEvent);
       enqueue.assign({ live: context.live + 1, ...placeChild(context) });
       enqueue.emit({ type: "session.created", sessionId: params.session.sessionId, shardId: shard.shardId });
     }),
@@ -108,12 +122,12 @@ export const supervisorMachine = setup({
       enqueue.emit({ type: "session.closed", session: params.session, reason: params.reason });
     }),
     reapShard: enqueueActions(({ context, enqueue }, params: { shardId: string }) => {
-      enqueue(stopChild(params.shardId));
+      enqueue(stopChild(shardLocalId(params.shardId)));
       enqueue.assign(withoutShard(context, params.shardId));
     }),
     shutDownNextShard: enqueueActions(({ context, enqueue }) => {
       const next = liveShards(context).find((shard) => shard.live > 0);
-      if (next !== undefined) enqueue.sendTo(next.shardId, { type: "SHUTDOWN" } satisfies SessionShardEvent);
+      if (next !== undefined) enqueue.sendTo(shardLocalId(next.shardId), { type: "SHUTDOWN" } satisfies SessionShardEvent);
     }),
     announceStopped: emit({ type: "supervisor.stopped" as const }),
   },

@@ -116,7 +116,8 @@ export class MultiProviderCompanionAgent implements Agent {
    */
   onSessionOpen(session: SessionInfo): void {
     const provider = this.providerFor(session);
-    const sessionParams = parseRuntimeParams(session.metadata.runtimeParams, "metadata.runtimeParams");
+    const { runtimeParams } = session.metadata;
+    const sessionParams = runtimeParams === undefined ? undefined : parseRuntimeParams(runtimeParams, "metadata.runtimeParams");
     provider.resolveParams(mergeRuntimeParams(this.agentParams, sessionParams), "metadata.runtimeParams");
     this.bindings.set(session.sessionId, provider);
   }

@@ -2,7 +2,7 @@
  * The bridge: the eight tools as typed methods, as `call(toolName, args)`, and as a list with JSON Schemas.
  * Every call is validated here, once; inside, data is trusted.
  */
-import { randomUUID } from "node:crypto";
+import { randomId } from "../ids.js";
 import { z } from "zod";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { parseWith } from "../validation.js";
@@ -149,8 +149,9 @@ export class Bridge {
    * flight) and `onDelta` hears only its deltas.
    */
   private async prompt(sessionId: string, request: PromptRequest, { signal, onDelta }: CallOptions): Promise<PromptResult> {
+    if (signal === undefined && onDelta === undefined) return this.runtime.promptSession(sessionId, request);
     if (signal?.aborted) throw new BridgeError("CANCELLED", "Prompt cancelled by the caller", { sessionId });
-    const requestId = request.requestId ?? randomUUID();
+    const requestId = request.requestId ?? randomId();
     const stopListening =
       onDelta === undefined
         ? () => undefined
@@ -161,7 +162,7 @@ export class Bridge {
     const cancel = (): void => void this.runtime.cancelPrompt(sessionId, requestId).catch(() => undefined);
     signal?.addEventListener("abort", cancel, { once: true });
     try {
-      return await this.runtime.promptSession(sessionId, { ...request, requestId });
+      return await this.runtime.promptSession(sessionId, { prompt: request.prompt, requestId, runtimeParams: request.runtimeParams, timeoutMs: request.timeoutMs });
     } finally {
       signal?.removeEventListener("abort", cancel);
       stopListening();

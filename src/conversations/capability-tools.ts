@@ -15,7 +15,7 @@ const capabilityName = z.string().min(1).max(64);
 
 /** Every capability's state in the conversation of the tool call's session. CONFIG outside a conversation. */
 export function readCapabilityState(ctx: Pick<ToolContext, "session">): Record<string, unknown> {
-  return promptServices("readCapabilityState").capabilities.read(ctx.session);
+  return promptServices(ctx.session, "readCapabilityState").capabilities.read(ctx.session);
 }
 
 /**
@@ -23,7 +23,7 @@ export function readCapabilityState(ctx: Pick<ToolContext, "session">): Record<s
  * answers every capability's state after it. CONFIG outside a conversation or past 64 KiB of state.
  */
 export function writeCapabilityState(ctx: Pick<ToolContext, "session">, capability: string, state: unknown): Record<string, unknown> {
-  return promptServices("writeCapabilityState").capabilities.write(ctx.session, capability, state ?? null);
+  return promptServices(ctx.session, "writeCapabilityState").capabilities.write(ctx.session, capability, state ?? null);
 }
 
 /** `capability_state_get`: where a multi-step capability stands in this conversation. */

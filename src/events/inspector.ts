@@ -1,7 +1,7 @@
 /**
  * Turns XState's inspection stream into `actor.*` events, and tells the runtime about every actor's states.
  */
-import type { AnyActor, InspectionEvent } from "xstate";
+import type { AnyActor, AnyActorRef, EventObject, InspectionEvent } from "xstate";
 import type { EventHub } from "./event-hub.js";
 
 /** What the runtime wants to know about actors besides the event stream. */
@@ -28,6 +28,27 @@ export function parentOf(actorRef: AnyActor): AnyActor | undefined {
   return (actorRef as unknown as InternalActorRef)._parent;
 }
 
+/** Where an actor's emitted events go: called as XState calls its actor scope's `emit`, a method of the scope. */
+export type EmitRoute = (this: { self: AnyActorRef }, event: EventObject) => void;
+
+/** An `EmitRoute` that hands each event and the actor that emitted it to `handler`. */
+export function emitRoute(handler: (event: EventObject, actorRef: AnyActorRef) => void): EmitRoute {
+  return function route(event) {
+    handler(event, this.self);
+  };
+}
+
+/**
+ * Routes what an actor emits to `route` instead of to its listeners (`actor.on`): for the many actors only the
+ * runtime listens to, one function shared by all of them instead of a listener set, a bound copy of the
+ * listener and its closure on each (about 300 bytes per actor). Call it when the actor is created
+ * (`ActorObserver.created`), before it can emit. XState keeps the scope internal; troupe pins the XState
+ * version that has it.
+ */
+export function routeEmitted(actorRef: AnyActor, route: EmitRoute): void {
+  (actorRef as unknown as { _actorScope: { emit: EmitRoute } })._actorScope.emit = route;
+}
+
 /** The logic name an actor was spawned or invoked from (`"session"`, `"runPrompt"`…), if any. */
 export function sourceOf(actorRef: AnyActor): string | undefined {
   const src = (actorRef as unknown as InternalActorRef).src;
@@ -47,14 +68,18 @@ function isMachineActor(actorRef: AnyActor): boolean {
 
 /**
  * The id an actor has in events: its system id when it has one (`supervisor`, a session's id, `message:<id>`,
- * `agent:<id>`); else its id for machine actors (`shard-0`), or its id under its parent for others (a prompt
- * run: `<sessionId>/prompt`).
+ * `agent:<id>`); a shard's shard id (`shard-0`, `workflows-0`); else its id for machine actors, or its id under
+ * its parent for others (a prompt run: `<sessionId>/prompt`).
  */
 export function actorIdOf(actorRef: AnyActor): string {
   // A pooled child's local id is its slot in its shard; the system knows it by its system id.
   // Read from its options: XState sets `systemId` only after it reports the actor's creation.
-  const systemId = (actorRef as unknown as { options?: { systemId?: string } }).options?.systemId ?? actorRef.systemId;
+  const options = (actorRef as unknown as { options?: { systemId?: string; input?: { shardId?: unknown } } }).options;
+  const systemId = options?.systemId ?? actorRef.systemId;
   if (systemId !== undefined) return systemId;
+  // A shard's local id is its number; it is spawned with the shard id it is known by (see `shardLocalId`).
+  const shardId = options?.input?.shardId;
+  if (typeof shardId === "string") return shardId;
   const parent = parentOf(actorRef);
   return parent === undefined || isMachineActor(actorRef) ? actorRef.id : `${actorIdOf(parent)}/${actorRef.id}`;
 }

@@ -8,7 +8,10 @@ import { mergeRuntimeParams, runtimeParamsSchema, type RuntimeParams } from "../
 import type { AgentDescription, Executor, ExecutorHost, PromptEmitter } from "./executor.js";
 
 function sessionRuntimeParams(session: SessionInfo): RuntimeParams | undefined {
-  const parsed = runtimeParamsSchema.safeParse(session.metadata.runtimeParams);
+  const { runtimeParams } = session.metadata;
+  // Most sessions set none: a failed parse builds an error (with its stack) on every prompt.
+  if (runtimeParams === undefined) return undefined;
+  const parsed = runtimeParamsSchema.safeParse(runtimeParams);
   return parsed.success ? parsed.data : undefined;
 }
 

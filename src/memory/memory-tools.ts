@@ -23,7 +23,7 @@ function scopeOf(tool: string, ctx: ToolContext): { memory: MemoryBook; scope: M
       field: "metadata.userId",
     });
   }
-  return { memory: promptServices(tool).memory, scope: { agentId: ctx.agentId, userId } };
+  return { memory: promptServices(ctx.session, tool).memory, scope: { agentId: ctx.agentId, userId } };
 }
 
 /** `memory_save`: keeps a fact about the user for later conversations. */

@@ -73,9 +73,16 @@ export class Replies<M = undefined> {
     this.take(key)?.reject(error);
   }
 
-  /** Rejects every answer still pending in `group` (commands a deleted session never processed). */
-  rejectGroup(group: string, error: BridgeError): void {
-    for (const key of [...(this.groups.get(group) ?? [])]) this.reject(key, error);
+  /**
+   * Rejects every answer still pending in `group` (commands a deleted session never processed). `error` may be
+   * a function, called only when some answer is pending: an error's stack trace is not free, and most groups
+   * are empty by then.
+   */
+  rejectGroup(group: string, error: BridgeError | (() => BridgeError)): void {
+    const keys = this.groups.get(group);
+    if (keys === undefined) return;
+    const reason = typeof error === "function" ? error() : error;
+    for (const key of [...keys]) this.reject(key, reason);
   }
 
   /** Rejects every pending answer; used when the runtime or the bus stops. */

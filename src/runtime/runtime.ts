@@ -1,7 +1,7 @@
 /**
  * The runtime: one supervisor actor and the effects its machines need (prompt runs, hooks, events).
  */
-import { randomUUID } from "node:crypto";
+import { randomId } from "../ids.js";
 // From node:timers/promises, which fake timers in tests leave alone: stopping must not wait on a fake clock.
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { createActor, fromCallback, fromPromise, type Actor, type AnyActor, type AnyActorRef } from "xstate";
@@ -40,7 +40,7 @@ import { Bridge } from "../bridge/bridge.js";
 import type { HealthResult, SessionStatusResult, CancelResult, CloseResult, CreateResult, PromptResult, DiscoverResult } from "../bridge/schemas.js";
 import { systemClock, unrefClock, type Clock } from "../clock.js";
 import { BridgeError, sessionNotFound, toBridgeError } from "../errors.js";
-import { createInspector, machineOf, parentOf } from "../events/inspector.js";
+import { actorIdOf, createInspector, emitRoute, machineOf, parentOf, routeEmitted, type EmitRoute } from "../events/inspector.js";
 import { actorViews, findActor, machineLogicOf, type ActorView } from "../events/actor-tree.js";
 import { stateGraphOf, type StateGraph } from "../graph/state-graph.js";
 import { EventHub, type PromptOrigin, type RuntimeEventListener, type RuntimeEventType } from "../events/event-hub.js";
@@ -51,7 +51,9 @@ import { WorkerExecutor, type WorkerConfig } from "../executors/worker.js";
 import { A2aExecutor } from "../a2a/a2a-executor.js";
 import { VERSION } from "../version.js";
 import { busAgentIdOf, discoverStatusOf, runtimeAgentIdCandidates, workflowOfSession, type RuntimeBusAgent } from "./bus-agents.js";
-import { indexScheduler } from "./indexed-scheduler.js";
+import { compactSnapshots } from "./compact-snapshots.js";
+import { useDelayQueue } from "./delay-queue.js";
+import { inspectDirectly } from "./direct-inspection.js";
 import type { AskRequest, Messenger } from "./messenger.js";
 import { resolveLimits, type ResolvedLimits, type RuntimeOptions } from "./options.js";
 import { Replies } from "./replies.js";
@@ -60,7 +62,7 @@ import type { Store } from "../store/store.js";
 import { restorableLogic, type Restoration } from "./restore.js";
 import { SessionRecords, type LoadedSession } from "./session-records.js";
 import { bridgeErrorOf, failure } from "./prompt-errors.js";
-import { runInPromptScope } from "./prompt-scope.js";
+import { runInPromptScope, type PromptServices } from "./prompt-scope.js";
 import { Conversations, type ConversationView, type ConverseOptions, type ConverseRequest, type ConverseResult } from "../conversations/conversations.js";
 import { checkConversationSettings } from "../conversations/settings.js";
 import { MemoryBook } from "../memory/memory-book.js";
@@ -146,6 +148,8 @@ export class Runtime {
   private refusedSpawn: string | undefined;
   /** The owner of the conversation actors (`converse`). */
   private readonly conversations: Conversations;
+  /** What the built-in tools of this runtime's prompts reach (memory, capability state). */
+  private readonly promptServices: PromptServices;
   /** How deep each pool's own processing is on the stack (a spawn it is making, a release it tells its owner). */
   private readonly poolDepth: Record<PoolKind, number> = { workflow: 0, delivery: 0, agent: 0, conversation: 0 };
   /** The bus that carries `ctx.ask`, once one is attached. */
@@ -196,6 +200,7 @@ export class Runtime {
       sessionMetadata: (sessionId) => (this.hasSession(sessionId) ? this.sessionRef(sessionId).getSnapshot().context.metadata : undefined),
     });
     this.poolHosts.conversation = this.conversations;
+    this.promptServices = { memory: this.memory, capabilities: this.conversations };
   }
 
   /** Where this runtime keeps what must outlive it (docs/durability.md); there once `start()` resolved. */
@@ -237,8 +242,10 @@ export class Runtime {
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });
     // Sessions are restored only now, at start: without stored ones, sessions spawn from the machine itself.
-    const session =
-      storedSessions.length === 0 ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock);
+    // Thousands of sessions sit idle: their snapshots share what is the same in all of them.
+    const session = compactSnapshots(
+      storedSessions.length === 0 ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock),
+    );
     const shard = sessionShardMachine.provide({ actors: { session } });
     const worker = workerMachine.provide({
       actors: {
@@ -251,52 +258,56 @@ export class Runtime {
     const agent = agentMachine.provide({ actors: { worker } });
     const pool = poolMachine.provide({ actors: { poolShard: poolShardMachine.provide({ actors: { delivery, agent } }) } });
     const supervisor = supervisorMachine.provide({ actors: { sessionShard: shard, pool } });
+    // What the actors of each machine emit, routed here: one function per machine, none per actor.
+    const routes = new Map<string | undefined, EmitRoute>([
+      ["session", emitRoute((event, actorRef) => this.onSessionEmitted(event as SessionEmitted, actorRef))],
+      ["agent", emitRoute((event) => this.onAgentEmitted(event as AgentEmitted))],
+      ["pool", emitRoute((event) => this.onPoolEmitted(event as PoolEmitted))],
+      ...Object.entries(POOL_KIND_OF_MACHINE).map(([machine, kind]): [string, EmitRoute] => [machine, emitRoute((event, actorRef) => this.poolHosts[kind]?.emitted?.(actorRef, event))]),
+    ]);
+    const inspect = createInspector(this.hub, this.inspectObserver, {
+      created: (actorRef) => {
+        const route = routes.get(machineOf(actorRef));
+        if (route !== undefined) routeEmitted(actorRef, route);
+      },
+      snapshot: (actorRef, snapshot) => {
+        const machine = machineOf(actorRef);
+        if (machine === "session") {
+          this.sessionRecords?.changed(snapshot.value as SessionStatus, snapshot.context as SessionContext);
+          return;
+        }
+        const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
+        if (kind !== undefined) this.poolHosts[kind]?.snapshot?.(actorRef, snapshot);
+      },
+      stateChanged: (actorRef, from, to) => {
+        const machine = machineOf(actorRef);
+        const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
+        if (kind !== undefined) this.poolHosts[kind]?.stateChanged?.(actorRef, from, to);
+        if (machine !== "session") return;
+        if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
+        if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
+        if (to === undefined && this.sessionRecords !== undefined) {
+          const { sessionId, releaseReason } = (actorRef.getSnapshot() as { context: SessionContext }).context;
+          // Closed and expired sessions leave the store; those the runtime stopped with it come back at the next start.
+          this.sessionRecords.gone(sessionId, releaseReason !== "closed" && releaseReason !== "expired");
+        }
+        // A session in `busy` runs one prompt of its agent: the agent's actor counts them.
+        if ((from === "busy") !== (to === "busy")) {
+          const { agentId } = (actorRef.getSnapshot() as { context: SessionInfo }).context;
+          this.agentActor(agentId)?.send({ type: to === "busy" ? "WORK.STARTED" : "WORK.FINISHED" } satisfies AgentEvent);
+        }
+      },
+    });
+    const clock = unrefClock(this.clock);
     const actor = createActor(supervisor, {
       id: "supervisor",
       systemId: "supervisor",
-      clock: unrefClock(this.clock),
+      clock,
       input: { maxSessions: this.limits.maxSessions, shardSize: this.limits.shardSize, maxWorkflows: this.limits.maxWorkflowSessions },
-      inspect: createInspector(this.hub, this.inspectObserver, {
-        created: (actorRef) => {
-          const machine = machineOf(actorRef);
-          if (machine === "session") actorRef.on("*", (event) => this.onSessionEmitted(event as SessionEmitted, actorRef));
-          else if (machine === "agent") actorRef.on("*", (event) => this.onAgentEmitted(event as AgentEmitted));
-          else if (machine === "pool") actorRef.on("*", (event) => this.onPoolEmitted(event as PoolEmitted));
-          else if (machine !== undefined && POOL_KIND_OF_MACHINE[machine] !== undefined) {
-            const kind = POOL_KIND_OF_MACHINE[machine];
-            actorRef.on("*", (event) => this.poolHosts[kind]?.emitted?.(actorRef, event));
-          }
-        },
-        snapshot: (actorRef, snapshot) => {
-          const machine = machineOf(actorRef);
-          if (machine === "session") {
-            this.sessionRecords?.changed(snapshot.value as SessionStatus, snapshot.context as SessionContext);
-            return;
-          }
-          const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
-          if (kind !== undefined) this.poolHosts[kind]?.snapshot?.(actorRef, snapshot);
-        },
-        stateChanged: (actorRef, from, to) => {
-          const machine = machineOf(actorRef);
-          const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
-          if (kind !== undefined) this.poolHosts[kind]?.stateChanged?.(actorRef, from, to);
-          if (machine !== "session") return;
-          if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
-          if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;
-          if (to === undefined && this.sessionRecords !== undefined) {
-            const { sessionId, releaseReason } = (actorRef.getSnapshot() as { context: SessionContext }).context;
-            // Closed and expired sessions leave the store; those the runtime stopped with it come back at the next start.
-            this.sessionRecords.gone(sessionId, releaseReason !== "closed" && releaseReason !== "expired");
-          }
-          // A session in `busy` runs one prompt of its agent: the agent's actor counts them.
-          if ((from === "busy") !== (to === "busy")) {
-            const { agentId } = (actorRef.getSnapshot() as { context: SessionInfo }).context;
-            this.agentActor(agentId)?.send({ type: to === "busy" ? "WORK.STARTED" : "WORK.FINISHED" } satisfies AgentEvent);
-          }
-        },
-      }),
+      inspect,
     });
-    indexScheduler(actor.system);
+    useDelayQueue(actor.system, clock, { shareTimer: this.clock === systemClock });
+    inspectDirectly(actor, inspect);
     actor.on("*", (event: SupervisorEmitted) => this.onSupervisorEmitted(event));
     actor.subscribe({ error: (error) => this.onSupervisorError(error) });
     this.supervisor = actor;
@@ -557,7 +568,9 @@ export class Runtime {
    */
   evictPooled(kind: PoolKind, childId: string, child?: AnyActorRef): void {
     const actor = child ?? this.pooledChild(childId);
-    const shardId = actor === undefined ? undefined : parentOf(actor as AnyActor)?.id;
+    const shard = actor === undefined ? undefined : parentOf(actor as AnyActor);
+    // A shard's system id is its shard id (its local id is only its number).
+    const shardId = shard === undefined ? undefined : actorIdOf(shard);
     this.poolOf(kind).send({ type: "POOL.EVICT", childId, ...(shardId === undefined ? {} : { shardId }) });
   }
 
@@ -648,7 +661,7 @@ export class Runtime {
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
     this.checkProvider(executor, resolvedAgentId, metadata.provider);
-    const sessionId = randomUUID();
+    const sessionId = randomId();
     const created = this.replies.wait<void>(sessionId);
     supervisor.send({
       type: "SESSION.CREATE",
@@ -676,8 +689,8 @@ export class Runtime {
   /** `sessions_prompt`: resolves with the reply, or rejects with the prompt's error. */
   async promptSession(sessionId: string, request: PromptRequest): Promise<PromptResult> {
     const session = this.sessionRef(sessionId);
-    const requestId = request.requestId ?? randomUUID();
-    const commandId = randomUUID();
+    const requestId = request.requestId ?? randomId();
+    const commandId = randomId();
     const pending: PendingPrompt = { requestId, commandId, prompt: request.prompt };
     if (request.runtimeParams !== undefined) pending.runtimeParams = request.runtimeParams;
     // The session times the prompt out itself (PROMPT.DEADLINE), counting from now: queued time counts.
@@ -707,7 +720,7 @@ export class Runtime {
       ...(provider ? { provider } : {}),
       ...(context.inFlight ? { activeRequestId: context.inFlight.requestId } : {}),
       queued: context.queue.length,
-      usage: context.usage,
+      usage: { ...context.usage },
       ...(expiries.length > 0 ? { expiresAt: Math.min(...expiries) } : {}),
       ...(context.error ? { error: context.error } : {}),
     };
@@ -737,7 +750,7 @@ export class Runtime {
   /** `sessions_cancel`: the in-flight prompt without `requestId`, else the named one. */
   async cancelPrompt(sessionId: string, requestId: string | undefined): Promise<CancelResult> {
     const session = this.sessionRef(sessionId);
-    const commandId = randomUUID();
+    const commandId = randomId();
     const cancelled = this.replies.wait<string>(commandId, sessionId);
     const event: SessionEvent = { type: "CANCEL", commandId, at: this.clock.now() };
     if (requestId !== undefined) event.requestId = requestId;
@@ -813,15 +826,23 @@ export class Runtime {
     const { sessionId } = input;
     const { requestId } = request;
     const origin = promptOriginOf(input);
+    const { hub } = this;
+    // Each event is built only when someone listens for its type.
     const emit: PromptEmitter = {
-      delta: (delta) => this.hub.emit("prompt.delta", sessionId, { sessionId, requestId, delta, ...origin }),
-      warning: (message) => this.hub.emit("prompt.warning", sessionId, { sessionId, requestId, message, ...origin }),
-      tool: ({ type, ...fields }) => this.hub.emit(type, sessionId, { sessionId, requestId, ...fields, ...origin }),
+      delta: (delta) => {
+        if (hub.wants("prompt.delta")) hub.emit("prompt.delta", sessionId, { sessionId, requestId, delta, ...origin });
+      },
+      warning: (message) => {
+        if (hub.wants("prompt.warning")) hub.emit("prompt.warning", sessionId, { sessionId, requestId, message, ...origin });
+      },
+      tool: ({ type, ...fields }) => {
+        if (hub.wants(type)) hub.emit(type, sessionId, { sessionId, requestId, ...fields, ...origin });
+      },
     };
     try {
       const executor = this.executorFor(input.agentId);
       // Built-in tools (memory, capability state) reach this runtime through the prompt's scope.
-      const reply = await runInPromptScope({ memory: this.memory, capabilities: this.conversations }, () => executor.runPrompt(input, signal, emit));
+      const reply = await runInPromptScope(sessionId, this.promptServices, () => executor.runPrompt(input, signal, emit));
       return { reply, at: this.clock.now() };
     } catch (error) {
       throw failure(toBridgeError(error, "UPSTREAM"), this.clock.now());
@@ -881,7 +902,7 @@ export class Runtime {
       case "session.closed": {
         const { sessionId } = event.session;
         // A command that reached the session while it was being deleted was dropped with its mailbox.
-        this.replies.rejectGroup(sessionId, sessionNotFound(sessionId));
+        this.replies.rejectGroup(sessionId, () => sessionNotFound(sessionId));
         const alreadyTold = this.failedSessions.delete(sessionId);
         const hook = alreadyTold ? Promise.resolve() : this.runHook(event.session, event.reason);
         void hook.then(() => this.replies.resolve(`close:${sessionId}`, undefined));
@@ -921,6 +942,8 @@ export class Runtime {
 
   /** An agent actor's `agent.*` event, into the event stream under the actor's id. */
   private onAgentEmitted(event: AgentEmitted): void {
+    // Every prompt makes its agent busy and ready again: build the events only for someone listening.
+    if (!this.hub.wants(event.type)) return;
     const { type, ...fields } = event;
     if (type === "agent.offline") this.hub.emit(type, agentSystemId(event.agentId), { ...fields, unavailable: event.unavailable });
     else this.hub.emit(type, agentSystemId(event.agentId), fields);

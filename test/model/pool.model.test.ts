@@ -86,14 +86,19 @@ function eventsFor(kind: WalkedKind): (snapshot: PoolSnapshot) => PoolEvent[] {
   };
 }
 
+/** Shards and their loads in the order of their ids: which shard is sealed first is not the pool's concern. */
+function byShardId(left: [string, number], right: [string, number]): number {
+  return left[0] < right[0] ? -1 : left[0] > right[0] ? 1 : 0;
+}
+
 /**
- * A state is the pool's count and its shards' loads, oldest first, without the shards' names: the pool treats
+ * A state is the pool's count and its shards' loads, by number, without the shards' names: the pool treats
  * shards alike whatever they are called, so states that differ only in names would be walked again for
  * nothing. The names are still checked at every step (see `replay`).
  */
 function serializeState({ context }: PoolSnapshot): string {
   const load = (shard: { spawned: number; live: number } | null) => (shard === null ? null : [shard.spawned, shard.live]);
-  return JSON.stringify([context.live, load(context.current), context.sealed.map(load)]);
+  return JSON.stringify([context.live, load(context.current), livePoolShards(context).slice(0, context.current === null ? undefined : -1).map(load)]);
 }
 
 /** An event without names: the spawn's logic and a shard's name are left out (positions stand for shards). */
@@ -240,10 +245,10 @@ class PoolWatch {
     return this.parents.get(childId);
   }
 
-  /** The live shards, oldest first, with the children alive in each. */
+  /** The live shards, by shard id, with the children alive in each. */
   loads(): Array<[string, number]> {
     const shards = [...this.parents].filter(([, parentId]) => parentId === poolSystemId(this.kind)).map(([shardId]) => shardId);
-    return shards.map((shardId) => [shardId, [...this.parents.values()].filter((parentId) => parentId === shardId).length]);
+    return shards.map((shardId): [string, number] => [shardId, [...this.parents.values()].filter((parentId) => parentId === shardId).length]).sort(byShardId);
   }
 }
 
@@ -374,7 +379,7 @@ async function runPath(path: PoolPath): Promise<void> {
       const expectedReleases = released.map(({ child, ending }) => ({ shardId: child.shardId, childId: child.childId, ending }));
       expect(heardNow.sort(byChild), `${label}: the releases the pool heard`).toEqual(expectedReleases.sort(byChild));
       expect(runtime.pooledCount(kind), `${label}: children counted`).toBe(expected.context.live);
-      expect(watch.loads(), `${label}: children per shard`).toEqual(livePoolShards(expected.context).map((shard) => [shard.shardId, shard.live]));
+      expect(watch.loads(), `${label}: children per shard`).toEqual(livePoolShards(expected.context).map((shard): [string, number] => [shard.shardId, shard.live]).sort(byShardId));
     }
   } finally {
     await bus?.stop();

@@ -9,6 +9,7 @@ import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } 
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
 import { deliveryChildId } from "../../src/bus/delivery.js";
 import { messageKey } from "../../src/protocol/envelope.js";
+import { actorIdOf } from "../../src/events/inspector.js";
 
 const { lead: LEAD, backend: DEV, qa: QA } = SEED_AGENTS;
 const RETENTION_MS = 60_000;
@@ -161,7 +162,8 @@ describe("workflow sessions under the supervisor", () => {
     const { bus, clock, runtime } = await startOwnedBus({
       shardSize: 2,
       inspect: (inspection) => {
-        if (inspection.type === "@xstate.event" && inspection.event.type === "SHARD.EVICT") evicts.push({ shardId: (inspection.actorRef as AnyActor).id, childId: inspection.event["childId"] as string });
+        // A shard is named by its system id (its local id is only its number).
+        if (inspection.type === "@xstate.event" && inspection.event.type === "SHARD.EVICT") evicts.push({ shardId: actorIdOf(inspection.actorRef as AnyActor), childId: inspection.event["childId"] as string });
       },
     });
     const sessionIds = Array.from({ length: 6 }, () => createWorkflow(bus));
