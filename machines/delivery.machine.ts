@@ -8,14 +8,15 @@
  * backoff, then handed to each fallback agent in turn, and is `dead` when every target has used its retries.
  * Whatever happens, it is `dead` once `timeoutMs` has passed since it was accepted. An `ACK` counts only once
  * the bus has made it durable (`acknowledging`, then `ACK_DURABLE`): a message acknowledged is never
- * delivered again, even after a crash. Time enters only through XState delays, so `@xstate/graph` can walk
+ * delivered again, even after a crash. A bus that keeps nothing across restarts (`commitsAcks: false`) has
+ * nothing to make durable: there an `ACK` counts at once. Time enters only through XState delays, so `@xstate/graph` can walk
  * the machine.
  *
  * A delivery restored after a restart (`input.resume`) starts in the state it was stored in, with its
  * counters, and its delays resume with what was left of them: the machine is restored from data, never from
  * an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
  */
-import { assign, emit, not, setup, stateIn } from "xstate";
+import { and, assign, emit, not, setup, stateIn } from "xstate";
 
 /** How the wait between two attempts grows. */
 export type BackoffKind = "linear" | "exponential";
@@ -43,10 +44,14 @@ export interface DeliveryResume {
 /** What the bus gives a new delivery. Durations are milliseconds. */
 export interface DeliveryInput {
   messageId: string;
+  /** What the bus names the message by (its sender and `message_id`): its queues, windows and records hold it. */
+  key: string;
   /** The envelope itself: it lives (and is released) with the delivery. The machine never looks inside. */
   envelope: unknown;
   /** The envelope as the JSON text frame written to sockets, serialized once. */
   frame: string;
+  /** The frame's size in UTF-8 bytes, measured once: what it takes of `maxQueuedBytes` and of a socket's buffer. */
+  frameBytes: number;
   /** When the bus accepted the message (epoch ms). */
   acceptedAt: number;
   /** The recipient, then each fallback agent, in the order they are tried. */
@@ -58,6 +63,11 @@ export interface DeliveryInput {
   retryBaseMs: number;
   /** How long a written message may wait for its ack before the attempt counts as failed. */
   ackTimeoutMs: number;
+  /**
+   * Whether an ack waits in `acknowledging` for the bus's store to commit it before it counts; false when the
+   * bus keeps nothing across restarts, so that an ack counts at once.
+   */
+  commitsAcks: boolean;
   /** From acceptance until the message is dead, whatever else happens. */
   timeoutMs: number;
   /** A delivery restored after a restart: where it resumes. Absent for a new message. */
@@ -167,6 +177,8 @@ export const deliveryMachine = setup({
     hasFallback: ({ context }) => context.targetIndex + 1 < context.targets.length,
     /** An ack counts only from the agent the message was given to: no agent acknowledges another's message. */
     isFromTarget: ({ context, event }) => event.type === "ACK" && event.agentId === context.targets[context.targetIndex],
+    /** The bus's store commits acks: an ack waits for that before it counts. */
+    commitsAcks: ({ context }) => context.commitsAcks,
   },
   actions: {
     // Replaced by the bus through `provide`: it queues or writes the message, then sends QUEUED or SENT.
@@ -247,7 +259,10 @@ export const deliveryMachine = setup({
       description: "Written to the target's socket; waiting for its ack.",
       entry: "announceDelivered",
       on: {
-        ACK: { guard: "isFromTarget", target: "acknowledging" },
+        ACK: [
+          { guard: and(["isFromTarget", "commitsAcks"]), target: "acknowledging" },
+          { guard: "isFromTarget", target: "acknowledged" },
+        ],
         SEND_FAILED: [...failAttempt({ type: "recordSendFailure", params: ({ event }: { event: SendFailedEvent }) => ({ error: event.error }) })],
       },
       after: {
@@ -258,7 +273,10 @@ export const deliveryMachine = setup({
       description: "The attempt failed; waiting out the backoff. A late ack still counts.",
       entry: "announceRetrying",
       on: {
-        ACK: { guard: "isFromTarget", target: "acknowledging" },
+        ACK: [
+          { guard: and(["isFromTarget", "commitsAcks"]), target: "acknowledging" },
+          { guard: "isFromTarget", target: "acknowledged" },
+        ],
       },
       after: {
         retryDelay: { target: "accepted" },

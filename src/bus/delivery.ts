@@ -29,10 +29,16 @@ import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf,
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
 import type { Store } from "../store/store.js";
 import type { AgentConnection as SocketConnection } from "./agent-connections.js";
-import { PriorityQueue } from "./priority-queue.js";
+import { Fifo, PriorityQueue } from "./priority-queue.js";
 
 /** What a delivery writes to: an agent's socket, or a runtime agent's in-process endpoint (always open). */
 export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send" | "canWrite">;
+
+/** A message as the deliveries write it: its frame, and the frame's size in UTF-8 bytes. */
+export interface DeliveryFrame {
+  frame: string;
+  frameBytes: number;
+}
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {
@@ -42,13 +48,6 @@ export interface MessageStatusView {
   status: DeliveryStatus;
   attempts: number;
   last_error?: string;
-}
-
-/** What the bus hears about a message besides its status: the event, and the envelope it concerns. */
-export interface DeliveryNotice {
-  event: DeliveryEmitted;
-  envelope: MessageEnvelope;
-  acceptedAt: number;
 }
 
 /** What the deliveries need from the bus. */
@@ -62,13 +61,15 @@ export interface DeliveriesOptions {
   retryBaseMs: number;
   maxInFlightPerAgent: number;
   maxQueuedPerAgent: number;
-  /** Bytes of all live messages together (their frames). */
+  /** UTF-8 bytes of all live messages together (their frames). */
   maxQueuedBytes: number;
   maxRetainedMessages: number;
   /** The runtime's store (open once the runtime has started). */
   store(): Store;
-  /** Every event a delivery emits, after it took effect here. */
-  onStatus(notice: DeliveryNotice): void;
+  /** Whether the store keeps what it is given across restarts: only then does an ack wait for its commit. */
+  commitsAcks(): boolean;
+  /** Every event a delivery emits, after it took effect here, with the envelope it concerns and when that was accepted. */
+  onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void;
 }
 
 /** What `accept` needs besides the envelope. */
@@ -147,10 +148,6 @@ function contextOf(child: AnyActorRef): DeliveryContext {
   return (child.getSnapshot() as { context: DeliveryContext }).context;
 }
 
-function keyOfContext(context: DeliveryContext): string {
-  return messageKeyOf(context.envelope as MessageEnvelope);
-}
-
 function statusViewOf(status: DeliveryStatus, context: DeliveryContext): MessageStatusView {
   const { sender } = context.envelope as MessageEnvelope;
   return {
@@ -186,11 +183,16 @@ export class Deliveries implements DeliveryPoolHost {
   private readonly writtenTo = new Map<string, AgentConnection>();
   /** Receives a message in this process instead of a socket (a sync sender waiting for this reply). */
   private readonly localSinks = new Map<string, (envelope: MessageEnvelope) => void>();
-  /** Status records of finished messages, oldest first; forgotten beyond `maxRetainedMessages`. */
+  /** Status records of finished messages; forgotten beyond `maxRetainedMessages`, oldest first. */
   private readonly finished = new Map<string, MessageStatusView>();
+  /**
+   * The keys of `finished`, oldest first. A Map read from its start after many deletions walks past every
+   * deleted entry until it is rehashed: taking its oldest entry that way cost O(maxRetainedMessages) per message.
+   */
+  private readonly finishedOrder = new Fifo<string>();
   /** Live deliveries by state, counted from their transitions; finished ones by their record. */
   private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledging: 0, acknowledged: 0, retrying: 0, dead: 0 };
-  /** Bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
+  /** UTF-8 bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
   private liveBytes = 0;
   /** Live `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
   private readonly requestsByTask = new Map<string, Set<string>>();
@@ -199,6 +201,8 @@ export class Deliveries implements DeliveryPoolHost {
   private changesScheduled = false;
   /** What a message acknowledged without an ack of its agent gets once that is durable: its frame written, or its local sink called. */
   private readonly handoffs = new Map<string, () => void>();
+  /** Keys whose ack is written and waits for the store's commit: the acks of one turn wait for one flush. */
+  private acksAwaitingCommit: string[] = [];
   /** The key being accepted: its state goes into its `messages` record, written when the spawn returns. */
   private accepting: string | undefined;
   /** True while `restore()` spawns: restored states are in the store already, and their events are not news. */
@@ -266,20 +270,21 @@ export class Deliveries implements DeliveryPoolHost {
     }
     const key = messageKeyOf(envelope);
     const frame = JSON.stringify(envelope);
+    const frameBytes = Buffer.byteLength(frame);
     const { maxQueuedBytes } = this.options;
-    if (this.liveBytes + frame.length > maxQueuedBytes) {
+    if (this.liveBytes + frameBytes > maxQueuedBytes) {
       throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
     }
     if (localSink !== undefined) this.localSinks.set(key, localSink);
     const acceptedAt = this.options.clock.now();
-    const input = this.inputOf(envelope, frame, acceptedAt, timeoutMs);
+    const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs);
     let child: AnyActorRef | undefined;
     try {
-      this.liveBytes += frame.length;
+      this.liveBytes += frameBytes;
       this.accepting = key;
       child = this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", input);
     } catch (error) {
-      this.liveBytes -= frame.length;
+      this.liveBytes -= frameBytes;
       this.localSinks.delete(key);
       throw error;
     } finally {
@@ -403,7 +408,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** The machine's `dispatch`: write the message to its current target now, or queue it. */
   dispatch(context: DeliveryContext, self: AnyActorRef): void {
-    const key = keyOfContext(context);
+    const { key } = context;
     const target = context.targets[context.targetIndex] as string;
     this.release(key);
     const localSink = this.localSinks.get(key);
@@ -416,8 +421,8 @@ export class Deliveries implements DeliveryPoolHost {
     }
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
-    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0) && connection.canWrite(context.frame)) {
-      const awaitsAck = this.write(key, context.frame, connection);
+    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0) && connection.canWrite(context.frameBytes)) {
+      const awaitsAck = this.write(key, context, connection);
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       if (!awaitsAck) self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
       return;
@@ -438,7 +443,7 @@ export class Deliveries implements DeliveryPoolHost {
     const live = to !== undefined && !FINAL_STATUSES.has(to);
     if (!leftQueue && !live) return;
     const context = contextOf(child);
-    const key = keyOfContext(context);
+    const { key } = context;
     if (leftQueue) for (const target of context.targets) this.dequeue(target, key);
     if (!live) return;
     if (to === "acknowledging") this.persistAck(key, context);
@@ -449,16 +454,16 @@ export class Deliveries implements DeliveryPoolHost {
   emitted(child: AnyActorRef, event: { type: string }): void {
     const emitted = event as DeliveryEmitted;
     const context = contextOf(child);
-    const key = keyOfContext(context);
+    const { key } = context;
     // Emitted events arrive after the transition's own effects: a new attempt's write is not undone here.
     if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(key);
     if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
       const view = statusViewOf(emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context);
-      // An ack was written when it came (persistAck); a death is written now.
-      if (emitted.type === "message.dead") this.writeFinished(key, view);
+      // An ack that waited for its commit was written when it came (persistAck); a death, or an ack that waited for nothing, is written now.
+      if (emitted.type === "message.dead" || !context.commitsAcks) this.writeFinished(key, view);
       this.remember(key, view);
       this.forgetRequest(context.envelope as MessageEnvelope);
-      this.liveBytes -= context.frame.length;
+      this.liveBytes -= context.frameBytes;
     }
     const { hub } = this.options.runtime;
     // Every message passes here several times: build the stream's event only for a listener.
@@ -468,9 +473,18 @@ export class Deliveries implements DeliveryPoolHost {
       const origin = sender.session_id === undefined ? { from: sender.agent_id } : { from: sender.agent_id, workflowId: sender.session_id };
       hub.emit(type, deliveryChildId(key), { ...fields, ...origin } as never);
     }
+    if (emitted.type === "message.acknowledged") this.handOver(key);
     // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).
     if (this.restoring) return;
-    this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
+    this.options.onStatus(emitted, context.envelope as MessageEnvelope, context.acceptedAt);
+  }
+
+  /** A message acknowledged without an ack of its agent is handed over now that its end is durable: its frame written, or its local sink called. */
+  private handOver(key: string): void {
+    const handoff = this.handoffs.get(key);
+    if (handoff === undefined) return;
+    this.handoffs.delete(key);
+    handoff();
   }
 
   /** A delivery actor was reaped: nothing of it stays but its status record (and, when it did not finish, its record in the store). */
@@ -486,19 +500,22 @@ export class Deliveries implements DeliveryPoolHost {
   // ---- the store ----
 
   /** What a delivery actor starts from: a new message, or (with `resume`) one restored after a restart. */
-  private inputOf(envelope: MessageEnvelope, frame: string, acceptedAt: number, timeoutMs: number, resume?: DeliveryResume): DeliveryInput {
+  private inputOf(key: string, envelope: MessageEnvelope, { frame, frameBytes }: DeliveryFrame, acceptedAt: number, timeoutMs: number, resume?: DeliveryResume): DeliveryInput {
     const recipient = envelope.recipient.agent_id;
     const { routing } = envelope;
     return {
       messageId: envelope.message_id,
+      key,
       envelope,
       frame,
+      frameBytes,
       acceptedAt,
       targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
       maxRetries: routing.retry_policy.max_retries,
       backoff: routing.retry_policy.backoff,
       retryBaseMs: this.options.retryBaseMs,
       ackTimeoutMs: this.options.ackTimeoutMs,
+      commitsAcks: this.options.commitsAcks(),
       timeoutMs,
       ...(resume === undefined ? {} : { resume }),
     };
@@ -530,8 +547,9 @@ export class Deliveries implements DeliveryPoolHost {
       phaseLeftMs: state.phaseDeadline === null ? 0 : left(state.phaseDeadline, fullPhaseMs),
     };
     const frame = JSON.stringify(envelope);
-    this.liveBytes += frame.length;
-    this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", this.inputOf(envelope, frame, acceptedAt, timeoutMs, resume));
+    const frameBytes = Buffer.byteLength(frame);
+    this.liveBytes += frameBytes;
+    this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume));
     this.track(key, envelope);
   }
 
@@ -576,25 +594,32 @@ export class Deliveries implements DeliveryPoolHost {
     this.awaitDurableAck(key);
   }
 
+  /** The acks written in one turn wait for one commit, then count (`ACK_DURABLE`). */
   private awaitDurableAck(key: string): void {
+    this.acksAwaitingCommit.push(key);
+    if (this.acksAwaitingCommit.length === 1) queueMicrotask(() => this.commitAcks());
+  }
+
+  private commitAcks(): void {
+    const keys = this.acksAwaitingCommit;
+    this.acksAwaitingCommit = [];
     this.options
       .store()
       .flush()
       .then(
         () => {
-          const child = this.childOf(key);
-          // Reaped meanwhile (the bus stopped): the ack is in the store all the same.
-          if (child === undefined) return;
-          const handoff = this.handoffs.get(key);
-          this.handoffs.delete(key);
-          child.send({ type: "ACK_DURABLE" });
-          handoff?.();
+          // One reaped meanwhile (the bus stopped) has its ack in the store all the same.
+          for (const key of keys) this.childOf(key)?.send({ type: "ACK_DURABLE" });
         },
         (error: unknown) => {
-          if (this.childOf(key) === undefined) return;
-          // The store keeps the writes of a failed commit for its next one: the ack waits for that.
-          process.emitWarning(`The ack of ${key} is not durable yet, trying again in ${ACK_COMMIT_RETRY_MS} ms: ${String(error)}`, "TroupeBusWarning");
-          this.options.clock.setTimeout(() => this.awaitDurableAck(key), ACK_COMMIT_RETRY_MS);
+          const waiting = keys.filter((key) => this.childOf(key) !== undefined);
+          if (waiting.length === 0) return;
+          // The store keeps the writes of a failed commit for its next one: the acks wait for that.
+          const which = waiting.length === 1 ? `The ack of ${waiting[0]} is` : `The acks of ${waiting.length} messages are`;
+          process.emitWarning(`${which} not durable yet, trying again in ${ACK_COMMIT_RETRY_MS} ms: ${String(error)}`, "TroupeBusWarning");
+          this.options.clock.setTimeout(() => {
+            for (const key of waiting) this.awaitDurableAck(key);
+          }, ACK_COMMIT_RETRY_MS);
         },
       );
   }
@@ -648,10 +673,12 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Keeps a finished message's status record, forgetting the oldest (here and in the store) beyond `maxRetainedMessages`. */
   private remember(key: string, record: MessageStatusView): void {
+    if (!this.finished.has(key)) this.finishedOrder.push(key);
     this.finished.set(key, record);
     this.counts[record.status] += 1;
     while (this.finished.size > this.options.maxRetainedMessages) {
-      const [oldestKey, oldest] = this.finished.entries().next().value as [string, MessageStatusView];
+      const oldestKey = this.finishedOrder.shift() as string;
+      const oldest = this.finished.get(oldestKey) as MessageStatusView;
       this.finished.delete(oldestKey);
       this.unindexKey(oldestKey);
       this.counts[oldest.status] -= 1;
@@ -684,12 +711,13 @@ export class Deliveries implements DeliveryPoolHost {
    * Writes the message; false when its agent sends no acks (at-most-once: the message counts as acknowledged,
    * and is written once that is durable, so that a crash can lose it but never deliver it twice).
    */
-  private write(key: string, frame: string, connection: AgentConnection): boolean {
+  private write(key: string, message: DeliveryFrame, connection: AgentConnection): boolean {
+    const { frame, frameBytes } = message;
     if (!this.options.sendsAcks(connection.agentId)) {
-      this.handoffs.set(key, () => connection.send(frame));
+      this.handoffs.set(key, () => connection.send(frame, frameBytes));
       return false;
     }
-    connection.send(frame);
+    connection.send(frame, frameBytes);
     connection.inFlight.add(key);
     this.writtenTo.set(key, connection);
     return true;
@@ -710,10 +738,10 @@ export class Deliveries implements DeliveryPoolHost {
         queue.order.shift();
         continue;
       }
-      const { frame } = contextOf(child);
-      if (!connection.canWrite(frame)) return;
+      const context = contextOf(child);
+      if (!connection.canWrite(context.frameBytes)) return;
       queue.order.shift();
-      const awaitsAck = this.write(key, frame, connection);
+      const awaitsAck = this.write(key, context, connection);
       // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
       child.send({ type: "SENT", agentId });
       if (!awaitsAck) child.send({ type: "ACK", agentId });

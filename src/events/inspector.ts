@@ -109,7 +109,8 @@ export function createInspector(
     const from = lastState.get(actorRef);
     lastState.delete(actorRef);
     observer.stateChanged(actorRef, from, undefined);
-    hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
+    // Every message's delivery actor passes here: its id and fields are built only for a listener.
+    if (hub.wants("actor.stopped")) hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
   };
   return (inspection) => {
     userInspect?.(inspection);
@@ -144,7 +145,7 @@ export function createInspector(
       if (to === undefined || from === undefined || to === from) return;
       lastState.set(actorRef, to);
       observer.stateChanged(actorRef, from, to);
-      hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
+      if (hub.wants("actor.transition")) hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
       return;
     }
     if (inspection.type !== "@xstate.snapshot") return;
@@ -163,7 +164,9 @@ export function createInspector(
       // Eventless transitions at start can leave a machine elsewhere than its initial state: say where.
       const announced = announcedState.get(actorRef);
       announcedState.delete(actorRef);
-      if (announced !== undefined && announced !== initial) hub.emit("actor.transition", actorIdOf(actorRef), { from: announced, to: initial, event: "xstate.init" });
+      if (announced !== undefined && announced !== initial && hub.wants("actor.transition")) {
+        hub.emit("actor.transition", actorIdOf(actorRef), { from: announced, to: initial, event: "xstate.init" });
+      }
     }
   };
 }

@@ -8,7 +8,9 @@
  * target connecting; `ACK` is the target's ack frame; `SEND_FAILED` is the target's socket closing; the
  * delays are the simulated clock moved to the moment they are due. The message is sent `sync`, so that its
  * sender waits and hears why it died: TIMEOUT after the message timeout, TRANSPORT once the retries are used.
- * `ACK_DURABLE` is the store committing the ack, within a turn: `acknowledging` never rests either.
+ * `ACK_DURABLE` is the store committing the ack, within a turn: `acknowledging` never rests either. These paths
+ * run on a bus with a store; the paths of a bus that keeps nothing (`commitsAcks: false`, where an `ACK` counts
+ * at once) run on a bus without one.
  *
  * Restored paths start where a delivery restored after a restart starts (`delivered` waiting for the rest of
  * its ack timeout, `retrying` for the rest of its backoff): a first bus brings the message there and crashes,
@@ -35,14 +37,17 @@ const NEVER_MS = 3_600_000;
 
 const modelInput: DeliveryInput = {
   messageId: "model",
+  key: "model",
   envelope: {},
   frame: "{}",
+  frameBytes: 2,
   acceptedAt: 0,
   targets: [RECIPIENT, FALLBACK],
   maxRetries: 1,
   backoff: "linear",
   retryBaseMs: RETRY_BASE_MS,
   ackTimeoutMs: ACK_TIMEOUT_MS,
+  commitsAcks: true,
   timeoutMs: NEVER_MS,
 };
 
@@ -127,6 +132,14 @@ const restoredPaths = (["delivered", "retrying"] as const).flatMap((status) => {
   return edges.filter((path) => path.steps.length <= 3).map((path) => ({ status, path }));
 });
 
+/**
+ * A bus that keeps nothing across restarts takes an ack at once: every path that ends with an `ACK` (from
+ * `delivered` and from `retrying`), the rest being the paths above.
+ */
+const volatilePaths = generatePaths(graphMachine, { ...traversal, input: { ...modelInput, commitsAcks: false } }, { simple: false }).edges.filter(
+  (path) => path.steps.at(-1)?.event.type === "ACK",
+);
+
 function describePath(path: DeliveryPath): string {
   return (
     path.steps
@@ -206,8 +219,10 @@ interface Rig {
   answer: { errorType?: string; message?: string } | undefined;
 }
 
+/** Walks a path on a bus with a store (acks wait for its commit), or, for `commitsAcks: false`, on one without. */
 async function runPath(path: DeliveryPath): Promise<void> {
-  const { bus, clock } = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect });
+  const store = path.steps[0]!.state.context.commitsAcks ? { store: createMemoryStore() } : {};
+  const { bus, clock } = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect, ...store });
   await register(bus, SENDER, RECIPIENT, FALLBACK);
   const sender: TestAgent = await connect(bus, SENDER);
   const agents = new Agents(bus);
@@ -337,6 +352,15 @@ describe("delivery machine, model-based", () => {
     expect([...reached].sort()).toEqual(["accepted", "acknowledged", "acknowledging", "dead", "delivered", "queued", "retrying"]);
     expect(allSimplePaths.length).toBeGreaterThan(shortestPaths.length);
     expect(new Set(restoredPaths.map(({ path }) => path.steps[0]!.state.value))).toEqual(new Set(["delivered", "retrying"]));
+    expect(new Set(volatilePaths.map((path) => [path.steps.at(-2)!.state.value, path.state.value].join(" → ")))).toEqual(
+      new Set(["delivered → acknowledged", "retrying → acknowledged"]),
+    );
+  });
+
+  describe(`paths on a bus that keeps nothing (${volatilePaths.length})`, () => {
+    it.each(volatilePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
   });
 
   describe(`restored paths (${restoredPaths.length})`, () => {
