@@ -19,7 +19,8 @@
  * median over the rounds (with the range): load from other processes falls on each alike.
  *
  * Run alone: `node --import tsx bench/bus.bench.ts` (`--events` for the event stream's cost; `--only
- * <path>:<setup>` with `--rounds N` to load one setup, e.g. under `node --cpu-prof`).
+ * <path>:<setup>` with `--rounds N` to load one setup, e.g. under `node --cpu-prof`; `--window N` runs the
+ * buses with `maxInFlightPerAgent: N` instead of the default 100).
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -394,6 +395,8 @@ export interface BusBenchSelection {
   paths?: Array<"ws" | "http">;
   setups?: BusSetup[];
   rounds?: number;
+  /** The buses' `maxInFlightPerAgent` (default: the bus's own, 100). */
+  window?: number;
 }
 
 /**
@@ -410,7 +413,8 @@ export async function runBusBench(selection: BusBenchSelection = {}): Promise<Bu
   let offset = 0;
   try {
     for (const setup of setups) {
-      const served = setup === "raw" ? await startRawServer(setup) : await startBenchBus(setup, setup === "sqlite" ? dataDir : undefined);
+      const options = selection.window === undefined ? {} : { maxInFlightPerAgent: selection.window };
+      const served = setup === "raw" ? await startRawServer(setup) : await startBenchBus(setup, setup === "sqlite" ? dataDir : undefined, options);
       servers.push([setup, served]);
       await command(child, { connect: served.target });
     }
@@ -549,7 +553,9 @@ if (process.argv.includes("--load")) {
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const only = argument("--only")?.split(":");
   const rounds = argument("--rounds");
+  const window = argument("--window");
   const results = await runBusBench({
+    ...(window === undefined ? {} : { window: Number(window) }),
     ...(only?.[0] === undefined ? {} : { paths: [only[0] as "ws" | "http"] }),
     ...(only?.[1] === undefined ? {} : { setups: [only[1] as BusSetup] }),
     ...(rounds === undefined ? {} : { rounds: Number(rounds) }),

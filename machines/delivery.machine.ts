@@ -1,5 +1,5 @@
 /**
- * The delivery machine: one bus message, from its acceptance until it is acknowledged or dead.
+ * The delivery machine: one bus message at a time, from its acceptance until it is acknowledged or dead.
  *
  * `accepted` asks the bus to hand the message to its current target (the `dispatch` action, provided by the
  * bus); the bus answers `SENT` (written to the target's socket) or `QUEUED` (the target is offline or its
@@ -9,20 +9,31 @@
  * Whatever happens, it is `dead` once `timeoutMs` has passed since it was accepted. An `ACK` counts only once
  * the bus has made it durable (`acknowledging`, then `ACK_DURABLE`): a message acknowledged is never
  * delivered again, even after a crash. A bus that keeps nothing across restarts (`commitsAcks: false`) has
- * nothing to make durable: there an `ACK` counts at once. Time enters only through XState delays, so `@xstate/graph` can walk
- * the machine.
+ * nothing to make durable: there an `ACK` counts at once. Time enters only through XState delays, so
+ * `@xstate/graph` can walk the machine.
+ *
+ * A delivery actor carries the messages it is handed one after the other: it starts `idle`, takes a message
+ * with `DELIVER`, and once that message is acknowledged or dead it releases the envelope and waits `idle`
+ * again for the next one. The bus reuses idle actors instead of spawning one per message, which cost more
+ * than the rest of a message's way through the bus; an idle actor it does not keep is `RETIRE`d: it ends,
+ * and its pool shard reaps it. The message timeout runs from each message's `starting` (a delayed
+ * `MESSAGE_TIMEOUT`, cancelled when the message ends), not from the actor's start. It is spawned without
+ * input: XState keeps an actor's input as long as the actor, and no message may outlive its delivery.
  *
  * A delivery restored after a restart (`input.resume`) starts in the state it was stored in, with its
  * counters, and its delays resume with what was left of them: the machine is restored from data, never from
  * an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
  */
-import { and, assign, emit, not, setup, stateIn } from "xstate";
+import { and, assign, cancel, emit, or, raise, setup, stateIn } from "xstate";
 
 /** How the wait between two attempts grows. */
 export type BackoffKind = "linear" | "exponential";
 
 /** The states of a delivery; `GET /messages/:id` reports them as `status`. */
 export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledging" | "acknowledged" | "retrying" | "dead";
+
+/** The states of a delivery actor: its message's, and `starting` (a message taken), `idle` and `retired` between messages. */
+export type DeliveryActorState = DeliveryStatus | "starting" | "idle" | "retired";
 
 /**
  * Where a delivery restored after a restart resumes: the state it was stored in, its counters, and what was
@@ -96,7 +107,13 @@ export type DeliveryEvent =
   /** The bus has made the ack durable: the message counts as acknowledged. */
   | { type: "ACK_DURABLE" }
   /** The socket closed before the ack came. */
-  | { type: "SEND_FAILED"; error: string };
+  | { type: "SEND_FAILED"; error: string }
+  /** Raised by the delivery itself `timeoutMs` after its message's `starting`. */
+  | { type: "MESSAGE_TIMEOUT" }
+  /** An idle delivery takes the next message. */
+  | { type: "DELIVER"; message: DeliveryInput }
+  /** An idle delivery the bus does not keep ends. */
+  | { type: "RETIRE" };
 
 /** Why a message is dead: its `timeoutMs` passed, or every target used its retries. */
 export type DeadCause = "timeout" | "exhausted";
@@ -136,6 +153,27 @@ function backoffMs(context: DeliveryContext): number {
   return resumedDelayMs(context, "retrying") ?? retryDelayMs(context.backoff, context.retryBaseMs, context.retries);
 }
 
+/** What an actor holds before its first message: no message, no payload. */
+const NO_MESSAGE: DeliveryContext = {
+  messageId: "",
+  key: "",
+  envelope: null,
+  frame: "",
+  frameBytes: 0,
+  acceptedAt: 0,
+  targets: [],
+  maxRetries: 0,
+  backoff: "linear",
+  retryBaseMs: 0,
+  ackTimeoutMs: 0,
+  commitsAcks: false,
+  timeoutMs: 0,
+  targetIndex: 0,
+  retries: 0,
+  attempts: 0,
+  lastError: null,
+};
+
 /** A new delivery starts with its counters at zero; a restored one with those it was stored with. */
 function initialContext(input: DeliveryInput): DeliveryContext {
   const { resume } = input;
@@ -145,6 +183,13 @@ function initialContext(input: DeliveryInput): DeliveryContext {
 }
 
 type SendFailedEvent = Extract<DeliveryEvent, { type: "SEND_FAILED" }>;
+type DeliverEvent = Extract<DeliveryEvent, { type: "DELIVER" }>;
+
+/** The id of the delayed `MESSAGE_TIMEOUT` of the message a delivery carries. */
+const MESSAGE_TIMEOUT_ID = "messageTimeout";
+
+/** The states in which a message waits for something its timeout may cut short: not a durable ack's commit. */
+const TIMED_OUT_IN = ["#delivery.accepted", "#delivery.queued", "#delivery.delivered", "#delivery.retrying"] as const;
 
 /** What a failed attempt leads to: a retry, the next fallback agent, or the end. `failure` records why it failed. */
 function failAttempt<const TFailure>(failure: TFailure) {
@@ -160,7 +205,6 @@ export const deliveryMachine = setup({
   types: {
     context: {} as DeliveryContext,
     events: {} as DeliveryEvent,
-    input: {} as DeliveryInput,
     emitted: {} as DeliveryEmitted,
   },
   delays: {
@@ -171,8 +215,8 @@ export const deliveryMachine = setup({
   guards: {
     resumesDelivered: ({ context }) => context.resume?.status === "delivered",
     resumesRetrying: ({ context }) => context.resume?.status === "retrying",
-    /** A durable ack is final: the timeout no longer applies to a message whose ack is being written. */
-    isAcknowledging: stateIn("#delivery.acknowledging"),
+    /** Whatever happens, a message is dead once its timeout passed; a durable ack's commit is not cut short. */
+    mayTimeOut: or(TIMED_OUT_IN.map((state) => stateIn(state))),
     canRetry: ({ context }) => context.retries < context.maxRetries,
     hasFallback: ({ context }) => context.targetIndex + 1 < context.targets.length,
     /** An ack counts only from the agent the message was given to: no agent acknowledges another's message. */
@@ -184,6 +228,12 @@ export const deliveryMachine = setup({
     // Replaced by the bus through `provide`: it queues or writes the message, then sends QUEUED or SENT.
     dispatch: () => {},
     countAttempt: assign({ attempts: ({ context }) => context.attempts + 1 }),
+    // `assign` merges: a message without `resume` must not inherit the previous message's.
+    takeMessage: assign((_, { message }: { message: DeliveryInput }) => ({ resume: undefined, ...initialContext(message) })),
+    /** The envelope and its frame go with the message: an idle delivery holds no payload. */
+    releaseMessage: assign({ envelope: null, frame: "", frameBytes: 0 }),
+    startTimeout: raise({ type: "MESSAGE_TIMEOUT" }, { id: MESSAGE_TIMEOUT_ID, delay: "messageTimeout" }),
+    stopTimeout: cancel(MESSAGE_TIMEOUT_ID),
     recordSendFailure: assign((_, { error }: { error: string }) => ({ lastError: error })),
     recordAckTimeout: assign({ lastError: ({ context }) => `No ack from ${targetOf(context)} within ${context.ackTimeoutMs} ms` }),
     recordExhausted: assign({
@@ -226,11 +276,11 @@ export const deliveryMachine = setup({
   },
 }).createMachine({
   id: "delivery",
-  context: ({ input }) => initialContext(input),
-  initial: "starting",
-  after: {
-    messageTimeout: {
-      guard: not("isAcknowledging"),
+  context: NO_MESSAGE,
+  initial: "idle",
+  on: {
+    MESSAGE_TIMEOUT: {
+      guard: "mayTimeOut",
       target: ".dead",
       actions: ["recordTimeout", { type: "announceDead", params: { cause: "timeout" } }],
     },
@@ -238,6 +288,7 @@ export const deliveryMachine = setup({
   states: {
     starting: {
       description: "A new message is dispatched; one restored after a restart resumes in the state it was stored in.",
+      entry: "startTimeout",
       always: [{ guard: "resumesDelivered", target: "delivered" }, { guard: "resumesRetrying", target: "retrying" }, { target: "accepted" }],
     },
     accepted: {
@@ -290,12 +341,24 @@ export const deliveryMachine = setup({
     },
     acknowledged: {
       description: "The agent has it, and the bus will not deliver it again, even after a crash.",
-      type: "final",
-      entry: "announceAcknowledged",
+      entry: ["announceAcknowledged", "stopTimeout"],
+      always: { target: "idle", actions: "releaseMessage" },
     },
     dead: {
       // `message.dead` is emitted by the transitions that lead here: each knows the cause.
       description: "Every target failed, or the timeout passed; the sender gets a DELIVERY_FAILED error.",
+      entry: "stopTimeout",
+      always: { target: "idle", actions: "releaseMessage" },
+    },
+    idle: {
+      description: "Before and between messages, without a payload: the bus hands it the next message, or retires it.",
+      on: {
+        DELIVER: { target: "starting", actions: { type: "takeMessage", params: ({ event }: { event: DeliverEvent }) => ({ message: event.message }) } },
+        RETIRE: { target: "retired" },
+      },
+    },
+    retired: {
+      description: "The bus keeps enough idle deliveries: this one ends, and its shard reaps it.",
       type: "final",
     },
   },

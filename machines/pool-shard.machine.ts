@@ -11,7 +11,7 @@
  */
 import { cancel, enqueueActions, setup, stopChild, type AnyActorLogic, type AnyActorRef } from "xstate";
 import { agentMachine, type AgentInput } from "./agent.machine.js";
-import { deliveryMachine, type DeliveryInput } from "./delivery.machine.js";
+import { deliveryMachine } from "./delivery.machine.js";
 
 /** The logic a pool child is spawned from: a name registered in the shard (`"delivery"`, `"agent"`), or logic built per child (a workflow). */
 export type PoolChildSource = "delivery" | "agent" | AnyActorLogic;
@@ -72,7 +72,7 @@ function childIdOf(child: AnyActorRef): string {
 }
 
 /**
- * The children of a shard by slot; `select` picks them by slot (looked up: every ended delivery is reaped by its
+ * The children of a shard by slot; `select` picks them by slot (looked up: every child that ends is reaped by its
  * slot), by child id, or all.
  */
 function childrenOf(self: AnyActorRef, select: { slot?: string; childId?: string }): Array<[string, AnyActorRef]> {
@@ -104,7 +104,8 @@ export const poolShardMachine = setup({
     spawn: enqueueActions(({ enqueue }, params: { childId: string; slot: number; src: PoolChildSource; input: unknown }) => {
       const options = { id: slotIdOf(params.slot), systemId: params.childId };
       // A name is spawned from the logic registered above (restorable); built logic (a workflow) as it is.
-      if (params.src === "delivery") enqueue.spawnChild("delivery", { ...options, input: params.input as DeliveryInput });
+      // A delivery starts without a message (its owner hands it one): it takes no input.
+      if (params.src === "delivery") enqueue.spawnChild("delivery", options);
       else if (params.src === "agent") enqueue.spawnChild("agent", { ...options, input: params.input as AgentInput });
       else (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, { ...options, input: params.input });
     }),

@@ -173,6 +173,7 @@ export class CommunicationBus {
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
       maxQueuedBytes: this.options.maxQueuedBytes,
       maxRetainedMessages: this.options.maxRetainedMessages,
+      maxIdleDeliveries: this.options.maxIdleDeliveries,
       store: busStore,
       commitsAcks: () => this.runtime.persistent,
       onStatus: (event, envelope, acceptedAt) => this.onStatus(event, envelope, acceptedAt),

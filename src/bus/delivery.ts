@@ -1,9 +1,11 @@
 /**
- * Deliveries: the bus's side of the delivery actors. Each accepted message is a delivery actor in the
- * supervisor's delivery pool (machines/pool.machine.ts); this performs what the machine decides (write to a
+ * Deliveries: the bus's side of the delivery actors. Each accepted message is carried by a delivery actor in
+ * the supervisor's delivery pool (machines/pool.machine.ts); this performs what the machine decides (write to a
  * socket, or queue), keeps the per-recipient priority queues and the window of unacknowledged messages per
  * socket, and keeps of each finished message only its status record. A message's status, attempts and
- * last error are read from its actor while it lives.
+ * last error are read from its actor while it carries it. An actor whose message ended waits idle for the
+ * next message, up to `maxIdleDeliveries` of them: spawning and reaping an actor per message cost more than
+ * the rest of a message's way through the bus.
  *
  * It also keeps every message in the store (docs/durability.md): the envelope and its state at acceptance
  * (`messages/<key>`, written in the turn it is accepted, durable before the bus answers), each later state
@@ -19,6 +21,7 @@ import {
   type DeliveryEmitted,
   type DeliveryEvent,
   type DeliveryInput,
+  type DeliveryActorState,
   type DeliveryResume,
   type DeliveryStatus,
 } from "../../machines/delivery.machine.js";
@@ -68,6 +71,8 @@ export interface DeliveriesOptions {
   store(): Store;
   /** Whether the store keeps what it is given across restarts: only then does an ack wait for its commit. */
   commitsAcks(): boolean;
+  /** Delivery actors kept idle for the next messages; past it, one whose message ended is retired. */
+  maxIdleDeliveries: number;
   /** Every event a delivery emits, after it took effect here, with the envelope it concerns and when that was accepted. */
   onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void;
 }
@@ -80,7 +85,8 @@ export interface AcceptOptions {
 
 type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
 
-const FINAL_STATUSES: ReadonlySet<string> = new Set<DeliveryStatus>(["acknowledged", "dead"]);
+/** The states in which a delivery carries a message and counts as live (`starting`, `acknowledged`, `dead` are passed through). */
+const LIVE_STATUSES: ReadonlySet<string> = new Set<DeliveryActorState>(["accepted", "queued", "delivered", "acknowledging", "retrying"]);
 
 /** The states a live delivery is stored in (`acknowledging` is stored as `acknowledged` at once). */
 type StoredLiveStatus = "accepted" | "queued" | "delivered" | "retrying";
@@ -139,9 +145,23 @@ function senderOfKey(key: string): string {
   return key.slice(0, key.indexOf(MESSAGE_KEY_SEPARATOR));
 }
 
-/** The id of a message's delivery actor (ids share the system's namespace with sessions and workflows). */
-export function deliveryChildId(key: string): string {
+/** The `actorId` of a message's events on the stream: `message:<key>`. */
+export function messageActorId(key: string): string {
   return `message:${key}`;
+}
+
+/** Delivery actors ever spawned in this process: each gets a system id of its own, `delivery:<n>`. */
+let deliveryActorsSpawned = 0;
+
+function newDeliveryActorId(): string {
+  deliveryActorsSpawned += 1;
+  return `delivery:${deliveryActorsSpawned}`;
+}
+
+/** A pooled actor's system id: from its options, as XState sets `systemId` only once it has reported the actor. */
+function systemIdOf(actor: AnyActorRef): string | undefined {
+  const { options, systemId } = actor as AnyActorRef & { options?: { systemId?: string }; systemId?: string };
+  return options?.systemId ?? systemId;
 }
 
 function contextOf(child: AnyActorRef): DeliveryContext {
@@ -177,6 +197,16 @@ class RecipientQueue {
  */
 export class Deliveries implements DeliveryPoolHost {
   private readonly queues = new Map<string, RecipientQueue>();
+  /** The system id of the delivery actor carrying each live message, by key. */
+  private readonly carriers = new Map<string, string>();
+  /** The key each delivery actor carries, by its system id. */
+  private readonly carried = new Map<string, string>();
+  /** Delivery actors waiting for a message, the most recently idle last (taken first: its memory is the warmest). */
+  private readonly idle: string[] = [];
+  /** The context of a message that just ended, from its last transition to its emitted end (its actor releases it meanwhile). */
+  private readonly ending = new Map<AnyActorRef, DeliveryContext>();
+  /** The first message of each actor being spawned, handed to it once it has started (actors are spawned without one). */
+  private readonly firstMessages = new Map<string, DeliveryInput>();
   /** The keys of every live or remembered message, by `message_id`. */
   private readonly keysById = new Map<string, string | string[]>();
   /** The socket each message was last written to, while it waits for its ack there. */
@@ -218,7 +248,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Whether a message key is known (alive, or finished and still remembered). */
   has(key: string): boolean {
-    return this.finished.has(key) || this.childOf(key) !== undefined;
+    return this.finished.has(key) || this.carriers.has(key);
   }
 
   /**
@@ -239,8 +269,9 @@ export class Deliveries implements DeliveryPoolHost {
     if (key === undefined) return undefined;
     const child = this.childOf(key);
     if (child === undefined) return this.finished.get(key);
-    const snapshot = child.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext };
-    return statusViewOf(snapshot.value, snapshot.context);
+    const snapshot = child.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext };
+    // Taken, and not started yet (its actor is busy with the previous message's end): accepted.
+    return statusViewOf(LIVE_STATUSES.has(snapshot.value) ? (snapshot.value as DeliveryStatus) : "accepted", snapshot.context);
   }
 
   /** Messages by status: live ones and the finished ones still remembered. */
@@ -279,23 +310,28 @@ export class Deliveries implements DeliveryPoolHost {
     const acceptedAt = this.options.clock.now();
     const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs);
     let child: AnyActorRef | undefined;
+    this.track(key, envelope);
     try {
       this.liveBytes += frameBytes;
       this.accepting = key;
-      child = this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", input);
+      child = this.carry(key, input);
     } catch (error) {
       this.liveBytes -= frameBytes;
       this.localSinks.delete(key);
+      this.uncarry(key);
+      this.unindexKey(key);
+      this.forgetRequest(envelope);
       throw error;
     } finally {
       this.accepting = undefined;
     }
-    this.track(key, envelope);
-    const snapshot = child?.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext } | undefined;
-    // Acknowledged while it was spawned (a local sink, an agent without acks): its end is written already.
-    if (snapshot !== undefined && !STORED_LIVE_STATUSES.has(snapshot.value)) return;
-    // No actor yet: the pool spawns it after its current event, and its states are written as they come.
-    const state = snapshot === undefined ? NEW_STATE : this.storedState(snapshot.value as StoredLiveStatus, snapshot.context);
+    const snapshot = child?.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext } | undefined;
+    // Acknowledged while it was started (a local sink, an agent without acks): its end is written already.
+    if (!this.carriers.has(key)) return;
+    // No actor yet (the pool spawns it after its current event), or one busy with its previous message's end:
+    // its states are written as they come.
+    const carrying = snapshot !== undefined && STORED_LIVE_STATUSES.has(snapshot.value) && snapshot.context.key === key;
+    const state = carrying ? this.storedState(snapshot.value as StoredLiveStatus, snapshot.context) : NEW_STATE;
     const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state };
     this.options.store().put("messages", key, record);
   }
@@ -399,6 +435,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Reaps every delivery actor and empties the queues (the bus is stopping). The store keeps every live message. */
   stop(): void {
+    this.idle.length = 0;
     this.options.runtime.clearPool("delivery");
     this.liveBytes = 0;
     this.queues.clear();
@@ -433,31 +470,43 @@ export class Deliveries implements DeliveryPoolHost {
 
   /**
    * Counts transitions; a message that leaves `queued` leaves its queue; a new state is written to the store
-   * (once per turn), and an ack is written before it counts. Called while the transition is taken: the
-   * child's snapshot is still the one before it (its context is the same for the transitions read here).
+   * (once per turn), and an ack is written before it counts. Called while the transition is taken, with the
+   * snapshot that transition leads to (the actor's own snapshot is still the one before it).
    */
-  stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined): void {
-    if (from !== undefined && !FINAL_STATUSES.has(from)) this.counts[from as DeliveryStatus] -= 1;
-    if (to !== undefined && !FINAL_STATUSES.has(to)) this.counts[to as DeliveryStatus] += 1;
+  stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined, snapshot?: { context?: unknown }): void {
+    if (from === undefined && to === "idle") {
+      this.handFirstMessage(child);
+      return;
+    }
+    const fromLive = from !== undefined && LIVE_STATUSES.has(from);
+    const toLive = to !== undefined && LIVE_STATUSES.has(to);
+    if (fromLive) this.counts[from as DeliveryStatus] -= 1;
+    if (toLive) this.counts[to as DeliveryStatus] += 1;
     const leftQueue = from === "queued" && to !== "queued";
-    const live = to !== undefined && !FINAL_STATUSES.has(to);
-    if (!leftQueue && !live) return;
-    const context = contextOf(child);
+    const ended = to === "acknowledged" || to === "dead";
+    if (!leftQueue && !toLive && !ended) return;
+    const context = (snapshot?.context as DeliveryContext | undefined) ?? contextOf(child);
     const { key } = context;
     if (leftQueue) for (const target of context.targets) this.dequeue(target, key);
-    if (!live) return;
+    // The actor releases the envelope in the same step: its end is handled from this context, when it is emitted.
+    if (ended) this.ending.set(child, context);
+    if (!toLive) return;
     if (to === "acknowledging") this.persistAck(key, context);
-    else if (from !== undefined && !this.restoring && key !== this.accepting) this.stateWritten(key);
+    else if (from !== undefined && LIVE_STATUSES.has(from) && !this.restoring && key !== this.accepting) this.stateWritten(key);
   }
 
-  /** A delivery's emitted event: a final one leaves the status record; the bus hears of each. */
+  /** A delivery's emitted event: an end leaves the status record and frees its actor for the next message; the bus hears of each. */
   emitted(child: AnyActorRef, event: { type: string }): void {
     const emitted = event as DeliveryEmitted;
-    const context = contextOf(child);
+    const ends = emitted.type === "message.acknowledged" || emitted.type === "message.dead";
+    const context = ends ? this.ending.get(child) : contextOf(child);
+    if (context === undefined) return;
+    if (ends) this.ending.delete(child);
     const { key } = context;
+    if (ends) this.uncarry(key);
     // Emitted events arrive after the transition's own effects: a new attempt's write is not undone here.
-    if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(key);
-    if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
+    if (emitted.type === "message.retrying" || ends) this.release(key);
+    if (ends) {
       const view = statusViewOf(emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context);
       // An ack that waited for its commit was written when it came (persistAck); a death, or an ack that waited for nothing, is written now.
       if (emitted.type === "message.dead" || !context.commitsAcks) this.writeFinished(key, view);
@@ -471,12 +520,12 @@ export class Deliveries implements DeliveryPoolHost {
       const { type, ...fields } = emitted;
       const { sender } = context.envelope as MessageEnvelope;
       const origin = sender.session_id === undefined ? { from: sender.agent_id } : { from: sender.agent_id, workflowId: sender.session_id };
-      hub.emit(type, deliveryChildId(key), { ...fields, ...origin } as never);
+      hub.emit(type, messageActorId(key), { ...fields, ...origin } as never);
     }
     if (emitted.type === "message.acknowledged") this.handOver(key);
     // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).
-    if (this.restoring) return;
-    this.options.onStatus(emitted, context.envelope as MessageEnvelope, context.acceptedAt);
+    if (!this.restoring) this.options.onStatus(emitted, context.envelope as MessageEnvelope, context.acceptedAt);
+    if (ends) this.park(child);
   }
 
   /** A message acknowledged without an ack of its agent is handed over now that its end is durable: its frame written, or its local sink called. */
@@ -487,14 +536,79 @@ export class Deliveries implements DeliveryPoolHost {
     handoff();
   }
 
-  /** A delivery actor was reaped: nothing of it stays but its status record (and, when it did not finish, its record in the store). */
+  /**
+   * A delivery actor was reaped (retired, or the bus stopping): of a message it still carried nothing stays
+   * but its record in the store.
+   */
   released(childId: string, _ending: PoolChildEnding): void {
-    const key = childId.slice(deliveryChildId("").length);
+    this.firstMessages.delete(childId);
+    const waiting = this.idle.indexOf(childId);
+    if (waiting >= 0) this.idle.splice(waiting, 1);
+    const key = this.carried.get(childId);
+    if (key === undefined) return;
+    this.uncarry(key);
     this.localSinks.delete(key);
     this.handoffs.delete(key);
     this.release(key);
-    // A delivery reaped before it finished (the bus stopping) leaves no record to find by its id.
+    // A message reaped before it finished leaves no record to find by its id.
     if (!this.finished.has(key)) this.unindexKey(key);
+  }
+
+  // ---- the actors ----
+
+  /**
+   * Hands a message to a delivery actor: the most recently idle one, else a new one in the pool, which takes it
+   * as soon as it has started. Returns the actor; undefined when the pool was busy and spawns it after its
+   * current event.
+   */
+  private carry(key: string, input: DeliveryInput): AnyActorRef | undefined {
+    const { runtime } = this.options;
+    for (let actorId = this.idle.pop(); actorId !== undefined; actorId = this.idle.pop()) {
+      const actor = runtime.pooledChild(actorId) as DeliveryActor | undefined;
+      if (actor === undefined) continue;
+      this.link(key, actorId);
+      actor.send({ type: "DELIVER", message: input });
+      return actor;
+    }
+    const actorId = newDeliveryActorId();
+    this.link(key, actorId);
+    this.firstMessages.set(actorId, input);
+    try {
+      return runtime.spawnPooled("delivery", actorId, "delivery", undefined);
+    } catch (error) {
+      this.firstMessages.delete(actorId);
+      throw error;
+    }
+  }
+
+  private link(key: string, actorId: string): void {
+    this.carriers.set(key, actorId);
+    this.carried.set(actorId, key);
+  }
+
+  /** A message no longer has an actor: it ended, or its actor was reaped. */
+  private uncarry(key: string): void {
+    const actorId = this.carriers.get(key);
+    if (actorId === undefined) return;
+    this.carriers.delete(key);
+    if (this.carried.get(actorId) === key) this.carried.delete(actorId);
+  }
+
+  /** A new actor has started: it takes the message it was spawned for. */
+  private handFirstMessage(child: AnyActorRef): void {
+    const actorId = systemIdOf(child);
+    const message = actorId === undefined ? undefined : this.firstMessages.get(actorId);
+    if (actorId === undefined || message === undefined) return;
+    this.firstMessages.delete(actorId);
+    (child as DeliveryActor).send({ type: "DELIVER", message });
+  }
+
+  /** An actor whose message ended waits for the next one, or is retired when enough wait already (or the bus is stopping). */
+  private park(child: AnyActorRef): void {
+    const actorId = systemIdOf(child);
+    if (actorId === undefined || this.carried.has(actorId)) return;
+    if (this.idle.length < this.options.maxIdleDeliveries && !this.suspended) this.idle.push(actorId);
+    else child.send({ type: "RETIRE" } satisfies DeliveryEvent);
   }
 
   // ---- the store ----
@@ -549,8 +663,8 @@ export class Deliveries implements DeliveryPoolHost {
     const frame = JSON.stringify(envelope);
     const frameBytes = Buffer.byteLength(frame);
     this.liveBytes += frameBytes;
-    this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume));
     this.track(key, envelope);
+    this.carry(key, this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume));
   }
 
   /** A live state as the store keeps it, with the absolute deadline of its delay (it was entered now). */
@@ -634,8 +748,10 @@ export class Deliveries implements DeliveryPoolHost {
 
   // ---- queues and windows ----
 
+  /** The actor carrying a live message. */
   private childOf(key: string): DeliveryActor | undefined {
-    return this.options.runtime.pooledChild(deliveryChildId(key)) as DeliveryActor | undefined;
+    const actorId = this.carriers.get(key);
+    return actorId === undefined ? undefined : (this.options.runtime.pooledChild(actorId) as DeliveryActor | undefined);
   }
 
   private keysOf(messageId: string): string[] {

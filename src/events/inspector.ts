@@ -8,8 +8,12 @@ import type { EventHub } from "./event-hub.js";
 export interface ActorObserver {
   /** An actor was created (before it starts). */
   created(actorRef: AnyActor): void;
-  /** A machine actor entered `to` (from `from`, undefined at start) or stopped (`to` undefined). */
-  stateChanged(actorRef: AnyActor, from: string | undefined, to: string | undefined): void;
+  /**
+   * A machine actor entered `to` (from `from`, undefined at start) or stopped (`to` undefined). `snapshot` is the
+   * one the transition leads to (the actor's own is still the previous one while the transition is taken);
+   * none when it stopped.
+   */
+  stateChanged(actorRef: AnyActor, from: string | undefined, to: string | undefined, snapshot?: { context?: unknown }): void;
   /**
    * A machine actor has a new snapshot (after each transition, at its start, and at its end when it is done
    * or failed; not when it is stopped): what the store writes from. Its actions, emitted events and delays of
@@ -144,7 +148,7 @@ export function createInspector(
       const from = lastState.get(actorRef);
       if (to === undefined || from === undefined || to === from) return;
       lastState.set(actorRef, to);
-      observer.stateChanged(actorRef, from, to);
+      observer.stateChanged(actorRef, from, to, inspection.snapshot as { context?: unknown });
       if (hub.wants("actor.transition")) hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
       return;
     }
@@ -160,7 +164,7 @@ export function createInspector(
     const initial = stateKeyOf(snapshot.value);
     if (from === undefined && initial !== undefined) {
       lastState.set(actorRef, initial);
-      observer.stateChanged(actorRef, undefined, initial);
+      observer.stateChanged(actorRef, undefined, initial, snapshot);
       // Eventless transitions at start can leave a machine elsewhere than its initial state: say where.
       const announced = announcedState.get(actorRef);
       announcedState.delete(actorRef);

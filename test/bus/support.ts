@@ -4,8 +4,8 @@
  */
 import { afterEach } from "vitest";
 import WebSocket from "ws";
-import { SimulatedClock } from "xstate";
-import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope } from "../../src/index.js";
+import { SimulatedClock, type AnyActorRef } from "xstate";
+import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope, type Runtime } from "../../src/index.js";
 
 /** The key every test bus requires. */
 export const TEST_KEY = "test-key";
@@ -156,6 +156,17 @@ export function upgradeStatus(bus: CommunicationBus, query: string, headers: Rec
     socket.once("open", () => reject(new Error("the upgrade was accepted")));
     socket.once("error", () => {});
   });
+}
+
+/** The delivery actor carrying a message (by its key, `messageKey(sender, message_id)`), found in the runtime's actor tree. */
+export function deliveryActorOf(runtime: Runtime, key: string): AnyActorRef | undefined {
+  for (const view of runtime.actors()) {
+    const { id, machine } = view();
+    if (machine !== "delivery") continue;
+    const actor = runtime.pooledChild(id);
+    if ((actor?.getSnapshot() as { context?: { key?: string } } | undefined)?.context?.key === key) return actor;
+  }
+  return undefined;
 }
 
 /** A message's status, or undefined while the bus does not know it (yet). */
