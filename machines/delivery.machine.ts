@@ -16,7 +16,7 @@
  * with `DELIVER`, and once that message is acknowledged or dead it releases the envelope and waits `idle`
  * again for the next one. The bus reuses idle actors instead of spawning one per message, which cost more
  * than the rest of a message's way through the bus; an idle actor it does not keep is `RETIRE`d: it ends,
- * and its pool shard reaps it. The message timeout runs from each message's `starting` (a delayed
+ * and its pool shard reaps it. The message timeout runs from each message's `DELIVER` (a delayed
  * `MESSAGE_TIMEOUT`, cancelled when the message ends), not from the actor's start. It is spawned without
  * input: XState keeps an actor's input as long as the actor, and no message may outlive its delivery.
  *
@@ -32,8 +32,8 @@ export type BackoffKind = "linear" | "exponential";
 /** The states of a delivery; `GET /messages/:id` reports them as `status`. */
 export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledging" | "acknowledged" | "retrying" | "dead";
 
-/** The states of a delivery actor: its message's, and `starting` (a message taken), `idle` and `retired` between messages. */
-export type DeliveryActorState = DeliveryStatus | "starting" | "idle" | "retired";
+/** The states of a delivery actor: its message's, and `idle` and `retired` between messages. */
+export type DeliveryActorState = DeliveryStatus | "idle" | "retired";
 
 /**
  * Where a delivery restored after a restart resumes: the state it was stored in, its counters, and what was
@@ -108,7 +108,7 @@ export type DeliveryEvent =
   | { type: "ACK_DURABLE" }
   /** The socket closed before the ack came. */
   | { type: "SEND_FAILED"; error: string }
-  /** Raised by the delivery itself `timeoutMs` after its message's `starting`. */
+  /** Raised by the delivery itself `timeoutMs` after it took its message. */
   | { type: "MESSAGE_TIMEOUT" }
   /** An idle delivery takes the next message. */
   | { type: "DELIVER"; message: DeliveryInput }
@@ -185,6 +185,9 @@ function initialContext(input: DeliveryInput): DeliveryContext {
 type SendFailedEvent = Extract<DeliveryEvent, { type: "SEND_FAILED" }>;
 type DeliverEvent = Extract<DeliveryEvent, { type: "DELIVER" }>;
 
+/** Taking a message: its context, then its timeout, which runs from now. */
+const takeMessage = [{ type: "takeMessage", params: ({ event }: { event: DeliverEvent }) => ({ message: event.message }) }, "startTimeout"] as const;
+
 /** The id of the delayed `MESSAGE_TIMEOUT` of the message a delivery carries. */
 const MESSAGE_TIMEOUT_ID = "messageTimeout";
 
@@ -213,8 +216,9 @@ export const deliveryMachine = setup({
     messageTimeout: ({ context }) => context.resume?.timeoutLeftMs ?? context.timeoutMs,
   },
   guards: {
-    resumesDelivered: ({ context }) => context.resume?.status === "delivered",
-    resumesRetrying: ({ context }) => context.resume?.status === "retrying",
+    /** A message restored after a restart resumes where it was stored: waiting for its ack, or its backoff. */
+    resumesDelivered: ({ event }) => event.type === "DELIVER" && event.message.resume?.status === "delivered",
+    resumesRetrying: ({ event }) => event.type === "DELIVER" && event.message.resume?.status === "retrying",
     /** Whatever happens, a message is dead once its timeout passed; a durable ack's commit is not cut short. */
     mayTimeOut: or(TIMED_OUT_IN.map((state) => stateIn(state))),
     canRetry: ({ context }) => context.retries < context.maxRetries,
@@ -286,11 +290,6 @@ export const deliveryMachine = setup({
     },
   },
   states: {
-    starting: {
-      description: "A new message is dispatched; one restored after a restart resumes in the state it was stored in.",
-      entry: "startTimeout",
-      always: [{ guard: "resumesDelivered", target: "delivered" }, { guard: "resumesRetrying", target: "retrying" }, { target: "accepted" }],
-    },
     accepted: {
       description: "Handed to the current target's queue; the bus answers SENT or QUEUED.",
       entry: ["announceAccepted", "dispatch"],
@@ -353,7 +352,12 @@ export const deliveryMachine = setup({
     idle: {
       description: "Before and between messages, without a payload: the bus hands it the next message, or retires it.",
       on: {
-        DELIVER: { target: "starting", actions: { type: "takeMessage", params: ({ event }: { event: DeliverEvent }) => ({ message: event.message }) } },
+        // A new message is dispatched; one restored after a restart resumes in the state it was stored in.
+        DELIVER: [
+          { guard: "resumesDelivered", target: "delivered", actions: takeMessage },
+          { guard: "resumesRetrying", target: "retrying", actions: takeMessage },
+          { target: "accepted", actions: takeMessage },
+        ],
         RETIRE: { target: "retired" },
       },
     },

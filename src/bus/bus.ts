@@ -175,7 +175,7 @@ export class CommunicationBus {
       maxRetainedMessages: this.options.maxRetainedMessages,
       maxIdleDeliveries: this.options.maxIdleDeliveries,
       store: busStore,
-      commitsAcks: () => this.runtime.persistent,
+      persistent: this.runtime.persistent,
       onStatus: (event, envelope, acceptedAt) => this.onStatus(event, envelope, acceptedAt),
     });
     this.runtimeAgents = new RuntimeAgents({

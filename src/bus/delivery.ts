@@ -69,8 +69,11 @@ export interface DeliveriesOptions {
   maxRetainedMessages: number;
   /** The runtime's store (open once the runtime has started). */
   store(): Store;
-  /** Whether the store keeps what it is given across restarts: only then does an ack wait for its commit. */
-  commitsAcks(): boolean;
+  /**
+   * Whether the store keeps what it is given across restarts: only then are messages written to it, and only
+   * then does an ack wait for its commit. Constant for the life of the deliveries.
+   */
+  persistent: boolean;
   /** Delivery actors kept idle for the next messages; past it, one whose message ended is retired. */
   maxIdleDeliveries: number;
   /** Every event a delivery emits, after it took effect here, with the envelope it concerns and when that was accepted. */
@@ -85,7 +88,7 @@ export interface AcceptOptions {
 
 type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
 
-/** The states in which a delivery carries a message and counts as live (`starting`, `acknowledged`, `dead` are passed through). */
+/** The states in which a delivery carries a message and counts as live (`acknowledged` and `dead` are passed through). */
 const LIVE_STATUSES: ReadonlySet<string> = new Set<DeliveryActorState>(["accepted", "queued", "delivered", "acknowledging", "retrying"]);
 
 /** The states a live delivery is stored in (`acknowledging` is stored as `acknowledged` at once). */
@@ -184,6 +187,35 @@ function requestTaskIdOf(envelope: MessageEnvelope): string | undefined {
   return envelope.message_type === "task_request" ? (taskIdOf(envelope) ?? envelope.message_id) : undefined;
 }
 
+/** Message keys by a name (a `message_id`, a task id): usually one key, kept as a string; several as an array. */
+class KeyIndex {
+  private readonly byName = new Map<string, string | string[]>();
+
+  /** The keys under `name`; empty when none. */
+  get(name: string): readonly string[] {
+    const keys = this.byName.get(name);
+    return keys === undefined ? [] : typeof keys === "string" ? [keys] : keys;
+  }
+
+  add(name: string, key: string): void {
+    const keys = this.byName.get(name);
+    if (keys === undefined) this.byName.set(name, key);
+    else if (typeof keys === "string") this.byName.set(name, [keys, key]);
+    else keys.push(key);
+  }
+
+  delete(name: string, key: string): void {
+    const keys = this.byName.get(name);
+    if (typeof keys === "string") {
+      if (keys === key) this.byName.delete(name);
+      return;
+    }
+    const rest = (keys ?? []).filter((other) => other !== key);
+    if (rest.length === 0) this.byName.delete(name);
+    else this.byName.set(name, rest.length === 1 ? (rest[0] as string) : rest);
+  }
+}
+
 /** A recipient's waiting messages: an order (priority, then FIFO) and the set of those still waiting. */
 class RecipientQueue {
   readonly order = new PriorityQueue<string>();
@@ -208,7 +240,7 @@ export class Deliveries implements DeliveryPoolHost {
   /** The first message of each actor being spawned, handed to it once it has started (actors are spawned without one). */
   private readonly firstMessages = new Map<string, DeliveryInput>();
   /** The keys of every live or remembered message, by `message_id`. */
-  private readonly keysById = new Map<string, string | string[]>();
+  private readonly keysById = new KeyIndex();
   /** The socket each message was last written to, while it waits for its ack there. */
   private readonly writtenTo = new Map<string, AgentConnection>();
   /** Receives a message in this process instead of a socket (a sync sender waiting for this reply). */
@@ -225,7 +257,7 @@ export class Deliveries implements DeliveryPoolHost {
   /** UTF-8 bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
   private liveBytes = 0;
   /** Live `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
-  private readonly requestsByTask = new Map<string, Set<string>>();
+  private readonly requestsByTask = new KeyIndex();
   /** Keys whose state changed this turn: written once, in a microtask, whatever the number of transitions. */
   private readonly changed = new Set<string>();
   private changesScheduled = false;
@@ -325,9 +357,10 @@ export class Deliveries implements DeliveryPoolHost {
     } finally {
       this.accepting = undefined;
     }
+    // A store that keeps nothing is written nothing. Acknowledged while it was started (a local sink, an agent
+    // without acks): its end is written already.
+    if (!this.options.persistent || !this.carriers.has(key)) return;
     const snapshot = child?.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext } | undefined;
-    // Acknowledged while it was started (a local sink, an agent without acks): its end is written already.
-    if (!this.carriers.has(key)) return;
     // No actor yet (the pool spawns it after its current event), or one busy with its previous message's end:
     // its states are written as they come.
     const carrying = snapshot !== undefined && STORED_LIVE_STATUSES.has(snapshot.value) && snapshot.context.key === key;
@@ -385,7 +418,7 @@ export class Deliveries implements DeliveryPoolHost {
     const responder = answer.sender.agent_id;
     const inReplyTo = inReplyToOf(answer);
     const taskId = taskIdOf(answer);
-    const answered = inReplyTo !== undefined ? this.keysOf(inReplyTo) : taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
+    const answered = inReplyTo !== undefined ? this.keysById.get(inReplyTo) : taskId === undefined ? [] : [...this.requestsByTask.get(taskId)];
     for (const key of answered) {
       const child = this.childOf(key);
       if (child === undefined) continue;
@@ -629,7 +662,7 @@ export class Deliveries implements DeliveryPoolHost {
       backoff: routing.retry_policy.backoff,
       retryBaseMs: this.options.retryBaseMs,
       ackTimeoutMs: this.options.ackTimeoutMs,
-      commitsAcks: this.options.commitsAcks(),
+      commitsAcks: this.options.persistent,
       timeoutMs,
       ...(resume === undefined ? {} : { resume }),
     };
@@ -639,7 +672,7 @@ export class Deliveries implements DeliveryPoolHost {
   private track(key: string, envelope: MessageEnvelope): void {
     this.indexKey(envelope.message_id, key);
     const taskId = requestTaskIdOf(envelope);
-    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(key));
+    if (taskId !== undefined) this.requestsByTask.add(taskId, key);
   }
 
   /** Spawns a stored message's delivery again, where it stood, with what is left of its delays. */
@@ -682,6 +715,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Writes a message's new state in a microtask: several transitions of one turn make one write. */
   private stateWritten(key: string): void {
+    if (!this.options.persistent) return;
     this.changed.add(key);
     if (this.changesScheduled) return;
     this.changesScheduled = true;
@@ -740,6 +774,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** A finished message's status record replaces its record in the store. */
   private writeFinished(key: string, view: MessageStatusView): void {
+    if (!this.options.persistent) return;
     const store = this.options.store();
     const record: StoredFinished = { ...view, status: view.status as StoredFinished["status"], order: this.nextOrder++ };
     store.put("message_status", key, record);
@@ -754,37 +789,22 @@ export class Deliveries implements DeliveryPoolHost {
     return actorId === undefined ? undefined : (this.options.runtime.pooledChild(actorId) as DeliveryActor | undefined);
   }
 
-  private keysOf(messageId: string): string[] {
-    const keys = this.keysById.get(messageId);
-    return keys === undefined ? [] : typeof keys === "string" ? [keys] : keys;
+  private keysOf(messageId: string): readonly string[] {
+    return this.keysById.get(messageId);
   }
 
   private indexKey(messageId: string, key: string): void {
-    const keys = this.keysById.get(messageId);
-    if (keys === undefined) this.keysById.set(messageId, key);
-    else if (typeof keys === "string") this.keysById.set(messageId, [keys, key]);
-    else keys.push(key);
+    this.keysById.add(messageId, key);
   }
 
   private unindexKey(key: string): void {
-    const messageId = key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1);
-    const keys = this.keysById.get(messageId);
-    if (typeof keys === "string") {
-      if (keys === key) this.keysById.delete(messageId);
-      return;
-    }
-    const rest = (keys ?? []).filter((other) => other !== key);
-    if (rest.length === 0) this.keysById.delete(messageId);
-    else this.keysById.set(messageId, rest.length === 1 ? (rest[0] as string) : rest);
+    this.keysById.delete(key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1), key);
   }
 
   /** A finished `task_request` can no longer be acknowledged by an answer. */
   private forgetRequest(envelope: MessageEnvelope): void {
     const taskId = requestTaskIdOf(envelope);
-    const requests = taskId === undefined ? undefined : this.requestsByTask.get(taskId);
-    if (taskId === undefined || requests === undefined) return;
-    requests.delete(messageKeyOf(envelope));
-    if (requests.size === 0) this.requestsByTask.delete(taskId);
+    if (taskId !== undefined) this.requestsByTask.delete(taskId, messageKeyOf(envelope));
   }
 
   /** Keeps a finished message's status record, forgetting the oldest (here and in the store) beyond `maxRetainedMessages`. */
@@ -798,7 +818,7 @@ export class Deliveries implements DeliveryPoolHost {
       this.finished.delete(oldestKey);
       this.unindexKey(oldestKey);
       this.counts[oldest.status] -= 1;
-      this.options.store().delete("message_status", oldestKey);
+      if (this.options.persistent) this.options.store().delete("message_status", oldestKey);
     }
   }
 
