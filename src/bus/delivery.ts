@@ -550,10 +550,10 @@ export class Deliveries implements DeliveryPoolHost {
     const { hub } = this.options.runtime;
     // Every message passes here several times: build the stream's event only for a listener.
     if (hub.wants(emitted.type)) {
-      const { type, ...fields } = emitted;
+      // The emitted event's `type` lands where the hub puts the type: the event is the same.
       const { sender } = context.envelope as MessageEnvelope;
-      const origin = sender.session_id === undefined ? { from: sender.agent_id } : { from: sender.agent_id, workflowId: sender.session_id };
-      hub.emit(type, messageActorId(key), { ...fields, ...origin } as never);
+      const fields = sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
+      hub.emit(emitted.type, messageActorId(key), fields as never);
     }
     if (emitted.type === "message.acknowledged") this.handOver(key);
     // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).
