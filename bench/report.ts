@@ -259,7 +259,7 @@ export function renderReport(results: BenchResults): string {
     "",
     comparedTable("deletion", pools.workflowDeletion, "live workflows"),
     "",
-    "Delivery creation (`bus.send` of an async `task_request` to a registered, offline agent: the message stays queued), " +
+    "Delivery creation (`bus.send` of an async `task_request` to a registered, offline agent: the message stays queued; after the first window, an idle delivery actor takes it), " +
       "20 windows of 100 at each size, batches of 10 interleaved in random order, each window timed out after; ratio = median ÷ median at 100 live",
     "",
     comparedTable("message", pools.deliveryCreation, "live deliveries"),
