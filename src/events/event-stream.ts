@@ -18,7 +18,7 @@ import { BridgeError } from "../errors.js";
 import { ConnectionCounts, quotaExceeded } from "../server/quotas.js";
 import type { EventStreamControlFrame } from "../protocol/event-frames.js";
 import type { EventHub, RuntimeEvent } from "./event-hub.js";
-import { keysOf, matchesFilter, type EventFilter, type EventStreamRequest } from "./event-filter.js";
+import { keysOf, matchesFilter, type EventFilter, type EventKeys, type EventStreamRequest } from "./event-filter.js";
 import { EventRing, type RecordedEvent } from "./event-ring.js";
 import { encodeTextFrame } from "./websocket-frame.js";
 
@@ -107,6 +107,8 @@ export interface EventStreamStats {
 }
 
 class Subscriber {
+  /** It asked for every event: no filter to read. */
+  readonly everything: boolean;
   /** The seq of the next event to consider for it. */
   cursor = 0;
   /** Its connection has more than `maxBufferedBytes` to write: it resumes when that has left. */
@@ -121,7 +123,16 @@ class Subscriber {
     readonly sink: EventSink,
     /** Who it is, for its quota. */
     readonly client: string,
-  ) {}
+  ) {
+    const { types, sessions, workflows, agents } = filter;
+    this.everything = types === undefined && sessions === undefined && workflows === undefined && agents === undefined;
+  }
+}
+
+/** The keys a filter reads of a recorded event, read from the event the first time a filter needs them. */
+function keysOfRecord(record: RecordedEvent): EventKeys {
+  record.keys ??= keysOf(record.event);
+  return record.keys;
 }
 
 /**
@@ -296,7 +307,7 @@ export class EventStream {
   private onEvent(event: RuntimeEvent): void {
     this.lastSeen = event.seq;
     const { frame, payloadStart } = encodeTextFrame(jsonOf(event));
-    const record: RecordedEvent = { seq: event.seq, frame, jsonStart: payloadStart, keys: keysOf(event) };
+    const record: RecordedEvent = { seq: event.seq, frame, jsonStart: payloadStart, event };
     if (this.recording) this.ring.push(record);
     for (const subscriber of this.subscribers) {
       if (subscriber.cursor === record.seq && !subscriber.waiting) this.deliver(subscriber, record);
@@ -320,7 +331,7 @@ export class EventStream {
   /** Adds an event to what a subscriber is written at the end of the turn; past its bound, it waits for that to leave. */
   private deliver(subscriber: Subscriber, record: RecordedEvent): void {
     subscriber.cursor = record.seq + 1;
-    if (!matchesFilter(subscriber.filter, record.keys)) return;
+    if (!subscriber.everything && !matchesFilter(subscriber.filter, keysOfRecord(record))) return;
     if (subscriber.pending.length === 0) {
       if (this.toWrite.length === 0) setImmediate(() => this.writeTurn());
       this.toWrite.push(subscriber);
