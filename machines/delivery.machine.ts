@@ -20,9 +20,9 @@
  * `MESSAGE_TIMEOUT`, cancelled when the message ends), not from the actor's start. It is spawned without
  * input: XState keeps an actor's input as long as the actor, and no message may outlive its delivery.
  *
- * A delivery restored after a restart (`input.resume`) starts in the state it was stored in, with its
- * counters, and its delays resume with what was left of them: the machine is restored from data, never from
- * an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
+ * A message restored after a restart (`DELIVER` with a `resume`) is taken into the state it was stored in, with
+ * its counters, and its delays resume with what was left of them: the machine is restored from data, never
+ * from an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
  */
 import { and, assign, cancel, emit, or, raise, setup, stateIn } from "xstate";
 
@@ -52,7 +52,7 @@ export interface DeliveryResume {
   phaseLeftMs: number;
 }
 
-/** What the bus gives a new delivery. Durations are milliseconds. */
+/** A message as the bus hands it to a delivery (`DELIVER`). Durations are milliseconds. */
 export interface DeliveryInput {
   messageId: string;
   /** What the bus names the message by (its sender and `message_id`): its queues, windows and records hold it. */
