@@ -1,5 +1,5 @@
 /**
- * The delivery machine: one bus message, from its acceptance until it is acknowledged or dead.
+ * The delivery machine: one bus message at a time, from its acceptance until it is acknowledged or dead.
  *
  * `accepted` asks the bus to hand the message to its current target (the `dispatch` action, provided by the
  * bus); the bus answers `SENT` (written to the target's socket) or `QUEUED` (the target is offline or its
@@ -8,20 +8,32 @@
  * backoff, then handed to each fallback agent in turn, and is `dead` when every target has used its retries.
  * Whatever happens, it is `dead` once `timeoutMs` has passed since it was accepted. An `ACK` counts only once
  * the bus has made it durable (`acknowledging`, then `ACK_DURABLE`): a message acknowledged is never
- * delivered again, even after a crash. Time enters only through XState delays, so `@xstate/graph` can walk
- * the machine.
+ * delivered again, even after a crash. A bus that keeps nothing across restarts (`commitsAcks: false`) has
+ * nothing to make durable: there an `ACK` counts at once. Time enters only through XState delays, so
+ * `@xstate/graph` can walk the machine.
  *
- * A delivery restored after a restart (`input.resume`) starts in the state it was stored in, with its
- * counters, and its delays resume with what was left of them: the machine is restored from data, never from
- * an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
+ * A delivery actor carries the messages it is handed one after the other: it starts `idle`, takes a message
+ * with `DELIVER`, and once that message is acknowledged or dead it releases the envelope and waits `idle`
+ * again for the next one. The bus reuses idle actors instead of spawning one per message, which cost more
+ * than the rest of a message's way through the bus; an idle actor it does not keep is `RETIRE`d: it ends,
+ * and its pool shard reaps it. The message timeout runs from each message's `DELIVER` (a delayed
+ * `MESSAGE_TIMEOUT`, cancelled when the message ends), not from the actor's start. It is spawned without
+ * input: XState keeps an actor's input as long as the actor, and no message may outlive its delivery.
+ *
+ * A message restored after a restart (`DELIVER` with a `resume`) is taken into the state it was stored in, with
+ * its counters, and its delays resume with what was left of them: the machine is restored from data, never
+ * from an XState snapshot, so no `after` delay and no spawned child depends on XState's own restore.
  */
-import { assign, emit, not, setup, stateIn } from "xstate";
+import { and, assign, cancel, emit, or, raise, setup, stateIn } from "xstate";
 
 /** How the wait between two attempts grows. */
 export type BackoffKind = "linear" | "exponential";
 
 /** The states of a delivery; `GET /messages/:id` reports them as `status`. */
 export type DeliveryStatus = "accepted" | "queued" | "delivered" | "acknowledging" | "acknowledged" | "retrying" | "dead";
+
+/** The states of a delivery actor: its message's, and `idle` and `retired` between messages. */
+export type DeliveryActorState = DeliveryStatus | "idle" | "retired";
 
 /**
  * Where a delivery restored after a restart resumes: the state it was stored in, its counters, and what was
@@ -40,13 +52,17 @@ export interface DeliveryResume {
   phaseLeftMs: number;
 }
 
-/** What the bus gives a new delivery. Durations are milliseconds. */
+/** A message as the bus hands it to a delivery (`DELIVER`). Durations are milliseconds. */
 export interface DeliveryInput {
   messageId: string;
+  /** What the bus names the message by (its sender and `message_id`): its queues, windows and records hold it. */
+  key: string;
   /** The envelope itself: it lives (and is released) with the delivery. The machine never looks inside. */
   envelope: unknown;
   /** The envelope as the JSON text frame written to sockets, serialized once. */
   frame: string;
+  /** The frame's size in UTF-8 bytes, measured once: what it takes of `maxQueuedBytes` and of a socket's buffer. */
+  frameBytes: number;
   /** When the bus accepted the message (epoch ms). */
   acceptedAt: number;
   /** The recipient, then each fallback agent, in the order they are tried. */
@@ -58,6 +74,11 @@ export interface DeliveryInput {
   retryBaseMs: number;
   /** How long a written message may wait for its ack before the attempt counts as failed. */
   ackTimeoutMs: number;
+  /**
+   * Whether an ack waits in `acknowledging` for the bus's store to commit it before it counts; false when the
+   * bus keeps nothing across restarts, so that an ack counts at once.
+   */
+  commitsAcks: boolean;
   /** From acceptance until the message is dead, whatever else happens. */
   timeoutMs: number;
   /** A delivery restored after a restart: where it resumes. Absent for a new message. */
@@ -86,7 +107,13 @@ export type DeliveryEvent =
   /** The bus has made the ack durable: the message counts as acknowledged. */
   | { type: "ACK_DURABLE" }
   /** The socket closed before the ack came. */
-  | { type: "SEND_FAILED"; error: string };
+  | { type: "SEND_FAILED"; error: string }
+  /** Raised by the delivery itself `timeoutMs` after it took its message. */
+  | { type: "MESSAGE_TIMEOUT" }
+  /** An idle delivery takes the next message. */
+  | { type: "DELIVER"; message: DeliveryInput }
+  /** An idle delivery the bus does not keep ends. */
+  | { type: "RETIRE" };
 
 /** Why a message is dead: its `timeoutMs` passed, or every target used its retries. */
 export type DeadCause = "timeout" | "exhausted";
@@ -126,6 +153,27 @@ function backoffMs(context: DeliveryContext): number {
   return resumedDelayMs(context, "retrying") ?? retryDelayMs(context.backoff, context.retryBaseMs, context.retries);
 }
 
+/** What an actor holds before its first message: no message, no payload. */
+const NO_MESSAGE: DeliveryContext = {
+  messageId: "",
+  key: "",
+  envelope: null,
+  frame: "",
+  frameBytes: 0,
+  acceptedAt: 0,
+  targets: [],
+  maxRetries: 0,
+  backoff: "linear",
+  retryBaseMs: 0,
+  ackTimeoutMs: 0,
+  commitsAcks: false,
+  timeoutMs: 0,
+  targetIndex: 0,
+  retries: 0,
+  attempts: 0,
+  lastError: null,
+};
+
 /** A new delivery starts with its counters at zero; a restored one with those it was stored with. */
 function initialContext(input: DeliveryInput): DeliveryContext {
   const { resume } = input;
@@ -135,6 +183,16 @@ function initialContext(input: DeliveryInput): DeliveryContext {
 }
 
 type SendFailedEvent = Extract<DeliveryEvent, { type: "SEND_FAILED" }>;
+type DeliverEvent = Extract<DeliveryEvent, { type: "DELIVER" }>;
+
+/** Taking a message: its context, then its timeout, which runs from now. */
+const takeMessage = [{ type: "takeMessage", params: ({ event }: { event: DeliverEvent }) => ({ message: event.message }) }, "startTimeout"] as const;
+
+/** The id of the delayed `MESSAGE_TIMEOUT` of the message a delivery carries. */
+const MESSAGE_TIMEOUT_ID = "messageTimeout";
+
+/** The states in which a message waits for something its timeout may cut short: not a durable ack's commit. */
+const TIMED_OUT_IN = ["#delivery.accepted", "#delivery.queued", "#delivery.delivered", "#delivery.retrying"] as const;
 
 /** What a failed attempt leads to: a retry, the next fallback agent, or the end. `failure` records why it failed. */
 function failAttempt<const TFailure>(failure: TFailure) {
@@ -150,7 +208,6 @@ export const deliveryMachine = setup({
   types: {
     context: {} as DeliveryContext,
     events: {} as DeliveryEvent,
-    input: {} as DeliveryInput,
     emitted: {} as DeliveryEmitted,
   },
   delays: {
@@ -159,19 +216,28 @@ export const deliveryMachine = setup({
     messageTimeout: ({ context }) => context.resume?.timeoutLeftMs ?? context.timeoutMs,
   },
   guards: {
-    resumesDelivered: ({ context }) => context.resume?.status === "delivered",
-    resumesRetrying: ({ context }) => context.resume?.status === "retrying",
-    /** A durable ack is final: the timeout no longer applies to a message whose ack is being written. */
-    isAcknowledging: stateIn("#delivery.acknowledging"),
+    /** A message restored after a restart resumes where it was stored: waiting for its ack, or its backoff. */
+    resumesDelivered: ({ event }) => event.type === "DELIVER" && event.message.resume?.status === "delivered",
+    resumesRetrying: ({ event }) => event.type === "DELIVER" && event.message.resume?.status === "retrying",
+    /** Whatever happens, a message is dead once its timeout passed; a durable ack's commit is not cut short. */
+    mayTimeOut: or(TIMED_OUT_IN.map((state) => stateIn(state))),
     canRetry: ({ context }) => context.retries < context.maxRetries,
     hasFallback: ({ context }) => context.targetIndex + 1 < context.targets.length,
     /** An ack counts only from the agent the message was given to: no agent acknowledges another's message. */
     isFromTarget: ({ context, event }) => event.type === "ACK" && event.agentId === context.targets[context.targetIndex],
+    /** The bus's store commits acks: an ack waits for that before it counts. */
+    commitsAcks: ({ context }) => context.commitsAcks,
   },
   actions: {
     // Replaced by the bus through `provide`: it queues or writes the message, then sends QUEUED or SENT.
     dispatch: () => {},
     countAttempt: assign({ attempts: ({ context }) => context.attempts + 1 }),
+    // `assign` merges: a message without `resume` must not inherit the previous message's.
+    takeMessage: assign((_, { message }: { message: DeliveryInput }) => ({ resume: undefined, ...initialContext(message) })),
+    /** The envelope and its frame go with the message: an idle delivery holds no payload. */
+    releaseMessage: assign({ envelope: null, frame: "", frameBytes: 0 }),
+    startTimeout: raise({ type: "MESSAGE_TIMEOUT" }, { id: MESSAGE_TIMEOUT_ID, delay: "messageTimeout" }),
+    stopTimeout: cancel(MESSAGE_TIMEOUT_ID),
     recordSendFailure: assign((_, { error }: { error: string }) => ({ lastError: error })),
     recordAckTimeout: assign({ lastError: ({ context }) => `No ack from ${targetOf(context)} within ${context.ackTimeoutMs} ms` }),
     recordExhausted: assign({
@@ -214,20 +280,16 @@ export const deliveryMachine = setup({
   },
 }).createMachine({
   id: "delivery",
-  context: ({ input }) => initialContext(input),
-  initial: "starting",
-  after: {
-    messageTimeout: {
-      guard: not("isAcknowledging"),
+  context: NO_MESSAGE,
+  initial: "idle",
+  on: {
+    MESSAGE_TIMEOUT: {
+      guard: "mayTimeOut",
       target: ".dead",
       actions: ["recordTimeout", { type: "announceDead", params: { cause: "timeout" } }],
     },
   },
   states: {
-    starting: {
-      description: "A new message is dispatched; one restored after a restart resumes in the state it was stored in.",
-      always: [{ guard: "resumesDelivered", target: "delivered" }, { guard: "resumesRetrying", target: "retrying" }, { target: "accepted" }],
-    },
     accepted: {
       description: "Handed to the current target's queue; the bus answers SENT or QUEUED.",
       entry: ["announceAccepted", "dispatch"],
@@ -247,7 +309,10 @@ export const deliveryMachine = setup({
       description: "Written to the target's socket; waiting for its ack.",
       entry: "announceDelivered",
       on: {
-        ACK: { guard: "isFromTarget", target: "acknowledging" },
+        ACK: [
+          { guard: and(["isFromTarget", "commitsAcks"]), target: "acknowledging" },
+          { guard: "isFromTarget", target: "acknowledged" },
+        ],
         SEND_FAILED: [...failAttempt({ type: "recordSendFailure", params: ({ event }: { event: SendFailedEvent }) => ({ error: event.error }) })],
       },
       after: {
@@ -258,7 +323,10 @@ export const deliveryMachine = setup({
       description: "The attempt failed; waiting out the backoff. A late ack still counts.",
       entry: "announceRetrying",
       on: {
-        ACK: { guard: "isFromTarget", target: "acknowledging" },
+        ACK: [
+          { guard: and(["isFromTarget", "commitsAcks"]), target: "acknowledging" },
+          { guard: "isFromTarget", target: "acknowledged" },
+        ],
       },
       after: {
         retryDelay: { target: "accepted" },
@@ -272,12 +340,29 @@ export const deliveryMachine = setup({
     },
     acknowledged: {
       description: "The agent has it, and the bus will not deliver it again, even after a crash.",
-      type: "final",
-      entry: "announceAcknowledged",
+      entry: ["announceAcknowledged", "stopTimeout"],
+      always: { target: "idle", actions: "releaseMessage" },
     },
     dead: {
       // `message.dead` is emitted by the transitions that lead here: each knows the cause.
       description: "Every target failed, or the timeout passed; the sender gets a DELIVERY_FAILED error.",
+      entry: "stopTimeout",
+      always: { target: "idle", actions: "releaseMessage" },
+    },
+    idle: {
+      description: "Before and between messages, without a payload: the bus hands it the next message, or retires it.",
+      on: {
+        // A new message is dispatched; one restored after a restart resumes in the state it was stored in.
+        DELIVER: [
+          { guard: "resumesDelivered", target: "delivered", actions: takeMessage },
+          { guard: "resumesRetrying", target: "retrying", actions: takeMessage },
+          { target: "accepted", actions: takeMessage },
+        ],
+        RETIRE: { target: "retired" },
+      },
+    },
+    retired: {
+      description: "The bus keeps enough idle deliveries: this one ends, and its shard reaps it.",
       type: "final",
     },
   },

@@ -11,7 +11,7 @@
  */
 import { cancel, enqueueActions, setup, stopChild, type AnyActorLogic, type AnyActorRef } from "xstate";
 import { agentMachine, type AgentInput } from "./agent.machine.js";
-import { deliveryMachine, type DeliveryInput } from "./delivery.machine.js";
+import { deliveryMachine } from "./delivery.machine.js";
 import type { ShardInput } from "./shard-loads.js";
 
 /** The logic a pool child is spawned from: a name registered in the shard (`"delivery"`, `"agent"`), or logic built per child (a workflow). */
@@ -72,12 +72,17 @@ function childIdOf(child: AnyActorRef): string {
   return (child as AnyActorRef & { systemId?: string }).systemId ?? child.id;
 }
 
-/** The children of a shard by slot; `select` picks them by slot, by child id, or all. */
+/**
+ * The children of a shard by slot; `select` picks them by slot (looked up: every child that ends is reaped by its
+ * slot), by child id, or all.
+ */
 function childrenOf(self: AnyActorRef, select: { slot?: string; childId?: string }): Array<[string, AnyActorRef]> {
-  const children = Object.entries(self.getSnapshot().children as Record<string, AnyActorRef | undefined>).filter(
-    (entry): entry is [string, AnyActorRef] => entry[1] !== undefined,
-  );
-  if (select.slot !== undefined) return children.filter(([slot]) => slot === select.slot);
+  const bySlot = self.getSnapshot().children as Record<string, AnyActorRef | undefined>;
+  if (select.slot !== undefined) {
+    const child = bySlot[select.slot];
+    return child === undefined ? [] : [[select.slot, child]];
+  }
+  const children = Object.entries(bySlot).filter((entry): entry is [string, AnyActorRef] => entry[1] !== undefined);
   if (select.childId !== undefined) return children.filter(([, child]) => childIdOf(child) === select.childId);
   return children;
 }
@@ -102,15 +107,19 @@ export const poolShardMachine = setup({
     spawn: enqueueActions(({ enqueue }, params: { childId: string; slot: number; src: PoolChildSource; input: unknown }) => {
       const options = { id: slotIdOf(params.slot), systemId: params.childId };
       // A name is spawned from the logic registered above (restorable); built logic (a workflow) as it is.
-      if (params.src === "delivery") enqueue.spawnChild("delivery", { ...options, input: params.input as DeliveryInput });
+      // A delivery starts without a message (its owner hands it one): it takes no input.
+      if (params.src === "delivery") enqueue.spawnChild("delivery", options);
       else if (params.src === "agent") enqueue.spawnChild("agent", { ...options, input: params.input as AgentInput });
       else (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, { ...options, input: params.input });
     }),
-    /** Reaps the child in `slot`, or the child `childId`, or every child; the ending defaults to the child's own. */
+    /**
+     * Reaps the child in `slot`, or the child `childId`, or every child; the ending defaults to the child's own.
+     * A child reaped with the ending it just reached was never retained: it has no retention to cancel.
+     */
     reap: enqueueActions(({ context, enqueue, self }, params: { slot?: string; childId?: string; ending?: PoolChildEnding }) => {
       for (const [slot, child] of childrenOf(self, params)) {
         const childId = childIdOf(child);
-        enqueue(cancel(retentionEvictId(childId)));
+        if (params.ending === undefined) enqueue(cancel(retentionEvictId(childId)));
         enqueue(stopChild(slot));
         enqueue.sendParent({ type: "CHILD.RELEASED", shardId: context.shardId, childId, ending: params.ending ?? endingOf(child) } satisfies ChildReleasedEvent);
       }

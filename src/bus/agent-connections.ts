@@ -11,7 +11,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, encodeAnswerFrame, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonDepth } from "../protocol/json-depth.js";
 import { wsPackage } from "../protocol/ws-package.js";
 import type { RateLimiter } from "../server/quotas.js";
@@ -57,26 +57,33 @@ export class AgentConnection {
     return this.socket.readyState === this.socket.OPEN;
   }
 
-  /** Writes one text frame (a message: closing the socket instead fails its attempt, it is not lost). */
-  send(frame: string): void {
-    this.write(frame);
+  /**
+   * Writes one message's text frame of `frameBytes` UTF-8 bytes (closing the socket instead fails its attempt,
+   * it is not lost).
+   */
+  send(frame: string, frameBytes: number): void {
+    this.write(frame, frameBytes);
   }
 
   /**
-   * Whether `frame` fits in what may wait to be written (`maxBufferBytes`). The deliveries write a message only
-   * when it does and leave the rest in the agent's queue until the socket drains, so an agent that reads is
-   * never closed for a backlog its senders built up. An empty buffer takes any frame; so does one below the
-   * stream's high-water mark, as no 'drain' would come to say it emptied.
+   * Whether a frame of `frameBytes` fits in what may wait to be written (`maxBufferBytes`). The deliveries write a
+   * message only when it does and leave the rest in the agent's queue until the socket drains, so an agent that
+   * reads is never closed for a backlog its senders built up. An empty buffer takes any frame; so does one below
+   * the stream's high-water mark, as no 'drain' would come to say it emptied.
    */
-  canWrite(frame: string): boolean {
-    const buffered = this.socket.bufferedAmount;
-    return buffered === 0 || !this.transport.writableNeedDrain || buffered + Buffer.byteLength(frame) <= this.maxBufferBytes;
+  canWrite(frameBytes: number): boolean {
+    return !this.backedUp() || this.socket.bufferedAmount + frameBytes <= this.maxBufferBytes;
   }
 
   /** Writes one control frame, when the socket asked for them. */
   answer(frame: SendAnswerFrame): void {
     if (!this.open || !this.control) return;
-    this.write(JSON.stringify(frame));
+    this.write(encodeAnswerFrame(frame), undefined);
+  }
+
+  /** Something waits to be written, past the stream's high-water mark: only then does a frame's size matter. */
+  private backedUp(): boolean {
+    return this.socket.bufferedAmount !== 0 && this.transport.writableNeedDrain;
   }
 
   /**
@@ -85,9 +92,10 @@ export class AgentConnection {
    * agent's own frames: messages wait until `canWrite`) closes the socket with 1013; its unacknowledged
    * messages fail their attempt and are delivered again when it reconnects.
    */
-  private write(frame: string): void {
+  private write(frame: string, frameBytes: number | undefined): void {
     if (!this.open) return;
-    if (!this.canWrite(frame)) {
+    // A control frame is measured only when the buffer is backed up.
+    if (this.backedUp() && !this.canWrite(frameBytes ?? Buffer.byteLength(frame))) {
       this.socket.close(CLOSE_CODES.tryAgainLater, "Socket buffer full: read your socket");
       // The close frame waits behind what the agent does not read: cut the connection if it never gets there.
       setTimeout(() => this.socket.terminate(), CLOSE_HANDSHAKE_WAIT_MS).unref();

@@ -16,7 +16,7 @@ import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/h
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
-import { Deliveries, type DeliveryNotice, type MessageStatusView } from "./delivery.js";
+import { Deliveries, type MessageStatusView } from "./delivery.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
@@ -176,8 +176,10 @@ export class CommunicationBus {
       maxQueuedPerAgent: this.options.maxQueuedPerAgent,
       maxQueuedBytes: this.options.maxQueuedBytes,
       maxRetainedMessages: this.options.maxRetainedMessages,
+      maxIdleDeliveries: this.options.maxIdleDeliveries,
       store: busStore,
-      onStatus: (notice) => this.onStatus(notice),
+      persistent: this.runtime.persistent,
+      onStatus: (event, envelope, acceptedAt) => this.onStatus(event, envelope, acceptedAt),
     });
     this.runtimeAgents = new RuntimeAgents({
       runtime: this.runtime,
@@ -583,7 +585,7 @@ export class CommunicationBus {
     );
   }
 
-  private onStatus({ event, envelope, acceptedAt }: DeliveryNotice): void {
+  private onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void {
     switch (event.type) {
       case "message.retrying":
         this.metrics.countRetry();

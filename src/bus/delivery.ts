@@ -1,9 +1,11 @@
 /**
- * Deliveries: the bus's side of the delivery actors. Each accepted message is a delivery actor in the
- * supervisor's delivery pool (machines/pool.machine.ts); this performs what the machine decides (write to a
+ * Deliveries: the bus's side of the delivery actors. Each accepted message is carried by a delivery actor in
+ * the supervisor's delivery pool (machines/pool.machine.ts); this performs what the machine decides (write to a
  * socket, or queue), keeps the per-recipient priority queues and the window of unacknowledged messages per
  * socket, and keeps of each finished message only its status record. A message's status, attempts and
- * last error are read from its actor while it lives.
+ * last error are read from its actor while it carries it. An actor whose message ended waits idle for the
+ * next message, up to `maxIdleDeliveries` of them: spawning and reaping an actor per message cost more than
+ * the rest of a message's way through the bus.
  *
  * It also keeps every message in the store (docs/durability.md): the envelope and its state at acceptance
  * (`messages/<key>`, written in the turn it is accepted, durable before the bus answers), each later state
@@ -19,6 +21,7 @@ import {
   type DeliveryEmitted,
   type DeliveryEvent,
   type DeliveryInput,
+  type DeliveryActorState,
   type DeliveryResume,
   type DeliveryStatus,
 } from "../../machines/delivery.machine.js";
@@ -29,10 +32,16 @@ import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf,
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
 import type { Store } from "../store/store.js";
 import type { AgentConnection as SocketConnection } from "./agent-connections.js";
-import { PriorityQueue } from "./priority-queue.js";
+import { Fifo, PriorityQueue } from "./priority-queue.js";
 
 /** What a delivery writes to: an agent's socket, or a runtime agent's in-process endpoint (always open). */
 export type AgentConnection = Pick<SocketConnection, "agentId" | "inFlight" | "open" | "send" | "canWrite">;
+
+/** A message as the deliveries write it: its frame, and the frame's size in UTF-8 bytes. */
+export interface DeliveryFrame {
+  frame: string;
+  frameBytes: number;
+}
 
 /** Where a delivery stands, as `GET /messages/:id` answers it. */
 export interface MessageStatusView {
@@ -42,13 +51,6 @@ export interface MessageStatusView {
   status: DeliveryStatus;
   attempts: number;
   last_error?: string;
-}
-
-/** What the bus hears about a message besides its status: the event, and the envelope it concerns. */
-export interface DeliveryNotice {
-  event: DeliveryEmitted;
-  envelope: MessageEnvelope;
-  acceptedAt: number;
 }
 
 /** What the deliveries need from the bus. */
@@ -62,13 +64,20 @@ export interface DeliveriesOptions {
   retryBaseMs: number;
   maxInFlightPerAgent: number;
   maxQueuedPerAgent: number;
-  /** Bytes of all live messages together (their frames). */
+  /** UTF-8 bytes of all live messages together (their frames). */
   maxQueuedBytes: number;
   maxRetainedMessages: number;
   /** The runtime's store (open once the runtime has started). */
   store(): Store;
-  /** Every event a delivery emits, after it took effect here. */
-  onStatus(notice: DeliveryNotice): void;
+  /**
+   * Whether the store keeps what it is given across restarts: only then are messages written to it, and only
+   * then does an ack wait for its commit. Constant for the life of the deliveries.
+   */
+  persistent: boolean;
+  /** Delivery actors kept idle for the next messages; past it, one whose message ended is retired. */
+  maxIdleDeliveries: number;
+  /** Every event a delivery emits, after it took effect here, with the envelope it concerns and when that was accepted. */
+  onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void;
 }
 
 /** What `accept` needs besides the envelope. */
@@ -79,7 +88,8 @@ export interface AcceptOptions {
 
 type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
 
-const FINAL_STATUSES: ReadonlySet<string> = new Set<DeliveryStatus>(["acknowledged", "dead"]);
+/** The states in which a delivery carries a message and counts as live (`acknowledged` and `dead` are passed through). */
+const LIVE_STATUSES: ReadonlySet<string> = new Set<DeliveryActorState>(["accepted", "queued", "delivered", "acknowledging", "retrying"]);
 
 /** The states a live delivery is stored in (`acknowledging` is stored as `acknowledged` at once). */
 type StoredLiveStatus = "accepted" | "queued" | "delivered" | "retrying";
@@ -138,17 +148,27 @@ function senderOfKey(key: string): string {
   return key.slice(0, key.indexOf(MESSAGE_KEY_SEPARATOR));
 }
 
-/** The id of a message's delivery actor (ids share the system's namespace with sessions and workflows). */
-export function deliveryChildId(key: string): string {
+/** The `actorId` of a message's events on the stream: `message:<key>`. */
+export function messageActorId(key: string): string {
   return `message:${key}`;
+}
+
+/** Delivery actors ever spawned in this process: each gets a system id of its own, `delivery:<n>`. */
+let deliveryActorsSpawned = 0;
+
+function newDeliveryActorId(): string {
+  deliveryActorsSpawned += 1;
+  return `delivery:${deliveryActorsSpawned}`;
+}
+
+/** A pooled actor's system id: from its options, as XState sets `systemId` only once it has reported the actor. */
+function systemIdOf(actor: AnyActorRef): string | undefined {
+  const { options, systemId } = actor as AnyActorRef & { options?: { systemId?: string }; systemId?: string };
+  return options?.systemId ?? systemId;
 }
 
 function contextOf(child: AnyActorRef): DeliveryContext {
   return (child.getSnapshot() as { context: DeliveryContext }).context;
-}
-
-function keyOfContext(context: DeliveryContext): string {
-  return messageKeyOf(context.envelope as MessageEnvelope);
 }
 
 function statusViewOf(status: DeliveryStatus, context: DeliveryContext): MessageStatusView {
@@ -167,6 +187,35 @@ function requestTaskIdOf(envelope: MessageEnvelope): string | undefined {
   return envelope.message_type === "task_request" ? (taskIdOf(envelope) ?? envelope.message_id) : undefined;
 }
 
+/** Message keys by a name (a `message_id`, a task id): usually one key, kept as a string; several as an array. */
+class KeyIndex {
+  private readonly byName = new Map<string, string | string[]>();
+
+  /** The keys under `name`; empty when none. */
+  get(name: string): readonly string[] {
+    const keys = this.byName.get(name);
+    return keys === undefined ? [] : typeof keys === "string" ? [keys] : keys;
+  }
+
+  add(name: string, key: string): void {
+    const keys = this.byName.get(name);
+    if (keys === undefined) this.byName.set(name, key);
+    else if (typeof keys === "string") this.byName.set(name, [keys, key]);
+    else keys.push(key);
+  }
+
+  delete(name: string, key: string): void {
+    const keys = this.byName.get(name);
+    if (typeof keys === "string") {
+      if (keys === key) this.byName.delete(name);
+      return;
+    }
+    const rest = (keys ?? []).filter((other) => other !== key);
+    if (rest.length === 0) this.byName.delete(name);
+    else this.byName.set(name, rest.length === 1 ? (rest[0] as string) : rest);
+  }
+}
+
 /** A recipient's waiting messages: an order (priority, then FIFO) and the set of those still waiting. */
 class RecipientQueue {
   readonly order = new PriorityQueue<string>();
@@ -180,25 +229,42 @@ class RecipientQueue {
  */
 export class Deliveries implements DeliveryPoolHost {
   private readonly queues = new Map<string, RecipientQueue>();
+  /** The system id of the delivery actor carrying each live message, by key. */
+  private readonly carriers = new Map<string, string>();
+  /** The key each delivery actor carries, by its system id. */
+  private readonly carried = new Map<string, string>();
+  /** Delivery actors waiting for a message, the most recently idle last (taken first: its memory is the warmest). */
+  private readonly idle: string[] = [];
+  /** The context of a message that just ended, from its last transition to its emitted end (its actor releases it meanwhile). */
+  private readonly ending = new Map<AnyActorRef, DeliveryContext>();
+  /** The first message of each actor being spawned, handed to it once it has started (actors are spawned without one). */
+  private readonly firstMessages = new Map<string, DeliveryInput>();
   /** The keys of every live or remembered message, by `message_id`. */
-  private readonly keysById = new Map<string, string | string[]>();
+  private readonly keysById = new KeyIndex();
   /** The socket each message was last written to, while it waits for its ack there. */
   private readonly writtenTo = new Map<string, AgentConnection>();
   /** Receives a message in this process instead of a socket (a sync sender waiting for this reply). */
   private readonly localSinks = new Map<string, (envelope: MessageEnvelope) => void>();
-  /** Status records of finished messages, oldest first; forgotten beyond `maxRetainedMessages`. */
+  /** Status records of finished messages; forgotten beyond `maxRetainedMessages`, oldest first. */
   private readonly finished = new Map<string, MessageStatusView>();
+  /**
+   * The keys of `finished`, oldest first. A Map read from its start after many deletions walks past every
+   * deleted entry until it is rehashed: taking its oldest entry that way cost O(maxRetainedMessages) per message.
+   */
+  private readonly finishedOrder = new Fifo<string>();
   /** Live deliveries by state, counted from their transitions; finished ones by their record. */
   private readonly counts: Record<DeliveryStatus, number> = { accepted: 0, queued: 0, delivered: 0, acknowledging: 0, acknowledged: 0, retrying: 0, dead: 0 };
-  /** Bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
+  /** UTF-8 bytes of the frames of every live message: bounded by `maxQueuedBytes`. */
   private liveBytes = 0;
   /** Live `task_request`s by task id (`metadata.task_id`, else `message_id`, as workflows name tasks). */
-  private readonly requestsByTask = new Map<string, Set<string>>();
+  private readonly requestsByTask = new KeyIndex();
   /** Keys whose state changed this turn: written once, in a microtask, whatever the number of transitions. */
   private readonly changed = new Set<string>();
   private changesScheduled = false;
   /** What a message acknowledged without an ack of its agent gets once that is durable: its frame written, or its local sink called. */
   private readonly handoffs = new Map<string, () => void>();
+  /** Keys whose ack is written and waits for the store's commit: the acks of one turn wait for one flush. */
+  private acksAwaitingCommit: string[] = [];
   /** The key being accepted: its state goes into its `messages` record, written when the spawn returns. */
   private accepting: string | undefined;
   /** True while `restore()` spawns: restored states are in the store already, and their events are not news. */
@@ -214,7 +280,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Whether a message key is known (alive, or finished and still remembered). */
   has(key: string): boolean {
-    return this.finished.has(key) || this.childOf(key) !== undefined;
+    return this.finished.has(key) || this.carriers.has(key);
   }
 
   /**
@@ -235,8 +301,9 @@ export class Deliveries implements DeliveryPoolHost {
     if (key === undefined) return undefined;
     const child = this.childOf(key);
     if (child === undefined) return this.finished.get(key);
-    const snapshot = child.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext };
-    return statusViewOf(snapshot.value, snapshot.context);
+    const snapshot = child.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext };
+    // Taken, and not started yet (its actor is busy with the previous message's end): accepted.
+    return statusViewOf(LIVE_STATUSES.has(snapshot.value) ? (snapshot.value as DeliveryStatus) : "accepted", snapshot.context);
   }
 
   /** Messages by status: live ones and the finished ones still remembered. */
@@ -266,31 +333,38 @@ export class Deliveries implements DeliveryPoolHost {
     }
     const key = messageKeyOf(envelope);
     const frame = JSON.stringify(envelope);
+    const frameBytes = Buffer.byteLength(frame);
     const { maxQueuedBytes } = this.options;
-    if (this.liveBytes + frame.length > maxQueuedBytes) {
+    if (this.liveBytes + frameBytes > maxQueuedBytes) {
       throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
     }
     if (localSink !== undefined) this.localSinks.set(key, localSink);
     const acceptedAt = this.options.clock.now();
-    const input = this.inputOf(envelope, frame, acceptedAt, timeoutMs);
+    const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs);
     let child: AnyActorRef | undefined;
+    this.track(key, envelope);
     try {
-      this.liveBytes += frame.length;
+      this.liveBytes += frameBytes;
       this.accepting = key;
-      child = this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", input);
+      child = this.carry(key, input);
     } catch (error) {
-      this.liveBytes -= frame.length;
+      this.liveBytes -= frameBytes;
       this.localSinks.delete(key);
+      this.uncarry(key);
+      this.unindexKey(key);
+      this.forgetRequest(envelope);
       throw error;
     } finally {
       this.accepting = undefined;
     }
-    this.track(key, envelope);
-    const snapshot = child?.getSnapshot() as { value: DeliveryStatus; context: DeliveryContext } | undefined;
-    // Acknowledged while it was spawned (a local sink, an agent without acks): its end is written already.
-    if (snapshot !== undefined && !STORED_LIVE_STATUSES.has(snapshot.value)) return;
-    // No actor yet: the pool spawns it after its current event, and its states are written as they come.
-    const state = snapshot === undefined ? NEW_STATE : this.storedState(snapshot.value as StoredLiveStatus, snapshot.context);
+    // A store that keeps nothing is written nothing. Acknowledged while it was started (a local sink, an agent
+    // without acks): its end is written already.
+    if (!this.options.persistent || !this.carriers.has(key)) return;
+    const snapshot = child?.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext } | undefined;
+    // No actor yet (the pool spawns it after its current event), or one busy with its previous message's end:
+    // its states are written as they come.
+    const carrying = snapshot !== undefined && STORED_LIVE_STATUSES.has(snapshot.value) && snapshot.context.key === key;
+    const state = carrying ? this.storedState(snapshot.value as StoredLiveStatus, snapshot.context) : NEW_STATE;
     const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state };
     this.options.store().put("messages", key, record);
   }
@@ -344,7 +418,7 @@ export class Deliveries implements DeliveryPoolHost {
     const responder = answer.sender.agent_id;
     const inReplyTo = inReplyToOf(answer);
     const taskId = taskIdOf(answer);
-    const answered = inReplyTo !== undefined ? this.keysOf(inReplyTo) : taskId === undefined ? [] : [...(this.requestsByTask.get(taskId) ?? [])];
+    const answered = inReplyTo !== undefined ? this.keysById.get(inReplyTo) : taskId === undefined ? [] : [...this.requestsByTask.get(taskId)];
     for (const key of answered) {
       const child = this.childOf(key);
       if (child === undefined) continue;
@@ -394,6 +468,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Reaps every delivery actor and empties the queues (the bus is stopping). The store keeps every live message. */
   stop(): void {
+    this.idle.length = 0;
     this.options.runtime.clearPool("delivery");
     this.liveBytes = 0;
     this.queues.clear();
@@ -403,7 +478,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** The machine's `dispatch`: write the message to its current target now, or queue it. */
   dispatch(context: DeliveryContext, self: AnyActorRef): void {
-    const key = keyOfContext(context);
+    const { key } = context;
     const target = context.targets[context.targetIndex] as string;
     this.release(key);
     const localSink = this.localSinks.get(key);
@@ -416,8 +491,8 @@ export class Deliveries implements DeliveryPoolHost {
     }
     const connection = this.options.connection(target);
     const queue = this.queues.get(target);
-    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0) && connection.canWrite(context.frame)) {
-      const awaitsAck = this.write(key, context.frame, connection);
+    if (connection !== undefined && this.hasRoom(connection) && (queue === undefined || queue.waiting.size === 0) && connection.canWrite(context.frameBytes)) {
+      const awaitsAck = this.write(key, context, connection);
       self.send({ type: "SENT", agentId: target } satisfies DeliveryEvent);
       if (!awaitsAck) self.send({ type: "ACK", agentId: target } satisfies DeliveryEvent);
       return;
@@ -428,77 +503,166 @@ export class Deliveries implements DeliveryPoolHost {
 
   /**
    * Counts transitions; a message that leaves `queued` leaves its queue; a new state is written to the store
-   * (once per turn), and an ack is written before it counts. Called while the transition is taken: the
-   * child's snapshot is still the one before it (its context is the same for the transitions read here).
+   * (once per turn), and an ack is written before it counts. Called while the transition is taken, with the
+   * snapshot that transition leads to (the actor's own snapshot is still the one before it).
    */
-  stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined): void {
-    if (from !== undefined && !FINAL_STATUSES.has(from)) this.counts[from as DeliveryStatus] -= 1;
-    if (to !== undefined && !FINAL_STATUSES.has(to)) this.counts[to as DeliveryStatus] += 1;
+  stateChanged(child: AnyActorRef, from: string | undefined, to: string | undefined, snapshot?: { context?: unknown }): void {
+    if (from === undefined && to === "idle") {
+      this.handFirstMessage(child);
+      return;
+    }
+    const fromLive = from !== undefined && LIVE_STATUSES.has(from);
+    const toLive = to !== undefined && LIVE_STATUSES.has(to);
+    if (fromLive) this.counts[from as DeliveryStatus] -= 1;
+    if (toLive) this.counts[to as DeliveryStatus] += 1;
     const leftQueue = from === "queued" && to !== "queued";
-    const live = to !== undefined && !FINAL_STATUSES.has(to);
-    if (!leftQueue && !live) return;
-    const context = contextOf(child);
-    const key = keyOfContext(context);
+    const ended = to === "acknowledged" || to === "dead";
+    if (!leftQueue && !toLive && !ended) return;
+    const context = (snapshot?.context as DeliveryContext | undefined) ?? contextOf(child);
+    const { key } = context;
     if (leftQueue) for (const target of context.targets) this.dequeue(target, key);
-    if (!live) return;
+    // The actor releases the envelope in the same step: its end is handled from this context, when it is emitted.
+    if (ended) this.ending.set(child, context);
+    if (!toLive) return;
     if (to === "acknowledging") this.persistAck(key, context);
-    else if (from !== undefined && !this.restoring && key !== this.accepting) this.stateWritten(key);
+    else if (from !== undefined && LIVE_STATUSES.has(from) && !this.restoring && key !== this.accepting) this.stateWritten(key);
   }
 
-  /** A delivery's emitted event: a final one leaves the status record; the bus hears of each. */
+  /** A delivery's emitted event: an end leaves the status record and frees its actor for the next message; the bus hears of each. */
   emitted(child: AnyActorRef, event: { type: string }): void {
     const emitted = event as DeliveryEmitted;
-    const context = contextOf(child);
-    const key = keyOfContext(context);
+    const ends = emitted.type === "message.acknowledged" || emitted.type === "message.dead";
+    const context = ends ? this.ending.get(child) : contextOf(child);
+    if (context === undefined) return;
+    if (ends) this.ending.delete(child);
+    const { key } = context;
+    if (ends) this.uncarry(key);
     // Emitted events arrive after the transition's own effects: a new attempt's write is not undone here.
-    if (emitted.type === "message.retrying" || emitted.type === "message.acknowledged" || emitted.type === "message.dead") this.release(key);
-    if (emitted.type === "message.acknowledged" || emitted.type === "message.dead") {
+    if (emitted.type === "message.retrying" || ends) this.release(key);
+    if (ends) {
       const view = statusViewOf(emitted.type === "message.acknowledged" ? "acknowledged" : "dead", context);
-      // An ack was written when it came (persistAck); a death is written now.
-      if (emitted.type === "message.dead") this.writeFinished(key, view);
+      // An ack that waited for its commit was written when it came (persistAck); a death, or an ack that waited for nothing, is written now.
+      if (emitted.type === "message.dead" || !context.commitsAcks) this.writeFinished(key, view);
       this.remember(key, view);
       this.forgetRequest(context.envelope as MessageEnvelope);
-      this.liveBytes -= context.frame.length;
+      this.liveBytes -= context.frameBytes;
     }
     const { hub } = this.options.runtime;
     // Every message passes here several times: build the stream's event only for a listener.
     if (hub.wants(emitted.type)) {
-      const { type, ...fields } = emitted;
+      // The emitted event's `type` lands where the hub puts the type: the event is the same.
       const { sender } = context.envelope as MessageEnvelope;
-      const origin = sender.session_id === undefined ? { from: sender.agent_id } : { from: sender.agent_id, workflowId: sender.session_id };
-      hub.emit(type, deliveryChildId(key), { ...fields, ...origin } as never);
+      const fields = sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
+      hub.emit(emitted.type, messageActorId(key), fields as never);
     }
+    if (emitted.type === "message.acknowledged") this.handOver(key);
     // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).
-    if (this.restoring) return;
-    this.options.onStatus({ event: emitted, envelope: context.envelope as MessageEnvelope, acceptedAt: context.acceptedAt });
+    if (!this.restoring) this.options.onStatus(emitted, context.envelope as MessageEnvelope, context.acceptedAt);
+    if (ends) this.park(child);
   }
 
-  /** A delivery actor was reaped: nothing of it stays but its status record (and, when it did not finish, its record in the store). */
+  /** A message acknowledged without an ack of its agent is handed over now that its end is durable: its frame written, or its local sink called. */
+  private handOver(key: string): void {
+    const handoff = this.handoffs.get(key);
+    if (handoff === undefined) return;
+    this.handoffs.delete(key);
+    handoff();
+  }
+
+  /**
+   * A delivery actor was reaped (retired, or the bus stopping): of a message it still carried nothing stays
+   * but its record in the store.
+   */
   released(childId: string, _ending: PoolChildEnding): void {
-    const key = childId.slice(deliveryChildId("").length);
+    this.firstMessages.delete(childId);
+    const waiting = this.idle.indexOf(childId);
+    if (waiting >= 0) this.idle.splice(waiting, 1);
+    const key = this.carried.get(childId);
+    if (key === undefined) return;
+    this.uncarry(key);
     this.localSinks.delete(key);
     this.handoffs.delete(key);
     this.release(key);
-    // A delivery reaped before it finished (the bus stopping) leaves no record to find by its id.
+    // A message reaped before it finished leaves no record to find by its id.
     if (!this.finished.has(key)) this.unindexKey(key);
+  }
+
+  // ---- the actors ----
+
+  /**
+   * Hands a message to a delivery actor: the most recently idle one, else a new one in the pool, which takes it
+   * as soon as it has started. Returns the actor; undefined when the pool was busy and spawns it after its
+   * current event.
+   */
+  private carry(key: string, input: DeliveryInput): AnyActorRef | undefined {
+    const { runtime } = this.options;
+    for (let actorId = this.idle.pop(); actorId !== undefined; actorId = this.idle.pop()) {
+      const actor = runtime.pooledChild(actorId) as DeliveryActor | undefined;
+      if (actor === undefined) continue;
+      this.link(key, actorId);
+      actor.send({ type: "DELIVER", message: input });
+      return actor;
+    }
+    const actorId = newDeliveryActorId();
+    this.link(key, actorId);
+    this.firstMessages.set(actorId, input);
+    try {
+      return runtime.spawnPooled("delivery", actorId, "delivery", undefined);
+    } catch (error) {
+      this.firstMessages.delete(actorId);
+      throw error;
+    }
+  }
+
+  private link(key: string, actorId: string): void {
+    this.carriers.set(key, actorId);
+    this.carried.set(actorId, key);
+  }
+
+  /** A message no longer has an actor: it ended, or its actor was reaped. */
+  private uncarry(key: string): void {
+    const actorId = this.carriers.get(key);
+    if (actorId === undefined) return;
+    this.carriers.delete(key);
+    if (this.carried.get(actorId) === key) this.carried.delete(actorId);
+  }
+
+  /** A new actor has started: it takes the message it was spawned for. */
+  private handFirstMessage(child: AnyActorRef): void {
+    const actorId = systemIdOf(child);
+    const message = actorId === undefined ? undefined : this.firstMessages.get(actorId);
+    if (actorId === undefined || message === undefined) return;
+    this.firstMessages.delete(actorId);
+    (child as DeliveryActor).send({ type: "DELIVER", message });
+  }
+
+  /** An actor whose message ended waits for the next one, or is retired when enough wait already (or the bus is stopping). */
+  private park(child: AnyActorRef): void {
+    const actorId = systemIdOf(child);
+    if (actorId === undefined || this.carried.has(actorId)) return;
+    if (this.idle.length < this.options.maxIdleDeliveries && !this.suspended) this.idle.push(actorId);
+    else child.send({ type: "RETIRE" } satisfies DeliveryEvent);
   }
 
   // ---- the store ----
 
   /** What a delivery actor starts from: a new message, or (with `resume`) one restored after a restart. */
-  private inputOf(envelope: MessageEnvelope, frame: string, acceptedAt: number, timeoutMs: number, resume?: DeliveryResume): DeliveryInput {
+  private inputOf(key: string, envelope: MessageEnvelope, { frame, frameBytes }: DeliveryFrame, acceptedAt: number, timeoutMs: number, resume?: DeliveryResume): DeliveryInput {
     const recipient = envelope.recipient.agent_id;
     const { routing } = envelope;
     return {
       messageId: envelope.message_id,
+      key,
       envelope,
       frame,
+      frameBytes,
       acceptedAt,
       targets: [recipient, ...(routing.fallback_agents ?? []).filter((agentId) => agentId !== recipient)],
       maxRetries: routing.retry_policy.max_retries,
       backoff: routing.retry_policy.backoff,
       retryBaseMs: this.options.retryBaseMs,
       ackTimeoutMs: this.options.ackTimeoutMs,
+      commitsAcks: this.options.persistent,
       timeoutMs,
       ...(resume === undefined ? {} : { resume }),
     };
@@ -508,7 +672,7 @@ export class Deliveries implements DeliveryPoolHost {
   private track(key: string, envelope: MessageEnvelope): void {
     this.indexKey(envelope.message_id, key);
     const taskId = requestTaskIdOf(envelope);
-    if (taskId !== undefined) this.requestsByTask.set(taskId, (this.requestsByTask.get(taskId) ?? new Set()).add(key));
+    if (taskId !== undefined) this.requestsByTask.add(taskId, key);
   }
 
   /** Spawns a stored message's delivery again, where it stood, with what is left of its delays. */
@@ -530,9 +694,10 @@ export class Deliveries implements DeliveryPoolHost {
       phaseLeftMs: state.phaseDeadline === null ? 0 : left(state.phaseDeadline, fullPhaseMs),
     };
     const frame = JSON.stringify(envelope);
-    this.liveBytes += frame.length;
-    this.options.runtime.spawnPooled("delivery", deliveryChildId(key), "delivery", this.inputOf(envelope, frame, acceptedAt, timeoutMs, resume));
+    const frameBytes = Buffer.byteLength(frame);
+    this.liveBytes += frameBytes;
     this.track(key, envelope);
+    this.carry(key, this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume));
   }
 
   /** A live state as the store keeps it, with the absolute deadline of its delay (it was entered now). */
@@ -550,6 +715,7 @@ export class Deliveries implements DeliveryPoolHost {
 
   /** Writes a message's new state in a microtask: several transitions of one turn make one write. */
   private stateWritten(key: string): void {
+    if (!this.options.persistent) return;
     this.changed.add(key);
     if (this.changesScheduled) return;
     this.changesScheduled = true;
@@ -576,31 +742,39 @@ export class Deliveries implements DeliveryPoolHost {
     this.awaitDurableAck(key);
   }
 
+  /** The acks written in one turn wait for one commit, then count (`ACK_DURABLE`). */
   private awaitDurableAck(key: string): void {
+    this.acksAwaitingCommit.push(key);
+    if (this.acksAwaitingCommit.length === 1) queueMicrotask(() => this.commitAcks());
+  }
+
+  private commitAcks(): void {
+    const keys = this.acksAwaitingCommit;
+    this.acksAwaitingCommit = [];
     this.options
       .store()
       .flush()
       .then(
         () => {
-          const child = this.childOf(key);
-          // Reaped meanwhile (the bus stopped): the ack is in the store all the same.
-          if (child === undefined) return;
-          const handoff = this.handoffs.get(key);
-          this.handoffs.delete(key);
-          child.send({ type: "ACK_DURABLE" });
-          handoff?.();
+          // One reaped meanwhile (the bus stopped) has its ack in the store all the same.
+          for (const key of keys) this.childOf(key)?.send({ type: "ACK_DURABLE" });
         },
         (error: unknown) => {
-          if (this.childOf(key) === undefined) return;
-          // The store keeps the writes of a failed commit for its next one: the ack waits for that.
-          process.emitWarning(`The ack of ${key} is not durable yet, trying again in ${ACK_COMMIT_RETRY_MS} ms: ${String(error)}`, "TroupeBusWarning");
-          this.options.clock.setTimeout(() => this.awaitDurableAck(key), ACK_COMMIT_RETRY_MS);
+          const waiting = keys.filter((key) => this.childOf(key) !== undefined);
+          if (waiting.length === 0) return;
+          // The store keeps the writes of a failed commit for its next one: the acks wait for that.
+          const which = waiting.length === 1 ? `The ack of ${waiting[0]} is` : `The acks of ${waiting.length} messages are`;
+          process.emitWarning(`${which} not durable yet, trying again in ${ACK_COMMIT_RETRY_MS} ms: ${String(error)}`, "TroupeBusWarning");
+          this.options.clock.setTimeout(() => {
+            for (const key of waiting) this.awaitDurableAck(key);
+          }, ACK_COMMIT_RETRY_MS);
         },
       );
   }
 
   /** A finished message's status record replaces its record in the store. */
   private writeFinished(key: string, view: MessageStatusView): void {
+    if (!this.options.persistent) return;
     const store = this.options.store();
     const record: StoredFinished = { ...view, status: view.status as StoredFinished["status"], order: this.nextOrder++ };
     store.put("message_status", key, record);
@@ -609,53 +783,42 @@ export class Deliveries implements DeliveryPoolHost {
 
   // ---- queues and windows ----
 
+  /** The actor carrying a live message. */
   private childOf(key: string): DeliveryActor | undefined {
-    return this.options.runtime.pooledChild(deliveryChildId(key)) as DeliveryActor | undefined;
+    const actorId = this.carriers.get(key);
+    return actorId === undefined ? undefined : (this.options.runtime.pooledChild(actorId) as DeliveryActor | undefined);
   }
 
-  private keysOf(messageId: string): string[] {
-    const keys = this.keysById.get(messageId);
-    return keys === undefined ? [] : typeof keys === "string" ? [keys] : keys;
+  private keysOf(messageId: string): readonly string[] {
+    return this.keysById.get(messageId);
   }
 
   private indexKey(messageId: string, key: string): void {
-    const keys = this.keysById.get(messageId);
-    if (keys === undefined) this.keysById.set(messageId, key);
-    else if (typeof keys === "string") this.keysById.set(messageId, [keys, key]);
-    else keys.push(key);
+    this.keysById.add(messageId, key);
   }
 
   private unindexKey(key: string): void {
-    const messageId = key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1);
-    const keys = this.keysById.get(messageId);
-    if (typeof keys === "string") {
-      if (keys === key) this.keysById.delete(messageId);
-      return;
-    }
-    const rest = (keys ?? []).filter((other) => other !== key);
-    if (rest.length === 0) this.keysById.delete(messageId);
-    else this.keysById.set(messageId, rest.length === 1 ? (rest[0] as string) : rest);
+    this.keysById.delete(key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1), key);
   }
 
   /** A finished `task_request` can no longer be acknowledged by an answer. */
   private forgetRequest(envelope: MessageEnvelope): void {
     const taskId = requestTaskIdOf(envelope);
-    const requests = taskId === undefined ? undefined : this.requestsByTask.get(taskId);
-    if (taskId === undefined || requests === undefined) return;
-    requests.delete(messageKeyOf(envelope));
-    if (requests.size === 0) this.requestsByTask.delete(taskId);
+    if (taskId !== undefined) this.requestsByTask.delete(taskId, messageKeyOf(envelope));
   }
 
   /** Keeps a finished message's status record, forgetting the oldest (here and in the store) beyond `maxRetainedMessages`. */
   private remember(key: string, record: MessageStatusView): void {
+    if (!this.finished.has(key)) this.finishedOrder.push(key);
     this.finished.set(key, record);
     this.counts[record.status] += 1;
     while (this.finished.size > this.options.maxRetainedMessages) {
-      const [oldestKey, oldest] = this.finished.entries().next().value as [string, MessageStatusView];
+      const oldestKey = this.finishedOrder.shift() as string;
+      const oldest = this.finished.get(oldestKey) as MessageStatusView;
       this.finished.delete(oldestKey);
       this.unindexKey(oldestKey);
       this.counts[oldest.status] -= 1;
-      this.options.store().delete("message_status", oldestKey);
+      if (this.options.persistent) this.options.store().delete("message_status", oldestKey);
     }
   }
 
@@ -684,12 +847,13 @@ export class Deliveries implements DeliveryPoolHost {
    * Writes the message; false when its agent sends no acks (at-most-once: the message counts as acknowledged,
    * and is written once that is durable, so that a crash can lose it but never deliver it twice).
    */
-  private write(key: string, frame: string, connection: AgentConnection): boolean {
+  private write(key: string, message: DeliveryFrame, connection: AgentConnection): boolean {
+    const { frame, frameBytes } = message;
     if (!this.options.sendsAcks(connection.agentId)) {
-      this.handoffs.set(key, () => connection.send(frame));
+      this.handoffs.set(key, () => connection.send(frame, frameBytes));
       return false;
     }
-    connection.send(frame);
+    connection.send(frame, frameBytes);
     connection.inFlight.add(key);
     this.writtenTo.set(key, connection);
     return true;
@@ -710,10 +874,10 @@ export class Deliveries implements DeliveryPoolHost {
         queue.order.shift();
         continue;
       }
-      const { frame } = contextOf(child);
-      if (!connection.canWrite(frame)) return;
+      const context = contextOf(child);
+      if (!connection.canWrite(context.frameBytes)) return;
       queue.order.shift();
-      const awaitsAck = this.write(key, frame, connection);
+      const awaitsAck = this.write(key, context, connection);
       // SENT moves it out of `queued`, which takes it out of the queue (see stateChanged).
       child.send({ type: "SENT", agentId });
       if (!awaitsAck) child.send({ type: "ACK", agentId });

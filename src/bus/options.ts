@@ -57,6 +57,11 @@ export interface BusOptions {
   maxQueuedPerAgent?: number;
   /** Finished messages remembered for `GET /messages/:id` and for dedupe by `message_id`. Default 100,000. */
   maxRetainedMessages?: number;
+  /**
+   * Delivery actors kept idle, without a payload, for the next messages (an actor carries one message at a time,
+   * and is reused); past it, an actor whose message ended is stopped. Default 256.
+   */
+  maxIdleDeliveries?: number;
   /** How long an ended workflow session stays readable before it is evicted (then 404); 0 evicts at once. Default 3,600,000. */
   workflowRetentionMs?: number;
   /** Workflow sessions alive at once (ended, not yet evicted ones included), for the runtime the bus creates. Default 10,000. */
@@ -164,6 +169,7 @@ const optionsSchema = z.object({
   maxInFlightPerAgent: positiveInt.default(100),
   maxQueuedPerAgent: positiveInt.default(10_000),
   maxRetainedMessages: positiveInt.default(100_000),
+  maxIdleDeliveries: z.number().int().min(0).default(256),
   workflowRetentionMs: z.number().int().min(0).max(MAX_TIMER_DELAY_MS).default(3_600_000),
   maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),

@@ -224,15 +224,20 @@ export class EventHub {
     }
   }
 
+  /** Calls the listeners of the event's type, then those of every type. */
   private deliver(event: RuntimeEvent): void {
-    for (const key of [event.type, "*"]) {
-      for (const listener of this.listeners.get(key) ?? []) {
-        try {
-          listener(event);
-        } catch (error) {
-          // A listener's bug must not take the runtime (and every session) down with an uncaught exception.
-          process.emitWarning(`troupe: a ${event.type} listener threw: ${describeThrown(error)}`, { code: "TROUPE_LISTENER" });
-        }
+    this.call(this.listeners.get(event.type), event);
+    this.call(this.listeners.get("*"), event);
+  }
+
+  private call(listeners: Set<(event: RuntimeEvent) => void> | undefined, event: RuntimeEvent): void {
+    if (listeners === undefined) return;
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        // A listener's bug must not take the runtime (and every session) down with an uncaught exception.
+        process.emitWarning(`troupe: a ${event.type} listener threw: ${describeThrown(error)}`, { code: "TROUPE_LISTENER" });
       }
     }
   }

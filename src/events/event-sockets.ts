@@ -13,11 +13,9 @@ import { CLOSE_CODES, TROUPE_PROTOCOL } from "../protocol/frames.js";
 import { wsPackage } from "../protocol/ws-package.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { clientOf } from "../server/quotas.js";
-import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
 import { parseEventQuery, type EventStreamRequest } from "./event-filter.js";
-import type { RecordedEvent } from "./event-ring.js";
-import { refusalStatus, type EventSink, type EventStream } from "./event-stream.js";
+import { refusalStatus, type EventBatch, type EventSink, type EventStream } from "./event-stream.js";
 
 /** Clients of the stream have nothing to say: a larger frame is closed with 1009. */
 const MAX_CLIENT_FRAME_BYTES = 4_096;
@@ -32,8 +30,6 @@ export function isEventStreamUpgrade(req: IncomingMessage): boolean {
 /** One subscriber's WebSocket. */
 class WebSocketSink implements EventSink {
   private missedPongs = 0;
-  /** Frames written in one turn of the event loop leave the TCP socket in one write. */
-  private readonly cork: TurnCork;
   private readonly gone: Promise<void>;
 
   constructor(
@@ -42,7 +38,6 @@ class WebSocketSink implements EventSink {
     private readonly transport: Duplex,
     private readonly closeGraceMs: number,
   ) {
-    this.cork = new TurnCork(transport);
     this.gone = new Promise((resolve) => socket.once("close", () => resolve()));
     socket.on("pong", () => {
       this.missedPongs = 0;
@@ -57,13 +52,12 @@ class WebSocketSink implements EventSink {
     return this.socket.readyState === this.socket.OPEN;
   }
 
-  writeEvent(event: RecordedEvent, flushed?: () => void): void {
+  writeEvents(batch: EventBatch, flushed?: () => void): void {
     // A socket that is going away is not written to; its close removes the subscriber.
     if (!this.open) return;
-    this.cork.hold();
-    // The frame is encoded already (websocket-frame.ts): `ws` writes only pings and the close frame here, and
-    // nothing of it is queued (no compression), so frames written beside it never interleave with its own.
-    this.transport.write(event.frame, flushed === undefined ? undefined : () => flushed());
+    // The frames are encoded already (websocket-frame.ts), one turn's in one buffer: `ws` writes only pings and
+    // the close frame here, and nothing of it is queued (no compression), so nothing interleaves with them.
+    this.transport.write(batch.webSocketFrames, flushed === undefined ? undefined : () => flushed());
   }
 
   writeControl(frame: EventStreamControlFrame): void {

@@ -7,14 +7,18 @@
  * passes `maxBufferedBytes`, nothing more is written until that has left; meanwhile its next events wait in
  * the ring, shared by every subscriber, and it catches up from there. A subscriber whose next event the ring
  * no longer holds is too slow to keep up: it gets an `overflow` frame and is closed. So memory is the ring's
- * bound plus `maxBufferedBytes` (and one event) per subscriber, whatever a client chooses not to read.
+ * bound plus `maxBufferedBytes` (and one turn's events) per subscriber, whatever a client chooses not to read.
+ *
+ * The events a subscriber gets in one turn of the event loop are written to it together, once the turn is
+ * over: one write per subscriber per turn, not one per event (a message makes about ten events), and
+ * subscribers that get the same events share one buffer of them.
  */
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { ConnectionCounts, quotaExceeded } from "../server/quotas.js";
 import type { EventStreamControlFrame } from "../protocol/event-frames.js";
 import type { EventHub, RuntimeEvent } from "./event-hub.js";
-import { keysOf, matchesFilter, type EventFilter, type EventStreamRequest } from "./event-filter.js";
+import { keysOf, matchesFilter, type EventFilter, type EventKeys, type EventStreamRequest } from "./event-filter.js";
 import { EventRing, type RecordedEvent } from "./event-ring.js";
 import { encodeTextFrame } from "./websocket-frame.js";
 
@@ -44,15 +48,44 @@ export interface EventStreamOptions {
   clock: Clock;
 }
 
+/**
+ * The events one subscriber gets in one turn, in `seq` order, and their bytes as each transport writes them,
+ * encoded once for every subscriber that gets the same events.
+ */
+export class EventBatch {
+  private webSocketBytes: Buffer | undefined;
+  private serverSentBytes: Buffer | undefined;
+
+  constructor(readonly events: readonly RecordedEvent[]) {}
+
+  /** The events' WebSocket frames, one after the other. */
+  get webSocketFrames(): Buffer {
+    this.webSocketBytes ??= this.events.length === 1 ? (this.events[0] as RecordedEvent).frame : Buffer.concat(this.events.map((event) => event.frame));
+    return this.webSocketBytes;
+  }
+
+  /**
+   * The events as server-sent events: `id: <seq>`, `data: <json>` (JSON.stringify escapes line breaks: one
+   * line), and a blank line each.
+   */
+  get serverSentEvents(): Buffer {
+    this.serverSentBytes ??= Buffer.concat(this.events.flatMap((event) => [Buffer.from(`id: ${event.seq}\ndata: `), event.frame.subarray(event.jsonStart), SSE_EVENT_END]));
+    return this.serverSentBytes;
+  }
+}
+
+/** What ends a server-sent event's `data:` line and the event. */
+const SSE_EVENT_END = Buffer.from("\n\n");
+
 /** Where one subscriber's frames go: a WebSocket, a server-sent-events response. */
 export interface EventSink {
   /** Bytes written and not yet taken by the connection. */
   readonly bufferedBytes: number;
   /**
-   * Writes one event (its buffer is shared by every subscriber: never changed); `flushed` is called once it
-   * has left for the network (or the connection failed).
+   * Writes one turn's events (their bytes are shared by every subscriber that gets them: never changed);
+   * `flushed` is called once they have left for the network (or the connection failed).
    */
-  writeEvent(event: RecordedEvent, flushed?: () => void): void;
+  writeEvents(batch: EventBatch, flushed?: () => void): void;
   /** Writes a frame that is not an event (`missed`, `overflow`). */
   writeControl(frame: EventStreamControlFrame): void;
   /** Called every `heartbeatMs`: keeps proxies from closing a quiet stream, finds dead connections. */
@@ -74,18 +107,32 @@ export interface EventStreamStats {
 }
 
 class Subscriber {
+  /** It asked for every event: no filter to read. */
+  readonly everything: boolean;
   /** The seq of the next event to consider for it. */
   cursor = 0;
   /** Its connection has more than `maxBufferedBytes` to write: it resumes when that has left. */
   waiting = false;
   closed = false;
+  /** Its events of this turn, written once the turn is over, and their bytes. */
+  pending: RecordedEvent[] = [];
+  pendingBytes = 0;
 
   constructor(
     readonly filter: EventFilter,
     readonly sink: EventSink,
     /** Who it is, for its quota. */
     readonly client: string,
-  ) {}
+  ) {
+    const { types, sessions, workflows, agents } = filter;
+    this.everything = types === undefined && sessions === undefined && workflows === undefined && agents === undefined;
+  }
+}
+
+/** The keys a filter reads of a recorded event, read from the event the first time a filter needs them. */
+function keysOfRecord(record: RecordedEvent): EventKeys {
+  record.keys ??= keysOf(record.event);
+  return record.keys;
 }
 
 /**
@@ -124,6 +171,8 @@ export class EventStream {
   private accepting = true;
   private peakBufferedBytes = 0;
   private overflows = 0;
+  /** Subscribers with events to write at the end of this turn. */
+  private readonly toWrite: Subscriber[] = [];
 
   constructor(
     private readonly hub: EventHub,
@@ -185,6 +234,8 @@ export class EventStream {
   async close(): Promise<void> {
     this.accepting = false;
     const closing = [...this.subscribers].map((subscriber) => {
+      // What it was given this turn goes out before the close.
+      this.writePending(subscriber);
       subscriber.closed = true;
       this.perClient.close(subscriber.client);
       return subscriber.sink.close("stopping");
@@ -256,7 +307,7 @@ export class EventStream {
   private onEvent(event: RuntimeEvent): void {
     this.lastSeen = event.seq;
     const { frame, payloadStart } = encodeTextFrame(jsonOf(event));
-    const record: RecordedEvent = { seq: event.seq, frame, jsonStart: payloadStart, keys: keysOf(event) };
+    const record: RecordedEvent = { seq: event.seq, frame, jsonStart: payloadStart, event };
     if (this.recording) this.ring.push(record);
     for (const subscriber of this.subscribers) {
       if (subscriber.cursor === record.seq && !subscriber.waiting) this.deliver(subscriber, record);
@@ -277,14 +328,48 @@ export class EventStream {
     }
   }
 
+  /** Adds an event to what a subscriber is written at the end of the turn; past its bound, it waits for that to leave. */
   private deliver(subscriber: Subscriber, record: RecordedEvent): void {
     subscriber.cursor = record.seq + 1;
-    if (!matchesFilter(subscriber.filter, record.keys)) return;
-    const { sink } = subscriber;
-    const full = sink.bufferedBytes + record.frame.length >= this.options.maxBufferedBytes;
-    if (full) subscriber.waiting = true;
-    sink.writeEvent(record, full ? () => this.resume(subscriber) : undefined);
-    this.peakBufferedBytes = Math.max(this.peakBufferedBytes, sink.bufferedBytes);
+    if (!subscriber.everything && !matchesFilter(subscriber.filter, keysOfRecord(record))) return;
+    if (subscriber.pending.length === 0) {
+      if (this.toWrite.length === 0) setImmediate(() => this.writeTurn());
+      this.toWrite.push(subscriber);
+    }
+    subscriber.pending.push(record);
+    subscriber.pendingBytes += record.frame.length;
+    if (subscriber.sink.bufferedBytes + subscriber.pendingBytes >= this.options.maxBufferedBytes) subscriber.waiting = true;
+  }
+
+  /** Writes a subscriber its events of this turn now, ahead of the turn's end (it is closing). */
+  private writePending(subscriber: Subscriber): void {
+    if (subscriber.pending.length === 0 || subscriber.closed) return;
+    const events = subscriber.pending;
+    subscriber.pending = [];
+    subscriber.pendingBytes = 0;
+    subscriber.sink.writeEvents(new EventBatch(events));
+  }
+
+  /** Writes each subscriber its events of the turn in one write; those that get the same events share their bytes. */
+  private writeTurn(): void {
+    const batches = new Map<string, EventBatch>();
+    for (const subscriber of this.toWrite.splice(0)) {
+      const events = subscriber.pending;
+      subscriber.pending = [];
+      subscriber.pendingBytes = 0;
+      // Closed meanwhile, or written already (it was closing).
+      if (subscriber.closed || events.length === 0) continue;
+      // Events come in `seq` order, each once: the first, the last and the count name the list.
+      const name = `${(events[0] as RecordedEvent).seq}:${(events[events.length - 1] as RecordedEvent).seq}:${events.length}`;
+      let batch = batches.get(name);
+      if (batch === undefined) {
+        batch = new EventBatch(events);
+        batches.set(name, batch);
+      }
+      const { sink } = subscriber;
+      sink.writeEvents(batch, subscriber.waiting ? () => this.resume(subscriber) : undefined);
+      this.peakBufferedBytes = Math.max(this.peakBufferedBytes, sink.bufferedBytes);
+    }
   }
 
   private resume(subscriber: Subscriber): void {
@@ -295,6 +380,8 @@ export class EventStream {
   private overflow(subscriber: Subscriber): void {
     this.overflows += 1;
     const lastSeq = subscriber.cursor - 1;
+    // `lastSeq` is the last event it was given: what waits for the end of the turn goes out first.
+    this.writePending(subscriber);
     this.remove(subscriber);
     subscriber.sink.writeControl({
       type: "overflow",

@@ -8,8 +8,12 @@ import type { EventHub } from "./event-hub.js";
 export interface ActorObserver {
   /** An actor was created (before it starts). */
   created(actorRef: AnyActor): void;
-  /** A machine actor entered `to` (from `from`, undefined at start) or stopped (`to` undefined). */
-  stateChanged(actorRef: AnyActor, from: string | undefined, to: string | undefined): void;
+  /**
+   * A machine actor entered `to` (from `from`, undefined at start) or stopped (`to` undefined). `snapshot` is the
+   * one the transition leads to (the actor's own is still the previous one while the transition is taken);
+   * none when it stopped.
+   */
+  stateChanged(actorRef: AnyActor, from: string | undefined, to: string | undefined, snapshot?: { context?: unknown }): void;
   /**
    * A machine actor has a new snapshot (after each transition, at its start, and at its end when it is done
    * or failed; not when it is stopped): what the store writes from. Its actions, emitted events and delays of
@@ -134,7 +138,8 @@ export function createInspector(
     const from = lastState.get(actorRef);
     lastState.delete(actorRef);
     observer.stateChanged(actorRef, from, undefined);
-    hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
+    // Every message's delivery actor passes here: its id and fields are built only for a listener.
+    if (hub.wants("actor.stopped")) hub.emit("actor.stopped", actorIdOf(actorRef), { reason });
   };
   return (inspection) => {
     userInspect?.(inspection);
@@ -168,8 +173,8 @@ export function createInspector(
       const from = lastState.get(actorRef);
       if (to === undefined || from === undefined || to === from) return;
       lastState.set(actorRef, to);
-      observer.stateChanged(actorRef, from, to);
-      hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
+      observer.stateChanged(actorRef, from, to, inspection.snapshot as { context?: unknown });
+      if (hub.wants("actor.transition")) hub.emit("actor.transition", actorIdOf(actorRef), { from, to, event: inspection.event.type });
       return;
     }
     if (inspection.type !== "@xstate.snapshot") return;
@@ -184,11 +189,13 @@ export function createInspector(
     const initial = stateKeyOf(snapshot.value);
     if (from === undefined && initial !== undefined) {
       lastState.set(actorRef, initial);
-      observer.stateChanged(actorRef, undefined, initial);
+      observer.stateChanged(actorRef, undefined, initial, snapshot);
       // Eventless transitions at start can leave a machine elsewhere than its initial state: say where.
       const announced = announcedState.get(actorRef);
       announcedState.delete(actorRef);
-      if (announced !== undefined && announced !== initial) hub.emit("actor.transition", actorIdOf(actorRef), { from: announced, to: initial, event: "xstate.init" });
+      if (announced !== undefined && announced !== initial && hub.wants("actor.transition")) {
+        hub.emit("actor.transition", actorIdOf(actorRef), { from: announced, to: initial, event: "xstate.init" });
+      }
     }
   };
 }

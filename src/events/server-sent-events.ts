@@ -8,26 +8,18 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { EventStreamControlFrame } from "../protocol/event-frames.js";
 import { toBridgeError } from "../errors.js";
 import { HttpAnswer, HttpStream } from "../server/http-server.js";
-import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS } from "../server/upgrades.js";
 import type { EventStreamRequest } from "./event-filter.js";
-import type { RecordedEvent } from "./event-ring.js";
-import { refusalStatus, type EventSink, type EventStream } from "./event-stream.js";
-
-/** What ends an event's `data:` line and the event. */
-const EVENT_END = "\n\n";
+import { refusalStatus, type EventBatch, type EventSink, type EventStream } from "./event-stream.js";
 
 /** One subscriber's response. */
 class ServerSentEventsSink implements EventSink {
-  /** The writes of one turn of the event loop leave in one system call. */
-  private readonly cork: TurnCork;
   private readonly gone: Promise<void>;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly closeGraceMs: number,
   ) {
-    this.cork = new TurnCork(res);
     this.gone = new Promise((resolve) => res.once("close", () => resolve()));
   }
 
@@ -39,14 +31,10 @@ class ServerSentEventsSink implements EventSink {
     return !this.res.writableEnded && !this.res.destroyed;
   }
 
-  writeEvent(event: RecordedEvent, flushed?: () => void): void {
+  writeEvents(batch: EventBatch, flushed?: () => void): void {
     if (!this.open) return;
-    this.cork.hold();
-    // The JSON is shared by every subscriber, so it is written between the lines around it, not copied into
-    // them; JSON.stringify escapes line breaks, so it is one `data:` line.
-    this.res.write(`id: ${event.seq}\ndata: `);
-    this.res.write(event.frame.subarray(event.jsonStart));
-    this.res.write(EVENT_END, flushed === undefined ? undefined : () => flushed());
+    // One turn's events in one write, their text built once for every subscriber that gets them.
+    this.res.write(batch.serverSentEvents, flushed === undefined ? undefined : () => flushed());
   }
 
   writeControl(frame: EventStreamControlFrame): void {

@@ -61,6 +61,15 @@ export type SendAnswerFrame =
   | { type: "accepted"; message_id: string; status: string }
   | { type: "rejected"; message_id?: string; error: ReturnType<BridgeError["toJSON"]> };
 
+/**
+ * The JSON of an answer frame, as `JSON.stringify` writes it. The bus answers every envelope a socket sends: the
+ * common answer, `accepted`, is written from a template rather than an object serialized key by key.
+ */
+export function encodeAnswerFrame(frame: SendAnswerFrame): string {
+  if (frame.type !== "accepted") return JSON.stringify(frame);
+  return `{"type":"accepted","message_id":${JSON.stringify(frame.message_id)},"status":${JSON.stringify(frame.status)}}`;
+}
+
 /** Whether a parsed frame is an ack. */
 export function isAckFrame(frame: unknown): frame is AckFrame {
   return (

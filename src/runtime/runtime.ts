@@ -77,8 +77,8 @@ type PoolActor = Actor<typeof poolMachine>;
 export interface PoolHost {
   /** An event a child of this kind emitted. */
   emitted?(child: AnyActorRef, event: { type: string }): void;
-  /** A child entered `to` from `from` (undefined when it starts or stops). */
-  stateChanged?(child: AnyActorRef, from: string | undefined, to: string | undefined): void;
+  /** A child entered `to` from `from` (undefined when it starts or stops); `snapshot` is the one the transition leads to. */
+  stateChanged?(child: AnyActorRef, from: string | undefined, to: string | undefined, snapshot?: { context?: unknown }): void;
   /** A child has a new snapshot (each transition, its start, its end; not its stop): what its owner stores. */
   snapshot?(child: AnyActorRef, snapshot: { status: string; value?: unknown; context?: unknown }): void;
   /** The child was reaped; `ending` is all that is left of it. */
@@ -279,10 +279,10 @@ export class Runtime {
         const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
         if (kind !== undefined) this.poolHosts[kind]?.snapshot?.(actorRef, snapshot);
       },
-      stateChanged: (actorRef, from, to) => {
+      stateChanged: (actorRef, from, to, snapshot) => {
         const machine = machineOf(actorRef);
         const kind = machine === undefined ? undefined : POOL_KIND_OF_MACHINE[machine];
-        if (kind !== undefined) this.poolHosts[kind]?.stateChanged?.(actorRef, from, to);
+        if (kind !== undefined) this.poolHosts[kind]?.stateChanged?.(actorRef, from, to, snapshot);
         if (machine !== "session") return;
         if (from !== undefined) this.sessionCounts[from as SessionStatus] -= 1;
         if (to !== undefined) this.sessionCounts[to as SessionStatus] += 1;

@@ -137,13 +137,16 @@ export class HttpStream {
 
 type RouteMatch = { route: HttpRoute; params: string[] } | { allow: string[] } | undefined;
 
+/** The first route of `method` whose path matches; else the methods the path allows (405), or undefined (404). */
 function findRoute(routes: HttpRoute[], method: string, pathname: string): RouteMatch {
-  const matching = routes.flatMap((route) => {
+  let allow: string[] | undefined;
+  for (const route of routes) {
     const found = route.path.exec(pathname);
-    return found ? [{ route, params: found.slice(1) }] : [];
-  });
-  if (matching.length === 0) return undefined;
-  return matching.find(({ route }) => route.method === method) ?? { allow: matching.map(({ route }) => route.method) };
+    if (found === null) continue;
+    if (route.method === method) return { route, params: found.slice(1) };
+    (allow ??= []).push(route.method);
+  }
+  return allow === undefined ? undefined : { allow };
 }
 
 function sha256(value: string): Buffer {

@@ -5,8 +5,8 @@
 import { afterEach } from "vitest";
 import WebSocket from "ws";
 import { refusedUpgradeStatus } from "../support/refused-upgrade.js";
-import { SimulatedClock } from "xstate";
-import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope } from "../../src/index.js";
+import { SimulatedClock, type AnyActorRef } from "xstate";
+import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope, type Runtime } from "../../src/index.js";
 
 /** The key every test bus requires. */
 export const TEST_KEY = "test-key";
@@ -148,6 +148,17 @@ export async function rawConnect(
 /** The status code an upgrade is refused with. */
 export function upgradeStatus(bus: CommunicationBus, query: string, headers: Record<string, string> = { "x-agent-api-key": TEST_KEY }): Promise<number> {
   return refusedUpgradeStatus(`${bus.url.replace("http", "ws")}/agents/connect${query}`, headers, sockets);
+}
+
+/** The delivery actor carrying a message (by its key, `messageKey(sender, message_id)`), found in the runtime's actor tree. */
+export function deliveryActorOf(runtime: Runtime, key: string): AnyActorRef | undefined {
+  for (const view of runtime.actors()) {
+    const { id, machine } = view();
+    if (machine !== "delivery") continue;
+    const actor = runtime.pooledChild(id);
+    if ((actor?.getSnapshot() as { context?: { key?: string } } | undefined)?.context?.key === key) return actor;
+  }
+  return undefined;
 }
 
 /** A message's status, or undefined while the bus does not know it (yet). */

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { EventRing, type RecordedEvent } from "../../src/events/event-ring.js";
 
 function recorded(seq: number, bytes = 10): RecordedEvent {
-  return { seq, frame: Buffer.alloc(bytes), jsonStart: 2, keys: { type: "agent.busy", actorId: "agent:a", sessionId: undefined, workflowId: undefined, agentIds: ["a"] } };
+  return { seq, frame: Buffer.alloc(bytes), jsonStart: 2, event: { seq, ts: 0, type: "agent.busy", actorId: "agent:a", agentId: "a", kind: "remote" } };
 }
 
 describe("EventRing", () => {

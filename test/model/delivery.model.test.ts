@@ -8,7 +8,15 @@
  * target connecting; `ACK` is the target's ack frame; `SEND_FAILED` is the target's socket closing; the
  * delays are the simulated clock moved to the moment they are due. The message is sent `sync`, so that its
  * sender waits and hears why it died: TIMEOUT after the message timeout, TRANSPORT once the retries are used.
- * `ACK_DURABLE` is the store committing the ack, within a turn: `acknowledging` never rests either.
+ * `ACK_DURABLE` is the store committing the ack, within a turn: `acknowledging` never rests either. These paths
+ * run on a bus with a store; the paths of a bus that keeps nothing (`commitsAcks: false`, where an `ACK` counts
+ * at once) run on a bus without one.
+ *
+ * A delivery actor starts `idle`: every path's first step is `DELIVER`, the message being sent (or restored).
+ * An ended message leaves its actor `idle` again (through `acknowledged` or `dead`, which do not rest); a later
+ * `DELIVER` is the next message the sender sends, taken by an idle actor; `RETIRE` is the bus keeping no idle
+ * actor (`maxIdleDeliveries: 0`, as every path but those that end with a second `DELIVER` runs), which retires
+ * it at once.
  *
  * Restored paths start where a delivery restored after a restart starts (`delivered` waiting for the rest of
  * its ack timeout, `retrying` for the rest of its backoff): a first bus brings the message there and crashes,
@@ -16,7 +24,7 @@
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
-import { SimulatedClock } from "xstate";
+import { SimulatedClock, type InspectionEvent } from "xstate";
 import { deliveryMachine, resumedDelayMs, retryDelayMs, type DeliveryEvent, type DeliveryInput, type DeliveryResume } from "../../machines/index.js";
 import { createMemoryStore, type CommunicationBus } from "../../src/index.js";
 import { CLOCK_START, connect, envelope, rawConnect, register, startBus, startSimulatedBus, statusOf, until, type RawAgent, type TestAgent } from "../bus/support.js";
@@ -35,14 +43,17 @@ const NEVER_MS = 3_600_000;
 
 const modelInput: DeliveryInput = {
   messageId: "model",
+  key: "model",
   envelope: {},
   frame: "{}",
+  frameBytes: 2,
   acceptedAt: 0,
   targets: [RECIPIENT, FALLBACK],
   maxRetries: 1,
   backoff: "linear",
   retryBaseMs: RETRY_BASE_MS,
   ackTimeoutMs: ACK_TIMEOUT_MS,
+  commitsAcks: true,
   timeoutMs: NEVER_MS,
 };
 
@@ -50,12 +61,28 @@ type DeliverySnapshot = ReturnType<typeof deliveryMachine.transition>;
 type DeliveryPath = StatePath<DeliverySnapshot, DeliveryEvent>;
 
 const delays = delayedEventTypes(deliveryMachine);
-const TIMEOUT_EVENT = delays["delivery"]![0]!;
+/** Raised by the delivery itself, `timeoutMs` after the message's start: driven, like the delays, by the clock. */
+const TIMEOUT_EVENT = "MESSAGE_TIMEOUT";
 const ACK_TIMEOUT_EVENT = delays["delivery.delivered"]![0]!;
 const RETRY_EVENT = delays["delivery.retrying"]![0]!;
 
-function eventsFor(snapshot: DeliverySnapshot): DeliveryEvent[] {
+/** The next message, as an idle delivery is handed it. */
+const NEXT_MESSAGE: DeliveryInput = { ...modelInput, messageId: "model-next", key: "model-next" };
+
+/** An actor that has carried no message yet: the bus hands a new actor its message at once. */
+function isFresh(snapshot: DeliverySnapshot): boolean {
+  return snapshot.value === "idle" && snapshot.context.key === "";
+}
+
+/** The events of a graph whose first message is `first`. */
+function eventsOf(first: DeliveryInput): (snapshot: DeliverySnapshot) => DeliveryEvent[] {
+  return (snapshot) => eventsFor(snapshot, first);
+}
+
+function eventsFor(snapshot: DeliverySnapshot, first: DeliveryInput): DeliveryEvent[] {
   if (snapshot.status !== "active") return [];
+  if (isFresh(snapshot)) return [{ type: "DELIVER", message: first }];
+  if (snapshot.value === "idle") return [{ type: "DELIVER", message: { ...NEXT_MESSAGE, commitsAcks: snapshot.context.commitsAcks } }, { type: "RETIRE" }];
   const target = snapshot.context.targets[snapshot.context.targetIndex]!;
   const timeout = { type: TIMEOUT_EVENT } as unknown as DeliveryEvent;
   switch (snapshot.value) {
@@ -80,12 +107,16 @@ function eventsFor(snapshot: DeliverySnapshot): DeliveryEvent[] {
 
 function serializeState(snapshot: DeliverySnapshot): string {
   const { context } = snapshot;
-  return JSON.stringify([snapshot.value, context.targetIndex, context.retries, context.attempts]);
+  // Idle is one state whatever the message before it: the next message starts with counters of its own, and
+  // without the restored phase of the message before it.
+  if (isFresh(snapshot)) return JSON.stringify("fresh");
+  if (snapshot.value === "idle" || snapshot.value === "retired") return JSON.stringify(snapshot.value);
+  return JSON.stringify([snapshot.value, context.targetIndex, context.retries, context.attempts, context.resume === undefined ? "new" : "restored"]);
 }
 
 // The bare machine has no bus: dispatching is the bus's part, a no-op here.
 const graphMachine = deliveryMachine.provide({ actions: { dispatch: () => {} } });
-const traversal = { input: modelInput, events: eventsFor, serializeState, serializeEvent: (event: DeliveryEvent) => JSON.stringify(event) };
+const traversal = { events: eventsOf(modelInput), serializeState, serializeEvent: (event: DeliveryEvent) => JSON.stringify(event) };
 const { shortest: shortestPaths, simple: allSimplePaths, edges: edgePaths } = generatePaths(graphMachine, traversal);
 
 /** Simple paths without those that are a prefix of a longer one: the longer path checks every step of it. */
@@ -123,14 +154,29 @@ function restoredInput(status: keyof typeof RESTARTS): DeliveryInput {
  * that, a restored delivery is in a state the fresh paths walk already.
  */
 const restoredPaths = (["delivered", "retrying"] as const).flatMap((status) => {
-  const { edges } = generatePaths(graphMachine, { ...traversal, input: restoredInput(status) }, { simple: false });
-  return edges.filter((path) => path.steps.length <= 3).map((path) => ({ status, path }));
+  const { edges } = generatePaths(graphMachine, { ...traversal, events: eventsOf(restoredInput(status)) }, { simple: false });
+  return edges.filter((path) => path.steps.length <= 4).map((path) => ({ status, path }));
 });
 
+/**
+ * A bus that keeps nothing across restarts takes an ack at once: every path that ends with an `ACK` (from
+ * `delivered` and from `retrying`), the rest being the paths above.
+ */
+const volatilePaths = generatePaths(graphMachine, { ...traversal, events: eventsOf({ ...modelInput, commitsAcks: false }) }, { simple: false }).edges.filter(
+  (path) => path.steps.at(-1)?.event.type === "ACK",
+);
+
+/** How the message a step ends ended: `acknowledged` by its ack, else `dead`; undefined for a step that ends none. */
+function endOf(before: DeliverySnapshot | undefined, event: DeliveryEvent, after: DeliverySnapshot): "acknowledged" | "dead" | undefined {
+  if (after.value !== "idle" || before === undefined || before.value === "idle") return undefined;
+  return event.type === "ACK" || event.type === "ACK_DURABLE" ? "acknowledged" : "dead";
+}
+
+/** A path's events after the first message is handed over (every path starts with that `DELIVER`). */
 function describePath(path: DeliveryPath): string {
   return (
     path.steps
-      .slice(1)
+      .slice(2)
       .map(({ event }) => event.type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)"))
       .join(" → ") || "(initial)"
   );
@@ -160,8 +206,8 @@ function timelineOf(path: DeliveryPath): { times: number[]; timeoutMs: number } 
 }
 
 /**
- * What the bus shows for a graph state: `accepted` never rests, it is dispatched at once; `acknowledging`
- * neither, the store commits the ack within a turn.
+ * What the bus shows for a graph state of a message that has not ended: `accepted` never rests, it is
+ * dispatched at once; `acknowledging` neither, the store commits the ack within a turn.
  */
 function expectedStatus(state: DeliverySnapshot, next: DeliveryEvent | undefined): string {
   if (state.value === "acknowledging") return "acknowledged";
@@ -204,27 +250,53 @@ interface Rig {
   /** Time 0 of the path's timeline. */
   startedAt: number;
   answer: { errorType?: string; message?: string } | undefined;
+  /** Delivery actors that ended (retired), as the inspection saw them. */
+  retired: () => number;
+  /** Sends the first message, at the path's first `DELIVER`; none when it was restored before the walk. */
+  sendFirst: (() => void) | undefined;
 }
 
+/** An `inspect` that feeds the coverage and counts the delivery actors that end (are retired). */
+function watchRetired(): { inspect: (event: InspectionEvent) => void; retired: () => number } {
+  let retired = 0;
+  return {
+    inspect: (event) => {
+      coverage.inspect(event);
+      const machine = (event.actorRef as { logic?: { id?: string } }).logic?.id;
+      if (event.type === "@xstate.snapshot" && machine === "delivery" && (event.snapshot as { status?: string }).status === "done") retired += 1;
+    },
+    retired: () => retired,
+  };
+}
+
+/**
+ * Walks a path on a bus with a store (acks wait for its commit), or, for `commitsAcks: false`, on one without;
+ * one that ends with `DELIVER` keeps its idle actors, every other retires them.
+ */
 async function runPath(path: DeliveryPath): Promise<void> {
-  const { bus, clock } = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect });
+  const first = path.steps[1]!.event as Extract<DeliveryEvent, { type: "DELIVER" }>;
+  const store = first.message.commitsAcks ? { store: createMemoryStore() } : {};
+  const idle = path.steps.at(-1)!.event.type === "DELIVER" ? {} : { maxIdleDeliveries: 0 };
+  const watch = watchRetired();
+  const { bus, clock } = await startSimulatedBus({ ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: watch.inspect, ...store, ...idle });
   await register(bus, SENDER, RECIPIENT, FALLBACK);
   const sender: TestAgent = await connect(bus, SENDER);
   const agents = new Agents(bus);
   const { timeoutMs } = timelineOf(path);
   const startedAt = clock.now();
-  if (path.steps[0]!.state.value === "accepted") await agents.ensure(RECIPIENT, path.steps[1]?.event.type === "SENT");
   const message = envelope(SENDER, RECIPIENT, {
     message_id: "model",
     routing: { timeout: `${timeoutMs}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK], delivery_mode: "sync" },
   });
   // Nobody replies: the sync sender waits until the message is dead, or until the bus stops after the test.
   const answer: { errorType?: string; message?: string } = {};
-  bus.send(message).then(
-    () => Object.assign(answer, { errorType: "none" }),
-    (error: { type?: string; message: string }) => Object.assign(answer, { errorType: error.type, message: error.message }),
-  );
-  await walk(path, { bus, clock, sender, agents, startedAt, answer });
+  const sendFirst = (): void => {
+    bus.send(message).then(
+      () => Object.assign(answer, { errorType: "none" }),
+      (error: { type?: string; message: string }) => Object.assign(answer, { errorType: error.type, message: error.message }),
+    );
+  };
+  await walk(path, { bus, clock, sender, agents, startedAt, answer, retired: watch.retired, sendFirst });
 }
 
 /**
@@ -257,13 +329,14 @@ async function runRestoredPath(status: keyof typeof RESTARTS, path: DeliveryPath
   await first.bus.stop();
   const clock = new SimulatedClock();
   clock.set(CLOCK_START + restartAt);
-  const bus = await startBus({ clock, ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: coverage.inspect, store: inner });
+  const watch = watchRetired();
+  const bus = await startBus({ clock, ackTimeout: ACK_TIMEOUT_MS, retryDelay: RETRY_BASE_MS, inspect: watch.inspect, store: inner, maxIdleDeliveries: 0 });
   const sender: TestAgent = await connect(bus, SENDER);
-  await walk(path, { bus, clock, sender, agents: new Agents(bus), startedAt: clock.now(), answer: undefined });
+  await walk(path, { bus, clock, sender, agents: new Agents(bus), startedAt: clock.now(), answer: undefined, retired: watch.retired, sendFirst: undefined });
 }
 
 /** Drives the real bus through a path's events and checks it after every step. */
-async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt, answer }: Rig): Promise<void> {
+async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt, answer, retired, sendFirst }: Rig): Promise<void> {
   const { times } = timelineOf(path);
   const targetAfter = (index: number): string => {
     const { context } = path.steps[index]!.state;
@@ -274,6 +347,11 @@ async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt,
     if (path.steps[index]!.state.value !== "accepted") return;
     await agents.ensure(targetAfter(index), path.steps[index + 1]?.event.type === "SENT");
   };
+  /** The message the walked actor carries (or carried last), and how it ended. */
+  let messageId = "model";
+  let ended: "acknowledged" | "dead" | undefined;
+  /** The attempts of the message that ended: the graph keeps one idle state, whatever came before it. */
+  let endedAttempts = 0;
 
   for (let index = 0; index < path.steps.length; index += 1) {
     const { event, state: after } = path.steps[index]!;
@@ -290,7 +368,7 @@ async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt,
           break;
         case "ACK":
           await agents.ensure(target, true);
-          agents.socket(target)!.ack("model");
+          agents.socket(target)!.ack(messageId);
           break;
         case "SEND_FAILED": {
           const socket = agents.socket(target)!;
@@ -299,24 +377,53 @@ async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt,
           await agents.ensure(target, false);
           break;
         }
+        case "DELIVER": {
+          // The first message: sent now, or restored already.
+          if (isFresh(before)) {
+            sendFirst?.();
+            break;
+          }
+          // The sender's next message: an idle actor takes it.
+          messageId = event.message.messageId;
+          ended = undefined;
+          const next = envelope(SENDER, RECIPIENT, {
+            message_id: messageId,
+            routing: { timeout: `${NEVER_MS}ms`, retry_policy: { max_retries: 1, backoff: "linear" }, fallback_agents: [FALLBACK] },
+          });
+          expect(await bus.send(next), label).toMatchObject({ status: "accepted" });
+          break;
+        }
+        case "RETIRE":
+          // The bus keeps no idle actor here: it retired this one as its message ended.
+          await until(() => retired() > 0);
+          break;
         default:
           // A delay: move the clock to the moment it is due.
           clock.increment(startedAt + times[index]! - clock.now());
       }
     }
-    const expected = expectedStatus(after, path.steps[index + 1]?.event);
-    await until(() => statusOf(bus, "model") === expected).catch(() => {
-      throw new Error(`${label}: expected ${expected}, the bus says ${statusOf(bus, "model")}`);
+    // Before the first message, there is nothing to see.
+    if (index === 0) continue;
+    const end = endOf(before, event, after);
+    if (end !== undefined) {
+      ended = end;
+      // No transition to an end makes an attempt.
+      endedAttempts = before!.context.attempts;
+    }
+    const attempts = after.value === "idle" || after.value === "retired" ? endedAttempts : after.context.attempts;
+    const expected = after.value === "idle" || after.value === "retired" ? ended! : expectedStatus(after, path.steps[index + 1]?.event);
+    await until(() => statusOf(bus, messageId) === expected).catch(() => {
+      throw new Error(`${label}: expected ${expected}, the bus says ${statusOf(bus, messageId)}`);
     });
-    const status = bus.messageStatus("model");
+    const status = bus.messageStatus(messageId);
     // An `accepted` that the bus writes at once has made its attempt already.
-    expect(status.attempts, label).toBe(after.context.attempts + (expected === "delivered" && after.value === "accepted" ? 1 : 0));
+    expect(status.attempts, label).toBe(attempts + (expected === "delivered" && after.value === "accepted" ? 1 : 0));
     // A restored message was written by the bus before the restart, to a socket that is gone.
     if (after.value === "delivered" && resumedDelayMs(after.context, "delivered") === undefined) {
       const socket = agents.socket(after.context.targets[after.context.targetIndex]!)!;
-      await until(() => socket.frames.filter((frame) => frame.message_id === "model").length > 0);
+      await until(() => socket.frames.filter((frame) => frame.message_id === messageId).length > 0);
     }
-    if (after.value === "dead") {
+    if (end === "dead") {
       expect(status.last_error, label).toBeDefined();
       if (answer !== undefined) {
         await until(() => answer.errorType !== undefined);
@@ -327,16 +434,28 @@ async function walk(path: DeliveryPath, { bus, clock, sender, agents, startedAt,
       expect(sender.received[0], label).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: "model" } });
     }
     if (after.value === "retrying") expect(status.last_error, label).toBeDefined();
-    if (after.value !== "dead" && answer !== undefined) expect(answer.errorType, label).toBeUndefined();
+    // The sync sender of the first message hears of it only if it died.
+    if (messageId === "model" && ended !== "dead" && answer !== undefined) expect(answer.errorType, label).toBeUndefined();
   }
 }
 
 describe("delivery machine, model-based", () => {
   it("generates paths over every state", () => {
     const reached = new Set(shortestPaths.map((path) => path.state.value as string));
-    expect([...reached].sort()).toEqual(["accepted", "acknowledged", "acknowledging", "dead", "delivered", "queued", "retrying"]);
+    expect([...reached].sort()).toEqual(["accepted", "acknowledging", "delivered", "idle", "queued", "retired", "retrying"]);
     expect(allSimplePaths.length).toBeGreaterThan(shortestPaths.length);
-    expect(new Set(restoredPaths.map(({ path }) => path.steps[0]!.state.value))).toEqual(new Set(["delivered", "retrying"]));
+    // A restored message resumes where it was stored, as its actor's first message.
+    expect(new Set(restoredPaths.map(({ path }) => path.steps[1]!.state.value))).toEqual(new Set(["delivered", "retrying"]));
+    expect(new Set([...shortestPaths, ...restoredPaths.map(({ path }) => path)].map((path) => path.steps[1]?.event.type))).toEqual(new Set(["DELIVER", undefined]));
+    expect(new Set(volatilePaths.map((path) => [path.steps.at(-2)!.state.value, path.state.value].join(" → ")))).toEqual(
+      new Set(["delivered → idle", "retrying → idle"]),
+    );
+  });
+
+  describe(`paths on a bus that keeps nothing (${volatilePaths.length})`, () => {
+    it.each(volatilePaths.map((path) => [describePath(path), path] as const))("%s", async (_name, path) => {
+      await runPath(path);
+    });
   });
 
   describe(`restored paths (${restoredPaths.length})`, () => {
@@ -345,5 +464,7 @@ describe("delivery machine, model-based", () => {
     });
   });
 
-  walkPaths({ families: { shortest: shortestPaths, simple: simplePaths, edges: edgePaths }, describePath, runPath, coverage, name: "delivery", covered: [deliveryMachine] });
+  // The actor before its first message has nothing to walk: every walked path hands it one.
+  const carrying = (paths: DeliveryPath[]): DeliveryPath[] => paths.filter((path) => path.steps.length > 1);
+  walkPaths({ families: { shortest: carrying(shortestPaths), simple: carrying(simplePaths), edges: carrying(edgePaths) }, describePath, runPath, coverage, name: "delivery", covered: [deliveryMachine] });
 });

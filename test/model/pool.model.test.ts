@@ -8,10 +8,12 @@
  * which is unbounded: its walk stops spawning at 3 children). How each event is produced for real:
  *
  * - `POOL.SPAWN`: `POST /sessions` (the model refuses exactly when the bus answers 429 CAPACITY); a message sent
- *   with `POST /messages/send` to an offline agent of its own, where it waits.
+ *   with `POST /messages/send` to an offline agent of its own, where it waits, on a bus that keeps no idle
+ *   delivery actor (`maxIdleDeliveries: 0`), so that every message is carried by an actor of its own.
  * - `CHILD.RELEASED`, ending `done`: the workflow is completed (`POST /sessions/:id/complete`), stays readable
  *   and counted, and the clock is moved by `workflowRetentionMs`, after which its shard reaps it; the message's
- *   recipient connects and acknowledges it, and its shard reaps it at once (a delivery asks for no retention).
+ *   recipient connects and acknowledges it, its actor is retired, and its shard reaps it at once (a delivery
+ *   asks for no retention).
  * - `CHILD.RELEASED`, ending `error`: no bus child can fail. A workflow's machine is pure over validated input
  *   (no action of it throws), and a delivery's one effect, `dispatch`, only queues or writes (a socket is
  *   written only while open, and a runtime agent's endpoint reads in a microtask). The pool takes any logic
@@ -33,11 +35,10 @@ import type { ChildReleasedEvent, PoolChildEnding, PoolChildSource } from "../..
 import { poolShardMachine } from "../../machines/pool-shard.machine.js";
 import { livePoolShards, poolMachine, poolSystemId, type PoolEvent, type PoolKind } from "../../machines/pool.machine.js";
 import { createRuntime, type CommunicationBus, type Runtime } from "../../src/index.js";
-import { call, CLOCK_START, envelope, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, until } from "../bus/support.js";
+import { call, CLOCK_START, deliveryActorOf, envelope, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, until } from "../bus/support.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
-import { deliveryChildId } from "../../src/bus/delivery.js";
 import { messageKey } from "../../src/protocol/envelope.js";
 
 const SHARD_SIZE = 2;
@@ -256,8 +257,8 @@ class PoolWatch {
 interface LiveChild {
   childId: string;
   shardId: string;
-  /** A delivery's recipient, which connects to acknowledge it. */
-  recipient?: string;
+  /** A delivery's message and its recipient, which connects to acknowledge it. */
+  message?: { messageId: string; recipient: string };
 }
 
 /** The real runtime and bus of one path, and what the path has spawned so far. */
@@ -270,18 +271,22 @@ interface Rig {
   live: LiveChild[];
 }
 
-async function spawn(rig: Rig, step: number, failing: boolean, refused: boolean, label: string): Promise<string | undefined> {
+/** Spawns a child as the path's step says; a delivery's id is that of the actor carrying its message. */
+async function spawn(rig: Rig, step: number, failing: boolean, refused: boolean, label: string): Promise<{ childId: string; messageId?: string } | undefined> {
   const { bus, runtime } = rig;
   if (rig.kind === "delivery") {
     const recipient = `opencode://recipient-${step}`;
     await register(bus, recipient);
     const message = envelope(SENDER, recipient);
     expect((await call(bus, "POST", "/messages/send", message)).status, label).toBe(202);
-    return deliveryChildId(messageKey(SENDER, message["message_id"] as string));
+    const messageId = message["message_id"] as string;
+    const carrier = deliveryActorOf(runtime, messageKey(SENDER, messageId)) as { systemId?: string } | undefined;
+    expect(carrier?.systemId, `${label}: the actor carrying the message`).toBeDefined();
+    return { childId: carrier!.systemId!, messageId };
   }
   if (failing) {
     runtime.spawnPooled("workflow", `failing-${step}`, failingChild, undefined);
-    return `failing-${step}`;
+    return { childId: `failing-${step}` };
   }
   const answer = await call(bus, "POST", "/sessions", { initiator: SEED_AGENTS.lead, participants: SEED_PARTICIPANTS, steps: SEED_STEPS });
   if (refused) {
@@ -290,14 +295,14 @@ async function spawn(rig: Rig, step: number, failing: boolean, refused: boolean,
     return undefined;
   }
   expect(answer.status, label).toBe(201);
-  return answer.body.session_id as string;
+  return { childId: answer.body.session_id as string };
 }
 
 async function release(rig: Rig, child: LiveChild, ending: PoolChildEnding["status"], label: string): Promise<void> {
   const { bus, runtime, clock } = rig;
   if (rig.kind === "delivery") {
-    const messageId = child.childId.slice(deliveryChildId(messageKey(SENDER, "")).length);
-    const agent = await rawConnect(bus, child.recipient!);
+    const { messageId, recipient } = child.message!;
+    const agent = await rawConnect(bus, recipient);
     await until(() => agent.frames.some((frame) => frame.message_id === messageId));
     agent.ack(messageId);
     await until(() => rig.watch.releases.some((released) => released.childId === child.childId));
@@ -325,7 +330,7 @@ async function runPath(path: PoolPath): Promise<void> {
   await runtime.start();
   let bus: CommunicationBus | undefined;
   try {
-    bus = await startBus({ clock, runtime, workflowRetentionMs: RETENTION_MS });
+    bus = await startBus({ clock, runtime, workflowRetentionMs: RETENTION_MS, maxIdleDeliveries: 0 });
     const rig: Rig = { kind, runtime, bus, clock, watch, live: [] };
     const failing = failingSpawns(path);
     if (kind === "delivery") await register(bus, SENDER);
@@ -340,11 +345,12 @@ async function runPath(path: PoolPath): Promise<void> {
       switch (event.type) {
         case "POOL.SPAWN": {
           const refused = after.context.live === before.context.live;
-          const childId = await spawn(rig, index, failing.has(index), refused, label);
-          if (childId === undefined) break;
+          const spawned = await spawn(rig, index, failing.has(index), refused, label);
+          if (spawned === undefined) break;
+          const { childId, messageId } = spawned;
           const shardId = after.context.current!.shardId;
           expect(watch.shardOf(childId), `${label}: the shard of the new child`).toBe(shardId);
-          rig.live.push({ childId, shardId, ...(kind === "delivery" ? { recipient: `opencode://recipient-${index}` } : {}) });
+          rig.live.push({ childId, shardId, ...(messageId === undefined ? {} : { message: { messageId, recipient: `opencode://recipient-${index}` } }) });
           break;
         }
         case "CHILD.RELEASED": {

@@ -173,6 +173,19 @@ describe("a hostile client", () => {
     expect(patched.status).toBe(413);
   });
 
+  it("counts maxQueuedBytes in UTF-8 bytes, not characters: three-byte characters fill it three times as fast", async () => {
+    const bus = await startBus({ maxQueuedBytes: 8_192 });
+    await register(bus, "cc://a", "cc://b");
+    // 1,000 characters of U+20AC (€): 3,000 bytes of JSON. Two fit in 8 KiB; counted as characters, eight would.
+    const euros = { blob: "€".repeat(1_000) };
+    const statuses: number[] = [];
+    for (let index = 0; index < 4; index += 1) statuses.push((await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b", { payload: euros }))).status);
+    expect(statuses).toEqual([202, 202, 429, 429]);
+    // The same number of characters in ASCII takes a third of the room.
+    const ascii = { blob: "e".repeat(1_000) };
+    expect((await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b", { payload: ascii }))).status).toBe(202);
+  });
+
   it("refuses a message past maxQueuedPerAgent with 429 CAPACITY naming the limit and the agent", async () => {
     const bus = await startBus({ maxQueuedPerAgent: 2 });
     await register(bus, "cc://a", "cc://b");

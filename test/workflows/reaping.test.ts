@@ -7,7 +7,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createMachine, SimulatedClock, type AnyActor, type InspectionEvent } from "xstate";
 import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } from "../../src/index.js";
 import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
-import { deliveryChildId } from "../../src/bus/delivery.js";
 import { messageKey } from "../../src/protocol/envelope.js";
 import { actorIdOf } from "../../src/events/inspector.js";
 
@@ -20,7 +19,9 @@ afterEach(async () => {
 });
 
 /** A bus on a simulated clock over a runtime of the test's own, whose actors the test can count. */
-async function startOwnedBus(options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number; shardSize?: number; inspect?: (event: InspectionEvent) => void } = {}) {
+async function startOwnedBus(
+  options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number; maxIdleDeliveries?: number; shardSize?: number; inspect?: (event: InspectionEvent) => void } = {},
+) {
   const clock = new SimulatedClock();
   clock.set(CLOCK_START);
   const live = new Map<string, string | undefined>();
@@ -34,7 +35,13 @@ async function startOwnedBus(options: { maxWorkflowSessions?: number; maxQueuedP
   runtime.on("actor.stopped", (event) => live.delete(event.actorId));
   await runtime.start();
   runtimes.push(runtime);
-  const bus = await startBus({ clock, runtime, workflowRetentionMs: RETENTION_MS, ...(options.maxQueuedPerAgent ? { maxQueuedPerAgent: options.maxQueuedPerAgent } : {}) });
+  const bus = await startBus({
+    clock,
+    runtime,
+    workflowRetentionMs: RETENTION_MS,
+    ...(options.maxQueuedPerAgent ? { maxQueuedPerAgent: options.maxQueuedPerAgent } : {}),
+    ...(options.maxIdleDeliveries === undefined ? {} : { maxIdleDeliveries: options.maxIdleDeliveries }),
+  });
   /** Live actors whose parent's id starts with `prefix` (e.g. `workflows-` shards). */
   const childrenOf = (prefix: string) => [...live].filter(([, parentId]) => parentId?.startsWith(prefix)).map(([actorId]) => actorId);
   return { bus, clock, runtime, childrenOf };
@@ -217,7 +224,7 @@ describe("workflow sessions under the supervisor", () => {
 });
 
 describe("message deliveries under the supervisor", () => {
-  it("reaps a delivery at its final state and keeps only its status record", async () => {
+  it("keeps a delivery actor idle without its payload once its message is acknowledged, and hands it the next message", async () => {
     const { bus, runtime, childrenOf } = await startOwnedBus();
     await register(bus, LEAD, DEV);
     const agent = await rawConnect(bus, DEV);
@@ -225,7 +232,32 @@ describe("message deliveries under the supervisor", () => {
     await call(bus, "POST", "/messages/send", message);
     await until(() => agent.frames.length === 1);
     expect(runtime.pooledCount("delivery")).toBe(1);
-    expect(childrenOf("deliveries-")).toEqual([deliveryChildId(messageKey(LEAD, message["message_id"] as string))]);
+    const [actorId] = childrenOf("deliveries-");
+    expect(actorId).toMatch(/^delivery:\d+$/);
+    const carrier = runtime.pooledChild(actorId!)!;
+    expect(carrier.getSnapshot().context).toMatchObject({ key: messageKey(LEAD, message["message_id"] as string), messageId: message["message_id"] });
+    agent.ack(message["message_id"] as string);
+    await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
+    // The actor waits for the next message, holding no envelope and no frame.
+    expect(carrier.getSnapshot()).toMatchObject({ status: "active", value: "idle", context: { envelope: null, frame: "", frameBytes: 0 } });
+    expect(childrenOf("deliveries-")).toEqual([actorId]);
+    const next = envelope(LEAD, DEV);
+    await call(bus, "POST", "/messages/send", next);
+    await until(() => agent.frames.length === 2);
+    expect(childrenOf("deliveries-")).toEqual([actorId]);
+    expect(carrier.getSnapshot()).toMatchObject({ value: "delivered", context: { messageId: next["message_id"], attempts: 1 } });
+    expect(runtime.pooledCount("delivery")).toBe(1);
+  });
+
+  it("reaps a delivery actor at its message's end past maxIdleDeliveries, and keeps only the message's status record", async () => {
+    const { bus, runtime, childrenOf } = await startOwnedBus({ maxIdleDeliveries: 0 });
+    await register(bus, LEAD, DEV);
+    const agent = await rawConnect(bus, DEV);
+    const message = envelope(LEAD, DEV);
+    await call(bus, "POST", "/messages/send", message);
+    await until(() => agent.frames.length === 1);
+    expect(runtime.pooledCount("delivery")).toBe(1);
+    expect(childrenOf("deliveries-")).toHaveLength(1);
     agent.ack(message["message_id"] as string);
     await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
     expect(runtime.pooledCount("delivery")).toBe(0);
