@@ -3,6 +3,7 @@
  * workflow sessions follow their messages. It serves its routes on the same `node:http` server as
  * `GET /health` and `POST /bridge/:tool`.
  */
+import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
@@ -90,6 +91,8 @@ export class CommunicationBus {
   /** `/a2a`: every agent as an A2A agent (docs/a2a.md). */
   private readonly a2a: A2aEndpoint;
   private readonly tls: BusOptions["tls"];
+  private readonly clusterOptions: ClusterOptions | undefined;
+  private clusterNode: ClusterNode | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -113,6 +116,7 @@ export class CommunicationBus {
         ...(store === undefined ? {} : { store }),
       });
     this.tls = options.tls;
+    this.clusterOptions = options.cluster;
     this.sessionManager = new SessionManager({
       clock: this.clock,
       runtime: this.runtime,
@@ -235,6 +239,11 @@ export class CommunicationBus {
     return openSqliteStore({ dir: dataDir, ...(encryptionEnabled && encryptionKey !== undefined ? { encryptionKey } : {}) });
   }
 
+  /** This node's handle on its cluster (after `start()` with `cluster` options), or undefined. */
+  get cluster(): ClusterNode | undefined {
+    return this.clusterNode;
+  }
+
   /** Where the bus listens, e.g. `http://127.0.0.1:8080` (after `start()`). */
   get url(): string {
     return this.listening().url;
@@ -254,7 +263,21 @@ export class CommunicationBus {
     if (this.state !== "new") throw new BridgeError("INTERNAL", `The bus cannot start: it is ${this.state}`);
     checkStartRules(this.options);
     this.state = "starting";
-    if (this.ownsRuntime) await this.runtime.start();
+    if (this.clusterOptions !== undefined) {
+      try {
+        this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
+      } catch (error) {
+        this.state = "stopped";
+        throw error;
+      }
+    }
+    try {
+      if (this.ownsRuntime) await this.runtime.start();
+    } catch (error) {
+      this.state = "stopped";
+      await this.clusterNode?.close();
+      throw error;
+    }
     try {
       // The workflow sessions of the runtime's store come back before anyone can ask for them.
       await this.sessionManager.restore();
@@ -287,6 +310,7 @@ export class CommunicationBus {
       await this.runtimeAgents.stop();
       this.deliveries.stop();
       if (this.ownsRuntime) await this.runtime.stop();
+      await this.clusterNode?.close();
       throw error;
     }
     this.startedAt = this.clock.now();
@@ -469,16 +493,17 @@ export class CommunicationBus {
       process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
     }
     if (this.ownsRuntime) await this.runtime.stop();
+    await this.clusterNode?.close();
     this.stopCounting();
     this.state = "stopped";
   }
 
-  /** Validates, dedupes, checks recipients and the session, then starts the delivery. */
   /** What changes the bus's state needs it running: its store is open only then. */
   private checkRunning(): void {
     if (this.state !== "running") throw new BridgeError("INTERNAL", `The bus is not running (it is ${this.state})`);
   }
 
+  /** Validates, dedupes, checks recipients and the session, then starts the delivery. */
   private async accept(input: unknown, origin: AgentConnection | undefined): Promise<SendResult> {
     this.checkRunning();
     const envelope = parseEnvelope(input, this.options.messageTimeout);

@@ -8,6 +8,7 @@ import { BridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import { parseWith } from "../validation.js";
+import type { ClusterOptions } from "../cluster/node.js";
 import type { Store } from "../store/store.js";
 import { DEFAULT_MAX_MCP_SESSIONS, DEFAULT_MCP_SESSION_IDLE_MS } from "../mcp/streamable-http.js";
 import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
@@ -43,6 +44,8 @@ export interface BusOptions {
   store?: Store | (() => Promise<Store>);
   /** Serves HTTPS and WSS with this key and certificate (PEM). */
   tls?: TlsOptions;
+  /** Makes this bus one node of a cluster on NATS JetStream (docs/cluster.md); needs a PostgreSQL `store` shared by the nodes. */
+  cluster?: ClusterOptions;
   /** The key every route but `GET /health` needs. Default: `$AGENT_BUS_API_KEY`; none (open) when both are unset. */
   apiKey?: string;
   /** Largest request body or WebSocket frame in bytes. Default 1 MiB. */
@@ -218,7 +221,7 @@ export type ResolvedBusOptions = Omit<z.output<typeof optionsSchema>, "apiKey" |
 
 /** Validates the options and applies defaults; the key comes from `apiKey`, then `$AGENT_BUS_API_KEY`. */
 export function resolveBusOptions(options: BusOptions): ResolvedBusOptions {
-  const { runtime: _runtime, clock: _clock, inspect: _inspect, store: _store, tls: _tls, env = process.env, ...plain } = options;
+  const { runtime: _runtime, clock: _clock, inspect: _inspect, store: _store, tls: _tls, cluster: _cluster, env = process.env, ...plain } = options;
   const resolved = parseWith(optionsSchema, plain, "(options)");
   // An empty AGENT_BUS_API_KEY counts as unset, as shells make it easy to export one by accident.
   // A broker's guest account is local-only: the shared key is the model on loopback, tokens anywhere else.

@@ -1,0 +1,145 @@
+/**
+ * One troupe node of a cluster: its id, its connection to NATS with JetStream, the cluster's lease table and
+ * message stream. A bus given `cluster` options opens one at `start()` and closes it at `stop()`
+ * (`bus.cluster`); everything the cluster shares goes through it (docs/cluster.md).
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { Clock } from "../clock.js";
+import { BridgeError, toBridgeError } from "../errors.js";
+import { LeaseTable } from "./leases.js";
+import { ClusterMessageStream } from "./message-stream.js";
+import { connectNats, type ClusterConnection, type NatsConnectionState } from "./nats-connection.js";
+
+/** How a node joins its cluster (`cluster` of the bus's options, `--cluster` of `troupe serve`). */
+export interface ClusterOptions {
+  /** `nats://host:4222` (several comma-separated for a NATS cluster; credentials in the URL). */
+  url: string;
+  /** This node's id, unique in the cluster: letters, digits, `.`, `_`, `-`, at most 64 (default `<hostname>-<random>`). */
+  nodeId?: string;
+  /** How long a lease lasts without renewal (default 10 s): how long a dead node's work waits before another takes it. */
+  leaseMs?: number;
+  /** The JetStream stream of bus messages (default `TROUPE_MESSAGES`) and its subjects' prefix (default `troupe.messages`). */
+  stream?: string;
+  subjectPrefix?: string;
+  /** The key-value bucket of leases (default `troupe_leases`). */
+  leaseBucket?: string;
+  /** How long a pulled message may stay unacknowledged before it is delivered again (default 30 s). */
+  ackWaitMs?: number;
+  /** How long the first connection may take (default 5 s). */
+  connectTimeoutMs?: number;
+}
+
+/** A node's handle on its cluster. */
+export interface ClusterNode {
+  readonly nodeId: string;
+  readonly connection: ClusterConnection;
+  readonly leases: LeaseTable;
+  readonly messages: ClusterMessageStream;
+  /** How long a lease lasts without renewal. */
+  readonly leaseMs: number;
+  /** Whether NATS is reachable now. */
+  state(): NatsConnectionState;
+  /**
+   * Answers the requests of `topic` that other nodes send to this one (`request`): the handler's result (JSON) is
+   * the answer, what it throws goes back as its BridgeError. Resolves, once the server has the subscription,
+   * with the function that stops answering.
+   */
+  serve(topic: string, handler: (body: unknown, from: string) => unknown): Promise<() => void>;
+  /**
+   * Asks node `nodeId` (its handler of `topic`) and resolves with its answer. TRANSPORT when no node of that id
+   * answers within `timeoutMs` (default 5 s): it is gone, or cut from NATS; the handler's error otherwise.
+   */
+  request(nodeId: string, topic: string, body: unknown, timeoutMs?: number): Promise<unknown>;
+  /** Closes the connection (idempotent). */
+  close(): Promise<void>;
+}
+
+const DEFAULT_LEASE_MS = 10_000;
+const DEFAULT_REQUEST_MS = 5_000;
+const TOPIC = /^[A-Za-z0-9_-]{1,64}$/;
+const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A node id for this process: the host's name (made safe) and 6 random hex digits. */
+export function defaultNodeId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48) || "node";
+  return `${host}-${randomBytes(3).toString("hex")}`;
+}
+
+/** Connects this node to the cluster. CONFIG for bad options (naming the field); TRANSPORT when NATS cannot be reached. */
+export async function openClusterNode(options: ClusterOptions, clock?: Pick<Clock, "now">): Promise<ClusterNode> {
+  if (typeof options.url !== "string" || options.url.length === 0) throw new BridgeError("CONFIG", "cluster.url: give a nats:// URL", { field: "cluster.url" });
+  const nodeId = options.nodeId ?? defaultNodeId();
+  if (typeof nodeId !== "string" || !NODE_ID.test(nodeId)) {
+    throw new BridgeError("CONFIG", "cluster.nodeId: letters, digits, '.', '_' and '-', 1 to 64 of them", { field: "cluster.nodeId" });
+  }
+  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const connection = await connectNats({ url: options.url, name: `troupe ${nodeId}`, ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }) });
+  try {
+    const leases = await LeaseTable.open(connection, { nodeId, leaseMs, ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }), ...(clock === undefined ? {} : { clock }) });
+    const messages = await ClusterMessageStream.open(connection, {
+      ...(options.stream === undefined ? {} : { stream: options.stream }),
+      ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
+      ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
+    });
+    return {
+      nodeId,
+      connection,
+      leases,
+      messages,
+      leaseMs,
+      state: () => connection.state(),
+      serve: (topic, handler) => serveRequests(connection, nodeId, topic, handler),
+      request: (to, topic, body, timeoutMs = DEFAULT_REQUEST_MS) => requestNode(connection, nodeId, to, topic, body, timeoutMs),
+      close: () => connection.close(),
+    };
+  } catch (error) {
+    await connection.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The subject of `topic` requests to node `nodeId` (the id in base64url: it may hold `.`, a subject's separator). */
+function requestSubject(nodeId: string, topic: string): string {
+  if (!TOPIC.test(topic)) throw new BridgeError("INTERNAL", `A node request topic is letters, digits, '_' and '-': ${JSON.stringify(topic)}`);
+  return `troupe.nodes.${Buffer.from(nodeId, "utf8").toString("base64url")}.${topic}`;
+}
+
+type NodeAnswer = { result: unknown } | { error: ReturnType<BridgeError["toJSON"]> };
+
+async function serveRequests(connection: ClusterConnection, nodeId: string, topic: string, handler: (body: unknown, from: string) => unknown): Promise<() => void> {
+  const subscription = connection.nats.subscribe(requestSubject(nodeId, topic), {
+    callback: (error, message) => {
+      if (error !== null) return;
+      void (async () => {
+        let answer: NodeAnswer;
+        try {
+          const { from, body } = message.json<{ from: string; body: unknown }>();
+          answer = { result: (await handler(body, from)) ?? null };
+        } catch (handlerError) {
+          answer = { error: toBridgeError(handlerError).toJSON() };
+        }
+        message.respond(JSON.stringify(answer));
+      })();
+    },
+  });
+  try {
+    await connection.nats.flush();
+  } catch (error) {
+    subscription.unsubscribe();
+    throw new BridgeError("TRANSPORT", `${connection.where}: subscribing to ${topic} requests failed (${error instanceof Error ? error.message : String(error)})`);
+  }
+  return () => subscription.unsubscribe();
+}
+
+async function requestNode(connection: ClusterConnection, from: string, to: string, topic: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  let answer: NodeAnswer;
+  try {
+    const reply = await connection.nats.request(requestSubject(to, topic), JSON.stringify({ from, body }), { timeout: timeoutMs });
+    answer = reply.json<NodeAnswer>();
+  } catch (error) {
+    throw new BridgeError("TRANSPORT", `Node ${to} did not answer ${topic} within ${timeoutMs} ms (${error instanceof Error ? error.message : String(error)})`, { nodeId: to });
+  }
+  if ("error" in answer) throw new BridgeError(answer.error.type, answer.error.message, answer.error.details);
+  return answer.result;
+}

@@ -1,0 +1,73 @@
+/**
+ * A bus as a cluster node: `cluster` options open the node's connection, lease table and message stream on a
+ * real NATS JetStream server at `start()`, and close them at `stop()`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultNodeId, openClusterNode } from "../../src/cluster/node.js";
+import { BridgeError } from "../../src/errors.js";
+import { CommunicationBus } from "../../src/index.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
+
+let server: NatsServer;
+
+beforeAll(async () => {
+  server = await startNats();
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe("a cluster node", () => {
+  it("joins with its id, holds leases in the cluster's bucket and closes with the bus", async () => {
+    const bus = new CommunicationBus({ port: 0, host: "127.0.0.1", apiKey: "k", cluster: { url: server.url, nodeId: "node-a", leaseBucket: "node_test" } });
+    await bus.start();
+    try {
+      const node = bus.cluster!;
+      expect(node.nodeId).toBe("node-a");
+      expect(node.state()).toBe("connected");
+      const lease = await node.leases.acquire("workflow:one");
+      expect(lease).toMatchObject({ resource: "workflow:one", holder: "node-a" });
+      expect(await node.leases.holderOf("workflow:one")).toMatchObject({ holder: "node-a" });
+    } finally {
+      await bus.stop();
+    }
+    expect(bus.cluster!.state()).toBe("closed");
+  });
+
+  it("asks another node by its id and gets its answer or its error; a node that is gone is TRANSPORT", async () => {
+    const [a, b] = await Promise.all([openClusterNode({ url: server.url, nodeId: "node.a" }), openClusterNode({ url: server.url, nodeId: "node.b" })]);
+    try {
+      const stop = await b.serve("echo", (body, from) => {
+        if ((body as { fail?: boolean }).fail === true) throw new BridgeError("NOT_FOUND", "No such workflow", { sessionId: "w1" });
+        return { body, from, at: b.nodeId };
+      });
+      expect(await a.request("node.b", "echo", { n: 1 })).toEqual({ body: { n: 1 }, from: "node.a", at: "node.b" });
+      await expect(a.request("node.b", "echo", { fail: true })).rejects.toMatchObject({ type: "NOT_FOUND", message: "No such workflow", details: { sessionId: "w1" } });
+      // Only node.b answers node.b's requests: node.a's topic of the same name is another subject.
+      await expect(a.request("node.a", "echo", {}, 300)).rejects.toMatchObject({ type: "TRANSPORT", details: { nodeId: "node.a" } });
+      stop();
+      await expect(a.request("node.b", "echo", {}, 300)).rejects.toMatchObject({ type: "TRANSPORT" });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it("names itself after the host with a random tail when given no id", () => {
+    const [first, second] = [defaultNodeId(), defaultNodeId()];
+    expect(first).toMatch(/^[A-Za-z0-9._-]+-[0-9a-f]{6}$/);
+    expect(first).not.toBe(second);
+  });
+
+  it("refuses a bad node id (CONFIG, naming the field) before connecting", async () => {
+    await expect(openClusterNode({ url: server.url, nodeId: "a b/c" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "cluster.nodeId" } });
+    await expect(openClusterNode({ url: server.url, nodeId: "x".repeat(65) })).rejects.toMatchObject({ type: "CONFIG" });
+  });
+
+  it("does not start a bus whose NATS cannot be reached (TRANSPORT), and leaves nothing running", async () => {
+    const bus = new CommunicationBus({ port: 0, host: "127.0.0.1", apiKey: "k", cluster: { url: "nats://127.0.0.1:1", connectTimeoutMs: 500 } });
+    await expect(bus.start()).rejects.toMatchObject({ type: "TRANSPORT" });
+    expect(bus.cluster).toBeUndefined();
+    await bus.stop();
+  });
+});
