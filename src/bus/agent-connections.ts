@@ -12,7 +12,7 @@ import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, encodeAnswerFrame, type SendAnswerFrame } from "../protocol/frames.js";
-import { checkJsonDepth } from "../protocol/json-depth.js";
+import { checkJsonInput } from "../protocol/json-depth.js";
 import { wsPackage } from "../protocol/ws-package.js";
 import type { RateLimiter } from "../server/quotas.js";
 import { TurnCork } from "../server/turn-cork.js";
@@ -224,15 +224,17 @@ export class AgentConnections {
   private receive(connection: AgentConnection, data: RawData, isBinary: boolean): void {
     this.throttle(connection);
     let frame: unknown;
+    let text: string;
     try {
       if (isBinary) throw new Error("binary frames are not accepted; send JSON text frames");
-      frame = JSON.parse(data.toString());
+      text = data.toString();
+      frame = JSON.parse(text);
     } catch (error) {
       connection.answer({ type: "rejected", error: new BridgeError("CONFIG", `Malformed frame: ${toBridgeError(error).message}`, { field: "(frame)" }).toJSON() });
       return;
     }
     try {
-      checkJsonDepth(frame, "(frame)");
+      checkJsonInput(frame, text, "(frame)");
     } catch (error) {
       connection.answer({ type: "rejected", error: toBridgeError(error).toJSON() });
       return;

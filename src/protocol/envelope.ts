@@ -40,11 +40,15 @@ export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*:\/\/[^\s\u0000-\u0
 /** Control characters and bidirectional overrides: refused in every id, where they would disguise one id as another in logs and listings. */
 export const DISGUISING_CHARACTERS = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
 
+/** A UTF-16 surrogate without its pair: no store keeps it (an id must read back as it was written). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 const id = z
   .string()
   .min(1)
   .max(MAX_ID_LENGTH)
-  .refine((value) => !DISGUISING_CHARACTERS.test(value), "must not contain control characters or bidirectional overrides");
+  .refine((value) => !DISGUISING_CHARACTERS.test(value), "must not contain control characters or bidirectional overrides")
+  .refine((value) => !LONE_SURROGATE.test(value), "must be well-formed Unicode (an unpaired surrogate is not)");
 /** An agent id (`framework://name`). */
 export const agentIdSchema = id.regex(AGENT_ID_PATTERN, 'expected an agent id such as "claude-code://orchestrator"');
 const framework = z.string().min(1).max(MAX_ID_LENGTH);
@@ -130,7 +134,7 @@ function isPlainWith(value: unknown, allowed: ReadonlySet<string>): value is Fie
 }
 
 function isId(value: unknown): value is string {
-  return typeof value === "string" && value.length >= 1 && value.length <= MAX_ID_LENGTH && !DISGUISING_CHARACTERS.test(value);
+  return typeof value === "string" && value.length >= 1 && value.length <= MAX_ID_LENGTH && !DISGUISING_CHARACTERS.test(value) && !LONE_SURROGATE.test(value);
 }
 
 function isAgentId(value: unknown): value is string {

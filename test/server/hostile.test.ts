@@ -5,6 +5,9 @@
  * stay alive and keep answering, are in attacks.test.ts.
  */
 import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_JSON_DEPTH } from "../../src/protocol/json-depth.js";
@@ -65,6 +68,37 @@ describe("a hostile client", () => {
     agent.socket.send(nested(1_000));
     await until(() => agent.frames.some((frame) => frame.type === "rejected"));
     expect(agent.frames.find((frame) => frame.type === "rejected").error).toMatchObject({ type: "CONFIG", details: { limit: MAX_JSON_DEPTH } });
+  });
+
+  it("refuses a lone UTF-16 surrogate in any string of a body or a frame with 400, changes nothing, and keeps running on a SQLite store", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "troupe-surrogate-"));
+    try {
+      const bus = await startBus({ persistenceEnabled: true, dataDir });
+      await register(bus, "cc://a", "cc://b");
+      const lone = String.raw`"\ud800"`;
+      const sent = await call(bus, "POST", "/messages/send", JSON.stringify(envelope("cc://a", "cc://b")).replace(/"msg-\d+"/, lone));
+      expect(sent.status).toBe(400);
+      expect(sent.body.error).toMatchObject({ type: "CONFIG", details: { field: "(body)" } });
+      expect(sent.body.error.message).toMatch(/unpaired UTF-16 surrogate/);
+      const registered = await call(bus, "POST", "/agents/register", `{"agent_id":"x://a${String.raw`\udc00`}","capabilities":[]}`);
+      expect(registered.status).toBe(400);
+      expect((await call(bus, "GET", "/agents")).body.agents.map((agent: { agent_id: string }) => agent.agent_id)).not.toContain("x://a\udc00");
+      const workflow = await call(bus, "POST", "/sessions", `{"initiator":"cc://a","participants":[],"steps":[{"name":${lone},"agent":"cc://a"}]}`);
+      expect(workflow.status).toBe(400);
+      // A surrogate pair is one well-formed character: accepted, escaped or not.
+      const pair = await call(bus, "POST", "/messages/send", envelopeText("cc://a", "cc://b", String.raw`{"text":"\ud83d\ude00 😀"}`));
+      expect(pair.status).toBe(202);
+
+      const agent = await rawConnect(bus, "cc://a", undefined, { control: true });
+      agent.socket.send(JSON.stringify({ type: "send", envelope: envelope("cc://a", "cc://b") }).replace(/"msg-\d+"/, lone));
+      await until(() => agent.frames.some((frame) => frame.type === "rejected"));
+      expect(agent.frames.find((frame) => frame.type === "rejected").error).toMatchObject({ type: "CONFIG", details: { field: "(frame)" }, message: expect.stringMatching(/surrogate/) });
+      // The message never existed: nothing for its timeout to write, nothing to crash on.
+      expect((await call(bus, "GET", "/health")).status).toBe(200);
+      expect((await call(bus, "GET", "/metrics", undefined, { accept: "application/json" })).status).toBe(200);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("writes no more than maxSocketBufferBytes ahead to an agent that stops reading, and keeps the rest queued until it reads again", async () => {
