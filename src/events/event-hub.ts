@@ -105,6 +105,8 @@ export interface RuntimeEventMap {
    * when troupe ended it (shutdown), false when it failed.
    */
   "worker.exited": { workerId: string; code: number | null; signal: string | null; reason: string; stopped: boolean; stderr: string; spawnError?: string };
+  /** A request answered 500 (INTERNAL: a bug in troupe): what was asked and the error, with its stack. */
+  "server.error": { method: string; path: string; message: string; stack?: string };
 }
 
 /** An event type of the stream. */
@@ -147,6 +149,7 @@ export const RUNTIME_EVENT_TYPES = Object.keys({
   "worker.started": true,
   "worker.stderr": true,
   "worker.exited": true,
+  "server.error": true,
 } satisfies Record<RuntimeEventType, true>) as RuntimeEventType[];
 
 /** One event of the stream. */

@@ -139,6 +139,10 @@ const RULES: Rules = {
       },
     }),
   },
+  "server.error": at("error", (event) => ({
+    message: `${event.method} ${event.path} failed with an internal error: ${event.message}`,
+    fields: { method: event.method, path: event.path, ...(event.stack === undefined ? {} : { stack: event.stack }) },
+  })),
 };
 
 /**

@@ -11,7 +11,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
-import { checkJsonDepth } from "../protocol/json-depth.js";
+import { checkJsonInput } from "../protocol/json-depth.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { clientOf, ConnectionCounts, OwnedSessions, quotaExceeded, RateLimiter } from "./quotas.js";
 import { DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
@@ -87,9 +87,9 @@ export interface RouteRequest {
   params: string[];
   query: URLSearchParams;
   /** Reads and parses the JSON body; called only by routes that take one. */
-  readBody(): Promise<unknown>;
+  readBody: () => Promise<unknown>;
   /** A request header's value (the first, when repeated). */
-  header(name: string): string | undefined;
+  header: (name: string) => string | undefined;
   /** Who asks, for quotas: the remote address. */
   client: string;
 }
@@ -179,7 +179,7 @@ function parseJson(text: string): unknown {
   } catch (error) {
     throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)" });
   }
-  checkJsonDepth(value, "(body)");
+  checkJsonInput(value, text, "(body)");
   return value;
 }
 
@@ -307,7 +307,14 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     const bridgeError = toBridgeError(error);
     const { retryAfterMs } = bridgeError.details;
     const retryAfter: Record<string, string> = typeof retryAfterMs === "number" ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
-    send(req, res, status ?? httpStatusOf(bridgeError), { error: bridgeError.toJSON() }, { ...headers, ...retryAfter });
+    const answered = status ?? httpStatusOf(bridgeError);
+    if (answered === 500) {
+      // A bug in troupe: the operator's log says so (the client gets the message, never the stack).
+      const cause = error instanceof Error ? error : bridgeError;
+      const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+      runtime.hub.emit("server.error", "server", { method: req.method ?? "GET", path, message: bridgeError.message, ...(cause.stack === undefined ? {} : { stack: cause.stack }) });
+    }
+    send(req, res, answered, { error: bridgeError.toJSON() }, { ...headers, ...retryAfter });
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -258,3 +258,37 @@ describe("robustness", () => {
     });
   });
 });
+
+describe("a request that fails with an internal error", () => {
+  it("answers 500 with the message and no stack, and publishes server.error with the stack for the operator's log", async () => {
+    const runtime = createRuntime({ agents: [createMockAgent({ id: "echo" })] });
+    await runtime.start();
+    const server = await startHttpServer(runtime, {
+      host: "127.0.0.1",
+      port: 0,
+      routes: [
+        {
+          method: "GET",
+          path: /^\/boom$/,
+          handle: () => {
+            throw new TypeError("cannot read the thing");
+          },
+        },
+      ],
+    });
+    running.push({ runtime, server });
+    const seen: unknown[] = [];
+    runtime.on("server.error", (event) => seen.push(event));
+    const response = await fetch(`${server.url}/boom?secret=1`);
+    expect(response.status).toBe(500);
+    const body = (await response.json()) as { error: { type: string; message: string; stack?: string } };
+    expect(body.error).toMatchObject({ type: "INTERNAL", message: "cannot read the thing" });
+    expect(JSON.stringify(body)).not.toMatch(/at .*http-server/);
+    expect(seen).toEqual([
+      expect.objectContaining({ type: "server.error", method: "GET", path: "/boom", message: "cannot read the thing", stack: expect.stringMatching(/TypeError: cannot read the thing\n\s+at /) }),
+    ]);
+    // A client error is the client's: no server.error.
+    expect((await fetch(`${server.url}/nowhere`)).status).toBe(404);
+    expect(seen).toHaveLength(1);
+  });
+});
