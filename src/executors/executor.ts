@@ -39,9 +39,9 @@ export interface ExecutorHost {
 
 /** Where a running prompt reports what it streams: `prompt.delta`, `prompt.warning`, `tool.called` and `tool.completed` events. */
 export interface PromptEmitter {
-  delta(text: string): void;
-  warning(message: string): void;
-  tool(report: ToolReport): void;
+  delta: (text: string) => void;
+  warning: (message: string) => void;
+  tool: (report: ToolReport) => void;
 }
 
 /** Runs the agents of one kind (in this process, or in worker processes). */
