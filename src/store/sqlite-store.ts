@@ -143,12 +143,7 @@ class SqliteStore extends BatchedStore {
         }
       }
     });
-    this.batcher = new WriteBatcher(async (ops) => {
-      const { admitted, refused } = fences.admit(ops);
-      commit.immediate(admitted);
-      fences.commit(admitted);
-      return refused;
-    });
+    this.batcher = new WriteBatcher((ops) => Promise.resolve(fences.commit(ops, (admitted) => commit.immediate(admitted))));
   }
 
   protected read(collection: StoreCollection, id: string): unknown {
