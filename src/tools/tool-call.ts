@@ -19,6 +19,11 @@ export interface ToolCall {
   argumentsJson: string;
 }
 
+/** The id troupe gives a call the model gave none (Gemini, a mock step): `call_<round>_<n>`, `index` counting from 0 and n from 1. */
+export function fallbackCallId(round: number, index: number): string {
+  return `call_${round}_${index + 1}`;
+}
+
 /**
  * A call's arguments as the object that Anthropic (`tool_use.input`) and Gemini (`functionCall.args`) take
  * back in the next round: `{}` when the model's JSON was broken or not an object (the loop told it so).
