@@ -114,7 +114,25 @@ export function configErrorFromZod(
       return { field: field || root, message: key === undefined ? issue.message : `unrecognized key ${JSON.stringify(key)}` };
     });
   });
-  const first = issues[0] ?? { field: prefix.join(".") || root, message: "invalid" };
+  return configErrorFromIssues(issues, { root: prefix.join(".") || root, details });
+}
+
+/** One failing field of a validated value: a dotted path and what is wrong there. */
+export interface ValidationIssue {
+  field: string;
+  message: string;
+}
+
+/**
+ * A CONFIG error from validation issues, whatever validated them (zod, ajv): `<field>: <message>` for the
+ * first issue, with `details.field` and every issue in `details.issues`; `root` names the failing field when
+ * there is no issue.
+ */
+export function configErrorFromIssues(
+  issues: ValidationIssue[],
+  { root = "(arguments)", details = {} }: { root?: string; details?: Record<string, unknown> } = {},
+): BridgeError {
+  const first = issues[0] ?? { field: root, message: "invalid" };
   return new BridgeError("CONFIG", `${first.field}: ${first.message}`, { ...details, field: first.field, issues });
 }
 

@@ -14,6 +14,7 @@ import type { Clock } from "../clock.js";
 import { toBridgeError } from "../errors.js";
 import { frameworkOf, type EnvelopeInput } from "../protocol/envelope.js";
 import { RUNTIME_FRAMEWORK } from "../runtime/bus-agents.js";
+import { agentScopedKey } from "./agent-scoped-key.js";
 import { hasPromptText, textOfParts } from "./parts.js";
 import { TaskEvents } from "./task-events.js";
 
@@ -49,7 +50,7 @@ export class BusAgentTasks {
     const events = new TaskEvents(bus, taskId, contextId, this.clock);
     events.submitted(context.task, userMessage);
     if (!hasPromptText(userMessage.parts)) return events.status(TaskState.TASK_STATE_REJECTED, "The message has no text: this agent reads text (or JSON data)");
-    const key = `${agentId}\n${taskId}`;
+    const key = agentScopedKey(agentId, taskId);
     const request: PendingRequest = { messageId: `a2a_${randomUUID()}`, events, cancelled: false };
     const requests = this.running.get(key) ?? new Set<PendingRequest>();
     this.running.set(key, requests.add(request));
@@ -83,7 +84,7 @@ export class BusAgentTasks {
 
   /** Tells the agent nobody waits for its answers any more, and ends the task. */
   private cancel(agentId: string, taskId: string, bus: ExecutionEventBus): void {
-    const requests = [...(this.running.get(`${agentId}\n${taskId}`) ?? [])];
+    const requests = [...(this.running.get(agentScopedKey(agentId, taskId)) ?? [])];
     if (requests.length === 0) return new TaskEvents(bus, taskId, "", this.clock).status(TaskState.TASK_STATE_CANCELED);
     for (const request of requests) {
       request.cancelled = true;

@@ -7,6 +7,7 @@
  * CAPACITY.
  */
 import { BridgeError } from "../errors.js";
+import { agentScopedKey } from "./agent-scoped-key.js";
 import type { Runtime } from "../runtime/runtime.js";
 
 /** One context's session; `users` counts the tasks running in it (they keep it from being evicted). */
@@ -21,10 +22,6 @@ interface ContextSession {
 export interface ContextLease {
   sessionId: string;
   release(): void;
-}
-
-function keyOf(agentId: string, contextId: string): string {
-  return `${agentId}\n${contextId}`;
 }
 
 /** The contexts of one A2A endpoint. */
@@ -56,7 +53,7 @@ export class A2aContexts {
   /** The session of an agent's context, opened on first use (making room past `maxContexts`), lent to one task. */
   async acquire(agentId: string, contextId: string): Promise<ContextLease> {
     if (this.closed) throw new BridgeError("TRANSPORT", "The A2A endpoint is closing");
-    const key = keyOf(agentId, contextId);
+    const key = agentScopedKey(agentId, contextId);
     let context = this.byKey.get(key);
     if (context === undefined) {
       this.makeRoom(agentId);
@@ -84,7 +81,7 @@ export class A2aContexts {
 
   /** Closes a context's session (it failed for good): the context's next message opens a new one. */
   drop(agentId: string, contextId: string): void {
-    const context = this.byKey.get(keyOf(agentId, contextId));
+    const context = this.byKey.get(agentScopedKey(agentId, contextId));
     if (context !== undefined) this.close(context);
   }
 

@@ -18,7 +18,7 @@ import type { A2aServer, A2aServerOptions } from "./a2a-server.js";
 export const AGENT_CARD_PATH = ".well-known/agent-card.json";
 
 /** Tasks the endpoint keeps by default (for `GetTask` and `ListTasks`): each holds its messages and its answer. */
-export const DEFAULT_MAX_A2A_TASKS = 10_000;
+const DEFAULT_MAX_A2A_TASKS = 10_000;
 
 /** The A2A endpoint of a bus: its routes, and the server behind them once a request came. */
 export class A2aEndpoint {

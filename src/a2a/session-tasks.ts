@@ -14,6 +14,7 @@ import { TaskState } from "@a2a-js/sdk";
 import type { AgentExecutor, ExecutionEventBus, RequestContext } from "@a2a-js/sdk/server";
 import { toBridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { agentScopedKey } from "./agent-scoped-key.js";
 import type { A2aContexts } from "./contexts.js";
 import { hasPromptText, textOfParts } from "./parts.js";
 import { INPUT_REQUIRED_STOP_REASON } from "./stop-reasons.js";
@@ -53,7 +54,7 @@ export class SessionTasks {
   private async execute(agentId: string, context: RequestContext, bus: ExecutionEventBus): Promise<void> {
     const { taskId, contextId, userMessage } = context;
     const events = new TaskEvents(bus, taskId, contextId, this.runtime.clock);
-    const key = `${agentId}\n${taskId}`;
+    const key = agentScopedKey(agentId, taskId);
     const running = this.running.get(key) ?? { cancel: new AbortController(), turns: 0 };
     running.turns += 1;
     this.running.set(key, running);
@@ -100,7 +101,7 @@ export class SessionTasks {
    * prompt does. A task that runs nothing any more ends `canceled` at once.
    */
   private cancel(agentId: string, taskId: string, bus: ExecutionEventBus): void {
-    const running = this.running.get(`${agentId}\n${taskId}`);
+    const running = this.running.get(agentScopedKey(agentId, taskId));
     if (running !== undefined) return running.cancel.abort();
     new TaskEvents(bus, taskId, "", this.runtime.clock).status(TaskState.TASK_STATE_CANCELED);
   }

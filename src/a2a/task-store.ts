@@ -6,6 +6,7 @@
  */
 import { TaskState, type ListTasksRequest, type ListTasksResponse, type Task } from "@a2a-js/sdk";
 import type { ServerCallContext, TaskStore } from "@a2a-js/sdk/server";
+import { agentScopedKey } from "./agent-scoped-key.js";
 
 /** The page size of `ListTasks` when the client gives none (the protocol's default). */
 const DEFAULT_LIST_PAGE_SIZE = 50;
@@ -19,10 +20,6 @@ const SETTLED_STATES = new Set<TaskState>([
   TaskState.TASK_STATE_INPUT_REQUIRED,
   TaskState.TASK_STATE_AUTH_REQUIRED,
 ]);
-
-function keyOf(agentId: string, taskId: string): string {
-  return `${agentId}\n${taskId}`;
-}
 
 /** Every agent's tasks, least recently saved first. */
 export class BoundedTaskStore {
@@ -39,11 +36,11 @@ export class BoundedTaskStore {
   forAgent(agentId: string): TaskStore {
     return {
       load: async (taskId: string) => {
-        const entry = this.tasks.get(keyOf(agentId, taskId));
+        const entry = this.tasks.get(agentScopedKey(agentId, taskId));
         return entry === undefined ? undefined : structuredClone(entry.task);
       },
       save: async (task: Task) => {
-        const key = keyOf(agentId, task.id);
+        const key = agentScopedKey(agentId, task.id);
         this.tasks.delete(key);
         this.tasks.set(key, { agentId, task: structuredClone(task) });
         this.evict();

@@ -4,7 +4,6 @@
  * the usage follows on stderr. Ctrl-C cancels the prompt (its provider request really stops) and exits 130.
  * Its options are defined in `delegate-command.ts`.
  */
-import { randomUUID } from "node:crypto";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import type { PromptResult } from "../bridge/schemas.js";
@@ -77,9 +76,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
   const prompt = request.prompt === "-" ? await readStdin() : request.prompt;
   await logRuntimeToStderr(runtime, flags.logLevel);
   const stream = flags.stream !== false;
-  const requestId = randomUUID();
   let sessionId: string | undefined;
-  let interrupted = false;
   let lastWritten = "\n";
   const spinner = startSpinner(io.stderr, `asking ${agentId}…`);
   const write = (text: string): void => {
@@ -89,10 +86,10 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
     lastWritten = text;
   };
   // The first Ctrl-C cancels the prompt and lets troupe stop in order; a second one leaves at once.
+  const cancel = new AbortController();
   const stopHandling = handleSignals(["SIGINT"], () => {
-    interrupted = true;
     spinner.stop();
-    if (sessionId !== undefined) runtime.bridge.sessionsCancel({ sessionId, requestId }).catch(() => undefined);
+    cancel.abort();
   });
   await runtime.start();
   try {
@@ -100,19 +97,15 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
       throw failureOf(error);
     });
     sessionId = created.sessionId;
-    if (interrupted) return EXIT_INTERRUPTED;
-    if (stream) {
-      runtime.on("prompt.delta", (event) => {
-        if (event.sessionId === created.sessionId) write(event.delta);
-      });
-    }
+    if (cancel.signal.aborted) return EXIT_INTERRUPTED;
     const runtimeParams = {
       ...(flags.model === undefined ? {} : { model: flags.model }),
       ...(flags.temperature === undefined ? {} : { temperature: flags.temperature }),
       ...(flags.maxTokens === undefined ? {} : { maxTokens: flags.maxTokens }),
     };
-    const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt, requestId, runtimeParams }).catch((error: unknown) => {
-      if (interrupted) return undefined;
+    const callOptions = { signal: cancel.signal, ...(stream ? { onDelta: write } : {}) };
+    const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt, runtimeParams }, callOptions).catch((error: unknown) => {
+      if (cancel.signal.aborted) return undefined;
       throw failureOf(error);
     });
     if (reply === undefined) {
@@ -123,7 +116,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
     if (!stream) write(reply.text);
     if (!lastWritten.endsWith("\n")) io.stdout.write("\n");
     io.stderr.write(usageLine(reply, runtime.sessionStatus(sessionId).provider));
-    return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+    return cancel.signal.aborted ? EXIT_INTERRUPTED : EXIT_OK;
   } finally {
     spinner.stop();
     if (sessionId !== undefined) await runtime.bridge.sessionsClose({ sessionId }).catch(() => undefined);

@@ -8,10 +8,9 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { serveMcp } from "../mcp/serve-mcp.js";
 import { createRuntime } from "../runtime/runtime.js";
 import { loadServerConfig } from "./config.js";
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit-codes.js";
 import { describeTeam, serverAgents, type AgentsOption } from "./server-agents.js";
-
-const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
+import { handleSignals } from "./signals.js";
 
 /** `troupe mcp --help`. */
 export const MCP_USAGE = `Usage: troupe mcp [options]
@@ -41,7 +40,7 @@ export async function runMcp(args: string[]): Promise<number> {
     });
     if (values.help === true) {
       process.stdout.write(MCP_USAGE);
-      return 0;
+      return EXIT_OK;
     }
     config = values.config === undefined ? undefined : loadServerConfig(values.config);
     if (values.agents !== undefined && values["no-agents"] === true) throw new BridgeError("CONFIG", "--agents and --no-agents: give one, or neither", { field: "agents" });
@@ -62,40 +61,28 @@ export async function runMcp(args: string[]): Promise<number> {
   }
   const { agents, defaultAgentId, liveProviders, defaultProvider, team } = serverAgentsLoaded;
   const runtime = createRuntime({ agents, defaultAgentId, workers });
-  // From the start: a signal that comes while the runtime starts ends it as cleanly as one that comes later.
-  const signal = untilSignal();
+  // From the start: a signal that comes while the runtime starts ends it as cleanly as one that comes later. A
+  // second signal (not the same Ctrl-C seen twice through npx) ends the process without waiting for the stop.
+  let stopHandling = (): void => undefined;
+  const signalled = new Promise<void>((resolve) => {
+    stopHandling = handleSignals(["SIGINT", "SIGTERM"], () => resolve());
+  });
   try {
     await runtime.start();
     const service = await serveMcp(runtime, { transport: "stdio" });
     const answering = liveProviders.length === 0 ? "the offline mock provider" : `${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
     if (team !== undefined) process.stderr.write(`troupe mcp: agents from ${describeTeam(team)}\n`);
     process.stderr.write(`troupe mcp: serving the bridge tools on stdio; agent "${defaultAgentId}" answering with ${answering}\n`);
-    await Promise.race([service.closed, signal.received]);
+    await Promise.race([service.closed, signalled]);
     await service.close();
-    return 0;
+    return EXIT_OK;
   } catch (error) {
     process.stderr.write(`troupe mcp: ${toBridgeError(error).message}\n`);
     return EXIT_FAILED;
   } finally {
-    signal.stopListening();
     await runtime.stop();
+    stopHandling();
     // The transport only pauses stdin; a client that keeps it open must not keep this process alive.
     process.stdin.destroy();
   }
-}
-
-/** The first SIGINT or SIGTERM; after it the handlers are gone, so a second one ends the process at once. */
-function untilSignal(): { received: Promise<void>; stopListening(): void } {
-  let onSignal = (): void => undefined;
-  const stopListening = (): void => {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-  };
-  const received = new Promise<void>((resolve) => {
-    onSignal = () => {
-      stopListening();
-      resolve();
-    };
-    process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
-  });
-  return { received, stopListening };
 }

@@ -14,7 +14,7 @@ import type { KV } from "@nats-io/kv";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Fence } from "../store/store.js";
-import { natsError, type ClusterConnection } from "./nats-connection.js";
+import { natsError, natsToken, type ClusterConnection } from "./nats-connection.js";
 
 /** The bucket leases live in unless told otherwise. */
 const DEFAULT_LEASE_BUCKET = "troupe_leases";
@@ -161,11 +161,7 @@ export class LeaseTable {
   }
 }
 
-/**
- * The bucket key of a resource: its UTF-8 in base64url, since keys allow only letters, digits and `-/_=.`, and
- * resource names are free text (`workflow:sess_…`).
- */
+/** The bucket key of a resource (keys allow only letters, digits and `-/_=.`; resource names are free text). */
 function leaseKey(resource: string): string {
-  if (typeof resource !== "string" || resource.length === 0) throw new BridgeError("INTERNAL", "A lease needs a resource name");
-  return Buffer.from(resource, "utf8").toString("base64url");
+  return natsToken(resource, "A lease needs a resource name");
 }

@@ -13,7 +13,7 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { BridgeError } from "../errors.js";
 import { PRIORITIES, type Priority } from "../protocol/envelope.js";
-import { natsError, natsJetstream, type ClusterConnection } from "./nats-connection.js";
+import { natsError, natsJetstream, natsToken, type ClusterConnection } from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
 const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
@@ -185,10 +185,9 @@ export class ClusterMessageStream {
   }
 }
 
-/** A recipient as one subject token (and durable name): its UTF-8 in base64url, since agent ids hold `.` and `:`. */
+/** A recipient as one subject token (and durable name): agent ids hold `.` and `:`. */
 function encode(recipient: string): string {
-  if (typeof recipient !== "string" || recipient.length === 0) throw new BridgeError("INTERNAL", "A message needs a recipient");
-  return Buffer.from(recipient, "utf8").toString("base64url");
+  return natsToken(recipient, "A message needs a recipient");
 }
 
 function isNotFound(error: unknown): boolean {

@@ -188,3 +188,13 @@ export function natsError(error: unknown, where: string, doing: string): BridgeE
   const unavailable = ["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError"].includes(name);
   return new BridgeError(unavailable ? "TRANSPORT" : "INTERNAL", `${where}: ${doing} failed: ${cause.message}`, name === "" ? {} : { cause: name });
 }
+
+/**
+ * A name as one NATS token (a subject token, a durable name, a key-value key): its UTF-8 in base64url, since
+ * tokens allow only letters, digits and a few marks, and the names (agent ids, `workflow:sess_…`) are free text.
+ * An empty name is INTERNAL with `emptyMessage`: the caller should never have asked.
+ */
+export function natsToken(name: string, emptyMessage: string): string {
+  if (typeof name !== "string" || name.length === 0) throw new BridgeError("INTERNAL", emptyMessage);
+  return Buffer.from(name, "utf8").toString("base64url");
+}

@@ -45,9 +45,9 @@ import { resolveSettings, type ResolvedConversationSettings } from "./settings.j
 /** Longest user or thread id. */
 const MAX_ID_LENGTH = 256;
 /** Threads one conversation remembers for follow-ups (a shared one may be reached from many). */
-export const MAX_THREADS_PER_CONVERSATION = 64;
+const MAX_THREADS_PER_CONVERSATION = 64;
 /** Largest capability state of one conversation, as JSON in UTF-8 bytes. */
-export const MAX_CAPABILITY_STATE_BYTES = 64 * 1024;
+const MAX_CAPABILITY_STATE_BYTES = 64 * 1024;
 /** The thread of a message that names none. */
 export const DEFAULT_THREAD_ID = "default";
 

@@ -17,9 +17,9 @@ export interface ResolvedConversationSettings {
 }
 
 /** How long a conversation may idle by default (SPEC §4). */
-export const DEFAULT_IDLE_TIMEOUT_MINUTES = 30;
+const DEFAULT_IDLE_TIMEOUT_MINUTES = 30;
 /** Messages of a conversation its model is sent by default (SPEC §4). `trigger` depends on the agent (see `resolveSettings`). */
-export const DEFAULT_CONVERSATION_HISTORY_WINDOW = 30;
+const DEFAULT_CONVERSATION_HISTORY_WINDOW = 30;
 
 const settingsSchema = z.strictObject({
   trigger: z.enum(["mention", "always"]).optional(),

@@ -204,7 +204,9 @@ export class AnthropicProvider extends BaseProvider {
     const body = this.requestBody(params, ctx.history, ctx.prompt, tools);
     const options = { signal, timeout: this.timeoutMs };
     const turn = new AnthropicTurn();
-    const client = this.client ?? (await this.openClient());
+    // The SDK loads at the first request, so that importing troupe does not load it.
+    const { default: AnthropicClient } = anthropicSdk.loaded ?? (await anthropicSdk());
+    const client = (this.client ??= new AnthropicClient(this.clientOptions));
     if (!this.streaming) {
       const message = await client.messages.create({ ...body, stream: false }, options);
       message.content.forEach((block, index) => turn.start(index, block));
@@ -244,12 +246,6 @@ export class AnthropicProvider extends BaseProvider {
     }
     if (!stopped) throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before message_stop`, { provider: this.id });
     return turn.reply(stopReason, inputTokens, outputTokens);
-  }
-
-  /** The SDK's client: the SDK loads at the first request, so that importing troupe does not load it. */
-  private async openClient(): Promise<Anthropic> {
-    const { default: AnthropicClient } = await anthropicSdk();
-    return (this.client ??= new AnthropicClient(this.clientOptions));
   }
 
   /** The Messages body: `providerSpecific` first, so that the mapped fields win over it. */

@@ -5,7 +5,7 @@
 import type { ApiError, Content, FunctionCallingConfigMode, GenerateContentConfig, GenerateContentResponse, GoogleGenAI, GoogleGenAIOptions, Part } from "@google/genai";
 import type { AgentReply, StopReason } from "../agents/agent.js";
 import { BridgeError, messageOf } from "../errors.js";
-import { argumentsObjectOf, type ToolCall, type ToolRequest, type ToolRound } from "../tools/tool-call.js";
+import { argumentsObjectOf, fallbackCallId, type ToolCall, type ToolRequest, type ToolRound } from "../tools/tool-call.js";
 import { lazyImport } from "../lazy-modules.js";
 import { BaseProvider, type ProviderCall } from "./base-provider.js";
 import { conversationOf } from "./conversation.js";
@@ -88,7 +88,7 @@ function classifyApiError(error: ApiError): UpstreamFailure {
 function toolCallsOf(parts: readonly Part[], round: number): ToolCall[] {
   return parts
     .flatMap((part) => (part.functionCall === undefined ? [] : [part.functionCall]))
-    .map((call, index) => ({ callId: call.id ?? `call_${round}_${index + 1}`, name: call.name ?? "", argumentsJson: JSON.stringify(call.args ?? {}) }));
+    .map((call, index) => ({ callId: call.id ?? fallbackCallId(round, index), name: call.name ?? "", argumentsJson: JSON.stringify(call.args ?? {}) }));
 }
 
 /** The model's turn of a round: the one it sent (`modelTurn`), or, for rounds troupe did not get from it, its text and calls. */

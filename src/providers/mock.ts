@@ -5,7 +5,7 @@ import type { Usage } from "../../machines/session.machine.js";
 import type { PromptContext, StopReason } from "../agents/agent.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, promptCancelled, type BridgeErrorDetails, type BridgeErrorType } from "../errors.js";
-import type { ToolCall, ToolRequest } from "../tools/tool-call.js";
+import { fallbackCallId, type ToolCall, type ToolRequest } from "../tools/tool-call.js";
 import type { ProviderReply } from "./provider.js";
 
 /** A tool call the mock model makes. */
@@ -76,7 +76,7 @@ export function waitOrAbort(clock: Clock, delayMs: number | undefined, signal: A
 /** The step's calls with their ids and arguments as JSON. */
 function toolCallsOf(calls: readonly MockToolCall[], tools: ToolRequest | undefined): ToolCall[] {
   const round = (tools?.rounds.length ?? 0) + 1;
-  return calls.map((call, index) => ({ callId: call.id ?? `call_${round}_${index + 1}`, name: call.name, argumentsJson: JSON.stringify(call.args ?? {}) }));
+  return calls.map((call, index) => ({ callId: call.id ?? fallbackCallId(round, index), name: call.name, argumentsJson: JSON.stringify(call.args ?? {}) }));
 }
 
 /** Words the mock model reads: the history, the prompt, and the earlier rounds' texts and results. */

@@ -140,7 +140,9 @@ export class OpenAIProvider extends BaseProvider {
   protected override async send({ ctx, params, signal, emit, tools }: ProviderCall): Promise<ProviderReply> {
     const body = this.requestBody(params, ctx.history, ctx.prompt, tools);
     const options = { signal, timeout: this.timeoutMs };
-    const client = this.client ?? (await this.openClient());
+    // The SDK loads at the first request, so that importing troupe does not load it.
+    const { default: OpenAIClient } = openAISdk.loaded ?? (await openAISdk());
+    const client = (this.client ??= new OpenAIClient(this.clientOptions));
     if (!this.streaming) {
       const completion = await client.chat.completions.create({ ...body, stream: false }, options);
       const choice = completion.choices[0];
@@ -167,12 +169,6 @@ export class OpenAIProvider extends BaseProvider {
       throw new BridgeError("TRANSPORT", `${this.id}: the stream ended before a finish_reason`, { provider: this.id });
     }
     return reply(text, finishReason, usage, toolCalls.list());
-  }
-
-  /** The SDK's client: the SDK loads at the first request, so that importing troupe does not load it. */
-  private async openClient(): Promise<OpenAI> {
-    const { default: OpenAIClient } = await openAISdk();
-    return (this.client ??= new OpenAIClient(this.clientOptions));
   }
 
   /** The Chat Completions body: `providerSpecific` first, so that the mapped fields win over it. */

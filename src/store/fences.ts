@@ -46,8 +46,21 @@ export function splitByFence(ops: readonly WriteOp[], tokens: ReadonlyMap<string
 export class LocalFences {
   readonly #newest = new Map<string, number>();
 
-  /** The writes of a batch to commit and those refused; records the batch's tokens as the newest (call it as the batch commits). */
-  admit(ops: readonly WriteOp[]): { admitted: WriteOp[]; refused: WriteOp[] } {
+  /**
+   * Commits a batch: hands the writes its fences admit to `write`, then records their tokens as the newest, and
+   * returns the writes refused. A `write` that throws records nothing (the batch is tried again whole).
+   */
+  commit(ops: readonly WriteOp[], write: (admitted: readonly WriteOp[]) => void): WriteOp[] {
+    const { admitted, refused } = this.#admit(ops);
+    write(admitted);
+    for (const { fence } of admitted) {
+      if (fence !== undefined) this.#newest.set(fence.resource, Math.max(fence.token, this.#newest.get(fence.resource) ?? 0));
+    }
+    return refused;
+  }
+
+  /** The writes of a batch to commit and those refused, by the tokens committed so far. */
+  #admit(ops: readonly WriteOp[]): { admitted: WriteOp[]; refused: WriteOp[] } {
     const tokens = batchTokens(ops);
     if (tokens.size === 0) return { admitted: [...ops], refused: [] };
     const admittedResources = new Set<string>();
@@ -55,12 +68,5 @@ export class LocalFences {
       if (token >= (this.#newest.get(resource) ?? 0)) admittedResources.add(resource);
     }
     return splitByFence(ops, tokens, admittedResources);
-  }
-
-  /** Records the tokens of a committed batch's admitted writes. */
-  commit(admitted: readonly WriteOp[]): void {
-    for (const { fence } of admitted) {
-      if (fence !== undefined) this.#newest.set(fence.resource, Math.max(fence.token, this.#newest.get(fence.resource) ?? 0));
-    }
   }
 }

@@ -17,7 +17,7 @@ class MemoryStore extends BatchedStore {
   /** Each collection's records as JSON text, so that no caller holds a stored object. */
   readonly #records = new Map<StoreCollection, Map<string, string>>(STORE_COLLECTIONS.map((collection) => [collection, new Map()]));
   readonly #fences = new LocalFences();
-  protected readonly batcher = new WriteBatcher(async (ops) => this.#apply(ops));
+  protected readonly batcher = new WriteBatcher((ops) => Promise.resolve(this.#fences.commit(ops, (admitted) => this.#apply(admitted))));
 
   protected read(collection: StoreCollection, id: string): unknown {
     const json = this.#collection(collection).get(id);
@@ -36,13 +36,10 @@ class MemoryStore extends BatchedStore {
     return this.#records.get(collection)!;
   }
 
-  #apply(ops: readonly WriteOp[]): WriteOp[] {
-    const { admitted, refused } = this.#fences.admit(ops);
-    for (const { collection, id, json } of admitted) {
+  #apply(ops: readonly WriteOp[]): void {
+    for (const { collection, id, json } of ops) {
       if (json === undefined) this.#collection(collection).delete(id);
       else this.#collection(collection).set(id, json);
     }
-    this.#fences.commit(admitted);
-    return refused;
   }
 }

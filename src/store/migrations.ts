@@ -65,34 +65,35 @@ export const MIGRATIONS: readonly Migration[] = [
 /** The schema version this version of troupe writes. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
-/** The key of `store_meta` that holds the schema version. */
-const VERSION_KEY = "schema_version";
-
-/** The schema version of a database: 0 for an empty one; CONFIG for one that troupe did not make. */
-function readSchemaVersion(db: BetterSqlite3.Database, where: string): number {
-  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
-  if (tables.length === 0) return 0;
-  if (!tables.includes("store_meta")) throw new BridgeError("CONFIG", `${where} is not a troupe store: it holds other tables (${tables.join(", ")})`);
-  const stored = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(VERSION_KEY);
-  const version = Number(stored);
-  if (typeof stored !== "string" || !Number.isSafeInteger(version) || version < 1) {
-    throw new BridgeError("CONFIG", `${where} is not a troupe store: it has no schema version`);
-  }
-  return version;
-}
+/** The key of `store_meta` that holds the schema version, in every database store. */
+export const SCHEMA_VERSION_KEY = "schema_version";
 
 /**
  * The schema version of a database (0 for an empty one), read without changing anything: CONFIG for a
  * database troupe did not make, or one of a newer version than this troupe knows.
  */
 export function checkSchemaVersion(db: BetterSqlite3.Database, where: string): number {
-  const version = readSchemaVersion(db, where);
-  if (version > SCHEMA_VERSION) throw newerSchemaError(where, version, SCHEMA_VERSION);
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+  if (tables.length === 0) return 0;
+  if (!tables.includes("store_meta")) throw new BridgeError("CONFIG", `${where} is not a troupe store: it holds other tables (${tables.join(", ")})`);
+  return schemaVersionOf(db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(SCHEMA_VERSION_KEY), where, SCHEMA_VERSION);
+}
+
+/**
+ * The schema version a store's `store_meta` holds (`stored` as read, `undefined` when there is none), in every
+ * database store: CONFIG when it is not a version, or one newer than `supported`, the newest this troupe writes.
+ */
+export function schemaVersionOf(stored: unknown, where: string, supported: number): number {
+  const version = Number(stored);
+  if (typeof stored !== "string" || !Number.isSafeInteger(version) || version < 1) {
+    throw new BridgeError("CONFIG", `${where} is not a troupe store: it has no schema version`);
+  }
+  if (version > supported) throw newerSchemaError(where, version, supported);
   return version;
 }
 
 /** The CONFIG error of every store for a database made by a newer troupe: it names both versions. */
-export function newerSchemaError(where: string, version: number, supported: number): BridgeError {
+function newerSchemaError(where: string, version: number, supported: number): BridgeError {
   return new BridgeError(
     "CONFIG",
     `${where} has schema version ${version}, newer than this version of troupe supports (${supported}): upgrade troupe, or use another data directory`,
@@ -112,7 +113,7 @@ export function migrate(db: BetterSqlite3.Database, { where, nowMs, target = SCH
         if (migration.version <= from || migration.version > target) continue;
         migration.up(db, { nowMs });
         db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(
-          VERSION_KEY,
+          SCHEMA_VERSION_KEY,
           String(migration.version),
         );
       }

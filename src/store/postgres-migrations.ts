@@ -5,7 +5,7 @@
  */
 import type pg from "pg";
 import { BridgeError } from "../errors.js";
-import { newerSchemaError } from "./migrations.js";
+import { SCHEMA_VERSION_KEY, schemaVersionOf } from "./migrations.js";
 
 /** What a migration may use besides the connection. */
 interface PostgresMigrationContext {
@@ -52,9 +52,6 @@ const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
 /** The schema version this version of troupe writes in PostgreSQL. */
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.length - 1]!.version;
 
-/** The key of `store_meta` that holds the schema version. */
-const VERSION_KEY = "schema_version";
-
 /**
  * The schema version of the store in `schemaName` (0 when the schema is missing or empty), read without
  * changing anything: CONFIG for a schema holding tables troupe did not make, or one of a newer version.
@@ -68,11 +65,8 @@ async function readPostgresSchemaVersion(client: pg.ClientBase, schemaName: stri
   if (tables.length === 0) return 0;
   const names = tables.map((table) => table.name);
   if (!names.includes("store_meta")) throw new BridgeError("CONFIG", `${where} is not a troupe store: its schema holds other tables (${names.join(", ")})`);
-  const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${quoteIdentifier(schemaName)}.store_meta WHERE key = $1`, [VERSION_KEY]);
-  const version = Number(rows[0]?.value);
-  if (rows.length === 0 || !Number.isSafeInteger(version) || version < 1) throw new BridgeError("CONFIG", `${where} is not a troupe store: it has no schema version`);
-  if (version > POSTGRES_SCHEMA_VERSION) throw newerSchemaError(where, version, POSTGRES_SCHEMA_VERSION);
-  return version;
+  const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${quoteIdentifier(schemaName)}.store_meta WHERE key = $1`, [SCHEMA_VERSION_KEY]);
+  return schemaVersionOf(rows[0]?.value, where, POSTGRES_SCHEMA_VERSION);
 }
 
 /**
@@ -94,7 +88,7 @@ export async function migratePostgres(
     if (migration.version <= from || migration.version > target) continue;
     await migration.up(client, { schema });
     await client.query(`INSERT INTO ${schema}.store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [
-      VERSION_KEY,
+      SCHEMA_VERSION_KEY,
       String(migration.version),
     ]);
   }

@@ -11,7 +11,7 @@ import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { batchTokens, splitByFence } from "./fences.js";
 import { migratePostgres, quoteIdentifier } from "./postgres-migrations.js";
 import { isUnavailable, postgresError, postgresOpenError } from "./postgres-errors.js";
-import { decodeValue, encodeValue, type StoredValue } from "./record-codec.js";
+import { decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
 import type { Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
@@ -54,8 +54,6 @@ export interface PostgresStoreOptions {
   clock?: Pick<Clock, "now">;
 }
 
-/** The key of `store_meta` that holds the encryption header of an encrypted store. */
-const ENCRYPTION_KEY = "encryption";
 /** Advisory lock classes (the first key of PostgreSQL's two-key advisory locks): "trup" and "trus" in ASCII. */
 const MIGRATION_LOCK_CLASS = 0x74727570;
 const WRITER_LOCK_CLASS = 0x74727573;
@@ -65,11 +63,6 @@ const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const DEFAULTS = { schema: DEFAULT_POSTGRES_SCHEMA, exclusive: true, lockWaitMs: 10_000, maxReadConnections: 4, connectTimeoutMs: 10_000, queryTimeoutMs: 30_000 };
 /** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
 const LOCK_NOT_AVAILABLE = "55P03";
-
-/** A row of `records` as read. */
-interface RecordRow extends StoredValue {
-  id: string;
-}
 
 type Pg = typeof pg;
 
@@ -219,10 +212,10 @@ async function prepareSchema(client: pg.Client, options: ResolvedOptions, key: s
   try {
     await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [MIGRATION_LOCK_CLASS, options.schemaName]);
     await migratePostgres(client, { schemaName: options.schemaName, where: options.where });
-    const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${schema}.store_meta WHERE key = $1`, [ENCRYPTION_KEY]);
+    const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${schema}.store_meta WHERE key = $1`, [ENCRYPTION_META_KEY]);
     const countRecords = async (): Promise<number> => Number((await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${schema}.records`)).rows[0]!.count);
     const { cipher, newHeader } = await resolveEncryption({ key, header: rows[0]?.value, countRecords, where: options.where });
-    if (newHeader !== undefined) await client.query(`INSERT INTO ${schema}.store_meta (key, value) VALUES ($1, $2)`, [ENCRYPTION_KEY, JSON.stringify(newHeader)]);
+    if (newHeader !== undefined) await client.query(`INSERT INTO ${schema}.store_meta (key, value) VALUES ($1, $2)`, [ENCRYPTION_META_KEY, JSON.stringify(newHeader)]);
     await client.query("COMMIT");
     return cipher;
   } catch (error) {
@@ -257,17 +250,16 @@ class PostgresStore extends BatchedStore {
   }
 
   protected async read(collection: StoreCollection, id: string): Promise<unknown> {
-    const rows = await this.#query<RecordRow>(`SELECT id, value, ciphertext, iv, auth_tag FROM ${this.#records} WHERE collection = $1 AND id = $2`, [collection, id]);
+    const rows = await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 AND id = $2`, [collection, id]);
     const row = rows[0];
     return row === undefined ? undefined : decodeValue(this.#cipher, collection, id, row);
   }
 
   protected async readAll(collection: StoreCollection, prefix: string | undefined): Promise<StoreRecord[]> {
-    const columns = "id, value, ciphertext, iv, auth_tag";
     const rows =
       prefix === undefined || prefix === ""
-        ? await this.#query<RecordRow>(`SELECT ${columns} FROM ${this.#records} WHERE collection = $1 ORDER BY id`, [collection])
-        : await this.#query<RecordRow>(`SELECT ${columns} FROM ${this.#records} WHERE collection = $1 AND id LIKE $2 ORDER BY id`, [collection, likePrefix(prefix)]);
+        ? await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 ORDER BY id`, [collection])
+        : await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 AND id LIKE $2 ORDER BY id`, [collection, likePrefix(prefix)]);
     return rows.map((row) => ({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) }));
   }
 

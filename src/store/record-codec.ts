@@ -15,6 +15,17 @@ export interface StoredValue {
   auth_tag: Buffer | null;
 }
 
+/** A record's row as the stores read it: its id and its value columns. */
+export interface RecordRow extends StoredValue {
+  id: string;
+}
+
+/** The columns of a `RecordRow`, as a SELECT lists them. */
+export const RECORD_ROW_COLUMNS = "id, value, ciphertext, iv, auth_tag";
+
+/** The key of `store_meta` that holds the encryption header of an encrypted store. */
+export const ENCRYPTION_META_KEY = "encryption";
+
 /** The row columns of a value's JSON: sealed with `cipher`, or plaintext without one. */
 export function encodeValue(cipher: ValueCipher | undefined, collection: StoreCollection, id: string, json: string): StoredValue {
   if (cipher === undefined) return { value: json, ciphertext: null, iv: null, auth_tag: null };

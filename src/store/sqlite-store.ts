@@ -12,7 +12,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { LocalFences } from "./fences.js";
 import { checkSchemaVersion, migrate } from "./migrations.js";
-import { decodeValue, encodeValue, type StoredValue } from "./record-codec.js";
+import { decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
 import type { Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
@@ -37,14 +37,6 @@ export interface SqliteStoreOptions {
   synchronous?: "normal" | "full";
   /** The clock of each record's `updated_at`. */
   clock?: Pick<Clock, "now">;
-}
-
-/** The key of `store_meta` that holds the encryption header of an encrypted database. */
-const ENCRYPTION_KEY = "encryption";
-
-/** A row of `records` as read. */
-interface RecordRow extends StoredValue {
-  id: string;
 }
 
 /**
@@ -111,10 +103,10 @@ function openError(error: unknown, where: string): BridgeError {
 
 /** The cipher of the store, or `undefined` for a plaintext one; CONFIG when the key and the database disagree. */
 async function encryptionOf(db: BetterSqlite3.Database, key: string | undefined, where: string): Promise<ValueCipher | undefined> {
-  const header = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(ENCRYPTION_KEY) as string | undefined;
+  const header = db.prepare("SELECT value FROM store_meta WHERE key = ?").pluck().get(ENCRYPTION_META_KEY) as string | undefined;
   const countRecords = (): Promise<number> => Promise.resolve(db.prepare("SELECT count(*) FROM records").pluck().get() as number);
   const { cipher, newHeader } = await resolveEncryption({ key, header, countRecords, where });
-  if (newHeader !== undefined) db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?)").run(ENCRYPTION_KEY, JSON.stringify(newHeader));
+  if (newHeader !== undefined) db.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?)").run(ENCRYPTION_META_KEY, JSON.stringify(newHeader));
   return cipher;
 }
 
@@ -130,11 +122,10 @@ class SqliteStore extends BatchedStore {
     super();
     this.#db = db;
     this.#cipher = cipher;
-    const columns = "id, value, ciphertext, iv, auth_tag";
-    this.#selectOne = db.prepare(`SELECT ${columns} FROM records WHERE collection = ? AND id = ?`);
-    this.#selectAll = db.prepare(`SELECT ${columns} FROM records WHERE collection = ? ORDER BY id`);
+    this.#selectOne = db.prepare(`SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE collection = ? AND id = ?`);
+    this.#selectAll = db.prepare(`SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE collection = ? ORDER BY id`);
     // Ids order by their UTF-8 bytes, so the ids that start with a prefix follow it in one run.
-    this.#selectFrom = db.prepare(`SELECT ${columns} FROM records WHERE collection = ? AND id >= ? ORDER BY id`);
+    this.#selectFrom = db.prepare(`SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE collection = ? AND id >= ? ORDER BY id`);
     const upsert = db.prepare<[string, string, string | null, Buffer | null, Buffer | null, Buffer | null, number]>(
       `INSERT INTO records (collection, id, value, ciphertext, iv, auth_tag, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (collection, id) DO UPDATE SET value = excluded.value, ciphertext = excluded.ciphertext, iv = excluded.iv,
@@ -152,12 +143,7 @@ class SqliteStore extends BatchedStore {
         }
       }
     });
-    this.batcher = new WriteBatcher(async (ops) => {
-      const { admitted, refused } = fences.admit(ops);
-      commit.immediate(admitted);
-      fences.commit(admitted);
-      return refused;
-    });
+    this.batcher = new WriteBatcher((ops) => Promise.resolve(fences.commit(ops, (admitted) => commit.immediate(admitted))));
   }
 
   protected read(collection: StoreCollection, id: string): unknown {

@@ -6,7 +6,7 @@
 import type { Ajv, ErrorObject, ValidateFunction } from "ajv";
 import type { Ajv2019 } from "ajv/dist/2019.js";
 import type { Ajv2020 } from "ajv/dist/2020.js";
-import { BridgeError } from "../errors.js";
+import { configErrorFromIssues } from "../errors.js";
 import { lazyRequire } from "../lazy-modules.js";
 import type { JsonSchema } from "./tool.js";
 
@@ -66,8 +66,7 @@ export function compileJsonSchema(schema: JsonSchema): JsonSchemaValidator {
     parse(value) {
       if (validate(value)) return value;
       const issues = (validate.errors ?? []).map((error) => ({ field: fieldOf(error), message: error.message ?? "invalid" }));
-      const first = issues[0] ?? { field: "(arguments)", message: "invalid" };
-      throw new BridgeError("CONFIG", `${first.field}: ${first.message}`, { field: first.field, issues });
+      throw configErrorFromIssues(issues);
     },
   };
 }

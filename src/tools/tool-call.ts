@@ -4,6 +4,7 @@
  * `tools` / `tool_calls` / role `tool`, Anthropic `tool_use` / `tool_result`, Gemini `functionDeclarations` /
  * `functionCall` / `functionResponse`).
  */
+import { messageOf } from "../errors.js";
 import type { Tool } from "./tool.js";
 
 /** What a provider sends of a tool: its name, description and parameters as JSON Schema. */
@@ -19,17 +20,32 @@ export interface ToolCall {
   argumentsJson: string;
 }
 
+/** The id troupe gives a call the model gave none (Gemini, a mock step): `call_<round>_<n>`, `index` counting from 0 and n from 1. */
+export function fallbackCallId(round: number, index: number): string {
+  return `call_${round}_${index + 1}`;
+}
+
+/** A call's arguments parsed, or why they could not be. */
+export type ParsedArguments = { ok: true; value: unknown } | { ok: false; message: string };
+
+/** The model's arguments as a value. No arguments at all (`""`, as OpenAI sends for a tool without parameters) is `{}`. */
+export function parseArguments(argumentsJson: string): ParsedArguments {
+  if (argumentsJson.trim() === "") return { ok: true, value: {} };
+  try {
+    return { ok: true, value: JSON.parse(argumentsJson) as unknown };
+  } catch (error) {
+    return { ok: false, message: `the arguments are not JSON (${messageOf(error)}): ${argumentsJson.slice(0, 200)}` };
+  }
+}
+
 /**
  * A call's arguments as the object that Anthropic (`tool_use.input`) and Gemini (`functionCall.args`) take
  * back in the next round: `{}` when the model's JSON was broken or not an object (the loop told it so).
  */
 export function argumentsObjectOf(call: Pick<ToolCall, "argumentsJson">): Record<string, unknown> {
-  try {
-    const value: unknown = call.argumentsJson.trim() === "" ? {} : JSON.parse(call.argumentsJson);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
+  const parsed = parseArguments(call.argumentsJson);
+  const value = parsed.ok ? parsed.value : undefined;
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
 /** What a call gave, as the model reads it. */

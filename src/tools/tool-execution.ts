@@ -6,7 +6,7 @@
 import type { PromptContext } from "../agents/agent.js";
 import type { Clock } from "../clock.js";
 import { messageOf, promptCancelled } from "../errors.js";
-import type { ToolCall, ToolFailure, ToolFailureKind, ToolResult } from "./tool-call.js";
+import { parseArguments, type ToolCall, type ToolFailure, type ToolFailureKind, type ToolResult } from "./tool-call.js";
 import type { ToolRegistry } from "./tool-registry.js";
 import type { ToolContext } from "./tool.js";
 
@@ -19,18 +19,6 @@ export interface ToolRoundContext {
   round: number;
   /** Times each call for `tool.completed`. */
   clock: Clock;
-}
-
-type ParsedArguments = { ok: true; value: unknown } | { ok: false; message: string };
-
-/** The model's arguments as a value. No arguments at all (`""`, as OpenAI sends for a tool without parameters) is `{}`. */
-function parseArguments(argumentsJson: string): ParsedArguments {
-  if (argumentsJson.trim() === "") return { ok: true, value: {} };
-  try {
-    return { ok: true, value: JSON.parse(argumentsJson) as unknown };
-  } catch (error) {
-    return { ok: false, message: `the arguments are not JSON (${messageOf(error)}): ${argumentsJson.slice(0, 200)}` };
-  }
 }
 
 /** What a tool returned, as the model reads it: a string as it is, anything else as JSON (`undefined` as `null`). */

@@ -10,7 +10,7 @@ import type { Tool } from "./tool.js";
 import { defineTool } from "./define-tool.js";
 
 /** The longest text `word_count`, `json_check` and `diff_stats` take, in characters. */
-export const MAX_TOOL_TEXT_LENGTH = 1_000_000;
+const MAX_TOOL_TEXT_LENGTH = 1_000_000;
 /** The most keys or files a tool lists. */
 const MAX_LISTED = 100;
 

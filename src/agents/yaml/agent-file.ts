@@ -16,7 +16,7 @@ export type RoutingSetting = (typeof ROUTING_MODES)[number];
  */
 export const AGENT_NAME_PATTERN = /^(?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** The longest name, framework prefix included. */
-export const MAX_AGENT_NAME_LENGTH = 128;
+const MAX_AGENT_NAME_LENGTH = 128;
 /** The longest `idle_timeout_minutes`: the longest delay a timer takes. */
 const MAX_IDLE_TIMEOUT_MINUTES = Math.floor(MAX_TIMER_DELAY_MS / 60_000);
 

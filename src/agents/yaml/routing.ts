@@ -24,7 +24,7 @@ export function toolsOf(agent: Pick<AgentSpec, "capabilities">): string[] {
 }
 
 /** Characters as a person counts them (code points, not UTF-16 units), of every capability prompt together. */
-export function capabilityPromptCharacters(agent: Pick<AgentSpec, "capabilities">): number {
+function capabilityPromptCharacters(agent: Pick<AgentSpec, "capabilities">): number {
   return agent.capabilities.reduce((sum, capability) => sum + [...capability.prompt].length, 0);
 }
 
