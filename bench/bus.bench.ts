@@ -33,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import { WebSocket, WebSocketServer } from "ws";
 import { CommunicationBus, type BusOptions } from "../src/index.js";
 import { fullOrQuick } from "./measure.js";
+import { frameText } from "../src/protocol/frames.js";
 
 const API_KEY = "bench-key";
 const SENDER = "bench://sender";
@@ -137,7 +138,7 @@ async function connectPair(target: LoadTarget): Promise<LoadPair> {
   const pair: LoadPair = { sender, recipient, httpUrl: target.httpUrl, sentAt: new Map(), latencies: [], awaited: 0, onAllReceived: undefined };
   // The recipient parses each frame and acknowledges it by its id, as every agent does.
   recipient.on("message", (data) => {
-    const envelope = JSON.parse(data.toString()) as { message_id: string };
+    const envelope = JSON.parse(frameText(data)) as { message_id: string };
     recipient.send(JSON.stringify({ type: "ack", message_id: envelope.message_id }));
     const sentAt = pair.sentAt.get(envelope.message_id);
     if (sentAt === undefined) return;
@@ -163,7 +164,7 @@ function sendOverWebSocket(pair: LoadPair, messages: number, offset: number): Pr
       }
     };
     const onAnswer = (data: Buffer): void => {
-      const answer = JSON.parse(data.toString()) as { type: string; error?: unknown };
+      const answer = JSON.parse(frameText(data)) as { type: string; error?: unknown };
       if (answer.type !== "accepted") {
         pair.sender.off("message", onAnswer);
         reject(new Error(`rejected: ${JSON.stringify(answer.error)}`));

@@ -187,7 +187,7 @@ async function interleave(count: number, rounds: number, step: (index: number) =
   }
 }
 
-async function fillWorkflows(pooled: PooledBus, live: number): Promise<void> {
+function fillWorkflows(pooled: PooledBus, live: number): void {
   while (pooled.runtime.pooledCount("workflow") < live) pooled.createWorkflow();
   pooled.keepCreated();
 }
@@ -313,7 +313,7 @@ export async function runPoolsBench(): Promise<PoolsBenchResult> {
   const workflowBuses: PooledBus[] = [];
   for (const size of SIZES) {
     const pooled = await PooledBus.start();
-    await fillWorkflows(pooled, size);
+    fillWorkflows(pooled, size);
     workflowBuses.push(pooled);
   }
   progress(`pools: ${CYCLES} windows of ${WINDOW} workflow creations, then deletions, at each of ${SIZES.map(formatCount).join(", ")} live, beside root actors`);

@@ -77,7 +77,7 @@ function childIdOf(child: AnyActorRef): string {
  * slot), by child id, or all.
  */
 function childrenOf(self: AnyActorRef, select: { slot?: string; childId?: string }): Array<[string, AnyActorRef]> {
-  const bySlot = self.getSnapshot().children as Record<string, AnyActorRef | undefined>;
+  const bySlot = (self.getSnapshot() as { children: Record<string, AnyActorRef | undefined> }).children;
   if (select.slot !== undefined) {
     const child = bySlot[select.slot];
     return child === undefined ? [] : [[select.slot, child]];

@@ -55,7 +55,7 @@ function sessionInputOf(session: SessionSpawnInput, shardId: string): SessionInp
 
 /** `session` if it is a child of `shard` (found by its system id: its local id is its slot), else `""`, which stops nothing. */
 function childOf(shard: AnyActorRef, session: AnyActorRef | undefined): AnyActorRef | "" {
-  const children: Record<string, AnyActorRef | undefined> = shard.getSnapshot().children;
+  const { children } = shard.getSnapshot() as { children: Record<string, AnyActorRef | undefined> };
   return session !== undefined && children[session.id] === session ? session : "";
 }
 

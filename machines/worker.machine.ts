@@ -8,7 +8,7 @@
  * Leaving `running` stops the invoked actor, which ends the process. It tells its parent, the agent, what
  * that means for the agent: `AGENT.ONLINE`, `AGENT.OFFLINE` or `AGENT.UNAVAILABLE`.
  */
-import { assign, sendParent, setup, type ActorRefFrom, type CallbackActorLogic, fromCallback } from "xstate";
+import { assign, sendParent, setup, type ActorRefFrom, fromCallback } from "xstate";
 import type { AgentPresenceEvent } from "./agent.machine.js";
 
 /** Restart policy of a worker. */
@@ -66,7 +66,7 @@ export const workerMachine = setup({
   },
   actors: {
     // Replaced by the runtime through `provide`; this default starts nothing.
-    workerProcess: fromCallback<WorkerEvent, WorkerProcessInput>(() => undefined) as CallbackActorLogic<WorkerEvent, WorkerProcessInput>,
+    workerProcess: fromCallback<WorkerEvent, WorkerProcessInput>(() => undefined),
   },
   delays: {
     restartDelay: ({ context }) => Math.min(context.backoffMs * 2 ** Math.max(0, context.crashes - 1), context.maxBackoffMs),

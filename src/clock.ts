@@ -25,7 +25,7 @@ export function unrefClock(clock: Clock): Clock {
     now: () => clock.now(),
     setTimeout: (callback, delayMs) => {
       const handle = clock.setTimeout(callback, delayMs);
-      if (typeof handle === "object" && handle !== null && "unref" in handle && typeof handle.unref === "function") handle.unref();
+      if (typeof handle === "object" && handle !== null && "unref" in handle && typeof handle.unref === "function") (handle as { unref: () => void }).unref();
       return handle;
     },
     clearTimeout: (handle) => clock.clearTimeout(handle),

@@ -21,6 +21,7 @@ describe("lazyImport", () => {
     let attempts = 0;
     const lazy = lazyImport("troupe-no-such-package", "A test", () => {
       attempts += 1;
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- a string, not a literal: tsc must not resolve a package that does not exist
       return import("troupe-no-such-package" as string);
     });
     const failure = { type: "CONFIG", message: expect.stringMatching(/^A test needs the troupe-no-such-package package, which could not be loaded: /), details: { package: "troupe-no-such-package" } };

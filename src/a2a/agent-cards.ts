@@ -9,7 +9,7 @@ import { API_KEY_HEADER } from "../protocol/headers.js";
 import { VERSION } from "../version.js";
 
 /** The name of the bus key's scheme in the cards' `securitySchemes`. */
-export const BUS_KEY_SCHEME = "troupeBusKey";
+const BUS_KEY_SCHEME = "troupeBusKey";
 
 /** What a card is made of. */
 export interface CardSubject {

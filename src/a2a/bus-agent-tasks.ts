@@ -41,7 +41,7 @@ export class BusAgentTasks {
   executorFor(agentId: string): AgentExecutor {
     return {
       execute: (context, bus) => this.execute(agentId, context, bus),
-      cancelTask: async (taskId, bus) => this.cancel(agentId, taskId, bus),
+      cancelTask: (taskId, bus) => Promise.resolve(this.cancel(agentId, taskId, bus)),
     };
   }
 

@@ -82,7 +82,7 @@ export class A2aContexts {
   /** Closes a context's session (it failed for good): the context's next message opens a new one. */
   drop(agentId: string, contextId: string): void {
     const context = this.byKey.get(agentScopedKey(agentId, contextId));
-    if (context !== undefined) this.close(context);
+    if (context !== undefined) void this.close(context);
   }
 
   /** Closes every context's session: their running prompts are cancelled. */

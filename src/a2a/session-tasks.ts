@@ -47,7 +47,7 @@ export class SessionTasks {
   executorFor(agentId: string): AgentExecutor {
     return {
       execute: (context, bus) => this.execute(agentId, context, bus),
-      cancelTask: async (taskId, bus) => this.cancel(agentId, taskId, bus),
+      cancelTask: (taskId, bus) => Promise.resolve(this.cancel(agentId, taskId, bus)),
     };
   }
 

@@ -35,17 +35,18 @@ export class BoundedTaskStore {
   /** The store as one agent's request handler sees it. */
   forAgent(agentId: string): TaskStore {
     return {
-      load: async (taskId: string) => {
+      load: (taskId: string) => {
         const entry = this.tasks.get(agentScopedKey(agentId, taskId));
-        return entry === undefined ? undefined : structuredClone(entry.task);
+        return Promise.resolve(entry === undefined ? undefined : structuredClone(entry.task));
       },
-      save: async (task: Task) => {
+      save: (task: Task) => {
         const key = agentScopedKey(agentId, task.id);
         this.tasks.delete(key);
         this.tasks.set(key, { agentId, task: structuredClone(task) });
         this.evict();
+        return Promise.resolve();
       },
-      list: async (params: ListTasksRequest, _context: ServerCallContext) => this.list(agentId, params),
+      list: (params: ListTasksRequest, _context: ServerCallContext) => Promise.resolve(this.list(agentId, params)),
     };
   }
 

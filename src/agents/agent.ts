@@ -23,22 +23,22 @@ export interface PromptContext {
   /** Aborted when the prompt is cancelled, times out, or its session closes. */
   signal: AbortSignal;
   /** Streams a piece of the answer as a `prompt.delta` event. */
-  emit(delta: string): void;
+  emit: (delta: string) => void;
   /** Reports what the operator should know (a parameter the provider cannot send) as a `prompt.warning` event. */
-  warn(message: string): void;
+  warn: (message: string) => void;
   /**
    * Reports a tool call of this prompt's model as a `tool.called` or `tool.completed` event; the runtime adds
    * the session, request and agent. The tool loop of `MultiProviderCompanionAgent` calls it; an agent that
    * runs tools of its own may too.
    */
-  reportTool(report: ToolReport): void;
+  reportTool: (report: ToolReport) => void;
   /**
    * Asks another agent (a runtime id such as `writer`, or a bus id such as `claude-code://qa`) through the bus:
    * a `task_request` from `troupe://<this agent>`, answered by the recipient's `task_response`. A string is
    * sent as `payload.prompt`. Rejects with the answer's error, TIMEOUT, CANCELLED when this prompt is
    * aborted, and CONFIG when the runtime has no bus (SPEC §3.6).
    */
-  ask(agentId: string, message: string | Record<string, unknown>, options?: AskOptions): Promise<AskReply>;
+  ask: (agentId: string, message: string | Record<string, unknown>, options?: AskOptions) => Promise<AskReply>;
 }
 
 /** Options of `ctx.ask`. */

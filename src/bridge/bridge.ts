@@ -60,7 +60,7 @@ export class Bridge {
     this.tools = TOOL_NAMES.map((name) => ({
       name,
       description: DESCRIPTIONS[name],
-      inputSchema: z.toJSONSchema(toolArgumentSchemas[name], { io: "input" }) as Record<string, unknown>,
+      inputSchema: z.toJSONSchema(toolArgumentSchemas[name], { io: "input" }),
     }));
   }
 

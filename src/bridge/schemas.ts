@@ -79,7 +79,7 @@ export interface CreateResult {
 /** `sessions_prompt` result. */
 export interface PromptResult {
   text: string;
-  stopReason: StopReason | string;
+  stopReason: StopReason | (string & {});
   requestId: string;
   usage?: Usage;
 }

@@ -11,7 +11,7 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, encodeAnswerFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, encodeAnswerFrame, frameText, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonInput } from "../protocol/json-depth.js";
 import { wsPackage } from "../protocol/ws-package.js";
 import type { RateLimiter } from "../server/quotas.js";
@@ -227,7 +227,7 @@ export class AgentConnections {
     let text: string;
     try {
       if (isBinary) throw new Error("binary frames are not accepted; send JSON text frames");
-      text = data.toString();
+      text = frameText(data);
       frame = JSON.parse(text);
     } catch (error) {
       connection.answer({ type: "rejected", error: new BridgeError("CONFIG", `Malformed frame: ${toBridgeError(error).message}`, { field: "(frame)" }).toJSON() });

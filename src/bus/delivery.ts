@@ -553,7 +553,7 @@ export class Deliveries implements DeliveryPoolHost {
       // The emitted event's `type` lands where the hub puts the type: the event is the same.
       const { sender } = context.envelope as MessageEnvelope;
       const fields = sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
-      hub.emit(emitted.type, messageActorId(key), fields as never);
+      hub.emit(emitted.type, messageActorId(key), fields);
     }
     if (emitted.type === "message.acknowledged") this.handOver(key);
     // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).

@@ -10,7 +10,7 @@ import type WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, messageKeyOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, frameText, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import { wsPackage } from "../protocol/ws-package.js";
 
@@ -27,7 +27,7 @@ export interface MessageContext {
    * Answers the message: by default a `task_response` to its sender, with `metadata.in_reply_to` (and the
    * request's `task_id` and `session_id`) filled in.
    */
-  reply(payload: Record<string, unknown>, options?: ReplyOptions): Promise<SendAnswer>;
+  reply: (payload: Record<string, unknown>, options?: ReplyOptions) => Promise<SendAnswer>;
 }
 
 /** Options of `reply`. */
@@ -82,7 +82,7 @@ export interface ConnectAgentOptions {
    */
   register?: AgentRegistration;
   /** Called once per `message_id`, after the message is acknowledged. */
-  onMessage(envelope: MessageEnvelope, context: MessageContext): void | Promise<void>;
+  onMessage: (envelope: MessageEnvelope, context: MessageContext) => void | Promise<void>;
   /** Errors that have no caller to go to: a failing `onMessage`, a refused connection, a frame the bus rejected. */
   onError?(error: BridgeError): void;
   /** Reconnection backoff; `false` never reconnects. Default 100 ms doubling up to 10 s. */
@@ -226,7 +226,7 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
   const receive = (data: WebSocket.RawData): void => {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(data.toString());
+      parsed = JSON.parse(frameText(data));
     } catch {
       reportError(new BridgeError("TRANSPORT", "The bus sent a frame that is not JSON"));
       return;

@@ -366,6 +366,7 @@ export class Conversations implements PoolHost, CapabilityStates {
       const { sessionId } = await this.runtime.createSession(input.agentId, metadata, { ttlMs: 0, idleMs: 0, historyWindow: input.historyWindow });
       return { sessionId, at: this.runtime.clock.now() };
     } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the machine's xstate.error event carries this plain, serializable failure (it is kept in snapshots)
       throw failure(toBridgeError(error), this.runtime.clock.now());
     }
   }
@@ -385,6 +386,7 @@ export class Conversations implements PoolHost, CapabilityStates {
       const { text } = await this.runtime.promptSession(sessionId, { prompt: turn.text, requestId });
       return { text, handoffs: [...handoffs], at: this.runtime.clock.now() };
     } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the machine's xstate.error event carries this plain, serializable failure (it is kept in snapshots)
       throw failure(toBridgeError(error), this.runtime.clock.now());
     } finally {
       signal.removeEventListener("abort", cancel);

@@ -154,7 +154,7 @@ export function logRuntimeEvents(source: EventSource, logger: EventLogger, optio
     .filter(([, rule]) => logger.isLevelEnabled(rule.level))
     .map(([type, rule]) =>
       source.on(type, (event) => {
-        const { level, message, fields } = rule.line(event as RuntimeEvent, options);
+        const { level, message, fields } = rule.line(event, options);
         logger[level]({ event: type, ...fields }, message);
       }),
     );

@@ -67,7 +67,7 @@ export class InProcessExecutor implements Executor {
       session,
       prompt: request.prompt,
       requestId: request.requestId,
-      runtimeParams: mergeRuntimeParams(sessionRuntimeParams(session), request.runtimeParams as RuntimeParams | undefined),
+      runtimeParams: mergeRuntimeParams(sessionRuntimeParams(session), request.runtimeParams),
       history,
       signal,
       emit: emit.delta,

@@ -227,9 +227,10 @@ export class WorkerExecutor implements Executor {
   /** Cancellation already went out as `session/cancel` when the prompt's signal aborted. */
   promptCancelled(): void {}
 
-  async closeSession(session: SessionInfo, _reason: SessionCloseReason): Promise<void> {
+  closeSession(session: SessionInfo, _reason: SessionCloseReason): Promise<void> {
     if (this.opening.has(session.sessionId)) this.closedWhileOpening.add(session.sessionId);
     this.sessions.delete(session.sessionId);
+    return Promise.resolve();
   }
 
   /** Waits for every process ended by the runtime's shutdown (SIGTERM, then SIGKILL after the grace). */

@@ -17,7 +17,7 @@ import {
 } from "../../machines/index.js";
 import type { MachineName } from "./machine-names.js";
 
-export { EXAMPLE_WORKFLOW_STEPS, MACHINE_NAMES } from "./machine-names.js";
+export { MACHINE_NAMES } from "./machine-names.js";
 
 /** Every machine `troupe graph` knows, by name (each of `MACHINE_NAMES`). `workflow` is built from `steps`. */
 export const MACHINES: Record<string, (steps: string[]) => AnyStateMachine> = {

@@ -33,7 +33,7 @@ export interface BridgeMcpServer {
    * Ends the connection. Calls in flight are cancelled first, and answered (CANCELLED, or their result if they
    * finished first), so that a client never waits for an answer that would not come.
    */
-  close(): Promise<void>;
+  close: () => Promise<void>;
 }
 
 /** Creates an MCP server for a runtime's bridge. Loads the MCP SDK. */

@@ -35,9 +35,11 @@ export const MAX_RETRIES_LIMIT = 100;
 export const MAX_ID_LENGTH = 256;
 
 /** Agent ids look like `claude-code://orchestrator`: a framework, `://`, a name. */
+// eslint-disable-next-line no-control-regex -- control characters are what these patterns refuse
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*:\/\/[^\s\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]+$/;
 
 /** Control characters and bidirectional overrides: refused in every id, where they would disguise one id as another in logs and listings. */
+// eslint-disable-next-line no-control-regex -- control characters are what these patterns refuse
 export const DISGUISING_CHARACTERS = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
 
 /** A UTF-16 surrogate without its pair: no store keeps it (an id must read back as it was written). */
@@ -175,7 +177,7 @@ function routingOf(value: unknown, defaultTimeout: string): MessageEnvelope["rou
     if (!Array.isArray(fallbacks) || fallbacks.length > 16) return undefined;
     // Indexes, not `every`: a hole is an undefined entry to the schema, and fails.
     for (let index = 0; index < fallbacks.length; index += 1) if (!isAgentId(fallbacks[index])) return undefined;
-    fallback_agents = [...fallbacks];
+    fallback_agents = [...(fallbacks as string[])];
   }
   const mode = delivery_mode as MessageEnvelope["routing"]["delivery_mode"];
   // The schema's order (`timeout` first when given), then a default timeout last, as `{ ...routing, timeout }` puts it.

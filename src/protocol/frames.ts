@@ -6,6 +6,7 @@
  * with `{ type: "accepted", message_id, status }` or `{ type: "rejected", message_id?, error }` when the
  * socket asked for these control frames with `?control=1` (the seed project's adapters do not expect them).
  */
+import type { RawData } from "ws";
 import type { BridgeError } from "../errors.js";
 
 /** Where agents connect: `ws://host:port/agents/connect?agent_id=…`. */
@@ -78,4 +79,10 @@ export function isAckFrame(frame: unknown): frame is AckFrame {
     (frame as { type?: unknown }).type === "ack" &&
     typeof (frame as { message_id?: unknown }).message_id === "string"
   );
+}
+
+/** A frame's text, whichever form `ws` hands it in (a Buffer by default; an ArrayBuffer or fragments with other binaryTypes). */
+export function frameText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString("utf8");
+  return (Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString("utf8");
 }

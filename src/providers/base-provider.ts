@@ -34,7 +34,7 @@ export interface ProviderCall {
   /** Aborted on cancel and when the attempt's time is up: hand it to the SDK. */
   signal: AbortSignal;
   /** Streams a piece of the answer. */
-  emit(delta: string): void;
+  emit: (delta: string) => void;
   /** The tools the model may call and the prompt's earlier rounds; absent when the agent has no tools. */
   tools: ToolRequest | undefined;
 }

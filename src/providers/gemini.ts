@@ -93,7 +93,7 @@ function toolCallsOf(parts: readonly Part[], round: number): ToolCall[] {
 
 /** The model's turn of a round: the one it sent (`modelTurn`), or, for rounds troupe did not get from it, its text and calls. */
 function modelContentOf(round: ToolRound): Content {
-  if (typeof round.modelTurn === "object" && round.modelTurn !== null) return round.modelTurn as Content;
+  if (typeof round.modelTurn === "object" && round.modelTurn !== null) return round.modelTurn;
   return {
     role: "model",
     parts: [

@@ -43,7 +43,7 @@ export function mergeRuntimeParams(...layers: Array<RuntimeParams | undefined>):
     }
   }
   if (providerSpecific !== undefined) merged.providerSpecific = providerSpecific;
-  return merged as RuntimeParams;
+  return merged;
 }
 
 /**

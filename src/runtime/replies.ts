@@ -44,7 +44,7 @@ export class Replies<M = undefined> {
       if (timeoutMs !== undefined && this.clock !== undefined && onTimeout !== undefined) {
         timer = this.clock.setTimeout(() => this.reject(key, onTimeout()), timeoutMs);
       }
-      this.waiters.set(key, { resolve: resolve as (value: unknown) => void, reject, group, timer, meta });
+      this.waiters.set(key, { resolve: resolve, reject, group, timer, meta });
       if (group === undefined) return;
       let keys = this.groups.get(group);
       if (keys === undefined) {

@@ -45,7 +45,7 @@ export function resumeDelays(actorScope: AnyActorScope, machine: AnyStateMachine
   const due: Array<{ eventType: string; dueAt: number }> = [];
   for (const stateNode of activeStateNodes(machine.root, snapshot.value)) {
     for (const { delay, eventType } of stateNode.after) {
-      if (typeof delay === "string" || typeof delay === "number") due.push({ eventType, dueAt: restoration.dueAt(delay) });
+      if (typeof delay === "string" || typeof delay === "number") due.push({ eventType: eventType as string, dueAt: restoration.dueAt(delay) });
     }
   }
   const now = clock.now();

@@ -315,7 +315,9 @@ export class Runtime {
     this.state = "running";
     actor.start();
     for (const { input } of this.describedAgents()) this.spawnAgent(input);
-    await Promise.all(this.executors.map((executor) => executor.start?.()));
+    await Promise.all(this.executors.map(async (executor) => {
+      await executor.start?.();
+    }));
     await this.restoreSessions(actor, storedSessions);
     await this.conversations.closeRestored(this.restored);
   }
@@ -490,7 +492,9 @@ export class Runtime {
     while (this.pendingHooks.size > 0) await Promise.allSettled([...this.pendingHooks]);
     this.replies.rejectAll(new BridgeError("CANCELLED", "Runtime stopped"));
     this.conversations.stop();
-    await Promise.allSettled(this.executors.map((executor) => executor.stop?.()));
+    await Promise.allSettled(this.executors.map(async (executor) => {
+      await executor.stop?.();
+    }));
     this.state = "stopped";
     // A store given as an instance belongs to the caller: it is only flushed. The runtime closes the one it opened.
     const store = this.openedStore;
@@ -706,7 +710,7 @@ export class Runtime {
   sessionStatus(sessionId: string): SessionStatusResult {
     const snapshot = this.sessionRef(sessionId).getSnapshot();
     const { context } = snapshot;
-    const status = snapshot.value as SessionStatus;
+    const status = snapshot.value;
     const provider = typeof context.metadata.provider === "string" ? context.metadata.provider : this.defaultProviderOf(context.agentId);
     const expiries: number[] = [];
     if (context.ttlMs > 0) expiries.push(context.createdAt + context.ttlMs);
@@ -845,6 +849,7 @@ export class Runtime {
       const reply = await runInPromptScope(sessionId, this.promptServices, () => executor.runPrompt(input, signal, emit));
       return { reply, at: this.clock.now() };
     } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the machine's xstate.error event carries this plain, serializable failure (it is kept in snapshots)
       throw failure(toBridgeError(error, "UPSTREAM"), this.clock.now());
     }
   }
@@ -886,7 +891,7 @@ export class Runtime {
         return;
       case "session.failed":
         this.failedSessions.add(event.session.sessionId);
-        this.runHook(event.session, "failed");
+        void this.runHook(event.session, "failed");
         return;
     }
   }
@@ -977,7 +982,7 @@ export class Runtime {
 
   private notifyCancel(sessionId: string, requestId: string): void {
     const session = this.supervisor?.system.get(sessionId) as AnyActor | undefined;
-    const info = session?.getSnapshot().context as SessionInfo | undefined;
+    const info = (session?.getSnapshot() as { context: SessionInfo } | undefined)?.context;
     if (info === undefined) return;
     try {
       this.executorFor(info.agentId).promptCancelled({ sessionId, agentId: info.agentId, metadata: info.metadata }, requestId);

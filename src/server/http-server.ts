@@ -209,7 +209,7 @@ function readJsonBody(req: IncomingMessage, maxBodyBytes: number): Promise<unkno
       try {
         resolve(parseJson(Buffer.concat(chunks).toString("utf8")));
       } catch (error) {
-        reject(error);
+        reject(toBridgeError(error));
       }
     };
     const onError = (error: Error): void => {

@@ -37,7 +37,7 @@ function sendableSchema(schema: JsonSchema, fail: Fail): JsonSchema {
 function fromZod<Args>(schema: ZodType<Args>, fail: Fail): Pick<Tool<Args>, "inputSchema" | "parse"> {
   let jsonSchema: JsonSchema;
   try {
-    jsonSchema = z.toJSONSchema(schema, { io: "input", unrepresentable: "throw" }) as JsonSchema;
+    jsonSchema = z.toJSONSchema(schema, { io: "input", unrepresentable: "throw" });
   } catch (error) {
     fail("parameters", `the zod schema has no JSON Schema form: ${messageOf(error)}`);
   }
@@ -92,12 +92,12 @@ export function defineTool<Args>(definition: ToolDefinition<Args>): Tool<Args> {
   }
   if (typeof description !== "string" || description.trim() === "") fail("description", "must be a non-empty string: the model reads it to choose the tool");
   if (typeof execute !== "function") fail("execute", "must be a function (args, ctx) => result");
-  const { inputSchema, parse } = isZodSchema(parameters) ? fromZod<Args>(parameters as ZodType<Args>, fail) : fromJsonSchema<Args>(parameters, fail);
+  const { inputSchema, parse } = isZodSchema(parameters) ? fromZod<Args>(parameters, fail) : fromJsonSchema<Args>(parameters, fail);
   return Object.freeze({
-    name: name as string,
-    description: description as string,
+    name: name,
+    description: description,
     inputSchema,
     parse,
-    execute: (args: Args, ctx: Parameters<Tool<Args>["execute"]>[1]) => (execute as ToolDefinition<Args>["execute"])(args, ctx),
+    execute: (args: Args, ctx: Parameters<Tool<Args>["execute"]>[1]) => (execute)(args, ctx),
   });
 }

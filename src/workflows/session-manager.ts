@@ -690,7 +690,7 @@ export class SessionManager implements PoolHost {
   /** A workflow's event on the hub, by its `workflow.*` name. */
   private publish(event: Exclude<WorkflowEmitted, TasksDispatch>): void {
     const { type, ...fields } = event;
-    this.options.runtime.hub.emit(WORKFLOW_EVENT_TYPES[type], event.sessionId, fields as never);
+    this.options.runtime.hub.emit(WORKFLOW_EVENT_TYPES[type], event.sessionId, fields);
   }
 
   /**
@@ -876,7 +876,7 @@ export class SessionManager implements PoolHost {
   /** `active` while the actor runs; once it is done, the final state it reached. */
   private statusOf(entry: SessionEntry): WorkflowSessionStatus {
     const snapshot = entry.actor.getSnapshot();
-    return snapshot.status === "done" ? (snapshot.value as WorkflowSessionStatus) : "active";
+    return snapshot.status === "done" ? (snapshot.value) : "active";
   }
 
   /** Sends an auto workflow's tasks; a task the bus refuses (a full queue, a stopped bus) fails at once. */

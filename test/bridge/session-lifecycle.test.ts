@@ -77,7 +77,7 @@ describe("session lifecycle (SPEC §2.2)", () => {
     const { runtime } = await startTestRuntime({ maxQueuedPrompts: 2 });
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const accepted = ["a", "b", "c"].map((prompt) => runtime.bridge.sessionsPrompt({ sessionId, prompt }));
-    accepted.forEach((promise) => promise.catch(() => undefined));
+    for (const promise of accepted) promise.catch(() => undefined);
     await settle();
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "d" }));
     expect(error).toMatchObject({ name: "BridgeError", type: "BUSY", details: { retryable: true, sessionValid: true } });

@@ -12,6 +12,7 @@ import { CommunicationBus, createMemoryStore, createMockAgent, createRuntime, fo
 import { createApiKeyCheck } from "../../src/server/http-server.js";
 import { createControlledAgent } from "../support/controlled-agent.js";
 import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "./support.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 /** `GET /health` over HTTPS, trusting `ca`. */
 function httpsHealth(url: string, ca: Buffer): Promise<{ status: number | undefined; body: string }> {
@@ -129,7 +130,7 @@ describe("key rules at start", () => {
       headers: { "x-agent-api-key": TEST_KEY },
       ca: cert,
     });
-    socket.on("message", (data) => received.push(JSON.parse(data.toString()).message_id));
+    socket.on("message", (data) => received.push(JSON.parse(frameText(data)).message_id));
     await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
     await bus.send(envelope("codex://sender", "codex://secure", { message_id: "over-tls" }));
     await until(() => received.includes("over-tls"));

@@ -391,7 +391,7 @@ describe("connections", () => {
     await register(bus, A);
     const { default: WebSocket } = await import("ws");
     const socket = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(A)}`, ["troupe", `key.${TEST_KEY}`]);
-    const upgraded = new Promise<string | undefined>((resolve) => socket.once("upgrade", (response) => resolve(response.headers["sec-websocket-protocol"] as string | undefined)));
+    const upgraded = new Promise<string | undefined>((resolve) => socket.once("upgrade", (response) => resolve(response.headers["sec-websocket-protocol"])));
     await new Promise<void>((resolve, reject) => {
       socket.once("open", () => resolve());
       socket.once("error", reject);

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { CommunicationBus, connectAgent, type AgentClient, type MessageEnvelope, type SessionManagerEvent } from "../../src/index.js";
 import { connect, flush, rawConnect, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startSimulatedBus, TEST_KEY, until } from "./support.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 const clients: AgentClient[] = [];
 let running: CommunicationBus | undefined;
@@ -283,7 +284,7 @@ describe("the seed tutorial with a seed project's adapter as its backend (SPEC Â
     expect(registration.status).toBe(201);
     const backend = await rawConnect(bus, SEED_AGENTS.backend, undefined, { path: "/" });
     backend.socket.on("message", (data) => {
-      const request = JSON.parse(data.toString()) as MessageEnvelope;
+      const request = JSON.parse(frameText(data)) as MessageEnvelope;
       if (request.message_type !== "task_request") return;
       const reply = {
         message_id: `resp_${request.message_id}`,

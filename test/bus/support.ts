@@ -7,6 +7,7 @@ import WebSocket from "ws";
 import { refusedUpgradeStatus } from "../support/refused-upgrade.js";
 import { SimulatedClock, type AnyActorRef } from "xstate";
 import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope, type Runtime } from "../../src/index.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 /** The key every test bus requires. */
 export const TEST_KEY = "test-key";
@@ -136,7 +137,7 @@ export async function rawConnect(
   const socket = new WebSocket(`${bus.url.replace("http", "ws")}${path}?${query}`, { headers, autoPong: false });
   sockets.push(socket);
   const frames: any[] = [];
-  socket.on("message", (data) => frames.push(JSON.parse(data.toString())));
+  socket.on("message", (data) => frames.push(JSON.parse(frameText(data))));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
   await new Promise<void>((resolve, reject) => {
     socket.once("open", () => resolve());

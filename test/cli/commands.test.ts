@@ -141,7 +141,7 @@ describe("troupe graph", () => {
         run(["graph", "nope"]),
       ]);
       expect(mermaid.code).toBe(0);
-      expect(mermaid.stdout).toMatch(/^stateDiagram-v2\n  \[\*\] --> running\n/);
+      expect(mermaid.stdout).toMatch(/^stateDiagram-v2\n {2}\[\*\] --> running\n/);
       expect(JSON.parse(json.stdout).states.map((state: { id: string }) => state.id)).toEqual(["plan", "ship", "completed", "terminated"]);
       expect(svg).toMatchObject({ code: 0, stdout: "" });
       expect(readFileSync(svgFile, "utf8")).toMatch(/<g class="state" data-state="busy"/);

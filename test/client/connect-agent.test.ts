@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { CommunicationBus, connectAgent, type BridgeError, type MessageEnvelope } from "../../src/index.js";
 import { call, connect, envelope, flush, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 const A = "codex://alpha";
 const B = "opencode://beta";
@@ -28,7 +29,7 @@ describe("connectAgent", () => {
     await new Promise<void>((resolve) => server.once("listening", () => resolve()));
     const acks: string[] = [];
     server.on("connection", (socket) => {
-      socket.on("message", (data) => acks.push(JSON.parse(data.toString()).message_id));
+      socket.on("message", (data) => acks.push(JSON.parse(frameText(data)).message_id));
       const message = JSON.stringify(envelope(B, A, { message_id: "twice" }));
       socket.send(message);
       socket.send(message);

@@ -17,6 +17,7 @@ import WebSocket from "ws";
 import { BridgeError, connectAgent, openSqliteStore, type AgentClient } from "../../src/index.js";
 import { messageKey } from "../../src/protocol/envelope.js";
 import { until } from "../bus/support.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 const KEY = "crash-key";
@@ -112,7 +113,7 @@ class Receiver {
     const socket = new WebSocket(`${this.url}/agents/connect?agent_id=${encodeURIComponent(this.agentId)}`, { headers });
     this.socket = socket;
     socket.on("message", (data) => {
-      const frame = JSON.parse(data.toString()) as { message_id: string; message_type?: string; sender?: { agent_id: string } };
+      const frame = JSON.parse(frameText(data)) as { message_id: string; message_type?: string; sender?: { agent_id: string } };
       if (frame.message_type === undefined || frame.sender === undefined) return;
       const key = messageKey(frame.sender.agent_id, frame.message_id);
       this.deliveries.set(key, [...(this.deliveries.get(key) ?? []), life]);

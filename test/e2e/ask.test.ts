@@ -109,7 +109,7 @@ describe("ctx.ask", () => {
     ["a payload over maxBodyBytes", { prompt: "x".repeat(2_000) }, "exceeds maxBodyBytes 1000"],
   ])("rejects %s with CONFIG before sending anything", async (_name, message, text) => {
     const writer = createControlledAgent("writer");
-    const lead = askingAgent("lead", async (ctx) => (await ctx.ask("writer", message as Record<string, unknown>)).text);
+    const lead = askingAgent("lead", async (ctx) => (await ctx.ask("writer", message)).text);
     const { runtime } = await startRuntimeBus({ agents: [lead, writer.agent] }, { maxBodyBytes: 1_000 });
 
     const error = await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }));

@@ -7,6 +7,7 @@ import { afterEach } from "vitest";
 import WebSocket from "ws";
 import type { CommunicationBus } from "../../src/index.js";
 import { TEST_KEY, until } from "../bus/support.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 const sockets: WebSocket[] = [];
 const readers: AbortController[] = [];
@@ -54,7 +55,7 @@ export async function openEventSocket(bus: CommunicationBus, query = "", options
   const socket = new WebSocket(eventsUrl(bus, query, "ws"), options.protocols ?? [], { headers, autoPong: options.autoPong ?? true });
   sockets.push(socket);
   const frames: Frame[] = [];
-  socket.on("message", (data) => frames.push(JSON.parse(data.toString()) as Frame));
+  socket.on("message", (data) => frames.push(JSON.parse(frameText(data)) as Frame));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
   await new Promise<void>((resolve, reject) => {
     socket.once("open", () => resolve());

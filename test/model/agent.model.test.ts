@@ -56,7 +56,7 @@ function eventsFor(kind: AgentKind) {
     const { workInFlight } = snapshot.context;
     const started = workInFlight < MAX_WORK[kind] ? [WORK_STARTED] : [];
     const finished = workInFlight > 0 ? [WORK_FINISHED] : [];
-    const state = snapshot.value as AgentState;
+    const state = snapshot.value;
     if (kind === "in-process") return [...started, ...finished];
     if (kind === "remote") return state === "offline" ? [ONLINE] : [OFFLINE];
     switch (state) {
@@ -300,12 +300,12 @@ async function runPath(path: AgentPath): Promise<void> {
   const kind = path.steps[0]!.state.context.kind;
   const driver = kind === "in-process" ? await inProcessDriver() : kind === "worker" ? await workerDriver(path) : await remoteDriver();
   try {
-    await expectObserved(kind, driver.runtime, driver.bus, path.steps[0]!.state.value as AgentState, "initial");
+    await expectObserved(kind, driver.runtime, driver.bus, path.steps[0]!.state.value, "initial");
     for (let index = 1; index < path.steps.length; index += 1) {
       const { event, state: after } = path.steps[index]!;
       const label = `step ${index}: ${describePath({ ...path, steps: path.steps.slice(0, index + 1) })}`;
       await driver.step(event, path.steps[index - 1]!.state);
-      await expectObserved(kind, driver.runtime, driver.bus, after.value as AgentState, label);
+      await expectObserved(kind, driver.runtime, driver.bus, after.value, label);
     }
   } finally {
     await driver.close();

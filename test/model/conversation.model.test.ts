@@ -18,7 +18,7 @@
  */
 import type { StatePath } from "@xstate/graph";
 import { describe, expect, it } from "vitest";
-import { SimulatedClock, transition, type AnyActorRef } from "xstate";
+import { SimulatedClock, transition } from "xstate";
 import { conversationMachine, type ConversationEvent, type ConversationInput, type ConversationTurn } from "../../machines/index.js";
 import { BridgeError, conversationIdOf, createRuntime, writeCapabilityState, type Runtime } from "../../src/index.js";
 import { createGatedAgent, type GatedAgent } from "../support/gated-agent.js";
@@ -176,7 +176,7 @@ async function shutDown(runtime: Runtime, gated: GatedAgent): Promise<void> {
 
 /** The real conversation, compared with the model's `expected` state. */
 function expectConversation(runtime: Runtime, gated: GatedAgent, expected: ConversationSnapshot, label: string): void {
-  const actor = runtime.pooledChild(CONVERSATION_ID) as AnyActorRef | undefined;
+  const actor = runtime.pooledChild(CONVERSATION_ID);
   if (expected.value === "ended") {
     expect(actor, `${label}: the ended conversation was reaped`).toBeUndefined();
     expect(gated.prompts.length + gated.opens.length + gated.closes.length, `${label}: nothing waits`).toBe(0);

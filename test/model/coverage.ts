@@ -33,7 +33,7 @@ function walk(node: StateNodeLike, visit: (node: StateNodeLike) => void): void {
 /** Every transition a machine defines, as stable keys: `<state id> on <event> #<candidate index>`. */
 export function definedTransitions(machine: AnyStateMachine): string[] {
   const keys: string[] = [];
-  walk(machine.root as unknown as StateNodeLike, (node) => {
+  walk(machine.root, (node) => {
     for (const transitions of node.transitions.values()) for (const transition of transitions) keys.push(keyOf(transition));
     for (const transition of node.always ?? []) keys.push(keyOf(transition));
   });
@@ -43,7 +43,7 @@ export function definedTransitions(machine: AnyStateMachine): string[] {
 /** The delayed-event types (`xstate.after.*`) a machine defines, by state id. */
 export function delayedEventTypes(machine: AnyStateMachine): Record<string, string[]> {
   const byState: Record<string, string[]> = {};
-  walk(machine.root as unknown as StateNodeLike, (node) => {
+  walk(machine.root, (node) => {
     const types = [...node.transitions.keys()].filter((type) => type.startsWith("xstate.after."));
     if (types.length > 0) byState[node.id] = types;
   });

@@ -211,7 +211,7 @@ function timelineOf(path: DeliveryPath): { times: number[]; timeoutMs: number } 
  */
 function expectedStatus(state: DeliverySnapshot, next: DeliveryEvent | undefined): string {
   if (state.value === "acknowledging") return "acknowledged";
-  if (state.value !== "accepted") return state.value as string;
+  if (state.value !== "accepted") return state.value;
   return next?.type === "SENT" ? "delivered" : "queued";
 }
 

@@ -34,7 +34,7 @@ export function generatePaths<M extends AnyStateMachine>(
   for (const [serialized, { transitions }] of Object.entries(adjacency)) {
     const head = toState.get(serialized);
     if (head === undefined) continue;
-    for (const { event, state } of Object.values(transitions) as Array<{ event: EventFromLogic<M>; state: SnapshotOf<M> }>) {
+    for (const { event, state } of Object.values<{ event: EventFromLogic<M>; state: SnapshotOf<M> }>(transitions)) {
       edges.push({ state, steps: [...head.steps, { event, state }], weight: head.weight + 1 });
     }
   }

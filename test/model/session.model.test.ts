@@ -130,7 +130,7 @@ function describePath(path: SessionPath): string {
 }
 
 /** What a pending prompt must have become when it left the session in `event`. */
-function expectedOutcome(event: SessionEvent): Tracked["state"] | string {
+function expectedOutcome(event: SessionEvent): string {
   switch (event.type) {
     case "xstate.done.actor.prompt":
       return "fulfilled";

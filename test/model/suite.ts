@@ -12,8 +12,8 @@ import type { TransitionCoverage } from "./coverage.js";
  */
 export function walkPaths<TSnapshot extends Snapshot<unknown>, TEvent extends EventObject>(options: {
   families: Record<"shortest" | "simple" | "edges", Array<StatePath<TSnapshot, TEvent>>>;
-  describePath(path: StatePath<TSnapshot, TEvent>): string;
-  runPath(path: StatePath<TSnapshot, TEvent>): Promise<void>;
+  describePath: (path: StatePath<TSnapshot, TEvent>) => string;
+  runPath: (path: StatePath<TSnapshot, TEvent>) => Promise<void>;
   coverage: TransitionCoverage;
   name: string;
   covered: AnyStateMachine[];

@@ -145,7 +145,7 @@ describe("POST /bridge/:tool", () => {
         controller.close();
       },
     });
-    const response = await fetch(`${server.url}/bridge/bridge_health`, { method: "POST", body: stream, duplex: "half" } as RequestInit);
+    const response = await fetch(`${server.url}/bridge/bridge_health`, { method: "POST", body: stream, duplex: "half" });
     expect(response.status).toBe(413);
     expect(response.headers.get("connection")).toBe("close");
   });

@@ -179,13 +179,13 @@ describe("each memory bound of troupe serve", () => {
       // Long ids make each status record weigh: what they hold is then well above the noise of a measure.
       const messages = Array.from({ length: count }, () => {
         const message = envelope("cc://sender", "cc://sink", { message_type: "status_update" });
-        return { ...message, message_id: `${message["message_id"]}-${"r".repeat(200)}` };
+        return { ...message, message_id: `${String(message["message_id"])}-${"r".repeat(200)}` };
       });
       for (const message of messages) sender.send(message);
       const target = sink.frames.length + count;
       await waitFor(() => sink.frames.length === target, 15_000);
       await waitForAsync(async () => (await served.call("GET", "/metrics")).body.messages.by_status.delivered === 0);
-      return messages.map((message) => message["message_id"] as string);
+      return messages.map((message) => message["message_id"]);
     };
     await sendAcknowledged(500);
     const baseline = await served.heap();

@@ -11,6 +11,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterEach, expect } from "vitest";
 import WebSocket from "ws";
 import { refusedUpgradeStatus } from "./refused-upgrade.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 /** The key every spawned server requires. */
 export const SERVE_KEY = "attack-test-key";
@@ -149,7 +150,7 @@ export async function connectSocket(served: ServeProcess, agentId: string, { tok
   const frames: any[] = [];
   const ack = (messageId: string): void => socket.send(JSON.stringify({ type: "ack", message_id: messageId }));
   socket.on("message", (data) => {
-    const frame = JSON.parse(data.toString());
+    const frame = JSON.parse(frameText(data));
     frames.push(frame);
     if (autoAck && typeof frame.message_id === "string" && frame.type === undefined) ack(frame.message_id);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { defineTool, ToolRegistry, type JsonSchema, type ToolDefinition } from "../../src/index.js";
+import { defineTool, ToolRegistry, type JsonSchema } from "../../src/index.js";
 
 const noop = (): string => "ok";
 
@@ -138,7 +138,7 @@ describe("defineTool refuses a bad definition with CONFIG", () => {
     ["a JSON Schema of a string", { parameters: { type: "string" } }, "parameters", /parameters: must describe an object/],
     ["an invalid JSON Schema", { parameters: { type: "object", properties: { n: { type: "nope" } } } }, "parameters", /parameters: not a valid JSON Schema: schema is invalid/],
   ])("%s", (_case, override, field, message) => {
-    expect(configErrorOf(() => defineTool({ ...valid, ...override } as unknown as ToolDefinition<unknown>))).toMatchObject({
+    expect(configErrorOf(() => defineTool({ ...valid, ...override }))).toMatchObject({
       type: "CONFIG",
       message: expect.stringMatching(message),
       details: expect.objectContaining({ field }),

@@ -3,7 +3,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
-import { BridgeError, calculateTool, currentTimeTool, diffStatsTool, jsonCheckTool, utilityTools, wordCountTool, type PromptContext } from "../../src/index.js";
+import { BridgeError, calculateTool, currentTimeTool, diffStatsTool, jsonCheckTool, utilityTools, wordCountTool } from "../../src/index.js";
 import type { Tool, ToolContext } from "../../src/tools/tool.js";
 
 const CONTEXT: ToolContext = {
@@ -12,7 +12,7 @@ const CONTEXT: ToolContext = {
   requestId: "r-1",
   callId: "call-1",
   signal: new AbortController().signal,
-  ask: (() => Promise.reject(new BridgeError("CONFIG", "no bus in this test"))) as PromptContext["ask"],
+  ask: (() => Promise.reject(new BridgeError("CONFIG", "no bus in this test"))),
 };
 
 /** Parses the model's arguments as the loop does, then runs the tool. */

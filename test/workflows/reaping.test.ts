@@ -262,7 +262,7 @@ describe("message deliveries under the supervisor", () => {
     await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
     expect(runtime.pooledCount("delivery")).toBe(0);
     expect(childrenOf("deliveries-")).toEqual([]);
-    expect((await call(bus, "GET", `/messages/${message["message_id"]}`)).body).toEqual({ message_id: message["message_id"], sender: LEAD, status: "acknowledged", attempts: 1 });
+    expect((await call(bus, "GET", `/messages/${String(message["message_id"])}`)).body).toEqual({ message_id: message["message_id"], sender: LEAD, status: "acknowledged", attempts: 1 });
     // A repeated id is still recognised from the record alone.
     expect((await call(bus, "POST", "/messages/send", message)).body).toMatchObject({ status: "duplicate" });
   });

@@ -80,7 +80,7 @@ describe("SessionManager API", () => {
     const refused = await call(bus, "POST", "/messages/send", past);
     expect(refused.status).toBe(429);
     expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { limit: MAX_SESSION_TASKS, sessionId } });
-    expect((await call(bus, "GET", `/messages/${past["message_id"]}`)).status).toBe(404);
+    expect((await call(bus, "GET", `/messages/${String(past["message_id"])}`)).status).toBe(404);
     // A request for a task still pending is no new task: it goes through.
     await task(bus, sessionId, LEAD, DEV, "t-0");
     expect(bus.sessionManager.getSession(sessionId)!.tasks).toHaveLength(MAX_SESSION_TASKS);

@@ -166,7 +166,7 @@ function specOf(parsed: AgentFile, file: string, line: number): AgentSpec {
 
 /** One file's agent, or its problems. */
 export type ParsedAgentFile =
-  | { spec: AgentSpec; issues?: undefined; lineOf(path: readonly PropertyKey[]): number }
+  | { spec: AgentSpec; issues?: undefined; lineOf: (path: readonly PropertyKey[]) => number }
   | { spec?: undefined; issues: AgentFileIssue[] };
 
 /** Parses and checks the text of one agent.yaml; `file` is how its problems name it. */

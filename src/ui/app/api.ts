@@ -90,5 +90,5 @@ export async function readEvents(since: number | undefined, signal: AbortSignal,
 
 /** An id as a person reads it: a message's key joins its sender and id with U+001F, shown as ` › `. */
 export function displayId(id: string): string {
-  return id.replace(/\u001f/g, " › ");
+  return id.replaceAll("\u001f", " › ");
 }

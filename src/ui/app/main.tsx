@@ -14,7 +14,7 @@ import { Playground } from "./playground.js";
 import { Workflows } from "./workflows.js";
 import "./app.css";
 
-function KeyPrompt({ refused, onKey }: { refused: boolean; onKey(): void }) {
+function KeyPrompt({ refused, onKey }: { refused: boolean; onKey: () => void }) {
   const [key, setKey] = useState("");
   return (
     <form

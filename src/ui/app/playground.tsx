@@ -35,7 +35,7 @@ interface StepRow {
   task: string;
 }
 
-function SessionPanel({ model, agents, onSelect }: { model: Model; agents: AgentDescriptor[]; onSelect(id: string): void }) {
+function SessionPanel({ model, agents, onSelect }: { model: Model; agents: AgentDescriptor[]; onSelect: (id: string) => void }) {
   useModel(model);
   const [agentId, setAgentId] = useState<string>("");
   const [sessionId, setSessionId] = useState<string>();
@@ -139,7 +139,7 @@ function SessionPanel({ model, agents, onSelect }: { model: Model; agents: Agent
   );
 }
 
-function WorkflowForm({ agents, onStarted }: { agents: AgentDescriptor[]; onStarted(id: string): void }) {
+function WorkflowForm({ agents, onStarted }: { agents: AgentDescriptor[]; onStarted: (id: string) => void }) {
   const first = agents[0]?.id ?? "";
   const [rows, setRows] = useState<StepRow[]>(() =>
     ["design", "implementation", "review"].map((name) => ({ name, agent: "", task: `Do the ${name} of a todo-list app` })),
@@ -206,7 +206,7 @@ interface Turn {
 }
 
 /** A conversation as a person has it (`POST /converse`): `@agent` addresses an agent, threads keep their own. */
-function ConversationPanel({ onSelect }: { onSelect(id: string): void }) {
+function ConversationPanel({ onSelect }: { onSelect: (id: string) => void }) {
   const [userId, setUserId] = useState("you");
   const [threadId, setThreadId] = useState("main");
   const [text, setText] = useState("");
@@ -267,7 +267,7 @@ function ConversationPanel({ onSelect }: { onSelect(id: string): void }) {
   );
 }
 
-export function Playground({ model, onSelect, onWorkflow }: { model: Model; onSelect(id: string): void; onWorkflow(id: string): void }) {
+export function Playground({ model, onSelect, onWorkflow }: { model: Model; onSelect: (id: string) => void; onWorkflow: (id: string) => void }) {
   const [agents, setAgents] = useState<AgentDescriptor[]>([]);
   const [error, setError] = useState<string>();
   useEffect(() => {

@@ -49,7 +49,7 @@ function stateText(actor: ActorNode): string {
   return actor.state.startsWith("{") ? actor.state.replace(/[{}"]/g, "").replace(/:/g, ".") : actor.state;
 }
 
-export function ActorTree({ model, selected, onSelect }: { model: Model; selected: string | undefined; onSelect(id: string): void }) {
+export function ActorTree({ model, selected, onSelect }: { model: Model; selected: string | undefined; onSelect: (id: string) => void }) {
   const version = useModel(model);
   const [folded, setFolded] = useState<ReadonlySet<string>>(new Set());
   const [filter, setFilter] = useState("");

@@ -32,7 +32,7 @@ function stepStatus(session: WorkflowSession, step: string): string {
   return session.status === "active" ? "pending" : "skipped";
 }
 
-export function Workflows({ model, selected, onSelect }: { model: Model; selected: string | undefined; onSelect(id: string): void }) {
+export function Workflows({ model, selected, onSelect }: { model: Model; selected: string | undefined; onSelect: (id: string) => void }) {
   const [sessions, setSessions] = useState<WorkflowSession[]>([]);
   const [error, setError] = useState<string>();
   useEffect(() => {

@@ -72,7 +72,7 @@ describe("loadAgentTeam: the table of broken files", () => {
       message: "an inline agent runs on the default agent's model: remove model, or use routing: delegate",
     },
     { problem: "a key written twice (YAML)", text: "name: backend\nname: frontend\n", line: 2, message: "invalid YAML: Map keys must be unique" },
-    { problem: "an unclosed flow list (YAML)", text: "name: backend\ncapabilities:\n  - name: x\n    tools: [calculate\n", line: 5, message: expect.stringMatching(/^invalid YAML: /) as unknown as string },
+    { problem: "an unclosed flow list (YAML)", text: "name: backend\ncapabilities:\n  - name: x\n    tools: [calculate\n", line: 5, message: expect.stringMatching(/^invalid YAML: /) },
     { problem: "two documents in one file (YAML)", text: "name: backend\n---\nname: frontend\n", line: 2, message: "invalid YAML: one agent per file: this file holds several YAML documents (---)" },
   ];
 
