@@ -4,6 +4,7 @@
  * the usage follows on stderr. Ctrl-C cancels the prompt (its provider request really stops) and exits 130.
  * Its options are defined in `delegate-command.ts`.
  */
+import type { Agent } from "../agents/agent.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import type { PromptResult } from "../bridge/schemas.js";
@@ -59,9 +60,11 @@ function failureOf(error: unknown): CliFailure {
   return new CliFailure(message, bridgeError.type === "CONFIG" ? EXIT_USAGE : EXIT_FAILED);
 }
 
-/** Fails with exit code 2, listing the agents there are, when `agentId` is none of them. */
-function checkAgent(runtime: Runtime, agentId: string, known: string[]): void {
+/** Fails with exit code 2 when `agentId` is none of the agents: naming the one it is inlined into, or listing them. */
+function checkAgent(runtime: Runtime, agentId: string, agents: readonly Agent[], known: string[]): void {
   if (runtime.hasAgent(agentId)) return;
+  const host = agents.find((agent) => agent.inlined?.includes(agentId) === true);
+  if (host !== undefined) throw new CliFailure(`${agentId} is inlined into ${host.id}: delegate to ${host.id}`, EXIT_USAGE);
   throw new CliFailure(`no agent ${JSON.stringify(agentId)}; the agents are ${known.join(", ")} (troupe agents describes them)`, EXIT_USAGE);
 }
 
@@ -72,7 +75,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
   const workers = config.workers ?? [];
   const { agents, defaultAgentId } = asUsage(() => serverAgents(flags.agents, workers));
   const runtime = createRuntime({ agents, defaultAgentId, workers });
-  checkAgent(runtime, agentId, [...agents, ...workers].map((agent) => agent.id));
+  checkAgent(runtime, agentId, agents, [...agents, ...workers].map((agent) => agent.id));
   const prompt = request.prompt === "-" ? await readStdin() : request.prompt;
   await logRuntimeToStderr(runtime, flags.logLevel);
   const stream = flags.stream !== false;
