@@ -157,6 +157,7 @@ export class CommunicationBus {
       },
       {
         isKnown: (agentId) => this.registry.mayConnect(agentId),
+        isRuntimeAgent: (agentId) => this.registry.isRuntimeAgent(agentId),
         authorize: (agentId, token) => {
           if (this.options.agentAuth === "token" && !this.registry.tokenMatches(agentId, token)) {
             throw new BridgeError("AUTH", `${agentId}: its ${AGENT_TOKEN_HEADER} (or the subprotocol token.<token>) is missing or wrong`, { agentId });
