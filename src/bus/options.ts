@@ -240,15 +240,23 @@ export function isLoopbackHost(host: string): boolean {
   return bare === "localhost" || bare === "::1" || bare === "ip6-localhost" || /^127\.\d+\.\d+\.\d+$/.test(bare) || bare === "::ffff:127.0.0.1";
 }
 
+/**
+ * Throws CONFIG when `host` may not be served with `apiKey` (undefined: none): `dev-key`, or no key, off loopback. `keyName`
+ * is how the caller names the key (`apiKey`, `--api-key`), so `troupe serve` can refuse it before it starts anything.
+ */
+export function checkKeyForHost(host: string, apiKey: string | undefined, keyName = "apiKey"): void {
+  if (isLoopbackHost(host)) return;
+  if (apiKey === DEV_KEY) {
+    throw new BridgeError("CONFIG", `${keyName}: "${DEV_KEY}" is refused on the non-loopback host ${host}; set a real key`, { field: "apiKey" });
+  }
+  if (apiKey === undefined) {
+    throw new BridgeError("CONFIG", `${keyName}: a key is required on the non-loopback host ${host} (${keyName} or $${BUS_API_KEY_ENV})`, { field: "apiKey" });
+  }
+}
+
 /** The rules checked by `start()`: no `dev-key` and no missing key off loopback, no unavailable feature. */
 export function checkStartRules(options: ResolvedBusOptions): void {
-  const loopback = isLoopbackHost(options.host);
-  if (options.apiKey === DEV_KEY && !loopback) {
-    throw new BridgeError("CONFIG", `apiKey: "${DEV_KEY}" is refused on the non-loopback host ${options.host}; set a real key`, { field: "apiKey" });
-  }
-  if (options.apiKey === undefined && !loopback) {
-    throw new BridgeError("CONFIG", `apiKey: a key is required on the non-loopback host ${options.host} (apiKey or $${BUS_API_KEY_ENV})`, { field: "apiKey" });
-  }
+  checkKeyForHost(options.host, options.apiKey);
   if (options.encryptionEnabled && !options.persistenceEnabled) {
     throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest needs persistenceEnabled (memory holds nothing at rest)", { field: "encryptionEnabled" });
   }

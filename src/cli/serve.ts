@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CommunicationBus } from "../bus/bus.js";
+import { checkKeyForHost } from "../bus/options.js";
 import { BridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
 import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
@@ -64,6 +65,8 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   }
   // An empty AGENT_BUS_API_KEY (or TROUPE_ENCRYPTION_KEY) counts as unset, as shells make it easy to export one by accident.
   const apiKey = flags.apiKey ?? (env[BUS_API_KEY_ENV] || undefined);
+  // Bad usage, found before the runtime, its store or its workers start (the bus would refuse it only then).
+  checkKeyForHost(flags.host, apiKey, "--api-key");
   const encryptionKey = env[ENCRYPTION_KEY_ENV] || undefined;
   if (encryptionKey !== undefined && flags.inMemory === true) {
     throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
