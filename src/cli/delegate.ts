@@ -68,6 +68,18 @@ function checkAgent(runtime: Runtime, agentId: string, agents: readonly Agent[],
   throw new CliFailure(`no agent ${JSON.stringify(agentId)}; the agents are ${known.join(", ")} (troupe agents describes them)`, EXIT_USAGE);
 }
 
+const MOCK_HINT = "set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for a real model";
+
+/** The flags the mock provider does not read (it echoes), when the session answers with it: said, not silently dropped. */
+function mockIgnores(provider: string | undefined, flags: DelegateFlags): string[] {
+  if (provider !== "mock") return [];
+  return [
+    ...(flags.model === undefined ? [] : [`--model ${flags.model}`]),
+    ...(flags.temperature === undefined ? [] : ["--temperature"]),
+    ...(flags.maxTokens === undefined ? [] : ["--max-tokens"]),
+  ];
+}
+
 /** Runs one delegation; resolves with the exit code. */
 export async function delegate(request: DelegateRequest, io: DelegateIo): Promise<number> {
   const { agentId, flags } = request;
@@ -106,6 +118,12 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
       ...(flags.temperature === undefined ? {} : { temperature: flags.temperature }),
       ...(flags.maxTokens === undefined ? {} : { maxTokens: flags.maxTokens }),
     };
+    const provider = runtime.sessionStatus(sessionId).provider;
+    const ignored = mockIgnores(provider, flags);
+    if (ignored.length > 0) {
+      spinner.stop();
+      io.stderr.write(`troupe delegate: the offline mock provider ignores ${ignored.join(", ")} (${MOCK_HINT})\n`);
+    }
     const callOptions = { signal: cancel.signal, ...(stream ? { onDelta: write } : {}) };
     const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt, runtimeParams }, callOptions).catch((error: unknown) => {
       if (cancel.signal.aborted) return undefined;
@@ -118,7 +136,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
     }
     if (!stream) write(reply.text);
     if (!lastWritten.endsWith("\n")) io.stdout.write("\n");
-    io.stderr.write(usageLine(reply, runtime.sessionStatus(sessionId).provider));
+    io.stderr.write(usageLine(reply, provider));
     return cancel.signal.aborted ? EXIT_INTERRUPTED : EXIT_OK;
   } finally {
     spinner.stop();

@@ -44,6 +44,21 @@ describe("troupe delegate", () => {
     expect(stdout.text()).toBe("Echo: from stdin\n");
   });
 
+  it("says on stderr that the offline mock provider ignores --model, --temperature and --max-tokens, and answers", async () => {
+    const [assistant, plain] = await Promise.all([
+      run(["delegate", "assistant", "hi", "--model", "gpt-4o", "--temperature", "0.5", "--max-tokens", "9"]),
+      run(["delegate", "assistant", "hi"]),
+    ]);
+    expect(assistant).toEqual({
+      code: 0,
+      stdout: "Echo: hi\n",
+      stderr:
+        "troupe delegate: the offline mock provider ignores --model gpt-4o, --temperature, --max-tokens (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for a real model)\n" +
+        "— stop: end_turn · tokens: 1 in, 2 out · provider: mock\n",
+    });
+    expect(plain.stderr).toBe("— stop: end_turn · tokens: 1 in, 2 out · provider: mock\n");
+  });
+
   it("exits 2 naming a bad flag, a missing argument, an unknown agent, an inlined one or an unknown provider", async () => {
     const [temperature, tokens, missing, agent, provider, inlined] = await Promise.all([
       run(["delegate", "assistant", "hi", "--temperature", "3"]),
