@@ -295,6 +295,7 @@ export class CommunicationBus {
         maxBodyBytes: this.options.maxBodyBytes,
         closeGraceMs: this.options.closeGraceMs,
         connectionIdleMs: this.options.connectionIdleMs,
+        bodyTimeoutMs: this.options.bodyTimeoutMs,
         quotas: {
           maxConnectionsPerClient: this.options.maxConnectionsPerClient,
           requestsPerSecondPerClient: this.options.requestsPerSecondPerClient,

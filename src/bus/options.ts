@@ -73,6 +73,8 @@ export interface BusOptions {
   closeGraceMs?: number;
   /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
+  /** A request body still arriving this long after it began is answered 408 and its connection closed. Default 30,000. */
+  bodyTimeoutMs?: number;
   /**
    * What may wait to be written to one agent's socket: messages past it wait in its queue; an answer past it
    * closes it with 1013. Also what may wait for one subscriber of `/events`: past it, its events wait in the
@@ -177,6 +179,7 @@ const optionsSchema = z.object({
   maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),
   connectionIdleMs: delay.default(30_000),
+  bodyTimeoutMs: delay.default(30_000),
   maxSocketBufferBytes: positiveInt.default(8 * 1024 * 1024),
   maxQueuedBytes: positiveInt.default(256 * 1024 * 1024),
   maxAgents: positiveInt.default(10_000),
