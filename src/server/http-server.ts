@@ -179,13 +179,18 @@ export function createApiKeyCheck(apiKey: string | undefined): ApiKeyCheck {
   };
 }
 
+/** Whether `readBody` failed because the body is not JSON (routes speaking JSON-RPC answer it their own way). */
+export function isMalformedJsonBody(error: unknown): boolean {
+  return error instanceof BridgeError && error.type === "CONFIG" && error.details.malformedJson === true;
+}
+
 function parseJson(text: string): unknown {
   if (text.trim() === "") return {};
   let value: unknown;
   try {
     value = JSON.parse(text) as unknown;
   } catch (error) {
-    throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)" });
+    throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)", malformedJson: true });
   }
   checkJsonInput(value, text, "(body)");
   return value;
