@@ -190,6 +190,20 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     await page.locator('.chart .drawing g.state.active[data-state="idle"]').waitFor();
   });
 
+  it("shows in the event log, once loaded, the events the server still holds from before the page loaded", async () => {
+    const heldBefore = await page.locator(".log tr[data-seq]").count();
+    expect(heldBefore).toBeGreaterThan(0);
+    await page.reload();
+    await page.locator('[data-testid="connection"]', { hasText: "live" }).waitFor();
+    // The conversation's prompt of the test before is in the log without any new event, each event once.
+    await expect.poll(() => page.locator('.log tr[data-type="prompt.completed"]').count()).toBeGreaterThanOrEqual(1);
+    const seqs = await page.locator(".log tr[data-seq]").evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-seq"))));
+    expect(seqs.length).toBeGreaterThanOrEqual(Math.min(heldBefore, 300));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    // Newest first.
+    expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
+  });
+
   it("stays usable with 1,000 live sessions (timings printed)", async () => {
     const bridge = bridgeOf();
     const started = performance.now();
