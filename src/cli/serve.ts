@@ -86,9 +86,9 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
 }
 
 /** A `--data` folder that cannot be created is bad usage naming the flag (exit 2); any other failure stays as it is. */
-function dataDirFailure(error: unknown): unknown {
+function dataDirFailure(error: unknown): Error {
   const bridgeError = toBridgeError(error);
-  if (bridgeError.type !== "CONFIG" || bridgeError.details.field !== "dir") return error;
+  if (bridgeError.type !== "CONFIG" || bridgeError.details.field !== "dir") return bridgeError;
   return new CliFailure(`--data: ${bridgeError.message}`, EXIT_USAGE);
 }
 

@@ -26,7 +26,7 @@ export const DEFAULT_CLOSE_GRACE_MS = 5_000;
 /** How long a connection may stay open without sending its first byte. */
 export const DEFAULT_CONNECTION_IDLE_MS = 30_000;
 /** How long a request body may take to arrive once its route reads it; a slower one is answered 408. */
-export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 /** Connections one client (remote address) may hold open at once. */
 export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256;
 /** Requests a second one client may make on average (a burst of twice as many passes). */
