@@ -156,6 +156,7 @@ const HTTP_STATUS: Record<BridgeErrorType, number> = {
  */
 export function httpStatusOf(error: BridgeError): number {
   if (error.type === "CONFIG" && typeof error.details.limitBytes === "number") return 413;
+  if (error.type === "TIMEOUT" && typeof error.details.bodyTimeoutMs === "number") return 408;
   if (error.type === "AUTH" && error.details.forbidden === true) return 403;
   if (error.type === "CONFIG" && error.details.conflict === true) return 409;
   return HTTP_STATUS[error.type];

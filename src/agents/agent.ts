@@ -91,4 +91,9 @@ export interface Agent {
   onSessionClose?(session: SessionInfo, reason: SessionCloseReason): void | Promise<void>;
   /** How conversations use this agent (agent.yaml `session:`). */
   conversation?: ConversationSettings;
+  /**
+   * The ids of the agents merged into this one (agent.yaml `routing: inline`): they have no session of their
+   * own, so a conversation's `@<id>` of one addresses this agent, and `troupe delegate` names this one.
+   */
+  inlined?: readonly string[];
 }

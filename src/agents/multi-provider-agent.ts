@@ -45,6 +45,8 @@ export interface MultiProviderAgentConfig {
   clock?: Clock;
   /** How conversations use this agent (agent.yaml `session:`). */
   conversation?: ConversationSettings;
+  /** The agents merged into this one (agent.yaml `routing: inline`), see `Agent.inlined`. */
+  inlined?: readonly string[];
 }
 
 /** `createMultiProviderAgent`'s configuration: providers given as a list instead of a registry. */
@@ -66,6 +68,8 @@ export class MultiProviderCompanionAgent implements Agent {
   readonly defaultProviderId: string;
   /** How conversations use this agent (agent.yaml `session:`). */
   readonly conversation?: ConversationSettings;
+  /** The agents merged into this one (agent.yaml `routing: inline`). */
+  readonly inlined?: readonly string[];
   private readonly registry: ProviderRegistry;
   private readonly agentParams: RuntimeParams;
   private readonly tools: ToolRegistry;
@@ -80,6 +84,7 @@ export class MultiProviderCompanionAgent implements Agent {
     this.description = config.description ?? "Answers with one of several AI providers, chosen per session";
     this.capabilities = config.capabilities ?? [];
     if (config.conversation !== undefined) this.conversation = config.conversation;
+    if (config.inlined !== undefined && config.inlined.length > 0) this.inlined = [...config.inlined];
     this.registry = config.registry;
     this.tools = new ToolRegistry(config.tools);
     this.maxToolRounds = checkMaxToolRounds(config.maxToolRounds);

@@ -14,6 +14,7 @@ import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, encodeAnswerFrame, frameText, type SendAnswerFrame } from "../protocol/frames.js";
 import { checkJsonInput } from "../protocol/json-depth.js";
 import { wsPackage } from "../protocol/ws-package.js";
+import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import type { RateLimiter } from "../server/quotas.js";
 import { TurnCork } from "../server/turn-cork.js";
 import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, offeredProtocolValue, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
@@ -110,6 +111,8 @@ export class AgentConnection {
 export interface ConnectionEvents {
   /** Registered, or a participant of a workflow session (and not one of the runtime's own agents): may connect. */
   isKnown(agentId: string): boolean;
+  /** One of the runtime's own agents: never a socket's (its close reason says so). */
+  isRuntimeAgent(agentId: string): boolean;
   /** Checks the token an upgrade presents for `agentId` (`agentAuth: "token"`); throws AUTH when it is wrong. */
   authorize(agentId: string, token: string | undefined): void;
   connected(connection: AgentConnection): void;
@@ -193,7 +196,8 @@ export class AgentConnections {
 
   private accept(agentId: string, ws: WebSocket, transport: Duplex, control: boolean): void {
     if (!this.events.isKnown(agentId)) {
-      ws.close(CLOSE_CODES.policy, `${CLOSE_REASONS.notRegistered}: ${agentId}`.slice(0, 123));
+      const why = this.events.isRuntimeAgent(agentId) || isRuntimeFramework(agentId) ? CLOSE_REASONS.runtimeAgent : CLOSE_REASONS.notRegistered;
+      ws.close(CLOSE_CODES.policy, `${why}: ${agentId}`.slice(0, 123));
       return;
     }
     const previous = this.byAgent.get(agentId);

@@ -157,6 +157,7 @@ export class CommunicationBus {
       },
       {
         isKnown: (agentId) => this.registry.mayConnect(agentId),
+        isRuntimeAgent: (agentId) => this.registry.isRuntimeAgent(agentId),
         authorize: (agentId, token) => {
           if (this.options.agentAuth === "token" && !this.registry.tokenMatches(agentId, token)) {
             throw new BridgeError("AUTH", `${agentId}: its ${AGENT_TOKEN_HEADER} (or the subprotocol token.<token>) is missing or wrong`, { agentId });
@@ -294,6 +295,7 @@ export class CommunicationBus {
         maxBodyBytes: this.options.maxBodyBytes,
         closeGraceMs: this.options.closeGraceMs,
         connectionIdleMs: this.options.connectionIdleMs,
+        bodyTimeoutMs: this.options.bodyTimeoutMs,
         quotas: {
           maxConnectionsPerClient: this.options.maxConnectionsPerClient,
           requestsPerSecondPerClient: this.options.requestsPerSecondPerClient,

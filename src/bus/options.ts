@@ -73,6 +73,8 @@ export interface BusOptions {
   closeGraceMs?: number;
   /** A connection that sends nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
+  /** A request body still arriving this long after it began is answered 408 and its connection closed. Default 30,000. */
+  bodyTimeoutMs?: number;
   /**
    * What may wait to be written to one agent's socket: messages past it wait in its queue; an answer past it
    * closes it with 1013. Also what may wait for one subscriber of `/events`: past it, its events wait in the
@@ -177,6 +179,7 @@ const optionsSchema = z.object({
   maxWorkflowSessions: positiveInt.default(10_000),
   closeGraceMs: z.number().int().min(0).default(5_000),
   connectionIdleMs: delay.default(30_000),
+  bodyTimeoutMs: delay.default(30_000),
   maxSocketBufferBytes: positiveInt.default(8 * 1024 * 1024),
   maxQueuedBytes: positiveInt.default(256 * 1024 * 1024),
   maxAgents: positiveInt.default(10_000),
@@ -240,15 +243,23 @@ export function isLoopbackHost(host: string): boolean {
   return bare === "localhost" || bare === "::1" || bare === "ip6-localhost" || /^127\.\d+\.\d+\.\d+$/.test(bare) || bare === "::ffff:127.0.0.1";
 }
 
+/**
+ * Throws CONFIG when `host` may not be served with `apiKey` (undefined: none): `dev-key`, or no key, off loopback. `keyName`
+ * is how the caller names the key (`apiKey`, `--api-key`), so `troupe serve` can refuse it before it starts anything.
+ */
+export function checkKeyForHost(host: string, apiKey: string | undefined, keyName = "apiKey"): void {
+  if (isLoopbackHost(host)) return;
+  if (apiKey === DEV_KEY) {
+    throw new BridgeError("CONFIG", `${keyName}: "${DEV_KEY}" is refused on the non-loopback host ${host}; set a real key`, { field: "apiKey" });
+  }
+  if (apiKey === undefined) {
+    throw new BridgeError("CONFIG", `${keyName}: a key is required on the non-loopback host ${host} (${keyName} or $${BUS_API_KEY_ENV})`, { field: "apiKey" });
+  }
+}
+
 /** The rules checked by `start()`: no `dev-key` and no missing key off loopback, no unavailable feature. */
 export function checkStartRules(options: ResolvedBusOptions): void {
-  const loopback = isLoopbackHost(options.host);
-  if (options.apiKey === DEV_KEY && !loopback) {
-    throw new BridgeError("CONFIG", `apiKey: "${DEV_KEY}" is refused on the non-loopback host ${options.host}; set a real key`, { field: "apiKey" });
-  }
-  if (options.apiKey === undefined && !loopback) {
-    throw new BridgeError("CONFIG", `apiKey: a key is required on the non-loopback host ${options.host} (apiKey or $${BUS_API_KEY_ENV})`, { field: "apiKey" });
-  }
+  checkKeyForHost(options.host, options.apiKey);
   if (options.encryptionEnabled && !options.persistenceEnabled) {
     throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest needs persistenceEnabled (memory holds nothing at rest)", { field: "encryptionEnabled" });
   }

@@ -4,6 +4,7 @@
  * the usage follows on stderr. Ctrl-C cancels the prompt (its provider request really stops) and exits 130.
  * Its options are defined in `delegate-command.ts`.
  */
+import type { Agent } from "../agents/agent.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import type { PromptResult } from "../bridge/schemas.js";
@@ -59,10 +60,24 @@ function failureOf(error: unknown): CliFailure {
   return new CliFailure(message, bridgeError.type === "CONFIG" ? EXIT_USAGE : EXIT_FAILED);
 }
 
-/** Fails with exit code 2, listing the agents there are, when `agentId` is none of them. */
-function checkAgent(runtime: Runtime, agentId: string, known: string[]): void {
+/** Fails with exit code 2 when `agentId` is none of the agents: naming the one it is inlined into, or listing them. */
+function checkAgent(runtime: Runtime, agentId: string, agents: readonly Agent[], known: string[]): void {
   if (runtime.hasAgent(agentId)) return;
+  const host = agents.find((agent) => agent.inlined?.includes(agentId) === true);
+  if (host !== undefined) throw new CliFailure(`${agentId} is inlined into ${host.id}: delegate to ${host.id}`, EXIT_USAGE);
   throw new CliFailure(`no agent ${JSON.stringify(agentId)}; the agents are ${known.join(", ")} (troupe agents describes them)`, EXIT_USAGE);
+}
+
+const MOCK_HINT = "set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for a real model";
+
+/** The flags the mock provider does not read (it echoes), when the session answers with it: said, not silently dropped. */
+function mockIgnores(provider: string | undefined, flags: DelegateFlags): string[] {
+  if (provider !== "mock") return [];
+  return [
+    ...(flags.model === undefined ? [] : [`--model ${flags.model}`]),
+    ...(flags.temperature === undefined ? [] : ["--temperature"]),
+    ...(flags.maxTokens === undefined ? [] : ["--max-tokens"]),
+  ];
 }
 
 /** Runs one delegation; resolves with the exit code. */
@@ -72,7 +87,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
   const workers = config.workers ?? [];
   const { agents, defaultAgentId } = asUsage(() => serverAgents(flags.agents, workers));
   const runtime = createRuntime({ agents, defaultAgentId, workers });
-  checkAgent(runtime, agentId, [...agents, ...workers].map((agent) => agent.id));
+  checkAgent(runtime, agentId, agents, [...agents, ...workers].map((agent) => agent.id));
   const prompt = request.prompt === "-" ? await readStdin() : request.prompt;
   await logRuntimeToStderr(runtime, flags.logLevel);
   const stream = flags.stream !== false;
@@ -103,6 +118,12 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
       ...(flags.temperature === undefined ? {} : { temperature: flags.temperature }),
       ...(flags.maxTokens === undefined ? {} : { maxTokens: flags.maxTokens }),
     };
+    const provider = runtime.sessionStatus(sessionId).provider;
+    const ignored = mockIgnores(provider, flags);
+    if (ignored.length > 0) {
+      spinner.stop();
+      io.stderr.write(`troupe delegate: the offline mock provider ignores ${ignored.join(", ")} (${MOCK_HINT})\n`);
+    }
     const callOptions = { signal: cancel.signal, ...(stream ? { onDelta: write } : {}) };
     const reply = await runtime.bridge.sessionsPrompt({ sessionId, prompt, runtimeParams }, callOptions).catch((error: unknown) => {
       if (cancel.signal.aborted) return undefined;
@@ -115,7 +136,7 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
     }
     if (!stream) write(reply.text);
     if (!lastWritten.endsWith("\n")) io.stdout.write("\n");
-    io.stderr.write(usageLine(reply, runtime.sessionStatus(sessionId).provider));
+    io.stderr.write(usageLine(reply, provider));
     return cancel.signal.aborted ? EXIT_INTERRUPTED : EXIT_OK;
   } finally {
     spinner.stop();

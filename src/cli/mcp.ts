@@ -17,8 +17,9 @@ export const MCP_USAGE = `Usage: troupe mcp [options]
 
 Serves the eight bridge tools (sessions_create, sessions_prompt, tasks_delegate, ...) to an MCP client over
 stdio: JSON-RPC on stdin and stdout, messages about the server on stderr. The agents are those of troupe serve
-("assistant", "mock", and the agent.yaml team of ./agents or --agents); the client's configuration runs:
-npx troupe mcp
+("assistant", "mock", and the agent.yaml team of ./agents or --agents). The client's configuration runs the
+built clone by absolute path (troupe is not on npm), naming the team's folder too:
+node /absolute/path/to/troupe/dist/src/cli/main.js mcp --agents /absolute/path/to/troupe/agents
 
 Options:
   --config <file>  A JSON configuration: { "workers": [{ "id", "command", "args", ... }] }

@@ -6,7 +6,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CommunicationBus } from "../bus/bus.js";
-import { BridgeError } from "../errors.js";
+import { checkKeyForHost } from "../bus/options.js";
+import { BridgeError, toBridgeError } from "../errors.js";
 import { createRuntime } from "../runtime/runtime.js";
 import { BUS_API_KEY_ENV, DEFAULT_DATA_DIR, ENCRYPTION_KEY_ENV } from "../server/defaults.js";
 import { API_KEY_HEADER } from "../server/http-server.js";
@@ -14,7 +15,7 @@ import { openPostgresStore, redactedPostgresUrl } from "../store/postgres-store.
 import { openSqliteStore, SQLITE_STORE_FILE } from "../store/sqlite-store.js";
 import type { Store } from "../store/store.js";
 import { loadServerConfig, type ServerConfig } from "./config.js";
-import { asUsage } from "./exit-codes.js";
+import { asUsage, CliFailure, EXIT_USAGE } from "./exit-codes.js";
 import { logRuntimeToStderr, type CliLogLevel } from "./logger.js";
 import type { ServeFlags } from "./serve-command.js";
 import { describeTeam, serverAgents, type AgentsOption } from "./server-agents.js";
@@ -64,6 +65,8 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   }
   // An empty AGENT_BUS_API_KEY (or TROUPE_ENCRYPTION_KEY) counts as unset, as shells make it easy to export one by accident.
   const apiKey = flags.apiKey ?? (env[BUS_API_KEY_ENV] || undefined);
+  // Bad usage, found before the runtime, its store or its workers start (the bus would refuse it only then).
+  checkKeyForHost(flags.host, apiKey, "--api-key");
   const encryptionKey = env[ENCRYPTION_KEY_ENV] || undefined;
   if (encryptionKey !== undefined && flags.inMemory === true) {
     throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
@@ -82,6 +85,13 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   };
 }
 
+/** A `--data` folder that cannot be created is bad usage naming the flag (exit 2); any other failure stays as it is. */
+function dataDirFailure(error: unknown): Error {
+  const bridgeError = toBridgeError(error);
+  if (bridgeError.type !== "CONFIG" || bridgeError.details.field !== "dir") return bridgeError;
+  return new CliFailure(`--data: ${bridgeError.message}`, EXIT_USAGE);
+}
+
 /**
  * Runs the bus until SIGINT or SIGTERM, then stops the bus and the runtime. Resolves when both are stopped.
  * `dev-key`, or no key at all, on a non-loopback host is CONFIG.
@@ -92,7 +102,11 @@ export async function serve(options: ServeOptions): Promise<void> {
   const { dataDir, storeUrl, encryptionKey } = options;
   const keyOption = encryptionKey === undefined ? {} : { encryptionKey };
   const openStore: (() => Promise<Store>) | undefined =
-    storeUrl !== undefined ? () => openPostgresStore({ url: storeUrl, ...keyOption }) : dataDir !== undefined ? () => openSqliteStore({ dir: dataDir, ...keyOption }) : undefined;
+    storeUrl !== undefined
+      ? () => openPostgresStore({ url: storeUrl, ...keyOption })
+      : dataDir !== undefined
+        ? () => openSqliteStore({ dir: dataDir, ...keyOption }).catch((error: unknown) => Promise.reject(dataDirFailure(error)))
+        : undefined;
   const storeName = storeUrl !== undefined ? `PostgreSQL at ${redactedPostgresUrl(storeUrl)}` : dataDir !== undefined ? join(dataDir, SQLITE_STORE_FILE) : undefined;
   const limits = options.config?.bus ?? {};
   // The bus bounds the workflows of a runtime it creates; this one is created here, so it takes the bound itself.

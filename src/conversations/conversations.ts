@@ -6,7 +6,7 @@
  * prompted and closed through the runtime) and turns what they emit into the answers of `converse`.
  *
  * Which agent answers (docs/conversations.md):
- * 1. the first agent the message mentions as `@<agentId>`;
+ * 1. the first agent the message mentions as `@<agentId>` (an inlined agent's mention is the agent it is in);
  * 2. else the conversation of this user that took the thread's latest turn, while it lives (a follow-up);
  * 3. else the first agent whose trigger is `always`: the default agent first (its trigger defaults to
  *    `always`), then the others in the runtime's order; with none, NOT_FOUND.
@@ -135,6 +135,8 @@ export interface ConversationsOptions {
   settings: ReadonlyMap<string, ConversationSettings>;
   /** Every agent of the runtime, in its order (in-process ones first). */
   agentIds(): string[];
+  /** The agent each inlined agent is merged into (`Agent.inlined`): a mention of one addresses that agent. */
+  inlinedInto: ReadonlyMap<string, string>;
   /** A live bridge session's metadata. */
   sessionMetadata(sessionId: string): Record<string, unknown> | undefined;
 }
@@ -291,8 +293,9 @@ export class Conversations implements PoolHost, CapabilityStates {
 
   private route(userId: string, threadId: string, text: string): string {
     const agentIds = this.options.agentIds();
-    const mentioned = firstMention(text, agentIds);
-    if (mentioned !== undefined) return mentioned;
+    const { inlinedInto } = this.options;
+    const mentioned = firstMention(text, [...agentIds, ...[...inlinedInto.keys()].filter((id) => !agentIds.includes(id))]);
+    if (mentioned !== undefined) return agentIds.includes(mentioned) ? mentioned : inlinedInto.get(mentioned)!;
     const followUp = this.threadOwner(userId, threadId, agentIds);
     if (followUp !== undefined) return followUp;
     const { defaultAgentId } = this.runtime.limits;

@@ -3,7 +3,9 @@
  * process's stdin and stdout (what `troupe mcp` does) or over any transport of the MCP SDK.
  */
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { responseToUnreadableLine } from "./json-rpc-errors.js";
 import { createMcpServer } from "./mcp-server.js";
 
 /** Options of `serveMcp`. */
@@ -45,6 +47,13 @@ export async function serveMcp(runtime: Runtime, options: ServeMcpOptions): Prom
     stdin.off("end", end);
     stdout.off("error", end);
   });
-  await server.connect(new StdioServerTransport(stdin, stdout));
+  const transport = new StdioServerTransport(stdin, stdout);
+  await server.connect(transport);
+  // The SDK reports a line it cannot read and goes on: the client is owed JSON-RPC's answer (id null), or it
+  // waits for ever on a request it believes was sent.
+  server.onerror = (error) => {
+    const answer = responseToUnreadableLine(error);
+    if (answer !== undefined) void transport.send(answer as unknown as JSONRPCMessage).catch(() => undefined);
+  };
   return { closed, close };
 }

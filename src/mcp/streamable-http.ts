@@ -10,7 +10,8 @@ import type { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/se
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
-import { HttpStream, type HttpRoute, type RouteRequest } from "../server/http-server.js";
+import { HttpStream, isMalformedJsonBody, type HttpRoute, type RouteRequest } from "../server/http-server.js";
+import { PARSE_ERROR, unreadableMessageError } from "./json-rpc-errors.js";
 import { createMcpServer, type BridgeMcpServer } from "./mcp-server.js";
 
 /** Where the endpoint is mounted. */
@@ -77,7 +78,16 @@ export class McpHttpEndpoint {
 
   private async serve(request: RouteRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.closing) throw new BridgeError("TRANSPORT", "The MCP endpoint is closing");
-    const body = req.method === "POST" ? await request.readBody() : undefined;
+    let body: unknown;
+    try {
+      body = req.method === "POST" ? await request.readBody() : undefined;
+    } catch (error) {
+      if (!isMalformedJsonBody(error)) throw error;
+      // What the SDK's transport answers a body that is not JSON (it never sees this one): JSON-RPC's parse error.
+      const answer = JSON.stringify(unreadableMessageError(PARSE_ERROR, (error as Error).message));
+      res.writeHead(400, { "content-type": "application/json", "content-length": Buffer.byteLength(answer) }).end(answer);
+      return;
+    }
     const sessionId = request.header(MCP_SESSION_HEADER);
     if (sessionId === undefined) {
       if (req.method !== "POST") throw new BridgeError("CONFIG", `${MCP_SESSION_HEADER}: required on ${req.method} ${MCP_PATH}`, { field: MCP_SESSION_HEADER });

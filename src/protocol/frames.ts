@@ -49,6 +49,8 @@ export const CLOSE_REASONS = {
   /** Followed by `: <agent_id>`. */
   notRegistered: "Agent not registered",
   deregistered: "Agent deregistered",
+  /** Followed by `: <agent_id>`: one of the runtime's own agents (or its framework, `troupe://`), which answer in-process. */
+  runtimeAgent: "A runtime agent (troupe://) answers in-process and cannot connect as a remote agent",
 } as const;
 
 /** The agent's acknowledgement of one message. */

@@ -197,6 +197,7 @@ export class Runtime {
     this.conversations = new Conversations(this, {
       settings: checkConversationSettings(options.agents ?? []),
       agentIds: () => this.describedAgents().map(({ agent }) => agent.id),
+      inlinedInto: new Map((options.agents ?? []).flatMap((agent) => (agent.inlined ?? []).map((inlinedId): [string, string] => [inlinedId, agent.id]))),
       sessionMetadata: (sessionId) => (this.hasSession(sessionId) ? this.sessionRef(sessionId).getSnapshot().context.metadata : undefined),
     });
     this.poolHosts.conversation = this.conversations;

@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { API_KEY_HEADER } from "../protocol/headers.js";
 import { checkJsonInput } from "../protocol/json-depth.js";
@@ -24,6 +25,8 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_CLOSE_GRACE_MS = 5_000;
 /** How long a connection may stay open without sending its first byte. */
 export const DEFAULT_CONNECTION_IDLE_MS = 30_000;
+/** How long a request body may take to arrive once its route reads it; a slower one is answered 408. */
+const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 /** Connections one client (remote address) may hold open at once. */
 export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256;
 /** Requests a second one client may make on average (a burst of twice as many passes). */
@@ -67,6 +70,11 @@ export interface HttpServerOptions {
   onUpgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** A connection that has sent nothing this long after it opened is closed. Default 30,000. */
   connectionIdleMs?: number;
+  /**
+   * A request body still arriving this long after its route began to read it is answered 408 (TIMEOUT) and its
+   * connection closed: a body trickled a byte at a time would hold its connection for ever. Default 30,000.
+   */
+  bodyTimeoutMs?: number;
   /** What one client may take. */
   quotas?: ClientQuotaOptions;
 }
@@ -171,27 +179,48 @@ export function createApiKeyCheck(apiKey: string | undefined): ApiKeyCheck {
   };
 }
 
+/** Whether `readBody` failed because the body is not JSON (routes speaking JSON-RPC answer it their own way). */
+export function isMalformedJsonBody(error: unknown): boolean {
+  return error instanceof BridgeError && error.type === "CONFIG" && error.details.malformedJson === true;
+}
+
 function parseJson(text: string): unknown {
   if (text.trim() === "") return {};
   let value: unknown;
   try {
     value = JSON.parse(text) as unknown;
   } catch (error) {
-    throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)" });
+    throw new BridgeError("CONFIG", `Malformed JSON body: ${toBridgeError(error).message}`, { field: "(body)", malformedJson: true });
   }
   checkJsonInput(value, text, "(body)");
   return value;
 }
 
-/** Reads the body up to `maxBodyBytes`; past that it stops reading and rejects with a CONFIG that maps to 413. */
-function readJsonBody(req: IncomingMessage, maxBodyBytes: number): Promise<unknown> {
+/** How long a body may take, on which clock. */
+interface BodyDeadline {
+  clock: Clock;
+  timeoutMs: number;
+}
+
+/**
+ * Reads the body up to `maxBodyBytes`; past that it stops reading and rejects with a CONFIG that maps to 413.
+ * One that has not all arrived within the deadline rejects with a TIMEOUT that maps to 408.
+ */
+function readJsonBody(req: IncomingMessage, maxBodyBytes: number, deadline: BodyDeadline): Promise<unknown> {
   const tooLarge = (): BridgeError =>
     new BridgeError("CONFIG", `Request body exceeds maxBodyBytes ${maxBodyBytes}`, { field: "(body)", limitBytes: maxBodyBytes });
   if (Number(req.headers["content-length"]) > maxBodyBytes) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let receivedBytes = 0;
+    const { clock, timeoutMs } = deadline;
+    const timer = clock.setTimeout(() => {
+      stopListening();
+      req.pause();
+      reject(new BridgeError("TIMEOUT", `Request body not received within bodyTimeoutMs ${timeoutMs}`, { field: "(body)", bodyTimeoutMs: timeoutMs, receivedBytes }));
+    }, timeoutMs);
     const stopListening = (): void => {
+      clock.clearTimeout(timer);
       req.off("data", onData).off("end", onEnd).off("error", onError);
     };
     const onData = (chunk: Buffer): void => {
@@ -254,6 +283,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
   } = options;
   if (apiKey === "") throw new BridgeError("CONFIG", "apiKey: must not be empty", { field: "apiKey" });
   const checkApiKey = createApiKeyCheck(apiKey);
+  const bodyDeadline: BodyDeadline = { clock: unrefClock(runtime.clock), timeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS };
   const quotas = options.quotas ?? {};
   const connections = new ConnectionCounts(quotas.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
   const rate = quotas.requestsPerSecondPerClient ?? DEFAULT_REQUESTS_PER_SECOND_PER_CLIENT;
@@ -344,7 +374,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     const request: RouteRequest = {
       params: match.params,
       query: new URLSearchParams(search),
-      readBody: () => readJsonBody(req, maxBodyBytes),
+      readBody: () => readJsonBody(req, maxBodyBytes, bodyDeadline),
       header: (name) => {
         const value = req.headers[name.toLowerCase()];
         return Array.isArray(value) ? value[0] : value;

@@ -4,7 +4,7 @@
  * load a native module.
  */
 import { lazyImport } from "../lazy-modules.js";
-import { mkdir, open } from "node:fs/promises";
+import { mkdir, open, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
@@ -86,10 +86,39 @@ const sqliteModule = lazyImport("better-sqlite3", "The SQLite store", () => impo
 /** Creates the store's directory (0700) and file (0600) when missing: they hold tokens' hashes and payloads. */
 async function createPrivateFile(path: string, where: string): Promise<void> {
   try {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await createDirectories(dirname(path), 0o700);
     await (await open(path, "a", 0o600)).close();
   } catch (error) {
-    throw new BridgeError("CONFIG", `Cannot create ${where}: ${toBridgeError(error).message}`);
+    throw new BridgeError("CONFIG", `Cannot create ${where}: ${toBridgeError(error).message}`, { field: "dir" });
+  }
+}
+
+/**
+ * `mkdir -p`, one directory at a time from the nearest one that exists: Node's `mkdir(…, { recursive: true })`
+ * never returns under a directory that refuses new entries with ENOENT (`/proc/nope` spins a core for ever);
+ * here that is the error of the first `mkdir`.
+ */
+async function createDirectories(dir: string, mode: number): Promise<void> {
+  const missing: string[] = [];
+  for (let at = dir; ; at = dirname(at)) {
+    if (await exists(at)) break;
+    missing.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  for (const each of missing) {
+    await mkdir(each, { mode }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error;
+    });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
   }
 }
 

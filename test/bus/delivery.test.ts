@@ -6,7 +6,7 @@ import { once } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { BUS_AGENT_ID, CLOSE_CODES } from "../../src/index.js";
+import { BUS_AGENT_ID, CLOSE_CODES, createMockAgent, createRuntime } from "../../src/index.js";
 import { call, connect, envelope, flush, rawConnect, register, startBus, startSimulatedBus, statusOf, TEST_KEY, until, upgradeStatus } from "./support.js";
 
 const A = "codex://alpha";
@@ -375,6 +375,22 @@ describe("connections", () => {
     const bus = await startBus();
     const stranger = await rawConnect(bus, "codex://stranger");
     expect(await stranger.closed).toEqual({ code: CLOSE_CODES.policy, reason: "Agent not registered: codex://stranger" });
+  });
+
+  it("closes a socket that connects as one of the runtime's agents, or any troupe:// id, with 1008 saying they answer in-process", async () => {
+    const runtime = createRuntime({ agents: [createMockAgent({ id: "mock" }), createMockAgent({ id: "claude-code://reviewer" })] });
+    await runtime.start();
+    try {
+      const bus = await startBus({ runtime });
+      const reason = (agentId: string) => `A runtime agent (troupe://) answers in-process and cannot connect as a remote agent: ${agentId}`;
+      for (const agentId of ["troupe://mock", "claude-code://reviewer", "troupe://nobody"]) {
+        const socket = await rawConnect(bus, agentId);
+        expect(await socket.closed).toEqual({ code: CLOSE_CODES.policy, reason: reason(agentId) });
+      }
+      await bus.stop();
+    } finally {
+      await runtime.stop();
+    }
   });
 
   it("refuses an upgrade without the key (401), with a bad agent id (400) or on another path (404)", async () => {

@@ -52,9 +52,9 @@ describe("troupe serve runs the bus", () => {
     expect(await exited).toBe(0);
   });
 
-  it("refuses dev-key on a non-loopback host and exits 1", async () => {
+  it("refuses dev-key on a non-loopback host as bad usage: exit 2", async () => {
     const { output, exited } = troupe(["serve", "--port", "0", "--host", "0.0.0.0", "--api-key", "dev-key", "--in-memory"]);
-    expect(await exited).toBe(1);
+    expect(await exited).toBe(2);
     expect(output()).toMatch(/dev-key.*non-loopback/);
   });
 });

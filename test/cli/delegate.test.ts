@@ -44,19 +44,37 @@ describe("troupe delegate", () => {
     expect(stdout.text()).toBe("Echo: from stdin\n");
   });
 
-  it("exits 2 naming a bad flag, a missing argument, an unknown agent or an unknown provider", async () => {
-    const [temperature, tokens, missing, agent, provider] = await Promise.all([
+  it("says on stderr that the offline mock provider ignores --model, --temperature and --max-tokens, and answers", async () => {
+    const [assistant, plain] = await Promise.all([
+      run(["delegate", "assistant", "hi", "--model", "gpt-4o", "--temperature", "0.5", "--max-tokens", "9"]),
+      run(["delegate", "assistant", "hi"]),
+    ]);
+    expect(assistant).toEqual({
+      code: 0,
+      stdout: "Echo: hi\n",
+      stderr:
+        "troupe delegate: the offline mock provider ignores --model gpt-4o, --temperature, --max-tokens (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for a real model)\n" +
+        "— stop: end_turn · tokens: 1 in, 2 out · provider: mock\n",
+    });
+    expect(plain.stderr).toBe("— stop: end_turn · tokens: 1 in, 2 out · provider: mock\n");
+  });
+
+  it("exits 2 naming a bad flag, a missing argument, an unknown agent, an inlined one or an unknown provider", async () => {
+    const [temperature, tokens, missing, agent, provider, inlined] = await Promise.all([
       run(["delegate", "assistant", "hi", "--temperature", "3"]),
       run(["delegate", "assistant", "hi", "--max-tokens", "lots"]),
       run(["delegate", "assistant"]),
       run(["delegate", "nobody", "hi"]),
       run(["delegate", "assistant", "hi", "--provider", "gemini"]),
+      run(["delegate", "frontend", "hi"]),
     ]);
     expect(temperature).toMatchObject({ code: 2, stdout: "", stderr: expect.stringContaining("option '--temperature <number>' argument '3' is invalid. expected a number from 0 to 2.") });
     expect(tokens).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--max-tokens <count>' argument 'lots' is invalid. expected a whole number above 0.") });
     expect(missing).toMatchObject({ code: 2, stderr: expect.stringContaining("missing required argument 'prompt'") });
     // Run from the project's folder: the bundled team of ./agents is there too.
     expect(agent).toMatchObject({ code: 2, stderr: 'troupe delegate: no agent "nobody"; the agents are orchestrator, backend, reviewer, assistant, mock (troupe agents describes them)\n' });
+    // The bundled frontend has no session of its own: its prompts and tools are the orchestrator's.
+    expect(inlined).toMatchObject({ code: 2, stderr: "troupe delegate: frontend is inlined into orchestrator: delegate to orchestrator\n" });
     expect(provider).toMatchObject({ code: 2, stderr: expect.stringMatching(/^troupe delegate: CONFIG: metadata\.provider: no provider gemini is registered with agent assistant \(registered: mock\)/) });
   });
 

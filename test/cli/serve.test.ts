@@ -138,12 +138,20 @@ describe("troupe serve", () => {
     expect(await exitCodeOf(token.child)).toBe(0);
   });
 
-  it("exits 2 naming the option on a bad --port, --log-level, or --data with --in-memory", async () => {
-    const [port, level, data] = await Promise.all([
+  it("exits 2 naming the option on a bad --port, --log-level, --data with --in-memory, a --data it cannot create, or a non-loopback --host without a real key", async () => {
+    const [port, level, data, keyless, devKey] = await Promise.all([
       run(["serve", "--port", "http"]),
       run(["serve", "--log-level", "loud"]),
       run(["serve", "--data", "here", "--in-memory"]),
+      run(["serve", "--host", "0.0.0.0", "--in-memory"], { AGENT_BUS_API_KEY: "" }),
+      run(["serve", "--host", "0.0.0.0", "--api-key", "dev-key", "--in-memory"]),
     ]);
+    // A --data folder that cannot be made (Node's recursive mkdir spun for ever under /proc).
+    const unmakeable = await run(["serve", "--port", "0", "--data", "/proc/troupe-no-such-folder", "--log-level", "silent"]);
+    expect(unmakeable).toMatchObject({ code: 2, stdout: "", stderr: expect.stringMatching(/^troupe serve: --data: Cannot create the store at \/proc\/troupe-no-such-folder\/troupe\.db: ENOENT/) });
+    // Refused before anything starts: no log line of the runtime comes first.
+    expect(keyless).toEqual({ code: 2, stdout: "", stderr: "troupe serve: --api-key: a key is required on the non-loopback host 0.0.0.0 (--api-key or $AGENT_BUS_API_KEY)\n" });
+    expect(devKey).toEqual({ code: 2, stdout: "", stderr: 'troupe serve: --api-key: "dev-key" is refused on the non-loopback host 0.0.0.0; set a real key\n' });
     expect(port).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--port <port>' argument 'http' is invalid. expected a port from 0 to 65535.") });
     expect(port.stderr).toMatch(/add --help for usage/);
     expect(level).toMatchObject({ code: 2, stderr: expect.stringMatching(/'--log-level <level>' argument 'loud' is invalid.*trace, debug, info, warn, error, silent/) });

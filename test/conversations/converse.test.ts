@@ -4,7 +4,7 @@
  * capability state. Every agent answers with the mock provider.
  */
 import { describe, expect, it } from "vitest";
-import { createMockAgent, readCapabilityState, writeCapabilityState, type Agent, type PromptContext } from "../../src/index.js";
+import { createMockAgent, createMultiProviderAgent, mock, readCapabilityState, writeCapabilityState, type Agent, type PromptContext } from "../../src/index.js";
 import { capabilityStateGet, capabilityStateSet } from "../../src/conversations/capability-tools.js";
 import { startBus } from "../bus/support.js";
 import { rejectionOf } from "../support/runtime.js";
@@ -63,6 +63,22 @@ describe("which agent answers", () => {
     expect(await agentOf("u2", "@opsy are you there")).toBe("orchestrator");
     expect(await agentOf("u3", "ask @ops-lead, please")).toBe("ops-lead");
     expect(await agentOf("u4", "(@ops) restart it")).toBe("ops");
+  });
+
+  it("hands a mention of an inlined agent to the agent it is inlined into; an @ of no agent is no mention", async () => {
+    const orchestrator = createMultiProviderAgent({
+      id: "orchestrator",
+      providers: [mock({ script: (ctx: PromptContext) => ({ text: heard("orchestrator", ctx.prompt, ctx.history.length) }) })],
+      inlined: ["frontend"],
+    });
+    const { runtime } = await startTeam({ agents: [orchestrator, teamAgent("backend")], defaultAgentId: "orchestrator" });
+    const say = (threadId: string, text: string) => runtime.converse({ userId: "ada", threadId, text }).then((answer) => answer.agentId);
+
+    expect(await say("t1", "@backend the API")).toBe("backend");
+    expect(await say("t1", "@frontend the page copy")).toBe("orchestrator");
+    expect(await say("t2", "@backend more API")).toBe("backend");
+    // Not an agent: the thread's follow-up answers, as if it named no one.
+    expect(await say("t2", "@nobody are you there")).toBe("backend");
   });
 
   it("does not start a mention-triggered agent's conversation without its mention, and answers with an `always` agent instead", async () => {

@@ -156,6 +156,25 @@ describe("/mcp (Streamable HTTP)", () => {
     expect(await anonymous.json()).toMatchObject({ error: { type: "CONFIG", details: { field: "mcp-session-id" } } });
   });
 
+  it("answers a body that is not JSON with JSON-RPC's parse error (-32700, id null) and 400, with or without a session", async () => {
+    const { runtime } = await startTestRuntime();
+    const bus = await startMcpBus(runtime);
+    const headers = { "x-agent-api-key": TEST_KEY, accept: "application/json, text/event-stream", "content-type": "application/json" };
+
+    for (const sessionHeader of [{}, { "mcp-session-id": "no-such-session" }] as Array<Record<string, string>>) {
+      const answer = await fetch(`${bus.url}/mcp`, { method: "POST", headers: { ...headers, ...sessionHeader }, body: '{"jsonrpc":"2.0",' });
+      expect(answer.status).toBe(400);
+      expect(await answer.json()).toEqual({
+        jsonrpc: "2.0",
+        id: null,
+        error: { code: -32700, message: "Parse error: Invalid JSON", data: expect.stringMatching(/^Malformed JSON body/) },
+      });
+    }
+    // The bridge's own routes keep troupe's envelope.
+    const bridge = await fetch(`${bus.url}/bridge/bridge_health`, { method: "POST", headers, body: "{" });
+    expect(await bridge.json()).toMatchObject({ error: { type: "CONFIG" } });
+  });
+
   it("answers the calls in flight with CANCELLED when the bus stops, and does not wait for the streams clients hold", async () => {
     const { runtime, controlled } = await startTestRuntime();
     const bus = await startMcpBus(runtime, { closeGraceMs: 600_000 });

@@ -135,6 +135,34 @@ describe("troupe mcp", () => {
     expect(stdout).toBe("");
   });
 
+  it("answers a line that is not JSON with a parse error and one that is not JSON-RPC with an invalid request, then goes on serving", async () => {
+    const child = spawnTroupeMcp();
+    await serving(child);
+    const lines: unknown[] = [];
+    let pending = "";
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      pending += chunk;
+      for (let at = pending.indexOf("\n"); at >= 0; at = pending.indexOf("\n")) {
+        lines.push(JSON.parse(pending.slice(0, at)));
+        pending = pending.slice(at + 1);
+      }
+    });
+
+    child.stdin.write("this is not json\n");
+    child.stdin.write('{"hello":"world"}\n');
+    child.stdin.write('{"jsonrpc":"2.0","id":7,"method":"ping"}\n');
+
+    await expect.poll(() => lines.length).toBe(3);
+    expect(lines).toEqual([
+      { jsonrpc: "2.0", id: null, error: { code: -32700, message: "Parse error: Invalid JSON", data: expect.any(String) } },
+      { jsonrpc: "2.0", id: null, error: { code: -32600, message: "Invalid Request: not a JSON-RPC message" } },
+      { jsonrpc: "2.0", id: 7, result: {} },
+    ]);
+    child.stdin.end();
+    expect(await once(child, "close")).toEqual([0, null]);
+  });
+
   it("exits 0 on SIGTERM while its client still holds stdin open", async () => {
     const child = spawnTroupeMcp();
     const exited = once(child, "close");

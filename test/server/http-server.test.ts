@@ -1,4 +1,8 @@
+import { once } from "node:events";
+import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { SimulatedClock } from "xstate";
+import type { Clock } from "../../src/clock.js";
 import { createMockAgent } from "../../src/agents/mock-agent.js";
 import { createRuntime, type Runtime } from "../../src/runtime/runtime.js";
 import { startHttpServer, type HttpServer, type HttpServerOptions } from "../../src/server/http-server.js";
@@ -148,6 +152,43 @@ describe("POST /bridge/:tool", () => {
     const response = await fetch(`${server.url}/bridge/bridge_health`, { method: "POST", body: stream, duplex: "half" });
     expect(response.status).toBe(413);
     expect(response.headers.get("connection")).toBe("close");
+  });
+
+  it("answers a body still trickling in bodyTimeoutMs after its route began to read it with 408, and closes the connection", async () => {
+    const bodyTimeoutMs = 30_000;
+    // The simulated clock, telling the test when the body's deadline is set (the route has begun to read).
+    const simulated = new SimulatedClock();
+    let deadlineSet!: () => void;
+    const reading = new Promise<void>((resolve) => (deadlineSet = resolve));
+    const clock: Clock = {
+      now: () => simulated.now(),
+      setTimeout: (callback, delayMs) => {
+        if (delayMs === bodyTimeoutMs) deadlineSet();
+        return simulated.setTimeout(callback, delayMs);
+      },
+      clearTimeout: (handle) => simulated.clearTimeout(handle as number),
+    };
+    const runtime = createRuntime({ agents: [createMockAgent({ id: "echo" })], defaultAgentId: "echo", clock });
+    await runtime.start();
+    const server = await startHttpServer(runtime, { host: "127.0.0.1", port: 0, bodyTimeoutMs });
+    running.push({ runtime, server });
+
+    const socket = connect(server.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (data: Buffer) => (received += data.toString()));
+    const closed = once(socket, "close");
+    socket.write('POST /bridge/bridge_health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+    await reading;
+    // A byte every so often does not move the deadline: the body as a whole must arrive in time.
+    simulated.increment(bodyTimeoutMs - 1);
+    socket.write(" ");
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(received).toBe("");
+    simulated.increment(1);
+    await closed;
+    expect(received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(received.toLowerCase()).toContain("connection: close");
+    expect(JSON.parse(received.slice(received.indexOf("\r\n\r\n") + 4)).error).toMatchObject({ type: "TIMEOUT", details: { bodyTimeoutMs } });
   });
 
   it("answers an unknown tool with 404 NOT_FOUND", async () => {

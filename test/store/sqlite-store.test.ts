@@ -86,6 +86,15 @@ describe("the SQLite store's file", () => {
     expect((await openError({ dir: "" })).type).toBe("CONFIG");
   });
 
+  it("is CONFIG naming the folder it cannot create: under /proc (where Node's recursive mkdir never returns) or under a file", async () => {
+    const underFile = join(await temporaryDir(), "a-file");
+    await writeFile(underFile, "");
+    const proc = await openError({ dir: "/proc/troupe-no-such-folder/store" });
+    expect(proc).toMatchObject({ type: "CONFIG", details: { field: "dir" } });
+    expect(proc.message).toMatch(/^Cannot create the store at \/proc\/troupe-no-such-folder\/store\/troupe\.db: ENOENT.*mkdir '\/proc\/troupe-no-such-folder'$/);
+    expect(await openError({ dir: join(underFile, "store") })).toMatchObject({ type: "CONFIG", message: expect.stringContaining("ENOTDIR") });
+  });
+
   it("is held by one store at a time: a second open is CONFIG until the first closes", async () => {
     const dir = await temporaryDir();
     const first = await open({ dir });

@@ -47,6 +47,8 @@ class GatedAgent implements Agent {
 
 const gated = new GatedAgent("gated");
 const echo = createMockAgent({ id: "echo", name: "Echo", description: "Echoes the prompt" });
+/** First in the list, as in `troupe serve`: the form's default agent for every step, and the page's initiator. */
+const orchestrator = createMockAgent({ id: "orchestrator", name: "Orchestrator", description: "Leads the team" });
 let browser: Browser;
 let page: Page;
 let url: string;
@@ -58,7 +60,7 @@ let bridgeOf: () => import("../../src/index.js").Bridge;
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  runtime = createRuntime({ agents: [gated, echo], defaultAgentId: "gated", maxSessions: 2_000 });
+  runtime = createRuntime({ agents: [orchestrator, gated, echo], defaultAgentId: "gated", maxSessions: 2_000 });
   await runtime.start();
   bus = await startSuiteBus({ runtime });
   url = bus.url;
@@ -137,6 +139,24 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(ARTIFACTS, "idle.png") });
   });
 
+  it("starts a workflow from the form as it loads: every step by the first agent, which is also the initiator", async () => {
+    await page.setViewportSize({ width: 1400, height: 900 });
+    const form = page.getByTestId("workflow-form");
+    // Every control of a step is inside the card, none clipped at 1,400 px.
+    const card = (await form.boundingBox())!;
+    for (const label of ["Step 1 name", "Step 1 agent", "Step 1 task", "Remove step"]) {
+      const control = (await form.getByLabel(label).first().boundingBox())!;
+      expect(control.x + control.width, label).toBeLessThanOrEqual(card.x + card.width);
+    }
+    expect(await form.getByLabel("Step 1 agent").inputValue()).toBe("orchestrator");
+    await page.getByTestId("start-workflow").click();
+    const steps = page.getByTestId("workflow-steps");
+    await expect.poll(() => steps.getAttribute("data-status")).toBe("completed");
+    expect(await form.locator(".error").count()).toBe(0);
+    for (const name of ["design", "implementation", "review"]) expect(await steps.locator(`[data-step="${name}"]`).getAttribute("data-step-status")).toBe("done");
+    await page.setViewportSize({ width: 1440, height: 900 });
+  });
+
   it("starts a workflow from the form and shows its steps advance", async () => {
     const form = page.getByTestId("workflow-form");
     await form.getByLabel("Step 1 agent").selectOption("echo");
@@ -168,6 +188,20 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     expect(await conversation.getByTestId("turn-text").last().textContent()).toContain("hello there");
     // Its session is selected: the tree and the chart show it, idle.
     await page.locator('.chart .drawing g.state.active[data-state="idle"]').waitFor();
+  });
+
+  it("shows in the event log, once loaded, the events the server still holds from before the page loaded", async () => {
+    const heldBefore = await page.locator(".log tr[data-seq]").count();
+    expect(heldBefore).toBeGreaterThan(0);
+    await page.reload();
+    await page.locator('[data-testid="connection"]', { hasText: "live" }).waitFor();
+    // The conversation's prompt of the test before is in the log without any new event, each event once.
+    await expect.poll(() => page.locator('.log tr[data-type="prompt.completed"]').count()).toBeGreaterThanOrEqual(1);
+    const seqs = await page.locator(".log tr[data-seq]").evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-seq"))));
+    expect(seqs.length).toBeGreaterThanOrEqual(Math.min(heldBefore, 300));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    // Newest first.
+    expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
   });
 
   it("stays usable with 1,000 live sessions (timings printed)", async () => {

@@ -124,6 +124,7 @@ export function buildTeam(team: AgentTeam, options: BuildTeamOptions): BuiltTeam
       tools,
       ...(options.maxToolRounds === undefined ? {} : { maxToolRounds: options.maxToolRounds }),
       conversation: spec.conversation,
+      inlined: merged.map((agent) => agent.id),
     });
   };
   return {

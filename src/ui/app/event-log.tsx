@@ -44,7 +44,7 @@ export function EventLog({ model }: { model: Model }) {
         <table>
           <tbody>
             {rows.map((frame) => (
-              <tr key={frame.seq ?? `${frame.type}-${Math.random()}`} data-type={frame.type}>
+              <tr key={frame.seq ?? `${frame.type}-${Math.random()}`} data-type={frame.type} data-seq={frame.seq}>
                 <td class="seq">{frame.seq ?? ""}</td>
                 <td class="time">{frame.ts === undefined ? "" : new Date(frame.ts).toLocaleTimeString()}</td>
                 <td class="type">{frame.type}</td>

@@ -70,7 +70,9 @@ export class Model {
 
   /**
    * Connects: subscribes to the stream first (keeping what comes), reads the tree, then applies what came
-   * after the listing's seq. Reconnects after a drop from the last seq seen; resolves false when a key is needed.
+   * after the listing's seq. The subscription asks for every event the server still holds (`?since=0`): those
+   * up to the listing's seq fill the log only (the listing has them already), so the log shows what happened
+   * before the page loaded. Reconnects after a drop from the last seq seen; resolves false when a key is needed.
    */
   async connect(): Promise<boolean> {
     this.abort?.abort();
@@ -79,7 +81,7 @@ export class Model {
     this.connection = "connecting";
     this.changed();
     let early: StreamFrame[] | undefined = [];
-    const streaming = readEvents(undefined, abort.signal, (frame) => (early === undefined ? this.apply(frame) : early.push(frame)));
+    const streaming = readEvents(0, abort.signal, (frame) => (early === undefined ? this.apply(frame) : early.push(frame)));
     // Its failure is handled by `follow` (or dropped when the listing fails first): never an unhandled rejection.
     streaming.catch(() => undefined);
     try {
@@ -89,7 +91,12 @@ export class Model {
       if (error instanceof KeyRequired) return this.needKey();
       throw error;
     }
-    for (const frame of early) if ((frame.seq ?? 0) > this.lastSeq) this.apply(frame);
+    this.log.length = 0;
+    for (const frame of early) {
+      if ((frame.seq ?? 0) > this.lastSeq) this.apply(frame);
+      // Asked for everything held: a replay that does not reach back to seq 1 is expected, not news.
+      else if (frame.seq !== undefined) this.record(frame);
+    }
     early = undefined;
     this.connection = "live";
     this.changed();
@@ -202,10 +209,15 @@ export class Model {
       case "missed":
         break;
     }
-    this.log.push(frame);
-    if (this.log.length > LOG_SIZE) this.log.splice(0, this.log.length - LOG_SIZE);
+    this.record(frame);
     for (const listener of this.eventListeners) listener(frame);
     this.changed();
+  }
+
+  /** Adds a frame to the log (the newest `LOG_SIZE` are kept). */
+  private record(frame: StreamFrame): void {
+    this.log.push(frame);
+    if (this.log.length > LOG_SIZE) this.log.splice(0, this.log.length - LOG_SIZE);
   }
 }
 

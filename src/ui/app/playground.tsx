@@ -151,7 +151,10 @@ function WorkflowForm({ agents, onStarted }: { agents: AgentDescriptor[]; onStar
     event.preventDefault();
     setError(undefined);
     const steps = rows.map((row) => ({ name: row.name.trim(), required_agents: [busIdOf(row.agent || first)], task: row.task }));
-    const participants = [...new Set(steps.flatMap((step) => step.required_agents))].map((agent_id) => ({ agent_id, role: "worker" }));
+    // The initiator is a participant already: listing it again is refused, and it may do a step like any other.
+    const participants = [...new Set(steps.flatMap((step) => step.required_agents))]
+      .filter((agentId) => agentId !== INITIATOR)
+      .map((agent_id) => ({ agent_id, role: "worker" }));
     api<{ session_id: string }>("POST", "/sessions", { initiator: INITIATOR, participants, steps, dispatch: "auto" }).then(
       (created) => {
         setStarted(created.session_id);
@@ -165,14 +168,14 @@ function WorkflowForm({ agents, onStarted }: { agents: AgentDescriptor[]; onStar
       <h3>Workflow</h3>
       {rows.map((row, index) => (
         <div class="step-row">
-          <input value={row.name} onInput={(event) => update(index, { name: event.currentTarget.value })} aria-label={`Step ${index + 1} name`} />
-          <select value={row.agent || first} onChange={(event) => update(index, { agent: event.currentTarget.value })} aria-label={`Step ${index + 1} agent`}>
+          <input class="step-name" value={row.name} onInput={(event) => update(index, { name: event.currentTarget.value })} aria-label={`Step ${index + 1} name`} />
+          <select class="step-agent" value={row.agent || first} onChange={(event) => update(index, { agent: event.currentTarget.value })} aria-label={`Step ${index + 1} agent`}>
             {agents.map((agent) => (
               <option value={agent.id}>{agent.id}</option>
             ))}
           </select>
-          <input value={row.task} onInput={(event) => update(index, { task: event.currentTarget.value })} aria-label={`Step ${index + 1} task`} />
-          <button type="button" class="small" onClick={() => setRows(rows.filter((_, at) => at !== index))} disabled={rows.length === 1} aria-label="Remove step">
+          <input class="step-task" value={row.task} onInput={(event) => update(index, { task: event.currentTarget.value })} aria-label={`Step ${index + 1} task`} />
+          <button type="button" class="small step-remove" onClick={() => setRows(rows.filter((_, at) => at !== index))} disabled={rows.length === 1} aria-label="Remove step">
             −
           </button>
         </div>
