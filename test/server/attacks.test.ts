@@ -11,7 +11,6 @@ import {
   connectSocket,
   envelope,
   expectStillServing,
-  HEALTH_WITHIN_MS,
   registerAgent,
   SERVE_KEY,
   startServeProcess,
@@ -322,16 +321,15 @@ describe("troupe serve under attack", () => {
     await waitFor(() => reading.frames.some((frame) => frame.message_id === own["message_id"]));
   }, 30_000);
 
-  it("pages GET /agents among thousands of agents and answers GET /metrics at once", async () => {
+  it("pages GET /agents among thousands of agents and counts them all in GET /metrics", async () => {
     const agentCount = 3_000;
     const served = await startServeProcess({ bus: { maxAgents: agentCount + 10 } });
     const witness = await acceptWitness(served);
     for (let first = 0; first < agentCount; first += 50) {
       await Promise.all(Array.from({ length: 50 }, (_, offset) => registerAgent(served, `cc://agent-${first + offset}`)));
     }
-    const started = performance.now();
+    // Issue 9's one timed bound is /health's, after the attack (expectStillServing); /metrics is checked for what it says.
     const metrics = await served.call("GET", "/metrics");
-    expect(performance.now() - started).toBeLessThan(HEALTH_WITHIN_MS);
     // The runtime's agents (the built-in ones and the bundled team's, served from the project's folder), the witness and the registered ones.
     const runtimeAgents = (await served.call("GET", "/health")).body.bridge.agents as number;
     const known = runtimeAgents + 1 + agentCount;
