@@ -5,6 +5,8 @@
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { randomBytes, randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
@@ -18,6 +20,8 @@ import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type MessageStatusView } from "./delivery.js";
+import { ClusterDeliveries } from "./cluster-delivery.js";
+import { ClusterSyncReplies } from "./cluster-sync-replies.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
@@ -50,6 +54,9 @@ export interface SendResult {
 }
 
 type BusState = "new" | "starting" | "running" | "stopping" | "stopped";
+
+/** How long `GET /health` of a cluster node waits for the store before it calls it unreachable. */
+const HEALTH_STORE_TIMEOUT_MS = 2_000;
 
 /** How often `stop()` looks whether every written message has been acknowledged. */
 const DRAIN_POLL_MS = 10;
@@ -93,6 +100,10 @@ export class CommunicationBus {
   private readonly tls: BusOptions["tls"];
   private readonly clusterOptions: ClusterOptions | undefined;
   private clusterNode: ClusterNode | undefined;
+  /** The messages of this node's agents on the cluster's stream (a cluster node only). */
+  private clusterDeliveries: ClusterDeliveries | undefined;
+  /** Sync senders waiting here for replies accepted by other nodes, and replies offered to them (a cluster node only). */
+  private clusterSync: ClusterSyncReplies | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -183,6 +194,7 @@ export class CommunicationBus {
       maxIdleDeliveries: this.options.maxIdleDeliveries,
       store: busStore,
       persistent: this.runtime.persistent,
+      clustered: options.cluster !== undefined,
       onStatus: (event, envelope, acceptedAt) => this.onStatus(event, envelope, acceptedAt),
     });
     this.runtimeAgents = new RuntimeAgents({
@@ -273,8 +285,10 @@ export class CommunicationBus {
     }
     try {
       if (this.ownsRuntime) await this.runtime.start();
+      if (this.clusterNode !== undefined) this.joinCluster(this.clusterNode);
     } catch (error) {
       this.state = "stopped";
+      if (this.ownsRuntime) await this.runtime.stop().catch(() => undefined);
       await this.clusterNode?.close();
       throw error;
     }
@@ -300,15 +314,18 @@ export class CommunicationBus {
           ...(this.options.requestBurstPerClient === undefined ? {} : { requestBurstPerClient: this.options.requestBurstPerClient }),
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
+        ...(this.clusterNode === undefined ? {} : { clusterHealth: () => this.clusterHealth() }),
         routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime), ...this.a2a.routes()],
         onUpgrade: (req, socket, head) =>
-          isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.connections.handleUpgrade(req, socket, head),
+          isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.agentUpgrade(req, socket, head),
       });
     } catch (error) {
       this.state = "stopped";
       this.detachMessenger?.();
       await this.runtimeAgents.stop();
       this.deliveries.stop();
+      await this.clusterDeliveries?.stop();
+      this.clusterSync?.stop();
       if (this.ownsRuntime) await this.runtime.stop();
       await this.clusterNode?.close();
       throw error;
@@ -482,6 +499,9 @@ export class CommunicationBus {
     await Promise.all([this.mcp.close(), this.a2a.close()]);
     await this.http?.close();
     await runtimeAgentsStopped;
+    // Messages pulled here and not finished go back to the stream for the nodes their agents connect to next.
+    await this.clusterDeliveries?.stop();
+    this.clusterSync?.stop();
     this.deliveries.stop();
     this.sessionManager.stop();
     // Their events (workflow.evicted) go out once the store has the change: before the bus is stopped.
@@ -521,20 +541,28 @@ export class CommunicationBus {
     // Only the request's recipient (or a fallback agent it went to) answers a sync sender.
     // It answers the message of the sync sender it is sent to: that sender's key of the id in `in_reply_to`.
     const replyTo = inReplyTo === undefined ? undefined : messageKey(envelope.recipient.agent_id, inReplyTo);
-    const waiting = replyTo !== undefined && (this.syncReplies.metaOf(replyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
+    const waitingHere = replyTo !== undefined && (this.syncReplies.metaOf(replyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
+    // In a cluster, the sync sender may wait on another node: offered the reply there, it takes it.
+    const takenElsewhere = !waitingHere && replyTo !== undefined && this.clusterSync !== undefined && (await this.clusterSync.offer(replyTo, envelope));
+    const waiting = waitingHere || takenElsewhere;
     const targets: Array<[string, string]> = [
       ...(waiting ? [] : [["recipient.agent_id", envelope.recipient.agent_id] as [string, string]]),
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
     ];
+    if (this.clusterNode !== undefined) await this.loadRegistrations(targets.map(([, agentId]) => agentId));
     for (const [field, agentId] of targets) {
       if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
     this.checkAnswerable(envelope);
     this.sessionManager.checkSender(envelope);
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
+    if (this.clusterDeliveries !== undefined && !waiting && this.runtimeAgents.endpoint(envelope.recipient.agent_id) === undefined) {
+      return this.acceptOnStream(envelope, timeoutMs);
+    }
     this.deliveries.accept(envelope, {
       timeoutMs,
-      ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) } : {}),
+      // A reply taken by a sync sender on another node was handed over there: here it only ends.
+      ...(waitingHere ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) } : takenElsewhere ? { localSink: () => undefined } : {}),
     });
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
@@ -562,6 +590,152 @@ export class CommunicationBus {
   }
 
   /**
+   * A cluster node accepts a message by handing it to the cluster's stream (docs/cluster.md): its record in the
+   * shared store and its place on the stream are durable before the 202; the node its recipient is connected to
+   * delivers it. A sync sender waits here, for a reply accepted by any node. While NATS or the store cannot be
+   * reached, the message is refused (TRANSPORT, 503) rather than accepted.
+   */
+  private async acceptOnStream(envelope: MessageEnvelope, timeoutMs: number): Promise<SendResult> {
+    const messageId = envelope.message_id;
+    const key = messageKeyOf(envelope);
+    this.checkClusterReachable();
+    const sync = envelope.routing.delivery_mode === "sync";
+    let reply: Promise<MessageEnvelope> | undefined;
+    if (sync) {
+      const answerers = [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])];
+      reply = this.syncReplies.wait<MessageEnvelope>(key, {
+        meta: { answerers },
+        timeoutMs,
+        onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
+      });
+      reply.catch(() => undefined);
+      void reply.finally(() => this.clusterSync?.done(key)).catch(() => undefined);
+      try {
+        await this.clusterSync?.wait(
+          key,
+          answerers,
+          (answer) => this.syncReplies.resolve(key, answer),
+          (error) => this.syncReplies.reject(key, error),
+        );
+      } catch (error) {
+        this.syncReplies.reject(key, toBridgeError(error));
+        throw error;
+      }
+    }
+    this.deliveries.acknowledgeByAnswer(envelope);
+    this.sessionManager.observe(envelope);
+    let duplicate: boolean;
+    try {
+      duplicate = (await this.handOff(envelope, this.clock.now(), timeoutMs)).duplicate;
+    } catch (error) {
+      this.syncReplies.reject(key, toBridgeError(error));
+      throw error;
+    }
+    if (duplicate) {
+      this.syncReplies.reject(key, new BridgeError("CONFIG", `${messageId} was accepted already`, { messageId }));
+      this.metrics.countDuplicate();
+      return { success: true, message_id: messageId, status: "duplicate" };
+    }
+    this.metrics.countAccepted();
+    if (reply === undefined) return { success: true, message_id: messageId, status: "accepted" };
+    return { success: true, message_id: messageId, status: "delivered", response: await reply };
+  }
+
+  /** Writes a message's record to the shared store and publishes it to the cluster's stream; resolves once both are durable. */
+  private async handOff(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): Promise<{ duplicate: boolean }> {
+    const stream = this.clusterDeliveries as ClusterDeliveries;
+    this.deliveries.record(envelope, acceptedAt, timeoutMs);
+    try {
+      const [published] = await Promise.all([stream.publish(envelope, acceptedAt, timeoutMs), this.persisted()]);
+      return published;
+    } catch (error) {
+      const cause = toBridgeError(error);
+      throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
+    }
+  }
+
+  /** A node cut from NATS refuses new messages at once (503) instead of waiting for a publish to time out. */
+  private checkClusterReachable(): void {
+    const state = this.clusterNode?.state();
+    if (state !== undefined && state !== "connected") {
+      throw new BridgeError("TRANSPORT", `This node is cut from NATS (${state}): send to another node or try again`, { unavailable: true, retryable: true });
+    }
+  }
+
+  /** Registrations made on other nodes, read from the shared store the first time this node meets them. */
+  private async loadRegistrations(agentIds: readonly string[]): Promise<void> {
+    for (const agentId of agentIds) {
+      if (this.isKnown(agentId)) continue;
+      try {
+        const descriptor = await this.registry.load(agentId);
+        if (descriptor !== undefined) this.giveActor(descriptor);
+      } catch (error) {
+        throw new BridgeError("TRANSPORT", `The store did not say whether ${agentId} is registered: ${toBridgeError(error).message}`, { unavailable: true, retryable: true });
+      }
+    }
+  }
+
+  /** A cluster node's part, once the runtime and its store are open: a store the nodes share is required. */
+  private joinCluster(node: ClusterNode): void {
+    if (this.runtime.store.sharedAcrossProcesses !== true) {
+      throw new BridgeError("CONFIG", "cluster: the nodes of a cluster share one PostgreSQL store; give store: () => openPostgresStore({ url, exclusive: false }) (troupe serve --store postgres://…)", {
+        field: "store",
+      });
+    }
+    this.clusterDeliveries = new ClusterDeliveries({
+      node,
+      deliveries: this.deliveries,
+      store: () => this.runtime.store,
+      clock: this.clock,
+      maxPulledPerAgent: Math.max(this.options.maxInFlightPerAgent, 1),
+    });
+    this.clusterSync = new ClusterSyncReplies(node);
+  }
+
+  /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */
+  private async clusterHealth(): Promise<{ ready: boolean; view: Record<string, unknown> }> {
+    const node = this.clusterNode as ClusterNode;
+    const nats = node.state();
+    let timer: NodeJS.Timeout | undefined;
+    const store = await Promise.race([
+      this.runtime.store.get("meta", "health").then(
+        () => "reachable",
+        () => "unreachable",
+      ),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve("unreachable"), HEALTH_STORE_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return {
+      ready: nats === "connected" && store === "reachable",
+      view: { node: node.nodeId, nats, store, ...this.clusterDeliveries?.view() },
+    };
+  }
+
+  /**
+   * An agent's WebSocket upgrade. A cluster node that does not know the agent looks for its registration in the
+   * shared store first: it may have registered on another node.
+   */
+  private agentUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const agentId = new URL(req.url ?? "/", "http://bus").searchParams.get("agent_id");
+    if (this.clusterNode === undefined || agentId === null || this.isKnown(agentId)) {
+      this.connections.handleUpgrade(req, socket, head);
+      return;
+    }
+    // The socket may fail while the store answers; the handshake's own handlers take over after.
+    const ignore = (): void => undefined;
+    socket.on("error", ignore);
+    this.loadRegistrations([agentId])
+      .catch(() => undefined)
+      .finally(() => {
+        socket.off("error", ignore);
+        if (socket.destroyed) return;
+        this.connections.handleUpgrade(req, socket, head);
+      });
+  }
+
+  /**
    * A runtime agent answers every task it is sent: an async `task_request` to it from a sender that could not
    * receive the answer (unknown to the bus) would only open a bridge session for nobody.
    */
@@ -584,6 +758,7 @@ export class CommunicationBus {
     this.registry.setOnline(connection.agentId, true, this.clock.now());
     this.runtime.setRemoteAgentOnline(connection.agentId, true);
     this.deliveries.connected(connection);
+    this.clusterDeliveries?.follow(connection.agentId);
   }
 
   private onDisconnected(connection: AgentConnection): void {
@@ -594,6 +769,7 @@ export class CommunicationBus {
       this.runtime.setRemoteAgentOnline(connection.agentId, false);
     }
     this.deliveries.disconnected(connection);
+    if (current === undefined && this.state === "running") void this.clusterDeliveries?.unfollow(connection.agentId);
   }
 
   private onFrame(connection: AgentConnection, frame: unknown): void {
@@ -611,6 +787,10 @@ export class CommunicationBus {
   }
 
   private onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void {
+    // A message pulled from the cluster's stream leaves it once its end is durable.
+    if (this.clusterDeliveries !== undefined && (event.type === "message.acknowledged" || event.type === "message.dead")) {
+      this.clusterDeliveries.ended(messageKeyOf(envelope), this.persisted());
+    }
     switch (event.type) {
       case "message.retrying":
         this.metrics.countRetry();
@@ -630,12 +810,11 @@ export class CommunicationBus {
   private onDead(envelope: MessageEnvelope, event: Extract<DeliveryEmitted, { type: "message.dead" }>): void {
     const messageId = envelope.message_id;
     const timedOut = event.cause === "timeout";
-    this.syncReplies.reject(
-      messageKeyOf(envelope),
-      timedOut
-        ? new BridgeError("TIMEOUT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" })
-        : new BridgeError("TRANSPORT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" }),
-    );
+    const failure = timedOut
+      ? new BridgeError("TIMEOUT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" })
+      : new BridgeError("TRANSPORT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" });
+    this.syncReplies.reject(messageKeyOf(envelope), failure);
+    if (envelope.routing.delivery_mode === "sync") this.clusterSync?.dead(messageKeyOf(envelope), failure);
     this.sessionManager.deliveryFailed(envelope, event.error);
     // The bus's own errors are not answered with errors, and a sender nobody knows cannot receive one.
     if (envelope.sender.agent_id === BUS_AGENT_ID || !this.isKnown(envelope.sender.agent_id)) return;
@@ -661,6 +840,14 @@ export class CommunicationBus {
       },
       metadata: { in_reply_to: messageId, ...(taskId === undefined ? {} : { task_id: taskId }) },
     };
+    if (this.clusterDeliveries !== undefined && this.runtimeAgents.endpoint(envelope.sender.agent_id) === undefined) {
+      // The sender may be connected to another node: the error goes by the cluster's stream.
+      this.handOff(deadLetter, this.clock.now(), this.options.messageTimeout).then(
+        () => this.metrics.countAccepted(),
+        (error: unknown) => process.emitWarning(`DELIVERY_FAILED for ${messageId} not published: ${String(error)}`, "TroupeBusWarning"),
+      );
+      return;
+    }
     try {
       this.deliveries.accept(deadLetter, { timeoutMs: this.options.messageTimeout });
       this.metrics.countAccepted();

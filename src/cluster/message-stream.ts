@@ -86,6 +86,11 @@ export class ClusterMessageStream {
     this.#ackWaitMs = ackWaitMs;
   }
 
+  /** How long a pulled message may stay unacknowledged before it is delivered again. */
+  get ackWaitMs(): number {
+    return this.#ackWaitMs;
+  }
+
   /** Opens the stream, creating it when missing (file storage, work-queue retention). */
   static async open(connection: ClusterConnection, options: MessageStreamOptions = {}): Promise<ClusterMessageStream> {
     const stream = options.stream ?? DEFAULT_MESSAGE_STREAM;

@@ -1,0 +1,211 @@
+/**
+ * The bus's side of the cluster's message stream (docs/cluster.md): a message accepted by any node is published
+ * to the stream; the node its recipient is connected to pulls it and hands it to its own deliveries (priorities,
+ * window, acks, retries, dead letters: the delivery actors of one node), and acknowledges it to the stream once
+ * its delivery ended. A node that dies holding messages gives them back by silence: the stream delivers them
+ * again after its ack wait, to whichever node pulls next.
+ */
+import type { Clock } from "../clock.js";
+import { toBridgeError } from "../errors.js";
+import type { ClusterNode } from "../cluster/node.js";
+import type { MessageSubscription, Published, StreamedMessage } from "../cluster/message-stream.js";
+import { messageKeyOf, PRIORITIES, type MessageEnvelope } from "../protocol/envelope.js";
+import type { Store } from "../store/store.js";
+import { isFinishedRecord, type Deliveries } from "./delivery.js";
+
+/** A message as it travels on the stream: the envelope, and what its delivery needs from its acceptance. */
+interface StreamedRecord {
+  envelope: MessageEnvelope;
+  acceptedAt: number;
+  timeoutMs: number;
+}
+
+/** How long a pulled message the node could not take now (its queue full, the store unreachable) waits before it is pulled again. */
+const RETAKE_DELAY_MS = 1_000;
+
+/** What the cluster's deliveries need from the bus. */
+export interface ClusterDeliveriesOptions {
+  node: ClusterNode;
+  deliveries: Deliveries;
+  store(): Store;
+  clock: Clock;
+  /** Messages of one recipient pulled and not yet finished here: its pull window. */
+  maxPulledPerAgent: number;
+}
+
+/** The messages of the agents connected to this node, pulled from the cluster's stream. */
+export class ClusterDeliveries {
+  /** The pull of each agent connected here, by agent id: bounded by the node's connections. */
+  private readonly pulls = new Map<string, Promise<MessageSubscription | undefined>>();
+  /** The stream's handle of each message pulled and not finished here, by key: bounded by the pull windows. */
+  private readonly held = new Map<string, StreamedMessage>();
+  /** Pulled messages waiting for the end of the turn: taken together, most urgent first. */
+  private batch: StreamedMessage[] = [];
+  private keepAlive: unknown;
+  private readonly keepAliveMs: number;
+  private stopped = false;
+
+  constructor(private readonly options: ClusterDeliveriesOptions) {
+    // A delivery in progress keeps its message: well within the ack wait, the stream hears it is being worked on.
+    this.keepAliveMs = Math.max(50, Math.floor(options.node.messages.ackWaitMs / 3));
+    this.keepAlive = this.options.clock.setTimeout(() => this.keepHeldAlive(), this.keepAliveMs);
+  }
+
+  private keepHeldAlive(): void {
+    if (this.stopped) return;
+    for (const message of this.held.values()) message.working();
+    this.keepAlive = this.options.clock.setTimeout(() => this.keepHeldAlive(), this.keepAliveMs);
+  }
+
+  /** What `GET /health` shows of it: agents whose messages are pulled here, and messages held. */
+  view(): { pulling: number; held: number } {
+    return { pulling: this.pulls.size, held: this.held.size };
+  }
+
+  /** Publishes an accepted message; resolves once the stream has it. TRANSPORT when NATS does not answer. */
+  publish(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): Promise<Published> {
+    const record: StreamedRecord = { envelope, acceptedAt, timeoutMs };
+    const priority = envelope.priority;
+    return this.options.node.messages.publish({ recipient: envelope.recipient.agent_id, key: messageKeyOf(envelope), priority, data: JSON.stringify(record) });
+  }
+
+  /** An agent connected here: its messages are pulled here from now on. */
+  follow(agentId: string): void {
+    if (this.stopped || this.pulls.has(agentId)) return;
+    const pull = this.options.node.messages
+      .subscribe(agentId, (message) => this.pulled(message), { maxInFlight: this.options.maxPulledPerAgent })
+      .catch((error: unknown) => {
+        process.emitWarning(`Pulling the messages of ${agentId} from the cluster failed: ${String(error)}`, "TroupeBusWarning");
+        this.pulls.delete(agentId);
+        return undefined;
+      });
+    this.pulls.set(agentId, pull);
+  }
+
+  /**
+   * An agent left this node: its messages are no longer pulled here, and those pulled and not written to it go
+   * back to the stream at once, for the node it connects to next.
+   */
+  async unfollow(agentId: string): Promise<void> {
+    const pull = this.pulls.get(agentId);
+    if (pull === undefined) return;
+    this.pulls.delete(agentId);
+    await (await pull)?.stop().catch(() => undefined);
+    // It came back meanwhile: what is held for it stays.
+    if (this.pulls.has(agentId)) return;
+    for (const [key, message] of this.held) {
+      if (message.recipient !== agentId || !this.options.deliveries.withdraw(key)) continue;
+      this.held.delete(key);
+      message.retryAfter(0);
+    }
+  }
+
+  /**
+   * A delivery ended here (acknowledged or dead, and that is in the store): the stream forgets its message.
+   * `durable` resolves once the store has the end.
+   */
+  ended(key: string, durable: Promise<void>): void {
+    const message = this.held.get(key);
+    if (message === undefined) return;
+    this.held.delete(key);
+    durable
+      .then(() => message.ack())
+      .catch((error: unknown) => {
+        // Unacknowledged, it comes back after the ack wait; its end is then found in the store.
+        process.emitWarning(`The stream did not take the end of ${key}: ${String(error)}`, "TroupeBusWarning");
+      });
+  }
+
+  /** Stops every pull; messages pulled and not finished come back to some node after their ack wait. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.options.clock.clearTimeout(this.keepAlive);
+    const pulls = [...this.pulls.values()];
+    this.pulls.clear();
+    await Promise.all(pulls.map(async (pull) => (await pull)?.stop().catch(() => undefined)));
+    // Given back at once: the nodes their agents are on take them without waiting for the ack wait.
+    for (const message of this.held.values()) message.retryAfter(0);
+    this.held.clear();
+  }
+
+  private pulled(message: StreamedMessage): void {
+    if (this.stopped) return;
+    this.batch.push(message);
+    if (this.batch.length === 1) setImmediate(() => void this.takeBatch());
+  }
+
+  /**
+   * Takes what was pulled in one turn: a message already finished (here, or by a node that died before its
+   * ack reached the stream) is only acknowledged to the stream; the others go to this node's deliveries, most
+   * urgent first.
+   */
+  private async takeBatch(): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    const fresh: Array<{ message: StreamedMessage; record: StreamedRecord }> = [];
+    for (const message of batch) {
+      const { key } = message;
+      const { deliveries } = this.options;
+      if (deliveries.isLive(key)) {
+        // Delivered again while its delivery here goes on (its keep-alive came late): the newer handle counts.
+        this.held.set(key, message);
+        message.working();
+        continue;
+      }
+      if (deliveries.finishedHere(key) !== undefined) {
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      let record: StreamedRecord;
+      try {
+        record = JSON.parse(message.data) as StreamedRecord;
+      } catch {
+        process.emitWarning(`A message on the cluster's stream is not JSON (${key}): dropped`, "TroupeBusWarning");
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      fresh.push({ message, record });
+    }
+    const finished = await Promise.all(fresh.map(({ message }) => this.finishedInStore(message.key)));
+    const order = fresh.map((entry, index) => ({ ...entry, finished: finished[index] }));
+    order.sort((left, right) => PRIORITIES.indexOf(left.record.envelope.priority) - PRIORITIES.indexOf(right.record.envelope.priority));
+    for (const { message, record, finished: done } of order) {
+      if (this.stopped) return;
+      if (done === undefined) {
+        message.retryAfter(RETAKE_DELAY_MS);
+        continue;
+      }
+      if (done) {
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      this.take(message, record);
+    }
+  }
+
+  /** Whether the store holds the end of this message; undefined when the store could not say. */
+  private async finishedInStore(key: string): Promise<boolean | undefined> {
+    try {
+      return isFinishedRecord(await this.options.store().get("message_status", key));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private take(message: StreamedMessage, { envelope, acceptedAt, timeoutMs }: StreamedRecord): void {
+    const { key } = message;
+    if (this.options.deliveries.isLive(key)) {
+      this.held.set(key, message);
+      return;
+    }
+    this.held.set(key, message);
+    try {
+      this.options.deliveries.accept(envelope, { timeoutMs, acceptedAt, recorded: true });
+    } catch (error) {
+      this.held.delete(key);
+      const bridgeError = toBridgeError(error);
+      if (bridgeError.type !== "CAPACITY") process.emitWarning(`Taking ${key} from the cluster failed: ${bridgeError.message}`, "TroupeBusWarning");
+      message.retryAfter(RETAKE_DELAY_MS);
+    }
+  }
+}
