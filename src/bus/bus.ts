@@ -290,6 +290,7 @@ export class CommunicationBus {
       this.state = "stopped";
       if (this.ownsRuntime) await this.runtime.stop().catch(() => undefined);
       await this.clusterNode?.close();
+      this.clusterNode = undefined;
       throw error;
     }
     try {

@@ -1,0 +1,174 @@
+/**
+ * The bus as a cluster (docs/cluster.md): several buses on one NATS JetStream and one PostgreSQL deliver to an
+ * agent whichever node it is connected to, each message once to its ack, and a node's unacknowledged messages
+ * are delivered by another node once that node is gone.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../../src/index.js";
+import type { MessageContext } from "../../src/client/connect-agent.js";
+import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
+import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+
+let nats: NatsServer;
+let postgres: PostgresServer;
+let clusters = 0;
+
+beforeAll(async () => {
+  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all([nats?.stop(), postgres?.stop()]);
+});
+
+/** A fresh cluster: its own database and its own stream, so that tests do not see each other's messages. */
+async function newCluster(): Promise<{ database: string; stream: string }> {
+  clusters += 1;
+  const database = await postgres.createDatabase(`cluster_${clusters}_${process.pid}`);
+  return { database, stream: `TROUPE_TEST_${clusters}` };
+}
+
+function node(cluster: { database: string; stream: string }, nodeId: string, extra: { ackWaitMs?: number; url?: string } = {}): Promise<CommunicationBus> {
+  return startBus({
+    ackTimeout: 5_000,
+    store: () => openPostgresStore({ url: cluster.database, exclusive: false }),
+    cluster: {
+      url: extra.url ?? nats.url,
+      nodeId,
+      stream: cluster.stream,
+      subjectPrefix: `troupe.test${clusters}.messages`,
+      leaseBucket: `leases_${clusters}`,
+      ...(extra.ackWaitMs === undefined ? {} : { ackWaitMs: extra.ackWaitMs }),
+    },
+  });
+}
+
+describe("a cluster of buses", () => {
+  it("delivers a message posted to node B to its agent connected to node A, most urgent first", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    // Registered on B: A reads the registration from the shared store when the agent connects there.
+    await register(b, "test://worker", "test://boss");
+    const sent: string[] = [];
+    for (const priority of ["low", "medium", "high", "critical"]) {
+      const message = envelope("test://boss", "test://worker", { priority, message_type: "status_update" });
+      sent.push(message.message_id as string);
+      const answer = await call(b, "POST", "/messages/send", message);
+      expect(answer.status).toBe(202);
+    }
+    const worker = await connect(a, "test://worker");
+    await until(() => worker.received.length === 4, 10_000);
+    expect(worker.received.map((message) => message.priority)).toEqual(["critical", "high", "medium", "low"]);
+    // B's sender hears nothing more; the stream keeps nothing once A's deliveries ended.
+    await until(() => a.cluster !== undefined && (a as unknown as { clusterDeliveries: { view(): { held: number } } }).clusterDeliveries.view().held === 0, 5_000);
+    expect(sent).toHaveLength(4);
+  }, 30_000);
+
+  it("answers a sync sender on node B with the reply its recipient on node A sends", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(b, "test://worker", "test://boss");
+    await connect(a, "test://worker", {
+      onMessage: async (message: MessageEnvelope, context: MessageContext) => {
+        if (message.message_type === "task_request") await context.reply({ answer: 42 });
+      },
+    });
+    const request = envelope("test://boss", "test://worker", { routing: { timeout: "10s", retry_policy: { max_retries: 1, backoff: "linear" }, delivery_mode: "sync" } });
+    const answer = await call(b, "POST", "/messages/send", request);
+    expect(answer.status).toBe(202);
+    expect(answer.body).toMatchObject({ status: "delivered", response: { sender: { agent_id: "test://worker" }, payload: { answer: 42 } } });
+  }, 30_000);
+
+  it("refuses a cluster bus whose store the nodes cannot share (CONFIG, naming the store)", async () => {
+    const bus = new CommunicationBus({ host: "127.0.0.1", port: 0, apiKey: TEST_KEY, env: {}, cluster: { url: nats.url, nodeId: "lonely" } });
+    await expect(bus.start()).rejects.toMatchObject({ type: "CONFIG", details: { field: "store" } });
+    expect(bus.cluster).toBeUndefined();
+    await bus.stop();
+  });
+
+  it("carries thousands of messages between three nodes, each delivered once to its agent's ack", async () => {
+    const cluster = await newCluster();
+    const nodes = [await node(cluster, "n1"), await node(cluster, "n2"), await node(cluster, "n3")];
+    const agents = ["test://a1", "test://a2", "test://a3"];
+    await register(nodes[0]!, ...agents, "test://sender");
+    // Raw sockets that ack every frame: what they count is what the bus wrote, with no client deduplicating it.
+    const connected = await Promise.all(
+      agents.map(async (agentId, index) => {
+        const raw = await rawConnect(nodes[index]!, agentId);
+        raw.socket.on("message", (data) => raw.ack((JSON.parse(data.toString()) as MessageEnvelope).message_id));
+        return { received: raw.frames as MessageEnvelope[] };
+      }),
+    );
+    const total = 3_000;
+    const priorities = ["low", "medium", "high", "critical"];
+    const expected = new Map<string, string>();
+    const sends: Array<Promise<unknown>> = [];
+    for (let n = 0; n < total; n += 1) {
+      const to = agents[n % 3]!;
+      const via = nodes[(n + 1) % 3]!;
+      const message = envelope("test://sender", to, { priority: priorities[n % 4], message_type: "status_update" });
+      expected.set(message.message_id as string, to);
+      sends.push(via.send(message));
+      if (sends.length >= 100) await Promise.all(sends.splice(0));
+    }
+    await Promise.all(sends);
+    await until(() => connected.reduce((sum, agent) => sum + agent.received.length, 0) >= total, 60_000);
+    const seen = new Map<string, number>();
+    connected.forEach((agent, index) => {
+      for (const message of agent.received) {
+        expect(expected.get(message.message_id)).toBe(agents[index]);
+        seen.set(message.message_id, (seen.get(message.message_id) ?? 0) + 1);
+      }
+    });
+    expect(seen.size).toBe(total);
+    expect([...seen.values()].every((count) => count === 1)).toBe(true);
+  }, 120_000);
+
+  it("delivers through another node the messages a node held unacknowledged when it died", async () => {
+    const cluster = await newCluster();
+    const ackWaitMs = 1_500;
+    const [a, c] = [await node(cluster, "node-a", { ackWaitMs }), await node(cluster, "node-c", { ackWaitMs })];
+    await register(a, "test://worker", "test://boss");
+    // The worker takes its messages on C and never acknowledges them.
+    const silent = await rawConnect(c, "test://worker");
+    const ids: string[] = [];
+    for (let n = 0; n < 5; n += 1) {
+      const message = envelope("test://boss", "test://worker", { message_type: "status_update" });
+      ids.push(message.message_id as string);
+      expect((await call(a, "POST", "/messages/send", message)).status).toBe(202);
+    }
+    await until(() => silent.frames.length === 5, 10_000);
+    // C dies: its NATS connection drops without a word and its agent's socket with it.
+    await c.cluster!.connection.nats.close();
+    silent.socket.terminate();
+    const worker = await connect(a, "test://worker");
+    await until(() => worker.received.length === 5, 15_000);
+    expect(worker.received.map((message) => message.message_id).sort()).toEqual([...ids].sort());
+  }, 30_000);
+
+  it("refuses new messages with 503 while cut from NATS and takes them again once NATS is back", async () => {
+    const own = await startNats();
+    try {
+      const cluster = await newCluster();
+      const bus = await node(cluster, "node-p", { url: own.url });
+      await register(bus, "test://worker", "test://boss");
+      const health = await call(bus, "GET", "/health");
+      expect(health.status).toBe(200);
+      expect(health.body.cluster).toMatchObject({ node: "node-p", nats: "connected", store: "reachable" });
+      await own.halt();
+      await until(() => bus.cluster!.state() === "disconnected", 10_000);
+      const refused = await call(bus, "POST", "/messages/send", envelope("test://boss", "test://worker"));
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toMatchObject({ type: "TRANSPORT" });
+      const down = await call(bus, "GET", "/health");
+      expect(down.status).toBe(503);
+      expect(down.body.cluster).toMatchObject({ nats: "disconnected" });
+      await own.start();
+      await until(() => bus.cluster!.state() === "connected", 15_000);
+      expect((await call(bus, "POST", "/messages/send", envelope("test://boss", "test://worker"))).status).toBe(202);
+    } finally {
+      await own.stop();
+    }
+  }, 60_000);
+});
