@@ -648,6 +648,7 @@ export class CommunicationBus {
     this.deliveries.record(envelope, acceptedAt, timeoutMs);
     try {
       const [published] = await Promise.all([stream.publish(envelope, acceptedAt, timeoutMs), this.persisted()]);
+      if (!published.duplicate) stream.watch(envelope.recipient.agent_id, acceptedAt + timeoutMs);
       return published;
     } catch (error) {
       const cause = toBridgeError(error);

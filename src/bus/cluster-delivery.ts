@@ -23,6 +23,12 @@ interface StreamedRecord {
 /** How long a pulled message the node could not take now (its queue full, the store unreachable) waits before it is pulled again. */
 const RETAKE_DELAY_MS = 1_000;
 
+/** How long after a message's deadline the node that accepted it looks whether it still waits in the stream. */
+const SWEEP_GRACE_MS = 100;
+/** Messages one look takes from the stream; a full batch means more may wait: it looks again this soon. */
+const SWEEP_BATCH = 100;
+const SWEEP_AGAIN_MS = 1_000;
+
 /** What the cluster's deliveries need from the bus. */
 export interface ClusterDeliveriesOptions {
   node: ClusterNode;
@@ -41,6 +47,11 @@ export class ClusterDeliveries {
   private readonly held = new Map<string, StreamedMessage>();
   /** Pulled messages waiting for the end of the turn: taken together, most urgent first. */
   private batch: StreamedMessage[] = [];
+  /**
+   * The earliest deadline of the messages this node accepted for each agent not connected here, and its timer:
+   * bounded by the agents the node knows.
+   */
+  private readonly deadlines = new Map<string, { at: number; timer: unknown }>();
   private keepAlive: unknown;
   private readonly keepAliveMs: number;
   private stopped = false;
@@ -67,6 +78,49 @@ export class ClusterDeliveries {
     const record: StreamedRecord = { envelope, acceptedAt, timeoutMs };
     const priority = envelope.priority;
     return this.options.node.messages.publish({ recipient: envelope.recipient.agent_id, key: messageKeyOf(envelope), priority, data: JSON.stringify(record) });
+  }
+
+  /**
+   * A message this node accepted must die at `deadline` if no node has taken it by then (its agent is connected
+   * nowhere): at that time, this node takes the recipient's messages that no node holds, and those past their
+   * deadline die here (DELIVERY_FAILED to their senders) as they would on any node; the others go back. A node
+   * that holds a message (its agent is connected there) times it out itself.
+   */
+  watch(recipient: string, deadline: number): void {
+    if (this.stopped || this.pulls.has(recipient)) return;
+    const current = this.deadlines.get(recipient);
+    if (current !== undefined && current.at <= deadline) return;
+    if (current !== undefined) this.options.clock.clearTimeout(current.timer);
+    const delayMs = Math.max(0, deadline - this.options.clock.now()) + SWEEP_GRACE_MS;
+    this.deadlines.set(recipient, { at: deadline, timer: this.options.clock.setTimeout(() => void this.sweep(recipient), delayMs) });
+  }
+
+  private async sweep(recipient: string): Promise<void> {
+    this.deadlines.delete(recipient);
+    // Pulled here: this node's deliveries time its messages out.
+    if (this.stopped || this.pulls.has(recipient)) return;
+    let taken: StreamedMessage[];
+    try {
+      taken = await this.options.node.messages.take(recipient, SWEEP_BATCH, { maxInFlight: this.options.maxPulledPerAgent });
+    } catch (error) {
+      process.emitWarning(`Looking for expired messages of ${recipient} failed, trying again: ${String(error)}`, "TroupeBusWarning");
+      this.watch(recipient, this.options.clock.now() + SWEEP_AGAIN_MS);
+      return;
+    }
+    const now = this.options.clock.now();
+    let next = taken.length === SWEEP_BATCH ? now + SWEEP_AGAIN_MS : undefined;
+    for (const message of taken) {
+      const record = parseRecord(message.data);
+      const deadline = record === undefined ? now : record.acceptedAt + record.timeoutMs;
+      if (deadline <= now || this.stopped) {
+        // Taken like any pulled message: its delivery here dies of its timeout at once.
+        this.pulled(message);
+        continue;
+      }
+      message.retryAfter(0);
+      next = Math.min(next ?? deadline, deadline);
+    }
+    if (next !== undefined) this.watch(recipient, next);
   }
 
   /** An agent connected here: its messages are pulled here from now on. */
@@ -120,6 +174,8 @@ export class ClusterDeliveries {
   async stop(): Promise<void> {
     this.stopped = true;
     this.options.clock.clearTimeout(this.keepAlive);
+    for (const { timer } of this.deadlines.values()) this.options.clock.clearTimeout(timer);
+    this.deadlines.clear();
     const pulls = [...this.pulls.values()];
     this.pulls.clear();
     await Promise.all(pulls.map(async (pull) => (await pull)?.stop().catch(() => undefined)));
@@ -156,11 +212,9 @@ export class ClusterDeliveries {
         void message.ack().catch(() => undefined);
         continue;
       }
-      let record: StreamedRecord;
-      try {
-        record = JSON.parse(message.data) as StreamedRecord;
-      } catch {
-        process.emitWarning(`A message on the cluster's stream is not JSON (${key}): dropped`, "TroupeBusWarning");
+      const record = parseRecord(message.data);
+      if (record === undefined) {
+        process.emitWarning(`A message on the cluster's stream is not one of troupe's (${key}): dropped`, "TroupeBusWarning");
         void message.ack().catch(() => undefined);
         continue;
       }
@@ -207,5 +261,14 @@ export class ClusterDeliveries {
       if (bridgeError.type !== "CAPACITY") process.emitWarning(`Taking ${key} from the cluster failed: ${bridgeError.message}`, "TroupeBusWarning");
       message.retryAfter(RETAKE_DELAY_MS);
     }
+  }
+}
+
+function parseRecord(data: string): StreamedRecord | undefined {
+  try {
+    const record = JSON.parse(data) as Partial<StreamedRecord> | null;
+    return typeof record?.envelope === "object" && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number" ? (record as StreamedRecord) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -80,6 +80,24 @@ describe("a cluster of buses", () => {
     expect(answer.body).toMatchObject({ status: "delivered", response: { sender: { agent_id: "test://worker" }, payload: { answer: 42 } } });
   }, 30_000);
 
+  it("times out a message for an agent connected nowhere once, on the node that accepted it, and tells its sender on another node", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(b, "test://absent", "test://boss");
+    const boss = await connect(a, "test://boss");
+    const message = envelope("test://boss", "test://absent", { routing: { timeout: "500ms", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async" } });
+    expect((await call(b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => boss.received.length === 1, 10_000);
+    expect(boss.received[0]).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: message.message_id, recipient: "test://absent" } });
+    // The agent connecting later gets nothing: the message died, and left the stream.
+    const late = await connect(a, "test://absent");
+    const more = await call(b, "POST", "/messages/send", envelope("test://boss", "test://absent", { message_type: "status_update" }));
+    expect(more.status).toBe(202);
+    await until(() => late.received.length === 1, 10_000);
+    expect(late.received.map((received) => received.message_id)).toEqual([more.body.message_id]);
+    expect(boss.received).toHaveLength(1);
+  }, 30_000);
+
   it("refuses a cluster bus whose store the nodes cannot share (CONFIG, naming the store)", async () => {
     const bus = new CommunicationBus({ host: "127.0.0.1", port: 0, apiKey: TEST_KEY, env: {}, cluster: { url: nats.url, nodeId: "lonely" } });
     await expect(bus.start()).rejects.toMatchObject({ type: "CONFIG", details: { field: "store" } });
