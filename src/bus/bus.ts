@@ -38,6 +38,7 @@ import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 import { McpHttpEndpoint } from "../mcp/streamable-http.js";
 import { A2aEndpoint } from "../a2a/routes.js";
 import { EventStream } from "../events/event-stream.js";
+import { ClusterEvents } from "../events/cluster-events.js";
 import { EventSockets, isEventStreamUpgrade } from "../events/event-sockets.js";
 import type { ConverseRequest, ConverseResult } from "../conversations/conversations.js";
 
@@ -77,6 +78,8 @@ export class CommunicationBus {
   /** The hub's events over the wire (SPEC §5): `ws://…/events` and `GET /events`. */
   readonly events: EventStream;
   private readonly eventSockets: EventSockets;
+  /** The whole cluster's events for this node's stream (a cluster node only). */
+  private readonly clusterEvents: ClusterEvents | undefined;
   private readonly registry: AgentRegistry;
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
@@ -216,7 +219,8 @@ export class CommunicationBus {
     });
     this.mcp = new McpHttpEndpoint(this.runtime, { maxSessions: this.options.maxMcpSessions, sessionIdleMs: this.options.mcpSessionIdleMs });
     this.a2a = new A2aEndpoint(this, this.runtime);
-    this.events = new EventStream(this.runtime.hub, {
+    this.clusterEvents = options.cluster === undefined ? undefined : new ClusterEvents(this.runtime.hub, this.clock);
+    this.events = new EventStream(this.clusterEvents ?? this.runtime.hub, {
       bufferSize: this.options.eventBufferSize,
       bufferBytes: this.options.eventBufferBytes,
       bufferMode: this.options.eventBuffer,
@@ -316,7 +320,7 @@ export class CommunicationBus {
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
         ...(this.clusterNode === undefined ? {} : { clusterHealth: () => this.clusterHealth() }),
-        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime), ...this.a2a.routes()],
+        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime, () => (this.clusterEvents ?? this.runtime.hub).lastSeq), ...this.a2a.routes()],
         onUpgrade: (req, socket, head) =>
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.agentUpgrade(req, socket, head),
       });
@@ -327,6 +331,7 @@ export class CommunicationBus {
       this.deliveries.stop();
       await this.clusterDeliveries?.stop();
       this.clusterSync?.stop();
+      this.clusterEvents?.leave();
       if (this.ownsRuntime) await this.runtime.stop();
       await this.clusterNode?.close();
       throw error;
@@ -494,6 +499,7 @@ export class CommunicationBus {
     // What is still unacknowledged keeps its state in the store for the next start.
     this.deliveries.suspend();
     await Promise.all([this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs), this.events.close(), this.eventSockets.close()]);
+    this.clusterEvents?.leave();
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
     // MCP clients keep streams open; their sessions end here, so that closing the server need not wait for them.
@@ -692,6 +698,7 @@ export class CommunicationBus {
       maxPulledPerAgent: Math.max(this.options.maxInFlightPerAgent, 1),
     });
     this.clusterSync = new ClusterSyncReplies(node);
+    this.clusterEvents?.join(node.connection, node.nodeId);
   }
 
   /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../../src/index.js";
 import type { MessageContext } from "../../src/client/connect-agent.js";
 import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
+import { openEventSocket, type Frame } from "../events/support.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
 
@@ -96,6 +97,28 @@ describe("a cluster of buses", () => {
     await until(() => late.received.length === 1, 10_000);
     expect(late.received.map((received) => received.message_id)).toEqual([more.body.message_id]);
     expect(boss.received).toHaveLength(1);
+  }, 30_000);
+
+  it("shows every node's events, each with its node id, on each node's event stream", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(b, "test://on-b", "test://on-a", "test://boss");
+    await connect(b, "test://on-b");
+    await connect(a, "test://on-a");
+    const watcher = await openEventSocket(a);
+    // B sends its events once it has heard that A watches: a message or two may pass before.
+    const fromB = (frames: Frame[]): Frame[] => frames.filter((frame) => frame.node === "node-b" && String(frame.type).startsWith("message."));
+    for (let attempt = 0; attempt < 20 && fromB(watcher.frames).length === 0; attempt += 1) {
+      await b.send(envelope("test://boss", "test://on-b", { message_type: "status_update" }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(fromB(watcher.frames).length).toBeGreaterThan(0);
+    await a.send(envelope("test://boss", "test://on-a", { message_type: "status_update" }));
+    await watcher.until((frames) => frames.some((frame) => frame.node === "node-a" && frame.type === "message.acknowledged"));
+    // One numbering per node: A's seq grows by one per event, whichever node made it.
+    const seqs = watcher.frames.filter((frame) => typeof frame.seq === "number").map((frame) => frame.seq as number);
+    expect(seqs).toEqual(seqs.map((_, index) => (seqs[0] as number) + index));
+    expect(watcher.frames.filter((frame) => typeof frame.seq === "number").every((frame) => frame.node === "node-a" || frame.node === "node-b")).toBe(true);
   }, 30_000);
 
   it("refuses a cluster bus whose store the nodes cannot share (CONFIG, naming the store)", async () => {
