@@ -198,6 +198,15 @@ export class CommunicationBus {
       store: busStore,
       persistent: this.runtime.persistent,
       clustered: options.cluster !== undefined,
+      fallbackElsewhere: (context) =>
+        this.clusterDeliveries?.handOver(
+          context.key,
+          context.envelope as MessageEnvelope,
+          context.acceptedAt,
+          context.timeoutMs,
+          context.targetIndex,
+          context.targets[context.targetIndex] as string,
+        ),
       onStatus: (event, envelope, acceptedAt) => this.onStatus(event, envelope, acceptedAt),
     });
     this.runtimeAgents = new RuntimeAgents({

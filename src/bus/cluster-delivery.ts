@@ -9,7 +9,7 @@ import type { Clock } from "../clock.js";
 import { toBridgeError } from "../errors.js";
 import type { ClusterNode } from "../cluster/node.js";
 import type { MessageSubscription, Published, StreamedMessage } from "../cluster/message-stream.js";
-import { messageKeyOf, PRIORITIES, type MessageEnvelope } from "../protocol/envelope.js";
+import { MESSAGE_KEY_SEPARATOR, messageKeyOf, PRIORITIES, type MessageEnvelope } from "../protocol/envelope.js";
 import type { Store } from "../store/store.js";
 import { isFinishedRecord, type Deliveries } from "./delivery.js";
 
@@ -18,6 +18,8 @@ interface StreamedRecord {
   envelope: MessageEnvelope;
   acceptedAt: number;
   timeoutMs: number;
+  /** Which of its targets it goes to: 0 (its recipient), or the fallback agent a node handed it to. */
+  targetIndex?: number;
 }
 
 /** How long a pulled message the node could not take now (its queue full, the store unreachable) waits before it is pulled again. */
@@ -198,10 +200,17 @@ export class ClusterDeliveries {
   private async takeBatch(): Promise<void> {
     const batch = this.batch;
     this.batch = [];
-    const fresh: Array<{ message: StreamedMessage; record: StreamedRecord }> = [];
+    const { deliveries } = this.options;
+    const fresh: Array<{ message: StreamedMessage; record: StreamedRecord; key: string }> = [];
     for (const message of batch) {
-      const { key } = message;
-      const { deliveries } = this.options;
+      const record = parseRecord(message.data);
+      if (record === undefined) {
+        process.emitWarning(`A message on the cluster's stream is not one of troupe's (${message.key}): dropped`, "TroupeBusWarning");
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      // The delivery's key: a message handed to a fallback agent's node travels under another stream id.
+      const key = messageKeyOf(record.envelope);
       if (deliveries.isLive(key)) {
         // Delivered again while its delivery here goes on (its keep-alive came late): the newer handle counts.
         this.held.set(key, message);
@@ -212,18 +221,12 @@ export class ClusterDeliveries {
         void message.ack().catch(() => undefined);
         continue;
       }
-      const record = parseRecord(message.data);
-      if (record === undefined) {
-        process.emitWarning(`A message on the cluster's stream is not one of troupe's (${key}): dropped`, "TroupeBusWarning");
-        void message.ack().catch(() => undefined);
-        continue;
-      }
-      fresh.push({ message, record });
+      fresh.push({ message, record, key });
     }
-    const finished = await Promise.all(fresh.map(({ message }) => this.finishedInStore(message.key)));
+    const finished = await Promise.all(fresh.map(({ key }) => this.finishedInStore(key)));
     const order = fresh.map((entry, index) => ({ ...entry, finished: finished[index] }));
     order.sort((left, right) => PRIORITIES.indexOf(left.record.envelope.priority) - PRIORITIES.indexOf(right.record.envelope.priority));
-    for (const { message, record, finished: done } of order) {
+    for (const { message, record, key, finished: done } of order) {
       if (this.stopped) return;
       if (done === undefined) {
         message.retryAfter(RETAKE_DELAY_MS);
@@ -233,7 +236,7 @@ export class ClusterDeliveries {
         void message.ack().catch(() => undefined);
         continue;
       }
-      this.take(message, record);
+      this.take(message, record, key);
     }
   }
 
@@ -246,21 +249,43 @@ export class ClusterDeliveries {
     }
   }
 
-  private take(message: StreamedMessage, { envelope, acceptedAt, timeoutMs }: StreamedRecord): void {
-    const { key } = message;
-    if (this.options.deliveries.isLive(key)) {
-      this.held.set(key, message);
-      return;
-    }
+  private take(message: StreamedMessage, { envelope, acceptedAt, timeoutMs, targetIndex = 0 }: StreamedRecord, key: string): void {
     this.held.set(key, message);
+    if (this.options.deliveries.isLive(key)) return;
     try {
-      this.options.deliveries.accept(envelope, { timeoutMs, acceptedAt, recorded: true });
+      this.options.deliveries.accept(envelope, { timeoutMs, acceptedAt, recorded: true, targetIndex });
     } catch (error) {
       this.held.delete(key);
       const bridgeError = toBridgeError(error);
       if (bridgeError.type !== "CAPACITY") process.emitWarning(`Taking ${key} from the cluster failed: ${bridgeError.message}`, "TroupeBusWarning");
       message.retryAfter(RETAKE_DELAY_MS);
     }
+  }
+
+  /**
+   * A delivery here moved on to a fallback agent that is not connected here: it goes to that agent's place on
+   * the stream (where the fallback's node pulls it, as it would its own messages), and leaves this node once
+   * the stream has it. A message that came from no stream (a runtime agent's, sent here) stays here.
+   */
+  handOver(key: string, envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number, targetIndex: number, target: string): void {
+    const from = this.held.get(key);
+    if (from === undefined || this.stopped) return;
+    const record: StreamedRecord = { envelope, acceptedAt, timeoutMs, targetIndex };
+    this.options.node.messages
+      .publish({ recipient: target, key: `${key}${MESSAGE_KEY_SEPARATOR}${targetIndex}`, priority: envelope.priority, data: JSON.stringify(record) })
+      .then(
+        ({ sequence }) => {
+          // Written to the fallback meanwhile (it connected here): it stays here, and the copy goes.
+          if (this.held.get(key) !== from || !this.options.deliveries.withdraw(key)) {
+            this.options.node.messages.remove(sequence).catch((error: unknown) => process.emitWarning(`A copy of ${key} stays on the stream: ${String(error)}`, "TroupeBusWarning"));
+            return;
+          }
+          this.held.delete(key);
+          void from.ack().catch(() => undefined);
+          this.watch(target, acceptedAt + timeoutMs);
+        },
+        (error: unknown) => process.emitWarning(`Handing ${key} to ${target}'s node failed; it waits here: ${String(error)}`, "TroupeBusWarning"),
+      );
   }
 }
 

@@ -83,6 +83,11 @@ export interface DeliveriesOptions {
    * brings back only the status records of finished ones, not live deliveries.
    */
   clustered?: boolean;
+  /**
+   * A delivery moved on to a fallback agent that is not connected here (it may be on another node): called after
+   * the message was queued here for it.
+   */
+  fallbackElsewhere?(context: DeliveryContext): void;
 }
 
 /** What `accept` needs besides the envelope. */
@@ -93,6 +98,8 @@ export interface AcceptOptions {
   acceptedAt?: number;
   /** Its `messages` record is in the store already (written by the node that accepted it): not written again. */
   recorded?: boolean;
+  /** The target it goes to first (a fallback agent, when another node handed it over); 0 by default. */
+  targetIndex?: number;
 }
 
 type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
@@ -334,7 +341,7 @@ export class Deliveries implements DeliveryPoolHost {
    * Starts the delivery of a validated, new message and enqueues its record in the store (durable at the
    * store's next `flush()`, which the bus awaits before it answers). A full recipient queue is CAPACITY.
    */
-  accept(envelope: MessageEnvelope, { timeoutMs, localSink, acceptedAt: acceptedBefore, recorded = false }: AcceptOptions): void {
+  accept(envelope: MessageEnvelope, { timeoutMs, localSink, acceptedAt: acceptedBefore, recorded = false, targetIndex = 0 }: AcceptOptions): void {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
       const limit = this.options.maxQueuedPerAgent;
@@ -354,7 +361,7 @@ export class Deliveries implements DeliveryPoolHost {
     const resume: DeliveryResume | undefined =
       acceptedBefore === undefined
         ? undefined
-        : { status: "accepted", targetIndex: 0, retries: 0, attempts: 0, lastError: null, timeoutLeftMs: Math.min(timeoutMs, Math.max(0, acceptedAt + timeoutMs - now)), phaseLeftMs: 0 };
+        : { status: "accepted", targetIndex, retries: 0, attempts: 0, lastError: null, timeoutLeftMs: Math.min(timeoutMs, Math.max(0, acceptedAt + timeoutMs - now)), phaseLeftMs: 0 };
     const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume);
     let child: AnyActorRef | undefined;
     this.track(key, envelope);
@@ -560,6 +567,7 @@ export class Deliveries implements DeliveryPoolHost {
     }
     this.enqueue(target, key, (context.envelope as MessageEnvelope).priority);
     self.send({ type: "QUEUED" } satisfies DeliveryEvent);
+    if (connection === undefined && context.targetIndex > 0) this.options.fallbackElsewhere?.(context);
   }
 
   /**

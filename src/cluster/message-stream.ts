@@ -131,6 +131,16 @@ export class ClusterMessageStream {
     }
   }
 
+  /** Removes a message from the stream by its sequence (a copy published in vain); false when it was gone already. */
+  async remove(sequence: number): Promise<boolean> {
+    try {
+      return await this.#connection.manager.streams.deleteMessage(this.#stream, sequence, false);
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw natsError(error, this.#connection.where, `removing message ${sequence}`);
+    }
+  }
+
   /**
    * Pulls `recipient`'s messages, at most `maxInFlight` unacknowledged at a time, and hands each to `onMessage`
    * in the order the stream holds them. Creates the recipient's durable consumer when missing.

@@ -30,9 +30,9 @@ async function newCluster(): Promise<{ database: string; stream: string }> {
   return { database, stream: `TROUPE_TEST_${clusters}` };
 }
 
-function node(cluster: { database: string; stream: string }, nodeId: string, extra: { ackWaitMs?: number; url?: string } = {}): Promise<CommunicationBus> {
+function node(cluster: { database: string; stream: string }, nodeId: string, extra: { ackWaitMs?: number; url?: string; ackTimeout?: number } = {}): Promise<CommunicationBus> {
   return startBus({
-    ackTimeout: 5_000,
+    ackTimeout: extra.ackTimeout ?? 5_000,
     store: () => openPostgresStore({ url: cluster.database, exclusive: false }),
     cluster: {
       url: extra.url ?? nats.url,
@@ -119,6 +119,25 @@ describe("a cluster of buses", () => {
     const seqs = watcher.frames.filter((frame) => typeof frame.seq === "number").map((frame) => frame.seq as number);
     expect(seqs).toEqual(seqs.map((_, index) => (seqs[0] as number) + index));
     expect(watcher.frames.filter((frame) => typeof frame.seq === "number").every((frame) => frame.node === "node-a" || frame.node === "node-b")).toBe(true);
+  }, 30_000);
+
+  it("hands a message to its fallback agent on another node once its recipient failed it", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a", { ackTimeout: 300 }), await node(cluster, "node-b", { ackTimeout: 300 })];
+    await register(a, "test://first", "test://backup", "test://boss");
+    const boss = await connect(b, "test://boss");
+    // The recipient takes the message on A and never acknowledges it; its fallback is on B.
+    const silent = await rawConnect(a, "test://first");
+    const backup = await connect(b, "test://backup");
+    const message = envelope("test://boss", "test://first", {
+      message_type: "status_update",
+      routing: { timeout: "20s", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async", fallback_agents: ["test://backup"] },
+    });
+    expect((await call(b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => backup.received.length === 1, 10_000);
+    expect(backup.received[0]).toMatchObject({ message_id: message.message_id, recipient: { agent_id: "test://first" } });
+    expect(silent.frames.map((frame) => frame.message_id)).toEqual([message.message_id]);
+    expect(boss.received).toEqual([]);
   }, 30_000);
 
   it("refuses a cluster bus whose store the nodes cannot share (CONFIG, naming the store)", async () => {
