@@ -413,6 +413,27 @@ export class CommunicationBus {
   }
 
   /**
+   * `GET /messages/:id`: `messageStatus`, and on a cluster node, for a message this node does not hold, what the
+   * shared store has of it (naming the sender with `?sender=` is then needed: the store keeps messages by
+   * sender and id).
+   */
+  async findMessageStatus(messageId: string, sender?: string): Promise<MessageStatusView> {
+    const here = this.deliveries.status(messageId, sender);
+    if (here !== undefined) return here;
+    if (this.clusterNode !== undefined && sender !== undefined) {
+      let stored: MessageStatusView | undefined;
+      try {
+        stored = await this.deliveries.storedStatus(messageKey(sender, messageId));
+      } catch (error) {
+        throw new BridgeError("TRANSPORT", `The store did not answer for ${messageId}: ${toBridgeError(error).message}`, { unavailable: true, retryable: true });
+      }
+      if (stored !== undefined) return stored;
+    }
+    const hint = this.clusterNode !== undefined && sender === undefined ? " (on a cluster, name its sender with ?sender= to look in the shared store)" : "";
+    throw new BridgeError("NOT_FOUND", `Message not found: ${messageId}${hint}`, { messageId, ...(sender === undefined ? {} : { sender }) });
+  }
+
+  /**
    * Registers an agent: `{ agent_descriptor: {...} }` or the bare descriptor. It gets an actor in the runtime,
    * online while its socket is. The id of one of the runtime's own agents is CONFIG: no one may stand in for it.
    * The registration and the hash of its token are written to the store (durable once `persisted()` resolves,
@@ -582,6 +603,7 @@ export class CommunicationBus {
     });
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
+    this.clusterSync?.announceAnswer(envelope);
     this.sessionManager.observe(envelope);
     // Write before answer: the message (and the ack an answer carries) is durable before its 202.
     if (envelope.routing.delivery_mode === "async") {
@@ -639,6 +661,7 @@ export class CommunicationBus {
       }
     }
     this.deliveries.acknowledgeByAnswer(envelope);
+    this.clusterSync?.announceAnswer(envelope);
     this.sessionManager.observe(envelope);
     let duplicate: boolean;
     try {
@@ -706,7 +729,7 @@ export class CommunicationBus {
       clock: this.clock,
       maxPulledPerAgent: Math.max(this.options.maxInFlightPerAgent, 1),
     });
-    this.clusterSync = new ClusterSyncReplies(node);
+    this.clusterSync = new ClusterSyncReplies(node, (answer) => this.deliveries.acknowledgeByAnswer(answer));
     this.clusterEvents?.join(node.connection, node.nodeId);
   }
 

@@ -4,11 +4,17 @@
  * subject of the message's key; a node accepting a reply to that message offers it there first, and the
  * waiting node takes it if it comes from the message's recipient (or a fallback agent). A message that dies on
  * the node delivering it is announced on the same subject, so that its sender hears of it at once.
+ *
+ * An answer (a `task_response` or an `error`) is also the ack of the message it answers (SPEC §3.9), and the
+ * agent may send it through any node: every node hears of the answers the others accept (`troupe.answers`),
+ * and acknowledges the message if it is the node delivering it.
  */
 import type { Subscription } from "@nats-io/transport-node";
 import { BridgeError } from "../errors.js";
 import type { ClusterNode } from "../cluster/node.js";
 import type { MessageEnvelope } from "../protocol/envelope.js";
+
+const ANSWERS_SUBJECT = "troupe.answers";
 
 /** How long a node waits for the answer to a reply it offers: past it, nobody waits for that reply. */
 const OFFER_TIMEOUT_MS = 2_000;
@@ -20,7 +26,35 @@ export class ClusterSyncReplies {
   /** One subscription per sync sender waiting here: bounded by the bus's sync waits. */
   private readonly waiting = new Map<string, Subscription>();
 
-  constructor(private readonly node: ClusterNode) {}
+  private readonly answers: Subscription;
+
+  constructor(
+    private readonly node: ClusterNode,
+    /** An answer another node accepted: the ack of the message it answers, if this node delivers that. */
+    onAnswer: (answer: MessageEnvelope) => void,
+  ) {
+    this.answers = node.connection.nats.subscribe(ANSWERS_SUBJECT, {
+      callback: (error, message) => {
+        if (error !== null) return;
+        try {
+          const { from, answer } = message.json<{ from: string; answer: MessageEnvelope }>();
+          if (from !== node.nodeId && typeof answer?.sender?.agent_id === "string") onAnswer(answer);
+        } catch {
+          // Not one of troupe's: ignored.
+        }
+      },
+    });
+  }
+
+  /** This node accepted an answer: the node delivering the message it answers acknowledges it. */
+  announceAnswer(answer: MessageEnvelope): void {
+    if (answer.message_type !== "task_response" && answer.message_type !== "error") return;
+    try {
+      this.node.connection.nats.publish(ANSWERS_SUBJECT, JSON.stringify({ from: this.node.nodeId, answer }));
+    } catch {
+      // NATS is closed: the message waits for an ack frame, or is delivered again.
+    }
+  }
 
   /**
    * A sync sender waits here for the reply to the message of `key`: replies from `answerers` offered by other
@@ -84,6 +118,7 @@ export class ClusterSyncReplies {
 
   /** Every wait ends (the bus is stopping). */
   stop(): void {
+    this.answers.unsubscribe();
     for (const subscription of this.waiting.values()) subscription.unsubscribe();
     this.waiting.clear();
   }

@@ -426,6 +426,25 @@ export class Deliveries implements DeliveryPoolHost {
     return true;
   }
 
+  /**
+   * A message's status as the shared store has it (a cluster node asked about a message another node accepted
+   * or delivers): its end, its last stored live state, or `accepted` while only its acceptance is stored.
+   */
+  async storedStatus(key: string): Promise<MessageStatusView | undefined> {
+    if (!this.options.persistent) return undefined;
+    const store = this.options.store();
+    const [state, record] = await Promise.all([store.get("message_status", key), store.get("messages", key)]);
+    const messageId = key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1);
+    const sender = senderOfKey(key);
+    if (isFinishedRecord(state)) {
+      const { order: _order, ...view } = state;
+      return view;
+    }
+    if (record === undefined || record === null) return undefined;
+    const live = isLiveState(state) ? state : (record as StoredMessage).state;
+    return { message_id: messageId, sender, status: live.status, attempts: live.attempts, ...(live.lastError === null ? {} : { last_error: live.lastError }) };
+  }
+
   /** The status record of a message finished here (and still remembered), or undefined. */
   finishedHere(key: string): MessageStatusView | undefined {
     return this.finished.get(key);

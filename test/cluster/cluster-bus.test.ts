@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../../src/index.js";
 import type { MessageContext } from "../../src/client/connect-agent.js";
-import { call, connect, envelope, rawConnect, register, startBus, TEST_KEY, until } from "../bus/support.js";
+import { call, connect, envelope, rawConnect, register, startBus, statusOf, TEST_KEY, until } from "../bus/support.js";
 import { openEventSocket, type Frame } from "../events/support.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
@@ -63,7 +63,24 @@ describe("a cluster of buses", () => {
     expect(worker.received.map((message) => message.priority)).toEqual(["critical", "high", "medium", "low"]);
     // B's sender hears nothing more; the stream keeps nothing once A's deliveries ended.
     await until(() => a.cluster !== undefined && (a as unknown as { clusterDeliveries: { view(): { held: number } } }).clusterDeliveries.view().held === 0, 5_000);
-    expect(sent).toHaveLength(4);
+    // Any node answers for it: A, which delivered it, from memory; B, which accepted it, from the shared store.
+    expect((await call(a, "GET", `/messages/${sent[0]}`)).body).toMatchObject({ status: "acknowledged", attempts: 1 });
+    expect((await call(b, "GET", `/messages/${sent[0]}?sender=${encodeURIComponent("test://boss")}`)).body).toMatchObject({ status: "acknowledged", sender: "test://boss" });
+    expect((await call(b, "GET", `/messages/${sent[0]}`)).status).toBe(404);
+  }, 30_000);
+
+  it("takes an answer sent through another node as the ack of the message it answers", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    // The worker sends no ack frames: its answer, posted to B, is the ack of the request A delivered to it.
+    const worker = await rawConnect(a, "test://worker");
+    const request = envelope("test://boss", "test://worker");
+    expect((await call(b, "POST", "/messages/send", request)).status).toBe(202);
+    await until(() => worker.frames.length === 1, 10_000);
+    const answer = envelope("test://worker", "test://boss", { message_type: "task_response", metadata: { in_reply_to: request.message_id } });
+    expect((await call(b, "POST", "/messages/send", answer)).status).toBe(202);
+    await until(() => statusOf(a, request.message_id as string) === "acknowledged", 10_000);
   }, 30_000);
 
   it("answers a sync sender on node B with the reply its recipient on node A sends", async () => {
