@@ -54,6 +54,8 @@ export class ClusterDeliveries {
    * bounded by the agents the node knows.
    */
   private readonly deadlines = new Map<string, { at: number; timer: unknown }>();
+  /** Acks on their way to the stream: stopping waits for them (bounded by the messages held). */
+  private readonly acking = new Set<Promise<void>>();
   private keepAlive: unknown;
   private readonly keepAliveMs: number;
   private stopped = false;
@@ -164,12 +166,14 @@ export class ClusterDeliveries {
     const message = this.held.get(key);
     if (message === undefined) return;
     this.held.delete(key);
-    durable
+    const acked = durable
       .then(() => message.ack())
       .catch((error: unknown) => {
         // Unacknowledged, it comes back after the ack wait; its end is then found in the store.
         process.emitWarning(`The stream did not take the end of ${key}: ${String(error)}`, "TroupeBusWarning");
-      });
+      })
+      .finally(() => this.acking.delete(acked));
+    this.acking.add(acked);
   }
 
   /** Stops every pull; messages pulled and not finished come back to some node after their ack wait. */
@@ -181,6 +185,7 @@ export class ClusterDeliveries {
     const pulls = [...this.pulls.values()];
     this.pulls.clear();
     await Promise.all(pulls.map(async (pull) => (await pull)?.stop().catch(() => undefined)));
+    await Promise.all([...this.acking]);
     // Given back at once: the nodes their agents are on take them without waiting for the ack wait.
     for (const message of this.held.values()) message.retryAfter(0);
     this.held.clear();

@@ -230,6 +230,7 @@ describe("a cluster of buses", () => {
       const cluster = await newCluster();
       const bus = await node(cluster, "node-p", { url: own.url });
       await register(bus, "test://worker", "test://boss");
+      const worker = await connect(bus, "test://worker");
       const health = await call(bus, "GET", "/health");
       expect(health.status).toBe(200);
       expect(health.body.cluster).toMatchObject({ node: "node-p", nats: "connected", store: "reachable" });
@@ -243,7 +244,10 @@ describe("a cluster of buses", () => {
       expect(down.body.cluster).toMatchObject({ nats: "disconnected" });
       await own.start();
       await until(() => bus.cluster!.state() === "connected", 15_000);
-      expect((await call(bus, "POST", "/messages/send", envelope("test://boss", "test://worker"))).status).toBe(202);
+      const after = await call(bus, "POST", "/messages/send", envelope("test://boss", "test://worker"));
+      expect(after.status).toBe(202);
+      // The worker's pull survived the outage: the message reaches it.
+      await until(() => worker.received.some((message) => message.message_id === after.body.message_id), 15_000);
     } finally {
       await own.stop();
     }
