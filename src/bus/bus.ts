@@ -298,13 +298,21 @@ export class CommunicationBus {
     }
     try {
       if (this.ownsRuntime) await this.runtime.start();
-      if (this.clusterNode !== undefined) this.joinCluster(this.clusterNode);
     } catch (error) {
       this.state = "stopped";
-      if (this.ownsRuntime) await this.runtime.stop().catch(() => undefined);
       await this.clusterNode?.close();
-      this.clusterNode = undefined;
       throw error;
+    }
+    if (this.clusterNode !== undefined) {
+      try {
+        this.joinCluster(this.clusterNode);
+      } catch (error) {
+        this.state = "stopped";
+        if (this.ownsRuntime) await this.runtime.stop();
+        await this.clusterNode.close();
+        this.clusterNode = undefined;
+        throw error;
+      }
     }
     try {
       // The workflow sessions of the runtime's store come back before anyone can ask for them.
@@ -830,7 +838,7 @@ export class CommunicationBus {
   private onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void {
     // A message pulled from the cluster's stream leaves it once its end is durable.
     if (this.clusterDeliveries !== undefined && (event.type === "message.acknowledged" || event.type === "message.dead")) {
-      this.clusterDeliveries.ended(messageKeyOf(envelope), this.persisted());
+      this.clusterDeliveries.ended(messageKeyOf(envelope), () => this.persisted());
     }
     switch (event.type) {
       case "message.retrying":

@@ -162,11 +162,11 @@ export class ClusterDeliveries {
    * A delivery ended here (acknowledged or dead, and that is in the store): the stream forgets its message.
    * `durable` resolves once the store has the end.
    */
-  ended(key: string, durable: Promise<void>): void {
+  ended(key: string, durable: () => Promise<void>): void {
     const message = this.held.get(key);
     if (message === undefined) return;
     this.held.delete(key);
-    const acked = durable
+    const acked = durable()
       .then(() => message.ack())
       .catch((error: unknown) => {
         // Unacknowledged, it comes back after the ack wait; its end is then found in the store.

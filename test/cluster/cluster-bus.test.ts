@@ -3,6 +3,9 @@
  * agent whichever node it is connected to, each message once to its ack, and a node's unacknowledged messages
  * are delivered by another node once that node is gone.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../../src/index.js";
 import type { MessageContext } from "../../src/client/connect-agent.js";
@@ -223,6 +226,67 @@ describe("a cluster of buses", () => {
     await until(() => worker.received.length === 5, 15_000);
     expect(worker.received.map((message) => message.message_id).sort()).toEqual([...ids].sort());
   }, 30_000);
+
+  it("delivers through another node what a SIGKILLed node held, and nothing its agent had acknowledged", async () => {
+    const cluster = await newCluster();
+    const ackWaitMs = 1_500;
+    const a = await node(cluster, "node-a", { ackWaitMs });
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "test/support/cluster-node-process.ts", nats.url, cluster.database, "node-k", cluster.stream, `troupe.test${clusters}.messages`, String(ackWaitMs)],
+      { cwd: fileURLToPath(new URL("../..", import.meta.url)), stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        child.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          const ready = /ready (\S+)\n/.exec(out);
+          if (ready) resolve(ready[1] as string);
+        });
+        child.once("exit", (code) => reject(new Error(`node-k exited (${code})`)));
+      });
+      await register(a, "test://worker", "test://boss");
+      // The worker connects to node-k, and acknowledges only the first half of what it gets there.
+      const there = await rawConnect({ url }, "test://worker");
+      const ids: string[] = [];
+      for (let n = 0; n < 20; n += 1) {
+        const message = envelope("test://boss", "test://worker", { message_type: "status_update" });
+        ids.push(message.message_id as string);
+        expect((await call(a, "POST", "/messages/send", message)).status).toBe(202);
+      }
+      await until(() => there.frames.length === 20, 10_000);
+      const acknowledged = there.frames.slice(0, 10).map((frame) => frame.message_id as string);
+      for (const messageId of acknowledged) there.ack(messageId);
+      // Their acks are durable (in the shared store) before the kill.
+      const keys = acknowledged.map((messageId) => `test://boss\u001f${messageId}`);
+      let durable = 0;
+      for (let tries = 0; tries < 100 && durable < 10; tries += 1) {
+        if (tries > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+        const rows = await postgres.query<{ id: string }>(
+          "SELECT id FROM troupe.records WHERE collection = 'message_status' AND id = ANY($1) AND (value::jsonb)->>'status' = 'acknowledged'",
+          [keys],
+          cluster.database.slice(cluster.database.lastIndexOf("/") + 1),
+        );
+        durable = rows.length;
+      }
+      expect(durable).toBe(10);
+      child.kill("SIGKILL");
+      await once(child, "exit");
+      there.socket.terminate();
+      const worker = await rawConnect(a, "test://worker");
+      worker.socket.on("message", (data) => worker.ack((JSON.parse(data.toString()) as MessageEnvelope).message_id));
+      await until(() => worker.frames.length >= 10, 15_000);
+      // After one more ack wait, nothing else came: the acknowledged half is never delivered again.
+      await new Promise((resolve) => setTimeout(resolve, ackWaitMs + 500));
+      expect(worker.frames.map((frame) => frame.message_id as string).sort()).toEqual(ids.filter((id) => !acknowledged.includes(id)).sort());
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await once(child, "exit");
+      }
+    }
+  }, 60_000);
 
   it("refuses new messages with 503 while cut from NATS and takes them again once NATS is back", async () => {
     const own = await startNats();
