@@ -184,8 +184,9 @@ export class ClusterDeliveries {
     this.deadlines.clear();
     const pulls = [...this.pulls.values()];
     this.pulls.clear();
-    await Promise.all(pulls.map(async (pull) => (await pull)?.stop().catch(() => undefined)));
+    // The acks on their way first: a pull's end must not race them.
     await Promise.all([...this.acking]);
+    await Promise.all(pulls.map(async (pull) => (await pull)?.stop().catch(() => undefined)));
     // Given back at once: the nodes their agents are on take them without waiting for the ack wait.
     for (const message of this.held.values()) message.retryAfter(0);
     this.held.clear();

@@ -295,6 +295,7 @@ describe("a cluster of buses", () => {
       const bus = await node(cluster, "node-p", { url: own.url });
       await register(bus, "test://worker", "test://boss");
       const worker = await connect(bus, "test://worker");
+      const boss = await rawConnect(bus, "test://boss", undefined, { control: true });
       const health = await call(bus, "GET", "/health");
       expect(health.status).toBe(200);
       expect(health.body.cluster).toMatchObject({ node: "node-p", nats: "connected", store: "reachable" });
@@ -303,6 +304,14 @@ describe("a cluster of buses", () => {
       const refused = await call(bus, "POST", "/messages/send", envelope("test://boss", "test://worker"));
       expect(refused.status).toBe(503);
       expect(refused.body.error).toMatchObject({ type: "TRANSPORT" });
+      // Over WebSocket, the same refusal comes as a rejected frame.
+      const frame = envelope("test://boss", "test://worker");
+      boss.socket.send(JSON.stringify(frame));
+      await until(() => boss.frames.some((received) => received.type === "rejected"), 10_000);
+      expect(boss.frames.find((received) => received.type === "rejected")).toMatchObject({
+        message_id: frame.message_id,
+        error: { type: "TRANSPORT", details: { unavailable: true, retryable: true } },
+      });
       const down = await call(bus, "GET", "/health");
       expect(down.status).toBe(503);
       expect(down.body.cluster).toMatchObject({ nats: "disconnected" });
