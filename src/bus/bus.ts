@@ -735,7 +735,8 @@ export class CommunicationBus {
       deliveries: this.deliveries,
       store: () => this.runtime.store,
       clock: this.clock,
-      maxPulledPerAgent: Math.max(this.options.maxInFlightPerAgent, 1),
+      // Twice the delivery window: what waits beyond the window is ordered by priority here, as on one node.
+      maxPulledPerAgent: Math.max(1, Math.min(2 * this.options.maxInFlightPerAgent, this.options.maxQueuedPerAgent)),
     });
     this.clusterSync = new ClusterSyncReplies(node, (answer) => this.deliveries.acknowledgeByAnswer(answer));
     this.clusterEvents?.join(node.connection, node.nodeId);
