@@ -31,6 +31,18 @@ const SWEEP_GRACE_MS = 100;
 const SWEEP_BATCH = 100;
 const SWEEP_AGAIN_MS = 1_000;
 
+/** How long a pull that failed to start waits before it is tried again. */
+const PULL_RETRY_MS = 1_000;
+
+/** One agent's pull: its subscription once started, and its retry while it fails. */
+interface Pull {
+  subscription: MessageSubscription | undefined;
+  ended: boolean;
+  retry: unknown;
+  /** The attempt under way: ending waits for it. */
+  starting: Promise<void>;
+}
+
 /** What the cluster's deliveries need from the bus. */
 export interface ClusterDeliveriesOptions {
   node: ClusterNode;
@@ -44,7 +56,7 @@ export interface ClusterDeliveriesOptions {
 /** The messages of the agents connected to this node, pulled from the cluster's stream. */
 export class ClusterDeliveries {
   /** The pull of each agent connected here, by agent id: bounded by the node's connections. */
-  private readonly pulls = new Map<string, Promise<MessageSubscription | undefined>>();
+  private readonly pulls = new Map<string, Pull>();
   /** The stream's handle of each message pulled and not finished here, by key: bounded by the pull windows. */
   private readonly held = new Map<string, StreamedMessage>();
   /** Pulled messages waiting for the end of the turn: taken together, most urgent first. */
@@ -59,11 +71,17 @@ export class ClusterDeliveries {
   private keepAlive: unknown;
   private readonly keepAliveMs: number;
   private stopped = false;
+  private readonly stopFollowingState: () => void;
 
   constructor(private readonly options: ClusterDeliveriesOptions) {
     // A delivery in progress keeps its message: well within the ack wait, the stream hears it is being worked on.
     this.keepAliveMs = Math.max(50, Math.floor(options.node.messages.ackWaitMs / 3));
     this.keepAlive = this.options.clock.setTimeout(() => this.keepHeldAlive(), this.keepAliveMs);
+    // Back from an outage (a NATS restart loses the pulls waiting on the server): every pull starts again at once,
+    // rather than when the client misses the server's heartbeats.
+    this.stopFollowingState = options.node.connection.onStateChange((state) => {
+      if (state === "connected") for (const agentId of [...this.pulls.keys()]) void this.restartPull(agentId);
+    });
   }
 
   private keepHeldAlive(): void {
@@ -130,14 +148,43 @@ export class ClusterDeliveries {
   /** An agent connected here: its messages are pulled here from now on. */
   follow(agentId: string): void {
     if (this.stopped || this.pulls.has(agentId)) return;
-    const pull = this.options.node.messages
-      .subscribe(agentId, (message) => this.pulled(message), { maxInFlight: this.options.maxPulledPerAgent })
-      .catch((error: unknown) => {
-        process.emitWarning(`Pulling the messages of ${agentId} from the cluster failed: ${String(error)}`, "TroupeBusWarning");
-        this.pulls.delete(agentId);
-        return undefined;
-      });
-    this.pulls.set(agentId, pull);
+    this.pulls.set(agentId, this.startPull(agentId));
+  }
+
+  /** A pull of an agent's messages, tried again every `PULL_RETRY_MS` while it fails (NATS or JetStream not ready). */
+  private startPull(agentId: string): Pull {
+    const pull: Pull = { subscription: undefined, ended: false, retry: undefined, starting: Promise.resolve() };
+    const attempt = (): void => {
+      pull.retry = undefined;
+      pull.starting = this.options.node.messages.subscribe(agentId, (message) => this.pulled(message), { maxInFlight: this.options.maxPulledPerAgent }).then(
+        (subscription) => {
+          if (pull.ended) void subscription.stop().catch(() => undefined);
+          else pull.subscription = subscription;
+        },
+        (error: unknown) => {
+          if (pull.ended) return;
+          process.emitWarning(`Pulling the messages of ${agentId} from the cluster failed, trying again: ${String(error)}`, "TroupeBusWarning");
+          pull.retry = this.options.clock.setTimeout(attempt, PULL_RETRY_MS);
+        },
+      );
+    };
+    attempt();
+    return pull;
+  }
+
+  private async endPull(pull: Pull): Promise<void> {
+    pull.ended = true;
+    if (pull.retry !== undefined) this.options.clock.clearTimeout(pull.retry);
+    await pull.starting;
+    await pull.subscription?.stop().catch(() => undefined);
+  }
+
+  private async restartPull(agentId: string): Promise<void> {
+    const old = this.pulls.get(agentId);
+    if (old === undefined || this.stopped) return;
+    const fresh = this.startPull(agentId);
+    this.pulls.set(agentId, fresh);
+    await this.endPull(old);
   }
 
   /**
@@ -148,7 +195,7 @@ export class ClusterDeliveries {
     const pull = this.pulls.get(agentId);
     if (pull === undefined) return;
     this.pulls.delete(agentId);
-    await (await pull)?.stop().catch(() => undefined);
+    await this.endPull(pull);
     // It came back meanwhile: what is held for it stays.
     if (this.pulls.has(agentId)) return;
     for (const [key, message] of this.held) {
@@ -179,6 +226,7 @@ export class ClusterDeliveries {
   /** Stops every pull; messages pulled and not finished come back to some node after their ack wait. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopFollowingState();
     this.options.clock.clearTimeout(this.keepAlive);
     for (const { timer } of this.deadlines.values()) this.options.clock.clearTimeout(timer);
     this.deadlines.clear();
@@ -186,7 +234,7 @@ export class ClusterDeliveries {
     this.pulls.clear();
     // The acks on their way first: a pull's end must not race them.
     await Promise.all([...this.acking]);
-    await Promise.all(pulls.map(async (pull) => (await pull)?.stop().catch(() => undefined)));
+    await Promise.all(pulls.map((pull) => this.endPull(pull)));
     // Given back at once: the nodes their agents are on take them without waiting for the ack wait.
     for (const message of this.held.values()) message.retryAfter(0);
     this.held.clear();
