@@ -159,5 +159,7 @@ export function httpStatusOf(error: BridgeError): number {
   if (error.type === "TIMEOUT" && typeof error.details.bodyTimeoutMs === "number") return 408;
   if (error.type === "AUTH" && error.details.forbidden === true) return 403;
   if (error.type === "CONFIG" && error.details.conflict === true) return 409;
+  // A cluster node cut from NATS or its store: not a bad gateway, a service unavailable for now.
+  if (error.type === "TRANSPORT" && error.details.unavailable === true) return 503;
   return HTTP_STATUS[error.type];
 }

@@ -188,6 +188,18 @@ export class AgentRegistry {
     return records.map(({ descriptor }) => descriptor);
   }
 
+  /**
+   * Reads one registration from the store, for a cluster node that meets an agent registered on another node
+   * (docs/cluster.md); undefined when the store has none.
+   */
+  async load(agentId: string): Promise<AgentDescriptor | undefined> {
+    const record = (await this.store().get("agents", agentId)) as StoredRegistration | undefined;
+    if (record === undefined || record === null) return undefined;
+    this.registered.set(agentId, { descriptor: record.descriptor, registeredAt: record.registeredAt });
+    if (record.tokenSha256 !== null) this.tokens.set(agentId, Buffer.from(record.tokenSha256, "hex"));
+    return record.descriptor;
+  }
+
   private persist(agentId: string): void {
     const registration = this.registered.get(agentId);
     if (registration === undefined) return;

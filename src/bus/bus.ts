@@ -5,6 +5,8 @@
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { randomBytes, randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
@@ -18,6 +20,8 @@ import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type MessageStatusView } from "./delivery.js";
+import { ClusterDeliveries } from "./cluster-delivery.js";
+import { ClusterSyncReplies } from "./cluster-sync-replies.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
@@ -34,6 +38,7 @@ import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
 import { McpHttpEndpoint } from "../mcp/streamable-http.js";
 import { A2aEndpoint } from "../a2a/routes.js";
 import { EventStream } from "../events/event-stream.js";
+import { ClusterEvents } from "../events/cluster-events.js";
 import { EventSockets, isEventStreamUpgrade } from "../events/event-sockets.js";
 import type { ConverseRequest, ConverseResult } from "../conversations/conversations.js";
 
@@ -50,6 +55,9 @@ export interface SendResult {
 }
 
 type BusState = "new" | "starting" | "running" | "stopping" | "stopped";
+
+/** How long `GET /health` of a cluster node waits for the store before it calls it unreachable. */
+const HEALTH_STORE_TIMEOUT_MS = 2_000;
 
 /** How often `stop()` looks whether every written message has been acknowledged. */
 const DRAIN_POLL_MS = 10;
@@ -70,6 +78,8 @@ export class CommunicationBus {
   /** The hub's events over the wire (SPEC §5): `ws://…/events` and `GET /events`. */
   readonly events: EventStream;
   private readonly eventSockets: EventSockets;
+  /** The whole cluster's events for this node's stream (a cluster node only). */
+  private readonly clusterEvents: ClusterEvents | undefined;
   private readonly registry: AgentRegistry;
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
@@ -93,6 +103,10 @@ export class CommunicationBus {
   private readonly tls: BusOptions["tls"];
   private readonly clusterOptions: ClusterOptions | undefined;
   private clusterNode: ClusterNode | undefined;
+  /** The messages of this node's agents on the cluster's stream (a cluster node only). */
+  private clusterDeliveries: ClusterDeliveries | undefined;
+  /** Sync senders waiting here for replies accepted by other nodes, and replies offered to them (a cluster node only). */
+  private clusterSync: ClusterSyncReplies | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -184,6 +198,16 @@ export class CommunicationBus {
       maxIdleDeliveries: this.options.maxIdleDeliveries,
       store: busStore,
       persistent: this.runtime.persistent,
+      clustered: options.cluster !== undefined,
+      fallbackElsewhere: (context) =>
+        this.clusterDeliveries?.handOver(
+          context.key,
+          context.envelope as MessageEnvelope,
+          context.acceptedAt,
+          context.timeoutMs,
+          context.targetIndex,
+          context.targets[context.targetIndex] as string,
+        ),
       onStatus: (event, envelope, acceptedAt) => this.onStatus(event, envelope, acceptedAt),
     });
     this.runtimeAgents = new RuntimeAgents({
@@ -205,7 +229,8 @@ export class CommunicationBus {
     });
     this.mcp = new McpHttpEndpoint(this.runtime, { maxSessions: this.options.maxMcpSessions, sessionIdleMs: this.options.mcpSessionIdleMs });
     this.a2a = new A2aEndpoint(this, this.runtime);
-    this.events = new EventStream(this.runtime.hub, {
+    this.clusterEvents = options.cluster === undefined ? undefined : new ClusterEvents(this.runtime.hub, this.clock);
+    this.events = new EventStream(this.clusterEvents ?? this.runtime.hub, {
       bufferSize: this.options.eventBufferSize,
       bufferBytes: this.options.eventBufferBytes,
       bufferMode: this.options.eventBuffer,
@@ -279,6 +304,17 @@ export class CommunicationBus {
       await this.clusterNode?.close();
       throw error;
     }
+    if (this.clusterNode !== undefined) {
+      try {
+        this.joinCluster(this.clusterNode);
+      } catch (error) {
+        this.state = "stopped";
+        if (this.ownsRuntime) await this.runtime.stop();
+        await this.clusterNode.close();
+        this.clusterNode = undefined;
+        throw error;
+      }
+    }
     try {
       // The workflow sessions of the runtime's store come back before anyone can ask for them.
       await this.sessionManager.restore();
@@ -302,15 +338,19 @@ export class CommunicationBus {
           ...(this.options.requestBurstPerClient === undefined ? {} : { requestBurstPerClient: this.options.requestBurstPerClient }),
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
-        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime), ...this.a2a.routes()],
+        ...(this.clusterNode === undefined ? {} : { clusterHealth: () => this.clusterHealth() }),
+        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime, () => (this.clusterEvents ?? this.runtime.hub).lastSeq), ...this.a2a.routes()],
         onUpgrade: (req, socket, head) =>
-          isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.connections.handleUpgrade(req, socket, head),
+          isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.agentUpgrade(req, socket, head),
       });
     } catch (error) {
       this.state = "stopped";
       this.detachMessenger?.();
       await this.runtimeAgents.stop();
       this.deliveries.stop();
+      await this.clusterDeliveries?.stop();
+      this.clusterSync?.stop();
+      this.clusterEvents?.leave();
       if (this.ownsRuntime) await this.runtime.stop();
       await this.clusterNode?.close();
       throw error;
@@ -380,6 +420,27 @@ export class CommunicationBus {
     const status = this.deliveries.status(messageId, sender);
     if (status === undefined) throw new BridgeError("NOT_FOUND", `Message not found: ${messageId}`, { messageId, ...(sender === undefined ? {} : { sender }) });
     return status;
+  }
+
+  /**
+   * `GET /messages/:id`: `messageStatus`, and on a cluster node, for a message this node does not hold, what the
+   * shared store has of it (naming the sender with `?sender=` is then needed: the store keeps messages by
+   * sender and id).
+   */
+  async findMessageStatus(messageId: string, sender?: string): Promise<MessageStatusView> {
+    const here = this.deliveries.status(messageId, sender);
+    if (here !== undefined) return here;
+    if (this.clusterNode !== undefined && sender !== undefined) {
+      let stored: MessageStatusView | undefined;
+      try {
+        stored = await this.deliveries.storedStatus(messageKey(sender, messageId));
+      } catch (error) {
+        throw new BridgeError("TRANSPORT", `The store did not answer for ${messageId}: ${toBridgeError(error).message}`, { unavailable: true, retryable: true });
+      }
+      if (stored !== undefined) return stored;
+    }
+    const hint = this.clusterNode !== undefined && sender === undefined ? " (on a cluster, name its sender with ?sender= to look in the shared store)" : "";
+    throw new BridgeError("NOT_FOUND", `Message not found: ${messageId}${hint}`, { messageId, ...(sender === undefined ? {} : { sender }) });
   }
 
   /**
@@ -478,12 +539,16 @@ export class CommunicationBus {
     // What is still unacknowledged keeps its state in the store for the next start.
     this.deliveries.suspend();
     await Promise.all([this.connections.closeAll(CLOSE_CODES.goingAway, "Bus stopping", graceMs), this.events.close(), this.eventSockets.close()]);
+    this.clusterEvents?.leave();
     // A runtime that outlives this bus keeps no actor of an agent only this bus knew.
     for (const agent of this.registry.list()) if (agent.source === "registered") this.runtime.removeRemoteAgent(agent.agent_id);
     // MCP clients keep streams open; their sessions end here, so that closing the server need not wait for them.
     await Promise.all([this.mcp.close(), this.a2a.close()]);
     await this.http?.close();
     await runtimeAgentsStopped;
+    // Messages pulled here and not finished go back to the stream for the nodes their agents connect to next.
+    await this.clusterDeliveries?.stop();
+    this.clusterSync?.stop();
     this.deliveries.stop();
     this.sessionManager.stop();
     // Their events (workflow.evicted) go out once the store has the change: before the bus is stopped.
@@ -523,23 +588,32 @@ export class CommunicationBus {
     // Only the request's recipient (or a fallback agent it went to) answers a sync sender.
     // It answers the message of the sync sender it is sent to: that sender's key of the id in `in_reply_to`.
     const replyTo = inReplyTo === undefined ? undefined : messageKey(envelope.recipient.agent_id, inReplyTo);
-    const waiting = replyTo !== undefined && (this.syncReplies.metaOf(replyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
+    const waitingHere = replyTo !== undefined && (this.syncReplies.metaOf(replyTo)?.answerers.includes(envelope.sender.agent_id) ?? false);
+    // In a cluster, the sync sender may wait on another node: offered the reply there, it takes it.
+    const takenElsewhere = !waitingHere && replyTo !== undefined && this.clusterSync !== undefined && (await this.clusterSync.offer(replyTo, envelope));
+    const waiting = waitingHere || takenElsewhere;
     const targets: Array<[string, string]> = [
       ...(waiting ? [] : [["recipient.agent_id", envelope.recipient.agent_id] as [string, string]]),
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
     ];
+    if (this.clusterNode !== undefined) await this.loadRegistrations(targets.map(([, agentId]) => agentId));
     for (const [field, agentId] of targets) {
       if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
     this.checkAnswerable(envelope);
     this.sessionManager.checkSender(envelope);
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
+    if (this.clusterDeliveries !== undefined && !waiting && this.runtimeAgents.endpoint(envelope.recipient.agent_id) === undefined) {
+      return this.acceptOnStream(envelope, timeoutMs);
+    }
     this.deliveries.accept(envelope, {
       timeoutMs,
-      ...(waiting ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) } : {}),
+      // A reply taken by a sync sender on another node was handed over there: here it only ends.
+      ...(waitingHere ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) } : takenElsewhere ? { localSink: () => undefined } : {}),
     });
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
+    this.clusterSync?.announceAnswer(envelope);
     this.sessionManager.observe(envelope);
     // Write before answer: the message (and the ack an answer carries) is durable before its 202.
     if (envelope.routing.delivery_mode === "async") {
@@ -561,6 +635,156 @@ export class CommunicationBus {
       throw error;
     }
     return { success: true, message_id: messageId, status: "delivered", response: await reply };
+  }
+
+  /**
+   * A cluster node accepts a message by handing it to the cluster's stream (docs/cluster.md): its record in the
+   * shared store and its place on the stream are durable before the 202; the node its recipient is connected to
+   * delivers it. A sync sender waits here, for a reply accepted by any node. While NATS or the store cannot be
+   * reached, the message is refused (TRANSPORT, 503) rather than accepted.
+   */
+  private async acceptOnStream(envelope: MessageEnvelope, timeoutMs: number): Promise<SendResult> {
+    const messageId = envelope.message_id;
+    const key = messageKeyOf(envelope);
+    this.checkClusterReachable();
+    const sync = envelope.routing.delivery_mode === "sync";
+    let reply: Promise<MessageEnvelope> | undefined;
+    if (sync) {
+      const answerers = [envelope.recipient.agent_id, ...(envelope.routing.fallback_agents ?? [])];
+      reply = this.syncReplies.wait<MessageEnvelope>(key, {
+        meta: { answerers },
+        timeoutMs,
+        onTimeout: () => new BridgeError("TIMEOUT", `No reply to ${messageId} within ${timeoutMs} ms`, { messageId, timeoutMs }),
+      });
+      reply.catch(() => undefined);
+      void reply.finally(() => this.clusterSync?.done(key)).catch(() => undefined);
+      try {
+        await this.clusterSync?.wait(
+          key,
+          answerers,
+          (answer) => this.syncReplies.resolve(key, answer),
+          (error) => this.syncReplies.reject(key, error),
+        );
+      } catch (error) {
+        this.syncReplies.reject(key, toBridgeError(error));
+        throw error;
+      }
+    }
+    this.deliveries.acknowledgeByAnswer(envelope);
+    this.clusterSync?.announceAnswer(envelope);
+    this.sessionManager.observe(envelope);
+    let duplicate: boolean;
+    try {
+      duplicate = (await this.handOff(envelope, this.clock.now(), timeoutMs)).duplicate;
+    } catch (error) {
+      this.syncReplies.reject(key, toBridgeError(error));
+      throw error;
+    }
+    if (duplicate) {
+      this.syncReplies.reject(key, new BridgeError("CONFIG", `${messageId} was accepted already`, { messageId }));
+      this.metrics.countDuplicate();
+      return { success: true, message_id: messageId, status: "duplicate" };
+    }
+    this.metrics.countAccepted();
+    if (reply === undefined) return { success: true, message_id: messageId, status: "accepted" };
+    return { success: true, message_id: messageId, status: "delivered", response: await reply };
+  }
+
+  /** Writes a message's record to the shared store and publishes it to the cluster's stream; resolves once both are durable. */
+  private async handOff(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): Promise<{ duplicate: boolean }> {
+    const stream = this.clusterDeliveries as ClusterDeliveries;
+    this.deliveries.record(envelope, acceptedAt, timeoutMs);
+    try {
+      const [published] = await Promise.all([stream.publish(envelope, acceptedAt, timeoutMs), this.persisted()]);
+      if (!published.duplicate) stream.watch(envelope.recipient.agent_id, acceptedAt + timeoutMs);
+      return published;
+    } catch (error) {
+      const cause = toBridgeError(error);
+      throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
+    }
+  }
+
+  /** A node cut from NATS refuses new messages at once (503) instead of waiting for a publish to time out. */
+  private checkClusterReachable(): void {
+    const state = this.clusterNode?.state();
+    if (state !== undefined && state !== "connected") {
+      throw new BridgeError("TRANSPORT", `This node is cut from NATS (${state}): send to another node or try again`, { unavailable: true, retryable: true });
+    }
+  }
+
+  /** Registrations made on other nodes, read from the shared store the first time this node meets them. */
+  private async loadRegistrations(agentIds: readonly string[]): Promise<void> {
+    for (const agentId of agentIds) {
+      if (this.isKnown(agentId)) continue;
+      try {
+        const descriptor = await this.registry.load(agentId);
+        if (descriptor !== undefined) this.giveActor(descriptor);
+      } catch (error) {
+        throw new BridgeError("TRANSPORT", `The store did not say whether ${agentId} is registered: ${toBridgeError(error).message}`, { unavailable: true, retryable: true });
+      }
+    }
+  }
+
+  /** A cluster node's part, once the runtime and its store are open: a store the nodes share is required. */
+  private joinCluster(node: ClusterNode): void {
+    if (this.runtime.store.sharedAcrossProcesses !== true) {
+      throw new BridgeError("CONFIG", "cluster: the nodes of a cluster share one PostgreSQL store; give store: () => openPostgresStore({ url, exclusive: false }) (troupe serve --store postgres://…)", {
+        field: "store",
+      });
+    }
+    this.clusterDeliveries = new ClusterDeliveries({
+      node,
+      deliveries: this.deliveries,
+      store: () => this.runtime.store,
+      clock: this.clock,
+      // Twice the delivery window: what waits beyond the window is ordered by priority here, as on one node.
+      maxPulledPerAgent: Math.max(1, Math.min(2 * this.options.maxInFlightPerAgent, this.options.maxQueuedPerAgent)),
+    });
+    this.clusterSync = new ClusterSyncReplies(node, (answer) => this.deliveries.acknowledgeByAnswer(answer));
+    this.clusterEvents?.join(node.connection, node.nodeId);
+  }
+
+  /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */
+  private async clusterHealth(): Promise<{ ready: boolean; view: Record<string, unknown> }> {
+    const node = this.clusterNode as ClusterNode;
+    const nats = node.state();
+    let timer: NodeJS.Timeout | undefined;
+    const store = await Promise.race([
+      this.runtime.store.get("meta", "health").then(
+        () => "reachable",
+        () => "unreachable",
+      ),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve("unreachable"), HEALTH_STORE_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return {
+      ready: nats === "connected" && store === "reachable",
+      view: { node: node.nodeId, nats, store, ...this.clusterDeliveries?.view() },
+    };
+  }
+
+  /**
+   * An agent's WebSocket upgrade. A cluster node that does not know the agent looks for its registration in the
+   * shared store first: it may have registered on another node.
+   */
+  private agentUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const agentId = new URL(req.url ?? "/", "http://bus").searchParams.get("agent_id");
+    if (this.clusterNode === undefined || agentId === null || this.isKnown(agentId)) {
+      this.connections.handleUpgrade(req, socket, head);
+      return;
+    }
+    // The socket may fail while the store answers; the handshake's own handlers take over after.
+    const ignore = (): void => undefined;
+    socket.on("error", ignore);
+    this.loadRegistrations([agentId])
+      .catch(() => undefined)
+      .finally(() => {
+        socket.off("error", ignore);
+        if (socket.destroyed) return;
+        this.connections.handleUpgrade(req, socket, head);
+      });
   }
 
   /**
@@ -586,6 +810,7 @@ export class CommunicationBus {
     this.registry.setOnline(connection.agentId, true, this.clock.now());
     this.runtime.setRemoteAgentOnline(connection.agentId, true);
     this.deliveries.connected(connection);
+    this.clusterDeliveries?.follow(connection.agentId);
   }
 
   private onDisconnected(connection: AgentConnection): void {
@@ -596,6 +821,7 @@ export class CommunicationBus {
       this.runtime.setRemoteAgentOnline(connection.agentId, false);
     }
     this.deliveries.disconnected(connection);
+    if (current === undefined && this.state === "running") void this.clusterDeliveries?.unfollow(connection.agentId);
   }
 
   private onFrame(connection: AgentConnection, frame: unknown): void {
@@ -613,6 +839,10 @@ export class CommunicationBus {
   }
 
   private onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void {
+    // A message pulled from the cluster's stream leaves it once its end is durable.
+    if (this.clusterDeliveries !== undefined && (event.type === "message.acknowledged" || event.type === "message.dead")) {
+      this.clusterDeliveries.ended(messageKeyOf(envelope), () => this.persisted());
+    }
     switch (event.type) {
       case "message.retrying":
         this.metrics.countRetry();
@@ -632,12 +862,11 @@ export class CommunicationBus {
   private onDead(envelope: MessageEnvelope, event: Extract<DeliveryEmitted, { type: "message.dead" }>): void {
     const messageId = envelope.message_id;
     const timedOut = event.cause === "timeout";
-    this.syncReplies.reject(
-      messageKeyOf(envelope),
-      timedOut
-        ? new BridgeError("TIMEOUT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" })
-        : new BridgeError("TRANSPORT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" }),
-    );
+    const failure = timedOut
+      ? new BridgeError("TIMEOUT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" })
+      : new BridgeError("TRANSPORT", `${messageId}: ${event.error}`, { messageId, code: "DELIVERY_FAILED" });
+    this.syncReplies.reject(messageKeyOf(envelope), failure);
+    if (envelope.routing.delivery_mode === "sync") this.clusterSync?.dead(messageKeyOf(envelope), failure);
     this.sessionManager.deliveryFailed(envelope, event.error);
     // The bus's own errors are not answered with errors, and a sender nobody knows cannot receive one.
     if (envelope.sender.agent_id === BUS_AGENT_ID || !this.isKnown(envelope.sender.agent_id)) return;
@@ -663,6 +892,14 @@ export class CommunicationBus {
       },
       metadata: { in_reply_to: messageId, ...(taskId === undefined ? {} : { task_id: taskId }) },
     };
+    if (this.clusterDeliveries !== undefined && this.runtimeAgents.endpoint(envelope.sender.agent_id) === undefined) {
+      // The sender may be connected to another node: the error goes by the cluster's stream.
+      this.handOff(deadLetter, this.clock.now(), this.options.messageTimeout).then(
+        () => this.metrics.countAccepted(),
+        (error: unknown) => process.emitWarning(`DELIVERY_FAILED for ${messageId} not published: ${String(error)}`, "TroupeBusWarning"),
+      );
+      return;
+    }
     try {
       this.deliveries.accept(deadLetter, { timeoutMs: this.options.messageTimeout });
       this.metrics.countAccepted();

@@ -78,12 +78,28 @@ export interface DeliveriesOptions {
   maxIdleDeliveries: number;
   /** Every event a delivery emits, after it took effect here, with the envelope it concerns and when that was accepted. */
   onStatus(event: DeliveryEmitted, envelope: MessageEnvelope, acceptedAt: number): void;
+  /**
+   * A cluster node (docs/cluster.md): the cluster's stream holds the messages not yet finished, so `restore()`
+   * brings back only the status records of finished ones, not live deliveries.
+   */
+  clustered?: boolean;
+  /**
+   * A delivery moved on to a fallback agent that is not connected here (it may be on another node): called after
+   * the message was queued here for it.
+   */
+  fallbackElsewhere?(context: DeliveryContext): void;
 }
 
 /** What `accept` needs besides the envelope. */
 export interface AcceptOptions {
   timeoutMs: number;
   localSink?: (envelope: MessageEnvelope) => void;
+  /** When another node accepted it (a message pulled from the cluster's stream): its timeout runs from then. */
+  acceptedAt?: number;
+  /** Its `messages` record is in the store already (written by the node that accepted it): not written again. */
+  recorded?: boolean;
+  /** The target it goes to first (a fallback agent, when another node handed it over); 0 by default. */
+  targetIndex?: number;
 }
 
 type DeliveryActor = AnyActorRef & { send(event: DeliveryEvent): void };
@@ -133,7 +149,7 @@ interface StoredFinished extends MessageStatusView {
 /** The state of a message whose actor is not spawned yet. */
 const NEW_STATE: StoredDeliveryState = { status: "accepted", targetIndex: 0, retries: 0, attempts: 0, lastError: null, phaseDeadline: null };
 
-function isFinishedRecord(value: unknown): value is StoredFinished {
+export function isFinishedRecord(value: unknown): value is StoredFinished {
   const status = (value as { status?: unknown } | null)?.status;
   return status === "acknowledged" || status === "dead";
 }
@@ -325,7 +341,7 @@ export class Deliveries implements DeliveryPoolHost {
    * Starts the delivery of a validated, new message and enqueues its record in the store (durable at the
    * store's next `flush()`, which the bus awaits before it answers). A full recipient queue is CAPACITY.
    */
-  accept(envelope: MessageEnvelope, { timeoutMs, localSink }: AcceptOptions): void {
+  accept(envelope: MessageEnvelope, { timeoutMs, localSink, acceptedAt: acceptedBefore, recorded = false, targetIndex = 0 }: AcceptOptions): void {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
       const limit = this.options.maxQueuedPerAgent;
@@ -339,8 +355,14 @@ export class Deliveries implements DeliveryPoolHost {
       throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
     }
     if (localSink !== undefined) this.localSinks.set(key, localSink);
-    const acceptedAt = this.options.clock.now();
-    const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs);
+    const now = this.options.clock.now();
+    const acceptedAt = acceptedBefore ?? now;
+    // Accepted by another node: a new delivery here, whose timeout runs on from that acceptance.
+    const resume: DeliveryResume | undefined =
+      acceptedBefore === undefined
+        ? undefined
+        : { status: "accepted", targetIndex, retries: 0, attempts: 0, lastError: null, timeoutLeftMs: Math.min(timeoutMs, Math.max(0, acceptedAt + timeoutMs - now)), phaseLeftMs: 0 };
+    const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume);
     let child: AnyActorRef | undefined;
     this.track(key, envelope);
     try {
@@ -359,7 +381,7 @@ export class Deliveries implements DeliveryPoolHost {
     }
     // A store that keeps nothing is written nothing. Acknowledged while it was started (a local sink, an agent
     // without acks): its end is written already.
-    if (!this.options.persistent || !this.carriers.has(key)) return;
+    if (!this.options.persistent || !this.carriers.has(key) || recorded) return;
     const snapshot = child?.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext } | undefined;
     // No actor yet (the pool spawns it after its current event), or one busy with its previous message's end:
     // its states are written as they come.
@@ -367,6 +389,70 @@ export class Deliveries implements DeliveryPoolHost {
     const state = carrying ? this.storedState(snapshot.value as StoredLiveStatus, snapshot.context) : NEW_STATE;
     const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state };
     this.options.store().put("messages", key, record);
+  }
+
+  /**
+   * Writes the `messages` record of a message this node accepted and hands to the cluster's stream instead of
+   * a delivery of its own (durable at the store's next `flush()`): `GET /messages/:id` and the check made
+   * before a delivery find it in the shared store.
+   */
+  record(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): void {
+    if (!this.options.persistent) return;
+    const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state: NEW_STATE };
+    this.options.store().put("messages", messageKeyOf(envelope), record);
+  }
+
+  /**
+   * Takes back a message this node delivers and has not written to its agent (accepted, queued, or between
+   * retries): its actor is reaped, and nothing is left of it here. True when it was taken back; false when it is
+   * not live here, or is written and waits for its ack. The cluster gives such a message back to its stream
+   * when its agent left this node.
+   */
+  withdraw(key: string): boolean {
+    const child = this.childOf(key);
+    const actorId = this.carriers.get(key);
+    if (child === undefined || actorId === undefined) return false;
+    const snapshot = child.getSnapshot() as { value: DeliveryActorState; context: DeliveryContext };
+    const state = snapshot.value;
+    if ((state !== "accepted" && state !== "queued" && state !== "retrying") || snapshot.context.key !== key) return false;
+    const { context } = snapshot;
+    // Its count goes with its actor's stop (stateChanged to undefined).
+    this.liveBytes -= context.frameBytes;
+    this.changed.delete(key);
+    for (const target of context.targets) this.dequeue(target, key);
+    this.forgetRequest(context.envelope as MessageEnvelope);
+    // `released` forgets the rest (its links, its index) once the pool has reaped the actor.
+    this.options.runtime.evictPooled("delivery", actorId);
+    return true;
+  }
+
+  /**
+   * A message's status as the shared store has it (a cluster node asked about a message another node accepted
+   * or delivers): its end, its last stored live state, or `accepted` while only its acceptance is stored.
+   */
+  async storedStatus(key: string): Promise<MessageStatusView | undefined> {
+    if (!this.options.persistent) return undefined;
+    const store = this.options.store();
+    const [state, record] = await Promise.all([store.get("message_status", key), store.get("messages", key)]);
+    const messageId = key.slice(key.indexOf(MESSAGE_KEY_SEPARATOR) + 1);
+    const sender = senderOfKey(key);
+    if (isFinishedRecord(state)) {
+      const { order: _order, ...view } = state;
+      return view;
+    }
+    if (record === undefined || record === null) return undefined;
+    const live = isLiveState(state) ? state : (record as StoredMessage).state;
+    return { message_id: messageId, sender, status: live.status, attempts: live.attempts, ...(live.lastError === null ? {} : { last_error: live.lastError }) };
+  }
+
+  /** The status record of a message finished here (and still remembered), or undefined. */
+  finishedHere(key: string): MessageStatusView | undefined {
+    return this.finished.get(key);
+  }
+
+  /** Whether a message is carried by a delivery here now. */
+  isLive(key: string): boolean {
+    return this.carriers.has(key);
   }
 
   /**
@@ -387,7 +473,8 @@ export class Deliveries implements DeliveryPoolHost {
       this.remember(id, view);
       this.nextOrder = Math.max(this.nextOrder, order + 1);
     }
-    const live = messages.map(({ id, value }) => ({ key: id, record: value as StoredMessage }));
+    // In a cluster, live messages wait in the cluster's stream: whichever node their agent is on delivers them.
+    const live = this.options.clustered === true ? [] : messages.map(({ id, value }) => ({ key: id, record: value as StoredMessage }));
     live.sort((left, right) => left.record.order - right.record.order);
     this.restoring = true;
     try {
@@ -499,6 +586,7 @@ export class Deliveries implements DeliveryPoolHost {
     }
     this.enqueue(target, key, (context.envelope as MessageEnvelope).priority);
     self.send({ type: "QUEUED" } satisfies DeliveryEvent);
+    if (connection === undefined && context.targetIndex > 0) this.options.fallbackElsewhere?.(context);
   }
 
   /**

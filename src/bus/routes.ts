@@ -37,7 +37,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       method: "GET",
       // `send` is the POST route's: another method there is 405, not a message id.
       path: /^\/messages\/(?!send$)(.+)$/,
-      handle: ({ params: [messageId], query }) => bus.messageStatus(decoded(messageId, "message_id"), query.get("sender") ?? undefined),
+      handle: ({ params: [messageId], query }) => bus.findMessageStatus(decoded(messageId, "message_id"), query.get("sender") ?? undefined),
     },
     {
       method: "POST",

@@ -26,6 +26,10 @@ export interface ServeFlags {
   /** `--store postgres://…`: the PostgreSQL store instead of SQLite. */
   store?: string;
   inMemory?: boolean;
+  /** `--cluster nats://…`: this process is one node of a cluster (needs `--store`). */
+  cluster?: string;
+  /** `--node-id ID`: this node's id in its cluster. */
+  nodeId?: string;
   tlsKey?: string;
   tlsCert?: string;
   logLevel: CliLogLevel;
@@ -72,6 +76,14 @@ export function registerServeCommand(program: Command): void {
       ).conflicts(["inMemory", "data"]),
     )
     .option("--in-memory", "keep everything in memory instead: nothing survives a restart")
+    .addOption(
+      new Option(
+        "--cluster <url>",
+        "run as one node of a cluster: messages between nodes on this NATS JetStream server (nats://host:4222; several comma-separated), " +
+          "the store shared by every node (--store postgres://… is required)",
+      ).conflicts(["inMemory", "data"]),
+    )
+    .option("--node-id <id>", "this node's id in its cluster: letters, digits, '.', '_' and '-' (default: the host's name and a random tail)")
     .option("--tls-key <file>", "serve HTTPS and WSS with this PEM key (and --tls-cert)")
     .option("--tls-cert <file>", "the PEM certificate of --tls-key")
     .addOption(logLevelOption("info"))

@@ -38,6 +38,8 @@ export interface ServeOptions {
   storeUrl?: string;
   /** `$TROUPE_ENCRYPTION_KEY`: encrypts the store at rest. */
   encryptionKey?: string;
+  /** `--cluster` and `--node-id`: this process is one node of a cluster, sharing the PostgreSQL store of `storeUrl`. */
+  cluster?: { url: string; nodeId?: string };
   /** `--tls-key` and `--tls-cert`: PEM files, read at start, for HTTPS and WSS. */
   tls?: { key: Buffer; cert: Buffer };
   /** `--log-level` (default `info`): what goes to stderr. */
@@ -60,6 +62,15 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   if (flags.store !== undefined && !/^postgres(ql)?:\/\/./.test(flags.store)) {
     throw new BridgeError("CONFIG", "--store: give a postgres:// (or postgresql://) URL; the SQLite store is --data DIR", { field: "store" });
   }
+  if (flags.cluster !== undefined && !/^(nats|tls):\/\/./.test(flags.cluster)) {
+    throw new BridgeError("CONFIG", "--cluster: give a nats:// (or tls://) URL of a NATS server with JetStream", { field: "cluster" });
+  }
+  if (flags.cluster !== undefined && flags.store === undefined) {
+    throw new BridgeError("CONFIG", "--cluster needs --store postgres://…: the nodes of a cluster share one PostgreSQL store", { field: "store" });
+  }
+  if (flags.nodeId !== undefined && flags.cluster === undefined) {
+    throw new BridgeError("CONFIG", "--node-id names a node of a cluster: give --cluster nats://… with it", { field: "node-id" });
+  }
   if ((flags.tlsKey === undefined) !== (flags.tlsCert === undefined)) {
     throw new BridgeError("CONFIG", "--tls-key and --tls-cert: give both, or neither", { field: flags.tlsKey === undefined ? "tls-key" : "tls-cert" });
   }
@@ -74,6 +85,7 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   return {
     ...(flags.inMemory === true ? {} : flags.store !== undefined ? { storeUrl: flags.store } : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
     ...(encryptionKey === undefined ? {} : { encryptionKey }),
+    ...(flags.cluster === undefined ? {} : { cluster: { url: flags.cluster, ...(flags.nodeId === undefined ? {} : { nodeId: flags.nodeId }) } }),
     ...(flags.tlsKey === undefined || flags.tlsCert === undefined ? {} : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
     port: flags.port,
     host: flags.host,
@@ -102,8 +114,9 @@ export async function serve(options: ServeOptions): Promise<void> {
   const { dataDir, storeUrl, encryptionKey } = options;
   const keyOption = encryptionKey === undefined ? {} : { encryptionKey };
   const openStore: (() => Promise<Store>) | undefined =
+    // The nodes of a cluster share the store: none takes it for itself (docs/cluster.md).
     storeUrl !== undefined
-      ? () => openPostgresStore({ url: storeUrl, ...keyOption })
+      ? () => openPostgresStore({ url: storeUrl, ...keyOption, exclusive: options.cluster === undefined })
       : dataDir !== undefined
         ? () => openSqliteStore({ dir: dataDir, ...keyOption }).catch((error: unknown) => Promise.reject(dataDirFailure(error)))
         : undefined;
@@ -134,6 +147,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     ...(options.agentAuth === undefined ? {} : { agentAuth: options.agentAuth }),
     runtime,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
     env: {},
   });
   await bus.start().catch(async (error: unknown) => {
@@ -142,6 +156,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
   const storeNote = storeName === undefined ? "store: memory, nothing survives a restart" : `store: ${storeName}${encryptionKey === undefined ? "" : " (encrypted)"}`;
+  const clusterNote = bus.cluster === undefined ? "" : `; cluster node ${bus.cluster.nodeId} on ${bus.cluster.connection.where}`;
   const authNote = bus.options.agentAuth === "token" ? "agent auth: token (each agent's own agent_token)" : "agent auth: shared (the key alone)";
   // In place before the line below is printed: whoever waits for it may signal at once. A second Ctrl-C (not the
   // same one seen twice through npm) ends the process without waiting for the stop.
@@ -151,11 +166,11 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   if (team !== undefined) process.stdout.write(`troupe: agents from ${describeTeam(team)}\n`);
   process.stdout.write(
-    `troupe listening on ${bus.url} (${keyNote}; ${authNote}; ${storeNote}); agent "${defaultAgentId}" ${answering}; ` +
+    `troupe listening on ${bus.url} (${keyNote}; ${authNote}; ${storeNote}${clusterNote}); agent "${defaultAgentId}" ${answering}; ` +
       `bus: POST /messages/send, agents on ws /agents/connect; visualizer and playground: ${bus.url}/ui\n`,
   );
   logger.info(
-    { url: bus.url, agentAuth: bus.options.agentAuth, store: storeName ?? "memory", defaultAgentId, defaultProvider, ...(team === undefined ? {} : { agentsDir: team.dir }) },
+    { url: bus.url, agentAuth: bus.options.agentAuth, store: storeName ?? "memory", ...(bus.cluster === undefined ? {} : { nodeId: bus.cluster.nodeId }), defaultAgentId, defaultProvider, ...(team === undefined ? {} : { agentsDir: team.dir }) },
     "troupe listening",
   );
   const signal = await signalled;

@@ -86,6 +86,11 @@ export class ClusterMessageStream {
     this.#ackWaitMs = ackWaitMs;
   }
 
+  /** How long a pulled message may stay unacknowledged before it is delivered again. */
+  get ackWaitMs(): number {
+    return this.#ackWaitMs;
+  }
+
   /** Opens the stream, creating it when missing (file storage, work-queue retention). */
   static async open(connection: ClusterConnection, options: MessageStreamOptions = {}): Promise<ClusterMessageStream> {
     const stream = options.stream ?? DEFAULT_MESSAGE_STREAM;
@@ -126,24 +131,24 @@ export class ClusterMessageStream {
     }
   }
 
+  /** Removes a message from the stream by its sequence (a copy published in vain); false when it was gone already. */
+  async remove(sequence: number): Promise<boolean> {
+    try {
+      return await this.#connection.manager.streams.deleteMessage(this.#stream, sequence, false);
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw natsError(error, this.#connection.where, `removing message ${sequence}`);
+    }
+  }
+
   /**
    * Pulls `recipient`'s messages, at most `maxInFlight` unacknowledged at a time, and hands each to `onMessage`
    * in the order the stream holds them. Creates the recipient's durable consumer when missing.
    */
   async subscribe(recipient: string, onMessage: (message: StreamedMessage) => void, { maxInFlight = 100 } = {}): Promise<MessageSubscription> {
-    const { AckPolicy, DeliverPolicy } = await natsJetstream();
-    const durable = `troupe_${encode(recipient)}`;
     let messages: ConsumerMessages;
     try {
-      await this.#connection.manager.consumers.add(this.#stream, {
-        durable_name: durable,
-        filter_subject: `${this.#recipientSubject(recipient)}.*`,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: this.#ackWaitMs * NANOS_PER_MS,
-        max_ack_pending: maxInFlight,
-      });
-      const consumer = await this.#connection.jetstream.consumers.get(this.#stream, durable);
+      const consumer = await this.#consumer(recipient, maxInFlight);
       messages = await consumer.consume({ max_messages: maxInFlight });
     } catch (error) {
       throw natsError(error, this.#connection.where, `subscribing to ${recipient}'s messages`);
@@ -157,6 +162,41 @@ export class ClusterMessageStream {
         await pulling;
       },
     };
+  }
+
+  /**
+   * Takes up to `max` of `recipient`'s messages that no node holds now, waiting at most `expiresMs` for them,
+   * or none at once when every message of the recipient is held by some node (or there is none). For a node
+   * that must look at messages waiting for an agent connected nowhere (their timeouts); `maxInFlight` is the
+   * consumer's, as `subscribe` creates it.
+   */
+  async take(recipient: string, max: number, { maxInFlight = 100, expiresMs = 1_000 } = {}): Promise<StreamedMessage[]> {
+    try {
+      const consumer = await this.#consumer(recipient, maxInFlight);
+      const { num_pending: waiting } = await consumer.info(true);
+      if (waiting === 0) return [];
+      const fetched = await consumer.fetch({ max_messages: Math.min(max, waiting), expires: expiresMs });
+      const taken: StreamedMessage[] = [];
+      for await (const message of fetched) taken.push(this.#streamed(recipient, message));
+      return taken;
+    } catch (error) {
+      throw natsError(error, this.#connection.where, `taking ${recipient}'s waiting messages`);
+    }
+  }
+
+  /** The recipient's durable pull consumer, created when missing. */
+  async #consumer(recipient: string, maxInFlight: number) {
+    const { AckPolicy, DeliverPolicy } = await natsJetstream();
+    const durable = `troupe_${encode(recipient)}`;
+    await this.#connection.manager.consumers.add(this.#stream, {
+      durable_name: durable,
+      filter_subject: `${this.#recipientSubject(recipient)}.*`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: this.#ackWaitMs * NANOS_PER_MS,
+      max_ack_pending: maxInFlight,
+    });
+    return this.#connection.jetstream.consumers.get(this.#stream, durable);
   }
 
   #recipientSubject(recipient: string): string {

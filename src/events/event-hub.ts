@@ -13,6 +13,8 @@ export interface EventBase {
   seq: number;
   ts: number;
   actorId: string;
+  /** The cluster node the event happened on (a bus given `cluster` options; docs/cluster.md). */
+  node?: string;
 }
 
 /** The fields of one emitted event of a machine, without its `type`. */
@@ -183,8 +185,15 @@ export class EventHub {
   /** Events emitted during a delivery, waiting for it to finish. */
   private readonly pending: RuntimeEvent[] = [];
   private delivering = false;
+  /** The node id every event carries, once the runtime is a cluster node's. */
+  private node: string | undefined;
 
   constructor(private readonly clock: Clock) {}
+
+  /** Stamps every event from now on with the cluster node it happens on (undefined: none). */
+  setNode(nodeId: string | undefined): void {
+    this.node = nodeId;
+  }
 
   /** The `seq` of the last event built (0 before the first). */
   get lastSeq(): number {
@@ -214,6 +223,7 @@ export class EventHub {
   emit<T extends RuntimeEventType>(type: T, actorId: string, fields: RuntimeEventMap[T]): void {
     if (!this.wants(type)) return;
     const event = { seq: ++this.seq, ts: this.clock.now(), type, actorId, ...fields } as unknown as RuntimeEvent;
+    if (this.node !== undefined && event.node === undefined) event.node = this.node;
     if (this.delivering) {
       this.pending.push(event);
       return;

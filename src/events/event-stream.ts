@@ -17,7 +17,8 @@ import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import { ConnectionCounts, quotaExceeded } from "../server/quotas.js";
 import type { EventStreamControlFrame } from "../protocol/event-frames.js";
-import type { EventHub, RuntimeEvent } from "./event-hub.js";
+import type { RuntimeEvent } from "./event-hub.js";
+import type { EventSource } from "./cluster-events.js";
 import { keysOf, matchesFilter, type EventFilter, type EventKeys, type EventStreamRequest } from "./event-filter.js";
 import { EventRing, type RecordedEvent } from "./event-ring.js";
 import { encodeTextFrame } from "./websocket-frame.js";
@@ -175,7 +176,7 @@ export class EventStream {
   private readonly toWrite: Subscriber[] = [];
 
   constructor(
-    private readonly hub: EventHub,
+    private readonly hub: EventSource,
     private readonly options: EventStreamOptions,
   ) {
     this.ring = new EventRing(options.bufferSize, options.bufferBytes);

@@ -64,6 +64,11 @@ export interface HttpServerOptions {
   maxBodyBytes?: number;
   /** Time `close()` waits for requests in flight. Default 5000. */
   closeGraceMs?: number;
+  /**
+   * What a cluster node adds to `GET /health` (docs/cluster.md): its view of the cluster, and whether it can
+   * take messages now; a node that cannot answers 503, for load balancers to send clients elsewhere.
+   */
+  clusterHealth?: () => Promise<{ ready: boolean; view: Record<string, unknown> }>;
   /** Further routes, matched after `GET /health` and `POST /bridge/:tool`, under the same key rules. */
   routes?: HttpRoute[];
   /** Handles WebSocket upgrades; without it an upgrade request is answered 404. */
@@ -301,7 +306,12 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       method: "GET",
       path: /^\/health$/,
       open: true,
-      handle: () => ({ status: "healthy", uptime: Math.round(performance.now() - startedAt) / 1000, bridge: runtime.health() }),
+      handle: async () => {
+        const health = { status: "healthy", uptime: Math.round(performance.now() - startedAt) / 1000, bridge: runtime.health() };
+        if (options.clusterHealth === undefined) return health;
+        const { ready, view } = await options.clusterHealth();
+        return ready ? { ...health, cluster: view } : new HttpAnswer(503, { ...health, status: "unavailable", cluster: view });
+      },
     },
     {
       method: "POST",

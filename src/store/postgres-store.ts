@@ -235,6 +235,7 @@ class PostgresStore extends BatchedStore {
   /** The writing connection; `undefined` after a commit failed on it, until the next commit opens another. */
   #writer: pg.Client | undefined;
   protected readonly batcher: WriteBatcher;
+  readonly sharedAcrossProcesses: boolean;
 
   constructor(driver: Pg, options: ResolvedOptions, writer: pg.Client, pool: pg.Pool, cipher: ValueCipher | undefined, clock: Pick<Clock, "now">) {
     super();
@@ -244,6 +245,7 @@ class PostgresStore extends BatchedStore {
     this.#pool = pool;
     this.#cipher = cipher;
     this.#clock = clock;
+    this.sharedAcrossProcesses = !options.exclusive;
     this.#records = `${quoteIdentifier(options.schemaName)}.records`;
     this.#fences = `${quoteIdentifier(options.schemaName)}.fences`;
     this.batcher = new WriteBatcher((ops) => this.#commit(ops));

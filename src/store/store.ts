@@ -62,6 +62,8 @@ export interface WriteOptions {
  * every read returns a fresh copy. Reads see every write enqueued before them (they wait for its commit).
  */
 export interface Store {
+  /** True for a store several processes share (PostgreSQL with `exclusive: false`): what a cluster's nodes need. */
+  readonly sharedAcrossProcesses?: boolean;
   /** Sets a record (enqueued; durable at the next `flush()`). Throws INTERNAL for a value that is not JSON, or a malformed fence. */
   put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void;
   /** Removes a record, if there is one (enqueued; durable at the next `flush()`). */

@@ -52,7 +52,7 @@ class ActorListing {
 }
 
 /** The routes of `/ui` on a runtime's server. */
-export function uiRoutes(runtime: Runtime): HttpRoute[] {
+export function uiRoutes(runtime: Runtime, eventSeq: () => number = () => runtime.hub.lastSeq): HttpRoute[] {
   const listing = new ActorListing(runtime);
   return [
     { method: "GET", path: /^\/$/, open: true, handle: () => new HttpAnswer(302, "", "text/plain", { location: "/ui/" }) },
@@ -68,7 +68,7 @@ export function uiRoutes(runtime: Runtime): HttpRoute[] {
       path: /^\/actors$/,
       handle: ({ query }) => {
         // The seq first: a client replaying `/events?since=seq` then sees every change after this listing.
-        const seq = runtime.hub.lastSeq;
+        const seq = eventSeq();
         const { items, next_cursor } = pageOf(listing.of(seq), pageRequestOf(query));
         return { seq, actors: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },

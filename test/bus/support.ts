@@ -128,7 +128,7 @@ export interface RawConnectOptions {
 
 /** Opens a raw socket for `agentId`; resolves once the handshake is done. */
 export async function rawConnect(
-  bus: CommunicationBus,
+  bus: Pick<CommunicationBus, "url">,
   agentId: string,
   headers: Record<string, string> = { "x-agent-api-key": TEST_KEY },
   { control = false, path = "/agents/connect" }: RawConnectOptions = {},

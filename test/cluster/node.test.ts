@@ -5,22 +5,30 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultNodeId, openClusterNode } from "../../src/cluster/node.js";
 import { BridgeError } from "../../src/errors.js";
-import { CommunicationBus } from "../../src/index.js";
+import { CommunicationBus, openPostgresStore } from "../../src/index.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
+import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
 
 let server: NatsServer;
+let postgres: PostgresServer;
 
 beforeAll(async () => {
-  server = await startNats();
-});
+  [server, postgres] = await Promise.all([startNats(), startPostgres()]);
+}, 30_000);
 
 afterAll(async () => {
-  await server?.stop();
+  await Promise.all([server?.stop(), postgres?.stop()]);
 });
 
 describe("a cluster node", () => {
   it("joins with its id, holds leases in the cluster's bucket and closes with the bus", async () => {
-    const bus = new CommunicationBus({ port: 0, host: "127.0.0.1", apiKey: "k", cluster: { url: server.url, nodeId: "node-a", leaseBucket: "node_test" } });
+    const bus = new CommunicationBus({
+      port: 0,
+      host: "127.0.0.1",
+      apiKey: "k",
+      store: () => openPostgresStore({ url: postgres.url(), exclusive: false }),
+      cluster: { url: server.url, nodeId: "node-a", leaseBucket: "node_test" },
+    });
     await bus.start();
     try {
       const node = bus.cluster!;

@@ -1,0 +1,353 @@
+/**
+ * The bus's side of the cluster's message stream (docs/cluster.md): a message accepted by any node is published
+ * to the stream; the node its recipient is connected to pulls it and hands it to its own deliveries (priorities,
+ * window, acks, retries, dead letters: the delivery actors of one node), and acknowledges it to the stream once
+ * its delivery ended. A node that dies holding messages gives them back by silence: the stream delivers them
+ * again after its ack wait, to whichever node pulls next.
+ */
+import type { Clock } from "../clock.js";
+import { toBridgeError } from "../errors.js";
+import type { ClusterNode } from "../cluster/node.js";
+import type { MessageSubscription, Published, StreamedMessage } from "../cluster/message-stream.js";
+import { MESSAGE_KEY_SEPARATOR, messageKeyOf, PRIORITIES, type MessageEnvelope } from "../protocol/envelope.js";
+import type { Store } from "../store/store.js";
+import { isFinishedRecord, type Deliveries } from "./delivery.js";
+
+/** A message as it travels on the stream: the envelope, and what its delivery needs from its acceptance. */
+interface StreamedRecord {
+  envelope: MessageEnvelope;
+  acceptedAt: number;
+  timeoutMs: number;
+  /** Which of its targets it goes to: 0 (its recipient), or the fallback agent a node handed it to. */
+  targetIndex?: number;
+}
+
+/** How long a pulled message the node could not take now (its queue full, the store unreachable) waits before it is pulled again. */
+const RETAKE_DELAY_MS = 1_000;
+
+/** How long after a message's deadline the node that accepted it looks whether it still waits in the stream. */
+const SWEEP_GRACE_MS = 100;
+/** Messages one look takes from the stream; a full batch means more may wait: it looks again this soon. */
+const SWEEP_BATCH = 100;
+const SWEEP_AGAIN_MS = 1_000;
+
+/** How long a pull that failed to start waits before it is tried again. */
+const PULL_RETRY_MS = 1_000;
+
+/** One agent's pull: its subscription once started, and its retry while it fails. */
+interface Pull {
+  subscription: MessageSubscription | undefined;
+  ended: boolean;
+  retry: unknown;
+  /** The attempt under way: ending waits for it. */
+  starting: Promise<void>;
+}
+
+/** What the cluster's deliveries need from the bus. */
+export interface ClusterDeliveriesOptions {
+  node: ClusterNode;
+  deliveries: Deliveries;
+  store(): Store;
+  clock: Clock;
+  /** Messages of one recipient pulled and not yet finished here: its pull window. */
+  maxPulledPerAgent: number;
+}
+
+/** The messages of the agents connected to this node, pulled from the cluster's stream. */
+export class ClusterDeliveries {
+  /** The pull of each agent connected here, by agent id: bounded by the node's connections. */
+  private readonly pulls = new Map<string, Pull>();
+  /** The stream's handle of each message pulled and not finished here, by key: bounded by the pull windows. */
+  private readonly held = new Map<string, StreamedMessage>();
+  /** Pulled messages waiting for the end of the turn: taken together, most urgent first. */
+  private batch: StreamedMessage[] = [];
+  /**
+   * The earliest deadline of the messages this node accepted for each agent not connected here, and its timer:
+   * bounded by the agents the node knows.
+   */
+  private readonly deadlines = new Map<string, { at: number; timer: unknown }>();
+  /** Acks on their way to the stream: stopping waits for them (bounded by the messages held). */
+  private readonly acking = new Set<Promise<void>>();
+  private keepAlive: unknown;
+  private readonly keepAliveMs: number;
+  private stopped = false;
+  private readonly stopFollowingState: () => void;
+
+  constructor(private readonly options: ClusterDeliveriesOptions) {
+    // A delivery in progress keeps its message: well within the ack wait, the stream hears it is being worked on.
+    this.keepAliveMs = Math.max(50, Math.floor(options.node.messages.ackWaitMs / 3));
+    this.keepAlive = this.options.clock.setTimeout(() => this.keepHeldAlive(), this.keepAliveMs);
+    // Back from an outage (a NATS restart loses the pulls waiting on the server): every pull starts again at once,
+    // rather than when the client misses the server's heartbeats.
+    this.stopFollowingState = options.node.connection.onStateChange((state) => {
+      if (state === "connected") for (const agentId of [...this.pulls.keys()]) void this.restartPull(agentId);
+    });
+  }
+
+  private keepHeldAlive(): void {
+    if (this.stopped) return;
+    for (const message of this.held.values()) message.working();
+    this.keepAlive = this.options.clock.setTimeout(() => this.keepHeldAlive(), this.keepAliveMs);
+  }
+
+  /** What `GET /health` shows of it: agents whose messages are pulled here, and messages held. */
+  view(): { pulling: number; held: number } {
+    return { pulling: this.pulls.size, held: this.held.size };
+  }
+
+  /** Publishes an accepted message; resolves once the stream has it. TRANSPORT when NATS does not answer. */
+  publish(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): Promise<Published> {
+    const record: StreamedRecord = { envelope, acceptedAt, timeoutMs };
+    const priority = envelope.priority;
+    return this.options.node.messages.publish({ recipient: envelope.recipient.agent_id, key: messageKeyOf(envelope), priority, data: JSON.stringify(record) });
+  }
+
+  /**
+   * A message this node accepted must die at `deadline` if no node has taken it by then (its agent is connected
+   * nowhere): at that time, this node takes the recipient's messages that no node holds, and those past their
+   * deadline die here (DELIVERY_FAILED to their senders) as they would on any node; the others go back. A node
+   * that holds a message (its agent is connected there) times it out itself.
+   */
+  watch(recipient: string, deadline: number): void {
+    if (this.stopped || this.pulls.has(recipient)) return;
+    const current = this.deadlines.get(recipient);
+    if (current !== undefined && current.at <= deadline) return;
+    if (current !== undefined) this.options.clock.clearTimeout(current.timer);
+    const delayMs = Math.max(0, deadline - this.options.clock.now()) + SWEEP_GRACE_MS;
+    this.deadlines.set(recipient, { at: deadline, timer: this.options.clock.setTimeout(() => void this.sweep(recipient), delayMs) });
+  }
+
+  private async sweep(recipient: string): Promise<void> {
+    this.deadlines.delete(recipient);
+    // Pulled here: this node's deliveries time its messages out.
+    if (this.stopped || this.pulls.has(recipient)) return;
+    let taken: StreamedMessage[];
+    try {
+      taken = await this.options.node.messages.take(recipient, SWEEP_BATCH, { maxInFlight: this.options.maxPulledPerAgent });
+    } catch (error) {
+      process.emitWarning(`Looking for expired messages of ${recipient} failed, trying again: ${String(error)}`, "TroupeBusWarning");
+      this.watch(recipient, this.options.clock.now() + SWEEP_AGAIN_MS);
+      return;
+    }
+    const now = this.options.clock.now();
+    let next = taken.length === SWEEP_BATCH ? now + SWEEP_AGAIN_MS : undefined;
+    for (const message of taken) {
+      const record = parseRecord(message.data);
+      const deadline = record === undefined ? now : record.acceptedAt + record.timeoutMs;
+      if (deadline <= now || this.stopped) {
+        // Taken like any pulled message: its delivery here dies of its timeout at once.
+        this.pulled(message);
+        continue;
+      }
+      message.retryAfter(0);
+      next = Math.min(next ?? deadline, deadline);
+    }
+    if (next !== undefined) this.watch(recipient, next);
+  }
+
+  /** An agent connected here: its messages are pulled here from now on. */
+  follow(agentId: string): void {
+    if (this.stopped || this.pulls.has(agentId)) return;
+    this.pulls.set(agentId, this.startPull(agentId));
+  }
+
+  /** A pull of an agent's messages, tried again every `PULL_RETRY_MS` while it fails (NATS or JetStream not ready). */
+  private startPull(agentId: string): Pull {
+    const pull: Pull = { subscription: undefined, ended: false, retry: undefined, starting: Promise.resolve() };
+    const attempt = (): void => {
+      pull.retry = undefined;
+      pull.starting = this.options.node.messages.subscribe(agentId, (message) => this.pulled(message), { maxInFlight: this.options.maxPulledPerAgent }).then(
+        (subscription) => {
+          if (pull.ended) void subscription.stop().catch(() => undefined);
+          else pull.subscription = subscription;
+        },
+        (error: unknown) => {
+          if (pull.ended) return;
+          process.emitWarning(`Pulling the messages of ${agentId} from the cluster failed, trying again: ${String(error)}`, "TroupeBusWarning");
+          pull.retry = this.options.clock.setTimeout(attempt, PULL_RETRY_MS);
+        },
+      );
+    };
+    attempt();
+    return pull;
+  }
+
+  private async endPull(pull: Pull): Promise<void> {
+    pull.ended = true;
+    if (pull.retry !== undefined) this.options.clock.clearTimeout(pull.retry);
+    await pull.starting;
+    await pull.subscription?.stop().catch(() => undefined);
+  }
+
+  private async restartPull(agentId: string): Promise<void> {
+    const old = this.pulls.get(agentId);
+    if (old === undefined || this.stopped) return;
+    const fresh = this.startPull(agentId);
+    this.pulls.set(agentId, fresh);
+    await this.endPull(old);
+  }
+
+  /**
+   * An agent left this node: its messages are no longer pulled here, and those pulled and not written to it go
+   * back to the stream at once, for the node it connects to next.
+   */
+  async unfollow(agentId: string): Promise<void> {
+    const pull = this.pulls.get(agentId);
+    if (pull === undefined) return;
+    this.pulls.delete(agentId);
+    await this.endPull(pull);
+    // It came back meanwhile: what is held for it stays.
+    if (this.pulls.has(agentId)) return;
+    for (const [key, message] of this.held) {
+      if (message.recipient !== agentId || !this.options.deliveries.withdraw(key)) continue;
+      this.held.delete(key);
+      message.retryAfter(0);
+    }
+  }
+
+  /**
+   * A delivery ended here (acknowledged or dead, and that is in the store): the stream forgets its message.
+   * `durable` resolves once the store has the end.
+   */
+  ended(key: string, durable: () => Promise<void>): void {
+    const message = this.held.get(key);
+    if (message === undefined) return;
+    this.held.delete(key);
+    const acked = durable()
+      .then(() => message.ack())
+      .catch((error: unknown) => {
+        // Unacknowledged, it comes back after the ack wait; its end is then found in the store.
+        process.emitWarning(`The stream did not take the end of ${key}: ${String(error)}`, "TroupeBusWarning");
+      })
+      .finally(() => this.acking.delete(acked));
+    this.acking.add(acked);
+  }
+
+  /** Stops every pull; messages pulled and not finished come back to some node after their ack wait. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopFollowingState();
+    this.options.clock.clearTimeout(this.keepAlive);
+    for (const { timer } of this.deadlines.values()) this.options.clock.clearTimeout(timer);
+    this.deadlines.clear();
+    const pulls = [...this.pulls.values()];
+    this.pulls.clear();
+    // The acks on their way first: a pull's end must not race them.
+    await Promise.all([...this.acking]);
+    await Promise.all(pulls.map((pull) => this.endPull(pull)));
+    // Given back at once: the nodes their agents are on take them without waiting for the ack wait.
+    for (const message of this.held.values()) message.retryAfter(0);
+    this.held.clear();
+  }
+
+  private pulled(message: StreamedMessage): void {
+    if (this.stopped) return;
+    this.batch.push(message);
+    if (this.batch.length === 1) setImmediate(() => void this.takeBatch());
+  }
+
+  /**
+   * Takes what was pulled in one turn: a message already finished (here, or by a node that died before its
+   * ack reached the stream) is only acknowledged to the stream; the others go to this node's deliveries, most
+   * urgent first.
+   */
+  private async takeBatch(): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    const { deliveries } = this.options;
+    const fresh: Array<{ message: StreamedMessage; record: StreamedRecord; key: string }> = [];
+    for (const message of batch) {
+      const record = parseRecord(message.data);
+      if (record === undefined) {
+        process.emitWarning(`A message on the cluster's stream is not one of troupe's (${message.key}): dropped`, "TroupeBusWarning");
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      // The delivery's key: a message handed to a fallback agent's node travels under another stream id.
+      const key = messageKeyOf(record.envelope);
+      if (deliveries.isLive(key)) {
+        // Delivered again while its delivery here goes on (its keep-alive came late): the newer handle counts.
+        this.held.set(key, message);
+        message.working();
+        continue;
+      }
+      if (deliveries.finishedHere(key) !== undefined) {
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      fresh.push({ message, record, key });
+    }
+    const finished = await Promise.all(fresh.map(({ key }) => this.finishedInStore(key)));
+    const order = fresh.map((entry, index) => ({ ...entry, finished: finished[index] }));
+    order.sort((left, right) => PRIORITIES.indexOf(left.record.envelope.priority) - PRIORITIES.indexOf(right.record.envelope.priority));
+    for (const { message, record, key, finished: done } of order) {
+      if (this.stopped) return;
+      if (done === undefined) {
+        message.retryAfter(RETAKE_DELAY_MS);
+        continue;
+      }
+      if (done) {
+        void message.ack().catch(() => undefined);
+        continue;
+      }
+      this.take(message, record, key);
+    }
+  }
+
+  /** Whether the store holds the end of this message; undefined when the store could not say. */
+  private async finishedInStore(key: string): Promise<boolean | undefined> {
+    try {
+      return isFinishedRecord(await this.options.store().get("message_status", key));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private take(message: StreamedMessage, { envelope, acceptedAt, timeoutMs, targetIndex = 0 }: StreamedRecord, key: string): void {
+    this.held.set(key, message);
+    if (this.options.deliveries.isLive(key)) return;
+    try {
+      this.options.deliveries.accept(envelope, { timeoutMs, acceptedAt, recorded: true, targetIndex });
+    } catch (error) {
+      this.held.delete(key);
+      const bridgeError = toBridgeError(error);
+      if (bridgeError.type !== "CAPACITY") process.emitWarning(`Taking ${key} from the cluster failed: ${bridgeError.message}`, "TroupeBusWarning");
+      message.retryAfter(RETAKE_DELAY_MS);
+    }
+  }
+
+  /**
+   * A delivery here moved on to a fallback agent that is not connected here: it goes to that agent's place on
+   * the stream (where the fallback's node pulls it, as it would its own messages), and leaves this node once
+   * the stream has it. A message that came from no stream (a runtime agent's, sent here) stays here.
+   */
+  handOver(key: string, envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number, targetIndex: number, target: string): void {
+    const from = this.held.get(key);
+    if (from === undefined || this.stopped) return;
+    const record: StreamedRecord = { envelope, acceptedAt, timeoutMs, targetIndex };
+    this.options.node.messages
+      .publish({ recipient: target, key: `${key}${MESSAGE_KEY_SEPARATOR}${targetIndex}`, priority: envelope.priority, data: JSON.stringify(record) })
+      .then(
+        ({ sequence }) => {
+          // Written to the fallback meanwhile (it connected here): it stays here, and the copy goes.
+          if (this.held.get(key) !== from || !this.options.deliveries.withdraw(key)) {
+            this.options.node.messages.remove(sequence).catch((error: unknown) => process.emitWarning(`A copy of ${key} stays on the stream: ${String(error)}`, "TroupeBusWarning"));
+            return;
+          }
+          this.held.delete(key);
+          void from.ack().catch(() => undefined);
+          this.watch(target, acceptedAt + timeoutMs);
+        },
+        (error: unknown) => process.emitWarning(`Handing ${key} to ${target}'s node failed; it waits here: ${String(error)}`, "TroupeBusWarning"),
+      );
+  }
+}
+
+function parseRecord(data: string): StreamedRecord | undefined {
+  try {
+    const record = JSON.parse(data) as Partial<StreamedRecord> | null;
+    return typeof record?.envelope === "object" && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number" ? (record as StreamedRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * `troupe serve --cluster nats://… --store postgres://…`: two processes on one NATS and one PostgreSQL (real
+ * servers started for this file) are two nodes of one cluster: a message posted to one reaches an agent
+ * connected to the other.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectAgent, type AgentClient, type MessageEnvelope } from "../../src/index.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
+import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { collect, exitCodeOf, run, troupe } from "./support.js";
+
+let nats: NatsServer;
+let postgres: PostgresServer;
+
+beforeAll(async () => {
+  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all([nats?.stop(), postgres?.stop()]);
+});
+
+/** `troupe serve --cluster` on a free port; resolves once it listens. */
+async function serveNode(nodeId: string) {
+  const child = troupe(["serve", "--port", "0", "--host", "127.0.0.1", "--no-agents", "--store", postgres.url(), "--cluster", nats.url, "--node-id", nodeId]);
+  const stdout = collect(child.stdout);
+  const stderr = collect(child.stderr);
+  // A node that does not start says why on stderr: the failure shows it.
+  const [line = "", url = ""] = await stdout.until(/troupe listening on (http:\/\/\S+).*\n/).catch((error: unknown) => {
+    throw new Error(`${nodeId} did not start: ${String(error)}\n${stderr.text()}`);
+  });
+  return { child, url, line };
+}
+
+describe("troupe serve --cluster", () => {
+  it("runs two nodes that share the store: a message posted to one reaches the agent connected to the other", async () => {
+    const [first, second] = await Promise.all([serveNode("node-1"), serveNode("node-2")]);
+    let agent: AgentClient | undefined;
+    try {
+      expect(first.line).toContain(`cluster node node-1 on NATS at ${nats.url}`);
+      expect(second.line).toContain("cluster node node-2");
+      const registered = await fetch(`${first.url}/agents/register`, { method: "POST", body: JSON.stringify({ agent_id: "test://far" }) });
+      expect(registered.status).toBe(201);
+      const received: MessageEnvelope[] = [];
+      agent = connectAgent({ url: first.url, agentId: "test://far", onMessage: (message) => void received.push(message) });
+      await agent.ready();
+      const sent = await fetch(`${second.url}/messages/send`, {
+        method: "POST",
+        body: JSON.stringify({
+          message_id: "m-1",
+          timestamp: new Date().toISOString(),
+          sender: { agent_id: "test://near", framework: "test" },
+          recipient: { agent_id: "test://far", framework: "test" },
+          message_type: "status_update",
+          payload: { hello: 1 },
+        }),
+      });
+      expect(sent.status).toBe(202);
+      const deadline = Date.now() + 10_000;
+      while (received.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(received.map((message) => message.payload)).toEqual([{ hello: 1 }]);
+      const health = (await (await fetch(`${second.url}/health`)).json()) as { cluster: unknown };
+      expect(health.cluster).toMatchObject({ node: "node-2", nats: "connected", store: "reachable" });
+    } finally {
+      await agent?.close();
+      first.child.kill("SIGTERM");
+      second.child.kill("SIGTERM");
+    }
+    expect(await exitCodeOf(first.child)).toBe(0);
+    expect(await exitCodeOf(second.child)).toBe(0);
+  }, 60_000);
+
+  it("exits 2 for --cluster without --store, a --cluster that is not a NATS URL, or --node-id without --cluster", async () => {
+    const [withoutStore, notNats, lonelyId] = await Promise.all([
+      run(["serve", "--cluster", nats.url]),
+      run(["serve", "--cluster", "http://127.0.0.1:4222", "--store", postgres.url()]),
+      run(["serve", "--node-id", "n1", "--store", postgres.url()]),
+    ]);
+    expect(withoutStore).toMatchObject({ code: 2, stderr: expect.stringContaining("--cluster needs --store postgres://") });
+    expect(notNats).toMatchObject({ code: 2, stderr: expect.stringContaining("--cluster: give a nats://") });
+    expect(lonelyId).toMatchObject({ code: 2, stderr: expect.stringContaining("--node-id names a node of a cluster") });
+  });
+});
