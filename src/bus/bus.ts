@@ -4,6 +4,7 @@
  * `GET /health` and `POST /bridge/:tool`.
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
+import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { DeliveryEmitted } from "../../machines/delivery.machine.js";
 import { systemClock, type Clock } from "../clock.js";
@@ -93,6 +94,8 @@ export class CommunicationBus {
   private readonly tls: BusOptions["tls"];
   private readonly clusterOptions: ClusterOptions | undefined;
   private clusterNode: ClusterNode | undefined;
+  /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
+  private ownership: NodeOwnership | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -266,8 +269,18 @@ export class CommunicationBus {
     if (this.clusterOptions !== undefined) {
       try {
         this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
+        // Workflows and bridge sessions are shared only through a store the runtime keeps and this bus owns.
+        if (this.ownsRuntime && this.runtime.persistent) {
+          const ownership = new NodeOwnership(this.clusterNode, this.ownershipHost(), { clock: this.clock });
+          await ownership.claim();
+          this.ownership = ownership;
+          this.sessionManager.setOwner(ownership);
+          this.runtime.setSessionOwner(ownership);
+        }
       } catch (error) {
         this.state = "stopped";
+        await this.ownership?.stop();
+        await this.clusterNode?.close();
         throw error;
       }
     }
@@ -275,6 +288,7 @@ export class CommunicationBus {
       if (this.ownsRuntime) await this.runtime.start();
     } catch (error) {
       this.state = "stopped";
+      await this.ownership?.stop();
       await this.clusterNode?.close();
       throw error;
     }
@@ -304,12 +318,15 @@ export class CommunicationBus {
         onUpgrade: (req, socket, head) =>
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.connections.handleUpgrade(req, socket, head),
       });
+      await this.ownership?.start();
     } catch (error) {
       this.state = "stopped";
       this.detachMessenger?.();
+      await this.http?.close();
       await this.runtimeAgents.stop();
       this.deliveries.stop();
       if (this.ownsRuntime) await this.runtime.stop();
+      await this.ownership?.stop();
       await this.clusterNode?.close();
       throw error;
     }
@@ -464,6 +481,8 @@ export class CommunicationBus {
 
   private async shutdown(): Promise<void> {
     this.state = "stopping";
+    // No more takeovers nor requests for this node's workflows; its lease is kept until what it runs is stored.
+    await this.ownership?.quiesce();
     const graceMs = this.options.closeGraceMs;
     this.connections.stopAccepting();
     this.detachMessenger?.();
@@ -493,9 +512,32 @@ export class CommunicationBus {
       process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
     }
     if (this.ownsRuntime) await this.runtime.stop();
+    // Released: the other nodes take this one's workflows and sessions over at their next scan.
+    await this.ownership?.stop();
     await this.clusterNode?.close();
     this.stopCounting();
     this.state = "stopped";
+  }
+
+  /** What the node's ownership does to this bus's workflows and bridge sessions (takeover, loss of the lease, routing). */
+  private ownershipHost(): OwnershipHost {
+    return {
+      store: () => this.runtime.store,
+      adoptWorkflows: (records) => this.sessionManager.adopt(records),
+      adoptSessions: async (stored) => {
+        const restored = await this.runtime.adoptSessions(stored);
+        this.runtimeAgents.adoptRestored(restored);
+        this.runtimeAgents.answerInterrupted(restored);
+      },
+      resumeWorkflows: (sessionIds) => this.sessionManager.resume(sessionIds),
+      halt: async () => {
+        this.sessionManager.stop();
+        await this.runtime.dropSessions();
+      },
+      concerns: (envelope) => this.sessionManager.concerns(envelope),
+      checkSender: (envelope) => this.sessionManager.checkSender(envelope),
+      observe: (envelope) => this.sessionManager.observe(envelope),
+    };
   }
 
   /** What changes the bus's state needs it running: its store is open only then. */
@@ -530,7 +572,13 @@ export class CommunicationBus {
       if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
     this.checkAnswerable(envelope);
-    this.sessionManager.checkSender(envelope);
+    // In a cluster, a message for a workflow another node runs is checked and observed there (docs/cluster.md).
+    const workflowHere = this.ownership === undefined || this.sessionManager.concerns(envelope) || (await this.ownership.route(envelope)) === "here";
+    if (workflowHere) this.sessionManager.checkSender(envelope);
+    else if (this.deliveries.has(key)) {
+      this.metrics.countDuplicate();
+      return { success: true, message_id: messageId, status: "duplicate" };
+    }
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
     this.deliveries.accept(envelope, {
       timeoutMs,
@@ -538,7 +586,7 @@ export class CommunicationBus {
     });
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
-    this.sessionManager.observe(envelope);
+    if (workflowHere) this.sessionManager.observe(envelope);
     // Write before answer: the message (and the ack an answer carries) is durable before its 202.
     if (envelope.routing.delivery_mode === "async") {
       await this.persisted();
