@@ -197,7 +197,10 @@ export class CommunicationBus {
       maxBusSessions: this.options.maxBusSessions ?? Math.max(1, Math.floor(this.runtime.limits.maxSessions / 2)),
       send: (envelope) => this.send(envelope),
       acknowledge: (endpoint, messageId) => this.deliveries.acknowledge(endpoint, messageId),
-      workflowActive: (workflowId) => this.sessionManager.getSession(workflowId)?.status === "active",
+      // In a cluster, a workflow another node runs was checked there when its task was accepted: it counts as active
+      // here (the bridge sessions of its tasks end with their idle time, not with the workflow).
+      workflowActive: (workflowId) =>
+        this.sessionManager.getSession(workflowId)?.status === "active" || (this.ownership !== undefined && !this.sessionManager.runs(workflowId)),
       // Deltas are best effort: they never take the half of a queue that answers need.
       hasRoomFor: (agentId) => this.deliveries.queuedFor(agentId) < this.options.maxQueuedPerAgent / 2,
       isWaiting: (senderId, messageId) => {
@@ -269,8 +272,12 @@ export class CommunicationBus {
     if (this.clusterOptions !== undefined) {
       try {
         this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
-        // Workflows and bridge sessions are shared only through a store the runtime keeps and this bus owns.
-        if (this.ownsRuntime && this.runtime.persistent) {
+        // Workflows and bridge sessions are shared only through a store the runtime keeps; its sessions are this
+        // node's only if the runtime learns so before it restores any (the bus starts a runtime it is given, then).
+        if (this.runtime.persistent) {
+          if (this.runtime.started) {
+            throw new BridgeError("CONFIG", "cluster: give the bus its runtime unstarted (the bus starts it once the node holds its lease), or let the bus make it", { field: "runtime" });
+          }
           const ownership = new NodeOwnership(this.clusterNode, this.ownershipHost(), { clock: this.clock });
           await ownership.claim();
           this.ownership = ownership;
@@ -285,7 +292,7 @@ export class CommunicationBus {
       }
     }
     try {
-      if (this.ownsRuntime) await this.runtime.start();
+      if (this.ownsRuntime || (this.ownership !== undefined && !this.runtime.started)) await this.runtime.start();
     } catch (error) {
       this.state = "stopped";
       await this.ownership?.stop();

@@ -71,6 +71,8 @@ export class NodeOwnership implements RecordOwner {
   #scanTimer: unknown;
   #expiryTimer: unknown;
   #renewing = false;
+  /** A scan failed and said so: the next failures of the same outage are not reported again. */
+  #scanFailing = false;
   /** The running scan, awaited by `stop()`. */
   #scanning: Promise<void> | undefined;
   #stopped = false;
@@ -272,9 +274,11 @@ export class NodeOwnership implements RecordOwner {
         const lease = await this.#cluster.leases.acquire(nodeResource(nodeId));
         if (lease !== undefined) await this.#takeOver(nodeId, lease);
       }
+      this.#scanFailing = false;
     } catch (error) {
-      // NATS or the store away: the next scan tries again.
-      if (!this.#stopped) process.emitWarning(`troupe: node ${this.nodeId} could not scan the cluster: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      // NATS or the store away: the next scan tries again; the operator hears of it once per outage.
+      if (!this.#stopped && !this.#scanFailing) process.emitWarning(`troupe: node ${this.nodeId} could not scan the cluster: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      this.#scanFailing = true;
     }
   }
 

@@ -212,6 +212,11 @@ export class Runtime {
     return this.openedStore;
   }
 
+  /** Whether `start()` was called (the runtime may be running, or stopped since). */
+  get started(): boolean {
+    return this.state !== "new";
+  }
+
   /**
    * Whether sessions and workflows are written to the store: only to one given to the runtime. The in-memory
    * store the runtime makes for itself when given none dies with it, and nothing could be restored from it.
