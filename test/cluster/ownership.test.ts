@@ -5,8 +5,11 @@
  * there, its bridge sessions come back idle with their history, the interrupted prompt failed TRANSPORT); a node
  * that lost its lease cannot write (its fenced write is refused, its actors stop). Nodes are buses in this
  * process, each with its own NATS connection, store and lease; a node dies by losing NATS, as a killed or
- * partitioned node does for the others.
+ * partitioned node does for the others, or is a child process killed with SIGKILL (test/fixtures/cluster-node.ts).
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime, type RuntimeEvent } from "../../src/index.js";
@@ -49,8 +52,10 @@ interface ClusterTestNode {
 }
 
 const running: ClusterTestNode[] = [];
+const children: ChildProcess[] = [];
 
 afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await Promise.allSettled(running.splice(0).map(async (node) => {
     await node.bus.stop();
     await node.runtime.stop();
@@ -232,4 +237,53 @@ describe("bridge sessions after their node dies", () => {
     await until(() => b.bus.sessionManager.getSession(sessionId)?.status === "terminated", 6 * LEASE_MS);
     expect(b.bus.sessionManager.getSession(sessionId)).toMatchObject({ termination: { reason: "task_failed" }, tasks: [{ status: "failed", error: { code: "TRANSPORT" } }] });
   }, 30_000);
+});
+
+const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+/** A node in a child process (test/fixtures/cluster-node.ts), started and ready. */
+async function spawnNode(cluster: { schema: string; bucket: string }, nodeId: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/cluster-node.ts"], {
+    cwd: projectRoot,
+    env: { ...process.env, CLUSTER_PG_URL: postgres.url(), CLUSTER_SCHEMA: cluster.schema, CLUSTER_NATS_URL: nats.url, CLUSTER_NODE_ID: nodeId, CLUSTER_LEASE_MS: String(LEASE_MS), CLUSTER_BUCKET: cluster.bucket },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  children.push(child);
+  const [message] = (await once(child, "message")) as [{ ready?: boolean }];
+  expect(message).toEqual({ ready: true });
+  return child;
+}
+
+async function createIn(child: ChildProcess, count: number): Promise<string[]> {
+  const created = once(child, "message");
+  child.send({ create: count });
+  const [message] = (await created) as [{ created: string[] }];
+  return message.created;
+}
+
+describe("a node killed with SIGKILL", () => {
+  it("has its workflows taken over by exactly one survivor within about the lease time, killed and restarted 3 times", async () => {
+    const cluster = newCluster();
+    const survivors = [await startNode(cluster, "node-b"), await startNode(cluster, "node-c")];
+    const failoversMs: number[] = [];
+    const runs = (sessionId: string): ClusterTestNode[] => survivors.filter((node) => node.bus.sessionManager.runs(sessionId));
+    for (let round = 0; round < 3; round += 1) {
+      // The same node id each time: the restarted node takes its lease back once a survivor let it go.
+      const killed = await spawnNode(cluster, "node-a");
+      const sessionIds = await createIn(killed, 20);
+      expect(sessionIds.flatMap(runs)).toEqual([]);
+      const exited = once(killed, "exit");
+      const killedAt = performance.now();
+      killed.kill("SIGKILL");
+      await until(() => sessionIds.every((id) => runs(id).length === 1), 5 * LEASE_MS);
+      failoversMs.push(Math.round(performance.now() - killedAt));
+      expect(sessionIds.every((id) => runs(id).length === 1)).toBe(true);
+      await exited;
+    }
+    if (process.env["TROUPE_REPORT_FAILOVER"] !== undefined) process.stdout.write(`failover after SIGKILL (lease ${LEASE_MS} ms): ${failoversMs.join(", ")} ms\n`);
+    // Within the lease time, and the scan that notices it (half a lease time), and the takeover itself.
+    for (const failoverMs of failoversMs) expect(failoverMs).toBeLessThan(3 * LEASE_MS);
+    const total = survivors.reduce((sum, node) => sum + node.bus.sessionManager.sessionCounts().active, 0);
+    expect(total).toBe(60);
+  }, 60_000);
 });
