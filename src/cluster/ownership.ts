@@ -110,7 +110,8 @@ export class NodeOwnership implements RecordOwner {
    * CONFIG when it is still held after `claimTimeoutMs`: another running node has this id.
    */
   async claim(): Promise<void> {
-    const deadline = this.#clock.now() + this.#claimTimeoutMs;
+    // Waiting here is the process's own time, not the node's clock (which tests may stand still).
+    const deadline = performance.now() + this.#claimTimeoutMs;
     const pollMs = Math.max(10, Math.floor(this.#cluster.leaseMs / 8));
     for (;;) {
       const lease = await this.#cluster.leases.acquire(nodeResource(this.nodeId));
@@ -118,10 +119,10 @@ export class NodeOwnership implements RecordOwner {
         this.#hold(lease);
         break;
       }
-      if (this.#clock.now() >= deadline) {
+      if (performance.now() >= deadline) {
         throw new BridgeError("CONFIG", `cluster.nodeId: the lease of node ${this.nodeId} is held and renewed by another process: is a node with this id running?`, { field: "cluster.nodeId" });
       }
-      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, pollMs));
+      await new Promise<void>((resolve) => setTimeout(resolve, pollMs));
     }
     this.#renewTimer = setInterval(() => void this.#renew(), Math.max(1, Math.floor(this.#cluster.leaseMs / 3)));
     unref(this.#renewTimer);
@@ -200,16 +201,6 @@ export class NodeOwnership implements RecordOwner {
     this.#lease = undefined;
     this.#fence = undefined;
     if (lease !== undefined) await this.#cluster.leases.release(lease).catch(() => undefined);
-  }
-
-  /** Stops everything at once without releasing anything, as a killed process would (tests of failover). */
-  abandon(): void {
-    this.#stopped = true;
-    clearInterval(this.#renewTimer as ReturnType<typeof setInterval>);
-    clearInterval(this.#scanTimer as ReturnType<typeof setInterval>);
-    this.#clock.clearTimeout(this.#expiryTimer);
-    this.#stopServing?.();
-    this.#unsubscribeAnswers?.();
   }
 
   #hold(lease: Lease): void {
