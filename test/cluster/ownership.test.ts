@@ -192,6 +192,30 @@ describe("workflow ownership", () => {
   }, 30_000);
 });
 
+describe("nodes joining and leaving", () => {
+  it("hands the workflows of a node that stops gracefully to a survivor at its next scan, without waiting for the lease time", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const sessionId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+    await a.bus.stop();
+    // Its lease is released as it stops: no survivor waits for it to run out.
+    const stoppedAt = performance.now();
+    await until(() => b.bus.sessionManager.runs(sessionId), 3 * LEASE_MS);
+    expect(performance.now() - stoppedAt).toBeLessThan(LEASE_MS);
+    expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b" });
+  }, 30_000);
+
+  it("refuses to start a second node with the id of a running one (CONFIG), and leaves the first as it was", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a");
+    const sessionId = createWorkflow(a);
+    await expect(startNode(cluster, "node-a")).rejects.toMatchObject({ type: "CONFIG", details: { field: "cluster.nodeId" } });
+    expect(a.ownership.holdsLease()).toBe(true);
+    expect(a.bus.sessionManager.runs(sessionId)).toBe(true);
+  }, 30_000);
+});
+
 describe("bridge sessions after their node dies", () => {
   it("come back idle on a survivor with their history, the interrupted prompt failed TRANSPORT", async () => {
     const cluster = newCluster();
