@@ -582,15 +582,16 @@ export class SessionManager implements PoolHost {
    * `resume()` once the bus takes messages.
    */
   async restore(): Promise<void> {
-    await this.adopt(await loadWorkflows(this.options.runtime.store, this.owner?.nodeId));
+    await this.adopt(await loadWorkflows(this.options.runtime.store, this.owner?.nodeId), { dropUnfit: true });
   }
 
   /**
    * Restores these stored workflows as `restore` does (a node of a cluster takes over the workflows of a dead
    * node with them, once their records name it) and answers the ids of those that run here now. Call `resume`
-   * with those ids once the bus takes messages.
+   * with those ids once the bus takes messages. Those past `maxWorkflowSessions` are removed from the store with
+   * `dropUnfit` (a restart), else left there for this node's next start (a takeover).
    */
-  async adopt(loadedRecords: Array<{ sessionId: string; record: WorkflowRecord }>): Promise<string[]> {
+  async adopt(loadedRecords: Array<{ sessionId: string; record: WorkflowRecord }>, { dropUnfit = false }: { dropUnfit?: boolean } = {}): Promise<string[]> {
     const { runtime, clock } = this.options;
     const { store } = runtime;
     const now = clock.now();
@@ -611,7 +612,7 @@ export class SessionManager implements PoolHost {
         adopted.push(loaded.sessionId);
       } else {
         process.emitWarning(`troupe: workflow ${loaded.sessionId} is not restored: maxWorkflowSessions (${runtime.limits.maxWorkflowSessions}) is reached`, { code: "TROUPE_RESTORE" });
-        this.writing(loaded.sessionId, (writable, options) => writable.delete("workflows", loaded.sessionId, options));
+        if (dropUnfit) this.writing(loaded.sessionId, (writable, options) => writable.delete("workflows", loaded.sessionId, options));
       }
     }
     await store.flush();
