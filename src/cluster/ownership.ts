@@ -165,8 +165,13 @@ export class NodeOwnership implements RecordOwner {
     const sessionId = envelope.sender.session_id;
     if (sessionId === undefined && inReplyToOf(envelope) === undefined && taskIdOf(envelope) === undefined) return "here";
     if (sessionId === undefined) {
-      // An answer naming only its request or task id: whichever node sent that task hears it.
-      this.#cluster.connection.nats.publish(ANSWERS_SUBJECT, JSON.stringify(envelope));
+      // An answer naming only its request or task id: whichever node sent that task hears it. At most once: the
+      // answer itself is still delivered to its recipient when NATS cannot take it now.
+      try {
+        this.#cluster.connection.nats.publish(ANSWERS_SUBJECT, JSON.stringify(envelope));
+      } catch (error) {
+        process.emitWarning(`troupe: answer ${envelope.message_id} could not be told to the other nodes: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      }
       return "elsewhere";
     }
     const record = (await this.#host.store().get("workflows", sessionId)) as { node?: unknown } | undefined;
