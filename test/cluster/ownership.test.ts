@@ -129,6 +129,11 @@ describe("workflow ownership", () => {
     expect(a.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "completed" }]);
     expect(b.bus.sessionManager.getSession(sessionId)).toBeUndefined();
 
+    // A node that starts now restores nothing of it: node-a runs it.
+    const c = await startNode(cluster, "node-c");
+    expect(c.bus.sessionManager.runs(sessionId)).toBe(false);
+    expect(c.bus.sessionManager.sessionCounts().total).toBe(0);
+
     // The node that runs it checks what another node sends: a sender that is no participant is refused there.
     b.bus.registerAgent({ agent_id: "cli://stranger", framework: "cli", capabilities: [] });
     await expect(b.bus.send(envelope("cli://stranger", WORKER, { sender: { agent_id: "cli://stranger", framework: "cli", session_id: sessionId } }))).rejects.toMatchObject({ type: "AUTH" });
