@@ -582,9 +582,13 @@ export class CommunicationBus {
     // In a cluster, a message for a workflow another node runs is checked and observed there (docs/cluster.md).
     const workflowHere = this.ownership === undefined || this.sessionManager.concerns(envelope) || (await this.ownership.route(envelope)) === "here";
     if (workflowHere) this.sessionManager.checkSender(envelope);
-    else if (this.deliveries.has(key)) {
-      this.metrics.countDuplicate();
-      return { success: true, message_id: messageId, status: "duplicate" };
+    else {
+      // The workflow's node was asked: the bus may have begun to stop, or taken the same message, meanwhile.
+      this.checkRunning();
+      if (this.deliveries.has(key)) {
+        this.metrics.countDuplicate();
+        return { success: true, message_id: messageId, status: "duplicate" };
+      }
     }
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
     this.deliveries.accept(envelope, {

@@ -699,6 +699,11 @@ export class Runtime {
   /** `sessions_create`. */
   async createSession(agentId: string | undefined, metadata: Record<string, unknown>, lifetime: SessionLifetime = {}): Promise<CreateResult> {
     const supervisor = this.running();
+    const owner = this.sessionOwner;
+    if (owner !== undefined && owner.fence() === undefined) {
+      // A session it could not store would vanish with this node, unseen by the node that takes its work over.
+      throw new BridgeError("TRANSPORT", `Node ${owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, { retryable: true });
+    }
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
     this.checkProvider(executor, resolvedAgentId, metadata.provider);

@@ -194,6 +194,7 @@ describe("workflow ownership", () => {
     await until(() => !a.ownership.holdsLease() && a.bus.sessionManager.getSession(sessionId) === undefined);
     expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b", snapshot: { value: "design" } });
     expect(() => createWorkflow(a)).toThrow(expect.objectContaining({ type: "TRANSPORT" }));
+    await expect(a.runtime.bridge.sessionsCreate({})).rejects.toMatchObject({ type: "TRANSPORT" });
   }, 30_000);
 });
 
