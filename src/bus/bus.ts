@@ -519,8 +519,9 @@ export class CommunicationBus {
       process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
     }
     if (this.ownsRuntime) await this.runtime.stop();
-    // Released: the other nodes take this one's workflows and sessions over at their next scan.
-    await this.ownership?.stop();
+    // Released: the other nodes take this one's workflows and sessions over at their next scan. A runtime this
+    // bus does not own still runs its bridge sessions: the lease runs out instead, once this node writes nothing.
+    await this.ownership?.stop({ release: this.ownsRuntime });
     await this.clusterNode?.close();
     this.stopCounting();
     this.state = "stopped";

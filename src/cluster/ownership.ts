@@ -191,9 +191,11 @@ export class NodeOwnership implements RecordOwner {
 
   /**
    * Stops renewing and serving, and releases the lease: the other nodes take this node's workflows and sessions
-   * over at their next scan (within half a lease time). Its records stay in the store for them.
+   * over at their next scan (within half a lease time). Its records stay in the store for them. With
+   * `{ release: false }` (a runtime that outlives the bus still runs its sessions) the lease runs out instead, a
+   * lease time later, and this node writes nothing more.
    */
-  async stop(): Promise<void> {
+  async stop({ release = true }: { release?: boolean } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#renewTimer as ReturnType<typeof setInterval>);
@@ -205,7 +207,7 @@ export class NodeOwnership implements RecordOwner {
     const lease = this.#lease;
     this.#lease = undefined;
     this.#fence = undefined;
-    if (lease !== undefined) await this.#cluster.leases.release(lease).catch(() => undefined);
+    if (lease !== undefined && release) await this.#cluster.leases.release(lease).catch(() => undefined);
   }
 
   #hold(lease: Lease): void {

@@ -68,18 +68,16 @@ function newCluster(): { schema: string; bucket: string } {
   return { schema: `own_${process.pid}_${testNumber}`, bucket: `own_${process.pid}_${testNumber}` };
 }
 
-async function startNode(cluster: { schema: string; bucket: string }, nodeId: string, clock?: SimulatedClock): Promise<ClusterTestNode> {
+/**
+ * Starts a node: a bus given an unstarted runtime with the controlled agent `troupe://worker` (the bus starts it),
+ * or with `ownsRuntime` a bus that makes its runtime (no agents) and stops it with itself.
+ */
+async function startNode(cluster: { schema: string; bucket: string }, nodeId: string, { clock, ownsRuntime = false }: { clock?: SimulatedClock; ownsRuntime?: boolean } = {}): Promise<ClusterTestNode> {
   const worker = createControlledAgent("worker");
-  const runtime = createRuntime({
-    agents: [worker.agent],
-    defaultAgentId: "worker",
-    store: () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema }),
-    ...(clock === undefined ? {} : { clock }),
-  });
-  const events: RuntimeEvent[] = [];
-  runtime.on("*", (event) => events.push(event));
+  const store = () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
+  const given = ownsRuntime ? undefined : createRuntime({ agents: [worker.agent], defaultAgentId: "worker", store, ...(clock === undefined ? {} : { clock }) });
   const bus = new CommunicationBus({
-    runtime,
+    ...(given === undefined ? { store } : { runtime: given }),
     host: "127.0.0.1",
     port: 0,
     apiKey: KEY,
@@ -88,6 +86,9 @@ async function startNode(cluster: { schema: string; bucket: string }, nodeId: st
     cluster: { url: nats.url, nodeId, leaseMs: LEASE_MS, leaseBucket: cluster.bucket },
     ...(clock === undefined ? {} : { clock }),
   });
+  const runtime = given ?? (bus as unknown as { runtime: Runtime }).runtime;
+  const events: RuntimeEvent[] = [];
+  runtime.on("*", (event) => events.push(event));
   await bus.start();
   const node = { nodeId, bus, runtime, worker, events, ownership: (bus as unknown as { ownership: NodeOwnership }).ownership };
   running.push(node);
@@ -180,7 +181,7 @@ describe("workflow ownership", () => {
     // node-a's clock stands still, as a paused process's does: it never sees its lease run out.
     const pausedClock = new SimulatedClock();
     pausedClock.set(Date.now());
-    const a = await startNode(cluster, "node-a", pausedClock);
+    const a = await startNode(cluster, "node-a", { clock: pausedClock });
     const b = await startNode(cluster, "node-b");
     const sessionId = createWorkflow(a);
     await a.bus.sessionManager.whenDurable();
@@ -199,16 +200,28 @@ describe("workflow ownership", () => {
 });
 
 describe("nodes joining and leaving", () => {
-  it("hands the workflows of a node that stops gracefully to a survivor at its next scan, without waiting for the lease time", async () => {
+  it("hands the workflows of a node that stops with its runtime to a survivor at its next scan, without waiting for the lease time", async () => {
     const cluster = newCluster();
-    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
-    const sessionId = createWorkflow(a);
+    const [a, b] = [await startNode(cluster, "node-a", { ownsRuntime: true }), await startNode(cluster, "node-b")];
+    // A runtime the bus makes has no agents: the workflow's agents are remote ones.
+    const sessionId = a.bus.sessionManager.createSession(LEAD, [{ agent_id: "cli://dev", role: "dev" }], [{ name: "design", required_agents: ["cli://dev"] }]);
     await a.bus.sessionManager.whenDurable();
     await a.bus.stop();
     // Its lease is released as it stops: no survivor waits for it to run out.
     const stoppedAt = performance.now();
     await until(() => b.bus.sessionManager.runs(sessionId), 3 * LEASE_MS);
     expect(performance.now() - stoppedAt).toBeLessThan(LEASE_MS);
+    expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b" });
+  }, 30_000);
+
+  it("lets the lease of a node whose runtime outlives its bus run out: a survivor takes its work over a lease time later", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const sessionId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+    await a.bus.stop();
+    expect(a.ownership.holdsLease()).toBe(false);
+    await until(() => b.bus.sessionManager.runs(sessionId), 5 * LEASE_MS);
     expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b" });
   }, 30_000);
 
