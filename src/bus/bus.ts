@@ -4,6 +4,7 @@
  * `GET /health` and `POST /bridge/:tool`.
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
+import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -107,6 +108,8 @@ export class CommunicationBus {
   private clusterDeliveries: ClusterDeliveries | undefined;
   /** Sync senders waiting here for replies accepted by other nodes, and replies offered to them (a cluster node only). */
   private clusterSync: ClusterSyncReplies | undefined;
+  /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
+  private ownership: NodeOwnership | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -219,7 +222,10 @@ export class CommunicationBus {
       maxBusSessions: this.options.maxBusSessions ?? Math.max(1, Math.floor(this.runtime.limits.maxSessions / 2)),
       send: (envelope) => this.send(envelope),
       acknowledge: (endpoint, messageId) => this.deliveries.acknowledge(endpoint, messageId),
-      workflowActive: (workflowId) => this.sessionManager.getSession(workflowId)?.status === "active",
+      // In a cluster, a workflow another node runs was checked there when its task was accepted: it counts as active
+      // here (the bridge sessions of its tasks end with their idle time, not with the workflow).
+      workflowActive: (workflowId) =>
+        this.sessionManager.getSession(workflowId)?.status === "active" || (this.ownership !== undefined && !this.sessionManager.runs(workflowId)),
       // Deltas are best effort: they never take the half of a queue that answers need.
       hasRoomFor: (agentId) => this.deliveries.queuedFor(agentId) < this.options.maxQueuedPerAgent / 2,
       isWaiting: (senderId, messageId) => {
@@ -292,15 +298,30 @@ export class CommunicationBus {
     if (this.clusterOptions !== undefined) {
       try {
         this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
+        // Workflows and bridge sessions are shared only through a store the runtime keeps; its sessions are this
+        // node's only if the runtime learns so before it restores any (the bus starts a runtime it is given, then).
+        if (this.runtime.persistent) {
+          if (this.runtime.started) {
+            throw new BridgeError("CONFIG", "cluster: give the bus its runtime unstarted (the bus starts it once the node holds its lease), or let the bus make it", { field: "runtime" });
+          }
+          const ownership = new NodeOwnership(this.clusterNode, this.ownershipHost(), { clock: this.clock });
+          await ownership.claim();
+          this.ownership = ownership;
+          this.sessionManager.setOwner(ownership);
+          this.runtime.setSessionOwner(ownership);
+        }
       } catch (error) {
         this.state = "stopped";
+        await this.ownership?.stop();
+        await this.clusterNode?.close();
         throw error;
       }
     }
     try {
-      if (this.ownsRuntime) await this.runtime.start();
+      if (this.ownsRuntime || (this.ownership !== undefined && !this.runtime.started)) await this.runtime.start();
     } catch (error) {
       this.state = "stopped";
+      await this.ownership?.stop();
       await this.clusterNode?.close();
       throw error;
     }
@@ -343,15 +364,18 @@ export class CommunicationBus {
         onUpgrade: (req, socket, head) =>
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.agentUpgrade(req, socket, head),
       });
+      await this.ownership?.start();
     } catch (error) {
       this.state = "stopped";
       this.detachMessenger?.();
+      await this.http?.close();
       await this.runtimeAgents.stop();
       this.deliveries.stop();
       await this.clusterDeliveries?.stop();
       this.clusterSync?.stop();
       this.clusterEvents?.leave();
       if (this.ownsRuntime) await this.runtime.stop();
+      await this.ownership?.stop();
       await this.clusterNode?.close();
       throw error;
     }
@@ -527,6 +551,8 @@ export class CommunicationBus {
 
   private async shutdown(): Promise<void> {
     this.state = "stopping";
+    // No more takeovers nor requests for this node's workflows; its lease is kept until what it runs is stored.
+    await this.ownership?.quiesce();
     const graceMs = this.options.closeGraceMs;
     this.connections.stopAccepting();
     this.detachMessenger?.();
@@ -560,9 +586,33 @@ export class CommunicationBus {
       process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
     }
     if (this.ownsRuntime) await this.runtime.stop();
+    // Released: the other nodes take this one's workflows and sessions over at their next scan. A runtime this
+    // bus does not own still runs its bridge sessions: the lease runs out instead, once this node writes nothing.
+    await this.ownership?.stop({ release: this.ownsRuntime });
     await this.clusterNode?.close();
     this.stopCounting();
     this.state = "stopped";
+  }
+
+  /** What the node's ownership does to this bus's workflows and bridge sessions (takeover, loss of the lease, routing). */
+  private ownershipHost(): OwnershipHost {
+    return {
+      store: () => this.runtime.store,
+      adoptWorkflows: (records) => this.sessionManager.adopt(records),
+      adoptSessions: async (stored) => {
+        const restored = await this.runtime.adoptSessions(stored);
+        this.runtimeAgents.adoptRestored(restored);
+        this.runtimeAgents.answerInterrupted(restored);
+      },
+      resumeWorkflows: (sessionIds) => this.sessionManager.resume(sessionIds),
+      halt: async () => {
+        this.sessionManager.stop();
+        await this.runtime.dropSessions();
+      },
+      concerns: (envelope) => this.sessionManager.concerns(envelope),
+      checkSender: (envelope) => this.sessionManager.checkSender(envelope),
+      observe: (envelope) => this.sessionManager.observe(envelope),
+    };
   }
 
   /** What changes the bus's state needs it running: its store is open only then. */
@@ -601,10 +651,20 @@ export class CommunicationBus {
       if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
     this.checkAnswerable(envelope);
-    this.sessionManager.checkSender(envelope);
+    // In a cluster, a message for a workflow another node runs is checked and observed there (docs/cluster.md).
+    const workflowHere = this.ownership === undefined || this.sessionManager.concerns(envelope) || (await this.ownership.route(envelope)) === "here";
+    if (workflowHere) this.sessionManager.checkSender(envelope);
+    else {
+      // The workflow's node was asked: the bus may have begun to stop, or taken the same message, meanwhile.
+      this.checkRunning();
+      if (this.deliveries.has(key)) {
+        this.metrics.countDuplicate();
+        return { success: true, message_id: messageId, status: "duplicate" };
+      }
+    }
     const timeoutMs = parseDuration(envelope.routing.timeout, "routing.timeout");
     if (this.clusterDeliveries !== undefined && !waiting && this.runtimeAgents.endpoint(envelope.recipient.agent_id) === undefined) {
-      return this.acceptOnStream(envelope, timeoutMs);
+      return this.acceptOnStream(envelope, timeoutMs, workflowHere);
     }
     this.deliveries.accept(envelope, {
       timeoutMs,
@@ -614,7 +674,7 @@ export class CommunicationBus {
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
     this.clusterSync?.announceAnswer(envelope);
-    this.sessionManager.observe(envelope);
+    if (workflowHere) this.sessionManager.observe(envelope);
     // Write before answer: the message (and the ack an answer carries) is durable before its 202.
     if (envelope.routing.delivery_mode === "async") {
       await this.persisted();
@@ -643,7 +703,7 @@ export class CommunicationBus {
    * delivers it. A sync sender waits here, for a reply accepted by any node. While NATS or the store cannot be
    * reached, the message is refused (TRANSPORT, 503) rather than accepted.
    */
-  private async acceptOnStream(envelope: MessageEnvelope, timeoutMs: number): Promise<SendResult> {
+  private async acceptOnStream(envelope: MessageEnvelope, timeoutMs: number, workflowHere: boolean): Promise<SendResult> {
     const messageId = envelope.message_id;
     const key = messageKeyOf(envelope);
     this.checkClusterReachable();
@@ -672,7 +732,8 @@ export class CommunicationBus {
     }
     this.deliveries.acknowledgeByAnswer(envelope);
     this.clusterSync?.announceAnswer(envelope);
-    this.sessionManager.observe(envelope);
+    // A workflow another node runs was told there (route, above).
+    if (workflowHere) this.sessionManager.observe(envelope);
     let duplicate: boolean;
     try {
       duplicate = (await this.handOff(envelope, this.clock.now(), timeoutMs)).duplicate;

@@ -36,7 +36,7 @@ import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
 import { BUS_AGENT_ID, busAgentIdOf, ORCHESTRATOR_AGENT_ID } from "../runtime/bus-agents.js";
 import { Replies } from "../runtime/replies.js";
-import type { Runtime } from "../runtime/runtime.js";
+import type { RestoredSession, Runtime } from "../runtime/runtime.js";
 import { BusSessions, type BusSessionOwner } from "./bus-sessions.js";
 import { DeltaStream } from "./delta-stream.js";
 
@@ -202,7 +202,12 @@ export class RuntimeAgents implements Messenger {
    */
   start(): void {
     this.sessions.start();
-    for (const session of this.host.runtime.restoredSessions()) {
+    this.adoptRestored(this.host.runtime.restoredSessions());
+  }
+
+  /** Bridge sessions restored for this bus's tasks (at start, or taken over from a dead node of a cluster) serve those tasks again. */
+  adoptRestored(restored: readonly RestoredSession[]): void {
+    for (const session of restored) {
       const owner = busOwnerOf(session.agentId, session.metadata);
       if (owner !== undefined && this.host.runtime.hasSession(session.sessionId)) this.sessions.adopt(session.sessionId, owner);
     }
@@ -267,13 +272,13 @@ export class RuntimeAgents implements Messenger {
   }
 
   /**
-   * After a restart: each task whose prompt the restart interrupted (the runtime restored its bridge session
+   * After a restart (or a takeover of a dead node's sessions, `restored`): each task whose prompt the restart interrupted (the runtime restored its bridge session
    * idle) is answered with an error (TRANSPORT), so that its sender, a workflow above all, is not left waiting
    * for an answer that will never come: its request was acknowledged when the endpoint took it. The answer's id
    * is derived from the task, so a bus started again over the same runtime sends it once.
    */
-  answerInterrupted(): void {
-    for (const { sessionId, agentId, metadata, interrupted } of this.host.runtime.restoredSessions()) {
+  answerInterrupted(restored: readonly RestoredSession[] = this.host.runtime.restoredSessions()): void {
+    for (const { sessionId, agentId, metadata, interrupted } of restored) {
       const owner = busOwnerOf(agentId, metadata);
       const endpoint = this.endpoint(busAgentIdOf(agentId));
       if (owner === undefined || endpoint === undefined) continue;

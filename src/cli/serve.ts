@@ -137,7 +137,9 @@ export async function serve(options: ServeOptions): Promise<void> {
     liveProviders.length === 0
       ? `answering with the offline mock provider (set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY for real models)`
       : `answering with ${defaultProvider} (providers: ${liveProviders.join(", ")}, mock)`;
-  await runtime.start();
+  // A cluster node's bus starts its runtime itself, once the node holds its lease: the runtime must not restore
+  // the sessions of other nodes from the shared store first (docs/cluster.md).
+  if (options.cluster === undefined) await runtime.start();
   // serveOptionsFrom has read the environment already: the bus takes the key from the options only.
   const bus = new CommunicationBus({
     ...limits,

@@ -60,6 +60,7 @@ import { Replies } from "./replies.js";
 import { createMemoryStore } from "../store/memory-store.js";
 import type { Store } from "../store/store.js";
 import { restorableLogic, type Restoration } from "./restore.js";
+import type { RecordOwner } from "../cluster/record-owner.js";
 import { SessionRecords, type LoadedSession } from "./session-records.js";
 import { bridgeErrorOf, failure } from "./prompt-errors.js";
 import { runInPromptScope, type PromptServices } from "./prompt-scope.js";
@@ -163,6 +164,8 @@ export class Runtime {
   private readonly restoringSessions = new Map<string, LoadedSession>();
   /** The sessions `start()` restored. */
   private restored: RestoredSession[] = [];
+  /** In a cluster, the node whose bridge sessions this runtime runs (`setSessionOwner`). */
+  private sessionOwner: RecordOwner | undefined;
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   private startedAt = 0;
 
@@ -210,6 +213,11 @@ export class Runtime {
     return this.openedStore;
   }
 
+  /** Whether `start()` was called (the runtime may be running, or stopped since). */
+  get started(): boolean {
+    return this.state !== "new";
+  }
+
   /**
    * Whether sessions and workflows are written to the store: only to one given to the runtime. The in-memory
    * store the runtime makes for itself when given none dies with it, and nothing could be restored from it.
@@ -231,21 +239,22 @@ export class Runtime {
     try {
       const option = this.storeOption;
       this.openedStore = option === undefined ? createMemoryStore() : typeof option === "function" ? await option() : option;
-      storedSessions = await SessionRecords.load(this.openedStore);
+      storedSessions = await SessionRecords.load(this.openedStore, this.sessionOwner?.nodeId);
     } catch (error) {
       if (this.openedStore !== undefined && typeof this.storeOption !== "object") await this.openedStore.close().catch(() => undefined);
       this.openedStore = undefined;
       this.state = "new";
       throw error;
     }
-    if (this.persistent) this.sessionRecords = new SessionRecords(this.openedStore);
+    if (this.persistent) this.sessionRecords = new SessionRecords(this.openedStore, this.sessionOwner);
     const providedSession = sessionMachine.provide({
       actors: { runPrompt: fromPromise<RunPromptOutput, RunPromptInput>(({ input, signal }) => this.runPrompt(input, signal)) },
     });
     // Sessions are restored only now, at start: without stored ones, sessions spawn from the machine itself.
     // Thousands of sessions sit idle: their snapshots share what is the same in all of them.
+    // A node of a cluster may take over another node's sessions at any time (`adoptSessions`).
     const session = compactSnapshots(
-      storedSessions.length === 0 ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock),
+      storedSessions.length === 0 && this.sessionOwner === undefined ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock),
     );
     const shard = sessionShardMachine.provide({ actors: { session } });
     const worker = workerMachine.provide({
@@ -319,8 +328,38 @@ export class Runtime {
     await Promise.all(this.executors.map(async (executor) => {
       await executor.start?.();
     }));
-    await this.restoreSessions(actor, storedSessions);
+    this.restored = await this.restoreSessions(actor, storedSessions);
     await this.conversations.closeRestored(this.restored);
+  }
+
+  /**
+   * Makes this runtime the one of node `owner` of a cluster (call it before `start()`, given a store shared by the
+   * cluster's nodes): it restores only the bridge sessions whose records name that node, names it in every record
+   * it writes, fences each write with the node's lease, and writes nothing while the node does not hold it.
+   */
+  setSessionOwner(owner: RecordOwner): void {
+    if (this.state !== "new") throw new BridgeError("INTERNAL", "setSessionOwner: call it before start()");
+    this.sessionOwner = owner;
+  }
+
+  /**
+   * Takes over stored sessions of another node (dead, its records now naming this one): each comes back as
+   * `start()` brings back its own after a restart (idle with its history, its interrupted prompts reported
+   * `prompt.interrupted`). Resolves with those restored, for the bus to answer the tasks behind their prompts.
+   */
+  async adoptSessions(stored: LoadedSession[]): Promise<RestoredSession[]> {
+    if (this.state !== "running" || this.supervisor === undefined) throw new BridgeError("INTERNAL", `The runtime cannot take sessions over: it is ${this.state}`);
+    const adopted = await this.restoreSessions(this.supervisor, stored.filter((loaded) => !this.hasSession(loaded.session.sessionId)));
+    await this.conversations.closeRestored(adopted);
+    return adopted;
+  }
+
+  /**
+   * Closes every bridge session of this runtime without touching the store (the node lost its lease: another
+   * node takes them over from their records). Their agents' hooks run as for a close.
+   */
+  async dropSessions(): Promise<void> {
+    await Promise.all((this.sessionRecords?.sessionIds() ?? []).map((sessionId) => (this.hasSession(sessionId) ? this.closeSession(sessionId).catch(() => undefined) : undefined)));
   }
 
   /**
@@ -328,9 +367,10 @@ export class Runtime {
    * then tells their agents (`reopenSession`). A session whose agent is gone, or that finds no room, is dropped
    * from the store with a warning.
    */
-  private async restoreSessions(supervisor: SupervisorActor, stored: LoadedSession[]): Promise<void> {
+  private async restoreSessions(supervisor: SupervisorActor, stored: LoadedSession[]): Promise<RestoredSession[]> {
     const records = this.sessionRecords;
-    if (records === undefined) return;
+    const restored: RestoredSession[] = [];
+    if (records === undefined) return restored;
     const reopening: Array<Promise<void>> = [];
     for (const loaded of [...stored].sort((left, right) => left.session.createdAt - right.session.createdAt)) {
       const { session, interrupted } = loaded;
@@ -364,7 +404,7 @@ export class Runtime {
       } finally {
         this.restoringSessions.delete(sessionId);
       }
-      this.restored.push({ sessionId, agentId, metadata: session.metadata, interrupted });
+      restored.push({ sessionId, agentId, metadata: session.metadata, interrupted });
       const origin = promptOriginOf({ agentId, metadata: session.metadata });
       for (const requestId of interrupted) this.hub.emit("prompt.interrupted", sessionId, { sessionId, requestId, error: INTERRUPTED_PROMPT_ERROR, ...origin });
       // Its agent was told `failed` before the restart: deleting it calls no hook again.
@@ -372,6 +412,7 @@ export class Runtime {
       else reopening.push(this.reopenSession({ sessionId, agentId, metadata: session.metadata }));
     }
     await Promise.all(reopening);
+    return restored;
   }
 
   /** The restoration of a session being restored, when `input` is one (the shard spawns restored sessions like new ones). */
@@ -663,6 +704,11 @@ export class Runtime {
   /** `sessions_create`. */
   async createSession(agentId: string | undefined, metadata: Record<string, unknown>, lifetime: SessionLifetime = {}): Promise<CreateResult> {
     const supervisor = this.running();
+    const owner = this.sessionOwner;
+    if (owner !== undefined && owner.fence() === undefined) {
+      // A session it could not store would vanish with this node, unseen by the node that takes its work over.
+      throw new BridgeError("TRANSPORT", `Node ${owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, { retryable: true });
+    }
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
     this.checkProvider(executor, resolvedAgentId, metadata.provider);

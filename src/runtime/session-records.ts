@@ -11,7 +11,8 @@
 import { z } from "zod";
 import type { HistoryMessage, SessionContext, SessionStatus, Usage } from "../../machines/session.machine.js";
 import { toBridgeError } from "../errors.js";
-import type { Store } from "../store/store.js";
+import type { Store, WriteOptions } from "../store/store.js";
+import type { RecordOwner } from "../cluster/record-owner.js";
 
 /** The id of a session's pending prompts record. */
 export function pendingRecordId(sessionId: string): string {
@@ -38,6 +39,8 @@ export interface StoredSession {
   history: HistoryMessage[];
   usage: Usage;
   error: { type: string; message: string } | null;
+  /** In a cluster, the node it lives on (its records are that node's); absent on a single node. */
+  node?: string;
 }
 
 /** A stored session, and the request ids of the prompts it held when the process ended (interrupted). */
@@ -61,6 +64,7 @@ const storedSessionSchema = z.object({
   history: z.array(z.object({ role: z.enum(["user", "assistant"]), content: z.string() })),
   usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
   error: z.object({ type: z.string(), message: z.string() }).nullable(),
+  node: z.string().min(1).optional(),
 });
 const pendingSchema = z.object({ requestIds: z.array(z.string()) });
 
@@ -87,13 +91,17 @@ function pendingOf(context: SessionContext): string[] {
 export class SessionRecords {
   private readonly written = new Map<string, Written>();
 
-  constructor(private readonly store: Store) {}
+  /** `owner`: in a cluster, the node whose sessions these are (named in each record, its lease fencing each write). */
+  constructor(
+    private readonly store: Store,
+    private readonly owner?: RecordOwner,
+  ) {}
 
   /**
-   * Reads every stored session; a record troupe cannot read is reported and left as it is, and pending prompts
-   * left without their session are removed.
+   * Reads every stored session (with `node`, only that node's: those of another node or of none stay); a record
+   * troupe cannot read is reported and left as it is, and pending prompts left without their session are removed.
    */
-  static async load(store: Store): Promise<LoadedSession[]> {
+  static async load(store: Store, node?: string): Promise<LoadedSession[]> {
     const records = await store.list("bridge_sessions");
     const pending = new Map<string, string[]>();
     const sessions: StoredSession[] = [];
@@ -104,6 +112,7 @@ export class SessionRecords {
         continue;
       }
       const parsed = storedSessionSchema.safeParse(value);
+      if (parsed.success && node !== undefined && parsed.data.node !== node) continue;
       if (parsed.success && parsed.data.sessionId === id) sessions.push(parsed.data);
       else process.emitWarning(`troupe: bridge session ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
     }
@@ -113,8 +122,21 @@ export class SessionRecords {
       pending.delete(id);
       return { session, interrupted };
     });
-    for (const orphan of pending.keys()) store.delete("bridge_sessions", orphan);
+    // In a cluster, a pending record whose session is another node's is that node's.
+    if (node === undefined) for (const orphan of pending.keys()) store.delete("bridge_sessions", orphan);
     return loaded;
+  }
+
+  /** The ids of the sessions these records follow (those the runtime runs). */
+  sessionIds(): string[] {
+    return [...this.written.keys()];
+  }
+
+  /** How a record is written: fenced by the node's lease in a cluster; `undefined` when the node lost it and must not write. */
+  private writeOptions(): WriteOptions | undefined {
+    if (this.owner === undefined) return {};
+    const fence = this.owner.fence();
+    return fence === undefined ? undefined : { fence };
   }
 
   /**
@@ -143,10 +165,12 @@ export class SessionRecords {
     const pendingIds = status === "busy" || (last !== undefined && last.pending !== "") ? pendingOf(context) : [];
     const pending = pendingIds.join("\n");
     if (!sessionChanged && last.pending === pending) return;
-    if (sessionChanged) this.store.put("bridge_sessions", sessionId, storedSessionOf(storedStatus, context));
+    const options = this.writeOptions();
+    if (options === undefined) return;
+    if (sessionChanged) this.store.put("bridge_sessions", sessionId, storedSessionOf(storedStatus, context, this.owner?.nodeId), options);
     if (pending !== (last?.pending ?? "")) {
-      if (pending === "") this.store.delete("bridge_sessions", pendingRecordId(sessionId));
-      else this.store.put("bridge_sessions", pendingRecordId(sessionId), { requestIds: pendingIds });
+      if (pending === "") this.store.delete("bridge_sessions", pendingRecordId(sessionId), options);
+      else this.store.put("bridge_sessions", pendingRecordId(sessionId), { requestIds: pendingIds }, options);
     }
     this.written.set(sessionId, {
       status: sessionChanged ? storedStatus : last.status,
@@ -165,7 +189,8 @@ export class SessionRecords {
    */
   restored(stored: LoadedSession, context: SessionContext): void {
     const { session } = stored;
-    if (stored.interrupted.length > 0) this.store.delete("bridge_sessions", pendingRecordId(session.sessionId));
+    const options = this.writeOptions();
+    if (stored.interrupted.length > 0 && options !== undefined) this.store.delete("bridge_sessions", pendingRecordId(session.sessionId), options);
     this.written.set(session.sessionId, {
       status: session.status,
       lastActivityAt: session.lastActivityAt,
@@ -180,10 +205,11 @@ export class SessionRecords {
   gone(sessionId: string, keep: boolean): void {
     const last = this.written.get(sessionId);
     this.written.delete(sessionId);
-    if (keep) return;
+    const options = this.writeOptions();
+    if (keep || options === undefined) return;
     try {
-      this.store.delete("bridge_sessions", sessionId);
-      if (last === undefined || last.pending !== "") this.store.delete("bridge_sessions", pendingRecordId(sessionId));
+      this.store.delete("bridge_sessions", sessionId, options);
+      if (last === undefined || last.pending !== "") this.store.delete("bridge_sessions", pendingRecordId(sessionId), options);
     } catch (error) {
       reportWriteError(sessionId, error);
     }
@@ -200,8 +226,9 @@ function reportWriteError(sessionId: string, error: unknown): void {
   process.emitWarning(`troupe: bridge session ${sessionId} could not be written to the store: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
 }
 
-function storedSessionOf(status: StoredSessionStatus, context: SessionContext): StoredSession {
+function storedSessionOf(status: StoredSessionStatus, context: SessionContext, node: string | undefined): StoredSession {
   return {
+    ...(node === undefined ? {} : { node }),
     v: 1,
     sessionId: context.sessionId,
     agentId: context.agentId,

@@ -34,7 +34,8 @@ import { BUS_AGENT_ID, isRuntimeFramework, ORCHESTRATOR_AGENT_ID } from "../runt
 import { restorableLogic } from "../runtime/restore.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { Outbox } from "../store/outbox.js";
-import type { Store } from "../store/store.js";
+import type { Store, WriteOptions } from "../store/store.js";
+import type { RecordOwner } from "../cluster/record-owner.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
 import { loadWorkflows, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
@@ -215,6 +216,8 @@ export class SessionManager implements PoolHost {
   private readonly messagesByTask = new Map<string, Set<string>>();
   /** Workflow machines by the JSON of their steps, least recently used first. */
   private readonly machines = new Map<string, WorkflowMachine>();
+  /** In a cluster, the node this manager runs workflows for: its records name it, and its lease fences their writes. */
+  private owner: RecordOwner | undefined;
 
   constructor(private readonly options: SessionManagerOptions) {
     options.runtime.attachPool("workflow", this);
@@ -241,6 +244,9 @@ export class SessionManager implements PoolHost {
       { initiator: initiatorAgentId, participants, steps, shared_context: sharedContext, ...(options.dispatch === undefined ? {} : { dispatch: options.dispatch }) },
       "(arguments)",
     );
+    if (this.owner !== undefined && this.owner.fence() === undefined) {
+      throw new BridgeError("TRANSPORT", `Node ${this.owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, { retryable: true });
+    }
     if (input.dispatch === "auto" && this.options.send === undefined) {
       throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
     }
@@ -506,6 +512,23 @@ export class SessionManager implements PoolHost {
     this.answer(task, envelope.sender.agent_id, outcome, at);
   }
 
+  /** Whether the workflow `sessionId` runs here (in a cluster: on this node). */
+  runs(sessionId: string): boolean {
+    return this.sessions.has(sessionId);
+  }
+
+  /**
+   * Whether `observe` would find the workflow an accepted message concerns here: the session it names, or the
+   * pending task it answers. In a cluster, a message that concerns none here goes to the node that runs it.
+   */
+  concerns(envelope: MessageEnvelope): boolean {
+    const sessionId = envelope.sender.session_id;
+    if (envelope.message_type === "task_request" && sessionId !== undefined) return this.sessions.has(sessionId);
+    if (envelope.message_type !== "task_response" && envelope.message_type !== "error") return sessionId === undefined || this.sessions.has(sessionId);
+    const task = this.taskAnswered(envelope);
+    return task !== undefined && this.sessions.has(task.sessionId);
+  }
+
   /** A `task_request` could not be delivered: its task fails with DELIVERY_FAILED. */
   deliveryFailed(envelope: MessageEnvelope, error: string): void {
     const task = this.tasksByMessage.get(envelope.message_id);
@@ -559,26 +582,41 @@ export class SessionManager implements PoolHost {
    * `resume()` once the bus takes messages.
    */
   async restore(): Promise<void> {
+    await this.adopt(await loadWorkflows(this.options.runtime.store, this.owner?.nodeId), { dropUnfit: true });
+  }
+
+  /**
+   * Restores these stored workflows as `restore` does (a node of a cluster takes over the workflows of a dead
+   * node with them, once their records name it) and answers the ids of those that run here now. Call `resume`
+   * with those ids once the bus takes messages. Those past `maxWorkflowSessions` are removed from the store with
+   * `dropUnfit` (a restart), else left there for this node's next start (a takeover).
+   */
+  async adopt(loadedRecords: Array<{ sessionId: string; record: WorkflowRecord }>, { dropUnfit = false }: { dropUnfit?: boolean } = {}): Promise<string[]> {
     const { runtime, clock } = this.options;
     const { store } = runtime;
     const now = clock.now();
     const records: Array<{ sessionId: string; record: WorkflowRecord }> = [];
-    for (const loaded of await loadWorkflows(store)) {
+    for (const loaded of loadedRecords) {
+      if (this.sessions.has(loaded.sessionId)) continue;
       const { evictAt } = loaded.record;
       if (loaded.record.snapshot.status === "active" || (evictAt !== undefined && evictAt > now)) records.push(loaded);
-      else store.delete("workflows", loaded.sessionId);
+      else this.writing(loaded.sessionId, (writable, options) => writable.delete("workflows", loaded.sessionId, options));
     }
     const room = Math.max(0, runtime.limits.maxWorkflowSessions - runtime.pooledCount("workflow"));
     const evictsLast = (entry: { record: WorkflowRecord }): number => entry.record.evictAt ?? Number.POSITIVE_INFINITY;
     const kept = new Set([...records].sort((left, right) => evictsLast(right) - evictsLast(left)).slice(0, room));
+    const adopted: string[] = [];
     for (const loaded of records.sort((left, right) => left.record.snapshot.context.createdAt - right.record.snapshot.context.createdAt)) {
-      if (kept.has(loaded)) this.restoreOne(loaded.sessionId, loaded.record, now);
-      else {
+      if (kept.has(loaded)) {
+        this.restoreOne(loaded.sessionId, loaded.record, now);
+        adopted.push(loaded.sessionId);
+      } else {
         process.emitWarning(`troupe: workflow ${loaded.sessionId} is not restored: maxWorkflowSessions (${runtime.limits.maxWorkflowSessions}) is reached`, { code: "TROUPE_RESTORE" });
-        store.delete("workflows", loaded.sessionId);
+        if (dropUnfit) this.writing(loaded.sessionId, (writable, options) => writable.delete("workflows", loaded.sessionId, options));
       }
     }
     await store.flush();
+    return adopted;
   }
 
   /**
@@ -586,10 +624,11 @@ export class SessionManager implements PoolHost {
    * and that are still pending: the bus drops those it accepted before the restart (same `message_id`), so a
    * task is sent once whether or not its message was durable when the process ended.
    */
-  resume(): void {
+  resume(sessionIds: Iterable<string> = this.sessions.keys()): void {
     const now = this.options.clock.now();
-    for (const [sessionId, entry] of this.sessions) {
-      if (this.statusOf(entry) !== "active") continue;
+    for (const sessionId of sessionIds) {
+      const entry = this.sessions.get(sessionId);
+      if (entry === undefined || this.statusOf(entry) !== "active") continue;
       const context = this.contextOf(entry);
       const dispatch = pendingDispatchOf(context);
       if (dispatch === undefined) continue;
@@ -651,20 +690,41 @@ export class SessionManager implements PoolHost {
     this.unwritten.set(sessionId, child);
   }
 
+  /**
+   * Makes this manager the one of node `owner` of a cluster (the bus calls it at start, before `restore`): it
+   * restores only the workflows whose records name that node, writes `node` into each record, fences every
+   * write with the node's lease, and writes nothing while the node does not hold it.
+   */
+  setOwner(owner: RecordOwner): void {
+    this.owner = owner;
+  }
+
+  /** How a workflow record is written: fenced by the node's lease in a cluster; `undefined` when the node must not write (it lost its lease). */
+  private writeOptions(): WriteOptions | undefined {
+    if (this.owner === undefined) return {};
+    const fence = this.owner.fence();
+    return fence === undefined ? undefined : { fence };
+  }
+
   /** Writes each workflow changed since the last write, once. A write the store refuses (a shared context that is not JSON) is reported. */
   private writeChanged(): void {
     for (const [sessionId, child] of this.unwritten) {
-      this.writing(sessionId, (store) => store.put("workflows", sessionId, workflowRecordOf(child, this.evictAt.get(sessionId))));
+      this.writing(sessionId, (store, options) => store.put("workflows", sessionId, workflowRecordOf(child, this.evictAt.get(sessionId), this.owner?.nodeId), options));
       // Evicted as the bus stopped: written a last time, and forgotten.
       if (!this.sessions.has(sessionId)) this.evictAt.delete(sessionId);
     }
     this.unwritten.clear();
   }
 
-  /** Runs a write of one session's record; the store's refusal is reported as a process warning. */
-  private writing(sessionId: string, write: (store: Store) => void): void {
+  /**
+   * Runs a write of one session's record, with the node's fence in a cluster (skipped when the node lost its
+   * lease: another node may own the workflow now); the store's refusal is reported as a process warning.
+   */
+  private writing(sessionId: string, write: (store: Store, options: WriteOptions) => void): void {
+    const options = this.writeOptions();
+    if (options === undefined) return;
     try {
-      write(this.options.runtime.store);
+      write(this.options.runtime.store, options);
     } catch (error) {
       process.emitWarning(`troupe: workflow ${sessionId} could not be written to the store: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
     }
@@ -704,7 +764,7 @@ export class SessionManager implements PoolHost {
     if (!this.stopping && this.options.runtime.persistent) {
       this.unwritten.delete(childId);
       this.evictAt.delete(childId);
-      this.writing(childId, (store) => store.delete("workflows", childId));
+      this.writing(childId, (store, options) => store.delete("workflows", childId, options));
     }
     this.counts[this.statusOf(entry)] -= 1;
     const { participants, tasks } = entry.actor.getSnapshot().context;

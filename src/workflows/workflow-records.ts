@@ -16,6 +16,8 @@ export interface WorkflowRecord {
   snapshot: PersistedWorkflow;
   /** When an ended session is evicted (epoch ms); absent while it runs. */
   evictAt?: number;
+  /** In a cluster, the node that owns it (runs its actor and alone writes it); absent on a single node. */
+  node?: string;
 }
 
 /** The parts of a persisted workflow snapshot that troupe reads; XState reads the rest. */
@@ -44,19 +46,24 @@ const recordSchema = z.object({
     })
     .passthrough(),
   evictAt: z.number().optional(),
+  node: z.string().min(1).optional(),
 });
 
-/** The record of a workflow actor's snapshot; an ended one is kept until `evictAt`. */
-export function workflowRecordOf(child: AnyActorRef, evictAt: number | undefined): WorkflowRecord {
+/** The record of a workflow actor's snapshot; an ended one is kept until `evictAt`; `node` owns it in a cluster. */
+export function workflowRecordOf(child: AnyActorRef, evictAt: number | undefined, node: string | undefined): WorkflowRecord {
   const snapshot = child.getPersistedSnapshot() as unknown as PersistedWorkflow;
-  return evictAt === undefined ? { v: 1, snapshot } : { v: 1, snapshot, evictAt };
+  return { v: 1, snapshot, ...(evictAt === undefined ? {} : { evictAt }), ...(node === undefined ? {} : { node }) };
 }
 
-/** Every stored workflow, keyed by session id; a record troupe cannot read is reported and left as it is. */
-export async function loadWorkflows(store: Store): Promise<Array<{ sessionId: string; record: WorkflowRecord }>> {
+/**
+ * Every stored workflow, keyed by session id; a record troupe cannot read is reported and left as it is. With
+ * `node`, only those that node owns (a node of a cluster loads its own; those of no node, or of another, stay).
+ */
+export async function loadWorkflows(store: Store, node?: string): Promise<Array<{ sessionId: string; record: WorkflowRecord }>> {
   const loaded: Array<{ sessionId: string; record: WorkflowRecord }> = [];
   for (const { id, value } of await store.list("workflows")) {
     const parsed = recordSchema.safeParse(value);
+    if (parsed.success && node !== undefined && parsed.data.node !== node) continue;
     if (parsed.success && parsed.data.snapshot.context.sessionId === id) loaded.push({ sessionId: id, record: value as WorkflowRecord });
     else process.emitWarning(`troupe: workflow ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
   }

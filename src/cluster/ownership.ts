@@ -1,0 +1,344 @@
+/**
+ * Who runs what in a cluster (docs/cluster.md, "Ownership and failover"): each node holds one lease,
+ * `node:<nodeId>`, and runs the workflows and bridge sessions whose records name it. The lease fences every write
+ * of those records; a keeper renews it every third of the lease time and, the moment it is lost (a renewal
+ * refused, its time run out, a fenced write refused), stops the node's workflows and bridge sessions without
+ * writing. A scan, every half lease time, takes the lease of each node that stopped renewing (the lease table
+ * decides), moves that node's records to this one under the dead node's lease (so the dead node, should it wake,
+ * is fenced out), and restores them as a restart does. Messages accepted here that concern a workflow another
+ * node runs go to that node.
+ */
+import { BridgeError, toBridgeError } from "../errors.js";
+import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import type { Clock } from "../clock.js";
+import { SessionRecords, type LoadedSession } from "../runtime/session-records.js";
+import type { Fence, Store } from "../store/store.js";
+import { loadWorkflows, type WorkflowRecord } from "../workflows/workflow-records.js";
+import type { Lease } from "./leases.js";
+import type { ClusterNode } from "./node.js";
+import type { RecordOwner } from "./record-owner.js";
+
+/** The lease a node holds for itself, and whose loss ends everything it runs. */
+export function nodeResource(nodeId: string): string {
+  return `node:${nodeId}`;
+}
+
+/** Where each node of the cluster says it exists (`meta` records), so that the others watch its lease. */
+const NODE_RECORD_PREFIX = "cluster/nodes/";
+/** The node-to-node request that checks and observes a message for a workflow on the node that runs it. */
+const WORKFLOW_TOPIC = "workflow";
+/** Where an answer that names no workflow goes when no workflow here awaits it: every node hears it, the one whose task it answers takes it. */
+const ANSWERS_SUBJECT = "troupe.workflow-answers";
+
+/** What ownership needs of the bus it serves. */
+export interface OwnershipHost {
+  /** The store the cluster shares (open once the runtime started). */
+  store(): Store;
+  /** Restores stored workflows that name this node, answering the ids of those now running here. */
+  adoptWorkflows(records: Array<{ sessionId: string; record: WorkflowRecord }>): Promise<string[]>;
+  /** Restores stored bridge sessions that name this node, and answers the tasks their interrupted prompts served (TRANSPORT). */
+  adoptSessions(stored: LoadedSession[]): Promise<void>;
+  /** Sends again the pending tasks of restored auto workflows (once the bus takes messages). */
+  resumeWorkflows(sessionIds: string[]): void;
+  /** Stops every workflow actor and bridge session of this node, writing nothing: the node lost its lease. */
+  halt(): Promise<void>;
+  /** Whether a message concerns a workflow running here (or none). */
+  concerns(envelope: MessageEnvelope): boolean;
+  /** The session manager's checks of a message naming a workflow (404, 409, 403, 429). */
+  checkSender(envelope: MessageEnvelope): void;
+  /** Correlates an accepted message with the workflow it concerns. */
+  observe(envelope: MessageEnvelope): void;
+}
+
+/** Options of a node's ownership. */
+export interface OwnershipOptions {
+  clock: Clock;
+  /** How long `claim()` waits for the node's own lease, held by its previous incarnation or by a node taking it over (default 3 lease times). */
+  claimTimeoutMs?: number;
+}
+
+/** A node's lease, its keeper, the takeover of dead nodes' work, and the routing of messages to a workflow's node. */
+export class NodeOwnership implements RecordOwner {
+  readonly nodeId: string;
+  readonly #cluster: ClusterNode;
+  readonly #host: OwnershipHost;
+  readonly #clock: Clock;
+  readonly #claimTimeoutMs: number;
+  #lease: Lease | undefined;
+  /** The fence of the current lease, one object per tenure (every write of the node carries it). */
+  #fence: Fence | undefined;
+  #renewTimer: unknown;
+  #scanTimer: unknown;
+  #expiryTimer: unknown;
+  #renewing = false;
+  /** A scan failed and said so: the next failures of the same outage are not reported again. */
+  #scanFailing = false;
+  /** The running scan, awaited by `stop()`. */
+  #scanning: Promise<void> | undefined;
+  #stopped = false;
+  #stopServing: (() => void) | undefined;
+  #unsubscribeAnswers: (() => void) | undefined;
+  /** What the last takeover cost, for operators and tests. */
+  #takeovers: Array<{ nodeId: string; workflows: number; sessions: number; at: number }> = [];
+
+  constructor(cluster: ClusterNode, host: OwnershipHost, options: OwnershipOptions) {
+    this.nodeId = cluster.nodeId;
+    this.#cluster = cluster;
+    this.#host = host;
+    this.#clock = options.clock;
+    this.#claimTimeoutMs = options.claimTimeoutMs ?? 3 * cluster.leaseMs;
+  }
+
+  /** The fence of this node's writes while it holds its lease; `undefined` once it lost it. */
+  fence(): Fence | undefined {
+    return this.#fence;
+  }
+
+  /** Whether this node holds its lease now. */
+  holdsLease(): boolean {
+    return this.#lease !== undefined;
+  }
+
+  /** The dead nodes this one took over, the latest last (at most 16 kept). */
+  takeovers(): ReadonlyArray<{ nodeId: string; workflows: number; sessions: number; at: number }> {
+    return this.#takeovers;
+  }
+
+  /**
+   * Takes this node's own lease (before the runtime restores anything): at once when it is free, else once its
+   * holder (this node's previous incarnation, or a node taking over its work) lets it go or stops renewing.
+   * CONFIG when it is still held after `claimTimeoutMs`: another running node has this id.
+   */
+  async claim(): Promise<void> {
+    // Waiting here is the process's own time, not the node's clock (which tests may stand still).
+    const deadline = performance.now() + this.#claimTimeoutMs;
+    const pollMs = Math.max(10, Math.floor(this.#cluster.leaseMs / 8));
+    for (;;) {
+      const lease = await this.#cluster.leases.acquire(nodeResource(this.nodeId));
+      if (lease !== undefined) {
+        this.#hold(lease);
+        break;
+      }
+      if (performance.now() >= deadline) {
+        throw new BridgeError("CONFIG", `cluster.nodeId: the lease of node ${this.nodeId} is held and renewed by another process: is a node with this id running?`, { field: "cluster.nodeId" });
+      }
+      await new Promise<void>((resolve) => setTimeout(resolve, pollMs));
+    }
+    this.#renewTimer = setInterval(() => void this.#renew(), Math.max(1, Math.floor(this.#cluster.leaseMs / 3)));
+    unref(this.#renewTimer);
+  }
+
+  /**
+   * Starts what a running node does for the cluster (the bus calls it once it takes messages): says it exists,
+   * answers the other nodes' requests for its workflows, hears answers for them, and scans for dead nodes.
+   */
+  async start(): Promise<void> {
+    await this.#register();
+    this.#stopServing = await this.#cluster.serve(WORKFLOW_TOPIC, (body) => this.#serveWorkflowMessage(body));
+    const subscription = this.#cluster.connection.nats.subscribe(ANSWERS_SUBJECT, {
+      callback: (error, message) => {
+        if (error !== null) return;
+        try {
+          const envelope = message.json<MessageEnvelope>();
+          if (this.#lease !== undefined && this.#host.concerns(envelope)) this.#host.observe(envelope);
+        } catch (observeError) {
+          process.emitWarning(`troupe: an answer from another node could not be observed: ${toBridgeError(observeError).message}`, { code: "TROUPE_CLUSTER" });
+        }
+      },
+    });
+    this.#unsubscribeAnswers = () => subscription.unsubscribe();
+    this.#scanTimer = setInterval(() => {
+      this.#scanning ??= this.#scan().finally(() => (this.#scanning = undefined));
+    }, Math.max(1, Math.floor(this.#cluster.leaseMs / 2)));
+    unref(this.#scanTimer);
+  }
+
+  /**
+   * Where a message accepted on this node that concerns a workflow goes, before the bus accepts it: `"here"`
+   * when the workflow runs here (or the message concerns none: the bus checks and observes it as on one node);
+   * `"elsewhere"` once the node that runs it has checked and observed it (its refusal is thrown: 404, 409, 403,
+   * 429), or, for an answer that names no workflow and matches no task here, once every node has been told.
+   * TRANSPORT when the workflow's node does not answer (it died: ask again once another node took it over).
+   */
+  async route(envelope: MessageEnvelope): Promise<"here" | "elsewhere"> {
+    if (this.#host.concerns(envelope)) return "here";
+    const sessionId = envelope.sender.session_id;
+    if (sessionId === undefined && inReplyToOf(envelope) === undefined && taskIdOf(envelope) === undefined) return "here";
+    if (sessionId === undefined) {
+      // An answer naming only its request or task id: whichever node sent that task hears it. At most once: the
+      // answer itself is still delivered to its recipient when NATS cannot take it now.
+      try {
+        this.#cluster.connection.nats.publish(ANSWERS_SUBJECT, JSON.stringify(envelope));
+      } catch (error) {
+        process.emitWarning(`troupe: answer ${envelope.message_id} could not be told to the other nodes: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      }
+      return "elsewhere";
+    }
+    const record = (await this.#host.store().get("workflows", sessionId)) as { node?: unknown } | undefined;
+    const owner = typeof record?.node === "string" ? record.node : undefined;
+    if (owner === undefined || owner === this.nodeId) return "here";
+    await this.#cluster.request(owner, WORKFLOW_TOPIC, { envelope });
+    return "elsewhere";
+  }
+
+  /** Stops scanning and serving (the bus is stopping); the lease is still renewed until `stop()`. */
+  async quiesce(): Promise<void> {
+    clearInterval(this.#scanTimer as ReturnType<typeof setInterval>);
+    this.#stopServing?.();
+    this.#unsubscribeAnswers?.();
+    await this.#scanning;
+  }
+
+  /**
+   * Stops renewing and serving, and releases the lease: the other nodes take this node's workflows and sessions
+   * over at their next scan (within half a lease time). Its records stay in the store for them. With
+   * `{ release: false }` (a runtime that outlives the bus still runs its sessions) the lease runs out instead, a
+   * lease time later, and this node writes nothing more.
+   */
+  async stop({ release = true }: { release?: boolean } = {}): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#renewTimer as ReturnType<typeof setInterval>);
+    clearInterval(this.#scanTimer as ReturnType<typeof setInterval>);
+    this.#clock.clearTimeout(this.#expiryTimer);
+    this.#stopServing?.();
+    this.#unsubscribeAnswers?.();
+    await this.#scanning;
+    const lease = this.#lease;
+    this.#lease = undefined;
+    this.#fence = undefined;
+    if (lease !== undefined && release) await this.#cluster.leases.release(lease).catch(() => undefined);
+  }
+
+  #hold(lease: Lease): void {
+    const tenureChanged = this.#lease?.token !== lease.token;
+    this.#lease = lease;
+    if (tenureChanged || this.#fence === undefined) {
+      const fence: Fence = { resource: lease.resource, token: lease.token, onRefused: () => this.#lost(fence, "a write of this node was refused: another node holds its lease") };
+      this.#fence = fence;
+    }
+    this.#clock.clearTimeout(this.#expiryTimer);
+    const fence = this.#fence;
+    this.#expiryTimer = this.#clock.setTimeout(() => this.#lost(fence, "its lease ran out without a renewal"), Math.max(0, lease.validUntil - this.#clock.now()));
+    unref(this.#expiryTimer);
+  }
+
+  async #renew(): Promise<void> {
+    const lease = this.#lease;
+    if (lease === undefined || this.#renewing || this.#stopped) return;
+    this.#renewing = true;
+    try {
+      const renewed = await this.#cluster.leases.renew(lease);
+      if (this.#lease !== lease || this.#stopped) return;
+      if (renewed === undefined) this.#lost(this.#fence, "another node took its lease");
+      else this.#hold(renewed);
+    } catch {
+      // NATS did not answer: the lease is good until its validUntil, when the expiry timer ends it.
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
+  /** The lease of tenure `fence` is lost: the node stops its workflows and sessions at once, and writes nothing more. */
+  #lost(fence: Fence | undefined, why: string): void {
+    if (fence === undefined || this.#fence !== fence) return;
+    this.#lease = undefined;
+    this.#fence = undefined;
+    this.#clock.clearTimeout(this.#expiryTimer);
+    if (this.#stopped) return;
+    process.emitWarning(`troupe: node ${this.nodeId} lost its lease (${why}): its workflows and bridge sessions stop here`, { code: "TROUPE_CLUSTER" });
+    this.#host.halt().catch((error: unknown) => process.emitWarning(`troupe: node ${this.nodeId} could not stop all it ran: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" }));
+  }
+
+  /** Says in the store that this node exists, so that the others watch its lease. */
+  async #register(): Promise<void> {
+    const fence = this.#fence;
+    if (fence === undefined) return;
+    const store = this.#host.store();
+    store.put("meta", NODE_RECORD_PREFIX + this.nodeId, { nodeId: this.nodeId, since: this.#clock.now() }, { fence });
+    await store.flush();
+  }
+
+  /** One scan: takes back this node's own lease if it lost it, then takes over every node that stopped renewing. */
+  async #scan(): Promise<void> {
+    try {
+      if (this.#lease === undefined) {
+        await this.#regain();
+        return;
+      }
+      const nodes = (await this.#host.store().list("meta", { prefix: NODE_RECORD_PREFIX })).map(({ id }) => id.slice(NODE_RECORD_PREFIX.length));
+      for (const nodeId of nodes) {
+        if (nodeId === this.nodeId || this.#stopped || this.#lease === undefined) continue;
+        const lease = await this.#cluster.leases.acquire(nodeResource(nodeId));
+        if (lease !== undefined) await this.#takeOver(nodeId, lease);
+      }
+      this.#scanFailing = false;
+    } catch (error) {
+      // NATS or the store away: the next scan tries again; the operator hears of it once per outage.
+      if (!this.#stopped && !this.#scanFailing) process.emitWarning(`troupe: node ${this.nodeId} could not scan the cluster: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      this.#scanFailing = true;
+    }
+  }
+
+  /** After losing its lease, the node takes it again once it can, and runs again what its records still name it for. */
+  async #regain(): Promise<void> {
+    const lease = await this.#cluster.leases.acquire(nodeResource(this.nodeId));
+    if (lease === undefined || this.#stopped) {
+      if (lease !== undefined) await this.#cluster.leases.release(lease);
+      return;
+    }
+    this.#hold(lease);
+    await this.#register();
+    const store = this.#host.store();
+    const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
+    await this.#host.adoptSessions(await SessionRecords.load(store, this.nodeId));
+    this.#host.resumeWorkflows(workflows);
+  }
+
+  /**
+   * Takes over dead node `nodeId`, whose lease this node now holds (`lease`): first a write under that lease, so
+   * that the dead node can write nothing more; then its workflow and session records are moved to this node
+   * under that lease, and restored here as a restart restores them; then the lease is released.
+   */
+  async #takeOver(nodeId: string, lease: Lease): Promise<void> {
+    let refused = false;
+    const fence: Fence = { resource: lease.resource, token: lease.token, onRefused: () => (refused = true) };
+    const store = this.#host.store();
+    try {
+      store.put("meta", NODE_RECORD_PREFIX + nodeId, { nodeId, takenOverBy: this.nodeId, at: this.#clock.now() }, { fence });
+      await store.flush();
+      const workflows = await loadWorkflows(store, nodeId);
+      const sessions = await SessionRecords.load(store, nodeId);
+      const moved = workflows.map(({ sessionId, record }) => ({ sessionId, record: { ...record, node: this.nodeId } }));
+      const movedSessions = sessions.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
+      for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
+      for (const { session } of movedSessions) store.put("bridge_sessions", session.sessionId, session, { fence });
+      store.delete("meta", NODE_RECORD_PREFIX + nodeId, { fence });
+      await store.flush();
+      // Another node took the dead one over meanwhile (this scan outlived the lease): it has the records.
+      if (refused || this.#lease === undefined || this.#stopped) return;
+      const adopted = await this.#host.adoptWorkflows(moved);
+      await this.#host.adoptSessions(movedSessions);
+      this.#host.resumeWorkflows(adopted);
+      this.#takeovers.push({ nodeId, workflows: adopted.length, sessions: movedSessions.length, at: this.#clock.now() });
+      if (this.#takeovers.length > 16) this.#takeovers.shift();
+    } finally {
+      await this.#cluster.leases.release(lease).catch(() => undefined);
+    }
+  }
+
+  /** Another node asks this one to check and observe a message for one of its workflows. */
+  #serveWorkflowMessage(body: unknown): null {
+    const envelope = (body as { envelope?: MessageEnvelope } | null)?.envelope;
+    if (typeof envelope !== "object" || envelope === null) throw new BridgeError("INTERNAL", "A workflow request from another node without its envelope");
+    if (this.#lease === undefined) throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true });
+    this.#host.checkSender(envelope);
+    this.#host.observe(envelope);
+    return null;
+  }
+}
+
+/** A timer that does not keep the process alive (the bus's stop clears it). */
+function unref(handle: unknown): void {
+  (handle as { unref?: () => void } | undefined)?.unref?.();
+}

@@ -1,0 +1,164 @@
+/**
+ * The keeper of a node's lease (src/cluster/ownership.ts) on fake time and a scripted lease table: it renews every
+ * third of the lease time, and the node stops everything it runs, at once and once, whichever way it loses the
+ * lease: a renewal that finds it taken, a lease time without an answered renewal, a fenced write refused. A node
+ * that lost it takes it back at a later scan and runs again what its records still name it for.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { BridgeError } from "../../src/errors.js";
+import type { Lease } from "../../src/cluster/leases.js";
+import type { ClusterNode } from "../../src/cluster/node.js";
+import { NodeOwnership, type OwnershipHost } from "../../src/cluster/ownership.js";
+import { createMemoryStore, type Clock, type Store } from "../../src/index.js";
+
+const LEASE_MS = 3_000;
+const clock: Clock = { now: () => Date.now(), setTimeout: (callback, delayMs) => setTimeout(callback, delayMs), clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>) };
+
+/** A lease table whose answers the test scripts; it counts renewals. */
+interface ScriptedLeases {
+  acquire: ReturnType<typeof vi.fn>;
+  renew: ReturnType<typeof vi.fn>;
+  release: ReturnType<typeof vi.fn>;
+}
+
+function leaseOf(token: number, revision = token): Lease {
+  return { resource: "node:node-a", token, holder: "node-a", revision, validUntil: Date.now() + LEASE_MS };
+}
+
+function fakeCluster(leases: ScriptedLeases): ClusterNode {
+  return {
+    nodeId: "node-a",
+    leaseMs: LEASE_MS,
+    leases,
+    serve: async () => () => undefined,
+    connection: { nats: { subscribe: () => ({ unsubscribe: () => undefined }), publish: () => undefined } },
+  } as unknown as ClusterNode;
+}
+
+function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: string[][] } {
+  const host = {
+    halts: 0,
+    adopted: [] as string[][],
+    store: () => store,
+    adoptWorkflows: async (records: Array<{ sessionId: string }>) => {
+      host.adopted.push(records.map((record) => record.sessionId));
+      return records.map((record) => record.sessionId);
+    },
+    adoptSessions: async () => undefined,
+    resumeWorkflows: () => undefined,
+    halt: async () => {
+      host.halts += 1;
+    },
+    concerns: () => true,
+    checkSender: () => undefined,
+    observe: () => undefined,
+  };
+  return host;
+}
+
+let store: Store;
+
+beforeEach(() => {
+  // The store commits on setImmediate, which stays real: only the keeper's timers and the clock are fake.
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] });
+  store = createMemoryStore();
+});
+
+afterEach(async () => {
+  vi.useRealTimers();
+  await store.close();
+});
+
+async function started(leases: ScriptedLeases): Promise<{ ownership: NodeOwnership; host: ReturnType<typeof fakeHost> }> {
+  const host = fakeHost(store);
+  const ownership = new NodeOwnership(fakeCluster(leases), host, { clock });
+  await ownership.claim();
+  await ownership.start();
+  return { ownership, host };
+}
+
+describe("the keeper of a node's lease", () => {
+  it("renews every third of the lease time and keeps the same fence while renewals succeed", async () => {
+    let revision = 1;
+    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async () => leaseOf(1, (revision += 1))), release: vi.fn(async () => undefined) };
+    const { ownership, host } = await started(leases);
+    const fence = ownership.fence();
+    await vi.advanceTimersByTimeAsync(3 * LEASE_MS);
+    expect(leases.renew).toHaveBeenCalledTimes(9);
+    expect(ownership.fence()).toBe(fence);
+    expect(host.halts).toBe(0);
+    await ownership.stop();
+    expect(leases.release).toHaveBeenCalledTimes(1);
+  });
+
+  it("stops everything at once when a renewal finds the lease taken, and writes nothing after", async () => {
+    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async (): Promise<Lease | undefined> => undefined), release: vi.fn(async () => undefined) };
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(host.halts).toBe(1);
+    expect(ownership.fence()).toBeUndefined();
+    expect(ownership.holdsLease()).toBe(false);
+    await vi.advanceTimersByTimeAsync(3 * LEASE_MS);
+    expect(host.halts).toBe(1);
+    await ownership.stop();
+  });
+
+  it("stops everything once a lease time has passed since the last renewal that got an answer", async () => {
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async () => {
+        throw new BridgeError("TRANSPORT", "NATS did not answer");
+      }),
+      release: vi.fn(async () => undefined),
+    };
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS - 1);
+    expect(host.halts).toBe(0);
+    expect(ownership.holdsLease()).toBe(true);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(host.halts).toBe(1);
+    expect(ownership.fence()).toBeUndefined();
+    await ownership.stop();
+  });
+
+  it("stops everything when the store refuses a write fenced by the lease, however many are refused", async () => {
+    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async () => leaseOf(1, 2)), release: vi.fn(async () => undefined) };
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    const fence = ownership.fence()!;
+    fence.onRefused!();
+    fence.onRefused!();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(host.halts).toBe(1);
+    expect(ownership.fence()).toBeUndefined();
+    await ownership.stop();
+  });
+
+  it("takes its lease back at a later scan and runs again the workflows its records still name it for", async () => {
+    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async (): Promise<Lease | undefined> => undefined), release: vi.fn(async () => undefined) };
+    store.put("workflows", "sess_mine", workflowRecord("sess_mine", "node-a"));
+    store.put("workflows", "sess_theirs", workflowRecord("sess_theirs", "node-b"));
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(host.halts).toBe(1);
+    leases.acquire.mockResolvedValue(leaseOf(7));
+    leases.renew.mockResolvedValue(leaseOf(7, 8));
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 2);
+    expect(ownership.fence()).toMatchObject({ resource: "node:node-a", token: 7 });
+    expect(host.adopted).toEqual([["sess_mine"]]);
+    expect(await store.get("meta", "cluster/nodes/node-a")).toMatchObject({ nodeId: "node-a" });
+    await ownership.stop();
+  });
+});
+
+/** The smallest workflow record `loadWorkflows` reads. */
+function workflowRecord(sessionId: string, node: string): unknown {
+  return {
+    v: 1,
+    node,
+    snapshot: { status: "active", value: "design", context: { sessionId, steps: [{ name: "design", required_agents: [] }], participants: [], tasks: [], createdAt: 0, stepEnteredAt: 0 } },
+  };
+}

@@ -1,0 +1,332 @@
+/**
+ * Ownership across the nodes of a cluster (issue 15, docs/cluster.md "Ownership and failover"), on a real NATS
+ * JetStream and a real PostgreSQL: each workflow runs on exactly one node, the one holding the lease its record
+ * names; a node that stops renewing is taken over by a survivor within about the lease time (its workflows go on
+ * there, its bridge sessions come back idle with their history, the interrupted prompt failed TRANSPORT); a node
+ * that lost its lease cannot write (its fenced write is refused, its actors stop). Nodes are buses in this
+ * process, each with its own NATS connection, store and lease; a node dies by losing NATS, as a killed or
+ * partitioned node does for the others, or is a child process killed with SIGKILL (test/fixtures/cluster-node.ts).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SimulatedClock } from "xstate";
+import { CommunicationBus, createRuntime, openPostgresStore, type Runtime, type RuntimeEvent } from "../../src/index.js";
+import type { NodeOwnership } from "../../src/cluster/ownership.js";
+import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
+import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { envelope, until } from "../bus/support.js";
+import { settle } from "../support/runtime.js";
+
+const LEASE_MS = 1_000;
+const KEY = "cluster-test-key";
+const WORKER = "troupe://worker";
+const LEAD = "cli://lead";
+const STEPS = [
+  { name: "design", required_agents: [WORKER] },
+  { name: "review", required_agents: [WORKER] },
+];
+
+let nats: NatsServer;
+let postgres: PostgresServer;
+let testNumber = 0;
+
+beforeAll(async () => {
+  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all([nats?.stop(), postgres?.stop()]);
+});
+
+/** One node of a test's cluster. */
+interface ClusterTestNode {
+  nodeId: string;
+  bus: CommunicationBus;
+  runtime: Runtime;
+  worker: ControlledAgent;
+  events: RuntimeEvent[];
+  ownership: NodeOwnership;
+}
+
+const running: ClusterTestNode[] = [];
+const children: ChildProcess[] = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await Promise.allSettled(running.splice(0).map(async (node) => {
+    await node.bus.stop();
+    await node.runtime.stop();
+  }));
+});
+
+/** A cluster of its own for each test: its PostgreSQL schema and its lease bucket. */
+function newCluster(): { schema: string; bucket: string } {
+  testNumber += 1;
+  return { schema: `own_${process.pid}_${testNumber}`, bucket: `own_${process.pid}_${testNumber}` };
+}
+
+/**
+ * Starts a node: a bus given an unstarted runtime with the controlled agent `troupe://worker` (the bus starts it),
+ * or with `ownsRuntime` a bus that makes its runtime (no agents) and stops it with itself.
+ */
+async function startNode(cluster: { schema: string; bucket: string }, nodeId: string, { clock, ownsRuntime = false }: { clock?: SimulatedClock; ownsRuntime?: boolean } = {}): Promise<ClusterTestNode> {
+  const worker = createControlledAgent("worker");
+  const store = () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
+  const given = ownsRuntime ? undefined : createRuntime({ agents: [worker.agent], defaultAgentId: "worker", store, ...(clock === undefined ? {} : { clock }) });
+  const bus = new CommunicationBus({
+    ...(given === undefined ? { store } : { runtime: given }),
+    host: "127.0.0.1",
+    port: 0,
+    apiKey: KEY,
+    closeGraceMs: 50,
+    env: {},
+    cluster: { url: nats.url, nodeId, leaseMs: LEASE_MS, leaseBucket: cluster.bucket },
+    ...(clock === undefined ? {} : { clock }),
+  });
+  const runtime = given ?? (bus as unknown as { runtime: Runtime }).runtime;
+  const events: RuntimeEvent[] = [];
+  runtime.on("*", (event) => events.push(event));
+  await bus.start();
+  const node = { nodeId, bus, runtime, worker, events, ownership: (bus as unknown as { ownership: NodeOwnership }).ownership };
+  running.push(node);
+  return node;
+}
+
+/** The node is cut from NATS, as a killed or partitioned node is for the others: it renews nothing more. */
+async function cutFromNats(node: ClusterTestNode): Promise<void> {
+  await node.bus.cluster!.close();
+}
+
+function createWorkflow(node: ClusterTestNode): string {
+  return node.bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: LEAD, role: "lead" }, { agent_id: WORKER, role: "dev" }], STEPS);
+}
+
+async function storedRecord(node: ClusterTestNode, sessionId: string): Promise<{ node?: string; snapshot: { value: unknown } } | undefined> {
+  return (await node.runtime.store.get("workflows", sessionId)) as { node?: string; snapshot: { value: unknown } } | undefined;
+}
+
+describe("workflow ownership", () => {
+  it("runs a workflow on the node that created it only; a task and its answer accepted by another node reach it there", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const sessionId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+    expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-a" });
+    expect(b.bus.sessionManager.getSession(sessionId)).toBeUndefined();
+
+    // The lead, registered on node-b, delegates the design through node-b: node-a records the task.
+    b.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
+    await b.bus.persisted();
+    await b.bus.send(envelope(LEAD, WORKER, { sender: { agent_id: LEAD, framework: "cli", session_id: sessionId }, payload: { prompt: "design it" }, metadata: { task_id: "t-design" } }));
+    expect(a.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "pending", to: WORKER }]);
+
+    // node-b's worker answers (an answer naming only its task): node-a hears it, and the workflow moves on.
+    await until(() => b.worker.prompts.length === 1);
+    b.worker.current().reply({ text: "designed" });
+    await until(() => a.bus.sessionManager.getSession(sessionId)?.workflow.current_step === "review", 5_000);
+    expect(a.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "completed" }]);
+    expect(b.bus.sessionManager.getSession(sessionId)).toBeUndefined();
+
+    // A node that starts now restores nothing of it: node-a runs it.
+    const c = await startNode(cluster, "node-c");
+    expect(c.bus.sessionManager.runs(sessionId)).toBe(false);
+    expect(c.bus.sessionManager.sessionCounts().total).toBe(0);
+
+    // The node that runs it checks what another node sends: a sender that is no participant is refused there.
+    b.bus.registerAgent({ agent_id: "cli://stranger", framework: "cli", capabilities: [] });
+    await expect(b.bus.send(envelope("cli://stranger", WORKER, { sender: { agent_id: "cli://stranger", framework: "cli", session_id: sessionId } }))).rejects.toMatchObject({ type: "AUTH" });
+  }, 30_000);
+
+  it("moves the workflows of a node cut from the cluster to one survivor within about the lease time, where they finish", async () => {
+    const cluster = newCluster();
+    const [a, b, c] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b"), await startNode(cluster, "node-c")];
+    const sessionIds = [createWorkflow(a), createWorkflow(a)];
+    a.bus.sessionManager.updateWorkflow(sessionIds[0]!, { current_step: "review" });
+    await a.bus.sessionManager.whenDurable();
+
+    const cutAt = performance.now();
+    await cutFromNats(a);
+    // node-a stops them itself once its lease ran out; one survivor (and only one) runs them after.
+    await until(() => a.bus.sessionManager.sessionCounts().total === 0, 3 * LEASE_MS);
+    await until(() => sessionIds.every((id) => b.bus.sessionManager.getSession(id) !== undefined || c.bus.sessionManager.getSession(id) !== undefined), 5 * LEASE_MS);
+    const failoverMs = performance.now() - cutAt;
+    const survivor = b.bus.sessionManager.getSession(sessionIds[0]!) === undefined ? c : b;
+    const other = survivor === b ? c : b;
+    for (const sessionId of sessionIds) {
+      expect(other.bus.sessionManager.getSession(sessionId)).toBeUndefined();
+      expect(await storedRecord(survivor, sessionId)).toMatchObject({ node: survivor.nodeId });
+    }
+    expect(survivor.bus.sessionManager.getSession(sessionIds[0]!)?.workflow.current_step).toBe("review");
+    expect(failoverMs).toBeLessThan(4 * LEASE_MS);
+
+    // They go on where they were, on the survivor, to their end.
+    survivor.bus.sessionManager.completeSession(sessionIds[0]!, { summary: "done on the survivor" });
+    survivor.bus.sessionManager.updateWorkflow(sessionIds[1]!, { current_step: "review" });
+    survivor.bus.sessionManager.completeSession(sessionIds[1]!, { summary: "done too" });
+    await survivor.bus.sessionManager.whenDurable();
+    for (const sessionId of sessionIds) {
+      expect(survivor.bus.sessionManager.getSession(sessionId)?.status).toBe("completed");
+      expect(await storedRecord(other, sessionId)).toMatchObject({ node: survivor.nodeId, snapshot: { value: "completed" } });
+    }
+    // The dead node is forgotten by the cluster: no other survivor takes it over again.
+    expect(survivor.ownership.takeovers()).toMatchObject([{ nodeId: "node-a", workflows: 2 }]);
+    expect(other.ownership.takeovers()).toEqual([]);
+  }, 30_000);
+
+  it("refuses the write of a node whose lease was taken while it was paused, and stops its workflow there", async () => {
+    const cluster = newCluster();
+    // node-a's clock stands still, as a paused process's does: it never sees its lease run out.
+    const pausedClock = new SimulatedClock();
+    pausedClock.set(Date.now());
+    const a = await startNode(cluster, "node-a", { clock: pausedClock });
+    const b = await startNode(cluster, "node-b");
+    const sessionId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+    await cutFromNats(a);
+    await until(() => b.bus.sessionManager.getSession(sessionId) !== undefined, 5 * LEASE_MS);
+    expect(a.ownership.holdsLease()).toBe(true);
+
+    // node-a wakes up and moves its workflow: the store refuses the write, and node-a stops the workflow.
+    a.bus.sessionManager.updateWorkflow(sessionId, { current_step: "review" });
+    await a.bus.sessionManager.whenDurable();
+    await until(() => !a.ownership.holdsLease() && a.bus.sessionManager.getSession(sessionId) === undefined);
+    expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b", snapshot: { value: "design" } });
+    expect(() => createWorkflow(a)).toThrow(expect.objectContaining({ type: "TRANSPORT" }));
+    await expect(a.runtime.bridge.sessionsCreate({})).rejects.toMatchObject({ type: "TRANSPORT" });
+  }, 30_000);
+});
+
+describe("nodes joining and leaving", () => {
+  it("hands the workflows of a node that stops with its runtime to a survivor at its next scan, without waiting for the lease time", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a", { ownsRuntime: true }), await startNode(cluster, "node-b")];
+    // A runtime the bus makes has no agents: the workflow's agents are remote ones.
+    const sessionId = a.bus.sessionManager.createSession(LEAD, [{ agent_id: "cli://dev", role: "dev" }], [{ name: "design", required_agents: ["cli://dev"] }]);
+    await a.bus.sessionManager.whenDurable();
+    await a.bus.stop();
+    // Its lease is released as it stops: no survivor waits for it to run out.
+    const stoppedAt = performance.now();
+    await until(() => b.bus.sessionManager.runs(sessionId), 3 * LEASE_MS);
+    expect(performance.now() - stoppedAt).toBeLessThan(LEASE_MS);
+    expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b" });
+  }, 30_000);
+
+  it("lets the lease of a node whose runtime outlives its bus run out: a survivor takes its work over a lease time later", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const sessionId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+    await a.bus.stop();
+    expect(a.ownership.holdsLease()).toBe(false);
+    await until(() => b.bus.sessionManager.runs(sessionId), 5 * LEASE_MS);
+    expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b" });
+  }, 30_000);
+
+  it("refuses to start a second node with the id of a running one (CONFIG), and leaves the first as it was", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a");
+    const sessionId = createWorkflow(a);
+    await expect(startNode(cluster, "node-a")).rejects.toMatchObject({ type: "CONFIG", details: { field: "cluster.nodeId" } });
+    expect(a.ownership.holdsLease()).toBe(true);
+    expect(a.bus.sessionManager.runs(sessionId)).toBe(true);
+  }, 30_000);
+});
+
+describe("bridge sessions after their node dies", () => {
+  it("come back idle on a survivor with their history, the interrupted prompt failed TRANSPORT", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a");
+    const b = await startNode(cluster, "node-b");
+    const { sessionId } = await a.runtime.bridge.sessionsCreate({ metadata: { project: "notifications" } });
+    const first = a.runtime.bridge.sessionsPrompt({ sessionId, prompt: "design it" });
+    await until(() => a.worker.prompts.length === 1);
+    a.worker.current().reply({ text: "designed" });
+    await first;
+    const interrupted = a.runtime.bridge.sessionsPrompt({ sessionId, prompt: "build it" });
+    interrupted.catch(() => undefined);
+    await until(() => a.worker.prompts.length === 2);
+    await settle();
+    await a.runtime.store.flush();
+
+    await cutFromNats(a);
+    await until(() => b.runtime.hasSession(sessionId), 5 * LEASE_MS);
+    expect(await b.runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({ status: "idle" });
+    expect(b.events.find((event) => event.type === "prompt.interrupted")).toMatchObject({ sessionId, error: { type: "TRANSPORT" } });
+    expect(((await b.runtime.store.get("bridge_sessions", sessionId)) as { node?: string }).node).toBe("node-b");
+    // The session goes on on node-b, with the history it had on node-a.
+    const next = b.runtime.bridge.sessionsPrompt({ sessionId, prompt: "review it" });
+    await until(() => b.worker.prompts.length === 1);
+    expect(b.worker.current().ctx.history).toEqual([
+      { role: "user", content: "design it" },
+      { role: "assistant", content: "designed" },
+    ]);
+    b.worker.current().reply({ text: "reviewed" });
+    expect(await next).toMatchObject({ text: "reviewed" });
+  }, 30_000);
+
+  it("answer the task of an auto workflow whose prompt the death interrupted with TRANSPORT, on the survivor that runs the workflow", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a");
+    const b = await startNode(cluster, "node-b");
+    const sessionId = a.bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: WORKER, role: "dev" }], [{ name: "design", required_agents: [WORKER], task: "Design it" }], {}, { dispatch: "auto" });
+    await until(() => a.worker.prompts.length === 1);
+    await settle();
+    await a.runtime.store.flush();
+
+    await cutFromNats(a);
+    await until(() => b.bus.sessionManager.getSession(sessionId)?.status === "terminated", 6 * LEASE_MS);
+    expect(b.bus.sessionManager.getSession(sessionId)).toMatchObject({ termination: { reason: "task_failed" }, tasks: [{ status: "failed", error: { code: "TRANSPORT" } }] });
+  }, 30_000);
+});
+
+const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+/** A node in a child process (test/fixtures/cluster-node.ts), started and ready. */
+async function spawnNode(cluster: { schema: string; bucket: string }, nodeId: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/cluster-node.ts"], {
+    cwd: projectRoot,
+    env: { ...process.env, CLUSTER_PG_URL: postgres.url(), CLUSTER_SCHEMA: cluster.schema, CLUSTER_NATS_URL: nats.url, CLUSTER_NODE_ID: nodeId, CLUSTER_LEASE_MS: String(LEASE_MS), CLUSTER_BUCKET: cluster.bucket },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  children.push(child);
+  const [message] = (await once(child, "message")) as [{ ready?: boolean }];
+  expect(message).toEqual({ ready: true });
+  return child;
+}
+
+async function createIn(child: ChildProcess, count: number): Promise<string[]> {
+  const created = once(child, "message");
+  child.send({ create: count });
+  const [message] = (await created) as [{ created: string[] }];
+  return message.created;
+}
+
+describe("a node killed with SIGKILL", () => {
+  it("has its workflows taken over by exactly one survivor within about the lease time, killed and restarted 3 times", async () => {
+    const cluster = newCluster();
+    const survivors = [await startNode(cluster, "node-b"), await startNode(cluster, "node-c")];
+    const failoversMs: number[] = [];
+    const runs = (sessionId: string): ClusterTestNode[] => survivors.filter((node) => node.bus.sessionManager.runs(sessionId));
+    for (let round = 0; round < 3; round += 1) {
+      // The same node id each time: the restarted node takes its lease back once a survivor let it go.
+      const killed = await spawnNode(cluster, "node-a");
+      const sessionIds = await createIn(killed, 20);
+      expect(sessionIds.flatMap(runs)).toEqual([]);
+      const exited = once(killed, "exit");
+      const killedAt = performance.now();
+      killed.kill("SIGKILL");
+      await until(() => sessionIds.every((id) => runs(id).length === 1), 5 * LEASE_MS);
+      failoversMs.push(Math.round(performance.now() - killedAt));
+      expect(sessionIds.every((id) => runs(id).length === 1)).toBe(true);
+      await exited;
+    }
+    if (process.env["TROUPE_REPORT_FAILOVER"] !== undefined) process.stdout.write(`failover after SIGKILL (lease ${LEASE_MS} ms): ${failoversMs.join(", ")} ms\n`);
+    // Within the lease time, and the scan that notices it (half a lease time), and the takeover itself.
+    for (const failoverMs of failoversMs) expect(failoverMs).toBeLessThan(3 * LEASE_MS);
+    const total = survivors.reduce((sum, node) => sum + node.bus.sessionManager.sessionCounts().active, 0);
+    expect(total).toBe(60);
+  }, 60_000);
+});
