@@ -80,10 +80,7 @@ export interface BusThroughput {
 }
 
 type LoadTarget = { id: string; senderUrl: string; recipientUrl: string; httpUrl: string };
-type Command =
-  | { connect: LoadTarget }
-  | { run: "ws" | "http"; target: string; messages: number; offset: number }
-  | { subscribers: number; url: string };
+type Command = { connect: LoadTarget } | { run: "ws" | "http"; target: string; messages: number; offset: number } | { subscribers: number; url: string };
 type Done = { done: true; latencyMs?: { p50: number; p99: number } };
 type Answer = Done | { error: string };
 
@@ -189,10 +186,14 @@ async function sendOverHttp(pair: LoadPair, messages: number, offset: number): P
   let next = 0;
   const post = (body: string): Promise<void> =>
     new Promise((resolve, reject) => {
-      const req = request(target, { method: "POST", agent, headers: { "content-type": "application/json", "x-agent-api-key": API_KEY, "content-length": Buffer.byteLength(body) } }, (res) => {
-        res.resume();
-        res.on("end", () => (res.statusCode === 202 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-      });
+      const req = request(
+        target,
+        { method: "POST", agent, headers: { "content-type": "application/json", "x-agent-api-key": API_KEY, "content-length": Buffer.byteLength(body) } },
+        (res) => {
+          res.resume();
+          res.on("end", () => (res.statusCode === 202 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+        },
+      );
       req.on("error", reject);
       req.end(body);
     });

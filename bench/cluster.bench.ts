@@ -19,6 +19,7 @@ import WebSocket from "ws";
 import { CommunicationBus, openPostgresStore, type BusOptions } from "../src/index.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
+import { frameText } from "../src/protocol/frames.js";
 
 const { values: flags } = parseArgs({ options: { messages: { type: "string", default: "3000" }, rounds: { type: "string", default: "3" } } });
 const MESSAGES = Number(flags.messages);
@@ -34,7 +35,15 @@ const postgres = await startPostgres();
 let databases = 0;
 
 async function bus(database: string, extra: Partial<BusOptions>, exclusive: boolean): Promise<CommunicationBus> {
-  const started = new CommunicationBus({ host: "127.0.0.1", port: 0, apiKey: API_KEY, env: {}, closeGraceMs: 50, store: () => openPostgresStore({ url: database, exclusive }), ...extra });
+  const started = new CommunicationBus({
+    host: "127.0.0.1",
+    port: 0,
+    apiKey: API_KEY,
+    env: {},
+    closeGraceMs: 50,
+    store: () => openPostgresStore({ url: database, exclusive }),
+    ...extra,
+  });
   await started.start();
   return started;
 }
@@ -47,7 +56,9 @@ async function buses(setup: Setup): Promise<{ via: CommunicationBus; at: Communi
     const only = await bus(database, {}, true);
     return { via: only, at: only, all: [only] };
   }
-  const cluster = (nodeId: string): Partial<BusOptions> => ({ cluster: { url: nats.url, nodeId, stream: `BENCH_${databases}`, subjectPrefix: `bench${databases}.messages` } });
+  const cluster = (nodeId: string): Partial<BusOptions> => ({
+    cluster: { url: nats.url, nodeId, stream: `BENCH_${databases}`, subjectPrefix: `bench${databases}.messages` },
+  });
   const a = await bus(database, cluster(`a${databases}`), false);
   const b = await bus(database, cluster(`b${databases}`), false);
   return setup === "cluster, A → B" ? { via: a, at: b, all: [a, b] } : { via: a, at: a, all: [a, b] };
@@ -58,13 +69,15 @@ async function round(setup: Setup, messages: number): Promise<number> {
   try {
     for (const agentId of ["bench://sender", "bench://recipient"]) via.registerAgent({ agent_id: agentId, framework: "bench" });
     await via.persisted();
-    const socket = new WebSocket(`${at.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent("bench://recipient")}`, { headers: { "x-agent-api-key": API_KEY } });
+    const socket = new WebSocket(`${at.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent("bench://recipient")}`, {
+      headers: { "x-agent-api-key": API_KEY },
+    });
     socket.on("error", () => undefined);
     let received = 0;
     let done: () => void = () => undefined;
     const all = new Promise<void>((resolve) => (done = resolve));
     socket.on("message", (data) => {
-      const { message_id } = JSON.parse(data.toString()) as { message_id: string };
+      const { message_id } = JSON.parse(frameText(data)) as { message_id: string };
       socket.send(JSON.stringify({ type: "ack", message_id }));
       received += 1;
       if (received === messages) done();
@@ -114,5 +127,7 @@ const median = (values: number[]): number => [...values].sort((x, y) => x - y)[M
 process.stdout.write(`${MESSAGES} messages per round, ${ROUNDS} rounds, window ${WINDOW}, ~1 KB payload\n`);
 for (const setup of setups) {
   const values = rates.get(setup) ?? [];
-  process.stdout.write(`${setup.padEnd(22)} ${Math.round(median(values))} messages/s (${Math.round(Math.min(...values))}–${Math.round(Math.max(...values))})\n`);
+  process.stdout.write(
+    `${setup.padEnd(22)} ${Math.round(median(values))} messages/s (${Math.round(Math.min(...values))}–${Math.round(Math.max(...values))})\n`,
+  );
 }

@@ -289,7 +289,9 @@ async function measureWorkflowHeap(): Promise<WorkflowHeapRound[]> {
       bytesPerEvictedWorkflow: (heapAfter - heapBefore) / HEAP_WORKFLOWS,
     });
     const last = rounds.at(-1);
-    progress(`pools: ${formatCount(HEAP_WORKFLOWS)} workflows, ${((last?.bytesPerLiveWorkflow ?? 0) / 1024).toFixed(2)} KiB each while live, ${(last?.bytesPerEvictedWorkflow ?? 0).toFixed(0)} B each once evicted`);
+    progress(
+      `pools: ${formatCount(HEAP_WORKFLOWS)} workflows, ${((last?.bytesPerLiveWorkflow ?? 0) / 1024).toFixed(2)} KiB each while live, ${(last?.bytesPerEvictedWorkflow ?? 0).toFixed(0)} B each once evicted`,
+    );
   }
   await pooled.stop();
   return rounds;
@@ -302,7 +304,10 @@ async function warmUp(): Promise<void> {
   pooled.deleteCreated();
   for (let index = 0; index < WARMUP; index += 1) await pooled.bus.send(message(WINDOW_TIMEOUT));
   pooled.clock.increment(WINDOW_TIMEOUT_MS);
-  for (let index = 0; index < WARMUP; index += 1) createActor(createWorkflowMachine(STEPS), { input: workflowInput(index) }).start().stop();
+  for (let index = 0; index < WARMUP; index += 1)
+    createActor(createWorkflowMachine(STEPS), { input: workflowInput(index) })
+      .start()
+      .stop();
   await pooled.stop();
 }
 
@@ -316,7 +321,9 @@ export async function runPoolsBench(): Promise<PoolsBenchResult> {
     fillWorkflows(pooled, size);
     workflowBuses.push(pooled);
   }
-  progress(`pools: ${CYCLES} windows of ${WINDOW} workflow creations, then deletions, at each of ${SIZES.map(formatCount).join(", ")} live, beside root actors`);
+  progress(
+    `pools: ${CYCLES} windows of ${WINDOW} workflow creations, then deletions, at each of ${SIZES.map(formatCount).join(", ")} live, beside root actors`,
+  );
   const workflows = await timeWorkflows(workflowBuses);
   for (const pooled of workflowBuses) await pooled.stop();
 

@@ -258,7 +258,12 @@ function workflowHeapTable(pools: PoolsBenchResult): string {
 function workerTable(worker: WorkerBenchResult): string {
   return table(
     ["executor", "median µs/prompt", "p99 µs/prompt", "prompts/s"],
-    [worker.inProcess, worker.worker].map((trip) => [trip.executor, micros(trip.medianMicros), micros(trip.p99Micros), formatCount(Math.round(trip.promptsPerSecond))]),
+    [worker.inProcess, worker.worker].map((trip) => [
+      trip.executor,
+      micros(trip.medianMicros),
+      micros(trip.p99Micros),
+      formatCount(Math.round(trip.promptsPerSecond)),
+    ]),
   );
 }
 
@@ -273,7 +278,16 @@ function rateWithRange(rate: number, [low, high]: [number, number]): string {
 function busTable(bus: BusThroughput[]): string {
   const ratios = new Map(durabilityRatios(bus).map(({ path, ratio }) => [path, ratio]));
   return table(
-    ["path", "server", "messages/s (range)", `× raw (target ≥ ${BUS_TARGETS.busOverRaw})`, `SQLite ÷ memory (target ≥ ${BUS_TARGETS.sqliteOverMemory})`, "server CPU µs/message", "sent → received p50 ms", "p99 ms"],
+    [
+      "path",
+      "server",
+      "messages/s (range)",
+      `× raw (target ≥ ${BUS_TARGETS.busOverRaw})`,
+      `SQLite ÷ memory (target ≥ ${BUS_TARGETS.sqliteOverMemory})`,
+      "server CPU µs/message",
+      "sent → received p50 ms",
+      "p99 ms",
+    ],
     bus.map((run) => {
       const durability = ratios.get(run.path);
       return [
@@ -308,7 +322,7 @@ function seconds(value: number): string {
 
 function coldStartTable(coldStart: ColdStartResult): string {
   return table(
-    ["start", "median s", "min s", "target s", "met?", "over `node -e \"\"` s", "CPU s", "peak RSS MiB"],
+    ["start", "median s", "min s", "target s", "met?", 'over `node -e ""` s', "CPU s", "peak RSS MiB"],
     coldStart.figures.map((figure) => [
       `\`${figure.command}\`${figure.until === "initialize" ? " until it answers `initialize`" : ""}`,
       seconds(figure.medianSeconds),

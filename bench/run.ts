@@ -46,7 +46,9 @@ const startedAt = performance.now();
 const loadAtStart = loadavg()[0] ?? 0;
 const xstateVersion = (createRequire(import.meta.url)("xstate/package.json") as { version: string }).version;
 
-progress(`benches start${QUICK ? " (quick: numbers mean nothing)" : ""}: node ${process.version}, xstate ${xstateVersion}, load average ${loadAtStart.toFixed(2)}`);
+progress(
+  `benches start${QUICK ? " (quick: numbers mean nothing)" : ""}: node ${process.version}, xstate ${xstateVersion}, load average ${loadAtStart.toFixed(2)}`,
+);
 const coldStart = await runColdStartBench();
 progress("worker: prompt round trips through an ACP worker process and in process");
 const worker = await runWorkerBench();

@@ -130,7 +130,9 @@ async function fill(loaded: LoadedRuntime, live: number, blocks: Batches[]): Pro
     block.record(FILL_BLOCK, startMs, performance.now());
     blocks.push(block);
     const { meanMicros, gcMicros } = await block.cost();
-    progress(`  filled ${formatCount(blockEnd)} sessions: ${meanMicros.toFixed(1)} µs/session over the last ${formatCount(FILL_BLOCK)}, ${gcMicros.toFixed(1)} of it in GC`);
+    progress(
+      `  filled ${formatCount(blockEnd)} sessions: ${meanMicros.toFixed(1)} µs/session over the last ${formatCount(FILL_BLOCK)}, ${gcMicros.toFixed(1)} of it in GC`,
+    );
   }
 }
 

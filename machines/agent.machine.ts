@@ -40,10 +40,7 @@ export interface AgentContext extends AgentInput {
 }
 
 /** What tells an agent it can be reached or not: its worker child, or the bus. */
-export type AgentPresenceEvent =
-  | { type: "AGENT.ONLINE" }
-  | { type: "AGENT.OFFLINE" }
-  | { type: "AGENT.UNAVAILABLE"; reason: string };
+export type AgentPresenceEvent = { type: "AGENT.ONLINE" } | { type: "AGENT.OFFLINE" } | { type: "AGENT.UNAVAILABLE"; reason: string };
 
 /** Events an agent accepts. */
 export type AgentEvent =
@@ -116,7 +113,10 @@ export const agentMachine = setup({
     "WORK.FINISHED": { actions: "countWorkFinished" },
     "AGENT.UNAVAILABLE": {
       target: ".unavailable",
-      actions: [{ type: "recordUnavailable", params: ({ event }) => ({ reason: event.reason }) }, { type: "announceOffline", params: { unavailable: true } }],
+      actions: [
+        { type: "recordUnavailable", params: ({ event }) => ({ reason: event.reason }) },
+        { type: "announceOffline", params: { unavailable: true } },
+      ],
     },
   },
   states: {

@@ -132,7 +132,13 @@ export interface ConversationOutput {
 
 /** The BUSY a turn gets when `maxQueuedTurns` turns already wait. */
 function busyError(maxQueuedTurns: number): PromptError {
-  return { type: "BUSY", message: `Conversation is busy: ${maxQueuedTurns} turns already queued`, retryable: true, sessionValid: true, details: { maxQueuedTurns } };
+  return {
+    type: "BUSY",
+    message: `Conversation is busy: ${maxQueuedTurns} turns already queued`,
+    retryable: true,
+    sessionValid: true,
+    details: { maxQueuedTurns },
+  };
 }
 
 function withThread(context: ConversationContext, turn: ConversationTurn): ThreadActivity[] {
@@ -153,10 +159,7 @@ const turnOf = ({ event }: { event: TurnEvent }) => ({ turn: event.turn, at: eve
 const failureOf = ({ event }: { event: { error: unknown } }) => event.error as TurnFailure;
 
 /** What a turn arriving while one is answered (or the session opens or closes) does: wait in the queue, or BUSY. */
-const queueTurn = [
-  { guard: "queueFull", actions: { type: "refuseBusy", params: turnOf } },
-  { actions: { type: "enqueue", params: turnOf } },
-] as const;
+const queueTurn = [{ guard: "queueFull", actions: { type: "refuseBusy", params: turnOf } }, { actions: { type: "enqueue", params: turnOf } }] as const;
 
 /** The conversation machine. Provide `openSession`, `runTurn` and `closeSession` (promise actors) before use. */
 export const conversationMachine = setup({
@@ -200,7 +203,15 @@ export const conversationMachine = setup({
     answer: enqueueActions(({ context, enqueue }, { text, handoffs, at }: TurnAnswer) => {
       const { inFlight, sessionId } = context;
       if (inFlight === null || sessionId === null) return;
-      enqueue.emit({ type: "turn.answered", conversationId: context.conversationId, agentId: context.agentId, turnId: inFlight.turnId, sessionId, text, handoffs });
+      enqueue.emit({
+        type: "turn.answered",
+        conversationId: context.conversationId,
+        agentId: context.agentId,
+        turnId: inFlight.turnId,
+        sessionId,
+        text,
+        handoffs,
+      });
       enqueue.assign({ inFlight: null, lastActivityAt: at });
     }),
     failTurn: enqueueActions(({ context, enqueue }, { at, ...error }: TurnFailure) => {

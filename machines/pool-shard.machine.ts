@@ -110,7 +110,11 @@ export const poolShardMachine = setup({
       // A delivery starts without a message (its owner hands it one): it takes no input.
       if (params.src === "delivery") enqueue.spawnChild("delivery", options);
       else if (params.src === "agent") enqueue.spawnChild("agent", { ...options, input: params.input as AgentInput });
-      else (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, { ...options, input: params.input });
+      else
+        (enqueue.spawnChild as unknown as (src: AnyActorLogic, options: { id: string; systemId: string; input: unknown }) => void)(params.src, {
+          ...options,
+          input: params.input,
+        });
     }),
     /**
      * Reaps the child in `slot`, or the child `childId`, or every child; the ending defaults to the child's own.
@@ -121,7 +125,12 @@ export const poolShardMachine = setup({
         const childId = childIdOf(child);
         if (params.ending === undefined) enqueue(cancel(retentionEvictId(childId)));
         enqueue(stopChild(slot));
-        enqueue.sendParent({ type: "CHILD.RELEASED", shardId: context.shardId, childId, ending: params.ending ?? endingOf(child) } satisfies ChildReleasedEvent);
+        enqueue.sendParent({
+          type: "CHILD.RELEASED",
+          shardId: context.shardId,
+          childId,
+          ending: params.ending ?? endingOf(child),
+        } satisfies ChildReleasedEvent);
       }
     }),
     retain: enqueueActions(({ enqueue, self }, params: { slot: string; retainMs: number }) => {

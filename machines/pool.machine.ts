@@ -156,7 +156,10 @@ export const poolMachine = setup({
         "POOL.EVICT": [
           {
             guard: { type: "holdsShard", params: ({ event }) => ({ shardId: event.shardId }) },
-            actions: { type: "sendToShard", params: ({ event }) => ({ shardId: event.shardId ?? "", event: { type: "SHARD.EVICT", childId: event.childId } as const }) },
+            actions: {
+              type: "sendToShard",
+              params: ({ event }) => ({ shardId: event.shardId ?? "", event: { type: "SHARD.EVICT", childId: event.childId } as const }),
+            },
           },
           { actions: { type: "broadcast", params: ({ event }) => ({ event: { type: "SHARD.EVICT", childId: event.childId } as const }) } },
         ],

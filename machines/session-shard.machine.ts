@@ -15,9 +15,7 @@ export type SessionSpawnInput = Omit<SessionInput, "shardId">;
 /** Events a shard accepts. */
 export type SessionShardEvent =
   /** `slot`: the session's place in this shard (0 to shardSize - 1), its local id. */
-  | { type: "SHARD.SPAWN"; session: SessionSpawnInput; slot: number }
-  | SessionReleaseEvent
-  | { type: "SHUTDOWN" };
+  { type: "SHARD.SPAWN"; session: SessionSpawnInput; slot: number } | SessionReleaseEvent | { type: "SHUTDOWN" };
 
 /** The event a shard sends the supervisor once one of its sessions is stopped and deleted. */
 export interface SessionReleasedEvent extends Omit<SessionReleaseEvent, "type"> {
@@ -90,12 +88,15 @@ export const sessionShardMachine = setup({
         "SESSION.RELEASE": {
           actions: [
             stopChild(({ event, self, system }) => childOf(self, system.get(event.session.sessionId) as AnyActorRef | undefined)),
-            sendParent(({ context, event }) => ({
-              type: "SESSION.RELEASED",
-              session: event.session,
-              reason: event.reason,
-              shardId: context.shardId,
-            }) satisfies SessionReleasedEvent),
+            sendParent(
+              ({ context, event }) =>
+                ({
+                  type: "SESSION.RELEASED",
+                  session: event.session,
+                  reason: event.reason,
+                  shardId: context.shardId,
+                }) satisfies SessionReleasedEvent,
+            ),
           ],
         },
         SHUTDOWN: {

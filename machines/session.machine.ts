@@ -253,14 +253,11 @@ export const sessionMachine = setup({
     hasQueued: ({ context }) => context.queue.length > 0,
     isDuplicateRequest: ({ context, event }) => event.type === "PROMPT" && isPending(context, event.request.requestId),
     queueFull: ({ context }) => context.queue.length >= context.maxQueuedPrompts,
-    targetsInFlight: ({ context, event }) =>
-      event.type === "CANCEL" && (event.requestId === undefined || event.requestId === context.inFlight?.requestId),
-    targetsQueued: ({ context, event }) =>
-      event.type === "CANCEL" && context.queue.some((queued) => queued.requestId === event.requestId),
+    targetsInFlight: ({ context, event }) => event.type === "CANCEL" && (event.requestId === undefined || event.requestId === context.inFlight?.requestId),
+    targetsQueued: ({ context, event }) => event.type === "CANCEL" && context.queue.some((queued) => queued.requestId === event.requestId),
     isUnrecoverable: ({ event }) => event.type === "xstate.error.actor.prompt" && event.error.sessionValid === false,
     inFlightIsDue: ({ context, event }) => event.type === "PROMPT.DEADLINE" && event.commandId === context.inFlight?.commandId,
-    queuedIsDue: ({ context, event }) =>
-      event.type === "PROMPT.DEADLINE" && context.queue.some((queued) => queued.commandId === event.commandId),
+    queuedIsDue: ({ context, event }) => event.type === "PROMPT.DEADLINE" && context.queue.some((queued) => queued.commandId === event.commandId),
   },
   actions: {
     accept: assign((_, { request, at }: { request: PendingPrompt; at: number }) => ({ inFlight: request, lastActivityAt: at })),
@@ -333,7 +330,14 @@ export const sessionMachine = setup({
     timeOutQueued: enqueueActions(({ context, enqueue }, { commandId, timeoutMs }: { commandId: string; timeoutMs: number; at: number }) => {
       const due = context.queue.find((queued) => queued.commandId === commandId);
       if (due === undefined) return;
-      enqueue.emit({ type: "prompt.failed", sessionId: context.sessionId, requestId: due.requestId, commandId, error: timeoutError(timeoutMs), started: false });
+      enqueue.emit({
+        type: "prompt.failed",
+        sessionId: context.sessionId,
+        requestId: due.requestId,
+        commandId,
+        error: timeoutError(timeoutMs),
+        started: false,
+      });
       disarmDeadlines(enqueue, [due]);
       enqueue.assign({ queue: context.queue.filter((queued) => queued !== due) });
     }),
@@ -398,11 +402,14 @@ export const sessionMachine = setup({
       enqueue.assign({ inFlight: null, queue: [], releaseReason: params.reason });
     }),
     // Separate from `release` and named, so that a graph traversal without a parent can provide a no-op.
-    askParentToDelete: sendParent(({ context }) => ({
-      type: "SESSION.RELEASE" as const,
-      session: infoOf(context),
-      reason: context.releaseReason ?? "closed",
-    }) satisfies SessionReleaseEvent),
+    askParentToDelete: sendParent(
+      ({ context }) =>
+        ({
+          type: "SESSION.RELEASE" as const,
+          session: infoOf(context),
+          reason: context.releaseReason ?? "closed",
+        }) satisfies SessionReleaseEvent,
+    ),
   },
 }).createMachine({
   id: "session",
@@ -437,7 +444,13 @@ export const sessionMachine = setup({
     active: {
       description: "Created; no prompt sent yet.",
       on: {
-        PROMPT: { target: "busy", actions: [{ type: "accept", params: promptOf }, { type: "armDeadline", params: promptOf }] },
+        PROMPT: {
+          target: "busy",
+          actions: [
+            { type: "accept", params: promptOf },
+            { type: "armDeadline", params: promptOf },
+          ],
+        },
         CANCEL: { actions: { type: "rejectCancel", params: cancelOf } },
         FAIL: { target: "failed", actions: { type: "failSession", params: failureOf } },
       },
@@ -478,7 +491,12 @@ export const sessionMachine = setup({
         PROMPT: [
           { guard: "isDuplicateRequest", actions: { type: "rejectDuplicate", params: promptOf } },
           { guard: "queueFull", actions: { type: "rejectBusy", params: promptOf } },
-          { actions: [{ type: "enqueue", params: promptOf }, { type: "armDeadline", params: promptOf }] },
+          {
+            actions: [
+              { type: "enqueue", params: promptOf },
+              { type: "armDeadline", params: promptOf },
+            ],
+          },
         ],
         CANCEL: [
           {
@@ -508,7 +526,13 @@ export const sessionMachine = setup({
     idle: {
       description: "The last prompt is done; ready for the next.",
       on: {
-        PROMPT: { target: "busy", actions: [{ type: "accept", params: promptOf }, { type: "armDeadline", params: promptOf }] },
+        PROMPT: {
+          target: "busy",
+          actions: [
+            { type: "accept", params: promptOf },
+            { type: "armDeadline", params: promptOf },
+          ],
+        },
         CANCEL: { actions: { type: "rejectCancel", params: cancelOf } },
         FAIL: { target: "failed", actions: { type: "failSession", params: failureOf } },
       },

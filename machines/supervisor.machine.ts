@@ -68,7 +68,10 @@ export type SupervisorEmitted =
 type ReleaseParams = Omit<SessionReleasedEvent, "type">;
 
 /** The params of the actions that take a release: the event without its type. */
-const countRelease = { type: "countRelease", params: ({ event }: { event: SessionReleasedEvent }) => ({ session: event.session, reason: event.reason, shardId: event.shardId }) } as const;
+const countRelease = {
+  type: "countRelease",
+  params: ({ event }: { event: SessionReleasedEvent }) => ({ session: event.session, reason: event.reason, shardId: event.shardId }),
+} as const;
 const reapShard = { type: "reapShard", params: ({ event }: { event: SessionReleasedEvent }) => ({ shardId: event.shardId }) } as const;
 
 /** The supervisor machine. */
@@ -176,8 +179,7 @@ export const supervisorMachine = setup({
       },
     },
     stopping: {
-      description:
-        "Closes the sessions one shard per SHUTDOWN.NEXT (reason shutdown), so the runtime can yield between shards; it sends no new sessions.",
+      description: "Closes the sessions one shard per SHUTDOWN.NEXT (reason shutdown), so the runtime can yield between shards; it sends no new sessions.",
       on: {
         "SHUTDOWN.NEXT": { actions: "shutDownNextShard" },
         "SESSION.RELEASED": [

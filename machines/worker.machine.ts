@@ -123,7 +123,10 @@ export const workerMachine = setup({
               // Resolved after countCrash: `crashes` already counts this exit.
               {
                 type: "tellAgent",
-                params: ({ context, event }) => ({ type: "AGENT.UNAVAILABLE", reason: `it crashed ${context.crashes} times in a row; the last time it ${event.reason}` }),
+                params: ({ context, event }) => ({
+                  type: "AGENT.UNAVAILABLE",
+                  reason: `it crashed ${context.crashes} times in a row; the last time it ${event.reason}`,
+                }),
               },
             ],
           },

@@ -62,9 +62,7 @@ export interface TaskUsage {
 }
 
 /** How a task ended. */
-export type TaskOutcome =
-  | { status: "completed"; result: unknown; usage?: TaskUsage }
-  | { status: "failed"; error: { code: string; message: string } };
+export type TaskOutcome = { status: "completed"; result: unknown; usage?: TaskUsage } | { status: "failed"; error: { code: string; message: string } };
 
 /** A task delegated in a workflow session (a `task_request` naming the session). */
 export interface WorkflowTask {
@@ -336,17 +334,15 @@ const workflowSetup = setup({
       const step = context.steps.find((each) => each.name === params.step);
       if (context.dispatch !== "auto" || step?.task === undefined) return;
       const round = (context.dispatchRounds[step.name] ?? 0) + 1;
-      const tasks = step.required_agents.map(
-        (to, index): WorkflowTask => ({
-          task_id: `${context.sessionId}/${step.name}/${round}/${to}`,
-          message_id: `${context.sessionId}/${step.name}/${round}/${index}`,
-          step: step.name,
-          from: context.initiator,
-          to,
-          status: "pending",
-          delegated_at: params.at,
-        }),
-      );
+      const tasks = step.required_agents.map((to, index): WorkflowTask => ({
+        task_id: `${context.sessionId}/${step.name}/${round}/${to}`,
+        message_id: `${context.sessionId}/${step.name}/${round}/${index}`,
+        step: step.name,
+        from: context.initiator,
+        to,
+        status: "pending",
+        delegated_at: params.at,
+      }));
       enqueue.assign({ tasks: [...context.tasks, ...tasks], dispatchRounds: { ...context.dispatchRounds, [step.name]: round }, updatedAt: params.at });
       for (const task of tasks) enqueue.emit({ type: "task_delegated", sessionId: context.sessionId, task });
       enqueue.emit({
@@ -383,9 +379,7 @@ const workflowSetup = setup({
         status: outcome.status,
         answered_at: event.at,
         answered_by: event.from,
-        ...(outcome.status === "completed"
-          ? { result: outcome.result, ...(outcome.usage ? { usage: outcome.usage } : {}) }
-          : { error: outcome.error }),
+        ...(outcome.status === "completed" ? { result: outcome.result, ...(outcome.usage ? { usage: outcome.usage } : {}) } : { error: outcome.error }),
       };
       enqueue.assign({ tasks: context.tasks.map((each) => (each === task ? answered : each)), updatedAt: event.at });
       enqueue.emit({ type: "task_completed", sessionId: context.sessionId, task: answered });
@@ -491,12 +485,18 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
           ? {
               guard: and([{ type: "completesStep" as const, params }, "dispatchesTasks" as const]),
               target: "completed",
-              actions: [{ type: "answer" as const, params: ({ event }: AnswerEvent) => event }, { type: "complete" as const, params: ({ context, event }: StepEvent) => completionOf(context, atOf(context, event)) }],
+              actions: [
+                { type: "answer" as const, params: ({ event }: AnswerEvent) => event },
+                { type: "complete" as const, params: ({ context, event }: StepEvent) => completionOf(context, atOf(context, event)) },
+              ],
             }
           : {
               guard: { type: "completesStep" as const, params },
               target: next,
-              actions: [{ type: "answer" as const, params: ({ event }: AnswerEvent) => event }, { type: "advance" as const, params: { from: step.name, to: next } }],
+              actions: [
+                { type: "answer" as const, params: ({ event }: AnswerEvent) => event },
+                { type: "advance" as const, params: { from: step.name, to: next } },
+              ],
             };
       const onTimeout =
         timeoutMs === undefined
@@ -507,7 +507,10 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
                   guard: { type: "awaitsAnswers" as const, params },
                   target: "terminated",
                   actions: [
-                    { type: "expireTasks" as const, params: ({ context }: StepEvent) => ({ step: step.name, timeoutMs, at: context.stepEnteredAt + timeoutMs }) },
+                    {
+                      type: "expireTasks" as const,
+                      params: ({ context }: StepEvent) => ({ step: step.name, timeoutMs, at: context.stepEnteredAt + timeoutMs }),
+                    },
                     { type: "terminate" as const, params: ({ context }: StepEvent) => stepTimeoutEnding(context, step.name, timeoutMs) },
                   ],
                 },
@@ -526,7 +529,10 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
               {
                 guard: and(["dispatchesTasks" as const, { type: "failsTask" as const, params }]),
                 target: "terminated",
-                actions: [{ type: "answer" as const, params: ({ event }: AnswerEvent) => event }, { type: "terminate" as const, params: (args: AnswerEvent) => taskFailureEnding(step.name, args) }],
+                actions: [
+                  { type: "answer" as const, params: ({ event }: AnswerEvent) => event },
+                  { type: "terminate" as const, params: (args: AnswerEvent) => taskFailureEnding(step.name, args) },
+                ],
               },
               onAllAnswered,
             ],
@@ -567,10 +573,16 @@ export function createWorkflowMachine(steps: WorkflowStep[], options: WorkflowMa
       "PARTICIPANT.ADD": { actions: { type: "addParticipant", params: ({ event }) => event } },
       "PARTICIPANT.REMOVE": { actions: { type: "removeParticipant", params: ({ event }) => event } },
       "CONTEXT.UPDATE": { actions: { type: "updateContext", params: ({ event }) => event } },
-      COMPLETE: { target: ".completed", actions: { type: "complete", params: ({ event }) => ({ summary: event.summary, artifacts: event.artifacts, at: event.at }) } },
+      COMPLETE: {
+        target: ".completed",
+        actions: { type: "complete", params: ({ event }) => ({ summary: event.summary, artifacts: event.artifacts, at: event.at }) },
+      },
       TERMINATE: {
         target: ".terminated",
-        actions: { type: "terminate", params: ({ event }) => ({ reason: event.reason, ...(event.details === undefined ? {} : { details: event.details }), at: event.at }) },
+        actions: {
+          type: "terminate",
+          params: ({ event }) => ({ reason: event.reason, ...(event.details === undefined ? {} : { details: event.details }), at: event.at }),
+        },
       },
     },
     states: {

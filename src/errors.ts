@@ -5,18 +5,7 @@
 import type { z } from "zod";
 
 /** Every error category of the bridge (SPEC §2.3). */
-export const BRIDGE_ERROR_TYPES = [
-  "CONFIG",
-  "AUTH",
-  "UPSTREAM",
-  "TRANSPORT",
-  "TIMEOUT",
-  "NOT_FOUND",
-  "CAPACITY",
-  "BUSY",
-  "CANCELLED",
-  "INTERNAL",
-] as const;
+export const BRIDGE_ERROR_TYPES = ["CONFIG", "AUTH", "UPSTREAM", "TRANSPORT", "TIMEOUT", "NOT_FOUND", "CAPACITY", "BUSY", "CANCELLED", "INTERNAL"] as const;
 
 /** One error category. */
 export type BridgeErrorType = (typeof BRIDGE_ERROR_TYPES)[number];

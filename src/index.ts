@@ -33,7 +33,15 @@ export { WorkerExecutor, DEFAULT_RESTART_POLICY, type WorkerConfig } from "./exe
 export type { PermissionPolicy } from "./executors/acp-process.js";
 export { InProcessExecutor } from "./executors/in-process.js";
 export { systemClock, type Clock } from "./clock.js";
-export { RUNTIME_EVENT_TYPES, type MessageOrigin, type PromptOrigin, type RuntimeEvent, type RuntimeEventMap, type RuntimeEventType, type RuntimeEventListener } from "./events/event-hub.js";
+export {
+  RUNTIME_EVENT_TYPES,
+  type MessageOrigin,
+  type PromptOrigin,
+  type RuntimeEvent,
+  type RuntimeEventMap,
+  type RuntimeEventType,
+  type RuntimeEventListener,
+} from "./events/event-hub.js";
 export type { EventStream, EventStreamStats } from "./events/event-stream.js";
 export { EVENTS_PATH, LAST_EVENT_ID_HEADER, type EventStreamControlFrame, type MissedFrame, type OverflowFrame } from "./protocol/event-frames.js";
 export { VERSION } from "./version.js";
@@ -63,11 +71,39 @@ export type { ProviderReply } from "./providers/provider.js";
 export { CommunicationBus, BUS_AGENT_ID, type SendResult } from "./bus/bus.js";
 export { DEV_KEY, isLoopbackHost, type BusOptions, type ResolvedBusOptions } from "./bus/options.js";
 export { BUS_API_KEY_ENV, ENCRYPTION_KEY_ENV } from "./server/defaults.js";
-export { SessionManager, type WorkflowSession, type SessionManagerEvent, type SessionManagerEventType, type ParticipantInput, type StepInput, type WorkflowUpdate, type CreateSessionOptions } from "./workflows/session-manager.js";
+export {
+  SessionManager,
+  type WorkflowSession,
+  type SessionManagerEvent,
+  type SessionManagerEventType,
+  type ParticipantInput,
+  type StepInput,
+  type WorkflowUpdate,
+  type CreateSessionOptions,
+} from "./workflows/session-manager.js";
 export { ORCHESTRATOR_AGENT_ID } from "./bus/runtime-agents.js";
 export { ResultAggregator, type SessionSummary, type StepSummary, type AgentStepSummary, type SummarizeOptions } from "./workflows/aggregator.js";
-export { connectAgent, type AgentClient, type AgentRegistration, type ConnectAgentOptions, type MessageContext, type OutgoingMessage, type ReplyOptions, type SendAnswer } from "./client/connect-agent.js";
-export { envelopeSchema, parseEnvelope, MESSAGE_TYPES, PRIORITIES, DELIVERY_MODES, type MessageEnvelope, type EnvelopeInput, type MessageType, type Priority } from "./protocol/envelope.js";
+export {
+  connectAgent,
+  type AgentClient,
+  type AgentRegistration,
+  type ConnectAgentOptions,
+  type MessageContext,
+  type OutgoingMessage,
+  type ReplyOptions,
+  type SendAnswer,
+} from "./client/connect-agent.js";
+export {
+  envelopeSchema,
+  parseEnvelope,
+  MESSAGE_TYPES,
+  PRIORITIES,
+  DELIVERY_MODES,
+  type MessageEnvelope,
+  type EnvelopeInput,
+  type MessageType,
+  type Priority,
+} from "./protocol/envelope.js";
 export { parseDuration, formatDuration } from "./protocol/durations.js";
 export { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, type AckFrame, type SendAnswerFrame } from "./protocol/frames.js";
 export type { AgentDescriptor as BusAgentDescriptor, AgentListing } from "./bus/agent-registry.js";
@@ -77,7 +113,18 @@ export { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord, 
 export { createMemoryStore } from "./store/memory-store.js";
 export { openSqliteStore, SQLITE_STORE_FILE, type SqliteStoreOptions } from "./store/sqlite-store.js";
 export { openPostgresStore, DEFAULT_POSTGRES_SCHEMA, type PostgresStoreOptions } from "./store/postgres-store.js";
-export { loadAgentTeam, parseAgentFile, formatIssue, MAX_AGENT_FILE_BYTES, type AgentTeam, type AgentSpec, type CapabilitySpec, type AgentFileIssue, type LoadTeamOptions, type ParsedAgentFile } from "./agents/yaml/load-team.js";
+export {
+  loadAgentTeam,
+  parseAgentFile,
+  formatIssue,
+  MAX_AGENT_FILE_BYTES,
+  type AgentTeam,
+  type AgentSpec,
+  type CapabilitySpec,
+  type AgentFileIssue,
+  type LoadTeamOptions,
+  type ParsedAgentFile,
+} from "./agents/yaml/load-team.js";
 export { AGENT_NAME_PATTERN, ROUTING_MODES, type AgentFileContext, type RoutingSetting } from "./agents/yaml/agent-file.js";
 export { decideRouting, INLINE_PROMPT_CHARACTER_LIMIT, MAX_INLINE_TOOLS, type RoutingDecision, type RoutingMode } from "./agents/yaml/routing.js";
 export { buildTeam, type BuildTeamOptions, type BuiltTeam, type TeamRoute } from "./agents/yaml/team.js";

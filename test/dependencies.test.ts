@@ -7,7 +7,9 @@ import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 
 const packageJson = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { dependencies: Record<string, string> };
-const lock = JSON.parse(readFileSync(new URL("../package-lock.json", import.meta.url), "utf8")) as { packages: Record<string, { dependencies?: Record<string, string> }> };
+const lock = JSON.parse(readFileSync(new URL("../package-lock.json", import.meta.url), "utf8")) as {
+  packages: Record<string, { dependencies?: Record<string, string> }>;
+};
 
 describe("the xstate dependency", () => {
   it("is one exact version, the one installed, in package.json and in the lock", () => {

@@ -10,7 +10,9 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 describe("examples/workflow.ts", () => {
   it("runs design → implementation → review with an LLM agent, a worker and a WebSocket agent to completed", async () => {
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ["--import", "tsx", "examples/workflow.ts"], { cwd: ROOT, timeout: 15_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)));
+      execFile(process.execPath, ["--import", "tsx", "examples/workflow.ts"], { cwd: ROOT, timeout: 15_000 }, (error, out, err) =>
+        error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out),
+      );
     });
 
     expect(stdout).toMatch(/^# Session sess_\w+: completed$/m);

@@ -24,7 +24,11 @@ describe("lazyImport", () => {
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- a string, not a literal: tsc must not resolve a package that does not exist
       return import("troupe-no-such-package" as string);
     });
-    const failure = { type: "CONFIG", message: expect.stringMatching(/^A test needs the troupe-no-such-package package, which could not be loaded: /), details: { package: "troupe-no-such-package" } };
+    const failure = {
+      type: "CONFIG",
+      message: expect.stringMatching(/^A test needs the troupe-no-such-package package, which could not be loaded: /),
+      details: { package: "troupe-no-such-package" },
+    };
     await expect(lazy()).rejects.toMatchObject(failure);
     await expect(lazy()).rejects.toMatchObject(failure);
     expect(attempts).toBe(2);
@@ -48,6 +52,10 @@ describe("lazyRequire", () => {
     } catch (error) {
       thrown = error;
     }
-    expect(thrown).toMatchObject({ type: "CONFIG", message: expect.stringMatching(/^A test needs the troupe-no-such-package package/), details: { package: "troupe-no-such-package" } });
+    expect(thrown).toMatchObject({
+      type: "CONFIG",
+      message: expect.stringMatching(/^A test needs the troupe-no-such-package package/),
+      details: { package: "troupe-no-such-package" },
+    });
   });
 });

@@ -124,7 +124,11 @@ export class A2aServer {
     const target = this.target(agentId);
     const contentType = request.header("content-type");
     if (contentType !== undefined && contentType.split(";", 1)[0]!.trim().toLowerCase() !== "application/json") {
-      return writeJson(res, 200, this.errorEnvelope(null, new ContentTypeNotSupportedError(`Unsupported Content-Type "${contentType}"; expected application/json.`)));
+      return writeJson(
+        res,
+        200,
+        this.errorEnvelope(null, new ContentTypeNotSupportedError(`Unsupported Content-Type "${contentType}"; expected application/json.`)),
+      );
     }
     let body: unknown;
     try {
@@ -135,7 +139,11 @@ export class A2aServer {
       const failure = toBridgeError(error);
       if (failure.details["limitBytes"] !== undefined) throw failure;
       if (failure.details["limit"] !== undefined) return writeJson(res, 200, this.errorEnvelope(null, new RequestMalformedError(failure.message)));
-      return writeJson(res, 200, { jsonrpc: "2.0", id: null, error: { code: A2A_ERROR_CODE.PARSE_ERROR, message: `Invalid JSON payload: ${failure.message}` } });
+      return writeJson(res, 200, {
+        jsonrpc: "2.0",
+        id: null,
+        error: { code: A2A_ERROR_CODE.PARSE_ERROR, message: `Invalid JSON payload: ${failure.message}` },
+      });
     }
     const version = request.header(A2A_VERSION_HEADER);
     const legacy = (version || A2A_LEGACY_PROTOCOL_VERSION) === A2A_LEGACY_PROTOCOL_VERSION;
@@ -143,7 +151,9 @@ export class A2aServer {
     const method = methodOf(body);
     try {
       const context = defaultServerCallContextBuilder({
-        extensions: Extensions.parseServiceParameter(legacy ? (request.header(LEGACY_HTTP_EXTENSION_HEADER) ?? request.header(HTTP_EXTENSION_HEADER)) : request.header(HTTP_EXTENSION_HEADER)),
+        extensions: Extensions.parseServiceParameter(
+          legacy ? (request.header(LEGACY_HTTP_EXTENSION_HEADER) ?? request.header(HTTP_EXTENSION_HEADER)) : request.header(HTTP_EXTENSION_HEADER),
+        ),
         user: new UnauthenticatedUser(),
         headers: req.headers,
         ...(version ? { requestedVersion: version } : {}),
@@ -151,12 +161,27 @@ export class A2aServer {
       context.state.set(STREAMING_STATE_KEY, method !== undefined && STREAMING_METHODS.has(method));
       const card = this.cardOf(target, this.originOf(request));
       validateVersion(context.requestedVersion, card, "JSONRPC");
-      const handler = new DefaultRequestHandler(card, this.tasks.forAgent(target.agentId), this.executorOf(target), this.buses, undefined, undefined, undefined, undefined, {
-        // A task waiting for input needs no bus: its next message makes a new one.
-        keepBusAliveStates: [],
-      });
-      const answer = await (legacy ? new LegacyJsonRpcTransportHandler(handler) : new JsonRpcTransportHandler(handler)).handle(body as Record<string, unknown>, context);
-      const headers: Record<string, string[]> = context.activatedExtensions ? { [legacy ? LEGACY_HTTP_EXTENSION_HEADER : HTTP_EXTENSION_HEADER]: [...context.activatedExtensions] } : {};
+      const handler = new DefaultRequestHandler(
+        card,
+        this.tasks.forAgent(target.agentId),
+        this.executorOf(target),
+        this.buses,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        {
+          // A task waiting for input needs no bus: its next message makes a new one.
+          keepBusAliveStates: [],
+        },
+      );
+      const answer = await (legacy ? new LegacyJsonRpcTransportHandler(handler) : new JsonRpcTransportHandler(handler)).handle(
+        body as Record<string, unknown>,
+        context,
+      );
+      const headers: Record<string, string[]> = context.activatedExtensions
+        ? { [legacy ? LEGACY_HTTP_EXTENSION_HEADER : HTTP_EXTENSION_HEADER]: [...context.activatedExtensions] }
+        : {};
       if (Symbol.asyncIterator in answer) return await this.stream(res, answer, id, legacy, headers, legacy && method === LEGACY_METHOD_TASKS_RESUBSCRIBE);
       writeJson(res, 200, answer, headers);
     } catch (error) {
@@ -224,7 +249,11 @@ export class A2aServer {
   }
 
   private errorEnvelope(id: string | number | null, error: unknown, legacy = false): ErrorEnvelope {
-    return { jsonrpc: "2.0", id, error: legacy ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(error) : JsonRpcTransportHandler.mapToJSONRPCError(error) };
+    return {
+      jsonrpc: "2.0",
+      id,
+      error: legacy ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(error) : JsonRpcTransportHandler.mapToJSONRPCError(error),
+    };
   }
 
   private executorOf(target: Target): AgentExecutor {
@@ -243,7 +272,8 @@ export class A2aServer {
     const runtimeAgentId = this.runtime.agentIdOfBusAgent(id);
     if (runtimeAgentId !== undefined) {
       const agent = this.runtime.busAgents().find((candidate) => candidate.agentId === runtimeAgentId);
-      if (agent !== undefined) return { kind: "runtime", agentId: agent.agentId, name: agent.name, description: agent.description, capabilities: agent.capabilities };
+      if (agent !== undefined)
+        return { kind: "runtime", agentId: agent.agentId, name: agent.name, description: agent.description, capabilities: agent.capabilities };
     }
     for (const target of this.registeredTargets()) if (target.agentId === id) return target;
     throw new BridgeError("NOT_FOUND", `No A2A agent ${id}: it is neither an agent of the runtime nor registered on the bus`, { agentId: id });

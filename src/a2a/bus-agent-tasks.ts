@@ -89,14 +89,22 @@ export class BusAgentTasks {
     for (const request of requests) {
       request.cancelled = true;
       this.bus
-        .send(this.envelope(agentId, `cancel_${randomUUID()}`, "status_update", { status: "cancelled", reason: "cancelled by the A2A client" }, request.messageId))
+        .send(
+          this.envelope(agentId, `cancel_${randomUUID()}`, "status_update", { status: "cancelled", reason: "cancelled by the A2A client" }, request.messageId),
+        )
         // The task is cancelled whatever the bus says (it may be stopping): the agent only misses the news.
         .catch(() => undefined);
     }
     requests[0]!.events.status(TaskState.TASK_STATE_CANCELED, "Cancelled by the client");
   }
 
-  private envelope(agentId: string, messageId: string, type: "task_request" | "status_update", payload: Record<string, unknown>, inReplyTo?: string): EnvelopeInput {
+  private envelope(
+    agentId: string,
+    messageId: string,
+    type: "task_request" | "status_update",
+    payload: Record<string, unknown>,
+    inReplyTo?: string,
+  ): EnvelopeInput {
     return {
       message_id: messageId,
       timestamp: new Date(this.clock.now()).toISOString(),

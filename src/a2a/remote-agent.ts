@@ -152,7 +152,10 @@ export class RemoteA2aAgent {
     signal.addEventListener("abort", onAbort, { once: true });
     const message = textMessage(Role.ROLE_USER, prompt, binding.contextId ?? "", binding.inputTaskId ?? "");
     try {
-      for await (const event of this.client.sendMessageStream({ tenant: "", message, configuration: undefined, metadata: undefined }, { signal: stream.signal })) {
+      for await (const event of this.client.sendMessageStream(
+        { tenant: "", message, configuration: undefined, metadata: undefined },
+        { signal: stream.signal },
+      )) {
         outcome.take(event);
         if (outcome.contextId !== undefined) binding.contextId = outcome.contextId;
         if (signal.aborted && outcome.taskId !== undefined) {

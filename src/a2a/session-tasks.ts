@@ -60,7 +60,8 @@ export class SessionTasks {
     this.running.set(key, running);
     events.submitted(context.task, userMessage);
     try {
-      if (!hasPromptText(userMessage.parts)) return events.status(TaskState.TASK_STATE_REJECTED, "The message has no text: this agent reads text (or JSON data)");
+      if (!hasPromptText(userMessage.parts))
+        return events.status(TaskState.TASK_STATE_REJECTED, "The message has no text: this agent reads text (or JSON data)");
       const lease = await this.contexts.acquire(agentId, contextId);
       const { sessionId } = lease;
       const requestId = randomUUID();

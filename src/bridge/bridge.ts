@@ -162,7 +162,12 @@ export class Bridge {
     const cancel = (): void => void this.runtime.cancelPrompt(sessionId, requestId).catch(() => undefined);
     signal?.addEventListener("abort", cancel, { once: true });
     try {
-      return await this.runtime.promptSession(sessionId, { prompt: request.prompt, requestId, runtimeParams: request.runtimeParams, timeoutMs: request.timeoutMs });
+      return await this.runtime.promptSession(sessionId, {
+        prompt: request.prompt,
+        requestId,
+        runtimeParams: request.runtimeParams,
+        timeoutMs: request.timeoutMs,
+      });
     } finally {
       signal?.removeEventListener("abort", cancel);
       stopListening();

@@ -11,7 +11,18 @@ import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import type { ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, ROOT_CONNECT_PATH, TOKEN_PROTOCOL_PREFIX, TROUPE_PROTOCOL, encodeAnswerFrame, frameText, type SendAnswerFrame } from "../protocol/frames.js";
+import {
+  AGENT_CONNECT_PATH,
+  CLOSE_CODES,
+  CLOSE_REASONS,
+  CONTROL_PARAM,
+  ROOT_CONNECT_PATH,
+  TOKEN_PROTOCOL_PREFIX,
+  TROUPE_PROTOCOL,
+  encodeAnswerFrame,
+  frameText,
+  type SendAnswerFrame,
+} from "../protocol/frames.js";
 import { checkJsonInput } from "../protocol/json-depth.js";
 import { wsPackage } from "../protocol/ws-package.js";
 import { isRuntimeFramework } from "../runtime/bus-agents.js";
@@ -234,7 +245,10 @@ export class AgentConnections {
       text = frameText(data);
       frame = JSON.parse(text);
     } catch (error) {
-      connection.answer({ type: "rejected", error: new BridgeError("CONFIG", `Malformed frame: ${toBridgeError(error).message}`, { field: "(frame)" }).toJSON() });
+      connection.answer({
+        type: "rejected",
+        error: new BridgeError("CONFIG", `Malformed frame: ${toBridgeError(error).message}`, { field: "(frame)" }).toJSON(),
+      });
       return;
     }
     try {

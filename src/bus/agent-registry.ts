@@ -57,9 +57,17 @@ const url = z.string().min(1).max(2_048);
 const descriptorSchema = z.strictObject({
   agent_id: agentIdSchema,
   /** The agent's own token, when it chooses it; otherwise the bus makes one. Never listed. */
-  agent_token: z.string().min(16).max(256).regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces").optional(),
+  agent_token: z
+    .string()
+    .min(16)
+    .max(256)
+    .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
+    .optional(),
   framework: z.string().min(1).max(256).optional(),
-  capabilities: z.array(z.union([capabilityName, z.looseObject({ name: capabilityName })])).max(256).default([]),
+  capabilities: z
+    .array(z.union([capabilityName, z.looseObject({ name: capabilityName })]))
+    .max(256)
+    .default([]),
   metadata: z.looseObject({ acks: z.boolean().optional() }).default({}),
   endpoints: z.union([z.record(z.string(), z.unknown()), z.array(z.unknown()).max(256)]).optional(),
 });
@@ -86,17 +94,20 @@ export function parseRegistration(body: unknown): { descriptor: AgentDescriptor;
   const { health_check_url, status_endpoint, authentication } = parsed;
   const { agent_id, capabilities, metadata, endpoints, agent_token } = descriptor;
   const details = capabilities.map((capability): CapabilityDetail => (typeof capability === "string" ? { name: capability } : capability));
-  return { agentToken: agent_token, descriptor: {
-    agent_id,
-    framework: descriptor.framework ?? frameworkOf(agent_id),
-    capabilities: details.map((capability) => capability.name),
-    metadata,
-    ...(capabilities.some((capability) => typeof capability !== "string") ? { capability_details: details } : {}),
-    ...(endpoints === undefined ? {} : { endpoints }),
-    ...(health_check_url === undefined ? {} : { health_check_url }),
-    ...(status_endpoint === undefined ? {} : { status_endpoint }),
-    ...(authentication === undefined ? {} : { authentication: redactedAuthentication(authentication) }),
-  } };
+  return {
+    agentToken: agent_token,
+    descriptor: {
+      agent_id,
+      framework: descriptor.framework ?? frameworkOf(agent_id),
+      capabilities: details.map((capability) => capability.name),
+      metadata,
+      ...(capabilities.some((capability) => typeof capability !== "string") ? { capability_details: details } : {}),
+      ...(endpoints === undefined ? {} : { endpoints }),
+      ...(health_check_url === undefined ? {} : { health_check_url }),
+      ...(status_endpoint === undefined ? {} : { status_endpoint }),
+      ...(authentication === undefined ? {} : { authentication: redactedAuthentication(authentication) }),
+    },
+  };
 }
 
 /** A scheme name is kept as it is; in an object only `type` is: the rest may be credentials. */

@@ -28,7 +28,16 @@ import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
 import { DISCARDING_STORE } from "../store/discarding-store.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
-import { DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES, inReplyToOf, messageKey, messageKeyOf, parseEnvelope, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import {
+  DEFAULT_BACKOFF,
+  DEFAULT_MAX_RETRIES,
+  inReplyToOf,
+  messageKey,
+  messageKeyOf,
+  parseEnvelope,
+  taskIdOf,
+  type MessageEnvelope,
+} from "../protocol/envelope.js";
 import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
@@ -302,7 +311,11 @@ export class CommunicationBus {
         // node's only if the runtime learns so before it restores any (the bus starts a runtime it is given, then).
         if (this.runtime.persistent) {
           if (this.runtime.started) {
-            throw new BridgeError("CONFIG", "cluster: give the bus its runtime unstarted (the bus starts it once the node holds its lease), or let the bus make it", { field: "runtime" });
+            throw new BridgeError(
+              "CONFIG",
+              "cluster: give the bus its runtime unstarted (the bus starts it once the node holds its lease), or let the bus make it",
+              { field: "runtime" },
+            );
           }
           const ownership = new NodeOwnership(this.clusterNode, this.ownershipHost(), { clock: this.clock });
           await ownership.claim();
@@ -360,7 +373,12 @@ export class CommunicationBus {
           ...(this.options.maxBridgeSessionsPerClient === undefined ? {} : { maxBridgeSessionsPerClient: this.options.maxBridgeSessionsPerClient }),
         },
         ...(this.clusterNode === undefined ? {} : { clusterHealth: () => this.clusterHealth() }),
-        routes: [...busRoutes(this), ...this.mcp.routes(), ...uiRoutes(this.runtime, () => (this.clusterEvents ?? this.runtime.hub).lastSeq), ...this.a2a.routes()],
+        routes: [
+          ...busRoutes(this),
+          ...this.mcp.routes(),
+          ...uiRoutes(this.runtime, () => (this.clusterEvents ?? this.runtime.hub).lastSeq),
+          ...this.a2a.routes(),
+        ],
         onUpgrade: (req, socket, head) =>
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.agentUpgrade(req, socket, head),
       });
@@ -459,7 +477,10 @@ export class CommunicationBus {
       try {
         stored = await this.deliveries.storedStatus(messageKey(sender, messageId));
       } catch (error) {
-        throw new BridgeError("TRANSPORT", `The store did not answer for ${messageId}: ${toBridgeError(error).message}`, { unavailable: true, retryable: true });
+        throw new BridgeError("TRANSPORT", `The store did not answer for ${messageId}: ${toBridgeError(error).message}`, {
+          unavailable: true,
+          retryable: true,
+        });
       }
       if (stored !== undefined) return stored;
     }
@@ -478,7 +499,10 @@ export class CommunicationBus {
     const { descriptor, agentToken } = parseRegistration(body);
     const agentId = descriptor.agent_id;
     if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
-      throw new BridgeError("CONFIG", `agent_id: ${agentId} is in the runtime's own framework (troupe://): only its agents and the bus use it`, { field: "agent_id", agentId });
+      throw new BridgeError("CONFIG", `agent_id: ${agentId} is in the runtime's own framework (troupe://): only its agents and the bus use it`, {
+        field: "agent_id",
+        agentId,
+      });
     }
     const { maxAgents } = this.options;
     if (!this.registry.isRegistered(agentId) && this.registry.registeredCount() >= maxAgents) {
@@ -669,7 +693,11 @@ export class CommunicationBus {
     this.deliveries.accept(envelope, {
       timeoutMs,
       // A reply taken by a sync sender on another node was handed over there: here it only ends.
-      ...(waitingHere ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) } : takenElsewhere ? { localSink: () => undefined } : {}),
+      ...(waitingHere
+        ? { localSink: (reply: MessageEnvelope) => this.syncReplies.resolve(replyTo, reply) }
+        : takenElsewhere
+          ? { localSink: () => undefined }
+          : {}),
     });
     this.metrics.countAccepted();
     this.deliveries.acknowledgeByAnswer(envelope);
@@ -781,7 +809,10 @@ export class CommunicationBus {
         const descriptor = await this.registry.load(agentId);
         if (descriptor !== undefined) this.giveActor(descriptor);
       } catch (error) {
-        throw new BridgeError("TRANSPORT", `The store did not say whether ${agentId} is registered: ${toBridgeError(error).message}`, { unavailable: true, retryable: true });
+        throw new BridgeError("TRANSPORT", `The store did not say whether ${agentId} is registered: ${toBridgeError(error).message}`, {
+          unavailable: true,
+          retryable: true,
+        });
       }
     }
   }
@@ -789,9 +820,13 @@ export class CommunicationBus {
   /** A cluster node's part, once the runtime and its store are open: a store the nodes share is required. */
   private joinCluster(node: ClusterNode): void {
     if (this.runtime.store.sharedAcrossProcesses !== true) {
-      throw new BridgeError("CONFIG", "cluster: the nodes of a cluster share one PostgreSQL store; give store: () => openPostgresStore({ url, exclusive: false }) (troupe serve --store postgres://…)", {
-        field: "store",
-      });
+      throw new BridgeError(
+        "CONFIG",
+        "cluster: the nodes of a cluster share one PostgreSQL store; give store: () => openPostgresStore({ url, exclusive: false }) (troupe serve --store postgres://…)",
+        {
+          field: "store",
+        },
+      );
     }
     this.clusterDeliveries = new ClusterDeliveries({
       node,
@@ -895,7 +930,8 @@ export class CommunicationBus {
     const echoId = typeof messageId === "string" ? { message_id: messageId } : {};
     this.accept(frame, connection).then(
       (result) => connection.answer({ type: "accepted", message_id: result.message_id, status: result.status }),
-      (error: unknown) => connection.answer({ type: "rejected", ...echoId, error: (error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error))).toJSON() }),
+      (error: unknown) =>
+        connection.answer({ type: "rejected", ...echoId, error: (error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error))).toJSON() }),
     );
   }
 

@@ -156,17 +156,19 @@ export class ClusterDeliveries {
     const pull: Pull = { subscription: undefined, ended: false, retry: undefined, starting: Promise.resolve() };
     const attempt = (): void => {
       pull.retry = undefined;
-      pull.starting = this.options.node.messages.subscribe(agentId, (message) => this.pulled(message), { maxInFlight: this.options.maxPulledPerAgent }).then(
-        (subscription) => {
-          if (pull.ended) void subscription.stop().catch(() => undefined);
-          else pull.subscription = subscription;
-        },
-        (error: unknown) => {
-          if (pull.ended) return;
-          process.emitWarning(`Pulling the messages of ${agentId} from the cluster failed, trying again: ${String(error)}`, "TroupeBusWarning");
-          pull.retry = this.options.clock.setTimeout(attempt, PULL_RETRY_MS);
-        },
-      );
+      pull.starting = this.options.node.messages
+        .subscribe(agentId, (message) => this.pulled(message), { maxInFlight: this.options.maxPulledPerAgent })
+        .then(
+          (subscription) => {
+            if (pull.ended) void subscription.stop().catch(() => undefined);
+            else pull.subscription = subscription;
+          },
+          (error: unknown) => {
+            if (pull.ended) return;
+            process.emitWarning(`Pulling the messages of ${agentId} from the cluster failed, trying again: ${String(error)}`, "TroupeBusWarning");
+            pull.retry = this.options.clock.setTimeout(attempt, PULL_RETRY_MS);
+          },
+        );
     };
     attempt();
     return pull;
@@ -331,7 +333,9 @@ export class ClusterDeliveries {
         ({ sequence }) => {
           // Written to the fallback meanwhile (it connected here): it stays here, and the copy goes.
           if (this.held.get(key) !== from || !this.options.deliveries.withdraw(key)) {
-            this.options.node.messages.remove(sequence).catch((error: unknown) => process.emitWarning(`A copy of ${key} stays on the stream: ${String(error)}`, "TroupeBusWarning"));
+            this.options.node.messages
+              .remove(sequence)
+              .catch((error: unknown) => process.emitWarning(`A copy of ${key} stays on the stream: ${String(error)}`, "TroupeBusWarning"));
             return;
           }
           this.held.delete(key);
@@ -346,7 +350,9 @@ export class ClusterDeliveries {
 function parseRecord(data: string): StreamedRecord | undefined {
   try {
     const record = JSON.parse(data) as Partial<StreamedRecord> | null;
-    return typeof record?.envelope === "object" && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number" ? (record as StreamedRecord) : undefined;
+    return typeof record?.envelope === "object" && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number"
+      ? (record as StreamedRecord)
+      : undefined;
   } catch {
     return undefined;
   }

@@ -345,14 +345,21 @@ export class Deliveries implements DeliveryPoolHost {
     const recipient = envelope.recipient.agent_id;
     if (localSink === undefined && this.queuedFor(recipient) >= this.options.maxQueuedPerAgent) {
       const limit = this.options.maxQueuedPerAgent;
-      throw new BridgeError("CAPACITY", `The queue of ${recipient} holds maxQueuedPerAgent (${limit}) messages`, { retryable: true, limit, agentId: recipient });
+      throw new BridgeError("CAPACITY", `The queue of ${recipient} holds maxQueuedPerAgent (${limit}) messages`, {
+        retryable: true,
+        limit,
+        agentId: recipient,
+      });
     }
     const key = messageKeyOf(envelope);
     const frame = JSON.stringify(envelope);
     const frameBytes = Buffer.byteLength(frame);
     const { maxQueuedBytes } = this.options;
     if (this.liveBytes + frameBytes > maxQueuedBytes) {
-      throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, { retryable: true, limit: maxQueuedBytes });
+      throw new BridgeError("CAPACITY", `The bus holds maxQueuedBytes (${maxQueuedBytes}) of messages not yet delivered`, {
+        retryable: true,
+        limit: maxQueuedBytes,
+      });
     }
     if (localSink !== undefined) this.localSinks.set(key, localSink);
     const now = this.options.clock.now();
@@ -361,7 +368,15 @@ export class Deliveries implements DeliveryPoolHost {
     const resume: DeliveryResume | undefined =
       acceptedBefore === undefined
         ? undefined
-        : { status: "accepted", targetIndex, retries: 0, attempts: 0, lastError: null, timeoutLeftMs: Math.min(timeoutMs, Math.max(0, acceptedAt + timeoutMs - now)), phaseLeftMs: 0 };
+        : {
+            status: "accepted",
+            targetIndex,
+            retries: 0,
+            attempts: 0,
+            lastError: null,
+            timeoutLeftMs: Math.min(timeoutMs, Math.max(0, acceptedAt + timeoutMs - now)),
+            phaseLeftMs: 0,
+          };
     const input = this.inputOf(key, envelope, { frame, frameBytes }, acceptedAt, timeoutMs, resume);
     let child: AnyActorRef | undefined;
     this.track(key, envelope);
@@ -640,7 +655,8 @@ export class Deliveries implements DeliveryPoolHost {
     if (hub.wants(emitted.type)) {
       // The emitted event's `type` lands where the hub puts the type: the event is the same.
       const { sender } = context.envelope as MessageEnvelope;
-      const fields = sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
+      const fields =
+        sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
       hub.emit(emitted.type, messageActorId(key), fields);
     }
     if (emitted.type === "message.acknowledged") this.handOver(key);
@@ -735,7 +751,14 @@ export class Deliveries implements DeliveryPoolHost {
   // ---- the store ----
 
   /** What a delivery actor starts from: a new message, or (with `resume`) one restored after a restart. */
-  private inputOf(key: string, envelope: MessageEnvelope, { frame, frameBytes }: DeliveryFrame, acceptedAt: number, timeoutMs: number, resume?: DeliveryResume): DeliveryInput {
+  private inputOf(
+    key: string,
+    envelope: MessageEnvelope,
+    { frame, frameBytes }: DeliveryFrame,
+    acceptedAt: number,
+    timeoutMs: number,
+    resume?: DeliveryResume,
+  ): DeliveryInput {
     const recipient = envelope.recipient.agent_id;
     const { routing } = envelope;
     return {
@@ -769,7 +792,11 @@ export class Deliveries implements DeliveryPoolHost {
     const now = this.options.clock.now();
     const status = state.status === "delivered" || state.status === "retrying" ? state.status : "accepted";
     const fullPhaseMs =
-      status === "delivered" ? this.options.ackTimeoutMs : status === "retrying" ? retryDelayMs(envelope.routing.retry_policy.backoff, this.options.retryBaseMs, state.retries) : 0;
+      status === "delivered"
+        ? this.options.ackTimeoutMs
+        : status === "retrying"
+          ? retryDelayMs(envelope.routing.retry_policy.backoff, this.options.retryBaseMs, state.retries)
+          : 0;
     // A clock set back (or a delay shortened) never makes a delay longer than it was.
     const left = (deadline: number, fullMs: number): number => Math.min(fullMs, Math.max(0, deadline - now));
     const resume: DeliveryResume = {

@@ -177,7 +177,12 @@ export class BusMetrics {
           p99: percentile(sorted, 0.99),
           max: sorted.length === 0 ? 0 : (sorted[sorted.length - 1] ?? 0),
         },
-        accepted_to_acknowledged_histogram: { bucketsMs: LATENCY_BUCKETS_MS, counts: [...this.latencyBuckets], sumMs: this.latencySumMs, count: this.acknowledged },
+        accepted_to_acknowledged_histogram: {
+          bucketsMs: LATENCY_BUCKETS_MS,
+          counts: [...this.latencyBuckets],
+          sumMs: this.latencySumMs,
+          count: this.acknowledged,
+        },
       },
     };
   }

@@ -261,7 +261,9 @@ export function checkKeyForHost(host: string, apiKey: string | undefined, keyNam
 export function checkStartRules(options: ResolvedBusOptions): void {
   checkKeyForHost(options.host, options.apiKey);
   if (options.encryptionEnabled && !options.persistenceEnabled) {
-    throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest needs persistenceEnabled (memory holds nothing at rest)", { field: "encryptionEnabled" });
+    throw new BridgeError("CONFIG", "encryptionEnabled: encryption at rest needs persistenceEnabled (memory holds nothing at rest)", {
+      field: "encryptionEnabled",
+    });
   }
   if (options.encryptionEnabled && options.encryptionKey === undefined) {
     throw new BridgeError("CONFIG", `encryptionEnabled: a key is needed (encryptionKey or $${ENCRYPTION_KEY_ENV})`, { field: "encryptionKey" });

@@ -53,7 +53,11 @@ function seriesOf(snapshot: BusMetricsSnapshot): SnapshotMetric[] {
     series("troupe_message_retries_total", "Delivery attempts that failed and were retried.", "counter", [{ value: messages.retries_total }]),
     series("troupe_messages_duplicate_total", "Messages refused as a repeated message_id.", "counter", [{ value: messages.duplicates_total }]),
     series(latency, "Time from a message's acceptance to its acknowledgement.", "histogram", [
-      ...histogram.bucketsMs.map((boundMs, index) => ({ metricName: `${latency}_bucket`, labels: { le: String(boundMs / 1000) }, value: histogram.counts[index] ?? 0 })),
+      ...histogram.bucketsMs.map((boundMs, index) => ({
+        metricName: `${latency}_bucket`,
+        labels: { le: String(boundMs / 1000) },
+        value: histogram.counts[index] ?? 0,
+      })),
       { metricName: `${latency}_bucket`, labels: { le: "+Inf" }, value: histogram.count },
       { metricName: `${latency}_sum`, value: histogram.sumMs / 1000 },
       { metricName: `${latency}_count`, value: histogram.count },

@@ -171,7 +171,8 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/events$/,
-      handle: ({ query, header, client }) => serverSentEvents(bus.events, parseEventQuery(query, header(LAST_EVENT_ID_HEADER)), client, bus.options.closeGraceMs),
+      handle: ({ query, header, client }) =>
+        serverSentEvents(bus.events, parseEventQuery(query, header(LAST_EVENT_ID_HEADER)), client, bus.options.closeGraceMs),
     },
   ];
 }

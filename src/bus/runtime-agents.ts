@@ -182,7 +182,11 @@ export class RuntimeAgents implements Messenger {
 
   constructor(private readonly host: RuntimeAgentsHost) {
     this.asks = new Replies(host.clock);
-    this.sessions = new BusSessions({ runtime: host.runtime, maxSessions: host.maxBusSessions, workflowActive: (workflowId) => host.workflowActive(workflowId) });
+    this.sessions = new BusSessions({
+      runtime: host.runtime,
+      maxSessions: host.maxBusSessions,
+      workflowActive: (workflowId) => host.workflowActive(workflowId),
+    });
   }
 
   /** The endpoint of a bus id: a runtime agent's (`troupe://writer`), `troupe://orchestrator`'s, or none. */
@@ -234,11 +238,15 @@ export class RuntimeAgents implements Messenger {
     const payload = this.askPayload(request.message);
     const askDepth = (this.prompts.get(promptKey(request.sessionId, request.requestId))?.askDepth ?? 0) + 1;
     if (askDepth > this.host.maxAskDepth) {
-      throw new BridgeError("CONFIG", `ask depth exceeded: ${asker} asking ${recipient} would be ask ${askDepth} of one chain (maxAskDepth ${this.host.maxAskDepth}); do agents ask each other in a cycle?`, {
-        agentId: recipient,
-        askDepth,
-        limit: this.host.maxAskDepth,
-      });
+      throw new BridgeError(
+        "CONFIG",
+        `ask depth exceeded: ${asker} asking ${recipient} would be ask ${askDepth} of one chain (maxAskDepth ${this.host.maxAskDepth}); do agents ask each other in a cycle?`,
+        {
+          agentId: recipient,
+          askDepth,
+          limit: this.host.maxAskDepth,
+        },
+      );
     }
     const messageId = `ask_${randomUUID()}`;
     const answered = this.asks.wait<AskReply>(messageId, {
@@ -251,7 +259,10 @@ export class RuntimeAgents implements Messenger {
     });
     const onAbort = (): void => {
       if (!this.asks.has(messageId)) return;
-      this.asks.reject(messageId, new BridgeError("CANCELLED", `The ask to ${recipient} was cancelled with the asking prompt`, { agentId: recipient, messageId }));
+      this.asks.reject(
+        messageId,
+        new BridgeError("CANCELLED", `The ask to ${recipient} was cancelled with the asking prompt`, { agentId: recipient, messageId }),
+      );
       // The signal aborts while the asking session's actor leaves `busy`: send once that transition is over.
       queueMicrotask(() => this.cancelAsk(asker, recipient, messageId, "cancelled"));
     };
@@ -291,7 +302,14 @@ export class RuntimeAgents implements Messenger {
         } as MessageEnvelope;
         const answerId = `err_${createHash("sha256").update(`${sessionId}\n${requestId}`).digest("hex").slice(0, 32)}`;
         const task: RunningTask = { sessionId, cancelled: false, warned: false };
-        void this.answer(endpoint, request, task, "error", { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" }, answerId);
+        void this.answer(
+          endpoint,
+          request,
+          task,
+          "error",
+          { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" },
+          answerId,
+        );
       }
     }
   }
@@ -372,7 +390,11 @@ export class RuntimeAgents implements Messenger {
     }
     const { text } = answer.payload;
     const usage = usageOf(answer.payload["usage"]);
-    this.asks.resolve(inReplyTo, { text: typeof text === "string" ? text : JSON.stringify(answer.payload), ...(usage ? { usage } : {}), payload: answer.payload });
+    this.asks.resolve(inReplyTo, {
+      text: typeof text === "string" ? text : JSON.stringify(answer.payload),
+      ...(usage ? { usage } : {}),
+      payload: answer.payload,
+    });
   }
 
   /** Tells the asked agent that nobody waits for the answer any more, through the bus like any message. */
@@ -458,7 +480,9 @@ export class RuntimeAgents implements Messenger {
   /** A stream of the request's deltas to its sender, as `status_update`s. */
   private streamTo(endpoint: AgentEndpoint, request: MessageEnvelope, task: RunningTask): DeltaStream {
     this.streaming += 1;
-    this.stopDeltas ??= this.host.runtime.on("prompt.delta", (event) => this.prompts.get(promptKey(event.sessionId, event.requestId))?.stream?.push(event.delta));
+    this.stopDeltas ??= this.host.runtime.on("prompt.delta", (event) =>
+      this.prompts.get(promptKey(event.sessionId, event.requestId))?.stream?.push(event.delta),
+    );
     return new DeltaStream({
       send: (delta) => {
         const messageId = answerIdOf("status_update");
@@ -500,7 +524,11 @@ export class RuntimeAgents implements Messenger {
     const envelope = (inSession: boolean): EnvelopeInput => ({
       message_id: messageId,
       timestamp: new Date(this.host.clock.now()).toISOString(),
-      sender: { agent_id: endpoint.agentId, framework: frameworkOf(endpoint.agentId), ...(inSession && workflowId !== undefined ? { session_id: workflowId } : {}) },
+      sender: {
+        agent_id: endpoint.agentId,
+        framework: frameworkOf(endpoint.agentId),
+        ...(inSession && workflowId !== undefined ? { session_id: workflowId } : {}),
+      },
       recipient: { agent_id: request.sender.agent_id, framework: request.sender.framework },
       message_type: type,
       priority: request.priority,

@@ -87,7 +87,12 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
   const workers = config.workers ?? [];
   const { agents, defaultAgentId } = asUsage(() => serverAgents(flags.agents, workers));
   const runtime = createRuntime({ agents, defaultAgentId, workers });
-  checkAgent(runtime, agentId, agents, [...agents, ...workers].map((agent) => agent.id));
+  checkAgent(
+    runtime,
+    agentId,
+    agents,
+    [...agents, ...workers].map((agent) => agent.id),
+  );
   const prompt = request.prompt === "-" ? await readStdin() : request.prompt;
   await logRuntimeToStderr(runtime, flags.logLevel);
   const stream = flags.stream !== false;
@@ -108,9 +113,11 @@ export async function delegate(request: DelegateRequest, io: DelegateIo): Promis
   });
   await runtime.start();
   try {
-    const created = await runtime.bridge.sessionsCreate({ agentId, metadata: flags.provider === undefined ? {} : { provider: flags.provider } }).catch((error: unknown) => {
-      throw failureOf(error);
-    });
+    const created = await runtime.bridge
+      .sessionsCreate({ agentId, metadata: flags.provider === undefined ? {} : { provider: flags.provider } })
+      .catch((error: unknown) => {
+        throw failureOf(error);
+      });
     sessionId = created.sessionId;
     if (cancel.signal.aborted) return EXIT_INTERRUPTED;
     const runtimeParams = {

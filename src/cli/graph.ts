@@ -26,7 +26,10 @@ export async function renderGraph(machineName: string, format: GraphFormat, step
 
 /** `--steps a,b,c`: step names of the workflow machine. */
 function parseSteps(text: string): string[] {
-  return text.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  return text
+    .split(",")
+    .map((name) => name.trim())
+    .filter((name) => name !== "");
 }
 
 /** Adds `troupe graph` to the program. */
@@ -34,7 +37,9 @@ export function registerGraphCommand(program: Command): void {
   program
     .command("graph")
     .summary("export a state machine as JSON, Mermaid or SVG")
-    .description("Print one of troupe's state machines (machines/) offline: its states and transitions as JSON, a Mermaid stateDiagram-v2, or an SVG laid out by ELK.")
+    .description(
+      "Print one of troupe's state machines (machines/) offline: its states and transitions as JSON, a Mermaid stateDiagram-v2, or an SVG laid out by ELK.",
+    )
     .addArgument(program.createArgument("<machine>", "the machine").choices(MACHINE_NAMES))
     .addOption(new Option("--format <format>", "what to print").choices(GRAPH_FORMATS).default("json"))
     .option("--steps <names>", `the workflow machine's steps, comma-separated (default: ${EXAMPLE_WORKFLOW_STEPS.join(",")})`, parseSteps)

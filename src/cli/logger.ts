@@ -18,7 +18,10 @@ export async function createCliLogger(level: CliLogLevel): Promise<Logger> {
   // Synchronous writes: a line logged just before the process exits is not lost.
   if (!process.stderr.isTTY) return pino({ level, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
   const { default: pretty } = await import("pino-pretty");
-  return pino({ level }, pretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,event" }));
+  return pino(
+    { level },
+    pretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,event" }),
+  );
 }
 
 /**

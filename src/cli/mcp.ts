@@ -44,7 +44,8 @@ export async function runMcp(args: string[]): Promise<number> {
       return EXIT_OK;
     }
     config = values.config === undefined ? undefined : loadServerConfig(values.config);
-    if (values.agents !== undefined && values["no-agents"] === true) throw new BridgeError("CONFIG", "--agents and --no-agents: give one, or neither", { field: "agents" });
+    if (values.agents !== undefined && values["no-agents"] === true)
+      throw new BridgeError("CONFIG", "--agents and --no-agents: give one, or neither", { field: "agents" });
     agentsOption = values["no-agents"] === true ? false : values.agents;
   } catch (error) {
     process.stderr.write(`troupe mcp: ${toBridgeError(error, "CONFIG").message}\n\n${MCP_USAGE}`);

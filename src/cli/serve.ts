@@ -86,7 +86,9 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
     ...(flags.inMemory === true ? {} : flags.store !== undefined ? { storeUrl: flags.store } : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
     ...(encryptionKey === undefined ? {} : { encryptionKey }),
     ...(flags.cluster === undefined ? {} : { cluster: { url: flags.cluster, ...(flags.nodeId === undefined ? {} : { nodeId: flags.nodeId }) } }),
-    ...(flags.tlsKey === undefined || flags.tlsCert === undefined ? {} : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
+    ...(flags.tlsKey === undefined || flags.tlsCert === undefined
+      ? {}
+      : { tls: { key: readPem(flags.tlsKey, "tls-key"), cert: readPem(flags.tlsCert, "tls-cert") } }),
     port: flags.port,
     host: flags.host,
     ...(apiKey === undefined ? {} : { apiKey }),
@@ -120,7 +122,8 @@ export async function serve(options: ServeOptions): Promise<void> {
       : dataDir !== undefined
         ? () => openSqliteStore({ dir: dataDir, ...keyOption }).catch((error: unknown) => Promise.reject(dataDirFailure(error)))
         : undefined;
-  const storeName = storeUrl !== undefined ? `PostgreSQL at ${redactedPostgresUrl(storeUrl)}` : dataDir !== undefined ? join(dataDir, SQLITE_STORE_FILE) : undefined;
+  const storeName =
+    storeUrl !== undefined ? `PostgreSQL at ${redactedPostgresUrl(storeUrl)}` : dataDir !== undefined ? join(dataDir, SQLITE_STORE_FILE) : undefined;
   const limits = options.config?.bus ?? {};
   // The bus bounds the workflows of a runtime it creates; this one is created here, so it takes the bound itself.
   const runtime = createRuntime({
@@ -157,7 +160,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     throw error;
   });
   const keyNote = options.apiKey === undefined ? "no API key required" : `${API_KEY_HEADER} required`;
-  const storeNote = storeName === undefined ? "store: memory, nothing survives a restart" : `store: ${storeName}${encryptionKey === undefined ? "" : " (encrypted)"}`;
+  const storeNote =
+    storeName === undefined ? "store: memory, nothing survives a restart" : `store: ${storeName}${encryptionKey === undefined ? "" : " (encrypted)"}`;
   const clusterNote = bus.cluster === undefined ? "" : `; cluster node ${bus.cluster.nodeId} on ${bus.cluster.connection.where}`;
   const authNote = bus.options.agentAuth === "token" ? "agent auth: token (each agent's own agent_token)" : "agent auth: shared (the key alone)";
   // In place before the line below is printed: whoever waits for it may signal at once. A second Ctrl-C (not the
@@ -172,7 +176,15 @@ export async function serve(options: ServeOptions): Promise<void> {
       `bus: POST /messages/send, agents on ws /agents/connect; visualizer and playground: ${bus.url}/ui\n`,
   );
   logger.info(
-    { url: bus.url, agentAuth: bus.options.agentAuth, store: storeName ?? "memory", ...(bus.cluster === undefined ? {} : { nodeId: bus.cluster.nodeId }), defaultAgentId, defaultProvider, ...(team === undefined ? {} : { agentsDir: team.dir }) },
+    {
+      url: bus.url,
+      agentAuth: bus.options.agentAuth,
+      store: storeName ?? "memory",
+      ...(bus.cluster === undefined ? {} : { nodeId: bus.cluster.nodeId }),
+      defaultAgentId,
+      defaultProvider,
+      ...(team === undefined ? {} : { agentsDir: team.dir }),
+    },
     "troupe listening",
   );
   const signal = await signalled;

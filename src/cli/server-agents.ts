@@ -45,10 +45,14 @@ function teamFolder(option: AgentsOption): string | undefined {
   if (option === undefined) return isFolder(DEFAULT_AGENTS_DIR) && listAgentFiles(DEFAULT_AGENTS_DIR).length > 0 ? DEFAULT_AGENTS_DIR : undefined;
   if (option === "") throw new BridgeError("CONFIG", "--agents: must not be empty", { field: "agents" });
   if (!isFolder(option)) {
-    throw new BridgeError("CONFIG", `--agents ${option}: no such folder (name a folder of agent.yaml files, or give --no-agents for the built-in agents only)`, {
-      field: "agents",
-      file: option,
-    });
+    throw new BridgeError(
+      "CONFIG",
+      `--agents ${option}: no such folder (name a folder of agent.yaml files, or give --no-agents for the built-in agents only)`,
+      {
+        field: "agents",
+        file: option,
+      },
+    );
   }
   // `team/` and `team` are one folder: named without the slash in messages (`team/lead.yaml:2`).
   return option.length > 1 ? option.replace(/[\\/]+$/, "") : option;

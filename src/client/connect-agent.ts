@@ -10,7 +10,16 @@ import type WebSocket from "ws";
 import { BridgeError, isBridgeErrorType } from "../errors.js";
 import { AGENT_TOKEN_HEADER, API_KEY_HEADER } from "../protocol/headers.js";
 import { frameworkOf, messageKeyOf, type EnvelopeInput, type MessageEnvelope, type MessageType, type Priority } from "../protocol/envelope.js";
-import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, CLOSE_CODES, CLOSE_REASONS, CONTROL_PARAM, frameText, type AckFrame, type SendAnswerFrame } from "../protocol/frames.js";
+import {
+  AGENT_CONNECT_PATH,
+  AGENT_REGISTER_PATH,
+  CLOSE_CODES,
+  CLOSE_REASONS,
+  CONTROL_PARAM,
+  frameText,
+  type AckFrame,
+  type SendAnswerFrame,
+} from "../protocol/frames.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import { wsPackage } from "../protocol/ws-package.js";
 
@@ -148,7 +157,8 @@ type IncomingFrame = { kind: "message"; envelope: MessageEnvelope } | { kind: "a
 /** Sorts a parsed frame; only its shape is checked (the bus validated the envelope it sends). */
 function classify(frame: unknown): IncomingFrame {
   if (!isRecord(frame) || (frame["message_id"] !== undefined && typeof frame["message_id"] !== "string")) return { kind: "unreadable" };
-  if (typeof frame["message_type"] === "string" && typeof frame["message_id"] === "string") return { kind: "message", envelope: frame as unknown as MessageEnvelope };
+  if (typeof frame["message_type"] === "string" && typeof frame["message_id"] === "string")
+    return { kind: "message", envelope: frame as unknown as MessageEnvelope };
   if (frame["type"] === "accepted" && typeof frame["message_id"] === "string") return { kind: "answer", answer: frame as unknown as SendAnswerFrame };
   if (frame["type"] === "rejected" && isRecord(frame["error"])) return { kind: "answer", answer: frame as unknown as SendAnswerFrame };
   return { kind: "unreadable" };
@@ -268,15 +278,25 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
     const registration = options.register;
     if (registration === undefined) {
       if (reconnect === undefined) {
-        giveUp(new BridgeError("NOT_FOUND", `The bus does not know ${agentId} (${reason}): register it with POST /agents/register, or give connectAgent its descriptor as \`register\``, { agentId }));
+        giveUp(
+          new BridgeError(
+            "NOT_FOUND",
+            `The bus does not know ${agentId} (${reason}): register it with POST /agents/register, or give connectAgent its descriptor as \`register\``,
+            { agentId },
+          ),
+        );
         return;
       }
       const delayMs = retryLater();
       reportError(
-        new BridgeError("NOT_FOUND", `The bus does not know ${agentId} (${reason}): register it with POST /agents/register, or give connectAgent its descriptor as \`register\`; trying again in ${delayMs} ms`, {
-          agentId,
-          retryable: true,
-        }),
+        new BridgeError(
+          "NOT_FOUND",
+          `The bus does not know ${agentId} (${reason}): register it with POST /agents/register, or give connectAgent its descriptor as \`register\`; trying again in ${delayMs} ms`,
+          {
+            agentId,
+            retryable: true,
+          },
+        ),
       );
       return;
     }
@@ -295,7 +315,13 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
           return;
         }
         const delayMs = retryLater();
-        reportError(new BridgeError(error.type, `Registering ${agentId} failed: ${error.message}${delayMs === undefined ? "" : `; trying again in ${delayMs} ms`}`, error.details));
+        reportError(
+          new BridgeError(
+            error.type,
+            `Registering ${agentId} failed: ${error.message}${delayMs === undefined ? "" : `; trying again in ${delayMs} ms`}`,
+            error.details,
+          ),
+        );
       },
     );
   };
@@ -341,7 +367,8 @@ export function connectAgent(options: ConnectAgentOptions): AgentClient {
         return;
       }
       // A wrong key or a bad agent id will not get better by trying again.
-      if (status === 401 || status === 400 || status === 404) giveUp(new BridgeError(status === 401 ? "AUTH" : "CONFIG", `The bus refused ${agentId}: HTTP ${status}`));
+      if (status === 401 || status === 400 || status === 404)
+        giveUp(new BridgeError(status === 401 ? "AUTH" : "CONFIG", `The bus refused ${agentId}: HTTP ${status}`));
     });
     // Every error is followed by 'close', which decides about reconnecting.
     ws.on("error", () => {});

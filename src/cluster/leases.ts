@@ -76,8 +76,10 @@ export class LeaseTable {
 
   /** Opens the bucket of leases (creating it when missing) for node `nodeId`. CONFIG for bad options. */
   static async open(connection: ClusterConnection, options: LeaseTableOptions): Promise<LeaseTable> {
-    if (typeof options.nodeId !== "string" || options.nodeId.length === 0) throw new BridgeError("CONFIG", "A lease table needs the node's id", { field: "nodeId" });
-    if (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < 1) throw new BridgeError("CONFIG", "leaseMs must be a positive integer", { field: "leaseMs" });
+    if (typeof options.nodeId !== "string" || options.nodeId.length === 0)
+      throw new BridgeError("CONFIG", "A lease table needs the node's id", { field: "nodeId" });
+    if (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < 1)
+      throw new BridgeError("CONFIG", "leaseMs must be a positive integer", { field: "leaseMs" });
     const bucket = options.bucket ?? DEFAULT_LEASE_BUCKET;
     // One value per key: a lease's history is of no use, and its revision is the whole of its state.
     const kv = await connection.openBucket(bucket, { history: 1 });
@@ -118,7 +120,9 @@ export class LeaseTable {
   async renew(lease: Lease): Promise<Lease | undefined> {
     const sentAt = this.#clock.now();
     const value = JSON.stringify({ holder: this.#nodeId, token: lease.token } satisfies LeaseValue);
-    const revision = await this.#compareAndSet(`renewing the lease of ${lease.resource}`, () => this.#kv.update(leaseKey(lease.resource), value, lease.revision));
+    const revision = await this.#compareAndSet(`renewing the lease of ${lease.resource}`, () =>
+      this.#kv.update(leaseKey(lease.resource), value, lease.revision),
+    );
     return revision === undefined ? undefined : this.#lease(lease.resource, lease.token, revision, sentAt);
   }
 

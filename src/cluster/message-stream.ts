@@ -124,7 +124,10 @@ export class ClusterMessageStream {
   async publish({ recipient, key, priority, data }: OutgoingMessage): Promise<Published> {
     if (!PRIORITIES.includes(priority)) throw new BridgeError("INTERNAL", `Unknown priority ${JSON.stringify(priority)}`);
     try {
-      const ack = await this.#connection.jetstream.publish(`${this.#recipientSubject(recipient)}.${priority}`, data, { msgID: key, expect: { streamName: this.#stream } });
+      const ack = await this.#connection.jetstream.publish(`${this.#recipientSubject(recipient)}.${priority}`, data, {
+        msgID: key,
+        expect: { streamName: this.#stream },
+      });
       return { sequence: ack.seq, duplicate: ack.duplicate };
     } catch (error) {
       throw natsError(error, this.#connection.where, `publishing ${key}`);

@@ -70,7 +70,8 @@ export async function connectNats(options: NatsConnectionOptions): Promise<Clust
     throw natsOpenError(error, where);
   }
   try {
-    if (nats.info?.jetstream !== true) throw new BridgeError("CONFIG", `The server of ${where} has no JetStream: start nats-server with -js (and a store directory, -sd)`);
+    if (nats.info?.jetstream !== true)
+      throw new BridgeError("CONFIG", `The server of ${where} has no JetStream: start nats-server with -js (and a store directory, -sd)`);
     const timeout = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     const manager = await jetstreamManager(nats, { timeout });
     const client = jetstream(nats, { timeout });
@@ -185,7 +186,9 @@ export function natsError(error: unknown, where: string, doing: string): BridgeE
   if (error instanceof BridgeError) return error;
   const cause = toBridgeError(error);
   const name = error instanceof Error ? error.name : "";
-  const unavailable = ["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError"].includes(name);
+  const unavailable = ["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError"].includes(
+    name,
+  );
   return new BridgeError(unavailable ? "TRANSPORT" : "INTERNAL", `${where}: ${doing} failed: ${cause.message}`, name === "" ? {} : { cause: name });
 }
 

@@ -62,7 +62,10 @@ const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** A node id for this process: the host's name (made safe) and 6 random hex digits. */
 export function defaultNodeId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48) || "node";
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, "-")
+      .slice(0, 48) || "node";
   return `${host}-${randomBytes(3).toString("hex")}`;
 }
 
@@ -74,9 +77,18 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
     throw new BridgeError("CONFIG", "cluster.nodeId: letters, digits, '.', '_' and '-', 1 to 64 of them", { field: "cluster.nodeId" });
   }
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-  const connection = await connectNats({ url: options.url, name: `troupe ${nodeId}`, ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }) });
+  const connection = await connectNats({
+    url: options.url,
+    name: `troupe ${nodeId}`,
+    ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+  });
   try {
-    const leases = await LeaseTable.open(connection, { nodeId, leaseMs, ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }), ...(clock === undefined ? {} : { clock }) });
+    const leases = await LeaseTable.open(connection, {
+      nodeId,
+      leaseMs,
+      ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }),
+      ...(clock === undefined ? {} : { clock }),
+    });
     const messages = await ClusterMessageStream.open(connection, {
       ...(options.stream === undefined ? {} : { stream: options.stream }),
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
@@ -107,7 +119,12 @@ function requestSubject(nodeId: string, topic: string): string {
 
 type NodeAnswer = { result: unknown } | { error: ReturnType<BridgeError["toJSON"]> };
 
-async function serveRequests(connection: ClusterConnection, nodeId: string, topic: string, handler: (body: unknown, from: string) => unknown): Promise<() => void> {
+async function serveRequests(
+  connection: ClusterConnection,
+  nodeId: string,
+  topic: string,
+  handler: (body: unknown, from: string) => unknown,
+): Promise<() => void> {
   const subscription = connection.nats.subscribe(requestSubject(nodeId, topic), {
     callback: (error, message) => {
       if (error !== null) return;
@@ -127,7 +144,10 @@ async function serveRequests(connection: ClusterConnection, nodeId: string, topi
     await connection.nats.flush();
   } catch (error) {
     subscription.unsubscribe();
-    throw new BridgeError("TRANSPORT", `${connection.where}: subscribing to ${topic} requests failed (${error instanceof Error ? error.message : String(error)})`);
+    throw new BridgeError(
+      "TRANSPORT",
+      `${connection.where}: subscribing to ${topic} requests failed (${error instanceof Error ? error.message : String(error)})`,
+    );
   }
   return () => subscription.unsubscribe();
 }
@@ -138,7 +158,11 @@ async function requestNode(connection: ClusterConnection, from: string, to: stri
     const reply = await connection.nats.request(requestSubject(to, topic), JSON.stringify({ from, body }), { timeout: timeoutMs });
     answer = reply.json<NodeAnswer>();
   } catch (error) {
-    throw new BridgeError("TRANSPORT", `Node ${to} did not answer ${topic} within ${timeoutMs} ms (${error instanceof Error ? error.message : String(error)})`, { nodeId: to });
+    throw new BridgeError(
+      "TRANSPORT",
+      `Node ${to} did not answer ${topic} within ${timeoutMs} ms (${error instanceof Error ? error.message : String(error)})`,
+      { nodeId: to },
+    );
   }
   if ("error" in answer) throw new BridgeError(answer.error.type, answer.error.message, answer.error.details);
   return answer.result;

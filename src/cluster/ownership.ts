@@ -120,7 +120,11 @@ export class NodeOwnership implements RecordOwner {
         break;
       }
       if (performance.now() >= deadline) {
-        throw new BridgeError("CONFIG", `cluster.nodeId: the lease of node ${this.nodeId} is held and renewed by another process: is a node with this id running?`, { field: "cluster.nodeId" });
+        throw new BridgeError(
+          "CONFIG",
+          `cluster.nodeId: the lease of node ${this.nodeId} is held and renewed by another process: is a node with this id running?`,
+          { field: "cluster.nodeId" },
+        );
       }
       await new Promise<void>((resolve) => setTimeout(resolve, pollMs));
     }
@@ -147,9 +151,12 @@ export class NodeOwnership implements RecordOwner {
       },
     });
     this.#unsubscribeAnswers = () => subscription.unsubscribe();
-    this.#scanTimer = setInterval(() => {
-      this.#scanning ??= this.#scan().finally(() => (this.#scanning = undefined));
-    }, Math.max(1, Math.floor(this.#cluster.leaseMs / 2)));
+    this.#scanTimer = setInterval(
+      () => {
+        this.#scanning ??= this.#scan().finally(() => (this.#scanning = undefined));
+      },
+      Math.max(1, Math.floor(this.#cluster.leaseMs / 2)),
+    );
     unref(this.#scanTimer);
   }
 
@@ -170,7 +177,9 @@ export class NodeOwnership implements RecordOwner {
       try {
         this.#cluster.connection.nats.publish(ANSWERS_SUBJECT, JSON.stringify(envelope));
       } catch (error) {
-        process.emitWarning(`troupe: answer ${envelope.message_id} could not be told to the other nodes: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+        process.emitWarning(`troupe: answer ${envelope.message_id} could not be told to the other nodes: ${toBridgeError(error).message}`, {
+          code: "TROUPE_CLUSTER",
+        });
       }
       return "elsewhere";
     }
@@ -214,12 +223,19 @@ export class NodeOwnership implements RecordOwner {
     const tenureChanged = this.#lease?.token !== lease.token;
     this.#lease = lease;
     if (tenureChanged || this.#fence === undefined) {
-      const fence: Fence = { resource: lease.resource, token: lease.token, onRefused: () => this.#lost(fence, "a write of this node was refused: another node holds its lease") };
+      const fence: Fence = {
+        resource: lease.resource,
+        token: lease.token,
+        onRefused: () => this.#lost(fence, "a write of this node was refused: another node holds its lease"),
+      };
       this.#fence = fence;
     }
     this.#clock.clearTimeout(this.#expiryTimer);
     const fence = this.#fence;
-    this.#expiryTimer = this.#clock.setTimeout(() => this.#lost(fence, "its lease ran out without a renewal"), Math.max(0, lease.validUntil - this.#clock.now()));
+    this.#expiryTimer = this.#clock.setTimeout(
+      () => this.#lost(fence, "its lease ran out without a renewal"),
+      Math.max(0, lease.validUntil - this.#clock.now()),
+    );
     unref(this.#expiryTimer);
   }
 
@@ -247,7 +263,11 @@ export class NodeOwnership implements RecordOwner {
     this.#clock.clearTimeout(this.#expiryTimer);
     if (this.#stopped) return;
     process.emitWarning(`troupe: node ${this.nodeId} lost its lease (${why}): its workflows and bridge sessions stop here`, { code: "TROUPE_CLUSTER" });
-    this.#host.halt().catch((error: unknown) => process.emitWarning(`troupe: node ${this.nodeId} could not stop all it ran: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" }));
+    this.#host
+      .halt()
+      .catch((error: unknown) =>
+        process.emitWarning(`troupe: node ${this.nodeId} could not stop all it ran: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" }),
+      );
   }
 
   /** Says in the store that this node exists, so that the others watch its lease. */
@@ -275,7 +295,8 @@ export class NodeOwnership implements RecordOwner {
       this.#scanFailing = false;
     } catch (error) {
       // NATS or the store away: the next scan tries again; the operator hears of it once per outage.
-      if (!this.#stopped && !this.#scanFailing) process.emitWarning(`troupe: node ${this.nodeId} could not scan the cluster: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      if (!this.#stopped && !this.#scanFailing)
+        process.emitWarning(`troupe: node ${this.nodeId} could not scan the cluster: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
       this.#scanFailing = true;
     }
   }
@@ -331,7 +352,8 @@ export class NodeOwnership implements RecordOwner {
   #serveWorkflowMessage(body: unknown): null {
     const envelope = (body as { envelope?: MessageEnvelope } | null)?.envelope;
     if (typeof envelope !== "object" || envelope === null) throw new BridgeError("INTERNAL", "A workflow request from another node without its envelope");
-    if (this.#lease === undefined) throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true });
+    if (this.#lease === undefined)
+      throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true });
     this.#host.checkSender(envelope);
     this.#host.observe(envelope);
     return null;

@@ -169,7 +169,11 @@ export class Conversations implements PoolHost, CapabilityStates {
     const { maxPromptBytes } = this.runtime.limits;
     const bytes = Buffer.byteLength(text, "utf8");
     if (bytes > maxPromptBytes) {
-      throw new BridgeError("CONFIG", `text: ${bytes} bytes exceeds maxPromptBytes ${maxPromptBytes}`, { field: "text", limitBytes: maxPromptBytes, actualBytes: bytes });
+      throw new BridgeError("CONFIG", `text: ${bytes} bytes exceeds maxPromptBytes ${maxPromptBytes}`, {
+        field: "text",
+        limitBytes: maxPromptBytes,
+        actualBytes: bytes,
+      });
     }
     const agentId = this.route(userId, threadId, text);
     const settings = this.settingsOf(agentId);
@@ -286,7 +290,10 @@ export class Conversations implements PoolHost, CapabilityStates {
   released(conversationId: string, ending: PoolChildEnding): void {
     // Every turn is answered before a conversation ends; one that failed takes what is left with it.
     const cause = ending.status === "error" ? `: ${toBridgeError(ending.error).message}` : "";
-    this.replies.rejectGroup(conversationId, new BridgeError(ending.status === "error" ? "INTERNAL" : "CANCELLED", `Conversation ended${cause}`, { conversationId }));
+    this.replies.rejectGroup(
+      conversationId,
+      new BridgeError(ending.status === "error" ? "INTERNAL" : "CANCELLED", `Conversation ended${cause}`, { conversationId }),
+    );
   }
 
   // ---- routing ----
@@ -302,7 +309,7 @@ export class Conversations implements PoolHost, CapabilityStates {
     const candidates = defaultAgentId === undefined ? agentIds : [defaultAgentId, ...agentIds.filter((id) => id !== defaultAgentId)];
     const taker = candidates.find((agentId) => this.settingsOf(agentId).trigger === "always");
     if (taker !== undefined) return taker;
-    throw new BridgeError("NOT_FOUND", "No agent takes this message: mention one as @<agentId> (no agent's conversation trigger is \"always\")", {
+    throw new BridgeError("NOT_FOUND", 'No agent takes this message: mention one as @<agentId> (no agent\'s conversation trigger is "always")', {
       field: "text",
     });
   }
@@ -312,7 +319,9 @@ export class Conversations implements PoolHost, CapabilityStates {
     let owner: { agentId: string; sequence: number } | undefined;
     for (const agentId of agentIds) {
       const id = conversationIdOf(agentId, userId, this.settingsOf(agentId).isolation === "per_thread" ? threadId : null);
-      const thread = this.live(id)?.getSnapshot().context.threads.find((each) => each.threadId === threadId);
+      const thread = this.live(id)
+        ?.getSnapshot()
+        .context.threads.find((each) => each.threadId === threadId);
       if (thread !== undefined && (owner === undefined || thread.sequence > owner.sequence)) owner = { agentId, sequence: thread.sequence };
     }
     return owner?.agentId;

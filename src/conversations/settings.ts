@@ -25,7 +25,11 @@ const settingsSchema = z.strictObject({
   trigger: z.enum(["mention", "always"]).optional(),
   isolation: z.enum(["shared", "per_thread"]).optional(),
   // 0 never ends a conversation for idleness; the longest is the longest timer delay.
-  idleTimeoutMinutes: z.number().min(0).max(MAX_TIMER_DELAY_MS / 60_000).optional(),
+  idleTimeoutMinutes: z
+    .number()
+    .min(0)
+    .max(MAX_TIMER_DELAY_MS / 60_000)
+    .optional(),
   historyWindow: z.number().int().min(0).optional(),
 });
 

@@ -10,7 +10,7 @@
 import type { Subscription } from "@nats-io/transport-node";
 import type { Clock } from "../clock.js";
 import type { ClusterConnection } from "../cluster/nats-connection.js";
-import { EventHub, RUNTIME_EVENT_TYPES, type RuntimeEvent, type RuntimeEventListener, type RuntimeEventMap, type RuntimeEventType } from "./event-hub.js";
+import { EventHub, RUNTIME_EVENT_TYPES, type RuntimeEvent, type RuntimeEventListener, type RuntimeEventType } from "./event-hub.js";
 
 /** How often a watching node says so; a node publishes its events for three of these after it last heard it. */
 const WATCH_EVERY_MS = 2_000;
@@ -118,7 +118,7 @@ export class ClusterEvents implements EventSource {
 
   private onLocal(event: RuntimeEvent): void {
     const { seq: _seq, type, actorId, ...stamped } = event;
-    if (this.listeners > 0) this.merged.emit(type, actorId, stamped as RuntimeEventMap[typeof type]);
+    if (this.listeners > 0) this.merged.emit(type, actorId, stamped);
     const connection = this.connection;
     if (connection === undefined || this.clock.now() >= this.watchedUntil || connection.state() !== "connected") return;
     try {
@@ -144,7 +144,7 @@ export class ClusterEvents implements EventSource {
         }
         if (!KNOWN_TYPES.has(event?.type) || typeof event.actorId !== "string" || typeof event.node !== "string") return;
         const { type, actorId, ...fields } = event;
-        this.merged.emit(type, actorId, fields as RuntimeEventMap[typeof type]);
+        this.merged.emit(type, actorId, fields);
       },
     });
     const announce = (): void => {

@@ -141,7 +141,8 @@ function agentAliases(values: string[]): Set<string> {
 /** A sequence number given by the client (`since`, `Last-Event-ID`): a non-negative integer. */
 function seqOf(value: string, field: string): number {
   const seq = /^\d{1,15}$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(seq)) throw new BridgeError("CONFIG", `${field}: expected an event seq (a non-negative integer), got ${JSON.stringify(value.slice(0, 40))}`, { field });
+  if (!Number.isSafeInteger(seq))
+    throw new BridgeError("CONFIG", `${field}: expected an event seq (a non-negative integer), got ${JSON.stringify(value.slice(0, 40))}`, { field });
   return seq;
 }
 
@@ -168,6 +169,10 @@ export function parseEventQuery(query: URLSearchParams, lastEventId?: string): E
   const sinceValues = query.getAll("since");
   if (sinceValues.length > 1) throw new BridgeError("CONFIG", "since: given more than once", { field: "since" });
   const since =
-    lastEventId !== undefined && lastEventId !== "" ? seqOf(lastEventId, "Last-Event-ID") : sinceValues[0] === undefined ? undefined : seqOf(sinceValues[0], "since");
+    lastEventId !== undefined && lastEventId !== ""
+      ? seqOf(lastEventId, "Last-Event-ID")
+      : sinceValues[0] === undefined
+        ? undefined
+        : seqOf(sinceValues[0], "since");
   return { filter, since };
 }

@@ -160,9 +160,7 @@ export type RuntimeEvent<T extends RuntimeEventType = RuntimeEventType> = {
 }[T];
 
 /** A listener of one type, or of every type with `"*"`. */
-export type RuntimeEventListener<T extends RuntimeEventType | "*"> = (
-  event: T extends RuntimeEventType ? RuntimeEvent<T> : RuntimeEvent,
-) => void;
+export type RuntimeEventListener<T extends RuntimeEventType | "*"> = (event: T extends RuntimeEventType ? RuntimeEvent<T> : RuntimeEvent) => void;
 
 /** What a listener threw, as text; anything may be thrown, even a value that cannot become a string. */
 function describeThrown(error: unknown): string {

@@ -43,7 +43,10 @@ type Rule<T extends RuntimeEventType> = {
 type Rules = { [T in RuntimeEventType]?: Rule<T> };
 
 /** The correlation fields of a prompt's line. */
-function promptFields(event: RuntimeEvent<"prompt.started" | "prompt.delta" | "prompt.warning" | "prompt.completed" | "prompt.failed" | "prompt.cancelled">, options: EventLogOptions) {
+function promptFields(
+  event: RuntimeEvent<"prompt.started" | "prompt.delta" | "prompt.warning" | "prompt.completed" | "prompt.failed" | "prompt.cancelled">,
+  options: EventLogOptions,
+) {
   const agentId = event.type === "prompt.delta" ? undefined : options.agentOfSession?.(event.sessionId);
   return { sessionId: event.sessionId, requestId: event.requestId, ...(agentId === undefined ? {} : { agentId }) };
 }
@@ -67,7 +70,10 @@ const RULES: Rules = {
     message: `prompt failed: ${event.error.type}: ${event.error.message}`,
     fields: { ...promptFields(event, options), error: { type: event.error.type, message: event.error.message, sessionValid: event.error.sessionValid } },
   })),
-  "prompt.cancelled": at("info", (event, options) => ({ message: `prompt cancelled (${event.cause})`, fields: { ...promptFields(event, options), cause: event.cause } })),
+  "prompt.cancelled": at("info", (event, options) => ({
+    message: `prompt cancelled (${event.cause})`,
+    fields: { ...promptFields(event, options), cause: event.cause },
+  })),
   "tool.called": at("debug", (event) => ({
     message: `tool ${event.tool} called`,
     fields: { sessionId: event.sessionId, requestId: event.requestId, agentId: event.agentId, tool: event.tool, callId: event.callId, round: event.round },
@@ -77,13 +83,30 @@ const RULES: Rules = {
     line: (event) => ({
       level: event.ok || event.error?.kind === "cancelled" ? "info" : "warn",
       message: event.ok ? `tool ${event.tool} completed` : `tool ${event.tool} failed (${event.error?.kind}): ${event.error?.message}`,
-      fields: { sessionId: event.sessionId, requestId: event.requestId, agentId: event.agentId, tool: event.tool, callId: event.callId, ok: event.ok, durationMs: event.durationMs },
+      fields: {
+        sessionId: event.sessionId,
+        requestId: event.requestId,
+        agentId: event.agentId,
+        tool: event.tool,
+        callId: event.callId,
+        ok: event.ok,
+        durationMs: event.durationMs,
+      },
     }),
   },
   "message.accepted": at("debug", (event) => ({ message: "message accepted", fields: { message_id: event.messageId, agentId: event.target } })),
-  "message.queued": at("debug", (event) => ({ message: "message queued until its recipient connects", fields: { message_id: event.messageId, agentId: event.target } })),
-  "message.delivered": at("debug", (event) => ({ message: "message delivered", fields: { message_id: event.messageId, agentId: event.target, attempts: event.attempts } })),
-  "message.acknowledged": at("debug", (event) => ({ message: "message acknowledged", fields: { message_id: event.messageId, agentId: event.target, attempts: event.attempts } })),
+  "message.queued": at("debug", (event) => ({
+    message: "message queued until its recipient connects",
+    fields: { message_id: event.messageId, agentId: event.target },
+  })),
+  "message.delivered": at("debug", (event) => ({
+    message: "message delivered",
+    fields: { message_id: event.messageId, agentId: event.target, attempts: event.attempts },
+  })),
+  "message.acknowledged": at("debug", (event) => ({
+    message: "message acknowledged",
+    fields: { message_id: event.messageId, agentId: event.target, attempts: event.attempts },
+  })),
   "message.retrying": at("warn", (event) => ({
     message: `message delivery failed, retry ${event.retries} in ${event.delayMs} ms: ${event.error}`,
     fields: { message_id: event.messageId, agentId: event.target, retries: event.retries, delayMs: event.delayMs },
@@ -93,8 +116,14 @@ const RULES: Rules = {
     fields: { message_id: event.messageId, attempts: event.attempts, cause: event.cause },
   })),
   "workflow.created": at("info", (event) => ({ message: "workflow created", fields: { workflow: event.sessionId } })),
-  "workflow.participant_added": at("debug", (event) => ({ message: "workflow participant added", fields: { workflow: event.sessionId, agentId: event.participant.agent_id } })),
-  "workflow.participant_removed": at("debug", (event) => ({ message: "workflow participant removed", fields: { workflow: event.sessionId, agentId: event.agentId } })),
+  "workflow.participant_added": at("debug", (event) => ({
+    message: "workflow participant added",
+    fields: { workflow: event.sessionId, agentId: event.participant.agent_id },
+  })),
+  "workflow.participant_removed": at("debug", (event) => ({
+    message: "workflow participant removed",
+    fields: { workflow: event.sessionId, agentId: event.agentId },
+  })),
   "workflow.step": at("info", (event) => ({
     message: `workflow step ${event.previous_step} → ${event.workflow.current_step ?? "(none)"}`,
     fields: { workflow: event.sessionId, step: event.workflow.current_step, previousStep: event.previous_step, cause: event.cause },
@@ -106,10 +135,19 @@ const RULES: Rules = {
   })),
   "workflow.task_completed": at("info", (event) => ({
     message: `workflow task ${event.task.status}`,
-    fields: { workflow: event.sessionId, message_id: event.task.message_id, agentId: event.task.answered_by ?? event.task.to, taskId: event.task.task_id, step: event.task.step },
+    fields: {
+      workflow: event.sessionId,
+      message_id: event.task.message_id,
+      agentId: event.task.answered_by ?? event.task.to,
+      taskId: event.task.task_id,
+      step: event.task.step,
+    },
   })),
   "workflow.completed": at("info", (event) => ({ message: "workflow completed", fields: { workflow: event.sessionId } })),
-  "workflow.terminated": at("warn", (event) => ({ message: `workflow terminated: ${event.reason}`, fields: { workflow: event.sessionId, reason: event.reason } })),
+  "workflow.terminated": at("warn", (event) => ({
+    message: `workflow terminated: ${event.reason}`,
+    fields: { workflow: event.sessionId, reason: event.reason },
+  })),
   "workflow.evicted": at("debug", (event) => ({ message: "workflow evicted", fields: { workflow: event.sessionId } })),
   "agent.online": at("info", (event) => ({ message: "agent online", fields: { agentId: event.agentId, kind: event.kind } })),
   "agent.offline": {
@@ -122,7 +160,10 @@ const RULES: Rules = {
   },
   "agent.busy": at("debug", (event) => ({ message: "agent busy", fields: { agentId: event.agentId } })),
   "agent.ready": at("debug", (event) => ({ message: "agent ready", fields: { agentId: event.agentId } })),
-  "worker.started": at("info", (event) => ({ message: `worker process started (pid ${event.pid})`, fields: { agentId: event.workerId, worker: event.workerId, pid: event.pid } })),
+  "worker.started": at("info", (event) => ({
+    message: `worker process started (pid ${event.pid})`,
+    fields: { agentId: event.workerId, worker: event.workerId, pid: event.pid },
+  })),
   "worker.stderr": at("info", (event) => ({ message: event.line, fields: { agentId: event.workerId, worker: event.workerId, stream: "stderr" } })),
   "worker.exited": {
     level: "info",

@@ -70,7 +70,9 @@ export class EventBatch {
    * line), and a blank line each.
    */
   get serverSentEvents(): Buffer {
-    this.serverSentBytes ??= Buffer.concat(this.events.flatMap((event) => [Buffer.from(`id: ${event.seq}\ndata: `), event.frame.subarray(event.jsonStart), SSE_EVENT_END]));
+    this.serverSentBytes ??= Buffer.concat(
+      this.events.flatMap((event) => [Buffer.from(`id: ${event.seq}\ndata: `), event.frame.subarray(event.jsonStart), SSE_EVENT_END]),
+    );
     return this.serverSentBytes;
   }
 }
@@ -209,7 +211,8 @@ export class EventStream {
     const limit = this.options.maxSubscribers;
     if (this.subscribers.size >= limit) throw new BridgeError("CAPACITY", `The bus has reached maxEventSubscribers (${limit})`, { retryable: true, limit });
     const quota = this.perClient.limit;
-    if (this.perClient.of(client) >= quota) throw quotaExceeded(`${client} holds ${quota} event streams, its quota (maxEventSubscribersPerClient)`, quota, 1_000);
+    if (this.perClient.of(client) >= quota)
+      throw quotaExceeded(`${client} holds ${quota} event streams, its quota (maxEventSubscribersPerClient)`, quota, 1_000);
   }
 
   /**

@@ -15,10 +15,7 @@ import { lazyImport } from "../lazy-modules.js";
 import { describeExit, describeSpawnFailure, withStderr, type SpawnFailure } from "./process-exits.js";
 
 /** How a worker answers an agent's `session/request_permission`. Default `deny`. */
-export type PermissionPolicy =
-  | "allow"
-  | "deny"
-  | ((request: acp.RequestPermissionRequest) => "allow" | "deny" | Promise<"allow" | "deny">);
+export type PermissionPolicy = "allow" | "deny" | ((request: acp.RequestPermissionRequest) => "allow" | "deny" | Promise<"allow" | "deny">);
 
 /** What starting one process needs. */
 export interface AcpProcessOptions {
@@ -123,7 +120,12 @@ export class AcpProcess {
     this.connected = acpSdk().then((sdk) => ({ sdk, connection: this.connect(sdk) }));
     // An SDK that cannot load fails every request (`call`), and `initialize` first: not an unhandled rejection.
     this.connected.catch(() => undefined);
-    void this.exited.then(() => this.connected.then(({ connection }) => connection.close(), () => undefined));
+    void this.exited.then(() =>
+      this.connected.then(
+        ({ connection }) => connection.close(),
+        () => undefined,
+      ),
+    );
   }
 
   /** The client side of ACP over the process's stdio: chunks to their listeners, permission and file requests answered. */
@@ -154,10 +156,7 @@ export class AcpProcess {
         return {};
       });
     return client.connect(
-      sdk.ndJsonStream(
-        Writable.toWeb(this.child.stdin!) as WritableStream<Uint8Array>,
-        Readable.toWeb(this.child.stdout!) as ReadableStream<Uint8Array>,
-      ),
+      sdk.ndJsonStream(Writable.toWeb(this.child.stdin!) as WritableStream<Uint8Array>, Readable.toWeb(this.child.stdout!) as ReadableStream<Uint8Array>),
     );
   }
 
@@ -296,6 +295,9 @@ export class AcpProcess {
   private deadError(): BridgeError {
     const { exit } = this;
     const how = exit === undefined ? "closed its connection" : (exit.spawnFailure?.reason ?? describeExit(exit.code, exit.signal));
-    return new BridgeError("TRANSPORT", `Worker process ${withStderr(how, this.stderr)}`, { sessionValid: false, ...(this.stderr === "" ? {} : { stderr: this.stderr }) });
+    return new BridgeError("TRANSPORT", `Worker process ${withStderr(how, this.stderr)}`, {
+      sessionValid: false,
+      ...(this.stderr === "" ? {} : { stderr: this.stderr }),
+    });
   }
 }

@@ -7,7 +7,18 @@ import { isAbsolute, resolve } from "node:path";
 import { getSystemErrorMap } from "node:util";
 
 /** Spawn errors that fail the same way on every attempt: restarting the worker would not help. */
-const PERMANENT_SPAWN_ERRORS = new Set(["ENOENT", "EACCES", "ENOTDIR", "EISDIR", "ENOEXEC", "EPERM", "ELOOP", "ENAMETOOLONG", "ERR_INVALID_ARG_VALUE", "ERR_INVALID_ARG_TYPE"]);
+const PERMANENT_SPAWN_ERRORS = new Set([
+  "ENOENT",
+  "EACCES",
+  "ENOTDIR",
+  "EISDIR",
+  "ENOEXEC",
+  "EPERM",
+  "ELOOP",
+  "ENAMETOOLONG",
+  "ERR_INVALID_ARG_VALUE",
+  "ERR_INVALID_ARG_TYPE",
+]);
 
 /** Lines of stderr quoted in an error message (the whole bounded tail goes into `details.stderr` and the log). */
 const QUOTED_STDERR_LINES = 3;

@@ -66,7 +66,10 @@ export async function layoutGraph(graph: StateGraph): Promise<GraphLayout> {
   const layout = await loadElk();
   const childrenOf = new Map<string | null, GraphState[]>();
   for (const state of graph.states) childrenOf.set(state.parent, [...(childrenOf.get(state.parent) ?? []), state]);
-  const initials = new Set<string>([...(graph.initial === null ? [] : [graph.initial]), ...graph.states.flatMap((state) => (state.initial === null ? [] : [state.initial]))]);
+  const initials = new Set<string>([
+    ...(graph.initial === null ? [] : [graph.initial]),
+    ...graph.states.flatMap((state) => (state.initial === null ? [] : [state.initial])),
+  ]);
   const nodeOf = (state: GraphState): ElkNode => {
     const children = childrenOf.get(state.id) ?? [];
     if (children.length === 0) return { id: state.id, width: Math.max(56, textWidth(state.key) + 24), height: STATE_HEIGHT };
@@ -77,7 +80,9 @@ export async function layoutGraph(graph: StateGraph): Promise<GraphLayout> {
     };
   };
   const known = new Set(graph.states.map((state) => state.id));
-  const drawn = edgesOf(graph.transitions).filter((edge) => known.has(edge.source) && known.has(edge.target) && !(edge.source === edge.target && isInternalOnly(graph, edge.source)));
+  const drawn = edgesOf(graph.transitions).filter(
+    (edge) => known.has(edge.source) && known.has(edge.target) && !(edge.source === edge.target && isInternalOnly(graph, edge.source)),
+  );
   const edges: ElkExtendedEdge[] = drawn.map((edge, index) => {
     const label = edge.labels.join("\n");
     const width = Math.max(...edge.labels.map(textWidth)) + 6;
@@ -110,7 +115,17 @@ export async function layoutGraph(graph: StateGraph): Promise<GraphLayout> {
     origins.set(node.id, { x, y });
     const state = byId.get(node.id)!;
     const children = node.children ?? [];
-    states.push({ id: state.id, key: state.key, type: state.type, compound: children.length > 0, initial: initials.has(state.id), x, y, width: node.width ?? 0, height: node.height ?? 0 });
+    states.push({
+      id: state.id,
+      key: state.key,
+      type: state.type,
+      compound: children.length > 0,
+      initial: initials.has(state.id),
+      x,
+      y,
+      width: node.width ?? 0,
+      height: node.height ?? 0,
+    });
     for (const child of children) place(child, x, y);
   };
   for (const node of root.children ?? []) place(node, 0, 0);

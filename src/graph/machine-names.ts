@@ -4,7 +4,18 @@
  */
 
 /** Every machine `troupe graph` knows, in the order `troupe graph --help` lists them. */
-export const MACHINE_NAMES = ["session", "session-shard", "supervisor", "agent", "worker", "delivery", "workflow", "pool", "pool-shard", "conversation"] as const;
+export const MACHINE_NAMES = [
+  "session",
+  "session-shard",
+  "supervisor",
+  "agent",
+  "worker",
+  "delivery",
+  "workflow",
+  "pool",
+  "pool-shard",
+  "conversation",
+] as const;
 
 /** A machine `troupe graph` knows. */
 export type MachineName = (typeof MACHINE_NAMES)[number];

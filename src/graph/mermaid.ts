@@ -25,7 +25,11 @@ function mermaidIds(states: GraphState[]): Map<string, string> {
 
 /** Label text that stays on its line and out of Mermaid's syntax (`;` and `%%` end or comment a statement). */
 function safeText(text: string): string {
-  return text.replace(/[\r\n]+/g, " ").replace(/;/g, ",").replace(/%%/g, "%").replace(/[{}]/g, "");
+  return text
+    .replace(/[\r\n]+/g, " ")
+    .replace(/;/g, ",")
+    .replace(/%%/g, "%")
+    .replace(/[{}]/g, "");
 }
 
 /** The ancestors of a state, itself first, up to the top level. */

@@ -19,7 +19,10 @@ const n = (value: number): string => (Math.round(value * 10) / 10).toString();
 function stateSvg(state: LaidOutState, active: boolean): string {
   const classes = ["state", ...(state.compound ? ["compound"] : []), ...(active ? ["active"] : [])].join(" ");
   const rect = `<rect x="${n(state.x)}" y="${n(state.y)}" width="${n(state.width)}" height="${n(state.height)}" rx="8"/>`;
-  const final = state.type === "final" ? `<rect class="final" x="${n(state.x + 3)}" y="${n(state.y + 3)}" width="${n(state.width - 6)}" height="${n(state.height - 6)}" rx="6"/>` : "";
+  const final =
+    state.type === "final"
+      ? `<rect class="final" x="${n(state.x + 3)}" y="${n(state.y + 3)}" width="${n(state.width - 6)}" height="${n(state.height - 6)}" rx="6"/>`
+      : "";
   const text = state.compound
     ? `<text x="${n(state.x + 10)}" y="${n(state.y + 19)}">${escapeXml(state.key)}</text>`
     : `<text x="${n(state.x + state.width / 2)}" y="${n(state.y + state.height / 2 + 4)}" text-anchor="middle">${escapeXml(state.key)}</text>`;
@@ -72,7 +75,10 @@ export function drawSvg(layout: GraphLayout, options: DrawOptions = {}): string 
   const byDepth = (state: LaidOutState): number => state.id.split(".").length;
   // Compound states (outer first), then lines, then the simple states, then every label on top.
   const layers = [
-    ...layout.states.filter((state) => state.compound).sort((a, b) => byDepth(a) - byDepth(b)).map((state) => stateSvg(state, active.has(state.id))),
+    ...layout.states
+      .filter((state) => state.compound)
+      .sort((a, b) => byDepth(a) - byDepth(b))
+      .map((state) => stateSvg(state, active.has(state.id))),
     ...edges.map((edge) => edge.line),
     ...layout.states.filter((state) => !state.compound).map((state) => stateSvg(state, active.has(state.id))),
     ...edges.map((edge) => edge.label),

@@ -84,10 +84,14 @@ export class MemoryBook {
     const prefix = scopePrefix(scope);
     const held = await store.list("memory", { prefix });
     if (held.length >= this.limits.maxMemoriesPerScope) {
-      throw new BridgeError("CAPACITY", `Memory is full: agent ${scope.agentId} keeps ${this.limits.maxMemoriesPerScope} memories about this user; delete one first`, {
-        retryable: false,
-        limit: this.limits.maxMemoriesPerScope,
-      });
+      throw new BridgeError(
+        "CAPACITY",
+        `Memory is full: agent ${scope.agentId} keeps ${this.limits.maxMemoriesPerScope} memories about this user; delete one first`,
+        {
+          retryable: false,
+          limit: this.limits.maxMemoriesPerScope,
+        },
+      );
     }
     const createdAt = this.clock.now();
     // Time first (fixed width), so that a scope lists in the order its memories were made.

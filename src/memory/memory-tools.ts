@@ -18,10 +18,14 @@ const memoryId = z.string().regex(/^m[0-9a-z]{18}$/, "a memory id as memory_save
 function scopeOf(tool: string, ctx: ToolContext): { memory: MemoryBook; scope: MemoryScope } {
   const { userId } = ctx.session.metadata;
   if (typeof userId !== "string" || userId === "") {
-    throw new BridgeError("CONFIG", `${tool}: the session has no metadata.userId: memory is kept per user, in conversations (runtime.converse) or sessions created with metadata.userId`, {
-      tool,
-      field: "metadata.userId",
-    });
+    throw new BridgeError(
+      "CONFIG",
+      `${tool}: the session has no metadata.userId: memory is kept per user, in conversations (runtime.converse) or sessions created with metadata.userId`,
+      {
+        tool,
+        field: "metadata.userId",
+      },
+    );
   }
   return { memory: promptServices(ctx.session, tool).memory, scope: { agentId: ctx.agentId, userId } };
 }

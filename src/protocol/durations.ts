@@ -24,7 +24,11 @@ export function isDuration(text: string): boolean {
 export function parseDuration(text: string, field = "duration"): number {
   const ms = durationMs(text);
   if (ms === undefined) {
-    throw new BridgeError("CONFIG", `${field}: expected a duration such as "1500ms", "300s", "5m" or "1h", up to ${MAX_TIMER_DELAY_MS} ms; got ${JSON.stringify(text)}`, { field });
+    throw new BridgeError(
+      "CONFIG",
+      `${field}: expected a duration such as "1500ms", "300s", "5m" or "1h", up to ${MAX_TIMER_DELAY_MS} ms; got ${JSON.stringify(text)}`,
+      { field },
+    );
   }
   return Math.round(ms);
 }

@@ -115,7 +115,17 @@ function defaultTimeoutText(ms: number): string {
 
 // ---- the hand check: the schema's checks, in code, for the envelope as senders usually write it ----
 
-const ENVELOPE_FIELDS: ReadonlySet<string> = new Set(["message_id", "timestamp", "sender", "recipient", "message_type", "priority", "payload", "routing", "metadata"]);
+const ENVELOPE_FIELDS: ReadonlySet<string> = new Set([
+  "message_id",
+  "timestamp",
+  "sender",
+  "recipient",
+  "message_type",
+  "priority",
+  "payload",
+  "routing",
+  "metadata",
+]);
 const PARTY_FIELDS: ReadonlySet<string> = new Set(["agent_id", "framework", "session_id"]);
 const ROUTING_FIELDS: ReadonlySet<string> = new Set(["timeout", "retry_policy", "fallback_agents", "delivery_mode"]);
 const RETRY_POLICY_FIELDS: ReadonlySet<string> = new Set(["max_retries", "backoff"]);
@@ -145,7 +155,8 @@ function isAgentId(value: unknown): value is string {
 
 /** `payload` and `metadata`: a plain object with string keys, copied as the schema copies a record (without `__proto__`). */
 function recordCopy(value: unknown): Fields | undefined {
-  if (typeof value !== "object" || value === null || Object.getPrototypeOf(value) !== Object.prototype || Object.getOwnPropertySymbols(value).length > 0) return undefined;
+  if (typeof value !== "object" || value === null || Object.getPrototypeOf(value) !== Object.prototype || Object.getOwnPropertySymbols(value).length > 0)
+    return undefined;
   const copy: Fields = {};
   for (const key in value) if (key !== "__proto__") copy[key] = (value as Fields)[key];
   return copy;
@@ -160,7 +171,8 @@ function partyOf(value: unknown): MessageEnvelope["sender"] | undefined {
 }
 
 function routingOf(value: unknown, defaultTimeout: string): MessageEnvelope["routing"] | undefined {
-  if (value === undefined) return { retry_policy: { max_retries: DEFAULT_MAX_RETRIES, backoff: DEFAULT_BACKOFF }, delivery_mode: "async", timeout: defaultTimeout };
+  if (value === undefined)
+    return { retry_policy: { max_retries: DEFAULT_MAX_RETRIES, backoff: DEFAULT_BACKOFF }, delivery_mode: "async", timeout: defaultTimeout };
   if (!isPlainWith(value, ROUTING_FIELDS)) return undefined;
   const { timeout, retry_policy: policy, fallback_agents: fallbacks, delivery_mode = "async" } = value;
   if (timeout !== undefined && (typeof timeout !== "string" || !isDuration(timeout))) return undefined;
@@ -169,7 +181,14 @@ function routingOf(value: unknown, defaultTimeout: string): MessageEnvelope["rou
   if (policy !== undefined) {
     if (!isPlainWith(policy, RETRY_POLICY_FIELDS)) return undefined;
     const { max_retries = DEFAULT_MAX_RETRIES, backoff = DEFAULT_BACKOFF } = policy;
-    if (typeof max_retries !== "number" || !Number.isSafeInteger(max_retries) || max_retries < 0 || max_retries > MAX_RETRIES_LIMIT || !BACKOFF_SET.has(backoff)) return undefined;
+    if (
+      typeof max_retries !== "number" ||
+      !Number.isSafeInteger(max_retries) ||
+      max_retries < 0 ||
+      max_retries > MAX_RETRIES_LIMIT ||
+      !BACKOFF_SET.has(backoff)
+    )
+      return undefined;
     retry_policy = { max_retries, backoff: backoff as BackoffKind };
   }
   let fallback_agents: string[] | undefined;
@@ -181,8 +200,11 @@ function routingOf(value: unknown, defaultTimeout: string): MessageEnvelope["rou
   }
   const mode = delivery_mode as MessageEnvelope["routing"]["delivery_mode"];
   // The schema's order (`timeout` first when given), then a default timeout last, as `{ ...routing, timeout }` puts it.
-  if (timeout !== undefined) return fallback_agents === undefined ? { timeout, retry_policy, delivery_mode: mode } : { timeout, retry_policy, fallback_agents, delivery_mode: mode };
-  return fallback_agents === undefined ? { retry_policy, delivery_mode: mode, timeout: defaultTimeout } : { retry_policy, fallback_agents, delivery_mode: mode, timeout: defaultTimeout };
+  if (timeout !== undefined)
+    return fallback_agents === undefined ? { timeout, retry_policy, delivery_mode: mode } : { timeout, retry_policy, fallback_agents, delivery_mode: mode };
+  return fallback_agents === undefined
+    ? { retry_policy, delivery_mode: mode, timeout: defaultTimeout }
+    : { retry_policy, fallback_agents, delivery_mode: mode, timeout: defaultTimeout };
 }
 
 /** The envelope the schema would output for `value`, or undefined when the hand check is not sure it is valid. */

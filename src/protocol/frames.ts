@@ -61,8 +61,7 @@ export interface AckFrame {
 
 /** The bus's answer to an envelope an agent sent. */
 export type SendAnswerFrame =
-  | { type: "accepted"; message_id: string; status: string }
-  | { type: "rejected"; message_id?: string; error: ReturnType<BridgeError["toJSON"]> };
+  { type: "accepted"; message_id: string; status: string } | { type: "rejected"; message_id?: string; error: ReturnType<BridgeError["toJSON"]> };
 
 /**
  * The JSON of an answer frame, as `JSON.stringify` writes it. The bus answers every envelope a socket sends: the

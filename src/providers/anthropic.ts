@@ -108,7 +108,9 @@ class AnthropicTurn {
   reply(stopReason: string | null | undefined, inputTokens: number | undefined, outputTokens: number | undefined): ProviderReply {
     const blocks = this.ordered();
     const text = blocks.map((block) => (block.type === "text" ? block.text : "")).join("");
-    const toolCalls: ToolCall[] = blocks.flatMap((block) => (block.type === "tool_use" ? [{ callId: block.id, name: block.name, argumentsJson: block.inputJson }] : []));
+    const toolCalls: ToolCall[] = blocks.flatMap((block) =>
+      block.type === "tool_use" ? [{ callId: block.id, name: block.name, argumentsJson: block.inputJson }] : [],
+    );
     const usage = inputTokens !== undefined && outputTokens !== undefined ? { usage: { inputTokens, outputTokens } } : {};
     return {
       text,
@@ -163,7 +165,11 @@ function roundMessages(tools: ToolRequest | undefined): MessageParam[] {
 function toolFields(tools: ToolRequest | undefined): Pick<MessageRequest, "tools" | "tool_choice"> {
   if (tools === undefined) return {};
   return {
-    tools: tools.tools.map((tool) => ({ name: tool.name, description: tool.description, input_schema: tool.inputSchema as Anthropic.Messages.Tool.InputSchema })),
+    tools: tools.tools.map((tool) => ({
+      name: tool.name,
+      description: tool.description,
+      input_schema: tool.inputSchema as Anthropic.Messages.Tool.InputSchema,
+    })),
     ...(tools.choice === "none" ? { tool_choice: { type: "none" as const } } : {}),
   };
 }
@@ -249,7 +255,12 @@ export class AnthropicProvider extends BaseProvider {
   }
 
   /** The Messages body: `providerSpecific` first, so that the mapped fields win over it. */
-  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string, tools: ToolRequest | undefined): Omit<MessageRequest, "stream"> {
+  private requestBody(
+    params: ResolvedRuntimeParams,
+    history: ProviderCall["ctx"]["history"],
+    prompt: string,
+    tools: ToolRequest | undefined,
+  ): Omit<MessageRequest, "stream"> {
     return {
       ...params.providerSpecific,
       model: params.model,

@@ -2,7 +2,16 @@
  * `GeminiProvider` ("gemini"): the Gemini API's generateContent / streamGenerateContent through the
  * official `@google/genai` SDK, which loads at the first request.
  */
-import type { ApiError, Content, FunctionCallingConfigMode, GenerateContentConfig, GenerateContentResponse, GoogleGenAI, GoogleGenAIOptions, Part } from "@google/genai";
+import type {
+  ApiError,
+  Content,
+  FunctionCallingConfigMode,
+  GenerateContentConfig,
+  GenerateContentResponse,
+  GoogleGenAI,
+  GoogleGenAIOptions,
+  Part,
+} from "@google/genai";
 import type { AgentReply, StopReason } from "../agents/agent.js";
 import { BridgeError, messageOf } from "../errors.js";
 import { argumentsObjectOf, fallbackCallId, type ToolCall, type ToolRequest, type ToolRound } from "../tools/tool-call.js";

@@ -82,7 +82,11 @@ function toolCallsOf(calls: readonly MockToolCall[], tools: ToolRequest | undefi
 /** Words the mock model reads: the history, the prompt, and the earlier rounds' texts and results. */
 function inputWords(ctx: PromptContext, tools: ToolRequest | undefined): number {
   const rounds = tools?.rounds ?? [];
-  const texts = [...ctx.history.map((message) => message.content), ctx.prompt, ...rounds.flatMap((round) => [round.text, ...round.results.map((result) => result.content)])];
+  const texts = [
+    ...ctx.history.map((message) => message.content),
+    ctx.prompt,
+    ...rounds.flatMap((round) => [round.text, ...round.results.map((result) => result.content)]),
+  ];
   return texts.reduce((sum, text) => sum + countWords(text), 0);
 }
 

@@ -60,7 +60,9 @@ function reply(text: string, finishReason: string | null | undefined, usage: Ope
 
 /** The function calls of a whole answer (custom tool calls, which troupe never declares, are left out). */
 function toolCallsOf(calls: OpenAI.Chat.Completions.ChatCompletionMessageToolCall[] | undefined): ToolCall[] {
-  return (calls ?? []).flatMap((call) => (call.type === "function" ? [{ callId: call.id, name: call.function.name, argumentsJson: call.function.arguments }] : []));
+  return (calls ?? []).flatMap((call) =>
+    call.type === "function" ? [{ callId: call.id, name: call.function.name, argumentsJson: call.function.arguments }] : [],
+  );
 }
 
 /** Streamed tool calls, assembled by `index`: the first delta of a call has its id and name, later ones add to its arguments. */
@@ -102,7 +104,11 @@ function roundMessages(tools: ToolRequest | undefined): ChatMessage[] {
       tool_calls: round.calls.map((call) => ({ id: call.callId, type: "function", function: { name: call.name, arguments: call.argumentsJson } })),
     },
     // Chat Completions has no error flag on a tool message: the text says it.
-    ...round.results.map((result): ChatMessage => ({ role: "tool", tool_call_id: result.callId, content: result.isError ? `Error: ${result.content}` : result.content })),
+    ...round.results.map((result): ChatMessage => ({
+      role: "tool",
+      tool_call_id: result.callId,
+      content: result.isError ? `Error: ${result.content}` : result.content,
+    })),
   ]);
 }
 
@@ -172,7 +178,12 @@ export class OpenAIProvider extends BaseProvider {
   }
 
   /** The Chat Completions body: `providerSpecific` first, so that the mapped fields win over it. */
-  private requestBody(params: ResolvedRuntimeParams, history: ProviderCall["ctx"]["history"], prompt: string, tools: ToolRequest | undefined): Omit<ChatRequest, "stream"> {
+  private requestBody(
+    params: ResolvedRuntimeParams,
+    history: ProviderCall["ctx"]["history"],
+    prompt: string,
+    tools: ToolRequest | undefined,
+  ): Omit<ChatRequest, "stream"> {
     const messages: ChatMessage[] = [
       ...(params.systemPrompt !== undefined ? [{ role: "system" as const, content: params.systemPrompt }] : []),
       ...conversationOf(history, prompt).map((turn) => ({ role: turn.role, content: turn.content })),

@@ -65,8 +65,7 @@ export async function runWithRetries<T>(attempt: () => Promise<T>, context: Retr
     } catch (error) {
       const failure = toBridgeError(error);
       const retryAfterMs = typeof failure.details.retryAfterMs === "number" ? failure.details.retryAfterMs : undefined;
-      const delayMs =
-        failure.details.retryable && retry < policy.maxRetries && context.mayRetry() ? retryDelayMs(policy, retry, retryAfterMs) : undefined;
+      const delayMs = failure.details.retryable && retry < policy.maxRetries && context.mayRetry() ? retryDelayMs(policy, retry, retryAfterMs) : undefined;
       if (delayMs === undefined) throw new BridgeError(failure.type, failure.message, { ...failure.details, attempts: retry + 1 });
       await waitOrAbort(clock, delayMs, signal);
     }

@@ -109,7 +109,11 @@ class DelayQueue {
     this.bySource.set(source, delay);
     this.heap.push(delay);
     this.siftUp(delay.position);
-    if (!this.options.shareTimer) this.timers.set(delay, this.clock.setTimeout(() => this.fireOne(delay), delayMs));
+    if (!this.options.shareTimer)
+      this.timers.set(
+        delay,
+        this.clock.setTimeout(() => this.fireOne(delay), delayMs),
+      );
     else if (delay.position === 0) this.armSharedTimer();
   }
 

@@ -254,7 +254,9 @@ export class Runtime {
     // Thousands of sessions sit idle: their snapshots share what is the same in all of them.
     // A node of a cluster may take over another node's sessions at any time (`adoptSessions`).
     const session = compactSnapshots(
-      storedSessions.length === 0 && this.sessionOwner === undefined ? providedSession : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock),
+      storedSessions.length === 0 && this.sessionOwner === undefined
+        ? providedSession
+        : restorableLogic(providedSession, (input) => this.sessionRestorationOf(providedSession, input), this.clock),
     );
     const shard = sessionShardMachine.provide({ actors: { session } });
     const worker = workerMachine.provide({
@@ -273,7 +275,10 @@ export class Runtime {
       ["session", emitRoute((event, actorRef) => this.onSessionEmitted(event as SessionEmitted, actorRef))],
       ["agent", emitRoute((event) => this.onAgentEmitted(event as AgentEmitted))],
       ["pool", emitRoute((event) => this.onPoolEmitted(event as PoolEmitted))],
-      ...Object.entries(POOL_KIND_OF_MACHINE).map(([machine, kind]): [string, EmitRoute] => [machine, emitRoute((event, actorRef) => this.poolHosts[kind]?.emitted?.(actorRef, event))]),
+      ...Object.entries(POOL_KIND_OF_MACHINE).map(([machine, kind]): [string, EmitRoute] => [
+        machine,
+        emitRoute((event, actorRef) => this.poolHosts[kind]?.emitted?.(actorRef, event)),
+      ]),
     ]);
     const inspect = createInspector(this.hub, this.inspectObserver, {
       created: (actorRef) => {
@@ -325,9 +330,11 @@ export class Runtime {
     this.state = "running";
     actor.start();
     for (const { input } of this.describedAgents()) this.spawnAgent(input);
-    await Promise.all(this.executors.map(async (executor) => {
-      await executor.start?.();
-    }));
+    await Promise.all(
+      this.executors.map(async (executor) => {
+        await executor.start?.();
+      }),
+    );
     this.restored = await this.restoreSessions(actor, storedSessions);
     await this.conversations.closeRestored(this.restored);
   }
@@ -348,8 +355,12 @@ export class Runtime {
    * `prompt.interrupted`). Resolves with those restored, for the bus to answer the tasks behind their prompts.
    */
   async adoptSessions(stored: LoadedSession[]): Promise<RestoredSession[]> {
-    if (this.state !== "running" || this.supervisor === undefined) throw new BridgeError("INTERNAL", `The runtime cannot take sessions over: it is ${this.state}`);
-    const adopted = await this.restoreSessions(this.supervisor, stored.filter((loaded) => !this.hasSession(loaded.session.sessionId)));
+    if (this.state !== "running" || this.supervisor === undefined)
+      throw new BridgeError("INTERNAL", `The runtime cannot take sessions over: it is ${this.state}`);
+    const adopted = await this.restoreSessions(
+      this.supervisor,
+      stored.filter((loaded) => !this.hasSession(loaded.session.sessionId)),
+    );
     await this.conversations.closeRestored(adopted);
     return adopted;
   }
@@ -359,7 +370,11 @@ export class Runtime {
    * node takes them over from their records). Their agents' hooks run as for a close.
    */
   async dropSessions(): Promise<void> {
-    await Promise.all((this.sessionRecords?.sessionIds() ?? []).map((sessionId) => (this.hasSession(sessionId) ? this.closeSession(sessionId).catch(() => undefined) : undefined)));
+    await Promise.all(
+      (this.sessionRecords?.sessionIds() ?? []).map((sessionId) =>
+        this.hasSession(sessionId) ? this.closeSession(sessionId).catch(() => undefined) : Promise.resolve(),
+      ),
+    );
   }
 
   /**
@@ -444,7 +459,9 @@ export class Runtime {
     try {
       const executor = this.executorFor(session.agentId);
       if (executor.reopenSession === undefined) {
-        throw new BridgeError("TRANSPORT", `Session ${session.sessionId} ended with the restart: the ${executor.kind} executor cannot restore sessions`, { sessionValid: false });
+        throw new BridgeError("TRANSPORT", `Session ${session.sessionId} ended with the restart: the ${executor.kind} executor cannot restore sessions`, {
+          sessionValid: false,
+        });
       }
       await executor.reopenSession(session);
     } catch (error) {
@@ -534,9 +551,11 @@ export class Runtime {
     while (this.pendingHooks.size > 0) await Promise.allSettled([...this.pendingHooks]);
     this.replies.rejectAll(new BridgeError("CANCELLED", "Runtime stopped"));
     this.conversations.stop();
-    await Promise.allSettled(this.executors.map(async (executor) => {
-      await executor.stop?.();
-    }));
+    await Promise.allSettled(
+      this.executors.map(async (executor) => {
+        await executor.stop?.();
+      }),
+    );
     this.state = "stopped";
     // A store given as an instance belongs to the caller: it is only flushed. The runtime closes the one it opened.
     const store = this.openedStore;
@@ -586,9 +605,13 @@ export class Runtime {
     // answer now whether the child fits, nor hand its actor back. BUSY (retryable) instead of a half-made child.
     const { capacity } = pool.getSnapshot().context;
     if (this.poolDepth[kind] > 0 && capacity > 0) {
-      throw new BridgeError("BUSY", `The ${kind} pool is busy: a ${kind} cannot be created while the pool handles one of its own events (retry after it, e.g. from a microtask)`, {
-        kind,
-      });
+      throw new BridgeError(
+        "BUSY",
+        `The ${kind} pool is busy: a ${kind} cannot be created while the pool handles one of its own events (retry after it, e.g. from a microtask)`,
+        {
+          kind,
+        },
+      );
     }
     this.refusedSpawn = undefined;
     this.poolDepth[kind] += 1;
@@ -707,7 +730,9 @@ export class Runtime {
     const owner = this.sessionOwner;
     if (owner !== undefined && owner.fence() === undefined) {
       // A session it could not store would vanish with this node, unseen by the node that takes its work over.
-      throw new BridgeError("TRANSPORT", `Node ${owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, { retryable: true });
+      throw new BridgeError("TRANSPORT", `Node ${owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, {
+        retryable: true,
+      });
     }
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
@@ -833,7 +858,9 @@ export class Runtime {
 
   /** The provider an agent binds sessions to when `metadata.provider` names none (its `defaultProvider`). */
   private defaultProviderOf(agentId: string): string | undefined {
-    return this.executorFor(agentId).describeAgents().find((agent) => agent.id === agentId)?.defaultProvider;
+    return this.executorFor(agentId)
+      .describeAgents()
+      .find((agent) => agent.id === agentId)?.defaultProvider;
   }
 
   private resolveAgentId(agentId: string | undefined): string {
@@ -861,7 +888,9 @@ export class Runtime {
 
   private running(): SupervisorActor {
     if (this.state !== "running" || this.supervisor === undefined) {
-      throw new BridgeError("INTERNAL", this.state === "new" || this.state === "starting" ? "Runtime is not started" : "Runtime is stopped", { retryable: false });
+      throw new BridgeError("INTERNAL", this.state === "new" || this.state === "starting" ? "Runtime is not started" : "Runtime is stopped", {
+        retryable: false,
+      });
     }
     return this.supervisor;
   }
@@ -906,7 +935,8 @@ export class Runtime {
     const origin = (): PromptOrigin => promptOriginOf((sessionRef.getSnapshot() as { context: SessionInfo }).context);
     switch (event.type) {
       case "prompt.started":
-        if (this.hub.wants(event.type)) this.hub.emit("prompt.started", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, ...origin() });
+        if (this.hub.wants(event.type))
+          this.hub.emit("prompt.started", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, ...origin() });
         return;
       case "prompt.completed": {
         const { reply } = event;
@@ -923,14 +953,16 @@ export class Runtime {
       }
       case "prompt.failed":
         this.replies.reject(event.commandId, bridgeErrorOf(event.error));
-        if (this.hub.wants(event.type)) this.hub.emit("prompt.failed", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, error: event.error, ...origin() });
+        if (this.hub.wants(event.type))
+          this.hub.emit("prompt.failed", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, error: event.error, ...origin() });
         return;
       case "prompt.cancelled": {
         const message = event.cause === "cancel" ? "Prompt cancelled" : `Prompt cancelled: session ${event.cause}`;
         this.replies.reject(event.commandId, new BridgeError("CANCELLED", message, { requestId: event.requestId, cause: event.cause }));
         if (event.cancelCommandId !== undefined) this.replies.resolve(event.cancelCommandId, event.requestId);
         if (event.cause === "cancel" && event.inFlight) this.notifyCancel(event.sessionId, event.requestId);
-        if (this.hub.wants(event.type)) this.hub.emit("prompt.cancelled", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, cause: event.cause, ...origin() });
+        if (this.hub.wants(event.type))
+          this.hub.emit("prompt.cancelled", event.sessionId, { sessionId: event.sessionId, requestId: event.requestId, cause: event.cause, ...origin() });
         return;
       }
       case "cancel.rejected":
@@ -969,9 +1001,13 @@ export class Runtime {
   private ask(request: AskRequest): Promise<AskReply> {
     if (this.messenger === undefined) {
       return Promise.reject(
-        new BridgeError("CONFIG", `${request.from} cannot ask ${request.agentId}: ctx.ask needs a CommunicationBus on this runtime (new CommunicationBus({ runtime }))`, {
-          agentId: request.agentId,
-        }),
+        new BridgeError(
+          "CONFIG",
+          `${request.from} cannot ask ${request.agentId}: ctx.ask needs a CommunicationBus on this runtime (new CommunicationBus({ runtime }))`,
+          {
+            agentId: request.agentId,
+          },
+        ),
       );
     }
     return this.messenger.ask(request).then((reply) => {

@@ -81,7 +81,9 @@ interface Written {
 
 /** Request ids of the prompts a session holds, the one in flight first. */
 function pendingOf(context: SessionContext): string[] {
-  return context.inFlight === null ? context.queue.map((queued) => queued.requestId) : [context.inFlight.requestId, ...context.queue.map((queued) => queued.requestId)];
+  return context.inFlight === null
+    ? context.queue.map((queued) => queued.requestId)
+    : [context.inFlight.requestId, ...context.queue.map((queued) => queued.requestId)];
 }
 
 /**

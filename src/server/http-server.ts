@@ -222,7 +222,9 @@ function readJsonBody(req: IncomingMessage, maxBodyBytes: number, deadline: Body
     const timer = clock.setTimeout(() => {
       stopListening();
       req.pause();
-      reject(new BridgeError("TIMEOUT", `Request body not received within bodyTimeoutMs ${timeoutMs}`, { field: "(body)", bodyTimeoutMs: timeoutMs, receivedBytes }));
+      reject(
+        new BridgeError("TIMEOUT", `Request body not received within bodyTimeoutMs ${timeoutMs}`, { field: "(body)", bodyTimeoutMs: timeoutMs, receivedBytes }),
+      );
     }, timeoutMs);
     const stopListening = (): void => {
       clock.clearTimeout(timer);
@@ -279,13 +281,7 @@ function urlOf(host: string, port: number, secure = false): string {
 
 /** Serves a runtime's bridge over HTTP. Resolves once it listens; a port in use rejects with CONFIG. */
 export async function startHttpServer(runtime: Runtime, options: HttpServerOptions = {}): Promise<HttpServer> {
-  const {
-    port = DEFAULT_PORT,
-    host = DEFAULT_HOST,
-    apiKey,
-    maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
-    closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
-  } = options;
+  const { port = DEFAULT_PORT, host = DEFAULT_HOST, apiKey, maxBodyBytes = DEFAULT_MAX_BODY_BYTES, closeGraceMs = DEFAULT_CLOSE_GRACE_MS } = options;
   if (apiKey === "") throw new BridgeError("CONFIG", "apiKey: must not be empty", { field: "apiKey" });
   const checkApiKey = createApiKeyCheck(apiKey);
   const bodyDeadline: BodyDeadline = { clock: unrefClock(runtime.clock), timeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS };
@@ -352,7 +348,12 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       // A bug in troupe: the operator's log says so (the client gets the message, never the stack).
       const cause = error instanceof Error ? error : bridgeError;
       const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
-      runtime.hub.emit("server.error", "server", { method: req.method ?? "GET", path, message: bridgeError.message, ...(cause.stack === undefined ? {} : { stack: cause.stack }) });
+      runtime.hub.emit("server.error", "server", {
+        method: req.method ?? "GET",
+        path,
+        message: bridgeError.message,
+        ...(cause.stack === undefined ? {} : { stack: cause.stack }),
+      });
     }
     send(req, res, answered, { error: bridgeError.toJSON() }, { ...headers, ...retryAfter });
   }

@@ -38,7 +38,17 @@ const headerSchema = z.object({
   kdf: z.discriminatedUnion("name", [
     z.object({ name: z.literal("raw") }),
     // Bounded so that a doctored header cannot make an open take gigabytes.
-    z.object({ name: z.literal("scrypt"), salt: z.base64(), N: z.number().int().min(2).max(2 ** 20), r: z.number().int().min(1).max(32), p: z.number().int().min(1).max(16) }),
+    z.object({
+      name: z.literal("scrypt"),
+      salt: z.base64(),
+      N: z
+        .number()
+        .int()
+        .min(2)
+        .max(2 ** 20),
+      r: z.number().int().min(1).max(32),
+      p: z.number().int().min(1).max(16),
+    }),
   ]),
   check: sealedSchema,
 });
@@ -180,7 +190,12 @@ export interface EncryptionState {
  * another one), or a key for a database that already holds plaintext records (encrypting only some records
  * would promise what the database does not keep). A plaintext database with no record yet becomes encrypted.
  */
-export async function resolveEncryption({ key, header, countRecords, where }: EncryptionState): Promise<{ cipher: ValueCipher | undefined; newHeader?: EncryptionHeader }> {
+export async function resolveEncryption({
+  key,
+  header,
+  countRecords,
+  where,
+}: EncryptionState): Promise<{ cipher: ValueCipher | undefined; newHeader?: EncryptionHeader }> {
   if (header !== undefined) {
     if (key === undefined) throw new BridgeError("CONFIG", `${where} is encrypted: give its encryption key (encryptionKey or ${ENCRYPTION_KEY_ENV})`);
     return { cipher: await unlockEncryption(key, parseEncryptionHeader(header, where), where) };

@@ -14,7 +14,9 @@ export function checkFence(collection: StoreCollection, fence: Fence | undefined
   const resourceOk = typeof resource === "string" && resource.length > 0 && !resource.includes("\u0000");
   const tokenOk = Number.isSafeInteger(token) && token >= 0;
   if (!resourceOk || !tokenOk || (onRefused !== undefined && typeof onRefused !== "function")) {
-    throw new BridgeError("INTERNAL", `Invalid store fence in ${collection}: a fence is a non-empty resource name and a token (an integer ≥ 0)`, { collection });
+    throw new BridgeError("INTERNAL", `Invalid store fence in ${collection}: a fence is a non-empty resource name and a token (an integer ≥ 0)`, {
+      collection,
+    });
   }
 }
 
@@ -28,7 +30,11 @@ export function batchTokens(ops: readonly WriteOp[]): Map<string, number> {
 }
 
 /** Splits a batch into the writes to commit and those refused, given the resources whose newest token the batch holds. */
-export function splitByFence(ops: readonly WriteOp[], tokens: ReadonlyMap<string, number>, admittedResources: ReadonlySet<string>): { admitted: WriteOp[]; refused: WriteOp[] } {
+export function splitByFence(
+  ops: readonly WriteOp[],
+  tokens: ReadonlyMap<string, number>,
+  admittedResources: ReadonlySet<string>,
+): { admitted: WriteOp[]; refused: WriteOp[] } {
   const admitted: WriteOp[] = [];
   const refused: WriteOp[] = [];
   for (const op of ops) {

@@ -56,17 +56,21 @@ export class Outbox {
     const durable = this.storeOf()
       .flush()
       .catch((error: unknown) => {
-        process.emitWarning(`troupe: ${effects.length} event(s) go out before their change is durable: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
+        process.emitWarning(`troupe: ${effects.length} event(s) go out before their change is durable: ${toBridgeError(error).message}`, {
+          code: "TROUPE_STORE",
+        });
       });
-    this.#chain = this.#chain.then(() => durable).then(() => {
-      for (const effect of effects) {
-        try {
-          effect();
-        } catch (error) {
-          // An effect is an event to listeners or a message to send: one that throws must not keep the others back.
-          process.emitWarning(`troupe: an effect after a store flush failed: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
+    this.#chain = this.#chain
+      .then(() => durable)
+      .then(() => {
+        for (const effect of effects) {
+          try {
+            effect();
+          } catch (error) {
+            // An effect is an event to listeners or a message to send: one that throws must not keep the others back.
+            process.emitWarning(`troupe: an effect after a store flush failed: ${toBridgeError(error).message}`, { code: "TROUPE_STORE" });
+          }
         }
-      }
-    });
+      });
   }
 }

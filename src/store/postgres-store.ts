@@ -60,7 +60,14 @@ const WRITER_LOCK_CLASS = 0x74727573;
 /** Rows per statement of a commit: a batch of 20,000 writes is a few statements in one transaction. */
 const ROWS_PER_STATEMENT = 5_000;
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-const DEFAULTS = { schema: DEFAULT_POSTGRES_SCHEMA, exclusive: true, lockWaitMs: 10_000, maxReadConnections: 4, connectTimeoutMs: 10_000, queryTimeoutMs: 30_000 };
+const DEFAULTS = {
+  schema: DEFAULT_POSTGRES_SCHEMA,
+  exclusive: true,
+  lockWaitMs: 10_000,
+  maxReadConnections: 4,
+  connectTimeoutMs: 10_000,
+  queryTimeoutMs: 30_000,
+};
 /** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
 const LOCK_NOT_AVAILABLE = "55P03";
 
@@ -103,7 +110,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
 
 function resolveOptions(options: PostgresStoreOptions): ResolvedOptions {
   const { url } = options;
-  if (typeof url !== "string" || url.length === 0) throw new BridgeError("CONFIG", "A PostgreSQL store needs a url (postgres://user:password@host:port/database)", { field: "url" });
+  if (typeof url !== "string" || url.length === 0)
+    throw new BridgeError("CONFIG", "A PostgreSQL store needs a url (postgres://user:password@host:port/database)", { field: "url" });
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -115,11 +123,21 @@ function resolveOptions(options: PostgresStoreOptions): ResolvedOptions {
   }
   const schemaName = options.schema ?? DEFAULTS.schema;
   if (!SCHEMA_NAME.test(schemaName)) {
-    throw new BridgeError("CONFIG", `The PostgreSQL store's schema ${JSON.stringify(schemaName)} is not a name of letters, digits and _ (63 at most, not starting with a digit)`, { field: "schema" });
+    throw new BridgeError(
+      "CONFIG",
+      `The PostgreSQL store's schema ${JSON.stringify(schemaName)} is not a name of letters, digits and _ (63 at most, not starting with a digit)`,
+      { field: "schema" },
+    );
   }
-  const counts = { lockWaitMs: options.lockWaitMs, maxReadConnections: options.maxReadConnections, connectTimeoutMs: options.connectTimeoutMs, queryTimeoutMs: options.queryTimeoutMs };
+  const counts = {
+    lockWaitMs: options.lockWaitMs,
+    maxReadConnections: options.maxReadConnections,
+    connectTimeoutMs: options.connectTimeoutMs,
+    queryTimeoutMs: options.queryTimeoutMs,
+  };
   for (const [field, value] of Object.entries(counts)) {
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw new BridgeError("CONFIG", `The PostgreSQL store's ${field} must be a positive integer`, { field });
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1))
+      throw new BridgeError("CONFIG", `The PostgreSQL store's ${field} must be a positive integer`, { field });
   }
   return {
     url,
@@ -174,11 +192,16 @@ async function connectWriter(driver: Pg, options: ResolvedOptions): Promise<pg.C
     const { rows } = await client.query<{ server_encoding: string }>("SHOW server_encoding");
     // Ids and values are Unicode: a database of another encoding would refuse some, or mangle them.
     if (rows[0]?.server_encoding !== "UTF8") {
-      throw new BridgeError("CONFIG", `${options.where} is in a database of encoding ${rows[0]?.server_encoding}: troupe needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')`);
+      throw new BridgeError(
+        "CONFIG",
+        `${options.where} is in a database of encoding ${rows[0]?.server_encoding}: troupe needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')`,
+      );
     }
     // PostgreSQL notices a client that vanished without closing its connection by these keepalives (about
     // 25 s), and only then releases the store's lock; its default is the system's (often two hours).
-    await client.query("SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)");
+    await client.query(
+      "SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)",
+    );
     if (options.exclusive) await takeWriterLock(client, options);
     return client;
   } catch (error) {
@@ -213,9 +236,11 @@ async function prepareSchema(client: pg.Client, options: ResolvedOptions, key: s
     await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [MIGRATION_LOCK_CLASS, options.schemaName]);
     await migratePostgres(client, { schemaName: options.schemaName, where: options.where });
     const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${schema}.store_meta WHERE key = $1`, [ENCRYPTION_META_KEY]);
-    const countRecords = async (): Promise<number> => Number((await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${schema}.records`)).rows[0]!.count);
+    const countRecords = async (): Promise<number> =>
+      Number((await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${schema}.records`)).rows[0]!.count);
     const { cipher, newHeader } = await resolveEncryption({ key, header: rows[0]?.value, countRecords, where: options.where });
-    if (newHeader !== undefined) await client.query(`INSERT INTO ${schema}.store_meta (key, value) VALUES ($1, $2)`, [ENCRYPTION_META_KEY, JSON.stringify(newHeader)]);
+    if (newHeader !== undefined)
+      await client.query(`INSERT INTO ${schema}.store_meta (key, value) VALUES ($1, $2)`, [ENCRYPTION_META_KEY, JSON.stringify(newHeader)]);
     await client.query("COMMIT");
     return cipher;
   } catch (error) {
@@ -261,7 +286,10 @@ class PostgresStore extends BatchedStore {
     const rows =
       prefix === undefined || prefix === ""
         ? await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 ORDER BY id`, [collection])
-        : await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 AND id LIKE $2 ORDER BY id`, [collection, likePrefix(prefix)]);
+        : await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 AND id LIKE $2 ORDER BY id`, [
+            collection,
+            likePrefix(prefix),
+          ]);
     return rows.map((row) => ({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) }));
   }
 

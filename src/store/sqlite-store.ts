@@ -125,7 +125,12 @@ async function exists(path: string): Promise<boolean> {
 function openError(error: unknown, where: string): BridgeError {
   if (error instanceof BridgeError) return error;
   const code = error instanceof Error && "code" in error ? error.code : undefined;
-  if (code === "SQLITE_BUSY") return new BridgeError("CONFIG", `${where} is in use by another process: one process at a time owns a store (another troupe serve? give each its own --data DIR, or run with --in-memory)`, { code });
+  if (code === "SQLITE_BUSY")
+    return new BridgeError(
+      "CONFIG",
+      `${where} is in use by another process: one process at a time owns a store (another troupe serve? give each its own --data DIR, or run with --in-memory)`,
+      { code },
+    );
   if (code === "SQLITE_NOTADB") return new BridgeError("CONFIG", `${where} is not a SQLite database`, { code });
   return new BridgeError("CONFIG", `Cannot open ${where}: ${toBridgeError(error).message}`, code === undefined ? {} : { code });
 }

@@ -122,10 +122,14 @@ export class WriteBatcher {
   close(): Promise<void> {
     this.#closing ??= this.flush().catch((error: unknown) => {
       const cause = toBridgeError(error);
-      throw new BridgeError(cause.type, `Store closed with ${plural(this.#open.ops.size, "write", "writes")} that could not be made durable: ${cause.message}`, {
-        ...cause.details,
-        lostWrites: this.#open.ops.size,
-      });
+      throw new BridgeError(
+        cause.type,
+        `Store closed with ${plural(this.#open.ops.size, "write", "writes")} that could not be made durable: ${cause.message}`,
+        {
+          ...cause.details,
+          lostWrites: this.#open.ops.size,
+        },
+      );
     });
     return this.#closing;
   }

@@ -29,7 +29,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /** The schema providers are sent: without `$schema`, which no API wants, and always an object. */
 function sendableSchema(schema: JsonSchema, fail: Fail): JsonSchema {
   const { $schema: _draft, ...body } = schema;
-  if (body.type !== "object") fail("parameters", `must describe an object (type "object"), got type ${JSON.stringify(body.type)}: models call tools with named arguments`);
+  if (body.type !== "object")
+    fail("parameters", `must describe an object (type "object"), got type ${JSON.stringify(body.type)}: models call tools with named arguments`);
   return body;
 }
 
@@ -98,6 +99,6 @@ export function defineTool<Args>(definition: ToolDefinition<Args>): Tool<Args> {
     description: description,
     inputSchema,
     parse,
-    execute: (args: Args, ctx: Parameters<Tool<Args>["execute"]>[1]) => (execute)(args, ctx),
+    execute: (args: Args, ctx: Parameters<Tool<Args>["execute"]>[1]) => execute(args, ctx),
   });
 }

@@ -43,7 +43,10 @@ function validatorFor(schema: JsonSchema): Ajv | Ajv2019 | Ajv2020 {
 
 /** The field an ajv error is about, as a dotted path (`address.city`, `items.0`); a missing property names itself. */
 function fieldOf(error: ErrorObject): string {
-  const path = error.instancePath.split("/").slice(1).map((segment) => segment.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const path = error.instancePath
+    .split("/")
+    .slice(1)
+    .map((segment) => segment.replace(/~1/g, "/").replace(/~0/g, "~"));
   if (error.keyword === "required" && typeof error.params.missingProperty === "string") path.push(error.params.missingProperty);
   if (error.keyword === "additionalProperties" && typeof error.params.additionalProperty === "string") path.push(error.params.additionalProperty);
   return path.join(".") || "(arguments)";

@@ -83,7 +83,10 @@ async function runToolCall(call: ToolCall, { ctx, tools, round, clock }: ToolRou
   let value: unknown;
   try {
     // Through a promise, so that a tool that throws synchronously is reported as one that rejects.
-    value = await untilAborted(Promise.resolve().then(() => tool.execute(args, toolCtx)), ctx.signal);
+    value = await untilAborted(
+      Promise.resolve().then(() => tool.execute(args, toolCtx)),
+      ctx.signal,
+    );
   } catch (error) {
     if (ctx.signal.aborted) {
       complete("", { kind: "cancelled", message: "Prompt cancelled" });

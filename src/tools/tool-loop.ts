@@ -97,14 +97,16 @@ export async function runToolLoop(ctx: PromptContext, options: ToolLoopOptions):
   for (;;) {
     const mayCallTools = rounds.length < maxToolRounds;
     if (!mayCallTools) ctx.warn(`maxToolRounds ${maxToolRounds} reached: the model is asked to answer without tools`);
-    const request: ToolRequest | undefined = declarations.length === 0 ? undefined : { tools: declarations, choice: mayCallTools ? "auto" : "none", rounds: [...rounds] };
+    const request: ToolRequest | undefined =
+      declarations.length === 0 ? undefined : { tools: declarations, choice: mayCallTools ? "auto" : "none", rounds: [...rounds] };
     const reply = await options.complete({ ...ctx, emit: transcript.roundEmitter() }, request);
     usage = addUsage(usage, reply.usage);
     transcript.add(reply.text);
     const calls = reply.toolCalls ?? [];
     // Without tools no results can be sent back: the calls of a model given none are its answer, as before.
     if (calls.length === 0 || request === undefined || !mayCallTools) {
-      if (calls.length > 0 && request !== undefined) ctx.warn(`the model asked for ${calls.map((call) => call.name).join(", ")} after maxToolRounds ${maxToolRounds}: not run`);
+      if (calls.length > 0 && request !== undefined)
+        ctx.warn(`the model asked for ${calls.map((call) => call.name).join(", ")} after maxToolRounds ${maxToolRounds}: not run`);
       return { text: transcript.text, stopReason: reply.stopReason ?? "end_turn", ...(usage === undefined ? {} : { usage }) };
     }
     const results = await runToolCalls(calls, { ctx, tools: options.tools, round: rounds.length + 1, clock });

@@ -8,7 +8,12 @@ import type { Tool } from "./tool.js";
 function isTool(value: unknown): value is Tool {
   if (typeof value !== "object" || value === null) return false;
   const candidate = value as Partial<Tool>;
-  return typeof candidate.name === "string" && typeof candidate.inputSchema === "object" && typeof candidate.parse === "function" && typeof candidate.execute === "function";
+  return (
+    typeof candidate.name === "string" &&
+    typeof candidate.inputSchema === "object" &&
+    typeof candidate.parse === "function" &&
+    typeof candidate.execute === "function"
+  );
 }
 
 /** Tools by name, in registration order. */
@@ -25,7 +30,8 @@ export class ToolRegistry {
    * make its calls ambiguous. Anything not made by `defineTool` is CONFIG too.
    */
   register(tool: Tool): this {
-    if (!isTool(tool)) throw new BridgeError("CONFIG", "tools: not a tool: make it with defineTool({ name, description, parameters, execute })", { field: "tools" });
+    if (!isTool(tool))
+      throw new BridgeError("CONFIG", "tools: not a tool: make it with defineTool({ name, description, parameters, execute })", { field: "tools" });
     if (this.tools.has(tool.name)) throw new BridgeError("CONFIG", `tools: duplicate tool name ${tool.name}`, { field: "tools", tool: tool.name });
     this.tools.set(tool.name, tool);
     return this;

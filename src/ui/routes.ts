@@ -24,7 +24,8 @@ function assetAnswer(name: string, header: (name: string) => string | undefined)
   const asset = uiAsset(name);
   const headers = { etag: asset.etag, vary: "accept-encoding", ...PAGE_HEADERS };
   if (header("if-none-match") === asset.etag) return new HttpAnswer(304, "", "text/plain", headers);
-  if (/\bgzip\b/.test(header("accept-encoding") ?? "")) return new HttpAnswer(200, asset.gzipped, asset.contentType, { ...headers, "content-encoding": "gzip" });
+  if (/\bgzip\b/.test(header("accept-encoding") ?? ""))
+    return new HttpAnswer(200, asset.gzipped, asset.contentType, { ...headers, "content-encoding": "gzip" });
   return new HttpAnswer(200, asset.body, asset.contentType, headers);
 }
 

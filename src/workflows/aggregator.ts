@@ -99,7 +99,12 @@ function summaryOf(session: WorkflowSession): SessionSummary {
       name: step.name,
       status: stepStatus(session, step.name),
       required_agents: step.required_agents,
-      agents: agentIds.map((agentId) => agentSummary(agentId, tasks.filter((task) => task.to === agentId))),
+      agents: agentIds.map((agentId) =>
+        agentSummary(
+          agentId,
+          tasks.filter((task) => task.to === agentId),
+        ),
+      ),
     };
   });
   const all = agentSummary("(all)", session.tasks);
@@ -129,17 +134,34 @@ function markdownOf(summary: SessionSummary): string {
   const lines = [`# Session ${summary.session_id}: ${summary.status}`, "", `Initiator: ${summary.initiator}`, ""];
   if (summary.completion) {
     lines.push("## Summary", "", summary.completion.summary || "(none)", "");
-    if (summary.completion.artifacts.length > 0) lines.push("Artifacts:", ...summary.completion.artifacts.map((artifact) => `- ${typeof artifact === "string" ? artifact : inline(artifact)}`), "");
+    if (summary.completion.artifacts.length > 0)
+      lines.push("Artifacts:", ...summary.completion.artifacts.map((artifact) => `- ${typeof artifact === "string" ? artifact : inline(artifact)}`), "");
   }
-  if (summary.termination) lines.push("## Terminated", "", `Reason: ${summary.termination.reason}`, ...(summary.termination.details === undefined ? [] : [`Details: ${inline(summary.termination.details)}`]), "");
+  if (summary.termination)
+    lines.push(
+      "## Terminated",
+      "",
+      `Reason: ${summary.termination.reason}`,
+      ...(summary.termination.details === undefined ? [] : [`Details: ${inline(summary.termination.details)}`]),
+      "",
+    );
   lines.push("## Steps", "");
   for (const step of summary.steps) {
-    lines.push(`### ${step.name} (${step.status})`, "", "| agent | tasks | completed | failed | pending | duration (ms) | tokens in | tokens out |", "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    lines.push(
+      `### ${step.name} (${step.status})`,
+      "",
+      "| agent | tasks | completed | failed | pending | duration (ms) | tokens in | tokens out |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    );
     for (const agent of step.agents) {
-      lines.push(`| ${agent.agent_id} | ${agent.tasks} | ${agent.completed} | ${agent.failed} | ${agent.pending} | ${agent.duration_ms} | ${agent.usage.input_tokens} | ${agent.usage.output_tokens} |`);
+      lines.push(
+        `| ${agent.agent_id} | ${agent.tasks} | ${agent.completed} | ${agent.failed} | ${agent.pending} | ${agent.duration_ms} | ${agent.usage.input_tokens} | ${agent.usage.output_tokens} |`,
+      );
     }
     const results = step.agents.flatMap((agent) => agent.results.map(({ task_id, result }) => `- ${agent.agent_id}, task ${task_id}: ${inline(result)}`));
-    const failures = step.agents.flatMap((agent) => agent.failures.map(({ task_id, code, message }) => `- ${agent.agent_id}, task ${task_id}: ${code} ${message}`));
+    const failures = step.agents.flatMap((agent) =>
+      agent.failures.map(({ task_id, code, message }) => `- ${agent.agent_id}, task ${task_id}: ${code} ${message}`),
+    );
     if (results.length > 0) lines.push("", "Results:", ...results);
     if (failures.length > 0) lines.push("", "Failures:", ...failures);
     lines.push("");

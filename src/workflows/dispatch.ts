@@ -16,7 +16,9 @@ function resultText(result: unknown): string {
 }
 
 function resultLines(results: StepResults): string[] {
-  return Object.entries(results).flatMap(([step, byAgent]) => Object.entries(byAgent).map(([agentId, result]) => `- ${step}, ${agentId}: ${resultText(result)}`));
+  return Object.entries(results).flatMap(([step, byAgent]) =>
+    Object.entries(byAgent).map(([agentId, result]) => `- ${step}, ${agentId}: ${resultText(result)}`),
+  );
 }
 
 /**

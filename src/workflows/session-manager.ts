@@ -241,11 +241,21 @@ export class SessionManager implements PoolHost {
   ): string {
     const input = parseWith(
       createSessionSchema,
-      { initiator: initiatorAgentId, participants, steps, shared_context: sharedContext, ...(options.dispatch === undefined ? {} : { dispatch: options.dispatch }) },
+      {
+        initiator: initiatorAgentId,
+        participants,
+        steps,
+        shared_context: sharedContext,
+        ...(options.dispatch === undefined ? {} : { dispatch: options.dispatch }),
+      },
       "(arguments)",
     );
     if (this.owner !== undefined && this.owner.fence() === undefined) {
-      throw new BridgeError("TRANSPORT", `Node ${this.owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, { retryable: true });
+      throw new BridgeError(
+        "TRANSPORT",
+        `Node ${this.owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`,
+        { retryable: true },
+      );
     }
     if (input.dispatch === "auto" && this.options.send === undefined) {
       throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
@@ -312,7 +322,10 @@ export class SessionManager implements PoolHost {
     }
     // The initiator is a member too: the bound counts the others, as at creation.
     if (members.length > MAX_PARTICIPANTS) {
-      throw new BridgeError("CAPACITY", `${sessionId} has ${MAX_PARTICIPANTS} participants besides its initiator, the most a session takes`, { limit: MAX_PARTICIPANTS, sessionId });
+      throw new BridgeError("CAPACITY", `${sessionId} has ${MAX_PARTICIPANTS} participants besides its initiator, the most a session takes`, {
+        limit: MAX_PARTICIPANTS,
+        sessionId,
+      });
     }
     this.checkAgentExists(parsed.agent_id, "agent_id");
     const member = this.participantOf(parsed, this.options.clock.now());
@@ -344,7 +357,9 @@ export class SessionManager implements PoolHost {
     const names = this.contextOf(entry).steps.map((step) => step.name);
     const unknown = (name: string): boolean => !names.includes(name);
     if (unknown(parsed.current_step)) {
-      throw new BridgeError("CONFIG", `current_step: unknown step ${JSON.stringify(parsed.current_step)}; steps are ${names.join(", ")}`, { field: "current_step" });
+      throw new BridgeError("CONFIG", `current_step: unknown step ${JSON.stringify(parsed.current_step)}; steps are ${names.join(", ")}`, {
+        field: "current_step",
+      });
     }
     for (const field of ["completed_steps", "pending_steps"] as const) {
       const bad = parsed[field]?.find(unknown);
@@ -419,7 +434,9 @@ export class SessionManager implements PoolHost {
    * carries the same events); returns the function that stops listening.
    */
   on<T extends SessionManagerEventType>(type: T, listener: SessionManagerListener<T>): () => void {
-    const unsubscribe = this.options.runtime.on(WORKFLOW_EVENT_TYPES[type], (event) => listener(seedEventOf(type, event) as Extract<SessionManagerEvent, { type: T }>));
+    const unsubscribe = this.options.runtime.on(WORKFLOW_EVENT_TYPES[type], (event) =>
+      listener(seedEventOf(type, event) as Extract<SessionManagerEvent, { type: T }>),
+    );
     let byType = this.unsubscribers.get(listener);
     if (byType === undefined) {
       byType = new Map();
@@ -611,7 +628,9 @@ export class SessionManager implements PoolHost {
         this.restoreOne(loaded.sessionId, loaded.record, now);
         adopted.push(loaded.sessionId);
       } else {
-        process.emitWarning(`troupe: workflow ${loaded.sessionId} is not restored: maxWorkflowSessions (${runtime.limits.maxWorkflowSessions}) is reached`, { code: "TROUPE_RESTORE" });
+        process.emitWarning(`troupe: workflow ${loaded.sessionId} is not restored: maxWorkflowSessions (${runtime.limits.maxWorkflowSessions}) is reached`, {
+          code: "TROUPE_RESTORE",
+        });
         if (dropUnfit) this.writing(loaded.sessionId, (writable, options) => writable.delete("workflows", loaded.sessionId, options));
       }
     }
@@ -709,7 +728,9 @@ export class SessionManager implements PoolHost {
   /** Writes each workflow changed since the last write, once. A write the store refuses (a shared context that is not JSON) is reported. */
   private writeChanged(): void {
     for (const [sessionId, child] of this.unwritten) {
-      this.writing(sessionId, (store, options) => store.put("workflows", sessionId, workflowRecordOf(child, this.evictAt.get(sessionId), this.owner?.nodeId), options));
+      this.writing(sessionId, (store, options) =>
+        store.put("workflows", sessionId, workflowRecordOf(child, this.evictAt.get(sessionId), this.owner?.nodeId), options),
+      );
       // Evicted as the bus stopped: written a last time, and forgotten.
       if (!this.sessions.has(sessionId)) this.evictAt.delete(sessionId);
     }
@@ -830,7 +851,12 @@ export class SessionManager implements PoolHost {
     const limit = this.options.maxSharedContextBytes;
     if (limit === undefined) return;
     const bytes = Buffer.byteLength(JSON.stringify(sharedContext));
-    if (bytes > limit) throw new BridgeError("CONFIG", `shared_context: ${bytes} bytes exceed maxSharedContextBytes ${limit}`, { field: "shared_context", limitBytes: limit, limit });
+    if (bytes > limit)
+      throw new BridgeError("CONFIG", `shared_context: ${bytes} bytes exceed maxSharedContextBytes ${limit}`, {
+        field: "shared_context",
+        limitBytes: limit,
+        limit,
+      });
   }
 
   /**
@@ -936,7 +962,7 @@ export class SessionManager implements PoolHost {
   /** `active` while the actor runs; once it is done, the final state it reached. */
   private statusOf(entry: SessionEntry): WorkflowSessionStatus {
     const snapshot = entry.actor.getSnapshot();
-    return snapshot.status === "done" ? (snapshot.value) : "active";
+    return snapshot.status === "done" ? snapshot.value : "active";
   }
 
   /** Sends an auto workflow's tasks; a task the bus refuses (a full queue, a stopped bus) fails at once. */
@@ -951,7 +977,12 @@ export class SessionManager implements PoolHost {
         // A bus that stopped meanwhile has stopped the workflow too: nothing left to fail.
         if (entry.actor.getSnapshot().status !== "active") return;
         const failure = error instanceof BridgeError ? error : new BridgeError("INTERNAL", String(error));
-        this.answer({ sessionId: dispatch.sessionId, taskId: task.task_id }, task.to, { status: "failed", error: { code: failure.type, message: failure.message } }, this.options.clock.now());
+        this.answer(
+          { sessionId: dispatch.sessionId, taskId: task.task_id },
+          task.to,
+          { status: "failed", error: { code: failure.type, message: failure.message } },
+          this.options.clock.now(),
+        );
       });
     }
   }

@@ -35,14 +35,16 @@ const recordSchema = z.object({
     .object({
       status: z.enum(["active", "done", "error"]),
       value: z.string(),
-      context: z.object({
-        sessionId: z.string().min(1),
-        steps: z.array(z.object({ name: z.string(), required_agents: z.array(z.string()) }).passthrough()).min(1),
-        participants: z.array(z.object({ agent_id: z.string(), framework: z.string() }).passthrough()),
-        tasks: z.array(z.object({ task_id: z.string(), message_id: z.string(), status: z.string(), to: z.string() }).passthrough()),
-        createdAt: z.number(),
-        stepEnteredAt: z.number(),
-      }).passthrough(),
+      context: z
+        .object({
+          sessionId: z.string().min(1),
+          steps: z.array(z.object({ name: z.string(), required_agents: z.array(z.string()) }).passthrough()).min(1),
+          participants: z.array(z.object({ agent_id: z.string(), framework: z.string() }).passthrough()),
+          tasks: z.array(z.object({ task_id: z.string(), message_id: z.string(), status: z.string(), to: z.string() }).passthrough()),
+          createdAt: z.number(),
+          stepEnteredAt: z.number(),
+        })
+        .passthrough(),
     })
     .passthrough(),
   evictAt: z.number().optional(),
@@ -69,4 +71,3 @@ export async function loadWorkflows(store: Store, node?: string): Promise<Array<
   }
   return loaded;
 }
-

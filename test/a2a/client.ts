@@ -36,7 +36,16 @@ function textPart(text: string): Part {
 export function message(text: string, { contextId = "", taskId = "" }: { contextId?: string; taskId?: string } = {}): SendMessageRequest {
   return {
     tenant: "",
-    message: { messageId: crypto.randomUUID(), role: Role.ROLE_USER, parts: [textPart(text)], contextId, taskId, metadata: undefined, extensions: [], referenceTaskIds: [] },
+    message: {
+      messageId: crypto.randomUUID(),
+      role: Role.ROLE_USER,
+      parts: [textPart(text)],
+      contextId,
+      taskId,
+      metadata: undefined,
+      extensions: [],
+      referenceTaskIds: [],
+    },
     configuration: undefined,
     metadata: undefined,
   };

@@ -27,7 +27,10 @@ describe("two troupe servers federated through A2A", () => {
         return { text: asked.map((answer) => answer.text).join(" / ") };
       },
     };
-    const a = await startRuntimeBus({ agents: [lead], a2aAgents: [{ id: "remote-writer", url: `${b.bus.url}/a2a/writer/`, headers: { "x-agent-api-key": KEY_B } }] });
+    const a = await startRuntimeBus({
+      agents: [lead],
+      a2aAgents: [{ id: "remote-writer", url: `${b.bus.url}/a2a/writer/`, headers: { "x-agent-api-key": KEY_B } }],
+    });
 
     const delegated = await call(a.bus, "POST", "/bridge/tasks_delegate", { agentId: "lead", prompt: "intro" });
 
@@ -46,7 +49,10 @@ describe("two troupe servers federated through A2A", () => {
     const writer = createMultiProviderAgent({ id: "writer", providers: [mock({ script: [{ text: "never" }] })] });
     const b = await startRuntimeBus({ agents: [writer] }, { apiKey: KEY_B });
     const lead: Agent = { id: "lead", prompt: async (ctx) => ({ text: (await ctx.ask("remote-writer", "hi")).text }) };
-    const a = await startRuntimeBus({ agents: [lead], a2aAgents: [{ id: "remote-writer", url: `${b.bus.url}/a2a/writer/`, headers: { "x-agent-api-key": "wrong" } }] });
+    const a = await startRuntimeBus({
+      agents: [lead],
+      a2aAgents: [{ id: "remote-writer", url: `${b.bus.url}/a2a/writer/`, headers: { "x-agent-api-key": "wrong" } }],
+    });
 
     const delegated = await call(a.bus, "POST", "/bridge/tasks_delegate", { agentId: "lead", prompt: "go" });
 

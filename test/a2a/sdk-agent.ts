@@ -15,14 +15,7 @@ import express from "express";
 import type { Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { A2A_PROTOCOL_VERSION, AGENT_CARD_PATH, Role, TaskState, type AgentCard, type Message, type TaskStatus } from "@a2a-js/sdk";
-import {
-  AgentEvent,
-  DefaultRequestHandler,
-  InMemoryTaskStore,
-  type AgentExecutor,
-  type ExecutionEventBus,
-  type RequestContext,
-} from "@a2a-js/sdk/server";
+import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor, type ExecutionEventBus, type RequestContext } from "@a2a-js/sdk/server";
 import { agentCardHandler, jsonRpcHandler, UserBuilder } from "@a2a-js/sdk/server/express";
 import { afterEach } from "vitest";
 
@@ -37,7 +30,16 @@ function text(value: string): Message["parts"][number] {
 }
 
 function agentSays(value: string, contextId: string, taskId: string): Message {
-  return { messageId: crypto.randomUUID(), role: Role.ROLE_AGENT, parts: [text(value)], contextId, taskId, metadata: undefined, extensions: [], referenceTaskIds: [] };
+  return {
+    messageId: crypto.randomUUID(),
+    role: Role.ROLE_AGENT,
+    parts: [text(value)],
+    contextId,
+    taskId,
+    metadata: undefined,
+    extensions: [],
+    referenceTaskIds: [],
+  };
 }
 
 function status(state: TaskState, message?: Message): TaskStatus {
@@ -73,11 +75,36 @@ class ScriptedExecutor implements AgentExecutor {
     const turn = (this.turns.get(contextId) ?? 0) + 1;
     this.turns.set(contextId, turn);
     const update = (state: TaskState, message?: string): void =>
-      bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: status(state, message === undefined ? undefined : agentSays(message, contextId, taskId)), metadata: undefined }));
+      bus.publish(
+        AgentEvent.statusUpdate({
+          taskId,
+          contextId,
+          status: status(state, message === undefined ? undefined : agentSays(message, contextId, taskId)),
+          metadata: undefined,
+        }),
+      );
     const artifact = (piece: string, append: boolean): void =>
-      bus.publish(AgentEvent.artifactUpdate({ taskId, contextId, artifact: { artifactId: "answer", name: "answer", description: "", parts: [text(piece)], metadata: undefined, extensions: [] }, append, lastChunk: false, metadata: undefined }));
+      bus.publish(
+        AgentEvent.artifactUpdate({
+          taskId,
+          contextId,
+          artifact: { artifactId: "answer", name: "answer", description: "", parts: [text(piece)], metadata: undefined, extensions: [] },
+          append,
+          lastChunk: false,
+          metadata: undefined,
+        }),
+      );
     const task = context.task;
-    bus.publish(AgentEvent.task({ id: taskId, contextId, status: status(TaskState.TASK_STATE_SUBMITTED), artifacts: task?.artifacts ?? [], history: [...(task?.history ?? [])], metadata: undefined }));
+    bus.publish(
+      AgentEvent.task({
+        id: taskId,
+        contextId,
+        status: status(TaskState.TASK_STATE_SUBMITTED),
+        artifacts: task?.artifacts ?? [],
+        history: [...(task?.history ?? [])],
+        metadata: undefined,
+      }),
+    );
     update(TaskState.TASK_STATE_WORKING);
     if (task?.status?.state === TaskState.TASK_STATE_INPUT_REQUIRED) {
       artifact(`Weather in ${prompt}: sunny`, false);
@@ -139,7 +166,18 @@ export class SdkAgent {
       securityRequirements: [],
       defaultInputModes: ["text/plain"],
       defaultOutputModes: ["text/plain"],
-      skills: [{ id: "forecast", name: "Forecast", description: "Tells the weather", tags: ["weather"], examples: [], inputModes: [], outputModes: [], securityRequirements: [] }],
+      skills: [
+        {
+          id: "forecast",
+          name: "Forecast",
+          description: "Tells the weather",
+          tags: ["weather"],
+          examples: [],
+          inputModes: [],
+          outputModes: [],
+          securityRequirements: [],
+        },
+      ],
       signatures: [],
     };
     const requestHandler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new ScriptedExecutor(log));

@@ -151,17 +151,29 @@ describe("troupe serving A2A", () => {
     expect(got).toMatchObject({ id: sent.id, contextId: sent.contextId, status: { state: TaskState.TASK_STATE_COMPLETED } });
     expect(answerOf(got)).toBe("Keep this: turn 1");
     expect(unknown.name).toBe("TaskNotFoundError");
-    const listed = await client.listTasks({ tenant: "", contextId: sent.contextId, status: TaskState.TASK_STATE_UNSPECIFIED, pageToken: "", statusTimestampAfter: undefined });
+    const listed = await client.listTasks({
+      tenant: "",
+      contextId: sent.contextId,
+      status: TaskState.TASK_STATE_UNSPECIFIED,
+      pageToken: "",
+      statusTimestampAfter: undefined,
+    });
     expect(listed.tasks.map((each) => each.id)).toEqual([sent.id]);
   });
 
   it("cancels a task through sessions_cancel: the provider's HTTP connection closes and the task ends canceled", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatReply({ deltas: ["Once upon "], hangAfterDeltas: true }));
-    const storyteller = createMultiProviderAgent({ id: "storyteller", providers: [openAI({ credentials: { apiKey: "sk-test-0123456789abcdef" }, baseURL: fake.baseURL })] });
+    const storyteller = createMultiProviderAgent({
+      id: "storyteller",
+      providers: [openAI({ credentials: { apiKey: "sk-test-0123456789abcdef" }, baseURL: fake.baseURL })],
+    });
     const { bus, runtime } = await startRuntimeBus({ agents: [storyteller] });
     const client = await clientFor(`${bus.url}/a2a/storyteller/`);
-    const cancelled = nextEvent((listener) => runtime.on("prompt.cancelled", listener), () => true);
+    const cancelled = nextEvent(
+      (listener) => runtime.on("prompt.cancelled", listener),
+      () => true,
+    );
 
     const stream = client.sendMessageStream(message("Tell me a long story"));
     const seen: string[] = [];
@@ -309,7 +321,11 @@ describe("troupe serving A2A", () => {
     await until(() => qa.received.length === 2);
 
     expect(stateName(cancelled.status?.state)).toBe("canceled");
-    expect(qa.received[1]).toMatchObject({ message_type: "status_update", payload: { status: "cancelled" }, metadata: { in_reply_to: qa.received[0]!.message_id } });
+    expect(qa.received[1]).toMatchObject({
+      message_type: "status_update",
+      payload: { status: "cancelled" },
+      metadata: { in_reply_to: qa.received[0]!.message_id },
+    });
     expect((await collect(stream)).map(describeEvent)).toEqual(["status:working", "status:canceled"]);
   });
 
@@ -349,7 +365,10 @@ describe("A2A contexts", () => {
   it("are forgotten when their session closes: the next message of the context opens a new session", async () => {
     const { bus, runtime } = await startRuntimeBus({ agents: [countingAgent("writer")] });
     const client = await clientFor(`${bus.url}/a2a/writer/`);
-    const started = nextEvent((listener) => runtime.on("prompt.started", listener), () => true);
+    const started = nextEvent(
+      (listener) => runtime.on("prompt.started", listener),
+      () => true,
+    );
     const first = asTask(await client.sendMessage(message("A")));
     const { sessionId } = (await started) as RuntimeEvent & { sessionId: string };
 
@@ -368,7 +387,8 @@ describe("A2A task states", () => {
     const client = await clientFor(`${bus.url}/a2a/slow/`);
     const first = client.sendMessageStream(message("first"));
     const { value: opened } = await first.next();
-    const contextId = (opened as StreamResponse).payload?.$case === "task" ? ((opened as StreamResponse).payload!.value as { contextId: string }).contextId : "";
+    const contextId =
+      (opened as StreamResponse).payload?.$case === "task" ? ((opened as StreamResponse).payload!.value as { contextId: string }).contextId : "";
 
     const second = client.sendMessageStream(message("second", { contextId }));
     const { value: queued } = await second.next();

@@ -10,7 +10,14 @@ import { BoundedTaskStore } from "../../src/a2a/task-store.js";
 const context = new ServerCallContext();
 
 function task(id: string, state: TaskState, contextId = "ctx"): Task {
-  return { id, contextId, status: { state, message: undefined, timestamp: new Date(1_700_000_000_000).toISOString() }, artifacts: [], history: [], metadata: undefined };
+  return {
+    id,
+    contextId,
+    status: { state, message: undefined, timestamp: new Date(1_700_000_000_000).toISOString() },
+    artifacts: [],
+    history: [],
+    metadata: undefined,
+  };
 }
 
 const listAll: ListTasksRequest = { tenant: "", contextId: "", status: TaskState.TASK_STATE_UNSPECIFIED, pageToken: "", statusTimestampAfter: undefined };

@@ -129,7 +129,11 @@ describe("a remote A2A agent as a troupe agent", () => {
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "fail" }));
     const after = await runtime.bridge.sessionsPrompt({ sessionId, prompt: "still there?" });
 
-    expect(error).toMatchObject({ type: "UPSTREAM", message: "A2A agent weather failed the task: The forecast service is down", details: { sessionValid: true } });
+    expect(error).toMatchObject({
+      type: "UPSTREAM",
+      message: "A2A agent weather failed the task: The forecast service is down",
+      details: { sessionValid: true },
+    });
     expect(after.text).toBe("Echo: still there? (turn 2)");
   });
 
@@ -238,7 +242,9 @@ describe("a remote A2A agent as a troupe agent", () => {
 
 describe("a2aAgents as configured", () => {
   it("refuses a bad URL or a repeated id with CONFIG naming the field", () => {
-    expect(() => createRuntime({ a2aAgents: [{ id: "weather", url: "ftp://example.com" }] })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "a2aAgents.0.url" }) }));
+    expect(() => createRuntime({ a2aAgents: [{ id: "weather", url: "ftp://example.com" }] })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "a2aAgents.0.url" }) }),
+    );
     expect(() =>
       createRuntime({
         a2aAgents: [

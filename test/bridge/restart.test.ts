@@ -10,7 +10,17 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
-import { BridgeError, CommunicationBus, createRuntime, openSqliteStore, type Agent, type Executor, type Runtime, type RuntimeEvent, type RuntimeOptions } from "../../src/index.js";
+import {
+  BridgeError,
+  CommunicationBus,
+  createRuntime,
+  openSqliteStore,
+  type Agent,
+  type Executor,
+  type Runtime,
+  type RuntimeEvent,
+  type RuntimeOptions,
+} from "../../src/index.js";
 import { CrashableStore, temporaryDataDir } from "../support/crashable-store.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
 import { KILLED_SESSION_TTL_MS, steadyAgent } from "../support/steady-agent.js";
@@ -139,7 +149,11 @@ describe("bridge sessions across a crash", () => {
 
     // Idle since +10 s, and the restart comes at +45 s: 25 s are left.
     const second = await live(dir, CLOCK_START + 45_000, options);
-    expect(await second.runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({ status: "idle", lastActivityAt: CLOCK_START + 10_000, expiresAt: CLOCK_START + 70_000 });
+    expect(await second.runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({
+      status: "idle",
+      lastActivityAt: CLOCK_START + 10_000,
+      expiresAt: CLOCK_START + 70_000,
+    });
     second.clock.increment(24_999);
     expect(second.runtime.hasSession(sessionId)).toBe(true);
     second.clock.increment(1);
@@ -218,7 +232,10 @@ describe("bridge sessions across a crash", () => {
     const second = await live(dir, CLOCK_START + 1_000);
     expect(await second.runtime.bridge.sessionsStatus({ sessionId })).toMatchObject({ status: "failed", error: { type: "AUTH", message: "bad key" } });
     expect(second.controlled.opened).toEqual([]);
-    expect(await rejectionOf(second.runtime.bridge.sessionsPrompt({ sessionId, prompt: "y" }))).toMatchObject({ type: "AUTH", details: { sessionValid: false } });
+    expect(await rejectionOf(second.runtime.bridge.sessionsPrompt({ sessionId, prompt: "y" }))).toMatchObject({
+      type: "AUTH",
+      details: { sessionValid: false },
+    });
     await second.runtime.bridge.sessionsClose({ sessionId });
     expect(second.controlled.closes).toEqual([]);
     await second.runtime.stop();
@@ -278,7 +295,9 @@ describe("bridge sessions across a crash", () => {
     await settle();
     process.off("warning", onWarning);
     expect(sessionIds.map((sessionId) => second.runtime.hasSession(sessionId))).toEqual([true, true, false]);
-    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([expect.stringContaining(`stored session ${sessionIds[2]} is not restored: Session capacity reached`)]);
+    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([
+      expect.stringContaining(`stored session ${sessionIds[2]} is not restored: Session capacity reached`),
+    ]);
     expect(await rejectionOf(second.runtime.bridge.sessionsCreate({}))).toMatchObject({ type: "CAPACITY" });
     await second.store.flush();
     expect(await second.store.get("bridge_sessions", sessionIds[2]!)).toBeUndefined();
@@ -328,7 +347,9 @@ describe("bridge sessions across a crash", () => {
     await settle();
     process.off("warning", onWarning);
     expect(second.runtime.hasSession(sessionId)).toBe(false);
-    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([`troupe: stored session ${sessionId} is not restored: its agent other is not configured`]);
+    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([
+      `troupe: stored session ${sessionId} is not restored: its agent other is not configured`,
+    ]);
     await second.store.flush();
     expect(await second.store.list("bridge_sessions")).toEqual([]);
     await second.runtime.stop();
@@ -409,14 +430,21 @@ describe("a real kill -9", () => {
     }
 
     const events: RuntimeEvent[] = [];
-    const runtime = createRuntime({ agents: [steadyAgent], defaultAgentId: "steady", store: () => openSqliteStore({ dir }), sessionTtlMs: KILLED_SESSION_TTL_MS });
+    const runtime = createRuntime({
+      agents: [steadyAgent],
+      defaultAgentId: "steady",
+      store: () => openSqliteStore({ dir }),
+      sessionTtlMs: KILLED_SESSION_TTL_MS,
+    });
     runtime.on("prompt.interrupted", (event) => void events.push(event));
     await runtime.start();
     const bus = new CommunicationBus({ runtime, host: "127.0.0.1", port: 0, apiKey: "test-key", env: {} });
     await bus.start();
     try {
       const { sessionId, workflowId } = ready;
-      expect(events).toEqual([expect.objectContaining({ sessionId, requestId: "hanging", error: expect.objectContaining({ type: "TRANSPORT", sessionValid: true }) })]);
+      expect(events).toEqual([
+        expect.objectContaining({ sessionId, requestId: "hanging", error: expect.objectContaining({ type: "TRANSPORT", sessionValid: true }) }),
+      ]);
       const status = await runtime.bridge.sessionsStatus({ sessionId });
       expect(status).toMatchObject({ sessionId, status: "idle", createdAt: ready.status["createdAt"], expiresAt: ready.status["expiresAt"], queued: 0 });
       expect(await runtime.bridge.sessionsPrompt({ sessionId, prompt: "after" })).toMatchObject({ text: "noted: after" });
@@ -427,4 +455,3 @@ describe("a real kill -9", () => {
     }
   });
 });
-

@@ -91,7 +91,8 @@ describe("acks and replies count only from the agent a message went to", () => {
     const request = envelope(A, B, { routing: { delivery_mode: "sync", timeout: "10s" } });
     const answered = call(bus, "POST", "/messages/send", request);
     await until(() => bob.frames.length === 1);
-    const reply = (from: string, text: string) => envelope(from, A, { message_type: "task_response", payload: { text }, metadata: { in_reply_to: request["message_id"] } });
+    const reply = (from: string, text: string) =>
+      envelope(from, A, { message_type: "task_response", payload: { text }, metadata: { in_reply_to: request["message_id"] } });
     expect((await call(bus, "POST", "/messages/send", reply("cc://mallory", "forged"))).status).toBe(202);
     expect((await call(bus, "POST", "/messages/send", reply(B, "real"))).status).toBe(202);
     expect((await answered).body.response.payload).toEqual({ text: "real" });

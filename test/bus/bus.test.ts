@@ -57,9 +57,15 @@ describe("options", () => {
   });
 
   it("refuses bad option values with CONFIG naming the option", () => {
-    expect(() => new CommunicationBus({ maxConnections: 0 })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "maxConnections" }) }));
-    expect(() => new CommunicationBus({ port: 70_000 })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "port" }) }));
-    expect(() => new CommunicationBus({ apiKey: "" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "apiKey" }) }));
+    expect(() => new CommunicationBus({ maxConnections: 0 })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "maxConnections" }) }),
+    );
+    expect(() => new CommunicationBus({ port: 70_000 })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "port" }) }),
+    );
+    expect(() => new CommunicationBus({ apiKey: "" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "apiKey" }) }),
+    );
   });
 
   it.each([
@@ -101,12 +107,17 @@ describe("key rules at start", () => {
   it("keeps its store in dataDir with persistenceEnabled, and says what is missing for encryption", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "troupe-bus-data-"));
     try {
-      expect(await rejectionOf(new CommunicationBus({ port: 0, encryptionEnabled: true, env: {} }).start())).toMatchObject({ type: "CONFIG", details: { field: "encryptionEnabled" } });
+      expect(await rejectionOf(new CommunicationBus({ port: 0, encryptionEnabled: true, env: {} }).start())).toMatchObject({
+        type: "CONFIG",
+        details: { field: "encryptionEnabled" },
+      });
       expect(await rejectionOf(new CommunicationBus({ port: 0, persistenceEnabled: true, dataDir, encryptionEnabled: true, env: {} }).start())).toMatchObject({
         type: "CONFIG",
         details: { field: "encryptionKey" },
       });
-      expect(() => new CommunicationBus({ port: 0, persistenceEnabled: true, runtime: createRuntime(), env: {} })).toThrow(expect.objectContaining({ type: "CONFIG" }));
+      expect(() => new CommunicationBus({ port: 0, persistenceEnabled: true, runtime: createRuntime(), env: {} })).toThrow(
+        expect.objectContaining({ type: "CONFIG" }),
+      );
       const bus = await startBus({ persistenceEnabled: true, dataDir, encryptionEnabled: true, env: { TROUPE_ENCRYPTION_KEY: "a passphrase of some length" } });
       expect(existsSync(join(dataDir, "troupe.db"))).toBe(true);
       await bus.stop();
@@ -124,7 +135,8 @@ describe("key rules at start", () => {
     const health = await httpsHealth(bus.url, cert);
     expect(health.status).toBe(200);
     expect(JSON.parse(health.body)).toMatchObject({ status: "healthy" });
-    for (const agentId of ["codex://secure", "codex://sender"]) bus.registerAgent({ agent_descriptor: { agent_id: agentId, framework: "codex", capabilities: [], metadata: {} } });
+    for (const agentId of ["codex://secure", "codex://sender"])
+      bus.registerAgent({ agent_descriptor: { agent_id: agentId, framework: "codex", capabilities: [], metadata: {} } });
     const received: string[] = [];
     const socket = new WebSocket(`${bus.url.replace("https", "wss")}/agents/connect?agent_id=${encodeURIComponent("codex://secure")}`, {
       headers: { "x-agent-api-key": TEST_KEY },
@@ -191,10 +203,16 @@ describe("lifecycle", () => {
 describe("agents", () => {
   it("registers a wrapped or a bare descriptor, lists it with presence, and deregisters it", async () => {
     const bus = await startBus();
-    const wrapped = await call(bus, "POST", "/agents/register", { agent_descriptor: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } } });
+    const wrapped = await call(bus, "POST", "/agents/register", {
+      agent_descriptor: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } },
+    });
     expect(wrapped).toEqual({
       status: 201,
-      body: { success: true, agent: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } }, agent_token: expect.stringMatching(/^[\w-]{32}$/) },
+      body: {
+        success: true,
+        agent: { agent_id: "codex://a", framework: "codex", capabilities: ["ts"], metadata: { team: "web" } },
+        agent_token: expect.stringMatching(/^[\w-]{32}$/),
+      },
     });
     const bare = await call(bus, "POST", "/agents/register", { agent_id: "opencode://b" });
     expect(bare.body.agent).toEqual({ agent_id: "opencode://b", framework: "opencode", capabilities: [], metadata: {} });
@@ -214,7 +232,8 @@ describe("agents", () => {
     await runtime.start();
     const bus = await startBus({ runtime });
     try {
-      const listed = async (agentId: string) => ((await call(bus, "GET", "/agents")).body.agents as Array<{ agent_id: string }>).find((agent) => agent.agent_id === agentId);
+      const listed = async (agentId: string) =>
+        ((await call(bus, "GET", "/agents")).body.agents as Array<{ agent_id: string }>).find((agent) => agent.agent_id === agentId);
       expect((await call(bus, "GET", "/agents")).body.agents).toEqual([
         {
           agent_id: "troupe://writer",
@@ -270,7 +289,11 @@ describe("agents", () => {
 
   it("brings an agent that registers while connected (as a workflow participant) online at once", async () => {
     const bus = await startBus();
-    bus.sessionManager.createSession("claude-code://lead", [{ agent_id: "codex://web", role: "implementer" }], [{ name: "build", required_agents: ["codex://web"] }]);
+    bus.sessionManager.createSession(
+      "claude-code://lead",
+      [{ agent_id: "codex://web", role: "implementer" }],
+      [{ name: "build", required_agents: ["codex://web"] }],
+    );
     await connect(bus, "codex://web");
     expect(bus.listAgents().find((agent) => agent.agent_id === "codex://web")).toMatchObject({ source: "participant", online: true, status: "ready" });
     await register(bus, "codex://web");
@@ -290,7 +313,14 @@ describe("metrics", () => {
     const metrics = (await call(bus, "GET", "/metrics")).body;
     expect(metrics).toMatchObject({
       uptime: expect.any(Number),
-      messages: { by_status: { accepted: 0, queued: 1, delivered: 0, acknowledged: 5, retrying: 0, dead: 0 }, accepted_total: 6, acknowledged_total: 5, dead_total: 0, retries_total: 0, duplicates_total: 0 },
+      messages: {
+        by_status: { accepted: 0, queued: 1, delivered: 0, acknowledged: 5, retrying: 0, dead: 0 },
+        accepted_total: 6,
+        acknowledged_total: 5,
+        dead_total: 0,
+        retries_total: 0,
+        duplicates_total: 0,
+      },
       sessions: { total: 1, active: 1, completed: 0, terminated: 0 },
       agents: { known: 3, online: 1, connections: 1 },
     });
@@ -314,7 +344,9 @@ describe("durations", () => {
   });
 
   it.each(["", "5", "5x", "-5s", "0s", "5 m", "1.s", "1000h", "five minutes"])("refuses %j with CONFIG", (text) => {
-    expect(() => parseDuration(text, "routing.timeout")).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "routing.timeout" }) }));
+    expect(() => parseDuration(text, "routing.timeout")).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "routing.timeout" }) }),
+    );
   });
 
   it("writes milliseconds back as a duration", () => {

@@ -245,7 +245,12 @@ describe("dedupe is per sender", () => {
     const ambiguous = await call(bus, "GET", "/messages/shared-id");
     expect(ambiguous.status).toBe(400);
     expect(ambiguous.body.error.details).toMatchObject({ field: "sender", senders: expect.arrayContaining([A, C]) });
-    expect((await call(bus, "GET", `/messages/shared-id?sender=${encodeURIComponent(A)}`)).body).toEqual({ message_id: "shared-id", sender: A, status: "delivered", attempts: 1 });
+    expect((await call(bus, "GET", `/messages/shared-id?sender=${encodeURIComponent(A)}`)).body).toEqual({
+      message_id: "shared-id",
+      sender: A,
+      status: "delivered",
+      attempts: 1,
+    });
 
     // An ack names a message_id: both copies written to this agent are acknowledged by it.
     beta.ack("shared-id");
@@ -280,7 +285,12 @@ describe("sync delivery", () => {
         await context.reply({ answer: 42, question: message.payload["question"] });
       },
     });
-    const answer = await call(bus, "POST", "/messages/send", envelope(A, B, { message_id: "q1", payload: { question: "life" }, routing: { delivery_mode: "sync", timeout: "5s" } }));
+    const answer = await call(
+      bus,
+      "POST",
+      "/messages/send",
+      envelope(A, B, { message_id: "q1", payload: { question: "life" }, routing: { delivery_mode: "sync", timeout: "5s" } }),
+    );
     expect(answer.status).toBe(202);
     expect(answer.body).toMatchObject({
       success: true,
@@ -361,7 +371,9 @@ describe("connections", () => {
     await rawConnect(bus, B);
     expect(await upgradeStatus(bus, `?agent_id=${encodeURIComponent(C)}`)).toBe(503);
     // The refusal says which bound it hit, as every bound does.
-    const refusal = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(C)}`, { headers: { "x-agent-api-key": TEST_KEY } });
+    const refusal = new WebSocket(`${bus.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(C)}`, {
+      headers: { "x-agent-api-key": TEST_KEY },
+    });
     refusal.on("error", () => {});
     const [, response] = (await once(refusal, "unexpected-response")) as [unknown, IncomingMessage];
     let body = "";

@@ -37,7 +37,11 @@ function parseExposition(text: string): { types: Map<string, string>; samples: M
   return { types, samples };
 }
 
-async function prometheusOf(url: string, headers: Record<string, string> = { accept: "text/plain" }, query = ""): Promise<{ contentType: string | null; text: string }> {
+async function prometheusOf(
+  url: string,
+  headers: Record<string, string> = { accept: "text/plain" },
+  query = "",
+): Promise<{ contentType: string | null; text: string }> {
   const response = await fetch(`${url}/metrics${query}`, { headers: { "x-agent-api-key": TEST_KEY, ...headers } });
   expect(response.status).toBe(200);
   return { contentType: response.headers.get("content-type"), text: await response.text() };
@@ -104,7 +108,14 @@ describe("GET /metrics in Prometheus text", () => {
     const { bus } = await startRuntimeBus();
     const manager = bus.sessionManager;
     // Workflow events go out once their change is durable (docs/durability.md): the counts follow them.
-    const sessionId = manager.createSession("codex://a", [], [{ name: "plan", required_agents: [] }, { name: "build", required_agents: [] }]);
+    const sessionId = manager.createSession(
+      "codex://a",
+      [],
+      [
+        { name: "plan", required_agents: [] },
+        { name: "build", required_agents: [] },
+      ],
+    );
     await manager.whenSettled();
     expect(bus.metricsSnapshot().workflows_by_step).toEqual({ plan: 1 });
     manager.updateWorkflow(sessionId, { current_step: "build" });

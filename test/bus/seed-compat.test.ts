@@ -60,8 +60,20 @@ describe("the seed project's registration body", () => {
     expect(listed).toEqual([{ ...expected, online: false, last_heartbeat: null, registered_at: expect.any(Number), source: "registered", status: "offline" }]);
 
     // The bare form takes the same fields; a list of strings stays as it was.
-    const bare = await call(bus, "POST", "/agents/register", { agent_id: C, capabilities: ["review"], health_check_url: "http://localhost:3002/health", authentication: "api_key" });
-    expect(bare.body.agent).toEqual({ agent_id: C, framework: "claude-code", capabilities: ["review"], metadata: {}, health_check_url: "http://localhost:3002/health", authentication: "api_key" });
+    const bare = await call(bus, "POST", "/agents/register", {
+      agent_id: C,
+      capabilities: ["review"],
+      health_check_url: "http://localhost:3002/health",
+      authentication: "api_key",
+    });
+    expect(bare.body.agent).toEqual({
+      agent_id: C,
+      framework: "claude-code",
+      capabilities: ["review"],
+      metadata: {},
+      health_check_url: "http://localhost:3002/health",
+      authentication: "api_key",
+    });
   });
 
   it.each([

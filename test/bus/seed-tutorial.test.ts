@@ -78,7 +78,16 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
     const sessionManager = bus["sessionManager"];
 
     const events: SessionManagerEvent[] = [];
-    for (const type of ["session_created", "participant_added", "workflow_updated", "context_updated", "task_delegated", "task_completed", "session_completed", "session_terminated"] as const) {
+    for (const type of [
+      "session_created",
+      "participant_added",
+      "workflow_updated",
+      "context_updated",
+      "task_delegated",
+      "task_completed",
+      "session_completed",
+      "session_terminated",
+    ] as const) {
       sessionManager.on(type, (event) => events.push(event));
     }
 
@@ -135,7 +144,11 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
 
     // ---- the agents: participants count as registered, so they may connect ----
     const apiKey = process.env.AGENT_BUS_API_KEY ?? "dev-key";
-    const backend = agent(bus, "opencode://backend", apiKey, () => ({ status: "done", files: ["notification-service.ts"], usage: { input_tokens: 120, output_tokens: 45 } }));
+    const backend = agent(bus, "opencode://backend", apiKey, () => ({
+      status: "done",
+      files: ["notification-service.ts"],
+      usage: { input_tokens: 120, output_tokens: 45 },
+    }));
     const frontend = agent(bus, "codex://frontend", apiKey, () => ({ status: "done", usage: { input_tokens: 80, output_tokens: 30 } }));
     const orchestrator = agent(bus, "claude-code://orchestrator", apiKey);
     await Promise.all([backend.client.ready(), frontend.client.ready(), orchestrator.client.ready()]);
@@ -164,10 +177,17 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
       metadata: { in_reply_to: "task_impl_backend" },
     });
     expect((await bus.send({ ...JSON.parse(curlBody(sessionId)) })).status).toBe("duplicate");
-    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", sender: "claude-code://orchestrator", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("task_impl_backend")).toEqual({
+      message_id: "task_impl_backend",
+      sender: "claude-code://orchestrator",
+      status: "acknowledged",
+      attempts: 1,
+    });
 
     const delegated = events.filter((event) => event.type === "task_delegated");
-    expect(delegated).toEqual([expect.objectContaining({ sessionId, task: expect.objectContaining({ task_id: "task_impl_backend", step: "implementation", to: "opencode://backend" }) })]);
+    expect(delegated).toEqual([
+      expect.objectContaining({ sessionId, task: expect.objectContaining({ task_id: "task_impl_backend", step: "implementation", to: "opencode://backend" }) }),
+    ]);
     expect(events.filter((event) => event.type === "task_completed")).toEqual([
       expect.objectContaining({ sessionId, task: expect.objectContaining({ task_id: "task_impl_backend", status: "completed" }) }),
     ]);
@@ -178,14 +198,24 @@ describe("the seed tutorial: workflow sessions on the communication bus", () => 
     const frontendTask = JSON.parse(curlBody(sessionId)) as Record<string, any>;
     frontendTask["message_id"] = "task_impl_frontend";
     frontendTask["recipient"] = { agent_id: "codex://frontend", framework: "codex" };
-    const sent = await fetch(`${bus.url}/messages/send`, { method: "POST", headers: { "Content-Type": "application/json", "x-agent-api-key": apiKey }, body: JSON.stringify(frontendTask) });
+    const sent = await fetch(`${bus.url}/messages/send`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "x-agent-api-key": apiKey },
+      body: JSON.stringify(frontendTask),
+    });
     expect(sent.status).toBe(202);
     await until(() => sessionManager.getSession(sessionId)?.workflow.current_step === "review");
-    expect(sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "review", completed_steps: ["design", "implementation"], pending_steps: [] });
-    expect(events.filter((event) => event.type === "workflow_updated").map((event) => [event.previous_step, event.workflow.current_step, event.cause])).toEqual([
-      ["design", "implementation", "update"],
-      ["implementation", "review", "advance"],
-    ]);
+    expect(sessionManager.getSession(sessionId)?.workflow).toMatchObject({
+      current_step: "review",
+      completed_steps: ["design", "implementation"],
+      pending_steps: [],
+    });
+    expect(events.filter((event) => event.type === "workflow_updated").map((event) => [event.previous_step, event.workflow.current_step, event.cause])).toEqual(
+      [
+        ["design", "implementation", "update"],
+        ["implementation", "review", "advance"],
+      ],
+    );
 
     sessionManager.completeSession(sessionId, {
       summary: "All tasks completed successfully",
@@ -314,7 +344,12 @@ describe("the seed tutorial with a seed project's adapter as its backend (SPEC Â
       metadata: { task_id: "task_impl_backend" },
     });
     expect(sessionManager.getSession(sessionId)?.tasks).toEqual([
-      expect.objectContaining({ task_id: "task_impl_backend", status: "completed", answered_by: SEED_AGENTS.backend, result: { status: "done", files: ["notification-service.ts"] } }),
+      expect.objectContaining({
+        task_id: "task_impl_backend",
+        status: "completed",
+        answered_by: SEED_AGENTS.backend,
+        result: { status: "done", files: ["notification-service.ts"] },
+      }),
     ]);
 
     // Its answer was its ack: past every ack timeout and retry, it has seen the task once, and nothing else.
@@ -322,7 +357,12 @@ describe("the seed tutorial with a seed project's adapter as its backend (SPEC Â
       clock.increment(30_000);
       await flush();
     }
-    expect(bus.messageStatus("task_impl_backend")).toEqual({ message_id: "task_impl_backend", sender: "claude-code://orchestrator", status: "acknowledged", attempts: 1 });
+    expect(bus.messageStatus("task_impl_backend")).toEqual({
+      message_id: "task_impl_backend",
+      sender: "claude-code://orchestrator",
+      status: "acknowledged",
+      attempts: 1,
+    });
     expect(backend.frames.map((frame) => frame.message_id)).toEqual(["task_impl_backend"]);
   });
 });

@@ -38,10 +38,20 @@ describe("troupe serve runs the bus", () => {
       expect(registered.status).toBe(201);
     }
     const received: MessageEnvelope[] = [];
-    const backend = connectAgent({ url, agentId: "opencode://backend", apiKey: "s3cret", onMessage: (message) => void received.push(message), reconnect: false });
+    const backend = connectAgent({
+      url,
+      agentId: "opencode://backend",
+      apiKey: "s3cret",
+      onMessage: (message) => void received.push(message),
+      reconnect: false,
+    });
     clients.push(backend);
     await backend.ready();
-    const sent = await fetch(`${url}/messages/send`, { method: "POST", headers, body: JSON.stringify(envelope("claude-code://orchestrator", "opencode://backend", { message_id: "over-serve" })) });
+    const sent = await fetch(`${url}/messages/send`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(envelope("claude-code://orchestrator", "opencode://backend", { message_id: "over-serve" })),
+    });
     expect(sent.status).toBe(202);
     await until(() => received.length === 1);
     expect(received[0]!.message_id).toBe("over-serve");

@@ -6,7 +6,15 @@ import { afterEach } from "vitest";
 import WebSocket from "ws";
 import { refusedUpgradeStatus } from "../support/refused-upgrade.js";
 import { SimulatedClock, type AnyActorRef } from "xstate";
-import { CommunicationBus, connectAgent, type AgentClient, type BusOptions, type ConnectAgentOptions, type MessageEnvelope, type Runtime } from "../../src/index.js";
+import {
+  CommunicationBus,
+  connectAgent,
+  type AgentClient,
+  type BusOptions,
+  type ConnectAgentOptions,
+  type MessageEnvelope,
+  type Runtime,
+} from "../../src/index.js";
 import { frameText } from "../../src/protocol/frames.js";
 
 /** The key every test bus requires. */
@@ -83,7 +91,9 @@ export function envelope(from: string, to: string, overrides: Record<string, unk
 /** Registers agents over HTTP. */
 export async function register(bus: CommunicationBus, ...agentIds: string[]): Promise<void> {
   for (const agentId of agentIds) {
-    const answer = await call(bus, "POST", "/agents/register", { agent_descriptor: { agent_id: agentId, framework: agentId.split("://")[0], capabilities: [], metadata: {} } });
+    const answer = await call(bus, "POST", "/agents/register", {
+      agent_descriptor: { agent_id: agentId, framework: agentId.split("://")[0], capabilities: [], metadata: {} },
+    });
     if (answer.status !== 201) throw new Error(`register ${agentId}: ${JSON.stringify(answer.body)}`);
   }
 }

@@ -34,7 +34,20 @@ describe("troupe", () => {
     ]);
     expect(helps.map(({ code }) => code)).toEqual([0, 0, 0, 0, 0]);
     const [serve, delegate, agents, graph, helpDelegate] = helps.map(({ stdout }) => stdout);
-    for (const option of ["--port", "--host", "--api-key", "--agent-auth", "--config", "--agents <dir>", "--no-agents", "--data", "--in-memory", "--tls-key", "--tls-cert", "--log-level"]) {
+    for (const option of [
+      "--port",
+      "--host",
+      "--api-key",
+      "--agent-auth",
+      "--config",
+      "--agents <dir>",
+      "--no-agents",
+      "--data",
+      "--in-memory",
+      "--tls-key",
+      "--tls-cert",
+      "--log-level",
+    ]) {
       expect(serve).toContain(option);
     }
     expect(delegate).toMatch(/^Usage: troupe delegate \[options\] <agentId> <prompt>/);
@@ -73,7 +86,13 @@ describe("troupe agents", () => {
       const listing = JSON.parse(json.stdout);
       expect(listing).toMatchObject({ defaultAgentId: "assistant", liveProviders: ["openai"] });
       expect(listing.team).toBeUndefined();
-      expect(listing.agents[0]).toMatchObject({ id: "assistant", kind: "in-process", isDefault: true, defaultProvider: "openai", providers: [{ id: "openai" }, { id: "mock" }] });
+      expect(listing.agents[0]).toMatchObject({
+        id: "assistant",
+        kind: "in-process",
+        isDefault: true,
+        defaultProvider: "openai",
+        providers: [{ id: "openai" }, { id: "mock" }],
+      });
       expect(listing.agents.map((agent: { id: string }) => agent.id)).toEqual(["assistant", "mock", "coder"]);
     } finally {
       rmSync(directory, { recursive: true, force: true });

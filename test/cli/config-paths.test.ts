@@ -24,7 +24,9 @@ function configFile(content: unknown): { folder: string; path: string } {
 describe("loadServerConfig", () => {
   it("resolves a relative command, ./ and ../ arguments, cwd and fsRoot against the file's folder", () => {
     const { folder, path } = configFile({
-      workers: [{ id: "w", command: "./bin/agent", args: ["./agent.mjs", "../shared/tool.json", "--mode", "fast", "plain.txt"], cwd: "work", fsRoot: "../data" }],
+      workers: [
+        { id: "w", command: "./bin/agent", args: ["./agent.mjs", "../shared/tool.json", "--mode", "fast", "plain.txt"], cwd: "work", fsRoot: "../data" },
+      ],
     });
     expect(loadServerConfig(path).workers).toEqual([
       {

@@ -68,14 +68,27 @@ describe("troupe delegate", () => {
       run(["delegate", "assistant", "hi", "--provider", "gemini"]),
       run(["delegate", "frontend", "hi"]),
     ]);
-    expect(temperature).toMatchObject({ code: 2, stdout: "", stderr: expect.stringContaining("option '--temperature <number>' argument '3' is invalid. expected a number from 0 to 2.") });
-    expect(tokens).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--max-tokens <count>' argument 'lots' is invalid. expected a whole number above 0.") });
+    expect(temperature).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: expect.stringContaining("option '--temperature <number>' argument '3' is invalid. expected a number from 0 to 2."),
+    });
+    expect(tokens).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("option '--max-tokens <count>' argument 'lots' is invalid. expected a whole number above 0."),
+    });
     expect(missing).toMatchObject({ code: 2, stderr: expect.stringContaining("missing required argument 'prompt'") });
     // Run from the project's folder: the bundled team of ./agents is there too.
-    expect(agent).toMatchObject({ code: 2, stderr: 'troupe delegate: no agent "nobody"; the agents are orchestrator, backend, reviewer, assistant, mock (troupe agents describes them)\n' });
+    expect(agent).toMatchObject({
+      code: 2,
+      stderr: 'troupe delegate: no agent "nobody"; the agents are orchestrator, backend, reviewer, assistant, mock (troupe agents describes them)\n',
+    });
     // The bundled frontend has no session of its own: its prompts and tools are the orchestrator's.
     expect(inlined).toMatchObject({ code: 2, stderr: "troupe delegate: frontend is inlined into orchestrator: delegate to orchestrator\n" });
-    expect(provider).toMatchObject({ code: 2, stderr: expect.stringMatching(/^troupe delegate: CONFIG: metadata\.provider: no provider gemini is registered with agent assistant \(registered: mock\)/) });
+    expect(provider).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/^troupe delegate: CONFIG: metadata\.provider: no provider gemini is registered with agent assistant \(registered: mock\)/),
+    });
   });
 
   it("exits 1 saying which key to check when the provider refuses it", async () => {

@@ -39,7 +39,11 @@ async function npmStart(): Promise<{ npm: ChildProcessWithoutNullStreams; stderr
   const script = startScript.replace(BUILT_ENTRY, `node --import ${import.meta.resolve("tsx")} ${join(projectRoot, "src/cli/main.ts")}`);
   writeFileSync(join(directory, "package.json"), JSON.stringify({ name: "npm-start-check", private: true, scripts: { start: script } }));
   const { AGENT_BUS_API_KEY: _key, OPENAI_API_KEY: _openai, OPENAI_BASE_URL: _base, ...env } = process.env;
-  const npm = spawn("npm", ["start", "--", "--port", "0", "--in-memory", "--config", join(projectRoot, "examples/troupe.json")], { cwd: directory, env, detached: true });
+  const npm = spawn("npm", ["start", "--", "--port", "0", "--in-memory", "--config", join(projectRoot, "examples/troupe.json")], {
+    cwd: directory,
+    env,
+    detached: true,
+  });
   groups.push(npm.pid!);
   const exited = once(npm, "close").then(([code]) => code as number | null);
   let stdout = "";

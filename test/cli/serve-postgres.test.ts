@@ -53,7 +53,12 @@ describe("troupe serve --store", () => {
       run(["serve", "--store", server.url(), "--in-memory"]),
     ]);
     expect(scheme).toMatchObject({ code: 2, stderr: expect.stringContaining("--store: give a postgres:// (or postgresql://) URL") });
-    expect(withData).toMatchObject({ code: 2, stderr: expect.stringMatching(/option '--store <url>' cannot be used with option '--data <dir>'|option '--data <dir>' cannot be used with option '--store <url>'/) });
+    expect(withData).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(
+        /option '--store <url>' cannot be used with option '--data <dir>'|option '--data <dir>' cannot be used with option '--store <url>'/,
+      ),
+    });
     expect(withMemory).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot be used with option/) });
   });
 
@@ -61,7 +66,9 @@ describe("troupe serve --store", () => {
     const url = `postgres://troupe:pw-never-shown@127.0.0.1:${await freePort()}/postgres`;
     const { code, stderr } = await run(["serve", "--port", "0", "--host", "127.0.0.1", "--store", url]);
     expect(code).toBe(1);
-    expect(stderr).toMatch(/^troupe serve: Cannot reach the PostgreSQL store at postgres:\/\/troupe@127\.0\.0\.1:\d+\/postgres \(schema troupe\): connect ECONNREFUSED/);
+    expect(stderr).toMatch(
+      /^troupe serve: Cannot reach the PostgreSQL store at postgres:\/\/troupe@127\.0\.0\.1:\d+\/postgres \(schema troupe\): connect ECONNREFUSED/,
+    );
     expect(stderr).not.toContain("pw-never-shown");
   });
 });

@@ -20,7 +20,12 @@ describe("troupe serve", () => {
     expect(await health.json()).toMatchObject({ status: "healthy", bridge: { agents: 5 } });
     const discovered = (await (await fetch(`${url}/bridge/agents_discover`, { method: "POST" })).json()) as { agents: Array<{ id: string }> };
     expect(discovered.agents.map((agent) => agent.id)).toEqual(["orchestrator", "backend", "reviewer", "assistant", "mock"]);
-    expect(discovered.agents[0]).toMatchObject({ id: "orchestrator", defaultProvider: "mock", providers: [{ id: "mock" }], capabilities: ["planning", "ui-copy"] });
+    expect(discovered.agents[0]).toMatchObject({
+      id: "orchestrator",
+      defaultProvider: "mock",
+      providers: [{ id: "mock" }],
+      capabilities: ["planning", "ui-copy"],
+    });
 
     const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
     expect(delegated.status).toBe(200);
@@ -74,7 +79,10 @@ describe("troupe serve", () => {
       const created = await fetch(`${url}/bridge/sessions_create`, { method: "POST", body: JSON.stringify({ agentId: "api" }) });
       expect(created.status).toBe(200);
       const { sessionId } = (await created.json()) as { sessionId: string };
-      const prompted = await fetch(`${url}/bridge/sessions_prompt`, { method: "POST", body: JSON.stringify({ sessionId, prompt: "Design the login endpoint" }) });
+      const prompted = await fetch(`${url}/bridge/sessions_prompt`, {
+        method: "POST",
+        body: JSON.stringify({ sessionId, prompt: "Design the login endpoint" }),
+      });
       expect(await prompted.json()).toMatchObject({ text: "POST /login", stopReason: "end_turn" });
       expect(fake.lastRequest.body).toMatchObject({
         model: "gpt-4o-mini",
@@ -148,19 +156,35 @@ describe("troupe serve", () => {
     ]);
     // A --data folder that cannot be made (Node's recursive mkdir spun for ever under /proc).
     const unmakeable = await run(["serve", "--port", "0", "--data", "/proc/troupe-no-such-folder", "--log-level", "silent"]);
-    expect(unmakeable).toMatchObject({ code: 2, stdout: "", stderr: expect.stringMatching(/^troupe serve: --data: Cannot create the store at \/proc\/troupe-no-such-folder\/troupe\.db: ENOENT/) });
+    expect(unmakeable).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: expect.stringMatching(/^troupe serve: --data: Cannot create the store at \/proc\/troupe-no-such-folder\/troupe\.db: ENOENT/),
+    });
     // Refused before anything starts: no log line of the runtime comes first.
-    expect(keyless).toEqual({ code: 2, stdout: "", stderr: "troupe serve: --api-key: a key is required on the non-loopback host 0.0.0.0 (--api-key or $AGENT_BUS_API_KEY)\n" });
+    expect(keyless).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "troupe serve: --api-key: a key is required on the non-loopback host 0.0.0.0 (--api-key or $AGENT_BUS_API_KEY)\n",
+    });
     expect(devKey).toEqual({ code: 2, stdout: "", stderr: 'troupe serve: --api-key: "dev-key" is refused on the non-loopback host 0.0.0.0; set a real key\n' });
-    expect(port).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--port <port>' argument 'http' is invalid. expected a port from 0 to 65535.") });
+    expect(port).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("option '--port <port>' argument 'http' is invalid. expected a port from 0 to 65535."),
+    });
     expect(port.stderr).toMatch(/add --help for usage/);
-    expect(level).toMatchObject({ code: 2, stderr: expect.stringMatching(/'--log-level <level>' argument 'loud' is invalid.*trace, debug, info, warn, error, silent/) });
+    expect(level).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/'--log-level <level>' argument 'loud' is invalid.*trace, debug, info, warn, error, silent/),
+    });
     expect(data).toMatchObject({ code: 2, stderr: expect.stringContaining("option '--data <dir>' cannot be used with option '--in-memory'") });
   });
 
   it("logs JSON lines on stderr at --log-level, with the session, request and agent of each prompt", async () => {
     const { child, url, stderr } = await serveOnFreePort(["--log-level", "debug"]);
-    const delegated = (await (await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "mock", prompt: "hi" }) })).json()) as {
+    const delegated = (await (
+      await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "mock", prompt: "hi" }) })
+    ).json()) as {
       sessionId: string;
       requestId: string;
     };
@@ -168,8 +192,18 @@ describe("troupe serve", () => {
     expect(await exitCodeOf(child)).toBe(0);
     const lines = logLines(stderr);
     expect(lines.find((line) => line.msg === "troupe listening")).toMatchObject({ level: 30, url });
-    expect(lines.find((line) => line.event === "prompt.started")).toMatchObject({ level: 20, sessionId: delegated.sessionId, requestId: delegated.requestId, agentId: "mock" });
-    expect(lines.find((line) => line.event === "prompt.completed")).toMatchObject({ level: 30, sessionId: delegated.sessionId, requestId: delegated.requestId, agentId: "mock" });
+    expect(lines.find((line) => line.event === "prompt.started")).toMatchObject({
+      level: 20,
+      sessionId: delegated.sessionId,
+      requestId: delegated.requestId,
+      agentId: "mock",
+    });
+    expect(lines.find((line) => line.event === "prompt.completed")).toMatchObject({
+      level: 30,
+      sessionId: delegated.sessionId,
+      requestId: delegated.requestId,
+      agentId: "mock",
+    });
     expect(lines.at(-1)).toMatchObject({ msg: "stopped" });
     // Deltas are trace: not at debug.
     expect(lines.some((line) => line.event === "prompt.delta")).toBe(false);
@@ -179,11 +213,18 @@ describe("troupe serve", () => {
     const elsewhere = mkdtempSync(join(tmpdir(), "troupe-cli-cwd-"));
     try {
       const { child, url, stderr } = await serveOnFreePort(["--config", join(projectRoot, "examples/troupe.json")], {}, elsewhere);
-      const delegated = await fetch(`${url}/bridge/tasks_delegate`, { method: "POST", body: JSON.stringify({ agentId: "echo-agent", prompt: "hello worker" }) });
+      const delegated = await fetch(`${url}/bridge/tasks_delegate`, {
+        method: "POST",
+        body: JSON.stringify({ agentId: "echo-agent", prompt: "hello worker" }),
+      });
       expect(await delegated.json()).toMatchObject({ text: "Echo: hello worker", stopReason: "end_turn" });
       child.kill("SIGTERM");
       expect(await exitCodeOf(child)).toBe(0);
-      expect(logLines(stderr).find((line) => line.event === "worker.stderr")).toMatchObject({ worker: "echo-agent", agentId: "echo-agent", msg: "echo-agent: session 1 opened" });
+      expect(logLines(stderr).find((line) => line.event === "worker.stderr")).toMatchObject({
+        worker: "echo-agent",
+        agentId: "echo-agent",
+        msg: "echo-agent: session 1 opened",
+      });
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }

@@ -23,12 +23,21 @@ afterEach(() => {
 /** Starts `troupe` with these arguments, without the provider keys and bus key of the developer's environment. */
 export function troupe(args: string[], env: Record<string, string> = {}, cwd = projectRoot): ChildProcessWithoutNullStreams {
   // A developer's own keys must not make the server reach a real provider from a test.
-  const { AGENT_BUS_API_KEY: _key, OPENAI_API_KEY: _openai, OPENAI_BASE_URL: _base, ANTHROPIC_API_KEY: _anthropic, GEMINI_API_KEY: _gemini, ...inherited } =
-    process.env;
+  const {
+    AGENT_BUS_API_KEY: _key,
+    OPENAI_API_KEY: _openai,
+    OPENAI_BASE_URL: _base,
+    ANTHROPIC_API_KEY: _anthropic,
+    GEMINI_API_KEY: _gemini,
+    ...inherited
+  } = process.env;
   // tsx is resolved from the project, wherever the command runs.
   const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), MAIN, ...args], { cwd, env: { ...inherited, ...env } });
   children.push(child);
-  closed.set(child, once(child, "close").then(([code]) => code as number | null));
+  closed.set(
+    child,
+    once(child, "close").then(([code]) => code as number | null),
+  );
   return child;
 }
 

@@ -36,7 +36,13 @@ describe("connectAgent", () => {
       socket.send(JSON.stringify(envelope(B, A, { message_id: "once" })));
     });
     const received: string[] = [];
-    const client = track(connectAgent({ url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, agentId: A, onMessage: (message) => void received.push(message.message_id) }));
+    const client = track(
+      connectAgent({
+        url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        agentId: A,
+        onMessage: (message) => void received.push(message.message_id),
+      }),
+    );
     await client.ready();
     await until(() => acks.length === 3);
     expect(acks).toEqual(["twice", "twice", "once"]);
@@ -82,9 +88,17 @@ describe("connectAgent", () => {
     const answer = await alpha.client.send({ recipient: B, message_type: "status_update", priority: "low", payload: { progress: 0.5 } });
     expect(answer).toEqual({ message_id: expect.any(String), status: "accepted" });
     await until(() => beta.received.length === 1);
-    expect(beta.received[0]).toMatchObject({ message_id: answer.message_id, sender: { agent_id: A, framework: "codex" }, recipient: { agent_id: B, framework: "opencode" }, priority: "low" });
+    expect(beta.received[0]).toMatchObject({
+      message_id: answer.message_id,
+      sender: { agent_id: A, framework: "codex" },
+      recipient: { agent_id: B, framework: "opencode" },
+      priority: "low",
+    });
     await expect(alpha.client.send({ recipient: "codex://nobody", message_type: "task_request", payload: {} })).rejects.toMatchObject({ type: "NOT_FOUND" });
-    await expect(alpha.client.send({ recipient: B, message_type: "task_request", payload: {}, session_id: "sess_none" })).rejects.toMatchObject({ type: "NOT_FOUND", message: "Session not found" });
+    await expect(alpha.client.send({ recipient: B, message_type: "task_request", payload: {}, session_id: "sess_none" })).rejects.toMatchObject({
+      type: "NOT_FOUND",
+      message: "Session not found",
+    });
   });
 
   it("replies with in_reply_to, the task id and the session id of the request", async () => {
@@ -129,7 +143,9 @@ describe("connectAgent", () => {
     );
     await until(() => errors.length >= 2);
     expect(errors[0]).toMatchObject({ type: "NOT_FOUND", details: { agentId: stranger, retryable: true } });
-    expect(errors[0]!.message).toMatch(/^The bus does not know codex:\/\/stranger \(Agent not registered: codex:\/\/stranger\): register it .* or give connectAgent its descriptor as `register`; trying again in 10 ms$/);
+    expect(errors[0]!.message).toMatch(
+      /^The bus does not know codex:\/\/stranger \(Agent not registered: codex:\/\/stranger\): register it .* or give connectAgent its descriptor as `register`; trying again in 10 ms$/,
+    );
     expect(client.connected).toBe(false);
     await register(bus, A, stranger);
     await client.ready();
@@ -178,7 +194,9 @@ describe("connectAgent", () => {
     const bus = await startBus();
     await register(bus, A);
     const errors: BridgeError[] = [];
-    const client = track(connectAgent({ url: bus.url, agentId: A, apiKey: TEST_KEY, register: {}, onMessage: () => {}, onError: (error) => errors.push(error) }));
+    const client = track(
+      connectAgent({ url: bus.url, agentId: A, apiKey: TEST_KEY, register: {}, onMessage: () => {}, onError: (error) => errors.push(error) }),
+    );
     await client.ready();
     bus.deregisterAgent(A);
     await until(() => errors.length === 1);
@@ -203,7 +221,15 @@ describe("connectAgent", () => {
     const port = first.port;
     await register(first, A, B);
     const received: MessageEnvelope[] = [];
-    const client = track(connectAgent({ url: first.url, agentId: B, apiKey: TEST_KEY, onMessage: (message) => void received.push(message), reconnect: { initialDelayMs: 20, maxDelayMs: 100 } }));
+    const client = track(
+      connectAgent({
+        url: first.url,
+        agentId: B,
+        apiKey: TEST_KEY,
+        onMessage: (message) => void received.push(message),
+        reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
+      }),
+    );
     await client.ready();
     await first.stop();
     await until(() => !client.connected);

@@ -13,6 +13,7 @@ import { call, connect, envelope, rawConnect, register, startBus, statusOf, TEST
 import { openEventSocket, type Frame } from "../events/support.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { frameText } from "../../src/protocol/frames.js";
 
 let nats: NatsServer;
 let postgres: PostgresServer;
@@ -33,7 +34,11 @@ async function newCluster(): Promise<{ database: string; stream: string }> {
   return { database, stream: `TROUPE_TEST_${clusters}` };
 }
 
-function node(cluster: { database: string; stream: string }, nodeId: string, extra: { ackWaitMs?: number; url?: string; ackTimeout?: number } = {}): Promise<CommunicationBus> {
+function node(
+  cluster: { database: string; stream: string },
+  nodeId: string,
+  extra: { ackWaitMs?: number; url?: string; ackTimeout?: number } = {},
+): Promise<CommunicationBus> {
   return startBus({
     ackTimeout: extra.ackTimeout ?? 5_000,
     store: () => openPostgresStore({ url: cluster.database, exclusive: false }),
@@ -65,10 +70,16 @@ describe("a cluster of buses", () => {
     await until(() => worker.received.length === 4, 10_000);
     expect(worker.received.map((message) => message.priority)).toEqual(["critical", "high", "medium", "low"]);
     // B's sender hears nothing more; the stream keeps nothing once A's deliveries ended.
-    await until(() => a.cluster !== undefined && (a as unknown as { clusterDeliveries: { view(): { held: number } } }).clusterDeliveries.view().held === 0, 5_000);
+    await until(
+      () => a.cluster !== undefined && (a as unknown as { clusterDeliveries: { view(): { held: number } } }).clusterDeliveries.view().held === 0,
+      5_000,
+    );
     // Any node answers for it: A, which delivered it, from memory; B, which accepted it, from the shared store.
     expect((await call(a, "GET", `/messages/${sent[0]}`)).body).toMatchObject({ status: "acknowledged", attempts: 1 });
-    expect((await call(b, "GET", `/messages/${sent[0]}?sender=${encodeURIComponent("test://boss")}`)).body).toMatchObject({ status: "acknowledged", sender: "test://boss" });
+    expect((await call(b, "GET", `/messages/${sent[0]}?sender=${encodeURIComponent("test://boss")}`)).body).toMatchObject({
+      status: "acknowledged",
+      sender: "test://boss",
+    });
     expect((await call(b, "GET", `/messages/${sent[0]}`)).status).toBe(404);
   }, 30_000);
 
@@ -95,7 +106,9 @@ describe("a cluster of buses", () => {
         if (message.message_type === "task_request") await context.reply({ answer: 42 });
       },
     });
-    const request = envelope("test://boss", "test://worker", { routing: { timeout: "10s", retry_policy: { max_retries: 1, backoff: "linear" }, delivery_mode: "sync" } });
+    const request = envelope("test://boss", "test://worker", {
+      routing: { timeout: "10s", retry_policy: { max_retries: 1, backoff: "linear" }, delivery_mode: "sync" },
+    });
     const answer = await call(b, "POST", "/messages/send", request);
     expect(answer.status).toBe(202);
     expect(answer.body).toMatchObject({ status: "delivered", response: { sender: { agent_id: "test://worker" }, payload: { answer: 42 } } });
@@ -106,10 +119,15 @@ describe("a cluster of buses", () => {
     const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
     await register(b, "test://absent", "test://boss");
     const boss = await connect(a, "test://boss");
-    const message = envelope("test://boss", "test://absent", { routing: { timeout: "500ms", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async" } });
+    const message = envelope("test://boss", "test://absent", {
+      routing: { timeout: "500ms", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async" },
+    });
     expect((await call(b, "POST", "/messages/send", message)).status).toBe(202);
     await until(() => boss.received.length === 1, 10_000);
-    expect(boss.received[0]).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: message.message_id, recipient: "test://absent" } });
+    expect(boss.received[0]).toMatchObject({
+      message_type: "error",
+      payload: { code: "DELIVERY_FAILED", in_reply_to: message.message_id, recipient: "test://absent" },
+    });
     // The agent connecting later gets nothing: the message died, and left the stream.
     const late = await connect(a, "test://absent");
     const more = await call(b, "POST", "/messages/send", envelope("test://boss", "test://absent", { message_type: "status_update" }));
@@ -176,7 +194,7 @@ describe("a cluster of buses", () => {
     const connected = await Promise.all(
       agents.map(async (agentId, index) => {
         const raw = await rawConnect(nodes[index]!, agentId);
-        raw.socket.on("message", (data) => raw.ack((JSON.parse(data.toString()) as MessageEnvelope).message_id));
+        raw.socket.on("message", (data) => raw.ack((JSON.parse(frameText(data)) as MessageEnvelope).message_id));
         return { received: raw.frames as MessageEnvelope[] };
       }),
     );
@@ -233,7 +251,17 @@ describe("a cluster of buses", () => {
     const a = await node(cluster, "node-a", { ackWaitMs });
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", "test/support/cluster-node-process.ts", nats.url, cluster.database, "node-k", cluster.stream, `troupe.test${clusters}.messages`, String(ackWaitMs)],
+      [
+        "--import",
+        "tsx",
+        "test/support/cluster-node-process.ts",
+        nats.url,
+        cluster.database,
+        "node-k",
+        cluster.stream,
+        `troupe.test${clusters}.messages`,
+        String(ackWaitMs),
+      ],
       { cwd: fileURLToPath(new URL("../..", import.meta.url)), stdio: ["ignore", "pipe", "pipe"] },
     );
     try {
@@ -275,7 +303,7 @@ describe("a cluster of buses", () => {
       await once(child, "exit");
       there.socket.terminate();
       const worker = await rawConnect(a, "test://worker");
-      worker.socket.on("message", (data) => worker.ack((JSON.parse(data.toString()) as MessageEnvelope).message_id));
+      worker.socket.on("message", (data) => worker.ack((JSON.parse(frameText(data)) as MessageEnvelope).message_id));
       await until(() => worker.frames.length >= 10, 15_000);
       // After one more ack wait, nothing else came: the acknowledged half is never delivered again.
       await new Promise((resolve) => setTimeout(resolve, ackWaitMs + 500));

@@ -70,7 +70,7 @@ describe("the real-engine harness", () => {
       'import { startPostgres } from "./test/support/postgres-server.ts";',
       'import { startNats } from "./test/support/nats-server.ts";',
       "const [postgres, nats] = await Promise.all([startPostgres(), startNats()]);",
-      'const [{ pid }] = await postgres.query("SELECT pid FROM pg_stat_activity WHERE backend_type = \'checkpointer\'");',
+      "const [{ pid }] = await postgres.query(\"SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'\");",
       "console.log(JSON.stringify({ dirs: [postgres.dir, nats.dir], pids: [postgres.pid(), nats.pid(), pid] }));",
       "process.exit(0);",
     ].join("\n");

@@ -142,7 +142,10 @@ describe("leases on JetStream", () => {
   it("is CONFIG without a node id or with a bad lease time", async () => {
     const connection = await connectNats({ url: server.url });
     connections.push(connection);
-    for (const options of [{ nodeId: "", leaseMs: 1_000 }, { nodeId: "n", leaseMs: 0 }]) {
+    for (const options of [
+      { nodeId: "", leaseMs: 1_000 },
+      { nodeId: "n", leaseMs: 0 },
+    ]) {
       const error = await LeaseTable.open(connection, options).catch((caught: unknown) => caught);
       expect((error as BridgeError).type).toBe("CONFIG");
     }

@@ -51,7 +51,11 @@ describe("a cluster node", () => {
         return { body, from, at: b.nodeId };
       });
       expect(await a.request("node.b", "echo", { n: 1 })).toEqual({ body: { n: 1 }, from: "node.a", at: "node.b" });
-      await expect(a.request("node.b", "echo", { fail: true })).rejects.toMatchObject({ type: "NOT_FOUND", message: "No such workflow", details: { sessionId: "w1" } });
+      await expect(a.request("node.b", "echo", { fail: true })).rejects.toMatchObject({
+        type: "NOT_FOUND",
+        message: "No such workflow",
+        details: { sessionId: "w1" },
+      });
       // Only node.b answers node.b's requests: node.a's topic of the same name is another subject.
       await expect(a.request("node.a", "echo", {}, 300)).rejects.toMatchObject({ type: "TRANSPORT", details: { nodeId: "node.a" } });
       stop();

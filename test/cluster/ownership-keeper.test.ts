@@ -12,7 +12,11 @@ import { NodeOwnership, type OwnershipHost } from "../../src/cluster/ownership.j
 import { createMemoryStore, type Clock, type Store } from "../../src/index.js";
 
 const LEASE_MS = 3_000;
-const clock: Clock = { now: () => Date.now(), setTimeout: (callback, delayMs) => setTimeout(callback, delayMs), clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>) };
+const clock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (callback, delayMs) => setTimeout(callback, delayMs),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
 
 /** A lease table whose answers the test scripts; it counts renewals. */
 interface ScriptedLeases {
@@ -80,7 +84,11 @@ async function started(leases: ScriptedLeases): Promise<{ ownership: NodeOwnersh
 describe("the keeper of a node's lease", () => {
   it("renews every third of the lease time and keeps the same fence while renewals succeed", async () => {
     let revision = 1;
-    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async () => leaseOf(1, (revision += 1))), release: vi.fn(async () => undefined) };
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async () => leaseOf(1, (revision += 1))),
+      release: vi.fn(async () => undefined),
+    };
     const { ownership, host } = await started(leases);
     const fence = ownership.fence();
     await vi.advanceTimersByTimeAsync(3 * LEASE_MS);
@@ -92,7 +100,11 @@ describe("the keeper of a node's lease", () => {
   });
 
   it("stops everything at once when a renewal finds the lease taken, and writes nothing after", async () => {
-    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async (): Promise<Lease | undefined> => undefined), release: vi.fn(async () => undefined) };
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async (): Promise<Lease | undefined> => undefined),
+      release: vi.fn(async () => undefined),
+    };
     const { ownership, host } = await started(leases);
     leases.acquire.mockResolvedValue(undefined);
     await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
@@ -124,7 +136,11 @@ describe("the keeper of a node's lease", () => {
   });
 
   it("stops everything when the store refuses a write fenced by the lease, however many are refused", async () => {
-    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async () => leaseOf(1, 2)), release: vi.fn(async () => undefined) };
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async () => leaseOf(1, 2)),
+      release: vi.fn(async () => undefined),
+    };
     const { ownership, host } = await started(leases);
     leases.acquire.mockResolvedValue(undefined);
     const fence = ownership.fence()!;
@@ -137,7 +153,11 @@ describe("the keeper of a node's lease", () => {
   });
 
   it("takes its lease back at a later scan and runs again the workflows its records still name it for", async () => {
-    const leases = { acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)), renew: vi.fn(async (): Promise<Lease | undefined> => undefined), release: vi.fn(async () => undefined) };
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async (): Promise<Lease | undefined> => undefined),
+      release: vi.fn(async () => undefined),
+    };
     store.put("workflows", "sess_mine", workflowRecord("sess_mine", "node-a"));
     store.put("workflows", "sess_theirs", workflowRecord("sess_theirs", "node-b"));
     const { ownership, host } = await started(leases);
@@ -159,6 +179,10 @@ function workflowRecord(sessionId: string, node: string): unknown {
   return {
     v: 1,
     node,
-    snapshot: { status: "active", value: "design", context: { sessionId, steps: [{ name: "design", required_agents: [] }], participants: [], tasks: [], createdAt: 0, stepEnteredAt: 0 } },
+    snapshot: {
+      status: "active",
+      value: "design",
+      context: { sessionId, steps: [{ name: "design", required_agents: [] }], participants: [], tasks: [], createdAt: 0, stepEnteredAt: 0 },
+    },
   };
 }

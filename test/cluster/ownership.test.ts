@@ -56,10 +56,12 @@ const children: ChildProcess[] = [];
 
 afterEach(async () => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  await Promise.allSettled(running.splice(0).map(async (node) => {
-    await node.bus.stop();
-    await node.runtime.stop();
-  }));
+  await Promise.allSettled(
+    running.splice(0).map(async (node) => {
+      await node.bus.stop();
+      await node.runtime.stop();
+    }),
+  );
 });
 
 /** A cluster of its own for each test: its PostgreSQL schema and its lease bucket. */
@@ -72,7 +74,11 @@ function newCluster(): { schema: string; bucket: string } {
  * Starts a node: a bus given an unstarted runtime with the controlled agent `troupe://worker` (the bus starts it),
  * or with `ownsRuntime` a bus that makes its runtime (no agents) and stops it with itself.
  */
-async function startNode(cluster: { schema: string; bucket: string }, nodeId: string, { clock, ownsRuntime = false }: { clock?: SimulatedClock; ownsRuntime?: boolean } = {}): Promise<ClusterTestNode> {
+async function startNode(
+  cluster: { schema: string; bucket: string },
+  nodeId: string,
+  { clock, ownsRuntime = false }: { clock?: SimulatedClock; ownsRuntime?: boolean } = {},
+): Promise<ClusterTestNode> {
   const worker = createControlledAgent("worker");
   const store = () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
   const given = ownsRuntime ? undefined : createRuntime({ agents: [worker.agent], defaultAgentId: "worker", store, ...(clock === undefined ? {} : { clock }) });
@@ -101,7 +107,14 @@ async function cutFromNats(node: ClusterTestNode): Promise<void> {
 }
 
 function createWorkflow(node: ClusterTestNode): string {
-  return node.bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: LEAD, role: "lead" }, { agent_id: WORKER, role: "dev" }], STEPS);
+  return node.bus.sessionManager.createSession(
+    "troupe://orchestrator",
+    [
+      { agent_id: LEAD, role: "lead" },
+      { agent_id: WORKER, role: "dev" },
+    ],
+    STEPS,
+  );
 }
 
 async function storedRecord(node: ClusterTestNode, sessionId: string): Promise<{ node?: string; snapshot: { value: unknown } } | undefined> {
@@ -120,7 +133,13 @@ describe("workflow ownership", () => {
     // The lead, registered on node-b, delegates the design through node-b: node-a records the task.
     b.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
     await b.bus.persisted();
-    await b.bus.send(envelope(LEAD, WORKER, { sender: { agent_id: LEAD, framework: "cli", session_id: sessionId }, payload: { prompt: "design it" }, metadata: { task_id: "t-design" } }));
+    await b.bus.send(
+      envelope(LEAD, WORKER, {
+        sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
+        payload: { prompt: "design it" },
+        metadata: { task_id: "t-design" },
+      }),
+    );
     expect(a.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "pending", to: WORKER }]);
 
     // node-b's worker answers (an answer naming only its task): node-a hears it, and the workflow moves on.
@@ -137,7 +156,9 @@ describe("workflow ownership", () => {
 
     // The node that runs it checks what another node sends: a sender that is no participant is refused there.
     b.bus.registerAgent({ agent_id: "cli://stranger", framework: "cli", capabilities: [] });
-    await expect(b.bus.send(envelope("cli://stranger", WORKER, { sender: { agent_id: "cli://stranger", framework: "cli", session_id: sessionId } }))).rejects.toMatchObject({ type: "AUTH" });
+    await expect(
+      b.bus.send(envelope("cli://stranger", WORKER, { sender: { agent_id: "cli://stranger", framework: "cli", session_id: sessionId } })),
+    ).rejects.toMatchObject({ type: "AUTH" });
   }, 30_000);
 
   it("moves the workflows of a node cut from the cluster to one survivor within about the lease time, where they finish", async () => {
@@ -151,7 +172,10 @@ describe("workflow ownership", () => {
     await cutFromNats(a);
     // node-a stops them itself once its lease ran out; one survivor (and only one) runs them after.
     await until(() => a.bus.sessionManager.sessionCounts().total === 0, 3 * LEASE_MS);
-    await until(() => sessionIds.every((id) => b.bus.sessionManager.getSession(id) !== undefined || c.bus.sessionManager.getSession(id) !== undefined), 5 * LEASE_MS);
+    await until(
+      () => sessionIds.every((id) => b.bus.sessionManager.getSession(id) !== undefined || c.bus.sessionManager.getSession(id) !== undefined),
+      5 * LEASE_MS,
+    );
     const failoverMs = performance.now() - cutAt;
     const survivor = b.bus.sessionManager.getSession(sessionIds[0]!) === undefined ? c : b;
     const other = survivor === b ? c : b;
@@ -271,14 +295,23 @@ describe("bridge sessions after their node dies", () => {
     const cluster = newCluster();
     const a = await startNode(cluster, "node-a");
     const b = await startNode(cluster, "node-b");
-    const sessionId = a.bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: WORKER, role: "dev" }], [{ name: "design", required_agents: [WORKER], task: "Design it" }], {}, { dispatch: "auto" });
+    const sessionId = a.bus.sessionManager.createSession(
+      "troupe://orchestrator",
+      [{ agent_id: WORKER, role: "dev" }],
+      [{ name: "design", required_agents: [WORKER], task: "Design it" }],
+      {},
+      { dispatch: "auto" },
+    );
     await until(() => a.worker.prompts.length === 1);
     await settle();
     await a.runtime.store.flush();
 
     await cutFromNats(a);
     await until(() => b.bus.sessionManager.getSession(sessionId)?.status === "terminated", 6 * LEASE_MS);
-    expect(b.bus.sessionManager.getSession(sessionId)).toMatchObject({ termination: { reason: "task_failed" }, tasks: [{ status: "failed", error: { code: "TRANSPORT" } }] });
+    expect(b.bus.sessionManager.getSession(sessionId)).toMatchObject({
+      termination: { reason: "task_failed" },
+      tasks: [{ status: "failed", error: { code: "TRANSPORT" } }],
+    });
   }, 30_000);
 });
 
@@ -288,7 +321,15 @@ const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 async function spawnNode(cluster: { schema: string; bucket: string }, nodeId: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/cluster-node.ts"], {
     cwd: projectRoot,
-    env: { ...process.env, CLUSTER_PG_URL: postgres.url(), CLUSTER_SCHEMA: cluster.schema, CLUSTER_NATS_URL: nats.url, CLUSTER_NODE_ID: nodeId, CLUSTER_LEASE_MS: String(LEASE_MS), CLUSTER_BUCKET: cluster.bucket },
+    env: {
+      ...process.env,
+      CLUSTER_PG_URL: postgres.url(),
+      CLUSTER_SCHEMA: cluster.schema,
+      CLUSTER_NATS_URL: nats.url,
+      CLUSTER_NODE_ID: nodeId,
+      CLUSTER_LEASE_MS: String(LEASE_MS),
+      CLUSTER_BUCKET: cluster.bucket,
+    },
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
   children.push(child);
@@ -323,7 +364,8 @@ describe("a node killed with SIGKILL", () => {
       expect(sessionIds.every((id) => runs(id).length === 1)).toBe(true);
       await exited;
     }
-    if (process.env["TROUPE_REPORT_FAILOVER"] !== undefined) process.stdout.write(`failover after SIGKILL (lease ${LEASE_MS} ms): ${failoversMs.join(", ")} ms\n`);
+    if (process.env["TROUPE_REPORT_FAILOVER"] !== undefined)
+      process.stdout.write(`failover after SIGKILL (lease ${LEASE_MS} ms): ${failoversMs.join(", ")} ms\n`);
     // Within the lease time, and the scan that notices it (half a lease time), and the takeover itself.
     for (const failoverMs of failoversMs) expect(failoverMs).toBeLessThan(3 * LEASE_MS);
     const total = survivors.reduce((sum, node) => sum + node.bus.sessionManager.sessionCounts().active, 0);

@@ -30,16 +30,28 @@ describe("POST /converse", () => {
     const { bus } = await startConverseBus();
     const body = { userId: "ada", text: "hello" };
 
-    expect((await call(bus, "POST", "/converse", body, { "x-agent-api-key": "" })).body.error).toMatchObject({ type: "AUTH", message: "Missing x-agent-api-key header" });
-    expect(await call(bus, "POST", "/converse", body, { "x-agent-api-key": "wrong" })).toMatchObject({ status: 401, body: { error: { type: "AUTH", message: "Invalid API key" } } });
+    expect((await call(bus, "POST", "/converse", body, { "x-agent-api-key": "" })).body.error).toMatchObject({
+      type: "AUTH",
+      message: "Missing x-agent-api-key header",
+    });
+    expect(await call(bus, "POST", "/converse", body, { "x-agent-api-key": "wrong" })).toMatchObject({
+      status: 401,
+      body: { error: { type: "AUTH", message: "Invalid API key" } },
+    });
   });
 
   it("answers bad bodies with 400 naming the field, and oversized ones with 413", async () => {
     const { bus } = await startConverseBus({ maxBodyBytes: 4096 }, { maxPromptBytes: 100 });
 
-    expect(await call(bus, "POST", "/converse", "{ not json")).toMatchObject({ status: 400, body: { error: { type: "CONFIG", details: { field: "(body)" } } } });
+    expect(await call(bus, "POST", "/converse", "{ not json")).toMatchObject({
+      status: 400,
+      body: { error: { type: "CONFIG", details: { field: "(body)" } } },
+    });
     expect(await call(bus, "POST", "/converse", { text: "hello" })).toMatchObject({ status: 400, body: { error: { details: { field: "userId" } } } });
-    expect(await call(bus, "POST", "/converse", { userId: 7, text: "hello" })).toMatchObject({ status: 400, body: { error: { details: { field: "userId" } } } });
+    expect(await call(bus, "POST", "/converse", { userId: 7, text: "hello" })).toMatchObject({
+      status: 400,
+      body: { error: { details: { field: "userId" } } },
+    });
     expect(await call(bus, "POST", "/converse", { userId: "ada", text: "hello", agentId: "backend" })).toMatchObject({
       status: 400,
       body: { error: { details: { field: "agentId" } } },

@@ -122,7 +122,10 @@ describe("isolation", () => {
   });
 
   it("per_thread: each thread has its own conversation, session and history", async () => {
-    const { runtime } = await startTeam({ agents: [teamAgent("orchestrator"), teamAgent("reviewer", { isolation: "per_thread" })], defaultAgentId: "orchestrator" });
+    const { runtime } = await startTeam({
+      agents: [teamAgent("orchestrator"), teamAgent("reviewer", { isolation: "per_thread" })],
+      defaultAgentId: "orchestrator",
+    });
 
     const inFirstThread = await runtime.converse({ userId: "ada", threadId: "t1", text: "@reviewer PR 1" });
     const inSecondThread = await runtime.converse({ userId: "ada", threadId: "t2", text: "@reviewer PR 2" });
@@ -182,7 +185,12 @@ describe("idle conversations", () => {
   });
 
   it("last 30 minutes by default, and their sessions never expire by the bridge's own idle time", async () => {
-    const { runtime, clock } = await startTeam({ agents: [teamAgent("orchestrator")], defaultAgentId: "orchestrator", sessionIdleMs: 60_000, sessionTtlMs: 120_000 });
+    const { runtime, clock } = await startTeam({
+      agents: [teamAgent("orchestrator")],
+      defaultAgentId: "orchestrator",
+      sessionIdleMs: 60_000,
+      sessionTtlMs: 120_000,
+    });
     const first = await runtime.converse({ userId: "ada", text: "hello" });
     expect((await runtime.bridge.sessionsStatus({ sessionId: first.sessionId })).expiresAt).toBeUndefined();
 
@@ -277,8 +285,14 @@ describe("turns", () => {
     await expect(runtime.converse({ userId: "ada", text: "hi", extra: 1 } as never)).rejects.toMatchObject({ type: "CONFIG", details: { field: "extra" } });
     await expect(runtime.converse({ userId: "a".repeat(257), text: "hi" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "userId" } });
     await expect(runtime.converse({ userId: "ada\u202Emallory", text: "hi" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "userId" } });
-    await expect(runtime.converse({ userId: "ada", threadId: "t\u0000", text: "hi" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "threadId" } });
-    await expect(runtime.converse({ userId: "ada", text: "far too long" })).rejects.toMatchObject({ type: "CONFIG", details: { field: "text", limitBytes: 8 } });
+    await expect(runtime.converse({ userId: "ada", threadId: "t\u0000", text: "hi" })).rejects.toMatchObject({
+      type: "CONFIG",
+      details: { field: "threadId" },
+    });
+    await expect(runtime.converse({ userId: "ada", text: "far too long" })).rejects.toMatchObject({
+      type: "CONFIG",
+      details: { field: "text", limitBytes: 8 },
+    });
   });
 
   it("refuses an agent whose conversation settings are wrong when the runtime is created", async () => {
@@ -402,7 +416,9 @@ describe("capability state", () => {
       { capability: "onboarding", state: { step: 2 } },
       { state: { onboarding: { step: 2 } } },
     ]);
-    expect(() => capabilityStateSet.parse({ capability: "onboarding" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "state" }) }));
+    expect(() => capabilityStateSet.parse({ capability: "onboarding" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "state" }) }),
+    );
   });
 
   it("is refused outside a conversation, over 64 KiB, and outside a prompt", async () => {

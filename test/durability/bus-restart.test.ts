@@ -137,7 +137,12 @@ describe("registrations across a restart", () => {
     await crash(first);
 
     const second = await start(dir, CLOCK_START);
-    expect(second.bus.listAgents().filter((agent) => agent.source === "registered").map((agent) => agent.agent_id)).toEqual([A]);
+    expect(
+      second.bus
+        .listAgents()
+        .filter((agent) => agent.source === "registered")
+        .map((agent) => agent.agent_id),
+    ).toEqual([A]);
   });
 });
 

@@ -150,7 +150,10 @@ describe("troupe serve killed with SIGKILL under load", () => {
     const receivers = RECEIVERS.map((agentId) => new Receiver(url.replace("http", "ws"), agentId, () => life));
     closers.push(() => receivers.forEach((receiver) => receiver.close()));
     const wsSenders = new Map<string, AgentClient>(
-      WS_SENDERS.map((agentId) => [agentId, connectAgent({ url, agentId, apiKey: KEY, register: {}, onMessage: () => {}, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } })]),
+      WS_SENDERS.map((agentId) => [
+        agentId,
+        connectAgent({ url, agentId, apiKey: KEY, register: {}, onMessage: () => {}, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } }),
+      ]),
     );
     closers.push(() => Promise.all([...wsSenders.values()].map((client) => client.close())).then(() => undefined));
 
@@ -213,8 +216,7 @@ describe("troupe serve killed with SIGKILL under load", () => {
             if (answer.status === 202) {
               accepted.set(messageKey(sender, messageId), life);
               if (task) acceptedTasks.get(sessionId)?.push(messageId);
-            }
-            else refused.push(`${messageId}: HTTP ${answer.status} ${text}`);
+            } else refused.push(`${messageId}: HTTP ${answer.status} ${text}`);
           } else {
             const { sender: _sender, recipient: _recipient, ...rest } = body;
             await client.send({ ...rest, recipient, ...(task ? { session_id: sessionId } : {}) });
@@ -268,7 +270,10 @@ describe("troupe serve killed with SIGKILL under load", () => {
         expect(answer.status, sessionId).toBe(200);
         const { tasks } = (await answer.json()) as { tasks: Array<{ message_id: string }> };
         const recorded = new Set(tasks.map((task) => task.message_id));
-        expect(taskIds.filter((taskId) => !recorded.has(taskId)), sessionId).toEqual([]);
+        expect(
+          taskIds.filter((taskId) => !recorded.has(taskId)),
+          sessionId,
+        ).toEqual([]);
       }
     }
 
@@ -291,7 +296,19 @@ describe("troupe serve killed with SIGKILL under load", () => {
         duplicatesBeforeAck += lives.length - 1 - afterAck;
       }
     }
-    const figures = { kills: KILLS, sent, workflowTasks, workflows: acceptedTasks.size, acceptedTasks: [...acceptedTasks.values()].flat().length, accepted: accepted.size, unanswered, uniqueDelivered, deliveries, duplicatesAfterAck, duplicatesBeforeAck };
+    const figures = {
+      kills: KILLS,
+      sent,
+      workflowTasks,
+      workflows: acceptedTasks.size,
+      acceptedTasks: [...acceptedTasks.values()].flat().length,
+      accepted: accepted.size,
+      unanswered,
+      uniqueDelivered,
+      deliveries,
+      duplicatesAfterAck,
+      duplicatesBeforeAck,
+    };
     process.stdout.write(`crash test: ${JSON.stringify(figures)}\n`);
     expect(refused).toEqual([]);
     expect(accepted.size).toBeGreaterThan(KILLS * MESSAGES_PER_LIFE * 0.3);

@@ -40,8 +40,16 @@ describe("ctx.ask", () => {
 
     expect(result.text).toBe("LGTM | Echo: hello worker");
     expect(qaInbox).toHaveLength(1);
-    expect(qaInbox[0]).toMatchObject({ sender: { agent_id: "troupe://lead", framework: "troupe" }, message_type: "task_request", payload: { prompt: "Review the plan" } });
-    expect(replies[0]).toEqual({ text: "LGTM", usage: { inputTokens: 3, outputTokens: 1 }, payload: { text: "LGTM", usage: { input_tokens: 3, output_tokens: 1 } } });
+    expect(qaInbox[0]).toMatchObject({
+      sender: { agent_id: "troupe://lead", framework: "troupe" },
+      message_type: "task_request",
+      payload: { prompt: "Review the plan" },
+    });
+    expect(replies[0]).toEqual({
+      text: "LGTM",
+      usage: { inputTokens: 3, outputTokens: 1 },
+      payload: { text: "LGTM", usage: { input_tokens: 3, output_tokens: 1 } },
+    });
     expect(replies[1]).toMatchObject({ text: "Echo: hello worker", payload: { status: "completed", text: "Echo: hello worker" } });
   });
 
@@ -57,7 +65,11 @@ describe("ctx.ask", () => {
     const result = await runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" });
 
     expect(result.text).toBe("drafted");
-    expect(asked).toEqual({ text: "drafted", usage: { inputTokens: 2, outputTokens: 1 }, payload: { status: "completed", text: "drafted", stop_reason: "end_turn", usage: { input_tokens: 2, output_tokens: 1 } } });
+    expect(asked).toEqual({
+      text: "drafted",
+      usage: { inputTokens: 2, outputTokens: 1 },
+      payload: { status: "completed", text: "drafted", stop_reason: "end_turn", usage: { input_tokens: 2, output_tokens: 1 } },
+    });
   });
 
   it("rejects with CONFIG when the runtime has no bus", async () => {
@@ -96,16 +108,23 @@ describe("ctx.ask", () => {
     const lead = askingAgent("lead", async (ctx) => (await ctx.ask("lead", "hi", { timeoutMs: 0 })).text);
     const { runtime } = await startRuntimeBus({ agents: [lead] });
 
-    expect(await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }))).toMatchObject({ type: "CONFIG", details: expect.objectContaining({ field: "timeoutMs" }) });
+    expect(await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }))).toMatchObject({
+      type: "CONFIG",
+      details: expect.objectContaining({ field: "timeoutMs" }),
+    });
   });
 
   it.each([
     ["a BigInt", { n: 1n }, "not JSON-serializable"],
-    ["a circular object", (() => {
-      const circular: Record<string, unknown> = {};
-      circular["self"] = circular;
-      return circular;
-    })(), "not JSON-serializable"],
+    [
+      "a circular object",
+      (() => {
+        const circular: Record<string, unknown> = {};
+        circular["self"] = circular;
+        return circular;
+      })(),
+      "not JSON-serializable",
+    ],
     ["a payload over maxBodyBytes", { prompt: "x".repeat(2_000) }, "exceeds maxBodyBytes 1000"],
   ])("rejects %s with CONFIG before sending anything", async (_name, message, text) => {
     const writer = createControlledAgent("writer");
@@ -118,16 +137,19 @@ describe("ctx.ask", () => {
     expect(writer.prompts).toEqual([]);
   });
 
-  it.each(["troupe://orchestrator", "troupe://bus"])("refuses an ask to %s, an endpoint of the bus that answers nothing, at once with CONFIG", async (agentId) => {
-    const clock = new SimulatedClock();
-    clock.set(CLOCK_START);
-    const lead = askingAgent("lead", async (ctx) => (await ctx.ask(agentId, "hi")).text);
-    const { runtime } = await startRuntimeBus({ agents: [lead] }, { clock });
+  it.each(["troupe://orchestrator", "troupe://bus"])(
+    "refuses an ask to %s, an endpoint of the bus that answers nothing, at once with CONFIG",
+    async (agentId) => {
+      const clock = new SimulatedClock();
+      clock.set(CLOCK_START);
+      const lead = askingAgent("lead", async (ctx) => (await ctx.ask(agentId, "hi")).text);
+      const { runtime } = await startRuntimeBus({ agents: [lead] }, { clock });
 
-    const error = await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }));
+      const error = await rejectionOf(runtime.bridge.tasksDelegate({ agentId: "lead", prompt: "go" }));
 
-    expect(error).toMatchObject({ type: "CONFIG", message: `${agentId} is an endpoint of the bus itself: it answers no task` });
-  });
+      expect(error).toMatchObject({ type: "CONFIG", message: `${agentId} is an endpoint of the bus itself: it answers no task` });
+    },
+  );
 
   it("rejects with TIMEOUT when no answer comes within timeoutMs", async () => {
     const clock = new SimulatedClock();
@@ -143,7 +165,11 @@ describe("ctx.ask", () => {
 
     expect(await outcome).toMatchObject({ type: "TIMEOUT", details: expect.objectContaining({ agentId: QA, timeoutMs: 5_000 }) });
     await until(() => qa.received.length === 2);
-    expect(qa.received[1]).toMatchObject({ message_type: "status_update", payload: { status: "cancelled", reason: "timeout" }, metadata: { in_reply_to: qa.received[0]!.message_id } });
+    expect(qa.received[1]).toMatchObject({
+      message_type: "status_update",
+      payload: { status: "cancelled", reason: "timeout" },
+      metadata: { in_reply_to: qa.received[0]!.message_id },
+    });
   });
 
   it("cancels the asked agent's prompt when the asking prompt is cancelled", async () => {

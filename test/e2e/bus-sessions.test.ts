@@ -31,7 +31,12 @@ describe("the bus's bridge sessions", () => {
       details: { field: "sender.agent_id", agentId: "ghost://s1" },
     });
     // Waiting for the answer in the POST, or registered first, the same sender is answered.
-    const sync = await call(bus, "POST", "/messages/send", envelope("ghost://s1", "troupe://mock", { payload: { prompt: "hi" }, routing: { delivery_mode: "sync" } }));
+    const sync = await call(
+      bus,
+      "POST",
+      "/messages/send",
+      envelope("ghost://s1", "troupe://mock", { payload: { prompt: "hi" }, routing: { delivery_mode: "sync" } }),
+    );
     expect(sync.body).toMatchObject({ status: "delivered", response: { payload: { text: "Echo: hi" } } });
     await register(bus, "ghost://s1");
     expect((await call(bus, "POST", "/messages/send", envelope("ghost://s1", "troupe://mock", { payload: { prompt: "hi" } }))).status).toBe(202);
@@ -104,15 +109,24 @@ describe("the bus's bridge sessions", () => {
     const client = "codex://client";
     await register(bus, client);
     const listener = await connect(bus, client);
-    const workflowId = bus.sessionManager.createSession(client, [{ agent_id: "troupe://planner", role: "planner" }], [{ name: "plan", required_agents: ["troupe://planner"] }]);
+    const workflowId = bus.sessionManager.createSession(
+      client,
+      [{ agent_id: "troupe://planner", role: "planner" }],
+      [{ name: "plan", required_agents: ["troupe://planner"] }],
+    );
 
     // Ended as soon as the task is accepted: the bus answers a send once it is durable, a turn later.
-    const sent = bus.send(envelope(client, "troupe://planner", { sender: { agent_id: client, framework: "codex", session_id: workflowId }, payload: { prompt: "plan" } }));
+    const sent = bus.send(
+      envelope(client, "troupe://planner", { sender: { agent_id: client, framework: "codex", session_id: workflowId }, payload: { prompt: "plan" } }),
+    );
     bus.sessionManager.deleteSession(workflowId);
     await sent;
     await until(() => answers(listener.received).length === 1);
 
-    expect(answers(listener.received)[0]).toMatchObject({ message_type: "error", payload: { code: "CANCELLED", message: expect.stringContaining("has ended") } });
+    expect(answers(listener.received)[0]).toMatchObject({
+      message_type: "error",
+      payload: { code: "CANCELLED", message: expect.stringContaining("has ended") },
+    });
     await flush();
     expect(planner.opened).toEqual([]);
     expect(runtime.health().sessions.total).toBe(0);
@@ -124,9 +138,19 @@ describe("the bus's bridge sessions", () => {
     const client = "codex://client";
     await register(bus, client);
     const listener = await connect(bus, client);
-    const workflowId = bus.sessionManager.createSession(client, [{ agent_id: "troupe://planner", role: "planner" }], [{ name: "plan", required_agents: ["troupe://planner"] }]);
+    const workflowId = bus.sessionManager.createSession(
+      client,
+      [{ agent_id: "troupe://planner", role: "planner" }],
+      [{ name: "plan", required_agents: ["troupe://planner"] }],
+    );
 
-    await listener.client.send({ message_id: "plan-1", recipient: "troupe://planner", message_type: "task_request", payload: { prompt: "plan" }, session_id: workflowId });
+    await listener.client.send({
+      message_id: "plan-1",
+      recipient: "troupe://planner",
+      message_type: "task_request",
+      payload: { prompt: "plan" },
+      session_id: workflowId,
+    });
     await until(() => planner.prompts.length === 1);
     expect((await call(bus, "DELETE", `/sessions/${workflowId}`)).status).toBe(200);
     await until(() => answers(listener.received).length === 1);

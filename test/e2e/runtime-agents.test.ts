@@ -22,7 +22,13 @@ describe("runtime agents on the bus", () => {
     await register(bus, CLIENT);
     const client = await connect(bus, CLIENT);
 
-    await client.client.send({ message_id: "ask-1", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "Write a haiku" }, metadata: { task_id: "t-1" } });
+    await client.client.send({
+      message_id: "ask-1",
+      recipient: "troupe://writer",
+      message_type: "task_request",
+      payload: { prompt: "Write a haiku" },
+      metadata: { task_id: "t-1" },
+    });
     await until(() => ofType(client.received, "task_response").length === 1);
 
     const [answer] = ofType(client.received, "task_response");
@@ -67,7 +73,13 @@ describe("runtime agents on the bus", () => {
     await register(bus, CLIENT);
     const client = await connect(bus, CLIENT);
 
-    await client.client.send({ message_id: "ask-err", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "hi" }, metadata: { task_id: "t-err" } });
+    await client.client.send({
+      message_id: "ask-err",
+      recipient: "troupe://writer",
+      message_type: "task_request",
+      payload: { prompt: "hi" },
+      metadata: { task_id: "t-err" },
+    });
     await until(() => ofType(client.received, "error").length === 1);
 
     expect(ofType(client.received, "error")[0]).toMatchObject({
@@ -86,13 +98,19 @@ describe("runtime agents on the bus", () => {
 
     await client.client.send({ message_id: "too-big", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "x".repeat(200) } });
     await until(() => ofType(client.received, "error").length === 1);
-    expect(ofType(client.received, "error")[0]).toMatchObject({ payload: { code: "CONFIG", message: "prompt: 200 bytes exceeds maxPromptBytes 100" }, metadata: { in_reply_to: "too-big" } });
+    expect(ofType(client.received, "error")[0]).toMatchObject({
+      payload: { code: "CONFIG", message: "prompt: 200 bytes exceeds maxPromptBytes 100" },
+      metadata: { in_reply_to: "too-big" },
+    });
 
     const held = runtime.bridge.tasksDelegate({ agentId: "planner", prompt: "hold" });
     await until(() => planner.prompts.length === 1);
     await client.client.send({ message_id: "one-too-many", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "hi" } });
     await until(() => ofType(client.received, "error").length === 2);
-    expect(ofType(client.received, "error")[1]).toMatchObject({ payload: { code: "CAPACITY", message: expect.stringContaining("maxConcurrentRequests") }, metadata: { in_reply_to: "one-too-many" } });
+    expect(ofType(client.received, "error")[1]).toMatchObject({
+      payload: { code: "CAPACITY", message: expect.stringContaining("maxConcurrentRequests") },
+      metadata: { in_reply_to: "one-too-many" },
+    });
     planner.current().reply();
     await held;
   });
@@ -122,7 +140,13 @@ describe("runtime agents on the bus", () => {
     await register(bus, CLIENT);
     const client = await connect(bus, CLIENT);
 
-    await client.client.send({ message_id: "ask-stream", recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "count" }, metadata: { stream: true, task_id: "t-s" } });
+    await client.client.send({
+      message_id: "ask-stream",
+      recipient: "troupe://writer",
+      message_type: "task_request",
+      payload: { prompt: "count" },
+      metadata: { stream: true, task_id: "t-s" },
+    });
     await until(() => ofType(client.received, "task_response").length === 1);
 
     const updates = ofType(client.received, "status_update");
@@ -152,7 +176,12 @@ describe("runtime agents on the bus", () => {
     const { bus } = await startRuntimeBus({ agents: [writer] });
     await register(bus, CLIENT);
 
-    const answer = await call(bus, "POST", "/messages/send", envelope(CLIENT, "troupe://writer", { payload: { prompt: "now" }, routing: { delivery_mode: "sync" } }));
+    const answer = await call(
+      bus,
+      "POST",
+      "/messages/send",
+      envelope(CLIENT, "troupe://writer", { payload: { prompt: "now" }, routing: { delivery_mode: "sync" } }),
+    );
 
     expect(answer.status).toBe(202);
     expect(answer.body).toMatchObject({ status: "delivered", response: { message_type: "task_response", payload: { status: "completed", text: "synced" } } });
@@ -162,7 +191,12 @@ describe("runtime agents on the bus", () => {
     const writer = createMultiProviderAgent({ id: "writer", providers: [mock({ script: [{ text: "synced" }] })] });
     const { bus } = await startRuntimeBus({ agents: [writer] });
 
-    const answer = await call(bus, "POST", "/messages/send", envelope("cli://stranger", "troupe://writer", { payload: { prompt: "now" }, routing: { delivery_mode: "sync", timeout: "10s" } }));
+    const answer = await call(
+      bus,
+      "POST",
+      "/messages/send",
+      envelope("cli://stranger", "troupe://writer", { payload: { prompt: "now" }, routing: { delivery_mode: "sync", timeout: "10s" } }),
+    );
 
     expect(answer.status).toBe(202);
     expect(answer.body).toMatchObject({ status: "delivered", response: { recipient: { agent_id: "cli://stranger" }, payload: { text: "synced" } } });
@@ -173,12 +207,21 @@ describe("runtime agents on the bus", () => {
     const { bus } = await startRuntimeBus({ agents: [writer] });
     const steps = [{ name: "write", required_agents: ["troupe://ghost"], task: "t" }];
 
-    const ghost = await call(bus, "POST", "/sessions", { initiator: "troupe://orchestrator", participants: [{ agent_id: "troupe://ghost", role: "writer" }], steps, dispatch: "auto" });
+    const ghost = await call(bus, "POST", "/sessions", {
+      initiator: "troupe://orchestrator",
+      participants: [{ agent_id: "troupe://ghost", role: "writer" }],
+      steps,
+      dispatch: "auto",
+    });
     expect(ghost.status).toBe(404);
     expect(ghost.body.error).toMatchObject({ type: "NOT_FOUND", details: { field: "participants.0.agent_id", agentId: "troupe://ghost" } });
     // Nothing was created: the id stays unknown to the bus.
     expect((await call(bus, "POST", "/messages/send", envelope(CLIENT, "troupe://ghost"))).status).toBe(404);
-    const real = await call(bus, "POST", "/sessions", { initiator: "troupe://orchestrator", participants: [{ agent_id: "troupe://writer", role: "writer" }], steps: [{ name: "write", required_agents: ["troupe://writer"] }] });
+    const real = await call(bus, "POST", "/sessions", {
+      initiator: "troupe://orchestrator",
+      participants: [{ agent_id: "troupe://writer", role: "writer" }],
+      steps: [{ name: "write", required_agents: ["troupe://writer"] }],
+    });
     expect(real.status).toBe(201);
     const added = await call(bus, "POST", `/sessions/${real.body.session_id}/participants`, { agent_id: "troupe://ghost", role: "x" });
     expect(added.status).toBe(404);
@@ -218,7 +261,12 @@ describe("runtime agents on the bus", () => {
 
     await client.client.send({ message_id: "long", recipient: "troupe://planner", message_type: "task_request", payload: { prompt: "think" } });
     await until(() => prompts.length === 1);
-    await client.client.send({ recipient: "troupe://planner", message_type: "status_update", payload: { status: "cancelled" }, metadata: { in_reply_to: "long" } });
+    await client.client.send({
+      recipient: "troupe://planner",
+      message_type: "status_update",
+      payload: { status: "cancelled" },
+      metadata: { in_reply_to: "long" },
+    });
     await until(() => ofType(client.received, "error").length === 1);
 
     expect(prompts[0]!.ctx.signal.aborted).toBe(true);
@@ -235,7 +283,12 @@ describe("runtime agents on the bus", () => {
     const second = bus.sessionManager.createSession(CLIENT, [{ agent_id: "troupe://planner", role: "planner" }], steps);
 
     for (const sessionId of [first, first, second, undefined]) {
-      await client.client.send({ recipient: "troupe://planner", message_type: "task_request", payload: { prompt: "plan" }, ...(sessionId ? { session_id: sessionId } : {}) });
+      await client.client.send({
+        recipient: "troupe://planner",
+        message_type: "task_request",
+        payload: { prompt: "plan" },
+        ...(sessionId ? { session_id: sessionId } : {}),
+      });
       await until(() => planner.prompts.some((prompt) => !prompt.settled));
       planner.current().reply({ text: "planned" });
       await until(() => planner.prompts.every((prompt) => prompt.settled));
@@ -267,11 +320,19 @@ describe("runtime agents on the bus", () => {
     const client = await connect(bus, CLIENT);
     const sessionId = bus.sessionManager.createSession(CLIENT, [], [{ name: "draft", required_agents: [] }]);
 
-    await client.client.send({ recipient: "troupe://writer", message_type: "task_request", payload: { prompt: "draft" }, session_id: sessionId, metadata: { task_id: "draft-1" } });
+    await client.client.send({
+      recipient: "troupe://writer",
+      message_type: "task_request",
+      payload: { prompt: "draft" },
+      session_id: sessionId,
+      metadata: { task_id: "draft-1" },
+    });
     await until(() => ofType(client.received, "task_response").length === 1);
 
     expect(ofType(client.received, "task_response")[0]!.sender.session_id).toBeUndefined();
-    expect(bus.sessionManager.getSession(sessionId)!.tasks).toMatchObject([{ task_id: "draft-1", status: "completed", answered_by: "troupe://writer", result: { text: "drafted" } }]);
+    expect(bus.sessionManager.getSession(sessionId)!.tasks).toMatchObject([
+      { task_id: "draft-1", status: "completed", answered_by: "troupe://writer", result: { text: "drafted" } },
+    ]);
   });
 
   it("uses an id that has a framework prefix as it is", async () => {

@@ -61,7 +61,9 @@ describe("streamed deltas", () => {
     await register(bus, CLIENT);
     const raw = await rawConnect(bus, CLIENT);
 
-    expect((await call(bus, "POST", "/messages/send", envelope(CLIENT, "troupe://streamer", { payload: { prompt: "go" }, metadata: { stream: true } }))).status).toBe(202);
+    expect(
+      (await call(bus, "POST", "/messages/send", envelope(CLIENT, "troupe://streamer", { payload: { prompt: "go" }, metadata: { stream: true } }))).status,
+    ).toBe(202);
     await until(() => raw.frames.length === 1);
     const acked = new Set<string>();
     await until(() => {
@@ -83,7 +85,12 @@ describe("streamed deltas", () => {
     const echo = createMultiProviderAgent({ id: "echo", providers: [mock({ script: [{ text: "one two" }] })] });
     const { bus } = await startRuntimeBus({ agents: [echo] });
 
-    const answer = await call(bus, "POST", "/messages/send", envelope("cli://once", "troupe://echo", { payload: { prompt: "hi" }, metadata: { stream: true }, routing: { delivery_mode: "sync" } }));
+    const answer = await call(
+      bus,
+      "POST",
+      "/messages/send",
+      envelope("cli://once", "troupe://echo", { payload: { prompt: "hi" }, metadata: { stream: true }, routing: { delivery_mode: "sync" } }),
+    );
 
     expect(answer.body).toMatchObject({ status: "delivered", response: { message_type: "task_response", payload: { text: "one two" } } });
   });

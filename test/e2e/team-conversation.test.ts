@@ -54,10 +54,14 @@ function script(ctx: PromptContext, tools?: ToolRequest): MockStep {
   if (count) return round === 0 ? { toolCalls: [{ name: "word_count", args: { text: count[1] } }] } : { text: `word_count says ${lastResult(tools)}` };
   const ask = /^Ask (\w+) to (.+)$/.exec(ctx.prompt);
   if (ask) {
-    return round === 0 ? { toolCalls: [{ name: "delegate_to_agent", args: { agent: ask[1], task: ask[2] } }] } : { text: `${ask[1]} answered: ${lastResult(tools)}` };
+    return round === 0
+      ? { toolCalls: [{ name: "delegate_to_agent", args: { agent: ask[1], task: ask[2] } }] }
+      : { text: `${ask[1]} answered: ${lastResult(tools)}` };
   }
   if (ctx.prompt.startsWith("Remember that ")) {
-    return round === 0 ? { toolCalls: [{ name: "memory_save", args: { content: ctx.prompt.slice("Remember that ".length) } }] } : { text: `Saved: ${lastResult(tools)}` };
+    return round === 0
+      ? { toolCalls: [{ name: "memory_save", args: { content: ctx.prompt.slice("Remember that ".length) } }] }
+      : { text: `Saved: ${lastResult(tools)}` };
   }
   if (ctx.prompt.startsWith("What do I prefer")) {
     return round === 0 ? { toolCalls: [{ name: "memory_search", args: { query: "prefer" } }] } : { text: `From memory: ${lastResult(tools)}` };

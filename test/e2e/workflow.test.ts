@@ -32,7 +32,10 @@ function steps(implementationTask = "Implement the design", reviewTimeout?: stri
 
 /** The mock-provider designer: answers with the first line of its prompt. */
 function mockDesigner(): Agent {
-  return createMultiProviderAgent({ id: "designer", providers: [mock({ script: (ctx) => ({ text: `Design: ${ctx.prompt.split("\n")[0]}`, usage: { inputTokens: 12, outputTokens: 3 } }) })] });
+  return createMultiProviderAgent({
+    id: "designer",
+    providers: [mock({ script: (ctx) => ({ text: `Design: ${ctx.prompt.split("\n")[0]}`, usage: { inputTokens: 12, outputTokens: 3 } }) })],
+  });
 }
 
 /** The reviewer on its WebSocket: approves every task it is sent. */
@@ -48,7 +51,13 @@ async function connectReviewer(bus: CommunicationBus): Promise<TestAgent> {
 }
 
 async function createWorkflow(bus: CommunicationBus, body: Record<string, unknown>): Promise<string> {
-  const created = await call(bus, "POST", "/sessions", { initiator: ORCHESTRATOR, participants: PARTICIPANTS, shared_context: { project: "feature/notifications" }, dispatch: "auto", ...body });
+  const created = await call(bus, "POST", "/sessions", {
+    initiator: ORCHESTRATOR,
+    participants: PARTICIPANTS,
+    shared_context: { project: "feature/notifications" },
+    dispatch: "auto",
+    ...body,
+  });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   return created.body.session_id as string;
 }
@@ -77,7 +86,9 @@ async function expectCompleted(bus: CommunicationBus, sessionId: string, reviewe
   expect(resultOf("implementation").text).toMatch(/^Echo: Implement the design\n\nWorkflow step: implementation\n/);
   expect(resultOf("implementation").text).toContain(`- design, troupe://designer: ${designText}`);
   expect(resultOf("review")).toEqual({ text: "approved", usage: { input_tokens: 30, output_tokens: 1 } });
-  expect(summary.completion.summary).toMatch(/^Completed design → implementation → review\.\n- design, troupe:\/\/designer: .+\n- implementation, troupe:\/\/coder: Echo: .+\n- review, claude-code:\/\/qa: approved$/);
+  expect(summary.completion.summary).toMatch(
+    /^Completed design → implementation → review\.\n- design, troupe:\/\/designer: .+\n- implementation, troupe:\/\/coder: Echo: .+\n- review, claude-code:\/\/qa: approved$/,
+  );
   expect(summary.completion.artifacts.map((artifact: { step: string; agent_id: string }) => [artifact.step, artifact.agent_id])).toEqual([
     ["design", "troupe://designer"],
     ["implementation", "troupe://coder"],
@@ -118,7 +129,10 @@ describe("an auto-dispatched workflow", () => {
   it("runs the same workflow with the OpenAI provider against the fake OpenAI server", async () => {
     const fake = await startOpenAIFake();
     fake.enqueue(chatReply({ text: "Use a queue and a fan-out service", usage: { prompt_tokens: 40, completion_tokens: 8 } }));
-    const designer = createMultiProviderAgent({ id: "designer", providers: [openAI({ credentials: { apiKey: "sk-test-0123456789abcdef" }, baseURL: fake.baseURL, models: ["gpt-4o"] })] });
+    const designer = createMultiProviderAgent({
+      id: "designer",
+      providers: [openAI({ credentials: { apiKey: "sk-test-0123456789abcdef" }, baseURL: fake.baseURL, models: ["gpt-4o"] })],
+    });
     const { bus } = await startRuntimeBus({ agents: [designer], workers: [fixtureWorker("coder")] });
     const reviewer = await connectReviewer(bus);
 
@@ -126,7 +140,10 @@ describe("an auto-dispatched workflow", () => {
 
     await expectCompleted(bus, sessionId, reviewer, "Use a queue and a fan-out service");
     const messages = (fake.lastRequest.body as { messages: Array<{ role: string; content: string }> }).messages;
-    expect(messages.at(-1)).toMatchObject({ role: "user", content: expect.stringMatching(/^Design a notification service\n\nWorkflow step: design\nShared context: /) });
+    expect(messages.at(-1)).toMatchObject({
+      role: "user",
+      content: expect.stringMatching(/^Design a notification service\n\nWorkflow step: design\nShared context: /),
+    });
     const summary = (await call(bus, "GET", `/sessions/${sessionId}/summary`)).body;
     expect(summary.steps[0].agents[0].usage).toEqual({ input_tokens: 40, output_tokens: 8 });
   });
@@ -154,12 +171,17 @@ describe("an auto-dispatched workflow", () => {
   it("terminates with task_failed when an agent answers with an error", async () => {
     const { bus } = await startRuntimeBus({ agents: [mockDesigner()], workers: [fixtureWorker("coder")] });
     await register(bus, QA);
-    await connect(bus, QA, { onMessage: (_message, context) => void context.reply({ code: "REVIEW_REJECTED", message: "no tests" }, { message_type: "error" }) });
+    await connect(bus, QA, {
+      onMessage: (_message, context) => void context.reply({ code: "REVIEW_REJECTED", message: "no tests" }, { message_type: "error" }),
+    });
 
     const sessionId = await createWorkflow(bus, { steps: steps() });
     const session = await ended(bus, sessionId);
 
-    expect(session.termination).toMatchObject({ reason: "task_failed", details: { step: "review", agent: QA, error: { code: "REVIEW_REJECTED", message: "no tests" } } });
+    expect(session.termination).toMatchObject({
+      reason: "task_failed",
+      details: { step: "review", agent: QA, error: { code: "REVIEW_REJECTED", message: "no tests" } },
+    });
   });
 
   it("terminates with task_failed (TIMEOUT) when a step outlives its timeout", async () => {
@@ -184,7 +206,12 @@ describe("an auto-dispatched workflow", () => {
     });
     // The task that was never answered failed with the step, as its summary says.
     expect(session.tasks.filter((task: { step: string }) => task.step === "review")).toEqual([
-      expect.objectContaining({ to: QA, status: "failed", answered_at: clock.now(), error: { code: "TIMEOUT", message: `${QA} did not answer within 30000 ms` } }),
+      expect.objectContaining({
+        to: QA,
+        status: "failed",
+        answered_at: clock.now(),
+        error: { code: "TIMEOUT", message: `${QA} did not answer within 30000 ms` },
+      }),
     ]);
     expect(session.tasks.some((task: { status: string }) => task.status === "pending")).toBe(false);
   });
@@ -192,7 +219,10 @@ describe("an auto-dispatched workflow", () => {
   it("terminates with task_failed (DELIVERY_FAILED) when a task cannot be delivered", async () => {
     const clock = new SimulatedClock();
     clock.set(CLOCK_START);
-    const { bus } = await startRuntimeBus({ agents: [mockDesigner(), createMultiProviderAgent({ id: "coder", providers: [mock()] })] }, { clock, ackTimeout: 1_000, retryDelay: 100 });
+    const { bus } = await startRuntimeBus(
+      { agents: [mockDesigner(), createMultiProviderAgent({ id: "coder", providers: [mock()] })] },
+      { clock, ackTimeout: 1_000, retryDelay: 100 },
+    );
     await register(bus, QA);
     const deaf = await rawConnect(bus, QA);
 
@@ -210,7 +240,12 @@ describe("an auto-dispatched workflow", () => {
   it("refuses a step with a task but no required agents", async () => {
     const { bus } = await startRuntimeBus({ agents: [mockDesigner()] });
 
-    const answer = await call(bus, "POST", "/sessions", { initiator: ORCHESTRATOR, participants: [], steps: [{ name: "solo", required_agents: [], task: "x" }], dispatch: "auto" });
+    const answer = await call(bus, "POST", "/sessions", {
+      initiator: ORCHESTRATOR,
+      participants: [],
+      steps: [{ name: "solo", required_agents: [], task: "x" }],
+      dispatch: "auto",
+    });
 
     expect(answer.status).toBe(400);
     expect(answer.body.error).toMatchObject({ type: "CONFIG", details: { field: "steps.0.task" } });

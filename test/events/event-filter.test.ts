@@ -17,12 +17,40 @@ const EVENTS = {
   sessionSpawned: event({ type: "actor.spawned", actorId: SESSION, parentId: "shard-0", machine: "session" }),
   promptActorStopped: event({ type: "actor.stopped", actorId: `${SESSION}/prompt`, reason: "done" }),
   delta: event({ type: "prompt.delta", actorId: SESSION, sessionId: SESSION, requestId: "r1", delta: "hi", agentId: "writer" }),
-  workflowDelta: event({ type: "prompt.delta", actorId: "b-session", sessionId: "b-session", requestId: "r2", delta: "ok", agentId: "coder", workflowId: WORKFLOW }),
+  workflowDelta: event({
+    type: "prompt.delta",
+    actorId: "b-session",
+    sessionId: "b-session",
+    requestId: "r2",
+    delta: "ok",
+    agentId: "coder",
+    workflowId: WORKFLOW,
+  }),
   workflowSpawned: event({ type: "actor.spawned", actorId: WORKFLOW, parentId: "workflows-0", machine: "workflow" }),
   workflowStep: event({ type: "workflow.step", actorId: WORKFLOW, sessionId: WORKFLOW, previous_step: "design", workflow: {}, cause: "advance" }),
-  taskDelegated: event({ type: "workflow.task_delegated", actorId: WORKFLOW, sessionId: WORKFLOW, task: { from: "claude-code://lead", to: "troupe://coder", task_id: "t" } }),
-  messageInWorkflow: event({ type: "message.accepted", actorId: "message:m1", messageId: "m1", target: "troupe://coder", from: "claude-code://lead", workflowId: WORKFLOW }),
-  messageOutside: event({ type: "message.dead", actorId: "message:m2", messageId: "m2", attempts: 3, error: "no ack", cause: "exhausted", from: "opencode://backend" }),
+  taskDelegated: event({
+    type: "workflow.task_delegated",
+    actorId: WORKFLOW,
+    sessionId: WORKFLOW,
+    task: { from: "claude-code://lead", to: "troupe://coder", task_id: "t" },
+  }),
+  messageInWorkflow: event({
+    type: "message.accepted",
+    actorId: "message:m1",
+    messageId: "m1",
+    target: "troupe://coder",
+    from: "claude-code://lead",
+    workflowId: WORKFLOW,
+  }),
+  messageOutside: event({
+    type: "message.dead",
+    actorId: "message:m2",
+    messageId: "m2",
+    attempts: 3,
+    error: "no ack",
+    cause: "exhausted",
+    from: "opencode://backend",
+  }),
   agentBusy: event({ type: "agent.busy", actorId: "agent:writer", agentId: "writer", kind: "in-process" }),
   workerTransition: event({ type: "actor.transition", actorId: "worker:coder/process", from: "a", to: "b", event: "E" }),
   remoteAgentOnline: event({ type: "agent.online", actorId: "agent:claude-code://qa", agentId: "claude-code://qa", kind: "remote" }),
@@ -86,6 +114,8 @@ describe("the event stream's filters", () => {
     ["since=99999999999999999", "since", "since: expected an event seq"],
     ["agent_id=x", "agent_id", "agent_id: unknown query parameter"],
   ])("refuses %s with CONFIG naming %s", (query, field, message) => {
-    expect(() => parseEventQuery(new URLSearchParams(query))).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field }), message: expect.stringContaining(message) }));
+    expect(() => parseEventQuery(new URLSearchParams(query))).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field }), message: expect.stringContaining(message) }),
+    );
   });
 });

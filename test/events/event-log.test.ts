@@ -54,7 +54,9 @@ describe("logRuntimeEvents", () => {
     controlled.current().ctx.emit("partial");
     controlled.current().fail("UPSTREAM", "model went away");
     await failing;
-    expect(linesOf(logger, "prompt.delta")).toEqual([{ level: "trace", message: "prompt delta", fields: expect.objectContaining({ sessionId, requestId: "req-2", delta: "partial" }) }]);
+    expect(linesOf(logger, "prompt.delta")).toEqual([
+      { level: "trace", message: "prompt delta", fields: expect.objectContaining({ sessionId, requestId: "req-2", delta: "partial" }) },
+    ]);
     expect(linesOf(logger, "prompt.failed")).toEqual([
       { level: "warn", message: "prompt failed: UPSTREAM: model went away", fields: expect.objectContaining({ sessionId, requestId: "req-2" }) },
     ]);
@@ -89,7 +91,9 @@ describe("logRuntimeEvents", () => {
       logRuntimeEvents(runtime, logger);
       await runtime.start();
       await until(() => linesOf(logger, "worker.stderr").length === 1 && linesOf(logger, "worker.exited").length === 1, 10_000);
-      expect(linesOf(logger, "worker.stderr")).toEqual([{ level: "info", message: "loading the model", fields: expect.objectContaining({ worker: "talker", agentId: "talker" }) }]);
+      expect(linesOf(logger, "worker.stderr")).toEqual([
+        { level: "info", message: "loading the model", fields: expect.objectContaining({ worker: "talker", agentId: "talker" }) },
+      ]);
       expect(linesOf(logger, "worker.exited")).toEqual([
         {
           level: "error",
@@ -98,7 +102,11 @@ describe("logRuntimeEvents", () => {
         },
       ]);
       await runtime.stop();
-      expect(linesOf(logger, "worker.exited").at(-1)).toMatchObject({ level: "info", message: expect.stringMatching(/^worker process stopped/), fields: { worker: "talker" } });
+      expect(linesOf(logger, "worker.exited").at(-1)).toMatchObject({
+        level: "info",
+        message: expect.stringMatching(/^worker process stopped/),
+        fields: { worker: "talker" },
+      });
     } finally {
       await Promise.all(runtimes.map((runtime) => runtime.stop()));
     }

@@ -26,7 +26,15 @@ describe("event stream (SPEC §5)", () => {
       { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "two ", agentId: "echo" },
       { type: "prompt.delta", actorId: sessionId, sessionId, requestId, delta: "words", agentId: "echo" },
       { type: "actor.transition", actorId: sessionId, from: "busy", to: "idle", event: "xstate.done.actor.prompt" },
-      { type: "prompt.completed", actorId: sessionId, sessionId, requestId, stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 2 }, agentId: "echo" },
+      {
+        type: "prompt.completed",
+        actorId: sessionId,
+        sessionId,
+        requestId,
+        stopReason: "end_turn",
+        usage: { inputTokens: 1, outputTokens: 2 },
+        agentId: "echo",
+      },
       { type: "actor.stopped", actorId: sessionId, reason: "closed" },
     ]);
     const seqs = events.map((event) => event.seq);
@@ -91,10 +99,7 @@ describe("event stream (SPEC §5)", () => {
     }
     expect(kept).toHaveLength(2);
     expect(dropped).toHaveLength(1);
-    expect(warnings).toEqual([
-      "troupe: a prompt.completed listener threw: a broken listener",
-      "troupe: a prompt.completed listener threw: a broken listener",
-    ]);
+    expect(warnings).toEqual(["troupe: a prompt.completed listener threw: a broken listener", "troupe: a prompt.completed listener threw: a broken listener"]);
   });
 
   it("survives a listener that throws a value with no string form", async () => {

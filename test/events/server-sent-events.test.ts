@@ -33,7 +33,10 @@ async function promptOnce(runtime: Runtime, prompt = "hi there"): Promise<string
 function openEventSource(bus: CommunicationBus, query: string, lastEventId?: string): { source: EventSource; messages: MessageEvent[]; opened: Promise<void> } {
   const source = new EventSource(`${bus.url}/events${query}`, {
     fetch: (url, init) =>
-      fetch(url, { ...init, headers: { ...init.headers, "x-agent-api-key": TEST_KEY, ...(lastEventId === undefined ? {} : { "last-event-id": lastEventId }) } }),
+      fetch(url, {
+        ...init,
+        headers: { ...init.headers, "x-agent-api-key": TEST_KEY, ...(lastEventId === undefined ? {} : { "last-event-id": lastEventId }) },
+      }),
   });
   sources.push(source);
   const messages: MessageEvent[] = [];

@@ -85,7 +85,23 @@ describe("ws://…/events", () => {
     expect(consecutive(seqs)).toBe(true);
     expect(seqs.at(-1)).toBeGreaterThanOrEqual(last);
     const types = new Set(subscriber.frames.map((frame) => frame.type as string));
-    for (const type of ["actor.spawned", "actor.transition", "actor.stopped", "prompt.started", "prompt.delta", "prompt.completed", "message.accepted", "message.delivered", "message.acknowledged", "agent.busy", "agent.ready", "workflow.created", "workflow.task_delegated", "workflow.task_completed", "workflow.completed"]) {
+    for (const type of [
+      "actor.spawned",
+      "actor.transition",
+      "actor.stopped",
+      "prompt.started",
+      "prompt.delta",
+      "prompt.completed",
+      "message.accepted",
+      "message.delivered",
+      "message.acknowledged",
+      "agent.busy",
+      "agent.ready",
+      "workflow.created",
+      "workflow.task_delegated",
+      "workflow.task_completed",
+      "workflow.completed",
+    ]) {
       expect(types, type).toContain(type);
     }
     const bySeq = new Map(subscriber.frames.map((frame) => [frame.seq, frame]));
@@ -115,8 +131,12 @@ describe("ws://…/events", () => {
 
     const ofSession = await openEventSocket(bus, `?session=${sessionId}&since=0`);
     await ofSession.until((frames) => frames.some((frame) => frame.type === "actor.stopped" && frame.actorId === sessionId));
-    expect(ofSession.frames.every((frame) => frame.actorId === sessionId || frame.actorId === `${sessionId}/prompt` || frame.sessionId === sessionId)).toBe(true);
-    expect(ofSession.frames.map((frame) => frame.type)).toEqual(expect.arrayContaining(["actor.spawned", "actor.transition", "prompt.started", "prompt.delta", "prompt.completed", "actor.stopped"]));
+    expect(ofSession.frames.every((frame) => frame.actorId === sessionId || frame.actorId === `${sessionId}/prompt` || frame.sessionId === sessionId)).toBe(
+      true,
+    );
+    expect(ofSession.frames.map((frame) => frame.type)).toEqual(
+      expect.arrayContaining(["actor.spawned", "actor.transition", "prompt.started", "prompt.delta", "prompt.completed", "actor.stopped"]),
+    );
     expect(ofSession.frames.filter((frame) => frame.type === "prompt.delta").map((frame) => frame.delta)).toEqual(["other ", "words"]);
 
     const ofWorkflow = await openEventSocket(bus, `?session=${workflowId}&since=0`);
@@ -167,7 +187,17 @@ describe("ws://…/events", () => {
       frame.task?.answered_by === ECHO ||
       frame.participant?.agent_id === ECHO;
     expect(frames.every(concernsEcho)).toBe(true);
-    expect(frames.map((frame) => frame.type)).toEqual(expect.arrayContaining(["agent.busy", "agent.ready", "actor.transition", "prompt.delta", "message.accepted", "workflow.task_delegated", "workflow.task_completed"]));
+    expect(frames.map((frame) => frame.type)).toEqual(
+      expect.arrayContaining([
+        "agent.busy",
+        "agent.ready",
+        "actor.transition",
+        "prompt.delta",
+        "message.accepted",
+        "workflow.task_delegated",
+        "workflow.task_completed",
+      ]),
+    );
     expect(frames.some((frame) => frame.sessionId === otherSession || frame.agentId === "other")).toBe(false);
   });
 
@@ -314,7 +344,10 @@ describe("ws://…/events", () => {
   it("answers an upgrade without the key 401, a bad query 400, and past maxEventSubscribers 503", async () => {
     const { bus } = await startEventBus({ maxEventSubscribers: 1 });
     expect(await refusedUpgrade(bus, "", {})).toMatchObject({ status: 401, body: { error: { type: "AUTH" } } });
-    expect(await refusedUpgrade(bus, "", { "x-agent-api-key": "wrong" })).toMatchObject({ status: 401, body: { error: { type: "AUTH", message: "Invalid API key" } } });
+    expect(await refusedUpgrade(bus, "", { "x-agent-api-key": "wrong" })).toMatchObject({
+      status: 401,
+      body: { error: { type: "AUTH", message: "Invalid API key" } },
+    });
     expect(await refusedUpgrade(bus, "?types=prompt.deltas")).toMatchObject({ status: 400, body: { error: { type: "CONFIG", details: { field: "types" } } } });
     expect(await refusedUpgrade(bus, "?since=-1")).toMatchObject({ status: 400, body: { error: { type: "CONFIG", details: { field: "since" } } } });
     expect(await refusedUpgrade(bus, "?sessions=x")).toMatchObject({ status: 400, body: { error: { type: "CONFIG", details: { field: "sessions" } } } });

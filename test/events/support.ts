@@ -22,7 +22,12 @@ afterEach(() => {
  * are the large events the tests stream. Returns its id.
  */
 export function createEchoWorkflow(bus: CommunicationBus): string {
-  return bus.sessionManager.createSession("troupe://orchestrator", [{ agent_id: "troupe://echo", role: "worker" }], [{ name: "greet", required_agents: ["troupe://echo"] }], {});
+  return bus.sessionManager.createSession(
+    "troupe://orchestrator",
+    [{ agent_id: "troupe://echo", role: "worker" }],
+    [{ name: "greet", required_agents: ["troupe://echo"] }],
+    {},
+  );
 }
 
 /** A frame of the stream as the tests read it (an event, or `missed` / `overflow`). */
@@ -146,7 +151,11 @@ export class SseParser {
 }
 
 /** Opens `GET /events` with the test key (unless `headers` says otherwise) and parses what comes. */
-export async function readServerSentEvents(bus: CommunicationBus, query = "", headers: Record<string, string> = { "x-agent-api-key": TEST_KEY }): Promise<SseReader> {
+export async function readServerSentEvents(
+  bus: CommunicationBus,
+  query = "",
+  headers: Record<string, string> = { "x-agent-api-key": TEST_KEY },
+): Promise<SseReader> {
   const abort = new AbortController();
   readers.push(abort);
   const response = await fetch(eventsUrl(bus, query, "http"), { headers, signal: abort.signal });
@@ -164,5 +173,13 @@ export async function readServerSentEvents(bus: CommunicationBus, query = "", he
       // Aborted by the test: the reader is done.
     }
   })();
-  return { status: response.status, headers: response.headers, events, comments, ended, until: (condition) => until(() => condition(events)), close: () => abort.abort() };
+  return {
+    status: response.status,
+    headers: response.headers,
+    events,
+    comments,
+    ended,
+    until: (condition) => until(() => condition(events)),
+    close: () => abort.abort(),
+  };
 }

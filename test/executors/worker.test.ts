@@ -319,7 +319,9 @@ describe("WorkerExecutor", () => {
         const messageOf = async (agentId: string) => (await rejectionOf(runtime.bridge.sessionsCreate({ agentId }))).message;
         expect(await messageOf("nopath")).toBe('Worker nopath is unavailable: cannot run "troupe-no-such-acp-agent": no such command on the PATH (ENOENT)');
         expect(await messageOf("noexec")).toMatch(/^Worker noexec is unavailable: cannot run ".*agent\.sh": permission denied \(EACCES\)/);
-        expect(await messageOf("nocwd")).toBe(`Worker nocwd is unavailable: cannot run ${JSON.stringify(process.execPath)}: its cwd ${join(directory, "missing")} does not exist (ENOENT)`);
+        expect(await messageOf("nocwd")).toBe(
+          `Worker nocwd is unavailable: cannot run ${JSON.stringify(process.execPath)}: its cwd ${join(directory, "missing")} does not exist (ENOENT)`,
+        );
         expect(await messageOf("filecwd")).toMatch(/^Worker filecwd is unavailable: cannot run .*: its cwd .*agent\.sh is not a directory.*\(ENOTDIR\)$/);
       } finally {
         rmSync(directory, { recursive: true, force: true });
@@ -354,7 +356,12 @@ describe("WorkerExecutor", () => {
 
     it("keeps only the last 4 KiB of a worker's stderr, and cuts a line that never ends", async () => {
       const runtime = createRuntime({
-        workers: [fixtureWorker("flood", { env: { ACP_FIXTURE_STDERR: `${"x".repeat(10_000)}\nlast words`, ACP_FIXTURE_CRASH_ON_START: "1" }, restart: { maxCrashes: 1 } })],
+        workers: [
+          fixtureWorker("flood", {
+            env: { ACP_FIXTURE_STDERR: `${"x".repeat(10_000)}\nlast words`, ACP_FIXTURE_CRASH_ON_START: "1" },
+            restart: { maxCrashes: 1 },
+          }),
+        ],
       });
       runtimes.push(runtime);
       const lines: string[] = [];
@@ -372,10 +379,7 @@ describe("WorkerExecutor", () => {
   describe("runtime.stop() returns whatever state a worker is in", () => {
     const workerIn = (state: string) => (event: RuntimeEvent) => event.type === "actor.transition" && event.actorId === "worker:w" && event.to === state;
     const cases: Array<[string, () => Promise<Runtime>]> = [
-      [
-        "running.starting (initialize not answered yet)",
-        async () => start({ workers: [fixtureWorker("w", { env: { ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })] }),
-      ],
+      ["running.starting (initialize not answered yet)", async () => start({ workers: [fixtureWorker("w", { env: { ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })] })],
       [
         "running.ready, with a prompt in flight",
         async () => {

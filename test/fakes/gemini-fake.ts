@@ -74,7 +74,13 @@ export function contentReply(reply: ContentReply = {}): FakeScript {
     }
     const chunk = (part: string, last: boolean): SseFrame => ({
       data: {
-        candidates: [{ content: { role: "model", parts: [...(part === "" ? [] : [{ text: part }]), ...(last ? callParts : [])] }, index: 0, ...(last ? { finishReason } : {}) }],
+        candidates: [
+          {
+            content: { role: "model", parts: [...(part === "" ? [] : [{ text: part }]), ...(last ? callParts : [])] },
+            index: 0,
+            ...(last ? { finishReason } : {}),
+          },
+        ],
         usageMetadata: last ? usageMetadata : { promptTokenCount: usage.promptTokenCount, totalTokenCount: usage.promptTokenCount },
         modelVersion,
         responseId: "resp-fake",

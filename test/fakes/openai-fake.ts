@@ -62,7 +62,9 @@ export function chatReply(reply: ChatReply = {}): FakeScript {
                 role: "assistant",
                 content: text === "" && toolCalls.length > 0 ? null : text,
                 refusal: null,
-                ...(toolCalls.length > 0 ? { tool_calls: toolCalls.map(({ id, name, arguments: args }) => ({ id, type: "function", function: { name, arguments: args } })) } : {}),
+                ...(toolCalls.length > 0
+                  ? { tool_calls: toolCalls.map(({ id, name, arguments: args }) => ({ id, type: "function", function: { name, arguments: args } })) }
+                  : {}),
               },
               logprobs: null,
               finish_reason: finishReason,
@@ -80,8 +82,17 @@ export function chatReply(reply: ChatReply = {}): FakeScript {
       chunk([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]),
       ...(reply.deltas ?? halves(text)).map((delta) => chunk([{ index: 0, delta: { content: delta }, logprobs: null, finish_reason: null }])),
       ...toolCalls.flatMap((call, index) => [
-        chunk([{ index: 0, delta: { tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }, logprobs: null, finish_reason: null }]),
-        ...halves(call.arguments).map((piece) => chunk([{ index: 0, delta: { tool_calls: [{ index, function: { arguments: piece } }] }, logprobs: null, finish_reason: null }])),
+        chunk([
+          {
+            index: 0,
+            delta: { tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] },
+            logprobs: null,
+            finish_reason: null,
+          },
+        ]),
+        ...halves(call.arguments).map((piece) =>
+          chunk([{ index: 0, delta: { tool_calls: [{ index, function: { arguments: piece } }] }, logprobs: null, finish_reason: null }]),
+        ),
       ]),
     ];
     if (reply.hangAfterDeltas) return { kind: "sse", frames, hang: true };
@@ -93,7 +104,13 @@ export function chatReply(reply: ChatReply = {}): FakeScript {
 }
 
 /** An OpenAI error answer: `{ error: { message, type, param, code } }` with this status. */
-export function chatError(status: number, message: string, headers: Record<string, string> = {}, type = "invalid_request_error", code: string | null = null): FakeResponse {
+export function chatError(
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+  type = "invalid_request_error",
+  code: string | null = null,
+): FakeResponse {
   return { kind: "json", status, headers, body: { error: { message, type, param: null, code } } };
 }
 

@@ -92,7 +92,8 @@ describe.each(MACHINE_NAMES)("troupe graph %s", (machine) => {
     for (const transition of graph.transitions) {
       const label = transition.guard === undefined ? transition.event : `${transition.event} [${transition.guard}]`;
       const drawn = diagram.transitions.find(
-        (candidate) => candidate.source === idOf(transition.source) && candidate.target === idOf(transition.target) && candidate.label.split("<br/>").includes(label),
+        (candidate) =>
+          candidate.source === idOf(transition.source) && candidate.target === idOf(transition.target) && candidate.label.split("<br/>").includes(label),
       );
       expect(drawn, `${transition.source} → ${transition.target} on ${label}`).toBeDefined();
     }
@@ -105,7 +106,9 @@ describe.each(MACHINE_NAMES)("troupe graph %s", (machine) => {
     const nodes = [...svg.matchAll(/<g class="state[^"]*" data-state="([^"]*)"/g)].map((match) => match[1]);
     expect(nodes.sort()).toEqual(graph.states.map((state) => state.id).sort());
     // Every transition that leaves its state is an edge (or a loop) between its two nodes.
-    const edges = new Set([...svg.matchAll(/<g class="transition" data-source="([^"]*)" data-target="([^"]*)"><path/g)].map((match) => `${match[1]}→${match[2]}`));
+    const edges = new Set(
+      [...svg.matchAll(/<g class="transition" data-source="([^"]*)" data-target="([^"]*)"><path/g)].map((match) => `${match[1]}→${match[2]}`),
+    );
     for (const transition of graph.transitions.filter((candidate) => !candidate.internal)) {
       expect(edges.has(`${transition.source}→${transition.target}`), `${transition.source} → ${transition.target}`).toBe(true);
     }

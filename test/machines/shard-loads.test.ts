@@ -55,7 +55,11 @@ describe("shard loads", () => {
     const loads = place(empty, 2 * 70);
     const released = { ...loads, ...releaseChild(loads, "shard-40") };
     expect(shardLoadOf(released, "shard-40")?.live).toBe(1);
-    expect(liveShards(released).filter((shard) => shard.live === 1).map((shard) => shard.shardId)).toEqual(["shard-40"]);
+    expect(
+      liveShards(released)
+        .filter((shard) => shard.live === 1)
+        .map((shard) => shard.shardId),
+    ).toEqual(["shard-40"]);
     const reaped = drain(loads, "shard-40");
     expect(shardLoadOf(reaped, "shard-40")).toBeUndefined();
     expect(liveShards(reaped)).toHaveLength(69);

@@ -10,9 +10,13 @@ const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The MCP SDK modules a script resolves when run with the tracing hook. */
 async function sdkModulesResolvedBy(script: string): Promise<string[]> {
-  const { stderr } = await promisify(execFile)(process.execPath, ["--import", "./test/fixtures/trace-mcp-sdk.mjs", "--import", "tsx", "--input-type=module", "-e", script], {
-    cwd: projectRoot,
-  });
+  const { stderr } = await promisify(execFile)(
+    process.execPath,
+    ["--import", "./test/fixtures/trace-mcp-sdk.mjs", "--import", "tsx", "--input-type=module", "-e", script],
+    {
+      cwd: projectRoot,
+    },
+  );
   return stderr.split("\n").filter((line) => line.startsWith("mcp-sdk "));
 }
 

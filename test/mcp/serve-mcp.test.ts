@@ -84,7 +84,9 @@ describe("serveMcp", () => {
     const first = client.callTool({ name: "sessions_prompt", arguments: { sessionId, prompt: "first" } });
     await started;
     const abort = new AbortController();
-    const second = client.callTool({ name: "sessions_prompt", arguments: { sessionId, prompt: "second", requestId: "second" } }, undefined, { signal: abort.signal });
+    const second = client.callTool({ name: "sessions_prompt", arguments: { sessionId, prompt: "second", requestId: "second" } }, undefined, {
+      signal: abort.signal,
+    });
     const queued = await (async () => {
       for (;;) {
         const status = structured(await client.callTool({ name: "sessions_status", arguments: { sessionId } }));
@@ -186,7 +188,9 @@ describe("serveMcp", () => {
     const { client } = await connectInMemory(runtime);
     const progress = progressLog();
 
-    await client.callTool({ name: "tasks_delegate", arguments: { agentId: "echo", prompt: "one two three four" } }, undefined, { onprogress: progress.onprogress });
+    await client.callTool({ name: "tasks_delegate", arguments: { agentId: "echo", prompt: "one two three four" } }, undefined, {
+      onprogress: progress.onprogress,
+    });
 
     expect(progress.notes).toEqual([{ progress: 24, message: "Echo: one two three four" }]);
   });

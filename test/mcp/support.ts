@@ -45,7 +45,10 @@ export async function startMcpBus(runtime: Runtime, options: BusOptions = {}): P
 }
 
 /** A client of the bus's `/mcp` over Streamable HTTP, with `headers` (default: the test key). Not yet connected. */
-export function httpClient(bus: CommunicationBus, headers: Record<string, string> = { "x-agent-api-key": TEST_KEY }): {
+export function httpClient(
+  bus: CommunicationBus,
+  headers: Record<string, string> = { "x-agent-api-key": TEST_KEY },
+): {
   client: Client;
   transport: StreamableHTTPClientTransport;
 } {

@@ -180,7 +180,9 @@ describe("troupe mcp", () => {
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
 
     expect(await exited).toEqual([2, null]);
-    expect(stderr).toBe("troupe mcp: --agents no-such-team: no such folder (name a folder of agent.yaml files, or give --no-agents for the built-in agents only)\n");
+    expect(stderr).toBe(
+      "troupe mcp: --agents no-such-team: no such folder (name a folder of agent.yaml files, or give --no-agents for the built-in agents only)\n",
+    );
   });
 
   it("answers a bad flag with exit code 2 and the usage", async () => {

@@ -98,7 +98,10 @@ describe("memory tools in conversations", () => {
     expect(runtime.conversation(first.sessionId)).toBeUndefined();
     const later = await runtime.converse({ userId: "ada", text: "recall tabs" });
 
-    expect(saved).toEqual({ saved: true, memory: { id: expect.stringMatching(/^m[0-9a-z]{18}$/), content: "prefers tabs over spaces", tags: ["style"], createdAt: CLOCK_START } });
+    expect(saved).toEqual({
+      saved: true,
+      memory: { id: expect.stringMatching(/^m[0-9a-z]{18}$/), content: "prefers tabs over spaces", tags: ["style"], createdAt: CLOCK_START },
+    });
     expect(later.sessionId).not.toBe(first.sessionId);
     expect(JSON.parse(later.text)).toEqual({ memories: [{ ...saved.memory, score: 1 }] });
   });
@@ -154,7 +157,9 @@ describe("memory tools in conversations", () => {
 
     expect(await say(runtime, "ada", "forget ../../etc")).toMatch(/^error CONFIG: id: /);
     expect(await say(runtime, "ada", `remember ${"x".repeat(4001)}`)).toMatch(/^error CONFIG: content: /);
-    expect(() => memorySearch.parse({ query: "x", limit: 500 })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "limit" }) }));
+    expect(() => memorySearch.parse({ query: "x", limit: 500 })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "limit" }) }),
+    );
     expect(() => memoryList.parse({ extra: true })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "extra" }) }));
   });
 
@@ -167,12 +172,24 @@ describe("memory tools in conversations", () => {
     expect(withoutUser.text).toMatch(/^error CONFIG: memory_save: the session has no metadata.userId/);
     expect(JSON.parse(withUser.text)).toMatchObject({ saved: true });
     const session = { sessionId: "s", agentId: "keeper", metadata: { userId: "ada" } };
-    const outside = { session, agentId: "keeper", requestId: "r", callId: "c", signal: new AbortController().signal, ask: () => Promise.reject(new Error("no")) };
+    const outside = {
+      session,
+      agentId: "keeper",
+      requestId: "r",
+      callId: "c",
+      signal: new AbortController().signal,
+      ask: () => Promise.reject(new Error("no")),
+    };
     await expect(async () => memoryList.execute({}, outside)).rejects.toMatchObject({ type: "CONFIG", message: expect.stringContaining("inside a prompt") });
   });
 
   it("are plain tools: a name, a description and a JSON Schema a provider can send", () => {
-    expect([memorySave, memorySearch, memoryList, memoryDelete].map((tool) => tool.name)).toEqual(["memory_save", "memory_search", "memory_list", "memory_delete"]);
+    expect([memorySave, memorySearch, memoryList, memoryDelete].map((tool) => tool.name)).toEqual([
+      "memory_save",
+      "memory_search",
+      "memory_list",
+      "memory_delete",
+    ]);
     expect(memorySave.inputSchema).toMatchObject({
       type: "object",
       properties: { content: { type: "string" }, tags: { type: "array" } },
@@ -210,7 +227,11 @@ describe("memory in the store", () => {
 
   it("is encrypted at rest in an encrypted store", async () => {
     const dir = temporaryDirectory();
-    const runtime = createRuntime({ agents: [keeper()], defaultAgentId: "keeper", store: () => openSqliteStore({ dir, encryptionKey: "a passphrase of sixteen characters" }) });
+    const runtime = createRuntime({
+      agents: [keeper()],
+      defaultAgentId: "keeper",
+      store: () => openSqliteStore({ dir, encryptionKey: "a passphrase of sixteen characters" }),
+    });
     await runtime.start();
     try {
       await say(runtime, "ada", "remember the launch codes are 0000");
@@ -219,7 +240,9 @@ describe("memory in the store", () => {
       await runtime.stop();
     }
 
-    const bytes = readdirSync(dir).map((file) => readFileSync(join(dir, file)).toString("latin1")).join("");
+    const bytes = readdirSync(dir)
+      .map((file) => readFileSync(join(dir, file)).toString("latin1"))
+      .join("");
     expect(bytes).not.toContain("launch codes");
   });
 

@@ -109,7 +109,14 @@ function eventsFor(snapshot: ConversationSnapshot): ConversationEvent[] {
  */
 function serializeState(snapshot: ConversationSnapshot): string {
   const { context } = snapshot;
-  return JSON.stringify([snapshot.value, context.inFlight !== null, context.queue.length, context.sessionId !== null, "flow" in context.capabilityState, context.endReason]);
+  return JSON.stringify([
+    snapshot.value,
+    context.inFlight !== null,
+    context.queue.length,
+    context.sessionId !== null,
+    "flow" in context.capabilityState,
+    context.endReason,
+  ]);
 }
 
 /** Turns differ only by their id: one edge per state. */
@@ -129,7 +136,10 @@ function describePath(path: ConversationPath): string {
         if (event.type === "CAPABILITY.SET") return event.state === null ? "CLEAR" : "SET";
         if (event.type === "xstate.error.actor.turn") return `TURN.ERROR(${event.error.type})`;
         if (event.type.startsWith("xstate.after.")) return "IDLE";
-        return event.type.replace(/^xstate\.(done|error)\.actor\.(\w+)$/, (_all, kind: string, actor: string) => `${actor.toUpperCase()}.${kind.toUpperCase()}`);
+        return event.type.replace(
+          /^xstate\.(done|error)\.actor\.(\w+)$/,
+          (_all, kind: string, actor: string) => `${actor.toUpperCase()}.${kind.toUpperCase()}`,
+        );
       })
       .join(" → ") || "(initial)"
   );
@@ -186,7 +196,10 @@ function expectConversation(runtime: Runtime, gated: GatedAgent, expected: Conve
   const { context } = expected;
   expect(real.value, label).toBe(expected.value);
   expect(real.context.inFlight?.text, `${label}: turn in flight`).toBe(context.inFlight?.text);
-  expect(real.context.queue.map((turn) => turn.text), `${label}: queue`).toEqual(context.queue.map((turn) => turn.text));
+  expect(
+    real.context.queue.map((turn) => turn.text),
+    `${label}: queue`,
+  ).toEqual(context.queue.map((turn) => turn.text));
   expect(real.context.capabilityState, `${label}: capability state`).toEqual(context.capabilityState);
   expect(real.context.sessionId !== null, `${label}: has a session`).toBe(context.sessionId !== null);
   // What the agent holds: the open, the prompt of the turn in flight, or the close.
@@ -203,7 +216,11 @@ function expectConversation(runtime: Runtime, gated: GatedAgent, expected: Conve
 }
 
 async function runPath(graphPath: ConversationPath): Promise<void> {
-  const path = pathFromEvents(conversationMachine, graphPath.steps.slice(1).map((step) => step.event), modelInput);
+  const path = pathFromEvents(
+    conversationMachine,
+    graphPath.steps.slice(1).map((step) => step.event),
+    modelInput,
+  );
   const clock = new SimulatedClock();
   clock.set(CLOCK_START);
   const gated = createGatedAgent(AGENT_ID);

@@ -81,6 +81,13 @@ export class TransitionCoverage {
     const directory = process.env.TROUPE_MODEL_COVERAGE_DIR;
     if (!directory) return;
     mkdirSync(directory, { recursive: true });
-    writeFileSync(join(directory, `${name}.json`), JSON.stringify(machines.map((machine) => this.report(machine)), null, 2));
+    writeFileSync(
+      join(directory, `${name}.json`),
+      JSON.stringify(
+        machines.map((machine) => this.report(machine)),
+        null,
+        2,
+      ),
+    );
   }
 }

@@ -27,7 +27,19 @@ import { describe, expect, it } from "vitest";
 import { SimulatedClock, type InspectionEvent } from "xstate";
 import { deliveryMachine, resumedDelayMs, retryDelayMs, type DeliveryEvent, type DeliveryInput, type DeliveryResume } from "../../machines/index.js";
 import { createMemoryStore, type CommunicationBus } from "../../src/index.js";
-import { CLOCK_START, connect, envelope, rawConnect, register, startBus, startSimulatedBus, statusOf, until, type RawAgent, type TestAgent } from "../bus/support.js";
+import {
+  CLOCK_START,
+  connect,
+  envelope,
+  rawConnect,
+  register,
+  startBus,
+  startSimulatedBus,
+  statusOf,
+  until,
+  type RawAgent,
+  type TestAgent,
+} from "../bus/support.js";
 import { ControlledStore } from "../support/controlled-store.js";
 import { delayedEventTypes, TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
@@ -196,7 +208,8 @@ function timelineOf(path: DeliveryPath): { times: number[]; timeoutMs: number } 
     if (event.type === "SENT") sentAt = now;
     // A restored phase ends when what was left of it has passed since the restart (0 here).
     if (event.type === ACK_TIMEOUT_EVENT) now = sentAt + (resumedDelayMs(before.context, "delivered") ?? ACK_TIMEOUT_MS);
-    if (event.type === RETRY_EVENT) now += resumedDelayMs(before.context, "retrying") ?? retryDelayMs(before.context.backoff, RETRY_BASE_MS, before.context.retries);
+    if (event.type === RETRY_EVENT)
+      now += resumedDelayMs(before.context, "retrying") ?? retryDelayMs(before.context.backoff, RETRY_BASE_MS, before.context.retries);
     if (event.type === TIMEOUT_EVENT) now += 1;
     times.push(now);
     if (event.type === TIMEOUT_EVENT) return { times, timeoutMs: now };
@@ -446,7 +459,9 @@ describe("delivery machine, model-based", () => {
     expect(allSimplePaths.length).toBeGreaterThan(shortestPaths.length);
     // A restored message resumes where it was stored, as its actor's first message.
     expect(new Set(restoredPaths.map(({ path }) => path.steps[1]!.state.value))).toEqual(new Set(["delivered", "retrying"]));
-    expect(new Set([...shortestPaths, ...restoredPaths.map(({ path }) => path)].map((path) => path.steps[1]?.event.type))).toEqual(new Set(["DELIVER", undefined]));
+    expect(new Set([...shortestPaths, ...restoredPaths.map(({ path }) => path)].map((path) => path.steps[1]?.event.type))).toEqual(
+      new Set(["DELIVER", undefined]),
+    );
     expect(new Set(volatilePaths.map((path) => [path.steps.at(-2)!.state.value, path.state.value].join(" → ")))).toEqual(
       new Set(["delivered → idle", "retrying → idle"]),
     );
@@ -459,12 +474,22 @@ describe("delivery machine, model-based", () => {
   });
 
   describe(`restored paths (${restoredPaths.length})`, () => {
-    it.each(restoredPaths.map(({ status, path }) => [`restored ${status}: ${describePath(path)}`, status, path] as const))("%s", async (_name, status, path) => {
-      await runRestoredPath(status, path);
-    });
+    it.each(restoredPaths.map(({ status, path }) => [`restored ${status}: ${describePath(path)}`, status, path] as const))(
+      "%s",
+      async (_name, status, path) => {
+        await runRestoredPath(status, path);
+      },
+    );
   });
 
   // The actor before its first message has nothing to walk: every walked path hands it one.
   const carrying = (paths: DeliveryPath[]): DeliveryPath[] => paths.filter((path) => path.steps.length > 1);
-  walkPaths({ families: { shortest: carrying(shortestPaths), simple: carrying(simplePaths), edges: carrying(edgePaths) }, describePath, runPath, coverage, name: "delivery", covered: [deliveryMachine] });
+  walkPaths({
+    families: { shortest: carrying(shortestPaths), simple: carrying(simplePaths), edges: carrying(edgePaths) },
+    describePath,
+    runPath,
+    coverage,
+    name: "delivery",
+    covered: [deliveryMachine],
+  });
 });

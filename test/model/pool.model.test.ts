@@ -35,7 +35,19 @@ import type { ChildReleasedEvent, PoolChildEnding, PoolChildSource } from "../..
 import { poolShardMachine } from "../../machines/pool-shard.machine.js";
 import { livePoolShards, poolMachine, poolSystemId, type PoolEvent, type PoolKind } from "../../machines/pool.machine.js";
 import { createRuntime, type CommunicationBus, type Runtime } from "../../src/index.js";
-import { call, CLOCK_START, deliveryActorOf, envelope, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, until } from "../bus/support.js";
+import {
+  call,
+  CLOCK_START,
+  deliveryActorOf,
+  envelope,
+  rawConnect,
+  register,
+  SEED_AGENTS,
+  SEED_PARTICIPANTS,
+  SEED_STEPS,
+  startBus,
+  until,
+} from "../bus/support.js";
 import { TransitionCoverage } from "./coverage.js";
 import { generatePaths } from "./paths.js";
 import { walkPaths } from "./suite.js";
@@ -76,13 +88,16 @@ function eventsFor(kind: WalkedKind): (snapshot: PoolSnapshot) => PoolEvent[] {
     const holding = livePoolShards(context)
       .map((shard, position) => ({ ...shard, position }))
       .filter((shard) => shard.live > 0);
-    const spawn: PoolEvent[] = kind === "delivery" && context.live >= DELIVERY_BOUND ? [] : [{ type: "POOL.SPAWN", childId: "next", src: MODEL_SOURCE[kind], input: null }];
+    const spawn: PoolEvent[] =
+      kind === "delivery" && context.live >= DELIVERY_BOUND ? [] : [{ type: "POOL.SPAWN", childId: "next", src: MODEL_SOURCE[kind], input: null }];
     const releases = holding.flatMap(({ shardId, position }) =>
       RELEASES[kind].map((ending): PoolEvent => ({ type: "CHILD.RELEASED", shardId, childId: `${AT}${position}`, ending })),
     );
     // Only workflows are evicted one by one (DELETE /sessions/:id); deliveries only all together.
     const evictions: PoolEvent[] =
-      kind === "workflow" ? [...holding.map(({ position }): PoolEvent => ({ type: "POOL.EVICT", childId: `${AT}${position}` })), { type: "POOL.EVICT", childId: GONE }] : [];
+      kind === "workflow"
+        ? [...holding.map(({ position }): PoolEvent => ({ type: "POOL.EVICT", childId: `${AT}${position}` })), { type: "POOL.EVICT", childId: GONE }]
+        : [];
     return [...spawn, ...releases, ...evictions, { type: "POOL.CLEAR" }];
   };
 }
@@ -99,7 +114,13 @@ function byShardId(left: [string, number], right: [string, number]): number {
  */
 function serializeState({ context }: PoolSnapshot): string {
   const load = (shard: { spawned: number; live: number } | null) => (shard === null ? null : [shard.spawned, shard.live]);
-  return JSON.stringify([context.live, load(context.current), livePoolShards(context).slice(0, context.current === null ? undefined : -1).map(load)]);
+  return JSON.stringify([
+    context.live,
+    load(context.current),
+    livePoolShards(context)
+      .slice(0, context.current === null ? undefined : -1)
+      .map(load),
+  ]);
 }
 
 /** An event without names: the spawn's logic and a shard's name are left out (positions stand for shards). */
@@ -385,7 +406,11 @@ async function runPath(path: PoolPath): Promise<void> {
       const expectedReleases = released.map(({ child, ending }) => ({ shardId: child.shardId, childId: child.childId, ending }));
       expect(heardNow.sort(byChild), `${label}: the releases the pool heard`).toEqual(expectedReleases.sort(byChild));
       expect(runtime.pooledCount(kind), `${label}: children counted`).toBe(expected.context.live);
-      expect(watch.loads(), `${label}: children per shard`).toEqual(livePoolShards(expected.context).map((shard): [string, number] => [shard.shardId, shard.live]).sort(byShardId));
+      expect(watch.loads(), `${label}: children per shard`).toEqual(
+        livePoolShards(expected.context)
+          .map((shard): [string, number] => [shard.shardId, shard.live])
+          .sort(byShardId),
+      );
     }
   } finally {
     await bus?.stop();

@@ -113,20 +113,22 @@ function track(promise: Promise<{ text: string }>): Tracked {
 }
 
 function describePath(path: SessionPath): string {
-  return path.steps
-    .slice(1)
-    .map(({ event }) => {
-      const { type } = event;
-      if (event.type === "PROMPT") return `PROMPT(${event.request.requestId})`;
-      if (event.type === "CANCEL") return `CANCEL(${event.requestId ?? "-"})`;
-      if (event.type === "CLOSE") return `CLOSE(${event.reason})`;
-      if (event.type === "FAIL") return "FAIL";
-      if (event.type === "xstate.error.actor.prompt") return `ERROR(${event.error.type})`;
-      if (event.type === "PROMPT.DEADLINE") return `DEADLINE(${event.commandId})`;
-      if (type === "xstate.done.actor.prompt") return "DONE";
-      return type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)");
-    })
-    .join(" → ") || "(initial)";
+  return (
+    path.steps
+      .slice(1)
+      .map(({ event }) => {
+        const { type } = event;
+        if (event.type === "PROMPT") return `PROMPT(${event.request.requestId})`;
+        if (event.type === "CANCEL") return `CANCEL(${event.requestId ?? "-"})`;
+        if (event.type === "CLOSE") return `CLOSE(${event.reason})`;
+        if (event.type === "FAIL") return "FAIL";
+        if (event.type === "xstate.error.actor.prompt") return `ERROR(${event.error.type})`;
+        if (event.type === "PROMPT.DEADLINE") return `DEADLINE(${event.commandId})`;
+        if (type === "xstate.done.actor.prompt") return "DONE";
+        return type.replace(/^xstate\.after\.(\w+)\..*$/, "AFTER($1)");
+      })
+      .join(" → ") || "(initial)"
+  );
 }
 
 /** What a pending prompt must have become when it left the session in `event`. */

@@ -107,8 +107,14 @@ async function runPath(path: SupervisorPath): Promise<void> {
     if (aliveAtShutdown !== undefined) continue;
     expect((await runtime.bridge.health()).sessions.total, label).toBe(after.context.live);
     // In the order of shard ids: which shard was opened first is not the supervisor's concern.
-    const realLoads = [...realShards].map((shardId): [string, number] => [shardId, [...shardOf.values()].filter((owner) => owner === shardId).length]).sort(byShardId);
-    expect(realLoads, `${label}: sessions per shard`).toEqual(liveShards(after.context).map((shard): [string, number] => [shard.shardId, shard.live]).sort(byShardId));
+    const realLoads = [...realShards]
+      .map((shardId): [string, number] => [shardId, [...shardOf.values()].filter((owner) => owner === shardId).length])
+      .sort(byShardId);
+    expect(realLoads, `${label}: sessions per shard`).toEqual(
+      liveShards(after.context)
+        .map((shard): [string, number] => [shard.shardId, shard.live])
+        .sort(byShardId),
+    );
   }
 
   if (aliveAtShutdown !== undefined) {

@@ -78,8 +78,7 @@ function waitFor(runtime: Runtime, predicate: (event: RuntimeEvent) => boolean):
   });
 }
 
-const transitionTo = (to: string) => (event: RuntimeEvent) =>
-  event.type === "actor.transition" && event.actorId === "worker:w" && event.to === to;
+const transitionTo = (to: string) => (event: RuntimeEvent) => event.type === "actor.transition" && event.actorId === "worker:w" && event.to === to;
 
 /** The next worker process, remembered for the check that none outlives the suite. */
 async function nextWorkerPid(pidFile: string, previous: number | undefined): Promise<number> {
@@ -100,9 +99,7 @@ async function runPath(path: WorkerPath): Promise<void> {
   const runtime = createRuntime({
     clock,
     inspect: coverage.inspect,
-    workers: [
-      fixtureWorker("w", { cwd: workDirectory, restart: POLICY, env: { ACP_FIXTURE_PID_FILE: pidFile, ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } }),
-    ],
+    workers: [fixtureWorker("w", { cwd: workDirectory, restart: POLICY, env: { ACP_FIXTURE_PID_FILE: pidFile, ACP_FIXTURE_INIT_ON_SIGUSR1: "1" } })],
   });
   const unavailable = waitFor(runtime, transitionTo("unavailable"));
   try {

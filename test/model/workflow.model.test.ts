@@ -143,21 +143,21 @@ for (const path of [...autoShortestPaths, ...autoEdgePaths]) autoPaths.add(path)
 function describePath(path: WorkflowPath): string {
   return (
     (autoPaths.has(path) ? "auto: " : "") +
-    path.steps
-      .slice(1)
-      .map(({ event }) => {
-        switch (event.type) {
-          case "TASK.DELEGATED":
-            return `DELEGATE(${event.to.split("://")[1]})`;
-          case "TASK.ANSWERED":
-            return `${event.outcome.status === "completed" ? "ANSWER" : "FAIL"}(${event.from.split("://")[1]})`;
-          case "WORKFLOW.UPDATE":
-            return `GOTO(${event.currentStep})`;
-          default:
-            return event.type.replace(/^xstate\.after\.\d+\.workflow\.(\w+)$/, "TIMEOUT($1)");
-        }
-      })
-      .join(" → ") || "(initial)"
+      path.steps
+        .slice(1)
+        .map(({ event }) => {
+          switch (event.type) {
+            case "TASK.DELEGATED":
+              return `DELEGATE(${event.to.split("://")[1]})`;
+            case "TASK.ANSWERED":
+              return `${event.outcome.status === "completed" ? "ANSWER" : "FAIL"}(${event.from.split("://")[1]})`;
+            case "WORKFLOW.UPDATE":
+              return `GOTO(${event.currentStep})`;
+            default:
+              return event.type.replace(/^xstate\.after\.\d+\.workflow\.(\w+)$/, "TIMEOUT($1)");
+          }
+        })
+        .join(" → ") || "(initial)"
   );
 }
 
@@ -194,7 +194,12 @@ interface Model {
 
 function modelOf(path: WorkflowPath): Model {
   if (autoPaths.has(path)) {
-    return { bus: autoBus, machine: autoMachine, input: autoInput, body: { initiator: AUTO_INITIATOR, participants: AUTO_PARTICIPANTS, steps: AUTO_STEPS, dispatch: "auto" } };
+    return {
+      bus: autoBus,
+      machine: autoMachine,
+      input: autoInput,
+      body: { initiator: AUTO_INITIATOR, participants: AUTO_PARTICIPANTS, steps: AUTO_STEPS, dispatch: "auto" },
+    };
   }
   return { bus, machine: workflowMachine, input: modelInput, body: { initiator: LEAD, participants: PARTICIPANTS, steps: STEPS } };
 }
@@ -300,7 +305,10 @@ async function runPath(path: WorkflowPath): Promise<void> {
       session.tasks.map((task: { task_id: string; step: string; to: string; status: string }) => [task.task_id, task.step, task.to, task.status]),
       label,
     ).toEqual(context.tasks.map((task) => [task.task_id, task.step, task.to, task.status]));
-    expect(session.participants.map((each: { agent_id: string }) => each.agent_id), label).toEqual(context.participants.map((each) => each.agent_id));
+    expect(
+      session.participants.map((each: { agent_id: string }) => each.agent_id),
+      label,
+    ).toEqual(context.participants.map((each) => each.agent_id));
     expect(session.shared_context, label).toEqual(context.sharedContext);
     if (context.completion) expect(session.completion, label).toMatchObject({ summary: context.completion.summary, artifacts: context.completion.artifacts });
     if (context.termination) expect(session.termination, label).toMatchObject({ reason: context.termination.reason, details: context.termination.details });

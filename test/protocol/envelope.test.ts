@@ -60,13 +60,20 @@ const routing = fc.record(
     timeout: fc.constantFrom("30s", "1500ms", "5m", "0s", "forever", "10000h", 30, undefined),
     retry_policy: fc.oneof(
       fc.record(
-        { max_retries: fc.constantFrom(0, 1, 3, 100, 101, -1, 1.5, Number.NaN, "3", undefined), backoff: fc.constantFrom("linear", "exponential", "random", undefined) },
+        {
+          max_retries: fc.constantFrom(0, 1, 3, 100, 101, -1, 1.5, Number.NaN, "3", undefined),
+          backoff: fc.constantFrom("linear", "exponential", "random", undefined),
+        },
         { requiredKeys: [] },
       ),
       fc.constantFrom(null, [], "linear"),
     ),
-    // eslint-disable-next-line no-sparse-arrays -- a hole on purpose: the hand check and the schema must both refuse it
-    fallback_agents: fc.oneof(fc.array(agentId, { maxLength: 3 }), fc.constant(Array.from({ length: 17 }, () => "a://b")), fc.constantFrom(["a://b", , "c://d"], "a://b")),
+    fallback_agents: fc.oneof(
+      fc.array(agentId, { maxLength: 3 }),
+      fc.constant(Array.from({ length: 17 }, () => "a://b")),
+      // eslint-disable-next-line no-sparse-arrays -- a hole on purpose: the hand check and the schema must both refuse it
+      fc.constantFrom(["a://b", , "c://d"], "a://b"),
+    ),
     delivery_mode: fc.constantFrom("async", "sync", "later", undefined),
     hop: fc.constantFrom(undefined, 1),
   },
@@ -93,8 +100,14 @@ const validEnvelope = fc.record(
   {
     message_id: fc.constantFrom("m1", "x".repeat(256), "é", "id with spaces"),
     timestamp: fc.constantFrom("2025-02-02T11:00:00Z", "2025-02-02T11:00:00.123+02:00"),
-    sender: fc.record({ agent_id: fc.constantFrom("claude-code://lead", "a://b"), framework: fc.constantFrom("claude-code", "x"), session_id: fc.constantFrom("sess_1", "m1") }, { requiredKeys: ["agent_id", "framework"] }),
-    recipient: fc.record({ agent_id: fc.constantFrom("opencode://backend", "c://d"), framework: fc.constantFrom("opencode", "c") }, { requiredKeys: ["agent_id", "framework"] }),
+    sender: fc.record(
+      { agent_id: fc.constantFrom("claude-code://lead", "a://b"), framework: fc.constantFrom("claude-code", "x"), session_id: fc.constantFrom("sess_1", "m1") },
+      { requiredKeys: ["agent_id", "framework"] },
+    ),
+    recipient: fc.record(
+      { agent_id: fc.constantFrom("opencode://backend", "c://d"), framework: fc.constantFrom("opencode", "c") },
+      { requiredKeys: ["agent_id", "framework"] },
+    ),
     message_type: fc.constantFrom("task_request", "task_response", "status_update", "error", "heartbeat"),
     priority: fc.constantFrom("critical", "high", "medium", "low"),
     payload: fc.dictionary(fc.constantFrom("text", "n", "__proto__", "constructor", "nested"), fc.jsonValue({ maxDepth: 2 })),
@@ -117,22 +130,52 @@ const BAD_FIELDS: Array<[string[], unknown[]]> = [
   [["message_id"], ["", "x".repeat(257), "m\u0000", "m\u202E", 1, null]],
   [["timestamp"], ["2025-02-02T11:00:00", "2025-13-02T11:00:00Z", "", 0]],
   [["sender"], [null, [], "a://b", { agent_id: "a://b" }]],
-  [["sender", "agent_id"], ["not an id", "a://", "", "a://b\u0007"]],
-  [["sender", "framework"], ["", "x".repeat(257), 1]],
-  [["sender", "session_id"], ["", "s\u2066", 1, null]],
+  [
+    ["sender", "agent_id"],
+    ["not an id", "a://", "", "a://b\u0007"],
+  ],
+  [
+    ["sender", "framework"],
+    ["", "x".repeat(257), 1],
+  ],
+  [
+    ["sender", "session_id"],
+    ["", "s\u2066", 1, null],
+  ],
   [["sender", "extra"], [1]],
-  [["recipient", "agent_id"], ["nobody", null]],
+  [
+    ["recipient", "agent_id"],
+    ["nobody", null],
+  ],
   [["message_type"], ["nope", null]],
   [["priority"], ["urgent", null, 1]],
   [["payload"], [[], null, "text", 1, undefined]],
   [["routing"], [null, [], "fast"]],
-  [["routing", "timeout"], ["forever", "0s", "10000h", 30, null]],
-  [["routing", "retry_policy"], [null, [], "linear"]],
-  [["routing", "retry_policy", "max_retries"], [101, -1, 1.5, Number.NaN, "3", null]],
-  [["routing", "retry_policy", "backoff"], ["random", null]],
+  [
+    ["routing", "timeout"],
+    ["forever", "0s", "10000h", 30, null],
+  ],
+  [
+    ["routing", "retry_policy"],
+    [null, [], "linear"],
+  ],
+  [
+    ["routing", "retry_policy", "max_retries"],
+    [101, -1, 1.5, Number.NaN, "3", null],
+  ],
+  [
+    ["routing", "retry_policy", "backoff"],
+    ["random", null],
+  ],
   [["routing", "retry_policy", "jitter"], [true]],
-  [["routing", "fallback_agents"], ["a://b", [1], ["nobody"], Array.from({ length: 17 }, () => "a://b"), [null]]],
-  [["routing", "delivery_mode"], ["later", null]],
+  [
+    ["routing", "fallback_agents"],
+    ["a://b", [1], ["nobody"], Array.from({ length: 17 }, () => "a://b"), [null]],
+  ],
+  [
+    ["routing", "delivery_mode"],
+    ["later", null],
+  ],
   [["routing", "hop"], [1]],
   [["metadata"], [[], null, "x", 1]],
   [["extra"], [1, null]],

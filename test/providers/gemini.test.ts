@@ -177,7 +177,11 @@ describe("GeminiProvider against a fake Gemini API", () => {
 
     const error = await rejectionOf(runtime.bridge.sessionsPrompt({ sessionId, prompt: "Hi" }));
 
-    expect(error).toMatchObject({ type: "CONFIG", message: "gemini: 404 models/gemini-0 is not found for API version v1beta", details: { sessionValid: false } });
+    expect(error).toMatchObject({
+      type: "CONFIG",
+      message: "gemini: 404 models/gemini-0 is not found for API version v1beta",
+      details: { sessionValid: false },
+    });
     expect((await runtime.bridge.sessionsStatus({ sessionId })).status).toBe("failed");
   });
 

@@ -1,12 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  createMultiProviderAgent,
-  mock,
-  MultiProviderCompanionAgent,
-  openAI,
-  ProviderRegistry,
-  type MockScript,
-} from "../../src/index.js";
+import { createMultiProviderAgent, mock, MultiProviderCompanionAgent, openAI, ProviderRegistry, type MockScript } from "../../src/index.js";
 import { startOpenAIFake } from "../fakes/openai-fake.js";
 import { rejectionOf, startTestRuntime } from "../support/runtime.js";
 
@@ -82,7 +75,12 @@ describe("MultiProviderCompanionAgent", () => {
   it("answers tasks_delegate with the provider its metadata names", async () => {
     const runtime = await companionRuntime();
 
-    const reply = await runtime.bridge.tasksDelegate({ agentId: "multi-ai", prompt: "Summarize", metadata: { provider: "alpha" }, runtimeParams: { temperature: 0 } });
+    const reply = await runtime.bridge.tasksDelegate({
+      agentId: "multi-ai",
+      prompt: "Summarize",
+      metadata: { provider: "alpha" },
+      runtimeParams: { temperature: 0 },
+    });
 
     expect(reply).toMatchObject({ text: "from alpha", stopReason: "end_turn" });
     expect((await runtime.bridge.health()).sessions.total).toBe(0);
@@ -110,7 +108,9 @@ describe("MultiProviderCompanionAgent", () => {
   });
 
   it("refuses a configuration without providers, with an unknown default, or with duplicate ids", () => {
-    expect(() => createMultiProviderAgent({ id: "a", providers: [] })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "providers" }) }));
+    expect(() => createMultiProviderAgent({ id: "a", providers: [] })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "providers" }) }),
+    );
     expect(() => createMultiProviderAgent({ id: "a", providers: [mock()], defaultProviderId: "openai" })).toThrow(
       expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "defaultProviderId" }) }),
     );

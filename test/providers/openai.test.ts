@@ -129,7 +129,10 @@ describe("OpenAIProvider against a fake Chat Completions API", () => {
     });
     const { runtime } = await startProviderRuntime(provider, "You are the agent.");
     const { sessionId } = await runtime.bridge.sessionsCreate({
-      metadata: { provider: "openai", runtimeParams: { temperature: 0.7, model: "gpt-4o-mini", providerSpecific: { user: "session", frequency_penalty: 0.2 } } },
+      metadata: {
+        provider: "openai",
+        runtimeParams: { temperature: 0.7, model: "gpt-4o-mini", providerSpecific: { user: "session", frequency_penalty: 0.2 } },
+      },
     });
 
     await runtime.bridge.sessionsPrompt({ sessionId, prompt: "one", runtimeParams: { maxTokens: 50, providerSpecific: { frequency_penalty: 0.3 } } });

@@ -60,8 +60,12 @@ describe("runWithRetries", () => {
   it("does not retry a non-retryable failure, nor once mayRetry says no", async () => {
     const clock = recordingClock();
     const signal = new AbortController().signal;
-    const auth = await rejectionOf(runWithRetries(() => Promise.reject(new BridgeError("AUTH", "no")), { policy: POLICY, clock, signal, mayRetry: () => true }));
-    const streamed = await rejectionOf(runWithRetries(() => Promise.reject(new BridgeError("UPSTREAM", "cut")), { policy: POLICY, clock, signal, mayRetry: () => false }));
+    const auth = await rejectionOf(
+      runWithRetries(() => Promise.reject(new BridgeError("AUTH", "no")), { policy: POLICY, clock, signal, mayRetry: () => true }),
+    );
+    const streamed = await rejectionOf(
+      runWithRetries(() => Promise.reject(new BridgeError("UPSTREAM", "cut")), { policy: POLICY, clock, signal, mayRetry: () => false }),
+    );
 
     expect(auth).toMatchObject({ type: "AUTH", details: { attempts: 1 } });
     expect(streamed).toMatchObject({ type: "UPSTREAM", details: { attempts: 1 } });
@@ -71,7 +75,12 @@ describe("runWithRetries", () => {
   it("stops waiting with CANCELLED when the prompt is cancelled between attempts", async () => {
     const clock = recordingClock();
     const controller = new AbortController();
-    const result = runWithRetries(() => Promise.reject(new BridgeError("UPSTREAM", "busy")), { policy: POLICY, clock, signal: controller.signal, mayRetry: () => true });
+    const result = runWithRetries(() => Promise.reject(new BridgeError("UPSTREAM", "busy")), {
+      policy: POLICY,
+      clock,
+      signal: controller.signal,
+      mayRetry: () => true,
+    });
     await new Promise((resolve) => setImmediate(resolve));
     controller.abort();
 

@@ -50,7 +50,12 @@ describe("key redaction", () => {
 
   it("keeps keys out of what an SDK logs", () => {
     const lines: unknown[][] = [];
-    const sink: SdkLogger = { error: (...args) => lines.push(args), warn: (...args) => lines.push(args), info: (...args) => lines.push(args), debug: (...args) => lines.push(args) };
+    const sink: SdkLogger = {
+      error: (...args) => lines.push(args),
+      warn: (...args) => lines.push(args),
+      info: (...args) => lines.push(args),
+      debug: (...args) => lines.push(args),
+    };
     const logger = redactingLogger(sink, createRedactor(["sk-secret"]));
 
     logger.warn("retrying with sk-secret", { body: { message: "echo sk-secret" } }, new Error("sk-secret"), 3);

@@ -41,7 +41,11 @@ class ManualClock implements Clock {
   }
 }
 
-type Scheduler = { schedule(source: AnyActorRef, target: AnyActorRef, event: EventObject, delay: number, id?: string): void; cancel(source: AnyActorRef, id: string): void; cancelAll(source: AnyActorRef): void };
+type Scheduler = {
+  schedule(source: AnyActorRef, target: AnyActorRef, event: EventObject, delay: number, id?: string): void;
+  cancel(source: AnyActorRef, id: string): void;
+  cancelAll(source: AnyActorRef): void;
+};
 
 /** A system whose relayed events are recorded, with the delay queue as its scheduler. */
 function queueOn(clock: Clock, shareTimer: boolean): { scheduler: Scheduler; relayed: string[]; onRelay: (react: (type: string) => void) => void } {
@@ -100,7 +104,12 @@ describe("the delay queue", () => {
     const clock = new ManualClock();
     const { scheduler, relayed, onRelay } = queueOn(clock, true);
     const source = actor("source");
-    for (const [type, delay] of [["x", 10], ["y", 20], ["z", 30]] as const) scheduler.schedule(source, source, { type }, delay, type);
+    for (const [type, delay] of [
+      ["x", 10],
+      ["y", 20],
+      ["z", 30],
+    ] as const)
+      scheduler.schedule(source, source, { type }, delay, type);
     // A delay of 0 scheduled while the due ones are relayed: relayed after them, in a later turn.
     onRelay((type) => {
       if (type === "x") scheduler.schedule(source, source, { type: "now" }, 0, "now");

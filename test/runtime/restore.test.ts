@@ -55,7 +55,11 @@ function persistedAfter(clock: SimulatedClock, events: Array<{ type: "START" | "
 
 /** Restores the job from `persisted` under a new parent; `dueAt` says when each delay falls due. */
 function restore(clock: SimulatedClock, persisted: Snapshot<unknown>, dueAt: Restoration["dueAt"]) {
-  const logic = restorableLogic(job, (_input, actorScope) => ({ snapshot: job.restoreSnapshot(persisted, actorScope as never) as AnyMachineSnapshot, dueAt }), clock);
+  const logic = restorableLogic(
+    job,
+    (_input, actorScope) => ({ snapshot: job.restoreSnapshot(persisted, actorScope as never) as AnyMachineSnapshot, dueAt }),
+    clock,
+  );
   const parent = createActor(parentOf(logic), { clock });
   parent.start();
   return { parent, child: () => parent.system.get("job:1") as AnyActorRef | undefined };

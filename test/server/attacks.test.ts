@@ -212,7 +212,8 @@ describe("troupe serve under attack", () => {
       const request = envelope(alice, bob, { routing: { delivery_mode: "sync", timeout: "10s" } });
       const answered = served.call("POST", "/messages/send", request, { "x-agent-token": aliceToken });
       await waitFor(() => bobSocket.frames.some((frame) => frame.message_id === request["message_id"]));
-      const reply = (from: string, text: string) => envelope(from, alice, { message_type: "task_response", payload: { text }, metadata: { in_reply_to: request["message_id"] } });
+      const reply = (from: string, text: string) =>
+        envelope(from, alice, { message_type: "task_response", payload: { text }, metadata: { in_reply_to: request["message_id"] } });
       expect((await served.call("POST", "/messages/send", reply(mallory, "forged"), { "x-agent-token": malloryToken })).status).toBe(202);
       bobSocket.send(reply(bob, "real"));
       const answer = await answered;

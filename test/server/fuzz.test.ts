@@ -14,13 +14,33 @@ const REQUESTS = 10_000;
 const HEAP_BOUND_BYTES = 256 * 1024 * 1024;
 
 const agentIds = ["cc://a", "cc://b", "troupe://x", "cc://\u202Eevil", "not an id"];
-const segment = fc.oneof(fc.constantFrom(...agentIds.map(encodeURIComponent), "send", "sess_1", "m1", "%E0%A4%A", ""), fc.string({ maxLength: 12 }).map(encodeURIComponent));
+const segment = fc.oneof(
+  fc.constantFrom(...agentIds.map(encodeURIComponent), "send", "sess_1", "m1", "%E0%A4%A", ""),
+  fc.string({ maxLength: 12 }).map(encodeURIComponent),
+);
 const path = fc.oneof(
-  fc.constantFrom("/health", "/metrics", "/agents", "/sessions", "/messages/send", "/agents/register", "/bridge/bridge_health", "/bridge/sessions_create", "/", "/ui"),
-  fc.tuple(fc.constantFrom("/messages/", "/agents/", "/sessions/", "/bridge/", "/sessions/sess_1/"), segment, fc.constantFrom("", "/summary", "/workflow", "/context", "/participants", "/complete", "/terminate")).map(
-    ([prefix, middle, suffix]) => `${prefix}${middle}${suffix}`,
+  fc.constantFrom(
+    "/health",
+    "/metrics",
+    "/agents",
+    "/sessions",
+    "/messages/send",
+    "/agents/register",
+    "/bridge/bridge_health",
+    "/bridge/sessions_create",
+    "/",
+    "/ui",
   ),
-  fc.tuple(fc.constantFrom("/agents", "/sessions"), fc.constantFrom("limit", "cursor", "format"), fc.string({ maxLength: 8 })).map(([base, key, value]) => `${base}?${key}=${encodeURIComponent(value)}`),
+  fc
+    .tuple(
+      fc.constantFrom("/messages/", "/agents/", "/sessions/", "/bridge/", "/sessions/sess_1/"),
+      segment,
+      fc.constantFrom("", "/summary", "/workflow", "/context", "/participants", "/complete", "/terminate"),
+    )
+    .map(([prefix, middle, suffix]) => `${prefix}${middle}${suffix}`),
+  fc
+    .tuple(fc.constantFrom("/agents", "/sessions"), fc.constantFrom("limit", "cursor", "format"), fc.string({ maxLength: 8 }))
+    .map(([base, key, value]) => `${base}?${key}=${encodeURIComponent(value)}`),
 );
 const envelopeLike = fc.record(
   {
@@ -30,7 +50,10 @@ const envelopeLike = fc.record(
     recipient: fc.record({ agent_id: fc.constantFrom(...agentIds), framework: fc.string({ maxLength: 5 }) }, { requiredKeys: [] }),
     message_type: fc.constantFrom("task_request", "task_response", "status_update", "error", "heartbeat", "nope"),
     payload: fc.jsonValue({ maxDepth: 3 }),
-    routing: fc.record({ timeout: fc.constantFrom("1s", "0s", "5m", "forever"), delivery_mode: fc.constantFrom("async", "sync", "later") }, { requiredKeys: [] }),
+    routing: fc.record(
+      { timeout: fc.constantFrom("1s", "0s", "5m", "forever"), delivery_mode: fc.constantFrom("async", "sync", "later") },
+      { requiredKeys: [] },
+    ),
   },
   { requiredKeys: [] },
 );
@@ -76,7 +99,8 @@ describe("a fuzzed bus", () => {
           ...(hasBody ? { body: generated.body } : {}),
         });
         await response.arrayBuffer();
-        if (response.status >= 500 && response.status !== 503 && response.status !== 504) failures.push(`${generated.method} ${generated.path} → ${response.status}`);
+        if (response.status >= 500 && response.status !== 503 && response.status !== 504)
+          failures.push(`${generated.method} ${generated.path} → ${response.status}`);
         return true;
       }),
       { seed: SEED, numRuns: REQUESTS },

@@ -92,7 +92,11 @@ describe("a hostile client", () => {
       const agent = await rawConnect(bus, "cc://a", undefined, { control: true });
       agent.socket.send(JSON.stringify({ type: "send", envelope: envelope("cc://a", "cc://b") }).replace(/"msg-\d+"/, lone));
       await until(() => agent.frames.some((frame) => frame.type === "rejected"));
-      expect(agent.frames.find((frame) => frame.type === "rejected").error).toMatchObject({ type: "CONFIG", details: { field: "(frame)" }, message: expect.stringMatching(/surrogate/) });
+      expect(agent.frames.find((frame) => frame.type === "rejected").error).toMatchObject({
+        type: "CONFIG",
+        details: { field: "(frame)" },
+        message: expect.stringMatching(/surrogate/),
+      });
       // The message never existed: nothing for its timeout to write, nothing to crash on.
       expect((await call(bus, "GET", "/health")).status).toBe(200);
       expect((await call(bus, "GET", "/metrics", undefined, { accept: "application/json" })).status).toBe(200);
@@ -213,7 +217,8 @@ describe("a hostile client", () => {
     // 1,000 characters of U+20AC (€): 3,000 bytes of JSON. Two fit in 8 KiB; counted as characters, eight would.
     const euros = { blob: "€".repeat(1_000) };
     const statuses: number[] = [];
-    for (let index = 0; index < 4; index += 1) statuses.push((await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b", { payload: euros }))).status);
+    for (let index = 0; index < 4; index += 1)
+      statuses.push((await call(bus, "POST", "/messages/send", envelope("cc://a", "cc://b", { payload: euros }))).status);
     expect(statuses).toEqual([202, 202, 429, 429]);
     // The same number of characters in ASCII takes a third of the room.
     const ascii = { blob: "e".repeat(1_000) };

@@ -17,10 +17,7 @@ afterEach(async () => {
 });
 
 async function startServer(options: HttpServerOptions = {}): Promise<HttpServer> {
-  const agents = [
-    createMockAgent({ id: "echo", capabilities: ["chat"] }),
-    createMockAgent({ id: "sleeper", script: () => ({ hang: true }) }),
-  ];
+  const agents = [createMockAgent({ id: "echo", capabilities: ["chat"] }), createMockAgent({ id: "sleeper", script: () => ({ hang: true }) })];
   const runtime = createRuntime({ agents, defaultAgentId: "echo" });
   await runtime.start();
   const server = await startHttpServer(runtime, { host: "127.0.0.1", port: 0, ...options });
@@ -177,7 +174,7 @@ describe("POST /bridge/:tool", () => {
     let received = "";
     socket.on("data", (data: Buffer) => (received += data.toString()));
     const closed = once(socket, "close");
-    socket.write('POST /bridge/bridge_health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+    socket.write("POST /bridge/bridge_health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{");
     await reading;
     // A byte every so often does not move the deadline: the body as a whole must arrive in time.
     simulated.increment(bodyTimeoutMs - 1);
@@ -326,7 +323,13 @@ describe("a request that fails with an internal error", () => {
     expect(body.error).toMatchObject({ type: "INTERNAL", message: "cannot read the thing" });
     expect(JSON.stringify(body)).not.toMatch(/at .*http-server/);
     expect(seen).toEqual([
-      expect.objectContaining({ type: "server.error", method: "GET", path: "/boom", message: "cannot read the thing", stack: expect.stringMatching(/TypeError: cannot read the thing\n\s+at /) }),
+      expect.objectContaining({
+        type: "server.error",
+        method: "GET",
+        path: "/boom",
+        message: "cannot read the thing",
+        stack: expect.stringMatching(/TypeError: cannot read the thing\n\s+at /),
+      }),
     ]);
     // A client error is the client's: no server.error.
     expect((await fetch(`${server.url}/nowhere`)).status).toBe(404);

@@ -6,16 +6,7 @@
  */
 import type { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import {
-  connectSocket,
-  envelope,
-  registerAgent,
-  startServeProcess,
-  waitFor,
-  waitForAsync,
-  type HeapUse,
-  type ServeProcess,
-} from "../support/serve-process.js";
+import { connectSocket, envelope, registerAgent, startServeProcess, waitFor, waitForAsync, type HeapUse, type ServeProcess } from "../support/serve-process.js";
 
 const MiB = 1024 * 1024;
 /** What may stay after a drain: code compiled and caches filled on the way, status records of finished messages. */
@@ -59,7 +50,12 @@ describe("each memory bound of troupe serve", () => {
     // The same path once, so that what it compiles and caches is in the baseline.
     const warmUp = [message(), message()];
     await sendAll(served, warmUp);
-    await drainTo(served, "cc://offline", token, warmUp.map((each) => each["message_id"] as string));
+    await drainTo(
+      served,
+      "cc://offline",
+      token,
+      warmUp.map((each) => each["message_id"] as string),
+    );
     const baseline = await served.heap();
 
     const fill = Array.from({ length: 64 }, message);
@@ -86,7 +82,12 @@ describe("each memory bound of troupe serve", () => {
     const message = () => envelope("cc://sender", "cc://offline", { payload });
     const warmUp = [message(), message()];
     await sendAll(served, warmUp);
-    await drainTo(served, "cc://offline", token, warmUp.map((each) => each["message_id"] as string));
+    await drainTo(
+      served,
+      "cc://offline",
+      token,
+      warmUp.map((each) => each["message_id"] as string),
+    );
     const baseline = await served.heap();
 
     const fill = Array.from({ length: maxQueuedPerAgent }, message);
@@ -100,7 +101,12 @@ describe("each memory bound of troupe serve", () => {
     const full = await served.heap();
     expect(held(full) - held(baseline)).toBeGreaterThan((maxQueuedPerAgent * 16 * 1024) / 2);
 
-    await drainTo(served, "cc://offline", token, fill.map((each) => each["message_id"] as string));
+    await drainTo(
+      served,
+      "cc://offline",
+      token,
+      fill.map((each) => each["message_id"] as string),
+    );
     const drained = await served.heap();
     expect(held(drained) - held(baseline)).toBeLessThan(DRAINED_MARGIN_BYTES);
   });
@@ -215,7 +221,12 @@ describe("each memory bound of troupe serve", () => {
     const message = () => envelope("cc://sender", "cc://sink", { payload });
     const warmUp = [message(), message()];
     await sendAll(served, warmUp);
-    await drainTo(served, "cc://sink", token, warmUp.map((each) => each["message_id"] as string));
+    await drainTo(
+      served,
+      "cc://sink",
+      token,
+      warmUp.map((each) => each["message_id"] as string),
+    );
     const baseline = await served.heap();
 
     const sink = await connectSocket(served, "cc://sink", { token, autoAck: true });

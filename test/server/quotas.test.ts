@@ -8,7 +8,20 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
 import { createMockAgent, createRuntime, type Runtime } from "../../src/index.js";
 import { clientOf, OwnedSessions, RateLimiter } from "../../src/server/quotas.js";
-import { SEED_PARTICIPANTS, SEED_STEPS, SEED_AGENTS, call, envelope, flush, rawConnect, register, startBus, startSimulatedBus, TEST_KEY, until } from "../bus/support.js";
+import {
+  SEED_PARTICIPANTS,
+  SEED_STEPS,
+  SEED_AGENTS,
+  call,
+  envelope,
+  flush,
+  rawConnect,
+  register,
+  startBus,
+  startSimulatedBus,
+  TEST_KEY,
+  until,
+} from "../bus/support.js";
 
 const sockets: Socket[] = [];
 const runtimes: Runtime[] = [];
@@ -151,7 +164,8 @@ describe("sessions per client", () => {
     runtimes.push(runtime);
     await runtime.start();
     const bus = await startBus({ runtime, maxBridgeSessionsPerClient: 2 });
-    const create = (): Promise<{ status: number; retryAfter: string | null; body: any }> => request(bus.url, "/bridge/sessions_create", { method: "POST", body: "{}" });
+    const create = (): Promise<{ status: number; retryAfter: string | null; body: any }> =>
+      request(bus.url, "/bridge/sessions_create", { method: "POST", body: "{}" });
     const first = await create();
     expect(first.status).toBe(200);
     expect((await create()).status).toBe(200);

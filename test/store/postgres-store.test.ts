@@ -86,7 +86,9 @@ async function rejection(promise: Promise<unknown>): Promise<BridgeError> {
 /** Every row of a schema's tables, as text: what "left untouched" compares. */
 async function schemaDump(schema: string): Promise<string> {
   const tables = await server.query<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = $1 ORDER BY tablename", [schema]);
-  const dumps = await Promise.all(tables.map(async ({ name }) => `${name}: ${JSON.stringify(await server.query(`SELECT * FROM "${schema}"."${name}" ORDER BY 1, 2`))}`));
+  const dumps = await Promise.all(
+    tables.map(async ({ name }) => `${name}: ${JSON.stringify(await server.query(`SELECT * FROM "${schema}"."${name}" ORDER BY 1, 2`))}`),
+  );
   return dumps.join("\n");
 }
 
@@ -96,7 +98,9 @@ describe("the PostgreSQL store's schema", () => {
     const store = await open({ schema });
     store.put("agents", "a", { n: 1 });
     await store.flush();
-    expect(await server.query("SELECT key, value FROM " + `"${schema}"` + ".store_meta ORDER BY key")).toEqual([{ key: "schema_version", value: String(POSTGRES_SCHEMA_VERSION) }]);
+    expect(await server.query("SELECT key, value FROM " + `"${schema}"` + ".store_meta ORDER BY key")).toEqual([
+      { key: "schema_version", value: String(POSTGRES_SCHEMA_VERSION) },
+    ]);
     const [row] = await server.query(`SELECT collection, id, value, ciphertext, updated_at FROM "${schema}".records`);
     expect(row).toEqual({ collection: "agents", id: "a", value: '{"n":1}', ciphertext: null, updated_at: expect.stringMatching(/^\d+$/) });
   });
@@ -211,7 +215,7 @@ describe("the PostgreSQL store's options and connections", () => {
   it("is loaded only when a store opens: importing troupe does not load pg", async () => {
     const script = [
       'import { createRequire } from "node:module";',
-      'const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((file) => /node_modules[\\\\/]pg[\\\\/]/.test(file));',
+      "const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((file) => /node_modules[\\\\/]pg[\\\\/]/.test(file));",
       'const troupe = await import("./src/index.ts");',
       "const before = loaded();",
       `await (await troupe.openPostgresStore({ url: ${JSON.stringify(server.url())}, schema: ${JSON.stringify(freshSchema())} })).close();`,
@@ -355,7 +359,10 @@ describe("the PostgreSQL store's encryption at rest", () => {
   it("writes no payload plaintext to the database, where a plaintext store does", async () => {
     const encrypted = freshSchema();
     const plain = freshSchema();
-    for (const [schema, encryptionKey] of [[encrypted, RAW_KEY], [plain, undefined]] as const) {
+    for (const [schema, encryptionKey] of [
+      [encrypted, RAW_KEY],
+      [plain, undefined],
+    ] as const) {
       const store = await open({ schema, encryptionKey });
       store.put("messages", "m1", { payload: { text: secret } });
       await store.flush();

@@ -91,7 +91,9 @@ describe("the SQLite store's file", () => {
     await writeFile(underFile, "");
     const proc = await openError({ dir: "/proc/troupe-no-such-folder/store" });
     expect(proc).toMatchObject({ type: "CONFIG", details: { field: "dir" } });
-    expect(proc.message).toMatch(/^Cannot create the store at \/proc\/troupe-no-such-folder\/store\/troupe\.db: ENOENT.*mkdir '\/proc\/troupe-no-such-folder'$/);
+    expect(proc.message).toMatch(
+      /^Cannot create the store at \/proc\/troupe-no-such-folder\/store\/troupe\.db: ENOENT.*mkdir '\/proc\/troupe-no-such-folder'$/,
+    );
     expect(await openError({ dir: join(underFile, "store") })).toMatchObject({ type: "CONFIG", message: expect.stringContaining("ENOTDIR") });
   });
 
@@ -145,7 +147,10 @@ describe("the SQLite store's encryption at rest", () => {
   it("writes no payload plaintext to the file, where a plaintext store does", async () => {
     const encryptedDir = await temporaryDir();
     const plainDir = await temporaryDir();
-    for (const [dir, encryptionKey] of [[encryptedDir, RAW_KEY], [plainDir, undefined]] as const) {
+    for (const [dir, encryptionKey] of [
+      [encryptedDir, RAW_KEY],
+      [plainDir, undefined],
+    ] as const) {
       const store = await open({ dir, encryptionKey });
       store.put("messages", "m1", { payload: { text: secret } });
       store.put("memory", "writer/1", [{ role: "user", content: secret }]);
@@ -215,9 +220,7 @@ describe("the SQLite store's encryption at rest", () => {
     store.put("agents", "mallory", { role: "admin" });
     await store.close();
     const db = new Database(join(dir, SQLITE_STORE_FILE));
-    db.prepare(
-      "UPDATE records SET (ciphertext, iv, auth_tag) = (SELECT ciphertext, iv, auth_tag FROM records WHERE id = 'mallory') WHERE id = 'alice'",
-    ).run();
+    db.prepare("UPDATE records SET (ciphertext, iv, auth_tag) = (SELECT ciphertext, iv, auth_tag FROM records WHERE id = 'mallory') WHERE id = 'alice'").run();
     db.close();
     const reopened = await open({ dir, encryptionKey: RAW_KEY });
     expect(await reopened.get("agents", "mallory")).toEqual({ role: "admin" });

@@ -152,11 +152,16 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       const listed = await store.list("memory");
       expect(listed.map((record) => record.id)).toEqual([...ids].sort(byUtf8));
       expect(listed.every((record) => (record.value as { id: string }).id === record.id)).toBe(true);
-      expect((await store.list("memory", { prefix: "writer/" })).map((record) => record.id)).toEqual(
-        ["writer/", "writer/10", "writer/2", "writer/é", "writer/\uE000", "writer/😀"],
-      );
+      expect((await store.list("memory", { prefix: "writer/" })).map((record) => record.id)).toEqual([
+        "writer/",
+        "writer/10",
+        "writer/2",
+        "writer/é",
+        "writer/\uE000",
+        "writer/😀",
+      ]);
       expect((await store.list("memory", { prefix: "writer/😀" })).map((record) => record.id)).toEqual(["writer/😀"]);
-      expect((await store.list("memory", { prefix: "nothing" }))).toEqual([]);
+      expect(await store.list("memory", { prefix: "nothing" })).toEqual([]);
       expect(await store.list("memory", { prefix: "" })).toHaveLength(ids.length);
     });
 
@@ -174,7 +179,7 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
 
     it("keeps unicode ids and values exactly, astral characters included, and NUL in values", async () => {
       const store = await open();
-      const text = "héllo wörld ✓ 😀 中文 עברית \u0000 \u2028 \uFEFF \"quoted\" \\ back";
+      const text = 'héllo wörld ✓ 😀 中文 עברית \u0000 \u2028 \uFEFF "quoted" \\ back';
       const ids = ["claude-code://qa", "中文/会话", "emoji-😀-id", "\u200Bzero-width"];
       for (const id of ids) store.put("bridge_sessions", id, { text, id });
       await store.flush();
@@ -212,7 +217,8 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
         expect(error).toBeInstanceOf(BridgeError);
         expect((error as BridgeError).type).toBe("INTERNAL");
       }
-      for (const id of ["", "lone-\uD800-surrogate", "nul-\u0000-inside"]) expect((thrownBy(() => store.put("meta", id, 1)) as BridgeError).type).toBe("INTERNAL");
+      for (const id of ["", "lone-\uD800-surrogate", "nul-\u0000-inside"])
+        expect((thrownBy(() => store.put("meta", id, 1)) as BridgeError).type).toBe("INTERNAL");
       expect(((await rejectionOf(store.list("meta", { prefix: "nul-\u0000" }))) as BridgeError).type).toBe("INTERNAL");
       expect((thrownBy(() => store.put("nowhere" as "meta", "id", 1)) as BridgeError).type).toBe("INTERNAL");
       expect((thrownBy(() => store.delete("meta", "")) as BridgeError).type).toBe("INTERNAL");
@@ -262,7 +268,12 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
 
     it("refuses a malformed fence at once with INTERNAL", async () => {
       const store = await open();
-      for (const fence of [{ resource: "", token: 1 }, { resource: "r", token: -1 }, { resource: "r", token: 1.5 }, { resource: "nul\u0000", token: 1 }]) {
+      for (const fence of [
+        { resource: "", token: 1 },
+        { resource: "r", token: -1 },
+        { resource: "r", token: 1.5 },
+        { resource: "nul\u0000", token: 1 },
+      ]) {
         expect((thrownBy(() => store.put("meta", "x", 1, { fence })) as BridgeError).type).toBe("INTERNAL");
       }
       await store.flush();
@@ -337,7 +348,9 @@ const CRASH_BATCH_SIZE = 50;
  * it keeps writing, and answers the last batch it reported flushed.
  */
 async function runCrashWriter(spec: CrashWriterSpec, round: number, killDelayMs: number): Promise<number> {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/store/crash-writer.ts", JSON.stringify({ spec, round, batchSize: CRASH_BATCH_SIZE })], { cwd: projectRoot });
+  const child = spawn(process.execPath, ["--import", "tsx", "test/store/crash-writer.ts", JSON.stringify({ spec, round, batchSize: CRASH_BATCH_SIZE })], {
+    cwd: projectRoot,
+  });
   const exited = once(child, "exit");
   let output = "";
   let errors = "";

@@ -109,8 +109,8 @@ describe("the write batcher", () => {
     batcher.put("messages", "later", 2);
     await batcher.flush();
     expect(batches.map(summary)).toEqual([
-      ["lost?=1", "overwritten=\"old\""],
-      ["lost?=1", "overwritten=\"new\"", "later=2"],
+      ["lost?=1", 'overwritten="old"'],
+      ["lost?=1", 'overwritten="new"', "later=2"],
     ]);
   });
 

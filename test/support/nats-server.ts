@@ -46,10 +46,14 @@ export async function startNats({ jetstream = true }: { jetstream?: boolean } = 
   let stopped = false;
   // Port -1: the server binds a free port itself, so no other process can take it between a check and the bind.
   const run = (port: number): Promise<EngineProcess> =>
-    startEngineProcess(command, [...(jetstream ? ["-js", "-sd", join(dir, "jetstream")] : []), "-a", "127.0.0.1", "-p", String(port), "-n", `troupe-test-${process.pid}`], {
-      ready: LISTENING,
-      runAs: undefined,
-    });
+    startEngineProcess(
+      command,
+      [...(jetstream ? ["-js", "-sd", join(dir, "jetstream")] : []), "-a", "127.0.0.1", "-p", String(port), "-n", `troupe-test-${process.pid}`],
+      {
+        ready: LISTENING,
+        runAs: undefined,
+      },
+    );
   try {
     engine = await run(-1);
     const port = Number(LISTENING.exec(engine.output())![1]);

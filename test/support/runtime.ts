@@ -89,10 +89,7 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { 
 }
 
 /** A started runtime whose default agent (`companion`) answers with `provider`, and every event it emits. */
-export async function startProviderRuntime(
-  provider: Provider,
-  systemPrompt?: string,
-): Promise<{ runtime: Runtime; events: RuntimeEvent[] }> {
+export async function startProviderRuntime(provider: Provider, systemPrompt?: string): Promise<{ runtime: Runtime; events: RuntimeEvent[] }> {
   const agent = createMultiProviderAgent({ id: "companion", providers: [provider], ...(systemPrompt ? { systemPrompt } : {}) });
   const { runtime } = await startTestRuntime({ agents: [agent], defaultAgentId: "companion" });
   const events: RuntimeEvent[] = [];

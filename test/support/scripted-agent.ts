@@ -14,9 +14,7 @@ export function createScriptedAgent(id: string): Agent {
       switch (command) {
         case "wait":
           ctx.emit("waiting");
-          await new Promise<void>((_, reject) =>
-            ctx.signal.addEventListener("abort", () => reject(new BridgeError("CANCELLED", "aborted")), { once: true }),
-          );
+          await new Promise<void>((_, reject) => ctx.signal.addEventListener("abort", () => reject(new BridgeError("CANCELLED", "aborted")), { once: true }));
           return { text: "", stopReason: "cancelled" };
         case "crash":
           throw new BridgeError("TRANSPORT", "the agent's process crashed", { sessionValid: false });

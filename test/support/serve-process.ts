@@ -71,8 +71,28 @@ export async function startServeProcess({ bus, agentAuth }: ServeProcessOptions 
   const config = join(directory, "troupe.json");
   writeFileSync(config, JSON.stringify(bus === undefined ? {} : { bus }));
   // A developer's own keys must not make the server reach a real provider from a test.
-  const { AGENT_BUS_API_KEY: _key, OPENAI_API_KEY: _openai, OPENAI_BASE_URL: _base, ANTHROPIC_API_KEY: _anthropic, GEMINI_API_KEY: _gemini, ...env } = process.env;
-  const args = ["serve", "--port", "0", "--host", "127.0.0.1", "--api-key", SERVE_KEY, "--config", config, "--data", join(directory, "data"), ...(agentAuth === undefined ? [] : ["--agent-auth", agentAuth])];
+  const {
+    AGENT_BUS_API_KEY: _key,
+    OPENAI_API_KEY: _openai,
+    OPENAI_BASE_URL: _base,
+    ANTHROPIC_API_KEY: _anthropic,
+    GEMINI_API_KEY: _gemini,
+    ...env
+  } = process.env;
+  const args = [
+    "serve",
+    "--port",
+    "0",
+    "--host",
+    "127.0.0.1",
+    "--api-key",
+    SERVE_KEY,
+    "--config",
+    config,
+    "--data",
+    join(directory, "data"),
+    ...(agentAuth === undefined ? [] : ["--agent-auth", agentAuth]),
+  ];
   const child = spawn(process.execPath, ["--expose-gc", "--import", "tsx", "--import", heapProbe, "src/cli/main.ts", ...args], {
     cwd: projectRoot,
     env,
@@ -142,7 +162,11 @@ export interface SocketOptions {
 }
 
 /** Opens an agent's socket with the key; resolves once the handshake is done, rejects when it is refused. */
-export async function connectSocket(served: ServeProcess, agentId: string, { token, control = false, autoAck = false }: SocketOptions = {}): Promise<SocketAgent> {
+export async function connectSocket(
+  served: ServeProcess,
+  agentId: string,
+  { token, control = false, autoAck = false }: SocketOptions = {},
+): Promise<SocketAgent> {
   const query = `agent_id=${encodeURIComponent(agentId)}${control ? "&control=1" : ""}`;
   const headers = { "x-agent-api-key": SERVE_KEY, ...(token === undefined ? {} : { "x-agent-token": token }) };
   const socket = new WebSocket(`${served.url.replace("http", "ws")}/agents/connect?${query}`, { headers });

@@ -13,36 +13,39 @@ const WEATHER = {
 };
 
 describe("AnthropicProvider tool calling (Messages tools, tool_use, tool_result)", () => {
-  it.each([false, true])("sends the tools with input_schema, the model's turn back as it came (thinking included), and tool_result blocks (stream %s)", async (stream) => {
-    const fake = await startAnthropicFake();
-    fake.enqueue(
-      messageReply({
-        thinking: { thinking: "The user wants the weather.", signature: "sig-123" },
-        text: "Let me check.",
-        toolUses: [{ id: "toolu_1", name: "get_weather", input: { city: "Paris" } }],
-      }),
-      messageReply({ text: "Sunny." }),
-    );
-    const { runtime } = await startToolRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url, stream }), [weatherTool()]);
+  it.each([false, true])(
+    "sends the tools with input_schema, the model's turn back as it came (thinking included), and tool_result blocks (stream %s)",
+    async (stream) => {
+      const fake = await startAnthropicFake();
+      fake.enqueue(
+        messageReply({
+          thinking: { thinking: "The user wants the weather.", signature: "sig-123" },
+          text: "Let me check.",
+          toolUses: [{ id: "toolu_1", name: "get_weather", input: { city: "Paris" } }],
+        }),
+        messageReply({ text: "Sunny." }),
+      );
+      const { runtime } = await startToolRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url, stream }), [weatherTool()]);
 
-    const reply = await runtime.bridge.tasksDelegate({ prompt: "Weather in Paris?" });
+      const reply = await runtime.bridge.tasksDelegate({ prompt: "Weather in Paris?" });
 
-    expect(reply.text).toBe("Let me check.\n\nSunny.");
-    expect(fake.requests[0]?.body.tools).toEqual([{ name: "get_weather", description: "The current weather in a city", input_schema: WEATHER.inputSchema }]);
-    expect(fake.requests[0]?.body).not.toHaveProperty("tool_choice");
-    expect(fake.requests[1]?.body.messages).toEqual([
-      { role: "user", content: "Weather in Paris?" },
-      {
-        role: "assistant",
-        content: [
-          { type: "thinking", thinking: "The user wants the weather.", signature: "sig-123" },
-          { type: "text", text: "Let me check." },
-          { type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } },
-        ],
-      },
-      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: '{"city":"Paris","sky":"sunny"}' }] },
-    ]);
-  });
+      expect(reply.text).toBe("Let me check.\n\nSunny.");
+      expect(fake.requests[0]?.body.tools).toEqual([{ name: "get_weather", description: "The current weather in a city", input_schema: WEATHER.inputSchema }]);
+      expect(fake.requests[0]?.body).not.toHaveProperty("tool_choice");
+      expect(fake.requests[1]?.body.messages).toEqual([
+        { role: "user", content: "Weather in Paris?" },
+        {
+          role: "assistant",
+          content: [
+            { type: "thinking", thinking: "The user wants the weather.", signature: "sig-123" },
+            { type: "text", text: "Let me check." },
+            { type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } },
+          ],
+        },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: '{"city":"Paris","sky":"sunny"}' }] },
+      ]);
+    },
+  );
 
   it("marks a failed call's tool_result with is_error, and sends tool_choice none in the last call", async () => {
     const fake = await startAnthropicFake();
@@ -79,12 +82,19 @@ describe("AnthropicProvider tool calling (Messages tools, tool_use, tool_result)
 
     const reply = await provider.complete(promptContext().ctx, { tools: [WEATHER], choice: "auto", rounds: [] });
 
-    expect(reply).toMatchObject({ text: "", stopReason: "tool_use", toolCalls: [{ callId: "toolu_1", name: "get_weather", argumentsJson: '{"city": "Oslo"}' }] });
+    expect(reply).toMatchObject({
+      text: "",
+      stopReason: "tool_use",
+      toolCalls: [{ callId: "toolu_1", name: "get_weather", argumentsJson: '{"city": "Oslo"}' }],
+    });
   });
 
   it("tells the model its streamed input is not JSON, and sends that tool_use back with an empty input", async () => {
     const fake = await startAnthropicFake();
-    fake.enqueue(messageReply({ toolUses: [{ id: "toolu_1", name: "get_weather", input: {}, partialJson: ['{"city": "Pa'] }] }), messageReply({ text: "Sorry." }));
+    fake.enqueue(
+      messageReply({ toolUses: [{ id: "toolu_1", name: "get_weather", input: {}, partialJson: ['{"city": "Pa'] }] }),
+      messageReply({ text: "Sorry." }),
+    );
     const { runtime } = await startToolRuntime(anthropic({ credentials: { apiKey: API_KEY }, baseURL: fake.url }), [weatherTool()]);
 
     await runtime.bridge.tasksDelegate({ prompt: "Weather?" });
@@ -92,7 +102,12 @@ describe("AnthropicProvider tool calling (Messages tools, tool_use, tool_result)
     const [assistant, results] = fake.lastRequest.body.messages.slice(-2);
     expect(assistant).toEqual({ role: "assistant", content: [{ type: "tool_use", id: "toolu_1", name: "get_weather", input: {} }] });
     expect(results.content).toEqual([
-      { type: "tool_result", tool_use_id: "toolu_1", content: expect.stringMatching(/^Invalid arguments for get_weather: the arguments are not JSON/), is_error: true },
+      {
+        type: "tool_result",
+        tool_use_id: "toolu_1",
+        content: expect.stringMatching(/^Invalid arguments for get_weather: the arguments are not JSON/),
+        is_error: true,
+      },
     ]);
   });
 });

@@ -107,7 +107,11 @@ describe("defineTool with a JSON Schema", () => {
     const draft2020 = defineTool({
       name: "pair",
       description: "Pairs",
-      parameters: { $schema: "https://json-schema.org/draft/2020-12/schema", type: "object", properties: { pair: { type: "array", prefixItems: [{ type: "string" }, { type: "number" }] } } },
+      parameters: {
+        $schema: "https://json-schema.org/draft/2020-12/schema",
+        type: "object",
+        properties: { pair: { type: "array", prefixItems: [{ type: "string" }, { type: "number" }] } },
+      },
       execute: noop,
     });
 
@@ -129,14 +133,24 @@ describe("defineTool refuses a bad definition with CONFIG", () => {
   const valid = { name: "ok_tool", description: "A tool", parameters: { type: "object", properties: {} }, execute: noop };
 
   it.each<[string, Record<string, unknown>, string, RegExp]>([
-    ["a name with a space", { name: "get weather" }, "name", /^tool "get weather": name: must be 1 to 64 letters, digits, '_' or '-', starting with a letter or '_'/],
+    [
+      "a name with a space",
+      { name: "get weather" },
+      "name",
+      /^tool "get weather": name: must be 1 to 64 letters, digits, '_' or '-', starting with a letter or '_'/,
+    ],
     ["a name starting with a digit", { name: "1tool" }, "name", /name: must be/],
     ["a name of 65 characters", { name: "a".repeat(65) }, "name", /name: must be/],
     ["an empty description", { description: "  " }, "description", /description: must be a non-empty string/],
     ["an execute that is not a function", { execute: "run" }, "execute", /execute: must be a function/],
     ["no parameters", { parameters: undefined }, "parameters", /parameters: must be a zod schema or a JSON Schema object/],
     ["a JSON Schema of a string", { parameters: { type: "string" } }, "parameters", /parameters: must describe an object/],
-    ["an invalid JSON Schema", { parameters: { type: "object", properties: { n: { type: "nope" } } } }, "parameters", /parameters: not a valid JSON Schema: schema is invalid/],
+    [
+      "an invalid JSON Schema",
+      { parameters: { type: "object", properties: { n: { type: "nope" } } } },
+      "parameters",
+      /parameters: not a valid JSON Schema: schema is invalid/,
+    ],
   ])("%s", (_case, override, field, message) => {
     expect(configErrorOf(() => defineTool({ ...valid, ...override }))).toMatchObject({
       type: "CONFIG",
@@ -168,7 +182,9 @@ describe("ToolRegistry", () => {
     const registry = new ToolRegistry([first]);
     const again = defineTool({ name: "first", description: "Another first", parameters: { type: "object" }, execute: noop });
 
-    expect(() => registry.register(again)).toThrow(expect.objectContaining({ type: "CONFIG", message: "tools: duplicate tool name first", details: expect.objectContaining({ tool: "first" }) }));
+    expect(() => registry.register(again)).toThrow(
+      expect.objectContaining({ type: "CONFIG", message: "tools: duplicate tool name first", details: expect.objectContaining({ tool: "first" }) }),
+    );
   });
 
   it("refuses a definition that defineTool did not make", () => {

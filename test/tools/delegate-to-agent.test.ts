@@ -23,12 +23,18 @@ describe("delegate_to_agent", () => {
       additionalProperties: false,
     });
     expect(tool.parse({ agent: "backend", task: " Design it " })).toEqual({ agent: "backend", task: "Design it" });
-    expect(() => tool.parse({ agent: "frontend", task: "x" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "agent" }) }));
+    expect(() => tool.parse({ agent: "frontend", task: "x" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "agent" }) }),
+    );
   });
 
   it("refuses to be made over no agent, or over one agent twice", () => {
-    expect(() => delegateToAgentTool([])).toThrow(expect.objectContaining({ type: "CONFIG", message: "delegate_to_agent: needs at least one agent to delegate to" }));
-    expect(() => delegateToAgentTool([{ id: "a" }, { id: "a" }])).toThrow(expect.objectContaining({ type: "CONFIG", message: "delegate_to_agent: agent a is listed twice" }));
+    expect(() => delegateToAgentTool([])).toThrow(
+      expect.objectContaining({ type: "CONFIG", message: "delegate_to_agent: needs at least one agent to delegate to" }),
+    );
+    expect(() => delegateToAgentTool([{ id: "a" }, { id: "a" }])).toThrow(
+      expect.objectContaining({ type: "CONFIG", message: "delegate_to_agent: agent a is listed twice" }),
+    );
   });
 
   it("hands tasks to an in-process agent and to a remote WebSocket agent through the bus, answering their text", async () => {
@@ -38,7 +44,14 @@ describe("delegate_to_agent", () => {
     const lead: Agent = {
       id: "lead",
       prompt: async (ctx) => {
-        const toolContext: ToolContext = { session: ctx.session, agentId: "lead", requestId: ctx.requestId, callId: "call-1", signal: ctx.signal, ask: ctx.ask };
+        const toolContext: ToolContext = {
+          session: ctx.session,
+          agentId: "lead",
+          requestId: ctx.requestId,
+          callId: "call-1",
+          signal: ctx.signal,
+          ask: ctx.ask,
+        };
         const answers = await Promise.all([
           tool.execute(tool.parse({ agent: "backend", task: "Design the login endpoint" }), toolContext),
           tool.execute(tool.parse({ agent: QA, task: "Review the login endpoint" }), { ...toolContext, callId: "call-2" }),

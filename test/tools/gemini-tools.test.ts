@@ -13,48 +13,61 @@ const WEATHER = {
 };
 
 describe("GeminiProvider tool calling (functionDeclarations, functionCall, functionResponse)", () => {
-  it.each([false, true])("declares the tools with parametersJsonSchema and sends the model's parts back, thought signatures included (stream %s)", async (stream) => {
-    const fake = await startGeminiFake();
-    fake.enqueue(
-      contentReply({
-        functionCalls: [
-          { name: "get_weather", args: { city: "Oslo" }, thoughtSignature: "c2lnLTE=" },
-          { name: "get_time", args: { zone: "Europe/Oslo" } },
-        ],
-      }),
-      contentReply({ text: "Snow, at noon." }),
-    );
-    const { runtime, eventsOf } = await startToolRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url, stream }), [weatherTool(), timeTool()]);
+  it.each([false, true])(
+    "declares the tools with parametersJsonSchema and sends the model's parts back, thought signatures included (stream %s)",
+    async (stream) => {
+      const fake = await startGeminiFake();
+      fake.enqueue(
+        contentReply({
+          functionCalls: [
+            { name: "get_weather", args: { city: "Oslo" }, thoughtSignature: "c2lnLTE=" },
+            { name: "get_time", args: { zone: "Europe/Oslo" } },
+          ],
+        }),
+        contentReply({ text: "Snow, at noon." }),
+      );
+      const { runtime, eventsOf } = await startToolRuntime(gemini({ credentials: { apiKey: API_KEY }, baseURL: fake.url, stream }), [
+        weatherTool(),
+        timeTool(),
+      ]);
 
-    const reply = await runtime.bridge.tasksDelegate({ prompt: "Oslo?" });
+      const reply = await runtime.bridge.tasksDelegate({ prompt: "Oslo?" });
 
-    expect(reply.text).toBe("Snow, at noon.");
-    expect(fake.requests[0]?.body.tools).toEqual([
-      {
-        functionDeclarations: [
-          { name: "get_weather", description: "The current weather in a city", parametersJsonSchema: WEATHER.inputSchema },
-          { name: "get_time", description: "The local time in a timezone", parametersJsonSchema: { type: "object", properties: { zone: { type: "string" } }, required: ["zone"] } },
-        ],
-      },
-    ]);
-    expect(fake.requests[0]?.body).not.toHaveProperty("toolConfig");
-    expect(fake.requests[1]?.body.contents).toEqual([
-      { role: "user", parts: [{ text: "Oslo?" }] },
-      {
-        role: "model",
-        parts: [{ functionCall: { name: "get_weather", args: { city: "Oslo" } }, thoughtSignature: "c2lnLTE=" }, { functionCall: { name: "get_time", args: { zone: "Europe/Oslo" } } }],
-      },
-      {
-        role: "user",
-        parts: [
-          { functionResponse: { name: "get_weather", response: { output: '{"city":"Oslo","sky":"sunny"}' } } },
-          { functionResponse: { name: "get_time", response: { output: "12:00 in Europe/Oslo" } } },
-        ],
-      },
-    ]);
-    // Gemini gives its calls no id: troupe numbers them by round and position.
-    expect(eventsOf("tool.called").map((event) => event.callId)).toEqual(["call_1_1", "call_1_2"]);
-  });
+      expect(reply.text).toBe("Snow, at noon.");
+      expect(fake.requests[0]?.body.tools).toEqual([
+        {
+          functionDeclarations: [
+            { name: "get_weather", description: "The current weather in a city", parametersJsonSchema: WEATHER.inputSchema },
+            {
+              name: "get_time",
+              description: "The local time in a timezone",
+              parametersJsonSchema: { type: "object", properties: { zone: { type: "string" } }, required: ["zone"] },
+            },
+          ],
+        },
+      ]);
+      expect(fake.requests[0]?.body).not.toHaveProperty("toolConfig");
+      expect(fake.requests[1]?.body.contents).toEqual([
+        { role: "user", parts: [{ text: "Oslo?" }] },
+        {
+          role: "model",
+          parts: [
+            { functionCall: { name: "get_weather", args: { city: "Oslo" } }, thoughtSignature: "c2lnLTE=" },
+            { functionCall: { name: "get_time", args: { zone: "Europe/Oslo" } } },
+          ],
+        },
+        {
+          role: "user",
+          parts: [
+            { functionResponse: { name: "get_weather", response: { output: '{"city":"Oslo","sky":"sunny"}' } } },
+            { functionResponse: { name: "get_time", response: { output: "12:00 in Europe/Oslo" } } },
+          ],
+        },
+      ]);
+      // Gemini gives its calls no id: troupe numbers them by round and position.
+      expect(eventsOf("tool.called").map((event) => event.callId)).toEqual(["call_1_1", "call_1_2"]);
+    },
+  );
 
   it("answers a call that has an id with a functionResponse of that id, and an error as { error }", async () => {
     const fake = await startGeminiFake();

@@ -75,7 +75,13 @@ describe("OpenAIProvider tool calling (Chat Completions tools, tool_calls, role 
   it("assembles streamed tool_call deltas by index, even interleaved", async () => {
     const fake = await startOpenAIFake();
     const chunk = (delta: unknown, finish: string | null = null) => ({
-      data: { id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: "gpt-4o", choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] },
+      data: {
+        id: "chatcmpl-1",
+        object: "chat.completion.chunk",
+        created: 1,
+        model: "gpt-4o",
+        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      },
     });
     fake.enqueue({
       kind: "sse",
@@ -127,7 +133,11 @@ describe("OpenAIProvider tool calling (Chat Completions tools, tool_calls, role 
     await runtime.bridge.tasksDelegate({ prompt: "Weather?" });
 
     const toolMessage = fake.lastRequest.body.messages.at(-1);
-    expect(toolMessage).toEqual({ role: "tool", tool_call_id: "call_1", content: expect.stringMatching(/^Error: Invalid arguments for get_weather: the arguments are not JSON \(.*\): \{"city": "Par$/) });
+    expect(toolMessage).toEqual({
+      role: "tool",
+      tool_call_id: "call_1",
+      content: expect.stringMatching(/^Error: Invalid arguments for get_weather: the arguments are not JSON \(.*\): \{"city": "Par$/),
+    });
     expect(eventsOf("tool.called")).toEqual([expect.objectContaining({ args: '{"city": "Par' })]);
     expect(eventsOf("tool.completed")).toEqual([expect.objectContaining({ ok: false, error: expect.objectContaining({ kind: "bad_arguments" }) })]);
   });

@@ -28,7 +28,11 @@ describe.each(WIRE_MODES)("the tool loop over %s, with the real SDK", (_label, w
     expect(fake.requests).toHaveLength(2);
     expect(fake.requests.map((request) => wire.declared(request))).toEqual([["get_weather"], ["get_weather"]]);
     expect(wire.results(fake.requests[1]!)).toEqual([{ content: '{"city":"Paris","sky":"sunny"}', isError: false }]);
-    expect(eventsOf("prompt.delta").map((event) => event.delta).join("")).toBe(reply.text);
+    expect(
+      eventsOf("prompt.delta")
+        .map((event) => event.delta)
+        .join(""),
+    ).toBe(reply.text);
     expect(eventsOf("tool.called", "tool.completed").map(({ type, tool, ok }) => [type, tool, ok])).toEqual([
       ["tool.called", "get_weather", undefined],
       ["tool.completed", "get_weather", true],

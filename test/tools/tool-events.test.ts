@@ -50,7 +50,11 @@ describe("tool events on the stream and in the log", () => {
 
     const toolLines = logger.lines.filter((line) => String(line.fields.event).startsWith("tool."));
     expect(toolLines).toEqual([
-      { level: "debug", message: "tool get_weather called", fields: { event: "tool.called", sessionId, requestId, agentId: "assistant", tool: "get_weather", callId: "call_1_1", round: 1 } },
+      {
+        level: "debug",
+        message: "tool get_weather called",
+        fields: { event: "tool.called", sessionId, requestId, agentId: "assistant", tool: "get_weather", callId: "call_1_1", round: 1 },
+      },
       {
         level: "warn",
         message: "tool get_weather failed (threw): the weather service is down",

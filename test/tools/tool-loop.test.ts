@@ -1,13 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import {
-  createMultiProviderAgent,
-  defineTool,
-  mock,
-  type MockStep,
-  type ToolContext,
-  type ToolRequest,
-} from "../../src/index.js";
+import { createMultiProviderAgent, defineTool, mock, type MockStep, type ToolContext, type ToolRequest } from "../../src/index.js";
 import type { HistoryMessage } from "../../machines/index.js";
 import { rejectionOf, settle } from "../support/runtime.js";
 import { failingTool, slowTool, startToolRuntime, timeTool, weatherTool } from "./support.js";
@@ -48,7 +41,9 @@ describe("the tool loop with the mock provider", () => {
     expect(calls[0]?.ctx).toMatchObject({ session: { sessionId, agentId: "assistant" }, agentId: "assistant", requestId: "r1", callId: "call_1_1" });
     expect(seen).toHaveLength(2);
     expect(seen[0]?.tools).toEqual({
-      tools: [{ name: "get_weather", description: "The current weather in a city", inputSchema: expect.objectContaining({ type: "object", required: ["city"] }) }],
+      tools: [
+        { name: "get_weather", description: "The current weather in a city", inputSchema: expect.objectContaining({ type: "object", required: ["city"] }) },
+      ],
       choice: "auto",
       rounds: [],
     });
@@ -93,7 +88,10 @@ describe("the tool loop with the mock provider", () => {
   });
 
   it("returns a tool's error to the model instead of failing the turn", async () => {
-    const { provider, seen } = scriptedMock([{ toolCalls: [{ name: "get_weather", args: { city: "Paris" } }] }, { text: "The weather service is down, sorry." }]);
+    const { provider, seen } = scriptedMock([
+      { toolCalls: [{ name: "get_weather", args: { city: "Paris" } }] },
+      { text: "The weather service is down, sorry." },
+    ]);
     const { runtime, eventsOf } = await startToolRuntime(provider, [failingTool()]);
 
     const reply = await runtime.bridge.tasksDelegate({ prompt: "Weather in Paris?" });
@@ -112,7 +110,12 @@ describe("the tool loop with the mock provider", () => {
 
     expect(calls).toEqual([]);
     expect(seen[1]?.tools?.rounds[0]?.results).toEqual([
-      { callId: "call_1_1", name: "get_weather", content: "Invalid arguments for get_weather: city: Invalid input: expected string, received number", isError: true },
+      {
+        callId: "call_1_1",
+        name: "get_weather",
+        content: "Invalid arguments for get_weather: city: Invalid input: expected string, received number",
+        isError: true,
+      },
     ]);
     expect(eventsOf("tool.completed")).toEqual([expect.objectContaining({ ok: false, error: expect.objectContaining({ kind: "bad_arguments" }) })]);
   });
@@ -133,7 +136,12 @@ describe("the tool loop with the mock provider", () => {
     const cycle: Record<string, unknown> = {};
     cycle.self = cycle;
     const { provider, seen } = scriptedMock([{ toolCalls: [{ name: "text" }, { name: "list" }, { name: "nothing" }, { name: "cycle" }] }, { text: "Done." }]);
-    const { runtime } = await startToolRuntime(provider, [returning("text", "plain words"), returning("list", [1, 2]), returning("nothing", undefined), returning("cycle", cycle)]);
+    const { runtime } = await startToolRuntime(provider, [
+      returning("text", "plain words"),
+      returning("list", [1, 2]),
+      returning("nothing", undefined),
+      returning("cycle", cycle),
+    ]);
 
     await runtime.bridge.tasksDelegate({ prompt: "Go" });
 
@@ -217,13 +225,34 @@ describe("the tool loop with the mock provider", () => {
     const reply = runtime.bridge.sessionsPrompt({ sessionId, prompt: "Wait", requestId: "r1" });
     await settle();
     expect(eventsOf("tool.called", "tool.completed")).toEqual([
-      { type: "tool.called", actorId: sessionId, sessionId, requestId: "r1", agentId: "assistant", tool: "wait", callId: "call-wait", round: 1, args: { ms: 250 } },
+      {
+        type: "tool.called",
+        actorId: sessionId,
+        sessionId,
+        requestId: "r1",
+        agentId: "assistant",
+        tool: "wait",
+        callId: "call-wait",
+        round: 1,
+        args: { ms: 250 },
+      },
     ]);
     clock.increment(250);
     await reply;
 
     expect(eventsOf("tool.completed")).toEqual([
-      { type: "tool.completed", actorId: sessionId, sessionId, requestId: "r1", agentId: "assistant", tool: "wait", callId: "call-wait", round: 1, ok: true, durationMs: 250 },
+      {
+        type: "tool.completed",
+        actorId: sessionId,
+        sessionId,
+        requestId: "r1",
+        agentId: "assistant",
+        tool: "wait",
+        callId: "call-wait",
+        round: 1,
+        ok: true,
+        durationMs: 250,
+      },
     ]);
     const order = eventsOf("prompt.started", "tool.called", "tool.completed", "prompt.completed").map((event) => event.type);
     expect(order).toEqual(["prompt.started", "tool.called", "tool.completed", "prompt.completed"]);

@@ -12,7 +12,7 @@ const CONTEXT: ToolContext = {
   requestId: "r-1",
   callId: "call-1",
   signal: new AbortController().signal,
-  ask: (() => Promise.reject(new BridgeError("CONFIG", "no bus in this test"))),
+  ask: () => Promise.reject(new BridgeError("CONFIG", "no bus in this test")),
 };
 
 /** Parses the model's arguments as the loop does, then runs the tool. */
@@ -60,7 +60,9 @@ describe("calculate", () => {
       additionalProperties: false,
     });
     expect(() => tool.parse({})).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "expression" }) }));
-    expect(() => tool.parse({ expression: "1", code: "x" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "code" }) }));
+    expect(() => tool.parse({ expression: "1", code: "x" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "code" }) }),
+    );
   });
 });
 
@@ -71,8 +73,15 @@ describe("current_time", () => {
     const tool = currentTimeTool(clock);
 
     // How the date is written out is ICU's (a comma after the weekday or not): the hours and the zone are checked.
-    expect(await call(tool, {})).toEqual({ iso: "2026-11-30T13:05:09.000Z", timeZone: "UTC", local: expect.stringMatching(/^Monday,? 30 November 2026 at 13:05:09 UTC$/) });
-    expect(await call(tool, { timeZone: "Asia/Tokyo" })).toMatchObject({ iso: "2026-11-30T13:05:09.000Z", local: expect.stringMatching(/^Monday,? 30 November 2026 at 22:05:09 /) });
+    expect(await call(tool, {})).toEqual({
+      iso: "2026-11-30T13:05:09.000Z",
+      timeZone: "UTC",
+      local: expect.stringMatching(/^Monday,? 30 November 2026 at 13:05:09 UTC$/),
+    });
+    expect(await call(tool, { timeZone: "Asia/Tokyo" })).toMatchObject({
+      iso: "2026-11-30T13:05:09.000Z",
+      local: expect.stringMatching(/^Monday,? 30 November 2026 at 22:05:09 /),
+    });
     await expect(Promise.resolve().then(() => call(tool, { timeZone: "Mars/Olympus" }))).rejects.toMatchObject({
       type: "CONFIG",
       message: 'timeZone: unknown time zone "Mars/Olympus"',

@@ -50,7 +50,8 @@ export const WIRE_CASES: WireCase[] = [
     name: "openai",
     start: startOpenAIFake,
     provider: (fake, stream) => openAI({ credentials: { apiKey: KEY }, baseURL: `${fake.url}/v1`, stream, maxRetries: 0 }),
-    calling: (calls, text) => chatReply({ ...(text === undefined ? {} : { text }), toolCalls: calls.map(({ id, name, args }) => ({ id, name, arguments: JSON.stringify(args) })) }),
+    calling: (calls, text) =>
+      chatReply({ ...(text === undefined ? {} : { text }), toolCalls: calls.map(({ id, name, args }) => ({ id, name, arguments: JSON.stringify(args) })) }),
     answering: (text) => chatReply({ text }),
     usage: { inputTokens: 11, outputTokens: 7 },
     declared: (request) => (request.body.tools ?? []).map((tool: { function: { name: string } }) => tool.function.name),
@@ -68,7 +69,8 @@ export const WIRE_CASES: WireCase[] = [
     name: "anthropic",
     start: startAnthropicFake,
     provider: (fake, stream) => anthropic({ credentials: { apiKey: KEY }, baseURL: fake.url, stream, maxRetries: 0 }),
-    calling: (calls, text) => messageReply({ ...(text === undefined ? {} : { text }), toolUses: calls.map(({ id, name, args }) => ({ id, name, input: args })) }),
+    calling: (calls, text) =>
+      messageReply({ ...(text === undefined ? {} : { text }), toolUses: calls.map(({ id, name, args }) => ({ id, name, input: args })) }),
     answering: (text) => messageReply({ text }),
     usage: { inputTokens: 13, outputTokens: 9 },
     declared: (request) => (request.body.tools ?? []).map((tool: { name: string }) => tool.name),
@@ -89,14 +91,21 @@ export const WIRE_CASES: WireCase[] = [
     calling: (calls, text) => contentReply({ ...(text === undefined ? {} : { text }), functionCalls: calls.map(({ name, args }) => ({ name, args })) }),
     answering: (text) => contentReply({ text }),
     usage: { inputTokens: 17, outputTokens: 5 },
-    declared: (request) => (request.body.tools ?? []).flatMap((tool: { functionDeclarations?: Array<{ name: string }> }) => (tool.functionDeclarations ?? []).map(({ name }) => name)),
+    declared: (request) =>
+      (request.body.tools ?? []).flatMap((tool: { functionDeclarations?: Array<{ name: string }> }) =>
+        (tool.functionDeclarations ?? []).map(({ name }) => name),
+      ),
     forbidsTools: (request) => request.body.toolConfig?.functionCallingConfig?.mode === "NONE",
     results: (request) => {
       const last = request.body.contents.at(-1) as { role: string; parts: Array<{ functionResponse?: { response: { output?: string; error?: string } } }> };
       return last.parts.flatMap((part) =>
         part.functionResponse === undefined
           ? []
-          : [part.functionResponse.response.error === undefined ? { content: part.functionResponse.response.output ?? "", isError: false } : { content: part.functionResponse.response.error, isError: true }],
+          : [
+              part.functionResponse.response.error === undefined
+                ? { content: part.functionResponse.response.output ?? "", isError: false }
+                : { content: part.functionResponse.response.error, isError: true },
+            ],
       );
     },
   },

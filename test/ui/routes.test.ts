@@ -12,7 +12,6 @@ import { systemClock } from "../../src/clock.js";
 import { call } from "../bus/support.js";
 import { startRuntimeBus } from "../e2e/support.js";
 
-
 describe("the routes of /ui", () => {
   it("redirects / to /ui/ and serves the page and its bundle without the key, each with an etag", async () => {
     const { bus } = await startRuntimeBus({ agents: [createMockAgent({ id: "echo" })] });
@@ -91,7 +90,11 @@ describe("actor.spawned", () => {
     const hub = new EventHub(systemClock);
     const events: RuntimeEvent[] = [];
     hub.on("*", (event) => events.push(event));
-    const machine = createMachine({ id: "hop", initial: "start", states: { start: { always: "landed" }, landed: { initial: "inner", states: { inner: {} } } } });
+    const machine = createMachine({
+      id: "hop",
+      initial: "start",
+      states: { start: { always: "landed" }, landed: { initial: "inner", states: { inner: {} } } },
+    });
     const actor = createActor(machine, { inspect: createInspector(hub, undefined, { created: () => undefined, stateChanged: () => undefined }) });
     actor.start();
     expect(events.map(({ seq: _seq, ts: _ts, ...rest }) => rest)).toEqual([

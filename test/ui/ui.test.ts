@@ -84,7 +84,8 @@ afterAll(async () => {
 });
 
 afterEach(async (context) => {
-  if (context.task.result?.state === "fail") await page.screenshot({ path: join(ARTIFACTS, `failed-${context.task.name.slice(0, 40).replace(/\W+/g, "-")}.png`) });
+  if (context.task.result?.state === "fail")
+    await page.screenshot({ path: join(ARTIFACTS, `failed-${context.task.name.slice(0, 40).replace(/\W+/g, "-")}.png`) });
   // The key test's refused requests are the only errors the page may show (Chromium logs each 401).
   expect(pageErrors.splice(0).filter((text) => !text.includes("status of 401"))).toEqual([]);
 });
@@ -153,7 +154,8 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     const steps = page.getByTestId("workflow-steps");
     await expect.poll(() => steps.getAttribute("data-status")).toBe("completed");
     expect(await form.locator(".error").count()).toBe(0);
-    for (const name of ["design", "implementation", "review"]) expect(await steps.locator(`[data-step="${name}"]`).getAttribute("data-step-status")).toBe("done");
+    for (const name of ["design", "implementation", "review"])
+      expect(await steps.locator(`[data-step="${name}"]`).getAttribute("data-step-status")).toBe("done");
     await page.setViewportSize({ width: 1440, height: 900 });
   });
 

@@ -69,8 +69,15 @@ describe("auto-dispatched workflows", () => {
       },
       metadata: { task_id: `${sessionId}/implementation/1/${DEV}` },
     });
-    expect(requests(qa)[0]!.payload).toEqual({ step: "review", task: { checklist: ["tests"] }, shared_context: { project: "notifications" }, results: { implementation: { [DEV]: { text: "built" } } } });
-    expect(bus.sessionManager.getSession(sessionId)!.completion?.summary).toBe(`Completed implementation → review.\n- implementation, ${DEV}: built\n- review, ${QA}: approved`);
+    expect(requests(qa)[0]!.payload).toEqual({
+      step: "review",
+      task: { checklist: ["tests"] },
+      shared_context: { project: "notifications" },
+      results: { implementation: { [DEV]: { text: "built" } } },
+    });
+    expect(bus.sessionManager.getSession(sessionId)!.completion?.summary).toBe(
+      `Completed implementation → review.\n- implementation, ${DEV}: built\n- review, ${QA}: approved`,
+    );
   });
 
   it("hands the answers to an initiator that is a connected agent, as to any sender", async () => {
@@ -131,15 +138,31 @@ describe("auto-dispatched workflows", () => {
     expect(moved.status).toBe(200);
     await until(() => requests(dev).length === 2);
 
-    expect(requests(dev).map((message) => message.metadata?.["task_id"])).toEqual([`${sessionId}/implementation/1/${DEV}`, `${sessionId}/implementation/2/${DEV}`]);
+    expect(requests(dev).map((message) => message.metadata?.["task_id"])).toEqual([
+      `${sessionId}/implementation/1/${DEV}`,
+      `${sessionId}/implementation/2/${DEV}`,
+    ]);
   });
 
   it("terminates with task_failed when the bus refuses a task (a full queue)", async () => {
     const { bus } = await startSimulatedBus({ maxQueuedPerAgent: 1 });
     await register(bus, QA);
-    await bus.send({ message_id: "filler", timestamp: "2025-02-02T11:00:00Z", sender: { agent_id: LEAD, framework: "claude-code" }, recipient: { agent_id: QA, framework: "claude-code" }, message_type: "status_update", payload: {} });
+    await bus.send({
+      message_id: "filler",
+      timestamp: "2025-02-02T11:00:00Z",
+      sender: { agent_id: LEAD, framework: "claude-code" },
+      recipient: { agent_id: QA, framework: "claude-code" },
+      message_type: "status_update",
+      payload: {},
+    });
 
-    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "review", required_agents: [QA], task: "review" }], {}, { dispatch: "auto" });
+    const sessionId = bus.sessionManager.createSession(
+      LEAD,
+      PARTICIPANTS,
+      [{ name: "review", required_agents: [QA], task: "review" }],
+      {},
+      { dispatch: "auto" },
+    );
     await until(() => bus.sessionManager.getSession(sessionId)!.status !== "active");
 
     expect(bus.sessionManager.getSession(sessionId)!.termination).toMatchObject({
@@ -163,7 +186,13 @@ describe("auto-dispatched workflows", () => {
   it("fails each task a timed-out step still waits for with its own agent's TIMEOUT", async () => {
     const { bus, clock } = await startSimulatedBus();
     await register(bus, DEV, QA);
-    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, [{ name: "build", required_agents: [DEV, QA], task: "do it", timeout: "1s" }], {}, { dispatch: "auto" });
+    const sessionId = bus.sessionManager.createSession(
+      LEAD,
+      PARTICIPANTS,
+      [{ name: "build", required_agents: [DEV, QA], task: "do it", timeout: "1s" }],
+      {},
+      { dispatch: "auto" },
+    );
     await until(() => bus.sessionManager.getSession(sessionId)!.tasks.length === 2);
 
     clock.increment(1_000);
@@ -197,16 +226,27 @@ describe("auto-dispatched workflows", () => {
 
   it("refuses dispatch auto without a bus, a bad step timeout, and a timeout on a step without agents", async () => {
     const manager = new SessionManager({ clock: systemClock, runtime: createRuntime(), retentionMs: 0 });
-    expect(() => manager.createSession(LEAD, PARTICIPANTS, STEPS, {}, { dispatch: "auto" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "dispatch" }) }));
+    expect(() => manager.createSession(LEAD, PARTICIPANTS, STEPS, {}, { dispatch: "auto" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "dispatch" }) }),
+    );
 
     const { bus } = await startSimulatedBus();
-    const badTimeout = await call(bus, "POST", "/sessions", { initiator: LEAD, participants: PARTICIPANTS, steps: [{ name: "x", required_agents: [DEV], timeout: "soon" }] });
+    const badTimeout = await call(bus, "POST", "/sessions", {
+      initiator: LEAD,
+      participants: PARTICIPANTS,
+      steps: [{ name: "x", required_agents: [DEV], timeout: "soon" }],
+    });
     expect(badTimeout.status).toBe(400);
     expect(badTimeout.body.error.details.field).toBe("steps.0.timeout");
     const noAgents = await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps: [{ name: "x", required_agents: [], timeout: "5m" }] });
     expect(noAgents.status).toBe(400);
     expect(noAgents.body.error.details.field).toBe("steps.0.timeout");
-    const badMode = await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps: [{ name: "x", required_agents: [] }], dispatch: "sometimes" });
+    const badMode = await call(bus, "POST", "/sessions", {
+      initiator: LEAD,
+      participants: [],
+      steps: [{ name: "x", required_agents: [] }],
+      dispatch: "sometimes",
+    });
     expect(badMode.status).toBe(400);
     expect(badMode.body.error.details.field).toBe("dispatch");
   });

@@ -6,7 +6,21 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createMachine, SimulatedClock, type AnyActor, type InspectionEvent } from "xstate";
 import { createRuntime, type BridgeError, type CommunicationBus, type Runtime } from "../../src/index.js";
-import { call, CLOCK_START, connect, envelope, flush, rawConnect, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, statusOf, until } from "../bus/support.js";
+import {
+  call,
+  CLOCK_START,
+  connect,
+  envelope,
+  flush,
+  rawConnect,
+  register,
+  SEED_AGENTS,
+  SEED_PARTICIPANTS,
+  SEED_STEPS,
+  startBus,
+  statusOf,
+  until,
+} from "../bus/support.js";
 import { messageKey } from "../../src/protocol/envelope.js";
 import { actorIdOf } from "../../src/events/inspector.js";
 
@@ -20,7 +34,13 @@ afterEach(async () => {
 
 /** A bus on a simulated clock over a runtime of the test's own, whose actors the test can count. */
 async function startOwnedBus(
-  options: { maxWorkflowSessions?: number; maxQueuedPerAgent?: number; maxIdleDeliveries?: number; shardSize?: number; inspect?: (event: InspectionEvent) => void } = {},
+  options: {
+    maxWorkflowSessions?: number;
+    maxQueuedPerAgent?: number;
+    maxIdleDeliveries?: number;
+    shardSize?: number;
+    inspect?: (event: InspectionEvent) => void;
+  } = {},
 ) {
   const clock = new SimulatedClock();
   clock.set(CLOCK_START);
@@ -170,7 +190,8 @@ describe("workflow sessions under the supervisor", () => {
       shardSize: 2,
       inspect: (inspection) => {
         // A shard is named by its system id (its local id is only its number).
-        if (inspection.type === "@xstate.event" && inspection.event.type === "SHARD.EVICT") evicts.push({ shardId: actorIdOf(inspection.actorRef as AnyActor), childId: inspection.event["childId"] as string });
+        if (inspection.type === "@xstate.event" && inspection.event.type === "SHARD.EVICT")
+          evicts.push({ shardId: actorIdOf(inspection.actorRef as AnyActor), childId: inspection.event["childId"] as string });
       },
     });
     const sessionIds = Array.from({ length: 6 }, () => createWorkflow(bus));
@@ -182,7 +203,9 @@ describe("workflow sessions under the supervisor", () => {
       { shardId: "workflows-1", childId: third },
       { shardId: "workflows-2", childId: last },
     ]);
-    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(sessionIds.filter((sessionId) => ![first, third, last].includes(sessionId)));
+    expect(bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(
+      sessionIds.filter((sessionId) => ![first, third, last].includes(sessionId)),
+    );
     expect(runtime.pooledCount("workflow")).toBe(3);
     // Their retention timers are gone with them: nothing else is evicted later.
     clock.increment(RETENTION_MS);
@@ -262,7 +285,12 @@ describe("message deliveries under the supervisor", () => {
     await until(() => statusOf(bus, message["message_id"] as string) === "acknowledged");
     expect(runtime.pooledCount("delivery")).toBe(0);
     expect(childrenOf("deliveries-")).toEqual([]);
-    expect((await call(bus, "GET", `/messages/${String(message["message_id"])}`)).body).toEqual({ message_id: message["message_id"], sender: LEAD, status: "acknowledged", attempts: 1 });
+    expect((await call(bus, "GET", `/messages/${String(message["message_id"])}`)).body).toEqual({
+      message_id: message["message_id"],
+      sender: LEAD,
+      status: "acknowledged",
+      attempts: 1,
+    });
     // A repeated id is still recognised from the record alone.
     expect((await call(bus, "POST", "/messages/send", message)).body).toMatchObject({ status: "duplicate" });
   });
@@ -312,7 +340,12 @@ describe("metrics without a scan", () => {
     const byStatus = (status: string) => bus.sessionManager.listSessions().filter((session) => session.status === status).length;
     const expectCounts = async (): Promise<void> => {
       const metrics = (await call(bus, "GET", "/metrics")).body;
-      expect(metrics.sessions).toEqual({ total: bus.sessionManager.listSessions().length, active: byStatus("active"), completed: byStatus("completed"), terminated: byStatus("terminated") });
+      expect(metrics.sessions).toEqual({
+        total: bus.sessionManager.listSessions().length,
+        active: byStatus("active"),
+        completed: byStatus("completed"),
+        terminated: byStatus("terminated"),
+      });
       expect(metrics.agents.known).toBe(bus.listAgents().length);
       expect(metrics.agents.online).toBe(bus.listAgents().filter((agent) => agent.online).length);
     };

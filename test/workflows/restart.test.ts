@@ -39,7 +39,8 @@ function eventsOf(snapshot: ReturnType<typeof machine.transition>): WorkflowEven
       { type: "TASK.ANSWERED", taskId: task.task_id, from: task.to, outcome: { status: "failed", error: { code: "BROKEN", message: "it broke" } }, at: 0 },
     );
   }
-  if (STEPS.find((each) => each.name === step)?.timeout !== undefined) events.push({ type: `xstate.after.${STEP_TIMEOUT_MS}.workflow.${step}` } as unknown as WorkflowEvent);
+  if (STEPS.find((each) => each.name === step)?.timeout !== undefined)
+    events.push({ type: `xstate.after.${STEP_TIMEOUT_MS}.workflow.${step}` } as unknown as WorkflowEvent);
   return events;
 }
 
@@ -58,7 +59,8 @@ for (const path of getShortestPaths(machine, {
   },
   events: eventsOf,
   // A graph state is the step and how its tasks stand: a step left only once all its agents answered.
-  serializeState: (snapshot) => JSON.stringify([snapshot.value, snapshot.context.tasks.filter((task) => task.step === snapshot.value).map((task) => task.status)]),
+  serializeState: (snapshot) =>
+    JSON.stringify([snapshot.value, snapshot.context.tasks.filter((task) => task.step === snapshot.value).map((task) => task.status)]),
   serializeEvent: (event) => JSON.stringify(event),
 })) {
   const state = path.state.value as string;
@@ -82,7 +84,16 @@ async function live(dir: string, now: number, options: { maxWorkflowSessions?: n
   const events: RuntimeEvent[] = [];
   runtime.on("*", (event) => events.push(event));
   await runtime.start();
-  const bus = new CommunicationBus({ runtime, clock, host: "127.0.0.1", port: 0, apiKey: TEST_KEY, closeGraceMs: 50, env: {}, workflowRetentionMs: RETENTION_MS });
+  const bus = new CommunicationBus({
+    runtime,
+    clock,
+    host: "127.0.0.1",
+    port: 0,
+    apiKey: TEST_KEY,
+    closeGraceMs: 50,
+    env: {},
+    workflowRetentionMs: RETENTION_MS,
+  });
   await bus.start();
   return { bus, runtime, clock, store, events };
 }
@@ -132,8 +143,16 @@ async function drive(life: Life, sessionId: string, event: WorkflowEvent): Promi
 /** Answers every pending task of the current step with a completed result. */
 async function answerPending(life: Life, sessionId: string): Promise<void> {
   const session = (await call(life.bus, "GET", `/sessions/${sessionId}`)).body;
-  for (const task of session.tasks.filter((each: { status: string; step: string }) => each.status === "pending" && each.step === session.workflow.current_step)) {
-    await drive(life, sessionId, { type: "TASK.ANSWERED", taskId: task.task_id, from: task.to, outcome: { status: "completed", result: { text: "after the restart" } }, at: 0 });
+  for (const task of session.tasks.filter(
+    (each: { status: string; step: string }) => each.status === "pending" && each.step === session.workflow.current_step,
+  )) {
+    await drive(life, sessionId, {
+      type: "TASK.ANSWERED",
+      taskId: task.task_id,
+      from: task.to,
+      outcome: { status: "completed", result: { text: "after the restart" } },
+      at: 0,
+    });
   }
 }
 
@@ -206,7 +225,10 @@ describe("workflow delays across a crash", () => {
     expect((await call(second.bus, "GET", `/sessions/${sessionId}`)).body.status).toBe("active");
     second.clock.increment(1);
     const session = (await call(second.bus, "GET", `/sessions/${sessionId}`)).body;
-    expect(session).toMatchObject({ status: "terminated", termination: { reason: "task_failed", details: { step: "implementation", error: { code: "TIMEOUT" } } } });
+    expect(session).toMatchObject({
+      status: "terminated",
+      termination: { reason: "task_failed", details: { step: "implementation", error: { code: "TIMEOUT" } } },
+    });
     expect(session.termination.terminated_at).toBe(CLOCK_START + STEP_TIMEOUT_MS);
     await stopGracefully(second);
   });
@@ -263,7 +285,10 @@ describe("workflows in the store", () => {
     await crash(first);
 
     const second = await live(dir, CLOCK_START);
-    expect((await call(second.bus, "GET", `/sessions/${sessionId}`)).body.workflow).toMatchObject({ current_step: "implementation", completed_steps: ["design"] });
+    expect((await call(second.bus, "GET", `/sessions/${sessionId}`)).body.workflow).toMatchObject({
+      current_step: "implementation",
+      completed_steps: ["design"],
+    });
     await stopGracefully(second);
   });
 
@@ -355,7 +380,9 @@ describe("workflows in the store", () => {
     await new Promise((resolve) => setImmediate(resolve));
     process.off("warning", onWarning);
     expect(second.bus.sessionManager.listSessions().map((session) => session.session_id)).toEqual(active);
-    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([`troupe: workflow ${ended} is not restored: maxWorkflowSessions (2) is reached`]);
+    expect(warnings.filter((warning) => warning.includes("is not restored"))).toEqual([
+      `troupe: workflow ${ended} is not restored: maxWorkflowSessions (2) is reached`,
+    ]);
     expect((await call(second.bus, "POST", "/sessions", { initiator: LEAD, participants: SEED_PARTICIPANTS, steps: SEED_STEPS })).status).toBe(429);
     expect(second.bus.metricsSnapshot().sessions).toMatchObject({ total: 2, active: 2 });
     await stopGracefully(second);
@@ -366,7 +393,12 @@ describe("workflows in the store", () => {
     const writer = "troupe://writer";
     const steps = [{ name: "draft", required_agents: [writer], task: "Write the release notes" }];
     const first = await live(dir, CLOCK_START, { agents: [createControlledAgent("writer").agent] });
-    const created = await call(first.bus, "POST", "/sessions", { initiator: INITIATOR, participants: [{ agent_id: writer, role: "writer" }], steps, dispatch: "auto" });
+    const created = await call(first.bus, "POST", "/sessions", {
+      initiator: INITIATOR,
+      participants: [{ agent_id: writer, role: "writer" }],
+      steps,
+      dispatch: "auto",
+    });
     const sessionId = created.body.session_id as string;
     await until(() => first.events.some((event) => event.type === "prompt.started"));
     await settled(first);
@@ -421,4 +453,3 @@ describe("workflows in the store", () => {
     await stopGracefully(second);
   });
 });
-

@@ -13,7 +13,17 @@ const PARTICIPANTS = SEED_PARTICIPANTS;
 
 function record(bus: CommunicationBus): SessionManagerEvent[] {
   const events: SessionManagerEvent[] = [];
-  const types = ["session_created", "participant_added", "participant_removed", "workflow_updated", "context_updated", "task_delegated", "task_completed", "session_completed", "session_terminated"] as const;
+  const types = [
+    "session_created",
+    "participant_added",
+    "participant_removed",
+    "workflow_updated",
+    "context_updated",
+    "task_delegated",
+    "task_completed",
+    "session_completed",
+    "session_terminated",
+  ] as const;
   for (const type of types) bus.sessionManager.on(type, (event) => events.push(event));
   return events;
 }
@@ -26,8 +36,20 @@ async function task(bus: CommunicationBus, sessionId: string, from: string, to: 
   return request["message_id"] as string;
 }
 
-async function answer(bus: CommunicationBus, sessionId: string | undefined, from: string, to: string, metadata: Record<string, unknown>, overrides: Record<string, unknown> = {}) {
-  const response = envelope(from, to, { message_type: "task_response", metadata, payload: { ok: true, usage: { input_tokens: 10, output_tokens: 4 } }, ...overrides });
+async function answer(
+  bus: CommunicationBus,
+  sessionId: string | undefined,
+  from: string,
+  to: string,
+  metadata: Record<string, unknown>,
+  overrides: Record<string, unknown> = {},
+) {
+  const response = envelope(from, to, {
+    message_type: "task_response",
+    metadata,
+    payload: { ok: true, usage: { input_tokens: 10, output_tokens: 4 } },
+    ...overrides,
+  });
   if (sessionId !== undefined) (response["sender"] as Record<string, unknown>)["session_id"] = sessionId;
   return bus.send(response);
 }
@@ -73,7 +95,14 @@ describe("SessionManager API", () => {
 
   it(`keeps a session to ${MAX_SESSION_TASKS} tasks: a new task past it is 429 CAPACITY and not accepted, and no move dispatches more`, async () => {
     const bus = await startBus();
-    const sessionId = bus.sessionManager.createSession(LEAD, [{ agent_id: DEV, role: "dev" }, { agent_id: QA, role: "qa" }], [{ name: "only", required_agents: [QA] }]);
+    const sessionId = bus.sessionManager.createSession(
+      LEAD,
+      [
+        { agent_id: DEV, role: "dev" },
+        { agent_id: QA, role: "qa" },
+      ],
+      [{ name: "only", required_agents: [QA] }],
+    );
     for (let index = 0; index < MAX_SESSION_TASKS; index += 1) await task(bus, sessionId, LEAD, DEV, `t-${index}`);
     const past = envelope(LEAD, DEV, { metadata: { task_id: "t-past" } });
     (past["sender"] as Record<string, unknown>)["session_id"] = sessionId;
@@ -86,10 +115,16 @@ describe("SessionManager API", () => {
     expect(bus.sessionManager.getSession(sessionId)!.tasks).toHaveLength(MAX_SESSION_TASKS);
 
     // An auto workflow dispatches a task each time it enters a step: moving it back and forth cannot pass the bound either.
-    const auto = bus.sessionManager.createSession(LEAD, [{ agent_id: DEV, role: "dev" }], [
-      { name: "a", required_agents: [DEV], task: "do a" },
-      { name: "b", required_agents: [DEV], task: "do b" },
-    ], {}, { dispatch: "auto" });
+    const auto = bus.sessionManager.createSession(
+      LEAD,
+      [{ agent_id: DEV, role: "dev" }],
+      [
+        { name: "a", required_agents: [DEV], task: "do a" },
+        { name: "b", required_agents: [DEV], task: "do b" },
+      ],
+      {},
+      { dispatch: "auto" },
+    );
     let moves = 0;
     const move = () => bus.sessionManager.updateWorkflow(auto, { current_step: moves++ % 2 === 0 ? "b" : "a" });
     while (bus.sessionManager.getSession(auto)!.tasks.length < MAX_SESSION_TASKS) {
@@ -105,15 +140,23 @@ describe("SessionManager API", () => {
     const events = record(bus);
     const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
     bus.sessionManager.addParticipant(sessionId, { agent_id: "opencode://security", role: "reviewer" });
-    expect(bus.sessionManager.getSession(sessionId)?.participants.at(-1)).toMatchObject({ agent_id: "opencode://security", framework: "opencode", status: "active" });
+    expect(bus.sessionManager.getSession(sessionId)?.participants.at(-1)).toMatchObject({
+      agent_id: "opencode://security",
+      framework: "opencode",
+      status: "active",
+    });
     bus.sessionManager.removeParticipant(sessionId, "opencode://security");
     await bus.sessionManager.whenSettled();
-    expect(events.slice(1).map((event) => [event.type, "participant" in event ? event.participant.agent_id : "agentId" in event ? event.agentId : ""])).toEqual([
-      ["participant_added", "opencode://security"],
-      ["participant_removed", "opencode://security"],
-    ]);
+    expect(events.slice(1).map((event) => [event.type, "participant" in event ? event.participant.agent_id : "agentId" in event ? event.agentId : ""])).toEqual(
+      [
+        ["participant_added", "opencode://security"],
+        ["participant_removed", "opencode://security"],
+      ],
+    );
     expect(() => bus.sessionManager.removeParticipant(sessionId, LEAD)).toThrow(expect.objectContaining({ type: "CONFIG" }));
-    expect(() => bus.sessionManager.removeParticipant(sessionId, DEV)).toThrow(expect.objectContaining({ type: "CONFIG", message: `agent_id: ${DEV} is required by the step implementation` }));
+    expect(() => bus.sessionManager.removeParticipant(sessionId, DEV)).toThrow(
+      expect.objectContaining({ type: "CONFIG", message: `agent_id: ${DEV} is required by the step implementation` }),
+    );
     expect(() => bus.sessionManager.addParticipant(sessionId, { agent_id: DEV, role: "again" })).toThrow(expect.objectContaining({ type: "CONFIG" }));
   });
 
@@ -121,11 +164,19 @@ describe("SessionManager API", () => {
     const bus = await startBus();
     const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
     bus.sessionManager.updateWorkflow(sessionId, { current_step: "review" });
-    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "review", completed_steps: ["design", "implementation"], pending_steps: [] });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({
+      current_step: "review",
+      completed_steps: ["design", "implementation"],
+      pending_steps: [],
+    });
     bus.sessionManager.updateWorkflow(sessionId, { current_step: "design", completed_steps: [], pending_steps: ["review"] });
     expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "design", completed_steps: [], pending_steps: ["review"] });
-    expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "deploy" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "current_step" }) }));
-    expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "design", completed_steps: ["deploy"] })).toThrow(expect.objectContaining({ type: "CONFIG" }));
+    expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "deploy" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field: "current_step" }) }),
+    );
+    expect(() => bus.sessionManager.updateWorkflow(sessionId, { current_step: "design", completed_steps: ["deploy"] })).toThrow(
+      expect.objectContaining({ type: "CONFIG" }),
+    );
   });
 
   it("runs workflows with the same steps apart, and no later change to the caller's steps reaches them", async () => {
@@ -183,8 +234,13 @@ describe("SessionManager API", () => {
     const events = record(bus);
     const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
     bus.sessionManager.terminateSession(sessionId, { reason: "timeout", details: "Frontend agent offline" });
-    expect(bus.sessionManager.getSession(sessionId)).toMatchObject({ status: "terminated", termination: { reason: "timeout", details: "Frontend agent offline" } });
-    expect(() => bus.sessionManager.addParticipant(sessionId, { agent_id: "codex://late", role: "x" })).toThrow(expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ conflict: true }) }));
+    expect(bus.sessionManager.getSession(sessionId)).toMatchObject({
+      status: "terminated",
+      termination: { reason: "timeout", details: "Frontend agent offline" },
+    });
+    expect(() => bus.sessionManager.addParticipant(sessionId, { agent_id: "codex://late", role: "x" })).toThrow(
+      expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ conflict: true }) }),
+    );
     expect(bus.sessionManager.completeSession(sessionId, { summary: "no" }).status).toBe("terminated");
     await bus.sessionManager.whenSettled();
     expect(events.map((event) => event.type)).toEqual(["session_created", "session_terminated"]);
@@ -227,7 +283,11 @@ describe("task correlation and automatic advance", () => {
     expect(bus.sessionManager.getSession(sessionId)?.workflow.current_step).toBe("implementation");
     await task(bus, sessionId, LEAD, WEB, "t-web-2");
     await answer(bus, sessionId, WEB, LEAD, { task_id: "t-web-2" });
-    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({ current_step: "review", completed_steps: ["design", "implementation"], pending_steps: [] });
+    expect(bus.sessionManager.getSession(sessionId)?.workflow).toMatchObject({
+      current_step: "review",
+      completed_steps: ["design", "implementation"],
+      pending_steps: [],
+    });
 
     // A second answer to an answered task changes nothing.
     await answer(bus, sessionId, DEV, LEAD, { task_id: "t-dev" });
@@ -267,7 +327,8 @@ describe("task correlation and automatic advance", () => {
     bus.sessionManager.terminateSession(ended, { reason: "cancelled" });
     const first = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
     const second = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
-    const statuses = (): string[][] => [first, second].map((sessionId) => bus.sessionManager.getSession(sessionId)!.tasks.map((each) => `${each.to} ${each.status}`));
+    const statuses = (): string[][] =>
+      [first, second].map((sessionId) => bus.sessionManager.getSession(sessionId)!.tasks.map((each) => `${each.to} ${each.status}`));
     await task(bus, first, LEAD, DEV, "t-1");
     await task(bus, second, LEAD, WEB, "t-1");
     await answer(bus, undefined, WEB, LEAD, { task_id: "t-1" });
@@ -337,7 +398,11 @@ describe("sessions over HTTP", () => {
     expect(removed.status).toBe(200);
     expect(removed.body.session.participants).toHaveLength(4);
 
-    const moved = await call(bus, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: "implementation", completed_steps: ["design"], pending_steps: ["review"] });
+    const moved = await call(bus, "PATCH", `/sessions/${sessionId}/workflow`, {
+      current_step: "implementation",
+      completed_steps: ["design"],
+      pending_steps: ["review"],
+    });
     expect(moved.body.session.workflow).toMatchObject({ current_step: "implementation" });
     const context = await call(bus, "PATCH", `/sessions/${sessionId}/context`, { shared_context: { project: "p", branch: "b" } });
     expect(context.body.session.shared_context).toEqual({ project: "p", branch: "b" });
@@ -346,7 +411,8 @@ describe("sessions over HTTP", () => {
     const summary = await call(bus, "GET", `/sessions/${sessionId}/summary`);
     expect(summary.body).toMatchObject({ session_id: sessionId, status: "completed", completion: { summary: "ok" } });
 
-    const other = (await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps: [{ name: "only", required_agents: [] }] })).body.session_id as string;
+    const other = (await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps: [{ name: "only", required_agents: [] }] })).body
+      .session_id as string;
     const terminated = await call(bus, "POST", `/sessions/${other}/terminate`, { reason: "timeout", details: { agent: WEB } });
     expect(terminated.body.session).toMatchObject({ status: "terminated", termination: { reason: "timeout", details: { agent: WEB } } });
   });
@@ -387,8 +453,28 @@ describe("result aggregator", () => {
       ["review", "pending"],
     ]);
     expect(summary.steps[1]!.agents).toEqual([
-      { agent_id: DEV, tasks: 1, completed: 1, failed: 0, pending: 0, results: [{ task_id: "t-dev", result: { ok: true, usage: { input_tokens: 10, output_tokens: 4 } } }], failures: [], duration_ms: 1_500, usage: { input_tokens: 10, output_tokens: 4 } },
-      { agent_id: WEB, tasks: 1, completed: 0, failed: 1, pending: 0, results: [], failures: [{ task_id: "t-web", code: "E", message: "broken" }], duration_ms: 2_000, usage: { input_tokens: 0, output_tokens: 0 } },
+      {
+        agent_id: DEV,
+        tasks: 1,
+        completed: 1,
+        failed: 0,
+        pending: 0,
+        results: [{ task_id: "t-dev", result: { ok: true, usage: { input_tokens: 10, output_tokens: 4 } } }],
+        failures: [],
+        duration_ms: 1_500,
+        usage: { input_tokens: 10, output_tokens: 4 },
+      },
+      {
+        agent_id: WEB,
+        tasks: 1,
+        completed: 0,
+        failed: 1,
+        pending: 0,
+        results: [],
+        failures: [{ task_id: "t-web", code: "E", message: "broken" }],
+        duration_ms: 2_000,
+        usage: { input_tokens: 0, output_tokens: 0 },
+      },
     ]);
     expect(summary.totals).toEqual({ tasks: 2, completed: 1, failed: 1, pending: 0, duration_ms: 3_500, usage: { input_tokens: 10, output_tokens: 4 } });
     const markdown = bus.aggregator.summarize(sessionId, { format: "markdown" });

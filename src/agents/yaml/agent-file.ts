@@ -34,7 +34,10 @@ function listOf(names: readonly string[]): string {
 }
 
 function nonEmptyText(what: string) {
-  return z.string().trim().min(1, { error: `expected ${what}, got an empty string` });
+  return z
+    .string()
+    .trim()
+    .min(1, { error: `expected ${what}, got an empty string` });
 }
 
 function capabilitySchema({ toolNames }: AgentFileContext) {
@@ -75,7 +78,9 @@ export function agentFileSchema(context: AgentFileContext) {
       description: nonEmptyText("a description").optional(),
       provider: z
         .string()
-        .refine((id) => providers.has(id), { error: (issue) => `no provider ${JSON.stringify(issue.input)} is available (available: ${listOf(context.providerIds)})` })
+        .refine((id) => providers.has(id), {
+          error: (issue) => `no provider ${JSON.stringify(issue.input)} is available (available: ${listOf(context.providerIds)})`,
+        })
         .optional(),
       model: nonEmptyText("a model").optional(),
       system_prompt: z.string().trim().optional(),
@@ -90,12 +95,17 @@ export function agentFileSchema(context: AgentFileContext) {
       }
       for (const field of ["provider", "model"] as const) {
         if (file.routing === "inline" && file[field] !== undefined) {
-          check.addIssue({ code: "custom", path: [field], message: `an inline agent runs on the default agent's ${field}: remove ${field}, or use routing: delegate` });
+          check.addIssue({
+            code: "custom",
+            path: [field],
+            message: `an inline agent runs on the default agent's ${field}: remove ${field}, or use routing: delegate`,
+          });
         }
       }
       const seen = new Set<string>();
       file.capabilities.forEach((capability, index) => {
-        if (seen.has(capability.name)) check.addIssue({ code: "custom", path: ["capabilities", index, "name"], message: `duplicate capability ${JSON.stringify(capability.name)}` });
+        if (seen.has(capability.name))
+          check.addIssue({ code: "custom", path: ["capabilities", index, "name"], message: `duplicate capability ${JSON.stringify(capability.name)}` });
         seen.add(capability.name);
       });
     });

@@ -124,7 +124,12 @@ function messageOf(issue: z.core.$ZodIssue, value: unknown): string {
 }
 
 /** The problems of a zod failure, each placed in the file. */
-function schemaIssues(error: z.ZodError, file: string, place: (path: readonly PropertyKey[], key?: string) => { line: number; column: number }, value: unknown): AgentFileIssue[] {
+function schemaIssues(
+  error: z.ZodError,
+  file: string,
+  place: (path: readonly PropertyKey[], key?: string) => { line: number; column: number },
+  value: unknown,
+): AgentFileIssue[] {
   return error.issues.flatMap((issue): AgentFileIssue[] => {
     if (issue.code === "unrecognized_keys") {
       return issue.keys.map((key) => ({
@@ -166,8 +171,7 @@ function specOf(parsed: AgentFile, file: string, line: number): AgentSpec {
 
 /** One file's agent, or its problems. */
 export type ParsedAgentFile =
-  | { spec: AgentSpec; issues?: undefined; lineOf: (path: readonly PropertyKey[]) => number }
-  | { spec?: undefined; issues: AgentFileIssue[] };
+  { spec: AgentSpec; issues?: undefined; lineOf: (path: readonly PropertyKey[]) => number } | { spec?: undefined; issues: AgentFileIssue[] };
 
 /** Parses and checks the text of one agent.yaml; `file` is how its problems name it. */
 export function parseAgentFile(file: string, text: string, context: AgentFileContext): ParsedAgentFile {
@@ -256,7 +260,12 @@ export function loadAgentTeam(dir: string, options: LoadTeamOptions): AgentTeam 
     } else if (takenBy !== undefined) {
       issues.push({ file, line: spec.line, field: "name", message: `agent ${JSON.stringify(spec.id)} exists already (${takenBy})` });
     } else if (defaultAgent !== undefined) {
-      issues.push({ file, line: lineOf(["default"]), field: "default", message: `${defaultAgent.id} (${defaultAgent.file}:${defaultAgent.line}) is the default agent already` });
+      issues.push({
+        file,
+        line: lineOf(["default"]),
+        field: "default",
+        message: `${defaultAgent.id} (${defaultAgent.file}:${defaultAgent.line}) is the default agent already`,
+      });
     } else {
       agents.push(spec);
     }

@@ -95,7 +95,8 @@ export function buildTeam(team: AgentTeam, options: BuildTeamOptions): BuiltTeam
   const toolsFor = (agents: readonly AgentSpec[]): Tool[] =>
     [...new Set(agents.flatMap(toolsOf))].map((name) => {
       const tool = toolsByName.get(name);
-      if (tool === undefined) throw new BridgeError("CONFIG", `tools: no tool ${name} was given to build the team of ${team.dir}`, { field: "tools", tool: name });
+      if (tool === undefined)
+        throw new BridgeError("CONFIG", `tools: no tool ${name} was given to build the team of ${team.dir}`, { field: "tools", tool: name });
       return tool;
     });
   const modeOf = new Map(routes.map((route) => [route.agentId, route.mode]));

@@ -74,7 +74,9 @@ export function StateChart({ model, actorId }: { model: Model; actorId: string |
         )}
       </header>
       {actor !== undefined && actor.state === undefined ? (
-        <p class="hint">{actor.machine ?? "This actor"} is not a state machine: it runs until it is done ({actor.status}).</p>
+        <p class="hint">
+          {actor.machine ?? "This actor"} is not a state machine: it runs until it is done ({actor.status}).
+        </p>
       ) : error !== undefined ? (
         <p class="error">{error}</p>
       ) : (

@@ -37,7 +37,13 @@ export function EventLog({ model }: { model: Model }) {
             <option value={each}>{each}</option>
           ))}
         </select>
-        <input type="search" placeholder="filter: session, agent, text" value={text} onInput={(event) => setText(event.currentTarget.value)} aria-label="Filter events" />
+        <input
+          type="search"
+          placeholder="filter: session, agent, text"
+          value={text}
+          onInput={(event) => setText(event.currentTarget.value)}
+          aria-label="Filter events"
+        />
         <span class="hint">seq {model.lastSeq}</span>
       </header>
       <div class="events">

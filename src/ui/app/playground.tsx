@@ -125,7 +125,10 @@ function SessionPanel({ model, agents, onSelect }: { model: Model; agents: Agent
       )}
       {requestId === undefined ? null : (
         <div class="answer">
-          <pre data-testid="answer">{result?.text ?? streamed}{running ? <span class="caret">▍</span> : null}</pre>
+          <pre data-testid="answer">
+            {result?.text ?? streamed}
+            {running ? <span class="caret">▍</span> : null}
+          </pre>
           {result === undefined ? null : (
             <p class="hint" data-testid="usage">
               {result.stopReason}
@@ -168,14 +171,35 @@ function WorkflowForm({ agents, onStarted }: { agents: AgentDescriptor[]; onStar
       <h3>Workflow</h3>
       {rows.map((row, index) => (
         <div class="step-row">
-          <input class="step-name" value={row.name} onInput={(event) => update(index, { name: event.currentTarget.value })} aria-label={`Step ${index + 1} name`} />
-          <select class="step-agent" value={row.agent || first} onChange={(event) => update(index, { agent: event.currentTarget.value })} aria-label={`Step ${index + 1} agent`}>
+          <input
+            class="step-name"
+            value={row.name}
+            onInput={(event) => update(index, { name: event.currentTarget.value })}
+            aria-label={`Step ${index + 1} name`}
+          />
+          <select
+            class="step-agent"
+            value={row.agent || first}
+            onChange={(event) => update(index, { agent: event.currentTarget.value })}
+            aria-label={`Step ${index + 1} agent`}
+          >
             {agents.map((agent) => (
               <option value={agent.id}>{agent.id}</option>
             ))}
           </select>
-          <input class="step-task" value={row.task} onInput={(event) => update(index, { task: event.currentTarget.value })} aria-label={`Step ${index + 1} task`} />
-          <button type="button" class="small step-remove" onClick={() => setRows(rows.filter((_, at) => at !== index))} disabled={rows.length === 1} aria-label="Remove step">
+          <input
+            class="step-task"
+            value={row.task}
+            onInput={(event) => update(index, { task: event.currentTarget.value })}
+            aria-label={`Step ${index + 1} task`}
+          />
+          <button
+            type="button"
+            class="small step-remove"
+            onClick={() => setRows(rows.filter((_, at) => at !== index))}
+            disabled={rows.length === 1}
+            aria-label="Remove step"
+          >
             −
           </button>
         </div>
@@ -250,7 +274,8 @@ function ConversationPanel({ onSelect }: { onSelect: (id: string) => void }) {
             {turn.answer !== undefined ? (
               <p class="answered">
                 <strong data-testid="turn-agent">{turn.answer.agentId}</strong>
-                {turn.answer.handoffs.length === 0 ? "" : <span class="hint"> (asked {turn.answer.handoffs.join(", ")})</span>}: <span data-testid="turn-text">{turn.answer.text}</span>
+                {turn.answer.handoffs.length === 0 ? "" : <span class="hint"> (asked {turn.answer.handoffs.join(", ")})</span>}:{" "}
+                <span data-testid="turn-text">{turn.answer.text}</span>
               </p>
             ) : turn.error !== undefined ? (
               <p class="error">{turn.error}</p>
@@ -261,7 +286,13 @@ function ConversationPanel({ onSelect }: { onSelect: (id: string) => void }) {
         ))}
       </ol>
       <div class="line">
-        <input class="grow" value={text} onInput={(event) => setText(event.currentTarget.value)} placeholder="Message; @agent to address one" aria-label="Message" />
+        <input
+          class="grow"
+          value={text}
+          onInput={(event) => setText(event.currentTarget.value)}
+          placeholder="Message; @agent to address one"
+          aria-label="Message"
+        />
         <button type="submit" disabled={pending || text.trim() === ""} data-testid="send-message">
           Send
         </button>

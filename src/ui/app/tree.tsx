@@ -76,9 +76,18 @@ export function ActorTree({ model, selected, onSelect }: { model: Model; selecte
     <section class="panel tree" aria-label="Actors">
       <header>
         <h2>
-          Actors <span class="count" data-testid="actor-count">{model.actors.size}</span>
+          Actors{" "}
+          <span class="count" data-testid="actor-count">
+            {model.actors.size}
+          </span>
         </h2>
-        <input type="search" placeholder="filter: id, machine, state" value={filter} onInput={(event) => setFilter(event.currentTarget.value)} aria-label="Filter actors" />
+        <input
+          type="search"
+          placeholder="filter: id, machine, state"
+          value={filter}
+          onInput={(event) => setFilter(event.currentTarget.value)}
+          aria-label="Filter actors"
+        />
       </header>
       <div class="rows" ref={viewport} onScroll={(event) => setScrollTop(event.currentTarget.scrollTop)}>
         <div style={{ height: `${rows.length * ROW_HEIGHT}px`, position: "relative" }}>

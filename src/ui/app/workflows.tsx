@@ -66,7 +66,12 @@ export function Workflows({ model, selected, onSelect }: { model: Model; selecte
       {sessions.length === 0 ? <p class="hint">No workflow yet: start one from the playground.</p> : null}
       <ul class="workflow-list">
         {sessions.map((session) => (
-          <li key={session.session_id} class={session === shown ? "selected" : ""} onClick={() => onSelect(session.session_id)} data-workflow-id={session.session_id}>
+          <li
+            key={session.session_id}
+            class={session === shown ? "selected" : ""}
+            onClick={() => onSelect(session.session_id)}
+            data-workflow-id={session.session_id}
+          >
             <span class={`badge status-${session.status}`}>{session.status}</span> {session.session_id.slice(0, 8)} · {session.workflow.current_step ?? "—"}
           </li>
         ))}

@@ -44,7 +44,13 @@ describe("loadAgentTeam: the table of broken files", () => {
       field: "capabilities[0].tool",
       message: 'unknown field "tool" (fields: name, prompt, tools)',
     },
-    { problem: "a bad routing", text: "name: backend\nrouting: sometimes\n", line: 2, field: "routing", message: 'expected one of auto, inline, delegate (got "sometimes")' },
+    {
+      problem: "a bad routing",
+      text: "name: backend\nrouting: sometimes\n",
+      line: 2,
+      field: "routing",
+      message: 'expected one of auto, inline, delegate (got "sometimes")',
+    },
     { problem: "a missing name", text: "description: nameless\nrouting: auto\n", line: 1, field: "name", message: "missing (required)" },
     {
       problem: "a name with a space",
@@ -54,16 +60,64 @@ describe("loadAgentTeam: the table of broken files", () => {
       message: 'expected letters, digits, "_", "-" or ".", optionally after a framework:// prefix (got "back end")',
     },
     { problem: "a model left empty", text: "name: backend\nmodel:\n", line: 2, field: "model", message: "expected text, got nothing" },
-    { problem: "default that is not a boolean", text: "name: backend\ndefault: yes\n", line: 2, field: "default", message: 'expected true or false, got "yes"' },
-    { problem: "an unknown provider", text: "name: backend\nprovider: anthropic\n", line: 2, field: "provider", message: 'no provider "anthropic" is available (available: mock, openai)' },
-    { problem: "a trigger out of its enum", text: "name: backend\nsession:\n  trigger: sometimes\n", line: 3, field: "session.trigger", message: 'expected one of mention, always (got "sometimes")' },
-    { problem: "isolation out of its enum", text: "name: backend\nsession:\n  isolation: thread\n", line: 3, field: "session.isolation", message: 'expected one of shared, per_thread (got "thread")' },
-    { problem: "a zero idle timeout", text: "name: backend\nsession:\n  idle_timeout_minutes: 0\n", line: 3, field: "session.idle_timeout_minutes", message: "expected a number of minutes above 0" },
-    { problem: "a fractional history window", text: "name: backend\nsession:\n  history_window: 2.5\n", line: 3, field: "session.history_window", message: "expected a whole number, got 2.5" },
-    { problem: "tools that are not a list", text: "name: backend\ncapabilities:\n  - name: x\n    tools: calculate\n", line: 4, field: "capabilities[0].tools", message: 'expected a list, got "calculate"' },
+    {
+      problem: "default that is not a boolean",
+      text: "name: backend\ndefault: yes\n",
+      line: 2,
+      field: "default",
+      message: 'expected true or false, got "yes"',
+    },
+    {
+      problem: "an unknown provider",
+      text: "name: backend\nprovider: anthropic\n",
+      line: 2,
+      field: "provider",
+      message: 'no provider "anthropic" is available (available: mock, openai)',
+    },
+    {
+      problem: "a trigger out of its enum",
+      text: "name: backend\nsession:\n  trigger: sometimes\n",
+      line: 3,
+      field: "session.trigger",
+      message: 'expected one of mention, always (got "sometimes")',
+    },
+    {
+      problem: "isolation out of its enum",
+      text: "name: backend\nsession:\n  isolation: thread\n",
+      line: 3,
+      field: "session.isolation",
+      message: 'expected one of shared, per_thread (got "thread")',
+    },
+    {
+      problem: "a zero idle timeout",
+      text: "name: backend\nsession:\n  idle_timeout_minutes: 0\n",
+      line: 3,
+      field: "session.idle_timeout_minutes",
+      message: "expected a number of minutes above 0",
+    },
+    {
+      problem: "a fractional history window",
+      text: "name: backend\nsession:\n  history_window: 2.5\n",
+      line: 3,
+      field: "session.history_window",
+      message: "expected a whole number, got 2.5",
+    },
+    {
+      problem: "tools that are not a list",
+      text: "name: backend\ncapabilities:\n  - name: x\n    tools: calculate\n",
+      line: 4,
+      field: "capabilities[0].tools",
+      message: 'expected a list, got "calculate"',
+    },
     { problem: "a file that is a list", text: "- name: backend\n", line: 1, field: "(file)", message: "expected a mapping, got a list" },
     { problem: "an empty file", text: "", line: 1, field: "(file)", message: "empty: an agent file needs at least a name" },
-    { problem: "a capability named twice", text: "name: backend\ncapabilities:\n  - name: x\n  - name: x\n", line: 4, field: "capabilities[1].name", message: 'duplicate capability "x"' },
+    {
+      problem: "a capability named twice",
+      text: "name: backend\ncapabilities:\n  - name: x\n  - name: x\n",
+      line: 4,
+      field: "capabilities[1].name",
+      message: 'duplicate capability "x"',
+    },
     {
       problem: "an inline agent with its own model",
       text: "name: backend\nrouting: inline\nmodel: gpt-4o\n",
@@ -72,8 +126,18 @@ describe("loadAgentTeam: the table of broken files", () => {
       message: "an inline agent runs on the default agent's model: remove model, or use routing: delegate",
     },
     { problem: "a key written twice (YAML)", text: "name: backend\nname: frontend\n", line: 2, message: "invalid YAML: Map keys must be unique" },
-    { problem: "an unclosed flow list (YAML)", text: "name: backend\ncapabilities:\n  - name: x\n    tools: [calculate\n", line: 5, message: expect.stringMatching(/^invalid YAML: /) },
-    { problem: "two documents in one file (YAML)", text: "name: backend\n---\nname: frontend\n", line: 2, message: "invalid YAML: one agent per file: this file holds several YAML documents (---)" },
+    {
+      problem: "an unclosed flow list (YAML)",
+      text: "name: backend\ncapabilities:\n  - name: x\n    tools: [calculate\n",
+      line: 5,
+      message: expect.stringMatching(/^invalid YAML: /),
+    },
+    {
+      problem: "two documents in one file (YAML)",
+      text: "name: backend\n---\nname: frontend\n",
+      line: 2,
+      message: "invalid YAML: one agent per file: this file holds several YAML documents (---)",
+    },
   ];
 
   for (const { problem, text, line, field, message } of cases) {
@@ -84,7 +148,8 @@ describe("loadAgentTeam: the table of broken files", () => {
       const error = loadError(folder);
 
       expect(error.type).toBe("CONFIG");
-      if (typeof message === "string") expect(error.message).toBe(field === undefined ? `${file}:${line}: ${message}` : `${file}:${line}: ${field}: ${message}`);
+      if (typeof message === "string")
+        expect(error.message).toBe(field === undefined ? `${file}:${line}: ${message}` : `${file}:${line}: ${field}: ${message}`);
       expect(error.details).toMatchObject({ file, line, message, ...(field === undefined ? {} : { field }) });
     });
   }

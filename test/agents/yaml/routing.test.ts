@@ -8,7 +8,17 @@ import { decideRouting, type AgentSpec } from "../../../src/index.js";
 type Routed = Pick<AgentSpec, "routing" | "model" | "capabilities">;
 
 /** An `auto` agent with these tools spread over capabilities, and prompts of these lengths. */
-function agent({ tools = [] as string[], prompts = [] as number[], model, routing = "auto" }: { tools?: string[]; prompts?: number[]; model?: string; routing?: Routed["routing"] }): Routed {
+function agent({
+  tools = [] as string[],
+  prompts = [] as number[],
+  model,
+  routing = "auto",
+}: {
+  tools?: string[];
+  prompts?: number[];
+  model?: string;
+  routing?: Routed["routing"];
+}): Routed {
   const capabilities = prompts.map((length, index) => ({ name: `c${index}`, prompt: "p".repeat(length), tools: index === 0 ? tools : [] }));
   if (capabilities.length === 0) capabilities.push({ name: "c0", prompt: "", tools });
   return { routing, capabilities, ...(model === undefined ? {} : { model }) };

@@ -23,10 +23,24 @@ describe("the bundled team (agents/)", () => {
     expect(built.defaultAgentId).toBe("orchestrator");
     expect(built.agents.map((agent) => agent.id)).toEqual(["orchestrator", "backend", "reviewer"]);
     expect(built.routes.map(({ agentId, routing, mode, reason, tools, inlinedInto }) => ({ agentId, routing, mode, reason, tools, inlinedInto }))).toEqual([
-      { agentId: "orchestrator", routing: "auto", mode: "default", reason: "default: true", tools: ["current_time", "word_count", "delegate_to_agent"], inlinedInto: undefined },
+      {
+        agentId: "orchestrator",
+        routing: "auto",
+        mode: "default",
+        reason: "default: true",
+        tools: ["current_time", "word_count", "delegate_to_agent"],
+        inlinedInto: undefined,
+      },
       { agentId: "backend", routing: "delegate", mode: "delegate", reason: "routing: delegate", tools: ["json_check", "calculate"], inlinedInto: undefined },
       { agentId: "frontend", routing: "inline", mode: "inline", reason: "routing: inline", tools: ["word_count"], inlinedInto: "orchestrator" },
-      { agentId: "reviewer", routing: "auto", mode: "delegate", reason: "4 tools (> 3)", tools: ["diff_stats", "json_check", "word_count", "calculate"], inlinedInto: undefined },
+      {
+        agentId: "reviewer",
+        routing: "auto",
+        mode: "delegate",
+        reason: "4 tools (> 3)",
+        tools: ["diff_stats", "json_check", "word_count", "calculate"],
+        inlinedInto: undefined,
+      },
     ]);
     // The orchestrator offers what it merged: its own planning and frontend's ui-copy.
     expect(built.agents[0]!.capabilities).toEqual(["planning", "ui-copy"]);
@@ -53,7 +67,12 @@ describe("the bundled team on a bus", () => {
 
     await register(bus, "cc://user");
     const user = await connect(bus, "cc://user");
-    const sent = await call(bus, "POST", "/messages/send", envelope("cc://user", "troupe://orchestrator", { message_type: "task_request", payload: { prompt: "plan it" } }));
+    const sent = await call(
+      bus,
+      "POST",
+      "/messages/send",
+      envelope("cc://user", "troupe://orchestrator", { message_type: "task_request", payload: { prompt: "plan it" } }),
+    );
     expect(sent.status, JSON.stringify(sent.body)).toBe(202);
     await until(() => user.received.some((message) => message.message_type === "task_response"));
     expect(user.received.find((message) => message.message_type === "task_response")).toMatchObject({
@@ -76,8 +95,25 @@ describe("buildTeam", () => {
         "    tools: [current_time]",
         "",
       ].join("\n"),
-      "copy.yaml": ["name: copy", "description: Writes copy", "capabilities:", "  - name: ui-copy", "    prompt: Keep it short.", "    tools: [word_count]", ""].join("\n"),
-      "api.yaml": ["name: api", "provider: alpha", "model: big-model", "system_prompt: You design APIs.", "capabilities:", "  - name: design", "    prompt: Use JSON.", ""].join("\n"),
+      "copy.yaml": [
+        "name: copy",
+        "description: Writes copy",
+        "capabilities:",
+        "  - name: ui-copy",
+        "    prompt: Keep it short.",
+        "    tools: [word_count]",
+        "",
+      ].join("\n"),
+      "api.yaml": [
+        "name: api",
+        "provider: alpha",
+        "model: big-model",
+        "system_prompt: You design APIs.",
+        "capabilities:",
+        "  - name: design",
+        "    prompt: Use JSON.",
+        "",
+      ].join("\n"),
     });
     const seen: Array<RuntimeParams & { agentId: string; provider: string }> = [];
     const recording = (provider: string) =>
