@@ -16,7 +16,7 @@ import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
-import { createApiKeyCheck, startHttpServer, type HttpServer } from "../server/http-server.js";
+import { createApiKeyCheck, startHttpServer, type HttpRoute, type HttpServer } from "../server/http-server.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
@@ -41,7 +41,8 @@ import {
 import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
-import { busRoutes } from "./routes.js";
+import { busRoutes, workflowRoutes } from "./routes.js";
+import { answerForwarded, type ForwardedRequest } from "./forwarded-routes.js";
 import { uiRoutes } from "../ui/routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
 import { BUS_AGENT_ID, RuntimeAgents } from "./runtime-agents.js";
@@ -119,6 +120,8 @@ export class CommunicationBus {
   private clusterSync: ClusterSyncReplies | undefined;
   /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
   private ownership: NodeOwnership | undefined;
+  /** The routes of one workflow, answering what other nodes forward (made at the first such request). */
+  private ownWorkflowRoutes: HttpRoute[] | undefined;
   private state: BusState = "new";
   private stopping: Promise<void> | undefined;
   private startedAt = 0;
@@ -636,7 +639,18 @@ export class CommunicationBus {
       concerns: (envelope) => this.sessionManager.concerns(envelope),
       checkSender: (envelope) => this.sessionManager.checkSender(envelope),
       observe: (envelope) => this.sessionManager.observe(envelope),
+      answerRoute: (request, from) => answerForwarded((this.ownWorkflowRoutes ??= workflowRoutes(this)), request, from),
     };
+  }
+
+  /**
+   * A request for workflow `sessionId` (its HTTP route, `/sessions/:id…`): on a cluster node, when another node
+   * runs the workflow, that node's answer (docs/cluster.md, "Workflow routes on any node"); `undefined` when it is
+   * answered here.
+   */
+  async forwardWorkflowRequest(sessionId: string, request: ForwardedRequest): Promise<{ answer: unknown } | undefined> {
+    if (this.ownership === undefined || this.sessionManager.runs(sessionId)) return undefined;
+    return this.ownership.forward(sessionId, request);
   }
 
   /** What changes the bus's state needs it running: its store is open only then. */

@@ -14,19 +14,24 @@ import { parseEventQuery } from "../events/event-filter.js";
 import { serverSentEvents } from "../events/server-sent-events.js";
 import { LAST_EVENT_ID_HEADER } from "../protocol/event-frames.js";
 import { prometheusText, wantsPrometheus } from "./prometheus.js";
+import { onWorkflowNode } from "./forwarded-routes.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
 const metricsFormatSchema = z.enum(["json", "prometheus"]);
 
-/** Every route of the bus. Agent ids in paths may be URL-encoded (`claude-code%3A%2F%2Fqa`) or not. */
+/** A workflow session's change is answered once it is durable (docs/durability.md). */
+async function durable<T>(bus: CommunicationBus, answer: T): Promise<T> {
+  await bus.sessionManager.whenDurable();
+  return answer;
+}
+
+/**
+ * Every route of the bus. Agent ids in paths may be URL-encoded (`claude-code%3A%2F%2Fqa`) or not. On a cluster
+ * node, the routes of one workflow answer for a workflow another node runs by asking that node (`onWorkflowNode`).
+ */
 export function busRoutes(bus: CommunicationBus): HttpRoute[] {
   const sessions = bus.sessionManager;
-  /** A workflow session's change is answered once it is durable (docs/durability.md). */
-  const durable = async <T>(answer: T): Promise<T> => {
-    await sessions.whenDurable();
-    return answer;
-  };
   return [
     {
       method: "POST",
@@ -74,7 +79,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
         bus.workflowOwners.check(client);
         const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context, { dispatch: body.dispatch });
         bus.workflowOwners.add(client, sessionId);
-        return durable(new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) }));
+        return durable(bus, new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) }));
       },
     },
     {
@@ -85,73 +90,7 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
         return { sessions: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },
     },
-    {
-      method: "DELETE",
-      path: /^\/sessions\/([^/]+)$/,
-      handle: ({ params: [sessionId] }) => {
-        const id = decoded(sessionId, "session_id");
-        sessions.deleteSession(id);
-        return durable({ success: true, session_id: id });
-      },
-    },
-    {
-      method: "GET",
-      path: /^\/sessions\/([^/]+)$/,
-      handle: ({ params: [sessionId] }) => {
-        const id = decoded(sessionId, "session_id");
-        const session = sessions.getSession(id);
-        if (session === undefined) throw sessionNotFound(id);
-        return session;
-      },
-    },
-    {
-      method: "POST",
-      path: /^\/sessions\/([^/]+)\/participants$/,
-      handle: async ({ params: [sessionId], readBody }) =>
-        durable({ success: true, session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())) }),
-    },
-    {
-      method: "DELETE",
-      path: /^\/sessions\/([^/]+)\/participants\/(.+)$/,
-      handle: ({ params: [sessionId, agentId] }) =>
-        durable({ success: true, session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")) }),
-    },
-    {
-      method: "PATCH",
-      path: /^\/sessions\/([^/]+)\/workflow$/,
-      handle: async ({ params: [sessionId], readBody }) =>
-        durable({ success: true, session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())) }),
-    },
-    {
-      method: "PATCH",
-      path: /^\/sessions\/([^/]+)\/context$/,
-      handle: async ({ params: [sessionId], readBody }) => {
-        const { shared_context } = parseWith(contextBodySchema, await readBody());
-        return durable({ success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) });
-      },
-    },
-    {
-      method: "POST",
-      path: /^\/sessions\/([^/]+)\/complete$/,
-      handle: async ({ params: [sessionId], readBody }) =>
-        durable({ success: true, session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())) }),
-    },
-    {
-      method: "POST",
-      path: /^\/sessions\/([^/]+)\/terminate$/,
-      handle: async ({ params: [sessionId], readBody }) =>
-        durable({ success: true, session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())) }),
-    },
-    {
-      method: "GET",
-      path: /^\/sessions\/([^/]+)\/summary$/,
-      handle: ({ params: [sessionId], query }) => {
-        const format = parseWith(summaryFormatSchema, query.get("format") ?? "json", "format");
-        const id = decoded(sessionId, "session_id");
-        if (format === "json") return bus.aggregator.summarize(id, { format });
-        return { session_id: id, format, markdown: bus.aggregator.summarize(id, { format }) };
-      },
-    },
+    ...workflowRoutes(bus).map((route) => onWorkflowNode(route, (sessionId, request) => bus.forwardWorkflowRequest(sessionId, request))),
     {
       method: "POST",
       path: /^\/converse$/,
@@ -173,6 +112,83 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       path: /^\/events$/,
       handle: ({ query, header, client }) =>
         serverSentEvents(bus.events, parseEventQuery(query, header(LAST_EVENT_ID_HEADER)), client, bus.options.closeGraceMs),
+    },
+  ];
+}
+
+/**
+ * The routes of one workflow (`/sessions/:id…`, the id their first capture) as the node that runs it answers
+ * them: `busRoutes` mounts them, and a cluster node answers with them what another node forwards.
+ */
+export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
+  const sessions = bus.sessionManager;
+  return [
+    {
+      method: "DELETE",
+      path: /^\/sessions\/([^/]+)$/,
+      handle: ({ params: [sessionId] }) => {
+        const id = decoded(sessionId, "session_id");
+        sessions.deleteSession(id);
+        return durable(bus, { success: true, session_id: id });
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/sessions\/([^/]+)$/,
+      handle: ({ params: [sessionId] }) => {
+        const id = decoded(sessionId, "session_id");
+        const session = sessions.getSession(id);
+        if (session === undefined) throw sessionNotFound(id);
+        return session;
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/sessions\/([^/]+)\/participants$/,
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable(bus, { success: true, session: sessions.addParticipant(decoded(sessionId, "session_id"), parseWith(participantSchema, await readBody())) }),
+    },
+    {
+      method: "DELETE",
+      path: /^\/sessions\/([^/]+)\/participants\/(.+)$/,
+      handle: ({ params: [sessionId, agentId] }) =>
+        durable(bus, { success: true, session: sessions.removeParticipant(decoded(sessionId, "session_id"), decoded(agentId, "agent_id")) }),
+    },
+    {
+      method: "PATCH",
+      path: /^\/sessions\/([^/]+)\/workflow$/,
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable(bus, { success: true, session: sessions.updateWorkflow(decoded(sessionId, "session_id"), parseWith(workflowUpdateSchema, await readBody())) }),
+    },
+    {
+      method: "PATCH",
+      path: /^\/sessions\/([^/]+)\/context$/,
+      handle: async ({ params: [sessionId], readBody }) => {
+        const { shared_context } = parseWith(contextBodySchema, await readBody());
+        return durable(bus, { success: true, session: sessions.updateSharedContext(decoded(sessionId, "session_id"), shared_context) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/sessions\/([^/]+)\/complete$/,
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable(bus, { success: true, session: sessions.completeSession(decoded(sessionId, "session_id"), parseWith(completionSchema, await readBody())) }),
+    },
+    {
+      method: "POST",
+      path: /^\/sessions\/([^/]+)\/terminate$/,
+      handle: async ({ params: [sessionId], readBody }) =>
+        durable(bus, { success: true, session: sessions.terminateSession(decoded(sessionId, "session_id"), parseWith(terminationSchema, await readBody())) }),
+    },
+    {
+      method: "GET",
+      path: /^\/sessions\/([^/]+)\/summary$/,
+      handle: ({ params: [sessionId], query }) => {
+        const format = parseWith(summaryFormatSchema, query.get("format") ?? "json", "format");
+        const id = decoded(sessionId, "session_id");
+        if (format === "json") return bus.aggregator.summarize(id, { format });
+        return { session_id: id, format, markdown: bus.aggregator.summarize(id, { format }) };
+      },
     },
   ];
 }

@@ -47,8 +47,9 @@ export interface ClusterNode {
    */
   serve(topic: string, handler: (body: unknown, from: string) => unknown): Promise<() => void>;
   /**
-   * Asks node `nodeId` (its handler of `topic`) and resolves with its answer. TRANSPORT when no node of that id
-   * answers within `timeoutMs` (default 5 s): it is gone, or cut from NATS; the handler's error otherwise.
+   * Asks node `nodeId` (its handler of `topic`) and resolves with its answer. TRANSPORT (`unavailable`,
+   * `retryable`: 503) when no node of that id answers within `timeoutMs` (default 5 s): it is gone, or cut from
+   * NATS; the handler's error otherwise, unchanged.
    */
   request(nodeId: string, topic: string, body: unknown, timeoutMs?: number): Promise<unknown>;
   /** Closes the connection (idempotent). */
@@ -161,7 +162,8 @@ async function requestNode(connection: ClusterConnection, from: string, to: stri
     throw new BridgeError(
       "TRANSPORT",
       `Node ${to} did not answer ${topic} within ${timeoutMs} ms (${error instanceof Error ? error.message : String(error)})`,
-      { nodeId: to },
+      // No node to answer: a service unavailable for now (503), to be asked again (once another node took its work over).
+      { nodeId: to, unavailable: true, retryable: true },
     );
   }
   if ("error" in answer) throw new BridgeError(answer.error.type, answer.error.message, answer.error.details);

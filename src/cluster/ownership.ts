@@ -27,6 +27,8 @@ export function nodeResource(nodeId: string): string {
 const NODE_RECORD_PREFIX = "cluster/nodes/";
 /** The node-to-node request that checks and observes a message for a workflow on the node that runs it. */
 const WORKFLOW_TOPIC = "workflow";
+/** The node-to-node request that answers an HTTP request for a workflow (`/sessions/:id…`) on the node that runs it. */
+const WORKFLOW_ROUTE_TOPIC = "workflow-route";
 /** Where an answer that names no workflow goes when no workflow here awaits it: every node hears it, the one whose task it answers takes it. */
 const ANSWERS_SUBJECT = "troupe.workflow-answers";
 
@@ -48,6 +50,8 @@ export interface OwnershipHost {
   checkSender(envelope: MessageEnvelope): void;
   /** Correlates an accepted message with the workflow it concerns. */
   observe(envelope: MessageEnvelope): void;
+  /** Answers, as its own route would, an HTTP request for one of this node's workflows that another node received. */
+  answerRoute(request: unknown, from: string): Promise<unknown>;
 }
 
 /** Options of a node's ownership. */
@@ -138,7 +142,20 @@ export class NodeOwnership implements RecordOwner {
    */
   async start(): Promise<void> {
     await this.#register();
-    this.#stopServing = await this.#cluster.serve(WORKFLOW_TOPIC, (body) => this.#serveWorkflowMessage(body));
+    const stopMessages = await this.#cluster.serve(WORKFLOW_TOPIC, (body) => this.#serveWorkflowMessage(body));
+    const stopRoutes = await this.#cluster
+      .serve(WORKFLOW_ROUTE_TOPIC, (body, from) => {
+        this.#checkLease();
+        return this.#host.answerRoute(body, from);
+      })
+      .catch((error: unknown) => {
+        stopMessages();
+        throw error;
+      });
+    this.#stopServing = () => {
+      stopMessages();
+      stopRoutes();
+    };
     const subscription = this.#cluster.connection.nats.subscribe(ANSWERS_SUBJECT, {
       callback: (error, message) => {
         if (error !== null) return;
@@ -183,11 +200,28 @@ export class NodeOwnership implements RecordOwner {
       }
       return "elsewhere";
     }
-    const record = (await this.#host.store().get("workflows", sessionId)) as { node?: unknown } | undefined;
-    const owner = typeof record?.node === "string" ? record.node : undefined;
+    const owner = await this.#ownerOf(sessionId);
     if (owner === undefined || owner === this.nodeId) return "here";
     await this.#cluster.request(owner, WORKFLOW_TOPIC, { envelope });
     return "elsewhere";
+  }
+
+  /**
+   * An HTTP request for workflow `sessionId`, which does not run here, goes to the node its record names: that
+   * node's answer (`{ answer }`), or its error unchanged. `undefined` when no record names another node (none
+   * names it at all, or this one): the request is answered here (404 for an id no record knows). TRANSPORT
+   * (`unavailable`: 503) when that node does not answer (it died and was not yet taken over, or lost its lease).
+   */
+  async forward(sessionId: string, request: unknown): Promise<{ answer: unknown } | undefined> {
+    const owner = await this.#ownerOf(sessionId);
+    if (owner === undefined || owner === this.nodeId) return undefined;
+    return { answer: await this.#cluster.request(owner, WORKFLOW_ROUTE_TOPIC, request) };
+  }
+
+  /** The node workflow `sessionId`'s record names (one read of the shared store, no cache), if any record knows it. */
+  async #ownerOf(sessionId: string): Promise<string | undefined> {
+    const record = (await this.#host.store().get("workflows", sessionId)) as { node?: unknown } | undefined;
+    return typeof record?.node === "string" ? record.node : undefined;
   }
 
   /** Stops scanning and serving (the bus is stopping); the lease is still renewed until `stop()`. */
@@ -348,12 +382,21 @@ export class NodeOwnership implements RecordOwner {
     }
   }
 
+  /** A node that lost its lease answers for no workflow: TRANSPORT (503), to be asked again once its workflows were taken over. */
+  #checkLease(): void {
+    if (this.#lease === undefined) {
+      throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, {
+        retryable: true,
+        unavailable: true,
+      });
+    }
+  }
+
   /** Another node asks this one to check and observe a message for one of its workflows. */
   #serveWorkflowMessage(body: unknown): null {
     const envelope = (body as { envelope?: MessageEnvelope } | null)?.envelope;
     if (typeof envelope !== "object" || envelope === null) throw new BridgeError("INTERNAL", "A workflow request from another node without its envelope");
-    if (this.#lease === undefined)
-      throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true });
+    this.#checkLease();
     this.#host.checkSender(envelope);
     this.#host.observe(envelope);
     return null;

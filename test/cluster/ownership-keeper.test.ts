@@ -56,6 +56,7 @@ function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: strin
     concerns: () => true,
     checkSender: () => undefined,
     observe: () => undefined,
+    answerRoute: async () => null,
   };
   return host;
 }

@@ -1,0 +1,139 @@
+/**
+ * The workflow routes on any node of a cluster (issue 15, docs/cluster.md "Workflow routes on any node"), on a
+ * real NATS JetStream and a real PostgreSQL: a node asked for a workflow another node runs forwards the request to
+ * that node and answers with its answer (or its error); an id no record knows is 404 everywhere; a workflow whose
+ * node died and is not yet taken over is 503 (TRANSPORT, retryable), and the survivor answers once it took it over.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CommunicationBus, openPostgresStore } from "../../src/index.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
+import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { call, TEST_KEY, until } from "../bus/support.js";
+
+const LEAD = "cli://lead";
+const DEV = "cli://dev";
+const STEPS = [
+  { name: "design", required_agents: [DEV] },
+  { name: "review", required_agents: [DEV] },
+];
+
+let nats: NatsServer;
+let postgres: PostgresServer;
+let testNumber = 0;
+const running: CommunicationBus[] = [];
+
+beforeAll(async () => {
+  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all([nats?.stop(), postgres?.stop()]);
+});
+
+afterEach(async () => {
+  await Promise.allSettled(running.splice(0).map((bus) => bus.stop()));
+});
+
+/** A cluster of its own for each test: its PostgreSQL schema and its lease bucket. */
+function newCluster(): { schema: string; bucket: string } {
+  testNumber += 1;
+  return { schema: `routes_${process.pid}_${testNumber}`, bucket: `routes_${process.pid}_${testNumber}` };
+}
+
+/** A node: a bus that makes its runtime, on the cluster's NATS and PostgreSQL schema. */
+async function startNode(cluster: { schema: string; bucket: string }, nodeId: string, leaseMs: number): Promise<CommunicationBus> {
+  const bus = new CommunicationBus({
+    store: () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema }),
+    host: "127.0.0.1",
+    port: 0,
+    apiKey: TEST_KEY,
+    closeGraceMs: 50,
+    env: {},
+    cluster: { url: nats.url, nodeId, leaseMs, leaseBucket: cluster.bucket },
+  });
+  await bus.start();
+  running.push(bus);
+  return bus;
+}
+
+/** Creates a workflow through node `bus`'s HTTP route: it runs there. */
+async function createWorkflow(bus: CommunicationBus): Promise<string> {
+  const created = await call(bus, "POST", "/sessions", {
+    initiator: LEAD,
+    participants: [{ agent_id: DEV, role: "dev" }],
+    steps: STEPS,
+  });
+  expect(created.status).toBe(201);
+  return created.body.session_id as string;
+}
+
+describe("workflow routes on any node", () => {
+  it("answer on node B for a workflow node A runs as node A answers them, and change it on node A", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];
+    const sessionId = await createWorkflow(a);
+    expect(b.sessionManager.runs(sessionId)).toBe(false);
+
+    const onA = await call(a, "GET", `/sessions/${sessionId}`);
+    const onB = await call(b, "GET", `/sessions/${sessionId}`);
+    expect(onB).toEqual(onA);
+    expect(onB.body).toMatchObject({ session_id: sessionId, status: "active", workflow: { current_step: "design" } });
+
+    const moved = await call(b, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: "review" });
+    expect(moved).toMatchObject({ status: 200, body: { success: true, session: { workflow: { current_step: "review" } } } });
+    expect(a.sessionManager.getSession(sessionId)?.workflow.current_step).toBe("review");
+    expect(b.sessionManager.runs(sessionId)).toBe(false);
+
+    // The owner's refusal comes back as it is: a body its schema refuses is 400 naming the field.
+    const refused = await call(b, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: 42 });
+    expect(refused).toEqual(await call(a, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: 42 }));
+    expect(refused.status).toBe(400);
+
+    const completed = await call(b, "POST", `/sessions/${sessionId}/complete`, { summary: "done through node-b", artifacts: [] });
+    expect(completed).toMatchObject({ status: 200, body: { success: true, session: { status: "completed" } } });
+    expect(a.sessionManager.getSession(sessionId)?.status).toBe("completed");
+    // Completing it again is answered by node-b exactly as by node-a.
+    const again = await call(b, "POST", `/sessions/${sessionId}/complete`, { summary: "twice", artifacts: [] });
+    expect(again).toEqual(await call(a, "POST", `/sessions/${sessionId}/complete`, { summary: "twice", artifacts: [] }));
+    expect(again.body).toMatchObject({ session: { status: "completed" } });
+
+    const deleted = await call(b, "DELETE", `/sessions/${sessionId}`);
+    expect(deleted).toEqual({ status: 200, body: { success: true, session_id: sessionId } });
+    expect(a.sessionManager.runs(sessionId)).toBe(false);
+    // Deleted, no record knows it: 404 on both nodes.
+    expect((await call(a, "GET", `/sessions/${sessionId}`)).status).toBe(404);
+    expect((await call(b, "GET", `/sessions/${sessionId}`)).status).toBe(404);
+  }, 30_000);
+
+  it("answer 404 NOT_FOUND on every node for an id no record knows", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];
+    for (const bus of [a, b]) {
+      expect(await call(bus, "GET", "/sessions/no-such-workflow")).toMatchObject({ status: 404, body: { error: { type: "NOT_FOUND" } } });
+      expect((await call(bus, "PATCH", "/sessions/no-such-workflow/workflow", { current_step: "review" })).status).toBe(404);
+      expect((await call(bus, "POST", "/sessions/no-such-workflow/complete", { summary: "x", artifacts: [] })).status).toBe(404);
+      expect((await call(bus, "DELETE", "/sessions/no-such-workflow")).status).toBe(404);
+    }
+  }, 30_000);
+
+  it("answer 503 TRANSPORT for a workflow whose node died until a survivor took it over, then from the survivor", async () => {
+    const cluster = newCluster();
+    // A lease of 3 s leaves time to ask node-b before it takes node-a over.
+    const [a, b] = [await startNode(cluster, "node-a", 3_000), await startNode(cluster, "node-b", 3_000)];
+    const sessionId = await createWorkflow(a);
+
+    // node-a is cut from NATS, as a killed node is for the others: it answers nothing more.
+    await a.cluster!.close();
+    const unavailable = await call(b, "GET", `/sessions/${sessionId}`);
+    expect(unavailable).toMatchObject({ status: 503, body: { error: { type: "TRANSPORT", details: { retryable: true, nodeId: "node-a" } } } });
+    expect((await call(b, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: "review" })).status).toBe(503);
+    expect(b.sessionManager.runs(sessionId)).toBe(false);
+
+    await until(() => b.sessionManager.runs(sessionId), 15_000);
+    expect(await call(b, "GET", `/sessions/${sessionId}`)).toMatchObject({ status: 200, body: { session_id: sessionId, status: "active" } });
+    expect(await call(b, "PATCH", `/sessions/${sessionId}/workflow`, { current_step: "review" })).toMatchObject({
+      status: 200,
+      body: { session: { workflow: { current_step: "review" } } },
+    });
+  }, 30_000);
+});
