@@ -144,6 +144,12 @@ class NatsClusterConnection implements ClusterConnection {
     try {
       return await this.#kvm.create(name, options);
     } catch (error) {
+      // Two nodes starting at once both create the bucket's stream: the one that loses sees the other's, once.
+      if (!(error instanceof Error && /subjects overlap|already in use/i.test(error.message))) throw natsError(error, this.where, `opening the bucket ${name}`);
+    }
+    try {
+      return await this.#kvm.create(name, options);
+    } catch (error) {
       throw natsError(error, this.where, `opening the bucket ${name}`);
     }
   }

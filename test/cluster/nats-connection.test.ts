@@ -61,6 +61,15 @@ describe("the NATS connection", () => {
     expect(info.streams).toBeGreaterThanOrEqual(0);
   });
 
+  it("opens a bucket that several nodes create at the same moment, on every one of them", async () => {
+    const nodes = await Promise.all([connect(), connect(), connect()]);
+    for (let round = 0; round < 5; round += 1) {
+      const buckets = await Promise.all(nodes.map((node) => node.openBucket(`together_${round}`, { history: 1 })));
+      await buckets[0]!.put("key", "value");
+      expect((await buckets[2]!.get("key"))?.string()).toBe("value");
+    }
+  });
+
   it("is CONFIG for a bad url, and for a server without JetStream", async () => {
     expect((await openError("")).type).toBe("CONFIG");
     expect((await openError("http://127.0.0.1:4222")).message).toMatch(/nats:\/\/ or tls:\/\//);

@@ -1,6 +1,6 @@
 /**
  * The attacks of issue 9, each against a real `troupe serve` process with small bounds from its `--config`:
- * after each, the process is alive, answers `GET /health` within 100 ms, and has lost nothing it accepted
+ * after each, the process is alive, answers `GET /health`, and has lost nothing it accepted
  * (a registered agent and the messages waiting for it, accepted before the attack, are all still delivered).
  */
 import { once } from "node:events";
