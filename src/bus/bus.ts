@@ -612,6 +612,7 @@ export class CommunicationBus {
       concerns: (envelope) => this.sessionManager.concerns(envelope),
       checkSender: (envelope) => this.sessionManager.checkSender(envelope),
       observe: (envelope) => this.sessionManager.observe(envelope),
+      whenDurable: () => this.sessionManager.whenDurable(),
     };
   }
 

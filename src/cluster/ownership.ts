@@ -48,6 +48,8 @@ export interface OwnershipHost {
   checkSender(envelope: MessageEnvelope): void;
   /** Correlates an accepted message with the workflow it concerns. */
   observe(envelope: MessageEnvelope): void;
+  /** Resolves once every change made so far to this node's workflows is in the store. */
+  whenDurable(): Promise<void>;
 }
 
 /** Options of a node's ownership. */
@@ -176,7 +178,12 @@ export class NodeOwnership implements RecordOwner {
     }
     const record = (await this.#host.store().get("workflows", sessionId)) as { node?: unknown } | undefined;
     const owner = typeof record?.node === "string" ? record.node : undefined;
-    if (owner === undefined || owner === this.nodeId) return "here";
+    if (owner === undefined) return "here";
+    // Named for this node, which does not run it: it lost its lease, and it is being taken over (or taken back).
+    if (owner === this.nodeId && this.#lease === undefined) {
+      throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true, sessionId });
+    }
+    if (owner === this.nodeId) return "here";
     await this.#cluster.request(owner, WORKFLOW_TOPIC, { envelope });
     return "elsewhere";
   }
@@ -327,13 +334,21 @@ export class NodeOwnership implements RecordOwner {
     }
   }
 
-  /** Another node asks this one to check and observe a message for one of its workflows. */
-  #serveWorkflowMessage(body: unknown): null {
+  /**
+   * Another node asks this one to check and observe a message for one of its workflows. The answer comes once what
+   * the message changed is in the store: the asking node answers its sender 202 only then, so a node that dies
+   * before its write loses no accepted answer (the sender gets TRANSPORT and sends it again, to the survivor).
+   */
+  async #serveWorkflowMessage(body: unknown): Promise<null> {
     const envelope = (body as { envelope?: MessageEnvelope } | null)?.envelope;
     if (typeof envelope !== "object" || envelope === null) throw new BridgeError("INTERNAL", "A workflow request from another node without its envelope");
-    if (this.#lease === undefined) throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true });
+    const leaseLost = (): BridgeError => new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, { retryable: true });
+    if (this.#lease === undefined) throw leaseLost();
     this.#host.checkSender(envelope);
     this.#host.observe(envelope);
+    await this.#host.whenDurable();
+    // A write refused by the store (the lease was taken meanwhile) is not durable: the taker has the workflow.
+    if (this.#lease === undefined) throw leaseLost();
     return null;
   }
 }

@@ -52,6 +52,7 @@ function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: strin
     concerns: () => true,
     checkSender: () => undefined,
     observe: () => undefined,
+    whenDurable: () => Promise.resolve(),
   };
   return host;
 }
