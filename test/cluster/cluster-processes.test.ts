@@ -9,8 +9,8 @@
  * - every accepted message was delivered at least once, and none whose ack was durable (in the shared store) at
  *   a kill, or at the end, was delivered again after that;
  * - every workflow completed, each with its two steps, and no workflow had events of two nodes at once: the
- *   times of a workflow's `workflow.*` events on one node never overlap those on another (each node's `/events`
- *   shows the whole cluster's);
+ *   times of a workflow's `workflow.*` events on one node never overlap those on another (a node restarted under
+ *   its id being another one; each node's `/events` shows the whole cluster's);
  * - every node still running stops cleanly (SIGTERM, exit 0).
  *
  * `TROUPE_REPORT_CLUSTER=1` prints the figures (docs/cluster.md shows them).
@@ -70,11 +70,18 @@ interface ServedNode {
 async function serveNode(nodeId: string): Promise<ServedNode> {
   const { AGENT_BUS_API_KEY: _key, OPENAI_API_KEY: _openai, ANTHROPIC_API_KEY: _anthropic, GEMINI_API_KEY: _gemini, ...env } = process.env;
   const args = ["serve", "--port", "0", "--host", "127.0.0.1", "--no-agents", "--api-key", KEY, "--config", join(directory, "troupe.json")];
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args, "--store", postgres.url(), "--cluster", nats.url, "--node-id", nodeId], { cwd: projectRoot, env });
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "src/cli/main.ts", ...args, "--store", postgres.url(), "--cluster", nats.url, "--node-id", nodeId],
+    { cwd: projectRoot, env },
+  );
   children.push(child);
   let output = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+  // TROUPE_CLUSTER_LOGS=<dir> keeps each node's output there, for a failure's post-mortem.
+  const logs = process.env["TROUPE_CLUSTER_LOGS"];
+  if (logs !== undefined) child.on("exit", () => writeFileSync(join(logs, `${nodeId}-${child.pid}.log`), output));
   const listening = /troupe listening on (http:\/\/\S+)/;
   const deadline = Date.now() + 30_000;
   while (!listening.test(output)) {
@@ -132,6 +139,9 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
     const deliveries = new Map<string, number[]>();
     let stopping = false;
     let answersSent = 0;
+    /** Per task request: what happened to it at the agents (for a failure's message). */
+    const taskTrail = new Map<string, string[]>();
+    const trail = (messageId: string, what: string): void => void taskTrail.set(messageId, [...(taskTrail.get(messageId) ?? []), `${Date.now()} ${what}`]);
     const answer = async (from: string, frame: any): Promise<void> => {
       const reply = {
         message_id: `answer-${frame.message_id as string}`,
@@ -146,7 +156,12 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
       await delay(500 + Math.random() * 2_000);
       // Through any live node; one that cannot reach the workflow's node (being taken over) is asked again.
       for (let tries = 0; tries < 200 && !stopping; tries += 1) {
-        const answered = await call(anyLive().url, "POST", "/messages/send", reply);
+        const through = anyLive();
+        const answered = await call(through.url, "POST", "/messages/send", reply);
+        trail(
+          frame.message_id,
+          `answer via ${through.nodeId}: ${answered?.status ?? "no answer"} ${answered === undefined || answered.status < 300 ? "" : JSON.stringify(answered.body)}`,
+        );
         if (answered !== undefined && (answered.status < 300 || answered.status === 409 || answered.status === 404)) {
           answersSent += 1;
           return;
@@ -158,14 +173,18 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
       const candidates = live();
       if (candidates.length === 0 || stopping) return;
       const node = candidates[index % candidates.length]!;
-      const socket = new WebSocket(`${node.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(agentId)}`, { headers: { "x-agent-api-key": KEY } });
+      const socket = new WebSocket(`${node.url.replace("http", "ws")}/agents/connect?agent_id=${encodeURIComponent(agentId)}`, {
+        headers: { "x-agent-api-key": KEY },
+      });
       sockets.push(socket);
       socket.on("message", (data) => {
         const frame = JSON.parse(frameText(data));
         if (typeof frame.message_id !== "string" || frame.type !== undefined) return;
         socket.send(JSON.stringify({ type: "ack", message_id: frame.message_id }));
-        if (frame.message_type === "task_request") void answer(agentId, frame);
-        else deliveries.set(frame.message_id, [...(deliveries.get(frame.message_id) ?? []), performance.now()]);
+        if (frame.message_type === "task_request") {
+          trail(frame.message_id, `${agentId} got it via ${node.nodeId}`);
+          void answer(agentId, frame);
+        } else deliveries.set(frame.message_id, [...(deliveries.get(frame.message_id) ?? []), performance.now()]);
       });
       socket.on("error", () => undefined);
       // Its node died (or refused it while starting): another live node, a moment later.
@@ -180,7 +199,8 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
       sockets.push(socket);
       socket.on("message", (data) => {
         const frame = JSON.parse(frameText(data));
-        if (typeof frame.sessionId === "string" && typeof frame.node === "string") workflowEvents.push({ node: frame.node, ts: frame.ts, sessionId: frame.sessionId, type: frame.type });
+        if (typeof frame.sessionId === "string" && typeof frame.node === "string")
+          workflowEvents.push({ node: frame.node, ts: frame.ts, sessionId: frame.sessionId, type: frame.type });
       });
       socket.on("error", () => undefined);
     };
@@ -237,31 +257,45 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
     const inParallel = async (count: number, width: number, work: (n: number) => Promise<void>): Promise<void> => {
       const perPhase = count / (KILLS + 1);
       let next = 0;
-      await Promise.all(Array.from({ length: width }, async () => {
-        while (next < count) {
-          if (next >= (kills + 1) * perPhase) await delay(20);
-          else await work(next++);
-        }
-      }));
+      await Promise.all(
+        Array.from({ length: width }, async () => {
+          while (next < count) {
+            if (next >= (kills + 1) * perPhase) await delay(20);
+            else await work(next++);
+          }
+        }),
+      );
     };
     const load = Promise.all([inParallel(MESSAGES, 20, sendMessage), inParallel(WORKFLOWS, 4, createWorkflow)]);
 
     // --- the kills: a random node, at a random moment, restarted once its workflows are taken over.
     const database = "postgres";
     const durableAcks = async (): Promise<Set<string>> => {
-      const rows = await postgres.query<{ id: string }>("SELECT id FROM troupe.records WHERE collection = 'message_status' AND (value::jsonb)->>'status' = 'acknowledged'", [], database);
+      const rows = await postgres.query<{ id: string }>(
+        "SELECT id FROM troupe.records WHERE collection = 'message_status' AND (value::jsonb)->>'status' = 'acknowledged'",
+        [],
+        database,
+      );
       // The test's messages only (not the workflows' tasks and answers).
       return new Set(rows.map((row) => row.id.slice(row.id.indexOf("\u001f") + 1)).filter((messageId) => messageId.startsWith("m-")));
     };
     const workflowsNaming = async (nodeId: string, activeOnly = false): Promise<number> => {
       const active = activeOnly ? " AND (value::jsonb)->'snapshot'->>'value' NOT IN ('completed', 'terminated')" : "";
-      return (await postgres.query<{ id: string }>(`SELECT id FROM troupe.records WHERE collection = 'workflows' AND (value::jsonb)->>'node' = $1${active}`, [nodeId], database)).length;
+      return (
+        await postgres.query<{ id: string }>(
+          `SELECT id FROM troupe.records WHERE collection = 'workflows' AND (value::jsonb)->>'node' = $1${active}`,
+          [nodeId],
+          database,
+        )
+      ).length;
     };
     /** Durable acks at a moment: none of these may reach an agent after it. */
     const checkpoints: { at: number; acked: Set<string> }[] = [];
     const failoversMs: number[] = [];
     const killedOwning: number[] = [];
     const inFlightAtKill: number[] = [];
+    /** Which node was killed when (epoch ms, the clock of the events' \`ts\`): a restarted node is another incarnation. */
+    const killedNodes: { nodeId: string; at: number }[] = [];
     for (let kill = 0; kill < KILLS; kill += 1) {
       // A random moment: once 20 to 80 % of this phase's messages were accepted.
       const threshold = Math.floor((kill + 0.2 + 0.6 * Math.random()) * (MESSAGES / (KILLS + 1)));
@@ -277,6 +311,8 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
       inFlightAtKill.push([...accepted].filter((messageId) => !deliveries.has(messageId)).length);
       const exited = once(victim.child, "exit");
       const killedAt = performance.now();
+      killedNodes.push({ nodeId: victim.nodeId, at: Date.now() });
+      if (process.env["TROUPE_CLUSTER_LOGS"] !== undefined) process.stdout.write(`kill ${victim.nodeId} (pid ${victim.child.pid}) at ${Date.now()}\n`);
       victim.child.kill("SIGKILL");
       kills += 1;
       await exited;
@@ -293,12 +329,24 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
     // --- everything arrives, every workflow completes.
     await until(() => [...accepted].every((messageId) => deliveries.has(messageId)), 60_000, "every accepted message delivered");
     const completed = async (): Promise<number> =>
-      (await postgres.query<{ id: string }>("SELECT id FROM troupe.records WHERE collection = 'workflows' AND (value::jsonb)->'snapshot'->>'value' = 'completed'", [], database)).length;
+      (
+        await postgres.query<{ id: string }>(
+          "SELECT id FROM troupe.records WHERE collection = 'workflows' AND (value::jsonb)->'snapshot'->>'value' = 'completed'",
+          [],
+          database,
+        )
+      ).length;
     await until(async () => (await completed()) === WORKFLOWS, 60_000, "every workflow completed").catch(async (error: unknown) => {
-      const rows = await postgres.query<{ id: string; value: string }>("SELECT id, value FROM troupe.records WHERE collection = 'workflows' AND (value::jsonb)->'snapshot'->>'value' <> 'completed'", [], database);
+      const rows = await postgres.query<{ id: string; value: string }>(
+        "SELECT id, value FROM troupe.records WHERE collection = 'workflows' AND (value::jsonb)->'snapshot'->>'value' <> 'completed'",
+        [],
+        database,
+      );
       const stuck = rows.map((row) => ({ id: row.id, ...JSON.parse(row.value) }));
-      const events = stuck.map((record) => workflowEvents.filter((event) => event.sessionId === record.id));
-      throw new Error(`${String(error)}\n${JSON.stringify(stuck.slice(0, 3), null, 1)}\n${JSON.stringify(events.slice(0, 3))}\n${nodes.map((node) => node.output()).join("\n")}`);
+      const events = stuck.map((record) => [...taskTrail].filter(([messageId]) => messageId.startsWith(record.id)));
+      throw new Error(
+        `${String(error)}\n${JSON.stringify(stuck.slice(0, 3), null, 1)}\n${JSON.stringify(events.slice(0, 3))}\n${nodes.map((node) => node.output()).join("\n")}`,
+      );
     });
     const settledAt = performance.now();
     // The last durable acks: after one more ack wait (and a margin), none came again.
@@ -311,7 +359,9 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
     expect(sessionIds).toHaveLength(WORKFLOWS);
     const deliveredTwice = [...deliveries.values()].filter((times) => times.length > 1).length;
     const againAfterAck = checkpoints.flatMap(({ at, acked }) => [...acked].filter((messageId) => (deliveries.get(messageId) ?? []).some((time) => time > at)));
-    const described = againAfterAck.map((messageId) => `${messageId}: ${JSON.stringify(deliveries.get(messageId)?.map(Math.round))} vs ${checkpoints.map(({ at }) => Math.round(at)).join(",")}`);
+    const described = againAfterAck.map(
+      (messageId) => `${messageId}: ${JSON.stringify(deliveries.get(messageId)?.map(Math.round))} vs ${checkpoints.map(({ at }) => Math.round(at)).join(",")}`,
+    );
     expect(described).toEqual([]);
     expect(checkpoints.at(-1)!.acked.size).toBe(MESSAGES);
     // Each workflow: completed with both steps, and its events on one node at a time.
@@ -322,14 +372,20 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
       expect(snapshot?.value, sessionId).toBe("completed");
       expect(snapshot?.context?.completedSteps, sessionId).toEqual(["design", "review"]);
       // Each step advanced once: one answer per step in the completion.
-      expect(snapshot?.context?.completion?.artifacts?.map((artifact: { step: string }) => artifact.step), sessionId).toEqual(["design", "review"]);
+      expect(
+        snapshot?.context?.completion?.artifacts?.map((artifact: { step: string }) => artifact.step),
+        sessionId,
+      ).toEqual(["design", "review"]);
     }
+    // For each workflow, the span of its events on each node incarnation: spans of two must not overlap.
     const spans = new Map<string, Map<string, { first: number; last: number }>>();
     for (const event of workflowEvents) {
       const perNode = spans.get(event.sessionId) ?? new Map<string, { first: number; last: number }>();
       spans.set(event.sessionId, perNode);
-      const span = perNode.get(event.node) ?? { first: event.ts, last: event.ts };
-      perNode.set(event.node, { first: Math.min(span.first, event.ts), last: Math.max(span.last, event.ts) });
+      // The node's incarnation: a node restarted under its id may take the workflow over from another later on.
+      const incarnation = `${event.node}#${killedNodes.filter((kill) => kill.nodeId === event.node && kill.at < event.ts).length}`;
+      const span = perNode.get(incarnation) ?? { first: event.ts, last: event.ts };
+      perNode.set(incarnation, { first: Math.min(span.first, event.ts), last: Math.max(span.last, event.ts) });
     }
     const overlapping = [...spans].filter(([, perNode]) => {
       const sorted = [...perNode.values()].sort((a, b) => a.first - b.first);
