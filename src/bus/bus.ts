@@ -640,6 +640,7 @@ export class CommunicationBus {
       checkSender: (envelope) => this.sessionManager.checkSender(envelope),
       observe: (envelope) => this.sessionManager.observe(envelope),
       answerRoute: (request, from) => answerForwarded((this.ownWorkflowRoutes ??= workflowRoutes(this)), request, from),
+      whenDurable: () => this.sessionManager.whenDurable(),
     };
   }
 

@@ -38,6 +38,12 @@ const configSchema = z.strictObject({
   workers: z.array(workerSchema).optional(),
   a2aAgents: z.array(a2aAgentSchema).optional(),
   bus: busLimitsSchema.optional(),
+  cluster: z
+    .strictObject({
+      leaseMs: z.number().int().min(100).optional(),
+      ackWaitMs: z.number().int().min(100).optional(),
+    })
+    .optional(),
 });
 
 /** What a configuration file may hold. */
@@ -47,6 +53,8 @@ export interface ServerConfig {
   a2aAgents?: A2aAgentConfig[];
   /** The bus's limits and timings (`BusOptions` without where it listens, its key and its agent auth). */
   bus?: BusLimits;
+  /** The cluster's timings for `troupe serve --cluster` (docs/cluster.md): the same on every node. */
+  cluster?: { leaseMs?: number; ackWaitMs?: number };
 }
 
 /** An argument that reads as a relative path: it starts with `./` or `../`. */
@@ -95,5 +103,6 @@ export function loadServerConfig(path: string): ServerConfig {
     ...(config.workers === undefined ? {} : { workers: config.workers.map((worker) => resolveWorkerPaths(worker, folder)) }),
     ...(config.a2aAgents === undefined ? {} : { a2aAgents: config.a2aAgents }),
     ...(config.bus === undefined ? {} : { bus: config.bus }),
+    ...(config.cluster === undefined ? {} : { cluster: config.cluster }),
   };
 }

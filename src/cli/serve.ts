@@ -152,7 +152,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     ...(options.agentAuth === undefined ? {} : { agentAuth: options.agentAuth }),
     runtime,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
-    ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
+    // The configuration file's `cluster` timings (lease, ack wait) with the flags' URL and node id.
+    ...(options.cluster === undefined ? {} : { cluster: { ...options.config?.cluster, ...options.cluster } }),
     env: {},
   });
   await bus.start().catch(async (error: unknown) => {

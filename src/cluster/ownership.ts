@@ -52,6 +52,8 @@ export interface OwnershipHost {
   observe(envelope: MessageEnvelope): void;
   /** Answers, as its own route would, an HTTP request for one of this node's workflows that another node received. */
   answerRoute(request: unknown, from: string): Promise<unknown>;
+  /** Resolves once every change made so far to this node's workflows is in the store. */
+  whenDurable(): Promise<void>;
 }
 
 /** Options of a node's ownership. */
@@ -201,7 +203,12 @@ export class NodeOwnership implements RecordOwner {
       return "elsewhere";
     }
     const owner = await this.#ownerOf(sessionId);
-    if (owner === undefined || owner === this.nodeId) return "here";
+    if (owner === undefined) return "here";
+    if (owner === this.nodeId) {
+      // Named for this node, which does not run it: it lost its lease, and it is being taken over (or taken back).
+      this.#checkLease();
+      return "here";
+    }
     await this.#cluster.request(owner, WORKFLOW_TOPIC, { envelope });
     return "elsewhere";
   }
@@ -392,13 +399,20 @@ export class NodeOwnership implements RecordOwner {
     }
   }
 
-  /** Another node asks this one to check and observe a message for one of its workflows. */
-  #serveWorkflowMessage(body: unknown): null {
+  /**
+   * Another node asks this one to check and observe a message for one of its workflows. The answer comes once what
+   * the message changed is in the store: the asking node answers its sender 202 only then, so a node that dies
+   * before its write loses no accepted answer (the sender gets TRANSPORT and sends it again, to the survivor).
+   */
+  async #serveWorkflowMessage(body: unknown): Promise<null> {
     const envelope = (body as { envelope?: MessageEnvelope } | null)?.envelope;
     if (typeof envelope !== "object" || envelope === null) throw new BridgeError("INTERNAL", "A workflow request from another node without its envelope");
     this.#checkLease();
     this.#host.checkSender(envelope);
     this.#host.observe(envelope);
+    await this.#host.whenDurable();
+    // A write refused by the store (the lease was taken meanwhile) is not durable: the taker has the workflow.
+    this.#checkLease();
     return null;
   }
 }

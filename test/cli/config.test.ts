@@ -61,3 +61,11 @@ describe("the bus section of a configuration file", () => {
     expect(errorOf(configFile({ bus: { ackTimeout: "30s" } })).details).toMatchObject({ field: "bus.ackTimeout" });
   });
 });
+
+describe("the cluster section of a configuration file", () => {
+  it("takes the cluster's lease and ack wait, and refuses anything else there (the URL and node id are flags)", () => {
+    expect(loadServerConfig(configFile({ cluster: { leaseMs: 5_000, ackWaitMs: 20_000 } })).cluster).toEqual({ leaseMs: 5_000, ackWaitMs: 20_000 });
+    expect(errorOf(configFile({ cluster: { url: "nats://127.0.0.1:4222" } })).details).toMatchObject({ field: "cluster.url" });
+    expect(errorOf(configFile({ cluster: { leaseMs: 10 } })).details).toMatchObject({ field: "cluster.leaseMs" });
+  });
+});

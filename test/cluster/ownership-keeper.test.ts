@@ -57,6 +57,7 @@ function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: strin
     checkSender: () => undefined,
     observe: () => undefined,
     answerRoute: async () => null,
+    whenDurable: () => Promise.resolve(),
   };
   return host;
 }
