@@ -20,6 +20,7 @@ import { logRuntimeToStderr, type CliLogLevel } from "./logger.js";
 import type { ServeFlags } from "./serve-command.js";
 import { describeTeam, serverAgents, type AgentsOption } from "./server-agents.js";
 import { handleSignals } from "./signals.js";
+import { NODE_ID } from "../cluster/node.js";
 
 /** Options of `troupe serve`, after parsing. */
 export interface ServeOptions {
@@ -70,6 +71,9 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   }
   if (flags.nodeId !== undefined && flags.cluster === undefined) {
     throw new BridgeError("CONFIG", "--node-id names a node of a cluster: give --cluster nats://… with it", { field: "node-id" });
+  }
+  if (flags.nodeId !== undefined && !NODE_ID.test(flags.nodeId)) {
+    throw new BridgeError("CONFIG", "--node-id: letters, digits, '.', '_' and '-', 1 to 64 of them", { field: "node-id" });
   }
   if ((flags.tlsKey === undefined) !== (flags.tlsCert === undefined)) {
     throw new BridgeError("CONFIG", "--tls-key and --tls-cert: give both, or neither", { field: flags.tlsKey === undefined ? "tls-key" : "tls-cert" });

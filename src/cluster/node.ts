@@ -59,7 +59,8 @@ export interface ClusterNode {
 const DEFAULT_LEASE_MS = 10_000;
 const DEFAULT_REQUEST_MS = 5_000;
 const TOPIC = /^[A-Za-z0-9_-]{1,64}$/;
-const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** What a node id may be: it names the node in NATS subjects, leases and records. */
+export const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** A node id for this process: the host's name (made safe) and 6 random hex digits. */
 export function defaultNodeId(): string {

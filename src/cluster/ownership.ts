@@ -221,7 +221,13 @@ export class NodeOwnership implements RecordOwner {
    */
   async forward(sessionId: string, request: unknown): Promise<{ answer: unknown } | undefined> {
     const owner = await this.#ownerOf(sessionId);
-    if (owner === undefined || owner === this.nodeId) return undefined;
+    if (owner === undefined) return undefined;
+    if (owner === this.nodeId) {
+      // Named for this node, which stopped it when it lost its lease (NATS away longer than a lease time, say): not
+      // gone, only not here until the lease is back or a survivor takes it over. TRANSPORT (503), not 404.
+      this.#checkLease();
+      return undefined;
+    }
     return { answer: await this.#cluster.request(owner, WORKFLOW_ROUTE_TOPIC, request) };
   }
 

@@ -70,12 +70,14 @@ describe("troupe serve --cluster", () => {
     expect(await exitCodeOf(second.child)).toBe(0);
   }, 60_000);
 
-  it("exits 2 for --cluster without --store, a --cluster that is not a NATS URL, or --node-id without --cluster", async () => {
-    const [withoutStore, notNats, lonelyId] = await Promise.all([
+  it("exits 2 for --cluster without --store, a --cluster that is not a NATS URL, --node-id without --cluster, or a bad --node-id", async () => {
+    const [withoutStore, notNats, lonelyId, badId] = await Promise.all([
       run(["serve", "--cluster", nats.url]),
       run(["serve", "--cluster", "http://127.0.0.1:4222", "--store", postgres.url()]),
       run(["serve", "--node-id", "n1", "--store", postgres.url()]),
+      run(["serve", "--cluster", nats.url, "--store", postgres.url(), "--node-id", "a/b"]),
     ]);
+    expect(badId).toMatchObject({ code: 2, stderr: expect.stringContaining("--node-id: letters, digits") });
     expect(withoutStore).toMatchObject({ code: 2, stderr: expect.stringContaining("--cluster needs --store postgres://") });
     expect(notNats).toMatchObject({ code: 2, stderr: expect.stringContaining("--cluster: give a nats://") });
     expect(lonelyId).toMatchObject({ code: 2, stderr: expect.stringContaining("--node-id names a node of a cluster") });

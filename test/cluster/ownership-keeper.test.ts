@@ -118,6 +118,25 @@ describe("the keeper of a node's lease", () => {
     await ownership.stop();
   });
 
+  it("answers a route for a workflow still named for it, once it lost its lease, TRANSPORT (503) and not as if unknown", async () => {
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async (): Promise<Lease | undefined> => undefined),
+      release: vi.fn(async () => undefined),
+    };
+    const { ownership } = await started(leases);
+    store.put("workflows", "wf-here", { node: "node-a" });
+    await store.flush();
+    // With its lease, its own workflow is answered here (the route runs locally), an unknown one too (404 there).
+    await expect(ownership.forward("wf-here", {})).resolves.toBeUndefined();
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(ownership.holdsLease()).toBe(false);
+    await expect(ownership.forward("wf-here", {})).rejects.toMatchObject({ type: "TRANSPORT", details: { unavailable: true, retryable: true } });
+    await expect(ownership.forward("wf-nobody-knows", {})).resolves.toBeUndefined();
+    await ownership.stop();
+  });
+
   it("stops everything once a lease time has passed since the last renewal that got an answer", async () => {
     const leases = {
       acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
