@@ -2,16 +2,12 @@
  * The real-engine harness itself (test/support/postgres-server.ts, nats-server.ts): engines on 127.0.0.1 in
  * temporary directories, restartable with their data, and gone after, even when the test process dies first.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { startNats } from "../support/nats-server.js";
 import { startPostgres } from "../support/postgres-server.js";
-
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+import { runModuleScript } from "../support/module-script.js";
 
 function alive(pid: number): boolean {
   try {
@@ -74,11 +70,7 @@ describe("the real-engine harness", () => {
       "console.log(JSON.stringify({ dirs: [postgres.dir, nats.dir], pids: [postgres.pid(), nats.pid(), pid] }));",
       "process.exit(0);",
     ].join("\n");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: projectRoot });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    await once(child, "exit");
+    const output = await runModuleScript(script);
     const { dirs, pids } = JSON.parse(output) as { dirs: string[]; pids: number[] };
     // The postmaster and nats-server were killed; the checkpointer leaves once it notices, as every PostgreSQL child does.
     expect(pids).toHaveLength(3);

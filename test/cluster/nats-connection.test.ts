@@ -2,16 +2,13 @@
  * A node's connection to NATS, on a real nats-server started for this file: it connects, checks JetStream,
  * says when it is cut off and when it is back, and explains what it cannot do.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BridgeError } from "../../src/errors.js";
 import { connectNats, type ClusterConnection, type NatsConnectionState } from "../../src/cluster/nats-connection.js";
 import { freePort } from "../support/engine-process.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
+import { runModuleScript } from "../support/module-script.js";
 
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 let server: NatsServer;
 const connections: ClusterConnection[] = [];
 
@@ -120,11 +117,7 @@ describe("the NATS connection", () => {
       `await (await connectNats({ url: ${JSON.stringify(server.url)} })).close();`,
       "console.log(JSON.stringify({ before, after: loaded() }));",
     ].join("\n");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: projectRoot });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    await once(child, "exit");
+    const output = await runModuleScript(script);
     expect(JSON.parse(output)).toEqual({ before: false, after: true });
   });
 });

@@ -2,10 +2,7 @@
  * The PostgreSQL store keeps the store contract, plain and encrypted, on a real PostgreSQL server started for
  * this file; and what is its own: its schema, its lock, its encoding and its errors.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BridgeError, openPostgresStore, type PostgresStoreOptions, type Store } from "../../src/index.js";
@@ -13,8 +10,8 @@ import { POSTGRES_SCHEMA_VERSION } from "../../src/store/postgres-migrations.js"
 import { freePort } from "../support/engine-process.js";
 import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
 import { describeStoreContract, type StoreHarness } from "./store-contract.js";
+import { runModuleScript } from "../support/module-script.js";
 
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 const RAW_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff";
 
 let server: PostgresServer;
@@ -221,11 +218,7 @@ describe("the PostgreSQL store's options and connections", () => {
       `await (await troupe.openPostgresStore({ url: ${JSON.stringify(server.url())}, schema: ${JSON.stringify(freshSchema())} })).close();`,
       "console.log(JSON.stringify({ before, after: loaded() }));",
     ].join("\n");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: projectRoot });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    await once(child, "exit");
+    const output = await runModuleScript(script);
     expect(JSON.parse(output)).toEqual({ before: false, after: true });
   });
 });

@@ -2,21 +2,18 @@
  * The SQLite store keeps the store contract, plain and encrypted, and owns its file: it creates it privately,
  * holds it against a second process, refuses what is not its own, and never reads with the wrong key.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { BridgeError, openSqliteStore, SQLITE_STORE_FILE, type SqliteStoreOptions, type Store } from "../../src/index.js";
 import { describeStoreContract, type StoreHarness } from "./store-contract.js";
+import { runModuleScript } from "../support/module-script.js";
 
 const RAW_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff";
 const OTHER_RAW_KEY = "f".repeat(64);
 const PASSPHRASE = "correct horse battery staple";
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 async function sqliteHarness(extra: Omit<SqliteStoreOptions, "dir" | "path"> = {}): Promise<StoreHarness> {
   const dir = await mkdtemp(join(tmpdir(), "troupe-store-"));
@@ -132,11 +129,7 @@ describe("the SQLite store's file", () => {
       '(await import("node:fs")).rmSync(dir, { recursive: true });',
       "console.log(JSON.stringify({ before, after: loaded() }));",
     ].join("\n");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: projectRoot });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    await once(child, "exit");
+    const output = await runModuleScript(script);
     expect(JSON.parse(output)).toEqual({ before: false, after: true });
   });
 });
