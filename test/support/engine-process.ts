@@ -168,6 +168,11 @@ export async function startEngineProcess(
   return engine;
 }
 
+/** Whether an engine's process was started and has neither exited nor been killed. */
+export function engineRunning(engine: EngineProcess | undefined): engine is EngineProcess {
+  return engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null;
+}
+
 /** Sends `signal`, waits up to `graceMs` for the exit, then kills with SIGKILL; resolves once the process is gone. */
 export async function stopEngineProcess(engine: EngineProcess, signal: NodeJS.Signals, graceMs = 10_000): Promise<void> {
   const { child } = engine;

@@ -5,7 +5,7 @@
  * as `.ci/run` does).
  */
 import { join } from "node:path";
-import { findBinary, makeEngineDir, removeEngineDir, startEngineProcess, stopEngineProcess, type EngineProcess } from "./engine-process.js";
+import { findBinary, makeEngineDir, engineRunning, removeEngineDir, startEngineProcess, stopEngineProcess, type EngineProcess } from "./engine-process.js";
 
 /** A running test server. */
 export interface NatsServer {
@@ -65,10 +65,10 @@ export async function startNats({ jetstream = true }: { jetstream?: boolean } = 
         if (engine !== undefined) await stopEngineProcess(engine, signal);
       },
       async start() {
-        if (engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null) return;
+        if (engineRunning(engine)) return;
         engine = await run(port);
       },
-      running: () => engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null,
+      running: () => engineRunning(engine),
       pid: () => engine?.child.pid,
       output: () => engine?.output() ?? "",
       async stop() {

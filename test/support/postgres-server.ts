@@ -12,6 +12,7 @@ import { join } from "node:path";
 import pg from "pg";
 import {
   debianPostgresBinDirs,
+  engineRunning,
   EngineStartError,
   findBinary,
   freePort,
@@ -123,10 +124,10 @@ export async function startPostgres({ fsync = false }: { fsync?: boolean } = {})
         if (engine !== undefined) await stopEngineProcess(engine, mode === "fast" ? "SIGINT" : "SIGQUIT");
       },
       async start() {
-        if (engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null) return;
+        if (engineRunning(engine)) return;
         engine = await startServer(postgres, dataDir, dir, serverPort, runAs, fsync);
       },
-      running: () => engine !== undefined && engine.child.exitCode === null && engine.child.signalCode === null,
+      running: () => engineRunning(engine),
       pid: () => engine?.child.pid,
       output: () => engine?.output() ?? "",
       async stop() {
