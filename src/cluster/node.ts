@@ -1,6 +1,6 @@
 /**
- * One troupe node of a cluster: its id, its connection to NATS with JetStream, the cluster's lease table and
- * message stream. A bus given `cluster` options opens one at `start()` and closes it at `stop()`
+ * One troupe node of a cluster: its id, its connection to NATS with JetStream, the cluster's lease table, message
+ * stream and presence bucket. A bus given `cluster` options opens one at `start()` and closes it at `stop()`
  * (`bus.cluster`); everything the cluster shares goes through it (docs/cluster.md).
  */
 import { randomBytes } from "node:crypto";
@@ -10,6 +10,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { LeaseTable } from "./leases.js";
 import { ClusterMessageStream } from "./message-stream.js";
 import { connectNats, type ClusterConnection, type NatsConnectionState } from "./nats-connection.js";
+import { PresenceTable } from "./presence.js";
 
 /** How a node joins its cluster (`cluster` of the bus's options, `--cluster` of `troupe serve`). */
 export interface ClusterOptions {
@@ -24,6 +25,8 @@ export interface ClusterOptions {
   subjectPrefix?: string;
   /** The key-value bucket of leases (default `troupe_leases`). */
   leaseBucket?: string;
+  /** The key-value bucket of presence, which node each agent is connected to (default `troupe_presence`). */
+  presenceBucket?: string;
   /** How long a pulled message may stay unacknowledged before it is delivered again (default 30 s). */
   ackWaitMs?: number;
   /** How long the first connection may take (default 5 s). */
@@ -36,6 +39,8 @@ export interface ClusterNode {
   readonly connection: ClusterConnection;
   readonly leases: LeaseTable;
   readonly messages: ClusterMessageStream;
+  /** Which node each agent is connected to. */
+  readonly presence: PresenceTable;
   /** How long a lease lasts without renewal. */
   readonly leaseMs: number;
   /** Whether NATS is reachable now. */
@@ -96,16 +101,25 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
     });
+    const presence = await PresenceTable.open(connection, {
+      nodeId,
+      ...(options.presenceBucket === undefined ? {} : { bucket: options.presenceBucket }),
+      ...(clock === undefined ? {} : { clock }),
+    });
     return {
       nodeId,
       connection,
       leases,
       messages,
+      presence,
       leaseMs,
       state: () => connection.state(),
       serve: (topic, handler) => serveRequests(connection, nodeId, topic, handler),
       request: (to, topic, body, timeoutMs = DEFAULT_REQUEST_MS) => requestNode(connection, nodeId, to, topic, body, timeoutMs),
-      close: () => connection.close(),
+      close: () => {
+        presence.close();
+        return connection.close();
+      },
     };
   } catch (error) {
     await connection.close().catch(() => undefined);

@@ -6,7 +6,8 @@
  * writing. A scan, every half lease time, takes the lease of each node that stopped renewing (the lease table
  * decides), moves that node's records to this one under the dead node's lease (so the dead node, should it wake,
  * is fenced out), and restores them as a restart does. Messages accepted here that concern a workflow another
- * node runs go to that node.
+ * node runs go to that node. A dead node's agents are connected nowhere any more: the node that takes it over
+ * removes their presence entries.
  */
 import { BridgeError, toBridgeError } from "../errors.js";
 import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
@@ -144,6 +145,8 @@ export class NodeOwnership implements RecordOwner {
    */
   async start(): Promise<void> {
     await this.#register();
+    // Entries of this node's previous incarnation (killed with its agents connected) name agents no longer here.
+    await this.#clearPresence(this.nodeId);
     const stopMessages = await this.#cluster.serve(WORKFLOW_TOPIC, (body) => this.#serveWorkflowMessage(body));
     const stopRoutes = await this.#cluster
       .serve(WORKFLOW_ROUTE_TOPIC, (body, from) => {
@@ -357,6 +360,8 @@ export class NodeOwnership implements RecordOwner {
     }
     this.#hold(lease);
     await this.#register();
+    // A node that took this one over meanwhile removed the presence of its agents, still connected here.
+    this.#cluster.presence.reannounce();
     const store = this.#host.store();
     const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
     await this.#host.adoptSessions(await SessionRecords.load(store, this.nodeId));
@@ -366,7 +371,8 @@ export class NodeOwnership implements RecordOwner {
   /**
    * Takes over dead node `nodeId`, whose lease this node now holds (`lease`): first a write under that lease, so
    * that the dead node can write nothing more; then its workflow and session records are moved to this node
-   * under that lease, and restored here as a restart restores them; then the lease is released.
+   * under that lease, its agents' presence entries removed, the records restored here as a restart restores
+   * them; then the lease is released.
    */
   async #takeOver(nodeId: string, lease: Lease): Promise<void> {
     let refused = false;
@@ -385,6 +391,7 @@ export class NodeOwnership implements RecordOwner {
       await store.flush();
       // Another node took the dead one over meanwhile (this scan outlived the lease): it has the records.
       if (refused || this.#lease === undefined || this.#stopped) return;
+      await this.#clearPresence(nodeId);
       const adopted = await this.#host.adoptWorkflows(moved);
       await this.#host.adoptSessions(movedSessions);
       this.#host.resumeWorkflows(adopted);
@@ -392,6 +399,15 @@ export class NodeOwnership implements RecordOwner {
       if (this.#takeovers.length > 16) this.#takeovers.shift();
     } finally {
       await this.#cluster.leases.release(lease).catch(() => undefined);
+    }
+  }
+
+  /** Removes the presence entries naming `nodeId` (dead, or this node's previous incarnation); a failure is only told. */
+  async #clearPresence(nodeId: string): Promise<void> {
+    try {
+      await this.#cluster.presence.clearNode(nodeId);
+    } catch (error) {
+      process.emitWarning(`troupe: the presence of node ${nodeId}'s agents could not be removed: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
     }
   }
 

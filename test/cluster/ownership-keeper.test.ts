@@ -35,6 +35,7 @@ function fakeCluster(leases: ScriptedLeases): ClusterNode {
     leaseMs: LEASE_MS,
     leases,
     serve: async () => () => undefined,
+    presence: { clearNode: async () => 0, reannounce: () => undefined },
     connection: { nats: { subscribe: () => ({ unsubscribe: () => undefined }), publish: () => undefined } },
   } as unknown as ClusterNode;
 }
