@@ -46,6 +46,10 @@ export interface AgentListing extends AgentDescriptor {
   source: "runtime" | "registered" | "participant";
   /** Its actor's state; a participant that never registered has no actor: `ready` while connected, else `offline`. */
   status: AgentState;
+  /** On a cluster node (`GET /agents`): the node its socket is on (the runtime's agents: the node asked), null when offline. */
+  node?: string | null;
+  /** On a cluster node (`GET /agents`): when its socket connected to that node (epoch ms, that node's clock), null when offline. */
+  connected_at?: number | null;
 }
 
 /** What replaces a credential the seed project's `authentication` block carries. */
@@ -142,7 +146,7 @@ interface Presence {
 }
 
 /** A registration as the store keeps it: the token only as its SHA-256 (hex), never the token. */
-interface StoredRegistration {
+export interface StoredRegistration {
   descriptor: AgentDescriptor;
   registeredAt: number;
   tokenSha256: string | null;
@@ -190,7 +194,7 @@ export class AgentRegistry {
    * with the token it had. Returns the descriptors, for the bus to give each its actor.
    */
   async restore(): Promise<AgentDescriptor[]> {
-    const records = (await this.store().list("agents")).map(({ value }) => value as StoredRegistration);
+    const records = await this.readAllStored();
     records.sort((left, right) => left.registeredAt - right.registeredAt);
     for (const { descriptor, registeredAt, tokenSha256 } of records) {
       this.registered.set(descriptor.agent_id, { descriptor, registeredAt });
@@ -200,14 +204,37 @@ export class AgentRegistry {
   }
 
   /**
-   * Reads one registration from the store, for a cluster node that meets an agent registered on another node
-   * (docs/cluster.md); undefined when the store has none.
+   * Reads one registration from the store, for a cluster node (docs/cluster.md): the agent may have registered,
+   * re-registered or deregistered on another node. `applyStored` makes it this node's.
    */
-  async load(agentId: string): Promise<AgentDescriptor | undefined> {
-    const record = (await this.store().get("agents", agentId)) as StoredRegistration | undefined;
-    if (record === undefined || record === null) return undefined;
+  async readStored(agentId: string): Promise<StoredRegistration | undefined> {
+    const record = (await this.store().get("agents", agentId)) as StoredRegistration | null | undefined;
+    return record ?? undefined;
+  }
+
+  /** Reads every registration from the store, for a cluster node whose connection to the others was away. */
+  async readAllStored(): Promise<StoredRegistration[]> {
+    return (await this.store().list("agents")).map(({ value }) => value as StoredRegistration);
+  }
+
+  /** The agents registered through `POST /agents/register` (here, or on another node of a cluster). */
+  registeredIds(): IterableIterator<string> {
+    return this.registered.keys();
+  }
+
+  /**
+   * Makes a registration read from the store this node's (descriptor and token replaced), or, when the store has
+   * none, forgets it here without writing. Answers the descriptor, undefined when it is gone.
+   */
+  applyStored(agentId: string, record: StoredRegistration | undefined): AgentDescriptor | undefined {
+    if (record === undefined) {
+      this.registered.delete(agentId);
+      this.tokens.delete(agentId);
+      return undefined;
+    }
     this.registered.set(agentId, { descriptor: record.descriptor, registeredAt: record.registeredAt });
-    if (record.tokenSha256 !== null) this.tokens.set(agentId, Buffer.from(record.tokenSha256, "hex"));
+    if (record.tokenSha256 === null) this.tokens.delete(agentId);
+    else this.tokens.set(agentId, Buffer.from(record.tokenSha256, "hex"));
     return record.descriptor;
   }
 

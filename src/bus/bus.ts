@@ -5,6 +5,7 @@
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
+import type { AgentPresence } from "../cluster/presence.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -18,11 +19,12 @@ import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
 import { createApiKeyCheck, startHttpServer, type HttpRoute, type HttpServer } from "../server/http-server.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
-import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing } from "./agent-registry.js";
+import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing, type StoredRegistration } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
 import { Deliveries, type MessageStatusView } from "./delivery.js";
 import { ClusterDeliveries } from "./cluster-delivery.js";
 import { ClusterSyncReplies } from "./cluster-sync-replies.js";
+import { ClusterRegistrations } from "./cluster-registrations.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { OwnedSessions, RateLimiter } from "../server/quotas.js";
 import type { Store } from "../store/store.js";
@@ -32,6 +34,7 @@ import {
   DEFAULT_BACKOFF,
   DEFAULT_MAX_RETRIES,
   inReplyToOf,
+  isAgentId,
   messageKey,
   messageKeyOf,
   parseEnvelope,
@@ -42,6 +45,7 @@ import { CLOSE_CODES, CLOSE_REASONS, isAckFrame } from "../protocol/frames.js";
 import { BusMetrics, type BusMetricsSnapshot } from "./metrics.js";
 import { checkStartRules, resolveBusOptions, type BusOptions, type ResolvedBusOptions } from "./options.js";
 import { busRoutes, workflowRoutes } from "./routes.js";
+import { pageOf, type PageRequest } from "./pagination.js";
 import { answerForwarded, type ForwardedRequest } from "./forwarded-routes.js";
 import { uiRoutes } from "../ui/routes.js";
 import { SessionManager } from "../workflows/session-manager.js";
@@ -118,6 +122,8 @@ export class CommunicationBus {
   private clusterDeliveries: ClusterDeliveries | undefined;
   /** Sync senders waiting here for replies accepted by other nodes, and replies offered to them (a cluster node only). */
   private clusterSync: ClusterSyncReplies | undefined;
+  /** Registrations changed on any node, read again here (a cluster node only). */
+  private clusterRegistrations: ClusterRegistrations | undefined;
   /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
   private ownership: NodeOwnership | undefined;
   /** The routes of one workflow, answering what other nodes forward (made at the first such request). */
@@ -394,6 +400,7 @@ export class CommunicationBus {
       this.deliveries.stop();
       await this.clusterDeliveries?.stop();
       this.clusterSync?.stop();
+      this.clusterRegistrations?.stop();
       this.clusterEvents?.leave();
       if (this.ownsRuntime) await this.runtime.stop();
       await this.ownership?.stop();
@@ -440,9 +447,14 @@ export class CommunicationBus {
    * `POST /messages/send`: with `agentAuth: "token"`, a registered sender's token must come with it (no
    * client may send as another agent); code that embeds the bus sends with `send`.
    */
-  sendOverHttp(envelope: unknown, presentedToken: string | undefined): Promise<SendResult> {
+  async sendOverHttp(envelope: unknown, presentedToken: string | undefined): Promise<SendResult> {
+    this.checkRunning();
     const sender = (envelope as { sender?: { agent_id?: unknown } } | null)?.sender?.agent_id;
-    if (this.options.agentAuth === "token" && typeof sender === "string" && this.registry.isRegistered(sender)) this.checkAgentToken(sender, presentedToken);
+    if (this.options.agentAuth === "token" && isAgentId(sender)) {
+      // On a cluster node, the sender may have registered, or changed its token, on another node.
+      if (this.clusterRegistrations !== undefined) await this.freshRegistrations([sender]);
+      if (this.registry.isRegistered(sender)) this.checkAgentToken(sender, presentedToken);
+    }
     return this.send(envelope);
   }
 
@@ -499,7 +511,32 @@ export class CommunicationBus {
    */
   registerAgent(body: unknown, presentedToken?: string): AgentDescriptor & { agent_token?: string } {
     this.checkRunning();
-    const { descriptor, agentToken } = parseRegistration(body);
+    return this.register(parseRegistration(body), presentedToken).agent;
+  }
+
+  /**
+   * `POST /agents/register`: `registerAgent`, answered once the registration is durable. On a cluster node the
+   * agent's registration is read from the shared store first (it may have registered, or changed its token, on
+   * another node), and the other nodes are told of the change before the answer (docs/cluster.md).
+   */
+  async registerOverHttp(body: unknown, presentedToken: string | undefined): Promise<AgentDescriptor & { agent_token?: string }> {
+    this.checkRunning();
+    const registration = parseRegistration(body);
+    if (this.clusterRegistrations !== undefined) {
+      await this.readRegistrations([registration.descriptor.agent_id]);
+      this.checkRunning();
+    }
+    const { agent, announced } = this.register(registration, presentedToken);
+    await this.persisted();
+    await announced;
+    return agent;
+  }
+
+  /** Registers a parsed registration; `announced` resolves once the other nodes of a cluster were told (never rejects). */
+  private register(
+    { descriptor, agentToken }: ReturnType<typeof parseRegistration>,
+    presentedToken: string | undefined,
+  ): { agent: AgentDescriptor & { agent_token?: string }; announced: Promise<void> } {
     const agentId = descriptor.agent_id;
     if (this.registry.isRuntimeAgent(agentId) || isRuntimeFramework(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is in the runtime's own framework (troupe://): only its agents and the bus use it`, {
@@ -518,7 +555,7 @@ export class CommunicationBus {
     const token = agentToken ?? (renewing ? undefined : randomBytes(24).toString("base64url"));
     if (token !== undefined) this.registry.setToken(agentId, token);
     this.giveActor(descriptor);
-    return token === undefined ? descriptor : { ...descriptor, agent_token: token };
+    return { agent: token === undefined ? descriptor : { ...descriptor, agent_token: token }, announced: this.announceRegistration(agentId) };
   }
 
   /** A registered agent's actor (online when its socket is) and its delivery mode. */
@@ -533,17 +570,60 @@ export class CommunicationBus {
   /** Forgets an agent's registration, stops its actor, and closes its socket with 1008 unless it still takes part in a session. */
   deregisterAgent(agentId: string, presentedToken?: string): void {
     this.checkRunning();
+    void this.deregister(agentId, presentedToken);
+  }
+
+  /**
+   * `DELETE /agents/:agentId`: `deregisterAgent`, answered once the deregistration is durable. On a cluster node
+   * the registration is read from the shared store first (it may have been made on another node), and the other
+   * nodes are told before the answer: each forgets the agent and closes its socket there (docs/cluster.md).
+   */
+  async deregisterOverHttp(agentId: string, presentedToken: string | undefined): Promise<void> {
+    this.checkRunning();
+    if (this.clusterRegistrations !== undefined && isAgentId(agentId) && !this.registry.isRuntimeAgent(agentId)) {
+      await this.readRegistrations([agentId]);
+      this.checkRunning();
+    }
+    const announced = this.deregister(agentId, presentedToken);
+    await this.persisted();
+    await announced;
+  }
+
+  /** Deregisters; resolves once the other nodes of a cluster were told (never rejects). */
+  private deregister(agentId: string, presentedToken: string | undefined): Promise<void> {
     if (this.registry.isRuntimeAgent(agentId)) {
       throw new BridgeError("CONFIG", `agent_id: ${agentId} is one of the runtime's own agents: it cannot be deregistered`, { field: "agent_id", agentId });
     }
     if (this.options.agentAuth === "token" && this.registry.isRegistered(agentId)) this.checkAgentToken(agentId, presentedToken);
     if (!this.registry.deregister(agentId)) throw new BridgeError("NOT_FOUND", `Agent not registered: ${agentId}`, { agentId });
+    this.forgetActor(agentId);
+    return this.announceRegistration(agentId);
+  }
+
+  /** A deregistered agent's actor stops, and its socket is closed with 1008 unless it still takes part in a session. */
+  private forgetActor(agentId: string): void {
     this.withoutAcks.delete(agentId);
     this.runtime.removeRemoteAgent(agentId);
     if (!this.registry.isKnown(agentId)) this.connections.disconnect(agentId, CLOSE_CODES.policy, CLOSE_REASONS.deregistered);
   }
 
-  /** Every known agent with `online`, `last_heartbeat` and `status` (its actor's state), the runtime's own first. */
+  /** A registration changed here: the other nodes of a cluster read it again once it is durable (resolves then, never rejects). */
+  private announceRegistration(agentId: string): Promise<void> {
+    return this.clusterRegistrations?.changed(agentId, this.persisted()) ?? Promise.resolve();
+  }
+
+  /** What the shared store says of an agent's registration, made this node's: its actor given, replaced or taken away. */
+  private applyStoredRegistration(agentId: string, stored: StoredRegistration | undefined): void {
+    const wasRegistered = this.registry.isRegistered(agentId);
+    const descriptor = this.registry.applyStored(agentId, stored);
+    if (descriptor !== undefined) this.giveActor(descriptor);
+    else if (wasRegistered) this.forgetActor(agentId);
+  }
+
+  /**
+   * Every known agent with `online`, `last_heartbeat` and `status` (its actor's state), the runtime's own first,
+   * as this node sees them (on a cluster node, `agentPage` adds where each agent is connected in the cluster).
+   */
   listAgents(): AgentListing[] {
     return this.registry.list();
   }
@@ -551,6 +631,39 @@ export class CommunicationBus {
   /** The listings of `listAgents`, each built only when called: what `GET /agents` pages through. */
   agentListings(): Iterable<() => AgentListing> {
     return this.registry.listings();
+  }
+
+  /**
+   * `GET /agents`: one page of `agentListings`. On a cluster node, each agent also says which node it is connected
+   * to (`node`, `connected_at`), from the cluster's presence bucket for agents not connected here, and the page says
+   * where that came from: `presence: "cluster"`, or `"node"` (this node's view only: NATS did not answer).
+   */
+  async agentPage(request: PageRequest): Promise<{ agents: AgentListing[]; next_cursor?: string; presence?: "cluster" | "node" }> {
+    const { items, next_cursor } = pageOf(this.registry.listings(), request);
+    const page = { agents: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
+    const node = this.clusterNode;
+    if (node === undefined) return page;
+    const here = node.presence.here();
+    const elsewhere = items.filter((agent) => agent.source !== "runtime" && !here.has(agent.agent_id)).map((agent) => agent.agent_id);
+    let found: Map<string, AgentPresence> | undefined;
+    if (elsewhere.length > 0) {
+      try {
+        found = await node.presence.lookup(elsewhere);
+      } catch {
+        // NATS away: this node's view, and the page says so.
+      }
+    }
+    const agents = items.map((agent): AgentListing => {
+      // The runtime's agents run on every node: listed as this one's.
+      if (agent.source === "runtime") return { ...agent, node: node.nodeId, connected_at: null };
+      const local = here.get(agent.agent_id);
+      if (local !== undefined) return { ...agent, online: true, node: node.nodeId, connected_at: local.since };
+      const remote = found?.get(agent.agent_id);
+      if (remote === undefined) return { ...agent, node: null, connected_at: null };
+      // A remote agent's actor is `ready` whenever it is connected (it is never busy): as its node would say.
+      return { ...agent, online: true, status: agent.status === "offline" ? "ready" : agent.status, node: remote.node, connected_at: remote.since };
+    });
+    return { ...page, agents, presence: found === undefined && elsewhere.length > 0 ? "node" : "cluster" };
   }
 
   /** The counters of `GET /metrics`. */
@@ -602,6 +715,9 @@ export class CommunicationBus {
     // Messages pulled here and not finished go back to the stream for the nodes their agents connect to next.
     await this.clusterDeliveries?.stop();
     this.clusterSync?.stop();
+    this.clusterRegistrations?.stop();
+    // The presence of the agents whose sockets just closed goes before the connection to NATS does.
+    await this.clusterNode?.presence.settle();
     this.deliveries.stop();
     this.sessionManager.stop();
     // Their events (workflow.evicted) go out once the store has the change: before the bus is stopped.
@@ -685,7 +801,7 @@ export class CommunicationBus {
       ...(waiting ? [] : [["recipient.agent_id", envelope.recipient.agent_id] as [string, string]]),
       ...(envelope.routing.fallback_agents ?? []).map((agentId, index): [string, string] => [`routing.fallback_agents.${index}`, agentId]),
     ];
-    if (this.clusterNode !== undefined) await this.loadRegistrations(targets.map(([, agentId]) => agentId));
+    if (this.clusterRegistrations !== undefined) await this.freshRegistrations(targets.map(([, agentId]) => agentId));
     for (const [field, agentId] of targets) {
       if (!this.isKnown(agentId)) throw new BridgeError("NOT_FOUND", `Unknown recipient: ${agentId} is not registered`, { field, agentId });
     }
@@ -816,19 +932,33 @@ export class CommunicationBus {
     }
   }
 
-  /** Registrations made on other nodes, read from the shared store the first time this node meets them. */
-  private async loadRegistrations(agentIds: readonly string[]): Promise<void> {
-    for (const agentId of agentIds) {
-      if (this.isKnown(agentId)) continue;
-      try {
-        const descriptor = await this.registry.load(agentId);
-        if (descriptor !== undefined) this.giveActor(descriptor);
-      } catch (error) {
-        throw new BridgeError("TRANSPORT", `The store did not say whether ${agentId} is registered: ${toBridgeError(error).message}`, {
-          unavailable: true,
-          retryable: true,
-        });
-      }
+  /**
+   * On a cluster node, before agents' registrations are used (a message to them, a token checked, a socket
+   * opened): those this node does not know are read from the shared store (they may have registered on another
+   * node), and so are those it read more than a lease time ago (a nudge may have been lost). No store read for
+   * the others. TRANSPORT (503) when the store does not answer.
+   */
+  private async freshRegistrations(agentIds: readonly string[]): Promise<void> {
+    const unsure = agentIds.filter((agentId) => this.registrationUnsure(agentId));
+    if (unsure.length > 0) await this.readRegistrations(unsure);
+  }
+
+  /** On a cluster node: this node does not know the agent, or read its registration more than a lease time ago. */
+  private registrationUnsure(agentId: string): boolean {
+    const registrations = this.clusterRegistrations;
+    if (registrations === undefined) return false;
+    return this.registry.isRegistered(agentId) ? !registrations.isCurrent(agentId) : !this.isKnown(agentId);
+  }
+
+  /** On a cluster node, reads these agents' registrations from the shared store now. TRANSPORT (503) when it does not answer. */
+  private async readRegistrations(agentIds: readonly string[]): Promise<void> {
+    try {
+      await this.clusterRegistrations?.read(agentIds);
+    } catch (error) {
+      throw new BridgeError("TRANSPORT", `The store did not say whether ${agentIds.join(", ")} is registered: ${toBridgeError(error).message}`, {
+        unavailable: true,
+        retryable: true,
+      });
     }
   }
 
@@ -852,6 +982,16 @@ export class CommunicationBus {
       maxPulledPerAgent: Math.max(1, Math.min(2 * this.options.maxInFlightPerAgent, this.options.maxQueuedPerAgent)),
     });
     this.clusterSync = new ClusterSyncReplies(node, (answer) => this.deliveries.acknowledgeByAnswer(answer));
+    this.clusterRegistrations = new ClusterRegistrations({
+      node,
+      clock: this.clock,
+      maxAgeMs: node.leaseMs,
+      holds: (agentId) => this.registry.isRegistered(agentId),
+      read: (agentId) => this.registry.readStored(agentId),
+      readAll: () => this.registry.readAllStored(),
+      held: () => this.registry.registeredIds(),
+      apply: (agentId, stored) => this.applyStoredRegistration(agentId, stored),
+    });
     this.clusterEvents?.join(node.connection, node.nodeId);
   }
 
@@ -877,19 +1017,19 @@ export class CommunicationBus {
   }
 
   /**
-   * An agent's WebSocket upgrade. A cluster node that does not know the agent looks for its registration in the
-   * shared store first: it may have registered on another node.
+   * An agent's WebSocket upgrade. A cluster node that does not know the agent, or read its registration more than a
+   * lease time ago, reads it from the shared store first: it may have registered, or changed, on another node.
    */
   private agentUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const agentId = new URL(req.url ?? "/", "http://bus").searchParams.get("agent_id");
-    if (this.clusterNode === undefined || agentId === null || this.isKnown(agentId)) {
+    if (!isAgentId(agentId) || !this.registrationUnsure(agentId)) {
       this.connections.handleUpgrade(req, socket, head);
       return;
     }
     // The socket may fail while the store answers; the handshake's own handlers take over after.
     const ignore = (): void => undefined;
     socket.on("error", ignore);
-    this.loadRegistrations([agentId])
+    this.freshRegistrations([agentId])
       .catch(() => undefined)
       .finally(() => {
         socket.off("error", ignore);
@@ -922,6 +1062,7 @@ export class CommunicationBus {
     this.runtime.setRemoteAgentOnline(connection.agentId, true);
     this.deliveries.connected(connection);
     this.clusterDeliveries?.follow(connection.agentId);
+    this.clusterNode?.presence.arrived(connection.agentId);
   }
 
   private onDisconnected(connection: AgentConnection): void {
@@ -933,6 +1074,7 @@ export class CommunicationBus {
     }
     this.deliveries.disconnected(connection);
     if (current === undefined && this.state === "running") void this.clusterDeliveries?.unfollow(connection.agentId);
+    if (current === undefined) this.clusterNode?.presence.left(connection.agentId);
   }
 
   private onFrame(connection: AgentConnection, frame: unknown): void {

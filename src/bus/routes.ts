@@ -48,26 +48,21 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
       method: "POST",
       path: /^\/agents\/register$/,
       handle: async ({ readBody, header }) => {
-        const { agent_token, ...agent } = bus.registerAgent(await readBody(), header(AGENT_TOKEN_HEADER));
-        await bus.persisted();
+        const { agent_token, ...agent } = await bus.registerOverHttp(await readBody(), header(AGENT_TOKEN_HEADER));
         return new HttpAnswer(201, { success: true, agent, ...(agent_token === undefined ? {} : { agent_token }) });
       },
     },
     {
       method: "GET",
       path: /^\/agents$/,
-      handle: ({ query }) => {
-        const { items, next_cursor } = pageOf(bus.agentListings(), pageRequestOf(query));
-        return { agents: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
-      },
+      handle: ({ query }) => bus.agentPage(pageRequestOf(query)),
     },
     {
       method: "DELETE",
       path: /^\/agents\/(.+)$/,
       handle: async ({ params: [agentId], header }) => {
         const id = decoded(agentId, "agent_id");
-        bus.deregisterAgent(id, header(AGENT_TOKEN_HEADER));
-        await bus.persisted();
+        await bus.deregisterOverHttp(id, header(AGENT_TOKEN_HEADER));
         return { success: true, agent_id: id };
       },
     },

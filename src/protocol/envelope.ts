@@ -149,7 +149,8 @@ function isId(value: unknown): value is string {
   return typeof value === "string" && value.length >= 1 && value.length <= MAX_ID_LENGTH && !DISGUISING_CHARACTERS.test(value) && !LONE_SURROGATE.test(value);
 }
 
-function isAgentId(value: unknown): value is string {
+/** Whether a value is an agent id the envelope's schema would take (`framework://name`, at most 256 characters). */
+export function isAgentId(value: unknown): value is string {
   return isId(value) && AGENT_ID_PATTERN.test(value);
 }
 
