@@ -334,7 +334,7 @@ async function spawnNode(cluster: { schema: string; bucket: string }, nodeId: st
   });
   children.push(child);
   const [message] = (await once(child, "message")) as [{ ready?: boolean }];
-  expect(message).toEqual({ ready: true });
+  expect(message).toMatchObject({ ready: true });
   return child;
 }
 
