@@ -40,6 +40,8 @@ export interface OwnershipHost {
   adoptWorkflows(records: Array<{ sessionId: string; record: WorkflowRecord }>): Promise<string[]>;
   /** Restores stored bridge sessions that name this node, and answers the tasks their interrupted prompts served (TRANSPORT). */
   adoptSessions(stored: LoadedSession[]): Promise<void>;
+  /** Watches the deadlines of the messages the store holds unfinished: a dead node's watches died with it. */
+  watchDeadlines(): Promise<void>;
   /** Sends again the pending tasks of restored auto workflows (once the bus takes messages). */
   resumeWorkflows(sessionIds: string[]): void;
   /** Stops every workflow actor and bridge session of this node, writing nothing: the node lost its lease. */
@@ -390,6 +392,8 @@ export class NodeOwnership implements RecordOwner {
       this.#host.resumeWorkflows(adopted);
       this.#takeovers.push({ nodeId, workflows: adopted.length, sessions: movedSessions.length, at: this.#clock.now() });
       if (this.#takeovers.length > 16) this.#takeovers.shift();
+      // Last: a store that fails this read leaves the scan's warning, and the node's next start watches them.
+      await this.#host.watchDeadlines();
     } finally {
       await this.#cluster.leases.release(lease).catch(() => undefined);
     }

@@ -50,6 +50,7 @@ function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: strin
     },
     adoptSessions: async () => undefined,
     resumeWorkflows: () => undefined,
+    watchDeadlines: () => Promise.resolve(),
     halt: async () => {
       host.halts += 1;
     },
