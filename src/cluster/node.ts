@@ -7,8 +7,9 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
+import { ClusterAnswers } from "./answer-stream.js";
 import { LeaseTable } from "./leases.js";
-import { ClusterMessageStream } from "./message-stream.js";
+import { ClusterMessageStream, DEFAULT_MESSAGE_STREAM, DEFAULT_SUBJECT_PREFIX } from "./message-stream.js";
 import { connectNats, type ClusterConnection, type NatsConnectionState } from "./nats-connection.js";
 
 /** How a node joins its cluster (`cluster` of the bus's options, `--cluster` of `troupe serve`). */
@@ -36,6 +37,8 @@ export interface ClusterNode {
   readonly connection: ClusterConnection;
   readonly leases: LeaseTable;
   readonly messages: ClusterMessageStream;
+  /** The answers that name no workflow, told to every node and kept a while (`<stream>_ANSWERS`, subject `<subjectPrefix>-answers`). */
+  readonly answers: ClusterAnswers;
   /** How long a lease lasts without renewal. */
   readonly leaseMs: number;
   /** Whether NATS is reachable now. */
@@ -96,11 +99,18 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
     });
+    const answers = await ClusterAnswers.open(connection, {
+      stream: `${options.stream ?? DEFAULT_MESSAGE_STREAM}_ANSWERS`,
+      subject: `${options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX}-answers`,
+      // Longer than any replay reads back.
+      keepMs: Math.max(60_000, 6 * leaseMs),
+    });
     return {
       nodeId,
       connection,
       leases,
       messages,
+      answers,
       leaseMs,
       state: () => connection.state(),
       serve: (topic, handler) => serveRequests(connection, nodeId, topic, handler),

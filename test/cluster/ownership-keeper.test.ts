@@ -35,7 +35,7 @@ function fakeCluster(leases: ScriptedLeases): ClusterNode {
     leaseMs: LEASE_MS,
     leases,
     serve: async () => () => undefined,
-    connection: { nats: { subscribe: () => ({ unsubscribe: () => undefined }), publish: () => undefined } },
+    answers: { listen: () => () => undefined, publish: async () => undefined, replay: async () => 0 },
   } as unknown as ClusterNode;
 }
 
