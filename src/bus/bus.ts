@@ -366,6 +366,7 @@ export class CommunicationBus {
       this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
       // Before the bus listens: restored messages go into their queues before any new one.
       await this.deliveries.restore();
+      await this.watchStoredDeadlines();
       this.http = await startHttpServer(this.runtime, {
         port: this.options.port,
         host: this.options.host,
@@ -748,6 +749,7 @@ export class CommunicationBus {
         this.runtimeAgents.answerInterrupted(restored);
       },
       resumeWorkflows: (sessionIds) => this.sessionManager.resume(sessionIds),
+      watchDeadlines: () => this.watchStoredDeadlines(),
       halt: async () => {
         this.sessionManager.stop();
         await this.runtime.dropSessions();
@@ -922,6 +924,14 @@ export class CommunicationBus {
       const cause = toBridgeError(error);
       throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
     }
+  }
+
+  /**
+   * A cluster node starting, or taking over a dead node, watches the deadlines of every unfinished message in the
+   * store: the node that accepted a message for an agent connected nowhere watched its deadline, and may be gone.
+   */
+  private async watchStoredDeadlines(): Promise<void> {
+    await this.clusterDeliveries?.watchStored();
   }
 
   /** A node cut from NATS refuses new messages at once (503) instead of waiting for a publish to time out. */

@@ -117,6 +117,27 @@ export class ClusterDeliveries {
     this.deadlines.set(recipient, { at: deadline, timer: this.options.clock.setTimeout(() => void this.sweep(recipient), delayMs) });
   }
 
+  /**
+   * Watches the deadline of every message the shared store holds unfinished, for each of its targets: what a
+   * node does when it starts and when it takes over a dead node, whose watches died with it. A message whose
+   * agent is connected somewhere costs one look at its deadline (the node that holds it times it out); one
+   * whose agent is connected nowhere dies at its deadline here. Resolves with the messages watched.
+   */
+  async watchStored(): Promise<number> {
+    if (this.stopped) return 0;
+    const records = await this.options.store().list("messages");
+    let watched = 0;
+    for (const { value } of records) {
+      const record = asRecord(value);
+      if (record === undefined) continue;
+      const deadline = record.acceptedAt + record.timeoutMs;
+      this.watch(record.envelope.recipient.agent_id, deadline);
+      for (const fallback of record.envelope.routing.fallback_agents ?? []) this.watch(fallback, deadline);
+      watched += 1;
+    }
+    return watched;
+  }
+
   private async sweep(recipient: string): Promise<void> {
     this.deadlines.delete(recipient);
     // Pulled here: this node's deliveries time its messages out.
@@ -349,11 +370,16 @@ export class ClusterDeliveries {
 
 function parseRecord(data: string): StreamedRecord | undefined {
   try {
-    const record = JSON.parse(data) as Partial<StreamedRecord> | null;
-    return typeof record?.envelope === "object" && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number"
-      ? (record as StreamedRecord)
-      : undefined;
+    return asRecord(JSON.parse(data));
   } catch {
     return undefined;
   }
+}
+
+/** A streamed message's record (or a stored one: it has the same fields), or `undefined` when `value` is none. */
+function asRecord(value: unknown): StreamedRecord | undefined {
+  const record = value as Partial<StreamedRecord> | null;
+  return typeof record?.envelope === "object" && record.envelope !== null && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number"
+    ? (record as StreamedRecord)
+    : undefined;
 }

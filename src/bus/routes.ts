@@ -80,8 +80,11 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/sessions$/,
-      handle: ({ query }) => {
-        const { items, next_cursor } = pageOf(sessions.sessionViews(), pageRequestOf(query));
+      handle: async ({ query }) => {
+        const request = pageRequestOf(query);
+        // A cluster's list is the whole cluster's (docs/cluster.md, "GET /sessions on any node").
+        const views = bus.cluster === undefined ? sessions.sessionViews() : await sessions.clusterSessionViews();
+        const { items, next_cursor } = pageOf(views, request);
         return { sessions: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },
     },

@@ -30,7 +30,7 @@ import type { AskReply } from "../agents/agent.js";
 import type { PromptResult } from "../bridge/schemas.js";
 import type { Clock } from "../clock.js";
 import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
-import { formatDuration } from "../protocol/durations.js";
+import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { frameworkOf, inReplyToOf, messageKeyOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
 import type { AskRequest, Messenger } from "../runtime/messenger.js";
@@ -158,6 +158,16 @@ function refusedForSession(error: unknown, workflowId: string): boolean {
   if (!(error instanceof BridgeError)) return false;
   return error.details["forbidden"] === true || error.details["conflict"] === true || (error.type === "NOT_FOUND" && error.details["sessionId"] === workflowId);
 }
+
+/** A refusal that passes (a cluster node cut from NATS, a workflow's node dead and not yet taken over: 503). */
+function isUnavailable(error: unknown): boolean {
+  return error instanceof BridgeError && error.details["unavailable"] === true;
+}
+
+/** How long an answer the bus could not take now waits before it is sent again. */
+const ANSWER_RETRY_MS = 1_000;
+/** How long the answer to a request a restart interrupted is sent again while the bus cannot take it (its timeout is not kept). */
+const INTERRUPTED_ANSWER_PATIENCE_MS = 60_000;
 
 /** A new message id for an answer of this type. */
 function answerIdOf(type: MessageType): string {
@@ -309,6 +319,7 @@ export class RuntimeAgents implements Messenger {
           "error",
           { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" },
           answerId,
+          INTERRUPTED_ANSWER_PATIENCE_MS,
         );
       }
     }
@@ -518,6 +529,7 @@ export class RuntimeAgents implements Messenger {
     type: MessageType,
     payload: Record<string, unknown>,
     messageId = answerIdOf(type),
+    patienceMs = parseDuration(request.routing.timeout, "routing.timeout"),
   ): Promise<void> {
     const taskId = taskIdOf(request);
     const workflowId = request.sender.session_id;
@@ -535,16 +547,28 @@ export class RuntimeAgents implements Messenger {
       payload,
       metadata: { in_reply_to: request.message_id, ...(taskId === undefined ? {} : { task_id: taskId }) },
     });
-    try {
-      await this.host.send(envelope(true)).catch((error: unknown) => {
-        if (workflowId === undefined || !refusedForSession(error, workflowId)) throw error;
-        return this.host.send(envelope(false));
-      });
-    } catch (error) {
-      // While the bus stops, answers have nowhere to go; otherwise the operator should hear of a lost one, once.
-      if (this.stopped || task.warned) return;
-      task.warned = true;
-      process.emitWarning(`${endpoint.agentId} could not answer ${request.message_id}: ${toBridgeError(error).message}`, "TroupeBusWarning");
+    // A cluster node cut from NATS, or the workflow's node dead: asked again until the request's own timeout.
+    const deadline = this.host.clock.now() + patienceMs;
+    for (;;) {
+      try {
+        await this.host.send(envelope(true)).catch((error: unknown) => {
+          // Refused in its session, or the session's node is away: without it, the answer still reaches its task
+          // (a cluster keeps it for the node that takes the workflow over).
+          if (workflowId === undefined || !(refusedForSession(error, workflowId) || isUnavailable(error))) throw error;
+          return this.host.send(envelope(false));
+        });
+        return;
+      } catch (error) {
+        if (!this.stopped && isUnavailable(error) && this.host.clock.now() + ANSWER_RETRY_MS < deadline) {
+          await new Promise<void>((resolve) => this.host.clock.setTimeout(resolve, ANSWER_RETRY_MS));
+          continue;
+        }
+        // While the bus stops, answers have nowhere to go; otherwise the operator should hear of a lost one, once.
+        if (this.stopped || task.warned) return;
+        task.warned = true;
+        process.emitWarning(`${endpoint.agentId} could not answer ${request.message_id}: ${toBridgeError(error).message}`, "TroupeBusWarning");
+        return;
+      }
     }
   }
 }

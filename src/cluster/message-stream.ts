@@ -16,8 +16,8 @@ import { PRIORITIES, type Priority } from "../protocol/envelope.js";
 import { natsError, natsJetstream, natsToken, type ClusterConnection } from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
-const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
-const DEFAULT_SUBJECT_PREFIX = "troupe.messages";
+export const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
+export const DEFAULT_SUBJECT_PREFIX = "troupe.messages";
 const NANOS_PER_MS = 1_000_000;
 
 /** How the message stream is set up. */

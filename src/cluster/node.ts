@@ -7,8 +7,9 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
+import { ClusterAnswers } from "./answer-stream.js";
 import { LeaseTable } from "./leases.js";
-import { ClusterMessageStream } from "./message-stream.js";
+import { ClusterMessageStream, DEFAULT_MESSAGE_STREAM, DEFAULT_SUBJECT_PREFIX } from "./message-stream.js";
 import { connectNats, type ClusterConnection, type NatsConnectionState } from "./nats-connection.js";
 import { PresenceTable } from "./presence.js";
 
@@ -39,6 +40,8 @@ export interface ClusterNode {
   readonly connection: ClusterConnection;
   readonly leases: LeaseTable;
   readonly messages: ClusterMessageStream;
+  /** The answers that name no workflow, told to every node and kept a while (`<stream>_ANSWERS`, subject `<subjectPrefix>-answers`). */
+  readonly answers: ClusterAnswers;
   /** Which node each agent is connected to. */
   readonly presence: PresenceTable;
   /** How long a lease lasts without renewal. */
@@ -101,6 +104,12 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
     });
+    const answers = await ClusterAnswers.open(connection, {
+      stream: `${options.stream ?? DEFAULT_MESSAGE_STREAM}_ANSWERS`,
+      subject: `${options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX}-answers`,
+      // Longer than any replay reads back.
+      keepMs: Math.max(60_000, 6 * leaseMs),
+    });
     const presence = await PresenceTable.open(connection, {
       nodeId,
       ...(options.presenceBucket === undefined ? {} : { bucket: options.presenceBucket }),
@@ -111,6 +120,7 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       connection,
       leases,
       messages,
+      answers,
       presence,
       leaseMs,
       state: () => connection.state(),

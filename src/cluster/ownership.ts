@@ -10,7 +10,7 @@
  * removes their presence entries.
  */
 import { BridgeError, toBridgeError } from "../errors.js";
-import { inReplyToOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
+import { inReplyToOf, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { Clock } from "../clock.js";
 import { SessionRecords, type LoadedSession } from "../runtime/session-records.js";
 import type { Fence, Store } from "../store/store.js";
@@ -30,8 +30,12 @@ const NODE_RECORD_PREFIX = "cluster/nodes/";
 const WORKFLOW_TOPIC = "workflow";
 /** The node-to-node request that answers an HTTP request for a workflow (`/sessions/:id…`) on the node that runs it. */
 const WORKFLOW_ROUTE_TOPIC = "workflow-route";
-/** Where an answer that names no workflow goes when no workflow here awaits it: every node hears it, the one whose task it answers takes it. */
-const ANSWERS_SUBJECT = "troupe.workflow-answers";
+/**
+ * How far back the node that takes a workflow over (or takes its own lease back) reads the answers the cluster
+ * kept, in lease times: a dead node is taken over within about 1.7 of them; what it heard before it died is in its
+ * records, and an answer read twice changes nothing (its task is no longer pending).
+ */
+const ANSWERS_REPLAY_LEASES = 4;
 
 /** What ownership needs of the bus it serves. */
 export interface OwnershipHost {
@@ -41,6 +45,8 @@ export interface OwnershipHost {
   adoptWorkflows(records: Array<{ sessionId: string; record: WorkflowRecord }>): Promise<string[]>;
   /** Restores stored bridge sessions that name this node, and answers the tasks their interrupted prompts served (TRANSPORT). */
   adoptSessions(stored: LoadedSession[]): Promise<void>;
+  /** Watches the deadlines of the messages the store holds unfinished: a dead node's watches died with it. */
+  watchDeadlines(): Promise<void>;
   /** Sends again the pending tasks of restored auto workflows (once the bus takes messages). */
   resumeWorkflows(sessionIds: string[]): void;
   /** Stops every workflow actor and bridge session of this node, writing nothing: the node lost its lease. */
@@ -161,18 +167,7 @@ export class NodeOwnership implements RecordOwner {
       stopMessages();
       stopRoutes();
     };
-    const subscription = this.#cluster.connection.nats.subscribe(ANSWERS_SUBJECT, {
-      callback: (error, message) => {
-        if (error !== null) return;
-        try {
-          const envelope = message.json<MessageEnvelope>();
-          if (this.#lease !== undefined && this.#host.concerns(envelope)) this.#host.observe(envelope);
-        } catch (observeError) {
-          process.emitWarning(`troupe: an answer from another node could not be observed: ${toBridgeError(observeError).message}`, { code: "TROUPE_CLUSTER" });
-        }
-      },
-    });
-    this.#unsubscribeAnswers = () => subscription.unsubscribe();
+    this.#unsubscribeAnswers = this.#cluster.answers.listen((data) => this.#heard(data));
     this.#scanTimer = setInterval(
       () => {
         this.#scanning ??= this.#scan().finally(() => (this.#scanning = undefined));
@@ -194,14 +189,14 @@ export class NodeOwnership implements RecordOwner {
     const sessionId = envelope.sender.session_id;
     if (sessionId === undefined && inReplyToOf(envelope) === undefined && taskIdOf(envelope) === undefined) return "here";
     if (sessionId === undefined) {
-      // An answer naming only its request or task id: whichever node sent that task hears it. At most once: the
-      // answer itself is still delivered to its recipient when NATS cannot take it now.
+      // An answer naming only its request or task id: whichever node runs that task's workflow hears it, and the
+      // cluster keeps it a while for the node that takes that workflow over should its node be dead now. Kept
+      // before the 202: TRANSPORT (503) when NATS cannot take it, and the sender sends it again.
       try {
-        this.#cluster.connection.nats.publish(ANSWERS_SUBJECT, JSON.stringify(envelope));
+        await this.#cluster.answers.publish(messageKeyOf(envelope), JSON.stringify(envelope));
       } catch (error) {
-        process.emitWarning(`troupe: answer ${envelope.message_id} could not be told to the other nodes: ${toBridgeError(error).message}`, {
-          code: "TROUPE_CLUSTER",
-        });
+        const cause = toBridgeError(error);
+        throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
       }
       return "elsewhere";
     }
@@ -365,6 +360,7 @@ export class NodeOwnership implements RecordOwner {
     const store = this.#host.store();
     const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
     await this.#host.adoptSessions(await SessionRecords.load(store, this.nodeId));
+    await this.#hearAgain();
     this.#host.resumeWorkflows(workflows);
   }
 
@@ -394,9 +390,12 @@ export class NodeOwnership implements RecordOwner {
       await this.#clearPresence(nodeId);
       const adopted = await this.#host.adoptWorkflows(moved);
       await this.#host.adoptSessions(movedSessions);
+      await this.#hearAgain();
       this.#host.resumeWorkflows(adopted);
       this.#takeovers.push({ nodeId, workflows: adopted.length, sessions: movedSessions.length, at: this.#clock.now() });
       if (this.#takeovers.length > 16) this.#takeovers.shift();
+      // Last: a store that fails this read leaves the scan's warning, and the node's next start watches them.
+      await this.#host.watchDeadlines();
     } finally {
       await this.#cluster.leases.release(lease).catch(() => undefined);
     }
@@ -408,6 +407,30 @@ export class NodeOwnership implements RecordOwner {
       await this.#cluster.presence.clearNode(nodeId);
     } catch (error) {
       process.emitWarning(`troupe: the presence of node ${nodeId}'s agents could not be removed: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+    }
+  }
+
+  /** An answer told by some node: the workflow here whose task it answers takes it. */
+  #heard(data: string): void {
+    try {
+      const envelope = JSON.parse(data) as MessageEnvelope;
+      if (this.#lease !== undefined && this.#host.concerns(envelope)) this.#host.observe(envelope);
+    } catch (observeError) {
+      process.emitWarning(`troupe: an answer from another node could not be observed: ${toBridgeError(observeError).message}`, { code: "TROUPE_CLUSTER" });
+    }
+  }
+
+  /**
+   * Workflows just restored here (taken over, or taken back with the lease) hear again the answers told while
+   * no node ran them: those the cluster kept from the last few lease times.
+   */
+  async #hearAgain(): Promise<void> {
+    try {
+      await this.#cluster.answers.replay(Date.now() - ANSWERS_REPLAY_LEASES * this.#cluster.leaseMs, (data) => this.#heard(data));
+    } catch (error) {
+      process.emitWarning(`troupe: node ${this.nodeId} could not read the answers the cluster kept: ${toBridgeError(error).message}`, {
+        code: "TROUPE_CLUSTER",
+      });
     }
   }
 

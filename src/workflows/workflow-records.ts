@@ -64,10 +64,16 @@ export function workflowRecordOf(child: AnyActorRef, evictAt: number | undefined
 export async function loadWorkflows(store: Store, node?: string): Promise<Array<{ sessionId: string; record: WorkflowRecord }>> {
   const loaded: Array<{ sessionId: string; record: WorkflowRecord }> = [];
   for (const { id, value } of await store.list("workflows")) {
-    const parsed = recordSchema.safeParse(value);
-    if (parsed.success && node !== undefined && parsed.data.node !== node) continue;
-    if (parsed.success && parsed.data.snapshot.context.sessionId === id) loaded.push({ sessionId: id, record: value as WorkflowRecord });
+    const record = workflowRecordIn(id, value);
+    if (record !== undefined && node !== undefined && record.node !== node) continue;
+    if (record !== undefined) loaded.push({ sessionId: id, record });
     else process.emitWarning(`troupe: workflow ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
   }
   return loaded;
+}
+
+/** The workflow record stored under `id`, or `undefined` when `value` is not one this version reads. */
+export function workflowRecordIn(id: string, value: unknown): WorkflowRecord | undefined {
+  const parsed = recordSchema.safeParse(value);
+  return parsed.success && parsed.data.snapshot.context.sessionId === id ? (value as WorkflowRecord) : undefined;
 }

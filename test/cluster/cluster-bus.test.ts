@@ -37,7 +37,7 @@ async function newCluster(): Promise<{ database: string; stream: string }> {
 function node(
   cluster: { database: string; stream: string },
   nodeId: string,
-  extra: { ackWaitMs?: number; url?: string; ackTimeout?: number } = {},
+  extra: { ackWaitMs?: number; url?: string; ackTimeout?: number; leaseMs?: number } = {},
 ): Promise<CommunicationBus> {
   return startBus({
     ackTimeout: extra.ackTimeout ?? 5_000,
@@ -49,8 +49,57 @@ function node(
       subjectPrefix: `troupe.test${clusters}.messages`,
       leaseBucket: `leases_${clusters}`,
       ...(extra.ackWaitMs === undefined ? {} : { ackWaitMs: extra.ackWaitMs }),
+      ...(extra.leaseMs === undefined ? {} : { leaseMs: extra.leaseMs }),
     },
   });
+}
+
+/** A node of `cluster` in a process of its own (test/support/cluster-node-process.ts), for tests that SIGKILL it. */
+interface NodeProcess {
+  url: string;
+  kill(): Promise<void>;
+}
+
+async function nodeProcess(
+  cluster: { database: string; stream: string },
+  nodeId: string,
+  options: { ackWaitMs: number; leaseMs?: number },
+  processes: NodeProcess[],
+): Promise<NodeProcess> {
+  const lease = options.leaseMs === undefined ? [] : [`leases_${clusters}`, String(options.leaseMs)];
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "test/support/cluster-node-process.ts",
+      nats.url,
+      cluster.database,
+      nodeId,
+      cluster.stream,
+      `troupe.test${clusters}.messages`,
+      String(options.ackWaitMs),
+      ...lease,
+    ],
+    { cwd: fileURLToPath(new URL("../..", import.meta.url)), stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const kill = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, "exit");
+    child.kill("SIGKILL");
+    await exited;
+  };
+  processes.push({ url: "", kill });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const ready = /ready (\S+)\n/.exec(out);
+      if (ready) resolve(ready[1] as string);
+    });
+    child.once("exit", (code) => reject(new Error(`${nodeId} exited (${code})`)));
+  });
+  return { url, kill };
 }
 
 describe("a cluster of buses", () => {
@@ -249,31 +298,9 @@ describe("a cluster of buses", () => {
     const cluster = await newCluster();
     const ackWaitMs = 1_500;
     const a = await node(cluster, "node-a", { ackWaitMs });
-    const child = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "test/support/cluster-node-process.ts",
-        nats.url,
-        cluster.database,
-        "node-k",
-        cluster.stream,
-        `troupe.test${clusters}.messages`,
-        String(ackWaitMs),
-      ],
-      { cwd: fileURLToPath(new URL("../..", import.meta.url)), stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const processes: NodeProcess[] = [];
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        child.stdout.on("data", (chunk: Buffer) => {
-          out += chunk.toString();
-          const ready = /ready (\S+)\n/.exec(out);
-          if (ready) resolve(ready[1] as string);
-        });
-        child.once("exit", (code) => reject(new Error(`node-k exited (${code})`)));
-      });
+      const { url, kill } = await nodeProcess(cluster, "node-k", { ackWaitMs }, processes);
       await register(a, "test://worker", "test://boss");
       // The worker connects to node-k, and acknowledges only the first half of what it gets there.
       const there = await rawConnect({ url }, "test://worker");
@@ -299,8 +326,7 @@ describe("a cluster of buses", () => {
         durable = rows.length;
       }
       expect(durable).toBe(10);
-      child.kill("SIGKILL");
-      await once(child, "exit");
+      await kill();
       there.socket.terminate();
       const worker = await rawConnect(a, "test://worker");
       worker.socket.on("message", (data) => worker.ack((JSON.parse(frameText(data)) as MessageEnvelope).message_id));
@@ -309,10 +335,62 @@ describe("a cluster of buses", () => {
       await new Promise((resolve) => setTimeout(resolve, ackWaitMs + 500));
       expect(worker.frames.map((frame) => frame.message_id as string).sort()).toEqual(ids.filter((id) => !acknowledged.includes(id)).sort());
     } finally {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGKILL");
-        await once(child, "exit");
-      }
+      await Promise.all(processes.map((child) => child.kill()));
+    }
+  }, 60_000);
+
+  it("times out a message for an agent connected nowhere whose deadline passed while the cluster was down", async () => {
+    const cluster = await newCluster();
+    const first = await node(cluster, "node-a");
+    await register(first, "test://absent", "test://boss");
+    const message = envelope("test://boss", "test://absent", {
+      routing: { timeout: "300ms", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async" },
+    });
+    expect((await call(first, "POST", "/messages/send", message)).status).toBe(202);
+    await first.stop();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The only node starts again: it watches what the store holds, and the message dies (its sender is told).
+    const again = await node(cluster, "node-a");
+    const boss = await connect(again, "test://boss");
+    await until(() => boss.received.length === 1, 10_000);
+    expect(boss.received[0]).toMatchObject({ message_type: "error", payload: { code: "DELIVERY_FAILED", in_reply_to: message.message_id } });
+  }, 30_000);
+
+  it("times out at its deadline a message for an agent connected nowhere whose accepting node was SIGKILLed", async () => {
+    const cluster = await newCluster();
+    const leaseMs = 1_000;
+    const a = await node(cluster, "node-a", { leaseMs });
+    const processes: NodeProcess[] = [];
+    try {
+      const k = await nodeProcess(cluster, "node-k", { ackWaitMs: 30_000, leaseMs }, processes);
+      await register(a, "test://absent", "test://boss");
+      const boss = await connect(a, "test://boss");
+      // Accepted by node-k, which alone watched its deadline, then killed long before it.
+      const message = envelope("test://boss", "test://absent", {
+        routing: { timeout: "3s", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async" },
+      });
+      const acceptedAt = Date.now();
+      expect((await call(k, "POST", "/messages/send", message)).status).toBe(202);
+      await k.kill();
+      await until(() => boss.received.length === 1, 15_000);
+      // Dead of its own timeout, not of its node's death: not before its deadline.
+      expect(Date.now() - acceptedAt).toBeGreaterThanOrEqual(3_000);
+      expect(boss.received[0]).toMatchObject({
+        message_type: "error",
+        payload: { code: "DELIVERY_FAILED", in_reply_to: message.message_id, recipient: "test://absent" },
+      });
+      expect((await call(a, "GET", `/messages/${message.message_id as string}?sender=${encodeURIComponent("test://boss")}`)).body).toMatchObject({
+        status: "dead",
+      });
+      // The agent connecting later gets only what was sent after.
+      const late = await connect(a, "test://absent");
+      const more = await call(a, "POST", "/messages/send", envelope("test://boss", "test://absent", { message_type: "status_update" }));
+      expect(more.status).toBe(202);
+      await until(() => late.received.length === 1, 10_000);
+      expect(late.received.map((received) => received.message_id)).toEqual([more.body.message_id]);
+      expect(boss.received).toHaveLength(1);
+    } finally {
+      await Promise.all(processes.map((child) => child.kill()));
     }
   }, 60_000);
 

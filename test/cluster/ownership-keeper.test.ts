@@ -36,7 +36,7 @@ function fakeCluster(leases: ScriptedLeases): ClusterNode {
     leases,
     serve: async () => () => undefined,
     presence: { clearNode: async () => 0, reannounce: () => undefined },
-    connection: { nats: { subscribe: () => ({ unsubscribe: () => undefined }), publish: () => undefined } },
+    answers: { listen: () => () => undefined, publish: async () => undefined, replay: async () => 0 },
   } as unknown as ClusterNode;
 }
 
@@ -51,6 +51,7 @@ function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: strin
     },
     adoptSessions: async () => undefined,
     resumeWorkflows: () => undefined,
+    watchDeadlines: () => Promise.resolve(),
     halt: async () => {
       host.halts += 1;
     },

@@ -77,7 +77,12 @@ function newCluster(): { schema: string; bucket: string } {
 async function startNode(
   cluster: { schema: string; bucket: string },
   nodeId: string,
-  { clock, ownsRuntime = false }: { clock?: SimulatedClock; ownsRuntime?: boolean } = {},
+  {
+    clock,
+    ownsRuntime = false,
+    natsUrl = nats.url,
+    leaseMs = LEASE_MS,
+  }: { clock?: SimulatedClock; ownsRuntime?: boolean; natsUrl?: string; leaseMs?: number } = {},
 ): Promise<ClusterTestNode> {
   const worker = createControlledAgent("worker");
   const store = () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
@@ -89,7 +94,7 @@ async function startNode(
     apiKey: KEY,
     closeGraceMs: 50,
     env: {},
-    cluster: { url: nats.url, nodeId, leaseMs: LEASE_MS, leaseBucket: cluster.bucket },
+    cluster: { url: natsUrl, nodeId, leaseMs, leaseBucket: cluster.bucket },
     ...(clock === undefined ? {} : { clock }),
   });
   const runtime = given ?? (bus as unknown as { runtime: Runtime }).runtime;
@@ -160,6 +165,63 @@ describe("workflow ownership", () => {
       b.bus.send(envelope("cli://stranger", WORKER, { sender: { agent_id: "cli://stranger", framework: "cli", session_id: sessionId } })),
     ).rejects.toMatchObject({ type: "AUTH" });
   }, 30_000);
+
+  it("hands the survivor that takes a workflow over the answers naming only their task told while no node ran it", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const sessionId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+    b.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
+    await b.bus.persisted();
+    await b.bus.send(
+      envelope(LEAD, WORKER, {
+        sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
+        payload: { prompt: "design it" },
+        metadata: { task_id: "t-design" },
+      }),
+    );
+    await until(() => b.worker.prompts.length === 1);
+
+    // node-a dies with the task pending; the worker answers (naming only its task) before anyone took node-a over.
+    await cutFromNats(a);
+    b.worker.current().reply({ text: "designed" });
+    await until(() => b.ownership.takeovers().length === 1, 5 * LEASE_MS);
+    // The survivor read the answer again: the workflow moved on, where it now runs.
+    await until(() => b.bus.sessionManager.getSession(sessionId)?.workflow.current_step === "review", 5_000);
+    expect(b.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "completed", result: { text: "designed" } }]);
+  }, 30_000);
+
+  it("sends again the answer of a runtime agent whose node was cut from NATS, once NATS is back, and its workflow moves on", async () => {
+    const own = await startNats();
+    try {
+      const cluster = newCluster();
+      // A lease longer than the outage: the node keeps its workflow throughout.
+      const a = await startNode(cluster, "node-a", { natsUrl: own.url, leaseMs: 20_000 });
+      const sessionId = createWorkflow(a);
+      a.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
+      await a.bus.persisted();
+      await a.bus.send(
+        envelope(LEAD, WORKER, {
+          sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
+          payload: { prompt: "design it" },
+          metadata: { task_id: "t-design" },
+        }),
+      );
+      await until(() => a.worker.prompts.length === 1);
+      await own.halt();
+      await until(() => a.bus.cluster!.state() === "disconnected", 10_000);
+      // The answer is refused (503: the node cannot keep it; after 2 s of offering it to a sync sender) and sent
+      // again every second.
+      a.worker.current().reply({ text: "designed" });
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      expect(a.bus.sessionManager.getSession(sessionId)?.workflow.current_step).toBe("design");
+      await own.start();
+      await until(() => a.bus.sessionManager.getSession(sessionId)?.workflow.current_step === "review", 20_000);
+      expect(a.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "completed" }]);
+    } finally {
+      await own.stop();
+    }
+  }, 60_000);
 
   it("moves the workflows of a node cut from the cluster to one survivor within about the lease time, where they finish", async () => {
     const cluster = newCluster();

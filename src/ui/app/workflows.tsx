@@ -21,6 +21,8 @@ export interface WorkflowSession {
   workflow: { current_step: string | null; completed_steps: string[]; pending_steps: string[]; steps: Array<{ name: string; required_agents: string[] }> };
   tasks: WorkflowTask[];
   created_at: number;
+  /** On a cluster: the node that runs it. */
+  node?: string;
 }
 
 /** Workflows the view lists (the newest). */
@@ -73,6 +75,7 @@ export function Workflows({ model, selected, onSelect }: { model: Model; selecte
             data-workflow-id={session.session_id}
           >
             <span class={`badge status-${session.status}`}>{session.status}</span> {session.session_id.slice(0, 8)} · {session.workflow.current_step ?? "—"}
+            {session.node === undefined ? null : <span class="node"> · {session.node}</span>}
           </li>
         ))}
       </ul>
