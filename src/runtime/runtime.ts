@@ -732,6 +732,7 @@ export class Runtime {
       // A session it could not store would vanish with this node, unseen by the node that takes its work over.
       throw new BridgeError("TRANSPORT", `Node ${owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, {
         retryable: true,
+        unavailable: true,
       });
     }
     const resolvedAgentId = this.resolveAgentId(agentId);

@@ -254,7 +254,8 @@ export class SessionManager implements PoolHost {
       throw new BridgeError(
         "TRANSPORT",
         `Node ${this.owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`,
-        { retryable: true },
+        // A node without its lease, for now: 503, as every other refusal of such a node (docs/cluster.md).
+        { retryable: true, unavailable: true },
       );
     }
     if (input.dispatch === "auto" && this.options.send === undefined) {

@@ -280,8 +280,9 @@ describe("workflow ownership", () => {
     await a.bus.sessionManager.whenDurable();
     await until(() => !a.ownership.holdsLease() && a.bus.sessionManager.getSession(sessionId) === undefined);
     expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b", snapshot: { value: "design" } });
-    expect(() => createWorkflow(a)).toThrow(expect.objectContaining({ type: "TRANSPORT" }));
-    await expect(a.runtime.bridge.sessionsCreate({})).rejects.toMatchObject({ type: "TRANSPORT" });
+    // Refused as a node without its lease refuses everything: 503 (unavailable), ask another node or again.
+    expect(() => createWorkflow(a)).toThrow(expect.objectContaining({ type: "TRANSPORT", details: expect.objectContaining({ unavailable: true }) }));
+    await expect(a.runtime.bridge.sessionsCreate({})).rejects.toMatchObject({ type: "TRANSPORT", details: { unavailable: true } });
   }, 30_000);
 });
 
