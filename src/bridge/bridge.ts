@@ -42,6 +42,31 @@ export interface CallOptions {
 /** Every tool name, in the order of SPEC §2.1. */
 export const TOOL_NAMES = Object.keys(toolArgumentSchemas) as ToolName[];
 
+/** The tools that name a session (`sessionId`): on a cluster node, the node that runs the session answers them. */
+export const SESSION_TOOLS = ["sessions_prompt", "sessions_status", "sessions_close", "sessions_cancel"] as const satisfies readonly ToolName[];
+
+/** A tool that names a session. */
+export type SessionToolName = (typeof SESSION_TOOLS)[number];
+
+/** The validated arguments of a session tool. */
+export type SessionToolArguments = { sessionId: string } & Record<string, unknown>;
+
+/**
+ * Where a cluster node sends the session tools for a session it does not run (docs/cluster.md, "Bridge sessions
+ * on any node"). Given by the bus of a cluster node (`forwardSessions`).
+ */
+export interface RemoteSessions {
+  /**
+   * Calls `toolName` on the node that runs session `args.sessionId`: `{ result }`, or that node's error thrown
+   * as it is; `undefined` when the session is answered here (no other node runs it).
+   */
+  call(toolName: SessionToolName, args: SessionToolArguments, options: CallOptions): Promise<{ result: unknown } | undefined>;
+}
+
+function isSessionTool(name: ToolName): name is SessionToolName {
+  return (SESSION_TOOLS as readonly ToolName[]).includes(name);
+}
+
 function isToolName(name: string): name is ToolName {
   return Object.hasOwn(toolArgumentSchemas, name);
 }
@@ -55,6 +80,8 @@ export class Bridge {
   /** The tools with their JSON Schemas, for MCP and HTTP clients. */
   readonly tools: ToolDescription[];
   private inFlight = 0;
+  /** On a cluster node: where the session tools go for a session another node runs. */
+  private remote: RemoteSessions | undefined;
 
   constructor(private readonly runtime: Runtime) {
     this.tools = TOOL_NAMES.map((name) => ({
@@ -64,10 +91,37 @@ export class Bridge {
     }));
   }
 
-  /** Calls a tool by its snake_case name with JSON arguments. An unknown name is NOT_FOUND. */
+  /**
+   * Calls a tool by its snake_case name with JSON arguments. An unknown name is NOT_FOUND. On a cluster node, a
+   * session tool naming a session another node runs is answered by that node (`forwardSessions`).
+   */
   async call<T extends ToolName>(toolName: T, args?: unknown, options?: CallOptions): Promise<ToolResults[T]>;
   async call(toolName: string, args?: unknown, options?: CallOptions): Promise<unknown>;
   async call(toolName: string, args: unknown = {}, options: CallOptions = {}): Promise<unknown> {
+    return this.callOn(this.remote, toolName, args, options);
+  }
+
+  /**
+   * Calls a tool as `call` does, answering from this runtime's own sessions only: what a cluster node answers for a
+   * call another node sent it (never sent on again, so a call crosses at most one hop).
+   */
+  async callHere<T extends ToolName>(toolName: T, args?: unknown, options?: CallOptions): Promise<ToolResults[T]>;
+  async callHere(toolName: string, args: unknown = {}, options: CallOptions = {}): Promise<unknown> {
+    return this.callOn(undefined, toolName, args, options);
+  }
+
+  /**
+   * Makes the session tools of a session this runtime does not run go to `remote` (a cluster node's bus calls it
+   * once it joined its cluster). Returns the function that takes it back.
+   */
+  forwardSessions(remote: RemoteSessions): () => void {
+    this.remote = remote;
+    return () => {
+      if (this.remote === remote) this.remote = undefined;
+    };
+  }
+
+  private async callOn(remote: RemoteSessions | undefined, toolName: string, args: unknown, options: CallOptions): Promise<unknown> {
     if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
     const parsed = { data: parseWith(toolArgumentSchemas[toolName], args ?? {}, "(arguments)") };
     if (this.inFlight >= this.runtime.limits.maxConcurrentRequests) {
@@ -77,6 +131,10 @@ export class Bridge {
     }
     this.inFlight += 1;
     try {
+      if (remote !== undefined && isSessionTool(toolName)) {
+        const forwarded = await this.forwarded(remote, toolName, parsed.data as SessionToolArguments, options);
+        if (forwarded !== undefined) return forwarded.result;
+      }
       return await this.run(toolName, parsed.data, options);
     } catch (error) {
       throw toBridgeError(error);
@@ -116,6 +174,19 @@ export class Bridge {
   /** `tasks_delegate` */
   tasksDelegate(args: ToolArguments<"tasks_delegate">, options?: CallOptions): Promise<ToolResults["tasks_delegate"]> {
     return this.call("tasks_delegate", args, options);
+  }
+
+  /** A session tool for a session this runtime does not run: the answer of the node that runs it, if another does. */
+  private async forwarded(
+    remote: RemoteSessions,
+    toolName: SessionToolName,
+    args: SessionToolArguments,
+    options: CallOptions,
+  ): Promise<{ result: unknown } | undefined> {
+    if (this.runtime.hasSession(args.sessionId)) return undefined;
+    // This node's limit first: a prompt it would refuse does not travel.
+    if (toolName === "sessions_prompt") this.checkPrompt(args.prompt as string);
+    return remote.call(toolName, args, options);
   }
 
   private checkPrompt(prompt: string): void {

@@ -5,6 +5,7 @@
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
+import { ForwardedSessions } from "../cluster/forwarded-sessions.js";
 import type { AgentPresence } from "../cluster/presence.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
@@ -126,6 +127,8 @@ export class CommunicationBus {
   private clusterRegistrations: ClusterRegistrations | undefined;
   /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
   private ownership: NodeOwnership | undefined;
+  /** The bridge-session tools for sessions other nodes run, and this node's answers to theirs (a cluster node with ownership only). */
+  private forwardedSessions: ForwardedSessions | undefined;
   /** The routes of one workflow, answering what other nodes forward (made at the first such request). */
   private ownWorkflowRoutes: HttpRoute[] | undefined;
   private state: BusState = "new";
@@ -329,6 +332,7 @@ export class CommunicationBus {
           const ownership = new NodeOwnership(this.clusterNode, this.ownershipHost(), { clock: this.clock });
           await ownership.claim();
           this.ownership = ownership;
+          this.forwardedSessions = new ForwardedSessions(this.clusterNode, ownership, this.runtime);
           this.sessionManager.setOwner(ownership);
           this.runtime.setSessionOwner(ownership);
         }
@@ -393,8 +397,10 @@ export class CommunicationBus {
           isEventStreamUpgrade(req) ? this.eventSockets.handleUpgrade(req, socket, head) : this.agentUpgrade(req, socket, head),
       });
       await this.ownership?.start();
+      await this.forwardedSessions?.start();
     } catch (error) {
       this.state = "stopped";
+      this.forwardedSessions?.stop();
       this.detachMessenger?.();
       await this.http?.close();
       await this.runtimeAgents.stop();
@@ -694,6 +700,8 @@ export class CommunicationBus {
     this.state = "stopping";
     // No more takeovers nor requests for this node's workflows; its lease is kept until what it runs is stored.
     await this.ownership?.quiesce();
+    // Prompts forwarded to other nodes end now (TRANSPORT: ask again), and those run here for them stop streaming.
+    this.forwardedSessions?.stop();
     const graceMs = this.options.closeGraceMs;
     this.connections.stopAccepting();
     this.detachMessenger?.();

@@ -473,7 +473,8 @@ export class RuntimeAgents implements Messenger {
       const key = promptKey(sessionId, request.message_id);
       this.prompts.set(key, { askDepth: askDepthOf(request), stream: streams ? this.streamTo(endpoint, request, task) : undefined });
       try {
-        return await this.host.runtime.bridge.sessionsPrompt({ sessionId, prompt: promptOf(request), requestId: request.message_id });
+        // This node's own session (its deltas come through this runtime's events): never sent to another node.
+        return await this.host.runtime.bridge.callHere("sessions_prompt", { sessionId, prompt: promptOf(request), requestId: request.message_id });
       } catch (error) {
         const failure = toBridgeError(error, "UPSTREAM");
         // A session that is gone or unusable (its worker crashed) answers no later task: forget it.

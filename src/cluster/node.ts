@@ -48,16 +48,19 @@ export interface ClusterNode {
   readonly leaseMs: number;
   /** Whether NATS is reachable now. */
   state(): NatsConnectionState;
+  /** The largest message NATS carries, in bytes (the server's `max_payload`, 1 MiB by default). */
+  maxPayloadBytes(): number;
   /**
    * Answers the requests of `topic` that other nodes send to this one (`request`): the handler's result (JSON) is
-   * the answer, what it throws goes back as its BridgeError. Resolves, once the server has the subscription,
-   * with the function that stops answering.
+   * the answer, what it throws goes back as its BridgeError (an answer larger than `maxPayloadBytes()` goes back
+   * as INTERNAL). Resolves, once the server has the subscription, with the function that stops answering.
    */
   serve(topic: string, handler: (body: unknown, from: string) => unknown): Promise<() => void>;
   /**
    * Asks node `nodeId` (its handler of `topic`) and resolves with its answer. TRANSPORT (`unavailable`,
    * `retryable`: 503) when no node of that id answers within `timeoutMs` (default 5 s): it is gone, or cut from
-   * NATS; the handler's error otherwise, unchanged.
+   * NATS; the handler's error otherwise, unchanged. A request larger than `maxPayloadBytes()` is not sent: CONFIG
+   * with `limitBytes` (413).
    */
   request(nodeId: string, topic: string, body: unknown, timeoutMs?: number): Promise<unknown>;
   /** Closes the connection (idempotent). */
@@ -66,6 +69,8 @@ export interface ClusterNode {
 
 const DEFAULT_LEASE_MS = 10_000;
 const DEFAULT_REQUEST_MS = 5_000;
+/** NATS's own default `max_payload`, for a connection that has not heard the server's yet. */
+const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 const TOPIC = /^[A-Za-z0-9_-]{1,64}$/;
 /** What a node id may be: it names the node in NATS subjects, leases and records. */
 export const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -124,6 +129,7 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       presence,
       leaseMs,
       state: () => connection.state(),
+      maxPayloadBytes: () => maxPayloadOf(connection),
       serve: (topic, handler) => serveRequests(connection, nodeId, topic, handler),
       request: (to, topic, body, timeoutMs = DEFAULT_REQUEST_MS) => requestNode(connection, nodeId, to, topic, body, timeoutMs),
       close: () => {
@@ -135,6 +141,11 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
     await connection.close().catch(() => undefined);
     throw error;
   }
+}
+
+/** The largest message the connection's server takes. */
+function maxPayloadOf(connection: ClusterConnection): number {
+  return connection.nats.info?.max_payload ?? DEFAULT_MAX_PAYLOAD_BYTES;
 }
 
 /** The subject of `topic` requests to node `nodeId` (the id in base64url: it may hold `.`, a subject's separator). */
@@ -162,7 +173,26 @@ async function serveRequests(
         } catch (handlerError) {
           answer = { error: toBridgeError(handlerError).toJSON() };
         }
-        message.respond(JSON.stringify(answer));
+        let encoded = JSON.stringify(answer);
+        const bytes = Buffer.byteLength(encoded);
+        const limitBytes = maxPayloadOf(connection);
+        if (bytes > limitBytes) {
+          const tooLarge = new BridgeError(
+            "INTERNAL",
+            `Node ${nodeId}'s answer to ${topic} is ${bytes} bytes, more than NATS carries (max_payload ${limitBytes})`,
+            {
+              nodeId,
+              limitBytes,
+              actualBytes: bytes,
+            },
+          );
+          encoded = JSON.stringify({ error: tooLarge.toJSON() } satisfies NodeAnswer);
+        }
+        try {
+          message.respond(encoded);
+        } catch {
+          // The connection closed meanwhile: the asking node hears nothing and answers TRANSPORT, as for a node gone.
+        }
       })();
     },
   });
@@ -179,9 +209,19 @@ async function serveRequests(
 }
 
 async function requestNode(connection: ClusterConnection, from: string, to: string, topic: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  const request = JSON.stringify({ from, body });
+  const bytes = Buffer.byteLength(request);
+  const limitBytes = maxPayloadOf(connection);
+  if (bytes > limitBytes) {
+    throw new BridgeError("CONFIG", `A ${topic} request of ${bytes} bytes is more than NATS carries to node ${to} (max_payload ${limitBytes})`, {
+      nodeId: to,
+      limitBytes,
+      actualBytes: bytes,
+    });
+  }
   let answer: NodeAnswer;
   try {
-    const reply = await connection.nats.request(requestSubject(to, topic), JSON.stringify({ from, body }), { timeout: timeoutMs });
+    const reply = await connection.nats.request(requestSubject(to, topic), request, { timeout: timeoutMs });
     answer = reply.json<NodeAnswer>();
   } catch (error) {
     throw new BridgeError(

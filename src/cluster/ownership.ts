@@ -86,6 +86,8 @@ export class NodeOwnership implements RecordOwner {
   #renewing = false;
   /** A scan failed and said so: the next failures of the same outage are not reported again. */
   #scanFailing = false;
+  /** Takeovers (and retakes of this node's own lease) under way: records naming this node may not run here yet. */
+  #restoring = 0;
   /** The running scan, awaited by `stop()`. */
   #scanning: Promise<void> | undefined;
   #stopped = false;
@@ -156,7 +158,7 @@ export class NodeOwnership implements RecordOwner {
     const stopMessages = await this.#cluster.serve(WORKFLOW_TOPIC, (body) => this.#serveWorkflowMessage(body));
     const stopRoutes = await this.#cluster
       .serve(WORKFLOW_ROUTE_TOPIC, (body, from) => {
-        this.#checkLease();
+        this.checkLease();
         return this.#host.answerRoute(body, from);
       })
       .catch((error: unknown) => {
@@ -200,13 +202,8 @@ export class NodeOwnership implements RecordOwner {
       }
       return "elsewhere";
     }
-    const owner = await this.#ownerOf(sessionId);
+    const owner = await this.#otherNodeOf("workflows", sessionId);
     if (owner === undefined) return "here";
-    if (owner === this.nodeId) {
-      // Named for this node, which does not run it: it lost its lease, and it is being taken over (or taken back).
-      this.#checkLease();
-      return "here";
-    }
     await this.#cluster.request(owner, WORKFLOW_TOPIC, { envelope });
     return "elsewhere";
   }
@@ -218,21 +215,32 @@ export class NodeOwnership implements RecordOwner {
    * (`unavailable`: 503) when that node does not answer (it died and was not yet taken over, or lost its lease).
    */
   async forward(sessionId: string, request: unknown): Promise<{ answer: unknown } | undefined> {
-    const owner = await this.#ownerOf(sessionId);
-    if (owner === undefined) return undefined;
-    if (owner === this.nodeId) {
-      // Named for this node, which stopped it when it lost its lease (NATS away longer than a lease time, say): not
-      // gone, only not here until the lease is back or a survivor takes it over. TRANSPORT (503), not 404.
-      this.#checkLease();
-      return undefined;
-    }
-    return { answer: await this.#cluster.request(owner, WORKFLOW_ROUTE_TOPIC, request) };
+    const owner = await this.#otherNodeOf("workflows", sessionId);
+    return owner === undefined ? undefined : { answer: await this.#cluster.request(owner, WORKFLOW_ROUTE_TOPIC, request) };
   }
 
-  /** The node workflow `sessionId`'s record names (one read of the shared store, no cache), if any record knows it. */
-  async #ownerOf(sessionId: string): Promise<string | undefined> {
-    const record = (await this.#host.store().get("workflows", sessionId)) as { node?: unknown } | undefined;
-    return typeof record?.node === "string" ? record.node : undefined;
+  /**
+   * The node that runs bridge session `sessionId`, which does not run here, when its record names another node;
+   * `undefined` when the session is answered here (no record names a node, or it names this one). TRANSPORT
+   * (`unavailable`: 503) when its record names this node, which lost its lease.
+   */
+  sessionNodeOf(sessionId: string): Promise<string | undefined> {
+    return this.#otherNodeOf("bridge_sessions", sessionId);
+  }
+
+  /** The node the record `id` of `collection` names when it is another than this one (one read of the shared store, no cache). */
+  async #otherNodeOf(collection: "workflows" | "bridge_sessions", id: string): Promise<string | undefined> {
+    const record = (await this.#host.store().get(collection, id)) as { node?: unknown } | undefined;
+    const owner = typeof record?.node === "string" ? record.node : undefined;
+    if (owner !== this.nodeId) return owner;
+    // Named for this node, which stopped it when it lost its lease (NATS away longer than a lease time, say): not
+    // gone, only not here until the lease is back or a survivor takes it over. TRANSPORT (503), not 404.
+    this.checkLease();
+    // Named for this node while it restores what it takes over (or takes back): not gone, only not here yet.
+    if (this.#restoring > 0) {
+      throw new BridgeError("TRANSPORT", `Node ${this.nodeId} is restoring the work it takes over: ask again`, { retryable: true, unavailable: true });
+    }
+    return undefined;
   }
 
   /** Stops scanning and serving (the bus is stopping); the lease is still renewed until `stop()`. */
@@ -353,15 +361,20 @@ export class NodeOwnership implements RecordOwner {
       if (lease !== undefined) await this.#cluster.leases.release(lease);
       return;
     }
-    this.#hold(lease);
-    await this.#register();
-    // A node that took this one over meanwhile removed the presence of its agents, still connected here.
-    this.#cluster.presence.reannounce();
-    const store = this.#host.store();
-    const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
-    await this.#host.adoptSessions(await SessionRecords.load(store, this.nodeId));
-    await this.#hearAgain();
-    this.#host.resumeWorkflows(workflows);
+    this.#restoring += 1;
+    try {
+      this.#hold(lease);
+      await this.#register();
+      // A node that took this one over meanwhile removed the presence of its agents, still connected here.
+      this.#cluster.presence.reannounce();
+      const store = this.#host.store();
+      const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
+      await this.#host.adoptSessions(await SessionRecords.load(store, this.nodeId));
+      await this.#hearAgain();
+      this.#host.resumeWorkflows(workflows);
+    } finally {
+      this.#restoring -= 1;
+    }
   }
 
   /**
@@ -374,6 +387,7 @@ export class NodeOwnership implements RecordOwner {
     let refused = false;
     const fence: Fence = { resource: lease.resource, token: lease.token, onRefused: () => (refused = true) };
     const store = this.#host.store();
+    this.#restoring += 1;
     try {
       store.put("meta", NODE_RECORD_PREFIX + nodeId, { nodeId, takenOverBy: this.nodeId, at: this.#clock.now() }, { fence });
       await store.flush();
@@ -397,6 +411,7 @@ export class NodeOwnership implements RecordOwner {
       // Last: a store that fails this read leaves the scan's warning, and the node's next start watches them.
       await this.#host.watchDeadlines();
     } finally {
+      this.#restoring -= 1;
       await this.#cluster.leases.release(lease).catch(() => undefined);
     }
   }
@@ -434,8 +449,11 @@ export class NodeOwnership implements RecordOwner {
     }
   }
 
-  /** A node that lost its lease answers for no workflow: TRANSPORT (503), to be asked again once its workflows were taken over. */
-  #checkLease(): void {
+  /**
+   * A node that lost its lease answers for no workflow nor bridge session: TRANSPORT (503), to be asked again once
+   * its work was taken over.
+   */
+  checkLease(): void {
     if (this.#lease === undefined) {
       throw new BridgeError("TRANSPORT", `Node ${this.nodeId} does not hold its lease: ask again once its workflows are taken over`, {
         retryable: true,
@@ -452,12 +470,12 @@ export class NodeOwnership implements RecordOwner {
   async #serveWorkflowMessage(body: unknown): Promise<null> {
     const envelope = (body as { envelope?: MessageEnvelope } | null)?.envelope;
     if (typeof envelope !== "object" || envelope === null) throw new BridgeError("INTERNAL", "A workflow request from another node without its envelope");
-    this.#checkLease();
+    this.checkLease();
     this.#host.checkSender(envelope);
     this.#host.observe(envelope);
     await this.#host.whenDurable();
     // A write refused by the store (the lease was taken meanwhile) is not durable: the taker has the workflow.
-    this.#checkLease();
+    this.checkLease();
     return null;
   }
 }

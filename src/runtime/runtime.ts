@@ -760,7 +760,31 @@ export class Runtime {
       await this.closeSession(sessionId).catch(() => undefined);
       throw toBridgeError(error, "UPSTREAM");
     }
+    if (owner !== undefined) await this.sessionStored(owner, sessionId);
     return { sessionId, agentId: resolvedAgentId, status: "active" };
+  }
+
+  /**
+   * In a cluster, a new session is answered once its record is in the shared store: from then on every node finds
+   * it (and forwards its tools here). One the store did not take (unreachable, or the node lost its lease meanwhile)
+   * is closed: TRANSPORT, create it again.
+   */
+  private async sessionStored(owner: RecordOwner, sessionId: string): Promise<void> {
+    let failure: BridgeError | undefined;
+    try {
+      await this.store.flush();
+    } catch (error) {
+      failure = toBridgeError(error, "TRANSPORT");
+    }
+    if (failure === undefined && owner.fence() !== undefined) return;
+    await this.closeSession(sessionId).catch(() => undefined);
+    throw new BridgeError(
+      "TRANSPORT",
+      `Session ${sessionId} could not be stored for the cluster (${failure?.message ?? `node ${owner.nodeId} lost its lease`}): create it again`,
+      {
+        retryable: true,
+      },
+    );
   }
 
   /** `sessions_prompt`: resolves with the reply, or rejects with the prompt's error. */

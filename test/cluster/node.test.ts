@@ -65,6 +65,26 @@ describe("a cluster node", () => {
     }
   });
 
+  it("answers INTERNAL for an answer larger than NATS carries, and sends no request larger than it (CONFIG, 413)", async () => {
+    const [a, b] = await Promise.all([openClusterNode({ url: server.url, nodeId: "node-a" }), openClusterNode({ url: server.url, nodeId: "node-b" })]);
+    try {
+      const limitBytes = a.maxPayloadBytes();
+      // nats-server's default max_payload, as the server told the client.
+      expect(limitBytes).toBe(1024 * 1024);
+      const heard: unknown[] = [];
+      await b.serve("large", (body) => {
+        heard.push(body);
+        return "x".repeat(limitBytes);
+      });
+      await expect(a.request("node-b", "large", {})).rejects.toMatchObject({ type: "INTERNAL", details: { nodeId: "node-b", limitBytes } });
+      expect(heard).toEqual([{}]);
+      await expect(a.request("node-b", "large", "y".repeat(limitBytes))).rejects.toMatchObject({ type: "CONFIG", details: { nodeId: "node-b", limitBytes } });
+      expect(heard).toEqual([{}]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it("names itself after the host with a random tail when given no id", () => {
     const [first, second] = [defaultNodeId(), defaultNodeId()];
     expect(first).toMatch(/^[A-Za-z0-9._-]+-[0-9a-f]{6}$/);

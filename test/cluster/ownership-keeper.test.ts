@@ -10,6 +10,7 @@ import type { Lease } from "../../src/cluster/leases.js";
 import type { ClusterNode } from "../../src/cluster/node.js";
 import { NodeOwnership, type OwnershipHost } from "../../src/cluster/ownership.js";
 import { createMemoryStore, type Clock, type Store } from "../../src/index.js";
+import type { StoredSession } from "../../src/runtime/session-records.js";
 
 const LEASE_MS = 3_000;
 const clock: Clock = {
@@ -195,6 +196,38 @@ describe("the keeper of a node's lease", () => {
     expect(await store.get("meta", "cluster/nodes/node-a")).toMatchObject({ nodeId: "node-a" });
     await ownership.stop();
   });
+
+  it("answers TRANSPORT (503), not as if unknown, for a record named for it while it restores what that record names", async () => {
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async (): Promise<Lease | undefined> => undefined),
+      release: vi.fn(async () => undefined),
+    };
+    store.put("workflows", "sess_mine", workflowRecord("sess_mine", "node-a"));
+    store.put("bridge_sessions", "bridge_mine", bridgeSessionRecord("bridge_mine", "node-a"));
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(host.halts).toBe(1);
+    // The lease comes back; the restore of what its records name waits until the test lets it go.
+    let restored!: () => void;
+    host.adoptWorkflows = async (records) => {
+      await new Promise<void>((resolve) => (restored = resolve));
+      return records.map((record) => record.sessionId);
+    };
+    leases.acquire.mockResolvedValue(leaseOf(7));
+    leases.renew.mockResolvedValue(leaseOf(7, 8));
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 2);
+    expect(ownership.holdsLease()).toBe(true);
+    const restoring = { type: "TRANSPORT", details: { unavailable: true, retryable: true } };
+    await expect(ownership.forward("sess_mine", {})).rejects.toMatchObject(restoring);
+    await expect(ownership.sessionNodeOf("bridge_mine")).rejects.toMatchObject(restoring);
+    restored();
+    await vi.advanceTimersByTimeAsync(0);
+    await expect(ownership.forward("sess_mine", {})).resolves.toBeUndefined();
+    await expect(ownership.sessionNodeOf("bridge_mine")).resolves.toBeUndefined();
+    await ownership.stop();
+  });
 });
 
 /** The smallest workflow record `loadWorkflows` reads. */
@@ -207,5 +240,26 @@ function workflowRecord(sessionId: string, node: string): unknown {
       value: "design",
       context: { sessionId, steps: [{ name: "design", required_agents: [] }], participants: [], tasks: [], createdAt: 0, stepEnteredAt: 0 },
     },
+  };
+}
+
+/** A bridge session record as `SessionRecords.load` reads it. */
+function bridgeSessionRecord(sessionId: string, node: string): StoredSession {
+  return {
+    v: 1,
+    node,
+    sessionId,
+    agentId: "worker",
+    metadata: {},
+    createdAt: 0,
+    ttlMs: 0,
+    idleMs: 0,
+    maxQueuedPrompts: 8,
+    historyWindow: 30,
+    status: "idle",
+    lastActivityAt: 0,
+    history: [],
+    usage: { inputTokens: 0, outputTokens: 0 },
+    error: null,
   };
 }

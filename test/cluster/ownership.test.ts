@@ -122,6 +122,19 @@ function createWorkflow(node: ClusterTestNode): string {
   );
 }
 
+/** The lead, registered on `node`, delegates the design (task `t-design`) of workflow `sessionId` to the worker through it. */
+async function delegateDesign(node: ClusterTestNode, sessionId: string): Promise<void> {
+  node.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
+  await node.bus.persisted();
+  await node.bus.send(
+    envelope(LEAD, WORKER, {
+      sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
+      payload: { prompt: "design it" },
+      metadata: { task_id: "t-design" },
+    }),
+  );
+}
+
 async function storedRecord(node: ClusterTestNode, sessionId: string): Promise<{ node?: string; snapshot: { value: unknown } } | undefined> {
   return (await node.runtime.store.get("workflows", sessionId)) as { node?: string; snapshot: { value: unknown } } | undefined;
 }
@@ -136,15 +149,7 @@ describe("workflow ownership", () => {
     expect(b.bus.sessionManager.getSession(sessionId)).toBeUndefined();
 
     // The lead, registered on node-b, delegates the design through node-b: node-a records the task.
-    b.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
-    await b.bus.persisted();
-    await b.bus.send(
-      envelope(LEAD, WORKER, {
-        sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
-        payload: { prompt: "design it" },
-        metadata: { task_id: "t-design" },
-      }),
-    );
+    await delegateDesign(b, sessionId);
     expect(a.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "pending", to: WORKER }]);
 
     // node-b's worker answers (an answer naming only its task): node-a hears it, and the workflow moves on.
@@ -171,15 +176,7 @@ describe("workflow ownership", () => {
     const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
     const sessionId = createWorkflow(a);
     await a.bus.sessionManager.whenDurable();
-    b.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
-    await b.bus.persisted();
-    await b.bus.send(
-      envelope(LEAD, WORKER, {
-        sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
-        payload: { prompt: "design it" },
-        metadata: { task_id: "t-design" },
-      }),
-    );
+    await delegateDesign(b, sessionId);
     await until(() => b.worker.prompts.length === 1);
 
     // node-a dies with the task pending; the worker answers (naming only its task) before anyone took node-a over.
@@ -198,15 +195,7 @@ describe("workflow ownership", () => {
       // A lease longer than the outage: the node keeps its workflow throughout.
       const a = await startNode(cluster, "node-a", { natsUrl: own.url, leaseMs: 20_000 });
       const sessionId = createWorkflow(a);
-      a.bus.registerAgent({ agent_id: LEAD, framework: "cli", capabilities: [] });
-      await a.bus.persisted();
-      await a.bus.send(
-        envelope(LEAD, WORKER, {
-          sender: { agent_id: LEAD, framework: "cli", session_id: sessionId },
-          payload: { prompt: "design it" },
-          metadata: { task_id: "t-design" },
-        }),
-      );
+      await delegateDesign(a, sessionId);
       await until(() => a.worker.prompts.length === 1);
       await own.halt();
       await until(() => a.bus.cluster!.state() === "disconnected", 10_000);
