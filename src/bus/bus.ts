@@ -357,6 +357,8 @@ export class CommunicationBus {
       } catch (error) {
         this.state = "stopped";
         if (this.ownsRuntime) await this.runtime.stop();
+        // Its lease was claimed: released, and its renewals stopped, before the connection closes.
+        await this.ownership?.stop();
         await this.clusterNode.close();
         this.clusterNode = undefined;
         throw error;
