@@ -70,6 +70,8 @@ export async function answerForwarded(routes: readonly HttpRoute[], input: unkno
     readBody: () => Promise.resolve(request.body),
     header: () => undefined,
     client: `node ${from}`,
+    // A workflow route does not outlive its node request: nothing to abort.
+    signal: () => new AbortController().signal,
   });
   if (answer instanceof HttpStream || (answer instanceof HttpAnswer && answer.contentType !== undefined)) {
     throw new BridgeError("INTERNAL", `${request.method} ${request.path} answers a stream or text, which cannot be forwarded`);

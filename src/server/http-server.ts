@@ -105,6 +105,17 @@ export interface RouteRequest {
   header: (name: string) => string | undefined;
   /** Who asks, for quotas: the remote address. */
   client: string;
+  /** A signal aborted when the client goes away before its answer is written (made on first call). */
+  signal: () => AbortSignal;
+}
+
+/** A signal aborted when the response closes before it was written in full: its client went away. */
+function clientGone(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) controller.abort(new BridgeError("CANCELLED", "The client went away before its answer"));
+  });
+  return controller.signal;
 }
 
 /** A path parameter, URL-decoded; a malformed escape is CONFIG. */
@@ -313,7 +324,9 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       method: "POST",
       path: /^\/bridge\/([^/]+)$/,
       // The bridge answers an unknown tool with NOT_FOUND, as it does for every caller.
-      handle: async ({ params: [toolName = ""], readBody, client }) => {
+      handle: async ({ params: [toolName = ""], readBody, client, signal }) => {
+        // A client that goes away before its prompt's answer cancels the prompt (as an MCP client's cancel does).
+        if (toolName === "sessions_prompt" || toolName === "tasks_delegate") return runtime.bridge.call(toolName, await readBody(), { signal: signal() });
         if (toolName !== "sessions_create") return runtime.bridge.call(toolName, await readBody());
         bridgeSessions.check(client);
         const created = await runtime.bridge.call("sessions_create", await readBody());
@@ -391,6 +404,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
         return Array.isArray(value) ? value[0] : value;
       },
       client,
+      signal: () => clientGone(res),
     };
     const result = await match.route.handle(request);
     // What it throws before it has written anything is answered as JSON like any route's error.

@@ -100,6 +100,26 @@ describe("POST /bridge/:tool", () => {
     expect(await prompt).toMatchObject({ status: 409, body: { error: { type: "CANCELLED" } } });
   });
 
+  it("cancels a prompt whose client went away before its answer, and the session takes the next one", async () => {
+    const server = await startServer();
+    const { body: session } = await post(server, "/bridge/sessions_create", { agentId: "sleeper" });
+    const client = new AbortController();
+    const prompt = fetch(`${server.url}/bridge/sessions_prompt`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ sessionId: session.sessionId, prompt: "wait", requestId: "gone" }),
+      signal: client.signal,
+    });
+    await expect.poll(async () => (await post(server, "/bridge/sessions_status", { sessionId: session.sessionId })).body.status).toBe("busy");
+    client.abort();
+    await expect(prompt).rejects.toThrow();
+    await expect.poll(async () => (await post(server, "/bridge/sessions_status", { sessionId: session.sessionId })).body.status).toBe("idle");
+    // Nothing to cancel any more: the prompt ended with its client.
+    expect((await post(server, "/bridge/sessions_cancel", { sessionId: session.sessionId })).body).toMatchObject({
+      error: { type: "NOT_FOUND", message: "No prompt in flight" },
+    });
+  });
+
   it("treats an empty body as {}", async () => {
     const server = await startServer();
     const response = await fetch(`${server.url}/bridge/sessions_create`, { method: "POST" });
