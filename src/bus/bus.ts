@@ -5,6 +5,7 @@
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
+import { announceNatsState, clusterAnnouncer } from "../cluster/node-events.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -118,6 +119,8 @@ export class CommunicationBus {
   private clusterDeliveries: ClusterDeliveries | undefined;
   /** Sync senders waiting here for replies accepted by other nodes, and replies offered to them (a cluster node only). */
   private clusterSync: ClusterSyncReplies | undefined;
+  /** Stops announcing this node's losses of NATS and its returns (a cluster node only). */
+  private stopFollowingNats: (() => void) | undefined;
   /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
   private ownership: NodeOwnership | undefined;
   /** The routes of one workflow, answering what other nodes forward (made at the first such request). */
@@ -395,6 +398,7 @@ export class CommunicationBus {
       await this.clusterDeliveries?.stop();
       this.clusterSync?.stop();
       this.clusterEvents?.leave();
+      this.stopFollowingNats?.();
       if (this.ownsRuntime) await this.runtime.stop();
       await this.ownership?.stop();
       await this.clusterNode?.close();
@@ -616,6 +620,7 @@ export class CommunicationBus {
     // Released: the other nodes take this one's workflows and sessions over at their next scan. A runtime this
     // bus does not own still runs its bridge sessions: the lease runs out instead, once this node writes nothing.
     await this.ownership?.stop({ release: this.ownsRuntime });
+    this.stopFollowingNats?.();
     await this.clusterNode?.close();
     this.stopCounting();
     this.state = "stopped";
@@ -641,6 +646,7 @@ export class CommunicationBus {
       observe: (envelope) => this.sessionManager.observe(envelope),
       answerRoute: (request, from) => answerForwarded((this.ownWorkflowRoutes ??= workflowRoutes(this)), request, from),
       whenDurable: () => this.sessionManager.whenDurable(),
+      announce: clusterAnnouncer(this.runtime.hub, (this.clusterNode as ClusterNode).nodeId),
     };
   }
 
@@ -853,6 +859,7 @@ export class CommunicationBus {
     });
     this.clusterSync = new ClusterSyncReplies(node, (answer) => this.deliveries.acknowledgeByAnswer(answer));
     this.clusterEvents?.join(node.connection, node.nodeId);
+    this.stopFollowingNats = announceNatsState(node.connection, clusterAnnouncer(this.runtime.hub, node.nodeId), this.clock);
   }
 
   /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */

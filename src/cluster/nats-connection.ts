@@ -38,6 +38,8 @@ export interface ClusterConnection {
   openBucket(name: string, options?: Partial<KvOptions>): Promise<KV>;
   /** Whether the connection is up now: it reconnects by itself after a server restart or a network cut. */
   state(): NatsConnectionState;
+  /** The server (host:port) it is connected to, or was last while it is down. */
+  server(): string;
   /** Calls `listener` at each change of `state()`; answers a function that stops the calls. */
   onStateChange(listener: (state: NatsConnectionState) => void): () => void;
   /** Flushes what was published, then closes. Idempotent. */
@@ -112,6 +114,11 @@ function redactedNatsUrl(url: string): string {
   }
 }
 
+/** A server as the client names it, without credentials should it carry any. */
+function hostPort(server: string): string {
+  return server.slice(server.lastIndexOf("@") + 1);
+}
+
 function natsOpenError(error: unknown, where: string): BridgeError {
   if (error instanceof BridgeError) return error;
   const cause = toBridgeError(error);
@@ -126,6 +133,7 @@ class NatsClusterConnection implements ClusterConnection {
   readonly #listeners = new Set<(state: NatsConnectionState) => void>();
   readonly #kvm: Kvm;
   #state: NatsConnectionState = "connected";
+  #server: string;
   #closing: Promise<void> | undefined;
 
   constructor(
@@ -136,6 +144,7 @@ class NatsClusterConnection implements ClusterConnection {
     readonly where: string,
   ) {
     this.#kvm = kvm;
+    this.#server = hostPort(nats.getServer());
     void this.#followStatus();
     void nats.closed().then(() => this.#setState("closed"));
   }
@@ -158,6 +167,10 @@ class NatsClusterConnection implements ClusterConnection {
     return this.#state;
   }
 
+  server(): string {
+    return this.#server;
+  }
+
   onStateChange(listener: (state: NatsConnectionState) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -176,8 +189,9 @@ class NatsClusterConnection implements ClusterConnection {
   }
 
   #onStatus(status: Status): void {
-    if (status.type === "disconnect") this.#setState("disconnected");
-    else if (status.type === "reconnect") this.#setState("connected");
+    if (status.type !== "disconnect" && status.type !== "reconnect") return;
+    this.#server = hostPort(status.server);
+    this.#setState(status.type === "disconnect" ? "disconnected" : "connected");
   }
 
   #setState(state: NatsConnectionState): void {

@@ -195,9 +195,13 @@ describe("workflow ownership", () => {
       expect(survivor.bus.sessionManager.getSession(sessionId)?.status).toBe("completed");
       expect(await storedRecord(other, sessionId)).toMatchObject({ node: survivor.nodeId, snapshot: { value: "completed" } });
     }
-    // The dead node is forgotten by the cluster: no other survivor takes it over again.
-    expect(survivor.ownership.takeovers()).toMatchObject([{ nodeId: "node-a", workflows: 2 }]);
-    expect(other.ownership.takeovers()).toEqual([]);
+    // Each node says what happened to it: node-a lost its lease; the survivor took node-a over, once: the dead
+    // node is forgotten by the cluster, and no other survivor takes it over again.
+    const clusterEvents = (node: ClusterTestNode, type: string) => node.events.filter((event) => event.type === type);
+    expect(clusterEvents(a, "cluster.lease_lost")).toMatchObject([{ node: "node-a", actorId: "node:node-a", cause: "expired" }]);
+    expect(clusterEvents(survivor, "cluster.takeover")).toMatchObject([{ node: survivor.nodeId, fromNode: "node-a", workflows: 2, sessions: 0 }]);
+    expect(clusterEvents(other, "cluster.takeover")).toEqual([]);
+    for (const node of [a, b, c]) expect(clusterEvents(node, "cluster.node_joined")).toMatchObject([{ node: node.nodeId }]);
   }, 30_000);
 
   it("refuses the write of a node whose lease was taken while it was paused, and stops its workflow there", async () => {
