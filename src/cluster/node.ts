@@ -9,7 +9,7 @@ import type { Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { LeaseTable } from "./leases.js";
 import { ClusterMessageStream } from "./message-stream.js";
-import { connectNats, type ClusterConnection, type NatsConnectionState } from "./nats-connection.js";
+import { connectNats, REPLICA_COUNTS, type ClusterConnection, type NatsConnectionState, type Replicas } from "./nats-connection.js";
 
 /** How a node joins its cluster (`cluster` of the bus's options, `--cluster` of `troupe serve`). */
 export interface ClusterOptions {
@@ -28,6 +28,11 @@ export interface ClusterOptions {
   ackWaitMs?: number;
   /** How long the first connection may take (default 5 s). */
   connectTimeoutMs?: number;
+  /**
+   * How many copies of the message stream and of the lease bucket the NATS cluster keeps: 1 (default), 3 or 5, at
+   * most its number of JetStream servers. With 3, the cluster goes on when one NATS server dies; with 5, two.
+   */
+  replicas?: Replicas;
 }
 
 /** A node's handle on its cluster. */
@@ -79,19 +84,35 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
     throw new BridgeError("CONFIG", "cluster.nodeId: letters, digits, '.', '_' and '-', 1 to 64 of them", { field: "cluster.nodeId" });
   }
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const replicas = options.replicas ?? 1;
+  if (!(REPLICA_COUNTS as readonly unknown[]).includes(replicas)) {
+    throw new BridgeError("CONFIG", `cluster.replicas: 1, 3 or 5 (copies JetStream keeps of troupe's stream and bucket), not ${JSON.stringify(replicas)}`, {
+      field: "cluster.replicas",
+    });
+  }
   const connection = await connectNats({
     url: options.url,
     name: `troupe ${nodeId}`,
     ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
   });
   try {
+    // A server outside a NATS cluster takes (and keeps) a stream's replicas setting without copying anything.
+    if (replicas > 1 && connection.nats.info?.cluster === undefined) {
+      throw new BridgeError(
+        "CONFIG",
+        `cluster.replicas: ${replicas} copies take a NATS cluster of at least ${replicas} JetStream servers; the server of ${connection.where} is not in a cluster`,
+        { field: "cluster.replicas" },
+      );
+    }
     const leases = await LeaseTable.open(connection, {
       nodeId,
       leaseMs,
+      replicas,
       ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }),
       ...(clock === undefined ? {} : { clock }),
     });
     const messages = await ClusterMessageStream.open(connection, {
+      replicas,
       ...(options.stream === undefined ? {} : { stream: options.stream }),
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),

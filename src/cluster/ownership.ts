@@ -78,6 +78,8 @@ export class NodeOwnership implements RecordOwner {
   /** The fence of the current lease, one object per tenure (every write of the node carries it). */
   #fence: Fence | undefined;
   #renewTimer: unknown;
+  /** The next attempt after a renewal NATS did not answer, sooner than the next third of the lease time. */
+  #renewRetryTimer: unknown;
   #scanTimer: unknown;
   #expiryTimer: unknown;
   #renewing = false;
@@ -254,6 +256,7 @@ export class NodeOwnership implements RecordOwner {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#renewTimer as ReturnType<typeof setInterval>);
+    clearTimeout(this.#renewRetryTimer as ReturnType<typeof setTimeout>);
     clearInterval(this.#scanTimer as ReturnType<typeof setInterval>);
     this.#clock.clearTimeout(this.#expiryTimer);
     this.#stopServing?.();
@@ -295,7 +298,11 @@ export class NodeOwnership implements RecordOwner {
       if (renewed === undefined) this.#lost(this.#fence, "taken", "another node took its lease");
       else this.#hold(renewed);
     } catch {
-      // NATS did not answer: the lease is good until its validUntil, when the expiry timer ends it.
+      // NATS did not answer: the lease is good until its validUntil, when the expiry timer ends it. Ask again soon:
+      // a NATS cluster electing the bucket's new leader (its server died) answers again within seconds.
+      clearTimeout(this.#renewRetryTimer as ReturnType<typeof setTimeout>);
+      this.#renewRetryTimer = setTimeout(() => void this.#renew(), renewRetryMs(this.#cluster.leaseMs));
+      unref(this.#renewRetryTimer);
     } finally {
       this.#renewing = false;
     }
@@ -420,6 +427,11 @@ export class NodeOwnership implements RecordOwner {
     this.#checkLease();
     return null;
   }
+}
+
+/** How soon a renewal NATS did not answer is tried again: a twentieth of the lease time, at most half a second. */
+function renewRetryMs(leaseMs: number): number {
+  return Math.max(1, Math.min(500, Math.floor(leaseMs / 20)));
 }
 
 /** A timer that does not keep the process alive (the bus's stop clears it). */

@@ -68,4 +68,14 @@ describe("the cluster section of a configuration file", () => {
     expect(errorOf(configFile({ cluster: { url: "nats://127.0.0.1:4222" } })).details).toMatchObject({ field: "cluster.url" });
     expect(errorOf(configFile({ cluster: { leaseMs: 10 } })).details).toMatchObject({ field: "cluster.leaseMs" });
   });
+
+  it("takes the copies NATS keeps of the stream and the bucket, 1, 3 or 5, and refuses any other number naming cluster.replicas", () => {
+    expect(loadServerConfig(configFile({ cluster: { replicas: 3 } })).cluster).toEqual({ replicas: 3 });
+    for (const replicas of [2, 0, 7, "3"]) {
+      const error = errorOf(configFile({ cluster: { replicas } }));
+      expect(error.type).toBe("CONFIG");
+      expect(error.message).toContain("cluster.replicas: 1, 3 or 5");
+      expect(error.details).toMatchObject({ field: "cluster.replicas" });
+    }
+  });
 });

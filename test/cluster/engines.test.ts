@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { startNats } from "../support/nats-server.js";
+import { startNats, startNatsCluster } from "../support/nats-server.js";
 import { startPostgres } from "../support/postgres-server.js";
 import { runModuleScript } from "../support/module-script.js";
 
@@ -59,6 +59,26 @@ describe("the real-engine harness", () => {
     }
     expect(server.running()).toBe(false);
     expect(existsSync(server.dir)).toBe(false);
+  });
+
+  it("runs a NATS cluster of three JetStream servers on 127.0.0.1, routed to one another, and removes their directories at stop", async () => {
+    const cluster = await startNatsCluster();
+    try {
+      expect(cluster.servers.map((server) => server.name)).toEqual(["s1", "s2", "s3"]);
+      expect(new Set(cluster.servers.map((server) => server.dir)).size).toBe(3);
+      expect(cluster.url).toBe(cluster.servers.map((server) => `nats://127.0.0.1:${server.port}`).join(","));
+      for (const server of cluster.servers) {
+        expect(existsSync(server.dir)).toBe(true);
+        // Each server has elected JetStream's leader with the others: it is routed to them.
+        expect(server.output()).toMatch(/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/);
+      }
+    } finally {
+      await cluster.stop();
+    }
+    for (const server of cluster.servers) {
+      expect(server.running()).toBe(false);
+      expect(existsSync(server.dir)).toBe(false);
+    }
   });
 
   it("kills the engines and removes their directories when the test process exits without stopping them", async () => {

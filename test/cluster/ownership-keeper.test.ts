@@ -170,6 +170,31 @@ describe("the keeper of a node's lease", () => {
     await ownership.stop();
   });
 
+  it("asks again within a twentieth of the lease time after a renewal NATS did not answer, and keeps its lease once one gets through", async () => {
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async (): Promise<Lease | undefined> => {
+        throw new BridgeError("TRANSPORT", "the bucket has no leader");
+      }),
+      release: vi.fn(async () => undefined),
+    };
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(leases.renew).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 20);
+    expect(leases.renew).toHaveBeenCalledTimes(2);
+    // The bucket's new leader answers: the lease goes on, well before the next third of the lease time.
+    leases.renew.mockImplementation(async () => leaseOf(1, 2));
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 20);
+    expect(leases.renew).toHaveBeenCalledTimes(3);
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    expect(host.halts).toBe(0);
+    expect(ownership.holdsLease()).toBe(true);
+    expect(host.announced.filter(({ type }) => type === "cluster.lease_lost")).toEqual([]);
+    await ownership.stop();
+  });
+
   it("stops everything when the store refuses a write fenced by the lease, however many are refused", async () => {
     const leases = {
       acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
