@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
+import { connectNats } from "../../src/cluster/nats-connection.js";
 import { startNats, startNatsCluster } from "../support/nats-server.js";
 import { startPostgres } from "../support/postgres-server.js";
 import { runModuleScript } from "../support/module-script.js";
@@ -61,16 +62,20 @@ describe("the real-engine harness", () => {
     expect(existsSync(server.dir)).toBe(false);
   });
 
-  it("runs a NATS cluster of three JetStream servers on 127.0.0.1, routed to one another, and removes their directories at stop", async () => {
+  it("runs a NATS cluster of three JetStream servers on 127.0.0.1 that keeps a stream's copies on each, and removes their directories at stop", async () => {
     const cluster = await startNatsCluster();
     try {
       expect(cluster.servers.map((server) => server.name)).toEqual(["s1", "s2", "s3"]);
       expect(new Set(cluster.servers.map((server) => server.dir)).size).toBe(3);
       expect(cluster.url).toBe(cluster.servers.map((server) => `nats://127.0.0.1:${server.port}`).join(","));
-      for (const server of cluster.servers) {
-        expect(existsSync(server.dir)).toBe(true);
-        // Each server has elected JetStream's leader with the others: it is routed to them.
-        expect(server.output()).toMatch(/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/);
+      for (const server of cluster.servers) expect(existsSync(server.dir)).toBe(true);
+      // They are one JetStream cluster: a stream made through one server has a copy on each.
+      const connection = await connectNats({ url: cluster.servers[0]!.url });
+      try {
+        const info = await connection.manager.streams.add({ name: "HARNESS", subjects: ["harness.>"], num_replicas: 3 });
+        expect([info.cluster?.leader, ...(info.cluster?.replicas ?? []).map((replica) => replica.name)].sort()).toEqual(["s1", "s2", "s3"]);
+      } finally {
+        await connection.close();
       }
     } finally {
       await cluster.stop();

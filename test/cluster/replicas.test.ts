@@ -5,7 +5,9 @@
  * its lease, and a node that leaves is taken over. A node refuses a number of copies NATS cannot keep (CONFIG).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Lease } from "../../src/cluster/leases.js";
 import { openClusterNode } from "../../src/cluster/node.js";
+import { BridgeError } from "../../src/errors.js";
 import { openPostgresStore, type CommunicationBus, type MessageEnvelope, type RuntimeEvent } from "../../src/index.js";
 import { frameText } from "../../src/protocol/frames.js";
 import { call, envelope, rawConnect, register, startBus, until } from "../bus/support.js";
@@ -49,6 +51,44 @@ async function sendUntilAccepted(bus: CommunicationBus, message: Record<string, 
     if (answer.status === 202) return;
     if (answer.status !== 503 || performance.now() > deadline) throw new Error(`not accepted: ${answer.status} ${JSON.stringify(answer.body)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Moves the leadership of stream `stream` to server `name`: each stepdown elects one of the other copies at random,
+ * so it takes a few (each ends when JetStream names the new leader).
+ */
+async function leadTo(bus: CommunicationBus, stream: string, name: string): Promise<void> {
+  const { nats } = bus.cluster!.connection;
+  const deadline = performance.now() + 20_000;
+  // Asked with a short wait: a stream between two leaders answers nothing.
+  const leaderOf = async (): Promise<string | undefined> => {
+    try {
+      const info = (await nats.request(`$JS.API.STREAM.INFO.${stream}`, "", { timeout: 1_000 })).json<{ cluster?: { leader?: string } }>();
+      return info.cluster?.leader;
+    } catch {
+      return undefined;
+    }
+  };
+  for (let leader = await leaderOf(); leader !== name;) {
+    if (performance.now() > deadline) throw new Error(`${stream} is still led by ${leader}, not ${name}`);
+    if (leader !== undefined) await nats.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, "", { timeout: 5_000 });
+    const before = leader;
+    do leader = await leaderOf();
+    while ((leader === undefined || leader === before) && performance.now() < deadline);
+  }
+}
+
+/** Takes the lease of `resource` through `bus`'s node, asking again while NATS does not answer (TRANSPORT), for up to `timeoutMs`. */
+async function takeLease(bus: CommunicationBus, resource: string, timeoutMs: number): Promise<Lease | undefined> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await bus.cluster!.leases.acquire(resource);
+    } catch (error) {
+      if (!(error instanceof BridgeError && error.type === "TRANSPORT") || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 }
 
@@ -101,7 +141,7 @@ describe("replicas", () => {
     }
   });
 
-  it("keeps messages and leases going through the SIGKILL of the NATS server that leads the message stream", async () => {
+  it("keeps messages and leases going through the SIGKILL of the NATS server that leads the message stream and the lease bucket", async () => {
     const database = await postgres.createDatabase(`replicas_${process.pid}`);
     // node-b creates the stream and the bucket, with three copies each.
     const b = await node("node-b", natsCluster.url, database);
@@ -111,6 +151,8 @@ describe("replicas", () => {
     expect(streamInfo.cluster?.replicas).toHaveLength(2);
     expect((await manager.streams.info(`KV_${BUCKET}`)).config.num_replicas).toBe(3);
     const victim = natsCluster.servers.find((server) => server.name === streamInfo.cluster?.leader)!;
+    // The server that dies leads the lease bucket too: the nodes' renewals wait for its new leader as well.
+    await leadTo(b.bus, `KV_${BUCKET}`, victim.name);
     // node-a is told only that server's URL: it learns the others from it, and moves to one when it dies.
     const a = await node("node-a", victim.url, database);
     expect(a.bus.cluster!.connection.server()).toBe(`127.0.0.1:${victim.port}`);
@@ -143,7 +185,8 @@ describe("replicas", () => {
     expect(newLeader).toBeDefined();
     expect(newLeader).not.toBe(victim.name);
 
-    // node-a lost its server and said so, then went on through another; neither node lost its lease.
+    // node-a lost its server and said so, then went on through another; neither node lost its lease, their renewals
+    // asked again until the bucket's new leader answered.
     expect(a.events.filter((event) => event.type.startsWith("cluster.nats_"))).toMatchObject([
       { type: "cluster.nats_disconnected", node: "node-a", server: `127.0.0.1:${victim.port}` },
       { type: "cluster.nats_reconnected", node: "node-a" },
@@ -151,16 +194,21 @@ describe("replicas", () => {
     expect(a.bus.cluster!.connection.server()).not.toBe(`127.0.0.1:${victim.port}`);
     for (const each of [a, b]) expect(each.events.filter((event) => event.type === "cluster.lease_lost")).toEqual([]);
 
-    // Leases work on the two servers left: node-b leaves, node-a takes its workflow over at its next scan.
+    // Leases work on the two servers left: a new one is taken once the bucket's new leader answers (until then a
+    // write is TRANSPORT), then node-b leaves, releasing its own, and node-a takes its workflow over at its next scan.
+    const probe = await takeLease(a.bus, "test:probe", 20_000);
+    expect(probe).toMatchObject({ resource: "test:probe", holder: "node-a" });
+    const leaseAgainMs = performance.now() - killedAt;
     await b.bus.stop();
     const leftAt = performance.now();
     // At its next scan (every half lease time), or the one after when a scan was under way as node-b left.
-    await until(() => a.bus.sessionManager.runs(workflowId), 2 * LEASE_MS);
+    await until(() => a.bus.sessionManager.runs(workflowId), LEASE_MS);
     const takenOverMs = performance.now() - leftAt;
     expect(a.events.filter((event) => event.type === "cluster.takeover")).toMatchObject([{ node: "node-a", fromNode: "node-b", workflows: 1 }]);
     if (process.env["TROUPE_REPORT_REPLICAS"] !== undefined) {
       process.stdout.write(
         `replicas: killed ${victim.name} (the stream's leader); 10 messages accepted again within ${Math.round(acceptedAgainMs)} ms; ` +
+          `a new lease taken ${Math.round(leaseAgainMs)} ms after the kill; ` +
           `new leader ${newLeader}; node-b taken over ${Math.round(takenOverMs)} ms after it left\n`,
       );
     }

@@ -59,8 +59,6 @@ function binary(): string {
 
 /** The line nats-server prints once it takes client connections, with its address. */
 const LISTENING = /Listening for client connections on 127\.0\.0\.1:(\d+)[\s\S]*Server is ready/;
-/** The line a server of a NATS cluster prints once JetStream's servers have elected their metadata leader. */
-const META_LEADER = /JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/;
 /** How a server says that a port it was given is taken. */
 const PORT_TAKEN = /address already in use/;
 
@@ -177,13 +175,29 @@ export async function startNatsCluster({ size = 3 }: { size?: number } = {}): Pr
   }
 }
 
-/** Resolves once every server has seen JetStream's metadata leader elected; rejects after `timeoutMs`. */
+/**
+ * Resolves once JetStream answers on every server, which it does once they have elected their metadata leader and
+ * each knows it (not every server logs that); rejects after `timeoutMs`.
+ */
 async function electedLeader(servers: readonly NatsServer[], timeoutMs = 15_000): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
   const deadline = performance.now() + timeoutMs;
-  while (!servers.every((server) => META_LEADER.test(server.output()))) {
-    if (performance.now() > deadline) {
-      throw new Error(`The NATS cluster elected no JetStream leader within ${timeoutMs} ms:\n${servers.map((server) => server.output()).join("\n")}`);
+  for (const server of servers) {
+    const connection = await connect({ servers: server.url });
+    try {
+      for (;;) {
+        const answer = await connection.request("$JS.API.INFO", "", { timeout: 1_000 }).then(
+          (reply) => reply.json<{ error?: unknown }>(),
+          (error: unknown) => ({ error }),
+        );
+        if (answer.error === undefined) break;
+        if (performance.now() > deadline) {
+          throw new Error(`JetStream did not answer on ${server.name} within ${timeoutMs} ms (${JSON.stringify(answer.error)}):\n${server.output()}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      await connection.close();
     }
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
