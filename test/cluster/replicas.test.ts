@@ -19,7 +19,13 @@ let single: NatsServer;
 let postgres: PostgresServer;
 
 beforeAll(async () => {
-  [natsCluster, single, postgres] = await Promise.all([startNatsCluster(), startNats(), startPostgres()]);
+  // Each kept as it starts, so that afterAll stops those that did when another failed.
+  const started = await Promise.allSettled([
+    startNatsCluster().then((value) => (natsCluster = value)),
+    startNats().then((value) => (single = value)),
+    startPostgres().then((value) => (postgres = value)),
+  ]);
+  for (const result of started) if (result.status === "rejected") throw result.reason;
 }, 30_000);
 
 afterAll(async () => {
