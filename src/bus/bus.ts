@@ -5,7 +5,7 @@
  */
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
-import { announceNatsState, clusterAnnouncer } from "../cluster/node-events.js";
+import { announceNatsState, clusterAnnouncer, type ClusterAnnounce } from "../cluster/node-events.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -119,6 +119,8 @@ export class CommunicationBus {
   private clusterDeliveries: ClusterDeliveries | undefined;
   /** Sync senders waiting here for replies accepted by other nodes, and replies offered to them (a cluster node only). */
   private clusterSync: ClusterSyncReplies | undefined;
+  /** Reports this node's happenings in its cluster on the hub (`cluster.*` events; a cluster node only). */
+  private announceCluster: ClusterAnnounce | undefined;
   /** Stops announcing this node's losses of NATS and its returns (a cluster node only). */
   private stopFollowingNats: (() => void) | undefined;
   /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
@@ -313,6 +315,7 @@ export class CommunicationBus {
     if (this.clusterOptions !== undefined) {
       try {
         this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
+        this.announceCluster = clusterAnnouncer(this.runtime.hub, this.clusterNode.nodeId);
         // Workflows and bridge sessions are shared only through a store the runtime keeps; its sessions are this
         // node's only if the runtime learns so before it restores any (the bus starts a runtime it is given, then).
         if (this.runtime.persistent) {
@@ -646,7 +649,7 @@ export class CommunicationBus {
       observe: (envelope) => this.sessionManager.observe(envelope),
       answerRoute: (request, from) => answerForwarded((this.ownWorkflowRoutes ??= workflowRoutes(this)), request, from),
       whenDurable: () => this.sessionManager.whenDurable(),
-      announce: clusterAnnouncer(this.runtime.hub, (this.clusterNode as ClusterNode).nodeId),
+      announce: this.announceCluster as ClusterAnnounce,
     };
   }
 
@@ -859,7 +862,7 @@ export class CommunicationBus {
     });
     this.clusterSync = new ClusterSyncReplies(node, (answer) => this.deliveries.acknowledgeByAnswer(answer));
     this.clusterEvents?.join(node.connection, node.nodeId);
-    this.stopFollowingNats = announceNatsState(node.connection, clusterAnnouncer(this.runtime.hub, node.nodeId), this.clock);
+    this.stopFollowingNats = announceNatsState(node.connection, this.announceCluster as ClusterAnnounce, this.clock);
   }
 
   /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */

@@ -46,7 +46,7 @@ export interface LeaseTableOptions {
   leaseMs: number;
   /** The key-value bucket (default `troupe_leases`), created when missing. */
   bucket?: string;
-  /** Copies of the bucket a NATS cluster keeps (default 1); an existing bucket is brought to it. */
+  /** Copies of the bucket a NATS cluster keeps, an existing bucket brought to it; not given: 1 for a new bucket, an existing one as it is. */
   replicas?: Replicas;
   /** The node's clock (its `now()` only). */
   clock?: Pick<Clock, "now">;
@@ -83,10 +83,9 @@ export class LeaseTable {
     if (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < 1)
       throw new BridgeError("CONFIG", "leaseMs must be a positive integer", { field: "leaseMs" });
     const bucket = options.bucket ?? DEFAULT_LEASE_BUCKET;
-    const replicas = options.replicas ?? 1;
     // One value per key: a lease's history is of no use, and its revision is the whole of its state.
-    const kv = await connection.openBucket(bucket, { history: 1, replicas });
-    await keepReplicas(connection, `KV_${bucket}`, replicas);
+    const kv = await connection.openBucket(bucket, { history: 1, replicas: options.replicas ?? 1 });
+    if (options.replicas !== undefined) await keepReplicas(connection, `KV_${bucket}`, options.replicas);
     return new LeaseTable(kv, options, `${connection.where}, bucket ${bucket}`);
   }
 

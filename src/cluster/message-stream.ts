@@ -30,7 +30,7 @@ export interface MessageStreamOptions {
   duplicateWindowMs?: number;
   /** How long a pulled message may stay unacknowledged before it is delivered again (default 30 s). */
   ackWaitMs?: number;
-  /** Copies of the stream a NATS cluster keeps (default 1); an existing stream is brought to it. */
+  /** Copies of the stream a NATS cluster keeps, an existing stream brought to it; not given: 1 for a new stream, an existing one as it is. */
   replicas?: Replicas;
 }
 
@@ -95,14 +95,13 @@ export class ClusterMessageStream {
 
   /**
    * Opens the stream, creating it when missing (file storage, work-queue retention, `replicas` copies); an existing
-   * stream is brought to `replicas` copies, and otherwise used as it is.
+   * stream is brought to `replicas` copies when they are given, and otherwise used as it is.
    */
   static async open(connection: ClusterConnection, options: MessageStreamOptions = {}): Promise<ClusterMessageStream> {
     const stream = options.stream ?? DEFAULT_MESSAGE_STREAM;
     const prefix = options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX;
     const duplicateWindowMs = options.duplicateWindowMs ?? 120_000;
     const ackWaitMs = options.ackWaitMs ?? 30_000;
-    const replicas = options.replicas ?? 1;
     for (const [field, value] of Object.entries({ duplicateWindowMs, ackWaitMs })) {
       if (!Number.isSafeInteger(value) || value < 1) throw new BridgeError("CONFIG", `${field} must be a positive integer`, { field });
     }
@@ -114,8 +113,10 @@ export class ClusterMessageStream {
       if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
       exists = false;
     }
-    if (exists) await keepReplicas(connection, stream, replicas);
-    else {
+    if (exists) {
+      if (options.replicas !== undefined) await keepReplicas(connection, stream, options.replicas);
+    } else {
+      const replicas = options.replicas ?? 1;
       try {
         await connection.manager.streams.add({
           name: stream,

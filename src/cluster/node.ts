@@ -29,8 +29,9 @@ export interface ClusterOptions {
   /** How long the first connection may take (default 5 s). */
   connectTimeoutMs?: number;
   /**
-   * How many copies of the message stream and of the lease bucket the NATS cluster keeps: 1 (default), 3 or 5, at
-   * most its number of JetStream servers. With 3, the cluster goes on when one NATS server dies; with 5, two.
+   * How many copies of the message stream and of the lease bucket the NATS cluster keeps: 1, 3 or 5, at most its
+   * number of JetStream servers; an existing stream or bucket is brought to it. With 3, the cluster goes on when one
+   * NATS server dies; with 5, two. Not given: 1 for a stream or bucket this node creates, an existing one as it is.
    */
   replicas?: Replicas;
 }
@@ -84,8 +85,8 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
     throw new BridgeError("CONFIG", "cluster.nodeId: letters, digits, '.', '_' and '-', 1 to 64 of them", { field: "cluster.nodeId" });
   }
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-  const replicas = options.replicas ?? 1;
-  if (!(REPLICA_COUNTS as readonly unknown[]).includes(replicas)) {
+  const { replicas } = options;
+  if (replicas !== undefined && !(REPLICA_COUNTS as readonly unknown[]).includes(replicas)) {
     throw new BridgeError("CONFIG", `cluster.replicas: 1, 3 or 5 (copies JetStream keeps of troupe's stream and bucket), not ${JSON.stringify(replicas)}`, {
       field: "cluster.replicas",
     });
@@ -97,7 +98,7 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
   });
   try {
     // A server outside a NATS cluster takes (and keeps) a stream's replicas setting without copying anything.
-    if (replicas > 1 && connection.nats.info?.cluster === undefined) {
+    if (replicas !== undefined && replicas > 1 && connection.nats.info?.cluster === undefined) {
       throw new BridgeError(
         "CONFIG",
         `cluster.replicas: ${replicas} copies take a NATS cluster of at least ${replicas} JetStream servers; the server of ${connection.where} is not in a cluster`,
@@ -107,12 +108,12 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
     const leases = await LeaseTable.open(connection, {
       nodeId,
       leaseMs,
-      replicas,
+      ...(replicas === undefined ? {} : { replicas }),
       ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }),
       ...(clock === undefined ? {} : { clock }),
     });
     const messages = await ClusterMessageStream.open(connection, {
-      replicas,
+      ...(replicas === undefined ? {} : { replicas }),
       ...(options.stream === undefined ? {} : { stream: options.stream }),
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),

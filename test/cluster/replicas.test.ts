@@ -118,33 +118,22 @@ describe("replicas", () => {
     });
   });
 
-  it("brings an existing stream and bucket to the number of copies the nodes are given", async () => {
-    const one = await openClusterNode({
-      url: natsCluster.url,
-      nodeId: "node-1",
-      stream: "TROUPE_RAISED",
-      subjectPrefix: "troupe.raised",
-      leaseBucket: "raised",
-    });
-    try {
-      expect((await one.connection.manager.streams.info("TROUPE_RAISED")).config.num_replicas).toBe(1);
-    } finally {
-      await one.close();
-    }
-    const three = await openClusterNode({
-      url: natsCluster.url,
-      nodeId: "node-3",
-      stream: "TROUPE_RAISED",
-      subjectPrefix: "troupe.raised",
-      leaseBucket: "raised",
-      replicas: 3,
-    });
-    try {
-      expect((await three.connection.manager.streams.info("TROUPE_RAISED")).config.num_replicas).toBe(3);
-      expect((await three.connection.manager.streams.info("KV_raised")).config.num_replicas).toBe(3);
-    } finally {
-      await three.close();
-    }
+  it("brings an existing stream and bucket to the copies a node is given, and leaves them as they are when it is given none", async () => {
+    const where = { url: natsCluster.url, stream: "TROUPE_RAISED", subjectPrefix: "troupe.raised", leaseBucket: "raised" };
+    const copies = async (nodeId: string, replicas?: 1 | 3): Promise<number[]> => {
+      const node = await openClusterNode({ ...where, nodeId, ...(replicas === undefined ? {} : { replicas }) });
+      try {
+        const { manager } = node.connection;
+        return [(await manager.streams.info("TROUPE_RAISED")).config.num_replicas, (await manager.streams.info("KV_raised")).config.num_replicas];
+      } finally {
+        await node.close();
+      }
+    };
+    expect(await copies("node-new")).toEqual([1, 1]);
+    expect(await copies("node-3", 3)).toEqual([3, 3]);
+    // A node started without the setting does not undo it.
+    expect(await copies("node-unset")).toEqual([3, 3]);
+    expect(await copies("node-1", 1)).toEqual([1, 1]);
   });
 
   it("keeps messages and leases going through the SIGKILL of the NATS server that leads the message stream and the lease bucket", async () => {
