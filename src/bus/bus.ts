@@ -7,6 +7,7 @@ import { openClusterNode, type ClusterNode, type ClusterOptions } from "../clust
 import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
 import { ForwardedSessions } from "../cluster/forwarded-sessions.js";
 import type { AgentPresence } from "../cluster/presence.js";
+import { announceNatsState, clusterAnnouncer, type ClusterAnnounce } from "../cluster/node-events.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -125,6 +126,10 @@ export class CommunicationBus {
   private clusterSync: ClusterSyncReplies | undefined;
   /** Registrations changed on any node, read again here (a cluster node only). */
   private clusterRegistrations: ClusterRegistrations | undefined;
+  /** Reports this node's happenings in its cluster on the hub (`cluster.*` events; a cluster node only). */
+  private announceCluster: ClusterAnnounce | undefined;
+  /** Stops announcing this node's losses of NATS and its returns (a cluster node only). */
+  private stopFollowingNats: (() => void) | undefined;
   /** In a cluster on a shared store: this node's lease, and the workflows and bridge sessions it runs (docs/cluster.md). */
   private ownership: NodeOwnership | undefined;
   /** The bridge-session tools for sessions other nodes run, and this node's answers to theirs (a cluster node with ownership only). */
@@ -319,6 +324,7 @@ export class CommunicationBus {
     if (this.clusterOptions !== undefined) {
       try {
         this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
+        this.announceCluster = clusterAnnouncer(this.runtime.hub, this.clusterNode.nodeId);
         // Workflows and bridge sessions are shared only through a store the runtime keeps; its sessions are this
         // node's only if the runtime learns so before it restores any (the bus starts a runtime it is given, then).
         if (this.runtime.persistent) {
@@ -411,6 +417,7 @@ export class CommunicationBus {
       this.clusterSync?.stop();
       this.clusterRegistrations?.stop();
       this.clusterEvents?.leave();
+      this.stopFollowingNats?.();
       if (this.ownsRuntime) await this.runtime.stop();
       await this.ownership?.stop();
       await this.clusterNode?.close();
@@ -743,6 +750,7 @@ export class CommunicationBus {
     // Released: the other nodes take this one's workflows and sessions over at their next scan. A runtime this
     // bus does not own still runs its bridge sessions: the lease runs out instead, once this node writes nothing.
     await this.ownership?.stop({ release: this.ownsRuntime });
+    this.stopFollowingNats?.();
     await this.clusterNode?.close();
     this.stopCounting();
     this.state = "stopped";
@@ -769,6 +777,7 @@ export class CommunicationBus {
       observe: (envelope) => this.sessionManager.observe(envelope),
       answerRoute: (request, from) => answerForwarded((this.ownWorkflowRoutes ??= workflowRoutes(this)), request, from),
       whenDurable: () => this.sessionManager.whenDurable(),
+      announce: this.announceCluster as ClusterAnnounce,
     };
   }
 
@@ -1013,6 +1022,7 @@ export class CommunicationBus {
       apply: (agentId, stored) => this.applyStoredRegistration(agentId, stored),
     });
     this.clusterEvents?.join(node.connection, node.nodeId);
+    this.stopFollowingNats = announceNatsState(node.connection, this.announceCluster as ClusterAnnounce, this.clock);
   }
 
   /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */

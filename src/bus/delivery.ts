@@ -27,6 +27,7 @@ import {
 } from "../../machines/delivery.machine.js";
 import type { PoolChildEnding } from "../../machines/pool-shard.machine.js";
 import type { Clock } from "../clock.js";
+import type { MessageOrigin } from "../events/event-hub.js";
 import { BridgeError } from "../errors.js";
 import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
@@ -167,6 +168,12 @@ function senderOfKey(key: string): string {
 /** The `actorId` of a message's events on the stream: `message:<key>`. */
 export function messageActorId(key: string): string {
   return `message:${key}`;
+}
+
+/** A delivery's emitted event as the stream carries it: with its message's sender (`from`) and workflow (`workflowId`, when it names one). */
+function messageEventFields<E extends Omit<DeliveryEmitted, "type">>(envelope: MessageEnvelope, emitted: E): E & MessageOrigin {
+  const { sender } = envelope;
+  return sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
 }
 
 /** Delivery actors ever spawned in this process: each gets a system id of its own, `delivery:<n>`. */
@@ -407,14 +414,21 @@ export class Deliveries implements DeliveryPoolHost {
   }
 
   /**
-   * Writes the `messages` record of a message this node accepted and hands to the cluster's stream instead of
-   * a delivery of its own (durable at the store's next `flush()`): `GET /messages/:id` and the check made
-   * before a delivery find it in the shared store.
+   * Records a message this node accepted and hands to the cluster's stream instead of a delivery of its own: its
+   * `messages` record (durable at the store's next `flush()`), where `GET /messages/:id` and the check made before
+   * a delivery find it, and its `message.accepted` event, as a delivery here would announce it (the delivery that
+   * takes it from the stream, on whichever node, does not announce it again).
    */
   record(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): void {
-    if (!this.options.persistent) return;
-    const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state: NEW_STATE };
-    this.options.store().put("messages", messageKeyOf(envelope), record);
+    const key = messageKeyOf(envelope);
+    if (this.options.persistent) {
+      const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state: NEW_STATE };
+      this.options.store().put("messages", key, record);
+    }
+    const { hub } = this.options.runtime;
+    if (hub.wants("message.accepted")) {
+      hub.emit("message.accepted", messageActorId(key), messageEventFields(envelope, { messageId: envelope.message_id, target: envelope.recipient.agent_id }));
+    }
   }
 
   /**
@@ -651,13 +665,11 @@ export class Deliveries implements DeliveryPoolHost {
       this.liveBytes -= context.frameBytes;
     }
     const { hub } = this.options.runtime;
-    // Every message passes here several times: build the stream's event only for a listener.
-    if (hub.wants(emitted.type)) {
+    // Every message passes here several times: build the stream's event only for a listener. A delivery that
+    // resumes a message accepted before (by another node, or before a restart) does not announce it again.
+    if (hub.wants(emitted.type) && !(emitted.type === "message.accepted" && context.resume !== undefined)) {
       // The emitted event's `type` lands where the hub puts the type: the event is the same.
-      const { sender } = context.envelope as MessageEnvelope;
-      const fields =
-        sender.session_id === undefined ? { ...emitted, from: sender.agent_id } : { ...emitted, from: sender.agent_id, workflowId: sender.session_id };
-      hub.emit(emitted.type, messageActorId(key), fields);
+      hub.emit(emitted.type, messageActorId(key), messageEventFields(context.envelope as MessageEnvelope, emitted));
     }
     if (emitted.type === "message.acknowledged") this.handOver(key);
     // A restored delivery re-enters its state: that is no news for the bus (no retry to count again).

@@ -12,6 +12,7 @@ import { busLimitsSchema, type BusLimits } from "../bus/options.js";
 import { parseWith } from "../validation.js";
 import type { WorkerConfig } from "../executors/worker.js";
 import { a2aAgentSchema, type A2aAgentConfig } from "../a2a/config.js";
+import { REPLICA_COUNTS, type Replicas } from "../cluster/nats-connection.js";
 
 const workerSchema = z.strictObject({
   id: z.string().min(1),
@@ -42,6 +43,12 @@ const configSchema = z.strictObject({
     .strictObject({
       leaseMs: z.number().int().min(100).optional(),
       ackWaitMs: z.number().int().min(100).optional(),
+      replicas: z
+        .union(
+          REPLICA_COUNTS.map((count) => z.literal(count)),
+          { error: "1, 3 or 5 copies of the message stream and the lease bucket" },
+        )
+        .optional(),
     })
     .optional(),
 });
@@ -53,8 +60,8 @@ export interface ServerConfig {
   a2aAgents?: A2aAgentConfig[];
   /** The bus's limits and timings (`BusOptions` without where it listens, its key and its agent auth). */
   bus?: BusLimits;
-  /** The cluster's timings for `troupe serve --cluster` (docs/cluster.md): the same on every node. */
-  cluster?: { leaseMs?: number; ackWaitMs?: number };
+  /** The cluster's timings and its stream's copies for `troupe serve --cluster` (docs/cluster.md): the same on every node. */
+  cluster?: { leaseMs?: number; ackWaitMs?: number; replicas?: Replicas };
 }
 
 /** An argument that reads as a relative path: it starts with `./` or `../`. */

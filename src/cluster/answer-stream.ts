@@ -5,7 +5,7 @@
  * takes over a dead node's workflows reads again what was said while no node ran them.
  */
 import { BridgeError } from "../errors.js";
-import { natsError, natsJetstream, type ClusterConnection } from "./nats-connection.js";
+import { keepReplicas, natsError, natsJetstream, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 const NANOS_PER_MS = 1_000_000;
 /** The most the stream keeps, whatever its age: the oldest answers go first. */
@@ -23,6 +23,8 @@ export interface AnswerStreamOptions {
   subject: string;
   /** How long an answer is kept for a replay. */
   keepMs: number;
+  /** Copies JetStream keeps of the stream (`cluster.replicas`); an existing stream is brought to it when given. */
+  replicas?: Replicas;
 }
 
 /** The answers every node hears, kept for `keepMs`. */
@@ -38,12 +40,13 @@ export class ClusterAnswers {
   }
 
   /** Opens the stream, creating it when missing (file storage, limits retention: kept `keepMs`, 64 MiB at most). */
-  static async open(connection: ClusterConnection, { stream, subject, keepMs }: AnswerStreamOptions): Promise<ClusterAnswers> {
+  static async open(connection: ClusterConnection, { stream, subject, keepMs, replicas }: AnswerStreamOptions): Promise<ClusterAnswers> {
     if (!Number.isSafeInteger(keepMs) || keepMs < 1_000)
       throw new BridgeError("CONFIG", "The answers' keepMs must be an integer of at least 1000", { field: "keepMs" });
     const { DiscardPolicy, RetentionPolicy, StorageType } = await natsJetstream();
     try {
       await connection.manager.streams.info(stream);
+      if (replicas !== undefined) await keepReplicas(connection, stream, replicas);
     } catch (error) {
       if (!(error instanceof Error && /not found/i.test(error.message))) throw natsError(error, connection.where, `reading the stream ${stream}`);
       try {
@@ -56,9 +59,10 @@ export class ClusterAnswers {
           max_age: keepMs * NANOS_PER_MS,
           max_bytes: MAX_STREAM_BYTES,
           duplicate_window: Math.min(keepMs, 120_000) * NANOS_PER_MS,
+          num_replicas: replicas ?? 1,
         });
       } catch (addError) {
-        throw natsError(addError, connection.where, `creating the stream ${stream}`);
+        throw replicasError(addError, connection.where, stream, replicas ?? 1) ?? natsError(addError, connection.where, `creating the stream ${stream}`);
       }
     }
     return new ClusterAnswers(connection, stream, subject);

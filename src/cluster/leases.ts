@@ -14,7 +14,7 @@ import type { KV } from "@nats-io/kv";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Fence } from "../store/store.js";
-import { natsError, natsToken, type ClusterConnection } from "./nats-connection.js";
+import { keepReplicas, natsError, natsToken, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 /** The bucket leases live in unless told otherwise. */
 const DEFAULT_LEASE_BUCKET = "troupe_leases";
@@ -46,6 +46,8 @@ export interface LeaseTableOptions {
   leaseMs: number;
   /** The key-value bucket (default `troupe_leases`), created when missing. */
   bucket?: string;
+  /** Copies of the bucket a NATS cluster keeps, an existing bucket brought to it; not given: 1 for a new bucket, an existing one as it is. */
+  replicas?: Replicas;
   /** The node's clock (its `now()` only). */
   clock?: Pick<Clock, "now">;
 }
@@ -82,7 +84,8 @@ export class LeaseTable {
       throw new BridgeError("CONFIG", "leaseMs must be a positive integer", { field: "leaseMs" });
     const bucket = options.bucket ?? DEFAULT_LEASE_BUCKET;
     // One value per key: a lease's history is of no use, and its revision is the whole of its state.
-    const kv = await connection.openBucket(bucket, { history: 1 });
+    const kv = await connection.openBucket(bucket, { history: 1, replicas: options.replicas ?? 1 });
+    if (options.replicas !== undefined) await keepReplicas(connection, `KV_${bucket}`, options.replicas);
     return new LeaseTable(kv, options, `${connection.where}, bucket ${bucket}`);
   }
 

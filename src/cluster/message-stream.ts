@@ -13,7 +13,7 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { BridgeError } from "../errors.js";
 import { PRIORITIES, type Priority } from "../protocol/envelope.js";
-import { natsError, natsJetstream, natsToken, type ClusterConnection } from "./nats-connection.js";
+import { keepReplicas, natsError, natsJetstream, natsToken, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
 export const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
@@ -30,6 +30,8 @@ export interface MessageStreamOptions {
   duplicateWindowMs?: number;
   /** How long a pulled message may stay unacknowledged before it is delivered again (default 30 s). */
   ackWaitMs?: number;
+  /** Copies of the stream a NATS cluster keeps, an existing stream brought to it; not given: 1 for a new stream, an existing one as it is. */
+  replicas?: Replicas;
 }
 
 /** A message to publish. */
@@ -91,7 +93,10 @@ export class ClusterMessageStream {
     return this.#ackWaitMs;
   }
 
-  /** Opens the stream, creating it when missing (file storage, work-queue retention). */
+  /**
+   * Opens the stream, creating it when missing (file storage, work-queue retention, `replicas` copies); an existing
+   * stream is brought to `replicas` copies when they are given, and otherwise used as it is.
+   */
   static async open(connection: ClusterConnection, options: MessageStreamOptions = {}): Promise<ClusterMessageStream> {
     const stream = options.stream ?? DEFAULT_MESSAGE_STREAM;
     const prefix = options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX;
@@ -101,10 +106,17 @@ export class ClusterMessageStream {
       if (!Number.isSafeInteger(value) || value < 1) throw new BridgeError("CONFIG", `${field} must be a positive integer`, { field });
     }
     const { RetentionPolicy, StorageType } = await natsJetstream();
+    let exists = true;
     try {
       await connection.manager.streams.info(stream);
     } catch (error) {
       if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
+      exists = false;
+    }
+    if (exists) {
+      if (options.replicas !== undefined) await keepReplicas(connection, stream, options.replicas);
+    } else {
+      const replicas = options.replicas ?? 1;
       try {
         await connection.manager.streams.add({
           name: stream,
@@ -112,9 +124,10 @@ export class ClusterMessageStream {
           retention: RetentionPolicy.Workqueue,
           storage: StorageType.File,
           duplicate_window: duplicateWindowMs * NANOS_PER_MS,
+          num_replicas: replicas,
         });
       } catch (addError) {
-        throw natsError(addError, connection.where, `creating the stream ${stream}`);
+        throw replicasError(addError, connection.where, stream, replicas) ?? natsError(addError, connection.where, `creating the stream ${stream}`);
       }
     }
     return new ClusterMessageStream(connection, stream, prefix, ackWaitMs);

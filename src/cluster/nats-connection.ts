@@ -38,6 +38,8 @@ export interface ClusterConnection {
   openBucket(name: string, options?: Partial<KvOptions>): Promise<KV>;
   /** Whether the connection is up now: it reconnects by itself after a server restart or a network cut. */
   state(): NatsConnectionState;
+  /** The server (host:port) it is connected to, or was last while it is down. */
+  server(): string;
   /** Calls `listener` at each change of `state()`; answers a function that stops the calls. */
   onStateChange(listener: (state: NatsConnectionState) => void): () => void;
   /** Flushes what was published, then closes. Idempotent. */
@@ -112,6 +114,11 @@ function redactedNatsUrl(url: string): string {
   }
 }
 
+/** A server as the client names it, without credentials should it carry any. */
+function hostPort(server: string): string {
+  return server.slice(server.lastIndexOf("@") + 1);
+}
+
 function natsOpenError(error: unknown, where: string): BridgeError {
   if (error instanceof BridgeError) return error;
   const cause = toBridgeError(error);
@@ -126,6 +133,7 @@ class NatsClusterConnection implements ClusterConnection {
   readonly #listeners = new Set<(state: NatsConnectionState) => void>();
   readonly #kvm: Kvm;
   #state: NatsConnectionState = "connected";
+  #server: string;
   #closing: Promise<void> | undefined;
 
   constructor(
@@ -136,26 +144,33 @@ class NatsClusterConnection implements ClusterConnection {
     readonly where: string,
   ) {
     this.#kvm = kvm;
+    this.#server = hostPort(nats.getServer());
     void this.#followStatus();
     void nats.closed().then(() => this.#setState("closed"));
   }
 
   async openBucket(name: string, options: Partial<KvOptions> = {}): Promise<KV> {
+    const failed = (error: unknown): BridgeError =>
+      replicasError(error, this.where, `KV_${name}`, options.replicas ?? 1) ?? natsError(error, this.where, `opening the bucket ${name}`);
     try {
       return await this.#kvm.create(name, options);
     } catch (error) {
       // Two nodes starting at once both create the bucket's stream: the one that loses sees the other's, once.
-      if (!(error instanceof Error && /subjects overlap|already in use/i.test(error.message))) throw natsError(error, this.where, `opening the bucket ${name}`);
+      if (!(error instanceof Error && /subjects overlap|already in use/i.test(error.message))) throw failed(error);
     }
     try {
       return await this.#kvm.create(name, options);
     } catch (error) {
-      throw natsError(error, this.where, `opening the bucket ${name}`);
+      throw failed(error);
     }
   }
 
   state(): NatsConnectionState {
     return this.#state;
+  }
+
+  server(): string {
+    return this.#server;
   }
 
   onStateChange(listener: (state: NatsConnectionState) => void): () => void {
@@ -176,8 +191,9 @@ class NatsClusterConnection implements ClusterConnection {
   }
 
   #onStatus(status: Status): void {
-    if (status.type === "disconnect") this.#setState("disconnected");
-    else if (status.type === "reconnect") this.#setState("connected");
+    if (status.type !== "disconnect" && status.type !== "reconnect") return;
+    this.#server = hostPort(status.server);
+    this.#setState(status.type === "disconnect" ? "disconnected" : "connected");
   }
 
   #setState(state: NatsConnectionState): void {
@@ -187,14 +203,54 @@ class NatsClusterConnection implements ClusterConnection {
   }
 }
 
+/** How many copies of a stream (or a key-value bucket) a NATS cluster may keep: JetStream's quorums are of an odd number. */
+export const REPLICA_COUNTS = [1, 3, 5] as const;
+
+/** A number of copies troupe asks JetStream to keep. */
+export type Replicas = (typeof REPLICA_COUNTS)[number];
+
+/** JetStream's errors for copies it cannot keep: not clustered (10074), too few servers (10005), too little room (10023). */
+const REPLICAS_REFUSED = new Set([10074, 10005, 10023]);
+
+/**
+ * Brings stream `stream` (a key-value bucket's is `KV_<bucket>`) to `replicas` copies when it keeps another number
+ * (made with another setting, or by hand): the nodes' setting is the cluster's. CONFIG when NATS cannot keep as many.
+ */
+export async function keepReplicas(connection: ClusterConnection, stream: string, replicas: Replicas): Promise<void> {
+  try {
+    const { config } = await connection.manager.streams.info(stream);
+    if (config.num_replicas !== replicas) await connection.manager.streams.update(stream, { ...config, num_replicas: replicas });
+  } catch (error) {
+    throw replicasError(error, connection.where, stream, replicas) ?? natsError(error, connection.where, `setting the replicas of the stream ${stream}`);
+  }
+}
+
+/** CONFIG naming `cluster.replicas` when JetStream refused to keep `replicas` copies of `stream`; `undefined` for any other error. */
+export function replicasError(error: unknown, where: string, stream: string, replicas: number): BridgeError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "number" || !REPLICAS_REFUSED.has(code)) return undefined;
+  return new BridgeError(
+    "CONFIG",
+    `cluster.replicas: ${where} cannot keep ${replicas} copies of the stream ${stream} (${toBridgeError(error).message}): it takes a NATS cluster of at least ${replicas} JetStream servers`,
+    { field: "cluster.replicas" },
+  );
+}
+
 /** The BridgeError of a failed NATS or JetStream request: TRANSPORT when the server could not answer, INTERNAL otherwise. */
 export function natsError(error: unknown, where: string, doing: string): BridgeError {
   if (error instanceof BridgeError) return error;
   const cause = toBridgeError(error);
   const name = error instanceof Error ? error.name : "";
-  const unavailable = ["TimeoutError", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError", "NoRespondersError", "RequestError"].includes(
-    name,
-  );
+  // JetStreamNotEnabled: the server answered 503, as it does while a replicated stream has no leader (its server died).
+  const unavailable = [
+    "TimeoutError",
+    "ConnectionError",
+    "ClosedConnectionError",
+    "DrainingConnectionError",
+    "NoRespondersError",
+    "RequestError",
+    "JetStreamNotEnabled",
+  ].includes(name);
   return new BridgeError(unavailable ? "TRANSPORT" : "INTERNAL", `${where}: ${doing} failed: ${cause.message}`, name === "" ? {} : { cause: name });
 }
 

@@ -10,7 +10,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { ClusterAnswers } from "./answer-stream.js";
 import { LeaseTable } from "./leases.js";
 import { ClusterMessageStream, DEFAULT_MESSAGE_STREAM, DEFAULT_SUBJECT_PREFIX } from "./message-stream.js";
-import { connectNats, type ClusterConnection, type NatsConnectionState } from "./nats-connection.js";
+import { connectNats, REPLICA_COUNTS, type ClusterConnection, type NatsConnectionState, type Replicas } from "./nats-connection.js";
 import { PresenceTable } from "./presence.js";
 
 /** How a node joins its cluster (`cluster` of the bus's options, `--cluster` of `troupe serve`). */
@@ -32,6 +32,12 @@ export interface ClusterOptions {
   ackWaitMs?: number;
   /** How long the first connection may take (default 5 s). */
   connectTimeoutMs?: number;
+  /**
+   * How many copies of the message stream and of the lease bucket the NATS cluster keeps: 1, 3 or 5, at most its
+   * number of JetStream servers; an existing stream or bucket is brought to it. With 3, the cluster goes on when one
+   * NATS server dies; with 5, two. Not given: 1 for a stream or bucket this node creates, an existing one as it is.
+   */
+  replicas?: Replicas;
 }
 
 /** A node's handle on its cluster. */
@@ -92,19 +98,35 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
     throw new BridgeError("CONFIG", "cluster.nodeId: letters, digits, '.', '_' and '-', 1 to 64 of them", { field: "cluster.nodeId" });
   }
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const { replicas } = options;
+  if (replicas !== undefined && !(REPLICA_COUNTS as readonly unknown[]).includes(replicas)) {
+    throw new BridgeError("CONFIG", `cluster.replicas: 1, 3 or 5 (copies JetStream keeps of troupe's stream and bucket), not ${JSON.stringify(replicas)}`, {
+      field: "cluster.replicas",
+    });
+  }
   const connection = await connectNats({
     url: options.url,
     name: `troupe ${nodeId}`,
     ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
   });
   try {
+    // A server outside a NATS cluster takes (and keeps) a stream's replicas setting without copying anything.
+    if (replicas !== undefined && replicas > 1 && connection.nats.info?.cluster === undefined) {
+      throw new BridgeError(
+        "CONFIG",
+        `cluster.replicas: ${replicas} copies take a NATS cluster of at least ${replicas} JetStream servers; the server of ${connection.where} is not in a cluster`,
+        { field: "cluster.replicas" },
+      );
+    }
     const leases = await LeaseTable.open(connection, {
       nodeId,
       leaseMs,
+      ...(replicas === undefined ? {} : { replicas }),
       ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }),
       ...(clock === undefined ? {} : { clock }),
     });
     const messages = await ClusterMessageStream.open(connection, {
+      ...(replicas === undefined ? {} : { replicas }),
       ...(options.stream === undefined ? {} : { stream: options.stream }),
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
@@ -114,9 +136,11 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       subject: `${options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX}-answers`,
       // Longer than any replay reads back.
       keepMs: Math.max(60_000, 6 * leaseMs),
+      ...(replicas === undefined ? {} : { replicas }),
     });
     const presence = await PresenceTable.open(connection, {
       nodeId,
+      ...(replicas === undefined ? {} : { replicas }),
       ...(options.presenceBucket === undefined ? {} : { bucket: options.presenceBucket }),
       ...(clock === undefined ? {} : { clock }),
     });

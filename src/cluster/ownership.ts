@@ -15,8 +15,10 @@ import type { Clock } from "../clock.js";
 import { SessionRecords, type LoadedSession } from "../runtime/session-records.js";
 import type { Fence, Store } from "../store/store.js";
 import { loadWorkflows, type WorkflowRecord } from "../workflows/workflow-records.js";
+import type { LeaseLossCause } from "../events/event-hub.js";
 import type { Lease } from "./leases.js";
 import type { ClusterNode } from "./node.js";
+import type { ClusterAnnounce } from "./node-events.js";
 import type { RecordOwner } from "./record-owner.js";
 
 /** The lease a node holds for itself, and whose loss ends everything it runs. */
@@ -61,6 +63,8 @@ export interface OwnershipHost {
   answerRoute(request: unknown, from: string): Promise<unknown>;
   /** Resolves once every change made so far to this node's workflows is in the store. */
   whenDurable(): Promise<void>;
+  /** Reports what happens to this node in the cluster (`cluster.*` events: its lease, its takeovers, its scans). */
+  announce: ClusterAnnounce;
 }
 
 /** Options of a node's ownership. */
@@ -81,6 +85,8 @@ export class NodeOwnership implements RecordOwner {
   /** The fence of the current lease, one object per tenure (every write of the node carries it). */
   #fence: Fence | undefined;
   #renewTimer: unknown;
+  /** The next attempt after a renewal NATS did not answer, sooner than the next third of the lease time. */
+  #renewRetryTimer: unknown;
   #scanTimer: unknown;
   #expiryTimer: unknown;
   #renewing = false;
@@ -93,8 +99,6 @@ export class NodeOwnership implements RecordOwner {
   #stopped = false;
   #stopServing: (() => void) | undefined;
   #unsubscribeAnswers: (() => void) | undefined;
-  /** What the last takeover cost, for operators and tests. */
-  #takeovers: Array<{ nodeId: string; workflows: number; sessions: number; at: number }> = [];
 
   constructor(cluster: ClusterNode, host: OwnershipHost, options: OwnershipOptions) {
     this.nodeId = cluster.nodeId;
@@ -112,11 +116,6 @@ export class NodeOwnership implements RecordOwner {
   /** Whether this node holds its lease now. */
   holdsLease(): boolean {
     return this.#lease !== undefined;
-  }
-
-  /** The dead nodes this one took over, the latest last (at most 16 kept). */
-  takeovers(): ReadonlyArray<{ nodeId: string; workflows: number; sessions: number; at: number }> {
-    return this.#takeovers;
   }
 
   /**
@@ -177,6 +176,7 @@ export class NodeOwnership implements RecordOwner {
       Math.max(1, Math.floor(this.#cluster.leaseMs / 2)),
     );
     unref(this.#scanTimer);
+    this.#host.announce("cluster.node_joined", { server: this.#cluster.connection.server() });
   }
 
   /**
@@ -243,8 +243,9 @@ export class NodeOwnership implements RecordOwner {
     return undefined;
   }
 
-  /** Stops scanning and serving (the bus is stopping); the lease is still renewed until `stop()`. */
+  /** Stops scanning and serving (the bus is stopping, and says so: `cluster.node_left`); the lease is still renewed until `stop()`. */
   async quiesce(): Promise<void> {
+    if (this.#stopServing !== undefined && !this.#stopped) this.#host.announce("cluster.node_left", {});
     clearInterval(this.#scanTimer as ReturnType<typeof setInterval>);
     this.#stopServing?.();
     this.#unsubscribeAnswers?.();
@@ -261,6 +262,7 @@ export class NodeOwnership implements RecordOwner {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#renewTimer as ReturnType<typeof setInterval>);
+    clearTimeout(this.#renewRetryTimer as ReturnType<typeof setTimeout>);
     clearInterval(this.#scanTimer as ReturnType<typeof setInterval>);
     this.#clock.clearTimeout(this.#expiryTimer);
     this.#stopServing?.();
@@ -279,14 +281,14 @@ export class NodeOwnership implements RecordOwner {
       const fence: Fence = {
         resource: lease.resource,
         token: lease.token,
-        onRefused: () => this.#lost(fence, "a write of this node was refused: another node holds its lease"),
+        onRefused: () => this.#lost(fence, "write_refused", "a write of this node was refused: another node holds its lease"),
       };
       this.#fence = fence;
     }
     this.#clock.clearTimeout(this.#expiryTimer);
     const fence = this.#fence;
     this.#expiryTimer = this.#clock.setTimeout(
-      () => this.#lost(fence, "its lease ran out without a renewal"),
+      () => this.#lost(fence, "expired", "its lease ran out without a renewal"),
       Math.max(0, lease.validUntil - this.#clock.now()),
     );
     unref(this.#expiryTimer);
@@ -299,23 +301,27 @@ export class NodeOwnership implements RecordOwner {
     try {
       const renewed = await this.#cluster.leases.renew(lease);
       if (this.#lease !== lease || this.#stopped) return;
-      if (renewed === undefined) this.#lost(this.#fence, "another node took its lease");
+      if (renewed === undefined) this.#lost(this.#fence, "taken", "another node took its lease");
       else this.#hold(renewed);
     } catch {
-      // NATS did not answer: the lease is good until its validUntil, when the expiry timer ends it.
+      // NATS did not answer: the lease is good until its validUntil, when the expiry timer ends it. Ask again soon:
+      // a NATS cluster electing the bucket's new leader (its server died) answers again within seconds.
+      clearTimeout(this.#renewRetryTimer as ReturnType<typeof setTimeout>);
+      this.#renewRetryTimer = setTimeout(() => void this.#renew(), renewRetryMs(this.#cluster.leaseMs));
+      unref(this.#renewRetryTimer);
     } finally {
       this.#renewing = false;
     }
   }
 
   /** The lease of tenure `fence` is lost: the node stops its workflows and sessions at once, and writes nothing more. */
-  #lost(fence: Fence | undefined, why: string): void {
+  #lost(fence: Fence | undefined, cause: LeaseLossCause, reason: string): void {
     if (fence === undefined || this.#fence !== fence) return;
     this.#lease = undefined;
     this.#fence = undefined;
     this.#clock.clearTimeout(this.#expiryTimer);
     if (this.#stopped) return;
-    process.emitWarning(`troupe: node ${this.nodeId} lost its lease (${why}): its workflows and bridge sessions stop here`, { code: "TROUPE_CLUSTER" });
+    this.#host.announce("cluster.lease_lost", { cause, reason });
     this.#host
       .halt()
       .catch((error: unknown) =>
@@ -348,8 +354,7 @@ export class NodeOwnership implements RecordOwner {
       this.#scanFailing = false;
     } catch (error) {
       // NATS or the store away: the next scan tries again; the operator hears of it once per outage.
-      if (!this.#stopped && !this.#scanFailing)
-        process.emitWarning(`troupe: node ${this.nodeId} could not scan the cluster: ${toBridgeError(error).message}`, { code: "TROUPE_CLUSTER" });
+      if (!this.#stopped && !this.#scanFailing) this.#host.announce("cluster.scan_failed", { error: toBridgeError(error).message });
       this.#scanFailing = true;
     }
   }
@@ -369,9 +374,11 @@ export class NodeOwnership implements RecordOwner {
       this.#cluster.presence.reannounce();
       const store = this.#host.store();
       const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
-      await this.#host.adoptSessions(await SessionRecords.load(store, this.nodeId));
+      const sessions = await SessionRecords.load(store, this.nodeId);
+      await this.#host.adoptSessions(sessions);
       await this.#hearAgain();
       this.#host.resumeWorkflows(workflows);
+      this.#host.announce("cluster.lease_regained", { workflows: workflows.length, sessions: sessions.length });
     } finally {
       this.#restoring -= 1;
     }
@@ -406,8 +413,7 @@ export class NodeOwnership implements RecordOwner {
       await this.#host.adoptSessions(movedSessions);
       await this.#hearAgain();
       this.#host.resumeWorkflows(adopted);
-      this.#takeovers.push({ nodeId, workflows: adopted.length, sessions: movedSessions.length, at: this.#clock.now() });
-      if (this.#takeovers.length > 16) this.#takeovers.shift();
+      this.#host.announce("cluster.takeover", { fromNode: nodeId, workflows: adopted.length, sessions: movedSessions.length });
       // Last: a store that fails this read leaves the scan's warning, and the node's next start watches them.
       await this.#host.watchDeadlines();
     } finally {
@@ -478,6 +484,11 @@ export class NodeOwnership implements RecordOwner {
     this.checkLease();
     return null;
   }
+}
+
+/** How soon a renewal NATS did not answer is tried again: a twentieth of the lease time, at most half a second. */
+function renewRetryMs(leaseMs: number): number {
+  return Math.max(1, Math.min(500, Math.floor(leaseMs / 20)));
 }
 
 /** A timer that does not keep the process alive (the bus's stop clears it). */

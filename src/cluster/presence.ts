@@ -15,7 +15,7 @@
 import type { KV } from "@nats-io/kv";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
-import { natsError, natsToken, type ClusterConnection } from "./nats-connection.js";
+import { keepReplicas, natsError, natsToken, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 /** The bucket presence lives in unless told otherwise. */
 const DEFAULT_PRESENCE_BUCKET = "troupe_presence";
@@ -42,6 +42,8 @@ export interface PresenceTableOptions {
   bucket?: string;
   /** The node's clock (its `now()` only): the `since` of its entries. */
   clock?: Pick<Clock, "now">;
+  /** Copies JetStream keeps of the bucket (`cluster.replicas`); an existing bucket is brought to it when given. */
+  replicas?: Replicas;
 }
 
 /** An agent connected to this node: when, and the revision of the entry this node wrote for it (once written). */
@@ -97,7 +99,8 @@ export class PresenceTable {
       throw new BridgeError("CONFIG", "A presence table needs the node's id", { field: "nodeId" });
     const bucket = options.bucket ?? DEFAULT_PRESENCE_BUCKET;
     // One value per key, and a small one: where an agent is now is all there is to know.
-    const kv = await connection.openBucket(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES });
+    const kv = await connection.openBucket(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES, replicas: options.replicas ?? 1 });
+    if (options.replicas !== undefined) await keepReplicas(connection, `KV_${bucket}`, options.replicas);
     return new PresenceTable(kv, connection, options, bucket);
   }
 

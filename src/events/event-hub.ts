@@ -109,7 +109,34 @@ export interface RuntimeEventMap {
   "worker.exited": { workerId: string; code: number | null; signal: string | null; reason: string; stopped: boolean; stderr: string; spawnError?: string };
   /** A request answered 500 (INTERNAL: a bug in troupe): what was asked and the error, with its stack. */
   "server.error": { method: string; path: string; message: string; stack?: string };
+  /** This node took part in its cluster: it holds its lease, says it exists, and answers the other nodes; `server` is its NATS server (host:port). */
+  "cluster.node_joined": ClusterEventFields & { server: string };
+  /** This node is stopping: no more takeovers nor requests; it releases its lease once what it runs is stored. */
+  "cluster.node_left": ClusterEventFields;
+  /** This node lost its lease (`cause`: another node took it, it ran out without a renewal, a fenced write was refused): what it ran stops here. */
+  "cluster.lease_lost": ClusterEventFields & { cause: LeaseLossCause; reason: string };
+  /** This node took its lease back after losing it, and runs again what its records still name it for. */
+  "cluster.lease_regained": ClusterEventFields & { workflows: number; sessions: number };
+  /** This node took over node `fromNode` (dead, or stopped): its workflows and bridge sessions now run here. */
+  "cluster.takeover": ClusterEventFields & { fromNode: string; workflows: number; sessions: number };
+  /** This node's connection to NATS server `server` (host:port) broke: it refuses messages (503) until it is back. */
+  "cluster.nats_disconnected": ClusterEventFields & { server: string };
+  /** This node is connected to NATS again, to `server` (another one of a NATS cluster, maybe), after `downMs`. */
+  "cluster.nats_reconnected": ClusterEventFields & { server: string; downMs: number };
+  /** A scan for dead nodes failed (NATS or the store out of reach); said once per outage, the next scans try again. */
+  "cluster.scan_failed": ClusterEventFields & { error: string };
 }
+
+/** What every `cluster.*` event carries: the node it happened on, set even outside the hub's stamping. */
+interface ClusterEventFields {
+  node: string;
+}
+
+/** Why a node lost its lease: another node took it, it ran out without an answered renewal, or the store refused a write fenced by it. */
+export type LeaseLossCause = "taken" | "expired" | "write_refused";
+
+/** The `cluster.*` event types: what a node reports of its part in its cluster (docs/cluster.md). */
+export type ClusterEventType = Extract<RuntimeEventType, `cluster.${string}`>;
 
 /** An event type of the stream. */
 export type RuntimeEventType = keyof RuntimeEventMap;
@@ -152,6 +179,14 @@ export const RUNTIME_EVENT_TYPES = Object.keys({
   "worker.stderr": true,
   "worker.exited": true,
   "server.error": true,
+  "cluster.node_joined": true,
+  "cluster.node_left": true,
+  "cluster.lease_lost": true,
+  "cluster.lease_regained": true,
+  "cluster.takeover": true,
+  "cluster.nats_disconnected": true,
+  "cluster.nats_reconnected": true,
+  "cluster.scan_failed": true,
 } satisfies Record<RuntimeEventType, true>) as RuntimeEventType[];
 
 /** One event of the stream. */

@@ -184,6 +184,38 @@ const RULES: Rules = {
     message: `${event.method} ${event.path} failed with an internal error: ${event.message}`,
     fields: { method: event.method, path: event.path, ...(event.stack === undefined ? {} : { stack: event.stack }) },
   })),
+  "cluster.node_joined": at("info", (event) => ({
+    message: `cluster node ${event.node} joined (NATS server ${event.server})`,
+    fields: { node: event.node, server: event.server },
+  })),
+  "cluster.node_left": at("info", (event) => ({
+    message: `cluster node ${event.node} leaving: its work goes to the other nodes once it is stored`,
+    fields: { node: event.node },
+  })),
+  "cluster.lease_lost": at("warn", (event) => ({
+    message: `cluster node ${event.node} lost its lease (${event.reason}): its workflows and bridge sessions stop here`,
+    fields: { node: event.node, cause: event.cause },
+  })),
+  "cluster.lease_regained": at("info", (event) => ({
+    message: `cluster node ${event.node} has its lease again: ${event.workflows} workflow(s) and ${event.sessions} bridge session(s) still its own run again`,
+    fields: { node: event.node, workflows: event.workflows, sessions: event.sessions },
+  })),
+  "cluster.takeover": at("info", (event) => ({
+    message: `cluster node ${event.node} took over node ${event.fromNode}: ${event.workflows} workflow(s), ${event.sessions} bridge session(s)`,
+    fields: { node: event.node, fromNode: event.fromNode, workflows: event.workflows, sessions: event.sessions },
+  })),
+  "cluster.nats_disconnected": at("warn", (event) => ({
+    message: `cluster node ${event.node} lost NATS (${event.server}): it refuses messages until NATS is back`,
+    fields: { node: event.node, server: event.server },
+  })),
+  "cluster.nats_reconnected": at("info", (event) => ({
+    message: `cluster node ${event.node} has NATS again (${event.server}) after ${event.downMs} ms`,
+    fields: { node: event.node, server: event.server, downMs: event.downMs },
+  })),
+  "cluster.scan_failed": at("warn", (event) => ({
+    message: `cluster node ${event.node} could not scan the cluster for dead nodes (trying again): ${event.error}`,
+    fields: { node: event.node },
+  })),
 };
 
 /**

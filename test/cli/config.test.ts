@@ -2,12 +2,14 @@
  * The configuration file of `troupe serve --config`: its `bus` section takes the bus's limits and timings,
  * validated by the bus's own schema, and refuses anything else naming the file and the field.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadServerConfig } from "../../src/cli/config.js";
+import { parse } from "yaml";
 import { BridgeError } from "../../src/errors.js";
+import { projectRoot } from "./support.js";
 
 const directories: string[] = [];
 
@@ -67,5 +69,32 @@ describe("the cluster section of a configuration file", () => {
     expect(loadServerConfig(configFile({ cluster: { leaseMs: 5_000, ackWaitMs: 20_000 } })).cluster).toEqual({ leaseMs: 5_000, ackWaitMs: 20_000 });
     expect(errorOf(configFile({ cluster: { url: "nats://127.0.0.1:4222" } })).details).toMatchObject({ field: "cluster.url" });
     expect(errorOf(configFile({ cluster: { leaseMs: 10 } })).details).toMatchObject({ field: "cluster.leaseMs" });
+  });
+
+  it("takes the copies NATS keeps of the stream and the bucket, 1, 3 or 5, and refuses any other number naming cluster.replicas", () => {
+    expect(loadServerConfig(configFile({ cluster: { replicas: 3 } })).cluster).toEqual({ replicas: 3 });
+    for (const replicas of [2, 0, 7, "3"]) {
+      const error = errorOf(configFile({ cluster: { replicas } }));
+      expect(error.type).toBe("CONFIG");
+      expect(error.message).toContain("cluster.replicas: 1, 3 or 5");
+      expect(error.details).toMatchObject({ field: "cluster.replicas" });
+    }
+  });
+
+  it("loads the configurations of examples/cluster: one NATS server, and three with three copies of the stream and the bucket", () => {
+    const example = (name: string) => join(projectRoot, "examples", "cluster", name);
+    expect(loadServerConfig(example("troupe.json")).cluster).toEqual({ leaseMs: 10_000, ackWaitMs: 30_000 });
+    expect(loadServerConfig(example("troupe-replicas.json")).cluster).toEqual({ leaseMs: 15_000, ackWaitMs: 30_000, replicas: 3 });
+    // The replicated variant's nodes are given every NATS server and that configuration.
+    const compose = parse(readFileSync(example("compose.replicas.yaml"), "utf8")) as { services: Record<string, { command?: string[] }> };
+    for (const node of ["troupe-1", "troupe-2", "troupe-3"]) {
+      expect(compose.services[node]?.command).toEqual(
+        expect.arrayContaining([
+          "--config=/etc/troupe/troupe-replicas.json",
+          "--cluster=nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222",
+          `--node-id=${node}`,
+        ]),
+      );
+    }
   });
 });

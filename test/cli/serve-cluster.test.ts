@@ -3,6 +3,9 @@
  * servers started for this file) are two nodes of one cluster: a message posted to one reaches an agent
  * connected to the other.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectAgent, type AgentClient, type MessageEnvelope } from "../../src/index.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
@@ -82,4 +85,24 @@ describe("troupe serve --cluster", () => {
     expect(notNats).toMatchObject({ code: 2, stderr: expect.stringContaining("--cluster: give a nats://") });
     expect(lonelyId).toMatchObject({ code: 2, stderr: expect.stringContaining("--node-id names a node of a cluster") });
   });
+
+  it("takes cluster.replicas from --config: exits 2 for a number JetStream has no quorum of, 1 when its NATS is not a cluster", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "troupe-replicas-"));
+    try {
+      const [two, three] = [join(dir, "two.json"), join(dir, "three.json")];
+      await writeFile(two, JSON.stringify({ cluster: { replicas: 2 } }));
+      await writeFile(three, JSON.stringify({ cluster: { replicas: 3 } }));
+      const [badNumber, loneServer] = await Promise.all([
+        run(["serve", "--cluster", nats.url, "--store", postgres.url(), "--config", two]),
+        run(["serve", "--port", "0", "--no-agents", "--cluster", nats.url, "--store", postgres.url(), "--node-id", "lone", "--config", three]),
+      ]);
+      expect(badNumber).toMatchObject({ code: 2, stderr: expect.stringContaining("cluster.replicas: 1, 3 or 5") });
+      expect(loneServer).toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining("cluster.replicas: 3 copies take a NATS cluster of at least 3 JetStream servers"),
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

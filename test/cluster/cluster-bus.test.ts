@@ -208,6 +208,42 @@ describe("a cluster of buses", () => {
     expect(watcher.frames.filter((frame) => typeof frame.seq === "number").every((frame) => frame.node === "node-a" || frame.node === "node-b")).toBe(true);
   }, 30_000);
 
+  it("announces a message for an agent connected nowhere on the node that accepted it, once: its delivery on another node does not again", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(b, "test://absent", "test://boss");
+    const messageEvents = (bus: CommunicationBus): Frame[] => {
+      const events: Frame[] = [];
+      bus.on("*", (event) => {
+        if (event.type.startsWith("message.")) events.push(event);
+      });
+      return events;
+    };
+    const [onA, onB] = [messageEvents(a), messageEvents(b)];
+    const watcher = await openEventSocket(b, "?types=message.*");
+    const message = envelope("test://boss", "test://absent", { message_type: "status_update" });
+    expect((await call(b, "POST", "/messages/send", message)).status).toBe(202);
+    // Its agent is connected nowhere: the node that accepted it says so on its stream.
+    await watcher.until((frames) => frames.some((frame) => frame.type === "message.accepted"));
+    expect(watcher.frames).toMatchObject([
+      {
+        type: "message.accepted",
+        node: "node-b",
+        actorId: `message:test://boss\u001f${message.message_id as string}`,
+        messageId: message.message_id,
+        target: "test://absent",
+        from: "test://boss",
+      },
+    ]);
+    const worker = await connect(a, "test://absent");
+    await until(() => worker.received.length === 1 && onA.some((event) => event.type === "message.acknowledged"), 10_000);
+    expect(onB.map((event) => [event.type, event.node])).toEqual([["message.accepted", "node-b"]]);
+    expect(onA.map((event) => [event.type, event.node])).toEqual([
+      ["message.delivered", "node-a"],
+      ["message.acknowledged", "node-a"],
+    ]);
+  }, 30_000);
+
   it("hands a message to its fallback agent on another node once its recipient failed it", async () => {
     const cluster = await newCluster();
     const [a, b] = [await node(cluster, "node-a", { ackTimeout: 300 }), await node(cluster, "node-b", { ackTimeout: 300 })];
@@ -399,6 +435,7 @@ describe("a cluster of buses", () => {
     try {
       const cluster = await newCluster();
       const bus = await node(cluster, "node-p", { url: own.url });
+      const clusterEvents = await openEventSocket(bus, "?types=cluster.*");
       await register(bus, "test://worker", "test://boss");
       const worker = await connect(bus, "test://worker");
       const boss = await rawConnect(bus, "test://boss", undefined, { control: true });
@@ -423,6 +460,13 @@ describe("a cluster of buses", () => {
       expect(down.body.cluster).toMatchObject({ nats: "disconnected" });
       await own.start();
       await until(() => bus.cluster!.state() === "connected", 15_000);
+      // The node said so on its stream (and in its log): NATS lost, then back.
+      await clusterEvents.until((frames) => frames.some((frame) => frame.type === "cluster.nats_reconnected"));
+      const server = `127.0.0.1:${own.port}`;
+      expect(clusterEvents.frames).toMatchObject([
+        { type: "cluster.nats_disconnected", node: "node-p", actorId: "node:node-p", server },
+        { type: "cluster.nats_reconnected", node: "node-p", server, downMs: expect.any(Number) },
+      ]);
       const after = await call(bus, "POST", "/messages/send", envelope("test://boss", "test://worker"));
       expect(after.status).toBe(202);
       // The worker's pull survived the outage: the message reaches it.

@@ -5,7 +5,8 @@
 import { existsSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { startNats } from "../support/nats-server.js";
+import { connectNats } from "../../src/cluster/nats-connection.js";
+import { startNats, startNatsCluster } from "../support/nats-server.js";
 import { startPostgres } from "../support/postgres-server.js";
 import { runModuleScript } from "../support/module-script.js";
 
@@ -59,6 +60,30 @@ describe("the real-engine harness", () => {
     }
     expect(server.running()).toBe(false);
     expect(existsSync(server.dir)).toBe(false);
+  });
+
+  it("runs a NATS cluster of three JetStream servers on 127.0.0.1 that keeps a stream's copies on each, and removes their directories at stop", async () => {
+    const cluster = await startNatsCluster();
+    try {
+      expect(cluster.servers.map((server) => server.name)).toEqual(["s1", "s2", "s3"]);
+      expect(new Set(cluster.servers.map((server) => server.dir)).size).toBe(3);
+      expect(cluster.url).toBe(cluster.servers.map((server) => `nats://127.0.0.1:${server.port}`).join(","));
+      for (const server of cluster.servers) expect(existsSync(server.dir)).toBe(true);
+      // They are one JetStream cluster: a stream made through one server has a copy on each.
+      const connection = await connectNats({ url: cluster.servers[0]!.url });
+      try {
+        const info = await connection.manager.streams.add({ name: "HARNESS", subjects: ["harness.>"], num_replicas: 3 });
+        expect([info.cluster?.leader, ...(info.cluster?.replicas ?? []).map((replica) => replica.name)].sort()).toEqual(["s1", "s2", "s3"]);
+      } finally {
+        await connection.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
+    for (const server of cluster.servers) {
+      expect(server.running()).toBe(false);
+      expect(existsSync(server.dir)).toBe(false);
+    }
   });
 
   it("kills the engines and removes their directories when the test process exits without stopping them", async () => {

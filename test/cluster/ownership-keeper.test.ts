@@ -2,7 +2,8 @@
  * The keeper of a node's lease (src/cluster/ownership.ts) on fake time and a scripted lease table: it renews every
  * third of the lease time, and the node stops everything it runs, at once and once, whichever way it loses the
  * lease: a renewal that finds it taken, a lease time without an answered renewal, a fenced write refused. A node
- * that lost it takes it back at a later scan and runs again what its records still name it for.
+ * that lost it takes it back at a later scan and runs again what its records still name it for. Each of these is
+ * announced as a `cluster.*` event, once.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { BridgeError } from "../../src/errors.js";
@@ -38,13 +39,21 @@ function fakeCluster(leases: ScriptedLeases): ClusterNode {
     serve: async () => () => undefined,
     presence: { clearNode: async () => 0, reannounce: () => undefined },
     answers: { listen: () => () => undefined, publish: async () => undefined, replay: async () => 0 },
+    connection: { server: () => "127.0.0.1:4222" },
   } as unknown as ClusterNode;
 }
 
-function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: string[][] } {
+/** What the keeper announced: each event's type and fields. */
+type Announced = Array<{ type: string } & Record<string, unknown>>;
+
+function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: string[][]; announced: Announced } {
   const host = {
     halts: 0,
     adopted: [] as string[][],
+    announced: [] as Announced,
+    announce: (type: string, fields: object) => {
+      host.announced.push({ type, ...fields });
+    },
     store: () => store,
     adoptWorkflows: async (records: Array<{ sessionId: string }>) => {
       host.adopted.push(records.map((record) => record.sessionId));
@@ -100,8 +109,10 @@ describe("the keeper of a node's lease", () => {
     expect(leases.renew).toHaveBeenCalledTimes(9);
     expect(ownership.fence()).toBe(fence);
     expect(host.halts).toBe(0);
+    await ownership.quiesce();
     await ownership.stop();
     expect(leases.release).toHaveBeenCalledTimes(1);
+    expect(host.announced).toEqual([{ type: "cluster.node_joined", server: "127.0.0.1:4222" }, { type: "cluster.node_left" }]);
   });
 
   it("stops everything at once when a renewal finds the lease taken, and writes nothing after", async () => {
@@ -118,6 +129,9 @@ describe("the keeper of a node's lease", () => {
     expect(ownership.holdsLease()).toBe(false);
     await vi.advanceTimersByTimeAsync(3 * LEASE_MS);
     expect(host.halts).toBe(1);
+    expect(host.announced.filter(({ type }) => type === "cluster.lease_lost")).toEqual([
+      { type: "cluster.lease_lost", cause: "taken", reason: "another node took its lease" },
+    ]);
     await ownership.stop();
   });
 
@@ -156,6 +170,32 @@ describe("the keeper of a node's lease", () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(host.halts).toBe(1);
     expect(ownership.fence()).toBeUndefined();
+    expect(host.announced.filter(({ type }) => type === "cluster.lease_lost")).toMatchObject([{ cause: "expired" }]);
+    await ownership.stop();
+  });
+
+  it("asks again within a twentieth of the lease time after a renewal NATS did not answer, and keeps its lease once one gets through", async () => {
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async (): Promise<Lease | undefined> => {
+        throw new BridgeError("TRANSPORT", "the bucket has no leader");
+      }),
+      release: vi.fn(async () => undefined),
+    };
+    const { ownership, host } = await started(leases);
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(leases.renew).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 20);
+    expect(leases.renew).toHaveBeenCalledTimes(2);
+    // The bucket's new leader answers: the lease goes on, well before the next third of the lease time.
+    leases.renew.mockImplementation(async () => leaseOf(1, 2));
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 20);
+    expect(leases.renew).toHaveBeenCalledTimes(3);
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    expect(host.halts).toBe(0);
+    expect(ownership.holdsLease()).toBe(true);
+    expect(host.announced.filter(({ type }) => type === "cluster.lease_lost")).toEqual([]);
     await ownership.stop();
   });
 
@@ -173,6 +213,7 @@ describe("the keeper of a node's lease", () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(host.halts).toBe(1);
     expect(ownership.fence()).toBeUndefined();
+    expect(host.announced.filter(({ type }) => type === "cluster.lease_lost")).toMatchObject([{ cause: "write_refused" }]);
     await ownership.stop();
   });
 
@@ -194,6 +235,31 @@ describe("the keeper of a node's lease", () => {
     expect(ownership.fence()).toMatchObject({ resource: "node:node-a", token: 7 });
     expect(host.adopted).toEqual([["sess_mine"]]);
     expect(await store.get("meta", "cluster/nodes/node-a")).toMatchObject({ nodeId: "node-a" });
+    expect(host.announced.map(({ type }) => type)).toEqual(["cluster.node_joined", "cluster.lease_lost", "cluster.lease_regained"]);
+    expect(host.announced.at(-1)).toEqual({ type: "cluster.lease_regained", workflows: 1, sessions: 0 });
+    await ownership.stop();
+  });
+
+  it("announces a failed scan once per outage, and again at the next outage", async () => {
+    let revision = 1;
+    const leases = {
+      acquire: vi.fn(async (): Promise<Lease | undefined> => leaseOf(1)),
+      renew: vi.fn(async () => leaseOf(1, (revision += 1))),
+      release: vi.fn(async () => undefined),
+    };
+    store.put("meta", "cluster/nodes/node-b", { nodeId: "node-b" });
+    const { ownership, host } = await started(leases);
+    const scanFailures = (): Announced => host.announced.filter(({ type }) => type === "cluster.scan_failed");
+    leases.acquire.mockRejectedValue(new BridgeError("TRANSPORT", "NATS did not answer"));
+    await vi.advanceTimersByTimeAsync(3 * LEASE_MS);
+    expect(leases.acquire.mock.calls.length).toBeGreaterThan(3);
+    expect(scanFailures()).toEqual([{ type: "cluster.scan_failed", error: "NATS did not answer" }]);
+    // NATS answers again (node-b's lease is held): the outage ended; the next one is announced again.
+    leases.acquire.mockResolvedValue(undefined);
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    leases.acquire.mockRejectedValue(new BridgeError("TRANSPORT", "NATS did not answer"));
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    expect(scanFailures()).toHaveLength(2);
     await ownership.stop();
   });
 

@@ -135,6 +135,11 @@ async function delegateDesign(node: ClusterTestNode, sessionId: string): Promise
   );
 }
 
+/** The events of `type` a node's hub carried (`cluster.*` among them). */
+function clusterEvents(node: ClusterTestNode, type: string): RuntimeEvent[] {
+  return node.events.filter((event) => event.type === type);
+}
+
 async function storedRecord(node: ClusterTestNode, sessionId: string): Promise<{ node?: string; snapshot: { value: unknown } } | undefined> {
   return (await node.runtime.store.get("workflows", sessionId)) as { node?: string; snapshot: { value: unknown } } | undefined;
 }
@@ -182,7 +187,7 @@ describe("workflow ownership", () => {
     // node-a dies with the task pending; the worker answers (naming only its task) before anyone took node-a over.
     await cutFromNats(a);
     b.worker.current().reply({ text: "designed" });
-    await until(() => b.ownership.takeovers().length === 1, 5 * LEASE_MS);
+    await until(() => clusterEvents(b, "cluster.takeover").length === 1, 5 * LEASE_MS);
     // The survivor read the answer again: the workflow moved on, where it now runs.
     await until(() => b.bus.sessionManager.getSession(sessionId)?.workflow.current_step === "review", 5_000);
     expect(b.bus.sessionManager.getSession(sessionId)?.tasks).toMatchObject([{ task_id: "t-design", status: "completed", result: { text: "designed" } }]);
@@ -246,9 +251,12 @@ describe("workflow ownership", () => {
       expect(survivor.bus.sessionManager.getSession(sessionId)?.status).toBe("completed");
       expect(await storedRecord(other, sessionId)).toMatchObject({ node: survivor.nodeId, snapshot: { value: "completed" } });
     }
-    // The dead node is forgotten by the cluster: no other survivor takes it over again.
-    expect(survivor.ownership.takeovers()).toMatchObject([{ nodeId: "node-a", workflows: 2 }]);
-    expect(other.ownership.takeovers()).toEqual([]);
+    // Each node says what happened to it: node-a lost its lease; the survivor took node-a over, once: the dead
+    // node is forgotten by the cluster, and no other survivor takes it over again.
+    expect(clusterEvents(a, "cluster.lease_lost")).toMatchObject([{ node: "node-a", actorId: "node:node-a", cause: "expired" }]);
+    expect(clusterEvents(survivor, "cluster.takeover")).toMatchObject([{ node: survivor.nodeId, fromNode: "node-a", workflows: 2, sessions: 0 }]);
+    expect(clusterEvents(other, "cluster.takeover")).toEqual([]);
+    for (const node of [a, b, c]) expect(clusterEvents(node, "cluster.node_joined")).toMatchObject([{ node: node.nodeId }]);
   }, 30_000);
 
   it("refuses the write of a node whose lease was taken while it was paused, and stops its workflow there", async () => {

@@ -9,6 +9,9 @@ import { startRuntimeBus } from "../e2e/support.js";
 import { connect, envelope, register, until } from "../bus/support.js";
 import { fixtureWorker } from "../support/workers.js";
 import { startTestRuntime } from "../support/runtime.js";
+import { clusterAnnouncer } from "../../src/cluster/node-events.js";
+import { EventHub } from "../../src/events/event-hub.js";
+import { systemClock } from "../../src/clock.js";
 
 interface Line {
   level: LogLevel;
@@ -110,5 +113,42 @@ describe("logRuntimeEvents", () => {
     } finally {
       await Promise.all(runtimes.map((runtime) => runtime.stop()));
     }
+  });
+
+  it("logs a cluster node's happenings with its node: a lost lease, a lost NATS and a failed scan at warn, the rest at info", () => {
+    const hub = new EventHub(systemClock);
+    const logger = recordingLogger("info");
+    logRuntimeEvents(hub, logger);
+    const announce = clusterAnnouncer(hub, "node-1");
+    announce("cluster.node_joined", { server: "127.0.0.1:4222" });
+    announce("cluster.nats_disconnected", { server: "127.0.0.1:4222" });
+    announce("cluster.lease_lost", { cause: "expired", reason: "its lease ran out without a renewal" });
+    announce("cluster.scan_failed", { error: "NATS at nats://127.0.0.1:4222: timeout" });
+    announce("cluster.nats_reconnected", { server: "127.0.0.1:4223", downMs: 1_200 });
+    announce("cluster.lease_regained", { workflows: 0, sessions: 0 });
+    announce("cluster.takeover", { fromNode: "node-2", workflows: 12, sessions: 3 });
+    announce("cluster.node_left", {});
+    expect(logger.lines.map(({ level, fields }) => [fields.event, level])).toEqual([
+      ["cluster.node_joined", "info"],
+      ["cluster.nats_disconnected", "warn"],
+      ["cluster.lease_lost", "warn"],
+      ["cluster.scan_failed", "warn"],
+      ["cluster.nats_reconnected", "info"],
+      ["cluster.lease_regained", "info"],
+      ["cluster.takeover", "info"],
+      ["cluster.node_left", "info"],
+    ]);
+    expect(logger.lines.every(({ fields }) => fields.node === "node-1")).toBe(true);
+    expect(linesOf(logger, "cluster.takeover")).toEqual([
+      {
+        level: "info",
+        message: "cluster node node-1 took over node node-2: 12 workflow(s), 3 bridge session(s)",
+        fields: { event: "cluster.takeover", node: "node-1", fromNode: "node-2", workflows: 12, sessions: 3 },
+      },
+    ]);
+    expect(linesOf(logger, "cluster.lease_lost")[0]).toMatchObject({
+      message: "cluster node node-1 lost its lease (its lease ran out without a renewal): its workflows and bridge sessions stop here",
+      fields: { cause: "expired" },
+    });
   });
 });

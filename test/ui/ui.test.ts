@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createMockAgent, createRuntime, type Agent, type CommunicationBus, type PromptContext, type Runtime } from "../../src/index.js";
 import { startSuiteBus, TEST_KEY } from "../bus/support.js";
 import { projectRoot } from "../cli/support.js";
+import { clusterAnnouncer } from "../../src/cluster/node-events.js";
 
 const ARTIFACTS = join(projectRoot, "test-artifacts", "ui");
 
@@ -138,6 +139,17 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     await expect.poll(() => page.locator('.log tr[data-type="prompt.completed"]').count()).toBeGreaterThanOrEqual(1);
     await page.getByLabel("Event kind").selectOption("all");
     await page.screenshot({ path: join(ARTIFACTS, "idle.png") });
+  });
+
+  it("lists a cluster node's events in the log under their own kind, with their node", async () => {
+    clusterAnnouncer(runtime.hub, "node-1")("cluster.takeover", { fromNode: "node-2", workflows: 3, sessions: 1 });
+    await page.getByLabel("Event kind").selectOption("cluster");
+    const takeover = page.locator('.log tr[data-type="cluster.takeover"]');
+    await expect.poll(() => takeover.count()).toBe(1);
+    expect(await page.locator(".log tbody tr").count()).toBe(1);
+    expect(await takeover.locator("td.actor").textContent()).toBe("node:node-1");
+    expect(await takeover.locator("td.fields").textContent()).toBe('{"fromNode":"node-2","workflows":3,"sessions":1,"node":"node-1"}');
+    await page.getByLabel("Event kind").selectOption("all");
   });
 
   it("starts a workflow from the form as it loads: every step by the first agent, which is also the initiator", async () => {

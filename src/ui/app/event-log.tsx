@@ -4,7 +4,7 @@ import { displayId, type StreamFrame } from "./api.js";
 import { useModel } from "./hooks.js";
 import type { Model } from "./model.js";
 
-const KINDS = ["all", "actor", "prompt", "tool", "message", "agent", "workflow"] as const;
+const KINDS = ["all", "actor", "prompt", "tool", "message", "agent", "workflow", "worker", "server", "cluster"] as const;
 /** Rows drawn at most (the log keeps more for filters). */
 const SHOWN = 300;
 
