@@ -254,6 +254,8 @@ describe("workflow ownership", () => {
     // Each node says what happened to it: node-a lost its lease; the survivor took node-a over, once: the dead
     // node is forgotten by the cluster, and no other survivor takes it over again.
     expect(clusterEvents(a, "cluster.lease_lost")).toMatchObject([{ node: "node-a", actorId: "node:node-a", cause: "expired" }]);
+    // Announced once the takeover ended (the answers kept meanwhile read again after the restore).
+    await until(() => clusterEvents(survivor, "cluster.takeover").length === 1, 5 * LEASE_MS);
     expect(clusterEvents(survivor, "cluster.takeover")).toMatchObject([{ node: survivor.nodeId, fromNode: "node-a", workflows: 2, sessions: 0 }]);
     expect(clusterEvents(other, "cluster.takeover")).toEqual([]);
     for (const node of [a, b, c]) expect(clusterEvents(node, "cluster.node_joined")).toMatchObject([{ node: node.nodeId }]);
