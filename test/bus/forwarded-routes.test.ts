@@ -18,7 +18,14 @@ const echo: HttpRoute = {
 const created: HttpRoute = { method: "POST", path: /^\/sessions\/([^/]+)\/made$/, handle: () => new HttpAnswer(201, { made: true }) };
 
 function requestOf(params: string[], query: string, body: unknown): RouteRequest {
-  return { params, query: new URLSearchParams(query), readBody: () => Promise.resolve(body), header: () => undefined, client: "127.0.0.1", signal: () => new AbortController().signal };
+  return {
+    params,
+    query: new URLSearchParams(query),
+    readBody: () => Promise.resolve(body),
+    header: () => undefined,
+    client: "127.0.0.1",
+    signal: () => new AbortController().signal,
+  };
 }
 
 /** Two nodes in one: what the first forwards, the second answers with `routes`. */

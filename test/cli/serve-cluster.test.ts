@@ -8,15 +8,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectAgent, type AgentClient, type MessageEnvelope } from "../../src/index.js";
-import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { startEngines } from "../support/engines.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { collect, exitCodeOf, run, troupe } from "./support.js";
 
 let nats: NatsServer;
 let postgres: PostgresServer;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

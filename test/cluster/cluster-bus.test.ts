@@ -11,8 +11,9 @@ import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../..
 import type { MessageContext } from "../../src/client/connect-agent.js";
 import { call, connect, envelope, rawConnect, register, startBus, statusOf, TEST_KEY, until } from "../bus/support.js";
 import { openEventSocket, type Frame } from "../events/support.js";
+import { startEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { frameText } from "../../src/protocol/frames.js";
 
 let nats: NatsServer;
@@ -20,7 +21,7 @@ let postgres: PostgresServer;
 let clusters = 0;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

@@ -10,8 +10,9 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
 import { call, rawConnect, register, startBus } from "../bus/support.js";
+import { startEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { waitForAsync } from "../support/serve-process.js";
 
 const LEASE_MS = 1_000;
@@ -23,7 +24,7 @@ let clusters = 0;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

@@ -24,8 +24,9 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { frameText } from "../../src/protocol/frames.js";
-import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { startEngines } from "../support/engines.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 
 const KEY = "cluster-processes-key";
 const LEASE_MS = 1_000;
@@ -47,7 +48,7 @@ const sockets: WebSocket[] = [];
 let stopping = false;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
   directory = mkdtempSync(join(tmpdir(), "troupe-cluster-"));
   writeFileSync(join(directory, "troupe.json"), JSON.stringify({ cluster: { leaseMs: LEASE_MS, ackWaitMs: ACK_WAIT_MS } }));
 }, 30_000);

@@ -10,8 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
 import { CLOSE_CODES } from "../../src/protocol/frames.js";
 import { call, envelope, rawConnect, startBus, TEST_KEY, upgradeStatus } from "../bus/support.js";
+import { startEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { waitForAsync } from "../support/serve-process.js";
 
 const LONG_LEASE_MS = 60_000;
@@ -24,7 +25,7 @@ let postgres: PostgresServer;
 let clusters = 0;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

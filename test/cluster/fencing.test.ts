@@ -7,15 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LeaseTable } from "../../src/cluster/leases.js";
 import { connectNats, type ClusterConnection } from "../../src/cluster/nats-connection.js";
 import { openPostgresStore, type Store } from "../../src/index.js";
-import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { startEngines } from "../support/engines.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 
 const LEASE_MS = 5_000;
 let nats: NatsServer;
 let postgres: PostgresServer;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

@@ -8,9 +8,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime } from "../../src/index.js";
 import { connectNats, type ClusterConnection } from "../../src/cluster/nats-connection.js";
+import { startEngines } from "../support/engines.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
-import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { rejectionOf } from "../support/runtime.js";
 import { call, until, type Answer } from "../bus/support.js";
 import { connectHttp, progressLog, structured } from "../mcp/support.js";
@@ -20,7 +21,7 @@ let postgres: PostgresServer;
 let testNumber = 0;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

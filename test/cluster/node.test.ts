@@ -6,14 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultNodeId, openClusterNode } from "../../src/cluster/node.js";
 import { BridgeError } from "../../src/errors.js";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
-import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { startEngines } from "../support/engines.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 
 let server: NatsServer;
 let postgres: PostgresServer;
 
 beforeAll(async () => {
-  [server, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats: server, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

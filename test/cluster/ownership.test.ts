@@ -14,9 +14,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime, type RuntimeEvent } from "../../src/index.js";
 import type { NodeOwnership } from "../../src/cluster/ownership.js";
+import { startEngines } from "../support/engines.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { envelope, until } from "../bus/support.js";
 import { settle } from "../support/runtime.js";
 
@@ -34,7 +35,7 @@ let postgres: PostgresServer;
 let testNumber = 0;
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {

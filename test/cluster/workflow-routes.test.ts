@@ -6,8 +6,9 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
-import { startNats, type NatsServer } from "../support/nats-server.js";
-import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
+import { startEngines } from "../support/engines.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
 import { call, TEST_KEY, until } from "../bus/support.js";
 
 const LEAD = "cli://lead";
@@ -23,7 +24,7 @@ let testNumber = 0;
 const running: CommunicationBus[] = [];
 
 beforeAll(async () => {
-  [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
+  ({ nats, postgres } = await startEngines());
 }, 30_000);
 
 afterAll(async () => {
