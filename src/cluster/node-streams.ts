@@ -41,8 +41,8 @@ type StreamContent = { alive: true } | { kind: string; piece: string } | { end: 
 export interface AskOptions {
   /** Each piece of text, in order, with its kind. */
   onPiece(kind: string, piece: string): void;
-  /** Tells the answering node to end the request (its caller gave up, or its stream broke): best effort. */
-  cancel(): void;
+  /** Tells the answering node to end the request on `subject` (its caller gave up, or its stream broke): best effort. */
+  cancel(subject: string): void;
   /** Aborting it calls `cancel`: the stream goes on until the answering node ends it. */
   signal?: AbortSignal;
 }
@@ -80,8 +80,9 @@ export class NodeStreams {
    */
   async ask(nodeId: string, topic: string, request: (subject: string) => unknown, options: AskOptions): Promise<Record<string, unknown>> {
     if (this.#stopped !== undefined) throw this.#stopped;
-    const { signal, cancel } = options;
+    const { signal } = options;
     const subject = `${this.#prefix}.${randomId()}`;
+    const cancel = (): void => options.cancel(subject);
     const reader = new StreamReader(nodeId, this.#cluster.leaseMs, cancel, options.onPiece);
     // Subscribed before the request goes: nothing the node publishes can come before it.
     const subscription = this.#cluster.connection.nats.subscribe(subject, {
