@@ -61,7 +61,13 @@ export interface Answer {
 }
 
 /** Calls a route of the bus with the test key (unless `headers` overrides it). A string body is sent as is. */
-export async function call(bus: Pick<CommunicationBus, "url">, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+export async function call(
+  bus: Pick<CommunicationBus, "url">,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   const response = await fetch(`${bus.url}${path}`, {
     method,
     headers: { "content-type": "application/json", "x-agent-api-key": TEST_KEY, ...headers },
