@@ -61,7 +61,7 @@ export async function loadA2aTasks(store: Store, node: string): Promise<A2aTaskR
     const parsed = taskRecordSchema.safeParse(value);
     if (!parsed.success || a2aRecordId(parsed.data.agentId, parsed.data.taskId) !== id) {
       process.emitWarning(`troupe: A2A task record ${id} in the store is not one this version reads; it is left there`, { code: "TROUPE_RESTORE" });
-    } else if (parsed.data.node === node) tasks.push(parsed.data as A2aTaskRecord);
+    } else if (parsed.data.node === node) tasks.push(parsed.data);
   }
   return tasks;
 }

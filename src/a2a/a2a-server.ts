@@ -287,7 +287,10 @@ export class A2aServer {
     if (remote === undefined) return undefined;
     const target = requestTargetOf(body, isLegacy(headers[A2A_VERSION_HEADER.toLowerCase()]));
     if (target === undefined) return undefined;
-    const owner = this.runtime.agentIdOfBusAgent(agentId) ?? agentId;
+    const runtimeAgentId = this.runtime.agentIdOfBusAgent(agentId);
+    // A registered agent's contexts are its own affair (no session here): any node passes them on.
+    if (runtimeAgentId === undefined && !("taskId" in target)) return undefined;
+    const owner = runtimeAgentId ?? agentId;
     if ("taskId" in target ? this.tasks.has(owner, target.taskId) : this.contexts.has(owner, target.contextId)) {
       // Held here; but a node that lost its lease answers for nothing it holds: another may be taking it over.
       remote.checkLease();

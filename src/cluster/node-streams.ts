@@ -40,9 +40,9 @@ type StreamContent = { alive: true } | { kind: string; piece: string } | { end: 
 /** How the asking node follows one stream. */
 export interface AskOptions {
   /** Each piece of text, in order, with its kind. */
-  onPiece(kind: string, piece: string): void;
+  onPiece: (kind: string, piece: string) => void;
   /** Tells the answering node to end the request on `subject` (its caller gave up, or its stream broke): best effort. */
-  cancel(subject: string): void;
+  cancel: (subject: string) => void;
   /** Aborting it calls `cancel`: the stream goes on until the answering node ends it. */
   signal?: AbortSignal;
 }

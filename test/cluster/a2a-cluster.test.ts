@@ -6,10 +6,10 @@
  * answer is 503 (ask again), and once a survivor took it over, the context goes on there, the task that was running
  * failed.
  */
-import { Role, TaskState, type SendMessageRequest, type StreamResponse } from "@a2a-js/sdk";
+import { Role, Task, TaskState, type SendMessageRequest, type StreamResponse } from "@a2a-js/sdk";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CommunicationBus, createRuntime, openPostgresStore, type Agent, type Runtime } from "../../src/index.js";
-import { a2aRecordId } from "../../src/a2a/a2a-records.js";
+import { a2aRecordId, contextSessionOf } from "../../src/a2a/a2a-records.js";
 import { INTERRUPTED_TASK_MESSAGE } from "../../src/a2a/task-store.js";
 import { answerOf, asTask, clientFor, collect, describeEvent, message, stateName, statusTextOf } from "../a2a/client.js";
 import { TEST_KEY, until } from "../bus/support.js";
@@ -70,10 +70,15 @@ function newCluster(leaseMs = 1_000): { schema: string; bucket: string; leaseMs:
   return { schema: `a2a_${process.pid}_${testNumber}`, bucket: `a2a_${process.pid}_${testNumber}`, leaseMs };
 }
 
-async function startNode(cluster: { schema: string; bucket: string; leaseMs: number }, nodeId: string): Promise<TestNode> {
+async function startNode(
+  cluster: { schema: string; bucket: string; leaseMs: number },
+  nodeId: string,
+  { maxConcurrentRequests }: { maxConcurrentRequests?: number } = {},
+): Promise<TestNode> {
   const slow = createControlledAgent("slow");
   const runtime = createRuntime({
     agents: [writer, booker, slow.agent],
+    ...(maxConcurrentRequests === undefined ? {} : { maxConcurrentRequests }),
     store: () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema }),
   });
   const bus = new CommunicationBus({
@@ -97,13 +102,22 @@ function clientOf(node: TestNode, agentId: string, legacy = false): ReturnType<t
 }
 
 /** A raw JSON-RPC request (v1.0) to agent `agentId` of `node`: its HTTP status and body. */
-async function rpc(node: TestNode, agentId: string, method: string, params: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
+async function rpc(node: TestNode, agentId: string, method: string, params: Record<string, unknown>): Promise<{ status: number; body: { result?: unknown } }> {
   const response = await fetch(`${node.bus.url}/a2a/${agentId}/`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-agent-api-key": TEST_KEY, "a2a-version": "1.0" },
     body: JSON.stringify({ jsonrpc: "2.0", id: 7, method, params }),
   });
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, body: (await response.json()) as { result?: unknown } };
+}
+
+/** Waits until `condition` holds (it may ask over the network), at most `timeoutMs`. */
+async function eventually(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${condition.toString()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** `request`, answered as soon as its task exists (not when it ends). */
@@ -123,8 +137,9 @@ describe("A2A on any node of a cluster", () => {
     const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
     const [viaA, viaB] = [await clientOf(a, "slow"), await clientOf(b, "slow")];
 
-    // Created on node-a, not answered yet (returned at once: the record is durable before the task's id is).
+    // Created on node-a, not answered yet, and asked at once on node-b: its record is durable before its id is told.
     const created = asTask(await viaA.sendMessage(atOnce(message("Take your time"))));
+    expect((await viaB.getTask({ tenant: "", id: created.id, historyLength: undefined })).contextId).toBe(created.contextId);
     await until(() => a.slow.prompts.length === 1);
     const got = await viaB.getTask({ tenant: "", id: created.id, historyLength: undefined });
     expect(got).toEqual(await viaA.getTask({ tenant: "", id: created.id, historyLength: undefined }));
@@ -210,6 +225,86 @@ describe("A2A on any node of a cluster", () => {
     expect(answerOf(got)).toBe("Old: turn 1");
     const continued = await collect(legacyViaB.sendMessageStream(message("Older", { contextId: started.contextId })));
     expect(continued.map(describeEvent).at(-2)).toBe("artifact:replace:Older: turn 2");
+  }, 30_000);
+
+  it("finds at once, through node B, the task and the context of a stream node A just began", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const [viaA, viaB] = [await clientOf(a, "slow"), await clientOf(b, "slow")];
+
+    const stream = viaA.sendMessageStream(message("First"));
+    const first = (await stream.next()).value as StreamResponse;
+    if (first.payload?.$case !== "task") throw new Error(`the stream began with ${describeEvent(first)}`);
+    const { id: taskId, contextId } = first.payload.value;
+    expect((await viaB.getTask({ tenant: "", id: taskId, historyLength: undefined })).id).toBe(taskId);
+    // The context's next message, through node-b, waits behind the first in node-a's session.
+    const second = viaB.sendMessage(message("Second", { contextId }));
+    await until(() => a.slow.prompts.length === 1);
+    a.slow.current().reply({ text: "First done" });
+    await collect(stream);
+    await until(() => a.slow.prompts.length === 2);
+    expect(a.slow.current().ctx.history).toEqual([
+      { role: "user", content: "First" },
+      { role: "assistant", content: "First done" },
+    ]);
+    a.slow.current().reply({ text: "Second done" });
+    expect(asTask(await second)).toMatchObject({ contextId });
+    expect(b.slow.prompts).toEqual([]);
+  }, 30_000);
+
+  it("forgets a context whose session closed, on every node: its next message starts afresh where it arrives", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const first = asTask(await (await clientOf(a, "writer")).sendMessage(message("One")));
+    const sessionId = await contextSessionOf(a.runtime.store, "writer", first.contextId);
+    expect(sessionId).toBeDefined();
+
+    await a.runtime.bridge.sessionsClose({ sessionId: sessionId! });
+    await until(() => a.runtime.health().sessions.total === 0);
+    await a.runtime.store.flush();
+    expect(await contextSessionOf(b.runtime.store, "writer", first.contextId)).toBeUndefined();
+
+    const again = asTask(await (await clientOf(b, "writer")).sendMessage(message("Again", { contextId: first.contextId })));
+    expect(answerOf(again)).toBe("Again: turn 1");
+    expect(b.runtime.health().sessions.total).toBe(1);
+  }, 30_000);
+
+  it("counts a forwarded request against maxConcurrentRequests while it lasts, and stops relaying a stream its client left", async () => {
+    // A lease longer than the wait below: the slot comes back because node-a ends the stream, not by node-b's silence timeout.
+    const cluster = newCluster(10_000);
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b", { maxConcurrentRequests: 1 })];
+    const running = asTask(await (await clientOf(a, "slow")).sendMessage(atOnce(message("Long"))));
+    const viaB = await clientOf(b, "slow");
+
+    const left = new AbortController();
+    const resubscribed = viaB.resubscribeTask({ tenant: "", id: running.id }, { signal: left.signal });
+    expect(describeEvent((await resubscribed.next()).value as StreamResponse)).toBe("task:working");
+    expect(await rpc(b, "slow", "GetTask", { id: running.id })).toMatchObject({
+      status: 429,
+      body: { error: { type: "CAPACITY", details: { maxConcurrentRequests: 1 } } },
+    });
+
+    // The client leaves: node-b tells node-a to stop writing, and gets its slot back once node-a has.
+    left.abort();
+    await eventually(async () => (await rpc(b, "slow", "GetTask", { id: running.id })).status === 200);
+    await until(() => a.slow.prompts.length === 1);
+    a.slow.current().reply({ text: "Done" });
+    await eventually(async () => answerOf(Task.fromJSON((await rpc(b, "slow", "GetTask", { id: running.id })).body.result)) === "Done");
+  }, 30_000);
+
+  it("hands its contexts and tasks over when it stops: the survivor answers for them, the context goes on there", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    const first = asTask(await (await clientOf(a, "writer")).sendMessage(message("One")));
+
+    await a.bus.stop();
+    await a.runtime.stop();
+    await until(() => b.runtime.health().sessions.total === 1, 10_000);
+    const viaB = await clientOf(b, "writer");
+    expect(answerOf(await viaB.getTask({ tenant: "", id: first.id, historyLength: undefined }))).toBe("One: turn 1");
+    const second = asTask(await viaB.sendMessage(message("Two", { contextId: first.contextId })));
+    expect(answerOf(second)).toBe("Two: turn 2");
+    expect(b.runtime.health().sessions.total).toBe(1);
   }, 30_000);
 
   it("answers TaskNotFound on every node for a task id no node knows", async () => {
