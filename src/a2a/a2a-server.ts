@@ -280,22 +280,21 @@ export class A2aServer {
 
   /**
    * On a cluster node, the node that serves the task or context a request names when another one does; `undefined`
-   * when it is answered here (it names none, this node holds it, or no record names another node).
+   * when it is answered here (it names none, this node holds it, or no record names another node). TRANSPORT
+   * (`unavailable`, 503) while this node does not hold its lease.
    */
   private async nodeOf({ agentId, body, headers }: ForwardedA2aRequest): Promise<string | undefined> {
     const remote = this.cluster?.remote;
     if (remote === undefined) return undefined;
+    // A node that lost its lease answers nothing (what it holds may be taken over, and what it starts cannot be recorded).
+    remote.checkLease();
     const target = requestTargetOf(body, isLegacy(headers[A2A_VERSION_HEADER.toLowerCase()]));
     if (target === undefined) return undefined;
     const runtimeAgentId = this.runtime.agentIdOfBusAgent(agentId);
     // A registered agent's contexts are its own affair (no session here): any node passes them on.
     if (runtimeAgentId === undefined && !("taskId" in target)) return undefined;
     const owner = runtimeAgentId ?? agentId;
-    if ("taskId" in target ? this.tasks.has(owner, target.taskId) : this.contexts.has(owner, target.contextId)) {
-      // Held here; but a node that lost its lease answers for nothing it holds: another may be taking it over.
-      remote.checkLease();
-      return undefined;
-    }
+    if ("taskId" in target ? this.tasks.has(owner, target.taskId) : this.contexts.has(owner, target.contextId)) return undefined;
     return remote.nodeOf(owner, target);
   }
 

@@ -12,11 +12,14 @@ import { CommunicationBus, createRuntime, openPostgresStore, type Agent, type Ru
 import { a2aRecordId, contextSessionOf } from "../../src/a2a/a2a-records.js";
 import { INTERRUPTED_TASK_MESSAGE } from "../../src/a2a/task-store.js";
 import { answerOf, asTask, clientFor, collect, describeEvent, message, stateName, statusTextOf } from "../a2a/client.js";
-import { TEST_KEY, until } from "../bus/support.js";
+import { connect, register, TEST_KEY, until } from "../bus/support.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import { startPostgres, type PostgresServer } from "../support/postgres-server.js";
 import { rejectionOf } from "../support/runtime.js";
+
+/** A remote agent that registers on the bus and connects over WebSocket. */
+const QA = "claude-code://qa";
 
 let nats: NatsServer;
 let postgres: PostgresServer;
@@ -307,17 +310,38 @@ describe("A2A on any node of a cluster", () => {
     expect(b.runtime.health().sessions.total).toBe(1);
   }, 30_000);
 
+  it("answers through node B for a task of an agent registered on node A only, which node B does not serve itself", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
+    await register(a.bus, QA);
+    await connect(a.bus, QA, {
+      onMessage: async (envelope, context) => {
+        if (envelope.message_type === "task_request") await context.reply({ text: `Reviewed: ${String(envelope.payload["prompt"])}` });
+      },
+    });
+    const reviewed = asTask(await (await clientOf(a, encodeURIComponent(QA))).sendMessage(message("the patch")));
+    expect(answerOf(reviewed)).toBe("Reviewed: the patch");
+
+    const got = await rpc(b, encodeURIComponent(QA), "GetTask", { id: reviewed.id });
+    expect(got.status).toBe(200);
+    expect(answerOf(Task.fromJSON(got.body.result))).toBe("Reviewed: the patch");
+    // Registrations reach other nodes at their restart (docs/cluster.md): node-b serves no card of it, nor new tasks.
+    expect((await rpc(b, encodeURIComponent(QA), "SendMessage", { message: { messageId: "m1", role: "ROLE_USER", parts: [{ text: "hi" }] } })).status).toBe(
+      404,
+    );
+  }, 30_000);
+
   it("answers TaskNotFound on every node for a task id no node knows", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
     for (const node of [a, b]) {
       const client = await clientOf(node, "writer");
-      for (const asking of [
-        client.getTask({ tenant: "", id: "no-such-task", historyLength: undefined }),
-        client.cancelTask({ tenant: "", id: "no-such-task", metadata: undefined }),
-        client.sendMessage(message("Hello", { taskId: "no-such-task" })),
+      for (const ask of [
+        () => client.getTask({ tenant: "", id: "no-such-task", historyLength: undefined }),
+        () => client.cancelTask({ tenant: "", id: "no-such-task", metadata: undefined }),
+        () => client.sendMessage(message("Hello", { taskId: "no-such-task" })),
       ]) {
-        expect((await rejectionOf(asking)).name).toBe("TaskNotFoundError");
+        expect((await rejectionOf(ask())).name).toBe("TaskNotFoundError");
       }
       const raw = await rpc(node, "writer", "GetTask", { id: "no-such-task" });
       expect(raw).toMatchObject({ status: 200, body: { id: 7, error: { code: -32001 } } });
@@ -355,6 +379,8 @@ describe("A2A on any node of a cluster", () => {
 
     // Once node-b took node-a over: the task that was running failed, the context goes on there with its history.
     await until(() => b.runtime.health().sessions.total === 1, 15_000);
+    // node-a, its lease run out, answers nothing any more: 503 there too.
+    expect(await rpc(a, "slow", "GetTask", { id: designed.id })).toMatchObject({ status: 503 });
     const failed = await viaB.getTask({ tenant: "", id: interrupted.id, historyLength: undefined });
     expect(stateName(failed.status?.state)).toBe("failed");
     expect(statusTextOf(failed)).toBe(INTERRUPTED_TASK_MESSAGE);
