@@ -26,6 +26,7 @@ import {
   UnauthenticatedUser,
   validateVersion,
   type AgentExecutor,
+  type ServerCallContext,
 } from "@a2a-js/sdk/server";
 import type { CommunicationBus } from "../bus/bus.js";
 import { pageOf, pageRequestOf } from "../bus/pagination.js";
@@ -39,7 +40,7 @@ import { BusAgentTasks } from "./bus-agent-tasks.js";
 import type { A2aContexts } from "./contexts.js";
 import { requestTargetOf } from "./request-target.js";
 import { SessionTasks, STREAMING_STATE_KEY } from "./session-tasks.js";
-import { BoundedTaskStore } from "./task-store.js";
+import { BoundedTaskStore, UNRECORDED_TASK_STATE_KEY } from "./task-store.js";
 
 /** Limits of the A2A endpoint. */
 export interface A2aServerOptions {
@@ -383,14 +384,15 @@ export class A2aServer {
       const answerHeaders: Headers = context.activatedExtensions
         ? { [legacy ? LEGACY_HTTP_EXTENSION_HEADER : HTTP_EXTENSION_HEADER]: [...context.activatedExtensions] }
         : {};
-      if (!(Symbol.asyncIterator in answer)) return { kind: "json", status: 200, body: answer, headers: answerHeaders };
+      if (!(Symbol.asyncIterator in answer))
+        return (await this.unrecorded(target, context, id)) ?? { kind: "json", status: 200, body: answer, headers: answerHeaders };
       // A failure before the first event is a JSON answer (but v0.3's `tasks/resubscribe` is always a stream).
       let first: IteratorResult<unknown, void> | undefined;
       if (!(legacy && method === LEGACY_METHOD_TASKS_RESUBSCRIBE)) {
         try {
           first = await answer.next();
         } catch (error) {
-          return { kind: "json", status: 200, body: this.errorEnvelope(id, error, legacy), headers: {} };
+          return (await this.unrecorded(target, context, id)) ?? { kind: "json", status: 200, body: this.errorEnvelope(id, error, legacy), headers: {} };
         }
       }
       return { kind: "events", headers: answerHeaders, first, answers: answer, id, legacy };
@@ -399,6 +401,20 @@ export class A2aServer {
       const status = (envelope.error as { code?: number }).code === A2A_ERROR_CODE.INTERNAL_ERROR ? 500 : 200;
       return { kind: "json", status, body: envelope, headers: {} };
     }
+  }
+
+  /**
+   * On a cluster node, the answer to a request whose new task the store did not take (unreachable, or the lease lost
+   * meanwhile): 503, ask again, as the cluster answers when no node can; the task, which no other node could find and
+   * whose id its client never got, is cancelled and forgotten here. `undefined` when every task was recorded.
+   */
+  private async unrecorded(target: Target, context: ServerCallContext, id: string | number | null): Promise<RpcAnswer | undefined> {
+    const unrecorded = context.state.get(UNRECORDED_TASK_STATE_KEY) as { taskId: string; error: unknown } | undefined;
+    if (unrecorded === undefined) return undefined;
+    const bus = this.buses.getByTaskId(unrecorded.taskId, context);
+    if (bus !== undefined) await this.executorOf(target).cancelTask(unrecorded.taskId, bus);
+    this.tasks.forget(target.agentId, unrecorded.taskId);
+    return { kind: "json", status: 503, body: unavailableEnvelope(id, toBridgeError(unrecorded.error)), headers: {} };
   }
 
   /** Writes an answer to its client: JSON, or server-sent events, each written once the client has room for it. */

@@ -29,6 +29,12 @@ const SETTLED_STATES = new Set<TaskState>([
   TaskState.TASK_STATE_AUTH_REQUIRED,
 ]);
 
+/**
+ * Where a request's call context notes a new task whose record the store did not take (`{ taskId, error }`): the
+ * endpoint answers 503 (ask again) rather than the SDK's internal error, and stops the task nobody could find.
+ */
+export const UNRECORDED_TASK_STATE_KEY = "troupe.a2a.unrecordedTask";
+
 /** The status message of a task taken over from a node that stopped while it ran. */
 export const INTERRUPTED_TASK_MESSAGE = "The node that ran this task stopped while it was pending: it was not answered";
 
@@ -60,6 +66,11 @@ export class BoundedTaskStore {
     return this.tasks.has(agentScopedKey(agentId, taskId));
   }
 
+  /** Forgets agent `agentId`'s task `taskId`, and its record (a task its client was told failed to start). */
+  forget(agentId: string, taskId: string): void {
+    if (this.tasks.delete(agentScopedKey(agentId, taskId))) this.records?.deleteTask(agentId, taskId);
+  }
+
   /** The store as one agent's request handler sees it. */
   forAgent(agentId: string): TaskStore {
     return {
@@ -67,7 +78,11 @@ export class BoundedTaskStore {
         const entry = this.tasks.get(agentScopedKey(agentId, taskId));
         return Promise.resolve(entry === undefined ? undefined : structuredClone(entry.task));
       },
-      save: (task: Task) => this.save(agentId, task),
+      save: (task: Task, context: ServerCallContext) =>
+        this.save(agentId, task).catch((error: unknown) => {
+          context.state.set(UNRECORDED_TASK_STATE_KEY, { taskId: task.id, error });
+          throw error;
+        }),
       list: (params: ListTasksRequest, _context: ServerCallContext) => Promise.resolve(this.list(agentId, params)),
     };
   }

@@ -331,6 +331,47 @@ describe("A2A on any node of a cluster", () => {
     );
   }, 30_000);
 
+  it("keeps its tasks and contexts across a restart under its id: answered, and continued, as before", async () => {
+    const cluster = newCluster();
+    const before = await startNode(cluster, "node-a");
+    const one = asTask(await (await clientOf(before, "writer")).sendMessage(message("One")));
+    const asked = asTask(await (await clientOf(before, "booker")).sendMessage(message("Book a table")));
+    await before.bus.stop();
+    await before.runtime.stop();
+    running.splice(running.indexOf(before), 1);
+
+    const after = await startNode(cluster, "node-a");
+    const [writerClient, bookerClient] = [await clientOf(after, "writer"), await clientOf(after, "booker")];
+    expect(answerOf(await writerClient.getTask({ tenant: "", id: one.id, historyLength: undefined }))).toBe("One: turn 1");
+    expect(answerOf(asTask(await writerClient.sendMessage(message("Two", { contextId: one.contextId }))))).toBe("Two: turn 2");
+    expect(answerOf(asTask(await bookerClient.sendMessage(message("Paris", { contextId: asked.contextId, taskId: asked.id }))))).toBe("Booked in Paris");
+    expect(after.runtime.health().sessions.total).toBe(2);
+  }, 30_000);
+
+  it("answers 503 (ask again) for a new task whose record the store does not take, and stops that task", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a");
+    const viaA = await clientOf(a, "slow");
+    // PostgreSQL refuses task records (and, since a failed batch is tried again first, everything after them).
+    await postgres.query(`CREATE FUNCTION ${cluster.schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.collection = 'a2a_tasks' THEN RAISE EXCEPTION 'no task records today'; END IF; RETURN NEW; END $$`);
+    await postgres.query(`CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON ${cluster.schema}.records FOR EACH ROW EXECUTE FUNCTION ${cluster.schema}.refuse()`);
+
+    const refused = await rpc(a, "slow", "SendMessage", { message: { messageId: "m1", role: "ROLE_USER", parts: [{ text: "Unrecorded" }] } });
+    expect(refused).toMatchObject({ status: 503, body: { error: { code: -32603, data: [{ reason: "UNAVAILABLE", metadata: { retryable: "true" } }] } } });
+    const taskId = /could not make A2A task (\S+) durable/.exec(JSON.stringify(refused.body))?.[1];
+    expect(taskId).toBeDefined();
+    // Nobody could find that task, and its client never got its id: it is cancelled and forgotten here.
+    expect((await rejectionOf(viaA.getTask({ tenant: "", id: taskId!, historyLength: undefined }))).name).toBe("TaskNotFoundError");
+    // Its context's session, opened for it, runs nothing (a prompt that had begun was aborted).
+    await until(() => a.runtime.health().sessions.total === 1 && a.runtime.health().sessions.busy === 0);
+    expect(a.slow.prompts.every((prompt) => prompt.ctx.signal.aborted)).toBe(true);
+
+    await postgres.query(`DROP TRIGGER refuse ON ${cluster.schema}.records`);
+    const recorded = asTask(await viaA.sendMessage(atOnce(message("Recorded"))));
+    expect(recorded.id).not.toBe("");
+  }, 30_000);
+
   it("answers TaskNotFound on every node for a task id no node knows", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
