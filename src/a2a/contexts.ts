@@ -5,14 +5,22 @@
  * and closed): the event hub says so. The mapping is bounded (`maxContexts`): past it, the context used
  * longest ago that runs nothing is closed to make room; when every one runs a task, the new context is
  * CAPACITY.
+ *
+ * On a cluster node (`records`), a context opened here has a record naming its session, durable before the session
+ * is lent (so before the client hears of the context's first task), and removed when the session goes; the
+ * sessions this node takes over (or restores) bring their contexts with them (`adoptRestored`: a session opened for
+ * a context says so in its metadata), and a node that stops hands its contexts over with their sessions (`release`).
  */
 import { BridgeError } from "../errors.js";
+import type { RestoredSession, Runtime } from "../runtime/runtime.js";
+import type { A2aRecords } from "./a2a-records.js";
 import { agentScopedKey } from "./agent-scoped-key.js";
-import type { Runtime } from "../runtime/runtime.js";
 
 /** One context's session; `users` counts the tasks running in it (they keep it from being evicted). */
 interface ContextSession {
   key: string;
+  agentId: string;
+  contextId: string;
   sessionId: Promise<string>;
   openedAs: string | undefined;
   users: number;
@@ -35,11 +43,35 @@ export class A2aContexts {
   constructor(
     private readonly runtime: Runtime,
     private readonly maxContexts: number,
+    private readonly records?: A2aRecords,
   ) {}
 
   /** Contexts mapped now. */
   get size(): number {
     return this.byKey.size;
+  }
+
+  /** Whether agent `agentId`'s context `contextId` is mapped to a session here. */
+  has(agentId: string, contextId: string): boolean {
+    return this.byKey.has(agentScopedKey(agentId, contextId));
+  }
+
+  /**
+   * Maps the contexts of bridge sessions this node restored or took over (those opened for a context name it in their
+   * metadata, `a2a.contextId`): their next messages are prompts in them, with their history.
+   */
+  adoptRestored(restored: readonly RestoredSession[]): void {
+    if (this.closed) return;
+    for (const { sessionId, agentId, metadata } of restored) {
+      const contextId = (metadata["a2a"] as { contextId?: unknown } | undefined)?.contextId;
+      if (typeof contextId !== "string" || !this.runtime.hasSession(sessionId) || this.byId.has(sessionId)) continue;
+      const key = agentScopedKey(agentId, contextId);
+      // Already mapped here (opened again meanwhile): the context keeps the session it runs in.
+      if (this.byKey.has(key)) continue;
+      const context: ContextSession = { key, agentId, contextId, sessionId: Promise.resolve(sessionId), openedAs: sessionId, users: 0 };
+      this.byKey.set(key, context);
+      this.byId.set(sessionId, context);
+    }
   }
 
   /** Forgets contexts as their sessions stop. */
@@ -92,10 +124,33 @@ export class A2aContexts {
     await Promise.all([...this.byKey.values()].map((context) => this.close(context)));
   }
 
+  /**
+   * Lets every context go without closing its session (a cluster node stopping: its sessions, and the contexts
+   * their records name, go to the node that takes its work over); no record is touched.
+   */
+  release(): void {
+    this.closed = true;
+    this.unsubscribe?.();
+    this.byKey.clear();
+    this.byId.clear();
+  }
+
   private open(key: string, agentId: string, contextId: string): ContextSession {
     const context: ContextSession = {
       key,
-      sessionId: this.runtime.bridge.sessionsCreate({ agentId, metadata: { a2a: { contextId } } }).then((created) => created.sessionId),
+      agentId,
+      contextId,
+      sessionId: this.runtime.bridge.sessionsCreate({ agentId, metadata: { a2a: { contextId } } }).then(async ({ sessionId }) => {
+        if (this.records === undefined) return sessionId;
+        try {
+          await this.records.recordContext(agentId, contextId, sessionId);
+        } catch (error) {
+          // Unrecorded, the context would be unknown to the other nodes: its session is closed, and the task fails.
+          await this.runtime.bridge.sessionsClose({ sessionId }).catch(() => undefined);
+          throw error;
+        }
+        return sessionId;
+      }),
       openedAs: undefined,
       users: 0,
     };
@@ -136,8 +191,12 @@ export class A2aContexts {
     if (sessionId !== undefined) await this.runtime.bridge.sessionsClose({ sessionId }).catch(() => undefined);
   }
 
+  /** Forgets a context whose session is gone (or never opened): so does its record, if it had one. */
   private forget(context: ContextSession): void {
     if (this.byKey.get(context.key) === context) this.byKey.delete(context.key);
-    if (context.openedAs !== undefined && this.byId.get(context.openedAs) === context) this.byId.delete(context.openedAs);
+    if (context.openedAs !== undefined && this.byId.get(context.openedAs) === context) {
+      this.byId.delete(context.openedAs);
+      this.records?.deleteContext(context.agentId, context.contextId);
+    }
   }
 }

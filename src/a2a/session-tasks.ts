@@ -58,11 +58,14 @@ export class SessionTasks {
     const running = this.running.get(key) ?? { cancel: new AbortController(), turns: 0 };
     running.turns += 1;
     this.running.set(key, running);
-    events.submitted(context.task, userMessage);
     try {
-      if (!hasPromptText(userMessage.parts))
+      if (!hasPromptText(userMessage.parts)) {
+        events.submitted(context.task, userMessage);
         return events.status(TaskState.TASK_STATE_REJECTED, "The message has no text: this agent reads text (or JSON data)");
-      const lease = await this.contexts.acquire(agentId, contextId);
+      }
+      // The context's session first, then the task: on a cluster node, the context's record is durable before its
+      // client hears of the task (and may ask another node about it).
+      const lease = await this.contexts.acquire(agentId, contextId).finally(() => events.submitted(context.task, userMessage));
       const { sessionId } = lease;
       const requestId = randomUUID();
       const stopWatching = this.runtime.on("prompt.started", (event) => {

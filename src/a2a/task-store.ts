@@ -3,10 +3,18 @@
  * no longer runs (ended, or waiting for input) is forgotten first, so that a client sending message after
  * message cannot grow the server's memory. Each agent sees only its own tasks (`forAgent`): a task id of one
  * agent names nothing under another's URL.
+ *
+ * On a cluster node (`records`), each task also has its record in the shared store (./a2a-records.ts): written
+ * when the task is first saved, before the SDK lets its id reach the client (its `save` is awaited), then at each
+ * change of its state; removed when the task is forgotten. A node that takes tasks over (`adopt`) keeps them as
+ * their records say, the running ones failed.
  */
-import { TaskState, type ListTasksRequest, type ListTasksResponse, type Task } from "@a2a-js/sdk";
+import { Task, TaskState, type ListTasksRequest, type ListTasksResponse } from "@a2a-js/sdk";
 import type { ServerCallContext, TaskStore } from "@a2a-js/sdk/server";
+import { toBridgeError } from "../errors.js";
 import { agentScopedKey } from "./agent-scoped-key.js";
+import type { A2aRecords, A2aTaskRecord } from "./a2a-records.js";
+import { agentMessage } from "./parts.js";
 
 /** The page size of `ListTasks` when the client gives none (the protocol's default). */
 const DEFAULT_LIST_PAGE_SIZE = 50;
@@ -21,15 +29,46 @@ const SETTLED_STATES = new Set<TaskState>([
   TaskState.TASK_STATE_AUTH_REQUIRED,
 ]);
 
+/**
+ * Where a request's call context notes a new task whose record the store did not take (`{ taskId, error }`): the
+ * endpoint answers 503 (ask again) rather than the SDK's internal error, and stops the task nobody could find.
+ */
+export const UNRECORDED_TASK_STATE_KEY = "troupe.a2a.unrecordedTask";
+
+/** The status message of a task taken over from a node that stopped while it ran. */
+export const INTERRUPTED_TASK_MESSAGE = "The node that ran this task stopped while it was pending: it was not answered";
+
+/** A kept task, and the state its record holds (on a cluster node). */
+interface KeptTask {
+  agentId: string;
+  task: Task;
+  recordedState?: TaskState | undefined;
+}
+
 /** Every agent's tasks, least recently saved first. */
 export class BoundedTaskStore {
-  private readonly tasks = new Map<string, { agentId: string; task: Task }>();
+  private readonly tasks = new Map<string, KeptTask>();
 
-  constructor(private readonly maxTasks: number) {}
+  /** `records`: on a cluster node, where each task's record goes; `now`: the clock of a taken-over task's new status. */
+  constructor(
+    private readonly maxTasks: number,
+    private readonly records?: A2aRecords,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** How many tasks are kept. */
   get size(): number {
     return this.tasks.size;
+  }
+
+  /** Whether agent `agentId`'s task `taskId` is kept here. */
+  has(agentId: string, taskId: string): boolean {
+    return this.tasks.has(agentScopedKey(agentId, taskId));
+  }
+
+  /** Forgets agent `agentId`'s task `taskId`, and its record (a task its client was told failed to start). */
+  forget(agentId: string, taskId: string): void {
+    if (this.tasks.delete(agentScopedKey(agentId, taskId))) this.records?.deleteTask(agentId, taskId);
   }
 
   /** The store as one agent's request handler sees it. */
@@ -39,15 +78,66 @@ export class BoundedTaskStore {
         const entry = this.tasks.get(agentScopedKey(agentId, taskId));
         return Promise.resolve(entry === undefined ? undefined : structuredClone(entry.task));
       },
-      save: (task: Task) => {
-        const key = agentScopedKey(agentId, task.id);
-        this.tasks.delete(key);
-        this.tasks.set(key, { agentId, task: structuredClone(task) });
-        this.evict();
-        return Promise.resolve();
-      },
+      save: (task: Task, context: ServerCallContext) =>
+        this.save(agentId, task).catch((error: unknown) => {
+          context.state.set(UNRECORDED_TASK_STATE_KEY, { taskId: task.id, error });
+          throw error;
+        }),
       list: (params: ListTasksRequest, _context: ServerCallContext) => Promise.resolve(this.list(agentId, params)),
     };
+  }
+
+  /**
+   * Keeps tasks whose records name this node (taken over from a dead node, kept by this node before a restart, or
+   * kept while it had lost its lease), as the records say; a task that was still running is failed (its prompt died
+   * with its node), and its record says so. `replace`: they are all this node keeps from now on (its lease taken
+   * back: what others took over meanwhile is theirs). Those taken over count first against the bound.
+   */
+  adopt(stored: readonly A2aTaskRecord[], { replace = false }: { replace?: boolean } = {}): void {
+    const adopted = new Map<string, KeptTask>();
+    for (const record of stored) {
+      let task: Task;
+      try {
+        task = Task.fromJSON(record.task);
+      } catch (error) {
+        process.emitWarning(`troupe: A2A task ${record.taskId} could not be read from its record: ${toBridgeError(error).message}`, { code: "TROUPE_RESTORE" });
+        continue;
+      }
+      if (task.status === undefined || !SETTLED_STATES.has(task.status.state)) {
+        task.status = {
+          state: TaskState.TASK_STATE_FAILED,
+          message: agentMessage(INTERRUPTED_TASK_MESSAGE, task.contextId, task.id),
+          timestamp: new Date(this.now()).toISOString(),
+        };
+        this.records?.putTask(record.agentId, task.id, Task.toJSON(task));
+      }
+      adopted.set(agentScopedKey(record.agentId, task.id), { agentId: record.agentId, task, recordedState: task.status.state });
+    }
+    const kept = replace ? [] : [...this.tasks].filter(([key]) => !adopted.has(key));
+    this.tasks.clear();
+    for (const [key, entry] of [...adopted, ...kept]) this.tasks.set(key, entry);
+    this.evict();
+  }
+
+  private async save(agentId: string, task: Task): Promise<void> {
+    const key = agentScopedKey(agentId, task.id);
+    const previous = this.tasks.get(key);
+    this.tasks.delete(key);
+    const entry: KeptTask = { agentId, task: structuredClone(task), recordedState: previous?.recordedState };
+    this.tasks.set(key, entry);
+    this.evict();
+    const state = task.status?.state;
+    if (this.records === undefined || (previous !== undefined && previous.recordedState === state)) return;
+    entry.recordedState = state;
+    // A new task: durable before the SDK answers with it, so that any node finds it when the client asks next.
+    if (previous === undefined) {
+      try {
+        await this.records.recordTask(agentId, task.id, Task.toJSON(task));
+      } catch (error) {
+        entry.recordedState = undefined;
+        throw error;
+      }
+    } else this.records.putTask(agentId, task.id, Task.toJSON(task));
   }
 
   /** Forgets tasks past the bound: settled ones first, oldest first; a running one only when none is settled. */
@@ -60,7 +150,10 @@ export class BoundedTaskStore {
           break;
         }
       }
-      this.tasks.delete(victim ?? this.tasks.keys().next().value!);
+      const key = victim ?? this.tasks.keys().next().value!;
+      const { agentId, task } = this.tasks.get(key)!;
+      this.tasks.delete(key);
+      this.records?.deleteTask(agentId, task.id);
     }
   }
 

@@ -121,15 +121,29 @@ export class Bridge {
     };
   }
 
-  private async callOn(remote: RemoteSessions | undefined, toolName: string, args: unknown, options: CallOptions): Promise<unknown> {
-    if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
-    const parsed = { data: parseWith(toolArgumentSchemas[toolName], args ?? {}, "(arguments)") };
+  /**
+   * Takes one of the runtime's `maxConcurrentRequests` (CAPACITY past it), for work that is no tool call but holds
+   * as much (a cluster node's forwarded A2A request, on both nodes); returns the function that gives it back.
+   */
+  reserve(): () => void {
     if (this.inFlight >= this.runtime.limits.maxConcurrentRequests) {
       throw new BridgeError("CAPACITY", `Too many concurrent requests (maxConcurrentRequests ${this.runtime.limits.maxConcurrentRequests})`, {
         maxConcurrentRequests: this.runtime.limits.maxConcurrentRequests,
       });
     }
     this.inFlight += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.inFlight -= 1;
+    };
+  }
+
+  private async callOn(remote: RemoteSessions | undefined, toolName: string, args: unknown, options: CallOptions): Promise<unknown> {
+    if (!isToolName(toolName)) throw new BridgeError("NOT_FOUND", `Unknown tool: ${toolName}`, { tool: toolName });
+    const parsed = { data: parseWith(toolArgumentSchemas[toolName], args ?? {}, "(arguments)") };
+    const release = this.reserve();
     try {
       if (remote !== undefined && isSessionTool(toolName)) {
         const forwarded = await this.forwarded(remote, toolName, parsed.data as SessionToolArguments, options);
@@ -139,7 +153,7 @@ export class Bridge {
     } catch (error) {
       throw toBridgeError(error);
     } finally {
-      this.inFlight -= 1;
+      release();
     }
   }
 

@@ -8,6 +8,8 @@ import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
 import { ForwardedSessions } from "../cluster/forwarded-sessions.js";
 import type { AgentPresence } from "../cluster/presence.js";
 import { announceNatsState, clusterAnnouncer, type ClusterAnnounce } from "../cluster/node-events.js";
+import { ForwardedA2a } from "../cluster/forwarded-a2a.js";
+import { A2aRecords, loadA2aTasks } from "../a2a/a2a-records.js";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
@@ -134,6 +136,8 @@ export class CommunicationBus {
   private ownership: NodeOwnership | undefined;
   /** The bridge-session tools for sessions other nodes run, and this node's answers to theirs (a cluster node with ownership only). */
   private forwardedSessions: ForwardedSessions | undefined;
+  /** A2A requests for tasks and contexts other nodes serve, and this node's answers to theirs (a cluster node with ownership only). */
+  private forwardedA2a: ForwardedA2a | undefined;
   /** The routes of one workflow, answering what other nodes forward (made at the first such request). */
   private ownWorkflowRoutes: HttpRoute[] | undefined;
   private state: BusState = "new";
@@ -339,6 +343,8 @@ export class CommunicationBus {
           await ownership.claim();
           this.ownership = ownership;
           this.forwardedSessions = new ForwardedSessions(this.clusterNode, ownership, this.runtime);
+          this.forwardedA2a = new ForwardedA2a(this.clusterNode, ownership, this.runtime, () => this.runtime.store, this.a2a);
+          this.a2a.joinCluster(new A2aRecords(() => this.runtime.store, ownership), this.forwardedA2a);
           this.sessionManager.setOwner(ownership);
           this.runtime.setSessionOwner(ownership);
         }
@@ -373,6 +379,11 @@ export class CommunicationBus {
     try {
       // The workflow sessions of the runtime's store come back before anyone can ask for them.
       await this.sessionManager.restore();
+      if (this.ownership !== undefined) {
+        // So do the A2A contexts of its restored sessions, and the A2A tasks this node kept before it restarted.
+        this.a2a.adoptSessions(this.runtime.restoredSessions());
+        await this.a2a.adoptTasks(await loadA2aTasks(this.runtime.store, this.ownership.nodeId), { replace: false });
+      }
       for (const descriptor of await this.registry.restore()) this.giveActor(descriptor);
       this.runtimeAgents.start();
       this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
@@ -406,9 +417,11 @@ export class CommunicationBus {
       });
       await this.ownership?.start();
       await this.forwardedSessions?.start();
+      await this.forwardedA2a?.start();
     } catch (error) {
       this.state = "stopped";
       this.forwardedSessions?.stop();
+      this.forwardedA2a?.stop();
       this.detachMessenger?.();
       await this.http?.close();
       await this.runtimeAgents.stop();
@@ -709,8 +722,9 @@ export class CommunicationBus {
     this.state = "stopping";
     // No more takeovers nor requests for this node's workflows; its lease is kept until what it runs is stored.
     await this.ownership?.quiesce();
-    // Prompts forwarded to other nodes end now (TRANSPORT: ask again), and those run here for them stop streaming.
+    // Prompts and A2A requests forwarded to other nodes end now (TRANSPORT: ask again), and those answered here for them stop streaming.
     this.forwardedSessions?.stop();
+    this.forwardedA2a?.stop();
     const graceMs = this.options.closeGraceMs;
     this.connections.stopAccepting();
     this.detachMessenger?.();
@@ -765,7 +779,9 @@ export class CommunicationBus {
         const restored = await this.runtime.adoptSessions(stored);
         this.runtimeAgents.adoptRestored(restored);
         this.runtimeAgents.answerInterrupted(restored);
+        this.a2a.adoptSessions(restored);
       },
+      adoptA2aTasks: (records, options) => this.a2a.adoptTasks(records, options),
       resumeWorkflows: (sessionIds) => this.sessionManager.resume(sessionIds),
       watchDeadlines: () => this.watchStoredDeadlines(),
       halt: async () => {

@@ -9,6 +9,7 @@
  * node runs go to that node. A dead node's agents are connected nowhere any more: the node that takes it over
  * removes their presence entries.
  */
+import { a2aRecordId, loadA2aTasks, type A2aTaskRecord } from "../a2a/a2a-records.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { inReplyToOf, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { Clock } from "../clock.js";
@@ -47,6 +48,11 @@ export interface OwnershipHost {
   adoptWorkflows(records: Array<{ sessionId: string; record: WorkflowRecord }>): Promise<string[]>;
   /** Restores stored bridge sessions that name this node, and answers the tasks their interrupted prompts served (TRANSPORT). */
   adoptSessions(stored: LoadedSession[]): Promise<void>;
+  /**
+   * Keeps the A2A tasks whose records name this node (those still running failed); `replace`: they are all it keeps
+   * (its lease taken back, what others took over meanwhile being theirs).
+   */
+  adoptA2aTasks(records: A2aTaskRecord[], options: { replace: boolean }): Promise<void>;
   /** Watches the deadlines of the messages the store holds unfinished: a dead node's watches died with it. */
   watchDeadlines(): Promise<void>;
   /** Sends again the pending tasks of restored auto workflows (once the bus takes messages). */
@@ -202,7 +208,7 @@ export class NodeOwnership implements RecordOwner {
       }
       return "elsewhere";
     }
-    const owner = await this.#otherNodeOf("workflows", sessionId);
+    const owner = await this.otherNodeOf("workflows", sessionId);
     if (owner === undefined) return "here";
     await this.#cluster.request(owner, WORKFLOW_TOPIC, { envelope });
     return "elsewhere";
@@ -215,7 +221,7 @@ export class NodeOwnership implements RecordOwner {
    * (`unavailable`: 503) when that node does not answer (it died and was not yet taken over, or lost its lease).
    */
   async forward(sessionId: string, request: unknown): Promise<{ answer: unknown } | undefined> {
-    const owner = await this.#otherNodeOf("workflows", sessionId);
+    const owner = await this.otherNodeOf("workflows", sessionId);
     return owner === undefined ? undefined : { answer: await this.#cluster.request(owner, WORKFLOW_ROUTE_TOPIC, request) };
   }
 
@@ -225,11 +231,15 @@ export class NodeOwnership implements RecordOwner {
    * (`unavailable`: 503) when its record names this node, which lost its lease.
    */
   sessionNodeOf(sessionId: string): Promise<string | undefined> {
-    return this.#otherNodeOf("bridge_sessions", sessionId);
+    return this.otherNodeOf("bridge_sessions", sessionId);
   }
 
-  /** The node the record `id` of `collection` names when it is another than this one (one read of the shared store, no cache). */
-  async #otherNodeOf(collection: "workflows" | "bridge_sessions", id: string): Promise<string | undefined> {
+  /**
+   * The node the record `id` of `collection` names when it is another than this one (one read of the shared store, no
+   * cache); `undefined` when no record names a node, or it names this one. TRANSPORT (`unavailable`: 503) when it
+   * names this node while this node lost its lease or restores what it takes over.
+   */
+  async otherNodeOf(collection: "workflows" | "bridge_sessions" | "a2a_tasks", id: string): Promise<string | undefined> {
     const record = (await this.#host.store().get(collection, id)) as { node?: unknown } | undefined;
     const owner = typeof record?.node === "string" ? record.node : undefined;
     if (owner !== this.nodeId) return owner;
@@ -376,6 +386,7 @@ export class NodeOwnership implements RecordOwner {
       const workflows = await this.#host.adoptWorkflows(await loadWorkflows(store, this.nodeId));
       const sessions = await SessionRecords.load(store, this.nodeId);
       await this.#host.adoptSessions(sessions);
+      await this.#host.adoptA2aTasks(await loadA2aTasks(store, this.nodeId), { replace: true });
       await this.#hearAgain();
       this.#host.resumeWorkflows(workflows);
       this.#host.announce("cluster.lease_regained", { workflows: workflows.length, sessions: sessions.length });
@@ -400,10 +411,13 @@ export class NodeOwnership implements RecordOwner {
       await store.flush();
       const workflows = await loadWorkflows(store, nodeId);
       const sessions = await SessionRecords.load(store, nodeId);
+      const a2aTasks = await loadA2aTasks(store, nodeId);
       const moved = workflows.map(({ sessionId, record }) => ({ sessionId, record: { ...record, node: this.nodeId } }));
       const movedSessions = sessions.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
+      const movedA2aTasks = a2aTasks.map((record) => ({ ...record, node: this.nodeId }));
       for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
       for (const { session } of movedSessions) store.put("bridge_sessions", session.sessionId, session, { fence });
+      for (const record of movedA2aTasks) store.put("a2a_tasks", a2aRecordId(record.agentId, record.taskId), record, { fence });
       store.delete("meta", NODE_RECORD_PREFIX + nodeId, { fence });
       await store.flush();
       // Another node took the dead one over meanwhile (this scan outlived the lease): it has the records.
@@ -411,6 +425,7 @@ export class NodeOwnership implements RecordOwner {
       await this.#clearPresence(nodeId);
       const adopted = await this.#host.adoptWorkflows(moved);
       await this.#host.adoptSessions(movedSessions);
+      await this.#host.adoptA2aTasks(movedA2aTasks, { replace: false });
       await this.#hearAgain();
       this.#host.resumeWorkflows(adopted);
       this.#host.announce("cluster.takeover", { fromNode: nodeId, workflows: adopted.length, sessions: movedSessions.length });

@@ -11,9 +11,21 @@
  * - `workflows`: XState persisted snapshots of workflow sessions;
  * - `bridge_sessions`: bridge sessions (status, metadata, history, usage, timestamps);
  * - `memory`: the conversation memory of agent.yaml agents (ids share prefixes: list them with `prefix`);
- * - `meta`: anything else the server keeps about itself.
+ * - `meta`: anything else the server keeps about itself;
+ * - `a2a_tasks`, `a2a_contexts`: in a cluster, the A2A tasks a node serves and the bridge session behind each A2A
+ *   context, so that every node finds them (src/a2a/a2a-records.ts).
  */
-export const STORE_COLLECTIONS = ["agents", "messages", "message_status", "workflows", "bridge_sessions", "memory", "meta"] as const;
+export const STORE_COLLECTIONS = [
+  "agents",
+  "messages",
+  "message_status",
+  "workflows",
+  "bridge_sessions",
+  "memory",
+  "meta",
+  "a2a_tasks",
+  "a2a_contexts",
+] as const;
 
 /** One collection of a store. */
 export type StoreCollection = (typeof STORE_COLLECTIONS)[number];

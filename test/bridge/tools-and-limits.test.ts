@@ -241,6 +241,19 @@ describe("errors and limits (SPEC §2.3)", () => {
     await second;
   });
 
+  it("counts work that reserves a slot (a cluster's forwarded A2A request) against maxConcurrentRequests until it gives the slot back", async () => {
+    const { runtime } = await startTestRuntime({ maxConcurrentRequests: 2 });
+    const releases = [runtime.bridge.reserve(), runtime.bridge.reserve()];
+    expect(() => runtime.bridge.reserve()).toThrow(expect.objectContaining({ type: "CAPACITY" }));
+    expect(await rejectionOf(runtime.bridge.health())).toMatchObject({ type: "CAPACITY", details: { maxConcurrentRequests: 2 } });
+    releases[0]!();
+    // Given back twice, a slot counts once.
+    releases[0]!();
+    expect((await runtime.bridge.health()).status).toBe("ok");
+    expect(() => runtime.bridge.reserve()).not.toThrow();
+    expect(() => runtime.bridge.reserve()).toThrow(expect.objectContaining({ type: "CAPACITY" }));
+  });
+
   it("refuses calls before start with INTERNAL", async () => {
     const runtime = createRuntime({ agents: [createMockAgent({ id: "echo" })] });
     expect(await rejectionOf(runtime.bridge.health())).toMatchObject({ type: "INTERNAL", message: "Runtime is not started" });

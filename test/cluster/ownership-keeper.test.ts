@@ -60,6 +60,7 @@ function fakeHost(store: Store): OwnershipHost & { halts: number; adopted: strin
       return records.map((record) => record.sessionId);
     },
     adoptSessions: async () => undefined,
+    adoptA2aTasks: async () => undefined,
     resumeWorkflows: () => undefined,
     watchDeadlines: () => Promise.resolve(),
     halt: async () => {
