@@ -311,7 +311,7 @@ describe("A2A on any node of a cluster", () => {
     expect(b.runtime.health().sessions.total).toBe(1);
   }, 30_000);
 
-  it("answers through node B for a task of an agent registered on node A only, which node B does not serve itself", async () => {
+  it("answers through node B for a task of an agent registered on node A, and takes its new tasks there once the registration reached it", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a"), await startNode(cluster, "node-b")];
     await register(a.bus, QA);
@@ -326,10 +326,11 @@ describe("A2A on any node of a cluster", () => {
     const got = await rpc(b, encodeURIComponent(QA), "GetTask", { id: reviewed.id });
     expect(got.status).toBe(200);
     expect(answerOf(Task.fromJSON(got.body.result))).toBe("Reviewed: the patch");
-    // Registrations reach other nodes at their restart (docs/cluster.md): node-b serves no card of it, nor new tasks.
-    expect((await rpc(b, encodeURIComponent(QA), "SendMessage", { message: { messageId: "m1", role: "ROLE_USER", parts: [{ text: "hi" }] } })).status).toBe(
-      404,
-    );
+    // The registration reached node-b (docs/cluster.md, "Registrations on every node"): it serves new tasks of the
+    // agent too, delivered to its socket on node-a through the cluster's stream.
+    await until(() => b.bus.listAgents().some((agent) => agent.agent_id === QA), 5_000);
+    const fresh = asTask(await (await clientOf(b, encodeURIComponent(QA))).sendMessage(message("the fix")));
+    expect(answerOf(fresh)).toBe("Reviewed: the fix");
   }, 30_000);
 
   it("keeps its tasks and contexts across a restart under its id: answered, and continued, as before", async () => {
