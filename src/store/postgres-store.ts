@@ -35,11 +35,13 @@ export interface PostgresStoreOptions {
   /**
    * One troupe process at a time writes to the store (default true): the store holds a PostgreSQL advisory lock
    * on its writing connection for as long as it is open, a second store on the same schema is CONFIG at open,
-   * and no write is made on a connection that does not hold the lock. false lets several processes share it.
+   * and no write is made on a connection that does not hold the lock. false lets several processes share it (a
+   * cluster's nodes): they hold the same lock together, so an exclusive store cannot open a schema they share, nor
+   * they one an exclusive store holds (CONFIG at open, after `lockWaitMs`).
    */
   exclusive?: boolean;
   /**
-   * How long an exclusive store waits at open for the lock of a previous owner (default 10 s): one killed a moment
+   * How long a store waits at open for the lock of a previous owner (default 10 s): one killed a moment
    * ago holds it until PostgreSQL notices its connection's end (at once for a process killed on a running host,
    * about 25 s for a host that vanished). CONFIG "in use by another process" after it.
    */
@@ -179,8 +181,8 @@ function connectionConfig(options: ResolvedOptions): pg.ClientConfig {
 }
 
 /**
- * Opens the store's writing connection and, for an exclusive store, takes its advisory lock: CONFIG when
- * another process holds it. The lock lives as long as the connection (PostgreSQL releases it when the
+ * Opens the store's writing connection and takes its advisory lock (alone for an exclusive store, with the
+ * others for a shared one): CONFIG when another process holds it the other way. The lock lives as long as the connection (PostgreSQL releases it when the
  * connection ends, or the process holding it dies).
  */
 async function connectWriter(driver: Pg, options: ResolvedOptions): Promise<pg.Client> {
@@ -202,7 +204,7 @@ async function connectWriter(driver: Pg, options: ResolvedOptions): Promise<pg.C
     await client.query(
       "SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)",
     );
-    if (options.exclusive) await takeWriterLock(client, options);
+    await takeWriterLock(client, options);
     return client;
   } catch (error) {
     await client.end().catch(() => undefined);
@@ -210,16 +212,25 @@ async function connectWriter(driver: Pg, options: ResolvedOptions): Promise<pg.C
   }
 }
 
-/** Takes the exclusive store's lock, waiting up to `lockWaitMs` for a previous owner's to go; CONFIG if it does not. */
+/**
+ * Takes the store's lock, waiting up to `lockWaitMs` for a holder to go; CONFIG if it does not. An exclusive store
+ * holds it alone; shared stores (a cluster's nodes) hold it together, so that neither kind opens a schema the other
+ * holds: a troupe that owns a store alone would restore, and rewrite, the records a cluster's nodes own.
+ */
 async function takeWriterLock(client: pg.Client, options: ResolvedOptions): Promise<void> {
   await client.query("SELECT set_config('lock_timeout', $1, false)", [`${options.lockWaitMs}ms`]);
   try {
-    await client.query("SELECT pg_advisory_lock($1, hashtext($2))", [WRITER_LOCK_CLASS, options.schemaName]);
+    await client.query(options.exclusive ? "SELECT pg_advisory_lock($1, hashtext($2))" : "SELECT pg_advisory_lock_shared($1, hashtext($2))", [
+      WRITER_LOCK_CLASS,
+      options.schemaName,
+    ]);
   } catch (error) {
     if (!(error instanceof Error && "code" in error && error.code === LOCK_NOT_AVAILABLE)) throw error;
     throw new BridgeError(
       "CONFIG",
-      `${options.where} is in use by another process: one process at a time owns an exclusive store (another troupe serve? give each its own schema or database)`,
+      options.exclusive
+        ? `${options.where} is in use by another process: one process at a time owns an exclusive store, and a cluster's nodes share theirs only with each other (another troupe serve, or a cluster's node? give each its own schema or database)`
+        : `${options.where} is in use by another process that owns it alone (a troupe serve without --cluster?): a cluster's nodes share a store only with each other`,
     );
   }
   await client.query("SELECT set_config('lock_timeout', '0', false)");

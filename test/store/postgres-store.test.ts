@@ -196,6 +196,15 @@ describe("the PostgreSQL store's options and connections", () => {
     shared[0].put("meta", "seen", true);
     await shared[0].flush();
     expect(await shared[1].get("meta", "seen")).toBe(true);
+    // A troupe that would own it alone cannot open what a cluster's nodes share (it would rewrite their records) ...
+    const alone = await openError({ schema });
+    expect([alone.type, alone.message]).toEqual(["CONFIG", expect.stringMatching(/in use by another process/)]);
+    await Promise.all(shared.map((store) => store.close()));
+    // ... nor a cluster's node one that an exclusive store holds.
+    const owner = await open({ schema });
+    const node = await openError({ schema, exclusive: false });
+    expect([node.type, node.message]).toEqual(["CONFIG", expect.stringMatching(/owns it alone \(a troupe serve without --cluster\?\)/)]);
+    await owner.close();
   });
 
   it("waits at open for the lock of a previous owner that is going away", async () => {
