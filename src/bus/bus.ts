@@ -452,15 +452,17 @@ export class CommunicationBus {
    * lets HTTP requests in flight finish, then stops every actor (and the runtime it owns). Messages not yet
    * acknowledged stay in the store as they were (queued, waiting for an ack, or between retries) and resolves
    * once that is durable: the next `start()` on the same store delivers them. With the default memory store
-   * they are gone with the process.
+   * they are gone with the process. With `withRuntime`, a runtime the bus was given is stopped with it too (what
+   * `troupe serve` does): a cluster node then lets its lease go, and the other nodes take its work over at their
+   * next scan rather than a lease time later.
    */
-  stop(): Promise<void> {
+  stop({ withRuntime = false }: { withRuntime?: boolean } = {}): Promise<void> {
     if (this.state === "starting") return Promise.reject(new BridgeError("INTERNAL", "The bus is still starting: await start() first"));
     if (this.stopping === undefined && (this.state === "new" || this.state === "stopped")) {
       this.state = "stopped";
       return Promise.resolve();
     }
-    this.stopping ??= this.shutdown();
+    this.stopping ??= this.shutdown(this.ownsRuntime || withRuntime);
     return this.stopping;
   }
 
@@ -718,7 +720,7 @@ export class CommunicationBus {
     return this.http;
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(stopRuntime: boolean): Promise<void> {
     this.state = "stopping";
     // No more takeovers nor requests for this node's workflows; its lease is kept until what it runs is stored.
     await this.ownership?.quiesce();
@@ -760,10 +762,10 @@ export class CommunicationBus {
       // The runtime's own stop tries once more when it closes the store, and says what it lost.
       process.emitWarning(`The bus stopped with writes not yet durable: ${String(error)}`, "TroupeBusWarning");
     }
-    if (this.ownsRuntime) await this.runtime.stop();
-    // Released: the other nodes take this one's workflows and sessions over at their next scan. A runtime this
-    // bus does not own still runs its bridge sessions: the lease runs out instead, once this node writes nothing.
-    await this.ownership?.stop({ release: this.ownsRuntime });
+    if (stopRuntime) await this.runtime.stop();
+    // Released: the other nodes take this one's workflows and sessions over at their next scan. A runtime that
+    // outlives the bus still runs its bridge sessions: the lease runs out instead, once this node writes nothing.
+    await this.ownership?.stop({ release: stopRuntime });
     this.stopFollowingNats?.();
     await this.clusterNode?.close();
     this.stopCounting();

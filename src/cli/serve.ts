@@ -194,7 +194,8 @@ export async function serve(options: ServeOptions): Promise<void> {
   );
   const signal = await signalled;
   logger.info({ signal }, "stopping: the bus, then the runtime");
-  await bus.stop();
+  // The runtime stops with the bus: a cluster node lets its lease go, and the others take its work over at once.
+  await bus.stop({ withRuntime: true });
   await runtime.stop();
   stopHandling();
   logger.info("stopped");

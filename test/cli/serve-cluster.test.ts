@@ -25,8 +25,22 @@ afterAll(async () => {
 });
 
 /** `troupe serve --cluster` on a free port; resolves once it listens. */
-async function serveNode(nodeId: string) {
-  const child = troupe(["serve", "--port", "0", "--host", "127.0.0.1", "--no-agents", "--store", postgres.url(), "--cluster", nats.url, "--node-id", nodeId]);
+async function serveNode(nodeId: string, extra: string[] = []) {
+  const child = troupe([
+    "serve",
+    "--port",
+    "0",
+    "--host",
+    "127.0.0.1",
+    "--no-agents",
+    "--store",
+    postgres.url(),
+    "--cluster",
+    nats.url,
+    "--node-id",
+    nodeId,
+    ...extra,
+  ]);
   const stdout = collect(child.stdout);
   const stderr = collect(child.stderr);
   // A node that does not start says why on stderr: the failure shows it.
@@ -71,6 +85,42 @@ describe("troupe serve --cluster", () => {
       second.child.kill("SIGTERM");
     }
     expect(await exitCodeOf(first.child)).toBe(0);
+    expect(await exitCodeOf(second.child)).toBe(0);
+  }, 60_000);
+
+  it("hands a stopped node's work to the other at its next scan, not a lease time later", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "troupe-serve-cluster-"));
+    // A lease of 20 s: the other node scans every 10 s; without the stopped node's release it would wait 20 s more.
+    const config = join(dir, "troupe.json");
+    await writeFile(config, JSON.stringify({ cluster: { leaseMs: 20_000 } }));
+    const [first, second] = await Promise.all([serveNode("node-s1", ["--config", config]), serveNode("node-s2", ["--config", config])]);
+    try {
+      const created = await fetch(`${first.url}/sessions`, {
+        method: "POST",
+        body: JSON.stringify({
+          initiator: "cli://lead",
+          participants: [{ agent_id: "cli://dev", role: "dev" }],
+          steps: [{ name: "design", required_agents: ["cli://dev"] }],
+        }),
+      });
+      expect(created.status).toBe(201);
+      const { session_id: sessionId } = (await created.json()) as { session_id: string };
+      first.child.kill("SIGTERM");
+      expect(await exitCodeOf(first.child)).toBe(0);
+      const stoppedAt = Date.now();
+      let answer = 0;
+      while (answer !== 200 && Date.now() - stoppedAt < 16_000) {
+        answer = (await fetch(`${second.url}/sessions/${sessionId}`)).status;
+        if (answer !== 200) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(answer).toBe(200);
+      const listed = (await (await fetch(`${second.url}/sessions`)).json()) as { sessions: Array<{ session_id: string; node: string }> };
+      expect(listed.sessions).toMatchObject([{ session_id: sessionId, node: "node-s2" }]);
+    } finally {
+      first.child.kill("SIGTERM");
+      second.child.kill("SIGTERM");
+      await rm(dir, { recursive: true, force: true });
+    }
     expect(await exitCodeOf(second.child)).toBe(0);
   }, 60_000);
 
