@@ -1043,7 +1043,7 @@ export class CommunicationBus {
     this.stopFollowingNats = announceNatsState(node.connection, this.announceCluster as ClusterAnnounce, this.clock);
   }
 
-  /** `GET /health` of a cluster node: its id, NATS and the store as it sees them; not ready (503) while either is out of reach. */
+  /** `GET /health` of a cluster node: its id, NATS, the store and its lease as it sees them; not ready (503) while either is out of reach or the lease is lost. */
   private async clusterHealth(): Promise<{ ready: boolean; view: Record<string, unknown> }> {
     const node = this.clusterNode as ClusterNode;
     const nats = node.state();
@@ -1058,9 +1058,11 @@ export class CommunicationBus {
       }),
     ]);
     clearTimeout(timer);
+    // A node that lost its lease refuses new workflows and sessions, and answers its own 503: no traffic for it.
+    const lease = this.ownership === undefined ? undefined : this.ownership.holdsLease() ? "held" : "lost";
     return {
-      ready: nats === "connected" && store === "reachable",
-      view: { node: node.nodeId, nats, store, ...this.clusterDeliveries?.view() },
+      ready: nats === "connected" && store === "reachable" && lease !== "lost",
+      view: { node: node.nodeId, nats, store, ...(lease === undefined ? {} : { lease }), ...this.clusterDeliveries?.view() },
     };
   }
 

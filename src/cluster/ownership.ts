@@ -133,11 +133,18 @@ export class NodeOwnership implements RecordOwner {
     // Waiting here is the process's own time, not the node's clock (which tests may stand still).
     const deadline = performance.now() + this.#claimTimeoutMs;
     const pollMs = Math.max(10, Math.floor(this.#cluster.leaseMs / 8));
-    for (;;) {
+    for (let attempt = 0; ; attempt += 1) {
       const lease = await this.#cluster.leases.acquire(nodeResource(this.nodeId));
       if (lease !== undefined) {
         this.#hold(lease);
         break;
+      }
+      // Said once: a node restarted after a kill waits up to a lease time, and an operator should know why.
+      if (attempt === 0) {
+        process.emitWarning(
+          `troupe: node ${this.nodeId} waits for its lease, held by its previous run (killed?) or by a node taking its work over: up to ${Math.round(this.#claimTimeoutMs / 1000)} s`,
+          { code: "TROUPE_CLUSTER" },
+        );
       }
       if (performance.now() >= deadline) {
         throw new BridgeError(

@@ -34,13 +34,16 @@ export function isUnavailable(error: unknown): boolean {
   return error instanceof Error && /Connection terminated|timeout|timed out|Client has encountered a connection error|not queryable/i.test(error.message);
 }
 
-/** The BridgeError of a failure to use the store at `where`: TRANSPORT when the server was unavailable, INTERNAL otherwise. */
+/** The BridgeError of a failure to use the store at `where`: TRANSPORT (`unavailable`: 503) when the server was unavailable, INTERNAL otherwise. */
 export function postgresError(error: unknown, where: string, doing: string): BridgeError {
   if (error instanceof BridgeError) return error;
   const code = codeOf(error);
   const details = code === undefined ? {} : { code };
   const message = `${where}: ${doing} failed: ${toBridgeError(error).message}`;
-  return new BridgeError(isUnavailable(error) ? "TRANSPORT" : "INTERNAL", message, details);
+  // A server away for now: a service unavailable (503), to be asked again, as a cluster's other outages are.
+  return isUnavailable(error)
+    ? new BridgeError("TRANSPORT", message, { ...details, unavailable: true, retryable: true })
+    : new BridgeError("INTERNAL", message, details);
 }
 
 /** The BridgeError of a failure to open the store: CONFIG when the server refuses the user or the database, TRANSPORT when unreachable. */
@@ -50,6 +53,12 @@ export function postgresOpenError(error: unknown, where: string): BridgeError {
   if (isServerAnswer(error) && code !== undefined && REFUSED_SQLSTATE.test(code)) {
     return new BridgeError("CONFIG", `Cannot open ${where}: ${toBridgeError(error).message}`, { code });
   }
-  if (isUnavailable(error)) return new BridgeError("TRANSPORT", `Cannot reach ${where}: ${toBridgeError(error).message}`, code === undefined ? {} : { code });
+  if (isUnavailable(error)) {
+    return new BridgeError("TRANSPORT", `Cannot reach ${where}: ${toBridgeError(error).message}`, {
+      ...(code === undefined ? {} : { code }),
+      unavailable: true,
+      retryable: true,
+    });
+  }
   return new BridgeError("CONFIG", `Cannot open ${where}: ${toBridgeError(error).message}`, code === undefined ? {} : { code });
 }

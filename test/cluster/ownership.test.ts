@@ -283,6 +283,11 @@ describe("workflow ownership", () => {
     // Refused as a node without its lease refuses everything: 503 (unavailable), ask another node or again.
     expect(() => createWorkflow(a)).toThrow(expect.objectContaining({ type: "TRANSPORT", details: expect.objectContaining({ unavailable: true }) }));
     await expect(a.runtime.bridge.sessionsCreate({})).rejects.toMatchObject({ type: "TRANSPORT", details: { unavailable: true } });
+    // Its health says so, for a load balancer to send no one there; node-b's holds its lease.
+    const health = await fetch(`${a.bus.url}/health`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ status: "unavailable", cluster: { node: "node-a", lease: "lost" } });
+    expect(await (await fetch(`${b.bus.url}/health`)).json()).toMatchObject({ cluster: { node: "node-b", lease: "held" } });
   }, 30_000);
 });
 
