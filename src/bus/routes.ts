@@ -137,7 +137,8 @@ export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
         const id = decoded(sessionId, "session_id");
         const session = sessions.getSession(id);
         if (session === undefined) throw sessionNotFound(id);
-        return session;
+        // On a cluster, the node that runs it (as GET /sessions lists it).
+        return bus.cluster === undefined ? session : { ...session, node: bus.cluster.nodeId };
       },
     },
     {

@@ -317,7 +317,10 @@ export class RuntimeAgents implements Messenger {
           request,
           task,
           "error",
-          { code: "TRANSPORT", message: "The runtime restarted while this task's prompt was pending: it was not answered" },
+          {
+            code: "TRANSPORT",
+            message: "The runtime restarted (or, in a cluster, another node took its work over) while this task's prompt was pending: it was not answered",
+          },
           answerId,
           INTERRUPTED_ANSWER_PATIENCE_MS,
         );

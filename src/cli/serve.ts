@@ -86,6 +86,17 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
   if (encryptionKey !== undefined && flags.inMemory === true) {
     throw new BridgeError("CONFIG", `$${ENCRYPTION_KEY_ENV} is set but --in-memory keeps nothing at rest`, { field: "encryptionKey" });
   }
+  const config = flags.config === undefined ? undefined : loadServerConfig(flags.config);
+  // A setting that would be silently ignored is a mistake to say, not to swallow.
+  if (config?.cluster !== undefined && flags.cluster === undefined) {
+    throw new BridgeError(
+      "CONFIG",
+      `${flags.config ?? "--config"}: its cluster section needs --cluster nats://… (and --store postgres://…); remove it to run one troupe`,
+      {
+        field: "cluster",
+      },
+    );
+  }
   return {
     ...(flags.inMemory === true ? {} : flags.store !== undefined ? { storeUrl: flags.store } : { dataDir: flags.data ?? DEFAULT_DATA_DIR }),
     ...(encryptionKey === undefined ? {} : { encryptionKey }),
@@ -97,7 +108,7 @@ export function serveOptionsFrom(flags: ServeFlags, env: NodeJS.ProcessEnv): Ser
     host: flags.host,
     ...(apiKey === undefined ? {} : { apiKey }),
     ...(flags.agentAuth === undefined ? {} : { agentAuth: flags.agentAuth }),
-    ...(flags.config === undefined ? {} : { config: loadServerConfig(flags.config) }),
+    ...(config === undefined ? {} : { config }),
     ...(flags.agents === undefined ? {} : { agents: flags.agents }),
     logLevel: flags.logLevel,
   };

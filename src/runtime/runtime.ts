@@ -119,7 +119,7 @@ export interface PromptRequest {
 /** How a prompt fails that was in flight or queued when the process ended: it was never answered; its session lives on. */
 const INTERRUPTED_PROMPT_ERROR: PromptError = Object.freeze({
   type: "TRANSPORT",
-  message: "The runtime restarted while the prompt was pending: it was not answered",
+  message: "The runtime restarted (or, in a cluster, another node took its work over) while the prompt was pending: it was not answered",
   retryable: true,
   sessionValid: true,
   details: Object.freeze({ interrupted: true }),

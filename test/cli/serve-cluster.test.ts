@@ -143,11 +143,14 @@ describe("troupe serve --cluster", () => {
       const [two, three] = [join(dir, "two.json"), join(dir, "three.json")];
       await writeFile(two, JSON.stringify({ cluster: { replicas: 2 } }));
       await writeFile(three, JSON.stringify({ cluster: { replicas: 3 } }));
-      const [badNumber, loneServer] = await Promise.all([
+      const [badNumber, loneServer, noCluster] = await Promise.all([
         run(["serve", "--cluster", nats.url, "--store", postgres.url(), "--config", two]),
         run(["serve", "--port", "0", "--no-agents", "--cluster", nats.url, "--store", postgres.url(), "--node-id", "lone", "--config", three]),
+        run(["serve", "--port", "0", "--no-agents", "--in-memory", "--config", three]),
       ]);
       expect(badNumber).toMatchObject({ code: 2, stderr: expect.stringContaining("cluster.replicas: 1, 3 or 5") });
+      // A cluster section without --cluster would be ignored: it is refused instead.
+      expect(noCluster).toMatchObject({ code: 2, stderr: expect.stringContaining("its cluster section needs --cluster nats://") });
       expect(loneServer).toMatchObject({
         code: 1,
         stderr: expect.stringContaining("cluster.replicas: 3 copies take a NATS cluster of at least 3 JetStream servers"),
