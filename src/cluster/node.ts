@@ -243,18 +243,46 @@ async function requestNode(connection: ClusterConnection, from: string, to: stri
       actualBytes: bytes,
     });
   }
+  if (connection.state() !== "connected") throw cutOff(from, to, topic);
+  const subject = requestSubject(to, topic);
   let answer: NodeAnswer;
   try {
-    const reply = await connection.nats.request(requestSubject(to, topic), request, { timeout: timeoutMs });
+    const reply = await connection.nats.request(subject, request, { timeout: timeoutMs });
     answer = reply.json<NodeAnswer>();
   } catch (error) {
-    throw new BridgeError(
-      "TRANSPORT",
-      `Node ${to} did not answer ${topic} within ${timeoutMs} ms (${error instanceof Error ? error.message : String(error)})`,
-      // No node to answer: a service unavailable for now (503), to be asked again (once another node took its work over).
-      { nodeId: to, unavailable: true, retryable: true },
-    );
+    // A request in flight when this node's connection broke times out: this node, not the other, is the cause.
+    if (connection.state() !== "connected") throw cutOff(from, to, topic);
+    throw unanswered(error, to, topic, subject, timeoutMs);
   }
   if ("error" in answer) throw new BridgeError(answer.error.type, answer.error.message, answer.error.details);
   return answer.result;
+}
+
+/** This node is cut from NATS: it can ask no node (503, to be asked again once it is back). */
+function cutOff(from: string, to: string, topic: string): BridgeError {
+  return new BridgeError("TRANSPORT", `This node (${from}) is cut off from NATS: it cannot ask node ${to} for ${topic} until NATS is back`, {
+    nodeId: to,
+    askingNode: from,
+    unavailable: true,
+    retryable: true,
+  });
+}
+
+/**
+ * Why node `to` gave no answer: no node of that id listens now (NATS says so at once), or it listens and did not
+ * answer in time. Either is a service unavailable for now (503), to be asked again.
+ */
+function unanswered(error: unknown, to: string, topic: string, subject: string, timeoutMs: number): BridgeError {
+  const details = { nodeId: to, subject, unavailable: true, retryable: true };
+  if (error instanceof Error && error.name === "RequestError" && (error as Error & { isNoResponders?: () => boolean }).isNoResponders?.() === true) {
+    return new BridgeError(
+      "TRANSPORT",
+      `No node ${to} answers ${topic} now: it stopped or is cut off from NATS (ask again once another node took its work over)`,
+      details,
+    );
+  }
+  if (error instanceof Error && error.name === "TimeoutError") {
+    return new BridgeError("TRANSPORT", `Node ${to} did not answer ${topic} within ${timeoutMs} ms`, { ...details, timeoutMs });
+  }
+  return new BridgeError("TRANSPORT", `Node ${to} could not be asked ${topic}: ${error instanceof Error ? error.message : String(error)}`, details);
 }

@@ -6,6 +6,11 @@
  * stream has subscribers says so on `troupe.events.watch` every few seconds, and every node publishes its events
  * for as long as it heard that lately. A node merges the others' events into its own numbering (`seq` is each
  * node's), never publishes an event it did not make (no loops), and builds nothing while nobody watches.
+ *
+ * A node's `cluster.*` events (rare and small) are always built: one made while no watch was heard since the node
+ * (re)connected to NATS (its `cluster.node_joined`, its `cluster.nats_disconnected` and `_reconnected`) is kept, at
+ * most `MAX_HELD_CLUSTER_EVENTS` of them for at most three watch periods, and published when the next watch is heard:
+ * by then the watching node's subscription is known to NATS, so the event reaches it.
  */
 import type { Subscription } from "@nats-io/transport-node";
 import type { Clock } from "../clock.js";
@@ -17,6 +22,9 @@ const WATCH_EVERY_MS = 2_000;
 const SUBJECT_PREFIX = "troupe.events";
 const WATCH_SUBJECT = `${SUBJECT_PREFIX}.watch`;
 const KNOWN_TYPES: ReadonlySet<unknown> = new Set(RUNTIME_EVENT_TYPES);
+const CLUSTER_TYPES = RUNTIME_EVENT_TYPES.filter((type) => type.startsWith("cluster."));
+/** The most `cluster.*` events kept for a watch to come (a node's own, between two watches): the oldest go first. */
+const MAX_HELD_CLUSTER_EVENTS = 32;
 
 /** What the event stream reads of its source: the hub's `on` and `lastSeq`. */
 export type EventSource = Pick<EventHub, "on" | "lastSeq">;
@@ -36,6 +44,10 @@ export class ClusterEvents implements EventSource {
   /** Until when (this node's clock) another node watches: its events go out until then. */
   private watchedUntil = 0;
   private expiryTimer: unknown;
+  /** This node's `cluster.*` events made while no watch was heard since it (re)connected, and when they were made. */
+  private held: { payload: string; madeAt: number }[] = [];
+  /** Stops following this node's `cluster.*` events and its connection's state: set while joined. */
+  private detachCluster: (() => void) | undefined;
 
   constructor(
     private readonly local: EventHub,
@@ -59,13 +71,26 @@ export class ClusterEvents implements EventSource {
         this.watchedUntil = this.clock.now() + 3 * WATCH_EVERY_MS;
         this.followLocal();
         if (this.expiryTimer === undefined) this.expiryTimer = this.clock.setTimeout(() => this.checkWatched(), 3 * WATCH_EVERY_MS);
+        this.publishHeld();
       },
     });
+    const offClusterEvents = CLUSTER_TYPES.map((type) => this.local.on(type, (event) => this.onLocalCluster(event)));
+    const offState = connection.onStateChange((state) => {
+      // Until a watch is heard again, the watching nodes may not be back on NATS: what this node says is kept.
+      if (state !== "connected") this.watchedUntil = 0;
+    });
+    this.detachCluster = () => {
+      for (const off of offClusterEvents) off();
+      offState();
+    };
     if (this.listeners > 0) this.startWatching();
   }
 
   /** Leaves the cluster (the bus is stopping). */
   leave(): void {
+    this.detachCluster?.();
+    this.detachCluster = undefined;
+    this.held = [];
     this.stopWatching();
     this.watches?.unsubscribe();
     this.watches = undefined;
@@ -119,10 +144,37 @@ export class ClusterEvents implements EventSource {
   private onLocal(event: RuntimeEvent): void {
     const { seq: _seq, type, actorId, ...stamped } = event;
     if (this.listeners > 0) this.merged.emit(type, actorId, stamped);
+    // `cluster.*` events go out by `onLocalCluster`, watched or not.
+    if (this.clock.now() >= this.watchedUntil || type.startsWith("cluster.")) return;
+    this.publish(JSON.stringify({ type, actorId, ...stamped }));
+  }
+
+  /** One of this node's `cluster.*` events: published now while watched, else kept for the next watch heard. */
+  private onLocalCluster(event: RuntimeEvent): void {
+    const { seq: _seq, ...unnumbered } = event;
+    const payload = JSON.stringify(unnumbered);
+    if (this.clock.now() < this.watchedUntil && this.connection?.state() === "connected") {
+      this.publish(payload);
+      return;
+    }
+    this.held.push({ payload, madeAt: this.clock.now() });
+    if (this.held.length > MAX_HELD_CLUSTER_EVENTS) this.held.shift();
+  }
+
+  /** A watch was heard: the `cluster.*` events kept for it go out, those older than three watch periods are dropped. */
+  private publishHeld(): void {
+    if (this.held.length === 0) return;
+    const since = this.clock.now() - 3 * WATCH_EVERY_MS;
+    const held = this.held;
+    this.held = [];
+    for (const { payload, madeAt } of held) if (madeAt >= since) this.publish(payload);
+  }
+
+  private publish(payload: string): void {
     const connection = this.connection;
-    if (connection === undefined || this.clock.now() >= this.watchedUntil || connection.state() !== "connected") return;
+    if (connection === undefined || connection.state() !== "connected") return;
     try {
-      connection.nats.publish(`${SUBJECT_PREFIX}.node.${Buffer.from(this.nodeId).toString("base64url")}`, JSON.stringify({ type, actorId, ...stamped }));
+      connection.nats.publish(`${SUBJECT_PREFIX}.node.${Buffer.from(this.nodeId).toString("base64url")}`, payload);
     } catch {
       // NATS is closing: the other nodes miss this event, as they would any event of a node they cannot reach.
     }

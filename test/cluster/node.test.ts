@@ -7,7 +7,7 @@ import { defaultNodeId, openClusterNode } from "../../src/cluster/node.js";
 import { BridgeError } from "../../src/errors.js";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
 import { startEngines } from "../support/engines.js";
-import type { NatsServer } from "../support/nats-server.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 
 let server: NatsServer;
@@ -65,6 +65,39 @@ describe("a cluster node", () => {
       await Promise.all([a.close(), b.close()]);
     }
   });
+
+  it("says which node failed a request: none of that id answers now, it did not answer in time, or this node is cut off from NATS", async () => {
+    const own = await startNats();
+    const [a, b] = [await openClusterNode({ url: own.url, nodeId: "node-a" }), await openClusterNode({ url: own.url, nodeId: "node-b" })];
+    try {
+      const unavailable = { unavailable: true, retryable: true };
+      // No node-c listens: NATS says so at once, and the message says so, without NATS's subject.
+      const nobody = await a.request("node-c", "workflow-route", {}, 60_000).catch((error: unknown) => error as BridgeError);
+      expect(nobody).toMatchObject({
+        type: "TRANSPORT",
+        message: "No node node-c answers workflow-route now: it stopped or is cut off from NATS (ask again once another node took its work over)",
+        details: { nodeId: "node-c", ...unavailable },
+      });
+      const stop = await b.serve("slow", () => new Promise(() => {}));
+      await expect(a.request("node-b", "slow", {}, 200)).rejects.toMatchObject({
+        type: "TRANSPORT",
+        message: "Node node-b did not answer slow within 200 ms",
+        details: { nodeId: "node-b", timeoutMs: 200, ...unavailable },
+      });
+      stop();
+      await own.halt();
+      while (a.state() !== "disconnected") await new Promise((resolve) => setTimeout(resolve, 20));
+      // Cut off itself, the asking node says so at once rather than blame node-b after the timeout.
+      await expect(a.request("node-b", "workflow-route", {}, 60_000)).rejects.toMatchObject({
+        type: "TRANSPORT",
+        message: "This node (node-a) is cut off from NATS: it cannot ask node node-b for workflow-route until NATS is back",
+        details: { nodeId: "node-b", askingNode: "node-a", ...unavailable },
+      });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await own.stop();
+    }
+  }, 30_000);
 
   it("answers INTERNAL for an answer larger than NATS carries, and sends no request larger than it (CONFIG, 413)", async () => {
     const [a, b] = await Promise.all([openClusterNode({ url: server.url, nodeId: "node-a" }), openClusterNode({ url: server.url, nodeId: "node-b" })]);

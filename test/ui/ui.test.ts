@@ -152,6 +152,26 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
     await page.getByLabel("Event kind").selectOption("all");
   });
 
+  it("shows in the actor tree the actors of the node serving the page; another node's actor events go to the log only", async () => {
+    // The page's server says it is cluster node node-2 (the suite's bus is one process: its own events carry no node).
+    await page.route("**/health", (route) => route.fulfill({ json: { status: "ok", cluster: { node: "node-2" } } }));
+    try {
+      await page.reload();
+      await page.locator('[data-testid="connection"]', { hasText: "live" }).waitFor();
+      await row("supervisor").waitFor();
+      const spawned = { parentId: "shard-0", machine: "session", state: "active" };
+      runtime.hub.emit("actor.spawned", "taken-over-on-node-1", { ...spawned, node: "node-1" } as never);
+      runtime.hub.emit("actor.spawned", "own-on-node-2", { ...spawned, node: "node-2" } as never);
+      await row("own-on-node-2").waitFor();
+      await expect.poll(() => page.locator('.log tr[data-type="actor.spawned"]', { hasText: "taken-over-on-node-1" }).count()).toBe(1);
+      expect(await row("taken-over-on-node-1").count()).toBe(0);
+      runtime.hub.emit("actor.stopped", "own-on-node-2", { reason: "done", node: "node-2" } as never);
+      await expect.poll(() => row("own-on-node-2").count()).toBe(0);
+    } finally {
+      await page.unroute("**/health");
+    }
+  });
+
   it("starts a workflow from the form as it loads: every step by the first agent, which is also the initiator", async () => {
     await page.setViewportSize({ width: 1400, height: 900 });
     const form = page.getByTestId("workflow-form");

@@ -2,6 +2,10 @@
  * What the page knows, kept current from the event stream: the live actor tree (read once from `GET /actors`,
  * then changed by `actor.*` events after the listing's `seq`), the recent events, and the text each prompt
  * streamed. Views subscribe; changes are drawn at most once a frame.
+ *
+ * On a cluster node the stream has every node's events, but `GET /actors` lists this node's actors only: the tree
+ * is this node's (its id from `GET /health`), and another node's `actor.*` events go to the log only (actor ids
+ * are each node's own, and would collide).
  */
 import { api, KeyRequired, readEvents, type StreamFrame } from "./api.js";
 
@@ -40,6 +44,8 @@ export class Model {
   /** Actors the first listing left out (past `MAX_LISTED_ACTORS`). */
   unlisted = 0;
   lastSeq = 0;
+  /** The cluster node serving the page (undefined off a cluster): the node of the tree's actors. */
+  nodeId: string | undefined;
   /** Bumped at every change: views compare it. */
   version = 0;
   private readonly listeners = new Set<() => void>();
@@ -138,6 +144,7 @@ export class Model {
   }
 
   private async list(): Promise<void> {
+    this.nodeId = await serverNodeId();
     this.actors.clear();
     this.children.clear();
     let cursor: string | undefined;
@@ -175,7 +182,7 @@ export class Model {
   /** One frame of the stream. */
   apply(frame: StreamFrame): void {
     if (frame.seq !== undefined) this.lastSeq = frame.seq;
-    const id = frame.actorId;
+    const id = this.isOwn(frame) ? frame.actorId : undefined;
     switch (frame.type) {
       case "actor.spawned":
         if (id !== undefined)
@@ -214,10 +221,26 @@ export class Model {
     this.changed();
   }
 
+  /** Whether the frame's event happened on the node serving the page (events off a cluster carry no node). */
+  private isOwn(frame: StreamFrame): boolean {
+    return frame.node === undefined || frame.node === this.nodeId;
+  }
+
   /** Adds a frame to the log (the newest `LOG_SIZE` are kept). */
   private record(frame: StreamFrame): void {
     this.log.push(frame);
     if (this.log.length > LOG_SIZE) this.log.splice(0, this.log.length - LOG_SIZE);
+  }
+}
+
+/** The id of the cluster node serving the page (`GET /health`'s `cluster.node`), or undefined off a cluster. */
+async function serverNodeId(): Promise<string | undefined> {
+  try {
+    // A cluster node out of NATS or its store answers 503, with its id all the same.
+    const health = (await (await fetch("/health")).json()) as { cluster?: { node?: unknown } };
+    return typeof health.cluster?.node === "string" ? health.cluster.node : undefined;
+  } catch {
+    return undefined;
   }
 }
 
