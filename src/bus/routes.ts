@@ -80,11 +80,11 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/sessions$/,
-      handle: async ({ query }) => {
-        const request = pageRequestOf(query);
-        // A cluster's list is the whole cluster's (docs/cluster.md, "GET /sessions on any node").
-        const views = bus.cluster === undefined ? sessions.sessionViews() : await sessions.clusterSessionViews();
-        const { items, next_cursor } = pageOf(views, request);
+      handle: ({ query }) => {
+        // On a cluster, this node's workflows (docs/cluster.md, "GET /sessions lists the node's workflows"), each naming it.
+        const node = bus.cluster?.nodeId;
+        const views = node === undefined ? sessions.sessionViews() : withNode(sessions.sessionViews(), node);
+        const { items, next_cursor } = pageOf(views, pageRequestOf(query));
         return { sessions: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },
     },
@@ -190,4 +190,9 @@ export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
       },
     },
   ];
+}
+
+/** Views that name the node that runs them (a cluster node's). */
+function* withNode<T extends object>(views: Iterable<() => T>, node: string): Generator<() => T & { node: string }> {
+  for (const view of views) yield () => ({ ...view(), node });
 }

@@ -38,7 +38,7 @@ import type { Store, WriteOptions } from "../store/store.js";
 import type { RecordOwner } from "../cluster/record-owner.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
-import { loadWorkflows, workflowRecordIn, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
+import { loadWorkflows, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
 
 /** A session's lifecycle as the manager shows it. */
 export type WorkflowSessionStatus = "active" | "completed" | "terminated";
@@ -402,32 +402,6 @@ export class SessionManager implements PoolHost {
   /** The sessions, oldest first, each view built only when called (a page builds its own alone). */
   *sessionViews(): Generator<() => WorkflowSession> {
     for (const [sessionId, entry] of this.sessions) yield () => this.viewOf(sessionId, entry);
-  }
-
-  /**
-   * Every workflow of a cluster, oldest first (`GET /sessions` on a cluster node): those running here from their
-   * actors, the others from the records their nodes keep in the shared store (as of their last commit), each
-   * naming its node. Ended workflows past their retention are left out, as their node evicts them. One read of
-   * the store's workflow records per call; each view is built only when called.
-   */
-  async clusterSessionViews(): Promise<Array<() => WorkflowSession & { node?: string }>> {
-    const now = this.options.clock.now();
-    const here = this.owner?.nodeId;
-    const listed: Array<{ sessionId: string; createdAt: number; view: () => WorkflowSession & { node?: string } }> = [];
-    for (const { id, value } of await this.options.runtime.store.list("workflows")) {
-      if (this.sessions.has(id)) continue;
-      const record = workflowRecordIn(id, value);
-      if (record === undefined || (record.evictAt !== undefined && record.evictAt <= now)) continue;
-      const { node } = record;
-      const view = (): WorkflowSession & { node?: string } => ({ ...sessionViewOf(id, record.snapshot), ...(node === undefined ? {} : { node }) });
-      listed.push({ sessionId: id, createdAt: record.snapshot.context.createdAt, view });
-    }
-    for (const [sessionId, entry] of this.sessions) {
-      const view = (): WorkflowSession & { node?: string } => ({ ...this.viewOf(sessionId, entry), ...(here === undefined ? {} : { node: here }) });
-      listed.push({ sessionId, createdAt: this.contextOf(entry).createdAt, view });
-    }
-    listed.sort((left, right) => left.createdAt - right.createdAt || (left.sessionId < right.sessionId ? -1 : left.sessionId > right.sessionId ? 1 : 0));
-    return listed.map(({ view }) => view);
   }
 
   /**
@@ -1023,7 +997,7 @@ export class SessionManager implements PoolHost {
  * A workflow's view (what `getSession` and `GET /sessions` show) from a snapshot of its actor: the live one, or
  * the one its stored record keeps (a cluster's list of the workflows other nodes run).
  */
-export function sessionViewOf(sessionId: string, snapshot: { status: string; value: unknown; context: WorkflowContext }): WorkflowSession {
+function sessionViewOf(sessionId: string, snapshot: { status: string; value: unknown; context: WorkflowContext }): WorkflowSession {
   const { value, context } = snapshot;
   const { completion, termination } = context;
   return {

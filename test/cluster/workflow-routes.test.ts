@@ -106,37 +106,17 @@ describe("workflow routes on any node", () => {
     expect((await call(b, "GET", `/sessions/${sessionId}`)).status).toBe(404);
   }, 30_000);
 
-  it("list every node's workflows on each node, oldest first, each naming its node, as of its node's last change", async () => {
+  it("list each node's own workflows on that node, each naming it, and answer any of them on either", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];
     const first = await createWorkflow(a);
     const second = await createWorkflow(b);
-    const third = await createWorkflow(a);
-    const ids = [first, second, third];
-    for (const bus of [a, b]) {
-      const listed = await call(bus, "GET", "/sessions");
-      expect(listed.status).toBe(200);
-      const sessions = listed.body.sessions as Array<{ session_id: string; node: string; status: string }>;
-      expect(sessions.map((session) => [session.session_id, session.node])).toEqual([
-        [first, "node-a"],
-        [second, "node-b"],
-        [third, "node-a"],
-      ]);
-    }
-    // Pages: the cursor walks the same list on any node.
-    const page = await call(b, "GET", "/sessions?limit=2");
-    expect((page.body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).toEqual(ids.slice(0, 2));
-    const rest = await call(a, "GET", `/sessions?limit=2&cursor=${page.body.next_cursor as string}`);
-    expect((rest.body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).toEqual([third]);
-    expect(rest.body.next_cursor).toBeUndefined();
-    // A change on a workflow's node shows in the other node's list once it is durable (its 200 waits for that).
-    expect((await call(a, "POST", `/sessions/${first}/complete`, { summary: "done", artifacts: [] })).status).toBe(200);
-    const onB = (await call(b, "GET", "/sessions")).body.sessions as Array<{ session_id: string; status: string; completion?: { summary: string } }>;
-    expect(onB.find((session) => session.session_id === first)).toMatchObject({ status: "completed", completion: { summary: "done" } });
-    // The view from a record is the view from the actor.
-    const fromActor = (await call(a, "GET", `/sessions/${first}`)).body as Record<string, unknown>;
-    expect(fromActor).toMatchObject({ session_id: first, node: "node-a" });
-    expect(onB.find((session) => session.session_id === first)).toEqual(fromActor);
+    const listed = async (bus: CommunicationBus) =>
+      ((await call(bus, "GET", "/sessions")).body.sessions as Array<{ session_id: string; node: string }>).map((session) => [session.session_id, session.node]);
+    // Built from the node's own actors: a list never reads the whole store (one request could make a node load every record).
+    expect(await listed(a)).toEqual([[first, "node-a"]]);
+    expect(await listed(b)).toEqual([[second, "node-b"]]);
+    for (const bus of [a, b]) expect((await call(bus, "GET", `/sessions/${first}`)).body).toMatchObject({ session_id: first, node: "node-a" });
   }, 30_000);
 
   it("answer 404 NOT_FOUND on every node for an id no record knows", async () => {
