@@ -27,6 +27,11 @@ export function checkRecordKey(collection: string, id: string): void {
   }
 }
 
+/** Whether `id` is one no store can hold (a lone surrogate, a NUL): no record has it, so a read finds nothing. */
+export function isUnstorableId(id: string): boolean {
+  return typeof id === "string" && id.length > 0 && unstorable(id);
+}
+
 /** Throws INTERNAL unless a `list` prefix is a well-formed string without NUL (the empty one lists everything). */
 export function checkPrefix(collection: string, prefix: string | undefined): void {
   checkCollection(collection);

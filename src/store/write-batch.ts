@@ -4,7 +4,7 @@
  */
 import { BridgeError, toBridgeError } from "../errors.js";
 import { checkFence } from "./fences.js";
-import { checkPrefix, checkRecordKey } from "./keys.js";
+import { checkCollection, checkPrefix, checkRecordKey, isUnstorableId } from "./keys.js";
 import type { Fence, ListOptions, Store, StoreCollection, StoreRecord, WriteOptions } from "./store.js";
 
 /** One write of a batch: `json` is the serialized value, `undefined` for a delete; `fence` its writer's claim, if any. */
@@ -239,6 +239,11 @@ export abstract class BatchedStore implements Store {
   }
 
   async get(collection: StoreCollection, id: string): Promise<unknown> {
+    // An id a client chose that no store can hold (a NUL, a lone surrogate) has no record: not found, not a failure.
+    if (isUnstorableId(id)) {
+      checkCollection(collection);
+      return undefined;
+    }
     checkRecordKey(collection, id);
     await this.batcher.beforeRead();
     return await this.read(collection, id);

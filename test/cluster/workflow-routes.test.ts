@@ -127,6 +127,10 @@ describe("workflow routes on any node", () => {
       expect((await call(bus, "PATCH", "/sessions/no-such-workflow/workflow", { current_step: "review" })).status).toBe(404);
       expect((await call(bus, "POST", "/sessions/no-such-workflow/complete", { summary: "x", artifacts: [] })).status).toBe(404);
       expect((await call(bus, "DELETE", "/sessions/no-such-workflow")).status).toBe(404);
+      // An id no store can hold (a NUL) is found nowhere either: 404, as on one node, not a store failure.
+      expect((await call(bus, "GET", "/sessions/abc%00def")).status).toBe(404);
+      expect((await call(bus, "POST", "/bridge/sessions_status", { sessionId: "\u0000" })).status).toBe(404);
+      expect((await call(bus, "GET", "/messages/%00?sender=x")).status).toBe(404);
     }
   }, 30_000);
 

@@ -223,6 +223,8 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect((thrownBy(() => store.put("nowhere" as "meta", "id", 1)) as BridgeError).type).toBe("INTERNAL");
       expect((thrownBy(() => store.delete("meta", "")) as BridgeError).type).toBe("INTERNAL");
       expect(((await rejectionOf(store.get("nowhere" as "meta", "id"))) as BridgeError).type).toBe("INTERNAL");
+      // A read of an id no store can hold (a client's, say) finds nothing, as for any id without a record.
+      for (const id of ["lone-\uD800-surrogate", "nul-\u0000-inside"]) expect(await store.get("meta", id)).toBeUndefined();
       await store.flush();
       expect(await store.list("meta")).toEqual([]);
     });
