@@ -327,7 +327,9 @@ export class CommunicationBus {
     this.state = "starting";
     if (this.clusterOptions !== undefined) {
       try {
-        this.clusterNode = await openClusterNode(this.clusterOptions, this.clock);
+        // The stream holds what one node's queues would: maxQueuedPerAgent per recipient and priority, maxQueuedBytes in all.
+        const queueLimits = { perRecipientPriority: this.options.maxQueuedPerAgent, maxBytes: this.options.maxQueuedBytes };
+        this.clusterNode = await openClusterNode({ ...this.clusterOptions, queueLimits }, this.clock);
         this.announceCluster = clusterAnnouncer(this.runtime.hub, this.clusterNode.nodeId);
         // Workflows and bridge sessions are shared only through a store the runtime keeps; its sessions are this
         // node's only if the runtime learns so before it restores any (the bus starts a runtime it is given, then).
@@ -959,6 +961,11 @@ export class CommunicationBus {
       return published;
     } catch (error) {
       const cause = toBridgeError(error);
+      // The recipient's queue in the cluster is full (429, as on one node): the message is not kept anywhere.
+      if (cause.type === "CAPACITY") {
+        this.deliveries.unrecord(envelope);
+        throw cause;
+      }
       throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
     }
   }

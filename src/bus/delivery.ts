@@ -413,6 +413,11 @@ export class Deliveries implements DeliveryPoolHost {
     this.options.store().put("messages", key, record);
   }
 
+  /** Takes back the `messages` record of a message `record` wrote that the cluster's stream then refused (full). */
+  unrecord(envelope: MessageEnvelope): void {
+    if (this.options.persistent) this.options.store().delete("messages", messageKeyOf(envelope));
+  }
+
   /**
    * Records a message this node accepted and hands to the cluster's stream instead of a delivery of its own: its
    * `messages` record (durable at the store's next `flush()`), where `GET /messages/:id` and the check made before

@@ -32,6 +32,12 @@ export interface MessageStreamOptions {
   ackWaitMs?: number;
   /** Copies of the stream a NATS cluster keeps, an existing stream brought to it; not given: 1 for a new stream, an existing one as it is. */
   replicas?: Replicas;
+  /**
+   * What the stream holds at most (an existing stream is brought to it): messages waiting for one recipient at one
+   * priority (the bus's `maxQueuedPerAgent`), and bytes in all. A publish past either is refused (CAPACITY, 429),
+   * as one node refuses a message past its queues' bounds.
+   */
+  limits?: { perRecipientPriority: number; maxBytes: number };
 }
 
 /** A message to publish. */
@@ -105,16 +111,30 @@ export class ClusterMessageStream {
     for (const [field, value] of Object.entries({ duplicateWindowMs, ackWaitMs })) {
       if (!Number.isSafeInteger(value) || value < 1) throw new BridgeError("CONFIG", `${field} must be a positive integer`, { field });
     }
-    const { RetentionPolicy, StorageType } = await natsJetstream();
+    const { DiscardPolicy, RetentionPolicy, StorageType } = await natsJetstream();
+    const { limits } = options;
+    const bounds =
+      limits === undefined
+        ? {}
+        : { max_msgs_per_subject: limits.perRecipientPriority, max_bytes: limits.maxBytes, discard: DiscardPolicy.New, discard_new_per_subject: true };
     let exists = true;
+    let config: Record<string, unknown> | undefined;
     try {
-      await connection.manager.streams.info(stream);
+      config = (await connection.manager.streams.info(stream)).config as unknown as Record<string, unknown>;
     } catch (error) {
       if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
       exists = false;
     }
     if (exists) {
       if (options.replicas !== undefined) await keepReplicas(connection, stream, options.replicas);
+      if (config !== undefined && Object.entries(bounds).some(([field, value]) => config[field] !== value)) {
+        try {
+          const current = (await connection.manager.streams.info(stream)).config;
+          await connection.manager.streams.update(stream, { ...current, ...bounds });
+        } catch (error) {
+          throw natsError(error, connection.where, `setting the bounds of the stream ${stream}`);
+        }
+      }
     } else {
       const replicas = options.replicas ?? 1;
       try {
@@ -125,6 +145,7 @@ export class ClusterMessageStream {
           storage: StorageType.File,
           duplicate_window: duplicateWindowMs * NANOS_PER_MS,
           num_replicas: replicas,
+          ...bounds,
         });
       } catch (addError) {
         throw replicasError(addError, connection.where, stream, replicas) ?? natsError(addError, connection.where, `creating the stream ${stream}`);
@@ -143,6 +164,12 @@ export class ClusterMessageStream {
       });
       return { sequence: ack.seq, duplicate: ack.duplicate };
     } catch (error) {
+      if (error instanceof Error && /maximum (messages per subject|messages|bytes) exceeded/i.test(error.message)) {
+        throw new BridgeError("CAPACITY", `The cluster's queue for ${recipient} (or the cluster's stream) is full: try again later`, {
+          recipient,
+          retryable: true,
+        });
+      }
       throw natsError(error, this.#connection.where, `publishing ${key}`);
     }
   }

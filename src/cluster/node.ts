@@ -30,6 +30,8 @@ export interface ClusterOptions {
   presenceBucket?: string;
   /** How long a pulled message may stay unacknowledged before it is delivered again (default 30 s). */
   ackWaitMs?: number;
+  /** What the message stream holds at most (the bus sets them from its queues' bounds): see `MessageStreamOptions.limits`. */
+  queueLimits?: { perRecipientPriority: number; maxBytes: number };
   /** How long the first connection may take (default 5 s). */
   connectTimeoutMs?: number;
   /**
@@ -130,6 +132,7 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       ...(options.stream === undefined ? {} : { stream: options.stream }),
       ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
       ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
+      ...(options.queueLimits === undefined ? {} : { limits: options.queueLimits }),
     });
     const answers = await ClusterAnswers.open(connection, {
       stream: `${options.stream ?? DEFAULT_MESSAGE_STREAM}_ANSWERS`,

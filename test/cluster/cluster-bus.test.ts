@@ -38,10 +38,11 @@ async function newCluster(): Promise<{ database: string; stream: string }> {
 function node(
   cluster: { database: string; stream: string },
   nodeId: string,
-  extra: { ackWaitMs?: number; url?: string; ackTimeout?: number; leaseMs?: number } = {},
+  extra: { ackWaitMs?: number; url?: string; ackTimeout?: number; leaseMs?: number; maxQueuedPerAgent?: number } = {},
 ): Promise<CommunicationBus> {
   return startBus({
     ackTimeout: extra.ackTimeout ?? 5_000,
+    ...(extra.maxQueuedPerAgent === undefined ? {} : { maxQueuedPerAgent: extra.maxQueuedPerAgent }),
     store: () => openPostgresStore({ url: cluster.database, exclusive: false }),
     cluster: {
       url: extra.url ?? nats.url,
@@ -262,6 +263,31 @@ describe("a cluster of buses", () => {
     expect(backup.received[0]).toMatchObject({ message_id: message.message_id, recipient: { agent_id: "test://first" } });
     expect(silent.frames.map((frame) => frame.message_id)).toEqual([message.message_id]);
     expect(boss.received).toEqual([]);
+  }, 30_000);
+
+  it("refuses with 429 a message past maxQueuedPerAgent waiting for its recipient in the cluster, keeping nothing of it", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a", { maxQueuedPerAgent: 5 }), await node(cluster, "node-b", { maxQueuedPerAgent: 5 })];
+    await register(a, "test://absent", "test://boss");
+    const answers: number[] = [];
+    for (let n = 0; n < 8; n += 1) {
+      const message = envelope("test://boss", "test://absent", { message_type: "status_update", priority: "low" });
+      answers.push((await call(n % 2 === 0 ? a : b, "POST", "/messages/send", message)).status);
+    }
+    // Five wait in the stream for the agent, whichever node took them; the others are refused as one node refuses them.
+    expect(answers).toEqual([202, 202, 202, 202, 202, 429, 429, 429]);
+    const refused = await call(a, "POST", "/messages/send", envelope("test://boss", "test://absent", { message_type: "status_update", priority: "low" }));
+    expect(refused.body.error).toMatchObject({ type: "CAPACITY", details: { retryable: true } });
+    // Another priority has its own room, as a node's queue counts all (the stream bounds each priority).
+    expect(
+      (await call(a, "POST", "/messages/send", envelope("test://boss", "test://absent", { message_type: "status_update", priority: "high" }))).status,
+    ).toBe(202);
+    // Nothing of a refused message is kept: only the accepted ones' records remain.
+    await a.persisted();
+    const records = await (a as unknown as { runtime: { store: { list(collection: string): Promise<unknown[]> } } }).runtime.store.list("messages");
+    expect(records).toHaveLength(6);
+    const worker = await connect(b, "test://absent");
+    await until(() => worker.received.length === 6, 10_000);
   }, 30_000);
 
   it("refuses a cluster bus whose store the nodes cannot share (CONFIG, naming the store)", async () => {
