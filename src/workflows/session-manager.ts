@@ -113,6 +113,12 @@ export const MAX_PARTICIPANTS = 1_000;
  */
 export const MAX_SESSION_TASKS = 1_000;
 
+/**
+ * The most a workflow's steps may take, as JSON in UTF-8 bytes (413 past it): a workflow is kept, and read at
+ * every restart and takeover, for its whole life.
+ */
+export const MAX_STEPS_BYTES = 256 * 1024;
+
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
   agent_id: agentIdSchema,
@@ -261,6 +267,7 @@ export class SessionManager implements PoolHost {
     if (input.dispatch === "auto" && this.options.send === undefined) {
       throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
     }
+    this.checkStepsSize(input.steps);
     this.checkSharedContextSize(input.shared_context);
     const at = this.options.clock.now();
     const members: WorkflowParticipant[] = [
@@ -845,6 +852,18 @@ export class SessionManager implements PoolHost {
     const messages = this.messagesByTask.get(task.taskId);
     messages?.delete(messageId);
     if (messages?.size === 0) this.messagesByTask.delete(task.taskId);
+  }
+
+  /** A workflow's steps are kept with it: their size is bounded (413 past it). */
+  private checkStepsSize(steps: readonly StepInput[]): void {
+    const bytes = Buffer.byteLength(JSON.stringify(steps));
+    if (bytes > MAX_STEPS_BYTES) {
+      throw new BridgeError("CONFIG", `steps: ${bytes} bytes exceed the ${MAX_STEPS_BYTES} a workflow's steps may take`, {
+        field: "steps",
+        limitBytes: MAX_STEPS_BYTES,
+        limit: MAX_STEPS_BYTES,
+      });
+    }
   }
 
   /** A shared context is kept with its session until eviction: its size is bounded (413 past it). */

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CommunicationBus, SessionManagerEvent, StepInput } from "../../src/index.js";
-import { MAX_PARTICIPANTS, MAX_SESSION_TASKS } from "../../src/workflows/session-manager.js";
+import { MAX_PARTICIPANTS, MAX_SESSION_TASKS, MAX_STEPS_BYTES } from "../../src/workflows/session-manager.js";
 import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
@@ -91,6 +91,17 @@ describe("SessionManager API", () => {
     expect(full.body.error).toMatchObject({ type: "CAPACITY", details: { limit: MAX_PARTICIPANTS, sessionId } });
     bus.sessionManager.removeParticipant(sessionId, "cc://member-0");
     expect((await call(bus, "POST", `/sessions/${sessionId}/participants`, { agent_id: "cc://one-more", role: "member" })).status).toBe(200);
+  });
+
+  it(`keeps a workflow's steps to ${MAX_STEPS_BYTES} bytes: more is 413, and nothing is created`, async () => {
+    const bus = await startBus({ maxBodyBytes: 2 * MAX_STEPS_BYTES });
+    const steps = Array.from({ length: 5 }, (_, index) => ({ name: `s${index}`, required_agents: [LEAD], task: "t".repeat(60_000) }));
+    const refused = await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps });
+    expect(refused.status).toBe(413);
+    expect(refused.body.error).toMatchObject({ type: "CONFIG", details: { field: "steps", limitBytes: MAX_STEPS_BYTES } });
+    expect(bus.sessionManager.sessionCounts().total).toBe(0);
+    // Within it, created.
+    expect((await call(bus, "POST", "/sessions", { initiator: LEAD, participants: [], steps: steps.slice(0, 4) })).status).toBe(201);
   });
 
   it(`keeps a session to ${MAX_SESSION_TASKS} tasks: a new task past it is 429 CAPACITY and not accepted, and no move dispatches more`, async () => {
