@@ -120,7 +120,7 @@ export class ClusterMessageStream {
     let exists = true;
     let config: Record<string, unknown> | undefined;
     try {
-      config = (await connection.manager.streams.info(stream)).config as unknown as Record<string, unknown>;
+      config = (await connection.manager.streams.info(stream)).config;
     } catch (error) {
       if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
       exists = false;
