@@ -227,7 +227,9 @@ describe("turns", () => {
     });
     const answers: string[] = [];
     const first = runtime.converse({ userId: "ada", text: "one" }).then((answer) => answers.push(answer.text));
-    await settle();
+    // The first turn in flight (its session opened and its prompt running; more than one turn under load), then the next.
+    for (let turn = 0; turn < 1_000 && runtime.health().sessions.busy === 0; turn += 1) await settle();
+    expect(runtime.health().sessions.busy).toBe(1);
     const second = runtime.converse({ userId: "ada", text: "two" }).then((answer) => answers.push(answer.text));
     const third = await rejectionOf(runtime.converse({ userId: "ada", text: "three" }));
 
