@@ -6,9 +6,9 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { connectAgent, type AgentClient, type MessageEnvelope } from "../../src/index.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { collect, exitCodeOf, run, troupe } from "./support.js";
@@ -16,13 +16,7 @@ import { collect, exitCodeOf, run, troupe } from "./support.js";
 let nats: NatsServer;
 let postgres: PostgresServer;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 /** `troupe serve --cluster` on a free port; resolves once it listens. */
 async function serveNode(nodeId: string, extra: string[] = []) {

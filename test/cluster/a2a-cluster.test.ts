@@ -7,14 +7,14 @@
  * failed.
  */
 import { Role, Task, TaskState, type SendMessageRequest, type StreamResponse } from "@a2a-js/sdk";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { CommunicationBus, createRuntime, openPostgresStore, type Agent, type Runtime } from "../../src/index.js";
 import { a2aRecordId, contextSessionOf } from "../../src/a2a/a2a-records.js";
 import { INTERRUPTED_TASK_MESSAGE } from "../../src/a2a/task-store.js";
 import { answerOf, asTask, clientFor, collect, describeEvent, message, stateName, statusTextOf } from "../a2a/client.js";
 import { connect, register, TEST_KEY, until } from "../bus/support.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { rejectionOf } from "../support/runtime.js";
@@ -26,13 +26,7 @@ let nats: NatsServer;
 let postgres: PostgresServer;
 let testNumber = 0;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 /** An agent that answers with how many turns of its session came before, streaming its answer word by word. */
 const writer: Agent = {

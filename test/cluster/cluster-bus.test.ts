@@ -6,12 +6,12 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../../src/index.js";
 import type { MessageContext } from "../../src/client/connect-agent.js";
 import { call, connect, envelope, rawConnect, register, startBus, statusOf, TEST_KEY, until } from "../bus/support.js";
 import { openEventSocket, type Frame } from "../events/support.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { frameText } from "../../src/protocol/frames.js";
@@ -20,13 +20,7 @@ let nats: NatsServer;
 let postgres: PostgresServer;
 let clusters = 0;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 /** A fresh cluster: its own database and its own stream, so that tests do not see each other's messages. */
 async function newCluster(): Promise<{ database: string; stream: string }> {

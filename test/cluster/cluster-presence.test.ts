@@ -7,10 +7,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
 import { call, rawConnect, register, startBus } from "../bus/support.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { waitForAsync } from "../support/serve-process.js";
@@ -23,13 +23,7 @@ let postgres: PostgresServer;
 let clusters = 0;
 const children: ChildProcess[] = [];
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 afterEach(async () => {
   for (const child of children.splice(0)) {

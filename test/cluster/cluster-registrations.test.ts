@@ -6,11 +6,11 @@
  * connection comes back. The nodes' lease time is long (60 s) wherever a test shows the nudge at work, so that
  * no re-read after a lease time can be what it sees.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
 import { CLOSE_CODES } from "../../src/protocol/frames.js";
 import { call, envelope, rawConnect, startBus, TEST_KEY, upgradeStatus } from "../bus/support.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { waitForAsync } from "../support/serve-process.js";
@@ -24,13 +24,7 @@ let nats: NatsServer;
 let postgres: PostgresServer;
 let clusters = 0;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 interface TestCluster {
   database: string;

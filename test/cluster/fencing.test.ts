@@ -3,11 +3,11 @@
  * (PostgreSQL), so that a node that lost its lease while it was not looking (paused, cut off) cannot write over
  * the node that took the resource over.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { LeaseTable } from "../../src/cluster/leases.js";
 import { connectNats, type ClusterConnection } from "../../src/cluster/nats-connection.js";
 import { openPostgresStore, type Store } from "../../src/index.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 
@@ -15,13 +15,7 @@ const LEASE_MS = 5_000;
 let nats: NatsServer;
 let postgres: PostgresServer;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 describe("a lease fences its holder's writes", () => {
   it("drops the writes of a node that lost its lease, keeps the new holder's, and tells the old one", async () => {

@@ -5,10 +5,10 @@
  * an id no record knows is NOT_FOUND everywhere; a session whose node died is TRANSPORT (503) until a survivor took
  * it over, then the survivor answers, the session idle with its history.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime } from "../../src/index.js";
 import { connectNats, type ClusterConnection } from "../../src/cluster/nats-connection.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
@@ -20,13 +20,7 @@ let nats: NatsServer;
 let postgres: PostgresServer;
 let testNumber = 0;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 /** One node of a test's cluster: a bus given a runtime whose default agent is a controlled one. */
 interface TestNode {

@@ -2,24 +2,18 @@
  * A bus as a cluster node: `cluster` options open the node's connection, lease table and message stream on a
  * real NATS JetStream server at `start()`, and close them at `stop()`.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { defaultNodeId, openClusterNode } from "../../src/cluster/node.js";
 import { BridgeError } from "../../src/errors.js";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 
 let server: NatsServer;
 let postgres: PostgresServer;
 
-beforeAll(async () => {
-  ({ nats: server, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([server?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats: server, postgres } = engines));
 
 describe("a cluster node", () => {
   it("joins with its id, holds leases in the cluster's bucket and closes with the bus", async () => {

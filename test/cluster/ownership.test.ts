@@ -10,11 +10,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime, type RuntimeEvent } from "../../src/index.js";
 import type { NodeOwnership } from "../../src/cluster/ownership.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
@@ -34,13 +34,7 @@ let nats: NatsServer;
 let postgres: PostgresServer;
 let testNumber = 0;
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 /** One node of a test's cluster. */
 interface ClusterTestNode {

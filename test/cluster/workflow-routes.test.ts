@@ -4,9 +4,9 @@
  * that node and answers with its answer (or its error); an id no record knows is 404 everywhere; a workflow whose
  * node died and is not yet taken over is 503 (TRANSPORT, retryable), and the survivor answers once it took it over.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { CommunicationBus, openPostgresStore } from "../../src/index.js";
-import { startEngines } from "../support/engines.js";
+import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { call, TEST_KEY, until } from "../bus/support.js";
@@ -23,13 +23,7 @@ let postgres: PostgresServer;
 let testNumber = 0;
 const running: CommunicationBus[] = [];
 
-beforeAll(async () => {
-  ({ nats, postgres } = await startEngines());
-}, 30_000);
-
-afterAll(async () => {
-  await Promise.all([nats?.stop(), postgres?.stop()]);
-});
+useEngines((engines) => ({ nats, postgres } = engines));
 
 afterEach(async () => {
   await Promise.allSettled(running.splice(0).map((bus) => bus.stop()));
