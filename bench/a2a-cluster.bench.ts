@@ -15,17 +15,16 @@
  * not as a server's capacity. Run: `node --import tsx bench/a2a-cluster.bench.ts [--calls N]`. Not part of
  * `npm run bench`: it needs nats-server and PostgreSQL installed.
  */
-import { setImmediate as nextTurn } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { Role, type SendMessageRequest, type StreamResponse, type Task } from "@a2a-js/sdk";
 import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from "@a2a-js/sdk/client";
-import { CommunicationBus, createRuntime, openPostgresStore, type Agent, type Runtime } from "../src/index.js";
+import { CommunicationBus, createRuntime, openPostgresStore, type Runtime } from "../src/index.js";
+import { instantAgent as agent } from "./instant-agent.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 
 const { values: flags } = parseArgs({ options: { calls: { type: "string", default: "300" } } });
 const CALLS = Number(flags.calls);
-const ANSWER = "x".repeat(200);
 const KEY = "bench-key";
 
 /** The SDK's client for the agent at `url`, with the bus key. */
@@ -64,21 +63,6 @@ async function collect(stream: AsyncGenerator<StreamResponse>): Promise<number> 
   for await (const _event of stream) events += 1;
   return events;
 }
-
-/** Answers at once; a prompt saying `stream` sends 100 deltas first, one per turn. */
-const agent: Agent = {
-  id: "instant",
-  capabilities: [],
-  prompt: async (ctx) => {
-    if (ctx.prompt === "stream") {
-      for (let delta = 0; delta < 100; delta += 1) {
-        ctx.emit("0123456789");
-        await nextTurn();
-      }
-    }
-    return { text: ANSWER };
-  },
-};
 
 const nats = await startNats();
 const postgres = await startPostgres();
