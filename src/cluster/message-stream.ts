@@ -118,23 +118,14 @@ export class ClusterMessageStream {
         ? {}
         : { max_msgs_per_subject: limits.perRecipientPriority, max_bytes: limits.maxBytes, discard: DiscardPolicy.New, discard_new_per_subject: true };
     let exists = true;
-    let config: Record<string, unknown> | undefined;
     try {
-      config = (await connection.manager.streams.info(stream)).config;
+      await connection.manager.streams.info(stream);
     } catch (error) {
       if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
       exists = false;
     }
     if (exists) {
-      if (options.replicas !== undefined) await keepReplicas(connection, stream, options.replicas);
-      if (config !== undefined && Object.entries(bounds).some(([field, value]) => config[field] !== value)) {
-        try {
-          const current = (await connection.manager.streams.info(stream)).config;
-          await connection.manager.streams.update(stream, { ...current, ...bounds });
-        } catch (error) {
-          throw natsError(error, connection.where, `setting the bounds of the stream ${stream}`);
-        }
-      }
+      if (options.replicas !== undefined || limits !== undefined) await keepReplicas(connection, stream, options.replicas, bounds);
     } else {
       const replicas = options.replicas ?? 1;
       try {

@@ -213,15 +213,26 @@ export type Replicas = (typeof REPLICA_COUNTS)[number];
 const REPLICAS_REFUSED = new Set([10074, 10005, 10023]);
 
 /**
- * Brings stream `stream` (a key-value bucket's is `KV_<bucket>`) to `replicas` copies when it keeps another number
- * (made with another setting, or by hand): the nodes' setting is the cluster's. CONFIG when NATS cannot keep as many.
+ * Brings stream `stream` (a key-value bucket's is `KV_<bucket>`) to `replicas` copies and to `settings` (JetStream
+ * stream fields, e.g. limits) where it differs (made with other settings, or by hand): the nodes' settings are the
+ * cluster's. One read, and one update when something differs. CONFIG when NATS cannot keep as many copies.
  */
-export async function keepReplicas(connection: ClusterConnection, stream: string, replicas: Replicas): Promise<void> {
+export async function keepReplicas(
+  connection: ClusterConnection,
+  stream: string,
+  replicas: Replicas | undefined,
+  settings: Record<string, unknown> = {},
+): Promise<void> {
+  const wanted: Record<string, unknown> = { ...settings, ...(replicas === undefined ? {} : { num_replicas: replicas }) };
   try {
     const { config } = await connection.manager.streams.info(stream);
-    if (config.num_replicas !== replicas) await connection.manager.streams.update(stream, { ...config, num_replicas: replicas });
+    const current = config as unknown as Record<string, unknown>;
+    if (Object.entries(wanted).some(([field, value]) => current[field] !== value)) await connection.manager.streams.update(stream, { ...config, ...wanted });
   } catch (error) {
-    throw replicasError(error, connection.where, stream, replicas) ?? natsError(error, connection.where, `setting the replicas of the stream ${stream}`);
+    throw (
+      (replicas === undefined ? undefined : replicasError(error, connection.where, stream, replicas)) ??
+      natsError(error, connection.where, `setting the copies and bounds of the stream ${stream}`)
+    );
   }
 }
 
