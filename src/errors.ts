@@ -143,12 +143,20 @@ const HTTP_STATUS: Record<BridgeErrorType, number> = {
  * caller is known but may not act on what it names (`details.forbidden`); 409 for a CONFIG error about a
  * resource that has ended (`details.conflict`).
  */
+/**
+ * A refusal for now (503, ask again): a cluster node cut from NATS or its store, a workflow's or a session's node
+ * dead and not yet taken over.
+ */
+export function isServiceUnavailable(error: unknown): boolean {
+  return error instanceof BridgeError && error.type === "TRANSPORT" && error.details.unavailable === true;
+}
+
 export function httpStatusOf(error: BridgeError): number {
   if (error.type === "CONFIG" && typeof error.details.limitBytes === "number") return 413;
   if (error.type === "TIMEOUT" && typeof error.details.bodyTimeoutMs === "number") return 408;
   if (error.type === "AUTH" && error.details.forbidden === true) return 403;
   if (error.type === "CONFIG" && error.details.conflict === true) return 409;
   // A cluster node cut from NATS or its store: not a bad gateway, a service unavailable for now.
-  if (error.type === "TRANSPORT" && error.details.unavailable === true) return 503;
+  if (isServiceUnavailable(error)) return 503;
   return HTTP_STATUS[error.type];
 }

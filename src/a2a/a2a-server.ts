@@ -30,7 +30,7 @@ import {
 } from "@a2a-js/sdk/server";
 import type { CommunicationBus } from "../bus/bus.js";
 import { pageOf, pageRequestOf } from "../bus/pagination.js";
-import { BridgeError, toBridgeError } from "../errors.js";
+import { BridgeError, isServiceUnavailable, toBridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { HttpAnswer, type RouteRequest } from "../server/http-server.js";
 import type { A2aRecords, A2aTaskRecord } from "./a2a-records.js";
@@ -236,7 +236,7 @@ export class A2aServer {
     } catch (error) {
       const failure = toBridgeError(error);
       // No node can answer for it now: ask again (503, as the cluster's other routes answer, with a JSON-RPC error a client reads).
-      if (failure.details.unavailable === true && !res.headersSent) return writeJson(res, 503, unavailableEnvelope(id, failure));
+      if (isServiceUnavailable(failure) && !res.headersSent) return writeJson(res, 503, unavailableEnvelope(id, failure));
       throw failure;
     }
     await this.writeAnswer(res, await this.answer(asked));

@@ -29,7 +29,7 @@ import { MAX_TIMER_DELAY_MS } from "../../machines/session.machine.js";
 import type { AskReply } from "../agents/agent.js";
 import type { PromptResult } from "../bridge/schemas.js";
 import type { Clock } from "../clock.js";
-import { BridgeError, isBridgeErrorType, toBridgeError } from "../errors.js";
+import { BridgeError, isBridgeErrorType, isServiceUnavailable, toBridgeError } from "../errors.js";
 import { formatDuration, parseDuration } from "../protocol/durations.js";
 import { frameworkOf, inReplyToOf, messageKeyOf, taskIdOf, usageOf, type EnvelopeInput, type MessageEnvelope, type MessageType } from "../protocol/envelope.js";
 import { RecentIds } from "../protocol/recent-ids.js";
@@ -157,11 +157,6 @@ function errorOfAnswer(answer: MessageEnvelope, agentId: string): BridgeError {
 function refusedForSession(error: unknown, workflowId: string): boolean {
   if (!(error instanceof BridgeError)) return false;
   return error.details["forbidden"] === true || error.details["conflict"] === true || (error.type === "NOT_FOUND" && error.details["sessionId"] === workflowId);
-}
-
-/** A refusal that passes (a cluster node cut from NATS, a workflow's node dead and not yet taken over: 503). */
-function isUnavailable(error: unknown): boolean {
-  return error instanceof BridgeError && error.details["unavailable"] === true;
 }
 
 /** How long an answer the bus could not take now waits before it is sent again. */
@@ -558,12 +553,12 @@ export class RuntimeAgents implements Messenger {
         await this.host.send(envelope(true)).catch((error: unknown) => {
           // Refused in its session, or the session's node is away: without it, the answer still reaches its task
           // (a cluster keeps it for the node that takes the workflow over).
-          if (workflowId === undefined || !(refusedForSession(error, workflowId) || isUnavailable(error))) throw error;
+          if (workflowId === undefined || !(refusedForSession(error, workflowId) || isServiceUnavailable(error))) throw error;
           return this.host.send(envelope(false));
         });
         return;
       } catch (error) {
-        if (!this.stopped && isUnavailable(error) && this.host.clock.now() + ANSWER_RETRY_MS < deadline) {
+        if (!this.stopped && isServiceUnavailable(error) && this.host.clock.now() + ANSWER_RETRY_MS < deadline) {
           await new Promise<void>((resolve) => this.host.clock.setTimeout(resolve, ANSWER_RETRY_MS));
           continue;
         }

@@ -11,7 +11,7 @@
  * (`cancel`) in case it still hears. Not JetStream: the stream matters only while its caller waits.
  */
 import { z } from "zod";
-import { BRIDGE_ERROR_TYPES, BridgeError, messageOf, toBridgeError } from "../errors.js";
+import { BRIDGE_ERROR_TYPES, BridgeError, isServiceUnavailable, messageOf, toBridgeError } from "../errors.js";
 import { randomId } from "../ids.js";
 import type { ClusterNode } from "./node.js";
 
@@ -98,7 +98,7 @@ export class NodeStreams {
         await this.#cluster.request(nodeId, topic, request(subject));
       } catch (error) {
         // No answer: the node may have taken the request all the same, and nobody would hear its outcome.
-        if (toBridgeError(error).details.unavailable === true) cancel();
+        if (isServiceUnavailable(toBridgeError(error))) cancel();
         // This node stopped while it waited for the answer (its connection closing ends the request): that is the outcome.
         throw this.#stopped ?? error;
       }
