@@ -5,7 +5,7 @@
  * takes over a dead node's workflows reads again what was said while no node ran them.
  */
 import { BridgeError } from "../errors.js";
-import { keepReplicas, natsError, natsJetstream, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
+import { isNotFound, keepReplicas, natsError, natsJetstream, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 const NANOS_PER_MS = 1_000_000;
 /** The most the stream keeps, whatever its age: the oldest answers go first. */
@@ -48,7 +48,7 @@ export class ClusterAnswers {
       await connection.manager.streams.info(stream);
       if (replicas !== undefined) await keepReplicas(connection, stream, replicas);
     } catch (error) {
-      if (!(error instanceof Error && /not found/i.test(error.message))) throw natsError(error, connection.where, `reading the stream ${stream}`);
+      if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
       try {
         await connection.manager.streams.add({
           name: stream,

@@ -13,7 +13,7 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { BridgeError } from "../errors.js";
 import { PRIORITIES, type Priority } from "../protocol/envelope.js";
-import { keepReplicas, natsError, natsJetstream, natsToken, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
+import { isNotFound, keepReplicas, natsError, natsJetstream, natsToken, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
 export const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
@@ -262,8 +262,4 @@ export class ClusterMessageStream {
 /** A recipient as one subject token (and durable name): agent ids hold `.` and `:`. */
 function encode(recipient: string): string {
   return natsToken(recipient, "A message needs a recipient");
-}
-
-function isNotFound(error: unknown): boolean {
-  return error instanceof Error && /not found/i.test(error.message);
 }

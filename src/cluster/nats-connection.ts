@@ -274,3 +274,8 @@ export function natsToken(name: string, emptyMessage: string): string {
   if (typeof name !== "string" || name.length === 0) throw new BridgeError("INTERNAL", emptyMessage);
   return Buffer.from(name, "utf8").toString("base64url");
 }
+
+/** Whether JetStream answered that a stream or a consumer does not exist. */
+export function isNotFound(error: unknown): boolean {
+  return error instanceof Error && /not found/i.test(error.message);
+}
