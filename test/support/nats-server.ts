@@ -183,7 +183,13 @@ async function electedLeader(servers: readonly NatsServer[], timeoutMs = 15_000)
   const { connect } = await import("@nats-io/transport-node");
   const deadline = performance.now() + timeoutMs;
   for (const server of servers) {
-    const connection = await connect({ servers: server.url });
+    // A server that logged it is ready may still refuse a client for a moment (seen under load): the first connection is tried again.
+    const connection = await connect({
+      servers: server.url,
+      waitOnFirstConnect: true,
+      reconnectTimeWait: 50,
+      timeout: Math.max(1, deadline - performance.now()),
+    });
     try {
       for (;;) {
         const answer = await connection.request("$JS.API.INFO", "", { timeout: 1_000 }).then(
