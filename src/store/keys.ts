@@ -2,7 +2,7 @@
  * Record keys: which collections and ids a store accepts, and the one order in which every store lists them.
  */
 import { BridgeError } from "../errors.js";
-import { STORE_COLLECTIONS, type StoreCollection } from "./store.js";
+import { STORE_COLLECTIONS, type ListOptions, type StoreCollection } from "./store.js";
 
 // Lone surrogates would not survive the UTF-8 of a database, and PostgreSQL's text holds no NUL: an id must
 // read back as it was written, in every store.
@@ -32,11 +32,19 @@ export function isUnstorableId(id: string): boolean {
   return typeof id === "string" && id.length > 0 && unstorable(id);
 }
 
-/** Throws INTERNAL unless a `list` prefix is a well-formed string without NUL (the empty one lists everything). */
-export function checkPrefix(collection: string, prefix: string | undefined): void {
+/**
+ * Throws INTERNAL unless `list`'s options are well formed: `prefix`, `node` and `after` well-formed strings without
+ * NUL (the empty prefix lists everything), `limit` a positive integer.
+ */
+export function checkListOptions(collection: string, { prefix, node, after, limit }: ListOptions): void {
   checkCollection(collection);
-  if (prefix !== undefined && (typeof prefix !== "string" || unstorable(prefix))) {
-    throw new BridgeError("INTERNAL", `Invalid store prefix in ${collection}: prefixes are well-formed strings`, { collection });
+  for (const [option, text] of Object.entries({ prefix, node, after })) {
+    if (text !== undefined && (typeof text !== "string" || unstorable(text))) {
+      throw new BridgeError("INTERNAL", `Invalid store list ${option} in ${collection}: it must be a well-formed string`, { collection, option });
+    }
+  }
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) {
+    throw new BridgeError("INTERNAL", `Invalid store list limit in ${collection}: it must be a positive integer`, { collection, option: "limit" });
   }
 }
 

@@ -3,7 +3,7 @@
  * every other store (batches per event-loop turn, JSON copies in and out), so code written against it behaves
  * the same on a durable one.
  */
-import { STORE_COLLECTIONS, type Store, type StoreCollection, type StoreRecord } from "./store.js";
+import { STORE_COLLECTIONS, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "./store.js";
 import { LocalFences } from "./fences.js";
 import { compareCodePoints } from "./keys.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
@@ -13,33 +13,43 @@ export function createMemoryStore(): Store {
   return new MemoryStore();
 }
 
+interface Held {
+  json: string;
+  node: string | undefined;
+}
+
 class MemoryStore extends BatchedStore {
-  /** Each collection's records as JSON text, so that no caller holds a stored object. */
-  readonly #records = new Map<StoreCollection, Map<string, string>>(STORE_COLLECTIONS.map((collection) => [collection, new Map()]));
+  /** Each collection's records as JSON text (so that no caller holds a stored object), with their values' `node`. */
+  readonly #records = new Map<StoreCollection, Map<string, Held>>(STORE_COLLECTIONS.map((collection) => [collection, new Map()]));
   readonly #fences = new LocalFences();
   protected readonly batcher = new WriteBatcher((ops) => Promise.resolve(this.#fences.commit(ops, (admitted) => this.#apply(admitted))));
 
   protected read(collection: StoreCollection, id: string): unknown {
-    const json = this.#collection(collection).get(id);
-    return json === undefined ? undefined : JSON.parse(json);
+    const held = this.#collection(collection).get(id);
+    return held === undefined ? undefined : JSON.parse(held.json);
   }
 
-  protected readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] {
-    const records: StoreRecord[] = [];
-    for (const [id, json] of this.#collection(collection)) {
-      if (prefix === undefined || id.startsWith(prefix)) records.push({ id, value: JSON.parse(json) });
+  protected readAll(collection: StoreCollection, { prefix, node, after, limit }: ListOptions): StoreRecord[] {
+    const selected: Array<[string, Held]> = [];
+    for (const entry of this.#collection(collection)) {
+      const [id, held] = entry;
+      if (prefix !== undefined && !id.startsWith(prefix)) continue;
+      if (node !== undefined && held.node !== node) continue;
+      if (after !== undefined && compareCodePoints(id, after) <= 0) continue;
+      selected.push(entry);
     }
-    return records.sort((left, right) => compareCodePoints(left.id, right.id));
+    selected.sort(([left], [right]) => compareCodePoints(left, right));
+    return selected.slice(0, limit).map(([id, held]) => ({ id, value: JSON.parse(held.json) as unknown }));
   }
 
-  #collection(collection: StoreCollection): Map<string, string> {
+  #collection(collection: StoreCollection): Map<string, Held> {
     return this.#records.get(collection)!;
   }
 
   #apply(ops: readonly WriteOp[]): void {
-    for (const { collection, id, json } of ops) {
+    for (const { collection, id, json, node } of ops) {
       if (json === undefined) this.#collection(collection).delete(id);
-      else this.#collection(collection).set(id, json);
+      else this.#collection(collection).set(id, { json, node });
     }
   }
 }

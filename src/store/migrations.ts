@@ -60,6 +60,20 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec("DROP TABLE records; ALTER TABLE records_v2 RENAME TO records;");
     },
   },
+  {
+    version: 3,
+    description: "each record's node (its value's top-level `node`), indexed, so that a list selects a node's records without reading the others",
+    up(db) {
+      // Plaintext records get theirs from their value; an encrypted store's records had none to get (only a
+      // cluster's nodes name one, and they share PostgreSQL, never SQLite).
+      db.exec(`
+        ALTER TABLE records ADD COLUMN node TEXT;
+        UPDATE records SET node = json_extract(value, '$.node')
+          WHERE value IS NOT NULL AND json_valid(value) AND json_type(value) = 'object' AND json_type(value, '$.node') = 'text';
+        CREATE INDEX records_by_node ON records (collection, node, id) WHERE node IS NOT NULL;
+      `);
+    },
+  },
 ];
 
 /** The schema version this version of troupe writes. */

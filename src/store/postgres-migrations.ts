@@ -47,7 +47,22 @@ const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: "each record's node (its value's top-level `node`), indexed, so that a node lists its own records without reading the others",
+    async up(client, { schema }) {
+      // The records get theirs from their values once the store's key is known (`fillNodes`, in the same
+      // transaction): an encrypted store's values cannot be read here.
+      await client.query(`
+        ALTER TABLE ${schema}.records ADD COLUMN node text;
+        CREATE INDEX records_by_node ON ${schema}.records (collection, node, id) WHERE node IS NOT NULL;
+      `);
+    },
+  },
 ];
+
+/** The version whose migration added `node`: a store migrated from before it fills its records' nodes. */
+export const NODE_COLUMN_VERSION = 2;
 
 /** The schema version this version of troupe writes in PostgreSQL. */
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.length - 1]!.version;

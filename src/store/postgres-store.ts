@@ -9,11 +9,11 @@ import { systemClock, type Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { batchTokens, splitByFence } from "./fences.js";
-import { migratePostgres, quoteIdentifier } from "./postgres-migrations.js";
+import { migratePostgres, NODE_COLUMN_VERSION, quoteIdentifier } from "./postgres-migrations.js";
 import { isUnavailable, postgresError, postgresOpenError } from "./postgres-errors.js";
 import { decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
-import type { Store, StoreCollection, StoreRecord } from "./store.js";
-import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
+import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
+import { BatchedStore, nodeOf, WriteBatcher, type WriteOp } from "./write-batch.js";
 
 /** The schema a store keeps its tables in unless told otherwise. */
 export const DEFAULT_POSTGRES_SCHEMA = "troupe";
@@ -245,18 +245,52 @@ async function prepareSchema(client: pg.Client, options: ResolvedOptions, key: s
   await client.query("BEGIN");
   try {
     await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [MIGRATION_LOCK_CLASS, options.schemaName]);
-    await migratePostgres(client, { schemaName: options.schemaName, where: options.where });
+    const from = await migratePostgres(client, { schemaName: options.schemaName, where: options.where });
     const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${schema}.store_meta WHERE key = $1`, [ENCRYPTION_META_KEY]);
     const countRecords = async (): Promise<number> =>
       Number((await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${schema}.records`)).rows[0]!.count);
     const { cipher, newHeader } = await resolveEncryption({ key, header: rows[0]?.value, countRecords, where: options.where });
     if (newHeader !== undefined)
       await client.query(`INSERT INTO ${schema}.store_meta (key, value) VALUES ($1, $2)`, [ENCRYPTION_META_KEY, JSON.stringify(newHeader)]);
+    if (from > 0 && from < NODE_COLUMN_VERSION) await fillNodes(client, schema, cipher);
     await client.query("COMMIT");
     return cipher;
   } catch (error) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw error;
+  }
+}
+
+/** Rows read per query while `fillNodes` goes through a store. */
+const FILL_PAGE_ROWS = 500;
+
+/**
+ * Gives each record of a store migrated from before `node` existed its value's `node` (`nodeOf`, as every write
+ * does), page by page: the migration could not read an encrypted store's values. Part of the transaction that
+ * opens the store.
+ */
+async function fillNodes(client: pg.Client, schema: string, cipher: ValueCipher | undefined): Promise<void> {
+  let after: { collection: string; id: string } | undefined;
+  for (;;) {
+    const { rows } = await client.query<RecordRow & { collection: StoreCollection }>(
+      `SELECT collection, ${RECORD_ROW_COLUMNS} FROM ${schema}.records
+       WHERE $1::text IS NULL OR (collection, id) > ($1::text, $2::text COLLATE "C") ORDER BY collection, id LIMIT ${FILL_PAGE_ROWS}`,
+      [after?.collection ?? null, after?.id ?? null],
+    );
+    const named = rows.flatMap((row) => {
+      const node = nodeOf(decodeValue(cipher, row.collection, row.id, row));
+      return node === undefined ? [] : [{ collection: row.collection, id: row.id, node }];
+    });
+    if (named.length > 0) {
+      await client.query(
+        `UPDATE ${schema}.records AS r SET node = u.node FROM unnest($1::text[], $2::text[], $3::text[]) AS u(collection, id, node)
+         WHERE r.collection = u.collection AND r.id = u.id COLLATE "C"`,
+        [named.map((row) => row.collection), named.map((row) => row.id), named.map((row) => row.node)],
+      );
+    }
+    const last = rows[rows.length - 1];
+    if (rows.length < FILL_PAGE_ROWS || last === undefined) return;
+    after = { collection: last.collection, id: last.id };
   }
 }
 
@@ -293,14 +327,22 @@ class PostgresStore extends BatchedStore {
     return row === undefined ? undefined : decodeValue(this.#cipher, collection, id, row);
   }
 
-  protected async readAll(collection: StoreCollection, prefix: string | undefined): Promise<StoreRecord[]> {
-    const rows =
-      prefix === undefined || prefix === ""
-        ? await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 ORDER BY id`, [collection])
-        : await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 AND id LIKE $2 ORDER BY id`, [
-            collection,
-            likePrefix(prefix),
-          ]);
+  protected async readAll(collection: StoreCollection, { prefix, node, after, limit }: ListOptions): Promise<StoreRecord[]> {
+    const values: unknown[] = [collection];
+    const conditions = ["collection = $1"];
+    const condition = (sql: (parameter: string) => string, value: unknown): void => {
+      values.push(value);
+      conditions.push(sql(`$${values.length}`));
+    };
+    if (prefix !== undefined && prefix !== "") condition((parameter) => `id LIKE ${parameter}`, likePrefix(prefix));
+    if (after !== undefined) condition((parameter) => `id > ${parameter}`, after);
+    if (node !== undefined) condition((parameter) => `node = ${parameter}`, node);
+    let sql = `SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE ${conditions.join(" AND ")} ORDER BY id`;
+    if (limit !== undefined) {
+      values.push(limit);
+      sql += ` LIMIT $${values.length}`;
+    }
+    const rows = await this.#query<RecordRow>(sql, values);
     return rows.map((row) => ({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) }));
   }
 
@@ -409,11 +451,12 @@ class PostgresStore extends BatchedStore {
       const chunk = puts.slice(start, start + ROWS_PER_STATEMENT);
       const rows = chunk.map((op) => encodeValue(this.#cipher, op.collection, op.id, op.json));
       await writer.query(
-        `INSERT INTO ${this.#records} (collection, id, value, ciphertext, iv, auth_tag, updated_at)
-         SELECT collection, id, value, ciphertext, iv, auth_tag, $7 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[])
-           AS u(collection, id, value, ciphertext, iv, auth_tag)
+        `INSERT INTO ${this.#records} (collection, id, value, ciphertext, iv, auth_tag, node, updated_at)
+         SELECT collection, id, value, ciphertext, iv, auth_tag, node, $8
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[])
+           AS u(collection, id, value, ciphertext, iv, auth_tag, node)
          ON CONFLICT (collection, id) DO UPDATE SET value = excluded.value, ciphertext = excluded.ciphertext, iv = excluded.iv,
-           auth_tag = excluded.auth_tag, updated_at = excluded.updated_at`,
+           auth_tag = excluded.auth_tag, node = excluded.node, updated_at = excluded.updated_at`,
         [
           chunk.map((op) => op.collection),
           chunk.map((op) => op.id),
@@ -421,6 +464,7 @@ class PostgresStore extends BatchedStore {
           rows.map((row) => row.ciphertext),
           rows.map((row) => row.iv),
           rows.map((row) => row.auth_tag),
+          chunk.map((op) => op.node ?? null),
           updatedAt,
         ],
       );

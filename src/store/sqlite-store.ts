@@ -13,7 +13,7 @@ import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { LocalFences } from "./fences.js";
 import { checkSchemaVersion, migrate } from "./migrations.js";
 import { decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
-import type { Store, StoreCollection, StoreRecord } from "./store.js";
+import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
 /** The name of the database file in a store's directory. */
@@ -149,31 +149,28 @@ class SqliteStore extends BatchedStore {
   readonly #cipher: ValueCipher | undefined;
   protected readonly batcher: WriteBatcher;
   readonly #selectOne: BetterSqlite3.Statement<[string, string], RecordRow>;
-  readonly #selectAll: BetterSqlite3.Statement<[string], RecordRow>;
-  readonly #selectFrom: BetterSqlite3.Statement<[string, string], RecordRow>;
+  /** The statements of `list`, one per combination of its options (at most 16). */
+  readonly #selects = new Map<string, BetterSqlite3.Statement<unknown[], RecordRow>>();
 
   constructor(db: BetterSqlite3.Database, cipher: ValueCipher | undefined, clock: Pick<Clock, "now">) {
     super();
     this.#db = db;
     this.#cipher = cipher;
     this.#selectOne = db.prepare(`SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE collection = ? AND id = ?`);
-    this.#selectAll = db.prepare(`SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE collection = ? ORDER BY id`);
-    // Ids order by their UTF-8 bytes, so the ids that start with a prefix follow it in one run.
-    this.#selectFrom = db.prepare(`SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE collection = ? AND id >= ? ORDER BY id`);
-    const upsert = db.prepare<[string, string, string | null, Buffer | null, Buffer | null, Buffer | null, number]>(
-      `INSERT INTO records (collection, id, value, ciphertext, iv, auth_tag, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+    const upsert = db.prepare<[string, string, string | null, Buffer | null, Buffer | null, Buffer | null, number, string | null]>(
+      `INSERT INTO records (collection, id, value, ciphertext, iv, auth_tag, updated_at, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (collection, id) DO UPDATE SET value = excluded.value, ciphertext = excluded.ciphertext, iv = excluded.iv,
-         auth_tag = excluded.auth_tag, updated_at = excluded.updated_at`,
+         auth_tag = excluded.auth_tag, updated_at = excluded.updated_at, node = excluded.node`,
     );
     const remove = db.prepare<[string, string]>("DELETE FROM records WHERE collection = ? AND id = ?");
     const fences = new LocalFences();
     const commit = db.transaction((ops: readonly WriteOp[]) => {
       const updatedAt = clock.now();
-      for (const { collection, id, json } of ops) {
+      for (const { collection, id, json, node } of ops) {
         if (json === undefined) remove.run(collection, id);
         else {
           const { value, ciphertext, iv, auth_tag } = encodeValue(cipher, collection, id, json);
-          upsert.run(collection, id, value, ciphertext, iv, auth_tag, updatedAt);
+          upsert.run(collection, id, value, ciphertext, iv, auth_tag, updatedAt, node ?? null);
         }
       }
     });
@@ -185,10 +182,31 @@ class SqliteStore extends BatchedStore {
     return row === undefined ? undefined : decodeValue(this.#cipher, collection, row.id, row);
   }
 
-  protected readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] {
+  protected readAll(collection: StoreCollection, { prefix, node, after, limit }: ListOptions): StoreRecord[] {
+    const conditions = ["collection = ?"];
+    const values: unknown[] = [collection];
+    // Ids order by their UTF-8 bytes, so the ids that start with a prefix follow it in one run.
+    if (prefix !== undefined && prefix !== "") {
+      conditions.push("id >= ?");
+      values.push(prefix);
+    }
+    if (after !== undefined) {
+      conditions.push("id > ?");
+      values.push(after);
+    }
+    if (node !== undefined) {
+      conditions.push("node = ?");
+      values.push(node);
+    }
+    const sql = `SELECT ${RECORD_ROW_COLUMNS} FROM records WHERE ${conditions.join(" AND ")} ORDER BY id${limit === undefined ? "" : " LIMIT ?"}`;
+    if (limit !== undefined) values.push(limit);
+    let select = this.#selects.get(sql);
+    if (select === undefined) {
+      select = this.#db.prepare<unknown[], RecordRow>(sql);
+      this.#selects.set(sql, select);
+    }
     const records: StoreRecord[] = [];
-    const rows = prefix === undefined ? this.#selectAll.iterate(collection) : this.#selectFrom.iterate(collection, prefix);
-    for (const row of rows) {
+    for (const row of select.iterate(...values)) {
       if (prefix !== undefined && !row.id.startsWith(prefix)) break;
       records.push({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) });
     }

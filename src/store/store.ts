@@ -37,10 +37,23 @@ export interface StoreRecord {
   value: unknown;
 }
 
-/** What `list` returns. */
+/**
+ * Which records `list` returns: all of a collection, or a page of them. Each option narrows the others; the order is
+ * always by id (code-point order), so that a page's last id is where the next page starts (`after`).
+ */
 export interface ListOptions {
   /** Only the records whose id starts with this string. */
   prefix?: string;
+  /**
+   * Only the records whose value is an object whose `node` is this string: the records a node of a cluster owns
+   * (workflows, bridge sessions, A2A tasks name theirs). Every store indexes a value's top-level `node` when it
+   * is written, so that a node reads its own records without reading the others'.
+   */
+  node?: string;
+  /** Only the records whose id comes after this one (not it): the last id of the previous page. */
+  after?: string;
+  /** At most this many records (a positive integer): a page. */
+  limit?: number;
 }
 
 /**
@@ -84,7 +97,10 @@ export interface Store {
   flush(): Promise<void>;
   /** One record's value, or `undefined` when there is none. */
   get(collection: StoreCollection, id: string): Promise<unknown>;
-  /** Every record of a collection (or those whose id starts with `prefix`), ordered by id in code-point order. */
+  /**
+   * The records of a collection that `options` select (every one by default), ordered by id in code-point order.
+   * Give a `limit` to read a collection that may be large: `listPages` (src/store/pages.ts) reads it page by page.
+   */
   list(collection: StoreCollection, options?: ListOptions): Promise<StoreRecord[]>;
   /** Flushes, then releases the store; it rejects if the last writes could not be made durable. Idempotent. */
   close(): Promise<void>;

@@ -4,14 +4,18 @@
  */
 import { BridgeError, toBridgeError } from "../errors.js";
 import { checkFence } from "./fences.js";
-import { checkCollection, checkPrefix, checkRecordKey, isUnstorableId } from "./keys.js";
+import { checkCollection, checkListOptions, checkRecordKey, isUnstorableId } from "./keys.js";
 import type { Fence, ListOptions, Store, StoreCollection, StoreRecord, WriteOptions } from "./store.js";
 
-/** One write of a batch: `json` is the serialized value, `undefined` for a delete; `fence` its writer's claim, if any. */
+/**
+ * One write of a batch: `json` is the serialized value, `undefined` for a delete; `node` the value's top-level
+ * `node` when it is a string (the index of `list`'s `node` option); `fence` its writer's claim, if any.
+ */
 export interface WriteOp {
   collection: StoreCollection;
   id: string;
   json: string | undefined;
+  node?: string;
   fence?: Fence;
 }
 
@@ -61,6 +65,16 @@ export function serializeValue(collection: StoreCollection, id: string, value: u
 }
 
 /**
+ * A value's top-level `node`, when it is an object with a string there that a store can index (no NUL, no lone
+ * surrogate, as for ids): what `list`'s `node` option selects by.
+ */
+export function nodeOf(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const { node } = value as { node?: unknown };
+  return typeof node === "string" && !isUnstorableId(node) ? node : undefined;
+}
+
+/**
  * Gathers the writes of each event-loop turn into one batch and hands it to `commit`, one batch at a time.
  *
  * The first write of a turn schedules the commit with `setImmediate`, so every write made in the same turn
@@ -87,7 +101,14 @@ export class WriteBatcher {
     this.#checkOpen();
     checkRecordKey(collection, id);
     checkFence(collection, fence);
-    this.#enqueue({ collection, id, json: serializeValue(collection, id, value), ...(fence === undefined ? {} : { fence }) });
+    const node = nodeOf(value);
+    this.#enqueue({
+      collection,
+      id,
+      json: serializeValue(collection, id, value),
+      ...(node === undefined ? {} : { node }),
+      ...(fence === undefined ? {} : { fence }),
+    });
   }
 
   /** Enqueues the removal of a record. */
@@ -223,8 +244,8 @@ export abstract class BatchedStore implements Store {
 
   /** One record's value as stored, or `undefined` (or a promise of it); every write enqueued before has been committed. */
   protected abstract read(collection: StoreCollection, id: string): unknown;
-  /** The records of a collection (those whose id starts with `prefix`), ordered by id in code-point order. */
-  protected abstract readAll(collection: StoreCollection, prefix: string | undefined): StoreRecord[] | Promise<StoreRecord[]>;
+  /** The records of a collection that `options` select (checked), ordered by id in code-point order. */
+  protected abstract readAll(collection: StoreCollection, options: ListOptions): StoreRecord[] | Promise<StoreRecord[]>;
 
   put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void {
     this.batcher.put(collection, id, value, options);
@@ -249,10 +270,10 @@ export abstract class BatchedStore implements Store {
     return await this.read(collection, id);
   }
 
-  async list(collection: StoreCollection, { prefix }: ListOptions = {}): Promise<StoreRecord[]> {
-    checkPrefix(collection, prefix);
+  async list(collection: StoreCollection, options: ListOptions = {}): Promise<StoreRecord[]> {
+    checkListOptions(collection, options);
     await this.batcher.beforeRead();
-    return await this.readAll(collection, prefix);
+    return await this.readAll(collection, options);
   }
 
   close(): Promise<void> {

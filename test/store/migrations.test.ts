@@ -8,7 +8,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { BridgeError, openSqliteStore, SQLITE_STORE_FILE, type Store } from "../../src/index.js";
-import { SCHEMA_VERSION } from "../../src/store/migrations.js";
+import { migrate, SCHEMA_VERSION } from "../../src/store/migrations.js";
 import { STORE_V1_FIXTURE, V1_RECORDS } from "../fixtures/make-store-v1.js";
 
 const temporaryDirs: string[] = [];
@@ -53,7 +53,7 @@ describe("schema migrations", () => {
 
     expect(readMeta(path)).toEqual({
       version: String(SCHEMA_VERSION),
-      columns: ["collection", "id", "value", "ciphertext", "iv", "auth_tag", "updated_at"],
+      columns: ["collection", "id", "value", "ciphertext", "iv", "auth_tag", "updated_at", "node"],
     });
     const reopened = await openSqliteStore({ dir });
     openStores.push(reopened);
@@ -61,6 +61,28 @@ describe("schema migrations", () => {
       { id: "after-migration", value: { ok: true } },
       { id: "msg-1", value: V1_RECORDS.find((record) => record.id === "msg-1")!.value },
     ]);
+  });
+
+  it("gives each plaintext record of a version-2 store its value's node, so that lists by node find them", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "troupe-migrate-"));
+    temporaryDirs.push(dir);
+    const path = join(dir, SQLITE_STORE_FILE);
+    const db = new Database(path);
+    migrate(db, { where: path, nowMs: 1_800_000_000_000, target: 2 });
+    const insert = db.prepare("INSERT INTO records (collection, id, value, updated_at) VALUES (?, ?, ?, 0)");
+    insert.run("workflows", "w1", JSON.stringify({ node: "node-a", n: 1 }));
+    insert.run("workflows", "w2", JSON.stringify({ node: "node-b" }));
+    insert.run("workflows", "w3", JSON.stringify({ node: 3 }));
+    insert.run("workflows", "w4", JSON.stringify(["node-a"]));
+    insert.run("workflows", "w5", "not json");
+    db.close();
+
+    const store = await openSqliteStore({ dir });
+    openStores.push(store);
+    expect(await store.list("workflows", { node: "node-a" })).toEqual([{ id: "w1", value: { node: "node-a", n: 1 } }]);
+    expect((await store.list("workflows", { node: "node-b" })).map((record) => record.id)).toEqual(["w2"]);
+    await store.close();
+    expect(readMeta(path).version).toBe(String(SCHEMA_VERSION));
   });
 
   it("refuses a database of a newer schema version with CONFIG naming both versions, and leaves it untouched", async () => {

@@ -102,6 +102,33 @@ describe("the PostgreSQL store's schema", () => {
     expect(row).toEqual({ collection: "agents", id: "a", value: '{"n":1}', ciphertext: null, updated_at: expect.stringMatching(/^\d+$/) });
   });
 
+  it("migrates a store of version 1, plaintext or encrypted: each record gets its value's node, and lists by node find them", async () => {
+    for (const encryptionKey of [undefined, RAW_KEY]) {
+      const schema = freshSchema();
+      const store = await open({ schema, encryptionKey });
+      // More than one page of the encrypted store's fill (500 rows), across two collections.
+      for (let index = 0; index < 700; index++) store.put("workflows", `w-${String(index).padStart(3, "0")}`, { node: index % 2 === 0 ? "node-a" : "node-b" });
+      store.put("bridge_sessions", "s1", { node: "node-a" });
+      store.put("bridge_sessions", "s2", { history: [] });
+      store.put("agents", "quoted", { node: "x\"y\\z'" });
+      // A node no index can hold (a NUL) is no node.
+      store.put("agents", "nul", { node: "x\u0000" });
+      await store.close();
+      // What version 1 was: no node column, no index.
+      await server.query(`ALTER TABLE "${schema}".records DROP COLUMN node`);
+      await server.query(`UPDATE "${schema}".store_meta SET value = '1' WHERE key = 'schema_version'`);
+
+      const migrated = await open({ schema, encryptionKey });
+      expect(await server.query(`SELECT value FROM "${schema}".store_meta WHERE key = 'schema_version'`)).toEqual([{ value: String(POSTGRES_SCHEMA_VERSION) }]);
+      const ofNode = async (collection: "workflows" | "bridge_sessions" | "agents", node: string): Promise<number> =>
+        (await migrated.list(collection, { node })).length;
+      expect([await ofNode("workflows", "node-a"), await ofNode("workflows", "node-b")]).toEqual([350, 350]);
+      expect(await ofNode("bridge_sessions", "node-a")).toBe(1);
+      expect(await ofNode("agents", "x\"y\\z'")).toBe(1);
+      expect(await server.query(`SELECT count(*)::int AS n FROM "${schema}".records WHERE node IS NULL`)).toEqual([{ n: 2 }]);
+    }
+  });
+
   it("keeps two stores in two schemas of one database apart", async () => {
     const first = await open({ schema: freshSchema() });
     const second = await open({ schema: freshSchema() });

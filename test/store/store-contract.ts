@@ -6,7 +6,8 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BridgeError, type Store } from "../../src/index.js";
+import { BridgeError, type ListOptions, type Store } from "../../src/index.js";
+import { listPages } from "../../src/store/pages.js";
 import type { CrashWriterSpec } from "./crash-writer.js";
 
 /** What the suite needs of a store under test. */
@@ -163,6 +164,61 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect((await store.list("memory", { prefix: "writer/😀" })).map((record) => record.id)).toEqual(["writer/😀"]);
       expect(await store.list("memory", { prefix: "nothing" })).toEqual([]);
       expect(await store.list("memory", { prefix: "" })).toHaveLength(ids.length);
+    });
+
+    it("lists a page: after an id (not it), at most limit records, with a prefix too; listPages reads it all once, in order", async () => {
+      const store = await open();
+      const ids = ["writer/2", "writer/10", "writer/😀", "writer/\uE000", "writer2/x", "writes", "w", "Writer/1", "writer/é", "a", "writer/"];
+      for (const id of ids) store.put("memory", id, { id });
+      await store.flush();
+      const sorted = [...ids].sort(byUtf8);
+      const page = async (options: ListOptions): Promise<string[]> => (await store.list("memory", options)).map((record) => record.id);
+      expect(await page({ limit: 3 })).toEqual(sorted.slice(0, 3));
+      expect(await page({ after: sorted[2], limit: 3 })).toEqual(sorted.slice(3, 6));
+      expect(await page({ after: sorted[sorted.length - 1] })).toEqual([]);
+      // An id that is no record's still places the page: what comes after it.
+      expect(await page({ after: "writer/3" })).toEqual(sorted.filter((id) => byUtf8(id, "writer/3") > 0));
+      expect(await page({ prefix: "writer/", after: "writer/2", limit: 2 })).toEqual(["writer/é", "writer/\uE000"]);
+      expect(await page({ prefix: "writer/", after: "writer/😀" })).toEqual([]);
+      for (const pageRecords of [1, 2, 4, 11, 12]) {
+        const pages: string[][] = [];
+        for await (const records of listPages(store, "memory", {}, pageRecords)) pages.push(records.map((record) => record.id));
+        expect(pages.flat()).toEqual(sorted);
+        expect(pages.every((each) => each.length > 0 && each.length <= pageRecords)).toBe(true);
+      }
+      for (const limit of [0, -1, 1.5, Number.NaN]) expect(((await rejectionOf(store.list("memory", { limit }))) as BridgeError).type).toBe("INTERNAL");
+      expect(((await rejectionOf(store.list("memory", { after: "x\u0000" }))) as BridgeError).type).toBe("INTERNAL");
+    });
+
+    it("lists the records of one node: those whose value's top-level node is it, kept in step with every write", async () => {
+      const store = await open();
+      store.put("workflows", "w1", { node: "node-a", n: 1 });
+      store.put("workflows", "w2", { node: "node-b", n: 2 });
+      store.put("workflows", "w3", { node: "node-a", n: 3 });
+      store.put("workflows", "w4", { n: 4 });
+      store.put("workflows", "w5", { nested: { node: "node-a" } });
+      store.put("workflows", "w6", ["node-a"]);
+      store.put("workflows", "w7", { node: 7 });
+      store.put("bridge_sessions", "w1", { node: "node-a" });
+      await store.flush();
+      const ofNode = async (node: string, options: ListOptions = {}): Promise<string[]> =>
+        (await store.list("workflows", { ...options, node })).map((record) => record.id);
+      expect(await ofNode("node-a")).toEqual(["w1", "w3"]);
+      expect(await ofNode("node-b")).toEqual(["w2"]);
+      expect(await ofNode("node-c")).toEqual([]);
+      expect(await ofNode("node-a", { after: "w1" })).toEqual(["w3"]);
+      expect(await ofNode("node-a", { limit: 1 })).toEqual(["w1"]);
+      expect(await ofNode("node-a", { prefix: "w3" })).toEqual(["w3"]);
+      expect(await store.list("workflows", { node: "node-a", limit: 1 })).toEqual([{ id: "w1", value: { node: "node-a", n: 1 } }]);
+      // A takeover moves a record to another node; a write without a node, or a delete, takes it from its node.
+      store.put("workflows", "w1", { node: "node-b", n: 1 });
+      store.put("workflows", "w3", { n: 3 });
+      store.put("workflows", "w2", { node: "node-b", n: 22 });
+      store.delete("workflows", "w2");
+      await store.flush();
+      expect(await ofNode("node-a")).toEqual([]);
+      expect(await ofNode("node-b")).toEqual(["w1"]);
+      expect(((await rejectionOf(store.list("workflows", { node: "\uD800" }))) as BridgeError).type).toBe("INTERNAL");
     });
 
     it("takes a prefix literally: %, _ and \\ are characters like any other", async () => {
