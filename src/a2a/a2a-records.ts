@@ -19,6 +19,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { RecordOwner } from "../cluster/record-owner.js";
 import { BridgeError, toBridgeError } from "../errors.js";
+import { listPages } from "../store/pages.js";
 import type { Store } from "../store/store.js";
 
 /** A task's record: the node that serves it, and the task (A2A's JSON) at its last state. */
@@ -54,14 +55,16 @@ export function a2aRecordId(agentId: string, id: string): string {
   return createHash("sha256").update(agentId, "utf8").update("\n").update(id, "utf8").digest("base64url");
 }
 
-/** Reads every task record naming node `node` (the whole collection: once at a start and per takeover). */
+/** Reads every task record naming node `node` (by the store's node index, a page at a time: once at a start and per takeover). */
 export async function loadA2aTasks(store: Store, node: string): Promise<A2aTaskRecord[]> {
   const tasks: A2aTaskRecord[] = [];
-  for (const { id, value } of await store.list("a2a_tasks")) {
-    const parsed = taskRecordSchema.safeParse(value);
-    if (!parsed.success || a2aRecordId(parsed.data.agentId, parsed.data.taskId) !== id) {
-      process.emitWarning(`troupe: A2A task record ${id} in the store is not one this version reads; it is left there`, { code: "TROUPE_RESTORE" });
-    } else if (parsed.data.node === node) tasks.push(parsed.data);
+  for await (const page of listPages(store, "a2a_tasks", { node })) {
+    for (const { id, value } of page) {
+      const parsed = taskRecordSchema.safeParse(value);
+      if (!parsed.success || a2aRecordId(parsed.data.agentId, parsed.data.taskId) !== id) {
+        process.emitWarning(`troupe: A2A task record ${id} in the store is not one this version reads; it is left there`, { code: "TROUPE_RESTORE" });
+      } else if (parsed.data.node === node) tasks.push(parsed.data);
+    }
   }
   return tasks;
 }

@@ -10,6 +10,7 @@ import { toBridgeError } from "../errors.js";
 import type { ClusterNode } from "../cluster/node.js";
 import type { MessageSubscription, Published, StreamedMessage } from "../cluster/message-stream.js";
 import { MESSAGE_KEY_SEPARATOR, messageKeyOf, PRIORITIES, type MessageEnvelope } from "../protocol/envelope.js";
+import { listPages } from "../store/pages.js";
 import type { Store } from "../store/store.js";
 import { isFinishedRecord, type Deliveries } from "./delivery.js";
 
@@ -125,15 +126,17 @@ export class ClusterDeliveries {
    */
   async watchStored(): Promise<number> {
     if (this.stopped) return 0;
-    const records = await this.options.store().list("messages");
     let watched = 0;
-    for (const { value } of records) {
-      const record = asRecord(value);
-      if (record === undefined) continue;
-      const deadline = record.acceptedAt + record.timeoutMs;
-      this.watch(record.envelope.recipient.agent_id, deadline);
-      for (const fallback of record.envelope.routing.fallback_agents ?? []) this.watch(fallback, deadline);
-      watched += 1;
+    // A page at a time: the stream's bounds bound the messages, not what one read may hold.
+    for await (const page of listPages(this.options.store(), "messages")) {
+      for (const { value } of page) {
+        const record = asRecord(value);
+        if (record === undefined) continue;
+        const deadline = record.acceptedAt + record.timeoutMs;
+        this.watch(record.envelope.recipient.agent_id, deadline);
+        for (const fallback of record.envelope.routing.fallback_agents ?? []) this.watch(fallback, deadline);
+        watched += 1;
+      }
     }
     return watched;
   }

@@ -497,7 +497,10 @@ export class Deliveries implements DeliveryPoolHost {
    */
   async restore(): Promise<void> {
     const store = this.options.store();
-    const [messages, statuses] = await Promise.all([store.list("messages"), store.list("message_status")]);
+    // In a cluster, live messages wait in the cluster's stream (whichever node their agent is on delivers them):
+    // their records are not read here.
+    const clustered = this.options.clustered === true;
+    const [messages, statuses] = await Promise.all([clustered ? [] : store.list("messages"), store.list("message_status")]);
     const states = new Map<string, unknown>(statuses.map(({ id, value }) => [id, value]));
     const finished = statuses.filter((record): record is { id: string; value: StoredFinished } => isFinishedRecord(record.value));
     finished.sort((left, right) => left.value.order - right.value.order);
@@ -507,8 +510,7 @@ export class Deliveries implements DeliveryPoolHost {
       this.remember(id, view);
       this.nextOrder = Math.max(this.nextOrder, order + 1);
     }
-    // In a cluster, live messages wait in the cluster's stream: whichever node their agent is on delivers them.
-    const live = this.options.clustered === true ? [] : messages.map(({ id, value }) => ({ key: id, record: value as StoredMessage }));
+    const live = messages.map(({ id, value }) => ({ key: id, record: value as StoredMessage }));
     live.sort((left, right) => left.record.order - right.record.order);
     this.restoring = true;
     try {

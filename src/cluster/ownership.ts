@@ -13,7 +13,7 @@ import { a2aRecordId, loadA2aTasks, type A2aTaskRecord } from "../a2a/a2a-record
 import { BridgeError, toBridgeError } from "../errors.js";
 import { inReplyToOf, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { Clock } from "../clock.js";
-import { SessionRecords, type LoadedSession } from "../runtime/session-records.js";
+import { pendingRecordId, pendingRecordOf, SessionRecords, type LoadedSession } from "../runtime/session-records.js";
 import type { Fence, Store } from "../store/store.js";
 import { loadWorkflows, type WorkflowRecord } from "../workflows/workflow-records.js";
 import type { LeaseLossCause } from "../events/event-hub.js";
@@ -423,7 +423,10 @@ export class NodeOwnership implements RecordOwner {
       const movedSessions = sessions.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
       const movedA2aTasks = a2aTasks.map((record) => ({ ...record, node: this.nodeId }));
       for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
-      for (const { session } of movedSessions) store.put("bridge_sessions", session.sessionId, session, { fence });
+      for (const { session, interrupted } of movedSessions) {
+        store.put("bridge_sessions", session.sessionId, session, { fence });
+        if (interrupted.length > 0) store.put("bridge_sessions", pendingRecordId(session.sessionId), pendingRecordOf(interrupted, this.nodeId), { fence });
+      }
       for (const record of movedA2aTasks) store.put("a2a_tasks", a2aRecordId(record.agentId, record.taskId), record, { fence });
       store.delete("meta", NODE_RECORD_PREFIX + nodeId, { fence });
       await store.flush();

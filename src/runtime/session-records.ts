@@ -11,8 +11,14 @@
 import { z } from "zod";
 import type { HistoryMessage, SessionContext, SessionStatus, Usage } from "../../machines/session.machine.js";
 import { toBridgeError } from "../errors.js";
+import { listPages } from "../store/pages.js";
 import type { Store, WriteOptions } from "../store/store.js";
 import type { RecordOwner } from "../cluster/record-owner.js";
+
+/** A session's pending prompts record; `node` owns it in a cluster (as it owns the session), so that its node lists it. */
+export function pendingRecordOf(requestIds: string[], node: string | undefined): { requestIds: string[]; node?: string } {
+  return { requestIds, ...(node === undefined ? {} : { node }) };
+}
 
 /** The id of a session's pending prompts record. */
 export function pendingRecordId(sessionId: string): string {
@@ -104,20 +110,21 @@ export class SessionRecords {
    * troupe cannot read is reported and left as it is, and pending prompts left without their session are removed.
    */
   static async load(store: Store, node?: string): Promise<LoadedSession[]> {
-    const records = await store.list("bridge_sessions");
     const pending = new Map<string, string[]>();
     const sessions: StoredSession[] = [];
-    for (const { id, value } of records) {
-      if (id.endsWith("/pending")) {
-        const parsed = pendingSchema.safeParse(value);
-        if (parsed.success) pending.set(id, parsed.data.requestIds);
-        continue;
+    // A node's records (sessions and pending prompts name it) by the store's node index, a page at a time.
+    for await (const page of listPages(store, "bridge_sessions", node === undefined ? {} : { node }))
+      for (const { id, value } of page) {
+        if (id.endsWith("/pending")) {
+          const parsed = pendingSchema.safeParse(value);
+          if (parsed.success) pending.set(id, parsed.data.requestIds);
+          continue;
+        }
+        const parsed = storedSessionSchema.safeParse(value);
+        if (parsed.success && node !== undefined && parsed.data.node !== node) continue;
+        if (parsed.success && parsed.data.sessionId === id) sessions.push(parsed.data);
+        else process.emitWarning(`troupe: bridge session ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
       }
-      const parsed = storedSessionSchema.safeParse(value);
-      if (parsed.success && node !== undefined && parsed.data.node !== node) continue;
-      if (parsed.success && parsed.data.sessionId === id) sessions.push(parsed.data);
-      else process.emitWarning(`troupe: bridge session ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
-    }
     const loaded = sessions.map((session) => {
       const id = pendingRecordId(session.sessionId);
       const interrupted = pending.get(id) ?? [];
@@ -172,7 +179,7 @@ export class SessionRecords {
     if (sessionChanged) this.store.put("bridge_sessions", sessionId, storedSessionOf(storedStatus, context, this.owner?.nodeId), options);
     if (pending !== (last?.pending ?? "")) {
       if (pending === "") this.store.delete("bridge_sessions", pendingRecordId(sessionId), options);
-      else this.store.put("bridge_sessions", pendingRecordId(sessionId), { requestIds: pendingIds }, options);
+      else this.store.put("bridge_sessions", pendingRecordId(sessionId), pendingRecordOf(pendingIds, this.owner?.nodeId), options);
     }
     this.written.set(sessionId, {
       status: sessionChanged ? storedStatus : last.status,

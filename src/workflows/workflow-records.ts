@@ -6,6 +6,7 @@
 import { z } from "zod";
 import type { AnyActorRef } from "xstate";
 import type { WorkflowContext } from "../../machines/workflow.machine.js";
+import { listPages } from "../store/pages.js";
 import type { Store } from "../store/store.js";
 
 /** A workflow session as the store keeps it. */
@@ -59,15 +60,18 @@ export function workflowRecordOf(child: AnyActorRef, evictAt: number | undefined
 
 /**
  * Every stored workflow, keyed by session id; a record troupe cannot read is reported and left as it is. With
- * `node`, only those that node owns (a node of a cluster loads its own; those of no node, or of another, stay).
+ * `node`, only those that node owns (a node of a cluster loads its own, read by the store's node index a page at a
+ * time: those of no node, or of another, are not read).
  */
 export async function loadWorkflows(store: Store, node?: string): Promise<Array<{ sessionId: string; record: WorkflowRecord }>> {
   const loaded: Array<{ sessionId: string; record: WorkflowRecord }> = [];
-  for (const { id, value } of await store.list("workflows")) {
-    const record = workflowRecordIn(id, value);
-    if (record !== undefined && node !== undefined && record.node !== node) continue;
-    if (record !== undefined) loaded.push({ sessionId: id, record });
-    else process.emitWarning(`troupe: workflow ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
+  for await (const page of listPages(store, "workflows", node === undefined ? {} : { node })) {
+    for (const { id, value } of page) {
+      const record = workflowRecordIn(id, value);
+      if (record !== undefined && node !== undefined && record.node !== node) continue;
+      if (record !== undefined) loaded.push({ sessionId: id, record });
+      else process.emitWarning(`troupe: workflow ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
+    }
   }
   return loaded;
 }

@@ -12,7 +12,16 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { SimulatedClock } from "xstate";
-import { CommunicationBus, createRuntime, openPostgresStore, type Runtime, type RuntimeEvent } from "../../src/index.js";
+import {
+  CommunicationBus,
+  createRuntime,
+  openPostgresStore,
+  type ListOptions,
+  type Runtime,
+  type RuntimeEvent,
+  type Store,
+  type StoreCollection,
+} from "../../src/index.js";
 import type { NodeOwnership } from "../../src/cluster/ownership.js";
 import { useEngines } from "../support/engines.js";
 import { createControlledAgent, type ControlledAgent } from "../support/controlled-agent.js";
@@ -77,10 +86,11 @@ async function startNode(
     ownsRuntime = false,
     natsUrl = nats.url,
     leaseMs = LEASE_MS,
-  }: { clock?: SimulatedClock; ownsRuntime?: boolean; natsUrl?: string; leaseMs?: number } = {},
+    wrapStore = (store) => store,
+  }: { clock?: SimulatedClock; ownsRuntime?: boolean; natsUrl?: string; leaseMs?: number; wrapStore?: (store: Store) => Store } = {},
 ): Promise<ClusterTestNode> {
   const worker = createControlledAgent("worker");
-  const store = () => openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
+  const store = async () => wrapStore(await openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema }));
   const given = ownsRuntime ? undefined : createRuntime({ agents: [worker.agent], defaultAgentId: "worker", store, ...(clock === undefined ? {} : { clock }) });
   const bus = new CommunicationBus({
     ...(given === undefined ? { store } : { runtime: given }),
@@ -351,6 +361,48 @@ describe("bridge sessions after their node dies", () => {
     ]);
     b.worker.current().reply({ text: "reviewed" });
     expect(await next).toMatchObject({ text: "reviewed" });
+  }, 30_000);
+
+  it("are read by a starting node and a survivor a page at a time, their own only: another node's records are never read", async () => {
+    const cluster = newCluster();
+    // A node that never ran, whose records (1 MiB in all) no node may read: 40 workflows, sessions and A2A tasks of 8 KiB.
+    const seeder = await openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
+    const padding = "x".repeat(8 * 1024);
+    for (let index = 0; index < 40; index++) {
+      for (const collection of ["workflows", "bridge_sessions", "a2a_tasks"] as const)
+        seeder.put(collection, `elsewhere-${index}`, { node: "node-z", padding });
+    }
+    await seeder.close();
+    const lists: Array<{ collection: StoreCollection; options: ListOptions | undefined; nodes: unknown[] }> = [];
+    const recordLists = (store: Store): Store =>
+      new Proxy(store, {
+        get(target, property, receiver) {
+          if (property !== "list") return Reflect.get(target, property, receiver) as unknown;
+          return async (collection: StoreCollection, options?: ListOptions) => {
+            const records = await target.list(collection, options);
+            lists.push({ collection, options, nodes: records.map(({ value }) => (value as { node?: unknown } | null)?.node) });
+            return records;
+          };
+        },
+      });
+    const a = await startNode(cluster, "node-a");
+    const b = await startNode(cluster, "node-b", { wrapStore: recordLists });
+    const sessionIds = await Promise.all(Array.from({ length: 3 }, async () => (await a.runtime.bridge.sessionsCreate({})).sessionId));
+    const workflowId = createWorkflow(a);
+    await a.bus.sessionManager.whenDurable();
+
+    await cutFromNats(a);
+    await until(() => sessionIds.every((id) => b.runtime.hasSession(id)) && b.bus.sessionManager.runs(workflowId), 5 * LEASE_MS);
+    const owned = lists.filter(({ collection }) => ["workflows", "bridge_sessions", "a2a_tasks"].includes(collection));
+    // Read at node-b's start (its own: none) and at the takeover (node-a's): by node, a page at a time, never node-z's.
+    expect(owned.length).toBeGreaterThanOrEqual(6);
+    for (const { options, nodes } of owned) {
+      expect(options).toMatchObject({ node: expect.stringMatching(/^node-[ab]$/), limit: expect.any(Number) });
+      expect(nodes.every((node) => node === options?.node)).toBe(true);
+    }
+    expect(owned.flatMap(({ nodes }) => nodes)).toHaveLength(3 + 1);
+    // The messages' deadlines are read a page at a time too.
+    expect(lists.filter(({ collection }) => collection === "messages").every(({ options }) => options?.limit !== undefined)).toBe(true);
   }, 30_000);
 
   it("answer the task of an auto workflow whose prompt the death interrupted with TRANSPORT, on the survivor that runs the workflow", async () => {
