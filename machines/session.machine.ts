@@ -200,9 +200,32 @@ function isPending(context: SessionContext, requestId: string): boolean {
   return pendingOf(context).some((pending) => pending.requestId === requestId);
 }
 
+/**
+ * The most characters a session's history keeps, whatever its window: past it, its oldest messages go first, and
+ * a newest exchange larger than this alone keeps the first `MAX_HISTORY_CHARS / 2` characters of each message.
+ * A session's history is in its record, read at every restart and takeover: its size is bounded, not only its length.
+ */
+export const MAX_HISTORY_CHARS = 4 * 1024 * 1024;
+
 function appendHistory(context: SessionContext, prompt: string, reply: PromptReply): HistoryMessage[] {
-  const history = [...context.history, { role: "user" as const, content: prompt }, { role: "assistant" as const, content: reply.text }];
-  return history.length > context.historyWindow ? history.slice(history.length - context.historyWindow) : history;
+  const appended = [...context.history, { role: "user" as const, content: prompt }, { role: "assistant" as const, content: reply.text }];
+  const history = appended.length > context.historyWindow ? appended.slice(appended.length - context.historyWindow) : appended;
+  let chars = history.reduce((sum, message) => sum + message.content.length, 0);
+  let start = 0;
+  while (chars > MAX_HISTORY_CHARS && start < history.length - 2) {
+    chars -= history[start]!.content.length;
+    start += 1;
+  }
+  const kept = start === 0 ? history : history.slice(start);
+  if (chars <= MAX_HISTORY_CHARS) return kept;
+  const each = Math.floor(MAX_HISTORY_CHARS / kept.length);
+  return kept.map((message) => (message.content.length > each ? { ...message, content: cutAt(message.content, each) } : message));
+}
+
+/** The first `chars` characters of `text`, one fewer when the last would be half of a surrogate pair. */
+function cutAt(text: string, chars: number): string {
+  const code = text.charCodeAt(chars - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? chars - 1 : chars);
 }
 
 /**

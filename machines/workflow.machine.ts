@@ -62,7 +62,8 @@ export interface TaskUsage {
 }
 
 /** How a task ended. */
-export type TaskOutcome = { status: "completed"; result: unknown; usage?: TaskUsage } | { status: "failed"; error: { code: string; message: string } };
+export type TaskOutcome =
+  { status: "completed"; result: unknown; usage?: TaskUsage; result_bytes?: number } | { status: "failed"; error: { code: string; message: string } };
 
 /** A task delegated in a workflow session (a `task_request` naming the session). */
 export interface WorkflowTask {
@@ -79,6 +80,8 @@ export interface WorkflowTask {
   /** The agent that answered (the recipient, or one of its fallback agents). */
   answered_by?: string;
   result?: unknown;
+  /** The bytes of `result`'s JSON, as the session manager measured it: what counts against a workflow's results bound. */
+  result_bytes?: number;
   error?: { code: string; message: string };
   usage?: TaskUsage;
 }
@@ -379,7 +382,13 @@ const workflowSetup = setup({
         status: outcome.status,
         answered_at: event.at,
         answered_by: event.from,
-        ...(outcome.status === "completed" ? { result: outcome.result, ...(outcome.usage ? { usage: outcome.usage } : {}) } : { error: outcome.error }),
+        ...(outcome.status === "completed"
+          ? {
+              result: outcome.result,
+              ...(outcome.result_bytes === undefined ? {} : { result_bytes: outcome.result_bytes }),
+              ...(outcome.usage ? { usage: outcome.usage } : {}),
+            }
+          : { error: outcome.error }),
       };
       enqueue.assign({ tasks: context.tasks.map((each) => (each === task ? answered : each)), updatedAt: event.at });
       enqueue.emit({ type: "task_completed", sessionId: context.sessionId, task: answered });

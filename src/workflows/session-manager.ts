@@ -119,6 +119,16 @@ export const MAX_SESSION_TASKS = 1_000;
  */
 export const MAX_STEPS_BYTES = 256 * 1024;
 
+/**
+ * The most a workflow keeps of its tasks' results, as JSON in UTF-8 bytes: an answer that would take it past
+ * this is kept as a preview (`keptOutcome`), as is any answer once it is reached. The answer itself reaches its
+ * recipient whole; the workflow's record stays bounded (steps, results, and at most `MAX_SESSION_TASKS` previews).
+ */
+export const MAX_RESULTS_BYTES = 4 * 1024 * 1024;
+
+/** The characters of a result's text a preview keeps, and of a failed task's error message. */
+export const RESULT_PREVIEW_CHARS = 1_024;
+
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
   agent_id: agentIdSchema,
@@ -841,7 +851,26 @@ export class SessionManager implements PoolHost {
     const pending = this.contextOf(entry).tasks.find((each) => each.task_id === task.taskId && each.status === "pending");
     if (pending === undefined) return;
     this.forgetTask(pending.message_id);
-    this.send(entry, { type: "TASK.ANSWERED", taskId: task.taskId, from, outcome, at });
+    this.send(entry, { type: "TASK.ANSWERED", taskId: task.taskId, from, outcome: this.keptOutcome(entry, outcome), at });
+  }
+
+  /**
+   * What a workflow keeps of a task's outcome: a result whole while the workflow's results stay within
+   * `MAX_RESULTS_BYTES`, else a preview, `{ truncated: true, bytes, text }` (its text, or its JSON, cut at
+   * `RESULT_PREVIEW_CHARS`); an error's code and message cut likewise.
+   */
+  private keptOutcome(entry: SessionEntry, outcome: TaskOutcome): TaskOutcome {
+    if (outcome.status === "failed") {
+      const { code, message } = outcome.error;
+      return { status: "failed", error: { code: code.slice(0, 256), message: cutText(message, RESULT_PREVIEW_CHARS) } };
+    }
+    const json = JSON.stringify(outcome.result) ?? "null";
+    const bytes = Buffer.byteLength(json);
+    const kept = this.contextOf(entry).tasks.reduce((sum, task) => sum + (task.result_bytes ?? 0), 0);
+    if (kept + bytes <= MAX_RESULTS_BYTES) return { ...outcome, result_bytes: bytes };
+    const text = (outcome.result as { text?: unknown } | null)?.text;
+    const preview = { truncated: true, bytes, text: cutText(typeof text === "string" ? text : json, RESULT_PREVIEW_CHARS) };
+    return { ...outcome, result: preview, result_bytes: Buffer.byteLength(JSON.stringify(preview)) };
   }
 
   /** Drops an answered task from both indexes. */
@@ -1041,4 +1070,11 @@ function sessionViewOf(sessionId: string, snapshot: { status: string; value: unk
           },
         }),
   };
+}
+
+/** `text` cut at `chars` characters (never inside a surrogate pair), with an ellipsis when cut. */
+function cutText(text: string, chars: number): string {
+  if (text.length <= chars) return text;
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(chars - 1)) ? chars - 1 : chars;
+  return `${text.slice(0, end)}…`;
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MAX_HISTORY_CHARS } from "../../machines/session.machine.js";
 import { rejectionOf, settle, startTestRuntime } from "../support/runtime.js";
 
 describe("session lifecycle (SPEC §2.2)", () => {
@@ -71,6 +72,38 @@ describe("session lifecycle (SPEC §2.2)", () => {
     expect(controlled.current().ctx.history.map((message) => message.content)).toEqual(["b", "re b", "c", "re c"]);
     controlled.current().reply();
     await fourth;
+  });
+
+  it(`keeps a session's history to ${MAX_HISTORY_CHARS} characters: the oldest messages go first, and an exchange larger alone is cut`, async () => {
+    const { runtime, controlled } = await startTestRuntime({ historyWindow: 30 });
+    const { sessionId } = await runtime.bridge.sessionsCreate({});
+    const quarter = MAX_HISTORY_CHARS / 4;
+    const exchange = async (prompt: string, text: string): Promise<void> => {
+      const reply = runtime.bridge.sessionsPrompt({ sessionId, prompt });
+      await settle();
+      controlled.current().reply({ text });
+      await reply;
+    };
+    await exchange("a", "A".repeat(quarter));
+    await exchange("b", "B".repeat(quarter));
+    await exchange("c", "C".repeat(quarter));
+    await exchange("d", "D".repeat(quarter));
+    // Four replies of a quarter and four short prompts are past the bound: the first exchange went.
+    const next = runtime.bridge.sessionsPrompt({ sessionId, prompt: "e" });
+    await settle();
+    expect(controlled.current().ctx.history.map((message) => message.content.slice(0, 1))).toEqual(["b", "B", "c", "C", "d", "D"]);
+    controlled.current().reply({ text: "Z".repeat(3 * MAX_HISTORY_CHARS) });
+    await next;
+    // One exchange larger than the bound alone: only it is kept, each message cut to half the bound.
+    const last = runtime.bridge.sessionsPrompt({ sessionId, prompt: "f" });
+    await settle();
+    const history = controlled.current().ctx.history;
+    expect(history.map((message) => [message.role, message.content.length])).toEqual([
+      ["user", 1],
+      ["assistant", MAX_HISTORY_CHARS / 2],
+    ]);
+    controlled.current().reply();
+    await last;
   });
 
   it("refuses a prompt past maxQueuedPrompts with BUSY (retryable, session valid)", async () => {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CommunicationBus, SessionManagerEvent, StepInput } from "../../src/index.js";
-import { MAX_PARTICIPANTS, MAX_SESSION_TASKS, MAX_STEPS_BYTES } from "../../src/workflows/session-manager.js";
+import { MAX_PARTICIPANTS, MAX_RESULTS_BYTES, MAX_SESSION_TASKS, MAX_STEPS_BYTES, RESULT_PREVIEW_CHARS } from "../../src/workflows/session-manager.js";
 import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "../bus/support.js";
 
 const { lead: LEAD, backend: DEV, frontend: WEB, qa: QA } = SEED_AGENTS;
@@ -312,6 +312,34 @@ describe("task correlation and automatic advance", () => {
     ]);
     expect(completed[2]!.task.error).toEqual({ code: "BUILD_FAILED", message: "tsc failed" });
     expect(events.filter((event) => event.type === "workflow_updated").map((event) => event.cause)).toEqual(["advance", "advance"]);
+  });
+
+  it(`keeps a workflow's results to ${MAX_RESULTS_BYTES} bytes: past it, an answer is kept as a preview, and an error's message is cut`, async () => {
+    const bus = await startBus();
+    const events = record(bus);
+    const sessionId = bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS);
+    bus.sessionManager.updateWorkflow(sessionId, { current_step: "implementation" });
+    const text = "é".repeat(400 * 1024); // 800 KiB of UTF-8 each
+    for (let index = 0; index < 6; index++) {
+      await task(bus, sessionId, LEAD, DEV, `t-${index}`);
+      const sent = await answer(bus, sessionId, DEV, LEAD, { task_id: `t-${index}` }, { payload: { text, index } });
+      expect(sent.status).toBe("accepted");
+    }
+    await task(bus, sessionId, LEAD, WEB, "t-error");
+    await answer(bus, sessionId, WEB, LEAD, { task_id: "t-error" }, { message_type: "error", payload: { code: "BUILD_FAILED", message: "x".repeat(100_000) } });
+    await bus.sessionManager.whenSettled();
+    const tasks = bus.sessionManager.getSession(sessionId)!.tasks;
+    const bytes = Buffer.byteLength(JSON.stringify({ text, index: 0 }));
+    // 4 MiB holds five of them whole; the sixth is a preview.
+    const whole = Math.floor(MAX_RESULTS_BYTES / bytes);
+    expect(whole).toBe(5);
+    for (const [index, each] of tasks.slice(0, whole).entries()) expect(each.result).toEqual({ text, index });
+    expect(tasks[whole]!.result).toEqual({ truncated: true, bytes, text: `${"é".repeat(RESULT_PREVIEW_CHARS)}…` });
+    expect(tasks[whole]!.status).toBe("completed");
+    expect(tasks[6]!.error).toEqual({ code: "BUILD_FAILED", message: `${"x".repeat(RESULT_PREVIEW_CHARS)}…` });
+    // What the workflow keeps of its tasks, as its record holds it: within the bound and the previews.
+    expect(Buffer.byteLength(JSON.stringify(tasks))).toBeLessThan(MAX_RESULTS_BYTES + 16 * 1024);
+    expect(events.filter((event) => event.type === "task_completed")).toHaveLength(7);
   });
 
   it("completes a task answered only by its metadata.task_id, without session_id or in_reply_to", async () => {
