@@ -3,18 +3,19 @@
  * Bodies are validated where they are used; every error is a `BridgeError` answered by the server.
  */
 import { z } from "zod";
-import { sessionNotFound } from "../errors.js";
+import { BridgeError, sessionNotFound } from "../errors.js";
 import { decoded, HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import type { CommunicationBus } from "./bus.js";
 import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "../workflows/session-manager.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { parseWith } from "../validation.js";
-import { pageOf, pageRequestOf } from "./pagination.js";
+import { badCursor, pageOf, pageRequestOf, type PageRequest } from "./pagination.js";
 import { parseEventQuery } from "../events/event-filter.js";
 import { serverSentEvents } from "../events/server-sent-events.js";
 import { LAST_EVENT_ID_HEADER } from "../protocol/event-frames.js";
 import { prometheusText, wantsPrometheus } from "./prometheus.js";
 import { onWorkflowNode } from "./forwarded-routes.js";
+import { NODE_ID } from "../cluster/node.js";
 
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
@@ -80,11 +81,17 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
     {
       method: "GET",
       path: /^\/sessions$/,
-      handle: ({ query }) => {
-        // On a cluster, this node's workflows (docs/cluster.md, "GET /sessions lists the node's workflows"), each naming it.
-        const node = bus.cluster?.nodeId;
-        const views = node === undefined ? sessions.sessionViews() : withNode(sessions.sessionViews(), node);
-        const { items, next_cursor } = pageOf(views, pageRequestOf(query));
+      handle: async ({ query }) => {
+        const request = pageRequestOf(query);
+        // On a cluster, every node's workflows, read from the store a page at a time (docs/cluster.md, "GET /sessions on any node").
+        const node = query.get("node") ?? undefined;
+        if (node !== undefined && bus.cluster === undefined) {
+          throw new BridgeError("CONFIG", "node: this server is not a node of a cluster (GET /sessions lists its workflows without it)", { field: "node" });
+        }
+        const { items, next_cursor } =
+          bus.cluster === undefined
+            ? pageOf(sessions.sessionViews(), request)
+            : await sessions.clusterSessionsPage({ ...keyPage(request), ...(node === undefined ? {} : { node: parseWith(nodeIdSchema, node, "node") }) });
         return { sessions: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },
     },
@@ -192,7 +199,11 @@ export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
   ];
 }
 
-/** Views that name the node that runs them (a cluster node's). */
-function* withNode<T extends object>(views: Iterable<() => T>, node: string): Generator<() => T & { node: string }> {
-  for (const view of views) yield () => ({ ...view(), node });
+/** A node's id, as `GET /sessions?node=` takes it. */
+const nodeIdSchema = z.string().regex(NODE_ID, "a node id: 1 to 64 letters, digits, '.', '_' or '-'");
+
+/** A page of a listing in key order: a cursor of another listing (an offset) is not one it gave. */
+function keyPage({ offset, after, limit }: PageRequest): { after?: string; limit: number } {
+  if (offset !== 0) throw badCursor();
+  return { ...(after === undefined ? {} : { after }), limit };
 }

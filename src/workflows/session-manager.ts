@@ -38,7 +38,8 @@ import type { Store, WriteOptions } from "../store/store.js";
 import type { RecordOwner } from "../cluster/record-owner.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
-import { loadWorkflows, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
+import { loadWorkflows, workflowRecordIn, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
+import { keyCursor, MAX_PAGE_CHARS, pageHasRoom } from "../bus/pagination.js";
 
 /** A session's lifecycle as the manager shows it. */
 export type WorkflowSessionStatus = "active" | "completed" | "terminated";
@@ -128,6 +129,10 @@ export const MAX_RESULTS_BYTES = 4 * 1024 * 1024;
 
 /** The characters of a result's text a preview keeps, and of a failed task's error message. */
 export const RESULT_PREVIEW_CHARS = 1_024;
+
+/** Workflow records `clusterSessionsPage` reads at first (each may be a few MiB: its steps and results), and at most. */
+const FIRST_STORED_VIEWS_READ = 10;
+const MAX_STORED_VIEWS_READ = 250;
 
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
@@ -419,6 +424,62 @@ export class SessionManager implements PoolHost {
   /** The sessions, oldest first, each view built only when called (a page builds its own alone). */
   *sessionViews(): Generator<() => WorkflowSession> {
     for (const [sessionId, entry] of this.sessions) yield () => this.viewOf(sessionId, entry);
+  }
+
+  /**
+   * One page of every workflow of a cluster (`GET /sessions` on a cluster node), in the order of their ids, each
+   * naming its node: those running here from their actors, the others from the records their nodes keep in the
+   * shared store (as of their last commit). Ended workflows past their retention are left out, as their node
+   * evicts them. With `node`, only the workflows that node runs (by the store's node index). Read from the store
+   * a few records at a time, after `after` (the cursor's key), until the page has `limit` workflows or its JSON
+   * reaches its bound: what it costs does not depend on how many workflows there are.
+   */
+  async clusterSessionsPage({
+    after,
+    limit,
+    node: only,
+  }: {
+    after?: string;
+    limit: number;
+    node?: string;
+  }): Promise<{ items: Array<WorkflowSession & { node?: string }>; next_cursor?: string }> {
+    const now = this.options.clock.now();
+    const here = this.owner?.nodeId;
+    const items: Array<WorkflowSession & { node?: string }> = [];
+    let chars = 0;
+    let from = after;
+    let viewed = 0;
+    let viewedChars = 0;
+    for (;;) {
+      // As many records as the page has room for at the size of those seen so far (a few at first: each may be a
+      // few MiB), and one more than the page needs, to know whether another follows.
+      const room = viewed === 0 ? FIRST_STORED_VIEWS_READ : Math.floor((MAX_PAGE_CHARS - chars) / Math.max(1, viewedChars / viewed));
+      const asked = Math.max(1, Math.min(MAX_STORED_VIEWS_READ, room, limit - items.length + 1));
+      const records = await this.options.runtime.store.list("workflows", {
+        ...(from === undefined ? {} : { after: from }),
+        ...(only === undefined ? {} : { node: only }),
+        limit: asked,
+      });
+      for (const { id, value } of records) {
+        const record = workflowRecordIn(id, value);
+        if (record === undefined || (record.evictAt !== undefined && record.evictAt <= now)) {
+          from = id;
+          continue;
+        }
+        if (items.length === limit) return { items, next_cursor: keyCursor(from ?? id) };
+        const entry = this.sessions.get(id);
+        const node = entry === undefined ? record.node : here;
+        const view = { ...(entry === undefined ? sessionViewOf(id, record.snapshot) : this.viewOf(id, entry)), ...(node === undefined ? {} : { node }) };
+        const viewChars = JSON.stringify(view).length;
+        viewed += 1;
+        viewedChars += viewChars;
+        if (!pageHasRoom(items.length, chars, viewChars)) return { items, next_cursor: keyCursor(from ?? id) };
+        items.push(view);
+        chars += viewChars;
+        from = id;
+      }
+      if (records.length < asked) return { items };
+    }
   }
 
   /**

@@ -77,7 +77,7 @@ export async function loadWorkflows(store: Store, node?: string): Promise<Array<
 }
 
 /** The workflow record stored under `id`, or `undefined` when `value` is not one this version reads. */
-function workflowRecordIn(id: string, value: unknown): WorkflowRecord | undefined {
+export function workflowRecordIn(id: string, value: unknown): WorkflowRecord | undefined {
   const parsed = recordSchema.safeParse(value);
   return parsed.success && parsed.data.snapshot.context.sessionId === id ? (value as WorkflowRecord) : undefined;
 }

@@ -100,17 +100,55 @@ describe("workflow routes on any node", () => {
     expect((await call(b, "GET", `/sessions/${sessionId}`)).status).toBe(404);
   }, 30_000);
 
-  it("list each node's own workflows on that node, each naming it, and answer any of them on either", async () => {
+  it("list every workflow of the cluster on any node, by id a page at a time, each naming its node, and answer any of them on either", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];
-    const first = await createWorkflow(a);
-    const second = await createWorkflow(b);
-    const listed = async (bus: CommunicationBus) =>
-      ((await call(bus, "GET", "/sessions")).body.sessions as Array<{ session_id: string; node: string }>).map((session) => [session.session_id, session.node]);
-    // Built from the node's own actors: a list never reads the whole store (one request could make a node load every record).
-    expect(await listed(a)).toEqual([[first, "node-a"]]);
-    expect(await listed(b)).toEqual([[second, "node-b"]]);
-    for (const bus of [a, b]) expect((await call(bus, "GET", `/sessions/${first}`)).body).toMatchObject({ session_id: first, node: "node-a" });
+    const onA = [await createWorkflow(a), await createWorkflow(a), await createWorkflow(a)];
+    const onB = [await createWorkflow(b), await createWorkflow(b)];
+    const expected = [...onA.map((id) => [id, "node-a"]), ...onB.map((id) => [id, "node-b"])].sort(([left], [right]) => (left! < right! ? -1 : 1));
+    // A change on node-a is seen on node-b once durable (node-a answers once it is).
+    expect((await call(a, "PATCH", `/sessions/${onA[0]}/workflow`, { current_step: "review" })).status).toBe(200);
+    for (const bus of [a, b]) {
+      const all = (await call(bus, "GET", "/sessions")).body as {
+        sessions: Array<{ session_id: string; node: string; workflow: { current_step: string } }>;
+        next_cursor?: string;
+      };
+      expect(all.sessions.map((session) => [session.session_id, session.node])).toEqual(expected);
+      expect(all.next_cursor).toBeUndefined();
+      expect(all.sessions.find((session) => session.session_id === onA[0])?.workflow.current_step).toBe("review");
+      // Two at a time, each page read on its own: the cursor is the last id given.
+      const walked: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = (await call(bus, "GET", `/sessions?limit=2${cursor === undefined ? "" : `&cursor=${cursor}`}`)).body as {
+          sessions: Array<{ session_id: string }>;
+          next_cursor?: string;
+        };
+        expect(page.sessions.length).toBeLessThanOrEqual(2);
+        walked.push(...page.sessions.map((session) => session.session_id));
+        cursor = page.next_cursor;
+      } while (cursor !== undefined);
+      expect(walked).toEqual(expected.map(([id]) => id));
+      // An offset cursor is one of a node's own lists, not this one.
+      const offset = Buffer.from("o:2", "utf8").toString("base64url");
+      expect(await call(bus, "GET", `/sessions?cursor=${offset}`)).toMatchObject({ status: 400, body: { error: { type: "CONFIG" } } });
+    }
+    // ?node= lists the workflows one node runs, on any node.
+    for (const bus of [a, b]) {
+      for (const [node, ids] of [
+        ["node-a", onA],
+        ["node-b", onB],
+        ["node-c", []],
+      ] as const) {
+        const page = await call(bus, "GET", `/sessions?node=${node}`);
+        expect((page.body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).toEqual([...ids].sort());
+      }
+      expect(await call(bus, "GET", "/sessions?node=bad%20id")).toMatchObject({ status: 400, body: { error: { type: "CONFIG" } } });
+    }
+    // A deleted workflow leaves the list of every node.
+    expect((await call(b, "DELETE", `/sessions/${onA[1]}`)).status).toBe(200);
+    expect(((await call(b, "GET", "/sessions")).body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).not.toContain(onA[1]);
+    for (const bus of [a, b]) expect((await call(bus, "GET", `/sessions/${onA[2]}`)).body).toMatchObject({ session_id: onA[2], node: "node-a" });
   }, 30_000);
 
   it("answer 404 NOT_FOUND on every node for an id no record knows", async () => {

@@ -169,6 +169,9 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
       await expect.poll(() => row("own-on-node-2").count()).toBe(0);
     } finally {
       await page.unroute("**/health");
+      // The page knows its server again as it is: no cluster node (it would ask for node-2's workflows otherwise).
+      await page.reload();
+      await page.locator('[data-testid="connection"]', { hasText: "live" }).waitFor();
     }
   });
 

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CommunicationBus, SessionManagerEvent, StepInput } from "../../src/index.js";
+import { MAX_PAGE_CHARS } from "../../src/bus/pagination.js";
 import { MAX_PARTICIPANTS, MAX_RESULTS_BYTES, MAX_SESSION_TASKS, MAX_STEPS_BYTES, RESULT_PREVIEW_CHARS } from "../../src/workflows/session-manager.js";
 import { call, connect, envelope, flush, register, SEED_AGENTS, SEED_PARTICIPANTS, SEED_STEPS, startBus, startSimulatedBus, until } from "../bus/support.js";
 
@@ -421,6 +422,33 @@ describe("task correlation and automatic advance", () => {
 });
 
 describe("sessions over HTTP", () => {
+  it(`ends a page of GET /sessions before ${MAX_PAGE_CHARS} characters of JSON: large workflows make shorter pages, and the cursor goes on`, async () => {
+    const bus = await startBus();
+    const padding = "p".repeat(60 * 1024);
+    const ids: string[] = [];
+    for (let index = 0; index < 200; index++) ids.push(bus.sessionManager.createSession(LEAD, PARTICIPANTS, STEPS, { padding, index }));
+    const walked: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await call(bus, "GET", `/sessions?limit=1000${cursor === undefined ? "" : `&cursor=${cursor}`}`);
+      expect(page.status).toBe(200);
+      const sessions = page.body.sessions as Array<{ session_id: string }>;
+      expect(JSON.stringify(sessions).length).toBeLessThanOrEqual(MAX_PAGE_CHARS + sessions.length + 2);
+      sizes.push(sessions.length);
+      walked.push(...sessions.map((session) => session.session_id));
+      cursor = page.body.next_cursor as string | undefined;
+    } while (cursor !== undefined);
+    expect(walked).toEqual(ids);
+    expect(sizes.length).toBe(2);
+    expect(await call(bus, "GET", "/sessions?node=node-1")).toMatchObject({ status: 400, body: { error: { type: "CONFIG" } } });
+    // A key cursor is one of a cluster's lists, not a node's own.
+    expect(await call(bus, "GET", `/sessions?cursor=${Buffer.from(`k:${ids[0]}`, "utf8").toString("base64url")}`)).toMatchObject({
+      status: 400,
+      body: { error: { type: "CONFIG" } },
+    });
+  });
+
   it("serves the SessionManager: create, list, get, participants, workflow, context, complete, summary", async () => {
     const bus = await startBus();
     const created = await call(bus, "POST", "/sessions", { initiator: LEAD, participants: PARTICIPANTS, steps: STEPS, shared_context: { project: "p" } });
