@@ -214,7 +214,7 @@ const REPLICAS_REFUSED = new Set([10074, 10005, 10023]);
 
 /**
  * Brings stream `stream` (a key-value bucket's is `KV_<bucket>`) to `replicas` copies and to `settings` (JetStream
- * stream fields, e.g. limits) where it differs (made with other settings, or by hand): the nodes' settings are the
+ * stream fields, e.g. limits or subjects) where it differs (made with other settings, or by hand): the nodes' settings are the
  * cluster's. One read, and one update when something differs. CONFIG when NATS cannot keep as many copies.
  */
 export async function keepReplicas(
@@ -227,7 +227,9 @@ export async function keepReplicas(
   try {
     const { config } = await connection.manager.streams.info(stream);
     const current = config as unknown as Record<string, unknown>;
-    if (Object.entries(wanted).some(([field, value]) => current[field] !== value)) await connection.manager.streams.update(stream, { ...config, ...wanted });
+    // Compared as JSON: a stream's subjects are a list.
+    if (Object.entries(wanted).some(([field, value]) => JSON.stringify(current[field]) !== JSON.stringify(value)))
+      await connection.manager.streams.update(stream, { ...config, ...wanted });
   } catch (error) {
     throw (
       (replicas === undefined ? undefined : replicasError(error, connection.where, stream, replicas)) ??

@@ -48,7 +48,7 @@ export interface ClusterNode {
   readonly connection: ClusterConnection;
   readonly leases: LeaseTable;
   readonly messages: ClusterMessageStream;
-  /** The answers that name no workflow, told to every node and kept a while (`<stream>_ANSWERS`, subject `<subjectPrefix>-answers`). */
+  /** The answers that name no workflow, told to every node and kept a while (`<stream>_ANSWERS`, a subject per sender, `<subjectPrefix>-answers.<sender>`). */
   readonly answers: ClusterAnswers;
   /** Which node each agent is connected to. */
   readonly presence: PresenceTable;

@@ -206,11 +206,13 @@ export class NodeOwnership implements RecordOwner {
     if (sessionId === undefined) {
       // An answer naming only its request or task id: whichever node runs that task's workflow hears it, and the
       // cluster keeps it a while for the node that takes that workflow over should its node be dead now. Kept
-      // before the 202: TRANSPORT (503) when NATS cannot take it, and the sender sends it again.
+      // before the 202: CAPACITY (429) past its sender's share of the stream, TRANSPORT (503) when NATS cannot
+      // take it; either way the sender sends it again.
       try {
-        await this.#cluster.answers.publish(messageKeyOf(envelope), JSON.stringify(envelope));
+        await this.#cluster.answers.publish(envelope.sender.agent_id, messageKeyOf(envelope), JSON.stringify(envelope));
       } catch (error) {
         const cause = toBridgeError(error);
+        if (cause.type === "CAPACITY") throw new BridgeError("CAPACITY", `${envelope.message_id} not accepted: ${cause.message}`, cause.details);
         throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
       }
       return "elsewhere";
