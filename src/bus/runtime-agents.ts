@@ -558,8 +558,9 @@ export class RuntimeAgents implements Messenger {
         });
         return;
       } catch (error) {
-        if (!this.stopped && isServiceUnavailable(error) && this.host.clock.now() + ANSWER_RETRY_MS < deadline) {
-          await new Promise<void>((resolve) => this.host.clock.setTimeout(resolve, ANSWER_RETRY_MS));
+        const retryInMs = answerRetryMs(error);
+        if (!this.stopped && retryInMs !== undefined && this.host.clock.now() + retryInMs < deadline) {
+          await new Promise<void>((resolve) => this.host.clock.setTimeout(resolve, retryInMs));
           continue;
         }
         // While the bus stops, answers have nowhere to go; otherwise the operator should hear of a lost one, once.
@@ -570,4 +571,15 @@ export class RuntimeAgents implements Messenger {
       }
     }
   }
+}
+
+/**
+ * When a runtime agent's answer that was refused is sent again: every `ANSWER_RETRY_MS` while its node or the
+ * workflow's is away (503), after the wait a full share asks for (429 with `retryAfterMs`: the cluster's answers
+ * stream keeps a sender's answers for a while); never for another refusal.
+ */
+function answerRetryMs(error: unknown): number | undefined {
+  if (isServiceUnavailable(error)) return ANSWER_RETRY_MS;
+  const { type, details } = toBridgeError(error);
+  return type === "CAPACITY" && typeof details.retryAfterMs === "number" ? Math.max(ANSWER_RETRY_MS, details.retryAfterMs) : undefined;
 }
