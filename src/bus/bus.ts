@@ -6,7 +6,7 @@
 import { openClusterNode, type ClusterNode, type ClusterOptions } from "../cluster/node.js";
 import { NodeOwnership, type OwnershipHost } from "../cluster/ownership.js";
 import { ForwardedSessions } from "../cluster/forwarded-sessions.js";
-import type { AgentPresence } from "../cluster/presence.js";
+import type { AgentPresence } from "../cluster/presence-view.js";
 import { announceNatsState, clusterAnnouncer, type ClusterAnnounce } from "../cluster/node-events.js";
 import { ForwardedA2a } from "../cluster/forwarded-a2a.js";
 import { A2aRecords, loadA2aTasks } from "../a2a/a2a-records.js";
@@ -668,8 +668,9 @@ export class CommunicationBus {
 
   /**
    * `GET /agents`: one page of `agentListings`. On a cluster node, each agent also says which node it is connected
-   * to (`node`, `connected_at`), from the cluster's presence bucket for agents not connected here, and the page says
-   * where that came from: `presence: "cluster"`, or `"node"` (this node's view only: NATS did not answer).
+   * to (`node`, `connected_at`), from the cluster's presence bucket for agents not connected here (as this node's
+   * watch keeps it in memory, or read when that is not current), and the page says where that came from:
+   * `presence: "cluster"`, or `"node"` (this node's view only: NATS did not answer).
    */
   async agentPage(request: PageRequest): Promise<{ agents: AgentListing[]; next_cursor?: string; presence?: "cluster" | "node" }> {
     const { items, next_cursor } = pageOf(this.registry.listings(), request);
@@ -681,7 +682,7 @@ export class CommunicationBus {
     let found: Map<string, AgentPresence> | undefined;
     if (elsewhere.length > 0) {
       try {
-        found = await node.presence.lookup(elsewhere);
+        found = await node.presence.where(elsewhere);
       } catch {
         // NATS away: this node's view, and the page says so.
       }

@@ -14,13 +14,10 @@ import type { KV } from "@nats-io/kv";
 import { systemClock, type Clock } from "../clock.js";
 import { BridgeError } from "../errors.js";
 import type { Fence } from "../store/store.js";
-import { keepReplicas, natsError, natsToken, type ClusterConnection, type Replicas } from "./nats-connection.js";
+import { isWrongLastSequence, keepReplicas, natsError, natsToken, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 /** The bucket leases live in unless told otherwise. */
 const DEFAULT_LEASE_BUCKET = "troupe_leases";
-
-/** JetStream's error code for a write whose expected last revision is not the key's. */
-const WRONG_LAST_SEQUENCE = 10071;
 
 /** A lease a node holds. It is the fence of the holder's writes to the store (resource and token). */
 export interface Lease extends Fence {
@@ -154,7 +151,7 @@ export class LeaseTable {
     try {
       return await write();
     } catch (error) {
-      if (error instanceof Error && "code" in error && error.code === WRONG_LAST_SEQUENCE) return undefined;
+      if (isWrongLastSequence(error)) return undefined;
       throw natsError(error, this.#where, doing);
     }
   }

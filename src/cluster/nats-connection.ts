@@ -277,6 +277,14 @@ export function natsToken(name: string, emptyMessage: string): string {
   return Buffer.from(name, "utf8").toString("base64url");
 }
 
+/** JetStream's error code for a write whose expected last revision is not the key's. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+/** Whether JetStream refused a write because the key's last revision is not the one it expected (another was written since). */
+export function isWrongLastSequence(error: unknown): boolean {
+  return error instanceof Error && "code" in error && error.code === WRONG_LAST_SEQUENCE;
+}
+
 /** Whether JetStream answered that a stream or a consumer does not exist. */
 export function isNotFound(error: unknown): boolean {
   return error instanceof Error && /not found/i.test(error.message);

@@ -14,11 +14,10 @@ import { z } from "zod";
 import { BRIDGE_ERROR_TYPES, BridgeError, isServiceUnavailable, messageOf, toBridgeError } from "../errors.js";
 import { randomId } from "../ids.js";
 import type { ClusterNode } from "./node.js";
+import { textPieces } from "./text-pieces.js";
 
 /** Room left in a stream message for its number and keys around a piece of text. */
 const MESSAGE_OVERHEAD_BYTES = 128;
-/** The most bytes one character of a JSON string takes (a control character as `\u001f`). */
-const MAX_BYTES_PER_CHAR = 6;
 /** The longest error message a stream carries (a longer one is cut). */
 const MAX_ERROR_MESSAGE_CHARS = 4_096;
 
@@ -259,14 +258,7 @@ export class StreamWriter {
 
   /** Sends `text` as pieces of `kind`, each fitting a NATS message. */
   text(kind: string, text: string): void {
-    const pieceChars = Math.max(2, Math.floor((this.maxPayloadBytes() - MESSAGE_OVERHEAD_BYTES - kind.length) / MAX_BYTES_PER_CHAR));
-    for (let start = 0; start < text.length;) {
-      let end = Math.min(text.length, start + pieceChars);
-      // A character outside the BMP stays whole (its two UTF-16 units in one piece).
-      if (end < text.length && isHighSurrogate(text.charCodeAt(end - 1))) end -= 1;
-      this.#send({ kind, piece: text.slice(start, end) });
-      start = end;
-    }
+    for (const piece of textPieces(text, this.maxPayloadBytes() - MESSAGE_OVERHEAD_BYTES - kind.length)) this.#send({ kind, piece });
   }
 
   /** The request answered: `end` is what its answer holds besides its text; nothing goes after. */
@@ -316,10 +308,6 @@ function lostStream(nodeId: string, why: string): BridgeError {
     unavailable: true,
     retryable: true,
   });
-}
-
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff;
 }
 
 function parsedJson(text: string): unknown {

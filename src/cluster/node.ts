@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import type { Msg } from "@nats-io/transport-node";
 import type { Clock } from "../clock.js";
 import { BridgeError, toBridgeError } from "../errors.js";
 import { ClusterAnswers } from "./answer-stream.js";
@@ -12,6 +13,7 @@ import { LeaseTable } from "./leases.js";
 import { ClusterMessageStream, DEFAULT_MESSAGE_STREAM, DEFAULT_SUBJECT_PREFIX } from "./message-stream.js";
 import { connectNats, REPLICA_COUNTS, type ClusterConnection, type NatsConnectionState, type Replicas } from "./nats-connection.js";
 import { PresenceTable } from "./presence.js";
+import { textPieces } from "./text-pieces.js";
 
 /** How a node joins its cluster (`cluster` of the bus's options, `--cluster` of `troupe serve`). */
 export interface ClusterOptions {
@@ -60,14 +62,16 @@ export interface ClusterNode {
   maxPayloadBytes(): number;
   /**
    * Answers the requests of `topic` that other nodes send to this one (`request`): the handler's result (JSON) is
-   * the answer, what it throws goes back as its BridgeError (an answer larger than `maxPayloadBytes()` goes back
-   * as INTERNAL). Resolves, once the server has the subscription, with the function that stops answering.
+   * the answer, what it throws goes back as its BridgeError. An answer larger than `maxPayloadBytes()` goes back in
+   * numbered pieces that each fit, joined by the asking node. Resolves, once the server has the subscription, with
+   * the function that stops answering.
    */
   serve(topic: string, handler: (body: unknown, from: string) => unknown): Promise<() => void>;
   /**
-   * Asks node `nodeId` (its handler of `topic`) and resolves with its answer. TRANSPORT (`unavailable`,
-   * `retryable`: 503) when no node of that id answers within `timeoutMs` (default 5 s): it is gone, or cut from
-   * NATS; the handler's error otherwise, unchanged. A request larger than `maxPayloadBytes()` is not sent: CONFIG
+   * Asks node `nodeId` (its handler of `topic`) and resolves with its answer, whatever its size. TRANSPORT
+   * (`unavailable`, `retryable`: 503) when no node of that id answers within `timeoutMs` (default 5 s): it is gone,
+   * or cut from NATS; or when a piece of a large answer is lost, or comes more than `timeoutMs` after the one
+   * before. The handler's error otherwise, unchanged. A request larger than `maxPayloadBytes()` is not sent: CONFIG
    * with `limitBytes` (413).
    */
   request(nodeId: string, topic: string, body: unknown, timeoutMs?: number): Promise<unknown>;
@@ -183,6 +187,16 @@ function requestSubject(nodeId: string, topic: string): string {
 
 type NodeAnswer = { result: unknown } | { error: ReturnType<BridgeError["toJSON"]> };
 
+/** One of the numbered pieces of an answer too large for one NATS message: the pieces, in order, are its JSON. */
+interface AnswerPiece {
+  part: number;
+  of: number;
+  piece: string;
+}
+
+/** Room left in an answer's piece for its numbers and keys. */
+const PIECE_OVERHEAD_BYTES = 128;
+
 async function serveRequests(
   connection: ClusterConnection,
   nodeId: string,
@@ -200,25 +214,10 @@ async function serveRequests(
         } catch (handlerError) {
           answer = { error: toBridgeError(handlerError).toJSON() };
         }
-        let encoded = JSON.stringify(answer);
-        const bytes = Buffer.byteLength(encoded);
-        const limitBytes = maxPayloadOf(connection);
-        if (bytes > limitBytes) {
-          const tooLarge = new BridgeError(
-            "INTERNAL",
-            `Node ${nodeId}'s answer to ${topic} is ${bytes} bytes, more than NATS carries (max_payload ${limitBytes})`,
-            {
-              nodeId,
-              limitBytes,
-              actualBytes: bytes,
-            },
-          );
-          encoded = JSON.stringify({ error: tooLarge.toJSON() } satisfies NodeAnswer);
-        }
         try {
-          message.respond(encoded);
+          for (const data of answerMessages(JSON.stringify(answer), maxPayloadOf(connection))) message.respond(data);
         } catch {
-          // The connection closed meanwhile: the asking node hears nothing and answers TRANSPORT, as for a node gone.
+          // The connection closed meanwhile: the asking node hears nothing (whole) and answers TRANSPORT, as for a node gone.
         }
       })();
     },
@@ -235,6 +234,17 @@ async function serveRequests(
   return () => subscription.unsubscribe();
 }
 
+/**
+ * The messages that carry an answer's JSON back: itself when it fits one NATS message of `limitBytes`, else its
+ * numbered pieces. The answer the handler gave is the one the asking node gets: a change a route made is never
+ * answered as an error for its size.
+ */
+function answerMessages(encoded: string, limitBytes: number): string[] {
+  if (Buffer.byteLength(encoded) <= limitBytes) return [encoded];
+  const pieces = [...textPieces(encoded, limitBytes - PIECE_OVERHEAD_BYTES)];
+  return pieces.map((piece, part) => JSON.stringify({ part, of: pieces.length, piece } satisfies AnswerPiece));
+}
+
 async function requestNode(connection: ClusterConnection, from: string, to: string, topic: string, body: unknown, timeoutMs: number): Promise<unknown> {
   const request = JSON.stringify({ from, body });
   const bytes = Buffer.byteLength(request);
@@ -248,17 +258,41 @@ async function requestNode(connection: ClusterConnection, from: string, to: stri
   }
   if (connection.state() !== "connected") throw cutOff(from, to, topic);
   const subject = requestSubject(to, topic);
-  let answer: NodeAnswer;
+  let heard: Heard;
   try {
-    const reply = await connection.nats.request(subject, request, { timeout: timeoutMs });
-    answer = reply.json<NodeAnswer>();
+    // Several messages may answer (an answer in pieces): each may come up to `timeoutMs` after the one before.
+    heard = await answerOf(await connection.nats.requestMany(subject, request, { strategy: "stall", maxWait: timeoutMs, stall: timeoutMs }));
   } catch (error) {
-    // A request in flight when this node's connection broke times out: this node, not the other, is the cause.
+    // A request in flight when this node's connection broke fails: this node, not the other, is the cause.
     if (connection.state() !== "connected") throw cutOff(from, to, topic);
     throw unanswered(error, to, topic, subject, timeoutMs);
   }
+  if (!("answer" in heard)) {
+    if (connection.state() !== "connected") throw cutOff(from, to, topic);
+    throw incomplete(heard, to, topic, subject, timeoutMs);
+  }
+  const { answer } = heard;
   if ("error" in answer) throw new BridgeError(answer.error.type, answer.error.message, answer.error.details);
   return answer.result;
+}
+
+/** What came back for a request: the whole answer, or how many of its pieces came before the replies stopped. */
+type Heard = { answer: NodeAnswer } | { pieces: number; of: number };
+
+/** Reads the replies to a request until its answer is whole (one message, or every piece in order). */
+async function answerOf(replies: AsyncIterable<Msg>): Promise<Heard> {
+  const pieces: string[] = [];
+  let of = 0;
+  for await (const reply of replies) {
+    const message = reply.json<NodeAnswer | AnswerPiece>();
+    if (!("part" in message)) return { answer: message };
+    of = message.of;
+    // Core NATS delivers at most once: a piece lost on the way leaves the answer unknown.
+    if (message.part !== pieces.length) break;
+    pieces.push(message.piece);
+    if (pieces.length === of) return { answer: JSON.parse(pieces.join("")) as NodeAnswer };
+  }
+  return { pieces: pieces.length, of };
 }
 
 /** This node is cut from NATS: it can ask no node (503, to be asked again once it is back). */
@@ -272,20 +306,38 @@ function cutOff(from: string, to: string, topic: string): BridgeError {
 }
 
 /**
- * Why node `to` gave no answer: no node of that id listens now (NATS says so at once), or it listens and did not
- * answer in time. Either is a service unavailable for now (503), to be asked again.
+ * Why node `to` gave no answer: no node of that id listens now (NATS says so at once), or something else broke the
+ * request. Either is a service unavailable for now (503), to be asked again.
  */
 function unanswered(error: unknown, to: string, topic: string, subject: string, timeoutMs: number): BridgeError {
   const details = { nodeId: to, subject, unavailable: true, retryable: true };
-  if (error instanceof Error && error.name === "RequestError" && (error as Error & { isNoResponders?: () => boolean }).isNoResponders?.() === true) {
+  if (isNoResponders(error)) {
     return new BridgeError(
       "TRANSPORT",
       `No node ${to} answers ${topic} now: it stopped or is cut off from NATS (ask again once another node took its work over)`,
       details,
     );
   }
-  if (error instanceof Error && error.name === "TimeoutError") {
-    return new BridgeError("TRANSPORT", `Node ${to} did not answer ${topic} within ${timeoutMs} ms`, { ...details, timeoutMs });
-  }
+  if (error instanceof Error && error.name === "TimeoutError") return notInTime(to, topic, timeoutMs, details);
   return new BridgeError("TRANSPORT", `Node ${to} could not be asked ${topic}: ${error instanceof Error ? error.message : String(error)}`, details);
+}
+
+/** NATS's answer that nobody listens on a subject: alone, or as the cause of a failed request. */
+function isNoResponders(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return error.name === "NoResponders" || (error.name === "RequestError" && (error as Error & { isNoResponders?: () => boolean }).isNoResponders?.() === true);
+}
+
+/**
+ * The replies stopped before the answer was whole: nothing came within `timeoutMs`, a piece did not come within
+ * `timeoutMs` of the one before, or one was lost. The outcome is unknown (503, ask again).
+ */
+function incomplete(heard: { pieces: number; of: number }, to: string, topic: string, subject: string, timeoutMs: number): BridgeError {
+  const details = { nodeId: to, subject, unavailable: true, retryable: true };
+  if (heard.of === 0) return notInTime(to, topic, timeoutMs, details);
+  return new BridgeError("TRANSPORT", `Node ${to}'s answer to ${topic} came in part (${heard.pieces} of its ${heard.of} pieces): ask again`, details);
+}
+
+function notInTime(to: string, topic: string, timeoutMs: number, details: Record<string, unknown>): BridgeError {
+  return new BridgeError("TRANSPORT", `Node ${to} did not answer ${topic} within ${timeoutMs} ms`, { ...details, timeoutMs });
 }

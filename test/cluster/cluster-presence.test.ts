@@ -108,6 +108,27 @@ describe("GET /agents across a cluster", () => {
     for (const bus of [a, b]) expect((await agents(bus)).listing(WORKER)).toMatchObject({ online: false, status: "offline", node: null, connected_at: null });
   }, 30_000);
 
+  it("lists on node B the agents connected to node A from its memory of the bucket, without a read per agent", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    const workers = Array.from({ length: 100 }, (_, index) => `test://worker-${index}`);
+    await register(a, ...workers);
+    for (const agentId of workers) await rawConnect(a, agentId);
+    const onlineOn = async (bus: CommunicationBus): Promise<number> =>
+      ((await call(bus, "GET", "/agents?limit=1000")).body.agents as Array<{ agent_id: string; online: boolean }>).filter(
+        (agent) => agent.online && workers.includes(agent.agent_id),
+      ).length;
+    await waitForAsync(async () => (await onlineOn(b)) === workers.length, 10_000);
+    const connection = b.cluster!.connection;
+    const before = connection.nats.stats().outMsgs;
+    const page = await call(b, "GET", "/agents?limit=1000");
+    // A read of the bucket is a message to NATS: 100 before. What is left is the node's own traffic meanwhile (its lease).
+    expect(connection.nats.stats().outMsgs - before).toBeLessThan(10);
+    expect(page.body.presence).toBe("cluster");
+    const listed = page.body.agents as Array<Record<string, unknown>>;
+    for (const agentId of workers) expect(listed.find((agent) => agent.agent_id === agentId)).toMatchObject({ online: true, node: "node-a" });
+  }, 60_000);
+
   it("follows an agent that moves from node A to node B, whatever the order of its arrival and its goodbye", async () => {
     const cluster = newCluster();
     const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];

@@ -93,19 +93,30 @@ describe("a cluster node", () => {
     }
   }, 30_000);
 
-  it("answers INTERNAL for an answer larger than NATS carries, and sends no request larger than it (CONFIG, 413)", async () => {
+  it("answers an answer larger than NATS carries whole, in pieces, and sends no request larger than it (CONFIG, 413)", async () => {
     const [a, b] = await Promise.all([openClusterNode({ url: server.url, nodeId: "node-a" }), openClusterNode({ url: server.url, nodeId: "node-b" })]);
     try {
       const limitBytes = a.maxPayloadBytes();
       // nats-server's default max_payload, as the server told the client.
       expect(limitBytes).toBe(1024 * 1024);
       const heard: unknown[] = [];
+      // Three times what one message carries, with characters of every UTF-8 length, quotes and control characters.
+      const large = { text: `"é\u0001\u{1F600}\\`.repeat(Math.ceil((3 * limitBytes) / 12)), list: Array.from({ length: 1_000 }, (_, index) => index) };
       await b.serve("large", (body) => {
         heard.push(body);
-        return "x".repeat(limitBytes);
+        return large;
       });
-      await expect(a.request("node-b", "large", {})).rejects.toMatchObject({ type: "INTERNAL", details: { nodeId: "node-b", limitBytes } });
+      expect(await a.request("node-b", "large", {})).toEqual(large);
       expect(heard).toEqual([{}]);
+      // An error too large for one message comes back whole too.
+      await b.serve("large-error", () => {
+        throw new BridgeError("CONFIG", "x".repeat(2 * limitBytes), { field: "y" });
+      });
+      await expect(a.request("node-b", "large-error", {})).rejects.toMatchObject({
+        type: "CONFIG",
+        message: "x".repeat(2 * limitBytes),
+        details: { field: "y" },
+      });
       await expect(a.request("node-b", "large", "y".repeat(limitBytes))).rejects.toMatchObject({ type: "CONFIG", details: { nodeId: "node-b", limitBytes } });
       expect(heard).toEqual([{}]);
     } finally {

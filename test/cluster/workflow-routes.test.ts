@@ -100,6 +100,33 @@ describe("workflow routes on any node", () => {
     expect((await call(b, "GET", `/sessions/${sessionId}`)).status).toBe(404);
   }, 30_000);
 
+  it("answer on node B a route whose answer is larger than NATS carries as node A answers it, the change made once", async () => {
+    const cluster = newCluster();
+    const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];
+    const limitBytes = b.cluster!.maxPayloadBytes();
+    // A shared context near its bound (64 KiB) makes the workflow's view larger than any request about it.
+    const created = await call(a, "POST", "/sessions", {
+      initiator: LEAD,
+      participants: [{ agent_id: DEV, role: "dev" }],
+      steps: STEPS,
+      shared_context: { notes: "n".repeat(60_000) },
+    });
+    const sessionId = created.body.session_id as string;
+    // The request fits one NATS message (and the HTTP body bound); the answer, the view with these artifacts, does not.
+    const completion = { summary: "done through node-b", artifacts: ["a".repeat(limitBytes - 20_000)] };
+    const completed = await call(b, "POST", `/sessions/${sessionId}/complete`, completion);
+    expect(completed.status).toBe(200);
+    expect(Buffer.byteLength(JSON.stringify(completed.body))).toBeGreaterThan(limitBytes);
+    expect(completed.body).toMatchObject({
+      success: true,
+      session: { session_id: sessionId, status: "completed", completion: { summary: completion.summary } },
+    });
+    // Node A answers the same, and its workflow ended once: completing it again changes nothing.
+    expect(completed.body.session).toEqual(a.sessionManager.getSession(sessionId));
+    expect(await call(b, "GET", `/sessions/${sessionId}`)).toEqual(await call(a, "GET", `/sessions/${sessionId}`));
+    expect(await call(b, "POST", `/sessions/${sessionId}/complete`, { summary: "again", artifacts: [] })).toEqual(completed);
+  }, 30_000);
+
   it("list every workflow of the cluster on any node, by id a page at a time, each naming its node, and answer any of them on either", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];
