@@ -20,6 +20,7 @@ import { Role, type SendMessageRequest, type StreamResponse, type Task } from "@
 import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from "@a2a-js/sdk/client";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime } from "../src/index.js";
 import { instantAgent as agent } from "./instant-agent.js";
+import { latency } from "./measure.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 
@@ -90,18 +91,6 @@ async function node(nodeId: string | undefined): Promise<{ bus: CommunicationBus
   if (nodeId === undefined) await runtime.start();
   await bus.start();
   return { bus, runtime };
-}
-
-/** Milliseconds per call of `call`, `count` calls one after another: the median and the 95th percentile. */
-async function latency(count: number, call: () => Promise<unknown>): Promise<{ median: number; p95: number }> {
-  const times: number[] = [];
-  for (let n = 0; n < count; n += 1) {
-    const started = performance.now();
-    await call();
-    times.push(performance.now() - started);
-  }
-  times.sort((x, y) => x - y);
-  return { median: times[Math.floor(times.length / 2)] ?? 0, p95: times[Math.floor(times.length * 0.95)] ?? 0 };
 }
 
 const ms = ({ median, p95 }: { median: number; p95: number }): string => `${median.toFixed(2)} ms (p95 ${p95.toFixed(1)})`;

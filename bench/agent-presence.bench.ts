@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { CommunicationBus, openPostgresStore } from "../src/index.js";
+import { latency } from "./measure.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 
@@ -43,18 +44,6 @@ async function get(bus: CommunicationBus, path: string): Promise<{ agents: Array
   const response = await fetch(`${bus.url}${path}`, { headers: { "x-agent-api-key": KEY } });
   if (response.status !== 200) throw new Error(`${path}: ${response.status} ${await response.text()}`);
   return (await response.json()) as { agents: Array<{ online: boolean }>; presence?: string };
-}
-
-/** Milliseconds per call of `call`, `count` calls one after another: the median and the 95th percentile. */
-async function latency(count: number, call: () => Promise<unknown>): Promise<{ median: number; p95: number }> {
-  const times: number[] = [];
-  for (let n = 0; n < count; n += 1) {
-    const started = performance.now();
-    await call();
-    times.push(performance.now() - started);
-  }
-  times.sort((x, y) => x - y);
-  return { median: times[Math.floor(times.length / 2)] ?? 0, p95: times[Math.floor(times.length * 0.95)] ?? 0 };
 }
 
 const a = await node("node-a");

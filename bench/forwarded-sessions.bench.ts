@@ -16,6 +16,7 @@
 import { parseArgs } from "node:util";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime } from "../src/index.js";
 import { instantAgent as agent } from "./instant-agent.js";
+import { latency } from "./measure.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 
@@ -37,18 +38,6 @@ async function node(nodeId: string): Promise<{ bus: CommunicationBus; runtime: R
   const bus = new CommunicationBus({ runtime, host: "127.0.0.1", port: 0, apiKey: "bench-key", env: {}, closeGraceMs: 50, cluster: { url: nats.url, nodeId } });
   await bus.start();
   return { bus, runtime };
-}
-
-/** Milliseconds per call of `call`, `count` calls one after another: the median and the 95th percentile. */
-async function latency(count: number, call: () => Promise<unknown>): Promise<{ median: number; p95: number }> {
-  const times: number[] = [];
-  for (let n = 0; n < count; n += 1) {
-    const started = performance.now();
-    await call();
-    times.push(performance.now() - started);
-  }
-  times.sort((x, y) => x - y);
-  return { median: times[Math.floor(times.length / 2)] ?? 0, p95: times[Math.floor(times.length * 0.95)] ?? 0 };
 }
 
 const a = await node("node-a");

@@ -179,3 +179,15 @@ export function progress(message: string): void {
 export function formatCount(count: number): string {
   return count.toLocaleString("en-US");
 }
+
+/** Milliseconds per call of `call`, `count` calls one after another: the median and the 95th percentile. */
+export async function latency(count: number, call: () => Promise<unknown>): Promise<{ median: number; p95: number }> {
+  const times: number[] = [];
+  for (let n = 0; n < count; n += 1) {
+    const started = performance.now();
+    await call();
+    times.push(performance.now() - started);
+  }
+  times.sort((x, y) => x - y);
+  return { median: times[Math.floor(times.length / 2)] ?? 0, p95: times[Math.floor(times.length * 0.95)] ?? 0 };
+}
