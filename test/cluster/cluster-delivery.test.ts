@@ -1,11 +1,14 @@
 /**
  * The cluster's deliveries at their edges (src/bus/cluster-delivery.ts, docs/cluster.md): a message's record in the
- * shared store outlives its ack on no node, however late the accepting node's write commits.
+ * shared store outlives its ack on no node, however late the accepting node's write commits; and the messages an
+ * agent's dropped socket left unacknowledged reach it again wherever it reconnects, or die at their deadline with
+ * DELIVERY_FAILED to their sender when it never does.
  */
 import { describe, expect, it } from "vitest";
 import { openPostgresStore, type CommunicationBus, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "../../src/index.js";
+import { frameText } from "../../src/protocol/frames.js";
 import type { WriteOptions } from "../../src/store/store.js";
-import { call, connect, envelope, register, startBus, statusOf, until } from "../bus/support.js";
+import { call, connect, envelope, rawConnect, register, startBus, statusOf, until, type RawAgent } from "../bus/support.js";
 import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
@@ -141,6 +144,18 @@ function retried(from: string, to: string, timeout = "20s"): Record<string, unkn
   });
 }
 
+/** An agent on a raw socket that acknowledges every message it gets. */
+async function ackingConnect(bus: CommunicationBus, agentId: string): Promise<RawAgent> {
+  const agent = await rawConnect(bus, agentId);
+  agent.socket.on("message", (data) => agent.ack((JSON.parse(frameText(data)) as { message_id: string }).message_id));
+  return agent;
+}
+
+/** The ids of the messages an agent's raw socket was written, each once. */
+function idsOf(agent: RawAgent): string[] {
+  return [...new Set(agent.frames.map((frame: { message_id: string }) => frame.message_id))].sort();
+}
+
 describe("the cluster's deliveries", () => {
   it("leaves no record of a message that crossed nodes once it is acknowledged, however late its accepting node's write commits", async () => {
     const cluster = await newCluster();
@@ -191,5 +206,78 @@ describe("the cluster's deliveries", () => {
     const a = await node(cluster, "node-a");
     await a.persisted();
     expect(await storedIds(cluster, "messages")).toEqual([keyOf(waiting)]);
+  }, 30_000);
+
+  it("delivers on another node the messages its agent's dropped socket left unacknowledged", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    // Accepted by both nodes: the agent's own, and another.
+    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
+    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => silent.frames.length === 4, 10_000);
+    silent.socket.terminate();
+    const moved = await ackingConnect(b, "test://worker");
+    await until(() => idsOf(moved).length === 4, 15_000);
+    expect(idsOf(moved)).toEqual(sent.map((message) => message.message_id).sort());
+  }, 30_000);
+
+  it("delivers again on the same node the messages its agent's dropped socket left unacknowledged", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
+    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => silent.frames.length === 4, 10_000);
+    silent.socket.terminate();
+    await until(() => !a.listAgents().some((agent) => agent.agent_id === "test://worker" && agent.online), 5_000);
+    const back = await ackingConnect(a, "test://worker");
+    await until(() => idsOf(back).length === 4, 15_000);
+    expect(idsOf(back)).toEqual(sent.map((message) => message.message_id).sort());
+  }, 30_000);
+
+  it("kills at their deadline, telling their sender, the messages its agent's dropped socket left unacknowledged when it never comes back", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    const boss = await connect(b, "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    // Accepted by the agent's node (which watched no deadline: the agent was there) and by the other.
+    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker", "3s"));
+    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => silent.frames.length === 4, 10_000);
+    silent.socket.terminate();
+    await until(() => boss.received.length >= 4, 15_000);
+    expect(boss.received.map((message) => message.payload)).toEqual(
+      expect.arrayContaining(sent.map((message) => expect.objectContaining({ code: "DELIVERY_FAILED", in_reply_to: message.message_id }))),
+    );
+    expect(boss.received).toHaveLength(4);
+    for (const message of sent) {
+      const status = await call(b, "GET", `/messages/${message.message_id as string}?sender=${encodeURIComponent("test://boss")}`);
+      expect(status.body).toMatchObject({ status: "dead" });
+    }
+  }, 30_000);
+
+  it("gives back to the stream the messages it pulled for an agent that left while it was taking them", async () => {
+    const cluster = await newCluster();
+    let steered: SteeredStore | undefined;
+    const a = await node(cluster, "node-a", { wrap: (store) => (steered = new SteeredStore(store)) });
+    const b = await node(cluster, "node-b");
+    await register(a, "test://worker", "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    // A pulls them and, before it hands them to its deliveries, reads whether they ended: held here.
+    steered!.holdStatusReads();
+    const sent = [1, 2, 3].map(() => retried("test://boss", "test://worker"));
+    for (const message of sent) expect((await call(b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => steered!.waitingReads === 3, 10_000);
+    silent.socket.terminate();
+    await until(() => (a as unknown as { clusterDeliveries: { view(): { pulling: number } } }).clusterDeliveries.view().pulling === 0, 5_000);
+    steered!.releaseStatusReads();
+    const moved = await ackingConnect(b, "test://worker");
+    await until(() => idsOf(moved).length === 3, 15_000);
+    expect(idsOf(moved)).toEqual(sent.map((message) => message.message_id).sort());
+    expect(silent.frames).toEqual([]);
   }, 30_000);
 });
