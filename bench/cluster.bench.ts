@@ -9,10 +9,13 @@
  *   the stream: accepted, published, pulled back by A);
  * - `cluster, A → B`: the message is posted to node A, its recipient connected to node B.
  *
+ * Each round also sends `--latency` messages one at a time (no other send waiting) and takes the median time from
+ * `bus.send` to its 202: what one message's acceptance costs a sender when nothing else is batched with it.
+ *
  * Everything runs in this one process (the buses, the load, the recipient), so take the figures as the cost of
  * each path relative to the others, not as a server's capacity. Setups take turns round after round; each figure
  * is the median over the rounds, with the range. Run: `node --import tsx bench/cluster.bench.ts [--messages N]
- * [--rounds N]`. Not part of `npm run bench`: it needs nats-server and PostgreSQL installed.
+ * [--rounds N] [--latency N]`. Not part of `npm run bench`: it needs nats-server and PostgreSQL installed.
  */
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -21,9 +24,12 @@ import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 import { frameText } from "../src/protocol/frames.js";
 
-const { values: flags } = parseArgs({ options: { messages: { type: "string", default: "3000" }, rounds: { type: "string", default: "3" } } });
+const { values: flags } = parseArgs({
+  options: { messages: { type: "string", default: "3000" }, rounds: { type: "string", default: "3" }, latency: { type: "string", default: "200" } },
+});
 const MESSAGES = Number(flags.messages);
 const ROUNDS = Number(flags.rounds);
+const LATENCY_SENDS = Number(flags.latency);
 const WINDOW = 100;
 const API_KEY = "bench-key";
 const PAYLOAD = { text: "x".repeat(900) };
@@ -64,7 +70,13 @@ async function buses(setup: Setup): Promise<{ via: CommunicationBus; at: Communi
   return setup === "cluster, A → B" ? { via: a, at: b, all: [a, b] } : { via: a, at: a, all: [a, b] };
 }
 
-async function round(setup: Setup, messages: number): Promise<number> {
+/** What a round measured: messages per second with `WINDOW` sends in flight, and the median ms of one send alone. */
+interface RoundResult {
+  rate: number;
+  latencyMs: number;
+}
+
+async function round(setup: Setup, messages: number): Promise<RoundResult> {
   const { via, at, all } = await buses(setup);
   try {
     for (const agentId of ["bench://sender", "bench://recipient"]) via.registerAgent({ agent_id: agentId, framework: "bench" });
@@ -80,7 +92,7 @@ async function round(setup: Setup, messages: number): Promise<number> {
       const { message_id } = JSON.parse(frameText(data)) as { message_id: string };
       socket.send(JSON.stringify({ type: "ack", message_id }));
       received += 1;
-      if (received === messages) done();
+      if (received === messages + LATENCY_SENDS) done();
     });
     await new Promise<void>((resolve, reject) => {
       socket.once("open", () => resolve());
@@ -88,46 +100,59 @@ async function round(setup: Setup, messages: number): Promise<number> {
     });
     // The recipient's pull is in place before the clock starts.
     await new Promise((resolve) => setTimeout(resolve, 200));
+    const send = (messageId: string) =>
+      via.send({
+        message_id: messageId,
+        timestamp: new Date().toISOString(),
+        sender: { agent_id: "bench://sender", framework: "bench" },
+        recipient: { agent_id: "bench://recipient", framework: "bench" },
+        message_type: "status_update",
+        payload: PAYLOAD,
+      });
+    const latencies: number[] = [];
+    for (let n = 0; n < LATENCY_SENDS; n += 1) {
+      const sentAt = performance.now();
+      await send(`alone-${n}`);
+      latencies.push(performance.now() - sentAt);
+    }
     const started = performance.now();
     let next = 0;
     const sender = async (): Promise<void> => {
       while (next < messages) {
         next += 1;
-        await via.send({
-          message_id: `m-${next}`,
-          timestamp: new Date().toISOString(),
-          sender: { agent_id: "bench://sender", framework: "bench" },
-          recipient: { agent_id: "bench://recipient", framework: "bench" },
-          message_type: "status_update",
-          payload: PAYLOAD,
-        });
+        await send(`m-${next}`);
       }
     };
     await Promise.all(Array.from({ length: WINDOW }, sender));
     await all;
     const seconds = (performance.now() - started) / 1000;
     socket.close();
-    return messages / seconds;
+    return { rate: messages / seconds, latencyMs: median(latencies) };
   } finally {
     for (const each of all) await each.stop();
   }
 }
 
+function median(values: number[]): number {
+  return [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] ?? 0;
+}
+
 const setups: Setup[] = ["one node, no cluster", "cluster, same node", "cluster, A → B"];
-const rates = new Map<Setup, number[]>(setups.map((setup) => [setup, []]));
+const results = new Map<Setup, RoundResult[]>(setups.map((setup) => [setup, []]));
 try {
   for (const setup of setups) await round(setup, Math.max(100, Math.floor(MESSAGES / 10)));
   for (let n = 0; n < ROUNDS; n += 1) {
-    for (const setup of setups) rates.get(setup)?.push(await round(setup, MESSAGES));
+    for (const setup of setups) results.get(setup)?.push(await round(setup, MESSAGES));
   }
 } finally {
   await Promise.all([nats.stop(), postgres.stop()]);
 }
-const median = (values: number[]): number => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] ?? 0;
-process.stdout.write(`${MESSAGES} messages per round, ${ROUNDS} rounds, window ${WINDOW}, ~1 KB payload\n`);
+process.stdout.write(`${MESSAGES} messages per round, ${ROUNDS} rounds, window ${WINDOW}, ~1 KB payload; ${LATENCY_SENDS} sends alone per round\n`);
 for (const setup of setups) {
-  const values = rates.get(setup) ?? [];
+  const rates = (results.get(setup) ?? []).map(({ rate }) => rate);
+  const latencies = (results.get(setup) ?? []).map(({ latencyMs }) => latencyMs);
   process.stdout.write(
-    `${setup.padEnd(22)} ${Math.round(median(values))} messages/s (${Math.round(Math.min(...values))}–${Math.round(Math.max(...values))})\n`,
+    `${setup.padEnd(22)} ${Math.round(median(rates))} messages/s (${Math.round(Math.min(...rates))}–${Math.round(Math.max(...rates))}); ` +
+      `one send alone ${median(latencies).toFixed(2)} ms (${Math.min(...latencies).toFixed(2)}–${Math.max(...latencies).toFixed(2)})\n`,
   );
 }

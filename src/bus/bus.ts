@@ -952,13 +952,20 @@ export class CommunicationBus {
     return { success: true, message_id: messageId, status: "delivered", response: await reply };
   }
 
-  /** Writes a message's record to the shared store and publishes it to the cluster's stream; resolves once both are durable. */
+  /**
+   * Writes a message's record to the shared store, then publishes it to the cluster's stream; resolves once both
+   * are durable. In that order: the node that delivers the message deletes its record at its end, and a record
+   * committed after that delete (published first, the commit late behind a busy batch) would stay for ever.
+   */
   private async handOff(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): Promise<{ duplicate: boolean }> {
     const stream = this.clusterDeliveries as ClusterDeliveries;
     this.deliveries.record(envelope, acceptedAt, timeoutMs);
     try {
-      const [published] = await Promise.all([stream.publish(envelope, acceptedAt, timeoutMs), this.persisted()]);
+      await this.persisted();
+      const published = await stream.publish(envelope, acceptedAt, timeoutMs);
       if (!published.duplicate) stream.watch(envelope.recipient.agent_id, acceptedAt + timeoutMs);
+      // Its first acceptance may have ended already, its record deleted before this one was written.
+      else await this.deliveries.unrecordFinished(envelope);
       return published;
     } catch (error) {
       const cause = toBridgeError(error);

@@ -8,7 +8,7 @@
 import type { Clock } from "../clock.js";
 import { toBridgeError } from "../errors.js";
 import type { ClusterNode } from "../cluster/node.js";
-import type { MessageSubscription, Published, StreamedMessage } from "../cluster/message-stream.js";
+import type { MessageSubscription, Published, StreamedMessage, TakenMessages } from "../cluster/message-stream.js";
 import { MESSAGE_KEY_SEPARATOR, messageKeyOf, PRIORITIES, type MessageEnvelope } from "../protocol/envelope.js";
 import { listPages } from "../store/pages.js";
 import type { Store } from "../store/store.js";
@@ -63,10 +63,11 @@ export class ClusterDeliveries {
   /** Pulled messages waiting for the end of the turn: taken together, most urgent first. */
   private batch: StreamedMessage[] = [];
   /**
-   * The earliest deadline of the messages this node accepted for each agent not connected here, and its timer:
-   * bounded by the agents the node knows.
+   * The earliest deadline this node watches for each agent not connected here (of the messages it accepted for
+   * it, or gave back to the stream), and its timer: bounded by the agents the node knows. `lookingAgain`: the
+   * look an ack wait after one that could not reach every message (below).
    */
-  private readonly deadlines = new Map<string, { at: number; timer: unknown }>();
+  private readonly deadlines = new Map<string, { at: number; timer: unknown; lookingAgain: boolean }>();
   /** Acks on their way to the stream: stopping waits for them (bounded by the messages held). */
   private readonly acking = new Set<Promise<void>>();
   private keepAlive: unknown;
@@ -110,12 +111,17 @@ export class ClusterDeliveries {
    * that holds a message (its agent is connected there) times it out itself.
    */
   watch(recipient: string, deadline: number): void {
+    this.watchAt(recipient, deadline, false);
+  }
+
+  private watchAt(recipient: string, deadline: number, lookingAgain: boolean): void {
     if (this.stopped || this.pulls.has(recipient)) return;
     const current = this.deadlines.get(recipient);
     if (current !== undefined && current.at <= deadline) return;
     if (current !== undefined) this.options.clock.clearTimeout(current.timer);
     const delayMs = Math.max(0, deadline - this.options.clock.now()) + SWEEP_GRACE_MS;
-    this.deadlines.set(recipient, { at: deadline, timer: this.options.clock.setTimeout(() => void this.sweep(recipient), delayMs) });
+    const timer = this.options.clock.setTimeout(() => void this.sweep(recipient, lookingAgain), delayMs);
+    this.deadlines.set(recipient, { at: deadline, timer, lookingAgain });
   }
 
   /**
@@ -134,28 +140,35 @@ export class ClusterDeliveries {
         if (record === undefined) continue;
         const deadline = record.acceptedAt + record.timeoutMs;
         this.watch(record.envelope.recipient.agent_id, deadline);
-        for (const fallback of record.envelope.routing.fallback_agents ?? []) this.watch(fallback, deadline);
+        for (const fallback of record.envelope.routing?.fallback_agents ?? []) this.watch(fallback, deadline);
         watched += 1;
       }
     }
     return watched;
   }
 
-  private async sweep(recipient: string): Promise<void> {
+  /**
+   * Takes the recipient's messages that no node holds: those past their deadline die here, the others go back
+   * and are watched. Messages it cannot reach are held by a node: a live one times them out, or gives them back
+   * (and watches them) when the agent leaves it; one that died before this look gives them back by silence
+   * within an ack wait, so the node looks once more then (not again after that look); the node that takes over one
+   * that dies later watches every unfinished message of the store.
+   */
+  private async sweep(recipient: string, lookingAgain: boolean): Promise<void> {
     this.deadlines.delete(recipient);
     // Pulled here: this node's deliveries time its messages out.
     if (this.stopped || this.pulls.has(recipient)) return;
-    let taken: StreamedMessage[];
+    let taken: TakenMessages;
     try {
       taken = await this.options.node.messages.take(recipient, SWEEP_BATCH, { maxInFlight: this.options.maxPulledPerAgent });
     } catch (error) {
       process.emitWarning(`Looking for expired messages of ${recipient} failed, trying again: ${String(error)}`, "TroupeBusWarning");
-      this.watch(recipient, this.options.clock.now() + SWEEP_AGAIN_MS);
+      this.watchAt(recipient, this.options.clock.now() + SWEEP_AGAIN_MS, lookingAgain);
       return;
     }
     const now = this.options.clock.now();
-    let next = taken.length === SWEEP_BATCH ? now + SWEEP_AGAIN_MS : undefined;
-    for (const message of taken) {
+    let next = taken.messages.length === SWEEP_BATCH ? now + SWEEP_AGAIN_MS : undefined;
+    for (const message of taken.messages) {
       const record = parseRecord(message.data);
       const deadline = record === undefined ? now : record.acceptedAt + record.timeoutMs;
       if (deadline <= now || this.stopped) {
@@ -167,6 +180,7 @@ export class ClusterDeliveries {
       next = Math.min(next ?? deadline, deadline);
     }
     if (next !== undefined) this.watch(recipient, next);
+    if (taken.unreached > 0 && !lookingAgain) this.watchAt(recipient, now + this.options.node.messages.ackWaitMs, true);
   }
 
   /** An agent connected here: its messages are pulled here from now on. */
@@ -214,8 +228,10 @@ export class ClusterDeliveries {
   }
 
   /**
-   * An agent left this node: its messages are no longer pulled here, and those pulled and not written to it go
-   * back to the stream at once, for the node it connects to next.
+   * An agent left this node: its messages are no longer pulled here, and those pulled and not written to it (its
+   * socket's unacknowledged ones failed their attempt, and wait for the next) go back to the stream at once, for
+   * the node it connects to next. This node watches their deadlines (they die at them if it connects nowhere),
+   * and looks again an ack wait later for any that its pull received and never handed over.
    */
   async unfollow(agentId: string): Promise<void> {
     const pull = this.pulls.get(agentId);
@@ -227,8 +243,16 @@ export class ClusterDeliveries {
     for (const [key, message] of this.held) {
       if (message.recipient !== agentId || !this.options.deliveries.withdraw(key)) continue;
       this.held.delete(key);
-      message.retryAfter(0);
+      this.giveBack(message);
     }
+    this.watch(agentId, this.options.clock.now() + this.options.node.messages.ackWaitMs);
+  }
+
+  /** Gives a message back to the stream for whichever node pulls its recipient next, and watches its deadline. */
+  private giveBack(message: StreamedMessage): void {
+    message.retryAfter(0);
+    const record = parseRecord(message.data);
+    if (record !== undefined) this.watch(message.recipient, record.acceptedAt + record.timeoutMs);
   }
 
   /**
@@ -330,6 +354,12 @@ export class ClusterDeliveries {
   }
 
   private take(message: StreamedMessage, { envelope, acceptedAt, timeoutMs, targetIndex = 0 }: StreamedRecord, key: string): void {
+    // Its agent left while it was being taken (its pull ended meanwhile): it goes where the agent goes. One past its
+    // deadline (what a sweep takes) dies here.
+    if (!this.pulls.has(message.recipient) && acceptedAt + timeoutMs > this.options.clock.now()) {
+      this.giveBack(message);
+      return;
+    }
     this.held.set(key, message);
     if (this.options.deliveries.isLive(key)) return;
     try {
@@ -382,7 +412,13 @@ function parseRecord(data: string): StreamedRecord | undefined {
 /** A streamed message's record (or a stored one: it has the same fields), or `undefined` when `value` is none. */
 function asRecord(value: unknown): StreamedRecord | undefined {
   const record = value as Partial<StreamedRecord> | null;
-  return typeof record?.envelope === "object" && record.envelope !== null && typeof record.acceptedAt === "number" && typeof record.timeoutMs === "number"
+  const envelope = record?.envelope as Partial<MessageEnvelope> | null | undefined;
+  // A record this version did not write (by hand, or another version's) is skipped, never a failed start or takeover.
+  return typeof envelope === "object" &&
+    envelope !== null &&
+    typeof envelope.recipient?.agent_id === "string" &&
+    typeof record?.acceptedAt === "number" &&
+    typeof record.timeoutMs === "number"
     ? (record as StreamedRecord)
     : undefined;
 }

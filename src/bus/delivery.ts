@@ -419,6 +419,23 @@ export class Deliveries implements DeliveryPoolHost {
   }
 
   /**
+   * Takes back the `messages` record `record` wrote for a message the cluster's stream had already (a duplicate)
+   * when that message has ended meanwhile: the node that ended it deleted its record before this write. Read
+   * after this write was committed, so an end committed later deletes the record itself. A store that cannot
+   * say leaves the record, warning.
+   */
+  async unrecordFinished(envelope: MessageEnvelope): Promise<void> {
+    if (!this.options.persistent) return;
+    const key = messageKeyOf(envelope);
+    const store = this.options.store();
+    try {
+      if (isFinishedRecord(await store.get("message_status", key))) store.delete("messages", key);
+    } catch (error) {
+      process.emitWarning(`The record of ${key}, accepted again, may stay in the store: ${String(error)}`, "TroupeBusWarning");
+    }
+  }
+
+  /**
    * Records a message this node accepted and hands to the cluster's stream instead of a delivery of its own: its
    * `messages` record (durable at the store's next `flush()`), where `GET /messages/:id` and the check made before
    * a delivery find it, and its `message.accepted` event, as a delivery here would announce it (the delivery that
@@ -517,11 +534,14 @@ export class Deliveries implements DeliveryPoolHost {
       for (const { key, record } of live) {
         this.nextOrder = Math.max(this.nextOrder, record.order + 1);
         const state = states.get(key);
-        // Its ack was written with its end, in the same commit: it is finished.
+        // Its ack was written with its end, in the same commit: it is finished. (A cluster node of an earlier
+        // version could also leave the record of a message another node had finished: docs/cluster.md.)
         if (isFinishedRecord(state)) {
           store.delete("messages", key);
           continue;
         }
+        // In a cluster, live messages wait in the cluster's stream: whichever node their agent is on delivers them.
+        if (this.options.clustered === true) continue;
         this.respawn(key, record, isLiveState(state) ? state : record.state);
       }
     } finally {

@@ -10,7 +10,7 @@
  * died, or lost the recipient) is delivered again, to whichever node pulls next. A node orders what it pulled
  * by priority in its own queue, as a single node does.
  */
-import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { BridgeError } from "../errors.js";
 import { PRIORITIES, type Priority } from "../protocol/envelope.js";
 import { isNotFound, keepReplicas, natsError, natsJetstream, natsToken, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
@@ -76,8 +76,22 @@ export interface StreamedMessage {
 
 /** A running pull of one recipient's messages. */
 export interface MessageSubscription {
-  /** Stops pulling; messages pulled and not acknowledged are delivered again after their ack wait. */
+  /**
+   * Stops pulling; messages pulled and not acknowledged are delivered again after their ack wait, and those given
+   * back (`retryAfter`) once it resolved go to the next pull.
+   */
   stop(): Promise<void>;
+}
+
+/** What `take` found of a recipient's messages. */
+export interface TakenMessages {
+  /** Those no node held: taken by the caller, to acknowledge or give back. */
+  messages: StreamedMessage[];
+  /**
+   * Those it could not reach (about): held by a node, or waiting out a delay before they are delivered again (a
+   * dead node's come back after the ack wait).
+   */
+  unreached: number;
 }
 
 /** The cluster's stream of bus messages. */
@@ -180,9 +194,10 @@ export class ClusterMessageStream {
    * in the order the stream holds them. Creates the recipient's durable consumer when missing.
    */
   async subscribe(recipient: string, onMessage: (message: StreamedMessage) => void, { maxInFlight = 100 } = {}): Promise<MessageSubscription> {
+    let consumer: Consumer;
     let messages: ConsumerMessages;
     try {
-      const consumer = await this.#consumer(recipient, maxInFlight);
+      consumer = await this.#consumer(recipient, maxInFlight);
       messages = await consumer.consume({ max_messages: maxInFlight });
     } catch (error) {
       throw natsError(error, this.#connection.where, `subscribing to ${recipient}'s messages`);
@@ -194,25 +209,31 @@ export class ClusterMessageStream {
       stop: async () => {
         await messages.close();
         await pulling;
+        // The server keeps the closed pull's request until it next looks at its requests. nats-server before 2.10.14
+        // (Debian 12 has 2.9.10) loses a message it delivers again (given back) to such a request alone, until its
+        // next ack wait: reading the consumer's info makes it drop them first. Not reached (NATS away), the pull's
+        // request expires by itself.
+        await consumer.info(false).catch(() => undefined);
       },
     };
   }
 
   /**
-   * Takes up to `max` of `recipient`'s messages that no node holds now, waiting at most `expiresMs` for them,
-   * or none at once when every message of the recipient is held by some node (or there is none). For a node
-   * that must look at messages waiting for an agent connected nowhere (their timeouts); `maxInFlight` is the
-   * consumer's, as `subscribe` creates it.
+   * Takes up to `max` of `recipient`'s messages that no node holds now, waiting at most `expiresMs` for them
+   * (none at once when the recipient has no message at all). For a node that must look at messages waiting for an
+   * agent connected nowhere (their timeouts); `maxInFlight` is the consumer's, as `subscribe` creates it. Messages
+   * given back (`retryAfter`) or delivered and not acknowledged count as JetStream's `num_ack_pending`, not as its
+   * `num_pending`: both are looked at.
    */
-  async take(recipient: string, max: number, { maxInFlight = 100, expiresMs = 1_000 } = {}): Promise<StreamedMessage[]> {
+  async take(recipient: string, max: number, { maxInFlight = 100, expiresMs = 1_000 } = {}): Promise<TakenMessages> {
     try {
       const consumer = await this.#consumer(recipient, maxInFlight);
-      const { num_pending: waiting } = await consumer.info(true);
-      if (waiting === 0) return [];
-      const fetched = await consumer.fetch({ max_messages: Math.min(max, waiting), expires: expiresMs });
-      const taken: StreamedMessage[] = [];
-      for await (const message of fetched) taken.push(this.#streamed(recipient, message));
-      return taken;
+      const { num_pending: waiting, num_ack_pending: delivered } = await consumer.info(true);
+      if (waiting + delivered === 0) return { messages: [], unreached: 0 };
+      const fetched = await consumer.fetch({ max_messages: Math.min(max, waiting + delivered), expires: expiresMs });
+      const messages: StreamedMessage[] = [];
+      for await (const message of fetched) messages.push(this.#streamed(recipient, message));
+      return { messages, unreached: Math.max(0, waiting + delivered - messages.length) };
     } catch (error) {
       throw natsError(error, this.#connection.where, `taking ${recipient}'s waiting messages`);
     }

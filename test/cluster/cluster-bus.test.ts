@@ -451,6 +451,36 @@ describe("a cluster of buses", () => {
     }
   }, 60_000);
 
+  it("kills at their deadline the messages a SIGKILLed node held for an agent that never connects again, though they come back after it", async () => {
+    const cluster = await newCluster();
+    // The deadline passes before the dead node's messages come back (after the ack wait): a look finds them held.
+    const [ackWaitMs, leaseMs] = [4_000, 1_000];
+    const a = await node(cluster, "node-a", { ackWaitMs, leaseMs });
+    const processes: NodeProcess[] = [];
+    try {
+      const k = await nodeProcess(cluster, "node-k", { ackWaitMs, leaseMs }, processes);
+      await register(a, "test://worker", "test://boss");
+      const boss = await connect(a, "test://boss");
+      const silent = await rawConnect(k, "test://worker");
+      const sent = [1, 2, 3].map(() =>
+        envelope("test://boss", "test://worker", {
+          message_type: "status_update",
+          routing: { timeout: "2s", retry_policy: { max_retries: 3, backoff: "linear" }, delivery_mode: "async" },
+        }),
+      );
+      for (const message of sent) expect((await call(a, "POST", "/messages/send", message)).status).toBe(202);
+      await until(() => silent.frames.length === 3, 10_000);
+      await k.kill();
+      silent.socket.terminate();
+      await until(() => boss.received.length === 3, 20_000);
+      expect(boss.received.map((message) => message.payload)).toEqual(
+        expect.arrayContaining(sent.map((message) => expect.objectContaining({ code: "DELIVERY_FAILED", in_reply_to: message.message_id }))),
+      );
+    } finally {
+      await Promise.all(processes.map((child) => child.kill()));
+    }
+  }, 60_000);
+
   it("refuses new messages with 503 while cut from NATS and takes them again once NATS is back", async () => {
     const own = await startNats();
     try {

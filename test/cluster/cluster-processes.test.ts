@@ -7,7 +7,7 @@
  * SIGKILL at random moments and restarted, several times. Then:
  *
  * - every accepted message was delivered at least once, and none whose ack was durable (in the shared store) at
- *   a kill, or at the end, was delivered again after that;
+ *   a kill, or at the end, was delivered again after that; no message's record is left in the store at the end;
  * - every workflow completed, each with its two steps, and no workflow had events of two nodes at once: the
  *   times of a workflow's `workflow.*` events on one node never overlap those on another (a node restarted under
  *   its id being another one; each node's `/events` shows the whole cluster's);
@@ -368,6 +368,9 @@ describe("three troupe serve --cluster processes, one SIGKILLed and restarted at
     );
     expect(described).toEqual([]);
     expect(checkpoints.at(-1)!.acked.size).toBe(MESSAGES);
+    // No message's record outlives its end: the accepting node commits it before it publishes the message.
+    const recordsLeft = await postgres.query<{ id: string }>("SELECT id FROM troupe.records WHERE collection = 'messages'", [], database);
+    expect(recordsLeft.map(({ id }) => id)).toEqual([]);
     // Each workflow: completed with both steps, and its events on one node at a time.
     const records = await postgres.query<{ id: string; value: string }>("SELECT id, value FROM troupe.records WHERE collection = 'workflows'", [], database);
     const byId = new Map(records.map((row) => [row.id, JSON.parse(row.value)]));

@@ -129,6 +129,41 @@ describe("the cluster's message stream", () => {
     await pulledByB!.ack();
   });
 
+  it("hands what a stopped pull gave back to the next pull at once, each message once", async () => {
+    const stream = freshStream();
+    const [a, b] = await Promise.all([node("node-a", stream), node("node-b", stream)]);
+    const nextOnA = await inbox(a.messages);
+    for (let index = 1; index <= 4; index++) await b.messages.publish(message(`k-${index}`));
+    const held = await nextOnA(4);
+    // The recipient left node-a: its pull stops, then what it held goes back (no pull waits for it meanwhile).
+    await subscriptions.shift()!.stop();
+    for (const each of held) each.retryAfter(0);
+    const nextOnB = await inbox(b.messages);
+    const again = await nextOnB(4);
+    expect(again.map((each) => [each.key, each.deliveryCount]).sort()).toEqual([
+      ["k-1", 2],
+      ["k-2", 2],
+      ["k-3", 2],
+      ["k-4", 2],
+    ]);
+    await Promise.all(again.map((each) => each.ack()));
+  });
+
+  it("takes the messages no node holds, given back ones included, and counts those it could not reach", async () => {
+    const stream = freshStream();
+    const [a, b] = await Promise.all([node("node-a", stream), node("node-b", stream)]);
+    const nextOnA = await inbox(a.messages);
+    for (let index = 1; index <= 3; index++) await b.messages.publish(message(`k-${index}`));
+    const [first] = await nextOnA(3);
+    await subscriptions.shift()!.stop();
+    // node-a still holds two; the first is back in the stream, delivered before: not JetStream's num_pending.
+    first!.retryAfter(0);
+    const taken = await b.messages.take(RECIPIENT, 10);
+    expect(taken.messages.map((each) => each.key)).toEqual(["k-1"]);
+    expect(taken.unreached).toBe(2);
+    await taken.messages[0]!.ack();
+  });
+
   it("keeps recipients apart: each subscriber gets its own messages only", async () => {
     const stream = freshStream();
     const { messages } = await node("node-a", stream);

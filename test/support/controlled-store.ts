@@ -4,6 +4,7 @@
  * `releaseCommits()`, so that a test can see what the bus does before its writes are durable.
  */
 import type { ListOptions, Store, StoreCollection, StoreRecord } from "../../src/index.js";
+import type { WriteOptions } from "../../src/store/store.js";
 
 /** A store that a test can crash, or whose commits it can hold back. */
 export class ControlledStore implements Store {
@@ -13,12 +14,12 @@ export class ControlledStore implements Store {
 
   constructor(readonly inner: Store) {}
 
-  put(collection: StoreCollection, id: string, value: unknown): void {
-    if (!this.crashed) this.inner.put(collection, id, value);
+  put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void {
+    if (!this.crashed) this.inner.put(collection, id, value, options);
   }
 
-  delete(collection: StoreCollection, id: string): void {
-    if (!this.crashed) this.inner.delete(collection, id);
+  delete(collection: StoreCollection, id: string, options?: WriteOptions): void {
+    if (!this.crashed) this.inner.delete(collection, id, options);
   }
 
   async flush(): Promise<void> {

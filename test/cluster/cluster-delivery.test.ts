@@ -1,0 +1,283 @@
+/**
+ * The cluster's deliveries at their edges (src/bus/cluster-delivery.ts, docs/cluster.md): a message's record in the
+ * shared store outlives its ack on no node, however late the accepting node's write commits; and the messages an
+ * agent's dropped socket left unacknowledged reach it again wherever it reconnects, or die at their deadline with
+ * DELIVERY_FAILED to their sender when it never does.
+ */
+import { describe, expect, it } from "vitest";
+import { openPostgresStore, type CommunicationBus, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "../../src/index.js";
+import { frameText } from "../../src/protocol/frames.js";
+import type { WriteOptions } from "../../src/store/store.js";
+import { call, connect, envelope, rawConnect, register, startBus, statusOf, until, type RawAgent } from "../bus/support.js";
+import { useEngines } from "../support/engines.js";
+import type { NatsServer } from "../support/nats-server.js";
+import type { PostgresServer } from "../support/postgres-server.js";
+
+let nats: NatsServer;
+let postgres: PostgresServer;
+let clusters = 0;
+
+useEngines((engines) => ({ nats, postgres } = engines));
+
+/** A fresh cluster: its own database and its own stream, so that tests do not see each other's messages. */
+async function newCluster(): Promise<{ database: string; stream: string }> {
+  clusters += 1;
+  const database = await postgres.createDatabase(`delivery_${clusters}_${process.pid}`);
+  return { database, stream: `TROUPE_DELIVERY_${clusters}` };
+}
+
+function node(
+  cluster: { database: string; stream: string },
+  nodeId: string,
+  { wrap = (store: Store) => store, ackWaitMs }: { wrap?: (store: Store) => Store; ackWaitMs?: number } = {},
+): Promise<CommunicationBus> {
+  return startBus({
+    ackTimeout: 5_000,
+    store: async () => wrap(await openPostgresStore({ url: cluster.database, exclusive: false })),
+    cluster: {
+      url: nats.url,
+      nodeId,
+      stream: cluster.stream,
+      subjectPrefix: `troupe.delivery${clusters}.messages`,
+      leaseBucket: `delivery_leases_${clusters}`,
+      ...(ackWaitMs === undefined ? {} : { ackWaitMs }),
+    },
+  });
+}
+
+/** The ids of a collection's records in the cluster's database, read from PostgreSQL itself. */
+async function storedIds(cluster: { database: string }, collection: StoreCollection): Promise<string[]> {
+  const rows = await postgres.query<{ id: string }>(
+    "SELECT id FROM troupe.records WHERE collection = $1 ORDER BY id",
+    [collection],
+    cluster.database.slice(cluster.database.lastIndexOf("/") + 1),
+  );
+  return rows.map(({ id }) => id);
+}
+
+/**
+ * A node's store that passes everything on to PostgreSQL except as told: its `messages` writes reach it only once
+ * the message's end is there (another node delivered it) or after `lateMs`, the worst order a busy node's commits
+ * can take; and its reads of `message_status` can be held back (`holdStatusReads`) until `releaseStatusReads`.
+ */
+class SteeredStore implements Store {
+  readonly sharedAcrossProcesses = true;
+  /** Per record id, the `messages` write that waits (later writes of the same record queue behind it). */
+  private readonly lateWrites = new Map<string, Promise<void>>();
+  private heldReads: Promise<void> | undefined;
+  private releaseReads: (() => void) | undefined;
+  /** Reads of `message_status` held back now. */
+  waitingReads = 0;
+
+  constructor(
+    private readonly inner: Store,
+    private readonly lateMs = 0,
+  ) {}
+
+  put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void {
+    if (collection !== "messages" || this.lateMs === 0) return this.inner.put(collection, id, value, options);
+    this.late(id, () => this.inner.put(collection, id, value, options));
+  }
+
+  delete(collection: StoreCollection, id: string, options?: WriteOptions): void {
+    if (collection !== "messages" || !this.lateWrites.has(id)) return this.inner.delete(collection, id, options);
+    this.late(id, () => this.inner.delete(collection, id, options));
+  }
+
+  private late(id: string, write: () => void): void {
+    const before = this.lateWrites.get(id) ?? this.endOrLate(id);
+    const written = before.then(write);
+    this.lateWrites.set(id, written);
+    void written.then(() => {
+      if (this.lateWrites.get(id) === written) this.lateWrites.delete(id);
+    });
+  }
+
+  /** Resolves once the message's end is in the shared store, or after `lateMs`. */
+  private async endOrLate(id: string): Promise<void> {
+    const latest = Date.now() + this.lateMs;
+    while (Date.now() < latest) {
+      const status = (await this.inner.get("message_status", id)) as { status?: string } | undefined;
+      if (status?.status === "acknowledged" || status?.status === "dead") return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.lateWrites.values()]);
+    await this.inner.flush();
+  }
+
+  async get(collection: StoreCollection, id: string): Promise<unknown> {
+    if (collection === "message_status" && this.heldReads !== undefined) {
+      this.waitingReads += 1;
+      await this.heldReads;
+      this.waitingReads -= 1;
+    }
+    return this.inner.get(collection, id);
+  }
+
+  list(collection: StoreCollection, options?: ListOptions): Promise<StoreRecord[]> {
+    return this.inner.list(collection, options);
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await this.inner.close();
+  }
+
+  holdStatusReads(): void {
+    this.heldReads ??= new Promise<void>((resolve) => (this.releaseReads = resolve));
+  }
+
+  releaseStatusReads(): void {
+    this.releaseReads?.();
+    this.heldReads = undefined;
+  }
+}
+
+/** Messages that survive a dropped socket: a few retries, a deadline far enough for a reconnection. */
+function retried(from: string, to: string, timeout = "20s"): Record<string, unknown> {
+  return envelope(from, to, {
+    message_type: "status_update",
+    routing: { timeout, retry_policy: { max_retries: 3, backoff: "linear" }, delivery_mode: "async" },
+  });
+}
+
+/** An agent on a raw socket that acknowledges every message it gets. */
+async function ackingConnect(bus: CommunicationBus, agentId: string): Promise<RawAgent> {
+  const agent = await rawConnect(bus, agentId);
+  agent.socket.on("message", (data) => agent.ack((JSON.parse(frameText(data)) as { message_id: string }).message_id));
+  return agent;
+}
+
+/** The ids of the messages an agent's raw socket was written, each once. */
+function idsOf(agent: RawAgent): string[] {
+  return [...new Set(agent.frames.map((frame: { message_id: string }) => frame.message_id))].sort();
+}
+
+describe("the cluster's deliveries", () => {
+  it("leaves no record of a message that crossed nodes once it is acknowledged, however late its accepting node's write commits", async () => {
+    const cluster = await newCluster();
+    // A's writes of message records reach PostgreSQL only after the message's end (or 1.5 s): the race, always lost.
+    const a = await node(cluster, "node-a", { wrap: (store) => new SteeredStore(store, 1_500) });
+    const b = await node(cluster, "node-b");
+    await register(b, "test://worker", "test://boss");
+    const worker = await connect(b, "test://worker");
+    const sent = [1, 2, 3].map(() => envelope("test://boss", "test://worker", { message_type: "status_update" }));
+    const answers = await Promise.all(sent.map((message) => call(a, "POST", "/messages/send", message)));
+    expect(answers.map(({ status }) => status)).toEqual([202, 202, 202]);
+    await until(() => sent.every((message) => statusOf(b, message.message_id as string) === "acknowledged"), 10_000);
+    await Promise.all([a.persisted(), b.persisted()]);
+    expect(await storedIds(cluster, "message_status")).toHaveLength(3);
+    expect(await storedIds(cluster, "messages")).toEqual([]);
+    expect(worker.received).toHaveLength(3);
+  }, 30_000);
+
+  it("answers duplicate for a message sent again after its ack, and keeps no record of it", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(b, "test://worker", "test://boss");
+    const worker = await connect(b, "test://worker");
+    const message = envelope("test://boss", "test://worker", { message_type: "status_update" });
+    expect((await call(a, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => statusOf(b, message.message_id as string) === "acknowledged", 10_000);
+    await b.persisted();
+    // A client that lost the first answer sends it again, to the node that accepted it (which never delivered it).
+    const again = await call(a, "POST", "/messages/send", message);
+    expect(again.body).toMatchObject({ success: true, status: "duplicate" });
+    await Promise.all([a.persisted(), b.persisted()]);
+    expect(await storedIds(cluster, "messages")).toEqual([]);
+    expect(worker.received).toHaveLength(1);
+  }, 30_000);
+
+  it("removes at its start the records of messages whose end the store has, and keeps the others", async () => {
+    const cluster = await newCluster();
+    // What a node of an earlier version could leave: a message's record after its end.
+    const [ended, waiting] = [retried("test://boss", "test://worker"), retried("test://boss", "test://worker")];
+    const keyOf = (message: Record<string, unknown>): string => `test://boss\u001f${message.message_id as string}`;
+    const earlier = await openPostgresStore({ url: cluster.database, exclusive: false });
+    const state = { status: "accepted", targetIndex: 0, retries: 0, attempts: 0, lastError: null, phaseDeadline: null };
+    for (const [order, message] of [ended, waiting].entries()) {
+      earlier.put("messages", keyOf(message), { envelope: message, acceptedAt: Date.now(), timeoutMs: 60_000, order, state });
+    }
+    earlier.put("message_status", keyOf(ended), { message_id: ended.message_id, sender: "test://boss", status: "acknowledged", attempts: 1, order: 2 });
+    await earlier.close();
+    const a = await node(cluster, "node-a");
+    await a.persisted();
+    expect(await storedIds(cluster, "messages")).toEqual([keyOf(waiting)]);
+  }, 30_000);
+
+  it("delivers on another node the messages its agent's dropped socket left unacknowledged", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    // Accepted by both nodes: the agent's own, and another.
+    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
+    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => silent.frames.length === 4, 10_000);
+    silent.socket.terminate();
+    const moved = await ackingConnect(b, "test://worker");
+    await until(() => idsOf(moved).length === 4, 15_000);
+    expect(idsOf(moved)).toEqual(sent.map((message) => message.message_id).sort());
+  }, 30_000);
+
+  it("delivers again on the same node the messages its agent's dropped socket left unacknowledged", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
+    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => silent.frames.length === 4, 10_000);
+    silent.socket.terminate();
+    await until(() => !a.listAgents().some((agent) => agent.agent_id === "test://worker" && agent.online), 5_000);
+    const back = await ackingConnect(a, "test://worker");
+    await until(() => idsOf(back).length === 4, 15_000);
+    expect(idsOf(back)).toEqual(sent.map((message) => message.message_id).sort());
+  }, 30_000);
+
+  it("kills at their deadline, telling their sender, the messages its agent's dropped socket left unacknowledged when it never comes back", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://worker", "test://boss");
+    const boss = await connect(b, "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    // Accepted by the agent's node (which watched no deadline: the agent was there) and by the other.
+    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker", "3s"));
+    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => silent.frames.length === 4, 10_000);
+    silent.socket.terminate();
+    await until(() => boss.received.length >= 4, 15_000);
+    expect(boss.received.map((message) => message.payload)).toEqual(
+      expect.arrayContaining(sent.map((message) => expect.objectContaining({ code: "DELIVERY_FAILED", in_reply_to: message.message_id }))),
+    );
+    expect(boss.received).toHaveLength(4);
+    for (const message of sent) {
+      const status = await call(b, "GET", `/messages/${message.message_id as string}?sender=${encodeURIComponent("test://boss")}`);
+      expect(status.body).toMatchObject({ status: "dead" });
+    }
+  }, 30_000);
+
+  it("gives back to the stream the messages it pulled for an agent that left while it was taking them", async () => {
+    const cluster = await newCluster();
+    let steered: SteeredStore | undefined;
+    const a = await node(cluster, "node-a", { wrap: (store) => (steered = new SteeredStore(store)) });
+    const b = await node(cluster, "node-b");
+    await register(a, "test://worker", "test://boss");
+    const silent = await rawConnect(a, "test://worker");
+    // A pulls them and, before it hands them to its deliveries, reads whether they ended: held here.
+    steered!.holdStatusReads();
+    const sent = [1, 2, 3].map(() => retried("test://boss", "test://worker"));
+    for (const message of sent) expect((await call(b, "POST", "/messages/send", message)).status).toBe(202);
+    await until(() => steered!.waitingReads === 3, 10_000);
+    silent.socket.terminate();
+    await until(() => (a as unknown as { clusterDeliveries: { view(): { pulling: number } } }).clusterDeliveries.view().pulling === 0, 5_000);
+    steered!.releaseStatusReads();
+    const moved = await ackingConnect(b, "test://worker");
+    await until(() => idsOf(moved).length === 3, 15_000);
+    expect(idsOf(moved)).toEqual(sent.map((message) => message.message_id).sort());
+    expect(silent.frames).toEqual([]);
+  }, 30_000);
+});
