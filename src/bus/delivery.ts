@@ -31,6 +31,7 @@ import type { MessageOrigin } from "../events/event-hub.js";
 import { BridgeError } from "../errors.js";
 import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
+import { listPages } from "../store/pages.js";
 import type { Store } from "../store/store.js";
 import type { AgentConnection as SocketConnection } from "./agent-connections.js";
 import { Fifo, PriorityQueue } from "./priority-queue.js";
@@ -514,8 +515,6 @@ export class Deliveries implements DeliveryPoolHost {
    */
   async restore(): Promise<void> {
     const store = this.options.store();
-    // In a cluster, live messages wait in the cluster's stream (whichever node their agent is on delivers them):
-    // their records are not read here.
     const clustered = this.options.clustered === true;
     const [messages, statuses] = await Promise.all([clustered ? [] : store.list("messages"), store.list("message_status")]);
     const states = new Map<string, unknown>(statuses.map(({ id, value }) => [id, value]));
@@ -527,6 +526,13 @@ export class Deliveries implements DeliveryPoolHost {
       this.remember(id, view);
       this.nextOrder = Math.max(this.nextOrder, order + 1);
     }
+    if (clustered) {
+      // Live messages wait in the cluster's stream (whichever node their agent is on delivers them): their records
+      // are only looked through, a page at a time, for those of finished messages, which an earlier version could
+      // leave behind (docs/cluster.md).
+      for await (const page of listPages(store, "messages")) for (const { id } of page) if (isFinishedRecord(states.get(id))) store.delete("messages", id);
+      return;
+    }
     const live = messages.map(({ id, value }) => ({ key: id, record: value as StoredMessage }));
     live.sort((left, right) => left.record.order - right.record.order);
     this.restoring = true;
@@ -534,14 +540,11 @@ export class Deliveries implements DeliveryPoolHost {
       for (const { key, record } of live) {
         this.nextOrder = Math.max(this.nextOrder, record.order + 1);
         const state = states.get(key);
-        // Its ack was written with its end, in the same commit: it is finished. (A cluster node of an earlier
-        // version could also leave the record of a message another node had finished: docs/cluster.md.)
+        // Its ack was written with its end, in the same commit: it is finished.
         if (isFinishedRecord(state)) {
           store.delete("messages", key);
           continue;
         }
-        // In a cluster, live messages wait in the cluster's stream: whichever node their agent is on delivers them.
-        if (this.options.clustered === true) continue;
         this.respawn(key, record, isLiveState(state) ? state : record.state);
       }
     } finally {
