@@ -972,6 +972,8 @@ export class CommunicationBus {
       // The recipient's queue in the cluster is full (429, as on one node): the message is not kept anywhere.
       if (cause.type === "CAPACITY") {
         this.deliveries.unrecord(envelope);
+        // Its record is gone before the 429 is: a refusal keeps nothing, even on a node that dies right after.
+        await this.persisted().catch(() => undefined);
         throw cause;
       }
       throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
