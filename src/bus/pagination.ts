@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
 import { parseWith } from "../validation.js";
+import { isUnstorableId } from "../store/keys.js";
 
 /** The most items one page holds. */
 export const MAX_PAGE_SIZE = 1_000;
@@ -39,7 +40,10 @@ export function pageRequestOf(query: URLSearchParams): PageRequest {
   const decoded = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, "base64url").toString("utf8") : "";
   const offset = /^o:(\d{1,15})$/.exec(decoded);
   if (offset !== null) return { offset: Number(offset[1]), limit };
-  if (decoded.startsWith("k:") && decoded.length > 2 && !decoded.includes("\uFFFD")) return { offset: 0, after: decoded.slice(2), limit };
+  // A key no store can hold (a NUL) was given by no listing: CONFIG here, not the store's INTERNAL for its `after`.
+  if (decoded.startsWith("k:") && decoded.length > 2 && !decoded.includes("\uFFFD") && !isUnstorableId(decoded.slice(2))) {
+    return { offset: 0, after: decoded.slice(2), limit };
+  }
   throw badCursor();
 }
 

@@ -34,17 +34,19 @@ export function isUnstorableId(id: string): boolean {
 
 /**
  * Throws INTERNAL unless `list`'s options are well formed: `prefix`, `node` and `after` well-formed strings without
- * NUL (the empty prefix lists everything), `limit` a positive integer.
+ * NUL (the empty prefix lists everything), `limit` and `maxBytes` positive integers.
  */
-export function checkListOptions(collection: string, { prefix, node, after, limit }: ListOptions): void {
+export function checkListOptions(collection: string, { prefix, node, after, limit, maxBytes }: ListOptions): void {
   checkCollection(collection);
   for (const [option, text] of Object.entries({ prefix, node, after })) {
     if (text !== undefined && (typeof text !== "string" || unstorable(text))) {
       throw new BridgeError("INTERNAL", `Invalid store list ${option} in ${collection}: it must be a well-formed string`, { collection, option });
     }
   }
-  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) {
-    throw new BridgeError("INTERNAL", `Invalid store list limit in ${collection}: it must be a positive integer`, { collection, option: "limit" });
+  for (const [option, count] of Object.entries({ limit, maxBytes })) {
+    if (count !== undefined && (!Number.isSafeInteger(count) || count < 1)) {
+      throw new BridgeError("INTERNAL", `Invalid store list ${option} in ${collection}: it must be a positive integer`, { collection, option });
+    }
   }
 }
 

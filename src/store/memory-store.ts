@@ -29,7 +29,7 @@ class MemoryStore extends BatchedStore {
     return held === undefined ? undefined : JSON.parse(held.json);
   }
 
-  protected readAll(collection: StoreCollection, { prefix, node, after, limit }: ListOptions): StoreRecord[] {
+  protected readAll(collection: StoreCollection, { prefix, node, after, limit, maxBytes }: ListOptions): StoreRecord[] {
     const selected: Array<[string, Held]> = [];
     for (const entry of this.#collection(collection)) {
       const [id, held] = entry;
@@ -39,7 +39,14 @@ class MemoryStore extends BatchedStore {
       selected.push(entry);
     }
     selected.sort(([left], [right]) => compareCodePoints(left, right));
-    return selected.slice(0, limit).map(([id, held]) => ({ id, value: JSON.parse(held.json) as unknown }));
+    const records: StoreRecord[] = [];
+    let bytes = 0;
+    for (const [id, held] of selected.slice(0, limit)) {
+      bytes += Buffer.byteLength(held.json);
+      if (maxBytes !== undefined && records.length > 0 && bytes > maxBytes) break;
+      records.push({ id, value: JSON.parse(held.json) as unknown });
+    }
+    return records;
   }
 
   #collection(collection: StoreCollection): Map<string, Held> {

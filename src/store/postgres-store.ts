@@ -327,7 +327,7 @@ class PostgresStore extends BatchedStore {
     return row === undefined ? undefined : decodeValue(this.#cipher, collection, id, row);
   }
 
-  protected async readAll(collection: StoreCollection, { prefix, node, after, limit }: ListOptions): Promise<StoreRecord[]> {
+  protected async readAll(collection: StoreCollection, { prefix, node, after, limit, maxBytes }: ListOptions): Promise<StoreRecord[]> {
     const values: unknown[] = [collection];
     const conditions = ["collection = $1"];
     const condition = (sql: (parameter: string) => string, value: unknown): void => {
@@ -341,6 +341,15 @@ class PostgresStore extends BatchedStore {
     if (limit !== undefined) {
       values.push(limit);
       sql += ` LIMIT $${values.length}`;
+    }
+    if (maxBytes !== undefined) {
+      // The rows up to the one that takes the running size of their values past maxBytes, the first whatever its
+      // size: octet_length reads a stored value's size without reading the value, so the others are never sent.
+      values.push(maxBytes);
+      const size = "coalesce(octet_length(value), octet_length(ciphertext), 0)";
+      sql = `SELECT ${RECORD_ROW_COLUMNS} FROM (
+          SELECT ${RECORD_ROW_COLUMNS}, row_number() OVER byId AS n, sum(${size}) OVER byId AS upto FROM (${sql}) AS selected WINDOW byId AS (ORDER BY id)
+        ) AS sized WHERE n = 1 OR upto <= $${values.length} ORDER BY id`;
     }
     const rows = await this.#query<RecordRow>(sql, values);
     return rows.map((row) => ({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) }));

@@ -182,7 +182,7 @@ class SqliteStore extends BatchedStore {
     return row === undefined ? undefined : decodeValue(this.#cipher, collection, row.id, row);
   }
 
-  protected readAll(collection: StoreCollection, { prefix, node, after, limit }: ListOptions): StoreRecord[] {
+  protected readAll(collection: StoreCollection, { prefix, node, after, limit, maxBytes }: ListOptions): StoreRecord[] {
     const conditions = ["collection = ?"];
     const values: unknown[] = [collection];
     // Ids order by their UTF-8 bytes, so the ids that start with a prefix follow it in one run.
@@ -206,8 +206,11 @@ class SqliteStore extends BatchedStore {
       this.#selects.set(sql, select);
     }
     const records: StoreRecord[] = [];
+    let bytes = 0;
     for (const row of select.iterate(...values)) {
       if (prefix !== undefined && !row.id.startsWith(prefix)) break;
+      bytes += row.value === null ? (row.ciphertext?.length ?? 0) : Buffer.byteLength(row.value);
+      if (maxBytes !== undefined && records.length > 0 && bytes > maxBytes) break;
       records.push({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) });
     }
     return records;

@@ -54,6 +54,12 @@ export interface ListOptions {
   after?: string;
   /** At most this many records (a positive integer): a page. */
   limit?: number;
+  /**
+   * At most about this many bytes of values (a positive integer): the records end before the one whose stored
+   * value (its JSON in UTF-8, or its ciphertext) would take theirs past it; the first is returned whatever its size.
+   * What a page of records that may each be a few MiB holds at once, whatever their number.
+   */
+  maxBytes?: number;
 }
 
 /**

@@ -130,8 +130,7 @@ export const MAX_RESULTS_BYTES = 4 * 1024 * 1024;
 /** The characters of a result's text a preview keeps, and of a failed task's error message. */
 export const RESULT_PREVIEW_CHARS = 1_024;
 
-/** Workflow records `clusterSessionsPage` reads at first (each may be a few MiB: its steps and results), and at most. */
-const FIRST_STORED_VIEWS_READ = 10;
+/** Workflow records `clusterSessionsPage` reads at most at once (each may be a few MiB: its steps and results). */
 const MAX_STORED_VIEWS_READ = 250;
 
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
@@ -431,8 +430,10 @@ export class SessionManager implements PoolHost {
    * naming its node: those running here from their actors, the others from the records their nodes keep in the
    * shared store (as of their last commit). Ended workflows past their retention are left out, as their node
    * evicts them. With `node`, only the workflows that node runs (by the store's node index). Read from the store
-   * a few records at a time, after `after` (the cursor's key), until the page has `limit` workflows or its JSON
-   * reaches its bound: what it costs does not depend on how many workflows there are.
+   * after `after` (the cursor's key), at most as many bytes of records at a time as the page has room for (a view
+   * is no larger than its record), until the page has `limit` workflows or its JSON reaches its bound: what it
+   * costs does not depend on how many workflows there are, nor on their sizes (records read by count, a page of
+   * small ones followed by a few MiB each read hundreds of MiB for a page of 8).
    */
   async clusterSessionsPage({
     after,
@@ -448,17 +449,14 @@ export class SessionManager implements PoolHost {
     const items: Array<WorkflowSession & { node?: string }> = [];
     let chars = 0;
     let from = after;
-    let viewed = 0;
-    let viewedChars = 0;
     for (;;) {
-      // As many records as the page has room for at the size of those seen so far (a few at first: each may be a
-      // few MiB), and one more than the page needs, to know whether another follows.
-      const room = viewed === 0 ? FIRST_STORED_VIEWS_READ : Math.floor((MAX_PAGE_CHARS - chars) / Math.max(1, viewedChars / viewed));
-      const asked = Math.max(1, Math.min(MAX_STORED_VIEWS_READ, room, limit - items.length + 1));
+      // One more record than the page needs, to know whether another follows, and no more bytes of them than the
+      // page has room for (the store returns one at least): a record past the room ends the page.
       const records = await this.options.runtime.store.list("workflows", {
         ...(from === undefined ? {} : { after: from }),
         ...(only === undefined ? {} : { node: only }),
-        limit: asked,
+        limit: Math.min(MAX_STORED_VIEWS_READ, limit - items.length + 1),
+        maxBytes: Math.max(1, MAX_PAGE_CHARS - chars),
       });
       for (const { id, value } of records) {
         const record = workflowRecordIn(id, value);
@@ -471,14 +469,13 @@ export class SessionManager implements PoolHost {
         const node = entry === undefined ? record.node : here;
         const view = { ...(entry === undefined ? sessionViewOf(id, record.snapshot) : this.viewOf(id, entry)), ...(node === undefined ? {} : { node }) };
         const viewChars = JSON.stringify(view).length;
-        viewed += 1;
-        viewedChars += viewChars;
         if (!pageHasRoom(items.length, chars, viewChars)) return { items, next_cursor: keyCursor(from ?? id) };
         items.push(view);
         chars += viewChars;
         from = id;
       }
-      if (records.length < asked) return { items };
+      // A short read may have been cut by bytes, not by the end: only none left ends the listing.
+      if (records.length === 0) return { items };
     }
   }
 

@@ -4,8 +4,9 @@
  * that node and answers with its answer (or its error); an id no record knows is 404 everywhere; a workflow whose
  * node died and is not yet taken over is 503 (TRANSPORT, retryable), and the survivor answers once it took it over.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { CommunicationBus, openPostgresStore } from "../../src/index.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { CommunicationBus, openPostgresStore, type Store } from "../../src/index.js";
+import { MAX_PAGE_CHARS } from "../../src/bus/pagination.js";
 import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
@@ -177,6 +178,46 @@ describe("workflow routes on any node", () => {
     expect(((await call(b, "GET", "/sessions")).body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).not.toContain(onA[1]);
     for (const bus of [a, b]) expect((await call(bus, "GET", `/sessions/${onA[2]}`)).body).toMatchObject({ session_id: onA[2], node: "node-a" });
   }, 30_000);
+
+  it("read no more of the store for a page of GET /sessions than the page holds, small workflows first or not", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a", 1_000);
+    const ids: string[] = [];
+    for (let index = 0; index < 50; index++) ids.push(await createWorkflow(a));
+    ids.sort();
+    // The first ten by id stay small (about 1 KB each); the forty after them hold 300 KB of artifacts each (12 MB).
+    const artifacts = ["a".repeat(300_000)];
+    for (const id of ids.slice(10)) expect((await call(a, "POST", `/sessions/${id}/complete`, { summary: "big", artifacts })).status).toBe(200);
+    const store = (a as unknown as { runtime: { store: Store } }).runtime.store;
+    await store.flush();
+    let bytesRead = 0;
+    const list = store.list.bind(store);
+    const spy = vi.spyOn(store, "list").mockImplementation(async (collection, options) => {
+      const records = await list(collection, options);
+      for (const { value } of records) bytesRead += Buffer.byteLength(JSON.stringify(value));
+      return records;
+    });
+    try {
+      const walked: string[] = [];
+      let cursor: string | undefined;
+      do {
+        bytesRead = 0;
+        const page = await call(a, "GET", `/sessions?limit=1000${cursor === undefined ? "" : `&cursor=${cursor}`}`);
+        expect(page.status).toBe(200);
+        const sessions = page.body.sessions as Array<{ session_id: string }>;
+        walked.push(...sessions.map((session) => session.session_id));
+        // The page's records and the one past it: sized from the small ones first, a read by count took all 12 MB.
+        expect(bytesRead).toBeLessThanOrEqual(MAX_PAGE_CHARS + 2 * 310_000);
+        cursor = page.body.next_cursor as string | undefined;
+      } while (cursor !== undefined);
+      expect(walked).toEqual(ids);
+    } finally {
+      spy.mockRestore();
+    }
+    // A cursor of a key no store holds (a NUL) is one no listing gave: CONFIG, not the store's INTERNAL.
+    const nul = Buffer.from(`k:\u0000${ids[0]}`, "utf8").toString("base64url");
+    expect(await call(a, "GET", `/sessions?cursor=${nul}`)).toMatchObject({ status: 400, body: { error: { type: "CONFIG" } } });
+  }, 60_000);
 
   it("answer 404 NOT_FOUND on every node for an id no record knows", async () => {
     const cluster = newCluster();

@@ -190,6 +190,30 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect(((await rejectionOf(store.list("memory", { after: "x\u0000" }))) as BridgeError).type).toBe("INTERNAL");
     });
 
+    it("lists a page of at most maxBytes of values: it ends before the record that would take it past them, the first whatever its size", async () => {
+      const store = await open();
+      // 1,000 bytes of JSON each ("é" takes two), but for the large c.
+      const sized = (id: string, bytes: number): { id: string; pad: string } => ({ id, pad: "é".repeat((bytes - 20) / 2) });
+      for (const id of ["a", "b", "d", "e"]) store.put("workflows", id, { ...sized(id, 1_000), node: "n" });
+      store.put("workflows", "c", { ...sized("c", 100_000), node: "n" });
+      await store.flush();
+      const bytesOf = async (id: string): Promise<number> => Buffer.byteLength(JSON.stringify(await store.get("workflows", id)));
+      const [small, large] = [await bytesOf("a"), await bytesOf("c")];
+      expect(large).toBeGreaterThan(50 * small);
+      const page = async (options: ListOptions): Promise<string[]> => (await store.list("workflows", options)).map((record) => record.id);
+      expect(await page({ maxBytes: 2 * small })).toEqual(["a", "b"]);
+      expect(await page({ maxBytes: 2 * small + large - 1 })).toEqual(["a", "b"]);
+      expect(await page({ maxBytes: 2 * small + large })).toEqual(["a", "b", "c"]);
+      // The first record comes whatever its size; limit, after, node and prefix narrow it as without it.
+      expect(await page({ after: "b", maxBytes: 1 })).toEqual(["c"]);
+      expect(await page({ after: "c", maxBytes: 10 * small })).toEqual(["d", "e"]);
+      expect(await page({ after: "c", maxBytes: 10 * small, limit: 1 })).toEqual(["d"]);
+      expect(await page({ node: "n", prefix: "d", maxBytes: 1 })).toEqual(["d"]);
+      expect(await page({ maxBytes: 10 * large })).toEqual(["a", "b", "c", "d", "e"]);
+      for (const maxBytes of [0, -1, 1.5, Number.NaN])
+        expect(((await rejectionOf(store.list("workflows", { maxBytes }))) as BridgeError).type).toBe("INTERNAL");
+    });
+
     it("lists the records of one node: those whose value's top-level node is it, kept in step with every write", async () => {
       const store = await open();
       store.put("workflows", "w1", { node: "node-a", n: 1 });
