@@ -15,7 +15,7 @@ import { inReplyToOf, messageKeyOf, taskIdOf, type MessageEnvelope } from "../pr
 import type { Clock } from "../clock.js";
 import { pendingRecordId, pendingRecordOf, SessionRecords, type LoadedSession } from "../runtime/session-records.js";
 import type { Fence, Store } from "../store/store.js";
-import { loadWorkflows, type WorkflowRecord } from "../workflows/workflow-records.js";
+import { loadWorkflows, workflowPages, type WorkflowRecord } from "../workflows/workflow-records.js";
 import type { LeaseLossCause } from "../events/event-hub.js";
 import type { Lease } from "./leases.js";
 import type { ClusterNode } from "./node.js";
@@ -406,9 +406,12 @@ export class NodeOwnership implements RecordOwner {
 
   /**
    * Takes over dead node `nodeId`, whose lease this node now holds (`lease`): first a write under that lease, so
-   * that the dead node can write nothing more; then its workflow and session records are moved to this node
-   * under that lease, its agents' presence entries removed, the records restored here as a restart restores
-   * them; then the lease is released.
+   * that the dead node can write nothing more; then its workflows, a page at a time, are moved to this node under
+   * that lease and restored here (what the takeover holds besides the restored actors is one page of records,
+   * however many the dead node had); then its session and A2A task records are moved, its agents' presence
+   * entries removed, those records restored here as a restart restores them; then the lease is released. Should
+   * another node take the dead one over meanwhile (its newer token refuses a write), the workflows moved here so
+   * far stay here (their records name this node) and it takes the rest.
    */
   async #takeOver(nodeId: string, lease: Lease): Promise<void> {
     let refused = false;
@@ -418,13 +421,23 @@ export class NodeOwnership implements RecordOwner {
     try {
       store.put("meta", NODE_RECORD_PREFIX + nodeId, { nodeId, takenOverBy: this.nodeId, at: this.#clock.now() }, { fence });
       await store.flush();
-      const workflows = await loadWorkflows(store, nodeId);
+      const adopted: string[] = [];
+      for await (const page of workflowPages(store, nodeId)) {
+        const moved = page.map(({ sessionId, record }) => ({ sessionId, record: { ...record, node: this.nodeId } }));
+        for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
+        await store.flush();
+        if (refused || this.#lease === undefined || this.#stopped) break;
+        adopted.push(...(await this.#host.adoptWorkflows(moved)));
+      }
+      if (refused || this.#lease === undefined || this.#stopped) {
+        // Taken over by another node meanwhile: those moved here go on here.
+        if (this.#lease !== undefined && !this.#stopped) this.#host.resumeWorkflows(adopted);
+        return;
+      }
       const sessions = await SessionRecords.load(store, nodeId);
       const a2aTasks = await loadA2aTasks(store, nodeId);
-      const moved = workflows.map(({ sessionId, record }) => ({ sessionId, record: { ...record, node: this.nodeId } }));
       const movedSessions = sessions.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
       const movedA2aTasks = a2aTasks.map((record) => ({ ...record, node: this.nodeId }));
-      for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
       for (const { session, interrupted } of movedSessions) {
         store.put("bridge_sessions", session.sessionId, session, { fence });
         if (interrupted.length > 0) store.put("bridge_sessions", pendingRecordId(session.sessionId), pendingRecordOf(interrupted, this.nodeId), { fence });
@@ -435,7 +448,6 @@ export class NodeOwnership implements RecordOwner {
       // Another node took the dead one over meanwhile (this scan outlived the lease): it has the records.
       if (refused || this.#lease === undefined || this.#stopped) return;
       await this.#clearPresence(nodeId);
-      const adopted = await this.#host.adoptWorkflows(moved);
       await this.#host.adoptSessions(movedSessions);
       await this.#host.adoptA2aTasks(movedA2aTasks, { replace: false });
       await this.#hearAgain();

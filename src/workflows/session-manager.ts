@@ -132,6 +132,8 @@ export const RESULT_PREVIEW_CHARS = 1_024;
 
 /** Workflow records `clusterSessionsPage` reads at most at once (each may be a few MiB: its steps and results). */
 const MAX_STORED_VIEWS_READ = 250;
+/** Records `clusterSessionsPage` passes over (ended past their retention, unreadable) before it ends a page. */
+const MAX_SKIPPED_PER_PAGE = 1_000;
 
 /** A participant, as `addParticipant` and `POST /sessions/:id/participants` take it. */
 export const participantSchema = z.strictObject({
@@ -449,6 +451,7 @@ export class SessionManager implements PoolHost {
     const items: Array<WorkflowSession & { node?: string }> = [];
     let chars = 0;
     let from = after;
+    let skipped = 0;
     for (;;) {
       // One more record than the page needs, to know whether another follows, and no more bytes of them than the
       // page has room for (the store returns one at least): a record past the room ends the page.
@@ -462,6 +465,10 @@ export class SessionManager implements PoolHost {
         const record = workflowRecordIn(id, value);
         if (record === undefined || (record.evictAt !== undefined && record.evictAt <= now)) {
           from = id;
+          // Records left out (ended past their retention, not evicted yet; unreadable) are bounded per page too: the
+          // page ends, shorter or even empty, with the cursor past them.
+          skipped += 1;
+          if (skipped >= MAX_SKIPPED_PER_PAGE) return { items, next_cursor: keyCursor(id) };
           continue;
         }
         if (items.length === limit) return { items, next_cursor: keyCursor(from ?? id) };

@@ -65,15 +65,22 @@ export function workflowRecordOf(child: AnyActorRef, evictAt: number | undefined
  */
 export async function loadWorkflows(store: Store, node?: string): Promise<Array<{ sessionId: string; record: WorkflowRecord }>> {
   const loaded: Array<{ sessionId: string; record: WorkflowRecord }> = [];
+  for await (const page of workflowPages(store, node)) loaded.push(...page);
+  return loaded;
+}
+
+/** The stored workflows `loadWorkflows` reads, a page at a time: what a takeover holds at once is one page of them. */
+export async function* workflowPages(store: Store, node?: string): AsyncGenerator<Array<{ sessionId: string; record: WorkflowRecord }>, void, undefined> {
   for await (const page of listPages(store, "workflows", node === undefined ? {} : { node })) {
+    const loaded: Array<{ sessionId: string; record: WorkflowRecord }> = [];
     for (const { id, value } of page) {
       const record = workflowRecordIn(id, value);
       if (record !== undefined && node !== undefined && record.node !== node) continue;
       if (record !== undefined) loaded.push({ sessionId: id, record });
       else process.emitWarning(`troupe: workflow ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
     }
+    if (loaded.length > 0) yield loaded;
   }
-  return loaded;
 }
 
 /** The workflow record stored under `id`, or `undefined` when `value` is not one this version reads. */

@@ -219,6 +219,23 @@ describe("workflow routes on any node", () => {
     expect(await call(a, "GET", `/sessions?cursor=${nul}`)).toMatchObject({ status: 400, body: { error: { type: "CONFIG" } } });
   }, 60_000);
 
+  it("pass over at most 1,000 records a page of GET /sessions leaves out, ending the page there with its cursor", async () => {
+    const cluster = newCluster();
+    const a = await startNode(cluster, "node-a", 1_000);
+    // 1,500 records no version reads, whose ids come before the one workflow's.
+    const seeder = await openPostgresStore({ url: postgres.url(), exclusive: false, schema: cluster.schema });
+    for (let index = 0; index < 1_500; index++) seeder.put("workflows", `!unreadable-${String(index).padStart(4, "0")}`, { not: "a workflow" });
+    await seeder.close();
+    const sessionId = await createWorkflow(a);
+    const first = await call(a, "GET", "/sessions");
+    expect(first.status).toBe(200);
+    expect(first.body.sessions).toEqual([]);
+    expect(typeof first.body.next_cursor).toBe("string");
+    const second = await call(a, "GET", `/sessions?cursor=${first.body.next_cursor as string}`);
+    expect((second.body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).toEqual([sessionId]);
+    expect(second.body.next_cursor).toBeUndefined();
+  }, 30_000);
+
   it("answer 404 NOT_FOUND on every node for an id no record knows", async () => {
     const cluster = newCluster();
     const [a, b] = [await startNode(cluster, "node-a", 1_000), await startNode(cluster, "node-b", 1_000)];

@@ -182,10 +182,14 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect(await page({ prefix: "writer/", after: "writer/😀" })).toEqual([]);
       for (const pageRecords of [1, 2, 4, 11, 12]) {
         const pages: string[][] = [];
-        for await (const records of listPages(store, "memory", {}, pageRecords)) pages.push(records.map((record) => record.id));
+        for await (const records of listPages(store, "memory", {}, { pageRecords })) pages.push(records.map((record) => record.id));
         expect(pages.flat()).toEqual(sorted);
         expect(pages.every((each) => each.length > 0 && each.length <= pageRecords)).toBe(true);
       }
+      // Pages cut by their bytes (one record each here) go on to the end all the same.
+      const byBytes: string[][] = [];
+      for await (const records of listPages(store, "memory", {}, { maxBytes: 1 })) byBytes.push(records.map((record) => record.id));
+      expect(byBytes).toEqual(sorted.map((id) => [id]));
       for (const limit of [0, -1, 1.5, Number.NaN]) expect(((await rejectionOf(store.list("memory", { limit }))) as BridgeError).type).toBe("INTERNAL");
       expect(((await rejectionOf(store.list("memory", { after: "x\u0000" }))) as BridgeError).type).toBe("INTERNAL");
     });
