@@ -70,8 +70,8 @@ export interface ClusterNode {
   /**
    * Asks node `nodeId` (its handler of `topic`) and resolves with its answer, whatever its size. TRANSPORT
    * (`unavailable`, `retryable`: 503) when no node of that id answers within `timeoutMs` (default 5 s): it is gone,
-   * or cut from NATS; or when a piece of a large answer is lost, or comes more than `timeoutMs` after the one
-   * before. The handler's error otherwise, unchanged. A request larger than `maxPayloadBytes()` is not sent: CONFIG
+   * or cut from NATS; or when a piece of a large answer is lost, or the whole answer has not come within
+   * `timeoutMs` of the request. The handler's error otherwise, unchanged. A request larger than `maxPayloadBytes()` is not sent: CONFIG
    * with `limitBytes` (413).
    */
   request(nodeId: string, topic: string, body: unknown, timeoutMs?: number): Promise<unknown>;
@@ -260,7 +260,7 @@ async function requestNode(connection: ClusterConnection, from: string, to: stri
   const subject = requestSubject(to, topic);
   let heard: Heard;
   try {
-    // Several messages may answer (an answer in pieces): each may come up to `timeoutMs` after the one before.
+    // Several messages may answer (an answer in pieces): all of them within `timeoutMs` of the request.
     heard = await answerOf(await connection.nats.requestMany(subject, request, { strategy: "stall", maxWait: timeoutMs, stall: timeoutMs }));
   } catch (error) {
     // A request in flight when this node's connection broke fails: this node, not the other, is the cause.
