@@ -406,12 +406,12 @@ export class NodeOwnership implements RecordOwner {
 
   /**
    * Takes over dead node `nodeId`, whose lease this node now holds (`lease`): first a write under that lease, so
-   * that the dead node can write nothing more; then its workflows, a page at a time, are moved to this node under
-   * that lease and restored here (what the takeover holds besides the restored actors is one page of records,
-   * however many the dead node had); then its session and A2A task records are moved, its agents' presence
-   * entries removed, those records restored here as a restart restores them; then the lease is released. Should
-   * another node take the dead one over meanwhile (its newer token refuses a write), the workflows moved here so
-   * far stay here (their records name this node) and it takes the rest.
+   * that the dead node can write nothing more; then its workflows, then its bridge sessions, a page at a time, are
+   * moved to this node under that lease and restored here (what the takeover holds besides the restored actors is
+   * one page of records, however many the dead node had); then its A2A task records are moved, its agents'
+   * presence entries removed, the tasks restored here as a restart restores them; then the lease is released.
+   * Should another node take the dead one over meanwhile (its newer token refuses a write), what was moved here so
+   * far stays here (its records name this node) and the other node takes the rest.
    */
   async #takeOver(nodeId: string, lease: Lease): Promise<void> {
     let refused = false;
@@ -421,38 +421,46 @@ export class NodeOwnership implements RecordOwner {
     try {
       store.put("meta", NODE_RECORD_PREFIX + nodeId, { nodeId, takenOverBy: this.nodeId, at: this.#clock.now() }, { fence });
       await store.flush();
+      // Should another node take the dead one over meanwhile (this scan outlived the lease), its newer token refuses
+      // these writes: what was moved here before goes on here, the rest is the other node's.
+      const givenUp = (): boolean => refused || this.#lease === undefined || this.#stopped;
       const adopted: string[] = [];
       for await (const page of workflowPages(store, nodeId)) {
         const moved = page.map(({ sessionId, record }) => ({ sessionId, record: { ...record, node: this.nodeId } }));
         for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
         await store.flush();
-        if (refused || this.#lease === undefined || this.#stopped) break;
+        if (givenUp()) break;
         adopted.push(...(await this.#host.adoptWorkflows(moved)));
       }
-      if (refused || this.#lease === undefined || this.#stopped) {
-        // Taken over by another node meanwhile: those moved here go on here.
+      let sessions = 0;
+      if (!givenUp()) {
+        for await (const batch of SessionRecords.loadPages(store, nodeId)) {
+          const moved = batch.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
+          for (const { session, interrupted } of moved) {
+            store.put("bridge_sessions", session.sessionId, session, { fence });
+            if (interrupted.length > 0) store.put("bridge_sessions", pendingRecordId(session.sessionId), pendingRecordOf(interrupted, this.nodeId), { fence });
+          }
+          await store.flush();
+          if (givenUp()) break;
+          await this.#host.adoptSessions(moved);
+          sessions += moved.length;
+        }
+      }
+      const movedA2aTasks = givenUp() ? [] : (await loadA2aTasks(store, nodeId)).map((record) => ({ ...record, node: this.nodeId }));
+      if (!givenUp()) {
+        for (const record of movedA2aTasks) store.put("a2a_tasks", a2aRecordId(record.agentId, record.taskId), record, { fence });
+        store.delete("meta", NODE_RECORD_PREFIX + nodeId, { fence });
+        await store.flush();
+      }
+      if (givenUp()) {
         if (this.#lease !== undefined && !this.#stopped) this.#host.resumeWorkflows(adopted);
         return;
       }
-      const sessions = await SessionRecords.load(store, nodeId);
-      const a2aTasks = await loadA2aTasks(store, nodeId);
-      const movedSessions = sessions.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
-      const movedA2aTasks = a2aTasks.map((record) => ({ ...record, node: this.nodeId }));
-      for (const { session, interrupted } of movedSessions) {
-        store.put("bridge_sessions", session.sessionId, session, { fence });
-        if (interrupted.length > 0) store.put("bridge_sessions", pendingRecordId(session.sessionId), pendingRecordOf(interrupted, this.nodeId), { fence });
-      }
-      for (const record of movedA2aTasks) store.put("a2a_tasks", a2aRecordId(record.agentId, record.taskId), record, { fence });
-      store.delete("meta", NODE_RECORD_PREFIX + nodeId, { fence });
-      await store.flush();
-      // Another node took the dead one over meanwhile (this scan outlived the lease): it has the records.
-      if (refused || this.#lease === undefined || this.#stopped) return;
       await this.#clearPresence(nodeId);
-      await this.#host.adoptSessions(movedSessions);
       await this.#host.adoptA2aTasks(movedA2aTasks, { replace: false });
       await this.#hearAgain();
       this.#host.resumeWorkflows(adopted);
-      this.#host.announce("cluster.takeover", { fromNode: nodeId, workflows: adopted.length, sessions: movedSessions.length });
+      this.#host.announce("cluster.takeover", { fromNode: nodeId, workflows: adopted.length, sessions });
       // Last: a store that fails this read leaves the scan's warning, and the node's next start watches them.
       await this.#host.watchDeadlines();
     } finally {

@@ -11,6 +11,7 @@
 import { z } from "zod";
 import type { HistoryMessage, SessionContext, SessionStatus, Usage } from "../../machines/session.machine.js";
 import { toBridgeError } from "../errors.js";
+import { compareCodePoints } from "../store/keys.js";
 import { listPages } from "../store/pages.js";
 import type { Store, WriteOptions } from "../store/store.js";
 import type { RecordOwner } from "../cluster/record-owner.js";
@@ -110,10 +111,28 @@ export class SessionRecords {
    * troupe cannot read is reported and left as it is, and pending prompts left without their session are removed.
    */
   static async load(store: Store, node?: string): Promise<LoadedSession[]> {
+    const loaded: LoadedSession[] = [];
+    for await (const batch of SessionRecords.loadPages(store, node)) loaded.push(...batch);
+    return loaded;
+  }
+
+  /**
+   * The stored sessions `load` reads, a page of the store at a time (what a takeover holds at once is a page), each
+   * with the prompts its pending record names: that record's id follows its session's (`<id>/pending`), so a session
+   * is given once the listing has passed where its pending record would be, the others at the end.
+   */
+  static async *loadPages(store: Store, node?: string): AsyncGenerator<LoadedSession[], void, undefined> {
     const pending = new Map<string, string[]>();
-    const sessions: StoredSession[] = [];
+    let waiting: StoredSession[] = [];
+    const given = (sessions: StoredSession[]): LoadedSession[] =>
+      sessions.map((session) => {
+        const id = pendingRecordId(session.sessionId);
+        const interrupted = pending.get(id) ?? [];
+        pending.delete(id);
+        return { session, interrupted };
+      });
     // A node's records (sessions and pending prompts name it) by the store's node index, a page at a time.
-    for await (const page of listPages(store, "bridge_sessions", node === undefined ? {} : { node }))
+    for await (const page of listPages(store, "bridge_sessions", node === undefined ? {} : { node })) {
       for (const { id, value } of page) {
         if (id.endsWith("/pending")) {
           const parsed = pendingSchema.safeParse(value);
@@ -122,18 +141,18 @@ export class SessionRecords {
         }
         const parsed = storedSessionSchema.safeParse(value);
         if (parsed.success && node !== undefined && parsed.data.node !== node) continue;
-        if (parsed.success && parsed.data.sessionId === id) sessions.push(parsed.data);
+        if (parsed.success && parsed.data.sessionId === id) waiting.push(parsed.data);
         else process.emitWarning(`troupe: bridge session ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
       }
-    const loaded = sessions.map((session) => {
-      const id = pendingRecordId(session.sessionId);
-      const interrupted = pending.get(id) ?? [];
-      pending.delete(id);
-      return { session, interrupted };
-    });
+      const lastId = page[page.length - 1]!.id;
+      const passed = (session: StoredSession): boolean => compareCodePoints(pendingRecordId(session.sessionId), lastId) <= 0;
+      const ready = waiting.filter(passed);
+      waiting = waiting.filter((session) => !passed(session));
+      if (ready.length > 0) yield given(ready);
+    }
+    if (waiting.length > 0) yield given(waiting);
     // In a cluster, a pending record whose session is another node's is that node's.
     if (node === undefined) for (const orphan of pending.keys()) store.delete("bridge_sessions", orphan);
-    return loaded;
   }
 
   /** The ids of the sessions these records follow (those the runtime runs). */

@@ -49,6 +49,8 @@ interface TestNode {
   bus: CommunicationBus;
   runtime: Runtime;
   slow: ControlledAgent;
+  /** The nodes this one took over (its `cluster.takeover` events: announced once the takeover ended). */
+  takeovers: string[];
 }
 
 const running: TestNode[] = [];
@@ -88,8 +90,10 @@ async function startNode(
     env: {},
     cluster: { url: nats.url, nodeId, leaseMs: cluster.leaseMs, leaseBucket: cluster.bucket },
   });
+  const takeovers: string[] = [];
+  runtime.on("cluster.takeover", (event) => takeovers.push((event as { fromNode: string }).fromNode));
   await bus.start();
-  const node = { bus, runtime, slow };
+  const node = { bus, runtime, slow, takeovers };
   running.push(node);
   return node;
 }
@@ -301,7 +305,9 @@ describe("A2A on any node of a cluster", () => {
 
     await a.bus.stop();
     await a.runtime.stop();
-    await until(() => b.runtime.health().sessions.total === 1, 10_000);
+    // Once node-b ended its takeover (while it restores what it took, it answers 503: ask again).
+    await until(() => b.takeovers.includes("node-a"), 10_000);
+    expect(b.runtime.health().sessions.total).toBe(1);
     const viaB = await clientOf(b, "writer");
     expect(answerOf(await viaB.getTask({ tenant: "", id: first.id, historyLength: undefined }))).toBe("One: turn 1");
     const second = asTask(await viaB.sendMessage(message("Two", { contextId: first.contextId })));
@@ -419,7 +425,8 @@ describe("A2A on any node of a cluster", () => {
     expect(viaClient.message).toMatch(/cannot answer now; ask again shortly .*No node node-a answers a2a now/);
 
     // Once node-b took node-a over: the task that was running failed, the context goes on there with its history.
-    await until(() => b.runtime.health().sessions.total === 1, 15_000);
+    await until(() => b.takeovers.includes("node-a"), 15_000);
+    expect(b.runtime.health().sessions.total).toBe(1);
     // node-a, its lease run out, answers nothing any more: 503 there too.
     expect(await rpc(a, "slow", "GetTask", { id: designed.id })).toMatchObject({ status: 503 });
     const failed = await viaB.getTask({ tenant: "", id: interrupted.id, historyLength: undefined });
