@@ -849,7 +849,8 @@ export class CommunicationBus {
     }
     this.checkAnswerable(envelope);
     // In a cluster, a message for a workflow another node runs is checked and observed there (docs/cluster.md).
-    const workflowHere = this.ownership === undefined || this.sessionManager.concerns(envelope) || (await this.ownership.route(envelope)) === "here";
+    const workflowHere =
+      this.ownership === undefined || this.sessionManager.concerns(envelope) || (await this.routeOrForget(this.ownership, envelope)) === "here";
     if (workflowHere) this.sessionManager.checkSender(envelope);
     else {
       // The workflow's node was asked: the bus may have begun to stop, or taken the same message, meanwhile.
@@ -977,6 +978,22 @@ export class CommunicationBus {
         throw cause;
       }
       throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
+    }
+  }
+
+  /**
+   * `ownership.route`, and when the workflow's node refuses the message for good (its answer to a task answered
+   * already, a session ended, a sender not taking part: not a 503 or a 429), the record an earlier send of the same
+   * message may have left: a node killed between committing a message's record and publishing it left one that no
+   * delivery will end, and the sender's next try is refused (seen in the cluster test under kills).
+   */
+  private async routeOrForget(ownership: NodeOwnership, envelope: MessageEnvelope): Promise<"here" | "elsewhere"> {
+    try {
+      return await ownership.route(envelope);
+    } catch (error) {
+      const { type } = toBridgeError(error);
+      if (type !== "TRANSPORT" && type !== "CAPACITY") this.deliveries.unrecord(envelope);
+      throw error;
     }
   }
 

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { openPostgresStore, type CommunicationBus, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "../../src/index.js";
+import { messageKey } from "../../src/protocol/envelope.js";
 import { frameText } from "../../src/protocol/frames.js";
 import type { WriteOptions } from "../../src/store/store.js";
 import { call, connect, envelope, rawConnect, register, startBus, statusOf, until, type RawAgent } from "../bus/support.js";
@@ -189,6 +190,35 @@ describe("the cluster's deliveries", () => {
     await Promise.all([a.persisted(), b.persisted()]);
     expect(await storedIds(cluster, "messages")).toEqual([]);
     expect(worker.received).toHaveLength(1);
+  }, 30_000);
+
+  it("forgets the record an earlier send left when the workflow's node refuses the message for good (a node killed before publishing it)", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+    await register(a, "test://lead", "test://dev");
+    const sessionId = a.sessionManager.createSession(
+      "test://lead",
+      [{ agent_id: "test://dev", role: "dev" }],
+      [{ name: "design", required_agents: ["test://dev"] }],
+    );
+    a.sessionManager.completeSession(sessionId, { summary: "done" });
+    await a.sessionManager.whenDurable();
+    const answer = envelope("test://dev", "test://lead", {
+      message_type: "task_response",
+      sender: { agent_id: "test://dev", framework: "test", session_id: sessionId },
+      metadata: { task_id: "t-design" },
+    });
+    // What a node killed between committing the answer's record and publishing it leaves: a record no delivery ends.
+    const key = messageKey("test://dev", answer["message_id"] as string);
+    const writer = await openPostgresStore({ url: cluster.database, exclusive: false });
+    writer.put("messages", key, { envelope: answer, acceptedAt: Date.now(), timeoutMs: 60_000 });
+    await writer.close();
+    expect(await storedIds(cluster, "messages")).toContain(key);
+
+    // The sender asks again through node-b: node-a refuses it for good (its workflow ended), and the record goes.
+    expect(await call(b, "POST", "/messages/send", answer)).toMatchObject({ status: 409 });
+    await b.persisted();
+    expect(await storedIds(cluster, "messages")).not.toContain(key);
   }, 30_000);
 
   it("removes at its start the records of messages whose end the store has, and keeps the others", async () => {
