@@ -850,9 +850,16 @@ export class CommunicationBus {
     this.checkAnswerable(envelope);
     // In a cluster, a message for a workflow another node runs is checked and observed there (docs/cluster.md).
     const workflowHere =
-      this.ownership === undefined || this.sessionManager.concerns(envelope) || (await this.routeOrForget(this.ownership, envelope)) === "here";
-    if (workflowHere) this.sessionManager.checkSender(envelope);
-    else {
+      this.ownership === undefined ||
+      this.sessionManager.concerns(envelope) ||
+      (await this.ownership.route(envelope).catch((error: unknown) => this.forgetRefused(envelope, error))) === "here";
+    if (workflowHere) {
+      try {
+        this.sessionManager.checkSender(envelope);
+      } catch (error) {
+        this.forgetRefused(envelope, error);
+      }
+    } else {
       // The workflow's node was asked: the bus may have begun to stop, or taken the same message, meanwhile.
       this.checkRunning();
       if (this.deliveries.has(key)) {
@@ -982,19 +989,17 @@ export class CommunicationBus {
   }
 
   /**
-   * `ownership.route`, and when the workflow's node refuses the message for good (its answer to a task answered
-   * already, a session ended, a sender not taking part: not a 503 or a 429), the record an earlier send of the same
-   * message may have left: a node killed between committing a message's record and publishing it left one that no
-   * delivery will end, and the sender's next try is refused (seen in the cluster test under kills).
+   * Throws `error`, the refusal of a message by its workflow's checks (on its node: here, or asked by
+   * `ownership.route`). On a cluster node, when the message is refused for good (an answer to a task of a workflow
+   * that ended, a sender not taking part: not a 503 or a 429), the record an earlier send of the same message may
+   * have left goes too: a node killed between committing a message's record and publishing it left one that no
+   * delivery ends, and the sender's next try is refused (the workflow took the answer before the kill), as the
+   * cluster test under kills found.
    */
-  private async routeOrForget(ownership: NodeOwnership, envelope: MessageEnvelope): Promise<"here" | "elsewhere"> {
-    try {
-      return await ownership.route(envelope);
-    } catch (error) {
-      const { type } = toBridgeError(error);
-      if (type !== "TRANSPORT" && type !== "CAPACITY") this.deliveries.unrecord(envelope);
-      throw error;
-    }
+  private forgetRefused(envelope: MessageEnvelope, error: unknown): never {
+    const { type } = toBridgeError(error);
+    if (this.ownership !== undefined && type !== "TRANSPORT" && type !== "CAPACITY") this.deliveries.unrecord(envelope);
+    throw error;
   }
 
   /**

@@ -219,6 +219,16 @@ describe("the cluster's deliveries", () => {
     expect(await call(b, "POST", "/messages/send", answer)).toMatchObject({ status: 409 });
     await b.persisted();
     expect(await storedIds(cluster, "messages")).not.toContain(key);
+
+    // The same through node-a itself, which runs the workflow and refuses it here.
+    const again = { ...answer, message_id: `${answer["message_id"] as string}-again` };
+    const againKey = messageKey("test://dev", again.message_id);
+    const rewriter = await openPostgresStore({ url: cluster.database, exclusive: false });
+    rewriter.put("messages", againKey, { envelope: again, acceptedAt: Date.now(), timeoutMs: 60_000 });
+    await rewriter.close();
+    expect(await call(a, "POST", "/messages/send", again)).toMatchObject({ status: 409 });
+    await a.persisted();
+    expect(await storedIds(cluster, "messages")).not.toContain(againKey);
   }, 30_000);
 
   it("removes at its start the records of messages whose end the store has, and keeps the others", async () => {
