@@ -7,47 +7,29 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { CommunicationBus, openPostgresStore, type MessageEnvelope } from "../../src/index.js";
+import { CommunicationBus, type MessageEnvelope } from "../../src/index.js";
 import type { MessageContext } from "../../src/client/connect-agent.js";
-import { call, connect, envelope, rawConnect, register, startBus, statusOf, TEST_KEY, until } from "../bus/support.js";
+import { call, connect, envelope, rawConnect, register, statusOf, TEST_KEY, until } from "../bus/support.js";
 import { openEventSocket, type Frame } from "../events/support.js";
 import { useEngines } from "../support/engines.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
+import { newTestCluster, startTestNode, type TestCluster, type TestNodeOptions } from "../support/cluster-nodes.js";
 import { frameText } from "../../src/protocol/frames.js";
 
 let nats: NatsServer;
 let postgres: PostgresServer;
-let clusters = 0;
 
 useEngines((engines) => ({ nats, postgres } = engines));
 
-/** A fresh cluster: its own database and its own stream, so that tests do not see each other's messages. */
-async function newCluster(): Promise<{ database: string; stream: string }> {
-  clusters += 1;
-  const database = await postgres.createDatabase(`cluster_${clusters}_${process.pid}`);
-  return { database, stream: `TROUPE_TEST_${clusters}` };
+/** A fresh cluster of this file's. */
+function newCluster(): Promise<TestCluster> {
+  return newTestCluster(postgres, "cluster");
 }
 
-function node(
-  cluster: { database: string; stream: string },
-  nodeId: string,
-  extra: { ackWaitMs?: number; url?: string; ackTimeout?: number; leaseMs?: number; maxQueuedPerAgent?: number } = {},
-): Promise<CommunicationBus> {
-  return startBus({
-    ackTimeout: extra.ackTimeout ?? 5_000,
-    ...(extra.maxQueuedPerAgent === undefined ? {} : { maxQueuedPerAgent: extra.maxQueuedPerAgent }),
-    store: () => openPostgresStore({ url: cluster.database, exclusive: false }),
-    cluster: {
-      url: extra.url ?? nats.url,
-      nodeId,
-      stream: cluster.stream,
-      subjectPrefix: `troupe.test${clusters}.messages`,
-      leaseBucket: `leases_${clusters}`,
-      ...(extra.ackWaitMs === undefined ? {} : { ackWaitMs: extra.ackWaitMs }),
-      ...(extra.leaseMs === undefined ? {} : { leaseMs: extra.leaseMs }),
-    },
-  });
+/** A node of `cluster` in this process. */
+function node(cluster: TestCluster, nodeId: string, options: TestNodeOptions = {}): Promise<CommunicationBus> {
+  return startTestNode(nats, cluster, nodeId, options);
 }
 
 /** A node of `cluster` in a process of its own (test/support/cluster-node-process.ts), for tests that SIGKILL it. */
@@ -57,12 +39,12 @@ interface NodeProcess {
 }
 
 async function nodeProcess(
-  cluster: { database: string; stream: string },
+  cluster: TestCluster,
   nodeId: string,
   options: { ackWaitMs: number; leaseMs?: number },
   processes: NodeProcess[],
 ): Promise<NodeProcess> {
-  const lease = options.leaseMs === undefined ? [] : [`leases_${clusters}`, String(options.leaseMs)];
+  const lease = options.leaseMs === undefined ? [] : [`leases_${cluster.names}`, String(options.leaseMs)];
   const child = spawn(
     process.execPath,
     [
@@ -73,7 +55,7 @@ async function nodeProcess(
       cluster.database,
       nodeId,
       cluster.stream,
-      `troupe.test${clusters}.messages`,
+      `troupe.${cluster.names}.messages`,
       String(options.ackWaitMs),
       ...lease,
     ],

@@ -9,41 +9,25 @@ import { openPostgresStore, type CommunicationBus, type ListOptions, type Store,
 import { messageKey } from "../../src/protocol/envelope.js";
 import { frameText } from "../../src/protocol/frames.js";
 import type { WriteOptions } from "../../src/store/store.js";
-import { call, connect, envelope, rawConnect, register, startBus, statusOf, until, type RawAgent } from "../bus/support.js";
+import { call, connect, envelope, rawConnect, register, statusOf, until, type RawAgent } from "../bus/support.js";
 import { useEngines } from "../support/engines.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
+import { newTestCluster, startTestNode, type TestCluster, type TestNodeOptions } from "../support/cluster-nodes.js";
 
 let nats: NatsServer;
 let postgres: PostgresServer;
-let clusters = 0;
 
 useEngines((engines) => ({ nats, postgres } = engines));
 
-/** A fresh cluster: its own database and its own stream, so that tests do not see each other's messages. */
-async function newCluster(): Promise<{ database: string; stream: string }> {
-  clusters += 1;
-  const database = await postgres.createDatabase(`delivery_${clusters}_${process.pid}`);
-  return { database, stream: `TROUPE_DELIVERY_${clusters}` };
+/** A fresh cluster of this file's. */
+function newCluster(): Promise<TestCluster> {
+  return newTestCluster(postgres, "delivery");
 }
 
-function node(
-  cluster: { database: string; stream: string },
-  nodeId: string,
-  { wrap = (store: Store) => store, ackWaitMs }: { wrap?: (store: Store) => Store; ackWaitMs?: number } = {},
-): Promise<CommunicationBus> {
-  return startBus({
-    ackTimeout: 5_000,
-    store: async () => wrap(await openPostgresStore({ url: cluster.database, exclusive: false })),
-    cluster: {
-      url: nats.url,
-      nodeId,
-      stream: cluster.stream,
-      subjectPrefix: `troupe.delivery${clusters}.messages`,
-      leaseBucket: `delivery_leases_${clusters}`,
-      ...(ackWaitMs === undefined ? {} : { ackWaitMs }),
-    },
-  });
+/** A node of `cluster` in this process. */
+function node(cluster: TestCluster, nodeId: string, options: TestNodeOptions = {}): Promise<CommunicationBus> {
+  return startTestNode(nats, cluster, nodeId, options);
 }
 
 /** The ids of a collection's records in the cluster's database, read from PostgreSQL itself. */
@@ -248,35 +232,25 @@ describe("the cluster's deliveries", () => {
     expect(await storedIds(cluster, "messages")).toEqual([keyOf(waiting)]);
   }, 30_000);
 
-  it("delivers on another node the messages its agent's dropped socket left unacknowledged", async () => {
-    const cluster = await newCluster();
-    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
-    await register(a, "test://worker", "test://boss");
-    const silent = await rawConnect(a, "test://worker");
-    // Accepted by both nodes: the agent's own, and another.
-    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
-    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
-    await until(() => silent.frames.length === 4, 10_000);
-    silent.socket.terminate();
-    const moved = await ackingConnect(b, "test://worker");
-    await until(() => idsOf(moved).length === 4, 15_000);
-    expect(idsOf(moved)).toEqual(sent.map((message) => message.message_id).sort());
-  }, 30_000);
-
-  it("delivers again on the same node the messages its agent's dropped socket left unacknowledged", async () => {
-    const cluster = await newCluster();
-    const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
-    await register(a, "test://worker", "test://boss");
-    const silent = await rawConnect(a, "test://worker");
-    const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
-    for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
-    await until(() => silent.frames.length === 4, 10_000);
-    silent.socket.terminate();
-    await until(() => !a.listAgents().some((agent) => agent.agent_id === "test://worker" && agent.online), 5_000);
-    const back = await ackingConnect(a, "test://worker");
-    await until(() => idsOf(back).length === 4, 15_000);
-    expect(idsOf(back)).toEqual(sent.map((message) => message.message_id).sort());
-  }, 30_000);
+  it.each(["another node", "the same node"] as const)(
+    "delivers on %s the messages its agent's dropped socket left unacknowledged",
+    async (where) => {
+      const cluster = await newCluster();
+      const [a, b] = [await node(cluster, "node-a"), await node(cluster, "node-b")];
+      await register(a, "test://worker", "test://boss");
+      const silent = await rawConnect(a, "test://worker");
+      // Accepted by both nodes: the agent's own, and another.
+      const sent = [a, b, a, b].map(() => retried("test://boss", "test://worker"));
+      for (const [index, message] of sent.entries()) expect((await call(index % 2 === 0 ? a : b, "POST", "/messages/send", message)).status).toBe(202);
+      await until(() => silent.frames.length === 4, 10_000);
+      silent.socket.terminate();
+      if (where === "the same node") await until(() => !a.listAgents().some((agent) => agent.agent_id === "test://worker" && agent.online), 5_000);
+      const back = await ackingConnect(where === "the same node" ? a : b, "test://worker");
+      await until(() => idsOf(back).length === 4, 15_000);
+      expect(idsOf(back)).toEqual(sent.map((message) => message.message_id).sort());
+    },
+    30_000,
+  );
 
   it("kills at their deadline, telling their sender, the messages its agent's dropped socket left unacknowledged when it never comes back", async () => {
     const cluster = await newCluster();
