@@ -6,7 +6,14 @@ import { z } from "zod";
 import { BridgeError, sessionNotFound } from "../errors.js";
 import { decoded, HttpAnswer, type HttpRoute } from "../server/http-server.js";
 import type { CommunicationBus } from "./bus.js";
-import { completionSchema, createSessionSchema, participantSchema, terminationSchema, workflowUpdateSchema } from "../workflows/session-manager.js";
+import {
+  completionSchema,
+  createSessionSchema,
+  participantSchema,
+  terminationSchema,
+  workflowUpdateSchema,
+  type WorkflowSession,
+} from "../workflows/session-manager.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { parseWith } from "../validation.js";
 import { badCursor, pageOf, pageRequestOf, type PageRequest } from "./pagination.js";
@@ -75,7 +82,10 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
         bus.workflowOwners.check(client);
         const sessionId = sessions.createSession(body.initiator, body.participants, body.steps, body.shared_context, { dispatch: body.dispatch });
         bus.workflowOwners.add(client, sessionId);
-        return durable(bus, new HttpAnswer(201, { success: true, session_id: sessionId, session: sessions.getSession(sessionId) }));
+        return durable(
+          bus,
+          new HttpAnswer(201, { success: true, session_id: sessionId, session: withNode(bus, sessions.getSession(sessionId) as WorkflowSession) }),
+        );
       },
     },
     {
@@ -144,8 +154,7 @@ export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
         const id = decoded(sessionId, "session_id");
         const session = sessions.getSession(id);
         if (session === undefined) throw sessionNotFound(id);
-        // On a cluster, the node that runs it (as GET /sessions lists it).
-        return bus.cluster === undefined ? session : { ...session, node: bus.cluster.nodeId };
+        return withNode(bus, session);
       },
     },
     {
@@ -197,6 +206,11 @@ export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
       },
     },
   ];
+}
+
+/** A workflow this node runs, as its routes answer it: on a cluster, naming this node (as `GET /sessions` lists it). */
+function withNode<T extends object>(bus: CommunicationBus, session: T): T | (T & { node: string }) {
+  return bus.cluster === undefined ? session : { ...session, node: bus.cluster.nodeId };
 }
 
 /** A node's id, as `GET /sessions?node=` takes it. */

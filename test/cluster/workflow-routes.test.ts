@@ -60,6 +60,8 @@ async function createWorkflow(bus: CommunicationBus): Promise<string> {
     steps: STEPS,
   });
   expect(created.status).toBe(201);
+  // It runs on the node that created it, and says so.
+  expect(created.body.session).toMatchObject({ node: bus.cluster!.nodeId });
   return created.body.session_id as string;
 }
 
