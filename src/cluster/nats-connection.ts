@@ -152,17 +152,20 @@ class NatsClusterConnection implements ClusterConnection {
   async openBucket(name: string, options: Partial<KvOptions> = {}): Promise<KV> {
     const failed = (error: unknown): BridgeError =>
       replicasError(error, this.where, `KV_${name}`, options.replicas ?? 1) ?? natsError(error, this.where, `opening the bucket ${name}`);
-    try {
-      return await this.#kvm.create(name, options);
-    } catch (error) {
-      // Two nodes starting at once both create the bucket's stream: the one that loses sees the other's, once.
-      if (!(error instanceof Error && /subjects overlap|already in use/i.test(error.message))) throw failed(error);
-    }
-    try {
-      return await this.#kvm.create(name, options);
-    } catch (error) {
-      throw failed(error);
-    }
+    const create = async (): Promise<KV> => {
+      try {
+        return await this.#kvm.create(name, options);
+      } catch (error) {
+        // Two nodes starting at once both create the bucket's stream: the one that loses sees the other's, once.
+        if (!(error instanceof Error && /subjects overlap|already in use/i.test(error.message))) throw failed(error);
+      }
+      try {
+        return await this.#kvm.create(name, options);
+      } catch (error) {
+        throw failed(error);
+      }
+    };
+    return openedPatiently(`the bucket ${name}`, create);
   }
 
   state(): NatsConnectionState {
@@ -265,6 +268,30 @@ export function natsError(error: unknown, where: string, doing: string): BridgeE
     "JetStreamNotEnabled",
   ].includes(name);
   return new BridgeError(unavailable ? "TRANSPORT" : "INTERNAL", `${where}: ${doing} failed: ${cause.message}`, name === "" ? {} : { cause: name });
+}
+
+/** Tries of `openedPatiently`: a JetStream request takes at most `requestTimeoutMs` (5 s) each. */
+const OPEN_TRIES = 3;
+
+/**
+ * `open()` (a stream or bucket opened at a node's start), asked again when JetStream did not answer in time, at most
+ * `OPEN_TRIES` times in all, saying so: a NATS cluster still placing its replicated streams and buckets (a cluster
+ * that has just started, on a loaded host) can take longer than one request's timeout. Other errors are thrown at once.
+ */
+export async function openedPatiently<T>(what: string, open: () => Promise<T>, warn: (text: string) => void = warnCluster): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await open();
+    } catch (error) {
+      const cause = toBridgeError(error);
+      if (attempt >= OPEN_TRIES || cause.type !== "TRANSPORT" || cause.details["cause"] !== "TimeoutError") throw error;
+      warn(`troupe: ${what} did not answer in time (try ${attempt} of ${OPEN_TRIES}), asking again: ${cause.message}`);
+    }
+  }
+}
+
+function warnCluster(text: string): void {
+  process.emitWarning(text, { code: "TROUPE_CLUSTER" });
 }
 
 /**

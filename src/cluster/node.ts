@@ -11,7 +11,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { ClusterAnswers } from "./answer-stream.js";
 import { LeaseTable } from "./leases.js";
 import { ClusterMessageStream, DEFAULT_MESSAGE_STREAM, DEFAULT_SUBJECT_PREFIX } from "./message-stream.js";
-import { connectNats, REPLICA_COUNTS, type ClusterConnection, type NatsConnectionState, type Replicas } from "./nats-connection.js";
+import { connectNats, openedPatiently, REPLICA_COUNTS, type ClusterConnection, type NatsConnectionState, type Replicas } from "./nats-connection.js";
 import { PresenceTable } from "./presence.js";
 import { textPieces } from "./text-pieces.js";
 
@@ -124,6 +124,7 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
         { field: "cluster.replicas" },
       );
     }
+    // The streams (and, in `openBucket`, the buckets) are asked again should JetStream not answer in time.
     const leases = await LeaseTable.open(connection, {
       nodeId,
       leaseMs,
@@ -131,20 +132,24 @@ export async function openClusterNode(options: ClusterOptions, clock?: Pick<Cloc
       ...(options.leaseBucket === undefined ? {} : { bucket: options.leaseBucket }),
       ...(clock === undefined ? {} : { clock }),
     });
-    const messages = await ClusterMessageStream.open(connection, {
-      ...(replicas === undefined ? {} : { replicas }),
-      ...(options.stream === undefined ? {} : { stream: options.stream }),
-      ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
-      ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
-      ...(options.queueLimits === undefined ? {} : { limits: options.queueLimits }),
-    });
-    const answers = await ClusterAnswers.open(connection, {
-      stream: `${options.stream ?? DEFAULT_MESSAGE_STREAM}_ANSWERS`,
-      subject: `${options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX}-answers`,
-      // Longer than any replay reads back.
-      keepMs: Math.max(60_000, 6 * leaseMs),
-      ...(replicas === undefined ? {} : { replicas }),
-    });
+    const messages = await openedPatiently("the message stream", () =>
+      ClusterMessageStream.open(connection, {
+        ...(replicas === undefined ? {} : { replicas }),
+        ...(options.stream === undefined ? {} : { stream: options.stream }),
+        ...(options.subjectPrefix === undefined ? {} : { subjectPrefix: options.subjectPrefix }),
+        ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
+        ...(options.queueLimits === undefined ? {} : { limits: options.queueLimits }),
+      }),
+    );
+    const answers = await openedPatiently("the answers' stream", () =>
+      ClusterAnswers.open(connection, {
+        stream: `${options.stream ?? DEFAULT_MESSAGE_STREAM}_ANSWERS`,
+        subject: `${options.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX}-answers`,
+        // Longer than any replay reads back.
+        keepMs: Math.max(60_000, 6 * leaseMs),
+        ...(replicas === undefined ? {} : { replicas }),
+      }),
+    );
     const presence = await PresenceTable.open(connection, {
       nodeId,
       ...(replicas === undefined ? {} : { replicas }),

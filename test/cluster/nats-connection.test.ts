@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BridgeError } from "../../src/errors.js";
-import { connectNats, type ClusterConnection, type NatsConnectionState } from "../../src/cluster/nats-connection.js";
+import { connectNats, openedPatiently, type ClusterConnection, type NatsConnectionState } from "../../src/cluster/nats-connection.js";
 import { freePort } from "../support/engine-process.js";
 import { startNats, type NatsServer } from "../support/nats-server.js";
 import { runModuleScript } from "../support/module-script.js";
@@ -119,5 +119,52 @@ describe("the NATS connection", () => {
     ].join("\n");
     const output = await runModuleScript(script);
     expect(JSON.parse(output)).toEqual({ before: false, after: true });
+  });
+});
+
+describe("opening a stream or bucket at a node's start", () => {
+  const timedOut = (): BridgeError => new BridgeError("TRANSPORT", "nats://127.0.0.1:4222: opening the bucket b failed: timeout", { cause: "TimeoutError" });
+
+  it("asks again, saying so, when JetStream did not answer in time, up to three tries", async () => {
+    const warnings: string[] = [];
+    let tries = 0;
+    const opened = await openedPatiently(
+      "the bucket b",
+      () => {
+        tries += 1;
+        return tries < 3 ? Promise.reject(timedOut()) : Promise.resolve("open");
+      },
+      (text) => warnings.push(text),
+    );
+    expect(opened).toBe("open");
+    expect(tries).toBe(3);
+    expect(warnings).toEqual([expect.stringContaining("the bucket b did not answer in time (try 1 of 3)"), expect.stringContaining("(try 2 of 3)")]);
+
+    tries = 0;
+    await expect(
+      openedPatiently(
+        "the bucket b",
+        () => ((tries += 1), Promise.reject(timedOut())),
+        () => undefined,
+      ),
+    ).rejects.toMatchObject({ type: "TRANSPORT" });
+    expect(tries).toBe(3);
+  });
+
+  it("throws any other error at once: a refusal, or NATS away", async () => {
+    for (const error of [
+      new BridgeError("CONFIG", "cluster.replicas: no suitable peers"),
+      new BridgeError("TRANSPORT", "nats: no responders", { cause: "NoRespondersError" }),
+    ]) {
+      let tries = 0;
+      await expect(
+        openedPatiently(
+          "the stream s",
+          () => ((tries += 1), Promise.reject(error)),
+          () => undefined,
+        ),
+      ).rejects.toBe(error);
+      expect(tries).toBe(1);
+    }
   });
 });
