@@ -155,6 +155,12 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
   it("shows in the actor tree the actors of the node serving the page; another node's actor events go to the log only", async () => {
     // The page's server says it is cluster node node-2 (the suite's bus is one process: its own events carry no node).
     await page.route("**/health", (route) => route.fulfill({ json: { status: "ok", cluster: { node: "node-2" } } }));
+    // As a cluster node, the page asks for node-2's workflows, which this single bus would refuse (no cluster): none.
+    const askedForNode: string[] = [];
+    await page.route("**/sessions?*node=*", (route) => {
+      askedForNode.push(new URL(route.request().url()).searchParams.get("node") ?? "");
+      return route.fulfill({ json: { sessions: [] } });
+    });
     try {
       await page.reload();
       await page.locator('[data-testid="connection"]', { hasText: "live" }).waitFor();
@@ -167,8 +173,11 @@ describe("/ui in Chromium", { timeout: 60_000 }, () => {
       expect(await row("taken-over-on-node-1").count()).toBe(0);
       runtime.hub.emit("actor.stopped", "own-on-node-2", { reason: "done", node: "node-2" } as never);
       await expect.poll(() => row("own-on-node-2").count()).toBe(0);
+      // Its workflow panel lists node-2's workflows only.
+      expect(askedForNode).toContain("node-2");
     } finally {
       await page.unroute("**/health");
+      await page.unroute("**/sessions?*node=*");
       // The page knows its server again as it is: no cluster node (it would ask for node-2's workflows otherwise).
       await page.reload();
       await page.locator('[data-testid="connection"]', { hasText: "live" }).waitFor();

@@ -56,12 +56,21 @@ export function Workflows({ model, selected, onSelect }: { model: Model; selecte
         (failure: Error) => setError(failure.message),
       );
     };
-    load();
+    // Once the page is live: on a cluster, it knows its node then (and asks for that node's workflows only).
+    let live = false;
+    const loadWhenLive = (): void => {
+      const now = model.connection === "live";
+      if (now && !live) load();
+      live = now;
+    };
+    loadWhenLive();
+    const unsubscribe = model.subscribe(loadWhenLive);
     const stop = model.onEvent((frame) => {
       if (frame.type.startsWith("workflow.") && timer === undefined) timer = setTimeout(load, 150);
     });
     return () => {
       stop();
+      unsubscribe();
       if (timer !== undefined) clearTimeout(timer);
     };
   }, [model]);
