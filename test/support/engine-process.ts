@@ -196,3 +196,43 @@ export async function stopEngineProcess(engine: EngineProcess, signal: NodeJS.Si
 function engineEnv(): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C", LC_ALL: "C" };
 }
+
+/** What every engine's handle does with its process once started: halt it, start it again, look at it, stop it for good. */
+export interface EngineLifecycle {
+  /** Stops the process with `signal`, keeping its directory: `start()` runs it again. */
+  halt(signal: NodeJS.Signals): Promise<void>;
+  /** Runs the process again (with `launch`) unless it runs. */
+  start(): Promise<void>;
+  running(): boolean;
+  pid(): number | undefined;
+  output(): string;
+  /** Stops it with `finalSignal` and removes its directory; once. */
+  stop(): Promise<void>;
+}
+
+/** The lifecycle of an engine started as `first`, run again by `launch`, its files in `dir`. */
+export function engineLifecycle(dir: string, first: EngineProcess, launch: () => Promise<EngineProcess>, finalSignal: NodeJS.Signals): EngineLifecycle {
+  let engine = first;
+  let stopped = false;
+  return {
+    async halt(signal) {
+      await stopEngineProcess(engine, signal);
+    },
+    async start() {
+      if (engineRunning(engine)) return;
+      engine = await launch();
+    },
+    running: () => engineRunning(engine),
+    pid: () => engine.child.pid,
+    output: () => engine.output(),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        await stopEngineProcess(engine, finalSignal);
+      } finally {
+        await removeEngineDir(dir);
+      }
+    },
+  };
+}

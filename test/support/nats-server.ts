@@ -7,14 +7,13 @@
  */
 import { join } from "node:path";
 import {
+  engineLifecycle,
   EngineStartError,
-  engineRunning,
   findBinary,
   freePort,
   makeEngineDir,
   removeEngineDir,
   startEngineProcess,
-  stopEngineProcess,
   type EngineProcess,
 } from "./engine-process.js";
 
@@ -75,8 +74,7 @@ interface Routes {
  */
 async function startServer(name: string, dir: string, { jetstream = true, routes }: { jetstream?: boolean; routes?: Routes }): Promise<NatsServer> {
   const command = binary();
-  let engine: EngineProcess | undefined;
-  let stopped = false;
+  let engine: EngineProcess;
   const clusterArgs =
     routes === undefined
       ? []
@@ -103,30 +101,14 @@ async function startServer(name: string, dir: string, { jetstream = true, routes
     throw error;
   }
   const port = Number(LISTENING.exec(engine.output())![1]);
+  const lifecycle = engineLifecycle(dir, engine, () => run(port), "SIGKILL");
   return {
     name,
     port,
     url: `nats://127.0.0.1:${port}`,
     dir,
-    async halt(signal = "SIGTERM") {
-      if (engine !== undefined) await stopEngineProcess(engine, signal);
-    },
-    async start() {
-      if (engineRunning(engine)) return;
-      engine = await run(port);
-    },
-    running: () => engineRunning(engine),
-    pid: () => engine?.child.pid,
-    output: () => engine?.output() ?? "",
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      try {
-        if (engine !== undefined) await stopEngineProcess(engine, "SIGKILL");
-      } finally {
-        await removeEngineDir(dir);
-      }
-    },
+    ...lifecycle,
+    halt: (signal = "SIGTERM") => lifecycle.halt(signal),
   };
 }
 

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import pg from "pg";
 import {
   debianPostgresBinDirs,
-  engineRunning,
+  engineLifecycle,
   EngineStartError,
   findBinary,
   freePort,
@@ -84,7 +84,6 @@ export async function startPostgres({ fsync = false }: { fsync?: boolean } = {})
   const runAs = runAsFor("postgres");
   const dir = await makeEngineDir("troupe-pg-");
   let engine: EngineProcess | undefined;
-  let stopped = false;
   try {
     if (runAs !== undefined) await chown(dir, runAs.uid, runAs.gid);
     const dataDir = join(dir, "data");
@@ -110,6 +109,7 @@ export async function startPostgres({ fsync = false }: { fsync?: boolean } = {})
         await client.end();
       }
     };
+    const lifecycle = engineLifecycle(dir, engine, () => startServer(postgres, dataDir, dir, serverPort, runAs, fsync), "SIGQUIT");
     const server: PostgresServer = {
       port: serverPort,
       dir,
@@ -120,25 +120,8 @@ export async function startPostgres({ fsync = false }: { fsync?: boolean } = {})
         await query(`CREATE DATABASE "${name}" ENCODING '${encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
         return url(name);
       },
-      async halt(mode = "fast") {
-        if (engine !== undefined) await stopEngineProcess(engine, mode === "fast" ? "SIGINT" : "SIGQUIT");
-      },
-      async start() {
-        if (engineRunning(engine)) return;
-        engine = await startServer(postgres, dataDir, dir, serverPort, runAs, fsync);
-      },
-      running: () => engineRunning(engine),
-      pid: () => engine?.child.pid,
-      output: () => engine?.output() ?? "",
-      async stop() {
-        if (stopped) return;
-        stopped = true;
-        try {
-          if (engine !== undefined) await stopEngineProcess(engine, "SIGQUIT");
-        } finally {
-          await removeEngineDir(dir);
-        }
-      },
+      ...lifecycle,
+      halt: (mode = "fast") => lifecycle.halt(mode === "fast" ? "SIGINT" : "SIGQUIT"),
     };
     return server;
   } catch (error) {
