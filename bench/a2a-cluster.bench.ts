@@ -16,11 +16,12 @@
  * `npm run bench`: it needs nats-server and PostgreSQL installed.
  */
 import { parseArgs } from "node:util";
-import { Role, type SendMessageRequest, type StreamResponse, type Task } from "@a2a-js/sdk";
+import type { StreamResponse, Task } from "@a2a-js/sdk";
 import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from "@a2a-js/sdk/client";
 import { CommunicationBus, createRuntime, openPostgresStore, type Runtime } from "../src/index.js";
 import { instantAgent as agent } from "./instant-agent.js";
 import { latency } from "./measure.js";
+import { message } from "../test/a2a/client.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startPostgres } from "../test/support/postgres-server.js";
 
@@ -37,25 +38,6 @@ function clientFor(url: string): Promise<Client> {
   };
   const factory = new ClientFactory({ transports: [new JsonRpcTransportFactory({ fetchImpl })], cardResolver: new DefaultAgentCardResolver({ fetchImpl }) });
   return factory.createFromUrl(url);
-}
-
-/** A user's message with one text part, in `contextId` when given. */
-function message(text: string, { contextId = "" }: { contextId?: string } = {}): SendMessageRequest {
-  return {
-    tenant: "",
-    message: {
-      messageId: crypto.randomUUID(),
-      role: Role.ROLE_USER,
-      parts: [{ content: { $case: "text", value: text }, metadata: undefined, filename: "", mediaType: "text/plain" }],
-      contextId,
-      taskId: "",
-      metadata: undefined,
-      extensions: [],
-      referenceTaskIds: [],
-    },
-    configuration: undefined,
-    metadata: undefined,
-  };
 }
 
 /** Reads a whole stream. */
