@@ -857,7 +857,7 @@ export class CommunicationBus {
       try {
         this.sessionManager.checkSender(envelope);
       } catch (error) {
-        this.forgetRefused(envelope, error);
+        await this.forgetRefused(envelope, error);
       }
     } else {
       // The workflow's node was asked: the bus may have begun to stop, or taken the same message, meanwhile.
@@ -996,9 +996,11 @@ export class CommunicationBus {
    * delivery ends, and the sender's next try is refused (the workflow took the answer before the kill), as the
    * cluster test under kills found.
    */
-  private forgetRefused(envelope: MessageEnvelope, error: unknown): never {
+  private async forgetRefused(envelope: MessageEnvelope, error: unknown): Promise<never> {
     const { type } = toBridgeError(error);
-    if (this.ownership !== undefined && type !== "TRANSPORT" && type !== "CAPACITY") this.deliveries.unrecord(envelope);
+    if (this.ownership !== undefined && type !== "TRANSPORT" && type !== "CAPACITY" && (await this.deliveries.unrecordIfSame(envelope))) {
+      await this.persisted().catch(() => undefined);
+    }
     throw error;
   }
 

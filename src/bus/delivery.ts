@@ -13,6 +13,7 @@
  * never awaited), and each ack before it counts. `restore()` spawns the deliveries of a store again after a
  * restart, each in its state, its delays resuming with what was left of them.
  */
+import { isDeepStrictEqual } from "node:util";
 import type { AnyActorRef } from "xstate";
 import {
   resumedDelayMs,
@@ -28,7 +29,7 @@ import {
 import type { PoolChildEnding } from "../../machines/pool-shard.machine.js";
 import type { Clock } from "../clock.js";
 import type { MessageOrigin } from "../events/event-hub.js";
-import { BridgeError } from "../errors.js";
+import { BridgeError, toBridgeError } from "../errors.js";
 import { inReplyToOf, MESSAGE_KEY_SEPARATOR, messageKey, messageKeyOf, taskIdOf, type MessageEnvelope } from "../protocol/envelope.js";
 import type { DeliveryPoolHost, Runtime } from "../runtime/runtime.js";
 import { listPages } from "../store/pages.js";
@@ -417,6 +418,27 @@ export class Deliveries implements DeliveryPoolHost {
   /** Takes back the `messages` record of a message `record` wrote that the cluster's stream then refused (full). */
   unrecord(envelope: MessageEnvelope): void {
     if (this.options.persistent) this.options.store().delete("messages", messageKeyOf(envelope));
+  }
+
+  /**
+   * Takes back the `messages` record of `envelope` when it holds this very envelope: what an earlier send of a
+   * message refused now for good left (a node killed between committing it and publishing it). A record of another
+   * message under the same key (another client's, naming the same sender and id) is left as it is. A store that
+   * cannot say leaves the record. Answers whether it took it back.
+   */
+  async unrecordIfSame(envelope: MessageEnvelope): Promise<boolean> {
+    if (!this.options.persistent) return false;
+    const key = messageKeyOf(envelope);
+    const store = this.options.store();
+    try {
+      const stored = (await store.get("messages", key)) as Partial<StoredMessage> | undefined;
+      if (stored === undefined || !isDeepStrictEqual(stored.envelope, JSON.parse(JSON.stringify(envelope)))) return false;
+      store.delete("messages", key);
+      return true;
+    } catch (error) {
+      process.emitWarning(`The record of ${key} could not be checked, it is left: ${toBridgeError(error).message}`, "TroupeBusWarning");
+      return false;
+    }
   }
 
   /**

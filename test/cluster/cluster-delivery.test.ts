@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { openPostgresStore, type CommunicationBus, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "../../src/index.js";
-import { messageKey } from "../../src/protocol/envelope.js";
+import { messageKeyOf, parseEnvelope } from "../../src/protocol/envelope.js";
 import { frameText } from "../../src/protocol/frames.js";
 import type { WriteOptions } from "../../src/store/store.js";
 import { call, connect, envelope, rawConnect, register, statusOf, until, type RawAgent } from "../bus/support.js";
@@ -187,32 +187,42 @@ describe("the cluster's deliveries", () => {
     );
     a.sessionManager.completeSession(sessionId, { summary: "done" });
     await a.sessionManager.whenDurable();
-    const answer = envelope("test://dev", "test://lead", {
-      message_type: "task_response",
-      sender: { agent_id: "test://dev", framework: "test", session_id: sessionId },
-      metadata: { task_id: "t-design" },
-    });
-    // What a node killed between committing the answer's record and publishing it leaves: a record no delivery ends.
-    const key = messageKey("test://dev", answer["message_id"] as string);
-    const writer = await openPostgresStore({ url: cluster.database, exclusive: false });
-    writer.put("messages", key, { envelope: answer, acceptedAt: Date.now(), timeoutMs: 60_000 });
-    await writer.close();
-    expect(await storedIds(cluster, "messages")).toContain(key);
+    const answerTo = (messageId: string) =>
+      envelope("test://dev", "test://lead", {
+        message_id: messageId,
+        message_type: "task_response",
+        sender: { agent_id: "test://dev", framework: "test", session_id: sessionId },
+        metadata: { task_id: "t-design" },
+      });
+    // What a node killed between committing a message's record and publishing it leaves: a record no delivery ends
+    // (its envelope as the node read it: the bus's default timeout, 300 s, filled in).
+    const leftBehind = async (message: Record<string, unknown>): Promise<string> => {
+      const parsed = parseEnvelope(message, 300_000);
+      const writer = await openPostgresStore({ url: cluster.database, exclusive: false });
+      writer.put("messages", messageKeyOf(parsed), { envelope: parsed, acceptedAt: Date.now(), timeoutMs: 60_000 });
+      await writer.close();
+      return messageKeyOf(parsed);
+    };
 
-    // The sender asks again through node-b: node-a refuses it for good (its workflow ended), and the record goes.
-    expect(await call(b, "POST", "/messages/send", answer)).toMatchObject({ status: 409 });
-    await b.persisted();
-    expect(await storedIds(cluster, "messages")).not.toContain(key);
+    // The sender asks again through node-b: node-a refuses it for good (its workflow ended), and the record goes;
+    // the same through node-a itself, which runs the workflow and refuses it there.
+    for (const [through, messageId] of [
+      [b, "answer-1"],
+      [a, "answer-2"],
+    ] as const) {
+      const answer = answerTo(messageId);
+      const key = await leftBehind(answer);
+      expect(await storedIds(cluster, "messages")).toContain(key);
+      // Gone before the refusal is answered.
+      expect(await call(through, "POST", "/messages/send", answer)).toMatchObject({ status: 409 });
+      expect(await storedIds(cluster, "messages")).not.toContain(key);
+    }
 
-    // The same through node-a itself, which runs the workflow and refuses it here.
-    const again = { ...answer, message_id: `${answer["message_id"] as string}-again` };
-    const againKey = messageKey("test://dev", again.message_id);
-    const rewriter = await openPostgresStore({ url: cluster.database, exclusive: false });
-    rewriter.put("messages", againKey, { envelope: again, acceptedAt: Date.now(), timeoutMs: 60_000 });
-    await rewriter.close();
-    expect(await call(a, "POST", "/messages/send", again)).toMatchObject({ status: 409 });
-    await a.persisted();
-    expect(await storedIds(cluster, "messages")).not.toContain(againKey);
+    // Another message under the same sender and id (another client's, say) is refused without touching that record.
+    const kept = await leftBehind(answerTo("answer-3"));
+    const forged = { ...answerTo("answer-3"), payload: { other: "content" } };
+    expect(await call(b, "POST", "/messages/send", forged)).toMatchObject({ status: 409 });
+    expect(await storedIds(cluster, "messages")).toContain(kept);
   }, 30_000);
 
   it("removes at its start the records of messages whose end the store has, and keeps the others", async () => {
