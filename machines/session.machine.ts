@@ -9,6 +9,7 @@
  * only through events (`at`) and XState delays, so the machine stays pure and walkable by `@xstate/graph`.
  */
 import { and, assign, emit, enqueueActions, fromPromise, sendParent, setup, type DoneActorEvent, type ErrorActorEvent } from "xstate";
+import { wholeCharEnd } from "./text.js";
 
 /** Why a session was deleted (or, for `failed`, why its agent was told it is over). */
 export type SessionCloseReason = "closed" | "expired" | "shutdown" | "failed";
@@ -219,13 +220,9 @@ function appendHistory(context: SessionContext, prompt: string, reply: PromptRep
   const kept = start === 0 ? history : history.slice(start);
   if (chars <= MAX_HISTORY_CHARS) return kept;
   const each = Math.floor(MAX_HISTORY_CHARS / kept.length);
-  return kept.map((message) => (message.content.length > each ? { ...message, content: cutAt(message.content, each) } : message));
-}
-
-/** The first `chars` characters of `text`, one fewer when the last would be half of a surrogate pair. */
-function cutAt(text: string, chars: number): string {
-  const code = text.charCodeAt(chars - 1);
-  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? chars - 1 : chars);
+  return kept.map((message) =>
+    message.content.length > each ? { ...message, content: message.content.slice(0, wholeCharEnd(message.content, each)) } : message,
+  );
 }
 
 /**

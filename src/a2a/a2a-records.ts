@@ -82,11 +82,6 @@ export class A2aRecords {
     private readonly owner: RecordOwner,
   ) {}
 
-  /** This node's id, as its records name it. */
-  get nodeId(): string {
-    return this.owner.nodeId;
-  }
-
   /** Writes a task's record (its state changed); skipped while the node does not hold its lease. */
   putTask(agentId: string, taskId: string, task: unknown): void {
     this.#write("put", "a2a_tasks", a2aRecordId(agentId, taskId), { v: 1, node: this.owner.nodeId, agentId, taskId, task } satisfies A2aTaskRecord);

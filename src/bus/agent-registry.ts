@@ -196,11 +196,7 @@ export class AgentRegistry {
   async restore(): Promise<AgentDescriptor[]> {
     const records = await this.readAllStored();
     records.sort((left, right) => left.registeredAt - right.registeredAt);
-    for (const { descriptor, registeredAt, tokenSha256 } of records) {
-      this.registered.set(descriptor.agent_id, { descriptor, registeredAt });
-      if (tokenSha256 !== null) this.tokens.set(descriptor.agent_id, Buffer.from(tokenSha256, "hex"));
-    }
-    return records.map(({ descriptor }) => descriptor);
+    return records.map((record) => this.applyStored(record.descriptor.agent_id, record) as AgentDescriptor);
   }
 
   /**

@@ -79,16 +79,10 @@ export class ClusterRegistrations {
         this.readInBackground(agentId);
       },
     });
-    let wasAway = false;
+    // The connection tells only changes: "connected" is NATS back after an outage, whose nudges are lost, so every
+    // registration is read again.
     this.stopFollowingState = node.connection.onStateChange((state) => {
-      if (state !== "connected") {
-        wasAway = true;
-        return;
-      }
-      if (!wasAway) return;
-      wasAway = false;
-      // Nudges sent meanwhile are lost: every registration is read again.
-      void this.resync();
+      if (state === "connected") void this.resync();
     });
   }
 

@@ -23,7 +23,7 @@ export interface AgentPresence {
 }
 
 /** An agent's entry as the view holds it: where, and the bucket revision that said so. */
-export interface ViewedPresence {
+interface ViewedPresence {
   presence: AgentPresence;
   revision: number;
 }
@@ -108,11 +108,6 @@ export class PresenceView {
   /** The entry of `agentId`, if it is connected somewhere (meaningful while `isCurrent()`). */
   get(agentId: string): ViewedPresence | undefined {
     return this.#entries.get(agentId);
-  }
-
-  /** How many agents the view holds (connected somewhere). */
-  get size(): number {
-    return this.#entries.size;
   }
 
   /** Stops watching and following the connection (the node is closing). */

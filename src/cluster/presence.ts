@@ -99,13 +99,9 @@ export class PresenceTable {
     this.#where = `${connection.where}, bucket ${bucket}`;
     this.#markerKeepMs = options.markerKeepMs ?? DEFAULT_MARKER_KEEP_MS;
     this.#view = new PresenceView(kv, connection, this.#where);
-    let wasAway = false;
+    // The connection tells only changes: "connected" is NATS back after an outage.
     this.#stopFollowingState = connection.onStateChange((state) => {
-      if (state !== "connected") wasAway = true;
-      else if (wasAway) {
-        wasAway = false;
-        this.reannounce();
-      }
+      if (state === "connected") this.reannounce();
     });
   }
 

@@ -3,6 +3,8 @@
  * prompt's text and an A2A answer on their streams, ./node-streams.ts; a node request's answer, ./node.ts).
  */
 
+import { wholeCharEnd } from "../../machines/text.js";
+
 /** The most bytes one character of text takes once written as a JSON string (a control character as `\u001f`). */
 const MAX_BYTES_PER_CHAR = 6;
 
@@ -14,13 +16,8 @@ const MAX_BYTES_PER_CHAR = 6;
 export function* textPieces(text: string, maxBytes: number): Generator<string> {
   const pieceChars = Math.max(2, Math.floor(maxBytes / MAX_BYTES_PER_CHAR));
   for (let start = 0; start < text.length;) {
-    let end = Math.min(text.length, start + pieceChars);
-    if (end < text.length && isHighSurrogate(text.charCodeAt(end - 1))) end -= 1;
+    const end = wholeCharEnd(text, start + pieceChars);
     yield text.slice(start, end);
     start = end;
   }
-}
-
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff;
 }

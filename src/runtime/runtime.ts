@@ -60,7 +60,7 @@ import { Replies } from "./replies.js";
 import { createMemoryStore } from "../store/memory-store.js";
 import type { Store } from "../store/store.js";
 import { restorableLogic, type Restoration } from "./restore.js";
-import type { RecordOwner } from "../cluster/record-owner.js";
+import { checkOwnerHoldsLease, type RecordOwner } from "../cluster/record-owner.js";
 import { SessionRecords, type LoadedSession } from "./session-records.js";
 import { bridgeErrorOf, failure } from "./prompt-errors.js";
 import { runInPromptScope, type PromptServices } from "./prompt-scope.js";
@@ -728,13 +728,8 @@ export class Runtime {
   async createSession(agentId: string | undefined, metadata: Record<string, unknown>, lifetime: SessionLifetime = {}): Promise<CreateResult> {
     const supervisor = this.running();
     const owner = this.sessionOwner;
-    if (owner !== undefined && owner.fence() === undefined) {
-      // A session it could not store would vanish with this node, unseen by the node that takes its work over.
-      throw new BridgeError("TRANSPORT", `Node ${owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`, {
-        retryable: true,
-        unavailable: true,
-      });
-    }
+    // A session it could not store would vanish with this node, unseen by the node that takes its work over.
+    checkOwnerHoldsLease(owner);
     const resolvedAgentId = this.resolveAgentId(agentId);
     const executor = this.executorFor(resolvedAgentId);
     this.checkProvider(executor, resolvedAgentId, metadata.provider);

@@ -145,9 +145,10 @@ export class SessionRecords {
         else process.emitWarning(`troupe: bridge session ${id} in the store is not one this version can restore; it is left there`, { code: "TROUPE_RESTORE" });
       }
       const lastId = page[page.length - 1]!.id;
-      const passed = (session: StoredSession): boolean => compareCodePoints(pendingRecordId(session.sessionId), lastId) <= 0;
-      const ready = waiting.filter(passed);
-      waiting = waiting.filter((session) => !passed(session));
+      const ready: StoredSession[] = [];
+      const still: StoredSession[] = [];
+      for (const session of waiting) (compareCodePoints(pendingRecordId(session.sessionId), lastId) <= 0 ? ready : still).push(session);
+      waiting = still;
       if (ready.length > 0) yield given(ready);
     }
     if (waiting.length > 0) yield given(waiting);

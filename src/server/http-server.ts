@@ -395,6 +395,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
       const error = new BridgeError("CONFIG", `Method ${method} not allowed on ${pathname}; use ${allow}`, { method, allow: match.allow });
       return sendError(req, res, error, 405, { allow });
     }
+    let gone: AbortSignal | undefined;
     const request: RouteRequest = {
       params: match.params,
       query: new URLSearchParams(search),
@@ -404,7 +405,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
         return Array.isArray(value) ? value[0] : value;
       },
       client,
-      signal: () => clientGone(res),
+      signal: () => (gone ??= clientGone(res)),
     };
     const result = await match.route.handle(request);
     // What it throws before it has written anything is answered as JSON like any route's error.

@@ -5,12 +5,12 @@
 import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
 
 /** Records per page unless told otherwise. */
-export const DEFAULT_PAGE_RECORDS = 100;
+const DEFAULT_PAGE_RECORDS = 100;
 /**
  * Bytes of values per page unless told otherwise: a record may be a few MiB (a workflow's steps and results, a
  * session's history), so a page of 100 could be hundreds of MiB; it ends before the record past this (one at least).
  */
-export const DEFAULT_PAGE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_PAGE_BYTES = 16 * 1024 * 1024;
 
 /**
  * The records `options` select, one page (`pageRecords`, default 100, and `maxBytes` of values, default 16 MiB)

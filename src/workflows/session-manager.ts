@@ -4,6 +4,7 @@
  * messages with the steps of a session.
  */
 import { randomUUID } from "node:crypto";
+import { wholeCharEnd } from "../../machines/text.js";
 import { z } from "zod";
 import type { Actor, AnyActorRef } from "xstate";
 import {
@@ -35,7 +36,7 @@ import { restorableLogic } from "../runtime/restore.js";
 import type { PoolHost, Runtime } from "../runtime/runtime.js";
 import { Outbox } from "../store/outbox.js";
 import type { Store, WriteOptions } from "../store/store.js";
-import type { RecordOwner } from "../cluster/record-owner.js";
+import { checkOwnerHoldsLease, type RecordOwner } from "../cluster/record-owner.js";
 import { parseWith } from "../validation.js";
 import { taskRequestsOf, type TasksDispatch } from "./dispatch.js";
 import { loadWorkflows, workflowRecordIn, workflowRecordOf, type WorkflowRecord } from "./workflow-records.js";
@@ -272,14 +273,7 @@ export class SessionManager implements PoolHost {
       },
       "(arguments)",
     );
-    if (this.owner !== undefined && this.owner.fence() === undefined) {
-      throw new BridgeError(
-        "TRANSPORT",
-        `Node ${this.owner.nodeId} does not hold its cluster lease now: create the session on another node, or again shortly`,
-        // A node without its lease, for now: 503, as every other refusal of such a node (docs/cluster.md).
-        { retryable: true, unavailable: true },
-      );
-    }
+    checkOwnerHoldsLease(this.owner);
     if (input.dispatch === "auto" && this.options.send === undefined) {
       throw new BridgeError("CONFIG", 'dispatch: "auto" needs a bus to send the tasks through', { field: "dispatch" });
     }
@@ -1139,7 +1133,5 @@ function sessionViewOf(sessionId: string, snapshot: { status: string; value: unk
 
 /** `text` cut at `chars` characters (never inside a surrogate pair), with an ellipsis when cut. */
 function cutText(text: string, chars: number): string {
-  if (text.length <= chars) return text;
-  const end = /[\uD800-\uDBFF]/.test(text.charAt(chars - 1)) ? chars - 1 : chars;
-  return `${text.slice(0, end)}…`;
+  return text.length <= chars ? text : `${text.slice(0, wholeCharEnd(text, chars))}…`;
 }
