@@ -126,6 +126,8 @@ export class BoundedTaskStore {
     const entry: KeptTask = { agentId, task: structuredClone(task), recordedState: previous?.recordedState };
     this.tasks.set(key, entry);
     this.evict();
+    // Forgotten at once (settled while every other kept task runs): no record may outlive it.
+    if (this.tasks.get(key) !== entry) return;
     const state = task.status?.state;
     if (this.records === undefined || (previous !== undefined && previous.recordedState === state)) return;
     entry.recordedState = state;

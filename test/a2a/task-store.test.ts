@@ -120,6 +120,17 @@ describe("BoundedTaskStore on a cluster node", () => {
     expect((await loadA2aTasks(store, "node-a")).map((record) => record.taskId).sort()).toEqual(["t1", "t3"]);
   });
 
+  it("writes no record for a task forgotten as it is saved (settled while every other kept task runs)", async () => {
+    const { store, records } = clusterRecords();
+    const writer = new BoundedTaskStore(2, records).forAgent("writer");
+    await writer.save(task("t1", TaskState.TASK_STATE_WORKING), context);
+    await writer.save(task("t2", TaskState.TASK_STATE_WORKING), context);
+    await writer.save(task("t3", TaskState.TASK_STATE_COMPLETED), context);
+    await store.flush();
+    expect(await writer.load("t3", context)).toBeUndefined();
+    expect((await loadA2aTasks(store, "node-a")).map((record) => record.taskId).sort()).toEqual(["t1", "t2"]);
+  });
+
   it("refuses a new task with TRANSPORT (503) while the node does not hold its lease: no other node could find it", async () => {
     const { store, records, owner } = clusterRecords();
     owner.lose();
