@@ -5,27 +5,51 @@
 
 /**
  * A second signal this soon after the first is the same Ctrl-C seen twice, not an impatient user: a terminal
- * signals its whole foreground process group, and `npm start` forwards what it gets to troupe as well.
+ * signals its whole foreground process group.
  */
 export const REPEATED_SIGNAL_MS = 1_000;
 
+export interface SignalHandlingOptions {
+  /**
+   * Whether a package manager (`npm start`) runs this process: it forwards every signal it gets, so a terminal's
+   * Ctrl-C reaches the process twice, once from the terminal and once from npm. The first repeat is then that
+   * copy however late it comes (a loaded machine delays either one by seconds). Default: npm, yarn and pnpm say
+   * so in `npm_lifecycle_event`.
+   */
+  readonly forwarded?: boolean;
+  /** Ends the process with the signal; by default the signal itself, with no handler left to catch it. */
+  readonly kill?: (signal: NodeJS.Signals) => void;
+  /** Milliseconds on a monotonic clock. */
+  readonly now?: () => number;
+}
+
 /**
- * Calls `onFirst` at the first of `signals`; one that comes later than `REPEATED_SIGNAL_MS` after it kills the
- * process with that signal. Returns the function that removes the handlers.
+ * Calls `onFirst` at the first of `signals`. A repeat less than `REPEATED_SIGNAL_MS` after it, and under a
+ * package manager the first repeat whenever it comes, is the same signal seen twice and ignored; any other
+ * ends the process with that signal. Returns the function that removes the handlers.
  */
-export function handleSignals(signals: NodeJS.Signals[], onFirst: (signal: NodeJS.Signals) => void): () => void {
+export function handleSignals(signals: NodeJS.Signals[], onFirst: (signal: NodeJS.Signals) => void, options: SignalHandlingOptions = {}): () => void {
+  const { forwarded = process.env.npm_lifecycle_event !== undefined, now = () => performance.now() } = options;
   let firstAt: number | undefined;
+  let forwardSeen = !forwarded;
   const dispose = (): void => {
     for (const signal of signals) process.off(signal, handler);
   };
-  const handler = (signal: NodeJS.Signals): void => {
-    const now = performance.now();
-    if (firstAt === undefined) {
-      firstAt = now;
-      onFirst(signal);
-    } else if (now - firstAt >= REPEATED_SIGNAL_MS) {
+  const kill =
+    options.kill ??
+    ((signal: NodeJS.Signals): void => {
       dispose();
       process.kill(process.pid, signal);
+    });
+  const handler = (signal: NodeJS.Signals): void => {
+    const at = now();
+    if (firstAt === undefined) {
+      firstAt = at;
+      onFirst(signal);
+    } else if (!forwardSeen) {
+      forwardSeen = true;
+    } else if (at - firstAt >= REPEATED_SIGNAL_MS) {
+      kill(signal);
     }
   };
   for (const signal of signals) process.on(signal, handler);
