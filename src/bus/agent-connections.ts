@@ -9,7 +9,7 @@ import type { RawData, WebSocket, WebSocketServer } from "ws";
 import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
-import type { ApiKeyCheck } from "../server/http-server.js";
+import { RouteQuery, type ApiKeyCheck } from "../server/http-server.js";
 import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
 import {
   AGENT_CONNECT_PATH,
@@ -186,7 +186,8 @@ export class AgentConnections {
         throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
       }
       this.options.checkApiKey(presentedUpgradeKey(req));
-      const agentId = url.searchParams.get("agent_id") ?? "";
+      const query = new RouteQuery(url.search);
+      const agentId = query.get("agent_id") ?? "";
       if (!AGENT_ID_PATTERN.test(agentId)) {
         throw new BridgeError("CONFIG", 'agent_id: expected an agent id such as "claude-code://orchestrator" in the query', { field: "agent_id" });
       }
@@ -197,7 +198,7 @@ export class AgentConnections {
         refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${limit})`, { limit }));
         return;
       }
-      const control = ["1", "true"].includes(url.searchParams.get(CONTROL_PARAM) ?? "");
+      const control = ["1", "true"].includes(query.get(CONTROL_PARAM) ?? "");
       this.server.handleUpgrade(req, socket, head, (ws) => this.accept(agentId, ws, socket, control));
     } catch (error) {
       const bridgeError = toBridgeError(error);

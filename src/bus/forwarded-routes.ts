@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { BridgeError } from "../errors.js";
-import { decoded, HttpAnswer, HttpStream, type HttpRoute } from "../server/http-server.js";
+import { decoded, HttpAnswer, HttpStream, RouteQuery, type HttpRoute } from "../server/http-server.js";
 
 /** A request for a workflow as it travels to the workflow's node: which route (method and path pattern), its captures, query and body. */
 const forwardedRequestSchema = z.strictObject({
@@ -66,7 +66,7 @@ export async function answerForwarded(routes: readonly HttpRoute[], input: unkno
   if (route === undefined) throw new BridgeError("INTERNAL", `Node ${from} forwarded ${request.method} ${request.path}, which is no workflow route here`);
   const answer: unknown = await route.handle({
     params: request.params,
-    query: new URLSearchParams(request.query),
+    query: new RouteQuery(request.query),
     readBody: () => Promise.resolve(request.body),
     header: () => undefined,
     client: `node ${from}`,

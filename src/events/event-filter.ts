@@ -19,6 +19,7 @@
  *   `answered_by`. A runtime agent may be named by its id (`writer`) or its bus id (`troupe://writer`).
  */
 import { BridgeError } from "../errors.js";
+import type { RouteQuery } from "../server/http-server.js";
 import { EVENT_QUERY_PARAMS } from "../protocol/event-frames.js";
 import { busAgentIdOf, runtimeAgentIdCandidates } from "../runtime/bus-agents.js";
 import { RUNTIME_EVENT_TYPES, type RuntimeEvent, type RuntimeEventType } from "./event-hub.js";
@@ -150,7 +151,7 @@ function seqOf(value: string, field: string): number {
  * Reads a subscriber's query; CONFIG (400) names the parameter that is wrong. `lastEventId` (the header an
  * `EventSource` sends when it reconnects) wins over `since`: the query still holds the first connection's.
  */
-export function parseEventQuery(query: URLSearchParams, lastEventId?: string): EventStreamRequest {
+export function parseEventQuery(query: RouteQuery, lastEventId?: string): EventStreamRequest {
   for (const name of query.keys()) {
     if (!(EVENT_QUERY_PARAMS as readonly string[]).includes(name)) {
       throw new BridgeError("CONFIG", `${name}: unknown query parameter (expected ${EVENT_QUERY_PARAMS.join(", ")})`, { field: name });
@@ -166,13 +167,8 @@ export function parseEventQuery(query: URLSearchParams, lastEventId?: string): E
   if (workflows !== undefined) filter.workflows = new Set(workflows);
   const agents = listOf(query, "agent");
   if (agents !== undefined) filter.agents = agentAliases(agents);
-  const sinceValues = query.getAll("since");
-  if (sinceValues.length > 1) throw new BridgeError("CONFIG", "since: given more than once", { field: "since" });
+  const sinceValue = query.get("since");
   const since =
-    lastEventId !== undefined && lastEventId !== ""
-      ? seqOf(lastEventId, "Last-Event-ID")
-      : sinceValues[0] === undefined
-        ? undefined
-        : seqOf(sinceValues[0], "since");
+    lastEventId !== undefined && lastEventId !== "" ? seqOf(lastEventId, "Last-Event-ID") : sinceValue === null ? undefined : seqOf(sinceValue, "since");
   return { filter, since };
 }

@@ -11,7 +11,7 @@ import { httpStatusOf, toBridgeError } from "../errors.js";
 import { EVENTS_PATH, type EventStreamControlFrame } from "../protocol/event-frames.js";
 import { CLOSE_CODES, TROUPE_PROTOCOL } from "../protocol/frames.js";
 import { wsPackage } from "../protocol/ws-package.js";
-import type { ApiKeyCheck } from "../server/http-server.js";
+import { RouteQuery, type ApiKeyCheck } from "../server/http-server.js";
 import { clientOf } from "../server/quotas.js";
 import { CLOSE_HANDSHAKE_WAIT_MS, MAX_MISSED_PONGS, presentedUpgradeKey, refuseUpgrade } from "../server/upgrades.js";
 import { parseEventQuery, type EventStreamRequest } from "./event-filter.js";
@@ -110,7 +110,7 @@ export class EventSockets {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     try {
       this.options.checkApiKey(presentedUpgradeKey(req));
-      const request = parseEventQuery(new URL(req.url ?? "/", "http://bus").searchParams);
+      const request = parseEventQuery(new RouteQuery(new URL(req.url ?? "/", "http://bus").search));
       const client = clientOf(req.socket.remoteAddress);
       try {
         this.stream.admit(client);

@@ -94,11 +94,23 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * A request's query: `get` gives a parameter's one value and refuses one given twice (CONFIG naming it), so
+ * that `?limit=1&limit=1000` is no listing of either; `getAll` reads the parameters that are lists.
+ */
+export class RouteQuery extends URLSearchParams {
+  override get(name: string): string | null {
+    const values = this.getAll(name);
+    if (values.length > 1) throw new BridgeError("CONFIG", `${name}: given more than once`, { field: name });
+    return values[0] ?? null;
+  }
+}
+
 /** What a route handler gets. */
 export interface RouteRequest {
   /** The path's capture groups, still URL-encoded. */
   params: string[];
-  query: URLSearchParams;
+  query: RouteQuery;
   /** Reads and parses the JSON body; called only by routes that take one. */
   readBody: () => Promise<unknown>;
   /** A request header's value (the first, when repeated). */
@@ -398,7 +410,7 @@ export async function startHttpServer(runtime: Runtime, options: HttpServerOptio
     let gone: AbortSignal | undefined;
     const request: RouteRequest = {
       params: match.params,
-      query: new URLSearchParams(search),
+      query: new RouteQuery(search),
       readBody: () => readJsonBody(req, maxBodyBytes, bodyDeadline),
       header: (name) => {
         const value = req.headers[name.toLowerCase()];

@@ -405,13 +405,15 @@ describe("connections", () => {
     }
   });
 
-  it("refuses an upgrade without the key (401), with a bad agent id (400) or on another path (404)", async () => {
+  it("refuses an upgrade without the key (401), with a bad or repeated agent id (400) or on another path (404)", async () => {
     const bus = await startBus();
     await register(bus, A);
     expect(await upgradeStatus(bus, `?agent_id=${encodeURIComponent(A)}`, {})).toBe(401);
     expect(await upgradeStatus(bus, `?agent_id=${encodeURIComponent(A)}`, { "x-agent-api-key": "wrong" })).toBe(401);
     expect(await upgradeStatus(bus, "?agent_id=not-an-agent-id")).toBe(400);
     expect(await upgradeStatus(bus, "")).toBe(400);
+    // Two agent ids are neither: the socket is not attached to the first one's.
+    expect(await upgradeStatus(bus, `?agent_id=${encodeURIComponent(A)}&agent_id=${encodeURIComponent(A)}`)).toBe(400);
   });
 
   it("accepts the key as the Sec-WebSocket-Protocol value key.<key>, as browsers send it, and never echoes it back", async () => {

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { keysOf, matchesFilter, parseEventQuery } from "../../src/events/event-filter.js";
+import { RouteQuery } from "../../src/server/http-server.js";
 import type { RuntimeEvent } from "../../src/index.js";
 
 const SESSION = "0f8c7e2a-5d4b-4e1f-9a3c-1b2d3e4f5a6b";
@@ -59,7 +60,7 @@ const EVENTS = {
 type Name = keyof typeof EVENTS;
 
 function selected(query: string): Name[] {
-  const { filter } = parseEventQuery(new URLSearchParams(query));
+  const { filter } = parseEventQuery(new RouteQuery(query));
   return (Object.keys(EVENTS) as Name[]).filter((name) => matchesFilter(filter, keysOf(EVENTS[name])));
 }
 
@@ -99,10 +100,10 @@ describe("the event stream's filters", () => {
   });
 
   it("reads since, and Last-Event-ID over it", () => {
-    expect(parseEventQuery(new URLSearchParams("")).since).toBeUndefined();
-    expect(parseEventQuery(new URLSearchParams("since=0")).since).toBe(0);
-    expect(parseEventQuery(new URLSearchParams("since=42"), "57").since).toBe(57);
-    expect(parseEventQuery(new URLSearchParams("since=42"), "").since).toBe(42);
+    expect(parseEventQuery(new RouteQuery("")).since).toBeUndefined();
+    expect(parseEventQuery(new RouteQuery("since=0")).since).toBe(0);
+    expect(parseEventQuery(new RouteQuery("since=42"), "57").since).toBe(57);
+    expect(parseEventQuery(new RouteQuery("since=42"), "").since).toBe(42);
   });
 
   it.each([
@@ -114,7 +115,7 @@ describe("the event stream's filters", () => {
     ["since=99999999999999999", "since", "since: expected an event seq"],
     ["agent_id=x", "agent_id", "agent_id: unknown query parameter"],
   ])("refuses %s with CONFIG naming %s", (query, field, message) => {
-    expect(() => parseEventQuery(new URLSearchParams(query))).toThrow(
+    expect(() => parseEventQuery(new RouteQuery(query))).toThrow(
       expect.objectContaining({ type: "CONFIG", details: expect.objectContaining({ field }), message: expect.stringContaining(message) }),
     );
   });

@@ -263,6 +263,12 @@ describe("a hostile client", () => {
 
     expect((await call(bus, "GET", "/agents?limit=0")).status).toBe(400);
     expect((await call(bus, "GET", "/agents?limit=1001")).status).toBe(400);
+    // A parameter given twice is neither value: the answer names it.
+    for (const query of ["limit=1&limit=1000", "cursor=x&cursor=y", "node=a&node=b"]) {
+      const answer = await call(bus, "GET", `/sessions?${query}`);
+      expect(answer.status, query).toBe(400);
+      expect(answer.body.error, query).toMatchObject({ type: "CONFIG", message: `${query.split("=")[0]}: given more than once` });
+    }
     expect((await call(bus, "GET", "/sessions?cursor=not%20a%20cursor")).body.error).toMatchObject({ type: "CONFIG", details: { field: "cursor" } });
     // Only what the server writes (`o:<digits>`, base64url) is a cursor: not another number's spelling, not blanks.
     for (const text of ["o:1e9", "o:0x10", "  ", "o:-1", "o:1.5"]) {

@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { mock, type RuntimeEvent } from "../../src/index.js";
 import { keysOf, matchesFilter, parseEventQuery } from "../../src/events/event-filter.js";
+import { RouteQuery } from "../../src/server/http-server.js";
 import { LOG_LEVELS, logRuntimeEvents, type EventLogger, type LogLevel } from "../../src/events/event-log.js";
 import { failingTool, startToolRuntime, weatherTool } from "./support.js";
 
@@ -31,7 +32,7 @@ describe("tool events on the stream and in the log", () => {
     await runtime.bridge.sessionsPrompt({ sessionId, prompt: "Weather?" });
 
     const selected = (query: string): string[] => {
-      const { filter } = parseEventQuery(new URLSearchParams(query));
+      const { filter } = parseEventQuery(new RouteQuery(query));
       return events.filter((event: RuntimeEvent) => matchesFilter(filter, keysOf(event))).map((event) => event.type);
     };
 
