@@ -27,6 +27,8 @@ import { NODE_ID } from "../cluster/node.js";
 const contextBodySchema = z.strictObject({ shared_context: z.record(z.string(), z.unknown()) });
 const summaryFormatSchema = z.enum(["json", "markdown"]);
 const metricsFormatSchema = z.enum(["json", "prometheus"]);
+/** `GET /sessions?order=`: newest first. Without it, oldest first on one node, by id on a cluster. */
+const sessionOrderSchema = z.literal("newest");
 
 /** A workflow session's change is answered once it is durable (docs/durability.md). */
 async function durable<T>(bus: CommunicationBus, answer: T): Promise<T> {
@@ -98,9 +100,20 @@ export function busRoutes(bus: CommunicationBus): HttpRoute[] {
         if (node !== undefined && bus.cluster === undefined) {
           throw new BridgeError("CONFIG", "node: this server is not a node of a cluster (GET /sessions lists its workflows without it)", { field: "node" });
         }
+        const order = query.get("order");
+        const newest = order !== null && parseWith(sessionOrderSchema, order, "order") === "newest";
+        // Newest first is an order of what runs here (all in memory): one node's, or on a cluster this node's.
+        if (newest && bus.cluster !== undefined && node !== bus.cluster.nodeId) {
+          throw new BridgeError("CONFIG", `order: newest lists the workflows of the node asked; add node=${bus.cluster.nodeId}, or ask the other node`, {
+            field: "order",
+          });
+        }
         const { items, next_cursor } =
-          bus.cluster === undefined
-            ? pageOf(sessions.sessionViews(), request)
+          bus.cluster === undefined || newest
+            ? pageOf(
+                mapLazy(sessions.sessionViews(newest ? "newest" : "oldest"), (view) => withNode(bus, view)),
+                request,
+              )
             : await sessions.clusterSessionsPage({ ...keyPage(request), ...(node === undefined ? {} : { node: parseWith(nodeIdSchema, node, "node") }) });
         return { sessions: items, ...(next_cursor === undefined ? {} : { next_cursor }) };
       },
@@ -211,6 +224,11 @@ export function workflowRoutes(bus: CommunicationBus): HttpRoute[] {
 /** A workflow this node runs, as its routes answer it: on a cluster, naming this node (as `GET /sessions` lists it). */
 function withNode<T extends object>(bus: CommunicationBus, session: T): T | (T & { node: string }) {
   return bus.cluster === undefined ? session : { ...session, node: bus.cluster.nodeId };
+}
+
+/** Lazy items (a page makes only its own) that each come out through `then`. */
+function* mapLazy<T, U>(items: Iterable<() => T>, then: (item: T) => U): Generator<() => U> {
+  for (const make of items) yield () => then(make());
 }
 
 /** A node's id, as `GET /sessions?node=` takes it. */

@@ -416,9 +416,15 @@ export class SessionManager implements PoolHost {
     return [...this.sessionViews()].map((make) => make());
   }
 
-  /** The sessions, oldest first, each view built only when called (a page builds its own alone). */
-  *sessionViews(): Generator<() => WorkflowSession> {
-    for (const [sessionId, entry] of this.sessions) yield () => this.viewOf(sessionId, entry);
+  /**
+   * The sessions, oldest first or `newest` first (by `created_at`), each view built only when called (a page
+   * builds its own alone).
+   */
+  *sessionViews(order: "oldest" | "newest" = "oldest"): Generator<() => WorkflowSession> {
+    const createdAt = ([, entry]: [string, SessionEntry]): number => entry.actor.getSnapshot().context.createdAt;
+    // Reversed first, so that sessions created in the same millisecond come newest first too (the sort is stable).
+    const entries = order === "newest" ? [...this.sessions].reverse().sort((left, right) => createdAt(right) - createdAt(left)) : this.sessions;
+    for (const [sessionId, entry] of entries) yield () => this.viewOf(sessionId, entry);
   }
 
   /**

@@ -175,6 +175,14 @@ describe("workflow routes on any node", () => {
       }
       expect(await call(bus, "GET", "/sessions?node=bad%20id")).toMatchObject({ status: 400, body: { error: { type: "CONFIG" } } });
     }
+    // Newest first (what /ui shows) lists the node asked, from its actors; another node's, or the cluster's, is CONFIG.
+    const newestOnA = await call(a, "GET", "/sessions?node=node-a&order=newest");
+    expect((newestOnA.body.sessions as Array<{ session_id: string; node: string }>).map((session) => [session.session_id, session.node])).toEqual(
+      [...onA].reverse().map((id) => [id, "node-a"]),
+    );
+    for (const query of ["order=newest", "order=newest&node=node-b"]) {
+      expect(await call(a, "GET", `/sessions?${query}`)).toMatchObject({ status: 400, body: { error: { type: "CONFIG", details: { field: "order" } } } });
+    }
     // A deleted workflow leaves the list of every node.
     expect((await call(b, "DELETE", `/sessions/${onA[1]}`)).status).toBe(200);
     expect(((await call(b, "GET", "/sessions")).body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).not.toContain(onA[1]);
@@ -258,6 +266,10 @@ describe("workflow routes on any node", () => {
     // A lease of 3 s leaves time to ask node-b before it takes node-a over.
     const [a, b] = [await startNode(cluster, "node-a", 3_000), await startNode(cluster, "node-b", 3_000)];
     const sessionId = await createWorkflow(a);
+    // Created in a later millisecond than node-a's.
+    const createdAt = ((await call(a, "GET", `/sessions/${sessionId}`)).body as { created_at: number }).created_at;
+    await until(() => Date.now() > createdAt);
+    const newer = await createWorkflow(b);
 
     // node-a is cut from NATS, as a killed node is for the others: it answers nothing more.
     await a.cluster!.close();
@@ -272,5 +284,8 @@ describe("workflow routes on any node", () => {
       status: 200,
       body: { session: { workflow: { current_step: "review" } } },
     });
+    // Taken over after node-b's own, node-a's workflow is still the older: newest first goes by age, not arrival.
+    const newest = await call(b, "GET", "/sessions?node=node-b&order=newest");
+    expect((newest.body.sessions as Array<{ session_id: string }>).map((session) => session.session_id)).toEqual([newer, sessionId]);
   }, 30_000);
 });

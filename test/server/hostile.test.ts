@@ -260,6 +260,16 @@ describe("a hostile client", () => {
     expect([...first.body.sessions, ...second.body.sessions].map((session: { session_id: string }) => session.session_id)).toEqual(
       bus.sessionManager.listSessions().map((session) => session.session_id),
     );
+    // Newest first (what /ui shows), paged the same way.
+    const newest = await call(bus, "GET", "/sessions?limit=2&order=newest");
+    const rest = await call(bus, "GET", `/sessions?limit=2&order=newest&cursor=${newest.body.next_cursor}`);
+    expect([...newest.body.sessions, ...rest.body.sessions].map((session: { session_id: string }) => session.session_id)).toEqual(
+      bus.sessionManager
+        .listSessions()
+        .map((session) => session.session_id)
+        .reverse(),
+    );
+    expect((await call(bus, "GET", "/sessions?order=oldest")).body.error).toMatchObject({ type: "CONFIG", details: { field: "order" } });
 
     expect((await call(bus, "GET", "/agents?limit=0")).status).toBe(400);
     expect((await call(bus, "GET", "/agents?limit=1001")).status).toBe(400);

@@ -41,16 +41,11 @@ export function Workflows({ model, selected, onSelect }: { model: Model; selecte
     let timer: ReturnType<typeof setTimeout> | undefined;
     const load = (): void => {
       timer = undefined;
-      // On a cluster, the serving node's workflows (the cluster's are listed by id, not by age).
+      // The newest; on a cluster, of the serving node (the cluster's are listed by id, not by age).
       const node = model.nodeId === undefined ? "" : `&node=${encodeURIComponent(model.nodeId)}`;
-      api<{ sessions: WorkflowSession[] }>("GET", `/sessions?limit=1000${node}`).then(
+      api<{ sessions: WorkflowSession[] }>("GET", `/sessions?limit=${LISTED}&order=newest${node}`).then(
         (answer) => {
-          setSessions(
-            [...answer.sessions]
-              .sort((left, right) => left.created_at - right.created_at)
-              .slice(-LISTED)
-              .reverse(),
-          );
+          setSessions(answer.sessions);
           setError(undefined);
         },
         (failure: Error) => setError(failure.message),
