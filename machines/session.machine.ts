@@ -9,7 +9,7 @@
  * only through events (`at`) and XState delays, so the machine stays pure and walkable by `@xstate/graph`.
  */
 import { and, assign, emit, enqueueActions, fromPromise, sendParent, setup, type DoneActorEvent, type ErrorActorEvent } from "xstate";
-import { wholeCharEnd } from "./text.js";
+import { jsonBytes, jsonBytesEnd } from "./text.js";
 
 /** Why a session was deleted (or, for `failed`, why its agent was told it is over). */
 export type SessionCloseReason = "closed" | "expired" | "shutdown" | "failed";
@@ -202,26 +202,34 @@ function isPending(context: SessionContext, requestId: string): boolean {
 }
 
 /**
- * The most characters a session's history keeps, whatever its window: past it, its oldest messages go first, and
- * a newest exchange larger than this alone keeps the first `MAX_HISTORY_CHARS / 2` characters of each message.
- * A session's history is in its record, read at every restart and takeover: its size is bounded, not only its length.
+ * The most bytes of JSON a session's messages take in its history, whatever its window: past it, its oldest
+ * messages go first, and a newest exchange larger than this alone keeps the first `MAX_HISTORY_BYTES / 2` bytes
+ * of each message. A session's history is in its record, read at every restart and takeover: its size in bytes is
+ * bounded, not only its length (a character can be 6 bytes of JSON: a control character's escape).
  */
-export const MAX_HISTORY_CHARS = 4 * 1024 * 1024;
+export const MAX_HISTORY_BYTES = 4 * 1024 * 1024;
+
+/** No character takes more bytes of JSON than this: a history of fewer characters than the bound over it is within it. */
+const MAX_JSON_BYTES_PER_CHAR = 6;
 
 function appendHistory(context: SessionContext, prompt: string, reply: PromptReply): HistoryMessage[] {
   const appended = [...context.history, { role: "user" as const, content: prompt }, { role: "assistant" as const, content: reply.text }];
   const history = appended.length > context.historyWindow ? appended.slice(appended.length - context.historyWindow) : appended;
-  let chars = history.reduce((sum, message) => sum + message.content.length, 0);
+  // Counted in bytes only when the characters could be past the bound: a history well within it costs nothing.
+  const chars = history.reduce((sum, message) => sum + message.content.length, 0);
+  if (chars * MAX_JSON_BYTES_PER_CHAR <= MAX_HISTORY_BYTES) return history;
+  const sizes = history.map((message) => jsonBytes(message.content));
+  let bytes = sizes.reduce((sum, size) => sum + size, 0);
   let start = 0;
-  while (chars > MAX_HISTORY_CHARS && start < history.length - 2) {
-    chars -= history[start]!.content.length;
+  while (bytes > MAX_HISTORY_BYTES && start < history.length - 2) {
+    bytes -= sizes[start]!;
     start += 1;
   }
   const kept = start === 0 ? history : history.slice(start);
-  if (chars <= MAX_HISTORY_CHARS) return kept;
-  const each = Math.floor(MAX_HISTORY_CHARS / kept.length);
-  return kept.map((message) =>
-    message.content.length > each ? { ...message, content: message.content.slice(0, wholeCharEnd(message.content, each)) } : message,
+  if (bytes <= MAX_HISTORY_BYTES) return kept;
+  const each = Math.floor(MAX_HISTORY_BYTES / kept.length);
+  return kept.map((message, index) =>
+    sizes[start + index]! > each ? { ...message, content: message.content.slice(0, jsonBytesEnd(message.content, each).end) } : message,
   );
 }
 

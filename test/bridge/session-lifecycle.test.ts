@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MAX_HISTORY_CHARS } from "../../machines/session.machine.js";
+import { MAX_HISTORY_BYTES } from "../../machines/session.machine.js";
 import { rejectionOf, settle, startTestRuntime } from "../support/runtime.js";
 
 describe("session lifecycle (SPEC §2.2)", () => {
@@ -74,10 +74,10 @@ describe("session lifecycle (SPEC §2.2)", () => {
     await fourth;
   });
 
-  it(`keeps a session's history to ${MAX_HISTORY_CHARS} characters: the oldest messages go first, and an exchange larger alone is cut`, async () => {
+  it(`keeps a session's history to ${MAX_HISTORY_BYTES} bytes of JSON: the oldest messages go first, and an exchange larger alone is cut`, async () => {
     const { runtime, controlled } = await startTestRuntime({ historyWindow: 30 });
     const { sessionId } = await runtime.bridge.sessionsCreate({});
-    const quarter = MAX_HISTORY_CHARS / 4;
+    const quarter = MAX_HISTORY_BYTES / 4;
     const exchange = async (prompt: string, text: string): Promise<void> => {
       const reply = runtime.bridge.sessionsPrompt({ sessionId, prompt });
       await settle();
@@ -92,7 +92,7 @@ describe("session lifecycle (SPEC §2.2)", () => {
     const next = runtime.bridge.sessionsPrompt({ sessionId, prompt: "e" });
     await settle();
     expect(controlled.current().ctx.history.map((message) => message.content.slice(0, 1))).toEqual(["b", "B", "c", "C", "d", "D"]);
-    controlled.current().reply({ text: "Z".repeat(3 * MAX_HISTORY_CHARS) });
+    controlled.current().reply({ text: "Z".repeat(3 * MAX_HISTORY_BYTES) });
     await next;
     // One exchange larger than the bound alone: only it is kept, each message cut to half the bound.
     const last = runtime.bridge.sessionsPrompt({ sessionId, prompt: "f" });
@@ -100,10 +100,21 @@ describe("session lifecycle (SPEC §2.2)", () => {
     const history = controlled.current().ctx.history;
     expect(history.map((message) => [message.role, message.content.length])).toEqual([
       ["user", 1],
-      ["assistant", MAX_HISTORY_CHARS / 2],
+      ["assistant", MAX_HISTORY_BYTES / 2],
     ]);
-    controlled.current().reply();
+    // Bytes, not characters: a reply of a sixth of the bound in control characters is 6 bytes each in JSON.
+    controlled.current().reply({ text: "\u0001".repeat(MAX_HISTORY_BYTES / 6 + 1) });
     await last;
+    const after = runtime.bridge.sessionsPrompt({ sessionId, prompt: "g" });
+    await settle();
+    const bounded = controlled.current().ctx.history;
+    expect(bounded.map((message) => [message.role, message.content.length])).toEqual([
+      ["user", 1],
+      ["assistant", Math.floor(MAX_HISTORY_BYTES / 2 / 6)],
+    ]);
+    expect(Buffer.byteLength(JSON.stringify(bounded.map((message) => message.content)))).toBeLessThanOrEqual(MAX_HISTORY_BYTES);
+    controlled.current().reply();
+    await after;
   });
 
   it("refuses a prompt past maxQueuedPrompts with BUSY (retryable, session valid)", async () => {
