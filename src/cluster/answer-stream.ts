@@ -11,7 +11,7 @@
  */
 import { BridgeError } from "../errors.js";
 import { quotaExceeded } from "../server/quotas.js";
-import { isNotFound, keepReplicas, natsError, natsJetstream, natsToken, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
+import { keepReplicas, natsError, natsJetstream, natsToken, replicasError, streamConfig, type ClusterConnection, type Replicas } from "./nats-connection.js";
 
 const NANOS_PER_MS = 1_000_000;
 /** The most the stream keeps, whatever its age: past it an answer is refused, none kept is dropped for it. */
@@ -90,14 +90,8 @@ export class ClusterAnswers {
       max_msgs_per_subject: perSender.answers,
       discard_new_per_subject: true,
     };
-    let exists = true;
-    try {
-      await connection.manager.streams.info(stream);
-    } catch (error) {
-      if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
-      exists = false;
-    }
-    if (exists) await keepReplicas(connection, stream, replicas, bounds);
+    const existing = await streamConfig(connection, stream);
+    if (existing !== undefined) await keepReplicas(connection, stream, replicas, bounds, existing);
     else {
       try {
         await connection.manager.streams.add({

@@ -13,7 +13,17 @@
 import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { BridgeError } from "../errors.js";
 import { PRIORITIES, type Priority } from "../protocol/envelope.js";
-import { isNotFound, keepReplicas, natsError, natsJetstream, natsToken, replicasError, type ClusterConnection, type Replicas } from "./nats-connection.js";
+import {
+  isNotFound,
+  keepReplicas,
+  natsError,
+  natsJetstream,
+  natsToken,
+  replicasError,
+  streamConfig,
+  type ClusterConnection,
+  type Replicas,
+} from "./nats-connection.js";
 
 /** The stream and subjects messages use unless told otherwise. */
 export const DEFAULT_MESSAGE_STREAM = "TROUPE_MESSAGES";
@@ -131,15 +141,9 @@ export class ClusterMessageStream {
       limits === undefined
         ? {}
         : { max_msgs_per_subject: limits.perRecipientPriority, max_bytes: limits.maxBytes, discard: DiscardPolicy.New, discard_new_per_subject: true };
-    let exists = true;
-    try {
-      await connection.manager.streams.info(stream);
-    } catch (error) {
-      if (!isNotFound(error)) throw natsError(error, connection.where, `reading the stream ${stream}`);
-      exists = false;
-    }
-    if (exists) {
-      if (options.replicas !== undefined || limits !== undefined) await keepReplicas(connection, stream, options.replicas, bounds);
+    const existing = await streamConfig(connection, stream);
+    if (existing !== undefined) {
+      if (options.replicas !== undefined || limits !== undefined) await keepReplicas(connection, stream, options.replicas, bounds, existing);
     } else {
       const replicas = options.replicas ?? 1;
       try {

@@ -4,7 +4,7 @@
  * first connection opens, so importing troupe loads none of them.
  */
 import { lazyImport } from "../lazy-modules.js";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import type { KV, Kvm, KvOptions } from "@nats-io/kv";
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 import { BridgeError, toBridgeError } from "../errors.js";
@@ -215,20 +215,32 @@ export type Replicas = (typeof REPLICA_COUNTS)[number];
 /** JetStream's errors for copies it cannot keep: not clustered (10074), too few servers (10005), too little room (10023). */
 const REPLICAS_REFUSED = new Set([10074, 10005, 10023]);
 
+/** The settings of stream `stream`, or `undefined` when there is none yet. TRANSPORT or INTERNAL when NATS fails. */
+export async function streamConfig(connection: ClusterConnection, stream: string): Promise<StreamConfig | undefined> {
+  try {
+    return (await connection.manager.streams.info(stream)).config;
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw natsError(error, connection.where, `reading the stream ${stream}`);
+  }
+}
+
 /**
  * Brings stream `stream` (a key-value bucket's is `KV_<bucket>`) to `replicas` copies and to `settings` (JetStream
  * stream fields, e.g. limits or subjects) where it differs (made with other settings, or by hand): the nodes' settings are the
- * cluster's. One read, and one update when something differs. CONFIG when NATS cannot keep as many copies.
+ * cluster's. One read (none when its settings `known` were just read), and one update when something differs.
+ * CONFIG when NATS cannot keep as many copies.
  */
 export async function keepReplicas(
   connection: ClusterConnection,
   stream: string,
   replicas: Replicas | undefined,
   settings: Record<string, unknown> = {},
+  known?: StreamConfig,
 ): Promise<void> {
   const wanted: Record<string, unknown> = { ...settings, ...(replicas === undefined ? {} : { num_replicas: replicas }) };
   try {
-    const { config } = await connection.manager.streams.info(stream);
+    const config = known ?? (await connection.manager.streams.info(stream)).config;
     const current = config as unknown as Record<string, unknown>;
     // Compared as JSON: a stream's subjects are a list.
     if (Object.entries(wanted).some(([field, value]) => JSON.stringify(current[field]) !== JSON.stringify(value)))
