@@ -195,7 +195,6 @@ export class AgentRegistry {
    */
   async restore(): Promise<AgentDescriptor[]> {
     const records = await this.readAllStored();
-    records.sort((left, right) => left.registeredAt - right.registeredAt);
     return records.map((record) => this.applyStored(record.descriptor.agent_id, record) as AgentDescriptor);
   }
 
@@ -208,9 +207,10 @@ export class AgentRegistry {
     return record ?? undefined;
   }
 
-  /** Reads every registration from the store, for a cluster node whose connection to the others was away. */
+  /** Reads every registration from the store, oldest first (as they are listed). */
   async readAllStored(): Promise<StoredRegistration[]> {
-    return (await this.store().list("agents")).map(({ value }) => value as StoredRegistration);
+    const records = (await this.store().list("agents")).map(({ value }) => value as StoredRegistration);
+    return records.sort((left, right) => left.registeredAt - right.registeredAt);
   }
 
   /** The agents registered through `POST /agents/register` (here, or on another node of a cluster). */

@@ -386,7 +386,9 @@ export class CommunicationBus {
         this.a2a.adoptSessions(this.runtime.restoredSessions());
         await this.a2a.adoptTasks(await loadA2aTasks(this.runtime.store, this.ownership.nodeId), { replace: false });
       }
-      for (const descriptor of await this.registry.restore()) this.giveActor(descriptor);
+      // On a cluster node, every registration read is trusted for a lease time (not read again at its first use).
+      if (this.clusterRegistrations !== undefined) await this.clusterRegistrations.readEverything();
+      else for (const descriptor of await this.registry.restore()) this.giveActor(descriptor);
       this.runtimeAgents.start();
       this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
       // Before the bus listens: restored messages go into their queues before any new one.

@@ -157,10 +157,11 @@ export class ClusterRegistrations {
 
   /**
    * Reads every registration from the store and makes this node's what changed: given, replaced, or forgotten
-   * (a deregistered agent's socket closed). Those changed here meanwhile are left as they are. A failure is
-   * reported; each registration is then read again at its first use after `maxAgeMs`.
+   * (a deregistered agent's socket closed), each trusted for `maxAgeMs` from then on. Those changed here meanwhile,
+   * or being read after a nudge, are left as they are. What a node does as it starts, and when NATS comes back.
+   * Rejects with the store's error (a resync under way is joined).
    */
-  private async resync(): Promise<void> {
+  async readEverything(): Promise<void> {
     if (this.changedDuringResync !== undefined) return;
     const changed = new Set<string>();
     this.changedDuringResync = changed;
@@ -181,13 +182,20 @@ export class ClusterRegistrations {
         this.options.apply(agentId, undefined);
         this.checkedAt.delete(agentId);
       }
+    } finally {
+      this.changedDuringResync = undefined;
+    }
+  }
+
+  /** `readEverything` after NATS came back: a failure is reported, and each registration is read again at its next use. */
+  private async resync(): Promise<void> {
+    try {
+      await this.readEverything();
     } catch (error) {
       this.checkedAt.clear();
       process.emitWarning(`troupe: the registrations could not be read again after NATS came back: ${toBridgeError(error).message}; each is at its next use`, {
         code: "TROUPE_CLUSTER",
       });
-    } finally {
-      this.changedDuringResync = undefined;
     }
   }
 

@@ -168,6 +168,20 @@ describe("registrations across a cluster", () => {
     expect(refused?.body.error).toMatchObject({ type: "NOT_FOUND", details: { agentId: WORKER } });
   }, 30_000);
 
+  it("trusts for a lease time the registrations a node read as it started: their first use reads none again", async () => {
+    const cluster = await newCluster();
+    const a = await node(cluster, "node-a");
+    await register(a, WORKER);
+    const bossToken = (await register(a, BOSS)) as string;
+    const b = await node(cluster, "node-b");
+    // Gone from the store behind every node's back: node B, which read it at its start, does not look again yet.
+    await postgres.query("DELETE FROM troupe.records WHERE collection = 'agents' AND id = $1", [WORKER], cluster.name);
+    expect((await sendAs(b, BOSS, bossToken)).status).toBe(202);
+    // A node that starts now reads the store as it is.
+    const c = await node(cluster, "node-c");
+    expect((await sendAs(c, BOSS, bossToken)).body.error).toMatchObject({ type: "NOT_FOUND", details: { agentId: WORKER } });
+  }, 30_000);
+
   it("reads again, once its NATS connection is back, the registrations of the agents connected to it", async () => {
     const own = await startNats();
     try {
