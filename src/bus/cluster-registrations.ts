@@ -136,6 +136,8 @@ export class ClusterRegistrations {
         do {
           reading.again = false;
           reading.overtaken = false;
+          // Begun while every registration is read again: newer than what that read will say of this one.
+          const newerThan = this.changedDuringResync;
           const stored = await this.options.read(agentId);
           if (this.stopped) return;
           // Changed here after the read began: what the store said is older than what this node holds.
@@ -144,6 +146,7 @@ export class ClusterRegistrations {
             continue;
           }
           this.options.apply(agentId, stored);
+          newerThan?.add(agentId);
           if (stored === undefined) this.checkedAt.delete(agentId);
           else this.checkedAt.set(agentId, this.options.clock.now());
         } while (reading.again);
