@@ -32,7 +32,7 @@ import type { CommunicationBus } from "../bus/bus.js";
 import { pageOf, pageRequestOf } from "../bus/pagination.js";
 import { BridgeError, isServiceUnavailable, toBridgeError } from "../errors.js";
 import type { Runtime } from "../runtime/runtime.js";
-import { HttpAnswer, type RouteRequest } from "../server/http-server.js";
+import { clientGone, HttpAnswer, type RouteRequest } from "../server/http-server.js";
 import type { A2aRecords, A2aTaskRecord } from "./a2a-records.js";
 import { ANSWER_BODY, ANSWER_HEAD, type A2aRemote, type AnswerPieces, type ForwardedA2aRequest } from "./a2a-remote.js";
 import { agentCardOf, agentUrlOf, type CardSubject } from "./agent-cards.js";
@@ -257,11 +257,7 @@ export class A2aServer {
       return;
     }
     pieces(ANSWER_HEAD, JSON.stringify({ status: 200, headers: { ...answer.headers, ...SSE_HEADERS } }));
-    const gone = new Promise<"gone">((resolve) => {
-      if (signal.aborted) resolve("gone");
-      else signal.addEventListener("abort", () => resolve("gone"), { once: true });
-    });
-    await this.pump(answer, (chunk) => Promise.resolve(pieces(ANSWER_BODY, chunk)), gone);
+    await this.pump(answer, (chunk) => Promise.resolve(pieces(ANSWER_BODY, chunk)), goneWhen(signal));
   }
 
   /**
@@ -304,8 +300,7 @@ export class A2aServer {
    * its body (a JSON answer, or a stream of events). A stream that breaks once begun ends with an error event.
    */
   private async relay(nodeId: string, request: ForwardedA2aRequest, res: ServerResponse, id: string | number | null): Promise<void> {
-    const gone = new AbortController();
-    res.once("close", () => gone.abort());
+    const gone = clientGone(res);
     let head = "";
     let streaming = false;
     const open = (): void => {
@@ -329,7 +324,7 @@ export class A2aServer {
       res.write(text);
     };
     try {
-      await this.cluster!.remote.forward(nodeId, request, write, gone.signal);
+      await this.cluster!.remote.forward(nodeId, request, write, gone);
       open();
     } catch (error) {
       if (!res.headersSent) throw error;
@@ -423,7 +418,7 @@ export class A2aServer {
     res.writeHead(200, { ...answer.headers, ...SSE_HEADERS });
     res.flushHeaders();
     this.streams.add(res);
-    const gone = new Promise<"gone">((resolve) => res.once("close", () => resolve("gone")));
+    const gone = goneWhen(clientGone(res));
     try {
       await this.pump(
         answer,
@@ -520,4 +515,12 @@ export class A2aServer {
     const busUrl = new URL(this.bus.url);
     return host !== undefined && /^[A-Za-z0-9.\-:[\]]+$/.test(host) ? `${busUrl.protocol}//${host}` : busUrl.origin;
   }
+}
+
+/** Resolves with "gone" once `signal` is aborted (the reader of an answer went away): what a pump races its reads with. */
+function goneWhen(signal: AbortSignal): Promise<"gone"> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve("gone");
+    else signal.addEventListener("abort", () => resolve("gone"), { once: true });
+  });
 }

@@ -122,7 +122,7 @@ export interface RouteRequest {
 }
 
 /** A signal aborted when the response closes before it was written in full: its client went away. */
-function clientGone(res: ServerResponse): AbortSignal {
+export function clientGone(res: ServerResponse): AbortSignal {
   const controller = new AbortController();
   res.once("close", () => {
     if (!res.writableFinished) controller.abort(new BridgeError("CANCELLED", "The client went away before its answer"));
