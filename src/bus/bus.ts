@@ -393,7 +393,7 @@ export class CommunicationBus {
       this.detachMessenger = this.runtime.attachMessenger(this.runtimeAgents);
       // Before the bus listens: restored messages go into their queues before any new one.
       await this.deliveries.restore();
-      await this.watchStoredDeadlines();
+      if (this.clusterNode !== undefined) await this.watchStoredDeadlines(this.clusterNode.nodeId);
       this.http = await startHttpServer(this.runtime, {
         port: this.options.port,
         host: this.options.host,
@@ -790,7 +790,7 @@ export class CommunicationBus {
       },
       adoptA2aTasks: (records, options) => this.a2a.adoptTasks(records, options),
       resumeWorkflows: (sessionIds) => this.sessionManager.resume(sessionIds),
-      watchDeadlines: () => this.watchStoredDeadlines(),
+      watchDeadlines: (deadNode) => this.watchStoredDeadlines(deadNode),
       halt: async () => {
         this.sessionManager.stop();
         await this.runtime.dropSessions();
@@ -969,7 +969,7 @@ export class CommunicationBus {
    */
   private async handOff(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): Promise<{ duplicate: boolean }> {
     const stream = this.clusterDeliveries as ClusterDeliveries;
-    this.deliveries.record(envelope, acceptedAt, timeoutMs);
+    this.deliveries.record(envelope, acceptedAt, timeoutMs, (this.clusterNode as ClusterNode).nodeId);
     try {
       await this.persisted();
       const published = await stream.publish(envelope, acceptedAt, timeoutMs);
@@ -1009,9 +1009,11 @@ export class CommunicationBus {
   /**
    * A cluster node starting, or taking over a dead node, watches the deadlines of every unfinished message in the
    * store: the node that accepted a message for an agent connected nowhere watched its deadline, and may be gone.
+   * And it publishes again what `deadNode` (the dead one, or this node's previous run) recorded and may not have
+   * published.
    */
-  private async watchStoredDeadlines(): Promise<void> {
-    await this.clusterDeliveries?.watchStored();
+  private async watchStoredDeadlines(deadNode: string): Promise<void> {
+    await this.clusterDeliveries?.watchStored(deadNode);
   }
 
   /** A node cut from NATS refuses new messages at once (503) instead of waiting for a publish to time out. */

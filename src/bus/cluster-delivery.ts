@@ -21,6 +21,8 @@ interface StreamedRecord {
   timeoutMs: number;
   /** Which of its targets it goes to: 0 (its recipient), or the fallback agent a node handed it to. */
   targetIndex?: number;
+  /** In its `messages` record: the node that accepted it, and published it (or was killed before it could). */
+  node?: string;
 }
 
 /** How long a pulled message the node could not take now (its queue full, the store unreachable) waits before it is pulled again. */
@@ -31,6 +33,14 @@ const SWEEP_GRACE_MS = 100;
 /** Messages one look takes from the stream; a full batch means more may wait: it looks again this soon. */
 const SWEEP_BATCH = 100;
 const SWEEP_AGAIN_MS = 1_000;
+
+/**
+ * How much sooner than the stream's duplicate window a recorded message is published again (`watchStored`): the
+ * times compared are the accepting node's, this node's and the NATS server's clocks, which may differ by this much.
+ */
+const REPUBLISH_MARGIN_MS = 30_000;
+/** Recorded messages published again at once. */
+const REPUBLISH_BATCH = 64;
 
 /** How long a pull that failed to start waits before it is tried again. */
 const PULL_RETRY_MS = 1_000;
@@ -128,13 +138,23 @@ export class ClusterDeliveries {
    * Watches the deadline of every message the shared store holds unfinished, for each of its targets: what a
    * node does when it starts and when it takes over a dead node, whose watches died with it. A message whose
    * agent is connected somewhere costs one look at its deadline (the node that holds it times it out); one
-   * whose agent is connected nowhere dies at its deadline here. Resolves with the messages watched.
+   * whose agent is connected nowhere dies at its deadline here.
+   *
+   * And the messages node `deadNode` (the one taken over, or this node's previous run) accepted are published
+   * again, under their key: it may have been killed between committing a message's record and publishing it,
+   * which left a record that no delivery would ever end. The stream answers `duplicate` for those it has had
+   * (acked or not) within its duplicate window, so only records that recent are published again. Resolves with
+   * the messages watched and those the stream did not have.
    */
-  async watchStored(): Promise<number> {
-    if (this.stopped) return 0;
+  async watchStored(deadNode: string): Promise<{ watched: number; republished: number }> {
     let watched = 0;
+    let republished = 0;
+    let failed: string | undefined;
+    if (this.stopped) return { watched, republished };
+    const recentSince = this.options.clock.now() - (this.options.node.messages.duplicateWindowMs - REPUBLISH_MARGIN_MS);
     // A page at a time: the stream's bounds bound the messages, not what one read may hold.
     for await (const page of listPages(this.options.store(), "messages")) {
+      const unsure: StreamedRecord[] = [];
       for (const { value } of page) {
         const record = asRecord(value);
         if (record === undefined) continue;
@@ -142,9 +162,27 @@ export class ClusterDeliveries {
         this.watch(record.envelope.recipient.agent_id, deadline);
         for (const fallback of record.envelope.routing?.fallback_agents ?? []) this.watch(fallback, deadline);
         watched += 1;
+        if (record.node === deadNode && record.acceptedAt > recentSince) unsure.push(record);
+      }
+      for (let start = 0; start < unsure.length && !this.stopped; start += REPUBLISH_BATCH) {
+        const batch = unsure.slice(start, start + REPUBLISH_BATCH);
+        const answers = await Promise.allSettled(batch.map(({ envelope, acceptedAt, timeoutMs }) => this.publish(envelope, acceptedAt, timeoutMs)));
+        for (const answer of answers) {
+          if (answer.status === "fulfilled") republished += answer.value.duplicate ? 0 : 1;
+          else failed ??= toBridgeError(answer.reason).message;
+        }
       }
     }
-    return watched;
+    if (republished > 0) {
+      process.emitWarning(`troupe: ${republished} messages node ${deadNode} recorded and had not published (it died first) were published now`, {
+        code: "TROUPE_CLUSTER",
+      });
+    }
+    // Left as they are: a sender's next try publishes its message.
+    if (failed !== undefined) {
+      process.emitWarning(`troupe: messages node ${deadNode} recorded could not all be published again: ${failed}`, { code: "TROUPE_CLUSTER" });
+    }
+    return { watched, republished };
   }
 
   /**

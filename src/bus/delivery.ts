@@ -137,6 +137,8 @@ interface StoredMessage {
   envelope: MessageEnvelope;
   acceptedAt: number;
   timeoutMs: number;
+  /** On a cluster: the node that accepted it and publishes it to the stream (docs/cluster.md, "How a message goes"). */
+  node?: string;
   /** Acceptance order over the bus's whole life, restarts included: restored queues keep it. */
   order: number;
   state: StoredDeliveryState;
@@ -464,10 +466,10 @@ export class Deliveries implements DeliveryPoolHost {
    * a delivery find it, and its `message.accepted` event, as a delivery here would announce it (the delivery that
    * takes it from the stream, on whichever node, does not announce it again).
    */
-  record(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number): void {
+  record(envelope: MessageEnvelope, acceptedAt: number, timeoutMs: number, node: string): void {
     const key = messageKeyOf(envelope);
     if (this.options.persistent) {
-      const record: StoredMessage = { envelope, acceptedAt, timeoutMs, order: this.nextOrder++, state: NEW_STATE };
+      const record: StoredMessage = { envelope, acceptedAt, timeoutMs, node, order: this.nextOrder++, state: NEW_STATE };
       this.options.store().put("messages", key, record);
     }
     const { hub } = this.options.runtime;

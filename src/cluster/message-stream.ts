@@ -110,17 +110,27 @@ export class ClusterMessageStream {
   readonly #stream: string;
   readonly #prefix: string;
   readonly #ackWaitMs: number;
+  readonly #duplicateWindowMs: number;
 
-  private constructor(connection: ClusterConnection, stream: string, prefix: string, ackWaitMs: number) {
+  private constructor(connection: ClusterConnection, stream: string, prefix: string, ackWaitMs: number, duplicateWindowMs: number) {
     this.#connection = connection;
     this.#stream = stream;
     this.#prefix = prefix;
     this.#ackWaitMs = ackWaitMs;
+    this.#duplicateWindowMs = duplicateWindowMs;
   }
 
   /** How long a pulled message may stay unacknowledged before it is delivered again. */
   get ackWaitMs(): number {
     return this.#ackWaitMs;
+  }
+
+  /**
+   * How long after a message is published the stream takes another publish of its key for the same message
+   * (answered `duplicate`, not stored again), acked or not: the stream's own setting, as it was made.
+   */
+  get duplicateWindowMs(): number {
+    return this.#duplicateWindowMs;
   }
 
   /**
@@ -160,7 +170,8 @@ export class ClusterMessageStream {
         throw replicasError(addError, connection.where, stream, replicas) ?? natsError(addError, connection.where, `creating the stream ${stream}`);
       }
     }
-    return new ClusterMessageStream(connection, stream, prefix, ackWaitMs);
+    const window = existing?.duplicate_window === undefined ? duplicateWindowMs : Math.floor(existing.duplicate_window / NANOS_PER_MS);
+    return new ClusterMessageStream(connection, stream, prefix, ackWaitMs, window);
   }
 
   /** Stores a message in the stream; resolves once JetStream has it (durable on the server's disk). TRANSPORT when NATS does not answer. */

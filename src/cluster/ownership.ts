@@ -53,8 +53,11 @@ export interface OwnershipHost {
    * (its lease taken back, what others took over meanwhile being theirs).
    */
   adoptA2aTasks(records: A2aTaskRecord[], options: { replace: boolean }): Promise<void>;
-  /** Watches the deadlines of the messages the store holds unfinished: a dead node's watches died with it. */
-  watchDeadlines(): Promise<void>;
+  /**
+   * Watches the deadlines of the messages the store holds unfinished (a dead node's watches died with it), and
+   * publishes again those `deadNode` recorded that the stream may not have (it died between the two).
+   */
+  watchDeadlines(deadNode: string): Promise<void>;
   /** Sends again the pending tasks of restored auto workflows (once the bus takes messages). */
   resumeWorkflows(sessionIds: string[]): void;
   /** Stops every workflow actor and bridge session of this node, writing nothing: the node lost its lease. */
@@ -462,7 +465,7 @@ export class NodeOwnership implements RecordOwner {
       this.#host.resumeWorkflows(adopted);
       this.#host.announce("cluster.takeover", { fromNode: nodeId, workflows: adopted.length, sessions });
       // Last: a store that fails this read leaves the scan's warning, and the node's next start watches them.
-      await this.#host.watchDeadlines();
+      await this.#host.watchDeadlines(nodeId);
     } finally {
       this.#restoring -= 1;
       await this.#cluster.leases.release(lease).catch(() => undefined);

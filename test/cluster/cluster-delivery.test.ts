@@ -11,6 +11,7 @@ import { frameText } from "../../src/protocol/frames.js";
 import type { WriteOptions } from "../../src/store/store.js";
 import { call, connect, envelope, rawConnect, register, statusOf, until, type RawAgent } from "../bus/support.js";
 import { useEngines } from "../support/engines.js";
+import { waitForAsync } from "../support/serve-process.js";
 import type { NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { newTestCluster, startTestNode, type TestCluster, type TestNodeOptions } from "../support/cluster-nodes.js";
@@ -121,6 +122,22 @@ class SteeredStore implements Store {
   }
 }
 
+/**
+ * Writes `messages` records from boss to worker as a node writes them before it publishes, naming `node`,
+ * accepted `agoMs` ago with a deadline well ahead, and publishes none: what a node killed between the two leaves.
+ */
+async function plant(cluster: TestCluster, records: Array<{ node: string; agoMs: number }>): Promise<Array<{ key: string; message_id: string }>> {
+  const writer = await openPostgresStore({ url: cluster.database, exclusive: false });
+  const planted = records.map(({ node: nodeId, agoMs }, order) => {
+    const parsed = parseEnvelope(retried("test://boss", "test://worker", "60s"), 300_000);
+    const state = { status: "accepted", targetIndex: 0, retries: 0, attempts: 0, lastError: null, phaseDeadline: null };
+    writer.put("messages", messageKeyOf(parsed), { envelope: parsed, acceptedAt: Date.now() - agoMs, timeoutMs: 160_000, node: nodeId, order, state });
+    return { key: messageKeyOf(parsed), message_id: parsed.message_id };
+  });
+  await writer.close();
+  return planted;
+}
+
 /** Messages that survive a dropped socket: a few retries, a deadline far enough for a reconnection. */
 function retried(from: string, to: string, timeout = "20s"): Record<string, unknown> {
   return envelope(from, to, {
@@ -223,6 +240,47 @@ describe("the cluster's deliveries", () => {
     const forged = { ...answerTo("answer-3"), payload: { other: "content" } };
     expect(await call(b, "POST", "/messages/send", forged)).toMatchObject({ status: 409 });
     expect(await storedIds(cluster, "messages")).toContain(kept);
+  }, 30_000);
+
+  it("publishes at its start what its previous run recorded and never published (killed between the two), when it is recent enough", async () => {
+    const cluster = await newCluster();
+    let a = await node(cluster, "node-a");
+    await register(a, "test://boss", "test://worker");
+    await a.stop();
+    // What a run killed between committing records and publishing them leaves.
+    const planted = await plant(cluster, [
+      { node: "node-a", agoMs: 0 },
+      // Older than the stream's duplicate window less its margin: the stream could not say whether it had it.
+      { node: "node-a", agoMs: 100_000 },
+      // Another node's: that node's next run, or its takeover, publishes it.
+      { node: "node-z", agoMs: 0 },
+    ]);
+    a = await node(cluster, "node-a");
+    const worker = await ackingConnect(a, "test://worker");
+    const after = retried("test://boss", "test://worker");
+    expect((await call(a, "POST", "/messages/send", after)).status).toBe(202);
+    await until(() => idsOf(worker).includes(after.message_id as string), 10_000);
+    expect(idsOf(worker)).toEqual([planted[0]!.message_id, after.message_id].sort());
+    // Its record is gone with its end; the two left out keep theirs.
+    await waitForAsync(async () => !(await storedIds(cluster, "messages")).includes(planted[0]!.key), 10_000);
+    expect(await storedIds(cluster, "messages")).toEqual([planted[1]!.key, planted[2]!.key].sort());
+  }, 30_000);
+
+  it("publishes what a node it takes over recorded and never published, once, and nothing it published already", async () => {
+    const cluster = await newCluster();
+    const [a, b] = [await node(cluster, "node-a", { leaseMs: 1_000 }), await node(cluster, "node-b", { leaseMs: 1_000 })];
+    await register(a, "test://boss", "test://worker");
+    const published = retried("test://boss", "test://worker");
+    expect((await call(a, "POST", "/messages/send", published)).status).toBe(202);
+    const [orphan] = await plant(cluster, [{ node: "node-a", agoMs: 0 }]);
+    // node-a is cut from NATS, as a killed node is for the others: node-b takes it over.
+    await a.cluster!.close();
+    const worker = await ackingConnect(b, "test://worker");
+    await until(() => idsOf(worker).length === 2, 15_000);
+    expect(idsOf(worker)).toEqual([published.message_id, orphan!.message_id].sort());
+    await waitForAsync(async () => (await storedIds(cluster, "messages")).length === 0, 10_000);
+    // Each written once (acknowledged at once, neither comes again).
+    expect(worker.frames.map((frame: { message_id: string }) => frame.message_id).sort()).toEqual(idsOf(worker));
   }, 30_000);
 
   it("removes at its start the records of messages whose end the store has, and keeps the others", async () => {
