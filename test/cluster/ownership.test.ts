@@ -298,15 +298,17 @@ describe("workflow ownership", () => {
 describe("nodes joining and leaving", () => {
   it("hands the workflows of a node that stops with its runtime to a survivor at its next scan, without waiting for the lease time", async () => {
     const cluster = newCluster();
-    const [a, b] = [await startNode(cluster, "node-a", { ownsRuntime: true }), await startNode(cluster, "node-b")];
+    // A lease long enough that its next scan (every half lease) comes well before it would run out, even on a loaded machine.
+    const leaseMs = 4 * LEASE_MS;
+    const [a, b] = [await startNode(cluster, "node-a", { ownsRuntime: true, leaseMs }), await startNode(cluster, "node-b", { leaseMs })];
     // A runtime the bus makes has no agents: the workflow's agents are remote ones.
     const sessionId = a.bus.sessionManager.createSession(LEAD, [{ agent_id: "cli://dev", role: "dev" }], [{ name: "design", required_agents: ["cli://dev"] }]);
     await a.bus.sessionManager.whenDurable();
     await a.bus.stop();
     // Its lease is released as it stops: no survivor waits for it to run out.
     const stoppedAt = performance.now();
-    await until(() => b.bus.sessionManager.runs(sessionId), 3 * LEASE_MS);
-    expect(performance.now() - stoppedAt).toBeLessThan(LEASE_MS);
+    await until(() => b.bus.sessionManager.runs(sessionId), 3 * leaseMs);
+    expect(performance.now() - stoppedAt).toBeLessThan(leaseMs);
     expect(await storedRecord(b, sessionId)).toMatchObject({ node: "node-b" });
   }, 30_000);
 
