@@ -9,12 +9,19 @@
  */
 export const REPEATED_SIGNAL_MS = 1_000;
 
+/**
+ * Under a package manager, how late npm's copy of the first signal may come and still be taken for it: a loaded
+ * machine was seen to deliver it more than a second after the terminal's.
+ */
+export const FORWARDED_SIGNAL_MS = 10_000;
+
 export interface SignalHandlingOptions {
   /**
    * Whether a package manager (`npm start`) runs this process: it forwards every signal it gets, so a terminal's
-   * Ctrl-C reaches the process twice, once from the terminal and once from npm. The first repeat is then that
-   * copy however late it comes (a loaded machine delays either one by seconds). Default: npm, yarn and pnpm say
-   * so in `npm_lifecycle_event`.
+   * Ctrl-C reaches the process twice, once from the terminal and once from npm. The first repeat of the same
+   * signal within `FORWARDED_SIGNAL_MS` is then that copy (a loaded machine delays either one by seconds).
+   * Default: npm, yarn and pnpm say so in `npm_lifecycle_event` (which their processes' children inherit: there,
+   * a deliberate second signal of the same kind within that time is taken for a copy, and a third one ends it).
    */
   readonly forwarded?: boolean;
   /** Ends the process with the signal; by default the signal itself, with no handler left to catch it. */
@@ -25,12 +32,13 @@ export interface SignalHandlingOptions {
 
 /**
  * Calls `onFirst` at the first of `signals`. A repeat less than `REPEATED_SIGNAL_MS` after it, and under a
- * package manager the first repeat whenever it comes, is the same signal seen twice and ignored; any other
- * ends the process with that signal. Returns the function that removes the handlers.
+ * package manager the first repeat of the same signal less than `FORWARDED_SIGNAL_MS` after it, is the same
+ * signal seen twice and ignored; any other ends the process with that signal. Returns the function that removes
+ * the handlers.
  */
 export function handleSignals(signals: NodeJS.Signals[], onFirst: (signal: NodeJS.Signals) => void, options: SignalHandlingOptions = {}): () => void {
   const { forwarded = process.env.npm_lifecycle_event !== undefined, now = () => performance.now() } = options;
-  let firstAt: number | undefined;
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   let forwardSeen = !forwarded;
   const dispose = (): void => {
     for (const signal of signals) process.off(signal, handler);
@@ -43,14 +51,14 @@ export function handleSignals(signals: NodeJS.Signals[], onFirst: (signal: NodeJ
     });
   const handler = (signal: NodeJS.Signals): void => {
     const at = now();
-    if (firstAt === undefined) {
-      firstAt = at;
+    if (first === undefined) {
+      first = { signal, at };
       onFirst(signal);
-    } else if (!forwardSeen) {
-      forwardSeen = true;
-    } else if (at - firstAt >= REPEATED_SIGNAL_MS) {
-      kill(signal);
+      return;
     }
+    const since = at - first.at;
+    if (!forwardSeen && signal === first.signal && since < FORWARDED_SIGNAL_MS) forwardSeen = true;
+    else if (since >= REPEATED_SIGNAL_MS) kill(signal);
   };
   for (const signal of signals) process.on(signal, handler);
   return dispose;

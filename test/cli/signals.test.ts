@@ -3,7 +3,7 @@
  * taken for an impatient second one, however late the copy comes; a real second one ends the process.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { handleSignals, REPEATED_SIGNAL_MS } from "../../src/cli/signals.js";
+import { FORWARDED_SIGNAL_MS, handleSignals, REPEATED_SIGNAL_MS } from "../../src/cli/signals.js";
 
 const disposers: Array<() => void> = [];
 afterEach(() => {
@@ -30,13 +30,24 @@ function handled(forwarded: boolean): { events: string[]; signal: (signal: NodeJ
 }
 
 describe("handleSignals", () => {
-  it("under npm takes the first repeat for npm's copy of the same Ctrl-C, however late it comes, and a later one for a second Ctrl-C", () => {
+  it("under npm takes the first repeat of the same signal for npm's copy of it, seconds late, and a later one for a second Ctrl-C", () => {
     const { events, signal } = handled(true);
     signal("SIGINT", 0);
     signal("SIGINT", 5 * REPEATED_SIGNAL_MS);
     expect(events).toEqual(["stop on SIGINT"]);
     signal("SIGINT", 5 * REPEATED_SIGNAL_MS + 1);
     expect(events).toEqual(["stop on SIGINT", "killed by SIGINT"]);
+  });
+
+  it("under npm takes no other signal, nor one past FORWARDED_SIGNAL_MS, for npm's copy", () => {
+    const other = handled(true);
+    other.signal("SIGTERM", 0);
+    other.signal("SIGINT", 2 * REPEATED_SIGNAL_MS);
+    expect(other.events).toEqual(["stop on SIGTERM", "killed by SIGINT"]);
+    const late = handled(true);
+    late.signal("SIGINT", 0);
+    late.signal("SIGINT", FORWARDED_SIGNAL_MS);
+    expect(late.events).toEqual(["stop on SIGINT", "killed by SIGINT"]);
   });
 
   it("without npm takes a repeat within REPEATED_SIGNAL_MS for the same signal and a later one for a second", () => {
