@@ -164,11 +164,12 @@ export class ClusterDeliveries {
         watched += 1;
         if (record.node === deadNode && record.acceptedAt > recentSince) unsure.push(record);
       }
-      for (let start = 0; start < unsure.length && !this.stopped; start += REPUBLISH_BATCH) {
-        const batch = unsure.slice(start, start + REPUBLISH_BATCH);
+      for (let start = 0; start < unsure.length && !this.stopped && failed === undefined; start += REPUBLISH_BATCH) {
+        const batch = await this.neverTaken(unsure.slice(start, start + REPUBLISH_BATCH));
         const answers = await Promise.allSettled(batch.map(({ envelope, acceptedAt, timeoutMs }) => this.publish(envelope, acceptedAt, timeoutMs)));
         for (const answer of answers) {
           if (answer.status === "fulfilled") republished += answer.value.duplicate ? 0 : 1;
+          // NATS away or the stream full: the others would fail the same way, each after its timeout.
           else failed ??= toBridgeError(answer.reason).message;
         }
       }
@@ -183,6 +184,25 @@ export class ClusterDeliveries {
       process.emitWarning(`troupe: messages node ${deadNode} recorded could not all be published again: ${failed}`, { code: "TROUPE_CLUSTER" });
     }
     return { watched, republished };
+  }
+
+  /**
+   * The records of `records` whose message no node has taken: a node that pulls a message writes its state
+   * (`message_status`) as its delivery goes, and may have handed it to a fallback agent and acked its first copy,
+   * which the stream then forgets once its server restarts. Those are not published again, whatever the stream
+   * says. A store that does not answer keeps them all out.
+   */
+  private async neverTaken(records: StreamedRecord[]): Promise<StreamedRecord[]> {
+    const store = this.options.store();
+    const states = await Promise.all(
+      records.map(({ envelope }) =>
+        store.get("message_status", messageKeyOf(envelope)).then(
+          (state) => state ?? undefined,
+          () => "unknown",
+        ),
+      ),
+    );
+    return records.filter((_, index) => states[index] === undefined);
   }
 
   /**

@@ -12,7 +12,7 @@ import type { WriteOptions } from "../../src/store/store.js";
 import { call, connect, envelope, rawConnect, register, statusOf, until, type RawAgent } from "../bus/support.js";
 import { useEngines } from "../support/engines.js";
 import { waitForAsync } from "../support/serve-process.js";
-import type { NatsServer } from "../support/nats-server.js";
+import { startNats, type NatsServer } from "../support/nats-server.js";
 import type { PostgresServer } from "../support/postgres-server.js";
 import { newTestCluster, startTestNode, type TestCluster, type TestNodeOptions } from "../support/cluster-nodes.js";
 
@@ -29,6 +29,16 @@ function newCluster(): Promise<TestCluster> {
 /** A node of `cluster` in this process. */
 function node(cluster: TestCluster, nodeId: string, options: TestNodeOptions = {}): Promise<CommunicationBus> {
   return startTestNode(nats, cluster, nodeId, options);
+}
+
+/** The live state a node stored for a message (`message_status/<key>`), read from PostgreSQL itself. */
+async function storedState(cluster: { database: string }, key: string): Promise<{ status: string; targetIndex: number } | undefined> {
+  const rows = await postgres.query<{ value: string }>(
+    "SELECT value FROM troupe.records WHERE collection = 'message_status' AND id = $1",
+    [key],
+    cluster.database.slice(cluster.database.lastIndexOf("/") + 1),
+  );
+  return rows[0] === undefined ? undefined : (JSON.parse(rows[0].value) as { status: string; targetIndex: number });
 }
 
 /** The ids of a collection's records in the cluster's database, read from PostgreSQL itself. */
@@ -281,6 +291,57 @@ describe("the cluster's deliveries", () => {
     await waitForAsync(async () => (await storedIds(cluster, "messages")).length === 0, 10_000);
     // Each written once (acknowledged at once, neither comes again).
     expect(worker.frames.map((frame: { message_id: string }) => frame.message_id).sort()).toEqual(idsOf(worker));
+  }, 30_000);
+
+  it("publishes again no message a node took, even one whose first copy the stream forgot (handed to a fallback, then NATS restarted)", async () => {
+    const own = await startNats();
+    try {
+      const cluster = await newCluster();
+      let a = await node(cluster, "node-a", { url: own.url, ackTimeout: 300 });
+      let b = await node(cluster, "node-b", { url: own.url, ackTimeout: 300 });
+      await register(a, "test://boss", "test://worker", "test://helper");
+      const silent = await rawConnect(b, "test://worker");
+      const message = envelope("test://boss", "test://worker", {
+        message_type: "status_update",
+        routing: { timeout: "60s", retry_policy: { max_retries: 0, backoff: "linear" }, delivery_mode: "async", fallback_agents: ["test://helper"] },
+      });
+      const key = `test://boss\u001f${message.message_id as string}`;
+      expect((await call(a, "POST", "/messages/send", message)).status).toBe(202);
+      // The worker never acks: its copy is acked to the stream as the message goes to the fallback agent.
+      await waitForAsync(async () => (await storedState(cluster, key))?.targetIndex === 1, 10_000);
+      // The stream holds the fallback's copy alone.
+      await waitForAsync(async () => (await b.cluster!.connection.manager.streams.info(cluster.stream)).state.messages === 1, 10_000);
+      silent.socket.terminate();
+      await Promise.all([a.stop(), b.stop()]);
+      // A restarted NATS server keeps the ids of the messages it still holds only: the worker's copy is forgotten.
+      await own.halt();
+      await own.start();
+      b = await node(cluster, "node-b", { url: own.url });
+      const worker = await ackingConnect(b, "test://worker");
+      const c = await node(cluster, "node-c", { url: own.url });
+      // The fallback agent has it and has not acked it yet: the message is live, its record still there.
+      const helper = await rawConnect(c, "test://helper");
+      await until(() => idsOf(helper).length === 1, 10_000);
+      // node-a's next run finds its record, and a state: a node took it, so it is not published again.
+      a = await node(cluster, "node-a", { url: own.url });
+      const sent = retried("test://boss", "test://worker");
+      expect((await call(a, "POST", "/messages/send", sent)).status).toBe(202);
+      await until(() => idsOf(worker).includes(sent.message_id as string), 10_000);
+      expect(idsOf(worker)).toEqual([sent.message_id]);
+    } finally {
+      await own.stop();
+    }
+  }, 40_000);
+
+  it("takes back the record of a message the stream did not take (503), so that no takeover publishes a message refused", async () => {
+    const cluster = await newCluster();
+    const a = await node(cluster, "node-a");
+    await register(a, "test://boss", "test://worker");
+    // The stream gone behind the node's back: NATS answers the publish with an error, not a timeout.
+    await a.cluster!.connection.manager.streams.delete(cluster.stream);
+    const message = retried("test://boss", "test://worker");
+    expect(await call(a, "POST", "/messages/send", message)).toMatchObject({ status: 503, body: { error: { type: "TRANSPORT" } } });
+    expect(await storedIds(cluster, "messages")).toEqual([]);
   }, 30_000);
 
   it("removes at its start the records of messages whose end the store has, and keeps the others", async () => {
