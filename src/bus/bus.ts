@@ -21,7 +21,8 @@ import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
-import { createApiKeyCheck, startHttpServer, type HttpRoute, type HttpServer } from "../server/http-server.js";
+import { createApiKeyCheck, RouteQuery, startHttpServer, type ApiKeyCheck, type HttpRoute, type HttpServer } from "../server/http-server.js";
+import { presentedUpgradeKey } from "../server/upgrades.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing, type StoredRegistration } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
@@ -100,6 +101,8 @@ export class CommunicationBus {
   /** The whole cluster's events for this node's stream (a cluster node only). */
   private readonly clusterEvents: ClusterEvents | undefined;
   private readonly registry: AgentRegistry;
+  /** The bus key's check, for every socket: agents' and the event stream's. */
+  private readonly checkApiKey: ApiKeyCheck;
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
   /** Sync senders waiting for the envelope that answers their message, by its `message_id`. */
@@ -188,6 +191,7 @@ export class CommunicationBus {
     this.syncReplies = new Replies(this.clock);
     // One check of the bus key for every socket: agents' and the event stream's.
     const checkApiKey = createApiKeyCheck(this.options.apiKey);
+    this.checkApiKey = checkApiKey;
     this.connections = new AgentConnections(
       {
         maxConnections: this.options.maxConnections,
@@ -979,13 +983,13 @@ export class CommunicationBus {
       return published;
     } catch (error) {
       const cause = toBridgeError(error);
-      // The recipient's queue in the cluster is full (429, as on one node): the message is not kept anywhere.
-      if (cause.type === "CAPACITY") {
-        this.deliveries.unrecord(envelope);
-        // Its record is gone before the 429 is: a refusal keeps nothing, even on a node that dies right after.
-        await this.persisted().catch(() => undefined);
-        throw cause;
-      }
+      // Not accepted: the recipient's queue in the cluster is full (429, as on one node), or NATS did not answer
+      // (503). Its record is gone before the refusal is: a refusal keeps nothing for a takeover to publish, even on a
+      // node that dies right after. (A publish that timed out may still have reached the stream: its delivery goes on
+      // without a record, and the sender's next try of the same message is answered `duplicate`.)
+      this.deliveries.unrecord(envelope);
+      await this.persisted().catch(() => undefined);
+      if (cause.type === "CAPACITY") throw cause;
       throw new BridgeError("TRANSPORT", `${envelope.message_id} not accepted: ${cause.message}`, { ...cause.details, unavailable: true, retryable: true });
     }
   }
@@ -1116,7 +1120,14 @@ export class CommunicationBus {
    * lease time ago, reads it from the shared store first: it may have registered, or changed, on another node.
    */
   private agentUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const agentId = new URL(req.url ?? "/", "http://bus").searchParams.get("agent_id");
+    // No store read for an upgrade refused anyway (no key, a bad or repeated agent id): the handshake refuses it.
+    let agentId: string | null = null;
+    try {
+      this.checkApiKey(presentedUpgradeKey(req));
+      agentId = new RouteQuery(new URL(req.url ?? "/", "http://bus").search).get("agent_id");
+    } catch {
+      // refused below
+    }
     if (!isAgentId(agentId) || !this.registrationUnsure(agentId)) {
       this.connections.handleUpgrade(req, socket, head);
       return;

@@ -7,7 +7,7 @@
  * no re-read after a lease time can be what it sees.
  */
 import { describe, expect, it } from "vitest";
-import { CommunicationBus, openPostgresStore } from "../../src/index.js";
+import { CommunicationBus, openPostgresStore, type Store } from "../../src/index.js";
 import { CLOSE_CODES } from "../../src/protocol/frames.js";
 import { call, envelope, rawConnect, startBus, TEST_KEY, upgradeStatus } from "../bus/support.js";
 import { useEngines } from "../support/engines.js";
@@ -41,11 +41,11 @@ async function newCluster(): Promise<TestCluster> {
 function node(
   cluster: TestCluster,
   nodeId: string,
-  { leaseMs = LONG_LEASE_MS, url = nats.url }: { leaseMs?: number; url?: string } = {},
+  { leaseMs = LONG_LEASE_MS, url = nats.url, wrap = (store) => store }: { leaseMs?: number; url?: string; wrap?: (store: Store) => Store } = {},
 ): Promise<CommunicationBus> {
   return startBus({
     agentAuth: "token",
-    store: () => openPostgresStore({ url: cluster.database, exclusive: false }),
+    store: async () => wrap(await openPostgresStore({ url: cluster.database, exclusive: false })),
     cluster: {
       url,
       nodeId,
@@ -166,6 +166,32 @@ describe("registrations across a cluster", () => {
       else await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(refused?.body.error).toMatchObject({ type: "NOT_FOUND", details: { agentId: WORKER } });
+  }, 30_000);
+
+  it("reads no registration for an upgrade it refuses anyway: without the key, or with two agent ids", async () => {
+    const cluster = await newCluster();
+    const reads: string[] = [];
+    // The node's store, its reads of registrations counted.
+    const counted = (store: Store): Store =>
+      new Proxy(store, {
+        get(target, property) {
+          if (property === "get") {
+            return (collection: string, id: string) => {
+              if (collection === "agents") reads.push(id);
+              return target.get(collection as never, id);
+            };
+          }
+          const value: unknown = Reflect.get(target, property, target);
+          return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const a = await node(cluster, "node-a", { wrap: counted });
+    expect(await upgradeStatus(a, query(WORKER), {})).toBe(401);
+    expect(await upgradeStatus(a, `${query(WORKER)}&agent_id=${encodeURIComponent(BOSS)}`)).toBe(400);
+    expect(reads).toEqual([]);
+    // With the key, an agent the node does not know is looked up first (not registered: no token opens its socket).
+    expect(await upgradeStatus(a, query(WORKER))).toBe(401);
+    expect(reads).toEqual([WORKER]);
   }, 30_000);
 
   it("trusts for a lease time the registrations a node read as it started: their first use reads none again", async () => {
