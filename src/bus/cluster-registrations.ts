@@ -59,6 +59,8 @@ export class ClusterRegistrations {
   private announceFailing = false;
   /** While every registration is read again: the agents changed here since it began (their reads are newer). */
   private changedDuringResync: Set<string> | undefined;
+  /** The read of every registration under way: another asking for one joins it. */
+  private readingEverything: Promise<void> | undefined;
   private stopped = false;
 
   constructor(private readonly options: ClusterRegistrationsOptions) {
@@ -162,10 +164,14 @@ export class ClusterRegistrations {
    * Reads every registration from the store and makes this node's what changed: given, replaced, or forgotten
    * (a deregistered agent's socket closed), each trusted for `maxAgeMs` from then on. Those changed here meanwhile,
    * or being read after a nudge, are left as they are. What a node does as it starts, and when NATS comes back.
-   * Rejects with the store's error (a resync under way is joined).
+   * Rejects with the store's error; one under way is joined (its outcome is the caller's too).
    */
-  async readEverything(): Promise<void> {
-    if (this.changedDuringResync !== undefined) return;
+  readEverything(): Promise<void> {
+    this.readingEverything ??= this.readAllNow().finally(() => (this.readingEverything = undefined));
+    return this.readingEverything;
+  }
+
+  private async readAllNow(): Promise<void> {
     const changed = new Set<string>();
     this.changedDuringResync = changed;
     try {
