@@ -150,6 +150,7 @@ export class ClusterDeliveries {
     let watched = 0;
     let republished = 0;
     let failed: string | undefined;
+    let refused = 0;
     if (this.stopped) return { watched, republished };
     const recentSince = this.options.clock.now() - (this.options.node.messages.duplicateWindowMs - REPUBLISH_MARGIN_MS);
     // A page at a time: the stream's bounds bound the messages, not what one read may hold.
@@ -167,10 +168,20 @@ export class ClusterDeliveries {
       for (let start = 0; start < unsure.length && !this.stopped && failed === undefined; start += REPUBLISH_BATCH) {
         const batch = await this.neverTaken(unsure.slice(start, start + REPUBLISH_BATCH));
         const answers = await Promise.allSettled(batch.map(({ envelope, acceptedAt, timeoutMs }) => this.publish(envelope, acceptedAt, timeoutMs)));
-        for (const answer of answers) {
-          if (answer.status === "fulfilled") republished += answer.value.duplicate ? 0 : 1;
-          // NATS away or the stream full: the others would fail the same way, each after its timeout.
-          else failed ??= toBridgeError(answer.reason).message;
+        for (const [index, answer] of answers.entries()) {
+          if (answer.status === "fulfilled") {
+            republished += answer.value.duplicate ? 0 : 1;
+            continue;
+          }
+          const cause = toBridgeError(answer.reason);
+          // Its recipient's queue is full: refused as a send would be (429), its record taken back. Its sender was
+          // never told it was accepted (its node died first), and its next try is refused or accepted as any.
+          if (cause.type === "CAPACITY") {
+            this.options.deliveries.unrecord(batch[index]!.envelope);
+            refused += 1;
+          }
+          // NATS away: the others would fail the same way, each after its timeout.
+          else failed ??= cause.message;
         }
       }
     }
@@ -178,6 +189,14 @@ export class ClusterDeliveries {
       process.emitWarning(`troupe: ${republished} messages node ${deadNode} recorded and had not published (it died first) were published now`, {
         code: "TROUPE_CLUSTER",
       });
+    }
+    if (refused > 0) {
+      process.emitWarning(
+        `troupe: ${refused} messages node ${deadNode} recorded and had not published were refused by the stream (full): their records are gone`,
+        {
+          code: "TROUPE_CLUSTER",
+        },
+      );
     }
     // Left as they are: a sender's next try publishes its message.
     if (failed !== undefined) {

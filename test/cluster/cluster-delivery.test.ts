@@ -276,6 +276,22 @@ describe("the cluster's deliveries", () => {
     expect(await storedIds(cluster, "messages")).toEqual([planted[1]!.key, planted[2]!.key].sort());
   }, 30_000);
 
+  it("takes back the record of a message it would publish again that the stream refuses (its recipient's queue full)", async () => {
+    const cluster = await newCluster();
+    const a = await node(cluster, "node-a", { maxQueuedPerAgent: 2 });
+    await register(a, "test://boss", "test://worker");
+    // The worker is connected nowhere: two messages fill its queue in the stream.
+    const queued = [retried("test://boss", "test://worker"), retried("test://boss", "test://worker")];
+    for (const message of queued) expect((await call(a, "POST", "/messages/send", message)).status).toBe(202);
+    expect((await call(a, "POST", "/messages/send", retried("test://boss", "test://worker"))).status).toBe(429);
+    await a.stop();
+    const [orphan] = await plant(cluster, [{ node: "node-a", agoMs: 0 }]);
+    // Its next run publishes what it left.
+    await node(cluster, "node-a", { maxQueuedPerAgent: 2 });
+    await waitForAsync(async () => !(await storedIds(cluster, "messages")).includes(orphan!.key), 10_000);
+    expect(await storedIds(cluster, "messages")).toEqual(queued.map((message) => `test://boss\u001f${message.message_id as string}`).sort());
+  }, 30_000);
+
   it("publishes what a node it takes over recorded and never published, once, and nothing it published already", async () => {
     const cluster = await newCluster();
     const [a, b] = [await node(cluster, "node-a", { leaseMs: 1_000 }), await node(cluster, "node-b", { leaseMs: 1_000 })];
