@@ -430,7 +430,8 @@ export class NodeOwnership implements RecordOwner {
       const adopted: string[] = [];
       for await (const page of workflowPages(store, nodeId)) {
         const moved = page.map(({ sessionId, record }) => ({ sessionId, record: { ...record, node: this.nodeId } }));
-        for (const { sessionId, record } of moved) store.put("workflows", sessionId, record, { fence });
+        // Each record's node changes, its value is not written again (a workflow's may be a few MiB).
+        for (const { sessionId } of moved) store.move("workflows", sessionId, this.nodeId, { fence });
         await store.flush();
         if (givenUp()) break;
         adopted.push(...(await this.#host.adoptWorkflows(moved)));
@@ -440,7 +441,7 @@ export class NodeOwnership implements RecordOwner {
         for await (const batch of SessionRecords.loadPages(store, nodeId)) {
           const moved = batch.map(({ session, interrupted }) => ({ session: { ...session, node: this.nodeId }, interrupted }));
           for (const { session, interrupted } of moved) {
-            store.put("bridge_sessions", session.sessionId, session, { fence });
+            store.move("bridge_sessions", session.sessionId, this.nodeId, { fence });
             if (interrupted.length > 0) store.put("bridge_sessions", pendingRecordId(session.sessionId), pendingRecordOf(interrupted, this.nodeId), { fence });
           }
           await store.flush();
@@ -451,7 +452,7 @@ export class NodeOwnership implements RecordOwner {
       }
       const movedA2aTasks = givenUp() ? [] : (await loadA2aTasks(store, nodeId)).map((record) => ({ ...record, node: this.nodeId }));
       if (!givenUp()) {
-        for (const record of movedA2aTasks) store.put("a2a_tasks", a2aRecordId(record.agentId, record.taskId), record, { fence });
+        for (const record of movedA2aTasks) store.move("a2a_tasks", a2aRecordId(record.agentId, record.taskId), this.nodeId, { fence });
         store.delete("meta", NODE_RECORD_PREFIX + nodeId, { fence });
         await store.flush();
       }

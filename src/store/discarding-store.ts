@@ -7,10 +7,11 @@ import type { Store, StoreRecord } from "./store.js";
 
 const done = Promise.resolve();
 
-/** A store that holds nothing: `put` and `delete` drop their write, `flush` resolves at once, reads find nothing. */
+/** A store that holds nothing: `put`, `delete` and `move` drop their write, `flush` resolves at once, reads find nothing. */
 export const DISCARDING_STORE: Store = {
   put: () => {},
   delete: () => {},
+  move: () => {},
   flush: () => done,
   get: () => Promise.resolve(undefined),
   list: (): Promise<StoreRecord[]> => Promise.resolve([]),

@@ -6,6 +6,7 @@
 import { STORE_COLLECTIONS, type ListOptions, type Store, type StoreCollection, type StoreRecord } from "./store.js";
 import { LocalFences } from "./fences.js";
 import { compareCodePoints } from "./keys.js";
+import { withRecordNode } from "./record-codec.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
 /** Creates an empty in-memory store. */
@@ -26,7 +27,7 @@ class MemoryStore extends BatchedStore {
 
   protected read(collection: StoreCollection, id: string): unknown {
     const held = this.#collection(collection).get(id);
-    return held === undefined ? undefined : JSON.parse(held.json);
+    return held === undefined ? undefined : withRecordNode(JSON.parse(held.json), held.node);
   }
 
   protected readAll(collection: StoreCollection, { prefix, node, after, limit, maxBytes }: ListOptions): StoreRecord[] {
@@ -44,7 +45,7 @@ class MemoryStore extends BatchedStore {
     for (const [id, held] of selected.slice(0, limit)) {
       bytes += Buffer.byteLength(held.json);
       if (maxBytes !== undefined && records.length > 0 && bytes > maxBytes) break;
-      records.push({ id, value: JSON.parse(held.json) as unknown });
+      records.push({ id, value: withRecordNode(JSON.parse(held.json), held.node) });
     }
     return records;
   }
@@ -54,9 +55,13 @@ class MemoryStore extends BatchedStore {
   }
 
   #apply(ops: readonly WriteOp[]): void {
-    for (const { collection, id, json, node } of ops) {
-      if (json === undefined) this.#collection(collection).delete(id);
-      else this.#collection(collection).set(id, { json, node });
+    for (const { collection, id, json, node, moved } of ops) {
+      const records = this.#collection(collection);
+      if (moved === true) {
+        const held = records.get(id);
+        if (held !== undefined) records.set(id, { json: held.json, node });
+      } else if (json === undefined) records.delete(id);
+      else records.set(id, { json, node });
     }
   }
 }

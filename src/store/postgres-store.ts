@@ -11,7 +11,7 @@ import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { batchTokens, splitByFence } from "./fences.js";
 import { migratePostgres, NODE_COLUMN_VERSION, quoteIdentifier } from "./postgres-migrations.js";
 import { isUnavailable, postgresError, postgresOpenError } from "./postgres-errors.js";
-import { decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
+import { decodeRecord, decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
 import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, nodeOf, WriteBatcher, type WriteOp } from "./write-batch.js";
 
@@ -324,7 +324,7 @@ class PostgresStore extends BatchedStore {
   protected async read(collection: StoreCollection, id: string): Promise<unknown> {
     const rows = await this.#query<RecordRow>(`SELECT ${RECORD_ROW_COLUMNS} FROM ${this.#records} WHERE collection = $1 AND id = $2`, [collection, id]);
     const row = rows[0];
-    return row === undefined ? undefined : decodeValue(this.#cipher, collection, id, row);
+    return row === undefined ? undefined : decodeRecord(this.#cipher, collection, row);
   }
 
   protected async readAll(collection: StoreCollection, { prefix, node, after, limit, maxBytes }: ListOptions): Promise<StoreRecord[]> {
@@ -352,7 +352,7 @@ class PostgresStore extends BatchedStore {
         ) AS sized WHERE n = 1 OR upto <= $${values.length} ORDER BY id`;
     }
     const rows = await this.#query<RecordRow>(sql, values);
-    return rows.map((row) => ({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) }));
+    return rows.map((row) => ({ id: row.id, value: decodeRecord(this.#cipher, collection, row) }));
   }
 
   override async close(): Promise<void> {
@@ -446,8 +446,18 @@ class PostgresStore extends BatchedStore {
 
   async #writeAll(writer: pg.Client, ops: readonly WriteOp[]): Promise<void> {
     const updatedAt = this.#clock.now();
-    const deletes = ops.filter((op) => op.json === undefined);
+    const moves = ops.filter((op) => op.moved === true);
+    const deletes = ops.filter((op) => op.json === undefined && op.moved !== true);
     const puts = ops.filter((op): op is WriteOp & { json: string } => op.json !== undefined);
+    // A move changes the node column alone: a value of a few MiB is not written again (nor its TOAST).
+    for (let start = 0; start < moves.length; start += ROWS_PER_STATEMENT) {
+      const chunk = moves.slice(start, start + ROWS_PER_STATEMENT);
+      await writer.query(
+        `UPDATE ${this.#records} AS r SET node = m.node, updated_at = $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(collection, id, node)
+         WHERE r.collection = m.collection AND r.id = m.id COLLATE "C"`,
+        [chunk.map((op) => op.collection), chunk.map((op) => op.id), chunk.map((op) => op.node ?? null), updatedAt],
+      );
+    }
     for (let start = 0; start < deletes.length; start += ROWS_PER_STATEMENT) {
       const chunk = deletes.slice(start, start + ROWS_PER_STATEMENT);
       await writer.query(

@@ -15,13 +15,25 @@ export interface StoredValue {
   auth_tag: Buffer | null;
 }
 
-/** A record's row as the stores read it: its id and its value columns. */
+/** A record's row as the stores read it: its id, its value columns and its node. */
 export interface RecordRow extends StoredValue {
   id: string;
+  node: string | null;
 }
 
 /** The columns of a `RecordRow`, as a SELECT lists them. */
-export const RECORD_ROW_COLUMNS = "id, value, ciphertext, iv, auth_tag";
+export const RECORD_ROW_COLUMNS = "id, value, ciphertext, iv, auth_tag, node";
+
+/** A row's value as a read returns it: an object with its record's node (`Store.move`) as its top-level `node`. */
+export function decodeRecord(cipher: ValueCipher | undefined, collection: StoreCollection, row: RecordRow): unknown {
+  return withRecordNode(decodeValue(cipher, collection, row.id, row), row.node);
+}
+
+/** `value` read with its record's node `node` (none: as it is): what a `move` changed without writing the value. */
+export function withRecordNode(value: unknown, node: string | null | undefined): unknown {
+  if (node === null || node === undefined || typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  return (value as { node?: unknown }).node === node ? value : { ...value, node };
+}
 
 /** The key of `store_meta` that holds the encryption header of an encrypted store. */
 export const ENCRYPTION_META_KEY = "encryption";

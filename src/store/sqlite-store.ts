@@ -12,7 +12,7 @@ import { BridgeError, toBridgeError } from "../errors.js";
 import { resolveEncryption, type ValueCipher } from "./encryption.js";
 import { LocalFences } from "./fences.js";
 import { checkSchemaVersion, migrate } from "./migrations.js";
-import { decodeValue, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
+import { decodeRecord, encodeValue, ENCRYPTION_META_KEY, RECORD_ROW_COLUMNS, type RecordRow } from "./record-codec.js";
 import type { ListOptions, Store, StoreCollection, StoreRecord } from "./store.js";
 import { BatchedStore, WriteBatcher, type WriteOp } from "./write-batch.js";
 
@@ -163,11 +163,13 @@ class SqliteStore extends BatchedStore {
          auth_tag = excluded.auth_tag, updated_at = excluded.updated_at, node = excluded.node`,
     );
     const remove = db.prepare<[string, string]>("DELETE FROM records WHERE collection = ? AND id = ?");
+    const move = db.prepare<[string | null, number, string, string]>("UPDATE records SET node = ?, updated_at = ? WHERE collection = ? AND id = ?");
     const fences = new LocalFences();
     const commit = db.transaction((ops: readonly WriteOp[]) => {
       const updatedAt = clock.now();
-      for (const { collection, id, json, node } of ops) {
-        if (json === undefined) remove.run(collection, id);
+      for (const { collection, id, json, node, moved } of ops) {
+        if (moved === true) move.run(node ?? null, updatedAt, collection, id);
+        else if (json === undefined) remove.run(collection, id);
         else {
           const { value, ciphertext, iv, auth_tag } = encodeValue(cipher, collection, id, json);
           upsert.run(collection, id, value, ciphertext, iv, auth_tag, updatedAt, node ?? null);
@@ -179,7 +181,7 @@ class SqliteStore extends BatchedStore {
 
   protected read(collection: StoreCollection, id: string): unknown {
     const row = this.#selectOne.get(collection, id);
-    return row === undefined ? undefined : decodeValue(this.#cipher, collection, row.id, row);
+    return row === undefined ? undefined : decodeRecord(this.#cipher, collection, row);
   }
 
   protected readAll(collection: StoreCollection, { prefix, node, after, limit, maxBytes }: ListOptions): StoreRecord[] {
@@ -211,7 +213,7 @@ class SqliteStore extends BatchedStore {
       if (prefix !== undefined && !row.id.startsWith(prefix)) break;
       bytes += row.value === null ? (row.ciphertext?.length ?? 0) : Buffer.byteLength(row.value);
       if (maxBytes !== undefined && records.length > 0 && bytes > maxBytes) break;
-      records.push({ id: row.id, value: decodeValue(this.#cipher, collection, row.id, row) });
+      records.push({ id: row.id, value: decodeRecord(this.#cipher, collection, row) });
     }
     return records;
   }

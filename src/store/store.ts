@@ -47,7 +47,8 @@ export interface ListOptions {
   /**
    * Only the records whose value is an object whose `node` is this string: the records a node of a cluster owns
    * (workflows, bridge sessions, A2A tasks name theirs). Every store indexes a value's top-level `node` when it
-   * is written, so that a node reads its own records without reading the others'.
+   * is written (and the node a record is moved to: `move`), so that a node reads its own records without reading
+   * the others'.
    */
   node?: string;
   /** Only the records whose id comes after this one (not it): the last id of the previous page. */
@@ -99,6 +100,13 @@ export interface Store {
   put(collection: StoreCollection, id: string, value: unknown, options?: WriteOptions): void;
   /** Removes a record, if there is one (enqueued; durable at the next `flush()`). */
   delete(collection: StoreCollection, id: string, options?: WriteOptions): void;
+  /**
+   * Gives a record to node `node`, if there is one (enqueued; durable at the next `flush()`): `list`'s `node`
+   * selects it by that node from then on, and its value (an object) is read with that top-level `node`; the rest
+   * of its value stays as stored, not written again. What a cluster node taking a dead one's records over writes:
+   * a record of a few MiB is moved for the cost of a small one.
+   */
+  move(collection: StoreCollection, id: string, node: string, options?: WriteOptions): void;
   /** Resolves once every write enqueued so far is durable; rejects with a `BridgeError` if it could not be. */
   flush(): Promise<void>;
   /** One record's value, or `undefined` when there is none. */

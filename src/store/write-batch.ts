@@ -8,15 +8,29 @@ import { checkCollection, checkListOptions, checkRecordKey, isUnstorableId } fro
 import type { Fence, ListOptions, Store, StoreCollection, StoreRecord, WriteOptions } from "./store.js";
 
 /**
- * One write of a batch: `json` is the serialized value, `undefined` for a delete; `node` the value's top-level
- * `node` when it is a string (the index of `list`'s `node` option); `fence` its writer's claim, if any.
+ * One write of a batch: `json` is the serialized value, `undefined` for a delete or a move; `node` the record's
+ * node (the index of `list`'s `node` option): its value's top-level `node` when it is a string, or the node a
+ * `move` gives it; `moved` for a move (only the record's node changes, its value stays as stored); `fence` its
+ * writer's claim, if any.
  */
 export interface WriteOp {
   collection: StoreCollection;
   id: string;
   json: string | undefined;
   node?: string;
+  moved?: true;
   fence?: Fence;
+}
+
+/**
+ * The write that `later` leaves of `earlier` and itself, to the same record: the later one, except that a move
+ * after a put is that put given the move's node (and the move's fence, when it has one), and a move after a
+ * delete moves nothing.
+ */
+function laterOf(earlier: WriteOp | undefined, later: WriteOp): WriteOp {
+  if (later.moved !== true || earlier === undefined || earlier.moved === true) return later;
+  if (earlier.json === undefined) return earlier;
+  return { ...earlier, ...(later.node === undefined ? {} : { node: later.node }), ...(later.fence === undefined ? {} : { fence: later.fence }) };
 }
 
 /**
@@ -119,6 +133,16 @@ export class WriteBatcher {
     this.#enqueue({ collection, id, json: undefined, ...(fence === undefined ? {} : { fence }) });
   }
 
+  /** Enqueues the move of a record to `node` (see `Store.move`). INTERNAL for a node no store can index. */
+  move(collection: StoreCollection, id: string, node: string, { fence }: WriteOptions = {}): void {
+    this.#checkOpen();
+    checkRecordKey(collection, id);
+    checkFence(collection, fence);
+    if (nodeOf({ node }) === undefined)
+      throw new BridgeError("INTERNAL", `Store move of ${collection}/${id}: ${JSON.stringify(node)} is no node a store can index`);
+    this.#enqueue({ collection, id, json: undefined, node, moved: true, ...(fence === undefined ? {} : { fence }) });
+  }
+
   /** Resolves once every write enqueued so far is committed; rejects with the commit's error otherwise. */
   flush(): Promise<void> {
     if (this.#open.ops.size > 0) {
@@ -161,9 +185,10 @@ export class WriteBatcher {
 
   #enqueue(op: WriteOp): void {
     const key = `${op.collection}\u0000${op.id}`;
+    const kept = laterOf(this.#open.ops.get(key), op);
     // Re-inserting keeps the batch in the order of each record's last write.
     this.#open.ops.delete(key);
-    this.#open.ops.set(key, op);
+    this.#open.ops.set(key, kept);
     this.#wanted = true;
     this.#schedule();
   }
@@ -205,8 +230,9 @@ export class WriteBatcher {
   #carryOver(failed: Batch): void {
     const ops = new Map(failed.ops);
     for (const [key, op] of this.#open.ops) {
+      const kept = laterOf(ops.get(key), op);
       ops.delete(key);
-      ops.set(key, op);
+      ops.set(key, kept);
     }
     this.#open.ops = ops;
   }
@@ -253,6 +279,10 @@ export abstract class BatchedStore implements Store {
 
   delete(collection: StoreCollection, id: string, options?: WriteOptions): void {
     this.batcher.delete(collection, id, options);
+  }
+
+  move(collection: StoreCollection, id: string, node: string, options?: WriteOptions): void {
+    this.batcher.move(collection, id, node, options);
   }
 
   flush(): Promise<void> {

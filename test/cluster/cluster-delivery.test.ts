@@ -80,6 +80,10 @@ class SteeredStore implements Store {
     this.late(id, () => this.inner.delete(collection, id, options));
   }
 
+  move(collection: StoreCollection, id: string, node: string, options?: WriteOptions): void {
+    this.inner.move(collection, id, node, options);
+  }
+
   private late(id: string, write: () => void): void {
     const before = this.lateWrites.get(id) ?? this.endOrLate(id);
     const written = before.then(write);

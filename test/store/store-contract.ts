@@ -249,6 +249,51 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       expect(((await rejectionOf(store.list("workflows", { node: "\uD800" }))) as BridgeError).type).toBe("INTERNAL");
     });
 
+    it("moves a record to another node without writing its value: read with that node, listed under it, fenced", async () => {
+      const store = await open();
+      const big = "x".repeat(1024 * 1024);
+      store.put("workflows", "w1", { node: "node-a", step: "design", big });
+      store.put("workflows", "w2", { node: "node-a", n: 2 });
+      store.put("workflows", "w3", ["not", "an", "object"]);
+      await store.flush();
+      store.move("workflows", "w1", "node-b");
+      store.move("workflows", "w3", "node-b");
+      store.move("workflows", "absent", "node-b");
+      await store.flush();
+      expect(await store.get("workflows", "w1")).toEqual({ node: "node-b", step: "design", big });
+      expect(await store.get("workflows", "w3")).toEqual(["not", "an", "object"]);
+      expect(await store.get("workflows", "absent")).toBeUndefined();
+      const ofNode = async (node: string): Promise<string[]> => (await store.list("workflows", { node })).map((record) => record.id);
+      expect(await ofNode("node-a")).toEqual(["w2"]);
+      expect(await ofNode("node-b")).toEqual(["w1", "w3"]);
+      expect((await store.list("workflows", { node: "node-b", limit: 1 }))[0]).toEqual({ id: "w1", value: { node: "node-b", step: "design", big } });
+      // In one batch: a move after a put moves what was put; a put after a move is the put; a move after a delete moves nothing.
+      store.put("workflows", "w4", { node: "node-a", n: 4 });
+      store.move("workflows", "w4", "node-c");
+      store.move("workflows", "w2", "node-c");
+      store.put("workflows", "w2", { node: "node-a", n: 22 });
+      store.delete("workflows", "w1");
+      store.move("workflows", "w1", "node-c");
+      await store.flush();
+      expect(await store.get("workflows", "w4")).toEqual({ node: "node-c", n: 4 });
+      expect(await store.get("workflows", "w2")).toEqual({ node: "node-a", n: 22 });
+      expect(await store.get("workflows", "w1")).toBeUndefined();
+      expect(await ofNode("node-c")).toEqual(["w4"]);
+      // A put after a move writes the value as given again, its node with it.
+      store.put("workflows", "w3", { node: "node-d" });
+      await store.flush();
+      expect(await ofNode("node-d")).toEqual(["w3"]);
+      // Fenced like any write: an older tenure's move is dropped, and its writer told.
+      const refused: string[] = [];
+      store.put("workflows", "w5", { node: "node-a" }, { fence: { resource: "node:node-a", token: 5 } });
+      await store.flush();
+      store.move("workflows", "w5", "node-b", { fence: { resource: "node:node-a", token: 4, onRefused: () => refused.push("older") } });
+      await store.flush();
+      expect(refused).toEqual(["older"]);
+      expect(await store.get("workflows", "w5")).toEqual({ node: "node-a" });
+      expect(() => store.move("workflows", "w5", "\uD800")).toThrow(expect.objectContaining({ type: "INTERNAL" }));
+    });
+
     it("takes a prefix literally: %, _ and \\ are characters like any other", async () => {
       const store = await open();
       const ids = ["100%/a", "1000/b", "100_/c", "100x/d", "a\\b/e", "a\\\\b/f", "ab/g"];
@@ -395,6 +440,17 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       await first.flush();
       await first.close();
       expect(await (await open()).list("agents")).toEqual([{ id: "flushed", value: { n: 1 } }]);
+    });
+
+    it("keeps a move across close and reopen", async () => {
+      const first = await open();
+      first.put("workflows", "w1", { node: "node-a", n: 1 });
+      await first.flush();
+      first.move("workflows", "w1", "node-b");
+      await first.close();
+      const second = await open();
+      expect(await second.get("workflows", "w1")).toEqual({ node: "node-b", n: 1 });
+      expect(await second.list("workflows", { node: "node-b" })).toEqual([{ id: "w1", value: { node: "node-b", n: 1 } }]);
     });
 
     it("commits at close what was enqueued without a flush", async () => {

@@ -114,6 +114,17 @@ describe("the write batcher", () => {
     ]);
   });
 
+  it("moves what a failed commit put when a move of the same record follows, keeping the put's fence", async () => {
+    const { batcher, batches, failNext } = recordingBackend();
+    failNext(new Error("connection reset"));
+    const fence = { resource: "node:node-a", token: 3 };
+    batcher.put("workflows", "w1", { node: "node-a", n: 1 }, { fence });
+    await batcher.flush().catch(() => undefined);
+    batcher.move("workflows", "w1", "node-b");
+    await batcher.flush();
+    expect(batches[1]).toEqual([{ collection: "workflows", id: "w1", json: '{"node":"node-a","n":1}', node: "node-b", fence }]);
+  });
+
   it("keeps a backend's own BridgeError type (a network store's TRANSPORT)", async () => {
     const { batcher, failNext } = recordingBackend();
     failNext(new BridgeError("TRANSPORT", "connection reset"));

@@ -22,6 +22,10 @@ export class ControlledStore implements Store {
     if (!this.crashed) this.inner.delete(collection, id, options);
   }
 
+  move(collection: StoreCollection, id: string, node: string, options?: WriteOptions): void {
+    if (!this.crashed) this.inner.move(collection, id, node, options);
+  }
+
   async flush(): Promise<void> {
     if (this.crashed) return;
     const held = this.held;

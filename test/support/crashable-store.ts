@@ -37,8 +37,9 @@ export class CrashableStore implements Store {
   private constructor(private readonly inner: Store) {
     this.batcher = new WriteBatcher(async (ops) => {
       if (this.crashed) throw new BridgeError("INTERNAL", "The process crashed");
-      for (const { collection, id, json } of ops) {
-        if (json === undefined) inner.delete(collection, id);
+      for (const { collection, id, json, node, moved } of ops) {
+        if (moved === true && node !== undefined) inner.move(collection, id, node);
+        else if (json === undefined) inner.delete(collection, id);
         else inner.put(collection, id, JSON.parse(json));
       }
       await inner.flush();
@@ -58,6 +59,10 @@ export class CrashableStore implements Store {
 
   delete(collection: StoreCollection, id: string): void {
     if (!this.crashed) this.batcher.delete(collection, id);
+  }
+
+  move(collection: StoreCollection, id: string, node: string): void {
+    if (!this.crashed) this.batcher.move(collection, id, node);
   }
 
   /** After the crash, nothing is made durable any more; the dead process waits for nothing. */
