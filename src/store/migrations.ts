@@ -74,6 +74,13 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    description: "the node column is the record's node (`Store.move` changes it alone): a troupe before it, reading the value's, would lose moved records",
+    up() {
+      // Nothing to change: the version alone keeps an older troupe from opening a store whose records may have moved.
+    },
+  },
 ];
 
 /** The schema version this version of troupe writes. */

@@ -59,6 +59,14 @@ const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: "the node column is the record's node (`Store.move` changes it alone): a troupe before it, reading the value's, would lose moved records",
+    up() {
+      // Nothing to change: the version alone keeps an older troupe from opening a store whose records may have moved.
+      return Promise.resolve();
+    },
+  },
 ];
 
 /** The version whose migration added `node`: a store migrated from before it fills its records' nodes. */

@@ -449,15 +449,6 @@ class PostgresStore extends BatchedStore {
     const moves = ops.filter((op) => op.moved === true);
     const deletes = ops.filter((op) => op.json === undefined && op.moved !== true);
     const puts = ops.filter((op): op is WriteOp & { json: string } => op.json !== undefined);
-    // A move changes the node column alone: a value of a few MiB is not written again (nor its TOAST).
-    for (let start = 0; start < moves.length; start += ROWS_PER_STATEMENT) {
-      const chunk = moves.slice(start, start + ROWS_PER_STATEMENT);
-      await writer.query(
-        `UPDATE ${this.#records} AS r SET node = m.node, updated_at = $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(collection, id, node)
-         WHERE r.collection = m.collection AND r.id = m.id COLLATE "C"`,
-        [chunk.map((op) => op.collection), chunk.map((op) => op.id), chunk.map((op) => op.node ?? null), updatedAt],
-      );
-    }
     for (let start = 0; start < deletes.length; start += ROWS_PER_STATEMENT) {
       const chunk = deletes.slice(start, start + ROWS_PER_STATEMENT);
       await writer.query(
@@ -486,6 +477,16 @@ class PostgresStore extends BatchedStore {
           chunk.map((op) => op.node ?? null),
           updatedAt,
         ],
+      );
+    }
+    // After the puts and deletes (a move of a record put in the same batch moves what was put). A move changes the
+    // node column alone: a value of a few MiB is not written again (nor its TOAST).
+    for (let start = 0; start < moves.length; start += ROWS_PER_STATEMENT) {
+      const chunk = moves.slice(start, start + ROWS_PER_STATEMENT);
+      await writer.query(
+        `UPDATE ${this.#records} AS r SET node = m.node, updated_at = $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(collection, id, node)
+         WHERE r.collection = m.collection AND r.id = m.id COLLATE "C"`,
+        [chunk.map((op) => op.collection), chunk.map((op) => op.id), chunk.map((op) => op.node ?? null), updatedAt],
       );
     }
   }

@@ -22,20 +22,46 @@ export interface WriteOp {
   fence?: Fence;
 }
 
+/** Where `ops` keeps a record's put or delete, and where its move after them (see `addOp`). */
+function keysOf({ collection, id }: WriteOp): { write: string; move: string } {
+  const write = `${collection}\u0000${id}`;
+  return { write, move: `${write}\u0000move` };
+}
+
+function sameFence(left: Fence | undefined, right: Fence | undefined): boolean {
+  return left === right || (left !== undefined && right !== undefined && left.resource === right.resource && left.token === right.token);
+}
+
 /**
- * The write that `later` leaves of `earlier` and itself, to the same record: the later one, except that a move
- * after a put is that put given the move's node (and the move's fence, when it has one), and a move after a
- * delete moves nothing.
+ * Adds `op` to a batch's writes, which hold at most one put or delete per record (the last), and at most one
+ * move after it: a put or a delete replaces both; a move under the same fence as the put before it makes that
+ * put's node its own (after a delete, nothing); any other move is kept apart, after the put or delete, so that
+ * each write is admitted or refused by its own fence. Re-inserting keeps the batch in the order of each record's
+ * last write.
  */
-function laterOf(earlier: WriteOp | undefined, later: WriteOp): WriteOp {
-  if (later.moved !== true || earlier === undefined || earlier.moved === true) return later;
-  if (earlier.json === undefined) return earlier;
-  return { ...earlier, ...(later.node === undefined ? {} : { node: later.node }), ...(later.fence === undefined ? {} : { fence: later.fence }) };
+function addOp(ops: Map<string, WriteOp>, op: WriteOp): void {
+  const keys = keysOf(op);
+  if (op.moved !== true) {
+    ops.delete(keys.move);
+    ops.delete(keys.write);
+    ops.set(keys.write, op);
+    return;
+  }
+  const earlier = ops.get(keys.write);
+  if (earlier !== undefined && sameFence(earlier.fence, op.fence)) {
+    if (earlier.json === undefined) return;
+    ops.delete(keys.write);
+    ops.set(keys.write, { ...earlier, ...(op.node === undefined ? {} : { node: op.node }) });
+    return;
+  }
+  ops.delete(keys.move);
+  ops.set(keys.move, op);
 }
 
 /**
  * Commits one batch atomically (all of it, or nothing), and answers the fenced writes it refused (src/store/fences.ts),
- * if any. A batch holds at most one write per record, the last one enqueued, so the order of its writes does not matter.
+ * if any. A batch holds at most one put or delete per record, the last one enqueued, and at most one move of it after
+ * that (`addOp`): a backend applies the moves after the puts and deletes.
  */
 export type CommitBatch = (ops: readonly WriteOp[]) => Promise<readonly WriteOp[] | void>;
 
@@ -46,7 +72,7 @@ interface Waiter {
 }
 
 interface Batch {
-  /** The last write to each record, keyed by `collection \0 id` (no collection name holds a NUL). */
+  /** The last write to each record, keyed by `collection \0 id` (no collection name holds a NUL), and a move kept apart after it (`addOp`). */
   ops: Map<string, WriteOp>;
   /** Made by the first `flush()` that waits for this batch, so that a failure nobody waits for is not an unhandled rejection. */
   waiter: Waiter | undefined;
@@ -184,11 +210,7 @@ export class WriteBatcher {
   }
 
   #enqueue(op: WriteOp): void {
-    const key = `${op.collection}\u0000${op.id}`;
-    const kept = laterOf(this.#open.ops.get(key), op);
-    // Re-inserting keeps the batch in the order of each record's last write.
-    this.#open.ops.delete(key);
-    this.#open.ops.set(key, kept);
+    addOp(this.#open.ops, op);
     this.#wanted = true;
     this.#schedule();
   }
@@ -229,11 +251,7 @@ export class WriteBatcher {
   /** Puts the writes of a failed batch in front of the open one, whose own writes to the same records win. */
   #carryOver(failed: Batch): void {
     const ops = new Map(failed.ops);
-    for (const [key, op] of this.#open.ops) {
-      const kept = laterOf(ops.get(key), op);
-      ops.delete(key);
-      ops.set(key, kept);
-    }
+    for (const op of this.#open.ops.values()) addOp(ops, op);
     this.#open.ops = ops;
   }
 }

@@ -283,7 +283,8 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       store.put("workflows", "w3", { node: "node-d" });
       await store.flush();
       expect(await ofNode("node-d")).toEqual(["w3"]);
-      // Fenced like any write: an older tenure's move is dropped, and its writer told.
+      // Fenced like any write: an older tenure's move is dropped, and its writer told; in one batch with a put under
+      // another fence, or none, each is admitted or refused by its own.
       const refused: string[] = [];
       store.put("workflows", "w5", { node: "node-a" }, { fence: { resource: "node:node-a", token: 5 } });
       await store.flush();
@@ -291,6 +292,14 @@ export function describeStoreContract(name: string, { durable, createHarness }: 
       await store.flush();
       expect(refused).toEqual(["older"]);
       expect(await store.get("workflows", "w5")).toEqual({ node: "node-a" });
+      store.put("workflows", "w5", { node: "node-a", n: 5 });
+      store.move("workflows", "w5", "node-b", { fence: { resource: "node:node-a", token: 4, onRefused: () => refused.push("older again") } });
+      store.put("workflows", "w6", { node: "node-a", n: 6 }, { fence: { resource: "node:node-a", token: 3, onRefused: () => refused.push("older put") } });
+      store.move("workflows", "w6", "node-b");
+      await store.flush();
+      expect(refused).toEqual(["older", "older again", "older put"]);
+      expect(await store.get("workflows", "w5")).toEqual({ node: "node-a", n: 5 });
+      expect(await store.get("workflows", "w6")).toBeUndefined();
       expect(() => store.move("workflows", "w5", "\uD800")).toThrow(expect.objectContaining({ type: "INTERNAL" }));
     });
 

@@ -114,15 +114,30 @@ describe("the write batcher", () => {
     ]);
   });
 
-  it("moves what a failed commit put when a move of the same record follows, keeping the put's fence", async () => {
+  it("joins a move to the put before it under the same fence, a failed commit's put too, and keeps it apart, after it, under another", async () => {
     const { batcher, batches, failNext } = recordingBackend();
     failNext(new Error("connection reset"));
     const fence = { resource: "node:node-a", token: 3 };
     batcher.put("workflows", "w1", { node: "node-a", n: 1 }, { fence });
+    batcher.put("workflows", "w2", { node: "node-a", n: 2 });
     await batcher.flush().catch(() => undefined);
-    batcher.move("workflows", "w1", "node-b");
+    batcher.move("workflows", "w1", "node-b", { fence: { ...fence } });
+    batcher.move("workflows", "w2", "node-b", { fence });
+    batcher.delete("workflows", "w3");
+    batcher.move("workflows", "w3", "node-b");
     await batcher.flush();
-    expect(batches[1]).toEqual([{ collection: "workflows", id: "w1", json: '{"node":"node-a","n":1}', node: "node-b", fence }]);
+    // In the order of each record's last write.
+    expect(batches[1]).toEqual([
+      { collection: "workflows", id: "w2", json: '{"node":"node-a","n":2}', node: "node-a" },
+      { collection: "workflows", id: "w1", json: '{"node":"node-a","n":1}', node: "node-b", fence },
+      { collection: "workflows", id: "w2", json: undefined, node: "node-b", moved: true, fence },
+      { collection: "workflows", id: "w3", json: undefined },
+    ]);
+    // A put or a delete after a move replaces it.
+    batcher.move("workflows", "w1", "node-c", { fence });
+    batcher.put("workflows", "w1", { node: "node-a" });
+    await batcher.flush();
+    expect(batches[2]).toEqual([{ collection: "workflows", id: "w1", json: '{"node":"node-a"}', node: "node-a" }]);
   });
 
   it("keeps a backend's own BridgeError type (a network store's TRANSPORT)", async () => {

@@ -40,7 +40,11 @@ export class CrashableStore implements Store {
       for (const { collection, id, json, node, moved } of ops) {
         if (moved === true && node !== undefined) inner.move(collection, id, node);
         else if (json === undefined) inner.delete(collection, id);
-        else inner.put(collection, id, JSON.parse(json));
+        else {
+          inner.put(collection, id, JSON.parse(json));
+          // A put a move joined: its node is the move's, not its value's.
+          if (node !== undefined) inner.move(collection, id, node);
+        }
       }
       await inner.flush();
     });
