@@ -10,7 +10,7 @@ import { unrefClock, type Clock } from "../clock.js";
 import { BridgeError, httpStatusOf, toBridgeError } from "../errors.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { RouteQuery, type ApiKeyCheck } from "../server/http-server.js";
-import { AGENT_ID_PATTERN } from "../protocol/envelope.js";
+import { AGENT_ID_PATTERN, isAgentId } from "../protocol/envelope.js";
 import {
   AGENT_CONNECT_PATH,
   CLOSE_CODES,
@@ -178,19 +178,38 @@ export class AgentConnections {
     return this.byAgent.get(agentId);
   }
 
+  /**
+   * Who an upgrade asks to connect as, once its path, its key and its query are checked (the error the handshake
+   * answers otherwise): its agent id, and whether it asks for control frames.
+   */
+  private checkedRequest(req: IncomingMessage): { agentId: string; control: boolean } {
+    const url = new URL(req.url ?? "/", "http://bus");
+    if (url.pathname !== AGENT_CONNECT_PATH && url.pathname !== ROOT_CONNECT_PATH) {
+      throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
+    }
+    this.options.checkApiKey(presentedUpgradeKey(req));
+    const query = new RouteQuery(url.search);
+    const agentId = query.get("agent_id") ?? "";
+    if (!AGENT_ID_PATTERN.test(agentId)) {
+      throw new BridgeError("CONFIG", 'agent_id: expected an agent id such as "claude-code://orchestrator" in the query', { field: "agent_id" });
+    }
+    return { agentId, control: ["1", "true"].includes(query.get(CONTROL_PARAM) ?? "") };
+  }
+
+  /** The agent an upgrade asks to connect as, or `undefined` when the handshake would refuse it before looking (path, key, query). */
+  requestedAgent(req: IncomingMessage): string | undefined {
+    try {
+      const { agentId } = this.checkedRequest(req);
+      return isAgentId(agentId) ? agentId : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Handles an HTTP upgrade: path, key, agent id and capacity, then the WebSocket handshake. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     try {
-      const url = new URL(req.url ?? "/", "http://bus");
-      if (url.pathname !== AGENT_CONNECT_PATH && url.pathname !== ROOT_CONNECT_PATH) {
-        throw new BridgeError("NOT_FOUND", `No WebSocket endpoint at ${url.pathname}`);
-      }
-      this.options.checkApiKey(presentedUpgradeKey(req));
-      const query = new RouteQuery(url.search);
-      const agentId = query.get("agent_id") ?? "";
-      if (!AGENT_ID_PATTERN.test(agentId)) {
-        throw new BridgeError("CONFIG", 'agent_id: expected an agent id such as "claude-code://orchestrator" in the query', { field: "agent_id" });
-      }
+      const { agentId, control } = this.checkedRequest(req);
       const headerToken = req.headers[AGENT_TOKEN_HEADER];
       this.events.authorize(agentId, (Array.isArray(headerToken) ? headerToken[0] : headerToken) ?? offeredProtocolValue(req, TOKEN_PROTOCOL_PREFIX));
       if (this.stopping || this.count >= this.options.maxConnections) {
@@ -198,7 +217,6 @@ export class AgentConnections {
         refuseUpgrade(socket, 503, new BridgeError("CAPACITY", `The bus has reached maxConnections (${limit})`, { limit }));
         return;
       }
-      const control = ["1", "true"].includes(query.get(CONTROL_PARAM) ?? "");
       this.server.handleUpgrade(req, socket, head, (ws) => this.accept(agentId, ws, socket, control));
     } catch (error) {
       const bridgeError = toBridgeError(error);

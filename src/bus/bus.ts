@@ -21,8 +21,7 @@ import { isRuntimeFramework } from "../runtime/bus-agents.js";
 import { AGENT_TOKEN_HEADER } from "../protocol/headers.js";
 import { Replies } from "../runtime/replies.js";
 import { createRuntime, type Runtime } from "../runtime/runtime.js";
-import { createApiKeyCheck, RouteQuery, startHttpServer, type ApiKeyCheck, type HttpRoute, type HttpServer } from "../server/http-server.js";
-import { presentedUpgradeKey } from "../server/upgrades.js";
+import { createApiKeyCheck, startHttpServer, type HttpRoute, type HttpServer } from "../server/http-server.js";
 import { AgentConnections, type AgentConnection } from "./agent-connections.js";
 import { AgentRegistry, parseRegistration, type AgentDescriptor, type AgentListing, type StoredRegistration } from "./agent-registry.js";
 import { ResultAggregator } from "../workflows/aggregator.js";
@@ -101,8 +100,6 @@ export class CommunicationBus {
   /** The whole cluster's events for this node's stream (a cluster node only). */
   private readonly clusterEvents: ClusterEvents | undefined;
   private readonly registry: AgentRegistry;
-  /** The bus key's check, for every socket: agents' and the event stream's. */
-  private readonly checkApiKey: ApiKeyCheck;
   private readonly connections: AgentConnections;
   private readonly deliveries: Deliveries;
   /** Sync senders waiting for the envelope that answers their message, by its `message_id`. */
@@ -191,7 +188,6 @@ export class CommunicationBus {
     this.syncReplies = new Replies(this.clock);
     // One check of the bus key for every socket: agents' and the event stream's.
     const checkApiKey = createApiKeyCheck(this.options.apiKey);
-    this.checkApiKey = checkApiKey;
     this.connections = new AgentConnections(
       {
         maxConnections: this.options.maxConnections,
@@ -1121,14 +1117,8 @@ export class CommunicationBus {
    */
   private agentUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // No store read for an upgrade refused anyway (no key, a bad or repeated agent id): the handshake refuses it.
-    let agentId: string | null = null;
-    try {
-      this.checkApiKey(presentedUpgradeKey(req));
-      agentId = new RouteQuery(new URL(req.url ?? "/", "http://bus").search).get("agent_id");
-    } catch {
-      // refused below
-    }
-    if (!isAgentId(agentId) || !this.registrationUnsure(agentId)) {
+    const agentId = this.connections.requestedAgent(req);
+    if (agentId === undefined || !this.registrationUnsure(agentId)) {
       this.connections.handleUpgrade(req, socket, head);
       return;
     }
