@@ -185,22 +185,16 @@ export class ClusterDeliveries {
         }
       }
     }
-    if (republished > 0) {
-      process.emitWarning(`troupe: ${republished} messages node ${deadNode} recorded and had not published (it died first) were published now`, {
+    // A failure leaves the others as they are: a sender's next try publishes its message.
+    if (republished > 0 || refused > 0 || failed !== undefined) {
+      const outcome = [
+        `${republished} published again`,
+        ...(refused === 0 ? [] : [`${refused} refused by the stream (full), their records taken back`]),
+        ...(failed === undefined ? [] : [`the others left: ${failed}`]),
+      ];
+      process.emitWarning(`troupe: messages node ${deadNode} recorded and had not published (it died first): ${outcome.join("; ")}`, {
         code: "TROUPE_CLUSTER",
       });
-    }
-    if (refused > 0) {
-      process.emitWarning(
-        `troupe: ${refused} messages node ${deadNode} recorded and had not published were refused by the stream (full): their records are gone`,
-        {
-          code: "TROUPE_CLUSTER",
-        },
-      );
-    }
-    // Left as they are: a sender's next try publishes its message.
-    if (failed !== undefined) {
-      process.emitWarning(`troupe: messages node ${deadNode} recorded could not all be published again: ${failed}`, { code: "TROUPE_CLUSTER" });
     }
     return { watched, republished };
   }
