@@ -31,24 +31,24 @@ function node(cluster: TestCluster, nodeId: string, options: TestNodeOptions = {
   return startTestNode(nats, cluster, nodeId, options);
 }
 
-/** The live state a node stored for a message (`message_status/<key>`), read from PostgreSQL itself. */
-async function storedState(cluster: { database: string }, key: string): Promise<{ status: string; targetIndex: number } | undefined> {
-  const rows = await postgres.query<{ value: string }>(
-    "SELECT value FROM troupe.records WHERE collection = 'message_status' AND id = $1",
-    [key],
+/** The records of a collection in the cluster's database, by id, read from PostgreSQL itself (`id` alone: all of them). */
+function storedRows(cluster: { database: string }, collection: StoreCollection, id?: string): Promise<Array<{ id: string; value: string }>> {
+  return postgres.query<{ id: string; value: string }>(
+    "SELECT id, value FROM troupe.records WHERE collection = $1 AND ($2::text IS NULL OR id = $2) ORDER BY id",
+    [collection, id ?? null],
     cluster.database.slice(cluster.database.lastIndexOf("/") + 1),
   );
-  return rows[0] === undefined ? undefined : (JSON.parse(rows[0].value) as { status: string; targetIndex: number });
 }
 
-/** The ids of a collection's records in the cluster's database, read from PostgreSQL itself. */
+/** The live state a node stored for a message (`message_status/<key>`). */
+async function storedState(cluster: { database: string }, key: string): Promise<{ status: string; targetIndex: number } | undefined> {
+  const [row] = await storedRows(cluster, "message_status", key);
+  return row === undefined ? undefined : (JSON.parse(row.value) as { status: string; targetIndex: number });
+}
+
+/** The ids of a collection's records in the cluster's database. */
 async function storedIds(cluster: { database: string }, collection: StoreCollection): Promise<string[]> {
-  const rows = await postgres.query<{ id: string }>(
-    "SELECT id FROM troupe.records WHERE collection = $1 ORDER BY id",
-    [collection],
-    cluster.database.slice(cluster.database.lastIndexOf("/") + 1),
-  );
-  return rows.map(({ id }) => id);
+  return (await storedRows(cluster, collection)).map(({ id }) => id);
 }
 
 /**
