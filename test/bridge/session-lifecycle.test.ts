@@ -78,43 +78,35 @@ describe("session lifecycle (SPEC §2.2)", () => {
     const { runtime, controlled } = await startTestRuntime({ historyWindow: 30 });
     const { sessionId } = await runtime.bridge.sessionsCreate({});
     const quarter = MAX_HISTORY_BYTES / 4;
-    const exchange = async (prompt: string, text: string): Promise<void> => {
+    /** Prompts, answers with `text`, and gives the history the agent was handed with the prompt. */
+    const exchange = async (prompt: string, text = "ok"): Promise<Array<{ role: string; content: string }>> => {
       const reply = runtime.bridge.sessionsPrompt({ sessionId, prompt });
       await settle();
+      const handed = controlled.current().ctx.history;
       controlled.current().reply({ text });
       await reply;
+      return handed;
     };
     await exchange("a", "A".repeat(quarter));
     await exchange("b", "B".repeat(quarter));
     await exchange("c", "C".repeat(quarter));
     await exchange("d", "D".repeat(quarter));
     // Four replies of a quarter and four short prompts are past the bound: the first exchange went.
-    const next = runtime.bridge.sessionsPrompt({ sessionId, prompt: "e" });
-    await settle();
-    expect(controlled.current().ctx.history.map((message) => message.content.slice(0, 1))).toEqual(["b", "B", "c", "C", "d", "D"]);
-    controlled.current().reply({ text: "Z".repeat(3 * MAX_HISTORY_BYTES) });
-    await next;
+    const afterFour = await exchange("e", "Z".repeat(3 * MAX_HISTORY_BYTES));
+    expect(afterFour.map((message) => message.content.slice(0, 1))).toEqual(["b", "B", "c", "C", "d", "D"]);
     // One exchange larger than the bound alone: only it is kept, each message cut to half the bound.
-    const last = runtime.bridge.sessionsPrompt({ sessionId, prompt: "f" });
-    await settle();
-    const history = controlled.current().ctx.history;
-    expect(history.map((message) => [message.role, message.content.length])).toEqual([
+    // Bytes, not characters: the next reply, a sixth of the bound in control characters, is 6 bytes each in JSON.
+    const cut = await exchange("f", "\u0001".repeat(MAX_HISTORY_BYTES / 6 + 1));
+    expect(cut.map((message) => [message.role, message.content.length])).toEqual([
       ["user", 1],
       ["assistant", MAX_HISTORY_BYTES / 2],
     ]);
-    // Bytes, not characters: a reply of a sixth of the bound in control characters is 6 bytes each in JSON.
-    controlled.current().reply({ text: "\u0001".repeat(MAX_HISTORY_BYTES / 6 + 1) });
-    await last;
-    const after = runtime.bridge.sessionsPrompt({ sessionId, prompt: "g" });
-    await settle();
-    const bounded = controlled.current().ctx.history;
+    const bounded = await exchange("g");
     expect(bounded.map((message) => [message.role, message.content.length])).toEqual([
       ["user", 1],
       ["assistant", Math.floor(MAX_HISTORY_BYTES / 2 / 6)],
     ]);
     expect(Buffer.byteLength(JSON.stringify(bounded.map((message) => message.content)))).toBeLessThanOrEqual(MAX_HISTORY_BYTES);
-    controlled.current().reply();
-    await after;
   });
 
   it("refuses a prompt past maxQueuedPrompts with BUSY (retryable, session valid)", async () => {
